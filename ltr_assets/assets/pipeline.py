@@ -1,0 +1,178 @@
+"""raw_events -> feature_matrix -> ltr_model -> published_weights: thin wiring over the domain.
+
+Each asset reads its inputs from the lake by path, calls one domain function and returns
+metadata. Nothing goes through an IO manager, so a rolling window never trips over a partition
+that was never materialized (DESIGN.md, known pitfalls).
+"""
+
+from datetime import date
+
+from dagster import AssetDep as Dep
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from ltr_assets.candidates import publish_candidate, train_candidate
+from ltr_assets.checks import (
+    gate_check_result,
+    gate_check_specs,
+    quarantine_check_result,
+    quarantine_check_spec,
+)
+from ltr_assets.config import Settings
+from ltr_assets.features import build_feature_matrix
+from ltr_assets.ingest import ingest_day
+from ltr_assets.partitions import daily_partitions
+from ltr_assets.resources import LtrResource
+
+GROUP = "ltr"
+PIPELINE_TAG = {"ltr/pipeline": "daily"}
+
+
+def _day(context: AssetExecutionContext) -> date:
+    return date.fromisoformat(context.partition_key)
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    check_specs=[quarantine_check_spec("raw_events")],
+    description="Day D's recommendation and feedback events, validated and deduplicated "
+    "(Parquet); malformed events are quarantined with their reason.",
+    kinds={"parquet"},
+)
+def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+    settings = ltr.settings()
+    source = ltr.source()
+    day = _day(context)
+    report = ingest_day(source.read_day(day), day, ltr.lake(), source=source.name)
+    context.log.info(
+        f"raw_events[{day}]: read={report.read} accepted={report.accepted} "
+        f"duplicates={report.duplicates} quarantined={report.quarantined} ignored={report.ignored}"
+    )
+    return MaterializeResult(
+        metadata={
+            "source": source.name,
+            "read": report.read,
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "quarantined": report.quarantined,
+            "ignored": report.ignored,
+            "recommendations": report.recommendations,
+            "feedback": report.feedback,
+            "quarantine_ratio": report.quarantine_ratio,
+            "quarantine_reasons": MetadataValue.json(dict(report.reasons)),
+            "path": MetadataValue.path(str(report.parquet_path)),
+            "quarantine_path": MetadataValue.path(str(report.quarantine_path)),
+        },
+        check_results=[quarantine_check_result(report, settings.quarantine_warn_ratio)],
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    deps=[raw_events],
+    description="Day D's impressions as query groups with graded labels (0 none/decline, "
+    "1 click, 2 contact, 3 contract); late feedback from D+1 is joined when D+1 is in the lake.",
+    kinds={"duckdb", "parquet"},
+)
+def feature_matrix(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+    settings = ltr.settings()
+    report = build_feature_matrix(ltr.lake(), _day(context), settings.feedback_window_hours)
+    return MaterializeResult(
+        metadata={
+            "rows": report.rows,
+            "groups": report.groups,
+            "groups_with_positive": report.groups_with_positive,
+            "label_counts": MetadataValue.json({str(k): v for k, v in report.label_counts.items()}),
+            "feedback_events": report.feedback_events,
+            "feedback_matched": report.feedback_matched,
+            "late_feedback_matched": report.late_feedback_matched,
+            "next_day_present": report.next_day_present,
+            "path": MetadataValue.path(str(report.path)),
+        }
+    )
+
+
+def _window_mapping() -> TimeWindowPartitionMapping:
+    days = Settings.from_env().train_window_days
+    return TimeWindowPartitionMapping(
+        start_offset=-(days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    deps=[Dep(AssetKey("feature_matrix"), partition_mapping=_window_mapping())],
+    check_specs=gate_check_specs("ltr_model"),
+    description="LightGBM LambdaRank trained on the rolling window ending at D, with its "
+    "derived linear weights, evaluated on the newest groups; the gate checks decide publication.",
+    kinds={"lightgbm"},
+)
+def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+    report = train_candidate(ltr.lake(), ltr.registry(), _day(context), ltr.settings())
+    evaluation = report.evaluation
+    window = report.summary["training_window"]
+    context.log.info(
+        f"ltr_model[{report.day}]: nDCG@5={evaluation.ndcg[5].value:.4f} "
+        f"gap={evaluation.fairness.gap:.4f} p95={evaluation.latency.p95_ms:.3f}ms "
+        f"samples={evaluation.samples} gate_passed={report.gate_passed}"
+    )
+    return MaterializeResult(
+        metadata={
+            "scorer": evaluation.scorer,
+            **{f"ndcg@{k}": v.value for k, v in evaluation.ndcg.items()},
+            "ndcg@5_ci": MetadataValue.text(
+                f"{evaluation.ndcg[5].interval.low:.4f}–{evaluation.ndcg[5].interval.high:.4f}"
+            ),
+            "fairness_gap": evaluation.fairness.gap,
+            "latency_p95_ms": evaluation.latency.p95_ms,
+            "samples": evaluation.samples,
+            "gate_passed": report.gate_passed,
+            "weights_method": report.summary["weights_method"],
+            "weights_validation_ndcg@5": MetadataValue.json(
+                report.summary["weights_validation_ndcg_at_5"]
+            ),
+            "window_days_present": len(window["present"]),
+            "window_days_missing": MetadataValue.json(window["missing"]),
+            "groups": MetadataValue.json(window["groups"]),
+            "best_iteration": report.summary["best_iteration"],
+            "path": MetadataValue.path(str(report.path)),
+        },
+        check_results=[gate_check_result(result) for result in report.gate],
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    deps=[ltr_model],
+    description="The gated candidate published as a new registry version (weights summing to "
+    "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
+    kinds={"json"},
+)
+def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+    registry = ltr.registry()
+    result = publish_candidate(ltr.lake(), registry, _day(context))
+    context.log.info(
+        f"published_weights[{context.partition_key}]: {result.version} {result.reason}"
+    )
+    artifact = registry.load(result.version)
+    return MaterializeResult(
+        metadata={
+            "version": result.version,
+            "latest_moved": result.latest_moved,
+            "latest": registry.latest_version() or "",
+            "previous_latest": result.previous_latest or "",
+            "reason": result.reason,
+            "weights": MetadataValue.json(artifact.weights),
+            "path": MetadataValue.path(str(result.path)),
+        }
+    )

@@ -1,0 +1,148 @@
+"""A partition's candidate model: train on the window, evaluate, gate, and later publish it.
+
+ltr_model[D] writes the candidate into the lake (`candidates/D/`); published_weights[D] hands it
+to the registry only when every gate check passed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import date
+from functools import cache
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+from ltr_assets import atomic
+from ltr_assets.config import Settings
+from ltr_assets.evaluation import Evaluation, GateResult, decide_gate, evaluate
+from ltr_assets.lake import Lake
+from ltr_assets.registry import (
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    LocalRegistry,
+    PublishResult,
+    RegistryError,
+    weights_json,
+)
+from ltr_assets.scoring import ModelScorer, Scorer, WeightsScorer, make_scorer
+from ltr_assets.training import load_window, split_by_time, train_ranker
+
+CANDIDATE_FILE = "candidate.json"
+
+
+class GateNotPassed(RuntimeError):
+    """published_weights was asked to publish a candidate that failed its gate."""
+
+
+@cache
+def code_version() -> str:
+    """The git commit of the code that trained a model, or the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return "git:" + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return "pkg:" + package_version("ltr-platform")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@dataclass
+class CandidateReport:
+    day: date
+    path: Path
+    evaluation: Evaluation
+    gate: list[GateResult]
+    summary: dict[str, Any]
+
+    @property
+    def gate_passed(self) -> bool:
+        return all(result.passed for result in self.gate)
+
+
+def _live_evaluation(
+    registry: LocalRegistry, scorer_kind: str, test: Any
+) -> tuple[Evaluation | None, str]:
+    version = registry.latest_version()
+    if version is None:
+        return None, ""
+    try:
+        artifact = registry.load(version)
+    except RegistryError as exc:
+        # A broken live version is no yardstick; the gate says so instead of crashing.
+        return None, f"{version} (unreadable: {exc})"
+    live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
+    return evaluate(live, test, time_it=False), version
+
+
+def train_candidate(
+    lake: Lake, registry: LocalRegistry, day: date, settings: Settings
+) -> CandidateReport:
+    """Train on the rolling window ending at `day`, evaluate what serving will run, gate it."""
+    window = load_window(lake, day, settings.train_window_days)
+    train, valid, test = split_by_time(window.frame)
+    ranker = train_ranker(train, valid)
+    scorer: Scorer = (
+        WeightsScorer(ranker.weights)
+        if settings.scorer == "weights"
+        else ModelScorer(ranker.booster)
+    )
+    evaluation = evaluate(scorer, test)
+    live, live_version = _live_evaluation(registry, settings.scorer, test)
+    gate = decide_gate(evaluation, settings.gate, live, live_version)
+
+    folder = lake.candidate(day)
+    atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
+    atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
+    summary = {
+        "partition": day.isoformat(),
+        "scorer": settings.scorer,
+        "training_window": {
+            "days": settings.train_window_days,
+            "present": [d.isoformat() for d in window.days_present],
+            "missing": [d.isoformat() for d in window.days_missing],
+            "groups": {"train": train.groups, "valid": valid.groups, "test": test.groups},
+            "rows": {"train": len(train.frame), "valid": len(valid.frame), "test": len(test.frame)},
+        },
+        "params": ranker.info["params"],
+        "best_iteration": ranker.info["best_iteration"],
+        "weights_method": ranker.weights_method,
+        "weights_validation_ndcg_at_5": ranker.weights_validation,
+        "model_validation_ndcg_at_5": ranker.model_validation_ndcg5,
+        "metrics": evaluation.to_dict(),
+        "gate": [asdict(result) for result in gate],
+        "gate_passed": all(result.passed for result in gate),
+        "thresholds": asdict(settings.gate),
+        "code_version": code_version(),
+    }
+    atomic.write_text(folder / CANDIDATE_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    return CandidateReport(day, folder, evaluation, gate, summary)
+
+
+def publish_candidate(
+    lake: Lake, registry: LocalRegistry, day: date, force: bool = False
+) -> PublishResult:
+    """Publish ltr_model[day]'s candidate; refuses one whose gate did not pass."""
+    folder = lake.candidate(day)
+    try:
+        summary = json.loads((folder / CANDIDATE_FILE).read_text())
+        weights = json.loads((folder / WEIGHTS_FILE).read_text())
+        model_text = (folder / MODEL_FILE).read_text()
+    except FileNotFoundError as exc:
+        raise RegistryError(f"no candidate model for {day}: {exc.filename} is missing") from None
+    if not summary.get("gate_passed"):
+        failed = [g["name"] for g in summary["gate"] if not g["passed"]]
+        raise GateNotPassed(f"candidate for {day} failed its gate ({', '.join(failed)})")
+    metadata = {k: v for k, v in summary.items() if k != "partition"}
+    return registry.publish(weights, model_text, metadata, partition=day.isoformat(), force=force)

@@ -1,0 +1,76 @@
+"""Asset checks: the publication gate on ltr_model and the quarantine warning on raw_events.
+
+They are declared inline (`check_specs`) so each is partitioned like its asset, and the asset
+returns their results with its materialization. Gate checks are blocking with ERROR severity: a
+failure stops published_weights in the same run and the previous version stays live.
+"""
+
+from __future__ import annotations
+
+import math
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+
+from ltr_assets.evaluation import GATE_NAMES, GateResult
+from ltr_assets.ingest import IngestReport
+
+GATE_DESCRIPTIONS = {
+    "ndcg_at_5": "Test-split nDCG@5 of the scorer serving will run ≥ LTR_NDCG_MIN (0.65).",
+    "fairness_gap": "Largest top-5 exposure gap over protected attribute values ≤ "
+    "LTR_FAIRNESS_MAX (0.05).",
+    "latency_p95": "p95 time to score one query's candidates < LTR_LATENCY_P95_MS (15 ms).",
+    "min_samples": "Test groups with a positive label ≥ LTR_MIN_SAMPLES (100).",
+    "no_regression": "nDCG@5 not worse than the live version on the same test groups by more "
+    "than LTR_REGRESSION_MARGIN (0.02).",
+}
+QUARANTINE_CHECK = "quarantine_ratio"
+
+
+def gate_check_specs(asset: str) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec(name, asset=asset, blocking=True, description=GATE_DESCRIPTIONS[name])
+        for name in GATE_NAMES
+    ]
+
+
+def quarantine_check_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        QUARANTINE_CHECK,
+        asset=asset,
+        description="Warns when the share of quarantined events exceeds "
+        "LTR_QUARANTINE_WARN_RATIO (0.05).",
+    )
+
+
+def _number(value: float) -> MetadataValue:
+    return MetadataValue.float(float(value)) if math.isfinite(value) else MetadataValue.text("n/a")
+
+
+def gate_check_result(result: GateResult) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=result.name,
+        passed=result.passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=result.description,
+        metadata={
+            "value": _number(result.value),
+            "threshold": _number(result.threshold),
+            **{k: MetadataValue.text(str(v)) for k, v in result.details.items()},
+        },
+    )
+
+
+def quarantine_check_result(report: IngestReport, warn_ratio: float) -> AssetCheckResult:
+    ratio = report.quarantine_ratio
+    return AssetCheckResult(
+        check_name=QUARANTINE_CHECK,
+        passed=ratio <= warn_ratio,
+        severity=AssetCheckSeverity.WARN,
+        description=f"{report.quarantined} of {report.read - report.ignored} events quarantined "
+        f"({ratio:.2%}; warn above {warn_ratio:.2%})",
+        metadata={
+            "quarantine_ratio": ratio,
+            "quarantined": report.quarantined,
+            "reasons": MetadataValue.json(dict(report.reasons)),
+        },
+    )

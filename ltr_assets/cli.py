@@ -1,0 +1,144 @@
+"""`ltr`: the command line (simulate events, inspect and roll back the registry, run the demo)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from ltr_assets.config import Settings
+from ltr_assets.registry import LocalRegistry, RegistryError
+from ltr_assets.simulator import ENVELOPES, Simulator, SimulatorConfig, render_lines
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    if args.to != "file":
+        print("error: --to kafka arrives with the Kafka source; use --out FILE", file=sys.stderr)
+        return 2
+    config = SimulatorConfig(
+        start=date.fromisoformat(args.start),
+        days=args.days,
+        seed=args.seed,
+        requests_per_day=args.requests_per_day,
+        bias_against=args.bias_against,
+        bias_strength=args.bias_strength,
+    )
+    simulator = Simulator(config)
+    events = simulator.events()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w") as handle:
+        for line in render_lines(events, args.envelope, args.seed):
+            handle.write(line + "\n")
+    print(f"wrote {len(events)} events ({args.envelope} envelope) for {args.days} days to {out}")
+    return 0
+
+
+def _registry(settings: Settings) -> LocalRegistry:
+    return LocalRegistry(settings.registry_dir, settings.weights_path)
+
+
+def _registry_list(args: argparse.Namespace) -> int:
+    registry = _registry(Settings.from_env())
+    latest = registry.latest_version()
+    for version in registry.versions():
+        try:
+            meta = registry.metadata(version)
+        except RegistryError as exc:
+            print(f"  {version}  (unreadable: {exc})")
+            continue
+        ndcg = meta.get("metrics", {}).get("ndcg", {}).get("ndcg@5", {}).get("value")
+        mark = "*" if version == latest else " "
+        figure = f"nDCG@5={ndcg:.4f}" if isinstance(ndcg, float) else ""
+        print(f"{mark} {version}  partition={meta.get('partition', '?')}  {figure}")
+    if latest is None:
+        print("(no latest version)")
+    return 0
+
+
+def _registry_show(args: argparse.Namespace) -> int:
+    registry = _registry(Settings.from_env())
+    version = args.version or registry.latest_version()
+    if version is None:
+        print("error: no version published yet", file=sys.stderr)
+        return 1
+    print(json.dumps(registry.metadata(version), indent=2))
+    return 0
+
+
+def _registry_verify(args: argparse.Namespace) -> int:
+    registry = _registry(Settings.from_env())
+    versions = [args.version] if args.version else registry.versions()
+    bad = 0
+    for version in versions:
+        problems = registry.verify(version)
+        print(f"{version}: {'ok' if not problems else '; '.join(problems)}")
+        bad += bool(problems)
+    return 1 if bad else 0
+
+
+def _registry_rollback(args: argparse.Namespace) -> int:
+    registry = _registry(Settings.from_env())
+    result = registry.rollback(args.version)
+    print(f"latest: {result.previous_latest} -> {result.version}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ltr_assets.demo import run_demo
+
+    return run_demo(days=args.days, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ltr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write days of simulated platform events")
+    sim.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    sim.add_argument("--days", type=int, required=True)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--out", help="JSONL file to write")
+    sim.add_argument("--to", choices=["file", "kafka"], default="file")
+    sim.add_argument("--envelope", choices=ENVELOPES, default="flat")
+    sim.add_argument("--requests-per-day", type=int, default=400)
+    sim.add_argument("--bias-against", help="clients' bias against a group, e.g. gender=F")
+    sim.add_argument("--bias-strength", type=float, default=1.0)
+    sim.set_defaults(func=_simulate)
+
+    reg = sub.add_parser("registry", help="inspect, verify and roll back published versions")
+    reg_sub = reg.add_subparsers(dest="action", required=True)
+    reg_sub.add_parser("list").set_defaults(func=_registry_list)
+    show = reg_sub.add_parser("show")
+    show.add_argument("version", nargs="?")
+    show.set_defaults(func=_registry_show)
+    verify = reg_sub.add_parser("verify")
+    verify.add_argument("version", nargs="?")
+    verify.set_defaults(func=_registry_verify)
+    rollback = reg_sub.add_parser("rollback")
+    rollback.add_argument("version")
+    rollback.set_defaults(func=_registry_rollback)
+
+    demo = sub.add_parser("demo", help="simulate, run the pipeline, print a report")
+    demo.add_argument("--days", type=int, default=28)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "simulate" and args.to == "file" and not args.out:
+        build_parser().error("simulate needs --out FILE")
+    try:
+        return args.func(args)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

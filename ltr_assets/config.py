@@ -1,0 +1,137 @@
+"""Settings from environment variables: the one place configuration is read.
+
+Every variable has a documented default (README, "Configuration"). A bad value raises
+ConfigError naming the variable, instead of failing somewhere deep in a run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCORERS = ("weights", "model")
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    return raw or default
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """The publication gate. Defaults are DESIGN.md's."""
+
+    ndcg_min: float = 0.65
+    fairness_max: float = 0.05
+    latency_p95_ms: float = 15.0
+    min_samples: int = 100
+    regression_margin: float = 0.02
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    data_dir: Path
+    registry_dir: Path
+    weights_path: Path
+    audit_log: str
+    start_date: str
+    kafka_bootstrap_servers: str
+    kafka_topic: str
+    kafka_group_id: str
+    s3_bucket: str
+    s3_prefix: str
+    s3_endpoint: str
+    gate: GateThresholds = field(default_factory=GateThresholds)
+    train_window_days: int = 14
+    feedback_window_hours: int = 24
+    quarantine_warn_ratio: float = 0.05
+    scorer: str = "weights"
+    reload_token: str = ""
+    poll_seconds: float = 300.0
+    notify_webhook_url: str = ""
+    serving_url: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(_str(env, "LTR_HOME", "./var"))
+        scorer = _str(env, "LTR_SCORER", "weights")
+        if scorer not in SCORERS:
+            raise ConfigError(f"LTR_SCORER={scorer!r} must be one of {', '.join(SCORERS)}")
+        start_date = _str(env, "LTR_START_DATE", "2026-01-01")
+        _check_date("LTR_START_DATE", start_date)
+        gate = GateThresholds(
+            ndcg_min=_float(env, "LTR_NDCG_MIN", GateThresholds.ndcg_min),
+            fairness_max=_float(env, "LTR_FAIRNESS_MAX", GateThresholds.fairness_max),
+            latency_p95_ms=_float(env, "LTR_LATENCY_P95_MS", GateThresholds.latency_p95_ms),
+            min_samples=_int(env, "LTR_MIN_SAMPLES", GateThresholds.min_samples),
+            regression_margin=_float(
+                env, "LTR_REGRESSION_MARGIN", GateThresholds.regression_margin
+            ),
+        )
+        return cls(
+            home=home,
+            data_dir=Path(_str(env, "LTR_DATA_DIR", str(home / "lake"))),
+            registry_dir=Path(_str(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
+            weights_path=Path(_str(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))),
+            audit_log=_str(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
+            start_date=start_date,
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip(),
+            kafka_topic=_str(env, "KAFKA_TOPIC", "match_events"),
+            kafka_group_id=_str(env, "KAFKA_GROUP_ID", "ltr-raw-events"),
+            s3_bucket=env.get("S3_BUCKET", "").strip(),
+            s3_prefix=_str(env, "S3_PREFIX", "ltr"),
+            s3_endpoint=env.get("S3_ENDPOINT", "").strip(),
+            gate=gate,
+            train_window_days=_int(env, "LTR_TRAIN_WINDOW_DAYS", 14, minimum=1),
+            feedback_window_hours=_int(env, "LTR_FEEDBACK_WINDOW_HOURS", 24, minimum=1),
+            quarantine_warn_ratio=_float(env, "LTR_QUARANTINE_WARN_RATIO", 0.05),
+            scorer=scorer,
+            reload_token=env.get("LTR_RELOAD_TOKEN", ""),
+            poll_seconds=_float(env, "WEIGHTS_POLL_SECONDS", 300.0),
+            notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
+            serving_url=env.get("LTR_SERVING_URL", "").strip(),
+        )
+
+
+def _check_date(name: str, value: str) -> None:
+    from datetime import date
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a date YYYY-MM-DD") from None

@@ -1,0 +1,99 @@
+"""raw_events: validate a day's records, quarantine the bad ones, deduplicate, write Parquet."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+
+from ltr_assets import atomic
+from ltr_assets.events import EVENT_COLUMNS, Rejection
+from ltr_assets.lake import Lake
+from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
+from ltr_assets.sources import SourceRecord
+
+RAW_EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("request_id", pa.string()),
+        ("case_id", pa.string()),
+        ("lawyer_id", pa.string()),
+        ("rank_position", pa.int32()),
+        ("score", pa.float64()),
+        ("algorithm_version", pa.string()),
+        ("preset", pa.string()),
+        ("action", pa.string()),
+        *[(column, pa.float64()) for column in FEATURE_COLUMNS],
+        *[(column, pa.string()) for column in ATTRIBUTE_COLUMNS],
+    ]
+)
+assert tuple(RAW_EVENTS_SCHEMA.names) == EVENT_COLUMNS
+
+
+@dataclass
+class IngestReport:
+    day: date
+    source: str
+    read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    ignored: int = 0
+    recommendations: int = 0
+    feedback: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    parquet_path: Path | None = None
+    quarantine_path: Path | None = None
+
+    @property
+    def quarantine_ratio(self) -> float:
+        considered = self.read - self.ignored
+        return self.quarantined / considered if considered else 0.0
+
+
+def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: str) -> IngestReport:
+    """Write the day's accepted events (sorted, deduplicated by event id) and its quarantine."""
+    report = IngestReport(day=day, source=source)
+    rows: dict[str, dict] = {}
+    quarantine_lines: list[str] = []
+    for record in records:
+        report.read += 1
+        outcome = record.outcome
+        if outcome is None:
+            report.ignored += 1
+        elif isinstance(outcome, Rejection):
+            report.quarantined += 1
+            report.reasons[outcome.kind] += 1
+            quarantine_lines.append(
+                json.dumps(
+                    {
+                        "reason": outcome.reason,
+                        "kind": outcome.kind,
+                        "origin": record.origin,
+                        "raw": record.raw.decode("utf-8", errors="replace"),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        elif outcome["event_id"] in rows:
+            report.duplicates += 1
+        else:
+            rows[outcome["event_id"]] = outcome
+
+    ordered = sorted(rows.values(), key=lambda row: (row["timestamp"], row["event_id"]))
+    report.accepted = len(ordered)
+    report.recommendations = sum(1 for row in ordered if row["action"] is None)
+    report.feedback = report.accepted - report.recommendations
+    table = pa.Table.from_pylist(ordered, schema=RAW_EVENTS_SCHEMA)
+    report.parquet_path = lake.raw_events(day)
+    atomic.write_parquet(report.parquet_path, table)
+    report.quarantine_path = lake.quarantine(day)
+    atomic.write_text(report.quarantine_path, "".join(line + "\n" for line in quarantine_lines))
+    return report

@@ -1,0 +1,61 @@
+"""Outgoing calls: Slack-compatible notifications and the serving app's reload request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+log = logging.getLogger("ltr.notify")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    ok: bool
+    attempts: int
+    status: int | None
+    error: str
+
+
+def post_json(
+    url: str,
+    payload: dict,
+    token: str = "",
+    attempts: int = 3,
+    backoff_s: float = 0.5,
+    timeout_s: float = 5.0,
+) -> Delivery:
+    """POST with retries and backoff; never raises (the caller reports the outcome)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    error = ""
+    status = None
+    for attempt in range(1, attempts + 1):
+        try:
+            response = httpx.post(url, json=payload, headers=headers, timeout=timeout_s)
+            status = response.status_code
+            if response.is_success:
+                return Delivery(True, attempt, status, "")
+            error = f"HTTP {status}: {response.text[:200]}"
+            if 400 <= status < 500 and status != 429:
+                break  # our request is wrong; retrying will not help
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        if attempt < attempts:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    log.warning("POST %s failed after %d attempts: %s", url, attempt, error)
+    return Delivery(False, attempt, status, error)
+
+
+def notify(webhook_url: str, text: str) -> Delivery | None:
+    """Log the message, and post it to the webhook (Slack's {"text": …}) when one is set."""
+    log.info("notification: %s", text)
+    if not webhook_url:
+        return None
+    return post_json(webhook_url, {"text": text})
+
+
+def request_reload(serving_url: str, token: str) -> Delivery:
+    """Ask the ranking service to load whatever `latest` points at now."""
+    return post_json(serving_url.rstrip("/") + "/reload", {}, token=token)

@@ -1,0 +1,64 @@
+"""The scorers that serving runs, so the gate can time and evaluate exactly the same code.
+
+Both take a candidates × features matrix in FEATURES order and return one score per candidate.
+`weights` is the published linear scorer (ltr_weights.json); `model` is the LightGBM booster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import lightgbm as lgb
+import numpy as np
+
+from ltr_assets.schema import FEATURES
+
+
+class Scorer(Protocol):
+    kind: str
+
+    def score(self, matrix: np.ndarray) -> np.ndarray: ...
+
+
+class WeightsScorer:
+    """score = Σ weight_f · value_f; a missing value (NaN) contributes nothing."""
+
+    kind = "weights"
+
+    def __init__(self, weights: Mapping[str, float], features: Sequence[str] = FEATURES) -> None:
+        self.features = tuple(features)
+        self.vector = np.array([float(weights[f]) for f in self.features], dtype=np.float64)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(matrix, nan=0.0) @ self.vector
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        return np.nan_to_num(matrix, nan=0.0) * self.vector
+
+
+class ModelScorer:
+    """The LightGBM booster, predicting on one thread (one request is a small batch)."""
+
+    kind = "model"
+
+    def __init__(self, booster: lgb.Booster, features: Sequence[str] = FEATURES) -> None:
+        self.features = tuple(features)
+        self.booster = booster
+
+    @classmethod
+    def from_model_text(cls, text: str, features: Sequence[str] = FEATURES) -> ModelScorer:
+        return cls(lgb.Booster(model_str=text), features)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        return self.booster.predict(matrix, num_threads=1)
+
+
+def make_scorer(
+    kind: str, weights: Mapping[str, float], model_text: str, features: Sequence[str] = FEATURES
+) -> Scorer:
+    if kind == "weights":
+        return WeightsScorer(weights, features)
+    if kind == "model":
+        return ModelScorer.from_model_text(model_text, features)
+    raise ValueError(f"unknown scorer {kind!r}")

@@ -1,0 +1,73 @@
+"""Sensors: tell the ranking service to reload after a publication; notify on run outcomes.
+
+The reload sensor asks the service to load whatever `latest` points at, never a partition named
+in the event (asset sensors coalesce events between ticks). Run-status sensors watch every job of
+the location, so backfills (which may run as asset jobs) notify too.
+"""
+
+from dagster import (
+    AssetKey,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    EventLogEntry,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    SensorEvaluationContext,
+    SkipReason,
+    asset_sensor,
+    run_failure_sensor,
+    run_status_sensor,
+)
+
+from ltr_assets.config import Settings
+from ltr_assets.notify import notify, request_reload
+
+
+@asset_sensor(
+    asset_key=AssetKey("published_weights"),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="After published_weights materializes, POST /reload to LTR_SERVING_URL.",
+)
+def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):
+    settings = Settings.from_env()
+    if not settings.serving_url:
+        return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
+    delivery = request_reload(settings.serving_url, settings.reload_token)
+    if delivery.ok:
+        return SkipReason(f"serving reloaded after run {asset_event.run_id}")
+    notify(settings.notify_webhook_url, f"LTR serving reload failed: {delivery.error}")
+    raise RuntimeError(
+        f"reload request failed after {delivery.attempts} attempts: {delivery.error}"
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Posts run successes to NOTIFY_WEBHOOK_URL.",
+)
+def notify_run_success(context: RunStatusSensorContext):
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "-")
+    notify(
+        Settings.from_env().notify_webhook_url,
+        f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})",
+    )
+
+
+@run_failure_sensor(
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Posts run failures (including a failed gate) to NOTIFY_WEBHOOK_URL.",
+)
+def notify_run_failure(context: RunFailureSensorContext):
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition", "-")
+    message = context.failure_event.message if context.failure_event else "failed"
+    notify(
+        Settings.from_env().notify_webhook_url,
+        f":x: {run.job_name} [{partition}] failed (run {run.run_id[:8]}): {message}",
+    )
+
+
+SENSORS = [reload_serving_sensor, notify_run_success, notify_run_failure]

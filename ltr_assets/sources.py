@@ -1,0 +1,121 @@
+"""Event sources: where the lines of one day come from.
+
+A source yields `SourceRecord`s that belong to one UTC day, each already parsed. The audit-log
+file source is the fallback (and the embedded default); the Kafka source comes later on top of the
+same record type.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ltr_assets.events import Rejection, parse_event
+
+# A cheap look at a line's own date, so a day's read does not JSON-decode every other day.
+_DATE_HINT = re.compile(rb'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})')
+_NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    origin: str  # where the line came from, e.g. "audit.jsonl:42"
+    raw: bytes
+    outcome: dict[str, Any] | Rejection | None  # row, rejection, or None (not an LTR event)
+
+
+def _outcome_day(outcome: dict[str, Any] | Rejection | None) -> date | None:
+    if isinstance(outcome, dict):
+        return outcome["timestamp"].date()
+    if isinstance(outcome, Rejection) and outcome.timestamp is not None:
+        return outcome.timestamp.date()
+    return None
+
+
+class AuditLogSource:
+    """JSONL files (flat or audit-log envelope) matching a path or glob.
+
+    Each event belongs to the UTC day of its own timestamp. A line whose time cannot be read (bad
+    JSON, no timestamp) belongs to the day of the nearest readable line before it in the same file
+    (after it, at the head of a file; the file's own day when no line has a time), so it is
+    quarantined exactly once, in one partition.
+    """
+
+    name = "audit_log"
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+
+    def files(self) -> list[Path]:
+        return [Path(p) for p in sorted(glob.glob(self.pattern)) if Path(p).is_file()]
+
+    def read_day(self, day: date) -> Iterator[SourceRecord]:
+        for path in self.files():
+            yield from self._read_file(path, day)
+
+    def _read_file(self, path: Path, day: date) -> Iterator[SourceRecord]:
+        near = {day - timedelta(days=1), day, day + timedelta(days=1)}
+        last_day: date | None = None
+        undated: list[SourceRecord] = []  # lines waiting for a neighbour's day
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                line = line.strip()
+                if not line:
+                    continue
+                hinted = _hinted_day(line)
+                if hinted is not None and hinted not in near:
+                    # An offset can move a time across midnight, never by two days.
+                    last_day = hinted
+                    if undated:
+                        yield from _flush(undated, hinted, day)
+                    continue
+                outcome = parse_event(line)
+                record = SourceRecord(f"{path.name}:{number}", line, outcome)
+                own_day = _outcome_day(outcome)
+                if own_day is None:
+                    if last_day is None:
+                        undated.append(record)
+                    elif last_day == day:
+                        yield record
+                    continue
+                last_day = own_day
+                if undated:
+                    yield from _flush(undated, own_day, day)
+                if own_day == day:
+                    yield record
+        if undated:
+            # A file with no readable time at all: its lines go to the file's own day.
+            yield from _flush(undated, _file_day(path), day)
+
+
+def _hinted_day(line: bytes) -> date | None:
+    """The date every "timestamp" key of the line agrees on, without decoding the JSON."""
+    hints = set(_DATE_HINT.findall(line))
+    if len(hints) != 1:
+        return None
+    try:
+        return date.fromisoformat(hints.pop().decode())
+    except ValueError:
+        return None
+
+
+def _file_day(path: Path) -> date:
+    """The date in the file name if there is one, else the UTC date of its last modification."""
+    match = _NAME_DATE.search(path.name)
+    if match:
+        try:
+            return date.fromisoformat(match.group(1))
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
+
+
+def _flush(undated: list[SourceRecord], neighbour: date, day: date) -> Iterator[SourceRecord]:
+    if neighbour == day:
+        yield from undated
+    undated.clear()
