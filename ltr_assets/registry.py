@@ -58,7 +58,17 @@ def weights_json(weights: Mapping[str, float]) -> bytes:
 def validate_artifact(
     weights_bytes: bytes, model_bytes: bytes, metadata: Mapping[str, Any] | None
 ) -> dict[str, float]:
-    """Every rule a live artifact must meet; returns the weights. Raises RegistryError."""
+    """Every rule a live artifact must meet; returns the weights. Raises RegistryError.
+
+    Checksums come first: LightGBM aborts the whole process on some malformed model files, so a
+    model is parsed only once its bytes are known to be the ones that were published.
+    """
+    if metadata is not None:
+        expected = metadata.get("checksums", {})
+        actual = {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)}
+        for name, digest in actual.items():
+            if expected.get(name) != digest:
+                raise RegistryError(f"checksum of {name} does not match metadata.json")
     try:
         weights = json.loads(weights_bytes)
     except ValueError as exc:
@@ -83,12 +93,6 @@ def validate_artifact(
         raise RegistryError(f"{MODEL_FILE} does not load: {exc}") from None
     if booster.feature_name() != list(FEATURES):
         raise RegistryError(f"{MODEL_FILE} features {booster.feature_name()} != {list(FEATURES)}")
-    if metadata is not None:
-        expected = metadata.get("checksums", {})
-        actual = {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)}
-        for name, digest in actual.items():
-            if expected.get(name) != digest:
-                raise RegistryError(f"checksum of {name} does not match metadata.json")
     return {f: float(weights[f]) for f in FEATURES}
 
 

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ltr_assets.config import ConfigError, Settings
+
+
+def test_defaults_follow_ltr_home() -> None:
+    settings = Settings.from_env({"LTR_HOME": "/srv/ltr"})
+    assert settings.data_dir == Path("/srv/ltr/lake")
+    assert settings.registry_dir == Path("/srv/ltr/registry")
+    assert settings.weights_path == Path("/srv/ltr/models/ltr_weights.json")
+    assert settings.kafka_topic == "match_events" and settings.s3_prefix == "ltr"
+    gate = settings.gate
+    assert (gate.ndcg_min, gate.fairness_max, gate.latency_p95_ms, gate.min_samples) == (
+        0.65, 0.05, 15.0, 100)  # fmt: skip
+
+
+def test_thresholds_are_parsed_from_strings() -> None:
+    settings = Settings.from_env({"LTR_NDCG_MIN": "0.7", "LTR_MIN_SAMPLES": "250"})
+    assert settings.gate.ndcg_min == 0.7 and settings.gate.min_samples == 250
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LTR_NDCG_MIN": "high"}, "LTR_NDCG_MIN='high' is not a number"),
+        ({"LTR_FAIRNESS_MAX": "nan"}, "not a finite number"),
+        ({"LTR_MIN_SAMPLES": "1.5"}, "not an integer"),
+        ({"LTR_TRAIN_WINDOW_DAYS": "0"}, "at least 1"),
+        ({"LTR_SCORER": "neural"}, "must be one of"),
+        ({"LTR_START_DATE": "26/11/2026"}, "not a date"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        Settings.from_env(env)

@@ -1,0 +1,93 @@
+"""Parsing both envelopes of the event contract."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from ltr_assets.events import Rejection, parse_event
+
+FEATURES = {"A": 1.0, "S": 0.82, "T": 0.6, "G": 0.9, "Q": 0.7, "U": 0.4, "R": 0.8, "C": 0.5,
+            "E": 0.5, "P": 1.0, "M": 0.3}  # fmt: skip
+FLAT = {
+    "event_id": "e-1",
+    "event_type": "match_recommendation",
+    "timestamp": "2026-11-25T14:03:11.123Z",
+    "request_id": "r-1",
+    "case_id": "c-1",
+    "lawyer_id": "l-1",
+    "rank_position": 1,
+    "features": FEATURES,
+    "lawyer_groups": {"gender": "F", "ethnicity": "parda", "pcd": False, "orientation": None},
+    "algorithm_version": "v2.8",
+    "preset": "balanced",
+    "score": 0.83,
+}
+
+
+def test_flat_recommendation() -> None:
+    row = parse_event(json.dumps(FLAT))
+    assert isinstance(row, dict)
+    assert row["timestamp"] == datetime(2026, 11, 25, 14, 3, 11, 123000, tzinfo=UTC)
+    assert row["f_A"] == 1.0 and row["f_M"] == 0.3
+    assert row["g_gender"] == "F" and row["g_pcd"] == "false" and row["g_orientation"] is None
+    assert row["rank_position"] == 1 and row["action"] is None
+
+
+def test_audit_line_with_aliases_nested_features_and_derived_id() -> None:
+    line = {
+        "timestamp": "2026-11-25T14:03:11-03:00",
+        "level": "INFO",
+        "message": "match_recommendation",
+        "context": {"case": "c-9", "lawyer": "l-9", "scores": {"features": FEATURES}},
+    }
+    row = parse_event(json.dumps(line))
+    assert isinstance(row, dict)
+    assert row["case_id"] == "c-9" and row["lawyer_id"] == "l-9" and row["request_id"] is None
+    assert row["timestamp"] == datetime(2026, 11, 25, 17, 3, 11, tzinfo=UTC)
+    assert row["event_id"].startswith("d-")
+    # the same content gives the same id, whatever the key order or spacing
+    reordered = json.dumps(dict(reversed(list(line.items()))), indent=1)
+    assert parse_event(reordered)["event_id"] == row["event_id"]
+    other = {**line, "context": {**line["context"], "lawyer": "l-10"}}
+    assert parse_event(json.dumps(other))["event_id"] != row["event_id"]
+
+
+def test_other_audit_records_are_ignored_not_rejected() -> None:
+    assert parse_event('{"timestamp": "2026-11-25T00:00:00Z", "message": "login"}') is None
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        ("{not json", "invalid_json"),
+        ("[1, 2]", "not_an_object"),
+        (json.dumps({**FLAT, "event_type": "page_view"}), "unknown_event_type"),
+        (json.dumps({**FLAT, "timestamp": "yesterday"}), "bad_timestamp"),
+        (json.dumps({k: v for k, v in FLAT.items() if k != "timestamp"}), "bad_timestamp"),
+        (json.dumps({k: v for k, v in FLAT.items() if k != "case_id"}), "missing_id"),
+        (json.dumps({**FLAT, "lawyer_id": {"id": 1}}), "bad_id"),
+        (json.dumps({**FLAT, "features": {**FEATURES, "T": 1.7}}), "bad_feature"),
+        (json.dumps({**FLAT, "features": {**FEATURES, "T": "high"}}), "bad_feature"),
+        ('{"event_type": "match_recommendation", "timestamp": "2026-11-25T00:00:00Z", '
+         '"case_id": "c", "lawyer_id": "l", "features": {"A": NaN}}', "bad_feature"),  # fmt: skip
+        (json.dumps({**FLAT, "features": None}), "missing_features"),
+        (json.dumps({**FLAT, "event_type": "offer_feedback", "action": "like"}), "bad_action"),
+        (json.dumps({"timestamp": "2026-11-25T00:00:00Z", "message": "offer_feedback"}),
+         "bad_envelope"),  # fmt: skip
+    ],
+)
+def test_invalid_events_are_rejected_with_a_reason(line: str, kind: str) -> None:
+    outcome = parse_event(line)
+    assert isinstance(outcome, Rejection)
+    assert outcome.kind == kind
+    assert outcome.reason
+
+
+def test_rejection_keeps_its_own_time_when_readable() -> None:
+    outcome = parse_event(json.dumps({**FLAT, "features": {**FEATURES, "A": -0.1}}))
+    assert isinstance(outcome, Rejection)
+    assert outcome.timestamp == datetime(2026, 11, 25, 14, 3, 11, 123000, tzinfo=UTC)
+    assert "outside [0, 1]" in outcome.reason

@@ -1,0 +1,111 @@
+"""feature_matrix: query groups, graded labels, matching rules, late feedback."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ltr_assets.features import build_feature_matrix
+from ltr_assets.ingest import ingest_day
+from ltr_assets.lake import Lake
+from ltr_assets.sources import AuditLogSource
+from tests.unit.test_events import FLAT
+
+D = date(2026, 11, 25)
+
+
+def shown(request: str | None, case: str, lawyer: str, time: str, position: int) -> dict:
+    return {**FLAT, "event_id": f"s-{request}-{lawyer}-{time}", "request_id": request,
+            "case_id": case, "lawyer_id": lawyer, "timestamp": time, "rank_position": position}  # fmt: skip
+
+
+def feedback(request: str | None, case: str, lawyer: str, time: str, action: str) -> dict:
+    return {"event_id": f"f-{lawyer}-{action}-{time}", "event_type": "offer_feedback",
+            "timestamp": time, "request_id": request, "case_id": case, "lawyer_id": lawyer,
+            "action": action}  # fmt: skip
+
+
+def _matrix(tmp_path: Path, events: list[dict], days: list[date]) -> dict[date, pd.DataFrame]:
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+    lake = Lake(tmp_path / "lake")
+    source = AuditLogSource(str(tmp_path / "e.jsonl"))
+    for day in days:
+        ingest_day(source.read_day(day), day, lake, "f")
+    out = {}
+    for day in days:
+        build_feature_matrix(lake, day, feedback_window_hours=24)
+        out[day] = pd.read_parquet(lake.feature_matrix(day))
+    return out
+
+
+def _labels(frame: pd.DataFrame) -> dict[tuple[str, str], int]:
+    return {(g, lw): int(lab) for g, lw, lab in frame[["group_id", "lawyer_id", "label"]].values}
+
+
+def test_strongest_feedback_wins_and_declines_are_zero(tmp_path: Path) -> None:
+    t = "2026-11-25T10:00:00Z"
+    events = [shown("r1", "c1", l, t, i) for i, l in enumerate(["a", "b", "c", "d"], 1)] + [
+        feedback("r1", "c1", "a", "2026-11-25T10:05:00Z", "click"),
+        feedback("r1", "c1", "a", "2026-11-25T11:00:00Z", "contract"),
+        feedback("r1", "c1", "b", "2026-11-25T10:06:00Z", "contact"),
+        feedback("r1", "c1", "b", "2026-11-25T10:07:00Z", "click"),
+        feedback("r1", "c1", "c", "2026-11-25T10:08:00Z", "decline"),
+    ]
+    frame = _matrix(tmp_path, events, [D])[D]
+    assert _labels(frame) == {("r1", "a"): 3, ("r1", "b"): 2, ("r1", "c"): 0, ("r1", "d"): 0}
+    assert frame["rank_position"].tolist() == [1, 2, 3, 4]
+
+
+def test_feedback_without_request_id_goes_to_latest_impression_before_it(tmp_path: Path) -> None:
+    events = [
+        shown("r1", "c1", "a", "2026-11-25T09:00:00Z", 1),
+        shown("r2", "c1", "a", "2026-11-25T12:00:00Z", 2),  # the case shown again later
+        shown("r2", "c1", "b", "2026-11-25T12:00:00Z", 1),
+        feedback(None, "c1", "a", "2026-11-25T10:00:00Z", "click"),  # -> r1 (r2 is later)
+        feedback(None, "c1", "a", "2026-11-25T13:00:00Z", "contact"),  # -> r2
+        feedback(None, "c1", "b", "2026-11-25T11:00:00Z", "click"),  # before any b impression
+    ]
+    labels = _labels(_matrix(tmp_path, events, [D])[D])
+    assert labels == {("r1", "a"): 1, ("r2", "a"): 2, ("r2", "b"): 0}
+
+
+def test_missing_request_id_groups_by_case_and_day(tmp_path: Path) -> None:
+    events = [shown(None, "c7", l, "2026-11-25T09:00:00Z", i) for i, l in enumerate("ab", 1)]
+    frame = _matrix(tmp_path, events, [D])[D]
+    assert set(frame["group_id"]) == {"c7@2026-11-25"}
+
+
+def test_late_feedback_after_midnight_labels_the_previous_day(tmp_path: Path) -> None:
+    nxt = date(2026, 11, 26)
+    events = [
+        shown("r1", "c1", "a", "2026-11-25T23:50:00Z", 1),
+        shown("r1", "c1", "b", "2026-11-25T23:50:00Z", 2),
+        feedback("r1", "c1", "a", "2026-11-26T00:20:00Z", "contact"),  # late: in raw_events[D+1]
+        feedback(None, "c1", "b", "2026-11-26T01:00:00Z", "click"),
+        feedback("r1", "c1", "b", "2026-11-27T01:00:00Z", "contract"),  # outside the 24 h window
+    ]
+    matrices = _matrix(tmp_path, events, [D, nxt])
+    assert _labels(matrices[D]) == {("r1", "a"): 2, ("r1", "b"): 1}
+    assert matrices[nxt].empty  # D+1 has no impressions of its own
+
+
+def test_without_the_next_day_late_feedback_is_not_yet_there(tmp_path: Path) -> None:
+    events = [
+        shown("r1", "c1", "a", "2026-11-25T23:50:00Z", 1),
+        feedback("r1", "c1", "a", "2026-11-26T00:20:00Z", "contact"),
+    ]
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+    lake = Lake(tmp_path / "lake")
+    ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(D), D, lake, "f")
+    report = build_feature_matrix(lake, D)
+    assert not report.next_day_present
+    assert pd.read_parquet(report.path)["label"].tolist() == [0]
+
+
+def test_missing_raw_events_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="raw_events for 2026-11-25"):
+        build_feature_matrix(Lake(tmp_path), D)
