@@ -105,9 +105,11 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         return 1
     artifact = registry.load(latest)
     meta = artifact.metadata
-    print(f"\npublished versions: {len(registry.versions())}; latest = {latest} "
-          f"(partition {meta['partition']}, scorer {meta['scorer']}, "
-          f"weights by {meta['weights_method']})")  # fmt: skip
+    print(
+        f"\npublished versions: {len(registry.versions())}; latest = {latest} "
+        f"(partition {meta['partition']}, scorer {meta['scorer']}, "
+        f"weights by {meta['weights_method']})"
+    )
     for gate in meta["gate"]:
         print(f"  {gate['name']:14s} {'pass' if gate['passed'] else 'FAIL'}  {gate['description']}")
     print("weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items()))

@@ -27,6 +27,7 @@ _ETHNICITIES = ("branca", "parda", "preta", "amarela", "indigena")
 _ORIENTATIONS = ("heterossexual", "homossexual", "bissexual")
 _LAWYER_FEATURES = ("T", "Q", "R", "C", "E", "M")  # properties of the lawyer
 _PRESETS = ("balanced", "quality", "price")
+_CLIENT_RATED = ("R", "C", "T")  # features that clients' judgement feeds
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,10 @@ class SimulatorConfig:
     lawyers: int = 400
     min_candidates: int = 5
     max_candidates: int = 30
-    # Clients' bias against one group: "attribute=value" (e.g. "gender=F"), with its strength in
-    # units of the within-list utility z-score. Off by default.
+    # Clients' bias against one group: "attribute=value" (e.g. "gender=F"). It lowers that
+    # group's client-made features (reviews R, soft skills C, success rate T) by the factor
+    # (1 - 0.3 * strength) and its feedback by `strength` within-list z-score units, while its
+    # true utility is unchanged. Off by default.
     bias_against: str | None = None
     bias_strength: float = 1.0
 
@@ -60,9 +63,18 @@ def true_utility(x: dict[str, np.ndarray]) -> np.ndarray:
 
 # The platform's current scorer (v2.8): a plain weighted sum that misjudges the utility.
 _PLATFORM_WEIGHTS = {
-    "A": 0.20, "S": 0.05, "T": 0.10, "G": 0.05, "Q": 0.15, "U": 0.05,
-    "R": 0.15, "C": 0.05, "E": 0.10, "P": 0.05, "M": 0.05,
-}  # fmt: skip
+    "A": 0.20,
+    "S": 0.05,
+    "T": 0.10,
+    "G": 0.05,
+    "Q": 0.15,
+    "U": 0.05,
+    "R": 0.15,
+    "C": 0.05,
+    "E": 0.10,
+    "P": 0.05,
+    "M": 0.05,
+}
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -181,6 +193,11 @@ class Simulator:
             for code in FEATURES:
                 x[code] = np.round(np.clip(x[code], 0.0, 1.0), 4)
             utility = true_utility(x) + rng.normal(0.0, 0.15, n)
+            biased = np.array([self._biased(lawyers.groups[j]) for j in chosen])
+            if biased.any():
+                factor = max(0.0, 1.0 - 0.3 * cfg.bias_strength)
+                for code in _CLIENT_RATED:
+                    x[code] = np.where(biased, np.round(x[code] * factor, 4), x[code])
             platform = sum(_PLATFORM_WEIGHTS[c] * x[c] for c in FEATURES)
             platform = np.clip(platform + rng.normal(0.0, 0.05, n), 0.0, 1.0)
             order = np.argsort(-platform, kind="stable")
@@ -209,9 +226,10 @@ class Simulator:
                     }
                 )
                 events.extend(
-                    self._feedback(rng, request_id, case_id, lawyer, groups, position, z[idx],
-                                   shown_at)
-                )  # fmt: skip
+                    self._feedback(
+                        rng, request_id, case_id, lawyer, groups, position, z[idx], shown_at
+                    )
+                )
         return events
 
     def _feedback(

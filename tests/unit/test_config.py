@@ -15,7 +15,11 @@ def test_defaults_follow_ltr_home() -> None:
     assert settings.kafka_topic == "match_events" and settings.s3_prefix == "ltr"
     gate = settings.gate
     assert (gate.ndcg_min, gate.fairness_max, gate.latency_p95_ms, gate.min_samples) == (
-        0.65, 0.05, 15.0, 100)  # fmt: skip
+        0.65,
+        0.05,
+        15.0,
+        100,
+    )
 
 
 def test_thresholds_are_parsed_from_strings() -> None:

@@ -9,8 +9,19 @@ import pytest
 
 from ltr_assets.events import Rejection, parse_event
 
-FEATURES = {"A": 1.0, "S": 0.82, "T": 0.6, "G": 0.9, "Q": 0.7, "U": 0.4, "R": 0.8, "C": 0.5,
-            "E": 0.5, "P": 1.0, "M": 0.3}  # fmt: skip
+FEATURES = {
+    "A": 1.0,
+    "S": 0.82,
+    "T": 0.6,
+    "G": 0.9,
+    "Q": 0.7,
+    "U": 0.4,
+    "R": 0.8,
+    "C": 0.5,
+    "E": 0.5,
+    "P": 1.0,
+    "M": 0.3,
+}
 FLAT = {
     "event_id": "e-1",
     "event_type": "match_recommendation",
@@ -71,12 +82,17 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
         (json.dumps({**FLAT, "lawyer_id": {"id": 1}}), "bad_id"),
         (json.dumps({**FLAT, "features": {**FEATURES, "T": 1.7}}), "bad_feature"),
         (json.dumps({**FLAT, "features": {**FEATURES, "T": "high"}}), "bad_feature"),
-        ('{"event_type": "match_recommendation", "timestamp": "2026-11-25T00:00:00Z", '
-         '"case_id": "c", "lawyer_id": "l", "features": {"A": NaN}}', "bad_feature"),  # fmt: skip
+        (
+            '{"event_type": "match_recommendation", "timestamp": "2026-11-25T00:00:00Z", '
+            '"case_id": "c", "lawyer_id": "l", "features": {"A": NaN}}',
+            "bad_feature",
+        ),
         (json.dumps({**FLAT, "features": None}), "missing_features"),
         (json.dumps({**FLAT, "event_type": "offer_feedback", "action": "like"}), "bad_action"),
-        (json.dumps({"timestamp": "2026-11-25T00:00:00Z", "message": "offer_feedback"}),
-         "bad_envelope"),  # fmt: skip
+        (
+            json.dumps({"timestamp": "2026-11-25T00:00:00Z", "message": "offer_feedback"}),
+            "bad_envelope",
+        ),
     ],
 )
 def test_invalid_events_are_rejected_with_a_reason(line: str, kind: str) -> None:

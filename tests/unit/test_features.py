@@ -19,14 +19,27 @@ D = date(2026, 11, 25)
 
 
 def shown(request: str | None, case: str, lawyer: str, time: str, position: int) -> dict:
-    return {**FLAT, "event_id": f"s-{request}-{lawyer}-{time}", "request_id": request,
-            "case_id": case, "lawyer_id": lawyer, "timestamp": time, "rank_position": position}  # fmt: skip
+    return {
+        **FLAT,
+        "event_id": f"s-{request}-{lawyer}-{time}",
+        "request_id": request,
+        "case_id": case,
+        "lawyer_id": lawyer,
+        "timestamp": time,
+        "rank_position": position,
+    }
 
 
 def feedback(request: str | None, case: str, lawyer: str, time: str, action: str) -> dict:
-    return {"event_id": f"f-{lawyer}-{action}-{time}", "event_type": "offer_feedback",
-            "timestamp": time, "request_id": request, "case_id": case, "lawyer_id": lawyer,
-            "action": action}  # fmt: skip
+    return {
+        "event_id": f"f-{lawyer}-{action}-{time}",
+        "event_type": "offer_feedback",
+        "timestamp": time,
+        "request_id": request,
+        "case_id": case,
+        "lawyer_id": lawyer,
+        "action": action,
+    }
 
 
 def _matrix(tmp_path: Path, events: list[dict], days: list[date]) -> dict[date, pd.DataFrame]:
@@ -48,7 +61,9 @@ def _labels(frame: pd.DataFrame) -> dict[tuple[str, str], int]:
 
 def test_strongest_feedback_wins_and_declines_are_zero(tmp_path: Path) -> None:
     t = "2026-11-25T10:00:00Z"
-    events = [shown("r1", "c1", l, t, i) for i, l in enumerate(["a", "b", "c", "d"], 1)] + [
+    events = [
+        shown("r1", "c1", lawyer, t, i) for i, lawyer in enumerate(["a", "b", "c", "d"], 1)
+    ] + [
         feedback("r1", "c1", "a", "2026-11-25T10:05:00Z", "click"),
         feedback("r1", "c1", "a", "2026-11-25T11:00:00Z", "contract"),
         feedback("r1", "c1", "b", "2026-11-25T10:06:00Z", "contact"),
@@ -74,7 +89,9 @@ def test_feedback_without_request_id_goes_to_latest_impression_before_it(tmp_pat
 
 
 def test_missing_request_id_groups_by_case_and_day(tmp_path: Path) -> None:
-    events = [shown(None, "c7", l, "2026-11-25T09:00:00Z", i) for i, l in enumerate("ab", 1)]
+    events = [
+        shown(None, "c7", lawyer, "2026-11-25T09:00:00Z", i) for i, lawyer in enumerate("ab", 1)
+    ]
     frame = _matrix(tmp_path, events, [D])[D]
     assert set(frame["group_id"]) == {"c7@2026-11-25"}
 

@@ -55,7 +55,9 @@ def test_bad_input_is_quarantined_with_reasons_and_counted(tmp_path: Path) -> No
         "bad_feature",
     ]
     assert "Q=1.5 is outside [0, 1]" in quarantine[2]["reason"]
-    assert quarantine[0]["raw"] == "{this is not json" and quarantine[0]["origin"] == "audit.jsonl:3"
+    assert (
+        quarantine[0]["raw"] == "{this is not json" and quarantine[0]["origin"] == "audit.jsonl:3"
+    )
 
     next_day = ingest_day(source.read_day(date(2026, 11, 26)), date(2026, 11, 26), lake, "f")
     assert (next_day.accepted, next_day.quarantined) == (1, 0)  # the bad line is not there too

@@ -29,8 +29,16 @@ def test_ndcg_equals_lightgbm_own_ndcg(k: int) -> None:
     Xv, yv, sizes_v = _ranking_data(rng, 80)
     train = lgb.Dataset(X, y, group=sizes)
     valid = lgb.Dataset(Xv, yv, group=sizes_v, reference=train)
-    params = {"objective": "lambdarank", "metric": "ndcg", "ndcg_eval_at": [k], "verbosity": -1,
-              "num_leaves": 7, "min_data_in_leaf": 5, "deterministic": True, "seed": 1}  # fmt: skip
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "ndcg_eval_at": [k],
+        "verbosity": -1,
+        "num_leaves": 7,
+        "min_data_in_leaf": 5,
+        "deterministic": True,
+        "seed": 1,
+    }
     history: dict = {}
     booster = lgb.train(
         params,
@@ -66,7 +74,9 @@ def test_ndcg_ties_keep_input_order() -> None:
 
 def _lists(rng: np.random.Generator, groups: int) -> tuple[list[int], list[str | None]]:
     sizes = list(rng.integers(5, 20, groups))
-    values = [str(rng.choice(["F", "M"])) if rng.random() > 0.1 else None for _ in range(sum(sizes))]
+    values = [
+        str(rng.choice(["F", "M"])) if rng.random() > 0.1 else None for _ in range(sum(sizes))
+    ]
     return sizes, values
 
 

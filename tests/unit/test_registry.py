@@ -41,8 +41,9 @@ def test_normalised_weights_are_non_negative_and_sum_to_one() -> None:
 
 def test_publish_moves_latest_and_writes_the_flat_weights(tmp_path: Path, model_text: str) -> None:
     registry = LocalRegistry(tmp_path / "reg", tmp_path / "models" / "ltr_weights.json")
-    result = registry.publish(_weights(1), model_text, {"gate_passed": True}, "2026-11-25",
-                              now=_now(0))  # fmt: skip
+    result = registry.publish(
+        _weights(1), model_text, {"gate_passed": True}, "2026-11-25", now=_now(0)
+    )
     assert result.version == "20261126_021500" and result.latest_moved
     assert registry.latest_version() == result.version
     artifact = registry.load(result.version)
@@ -105,7 +106,8 @@ def test_invalid_weights_are_never_published(
     tmp_path: Path, model_text: str, weights: dict, message: str
 ) -> None:
     registry = LocalRegistry(tmp_path / "reg")
-    with pytest.raises((RegistryError, KeyError), match=message if len(weights) == len(FEATURES)
-                       else None):  # fmt: skip
+    with pytest.raises(
+        (RegistryError, KeyError), match=message if len(weights) == len(FEATURES) else None
+    ):
         registry.publish(weights, model_text, {}, "2026-11-25")
     assert registry.versions() == [] and registry.latest_version() is None

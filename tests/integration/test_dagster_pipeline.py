@@ -1,0 +1,120 @@
+"""Real Dagster runs of ltr_daily_job through the Definitions object the UI loads."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, build_schedule_context
+
+from ltr_assets.definitions import defs
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.schedules import ltr_daily_schedule
+from tests.conftest import write_simulated_events
+
+GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression"}
+
+
+def _checks(result) -> dict[str, bool]:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def _materialized(result) -> set[str]:
+    return {
+        e.event_specific_data.materialization.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+
+
+def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
+    repo = defs.get_repository_def()
+    assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
+    assert assets == {"raw_events", "feature_matrix", "ltr_model", "published_weights"}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
+    assert checks == {("ltr_model", name) for name in GATE} | {("raw_events", "quarantine_ratio")}
+    for key in GATE:
+        spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)
+        assert spec.blocking
+    assert {"ltr_daily_job", "ltr_label_refresh_job"} <= set(repo.job_names)
+    assert {s.name for s in repo.schedule_defs} == {"ltr_daily_schedule"}
+    assert ltr_daily_schedule.cron_schedule == "15 2 * * *"
+    assert {s.name for s in repo.sensor_defs} == {
+        "reload_serving_sensor",
+        "notify_run_success",
+        "notify_run_failure",
+    }
+    job = defs.resolve_job_def("ltr_daily_job")
+    assert job.tags["ltr/pipeline"] == "daily"
+
+
+def test_schedule_runs_yesterday_then_refreshes_the_day_before() -> None:
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 26, 2, 15, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
+    requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
+    assert [(r.job_name, r.partition_key) for r in requests] == [
+        (None, "2026-11-25"),
+        ("ltr_label_refresh_job", "2026-11-24"),
+    ]
+
+
+def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+    registry = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
+
+    # Day 1 alone: too few test groups, so the samples gate fails and nothing is published.
+    first = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    checks = _checks(first)
+    assert set(checks) == GATE | {"quarantine_ratio"}
+    assert checks["min_samples"] is False
+    assert "published_weights" not in _materialized(first)
+    assert registry.latest_version() is None
+
+    # Day 2: a two-day window passes every check and is published.
+    second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    assert second.success
+    assert all(_checks(second).values()), _checks(second)
+    assert _materialized(second) == {
+        "raw_events",
+        "feature_matrix",
+        "ltr_model",
+        "published_weights",
+    }
+    version = registry.latest_version()
+    assert version is not None
+    folder = ltr_home / "registry" / "versions" / version
+    assert {p.name for p in folder.iterdir()} == {"ltr_weights.json", "model.txt", "metadata.json"}
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["partition"] == "2026-11-02" and metadata["gate_passed"] is True
+    assert metadata["training_window"]["present"] == ["2026-11-01", "2026-11-02"]
+    live = json.loads((ltr_home / "models" / "ltr_weights.json").read_text())
+    assert abs(sum(live.values()) - 1.0) < 1e-12 and min(live.values()) >= 0
+    assert registry.verify(version) == []
+    record = instance.get_latest_materialization_event(AssetKey("published_weights"))
+    assert record.asset_materialization.metadata["version"].value == version
+
+    # Day 3 with an impossible nDCG threshold: the gate blocks, latest stays where it was.
+    monkeypatch.setenv("LTR_NDCG_MIN", "0.99")
+    third = job.execute_in_process(
+        partition_key="2026-11-03", instance=instance, raise_on_error=False
+    )
+    assert not third.success
+    assert _checks(third)["ndcg_at_5"] is False
+    assert "ltr_model" in _materialized(third) and "published_weights" not in _materialized(third)
+    assert registry.latest_version() == version
+    assert registry.versions() == [version]
+    assert json.loads((ltr_home / "models" / "ltr_weights.json").read_text()) == live
