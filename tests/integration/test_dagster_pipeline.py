@@ -118,3 +118,29 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     assert registry.latest_version() == version
     assert registry.versions() == [version]
     assert json.loads((ltr_home / "models" / "ltr_weights.json").read_text()) == live
+
+
+def test_label_refresh_adds_the_feedback_that_came_after_midnight(ltr_home: Path) -> None:
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    instance = DagsterInstance.ephemeral()
+    daily = defs.resolve_job_def("ltr_daily_job")
+    refresh = defs.resolve_job_def("ltr_label_refresh_job")
+    key = AssetKey("feature_matrix")
+
+    def matrix_metadata() -> dict:
+        event = instance.get_latest_materialization_event(key)
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+    daily.execute_in_process(partition_key="2026-11-01", instance=instance, raise_on_error=False)
+    nightly = matrix_metadata()
+    assert nightly["next_day_present"] is False and nightly["late_feedback_matched"] == 0
+
+    daily.execute_in_process(partition_key="2026-11-02", instance=instance, raise_on_error=False)
+    result = refresh.execute_in_process(partition_key="2026-11-01", instance=instance)
+    assert result.success
+    refreshed = matrix_metadata()
+    assert refreshed["next_day_present"] is True
+    assert refreshed["late_feedback_matched"] > 0
+    assert refreshed["feedback_matched"] == (
+        nightly["feedback_matched"] + refreshed["late_feedback_matched"]
+    )
