@@ -7,12 +7,15 @@ audit-log record that is not an LTR event (ignored, counted, never quarantined).
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import math
+from collections import namedtuple
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from ltr_assets.schema import (
     ACTION_GRADES,
@@ -42,6 +45,13 @@ EVENT_COLUMNS: tuple[str, ...] = (
 )
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below epoch seconds
+_ZERO = timedelta(0)
+_NO_FEATURES: list[None] = [None] * len(FEATURES)
+_NO_GROUPS: list[None] = [None] * len(PROTECTED_ATTRIBUTES)
+
+# One validated event, a tuple in EVENT_COLUMNS order (a tuple, not a dict: a day has millions).
+EventRow = namedtuple("EventRow", EVENT_COLUMNS)  # type: ignore[misc]
+_new_row = functools.partial(tuple.__new__, EventRow)  # skips namedtuple's slower __new__
 
 
 @dataclass(frozen=True)
@@ -61,9 +71,15 @@ class _Invalid(Exception):
 
 def parse_timestamp(value: Any) -> datetime:
     """ISO 8601 (with Z or an offset; naive means UTC) or epoch seconds/milliseconds -> UTC."""
-    if isinstance(value, bool) or value is None:
-        raise _Invalid("bad_timestamp", f"timestamp {value!r} is not a time")
-    if isinstance(value, int | float):
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise _Invalid("bad_timestamp", f"timestamp {value!r} is not ISO 8601") from None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed if parsed.utcoffset() == _ZERO else parsed.astimezone(UTC)
+    if type(value) in (int, float):
         if not math.isfinite(value):
             raise _Invalid("bad_timestamp", f"timestamp {value!r} is not finite")
         seconds = value / 1000.0 if abs(value) > _EPOCH_MS_THRESHOLD else float(value)
@@ -71,142 +87,132 @@ def parse_timestamp(value: Any) -> datetime:
             return datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise _Invalid("bad_timestamp", f"timestamp {value!r} is out of range") from None
-    if not isinstance(value, str):
-        raise _Invalid("bad_timestamp", f"timestamp {value!r} is not a string")
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise _Invalid("bad_timestamp", f"timestamp {value!r} is not ISO 8601") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    raise _Invalid("bad_timestamp", f"timestamp {value!r} is not a time")
 
 
 def derive_event_id(obj: dict[str, Any]) -> str:
     """A deterministic id from the content, so that re-reading a line deduplicates."""
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return "d-" + hashlib.sha256(canonical.encode()).hexdigest()[:24]
+    canonical = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    return "d-" + hashlib.sha256(canonical).hexdigest()[:24]
 
 
-def _identifier(fields: dict[str, Any], *names: str, required: bool) -> str | None:
-    for name in names:
-        value = fields.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise _Invalid("bad_id", f"{names[0]} {value!r} must be a string")
-        text = str(value).strip()
+def _identifier(value: Any, name: str, required: bool) -> str | None:
+    if type(value) is str:
+        text = value.strip()
         if text:
             return text
+    elif type(value) is int:
+        return str(value)
+    elif value is not None:
+        raise _Invalid("bad_id", f"{name} {value!r} must be a string")
     if required:
-        raise _Invalid("missing_id", f"missing {names[0]}")
+        raise _Invalid("missing_id", f"missing {name}")
     return None
 
 
-def _features(raw: Any) -> dict[str, float | None]:
-    if not isinstance(raw, dict):
+def _features(raw: Any) -> list[float | None]:
+    if type(raw) is not dict:
         raise _Invalid("missing_features", "missing features object")
-    row: dict[str, float | None] = {}
+    values: list[float | None] = []
     known = 0
-    for code, column in zip(FEATURES, FEATURE_COLUMNS, strict=True):
+    for code in FEATURES:
         value = raw.get(code)
-        if value is None:
-            row[column] = None
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = type(value)
+        if kind is float or kind is int:
+            if not 0.0 <= value <= 1.0:  # also false for NaN
+                if not math.isfinite(value):
+                    raise _Invalid("bad_feature", f"feature {code}={value!r} is not finite")
+                raise _Invalid("bad_feature", f"feature {code}={value!r} is outside [0, 1]")
+            values.append(value if kind is float else float(value))
+            known += 1
+        elif value is None:
+            values.append(None)
+        else:
             raise _Invalid("bad_feature", f"feature {code}={value!r} is not a number")
-        number = float(value)
-        if not math.isfinite(number):
-            raise _Invalid("bad_feature", f"feature {code}={value!r} is not finite")
-        if not 0.0 <= number <= 1.0:
-            raise _Invalid("bad_feature", f"feature {code}={value!r} is outside [0, 1]")
-        row[column] = number
-        known += 1
     if known == 0:
         raise _Invalid("missing_features", "no known feature in features object")
-    return row
+    return values
 
 
-def _groups(raw: Any) -> dict[str, str | None]:
+def _groups(raw: Any) -> list[str | None]:
     if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
+        return _NO_GROUPS
+    if type(raw) is not dict:
         raise _Invalid("bad_field", "lawyer_groups must be an object")
-    row: dict[str, str | None] = {}
-    for attribute, column in zip(PROTECTED_ATTRIBUTES, ATTRIBUTE_COLUMNS, strict=True):
+    values: list[str | None] = []
+    for attribute in PROTECTED_ATTRIBUTES:
         value = raw.get(attribute)
-        if value is None or value == "":
-            row[column] = None
-        elif isinstance(value, bool):
-            row[column] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            row[column] = str(value)
+        kind = type(value)
+        if kind is str:
+            values.append(value or None)
+        elif value is None:
+            values.append(None)
+        elif kind is bool:
+            values.append("true" if value else "false")
+        elif kind is int or kind is float:
+            values.append(str(value))
         else:
             raise _Invalid("bad_field", f"lawyer_groups.{attribute} {value!r} is not a scalar")
-    return row
+    return values
 
 
-def _optional_number(fields: dict[str, Any], name: str) -> float | None:
-    value = fields.get(name)
+def _optional_number(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if type(value) not in (int, float) or not math.isfinite(value):
         raise _Invalid("bad_field", f"{name} {value!r} is not a finite number")
     return float(value)
 
 
-def _optional_text(fields: dict[str, Any], name: str) -> str | None:
-    value = fields.get(name)
+def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str) -> dict:
-    row: dict[str, Any] = {
-        "event_id": event_id,
-        "event_type": event_type,
-        "timestamp": when,
-        "request_id": _identifier(fields, "request_id", required=False),
-        "case_id": _identifier(fields, "case_id", "case", required=True),
-        "lawyer_id": _identifier(fields, "lawyer_id", "lawyer", required=True),
-        "rank_position": None,
-        "score": None,
-        "algorithm_version": None,
-        "preset": None,
-        "action": None,
-    }
+def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str) -> EventRow:
+    case_id = fields.get("case_id")
+    lawyer_id = fields.get("lawyer_id")
+    head = (
+        event_id,
+        event_type,
+        when,
+        _identifier(fields.get("request_id"), "request_id", False),
+        _identifier(fields.get("case") if case_id is None else case_id, "case_id", True),
+        _identifier(fields.get("lawyer") if lawyer_id is None else lawyer_id, "lawyer_id", True),
+    )
     if event_type == RECOMMENDATION:
         position = fields.get("rank_position")
-        if position is not None:
-            if isinstance(position, bool) or not isinstance(position, int) or position < 1:
-                raise _Invalid("bad_field", f"rank_position {position!r} is not a positive integer")
-            row["rank_position"] = position
-        row["score"] = _optional_number(fields, "score")
-        row["algorithm_version"] = _optional_text(fields, "algorithm_version")
-        row["preset"] = _optional_text(fields, "preset")
+        if position is not None and (type(position) is not int or position < 1):
+            raise _Invalid("bad_field", f"rank_position {position!r} is not a positive integer")
         features = fields.get("features")
-        if features is None and isinstance(fields.get("scores"), dict):
-            features = fields["scores"].get("features")
-        row.update(_features(features))
-        row.update(_groups(fields.get("lawyer_groups")))
-    else:
-        action = fields.get("action")
-        if action not in ACTION_GRADES:
-            raise _Invalid(
-                "bad_action", f"action {action!r} is not one of {', '.join(ACTION_GRADES)}"
+        if features is None:
+            scores = fields.get("scores")
+            if type(scores) is dict:
+                features = scores.get("features")
+        return _new_row(
+            (
+                *head,
+                position,
+                _optional_number(fields.get("score"), "score"),
+                _optional_text(fields.get("algorithm_version")),
+                _optional_text(fields.get("preset")),
+                None,
+                *_features(features),
+                *_groups(fields.get("lawyer_groups")),
             )
-        row["action"] = action
-        row.update(dict.fromkeys(FEATURE_COLUMNS))
-        row.update(dict.fromkeys(ATTRIBUTE_COLUMNS))
-    return row
+        )
+    action = fields.get("action")
+    if action not in ACTION_GRADES:
+        raise _Invalid("bad_action", f"action {action!r} is not one of {', '.join(ACTION_GRADES)}")
+    return _new_row((*head, None, None, None, None, action, *_NO_FEATURES, *_NO_GROUPS))
 
 
-def parse_event(line: str | bytes) -> dict[str, Any] | Rejection | None:
+def parse_event(line: str | bytes) -> EventRow | Rejection | None:
     """Validate one line. Returns a row, a Rejection (quarantine), or None (not an LTR event)."""
     try:
-        obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
         return Rejection(f"invalid JSON: {exc}", "invalid_json")
-    if not isinstance(obj, dict):
+    if type(obj) is not dict:
         return Rejection(f"not a JSON object but {type(obj).__name__}", "not_an_object")
 
     when: datetime | None = None
@@ -218,19 +224,20 @@ def parse_event(line: str | bytes) -> dict[str, Any] | Rejection | None:
             event_type = obj["message"]
             if event_type not in EVENT_TYPES:
                 return None  # another kind of audit-log record
-            context = obj.get("context")
-            if not isinstance(context, dict):
+            fields = obj.get("context")
+            if type(fields) is not dict:
                 raise _Invalid("bad_envelope", "audit-log record has no context object")
-            fields = context
         else:
             raise _Invalid("bad_envelope", "neither event_type nor message: unknown envelope")
         if event_type not in EVENT_TYPES:
             raise _Invalid("unknown_event_type", f"unknown event_type {event_type!r}")
-        raw_time = obj.get("timestamp", fields.get("timestamp"))
+        raw_time = obj.get("timestamp")
         if raw_time is None:
-            raise _Invalid("bad_timestamp", "missing timestamp")
+            raw_time = fields.get("timestamp")
+            if raw_time is None:
+                raise _Invalid("bad_timestamp", "missing timestamp")
         when = parse_timestamp(raw_time)
-        event_id = _identifier(fields, "event_id", required=False) or derive_event_id(obj)
-        return _row(event_type, fields, when, event_id)
+        event_id = _identifier(fields.get("event_id"), "event_id", False)
+        return _row(event_type, fields, when, event_id or derive_event_id(obj))
     except _Invalid as exc:
         return Rejection(str(exc), exc.kind, when)

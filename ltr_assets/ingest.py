@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ltr_assets import atomic
-from ltr_assets.events import EVENT_COLUMNS, Rejection
+from ltr_assets.events import EVENT_COLUMNS, EventRow, Rejection
 from ltr_assets.lake import Lake
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 from ltr_assets.sources import SourceRecord
@@ -58,40 +62,68 @@ class IngestReport:
         return self.quarantined / considered if considered else 0.0
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Millions of short-lived rows make the cyclic GC run over and over for nothing (none of
+    them forms a cycle); pausing it roughly halves the ingest time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def events_table(rows: Sequence[EventRow]) -> pa.Table:
+    """Rows -> an Arrow table in lake order: sorted by (timestamp, event_id)."""
+    columns = list(zip(*rows, strict=True)) or [()] * len(EVENT_COLUMNS)  # transposed in C
+    table = pa.Table.from_arrays(
+        [
+            pa.array(column, type=f.type)
+            for column, f in zip(columns, RAW_EVENTS_SCHEMA, strict=True)
+        ],
+        schema=RAW_EVENTS_SCHEMA,
+    )
+    order = pc.sort_indices(table, [("timestamp", "ascending"), ("event_id", "ascending")])
+    if np.array_equal(order.to_numpy(), np.arange(len(table))):
+        return table  # already in order, as a time-ordered log mostly is
+    return table.take(order)
+
+
 def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: str) -> IngestReport:
     """Write the day's accepted events (sorted, deduplicated by event id) and its quarantine."""
     report = IngestReport(day=day, source=source)
-    rows: dict[str, dict] = {}
+    rows: dict[str, EventRow] = {}
     quarantine_lines: list[str] = []
-    for record in records:
-        report.read += 1
-        outcome = record.outcome
-        if outcome is None:
-            report.ignored += 1
-        elif isinstance(outcome, Rejection):
-            report.quarantined += 1
-            report.reasons[outcome.kind] += 1
-            quarantine_lines.append(
-                json.dumps(
-                    {
-                        "reason": outcome.reason,
-                        "kind": outcome.kind,
-                        "origin": record.origin,
-                        "raw": record.raw.decode("utf-8", errors="replace"),
-                    },
-                    ensure_ascii=False,
+    with _gc_paused():
+        for record in records:
+            report.read += 1
+            outcome = record.outcome
+            if outcome is None:
+                report.ignored += 1
+            elif type(outcome) is Rejection:
+                report.quarantined += 1
+                report.reasons[outcome.kind] += 1
+                quarantine_lines.append(
+                    json.dumps(
+                        {
+                            "reason": outcome.reason,
+                            "kind": outcome.kind,
+                            "origin": record.origin,
+                            "raw": record.raw.decode("utf-8", errors="replace"),
+                        },
+                        ensure_ascii=False,
+                    )
                 )
-            )
-        elif outcome["event_id"] in rows:
-            report.duplicates += 1
-        else:
-            rows[outcome["event_id"]] = outcome
-
-    ordered = sorted(rows.values(), key=lambda row: (row["timestamp"], row["event_id"]))
-    report.accepted = len(ordered)
-    report.recommendations = sum(1 for row in ordered if row["action"] is None)
-    report.feedback = report.accepted - report.recommendations
-    table = pa.Table.from_pylist(ordered, schema=RAW_EVENTS_SCHEMA)
+            elif outcome.event_id in rows:
+                report.duplicates += 1
+            else:
+                rows[outcome.event_id] = outcome
+        table = events_table(list(rows.values()))
+    report.accepted = table.num_rows
+    report.feedback = int(pc.sum(pc.is_valid(table.column("action"))).as_py() or 0)
+    report.recommendations = report.accepted - report.feedback
     report.parquet_path = lake.raw_events(day)
     atomic.write_parquet(report.parquet_path, table)
     report.quarantine_path = lake.quarantine(day)

@@ -7,31 +7,32 @@ same record type.
 
 from __future__ import annotations
 
+import functools
 import glob
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
-from ltr_assets.events import Rejection, parse_event
+from ltr_assets.events import EventRow, Rejection, parse_event
 
 # A cheap look at a line's own date, so a day's read does not JSON-decode every other day.
 _DATE_HINT = re.compile(rb'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})')
 _NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    origin: str  # where the line came from, e.g. "audit.jsonl:42"
+class SourceRecord(NamedTuple):
+    """One line or message of a day, already parsed (a NamedTuple: millions are made per day)."""
+
+    origin: str  # where it came from, e.g. "audit.jsonl:42" or "match_events/2@1017"
     raw: bytes
-    outcome: dict[str, Any] | Rejection | None  # row, rejection, or None (not an LTR event)
+    outcome: EventRow | Rejection | None  # row, rejection, or None (not an LTR event)
 
 
-def _outcome_day(outcome: dict[str, Any] | Rejection | None) -> date | None:
-    if isinstance(outcome, dict):
-        return outcome["timestamp"].date()
+def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
+    if isinstance(outcome, EventRow):
+        return outcome.timestamp.date()
     if isinstance(outcome, Rejection) and outcome.timestamp is not None:
         return outcome.timestamp.date()
     return None
@@ -59,49 +60,73 @@ class AuditLogSource:
             yield from self._read_file(path, day)
 
     def _read_file(self, path: Path, day: date) -> Iterator[SourceRecord]:
+        # An offset can move a time across midnight, never by two days: lines hinted at another
+        # day than these are skipped without decoding.
         near = {day - timedelta(days=1), day, day + timedelta(days=1)}
-        last_day: date | None = None
+        last: date | None = None  # the day of the last line whose day is known
         undated: list[SourceRecord] = []  # lines waiting for a neighbour's day
+        name = path.name
+        same_day = b'"timestamp":"' + day.isoformat().encode()  # compact JSON: decode, no regex
         with path.open("rb") as handle:
             for number, line in enumerate(handle, start=1):
                 line = line.strip()
                 if not line:
                     continue
-                hinted = _hinted_day(line)
+                hinted = None if same_day in line else _hinted_day(line)
                 if hinted is not None and hinted not in near:
-                    # An offset can move a time across midnight, never by two days.
-                    last_day = hinted
+                    last = hinted
                     if undated:
-                        yield from _flush(undated, hinted, day)
+                        yield from _flush(undated, last, day)
                     continue
                 outcome = parse_event(line)
-                record = SourceRecord(f"{path.name}:{number}", line, outcome)
-                own_day = _outcome_day(outcome)
-                if own_day is None:
-                    if last_day is None:
+                if type(outcome) is EventRow:
+                    own = outcome.timestamp.date()
+                    last = own
+                    if undated:
+                        yield from _flush(undated, own, day)
+                    if own == day:
+                        yield SourceRecord("", line, outcome)  # origin is only for quarantine
+                    continue
+                record = SourceRecord(f"{name}:{number}", line, outcome)
+                own = _outcome_day(outcome)
+                if own is None:
+                    if last is None:
                         undated.append(record)
-                    elif last_day == day:
+                    elif last == day:
                         yield record
                     continue
-                last_day = own_day
+                last = own
                 if undated:
-                    yield from _flush(undated, own_day, day)
-                if own_day == day:
+                    yield from _flush(undated, own, day)
+                if own == day:
                     yield record
         if undated:
             # A file with no readable time at all: its lines go to the file's own day.
             yield from _flush(undated, _file_day(path), day)
 
 
-def _hinted_day(line: bytes) -> date | None:
-    """The date every "timestamp" key of the line agrees on, without decoding the JSON."""
-    hints = set(_DATE_HINT.findall(line))
-    if len(hints) != 1:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _date(text: bytes) -> date | None:
     try:
-        return date.fromisoformat(hints.pop().decode())
+        return date.fromisoformat(text.decode())
     except ValueError:
         return None
+
+
+def _hinted_day(line: bytes) -> date | None:
+    """The line's date read without decoding the JSON, when it is unambiguous and valid."""
+    match = _DATE_HINT.search(line)
+    if match is None or line.count(b'"timestamp"') != 1:
+        return None
+    return _date(match.group(1))
+
+
+def _flush(
+    undated: list[SourceRecord], neighbour: date | None, day: date
+) -> Iterator[SourceRecord]:
+    if neighbour == day:
+        yield from undated
+    undated.clear()
 
 
 def _file_day(path: Path) -> date:
@@ -113,9 +138,3 @@ def _file_day(path: Path) -> date:
         except ValueError:
             pass
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
-
-
-def _flush(undated: list[SourceRecord], neighbour: date, day: date) -> Iterator[SourceRecord]:
-    if neighbour == day:
-        yield from undated
-    undated.clear()

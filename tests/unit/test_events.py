@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ltr_assets.events import Rejection, parse_event
+from ltr_assets.events import EventRow, Rejection, parse_event
 
 FEATURES = {
     "A": 1.0,
@@ -40,11 +40,11 @@ FLAT = {
 
 def test_flat_recommendation() -> None:
     row = parse_event(json.dumps(FLAT))
-    assert isinstance(row, dict)
-    assert row["timestamp"] == datetime(2026, 11, 25, 14, 3, 11, 123000, tzinfo=UTC)
-    assert row["f_A"] == 1.0 and row["f_M"] == 0.3
-    assert row["g_gender"] == "F" and row["g_pcd"] == "false" and row["g_orientation"] is None
-    assert row["rank_position"] == 1 and row["action"] is None
+    assert isinstance(row, EventRow)
+    assert row.timestamp == datetime(2026, 11, 25, 14, 3, 11, 123000, tzinfo=UTC)
+    assert row.f_A == 1.0 and row.f_M == 0.3
+    assert row.g_gender == "F" and row.g_pcd == "false" and row.g_orientation is None
+    assert row.rank_position == 1 and row.action is None
 
 
 def test_audit_line_with_aliases_nested_features_and_derived_id() -> None:
@@ -55,15 +55,15 @@ def test_audit_line_with_aliases_nested_features_and_derived_id() -> None:
         "context": {"case": "c-9", "lawyer": "l-9", "scores": {"features": FEATURES}},
     }
     row = parse_event(json.dumps(line))
-    assert isinstance(row, dict)
-    assert row["case_id"] == "c-9" and row["lawyer_id"] == "l-9" and row["request_id"] is None
-    assert row["timestamp"] == datetime(2026, 11, 25, 17, 3, 11, tzinfo=UTC)
-    assert row["event_id"].startswith("d-")
+    assert isinstance(row, EventRow)
+    assert row.case_id == "c-9" and row.lawyer_id == "l-9" and row.request_id is None
+    assert row.timestamp == datetime(2026, 11, 25, 17, 3, 11, tzinfo=UTC)
+    assert row.event_id.startswith("d-")
     # the same content gives the same id, whatever the key order or spacing
     reordered = json.dumps(dict(reversed(list(line.items()))), indent=1)
-    assert parse_event(reordered)["event_id"] == row["event_id"]
+    assert parse_event(reordered).event_id == row.event_id
     other = {**line, "context": {**line["context"], "lawyer": "l-10"}}
-    assert parse_event(json.dumps(other))["event_id"] != row["event_id"]
+    assert parse_event(json.dumps(other)).event_id != row.event_id
 
 
 def test_other_audit_records_are_ignored_not_rejected() -> None:
@@ -85,8 +85,10 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
         (
             '{"event_type": "match_recommendation", "timestamp": "2026-11-25T00:00:00Z", '
             '"case_id": "c", "lawyer_id": "l", "features": {"A": NaN}}',
-            "bad_feature",
+            "invalid_json",  # NaN and Infinity are not JSON
         ),
+        (json.dumps({**FLAT, "features": {**FEATURES, "A": True}}), "bad_feature"),
+        (json.dumps({**FLAT, "rank_position": 0}), "bad_field"),
         (json.dumps({**FLAT, "features": None}), "missing_features"),
         (json.dumps({**FLAT, "event_type": "offer_feedback", "action": "like"}), "bad_action"),
         (
