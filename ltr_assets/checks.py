@@ -12,7 +12,7 @@ import math
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 from ltr_assets.evaluation import GATE_NAMES, GateResult
-from ltr_assets.ingest import IngestReport
+from ltr_assets.ingest import IngestReport, SourceChoice
 
 GATE_DESCRIPTIONS = {
     "ndcg_at_5": "Test-split nDCG@5 of the scorer serving will run ≥ LTR_NDCG_MIN (0.65).",
@@ -24,6 +24,7 @@ GATE_DESCRIPTIONS = {
     "than LTR_REGRESSION_MARGIN (0.02).",
 }
 QUARANTINE_CHECK = "quarantine_ratio"
+FALLBACK_CHECK = "source_fallback"
 
 
 def gate_check_specs(asset: str) -> list[AssetCheckSpec]:
@@ -73,4 +74,24 @@ def quarantine_check_result(report: IngestReport, warn_ratio: float) -> AssetChe
             "quarantined": report.quarantined,
             "reasons": MetadataValue.json(dict(report.reasons)),
         },
+    )
+
+
+def fallback_check_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        FALLBACK_CHECK,
+        asset=asset,
+        description="Warns when Kafka is configured but could not be read, so the day came "
+        "from the audit-log files.",
+    )
+
+
+def fallback_check_result(choice: SourceChoice) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=FALLBACK_CHECK,
+        passed=not choice.fallback_reason,
+        severity=AssetCheckSeverity.WARN,
+        description=f"read from {choice.name}"
+        + (f" because Kafka failed: {choice.fallback_reason}" if choice.fallback_reason else ""),
+        metadata={"source": choice.name, "fallback_reason": choice.fallback_reason},
     )

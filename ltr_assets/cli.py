@@ -15,9 +15,6 @@ from ltr_assets.simulator import ENVELOPES, Simulator, SimulatorConfig, render_l
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    if args.to != "file":
-        print("error: --to kafka arrives with the Kafka source; use --out FILE", file=sys.stderr)
-        return 2
     config = SimulatorConfig(
         start=date.fromisoformat(args.start),
         days=args.days,
@@ -28,12 +25,36 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     simulator = Simulator(config)
     events = simulator.events()
+    if args.to == "kafka":
+        return _simulate_to_kafka(events, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as handle:
         for line in render_lines(events, args.envelope, args.seed):
             handle.write(line + "\n")
     print(f"wrote {len(events)} events ({args.envelope} envelope) for {args.days} days to {out}")
+    return 0
+
+
+def _simulate_to_kafka(events: list[dict], args: argparse.Namespace) -> int:
+    from ltr_assets.kafka import ensure_topic, publish_events
+    from ltr_assets.simulator import to_audit_line
+
+    kafka = Settings.from_env().kafka()
+    if kafka is None:
+        print("error: --to kafka needs KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    if args.envelope == "audit":
+        import numpy as np
+
+        rng = np.random.default_rng([args.seed, 2])
+        events = [to_audit_line(event, rng) for event in events]
+    created = ensure_topic(kafka, partitions=args.partitions)
+    sent = publish_events(kafka, events)
+    print(
+        f"published {sent} events ({args.envelope} envelope) for {args.days} days to "
+        f"{kafka.topic}{' (created)' if created else ''}"
+    )
     return 0
 
 
@@ -104,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", help="JSONL file to write")
     sim.add_argument("--to", choices=["file", "kafka"], default="file")
     sim.add_argument("--envelope", choices=ENVELOPES, default="flat")
+    sim.add_argument(
+        "--partitions", type=int, default=3, help="partitions if --to kafka creates the topic"
+    )
     sim.add_argument("--requests-per-day", type=int, default=400)
     sim.add_argument("--bias-against", help="clients' bias against a group, e.g. gender=F")
     sim.add_argument("--bias-strength", type=float, default=1.0)

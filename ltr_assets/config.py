@@ -10,9 +10,15 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ltr_assets.kafka import KafkaSettings
 
 SCORERS = ("weights", "model")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 class ConfigError(ValueError):
@@ -42,6 +48,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _str(env, name, default)
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
 
 
@@ -84,6 +97,15 @@ class Settings:
     poll_seconds: float = 300.0
     notify_webhook_url: str = ""
     serving_url: str = ""
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_connect_timeout_s: float = 3.0
+    kafka_grace_minutes: int = 135
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,6 +147,38 @@ class Settings:
             poll_seconds=_float(env, "WEIGHTS_POLL_SECONDS", 300.0),
             notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
             serving_url=env.get("LTR_SERVING_URL", "").strip(),
+            kafka_security_protocol=_choice(
+                env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS
+            ),
+            kafka_sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM", ""),
+            kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
+            kafka_sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
+            kafka_ssl_cafile=_str(env, "KAFKA_SSL_CAFILE", ""),
+            kafka_ssl_certfile=_str(env, "KAFKA_SSL_CERTFILE", ""),
+            kafka_ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
+            kafka_connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
+            kafka_grace_minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135),
+        )
+
+    def kafka(self) -> KafkaSettings | None:
+        """The Kafka source's settings, or None when KAFKA_BOOTSTRAP_SERVERS is not set."""
+        if not self.kafka_bootstrap_servers:
+            return None
+        from ltr_assets.kafka import KafkaSettings
+
+        return KafkaSettings(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            topic=self.kafka_topic,
+            group_id=self.kafka_group_id,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            connect_timeout_s=self.kafka_connect_timeout_s,
+            grace=timedelta(minutes=self.kafka_grace_minutes),
         )
 
 

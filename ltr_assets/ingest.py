@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +22,15 @@ from ltr_assets.events import EVENT_COLUMNS, EventRow, Rejection
 from ltr_assets.lake import Lake
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 from ltr_assets.sources import SourceRecord
+
+log = logging.getLogger("ltr.ingest")
+
+
+class DaySource(Protocol):
+    name: str
+
+    def read_day(self, day: date) -> Iterable[SourceRecord]: ...
+
 
 RAW_EVENTS_SCHEMA = pa.schema(
     [
@@ -129,3 +140,24 @@ def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: s
     report.quarantine_path = lake.quarantine(day)
     atomic.write_text(report.quarantine_path, "".join(line + "\n" for line in quarantine_lines))
     return report
+
+
+@dataclass(frozen=True)
+class SourceChoice:
+    name: str  # the source actually read
+    fallback_reason: str  # why the primary source was not used; "" when it was
+
+
+def read_day_with_fallback(
+    primary: DaySource | None, fallback: DaySource, day: date
+) -> tuple[list[SourceRecord], SourceChoice]:
+    """Read the day from the primary source (Kafka) when one is configured; when it cannot be
+    read, from the fallback (the audit-log files), saying why. Nothing partial is kept."""
+    if primary is not None:
+        try:
+            return list(primary.read_day(day)), SourceChoice(primary.name, "")
+        except Exception as exc:  # any failure of the primary means: use the files
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("falling back to %s for %s: %s", fallback.name, day, reason)
+            return list(fallback.read_day(day)), SourceChoice(fallback.name, reason)
+    return list(fallback.read_day(day)), SourceChoice(fallback.name, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 
 from ltr_assets.config import Settings
+from ltr_assets.kafka import KafkaDaySource
 from ltr_assets.lake import Lake
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.sources import AuditLogSource
@@ -23,5 +24,10 @@ class LtrResource(ConfigurableResource):
         settings = self.settings()
         return LocalRegistry(settings.registry_dir, settings.weights_path)
 
-    def source(self) -> AuditLogSource:
+    def file_source(self) -> AuditLogSource:
         return AuditLogSource(self.settings().audit_log)
+
+    def kafka_source(self) -> KafkaDaySource | None:
+        """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
+        kafka = self.settings().kafka()
+        return KafkaDaySource(kafka) if kafka else None

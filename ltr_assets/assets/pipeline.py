@@ -19,6 +19,8 @@ from dagster import (
 
 from ltr_assets.candidates import publish_candidate, train_candidate
 from ltr_assets.checks import (
+    fallback_check_result,
+    fallback_check_spec,
     gate_check_result,
     gate_check_specs,
     quarantine_check_result,
@@ -26,7 +28,7 @@ from ltr_assets.checks import (
 )
 from ltr_assets.config import Settings
 from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_day
+from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.partitions import daily_partitions
 from ltr_assets.resources import LtrResource
 
@@ -41,23 +43,30 @@ def _day(context: AssetExecutionContext) -> date:
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    check_specs=[quarantine_check_spec("raw_events")],
-    description="Day D's recommendation and feedback events, validated and deduplicated "
-    "(Parquet); malformed events are quarantined with their reason.",
+    check_specs=[quarantine_check_spec("raw_events"), fallback_check_spec("raw_events")],
+    description="Day D's recommendation and feedback events from Kafka (the audit-log files when "
+    "Kafka is not configured or unreachable), validated and deduplicated (Parquet); malformed "
+    "events are quarantined with their reason.",
     kinds={"parquet"},
 )
 def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     settings = ltr.settings()
-    source = ltr.source()
     day = _day(context)
-    report = ingest_day(source.read_day(day), day, ltr.lake(), source=source.name)
+    records, choice = read_day_with_fallback(ltr.kafka_source(), ltr.file_source(), day)
+    if choice.fallback_reason:
+        context.log.warning(
+            f"raw_events[{day}]: Kafka unusable, read the audit log instead: "
+            f"{choice.fallback_reason}"
+        )
+    report = ingest_day(records, day, ltr.lake(), source=choice.name)
     context.log.info(
         f"raw_events[{day}]: read={report.read} accepted={report.accepted} "
         f"duplicates={report.duplicates} quarantined={report.quarantined} ignored={report.ignored}"
     )
     return MaterializeResult(
         metadata={
-            "source": source.name,
+            "source": choice.name,
+            "fallback_reason": choice.fallback_reason,
             "read": report.read,
             "accepted": report.accepted,
             "duplicates": report.duplicates,
@@ -70,7 +79,10 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             "path": MetadataValue.path(str(report.parquet_path)),
             "quarantine_path": MetadataValue.path(str(report.quarantine_path)),
         },
-        check_results=[quarantine_check_result(report, settings.quarantine_warn_ratio)],
+        check_results=[
+            quarantine_check_result(report, settings.quarantine_warn_ratio),
+            fallback_check_result(choice),
+        ],
     )
 
 

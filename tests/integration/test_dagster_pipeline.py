@@ -38,7 +38,10 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
     assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     assert assets == {"raw_events", "feature_matrix", "ltr_model", "published_weights"}
     checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
-    assert checks == {("ltr_model", name) for name in GATE} | {("raw_events", "quarantine_ratio")}
+    assert checks == {("ltr_model", name) for name in GATE} | {
+        ("raw_events", "quarantine_ratio"),
+        ("raw_events", "source_fallback"),
+    }
     for key in GATE:
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)
         assert spec.blocking
@@ -79,7 +82,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
     checks = _checks(first)
-    assert set(checks) == GATE | {"quarantine_ratio"}
+    assert set(checks) == GATE | {"quarantine_ratio", "source_fallback"}
     assert checks["min_samples"] is False
     assert "published_weights" not in _materialized(first)
     assert registry.latest_version() is None

@@ -1,0 +1,285 @@
+"""The Kafka side: read exactly one UTC day from the topic, and publish events to it.
+
+Reading day D: on every partition, start at the first offset whose record timestamp is at or
+after 00:00 UTC of D (offsets_for_times), and read until the partition shows a record stamped at
+or after the end of D plus the grace period, or reaches the end offset seen when the read began.
+Events belong to the day of their own timestamp, so an event of D that arrives late is in D. The
+committed offsets of the consumer group are written for operators to watch lag; they never decide
+what a partition contains, so re-reading a day gives the same rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
+from ltr_assets.sources import SourceRecord
+
+log = logging.getLogger("ltr.kafka")
+MAX_RECORDS_PER_POLL = 5000
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker could not be reached, the topic is missing, or a read stalled."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    topic: str = "match_events"
+    group_id: str = "ltr-raw-events"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    connect_timeout_s: float = 3.0
+    stall_timeout_s: float = 30.0
+    grace: timedelta = timedelta(hours=2, minutes=15)
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection and security options shared by consumer, producer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": int(max(self.connect_timeout_s, 1.0) * 1000),
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile or None,
+                certfile=self.ssl_certfile or None,
+                keyfile=self.ssl_keyfile or None,
+            )
+        if self.security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        return options
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _record_day(outcome: EventRow | Rejection | None, record_ts_ms: int) -> date:
+    """An event's own day; the record timestamp's day when the event's time is unreadable."""
+    if type(outcome) is EventRow:
+        return outcome.timestamp.date()
+    if type(outcome) is Rejection and outcome.timestamp is not None:
+        return outcome.timestamp.date()
+    return datetime.fromtimestamp(record_ts_ms / 1000, tz=UTC).date()
+
+
+@dataclass
+class KafkaRead:
+    records: list[SourceRecord]
+    partitions: dict[int, tuple[int, int]]  # partition -> (first offset read, next offset)
+    scanned: int  # records looked at, including other days'
+
+
+class KafkaDaySource:
+    """Reads one UTC day of events from the topic."""
+
+    name = "kafka"
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+
+    def read_day(self, day: date) -> Iterator[SourceRecord]:
+        yield from self.read(day).records
+
+    def read(self, day: date) -> KafkaRead:
+        return asyncio.run(self._read(day))
+
+    async def _start(self, client: Any) -> None:
+        try:
+            await asyncio.wait_for(client.start(), self.settings.connect_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await client.stop()
+            raise KafkaUnavailable(
+                f"cannot reach Kafka at {self.settings.bootstrap_servers}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    async def _read(self, day: date) -> KafkaRead:
+        s = self.settings
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        start_ms, end_ms = _ms(start), _ms(start + timedelta(days=1))
+        stop_ms = end_ms + int(s.grace.total_seconds() * 1000)
+        consumer = AIOKafkaConsumer(
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **s.client_options(),
+        )
+        await self._start(consumer)
+        try:
+            partitions = consumer.partitions_for_topic(s.topic)
+            if not partitions:
+                raise KafkaUnavailable(f"topic {s.topic!r} does not exist")
+            tps = [TopicPartition(s.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            firsts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
+            active: dict[TopicPartition, int] = {}
+            bounds: dict[int, tuple[int, int]] = {}
+            for tp in tps:
+                first = firsts.get(tp)
+                if first is None or first.offset >= ends[tp]:
+                    bounds[tp.partition] = (ends[tp], ends[tp])
+                    continue
+                consumer.seek(tp, first.offset)
+                active[tp] = ends[tp]
+                bounds[tp.partition] = (first.offset, first.offset)
+            records: list[SourceRecord] = []
+            scanned = 0
+            last_progress = time.monotonic()
+            while active:
+                batch = await consumer.getmany(
+                    *active, timeout_ms=1000, max_records=MAX_RECORDS_PER_POLL
+                )
+                if not batch:
+                    if time.monotonic() - last_progress > s.stall_timeout_s:
+                        raise KafkaUnavailable(
+                            f"reading {s.topic} stalled for {s.stall_timeout_s:.0f} s "
+                            f"with {len(active)} partitions unfinished"
+                        )
+                    continue
+                last_progress = time.monotonic()
+                for tp, messages in batch.items():
+                    end = active.get(tp)
+                    if end is None:
+                        continue
+                    done = False
+                    next_offset = bounds[tp.partition][1]
+                    for message in messages:
+                        if message.offset >= end or message.timestamp >= stop_ms:
+                            done = True
+                            break
+                        scanned += 1
+                        next_offset = message.offset + 1
+                        records.extend(self._keep(message, day))
+                    bounds[tp.partition] = (bounds[tp.partition][0], next_offset)
+                    if done or next_offset >= end:
+                        del active[tp]
+                        consumer.pause(tp)
+            await self._commit_progress(consumer, bounds)
+            return KafkaRead(records, bounds, scanned)
+        finally:
+            await consumer.stop()
+
+    def _keep(self, message: Any, day: date) -> Iterable[SourceRecord]:
+        value = message.value
+        if value is None:
+            outcome: EventRow | Rejection | None = Rejection(
+                "null message value (tombstone)", "null_value"
+            )
+        else:
+            outcome = parse_event(value)
+        if _record_day(outcome, message.timestamp) != day:
+            return ()
+        if type(outcome) is EventRow:
+            return (SourceRecord("", b"", outcome),)  # origin and raw only for quarantine
+        origin = f"{message.topic}/{message.partition}@{message.offset}"
+        return (SourceRecord(origin, value or b"", outcome),)
+
+    async def _commit_progress(
+        self, consumer: AIOKafkaConsumer, bounds: dict[int, tuple[int, int]]
+    ) -> None:
+        """Commit how far the group has read, for lag monitoring; never backwards (backfills)."""
+        offsets = {}
+        for partition, (_, next_offset) in bounds.items():
+            tp = TopicPartition(self.settings.topic, partition)
+            committed = await consumer.committed(tp)
+            if committed is None or next_offset > committed:
+                offsets[tp] = next_offset
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # lag reporting must never fail the read
+                log.warning("could not commit offsets for lag monitoring: %s", exc)
+
+
+def event_time_ms(event: dict[str, Any]) -> int:
+    """The record timestamp for an event: its own time (flat or audit-log envelope)."""
+    return _ms(parse_timestamp(event["timestamp"]))
+
+
+def _event_key(event: dict[str, Any]) -> bytes | None:
+    fields = event.get("context", event)
+    request = fields.get("request_id") or fields.get("case_id") or fields.get("case")
+    return str(request).encode() if request else None
+
+
+async def _produce(settings: KafkaSettings, events: Iterable[dict[str, Any]]) -> int:
+    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **settings.client_options())
+    try:
+        await asyncio.wait_for(producer.start(), settings.connect_timeout_s)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await producer.stop()
+        raise KafkaUnavailable(f"cannot reach Kafka: {type(exc).__name__}: {exc}") from None
+    sent = 0
+    try:
+        for event in events:
+            await producer.send(
+                settings.topic,
+                key=_event_key(event),
+                value=orjson.dumps(event),
+                timestamp_ms=event_time_ms(event),
+            )
+            sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+def publish_events(settings: KafkaSettings, events: Iterable[dict[str, Any]]) -> int:
+    """Publish events (the platform's producer side): the event time is the record timestamp
+    and the request id the key, so one recommendation list stays in one partition, in order."""
+    return asyncio.run(_produce(settings, events))
+
+
+async def _ensure_topic(settings: KafkaSettings, partitions: int) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(**settings.client_options())
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    settings.topic,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs={"retention.ms": "-1"},
+                )
+            ]
+        )
+        for _, code, message in getattr(response, "topic_errors", []):
+            if code not in (0, 36):  # 36: the topic already exists
+                raise KafkaUnavailable(f"creating topic {settings.topic}: {message}")
+            return code == 0
+        return True
+    finally:
+        await admin.close()
+
+
+def ensure_topic(settings: KafkaSettings, partitions: int = 3) -> bool:
+    """Create the topic with retention.ms=-1 (events carry their own, possibly old, times and
+    time-based retention would drop them at once); True if it was created."""
+    return asyncio.run(_ensure_topic(settings, partitions))

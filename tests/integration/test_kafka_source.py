@@ -1,0 +1,207 @@
+"""raw_events from a real Kafka wire-protocol broker (noida-db) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from aiokafka import AIOKafkaProducer
+from dagster import AssetKey, DagsterInstance
+
+from ltr_assets.definitions import defs
+from ltr_assets.ingest import ingest_day
+from ltr_assets.kafka import KafkaDaySource, KafkaSettings, ensure_topic, publish_events
+from ltr_assets.lake import Lake
+from ltr_assets.simulator import Simulator, SimulatorConfig
+from ltr_assets.sources import AuditLogSource
+from tests.conftest import START
+from tests.support.kafka_broker import Broker
+
+DAYS = [START + timedelta(days=i) for i in range(3)]
+
+
+def _settings(broker: Broker, topic: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=broker.bootstrap, topic=topic, group_id=f"g-{topic}")
+
+
+@pytest.fixture
+def topic(kafka_broker: Broker) -> str:
+    name = f"match_events_{uuid.uuid4().hex[:8]}"
+    assert ensure_topic(_settings(kafka_broker, name), partitions=3)
+    return name
+
+
+def _arrival_order(events: list[dict], seed: int) -> list[dict]:
+    """Most events arrive within a minute; 5% arrive 20-150 minutes late, across midnight too."""
+    rng = np.random.default_rng(seed)
+    base = np.array([np.datetime64(e["timestamp"][:-1]) for e in events], dtype="datetime64[ms]")
+    delay = rng.integers(0, 60_000, len(events))
+    late = rng.random(len(events)) < 0.05
+    delay[late] = rng.integers(20 * 60_000, 150 * 60_000, late.sum())
+    order = np.argsort(base + delay.astype("timedelta64[ms]"), kind="stable")
+    return [events[i] for i in order]
+
+
+def _write_jsonl(path: Path, events: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_each_day_holds_exactly_its_events_and_matches_the_files(
+    kafka_broker: Broker, topic: str, tmp_path: Path
+) -> None:
+    events = Simulator(SimulatorConfig(start=START, days=3, seed=5, requests_per_day=60)).events()
+    arrived = _arrival_order(events, seed=1)
+    assert arrived != events  # out of order across the topic
+    settings = _settings(kafka_broker, topic)
+    assert publish_events(settings, arrived) == len(events)
+    _write_jsonl(tmp_path / "audit.jsonl", events)
+
+    kafka_lake, file_lake = Lake(tmp_path / "kafka"), Lake(tmp_path / "files")
+    source = KafkaDaySource(settings)
+    files = AuditLogSource(str(tmp_path / "audit.jsonl"))
+    seen: set[str] = set()
+    for day in DAYS:
+        report = ingest_day(source.read_day(day), day, kafka_lake, "kafka")
+        expected = {e["event_id"] for e in events if e["timestamp"].startswith(day.isoformat())}
+        got = report.parquet_path.read_bytes()
+        ids = pq.read_table(report.parquet_path).column("event_id").to_pylist()
+        assert len(ids) == len(set(ids)) and set(ids) == expected
+        assert report.duplicates == 0 and report.quarantined == 0
+        seen |= set(ids)
+        file_report = ingest_day(files.read_day(day), day, file_lake, "audit_log")
+        assert file_report.parquet_path.read_bytes() == got  # identical Parquet
+        again = ingest_day(source.read_day(day), day, kafka_lake, "kafka")
+        assert again.parquet_path.read_bytes() == got  # re-materializing gives the same rows
+    last_day_ids = {
+        e["event_id"] for e in events if e["timestamp"] < (DAYS[-1] + timedelta(1)).isoformat()
+    }
+    assert seen == last_day_ids  # nothing missing, nothing from outside the three days
+
+
+def test_reading_stops_after_the_grace_period(kafka_broker: Broker, topic: str) -> None:
+    settings = _settings(kafka_broker, topic)
+    day = DAYS[0]
+    base = {"event_type": "offer_feedback", "request_id": "r", "case_id": "c", "action": "click"}
+    stream = [
+        {**base, "event_id": "in-day", "lawyer_id": "a", "timestamp": f"{day}T23:00:00Z"},
+        {**base, "event_id": "next-1", "lawyer_id": "b", "timestamp": f"{DAYS[1]}T00:30:00Z"},
+        {**base, "event_id": "late", "lawyer_id": "c", "timestamp": f"{day}T23:59:00Z"},
+        {**base, "event_id": "past-grace", "lawyer_id": "d", "timestamp": f"{DAYS[1]}T03:00:00Z"},
+        {**base, "event_id": "too-late", "lawyer_id": "e", "timestamp": f"{day}T23:59:30Z"},
+    ]
+    publish_events(settings, stream)
+    read = KafkaDaySource(settings).read(day)
+    assert sorted(r.outcome.event_id for r in read.records) == ["in-day", "late"]
+
+
+async def _send_raw(settings: KafkaSettings, values: list[bytes | None], ts_ms: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for i, value in enumerate(values):
+            await producer.send_and_wait(settings.topic, value=value, key=b"k%d" % i,
+                                         timestamp_ms=ts_ms + i)  # fmt: skip
+    finally:
+        await producer.stop()
+
+
+def _run_raw_events(day: date, instance: DagsterInstance):
+    job = defs.resolve_job_def("ltr_daily_job")
+    return job.execute_in_process(
+        partition_key=day.isoformat(), instance=instance, asset_selection=[AssetKey("raw_events")]
+    )
+
+
+def _metadata(instance: DagsterInstance) -> dict:
+    event = instance.get_latest_materialization_event(AssetKey("raw_events"))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def _check(result, name: str) -> bool:
+    return next(
+        e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == name
+    )
+
+
+def test_malformed_messages_are_quarantined_and_the_run_succeeds(
+    kafka_broker: Broker, topic: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings(kafka_broker, topic)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_broker.bootstrap)
+    monkeypatch.setenv("KAFKA_TOPIC", topic)
+    day = DAYS[0]
+    good = {"event_type": "offer_feedback", "timestamp": f"{day}T10:00:00Z", "request_id": "r1",
+            "case_id": "c1", "lawyer_id": "l1", "action": "click"}  # fmt: skip
+    values = [
+        json.dumps({**good, "event_id": "ok-1"}).encode(),
+        b"this is not json",
+        json.dumps({**good, "event_id": "no-case", "case_id": None}).encode(),
+        json.dumps(
+            {**good, "event_id": "typed", "event_type": "match_recommendation", "features": "high"}
+        ).encode(),  # fmt: skip
+        None,  # a tombstone
+        json.dumps({**good, "event_id": "ok-2", "lawyer_id": "l2"}).encode(),
+    ]
+    ts = int(np.datetime64(f"{day}T10:00:00", "ms").astype(np.int64))
+    asyncio.run(_send_raw(settings, values, ts))
+
+    instance = DagsterInstance.ephemeral()
+    result = _run_raw_events(day, instance)
+    assert result.success
+    meta = _metadata(instance)
+    assert meta["source"] == "kafka" and meta["accepted"] == 2 and meta["quarantined"] == 4
+    assert meta["quarantine_reasons"] == {
+        "invalid_json": 1, "missing_id": 1, "missing_features": 1, "null_value": 1}  # fmt: skip
+    lines = (ltr_home / "lake" / "quarantine" / f"{day}.jsonl").read_text().splitlines()
+    origins = [json.loads(line)["origin"] for line in lines]
+    assert all(o.startswith(f"{topic}/") for o in origins)
+    assert _check(result, "quarantine_ratio") is False  # 4 of 6 is far above 5%
+
+
+def test_unreachable_broker_falls_back_to_files_and_kafka_is_used_again_once_back(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker()
+    broker.start()
+    try:
+        name = "match_events"
+        settings = _settings(broker, name)
+        ensure_topic(settings, partitions=2)
+        events = Simulator(
+            SimulatorConfig(start=START, days=1, seed=9, requests_per_day=40)
+        ).events()
+        publish_events(settings, events)
+        _write_jsonl(ltr_home / "events" / "audit.jsonl", events)
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap)
+        instance = DagsterInstance.ephemeral()
+        parquet = ltr_home / "lake" / "raw_events" / f"{START}.parquet"
+
+        first = _run_raw_events(START, instance)
+        assert _metadata(instance)["source"] == "kafka" and _check(first, "source_fallback")
+        from_kafka = parquet.read_bytes()
+
+        broker.stop()
+        down = _run_raw_events(START, instance)
+        assert down.success
+        meta = _metadata(instance)
+        assert meta["source"] == "audit_log"
+        assert "cannot reach Kafka" in meta["fallback_reason"]
+        assert _check(down, "source_fallback") is False
+        assert parquet.read_bytes() == from_kafka
+
+        broker.start()
+        back = _run_raw_events(START, instance)
+        assert _metadata(instance)["source"] == "kafka" and _check(back, "source_fallback")
+        assert parquet.read_bytes() == from_kafka
+    finally:
+        broker.close()
