@@ -6,7 +6,7 @@ from dagster import Definitions
 
 from ltr_assets.assets import feature_matrix, ltr_model, published_weights, raw_events
 from ltr_assets.jobs import ltr_daily_job, ltr_label_refresh_job
-from ltr_assets.resources import LtrResource
+from ltr_assets.resources import KafkaResource, LtrResource
 from ltr_assets.schedules import ltr_daily_schedule
 from ltr_assets.sensors import SENSORS
 
@@ -15,5 +15,5 @@ defs = Definitions(
     jobs=[ltr_daily_job, ltr_label_refresh_job],
     schedules=[ltr_daily_schedule],
     sensors=SENSORS,
-    resources={"ltr": LtrResource()},
+    resources={"ltr": LtrResource(), "kafka": KafkaResource()},
 )

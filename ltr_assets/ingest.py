@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ltr_assets import atomic
-from ltr_assets.events import EVENT_COLUMNS, EventRow, Rejection
+from ltr_assets.events import EVENT_COLUMNS, EventRow
 from ltr_assets.lake import Lake
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 from ltr_assets.sources import SourceRecord
@@ -111,9 +111,14 @@ def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: s
         for record in records:
             report.read += 1
             outcome = record.outcome
-            if outcome is None:
+            if type(outcome) is EventRow:
+                if outcome.event_id in rows:
+                    report.duplicates += 1
+                else:
+                    rows[outcome.event_id] = outcome
+            elif outcome is None:
                 report.ignored += 1
-            elif type(outcome) is Rejection:
+            else:
                 report.quarantined += 1
                 report.reasons[outcome.kind] += 1
                 quarantine_lines.append(
@@ -127,10 +132,6 @@ def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: s
                         ensure_ascii=False,
                     )
                 )
-            elif outcome.event_id in rows:
-                report.duplicates += 1
-            else:
-                rows[outcome.event_id] = outcome
         table = events_table(list(rows.values()))
     report.accepted = table.num_rows
     report.feedback = int(pc.sum(pc.is_valid(table.column("action"))).as_py() or 0)

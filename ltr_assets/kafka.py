@@ -46,7 +46,8 @@ class KafkaSettings:
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     connect_timeout_s: float = 3.0
-    stall_timeout_s: float = 30.0
+    request_timeout_s: float = 40.0
+    stall_timeout_s: float = 60.0
     grace: timedelta = timedelta(hours=2, minutes=15)
 
     def client_options(self) -> dict[str, Any]:
@@ -54,7 +55,9 @@ class KafkaSettings:
         options: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol,
-            "request_timeout_ms": int(max(self.connect_timeout_s, 1.0) * 1000),
+            # Reaching the broker is bounded by connect_timeout_s around start(); requests get
+            # longer, as one fetch may carry a whole partition.
+            "request_timeout_ms": int(self.request_timeout_s * 1000),
         }
         if self.security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context

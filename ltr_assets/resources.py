@@ -27,7 +27,14 @@ class LtrResource(ConfigurableResource):
     def file_source(self) -> AuditLogSource:
         return AuditLogSource(self.settings().audit_log)
 
-    def kafka_source(self) -> KafkaDaySource | None:
+
+class KafkaResource(ConfigurableResource):
+    """The Kafka event source, configured by KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC,
+    KAFKA_GROUP_ID and the KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* variables when a
+    run starts. Secrets stay in the environment: they are never part of the resource's config,
+    its repr or a log line."""
+
+    def source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
-        kafka = self.settings().kafka()
+        kafka = Settings.from_env().kafka()
         return KafkaDaySource(kafka) if kafka else None

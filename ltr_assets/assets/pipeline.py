@@ -30,7 +30,7 @@ from ltr_assets.config import Settings
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.partitions import daily_partitions
-from ltr_assets.resources import LtrResource
+from ltr_assets.resources import KafkaResource, LtrResource
 
 GROUP = "ltr"
 PIPELINE_TAG = {"ltr/pipeline": "daily"}
@@ -49,10 +49,12 @@ def _day(context: AssetExecutionContext) -> date:
     "events are quarantined with their reason.",
     kinds={"parquet"},
 )
-def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+def raw_events(
+    context: AssetExecutionContext, ltr: LtrResource, kafka: KafkaResource
+) -> MaterializeResult:
     settings = ltr.settings()
     day = _day(context)
-    records, choice = read_day_with_fallback(ltr.kafka_source(), ltr.file_source(), day)
+    records, choice = read_day_with_fallback(kafka.source(), ltr.file_source(), day)
     if choice.fallback_reason:
         context.log.warning(
             f"raw_events[{day}]: Kafka unusable, read the audit log instead: "
