@@ -16,18 +16,19 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
-from ltr_assets import atomic
+from ltr_assets import atomic, publication
 from ltr_assets.config import Settings
 from ltr_assets.evaluation import Evaluation, GateResult, decide_gate, evaluate
 from ltr_assets.lake import Lake
+from ltr_assets.publication import PublicationReport
 from ltr_assets.registry import (
     MODEL_FILE,
     WEIGHTS_FILE,
     LocalRegistry,
-    PublishResult,
     RegistryError,
     weights_json,
 )
+from ltr_assets.s3_registry import S3Mirror
 from ltr_assets.scoring import ModelScorer, Scorer, WeightsScorer, make_scorer
 from ltr_assets.training import load_window, split_by_time, train_ranker
 
@@ -131,9 +132,14 @@ def train_candidate(
 
 
 def publish_candidate(
-    lake: Lake, registry: LocalRegistry, day: date, force: bool = False
-) -> PublishResult:
-    """Publish ltr_model[day]'s candidate; refuses one whose gate did not pass."""
+    lake: Lake,
+    registry: LocalRegistry,
+    day: date,
+    mirror: S3Mirror | None = None,
+    keep: int = 30,
+    force: bool = False,
+) -> PublicationReport:
+    """Publish ltr_model[day]'s candidate locally and to S3; refuses one that failed its gate."""
     folder = lake.candidate(day)
     try:
         summary = json.loads((folder / CANDIDATE_FILE).read_text())
@@ -145,4 +151,6 @@ def publish_candidate(
         failed = [g["name"] for g in summary["gate"] if not g["passed"]]
         raise GateNotPassed(f"candidate for {day} failed its gate ({', '.join(failed)})")
     metadata = {k: v for k, v in summary.items() if k != "partition"}
-    return registry.publish(weights, model_text, metadata, partition=day.isoformat(), force=force)
+    return publication.publish(
+        registry, mirror, weights, model_text, metadata, day.isoformat(), force=force, keep=keep
+    )

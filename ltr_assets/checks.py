@@ -95,3 +95,30 @@ def fallback_check_result(choice: SourceChoice) -> AssetCheckResult:
         + (f" because Kafka failed: {choice.fallback_reason}" if choice.fallback_reason else ""),
         metadata={"source": choice.name, "fallback_reason": choice.fallback_reason},
     )
+
+
+S3_CHECK = "s3_published"
+
+
+def s3_check_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        S3_CHECK,
+        asset=asset,
+        description="Warns when the version could not be published to S3/MinIO (the local "
+        "registry stands; the next publish or `ltr registry sync` catches up).",
+    )
+
+
+def s3_check_result(published: bool | None, error: str) -> AssetCheckResult:
+    if published is None:
+        description = "S3 is not configured (S3_BUCKET unset): local registry only"
+    elif published:
+        description = "published to S3 and verified; S3 latest.json agrees with the local latest"
+    else:
+        description = f"S3 publish failed: {error}"
+    return AssetCheckResult(
+        check_name=S3_CHECK,
+        passed=published is not False,
+        severity=AssetCheckSeverity.WARN,
+        description=description,
+    )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from ltr_assets.config import Settings
+from ltr_assets.config import ConfigError, Settings
 from ltr_assets.registry import LocalRegistry, RegistryError
 from ltr_assets.simulator import ENVELOPES, Simulator, SimulatorConfig, render_lines
 
@@ -101,10 +101,54 @@ def _registry_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _mirror(settings: Settings):
+    from ltr_assets.resources import mirror_from_settings
+
+    return mirror_from_settings(settings)
+
+
+def _request_reload(settings: Settings) -> None:
+    if not settings.serving_url:
+        print("LTR_SERVING_URL not set: the ranking service's poller will pick it up")
+        return
+    from ltr_assets.notify import request_reload
+
+    delivery = request_reload(settings.serving_url, settings.reload_token)
+    print(f"reload: {'ok' if delivery.ok else 'FAILED ' + delivery.error}")
+
+
 def _registry_rollback(args: argparse.Namespace) -> int:
-    registry = _registry(Settings.from_env())
-    result = registry.rollback(args.version)
-    print(f"latest: {result.previous_latest} -> {result.version}")
+    from ltr_assets.publication import rollback
+
+    settings = Settings.from_env()
+    report = rollback(_registry(settings), _mirror(settings), args.version)
+    print(f"latest: {report.local.previous_latest} -> {report.version}")
+    if report.s3_published is False:
+        print(f"warning: S3 pointer not moved ({report.s3_error}); run `ltr registry sync`")
+    _request_reload(settings)
+    return 0
+
+
+def _registry_sync(args: argparse.Namespace) -> int:
+    from ltr_assets.s3_registry import sync
+
+    settings = Settings.from_env()
+    mirror = _mirror(settings)
+    if mirror is None:
+        print("error: S3_BUCKET is not set", file=sys.stderr)
+        return 2
+    from ltr_assets.publication import S3_ERRORS
+
+    try:
+        report = sync(_registry(settings), mirror, force_pointer=args.force)
+    except S3_ERRORS as exc:
+        print(f"error: sync to {mirror.url()} failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"uploaded {len(report.uploaded)} version(s): {', '.join(report.uploaded) or '-'}")
+    print(
+        f"{mirror.url('latest.json')} -> {report.pointer_version}"
+        f"{'' if report.pointer_moved else ' (not moved: S3 latest is a newer partition)'}"
+    )
     return 0
 
 
@@ -145,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = reg_sub.add_parser("rollback")
     rollback.add_argument("version")
     rollback.set_defaults(func=_registry_rollback)
+    sync_parser = reg_sub.add_parser("sync", help="upload to S3 what it lacks; align its latest")
+    sync_parser.add_argument("--force", action="store_true", help="move S3 latest even backwards")
+    sync_parser.set_defaults(func=_registry_sync)
 
     demo = sub.add_parser("demo", help="simulate, run the pipeline, print a report")
     demo.add_argument("--days", type=int, default=28)
@@ -159,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("simulate needs --out FILE")
     try:
         return args.func(args)
-    except RegistryError as exc:
+    except (RegistryError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -106,6 +106,8 @@ class Settings:
     kafka_ssl_keyfile: str = ""
     kafka_connect_timeout_s: float = 3.0
     kafka_grace_minutes: int = 135
+    s3_region: str = "us-east-1"
+    keep_versions: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -158,6 +160,8 @@ class Settings:
             kafka_ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
             kafka_connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
             kafka_grace_minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135),
+            s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
+            keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
         )
 
     def kafka(self) -> KafkaSettings | None:

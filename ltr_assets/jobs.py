@@ -1,11 +1,20 @@
 """Jobs: the daily pipeline, and the label refresh that picks up feedback that came late."""
 
-from __future__ import annotations
+from dagster import (
+    AssetSelection,
+    Config,
+    OpExecutionContext,
+    define_asset_job,
+    in_process_executor,
+    job,
+    op,
+)
+from pydantic import Field
 
-from dagster import AssetSelection, define_asset_job, in_process_executor
-
+from ltr_assets import publication
 from ltr_assets.assets import feature_matrix, ltr_model, published_weights, raw_events
 from ltr_assets.partitions import daily_partitions
+from ltr_assets.resources import LtrResource, S3RegistryResource
 
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
 PIPELINE_TAGS = {"ltr/pipeline": "daily"}
@@ -28,3 +37,28 @@ ltr_label_refresh_job = define_asset_job(
     description="Rebuild feature_matrix[D] once D+1 is ingested, so feedback that arrived after "
     "midnight labels D's impressions in later training windows.",
 )
+
+
+class RollbackConfig(Config):
+    version: str = Field(description="The registry version (YYYYMMDD_HHMMSS) to make live.")
+
+
+@op(description="Validate the version (files, checksums, weights summing to 1.0, model loads), "
+    "then point latest at it locally and on S3.")  # fmt: skip
+def rollback_to_version(
+    context: OpExecutionContext, config: RollbackConfig, ltr: LtrResource, s3: S3RegistryResource
+) -> str:
+    report = publication.rollback(ltr.registry(), s3.mirror(), config.version)
+    context.log.info(f"latest: {report.local.previous_latest} -> {report.version}")
+    if report.s3_published is False:
+        context.log.warning(f"S3 pointer not moved: {report.s3_error}")
+    return report.version
+
+
+@job(
+    description="Roll back (or forward) to a named version; the reload sensor then tells the "
+    "ranking service.",
+    executor_def=in_process_executor,
+)
+def ltr_rollback_job() -> None:
+    rollback_to_version()

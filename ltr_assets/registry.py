@@ -248,6 +248,12 @@ class LocalRegistry:
             version, self.versions_dir / version, True, previous, f"rolled back to {version}"
         )
 
+    def delete_version(self, version: str) -> None:
+        """Remove a version (retention); the one latest points at is never removed."""
+        if version == self.latest_version():
+            raise RegistryError(f"{version} is latest; roll back before deleting it")
+        shutil.rmtree(self.versions_dir / version, ignore_errors=True)
+
     def _move_pointer(self, version: str, partition: str, weights: dict[str, float]) -> None:
         atomic.write_json(
             self.pointer_path,

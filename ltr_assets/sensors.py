@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from ltr_assets.config import Settings
+from ltr_assets.jobs import ltr_rollback_job
 from ltr_assets.notify import notify, request_reload
 
 
@@ -40,6 +41,23 @@ def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLo
     raise RuntimeError(
         f"reload request failed after {delivery.attempts} attempts: {delivery.error}"
     )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ltr_rollback_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="After a rollback run succeeds, POST /reload to LTR_SERVING_URL.",
+)
+def reload_after_rollback_sensor(context: RunStatusSensorContext):
+    settings = Settings.from_env()
+    if not settings.serving_url:
+        return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
+    delivery = request_reload(settings.serving_url, settings.reload_token)
+    if not delivery.ok:
+        notify(settings.notify_webhook_url, f"LTR serving reload failed: {delivery.error}")
+        raise RuntimeError(f"reload request failed: {delivery.error}")
+    return SkipReason(f"serving reloaded after rollback run {context.dagster_run.run_id[:8]}")
 
 
 @run_status_sensor(
@@ -70,4 +88,9 @@ def notify_run_failure(context: RunFailureSensorContext):
     )
 
 
-SENSORS = [reload_serving_sensor, notify_run_success, notify_run_failure]
+SENSORS = [
+    reload_serving_sensor,
+    reload_after_rollback_sensor,
+    notify_run_success,
+    notify_run_failure,
+]

@@ -25,12 +25,15 @@ from ltr_assets.checks import (
     gate_check_specs,
     quarantine_check_result,
     quarantine_check_spec,
+    s3_check_result,
+    s3_check_spec,
 )
 from ltr_assets.config import Settings
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day, read_day_with_fallback
+from ltr_assets.notify import notify
 from ltr_assets.partitions import daily_partitions
-from ltr_assets.resources import KafkaResource, LtrResource
+from ltr_assets.resources import KafkaResource, LtrResource, S3RegistryResource
 
 GROUP = "ltr"
 PIPELINE_TAG = {"ltr/pipeline": "daily"}
@@ -168,16 +171,30 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     partitions_def=daily_partitions,
     group_name=GROUP,
     deps=[ltr_model],
+    check_specs=[s3_check_spec("published_weights")],
     description="The gated candidate published as a new registry version (weights summing to "
     "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
     kinds={"json"},
 )
-def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+def published_weights(
+    context: AssetExecutionContext, ltr: LtrResource, s3: S3RegistryResource
+) -> MaterializeResult:
+    settings = ltr.settings()
     registry = ltr.registry()
-    result = publish_candidate(ltr.lake(), registry, _day(context))
+    report = publish_candidate(
+        ltr.lake(), registry, _day(context), mirror=s3.mirror(), keep=settings.keep_versions
+    )
+    result = report.local
     context.log.info(
         f"published_weights[{context.partition_key}]: {result.version} {result.reason}"
     )
+    if report.s3_published is False:
+        context.log.warning(f"S3 publish failed, local version stands: {report.s3_error}")
+        notify(
+            settings.notify_webhook_url,
+            f":warning: LTR {result.version} published locally only; S3 failed: "
+            f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
+        )
     artifact = registry.load(result.version)
     return MaterializeResult(
         metadata={
@@ -186,7 +203,14 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
             "latest": registry.latest_version() or "",
             "previous_latest": result.previous_latest or "",
             "reason": result.reason,
+            "s3_published": "not configured"
+            if report.s3_published is None
+            else report.s3_published,
+            "s3_error": report.s3_error,
+            "s3_uploaded": MetadataValue.json(report.s3_uploaded),
+            "pruned_versions": MetadataValue.json(report.pruned),
             "weights": MetadataValue.json(artifact.weights),
             "path": MetadataValue.path(str(result.path)),
-        }
+        },
+        check_results=[s3_check_result(report.s3_published, report.s3_error)],
     )

@@ -41,6 +41,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
     assert checks == {("ltr_model", name) for name in GATE} | {
         ("raw_events", "quarantine_ratio"),
         ("raw_events", "source_fallback"),
+        ("published_weights", "s3_published"),
     }
     for key in GATE:
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)

@@ -6,26 +6,18 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import pytest
 
 from ltr_assets.registry import LocalRegistry, RegistryError
 from ltr_assets.schema import FEATURES
 from ltr_assets.training import normalise
+from tests.support.artifacts import tiny_model_text, weights
 
 
 @pytest.fixture(scope="module")
 def model_text() -> str:
-    rng = np.random.default_rng(0)
-    X = rng.random((200, len(FEATURES)))
-    data = lgb.Dataset(X, (X[:, 0] > 0.5).astype(int), group=[20] * 10, feature_name=list(FEATURES))
-    params = {"objective": "lambdarank", "verbosity": -1, "min_data_in_leaf": 5}
-    return lgb.train(params, data, num_boost_round=3).model_to_string()
-
-
-def _weights(seed: int) -> dict[str, float]:
-    return normalise(np.random.default_rng(seed).random(len(FEATURES)))
+    return tiny_model_text()
 
 
 def _now(second: int) -> datetime:
@@ -39,10 +31,10 @@ def test_normalised_weights_are_non_negative_and_sum_to_one() -> None:
     assert sum(normalise(np.zeros(len(FEATURES))).values()) == 1.0
 
 
-def test_publish_moves_latest_and_writes_the_flat_weights(tmp_path: Path, model_text: str) -> None:
+def test_publish_moves_latest_and_writes_the_flatweights(tmp_path: Path, model_text: str) -> None:
     registry = LocalRegistry(tmp_path / "reg", tmp_path / "models" / "ltr_weights.json")
     result = registry.publish(
-        _weights(1), model_text, {"gate_passed": True}, "2026-11-25", now=_now(0)
+        weights(1), model_text, {"gate_passed": True}, "2026-11-25", now=_now(0)
     )
     assert result.version == "20261126_021500" and result.latest_moved
     assert registry.latest_version() == result.version
@@ -52,25 +44,25 @@ def test_publish_moves_latest_and_writes_the_flat_weights(tmp_path: Path, model_
     assert json.loads((tmp_path / "models" / "ltr_weights.json").read_text()) == artifact.weights
     assert abs(sum(artifact.weights.values()) - 1.0) < 1e-12
     # same second again: the next free second, never an overwrite
-    again = registry.publish(_weights(2), model_text, {}, "2026-11-25", now=_now(0))
+    again = registry.publish(weights(2), model_text, {}, "2026-11-25", now=_now(0))
     assert again.version == "20261126_021501"
 
 
 def test_backfill_never_moves_latest_backwards(tmp_path: Path, model_text: str) -> None:
     registry = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
-    new = registry.publish(_weights(1), model_text, {}, "2026-11-25", now=_now(0))
-    old = registry.publish(_weights(2), model_text, {}, "2026-11-10", now=_now(5))
+    new = registry.publish(weights(1), model_text, {}, "2026-11-25", now=_now(0))
+    old = registry.publish(weights(2), model_text, {}, "2026-11-10", now=_now(5))
     assert not old.latest_moved and "older" in old.reason
     assert registry.latest_version() == new.version
     assert json.loads((tmp_path / "w.json").read_text()) == registry.load(new.version).weights
-    forced = registry.publish(_weights(3), model_text, {}, "2026-11-10", force=True, now=_now(9))
+    forced = registry.publish(weights(3), model_text, {}, "2026-11-10", force=True, now=_now(9))
     assert forced.latest_moved and registry.latest_version() == forced.version
 
 
 def test_rollback_validates_the_target(tmp_path: Path, model_text: str) -> None:
     registry = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
-    first = registry.publish(_weights(1), model_text, {}, "2026-11-24", now=_now(0))
-    second = registry.publish(_weights(2), model_text, {}, "2026-11-25", now=_now(1))
+    first = registry.publish(weights(1), model_text, {}, "2026-11-24", now=_now(0))
+    second = registry.publish(weights(2), model_text, {}, "2026-11-25", now=_now(1))
     assert registry.rollback(first.version).previous_latest == second.version
     assert registry.latest_version() == first.version
     assert json.loads((tmp_path / "w.json").read_text()) == registry.load(first.version).weights
@@ -88,7 +80,7 @@ def test_rollback_validates_the_target(tmp_path: Path, model_text: str) -> None:
 
 def test_checksum_mismatch_is_refused(tmp_path: Path, model_text: str) -> None:
     registry = LocalRegistry(tmp_path / "reg")
-    version = registry.publish(_weights(1), model_text, {}, "2026-11-25", now=_now(0)).version
+    version = registry.publish(weights(1), model_text, {}, "2026-11-25", now=_now(0)).version
     model = registry.versions_dir / version / "model.txt"
     model.write_text(model.read_text().replace("Tree=0", "Tree=0 ", 1))
     assert "checksum of model.txt" in registry.verify(version)[0]

@@ -1,0 +1,245 @@
+"""The registry's mirror on S3/MinIO: immutable versions, a `latest/` copy and a `latest.json`
+pointer moved with a conditional write, so two publishers can never interleave.
+
+Layout: s3://$S3_BUCKET/$S3_PREFIX/<version>/{ltr_weights.json, model.txt, metadata.json},
+.../latest/{same files} and .../latest.json ({"version", "partition", ...}), written last.
+A version's metadata.json is uploaded last, so its presence marks a complete version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ltr_assets.registry import (
+    METADATA_FILE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    Artifact,
+    LocalRegistry,
+    RegistryError,
+    sha256,
+    validate_artifact,
+)
+
+log = logging.getLogger("ltr.s3")
+FILES_IN_ORDER = (WEIGHTS_FILE, MODEL_FILE, METADATA_FILE)  # metadata last: "complete"
+POINTER = "latest.json"
+_VERSION = re.compile(r"^\d{8}_\d{6}$")
+T = TypeVar("T")
+
+
+class S3Unavailable(RuntimeError):
+    """S3 could not be reached or kept failing after the retries."""
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def with_retries(action: Callable[[], T], attempts: int, backoff_s: float, what: str) -> T:
+    """Retry connection-level failures with exponential backoff, then raise S3Unavailable."""
+    error: Exception | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (BotoCoreError, S3Unavailable) as exc:
+            error = exc
+        except ClientError as exc:
+            if _code(exc) not in ("500", "502", "503", "504", "SlowDown", "InternalError"):
+                raise
+            error = exc
+        if attempt < attempts:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+    raise S3Unavailable(f"{what} failed after {attempts} attempts: {error}") from error
+
+
+@dataclass
+class S3Mirror:
+    client: Any  # a boto3 S3 client (from dagster-aws's S3Resource)
+    bucket: str
+    prefix: str = "ltr"
+    attempts: int = 3
+    backoff_s: float = 1.0
+    pointer_retries: int = 8
+    _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def key(self, *parts: str) -> str:
+        return (
+            "/".join([self.prefix.strip("/"), *parts])
+            if self.prefix.strip("/")
+            else "/".join(parts)
+        )
+
+    def url(self, *parts: str) -> str:
+        return f"s3://{self.bucket}/{self.key(*parts)}"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Complete versions (their metadata.json exists), oldest first."""
+
+        def listing() -> list[str]:
+            found = set()
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key("")):
+                for item in page.get("Contents", []):
+                    parts = item["Key"][len(self.key("")) :].split("/")
+                    if len(parts) == 2 and _VERSION.match(parts[0]) and parts[1] == METADATA_FILE:
+                        found.add(parts[0])
+            return sorted(found)
+
+        return with_retries(listing, self.attempts, self.backoff_s, f"listing {self.url()}")
+
+    def pointer(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The latest.json pointer and its ETag (None, None when there is none)."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.key(POINTER))
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None, None
+            raise
+        return json.loads(response["Body"].read()), response["ETag"]
+
+    def _get(self, *parts: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))["Body"].read()
+
+    def fetch(self, version: str) -> Artifact:
+        """Download a version and validate it fully (checksums first), like a local load."""
+        try:
+            metadata = json.loads(self._get(version, METADATA_FILE))
+            weights_bytes = self._get(version, WEIGHTS_FILE)
+            model_bytes = self._get(version, MODEL_FILE)
+        except ClientError as exc:
+            raise RegistryError(f"{self.url(version)} is incomplete: {exc}") from None
+        weights = validate_artifact(weights_bytes, model_bytes, metadata)
+        return Artifact(version, weights, model_bytes.decode(), metadata)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _put_immutable(self, key: str, body: bytes) -> None:
+        """Create an object that must never change: a same-content retry is fine, a different
+        content under an existing key is refused."""
+        digest = sha256(body)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={"sha256": digest}
+            )
+        except ClientError as exc:
+            if _code(exc) != "PreconditionFailed":
+                raise
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            if head.get("Metadata", {}).get("sha256") != digest:
+                raise RegistryError(f"s3://{self.bucket}/{key} exists with other content") from None
+
+    def upload_version(self, version: str, files: dict[str, bytes]) -> None:
+        """Upload a version's files (metadata.json last), then verify what S3 holds."""
+
+        def upload() -> None:
+            for name in FILES_IN_ORDER:
+                self._put_immutable(self.key(version, name), files[name])
+            for name in FILES_IN_ORDER:
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(version, name))
+                if head.get("Metadata", {}).get("sha256") != sha256(files[name]) or head[
+                    "ContentLength"
+                ] != len(files[name]):
+                    raise RegistryError(f"{self.url(version, name)} does not verify")
+
+        with_retries(upload, self.attempts, self.backoff_s, f"upload of {version}")
+
+    def _copy_to_latest(self, version: str) -> None:
+        for name in FILES_IN_ORDER:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self.key("latest", name),
+                CopySource={"Bucket": self.bucket, "Key": self.key(version, name)},
+            )
+
+    def move_pointer(self, version: str, partition: str, force: bool = False) -> bool:
+        """Point latest at `version` unless that moves it to an older partition (not forced).
+
+        latest/ is copied first, then latest.json is written with If-Match on the ETag read
+        before (If-None-Match when there is none). A publisher that loses the race re-reads
+        the pointer and decides again; if it then stays put, it restores latest/ to the
+        pointer's version, so latest/ and latest.json always end up agreeing.
+        """
+
+        def attempt() -> bool:
+            copied = False
+            for _ in range(self.pointer_retries):
+                current, etag = self.pointer()
+                if current and current.get("version") == version:
+                    return True
+                if current and not force and partition < current.get("partition", ""):
+                    if copied:
+                        self._copy_to_latest(current["version"])
+                    return False
+                self._copy_to_latest(version)
+                copied = True
+                body = json.dumps(
+                    {
+                        "version": version,
+                        "partition": partition,
+                        "moved_at": datetime.now(UTC).isoformat(),
+                    }
+                ).encode()
+                condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=self.key(POINTER), Body=body, **condition
+                    )
+                    return True
+                except ClientError as exc:
+                    if _code(exc) not in ("PreconditionFailed", "NoSuchKey", "404", "409"):
+                        raise
+                    log.info("latest.json changed under us; deciding again")
+            raise S3Unavailable(f"latest.json kept changing: gave up after {self.pointer_retries}")
+
+        return with_retries(attempt, self.attempts, self.backoff_s, "moving latest.json")
+
+    def delete_version(self, version: str) -> None:
+        self.client.delete_objects(
+            Bucket=self.bucket,
+            Delete={"Objects": [{"Key": self.key(version, name)} for name in FILES_IN_ORDER]},
+        )
+
+
+@dataclass
+class SyncReport:
+    uploaded: list[str]
+    pointer_moved: bool
+    pointer_version: str | None
+
+
+def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
+    folder = local.versions_dir / version
+    return {name: (folder / name).read_bytes() for name in FILES_IN_ORDER}
+
+
+def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) -> SyncReport:
+    """Upload every valid local version S3 lacks, then bring S3's pointer to the local latest
+    (never backwards unless forced). This is how a publish made during an outage catches up."""
+    on_s3 = set(mirror.versions())
+    uploaded = []
+    for version in local.versions():
+        if version in on_s3:
+            continue
+        problems = local.verify(version)
+        if problems:
+            log.warning("not uploading invalid local version %s: %s", version, problems[0])
+            continue
+        mirror.upload_version(version, version_files(local, version))
+        uploaded.append(version)
+    pointer = local.pointer()
+    moved = False
+    if pointer:
+        moved = mirror.move_pointer(pointer["version"], pointer["partition"], force=force_pointer)
+    return SyncReport(uploaded, moved, pointer["version"] if pointer else None)

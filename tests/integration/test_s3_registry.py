@@ -1,0 +1,269 @@
+"""Versioned publication to a real S3 HTTP server (moto) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from ltr_assets import publication
+from ltr_assets.cli import main as ltr
+from ltr_assets.config import Settings
+from ltr_assets.definitions import defs
+from ltr_assets.registry import LocalRegistry, RegistryError
+from ltr_assets.resources import mirror_from_settings
+from ltr_assets.s3_registry import S3Mirror, sync
+from tests.conftest import write_simulated_events
+from tests.support.artifacts import tiny_model_text, weights
+from tests.support.kafka_broker import free_port
+
+MODEL = tiny_model_text()
+
+
+def _now(second: int) -> datetime:
+    return datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+
+
+def _mirror() -> S3Mirror:
+    mirror = mirror_from_settings(Settings.from_env())
+    assert mirror is not None
+    mirror.backoff_s = 0.05
+    return mirror
+
+
+def _latest_copy_version(mirror: S3Mirror) -> str:
+    return json.loads(mirror._get("latest", "metadata.json"))["version"]
+
+
+def _publish(local: LocalRegistry, mirror: S3Mirror | None, partition: str, second: int, **kw):
+    result = local.publish(weights(second), MODEL, {}, partition, now=_now(second), **kw)
+    report = publication._sync(local, mirror, kw.get("force", False))
+    return result, report
+
+
+def test_publish_list_fetch_and_rollback(s3_env: str, tmp_path: Path, capsys) -> None:
+    local = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
+    mirror = _mirror()
+    first = publication.publish(local, mirror, weights(1), MODEL, {}, "2026-11-24")
+    assert first.s3_published is True and first.s3_uploaded == [first.version]
+    second = publication.publish(local, mirror, weights(2), MODEL, {}, "2026-11-25")
+    assert mirror.versions() == [first.version, second.version]
+    pointer, _ = mirror.pointer()
+    assert pointer["version"] == second.version and pointer["partition"] == "2026-11-25"
+    assert _latest_copy_version(mirror) == second.version
+    assert mirror.fetch(second.version).weights == local.load(second.version).weights
+
+    back = publication.rollback(local, mirror, first.version)
+    assert back.s3_published is True
+    assert local.latest_version() == first.version
+    assert mirror.pointer()[0]["version"] == first.version
+    assert _latest_copy_version(mirror) == first.version
+
+    os.environ["LTR_REGISTRY_DIR"] = str(tmp_path / "reg")
+    try:
+        assert ltr(["registry", "list"]) == 0
+    finally:
+        del os.environ["LTR_REGISTRY_DIR"]
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"* {first.version}") for line in lines)
+
+
+def test_a_backfill_never_moves_s3_latest_backwards(s3_env: str, tmp_path: Path) -> None:
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    new, _ = _publish(local, mirror, "2026-11-25", 0)
+    old, (ok, _, report) = _publish(local, mirror, "2026-11-10", 5)
+    assert ok and report.uploaded == [old.version] and not old.latest_moved
+    assert mirror.pointer()[0]["version"] == new.version
+    assert old.version in mirror.versions()  # published, just not latest
+    assert _latest_copy_version(mirror) == new.version
+
+
+def test_two_concurrent_publishers_never_interleave(s3_env: str, tmp_path: Path) -> None:
+    """Two publishers (own local registries, one bucket) race on latest.json; the newest
+    partition wins and latest/ always agrees with latest.json."""
+    errors: list[BaseException] = []
+
+    def publisher(name: str, days: range, base_second: int) -> None:
+        try:
+            local = LocalRegistry(tmp_path / name)
+            mirror = _mirror()
+            for i, day in enumerate(days):
+                _publish(local, mirror, f"2026-11-{day:02d}", base_second + i)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=publisher, args=("a", range(1, 20, 2), 0)),
+        threading.Thread(target=publisher, args=("b", range(2, 21, 2), 30)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    mirror = _mirror()
+    pointer, _ = mirror.pointer()
+    assert pointer["partition"] == "2026-11-20"
+    assert _latest_copy_version(mirror) == pointer["version"]
+    assert len(mirror.versions()) == 20
+
+
+CRASH_SCRIPT = """
+import os, signal, sys
+from ltr_assets import atomic, publication
+from ltr_assets.config import Settings
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.resources import mirror_from_settings
+from tests.support.artifacts import tiny_model_text, weights
+
+where, root = sys.argv[1], sys.argv[2]
+local = LocalRegistry(__import__("pathlib").Path(root))
+mirror = mirror_from_settings(Settings.from_env())
+calls = {"n": 0}
+def dies_on_second(original):
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return wrapper
+if where == "local":
+    atomic.write_bytes = dies_on_second(atomic.write_bytes)
+else:
+    mirror.client.put_object = dies_on_second(mirror.client.put_object)
+publication.publish(local, mirror, weights(9), tiny_model_text(), {}, "2026-11-26")
+"""
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_publish_killed_halfway_leaves_latest_on_the_previous_version(
+    s3_env: str, tmp_path: Path, where: str
+) -> None:
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    before, _ = _publish(local, mirror, "2026-11-25", 0)
+    crash = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, where, str(tmp_path / "reg")],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert crash.returncode == -9, crash.stderr
+    assert mirror.pointer()[0]["version"] == before.version
+    assert mirror.versions() == [before.version]  # the half-uploaded one is not complete
+    if where == "local":
+        assert local.latest_version() == before.version and local.versions() == [before.version]
+    else:  # the local publish completed; S3 died between files and catches up on sync
+        new = local.latest_version()
+        assert new != before.version and local.verify(new) == []
+        report = sync(local, mirror)
+        assert report.uploaded == [new] and mirror.pointer()[0]["version"] == new
+        assert _latest_copy_version(mirror) == new
+
+
+def test_a_checksum_mismatch_on_s3_is_refused(s3_env: str, tmp_path: Path) -> None:
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    version = _publish(local, mirror, "2026-11-25", 0)[0].version
+    mirror.client.put_object(
+        Bucket=mirror.bucket, Key=mirror.key(version, "model.txt"), Body=MODEL.encode() + b"\n"
+    )
+    with pytest.raises(RegistryError, match="checksum of model.txt"):
+        mirror.fetch(version)
+    # and an immutable version is never silently replaced with other content
+    with pytest.raises(RegistryError, match="exists with other content"):
+        mirror.upload_version(
+            version,
+            {"ltr_weights.json": b"{}", "model.txt": b"x", "metadata.json": b"{}"},
+        )
+
+
+def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: Path) -> None:
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    versions = [_publish(local, mirror, "2026-11-25", s)[0].version for s in range(4)]
+    local.rollback(versions[0])
+    sync(local, mirror, force_pointer=True)
+    pruned = publication.prune(local, mirror, keep=2)
+    assert pruned == [versions[1]]
+    assert local.versions() == [versions[0], versions[2], versions[3]]
+    assert mirror.versions() == [versions[0], versions[2], versions[3]]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    messages: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.messages.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
+    s3_env: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    _Receiver.messages.clear()
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{receiver.server_port}/hook")
+    monkeypatch.setenv("S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+    try:
+        job.execute_in_process(partition_key="2026-11-01", instance=instance, raise_on_error=False)
+        result = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    finally:
+        receiver.shutdown()
+    assert result.success  # the local publish stands
+    event = instance.get_latest_materialization_event(AssetKey("published_weights"))
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert meta["s3_published"] is False and "S3Unavailable" in meta["s3_error"]
+    check = next(
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "s3_published"
+    )
+    assert check.passed is False
+    assert any("published locally only" in m["text"] for m in _Receiver.messages)
+
+    monkeypatch.setenv("S3_ENDPOINT", s3_env)  # S3 is back
+    assert ltr(["registry", "sync"]) == 0
+    mirror = _mirror()
+    assert mirror.versions() == [meta["version"]]
+    assert mirror.pointer()[0]["version"] == meta["version"]
+
+
+def test_rollback_job_moves_both_pointers(s3_env: str, ltr_home: Path) -> None:
+    local = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
+    mirror = _mirror()
+    first, _ = _publish(local, mirror, "2026-11-24", 0)
+    _publish(local, mirror, "2026-11-25", 1)
+    result = defs.resolve_job_def("ltr_rollback_job").execute_in_process(
+        run_config={"ops": {"rollback_to_version": {"config": {"version": first.version}}}},
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    assert local.latest_version() == first.version
+    assert mirror.pointer()[0]["version"] == first.version
+    bad = defs.resolve_job_def("ltr_rollback_job").execute_in_process(
+        run_config={"ops": {"rollback_to_version": {"config": {"version": "20990101_000000"}}}},
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not bad.success and local.latest_version() == first.version
