@@ -46,11 +46,12 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
     for key in GATE:
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)
         assert spec.blocking
-    assert {"ltr_daily_job", "ltr_label_refresh_job"} <= set(repo.job_names)
+    assert {"ltr_daily_job", "ltr_label_refresh_job", "ltr_rollback_job"} <= set(repo.job_names)
     assert {s.name for s in repo.schedule_defs} == {"ltr_daily_schedule"}
     assert ltr_daily_schedule.cron_schedule == "15 2 * * *"
     assert {s.name for s in repo.sensor_defs} == {
         "reload_serving_sensor",
+        "reload_after_rollback_sensor",
         "notify_run_success",
         "notify_run_failure",
     }
