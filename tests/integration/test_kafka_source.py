@@ -205,3 +205,39 @@ def test_unreachable_broker_falls_back_to_files_and_kafka_is_used_again_once_bac
         assert parquet.read_bytes() == from_kafka
     finally:
         broker.close()
+
+
+async def _committed(settings: KafkaSettings) -> dict[int, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(settings.group_id)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic}
+
+
+def test_simulate_to_kafka_and_the_group_progress_is_committed(
+    kafka_broker: Broker, ltr_home: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from ltr_assets.cli import main as ltr
+
+    name = f"sim_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_broker.bootstrap)
+    monkeypatch.setenv("KAFKA_TOPIC", name)
+    args = ["simulate", "--start", str(START), "--days", "2", "--seed", "4", "--to", "kafka",
+            "--requests-per-day", "30", "--partitions", "2"]  # fmt: skip
+    assert ltr(args) == 0
+    assert f"to {name} (created)" in capsys.readouterr().out
+    settings = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, topic=name,
+                             group_id="ltr-raw-events")  # fmt: skip
+    read = KafkaDaySource(settings).read(START)
+    assert read.records and all(r.outcome.timestamp.date() == START for r in read.records)
+    committed = asyncio.run(_committed(settings))
+    assert committed == {p: nxt for p, (_, nxt) in read.partitions.items()}
+    assert sum(committed.values()) > 0
+    # a backfill of an earlier day never moves the committed offsets backwards
+    KafkaDaySource(settings).read(START - timedelta(days=1))
+    assert asyncio.run(_committed(settings)) == committed
