@@ -26,7 +26,14 @@ demo: $(STAMP)
 	$(MAKE) --no-print-directory $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/ltr demo
 
-test: $(STAMP)
+# Debian's Chromium for the headless UI test (never `playwright install`: no downloads here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "the UI test needs Debian's chromium: sudo apt-get install chromium"; fi
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -94,7 +94,7 @@ def decide_gate(
             f"largest exposure gap {fair.gap:.4f} ({fair.attribute}={fair.value}, 95% CI "
             f"{fair.interval.low:.4f}–{fair.interval.high:.4f}, {fair.groups} groups) must be "
             f"≤ {thresholds.fairness_max}",
-            {"attribute": fair.attribute, "value": fair.value, "groups": fair.groups},
+            {"attribute": fair.attribute, "attribute_value": fair.value, "groups": fair.groups},
         ),
         GateResult(
             "latency_p95",
