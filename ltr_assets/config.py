@@ -93,9 +93,9 @@ class Settings:
     feedback_window_hours: int = 24
     quarantine_warn_ratio: float = 0.05
     scorer: str = "weights"
-    reload_token: str = ""
+    reload_token: str = field(default="", repr=False)
     poll_seconds: float = 300.0
-    notify_webhook_url: str = ""
+    notify_webhook_url: str = field(default="", repr=False)  # Slack URLs embed a secret
     serving_url: str = ""
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""

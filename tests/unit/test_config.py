@@ -41,3 +41,16 @@ def test_thresholds_are_parsed_from_strings() -> None:
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         Settings.from_env(env)
+
+
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    settings = Settings.from_env(
+        {
+            "LTR_RELOAD_TOKEN": "tok-123",
+            "KAFKA_SASL_PASSWORD": "pw-456",
+            "NOTIFY_WEBHOOK_URL": "https://hooks.example/T000/secret-789",
+        }
+    )
+    text = repr(settings)
+    assert "tok-123" not in text and "pw-456" not in text and "secret-789" not in text
+    assert settings.reload_token == "tok-123"
