@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from ltr_assets.resources import mirror_from_settings
 from ltr_assets.s3_registry import S3Mirror, sync
 from tests.conftest import write_simulated_events
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.http_receiver import http_receiver
 from tests.support.kafka_broker import free_port
 
 MODEL = tiny_model_text()
@@ -124,6 +124,7 @@ from ltr_assets.config import Settings
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.resources import mirror_from_settings
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.http_receiver import http_receiver
 
 where, root = sys.argv[1], sys.argv[2]
 local = LocalRegistry(__import__("pathlib").Path(root))
@@ -200,35 +201,17 @@ def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: P
     assert mirror.versions() == [versions[0], versions[2], versions[3]]
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    messages: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Receiver.messages.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     s3_env: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    _Receiver.messages.clear()
-    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{receiver.server_port}/hook")
     monkeypatch.setenv("S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
     job = defs.resolve_job_def("ltr_daily_job")
     instance = DagsterInstance.ephemeral()
-    try:
+    with http_receiver() as receiver:
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
         job.execute_in_process(partition_key="2026-11-01", instance=instance, raise_on_error=False)
         result = job.execute_in_process(partition_key="2026-11-02", instance=instance)
-    finally:
-        receiver.shutdown()
     assert result.success  # the local publish stands
     event = instance.get_latest_materialization_event(AssetKey("published_weights"))
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
@@ -240,7 +223,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
         and e.event_specific_data.check_name == "s3_published"
     )
     assert check.passed is False
-    assert any("published locally only" in m["text"] for m in _Receiver.messages)
+    assert any("published locally only" in m["text"] for m in receiver.messages)
 
     monkeypatch.setenv("S3_ENDPOINT", s3_env)  # S3 is back
     assert ltr(["registry", "sync"]) == 0
