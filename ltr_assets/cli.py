@@ -152,6 +152,13 @@ def _registry_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ltr_serving.server import serve
+
+    serve(host=args.host, port=args.port)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ltr_assets.demo import run_demo
 
@@ -192,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync_parser = reg_sub.add_parser("sync", help="upload to S3 what it lacks; align its latest")
     sync_parser.add_argument("--force", action="store_true", help="move S3 latest even backwards")
     sync_parser.set_defaults(func=_registry_sync)
+
+    serve = sub.add_parser("serve", help="run the ranking service (ltr_serving.app:app)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="simulate, run the pipeline, print a report")
     demo.add_argument("--days", type=int, default=28)

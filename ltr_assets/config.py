@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ltr_assets.kafka import KafkaSettings
 
 SCORERS = ("weights", "model")
+SERVING_SOURCES = ("auto", "file", "s3")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -108,6 +109,8 @@ class Settings:
     kafka_grace_minutes: int = 135
     s3_region: str = "us-east-1"
     keep_versions: int = 30
+    max_candidates: int = 1000
+    serving_source: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +165,8 @@ class Settings:
             kafka_grace_minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135),
             s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
+            max_candidates=_int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1),
+            serving_source=_choice(env, "LTR_SERVING_SOURCE", "auto", SERVING_SOURCES),
         )
 
     def kafka(self) -> KafkaSettings | None:

@@ -55,20 +55,8 @@ def weights_json(weights: Mapping[str, float]) -> bytes:
     return (json.dumps({f: weights[f] for f in FEATURES}, indent=2) + "\n").encode()
 
 
-def validate_artifact(
-    weights_bytes: bytes, model_bytes: bytes, metadata: Mapping[str, Any] | None
-) -> dict[str, float]:
-    """Every rule a live artifact must meet; returns the weights. Raises RegistryError.
-
-    Checksums come first: LightGBM aborts the whole process on some malformed model files, so a
-    model is parsed only once its bytes are known to be the ones that were published.
-    """
-    if metadata is not None:
-        expected = metadata.get("checksums", {})
-        actual = {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)}
-        for name, digest in actual.items():
-            if expected.get(name) != digest:
-                raise RegistryError(f"checksum of {name} does not match metadata.json")
+def validate_weights(weights_bytes: bytes) -> dict[str, float]:
+    """The weights file's rules: exactly FEATURES, finite, non-negative, summing to 1.0."""
     try:
         weights = json.loads(weights_bytes)
     except ValueError as exc:
@@ -87,13 +75,31 @@ def validate_artifact(
     total = math.fsum(weights.values())
     if abs(total - 1.0) > WEIGHT_SUM_TOLERANCE:
         raise RegistryError(f"weights sum to {total!r}, not 1.0")
+    return {f: float(weights[f]) for f in FEATURES}
+
+
+def validate_artifact(
+    weights_bytes: bytes, model_bytes: bytes, metadata: Mapping[str, Any] | None
+) -> dict[str, float]:
+    """Every rule a live artifact must meet; returns the weights. Raises RegistryError.
+
+    Checksums come first: LightGBM aborts the whole process on some malformed model files, so a
+    model is parsed only once its bytes are known to be the ones that were published.
+    """
+    if metadata is not None:
+        expected = metadata.get("checksums", {})
+        actual = {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)}
+        for name, digest in actual.items():
+            if expected.get(name) != digest:
+                raise RegistryError(f"checksum of {name} does not match metadata.json")
+    weights = validate_weights(weights_bytes)
     try:
         booster = lgb.Booster(model_str=model_bytes.decode())
     except Exception as exc:  # LightGBM raises its own error types for a bad model
         raise RegistryError(f"{MODEL_FILE} does not load: {exc}") from None
     if booster.feature_name() != list(FEATURES):
         raise RegistryError(f"{MODEL_FILE} features {booster.feature_name()} != {list(FEATURES)}")
-    return {f: float(weights[f]) for f in FEATURES}
+    return weights
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,35 @@
+"""FastAPI dependencies: the per-app settings and state, injected into the routers.
+
+They are `async def` although they do not await: FastAPI runs a plain `def` dependency in a
+worker thread, and three thread hops per request cost more than ranking 100 candidates.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from ltr_serving.metrics import ServingMetrics
+from ltr_serving.settings import ServingSettings
+from ltr_serving.state import ServingState
+
+
+async def get_settings(request: Request) -> ServingSettings:
+    return request.app.state.settings
+
+
+async def get_state(request: Request) -> ServingState:
+    state: ServingState | None = getattr(request.app.state, "serving", None)
+    if state is None:  # only between process start and the end of the lifespan's startup
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is starting")
+    return state
+
+
+async def get_metrics(request: Request) -> ServingMetrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+StateDep = Annotated[ServingState, Depends(get_state)]
+MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]

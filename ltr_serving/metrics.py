@@ -1,0 +1,108 @@
+"""Prometheus metrics, in a registry of the app's own so that several apps can live in a process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Sub-millisecond resolution where /rank lives, up to seconds for reloads and slow clients.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_latency = Histogram(
+            "ltr_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route and status.",
+            ("method", "route", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ranked_candidates = Histogram(
+            "ltr_rank_candidates",
+            "Candidates per /rank request.",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "ltr_reloads",
+            "Successful reloads (a version was validated and swapped in), by trigger.",
+            ("trigger",),
+            registry=self.registry,
+        )
+        self.reload_failures = Counter(
+            "ltr_reload_failures",
+            "Refused reloads (the artifact was invalid or missing; the old version kept serving).",
+            ("trigger",),
+            registry=self.registry,
+        )
+        self.reload_duration = Histogram(
+            "ltr_reload_duration_seconds",
+            "Time to read, validate and swap in an artifact.",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
+        self.live_version = Gauge(
+            "ltr_live_version_info",
+            "1 for the version being served (labels say which).",
+            ("version", "scorer", "source"),
+            registry=self.registry,
+        )
+        self.loaded_at = Gauge(
+            "ltr_live_version_loaded_timestamp_seconds",
+            "Unix time at which the live version was swapped in.",
+            registry=self.registry,
+        )
+        for trigger in ("startup", "api", "poll"):  # so the series exist at 0 before any event
+            self.reloads.labels(trigger)
+            self.reload_failures.labels(trigger)
+
+    def set_live(self, version: str, scorer: str, source: str, loaded_at: float) -> None:
+        self.live_version.clear()
+        self.live_version.labels(version, scorer, source).set(1)
+        self.loaded_at.set(loaded_at)
+
+
+class LatencyMiddleware:
+    """Pure ASGI middleware (no BaseHTTPMiddleware overhead) timing every HTTP request.
+
+    The route label is the matched route's path template, so cardinality stays bounded.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_latency.labels(scope["method"], path, str(status)).observe(
+                time.perf_counter() - start
+            )

@@ -1,0 +1,1 @@
+"""One router per concern: ranking, health and metrics, reload."""

@@ -1,0 +1,56 @@
+"""GET /ltr/health and GET /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
+from ltr_serving.models import HealthResponse, ReloadAttemptOut
+from ltr_serving.state import ReloadAttempt
+
+router = APIRouter(tags=["operations"])
+
+
+def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
+    if attempt is None:
+        return None
+    return ReloadAttemptOut(
+        at=attempt.at,
+        trigger=attempt.trigger,
+        ok=attempt.ok,
+        version=attempt.version,
+        previous_version=attempt.previous_version,
+        error=attempt.error,
+        duration_ms=round(attempt.duration_s * 1000, 3),
+    )
+
+
+@router.get("/ltr/health", response_model=HealthResponse)
+def health(response: Response, settings: SettingsDep, state: StateDep) -> HealthResponse:
+    """200 while a version serves (status ok, or degraded after a refused reload); 503 if none."""
+    live = state.live
+    attempt = state.last_attempt
+    if live is None:
+        status_text = "unavailable"
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    else:
+        status_text = "degraded" if attempt is not None and not attempt.ok else "ok"
+    return HealthResponse(
+        status=status_text,
+        version=live.version if live else None,
+        scorer=live.scorer_kind if live else settings.scorer,
+        loaded_at=live.loaded_at if live else None,
+        source=live.source if live else state.store.source,
+        origin=live.origin if live else None,
+        partition=live.partition if live else None,
+        last_reload=attempt_out(attempt),
+        last_reload_error=attempt.error if attempt is not None else None,
+        poll_seconds=settings.poll_seconds,
+        reload_enabled=settings.reload_enabled,
+    )
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,80 @@
+"""POST /reload (and the old platform's POST /api/debug/reload_weights): reload now.
+
+Auth: `Authorization: Bearer $LTR_RELOAD_TOKEN`, compared in constant time.
+- LTR_RELOAD_TOKEN unset or empty: reload over HTTP is disabled, every call gets 403
+  (the poller still picks up new versions).
+- header missing, not "Bearer <token>": 401 with `WWW-Authenticate: Bearer`.
+- wrong token: 403.
+Outcome: 200 {"reloaded": true, ...} when the artifact `latest` points at was validated and
+swapped in; 409 {"reloaded": false, "error": ...} when it was refused (the request was fine, the
+artifact on disk is not: retrying the same call will not help) and the old version keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+
+from ltr_serving.dependencies import SettingsDep, StateDep
+from ltr_serving.models import ReloadResponse
+from ltr_serving.settings import ServingSettings
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger("ltr_serving.reload")
+
+LEGACY_RELOAD_PATH = "/api/debug/reload_weights"
+
+
+def check_token(settings: ServingSettings, authorization: str | None, client: str) -> None:
+    """Raises the 401/403 described above. Logs refusals with the caller, never a token."""
+    if not settings.reload_enabled:
+        log.warning("reload refused: disabled", extra={"client": client})
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "reload over HTTP is disabled: LTR_RELOAD_TOKEN is not set on the server",
+        )
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        log.warning("reload refused: no bearer token", extra={"client": client})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or malformed Authorization header; expected 'Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    # Digests have a fixed length, so not even the token's length leaks through timing.
+    given = hashlib.sha256(token.strip().encode()).digest()
+    expected = hashlib.sha256(settings.reload_token.strip().encode()).digest()
+    if not hmac.compare_digest(given, expected):
+        log.warning("reload refused: wrong token", extra={"client": client})
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid reload token")
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadResponse,
+    responses={409: {"model": ReloadResponse, "description": "artifact refused; old serves"}},
+)
+@router.post(LEGACY_RELOAD_PATH, response_model=ReloadResponse, include_in_schema=False)
+def reload(
+    request: Request,
+    settings: SettingsDep,
+    state: StateDep,
+    authorization: str | None = Header(default=None),
+) -> ReloadResponse | JSONResponse:
+    """Sync on purpose: FastAPI runs it in a worker thread, so reading and validating the
+    artifact never blocks the event loop that serves /rank."""
+    check_token(settings, authorization, request.client.host if request.client else "?")
+    attempt = state.reload("api")
+    outcome = ReloadResponse(
+        reloaded=attempt.ok,
+        version=attempt.version,
+        previous_version=attempt.previous_version,
+        error=attempt.error,
+    )
+    if attempt.ok:
+        return outcome
+    return JSONResponse(outcome.model_dump(), status_code=status.HTTP_409_CONFLICT)

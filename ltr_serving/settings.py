@@ -1,0 +1,63 @@
+"""The serving app's view of the project's Settings (`ltr_assets.config`, the one reader of the
+environment): what the app needs, and where its artifacts come from (local registry or S3)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ltr_assets.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from ltr_assets.s3_registry import S3Mirror
+
+DEFAULT_MAX_CANDIDATES = 1000
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    registry_dir: Path
+    weights_path: Path
+    scorer: str = "weights"
+    reload_token: str = field(default="", repr=False)  # never in a repr, a log line or a response
+    poll_seconds: float = 300.0  # <= 0 disables the poller
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+    source: str = "file"  # "file" (local registry / flat file) or "s3" (the registry's mirror)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
+        env = os.environ if env is None else env
+        base = Settings.from_env(env)
+        return cls(
+            registry_dir=base.registry_dir,
+            weights_path=base.weights_path,
+            scorer=base.scorer,
+            reload_token=base.reload_token,
+            poll_seconds=base.poll_seconds,
+            max_candidates=base.max_candidates,
+            source=_source(base),
+        )
+
+    def mirror(self) -> S3Mirror | None:
+        """The S3 mirror to serve from, when the source is S3."""
+        if self.source != "s3":
+            return None
+        from ltr_assets.resources import mirror_from_settings  # boto3 only when S3 is used
+
+        mirror = mirror_from_settings(Settings.from_env())
+        if mirror is None:
+            raise ConfigError("LTR_SERVING_SOURCE=s3 needs S3_BUCKET")
+        return mirror
+
+    @property
+    def reload_enabled(self) -> bool:
+        return bool(self.reload_token.strip())
+
+
+def _source(settings: Settings) -> str:
+    if settings.serving_source == "auto":
+        return "s3" if settings.s3_bucket else "file"
+    return settings.serving_source

@@ -1,0 +1,199 @@
+"""Where the live artifact comes from: a WeightStore loads "whatever latest points at".
+
+The seam is the `WeightStore` protocol: `current_marker()` is a cheap change detector for the
+poller and `load()` returns a fully validated artifact or raises. `LocalWeightStore` is the
+implementation for a local registry (or the flat WEIGHTS_PATH file); an S3 store would implement
+the same two methods with the `latest` pointer's ETag as the marker and report source "s3".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ltr_assets.registry import LocalRegistry, RegistryError, validate_weights
+from ltr_assets.s3_registry import S3Mirror
+
+Source = Literal["file", "s3"]
+log = logging.getLogger("ltr_serving.store")
+
+
+class StoreError(RuntimeError):
+    """Nothing loadable: no artifact, an invalid one, or one the configured scorer cannot run."""
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """A validated artifact; `model_text` is None for the flat weights file (weights only)."""
+
+    version: str
+    weights: dict[str, float]
+    model_text: str | None
+    source: Source
+    origin: str  # where it was read from, for health and logs
+    partition: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class WeightStore(Protocol):
+    source: Source
+
+    def current_marker(self) -> str | None:
+        """An opaque value that changes whenever `load()` would return something else."""
+        ...
+
+    def load(self) -> StoredArtifact:
+        """The artifact `latest` points at, fully validated; raises StoreError otherwise."""
+        ...
+
+
+class LocalWeightStore:
+    """`<registry>/latest.json` when it exists, else the flat WEIGHTS_PATH file.
+
+    The marker is the checksum of the pointer (or flat) file. It is recomputed only when the
+    file's inode, mtime or size changed, so a poll of an unchanged registry costs one stat().
+    """
+
+    source: Source = "file"
+
+    def __init__(self, registry_dir: Path, weights_path: Path, scorer: str) -> None:
+        self.registry = LocalRegistry(registry_dir)
+        self.weights_path = Path(weights_path)
+        self.scorer = scorer
+        self._lock = threading.Lock()
+        self._stat_key: tuple[str, int, int, int] | None = None
+        self._marker: str | None = None
+
+    def _active_file(self) -> Path | None:
+        for path in (self.registry.pointer_path, self.weights_path):
+            if path.exists():
+                return path
+        return None
+
+    def current_marker(self) -> str | None:
+        path = self._active_file()
+        if path is None:
+            return None
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # replaced between exists() and stat(); the next poll sees it
+            return None
+        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._lock:
+            if key == self._stat_key:
+                return self._marker
+        marker = f"{path.name}:{_sha256(path.read_bytes())}"
+        with self._lock:
+            self._stat_key, self._marker = key, marker
+        return marker
+
+    def load(self) -> StoredArtifact:
+        if self.registry.pointer_path.exists():
+            return self._load_version()
+        if self.weights_path.exists():
+            return self._load_flat()
+        raise StoreError(
+            f"nothing to load: neither {self.registry.pointer_path} nor {self.weights_path} exists"
+        )
+
+    def _load_version(self) -> StoredArtifact:
+        try:
+            pointer = self.registry.pointer()
+            if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
+                raise StoreError(f"{self.registry.pointer_path} has no version: {pointer!r}")
+            version = pointer["version"]
+            # LocalRegistry.load verifies checksums before LightGBM parses the model.
+            artifact = self.registry.load(version)
+        except (RegistryError, ValueError, OSError) as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        return StoredArtifact(
+            version=artifact.version,
+            weights=artifact.weights,
+            model_text=artifact.model_text,
+            source=self.source,
+            origin=str(self.registry.versions_dir / version),
+            partition=artifact.metadata.get("partition"),
+            metadata=artifact.metadata,
+        )
+
+    def _load_flat(self) -> StoredArtifact:
+        if self.scorer != "weights":
+            raise StoreError(
+                f"LTR_SCORER={self.scorer} needs a registry version with a model "
+                f"({self.registry.pointer_path} is missing); the flat {self.weights_path} "
+                "only serves the weights scorer"
+            )
+        try:
+            data = self.weights_path.read_bytes()
+            weights = validate_weights(data)
+        except (RegistryError, OSError) as exc:
+            raise StoreError(f"{self.weights_path}: {exc}") from exc
+        # The flat file carries no version id: name it by its content so health and responses
+        # still say exactly what ranked them.
+        return StoredArtifact(
+            version=f"flat-{_sha256(data)[:12]}",
+            weights=weights,
+            model_text=None,
+            source=self.source,
+            origin=str(self.weights_path),
+        )
+
+
+class S3WeightStore:
+    """`latest.json` on S3/MinIO (the registry's mirror). The marker is the pointer's ETag, one
+    HEAD request per poll; a load downloads the version and validates it fully, checksums
+    before the model is parsed."""
+
+    source: Source = "s3"
+
+    def __init__(self, mirror: S3Mirror, scorer: str) -> None:
+        self.mirror = mirror
+        self.scorer = scorer
+
+    def current_marker(self) -> str | None:
+        try:
+            head = self.mirror.client.head_object(
+                Bucket=self.mirror.bucket, Key=self.mirror.key("latest.json")
+            )
+        except Exception as exc:  # no pointer yet, or S3 unreachable: nothing new to see now
+            log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
+            return None
+        return str(head["ETag"])
+
+    def load(self) -> StoredArtifact:
+        try:
+            pointer, _ = self.mirror.pointer()
+            if not pointer or not isinstance(pointer.get("version"), str):
+                raise StoreError(f"{self.mirror.url('latest.json')} has no version: {pointer!r}")
+            artifact = self.mirror.fetch(pointer["version"])
+        except StoreError:
+            raise
+        except Exception as exc:  # S3 errors and invalid artifacts alike: refuse, keep serving
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        return StoredArtifact(
+            version=artifact.version,
+            weights=artifact.weights,
+            model_text=artifact.model_text,
+            source=self.source,
+            origin=self.mirror.url(artifact.version),
+            partition=artifact.metadata.get("partition"),
+            metadata=artifact.metadata,
+        )
+
+
+def build_store(
+    registry_dir: Path, weights_path: Path, scorer: str, mirror: S3Mirror | None = None
+) -> WeightStore:
+    """S3 when a mirror is given (LTR_SERVING_SOURCE=s3, or auto with S3_BUCKET set), else the
+    local registry / flat file."""
+    if mirror is not None:
+        return S3WeightStore(mirror, scorer)
+    return LocalWeightStore(registry_dir, weights_path, scorer)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,211 @@
+"""The real app under uvicorn on 127.0.0.1, in a temporary LTR_HOME with a real registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import lightgbm as lgb
+import numpy as np
+import pytest
+import uvicorn
+
+from ltr_assets.config import Settings
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.schema import FEATURES
+from ltr_assets.training import normalise
+from ltr_serving.app import create_app
+
+TOKEN = "s3cret-reload-token"
+PARTITION = "2026-11-25"
+
+
+@pytest.fixture(scope="session")
+def model_text() -> str:
+    """A tiny real LightGBM lambdarank booster over FEATURES."""
+    rng = np.random.default_rng(0)
+    X = rng.random((300, len(FEATURES)))
+    y = (X[:, 0] + X[:, 1] > 1.0).astype(int) + (X[:, 2] > 0.8).astype(int)
+    data = lgb.Dataset(X, y, group=[20] * 15, feature_name=list(FEATURES))
+    params = {"objective": "lambdarank", "verbosity": -1, "min_data_in_leaf": 5, "seed": 1}
+    return lgb.train(params, data, num_boost_round=5).model_to_string()
+
+
+def weights_for(seed: int) -> dict[str, float]:
+    return normalise(np.random.default_rng(seed).random(len(FEATURES)))
+
+
+class Publisher:
+    """Publishes versions into the test registry, one second apart so ids never collide."""
+
+    def __init__(self, settings: Settings, model_text: str) -> None:
+        self.registry = LocalRegistry(settings.registry_dir, settings.weights_path)
+        self.model_text = model_text
+        self._now = datetime(2026, 11, 26, 2, 15, 0, tzinfo=UTC)
+
+    def publish(self, weights: dict[str, float]) -> str:
+        self._now += timedelta(seconds=1)
+        result = self.registry.publish(
+            weights, self.model_text, {"gate_passed": True}, PARTITION, now=self._now
+        )
+        assert result.latest_moved
+        return result.version
+
+    def point_latest_at(self, version: str) -> None:
+        """Move the pointer by hand, bypassing the registry's validation (a broken publisher)."""
+        self.registry.pointer_path.write_text(
+            json.dumps({"version": version, "partition": PARTITION, "moved_at": "now"})
+        )
+
+
+@dataclass
+class RunningServer:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10.0, **kwargs)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def serving_env(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Set the serving variables (before any app exists); returns the resulting Settings."""
+
+    def apply(**env: str | None) -> Settings:
+        defaults: dict[str, str | None] = {
+            "LTR_RELOAD_TOKEN": TOKEN,
+            "WEIGHTS_POLL_SECONDS": "0",  # poller off unless a test turns it on
+            "LTR_SCORER": "weights",
+            "LTR_MAX_CANDIDATES": None,
+        }
+        for name, value in {**defaults, **env}.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        return Settings.from_env()
+
+    return apply
+
+
+@pytest.fixture
+def publisher(serving_env: Callable[..., Settings], model_text: str) -> Publisher:
+    return Publisher(serving_env(), model_text)
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[[], RunningServer]]:
+    """Start `create_app()` (settings read from the environment at startup) under uvicorn."""
+    running: list[RunningServer] = []
+
+    def start() -> RunningServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))  # a free port, held from here on: no race with others
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(), log_level="warning", access_log=False, loop="asyncio")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert thread.is_alive(), "uvicorn exited during startup"
+            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+            time.sleep(0.01)
+        result = RunningServer(f"http://127.0.0.1:{port}", server, thread)
+        running.append(result)
+        return result
+
+    yield start
+    for result in running:
+        result.stop()
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10.0, **kwargs)
+
+
+@pytest.fixture
+def start_server_process() -> Iterator[Callable[[], ServerProcess]]:
+    """The app in its own process via `ltr_serving.server.serve` (own GIL, own core), with the
+    environment as the test has set it."""
+    running: list[subprocess.Popen[bytes]] = []
+
+    def start() -> ServerProcess:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        code = f"from ltr_serving.server import serve; serve(port={port}, log_level='warning')"
+        process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+        running.append(process)
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            assert process.poll() is None, "the server process exited"
+            try:
+                return httpx.get(url + "/ltr/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, 20, "the server process to answer")
+        return ServerProcess(url, process)
+
+    yield start
+    for process in running:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def rank_body(n: int, seed: int = 0, case_id: str = "c-1", **extra: Any) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    values = rng.random((n, len(FEATURES)))
+    return {
+        "case_id": case_id,
+        "candidates": [
+            {"lawyer_id": f"l-{i}", "features": dict(zip(FEATURES, map(float, row), strict=True))}
+            for i, row in enumerate(values)
+        ],
+        **extra,
+    }
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        time.sleep(0.02)
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in Prometheus text output (0.0 when absent)."""
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0

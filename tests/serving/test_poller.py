@@ -1,0 +1,54 @@
+"""The poller: picks up a new version by itself and never dies on a bad one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ltr_assets.config import Settings
+from tests.serving.conftest import (
+    Publisher,
+    RunningServer,
+    metric_value,
+    rank_body,
+    wait_for,
+    weights_for,
+)
+
+POLL = 0.1
+
+
+def test_the_poller_loads_a_new_version_and_survives_a_bad_one(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    serving_env(WEIGHTS_POLL_SECONDS=str(POLL))
+    first = publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+
+        def live() -> str | None:
+            return client.get("/ltr/health").json()["version"]
+
+        def poll_failures() -> float:
+            text = client.get("/metrics").text
+            return metric_value(text, "ltr_reload_failures_total", 'trigger="poll"')
+
+        assert live() == first
+        second = publisher.publish(weights_for(2))
+        wait_for(lambda: live() == second, 5, "the poller to load the new version")
+        assert client.post("/rank", json=rank_body(3)).json()["version"] == second
+
+        publisher.point_latest_at("20990101_000000")  # a pointer to a version that is not there
+        wait_for(lambda: poll_failures() == 1.0, 5, "the poller to refuse the bad pointer")
+        health = client.get("/ltr/health").json()
+        assert health["version"] == second and "does not exist" in health["last_reload_error"]
+        time.sleep(POLL * 4)  # several ticks: the same bad pointer is not retried every tick
+        assert poll_failures() == 1.0
+
+        third = publisher.publish(weights_for(3))  # the poller is still alive
+        wait_for(lambda: live() == third, 5, "the poller to load a version after a failure")
+        assert client.get("/ltr/health").json()["status"] == "ok"
+        metrics = client.get("/metrics").text
+    assert metric_value(metrics, "ltr_reloads_total", 'trigger="poll"') == 2.0

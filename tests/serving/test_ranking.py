@@ -1,0 +1,199 @@
+"""POST /rank over HTTP: the order and scores follow the live weights; bad requests get 422."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from ltr_assets.config import Settings
+from ltr_assets.schema import FEATURES
+from ltr_serving.models import RankResponse
+from tests.serving.conftest import Publisher, RunningServer, rank_body, weights_for
+
+
+def _matrix(body: dict[str, Any]) -> np.ndarray:
+    return np.array([[c["features"][f] for f in FEATURES] for c in body["candidates"]])
+
+
+def test_ranks_scores_and_contributions_follow_the_published_weights(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    weights = weights_for(1)
+    version = publisher.publish(weights)
+    server = start_server()
+    body = rank_body(40, seed=7, case_id="c-42")
+    with server.client() as client:
+        response = client.post("/rank", json=body)
+    assert response.status_code == 200, response.text
+    out = RankResponse.model_validate(response.json())
+    assert (out.case_id, out.version, out.scorer) == ("c-42", version, "weights")
+
+    expected_scores = _matrix(body) @ np.array([weights[f] for f in FEATURES])
+    expected_order = [f"l-{i}" for i in np.argsort(-expected_scores, kind="stable")]
+    assert [c.lawyer_id for c in out.candidates] == expected_order
+    assert [c.rank for c in out.candidates] == list(range(1, 41))
+    by_id = {c.lawyer_id: c for c in out.candidates}
+    for i, candidate in enumerate(body["candidates"]):
+        ranked = by_id[candidate["lawyer_id"]]
+        assert ranked.score == pytest.approx(expected_scores[i], abs=1e-12)
+        assert ranked.contributions is not None
+        assert set(ranked.contributions) == set(FEATURES)
+        for f in FEATURES:
+            assert ranked.contributions[f] == pytest.approx(weights[f] * candidate["features"][f])
+        assert sum(ranked.contributions.values()) == pytest.approx(ranked.score)
+
+
+def test_top_k_keeps_the_best_and_ties_keep_request_order(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    publisher.publish(weights_for(2))
+    server = start_server()
+    body = rank_body(10, seed=3)
+    tie = {"lawyer_id": "tie-b", "features": dict.fromkeys(FEATURES, 1.0)}
+    body["candidates"].insert(0, {**tie, "lawyer_id": "tie-a"})
+    body["candidates"].append(tie)  # the same features as tie-a, later in the list
+    with server.client() as client:
+        full = client.post("/rank", json=body).json()["candidates"]
+        top = client.post("/rank", json={**body, "top_k": 3}).json()["candidates"]
+    assert [c["lawyer_id"] for c in full[:2]] == ["tie-a", "tie-b"]  # all-ones scores 1.0: best
+    assert top == full[:3]
+    with server.client() as client:
+        assert len(client.post("/rank", json={**body, "top_k": 99}).json()["candidates"]) == 12
+
+
+def test_model_scorer_ranks_with_the_lightgbm_booster(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    model_text: str,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    serving_env(LTR_SCORER="model")
+    version = publisher.publish(weights_for(3))
+    server = start_server()
+    body = rank_body(25, seed=11)
+    with server.client() as client:
+        out = client.post("/rank", json=body).json()
+    assert (out["version"], out["scorer"]) == (version, "model")
+    expected = lgb.Booster(model_str=model_text).predict(_matrix(body))
+    assert [c["lawyer_id"] for c in out["candidates"]] == [
+        f"l-{i}" for i in np.argsort(-expected, kind="stable")
+    ]
+    assert [c["score"] for c in out["candidates"]] == pytest.approx(sorted(expected, reverse=True))
+    assert all(c["contributions"] is None for c in out["candidates"])
+
+
+def _with(body: dict[str, Any], index: int, **changes: Any) -> dict[str, Any]:
+    candidates = [dict(c, features=dict(c["features"])) for c in body["candidates"]]
+    candidates[index].update(changes)
+    return {**body, "candidates": candidates}
+
+
+def _feature(body: dict[str, Any], index: int, code: str, value: Any) -> dict[str, Any]:
+    features = dict(body["candidates"][index]["features"], **{code: value})
+    return _with(body, index, features=features)
+
+
+def _without_feature(body: dict[str, Any], index: int, code: str) -> dict[str, Any]:
+    features = {k: v for k, v in body["candidates"][index]["features"].items() if k != code}
+    return _with(body, index, features=features)
+
+
+BASE = rank_body(6, seed=5)
+F0, F1 = FEATURES[0], FEATURES[1]
+
+
+def at(index: int, code: str) -> list[Any]:
+    return ["candidates", index, "features", code]
+
+
+# case -> (request body, where the error must point, words the message must contain)
+INVALID: dict[str, tuple[dict[str, Any], list[Any], str]] = {
+    "missing feature": (_without_feature(BASE, 2, F1), at(2, F1), "required"),
+    "above 1": (_feature(BASE, 0, F0, 1.5), at(0, F0), "less than or equal to 1"),
+    "below 0": (_feature(BASE, 1, F0, -0.01), at(1, F0), "greater than or equal to 0"),
+    "a string": (_feature(BASE, 1, F0, "0.5"), at(1, F0), "valid number"),
+    "a boolean": (_feature(BASE, 1, F0, True), at(1, F0), "valid number"),
+    "unknown feature": (_feature(BASE, 3, "ZZ", 0.5), at(3, "ZZ"), "not permitted"),
+    "empty list": ({**BASE, "candidates": []}, ["candidates"], "at least 1"),
+    "no case id": ({"candidates": BASE["candidates"]}, ["case_id"], "required"),
+    "no lawyer id": (_with(BASE, 0, lawyer_id=""), ["candidates", 0, "lawyer_id"], "at least 1"),
+    "duplicate lawyer": (_with(BASE, 4, lawyer_id="l-0"), ["candidates"], "more than once"),
+    "top_k zero": ({**BASE, "top_k": 0}, ["top_k"], "greater than or equal to 1"),
+    "unknown attribute": (
+        _with(BASE, 0, protected_attributes={"gender": "F", "shoe_size": "42"}),
+        ["candidates", 0, "protected_attributes"],
+        "unknown protected attributes",
+    ),
+    "not JSON": ({}, [], ""),  # replaced by raw bytes in the test
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID))
+def test_invalid_requests_get_a_422_naming_the_problem(
+    case: str, publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    body, loc, message = INVALID[case]
+    publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        if case == "not JSON":
+            response = client.post("/rank", content=b'{"case_id": "c-1", "candidates": [')
+            loc, message = [], "Invalid JSON"
+        else:
+            response = client.post("/rank", json=body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert any(e["loc"] == ["body", *loc] and message in e["msg"] for e in errors), errors
+
+
+def test_not_a_number_and_oversized_lists_get_a_422(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    serving_env(LTR_MAX_CANDIDATES="5")
+    publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        nan = json.dumps(_feature(rank_body(2), 0, F0, float("nan")))  # bare NaN, as some send
+        response = client.post("/rank", content=nan, headers={"content-type": "application/json"})
+        assert response.status_code == 422
+        assert "finite number" in response.text
+        too_many = client.post("/rank", json=rank_body(6))
+        assert too_many.status_code == 422
+        assert too_many.json()["detail"][0]["loc"] == ["body", "candidates"]
+        assert "at most 5 candidates" in too_many.json()["detail"][0]["msg"]
+        assert client.post("/rank", json=rank_body(5)).status_code == 200
+        with_attributes = _with(
+            rank_body(5), 0, protected_attributes={"gender": "F", "pcd": False, "orientation": None}
+        )
+        assert client.post("/rank", json=with_attributes).status_code == 200
+
+
+def test_default_candidate_limit_is_1000(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(1000)).status_code == 200
+        response = client.post("/rank", json=rank_body(1001))
+    assert response.status_code == 422 and "at most 1000" in response.text
+
+
+def test_the_openapi_document_describes_rank(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    publisher.publish(weights_for(1))
+    with start_server().client() as client:
+        document = client.get("/openapi.json").json()
+    body = document["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/RankRequest"}
+    features = document["components"]["schemas"]["Features"]
+    assert features["required"] == list(FEATURES)
+    assert "RankResponse" in document["components"]["schemas"]
