@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import boto3
+import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
 from ltr_assets.config import Settings
 from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
+from tests.support.kafka_broker import Broker
 
 START = date(2026, 11, 1)
 
@@ -32,6 +37,14 @@ def ltr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "LTR_SCORER",
         "LTR_SERVING_URL",
         "NOTIFY_WEBHOOK_URL",
+        "LTR_RELOAD_TOKEN",
+        "WEIGHTS_POLL_SECONDS",
+        "LTR_MAX_CANDIDATES",
+        "LTR_SERVING_SOURCE",
+        "S3_BUCKET",
+        "S3_ENDPOINT",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LTR_HOME", str(home))
@@ -52,3 +65,43 @@ def write_simulated_events(
     lines = render_lines(simulator.events(), envelope, seed)
     path.write_text("".join(line + "\n" for line in lines))
     return simulator
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Broker]:
+    """One broker for the session, on a free loopback port with a fresh data dir."""
+    broker = Broker()
+    broker.start()
+    yield broker
+    broker.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3 HTTP server (moto) on 127.0.0.1; yields its endpoint URL."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean server with an empty bucket, and the S3_* / AWS_* variables pointing at it."""
+    httpx.post(f"{s3_server}/moto-api/reset").raise_for_status()
+    for name, value in {
+        "S3_ENDPOINT": s3_server,
+        "S3_BUCKET": "ltr-models",
+        "S3_PREFIX": "ltr",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    boto3.client(
+        "s3", endpoint_url=s3_server, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).create_bucket(Bucket="ltr-models")  # fmt: skip
+    yield s3_server
