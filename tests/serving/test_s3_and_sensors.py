@@ -1,0 +1,136 @@
+"""Serving from the S3 mirror, and the Dagster sensors that tell a live app to reload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    build_run_status_sensor_context,
+    build_sensor_context,
+)
+
+from ltr_assets.config import Settings
+from ltr_assets.definitions import defs
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.resources import mirror_from_settings
+from ltr_assets.s3_registry import sync
+from ltr_assets.sensors import reload_after_rollback_sensor, reload_serving_sensor
+from tests.serving.conftest import (
+    PARTITION,
+    TOKEN,
+    Publisher,
+    RunningServer,
+    rank_body,
+    wait_for,
+    weights_for,
+)
+
+
+def _health(server: RunningServer) -> dict:
+    with server.client() as client:
+        return client.get("/ltr/health").json()
+
+
+def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    # The pipeline's registry lives elsewhere; serving sees only S3.
+    settings = serving_env(WEIGHTS_POLL_SECONDS="0.2", LTR_REGISTRY_DIR=str(tmp_path / "empty"))
+    pipeline = LocalRegistry(tmp_path / "pipeline-registry")
+    mirror = mirror_from_settings(settings)
+    assert mirror is not None
+
+    def publish(second: int) -> str:
+        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+        version = pipeline.publish(weights_for(second), model_text, {}, PARTITION, now=now).version
+        sync(pipeline, mirror)
+        return version
+
+    first = publish(1)
+    server = start_server()
+    health = _health(server)
+    assert (health["version"], health["source"]) == (first, "s3")
+    with server.client() as client:
+        ranked = client.post("/rank", json=rank_body(20)).json()
+    assert ranked["version"] == first
+
+    second = publish(2)
+    wait_for(lambda: _health(server)["version"] == second, 10, "the poller to see the new ETag")
+
+    # A version whose model on S3 no longer matches its checksum is refused; second serves on.
+    third = publish(3)
+    mirror.client.put_object(
+        Bucket=mirror.bucket, Key=mirror.key(third, "model.txt"), Body=b"tree\n" + b"0" * 64
+    )
+    with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        refused = client.post("/reload")
+        assert refused.status_code == 409 and "checksum" in refused.json()["error"]
+        assert client.post("/rank", json=rank_body(5)).json()["version"] == second
+    assert _health(server)["version"] == second
+
+
+@pytest.fixture
+def live_app(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[RunningServer, Publisher, str]:
+    first = publisher.publish(weights_for(1))
+    server = start_server()
+    monkeypatch.setenv("LTR_SERVING_URL", server.url)
+    return server, publisher, first
+
+
+def test_publication_sensor_reloads_a_live_app(live_app) -> None:
+    server, publisher, first = live_app
+    second = publisher.publish(weights_for(2))  # the poller is off: only the sensor can tell it
+    assert _health(server)["version"] == first
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(AssetMaterialization("published_weights"))
+    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    outcome = list(reload_serving_sensor(context))  # an asset sensor yields its results
+    assert "serving reloaded" in str(outcome[0].skip_message)
+    assert _health(server)["version"] == second
+
+
+def test_rollback_job_then_its_sensor_reloads_a_live_app(live_app) -> None:
+    server, publisher, first = live_app
+    second = publisher.publish(weights_for(2))
+    with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        assert client.post("/reload").json()["version"] == second
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("ltr_rollback_job").execute_in_process(
+        run_config={"ops": {"rollback_to_version": {"config": {"version": first}}}},
+        instance=instance,
+    )
+    success = next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS")
+    reload_after_rollback_sensor(
+        build_run_status_sensor_context(
+            sensor_name=reload_after_rollback_sensor.name,
+            dagster_event=success,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+        )
+    )
+    assert _health(server)["version"] == first
+
+
+def test_a_wrong_token_makes_the_sensor_fail_loudly(
+    live_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LTR_RELOAD_TOKEN", "not-the-token")
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(AssetMaterialization("published_weights"))
+    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    with pytest.raises(Exception, match="reload request failed"):
+        list(reload_serving_sensor(context))
