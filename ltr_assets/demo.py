@@ -7,6 +7,7 @@ runs, materializations and check results are there to browse afterwards (`make u
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -65,6 +66,10 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     events_file.write_text("".join(line + "\n" for line in render_lines(events, "audit", seed)))
     print(f"simulated {len(events)} events, {first} .. {last}, into {events_file}")
 
+    # The report below says what each run did; Dagster's own step-by-step console log (and the
+    # stack trace of the first day's intended gate failure) would bury it. The runs' full logs
+    # stay in the instance for the UI.
+    logging.getLogger("dagster").setLevel(logging.CRITICAL)
     daily = defs.resolve_job_def("ltr_daily_job")
     refresh = defs.resolve_job_def("ltr_label_refresh_job")
     instance = DagsterInstance.get()
@@ -124,5 +129,58 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         f"random {baselines['random']:.4f}"
     )
     print(f"flat weights file: {settings.weights_path}")
+    _serve_and_rank(simulator, first)
     print(f"demo wall time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _serve_and_rank(simulator, day: date) -> None:
+    """Start the ranking service on a free 127.0.0.1 port and rank one simulated case."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from ltr_assets.schema import FEATURES
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ltr_assets.cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"{url}/ltr/health", timeout=1).json()
+                break
+            except (httpx.HTTPError, ValueError):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    print("the ranking service did not start")
+                    return
+                time.sleep(0.2)
+        events = [e for e in simulator.day_events(day) if e["event_type"] == "match_recommendation"]
+        request_id = events[0]["request_id"]
+        shown = [e for e in events if e["request_id"] == request_id]
+        body = {
+            "case_id": shown[0]["case_id"],
+            "candidates": [
+                {"lawyer_id": e["lawyer_id"], "features": {f: e["features"][f] for f in FEATURES}}
+                for e in shown
+            ],
+            "top_k": 5,
+        }
+        ranked = httpx.post(f"{url}/rank", json=body, timeout=5).json()
+        print(f"\nranking service on {url}: version {health['version']} ({health['source']})")
+        print(f"POST /rank for case {body['case_id']} with {len(shown)} candidates -> top 5:")
+        for item in ranked["candidates"]:
+            print(f"  {item['rank']}. {item['lawyer_id']}  score={item['score']:.4f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
