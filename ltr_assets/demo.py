@@ -7,7 +7,6 @@ runs, materializations and check results are there to browse afterwards (`make u
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -69,7 +68,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     # The report below says what each run did; Dagster's own step-by-step console log (and the
     # stack trace of the first day's intended gate failure) would bury it. The runs' full logs
     # stay in the instance for the UI.
-    logging.getLogger("dagster").setLevel(logging.CRITICAL)
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     daily = defs.resolve_job_def("ltr_daily_job")
     refresh = defs.resolve_job_def("ltr_label_refresh_job")
     instance = DagsterInstance.get()
@@ -77,13 +76,14 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     for i in range(days):
         day = first + timedelta(days=i)
         result = daily.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False
+            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=quiet
         )
         if i > 0:  # as the schedule does: refresh the labels of the day before
             refresh.execute_in_process(
                 partition_key=(day - timedelta(days=1)).isoformat(),
                 instance=instance,
                 raise_on_error=False,
+                run_config=quiet,
             )
         failed = [
             e.event_specific_data.check_name

@@ -5,12 +5,14 @@ metadata. Nothing goes through an IO manager, so a rolling window never trips ov
 that was never materialized (DESIGN.md, known pitfalls).
 """
 
+import warnings
 from datetime import date
 
 from dagster import AssetDep as Dep
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    BetaWarning,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
@@ -119,9 +121,11 @@ def feature_matrix(context: AssetExecutionContext, ltr: LtrResource) -> Material
 
 def _window_mapping() -> TimeWindowPartitionMapping:
     days = Settings.from_env().train_window_days
-    return TimeWindowPartitionMapping(
-        start_offset=-(days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
-    )
+    with warnings.catch_warnings():  # the parameter is marked beta; the behaviour is what we need
+        warnings.simplefilter("ignore", BetaWarning)
+        return TimeWindowPartitionMapping(
+            start_offset=-(days - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+        )
 
 
 @asset(
