@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ltr_assets.registry import LocalRegistry, RegistryError, validate_weights
+from ltr_assets.registry import Artifact, LocalRegistry, RegistryError, validate_weights
 from ltr_assets.s3_registry import S3Mirror
 
 Source = Literal["file", "s3"]
@@ -37,6 +37,19 @@ class StoredArtifact:
     origin: str  # where it was read from, for health and logs
     partition: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, artifact: Artifact, source: Source, origin: str) -> StoredArtifact:
+        """A registry version (local or S3), already validated by the registry."""
+        return cls(
+            version=artifact.version,
+            weights=artifact.weights,
+            model_text=artifact.model_text,
+            source=source,
+            origin=origin,
+            partition=artifact.metadata.get("partition"),
+            metadata=artifact.metadata,
+        )
 
 
 class WeightStore(Protocol):
@@ -110,15 +123,7 @@ class LocalWeightStore:
             artifact = self.registry.load(version)
         except (RegistryError, ValueError, OSError) as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
-        return StoredArtifact(
-            version=artifact.version,
-            weights=artifact.weights,
-            model_text=artifact.model_text,
-            source=self.source,
-            origin=str(self.registry.versions_dir / version),
-            partition=artifact.metadata.get("partition"),
-            metadata=artifact.metadata,
-        )
+        return StoredArtifact.of(artifact, self.source, str(self.registry.versions_dir / version))
 
     def _load_flat(self) -> StoredArtifact:
         if self.scorer != "weights":
@@ -174,15 +179,7 @@ class S3WeightStore:
             raise
         except Exception as exc:  # S3 errors and invalid artifacts alike: refuse, keep serving
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
-        return StoredArtifact(
-            version=artifact.version,
-            weights=artifact.weights,
-            model_text=artifact.model_text,
-            source=self.source,
-            origin=self.mirror.url(artifact.version),
-            partition=artifact.metadata.get("partition"),
-            metadata=artifact.metadata,
-        )
+        return StoredArtifact.of(artifact, self.source, self.mirror.url(artifact.version))
 
 
 def build_store(
