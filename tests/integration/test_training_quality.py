@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ltr_assets.config import GateThresholds
+from ltr_assets.candidates import train_candidate
+from ltr_assets.config import GateThresholds, Settings
 from ltr_assets.evaluation import decide_gate, evaluate
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day
 from ltr_assets.lake import Lake
 from ltr_assets.metrics import ndcg_at_k
-from ltr_assets.scoring import ModelScorer, WeightsScorer
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.scoring import ModelScorer, WeightsScorer, make_scorer
 from ltr_assets.sources import AuditLogSource
 from ltr_assets.training import load_window, split_by_time, train_ranker
 from tests.conftest import START, write_simulated_events
@@ -33,11 +36,11 @@ def _train(tmp_path: Path, **config):
         build_feature_matrix(lake, day)
     window = load_window(lake, days[-1], DAYS)
     train, valid, test = split_by_time(window.frame)
-    return simulator, test, train_ranker(train, valid)
+    return simulator, test, train_ranker(train, valid), lake
 
 
 def test_ranker_is_near_the_oracle_and_far_above_random(tmp_path: Path) -> None:
-    simulator, test, ranker = _train(tmp_path)
+    simulator, test, ranker, _ = _train(tmp_path)
     truth = pd.DataFrame(
         [(c.case_id, c.lawyer_id, c.utility) for c in simulator.truth],
         columns=["case_id", "lawyer_id", "utility"],
@@ -63,7 +66,7 @@ def test_ranker_is_near_the_oracle_and_far_above_random(tmp_path: Path) -> None:
 
 
 def test_gate_catches_a_model_that_learned_the_clients_bias(tmp_path: Path) -> None:
-    _, test, ranker = _train(tmp_path, bias_against="gender=F", bias_strength=1.5)
+    _, test, ranker, _ = _train(tmp_path, bias_against="gender=F", bias_strength=1.5)
     evaluation = evaluate(WeightsScorer(ranker.weights), test, time_it=False)
     assert evaluation.fairness.gap > 0.05
     assert (evaluation.fairness.attribute, evaluation.fairness.value) in {
@@ -74,3 +77,24 @@ def test_gate_catches_a_model_that_learned_the_clients_bias(tmp_path: Path) -> N
     assert female.mean_difference < -0.05
     gate = {g.name: g.passed for g in decide_gate(evaluation, GateThresholds(), None, "")}
     assert gate["fairness_gap"] is False
+
+
+def test_the_gate_evaluates_whichever_scorer_serving_runs(tmp_path: Path) -> None:
+    _, test, _, lake = _train(tmp_path)
+    last = START + timedelta(days=DAYS - 1)
+    registry = LocalRegistry(tmp_path / "registry")
+    reports = {}
+    for kind in ("weights", "model"):
+        settings = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_SCORER": kind,
+                                      "LTR_TRAIN_WINDOW_DAYS": str(DAYS)})  # fmt: skip
+        reports[kind] = train_candidate(lake, registry, last, settings)
+    for kind, report in reports.items():
+        assert report.evaluation.scorer == kind
+        artifact_dir = report.path
+        weights = json.loads((artifact_dir / "ltr_weights.json").read_text())
+        model = (artifact_dir / "model.txt").read_text()
+        scorer = make_scorer(kind, weights, model)
+        expected = ndcg_at_k(test.y, scorer.score(test.X), test.group_sizes, 5).value
+        assert report.evaluation.ndcg[5].value == expected
+        assert report.evaluation.latency.queries == 1000
+    assert reports["model"].evaluation.ndcg[5].value != reports["weights"].evaluation.ndcg[5].value
