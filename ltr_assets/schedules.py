@@ -8,7 +8,7 @@ D-1's impressions in every later training window.
 
 from datetime import date, timedelta
 
-from dagster import RunRequest, ScheduleEvaluationContext, schedule
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from ltr_assets.jobs import ltr_daily_job, ltr_label_refresh_job
 from ltr_assets.partitions import daily_partitions
@@ -26,6 +26,7 @@ def nightly_partitions(tick_date: date) -> tuple[str, str]:
     cron_schedule=CRON,
     execution_timezone="UTC",
     job=ltr_daily_job,
+    default_status=DefaultScheduleStatus.RUNNING,  # the product retrains every night by itself
     description="Nightly at 02:15 UTC: the previous day's partition, then a label refresh of "
     "the day before it.",
 )
