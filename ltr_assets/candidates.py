@@ -72,10 +72,10 @@ class CandidateReport:
         return all(result.passed for result in self.gate)
 
 
-def _live_evaluation(
-    registry: LocalRegistry, scorer_kind: str, test: Any
+def _baseline_evaluation(
+    registry: LocalRegistry, partition: date, scorer_kind: str, test: Any, min_groups: int
 ) -> tuple[Evaluation | None, str]:
-    version = registry.latest_version()
+    version = registry.baseline_for(partition.isoformat())
     if version is None:
         return None, ""
     try:
@@ -84,7 +84,7 @@ def _live_evaluation(
         # A broken live version is no yardstick; the gate says so instead of crashing.
         return None, f"{version} (unreadable: {exc})"
     live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
-    return evaluate(live, test, time_it=False), version
+    return evaluate(live, test, time_it=False, fairness_min_groups=min_groups), version
 
 
 def train_candidate(
@@ -99,8 +99,10 @@ def train_candidate(
         if settings.scorer == "weights"
         else ModelScorer(ranker.booster)
     )
-    evaluation = evaluate(scorer, test)
-    live, live_version = _live_evaluation(registry, settings.scorer, test)
+    evaluation = evaluate(scorer, test, fairness_min_groups=settings.gate.fairness_min_groups)
+    live, live_version = _baseline_evaluation(
+        registry, day, settings.scorer, test, settings.gate.fairness_min_groups
+    )
     gate = decide_gate(evaluation, settings.gate, live, live_version)
 
     folder = lake.candidate(day)

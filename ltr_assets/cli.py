@@ -107,14 +107,16 @@ def _mirror(settings: Settings):
     return mirror_from_settings(settings)
 
 
-def _request_reload(settings: Settings) -> None:
+def _request_reload(settings: Settings) -> bool:
+    """Ask the service to reload; False when it was asked and did not."""
     if not settings.serving_url:
         print("LTR_SERVING_URL not set: the ranking service's poller will pick it up")
-        return
+        return True
     from ltr_assets.notify import request_reload
 
     delivery = request_reload(settings.serving_url, settings.reload_token)
     print(f"reload: {'ok' if delivery.ok else 'FAILED ' + delivery.error}")
+    return delivery.ok
 
 
 def _registry_rollback(args: argparse.Namespace) -> int:
@@ -125,8 +127,7 @@ def _registry_rollback(args: argparse.Namespace) -> int:
     print(f"latest: {report.local.previous_latest} -> {report.version}")
     if report.s3_published is False:
         print(f"warning: S3 pointer not moved ({report.s3_error}); run `ltr registry sync`")
-    _request_reload(settings)
-    return 0
+    return 0 if _request_reload(settings) else 1
 
 
 def _registry_sync(args: argparse.Namespace) -> int:

@@ -73,6 +73,8 @@ class GateThresholds:
     latency_p95_ms: float = 15.0
     min_samples: int = 100
     regression_margin: float = 0.02
+    # Attribute values seen in fewer test lists than this are reported, not gated (see README).
+    fairness_min_groups: int = 30
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,9 @@ class Settings:
             min_samples=_int(env, "LTR_MIN_SAMPLES", GateThresholds.min_samples),
             regression_margin=_float(
                 env, "LTR_REGRESSION_MARGIN", GateThresholds.regression_margin
+            ),
+            fairness_min_groups=_int(
+                env, "LTR_FAIRNESS_MIN_GROUPS", GateThresholds.fairness_min_groups, minimum=1
             ),
         )
         return cls(

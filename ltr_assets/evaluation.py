@@ -37,11 +37,15 @@ class Evaluation:
         return out
 
 
-def evaluate(scorer: Scorer, test: Split, time_it: bool = True) -> Evaluation:
+def evaluate(
+    scorer: Scorer, test: Split, time_it: bool = True, fairness_min_groups: int = 30
+) -> Evaluation:
     """All gate figures of `scorer` on the test groups (latency: one query at a time)."""
     scores = scorer.score(test.X)
     ndcg = {k: ndcg_at_k(test.y, scores, test.group_sizes, k) for k in REPORTED_K}
-    fairness = fairness_gap(scores, test.group_sizes, test.attributes())
+    fairness = fairness_gap(
+        scores, test.group_sizes, test.attributes(), min_groups=fairness_min_groups
+    )
     latency = (
         scoring_latency(scorer.score, test.query_matrices(), n=LATENCY_QUERIES)
         if time_it
@@ -76,6 +80,11 @@ def decide_gate(
     """One result per gate check, in GATE_NAMES order."""
     ndcg5 = candidate.ndcg[5]
     fair = candidate.fairness
+    ungated = [
+        f"{pv.attribute}={pv.value} {pv.mean_difference:+.3f} ({pv.groups} lists)"
+        for pv in fair.per_value
+        if not pv.gated
+    ]
     results = [
         GateResult(
             "ndcg_at_5",
@@ -93,8 +102,19 @@ def decide_gate(
             thresholds.fairness_max,
             f"largest exposure gap {fair.gap:.4f} ({fair.attribute}={fair.value}, 95% CI "
             f"{fair.interval.low:.4f}–{fair.interval.high:.4f}, {fair.groups} groups) must be "
-            f"≤ {thresholds.fairness_max}",
-            {"attribute": fair.attribute, "attribute_value": fair.value, "groups": fair.groups},
+            f"≤ {thresholds.fairness_max}"
+            + (
+                f"; not gated, in fewer than {thresholds.fairness_min_groups} lists: "
+                + ", ".join(ungated)
+                if ungated
+                else ""
+            ),
+            {
+                "attribute": fair.attribute,
+                "attribute_value": fair.value,
+                "groups": fair.groups,
+                "ungated_values": ungated,
+            },
         ),
         GateResult(
             "latency_p95",

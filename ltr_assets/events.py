@@ -46,6 +46,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below epoch seconds
 _ZERO = timedelta(0)
+_MAX_RANK_POSITION = 2**31 - 1  # the lake stores rank positions as int32
 _NO_FEATURES: list[None] = [None] * len(FEATURES)
 _NO_GROUPS: list[None] = [None] * len(PROTECTED_ATTRIBUTES)
 
@@ -78,7 +79,12 @@ def parse_timestamp(value: Any) -> datetime:
             raise _Invalid("bad_timestamp", f"timestamp {value!r} is not ISO 8601") from None
         if parsed.tzinfo is None:
             return parsed.replace(tzinfo=UTC)
-        return parsed if parsed.utcoffset() == _ZERO else parsed.astimezone(UTC)
+        if parsed.utcoffset() == _ZERO:
+            return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise _Invalid("bad_timestamp", f"timestamp {value!r} is out of range") from None
     if type(value) in (int, float):
         if not math.isfinite(value):
             raise _Invalid("bad_timestamp", f"timestamp {value!r} is not finite")
@@ -181,7 +187,9 @@ def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str)
     )
     if event_type == RECOMMENDATION:
         position = fields.get("rank_position")
-        if position is not None and (type(position) is not int or position < 1):
+        if position is not None and (
+            type(position) is not int or not 1 <= position <= _MAX_RANK_POSITION
+        ):
             raise _Invalid("bad_field", f"rank_position {position!r} is not a positive integer")
         features = fields.get("features")
         if features is None:
@@ -201,13 +209,23 @@ def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str)
             )
         )
     action = fields.get("action")
-    if action not in ACTION_GRADES:
+    if type(action) is not str or action not in ACTION_GRADES:
         raise _Invalid("bad_action", f"action {action!r} is not one of {', '.join(ACTION_GRADES)}")
     return _new_row((*head, None, None, None, None, action, *_NO_FEATURES, *_NO_GROUPS))
 
 
 def parse_event(line: str | bytes) -> EventRow | Rejection | None:
-    """Validate one line. Returns a row, a Rejection (quarantine), or None (not an LTR event)."""
+    """Validate one line. Returns a row, a Rejection (quarantine), or None (not an LTR event).
+
+    Never raises: an input that trips a case the validation did not foresee is quarantined as
+    "unexpected" with the error, so one odd event can never stop a day's ingest."""
+    try:
+        return _parse_event(line)
+    except Exception as exc:  # deliberately broad: the day must go on, the event is kept
+        return Rejection(f"unexpected {type(exc).__name__}: {exc}", "unexpected")
+
+
+def _parse_event(line: str | bytes) -> EventRow | Rejection | None:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

@@ -101,6 +101,7 @@ def build_feature_matrix(lake: Lake, day: date, feedback_window_hours: int = 24)
     next_day = lake.raw_events(day + timedelta(days=1))
     files = _existing([own, next_day])
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")  # days and group ids are UTC days, whatever the host's TZ
     try:
         for statement in _views_sql(feedback_window_hours, files, day):
             con.execute(statement)

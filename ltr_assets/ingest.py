@@ -28,6 +28,8 @@ log = logging.getLogger("ltr.ingest")
 
 class DaySource(Protocol):
     name: str
+    # What means "this source cannot be read now" (as opposed to a bug, which must surface).
+    unavailable_errors: tuple[type[BaseException], ...]
 
     def read_day(self, day: date) -> Iterable[SourceRecord]: ...
 
@@ -157,7 +159,7 @@ def read_day_with_fallback(
     if primary is not None:
         try:
             return list(primary.read_day(day)), SourceChoice(primary.name, "")
-        except Exception as exc:  # any failure of the primary means: use the files
+        except primary.unavailable_errors as exc:  # the source is down, not the data wrong
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("falling back to %s for %s: %s", fallback.name, day, reason)
             return list(fallback.read_day(day)), SourceChoice(fallback.name, reason)

@@ -2,7 +2,9 @@
 
 Reading day D: on every partition, start at the first offset whose record timestamp is at or
 after 00:00 UTC of D (offsets_for_times), and read until the partition shows a record stamped at
-or after the end of D plus the grace period, or reaches the end offset seen when the read began.
+or after the end of D plus the grace period (but less than a week past it: a record stamped far in
+the future is a skewed clock, skipped, not a stop signal), or reaches the end offset seen when the
+read began.
 Events belong to the day of their own timestamp, so an event of D that arrives late is in D. The
 committed offsets of the consumer group are written for operators to watch lag; they never decide
 what a partition contains, so re-reading a day gives the same rows.
@@ -27,6 +29,7 @@ from ltr_assets.sources import SourceRecord
 
 log = logging.getLogger("ltr.kafka")
 MAX_RECORDS_PER_POLL = 5000
+SKEW_HORIZON = timedelta(days=7)
 
 
 class KafkaUnavailable(RuntimeError):
@@ -98,6 +101,7 @@ class KafkaDaySource:
     """Reads one UTC day of events from the topic."""
 
     name = "kafka"
+    unavailable_errors = (KafkaUnavailable, KafkaError, OSError, TimeoutError)
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
@@ -123,6 +127,9 @@ class KafkaDaySource:
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         start_ms, end_ms = _ms(start), _ms(start + timedelta(days=1))
         stop_ms = end_ms + int(s.grace.total_seconds() * 1000)
+        # A record stamped far beyond the day is a skewed clock, not a sign that the partition
+        # has moved past the day: it must not end the read (it is read and filtered instead).
+        horizon_ms = stop_ms + int(SKEW_HORIZON.total_seconds() * 1000)
         consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             enable_auto_commit=False,
@@ -170,7 +177,7 @@ class KafkaDaySource:
                     done = False
                     next_offset = bounds[tp.partition][1]
                     for message in messages:
-                        if message.offset >= end or message.timestamp >= stop_ms:
+                        if message.offset >= end or stop_ms <= message.timestamp < horizon_ms:
                             done = True
                             break
                         scanned += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,8 +45,14 @@ def post_json(
             error = f"{type(exc).__name__}: {exc}"
         if attempt < attempts:
             time.sleep(backoff_s * 2 ** (attempt - 1))
-    log.warning("POST %s failed after %d attempts: %s", url, attempt, error)
+    log.warning("POST to %s failed after %d attempts: %s", _host(url), attempt, error)
     return Delivery(False, attempt, status, error)
+
+
+def _host(url: str) -> str:
+    """Scheme and host only: webhook URLs (Slack's among them) carry their secret in the path."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
 
 
 def notify(webhook_url: str, text: str) -> Delivery | None:

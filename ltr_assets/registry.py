@@ -144,6 +144,22 @@ class LocalRegistry:
             return []
         return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir())
 
+    def baseline_for(self, partition: str) -> str | None:
+        """The version a candidate for `partition` must not regress against: the live one when
+        it is not newer than the partition (the nightly case), else, for a backfill, the newest
+        version published for a partition at or before it. A live model trained on later days
+        would have seen the backfilled day's test groups and make an unfair yardstick."""
+        pointer = self.pointer()
+        if pointer and pointer.get("partition", "") <= partition:
+            return pointer["version"]
+        for version in reversed(self.versions()):
+            try:
+                if self.metadata(version).get("partition", "") <= partition:
+                    return version
+            except RegistryError:
+                continue
+        return None
+
     def metadata(self, version: str) -> dict[str, Any]:
         path = self.versions_dir / version / METADATA_FILE
         try:
@@ -272,5 +288,6 @@ class LocalRegistry:
         """Remove what a publisher that died halfway left behind."""
         cutoff = time.time() - older_than_s
         for leftover in self._staging.iterdir():
-            if leftover.stat().st_mtime < cutoff:
-                shutil.rmtree(leftover, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)

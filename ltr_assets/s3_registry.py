@@ -35,6 +35,9 @@ FILES_IN_ORDER = (WEIGHTS_FILE, MODEL_FILE, METADATA_FILE)  # metadata last: "co
 POINTER = "latest.json"
 _VERSION = re.compile(r"^\d{8}_\d{6}$")
 T = TypeVar("T")
+# A conditional write of latest.json that lost to another writer: re-read and decide again.
+# (S3 answers 412 PreconditionFailed, or 409 ConditionalRequestConflict while both are in flight.)
+_LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "409")
 
 
 class S3Unavailable(RuntimeError):
@@ -134,7 +137,7 @@ class S3Mirror:
                 Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={"sha256": digest}
             )
         except ClientError as exc:
-            if _code(exc) != "PreconditionFailed":
+            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise
             head = self.client.head_object(Bucket=self.bucket, Key=key)
             if head.get("Metadata", {}).get("sha256") != digest:
@@ -198,12 +201,38 @@ class S3Mirror:
                     )
                     return True
                 except ClientError as exc:
-                    if _code(exc) not in ("PreconditionFailed", "NoSuchKey", "404", "409"):
+                    if _code(exc) not in _LOST_RACE:
                         raise
                     log.info("latest.json changed under us; deciding again")
             raise S3Unavailable(f"latest.json kept changing: gave up after {self.pointer_retries}")
 
         return with_retries(attempt, self.attempts, self.backoff_s, "moving latest.json")
+
+    def repair_latest_copy(self) -> bool:
+        """Make latest/ a faithful copy of the version latest.json points at; True if it was not.
+
+        latest.json is the atomic truth. latest/ is a convenience copy of several objects that
+        no single S3 call can replace at once: a publisher killed while copying leaves it torn,
+        and the next publish or sync mends it here."""
+        pointer, _ = self.pointer()
+        if not pointer:
+            return False
+        version = pointer["version"]
+        for name in FILES_IN_ORDER:
+            try:
+                copy = self.client.head_object(Bucket=self.bucket, Key=self.key("latest", name))
+                source = self.client.head_object(Bucket=self.bucket, Key=self.key(version, name))
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchKey"):
+                    raise
+                break
+            if copy["ETag"] != source["ETag"]:
+                break
+        else:
+            return False
+        log.warning("latest/ did not match %s; copying it again", version)
+        self._copy_to_latest(version)
+        return True
 
     def delete_version(self, version: str) -> None:
         self.client.delete_objects(
@@ -242,4 +271,5 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     moved = False
     if pointer:
         moved = mirror.move_pointer(pointer["version"], pointer["partition"], force=force_pointer)
+    mirror.repair_latest_copy()
     return SyncReport(uploaded, moved, pointer["version"] if pointer else None)

@@ -24,6 +24,25 @@ from ltr_assets.jobs import ltr_rollback_job
 from ltr_assets.notify import notify, request_reload
 
 
+def _reload_outcome(settings: Settings, after: str) -> SkipReason:
+    """POST /reload. A refused artifact (409) is final: notify once and move on (the old
+    version serves). The service down or erroring: fail this tick, so the next one retries and
+    the UI shows it; the service's own poller is the fallback."""
+    delivery = request_reload(settings.serving_url, settings.reload_token)
+    if delivery.ok:
+        return SkipReason(f"serving reloaded after {after}")
+    if delivery.status == 409:
+        notify(
+            settings.notify_webhook_url,
+            f":warning: the ranking service refused the new artifact after {after}: "
+            f"{delivery.error}. The previous version keeps serving.",
+        )
+        return SkipReason(f"serving refused the artifact: {delivery.error}")
+    raise RuntimeError(
+        f"reload request failed after {delivery.attempts} attempts: {delivery.error}"
+    )
+
+
 @asset_sensor(
     asset_key=AssetKey("published_weights"),
     default_status=DefaultSensorStatus.RUNNING,
@@ -34,13 +53,7 @@ def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLo
     settings = Settings.from_env()
     if not settings.serving_url:
         return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
-    delivery = request_reload(settings.serving_url, settings.reload_token)
-    if delivery.ok:
-        return SkipReason(f"serving reloaded after run {asset_event.run_id}")
-    notify(settings.notify_webhook_url, f"LTR serving reload failed: {delivery.error}")
-    raise RuntimeError(
-        f"reload request failed after {delivery.attempts} attempts: {delivery.error}"
-    )
+    return _reload_outcome(settings, f"publication in run {asset_event.run_id[:8]}")
 
 
 @run_status_sensor(
@@ -53,11 +66,7 @@ def reload_after_rollback_sensor(context: RunStatusSensorContext):
     settings = Settings.from_env()
     if not settings.serving_url:
         return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
-    delivery = request_reload(settings.serving_url, settings.reload_token)
-    if not delivery.ok:
-        notify(settings.notify_webhook_url, f"LTR serving reload failed: {delivery.error}")
-        raise RuntimeError(f"reload request failed: {delivery.error}")
-    return SkipReason(f"serving reloaded after rollback run {context.dagster_run.run_id[:8]}")
+    return _reload_outcome(settings, f"rollback run {context.dagster_run.run_id[:8]}")
 
 
 @run_status_sensor(

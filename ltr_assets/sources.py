@@ -48,6 +48,7 @@ class AuditLogSource:
     """
 
     name = "audit_log"
+    unavailable_errors: tuple[type[BaseException], ...] = (OSError,)
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern

@@ -21,7 +21,7 @@ from ltr_assets.schema import FEATURES
 from ltr_assets.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.settings import ServingSettings
-from ltr_serving.store import StoredArtifact, WeightStore
+from ltr_serving.store import StoredArtifact, StoreUnavailable, WeightStore
 
 log = logging.getLogger("ltr_serving.reload")
 
@@ -51,6 +51,7 @@ class ReloadAttempt:
     previous_version: str | None
     error: str | None
     duration_s: float
+    retryable: bool = False  # the store could not be read: the same artifact may load later
 
 
 class ServingState:
@@ -83,6 +84,7 @@ class ServingState:
             try:
                 candidate = self._build(self.store.load())
             except Exception as exc:  # any failure refuses the artifact; the old one serves on
+                retryable = isinstance(exc, StoreUnavailable)
                 attempt = ReloadAttempt(
                     at=datetime.now(UTC),
                     trigger=trigger,
@@ -91,8 +93,10 @@ class ServingState:
                     previous_version=previous_version,
                     error=str(exc) or type(exc).__name__,
                     duration_s=time.perf_counter() - start,
+                    retryable=retryable,
                 )
-                self._attempted_marker = marker
+                if not retryable:  # a bad artifact is not retried until latest changes
+                    self._attempted_marker = marker
                 self.last_attempt = attempt
                 self.metrics.reload_failures.labels(trigger).inc()
                 log.error(

@@ -26,6 +26,10 @@ class StoreError(RuntimeError):
     """Nothing loadable: no artifact, an invalid one, or one the configured scorer cannot run."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be read just now (S3 or disk I/O): worth retrying as it is."""
+
+
 @dataclass(frozen=True)
 class StoredArtifact:
     """A validated artifact; `model_text` is None for the flat weights file (weights only)."""
@@ -121,7 +125,9 @@ class LocalWeightStore:
             version = pointer["version"]
             # LocalRegistry.load verifies checksums before LightGBM parses the model.
             artifact = self.registry.load(version)
-        except (RegistryError, ValueError, OSError) as exc:
+        except OSError as exc:
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except (RegistryError, ValueError) as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
         return StoredArtifact.of(artifact, self.source, str(self.registry.versions_dir / version))
 
@@ -177,8 +183,10 @@ class S3WeightStore:
             artifact = self.mirror.fetch(pointer["version"])
         except StoreError:
             raise
-        except Exception as exc:  # S3 errors and invalid artifacts alike: refuse, keep serving
+        except RegistryError as exc:  # the artifact itself is invalid
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # S3 unreachable or erroring: keep serving, retry later
+            raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return StoredArtifact.of(artifact, self.source, self.mirror.url(artifact.version))
 
 

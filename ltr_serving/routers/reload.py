@@ -7,7 +7,8 @@ Auth: `Authorization: Bearer $LTR_RELOAD_TOKEN`, compared in constant time.
 - wrong token: 403.
 Outcome: 200 {"reloaded": true, ...} when the artifact `latest` points at was validated and
 swapped in; 409 {"reloaded": false, "error": ...} when it was refused (the request was fine, the
-artifact on disk is not: retrying the same call will not help) and the old version keeps serving.
+artifact is not: retrying the same call will not help); 503 when the store could not be read just
+now (S3 or disk I/O: retry later). In both failures the old version keeps serving.
 """
 
 from __future__ import annotations
@@ -77,4 +78,6 @@ def reload(
     )
     if attempt.ok:
         return outcome
-    return JSONResponse(outcome.model_dump(), status_code=status.HTTP_409_CONFLICT)
+    # 503: the store could not be read now (retry later); 409: the artifact itself was refused.
+    code = status.HTTP_503_SERVICE_UNAVAILABLE if attempt.retryable else status.HTTP_409_CONFLICT
+    return JSONResponse(outcome.model_dump(), status_code=code)

@@ -101,6 +101,24 @@ def test_reading_stops_after_the_grace_period(kafka_broker: Broker, topic: str) 
     assert sorted(r.outcome.event_id for r in read.records) == ["in-day", "late"]
 
 
+def test_a_record_from_a_skewed_clock_does_not_end_the_day(kafka_broker: Broker) -> None:
+    settings = _settings(kafka_broker, f"skew_{uuid.uuid4().hex[:8]}")
+    ensure_topic(settings, partitions=1)
+    day = DAYS[1]
+    base = {"event_type": "offer_feedback", "request_id": "r", "case_id": "c", "action": "click"}
+    stream = [
+        {**base, "event_id": "before", "lawyer_id": "x", "timestamp": f"{DAYS[0]}T12:00:00Z"},
+        {**base, "event_id": "future", "lawyer_id": "y", "timestamp": "2027-06-01T00:00:00Z"},
+        *[
+            {**base, "event_id": f"d-{i}", "lawyer_id": f"l{i}", "timestamp": f"{day}T0{i}:00:00Z"}
+            for i in range(8)
+        ],
+    ]
+    publish_events(settings, stream)
+    read = KafkaDaySource(settings).read(day)
+    assert sorted(r.outcome.event_id for r in read.records) == [f"d-{i}" for i in range(8)]
+
+
 async def _send_raw(settings: KafkaSettings, values: list[bytes | None], ts_ms: int) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()

@@ -139,13 +139,15 @@ def dies_on_second(original):
     return wrapper
 if where == "local":
     atomic.write_bytes = dies_on_second(atomic.write_bytes)
-else:
+elif where == "s3":
     mirror.client.put_object = dies_on_second(mirror.client.put_object)
+else:  # "copy": while latest/ is being copied, before latest.json moves
+    mirror.client.copy_object = dies_on_second(mirror.client.copy_object)
 publication.publish(local, mirror, weights(9), tiny_model_text(), {}, "2026-11-26")
 """
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", "s3", "copy"])
 def test_a_publish_killed_halfway_leaves_latest_on_the_previous_version(
     s3_env: str, tmp_path: Path, where: str
 ) -> None:
@@ -161,6 +163,15 @@ def test_a_publish_killed_halfway_leaves_latest_on_the_previous_version(
     )
     assert crash.returncode == -9, crash.stderr
     assert mirror.pointer()[0]["version"] == before.version
+    if where == "copy":  # the version is complete on S3; latest/ was torn, latest.json was not
+        new = local.latest_version()
+        assert mirror.versions() == [before.version, new]
+        assert mirror.repair_latest_copy() is True
+        assert _latest_copy_version(mirror) == before.version
+        assert mirror.repair_latest_copy() is False
+        sync(local, mirror)
+        assert mirror.pointer()[0]["version"] == new and _latest_copy_version(mirror) == new
+        return
     assert mirror.versions() == [before.version]  # the half-uploaded one is not complete
     if where == "local":
         assert local.latest_version() == before.version and local.versions() == [before.version]

@@ -29,6 +29,7 @@ from tests.serving.conftest import (
     wait_for,
     weights_for,
 )
+from tests.support.http_receiver import http_receiver
 
 
 def _health(server: RunningServer) -> dict:
@@ -134,3 +135,21 @@ def test_a_wrong_token_makes_the_sensor_fail_loudly(
     context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
     with pytest.raises(Exception, match="reload request failed"):
         list(reload_serving_sensor(context))
+
+
+def test_a_refused_artifact_is_notified_once_and_the_sensor_moves_on(
+    live_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, publisher, first = live_app
+    bad = publisher.publish(weights_for(3))
+    model = publisher.registry.versions_dir / bad / "model.txt"
+    model.write_text(model.read_text() + "\n")  # no longer matches its checksum
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(AssetMaterialization("published_weights"))
+    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    with http_receiver() as receiver:
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
+        outcome = list(reload_serving_sensor(context))
+    assert "refused" in outcome[0].skip_message
+    assert len(receiver.messages) == 1 and "keeps serving" in receiver.messages[0]["text"]
+    assert _health(server)["version"] == first

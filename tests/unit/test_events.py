@@ -89,6 +89,9 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
         ),
         (json.dumps({**FLAT, "features": {**FEATURES, "A": True}}), "bad_feature"),
         (json.dumps({**FLAT, "rank_position": 0}), "bad_field"),
+        (json.dumps({**FLAT, "rank_position": 99999999999}), "bad_field"),  # beyond int32
+        (json.dumps({**FLAT, "event_type": "offer_feedback", "action": ["click"]}), "bad_action"),
+        (json.dumps({**FLAT, "timestamp": "0001-01-01T00:00:00+01:00"}), "bad_timestamp"),
         (json.dumps({**FLAT, "features": None}), "missing_features"),
         (json.dumps({**FLAT, "event_type": "offer_feedback", "action": "like"}), "bad_action"),
         (

@@ -126,3 +126,24 @@ def test_without_the_next_day_late_feedback_is_not_yet_there(tmp_path: Path) -> 
 def test_missing_raw_events_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="raw_events for 2026-11-25"):
         build_feature_matrix(Lake(tmp_path), D)
+
+
+def test_days_are_utc_days_whatever_the_host_timezone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    events = [
+        shown(None, "c1", "a", "2026-11-25T01:30:00Z", 1),  # 22:30 on the 24th in Sao Paulo
+        shown(None, "c1", "b", "2026-11-25T01:30:00Z", 2),
+        feedback(None, "c1", "a", "2026-11-25T01:40:00Z", "click"),
+    ]
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    time.tzset()
+    try:
+        frame = _matrix(tmp_path, events, [D])[D]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert set(frame["group_id"]) == {"c1@2026-11-25"}
+    assert _labels(frame) == {("c1@2026-11-25", "a"): 1, ("c1@2026-11-25", "b"): 0}

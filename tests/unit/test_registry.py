@@ -103,3 +103,17 @@ def test_invalid_weights_are_never_published(
     ):
         registry.publish(weights, model_text, {}, "2026-11-25")
     assert registry.versions() == [] and registry.latest_version() is None
+
+
+def test_the_regression_baseline_of_a_backfill_is_not_a_later_model(
+    tmp_path: Path, model_text: str
+) -> None:
+    registry = LocalRegistry(tmp_path / "reg")
+    assert registry.baseline_for("2026-11-20") is None
+    v10 = registry.publish(weights(1), model_text, {}, "2026-11-10", now=_now(0)).version
+    v20 = registry.publish(weights(2), model_text, {}, "2026-11-20", now=_now(1)).version
+    assert registry.baseline_for("2026-11-21") == v20  # nightly: the live version
+    assert registry.baseline_for("2026-11-15") == v10  # backfill: the version of its time
+    assert registry.baseline_for("2026-11-05") is None
+    registry.rollback(v10)
+    assert registry.baseline_for("2026-11-21") == v10  # live after a rollback

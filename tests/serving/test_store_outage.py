@@ -1,0 +1,71 @@
+"""A store that cannot be read just now is retried; an invalid artifact is not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltr_assets.registry import LocalRegistry
+from ltr_serving.metrics import ServingMetrics
+from ltr_serving.settings import ServingSettings
+from ltr_serving.state import ServingState
+from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable
+from tests.serving.conftest import weights_for
+
+
+class ScriptedStore:
+    """Answers load() from a script of outcomes; the marker never changes (same pointer)."""
+
+    source = "s3"
+
+    def __init__(self, outcomes: list) -> None:
+        self.outcomes = outcomes
+        self.loads = 0
+
+    def current_marker(self) -> str:
+        return "etag-1"
+
+    def load(self) -> StoredArtifact:
+        outcome = self.outcomes[min(self.loads, len(self.outcomes) - 1)]
+        self.loads += 1
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def _state(store: ScriptedStore, tmp_path: Path) -> ServingState:
+    settings = ServingSettings(registry_dir=tmp_path, weights_path=tmp_path / "w.json")
+    return ServingState(store, settings, ServingMetrics())
+
+
+def _artifact(version: str) -> StoredArtifact:
+    return StoredArtifact(version, weights_for(1), None, "s3", f"s3://bucket/ltr/{version}")
+
+
+def test_an_unreadable_store_is_retried_by_the_next_poll(tmp_path: Path) -> None:
+    store = ScriptedStore([StoreUnavailable("EndpointConnectionError"), _artifact("v1")])
+    state = _state(store, tmp_path)
+    first = state.reload("startup")
+    assert not first.ok and first.retryable and state.live is None
+    attempt = state.poll_once()  # same marker, but the failure was the store's, not the artifact's
+    assert attempt is not None and attempt.ok and state.live.version == "v1"
+
+
+def test_an_invalid_artifact_is_not_retried_until_latest_changes(tmp_path: Path) -> None:
+    store = ScriptedStore([StoreError("checksum of model.txt does not match"), _artifact("v1")])
+    state = _state(store, tmp_path)
+    assert not state.reload("startup").retryable
+    assert state.poll_once() is None and store.loads == 1
+
+
+def test_local_io_errors_are_retryable(tmp_path: Path) -> None:
+    from ltr_serving.store import LocalWeightStore
+
+    registry = LocalRegistry(tmp_path / "reg")
+    registry.root.mkdir()
+    registry.pointer_path.write_text('{"version": "20261126_000000", "partition": "x"}')
+    (registry.versions_dir / "20261126_000000").mkdir(parents=True)
+    (registry.versions_dir / "20261126_000000" / "metadata.json").mkdir()  # unreadable as a file
+    store = LocalWeightStore(registry.root, tmp_path / "w.json", "weights")
+    state = _state(store, tmp_path)  # type: ignore[arg-type]
+    attempt = state.reload("startup")
+    assert not attempt.ok and attempt.retryable
