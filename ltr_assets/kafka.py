@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
+from ltr_assets.ingest import gc_paused
 from ltr_assets.sources import SourceRecord
 
 log = logging.getLogger("ltr.kafka")
@@ -90,11 +91,16 @@ def _record_day(outcome: EventRow | Rejection | None, record_ts_ms: int) -> date
     return datetime.fromtimestamp(record_ts_ms / 1000, tz=UTC).date()
 
 
-@dataclass
+@dataclass(repr=False)
 class KafkaRead:
     records: list[SourceRecord]
     partitions: dict[int, tuple[int, int]]  # partition -> (first offset read, next offset)
     scanned: int  # records looked at, including other days'
+
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio formats a finished task's result (reprlib calls repr()), and
+        # a repr of a million records took seconds.
+        return f"KafkaRead({len(self.records)} records, partitions={self.partitions})"
 
 
 class KafkaDaySource:
@@ -110,7 +116,8 @@ class KafkaDaySource:
         yield from self.read(day).records
 
     def read(self, day: date) -> KafkaRead:
-        return asyncio.run(self._read(day))
+        with gc_paused():  # the day's rows are kept until written: see ingest.gc_paused
+            return asyncio.run(self._read(day))
 
     async def _start(self, client: Any) -> None:
         try:
