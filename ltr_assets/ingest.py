@@ -21,7 +21,7 @@ from ltr_assets import atomic
 from ltr_assets.events import EVENT_COLUMNS, EventRow
 from ltr_assets.lake import Lake
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
-from ltr_assets.sources import SourceRecord
+from ltr_assets.sources import DayRecord
 
 log = logging.getLogger("ltr.ingest")
 
@@ -31,7 +31,7 @@ class DaySource(Protocol):
     # What means "this source cannot be read now" (as opposed to a bug, which must surface).
     unavailable_errors: tuple[type[BaseException], ...]
 
-    def read_day(self, day: date) -> Iterable[SourceRecord]: ...
+    def read_day(self, day: date) -> Iterable[DayRecord]: ...
 
 
 RAW_EVENTS_SCHEMA = pa.schema(
@@ -104,21 +104,23 @@ def events_table(rows: Sequence[EventRow]) -> pa.Table:
     return table.take(order)
 
 
-def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: str) -> IngestReport:
+def ingest_day(records: Iterable[DayRecord], day: date, lake: Lake, source: str) -> IngestReport:
     """Write the day's accepted events (sorted, deduplicated by event id) and its quarantine."""
     report = IngestReport(day=day, source=source)
     rows: dict[str, EventRow] = {}
     quarantine_lines: list[str] = []
+    read = duplicates = 0
     with gc_paused():
         for record in records:
-            report.read += 1
-            outcome = record.outcome
-            if type(outcome) is EventRow:
-                if outcome.event_id in rows:
-                    report.duplicates += 1
+            read += 1
+            if type(record) is EventRow:
+                if record.event_id in rows:
+                    duplicates += 1
                 else:
-                    rows[outcome.event_id] = outcome
-            elif outcome is None:
+                    rows[record.event_id] = record
+                continue
+            outcome = record.outcome
+            if outcome is None:
                 report.ignored += 1
             else:
                 report.quarantined += 1
@@ -134,6 +136,7 @@ def ingest_day(records: Iterable[SourceRecord], day: date, lake: Lake, source: s
                         ensure_ascii=False,
                     )
                 )
+        report.read, report.duplicates = read, duplicates
         table = events_table(list(rows.values()))
     report.accepted = table.num_rows
     report.feedback = int(pc.sum(pc.is_valid(table.column("action"))).as_py() or 0)
@@ -153,7 +156,7 @@ class SourceChoice:
 
 def read_day_with_fallback(
     primary: DaySource | None, fallback: DaySource, day: date
-) -> tuple[list[SourceRecord], SourceChoice]:
+) -> tuple[list[DayRecord], SourceChoice]:
     """Read the day from the primary source (Kafka) when one is configured; when it cannot be
     read, from the fallback (the audit-log files), saying why. Nothing partial is kept."""
     if primary is not None:

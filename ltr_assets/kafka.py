@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 
 from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
 from ltr_assets.ingest import gc_paused
-from ltr_assets.sources import SourceRecord
+from ltr_assets.sources import DayRecord, SourceRecord
 
 log = logging.getLogger("ltr.kafka")
 MAX_RECORDS_PER_POLL = 5000
@@ -93,7 +93,7 @@ def _record_day(outcome: EventRow | Rejection | None, record_ts_ms: int) -> date
 
 @dataclass(repr=False)
 class KafkaRead:
-    records: list[SourceRecord]
+    records: list[DayRecord]
     partitions: dict[int, tuple[int, int]]  # partition -> (first offset read, next offset)
     scanned: int  # records looked at, including other days'
 
@@ -112,7 +112,7 @@ class KafkaDaySource:
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
 
-    def read_day(self, day: date) -> Iterator[SourceRecord]:
+    def read_day(self, day: date) -> Iterator[DayRecord]:
         yield from self.read(day).records
 
     def read(self, day: date) -> KafkaRead:
@@ -162,7 +162,7 @@ class KafkaDaySource:
                 consumer.seek(tp, first.offset)
                 active[tp] = ends[tp]
                 bounds[tp.partition] = (first.offset, first.offset)
-            records: list[SourceRecord] = []
+            records: list[DayRecord] = []
             scanned = 0
             last_progress = time.monotonic()
             while active:
@@ -199,7 +199,7 @@ class KafkaDaySource:
         finally:
             await consumer.stop()
 
-    def _keep(self, message: Any, day: date) -> Iterable[SourceRecord]:
+    def _keep(self, message: Any, day: date) -> Iterable[DayRecord]:
         value = message.value
         if value is None:
             outcome: EventRow | Rejection | None = Rejection(
@@ -210,7 +210,7 @@ class KafkaDaySource:
         if _record_day(outcome, message.timestamp) != day:
             return ()
         if type(outcome) is EventRow:
-            return (SourceRecord("", b"", outcome),)  # origin and raw only for quarantine
+            return (outcome,)
         origin = f"{message.topic}/{message.partition}@{message.offset}"
         return (SourceRecord(origin, value or b"", outcome),)
 

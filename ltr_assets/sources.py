@@ -23,11 +23,17 @@ _NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 
 class SourceRecord(NamedTuple):
-    """One line or message of a day, already parsed (a NamedTuple: millions are made per day)."""
+    """A line or message that is not an accepted event (a rejection, or None for a record that
+    is not an LTR event), with what is needed to quarantine it."""
 
     origin: str  # where it came from, e.g. "audit.jsonl:42" or "match_events/2@1017"
     raw: bytes
-    outcome: EventRow | Rejection | None  # row, rejection, or None (not an LTR event)
+    outcome: EventRow | Rejection | None
+
+
+# What a source yields for a day: an accepted event as its bare row (millions a day: no wrapper),
+# anything else as a SourceRecord.
+DayRecord = EventRow | SourceRecord
 
 
 def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
@@ -56,11 +62,11 @@ class AuditLogSource:
     def files(self) -> list[Path]:
         return [Path(p) for p in sorted(glob.glob(self.pattern)) if Path(p).is_file()]
 
-    def read_day(self, day: date) -> Iterator[SourceRecord]:
+    def read_day(self, day: date) -> Iterator[DayRecord]:
         for path in self.files():
             yield from self._read_file(path, day)
 
-    def _read_file(self, path: Path, day: date) -> Iterator[SourceRecord]:
+    def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
         # An offset can move a time across midnight, never by two days: lines hinted at another
         # day than these are skipped without decoding.
         near = {day - timedelta(days=1), day, day + timedelta(days=1)}
@@ -86,7 +92,7 @@ class AuditLogSource:
                     if undated:
                         yield from _flush(undated, own, day)
                     if own == day:
-                        yield SourceRecord("", line, outcome)  # origin is only for quarantine
+                        yield outcome
                     continue
                 record = SourceRecord(f"{name}:{number}", line, outcome)
                 own = _outcome_day(outcome)

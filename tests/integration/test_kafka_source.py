@@ -98,7 +98,7 @@ def test_reading_stops_after_the_grace_period(kafka_broker: Broker, topic: str) 
     ]
     publish_events(settings, stream)
     read = KafkaDaySource(settings).read(day)
-    assert sorted(r.outcome.event_id for r in read.records) == ["in-day", "late"]
+    assert sorted(r.event_id for r in read.records) == ["in-day", "late"]
 
 
 def test_a_record_from_a_skewed_clock_does_not_end_the_day(kafka_broker: Broker) -> None:
@@ -116,7 +116,7 @@ def test_a_record_from_a_skewed_clock_does_not_end_the_day(kafka_broker: Broker)
     ]
     publish_events(settings, stream)
     read = KafkaDaySource(settings).read(day)
-    assert sorted(r.outcome.event_id for r in read.records) == [f"d-{i}" for i in range(8)]
+    assert sorted(r.event_id for r in read.records) == [f"d-{i}" for i in range(8)]
 
 
 async def _send_raw(settings: KafkaSettings, values: list[bytes | None], ts_ms: int) -> None:
@@ -252,7 +252,7 @@ def test_simulate_to_kafka_and_the_group_progress_is_committed(
     settings = KafkaSettings(bootstrap_servers=kafka_broker.bootstrap, topic=name,
                              group_id="ltr-raw-events")  # fmt: skip
     read = KafkaDaySource(settings).read(START)
-    assert read.records and all(r.outcome.timestamp.date() == START for r in read.records)
+    assert read.records and all(r.timestamp.date() == START for r in read.records)
     committed = asyncio.run(_committed(settings))
     assert committed == {p: nxt for p, (_, nxt) in read.partitions.items()}
     assert sum(committed.values()) > 0
