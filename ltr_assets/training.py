@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 from typing import Any
 
 import lightgbm as lgb
@@ -82,11 +83,12 @@ class Split:
     frame: pd.DataFrame
     group_sizes: np.ndarray
 
-    @property
+    @cached_property
     def X(self) -> np.ndarray:  # noqa: N802 - the usual name for a feature matrix
+        """Computed once: training, evaluation, timing and the baseline all read it."""
         return self.frame[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
 
-    @property
+    @cached_property
     def y(self) -> np.ndarray:
         return self.frame["label"].to_numpy(dtype=np.float64)
 
