@@ -129,7 +129,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         f"random {baselines['random']:.4f}"
     )
     print(f"flat weights file: {settings.weights_path}")
-    _serve_and_rank(simulator, first)
+    _serve_and_rank(simulator, last)  # a case from the newest day
     print(f"demo wall time: {time.perf_counter() - started:.1f} s")
     return 0
 
