@@ -28,6 +28,8 @@ def _reload_outcome(settings: Settings, after: str) -> SkipReason:
     """POST /reload. A refused artifact (409) is final: notify once and move on (the old
     version serves). The service down or erroring: fail this tick, so the next one retries and
     the UI shows it; the service's own poller is the fallback."""
+    if not settings.serving_url:
+        return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
     delivery = request_reload(settings.serving_url, settings.reload_token)
     if delivery.ok:
         return SkipReason(f"serving reloaded after {after}")
@@ -50,10 +52,7 @@ def _reload_outcome(settings: Settings, after: str) -> SkipReason:
     description="After published_weights materializes, POST /reload to LTR_SERVING_URL.",
 )
 def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):
-    settings = Settings.from_env()
-    if not settings.serving_url:
-        return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
-    return _reload_outcome(settings, f"publication in run {asset_event.run_id[:8]}")
+    return _reload_outcome(Settings.from_env(), f"publication in run {asset_event.run_id[:8]}")
 
 
 @run_status_sensor(
@@ -63,10 +62,7 @@ def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLo
     description="After a rollback run succeeds, POST /reload to LTR_SERVING_URL.",
 )
 def reload_after_rollback_sensor(context: RunStatusSensorContext):
-    settings = Settings.from_env()
-    if not settings.serving_url:
-        return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
-    return _reload_outcome(settings, f"rollback run {context.dagster_run.run_id[:8]}")
+    return _reload_outcome(Settings.from_env(), f"rollback run {context.dagster_run.run_id[:8]}")
 
 
 @run_status_sensor(

@@ -13,16 +13,9 @@ from ltr_assets.definitions import defs
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.schedules import ltr_daily_schedule
 from tests.conftest import write_simulated_events
+from tests.support.dagster_results import check_results
 
 GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression"}
-
-
-def _checks(result) -> dict[str, bool]:
-    return {
-        e.event_specific_data.check_name: e.event_specific_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    }
 
 
 def _materialized(result) -> set[str]:
@@ -83,7 +76,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     first = job.execute_in_process(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
-    checks = _checks(first)
+    checks = check_results(first)
     assert set(checks) == GATE | {"quarantine_ratio", "source_fallback"}
     assert checks["min_samples"] is False
     assert "published_weights" not in _materialized(first)
@@ -92,7 +85,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     # Day 2: a two-day window passes every check and is published.
     second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert second.success
-    assert all(_checks(second).values()), _checks(second)
+    assert all(check_results(second).values()), check_results(second)
     assert _materialized(second) == {
         "raw_events",
         "feature_matrix",
@@ -118,7 +111,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         partition_key="2026-11-03", instance=instance, raise_on_error=False
     )
     assert not third.success
-    assert _checks(third)["ndcg_at_5"] is False
+    assert check_results(third)["ndcg_at_5"] is False
     assert "ltr_model" in _materialized(third) and "published_weights" not in _materialized(third)
     assert registry.latest_version() == version
     assert registry.versions() == [version]

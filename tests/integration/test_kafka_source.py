@@ -21,6 +21,7 @@ from ltr_assets.lake import Lake
 from ltr_assets.simulator import Simulator, SimulatorConfig
 from ltr_assets.sources import AuditLogSource
 from tests.conftest import START
+from tests.support.dagster_results import check_results
 from tests.support.kafka_broker import Broker
 
 DAYS = [START + timedelta(days=i) for i in range(3)]
@@ -142,15 +143,6 @@ def _metadata(instance: DagsterInstance) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def _check(result, name: str) -> bool:
-    return next(
-        e.event_specific_data.passed
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == name
-    )
-
-
 def test_malformed_messages_are_quarantined_and_the_run_succeeds(
     kafka_broker: Broker, topic: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,7 +175,7 @@ def test_malformed_messages_are_quarantined_and_the_run_succeeds(
     lines = (ltr_home / "lake" / "quarantine" / f"{day}.jsonl").read_text().splitlines()
     origins = [json.loads(line)["origin"] for line in lines]
     assert all(o.startswith(f"{topic}/") for o in origins)
-    assert _check(result, "quarantine_ratio") is False  # 4 of 6 is far above 5%
+    assert check_results(result)["quarantine_ratio"] is False  # 4 of 6 is far above 5%
 
 
 def test_unreachable_broker_falls_back_to_files_and_kafka_is_used_again_once_back(
@@ -205,7 +197,7 @@ def test_unreachable_broker_falls_back_to_files_and_kafka_is_used_again_once_bac
         parquet = ltr_home / "lake" / "raw_events" / f"{START}.parquet"
 
         first = _run_raw_events(START, instance)
-        assert _metadata(instance)["source"] == "kafka" and _check(first, "source_fallback")
+        assert _metadata(instance)["source"] == "kafka" and check_results(first)["source_fallback"]
         from_kafka = parquet.read_bytes()
 
         broker.stop()
@@ -214,12 +206,12 @@ def test_unreachable_broker_falls_back_to_files_and_kafka_is_used_again_once_bac
         meta = _metadata(instance)
         assert meta["source"] == "audit_log"
         assert "cannot reach Kafka" in meta["fallback_reason"]
-        assert _check(down, "source_fallback") is False
+        assert check_results(down)["source_fallback"] is False
         assert parquet.read_bytes() == from_kafka
 
         broker.start()
         back = _run_raw_events(START, instance)
-        assert _metadata(instance)["source"] == "kafka" and _check(back, "source_fallback")
+        assert _metadata(instance)["source"] == "kafka" and check_results(back)["source_fallback"]
         assert parquet.read_bytes() == from_kafka
     finally:
         broker.close()

@@ -22,6 +22,7 @@ from ltr_assets.resources import mirror_from_settings
 from ltr_assets.s3_registry import S3Mirror, sync
 from tests.conftest import write_simulated_events
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.dagster_results import check_results
 from tests.support.http_receiver import http_receiver
 from tests.support.kafka_broker import free_port
 
@@ -124,6 +125,7 @@ from ltr_assets.config import Settings
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.resources import mirror_from_settings
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.dagster_results import check_results
 from tests.support.http_receiver import http_receiver
 
 where, root = sys.argv[1], sys.argv[2]
@@ -227,13 +229,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     event = instance.get_latest_materialization_event(AssetKey("published_weights"))
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     assert meta["s3_published"] is False and "S3Unavailable" in meta["s3_error"]
-    check = next(
-        e.event_specific_data
-        for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-        and e.event_specific_data.check_name == "s3_published"
-    )
-    assert check.passed is False
+    assert check_results(result)["s3_published"] is False
     assert any("published locally only" in m["text"] for m in receiver.messages)
 
     monkeypatch.setenv("S3_ENDPOINT", s3_env)  # S3 is back

@@ -1,0 +1,14 @@
+"""Reading what a Dagster run did, for assertions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def check_results(result: Any) -> dict[str, bool]:
+    """Asset-check name -> passed, for every check evaluated in the run."""
+    return {
+        e.event_specific_data.check_name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
