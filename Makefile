@@ -2,19 +2,34 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 export LTR_HOME ?= $(CURDIR)/var
 export DAGSTER_HOME ?= $(LTR_HOME)/dagster
+# uv installs into this project's .venv, whatever environment the caller has active.
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install demo test lint format ui bench clean
+.PHONY: install lock lock-check demo test test-fast lint typecheck format ui bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# uv itself is bootstrapped with pip at the version the lock pins, then installs exactly uv.lock.
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --extra dev --python $(PY) --quiet
 	touch $(STAMP)
+
+# Re-resolve uv.lock after editing pyproject.toml's dependencies (commit both).
+lock: | $(UV)
+	$(UV) lock
+
+# Fails when pyproject.toml and uv.lock disagree (CI runs it).
+lock-check: | $(UV)
+	$(UV) lock --check
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -33,8 +48,13 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "the UI test needs Debian's chromium: sudo apt-get install chromium"; fi
 
+# The whole suite: every tier, with the broker, S3 server and Chromium it starts itself.
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q
+
+# The unit tier alone (pure logic, no services): under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

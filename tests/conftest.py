@@ -17,6 +17,17 @@ from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
 from tests.support.kafka_broker import Broker
 
 START = date(2026, 11, 1)
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "serving", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier, so `pytest -m unit` selects the fast tier."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tiers {TIERS}")
+        item.add_marker(getattr(pytest.mark, folder))
 
 
 @pytest.fixture
