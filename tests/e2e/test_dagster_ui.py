@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
@@ -16,11 +17,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 GATE = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
 
 
-def _page(browser) -> Page:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    # The UI's "join the community" pop-up appears at some point on a fresh profile.
-    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda b: b.click())
-    return page
+def _page(browser, webserver: str) -> Page:
+    """A page on which the UI's "join the community" pop-up never opens: it shows on 127.0.0.1
+    until the instance records it as seen (mutation setNuxSeen) and the browser's localStorage
+    holds `communityNux`. Dismissing it with a locator handler raced the form it covers."""
+    httpx.post(f"{webserver}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.add_init_script("window.localStorage.setItem('communityNux', '1')")
+    return context.new_page()
 
 
 def test_operator_backfills_from_the_ui_and_reads_the_gate_report(
@@ -33,7 +37,7 @@ def test_operator_backfills_from_the_ui_and_reads_the_gate_report(
     with sync_playwright() as p:
         # Playwright gives the browser a fresh temporary profile (user data dir) of its own.
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = _page(browser)
+        page = _page(browser, webserver)
         page.goto(
             f"{webserver}/locations/ltr_assets.definitions/jobs/ltr_daily_job/partitions",
             wait_until="domcontentloaded",
