@@ -17,9 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from ltr_assets import atomic, publication
-from ltr_assets.config import Settings
-from ltr_assets.evaluation import Evaluation, GateResult, decide_gate, evaluate
+from ltr_assets.config import ConfigError, Settings
+from ltr_assets.evaluation import (
+    Baseline,
+    Evaluation,
+    GateResult,
+    decide_gate,
+    evaluate,
+)
 from ltr_assets.lake import Lake
+from ltr_assets.metrics import CounterfactualEvaluator
+from ltr_assets.propensity import PropensityCurve, PropensityError, pinned_curve
 from ltr_assets.publication import PublicationReport
 from ltr_assets.registry import (
     MODEL_FILE,
@@ -30,7 +38,13 @@ from ltr_assets.registry import (
 )
 from ltr_assets.s3_registry import S3Mirror
 from ltr_assets.scoring import ModelScorer, Scorer, WeightsScorer, make_scorer
-from ltr_assets.training import load_window, split_by_time, train_ranker
+from ltr_assets.training import (
+    Split,
+    counterfactual_evaluator,
+    load_window,
+    split_by_time,
+    train_ranker,
+)
 
 CANDIDATE_FILE = "candidate.json"
 
@@ -72,19 +86,35 @@ class CandidateReport:
         return all(result.passed for result in self.gate)
 
 
-def _baseline_evaluation(
-    registry: LocalRegistry, partition: date, scorer_kind: str, test: Any, min_groups: int
-) -> tuple[Evaluation | None, str]:
+def _baseline(
+    registry: LocalRegistry,
+    partition: date,
+    scorer_kind: str,
+    test: Split,
+    judge: CounterfactualEvaluator,
+    candidate_scores: Any,
+) -> Baseline:
+    """The version to compare with, and the paired difference on the test lists. A broken
+    version is no yardstick, and no reason to publish either: the gate fails with the reason."""
     version = registry.baseline_for(partition.isoformat())
     if version is None:
-        return None, ""
+        return Baseline.none()
     try:
         artifact = registry.load(version)
-    except RegistryError as exc:
-        # A broken live version is no yardstick; the gate says so instead of crashing.
-        return None, f"{version} (unreadable: {exc})"
-    live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
-    return evaluate(live, test, time_it=False, fairness_min_groups=min_groups), version
+        live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
+        live_scores = live.score(test.X)
+    except Exception as exc:  # unreadable for any reason: the gate reports it, never crashes
+        return Baseline(version, "unreadable", f"{type(exc).__name__}: {exc}")
+    return Baseline(version, "ok", paired=judge.paired(candidate_scores, live_scores, 5))
+
+
+def _pinned(settings: Settings) -> PropensityCurve | None:
+    if settings.propensity_method != "pinned":
+        return None
+    try:
+        return pinned_curve(settings.propensity_curve)
+    except PropensityError as exc:
+        raise ConfigError(f"LTR_PROPENSITY_CURVE: {exc}") from None
 
 
 def train_candidate(
@@ -93,18 +123,24 @@ def train_candidate(
     """Train on the rolling window ending at `day`, evaluate what serving will run, gate it."""
     window = load_window(lake, day, settings.train_window_days)
     train, valid, test = split_by_time(window.frame)
-    ranker = train_ranker(train, valid)
+    ranker = train_ranker(
+        train,
+        valid,
+        debias=settings.debias,
+        pinned_curve=_pinned(settings),
+        clip=settings.propensity_clip,
+    )
     scorer: Scorer = (
         WeightsScorer(ranker.weights)
         if settings.scorer == "weights"
         else ModelScorer(ranker.booster)
     )
-    evaluation = evaluate(scorer, test, fairness_min_groups=settings.gate.fairness_min_groups)
-    live, live_version = _baseline_evaluation(
-        registry, day, settings.scorer, test, settings.gate.fairness_min_groups
+    judge = counterfactual_evaluator(test, ranker.debiaser)
+    evaluation = evaluate(
+        scorer, test, judge, fairness_min_groups=settings.gate.fairness_min_groups
     )
-    gate = decide_gate(evaluation, settings.gate, live, live_version)
-
+    baseline = _baseline(registry, day, settings.scorer, test, judge, scorer.score(test.X))
+    gate = decide_gate(evaluation, settings.gate, baseline)
     folder = lake.candidate(day)
     atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
     atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
@@ -120,9 +156,17 @@ def train_candidate(
         },
         "params": ranker.info["params"],
         "best_iteration": ranker.info["best_iteration"],
+        "debias": ranker.info["debias"],
+        "propensity": ranker.propensity.to_dict(),
         "weights_method": ranker.weights_method,
         "weights_validation_ndcg_at_5": ranker.weights_validation,
         "model_validation_ndcg_at_5": ranker.model_validation_ndcg5,
+        "baseline": {
+            "version": baseline.version,
+            "status": baseline.status,
+            "error": baseline.error,
+            "paired_ndcg_at_5": asdict(baseline.paired) if baseline.paired else None,
+        },
         "metrics": evaluation.to_dict(),
         "gate": [asdict(result) for result in gate],
         "gate_passed": all(result.passed for result in gate),

@@ -71,7 +71,8 @@ def _registry_list(args: argparse.Namespace) -> int:
         except RegistryError as exc:
             print(f"  {version}  (unreadable: {exc})")
             continue
-        ndcg = meta.get("metrics", {}).get("ndcg", {}).get("ndcg@5", {}).get("value")
+        metrics = meta.get("metrics", {})
+        ndcg = metrics.get("counterfactual", {}).get("ndcg@5", {}).get("value")
         mark = "*" if version == latest else " "
         figure = f"nDCG@5={ndcg:.4f}" if isinstance(ndcg, float) else ""
         print(f"{mark} {version}  partition={meta.get('partition', '?')}  {figure}")

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ltr_assets.kafka import KafkaSettings
 
 SCORERS = ("weights", "model")
+DEBIAS_METHODS = ("click_model", "ips", "lightgbm_position", "none")  # ltr_assets.debias
+PROPENSITY_METHODS = ("regression_em", "pinned")  # ltr_assets.propensity
 SERVING_SOURCES = ("auto", "file", "s3")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -57,6 +59,19 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if value not in choices:
         raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
     return value
+
+
+def _float_list(env: Mapping[str, str], name: str) -> tuple[float, ...]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a comma-separated list of numbers") from None
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{name}={raw!r} holds a value that is not finite")
+    return values
 
 
 def _str(env: Mapping[str, str], name: str, default: str) -> str:
@@ -113,6 +128,10 @@ class Settings:
     keep_versions: int = 30
     max_candidates: int = 1000
     serving_source: str = "auto"
+    debias: str = "click_model"
+    propensity_method: str = "regression_em"
+    propensity_curve: tuple[float, ...] = ()  # the pinned curve, θ_1 = 1 first
+    propensity_clip: float = 0.05
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +154,15 @@ class Settings:
                 env, "LTR_FAIRNESS_MIN_GROUPS", GateThresholds.fairness_min_groups, minimum=1
             ),
         )
+        curve = _float_list(env, "LTR_PROPENSITY_CURVE")
+        propensity_method = _choice(
+            env, "LTR_PROPENSITY_METHOD", "pinned" if curve else "regression_em", PROPENSITY_METHODS
+        )
+        if propensity_method == "pinned" and not curve:
+            raise ConfigError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")
+        clip = _float(env, "LTR_PROPENSITY_CLIP", 0.05)
+        if not 0.0 < clip <= 1.0:
+            raise ConfigError(f"LTR_PROPENSITY_CLIP={clip} must lie in (0, 1]")
         return cls(
             home=home,
             data_dir=Path(_str(env, "LTR_DATA_DIR", str(home / "lake"))),
@@ -172,6 +200,10 @@ class Settings:
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
             max_candidates=_int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1),
             serving_source=_choice(env, "LTR_SERVING_SOURCE", "auto", SERVING_SOURCES),
+            debias=_choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS),
+            propensity_method=propensity_method,
+            propensity_curve=curve,
+            propensity_clip=clip,
         )
 
     def kafka(self) -> KafkaSettings | None:

@@ -1,15 +1,29 @@
-"""Evaluate a scorer on the test groups, and decide the publication gate."""
+"""Evaluate a scorer on the test lists, and decide the publication gate on intervals.
+
+Every quality figure the gate reads is counterfactual (`ltr_assets.metrics`): what users would
+experience under the scorer's ranking, estimated from clicks corrected for position bias. The
+gate decides on 95% intervals, not points: the lower bound of the counterfactual nDCG@5 must
+clear LTR_NDCG_MIN, and the lower bound of the paired difference with the platform's logged
+order (always) and with the live version (when one exists) must not fall below
+−LTR_REGRESSION_MARGIN. The nDCG on logged labels is reported beside it as a diagnostic only:
+it rewards imitating the order the clicks were collected under.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from ltr_assets.config import GateThresholds
 from ltr_assets.metrics import (
+    CounterfactualEvaluator,
+    CounterfactualReport,
     FairnessReport,
     LatencyReport,
     NdcgReport,
+    PairedReport,
     fairness_gap,
     ndcg_at_k,
     samples,
@@ -19,33 +33,46 @@ from ltr_assets.scoring import Scorer
 from ltr_assets.training import Split
 
 REPORTED_K = (1, 3, 5, 10)
+GATED_K = 5
 LATENCY_QUERIES = 1000
+
+
+def logged_order_scores(split: Split) -> np.ndarray:
+    """Scores that reproduce the platform's logged order (rank 1 highest)."""
+    return -split.positions.astype(np.float64)
 
 
 @dataclass(frozen=True)
 class Evaluation:
     scorer: str
-    ndcg: dict[int, NdcgReport]
+    counterfactual: dict[int, CounterfactualReport]  # k -> what users would experience
+    logged_ndcg: dict[int, NdcgReport]  # k -> nDCG on logged labels (diagnostic)
+    vs_logged: PairedReport  # candidate − the platform's logged order, nDCG@5
     fairness: FairnessReport
     latency: LatencyReport
     samples: int
     test_groups: int
 
+    @property
+    def ndcg5(self) -> CounterfactualReport:
+        return self.counterfactual[GATED_K]
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["ndcg"] = {f"ndcg@{k}": asdict(v) for k, v in self.ndcg.items()}
+        out["counterfactual"] = {f"ndcg@{k}": asdict(v) for k, v in self.counterfactual.items()}
+        out["logged_ndcg"] = {f"ndcg@{k}": asdict(v) for k, v in self.logged_ndcg.items()}
         return out
 
 
 def evaluate(
-    scorer: Scorer, test: Split, time_it: bool = True, fairness_min_groups: int = 30
+    scorer: Scorer,
+    test: Split,
+    judge: CounterfactualEvaluator,
+    time_it: bool = True,
+    fairness_min_groups: int = 30,
 ) -> Evaluation:
-    """All gate figures of `scorer` on the test groups (latency: one query at a time)."""
+    """All gate figures of `scorer` on the test lists (latency: one query at a time)."""
     scores = scorer.score(test.X)
-    ndcg = {k: ndcg_at_k(test.y, scores, test.group_sizes, k) for k in REPORTED_K}
-    fairness = fairness_gap(
-        scores, test.group_sizes, test.attributes(), min_groups=fairness_min_groups
-    )
     latency = (
         scoring_latency(scorer.score, test.query_matrices(), n=LATENCY_QUERIES)
         if time_it
@@ -53,12 +80,30 @@ def evaluate(
     )
     return Evaluation(
         scorer=scorer.kind,
-        ndcg=ndcg,
-        fairness=fairness,
+        counterfactual={k: judge.ndcg(scores, k) for k in REPORTED_K},
+        logged_ndcg={k: ndcg_at_k(test.y, scores, test.group_sizes, k) for k in REPORTED_K},
+        vs_logged=judge.paired(scores, logged_order_scores(test), GATED_K),
+        fairness=fairness_gap(
+            scores, test.group_sizes, test.attributes(), min_groups=fairness_min_groups
+        ),
         latency=latency,
         samples=samples(test.y, test.group_sizes),
         test_groups=test.groups,
     )
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The version a candidate must not regress against, as the gate found it."""
+
+    version: str  # "" when none is published
+    status: str  # "none" | "ok" | "unreadable"
+    error: str = ""
+    paired: PairedReport | None = None  # candidate − baseline, nDCG@5 on the test lists
+
+    @classmethod
+    def none(cls) -> Baseline:
+        return cls("", "none")
 
 
 @dataclass(frozen=True)
@@ -74,27 +119,97 @@ class GateResult:
 GATE_NAMES = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
 
 
+def _ci(low: float, high: float) -> str:
+    return f"95% CI {low:.4f}…{high:.4f}"
+
+
+def _ndcg_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResult:
+    report = candidate.ndcg5
+    lower = report.interval.low
+    passed = bool(np.isfinite(lower) and lower >= thresholds.ndcg_min)
+    return GateResult(
+        "ndcg_at_5",
+        passed,
+        lower,
+        thresholds.ndcg_min,
+        f"counterfactual nDCG@5 {report.value:.4f} ({_ci(lower, report.interval.high)}, "
+        f"{report.lists} lists, {report.lists_with_clicks} with clicks): the lower bound must "
+        f"be ≥ {thresholds.ndcg_min}. nDCG@5 on logged labels (diagnostic, biased towards "
+        f"the logged order): {candidate.logged_ndcg[GATED_K].value:.4f}",
+        {
+            "estimate": report.value,
+            "upper": report.interval.high,
+            "lists": report.lists,
+            "lists_with_clicks": report.lists_with_clicks,
+            "logged_label_ndcg@5": candidate.logged_ndcg[GATED_K].value,
+        },
+    )
+
+
+def _regression_result(
+    candidate: Evaluation, thresholds: GateThresholds, baseline: Baseline
+) -> GateResult:
+    margin = thresholds.regression_margin
+    logged = candidate.vs_logged
+    vs_logged_ok = bool(np.isfinite(logged.interval.low) and logged.interval.low >= -margin)
+    parts = [
+        f"vs the platform's logged order: {logged.difference:+.4f} "
+        f"({_ci(logged.interval.low, logged.interval.high)})"
+    ]
+    details: dict[str, Any] = {
+        "vs_logged_difference": logged.difference,
+        "vs_logged_lower": logged.interval.low,
+        "logged_order_ndcg@5": logged.baseline,
+        "baseline_version": baseline.version,
+        "baseline_status": baseline.status,
+    }
+    lowest = logged.interval.low
+    passed = vs_logged_ok
+    if baseline.status == "unreadable":
+        passed = False
+        parts.append(f"the live version {baseline.version} is unreadable: {baseline.error}")
+    elif baseline.status == "ok" and baseline.paired is not None:
+        live = baseline.paired
+        live_ok = bool(np.isfinite(live.interval.low) and live.interval.low >= -margin)
+        passed = passed and live_ok
+        lowest = min(lowest, live.interval.low)
+        parts.append(
+            f"vs live {baseline.version}: {live.difference:+.4f} "
+            f"({_ci(live.interval.low, live.interval.high)})"
+        )
+        details.update(
+            {
+                "vs_live_difference": live.difference,
+                "vs_live_lower": live.interval.low,
+                "live_ndcg@5": live.baseline,
+            }
+        )
+    else:
+        parts.append("no live version yet")
+    return GateResult(
+        "no_regression",
+        passed,
+        lowest,
+        -margin,
+        "paired counterfactual nDCG@5 differences on the same test lists, "
+        + "; ".join(parts)
+        + f": each lower bound must be ≥ −{margin}",
+        details,
+    )
+
+
 def decide_gate(
-    candidate: Evaluation, thresholds: GateThresholds, live: Evaluation | None, live_version: str
+    candidate: Evaluation, thresholds: GateThresholds, baseline: Baseline
 ) -> list[GateResult]:
     """One result per gate check, in GATE_NAMES order."""
-    ndcg5 = candidate.ndcg[5]
     fair = candidate.fairness
     ungated = [
         f"{pv.attribute}={pv.value} {pv.mean_difference:+.3f} ({pv.groups} lists)"
         for pv in fair.per_value
         if not pv.gated
     ]
-    results = [
-        GateResult(
-            "ndcg_at_5",
-            ndcg5.value >= thresholds.ndcg_min,
-            ndcg5.value,
-            thresholds.ndcg_min,
-            f"nDCG@5 {ndcg5.value:.4f} (95% CI {ndcg5.interval.low:.4f}–{ndcg5.interval.high:.4f}"
-            f", {ndcg5.groups_used} groups) must be ≥ {thresholds.ndcg_min}",
-            {"groups_used": ndcg5.groups_used, "groups_excluded": ndcg5.groups_excluded},
-        ),
+    return [
+        _ndcg_result(candidate, thresholds),
         GateResult(
             "fairness_gap",
             fair.gap <= thresholds.fairness_max,
@@ -135,29 +250,5 @@ def decide_gate(
             f"{thresholds.min_samples}",
             {"test_groups": candidate.test_groups},
         ),
+        _regression_result(candidate, thresholds, baseline),
     ]
-    if live is None:
-        results.append(
-            GateResult(
-                "no_regression",
-                True,
-                ndcg5.value,
-                float("nan"),
-                "no live version to compare with",
-                {},
-            )
-        )
-    else:
-        floor = live.ndcg[5].value - thresholds.regression_margin
-        results.append(
-            GateResult(
-                "no_regression",
-                ndcg5.value >= floor,
-                ndcg5.value,
-                floor,
-                f"nDCG@5 {ndcg5.value:.4f} vs live {live_version} {live.ndcg[5].value:.4f} on "
-                f"the same test groups; may be at most {thresholds.regression_margin} worse",
-                {"live_version": live_version, "live_ndcg_at_5": live.ndcg[5].value},
-            )
-        )
-    return results

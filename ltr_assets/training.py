@@ -5,9 +5,19 @@ Query groups are ordered by their start time and split into train / validation (
 choice of weights) / test (the gate). Training is deterministic: fixed seed, no bagging,
 `deterministic=True`.
 
+The logged labels measure the position a candidate was shown at as much as its relevance, so
+training corrects for position bias by default (`LTR_DEBIAS`, see `ltr_assets.debias`):
+
+- `click_model` (default): a click model fitted on the training lists gives each candidate's
+  debiased expected gain; LambdaRank learns to rank by it (labels on a fine gain scale).
+- `ips`: LambdaRank on the logged labels, clicked rows weighted by 1 / max(θ, clip).
+- `lightgbm_position`: LightGBM's position-aware LambdaRank (`Dataset(position=…)`).
+- `none`: the logged labels as they are (the naive baseline, for comparison).
+
 The published weights are a linear scorer: non-negative, summing to 1.0 over FEATURES. How they
-are derived is measured, not assumed: three derivations are computed and the one with the best
-validation nDCG@5 is published; all three figures go into the metadata.
+are derived is measured, not assumed: three derivations are fitted on the debiased targets and
+the one with the best counterfactual nDCG@5 on the validation lists is published; all three
+figures go into the metadata.
 """
 
 from __future__ import annotations
@@ -22,8 +32,17 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize, nnls
 
+from ltr_assets.debias import (
+    GAIN_LEVELS,
+    METHODS,
+    Debiaser,
+    fit_debiaser,
+    gain_levels,
+    logged_gain,
+)
 from ltr_assets.lake import Lake
-from ltr_assets.metrics import group_offsets, ndcg_at_k
+from ltr_assets.metrics import CounterfactualEvaluator, group_offsets
+from ltr_assets.propensity import PropensityCurve
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS, FEATURES
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -44,7 +63,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_threads": 2,
     "verbosity": -1,
 }
-MAX_ROUNDS = 400
+MAX_ROUNDS = 500
 EARLY_STOPPING_ROUNDS = 40
 WEIGHT_METHODS = ("gain_importance", "distilled_nnls", "pairwise_logistic")
 
@@ -92,6 +111,13 @@ class Split:
     def y(self) -> np.ndarray:
         return self.frame["label"].to_numpy(dtype=np.float64)
 
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """1-based logged rank positions (a list shown without them counts as shown in order)."""
+        raw = self.frame["rank_position"].to_numpy(dtype=np.float64, na_value=np.nan)
+        in_list = np.concatenate([np.arange(1, n + 1) for n in self.group_sizes] or [[]])
+        return np.where(np.isnan(raw), in_list, raw).astype(np.int64)
+
     @property
     def groups(self) -> int:
         return len(self.group_sizes)
@@ -130,7 +156,10 @@ def split_by_time(
     n_valid = int(round(n * valid_fraction))
     n_train = n - n_test - n_valid
     if n_train < 10 or n_valid < 5 or n_test < 5:
-        raise NotEnoughData(f"only {n} query groups in the window; need at least 50")
+        raise NotEnoughData(
+            f"only {n} query groups in the window: too few for train ({n_train}, needs 10), "
+            f"validation ({n_valid}, needs 5) and test ({n_test}, needs 5) splits"
+        )
     return (
         _split(frame, groups[:n_train]),
         _split(frame, groups[n_train : n_train + n_valid]),
@@ -138,15 +167,55 @@ def split_by_time(
     )
 
 
+@dataclass
+class Targets:
+    """What LambdaRank learns from on one split: integer labels (with their gains) and
+    optional per-row weights and positions."""
+
+    labels: np.ndarray
+    label_gain: list[float] | None = None
+    weight: np.ndarray | None = None
+    position: np.ndarray | None = None
+
+
+def training_targets(split: Split, method: str, debiaser: Debiaser) -> Targets:
+    """The labels each debiasing method trains on (module docstring)."""
+    if method == "click_model":
+        return Targets(gain_levels(debiaser.expected_gain(split.X)), list(GAIN_LEVELS))
+    labels = split.y.astype(np.int64)
+    if method == "ips":
+        weight = 1.0 / np.maximum(debiaser.propensities(split.positions), debiaser.clip)
+        return Targets(labels, weight=np.where(labels > 0, weight, 1.0))
+    if method == "lightgbm_position":
+        return Targets(labels, position=split.positions - 1)
+    if method == "none":
+        return Targets(labels)
+    raise ValueError(f"unknown debiasing method {method!r}; one of {', '.join(METHODS)}")
+
+
 def train_booster(
-    train: Split, valid: Split, params: dict[str, Any] | None = None
+    train: Split,
+    valid: Split,
+    train_targets: Targets,
+    valid_targets: Targets,
+    params: dict[str, Any] | None = None,
 ) -> tuple[lgb.Booster, dict[str, Any]]:
     """LambdaRank with early stopping on the validation groups."""
     params = {**DEFAULT_PARAMS, **(params or {})}
+    if train_targets.label_gain is not None:
+        params["label_gain"] = train_targets.label_gain
     train_set = lgb.Dataset(
-        train.X, train.y, group=train.group_sizes, feature_name=list(FEATURES), free_raw_data=False
+        train.X,
+        train_targets.labels,
+        group=train.group_sizes,
+        weight=train_targets.weight,
+        position=train_targets.position,
+        feature_name=list(FEATURES),
+        free_raw_data=False,
     )
-    valid_set = lgb.Dataset(valid.X, valid.y, group=valid.group_sizes, reference=train_set)
+    valid_set = lgb.Dataset(
+        valid.X, valid_targets.labels, group=valid.group_sizes, reference=train_set
+    )
     booster = lgb.train(
         params,
         train_set,
@@ -198,21 +267,20 @@ def weights_distilled(booster: lgb.Booster, split: Split) -> np.ndarray:
     return coefficients
 
 
-def weights_pairwise(split: Split, l2: float = 1e-3) -> np.ndarray:
-    """A non-negative linear ranker fitted directly: pairwise logistic loss within each list,
-    pairs weighted by their gain difference."""
+def weights_pairwise(split: Split, targets: np.ndarray, l2: float = 1e-3) -> np.ndarray:
+    """A non-negative linear ranker fitted directly: pairwise logistic loss within each list
+    over the pairs whose targets differ, each pair weighted by the difference of its targets."""
     X = np.nan_to_num(split.X, nan=0.0)
-    y = split.y
     offsets = group_offsets(split.group_sizes)
     diffs, pair_weights = [], []
     for i in range(split.groups):
         lo, hi = offsets[i], offsets[i + 1]
-        labels = y[lo:hi]
-        if labels.max() <= 0:
+        t = targets[lo:hi]
+        better, worse = np.nonzero(t[:, None] > t[None, :] + 1e-9)
+        if better.size == 0:
             continue
-        better, worse = np.nonzero(labels[:, None] > labels[None, :])
         diffs.append(X[lo:hi][better] - X[lo:hi][worse])
-        pair_weights.append(2.0 ** labels[better] - 2.0 ** labels[worse])
+        pair_weights.append(t[better] - t[worse])
     if not diffs:
         return np.ones(X.shape[1])
     D = np.vstack(diffs)
@@ -232,7 +300,18 @@ def weights_pairwise(split: Split, l2: float = 1e-3) -> np.ndarray:
         method="L-BFGS-B",
         bounds=[(0.0, None)] * X.shape[1],
     )
-    return result.x
+    return np.asarray(result.x)
+
+
+def counterfactual_evaluator(split: Split, debiaser: Debiaser) -> CounterfactualEvaluator:
+    """The gate's estimator on one split's lists, from the debiaser fitted on training lists."""
+    return CounterfactualEvaluator(
+        split.group_sizes,
+        split.y,
+        debiaser.propensities(split.positions),
+        debiaser.completed_gain(split.X, split.positions, split.y),
+        clip=debiaser.clip,
+    )
 
 
 @dataclass
@@ -240,25 +319,64 @@ class TrainedRanker:
     booster: lgb.Booster
     weights: dict[str, float]
     weights_method: str
-    weights_validation: dict[str, float]  # method -> validation nDCG@5 of its weights
-    model_validation_ndcg5: float
+    weights_validation: dict[str, float]  # method -> counterfactual validation nDCG@5
+    model_validation_ndcg5: float  # counterfactual, on the validation lists
+    debias: str
+    debiaser: Debiaser
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def propensity(self) -> PropensityCurve:
+        return self.debiaser.curve
 
-def train_ranker(train: Split, valid: Split, params: dict[str, Any] | None = None) -> TrainedRanker:
-    """Train the booster, then derive the linear weights every way and keep the best one."""
-    booster, info = train_booster(train, valid, params)
+
+def train_ranker(
+    train: Split,
+    valid: Split,
+    debias: str = "click_model",
+    pinned_curve: PropensityCurve | None = None,
+    clip: float = 0.05,
+    params: dict[str, Any] | None = None,
+) -> TrainedRanker:
+    """Fit the click model on the training and validation lists, train the booster on the
+    debiased targets, derive the linear weights every way and keep the best on validation."""
+    if debias not in METHODS:
+        raise ValueError(f"unknown debiasing method {debias!r}; one of {', '.join(METHODS)}")
+    fit_X = np.vstack([train.X, valid.X])
+    debiaser = fit_debiaser(
+        fit_X,
+        np.concatenate([train.positions, valid.positions]),
+        np.concatenate([train.y, valid.y]),
+        np.concatenate([train.group_sizes, valid.group_sizes]),
+        pinned=pinned_curve,
+        clip=clip,
+    )
+    train_targets = training_targets(train, debias, debiaser)
+    valid_targets = training_targets(valid, debias, debiaser)
+    booster, info = train_booster(train, valid, train_targets, valid_targets, params)
+    # The weights learn from the same targets as the model: debiased, unless debiasing is off.
+    targets = logged_gain(train.y) if debias == "none" else debiaser.expected_gain(train.X)
     raw = {
         "gain_importance": weights_gain_importance(booster),
         "distilled_nnls": weights_distilled(booster, train),
-        "pairwise_logistic": weights_pairwise(train),
+        "pairwise_logistic": weights_pairwise(train, targets),
     }
     candidates = {method: normalise(values) for method, values in raw.items()}
+    judge = counterfactual_evaluator(valid, debiaser)
     X_valid = np.nan_to_num(valid.X, nan=0.0)
     validation = {}
     for method, weights in candidates.items():
         vector = np.array([weights[f] for f in FEATURES])
-        validation[method] = ndcg_at_k(valid.y, X_valid @ vector, valid.group_sizes, 5).value
+        validation[method] = judge.ndcg(X_valid @ vector, 5).value
     best = max(WEIGHT_METHODS, key=lambda m: (validation[m], -WEIGHT_METHODS.index(m)))
-    model_ndcg = ndcg_at_k(valid.y, booster.predict(valid.X), valid.group_sizes, 5).value
-    return TrainedRanker(booster, candidates[best], best, validation, model_ndcg, info)
+    model_ndcg = judge.ndcg(booster.predict(valid.X), 5).value
+    info["debias"] = {
+        "method": debias,
+        "propensity_clip": clip,
+        "label_gain": train_targets.label_gain,
+        "ips_weights": train_targets.weight is not None,
+        "lightgbm_position": train_targets.position is not None,
+    }
+    return TrainedRanker(
+        booster, candidates[best], best, validation, model_ndcg, debias, debiaser, info
+    )

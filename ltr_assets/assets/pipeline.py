@@ -140,31 +140,51 @@ def _window_mapping() -> TimeWindowPartitionMapping:
 def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     report = train_candidate(ltr.lake(), ltr.registry(), _day(context), ltr.settings())
     evaluation = report.evaluation
-    window = report.summary["training_window"]
+    summary = report.summary
+    window = summary["training_window"]
+    ndcg5 = evaluation.ndcg5
     context.log.info(
-        f"ltr_model[{report.day}]: nDCG@5={evaluation.ndcg[5].value:.4f} "
+        f"ltr_model[{report.day}]: counterfactual nDCG@5={ndcg5.value:.4f} "
+        f"[{ndcg5.interval.low:.4f}, {ndcg5.interval.high:.4f}] "
+        f"vs logged order {evaluation.vs_logged.difference:+.4f} "
         f"gap={evaluation.fairness.gap:.4f} p95={evaluation.latency.p95_ms:.3f}ms "
         f"samples={evaluation.samples} gate_passed={report.gate_passed}"
     )
+    curve = summary["propensity"]
     return MaterializeResult(
         metadata={
             "scorer": evaluation.scorer,
-            **{f"ndcg@{k}": v.value for k, v in evaluation.ndcg.items()},
-            "ndcg@5_ci": MetadataValue.text(
-                f"{evaluation.ndcg[5].interval.low:.4f}–{evaluation.ndcg[5].interval.high:.4f}"
+            "debias": summary["debias"]["method"],
+            **{
+                f"counterfactual_ndcg@{k}": round(v.value, 4)
+                for k, v in evaluation.counterfactual.items()
+            },
+            "counterfactual_ndcg@5_ci": MetadataValue.text(
+                f"{ndcg5.interval.low:.4f}–{ndcg5.interval.high:.4f}"
             ),
-            "fairness_gap": evaluation.fairness.gap,
-            "latency_p95_ms": evaluation.latency.p95_ms,
+            "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
+            "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
+            "fairness_gap": round(evaluation.fairness.gap, 4),
+            "latency_p95_ms": round(evaluation.latency.p95_ms, 4),
             "samples": evaluation.samples,
             "gate_passed": report.gate_passed,
-            "weights_method": report.summary["weights_method"],
+            "propensity_method": curve["method"],
+            "propensity": MetadataValue.json(
+                {
+                    f"position {i + 1}": [round(v, 4), round(lo, 4), round(hi, 4)]
+                    for i, (v, lo, hi) in enumerate(
+                        zip(curve["examination"], curve["low"], curve["high"], strict=True)
+                    )
+                }
+            ),
+            "weights_method": summary["weights_method"],
             "weights_validation_ndcg@5": MetadataValue.json(
-                report.summary["weights_validation_ndcg_at_5"]
+                {k: round(v, 4) for k, v in summary["weights_validation_ndcg_at_5"].items()}
             ),
             "window_days_present": len(window["present"]),
             "window_days_missing": MetadataValue.json(window["missing"]),
             "groups": MetadataValue.json(window["groups"]),
-            "best_iteration": report.summary["best_iteration"],
+            "best_iteration": summary["best_iteration"],
             "path": MetadataValue.path(str(report.path)),
         },
         check_results=[gate_check_result(result) for result in report.gate],
