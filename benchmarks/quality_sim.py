@@ -1,85 +1,128 @@
-"""Ranking quality on simulated traffic: the LightGBM model and each way of deriving the
-published linear weights, against the simulator's oracle, the platform's own order and random.
+"""Ranking quality on simulated traffic, judged by the simulator's truth.
 
-    python -m benchmarks.quality_sim [--days 21] [--seeds 3]
+    python -m benchmarks.quality_sim [--seeds 3] [--days 14] [--strengths 0.5,1,1.5]
+                                     [--loop-days 21]
 
-Medians over seeds of the test-split nDCG@5 (the newest 20% of lists of a 14-day window), and the
-fairness gap of the published weights, fair and with clients biased against gender=F.
+Open loop (the platform's own v2.8 order, as the logs of a first deployment), for each position
+bias strength η (examination θ_k = k^-η) and seed: the true nDCG@5 (from every candidate's true
+gain) of the LightGBM model and of the published linear weights trained on raw clicks (naive),
+with each debiasing method, and on unbiased labels (the oracle-trained ceiling); the share of the
+naive → oracle-trained gap each method closes; the gate's counterfactual estimate against the
+truth for every ranking; and the propensity curve against the simulator's. Closed loop (the
+feedback loop, η = 1): `--loop-days` days where every other day's published weights order the
+next lists, then the same comparison on the last window. Medians over seeds are printed last
+as name=value lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
+import time
+from collections import defaultdict
 
 import numpy as np
 
 from benchmarks.common import machine, report
-from benchmarks.simulated import simulated_lake, utilities
-from ltr_assets.metrics import fairness_gap, ndcg_at_k
-from ltr_assets.schema import FEATURES
-from ltr_assets.training import (
-    load_window,
-    normalise,
-    split_by_time,
-    train_ranker,
-    weights_distilled,
-    weights_gain_importance,
-    weights_pairwise,
+from benchmarks.simulated import (
+    SimulatedLogs,
+    closed_loop_logs,
+    simulate_logs,
+    train_on_unbiased_labels,
 )
+from ltr_assets.metrics import gain_ndcg
+from ltr_assets.scoring import WeightsScorer
+from ltr_assets.simulator import ClickModel, platform_ranker
+from ltr_assets.training import counterfactual_evaluator, train_ranker
+
+METHODS = ("none", "click_model", "ips", "lightgbm_position")
 
 
-def one_seed(days: int, seed: int, **config) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        lake, simulator, last = simulated_lake(Path(tmp), days, seed, **config)
-        window = load_window(lake, last, 14)
-        train, valid, test = split_by_time(window.frame)
-        ranker = train_ranker(train, valid)
+def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
+    train, valid, test = logs.splits()
+    gains = test.frame["gain"].to_numpy()
 
-        def ndcg(scores: np.ndarray) -> float:
-            return ndcg_at_k(test.y, scores, test.group_sizes, 5).value
+    def truth(scores: np.ndarray) -> float:
+        return gain_ndcg(gains, scores, test.group_sizes)
 
-        def linear(raw: np.ndarray) -> np.ndarray:
-            weights = normalise(raw)
-            return np.nan_to_num(test.X) @ np.array([weights[f] for f in FEATURES])
+    rankers = {m: train_ranker(train, valid, debias=m) for m in METHODS}
+    rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
+    judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
+    scores: dict[str, np.ndarray] = {}
+    for name, ranker in rankers.items():
+        scores[f"model_{name}"] = ranker.booster.predict(test.X)
+        scores[f"weights_{name}"] = WeightsScorer(ranker.weights).score(test.X)
+    scores["logged_order"] = -test.positions.astype(float)
+    scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))
+    scores["random"] = np.random.default_rng(0).random(len(gains))
+    out: dict[str, float] = {}
+    errors = []
+    for name, s in scores.items():
+        out[f"true_{name}"] = truth(s)
+        out[f"gate_{name}"] = judge.ndcg(s).value
+        errors.append(out[f"gate_{name}"] - out[f"true_{name}"])
+    out["gate_error_mean"] = float(np.mean(errors))
+    out["gate_error_mean_abs"] = float(np.mean(np.abs(errors)))
+    for kind in ("model", "weights"):
+        naive, ceiling = out[f"true_{kind}_none"], out[f"true_{kind}_oracle_trained"]
+        for method in METHODS[1:]:
+            gap = ceiling - naive
+            closed = (out[f"true_{kind}_{method}"] - naive) / gap if gap > 0 else float("nan")
+            out[f"gap_closed_{kind}_{method}"] = closed
+    curve = rankers["click_model"].propensity.at(np.arange(1, 11))
+    out["propensity_max_error_1_10"] = float(
+        np.max(np.abs(curve - ClickModel(position_bias=eta).examination(np.arange(1, 11))))
+    )
+    return out
 
-        published = linear(np.array([ranker.weights[f] for f in FEATURES]))
-        return {
-            "model": ndcg(ranker.booster.predict(test.X)),
-            "weights_published": ndcg(published),
-            "weights_gain_importance": ndcg(linear(weights_gain_importance(ranker.booster))),
-            "weights_distilled_nnls": ndcg(linear(weights_distilled(ranker.booster, train))),
-            "weights_pairwise_logistic": ndcg(linear(weights_pairwise(train))),
-            "oracle": ndcg(utilities(simulator, test.frame).to_numpy()),
-            "platform_order": ndcg(-test.frame["rank_position"].to_numpy(dtype=float)),
-            "random": ndcg(np.random.default_rng(seed).random(len(test.frame))),
-            "fairness_gap": fairness_gap(published, test.group_sizes, test.attributes()).gap,
-        }
+
+def medians(runs: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    return {f"{prefix}_{k}": statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--days", type=int, default=21)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--strengths", default="0.5,1,1.5")
+    parser.add_argument("--loop-days", type=int, default=21)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    fair = [one_seed(args.days, seed) for seed in range(args.seeds)]
-    biased = [
-        one_seed(args.days, seed, bias_against="gender=F", bias_strength=1.5)
-        for seed in range(args.seeds)
-    ]
-    figures = {
-        f"quality_sim_ndcg5_{name}": statistics.median(run[name] for run in fair)
-        for name in fair[0]
-        if name != "fairness_gap"
-    }
-    figures["quality_sim_fairness_gap_fair"] = statistics.median(r["fairness_gap"] for r in fair)
-    figures["quality_sim_fairness_gap_biased"] = statistics.median(
-        r["fairness_gap"] for r in biased
-    )
-    figures["quality_sim_ndcg5_model_biased"] = statistics.median(r["model"] for r in biased)
+    started = time.perf_counter()
+    figures: dict[str, float] = {}
+    per_seed: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for eta in [float(s) for s in args.strengths.split(",")]:
+        label = f"open_eta{eta:g}".replace(".", "p")
+        for seed in range(args.seeds):
+            logs = simulate_logs(seed, args.days, click_model=ClickModel(position_bias=eta))
+            run = judge_logs(logs, eta)
+            per_seed[label].append(run)
+            print(
+                f"{label} seed {seed}: true model naive {run['true_model_none']:.4f} "
+                f"debiased {run['true_model_click_model']:.4f} oracle-trained "
+                f"{run['true_model_oracle_trained']:.4f}; weights naive "
+                f"{run['true_weights_none']:.4f} debiased {run['true_weights_click_model']:.4f} "
+                f"oracle-trained {run['true_weights_oracle_trained']:.4f}; gate error "
+                f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|); "
+                f"propensity error {run['propensity_max_error_1_10']:.3f}",
+                flush=True,
+            )
+        figures.update(medians(per_seed[label], f"quality_sim_{label}"))
+    if args.loop_days > 0:
+        for seed in range(args.seeds):
+            logs = closed_loop_logs(seed, args.loop_days)
+            logs.frame = logs.frame[logs.frame["shown_at"].dt.date >= logs.days[-14]]
+            run = judge_logs(logs, 1.0)
+            per_seed["loop"].append(run)
+            print(
+                f"closed loop seed {seed}: true model naive {run['true_model_none']:.4f} "
+                f"debiased {run['true_model_click_model']:.4f} oracle-trained "
+                f"{run['true_model_oracle_trained']:.4f}; gate error "
+                f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|)",
+                flush=True,
+            )
+        figures.update(medians(per_seed["loop"], "quality_sim_loop"))
+    figures["quality_sim_seconds"] = time.perf_counter() - started
     report(figures)
 
 

@@ -1,23 +1,120 @@
-"""A simulated lake for the quality and training benchmarks: N days ingested and joined."""
+"""Simulated logs for the quality and training benchmarks and the debiasing tests.
+
+`simulate_logs` builds the feature matrix of N days directly from the simulator's events
+(`ltr_assets.simulator.logged_frame`, kept equal to the DuckDB path by a test), joined with
+what the simulator knows: each candidate's true gain, utility and an unbiased label. Lists are
+shown in the platform's own order unless `ranker_for_day` says otherwise (the feedback loop).
+`simulated_lake` goes through the real ingest and DuckDB path instead, for the training-cost
+benchmark.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day
 from ltr_assets.lake import Lake
-from ltr_assets.simulator import Simulator, SimulatorConfig
+from ltr_assets.simulator import (
+    PLATFORM_VERSION,
+    Simulator,
+    SimulatorConfig,
+    logged_frame,
+)
 from ltr_assets.sources import AuditLogSource
+from ltr_assets.training import Split, TrainedRanker, split_by_time, train_ranker
 
 START = date(2026, 10, 1)
+RankerForDay = Callable[[date], tuple[Callable[[np.ndarray], np.ndarray] | None, str]]
 
 
-def simulated_lake(root: Path, days: int, seed: int, **config) -> tuple[Lake, Simulator, date]:
+@dataclass
+class SimulatedLogs:
+    simulator: Simulator
+    frame: pd.DataFrame  # feature-matrix rows of every day, with the truth columns joined
+    days: list[date]
+
+    def splits(self) -> tuple[Split, Split, Split]:
+        return split_by_time(self.frame)
+
+
+def with_truth(simulator: Simulator, frame: pd.DataFrame) -> pd.DataFrame:
+    truth = simulator.truth_frame().drop_duplicates(["request_id", "lawyer_id"])
+    joined = frame.merge(truth, on=["request_id", "lawyer_id"], how="left", validate="1:1")
+    if joined["gain"].isna().any():
+        raise AssertionError("a logged impression has no truth")
+    return joined
+
+
+def simulate_logs(
+    seed: int,
+    days: int,
+    ranker_for_day: RankerForDay | None = None,
+    start: date = START,
+    **config: Any,
+) -> SimulatedLogs:
+    simulator = Simulator(SimulatorConfig(start=start, days=days, seed=seed, **config))
+    frames = []
+    all_days = [start + timedelta(days=i) for i in range(days)]
+    for day in all_days:
+        ranker, version = ranker_for_day(day) if ranker_for_day else (None, PLATFORM_VERSION)
+        frames.append(logged_frame(simulator.day_events(day, ranker, version)))
+    return SimulatedLogs(
+        simulator, with_truth(simulator, pd.concat(frames, ignore_index=True)), all_days
+    )
+
+
+def closed_loop_logs(
+    seed: int,
+    days: int,
+    window_days: int = 14,
+    retrain_every: int = 2,
+    first_training_day: int = 3,
+    debias: str = "click_model",
+    start: date = START,
+    **config: Any,
+) -> SimulatedLogs:
+    """Logs of the feedback loop: every `retrain_every` days the pipeline trains on the last
+    `window_days` days and its published weights order the following days' lists."""
+    simulator = Simulator(SimulatorConfig(start=start, days=days, seed=seed, **config))
+    frames: list[pd.DataFrame] = []
+    ranker: Callable[[np.ndarray], np.ndarray] | None = None
+    version = PLATFORM_VERSION
+    all_days = [start + timedelta(days=i) for i in range(days)]
+    for i, day in enumerate(all_days):
+        frames.append(logged_frame(simulator.day_events(day, ranker, version)))
+        if i + 1 >= first_training_day and (i + 1 - first_training_day) % retrain_every == 0:
+            recent = pd.concat(frames[-window_days:], ignore_index=True)
+            train, valid, _ = split_by_time(recent)
+            trained = train_ranker(train, valid, debias=debias)
+            vector = np.array(list(trained.weights.values()))
+            ranker, version = (lambda m, v=vector: np.nan_to_num(m) @ v), f"sim-{day}"
+    return SimulatedLogs(
+        simulator, with_truth(simulator, pd.concat(frames, ignore_index=True)), all_days
+    )
+
+
+def train_on_unbiased_labels(train: Split, valid: Split) -> TrainedRanker:
+    """The oracle-trained ranker: the same pipeline on labels drawn as if every candidate had
+    been examined (the simulator's `unbiased_label`), no debiasing needed."""
+
+    def relabelled(split: Split) -> Split:
+        frame = split.frame.assign(label=split.frame["unbiased_label"])
+        return Split(frame, split.group_sizes)
+
+    return train_ranker(relabelled(train), relabelled(valid), debias="none")
+
+
+def simulated_lake(root: Path, days: int, seed: int, **config: Any) -> tuple[Lake, Simulator, date]:
+    """N days through the real path: audit log, ingest, DuckDB feature matrix."""
     simulator = Simulator(SimulatorConfig(start=START, days=days, seed=seed, **config))
     log = root / "events.jsonl"
     log.write_text("".join(json.dumps(e) + "\n" for e in simulator.events()))
@@ -29,11 +126,3 @@ def simulated_lake(root: Path, days: int, seed: int, **config) -> tuple[Lake, Si
     for day in all_days:
         build_feature_matrix(lake, day)
     return lake, simulator, all_days[-1]
-
-
-def utilities(simulator: Simulator, frame: pd.DataFrame) -> pd.Series:
-    truth = pd.DataFrame(
-        [(c.case_id, c.lawyer_id, c.utility) for c in simulator.truth],
-        columns=["case_id", "lawyer_id", "utility"],
-    )
-    return frame.merge(truth, on=["case_id", "lawyer_id"], how="left")["utility"]

@@ -1,6 +1,9 @@
-"""`make demo`: simulate weeks of events, run the nightly pipeline day by day, print a report.
+"""`make demo`: simulate weeks of traffic with the feedback loop, run the nightly pipeline day by
+day, and print what the gate decided next to what the simulator knows is true.
 
-It drives the same Definitions the UI loads, against the Dagster instance in DAGSTER_HOME, so the
+Each day's lists are shown in the order of the version live that day (the platform's own v2.8
+until the first publication), exactly as the product closes the loop in production. The demo
+drives the same Definitions the UI loads, against the Dagster instance in DAGSTER_HOME, so the
 runs, materializations and check results are there to browse afterwards (`make ui`).
 """
 
@@ -9,39 +12,107 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 
-def _baselines(simulator, settings, day: date, model_text: str) -> dict[str, float]:
-    """Test-split nDCG@5 of the LightGBM model, the true-utility ranking (oracle), the
-    platform's own order and a random ranking, on the published version's test groups."""
+@dataclass
+class DayRow:
+    day: date
+    shown_by: str
+    ok: bool
+    failed: list[str]
+    estimate: float | None  # counterfactual nDCG@5 of the candidate
+    low: float | None
+    vs_logged: float | None
+    truth: float | None  # the simulator's true nDCG@5 of the same scorer on the same lists
+
+
+def _live_ranker(registry: Any, scorer_kind: str) -> tuple[Any, str]:
+    """The scorer `latest` points at (what the ranking service serves), or the platform's."""
+    from ltr_assets.scoring import make_scorer
+    from ltr_assets.simulator import PLATFORM_VERSION
+
+    version = registry.latest_version()
+    if version is None:
+        return None, PLATFORM_VERSION
+    artifact = registry.load(version)
+    scorer = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
+    return scorer.score, version
+
+
+def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> float | None:
+    """True nDCG@5 of day's candidate (the scorer the gate evaluated) on its test lists."""
     from ltr_assets.lake import Lake
-    from ltr_assets.metrics import ndcg_at_k
-    from ltr_assets.scoring import ModelScorer
-    from ltr_assets.training import load_window, split_by_time
+    from ltr_assets.metrics import gain_ndcg
+    from ltr_assets.registry import MODEL_FILE, WEIGHTS_FILE
+    from ltr_assets.scoring import make_scorer
+    from ltr_assets.training import NotEnoughData, load_window, split_by_time
 
-    window = load_window(Lake(settings.data_dir), day, settings.train_window_days)
-    _, _, test = split_by_time(window.frame)
-    truth = pd.DataFrame(
-        [(c.case_id, c.lawyer_id, c.utility) for c in simulator.truth],
-        columns=["case_id", "lawyer_id", "utility"],
+    lake = Lake(settings.data_dir)
+    folder = lake.candidate(day)
+    if not (folder / WEIGHTS_FILE).exists():
+        return None
+    weights = json.loads((folder / WEIGHTS_FILE).read_text())
+    scorer = make_scorer(settings.scorer, weights, (folder / MODEL_FILE).read_text())
+    try:
+        _, _, test = split_by_time(load_window(lake, day, settings.train_window_days).frame)
+    except NotEnoughData:
+        return None
+    gains = test.frame.merge(truth, on=["request_id", "lawyer_id"], how="left")["gain"]
+    return gain_ndcg(gains.to_numpy(), scorer.score(test.X), test.group_sizes)
+
+
+def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> None:
+    """On the published version's test lists: truth and gate estimate of every ranking."""
+    from ltr_assets.lake import Lake
+    from ltr_assets.metrics import gain_ndcg
+    from ltr_assets.scoring import ModelScorer, WeightsScorer
+    from ltr_assets.simulator import platform_ranker
+    from ltr_assets.training import (
+        counterfactual_evaluator,
+        load_window,
+        split_by_time,
+        train_ranker,
     )
-    frame = test.frame.merge(truth, on=["case_id", "lawyer_id"], how="left")
+
+    day = date.fromisoformat(latest.metadata["partition"])
+    window = load_window(Lake(settings.data_dir), day, settings.train_window_days)
+    train, valid, test = split_by_time(window.frame)
+    naive = train_ranker(train, valid, debias="none")
+    debiased = train_ranker(train, valid, debias=settings.debias)
+    judge = counterfactual_evaluator(test, debiased.debiaser)
+    gains = test.frame.merge(truth, on=["request_id", "lawyer_id"], how="left")["gain"].to_numpy()
     rng = np.random.default_rng(0)
-    return {
-        "model": ndcg_at_k(
-            test.y, ModelScorer.from_model_text(model_text).score(test.X), test.group_sizes
-        ).value,
-        "oracle": ndcg_at_k(test.y, frame["utility"].to_numpy(), test.group_sizes).value,
-        "random": ndcg_at_k(test.y, rng.random(len(frame)), test.group_sizes).value,
-        "platform_order": ndcg_at_k(
-            test.y, -frame["rank_position"].to_numpy(dtype=float), test.group_sizes
-        ).value,
+    rankings = {
+        f"published {latest.metadata['scorer']} scorer ({latest.version})": (
+            WeightsScorer(latest.weights).score(test.X)
+            if latest.metadata["scorer"] == "weights"
+            else ModelScorer.from_model_text(latest.model_text).score(test.X)
+        ),
+        "its LightGBM model (debiased)": ModelScorer.from_model_text(latest.model_text).score(
+            test.X
+        ),
+        "a model trained on raw clicks (no debiasing)": naive.booster.predict(test.X),
+        "weights derived from raw clicks": WeightsScorer(naive.weights).score(test.X),
+        "the order shown (logged)": -test.positions.astype(float),
+        "the platform's v2.8": platform_ranker(np.nan_to_num(test.X)),
+        "random": rng.random(len(test.frame)),
+        "the simulator's oracle (true gains)": gains,
     }
+    print(f"\non {latest.version}'s {test.groups} test lists ({day}): true nDCG@5 (simulator) "
+          "vs the gate's counterfactual estimate")  # fmt: skip
+    for name, scores in rankings.items():
+        estimate = judge.ndcg(scores, 5)
+        print(
+            f"  {name:48s} true {gain_ndcg(gains, scores, test.group_sizes):.4f}   "
+            f"estimate {estimate.value:.4f} [{estimate.interval.low:.4f}, "
+            f"{estimate.interval.high:.4f}]"
+        )
 
 
 def run_demo(days: int = 28, seed: int = 7) -> int:
@@ -59,11 +130,12 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
 
     settings = Settings.from_env()
     simulator = Simulator(SimulatorConfig(start=first, days=days, seed=seed))
-    events = simulator.events()
+    registry = LocalRegistry(settings.registry_dir, settings.weights_path)
     events_file = Path(settings.audit_log).parent / f"audit-{first}.jsonl"
     events_file.parent.mkdir(parents=True, exist_ok=True)
-    events_file.write_text("".join(line + "\n" for line in render_lines(events, "audit", seed)))
-    print(f"simulated {len(events)} events, {first} .. {last}, into {events_file}")
+    events_file.write_text("")
+    print(f"simulating {days} days, {first} .. {last}, into {events_file}; each day's lists are "
+          "shown in the live version's order")  # fmt: skip
 
     # The report below says what each run did; Dagster's own step-by-step console log (and the
     # stack trace of the first day's intended gate failure) would bury it. The runs' full logs
@@ -72,9 +144,15 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     daily = defs.resolve_job_def("ltr_daily_job")
     refresh = defs.resolve_job_def("ltr_label_refresh_job")
     instance = DagsterInstance.get()
-    rows = []
+    rows: list[DayRow] = []
     for i in range(days):
         day = first + timedelta(days=i)
+        ranker, shown_by = _live_ranker(registry, settings.scorer)
+        events = simulator.day_events(day, ranker, shown_by)
+        events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
+        with events_file.open("a") as handle:
+            for line in render_lines(events, "audit", seed + i):
+                handle.write(line + "\n")
         result = daily.execute_in_process(
             partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=quiet
         )
@@ -90,20 +168,32 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
             for e in result.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
         ]
+        row = DayRow(day, shown_by, result.success, failed, None, None, None, None)
         candidate = settings.data_dir / "candidates" / day.isoformat() / "candidate.json"
-        ndcg = gap = None
         if candidate.exists():
             summary = json.loads(candidate.read_text())
-            ndcg = summary["metrics"]["ndcg"]["ndcg@5"]["value"]
-            gap = summary["metrics"]["fairness"]["gap"]
-        rows.append((day, result.success, failed, ndcg, gap))
+            ndcg5 = summary["metrics"]["counterfactual"]["ndcg@5"]
+            row.estimate, row.low = ndcg5["value"], ndcg5["interval"]["low"]
+            row.vs_logged = summary["metrics"]["vs_logged"]["difference"]
+            row.truth = _candidate_truth(settings, simulator, day, simulator.truth_frame())
+        rows.append(row)
 
-    print("\npartition    run      nDCG@5  fairness_gap  failed checks")
-    for day, ok, failed, ndcg, gap in rows:
-        figures = f"{ndcg:7.4f}  {gap:12.4f}" if ndcg is not None else f"{'-':>7}  {'-':>12}"
-        print(f"{day}  {'ok  ' if ok else 'FAIL'}  {figures}  {', '.join(failed) or '-'}")
+    print("\nthe gate's counterfactual nDCG@5 of each night's candidate, and the truth")
+    print("partition   shown by          run   estimate [low]    vs shown  true   failed checks")
+    for r in rows:
+        if r.estimate is None:
+            figures = f"{'-':>16}  {'-':>8}  {'-':>5}"
+        else:
+            figures = (
+                f"{r.estimate:.4f} [{r.low:.4f}]  {r.vs_logged:+.4f}  {r.truth:.4f}"
+                if r.truth is not None
+                else f"{r.estimate:.4f} [{r.low:.4f}]  {r.vs_logged:+.4f}  {'-':>5}"
+            )
+        print(
+            f"{r.day}  {r.shown_by:16s}  {'ok  ' if r.ok else 'FAIL'}  {figures}  "
+            f"{', '.join(r.failed) or '-'}"
+        )
 
-    registry = LocalRegistry(settings.registry_dir, settings.weights_path)
     latest = registry.latest_version()
     if latest is None:
         print("\nno version was published")
@@ -112,29 +202,30 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     meta = artifact.metadata
     print(
         f"\npublished versions: {len(registry.versions())}; latest = {latest} "
-        f"(partition {meta['partition']}, scorer {meta['scorer']}, "
-        f"weights by {meta['weights_method']})"
+        f"(partition {meta['partition']}, scorer {meta['scorer']}, debias "
+        f"{meta['debias']['method']}, weights by {meta['weights_method']})"
     )
     for gate in meta["gate"]:
         print(f"  {gate['name']:14s} {'pass' if gate['passed'] else 'FAIL'}  {gate['description']}")
-    print("weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items()))
-    baselines = _baselines(
-        simulator, settings, date.fromisoformat(meta["partition"]), artifact.model_text
-    )
+    curve = meta["propensity"]
+    examination = np.asarray(curve["examination"][:10])
     print(
-        f"test-split nDCG@5: published {meta['scorer']} scorer "
-        f"{meta['metrics']['ndcg']['ndcg@5']['value']:.4f}, "
-        f"LightGBM model {baselines['model']:.4f}, "
-        f"oracle {baselines['oracle']:.4f}, platform order {baselines['platform_order']:.4f}, "
-        f"random {baselines['random']:.4f}"
+        f"examination curve ({curve['method']}), positions 1-10: "
+        + " ".join(f"{v:.3f}" for v in examination)
     )
+    true_curve = simulator.config.click_model.examination(np.arange(1, 11))
+    print(
+        "the simulator's true curve:                  " + " ".join(f"{v:.3f}" for v in true_curve)
+    )
+    print("weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items()))
+    _final_report(settings, simulator, artifact, simulator.truth_frame())
     print(f"flat weights file: {settings.weights_path}")
     _serve_and_rank(simulator, last)  # a case from the newest day
     print(f"demo wall time: {time.perf_counter() - started:.1f} s")
     return 0
 
 
-def _serve_and_rank(simulator, day: date) -> None:
+def _serve_and_rank(simulator: Any, day: date) -> None:
     """Start the ranking service on a free 127.0.0.1 port and rank one simulated case."""
     import socket
     import subprocess
@@ -165,9 +256,11 @@ def _serve_and_rank(simulator, day: date) -> None:
                     print("the ranking service did not start")
                     return
                 time.sleep(0.2)
-        events = [e for e in simulator.day_events(day) if e["event_type"] == "match_recommendation"]
-        request_id = events[0]["request_id"]
-        shown = [e for e in events if e["request_id"] == request_id]
+        shown = [
+            e
+            for e in simulator.day_events(day)
+            if e["event_type"] == "match_recommendation" and e["request_id"].endswith("-00000")
+        ]
         body = {
             "case_id": shown[0]["case_id"],
             "candidates": [

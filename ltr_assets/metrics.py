@@ -138,6 +138,26 @@ def ndcg_at_k(
     )
 
 
+def gain_ndcg(
+    gains: np.ndarray, scores: np.ndarray, group_sizes: Sequence[int] | np.ndarray, k: int = 5
+) -> float:
+    """Mean over lists of nDCG@k with the gains given directly (not 2^label − 1): how the
+    simulator's truth (each candidate's true expected gain) judges a ranking."""
+    gains = np.asarray(gains, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    ties = tie_breaker(scores.size)
+    offsets = group_offsets(group_sizes)
+    values = []
+    for g in range(len(offsets) - 1):
+        lo, hi = offsets[g], offsets[g + 1]
+        top = min(k, hi - lo)
+        ideal = np.sort(gains[lo:hi])[::-1][:top] @ _discounts(top)
+        if ideal > 0:
+            order = _ranking(scores[lo:hi], ties[lo:hi])
+            values.append(gains[lo:hi][order][:top] @ _discounts(top) / ideal)
+    return float(np.mean(values)) if values else float("nan")
+
+
 def bootstrap_draws(n_lists: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     """How often each list appears in each bootstrap resample (n_boot × n_lists): shared by
     every scorer evaluated on the same lists, so their differences are paired."""

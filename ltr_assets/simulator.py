@@ -242,6 +242,9 @@ class Candidate:
     unbiased_label: int  # a label drawn as if examined, without trust-bias clicks
 
 
+TRUTH_COLUMNS = ("request_id", "lawyer_id", "utility", "gain", "shown_position", "unbiased_label")
+
+
 class Simulator:
     """Generates the platform's events day by day; `truth` holds every shown candidate."""
 
@@ -250,6 +253,18 @@ class Simulator:
         self._lawyers = _lawyers(config)
         self._bias = parse_bias_target(config.bias_against) if config.bias_against else ()
         self.truth: list[Candidate] = []
+
+    def truth_frame(self) -> Any:
+        """`truth` as a DataFrame with TRUTH_COLUMNS, to join on (request_id, lawyer_id)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                (c.request_id, c.lawyer_id, c.utility, c.gain, c.position, c.unbiased_label)
+                for c in self.truth
+            ],
+            columns=list(TRUTH_COLUMNS),
+        )
 
     def days(self) -> list[date]:
         return [self.config.start + timedelta(days=i) for i in range(self.config.days)]
@@ -411,6 +426,52 @@ class Simulator:
                 "lawyer_id": lawyer,
                 "action": action,
             }
+
+
+def logged_frame(events: list[dict[str, Any]]) -> Any:
+    """The feature matrix the pipeline builds from these flat events (`feature_matrix`), made
+    directly: one row per impression with its strongest feedback as the label, lists in the
+    order they were shown. For tests and benchmarks that need many simulated days quickly; a
+    test keeps it equal to the DuckDB path."""
+    import pandas as pd
+
+    from ltr_assets.schema import ACTION_GRADES, PROTECTED_ATTRIBUTES, attribute_column
+
+    grades: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for e in events:
+        if e["event_type"] == FEEDBACK:
+            key = (e["request_id"], e["lawyer_id"])
+            grades[key] = max(grades.get(key, 0), ACTION_GRADES[e["action"]])
+            counts[key] = counts.get(key, 0) + 1
+    rows = []
+    for e in events:
+        if e["event_type"] != RECOMMENDATION:
+            continue
+        key = (e["request_id"], e["lawyer_id"])
+        groups = e["lawyer_groups"] or {}
+        rows.append(
+            {
+                "group_id": e["request_id"],
+                "shown_at": pd.Timestamp(e["timestamp"]),
+                "request_id": e["request_id"],
+                "case_id": e["case_id"],
+                "lawyer_id": e["lawyer_id"],
+                "rank_position": e["rank_position"],
+                **{f"f_{c}": e["features"][c] for c in FEATURES},
+                **{
+                    attribute_column(a): attribute_text(groups.get(a)) for a in PROTECTED_ATTRIBUTES
+                },
+                "label": grades.get(key, 0),
+                "n_feedback": counts.get(key, 0),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    start = frame.groupby("group_id")["shown_at"].transform("min")
+    frame = frame.assign(_start=start).sort_values(
+        ["_start", "group_id", "rank_position", "lawyer_id"], kind="stable"
+    )
+    return frame.drop(columns="_start").reset_index(drop=True)
 
 
 def _iso(when: datetime) -> str:

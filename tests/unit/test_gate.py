@@ -1,20 +1,42 @@
-"""The publication gate's decisions on given figures."""
+"""The publication gate's decisions on given figures: intervals, not points."""
 
 from __future__ import annotations
 
 from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import GATE_NAMES, Evaluation, decide_gate
-from ltr_assets.metrics import FairnessReport, Interval, LatencyReport, NdcgReport, ValueExposure
+from ltr_assets.evaluation import GATE_NAMES, Baseline, Evaluation, decide_gate
+from ltr_assets.metrics import (
+    CounterfactualReport,
+    FairnessReport,
+    Interval,
+    LatencyReport,
+    NdcgReport,
+    PairedReport,
+    ValueExposure,
+)
 
 
-def _evaluation(ndcg5: float, gap: float = 0.01, p95: float = 0.1, samples: int = 500):
+def _paired(difference: float, low: float) -> PairedReport:
+    return PairedReport(5, 0.8, 0.8 - difference, difference, Interval(low, low + 0.06), 500)
+
+
+def _evaluation(
+    ndcg5: float,
+    low: float | None = None,
+    gap: float = 0.01,
+    p95: float = 0.1,
+    samples: int = 500,
+    vs_logged: PairedReport | None = None,
+) -> Evaluation:
     per_value = [
         ValueExposure("gender", "F", -gap, 400, True),
         ValueExposure("pcd", "true", -0.30, 12, False),
     ]
+    low = ndcg5 - 0.03 if low is None else low
     return Evaluation(
         scorer="weights",
-        ndcg={5: NdcgReport(5, ndcg5, samples, 40, Interval(ndcg5 - 0.02, ndcg5 + 0.02))},
+        counterfactual={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500)},
+        logged_ndcg={5: NdcgReport(5, 0.7, samples, 40, Interval(0.68, 0.72))},
+        vs_logged=vs_logged or _paired(0.05, 0.02),
         fairness=FairnessReport(5, gap, "gender", "F", 400, Interval(0.0, 0.03), per_value),
         latency=LatencyReport(1000, p95 / 2, p95, p95 * 2),
         samples=samples,
@@ -22,33 +44,49 @@ def _evaluation(ndcg5: float, gap: float = 0.01, p95: float = 0.1, samples: int 
     )
 
 
-def test_every_check_passes_on_good_figures_and_lists_ungated_values() -> None:
-    results = decide_gate(_evaluation(0.77), GateThresholds(), None, "")
+def _failed(evaluation: Evaluation, baseline: Baseline | None = None) -> list[str]:
+    results = decide_gate(evaluation, GateThresholds(), baseline or Baseline.none())
     assert [r.name for r in results] == list(GATE_NAMES)
+    return [r.name for r in results if not r.passed]
+
+
+def test_every_check_passes_on_good_figures_and_lists_ungated_values() -> None:
+    results = decide_gate(_evaluation(0.77), GateThresholds(), Baseline.none())
     assert all(r.passed for r in results)
     fairness = results[1]
-    assert (
-        "not gated" in fairness.description and "pcd=true -0.300 (12 lists)" in fairness.description
-    )
+    assert "pcd=true -0.300 (12 lists)" in fairness.description
+    assert "no live version yet" in results[-1].description
 
 
 def test_each_threshold_fails_its_own_check() -> None:
-    cases = {
-        "ndcg_at_5": _evaluation(0.60),
-        "fairness_gap": _evaluation(0.77, gap=0.08),
-        "latency_p95": _evaluation(0.77, p95=20.0),
-        "min_samples": _evaluation(0.77, samples=99),
-    }
-    for name, evaluation in cases.items():
-        failed = [
-            r.name for r in decide_gate(evaluation, GateThresholds(), None, "") if not r.passed
-        ]
-        assert failed == [name]
+    assert _failed(_evaluation(0.60)) == ["ndcg_at_5"]
+    assert _failed(_evaluation(0.77, gap=0.08)) == ["fairness_gap"]
+    assert _failed(_evaluation(0.77, p95=20.0)) == ["latency_p95"]
+    assert _failed(_evaluation(0.77, samples=99)) == ["min_samples"]
 
 
-def test_no_regression_compares_with_the_live_version_on_the_same_groups() -> None:
-    live = _evaluation(0.80)
-    ok = decide_gate(_evaluation(0.785), GateThresholds(), live, "v1")[-1]
-    worse = decide_gate(_evaluation(0.77), GateThresholds(), live, "v1")[-1]
-    assert ok.passed and not worse.passed
-    assert worse.threshold == 0.80 - 0.02 and "v1" in worse.description
+def test_the_ndcg_floor_is_decided_on_the_lower_bound_not_the_estimate() -> None:
+    assert _failed(_evaluation(0.70, low=0.64)) == ["ndcg_at_5"]
+    assert _failed(_evaluation(0.70, low=0.66)) == []
+
+
+def test_a_first_publication_is_compared_with_the_logged_order() -> None:
+    worse_than_shown = _evaluation(0.77, vs_logged=_paired(-0.01, -0.03))
+    assert _failed(worse_than_shown) == ["no_regression"]
+    assert _failed(_evaluation(0.77, vs_logged=_paired(0.0, -0.019))) == []
+
+
+def test_no_regression_uses_the_lower_bound_of_the_paired_difference_with_live() -> None:
+    slightly_worse_point = Baseline("20261125_021500", "ok", paired=_paired(-0.01, -0.015))
+    assert _failed(_evaluation(0.77), slightly_worse_point) == []
+    uncertain = Baseline("20261125_021500", "ok", paired=_paired(0.0, -0.03))
+    results = decide_gate(_evaluation(0.77), GateThresholds(), uncertain)
+    assert not results[-1].passed and "20261125_021500" in results[-1].description
+    assert results[-1].value == -0.03 and results[-1].threshold == -0.02
+
+
+def test_an_unreadable_live_version_fails_with_the_reason() -> None:
+    broken = Baseline("20261125_021500", "unreadable", "RegistryError: checksum mismatch")
+    results = decide_gate(_evaluation(0.9), GateThresholds(), broken)
+    assert not results[-1].passed
+    assert "unreadable" in results[-1].description and "checksum" in results[-1].description

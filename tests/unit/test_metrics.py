@@ -6,7 +6,14 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from ltr_assets.metrics import fairness_gap, ndcg_at_k, ndcg_per_group, samples
+from ltr_assets.metrics import (
+    CounterfactualEvaluator,
+    fairness_gap,
+    gain_ndcg,
+    ndcg_at_k,
+    ndcg_per_group,
+    samples,
+)
 
 
 def _ranking_data(rng: np.random.Generator, groups: int) -> tuple[np.ndarray, np.ndarray, list]:
@@ -34,8 +41,8 @@ def test_ndcg_equals_lightgbm_own_ndcg(k: int) -> None:
         "metric": "ndcg",
         "ndcg_eval_at": [k],
         "verbosity": -1,
-        "num_leaves": 7,
-        "min_data_in_leaf": 5,
+        "num_leaves": 15,
+        "min_data_in_leaf": 2,
         "deterministic": True,
         "seed": 1,
     }
@@ -43,13 +50,17 @@ def test_ndcg_equals_lightgbm_own_ndcg(k: int) -> None:
     booster = lgb.train(
         params,
         train,
-        num_boost_round=15,
+        num_boost_round=100,
         valid_sets=[valid],
         valid_names=["v"],
         callbacks=[lgb.record_evaluation(history)],
     )
     lightgbm_value = history["v"][f"ndcg@{k}"][-1]
-    ours = ndcg_at_k(yv, booster.predict(Xv), sizes_v, k)
+    scores = booster.predict(Xv)
+    # LightGBM breaks ties by input order, ours at random: compare on tie-free scores.
+    offsets = np.cumsum([0, *sizes_v])
+    assert all(len(set(scores[a:b])) == b - a for a, b in zip(offsets, offsets[1:], strict=False))
+    ours = ndcg_at_k(yv, scores, sizes_v, k)
     assert ours.value == pytest.approx(lightgbm_value, abs=1e-9)
     assert ours.groups_used == 80 and ours.groups_excluded == 0
 
@@ -66,10 +77,6 @@ def test_ndcg_by_hand_and_groups_without_positive_are_excluded() -> None:
     assert report.value == pytest.approx(expected)
     assert (report.groups_used, report.groups_excluded) == (1, 1)
     assert samples(labels, [3, 3]) == 1
-
-
-def test_ndcg_ties_keep_input_order() -> None:
-    assert ndcg_per_group(np.array([0, 1]), np.array([1.0, 1.0]), [2], k=1)[0] == 0.0
 
 
 def _lists(rng: np.random.Generator, groups: int) -> tuple[list[int], list[str | None]]:
@@ -122,3 +129,60 @@ def test_unknown_values_are_not_gated_and_rare_values_are_reported_only() -> Non
     assert "unknown" not in values
     assert values["X"].groups == 3 and not values["X"].gated
     assert report.value == "M"
+
+
+def test_ties_are_broken_at_random_never_by_the_logged_order() -> None:
+    """Rows arrive in logged order; a constant scorer must not inherit it."""
+    sizes = [10] * 400
+    labels = np.tile([3] + [0] * 9, 400)  # the relevant candidate is always shown first
+    constant = np.zeros(len(labels))
+    report = ndcg_at_k(labels, constant, sizes, k=5)
+    # Random order: mean over ranks 1-10 of the discount, 0 past rank 5, is 0.295.
+    assert 0.25 < report.value < 0.35
+    assert ndcg_at_k(labels, -np.arange(len(labels)), sizes, k=5).value == pytest.approx(1.0)
+    again = ndcg_at_k(labels, constant, sizes, k=5)
+    assert again.value == report.value  # a fixed seed: the same figure every time
+
+
+def _logged(seed: int, lists: int = 3000, n: int = 10):
+    """Lists with known gains, shown in a fixed order, clicked under a known examination."""
+    rng = np.random.default_rng(seed)
+    gains = rng.choice([0.0, 1.0, 3.0], size=(lists, n), p=[0.7, 0.2, 0.1])
+    theta = 1.0 / np.arange(1, n + 1)
+    examined = rng.random((lists, n)) < theta
+    labels = np.log2(1.0 + gains * examined)  # 2^label − 1 = the gain where examined
+    return gains.ravel(), labels.ravel(), np.tile(theta, lists), [n] * lists
+
+
+def test_the_counterfactual_dcg_is_unbiased_and_its_difference_is_paired() -> None:
+    gains, labels, theta, sizes = _logged(1)
+    judge = CounterfactualEvaluator(sizes, labels, theta, ideal_gains=gains, clip=0.05)
+    rng = np.random.default_rng(2)
+    a, b = rng.random(len(gains)), gains + rng.random(len(gains))  # b ranks by the truth
+    true_a = gain_ndcg(gains, a, sizes)
+    report_a, report_b = judge.ndcg(a), judge.ndcg(b)
+    # ratio of sums against the mean of per-list ratios: close, not equal
+    assert report_a.value == pytest.approx(true_a, abs=0.05)
+    assert report_a.interval.low < report_a.value < report_a.interval.high
+    assert report_b.value > report_a.value + 0.2
+    paired = judge.paired(b, a)
+    assert paired.difference == pytest.approx(report_b.value - report_a.value)
+    assert paired.interval.low > 0
+    # pairing: the interval of the difference is narrower than either value's
+    assert (paired.interval.high - paired.interval.low) < (
+        report_a.interval.high - report_a.interval.low
+    ) + (report_b.interval.high - report_b.interval.low)
+
+
+def test_ips_corrects_what_the_logged_labels_get_wrong() -> None:
+    """Relevance here is unrelated to the logged order, but clicks pile up at the top because
+    the top is examined: nDCG on clicks flatters the logged order; the counterfactual estimate
+    does not."""
+    gains, labels, theta, sizes = _logged(3)
+    judge = CounterfactualEvaluator(sizes, labels, theta, ideal_gains=gains, clip=0.05)
+    logged = -np.tile(np.arange(10), len(sizes)).astype(float)
+    true_logged = gain_ndcg(gains, logged, sizes)
+    assert judge.ndcg(logged).value == pytest.approx(true_logged, abs=0.05)
+    assert ndcg_at_k(labels, logged, sizes).value > true_logged + 0.2
+    truth_order = gains + 1e-3 * logged
+    assert judge.ndcg(truth_order).value == pytest.approx(1.0, abs=0.05)

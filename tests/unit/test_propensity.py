@@ -1,0 +1,58 @@
+"""The click model recovers a known examination curve; a pinned curve is validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ltr_assets.propensity import PropensityError, fit_click_model, pinned_curve
+
+
+def _pbm_logs(seed: int, lists: int = 3000, n: int = 10):
+    """A logging ranker that sorts by a noisy score; clicks = examined × attractive."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((lists * n, 3))
+    attractive = 1.0 / (1.0 + np.exp(-(4.0 * X[:, 0] + 2.0 * X[:, 1] - 4.0)))
+    positions = np.empty(lists * n, dtype=np.int64)
+    for q in range(lists):
+        rows = slice(q * n, (q + 1) * n)
+        noisy = X[rows, 0] + rng.normal(0, 0.3, n)
+        positions[rows] = np.argsort(np.argsort(-noisy)) + 1
+    theta = positions.astype(float) ** -0.8
+    clicks = rng.random(lists * n) < theta * attractive
+    return positions, clicks, X, [n] * lists, attractive
+
+
+def test_the_examination_curve_and_attractiveness_are_recovered() -> None:
+    positions, clicks, X, sizes, attractive = _pbm_logs(5)
+    model = fit_click_model(positions, clicks, X, sizes, bootstrap=50)
+    truth = np.arange(1, 11) ** -0.8
+    estimate = model.curve.at(np.arange(1, 11))
+    assert np.max(np.abs(estimate - truth)) < 0.05, estimate.round(3)
+    assert model.curve.examination[0] == 1.0
+    assert all(
+        lo <= v <= hi
+        for lo, v, hi in zip(
+            model.curve.low, model.curve.examination, model.curve.high, strict=True
+        )
+    )
+    assert np.corrcoef(model.gamma(X), attractive)[0, 1] > 0.9
+    # positions past the last estimated one use its value
+    assert model.curve.at(np.array([50]))[0] == model.curve.examination[-1]
+
+
+def test_a_pinned_curve_is_used_as_given_and_must_make_sense() -> None:
+    positions, clicks, X, sizes, _ = _pbm_logs(6, lists=600)
+    curve = pinned_curve([1.0, 0.6, 0.4, 0.3])
+    model = fit_click_model(positions, clicks, X, sizes, pinned=curve)
+    assert model.curve is curve and model.curve.method == "pinned"
+    assert list(model.curve.at(np.array([1, 2, 9]))) == [1.0, 0.6, 0.3]
+    for bad in ([], [0.9, 0.5], [1.0, 0.5, 0.7], [1.0, 0.0], [1.0, 1.5]):
+        with pytest.raises(PropensityError):
+            pinned_curve(bad)
+
+
+def test_logs_without_clicks_cannot_be_estimated() -> None:
+    positions, _, X, sizes, _ = _pbm_logs(7, lists=100)
+    with pytest.raises(PropensityError, match="no clicks"):
+        fit_click_model(positions, np.zeros(len(positions)), X, sizes)

@@ -1,0 +1,80 @@
+"""The simulator as a judge: position and trust bias, the feedback loop, the truth it keeps."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+
+from ltr_assets.simulator import (
+    ClickModel,
+    Simulator,
+    SimulatorConfig,
+    logged_frame,
+    utility_coefficients,
+)
+
+DAY = date(2026, 11, 3)
+
+
+def _recommendations(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["event_type"] == "match_recommendation"]
+
+
+def test_position_bias_is_strong_and_trust_bias_favours_the_top() -> None:
+    model = ClickModel()
+    theta = model.examination(np.arange(1, 11))
+    assert theta[0] == 1.0 and theta[9] < 0.2 and np.all(np.diff(theta) < 0)
+    noise = model.noise(np.arange(1, 11))
+    assert noise[0] > noise[9] > 0  # irrelevant candidates are clicked, more at the top
+
+
+def test_the_live_ranker_orders_the_same_lists_and_the_truth_follows_the_shown_position() -> None:
+    config = SimulatorConfig(start=DAY, days=1, seed=4, requests_per_day=30)
+    platform = Simulator(config)
+    shown = _recommendations(platform.day_events(DAY))
+    reverse = Simulator(config)
+    flipped = _recommendations(
+        reverse.day_events(DAY, ranker=lambda m: -m.sum(axis=1), version="20261102_021500")
+    )
+    by_key = {(e["request_id"], e["lawyer_id"]): e for e in shown}
+    assert {(e["request_id"], e["lawyer_id"]) for e in flipped} == set(by_key)
+    assert all(e["algorithm_version"] == "20261102_021500" for e in flipped)
+    assert all(by_key[(e["request_id"], e["lawyer_id"])]["features"] == e["features"]
+               for e in flipped)  # fmt: skip
+    moved = sum(by_key[(e["request_id"], e["lawyer_id"])]["rank_position"] != e["rank_position"]
+                for e in flipped)  # fmt: skip
+    assert moved > len(flipped) / 2
+    truth = {(c.request_id, c.lawyer_id): c for c in reverse.truth}
+    assert all(truth[(e["request_id"], e["lawyer_id"])].position == e["rank_position"]
+               for e in flipped)  # fmt: skip
+    # the ranker scored -Σ features: every list starts with its smallest feature sum
+    lists: dict[str, list[dict]] = {}
+    for e in flipped:
+        lists.setdefault(e["request_id"], []).append(e)
+    for members in lists.values():
+        first = min(members, key=lambda e: e["rank_position"])
+        assert sum(first["features"].values()) == min(sum(e["features"].values()) for e in members)
+
+
+def test_clicks_follow_position_more_than_unbiased_labels_do() -> None:
+    simulator = Simulator(SimulatorConfig(start=DAY, days=1, seed=2))
+    frame = logged_frame(simulator.day_events(DAY))
+    truth = simulator.truth_frame()
+    joined = frame.merge(truth, on=["request_id", "lawyer_id"])
+    top = joined[joined["rank_position"] <= 2]
+    low = joined[(joined["rank_position"] >= 9) & (joined["rank_position"] <= 12)]
+    clicked_ratio = (top["label"] > 0).mean() / (low["label"] > 0).mean()
+    unbiased_ratio = (top["unbiased_label"] > 0).mean() / (low["unbiased_label"] > 0).mean()
+    assert clicked_ratio > 2.5 * unbiased_ratio
+    assert joined["gain"].between(0, 7).all() and joined["gain"].max() > 1
+
+
+def test_the_utility_drifts_slowly() -> None:
+    today = utility_coefficients(DAY, 0.15, 90.0)
+    tomorrow = utility_coefficients(date(2026, 11, 4), 0.15, 90.0)
+    in_a_month = utility_coefficients(date(2026, 12, 3), 0.15, 90.0)
+    assert np.max(np.abs(tomorrow / today - 1)) < 0.02
+    assert np.max(np.abs(in_a_month / today - 1)) > 0.05
+    assert np.array_equal(utility_coefficients(DAY, 0.0, 90.0), utility_coefficients(
+        date(2027, 1, 1), 0.0, 90.0))  # fmt: skip
