@@ -11,7 +11,15 @@ from pathlib import Path
 
 from ltr_assets.config import ConfigError, Settings
 from ltr_assets.registry import LocalRegistry, RegistryError
-from ltr_assets.simulator import ENVELOPES, Simulator, SimulatorConfig, render_lines
+from ltr_assets.scoring import make_scorer
+from ltr_assets.simulator import (
+    ENVELOPES,
+    PLATFORM_VERSION,
+    ClickModel,
+    Simulator,
+    SimulatorConfig,
+    render_lines,
+)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -22,9 +30,23 @@ def _simulate(args: argparse.Namespace) -> int:
         requests_per_day=args.requests_per_day,
         bias_against=args.bias_against,
         bias_strength=args.bias_strength,
+        click_model=ClickModel(position_bias=args.position_bias),
     )
     simulator = Simulator(config)
-    events = simulator.events()
+    ranker, version = None, PLATFORM_VERSION
+    if args.shown_by == "live":
+        settings = Settings.from_env()
+        registry = _registry(settings)
+        version = registry.latest_version() or ""
+        if not version:
+            print("error: --shown-by live needs a published version", file=sys.stderr)
+            return 2
+        artifact = registry.load(version)
+        ranker = make_scorer(settings.scorer, artifact.weights, artifact.model_text).score
+    events = []
+    for day in simulator.days():
+        events.extend(simulator.day_events(day, ranker, version))
+    events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
     if args.to == "kafka":
         return _simulate_to_kafka(events, args)
     out = Path(args.out)
@@ -184,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--requests-per-day", type=int, default=400)
     sim.add_argument("--bias-against", help="clients' bias against a group, e.g. gender=F")
     sim.add_argument("--bias-strength", type=float, default=1.0)
+    sim.add_argument(
+        "--position-bias",
+        type=float,
+        default=ClickModel.position_bias,
+        help="η in the examination curve θ_k = k^-η (0: every candidate is examined)",
+    )
+    sim.add_argument(
+        "--shown-by",
+        choices=["platform", "live"],
+        default="platform",
+        help="order the lists by the platform's v2.8 or by the registry's live version",
+    )
     sim.set_defaults(func=_simulate)
 
     reg = sub.add_parser("registry", help="inspect, verify and roll back published versions")

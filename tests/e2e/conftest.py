@@ -44,7 +44,7 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def dagster_home(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def dagster_home(ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None) -> Path:
     home = ltr_home / "dagster"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")

@@ -65,7 +65,7 @@ def test_schedule_runs_yesterday_then_refreshes_the_day_before() -> None:
 
 
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
-    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
     job = defs.resolve_job_def("ltr_daily_job")

@@ -18,7 +18,7 @@ def _run_event(result, kind: str):
 
 
 def test_success_and_failure_messages_reach_the_webhook(
-    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
     job = defs.resolve_job_def("ltr_daily_job")

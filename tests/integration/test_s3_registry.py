@@ -215,7 +215,7 @@ def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: P
 
 
 def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
-    s3_env: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+    s3_env: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
     monkeypatch.setenv("S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
@@ -239,7 +239,9 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     assert mirror.pointer()[0]["version"] == meta["version"]
 
 
-def test_rollback_job_moves_both_pointers(s3_env: str, ltr_home: Path) -> None:
+def test_rollback_job_moves_both_pointers(
+    s3_env: str, ltr_home: Path, small_data_gate: None
+) -> None:
     local = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
     mirror = _mirror()
     first, _ = _publish(local, mirror, "2026-11-24", 0)
