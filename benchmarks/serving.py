@@ -191,7 +191,7 @@ def reload_repeatedly(
         while not stop.wait(every_s):
             seed += 1
             registry.publish(normalise(np.random.default_rng(seed).random(len(FEATURES))),
-                             text, {}, PARTITION)  # fmt: skip
+                             text, {"gated_scorer": "weights"}, PARTITION)  # fmt: skip
             started = time.monotonic()
             response = client.post("/reload", headers={"Authorization": f"Bearer {TOKEN}"})
             windows.append((started, time.monotonic(), response.status_code))
@@ -221,7 +221,7 @@ def main() -> None:
         env.update(LTR_HOME=str(home), LTR_RELOAD_TOKEN=TOKEN, LTR_SCORER="weights")
         registry = LocalRegistry(home / "registry", home / "models" / "ltr_weights.json")
         registry.publish(normalise(np.random.default_rng(1).random(len(FEATURES))),
-                         text, {}, PARTITION)  # fmt: skip
+                         text, {"gated_scorer": "weights"}, PARTITION)  # fmt: skip
         server = start_server(env)
         spawn = multiprocessing.get_context("spawn")
         try:
