@@ -84,7 +84,7 @@ def create_app(
     async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
 
-    app.include_router(ranking.router)
+    app.router.routes.append(ranking.route)
     app.include_router(health.router)
     app.include_router(reload.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
@@ -93,10 +93,14 @@ def create_app(
 
 
 def openapi_with_request_models(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document plus the schemas of bodies that routes parse themselves (/rank)."""
+    """FastAPI's document plus what /rank (a plain ASGI route) does: its operation and the
+    schema of the body it parses itself."""
     if app.openapi_schema is None:
         schema = get_openapi(
-            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=[ranking.openapi_route, *app.routes],
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         request_schema = RankRequest.model_json_schema(ref_template="#/components/schemas/{model}")
