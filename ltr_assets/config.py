@@ -209,6 +209,7 @@ class Settings:
             ssl_keyfile=self.kafka_ssl_keyfile,
             connect_timeout_s=self.kafka_connect_timeout_s,
             grace=timedelta(minutes=self.kafka_grace_minutes),
+            max_clock_skew=timedelta(hours=self.max_clock_skew_hours),
         )
 
 
