@@ -265,11 +265,14 @@ class S3Mirror:
         return True
 
     def delete_version(self, version: str) -> None:
+        """metadata.json first: without it the version is no longer listed or complete, so a
+        reader never takes a half-deleted version for a whole one."""
         check_version(version)
-        self.client.delete_objects(
-            Bucket=self.bucket,
-            Delete={"Objects": [{"Key": self.key(version, name)} for name in FILES_IN_ORDER]},
-        )
+        for names in ((METADATA_FILE,), (WEIGHTS_FILE, MODEL_FILE)):
+            self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": self.key(version, name)} for name in names]},
+            )
 
 
 @dataclass
