@@ -5,15 +5,17 @@ process (SIGABRT) or crash it (SIGSEGV). A registry or serving process must neve
 an artifact, so the text is parsed (and one row scored) in a throwaway child; only when the child
 succeeds does the caller parse the same bytes in-process, where the outcome is then known.
 
-The child is `python -m ltr_assets.model_check`: model text on stdin, one JSON line on stdout.
-It calls LightGBM's C library through ctypes (the same C functions `lightgbm.Booster(model_str=)`
-and `predict` call) instead of importing the Python package, which pulls in pandas and scipy and
-takes seconds to import: the check costs a fraction of a second per artifact.
+The child is this file run as a script, `python -I -S model_check.py LIB`: model text on stdin,
+one JSON line on stdout. It calls LightGBM's C library LIB through ctypes (the same C functions
+`lightgbm.Booster(model_str=)` and `predict` call) instead of importing the Python package, which
+pulls in pandas and scipy and takes seconds to import; `-I -S` skip site-packages too, so the
+child needs only the standard library and the check costs a process start and one parse.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.util
 import json
 import math
@@ -37,7 +39,7 @@ def check_model_text(
     """Load `model_bytes` in a child process and score one row; raise UnsafeModel otherwise."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "ltr_assets.model_check"],
+            [sys.executable, "-I", "-S", __file__, library_path()],
             input=model_bytes,
             capture_output=True,
             timeout=timeout_s,
@@ -62,8 +64,9 @@ def check_model_text(
         raise UnsafeModel("scoring a test row gave a non-finite score")
 
 
-def _library() -> ctypes.CDLL:
-    """lib_lightgbm from the installed lightgbm package, found without importing it."""
+@functools.cache
+def library_path() -> str:
+    """lib_lightgbm of the installed lightgbm package, found without importing it."""
     spec = importlib.util.find_spec("lightgbm")
     if spec is None or not spec.submodule_search_locations:
         raise UnsafeModel("lightgbm is not installed")
@@ -72,13 +75,13 @@ def _library() -> ctypes.CDLL:
     name = names.get(platform.system(), "lib_lightgbm.so")
     for folder in (package / "lib", package / "bin", package.parent):
         if (folder / name).is_file():
-            return ctypes.cdll.LoadLibrary(str(folder / name))
+            return str(folder / name)
     raise UnsafeModel(f"{name} not found beside {package}")
 
 
-def _child() -> int:
+def _child(library: str) -> int:
     """Runs in the child: parse stdin, score a row of 0.5s, report as one JSON line."""
-    lib = _library()
+    lib = ctypes.cdll.LoadLibrary(library)
     lib.LGBM_GetLastError.restype = ctypes.c_char_p
 
     def call(result: int) -> None:
@@ -124,4 +127,4 @@ def _child() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_child())
+    sys.exit(_child(sys.argv[1]))
