@@ -1,16 +1,25 @@
-"""Serving latency and throughput: POST /rank with 100 candidates at 1, 8 and 32 clients.
+"""Serving: POST /rank over HTTP against a bare FastAPI endpoint, the in-process request path,
+and reloads under load.
 
-    python -m benchmarks.serving [--duration 6] [--candidates 100]
+    python -m benchmarks.serving [--duration 5] [--repeats 3] [--clients 1,8,32]
+                                 [--candidates 100,1000]
 
-The app runs under uvicorn in its own process (`ltr_serving.server.serve`, 127.0.0.1, a free
-port) over a registry freshly published into a temporary LTR_HOME. The load comes from another
-process: closed-loop clients on keep-alive connections, each sending its next request as soon as
-the previous answer is read. The client is a minimal HTTP/1.1 writer/reader on asyncio streams,
-so that on a 2-core machine the generator's own CPU does not dominate what is measured; every
-response's status is checked and its version tag counted.
+Run it on a quiet machine (`flock -x /tmp/ltr-cpu.lock ...` here): on 2 cores anything else
+running moves every figure.
 
-A last run at 8 clients publishes a new version and POSTs /reload every `--reload-every` seconds;
-its p99 (overall, and of the requests in flight during a reload) is set against the steady one.
+1. HTTP, measured with wrk (Debian's `wrk`, a C load generator on one thread, so the client does
+   not compete for the 2 cores): the app under uvicorn in its own process
+   (`ltr_serving.server.serve`, weights scorer, a registry freshly published into a temporary
+   LTR_HOME) and, in another process with the same uvicorn settings, a bare FastAPI endpoint that
+   only reads the same body (`await request.body()`) and answers `{}`. Each (clients, candidates)
+   level runs both, alternating, `--repeats` times; the figures are medians over the repeats, and
+   `ratio` is /rank's req/s over the bare endpoint's in the same round. The headline is
+   `serving_ratio_c8_n100` (100 candidates, 8 connections; target >= 0.5).
+2. In-process: `ltr_serving.codec.time_request_path_groups` (what the gate calls) at list sizes
+   5-30 and at 1,000 candidates, 1,000 requests each after warm-up (target p95 <= 10 ms at 1,000).
+3. Reloads under load: 8 closed-loop clients (a minimal asyncio HTTP client in another process,
+   which records each request's start and end) while a new version is published and POSTed to
+   /reload every `--reload-every` seconds: zero failed requests, p99 during reloads.
 """
 
 from __future__ import annotations
@@ -190,40 +199,198 @@ def reload_repeatedly(
     with httpx.Client(base_url=server.url, timeout=30) as client:
         while not stop.wait(every_s):
             seed += 1
-            registry.publish(normalise(np.random.default_rng(seed).random(len(FEATURES))),
-                             text, {}, PARTITION)  # fmt: skip
+            weights = normalise(np.random.default_rng(seed).random(len(FEATURES)))
+            registry.publish(weights, text, {"gated_scorer": "weights"}, PARTITION)
             started = time.monotonic()
             response = client.post("/reload", headers={"Authorization": f"Bearer {TOKEN}"})
             windows.append((started, time.monotonic(), response.status_code))
     return windows
 
 
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local bodies = {}
+for path in string.gmatch(os.getenv("LTR_BENCH_BODIES"), "[^:]+") do
+  local f = assert(io.open(path, "rb"))
+  bodies[#bodies + 1] = f:read("*a")
+  f:close()
+end
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d %d %d %d\\n", summary.requests,
+    summary.duration, latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    e.connect, e.read + e.write, e.status, e.timeout))
+end
+"""
+
+BARE_APP = """
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+app = FastAPI()
+
+
+@app.post("/rank")
+async def rank(request: Request) -> Response:
+    await request.body()
+    return Response(b"{}", media_type="application/json")
+
+
+uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", access_log=False,
+            workers=1, loop="asyncio")
+"""
+
+
+def start_bare_server(env: dict[str, str]) -> Server:
+    """A bare FastAPI endpoint reading the body, with the same uvicorn settings as serve()."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-c", BARE_APP.replace("PORT", str(port))],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError("the bare server exited during startup")
+        try:
+            if httpx.post(url + "/rank", content=b"{}", timeout=1).status_code == 200:
+                return Server(url, port, process)
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the bare server did not answer within 30 s")
+        time.sleep(0.1)
+
+
+def wrk(url: str, script: Path, bodies: list[Path], clients: int, duration: float) -> dict:
+    """One wrk run (one thread, `clients` keep-alive connections); its figures."""
+    env = {**os.environ, "LTR_BENCH_BODIES": ":".join(map(str, bodies))}
+    seconds = max(1, round(duration))  # wrk takes whole seconds
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", str(script), url + "/rank"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    requests, micros, p50, p95, p99, connect, io_errors, status, timeouts = map(
+        int, line.split()[1:]
+    )
+    return {
+        "rps": requests / (micros / 1e6),
+        "p50_ms": p50 / 1000,
+        "p95_ms": p95 / 1000,
+        "p99_ms": p99 / 1000,
+        "requests": requests,
+        "errors": connect + io_errors + status + timeouts,
+    }
+
+
+def http_figures(
+    rank_url: str, bare_url: str, args: argparse.Namespace, folder: Path
+) -> dict[str, float | int | str]:
+    """/rank and the bare endpoint, alternating, at every (clients, candidates) level."""
+    script = folder / "rank.lua"
+    script.write_text(WRK_SCRIPT)
+    figures: dict[str, float | int | str] = {}
+    for n in [int(c) for c in args.candidates.split(",")]:
+        bodies = []
+        for q, body in enumerate(rank_bodies(n)):
+            path = folder / f"body-{n}-{q}.json"
+            path.write_bytes(body)
+            bodies.append(path)
+        wrk(rank_url, script, bodies, 8, args.warmup)
+        wrk(bare_url, script, bodies, 8, args.warmup)
+        for clients in [int(c) for c in args.clients.split(",")]:
+            rounds = []
+            for _ in range(args.repeats):
+                rank = wrk(rank_url, script, bodies, clients, args.duration)
+                bare = wrk(bare_url, script, bodies, clients, args.duration)
+                rounds.append((rank, bare, rank["rps"] / bare["rps"]))
+            name = f"c{clients}_n{n}"
+            for key in ("rps", "p50_ms", "p95_ms", "p99_ms"):
+                figures[f"serving_{name}_{key}"] = float(np.median([r[0][key] for r in rounds]))
+                figures[f"bare_{name}_{key}"] = float(np.median([r[1][key] for r in rounds]))
+            figures[f"serving_{name}_errors"] = sum(r[0]["errors"] for r in rounds)
+            figures[f"serving_ratio_{name}"] = float(np.median([r[2] for r in rounds]))
+            print(
+                f"n={n:>4} c={clients:>2}: /rank {figures[f'serving_{name}_rps']:,.0f} req/s "
+                f"p50 {figures[f'serving_{name}_p50_ms']:.2f} p95 "
+                f"{figures[f'serving_{name}_p95_ms']:.2f} p99 "
+                f"{figures[f'serving_{name}_p99_ms']:.2f} ms, "
+                f"{figures[f'serving_{name}_errors']} errors | bare "
+                f"{figures[f'bare_{name}_rps']:,.0f} req/s | ratio "
+                f"{figures[f'serving_ratio_{name}']:.2f} "
+                f"(rounds: {', '.join(f'{r[2]:.2f}' for r in rounds)})",
+                flush=True,
+            )
+    return figures
+
+
+def in_process_figures(weights: dict[str, float]) -> dict[str, float | int | str]:
+    """What the gate measures: the request path in-process, with the scorer serving runs."""
+    from ltr_assets.scoring import WeightsScorer
+    from ltr_serving.codec import time_request_path_groups
+
+    timing = time_request_path_groups(WeightsScorer(weights), list(range(5, 31)), 1000)
+    data, at_max = timing.groups
+    print(
+        f"in-process request path: sizes 5-30 p50 {data.report.p50_ms:.3f} p95 "
+        f"{data.report.p95_ms:.3f} ms; 1,000 candidates p50 {at_max.report.p50_ms:.3f} p95 "
+        f"{at_max.report.p95_ms:.3f} p99 {at_max.report.p99_ms:.3f} ms",
+        flush=True,
+    )
+    return {
+        "inprocess_sizes_5_30_p95_ms": data.report.p95_ms,
+        "inprocess_n1000_p50_ms": at_max.report.p50_ms,
+        "inprocess_n1000_p95_ms": at_max.report.p95_ms,
+        "inprocess_n1000_p99_ms": at_max.report.p99_ms,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per measured run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per level (medians)")
+    parser.add_argument("--candidates", default="100,1000")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--reload-every", type=float, default=1.0)
     parser.add_argument("--model-rounds", type=int, default=300)
     args = parser.parse_args()
-    levels = [int(c) for c in args.clients.split(",")]
 
     text = model_text(args.model_rounds)
     print(f"machine: {machine()}")
-    print(f"/rank with {args.candidates} candidates, weights scorer, model.txt {len(text)} bytes")
-    bodies = rank_bodies(args.candidates)
-    figures: dict[str, float | int | str] = {}
+    print(f"/rank, weights scorer, model.txt {len(text)} bytes; wrk -t1, {args.duration:g} s runs")
+    weights = normalise(np.random.default_rng(1).random(len(FEATURES)))
+    figures: dict[str, float | int | str] = in_process_figures(weights)
+    gated = {"gated_scorer": "weights"}
 
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LTR_", "WEIGHTS_"))}
         env.update(LTR_HOME=str(home), LTR_RELOAD_TOKEN=TOKEN, LTR_SCORER="weights")
         registry = LocalRegistry(home / "registry", home / "models" / "ltr_weights.json")
-        registry.publish(normalise(np.random.default_rng(1).random(len(FEATURES))),
-                         text, {}, PARTITION)  # fmt: skip
+        registry.publish(weights, text, gated, PARTITION)
         server = start_server(env)
+        try:
+            bare = start_bare_server(env)
+            try:
+                figures.update(http_figures(server.url, bare.url, args, home))
+            finally:
+                bare.stop()
+        except BaseException:
+            server.stop()
+            raise
         spawn = multiprocessing.get_context("spawn")
+        bodies = rank_bodies(100)
         try:
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as load:
 
@@ -233,16 +400,7 @@ def main() -> None:
                     ).result()
 
                 run(8, args.warmup)
-                for clients in levels:
-                    s = summary(run(clients, args.duration))
-                    print(
-                        f"c={clients:>2}: p50 {s['p50_ms']:.2f} ms, p95 {s['p95_ms']:.2f} ms, "
-                        f"p99 {s['p99_ms']:.2f} ms, {s['rps']:.0f} req/s, "
-                        f"{s['requests']} requests, {s['errors']} errors"
-                    )
-                    for name, value in s.items():
-                        figures[f"serving_c{clients}_{name}"] = value
-
+                steady = summary(run(8, args.duration))
                 stop = threading.Event()
                 windows: list[tuple[float, float, int]] = []
                 reloader = threading.Thread(
@@ -270,7 +428,7 @@ def main() -> None:
     print(
         f"c= 8 with a reload every {args.reload_every:g} s: {len(windows)} reloads "
         f"(statuses {sorted({w[2] for w in windows})}, {np.median(reload_ms):.1f} ms median), "
-        f"p99 {s['p99_ms']:.2f} ms overall, "
+        f"p99 {s['p99_ms']:.2f} ms overall (steady {steady['p99_ms']:.2f} ms), "
         f"p99 {np.percentile(during_ms, 99) if len(during_ms) else float('nan'):.2f} ms over "
         f"the {len(during_ms)} requests in flight during a reload, max "
         f"{latencies.max() * 1000:.2f} ms, {s['errors']} errors, "
@@ -288,12 +446,9 @@ def main() -> None:
             "serving_reload_median_ms": float(np.median(reload_ms)) if reload_ms else float("nan"),
             "serving_reload_errors": s["errors"] + sum(1 for w in windows if w[2] != 200),
             "serving_reload_versions_seen": len(result["versions"]),
+            "serving_reload_c8_p99_delta_ms": s["p99_ms"] - steady["p99_ms"],
         }
     )
-    if "serving_c8_p99_ms" in figures:
-        figures["serving_reload_c8_p99_delta_ms"] = s["p99_ms"] - float(
-            figures["serving_c8_p99_ms"]
-        )
     print(f"machine: {machine()}")
     report(figures)
 

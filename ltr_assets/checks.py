@@ -25,6 +25,7 @@ GATE_DESCRIPTIONS = {
 }
 QUARANTINE_CHECK = "quarantine_ratio"
 FALLBACK_CHECK = "source_fallback"
+CONFLICTS_CHECK = "duplicate_conflicts"
 
 
 def gate_check_specs(asset: str) -> list[AssetCheckSpec]:
@@ -73,6 +74,33 @@ def quarantine_check_result(report: IngestReport, warn_ratio: float) -> AssetChe
             "quarantine_ratio": ratio,
             "quarantined": report.quarantined,
             "reasons": MetadataValue.json(dict(report.reasons)),
+        },
+    )
+
+
+def conflicts_check_spec(asset: str) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        CONFLICTS_CHECK,
+        asset=asset,
+        description="Warns when copies of an event id came with different content (one copy "
+        "is kept: the earliest timestamp, then the smallest content hash).",
+    )
+
+
+def conflicts_check_result(report: IngestReport) -> AssetCheckResult:
+    listed = ", ".join(report.conflicting_ids)
+    return AssetCheckResult(
+        check_name=CONFLICTS_CHECK,
+        passed=report.conflicts == 0,
+        severity=AssetCheckSeverity.WARN,
+        description="no event id came with conflicting content"
+        if report.conflicts == 0
+        else f"{report.conflicts} conflicting copies dropped; kept the earliest (then smallest "
+        f"content hash) of each; event ids: {listed}",
+        metadata={
+            "duplicate_conflicts": report.conflicts,
+            "exact_duplicates": report.duplicates,
+            "conflicting_event_ids": MetadataValue.json(report.conflicting_ids),
         },
     )
 

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from ltr_assets.config import ConfigError, Settings
-from ltr_assets.registry import LocalRegistry, RegistryError
+from ltr_assets.registry import InvalidVersion, LocalRegistry, RegistryError, check_version
 from ltr_assets.scoring import make_scorer
 from ltr_assets.simulator import (
     ENVELOPES,
@@ -80,13 +80,25 @@ def _simulate_to_kafka(events: list[dict], args: argparse.Namespace) -> int:
     return 0
 
 
+def version_argument(text: str) -> str:
+    """argparse type: a version id, or a usage error (exit code 2) saying what one looks like."""
+    try:
+        return check_version(text)
+    except InvalidVersion as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _registry(settings: Settings) -> LocalRegistry:
     return LocalRegistry(settings.registry_dir, settings.weights_path)
 
 
 def _registry_list(args: argparse.Namespace) -> int:
     registry = _registry(Settings.from_env())
-    latest = registry.latest_version()
+    try:
+        latest = registry.latest_version()
+    except RegistryError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        latest = None
     for version in registry.versions():
         try:
             meta = registry.metadata(version)
@@ -115,8 +127,18 @@ def _registry_show(args: argparse.Namespace) -> int:
 
 def _registry_verify(args: argparse.Namespace) -> int:
     registry = _registry(Settings.from_env())
+    if args.repair:
+        removed = registry.repair()
+        for path in removed:
+            print(f"removed leftover: {path}")
+        print(f"repair: removed {len(removed)} leftover(s) of killed writers")
     versions = [args.version] if args.version else registry.versions()
     bad = 0
+    try:
+        registry.pointer()
+    except RegistryError as exc:
+        print(f"latest.json: {exc}")
+        bad += 1
     for version in versions:
         problems = registry.verify(version)
         print(f"{version}: {'ok' if not problems else '; '.join(problems)}")
@@ -146,7 +168,7 @@ def _registry_rollback(args: argparse.Namespace) -> int:
     from ltr_assets.publication import rollback
 
     settings = Settings.from_env()
-    report = rollback(_registry(settings), _mirror(settings), args.version)
+    report = rollback(_registry(settings), _mirror(settings), args.version, settings.scorer)
     print(f"latest: {report.local.previous_latest} -> {report.version}")
     if report.s3_published is False:
         print(f"warning: S3 pointer not moved ({report.s3_error}); run `ltr registry sync`")
@@ -224,13 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     reg_sub = reg.add_subparsers(dest="action", required=True)
     reg_sub.add_parser("list").set_defaults(func=_registry_list)
     show = reg_sub.add_parser("show")
-    show.add_argument("version", nargs="?")
+    show.add_argument("version", nargs="?", type=version_argument)
     show.set_defaults(func=_registry_show)
     verify = reg_sub.add_parser("verify")
-    verify.add_argument("version", nargs="?")
+    verify.add_argument("version", nargs="?", type=version_argument)
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="first remove what killed publishes left (temporary files, half-deleted versions)",
+    )
     verify.set_defaults(func=_registry_verify)
     rollback = reg_sub.add_parser("rollback")
-    rollback.add_argument("version")
+    rollback.add_argument("version", type=version_argument)
     rollback.set_defaults(func=_registry_rollback)
     sync_parser = reg_sub.add_parser("sync", help="upload to S3 what it lacks; align its latest")
     sync_parser.add_argument("--force", action="store_true", help="move S3 latest even backwards")

@@ -24,6 +24,12 @@ SERVING_SOURCES = ("auto", "file", "s3")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
+def default_max_body_bytes(max_candidates: int) -> int:
+    """The /rank body cap when LTR_MAX_BODY_BYTES is unset: 2 KiB per candidate (a candidate
+    with 11 full-precision features, a long id and attributes is ~0.5 KiB) plus 64 KiB."""
+    return 64 * 1024 + 2048 * max_candidates
+
+
 class ConfigError(ValueError):
     """An environment variable holds a value that cannot be used."""
 
@@ -132,6 +138,8 @@ class Settings:
     propensity_method: str = "regression_em"
     propensity_curve: tuple[float, ...] = ()  # the pinned curve, θ_1 = 1 first
     propensity_clip: float = 0.05
+    max_body_bytes: int = default_max_body_bytes(1000)
+    max_clock_skew_hours: float = 24.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -163,6 +171,10 @@ class Settings:
         clip = _float(env, "LTR_PROPENSITY_CLIP", 0.05)
         if not 0.0 < clip <= 1.0:
             raise ConfigError(f"LTR_PROPENSITY_CLIP={clip} must lie in (0, 1]")
+        max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1)
+        skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
+        if skew < 0:
+            raise ConfigError(f"LTR_MAX_CLOCK_SKEW_HOURS={skew!r} must not be negative")
         return cls(
             home=home,
             data_dir=Path(_str(env, "LTR_DATA_DIR", str(home / "lake"))),
@@ -198,12 +210,16 @@ class Settings:
             kafka_grace_minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135),
             s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
-            max_candidates=_int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1),
+            max_candidates=max_candidates,
             serving_source=_choice(env, "LTR_SERVING_SOURCE", "auto", SERVING_SOURCES),
             debias=_choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS),
             propensity_method=propensity_method,
             propensity_curve=curve,
             propensity_clip=clip,
+            max_body_bytes=_int(
+                env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates), minimum=1024
+            ),
+            max_clock_skew_hours=skew,
         )
 
     def kafka(self) -> KafkaSettings | None:
@@ -225,6 +241,7 @@ class Settings:
             ssl_keyfile=self.kafka_ssl_keyfile,
             connect_timeout_s=self.kafka_connect_timeout_s,
             grace=timedelta(minutes=self.kafka_grace_minutes),
+            max_clock_skew=timedelta(hours=self.max_clock_skew_hours),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,6 +26,7 @@ from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 from ltr_assets.sources import DayRecord
 
 log = logging.getLogger("ltr.ingest")
+MAX_LISTED_CONFLICTS = 20
 
 
 class DaySource(Protocol):
@@ -60,7 +63,9 @@ class IngestReport:
     source: str
     read: int = 0
     accepted: int = 0
-    duplicates: int = 0
+    duplicates: int = 0  # exact copies of an event already read (same id, same content)
+    conflicts: int = 0  # copies of an event id with other content, dropped (see ingest_day)
+    conflicting_ids: list[str] = field(default_factory=list)  # the first few, for the check
     quarantined: int = 0
     ignored: int = 0
     recommendations: int = 0
@@ -68,6 +73,11 @@ class IngestReport:
     reasons: Counter[str] = field(default_factory=Counter)
     parquet_path: Path | None = None
     quarantine_path: Path | None = None
+
+    @property
+    def accounted(self) -> int:
+        """Every record read is exactly one of these: equals `read`."""
+        return self.accepted + self.duplicates + self.conflicts + self.quarantined + self.ignored
 
     @property
     def quarantine_ratio(self) -> float:
@@ -104,20 +114,62 @@ def events_table(rows: Sequence[EventRow]) -> pa.Table:
     return table.take(order)
 
 
+def content_digest(row: EventRow) -> bytes:
+    """A digest of an accepted event's content, the same in every process and run."""
+    return hashlib.sha256(orjson.dumps(tuple(row))).digest()
+
+
+class _Deduplicator:
+    """Keeps one copy per event id, the same whatever order the copies come in.
+
+    Copies with the same content are exact duplicates. Copies with other content are conflicts:
+    the kept one is the earliest timestamp, then the smallest content digest. Per id, with c
+    copies of k different contents, c - k are counted as duplicates and k - 1 as conflicts, so
+    the counts do not depend on the order either (Kafka's partitions interleave freely)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, EventRow] = {}
+        self.duplicates = 0
+        self.conflicts = 0
+        self._digests: dict[str, tuple[bytes, set[bytes]]] = {}  # ids seen with other content
+
+    def add(self, row: EventRow) -> None:
+        event_id = row.event_id
+        kept = self.rows.get(event_id)
+        if kept is None:
+            self.rows[event_id] = row
+            return
+        if row == kept:
+            self.duplicates += 1
+            return
+        kept_digest, seen = self._digests.get(event_id) or (content_digest(kept), set())
+        seen.add(kept_digest)
+        digest = content_digest(row)
+        if digest in seen:
+            self.duplicates += 1
+        else:
+            seen.add(digest)
+            self.conflicts += 1
+        if (row.timestamp, digest) < (kept.timestamp, kept_digest):
+            self.rows[event_id], kept_digest = row, digest
+        self._digests[event_id] = (kept_digest, seen)
+
+    @property
+    def conflicting_ids(self) -> list[str]:
+        return sorted(self._digests)
+
+
 def ingest_day(records: Iterable[DayRecord], day: date, lake: Lake, source: str) -> IngestReport:
-    """Write the day's accepted events (sorted, deduplicated by event id) and its quarantine."""
+    """Write the day's accepted events (sorted, one copy per event id) and its quarantine."""
     report = IngestReport(day=day, source=source)
-    rows: dict[str, EventRow] = {}
+    unique = _Deduplicator()
     quarantine_lines: list[str] = []
-    read = duplicates = 0
+    read = 0
     with gc_paused():
         for record in records:
             read += 1
             if type(record) is EventRow:
-                if record.event_id in rows:
-                    duplicates += 1
-                else:
-                    rows[record.event_id] = record
+                unique.add(record)
                 continue
             outcome = record.outcome
             if outcome is None:
@@ -136,8 +188,9 @@ def ingest_day(records: Iterable[DayRecord], day: date, lake: Lake, source: str)
                         ensure_ascii=False,
                     )
                 )
-        report.read, report.duplicates = read, duplicates
-        table = events_table(list(rows.values()))
+        report.read, report.duplicates, report.conflicts = read, unique.duplicates, unique.conflicts
+        report.conflicting_ids = unique.conflicting_ids[:MAX_LISTED_CONFLICTS]
+        table = events_table(list(unique.rows.values()))
     report.accepted = table.num_rows
     report.feedback = int(pc.sum(pc.is_valid(table.column("action"))).as_py() or 0)
     report.recommendations = report.accepted - report.feedback

@@ -9,11 +9,12 @@ from dagster import (
     job,
     op,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ltr_assets import publication
 from ltr_assets.assets import feature_matrix, ltr_model, published_weights, raw_events
 from ltr_assets.partitions import daily_partitions
+from ltr_assets.registry import check_version
 from ltr_assets.resources import LtrResource, S3RegistryResource
 
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
@@ -42,13 +43,21 @@ ltr_label_refresh_job = define_asset_job(
 class RollbackConfig(Config):
     version: str = Field(description="The registry version (YYYYMMDD_HHMMSS) to make live.")
 
+    @field_validator("version")
+    @classmethod
+    def _a_version_id(cls, value: str) -> str:
+        """Nothing but a version id reaches the registry (no path, no trailing slash)."""
+        return check_version(value)
+
 
 @op(description="Validate the version (files, checksums, weights summing to 1.0, model loads), "
     "then point latest at it locally and on S3.")  # fmt: skip
 def rollback_to_version(
     context: OpExecutionContext, config: RollbackConfig, ltr: LtrResource, s3: S3RegistryResource
 ) -> str:
-    report = publication.rollback(ltr.registry(), s3.mirror(), config.version)
+    report = publication.rollback(
+        ltr.registry(), s3.mirror(), config.version, ltr.settings().scorer
+    )
     context.log.info(f"latest: {report.local.previous_latest} -> {report.version}")
     if report.s3_published is False:
         context.log.warning(f"S3 pointer not moved: {report.s3_error}")

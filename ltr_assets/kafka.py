@@ -5,7 +5,11 @@ after 00:00 UTC of D (offsets_for_times), and read until the partition shows a r
 or after the end of D plus the grace period (but less than a week past it: a record stamped far in
 the future is a skewed clock, skipped, not a stop signal), or reaches the end offset seen when the
 read began.
-Events belong to the day of their own timestamp, so an event of D that arrives late is in D. The
+Events belong to the day of their own timestamp, so an event of D that arrives late is in D. An
+event stamped more than `max_clock_skew` after the end of today (UTC, when the read starts) comes
+from a skewed clock: it is quarantined as `future_timestamp` in the day of the record before it in
+the same Kafka partition (the day it arrived), like an unreadable message, instead of waiting for
+a day that has not come. The
 committed offsets of the consumer group are written for operators to watch lag; they never decide
 what a partition contains, so re-reading a day gives the same rows.
 """
@@ -26,7 +30,13 @@ from aiokafka.errors import KafkaError
 
 from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
 from ltr_assets.ingest import gc_paused
-from ltr_assets.sources import DayRecord, SourceRecord
+from ltr_assets.sources import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    DayRecord,
+    SourceRecord,
+    future_rejection,
+    source_horizon,
+)
 
 log = logging.getLogger("ltr.kafka")
 MAX_RECORDS_PER_POLL = 5000
@@ -53,6 +63,7 @@ class KafkaSettings:
     request_timeout_s: float = 40.0
     stall_timeout_s: float = 60.0
     grace: timedelta = timedelta(hours=2, minutes=15)
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
 
     def client_options(self) -> dict[str, Any]:
         """Connection and security options shared by consumer, producer and admin client."""
@@ -82,13 +93,13 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _record_day(outcome: EventRow | Rejection | None, record_ts_ms: int) -> date:
-    """An event's own day; the record timestamp's day when the event's time is unreadable."""
+def _record_time(outcome: EventRow | Rejection | None, record_ts_ms: int) -> datetime:
+    """An event's own time; the record timestamp when the event's time is unreadable."""
     if type(outcome) is EventRow:
-        return outcome.timestamp.date()
+        return outcome.timestamp
     if type(outcome) is Rejection and outcome.timestamp is not None:
-        return outcome.timestamp.date()
-    return datetime.fromtimestamp(record_ts_ms / 1000, tz=UTC).date()
+        return outcome.timestamp
+    return datetime.fromtimestamp(record_ts_ms / 1000, tz=UTC)
 
 
 @dataclass(repr=False)
@@ -163,6 +174,8 @@ class KafkaDaySource:
                 active[tp] = ends[tp]
                 bounds[tp.partition] = (first.offset, first.offset)
             records: list[DayRecord] = []
+            horizon = source_horizon(datetime.now(UTC).date(), s.max_clock_skew)
+            arrived: dict[int, date] = {}  # partition -> day of the last record in time
             scanned = 0
             last_progress = time.monotonic()
             while active:
@@ -189,7 +202,7 @@ class KafkaDaySource:
                             break
                         scanned += 1
                         next_offset = message.offset + 1
-                        records.extend(self._keep(message, day))
+                        records.extend(self._keep(message, day, horizon, arrived))
                     bounds[tp.partition] = (bounds[tp.partition][0], next_offset)
                     if done or next_offset >= end:
                         del active[tp]
@@ -199,7 +212,12 @@ class KafkaDaySource:
         finally:
             await consumer.stop()
 
-    def _keep(self, message: Any, day: date) -> Iterable[DayRecord]:
+    def _keep(
+        self, message: Any, day: date, horizon: datetime, arrived: dict[int, date]
+    ) -> Iterable[DayRecord]:
+        """The message if it belongs to `day`. A message stamped past `horizon` belongs to the
+        day of the record before it in its partition (`arrived`; none read yet in this pass: an
+        earlier day, as every record before the first one read is stamped before `day`)."""
         value = message.value
         if value is None:
             outcome: EventRow | Rejection | None = Rejection(
@@ -207,7 +225,13 @@ class KafkaDaySource:
             )
         else:
             outcome = parse_event(value)
-        if _record_day(outcome, message.timestamp) != day:
+        when = _record_time(outcome, message.timestamp)
+        if when > horizon:
+            outcome = future_rejection(when, horizon, "the end of today plus LTR_MAX_CLOCK_SKEW")
+            home = arrived.get(message.partition)
+        else:
+            home = arrived[message.partition] = when.date()
+        if home != day:
             return ()
         if type(outcome) is EventRow:
             return (outcome,)

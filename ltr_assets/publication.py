@@ -11,7 +11,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ltr_assets.registry import LocalRegistry, PublishResult, RegistryError
+from ltr_assets.registry import (
+    InvalidPointer,
+    LocalRegistry,
+    PublishResult,
+    RegistryError,
+    gated_scorer_of,
+)
 from ltr_assets.s3_registry import S3Mirror, S3Unavailable, SyncReport, sync
 
 log = logging.getLogger("ltr.publication")
@@ -25,6 +31,7 @@ class PublicationReport:
     s3_error: str = ""
     s3_uploaded: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    prune_skipped: str = ""  # why retention deleted nothing this time ("" when it ran)
 
     @property
     def version(self) -> str:
@@ -44,11 +51,25 @@ def _sync(
     return True, "", report
 
 
-def prune(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> list[str]:
-    """Keep the newest `keep` versions plus whatever latest points at (here and on S3)."""
+@dataclass(frozen=True)
+class PruneReport:
+    pruned: list[str]
+    skipped: str = ""  # why nothing was pruned, when retention did not run
+
+
+def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> PruneReport:
+    """Keep the newest `keep` versions plus whatever latest points at (here and on S3).
+
+    Both pointers are read back and validated first: a malformed pointer (a path, a trailing
+    slash, not JSON) names nothing we can compare with, so retention deletes nothing and says so.
+    """
     versions = local.versions()
     protected = set(versions[-keep:]) if keep > 0 else set()
-    latest = local.latest_version()
+    try:
+        latest = local.latest_version()
+    except InvalidPointer as exc:
+        log.warning("retention skipped: %s", exc)
+        return PruneReport([], f"local pointer malformed: {exc}")
     if latest:
         protected.add(latest)
     if mirror is not None:
@@ -56,18 +77,32 @@ def prune(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> list[str]
             pointer, _ = mirror.pointer()
             if pointer:
                 protected.add(pointer["version"])
+        except InvalidPointer as exc:
+            log.warning("retention skipped: %s", exc)
+            return PruneReport([], f"S3 pointer malformed: {exc}")
         except S3_ERRORS as exc:
             log.warning("S3 unreachable; pruning local versions only: %s", exc)
             mirror = None
     doomed = [v for v in versions if v not in protected]
+    pruned = []
     for version in doomed:
-        local.delete_version(version)
+        try:
+            local.delete_version(version)  # re-checks latest under the registry's lock
+        except RegistryError as exc:
+            log.warning("retention stopped: %s", exc)
+            return PruneReport(pruned, str(exc))
+        pruned.append(version)
         if mirror is not None:
             try:
                 mirror.delete_version(version)
             except S3_ERRORS as exc:
                 log.warning("could not delete %s on S3: %s", version, exc)
-    return doomed
+    return PruneReport(pruned)
+
+
+def prune(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> list[str]:
+    """The versions `prune_versions` deleted."""
+    return prune_versions(local, mirror, keep).pruned
 
 
 def publish(
@@ -82,12 +117,27 @@ def publish(
 ) -> PublicationReport:
     result = local.publish(weights, model_text, metadata, partition=partition, force=force)
     ok, error, report = _sync(local, mirror, force)
-    pruned = prune(local, mirror, keep)
-    return PublicationReport(result, ok, error, report.uploaded if report else [], pruned)
+    pruned = prune_versions(local, mirror, keep)
+    return PublicationReport(
+        result, ok, error, report.uploaded if report else [], pruned.pruned, pruned.skipped
+    )
 
 
-def rollback(local: LocalRegistry, mirror: S3Mirror | None, version: str) -> PublicationReport:
-    """Validate the target, point the local latest at it, then S3's (forced: it may be older)."""
+def rollback(
+    local: LocalRegistry, mirror: S3Mirror | None, version: str, scorer: str | None = None
+) -> PublicationReport:
+    """Validate the target, point the local latest at it, then S3's (forced: it may be older).
+
+    With `scorer` (LTR_SCORER), a version gated for another scorer is refused here, before the
+    pointer moves, instead of by every serving process afterwards.
+    """
+    if scorer is not None:
+        gated = gated_scorer_of(local.metadata(version))
+        if gated != scorer:
+            raise RegistryError(
+                f"{version} was gated for the {gated or 'unrecorded'} scorer; "
+                f"serving runs LTR_SCORER={scorer} and would refuse it"
+            )
     result = local.rollback(version)
     ok, error, report = _sync(local, mirror, force=True)
     return PublicationReport(result, ok, error, report.uploaded if report else [])

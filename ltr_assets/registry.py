@@ -10,6 +10,12 @@ Layout under LTR_REGISTRY_DIR:
 A version is written into a staging folder, verified, then renamed into versions/ in one step,
 and only then does the pointer move: a reader never sees a half-written version. A version of an
 older partition (a backfill) is published but does not move the pointer backwards unless forced.
+
+A version id is `YYYYMMDD_HHMMSS` (UTC) and nothing else: every method taking a version, and the
+pointer read back from disk, refuse anything else (a path, a trailing slash, `..`), so no name can
+reach outside versions/. A deleted version is first renamed into `.trash/` (one atomic step for a
+reader), then removed; what a killed writer leaves behind is cleaned by the next publish or by
+`ltr registry verify --repair` (`repair()`).
 """
 
 from __future__ import annotations
@@ -18,32 +24,81 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import shutil
-import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
-
 from ltr_assets import atomic
+from ltr_assets.config import SCORERS
+from ltr_assets.model_check import UnsafeModel, check_model_text
 from ltr_assets.schema import FEATURES
+
+log = logging.getLogger("ltr.registry")
 
 WEIGHTS_FILE = "ltr_weights.json"
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
 CHECKSUMMED_FILES = (WEIGHTS_FILE, MODEL_FILE)
 VERSION_FORMAT = "%Y%m%d_%H%M%S"
+# ASCII digits only: `\d` would also take other scripts' digits, and `$` a trailing newline.
+VERSION_PATTERN = re.compile(r"[0-9]{8}_[0-9]{6}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 WEIGHT_SUM_TOLERANCE = 1e-9
+TRASH_DIR = ".trash"
 
 
 class RegistryError(RuntimeError):
     """A version is missing, incomplete or invalid."""
+
+
+class InvalidVersion(RegistryError, ValueError):
+    """A name that is not a version id (YYYYMMDD_HHMMSS)."""
+
+
+class InvalidPointer(RegistryError):
+    """latest.json exists but does not name a valid version. `etag`: its S3 ETag, if read there
+    (a writer may still replace it conditionally)."""
+
+    def __init__(self, message: str, etag: str | None = None) -> None:
+        super().__init__(message)
+        self.etag = etag
+
+
+def is_version(name: object) -> bool:
+    """True for a real UTC timestamp YYYYMMDD_HHMMSS, and nothing else."""
+    if not isinstance(name, str) or not VERSION_PATTERN.fullmatch(name):
+        return False
+    try:
+        datetime.strptime(name, VERSION_FORMAT)
+    except ValueError:
+        return False
+    return True
+
+
+def check_version(name: object) -> str:
+    """`name` if it is a version id; InvalidVersion (a clear message) otherwise."""
+    if not is_version(name):
+        raise InvalidVersion(f"{name!r} is not a version id (YYYYMMDD_HHMMSS, UTC)")
+    return name  # type: ignore[return-value]
+
+
+def check_pointer(pointer: object, where: str) -> dict[str, Any]:
+    """A pointer object read back from `where`: {"version": <version id>, "partition": str}."""
+    if not isinstance(pointer, dict):
+        raise InvalidPointer(f"{where} is not an object: {pointer!r:.100}")
+    if not is_version(pointer.get("version")):
+        raise InvalidPointer(f"{where} names {pointer.get('version')!r:.100}, not a version id")
+    if not isinstance(pointer.get("partition", ""), str):
+        raise InvalidPointer(f"{where} has a partition that is not a string")
+    return pointer
 
 
 def sha256(data: bytes) -> str:
@@ -78,27 +133,46 @@ def validate_weights(weights_bytes: bytes) -> dict[str, float]:
     return {f: float(weights[f]) for f in FEATURES}
 
 
+def check_checksums(weights_bytes: bytes, model_bytes: bytes, metadata: object) -> None:
+    """metadata.json must be an object whose checksums match both files, always: a version
+    without them (null, a list, no or malformed checksums) is refused, never trusted."""
+    if not isinstance(metadata, dict):
+        raise RegistryError(
+            f"{METADATA_FILE} is {type(metadata).__name__}, not an object: refused unverified"
+        )
+    expected = metadata.get("checksums")
+    if not isinstance(expected, dict):
+        raise RegistryError(f"{METADATA_FILE} has no checksums object: refused unverified")
+    for name, data in ((WEIGHTS_FILE, weights_bytes), (MODEL_FILE, model_bytes)):
+        digest = expected.get(name)
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise RegistryError(f"{METADATA_FILE} has no valid sha256 for {name}: refused")
+        if digest != sha256(data):
+            raise RegistryError(f"checksum of {name} does not match metadata.json")
+
+
 def validate_artifact(
-    weights_bytes: bytes, model_bytes: bytes, metadata: Mapping[str, Any] | None
+    weights_bytes: bytes, model_bytes: bytes, metadata: object
 ) -> dict[str, float]:
     """Every rule a live artifact must meet; returns the weights. Raises RegistryError.
 
-    Checksums come first: LightGBM aborts the whole process on some malformed model files, so a
-    model is parsed only once its bytes are known to be the ones that were published.
+    Checksums come first, and are required: the model is parsed only once its bytes are known to
+    be the ones that were published. Even then it is parsed in a child process first
+    (`model_check`): LightGBM aborts the whole process on some malformed model files, and an
+    attacker able to rewrite model.txt can rewrite metadata.json too.
     """
-    if metadata is not None:
-        expected = metadata.get("checksums", {})
-        actual = {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)}
-        for name, digest in actual.items():
-            if expected.get(name) != digest:
-                raise RegistryError(f"checksum of {name} does not match metadata.json")
+    check_checksums(weights_bytes, model_bytes, metadata)
+    gated = metadata.get("gated_scorer")  # type: ignore[union-attr]
+    if gated is not None and gated not in SCORERS:
+        raise RegistryError(f"gated_scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")
     weights = validate_weights(weights_bytes)
     try:
-        booster = lgb.Booster(model_str=model_bytes.decode())
-    except Exception as exc:  # LightGBM raises its own error types for a bad model
-        raise RegistryError(f"{MODEL_FILE} does not load: {exc}") from None
-    if booster.feature_name() != list(FEATURES):
-        raise RegistryError(f"{MODEL_FILE} features {booster.feature_name()} != {list(FEATURES)}")
+        model_bytes.decode()
+        check_model_text(model_bytes, FEATURES)
+    except UnicodeDecodeError:
+        raise RegistryError(f"{MODEL_FILE} is not UTF-8 text") from None
+    except UnsafeModel as exc:
+        raise RegistryError(f"{MODEL_FILE} {exc}") from None
     return weights
 
 
@@ -117,6 +191,16 @@ class PublishResult:
     latest_moved: bool
     previous_latest: str | None
     reason: str
+    cleaned: list[str] = field(default_factory=list)  # leftovers of killed writers removed
+
+
+def gated_scorer_of(metadata: Mapping[str, Any]) -> str | None:
+    """The scorer a version was gated for: `gated_scorer`, else the candidate summary's
+    `scorer` (what training evaluated). None when the metadata says neither."""
+    gated = metadata.get("gated_scorer", metadata.get("scorer"))
+    if gated is not None and gated not in SCORERS:
+        raise RegistryError(f"gated scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")
+    return gated
 
 
 class LocalRegistry:
@@ -126,23 +210,34 @@ class LocalRegistry:
         self.versions_dir = self.root / "versions"
         self.pointer_path = self.root / "latest.json"
         self._staging = self.root / ".staging"
+        self._trash = self.root / TRASH_DIR
 
     # -- reading ---------------------------------------------------------------------------
 
     def pointer(self) -> dict[str, Any] | None:
+        """The latest pointer; None when there is none. InvalidPointer when latest.json does
+        not name a version id (not JSON, not an object, a path, a trailing slash...)."""
         try:
-            return json.loads(self.pointer_path.read_text())
+            raw = self.pointer_path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            pointer = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidPointer(f"{self.pointer_path} is not JSON: {exc}") from None
+        return check_pointer(pointer, str(self.pointer_path))
 
     def latest_version(self) -> str | None:
         pointer = self.pointer()
         return pointer["version"] if pointer else None
 
     def versions(self) -> list[str]:
+        """Version folders, oldest first; anything else under versions/ is not a version."""
         if not self.versions_dir.exists():
             return []
-        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir())
+        return sorted(
+            p.name for p in self.versions_dir.iterdir() if is_version(p.name) and p.is_dir()
+        )
 
     def baseline_for(self, partition: str) -> str | None:
         """The version a candidate for `partition` must not regress against: the live one when
@@ -161,16 +256,21 @@ class LocalRegistry:
         return None
 
     def metadata(self, version: str) -> dict[str, Any]:
-        path = self.versions_dir / version / METADATA_FILE
+        path = self.versions_dir / check_version(version) / METADATA_FILE
         try:
-            return json.loads(path.read_text())
+            metadata = json.loads(path.read_text())
         except FileNotFoundError:
             raise RegistryError(f"version {version} does not exist in {self.root}") from None
         except ValueError as exc:
             raise RegistryError(f"version {version}: {METADATA_FILE} is not JSON: {exc}") from None
+        if not isinstance(metadata, dict):
+            raise RegistryError(
+                f"version {version}: {METADATA_FILE} is {type(metadata).__name__}, not an object"
+            )
+        return metadata
 
     def load(self, version: str) -> Artifact:
-        """Read and fully validate a version."""
+        """Read and fully validate a version (checksums before the model is parsed)."""
         metadata = self.metadata(version)
         folder = self.versions_dir / version
         try:
@@ -178,11 +278,19 @@ class LocalRegistry:
             model_bytes = (folder / MODEL_FILE).read_bytes()
         except FileNotFoundError as exc:
             raise RegistryError(f"version {version} is incomplete: {exc.filename}") from None
-        weights = validate_artifact(weights_bytes, model_bytes, metadata)
+        try:
+            weights = validate_artifact(weights_bytes, model_bytes, metadata)
+        except RegistryError as exc:
+            raise RegistryError(f"version {version}: {exc}") from None
+        if metadata.get("version") != version:
+            raise RegistryError(
+                f"version {version}: {METADATA_FILE} says {metadata.get('version')!r:.50}"
+            )
         return Artifact(version, weights, model_bytes.decode(), metadata)
 
     def verify(self, version: str) -> list[str]:
-        """Problems with a version; empty when it is valid."""
+        """Problems with a version; empty when it is valid. InvalidVersion for a bad name."""
+        check_version(version)
         try:
             self.load(version)
         except RegistryError as exc:
@@ -209,6 +317,14 @@ class LocalRegistry:
                 return version
             now += timedelta(seconds=1)
 
+    def _previous_pointer(self) -> tuple[dict[str, Any] | None, str]:
+        """The pointer before a move; a malformed one counts as none (the move repairs it)."""
+        try:
+            return self.pointer(), ""
+        except InvalidPointer as exc:
+            log.warning("replacing a malformed pointer: %s", exc)
+            return None, f"; replaced a malformed latest.json ({exc})"
+
     def publish(
         self,
         weights: Mapping[str, float],
@@ -218,13 +334,18 @@ class LocalRegistry:
         force: bool = False,
         now: datetime | None = None,
     ) -> PublishResult:
-        """Write a new immutable version, then move `latest` unless it would go backwards."""
+        """Write a new immutable version, then move `latest` unless it would go backwards.
+
+        `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
+        `gated_scorer`: serving refuses a version gated for another scorer than it runs.
+        """
         weights_bytes = weights_json(weights)
         model_bytes = model_text.encode()
-        self._staging.mkdir(parents=True, exist_ok=True)
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
-        self._clean_stale_staging()
+        gated = gated_scorer_of(metadata)
         with self._lock():
+            cleaned = self._clean_leftovers()
+            self._staging.mkdir(parents=True, exist_ok=True)
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
             version = self._new_version(now or datetime.now(UTC))
             full_metadata = {
                 **metadata,
@@ -234,19 +355,25 @@ class LocalRegistry:
                 "features": list(FEATURES),
                 "checksums": {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)},
             }
+            if gated is not None:
+                full_metadata["gated_scorer"] = gated
             staging = self._staging / f"{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             staging.mkdir()
             atomic.write_bytes(staging / WEIGHTS_FILE, weights_bytes)
             atomic.write_bytes(staging / MODEL_FILE, model_bytes)
             atomic.write_json(staging / METADATA_FILE, full_metadata)
-            validate_artifact(
-                (staging / WEIGHTS_FILE).read_bytes(),
-                (staging / MODEL_FILE).read_bytes(),
-                json.loads((staging / METADATA_FILE).read_text()),
-            )
+            try:
+                validate_artifact(
+                    (staging / WEIGHTS_FILE).read_bytes(),
+                    (staging / MODEL_FILE).read_bytes(),
+                    json.loads((staging / METADATA_FILE).read_text()),
+                )
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             target = self.versions_dir / version
             os.rename(staging, target)  # atomic: the version appears whole or not at all
-            previous = self.pointer()
+            previous, note = self._previous_pointer()
             previous_version = previous["version"] if previous else None
             if previous and not force and partition < previous.get("partition", ""):
                 return PublishResult(
@@ -256,25 +383,51 @@ class LocalRegistry:
                     previous_version,
                     f"partition {partition} is older than latest's {previous['partition']}: "
                     "published, latest not moved",
+                    cleaned,
                 )
             self._move_pointer(version, partition, dict(weights))
-        return PublishResult(version, target, True, previous_version, "latest moved")
+        return PublishResult(
+            version, target, True, previous_version, "latest moved" + note, cleaned
+        )
 
     def rollback(self, version: str) -> PublishResult:
         """Point `latest` at an existing version after validating it fully."""
         artifact = self.load(version)
         with self._lock():
-            previous = self.latest_version()
+            previous, note = self._previous_pointer()
             self._move_pointer(version, artifact.metadata.get("partition", ""), artifact.weights)
         return PublishResult(
-            version, self.versions_dir / version, True, previous, f"rolled back to {version}"
+            version,
+            self.versions_dir / version,
+            True,
+            previous["version"] if previous else None,
+            f"rolled back to {version}{note}",
         )
 
     def delete_version(self, version: str) -> None:
-        """Remove a version (retention); the one latest points at is never removed."""
-        if version == self.latest_version():
-            raise RegistryError(f"{version} is latest; roll back before deleting it")
-        shutil.rmtree(self.versions_dir / version, ignore_errors=True)
+        """Remove a version (retention). Never the one latest points at, and nothing at all while
+        latest.json is malformed (what it meant to protect is unknown). The folder is renamed
+        into .trash/ first, so a reader sees the whole version or none of it."""
+        check_version(version)
+        with self._lock():
+            if version == self.latest_version():  # InvalidPointer: refuse, delete nothing
+                raise RegistryError(f"{version} is latest; roll back before deleting it")
+            self._discard(self.versions_dir / version)
+
+    def repair(self) -> list[str]:
+        """Remove what killed writers left behind (see `_clean_leftovers`); what was removed."""
+        with self._lock():
+            return self._clean_leftovers()
+
+    def _discard(self, folder: Path) -> None:
+        """Rename into .trash/ (atomic for readers), then delete."""
+        self._trash.mkdir(parents=True, exist_ok=True)
+        doomed = self._trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(folder, doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
 
     def _move_pointer(self, version: str, partition: str, weights: dict[str, float]) -> None:
         atomic.write_json(
@@ -284,10 +437,38 @@ class LocalRegistry:
         if self.weights_path is not None:
             atomic.write_bytes(self.weights_path, weights_json(weights))
 
-    def _clean_stale_staging(self, older_than_s: float = 3600.0) -> None:
-        """Remove what a publisher that died halfway left behind."""
-        cutoff = time.time() - older_than_s
-        for leftover in self._staging.iterdir():
-            with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
-                if leftover.stat().st_mtime < cutoff:
+    def _clean_leftovers(self) -> list[str]:
+        """Under the lock, so no writer is halfway: temporary files of killed atomic writes of
+        latest.json and WEIGHTS_PATH, staging folders, the trash, and version folders that a
+        killed deletion left incomplete (a version is renamed into place whole, so an
+        incomplete one that latest does not name can only be a half-deleted one)."""
+        removed: list[Path] = []
+        tmp_patterns = [(self.root, f".{self.pointer_path.name}.*.tmp")]
+        if self.weights_path is not None:
+            tmp_patterns.append((self.weights_path.parent, f".{self.weights_path.name}.*.tmp"))
+        for folder, pattern in tmp_patterns:
+            if folder.is_dir():
+                for leftover in folder.glob(pattern):
+                    leftover.unlink(missing_ok=True)
+                    removed.append(leftover)
+        for folder in (self._staging, self._trash):
+            if folder.is_dir():
+                for leftover in folder.iterdir():
                     shutil.rmtree(leftover, ignore_errors=True)
+                    removed.append(leftover)
+        try:
+            latest = self.latest_version()
+        except InvalidPointer:
+            latest = None  # incomplete folders are kept while latest is unknown
+        else:
+            for version in self.versions():
+                folder = self.versions_dir / version
+                complete = all(
+                    (folder / name).is_file() for name in (*CHECKSUMMED_FILES, METADATA_FILE)
+                )
+                if version != latest and not complete:
+                    self._discard(folder)
+                    removed.append(folder)
+        for path in removed:
+            log.warning("removed the leftover of a killed writer: %s", path)
+        return [str(path) for path in removed]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -31,7 +32,9 @@ class LtrResource(ConfigurableResource):
         return LocalRegistry(settings.registry_dir, settings.weights_path)
 
     def file_source(self) -> AuditLogSource:
-        return AuditLogSource(self.settings().audit_log)
+        settings = self.settings()
+        skew = timedelta(hours=settings.max_clock_skew_hours)
+        return AuditLogSource(settings.audit_log, max_clock_skew=skew)
 
 
 class KafkaResource(ConfigurableResource):

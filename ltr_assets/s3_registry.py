@@ -4,13 +4,14 @@ pointer moved with a conditional write, so two publishers can never interleave.
 Layout: s3://$S3_BUCKET/$S3_PREFIX/<version>/{ltr_weights.json, model.txt, metadata.json},
 .../latest/{same files} and .../latest.json ({"version", "partition", ...}), written last.
 A version's metadata.json is uploaded last, so its presence marks a complete version.
+Version ids are checked (YYYYMMDD_HHMMSS) before they become keys, and latest.json is validated
+when read back, like the local registry's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +25,12 @@ from ltr_assets.registry import (
     MODEL_FILE,
     WEIGHTS_FILE,
     Artifact,
+    InvalidPointer,
     LocalRegistry,
     RegistryError,
+    check_pointer,
+    check_version,
+    is_version,
     sha256,
     validate_artifact,
 )
@@ -33,7 +38,6 @@ from ltr_assets.registry import (
 log = logging.getLogger("ltr.s3")
 FILES_IN_ORDER = (WEIGHTS_FILE, MODEL_FILE, METADATA_FILE)  # metadata last: "complete"
 POINTER = "latest.json"
-_VERSION = re.compile(r"^\d{8}_\d{6}$")
 T = TypeVar("T")
 # A conditional write of latest.json that lost to another writer: re-read and decide again.
 # (S3 answers 412 PreconditionFailed, or 409 ConditionalRequestConflict while both are in flight.)
@@ -96,34 +100,49 @@ class S3Mirror:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key("")):
                 for item in page.get("Contents", []):
                     parts = item["Key"][len(self.key("")) :].split("/")
-                    if len(parts) == 2 and _VERSION.match(parts[0]) and parts[1] == METADATA_FILE:
+                    if len(parts) == 2 and is_version(parts[0]) and parts[1] == METADATA_FILE:
                         found.add(parts[0])
             return sorted(found)
 
         return with_retries(listing, self.attempts, self.backoff_s, f"listing {self.url()}")
 
     def pointer(self) -> tuple[dict[str, Any] | None, str | None]:
-        """The latest.json pointer and its ETag (None, None when there is none)."""
+        """The latest.json pointer and its ETag (None, None when there is none).
+
+        InvalidPointer (carrying the ETag, so a writer can still replace it conditionally) when
+        it does not name a version id."""
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self.key(POINTER))
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None, None
             raise
-        return json.loads(response["Body"].read()), response["ETag"]
+        etag = response["ETag"]
+        try:
+            return check_pointer(json.loads(response["Body"].read()), self.url(POINTER)), etag
+        except (InvalidPointer, ValueError) as exc:
+            raise InvalidPointer(f"{self.url(POINTER)} is malformed: {exc}", etag) from None
 
     def _get(self, *parts: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))["Body"].read()
 
     def fetch(self, version: str) -> Artifact:
         """Download a version and validate it fully (checksums first), like a local load."""
+        check_version(version)
         try:
             metadata = json.loads(self._get(version, METADATA_FILE))
             weights_bytes = self._get(version, WEIGHTS_FILE)
             model_bytes = self._get(version, MODEL_FILE)
         except ClientError as exc:
             raise RegistryError(f"{self.url(version)} is incomplete: {exc}") from None
-        weights = validate_artifact(weights_bytes, model_bytes, metadata)
+        except ValueError as exc:
+            raise RegistryError(f"{self.url(version, METADATA_FILE)} is not JSON: {exc}") from None
+        try:
+            weights = validate_artifact(weights_bytes, model_bytes, metadata)
+        except RegistryError as exc:
+            raise RegistryError(f"{self.url(version)}: {exc}") from None
+        if metadata.get("version") != version:
+            raise RegistryError(f"{self.url(version)}: {METADATA_FILE} names another version")
         return Artifact(version, weights, model_bytes.decode(), metadata)
 
     # -- writing ---------------------------------------------------------------------------
@@ -145,6 +164,7 @@ class S3Mirror:
 
     def upload_version(self, version: str, files: dict[str, bytes]) -> None:
         """Upload a version's files (metadata.json last), then verify what S3 holds."""
+        check_version(version)
 
         def upload() -> None:
             for name in FILES_IN_ORDER:
@@ -175,10 +195,16 @@ class S3Mirror:
         pointer's version, so latest/ and latest.json always end up agreeing.
         """
 
+        check_version(version)
+
         def attempt() -> bool:
             copied = False
             for _ in range(self.pointer_retries):
-                current, etag = self.pointer()
+                try:
+                    current, etag = self.pointer()
+                except InvalidPointer as exc:  # replaced below, conditionally on its ETag
+                    log.warning("%s", exc)
+                    current, etag = None, exc.etag
                 if current and current.get("version") == version:
                     return True
                 if current and not force and partition < current.get("partition", ""):
@@ -214,7 +240,11 @@ class S3Mirror:
         latest.json is the atomic truth. latest/ is a convenience copy of several objects that
         no single S3 call can replace at once: a publisher killed while copying leaves it torn,
         and the next publish or sync mends it here."""
-        pointer, _ = self.pointer()
+        try:
+            pointer, _ = self.pointer()
+        except InvalidPointer as exc:
+            log.warning("not repairing latest/: %s", exc)
+            return False
         if not pointer:
             return False
         version = pointer["version"]
@@ -235,10 +265,14 @@ class S3Mirror:
         return True
 
     def delete_version(self, version: str) -> None:
-        self.client.delete_objects(
-            Bucket=self.bucket,
-            Delete={"Objects": [{"Key": self.key(version, name)} for name in FILES_IN_ORDER]},
-        )
+        """metadata.json first: without it the version is no longer listed or complete, so a
+        reader never takes a half-deleted version for a whole one."""
+        check_version(version)
+        for names in ((METADATA_FILE,), (WEIGHTS_FILE, MODEL_FILE)):
+            self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": self.key(version, name)} for name in names]},
+            )
 
 
 @dataclass
@@ -249,7 +283,7 @@ class SyncReport:
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
-    folder = local.versions_dir / version
+    folder = local.versions_dir / check_version(version)
     return {name: (folder / name).read_bytes() for name in FILES_IN_ORDER}
 
 

@@ -31,7 +31,10 @@ class WeightsScorer:
         self.vector = np.array([float(weights[f]) for f in self.features], dtype=np.float64)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        return np.nan_to_num(matrix, nan=0.0) @ self.vector
+        scores = matrix @ self.vector
+        if np.isnan(scores).any():  # rare (serving validates every value): redo without them
+            scores = np.nan_to_num(matrix, nan=0.0) @ self.vector
+        return scores
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         return np.nan_to_num(matrix, nan=0.0) * self.vector

@@ -44,20 +44,51 @@ def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
     return None
 
 
+DEFAULT_MAX_CLOCK_SKEW = timedelta(hours=24)
+FUTURE = "future_timestamp"
+
+
+def future_rejection(when: datetime, horizon: datetime, why: str) -> Rejection:
+    """An event stamped past what its source can hold: quarantined, counted where it arrived."""
+    return Rejection(
+        f"timestamp {when.isoformat()} is after {horizon.isoformat()} ({why}): a skewed clock",
+        FUTURE,
+    )
+
+
+def source_horizon(last_day: date, skew: timedelta) -> datetime:
+    """The latest trustworthy event time of a source whose newest possible day is `last_day`."""
+    return datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(1) + skew
+
+
 class AuditLogSource:
     """JSONL files (flat or audit-log envelope) matching a path or glob.
 
     Each event belongs to the UTC day of its own timestamp. A line whose time cannot be read (bad
-    JSON, no timestamp) belongs to the day of the nearest readable line before it in the same file
-    (after it, at the head of a file; the file's own day when no line has a time), so it is
-    quarantined exactly once, in one partition.
+    JSON, no timestamp, an unknown type, a record that is not an LTR event) belongs to the day of
+    the nearest line before it in the same file whose time was read (after it, at the head of a
+    file; the file's own day when no line has a time), so it is counted exactly once, in one
+    partition. So does an event stamped more than `max_clock_skew` after the end of the day the
+    file was last modified (no line can have been written later): its clock was wrong, it is
+    quarantined as `future_timestamp` where it arrived, instead of waiting for a day that has not
+    come.
+
+    Reading one day of a many-day file, most lines belong to other days. A cheap look at the
+    line (`_hinted_day`) lets such a line be skipped without decoding it, but only when the
+    outcome cannot differ from a full parse: the line has no backslash (no escaped key can hide
+    the real timestamp) and one literal "timestamp" key whose date is two or more days from the
+    day read, and the nearest dated line before it is known not to be of that day. Whatever the
+    full parse would say (an event of another day, a rejection, a line without a readable time
+    that follows that neighbour, a future event), the line is then not of this day, and the
+    neighbour for the lines after it stays "not this day". Any other line is parsed.
     """
 
     name = "audit_log"
     unavailable_errors: tuple[type[BaseException], ...] = (OSError,)
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW) -> None:
         self.pattern = pattern
+        self.max_clock_skew = max_clock_skew
 
     def files(self) -> list[Path]:
         return [Path(p) for p in sorted(glob.glob(self.pattern)) if Path(p).is_file()]
@@ -67,11 +98,11 @@ class AuditLogSource:
             yield from self._read_file(path, day)
 
     def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
-        # An offset can move a time across midnight, never by two days: lines hinted at another
-        # day than these are skipped without decoding.
-        near = {day - timedelta(days=1), day, day + timedelta(days=1)}
-        last: date | None = None  # the day of the last line whose day is known
-        undated: list[SourceRecord] = []  # lines waiting for a neighbour's day
+        written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
+        horizon = source_horizon(written, self.max_clock_skew)
+        why = f"{path.name} was last written on {written}"
+        last: date | None = None  # the day of the nearest line before whose time was read
+        undated: list[SourceRecord] = []  # head-of-file lines waiting for a neighbour's day
         name = path.name
         same_day = b'"timestamp":"' + day.isoformat().encode()  # compact JSON: decode, no regex
         with path.open("rb") as handle:
@@ -79,21 +110,24 @@ class AuditLogSource:
                 line = line.strip()
                 if not line:
                     continue
-                hinted = None if same_day in line else _hinted_day(line)
-                if hinted is not None and hinted not in near:
-                    last = hinted
-                    if undated:
-                        yield from _flush(undated, last, day)
-                    continue
+                if last is not None and last != day and same_day not in line:
+                    hinted = _hinted_day(line)
+                    if hinted is not None and abs((hinted - day).days) >= 2:
+                        continue  # not this day's, whatever a full parse says (see above)
                 outcome = parse_event(line)
                 if type(outcome) is EventRow:
-                    own = outcome.timestamp.date()
-                    last = own
-                    if undated:
-                        yield from _flush(undated, own, day)
-                    if own == day:
-                        yield outcome
-                    continue
+                    if outcome.timestamp > horizon:
+                        outcome = future_rejection(outcome.timestamp, horizon, why)
+                    else:
+                        own = outcome.timestamp.date()
+                        last = own
+                        if undated:
+                            yield from _flush(undated, own, day)
+                        if own == day:
+                            yield outcome
+                        continue
+                elif isinstance(outcome, Rejection) and _after(outcome.timestamp, horizon):
+                    outcome = future_rejection(outcome.timestamp, horizon, why)  # type: ignore[arg-type]
                 record = SourceRecord(f"{name}:{number}", line, outcome)
                 own = _outcome_day(outcome)
                 if own is None:
@@ -121,11 +155,18 @@ def _date(text: bytes) -> date | None:
 
 
 def _hinted_day(line: bytes) -> date | None:
-    """The line's date read without decoding the JSON, when it is unambiguous and valid."""
+    """The date of the line's only "timestamp" key, read without decoding the JSON; None when
+    the line has a backslash (an escaped key could be the real one) or not exactly one key."""
+    if b"\\" in line or line.count(b'"timestamp"') != 1:
+        return None
     match = _DATE_HINT.search(line)
-    if match is None or line.count(b'"timestamp"') != 1:
+    if match is None:
         return None
     return _date(match.group(1))
+
+
+def _after(when: datetime | None, horizon: datetime) -> bool:
+    return when is not None and when > horizon
 
 
 def _flush(

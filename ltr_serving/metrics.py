@@ -84,6 +84,7 @@ class LatencyMiddleware:
     def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,6 +104,9 @@ class LatencyMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_latency.labels(scope["method"], path, str(status)).observe(
-                time.perf_counter() - start
-            )
+            key = (scope["method"], path, status)
+            child = self._children.get(key)
+            if child is None:  # labels() costs a lock and a lookup: once per series
+                child = self.metrics.request_latency.labels(scope["method"], path, str(status))
+                self._children[key] = child
+            child.observe(time.perf_counter() - start)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from ltr_assets.schema import FEATURE_DESCRIPTIONS, FEATURES, PROTECTED_ATTRIBUTES
 
@@ -25,27 +25,24 @@ Features: type[BaseModel] = create_model(
 )
 
 ProtectedValue = str | bool | None
+ID_MAX_LENGTH = 200
 
 
-class Candidate(BaseModel):
+class ProtectedAttributes(BaseModel):
+    """Optional, for fairness monitoring only: never used to score. Only these four keys."""
+
     model_config = ConfigDict(extra="forbid")
 
-    lawyer_id: Annotated[str, Field(min_length=1, max_length=200)]
-    features: Features  # type: ignore[valid-type]
-    protected_attributes: dict[str, ProtectedValue] | None = Field(
-        default=None,
-        description=(
-            "Optional, for fairness monitoring only: never used to score. "
-            f"Keys among {', '.join(PROTECTED_ATTRIBUTES)}."
-        ),
-    )
+    gender: ProtectedValue = None
+    ethnicity: ProtectedValue = None
+    pcd: ProtectedValue = None
+    orientation: ProtectedValue = None
 
-    @field_validator("protected_attributes")
+    @model_validator(mode="before")
     @classmethod
-    def _known_attributes(
-        cls, value: dict[str, ProtectedValue] | None
-    ) -> dict[str, ProtectedValue] | None:
-        if value is not None:
+    def _known_attributes(cls, value: Any) -> Any:
+        """One clear message naming the unknown keys (the schema lists the allowed ones)."""
+        if isinstance(value, dict):
             unknown = sorted(set(value) - set(PROTECTED_ATTRIBUTES))
             if unknown:
                 raise ValueError(
@@ -54,15 +51,30 @@ class Candidate(BaseModel):
         return value
 
 
+assert tuple(ProtectedAttributes.model_fields) == PROTECTED_ATTRIBUTES
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lawyer_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
+    features: Features  # type: ignore[valid-type]
+    protected_attributes: ProtectedAttributes | None = None
+
+
 class RankRequest(BaseModel):
     """The size limit (LTR_MAX_CANDIDATES, a runtime setting) and the rule that a lawyer appears
-    once per list are checked by the route, where they cost a set() instead of a validator."""
+    once per list are checked by the request path (`ltr_serving.codec`), not here."""
 
     model_config = ConfigDict(extra="forbid")
 
-    case_id: Annotated[str, Field(min_length=1, max_length=200)]
+    case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
     candidates: Annotated[list[Candidate], Field(min_length=1)]
-    top_k: Annotated[int | None, Field(ge=1)] = None
+    top_k: Annotated[int | None, Field(ge=1, description="return only the best top_k")] = None
+    explain: bool = Field(
+        default=False,
+        description="add per-feature contributions (weights scorer); also ?explain=true",
+    )
 
 
 class RankedCandidate(BaseModel):
@@ -71,7 +83,8 @@ class RankedCandidate(BaseModel):
     score: float
     contributions: dict[str, float] | None = Field(
         default=None,
-        description="weight × value per feature (weights scorer only; they sum to the score)",
+        description="weight × value per feature, only with explain=true and the weights scorer "
+        "(they sum to the score); absent otherwise",
     )
 
 
@@ -111,6 +124,28 @@ class ReloadResponse(BaseModel):
     version: str | None
     previous_version: str | None
     error: str | None
+
+
+class ValidationErrorItem(BaseModel):
+    type: str
+    loc: list[str | int] = Field(
+        description='where, e.g. ["body", "candidates", 2, "features", "A"]'
+    )
+    msg: str
+    input: Any = Field(default=None, description="the offending value when it is a scalar")
+
+
+class ValidationErrorResponse(BaseModel):
+    """422: the request body is invalid (FastAPI's shape)."""
+
+    detail: list[ValidationErrorItem]
+
+
+class BodyTooLargeResponse(BaseModel):
+    """413: the body is larger than LTR_MAX_BODY_BYTES; it was not read further nor parsed."""
+
+    detail: str
+    limit_bytes: int
 
 
 def error_detail(loc: tuple[str | int, ...], msg: str, value: Any = None) -> dict[str, Any]:

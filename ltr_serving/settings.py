@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ltr_assets.config import ConfigError, Settings
+from ltr_assets.config import ConfigError, Settings, default_max_body_bytes
 
 if TYPE_CHECKING:
     from ltr_assets.s3_registry import S3Mirror
@@ -26,6 +26,7 @@ class ServingSettings:
     poll_seconds: float = 300.0  # <= 0 disables the poller
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     source: str = "file"  # "file" (local registry / flat file) or "s3" (the registry's mirror)
+    max_body_bytes: int = default_max_body_bytes(DEFAULT_MAX_CANDIDATES)  # /rank answers 413 above
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -39,6 +40,7 @@ class ServingSettings:
             poll_seconds=base.poll_seconds,
             max_candidates=base.max_candidates,
             source=_source(base),
+            max_body_bytes=base.max_body_bytes,
         )
 
     def mirror(self) -> S3Mirror | None:

@@ -150,6 +150,7 @@ class ServingState:
     def _build(self, artifact: StoredArtifact) -> LiveModel:
         if self.scorer_kind == "model" and artifact.model_text is None:
             raise ValueError(f"LTR_SCORER=model needs a model; {artifact.origin} has none")
+        check_gated_scorer(artifact, self.scorer_kind)
         # The model text has passed the registry's checksum check before it reaches LightGBM.
         scorer = make_scorer(self.scorer_kind, artifact.weights, artifact.model_text or "")
         if isinstance(scorer, WeightsScorer):
@@ -163,6 +164,25 @@ class ServingState:
             source=artifact.source,
             origin=artifact.origin,
             partition=artifact.partition,
+        )
+
+
+def check_gated_scorer(artifact: StoredArtifact, scorer_kind: str) -> None:
+    """Serve only what the gate evaluated: a registry version must record the scorer it was
+    gated for, and it must be the one this process runs. The flat WEIGHTS_PATH file is exempt:
+    it holds weights only, so it can only ever run as the weights scorer (checked above)."""
+    if artifact.flat:
+        return
+    gated = artifact.gated_scorer
+    if gated is None:
+        raise ValueError(
+            f"version {artifact.version} records no gated_scorer, so nothing says its gate "
+            f"evaluated the {scorer_kind} scorer (LTR_SCORER) that serving runs; refused"
+        )
+    if gated != scorer_kind:
+        raise ValueError(
+            f"version {artifact.version} was gated for the {gated} scorer, but serving runs "
+            f"LTR_SCORER={scorer_kind}; refused"
         )
 
 

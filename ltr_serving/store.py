@@ -41,6 +41,12 @@ class StoredArtifact:
     origin: str  # where it was read from, for health and logs
     partition: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    flat: bool = False  # the flat WEIGHTS_PATH file: weights only, no metadata, no gate record
+
+    @property
+    def gated_scorer(self) -> str | None:
+        """The scorer this version was gated for (None: not recorded)."""
+        return self.metadata.get("gated_scorer")
 
     @classmethod
     def of(cls, artifact: Artifact, source: Source, origin: str) -> StoredArtifact:
@@ -151,6 +157,7 @@ class LocalWeightStore:
             model_text=None,
             source=self.source,
             origin=str(self.weights_path),
+            flat=True,
         )
 
 

@@ -21,6 +21,8 @@ from dagster import (
 
 from ltr_assets.candidates import publish_candidate, train_candidate
 from ltr_assets.checks import (
+    conflicts_check_result,
+    conflicts_check_spec,
     fallback_check_result,
     fallback_check_spec,
     gate_check_result,
@@ -48,7 +50,11 @@ def _day(context: AssetExecutionContext) -> date:
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    check_specs=[quarantine_check_spec("raw_events"), fallback_check_spec("raw_events")],
+    check_specs=[
+        quarantine_check_spec("raw_events"),
+        fallback_check_spec("raw_events"),
+        conflicts_check_spec("raw_events"),
+    ],
     description="Day D's recommendation and feedback events from Kafka (the audit-log files when "
     "Kafka is not configured or unreachable), validated and deduplicated (Parquet); malformed "
     "events are quarantined with their reason.",
@@ -68,7 +74,8 @@ def raw_events(
     report = ingest_day(records, day, ltr.lake(), source=choice.name)
     context.log.info(
         f"raw_events[{day}]: read={report.read} accepted={report.accepted} "
-        f"duplicates={report.duplicates} quarantined={report.quarantined} ignored={report.ignored}"
+        f"duplicates={report.duplicates} conflicts={report.conflicts} "
+        f"quarantined={report.quarantined} ignored={report.ignored}"
     )
     return MaterializeResult(
         metadata={
@@ -77,6 +84,8 @@ def raw_events(
             "read": report.read,
             "accepted": report.accepted,
             "duplicates": report.duplicates,
+            "duplicate_conflicts": report.conflicts,
+            "conflicting_event_ids": MetadataValue.json(report.conflicting_ids),
             "quarantined": report.quarantined,
             "ignored": report.ignored,
             "recommendations": report.recommendations,
@@ -89,6 +98,7 @@ def raw_events(
         check_results=[
             quarantine_check_result(report, settings.quarantine_warn_ratio),
             fallback_check_result(choice),
+            conflicts_check_result(report),
         ],
     )
 
@@ -233,6 +243,9 @@ def published_weights(
             "s3_error": report.s3_error,
             "s3_uploaded": MetadataValue.json(report.s3_uploaded),
             "pruned_versions": MetadataValue.json(report.pruned),
+            "prune_skipped": report.prune_skipped,
+            "cleaned_leftovers": MetadataValue.json(result.cleaned),
+            "gated_scorer": artifact.metadata.get("gated_scorer", ""),
             "weights": MetadataValue.json(artifact.weights),
             "path": MetadataValue.path(str(result.path)),
         },

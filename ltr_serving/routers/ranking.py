@@ -1,101 +1,155 @@
 """POST /rank: score a case's candidates with the live version and return them in order.
 
-This is the hot path, so it skips two of FastAPI's conveniences that cost more than the scoring
-itself: the body is parsed by pydantic-core straight from the raw bytes (no json.loads into
-dicts first), and the response is serialized by orjson from plain dicts (no response-model
-re-validation). The OpenAPI document still shows RankRequest / RankResponse, and errors keep
-FastAPI's 422 shape.
+This is the hot path, so it is a plain ASGI endpoint (`RankEndpoint`, mounted as a Starlette
+route) rather than a FastAPI route: it reads the body from `receive` itself, capped (413 before
+anything too large is read further or parsed: a declared Content-Length is checked first, a
+chunked body is abandoned once over the cap), and hands the bytes to `ltr_serving.codec`, the
+FastAPI-free request path that the gate's latency check times too (msgspec validation straight
+into a numpy matrix, the live scorer, orjson serialisation). Skipped: routing through FastAPI's
+dependency solving, Request/Response objects, per-candidate pydantic objects and response-model
+re-validation. `openapi_route` describes the same operation for the OpenAPI document
+(RankRequest, RankResponse, the explain query parameter, 413, 422 and 503), and every error body
+keeps FastAPI's shapes ({"detail": "..."}, and the 422 list).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from operator import attrgetter
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import numpy as np
 import orjson
-from fastapi import APIRouter, HTTPException, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi.routing import APIRoute
+from starlette.routing import Match, Route
 
-from ltr_assets.schema import FEATURES
-from ltr_serving.dependencies import StateDep
-from ltr_serving.models import RankRequest, RankResponse, error_detail
+from ltr_serving import codec
+from ltr_serving.errors import validation_errors
+from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
+from ltr_serving.state import ServingState
 
-router = APIRouter(tags=["ranking"])
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-_feature_values = attrgetter(*FEATURES)
-REQUEST_BODY_DOC = {
-    "required": True,
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RankRequest"}}},
-}
-
-
-def invalid(field: str, message: str) -> RequestValidationError:
-    return RequestValidationError([error_detail(("body", field), message)])
+PATH = "/rank"
+JSON_HEADERS = [(b"content-type", b"application/json")]
+TRUE = (b"true", b"1", b"yes")
+STARTING = "the service is starting"
+NOTHING_LOADED = "no valid version is loaded; see GET /ltr/health for the last reload error"
 
 
-def parse_request(raw: bytes) -> RankRequest:
-    try:
-        return RankRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The body, or None once it is known to exceed `limit` (nothing more is read then)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit() or int(value) > limit:
+                return None
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-@router.post(
-    "/rank",
+def _explain(query_string: bytes) -> bool:
+    """?explain=true (or 1, yes) in the query string."""
+    for pair in query_string.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == b"explain":
+            return value.lower() in TRUE
+    return False
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RankEndpoint:
+    """ASGI app of POST /rank. Ranks by descending score; ties keep the request's order."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: ServingState | None = getattr(scope["app"].state, "serving", None)
+        if state is None:  # only between process start and the end of the lifespan's startup
+            await _send(send, 503, orjson.dumps({"detail": STARTING}))
+            return
+        limit = state.settings.max_body_bytes
+        body = await read_body(scope, receive, limit)
+        if body is None:
+            detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
+            await _send(send, 413, orjson.dumps({"detail": detail, "limit_bytes": limit}))
+            return
+        live = state.live  # read once: this request uses this version from here to the end
+        if live is None:
+            await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
+            return
+        explain = _explain(scope["query_string"]) if scope["query_string"] else False
+        try:
+            parsed = codec.parse_request(body, state.settings.max_candidates, explain)
+        except codec.RequestError as exc:
+            await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
+            return
+        state.metrics.ranked_candidates.observe(len(parsed.ids))
+        await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
+
+
+class RankRoute(Route):
+    """A Starlette route that, like FastAPI's, records itself as `scope["route"]` (the latency
+    metric's route label)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:  # type: ignore[override]
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+route = RankRoute(PATH, RankEndpoint(), methods=["POST"], include_in_schema=False)
+
+
+async def _documented_rank() -> RankResponse:  # pragma: no cover - documentation only
+    raise NotImplementedError
+
+
+# The OpenAPI description of POST /rank (served by `route` above, never by this object).
+openapi_route = APIRoute(
+    PATH,
+    _documented_rank,
+    methods=["POST"],
+    tags=["ranking"],
+    summary="Rank",
+    description="Rank by descending score; ties keep the request's order (a stable sort). "
+    "Per-feature contributions only with `explain` (weights scorer); `top_k` limits the answer.",
     response_model=RankResponse,
-    openapi_extra={"requestBody": REQUEST_BODY_DOC},
-)
-async def rank(request: Request, state: StateDep) -> Response:
-    """Rank by descending score; ties keep the request's order (a stable sort)."""
-    body = parse_request(await request.body())
-    n = len(body.candidates)
-    limit = state.settings.max_candidates
-    if n > limit:
-        message = f"at most {limit} candidates per request (LTR_MAX_CANDIDATES), got {n}"
-        raise invalid("candidates", message)
-    ids = [c.lawyer_id for c in body.candidates]
-    if len(set(ids)) != n:
-        repeated = next(i for i, count in Counter(ids).items() if count > 1)
-        raise invalid("candidates", f"lawyer_id {repeated!r} appears more than once")
-    live = state.live  # read once: this request uses this version from here to the end
-    if live is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "no valid version is loaded; see GET /ltr/health for the last reload error",
-        )
-    state.metrics.ranked_candidates.observe(n)
-    matrix = np.array([_feature_values(c.features) for c in body.candidates], dtype=np.float64)
-    matrix = matrix.reshape(n, len(FEATURES))  # attrgetter of a single feature gives a scalar
-    scores = live.scorer.score(matrix)
-    order = np.argsort(-scores, kind="stable")[: body.top_k].tolist()
-    score_list = scores.tolist()
-    ranked: list[dict[str, Any]]
-    if live.explains:
-        contributions = live.scorer.contributions(matrix).tolist()  # type: ignore[attr-defined]
-        # rows have exactly len(FEATURES) values by construction, so zip needs no strict check
-        by_feature = [dict(zip(FEATURES, row)) for row in contributions]  # noqa: B905
-        ranked = [
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/RankRequest"}}
+            },
+        },
+        "parameters": [
             {
-                "lawyer_id": ids[i],
-                "rank": position,
-                "score": score_list[i],
-                "contributions": by_feature[i],
+                "name": "explain",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "boolean", "default": False},
+                "description": "add per-feature contributions, like `explain` in the body",
             }
-            for position, i in enumerate(order, start=1)
-        ]
-    else:
-        ranked = [
-            {"lawyer_id": ids[i], "rank": position, "score": score_list[i], "contributions": None}
-            for position, i in enumerate(order, start=1)
-        ]
-    payload = {
-        "case_id": body.case_id,
-        "version": live.version,
-        "scorer": live.scorer_kind,
-        "candidates": ranked,
-    }
-    return Response(orjson.dumps(payload), media_type="application/json")
+        ],
+    },
+    responses={
+        413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
+        422: {"model": ValidationErrorResponse, "description": "invalid request, with the reason"},
+        503: {"description": "no valid version is loaded (see GET /ltr/health)"},
+    },
+)

@@ -34,6 +34,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
     assert checks == {("ltr_model", name) for name in GATE} | {
         ("raw_events", "quarantine_ratio"),
         ("raw_events", "source_fallback"),
+        ("raw_events", "duplicate_conflicts"),
         ("published_weights", "s3_published"),
     }
     for key in GATE:
@@ -77,7 +78,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
     checks = check_results(first)
-    assert set(checks) == GATE | {"quarantine_ratio", "source_fallback"}
+    assert set(checks) == GATE | {"quarantine_ratio", "source_fallback", "duplicate_conflicts"}
     assert checks["min_samples"] is False
     assert "published_weights" not in _materialized(first)
     assert registry.latest_version() is None
@@ -142,3 +143,24 @@ def test_label_refresh_adds_the_feedback_that_came_after_midnight(ltr_home: Path
     assert refreshed["feedback_matched"] == (
         nightly["feedback_matched"] + refreshed["late_feedback_matched"]
     )
+
+
+def test_conflicting_duplicates_warn_and_are_counted_apart(ltr_home: Path) -> None:
+    log = ltr_home / "events" / "audit.jsonl"
+    write_simulated_events(log, days=1, envelope="flat")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    copies = [{**e, "score": 0.123} for e in events[:3] if e.get("score") is not None]
+    exact = events[5]
+    with log.open("a") as handle:
+        handle.writelines(json.dumps(e) + "\n" for e in [*copies, exact])
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+    result = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, asset_selection=[AssetKey("raw_events")]
+    )
+    assert result.success
+    assert check_results(result)["duplicate_conflicts"] is False  # a WARN: the run goes on
+    event = instance.get_latest_materialization_event(AssetKey("raw_events"))
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert (meta["duplicates"], meta["duplicate_conflicts"]) == (1, len(copies))
+    assert meta["conflicting_event_ids"] == sorted(e["event_id"] for e in copies)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import date, timedelta
+from collections import Counter
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,12 @@ from aiokafka import AIOKafkaProducer
 from dagster import AssetKey, DagsterInstance
 
 from ltr_assets.definitions import defs
+from ltr_assets.events import EventRow
 from ltr_assets.ingest import ingest_day
 from ltr_assets.kafka import KafkaDaySource, KafkaSettings, ensure_topic, publish_events
 from ltr_assets.lake import Lake
 from ltr_assets.simulator import Simulator, SimulatorConfig
-from ltr_assets.sources import AuditLogSource
+from ltr_assets.sources import AuditLogSource, SourceRecord
 from tests.conftest import START
 from tests.support.dagster_results import check_results
 from tests.support.kafka_broker import Broker
@@ -54,15 +56,35 @@ def _write_jsonl(path: Path, events: list[dict]) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
 
 
+def _conflicting_copies(events: list[dict], every: int) -> list[dict]:
+    """Copies of some events under the same id with other content: another score, or a time a
+    second earlier (the copy that is kept) within the same day."""
+    copies = []
+    for k, event in enumerate(events[::every]):
+        if k % 2 and event.get("score") is not None:
+            copies.append({**event, "score": round(event["score"] / 2, 6)})
+        elif not event["timestamp"].endswith("00:00:00.000Z"):
+            when = datetime.fromisoformat(event["timestamp"]) - timedelta(seconds=1)
+            if when.date() == datetime.fromisoformat(event["timestamp"]).date():
+                copies.append({**event, "timestamp": when.isoformat().replace("+00:00", "Z")})
+    return copies
+
+
 def test_each_day_holds_exactly_its_events_and_matches_the_files(
     kafka_broker: Broker, topic: str, tmp_path: Path
 ) -> None:
+    """Byte-identical Parquet from Kafka and from the files, conflicting duplicates included:
+    the files hold each conflicting copy after its original, the topic before it and in
+    another order (partitions interleave), and the kept copy is the same."""
     events = Simulator(SimulatorConfig(start=START, days=3, seed=5, requests_per_day=60)).events()
-    arrived = _arrival_order(events, seed=1)
+    copies = _conflicting_copies(events, every=37)
+    assert len(copies) > 10
+    arrived = _arrival_order(copies[::-1] + events, seed=1)
     assert arrived != events  # out of order across the topic
     settings = _settings(kafka_broker, topic)
-    assert publish_events(settings, arrived) == len(events)
-    _write_jsonl(tmp_path / "audit.jsonl", events)
+    assert publish_events(settings, arrived) == len(events) + len(copies)
+    _write_jsonl(tmp_path / "audit.jsonl", events + copies)
+    conflicts = Counter(c["timestamp"][:10] for c in copies)
 
     kafka_lake, file_lake = Lake(tmp_path / "kafka"), Lake(tmp_path / "files")
     source = KafkaDaySource(settings)
@@ -75,9 +97,11 @@ def test_each_day_holds_exactly_its_events_and_matches_the_files(
         ids = pq.read_table(report.parquet_path).column("event_id").to_pylist()
         assert len(ids) == len(set(ids)) and set(ids) == expected
         assert report.duplicates == 0 and report.quarantined == 0
+        assert report.conflicts == conflicts[day.isoformat()] > 0
         seen |= set(ids)
         file_report = ingest_day(files.read_day(day), day, file_lake, "audit_log")
         assert file_report.parquet_path.read_bytes() == got  # identical Parquet
+        assert file_report.conflicting_ids == report.conflicting_ids
         again = ingest_day(source.read_day(day), day, kafka_lake, "kafka")
         assert again.parquet_path.read_bytes() == got  # re-materializing gives the same rows
     last_day_ids = {
@@ -251,3 +275,26 @@ def test_simulate_to_kafka_and_the_group_progress_is_committed(
     # a backfill of an earlier day never moves the committed offsets backwards
     KafkaDaySource(settings).read(START - timedelta(days=1))
     assert asyncio.run(_committed(settings)) == committed
+
+
+def test_a_future_stamped_record_is_quarantined_in_the_day_it_arrived(
+    kafka_broker: Broker,
+) -> None:
+    settings = _settings(kafka_broker, f"future_{uuid.uuid4().hex[:8]}")
+    ensure_topic(settings, partitions=1)
+    day = DAYS[1]
+    base = {"event_type": "offer_feedback", "request_id": "r", "case_id": "c", "action": "click"}
+    stream = [
+        {**base, "event_id": "d-0", "lawyer_id": "a", "timestamp": f"{day}T10:00:00Z"},
+        {**base, "event_id": "skewed", "lawyer_id": "b", "timestamp": "2030-01-01T00:00:00Z"},
+        {**base, "event_id": "d-1", "lawyer_id": "c", "timestamp": f"{day}T11:00:00Z"},
+    ]
+    publish_events(settings, stream)
+    source = KafkaDaySource(settings)
+    records = source.read(day).records
+    assert [r.event_id for r in records if isinstance(r, EventRow)] == ["d-0", "d-1"]
+    quarantined = [r for r in records if isinstance(r, SourceRecord)]
+    assert len(quarantined) == 1 and quarantined[0].outcome.kind == "future_timestamp"
+    assert b'"skewed"' in quarantined[0].raw
+    for other in (DAYS[0], DAYS[2], date(2030, 1, 1)):
+        assert source.read(other).records == []

@@ -27,6 +27,7 @@ from tests.support.http_receiver import http_receiver
 from tests.support.kafka_broker import free_port
 
 MODEL = tiny_model_text()
+GATED = {"gated_scorer": "weights"}  # what the candidate summary records
 
 
 def _now(second: int) -> datetime:
@@ -45,7 +46,7 @@ def _latest_copy_version(mirror: S3Mirror) -> str:
 
 
 def _publish(local: LocalRegistry, mirror: S3Mirror | None, partition: str, second: int, **kw):
-    result = local.publish(weights(second), MODEL, {}, partition, now=_now(second), **kw)
+    result = local.publish(weights(second), MODEL, GATED, partition, now=_now(second), **kw)
     report = publication._sync(local, mirror, kw.get("force", False))
     return result, report
 
@@ -53,9 +54,9 @@ def _publish(local: LocalRegistry, mirror: S3Mirror | None, partition: str, seco
 def test_publish_list_fetch_and_rollback(s3_env: str, tmp_path: Path, capsys) -> None:
     local = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
     mirror = _mirror()
-    first = publication.publish(local, mirror, weights(1), MODEL, {}, "2026-11-24")
+    first = publication.publish(local, mirror, weights(1), MODEL, GATED, "2026-11-24")
     assert first.s3_published is True and first.s3_uploaded == [first.version]
-    second = publication.publish(local, mirror, weights(2), MODEL, {}, "2026-11-25")
+    second = publication.publish(local, mirror, weights(2), MODEL, GATED, "2026-11-25")
     assert mirror.versions() == [first.version, second.version]
     pointer, _ = mirror.pointer()
     assert pointer["version"] == second.version and pointer["partition"] == "2026-11-25"

@@ -54,11 +54,14 @@ class Publisher:
         self.model_text = model_text
         self._now = datetime(2026, 11, 26, 2, 15, 0, tzinfo=UTC)
 
-    def publish(self, weights: dict[str, float]) -> str:
+    def publish(self, weights: dict[str, float], gated_scorer: str | None = "") -> str:
+        """A version gated for `gated_scorer`: by default the LTR_SCORER of the moment, None for
+        a version that records no gated scorer."""
         self._now += timedelta(seconds=1)
-        result = self.registry.publish(
-            weights, self.model_text, {"gate_passed": True}, PARTITION, now=self._now
-        )
+        metadata: dict[str, Any] = {"gate_passed": True}
+        if gated_scorer is not None:
+            metadata["gated_scorer"] = gated_scorer or os.environ.get("LTR_SCORER", "weights")
+        result = self.registry.publish(weights, self.model_text, metadata, PARTITION, now=self._now)
         assert result.latest_moved
         return result.version
 

@@ -26,10 +26,14 @@ def test_ranks_scores_and_contributions_follow_the_published_weights(
     weights = weights_for(1)
     version = publisher.publish(weights)
     server = start_server()
-    body = rank_body(40, seed=7, case_id="c-42")
+    body = rank_body(40, seed=7, case_id="c-42", explain=True)
     with server.client() as client:
         response = client.post("/rank", json=body)
+        plain = client.post("/rank", json={**body, "explain": False}).json()["candidates"]
+        by_query = client.post("/rank?explain=true", json={**body, "explain": False}).json()
     assert response.status_code == 200, response.text
+    assert all("contributions" not in c for c in plain)  # only when asked for
+    assert by_query["candidates"] == response.json()["candidates"]
     out = RankResponse.model_validate(response.json())
     assert (out.case_id, out.version, out.scorer) == ("c-42", version, "weights")
 
@@ -75,7 +79,7 @@ def test_model_scorer_ranks_with_the_lightgbm_booster(
     serving_env(LTR_SCORER="model")
     version = publisher.publish(weights_for(3))
     server = start_server()
-    body = rank_body(25, seed=11)
+    body = rank_body(25, seed=11, explain=True)  # the booster has no contributions to give
     with server.client() as client:
         out = client.post("/rank", json=body).json()
     assert (out["version"], out["scorer"]) == (version, "model")
@@ -84,7 +88,7 @@ def test_model_scorer_ranks_with_the_lightgbm_booster(
         f"l-{i}" for i in np.argsort(-expected, kind="stable")
     ]
     assert [c["score"] for c in out["candidates"]] == pytest.approx(sorted(expected, reverse=True))
-    assert all(c["contributions"] is None for c in out["candidates"])
+    assert all("contributions" not in c for c in out["candidates"])
 
 
 def _with(body: dict[str, Any], index: int, **changes: Any) -> dict[str, Any]:

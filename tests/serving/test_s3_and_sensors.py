@@ -52,7 +52,10 @@ def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
 
     def publish(second: int) -> str:
         now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
-        version = pipeline.publish(weights_for(second), model_text, {}, PARTITION, now=now).version
+        meta = {"gated_scorer": "weights"}
+        version = pipeline.publish(
+            weights_for(second), model_text, meta, PARTITION, now=now
+        ).version
         sync(pipeline, mirror)
         return version
 

@@ -38,7 +38,10 @@ def _state(store: ScriptedStore, tmp_path: Path) -> ServingState:
 
 
 def _artifact(version: str) -> StoredArtifact:
-    return StoredArtifact(version, weights_for(1), None, "s3", f"s3://bucket/ltr/{version}")
+    origin = f"s3://bucket/ltr/{version}"
+    return StoredArtifact(
+        version, weights_for(1), None, "s3", origin, metadata={"gated_scorer": "weights"}
+    )
 
 
 def test_an_unreadable_store_is_retried_by_the_next_poll(tmp_path: Path) -> None:

@@ -22,6 +22,14 @@ def test_defaults_follow_ltr_home() -> None:
     )
 
 
+def test_the_body_cap_follows_the_candidate_limit_unless_set() -> None:
+    assert Settings.from_env({}).max_body_bytes == 64 * 1024 + 2048 * 1000
+    assert Settings.from_env({"LTR_MAX_CANDIDATES": "10"}).max_body_bytes == 64 * 1024 + 20480
+    assert Settings.from_env({"LTR_MAX_BODY_BYTES": "5000"}).max_body_bytes == 5000
+    assert Settings.from_env({}).max_clock_skew_hours == 24.0
+    assert Settings.from_env({"LTR_MAX_CLOCK_SKEW_HOURS": "1.5"}).max_clock_skew_hours == 1.5
+
+
 def test_thresholds_are_parsed_from_strings() -> None:
     settings = Settings.from_env({"LTR_NDCG_MIN": "0.7", "LTR_MIN_SAMPLES": "250"})
     assert settings.gate.ndcg_min == 0.7 and settings.gate.min_samples == 250
@@ -36,6 +44,8 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_TRAIN_WINDOW_DAYS": "0"}, "at least 1"),
         ({"LTR_SCORER": "neural"}, "must be one of"),
         ({"LTR_START_DATE": "26/11/2026"}, "not a date"),
+        ({"LTR_MAX_CLOCK_SKEW_HOURS": "-1"}, "must not be negative"),
+        ({"LTR_MAX_BODY_BYTES": "100"}, "at least 1024"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ltr_assets.ingest import ingest_day
+from ltr_assets.events import parse_event
+from ltr_assets.ingest import content_digest, ingest_day
 from ltr_assets.lake import Lake
 from ltr_assets.sources import AuditLogSource
 from tests.unit.test_events import FEATURES, FLAT
@@ -29,7 +30,7 @@ def test_bad_input_is_quarantined_with_reasons_and_counted(tmp_path: Path) -> No
         _event(4, features={**FEATURES, "Q": 1.5}),
         _event(5, features={**FEATURES, "Q": -0.2}),
         _event(1),  # exact duplicate
-        _event(2, score=0.1),  # same id, other content: still a duplicate
+        _event(2, score=0.1),  # same id, other content: a conflict
         json.dumps({"timestamp": "2026-11-25T10:00:00Z", "message": "http_request"}),
         _event(6, event_type="offer_feedback", action="contract"),
         _event(7, timestamp="2026-11-26T00:00:01Z"),  # another day
@@ -41,12 +42,15 @@ def test_bad_input_is_quarantined_with_reasons_and_counted(tmp_path: Path) -> No
 
     report = ingest_day(source.read_day(DAY), DAY, lake, source.name)
 
-    assert (report.read, report.accepted, report.duplicates) == (10, 3, 2)
-    assert (report.quarantined, report.ignored) == (4, 1)
+    assert (report.read, report.accepted, report.duplicates, report.conflicts) == (10, 3, 1, 1)
+    assert (report.quarantined, report.ignored) == (4, 1) and report.accounted == report.read
+    assert report.conflicting_ids == ["e-2"]
     assert report.reasons == {"invalid_json": 1, "unknown_event_type": 1, "bad_feature": 2}
     table = pq.read_table(report.parquet_path)
     assert sorted(table.column("event_id").to_pylist()) == ["e-1", "e-2", "e-6"]
-    assert table.column("score").to_pylist()[:2] == [0.83, 0.83]  # the first copy is kept
+    copies = [parse_event(_event(2)), parse_event(_event(2, score=0.1))]
+    winner = min(copies, key=content_digest)  # same timestamp: the smaller content hash wins
+    assert table.column("score").to_pylist()[1] == winner.score
     quarantine = [json.loads(x) for x in report.quarantine_path.read_text().splitlines()]
     assert [q["kind"] for q in quarantine] == [
         "invalid_json",

@@ -1,0 +1,263 @@
+"""The /rank request path without FastAPI: body bytes -> validated ids and a float64 matrix ->
+scores from a `Scorer` -> response bytes. The route runs exactly this, and so does the gate's
+latency check (`time_request_path`), so the gate times what serving does.
+
+Validation has two paths that accept the same requests:
+- fast: msgspec decodes the bytes straight into typed structs in C, with every rule of the
+  schema (required features, strict numbers in [0, 1], no bools or strings, no unknown keys,
+  lengths); the feature values then go into numpy in one call. No per-candidate pydantic object.
+- exact: anything the fast path does not accept goes through the pydantic models
+  (`ltr_serving.models.RankRequest`), which either accept it (a lax form msgspec refuses, e.g.
+  `"top_k": "3"`) or produce the 422 errors in FastAPI's shape, with a clear reason and location.
+The rules pydantic cannot know (at most `max_candidates`, each lawyer once) are checked here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Annotated, Any
+
+import msgspec
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from ltr_assets.metrics import LatencyReport
+from ltr_assets.schema import FEATURES, PROTECTED_ATTRIBUTES
+from ltr_assets.scoring import Scorer, WeightsScorer
+from ltr_serving.models import ID_MAX_LENGTH, RankRequest
+
+_Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
+# gc=False: these hold only strings, numbers and each other, so they can form no cycle; left
+# untracked, a 1,000-candidate request does not trigger the cyclic GC over and over.
+_Features = msgspec.defstruct(
+    "_Features", [(code, _Unit) for code in FEATURES], forbid_unknown_fields=True, gc=False
+)
+_Attributes = msgspec.defstruct(
+    "_Attributes",
+    [(name, str | bool | None, None) for name in PROTECTED_ATTRIBUTES],
+    forbid_unknown_fields=True,
+    gc=False,
+)
+
+
+class _Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    lawyer_id: _Id
+    features: _Features  # type: ignore[valid-type]
+    protected_attributes: _Attributes | None = None  # type: ignore[valid-type]
+
+
+class _Request(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    case_id: _Id
+    candidates: Annotated[list[_Candidate], msgspec.Meta(min_length=1)]
+    top_k: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    explain: bool = False
+
+
+_decoder = msgspec.json.Decoder(_Request)
+_values = attrgetter(*FEATURES)
+_features_of = attrgetter("features")
+_lawyer_id_of = attrgetter("lawyer_id")
+
+
+class RequestError(ValueError):
+    """The request is invalid: `errors` in FastAPI's shape ({"type", "loc", "msg", "input"})."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["msg"] if errors else "invalid request")
+        self.errors = errors
+
+
+def _error(loc: tuple[str | int, ...], msg: str) -> RequestError:
+    return RequestError([{"type": "value_error", "loc": ("body", *loc), "msg": msg, "input": None}])
+
+
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs microseconds on the hot path
+class ParsedRequest:
+    case_id: str
+    ids: list[str]
+    matrix: np.ndarray  # float64, one row per candidate, columns in FEATURES order
+    top_k: int | None
+    explain: bool
+
+
+def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> ParsedRequest:
+    """Validate a /rank body; RequestError (a 422) otherwise. `explain`: the query's default."""
+    try:
+        request = _decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _parse_exactly(body, max_candidates, explain)
+    candidates = request.candidates
+    n = len(candidates)
+    _check_size(n, max_candidates)
+    ids = list(map(_lawyer_id_of, candidates))
+    # Struct fields are in FEATURES order; one flat C-level pass into the matrix.
+    values = chain.from_iterable(map(msgspec.structs.astuple, map(_features_of, candidates)))
+    matrix = np.fromiter(values, dtype=np.float64, count=n * len(FEATURES))
+    return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+
+
+def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedRequest:
+    """The pydantic models decide: their errors are the 422 body, their acceptance stands."""
+    try:
+        request = RankRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    candidates = request.candidates
+    _check_size(len(candidates), max_candidates)
+    ids = [c.lawyer_id for c in candidates]
+    matrix = np.array([_values(c.features) for c in candidates], dtype=np.float64)
+    return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+
+
+def _check_size(n: int, max_candidates: int) -> None:
+    if n > max_candidates:
+        message = f"at most {max_candidates} candidates per request (LTR_MAX_CANDIDATES), got {n}"
+        raise _error(("candidates",), message)
+
+
+def _parsed(
+    case_id: str, ids: list[str], matrix: np.ndarray, top_k: int | None, explain: bool
+) -> ParsedRequest:
+    if len(set(ids)) != len(ids):
+        repeated = next(i for i, count in Counter(ids).items() if count > 1)
+        raise _error(("candidates",), f"lawyer_id {repeated!r} appears more than once")
+    matrix = matrix.reshape(len(ids), len(FEATURES))  # one feature gives a flat array
+    return ParsedRequest(case_id, ids, matrix, top_k, explain)
+
+
+class _Ranked(msgspec.Struct, gc=False):
+    lawyer_id: str
+    rank: int
+    score: float
+
+
+class _Explained(msgspec.Struct, gc=False):
+    lawyer_id: str
+    rank: int
+    score: float
+    contributions: dict[str, float]
+
+
+class _Response(msgspec.Struct, gc=False):
+    case_id: str
+    version: str
+    scorer: str
+    candidates: list[_Ranked] | list[_Explained]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def rank(request: ParsedRequest, scorer: Scorer, version: str) -> bytes:
+    """Score, order by descending score (ties keep the request's order: a stable sort), and
+    serialise the top_k; per-feature contributions only when asked and the scorer has them."""
+    scores = scorer.score(request.matrix)
+    order = np.argsort(-scores, kind="stable")[: request.top_k]
+    ids = request.ids
+    pairs = zip(order.tolist(), scores[order].tolist(), strict=True)
+    ranked: list[_Ranked] | list[_Explained]
+    if request.explain and isinstance(scorer, WeightsScorer):
+        rows = scorer.contributions(request.matrix[order]).tolist()
+        ranked = [
+            _Explained(ids[i], position, score, dict(zip(FEATURES, row, strict=True)))
+            for position, ((i, score), row) in enumerate(zip(pairs, rows, strict=True), 1)
+        ]
+    else:
+        ranked = [_Ranked(ids[i], position, score) for position, (i, score) in enumerate(pairs, 1)]
+    return _encoder.encode(_Response(request.case_id, version, scorer.kind, ranked))
+
+
+def handle(body: bytes, scorer: Scorer, version: str, max_candidates: int) -> bytes:
+    """The whole request path: body bytes in, response bytes out (RequestError for a 422)."""
+    return rank(parse_request(body, max_candidates), scorer, version)
+
+
+# -- the gate's latency: the real request path, timed in-process ---------------------------
+
+
+@dataclass(frozen=True)
+class SizeLatency:
+    """Latency of requests of the given list sizes (`sizes` is what was cycled through)."""
+
+    sizes: tuple[int, ...]
+    report: LatencyReport
+
+
+@dataclass(frozen=True)
+class RequestPathLatency:
+    """Per size group; `worst` is the group with the highest p95 (what a gate compares)."""
+
+    groups: tuple[SizeLatency, ...]
+
+    @property
+    def worst(self) -> LatencyReport:
+        return max((g.report for g in self.groups), key=lambda r: r.p95_ms)
+
+
+def request_body(n_candidates: int, seed: int = 0) -> bytes:
+    """A realistic /rank body: random features with full float precision, distinct lawyers."""
+    rng = np.random.default_rng([seed, n_candidates])
+    values = rng.random((n_candidates, len(FEATURES))).tolist()
+    candidates = [
+        {"lawyer_id": f"l-{seed}-{i}", "features": dict(zip(FEATURES, row, strict=True))}
+        for i, row in enumerate(values)
+    ]
+    return orjson.dumps({"case_id": f"c-{seed}", "candidates": candidates})
+
+
+def _time_bodies(
+    bodies: Sequence[bytes], scorer: Scorer, max_candidates: int, n: int, warmup: int
+) -> LatencyReport:
+    for i in range(warmup):
+        handle(bodies[i % len(bodies)], scorer, "gate", max_candidates)
+    timings = np.empty(n)
+    for i in range(n):
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter_ns()
+        handle(body, scorer, "gate", max_candidates)
+        timings[i] = (time.perf_counter_ns() - start) / 1e6
+    p50, p95, p99 = np.percentile(timings, [50, 95, 99])
+    return LatencyReport(n, float(p50), float(p95), float(p99))
+
+
+def time_request_path_groups(
+    scorer: Scorer,
+    list_sizes: Sequence[int],
+    max_candidates: int,
+    n: int = 1000,
+    warmup: int = 100,
+) -> RequestPathLatency:
+    """Time `handle` (JSON bytes -> validation -> `scorer` -> response bytes) over `n` requests
+    after `warmup`, once cycling through the list sizes seen in the data (pass one per list, so
+    frequent sizes weigh more), once at `max_candidates`: a gate must hold at the largest list
+    serving accepts, which the data's sizes alone may never reach."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    sizes = [min(max(int(s), 1), max_candidates) for s in list_sizes] or [max_candidates]
+    bodies = {s: request_body(s, seed=s) for s in set(sizes)}
+    data = _time_bodies([bodies[s] for s in sizes], scorer, max_candidates, n, warmup)
+    largest = request_body(max_candidates, seed=max_candidates)
+    at_max = _time_bodies([largest], scorer, max_candidates, n, warmup)
+    return RequestPathLatency(
+        (SizeLatency(tuple(sorted(set(sizes))), data), SizeLatency((max_candidates,), at_max))
+    )
+
+
+def time_request_path(
+    scorer: Scorer,
+    list_sizes: Sequence[int],
+    max_candidates: int,
+    n: int = 1000,
+    warmup: int = 100,
+) -> LatencyReport:
+    """The gate's latency: the worse (by p95) of the data's list sizes and `max_candidates`,
+    each timed over `n` real requests in-process (see `time_request_path_groups`)."""
+    return time_request_path_groups(scorer, list_sizes, max_candidates, n, warmup).worst

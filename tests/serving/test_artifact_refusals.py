@@ -1,0 +1,113 @@
+"""Artifacts serving must refuse without dying: a model that crashes LightGBM, a version gated
+for another scorer, or one that does not say which scorer it was gated for."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from ltr_assets.config import Settings
+from ltr_assets.registry import METADATA_FILE, MODEL_FILE, sha256
+from tests.serving.conftest import (
+    TOKEN,
+    Publisher,
+    RunningServer,
+    ServerProcess,
+    rank_body,
+    wait_for,
+    weights_for,
+)
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _crashing_model(publisher: Publisher, version: str) -> None:
+    """Truncate model.txt where its trees begin (LightGBM aborts the process parsing that) and
+    rewrite metadata.json's checksum to match, as an attacker with write access would."""
+    folder = publisher.registry.versions_dir / version
+    text = (folder / MODEL_FILE).read_bytes()
+    model = text[: text.index(b"Tree=0")]
+    (folder / MODEL_FILE).write_bytes(model)
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    metadata["checksums"][MODEL_FILE] = sha256(model)
+    (folder / METADATA_FILE).write_text(json.dumps(metadata))
+
+
+def test_a_model_that_crashes_lightgbm_cannot_kill_the_server(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    serving_env(LTR_SCORER="model", WEIGHTS_POLL_SECONDS="0.2")
+    good = publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client() as client:
+        bad = publisher.publish(weights_for(2))
+        _crashing_model(publisher, bad)
+        refused = client.post("/reload", headers=AUTH)
+        assert refused.status_code == 409, refused.text
+        assert "LightGBM crashed parsing the model (SIGABRT)" in refused.json()["error"]
+        assert server.process.poll() is None
+
+        worse = publisher.publish(weights_for(3))  # the poller meets the next one on its own
+        _crashing_model(publisher, worse)
+        wait_for(
+            lambda: worse in (client.get("/ltr/health").json()["last_reload_error"] or ""),
+            10,
+            "the poller to refuse the crashing model",
+        )
+        assert server.process.poll() is None
+        health = client.get("/ltr/health").json()
+        assert health["version"] == good and "SIGABRT" in health["last_reload_error"]
+        assert client.post("/rank", json=rank_body(5)).json()["version"] == good
+
+
+def test_an_artifact_gated_for_another_scorer_is_refused_with_the_reason(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    serving_env(LTR_SCORER="model")
+    publisher.publish(weights_for(1), gated_scorer="weights")
+    server = start_server()
+    with server.client() as client:
+        health = client.get("/ltr/health")  # refused at startup
+        assert health.status_code == 503
+        assert "gated for the weights scorer" in health.json()["last_reload_error"]
+        assert "LTR_SCORER=model" in health.json()["last_reload_error"]
+
+        model_version = publisher.publish(weights_for(2), gated_scorer="model")
+        assert client.post("/reload", headers=AUTH).json()["version"] == model_version
+
+        publisher.publish(weights_for(3), gated_scorer="weights")
+        refused = client.post("/reload", headers=AUTH)
+        assert refused.status_code == 409 and "gated for the weights scorer" in refused.text
+
+        unrecorded = publisher.publish(weights_for(4), gated_scorer=None)
+        refused = client.post("/reload", headers=AUTH)
+        assert refused.status_code == 409
+        assert f"version {unrecorded} records no gated_scorer" in refused.json()["error"]
+        health = client.get("/ltr/health").json()
+        assert health["version"] == model_version and health["status"] == "degraded"
+        assert client.post("/rank", json=rank_body(3)).json()["version"] == model_version
+
+
+def test_the_poller_refuses_an_artifact_gated_for_another_scorer(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    serving_env(WEIGHTS_POLL_SECONDS="0.1")
+    live = publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        publisher.publish(weights_for(2), gated_scorer="model")
+        wait_for(
+            lambda: (
+                "gated for the model scorer"
+                in (client.get("/ltr/health").json()["last_reload_error"] or "")
+            ),
+            5,
+            "the poller to refuse the version",
+        )
+        assert client.get("/ltr/health").json()["version"] == live

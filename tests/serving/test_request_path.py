@@ -1,0 +1,149 @@
+"""The /rank request path: a capped body (413 before parsing), the OpenAPI description of what
+it answers, and the FastAPI-free codec that serving and the gate's latency check share."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+import orjson
+import pytest
+
+from ltr_assets.config import Settings
+from ltr_assets.metrics import LatencyReport
+from ltr_assets.schema import FEATURES, PROTECTED_ATTRIBUTES
+from ltr_assets.scoring import WeightsScorer
+from ltr_serving import codec
+from tests.serving.conftest import Publisher, RunningServer, rank_body, weights_for
+
+
+def test_a_body_over_the_cap_gets_a_413_before_it_is_parsed(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    settings = serving_env(LTR_MAX_BODY_BYTES="20000")
+    assert settings.max_body_bytes == 20000
+    publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        huge = b'{"case_id": "c", "candidates": [' + b" " * 15_000_000 + b"]}"
+        response = client.post("/rank", content=huge, headers={"content-type": "application/json"})
+        assert response.status_code == 413
+        assert response.json()["limit_bytes"] == 20000
+        assert "LTR_MAX_BODY_BYTES" in response.json()["detail"]
+        assert client.get("/ltr/health").status_code == 200
+        assert client.post("/rank", json=rank_body(20)).status_code == 200  # 20 fit in 20 kB
+
+
+def test_a_chunked_body_is_abandoned_once_over_the_cap(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """No Content-Length: the server reads chunks until the cap, then answers, while the client
+    has not even finished sending (it never will: the 413 is read mid-body)."""
+    serving_env(LTR_MAX_BODY_BYTES="20000")
+    publisher.publish(weights_for(1))
+    server = start_server()
+    url = urlparse(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /rank HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b" " * 4096
+        for _ in range(8):  # 32 kB: past the cap, far from a complete body
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_the_openapi_document_describes_413_422_explain_and_the_four_attributes(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    publisher.publish(weights_for(1))
+    with start_server().client() as client:
+        document = client.get("/openapi.json").json()
+    operation = document["paths"]["/rank"]["post"]
+    schemas = document["components"]["schemas"]
+    assert set(operation["responses"]) >= {"200", "413", "422", "503"}
+    ref = operation["responses"]["422"]["content"]["application/json"]["schema"]["$ref"]
+    assert schemas[ref.rsplit("/", 1)[1]]["properties"]["detail"]["type"] == "array"
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/RankResponse"
+    }
+    assert [p["name"] for p in operation["parameters"]] == ["explain"]
+    attributes = schemas["ProtectedAttributes"]
+    assert tuple(attributes["properties"]) == PROTECTED_ATTRIBUTES
+    assert attributes["additionalProperties"] is False
+    assert "explain" in schemas["RankRequest"]["properties"]
+
+
+def test_the_route_answers_exactly_what_the_codec_produces(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    weights = weights_for(5)
+    version = publisher.publish(weights)
+    body = orjson.dumps(rank_body(30, seed=4, top_k=7, explain=True))
+    with start_server().client() as client:
+        response = client.post("/rank", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.content == codec.handle(body, WeightsScorer(weights), version, 1000)
+    assert len(response.json()["candidates"]) == 7  # top_k bounds the answer
+
+
+class RecordingScorer:
+    """A real weights scorer that also records the list sizes it was asked to score."""
+
+    kind = "weights"
+
+    def __init__(self) -> None:
+        self.inner = WeightsScorer(weights_for(1))
+        self.sizes: list[int] = []
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        self.sizes.append(matrix.shape[0])
+        return self.inner.score(matrix)
+
+
+def test_the_gate_times_the_request_path_at_the_data_sizes_and_at_the_maximum() -> None:
+    scorer = RecordingScorer()
+    timing = codec.time_request_path_groups(scorer, [5, 12, 12, 30], 200, n=1000, warmup=12)
+    data, at_max = timing.groups
+    assert (data.sizes, at_max.sizes) == ((5, 12, 30), (200,))
+    assert data.report.queries == at_max.report.queries == 1000
+    assert scorer.sizes.count(200) == 1012  # warm-up and 1,000 timed requests at the maximum
+    assert scorer.sizes.count(12) == 2 * scorer.sizes.count(5)  # sizes weigh as given
+    worst = codec.time_request_path(RecordingScorer(), [5, 12], 200, n=1000, warmup=10)
+    assert isinstance(worst, LatencyReport) and worst.queries == 1000
+    assert 0 < worst.p50_ms <= worst.p95_ms <= worst.p99_ms
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (rank_body(3, top_k=2.5), "valid integer"),
+        ({**rank_body(2), "explain": "maybe"}, "valid boolean"),
+        (rank_body(2, extra_field=1), "not permitted"),
+    ],
+)
+def test_the_codec_refuses_what_the_schema_refuses_with_fastapis_shape(
+    body: dict, message: str
+) -> None:
+    with pytest.raises(codec.RequestError) as refused:
+        codec.parse_request(orjson.dumps(body), 1000)
+    assert any(message in e["msg"] and e["loc"][0] == "body" for e in refused.value.errors)
+
+
+def test_the_codec_accepts_what_pydantic_accepts_and_reads_features_in_order() -> None:
+    body = rank_body(4, seed=2, top_k="2")  # lax forms go through the pydantic models
+    parsed = codec.parse_request(orjson.dumps(body), 1000)
+    expected = [[c["features"][f] for f in FEATURES] for c in body["candidates"]]
+    assert parsed.top_k == 2 and np.array_equal(parsed.matrix, np.array(expected))
+    fast = codec.parse_request(orjson.dumps(rank_body(4, seed=2)), 1000)
+    assert np.array_equal(fast.matrix, parsed.matrix) and fast.ids == parsed.ids

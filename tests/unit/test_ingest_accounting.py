@@ -1,0 +1,209 @@
+"""Every line of an audit-log file is counted exactly once, in exactly one day, whatever it holds;
+future-stamped events are quarantined where they arrived; conflicting copies of an event give the
+same Parquet in any order."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ltr_assets.events import EventRow, Rejection, parse_event
+from ltr_assets.ingest import ingest_day
+from ltr_assets.lake import Lake
+from ltr_assets.sources import FUTURE, AuditLogSource, SourceRecord
+from tests.unit.test_events import FLAT
+
+DAY = date(2026, 11, 25)
+SKEW = timedelta(hours=24)
+WRITTEN = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # the file's modification time
+
+
+def _event(i: int, when: str, **changes: object) -> str:
+    return json.dumps({**FLAT, "event_id": f"e-{i}", "lawyer_id": f"l-{i}", "timestamp": when,
+                       **changes})  # fmt: skip
+
+
+def _write(path: Path, lines: list[str]) -> AuditLogSource:
+    path.write_text("".join(line + "\n" for line in lines))
+    os.utime(path, (WRITTEN.timestamp(), WRITTEN.timestamp()))
+    return AuditLogSource(str(path), max_clock_skew=SKEW)
+
+
+def _days_read(source: AuditLogSource, days: list[date]) -> dict[date, list[str]]:
+    """Per day, the origin ("file:line") of every record yielded, events included."""
+    out: dict[date, list[str]] = {}
+    for day in days:
+        out[day] = []
+        for record in source.read_day(day):
+            if isinstance(record, SourceRecord):
+                out[day].append(record.origin)
+            else:
+                out[day].append(f"event:{record.event_id}")
+    return out
+
+
+def _around(day: date, before: int, after: int) -> list[date]:
+    return [day + timedelta(days=k) for k in range(-before, after + 1)]
+
+
+def test_an_escaped_timestamp_key_with_a_nested_decoy_is_counted_in_its_day(
+    tmp_path: Path,
+) -> None:
+    """The key the parser reads is "timest\\u0061mp"; the only literal "timestamp" is a decoy."""
+    raw = _event(9, "2026-11-25T10:00:00Z", note={"timestamp": "2026-11-20T10:00:00Z"})
+    escaped = raw.replace('"timestamp": "2026-11-25', '"timest\\u0061mp": "2026-11-25')
+    lines = [_event(1, "2026-11-20T09:00:00Z"), escaped, _event(2, "2026-11-20T11:00:00Z")]
+    source = _write(tmp_path / "audit.jsonl", lines)
+    read = _days_read(source, _around(DAY, 7, 2))
+    assert read[DAY] == ["event:e-9"]
+    assert sum(len(v) for v in read.values()) == 3
+
+
+def test_an_unreadable_time_two_days_from_its_neighbour_is_counted_with_the_neighbour(
+    tmp_path: Path,
+) -> None:
+    lines = [
+        _event(1, "2026-11-25T10:00:00Z"),
+        _event(2, "2026-11-27T99:99:99Z"),  # a valid date, an unreadable time
+        json.dumps({"timestamp": "2026-11-21T10:00:00Z", "message": "http_request"}),  # ignored
+        _event(3, "2026-11-25T11:00:00Z"),
+    ]
+    source = _write(tmp_path / "audit.jsonl", lines)
+    read = _days_read(source, _around(DAY, 6, 4))
+    assert read[DAY] == ["event:e-1", "audit.jsonl:2", "audit.jsonl:3", "event:e-3"]
+    assert sum(len(v) for v in read.values()) == 4
+    report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "f")
+    assert (report.accepted, report.quarantined, report.ignored) == (2, 1, 1)
+
+
+def test_a_future_stamped_event_is_quarantined_where_it_arrived(tmp_path: Path) -> None:
+    """Written on 11-26: no line can be stamped later than the end of 11-26 plus 24 h (the
+    skew allowed), so one that is comes from a skewed clock."""
+    lines = [
+        _event(1, "2026-11-25T10:00:00Z"),
+        _event(2, "2030-01-01T00:00:00Z"),  # far future
+        "{not json",  # follows the last trustworthy line (e-1), not the 2030 one
+        _event(3, "2026-11-27T23:59:59Z"),  # within 24 h of the end of 11-26: accepted
+        _event(4, "2026-11-28T00:00:01Z"),  # past it: quarantined where it arrived (11-27)
+    ]
+    source = _write(tmp_path / "audit.jsonl", lines)
+    read = _days_read(source, [*_around(DAY, 1, 5), date(2030, 1, 1)])
+    assert read[DAY] == ["event:e-1", "audit.jsonl:2", "audit.jsonl:3"]
+    assert read[date(2026, 11, 27)] == ["event:e-3", "audit.jsonl:5"]
+    assert read[date(2030, 1, 1)] == [] and sum(len(v) for v in read.values()) == 5
+    report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "f")
+    assert report.reasons == {FUTURE: 1, "invalid_json": 1}
+    quarantined = [json.loads(x) for x in report.quarantine_path.read_text().splitlines()]
+    assert "2030-01-01" in quarantined[0]["reason"] and "skewed clock" in quarantined[0]["reason"]
+
+
+# -- the property: every line exactly once, whatever the lines ------------------------------
+
+
+def _expected_days(lines: list[str], file_day: date) -> list[date]:
+    """The documented rule, without any pre-filter: each non-blank line's day."""
+    horizon = datetime(WRITTEN.year, WRITTEN.month, WRITTEN.day, tzinfo=UTC) + timedelta(1) + SKEW
+    days: list[date | None] = []
+    last: date | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        outcome = parse_event(line.strip().encode())
+        when = outcome.timestamp if isinstance(outcome, EventRow | Rejection) else None
+        if when is None or when > horizon:
+            days.append(last)  # None: at the head, waits for the next dated line
+            continue
+        last = when.date()
+        days = [last if d is None else d for d in days]
+        days.append(last)
+    return [file_day if d is None else d for d in days]
+
+
+STAMPS = st.builds(
+    lambda d, h, zone: f"2026-11-{d:02d}T{h:02d}:30:00{zone}",
+    st.integers(18, 30),
+    st.integers(0, 23),
+    st.sampled_from(["Z", "+00:00", "-03:00", "+09:30", ""]),
+)
+TIMES = STAMPS | st.sampled_from(
+    ["2026-11-27T99:99:99Z", "2030-01-01T00:00:00Z", "yesterday", 1795000000, None]
+)
+
+
+@st.composite
+def adversarial_line(draw: st.DrawFn) -> str:
+    i = draw(st.integers(0, 5))  # few ids: duplicates and conflicts happen
+    when = draw(TIMES)
+    kind = draw(st.sampled_from(["event", "escaped", "decoy", "audit", "other", "broken", "blank"]))
+    if kind == "event":
+        return _event(i, when, score=draw(st.sampled_from([0.1, 0.83])))  # type: ignore[arg-type]
+    if kind == "escaped":
+        return _event(i, when, note={"timestamp": draw(STAMPS)}).replace(  # type: ignore[arg-type]
+            '"timestamp": ', '"timest\\u0061mp": ', 1
+        )
+    if kind == "decoy":
+        return json.dumps({"event_type": "offer_feedback", "context": {"timestamp": when}})
+    if kind == "audit":
+        context = {k: v for k, v in FLAT.items() if k not in ("timestamp", "event_id")}
+        return json.dumps(
+            {"timestamp": when, "message": "match_recommendation", "context": context}
+        )
+    if kind == "other":
+        return json.dumps({"timestamp": when, "message": "http_request"})
+    if kind == "broken":
+        return f'{{"timestamp": "{draw(STAMPS)}", "event_type": '
+    return "   "
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(lines=st.lists(adversarial_line(), min_size=1, max_size=25))
+def test_every_line_is_counted_exactly_once_across_all_days(
+    tmp_path_factory: object, lines: list[str]
+) -> None:
+    folder = tmp_path_factory.mktemp("log")  # type: ignore[attr-defined]
+    path = folder / "audit.jsonl"
+    source = _write(path, lines)
+    expected = Counter(_expected_days(lines, WRITTEN.date()))
+    days = sorted({*expected, *_around(date(2026, 11, 24), 8, 10)})
+    lake = Lake(folder / "lake")
+    total = 0
+    for day in days:
+        report = ingest_day(source.read_day(day), day, lake, "f")
+        assert (
+            report.read == report.accounted
+        )  # accepted + duplicates + conflicts + quarantined + ignored
+        assert report.read == expected.get(day, 0), (day, lines)
+        total += report.read
+    assert total == sum(1 for line in lines if line.strip())
+
+
+# -- conflicting duplicates ----------------------------------------------------------------
+
+
+def test_conflicting_copies_give_the_same_parquet_in_any_order(tmp_path: Path) -> None:
+    lines = [
+        _event(1, "2026-11-25T10:00:00Z"),
+        _event(1, "2026-11-25T09:00:00Z", score=0.5),  # earlier: this copy is kept
+        _event(1, "2026-11-25T10:00:00Z"),  # an exact copy of the first
+        _event(2, "2026-11-25T11:00:00Z", score=0.2),
+        _event(2, "2026-11-25T11:00:00Z", score=0.3),  # same time: the smaller hash is kept
+        _event(3, "2026-11-25T12:00:00Z"),
+    ]
+    outputs = set()
+    for n, order in enumerate(
+        [lines, lines[::-1], lines[2:] + lines[:2], lines[1::2] + lines[::2]]
+    ):
+        source = _write(tmp_path / f"order{n}.jsonl", order)
+        report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / f"lake{n}"), "f")
+        assert (report.accepted, report.duplicates, report.conflicts) == (3, 1, 2)
+        assert report.conflicting_ids == ["e-1", "e-2"]
+        outputs.add(report.parquet_path.read_bytes())
+    assert len(outputs) == 1

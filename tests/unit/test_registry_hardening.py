@@ -1,0 +1,281 @@
+"""The registry as an attacker or an unlucky operator meets it: names that are not versions,
+a pointer that names a path, metadata without checksums, a model that crashes LightGBM, and the
+leftovers of killed publishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ltr_assets import publication
+from ltr_assets.cli import main
+from ltr_assets.registry import (
+    METADATA_FILE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    InvalidPointer,
+    InvalidVersion,
+    LocalRegistry,
+    RegistryError,
+    sha256,
+)
+from tests.support.artifacts import tiny_model_text, weights
+
+BAD_NAMES = [
+    "20261126_021500/",
+    "../..",
+    "/some/copied/dir",
+    "20261126_021500\n",
+    "2026112_0215000",
+    "20261326_021500",  # month 13: not a timestamp
+    "٢٠٢٦١١٢٦_٠٢١٥٠٠",  # digits, but not ASCII ones
+    "",
+]
+
+
+def _now(second: int) -> datetime:
+    return datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+
+
+def _registry(tmp_path: Path) -> LocalRegistry:
+    return LocalRegistry(tmp_path / "reg", tmp_path / "models" / "ltr_weights.json")
+
+
+def _publish(registry: LocalRegistry, second: int, partition: str = "2026-11-25") -> str:
+    meta = {"gated_scorer": "weights"}
+    return registry.publish(
+        weights(second), tiny_model_text(), meta, partition, now=_now(second)
+    ).version
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_every_registry_method_refuses_a_name_that_is_not_a_version(
+    tmp_path: Path, name: str
+) -> None:
+    registry = _registry(tmp_path)
+    _publish(registry, 0)
+    for method in (registry.metadata, registry.load, registry.verify, registry.rollback,
+                   registry.delete_version):  # fmt: skip
+        with pytest.raises(InvalidVersion, match="not a version id"):
+            method(name)
+
+
+def test_a_pointer_naming_a_path_is_refused_when_read_back(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    version = _publish(registry, 0)
+    for content in ({"version": f"{version}/"}, {"version": str(tmp_path)}, [version], "x"):
+        registry.pointer_path.write_text(json.dumps(content))
+        with pytest.raises(InvalidPointer):
+            registry.latest_version()
+    registry.pointer_path.write_text("{not json")
+    with pytest.raises(InvalidPointer, match="not JSON"):
+        registry.pointer()
+
+
+def test_retention_deletes_nothing_while_the_pointer_is_malformed(tmp_path: Path) -> None:
+    """`rollback "$V/"` used to store "V/" as latest; retention compared strings and deleted V."""
+    registry = _registry(tmp_path)
+    versions = [_publish(registry, s) for s in range(4)]
+    registry.pointer_path.write_text(json.dumps({"version": f"{versions[0]}/", "partition": ""}))
+    report = publication.prune_versions(registry, None, keep=1)
+    assert report.pruned == [] and "malformed" in report.skipped
+    assert registry.versions() == versions
+    with pytest.raises(RegistryError):
+        registry.delete_version(versions[1])  # what latest meant to protect is unknown
+    assert registry.versions() == versions
+
+    registry.rollback(versions[0])  # a valid pointer again: retention keeps it and the newest
+    assert publication.prune(registry, None, keep=1) == versions[1:3]
+    assert registry.versions() == [versions[0], versions[3]]
+
+
+def test_a_publish_replaces_a_malformed_pointer(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    registry.root.mkdir(parents=True)
+    registry.pointer_path.write_text(json.dumps({"version": "../../etc", "partition": "9999"}))
+    result = registry.publish(weights(1), tiny_model_text(), {}, "2026-11-25", now=_now(0))
+    assert result.latest_moved and "malformed" in result.reason
+    assert registry.latest_version() == result.version
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["registry", "show", "../.."], "'../..' is not a version id"),
+        (["registry", "verify", "/etc"], "'/etc' is not a version id"),
+        (["registry", "rollback", "20261126_021500/"], "is not a version id"),
+        (["registry", "rollback", "/some/copied/dir"], "is not a version id"),
+    ],
+)
+def test_the_cli_refuses_a_name_that_is_not_a_version_with_exit_code_2(
+    ltr_home: Path, argv: list[str], shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
+    version = _publish(registry, 0)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert shown in capsys.readouterr().err
+    assert registry.latest_version() == version
+
+
+# -- metadata without checksums, and models that crash LightGBM -----------------------------
+
+
+def _truncated_model() -> bytes:
+    """Cut where the trees begin: LightGBM aborts the process parsing this (checked below)."""
+    text = tiny_model_text()
+    return text[: text.index("Tree=0")].encode()
+
+
+def test_the_truncated_model_really_aborts_lightgbm_in_process() -> None:
+    """The premise of the next tests: parsed in-process, this model kills the process."""
+    code = "import sys, lightgbm; lightgbm.Booster(model_str=sys.stdin.read())"
+    child = subprocess.run([sys.executable, "-c", code], input=_truncated_model(), check=False,
+                           capture_output=True)  # fmt: skip
+    assert child.returncode == -signal.SIGABRT
+
+
+def _tamper(registry: LocalRegistry, version: str, model: bytes, metadata: object) -> None:
+    folder = registry.versions_dir / version
+    (folder / MODEL_FILE).write_bytes(model)
+    (folder / METADATA_FILE).write_text(json.dumps(metadata))
+
+
+def _ltr(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LTR_HOME": str(home)}
+    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "ltr_assets.cli", *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        (None, "NoneType, not an object"),
+        ([1, 2], "list, not an object"),
+        ({"version": "x"}, "no checksums object"),
+        ({"checksums": {WEIGHTS_FILE: "abc", MODEL_FILE: None}}, "no valid sha256"),
+    ],
+)
+def test_metadata_without_valid_checksums_is_refused_before_lightgbm_sees_the_model(
+    tmp_path: Path, metadata: object, reason: str
+) -> None:
+    registry = LocalRegistry(tmp_path / "registry")
+    version = _publish(registry, 0)
+    _tamper(registry, version, _truncated_model(), metadata)
+    verify = _ltr("registry", "verify", version, home=tmp_path)
+    assert verify.returncode == 1, verify  # not 134 (SIGABRT): the model was never parsed
+    assert reason in verify.stdout
+
+
+def test_a_truncated_model_with_matching_checksums_cannot_kill_verify(tmp_path: Path) -> None:
+    """An attacker who can rewrite model.txt can rewrite metadata.json's checksums too."""
+    registry = LocalRegistry(tmp_path / "registry")
+    good = _publish(registry, 0)
+    bad = _publish(registry, 1)
+    model = _truncated_model()
+    metadata = json.loads((registry.versions_dir / bad / METADATA_FILE).read_text())
+    metadata["checksums"][MODEL_FILE] = sha256(model)
+    _tamper(registry, bad, model, metadata)
+    verify = _ltr("registry", "verify", home=tmp_path)
+    assert verify.returncode == 1, verify
+    assert f"{good}: ok" in verify.stdout
+    assert "model.txt LightGBM crashed parsing the model (SIGABRT)" in verify.stdout
+    with pytest.raises(RegistryError, match="SIGABRT"):
+        registry.rollback(bad)  # in this process: refused, and the process lives on
+    assert registry.latest_version() == bad  # publish moved it; rollback did not touch it
+
+
+# -- leftovers of killed publishes ----------------------------------------------------------
+
+
+def _leave_leftovers(registry: LocalRegistry, version: str) -> list[Path]:
+    """What a publisher killed at various points leaves: temp files of atomic writes, a staging
+    folder, a half-deleted version and a half-emptied trash entry."""
+    assert registry.weights_path is not None
+    pointer_tmp = registry.root / ".latest.json.k1ll3d.tmp"
+    weights_tmp = registry.weights_path.parent / ".ltr_weights.json.k1ll3d.tmp"
+    staging = registry.root / ".staging" / "20261126_030000.123.abcd"
+    trash = registry.root / ".trash" / f"{version}.abcd1234"
+    for path in (pointer_tmp, weights_tmp):
+        path.write_text("{")
+    for folder in (staging, trash):
+        folder.mkdir(parents=True)
+        (folder / METADATA_FILE).write_text("{}")
+    (registry.versions_dir / version / MODEL_FILE).unlink()  # a deletion killed halfway
+    return [pointer_tmp, weights_tmp, staging, trash, registry.versions_dir / version]
+
+
+def test_the_next_publish_cleans_what_killed_publishes_left(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    half_deleted = _publish(registry, 0)
+    _publish(registry, 1)
+    leftovers = _leave_leftovers(registry, half_deleted)
+    result = registry.publish(weights(3), tiny_model_text(), {}, "2026-11-25", now=_now(3))
+    assert sorted(result.cleaned) == sorted(str(p) for p in leftovers)
+    assert not any(p.exists() for p in leftovers)
+    assert half_deleted not in registry.versions()
+
+
+def test_verify_repair_cleans_on_demand_and_says_what_it_removed(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path / "registry", tmp_path / "models" / "ltr_weights.json")
+    half_deleted = _publish(registry, 0)
+    live = _publish(registry, 1)
+    leftovers = _leave_leftovers(registry, half_deleted)
+    verify = _ltr("registry", "verify", "--repair", home=tmp_path)
+    assert verify.returncode == 0, verify
+    assert "removed 5 leftover(s)" in verify.stdout
+    for path in leftovers:
+        assert f"removed leftover: {path}" in verify.stdout and not path.exists()
+    assert f"{live}: ok" in verify.stdout and f"{half_deleted}: " not in verify.stdout
+
+
+def test_a_deletion_killed_halfway_leaves_no_half_version_in_sight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = _registry(tmp_path)
+    doomed = _publish(registry, 0)
+    _publish(registry, 1)
+
+    def killed(path: Path, ignore_errors: bool = False) -> None:
+        (Path(path) / MODEL_FILE).unlink()  # rmtree got this far, then the process died
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        registry.delete_version(doomed)
+    monkeypatch.undo()
+    assert not (registry.versions_dir / doomed).exists()  # renamed away before any file went
+    assert len(list((registry.root / ".trash").iterdir())) == 1
+    assert registry.repair() and not list((registry.root / ".trash").iterdir())
+
+
+# -- the scorer a version was gated for -----------------------------------------------------
+
+
+def test_publish_records_the_gated_scorer(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    summary = {"scorer": "model", "gate_passed": True}  # what the candidate summary carries
+    version = registry.publish(weights(1), tiny_model_text(), summary, "2026-11-25").version
+    assert registry.metadata(version)["gated_scorer"] == "model"
+    with pytest.raises(RegistryError, match="gated scorer 'linear'"):
+        registry.publish(weights(1), tiny_model_text(), {"gated_scorer": "linear"}, "2026-11-25")
+
+
+def test_rollback_refuses_a_version_gated_for_another_scorer(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    weights_version = _publish(registry, 0)
+    _publish(registry, 1)
+    with pytest.raises(RegistryError, match="gated for the weights scorer"):
+        publication.rollback(registry, None, weights_version, scorer="model")
+    assert publication.rollback(registry, None, weights_version, scorer="weights").version
