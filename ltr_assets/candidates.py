@@ -137,7 +137,11 @@ def train_candidate(
     )
     judge = counterfactual_evaluator(test, ranker.debiaser)
     evaluation = evaluate(
-        scorer, test, judge, fairness_min_groups=settings.gate.fairness_min_groups
+        scorer,
+        test,
+        judge,
+        fairness_min_groups=settings.gate.fairness_min_groups,
+        max_candidates=settings.max_candidates,
     )
     baseline = _baseline(registry, day, settings.scorer, test, judge, scorer.score(test.X))
     gate = decide_gate(evaluation, settings.gate, baseline)

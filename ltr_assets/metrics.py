@@ -35,8 +35,7 @@ are averaged, never their absolute values; the gap is the largest |mean| over at
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -396,24 +395,3 @@ class LatencyReport:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-
-
-def scoring_latency(
-    score: Callable[[np.ndarray], np.ndarray],
-    queries: Sequence[np.ndarray],
-    n: int = 1000,
-    warmup: int = 50,
-) -> LatencyReport:
-    """Time `score` on one query's candidate matrix at a time, cycling through `queries`."""
-    if not queries:
-        raise ValueError("no query to time")
-    for i in range(warmup):
-        score(queries[i % len(queries)])
-    timings = np.empty(n)
-    for i in range(n):
-        matrix = queries[i % len(queries)]
-        start = time.perf_counter_ns()
-        score(matrix)
-        timings[i] = (time.perf_counter_ns() - start) / 1e6
-    p50, p95, p99 = np.percentile(timings, [50, 95, 99])
-    return LatencyReport(n, float(p50), float(p95), float(p99))

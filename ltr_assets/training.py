@@ -130,11 +130,6 @@ class Split:
             for column in ATTRIBUTE_COLUMNS
         }
 
-    def query_matrices(self) -> list[np.ndarray]:
-        X = self.X
-        offsets = group_offsets(self.group_sizes)
-        return [X[offsets[i] : offsets[i + 1]] for i in range(self.groups)]
-
 
 def _split(frame: pd.DataFrame, group_ids: np.ndarray) -> Split:
     part = frame[frame["group_id"].isin(set(group_ids))]

@@ -157,7 +157,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
         f"ltr_model[{report.day}]: counterfactual nDCG@5={ndcg5.value:.4f} "
         f"[{ndcg5.interval.low:.4f}, {ndcg5.interval.high:.4f}] "
         f"vs logged order {evaluation.vs_logged.difference:+.4f} "
-        f"gap={evaluation.fairness.gap:.4f} p95={evaluation.latency.p95_ms:.3f}ms "
+        f"gap={evaluation.fairness.gap:.4f} p95={evaluation.latency.worst.p95_ms:.3f}ms "
         f"samples={evaluation.samples} gate_passed={report.gate_passed}"
     )
     curve = summary["propensity"]
@@ -175,7 +175,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
             "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
             "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
             "fairness_gap": round(evaluation.fairness.gap, 4),
-            "latency_p95_ms": round(evaluation.latency.p95_ms, 4),
+            "latency_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
             "samples": evaluation.samples,
             "gate_passed": report.gate_passed,
             "propensity_method": curve["method"],

@@ -88,6 +88,14 @@ def test_the_gate_evaluates_whichever_scorer_serving_runs(tmp_path: Path) -> Non
         scorer = make_scorer(kind, weights, model)
         expected = ndcg_at_k(test.y, scorer.score(test.X), test.group_sizes, 5).value
         assert report.evaluation.logged_ndcg[5].value == expected
-        assert report.evaluation.latency.queries == 1000
+        latency = report.evaluation.latency
+        assert latency.at_data_sizes.queries == latency.at_max_candidates.queries == 1000
+        assert latency.max_candidates == 1000
+        gate = next(g for g in report.gate if g.name == "latency_p95")
+        assert (
+            gate.value
+            == latency.worst.p95_ms
+            == max(latency.at_data_sizes.p95_ms, latency.at_max_candidates.p95_ms)
+        )
     model, weights = reports["model"].evaluation, reports["weights"].evaluation
     assert model.ndcg5.value != weights.ndcg5.value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import GATE_NAMES, Baseline, Evaluation, decide_gate
+from ltr_assets.evaluation import GATE_NAMES, Baseline, Evaluation, RequestLatency, decide_gate
 from ltr_assets.metrics import (
     CounterfactualReport,
     FairnessReport,
@@ -38,7 +38,9 @@ def _evaluation(
         logged_ndcg={5: NdcgReport(5, 0.7, samples, 40, Interval(0.68, 0.72))},
         vs_logged=vs_logged or _paired(0.05, 0.02),
         fairness=FairnessReport(5, gap, "gender", "F", 400, Interval(0.0, 0.03), per_value),
-        latency=LatencyReport(1000, p95 / 2, p95, p95 * 2),
+        latency=RequestLatency(
+            LatencyReport(1000, p95 / 4, p95 / 2, p95), LatencyReport(1000, p95 / 2, p95, p95), 1000
+        ),
         samples=samples,
         test_groups=samples + 40,
     )
@@ -56,6 +58,22 @@ def test_every_check_passes_on_good_figures_and_lists_ungated_values() -> None:
     fairness = results[1]
     assert "pcd=true -0.300 (12 lists)" in fairness.description
     assert "no live version yet" in results[-1].description
+
+
+def test_latency_is_gated_on_the_worse_of_the_data_sizes_and_the_maximum() -> None:
+    slow_at_max = _evaluation(0.77)
+    slow_at_max = Evaluation(
+        **{
+            **slow_at_max.__dict__,
+            "latency": RequestLatency(
+                LatencyReport(1000, 1.0, 2.0, 3.0), LatencyReport(1000, 9.0, 16.0, 20.0), 1000
+            ),
+        }
+    )
+    results = decide_gate(slow_at_max, GateThresholds(), Baseline.none())
+    latency = next(r for r in results if r.name == "latency_p95")
+    assert not latency.passed and latency.value == 16.0
+    assert "1000 candidates" in latency.description
 
 
 def test_each_threshold_fails_its_own_check() -> None:
