@@ -18,7 +18,7 @@ unbiased feedback; IPS-weighted LambdaRank and LightGBM's `position` close much 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
@@ -66,19 +66,35 @@ class Debiaser:
     gain_model: lgb.Booster | None  # None: no click in the data it was fitted on
     mean_click_gain: float
     clip: float
+    # Predictions per feature matrix, kept with the matrix itself: training asks for the same
+    # splits' γ and ḡ several times, and γ is a sum of many small boosters.
+    _memo: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def curve(self) -> PropensityCurve:
         return self.click_model.curve
 
+    def _predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hit = self._memo.get(id(features))
+        if hit is not None and hit[0] is features:
+            return hit[1], hit[2]
+        gamma = self.click_model.gamma(features)
+        if self.gain_model is None:
+            gain = np.full(len(features), self.mean_click_gain)
+        else:
+            gain = np.clip(self.gain_model.predict(features), 1.0, None)  # a click gains ≥ 1
+        self._memo[id(features)] = (features, gamma, gain)
+        return gamma, gain
+
     def click_gain(self, features: np.ndarray) -> np.ndarray:
         """ḡ(x): the expected gain of a click."""
-        if self.gain_model is None:
-            return np.full(len(features), self.mean_click_gain)
-        return np.clip(self.gain_model.predict(features), 1.0, None)  # a click alone gains 1
+        return self._predict(features)[1]
 
     def expected_gain(self, features: np.ndarray) -> np.ndarray:
-        return self.click_model.gamma(features) * self.click_gain(features)
+        gamma, gain = self._predict(features)
+        return gamma * gain
 
     def propensities(self, positions: np.ndarray) -> np.ndarray:
         return self.curve.at(positions)
@@ -87,10 +103,10 @@ class Debiaser:
         self, features: np.ndarray, positions: np.ndarray, labels: np.ndarray
     ) -> np.ndarray:
         theta = self.propensities(positions)
-        gamma = self.click_model.gamma(features)
+        gamma, click_gain = self._predict(features)
         unseen = (1.0 - theta) * gamma / np.maximum(1.0 - theta * gamma, 1e-9)
         gains = logged_gain(labels)
-        return np.where(gains > 0, gains, unseen * self.click_gain(features))
+        return np.where(gains > 0, gains, unseen * click_gain)
 
     def ips_gain(self, positions: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return logged_gain(labels) / np.maximum(self.propensities(positions), self.clip)
@@ -103,7 +119,7 @@ def fit_debiaser(
     group_sizes: np.ndarray,
     pinned: PropensityCurve | None = None,
     clip: float = 0.05,
-    bootstrap: int = 200,
+    bootstrap: int = 100,
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days)."""
     labels = np.asarray(labels)

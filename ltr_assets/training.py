@@ -49,7 +49,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
     "metric": "ndcg",
     "ndcg_eval_at": [5],
-    "learning_rate": 0.05,
+    "learning_rate": 0.1,  # 0.05 gave the same true nDCG@5 in twice the rounds (measured)
     "num_leaves": 15,
     "min_data_in_leaf": 50,
     "min_sum_hessian_in_leaf": 5.0,
@@ -63,7 +63,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "num_threads": 2,
     "verbosity": -1,
 }
-MAX_ROUNDS = 500
+MAX_ROUNDS = 300
 EARLY_STOPPING_ROUNDS = 40
 WEIGHT_METHODS = ("gain_importance", "distilled_nnls", "pairwise_logistic")
 
