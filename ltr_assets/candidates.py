@@ -21,9 +21,11 @@ from ltr_assets.config import ConfigError, Settings
 from ltr_assets.evaluation import (
     Baseline,
     Evaluation,
+    FairnessInputs,
     GateResult,
     decide_gate,
     evaluate,
+    fairness_coverage_result,
 )
 from ltr_assets.lake import Lake
 from ltr_assets.metrics import CounterfactualEvaluator
@@ -80,6 +82,7 @@ class CandidateReport:
     evaluation: Evaluation
     gate: list[GateResult]
     summary: dict[str, Any]
+    warnings: list[GateResult]  # non-blocking checks (fairness_coverage)
 
     @property
     def gate_passed(self) -> bool:
@@ -136,15 +139,17 @@ def train_candidate(
         else ModelScorer(ranker.booster)
     )
     judge = counterfactual_evaluator(test, ranker.debiaser)
+    fairness = FairnessInputs(
+        test_merit=ranker.debiaser.expected_gain(test.X),
+        valid=valid,
+        valid_merit=ranker.debiaser.expected_gain(valid.X),
+    )
     evaluation = evaluate(
-        scorer,
-        test,
-        judge,
-        fairness_min_groups=settings.gate.fairness_min_groups,
-        max_candidates=settings.max_candidates,
+        scorer, test, judge, fairness, settings.gate, max_candidates=settings.max_candidates
     )
     baseline = _baseline(registry, day, settings.scorer, test, judge, scorer.score(test.X))
     gate = decide_gate(evaluation, settings.gate, baseline)
+    warnings = [fairness_coverage_result(evaluation.fairness)]
     folder = lake.candidate(day)
     atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
     atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
@@ -173,12 +178,14 @@ def train_candidate(
         },
         "metrics": evaluation.to_dict(),
         "gate": [asdict(result) for result in gate],
+        "warnings": [asdict(result) for result in warnings],
+        "fairness_table": evaluation.fairness.table(),
         "gate_passed": all(result.passed for result in gate),
         "thresholds": asdict(settings.gate),
         "code_version": code_version(),
     }
     atomic.write_text(folder / CANDIDATE_FILE, json.dumps(summary, indent=2, default=str) + "\n")
-    return CandidateReport(day, folder, evaluation, gate, summary)
+    return CandidateReport(day, folder, evaluation, gate, summary, warnings)
 
 
 def publish_candidate(

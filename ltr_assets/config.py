@@ -14,6 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ltr_assets.schema import PROTECTED_ATTRIBUTES
+
 if TYPE_CHECKING:
     from ltr_assets.kafka import KafkaSettings
 
@@ -67,6 +69,23 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def _attributes(env: Mapping[str, str]) -> tuple[str, ...]:
+    """LTR_FAIRNESS_ATTRIBUTES: unset means all four; set but empty (or "none") means the
+    operator turned the fairness gate off on purpose."""
+    name = "LTR_FAIRNESS_ATTRIBUTES"
+    if name not in env:
+        return PROTECTED_ATTRIBUTES
+    raw = env[name].strip()
+    if raw.lower() in ("", "none"):
+        return ()
+    chosen = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = sorted(set(chosen) - set(PROTECTED_ATTRIBUTES))
+    if unknown:
+        allowed = ", ".join(PROTECTED_ATTRIBUTES)
+        raise ConfigError(f"{name}={raw!r}: unknown attributes {unknown}; one of {allowed}")
+    return chosen
+
+
 def _float_list(env: Mapping[str, str], name: str) -> tuple[float, ...]:
     raw = env.get(name, "").strip()
     if not raw:
@@ -94,8 +113,12 @@ class GateThresholds:
     latency_p95_ms: float = 15.0
     min_samples: int = 100
     regression_margin: float = 0.02
-    # Attribute values seen in fewer test lists than this are reported, not gated (see README).
+    # Attribute values in fewer lists than this (test and validation pooled) are not gated; the
+    # WARN check fairness_coverage names them.
     fairness_min_groups: int = 30
+    fairness_min_ratio: float = 0.8  # the four-fifths rule
+    fairness_min_coverage: float = 0.5  # share of candidates with a known value, per attribute
+    fairness_attributes: tuple[str, ...] = PROTECTED_ATTRIBUTES
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,13 @@ class Settings:
             fairness_min_groups=_int(
                 env, "LTR_FAIRNESS_MIN_GROUPS", GateThresholds.fairness_min_groups, minimum=1
             ),
+            fairness_min_ratio=_float(
+                env, "LTR_FAIRNESS_MIN_RATIO", GateThresholds.fairness_min_ratio
+            ),
+            fairness_min_coverage=_float(
+                env, "LTR_FAIRNESS_MIN_COVERAGE", GateThresholds.fairness_min_coverage
+            ),
+            fairness_attributes=_attributes(env),
         )
         curve = _float_list(env, "LTR_PROPENSITY_CURVE")
         propensity_method = _choice(

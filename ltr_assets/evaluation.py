@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 
 from ltr_assets.config import GateThresholds
+from ltr_assets.fairness import FairnessReport, RankedLists, fairness_report
 from ltr_assets.metrics import (
     CounterfactualEvaluator,
     CounterfactualReport,
-    FairnessReport,
     LatencyReport,
     NdcgReport,
     PairedReport,
-    fairness_gap,
     ndcg_at_k,
     samples,
 )
@@ -92,24 +91,49 @@ class Evaluation:
         return out
 
 
+@dataclass(frozen=True)
+class FairnessInputs:
+    """What the fairness measures need beside the scorer: each test row's debiased relevance
+    (merit), and the validation lists to pool rare values with."""
+
+    test_merit: np.ndarray
+    valid: Split | None = None
+    valid_merit: np.ndarray | None = None
+
+
 def evaluate(
     scorer: Scorer,
     test: Split,
     judge: CounterfactualEvaluator,
+    fairness: FairnessInputs,
+    thresholds: GateThresholds,
     time_it: bool = True,
-    fairness_min_groups: int = 30,
     max_candidates: int = 1000,
 ) -> Evaluation:
     """All gate figures of `scorer` on the test lists."""
     scores = scorer.score(test.X)
     latency = time_requests(scorer, test, max_candidates) if time_it else RequestLatency.untimed()
+    pool = None
+    if fairness.valid is not None and fairness.valid_merit is not None:
+        pool = RankedLists(
+            scorer.score(fairness.valid.X),
+            fairness.valid.group_sizes,
+            fairness.valid.attributes(),
+            fairness.valid_merit,
+        )
     return Evaluation(
         scorer=scorer.kind,
         counterfactual={k: judge.ndcg(scores, k) for k in REPORTED_K},
         logged_ndcg={k: ndcg_at_k(test.y, scores, test.group_sizes, k) for k in REPORTED_K},
         vs_logged=judge.paired(scores, logged_order_scores(test), GATED_K),
-        fairness=fairness_gap(
-            scores, test.group_sizes, test.attributes(), min_groups=fairness_min_groups
+        fairness=fairness_report(
+            RankedLists(scores, test.group_sizes, test.attributes(), fairness.test_merit),
+            thresholds.fairness_attributes,
+            pool=pool,
+            max_difference=thresholds.fairness_max,
+            min_ratio=thresholds.fairness_min_ratio,
+            min_lists=thresholds.fairness_min_groups,
+            min_coverage=thresholds.fairness_min_coverage,
         ),
         latency=latency,
         samples=samples(test.y, test.group_sizes),
@@ -223,6 +247,97 @@ def _regression_result(
     )
 
 
+def _fairness_result(fair: FairnessReport) -> GateResult:
+    """The ERROR check: every gated value's intervals within the limits; no attribute known at
+    all fails (missing data is not fairness) unless the operator configured none."""
+    limits = (
+        f"upper bound of |Δ_exp@5| ≤ {fair.max_difference} and upper bound of the exposure "
+        f"ratio ≥ {fair.min_ratio}"
+    )
+    details: dict[str, Any] = {
+        "gated_values": len(fair.gated),
+        "failing_values": [v.name for v in fair.failing],
+        "not_gated": {v.name: v.why_not for v in fair.unjudged},
+        "coverage": fair.coverage,
+    }
+    if not fair.attributes:
+        return GateResult(
+            "fairness_gap", True, 0.0, fair.max_difference,
+            "fairness is not gated: LTR_FAIRNESS_ATTRIBUTES is set to an empty list", details,
+        )  # fmt: skip
+    if fair.nothing_known:
+        return GateResult(
+            "fairness_gap", False, float("nan"), fair.max_difference,
+            f"no test candidate has a known value of any protected attribute "
+            f"({', '.join(fair.attributes)}): fairness cannot be judged, so it is not assumed. "
+            "Send lawyer_groups with the events, or set LTR_FAIRNESS_ATTRIBUTES to an empty "
+            "list to turn the check off on purpose",
+            details,
+        )  # fmt: skip
+    worst = fair.worst
+    if worst is None:
+        return GateResult(
+            "fairness_gap", True, 0.0, fair.max_difference,
+            f"no attribute value is in {fair.min_lists} lists, even pooled with validation: "
+            "nothing to gate (fairness_coverage warns)", details,
+        )  # fmt: skip
+    failing = fair.failing
+
+    def describe(v: Any) -> str:
+        return (
+            f"{v.name}: Δ {v.difference:+.4f} [{v.difference_ci.low:+.4f}, "
+            f"{v.difference_ci.high:+.4f}], ratio {v.ratio:.3f} [{v.ratio_ci.low:.3f}, "
+            f"{v.ratio_ci.high:.3f}] in {v.lists} lists"
+        )
+
+    named = failing or [worst]
+    details.update(
+        {
+            "worst_value": worst.name,
+            "worst_upper_abs_difference": worst.worst_abs_difference,
+            "worst_ratio_upper": worst.ratio_ci.high,
+        }
+    )
+    return GateResult(
+        "fairness_gap",
+        not failing,
+        worst.worst_abs_difference,
+        fair.max_difference,
+        ("FAILING " if failing else "worst ")
+        + "; ".join(describe(v) for v in named)
+        + f". Every gated value needs {limits} ({len(fair.gated)} values gated)",
+        details,
+    )
+
+
+def fairness_coverage_result(fair: FairnessReport) -> GateResult:
+    """The WARN check: attributes mostly unknown, and values too rare to judge."""
+    problems = []
+    for attribute, share in fair.low_coverage.items():
+        problems.append(
+            f"{attribute} known for {share:.0%} of candidates (< {fair.min_coverage:.0%})"
+        )
+    unjudged = fair.unjudged
+    if unjudged:
+        problems.append(
+            "not judged (too few lists): " + ", ".join(f"{v.name} ({v.lists})" for v in unjudged)
+        )
+    coverage = ", ".join(f"{a} {c:.0%}" for a, c in fair.coverage.items()) or "none configured"
+    return GateResult(
+        "fairness_coverage",
+        not problems,
+        min(fair.coverage.values(), default=1.0),
+        fair.min_coverage,
+        ("; ".join(problems) + ". " if problems else "")
+        + f"Coverage (candidates with a known value): {coverage}",
+        {
+            "coverage": fair.coverage,
+            "not_judged": [v.name for v in unjudged],
+            "intersections": [f"{v.name} ratio {v.ratio:.3f}" for v in fair.intersections],
+        },
+    )
+
+
 def _latency_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResult:
     latency = candidate.latency
     worst = latency.worst
@@ -251,35 +366,9 @@ def decide_gate(
     candidate: Evaluation, thresholds: GateThresholds, baseline: Baseline
 ) -> list[GateResult]:
     """One result per gate check, in GATE_NAMES order."""
-    fair = candidate.fairness
-    ungated = [
-        f"{pv.attribute}={pv.value} {pv.mean_difference:+.3f} ({pv.groups} lists)"
-        for pv in fair.per_value
-        if not pv.gated
-    ]
     return [
         _ndcg_result(candidate, thresholds),
-        GateResult(
-            "fairness_gap",
-            fair.gap <= thresholds.fairness_max,
-            fair.gap,
-            thresholds.fairness_max,
-            f"largest exposure gap {fair.gap:.4f} ({fair.attribute}={fair.value}, 95% CI "
-            f"{fair.interval.low:.4f}–{fair.interval.high:.4f}, {fair.groups} groups) must be "
-            f"≤ {thresholds.fairness_max}"
-            + (
-                f"; not gated, in fewer than {thresholds.fairness_min_groups} lists: "
-                + ", ".join(ungated)
-                if ungated
-                else ""
-            ),
-            {
-                "attribute": fair.attribute,
-                "attribute_value": fair.value,
-                "groups": fair.groups,
-                "ungated_values": ungated,
-            },
-        ),
+        _fairness_result(candidate.fairness),
         _latency_result(candidate, thresholds),
         GateResult(
             "min_samples",

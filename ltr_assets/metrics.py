@@ -27,20 +27,15 @@ IPS gains overstates the ideal by about half (measured on the simulator), which 
 every estimate down by a third. 95% intervals are percentile bootstraps over lists; paired
 intervals resample the same lists for both scorers.
 
-Fairness gap (Δ_exp@k) for each protected attribute value g: over the query groups whose
-candidates contain both g and others, the mean of [share of top-k exposure (weights
-1/log2(1 + rank)) going to g − share of g among the candidates]. The signed per-query differences
-are averaged, never their absolute values; the gap is the largest |mean| over attribute values.
+Fairness of exposure lives in `ltr_assets.fairness`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-
-from ltr_assets.schema import UNKNOWN
 
 
 def group_offsets(group_sizes: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -288,105 +283,6 @@ def samples(labels: np.ndarray, group_sizes: Sequence[int]) -> int:
     offsets = group_offsets(group_sizes)
     maxima = np.maximum.reduceat(np.asarray(labels), offsets[:-1]) if len(offsets) > 1 else []
     return int(np.sum(np.asarray(maxima) > 0))
-
-
-@dataclass(frozen=True)
-class ValueExposure:
-    attribute: str
-    value: str
-    mean_difference: float  # signed: > 0 over-exposed, < 0 under-exposed
-    groups: int
-    gated: bool  # enough groups to count towards the gap
-
-
-@dataclass(frozen=True)
-class FairnessReport:
-    k: int
-    gap: float  # largest |mean difference| over gated values; 0 when none is gated
-    attribute: str | None
-    value: str | None
-    groups: int  # groups behind the largest value
-    interval: Interval
-    per_value: list[ValueExposure] = field(default_factory=list)
-
-
-def fairness_gap(
-    scores: np.ndarray,
-    group_sizes: Sequence[int],
-    attributes: dict[str, Sequence[str | None]],
-    k: int = 5,
-    min_groups: int = 30,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> FairnessReport:
-    """Δ_exp@k over protected attributes (see the module docstring).
-
-    `attributes` maps an attribute name to one value per row; None or "unknown" is its own value
-    and is not gated. Values found in fewer than `min_groups` groups are reported, not gated: a
-    handful of lists says nothing about a group's exposure.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    ties = tie_breaker(scores.size)
-    offsets = group_offsets(group_sizes)
-    n_groups = len(offsets) - 1
-    # (attribute, value) -> (group index list, difference list)
-    diffs: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
-    columns = {
-        a: np.array([UNKNOWN if v is None else str(v) for v in vals], dtype=object)
-        for a, vals in attributes.items()
-    }
-    for g in range(n_groups):
-        lo, hi = offsets[g], offsets[g + 1]
-        n = hi - lo
-        if n < 2:
-            continue
-        order = _ranking(scores[lo:hi], ties[lo:hi])
-        top = min(k, n)
-        weights = _discounts(top)
-        top_rows = order[:top]
-        for attribute, column in columns.items():
-            values = column[lo:hi]
-            for value in set(values):
-                if value == UNKNOWN:
-                    continue
-                members = values == value
-                count = int(members.sum())
-                if count == n:
-                    continue  # no "others" in this list
-                exposure = weights[members[top_rows]].sum() / weights.sum()
-                entry = diffs.setdefault((attribute, value), ([], []))
-                entry[0].append(g)
-                entry[1].append(exposure - count / n)
-
-    per_value = [
-        ValueExposure(a, v, float(np.mean(d)), len(d), len(d) >= min_groups)
-        for (a, v), (_, d) in sorted(diffs.items())
-    ]
-    gated = [pv for pv in per_value if pv.gated]
-    if not gated:
-        return FairnessReport(k, 0.0, None, None, 0, Interval(0.0, 0.0), per_value)
-    worst = max(gated, key=lambda pv: abs(pv.mean_difference))
-
-    # Bootstrap over query groups: every gated value's mean under the same resampling.
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
-    boot_gap = np.zeros(n_boot)
-    for pv in gated:
-        idx, d = diffs[(pv.attribute, pv.value)]
-        w = draws[:, idx]
-        total = w.sum(axis=1)
-        means = np.where(total > 0, (w @ np.asarray(d)) / np.maximum(total, 1), 0.0)
-        boot_gap = np.maximum(boot_gap, np.abs(means))
-    interval = Interval(float(np.percentile(boot_gap, 2.5)), float(np.percentile(boot_gap, 97.5)))
-    return FairnessReport(
-        k=k,
-        gap=abs(worst.mean_difference),
-        attribute=worst.attribute,
-        value=worst.value,
-        groups=worst.groups,
-        interval=interval,
-        per_value=per_value,
-    )
 
 
 @dataclass(frozen=True)

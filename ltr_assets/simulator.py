@@ -192,17 +192,55 @@ class _Lawyers:
     groups: list[dict[str, Any]]
 
 
+def intrinsic_merit(intrinsic: dict[str, np.ndarray]) -> np.ndarray:
+    """The part of the true utility a lawyer brings to every case (the lawyer's own terms at
+    their base coefficients): what "as qualified as the others" means for a group."""
+    x = intrinsic
+    return 1.4 * x["T"] ** 2 + 0.7 * x["Q"] + 0.6 * x["R"] * x["C"] + 0.4 * x["E"] + 0.2 * x["M"]
+
+
+def _stratified_values(
+    quality_order: np.ndarray,
+    values: tuple[Any, ...],
+    probabilities: tuple[float, ...],
+    rng: np.random.Generator,
+) -> list[Any]:
+    """One value per lawyer, spread evenly over the merit ranking: walking the lawyers from best
+    to worst in blocks of 20, each block gets the values in their proportions, shuffled within
+    the block (carried-over remainders keep the overall proportions). So no value is better or
+    worse qualified than another by chance (with 400 lawyers a 3% value has 12 members, whose
+    merit drawn at random would differ from the rest's by chance), and with a stream of its
+    own per attribute, attributes are independent of each other."""
+    n = len(quality_order)
+    out: list[Any] = [None] * n
+    probs = np.asarray(probabilities)
+    owed = np.zeros(len(values))
+    block = 20
+    for start in range(0, n, block):
+        members = quality_order[start : start + block]
+        owed += probs * len(members)
+        counts = np.floor(owed).astype(int)
+        while counts.sum() < len(members):  # hand the remainder to the most owed values
+            counts[np.argmax(owed - counts)] += 1
+        owed -= counts
+        picks = np.repeat(np.arange(len(values)), counts)
+        rng.shuffle(picks)
+        for lawyer, pick in zip(members, picks, strict=True):
+            out[int(lawyer)] = values[int(pick)]
+    return out
+
+
 def _lawyers(config: SimulatorConfig) -> _Lawyers:
-    """Lawyers with intrinsic features; each protected attribute is drawn on its own stream, so
-    attributes are independent of each other and of the lawyer's quality."""
+    """Lawyers with intrinsic features and protected attributes drawn independently of each
+    other and of merit (each attribute stratified over merit on its own random stream)."""
     n = config.lawyers
     rng = np.random.default_rng([config.seed, 0])
     intrinsic = {code: rng.beta(2.0, 2.0, n) for code in _LAWYER_FEATURES}
+    order = np.argsort(-intrinsic_merit(intrinsic), kind="stable")
     columns: dict[str, list[Any]] = {}
     for index, (attribute, (values, probabilities)) in enumerate(ATTRIBUTE_DISTRIBUTIONS.items()):
         stream = np.random.default_rng([config.seed, 3, index])
-        picks = stream.choice(len(values), size=n, p=np.asarray(probabilities))
-        columns[attribute] = [values[int(i)] for i in picks]
+        columns[attribute] = _stratified_values(order, values, probabilities, stream)
     groups = [{attribute: columns[attribute][i] for attribute in columns} for i in range(n)]
     return _Lawyers([f"l-{i:05d}" for i in range(n)], intrinsic, groups)
 

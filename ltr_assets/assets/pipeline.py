@@ -23,6 +23,7 @@ from ltr_assets.candidates import publish_candidate, train_candidate
 from ltr_assets.checks import (
     conflicts_check_result,
     conflicts_check_spec,
+    fairness_coverage_spec,
     fallback_check_result,
     fallback_check_spec,
     gate_check_result,
@@ -31,6 +32,7 @@ from ltr_assets.checks import (
     quarantine_check_spec,
     s3_check_result,
     s3_check_spec,
+    warning_check_result,
 )
 from ltr_assets.config import Settings
 from ltr_assets.features import build_feature_matrix
@@ -142,7 +144,7 @@ def _window_mapping() -> TimeWindowPartitionMapping:
     partitions_def=daily_partitions,
     group_name=GROUP,
     deps=[Dep(AssetKey("feature_matrix"), partition_mapping=_window_mapping())],
-    check_specs=gate_check_specs("ltr_model"),
+    check_specs=[*gate_check_specs("ltr_model"), fairness_coverage_spec("ltr_model")],
     description="LightGBM LambdaRank trained on the rolling window ending at D, with its "
     "derived linear weights, evaluated on the newest groups; the gate checks decide publication.",
     kinds={"lightgbm"},
@@ -157,7 +159,8 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
         f"ltr_model[{report.day}]: counterfactual nDCG@5={ndcg5.value:.4f} "
         f"[{ndcg5.interval.low:.4f}, {ndcg5.interval.high:.4f}] "
         f"vs logged order {evaluation.vs_logged.difference:+.4f} "
-        f"gap={evaluation.fairness.gap:.4f} p95={evaluation.latency.worst.p95_ms:.3f}ms "
+        f"fairness failing {[v.name for v in evaluation.fairness.failing]} "
+        f"p95={evaluation.latency.worst.p95_ms:.3f}ms "
         f"samples={evaluation.samples} gate_passed={report.gate_passed}"
     )
     curve = summary["propensity"]
@@ -174,7 +177,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
             ),
             "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
             "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
-            "fairness_gap": round(evaluation.fairness.gap, 4),
+            "fairness": MetadataValue.md(summary["fairness_table"]),
             "latency_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
             "samples": evaluation.samples,
             "gate_passed": report.gate_passed,
@@ -197,7 +200,10 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
             "best_iteration": summary["best_iteration"],
             "path": MetadataValue.path(str(report.path)),
         },
-        check_results=[gate_check_result(result) for result in report.gate],
+        check_results=[
+            *(gate_check_result(result) for result in report.gate),
+            *(warning_check_result(result) for result in report.warnings),
+        ],
     )
 
 

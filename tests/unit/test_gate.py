@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from ltr_assets.config import GateThresholds
 from ltr_assets.evaluation import GATE_NAMES, Baseline, Evaluation, RequestLatency, decide_gate
+from ltr_assets.fairness import FairnessReport, ValueFairness
 from ltr_assets.metrics import (
     CounterfactualReport,
-    FairnessReport,
     Interval,
     LatencyReport,
     NdcgReport,
     PairedReport,
-    ValueExposure,
 )
 
 
@@ -27,17 +26,22 @@ def _evaluation(
     samples: int = 500,
     vs_logged: PairedReport | None = None,
 ) -> Evaluation:
-    per_value = [
-        ValueExposure("gender", "F", -gap, 400, True),
-        ValueExposure("pcd", "true", -0.30, 12, False),
-    ]
+    female = ValueFairness(
+        "gender", "F", 400, False, 0.5, 0.5 - gap, -gap, Interval(-gap - 0.01, -gap + 0.01),
+        1 - 2 * gap, Interval(1 - 3 * gap, 1 - gap), 1.0, True, "", gap + 0.01 <= 0.05,
+    )  # fmt: skip
+    rare = ValueFairness(
+        "pcd", "true", 12, True, 0.05, 0.01, -0.04, Interval(-0.05, -0.03), 0.2,
+        Interval(0.1, 0.3), 0.2, False, "in 12 test and validation lists, fewer than 30",
+    )  # fmt: skip
+    fairness = FairnessReport(5, ("gender", "pcd"), {"gender": 0.92, "pcd": 0.8}, [female, rare])
     low = ndcg5 - 0.03 if low is None else low
     return Evaluation(
         scorer="weights",
         counterfactual={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500)},
         logged_ndcg={5: NdcgReport(5, 0.7, samples, 40, Interval(0.68, 0.72))},
         vs_logged=vs_logged or _paired(0.05, 0.02),
-        fairness=FairnessReport(5, gap, "gender", "F", 400, Interval(0.0, 0.03), per_value),
+        fairness=fairness,
         latency=RequestLatency(
             LatencyReport(1000, p95 / 4, p95 / 2, p95), LatencyReport(1000, p95 / 2, p95, p95), 1000
         ),
@@ -56,7 +60,9 @@ def test_every_check_passes_on_good_figures_and_lists_ungated_values() -> None:
     results = decide_gate(_evaluation(0.77), GateThresholds(), Baseline.none())
     assert all(r.passed for r in results)
     fairness = results[1]
-    assert "pcd=true -0.300 (12 lists)" in fairness.description
+    assert fairness.details["not_gated"] == {
+        "pcd=true": "in 12 test and validation lists, fewer than 30"
+    }
     assert "no live version yet" in results[-1].description
 
 

@@ -10,6 +10,7 @@ from ltr_assets.simulator import (
     ClickModel,
     Simulator,
     SimulatorConfig,
+    intrinsic_merit,
     logged_frame,
     utility_coefficients,
 )
@@ -78,3 +79,33 @@ def test_the_utility_drifts_slowly() -> None:
     assert np.max(np.abs(in_a_month / today - 1)) > 0.05
     assert np.array_equal(utility_coefficients(DAY, 0.0, 90.0), utility_coefficients(
         date(2027, 1, 1), 0.0, 90.0))  # fmt: skip
+
+
+def _nmi(a: list, b: list) -> float:
+    """Normalised mutual information (arithmetic-mean normalisation) of two labelings."""
+    from collections import Counter
+
+    n = len(a)
+    pa, pb, pab = Counter(a), Counter(b), Counter(zip(a, b, strict=True))
+    mi = sum(c / n * np.log((c / n) / (pa[x] / n * pb[y] / n)) for (x, y), c in pab.items())
+    ha = -sum(c / n * np.log(c / n) for c in pa.values())
+    hb = -sum(c / n * np.log(c / n) for c in pb.values())
+    return float(2 * mi / (ha + hb)) if ha + hb > 0 else 0.0
+
+
+def test_protected_attributes_are_independent_of_each_other_and_of_quality() -> None:
+    from itertools import combinations
+
+    for seed in range(5):
+        simulator = Simulator(SimulatorConfig(start=DAY, days=1, seed=seed))
+        lawyers = simulator._lawyers
+        quality = intrinsic_merit(lawyers.intrinsic)
+        deciles = list(np.digitize(quality, np.quantile(quality, np.linspace(0.1, 0.9, 9))))
+        columns = {
+            a: [str(g[a]) for g in lawyers.groups]
+            for a in ("gender", "ethnicity", "pcd", "orientation")
+        }
+        for a, b in combinations(columns, 2):
+            assert _nmi(columns[a], columns[b]) < 0.05, (seed, a, b)
+        for a, values in columns.items():
+            assert _nmi(values, deciles) < 0.05, (seed, a)
