@@ -69,7 +69,7 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 # Every benchmark; each prints name=value lines (see benchmarks/README.md).
-BENCHMARKS := ingest quality_real quality_sim training serving
+BENCHMARKS := ingest quality_real quality_sim fairness training serving
 bench: $(STAMP)
 	@for name in $(BENCHMARKS); do echo "== $$name"; $(PY) -m benchmarks.$$name || exit 1; done
 

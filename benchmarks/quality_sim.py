@@ -56,13 +56,21 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))
     scores["random"] = np.random.default_rng(0).random(len(gains))
     out: dict[str, float] = {}
-    errors = []
+    errors, covered = [], []
     for name, s in scores.items():
+        estimate = judge.ndcg(s)
         out[f"true_{name}"] = truth(s)
-        out[f"gate_{name}"] = judge.ndcg(s).value
-        errors.append(out[f"gate_{name}"] - out[f"true_{name}"])
+        out[f"gate_{name}"] = estimate.value
+        out[f"gate_error_{name}"] = estimate.value - out[f"true_{name}"]
+        hit = estimate.interval.low <= out[f"true_{name}"] <= estimate.interval.high
+        out[f"gate_covers_{name}"] = float(hit)
+        errors.append(out[f"gate_error_{name}"])
+        covered.append(hit)
     out["gate_error_mean"] = float(np.mean(errors))
     out["gate_error_mean_abs"] = float(np.mean(np.abs(errors)))
+    out["gate_ci_coverage"] = float(np.mean(covered))
+    published = [out["gate_error_model_click_model"], out["gate_error_weights_click_model"]]
+    out["gate_error_mean_abs_published"] = float(np.mean(np.abs(published)))
     for kind in ("model", "weights"):
         naive, ceiling = out[f"true_{kind}_none"], out[f"true_{kind}_oracle_trained"]
         for method in METHODS[1:]:
@@ -103,8 +111,11 @@ def main() -> None:
                 f"{run['true_model_oracle_trained']:.4f}; weights naive "
                 f"{run['true_weights_none']:.4f} debiased {run['true_weights_click_model']:.4f} "
                 f"oracle-trained {run['true_weights_oracle_trained']:.4f}; gate error "
-                f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|); "
-                f"propensity error {run['propensity_max_error_1_10']:.3f}",
+                f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|, debiased "
+                f"model {run['gate_error_model_click_model']:+.4f}, weights "
+                f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
+                f"{run['gate_ci_coverage']:.2f}; propensity error "
+                f"{run['propensity_max_error_1_10']:.3f}",
                 flush=True,
             )
         figures.update(medians(per_seed[label], f"quality_sim_{label}"))
@@ -118,7 +129,10 @@ def main() -> None:
                 f"closed loop seed {seed}: true model naive {run['true_model_none']:.4f} "
                 f"debiased {run['true_model_click_model']:.4f} oracle-trained "
                 f"{run['true_model_oracle_trained']:.4f}; gate error "
-                f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|)",
+                f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|, debiased "
+                f"model {run['gate_error_model_click_model']:+.4f}, weights "
+                f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
+                f"{run['gate_ci_coverage']:.2f}",
                 flush=True,
             )
         figures.update(medians(per_seed["loop"], "quality_sim_loop"))
