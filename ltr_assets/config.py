@@ -160,7 +160,7 @@ class Settings:
     debias: str = "click_model"
     propensity_method: str = "regression_em"
     propensity_curve: tuple[float, ...] = ()  # the pinned curve, θ_1 = 1 first
-    propensity_clip: float = 0.1
+    propensity_clip: float = 0.05
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
 
@@ -198,7 +198,7 @@ class Settings:
         )
         if propensity_method == "pinned" and not curve:
             raise ConfigError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")
-        clip = _float(env, "LTR_PROPENSITY_CLIP", 0.1)
+        clip = _float(env, "LTR_PROPENSITY_CLIP", 0.05)
         if not 0.0 < clip <= 1.0:
             raise ConfigError(f"LTR_PROPENSITY_CLIP={clip} must lie in (0, 1]")
         max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1)

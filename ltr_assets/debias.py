@@ -118,7 +118,7 @@ def fit_debiaser(
     labels: np.ndarray,
     group_sizes: np.ndarray,
     pinned: PropensityCurve | None = None,
-    clip: float = 0.1,
+    clip: float = 0.05,
     bootstrap: int = 100,
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days)."""

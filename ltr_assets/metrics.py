@@ -202,7 +202,7 @@ class CounterfactualEvaluator:
         labels: np.ndarray,
         propensities: np.ndarray,
         ideal_gains: np.ndarray,
-        clip: float = 0.1,
+        clip: float = 0.05,
         n_boot: int = 1000,
         seed: int = 0,
     ) -> None:

@@ -330,7 +330,7 @@ def train_ranker(
     valid: Split,
     debias: str = "click_model",
     pinned_curve: PropensityCurve | None = None,
-    clip: float = 0.1,
+    clip: float = 0.05,
     params: dict[str, Any] | None = None,
 ) -> TrainedRanker:
     """Fit the click model on the training and validation lists, train the booster on the
