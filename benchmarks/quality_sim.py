@@ -57,9 +57,11 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     scores["random"] = np.random.default_rng(0).random(len(gains))
     out: dict[str, float] = {}
     errors, covered = [], []
+    model_errors = []
     for name, s in scores.items():
         estimate = judge.ndcg(s)
         out[f"true_{name}"] = truth(s)
+        model_errors.append(judge.model_based_ndcg(s).value - out[f"true_{name}"])
         out[f"gate_{name}"] = estimate.value
         out[f"gate_error_{name}"] = estimate.value - out[f"true_{name}"]
         hit = estimate.interval.low <= out[f"true_{name}"] <= estimate.interval.high
@@ -69,6 +71,8 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     out["gate_error_mean"] = float(np.mean(errors))
     out["gate_error_mean_abs"] = float(np.mean(np.abs(errors)))
     out["gate_ci_coverage"] = float(np.mean(covered))
+    out["model_based_error_mean"] = float(np.mean(model_errors))
+    out["model_based_error_mean_abs"] = float(np.mean(np.abs(model_errors)))
     published = [out["gate_error_model_click_model"], out["gate_error_weights_click_model"]]
     out["gate_error_mean_abs_published"] = float(np.mean(np.abs(published)))
     for kind in ("model", "weights"):

@@ -252,6 +252,25 @@ class CounterfactualEvaluator:
             out[g] = gains[order][:top] @ _discounts(top)
         return out
 
+    def model_based_ndcg(self, scores: np.ndarray, k: int = 5) -> CounterfactualReport:
+        """A second opinion, not gated: the DCG under `scores` of the click model's completed
+        gains (a clicked row at its logged gain, any other at its posterior expected gain),
+        over the same normaliser. No 1/θ weight amplifies an error in the examination curve's
+        tail, but unclicked candidates are graded by the click model, the same model the
+        debiased candidate learned from, so it cannot catch that model's own mistakes."""
+        ideal = self.ideal(k)
+        dcg = np.zeros(self.sizes.size)
+        for g, (lo, hi) in enumerate(self._bounds()):
+            top = min(k, hi - lo)
+            order = _ranking(np.asarray(scores, dtype=np.float64)[lo:hi], self.ties[lo:hi])
+            dcg[g] = self.ideal_gains[lo:hi][order][:top] @ _discounts(top)
+        total = ideal.sum()
+        value = float(dcg.sum() / total) if total > 0 else float("nan")
+        boot = (self.draws @ dcg) / np.maximum(self.draws @ ideal, 1e-12)
+        return CounterfactualReport(
+            k, value, _percentiles(boot), int(self.sizes.size), self.lists_with_clicks
+        )
+
     def ndcg(self, scores: np.ndarray, k: int = 5) -> CounterfactualReport:
         dcg, ideal = self.dcg(scores, k), self.ideal(k)
         total = ideal.sum()

@@ -39,6 +39,7 @@ def _evaluation(
     return Evaluation(
         scorer="weights",
         counterfactual={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500)},
+        model_based={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500)},
         logged_ndcg={5: NdcgReport(5, 0.7, samples, 40, Interval(0.68, 0.72))},
         vs_logged=vs_logged or _paired(0.05, 0.02),
         fairness=fairness,

@@ -133,3 +133,6 @@ def test_ips_corrects_what_the_logged_labels_get_wrong() -> None:
     assert ndcg_at_k(labels, logged, sizes).value > true_logged + 0.2
     truth_order = gains + 1e-3 * logged
     assert judge.ndcg(truth_order).value == pytest.approx(1.0, abs=0.05)
+    # the model-based second opinion grades with the completed gains: here the true ones
+    assert judge.model_based_ndcg(truth_order).value == pytest.approx(1.0, abs=1e-12)
+    assert judge.model_based_ndcg(logged).value == pytest.approx(true_logged, abs=0.03)
