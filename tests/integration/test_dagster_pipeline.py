@@ -35,6 +35,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
         ("raw_events", "quarantine_ratio"),
         ("raw_events", "source_fallback"),
         ("raw_events", "duplicate_conflicts"),
+        ("ltr_model", "fairness_coverage"),
         ("published_weights", "s3_published"),
     }
     for key in GATE:
@@ -78,7 +79,12 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
     checks = check_results(first)
-    assert set(checks) == GATE | {"quarantine_ratio", "source_fallback", "duplicate_conflicts"}
+    assert set(checks) == GATE | {
+        "quarantine_ratio",
+        "source_fallback",
+        "duplicate_conflicts",
+        "fairness_coverage",
+    }
     assert checks["min_samples"] is False
     assert "published_weights" not in _materialized(first)
     assert registry.latest_version() is None
@@ -86,7 +92,10 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     # Day 2: a two-day window passes every check and is published.
     second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert second.success
-    assert all(check_results(second).values()), check_results(second)
+    second_checks = check_results(second)
+    # The simulator leaves orientation mostly unknown, so the WARN coverage check says so.
+    assert second_checks.pop("fairness_coverage") is False
+    assert all(second_checks.values()), second_checks
     assert _materialized(second) == {
         "raw_events",
         "feature_matrix",

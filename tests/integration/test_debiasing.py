@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.simulated import simulate_logs
 from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import Baseline, decide_gate, evaluate
+from ltr_assets.evaluation import Baseline, FairnessInputs, decide_gate, evaluate
 from ltr_assets.metrics import CounterfactualEvaluator, gain_ndcg
 from ltr_assets.scoring import WeightsScorer
 from ltr_assets.simulator import PLATFORM_WEIGHTS, ClickModel
@@ -30,6 +30,7 @@ class Trial:
     naive: TrainedRanker
     debiased: TrainedRanker
     judge: CounterfactualEvaluator
+    fairness: FairnessInputs
 
     def truth(self, scores: np.ndarray) -> float:
         return gain_ndcg(self.test.frame["gain"].to_numpy(), scores, self.test.group_sizes)
@@ -42,7 +43,9 @@ def trials() -> dict[int, Trial]:
         train, valid, test = simulate_logs(seed, DAYS).splits()
         naive = train_ranker(train, valid, debias="none")
         debiased = train_ranker(train, valid)  # the default: click_model
-        out[seed] = Trial(test, naive, debiased, counterfactual_evaluator(test, debiased.debiaser))
+        judge = counterfactual_evaluator(test, debiased.debiaser)
+        fairness = FairnessInputs(test_merit=debiased.debiaser.expected_gain(test.X))
+        out[seed] = Trial(test, naive, debiased, judge, fairness)
     return out
 
 
@@ -82,7 +85,9 @@ def test_the_counterfactual_gate_ranks_them_the_same_way(trials: dict[int, Trial
 def test_a_constant_and_a_random_scorer_fail_the_gate(trials: dict[int, Trial]) -> None:
     for seed, t in trials.items():
         for scorer in (ConstantScorer(), RandomScorer(seed)):
-            evaluation = evaluate(scorer, t.test, t.judge, time_it=False)
+            evaluation = evaluate(
+                scorer, t.test, t.judge, t.fairness, GateThresholds(), time_it=False
+            )
             failed = {
                 r.name
                 for r in decide_gate(evaluation, GateThresholds(), Baseline.none())
@@ -97,7 +102,9 @@ def test_imitating_the_logged_order_does_not_pass_against_a_better_live_version(
     """v2.8's own weights reproduce the logged order; the live version is the debiased model."""
     for seed, t in trials.items():
         imitation = WeightsScorer(PLATFORM_WEIGHTS)
-        evaluation = evaluate(imitation, t.test, t.judge, time_it=False)
+        evaluation = evaluate(
+            imitation, t.test, t.judge, t.fairness, GateThresholds(), time_it=False
+        )
         live = t.debiased.booster.predict(t.test.X)
         baseline = Baseline("20261101_021500", "ok", paired=t.judge.paired(
             imitation.score(t.test.X), live
