@@ -59,7 +59,7 @@ def warning_check_result(result: GateResult) -> AssetCheckResult:
         metadata={
             "value": _number(result.value),
             "threshold": _number(result.threshold),
-            **{k: MetadataValue.text(str(v)) for k, v in result.details.items()},
+            **{k.removesuffix("_md"): _detail(k, v) for k, v in result.details.items()},
         },
     )
 
@@ -77,6 +77,14 @@ def _number(value: float) -> MetadataValue:
     return MetadataValue.float(float(value)) if math.isfinite(value) else MetadataValue.text("n/a")
 
 
+def _detail(key: str, value: object) -> MetadataValue:
+    """A gate result's detail as check metadata: `*_md` entries render as Markdown (shown
+    under the name without the suffix)."""
+    if key.endswith("_md") and isinstance(value, str):
+        return MetadataValue.md(value)
+    return MetadataValue.text(str(value))
+
+
 def gate_check_result(result: GateResult) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=result.name,
@@ -86,7 +94,7 @@ def gate_check_result(result: GateResult) -> AssetCheckResult:
         metadata={
             "value": _number(result.value),
             "threshold": _number(result.threshold),
-            **{k: MetadataValue.text(str(v)) for k, v in result.details.items()},
+            **{k.removesuffix("_md"): _detail(k, v) for k, v in result.details.items()},
         },
     )
 

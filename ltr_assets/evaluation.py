@@ -264,6 +264,9 @@ def _fairness_result(fair: FairnessReport) -> GateResult:
         "failing_values": [v.name for v in fair.failing],
         "not_gated": {v.name: v.why_not for v in fair.unjudged},
         "coverage": fair.coverage,
+        # The per-value table (value, lists, shares, Δ, ratio, intervals, gated or why not);
+        # the check's metadata shows it as Markdown.
+        "per_value_table_md": fair.table(),
     }
     if not fair.attributes:
         return GateResult(

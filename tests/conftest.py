@@ -75,6 +75,11 @@ def small_data_gate(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LTR_NDCG_MIN", "0.4")
     monkeypatch.setenv("LTR_FAIRNESS_MAX", "0.15")
     monkeypatch.setenv("LTR_REGRESSION_MARGIN", "0.1")
+    # The latency gate times the real request path, so it measures the machine as much as the
+    # code: beside a busy suite the 1,000-candidate p95 reached 17.8 ms (2.7-3.2 ms quiet;
+    # benchmarks/README.md). Pipeline tests must not pass or fail on machine load; the latency
+    # check's decision is tested with fixed timings (tests/unit/test_gate.py).
+    monkeypatch.setenv("LTR_LATENCY_P95_MS", "250")
 
 
 @pytest.fixture

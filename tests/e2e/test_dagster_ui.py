@@ -57,9 +57,17 @@ def test_operator_backfills_from_the_ui_and_reads_the_gate_report(
         for check in GATE:
             page.get_by_text(check, exact=True).first.wait_for(timeout=60_000)
         page.get_by_text("Succeeded").nth(len(GATE) - 1).wait_for(timeout=30_000)
-        # The fairness result's own description (not the spec's): the per-value verdict.
+        # The fairness result's own description (not the spec's): the per-value verdict. The
+        # detail pane shows the selected check; fairness_coverage sorts first.
+        page.get_by_text("fairness_gap", exact=True).first.click()
         fairness = re.compile(r"Every gated value needs|nothing to gate|cannot be judged")
-        page.get_by_text(fairness).first.wait_for(timeout=30_000)
+        try:
+            page.get_by_text(fairness).first.wait_for(timeout=30_000)
+            # The per-value table, rendered from Markdown (its header cell).
+            page.get_by_text("[Show Markdown]").first.click()
+            page.get_by_text("exposure ratio [95% CI]").first.wait_for(timeout=30_000)
+        finally:
+            page.screenshot(path=str(ltr_home / "ui-fairness-check.png"), full_page=True)
 
         page.goto(f"{webserver}/assets", wait_until="domcontentloaded")
         for asset in ("raw_events", "feature_matrix", "ltr_model", "published_weights"):

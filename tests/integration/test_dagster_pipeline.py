@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, build_schedule_context
+from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
 
 from ltr_assets.definitions import defs
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.schedules import ltr_daily_schedule
 from tests.conftest import write_simulated_events
-from tests.support.dagster_results import check_results
+from tests.support.dagster_results import check_metadata, check_results
 
 GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression"}
 
@@ -96,6 +96,10 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     # The simulator leaves orientation mostly unknown, so the WARN coverage check says so.
     assert second_checks.pop("fairness_coverage") is False
     assert all(second_checks.values()), second_checks
+    # The fairness check carries its per-value table, rendered by the UI as Markdown.
+    table = check_metadata(second, "fairness_gap")["per_value_table"]
+    assert isinstance(table, MarkdownMetadataValue)
+    assert "| gender=F |" in table.md_str and "exposure ratio [95% CI]" in table.md_str
     assert _materialized(second) == {
         "raw_events",
         "feature_matrix",

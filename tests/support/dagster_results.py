@@ -12,3 +12,12 @@ def check_results(result: Any) -> dict[str, bool]:
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
+
+
+def check_metadata(result: Any, check_name: str) -> dict[str, Any]:
+    """The metadata of one asset check's evaluation in the run."""
+    for e in result.all_events:
+        data = e.event_specific_data
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and data.check_name == check_name:
+            return dict(data.metadata)
+    raise KeyError(check_name)
