@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -55,7 +55,7 @@ class BoundedS3Resource(S3Resource):
 
     connect_timeout: float = 3.0
     read_timeout: float = 15.0
-    addressing_style: str = "path"
+    addressing_style: Literal["auto", "virtual", "path"] = "path"
 
     def get_client(self) -> Any:
         session = boto3.session.Session(profile_name=self.profile_name)

@@ -124,7 +124,10 @@ class S3Mirror:
             raise InvalidPointer(f"{self.url(POINTER)} is malformed: {exc}", etag) from None
 
     def _get(self, *parts: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))["Body"].read()
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))[
+            "Body"
+        ].read()
+        return body
 
     def fetch(self, version: str) -> Artifact:
         """Download a version and validate it fully (checksums first), like a local load."""

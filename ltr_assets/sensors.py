@@ -51,7 +51,9 @@ def _reload_outcome(settings: Settings, after: str) -> SkipReason:
     minimum_interval_seconds=30,
     description="After published_weights materializes, POST /reload to LTR_SERVING_URL.",
 )
-def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):
+def reload_serving_sensor(
+    context: SensorEvaluationContext, asset_event: EventLogEntry
+) -> SkipReason:
     return _reload_outcome(Settings.from_env(), f"publication in run {asset_event.run_id[:8]}")
 
 
@@ -61,7 +63,7 @@ def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLo
     default_status=DefaultSensorStatus.RUNNING,
     description="After a rollback run succeeds, POST /reload to LTR_SERVING_URL.",
 )
-def reload_after_rollback_sensor(context: RunStatusSensorContext):
+def reload_after_rollback_sensor(context: RunStatusSensorContext) -> SkipReason:
     return _reload_outcome(Settings.from_env(), f"rollback run {context.dagster_run.run_id[:8]}")
 
 
@@ -70,7 +72,7 @@ def reload_after_rollback_sensor(context: RunStatusSensorContext):
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts run successes to NOTIFY_WEBHOOK_URL.",
 )
-def notify_run_success(context: RunStatusSensorContext):
+def notify_run_success(context: RunStatusSensorContext) -> None:
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
     notify(
@@ -83,7 +85,7 @@ def notify_run_success(context: RunStatusSensorContext):
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts run failures (including a failed gate) to NOTIFY_WEBHOOK_URL.",
 )
-def notify_run_failure(context: RunFailureSensorContext):
+def notify_run_failure(context: RunFailureSensorContext) -> None:
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
     message = context.failure_event.message if context.failure_event else "failed"

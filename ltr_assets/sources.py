@@ -28,7 +28,7 @@ class SourceRecord(NamedTuple):
 
     origin: str  # where it came from, e.g. "audit.jsonl:42" or "match_events/2@1017"
     raw: bytes
-    outcome: EventRow | Rejection | None
+    outcome: Rejection | None
 
 
 # What a source yields for a day: an accepted event as its bare row (millions a day: no wrapper),
@@ -119,15 +119,19 @@ class AuditLogSource:
                     if outcome.timestamp > horizon:
                         outcome = future_rejection(outcome.timestamp, horizon, why)
                     else:
-                        own = outcome.timestamp.date()
-                        last = own
+                        event_day = outcome.timestamp.date()
+                        last = event_day
                         if undated:
-                            yield from _flush(undated, own, day)
-                        if own == day:
+                            yield from _flush(undated, event_day, day)
+                        if event_day == day:
                             yield outcome
                         continue
-                elif isinstance(outcome, Rejection) and _after(outcome.timestamp, horizon):
-                    outcome = future_rejection(outcome.timestamp, horizon, why)  # type: ignore[arg-type]
+                elif (
+                    isinstance(outcome, Rejection)
+                    and outcome.timestamp is not None
+                    and outcome.timestamp > horizon
+                ):
+                    outcome = future_rejection(outcome.timestamp, horizon, why)
                 record = SourceRecord(f"{name}:{number}", line, outcome)
                 own = _outcome_day(outcome)
                 if own is None:
@@ -163,10 +167,6 @@ def _hinted_day(line: bytes) -> date | None:
     if match is None:
         return None
     return _date(match.group(1))
-
-
-def _after(when: datetime | None, horizon: datetime) -> bool:
-    return when is not None and when > horizon
 
 
 def _flush(
