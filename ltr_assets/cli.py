@@ -151,7 +151,7 @@ def _registry_verify(args: argparse.Namespace) -> int:
 
 
 def _mirror(settings: Settings) -> S3Mirror | None:
-    from ltr_assets.resources import mirror_from_settings
+    from ltr_assets.s3_registry import mirror_from_settings
 
     return mirror_from_settings(settings)
 

@@ -10,8 +10,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_schedule_context
 
 from ltr_assets.definitions import defs
+from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.registry import LocalRegistry
-from ltr_assets.schedules import ltr_daily_schedule
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import check_results
 

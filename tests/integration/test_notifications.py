@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context
 
 from ltr_assets.definitions import defs
-from ltr_assets.sensors import notify_run_failure, notify_run_success
+from ltr_assets.defs.sensors import notify_run_failure, notify_run_success
 from tests.conftest import write_simulated_events
 from tests.support.http_receiver import http_receiver
 

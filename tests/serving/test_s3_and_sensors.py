@@ -16,10 +16,9 @@ from dagster import (
 
 from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
+from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving_sensor
 from ltr_assets.registry import LocalRegistry
-from ltr_assets.resources import mirror_from_settings
-from ltr_assets.s3_registry import sync
-from ltr_assets.sensors import reload_after_rollback_sensor, reload_serving_sensor
+from ltr_assets.s3_registry import mirror_from_settings, sync
 from tests.serving.conftest import (
     PARTITION,
     TOKEN,

@@ -11,8 +11,8 @@ from datetime import date, timedelta
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
-from ltr_assets.jobs import ltr_daily_job, ltr_label_refresh_job
-from ltr_assets.partitions import daily_partitions
+from ltr_assets.defs.jobs import ltr_daily_job, ltr_label_refresh_job
+from ltr_assets.defs.partitions import daily_partitions
 
 CRON = "15 2 * * *"
 

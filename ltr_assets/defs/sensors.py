@@ -20,7 +20,7 @@ from dagster import (
 )
 
 from ltr_assets.config import Settings
-from ltr_assets.jobs import ltr_rollback_job
+from ltr_assets.defs.jobs import ltr_rollback_job
 from ltr_assets.notify import notify, request_reload
 
 

@@ -20,7 +20,8 @@ from dagster import (
 )
 
 from ltr_assets.candidates import publish_candidate, train_candidate
-from ltr_assets.checks import (
+from ltr_assets.config import Settings
+from ltr_assets.defs.checks import (
     conflicts_check_result,
     conflicts_check_spec,
     fairness_coverage_spec,
@@ -34,12 +35,11 @@ from ltr_assets.checks import (
     s3_check_spec,
     warning_check_result,
 )
-from ltr_assets.config import Settings
+from ltr_assets.defs.partitions import daily_partitions
+from ltr_assets.defs.resources import KafkaResource, LtrResource, S3RegistryResource
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.notify import notify
-from ltr_assets.partitions import daily_partitions
-from ltr_assets.resources import KafkaResource, LtrResource, S3RegistryResource
 
 GROUP = "ltr"
 PIPELINE_TAG = {"ltr/pipeline": "daily"}
