@@ -7,7 +7,7 @@ from dagster import Definitions
 
 from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job
-from ltr_assets.defs.resources import KafkaResource, LtrResource, S3RegistryResource
+from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import SENSORS
 
@@ -16,5 +16,5 @@ defs = Definitions(
     jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
     schedules=[ltr_daily_schedule],
     sensors=SENSORS,
-    resources={"ltr": LtrResource(), "kafka": KafkaResource(), "s3": S3RegistryResource()},
+    resources={"ltr": LtrResource()},
 )

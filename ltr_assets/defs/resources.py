@@ -1,10 +1,20 @@
-"""Dagster resources: the settings, the lake, the registry and the event source of a run."""
+"""The one Dagster resource: the run's settings, and the lake, registry, sources and S3 mirror
+built from them.
+
+The environment is read once per run (`setup_for_execution`, through `ltr_assets.config`, the one
+reader of the environment), and every asset, op and sensor of that run or tick is handed the same
+Settings: a variable changed while a run is going does not reach half of it. Only the partitions
+and the training window's partition mapping read LTR_START_DATE and LTR_TRAIN_WINDOW_DAYS earlier,
+when the code location loads (`partitions.py`, `assets.py`): Dagster needs them to draw the
+asset graph.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
 
 from ltr_assets.config import Settings
 from ltr_assets.kafka import KafkaDaySource
@@ -15,10 +25,19 @@ from ltr_assets.sources import AuditLogSource
 
 
 class LtrResource(ConfigurableResource):
-    """Reads the environment when a run starts (config.Settings), so a run sees current values."""
+    """The settings of a run, read from the environment when the run (or sensor tick) starts.
+    Secrets (Kafka SASL, the reload token, the webhook URL) stay in the environment and in
+    Settings: they are never part of the resource's config, its repr or a log line."""
+
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._settings = Settings.from_env()
 
     def settings(self) -> Settings:
-        return Settings.from_env()
+        if self._settings is None:  # not set up by Dagster (a direct call): read, keep nothing
+            return Settings.from_env()
+        return self._settings
 
     def lake(self) -> Lake:
         return Lake(self.settings().data_dir)
@@ -32,23 +51,13 @@ class LtrResource(ConfigurableResource):
         skew = timedelta(hours=settings.max_clock_skew_hours)
         return AuditLogSource(settings.audit_log, max_clock_skew=skew)
 
-
-class KafkaResource(ConfigurableResource):
-    """The Kafka event source, configured by KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC,
-    KAFKA_GROUP_ID and the KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* variables when a
-    run starts. Secrets stay in the environment: they are never part of the resource's config,
-    its repr or a log line."""
-
-    def source(self) -> KafkaDaySource | None:
+    def kafka_source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
-        kafka = Settings.from_env().kafka()
+        kafka = self.settings().kafka()
         return KafkaDaySource(kafka) if kafka else None
 
-
-class S3RegistryResource(ConfigurableResource):
-    """The registry's S3/MinIO mirror, from S3_BUCKET, S3_PREFIX, S3_ENDPOINT and AWS_* when a
-    run starts; None when S3_BUCKET is unset (local registry only). The client itself is built
-    by the domain (`s3_registry.s3_client`), which the CLI and the serving app use too."""
-
     def mirror(self) -> S3Mirror | None:
-        return mirror_from_settings(Settings.from_env())
+        """The registry's S3/MinIO mirror (S3_BUCKET, S3_PREFIX, S3_ENDPOINT, AWS_*); None when
+        S3_BUCKET is unset (local registry only). The client is built by the domain
+        (`s3_registry.s3_client`), which the CLI and the serving app use too."""
+        return mirror_from_settings(self.settings())
