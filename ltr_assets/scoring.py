@@ -65,10 +65,17 @@ class ModelScorer:
 
 
 def make_scorer(
-    kind: str, weights: Mapping[str, float], model_text: str, features: Sequence[str] = FEATURES
+    kind: str,
+    weights: Mapping[str, float],
+    model: str | lgb.Booster,
+    features: Sequence[str] = FEATURES,
 ) -> Scorer:
+    """The scorer serving runs for LTR_SCORER=`kind`: the linear weights, or the model (its
+    text as published, or a booster already in memory, as training has it)."""
     if kind == "weights":
         return WeightsScorer(weights, features)
     if kind == "model":
-        return ModelScorer.from_model_text(model_text, features)
+        if isinstance(model, lgb.Booster):
+            return ModelScorer(model, features)
+        return ModelScorer.from_model_text(model, features)
     raise ValueError(f"unknown scorer {kind!r}")

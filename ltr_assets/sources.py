@@ -1,8 +1,10 @@
 """Event sources: where the lines of one day come from.
 
-A source yields `SourceRecord`s that belong to one UTC day, each already parsed. The audit-log
-file source is the fallback (and the embedded default); the Kafka source comes later on top of the
-same record type.
+A source yields the records of one UTC day, each already parsed: an accepted event as its bare
+row, anything else as a `SourceRecord`. Two sources yield them: the Kafka topic
+(`ltr_assets.kafka.KafkaDaySource`, used when KAFKA_BOOTSTRAP_SERVERS is set) and the audit-log
+files here (`AuditLogSource`), which are the fallback when Kafka is unusable and the only source
+when it is not configured.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dagster import (
     asset,
 )
 
-from ltr_assets.candidates import publish_candidate, train_candidate
+from ltr_assets.candidate_model import publish_candidate, train_candidate
 from ltr_assets.config import Settings
 from ltr_assets.defs.checks import (
     conflicts_check_result,
@@ -42,7 +42,6 @@ from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.notify import notify
 
 GROUP = "ltr"
-PIPELINE_TAG = {"ltr/pipeline": "daily"}
 
 
 def _day(context: AssetExecutionContext) -> date:
