@@ -56,6 +56,10 @@ test: $(STAMP) $(CHROMIUM)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit
 
+# mypy, configured in pyproject.toml: strict on the domain modules and ltr_serving.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,14 +1,18 @@
 """Quality on real ranking data: LightGBM's own lambdarank example (shared/data), scored with
 the project's nDCG, next to the reference figures in its SOURCE.md.
 
-    python -m benchmarks.quality_real [--data ../shared/data/lightgbm-lambdarank]
+    python -m benchmarks.quality_real [--data DIR]
 
-The data is read where it lies and never copied into the repository.
+The data is read where it lies and never copied into the repository: from --data, else from
+$LTR_SHARED_DATA (the folder holding rank.train, rank.test and their .query files), else from
+shared/data/lightgbm-lambdarank beside the repository root (the folder holding pyproject.toml),
+wherever the checkout itself sits.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from pathlib import Path
 
@@ -18,7 +22,26 @@ import numpy as np
 from benchmarks.common import machine, report
 from ltr_assets.metrics import ndcg_at_k
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lightgbm-lambdarank"
+SHARED_DATA_VARIABLE = "LTR_SHARED_DATA"
+
+
+def repository_root() -> Path:
+    """The checkout's root: the nearest folder above this file that holds pyproject.toml."""
+    here = Path(__file__).resolve()
+    for folder in here.parents:
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    raise FileNotFoundError(f"no pyproject.toml above {here}")
+
+
+def default_data() -> Path:
+    """$LTR_SHARED_DATA, else <repository root>/../shared/data/lightgbm-lambdarank."""
+    configured = os.environ.get(SHARED_DATA_VARIABLE, "").strip()
+    if configured:
+        return Path(configured)
+    return repository_root().parent / "shared" / "data" / "lightgbm-lambdarank"
+
+
 # train.conf: lambdarank, 100 trees, 31 leaves, lr 0.1, min_data_in_leaf 50, min hessian 5
 PARAMS = {
     "objective": "lambdarank",
@@ -63,8 +86,11 @@ def train_and_score(data: Path, params: dict, seed: int) -> dict[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data", type=Path, default=None, help=f"default: ${SHARED_DATA_VARIABLE} or shared/"
+    )
     args = parser.parse_args()
+    args.data = args.data or default_data()
     print(f"machine: {machine()}; data: {args.data}")
     off = train_and_score(
         args.data, {**PARAMS, "bagging_fraction": 1.0, "bagging_freq": 0, "deterministic": True}, 0

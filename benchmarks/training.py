@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import machine, median_time, report
 from benchmarks.simulated import simulated_lake
-from ltr_assets.candidates import train_candidate
+from ltr_assets.candidate_model import train_candidate
 from ltr_assets.config import Settings
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.training import load_window, split_by_time, train_ranker

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ltr_assets.config import ConfigError, Settings
 from ltr_assets.registry import InvalidVersion, LocalRegistry, RegistryError, check_version
@@ -20,6 +21,9 @@ from ltr_assets.simulator import (
     SimulatorConfig,
     render_lines,
 )
+
+if TYPE_CHECKING:
+    from ltr_assets.s3_registry import S3Mirror
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -58,7 +62,7 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_to_kafka(events: list[dict], args: argparse.Namespace) -> int:
+def _simulate_to_kafka(events: list[dict[str, Any]], args: argparse.Namespace) -> int:
     from ltr_assets.kafka import ensure_topic, publish_events
     from ltr_assets.simulator import to_audit_line
 
@@ -146,8 +150,8 @@ def _registry_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _mirror(settings: Settings):
-    from ltr_assets.resources import mirror_from_settings
+def _mirror(settings: Settings) -> S3Mirror | None:
+    from ltr_assets.s3_registry import mirror_from_settings
 
     return mirror_from_settings(settings)
 
@@ -279,8 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "simulate" and args.to == "file" and not args.out:
         build_parser().error("simulate needs --out FILE")
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except (RegistryError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

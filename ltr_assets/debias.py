@@ -25,6 +25,7 @@ import lightgbm as lgb
 import numpy as np
 
 from ltr_assets.propensity import ClickModel, PropensityCurve, fit_click_model
+from ltr_assets.scoring import predict
 
 METHODS = ("click_model", "ips", "lightgbm_position", "none")
 
@@ -84,7 +85,7 @@ class Debiaser:
         if self.gain_model is None:
             gain = np.full(len(features), self.mean_click_gain)
         else:
-            gain = np.clip(self.gain_model.predict(features), 1.0, None)  # a click gains ≥ 1
+            gain = np.clip(predict(self.gain_model, features), 1.0, None)  # a click gains ≥ 1
         self._memo[id(features)] = (features, gamma, gain)
         return gamma, gain
 
@@ -94,7 +95,8 @@ class Debiaser:
 
     def expected_gain(self, features: np.ndarray) -> np.ndarray:
         gamma, gain = self._predict(features)
-        return gamma * gain
+        expected: np.ndarray = gamma * gain
+        return expected
 
     def propensities(self, positions: np.ndarray) -> np.ndarray:
         return self.curve.at(positions)
@@ -109,7 +111,10 @@ class Debiaser:
         return np.where(gains > 0, gains, unseen * click_gain)
 
     def ips_gain(self, positions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return logged_gain(labels) / np.maximum(self.propensities(positions), self.clip)
+        gains: np.ndarray = logged_gain(labels) / np.maximum(
+            self.propensities(positions), self.clip
+        )
+        return gains
 
 
 def fit_debiaser(

@@ -71,7 +71,7 @@ def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> Non
     """On the published version's test lists: truth and gate estimate of every ranking."""
     from ltr_assets.lake import Lake
     from ltr_assets.metrics import gain_ndcg
-    from ltr_assets.scoring import ModelScorer, WeightsScorer
+    from ltr_assets.scoring import ModelScorer, WeightsScorer, predict
     from ltr_assets.simulator import platform_ranker
     from ltr_assets.training import (
         counterfactual_evaluator,
@@ -97,7 +97,7 @@ def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> Non
         "its LightGBM model (debiased)": ModelScorer.from_model_text(latest.model_text).score(
             test.X
         ),
-        "a model trained on raw clicks (no debiasing)": naive.booster.predict(test.X),
+        "a model trained on raw clicks (no debiasing)": predict(naive.booster, test.X),
         "weights derived from raw clicks": WeightsScorer(naive.weights).score(test.X),
         "the order shown (logged)": -test.positions.astype(float),
         "the platform's v2.8": platform_ranker(np.nan_to_num(test.X)),
@@ -121,7 +121,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     first = last - timedelta(days=days - 1)
     os.environ.setdefault("LTR_START_DATE", first.isoformat())
 
-    from dagster import DagsterInstance
+    from dagster import AssetCheckEvaluation, DagsterInstance
 
     from ltr_assets.config import Settings
     from ltr_assets.definitions import defs
@@ -166,7 +166,8 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         failed = [
             e.event_specific_data.check_name
             for e in result.all_events
-            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+            if isinstance(e.event_specific_data, AssetCheckEvaluation)
+            and not e.event_specific_data.passed
         ]
         row = DayRow(day, shown_by, result.success, failed, None, None, None, None)
         candidate = settings.data_dir / "candidates" / day.isoformat() / "candidate.json"

@@ -13,7 +13,7 @@ import math
 from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, final
 
 import orjson
 
@@ -47,11 +47,22 @@ EVENT_COLUMNS: tuple[str, ...] = (
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below epoch seconds
 _ZERO = timedelta(0)
 _MAX_RANK_POSITION = 2**31 - 1  # the lake stores rank positions as int32
-_NO_FEATURES: list[None] = [None] * len(FEATURES)
-_NO_GROUPS: list[None] = [None] * len(PROTECTED_ATTRIBUTES)
+_NO_FEATURES: list[float | None] = [None] * len(FEATURES)
+_NO_GROUPS: list[str | None] = [None] * len(PROTECTED_ATTRIBUTES)
 
 # One validated event, a tuple in EVENT_COLUMNS order (a tuple, not a dict: a day has millions).
-EventRow = namedtuple("EventRow", EVENT_COLUMNS)  # type: ignore[misc]
+if TYPE_CHECKING:
+    # The checker's view of the namedtuple built below from EVENT_COLUMNS (its fields are not
+    # literal, so mypy cannot see them): the fields that code reads by name. Final, so that
+    # `type(x) is EventRow` narrows both ways.
+    @final
+    class EventRow(tuple[Any, ...]):
+        event_id: str
+        event_type: str
+        timestamp: datetime
+
+else:
+    EventRow = namedtuple("EventRow", EVENT_COLUMNS)
 _new_row = functools.partial(tuple.__new__, EventRow)  # skips namedtuple's slower __new__
 
 
@@ -122,7 +133,7 @@ def _features(raw: Any) -> list[float | None]:
     values: list[float | None] = []
     known = 0
     for code in FEATURES:
-        value = raw.get(code)
+        value: Any = raw.get(code)
         kind = type(value)
         if kind is float or kind is int:
             if not 0.0 <= value <= 1.0:  # also false for NaN
@@ -147,7 +158,7 @@ def _groups(raw: Any) -> list[str | None]:
         raise _Invalid("bad_field", "lawyer_groups must be an object")
     values: list[str | None] = []
     for attribute in PROTECTED_ATTRIBUTES:
-        value = raw.get(attribute)
+        value: Any = raw.get(attribute)
         kind = type(value)
         if kind is str:
             values.append(value or None)
@@ -234,6 +245,7 @@ def _parse_event(line: str | bytes) -> EventRow | Rejection | None:
         return Rejection(f"not a JSON object but {type(obj).__name__}", "not_an_object")
 
     when: datetime | None = None
+    fields: Any
     try:
         if "event_type" in obj:
             event_type = obj["event_type"]

@@ -109,7 +109,7 @@ def build_feature_matrix(lake: Lake, day: date, feedback_window_hours: int = 24)
             "SELECT * EXCLUDE (group_start) FROM rows "
             "ORDER BY group_start, group_id, rank_position NULLS LAST, lawyer_id"
         ).to_arrow_table()
-        day_feedback, matched, late = con.execute(
+        counts = con.execute(
             f"""SELECT count(*) FILTER (WHERE CAST(f.timestamp AS DATE) = DATE '{day}'),
                        count(m.event_id) FILTER (WHERE CAST(m.shown_at AS DATE) = DATE '{day}'),
                        count(m.event_id) FILTER (WHERE CAST(m.shown_at AS DATE) = DATE '{day}'
@@ -118,11 +118,16 @@ def build_feature_matrix(lake: Lake, day: date, feedback_window_hours: int = 24)
         ).fetchone()
     finally:
         con.close()
+    if counts is None:  # an aggregate without GROUP BY always returns one row
+        raise RuntimeError("the feedback count query returned no row")
+    day_feedback, matched, late = counts
     path = lake.feature_matrix(day)
     atomic.write_parquet(path, table)
     labels = table.column("label").to_pylist()
     groups = table.column("group_id").to_pylist()
-    positive_groups = {g for g, label in zip(groups, labels, strict=True) if label > 0}
+    positive_groups = {
+        g for g, label in zip(groups, labels, strict=True) if label is not None and label > 0
+    }
     return MatrixReport(
         day=day,
         rows=table.num_rows,

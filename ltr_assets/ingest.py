@@ -37,23 +37,22 @@ class DaySource(Protocol):
     def read_day(self, day: date) -> Iterable[DayRecord]: ...
 
 
-RAW_EVENTS_SCHEMA = pa.schema(
-    [
-        ("event_id", pa.string()),
-        ("event_type", pa.string()),
-        ("timestamp", pa.timestamp("us", tz="UTC")),
-        ("request_id", pa.string()),
-        ("case_id", pa.string()),
-        ("lawyer_id", pa.string()),
-        ("rank_position", pa.int32()),
-        ("score", pa.float64()),
-        ("algorithm_version", pa.string()),
-        ("preset", pa.string()),
-        ("action", pa.string()),
-        *[(column, pa.float64()) for column in FEATURE_COLUMNS],
-        *[(column, pa.string()) for column in ATTRIBUTE_COLUMNS],
-    ]
-)
+_RAW_EVENTS_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("event_id", pa.string()),
+    ("event_type", pa.string()),
+    ("timestamp", pa.timestamp("us", tz="UTC")),
+    ("request_id", pa.string()),
+    ("case_id", pa.string()),
+    ("lawyer_id", pa.string()),
+    ("rank_position", pa.int32()),
+    ("score", pa.float64()),
+    ("algorithm_version", pa.string()),
+    ("preset", pa.string()),
+    ("action", pa.string()),
+    *[(column, pa.float64()) for column in FEATURE_COLUMNS],
+    *[(column, pa.string()) for column in ATTRIBUTE_COLUMNS],
+]
+RAW_EVENTS_SCHEMA = pa.schema(_RAW_EVENTS_FIELDS)
 assert tuple(RAW_EVENTS_SCHEMA.names) == EVENT_COLUMNS
 
 
@@ -192,7 +191,7 @@ def ingest_day(records: Iterable[DayRecord], day: date, lake: Lake, source: str)
         report.conflicting_ids = unique.conflicting_ids[:MAX_LISTED_CONFLICTS]
         table = events_table(list(unique.rows.values()))
     report.accepted = table.num_rows
-    report.feedback = int(pc.sum(pc.is_valid(table.column("action"))).as_py() or 0)
+    report.feedback = report.accepted - table.column("action").null_count
     report.recommendations = report.accepted - report.feedback
     report.parquet_path = lake.raw_events(day)
     atomic.write_parquet(report.parquet_path, table)

@@ -118,7 +118,12 @@ class KafkaDaySource:
     """Reads one UTC day of events from the topic."""
 
     name = "kafka"
-    unavailable_errors = (KafkaUnavailable, KafkaError, OSError, TimeoutError)
+    unavailable_errors: tuple[type[BaseException], ...] = (
+        KafkaUnavailable,
+        KafkaError,
+        OSError,
+        TimeoutError,
+    )
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
@@ -314,7 +319,7 @@ async def _ensure_topic(settings: KafkaSettings, partitions: int) -> bool:
         for _, code, message in getattr(response, "topic_errors", []):
             if code not in (0, 36):  # 36: the topic already exists
                 raise KafkaUnavailable(f"creating topic {settings.topic}: {message}")
-            return code == 0
+            return int(code) == 0
         return True
     finally:
         await admin.close()

@@ -297,10 +297,12 @@ class CounterfactualEvaluator:
         )
 
 
-def samples(labels: np.ndarray, group_sizes: Sequence[int]) -> int:
+def samples(labels: np.ndarray, group_sizes: Sequence[int] | np.ndarray) -> int:
     """Evaluation groups with at least one positive label."""
     offsets = group_offsets(group_sizes)
-    maxima = np.maximum.reduceat(np.asarray(labels), offsets[:-1]) if len(offsets) > 1 else []
+    maxima: np.ndarray | list[float] = (
+        np.maximum.reduceat(np.asarray(labels), offsets[:-1]) if len(offsets) > 1 else []
+    )
     return int(np.sum(np.asarray(maxima) > 0))
 
 

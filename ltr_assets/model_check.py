@@ -99,7 +99,9 @@ def _child(library: str) -> int:
         call(lib.LGBM_BoosterGetNumFeature(handle, ctypes.byref(count)))
         size = 256
         buffers = [ctypes.create_string_buffer(size) for _ in range(count.value)]
-        pointers = (ctypes.c_char_p * count.value)(*map(ctypes.addressof, buffers))
+        pointers = (ctypes.c_char_p * count.value)(
+            *[ctypes.c_char_p(ctypes.addressof(b)) for b in buffers]
+        )
         written, needed = ctypes.c_int(0), ctypes.c_size_t(0)
         call(lib.LGBM_BoosterGetFeatureNames(handle, count, ctypes.byref(written),
                                              ctypes.c_size_t(size), ctypes.byref(needed),

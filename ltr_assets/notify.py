@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,7 +23,7 @@ class Delivery:
 
 def post_json(
     url: str,
-    payload: dict,
+    payload: dict[str, Any],
     token: str = "",
     attempts: int = 3,
     backoff_s: float = 0.5,

@@ -44,6 +44,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from ltr_assets.scoring import predict
+
 METHODS = ("regression_em", "pinned")
 MIN_IMPRESSIONS = 200  # positions seen less often share the bucket of the last better-seen one
 _EPS = 1e-6
@@ -75,7 +77,8 @@ class PropensityCurve:
         p = np.asarray(positions, dtype=np.int64)
         if p.size and p.min() < 1:
             raise PropensityError(f"rank positions start at 1, got {int(p.min())}")
-        return np.asarray(self.examination)[np.minimum(p, self.positions) - 1]
+        theta: np.ndarray = np.asarray(self.examination)[np.minimum(p, self.positions) - 1]
+        return theta
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +114,8 @@ def _buckets(positions: np.ndarray) -> np.ndarray:
             "estimate position bias"
         )
     last = int(well_seen[-1]) + 1
-    return np.minimum(positions, last) - 1
+    buckets: np.ndarray = np.minimum(positions, last) - 1
+    return buckets
 
 
 def _theta_step(
@@ -133,7 +137,8 @@ def _theta_step(
         g = np.bincount(bucket, grad, n_buckets)
         h = np.bincount(bucket, hess, n_buckets)
         theta = np.clip(theta - g / np.minimum(h, -_EPS), 1e-3, 1.0)
-    return theta / theta[0]
+    curve: np.ndarray = theta / theta[0]
+    return curve
 
 
 def _gamma_objective(clicks: np.ndarray, theta_rows: np.ndarray) -> Any:
@@ -181,8 +186,9 @@ class ClickModel:
         """P(click | examined, x) for each row of `features`."""
         raw = np.full(len(features), self.init_raw)
         for booster in self.boosters:
-            raw += booster.predict(features, raw_score=True)
-        return 1.0 / (1.0 + np.exp(-raw))
+            raw += predict(booster, features, raw_score=True)
+        relevance: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
+        return relevance
 
 
 def fit_click_model(
@@ -250,7 +256,7 @@ def fit_click_model(
         dataset.set_init_score(raw[fit])
         booster = lgb.train(params, dataset, num_boost_round=rounds_per_iteration)
         boosters.append(booster)
-        raw = raw + booster.predict(features, raw_score=True)
+        raw = raw + predict(booster, features, raw_score=True)
     theta, kept = best[1], best[2]
     boosters = boosters[:kept]  # γ as it was when θ was best on the held-out lists
     model = ClickModel(_placeholder_curve(n_buckets), init_raw, boosters)

@@ -84,7 +84,7 @@ def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> 
             log.warning("S3 unreachable; pruning local versions only: %s", exc)
             mirror = None
     doomed = [v for v in versions if v not in protected]
-    pruned = []
+    pruned: list[str] = []
     for version in doomed:
         try:
             local.delete_version(version)  # re-checks latest under the registry's lock

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ltr_assets import atomic
 from ltr_assets.config import SCORERS
@@ -72,7 +72,7 @@ class InvalidPointer(RegistryError):
         self.etag = etag
 
 
-def is_version(name: object) -> bool:
+def is_version(name: object) -> TypeGuard[str]:
     """True for a real UTC timestamp YYYYMMDD_HHMMSS, and nothing else."""
     if not isinstance(name, str) or not VERSION_PATTERN.fullmatch(name):
         return False
@@ -87,7 +87,7 @@ def check_version(name: object) -> str:
     """`name` if it is a version id; InvalidVersion (a clear message) otherwise."""
     if not is_version(name):
         raise InvalidVersion(f"{name!r} is not a version id (YYYYMMDD_HHMMSS, UTC)")
-    return name  # type: ignore[return-value]
+    return name
 
 
 def check_pointer(pointer: object, where: str) -> dict[str, Any]:
@@ -133,9 +133,10 @@ def validate_weights(weights_bytes: bytes) -> dict[str, float]:
     return {f: float(weights[f]) for f in FEATURES}
 
 
-def check_checksums(weights_bytes: bytes, model_bytes: bytes, metadata: object) -> None:
+def check_checksums(weights_bytes: bytes, model_bytes: bytes, metadata: object) -> dict[str, Any]:
     """metadata.json must be an object whose checksums match both files, always: a version
-    without them (null, a list, no or malformed checksums) is refused, never trusted."""
+    without them (null, a list, no or malformed checksums) is refused, never trusted. Returns
+    the metadata, now known to be an object."""
     if not isinstance(metadata, dict):
         raise RegistryError(
             f"{METADATA_FILE} is {type(metadata).__name__}, not an object: refused unverified"
@@ -149,6 +150,7 @@ def check_checksums(weights_bytes: bytes, model_bytes: bytes, metadata: object) 
             raise RegistryError(f"{METADATA_FILE} has no valid sha256 for {name}: refused")
         if digest != sha256(data):
             raise RegistryError(f"checksum of {name} does not match metadata.json")
+    return metadata
 
 
 def validate_artifact(
@@ -161,8 +163,7 @@ def validate_artifact(
     (`model_check`): LightGBM aborts the whole process on some malformed model files, and an
     attacker able to rewrite model.txt can rewrite metadata.json too.
     """
-    check_checksums(weights_bytes, model_bytes, metadata)
-    gated = metadata.get("gated_scorer")  # type: ignore[union-attr]
+    gated = check_checksums(weights_bytes, model_bytes, metadata).get("gated_scorer")
     if gated is not None and gated not in SCORERS:
         raise RegistryError(f"gated_scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")
     weights = validate_weights(weights_bytes)
@@ -197,7 +198,7 @@ class PublishResult:
 def gated_scorer_of(metadata: Mapping[str, Any]) -> str | None:
     """The scorer a version was gated for: `gated_scorer`, else the candidate summary's
     `scorer` (what training evaluated). None when the metadata says neither."""
-    gated = metadata.get("gated_scorer", metadata.get("scorer"))
+    gated: str | None = metadata.get("gated_scorer", metadata.get("scorer"))
     if gated is not None and gated not in SCORERS:
         raise RegistryError(f"gated scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")
     return gated
@@ -246,7 +247,8 @@ class LocalRegistry:
         would have seen the backfilled day's test groups and make an unfair yardstick."""
         pointer = self.pointer()
         if pointer and pointer.get("partition", "") <= partition:
-            return pointer["version"]
+            version: str = pointer["version"]
+            return version
         for version in reversed(self.versions()):
             try:
                 if self.metadata(version).get("partition", "") <= partition:

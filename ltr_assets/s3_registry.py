@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -34,6 +34,11 @@ from ltr_assets.registry import (
     sha256,
     validate_artifact,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from ltr_assets.config import Settings
 
 log = logging.getLogger("ltr.s3")
 FILES_IN_ORDER = (WEIGHTS_FILE, MODEL_FILE, METADATA_FILE)  # metadata last: "complete"
@@ -71,7 +76,7 @@ def with_retries(action: Callable[[], T], attempts: int, backoff_s: float, what:
 
 @dataclass
 class S3Mirror:
-    client: Any  # a boto3 S3 client (from dagster-aws's S3Resource)
+    client: Any  # a boto3 S3 client (s3_client below), or a stand-in with the same methods
     bucket: str
     prefix: str = "ltr"
     attempts: int = 3
@@ -124,7 +129,10 @@ class S3Mirror:
             raise InvalidPointer(f"{self.url(POINTER)} is malformed: {exc}", etag) from None
 
     def _get(self, *parts: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))["Body"].read()
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))[
+            "Body"
+        ].read()
+        return body
 
     def fetch(self, version: str) -> Artifact:
         """Download a version and validate it fully (checksums first), like a local load."""
@@ -307,3 +315,49 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
         moved = mirror.move_pointer(pointer["version"], pointer["partition"], force=force_pointer)
     mirror.repair_latest_copy()
     return SyncReport(uploaded, moved, pointer["version"] if pointer else None)
+
+
+def s3_client(
+    *,
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    use_ssl: bool = True,
+    max_attempts: int = 2,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 15.0,
+    addressing_style: Literal["auto", "virtual", "path"] = "path",
+) -> S3Client:
+    """A boto3 S3 client with bounded timeouts and retries, so an S3 outage fails in seconds and
+    a publish can fall back to local-only, and path-style addressing (MinIO). Credentials come
+    from boto3's own chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, instance roles):
+    they are never part of any config, repr or log line here."""
+    import boto3  # only when S3 is used: serving from local files never loads it
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        region_name=region_name,
+        endpoint_url=endpoint_url,
+        use_ssl=use_ssl,
+        config=Config(
+            s3={"addressing_style": addressing_style},
+            retries={"total_max_attempts": max_attempts or 1, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        ),
+    )
+
+
+def mirror_from_settings(settings: Settings) -> S3Mirror | None:
+    """The S3 mirror when S3_BUCKET is set (S3_PREFIX, S3_ENDPOINT, AWS_REGION); None means the
+    local registry only. An http:// endpoint (a local MinIO) is spoken to without TLS."""
+    if not settings.s3_bucket:
+        return None
+    endpoint = settings.s3_endpoint or None
+    client = s3_client(
+        endpoint_url=endpoint,
+        region_name=settings.s3_region,
+        use_ssl=not (endpoint or "").startswith("http://"),
+        max_attempts=2,
+    )
+    return S3Mirror(client, settings.s3_bucket, settings.s3_prefix)

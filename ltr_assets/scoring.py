@@ -7,7 +7,7 @@ Both take a candidates × features matrix in FEATURES order and return one score
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -31,13 +31,20 @@ class WeightsScorer:
         self.vector = np.array([float(weights[f]) for f in self.features], dtype=np.float64)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        scores = matrix @ self.vector
+        scores: np.ndarray = matrix @ self.vector
         if np.isnan(scores).any():  # rare (serving validates every value): redo without them
             scores = np.nan_to_num(matrix, nan=0.0) @ self.vector
         return scores
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
-        return np.nan_to_num(matrix, nan=0.0) * self.vector
+        contributions: np.ndarray = np.nan_to_num(matrix, nan=0.0) * self.vector
+        return contributions
+
+
+def predict(booster: lgb.Booster, matrix: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """`booster.predict` on a dense matrix. Its declared result also covers sparse matrices,
+    which only SHAP contributions on sparse input return; here it is always a dense array."""
+    return cast(np.ndarray, booster.predict(matrix, **kwargs))
 
 
 class ModelScorer:
@@ -54,14 +61,21 @@ class ModelScorer:
         return cls(lgb.Booster(model_str=text), features)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        return self.booster.predict(matrix, num_threads=1)
+        return predict(self.booster, matrix, num_threads=1)
 
 
 def make_scorer(
-    kind: str, weights: Mapping[str, float], model_text: str, features: Sequence[str] = FEATURES
+    kind: str,
+    weights: Mapping[str, float],
+    model: str | lgb.Booster,
+    features: Sequence[str] = FEATURES,
 ) -> Scorer:
+    """The scorer serving runs for LTR_SCORER=`kind`: the linear weights, or the model (its
+    text as published, or a booster already in memory, as training has it)."""
     if kind == "weights":
         return WeightsScorer(weights, features)
     if kind == "model":
-        return ModelScorer.from_model_text(model_text, features)
+        if isinstance(model, lgb.Booster):
+            return ModelScorer(model, features)
+        return ModelScorer.from_model_text(model, features)
     raise ValueError(f"unknown scorer {kind!r}")

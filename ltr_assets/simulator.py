@@ -126,11 +126,13 @@ def utility_coefficients(day: date, drift: float, period_days: float) -> np.ndar
 def true_utility(x: dict[str, np.ndarray], coefficients: np.ndarray | None = None) -> np.ndarray:
     """The hidden utility of candidates (arrays per feature code): non-linear on purpose."""
     weights = np.array([c for _, c, _ in _TERMS]) if coefficients is None else coefficients
-    return sum(w * term(x) for w, (_, _, term) in zip(weights, _TERMS, strict=True))
+    utility: np.ndarray = sum(w * term(x) for w, (_, _, term) in zip(weights, _TERMS, strict=True))
+    return utility
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    sigmoid: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return sigmoid
 
 
 def relevance_probability(utility: np.ndarray) -> np.ndarray:
@@ -151,7 +153,10 @@ def expected_gain(utility: np.ndarray, relevant_click: float) -> np.ndarray:
     contact = _contact_probability(utility)
     contract = _contract_probability(utility)
     # label 1 (click only) gains 1, label 2 (contact) 3, label 3 (contract) 7
-    return click * ((1 - contact) * 1.0 + contact * (1 - contract) * 3.0 + contact * contract * 7.0)
+    gain: np.ndarray = click * (
+        (1 - contact) * 1.0 + contact * (1 - contract) * 3.0 + contact * contract * 7.0
+    )
+    return gain
 
 
 # The platform's current scorer (v2.8): a plain weighted sum that misjudges the utility.
@@ -173,7 +178,8 @@ _PLATFORM_VECTOR = np.array([PLATFORM_WEIGHTS[f] for f in FEATURES])
 
 def platform_ranker(matrix: np.ndarray) -> np.ndarray:
     """The platform's own scorer (v2.8) on a candidates × FEATURES matrix."""
-    return np.asarray(matrix) @ _PLATFORM_VECTOR
+    scores: np.ndarray = np.asarray(matrix) @ _PLATFORM_VECTOR
+    return scores
 
 
 # Protected attribute -> (values, probabilities); None stands for "not declared".
@@ -196,7 +202,10 @@ def intrinsic_merit(intrinsic: dict[str, np.ndarray]) -> np.ndarray:
     """The part of the true utility a lawyer brings to every case (the lawyer's own terms at
     their base coefficients): what "as qualified as the others" means for a group."""
     x = intrinsic
-    return 1.4 * x["T"] ** 2 + 0.7 * x["Q"] + 0.6 * x["R"] * x["C"] + 0.4 * x["E"] + 0.2 * x["M"]
+    merit: np.ndarray = (
+        1.4 * x["T"] ** 2 + 0.7 * x["Q"] + 0.6 * x["R"] * x["C"] + 0.4 * x["E"] + 0.2 * x["M"]
+    )
+    return merit
 
 
 def _stratified_values(

@@ -1,8 +1,10 @@
 """Event sources: where the lines of one day come from.
 
-A source yields `SourceRecord`s that belong to one UTC day, each already parsed. The audit-log
-file source is the fallback (and the embedded default); the Kafka source comes later on top of the
-same record type.
+A source yields the records of one UTC day, each already parsed: an accepted event as its bare
+row, anything else as a `SourceRecord`. Two sources yield them: the Kafka topic
+(`ltr_assets.kafka.KafkaDaySource`, used when KAFKA_BOOTSTRAP_SERVERS is set) and the audit-log
+files here (`AuditLogSource`), which are the fallback when Kafka is unusable and the only source
+when it is not configured.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class SourceRecord(NamedTuple):
 
     origin: str  # where it came from, e.g. "audit.jsonl:42" or "match_events/2@1017"
     raw: bytes
-    outcome: EventRow | Rejection | None
+    outcome: Rejection | None
 
 
 # What a source yields for a day: an accepted event as its bare row (millions a day: no wrapper),
@@ -119,15 +121,19 @@ class AuditLogSource:
                     if outcome.timestamp > horizon:
                         outcome = future_rejection(outcome.timestamp, horizon, why)
                     else:
-                        own = outcome.timestamp.date()
-                        last = own
+                        event_day = outcome.timestamp.date()
+                        last = event_day
                         if undated:
-                            yield from _flush(undated, own, day)
-                        if own == day:
+                            yield from _flush(undated, event_day, day)
+                        if event_day == day:
                             yield outcome
                         continue
-                elif isinstance(outcome, Rejection) and _after(outcome.timestamp, horizon):
-                    outcome = future_rejection(outcome.timestamp, horizon, why)  # type: ignore[arg-type]
+                elif (
+                    isinstance(outcome, Rejection)
+                    and outcome.timestamp is not None
+                    and outcome.timestamp > horizon
+                ):
+                    outcome = future_rejection(outcome.timestamp, horizon, why)
                 record = SourceRecord(f"{name}:{number}", line, outcome)
                 own = _outcome_day(outcome)
                 if own is None:
@@ -163,10 +169,6 @@ def _hinted_day(line: bytes) -> date | None:
     if match is None:
         return None
     return _date(match.group(1))
-
-
-def _after(when: datetime | None, horizon: datetime) -> bool:
-    return when is not None and when > horizon
 
 
 def _flush(

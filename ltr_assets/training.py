@@ -44,6 +44,7 @@ from ltr_assets.lake import Lake
 from ltr_assets.metrics import CounterfactualEvaluator, group_offsets
 from ltr_assets.propensity import PropensityCurve
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS, FEATURES
+from ltr_assets.scoring import predict
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -105,17 +106,21 @@ class Split:
     @cached_property
     def X(self) -> np.ndarray:  # noqa: N802 - the usual name for a feature matrix
         """Computed once: training, evaluation, timing and the baseline all read it."""
-        return self.frame[list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64, na_value=np.nan)
+        matrix: np.ndarray = self.frame[list(FEATURE_COLUMNS)].to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+        return matrix
 
     @cached_property
     def y(self) -> np.ndarray:
-        return self.frame["label"].to_numpy(dtype=np.float64)
+        labels: np.ndarray = self.frame["label"].to_numpy(dtype=np.float64)
+        return labels
 
     @cached_property
     def positions(self) -> np.ndarray:
         """1-based logged rank positions (a list shown without them counts as shown in order)."""
         raw = self.frame["rank_position"].to_numpy(dtype=np.float64, na_value=np.nan)
-        in_list = np.concatenate([np.arange(1, n + 1) for n in self.group_sizes] or [[]])
+        in_list = np.concatenate([np.arange(1, n + 1) for n in self.group_sizes] or [np.empty(0)])
         return np.where(np.isnan(raw), in_list, raw).astype(np.int64)
 
     @property
@@ -256,8 +261,9 @@ def weights_gain_importance(booster: lgb.Booster) -> np.ndarray:
 def weights_distilled(booster: lgb.Booster, split: Split) -> np.ndarray:
     """Non-negative least squares of the model's scores on the features, within each list."""
     X = np.nan_to_num(split.X, nan=0.0)
-    target = _centred_by_group(booster.predict(X), split.group_sizes)
+    target = _centred_by_group(predict(booster, X), split.group_sizes)
     design = _centred_by_group(X, split.group_sizes)
+    coefficients: np.ndarray
     coefficients, _ = nnls(design, target)
     return coefficients
 
@@ -364,7 +370,7 @@ def train_ranker(
         vector = np.array([weights[f] for f in FEATURES])
         validation[method] = judge.ndcg(X_valid @ vector, 5).value
     best = max(WEIGHT_METHODS, key=lambda m: (validation[m], -WEIGHT_METHODS.index(m)))
-    model_ndcg = judge.ndcg(booster.predict(valid.X), 5).value
+    model_ndcg = judge.ndcg(predict(booster, valid.X), 5).value
     info["debias"] = {
         "method": debias,
         "propensity_clip": clip,

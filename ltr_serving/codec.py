@@ -49,6 +49,8 @@ _Attributes = msgspec.defstruct(
 
 class _Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     lawyer_id: _Id
+    # Both classes are built by msgspec.defstruct from FEATURES / PROTECTED_ATTRIBUTES at import:
+    # mypy sees variables, not classes, though msgspec decodes into them as the types they are.
     features: _Features  # type: ignore[valid-type]
     protected_attributes: _Attributes | None = None  # type: ignore[valid-type]
 

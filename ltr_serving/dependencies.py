@@ -16,7 +16,8 @@ from ltr_serving.state import ServingState
 
 
 async def get_settings(request: Request) -> ServingSettings:
-    return request.app.state.settings
+    settings: ServingSettings = request.app.state.settings
+    return settings
 
 
 async def get_state(request: Request) -> ServingState:
@@ -27,7 +28,8 @@ async def get_state(request: Request) -> ServingState:
 
 
 async def get_metrics(request: Request) -> ServingMetrics:
-    return request.app.state.metrics
+    metrics: ServingMetrics = request.app.state.metrics
+    return metrics
 
 
 SettingsDep = Annotated[ServingSettings, Depends(get_settings)]

@@ -17,11 +17,14 @@ from ltr_assets.schema import FEATURE_DESCRIPTIONS, FEATURES, PROTECTED_ATTRIBUT
 
 FeatureValue = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 
+_FEATURE_FIELDS: dict[str, Any] = {
+    code: (FeatureValue, Field(description=FEATURE_DESCRIPTIONS[code])) for code in FEATURES
+}
 Features: type[BaseModel] = create_model(
     "Features",
     __config__=ConfigDict(extra="forbid", frozen=True),
     __doc__="One value in [0, 1] per feature; higher is better.",
-    **{code: (FeatureValue, Field(description=FEATURE_DESCRIPTIONS[code])) for code in FEATURES},
+    **_FEATURE_FIELDS,
 )
 
 ProtectedValue = str | bool | None
@@ -58,7 +61,7 @@ class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lawyer_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
-    features: Features  # type: ignore[valid-type]
+    features: Features
     protected_attributes: ProtectedAttributes | None = None
 
 

@@ -47,7 +47,7 @@ class ServingSettings:
         """The S3 mirror to serve from, when the source is S3."""
         if self.source != "s3":
             return None
-        from ltr_assets.resources import mirror_from_settings  # boto3 only when S3 is used
+        from ltr_assets.s3_registry import mirror_from_settings  # boto3 only when S3 is used
 
         mirror = mirror_from_settings(Settings.from_env())
         if mirror is None:

@@ -2,20 +2,26 @@
 
 The seam is the `WeightStore` protocol: `current_marker()` is a cheap change detector for the
 poller and `load()` returns a fully validated artifact or raises. `LocalWeightStore` is the
-implementation for a local registry (or the flat WEIGHTS_PATH file); an S3 store would implement
-the same two methods with the `latest` pointer's ETag as the marker and report source "s3".
+implementation for a local registry (or the flat WEIGHTS_PATH file); `S3WeightStore` implements
+the same two methods over the registry's S3/MinIO mirror, with the `latest` pointer's ETag as the
+marker, and reports source "s3".
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ltr_assets.registry import Artifact, LocalRegistry, RegistryError, validate_weights
+from ltr_assets.registry import (
+    Artifact,
+    LocalRegistry,
+    RegistryError,
+    sha256,
+    validate_weights,
+)
 from ltr_assets.s3_registry import S3Mirror
 
 Source = Literal["file", "s3"]
@@ -109,7 +115,7 @@ class LocalWeightStore:
         with self._lock:
             if key == self._stat_key:
                 return self._marker
-        marker = f"{path.name}:{_sha256(path.read_bytes())}"
+        marker = f"{path.name}:{sha256(path.read_bytes())}"
         with self._lock:
             self._stat_key, self._marker = key, marker
         return marker
@@ -152,7 +158,7 @@ class LocalWeightStore:
         # The flat file carries no version id: name it by its content so health and responses
         # still say exactly what ranked them.
         return StoredArtifact(
-            version=f"flat-{_sha256(data)[:12]}",
+            version=f"flat-{sha256(data)[:12]}",
             weights=weights,
             model_text=None,
             source=self.source,
@@ -205,7 +211,3 @@ def build_store(
     if mirror is not None:
         return S3WeightStore(mirror, scorer)
     return LocalWeightStore(registry_dir, weights_path, scorer)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

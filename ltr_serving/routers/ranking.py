@@ -106,7 +106,7 @@ class RankRoute(Route):
     """A Starlette route that, like FastAPI's, records itself as `scope["route"]` (the latency
     metric's route label)."""
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:  # type: ignore[override]
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
         if match is not Match.NONE:
             child["route"] = self

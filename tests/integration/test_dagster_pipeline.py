@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
 
+from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
+from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.registry import LocalRegistry
-from ltr_assets.schedules import ltr_daily_schedule
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import check_metadata, check_results
 
@@ -24,6 +26,19 @@ def _materialized(result) -> set[str]:
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
     }
+
+
+def _count_environment_reads(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Every Settings.from_env() call from now on, recorded."""
+    reads: list[Settings] = []
+    read = Settings.from_env.__func__  # type: ignore[attr-defined]  # the classmethod's function
+
+    def counted(cls: type[Settings], env: Mapping[str, str] | None = None) -> Settings:
+        reads.append(read(cls, env))
+        return reads[-1]
+
+    monkeypatch.setattr(Settings, "from_env", classmethod(counted))
+    return reads
 
 
 def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
@@ -89,9 +104,12 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     assert "published_weights" not in _materialized(first)
     assert registry.latest_version() is None
 
-    # Day 2: a two-day window passes every check and is published.
+    # Day 2: a two-day window passes every check and is published. The run reads the
+    # environment once (the resource's setup), and all four assets share those settings.
+    reads = _count_environment_reads(monkeypatch)
     second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert second.success
+    assert len(reads) == 1
     second_checks = check_results(second)
     # The simulator leaves orientation mostly unknown, so the WARN coverage check says so.
     assert second_checks.pop("fairness_coverage") is False

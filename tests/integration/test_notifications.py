@@ -8,7 +8,7 @@ import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context
 
 from ltr_assets.definitions import defs
-from ltr_assets.sensors import notify_run_failure, notify_run_success
+from ltr_assets.defs.sensors import notify_run_failure, notify_run_success
 from tests.conftest import write_simulated_events
 from tests.support.http_receiver import http_receiver
 
@@ -36,6 +36,7 @@ def test_success_and_failure_messages_reach_the_webhook(
                 dagster_event=_run_event(failed, "PIPELINE_FAILURE"),
                 dagster_instance=instance,
                 dagster_run=instance.get_run_by_id(failed.run_id),
+                resources=defs.resources,
             ).for_run_failure()
         )
         notify_run_success(
@@ -44,6 +45,7 @@ def test_success_and_failure_messages_reach_the_webhook(
                 dagster_event=_run_event(passed, "PIPELINE_SUCCESS"),
                 dagster_instance=instance,
                 dagster_run=instance.get_run_by_id(passed.run_id),
+                resources=defs.resources,
             )
         )
     failure, success = (m["text"] for m in receiver.messages)

@@ -18,8 +18,7 @@ from ltr_assets.cli import main as ltr
 from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
 from ltr_assets.registry import LocalRegistry, RegistryError
-from ltr_assets.resources import mirror_from_settings
-from ltr_assets.s3_registry import S3Mirror, sync
+from ltr_assets.s3_registry import S3Mirror, mirror_from_settings, sync
 from tests.conftest import write_simulated_events
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.dagster_results import check_results
@@ -124,7 +123,7 @@ import os, signal, sys
 from ltr_assets import atomic, publication
 from ltr_assets.config import Settings
 from ltr_assets.registry import LocalRegistry
-from ltr_assets.resources import mirror_from_settings
+from ltr_assets.s3_registry import mirror_from_settings
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.dagster_results import check_results
 from tests.support.http_receiver import http_receiver

@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from ltr_assets.candidates import train_candidate
+from ltr_assets.candidate_model import train_candidate
 from ltr_assets.config import Settings
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day

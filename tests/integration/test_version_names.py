@@ -13,8 +13,7 @@ from ltr_assets import publication
 from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
 from ltr_assets.registry import InvalidPointer, InvalidVersion, LocalRegistry
-from ltr_assets.resources import mirror_from_settings
-from ltr_assets.s3_registry import S3Mirror, sync
+from ltr_assets.s3_registry import S3Mirror, mirror_from_settings, sync
 from ltr_serving.store import S3WeightStore, StoreError
 from tests.support.artifacts import tiny_model_text, weights
 

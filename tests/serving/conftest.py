@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import uvicorn
 
+from ltr_assets import atomic
 from ltr_assets.config import Settings
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.schema import FEATURES
@@ -67,8 +68,11 @@ class Publisher:
 
     def point_latest_at(self, version: str) -> None:
         """Move the pointer by hand, bypassing the registry's validation (a broken publisher)."""
-        self.registry.pointer_path.write_text(
-            json.dumps({"version": version, "partition": PARTITION, "moved_at": "now"})
+        # Atomically (temporary file, then os.replace), as the registry itself writes it: the
+        # poller reads it every 0.1 s and must never see a half-written file.
+        atomic.write_text(
+            self.registry.pointer_path,
+            json.dumps({"version": version, "partition": PARTITION, "moved_at": "now"}),
         )
 
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from ltr_assets.config import Settings
+from ltr_serving.state import ReloadAttempt, ServingState
 from tests.serving.conftest import (
     Publisher,
     RunningServer,
@@ -16,6 +17,23 @@ from tests.serving.conftest import (
 )
 
 POLL = 0.1
+
+
+def _count_poll_ticks(server: RunningServer) -> list[float]:
+    """Records each completed poller tick of the running app (its time), so a test can wait
+    for ticks to have happened instead of sleeping for as long as they should take."""
+    state: ServingState = server.server.config.app.state.serving
+    ticks: list[float] = []
+    poll_once = state.poll_once
+
+    def counted() -> ReloadAttempt | None:
+        try:
+            return poll_once()
+        finally:
+            ticks.append(time.monotonic())
+
+    state.poll_once = counted  # type: ignore[method-assign]  # the poller looks it up each tick
+    return ticks
 
 
 def test_the_poller_loads_a_new_version_and_survives_a_bad_one(
@@ -40,11 +58,14 @@ def test_the_poller_loads_a_new_version_and_survives_a_bad_one(
         wait_for(lambda: live() == second, 5, "the poller to load the new version")
         assert client.post("/rank", json=rank_body(3)).json()["version"] == second
 
+        ticks = _count_poll_ticks(server)
         publisher.point_latest_at("20990101_000000")  # a pointer to a version that is not there
         wait_for(lambda: poll_failures() == 1.0, 5, "the poller to refuse the bad pointer")
         health = client.get("/ltr/health").json()
         assert health["version"] == second and "does not exist" in health["last_reload_error"]
-        time.sleep(POLL * 4)  # several ticks: the same bad pointer is not retried every tick
+        seen = len(ticks)
+        # Several ticks (counted, not slept for): the same bad pointer is not retried every tick.
+        wait_for(lambda: len(ticks) >= seen + 3, 5, "three more poller ticks")
         assert poll_failures() == 1.0
 
         third = publisher.publish(weights_for(3))  # the poller is still alive

@@ -10,16 +10,16 @@ import pytest
 from dagster import (
     AssetMaterialization,
     DagsterInstance,
+    SensorEvaluationContext,
     build_run_status_sensor_context,
     build_sensor_context,
 )
 
 from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
+from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving_sensor
 from ltr_assets.registry import LocalRegistry
-from ltr_assets.resources import mirror_from_settings
-from ltr_assets.s3_registry import sync
-from ltr_assets.sensors import reload_after_rollback_sensor, reload_serving_sensor
+from ltr_assets.s3_registry import mirror_from_settings, sync
 from tests.serving.conftest import (
     PARTITION,
     TOKEN,
@@ -95,15 +95,24 @@ def live_app(
     return server, publisher, first
 
 
+def _tick(instance: DagsterInstance) -> SensorEvaluationContext:
+    """A sensor tick's context with the location's resources (the settings resource)."""
+    return build_sensor_context(
+        instance=instance, repository_def=defs.get_repository_def(), resources=defs.resources
+    )
+
+
 def test_publication_sensor_reloads_a_live_app(live_app) -> None:
     server, publisher, first = live_app
     second = publisher.publish(weights_for(2))  # the poller is off: only the sensor can tell it
     assert _health(server)["version"] == first
     instance = DagsterInstance.ephemeral()
     instance.report_runless_asset_event(AssetMaterialization("published_weights"))
-    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
-    outcome = list(reload_serving_sensor(context))  # an asset sensor yields its results
-    assert "serving reloaded" in str(outcome[0].skip_message)
+    context = _tick(instance)
+    # evaluate_tick, as the daemon does: a direct call of an asset sensor that needs a resource
+    # fails in Dagster 1.13 (it passes the resource as an argument its wrapper does not take).
+    outcome = reload_serving_sensor.evaluate_tick(context)
+    assert "serving reloaded" in str(outcome.skip_message)
     assert _health(server)["version"] == second
 
 
@@ -124,6 +133,7 @@ def test_rollback_job_then_its_sensor_reloads_a_live_app(live_app) -> None:
             dagster_event=success,
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
+            resources=defs.resources,
         )
     )
     assert _health(server)["version"] == first
@@ -135,9 +145,9 @@ def test_a_wrong_token_makes_the_sensor_fail_loudly(
     monkeypatch.setenv("LTR_RELOAD_TOKEN", "not-the-token")
     instance = DagsterInstance.ephemeral()
     instance.report_runless_asset_event(AssetMaterialization("published_weights"))
-    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    context = _tick(instance)
     with pytest.raises(Exception, match="reload request failed"):
-        list(reload_serving_sensor(context))
+        reload_serving_sensor.evaluate_tick(context)
 
 
 def test_a_refused_artifact_is_notified_once_and_the_sensor_moves_on(
@@ -149,10 +159,9 @@ def test_a_refused_artifact_is_notified_once_and_the_sensor_moves_on(
     model.write_text(model.read_text() + "\n")  # no longer matches its checksum
     instance = DagsterInstance.ephemeral()
     instance.report_runless_asset_event(AssetMaterialization("published_weights"))
-    context = build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
     with http_receiver() as receiver:
-        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
-        outcome = list(reload_serving_sensor(context))
-    assert "refused" in outcome[0].skip_message
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)  # before the tick reads settings
+        outcome = reload_serving_sensor.evaluate_tick(_tick(instance))
+    assert "refused" in str(outcome.skip_message)
     assert len(receiver.messages) == 1 and "keeps serving" in receiver.messages[0]["text"]
     assert _health(server)["version"] == first

@@ -69,7 +69,7 @@ def quarantine_check_spec(asset: str) -> AssetCheckSpec:
         QUARANTINE_CHECK,
         asset=asset,
         description="Warns when the share of quarantined events exceeds "
-        "LTR_QUARANTINE_WARN_RATIO (0.05).",
+        "LTR_QUARANTINE_WARN_RATIO (default 0.05; each result states the ratio in force).",
     )
 
 

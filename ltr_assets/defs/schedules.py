@@ -6,12 +6,13 @@ the daily run because it needs raw_events[D]: feedback that came after midnight 
 D-1's impressions in every later training window.
 """
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
-from ltr_assets.jobs import ltr_daily_job, ltr_label_refresh_job
-from ltr_assets.partitions import daily_partitions
+from ltr_assets.defs.jobs import ltr_daily_job, ltr_label_refresh_job
+from ltr_assets.defs.partitions import daily_partitions
 
 CRON = "15 2 * * *"
 
@@ -30,7 +31,7 @@ def nightly_partitions(tick_date: date) -> tuple[str, str]:
     description="Nightly at 02:15 UTC: the previous day's partition, then a label refresh of "
     "the day before it.",
 )
-def ltr_daily_schedule(context: ScheduleEvaluationContext):
+def ltr_daily_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
     tick = context.scheduled_execution_time.date()
     day, refresh = nightly_partitions(tick)
     existing = set(daily_partitions.get_partition_keys())

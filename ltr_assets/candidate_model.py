@@ -39,7 +39,7 @@ from ltr_assets.registry import (
     weights_json,
 )
 from ltr_assets.s3_registry import S3Mirror
-from ltr_assets.scoring import ModelScorer, Scorer, WeightsScorer, make_scorer
+from ltr_assets.scoring import make_scorer
 from ltr_assets.training import (
     Split,
     counterfactual_evaluator,
@@ -133,11 +133,7 @@ def train_candidate(
         pinned_curve=_pinned(settings),
         clip=settings.propensity_clip,
     )
-    scorer: Scorer = (
-        WeightsScorer(ranker.weights)
-        if settings.scorer == "weights"
-        else ModelScorer(ranker.booster)
-    )
+    scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
     fairness = FairnessInputs(
         test_merit=ranker.debiaser.expected_gain(test.X),

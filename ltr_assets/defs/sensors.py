@@ -20,7 +20,8 @@ from dagster import (
 )
 
 from ltr_assets.config import Settings
-from ltr_assets.jobs import ltr_rollback_job
+from ltr_assets.defs.jobs import ltr_rollback_job
+from ltr_assets.defs.resources import LtrResource
 from ltr_assets.notify import notify, request_reload
 
 
@@ -50,9 +51,13 @@ def _reload_outcome(settings: Settings, after: str) -> SkipReason:
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="After published_weights materializes, POST /reload to LTR_SERVING_URL.",
+    required_resource_keys={"ltr"},  # a resource parameter breaks evaluate_tick in 1.13
 )
-def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):
-    return _reload_outcome(Settings.from_env(), f"publication in run {asset_event.run_id[:8]}")
+def reload_serving_sensor(
+    context: SensorEvaluationContext, asset_event: EventLogEntry
+) -> SkipReason:
+    ltr: LtrResource = context.resources.ltr
+    return _reload_outcome(ltr.settings(), f"publication in run {asset_event.run_id[:8]}")
 
 
 @run_status_sensor(
@@ -61,8 +66,8 @@ def reload_serving_sensor(context: SensorEvaluationContext, asset_event: EventLo
     default_status=DefaultSensorStatus.RUNNING,
     description="After a rollback run succeeds, POST /reload to LTR_SERVING_URL.",
 )
-def reload_after_rollback_sensor(context: RunStatusSensorContext):
-    return _reload_outcome(Settings.from_env(), f"rollback run {context.dagster_run.run_id[:8]}")
+def reload_after_rollback_sensor(context: RunStatusSensorContext, ltr: LtrResource) -> SkipReason:
+    return _reload_outcome(ltr.settings(), f"rollback run {context.dagster_run.run_id[:8]}")
 
 
 @run_status_sensor(
@@ -70,11 +75,11 @@ def reload_after_rollback_sensor(context: RunStatusSensorContext):
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts run successes to NOTIFY_WEBHOOK_URL.",
 )
-def notify_run_success(context: RunStatusSensorContext):
+def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> None:
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
     notify(
-        Settings.from_env().notify_webhook_url,
+        ltr.settings().notify_webhook_url,
         f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})",
     )
 
@@ -83,12 +88,12 @@ def notify_run_success(context: RunStatusSensorContext):
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts run failures (including a failed gate) to NOTIFY_WEBHOOK_URL.",
 )
-def notify_run_failure(context: RunFailureSensorContext):
+def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> None:
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
     message = context.failure_event.message if context.failure_event else "failed"
     notify(
-        Settings.from_env().notify_webhook_url,
+        ltr.settings().notify_webhook_url,
         f":x: {run.job_name} [{partition}] failed (run {run.run_id[:8]}): {message}",
     )
 

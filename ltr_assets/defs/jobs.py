@@ -12,10 +12,10 @@ from dagster import (
 from pydantic import Field, field_validator
 
 from ltr_assets import publication
-from ltr_assets.assets import feature_matrix, ltr_model, published_weights, raw_events
-from ltr_assets.partitions import daily_partitions
+from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
+from ltr_assets.defs.partitions import daily_partitions
+from ltr_assets.defs.resources import LtrResource
 from ltr_assets.registry import check_version
-from ltr_assets.resources import LtrResource, S3RegistryResource
 
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
 PIPELINE_TAGS = {"ltr/pipeline": "daily"}
@@ -53,10 +53,10 @@ class RollbackConfig(Config):
 @op(description="Validate the version (files, checksums, weights summing to 1.0, model loads), "
     "then point latest at it locally and on S3.")  # fmt: skip
 def rollback_to_version(
-    context: OpExecutionContext, config: RollbackConfig, ltr: LtrResource, s3: S3RegistryResource
+    context: OpExecutionContext, config: RollbackConfig, ltr: LtrResource
 ) -> str:
     report = publication.rollback(
-        ltr.registry(), s3.mirror(), config.version, ltr.settings().scorer
+        ltr.registry(), ltr.mirror(), config.version, ltr.settings().scorer
     )
     context.log.info(f"latest: {report.local.previous_latest} -> {report.version}")
     if report.s3_published is False:

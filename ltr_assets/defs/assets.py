@@ -19,8 +19,9 @@ from dagster import (
     asset,
 )
 
-from ltr_assets.candidates import publish_candidate, train_candidate
-from ltr_assets.checks import (
+from ltr_assets.candidate_model import publish_candidate, train_candidate
+from ltr_assets.config import Settings
+from ltr_assets.defs.checks import (
     conflicts_check_result,
     conflicts_check_spec,
     fairness_coverage_spec,
@@ -34,15 +35,13 @@ from ltr_assets.checks import (
     s3_check_spec,
     warning_check_result,
 )
-from ltr_assets.config import Settings
+from ltr_assets.defs.partitions import daily_partitions
+from ltr_assets.defs.resources import LtrResource
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.notify import notify
-from ltr_assets.partitions import daily_partitions
-from ltr_assets.resources import KafkaResource, LtrResource, S3RegistryResource
 
 GROUP = "ltr"
-PIPELINE_TAG = {"ltr/pipeline": "daily"}
 
 
 def _day(context: AssetExecutionContext) -> date:
@@ -62,12 +61,10 @@ def _day(context: AssetExecutionContext) -> date:
     "events are quarantined with their reason.",
     kinds={"parquet"},
 )
-def raw_events(
-    context: AssetExecutionContext, ltr: LtrResource, kafka: KafkaResource
-) -> MaterializeResult:
+def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     settings = ltr.settings()
     day = _day(context)
-    records, choice = read_day_with_fallback(kafka.source(), ltr.file_source(), day)
+    records, choice = read_day_with_fallback(ltr.kafka_source(), ltr.file_source(), day)
     if choice.fallback_reason:
         context.log.warning(
             f"raw_events[{day}]: Kafka unusable, read the audit log instead: "
@@ -132,6 +129,8 @@ def feature_matrix(context: AssetExecutionContext, ltr: LtrResource) -> Material
 
 
 def _window_mapping() -> TimeWindowPartitionMapping:
+    """Read at code-location load (like the partitions): the window is part of the asset graph,
+    so a changed LTR_TRAIN_WINDOW_DAYS takes effect when the location is reloaded."""
     days = Settings.from_env().train_window_days
     with warnings.catch_warnings():  # the parameter is marked beta; the behaviour is what we need
         warnings.simplefilter("ignore", BetaWarning)
@@ -216,13 +215,11 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
     kinds={"json"},
 )
-def published_weights(
-    context: AssetExecutionContext, ltr: LtrResource, s3: S3RegistryResource
-) -> MaterializeResult:
+def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     settings = ltr.settings()
     registry = ltr.registry()
     report = publish_candidate(
-        ltr.lake(), registry, _day(context), mirror=s3.mirror(), keep=settings.keep_versions
+        ltr.lake(), registry, _day(context), mirror=ltr.mirror(), keep=settings.keep_versions
     )
     result = report.local
     context.log.info(

@@ -1,0 +1,63 @@
+"""The one Dagster resource: the run's settings, and the lake, registry, sources and S3 mirror
+built from them.
+
+The environment is read once per run (`setup_for_execution`, through `ltr_assets.config`, the one
+reader of the environment), and every asset, op and sensor of that run or tick is handed the same
+Settings: a variable changed while a run is going does not reach half of it. Only the partitions
+and the training window's partition mapping read LTR_START_DATE and LTR_TRAIN_WINDOW_DAYS earlier,
+when the code location loads (`partitions.py`, `assets.py`): Dagster needs them to draw the
+asset graph.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from ltr_assets.config import Settings
+from ltr_assets.kafka import KafkaDaySource
+from ltr_assets.lake import Lake
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.s3_registry import S3Mirror, mirror_from_settings
+from ltr_assets.sources import AuditLogSource
+
+
+class LtrResource(ConfigurableResource):
+    """The settings of a run, read from the environment when the run (or sensor tick) starts.
+    Secrets (Kafka SASL, the reload token, the webhook URL) stay in the environment and in
+    Settings: they are never part of the resource's config, its repr or a log line."""
+
+    _settings: Settings | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._settings = Settings.from_env()
+
+    def settings(self) -> Settings:
+        if self._settings is None:  # not set up by Dagster (a direct call): read, keep nothing
+            return Settings.from_env()
+        return self._settings
+
+    def lake(self) -> Lake:
+        return Lake(self.settings().data_dir)
+
+    def registry(self) -> LocalRegistry:
+        settings = self.settings()
+        return LocalRegistry(settings.registry_dir, settings.weights_path)
+
+    def file_source(self) -> AuditLogSource:
+        settings = self.settings()
+        skew = timedelta(hours=settings.max_clock_skew_hours)
+        return AuditLogSource(settings.audit_log, max_clock_skew=skew)
+
+    def kafka_source(self) -> KafkaDaySource | None:
+        """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
+        kafka = self.settings().kafka()
+        return KafkaDaySource(kafka) if kafka else None
+
+    def mirror(self) -> S3Mirror | None:
+        """The registry's S3/MinIO mirror (S3_BUCKET, S3_PREFIX, S3_ENDPOINT, AWS_*); None when
+        S3_BUCKET is unset (local registry only). The client is built by the domain
+        (`s3_registry.s3_client`), which the CLI and the serving app use too."""
+        return mirror_from_settings(self.settings())
