@@ -15,8 +15,9 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.common import machine, median_time, report
+from ltr_assets.config import KafkaSettings
 from ltr_assets.ingest import ingest_day
-from ltr_assets.kafka import KafkaDaySource, KafkaSettings, ensure_topic, publish_events
+from ltr_assets.kafka import KafkaDaySource, ensure_topic, publish_events
 from ltr_assets.lake import Lake
 from ltr_assets.simulator import Simulator, SimulatorConfig
 from ltr_assets.sources import AuditLogSource

@@ -66,7 +66,7 @@ def _simulate_to_kafka(events: list[dict[str, Any]], args: argparse.Namespace) -
     from ltr_assets.kafka import ensure_topic, publish_events
     from ltr_assets.simulator import to_audit_line
 
-    kafka = Settings.from_env().kafka()
+    kafka = Settings.from_env().kafka
     if kafka is None:
         print("error: --to kafka needs KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2

@@ -12,12 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ltr_assets.schema import PROTECTED_ATTRIBUTES
-
-if TYPE_CHECKING:
-    from ltr_assets.kafka import KafkaSettings
 
 SCORERS = ("weights", "model")
 DEBIAS_METHODS = ("click_model", "ips", "lightgbm_position", "none")  # ltr_assets.debias
@@ -122,6 +118,28 @@ class GateThresholds:
 
 
 @dataclass(frozen=True)
+class KafkaSettings:
+    """The Kafka source's connection, security and reading settings (KAFKA_*), declared once;
+    `ltr_assets.kafka` reads the topic with them."""
+
+    bootstrap_servers: str
+    topic: str = "match_events"
+    group_id: str = "ltr-raw-events"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    connect_timeout_s: float = 3.0
+    request_timeout_s: float = 40.0
+    stall_timeout_s: float = 60.0
+    grace: timedelta = timedelta(hours=2, minutes=15)
+    max_clock_skew: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     data_dir: Path
@@ -129,9 +147,6 @@ class Settings:
     weights_path: Path
     audit_log: str
     start_date: str
-    kafka_bootstrap_servers: str
-    kafka_topic: str
-    kafka_group_id: str
     s3_bucket: str
     s3_prefix: str
     s3_endpoint: str
@@ -144,15 +159,7 @@ class Settings:
     poll_seconds: float = 300.0
     notify_webhook_url: str = field(default="", repr=False)  # Slack URLs embed a secret
     serving_url: str = ""
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = ""
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: str = field(default="", repr=False)
-    kafka_ssl_cafile: str = ""
-    kafka_ssl_certfile: str = ""
-    kafka_ssl_keyfile: str = ""
-    kafka_connect_timeout_s: float = 3.0
-    kafka_grace_minutes: int = 135
+    kafka: KafkaSettings | None = None  # None when KAFKA_BOOTSTRAP_SERVERS is unset
     s3_region: str = "us-east-1"
     keep_versions: int = 30
     max_candidates: int = 1000
@@ -212,9 +219,6 @@ class Settings:
             weights_path=Path(_str(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))),
             audit_log=_str(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
             start_date=start_date,
-            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip(),
-            kafka_topic=_str(env, "KAFKA_TOPIC", "match_events"),
-            kafka_group_id=_str(env, "KAFKA_GROUP_ID", "ltr-raw-events"),
             s3_bucket=env.get("S3_BUCKET", "").strip(),
             s3_prefix=_str(env, "S3_PREFIX", "ltr"),
             s3_endpoint=env.get("S3_ENDPOINT", "").strip(),
@@ -227,17 +231,7 @@ class Settings:
             poll_seconds=_float(env, "WEIGHTS_POLL_SECONDS", 300.0),
             notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
             serving_url=env.get("LTR_SERVING_URL", "").strip(),
-            kafka_security_protocol=_choice(
-                env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS
-            ),
-            kafka_sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM", ""),
-            kafka_sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
-            kafka_sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
-            kafka_ssl_cafile=_str(env, "KAFKA_SSL_CAFILE", ""),
-            kafka_ssl_certfile=_str(env, "KAFKA_SSL_CERTFILE", ""),
-            kafka_ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
-            kafka_connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
-            kafka_grace_minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135),
+            kafka=_kafka(env, skew),
             s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
             max_candidates=max_candidates,
@@ -252,27 +246,29 @@ class Settings:
             max_clock_skew_hours=skew,
         )
 
-    def kafka(self) -> KafkaSettings | None:
-        """The Kafka source's settings, or None when KAFKA_BOOTSTRAP_SERVERS is not set."""
-        if not self.kafka_bootstrap_servers:
-            return None
-        from ltr_assets.kafka import KafkaSettings
 
-        return KafkaSettings(
-            bootstrap_servers=self.kafka_bootstrap_servers,
-            topic=self.kafka_topic,
-            group_id=self.kafka_group_id,
-            security_protocol=self.kafka_security_protocol,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            sasl_username=self.kafka_sasl_username,
-            sasl_password=self.kafka_sasl_password,
-            ssl_cafile=self.kafka_ssl_cafile,
-            ssl_certfile=self.kafka_ssl_certfile,
-            ssl_keyfile=self.kafka_ssl_keyfile,
-            connect_timeout_s=self.kafka_connect_timeout_s,
-            grace=timedelta(minutes=self.kafka_grace_minutes),
-            max_clock_skew=timedelta(hours=self.max_clock_skew_hours),
-        )
+def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:
+    """The Kafka source's settings, or None when KAFKA_BOOTSTRAP_SERVERS is not set."""
+    servers = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if not servers:
+        return None
+    return KafkaSettings(
+        bootstrap_servers=servers,
+        topic=_str(env, "KAFKA_TOPIC", "match_events"),
+        group_id=_str(env, "KAFKA_GROUP_ID", "ltr-raw-events"),
+        security_protocol=_choice(
+            env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS
+        ),
+        sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM", ""),
+        sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
+        sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
+        ssl_cafile=_str(env, "KAFKA_SSL_CAFILE", ""),
+        ssl_certfile=_str(env, "KAFKA_SSL_CERTFILE", ""),
+        ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
+        connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
+        grace=timedelta(minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135)),
+        max_clock_skew=timedelta(hours=skew_hours),
+    )
 
 
 def _check_date(name: str, value: str) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -28,10 +28,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from ltr_assets.config import KafkaSettings
 from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
 from ltr_assets.ingest import gc_paused
 from ltr_assets.sources import (
-    DEFAULT_MAX_CLOCK_SKEW,
     DayRecord,
     SourceRecord,
     future_rejection,
@@ -47,46 +47,28 @@ class KafkaUnavailable(RuntimeError):
     """The broker could not be reached, the topic is missing, or a read stalled."""
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap_servers: str
-    topic: str = "match_events"
-    group_id: str = "ltr-raw-events"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    connect_timeout_s: float = 3.0
-    request_timeout_s: float = 40.0
-    stall_timeout_s: float = 60.0
-    grace: timedelta = timedelta(hours=2, minutes=15)
-    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options shared by consumer, producer and admin client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+        # Reaching the broker is bounded by connect_timeout_s around start(); requests get
+        # longer, as one fetch may carry a whole partition.
+        "request_timeout_ms": int(settings.request_timeout_s * 1000),
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
 
-    def client_options(self) -> dict[str, Any]:
-        """Connection and security options shared by consumer, producer and admin client."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "security_protocol": self.security_protocol,
-            # Reaching the broker is bounded by connect_timeout_s around start(); requests get
-            # longer, as one fetch may carry a whole partition.
-            "request_timeout_ms": int(self.request_timeout_s * 1000),
-        }
-        if self.security_protocol in ("SSL", "SASL_SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            options["ssl_context"] = create_ssl_context(
-                cafile=self.ssl_cafile or None,
-                certfile=self.ssl_certfile or None,
-                keyfile=self.ssl_keyfile or None,
-            )
-        if self.security_protocol.startswith("SASL"):
-            options["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self.sasl_password
-        return options
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.ssl_cafile or None,
+            certfile=settings.ssl_certfile or None,
+            keyfile=settings.ssl_keyfile or None,
+        )
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password
+    return options
 
 
 def _ms(moment: datetime) -> int:
@@ -157,7 +139,7 @@ class KafkaDaySource:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            **s.client_options(),
+            **client_options(s),
         )
         await self._start(consumer)
         try:
@@ -272,7 +254,7 @@ def _event_key(event: dict[str, Any]) -> bytes | None:
 
 
 async def _produce(settings: KafkaSettings, events: Iterable[dict[str, Any]]) -> int:
-    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **settings.client_options())
+    producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **client_options(settings))
     try:
         await asyncio.wait_for(producer.start(), settings.connect_timeout_s)
     except (KafkaError, OSError, TimeoutError) as exc:
@@ -303,7 +285,7 @@ def publish_events(settings: KafkaSettings, events: Iterable[dict[str, Any]]) ->
 async def _ensure_topic(settings: KafkaSettings, partitions: int) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(**settings.client_options())
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         response = await admin.create_topics(

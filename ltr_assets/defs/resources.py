@@ -53,7 +53,7 @@ class LtrResource(ConfigurableResource):
 
     def kafka_source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
-        kafka = self.settings().kafka()
+        kafka = self.settings().kafka
         return KafkaDaySource(kafka) if kafka else None
 
     def mirror(self) -> S3Mirror | None:

@@ -15,10 +15,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from dagster import AssetKey, DagsterInstance
 
+from ltr_assets.config import KafkaSettings
 from ltr_assets.definitions import defs
 from ltr_assets.events import EventRow
 from ltr_assets.ingest import ingest_day
-from ltr_assets.kafka import KafkaDaySource, KafkaSettings, ensure_topic, publish_events
+from ltr_assets.kafka import KafkaDaySource, ensure_topic, publish_events
 from ltr_assets.lake import Lake
 from ltr_assets.simulator import Simulator, SimulatorConfig
 from ltr_assets.sources import AuditLogSource, SourceRecord

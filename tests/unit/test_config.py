@@ -12,7 +12,7 @@ def test_defaults_follow_ltr_home() -> None:
     assert settings.data_dir == Path("/srv/ltr/lake")
     assert settings.registry_dir == Path("/srv/ltr/registry")
     assert settings.weights_path == Path("/srv/ltr/models/ltr_weights.json")
-    assert settings.kafka_topic == "match_events" and settings.s3_prefix == "ltr"
+    assert settings.kafka is None and settings.s3_prefix == "ltr"
     gate = settings.gate
     assert (gate.ndcg_min, gate.fairness_max, gate.latency_p95_ms, gate.min_samples) == (
         0.65,
