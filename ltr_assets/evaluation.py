@@ -11,6 +11,7 @@ it rewards imitating the order the clicks were collected under.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -367,6 +368,38 @@ def _latency_result(candidate: Evaluation, thresholds: GateThresholds) -> GateRe
             "p99_ms_at_max_candidates": top.p99_ms,
             "max_candidates": latency.max_candidates,
         },
+    )
+
+
+def _figure(value: float) -> str:
+    """A gate figure as an operator reads it: 4 decimals at most, "n/a" when not finite."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{round(float(value), 4):g}"
+
+
+def round_floats(value: Any, places: int = 4) -> Any:
+    """Floats rounded to `places` (non-finite ones kept) inside dicts, lists and tuples: what an
+    operator reads should say 0.0194, not 0.019411499999999988."""
+    if isinstance(value, float):
+        return round(value, places) if np.isfinite(value) else value
+    if isinstance(value, np.floating):
+        return round_floats(float(value), places)
+    if isinstance(value, dict):
+        return {k: round_floats(v, places) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [round_floats(v, places) for v in value]
+    return value
+
+
+def gate_line(gate: Sequence[GateResult]) -> str:
+    """`PASSED`, or `FAILED: <check>: <value> vs <threshold>; ...` for each failing check: the
+    one line that tells an operator why a day was not published, first on ltr_model."""
+    failing = [g for g in gate if not g.passed]
+    if not failing:
+        return "PASSED"
+    return "FAILED: " + "; ".join(
+        f"{g.name}: {_figure(g.value)} vs {_figure(g.threshold)}" for g in failing
     )
 
 

@@ -7,12 +7,15 @@ that was never materialized (DESIGN.md, known pitfalls).
 
 import warnings
 from datetime import date
+from typing import Any
 
 from dagster import AssetDep as Dep
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     BetaWarning,
+    FloatMetadataValue,
+    JsonMetadataValue,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
@@ -37,11 +40,25 @@ from ltr_assets.defs.checks import (
 )
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
+from ltr_assets.evaluation import gate_line, round_floats
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.notify import notify
 
 GROUP = "ltr"
+
+
+def _rounded(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Every float of the metadata (plain values and JSON entries) to 4 places."""
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, JsonMetadataValue):
+            out[key] = MetadataValue.json(round_floats(value.data))
+        elif isinstance(value, FloatMetadataValue) and value.value is not None:
+            out[key] = MetadataValue.float(round_floats(value.value))
+        else:
+            out[key] = round_floats(value) if isinstance(value, float) else value
+    return out
 
 
 def _day(context: AssetExecutionContext) -> date:
@@ -89,7 +106,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             "ignored": report.ignored,
             "recommendations": report.recommendations,
             "feedback": report.feedback,
-            "quarantine_ratio": report.quarantine_ratio,
+            "quarantine_ratio": round(report.quarantine_ratio, 4),
             "quarantine_reasons": MetadataValue.json(dict(report.reasons)),
             "path": MetadataValue.path(str(report.parquet_path)),
             "quarantine_path": MetadataValue.path(str(report.quarantine_path)),
@@ -164,41 +181,44 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     )
     curve = summary["propensity"]
     return MaterializeResult(
-        metadata={
-            "scorer": evaluation.scorer,
-            "debias": summary["debias"]["method"],
-            **{
-                f"counterfactual_ndcg@{k}": round(v.value, 4)
-                for k, v in evaluation.counterfactual.items()
-            },
-            "counterfactual_ndcg@5_ci": MetadataValue.text(
-                f"{ndcg5.interval.low:.4f}–{ndcg5.interval.high:.4f}"
-            ),
-            "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
-            "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
-            "fairness": MetadataValue.md(summary["fairness_table"]),
-            "latency_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
-            "samples": evaluation.samples,
-            "gate_passed": report.gate_passed,
-            "propensity_method": curve["method"],
-            "propensity": MetadataValue.json(
-                {
-                    f"position {i + 1}": [round(v, 4), round(lo, 4), round(hi, 4)]
-                    for i, (v, lo, hi) in enumerate(
-                        zip(curve["examination"], curve["low"], curve["high"], strict=True)
-                    )
-                }
-            ),
-            "weights_method": summary["weights_method"],
-            "weights_validation_ndcg@5": MetadataValue.json(
-                {k: round(v, 4) for k, v in summary["weights_validation_ndcg_at_5"].items()}
-            ),
-            "window_days_present": len(window["present"]),
-            "window_days_missing": MetadataValue.json(window["missing"]),
-            "groups": MetadataValue.json(window["groups"]),
-            "best_iteration": summary["best_iteration"],
-            "path": MetadataValue.path(str(report.path)),
-        },
+        metadata=_rounded(
+            {
+                "gate": gate_line(report.gate),  # first: the UI lists entries in this order
+                "scorer": evaluation.scorer,
+                "debias": summary["debias"]["method"],
+                **{
+                    f"counterfactual_ndcg@{k}": round(v.value, 4)
+                    for k, v in evaluation.counterfactual.items()
+                },
+                "counterfactual_ndcg@5_ci": MetadataValue.text(
+                    f"{ndcg5.interval.low:.4f}–{ndcg5.interval.high:.4f}"
+                ),
+                "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
+                "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
+                "fairness": MetadataValue.md(summary["fairness_table"]),
+                "latency_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
+                "samples": evaluation.samples,
+                "gate_passed": report.gate_passed,
+                "propensity_method": curve["method"],
+                "propensity": MetadataValue.json(
+                    {
+                        f"position {i + 1}": [round(v, 4), round(lo, 4), round(hi, 4)]
+                        for i, (v, lo, hi) in enumerate(
+                            zip(curve["examination"], curve["low"], curve["high"], strict=True)
+                        )
+                    }
+                ),
+                "weights_method": summary["weights_method"],
+                "weights_validation_ndcg@5": MetadataValue.json(
+                    {k: round(v, 4) for k, v in summary["weights_validation_ndcg_at_5"].items()}
+                ),
+                "window_days_present": len(window["present"]),
+                "window_days_missing": MetadataValue.json(window["missing"]),
+                "groups": MetadataValue.json(window["groups"]),
+                "best_iteration": summary["best_iteration"],
+                "path": MetadataValue.path(str(report.path)),
+            }
+        ),
         check_results=[
             *(gate_check_result(result) for result in report.gate),
             *(warning_check_result(result) for result in report.warnings),

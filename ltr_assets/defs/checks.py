@@ -11,7 +11,7 @@ import math
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
-from ltr_assets.evaluation import GATE_NAMES, GateResult
+from ltr_assets.evaluation import GATE_NAMES, GateResult, round_floats
 from ltr_assets.ingest import IngestReport, SourceChoice
 
 GATE_DESCRIPTIONS = {
@@ -74,7 +74,9 @@ def quarantine_check_spec(asset: str) -> AssetCheckSpec:
 
 
 def _number(value: float) -> MetadataValue:
-    return MetadataValue.float(float(value)) if math.isfinite(value) else MetadataValue.text("n/a")
+    if not math.isfinite(value):
+        return MetadataValue.text("n/a")
+    return MetadataValue.float(round(float(value), 4))
 
 
 def _detail(key: str, value: object) -> MetadataValue:
@@ -82,7 +84,9 @@ def _detail(key: str, value: object) -> MetadataValue:
     under the name without the suffix)."""
     if key.endswith("_md") and isinstance(value, str):
         return MetadataValue.md(value)
-    return MetadataValue.text(str(value))
+    if isinstance(value, float) and math.isfinite(value):
+        return MetadataValue.float(round(value, 4))
+    return MetadataValue.text(str(round_floats(value)))
 
 
 def gate_check_result(result: GateResult) -> AssetCheckResult:
@@ -108,7 +112,7 @@ def quarantine_check_result(report: IngestReport, warn_ratio: float) -> AssetChe
         description=f"{report.quarantined} of {report.read - report.ignored} events quarantined "
         f"({ratio:.2%}; warn above {warn_ratio:.2%})",
         metadata={
-            "quarantine_ratio": ratio,
+            "quarantine_ratio": round(ratio, 4),
             "quarantined": report.quarantined,
             "reasons": MetadataValue.json(dict(report.reasons)),
         },

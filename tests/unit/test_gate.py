@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import GATE_NAMES, Baseline, Evaluation, RequestLatency, decide_gate
+from ltr_assets.evaluation import (
+    GATE_NAMES,
+    Baseline,
+    Evaluation,
+    GateResult,
+    RequestLatency,
+    decide_gate,
+    gate_line,
+    round_floats,
+)
 from ltr_assets.fairness import FairnessReport, ValueFairness
 from ltr_assets.metrics import (
     CounterfactualReport,
@@ -115,3 +124,24 @@ def test_an_unreadable_live_version_fails_with_the_reason() -> None:
     results = decide_gate(_evaluation(0.9), GateThresholds(), broken)
     assert not results[-1].passed
     assert "unreadable" in results[-1].description and "checksum" in results[-1].description
+
+
+def test_gate_line_names_each_failing_check_with_its_rounded_figures() -> None:
+    passed = GateResult("ndcg_at_5", True, 0.71234567, 0.65, "", {})
+    samples = GateResult("min_samples", False, 12.0, 50.0, "", {})
+    latency = GateResult("latency_p95", False, 31.123456789, 25.0, "", {})
+    assert gate_line([passed]) == "PASSED"
+    assert gate_line([passed, samples, latency]) == (
+        "FAILED: min_samples: 12 vs 50; latency_p95: 31.1235 vs 25"
+    )
+    assert gate_line([GateResult("fairness_gap", False, float("nan"), 0.1, "", {})]) == (
+        "FAILED: fairness_gap: n/a vs 0.1"
+    )
+
+
+def test_round_floats_reaches_into_nested_metadata() -> None:
+    assert round_floats({"a": 0.019411499999999988, "b": [1.123456, {"c": 2}], "d": "x"}) == {
+        "a": 0.0194,
+        "b": [1.1235, {"c": 2}],
+        "d": "x",
+    }
