@@ -64,6 +64,15 @@ def notify(webhook_url: str, text: str) -> Delivery | None:
     return post_json(webhook_url, {"text": text})
 
 
+def failure_text(job: str, partition: str, run_id: str, gate_refused: bool, detail: str) -> str:
+    """A failed run's message says which it was: the gate refusing a model (working as
+    designed; the previous version stays live) or a crash (someone has to look)."""
+    where = f"{job} [{partition}] (run {run_id[:8]})"
+    if gate_refused:
+        return f":no_entry: {where} gate refused: {detail}. The previous version stays live."
+    return f":x: {where} crashed: {detail}"
+
+
 def request_reload(serving_url: str, token: str) -> Delivery:
     """Ask the ranking service to load whatever `latest` points at now."""
     return post_json(serving_url.rstrip("/") + "/reload", {}, token=token)

@@ -5,8 +5,14 @@ in the event (asset sensors coalesce events between ticks). Run-status sensors w
 the location, so backfills (which may run as asset jobs) notify too.
 """
 
+from dataclasses import dataclass
+
 from dagster import (
+    AssetCheckEvaluation,
     AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     EventLogEntry,
@@ -20,9 +26,68 @@ from dagster import (
 )
 
 from ltr_assets.config import Settings
-from ltr_assets.defs.jobs import ltr_rollback_job
+from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.resources import LtrResource
-from ltr_assets.notify import notify, request_reload
+from ltr_assets.notify import failure_text, notify, request_reload
+
+OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
+PUBLISHED_ASSET = "published_weights"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a finished run amounted to, and why (the failing checks, or the error)."""
+
+    outcome: str  # "gate_refused" | "crashed" | "published" | "succeeded" (nothing published)
+    detail: str
+
+
+def _figure(value: object) -> str:
+    """A check's value or threshold metadata as text (floats already rounded by the check)."""
+    shown = getattr(value, "value", value)
+    return f"{shown:g}" if isinstance(shown, float) else str(shown)
+
+
+def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
+    """`<check>: <value> vs <threshold>` for every blocking check that failed in the run."""
+    failing = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        event = entry.dagster_event
+        data = event.event_specific_data if event else None
+        if isinstance(data, AssetCheckEvaluation) and not data.passed and data.blocking:
+            value, threshold = data.metadata.get("value"), data.metadata.get("threshold")
+            failing.append(f"{data.check_name}: {_figure(value)} vs {_figure(threshold)}")
+    return failing
+
+
+def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
+    errors = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        message = error.message.strip() if error is not None else entry.message
+        errors.append(f"{event.step_key if event else '?'}: {message}")
+    return errors
+
+
+def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
+    """A failed run is a gate refusal when a blocking asset check of the run failed (the
+    previous version stays live, as designed), and a crash otherwise; a successful one is
+    `published` when published_weights materialized in it."""
+    if run.status == DagsterRunStatus.SUCCESS:
+        published = any(
+            entry.asset_materialization is not None
+            and entry.asset_materialization.asset_key == AssetKey(PUBLISHED_ASSET)
+            for entry in instance.all_logs(
+                run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
+            )
+        )
+        return RunOutcome("published" if published else "succeeded", "")
+    failing = failing_blocking_checks(instance, run.run_id)
+    if failing:
+        return RunOutcome("gate_refused", "; ".join(failing))
+    errors = _step_errors(instance, run.run_id)
+    return RunOutcome("crashed", "; ".join(errors) or f"run {run.status.value}")
 
 
 def _reload_outcome(settings: Settings, after: str) -> SkipReason:
@@ -90,12 +155,49 @@ def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> Non
 )
 def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> None:
     run = context.dagster_run
-    partition = run.tags.get("dagster/partition", "-")
-    message = context.failure_event.message if context.failure_event else "failed"
+    outcome = run_outcome(context.instance, run)
+    detail = outcome.detail
+    if outcome.outcome == "crashed" and detail.startswith("run "):  # no step failed: say why
+        detail = (context.failure_event.message if context.failure_event else None) or detail
     notify(
         ltr.settings().notify_webhook_url,
-        f":x: {run.job_name} [{partition}] failed (run {run.run_id[:8]}): {message}",
+        failure_text(
+            run.job_name,
+            run.tags.get("dagster/partition", "-"),
+            run.run_id,
+            gate_refused=outcome.outcome == "gate_refused",
+            detail=detail or "failed",
+        ),
     )
+
+
+def _tag(context: RunStatusSensorContext) -> SkipReason | None:
+    run = context.dagster_run
+    outcome = run_outcome(context.instance, run)
+    if outcome.outcome == "succeeded":
+        return SkipReason(f"run {run.run_id[:8]} succeeded without publishing: no outcome tag")
+    context.instance.add_run_tags(run.run_id, {OUTCOME_TAG: outcome.outcome})
+    return None
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ltr_daily_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Tags a successful ltr_daily_job run that published with ltr/outcome=published.",
+)
+def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
+    return _tag(context)
+
+
+@run_failure_sensor(
+    monitored_jobs=[ltr_daily_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Tags a failed ltr_daily_job run ltr/outcome=gate_refused (a blocking gate check "
+    "failed; the previous version stays live) or ltr/outcome=crashed (anything else).",
+)
+def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
+    return _tag(context)
 
 
 SENSORS = [
@@ -103,4 +205,6 @@ SENSORS = [
     reload_after_rollback_sensor,
     notify_run_success,
     notify_run_failure,
+    tag_published_runs,
+    tag_failed_runs,
 ]

@@ -49,6 +49,6 @@ def test_success_and_failure_messages_reach_the_webhook(
             )
         )
     failure, success = (m["text"] for m in receiver.messages)
-    assert failure.startswith(":x: ltr_daily_job [2026-11-01] failed")
-    assert "ltr_model" in failure
+    assert failure.startswith(":no_entry: ltr_daily_job [2026-11-01]")
+    assert "gate refused: min_samples" in failure
     assert success.startswith(":white_check_mark: ltr_daily_job [2026-11-02] succeeded")

@@ -1,0 +1,97 @@
+"""The ltr/outcome tag and the failure notification tell a gate refusal from a crash, on real
+Dagster runs of ltr_daily_job evaluated by the run-status sensors against the instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_status_sensor_context
+
+from ltr_assets.definitions import defs
+from ltr_assets.defs.sensors import (
+    OUTCOME_TAG,
+    notify_run_failure,
+    tag_failed_runs,
+    tag_published_runs,
+)
+from tests.conftest import write_simulated_events
+from tests.support.http_receiver import http_receiver
+
+
+def _context(instance: DagsterInstance, result: Any, sensor: str) -> Any:
+    kind = "PIPELINE_SUCCESS" if result.success else "PIPELINE_FAILURE"
+    event = next(e for e in result.all_events if e.event_type_value == kind)
+    context = build_run_status_sensor_context(
+        sensor_name=sensor,
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        resources=defs.resources,
+    )
+    return context if result.success else context.for_run_failure()
+
+
+def _tag(instance: DagsterInstance, result: Any) -> str | None:
+    if result.success:
+        tag_published_runs(_context(instance, result, tag_published_runs.name))
+    else:
+        tag_failed_runs(_context(instance, result, tag_failed_runs.name))
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    return run.tags.get(OUTCOME_TAG)
+
+
+def _model_metadata(instance: DagsterInstance, result: Any) -> dict[str, Any]:
+    """ltr_model's materialization metadata in the run, in the order the UI lists it."""
+    for entry in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None and materialization.asset_key == AssetKey("ltr_model"):
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError("ltr_model did not materialize")
+
+
+def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
+) -> None:
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+
+    # Day 1 alone fails min_samples: a gate refusal, not a crash.
+    refused = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    assert not refused.success
+    assert _tag(instance, refused) == "gate_refused"
+    meta = _model_metadata(instance, refused)
+    assert next(iter(meta)) == "gate"  # the first entry the UI shows
+    assert meta["gate"].startswith("FAILED: min_samples: ")
+    floats = [v for v in meta.values() if isinstance(v, float)]
+    assert floats and all(v == round(v, 4) for v in floats)
+
+    # Day 2 passes and publishes.
+    published = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    assert published.success
+    assert _tag(instance, published) == "published"
+    assert _model_metadata(instance, published)["gate"] == "PASSED"
+
+    # Day 3 with day 2's feature matrix corrupted in the lake: training cannot read its
+    # window, the ltr_model step raises, and that is a crash.
+    (ltr_home / "lake" / "feature_matrix" / "2026-11-02.parquet").write_bytes(b"not parquet")
+    crashed = job.execute_in_process(
+        partition_key="2026-11-03", instance=instance, raise_on_error=False
+    )
+    assert not crashed.success
+    assert _tag(instance, crashed) == "crashed"
+
+    with http_receiver() as receiver:
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
+        for result in (refused, crashed):
+            notify_run_failure(_context(instance, result, notify_run_failure.name))
+    refusal, crash = (m["text"] for m in receiver.messages)
+    assert "ltr_daily_job [2026-11-01]" in refusal and "gate refused: min_samples: " in refusal
+    assert "previous version stays live" in refusal
+    assert "ltr_daily_job [2026-11-03]" in crash and " crashed: ltr_model: " in crash
+    assert "gate refused" not in crash
