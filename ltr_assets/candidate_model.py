@@ -102,13 +102,24 @@ def _baseline(
     version = registry.baseline_for(partition.isoformat())
     if version is None:
         return Baseline.none()
+    label = baseline_label(version, registry.latest_version(), partition.isoformat())
     try:
         artifact = registry.load(version)
         live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
         live_scores = live.score(test.X)
     except Exception as exc:  # unreadable for any reason: the gate reports it, never crashes
-        return Baseline(version, "unreadable", f"{type(exc).__name__}: {exc}")
-    return Baseline(version, "ok", paired=judge.paired(candidate_scores, live_scores, 5))
+        return Baseline(version, "unreadable", f"{type(exc).__name__}: {exc}", label=label)
+    return Baseline(
+        version, "ok", paired=judge.paired(candidate_scores, live_scores, 5), label=label
+    )
+
+
+def baseline_label(version: str, live_version: str | None, partition: str) -> str:
+    """ "live" when the compared version is the one serving; in a backfill (live was trained for
+    a later day) it is only the newest version published for the partition or before it."""
+    if version == live_version:
+        return "live"
+    return f"baseline (published for {partition} or before)"
 
 
 def _pinned(settings: Settings) -> PropensityCurve | None:
@@ -169,6 +180,7 @@ def train_candidate(
         "baseline": {
             "version": baseline.version,
             "status": baseline.status,
+            "label": baseline.label if baseline.version else "",
             "error": baseline.error,
             "paired_ndcg_at_5": asdict(baseline.paired) if baseline.paired else None,
         },

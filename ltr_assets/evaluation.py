@@ -153,6 +153,9 @@ class Baseline:
     status: str  # "none" | "ok" | "unreadable"
     error: str = ""
     paired: PairedReport | None = None  # candidate − baseline, nDCG@5 on the test lists
+    # What the compared version is to an operator: "live" in the nightly case; in a backfill
+    # (the live version was trained for a later day) "baseline (published for D or before)".
+    label: str = "live"
 
     @classmethod
     def none(cls) -> Baseline:
@@ -217,19 +220,22 @@ def _regression_result(
         "logged_order_ndcg@5": logged.baseline,
         "baseline_version": baseline.version,
         "baseline_status": baseline.status,
+        "compared_with": baseline.label if baseline.version else "",
     }
     lowest = logged.interval.low
     passed = vs_logged_ok
     if baseline.status == "unreadable":
         passed = False
-        parts.append(f"the live version {baseline.version} is unreadable: {baseline.error}")
+        parts.append(
+            f"the {baseline.label} version {baseline.version} is unreadable: {baseline.error}"
+        )
     elif baseline.status == "ok" and baseline.paired is not None:
         live = baseline.paired
         live_ok = bool(np.isfinite(live.interval.low) and live.interval.low >= -margin)
         passed = passed and live_ok
         lowest = min(lowest, live.interval.low)
         parts.append(
-            f"vs live {baseline.version}: {live.difference:+.4f} "
+            f"vs {baseline.label} {baseline.version}: {live.difference:+.4f} "
             f"({_ci(live.interval.low, live.interval.high)})"
         )
         details.update(

@@ -253,11 +253,29 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
             f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
         )
     artifact = registry.load(result.version)
+    pointer = registry.pointer() or {}
+    live_version = pointer.get("version", "")
+    mirror = ltr.mirror()
+    baseline = artifact.metadata.get("baseline") or {}
+    compared = (
+        f"{baseline.get('label') or 'live'} {baseline['version']}"
+        if baseline.get("version")
+        else "none: the first version"
+    )
     return MaterializeResult(
         metadata={
+            # What is live now, first: after a backfill this run's version is not it.
+            "live_version": live_version,
+            "live_partition": pointer.get("partition", ""),
+            "is_live": result.version == live_version,
             "version": result.version,
+            "version_address": MetadataValue.url(mirror.url(result.version) + "/")
+            if mirror is not None
+            else MetadataValue.path(str(result.path)),
+            "partition": context.partition_key,
+            "compared_with": compared,
+            **{f"weight_{name}": round(w, 4) for name, w in artifact.weights.items()},
             "latest_moved": result.latest_moved,
-            "latest": registry.latest_version() or "",
             "previous_latest": result.previous_latest or "",
             "reason": result.reason,
             "s3_published": "not configured"
@@ -269,7 +287,7 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
             "prune_skipped": report.prune_skipped,
             "cleaned_leftovers": MetadataValue.json(result.cleaned),
             "gated_scorer": artifact.metadata.get("gated_scorer", ""),
-            "weights": MetadataValue.json(artifact.weights),
+            "weights": MetadataValue.json(round_floats(artifact.weights)),
             "path": MetadataValue.path(str(result.path)),
         },
         check_results=[s3_check_result(report.s3_published, report.s3_error)],

@@ -229,6 +229,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     event = instance.get_latest_materialization_event(AssetKey("published_weights"))
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     assert meta["s3_published"] is False and "S3Unavailable" in meta["s3_error"]
+    assert meta["version_address"] == f"s3://ltr-models/ltr/{meta['version']}/"
     assert check_results(result)["s3_published"] is False
     assert any("published locally only" in m["text"] for m in receiver.messages)
 

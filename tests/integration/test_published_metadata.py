@@ -1,0 +1,66 @@
+"""What published_weights tells an operator: the live version, not only this run's, and in a
+backfill a comparison named for what it is (a baseline, not the live version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+
+from ltr_assets.definitions import defs
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.schema import FEATURES
+from tests.conftest import write_simulated_events
+from tests.support.dagster_results import check_metadata
+
+
+def _metadata(instance: DagsterInstance, result: Any, asset: str) -> dict[str, Any]:
+    for entry in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None and materialization.asset_key == AssetKey(asset):
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"{asset} did not materialize")
+
+
+def test_live_version_links_weights_and_backfill_baseline(
+    ltr_home: Path, small_data_gate: None
+) -> None:
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+    registry = LocalRegistry(ltr_home / "registry")
+    job.execute_in_process(partition_key="2026-11-01", instance=instance, raise_on_error=False)
+    second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    third = job.execute_in_process(partition_key="2026-11-03", instance=instance)
+    assert second.success and third.success
+    v2 = _metadata(instance, second, "published_weights")["version"]
+    nightly = _metadata(instance, third, "published_weights")
+    v3 = nightly["version"]
+    assert (nightly["live_version"], nightly["live_partition"], nightly["is_live"]) == (
+        v3,
+        "2026-11-03",
+        True,
+    )
+    assert nightly["compared_with"] == f"live {v2}"
+    assert nightly["version_address"] == str(ltr_home / "registry" / "versions" / v3)
+    weights = registry.load(v3).weights
+    for name in FEATURES:
+        assert nightly[f"weight_{name}"] == round(weights[name], 4)
+
+    # A backfill of day 2: published, but day 3's version stays live, and what day 2's
+    # candidate was compared with is the version published for day 2, not "live".
+    backfill = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    assert backfill.success
+    old = _metadata(instance, backfill, "published_weights")
+    assert old["version"] not in (v2, v3)
+    assert (old["live_version"], old["live_partition"], old["is_live"]) == (
+        v3,
+        "2026-11-03",
+        False,
+    )
+    label = "baseline (published for 2026-11-02 or before)"
+    assert old["compared_with"] == f"{label} {v2}"
+    regression = check_metadata(backfill, "no_regression")
+    assert regression["compared_with"].value == label
+    assert registry.latest_version() == v3
