@@ -19,6 +19,7 @@ from typing import Any
 from ltr_assets import atomic, publication
 from ltr_assets.config import ConfigError, Settings
 from ltr_assets.evaluation import (
+    REPORTED_K,
     Baseline,
     Evaluation,
     FairnessInputs,
@@ -26,9 +27,11 @@ from ltr_assets.evaluation import (
     decide_gate,
     evaluate,
     fairness_coverage_result,
+    logged_order_scores,
 )
 from ltr_assets.lake import Lake
 from ltr_assets.metrics import CounterfactualEvaluator
+from ltr_assets.model_card import model_card_document
 from ltr_assets.propensity import PropensityCurve, PropensityError, pinned_curve
 from ltr_assets.publication import PublicationReport
 from ltr_assets.registry import (
@@ -89,6 +92,15 @@ class CandidateReport:
         return all(result.passed for result in self.gate)
 
 
+@dataclass(frozen=True)
+class _Compared:
+    """The baseline as the gate found it, with what the model card shows of it."""
+
+    baseline: Baseline
+    scores: Any = None  # its scores on the test lists (None: no usable baseline)
+    weights: dict[str, float] | None = None
+
+
 def _baseline(
     registry: LocalRegistry,
     partition: date,
@@ -96,22 +108,30 @@ def _baseline(
     test: Split,
     judge: CounterfactualEvaluator,
     candidate_scores: Any,
-) -> Baseline:
+) -> _Compared:
     """The version to compare with, and the paired difference on the test lists. A broken
     version is no yardstick, and no reason to publish either: the gate fails with the reason."""
     version = registry.baseline_for(partition.isoformat())
     if version is None:
-        return Baseline.none()
+        return _Compared(Baseline.none())
     label = baseline_label(version, registry.latest_version(), partition.isoformat())
     try:
         artifact = registry.load(version)
         live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
         live_scores = live.score(test.X)
     except Exception as exc:  # unreadable for any reason: the gate reports it, never crashes
-        return Baseline(version, "unreadable", f"{type(exc).__name__}: {exc}", label=label)
-    return Baseline(
-        version, "ok", paired=judge.paired(candidate_scores, live_scores, 5), label=label
+        return _Compared(
+            Baseline(version, "unreadable", f"{type(exc).__name__}: {exc}", label=label)
+        )
+    paired = judge.paired(candidate_scores, live_scores, 5)
+    return _Compared(
+        Baseline(version, "ok", paired=paired, label=label), live_scores, artifact.weights
     )
+
+
+def _ndcg_table(judge: CounterfactualEvaluator, scores: Any) -> dict[str, Any]:
+    """Counterfactual nDCG@1/3/5/10 with 95% intervals of one ranking of the test lists."""
+    return {f"ndcg@{k}": asdict(judge.ndcg(scores, k)) for k in REPORTED_K}
 
 
 def baseline_label(version: str, live_version: str | None, partition: str) -> str:
@@ -154,7 +174,9 @@ def train_candidate(
     evaluation = evaluate(
         scorer, test, judge, fairness, settings.gate, max_candidates=settings.max_candidates
     )
-    baseline = _baseline(registry, day, settings.scorer, test, judge, scorer.score(test.X))
+    candidate_scores = scorer.score(test.X)
+    compared = _baseline(registry, day, settings.scorer, test, judge, candidate_scores)
+    baseline = compared.baseline
     gate = decide_gate(evaluation, settings.gate, baseline)
     warnings = [fairness_coverage_result(evaluation.fairness)]
     folder = lake.candidate(day)
@@ -183,7 +205,16 @@ def train_candidate(
             "label": baseline.label if baseline.version else "",
             "error": baseline.error,
             "paired_ndcg_at_5": asdict(baseline.paired) if baseline.paired else None,
+            "weights": compared.weights,
         },
+        # Candidate vs baseline vs the platform's logged order on the same test lists, judged
+        # by the same evaluator: the model card's comparison.
+        "comparison": {
+            "candidate": _ndcg_table(judge, candidate_scores),
+            "baseline": None if compared.scores is None else _ndcg_table(judge, compared.scores),
+            "logged_order": _ndcg_table(judge, logged_order_scores(test)),
+        },
+        "weights": dict(ranker.weights),
         "metrics": evaluation.to_dict(),
         "gate": [asdict(result) for result in gate],
         "warnings": [asdict(result) for result in warnings],
@@ -217,5 +248,13 @@ def publish_candidate(
         raise GateNotPassed(f"candidate for {day} failed its gate ({', '.join(failed)})")
     metadata = {k: v for k, v in summary.items() if k != "partition"}
     return publication.publish(
-        registry, mirror, weights, model_text, metadata, day.isoformat(), force=force, keep=keep
+        registry,
+        mirror,
+        weights,
+        model_text,
+        metadata,
+        day.isoformat(),
+        force=force,
+        keep=keep,
+        documents=model_card_document,
     )

@@ -5,7 +5,7 @@ or `ltr registry sync` uploads what is missing."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +114,11 @@ def publish(
     partition: str,
     force: bool = False,
     keep: int = 30,
+    documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
 ) -> PublicationReport:
-    result = local.publish(weights, model_text, metadata, partition=partition, force=force)
+    result = local.publish(
+        weights, model_text, metadata, partition=partition, force=force, documents=documents
+    )
     ok, error, report = _sync(local, mirror, force)
     pruned = prune_versions(local, mirror, keep)
     return PublicationReport(

@@ -30,7 +30,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,10 @@ WEIGHTS_FILE = "ltr_weights.json"
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
 CHECKSUMMED_FILES = (WEIGHTS_FILE, MODEL_FILE)
+# Documents beside the artifact (the model card): checksummed in metadata.json and checked by
+# `verify`, but optional (older versions have none) and never read by serving.
+MODEL_CARD_FILE = "model_card.md"
+DOCUMENT_FILES = (MODEL_CARD_FILE,)
 VERSION_FORMAT = "%Y%m%d_%H%M%S"
 # ASCII digits only: `\d` would also take other scripts' digits, and `$` a trailing newline.
 VERSION_PATTERN = re.compile(r"[0-9]{8}_[0-9]{6}")
@@ -291,13 +295,26 @@ class LocalRegistry:
         return Artifact(version, weights, model_bytes.decode(), metadata)
 
     def verify(self, version: str) -> list[str]:
-        """Problems with a version; empty when it is valid. InvalidVersion for a bad name."""
+        """Problems with a version; empty when it is valid. InvalidVersion for a bad name.
+        Documents (the model card) listed in the checksums must be there and match."""
         check_version(version)
         try:
-            self.load(version)
+            artifact = self.load(version)
         except RegistryError as exc:
             return [str(exc)]
-        return []
+        problems = []
+        checksums = artifact.metadata["checksums"]
+        for name in DOCUMENT_FILES:
+            if name not in checksums:
+                continue
+            try:
+                data = (self.versions_dir / version / name).read_bytes()
+            except FileNotFoundError:
+                problems.append(f"version {version}: {name} is listed in checksums but missing")
+                continue
+            if sha256(data) != checksums[name]:
+                problems.append(f"version {version}: checksum of {name} does not match")
+        return problems
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -335,11 +352,14 @@ class LocalRegistry:
         partition: str,
         force: bool = False,
         now: datetime | None = None,
+        documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
     ) -> PublishResult:
         """Write a new immutable version, then move `latest` unless it would go backwards.
 
         `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
         `gated_scorer`: serving refuses a version gated for another scorer than it runs.
+        `documents` renders files of DOCUMENT_FILES (the model card) from the version's full
+        metadata (so they can name the version); they are checksummed with the rest.
         """
         weights_bytes = weights_json(weights)
         model_bytes = model_text.encode()
@@ -359,8 +379,15 @@ class LocalRegistry:
             }
             if gated is not None:
                 full_metadata["gated_scorer"] = gated
+            extra = dict(documents(full_metadata)) if documents is not None else {}
+            unknown = set(extra) - set(DOCUMENT_FILES)
+            if unknown:
+                raise RegistryError(f"not a registry document: {sorted(unknown)}")
+            full_metadata["checksums"].update({name: sha256(b) for name, b in extra.items()})
             staging = self._staging / f"{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             staging.mkdir()
+            for name, data in extra.items():
+                atomic.write_bytes(staging / name, data)
             atomic.write_bytes(staging / WEIGHTS_FILE, weights_bytes)
             atomic.write_bytes(staging / MODEL_FILE, model_bytes)
             atomic.write_json(staging / METADATA_FILE, full_metadata)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ltr_assets.registry import (
+    DOCUMENT_FILES,
     METADATA_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
@@ -174,10 +175,14 @@ class S3Mirror:
         """Upload a version's files (metadata.json last), then verify what S3 holds."""
         check_version(version)
 
+        # Documents (the model card) go before metadata.json, which marks the version complete.
+        names = [n for n in (WEIGHTS_FILE, MODEL_FILE, *DOCUMENT_FILES) if n in files]
+        names.append(METADATA_FILE)
+
         def upload() -> None:
-            for name in FILES_IN_ORDER:
+            for name in names:
                 self._put_immutable(self.key(version, name), files[name])
-            for name in FILES_IN_ORDER:
+            for name in names:
                 head = self.client.head_object(Bucket=self.bucket, Key=self.key(version, name))
                 if head.get("Metadata", {}).get("sha256") != sha256(files[name]) or head[
                     "ContentLength"
@@ -276,7 +281,7 @@ class S3Mirror:
         """metadata.json first: without it the version is no longer listed or complete, so a
         reader never takes a half-deleted version for a whole one."""
         check_version(version)
-        for names in ((METADATA_FILE,), (WEIGHTS_FILE, MODEL_FILE)):
+        for names in ((METADATA_FILE,), (WEIGHTS_FILE, MODEL_FILE, *DOCUMENT_FILES)):
             self.client.delete_objects(
                 Bucket=self.bucket,
                 Delete={"Objects": [{"Key": self.key(version, name)} for name in names]},
@@ -291,8 +296,11 @@ class SyncReport:
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
+    """The artifact's files, and the documents (model card) the version has."""
     folder = local.versions_dir / check_version(version)
-    return {name: (folder / name).read_bytes() for name in FILES_IN_ORDER}
+    files = {name: (folder / name).read_bytes() for name in FILES_IN_ORDER}
+    files.update({n: (folder / n).read_bytes() for n in DOCUMENT_FILES if (folder / n).is_file()})
+    return files
 
 
 def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) -> SyncReport:

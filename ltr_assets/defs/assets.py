@@ -43,6 +43,7 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.evaluation import gate_line, round_floats
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day, read_day_with_fallback
+from ltr_assets.model_card import render_model_card
 from ltr_assets.notify import notify
 
 GROUP = "ltr"
@@ -216,6 +217,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "window_days_missing": MetadataValue.json(window["missing"]),
                 "groups": MetadataValue.json(window["groups"]),
                 "best_iteration": summary["best_iteration"],
+                "model_card": MetadataValue.md(render_model_card(summary)),
                 "path": MetadataValue.path(str(report.path)),
             }
         ),

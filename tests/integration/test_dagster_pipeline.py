@@ -129,7 +129,12 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     version = registry.latest_version()
     assert version is not None
     folder = ltr_home / "registry" / "versions" / version
-    assert {p.name for p in folder.iterdir()} == {"ltr_weights.json", "model.txt", "metadata.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        "ltr_weights.json",
+        "model.txt",
+        "metadata.json",
+        "model_card.md",
+    }
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["partition"] == "2026-11-02" and metadata["gate_passed"] is True
     assert metadata["training_window"]["present"] == ["2026-11-01", "2026-11-02"]

@@ -44,6 +44,16 @@ def test_live_version_links_weights_and_backfill_baseline(
     )
     assert nightly["compared_with"] == f"live {v2}"
     assert nightly["version_address"] == str(ltr_home / "registry" / "versions" / v3)
+    # The version folder holds its model card, checksummed, and the registry verifies it.
+    folder = ltr_home / "registry" / "versions" / v3
+    card = (folder / "model_card.md").read_text()
+    assert card.startswith(f"# Model card: version {v3} (partition 2026-11-03)")
+    assert f"Baseline: live {v2}." in card and "| counterfactual nDCG@10 |" in card
+    assert "## Fairness per protected value" in card and "| gender=F |" in card
+    assert registry.metadata(v3)["checksums"]["model_card.md"]
+    assert registry.verify(v3) == []
+    model = _metadata(instance, third, "ltr_model")
+    assert model["model_card"].startswith("# Model card: candidate (partition 2026-11-03)")
     weights = registry.load(v3).weights
     for name in FEATURES:
         assert nightly[f"weight_{name}"] == round(weights[name], 4)
@@ -64,3 +74,9 @@ def test_live_version_links_weights_and_backfill_baseline(
     regression = check_metadata(backfill, "no_regression")
     assert regression["compared_with"].value == label
     assert registry.latest_version() == v3
+    backfill_card = ltr_home / "registry" / "versions" / old["version"] / "model_card.md"
+    assert f"Baseline: {label} {v2}." in backfill_card.read_text()
+
+    # A model card that no longer matches its checksum is reported by verify.
+    (folder / "model_card.md").write_text("edited\n")
+    assert registry.verify(v3) == [f"version {v3}: checksum of model_card.md does not match"]
