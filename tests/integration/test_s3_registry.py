@@ -237,6 +237,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     assert ltr(["registry", "sync"]) == 0
     mirror = _mirror()
     assert mirror.versions() == [meta["version"]]
+    assert mirror._get(meta["version"], "model_card.md").startswith(b"# Model card: version ")
     assert mirror.pointer()[0]["version"] == meta["version"]
 
 
