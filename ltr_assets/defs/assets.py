@@ -6,13 +6,14 @@ that was never materialized (DESIGN.md, known pitfalls).
 """
 
 import warnings
-from datetime import date
+from datetime import date, timedelta
 
 from dagster import AssetDep as Dep
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     BetaWarning,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
@@ -42,6 +43,11 @@ from ltr_assets.ingest import ingest_day, read_day_with_fallback
 from ltr_assets.notify import notify
 
 GROUP = "ltr"
+# Overdue when no publication happened between midnight UTC (the day closed) and 06:00 UTC: the
+# 02:15 schedule normally publishes before 03:00; a gate refusal or a crash leaves it overdue.
+PUBLICATION_FRESHNESS = FreshnessPolicy.cron(
+    deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=6), timezone="UTC"
+)
 
 
 def _day(context: AssetExecutionContext) -> date:
@@ -211,6 +217,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     group_name=GROUP,
     deps=[ltr_model],
     check_specs=[s3_check_spec("published_weights")],
+    freshness_policy=PUBLICATION_FRESHNESS,
     description="The gated candidate published as a new registry version (weights summing to "
     "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
     kinds={"json"},
