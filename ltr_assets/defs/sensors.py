@@ -99,6 +99,7 @@ def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> Ski
         ltr.settings().notify_webhook_url,
         f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})",
     )
+    return None
 
 
 @run_failure_sensor(
@@ -115,6 +116,7 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> Sk
         ltr.settings().notify_webhook_url,
         f":x: {run.job_name} [{partition}] failed (run {run.run_id[:8]}): {message}",
     )
+    return None
 
 
 SENSORS = [
