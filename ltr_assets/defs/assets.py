@@ -22,6 +22,7 @@ from dagster import (
 
 from ltr_assets.candidate_model import publish_candidate, train_candidate
 from ltr_assets.config import Settings
+from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
     conflicts_check_result,
     conflicts_check_spec,
@@ -108,10 +109,21 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     )
 
 
+def _next_day_mapping() -> TimeWindowPartitionMapping:
+    """feature_matrix[D] reads raw_events D and D+1 (late feedback is joined from D+1); the
+    lineage says so, so a late raw_events[D+1] marks D's matrix as needing a refresh."""
+    with warnings.catch_warnings():  # the parameter is marked beta; the behaviour is what we need
+        warnings.simplefilter("ignore", BetaWarning)
+        return TimeWindowPartitionMapping(
+            start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
+        )
+
+
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    deps=[raw_events],
+    deps=[Dep(raw_events, partition_mapping=_next_day_mapping())],
+    automation_condition=refresh_on_late_upstream(),
     description="Day D's impressions as query groups with graded labels (0 none/decline, "
     "1 click, 2 contact, 3 contract); late feedback from D+1 is joined when D+1 is in the lake.",
     kinds={"duckdb", "parquet"},
@@ -218,6 +230,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     deps=[ltr_model],
     check_specs=[s3_check_spec("published_weights")],
     freshness_policy=PUBLICATION_FRESHNESS,
+    automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
     "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
     kinds={"json"},

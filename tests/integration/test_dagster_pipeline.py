@@ -64,6 +64,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
         "reload_after_rollback_sensor",
         "notify_run_success",
         "notify_run_failure",
+        "ltr_automation_sensor",
     }
     job = defs.resolve_job_def("ltr_daily_job")
     assert job.tags["ltr/pipeline"] == "daily"
