@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import (
@@ -12,6 +13,10 @@ from dagster import (
     DagsterInstance,
     DefaultSensorStatus,
     evaluate_automation_conditions,
+)
+from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+from dagster._core.definitions.declarative_automation.automation_condition_tester import (
+    EvaluateAutomationConditionsResult,
 )
 from dagster._core.definitions.freshness import CronFreshnessPolicy
 
@@ -48,8 +53,9 @@ def test_automation_conditions_are_attached_and_their_sensor_runs() -> None:
     assert sensor.run_tags == {"ltr/pipeline": "daily"}  # queued under the one-at-a-time limit
 
 
-def _labels(condition: AutomationCondition) -> set[str]:
-    found = {condition.label} if condition.label else set()
+def _labels(condition: AutomationCondition[Any]) -> set[str]:
+    label = getattr(condition, "label", None)
+    found = {label} if label else set()
     for child in condition.children:
         found |= _labels(child)
     return found
@@ -90,3 +96,40 @@ def test_a_late_next_day_ingestion_requests_the_refresh_of_the_day_before(
         defs=defs, instance=instance, evaluation_time=now, cursor=second.cursor
     )
     assert third.total_requested == 0
+
+
+@pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
+def test_published_weights_follows_only_a_model_whose_gate_passed(
+    ltr_home: Path, small_data_gate: None
+) -> None:
+    """ltr_model built without publishing: a refused day is not published by the automation;
+    a passed day is."""
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    instance = DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("ltr_daily_job")
+    model_only = [AssetKey("raw_events"), AssetKey("feature_matrix"), AssetKey("ltr_model")]
+    published = AssetKey("published_weights")
+
+    def evaluate(
+        day_after: int, cursor: AssetDaemonCursor | None = None
+    ) -> EvaluateAutomationConditionsResult:
+        now = datetime(2026, 11, day_after, 3, 0, tzinfo=UTC)  # latest partition: the day before
+        return evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=now, cursor=cursor
+        )
+
+    baseline = evaluate(2)
+    refused = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, asset_selection=model_only,
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not refused.success  # min_samples fails on one day of data
+    after_refusal = evaluate(2, baseline.cursor)
+    assert after_refusal.get_requested_partitions(published) == set()
+
+    passed = job.execute_in_process(
+        partition_key="2026-11-02", instance=instance, asset_selection=model_only
+    )
+    assert passed.success
+    after_pass = evaluate(3, after_refusal.cursor)
+    assert after_pass.get_requested_partitions(published) == {"2026-11-02"}
