@@ -1,7 +1,9 @@
 """Settings from environment variables: the one place configuration is read.
 
 Every variable has a documented default (README, "Configuration"). A bad value raises
-ConfigError naming the variable, instead of failing somewhere deep in a run.
+ConfigError naming the variable, instead of failing somewhere deep in a run. `$LTR_HOME/ltr.env`
+(KEY=VALUE lines, written by `ltr demo`) supplies defaults beneath the real environment, so the
+UI, `dagster dev` and the CLI see the partition range the demo used.
 """
 
 from __future__ import annotations
@@ -30,6 +32,50 @@ def default_max_body_bytes(max_candidates: int) -> int:
 
 class ConfigError(ValueError):
     """An environment variable holds a value that cannot be used."""
+
+
+ENV_FILE = "ltr.env"
+
+
+def env_file_path(env: Mapping[str, str]) -> Path:
+    """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
+    return Path(_str(env, "LTR_HOME", "./var")) / ENV_FILE
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and `#` comments skipped, surrounding quotes removed. A
+    missing file is no configuration; a malformed line raises ConfigError naming the file."""
+    if not path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def write_env_file(path: Path, values: Mapping[str, str]) -> None:
+    """Leave the configuration a process used where later processes (UI, CLI) read it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# written by `ltr demo`; the real environment overrides these values"]
+    lines += [f"{key}={value}" for key, value in sorted(values.items())]
+    tmp = path.with_suffix(".env.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def layered_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The env file's values beneath `env`: a variable set in the environment always wins."""
+    return {**read_env_file(env_file_path(env)), **env}
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -173,7 +219,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = layered_env(os.environ) if env is None else env
         home = Path(_str(env, "LTR_HOME", "./var"))
         scorer = _str(env, "LTR_SCORER", "weights")
         if scorer not in SCORERS:

@@ -6,7 +6,13 @@ from __future__ import annotations
 from dagster import Definitions
 
 from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
-from ltr_assets.defs.jobs import ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job
+from ltr_assets.defs.automation import automation_sensor
+from ltr_assets.defs.jobs import (
+    PIPELINE_TAGS,
+    ltr_daily_job,
+    ltr_label_refresh_job,
+    ltr_rollback_job,
+)
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import SENSORS
@@ -15,6 +21,6 @@ defs = Definitions(
     assets=[raw_events, feature_matrix, ltr_model, published_weights],
     jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
     schedules=[ltr_daily_schedule],
-    sensors=SENSORS,
+    sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],
     resources={"ltr": LtrResource()},
 )

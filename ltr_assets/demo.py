@@ -115,6 +115,15 @@ def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> Non
         )
 
 
+def demo_env(settings: Any) -> dict[str, str]:
+    """The configuration the demo's Definitions were built with (read at code-location load),
+    for `make ui`, `dagster dev` and the CLI: without it they show partitions from 2026-01-01."""
+    return {
+        "LTR_START_DATE": settings.start_date,
+        "LTR_TRAIN_WINDOW_DAYS": str(settings.train_window_days),
+    }
+
+
 def run_demo(days: int = 28, seed: int = 7) -> int:
     started = time.perf_counter()
     last = datetime.now(UTC).date() - timedelta(days=1)
@@ -123,12 +132,13 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
 
     from dagster import AssetCheckEvaluation, DagsterInstance
 
-    from ltr_assets.config import Settings
+    from ltr_assets.config import Settings, env_file_path, write_env_file
     from ltr_assets.definitions import defs
     from ltr_assets.registry import LocalRegistry
     from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
 
     settings = Settings.from_env()
+    write_env_file(env_file_path(os.environ), demo_env(settings))
     simulator = Simulator(SimulatorConfig(start=first, days=days, seed=seed))
     registry = LocalRegistry(settings.registry_dir, settings.weights_path)
     events_file = Path(settings.audit_log).parent / f"audit-{first}.jsonl"

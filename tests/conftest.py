@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,11 @@ from moto.server import ThreadedMotoServer
 from ltr_assets.config import Settings
 from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
 from tests.support.kafka_broker import Broker
+
+# Test modules load the Definitions at import, before any fixture: the partitions must not
+# follow a demo's `$LTR_HOME/ltr.env` (`make test` exports LTR_HOME=./var), so the tests pin the
+# default start date in the environment, which wins over the file (README, "Configuration").
+os.environ.setdefault("LTR_START_DATE", "2026-01-01")
 
 START = date(2026, 11, 1)
 TESTS = Path(__file__).resolve().parent

@@ -6,7 +6,7 @@ that was never materialized (DESIGN.md, known pitfalls).
 """
 
 import warnings
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from dagster import AssetDep as Dep
@@ -15,6 +15,7 @@ from dagster import (
     AssetKey,
     BetaWarning,
     FloatMetadataValue,
+    FreshnessPolicy,
     JsonMetadataValue,
     MaterializeResult,
     MetadataValue,
@@ -24,6 +25,7 @@ from dagster import (
 
 from ltr_assets.candidate_model import publish_candidate, train_candidate
 from ltr_assets.config import Settings
+from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
     conflicts_check_result,
     conflicts_check_spec,
@@ -47,6 +49,11 @@ from ltr_assets.model_card import render_model_card
 from ltr_assets.notify import notify
 
 GROUP = "ltr"
+# Overdue when no publication happened between midnight UTC (the day closed) and 06:00 UTC: the
+# 02:15 schedule normally publishes before 03:00; a gate refusal or a crash leaves it overdue.
+PUBLICATION_FRESHNESS = FreshnessPolicy.cron(
+    deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=6), timezone="UTC"
+)
 
 
 def _rounded(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -120,10 +127,21 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     )
 
 
+def _next_day_mapping() -> TimeWindowPartitionMapping:
+    """feature_matrix[D] reads raw_events D and D+1 (late feedback is joined from D+1); the
+    lineage says so, so a late raw_events[D+1] marks D's matrix as needing a refresh."""
+    with warnings.catch_warnings():  # the parameter is marked beta; the behaviour is what we need
+        warnings.simplefilter("ignore", BetaWarning)
+        return TimeWindowPartitionMapping(
+            start_offset=0, end_offset=1, allow_nonexistent_upstream_partitions=True
+        )
+
+
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    deps=[raw_events],
+    deps=[Dep(raw_events, partition_mapping=_next_day_mapping())],
+    automation_condition=refresh_on_late_upstream(),
     description="Day D's impressions as query groups with graded labels (0 none/decline, "
     "1 click, 2 contact, 3 contract); late feedback from D+1 is joined when D+1 is in the lake.",
     kinds={"duckdb", "parquet"},
@@ -233,6 +251,8 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     group_name=GROUP,
     deps=[ltr_model],
     check_specs=[s3_check_spec("published_weights")],
+    freshness_policy=PUBLICATION_FRESHNESS,
+    automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
     "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
     kinds={"json"},

@@ -95,7 +95,10 @@ def _reload_outcome(settings: Settings, after: str) -> SkipReason:
     version serves). The service down or erroring: fail this tick, so the next one retries and
     the UI shows it; the service's own poller is the fallback."""
     if not settings.serving_url:
-        return SkipReason("LTR_SERVING_URL is not set; the service's poller will pick it up")
+        return SkipReason(
+            f"LTR_SERVING_URL is not set: no reload requested after {after}; the service's own "
+            "poller (WEIGHTS_POLL_SECONDS) will pick the new version up"
+        )
     delivery = request_reload(settings.serving_url, settings.reload_token)
     if delivery.ok:
         return SkipReason(f"serving reloaded after {after}")
@@ -135,25 +138,42 @@ def reload_after_rollback_sensor(context: RunStatusSensorContext, ltr: LtrResour
     return _reload_outcome(ltr.settings(), f"rollback run {context.dagster_run.run_id[:8]}")
 
 
+def _notify_skip(ltr: LtrResource, context: RunStatusSensorContext) -> SkipReason | None:
+    """Without a webhook there is nobody to tell: say so on the tick (the UI shows it) rather
+    than "0 runs requested" with the reason only in the logs."""
+    if ltr.settings().notify_webhook_url:
+        return None
+    run = context.dagster_run
+    return SkipReason(
+        f"NOTIFY_WEBHOOK_URL is not set: run {run.run_id[:8]} of {run.job_name} "
+        f"({run.status.value}) was not notified"
+    )
+
+
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts run successes to NOTIFY_WEBHOOK_URL.",
 )
-def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> None:
+def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> SkipReason | None:
+    if skipped := _notify_skip(ltr, context):
+        return skipped
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
     notify(
         ltr.settings().notify_webhook_url,
         f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})",
     )
+    return None
 
 
 @run_failure_sensor(
     default_status=DefaultSensorStatus.RUNNING,
     description="Posts run failures (including a failed gate) to NOTIFY_WEBHOOK_URL.",
 )
-def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> None:
+def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> SkipReason | None:
+    if skipped := _notify_skip(ltr, context):
+        return skipped
     run = context.dagster_run
     outcome = run_outcome(context.instance, run)
     detail = outcome.detail
@@ -169,6 +189,7 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> No
             detail=detail or "failed",
         ),
     )
+    return None
 
 
 def _tag(context: RunStatusSensorContext) -> SkipReason | None:

@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from ltr_assets.config import ConfigError, Settings
+from ltr_assets.config import (
+    ENV_FILE,
+    ConfigError,
+    Settings,
+    env_file_path,
+    layered_env,
+    read_env_file,
+    write_env_file,
+)
 
 
 def test_defaults_follow_ltr_home() -> None:
@@ -64,3 +72,43 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
     text = repr(settings)
     assert "tok-123" not in text and "pw-456" not in text and "secret-789" not in text
     assert settings.reload_token == "tok-123"
+
+
+def test_the_env_file_supplies_defaults_beneath_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$LTR_HOME/ltr.env` fills in what the environment leaves unset; the environment wins."""
+    (tmp_path / ENV_FILE).write_text(
+        "# a comment\n\nLTR_START_DATE=2026-10-29\nLTR_TRAIN_WINDOW_DAYS='7'\nLTR_NDCG_MIN=0.5\n"
+    )
+    monkeypatch.setenv("LTR_HOME", str(tmp_path))
+    monkeypatch.delenv("LTR_START_DATE", raising=False)
+    monkeypatch.delenv("LTR_TRAIN_WINDOW_DAYS", raising=False)
+    monkeypatch.setenv("LTR_NDCG_MIN", "0.7")
+    settings = Settings.from_env()
+    assert settings.start_date == "2026-10-29"
+    assert settings.train_window_days == 7
+    assert settings.gate.ndcg_min == 0.7  # the environment wins over the file
+    monkeypatch.setenv("LTR_START_DATE", "2026-11-01")
+    assert Settings.from_env().start_date == "2026-11-01"
+    # An explicit mapping is the whole configuration: no file beneath it.
+    assert Settings.from_env({"LTR_HOME": str(tmp_path)}).start_date == "2026-01-01"
+
+
+def test_a_malformed_env_file_line_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / ENV_FILE).write_text("LTR_START_DATE 2026-10-29\n")
+    with pytest.raises(ConfigError, match="ltr.env:1"):
+        read_env_file(tmp_path / ENV_FILE)
+    assert read_env_file(tmp_path / "missing.env") == {}
+
+
+def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
+    """What `ltr demo` leaves for `make ui` reads back as the same partition range."""
+    from ltr_assets.demo import demo_env
+
+    used = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_START_DATE": "2026-10-29"})
+    path = env_file_path({"LTR_HOME": str(tmp_path)})
+    write_env_file(path, demo_env(used))
+    assert path == tmp_path / "ltr.env"
+    assert read_env_file(path) == {"LTR_START_DATE": "2026-10-29", "LTR_TRAIN_WINDOW_DAYS": "14"}
+    assert layered_env({"LTR_HOME": str(tmp_path)})["LTR_START_DATE"] == "2026-10-29"

@@ -1,0 +1,58 @@
+"""Sensors that have nothing to do because configuration is missing say so on the tick."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    SensorDefinition,
+    build_sensor_context,
+)
+
+from ltr_assets.definitions import defs
+from ltr_assets.defs.sensors import notify_run_failure, notify_run_success, reload_serving_sensor
+
+
+def _tick(sensor: SensorDefinition, instance: DagsterInstance, cursor: str | None = None):
+    """One evaluation as the daemon does it, with the Definitions' resources."""
+    context = build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        repository_def=defs.get_repository_def(),
+        resources=defs.resources,
+    )
+    return sensor.evaluate_tick(context)
+
+
+def test_reload_sensor_names_the_missing_serving_url(ltr_home: Path) -> None:
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        AssetMaterialization(asset_key=AssetKey("published_weights"), partition="2026-11-02")
+    )
+    tick = _tick(reload_serving_sensor, instance)
+    assert not tick.run_requests
+    assert tick.skip_message is not None and "LTR_SERVING_URL is not set" in tick.skip_message
+
+
+def test_notification_sensors_name_the_missing_webhook(ltr_home: Path) -> None:
+    """ltr_home unsets NOTIFY_WEBHOOK_URL. A run of raw_events over an empty audit log succeeds
+    and a daily run over it fails (no data to train on): each sensor skips, naming the variable."""
+    instance = DagsterInstance.ephemeral()
+    cursors = {s.name: _tick(s, instance).cursor for s in (notify_run_success, notify_run_failure)}
+    job = defs.resolve_job_def("ltr_daily_job")
+    ok = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, asset_selection=[AssetKey("raw_events")]
+    )
+    failed = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    assert ok.success and not failed.success
+    for sensor, run_id in ((notify_run_success, ok.run_id), (notify_run_failure, failed.run_id)):
+        tick = _tick(sensor, instance, cursors[sensor.name])
+        assert not tick.run_requests
+        assert tick.skip_message is not None, sensor.name
+        assert "NOTIFY_WEBHOOK_URL is not set" in tick.skip_message
+        assert run_id[:8] in tick.skip_message
