@@ -105,6 +105,28 @@ def wait_for_pipeline_runs(count: int, timeout_s: float = 240) -> list:
             time.sleep(1)
 
 
+def wait_for_outcome_tags(count: int, timeout_s: float = 180) -> dict[str, str]:
+    """Partition -> ltr/outcome of the backfill's runs, once the daemon's run-status sensors
+    have tagged `count` of them."""
+    with DagsterInstance.get() as instance:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = [
+                r.dagster_run
+                for r in instance.get_run_records(RunsFilter(job_name="ltr_daily_job"))
+                if "dagster/backfill" in r.dagster_run.tags
+            ]
+            tagged = {
+                r.tags["dagster/partition"]: r.tags["ltr/outcome"]
+                for r in runs
+                if "ltr/outcome" in r.tags
+            }
+            if len(tagged) >= count:
+                return tagged
+            assert time.monotonic() < deadline, tagged
+            time.sleep(1)
+
+
 def assert_backfill_outcome(records: list, ltr_home: Path) -> None:
     """Day 1 alone fails its samples gate; days 2 and 3 publish; never two runs at a time."""
     import json

@@ -3,6 +3,8 @@ ltr_daily_job, then read the gate's asset-check report."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -10,12 +12,55 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.e2e.conftest import DAYS, assert_backfill_outcome, wait_for_pipeline_runs
+from tests.e2e.conftest import (
+    DAYS,
+    ROOT,
+    assert_backfill_outcome,
+    wait_for_outcome_tags,
+    wait_for_pipeline_runs,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 GATE = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
+
+
+ARTIFACTS = Path(os.environ.get("LTR_TEST_ARTIFACTS", ROOT / "test-artifacts" / "e2e"))
+
+
+def _shot(page: Page, name: str) -> None:
+    """A screenshot kept as a test artifact (LTR_TEST_ARTIFACTS, default test-artifacts/e2e)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _launch_backfill(webserver: str) -> None:
+    """A backfill of ltr_daily_job over DAYS through the webserver's GraphQL API (the UI's own
+    call; the dialog itself is driven by the test above)."""
+    query = """
+    mutation($data: LaunchBackfillParams!) {
+      launchPartitionBackfill(backfillParams: $data) {
+        __typename
+        ... on LaunchBackfillSuccess { backfillId }
+        ... on PythonError { message }
+      }
+    }"""
+    data = {
+        "selector": {
+            "partitionSetName": "ltr_daily_job_partition_set",
+            "repositorySelector": {
+                "repositoryLocationName": "ltr_assets.definitions",
+                "repositoryName": "__repository__",
+            },
+        },
+        "partitionNames": DAYS,
+    }
+    answer = httpx.post(
+        f"{webserver}/graphql", json={"query": query, "variables": {"data": data}}, timeout=60
+    ).json()
+    result = answer["data"]["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", answer
 
 
 def _page(browser, webserver: str) -> Page:
@@ -67,9 +112,79 @@ def test_operator_backfills_from_the_ui_and_reads_the_gate_report(
             page.get_by_text("[Show Markdown]").first.click()
             page.get_by_text("exposure ratio [95% CI]").first.wait_for(timeout=30_000)
         finally:
-            page.screenshot(path=str(ltr_home / "ui-fairness-check.png"), full_page=True)
+            _shot(page, "fairness-table")
 
         page.goto(f"{webserver}/assets", wait_until="domcontentloaded")
         for asset in ("raw_events", "feature_matrix", "ltr_model", "published_weights"):
             page.get_by_text(asset, exact=True).first.wait_for(timeout=60_000)
         browser.close()
+
+
+def test_the_ui_tells_a_refused_day_from_a_published_one_and_shows_what_is_live(
+    webserver: str, daemon: None, ltr_home: Path
+) -> None:
+    """After a 3-day backfill (day 1 refused by its gate, days 2-3 published): the runs list
+    shows each run's ltr/outcome, ltr_model's partitions show the gate entry for a refused and
+    a passed day, the checks' history is by day, the model card renders, and published_weights
+    names the live version."""
+    _launch_backfill(webserver)
+    records = wait_for_pipeline_runs(len(DAYS))
+    assert_backfill_outcome(records, ltr_home)
+    run_ids = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.run_id for r in records}
+    outcomes = wait_for_outcome_tags(len(DAYS))
+    assert outcomes == {DAYS[0]: "gate_refused", DAYS[1]: "published", DAYS[2]: "published"}
+    live = json.loads((ltr_home / "registry" / "latest.json").read_text())["version"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = _page(browser, webserver)
+        try:
+            # Each run's page carries its outcome tag; the runs list filters by it.
+            for day, outcome in outcomes.items():
+                page.goto(f"{webserver}/runs/{run_ids[day]}", wait_until="domcontentloaded")
+                page.get_by_role("button", name="View tags and config").click()
+                page.get_by_text(outcome, exact=False).first.wait_for(timeout=60_000)
+                if outcome == "gate_refused":
+                    _shot(page, "run-gate-refused")
+            page.goto(
+                f"{webserver}/runs?show_runs_within_backfills=true"
+                "&q%5B0%5D=tag%3Altr%2Foutcome%3Dgate_refused",
+                wait_until="domcontentloaded",
+            )
+            page.get_by_text(DAYS[0]).first.wait_for(timeout=60_000)
+            _shot(page, "runs-filtered-gate-refused")
+
+            for day, verdict in ((DAYS[0], "FAILED: min_samples"), (DAYS[2], "PASSED")):
+                page.goto(
+                    f"{webserver}/assets/ltr_model?view=partitions&partition={day}",
+                    wait_until="domcontentloaded",
+                )
+                page.get_by_text(verdict).first.wait_for(timeout=60_000)
+                _shot(page, f"ltr-model-gate-{day}")
+
+            page.goto(f"{webserver}/assets/ltr_model?view=checks", wait_until="domcontentloaded")
+            page.get_by_text("min_samples", exact=True).first.click()
+            page.get_by_text("Execution history").first.click()
+            for day in DAYS:
+                page.get_by_text(day, exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("Failed").first.wait_for(timeout=30_000)
+            assert page.get_by_text("Skipped", exact=True).count() == 0
+            _shot(page, "check-history-by-day")
+
+            page.goto(f"{webserver}/assets/ltr_model", wait_until="domcontentloaded")
+            page.get_by_text("model_card", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("model_card", exact=True).first.locator(
+                "xpath=ancestor::tr"
+            ).get_by_text("[Show Markdown]").click()
+            page.get_by_text("Candidate vs baseline vs the platform's logged order").first.wait_for(
+                timeout=30_000
+            )
+            _shot(page, "model-card")
+
+            page.goto(f"{webserver}/assets/published_weights", wait_until="domcontentloaded")
+            page.get_by_text("live_version", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text(live, exact=True).first.wait_for(timeout=30_000)
+            _shot(page, "published-weights-live")
+        finally:
+            _shot(page, "last-page")
+            browser.close()
