@@ -29,10 +29,10 @@ GATE = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regressio
 ARTIFACTS = Path(os.environ.get("LTR_TEST_ARTIFACTS", ROOT / "test-artifacts" / "e2e"))
 
 
-def _shot(page: Page, name: str) -> None:
+def _shot(page: Page, name: str, full_page: bool = True) -> None:
     """A screenshot kept as a test artifact (LTR_TEST_ARTIFACTS, default test-artifacts/e2e)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 def _launch_backfill(webserver: str) -> None:
@@ -147,11 +147,12 @@ def test_the_ui_tells_a_refused_day_from_a_published_one_and_shows_what_is_live(
                 if outcome == "gate_refused":
                     _shot(page, "run-gate-refused")
             page.goto(
-                f"{webserver}/runs?show_runs_within_backfills=true"
-                "&q%5B0%5D=tag%3Altr%2Foutcome%3Dgate_refused",
+                f"{webserver}/runs?q%5B0%5D=tag%3Altr%2Foutcome%3Dgate_refused",
                 wait_until="domcontentloaded",
             )
-            page.get_by_text(DAYS[0]).first.wait_for(timeout=60_000)
+            page.get_by_text("Show runs within backfills").click()
+            page.get_by_text(run_ids[DAYS[0]][:8]).first.wait_for(timeout=60_000)
+            assert page.get_by_text(run_ids[DAYS[1]][:8]).count() == 0
             _shot(page, "runs-filtered-gate-refused")
 
             for day, verdict in ((DAYS[0], "FAILED: min_samples"), (DAYS[2], "PASSED")):
@@ -179,7 +180,8 @@ def test_the_ui_tells_a_refused_day_from_a_published_one_and_shows_what_is_live(
             page.get_by_text("Candidate vs baseline vs the platform's logged order").first.wait_for(
                 timeout=30_000
             )
-            _shot(page, "model-card")
+            page.wait_for_timeout(500)  # the dialog fades in
+            _shot(page, "model-card", full_page=False)
 
             page.goto(f"{webserver}/assets/published_weights", wait_until="domcontentloaded")
             page.get_by_text("live_version", exact=True).first.wait_for(timeout=60_000)
