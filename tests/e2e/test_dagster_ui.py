@@ -101,7 +101,10 @@ def test_operator_backfills_from_the_ui_and_reads_the_gate_report(
         page.goto(f"{webserver}/assets/ltr_model?view=checks", wait_until="domcontentloaded")
         for check in GATE:
             page.get_by_text(check, exact=True).first.wait_for(timeout=60_000)
-        page.get_by_text("Succeeded").nth(len(GATE) - 1).wait_for(timeout=30_000)
+        # Partitioned checks: the list shows each check's status over the days, so
+        # min_samples (failed on day 1) reads Failed and the other four gate checks Succeeded.
+        page.get_by_text("Succeeded").nth(len(GATE) - 2).wait_for(timeout=30_000)
+        page.get_by_text("Failed", exact=True).first.wait_for(timeout=30_000)
         # The fairness result's own description (not the spec's): the per-value verdict. The
         # detail pane shows the selected check; fairness_coverage sorts first.
         page.get_by_text("fairness_gap", exact=True).first.click()
@@ -180,6 +183,7 @@ def test_the_ui_tells_a_refused_day_from_a_published_one_and_shows_what_is_live(
             page.get_by_text("Candidate vs baseline vs the platform's logged order").first.wait_for(
                 timeout=30_000
             )
+            page.get_by_text("Model card:").first.scroll_into_view_if_needed()
             page.wait_for_timeout(500)  # the dialog fades in
             _shot(page, "model-card", full_page=False)
 
