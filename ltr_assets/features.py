@@ -14,9 +14,8 @@ from datetime import date, timedelta
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
 
-from ltr_assets import atomic
+from ltr_assets import atomic, s3_lake
 from ltr_assets.lake import Lake, LakePath
 from ltr_assets.s3_lake import S3Path
 from ltr_assets.schema import (
@@ -92,14 +91,15 @@ def _views_sql(feedback_window_hours: int, source: str, day: date) -> list[str]:
 
 def _source(con: duckdb.DuckDBPyConnection, paths: list[LakePath]) -> str:
     """The raw events of `paths` that exist, as a relation DuckDB reads: local files through
-    read_parquet; objects on S3 as a pyarrow dataset registered in the connection (DuckDB's
-    httpfs extension is downloaded at run time and is not relied on)."""
+    read_parquet; objects on S3 read by pyarrow (each in one consistent read) and registered in
+    the connection as an Arrow table (DuckDB's httpfs extension is downloaded at run time and
+    is not relied on)."""
     present = [p for p in paths if p.exists()]
     s3 = [p for p in present if isinstance(p, S3Path)]
     if not s3:
         files = [str(p) for p in present]
         return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
-    events = ds.dataset([p.path for p in s3], filesystem=s3[0].fs, format="parquet")
+    events = pa.concat_tables([s3_lake.read_table(p) for p in s3])
     con.register("raw_events_arrow", events)
     return "raw_events_arrow"
 

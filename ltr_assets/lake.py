@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -49,5 +50,5 @@ def lake_from_settings(settings: Settings) -> Lake:
 def read_frame(path: LakePath) -> pd.DataFrame:
     """A Parquet file of the lake as a DataFrame."""
     if isinstance(path, S3Path):
-        return pd.read_parquet(path.path, filesystem=path.fs)
+        return pd.read_parquet(io.BytesIO(path.read_bytes()))  # one consistent read
     return pd.read_parquet(path)

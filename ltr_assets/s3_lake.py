@@ -29,6 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 S3_SCHEME = "s3://"
+READ_ATTEMPTS = 5
 
 
 def is_s3_url(value: str) -> bool:
@@ -92,11 +93,22 @@ class S3Path:
         return bool(self.fs.get_file_info(self.path).type == pafs.FileType.File)
 
     def read_bytes(self) -> bytes:
-        if not self.is_file():
-            raise FileNotFoundError(errno.ENOENT, "no such object", str(self))
-        with self.fs.open_input_stream(self.path) as stream:
-            data: bytes = stream.read()
-        return data
+        """The whole object, as one version of it: read with a single ranged GET of the size
+        just looked up (pyarrow's streaming reads are several GETs, and an object replaced
+        between two of them would read as a mix of both). A GET returns one version; if the
+        object was replaced by one of another size in between, the lengths disagree and the
+        read is retried."""
+        for _ in range(READ_ATTEMPTS):
+            try:
+                with self.fs.open_input_file(self.path) as handle:
+                    size = handle.size()
+                    data: bytes = handle.read_at(size, 0) if size else b""  # type: ignore[call-arg]  # stubs lack offset
+            except FileNotFoundError:
+                raise FileNotFoundError(errno.ENOENT, "no such object", str(self)) from None
+            after = self.fs.get_file_info(self.path)
+            if len(data) == size and after.type == pafs.FileType.File and after.size == size:
+                return data
+        raise OSError(f"{self} kept changing while it was read ({READ_ATTEMPTS} attempts)")
 
     def read_text(self) -> str:
         return self.read_bytes().decode()
@@ -142,4 +154,5 @@ def write_parquet(target: S3Path, table: pa.Table) -> None:
 
 
 def read_table(path: S3Path) -> pa.Table:
-    return pq.read_table(path.path, filesystem=path.fs)
+    """A Parquet object, parsed from one consistent read of the whole object (`read_bytes`)."""
+    return pq.read_table(pa.BufferReader(path.read_bytes()))
