@@ -32,10 +32,6 @@ S3_SCHEME = "s3://"
 READ_ATTEMPTS = 5
 
 
-def is_s3_url(value: str) -> bool:
-    return value.strip().lower().startswith(S3_SCHEME)
-
-
 def split_s3_url(url: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix/` → ("bucket", "some/prefix"); ValueError without a bucket."""
     rest = url.strip()[len(S3_SCHEME) :]
