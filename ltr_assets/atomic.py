@@ -13,6 +13,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ltr_assets import s3_lake
+from ltr_assets.s3_lake import S3Path
+
 
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
@@ -42,21 +45,28 @@ def _replacing(path: Path) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
+def write_bytes(path: Path | S3Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`. On S3:
+    the complete object under a temporary key, then one server-side copy to its key."""
+    if isinstance(path, S3Path):
+        s3_lake.write_bytes(path, data)
+        return
     with _replacing(path) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path | S3Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path | S3Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
+def write_parquet(path: Path | S3Path, table: pa.Table) -> None:
     """Parquet with a fixed writer setting so identical tables give identical bytes."""
+    if isinstance(path, S3Path):
+        s3_lake.write_parquet(path, table)
+        return
     with _replacing(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=True)

@@ -29,7 +29,7 @@ from ltr_assets.evaluation import (
     fairness_coverage_result,
     logged_order_scores,
 )
-from ltr_assets.lake import Lake
+from ltr_assets.lake import Lake, LakePath
 from ltr_assets.metrics import CounterfactualEvaluator
 from ltr_assets.model_card import model_card_document
 from ltr_assets.propensity import PropensityCurve, PropensityError, pinned_curve
@@ -81,7 +81,7 @@ def code_version() -> str:
 @dataclass
 class CandidateReport:
     day: date
-    path: Path
+    path: LakePath
     evaluation: Evaluation
     gate: list[GateResult]
     summary: dict[str, Any]

@@ -188,7 +188,7 @@ class KafkaSettings:
 @dataclass(frozen=True)
 class Settings:
     home: Path
-    data_dir: Path
+    data_dir: Path  # the local lake; not used when lake_url is set
     registry_dir: Path
     weights_path: Path
     audit_log: str
@@ -216,6 +216,7 @@ class Settings:
     propensity_clip: float = 0.05
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
+    lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -258,9 +259,12 @@ class Settings:
         skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
         if skew < 0:
             raise ConfigError(f"LTR_MAX_CLOCK_SKEW_HOURS={skew!r} must not be negative")
+        data_dir = _str(env, "LTR_DATA_DIR", str(home / "lake"))
+        lake_url = _lake_url(data_dir)
         return cls(
             home=home,
-            data_dir=Path(_str(env, "LTR_DATA_DIR", str(home / "lake"))),
+            data_dir=home / "lake" if lake_url else Path(data_dir),
+            lake_url=lake_url,
             registry_dir=Path(_str(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
             weights_path=Path(_str(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))),
             audit_log=_str(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
@@ -291,6 +295,18 @@ class Settings:
             ),
             max_clock_skew_hours=skew,
         )
+
+
+def _lake_url(value: str) -> str:
+    """LTR_DATA_DIR as an s3://bucket[/prefix] URL (normalized, no trailing slash), or "" for a
+    local folder."""
+    if not value.lower().startswith("s3://"):
+        return ""
+    bucket, _, prefix = value[len("s3://") :].partition("/")
+    prefix = prefix.strip("/")
+    if not bucket or any(part in {"", ".", ".."} for part in prefix.split("/") if prefix):
+        raise ConfigError(f"LTR_DATA_DIR={value!r} must be a folder or s3://bucket[/prefix]")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
 def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:

@@ -47,13 +47,13 @@ def _live_ranker(registry: Any, scorer_kind: str) -> tuple[Any, str]:
 
 def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> float | None:
     """True nDCG@5 of day's candidate (the scorer the gate evaluated) on its test lists."""
-    from ltr_assets.lake import Lake
+    from ltr_assets.lake import lake_from_settings
     from ltr_assets.metrics import gain_ndcg
     from ltr_assets.registry import MODEL_FILE, WEIGHTS_FILE
     from ltr_assets.scoring import make_scorer
     from ltr_assets.training import NotEnoughData, load_window, split_by_time
 
-    lake = Lake(settings.data_dir)
+    lake = lake_from_settings(settings)
     folder = lake.candidate(day)
     if not (folder / WEIGHTS_FILE).exists():
         return None
@@ -69,7 +69,7 @@ def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> fl
 
 def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> None:
     """On the published version's test lists: truth and gate estimate of every ranking."""
-    from ltr_assets.lake import Lake
+    from ltr_assets.lake import lake_from_settings
     from ltr_assets.metrics import gain_ndcg
     from ltr_assets.scoring import ModelScorer, WeightsScorer, predict
     from ltr_assets.simulator import platform_ranker
@@ -81,7 +81,7 @@ def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> Non
     )
 
     day = date.fromisoformat(latest.metadata["partition"])
-    window = load_window(Lake(settings.data_dir), day, settings.train_window_days)
+    window = load_window(lake_from_settings(settings), day, settings.train_window_days)
     train, valid, test = split_by_time(window.frame)
     naive = train_ranker(train, valid, debias="none")
     debiased = train_ranker(train, valid, debias=settings.debias)
@@ -134,6 +134,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
 
     from ltr_assets.config import Settings, env_file_path, write_env_file
     from ltr_assets.definitions import defs
+    from ltr_assets.lake import lake_from_settings
     from ltr_assets.registry import LocalRegistry
     from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
 
@@ -180,7 +181,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
             and not e.event_specific_data.passed
         ]
         row = DayRow(day, shown_by, result.success, failed, None, None, None, None)
-        candidate = settings.data_dir / "candidates" / day.isoformat() / "candidate.json"
+        candidate = lake_from_settings(settings).candidate(day) / "candidate.json"
         if candidate.exists():
             summary = json.loads(candidate.read_text())
             ndcg5 = summary["metrics"]["counterfactual"]["ndcg@5"]

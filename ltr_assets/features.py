@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from ltr_assets import atomic
-from ltr_assets.lake import Lake
+from ltr_assets import atomic, s3_lake
+from ltr_assets.lake import Lake, LakePath
+from ltr_assets.s3_lake import S3Path
 from ltr_assets.schema import (
     ACTION_GRADES,
     ATTRIBUTE_COLUMNS,
@@ -38,7 +38,7 @@ class MatrixReport:
     feedback_matched: int  # feedback (this day or late) matched to this day's impressions
     late_feedback_matched: int
     next_day_present: bool
-    path: Path
+    path: LakePath
 
 
 def _grade_case() -> str:
@@ -46,13 +46,13 @@ def _grade_case() -> str:
     return f"CASE action {whens} END"
 
 
-def _views_sql(feedback_window_hours: int, files: list[str], day: date) -> list[str]:
-    """The join, one view a step: impressions, feedback, matches, labels, rows."""
-    file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+def _views_sql(feedback_window_hours: int, source: str, day: date) -> list[str]:
+    """The join, one view a step: impressions, feedback, matches, labels, rows. `source` is
+    the relation the day's raw events are read from (`_source`)."""
     columns = ", ".join(f"i.{c}" for c in (*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS))
     window = f"INTERVAL {int(feedback_window_hours)} HOUR"
     return [
-        f"CREATE VIEW events AS SELECT * FROM read_parquet({file_list})",
+        f"CREATE VIEW events AS SELECT * FROM {source}",
         f"""CREATE VIEW impressions AS  -- one per (group, lawyer): the first one shown
         SELECT * FROM (
             SELECT *, coalesce(request_id, case_id || '@' || strftime(timestamp, '%Y-%m-%d'))
@@ -89,8 +89,19 @@ def _views_sql(feedback_window_hours: int, files: list[str], day: date) -> list[
     ]
 
 
-def _existing(paths: list[Path]) -> list[str]:
-    return [str(p) for p in paths if p.exists()]
+def _source(con: duckdb.DuckDBPyConnection, paths: list[LakePath]) -> str:
+    """The raw events of `paths` that exist, as a relation DuckDB reads: local files through
+    read_parquet; objects on S3 read by pyarrow (each in one consistent read) and registered in
+    the connection as an Arrow table (DuckDB's httpfs extension is downloaded at run time and
+    is not relied on)."""
+    present = [p for p in paths if p.exists()]
+    s3 = [p for p in present if isinstance(p, S3Path)]
+    if not s3:
+        files = [str(p) for p in present]
+        return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+    events = pa.concat_tables([s3_lake.read_table(p) for p in s3])
+    con.register("raw_events_arrow", events)
+    return "raw_events_arrow"
 
 
 def build_feature_matrix(lake: Lake, day: date, feedback_window_hours: int = 24) -> MatrixReport:
@@ -99,11 +110,11 @@ def build_feature_matrix(lake: Lake, day: date, feedback_window_hours: int = 24)
     if not own.exists():
         raise FileNotFoundError(f"raw_events for {day} is not in the lake ({own})")
     next_day = lake.raw_events(day + timedelta(days=1))
-    files = _existing([own, next_day])
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # days and group ids are UTC days, whatever the host's TZ
     try:
-        for statement in _views_sql(feedback_window_hours, files, day):
+        source = _source(con, [own, next_day])
+        for statement in _views_sql(feedback_window_hours, source, day):
             con.execute(statement)
         table: pa.Table = con.sql(
             "SELECT * EXCLUDE (group_start) FROM rows "

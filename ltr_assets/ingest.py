@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -21,7 +20,7 @@ import pyarrow.compute as pc
 
 from ltr_assets import atomic
 from ltr_assets.events import EVENT_COLUMNS, EventRow
-from ltr_assets.lake import Lake
+from ltr_assets.lake import Lake, LakePath
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 from ltr_assets.sources import DayRecord
 
@@ -70,8 +69,8 @@ class IngestReport:
     recommendations: int = 0
     feedback: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
-    parquet_path: Path | None = None
-    quarantine_path: Path | None = None
+    parquet_path: LakePath | None = None
+    quarantine_path: LakePath | None = None
 
     @property
     def accounted(self) -> int:

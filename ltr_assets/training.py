@@ -40,7 +40,7 @@ from ltr_assets.debias import (
     gain_levels,
     logged_gain,
 )
-from ltr_assets.lake import Lake
+from ltr_assets.lake import Lake, read_frame
 from ltr_assets.metrics import CounterfactualEvaluator, group_offsets
 from ltr_assets.propensity import PropensityCurve
 from ltr_assets.schema import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS, FEATURES
@@ -89,7 +89,7 @@ def load_window(lake: Lake, end: date, days: int) -> Window:
         path = lake.feature_matrix(day)
         if path.exists():
             present.append(day)
-            frames.append(pd.read_parquet(path))
+            frames.append(read_frame(path))
         else:
             missing.append(day)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

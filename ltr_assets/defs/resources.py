@@ -18,7 +18,7 @@ from pydantic import PrivateAttr
 
 from ltr_assets.config import Settings
 from ltr_assets.kafka import KafkaDaySource
-from ltr_assets.lake import Lake
+from ltr_assets.lake import Lake, lake_from_settings
 from ltr_assets.registry import LocalRegistry
 from ltr_assets.s3_registry import S3Mirror, mirror_from_settings
 from ltr_assets.sources import AuditLogSource
@@ -40,7 +40,8 @@ class LtrResource(ConfigurableResource):
         return self._settings
 
     def lake(self) -> Lake:
-        return Lake(self.settings().data_dir)
+        """The local lake, or the one shared on S3 when LTR_DATA_DIR is s3://bucket/prefix."""
+        return lake_from_settings(self.settings())
 
     def registry(self) -> LocalRegistry:
         settings = self.settings()

@@ -112,3 +112,24 @@ def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
     assert path == tmp_path / "ltr.env"
     assert read_env_file(path) == {"LTR_START_DATE": "2026-10-29", "LTR_TRAIN_WINDOW_DAYS": "14"}
     assert layered_env({"LTR_HOME": str(tmp_path)})["LTR_START_DATE"] == "2026-10-29"
+
+
+@pytest.mark.parametrize(
+    ("value", "url"),
+    [
+        ("s3://ltr-lake/lake", "s3://ltr-lake/lake"),
+        ("s3://ltr-lake/a/b/", "s3://ltr-lake/a/b"),
+        ("s3://ltr-lake", "s3://ltr-lake"),
+        ("/srv/lake", ""),
+    ],
+)
+def test_the_data_dir_may_be_an_s3_url(value: str, url: str) -> None:
+    settings = Settings.from_env({"LTR_HOME": "/srv/ltr", "LTR_DATA_DIR": value})
+    assert settings.lake_url == url
+    assert settings.data_dir == (Path("/srv/ltr/lake") if url else Path(value))
+
+
+@pytest.mark.parametrize("value", ["s3://", "s3:///lake", "s3://b/../x", "s3://b/a//c"])
+def test_a_malformed_s3_data_dir_names_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="LTR_DATA_DIR"):
+        Settings.from_env({"LTR_DATA_DIR": value})

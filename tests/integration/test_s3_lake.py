@@ -1,0 +1,204 @@
+"""The data lake on S3 (LTR_DATA_DIR=s3://bucket/prefix) against a real S3 HTTP server (moto):
+atomic object writes, and the whole daily job run on a lake shared through S3."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dagster import DagsterInstance
+
+from ltr_assets import atomic, s3_lake
+from ltr_assets.config import Settings
+from ltr_assets.definitions import defs
+from ltr_assets.features import build_feature_matrix
+from ltr_assets.ingest import ingest_day
+from ltr_assets.lake import Lake, lake_from_settings
+from ltr_assets.registry import LocalRegistry
+from ltr_assets.s3_lake import S3Path, s3_filesystem
+from ltr_assets.sources import AuditLogSource
+from tests.conftest import write_simulated_events
+from tests.support.dagster_results import check_results
+
+LAKE_BUCKET = "ltr-lake"
+DAYS = [date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)]
+
+
+def _client(endpoint: str):  # noqa: ANN202 - a boto3 client
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+
+
+def _keys(endpoint: str, bucket: str = LAKE_BUCKET) -> list[str]:
+    pages = _client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture
+def lake_bucket(s3_env: str) -> str:
+    _client(s3_env).create_bucket(Bucket=LAKE_BUCKET)
+    return s3_env
+
+
+def _root(endpoint: str) -> S3Path:
+    return S3Path(s3_filesystem(endpoint, "us-east-1"), f"{LAKE_BUCKET}/lake")
+
+
+def test_a_reader_sees_no_object_or_a_whole_one_never_a_partial_one(lake_bucket: str) -> None:
+    target = _root(lake_bucket) / "raw_events" / "2026-11-01.parquet"
+    size = 6 * 1024 * 1024  # above pyarrow's multipart threshold (5 MB parts)
+    payloads = [bytes([n]) * size for n in range(1, 4)]
+    seen: list[bytes | None] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        reader = S3Path(s3_filesystem(lake_bucket, "us-east-1"), target.path)
+        while not stop.is_set():
+            try:
+                seen.append(reader.read_bytes())
+            except FileNotFoundError:
+                seen.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for payload in payloads:
+            atomic.write_bytes(target, payload)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    assert target.read_bytes() == payloads[-1]
+    assert len(seen) > 3
+    assert all(got is None or got in payloads for got in seen), {
+        len(got) for got in seen if got is not None
+    }
+    # Only the object itself is left: no temporary key of any write.
+    assert [k for k in _keys(lake_bucket) if not k.endswith("/")] == [
+        "lake/raw_events/2026-11-01.parquet"
+    ]
+
+
+def test_a_failed_write_leaves_the_old_object_and_no_temporary_key(lake_bucket: str) -> None:
+    target = _root(lake_bucket) / "quarantine" / "2026-11-01.jsonl"
+    atomic.write_text(target, "old\n")
+    with pytest.raises(RuntimeError, match="killed"), s3_lake.replacing(target) as tmp:  # noqa: PT012
+        with target.fs.open_output_stream(tmp) as stream:
+            stream.write(b"half of the new obj")
+        assert tmp.rpartition("/")[2].startswith(".2026-11-01.jsonl.")
+        assert tmp.endswith(".tmp") and tmp.partition("/")[2] in _keys(lake_bucket)
+        assert target.read_text() == "old\n"  # the partial object is only under the temp key
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old\n"
+    assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]
+
+    # A Parquet whose serialization fails never reaches its key.
+    table_path = _root(lake_bucket) / "feature_matrix" / "2026-11-01.parquet"
+    with pytest.raises(pa.ArrowException):
+        atomic.write_parquet(table_path, pa.table({"x": pa.array([object()], pa.null())}))
+    assert not table_path.exists()
+    assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]
+
+
+def test_a_missing_object_reads_as_file_not_found_with_its_url(lake_bucket: str) -> None:
+    missing = _root(lake_bucket) / "candidates" / "2026-11-01" / "candidate.json"
+    assert not missing.exists()
+    with pytest.raises(FileNotFoundError) as caught:
+        missing.read_text()
+    assert caught.value.filename == f"s3://{LAKE_BUCKET}/lake/candidates/2026-11-01/candidate.json"
+    atomic.write_json(missing, {"a": 1})
+    assert json.loads(missing.read_text()) == {"a": 1}
+    assert missing.parent.exists() and missing.parent.name == "2026-11-01"
+    assert _root(lake_bucket).keys() == ["candidates/2026-11-01/candidate.json"]
+
+
+def _local_lake(ltr_home: Path, root: Path) -> Lake:
+    """The lake a local run writes from the same events, built in the same order as the daily
+    job (day D's matrix is built before D+1 is ingested)."""
+    settings = Settings.from_env()
+    lake = Lake(root)
+    source = AuditLogSource(settings.audit_log, max_clock_skew=timedelta(hours=24))
+    for day in DAYS:
+        ingest_day(source.read_day(day), day, lake, source="file")
+        build_feature_matrix(lake, day, settings.feedback_window_hours)
+    return lake
+
+
+def test_the_daily_job_runs_on_a_lake_shared_through_s3(
+    lake_bucket: str,
+    ltr_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    small_data_gate: None,
+) -> None:
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
+    monkeypatch.setenv("LTR_DATA_DIR", f"s3://{LAKE_BUCKET}/lake/")
+    settings = Settings.from_env()
+    assert settings.lake_url == f"s3://{LAKE_BUCKET}/lake"
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+    registry = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
+
+    # Day 1 alone: too few test groups, nothing published (as on a local lake).
+    first = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    assert check_results(first)["min_samples"] is False
+    assert registry.latest_version() is None
+    # Day 2: the two-day window, read back from S3, passes and is published.
+    second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    assert second.success
+    version = registry.latest_version()
+    assert version is not None
+    metadata = registry.load(version).metadata
+    assert metadata["partition"] == "2026-11-02"
+    assert metadata["training_window"]["present"] == ["2026-11-01", "2026-11-02"]
+    # Day 3: a three-day window from S3; its candidate is trained and lands in the lake.
+    third = job.execute_in_process(
+        partition_key="2026-11-03", instance=instance, raise_on_error=False
+    )
+    assert "ltr_model" in {
+        e.event_specific_data.materialization.asset_key.to_user_string()
+        for e in third.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
+
+    keys = _keys(lake_bucket)
+    for day in DAYS:
+        d = day.isoformat()
+        assert {
+            f"lake/raw_events/{d}.parquet",
+            f"lake/quarantine/{d}.jsonl",
+            f"lake/feature_matrix/{d}.parquet",
+            f"lake/candidates/{d}/candidate.json",
+            f"lake/candidates/{d}/ltr_weights.json",
+            f"lake/candidates/{d}/model.txt",
+        } <= set(keys), keys
+    assert not [k for k in keys if k.endswith(".tmp")], keys
+    assert not (ltr_home / "lake").exists()  # nothing went to the local default lake
+    candidate = lake_from_settings(settings).candidate(DAYS[2]) / "candidate.json"
+    summary = json.loads(candidate.read_text())
+    assert summary["training_window"]["present"] == [d.isoformat() for d in DAYS]
+
+    # The same events through a local lake give the same Parquet, byte for byte.
+    local = _local_lake(ltr_home, tmp_path / "local-lake")
+    s3 = lake_from_settings(settings)
+    for day in DAYS:
+        for part in (Lake.raw_events, Lake.feature_matrix):
+            on_s3, on_disk = part(s3, day), part(local, day)
+            assert isinstance(on_s3, S3Path) and isinstance(on_disk, Path)
+            assert s3_lake.read_table(on_s3).equals(pq.read_table(on_disk)), (part, day)
+            assert on_s3.read_bytes() == on_disk.read_bytes(), (part, day)
+        assert s3.quarantine(day).read_bytes() == local.quarantine(day).read_bytes()
