@@ -138,7 +138,9 @@ def env_names_read_by(config: object) -> Iterator[str]:
 # --- every file parses --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [COMPOSE, INSTANCE, WORKSPACE, HELM], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [COMPOSE, INSTANCE, WORKSPACE, HELM], ids=lambda p: str(p.relative_to(DEPLOY))
+)
 def test_yaml_parses_to_a_mapping(path: Path) -> None:
     assert isinstance(_load(path), dict)
 
@@ -167,13 +169,14 @@ def test_compose_instance_validates(
     config, _ = dagster_instance_config(str(tmp_path))  # raises on a schema error
     assert "postgres" in config["storage"]
     assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
-    for section in ("run_launcher", "run_coordinator"):
+    for section in ("run_launcher", "run_coordinator", "compute_logs"):
         data = instance[section]
         cls: Any = class_from_code_pointer(data["module"], data["class"])
         result = validate_config(cls.config_type(), data["config"])
         assert result.success, (section, result.errors)
     assert instance["run_launcher"]["class"] == "DockerRunLauncher"
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert instance["compute_logs"]["class"] == "S3ComputeLogManager"
 
 
 def test_instance_reads_the_dagster_pg_variables(instance: dict[str, Any]) -> None:
@@ -400,6 +403,37 @@ def test_helm_values(helm: dict[str, Any]) -> None:
 def test_readme_says_what_was_not_run() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Production deployment", 1)[1].split("\n## ", 1)[0]
-    for path in (COMPOSE, INSTANCE, WORKSPACE, HELM, *DOCKERFILES.values()):
+    for path in (COMPOSE, INSTANCE, WORKSPACE, HELM, K8S_SERVING, *DOCKERFILES.values()):
         assert str(path.relative_to(ROOT)) in section, path
     assert "not built" in section and "never started" in section
+
+
+# --- the ranking service on Kubernetes -----------------------------------------------------------
+
+K8S_SERVING = DEPLOY / "k8s" / "serving.yaml"
+
+
+def test_k8s_serving_manifest(helm: dict[str, Any]) -> None:
+    with K8S_SERVING.open() as f:
+        documents = {doc["kind"]: doc for doc in yaml.safe_load_all(f)}
+    assert set(documents) == {"Deployment", "Service", "PodDisruptionBudget"}
+    deployment = documents["Deployment"]
+    assert deployment["spec"]["replicas"] >= 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert int(command_flag(container["command"], "--port")) == SERVING_PORT
+    assert container["ports"] == [{"name": "http", "containerPort": SERVING_PORT}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ltr/health"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    undocumented = sorted(key for key in env if not is_documented(key))
+    assert not undocumented, undocumented
+    assert {"secretRef": {"name": "ltr-secrets"}} in container["envFrom"]
+    settings = ServingSettings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
+    assert settings.source == "s3" and 0 < settings.poll_seconds <= 60
+    # The Service is what the reload sensor calls (the code location's LTR_SERVING_URL).
+    service = documents["Service"]
+    assert service["metadata"]["name"] == deployment["metadata"]["name"]
+    assert service["spec"]["ports"][0]["port"] == SERVING_PORT
+    (code_location,) = helm["dagster-user-deployments"]["deployments"]
+    url = {item["name"]: item["value"] for item in code_location["env"]}["LTR_SERVING_URL"]
+    assert url.startswith(f"http://{service['metadata']['name']}.")
+    assert url.endswith(f":{SERVING_PORT}")
