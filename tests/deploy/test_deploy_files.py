@@ -1,0 +1,439 @@
+"""The production deployment files (deploy/) agree with each other, with Dagster's schemas and
+with the README's configuration table.
+
+Docker, Kubernetes and Helm are not available on the development machines: the images are never
+built and the stacks never started here. What can be checked without them is checked: every file
+parses; the compose instance and workspace validate against Dagster's own config schemas
+(dagster-docker and dagster-postgres are installed); every environment variable the project's
+services get is documented in the README (or is Dagster's own) and parses with the project's
+Settings; ports, images, the network and the volume agree across the files; the Dockerfiles
+install from uv.lock.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ltr_assets.config import Settings
+from ltr_serving.settings import ServingSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+INSTANCE = DEPLOY / "dagster-compose.yaml"
+WORKSPACE = DEPLOY / "workspace-compose.yaml"
+HELM = DEPLOY / "helm" / "values.yaml"
+DOCKERFILES = {"dagster": DEPLOY / "Dockerfile.dagster", "serving": DEPLOY / "Dockerfile.serving"}
+
+# The services that run the project's code (the rest are third-party images with their own
+# variables: POSTGRES_*, MINIO_*).
+PROJECT_SERVICES = ("code-server", "webserver", "daemon", "serving")
+DAGSTER_SERVICES = ("code-server", "webserver", "daemon")
+# Variables Dagster itself reads (not the project): documented by Dagster.
+DAGSTER_OWN = {"DAGSTER_HOME", "DAGSTER_CURRENT_IMAGE"}
+
+SERVING_PORT = 8000
+WEBSERVER_PORT = 3000
+CODE_SERVER_PORT = 4000
+
+
+def _load(path: Path) -> Any:
+    with path.open() as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return _load(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def instance() -> dict[str, Any]:
+    return _load(INSTANCE)
+
+
+@pytest.fixture(scope="module")
+def helm() -> dict[str, Any]:
+    return _load(HELM)
+
+
+def documented_variables() -> tuple[set[str], tuple[str, ...]]:
+    """Names in the first column of every README table headed `| variable |`: exact names, and
+    prefixes for rows like `KAFKA_SASL_*`."""
+    names: set[str] = set()
+    prefixes: list[str] = []
+    in_table = False
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if re.match(r"^\|\s*variable\s*\|", line):
+            in_table = True
+            continue
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        if in_table:
+            first = line.split("|")[1]
+            for name in re.findall(r"`([A-Z][A-Z0-9_]*\*?)`", first):
+                if name.endswith("*"):
+                    prefixes.append(name[:-1])
+                else:
+                    names.add(name)
+    return names, tuple(prefixes)
+
+
+def is_documented(name: str) -> bool:
+    names, prefixes = documented_variables()
+    return name in names or name.startswith(prefixes) or name in DAGSTER_OWN
+
+
+def interpolate(value: object) -> str:
+    """Compose's `${VAR:-default}` / `${VAR:?error}` / `${VAR}` with nothing set: the default,
+    a placeholder for a required value, or empty."""
+
+    def one(match: re.Match[str]) -> str:
+        op, arg = match.group(2), match.group(3) or ""
+        if op == ":-":
+            return arg
+        if op == ":?":
+            return "required-value"
+        return ""
+
+    return re.sub(r"\$\{([A-Z0-9_]+)(?:(:-|:\?)([^}]*))?\}", one, str(value))
+
+
+def service_env(service: Mapping[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    assert isinstance(env, dict), "environment as a mapping (so YAML anchors can merge)"
+    return {key: interpolate(value) for key, value in env.items()}
+
+
+def command_flag(command: list[str], *flags: str) -> str:
+    for i, part in enumerate(command):
+        if part in flags:
+            return command[i + 1]
+        for flag in flags:
+            if part.startswith(flag + "="):
+                return part.split("=", 1)[1]
+    raise AssertionError(f"none of {flags} in {command}")
+
+
+def env_names_read_by(config: object) -> Iterator[str]:
+    """Every `{env: NAME}` in a Dagster config tree."""
+    if isinstance(config, dict):
+        if set(config) == {"env"}:
+            yield config["env"]
+        for value in config.values():
+            yield from env_names_read_by(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from env_names_read_by(value)
+
+
+# --- every file parses --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", [COMPOSE, INSTANCE, WORKSPACE, HELM], ids=lambda p: str(p.relative_to(DEPLOY))
+)
+def test_yaml_parses_to_a_mapping(path: Path) -> None:
+    assert isinstance(_load(path), dict)
+
+
+def test_compose_has_every_process_of_the_production_shape(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("postgres", "minio", "redpanda", *PROJECT_SERVICES):
+        assert name in services, name
+    assert "DockerRunLauncher" in INSTANCE.read_text()
+    assert services["serving"]["deploy"]["replicas"] == 2
+    assert service_env(services["serving"])["LTR_SERVING_SOURCE"] == "s3"
+
+
+# --- the Dagster instance and workspace validate against Dagster's schemas ----------------------
+
+
+def test_compose_instance_validates(
+    instance: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster._config import validate_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._serdes.config_class import class_from_code_pointer
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text(INSTANCE.read_text())
+    config, _ = dagster_instance_config(str(tmp_path))  # raises on a schema error
+    assert "postgres" in config["storage"]
+    assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    for section in ("run_launcher", "run_coordinator", "compute_logs"):
+        data = instance[section]
+        cls: Any = class_from_code_pointer(data["module"], data["class"])
+        result = validate_config(cls.config_type(), data["config"])
+        assert result.success, (section, result.errors)
+    assert instance["run_launcher"]["class"] == "DockerRunLauncher"
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert instance["compute_logs"]["class"] == "S3ComputeLogManager"
+
+
+def test_instance_reads_the_dagster_pg_variables(instance: dict[str, Any]) -> None:
+    assert set(env_names_read_by(instance["storage"])) == {
+        "DAGSTER_PG_HOST",
+        "DAGSTER_PG_PORT",
+        "DAGSTER_PG_USER",
+        "DAGSTER_PG_PASSWORD",
+        "DAGSTER_PG_DB",
+    }
+
+
+def test_run_queue_and_retries_agree_with_the_other_instances(
+    instance: dict[str, Any], helm: dict[str, Any]
+) -> None:
+    """The pipeline's tag limit is the same everywhere; retries and monitoring agree with the
+    Helm values and, where it exists, the Postgres instance of issue 13 item 1."""
+    local = _load(ROOT / "dagster.yaml")
+    limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert limits == local["run_queue"]["tag_concurrency_limits"]
+    daemon = helm["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queued["tagConcurrencyLimits"] == limits
+    assert daemon["runRetries"] == {
+        "enabled": instance["run_retries"]["enabled"],
+        "maxRetries": instance["run_retries"]["max_retries"],
+        "retryOnAssetOrOpFailure": instance["run_retries"]["retry_on_asset_or_op_failure"],
+    }
+    assert daemon["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
+    for other in sorted(DEPLOY.glob("dagster-postgres*.yaml")):  # issue 13 item 1's file
+        config = _load(other)
+        for section in ("run_retries", "run_monitoring"):
+            if section in config:
+                assert config[section]["enabled"] == instance[section]["enabled"], other
+        if "run_retries" in config:
+            assert (
+                config["run_retries"].get("max_retries") == instance["run_retries"]["max_retries"]
+            ), other
+
+
+def test_workspace_points_at_the_code_server(compose: dict[str, Any]) -> None:
+    from dagster._core.workspace.config_schema import ensure_workspace_config
+
+    workspace = _load(WORKSPACE)
+    ensure_workspace_config(workspace, str(DEPLOY))  # raises on a schema error
+    (entry,) = workspace["load_from"]
+    server = entry["grpc_server"]
+    assert server["host"] == "code-server" and "code-server" in compose["services"]
+    command = compose["services"]["code-server"]["command"]
+    assert command[:3] == ["dagster", "code-server", "start"]
+    assert int(command_flag(command, "-p", "--port")) == server["port"] == CODE_SERVER_PORT
+    assert command_flag(command, "-m", "--module-name") == "ltr_assets.definitions"
+    assert command_flag(command, "-h", "--host") == "0.0.0.0"
+    for name in ("webserver", "daemon"):
+        service_command = compose["services"][name]["command"]
+        assert command_flag(service_command, "-w", "--workspace") == (
+            "/opt/dagster/app/workspace.yaml"
+        )
+    assert "COPY deploy/workspace-compose.yaml /opt/dagster/app/workspace.yaml" in (
+        DOCKERFILES["dagster"].read_text()
+    )
+
+
+# --- environment: documented, valid, and passed on to the run workers ---------------------------
+
+
+@pytest.mark.parametrize("name", PROJECT_SERVICES)
+def test_every_variable_of_a_project_service_is_documented(
+    compose: dict[str, Any], name: str
+) -> None:
+    env = service_env(compose["services"][name])
+    assert env, name
+    undocumented = sorted(key for key in env if not is_documented(key))
+    assert not undocumented, f"{name}: not in the README's configuration tables: {undocumented}"
+
+
+def test_every_variable_of_the_run_workers_and_helm_is_documented(
+    instance: dict[str, Any], helm: dict[str, Any]
+) -> None:
+    launched = instance["run_launcher"]["config"]["env_vars"]
+    (deployment,) = helm["dagster-user-deployments"]["deployments"]
+    names = [*launched, *(item["name"] for item in deployment["env"])]
+    names += list(env_names_read_by(instance))
+    undocumented = sorted({key for key in names if not is_documented(key)})
+    assert not undocumented, undocumented
+
+
+def test_run_workers_get_what_the_daemon_has(
+    compose: dict[str, Any], instance: dict[str, Any]
+) -> None:
+    """The DockerRunLauncher copies env_vars from the process that launches the run (the daemon,
+    or the webserver from the UI), so each must be set there; and a run worker needs everything
+    the code server was given, or a run would see another configuration than the UI."""
+    launched = set(instance["run_launcher"]["config"]["env_vars"])
+    for name in ("daemon", "webserver"):
+        missing = launched - set(service_env(compose["services"][name]))
+        assert not missing, (name, sorted(missing))
+    code_server = set(service_env(compose["services"]["code-server"])) - DAGSTER_OWN
+    assert code_server == launched, sorted(code_server ^ launched)
+
+
+@pytest.mark.parametrize("name", DAGSTER_SERVICES)
+def test_dagster_service_environment_parses(compose: dict[str, Any], name: str) -> None:
+    env = service_env(compose["services"][name])
+    settings = Settings.from_env(env)
+    assert settings.s3_bucket == "ltr-models"
+    assert env["LTR_DATA_DIR"].startswith("s3://"), "runs in separate containers share the lake"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "redpanda:9092"
+    assert env["S3_ENDPOINT"] == "http://minio:9000"
+    assert env["LTR_SERVING_URL"] == f"http://serving:{SERVING_PORT}"
+    assert env["DAGSTER_PG_HOST"] == "postgres"
+
+
+def test_serving_environment_parses(compose: dict[str, Any]) -> None:
+    serving = compose["services"]["serving"]
+    settings = ServingSettings.from_env(service_env(serving))
+    assert settings.source == "s3"
+    assert settings.reload_enabled
+    assert 0 < settings.poll_seconds <= 60, "every replica polls S3"
+
+
+def test_postgres_credentials_agree(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]["environment"]
+    daemon = compose["services"]["daemon"]["environment"]
+    assert postgres["POSTGRES_USER"] == daemon["DAGSTER_PG_USER"]
+    assert postgres["POSTGRES_PASSWORD"] == daemon["DAGSTER_PG_PASSWORD"]
+    assert postgres["POSTGRES_DB"] == daemon["DAGSTER_PG_DB"]
+    assert daemon["DAGSTER_PG_PORT"] == "5432"
+
+
+# --- ports, images, network, volume -------------------------------------------------------------
+
+
+def test_ports_agree(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    web = services["webserver"]
+    assert int(command_flag(web["command"], "-p", "--port")) == WEBSERVER_PORT
+    assert f"{WEBSERVER_PORT}:{WEBSERVER_PORT}" in web["ports"]
+    serving = services["serving"]
+    assert int(command_flag(serving["command"], "--port")) == SERVING_PORT
+    assert command_flag(serving["command"], "--host") == "0.0.0.0"
+    assert all(str(p).endswith(f":{SERVING_PORT}") for p in serving["ports"])
+    serving_file = DOCKERFILES["serving"].read_text()
+    assert f"EXPOSE {SERVING_PORT}" in serving_file
+    assert f"127.0.0.1:{SERVING_PORT}/ltr/health" in serving_file
+    assert f'"--port", "{SERVING_PORT}"' in serving_file
+    dagster_file = DOCKERFILES["dagster"].read_text()
+    assert f"EXPOSE {CODE_SERVER_PORT}" in dagster_file
+    assert f'"-p", "{CODE_SERVER_PORT}", "-m", "ltr_assets.definitions"' in dagster_file
+    (deployment,) = _load(HELM)["dagster-user-deployments"]["deployments"]
+    assert deployment["port"] == CODE_SERVER_PORT
+
+
+def test_run_containers_join_the_network_and_volume(
+    compose: dict[str, Any], instance: dict[str, Any]
+) -> None:
+    launcher = instance["run_launcher"]["config"]
+    assert compose["networks"][launcher["network"]]["name"] == launcher["network"]
+    for mount in launcher["container_kwargs"]["volumes"]:
+        volume, path = mount.split(":")[:2]
+        assert compose["volumes"][volume]["name"] == volume
+        assert path == service_env(compose["services"]["daemon"])["LTR_HOME"]
+    code_server = compose["services"]["code-server"]
+    assert service_env(code_server)["DAGSTER_CURRENT_IMAGE"] == interpolate(code_server["image"])
+    for name in DAGSTER_SERVICES:
+        assert compose["services"][name]["build"]["dockerfile"] == "deploy/Dockerfile.dagster"
+    assert compose["services"]["serving"]["build"]["dockerfile"] == "deploy/Dockerfile.serving"
+
+
+# --- the images install from the lock file ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_dockerfile_installs_from_the_lock(name: str) -> None:
+    text = DOCKERFILES[name].read_text()
+    assert len(re.findall(r"^FROM ", text, flags=re.M)) >= 2, "multi-stage"
+    assert re.search(r"^COPY pyproject\.toml uv\.lock ", text, flags=re.M)
+    syncs = re.findall(r"^RUN uv sync [^\n]*", text, flags=re.M)
+    assert syncs and all("--locked" in s and "--no-dev" in s for s in syncs), syncs
+    assert "pip install" not in text.replace("pip install --no-cache-dir uv==", "")
+    uv_version = re.search(r"^UV_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert uv_version and f"uv=={uv_version.group(1)}" in text
+    assert "libgomp1" in text, "LightGBM's OpenMP runtime"
+    assert "COPY --from=build /opt/venv /opt/venv" in text
+
+
+def test_dagster_image_has_the_deploy_extra_and_the_lock_has_it() -> None:
+    text = DOCKERFILES["dagster"].read_text()
+    assert all("--extra deploy" in s for s in re.findall(r"^RUN uv sync [^\n]*", text, flags=re.M))
+    assert "COPY deploy/dagster-compose.yaml /opt/dagster/dagster_home/dagster.yaml" in text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    aws = next(d for d in project["dependencies"] if d.startswith("dagster-aws=="))
+    integration_version = aws.split("==")[1]
+    extra = project["optional-dependencies"]["deploy"]
+    for package in ("dagster-postgres", "dagster-docker", "dagster-k8s"):
+        assert f"{package}=={integration_version}" in extra
+    locked = {
+        p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+    }
+    for package in ("dagster-postgres", "dagster-docker", "dagster-k8s"):
+        assert locked[package] == integration_version
+
+
+# --- Helm ---------------------------------------------------------------------------------------
+
+
+def test_helm_values(helm: dict[str, Any]) -> None:
+    assert helm["runLauncher"]["type"] == "K8sRunLauncher"
+    assert helm["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
+    assert helm["generatePostgresqlPasswordSecret"] is False
+    (deployment,) = helm["dagster-user-deployments"]["deployments"]
+    assert deployment["codeServerArgs"] == ["--module-name", "ltr_assets.definitions"]
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": True}
+    assert deployment["image"]["tag"] != "latest"
+    env = {item["name"]: item["value"] for item in deployment["env"]}
+    assert env["LTR_DATA_DIR"].startswith("s3://")
+    # Secrets only from Kubernetes Secrets, never as plain values.
+    for secret in ("AWS_SECRET_ACCESS_KEY", "LTR_RELOAD_TOKEN", "DAGSTER_PG_PASSWORD"):
+        assert secret not in env
+    assert {"name": "ltr-secrets"} in deployment["envSecrets"]
+    Settings.from_env(env)
+
+
+def test_readme_says_what_was_not_run() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Production deployment", 1)[1].split("\n## ", 1)[0]
+    for path in (COMPOSE, INSTANCE, WORKSPACE, HELM, K8S_SERVING, *DOCKERFILES.values()):
+        assert str(path.relative_to(ROOT)) in section, path
+    assert "not built" in section and "never started" in section
+
+
+# --- the ranking service on Kubernetes -----------------------------------------------------------
+
+K8S_SERVING = DEPLOY / "k8s" / "serving.yaml"
+
+
+def test_k8s_serving_manifest(helm: dict[str, Any]) -> None:
+    with K8S_SERVING.open() as f:
+        documents = {doc["kind"]: doc for doc in yaml.safe_load_all(f)}
+    assert set(documents) == {"Deployment", "Service", "PodDisruptionBudget"}
+    deployment = documents["Deployment"]
+    assert deployment["spec"]["replicas"] >= 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert int(command_flag(container["command"], "--port")) == SERVING_PORT
+    assert container["ports"] == [{"name": "http", "containerPort": SERVING_PORT}]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ltr/health"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    undocumented = sorted(key for key in env if not is_documented(key))
+    assert not undocumented, undocumented
+    assert {"secretRef": {"name": "ltr-secrets"}} in container["envFrom"]
+    settings = ServingSettings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
+    assert settings.source == "s3" and 0 < settings.poll_seconds <= 60
+    # The Service is what the reload sensor calls (the code location's LTR_SERVING_URL).
+    service = documents["Service"]
+    assert service["metadata"]["name"] == deployment["metadata"]["name"]
+    assert service["spec"]["ports"][0]["port"] == SERVING_PORT
+    (code_location,) = helm["dagster-user-deployments"]["deployments"]
+    url = {item["name"]: item["value"] for item in code_location["env"]}["LTR_SERVING_URL"]
+    assert url.startswith(f"http://{service['metadata']['name']}.")
+    assert url.endswith(f":{SERVING_PORT}")
