@@ -24,7 +24,7 @@ os.environ.setdefault("LTR_START_DATE", "2026-01-01")
 
 START = date(2026, 11, 1)
 TESTS = Path(__file__).resolve().parent
-TIERS = ("unit", "integration", "serving", "e2e")
+TIERS = ("unit", "integration", "serving", "e2e", "deploy")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
