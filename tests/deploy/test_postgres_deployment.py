@@ -188,6 +188,15 @@ def _failure_time(instance: DagsterInstance, run_id: str) -> float:
     return float(records[-1].event_log_entry.timestamp)
 
 
+def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> list:
+    return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=kind).records]
+
+
+def _text(entry) -> str:  # noqa: ANN001 (an EventLogEntry)
+    event = entry.dagster_event
+    return str(entry.user_message or (event.message if event else "") or "")
+
+
 def _clock(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
@@ -270,6 +279,28 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
         assert retry_run.tags["ltr/pipeline"] == "daily"
         assert retry_run.status == DagsterRunStatus.SUCCESS
 
+        # Who noticed: the code server watches the workers it spawned (twice a second) and
+        # marks the run of one that exited failed (Dagster 1.13's DefaultRunLauncher has no
+        # worker health check for the monitoring daemon to poll; README).
+        notices = [
+            e
+            for e in _events(instance, victim.run_id, DagsterEventType.ENGINE_EVENT)
+            if e.timestamp >= killed_at - 1
+        ]
+        assert any("Run execution process" in _text(e) for e in notices), [
+            _text(e) for e in notices
+        ]
+        # The retry re-ran only what had not finished: ltr_model and published_weights.
+        retried_steps = {
+            e.step_key for e in _events(instance, retry_run.run_id, DagsterEventType.STEP_START)
+        }
+        assert retried_steps == {"ltr_model", "published_weights"}, retried_steps
+        # The daemons that did the work kept their heartbeats in Postgres.
+        heartbeats = set(instance.get_daemon_heartbeats())
+        assert {"QUEUED_RUN_COORDINATOR", "BACKFILL", "MONITORING", "EVENT_LOG_CONSUMER"} <= (
+            heartbeats
+        ), heartbeats
+
         # Day 1: the gate refused it (a step failure: the blocking min_samples check), and a
         # refusal is not retried.
         assert len(day1) == 1, [r.dagster_run.tags for r in day1]
@@ -315,8 +346,15 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
 
         detected_at = _failure_time(instance, victim.run_id)
         created = retry.create_timestamp.timestamp()
+        print("\nwhat the killed run's log says after the kill:")
+        for entry in sorted(
+            notices + _events(instance, victim.run_id, DagsterEventType.RUN_FAILURE),
+            key=lambda e: e.timestamp,
+        ):
+            first_line = _text(entry).partition("\n")[0]
+            print(f"  {_clock(entry.timestamp)}  {first_line}")
         print(
-            "\nretry timeline (UTC):\n"
+            "retry timeline (UTC):\n"
             f"  day 2 run {victim.run_id[:8]} started      {_clock(killed.start_time)}\n"
             f"  run worker (pid {worker}) killed  {_clock(killed_at)}\n"
             f"  run marked failed             {_clock(detected_at)}"
@@ -330,5 +368,6 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
             f"  (+{(retry.end_time or killed_at) - killed_at:.1f} s)\n"
             f"  day 3 run started / finished  {_clock(day3[0].start_time)} / "
             f"{_clock(day3[0].end_time)}\n"
+            f"  retry's steps: {sorted(retried_steps)}\n"
             f"  published: {published}; latest: {pointer['version']} ({pointer['partition']})"
         )
