@@ -346,6 +346,11 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
 
         detected_at = _failure_time(instance, victim.run_id)
         created = retry.create_timestamp.timestamp()
+        outcomes = [
+            (r.dagster_run.tags.get("dagster/partition"), r.dagster_run.run_id[:8],
+             r.dagster_run.tags.get("ltr/outcome"))
+            for r in _runs(instance)
+        ]  # fmt: skip
         print("\nwhat the killed run's log says after the kill:")
         for entry in sorted(
             notices + _events(instance, victim.run_id, DagsterEventType.RUN_FAILURE),
@@ -369,5 +374,6 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
             f"  day 3 run started / finished  {_clock(day3[0].start_time)} / "
             f"{_clock(day3[0].end_time)}\n"
             f"  retry's steps: {sorted(retried_steps)}\n"
+            f"  ltr/outcome tags so far: {outcomes}\n"
             f"  published: {published}; latest: {pointer['version']} ({pointer['partition']})"
         )
