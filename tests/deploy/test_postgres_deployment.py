@@ -317,6 +317,16 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
         for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert end <= start, "two pipeline runs overlapped"
 
+        # The run-status sensors name each outcome: the dead worker's run crashed, day 1 was
+        # refused (tags only; the runs keep their status).
+        def outcome(run_id: str) -> str | None:
+            run = instance.get_run_by_id(run_id)
+            return run.tags.get("ltr/outcome") if run else None
+
+        _wait("the outcome tags", 120, lambda: outcome(victim.run_id) and outcome(refused.run_id))
+        assert outcome(victim.run_id) == "crashed"
+        assert outcome(refused.run_id) == "gate_refused"
+
         # The gate's evaluations, read from the Postgres instance, by day: min_samples refused
         # day 1; every gate check passed on days 2 (the retry's) and 3.
         for name in GATE:
