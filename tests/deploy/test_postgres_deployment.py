@@ -203,7 +203,6 @@ def _clock(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
-@pytest.mark.timeout(1200)
 def test_a_killed_run_worker_is_retried_and_a_refused_gate_is_not(
     deployment: tuple[str, int], ltr_home: Path, tmp_path: Path
 ) -> None:
