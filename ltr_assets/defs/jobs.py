@@ -20,11 +20,18 @@ from ltr_assets.registry import check_version
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
 PIPELINE_TAGS = {"ltr/pipeline": "daily"}
 
+# The daily job's retry policy, read only where the instance enables run retries (the Postgres
+# instance, deploy/dagster-postgres.yaml): a run whose worker dies or whose run breaks is retried
+# at most twice (from the failed step); a run that failed because a step failed is not. A
+# blocking gate check that fails is a step failure of ltr_model, and a refused gate is a
+# decision, not a fault; retrying it would only refuse again.
+DAILY_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"}
+
 ltr_daily_job = define_asset_job(
     name="ltr_daily_job",
     selection=AssetSelection.assets(raw_events, feature_matrix, ltr_model, published_weights),
     partitions_def=daily_partitions,
-    tags=PIPELINE_TAGS,
+    tags={**PIPELINE_TAGS, **DAILY_RETRY_TAGS},
     executor_def=in_process_executor,
     description="Ingest day D, build its matrix, train and gate a model, publish it if it passes.",
 )

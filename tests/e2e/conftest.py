@@ -3,44 +3,27 @@ the project's workspace.yaml, with three simulated days of events."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from tests.conftest import write_simulated_events
+from tests.support.dagster_processes import (
+    BIN,
+    DAYS,
+    ROOT,
+    start_process,
+    stop_process,
+    wait_for_webserver,
+)
 from tests.support.kafka_broker import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
-
-
-def _start(args: list[str]) -> subprocess.Popen:
-    # Its own session, so the whole process group can be stopped (dagster ignores SIGINT/SIGTERM
-    # sent to the parent alone when started from a non-interactive shell).
-    return subprocess.Popen(
-        args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-
-
-def _stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+_start, _stop = start_process, stop_process
 
 
 @pytest.fixture
@@ -73,15 +56,7 @@ def webserver(dagster_home: Path) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "dagster-webserver did not come up"
-            time.sleep(0.5)
+        wait_for_webserver(url)
         yield url
     finally:
         _stop(process)

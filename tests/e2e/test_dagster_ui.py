@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     wait_for_outcome_tags,
     wait_for_pipeline_runs,
 )
+from tests.support.dagster_processes import launch_backfill as _launch_backfill
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -33,34 +34,6 @@ def _shot(page: Page, name: str, full_page: bool = True) -> None:
     """A screenshot kept as a test artifact (LTR_TEST_ARTIFACTS, default test-artifacts/e2e)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
-
-
-def _launch_backfill(webserver: str) -> None:
-    """A backfill of ltr_daily_job over DAYS through the webserver's GraphQL API (the UI's own
-    call; the dialog itself is driven by the test above)."""
-    query = """
-    mutation($data: LaunchBackfillParams!) {
-      launchPartitionBackfill(backfillParams: $data) {
-        __typename
-        ... on LaunchBackfillSuccess { backfillId }
-        ... on PythonError { message }
-      }
-    }"""
-    data = {
-        "selector": {
-            "partitionSetName": "ltr_daily_job_partition_set",
-            "repositorySelector": {
-                "repositoryLocationName": "ltr_assets.definitions",
-                "repositoryName": "__repository__",
-            },
-        },
-        "partitionNames": DAYS,
-    }
-    answer = httpx.post(
-        f"{webserver}/graphql", json={"query": query, "variables": {"data": data}}, timeout=60
-    ).json()
-    result = answer["data"]["launchPartitionBackfill"]
-    assert result["__typename"] == "LaunchBackfillSuccess", answer
 
 
 def _page(browser, webserver: str) -> Page:
