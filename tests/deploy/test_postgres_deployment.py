@@ -86,7 +86,7 @@ def pg_home(
     shutil.copy(ROOT / "deploy" / "dagster-postgres.yaml", home / "dagster.yaml")
     for name, value in {
         "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_USERNAME": PG_USER,
+        "DAGSTER_PG_USER": PG_USER,
         "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
         "DAGSTER_PG_HOST": PG_HOST,
         "DAGSTER_PG_PORT": str(PG_PORT),
