@@ -99,7 +99,7 @@ def best_iteration(
     scores = np.zeros(len(valid.frame))
     best, best_score, history = 0, -np.inf, []
     for i in range(booster.current_iteration()):
-        scores += booster.predict(valid.X, start_iteration=i, num_iteration=1)
+        scores += np.asarray(booster.predict(valid.X, start_iteration=i, num_iteration=1))
         value = lightgbm_ndcg(gains, scores, valid.group_sizes)
         history.append(value)
         if value > best_score:
@@ -129,20 +129,21 @@ def train_booster_dask(
     from distributed import Client
     from lightgbm.dask import DaskLGBMRanker
 
+    def chunked(values: np.ndarray, chunks: tuple[tuple[int, ...], ...]) -> Any:
+        return da.from_array(values, chunks=chunks)  # type: ignore[no-untyped-call]
+
     # lightgbm.dask waits on futures through the default client: this one, while training.
-    with Client(scheduler, timeout=30) as client:
+    with Client(scheduler, timeout=30) as client:  # type: ignore[no-untyped-call]
         workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
         bounds = partition_bounds(train.group_sizes, workers)
         offsets = group_offsets(train.group_sizes)
         row_chunks = tuple(int(offsets[hi] - offsets[lo]) for lo, hi in bounds)
         group_chunks = tuple(hi - lo for lo, hi in bounds)
-        X = da.from_array(train.X, chunks=(row_chunks, train.X.shape[1]))
-        y = da.from_array(train_targets.labels, chunks=(row_chunks,))
-        group = da.from_array(train.group_sizes, chunks=(group_chunks,))
+        X = chunked(train.X, (row_chunks, (train.X.shape[1],)))
+        y = chunked(train_targets.labels, (row_chunks,))
+        group = chunked(train.group_sizes, (group_chunks,))
         weight = (
-            None
-            if train_targets.weight is None
-            else da.from_array(train_targets.weight, chunks=(row_chunks,))
+            None if train_targets.weight is None else chunked(train_targets.weight, (row_chunks,))
         )
         model = DaskLGBMRanker(client=client, **sklearn_params(params, rounds))
         model.fit(X, y, sample_weight=weight, group=group, feature_name=list(FEATURES))
