@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -36,8 +37,11 @@ ASSETS = ("raw_events", "feature_matrix", "ltr_model")
 class PeakRss:
     """Largest RSS of this process since the last `reset`, sampled by a thread."""
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, interval: float = 0.02, limit_mb: float = 0.0) -> None:
         self._process = psutil.Process()
+        self._limit = limit_mb * 2**20
+        self.step = ""
+        self.partial: dict[str, Any] = {}
         self._interval = interval
         self._peak = 0
         self._stop = threading.Event()
@@ -47,6 +51,11 @@ class PeakRss:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._peak = max(self._peak, self._process.memory_info().rss)
+            if self._limit and self._peak > self._limit:
+                # past the cap: stop before the machine (shared) runs out of memory
+                result = {**self.partial, f"{self.step}_exceeded_rss_mb": self._limit / 2**20}
+                print("RESULT " + json.dumps(result), flush=True)
+                os._exit(3)
             time.sleep(self._interval)
 
     def reset(self) -> None:
@@ -80,7 +89,7 @@ def write_log(path: Path, n_events: int) -> int:
     return written
 
 
-def run_child(root: Path, window: int) -> dict[str, Any]:
+def run_child(root: Path, window: int, limit_mb: float) -> dict[str, Any]:
     """In this (fresh) process: the three assets' domain functions on `root`."""
     from ltr_assets.candidate_model import train_candidate
     from ltr_assets.config import Settings
@@ -94,19 +103,21 @@ def run_child(root: Path, window: int) -> dict[str, Any]:
     lake = Lake(root / "lake")
     registry = LocalRegistry(root / "registry")
     source = AuditLogSource(str(root / "audit.jsonl"))
-    sampler = PeakRss()
-    out: dict[str, Any] = {}
+    sampler = PeakRss(limit_mb=limit_mb)
+    out = sampler.partial
     steps = {
         "raw_events": lambda: ingest_day(source.read_day(DAY), DAY, lake, source.name),
         "feature_matrix": lambda: build_feature_matrix(lake, DAY, settings.feedback_window_hours),
         "ltr_model": lambda: train_candidate(lake, registry, DAY, settings),
     }
     for name, step in steps.items():
+        sampler.step = name
         sampler.reset()
         start = time.perf_counter()
         result = step()
         out[f"{name}_s"] = time.perf_counter() - start
         out[f"{name}_peak_rss_mb"] = sampler.peak_mb()
+        print("PARTIAL " + json.dumps(out), flush=True)
         if name == "ltr_model":
             window_info = result.summary["training_window"]
             out["rows"] = sum(window_info["rows"].values())
@@ -123,10 +134,16 @@ def main() -> None:
     parser.add_argument("--events", default="1000000,10000000")
     parser.add_argument("--window", type=int, default=28)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per size")
+    parser.add_argument(
+        "--max-rss-mb", type=float, default=12000.0, help="stop a run whose RSS passes this"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(run_child(Path(args.child), args.window)), flush=True)
+        print(
+            "RESULT " + json.dumps(run_child(Path(args.child), args.window, args.max_rss_mb)),
+            flush=True,
+        )
         return
     print(f"machine: {machine()}; one day ({DAY}), LTR_TRAIN_WINDOW_DAYS={args.window}")
     figures: dict[str, float | int | str] = {}
@@ -137,22 +154,25 @@ def main() -> None:
             written = write_log(root / "audit.jsonl", n)
             print(f"{written} events written in {time.perf_counter() - start:.1f} s", flush=True)
             command = [sys.executable, "-m", "benchmarks.scale", "--child", tmp]
-            command += ["--window", str(args.window)]
-            try:
-                done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=args.timeout, check=True
-                )
-            except subprocess.TimeoutExpired:
-                print(f"{n} events: not finished within {args.timeout:.0f} s", flush=True)
-                figures[f"scale_{n}_timed_out"] = 1
-                continue
-            except subprocess.CalledProcessError as exc:
-                print(exc.stdout[-2000:], exc.stderr[-4000:], flush=True)
+            command += ["--window", str(args.window), "--max-rss-mb", str(args.max_rss_mb)]
+            log = root / "child.out"
+            with log.open("w") as handle:
+                child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+                try:
+                    child.wait(timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                    figures[f"scale_{n}_timed_out_s"] = args.timeout
+            lines = log.read_text().splitlines()
+            found = [x for x in lines if x.startswith(("RESULT ", "PARTIAL "))]
+            if not found:
+                print("\n".join(lines[-40:]), flush=True)
                 figures[f"scale_{n}_failed"] = 1
                 continue
-            line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
-            result = json.loads(line.removeprefix("RESULT "))
-            result["total_s"] = sum(result[f"{a}_s"] for a in ASSETS)
+            result = json.loads(found[-1].split(" ", 1)[1])
+            if all(f"{a}_s" in result for a in ASSETS):
+                result["total_s"] = sum(result[f"{a}_s"] for a in ASSETS)
             print(f"{n} events: {result}", flush=True)
             figures.update({f"scale_{n}_{k}": v for k, v in result.items()})
     report(figures)
