@@ -41,6 +41,7 @@ class PeakRss:
         self._process = psutil.Process()
         self._limit = limit_mb * 2**20
         self.step = ""
+        self.started = time.perf_counter()
         self.partial: dict[str, Any] = {}
         self._interval = interval
         self._peak = 0
@@ -53,7 +54,11 @@ class PeakRss:
             self._peak = max(self._peak, self._process.memory_info().rss)
             if self._limit and self._peak > self._limit:
                 # past the cap: stop before the machine (shared) runs out of memory
-                result = {**self.partial, f"{self.step}_exceeded_rss_mb": self._limit / 2**20}
+                result = {
+                    **self.partial,
+                    f"{self.step}_exceeded_rss_mb": self._limit / 2**20,
+                    f"{self.step}_exceeded_after_s": time.perf_counter() - self.started,
+                }
                 print("RESULT " + json.dumps(result), flush=True)
                 os._exit(3)
             time.sleep(self._interval)
@@ -112,6 +117,7 @@ def run_child(root: Path, window: int, limit_mb: float) -> dict[str, Any]:
     }
     for name, step in steps.items():
         sampler.step = name
+        sampler.started = time.perf_counter()
         sampler.reset()
         start = time.perf_counter()
         result = step()
