@@ -20,7 +20,7 @@ $(UV):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --extra dev --extra deploy --python $(PY) --quiet
+	$(UV) sync --locked --extra dev --extra deploy --extra dask --python $(PY) --quiet
 	touch $(STAMP)
 
 # Re-resolve uv.lock after editing pyproject.toml's dependencies (commit both).

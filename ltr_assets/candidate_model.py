@@ -163,6 +163,7 @@ def train_candidate(
         debias=settings.debias,
         pinned_curve=_pinned(settings),
         clip=settings.propensity_clip,
+        dask_scheduler=settings.dask_scheduler,
     )
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)

@@ -217,6 +217,7 @@ class Settings:
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
+    dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -261,6 +262,13 @@ class Settings:
             raise ConfigError(f"LTR_MAX_CLOCK_SKEW_HOURS={skew!r} must not be negative")
         data_dir = _str(env, "LTR_DATA_DIR", str(home / "lake"))
         lake_url = _lake_url(data_dir)
+        debias = _choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS)
+        dask_scheduler = env.get("LTR_DASK_SCHEDULER", "").strip()
+        if dask_scheduler and debias == "lightgbm_position":
+            raise ConfigError(
+                "LTR_DASK_SCHEDULER cannot be used with LTR_DEBIAS=lightgbm_position "
+                "(lightgbm.dask takes no positions)"
+            )
         return cls(
             home=home,
             data_dir=home / "lake" if lake_url else Path(data_dir),
@@ -286,7 +294,7 @@ class Settings:
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
             max_candidates=max_candidates,
             serving_source=_choice(env, "LTR_SERVING_SOURCE", "auto", SERVING_SOURCES),
-            debias=_choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS),
+            debias=debias,
             propensity_method=propensity_method,
             propensity_curve=curve,
             propensity_clip=clip,
@@ -294,6 +302,7 @@ class Settings:
                 env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates), minimum=1024
             ),
             max_clock_skew_hours=skew,
+            dask_scheduler=dask_scheduler,
         )
 
 

@@ -199,11 +199,26 @@ def train_booster(
     train_targets: Targets,
     valid_targets: Targets,
     params: dict[str, Any] | None = None,
+    dask_scheduler: str = "",
 ) -> tuple[lgb.Booster, dict[str, Any]]:
-    """LambdaRank with early stopping on the validation groups."""
+    """LambdaRank with early stopping on the validation groups; on the Dask cluster at
+    `dask_scheduler` when one is given (`ltr_assets.dask_training`)."""
     params = {**DEFAULT_PARAMS, **(params or {})}
     if train_targets.label_gain is not None:
         params["label_gain"] = train_targets.label_gain
+    if dask_scheduler:
+        from ltr_assets.dask_training import train_booster_dask
+
+        return train_booster_dask(
+            dask_scheduler,
+            train,
+            valid,
+            train_targets,
+            valid_targets,
+            params,
+            MAX_ROUNDS,
+            EARLY_STOPPING_ROUNDS,
+        )
     train_set = lgb.Dataset(
         train.X,
         train_targets.labels,
@@ -338,9 +353,11 @@ def train_ranker(
     pinned_curve: PropensityCurve | None = None,
     clip: float = 0.05,
     params: dict[str, Any] | None = None,
+    dask_scheduler: str = "",
 ) -> TrainedRanker:
     """Fit the click model on the training and validation lists, train the booster on the
-    debiased targets, derive the linear weights every way and keep the best on validation."""
+    debiased targets (on the Dask cluster at `dask_scheduler` when given), derive the linear
+    weights every way and keep the best on validation."""
     if debias not in METHODS:
         raise ValueError(f"unknown debiasing method {debias!r}; one of {', '.join(METHODS)}")
     fit_X = np.vstack([train.X, valid.X])
@@ -354,7 +371,9 @@ def train_ranker(
     )
     train_targets = training_targets(train, debias, debiaser)
     valid_targets = training_targets(valid, debias, debiaser)
-    booster, info = train_booster(train, valid, train_targets, valid_targets, params)
+    booster, info = train_booster(
+        train, valid, train_targets, valid_targets, params, dask_scheduler
+    )
     # The weights learn from the same targets as the model: debiased, unless debiasing is off.
     targets = logged_gain(train.y) if debias == "none" else debiaser.expected_gain(train.X)
     raw = {

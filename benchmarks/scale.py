@@ -1,0 +1,188 @@
+"""Single-machine scale: one day of N events through raw_events -> feature_matrix -> ltr_model.
+
+    python -m benchmarks.scale [--events 1000000,10000000] [--window 28] [--timeout 1800]
+
+For each N the audit-log file of one day is written first (the simulator's events of
+`benchmarks.ingest`; above 1M events the 1M-event day is repeated with renamed request, case
+and event ids, so every copy is a distinct set of lists), then a fresh child process runs the
+domain functions the assets call — `ingest_day` (raw_events), `build_feature_matrix`
+(feature_matrix), `train_candidate` (ltr_model, `LTR_TRAIN_WINDOW_DAYS=--window`; only the one
+day is in the lake) — and reports the wall time of each and the peak RSS of the process during
+each (sampled every 20 ms with psutil) and overall (getrusage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.common import machine, report
+from benchmarks.ingest import DAY, simulate
+
+BASE_EVENTS = 1_000_000
+ASSETS = ("raw_events", "feature_matrix", "ltr_model")
+
+
+class PeakRss:
+    """Largest RSS of this process since the last `reset`, sampled by a thread."""
+
+    def __init__(self, interval: float = 0.02, limit_mb: float = 0.0) -> None:
+        self._process = psutil.Process()
+        self._limit = limit_mb * 2**20
+        self.step = ""
+        self.started = time.perf_counter()
+        self.partial: dict[str, Any] = {}
+        self._interval = interval
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self._process.memory_info().rss)
+            if self._limit and self._peak > self._limit:
+                # past the cap: stop before the machine (shared) runs out of memory
+                result = {
+                    **self.partial,
+                    f"{self.step}_exceeded_rss_mb": self._limit / 2**20,
+                    f"{self.step}_exceeded_after_s": time.perf_counter() - self.started,
+                }
+                print("RESULT " + json.dumps(result), flush=True)
+                os._exit(3)
+            time.sleep(self._interval)
+
+    def reset(self) -> None:
+        self._peak = self._process.memory_info().rss
+
+    def peak_mb(self) -> float:
+        return max(self._peak, self._process.memory_info().rss) / 2**20
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def write_log(path: Path, n_events: int) -> int:
+    """The audit log of DAY with `n_events` events; returns the number written."""
+    base = simulate(min(n_events, BASE_EVENTS))
+    lines = [json.dumps(e, separators=(",", ":")) + "\n" for e in base]
+    del base
+    written = 0
+    marker = f"-{DAY:%Y%m%d}-"
+    with path.open("w") as handle:
+        copy = 0
+        while written < n_events:
+            take = lines[: n_events - written]
+            if copy:
+                renamed = f"-{DAY:%Y%m%d}x{copy}-"
+                handle.writelines(line.replace(marker, renamed) for line in take)
+            else:
+                handle.writelines(take)
+            written += len(take)
+            copy += 1
+    return written
+
+
+def run_child(root: Path, window: int, limit_mb: float) -> dict[str, Any]:
+    """In this (fresh) process: the three assets' domain functions on `root`."""
+    from ltr_assets.candidate_model import train_candidate
+    from ltr_assets.config import Settings
+    from ltr_assets.features import build_feature_matrix
+    from ltr_assets.ingest import ingest_day
+    from ltr_assets.lake import Lake
+    from ltr_assets.registry import LocalRegistry
+    from ltr_assets.sources import AuditLogSource
+
+    settings = Settings.from_env({"LTR_HOME": str(root), "LTR_TRAIN_WINDOW_DAYS": str(window)})
+    lake = Lake(root / "lake")
+    registry = LocalRegistry(root / "registry")
+    source = AuditLogSource(str(root / "audit.jsonl"))
+    sampler = PeakRss(limit_mb=limit_mb)
+    out = sampler.partial
+    steps = {
+        "raw_events": lambda: ingest_day(source.read_day(DAY), DAY, lake, source.name),
+        "feature_matrix": lambda: build_feature_matrix(lake, DAY, settings.feedback_window_hours),
+        "ltr_model": lambda: train_candidate(lake, registry, DAY, settings),
+    }
+    for name, step in steps.items():
+        sampler.step = name
+        sampler.started = time.perf_counter()
+        sampler.reset()
+        start = time.perf_counter()
+        result = step()
+        out[f"{name}_s"] = time.perf_counter() - start
+        out[f"{name}_peak_rss_mb"] = sampler.peak_mb()
+        print("PARTIAL " + json.dumps(out), flush=True)
+        if name == "ltr_model":
+            window_info = result.summary["training_window"]
+            out["rows"] = sum(window_info["rows"].values())
+            out["lists"] = sum(window_info["groups"].values())
+            out["best_iteration"] = result.summary["best_iteration"]
+            out["gate_passed"] = int(result.gate_passed)
+    sampler.stop()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", default="1000000,10000000")
+    parser.add_argument("--window", type=int, default=28)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per size")
+    parser.add_argument(
+        "--max-rss-mb", type=float, default=12000.0, help="stop a run whose RSS passes this"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(
+            "RESULT " + json.dumps(run_child(Path(args.child), args.window, args.max_rss_mb)),
+            flush=True,
+        )
+        return
+    print(f"machine: {machine()}; one day ({DAY}), LTR_TRAIN_WINDOW_DAYS={args.window}")
+    figures: dict[str, float | int | str] = {}
+    for n in (int(v) for v in args.events.split(",")):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            start = time.perf_counter()
+            written = write_log(root / "audit.jsonl", n)
+            print(f"{written} events written in {time.perf_counter() - start:.1f} s", flush=True)
+            command = [sys.executable, "-m", "benchmarks.scale", "--child", tmp]
+            command += ["--window", str(args.window), "--max-rss-mb", str(args.max_rss_mb)]
+            log = root / "child.out"
+            with log.open("w") as handle:
+                child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+                try:
+                    child.wait(timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+                    figures[f"scale_{n}_timed_out_s"] = args.timeout
+            lines = log.read_text().splitlines()
+            found = [x for x in lines if x.startswith(("RESULT ", "PARTIAL "))]
+            if not found:
+                print("\n".join(lines[-40:]), flush=True)
+                figures[f"scale_{n}_failed"] = 1
+                continue
+            result = json.loads(found[-1].split(" ", 1)[1])
+            if all(f"{a}_s" in result for a in ASSETS):
+                result["total_s"] = sum(result[f"{a}_s"] for a in ASSETS)
+            print(f"{n} events: {result}", flush=True)
+            figures.update({f"scale_{n}_{k}": v for k, v in result.items()})
+    report(figures)
+
+
+if __name__ == "__main__":
+    main()
