@@ -19,7 +19,7 @@ from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving_sensor
 from ltr_assets.registry import LocalRegistry
-from ltr_assets.s3_registry import mirror_from_settings, sync
+from ltr_assets.s3_registry import mirror_from_settings, sync, version_files
 from tests.serving.conftest import (
     PARTITION,
     TOKEN,
@@ -71,10 +71,16 @@ def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
     wait_for(lambda: _health(server)["version"] == second, 10, "the poller to see the new ETag")
 
     # A version whose model on S3 no longer matches its checksum is refused; second serves on.
-    third = publish(3)
-    mirror.client.put_object(
-        Bucket=mirror.bucket, Key=mirror.key(third, "model.txt"), Body=b"tree\n" + b"0" * 64
-    )
+    # The bad model is on S3 before the pointer names the version (uploading it and then
+    # overwriting model.txt raced the 0.2 s poller, which loaded the good one in between).
+    third = pipeline.publish(
+        weights_for(3), model_text, {"gated_scorer": "weights"}, PARTITION,
+        now=datetime(2026, 11, 26, 2, 15, 3, tzinfo=UTC),
+    ).version  # fmt: skip
+    files = version_files(pipeline, third)
+    files["model.txt"] = b"tree\n" + b"0" * 64
+    mirror.upload_version(third, files)
+    assert mirror.move_pointer(third, PARTITION)
     with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         refused = client.post("/reload")
         assert refused.status_code == 409 and "checksum" in refused.json()["error"]
