@@ -19,12 +19,10 @@ import argparse
 import time
 
 from benchmarks.common import machine, report
-from benchmarks.simulated import simulate_logs
+from benchmarks.simulated import published_scorer_fairness, simulate_logs
 from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import FairnessInputs, _fairness_result, evaluate
+from ltr_assets.evaluation import _fairness_result
 from ltr_assets.fairness import RankedLists, fairness_report
-from ltr_assets.scoring import WeightsScorer
-from ltr_assets.training import counterfactual_evaluator, train_ranker
 
 GATE = GateThresholds()
 
@@ -43,20 +41,9 @@ def oracle_passes(seed: int) -> bool:
 
 def trained_result(seed: int, **bias: object) -> tuple[bool, str, int]:
     """(passed, the value the check names, test lists) for the pipeline's published scorer."""
-    train, valid, test = simulate_logs(seed, 14, **bias).splits()
-    ranker = train_ranker(train, valid)
-    evaluation = evaluate(
-        WeightsScorer(ranker.weights),
-        test,
-        counterfactual_evaluator(test, ranker.debiaser),
-        FairnessInputs(
-            ranker.debiaser.expected_gain(test.X), valid, ranker.debiaser.expected_gain(valid.X)
-        ),  # fmt: skip
-        GATE,
-        time_it=False,
-    )
-    result = _fairness_result(evaluation.fairness)
-    return result.passed, str(result.details.get("worst_value", "")), test.groups
+    fair, lists = published_scorer_fairness(seed, 14, GATE, **bias)
+    result = _fairness_result(fair)
+    return result.passed, str(result.details.get("worst_value", "")), lists
 
 
 def main() -> None:

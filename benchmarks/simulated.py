@@ -20,9 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ltr_assets.config import GateThresholds
+from ltr_assets.evaluation import FairnessInputs, evaluate
+from ltr_assets.fairness import FairnessReport
 from ltr_assets.features import build_feature_matrix
 from ltr_assets.ingest import ingest_day
 from ltr_assets.lake import Lake
+from ltr_assets.scoring import WeightsScorer
 from ltr_assets.simulator import (
     PLATFORM_VERSION,
     Simulator,
@@ -30,7 +34,13 @@ from ltr_assets.simulator import (
     logged_frame,
 )
 from ltr_assets.sources import AuditLogSource
-from ltr_assets.training import Split, TrainedRanker, split_by_time, train_ranker
+from ltr_assets.training import (
+    Split,
+    TrainedRanker,
+    counterfactual_evaluator,
+    split_by_time,
+    train_ranker,
+)
 
 START = date(2026, 10, 1)
 RankerForDay = Callable[[date], tuple[Callable[[np.ndarray], np.ndarray] | None, str]]
@@ -111,6 +121,26 @@ def train_on_unbiased_labels(train: Split, valid: Split) -> TrainedRanker:
         return Split(frame, split.group_sizes)
 
     return train_ranker(relabelled(train), relabelled(valid), debias="none")
+
+
+def published_scorer_fairness(
+    seed: int, days: int, gate: GateThresholds, **bias: Any
+) -> tuple[FairnessReport, int]:
+    """(the fairness report, test lists) of the scorer the pipeline would publish (debiased
+    weights) trained on `days` of simulated logs, optionally with clients' bias."""
+    train, valid, test = simulate_logs(seed, days, **bias).splits()
+    ranker = train_ranker(train, valid)
+    evaluation = evaluate(
+        WeightsScorer(ranker.weights),
+        test,
+        counterfactual_evaluator(test, ranker.debiaser),
+        FairnessInputs(
+            ranker.debiaser.expected_gain(test.X), valid, ranker.debiaser.expected_gain(valid.X)
+        ),  # fmt: skip
+        gate,
+        time_it=False,
+    )
+    return evaluation.fairness, test.groups
 
 
 def simulated_lake(root: Path, days: int, seed: int, **config: Any) -> tuple[Lake, Simulator, date]:

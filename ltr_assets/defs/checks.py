@@ -74,17 +74,7 @@ def fairness_coverage_spec(asset: str) -> AssetCheckSpec:
 
 def warning_check_result(result: GateResult) -> AssetCheckResult:
     """A non-blocking check computed with the gate (fairness_coverage)."""
-    return AssetCheckResult(
-        check_name=result.name,
-        passed=result.passed,
-        severity=AssetCheckSeverity.WARN,
-        description=result.description,
-        metadata={
-            "value": _number(result.value),
-            "threshold": _number(result.threshold),
-            **{k.removesuffix("_md"): _detail(k, v) for k, v in result.details.items()},
-        },
-    )
+    return _result_check(result, AssetCheckSeverity.WARN)
 
 
 def quarantine_check_spec(asset: str) -> AssetCheckSpec:
@@ -113,10 +103,15 @@ def _detail(key: str, value: object) -> MetadataValue:
 
 
 def gate_check_result(result: GateResult) -> AssetCheckResult:
+    return _result_check(result, AssetCheckSeverity.ERROR)
+
+
+def _result_check(result: GateResult, severity: AssetCheckSeverity) -> AssetCheckResult:
+    """A gate figure as a check result: value, threshold and every detail as metadata."""
     return AssetCheckResult(
         check_name=result.name,
         passed=result.passed,
-        severity=AssetCheckSeverity.ERROR,
+        severity=severity,
         description=result.description,
         metadata={
             "value": _number(result.value),

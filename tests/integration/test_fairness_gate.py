@@ -6,17 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.simulated import simulate_logs
+from benchmarks.simulated import published_scorer_fairness, simulate_logs
 from ltr_assets.config import GateThresholds
 from ltr_assets.evaluation import (
-    FairnessInputs,
     _fairness_result,
-    evaluate,
     fairness_coverage_result,
 )
 from ltr_assets.fairness import RankedLists, fairness_report
 from ltr_assets.scoring import WeightsScorer
-from ltr_assets.training import counterfactual_evaluator, train_ranker
+from ltr_assets.training import train_ranker
 
 GATE = GateThresholds()
 
@@ -42,19 +40,7 @@ def test_a_fair_ranker_passes_in_at_least_19_of_20_seeds() -> None:
 
 
 def _biased_evaluation(seed: int, **bias):
-    train, valid, test = simulate_logs(seed, 14, **bias).splits()
-    ranker = train_ranker(train, valid)
-    evaluation = evaluate(
-        WeightsScorer(ranker.weights),
-        test,
-        counterfactual_evaluator(test, ranker.debiaser),
-        FairnessInputs(
-            ranker.debiaser.expected_gain(test.X), valid, ranker.debiaser.expected_gain(valid.X)
-        ),  # fmt: skip
-        GATE,
-        time_it=False,
-    )
-    return evaluation.fairness
+    return published_scorer_fairness(seed, 14, GATE, **bias)[0]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
