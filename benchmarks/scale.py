@@ -1,14 +1,22 @@
 """Single-machine scale: one day of N events through raw_events -> feature_matrix -> ltr_model.
 
-    python -m benchmarks.scale [--events 1000000,10000000] [--window 28] [--timeout 1800]
+    python -m benchmarks.scale [--events 1000000,10000000] [--days 1] [--window 28]
+                               [--timeout 1800]
 
 For each N the audit-log file of one day is written first (the simulator's events of
 `benchmarks.ingest`; above 1M events the 1M-event day is repeated with renamed request, case
 and event ids, so every copy is a distinct set of lists), then a fresh child process runs the
 domain functions the assets call — `ingest_day` (raw_events), `build_feature_matrix`
-(feature_matrix), `train_candidate` (ltr_model, `LTR_TRAIN_WINDOW_DAYS=--window`; only the one
-day is in the lake) — and reports the wall time of each and the peak RSS of the process during
-each (sampled every 20 ms with psutil) and overall (getrusage).
+(feature_matrix), `train_candidate` (ltr_model, `LTR_TRAIN_WINDOW_DAYS=--window`) — and reports
+the wall time of each and the peak RSS of the process during each (sampled every 20 ms with
+psutil) and overall (getrusage).
+
+With `--days D` the log holds D days of N events each (the same day's events under each date,
+with ids renamed per day, so every day is a distinct set of lists), the days up to DAY are
+ingested and built one by one, and ltr_model trains on the window ending at DAY: a daily run
+with a full window. Then `raw_events_s` and `feature_matrix_s` are the mean time of one day's
+partition (what a daily run pays; `*_all_days_s` the sums) and `total_s` is a daily run's: one
+day's raw_events and feature_matrix plus ltr_model.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,29 +82,44 @@ class PeakRss:
         self._stop.set()
 
 
-def write_log(path: Path, n_events: int) -> int:
-    """The audit log of DAY with `n_events` events; returns the number written."""
+def window_days(days: int) -> list[date]:
+    """The `days` dates ending at DAY, oldest first."""
+    return [DAY - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+
+
+def write_log(path: Path, n_events: int, days: int = 1) -> int:
+    """The audit log of `days` days ending at DAY with `n_events` events each; returns the
+    number written."""
     base = simulate(min(n_events, BASE_EVENTS))
     lines = [json.dumps(e, separators=(",", ":")) + "\n" for e in base]
     del base
     written = 0
-    marker = f"-{DAY:%Y%m%d}-"
+    marker = f"-{DAY:%Y%m%d}"
+    stamp = f'"timestamp":"{DAY.isoformat()}T'
     with path.open("w") as handle:
-        copy = 0
-        while written < n_events:
-            take = lines[: n_events - written]
-            if copy:
-                renamed = f"-{DAY:%Y%m%d}x{copy}-"
-                handle.writelines(line.replace(marker, renamed) for line in take)
-            else:
-                handle.writelines(take)
-            written += len(take)
-            copy += 1
+        for day in window_days(days):
+            on_day = lines
+            if day != DAY:  # the same events under another date, with that date's ids
+                new_marker, new_stamp = f"-{day:%Y%m%d}", f'"timestamp":"{day.isoformat()}T'
+                on_day = [x.replace(marker, new_marker).replace(stamp, new_stamp) for x in lines]
+            day_marker = f"-{day:%Y%m%d}"
+            day_written, copy = 0, 0
+            while day_written < n_events:
+                take = on_day[: n_events - day_written]
+                if copy:
+                    renamed = f"{day_marker}x{copy}-"
+                    handle.writelines(line.replace(day_marker + "-", renamed) for line in take)
+                else:
+                    handle.writelines(take)
+                day_written += len(take)
+                copy += 1
+            written += day_written
     return written
 
 
-def run_child(root: Path, window: int, limit_mb: float) -> dict[str, Any]:
-    """In this (fresh) process: the three assets' domain functions on `root`."""
+def run_child(root: Path, window: int, limit_mb: float, days: int = 1) -> dict[str, Any]:
+    """In this (fresh) process: the three assets' domain functions on `root`; raw_events and
+    feature_matrix for each of the `days` days, then ltr_model for DAY."""
     from ltr_assets.candidate_model import train_candidate
     from ltr_assets.config import Settings
     from ltr_assets.features import build_feature_matrix
@@ -110,25 +134,36 @@ def run_child(root: Path, window: int, limit_mb: float) -> dict[str, Any]:
     source = AuditLogSource(str(root / "audit.jsonl"))
     sampler = PeakRss(limit_mb=limit_mb)
     out = sampler.partial
+    dates = window_days(days)
     steps = {
-        "raw_events": lambda: ingest_day(source.read_day(DAY), DAY, lake, source.name),
-        "feature_matrix": lambda: build_feature_matrix(lake, DAY, settings.feedback_window_hours),
-        "ltr_model": lambda: train_candidate(lake, registry, DAY, settings),
+        "raw_events": lambda day: ingest_day(source.read_day(day), day, lake, source.name),
+        "feature_matrix": lambda day: build_feature_matrix(
+            lake, day, settings.feedback_window_hours
+        ),
+        "ltr_model": lambda day: train_candidate(lake, registry, day, settings),
     }
     for name, step in steps.items():
         sampler.step = name
         sampler.started = time.perf_counter()
         sampler.reset()
-        start = time.perf_counter()
-        result = step()
-        out[f"{name}_s"] = time.perf_counter() - start
+        seconds = []
+        for day in dates if name != "ltr_model" else [DAY]:
+            start = time.perf_counter()
+            result = step(day)
+            seconds.append(time.perf_counter() - start)
+        out[f"{name}_s"] = sum(seconds) / len(seconds)
+        if len(seconds) > 1:
+            out[f"{name}_all_days_s"] = sum(seconds)
         out[f"{name}_peak_rss_mb"] = sampler.peak_mb()
         print("PARTIAL " + json.dumps(out), flush=True)
         if name == "ltr_model":
             window_info = result.summary["training_window"]
+            out["window_days_present"] = len(window_info["present"])
             out["rows"] = sum(window_info["rows"].values())
             out["lists"] = sum(window_info["groups"].values())
             out["best_iteration"] = result.summary["best_iteration"]
+            for part, record in result.summary["sampling"].items():
+                out[f"{part}_rows_used"] = record["rows_used"]
             out["gate_passed"] = int(result.gate_passed)
     sampler.stop()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -139,6 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", default="1000000,10000000")
     parser.add_argument("--window", type=int, default=28)
+    parser.add_argument("--days", type=int, default=1, help="days of --events each, up to DAY")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per size")
     parser.add_argument(
         "--max-rss-mb", type=float, default=12000.0, help="stop a run whose RSS passes this"
@@ -147,20 +183,25 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         print(
-            "RESULT " + json.dumps(run_child(Path(args.child), args.window, args.max_rss_mb)),
+            "RESULT "
+            + json.dumps(run_child(Path(args.child), args.window, args.max_rss_mb, args.days)),
             flush=True,
         )
         return
-    print(f"machine: {machine()}; one day ({DAY}), LTR_TRAIN_WINDOW_DAYS={args.window}")
+    print(
+        f"machine: {machine()}; {args.days} day(s) up to {DAY}, LTR_TRAIN_WINDOW_DAYS={args.window}"
+    )
     figures: dict[str, float | int | str] = {}
     for n in (int(v) for v in args.events.split(",")):
+        label = f"{n}" if args.days == 1 else f"{n}x{args.days}d"
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             start = time.perf_counter()
-            written = write_log(root / "audit.jsonl", n)
+            written = write_log(root / "audit.jsonl", n, args.days)
             print(f"{written} events written in {time.perf_counter() - start:.1f} s", flush=True)
             command = [sys.executable, "-m", "benchmarks.scale", "--child", tmp]
             command += ["--window", str(args.window), "--max-rss-mb", str(args.max_rss_mb)]
+            command += ["--days", str(args.days)]
             log = root / "child.out"
             with log.open("w") as handle:
                 child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
@@ -169,18 +210,18 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-                    figures[f"scale_{n}_timed_out_s"] = args.timeout
+                    figures[f"scale_{label}_timed_out_s"] = args.timeout
             lines = log.read_text().splitlines()
             found = [x for x in lines if x.startswith(("RESULT ", "PARTIAL "))]
             if not found:
                 print("\n".join(lines[-40:]), flush=True)
-                figures[f"scale_{n}_failed"] = 1
+                figures[f"scale_{label}_failed"] = 1
                 continue
             result = json.loads(found[-1].split(" ", 1)[1])
             if all(f"{a}_s" in result for a in ASSETS):
                 result["total_s"] = sum(result[f"{a}_s"] for a in ASSETS)
-            print(f"{n} events: {result}", flush=True)
-            figures.update({f"scale_{n}_{k}": v for k, v in result.items()})
+            print(f"{label} events: {result}", flush=True)
+            figures.update({f"scale_{label}_{k}": v for k, v in result.items()})
     report(figures)
 
 

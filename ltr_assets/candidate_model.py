@@ -157,6 +157,7 @@ def train_candidate(
     """Train on the rolling window ending at `day`, evaluate what serving will run, gate it."""
     window = load_window(lake, day, settings.train_window_days)
     train, valid, test = split_by_time(window.frame)
+    window.frame = window.frame.iloc[:0]  # the splits hold copies of the rows: free the window's
     ranker = train_ranker(
         train,
         valid,
@@ -164,6 +165,7 @@ def train_candidate(
         pinned_curve=_pinned(settings),
         clip=settings.propensity_clip,
         dask_scheduler=settings.dask_scheduler,
+        caps=settings.sample_caps,
     )
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
@@ -196,6 +198,8 @@ def train_candidate(
         "params": ranker.info["params"],
         "best_iteration": ranker.info["best_iteration"],
         "debias": ranker.info["debias"],
+        # what the steps fitted on a sample used (LTR_CLICK_MODEL_MAX_ROWS, LTR_WEIGHTS_MAX_ROWS)
+        "sampling": ranker.info["sampling"],
         "propensity": ranker.propensity.to_dict(),
         "weights_method": ranker.weights_method,
         "weights_validation_ndcg_at_5": ranker.weights_validation,

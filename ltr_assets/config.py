@@ -104,6 +104,18 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+MIN_SAMPLE_CAP = 10_000
+
+
+def _cap(env: Mapping[str, str], name: str, default: int) -> int:
+    """A row cap: 0 (no cap) or at least MIN_SAMPLE_CAP rows (a sample of a few lists is not a
+    fit)."""
+    value = _int(env, name, default, minimum=0)
+    if 0 < value < MIN_SAMPLE_CAP:
+        raise ConfigError(f"{name}={value} must be 0 (no cap) or at least {MIN_SAMPLE_CAP}")
+    return value
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = _str(env, name, default)
     if value not in choices:
@@ -164,6 +176,29 @@ class GateThresholds:
 
 
 @dataclass(frozen=True)
+class SampleCaps:
+    """How many rows the steps of ltr_model that fit well on a sample use at most (0: no cap).
+
+    Each capped step fits on a deterministic sample of whole lists (a fixed-seed draw, so the
+    same window gives the same sample) when its input holds more rows than the cap, and on all
+    of it otherwise: the caps bite only on big windows (the demo's 14-day window holds about
+    100,000 rows). Validation, the evaluation and the gate always use every row. What each
+    sample held is recorded in the version's metadata (`sampling`). Measured in
+    benchmarks/README.md, "scale"."""
+
+    # the click model (examination curve θ, attractiveness γ) and the click-gain model, fitted
+    # on the training and validation lists (LTR_CLICK_MODEL_MAX_ROWS)
+    click_model_rows: int = 300_000
+    # the distilled and pairwise derivations of the published linear weights, fitted on the
+    # training lists (LTR_WEIGHTS_MAX_ROWS)
+    weights_rows: int = 200_000
+    # LambdaRank's training lists (LTR_TRAIN_MAX_ROWS); validation (early stopping) and the
+    # test lists are never sampled
+    train_rows: int = 300_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class KafkaSettings:
     """The Kafka source's connection, security and reading settings (KAFKA_*), declared once;
     `ltr_assets.kafka` reads the topic with them."""
@@ -218,6 +253,7 @@ class Settings:
     max_clock_skew_hours: float = 24.0
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
     dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
+    sample_caps: SampleCaps = field(default_factory=SampleCaps)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -303,6 +339,11 @@ class Settings:
             ),
             max_clock_skew_hours=skew,
             dask_scheduler=dask_scheduler,
+            sample_caps=SampleCaps(
+                click_model_rows=_cap(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
+                weights_rows=_cap(env, "LTR_WEIGHTS_MAX_ROWS", SampleCaps.weights_rows),
+                train_rows=_cap(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
+            ),
         )
 
 

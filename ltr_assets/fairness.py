@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 
 from ltr_assets.metrics import (
     Interval,
@@ -174,39 +175,49 @@ def list_shares(
     k: int = K,
     list_offset: int = 0,
 ) -> dict[tuple[str, str], ListShares]:
-    """Every (attribute, value)'s per-list shares under the ranking by `scores` (random ties)."""
+    """Every (attribute, value)'s per-list shares under the ranking by `scores` (random ties),
+    over the lists of at least two candidates that hold the value and others; each value's
+    lists in list order. Computed for all lists at once (one sort, then sums per list and
+    value): a loop over lists took seconds on a day of a million events."""
     scores = np.asarray(scores, dtype=np.float64)
     merit = np.clip(np.asarray(merit, dtype=np.float64), 0.0, None)
     ties = tie_breaker(scores.size)
-    offsets = group_offsets(group_sizes)
+    sizes = np.asarray(group_sizes, dtype=np.int64)
+    n_lists = sizes.size
+    offsets = group_offsets(sizes)
+    group = np.repeat(np.arange(n_lists), sizes)
+    order = np.lexsort((ties, -scores, group))  # by list, then score descending, then ties
+    rank = np.empty(scores.size, dtype=np.int64)
+    rank[order] = np.arange(scores.size) - offsets[group[order]]
+    top = np.minimum(k, sizes)[group]
+    normaliser = np.cumsum(_discounts(k))[np.maximum(top, 1) - 1]
+    exposure = np.where(rank < top, 1.0 / np.log2(rank + 2.0) / normaliser, 0.0)
+    merit_total = np.bincount(group, merit, n_lists)
     out: dict[tuple[str, str], ListShares] = {}
-    for g in range(len(offsets) - 1):
-        lo, hi = offsets[g], offsets[g + 1]
-        n = hi - lo
-        if n < 2:
-            continue
-        order = np.lexsort((ties[lo:hi], -scores[lo:hi]))
-        top = min(k, n)
-        exposure = np.zeros(n)
-        exposure[order[:top]] = _discounts(top) / _discounts(top).sum()
-        list_merit = merit[lo:hi]
-        merit_total = list_merit.sum()
-        for attribute, column in columns.items():
-            values = column[lo:hi]
-            for value in set(values):
-                if value == UNKNOWN:
-                    continue
-                members = values == value
-                count = int(members.sum())
-                if count == n:
-                    continue  # no "others" in this list
-                shares = out.setdefault((attribute, value), ListShares())
-                shares.lists.append(list_offset + g)
-                shares.candidate.append(count / n)
-                shares.exposure.append(float(exposure[members].sum()))
-                shares.merit.append(
-                    float(list_merit[members].sum() / merit_total) if merit_total > 0 else count / n
-                )
+    for attribute, column in columns.items():
+        codes, values = pd.factorize(np.asarray(column, dtype=object))
+        key = group * len(values) + codes
+        shape = (n_lists, len(values))
+        counts = np.bincount(key, minlength=n_lists * len(values)).reshape(shape)
+        exposed = np.bincount(key, exposure, n_lists * len(values)).reshape(shape)
+        merited = np.bincount(key, merit, n_lists * len(values)).reshape(shape)
+        for v, value in enumerate(values):
+            if value == UNKNOWN:
+                continue
+            count = counts[:, v]
+            lists = np.nonzero((count > 0) & (count < sizes) & (sizes >= 2))[0]
+            if lists.size == 0:
+                continue
+            candidate = count[lists] / sizes[lists]
+            total = merit_total[lists]
+            merit_share = np.where(
+                total > 0, merited[lists, v] / np.where(total > 0, total, 1.0), candidate
+            )
+            shares = out.setdefault((attribute, str(value)), ListShares())
+            shares.lists.extend((lists + list_offset).tolist())
+            shares.candidate.extend(candidate.tolist())
+            shares.exposure.extend(exposed[lists, v].tolist())
+            shares.merit.extend(merit_share.tolist())
     return out
 
 

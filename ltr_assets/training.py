@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize, nnls
 
+from ltr_assets.config import SampleCaps
 from ltr_assets.debias import (
     GAIN_LEVELS,
     METHODS,
@@ -127,13 +128,61 @@ class Split:
     def groups(self) -> int:
         return len(self.group_sizes)
 
+    def subset(self, lists: np.ndarray) -> Split:
+        """The lists picked by a boolean mask over the lists, in their order."""
+        rows = np.repeat(lists, self.group_sizes)
+        return Split(self.frame[rows].reset_index(drop=True), self.group_sizes[lists])
+
     def attributes(self) -> dict[str, list[str | None]]:
-        return {
-            column.removeprefix("g_"): [
-                None if pd.isna(v) else str(v) for v in self.frame[column].tolist()
-            ]
-            for column in ATTRIBUTE_COLUMNS
-        }
+        """Each row's protected attribute values as text, None where missing."""
+        out: dict[str, list[str | None]] = {}
+        for column in ATTRIBUTE_COLUMNS:
+            values = self.frame[column]
+            text = values.astype(str).to_numpy(dtype=object)
+            text[values.isna().to_numpy()] = None
+            out[column.removeprefix("g_")] = text.tolist()
+        return out
+
+
+def sample_lists(sizes: np.ndarray, max_rows: int, seed: int = 0) -> np.ndarray | None:
+    """Which lists a fit capped at `max_rows` rows uses: whole lists, drawn in a fixed-seed
+    random order until the next would pass the cap, returned in their original order (a
+    boolean mask over the lists). None when there is no cap (0) or every row fits: a capped
+    step then uses all of its input, exactly as without the cap."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if max_rows <= 0 or int(sizes.sum()) <= max_rows:
+        return None
+    order = np.random.default_rng(seed).permutation(sizes.size)
+    fits = np.cumsum(sizes[order]) <= max_rows
+    chosen = np.zeros(sizes.size, dtype=bool)
+    chosen[order[fits]] = True
+    if not chosen.any():  # one list longer than the cap: take the first drawn
+        chosen[order[0]] = True
+    return chosen
+
+
+def sampling_record(
+    sizes: np.ndarray, chosen: np.ndarray | None, max_rows: int, seed: int
+) -> dict[str, Any]:
+    """What a capped step used, for the version's metadata."""
+    used = sizes if chosen is None else sizes[chosen]
+    return {
+        "max_rows": max_rows,
+        "rows_available": int(sizes.sum()),
+        "lists_available": int(sizes.size),
+        "sampled": chosen is not None,
+        "seed": seed,
+        "rows_used": int(used.sum()),
+        "lists_used": int(used.size),
+    }
+
+
+def sample_split(split: Split, max_rows: int, seed: int = 0) -> tuple[Split, dict[str, Any]]:
+    """`split` itself when it fits in `max_rows` rows, else a deterministic sample of its whole
+    lists (`sample_lists`); with a record of what was used."""
+    chosen = sample_lists(split.group_sizes, max_rows, seed)
+    record = sampling_record(split.group_sizes, chosen, max_rows, seed)
+    return (split if chosen is None else split.subset(chosen)), record
 
 
 def _split(frame: pd.DataFrame, group_ids: np.ndarray) -> Split:
@@ -346,6 +395,61 @@ class TrainedRanker:
         return self.debiaser.curve
 
 
+def _click_model_sample(
+    train: Split, valid: Split, caps: SampleCaps
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Features, positions, labels and list sizes the click model is fitted on: the training
+    and validation lists, or a deterministic sample of them holding at most
+    `caps.click_model_rows` rows (`sample_lists`), with a record of what was used."""
+    sizes = np.concatenate([train.group_sizes, valid.group_sizes])
+    chosen = sample_lists(sizes, caps.click_model_rows, caps.seed)
+    parts = []
+    for i, split in enumerate((train, valid)):
+        if chosen is None:
+            parts.append((split.X, split.positions, split.y))
+            continue
+        lists = chosen[: train.groups] if i == 0 else chosen[train.groups :]
+        rows = np.repeat(lists, split.group_sizes)
+        parts.append((split.X[rows], split.positions[rows], split.y[rows]))
+    X, positions, labels = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    used = sizes if chosen is None else sizes[chosen]
+    return (
+        X,
+        positions,
+        labels,
+        used,
+        sampling_record(sizes, chosen, caps.click_model_rows, caps.seed),
+    )
+
+
+def _weights_fit(
+    train: Split,
+    booster_train: Split,
+    booster_lists: np.ndarray | None,
+    weights_lists: np.ndarray | None,
+    debias: str,
+    debiaser: Debiaser,
+) -> tuple[Split, np.ndarray]:
+    """The lists the weight derivations fit on and their targets. With equal seeds a smaller
+    cap's sample is part of a larger one's, so the targets LambdaRank's lists already have
+    (γ is a sum of many small boosters: costly on a big window) are reused."""
+    everything = np.ones(train.groups, dtype=bool)
+    base = everything if booster_lists is None else booster_lists
+    wanted = everything if weights_lists is None else weights_lists
+
+    def targets_of(split: Split) -> np.ndarray:
+        return logged_gain(split.y) if debias == "none" else debiaser.expected_gain(split.X)
+
+    if np.all(base[wanted]):  # every wanted list is one of LambdaRank's
+        within = wanted[base]
+        targets = targets_of(booster_train)
+        if within.all():
+            return booster_train, targets
+        return booster_train.subset(within), targets[np.repeat(within, booster_train.group_sizes)]
+    fit = train if weights_lists is None else train.subset(weights_lists)
+    return fit, targets_of(fit)
+
+
 def train_ranker(
     train: Split,
     valid: Split,
@@ -354,32 +458,44 @@ def train_ranker(
     clip: float = 0.05,
     params: dict[str, Any] | None = None,
     dask_scheduler: str = "",
+    caps: SampleCaps | None = None,
 ) -> TrainedRanker:
     """Fit the click model on the training and validation lists, train the booster on the
     debiased targets (on the Dask cluster at `dask_scheduler` when given), derive the linear
-    weights every way and keep the best on validation."""
+    weights every way and keep the best on validation. On big windows the click model,
+    LambdaRank and the weight derivations each fit on a deterministic sample of whole lists
+    (`caps`: LTR_CLICK_MODEL_MAX_ROWS, LTR_TRAIN_MAX_ROWS, LTR_WEIGHTS_MAX_ROWS); validation
+    (early stopping, the choice of weights) uses every list."""
     if debias not in METHODS:
         raise ValueError(f"unknown debiasing method {debias!r}; one of {', '.join(METHODS)}")
-    fit_X = np.vstack([train.X, valid.X])
-    debiaser = fit_debiaser(
-        fit_X,
-        np.concatenate([train.positions, valid.positions]),
-        np.concatenate([train.y, valid.y]),
-        np.concatenate([train.group_sizes, valid.group_sizes]),
-        pinned=pinned_curve,
-        clip=clip,
+    caps = caps or SampleCaps()
+    fit_X, fit_positions, fit_labels, fit_sizes, click_sample = _click_model_sample(
+        train, valid, caps
     )
-    train_targets = training_targets(train, debias, debiaser)
+    debiaser = fit_debiaser(
+        fit_X, fit_positions, fit_labels, fit_sizes, pinned=pinned_curve, clip=clip
+    )
+    del fit_X, fit_positions, fit_labels
+    # LambdaRank on the training lists (a deterministic sample of them past the cap)
+    booster_lists = sample_lists(train.group_sizes, caps.train_rows, caps.seed)
+    booster_sample = sampling_record(train.group_sizes, booster_lists, caps.train_rows, caps.seed)
+    booster_train = train if booster_lists is None else train.subset(booster_lists)
+    train_targets = training_targets(booster_train, debias, debiaser)
     valid_targets = training_targets(valid, debias, debiaser)
     booster, info = train_booster(
-        train, valid, train_targets, valid_targets, params, dask_scheduler
+        booster_train, valid, train_targets, valid_targets, params, dask_scheduler
     )
-    # The weights learn from the same targets as the model: debiased, unless debiasing is off.
-    targets = logged_gain(train.y) if debias == "none" else debiaser.expected_gain(train.X)
+    # The weights learn from the same targets as the model: debiased, unless debiasing is off
+    # (on a deterministic sample of the training lists when they hold more than the cap).
+    weights_lists = sample_lists(train.group_sizes, caps.weights_rows, caps.seed)
+    weights_sample = sampling_record(train.group_sizes, weights_lists, caps.weights_rows, caps.seed)
+    fit, targets = _weights_fit(
+        train, booster_train, booster_lists, weights_lists, debias, debiaser
+    )
     raw = {
         "gain_importance": weights_gain_importance(booster),
-        "distilled_nnls": weights_distilled(booster, train),
-        "pairwise_logistic": weights_pairwise(train, targets),
+        "distilled_nnls": weights_distilled(booster, fit),
+        "pairwise_logistic": weights_pairwise(fit, targets),
     }
     candidates = {method: normalise(values) for method, values in raw.items()}
     judge = counterfactual_evaluator(valid, debiaser)
@@ -396,6 +512,11 @@ def train_ranker(
         "label_gain": train_targets.label_gain,
         "ips_weights": train_targets.weight is not None,
         "lightgbm_position": train_targets.position is not None,
+    }
+    info["sampling"] = {
+        "click_model": click_sample,
+        "lambdarank": booster_sample,
+        "weights": weights_sample,
     }
     return TrainedRanker(
         booster, candidates[best], best, validation, model_ndcg, debias, debiaser, info
