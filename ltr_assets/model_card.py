@@ -176,6 +176,22 @@ def _data(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"| {split} | {groups.get(split, 'n/a')} | {rows.get(split, 'n/a')} |")
     samples = (summary.get("metrics") or {}).get("samples")
     lines += ["", f"Test lists with a positive label (samples): {samples}."]
+    sampled = {
+        step: record
+        for step, record in (summary.get("sampling") or {}).items()
+        if record.get("sampled")
+    }
+    if sampled:  # a cap bit (LTR_*_MAX_ROWS): say what each capped step fitted on
+        lines += [
+            "",
+            "Fitted on a deterministic sample of whole lists (the caps LTR_*_MAX_ROWS): "
+            + "; ".join(
+                f"{step} {r['rows_used']} of {r['rows_available']} rows "
+                f"({r['lists_used']} of {r['lists_available']} lists)"
+                for step, r in sampled.items()
+            )
+            + ". Validation, the evaluation and the gate used every list.",
+        ]
     return lines
 
 

@@ -136,3 +136,16 @@ def test_registry_document_names_the_version() -> None:
     files = model_card_document({**_summary(), "version": "20261103_021500"})
     assert list(files) == ["model_card.md"]
     assert files["model_card.md"].decode().startswith("# Model card: version 20261103_021500")
+
+
+def test_the_card_says_which_steps_fitted_on_a_sample_only_when_a_cap_bit() -> None:
+    summary = _summary()
+    assert "deterministic sample" not in render_model_card(summary)
+    record = {"rows_available": 8000, "lists_available": 400, "max_rows": 0, "seed": 0}
+    summary["sampling"] = {
+        "click_model": record | {"sampled": True, "rows_used": 3000, "lists_used": 150},
+        "lambdarank": record | {"sampled": False, "rows_used": 8000, "lists_used": 400},
+    }
+    card = render_model_card(summary)
+    assert "click_model 3000 of 8000 rows (150 of 400 lists)" in card
+    assert "lambdarank" not in card
