@@ -138,6 +138,7 @@ def evaluate(
             min_ratio=thresholds.fairness_min_ratio,
             min_lists=thresholds.fairness_min_groups,
             min_coverage=thresholds.fairness_min_coverage,
+            test_draws=judge.draws,  # the same resamples of the test lists (seed 0, 1,000)
         ),
         latency=latency,
         samples=samples(test.y, test.group_sizes),

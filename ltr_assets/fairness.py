@@ -271,9 +271,13 @@ def fairness_report(
     k: int = K,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    test_draws: np.ndarray | None = None,
 ) -> FairnessReport:
     """The fairness report of one ranking of the test lists (module docstring); `pool` are the
-    validation lists, for values in fewer than `min_lists` test lists."""
+    validation lists, for values in fewer than `min_lists` test lists. `test_draws`: the
+    resamples of the test lists when the caller has them already, `bootstrap_draws(n_test,
+    n_boot, seed)` (the counterfactual evaluator's; with a million events a day each such
+    matrix is n_boot × 10,000 lists)."""
     names = tuple(gated_attributes)
     columns = _value_columns(test.attributes, names)
     shares_by_value = list_shares(test.scores, test.group_sizes, columns, test.merit, k)
@@ -286,8 +290,9 @@ def fairness_report(
         pooled_shares = list_shares(
             pool.scores, pool.group_sizes, pool_columns, pool.merit, k, list_offset=n_test
         )
-    draws = bootstrap_draws(n_test + n_pool, n_boot, seed)
-    test_draws = bootstrap_draws(n_test, n_boot, seed)
+    if test_draws is None or test_draws.shape != (n_boot, n_test):
+        test_draws = bootstrap_draws(n_test, n_boot, seed)
+    pooled_draws: list[np.ndarray] = []  # drawn when a value first needs the pool (rarely at scale)
     coverage = {}
     for attribute in names:
         column = columns.get(attribute)
@@ -309,7 +314,9 @@ def fairness_report(
                 shares.exposure + extra.exposure,
                 shares.merit + extra.merit,
             )
-            use_draws, pooled = draws, True
+            if not pooled_draws:
+                pooled_draws.append(bootstrap_draws(n_test + n_pool, n_boot, seed))
+            use_draws, pooled = pooled_draws[0], True
         if not shares.lists:
             continue
         c, e, diff, diff_ci, ratio, ratio_ci, merit_ratio = _measure(shares, use_draws)

@@ -231,3 +231,24 @@ def test_vectorised_fairness_shares_equal_the_per_list_definition() -> None:
         assert got.lists == expected.lists
         for name in ("candidate", "exposure", "merit"):
             assert getattr(got, name) == pytest.approx(getattr(expected, name), abs=1e-12)
+
+
+def test_fairness_with_the_evaluators_resamples_equals_fairness_drawing_its_own() -> None:
+    from ltr_assets.fairness import RankedLists, fairness_report
+    from ltr_assets.metrics import bootstrap_draws
+
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(5, 20, 300)
+    n = int(sizes.sum())
+    attributes = {"gender": list(rng.choice(np.array(["F", "M", "X"]), n, p=[0.49, 0.5, 0.01]))}
+    test = RankedLists(rng.random(n), sizes, attributes, rng.random(n))
+    pool_sizes = rng.integers(5, 20, 100)
+    m = int(pool_sizes.sum())
+    pool_attributes = {"gender": list(rng.choice(np.array(["F", "M", "X"]), m))}
+    pool = RankedLists(rng.random(m), pool_sizes, pool_attributes, rng.random(m))
+    own = fairness_report(test, ("gender",), pool, min_lists=200)
+    shared = fairness_report(
+        test, ("gender",), pool, min_lists=200, test_draws=bootstrap_draws(sizes.size)
+    )
+    assert any(v.pooled for v in own.values)  # the pooled resamples are drawn when needed
+    assert own == shared
