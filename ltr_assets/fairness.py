@@ -161,9 +161,21 @@ def _value_columns(
         if a in attributes
     }
     for a, b in combinations(list(columns), 2):
-        left, right = columns[a], columns[b]
-        known = (left != UNKNOWN) & (right != UNKNOWN)
-        columns[f"{a}&{b}"] = np.where(known, left + "&" + right, UNKNOWN)
+        # "value&value" per row, built from the few distinct pairs: one string per pair shared
+        # by its rows, not a new string per row (millions of rows on a big day)
+        left_codes, left_values = pd.factorize(columns[a])
+        right_codes, right_values = pd.factorize(columns[b])
+        pairs = np.array(
+            [
+                UNKNOWN if UNKNOWN in (x, y) else f"{x}&{y}"
+                for x in left_values
+                for y in right_values
+            ]
+            + [UNKNOWN],  # code -1: an empty column
+            dtype=object,
+        )
+        index = left_codes * len(right_values) + right_codes
+        columns[f"{a}&{b}"] = pairs[np.where((left_codes < 0) | (right_codes < 0), -1, index)]
     return columns
 
 

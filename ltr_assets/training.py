@@ -134,13 +134,13 @@ class Split:
         return Split(self.frame[rows].reset_index(drop=True), self.group_sizes[lists])
 
     def attributes(self) -> dict[str, list[str | None]]:
-        """Each row's protected attribute values as text, None where missing."""
+        """Each row's protected attribute values as text, None where missing (one string per
+        distinct value, shared by its rows)."""
         out: dict[str, list[str | None]] = {}
         for column in ATTRIBUTE_COLUMNS:
-            values = self.frame[column]
-            text = values.astype(str).to_numpy(dtype=object)
-            text[values.isna().to_numpy()] = None
-            out[column.removeprefix("g_")] = text.tolist()
+            codes, values = pd.factorize(self.frame[column])  # missing: code -1
+            text = np.array([str(v) for v in values] + [None], dtype=object)
+            out[column.removeprefix("g_")] = text[codes].tolist()
         return out
 
 

@@ -252,3 +252,22 @@ def test_fairness_with_the_evaluators_resamples_equals_fairness_drawing_its_own(
     )
     assert any(v.pooled for v in own.values)  # the pooled resamples are drawn when needed
     assert own == shared
+
+
+def test_intersection_columns_equal_the_per_row_concatenation() -> None:
+    from ltr_assets.fairness import _value_columns
+
+    rng = np.random.default_rng(3)
+    n = 500
+    attributes = {
+        "gender": list(rng.choice(np.array(["F", "M", None], dtype=object), n)),
+        "pcd": list(rng.choice(np.array(["True", "False", None], dtype=object), n)),
+        "ethnicity": list(rng.choice(np.array(["parda", "preta"], dtype=object), n)),
+    }
+    columns = _value_columns(attributes, ("gender", "pcd", "ethnicity"))
+    for a, b in [("gender", "pcd"), ("gender", "ethnicity"), ("pcd", "ethnicity")]:
+        left, right = columns[a], columns[b]
+        known = (left != UNKNOWN) & (right != UNKNOWN)
+        expected = np.where(known, left + "&" + right, UNKNOWN)
+        assert columns[f"{a}&{b}"].tolist() == expected.tolist()
+    assert _value_columns({"gender": [], "pcd": []}, ("gender", "pcd"))["gender&pcd"].size == 0
