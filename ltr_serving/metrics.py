@@ -75,6 +75,23 @@ class ServingMetrics:
         self.loaded_at.set(loaded_at)
 
 
+class LatencyRecorder:
+    """Observes request latency by (method, route, status); caches the labelled series, since
+    `labels()` costs a lock and a lookup."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self.metrics.request_latency.labels(method, route, str(status))
+            self._children[key] = child
+        child.observe(seconds)
+
+
 class LatencyMiddleware:
     """Pure ASGI middleware (no BaseHTTPMiddleware overhead) timing every HTTP request.
 
@@ -83,8 +100,7 @@ class LatencyMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
         self.app = app
-        self.metrics = metrics
-        self._children: dict[tuple[str, str, int], Any] = {}
+        self.recorder = LatencyRecorder(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,9 +120,4 @@ class LatencyMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            key = (scope["method"], path, status)
-            child = self._children.get(key)
-            if child is None:  # labels() costs a lock and a lookup: once per series
-                child = self.metrics.request_latency.labels(scope["method"], path, str(status))
-                self._children[key] = child
-            child.observe(time.perf_counter() - start)
+            self.recorder.observe(scope["method"], path, status, time.perf_counter() - start)
