@@ -53,4 +53,5 @@ def health(response: Response, settings: SettingsDep, state: StateDep) -> Health
 
 @router.get("/metrics", response_class=Response)
 def metrics(metrics: MetricsDep) -> Response:
+    metrics.flush()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -103,7 +103,7 @@ class RankEndpoint:
             parsed = codec.parse_request(body, state.settings.max_candidates, explain)
         except codec.RequestError as exc:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
-        state.metrics.ranked_candidates.observe(len(parsed.ids))
+        state.metrics.count_candidates(len(parsed.ids))
         return await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
 
 

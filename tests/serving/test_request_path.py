@@ -186,6 +186,9 @@ def test_rank_is_timed_by_status_and_an_unexpected_failure_is_a_logged_500(
         monkeypatch.undo()
         assert client.post("/rank", json=rank_body(5)).status_code == 200
         text = client.get("/metrics").text
+    # list sizes are observed in batches, flushed at every scrape: 3 parsed lists of 5
+    assert metric_value(text, "ltr_rank_candidates_count") == 3.0
+    assert metric_value(text, "ltr_rank_candidates_sum") == 15.0
     name = "ltr_http_request_duration_seconds_count"
     for status, count in (("200", 2.0), ("422", 1.0), ("500", 1.0), ("405", 1.0)):
         method = "GET" if status == "405" else "POST"
