@@ -26,7 +26,6 @@ from ltr_serving.errors import validation_errors
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
     LatencyMiddleware,
-    LatencyRecorder,
     Receive,
     Scope,
     Send,
@@ -49,12 +48,12 @@ class ServingApp(FastAPI):
     (~20 µs a request). Everything else (other paths, other methods on /rank, a trailing slash)
     takes FastAPI's whole stack."""
 
-    rank_latency: LatencyRecorder | None = None
+    rank_metrics: ServingMetrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        recorder = self.rank_latency
+        metrics = self.rank_metrics
         if (
-            recorder is None
+            metrics is None
             or scope["type"] != "http"
             or scope["path"] != ranking.PATH
             or scope["method"] != "POST"
@@ -68,7 +67,7 @@ class ServingApp(FastAPI):
         try:
             status = await ranking.respond_guarded(scope, receive, send)
         finally:
-            recorder.observe("POST", ranking.PATH, status, time.perf_counter() - start)
+            metrics.time_rank(status, time.perf_counter() - start)
 
 
 def create_app(
@@ -129,7 +128,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(reload.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
-    app.rank_latency = LatencyRecorder(metrics)
+    app.rank_metrics = metrics
     # FastAPI's documented way to extend the schema is to replace app.openapi; mypy forbids
     # assigning to a method.
     app.openapi = lambda: openapi_with_request_models(app)  # type: ignore[method-assign]

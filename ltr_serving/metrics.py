@@ -31,6 +31,7 @@ class ServingMetrics:
             registry=self.registry,
         )
         self._pending_sizes: list[int] = []
+        self._pending_rank: list[tuple[int, float]] = []
         self.ranked_candidates = Histogram(
             "ltr_rank_candidates",
             "Candidates per /rank request.",
@@ -66,24 +67,37 @@ class ServingMetrics:
             "Unix time at which the live version was swapped in.",
             registry=self.registry,
         )
+        self._rank_latency = LatencyRecorder(self)
         for trigger in ("startup", "api", "poll"):  # so the series exist at 0 before any event
             self.reloads.labels(trigger)
             self.reload_failures.labels(trigger)
 
+    # /rank's two observations per request are appended to lists and observed into their
+    # histograms in batches (at every scrape, or every 4,096 requests): a Histogram.observe
+    # takes two locks and a Python loop over the buckets, a few µs of every request.
+
     def count_candidates(self, n: int) -> None:
-        """Record a /rank list size. Appended here and observed into `ranked_candidates` in
-        batches (at every scrape, or every 4,096 requests): a Histogram.observe takes two locks
-        and a Python loop over the buckets, a few µs of every request."""
+        """Record a /rank list size."""
         pending = self._pending_sizes
         pending.append(n)
         if len(pending) >= 4096:
             self.flush()
 
+    def time_rank(self, status: int, seconds: float) -> None:
+        """Record a POST /rank latency (the latency middleware does not see that route)."""
+        pending = self._pending_rank
+        pending.append((status, seconds))
+        if len(pending) >= 4096:
+            self.flush()
+
     def flush(self) -> None:
-        """Observe the pending list sizes (call before exporting)."""
-        pending, self._pending_sizes = self._pending_sizes, []
-        for n in pending:
+        """Observe the pending observations (call before exporting)."""
+        sizes, self._pending_sizes = self._pending_sizes, []
+        for n in sizes:
             self.ranked_candidates.observe(n)
+        timings, self._pending_rank = self._pending_rank, []
+        for status, seconds in timings:
+            self._rank_latency.observe("POST", "/rank", status, seconds)
 
     def set_live(self, version: str, scorer: str, source: str, loaded_at: float) -> None:
         self.live_version.clear()
