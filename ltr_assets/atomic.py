@@ -45,6 +45,25 @@ def _replacing(path: Path) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def writing_file(path: Path | S3Path) -> Iterator[Path]:
+    """Yields a local temporary file to write (in pieces, of any size); when the block ends
+    without an error, it becomes `path` with the same atomicity as `write_bytes`: locally the
+    file beside `path` is fsynced and renamed over it; on S3 it is a file in the system's temp
+    folder (TMPDIR), uploaded in a stream to a temporary key and then copied to its key
+    (`s3_lake.upload_file`), so a large object is never held in memory. On an error `path` is
+    untouched and the temporary file removed."""
+    if isinstance(path, S3Path):
+        with tempfile.TemporaryDirectory(prefix="ltr-upload-") as folder:
+            local = Path(folder) / path.name
+            local.touch()
+            yield local
+            s3_lake.upload_file(path, local)
+        return
+    with _replacing(path) as tmp:
+        yield tmp
+
+
 def write_bytes(path: Path | S3Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync it, then rename it over `path`. On S3:
     the complete object under a temporary key, then one server-side copy to its key."""
