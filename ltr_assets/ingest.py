@@ -7,8 +7,6 @@ import gc
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +31,6 @@ log = logging.getLogger("ltr.ingest")
 MAX_LISTED_CONFLICTS = 20
 # Accepted rows held in memory at most: a day with more is spilled to disk in runs of this many.
 DEFAULT_CHUNK_ROWS = 200_000
-ROW_GROUP_ROWS = 1024 * 1024  # rows per Parquet row group (pyarrow's default)
 DEFAULT_MERGE_MEMORY = "2GB"  # DuckDB's memory for merging the runs; it spills past it
 MERGE_BATCH_ROWS = 100_000
 
@@ -127,39 +124,18 @@ def events_table(rows: Sequence[EventRow]) -> pa.Table:
 
 
 def write_events(path: LakePath, tables: Iterable[pa.Table | pa.RecordBatch]) -> tuple[int, int]:
-    """Write rows already in lake order to `path` atomically, one row group per ROW_GROUP_ROWS
-    rows whatever pieces they come in, so the same rows give the same bytes from the in-memory
-    and the spilled path (and the same bytes `pq.write_table` gave before rows were streamed).
-    Holds at most about two row groups in memory. Returns (rows, feedback rows)."""
-    rows = feedback = 0
-    with atomic.writing_file(path) as tmp:
-        writer = pq.ParquetWriter(tmp, RAW_EVENTS_SCHEMA, compression="zstd", write_statistics=True)
-        try:
-            pending: list[pa.Table] = []
-            waiting = 0
-            written_any = False
+    """Write rows already in lake order to `path` atomically (`atomic.write_parquet_stream`:
+    the same rows give the same bytes from the in-memory and the spilled path, and the same
+    bytes `pq.write_table` gave when a day was written whole). Returns (rows, feedback rows)."""
+    feedback = 0
 
-            def write(group: pa.Table) -> None:
-                writer.write_table(group.combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+    def counted() -> Iterator[pa.Table | pa.RecordBatch]:
+        nonlocal feedback
+        for piece in tables:
+            feedback += piece.num_rows - piece.column("action").null_count
+            yield piece
 
-            for piece in tables:
-                table = (
-                    pa.Table.from_batches([piece]) if isinstance(piece, pa.RecordBatch) else piece
-                )
-                table = table.cast(RAW_EVENTS_SCHEMA)
-                rows += table.num_rows
-                feedback += table.num_rows - table.column("action").null_count
-                pending.append(table)
-                waiting += table.num_rows
-                while waiting >= ROW_GROUP_ROWS:
-                    whole = pa.concat_tables(pending)
-                    write(whole.slice(0, ROW_GROUP_ROWS))
-                    written_any = True
-                    pending, waiting = [whole.slice(ROW_GROUP_ROWS)], waiting - ROW_GROUP_ROWS
-            if waiting or not written_any:
-                write(pa.concat_tables(pending) if pending else RAW_EVENTS_SCHEMA.empty_table())
-        finally:
-            writer.close()
+    rows = atomic.write_parquet_stream(path, RAW_EVENTS_SCHEMA, counted())
     return rows, feedback
 
 
@@ -229,13 +205,8 @@ class _Spill:
     output on a local lake, in the system's temp folder for a lake on S3); DuckDB then
     deduplicates and sorts them, spilling to that folder past `memory_limit`."""
 
-    def __init__(self, output: LakePath) -> None:
-        if isinstance(output, Path):
-            output.parent.mkdir(parents=True, exist_ok=True)
-            folder = tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".work")
-        else:
-            folder = tempfile.mkdtemp(prefix=f"ltr-ingest-{output.name}.")
-        self.folder = Path(folder)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder  # `atomic.scratch_folder`: removed by its owner
         self.runs: list[Path] = []
 
     def add(self, rows: Sequence[EventRow]) -> None:
@@ -245,9 +216,6 @@ class _Spill:
         run = self.folder / f"run-{len(self.runs):05d}.parquet"
         pq.write_table(table, run, compression="snappy")
         self.runs.append(run)
-
-    def close(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
     @contextlib.contextmanager
     def merged(self, memory_limit: str) -> Iterator[tuple[pa.RecordBatchReader, _MergeCounts]]:
@@ -278,16 +246,17 @@ class _Spill:
                        first(digest ORDER BY timestamp, digest) AS keep_digest
                 FROM runs SEMI JOIN multi USING (event_id) GROUP BY event_id"""
             )
-            totals = con.execute(
+            found = con.execute(
                 "SELECT coalesce(sum(copies - contents), 0), coalesce(sum(contents - 1), 0) "
                 "FROM resolved"
-            ).fetchone()
+            ).fetchall()  # to the end: this DuckDB refuses new work while a result is unread
             listed = con.execute(
                 "SELECT event_id FROM resolved WHERE contents > 1 ORDER BY event_id "
                 f"LIMIT {MAX_LISTED_CONFLICTS}"
             ).fetchall()
-            if totals is None:  # an aggregate without GROUP BY always returns one row
-                raise RuntimeError("the duplicate count query returned no row")
+            if len(found) != 1:  # an aggregate without GROUP BY always returns one row
+                raise RuntimeError("the duplicate count query did not return one row")
+            totals = found[0]
             counts = _MergeCounts(int(totals[0]), int(totals[1]), [str(r[0]) for r in listed])
             columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
             reader = con.sql(
@@ -336,51 +305,50 @@ def ingest_day(
     buffer: list[EventRow] = []
     spill: _Spill | None = None
     read = 0
-    try:
-        with (
-            atomic.writing_file(report.quarantine_path) as quarantine_tmp,
-            quarantine_tmp.open("w", encoding="utf-8", newline="") as quarantine,
-        ):
-            with gc_paused():
-                for record in records:
-                    read += 1
-                    if type(record) is EventRow:
-                        buffer.append(record)
-                        if len(buffer) >= chunk_rows:
-                            spill = spill or _Spill(report.parquet_path)
-                            spill.add(buffer)
-                            buffer = []
-                        continue
-                    outcome = record.outcome
-                    if outcome is None:
-                        report.ignored += 1
-                    else:
-                        report.quarantined += 1
-                        report.reasons[outcome.kind] += 1
-                        quarantine.write(_quarantine_line(record, outcome))
-                report.read = read
-                if spill is None:
-                    unique = _Deduplicator()
-                    for row in buffer:
-                        unique.add(row)
-                    buffer = []
-                    report.duplicates, report.conflicts = unique.duplicates, unique.conflicts
-                    report.conflicting_ids = unique.conflicting_ids[:MAX_LISTED_CONFLICTS]
-                    table = events_table(list(unique.rows.values()))
-                    del unique
-                    report.accepted, report.feedback = write_events(report.parquet_path, [table])
-                    del table
-            if spill is not None:
-                if buffer:
-                    spill.add(buffer)
-                    buffer = []
-                with spill.merged(memory_limit) as (batches, counts):
-                    report.duplicates, report.conflicts = counts.duplicates, counts.conflicts
-                    report.conflicting_ids = counts.conflicting_ids
-                    report.accepted, report.feedback = write_events(report.parquet_path, batches)
-    finally:
+    with (
+        contextlib.ExitStack() as scratch,
+        atomic.writing_file(report.quarantine_path) as quarantine_tmp,
+        quarantine_tmp.open("w", encoding="utf-8", newline="") as quarantine,
+    ):
+        with gc_paused():
+            for record in records:
+                read += 1
+                if type(record) is EventRow:
+                    buffer.append(record)
+                    if len(buffer) >= chunk_rows:
+                        if spill is None:
+                            folder = atomic.scratch_folder(report.parquet_path)
+                            spill = _Spill(scratch.enter_context(folder))
+                        spill.add(buffer)
+                        buffer = []
+                    continue
+                outcome = record.outcome
+                if outcome is None:
+                    report.ignored += 1
+                else:
+                    report.quarantined += 1
+                    report.reasons[outcome.kind] += 1
+                    quarantine.write(_quarantine_line(record, outcome))
+            report.read = read
+            if spill is None:
+                unique = _Deduplicator()
+                for row in buffer:
+                    unique.add(row)
+                buffer = []
+                report.duplicates, report.conflicts = unique.duplicates, unique.conflicts
+                report.conflicting_ids = unique.conflicting_ids[:MAX_LISTED_CONFLICTS]
+                table = events_table(list(unique.rows.values()))
+                del unique
+                report.accepted, report.feedback = write_events(report.parquet_path, [table])
+                del table
         if spill is not None:
-            spill.close()
+            if buffer:
+                spill.add(buffer)
+                buffer = []
+            with spill.merged(memory_limit) as (batches, counts):
+                report.duplicates, report.conflicts = counts.duplicates, counts.conflicts
+                report.conflicting_ids = counts.conflicting_ids
+                report.accepted, report.feedback = write_events(report.parquet_path, batches)
     report.recommendations = report.accepted - report.feedback
     return report
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ltr_assets import ingest
+from ltr_assets import atomic, ingest
 from ltr_assets.ingest import IngestReport, ingest_day
 from ltr_assets.lake import Lake
 from ltr_assets.simulator import Simulator, SimulatorConfig
@@ -115,7 +115,7 @@ def test_row_groups_do_not_depend_on_the_pieces_rows_come_in(
 ) -> None:
     """Several row groups (made small here): the same bytes from one table or from DuckDB's
     batches, and the same bytes as pyarrow's write_table with that row-group size."""
-    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", 64)
+    monkeypatch.setattr(atomic, "PARQUET_ROW_GROUP_ROWS", 64)
     monkeypatch.setattr(ingest, "MERGE_BATCH_ROWS", 50)
     lines = _day_lines(seed=11)
     in_memory = _ingest(tmp_path, "memory", lines)
@@ -226,3 +226,31 @@ def test_a_primary_failing_with_a_bug_is_not_hidden_by_the_fallback(tmp_path: Pa
     with pytest.raises(ValueError, match="a bug"):
         ingest.ingest_with_fallback(primary, files, DAY, Lake(tmp_path / "lake"))
     assert not (tmp_path / "lake" / "raw_events" / f"{DAY}.parquet").exists()
+
+
+def test_the_feature_matrix_is_streamed_in_batches_with_the_same_rows_and_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """feature_matrix written from DuckDB's batches, cut small here, into small row groups:
+    the same rows and report figures as in one piece, and no scratch folder left."""
+    from dataclasses import replace
+
+    from ltr_assets import features
+
+    folder = tmp_path / "day"
+    folder.mkdir()
+    lines = _day_lines(seed=3)
+    (folder / "audit.jsonl").write_text("".join(line + "\n" for line in lines))
+    lake = Lake(folder / "lake")
+    ingest_day(AuditLogSource(str(folder / "audit.jsonl")).read_day(DAY), DAY, lake, "f")
+    whole = features.build_feature_matrix(lake, DAY)
+    expected = pq.read_table(lake.feature_matrix(DAY))
+    assert whole.rows == expected.num_rows > 100 and whole.groups_with_positive > 0
+
+    monkeypatch.setattr(features, "BATCH_ROWS", 17)
+    monkeypatch.setattr(atomic, "PARQUET_ROW_GROUP_ROWS", 40)
+    pieces = features.build_feature_matrix(lake, DAY)
+    assert replace(pieces, path=whole.path) == whole
+    assert pq.read_table(lake.feature_matrix(DAY)).equals(expected)
+    assert pq.ParquetFile(lake.feature_matrix(DAY)).num_row_groups == -(-whole.rows // 40)
+    assert [p.name for p in (folder / "lake" / "feature_matrix").iterdir()] == [f"{DAY}.parquet"]
