@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -365,7 +365,7 @@ class SourceUnavailable(Exception):
 
 def _guarded(
     records: Iterable[DayRecord], errors: tuple[type[BaseException], ...]
-) -> Iterator[DayRecord]:
+) -> Generator[DayRecord, None, None]:
     """The records, with a failure of the source itself (not of the ingest consuming them)
     raised as SourceUnavailable."""
     try:
@@ -395,8 +395,11 @@ def ingest_with_fallback(
 
     if primary is not None:
         try:
-            records = _guarded(primary.read_day(day), primary.unavailable_errors)
-            return run(records, primary.name), SourceChoice(primary.name, "")
+            # closed at once when the ingest stops early, so the consumer is stopped then
+            with contextlib.closing(
+                _guarded(primary.read_day(day), primary.unavailable_errors)
+            ) as records:
+                return run(records, primary.name), SourceChoice(primary.name, "")
         except SourceUnavailable as exc:  # the source is down, not the data wrong
             reason = str(exc)
             log.warning("falling back to %s for %s: %s", fallback.name, day, reason)
