@@ -9,13 +9,18 @@ next day's raw events are read too when they exist.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ltr_assets import atomic, s3_lake
+from ltr_assets import atomic
 from ltr_assets.lake import Lake, LakePath
 from ltr_assets.s3_lake import S3Path
 from ltr_assets.schema import (
@@ -25,6 +30,9 @@ from ltr_assets.schema import (
     FEEDBACK,
     RECOMMENDATION,
 )
+
+DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's memory for the join; it spills past it
+BATCH_ROWS = 100_000
 
 
 @dataclass
@@ -89,62 +97,99 @@ def _views_sql(feedback_window_hours: int, source: str, day: date) -> list[str]:
     ]
 
 
-def _source(con: duckdb.DuckDBPyConnection, paths: list[LakePath]) -> str:
+class _Summary:
+    """The report's figures, gathered from the matrix's batches as they are written."""
+
+    def __init__(self) -> None:
+        self.groups: set[str] = set()
+        self.positive_groups: set[str] = set()
+        self.labels: Counter[int] = Counter()
+
+    def counted(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            groups = batch.column("group_id")
+            labels = np.asarray(batch.column("label").to_numpy(zero_copy_only=False))
+            self.groups.update(str(g) for g in pc.unique(groups).to_pylist())
+            positive = pc.filter(groups, pa.array(labels > 0))
+            self.positive_groups.update(str(g) for g in pc.unique(positive).to_pylist())
+            values, counts = np.unique(labels, return_counts=True)
+            for value, n in zip(values.tolist(), counts.tolist(), strict=True):
+                self.labels[int(value)] += int(n)
+            yield batch
+
+
+def _source(paths: list[LakePath], folder: Path) -> str:
     """The raw events of `paths` that exist, as a relation DuckDB reads: local files through
-    read_parquet; objects on S3 read by pyarrow (each in one consistent read) and registered in
-    the connection as an Arrow table (DuckDB's httpfs extension is downloaded at run time and
-    is not relied on)."""
-    present = [p for p in paths if p.exists()]
-    s3 = [p for p in present if isinstance(p, S3Path)]
-    if not s3:
-        files = [str(p) for p in present]
-        return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
-    events = pa.concat_tables([s3_lake.read_table(p) for p in s3])
-    con.register("raw_events_arrow", events)
-    return "raw_events_arrow"
+    read_parquet; an object on S3 first copied whole (one consistent read) to a local file in
+    `folder`, so DuckDB streams it from disk like a local one (its httpfs extension is
+    downloaded at run time and is not relied on) and the decoded day is never held whole."""
+    files: list[str] = []
+    for path in paths:
+        if not path.exists():
+            continue
+        if isinstance(path, S3Path):
+            local = folder / f"{len(files)}-{path.name}"
+            local.write_bytes(path.read_bytes())
+            files.append(str(local))
+        else:
+            files.append(str(path))
+    return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
 
 
-def build_feature_matrix(lake: Lake, day: date, feedback_window_hours: int = 24) -> MatrixReport:
-    """Build and write feature_matrix[day] from raw_events[day] (and [day+1] when present)."""
+def build_feature_matrix(
+    lake: Lake,
+    day: date,
+    feedback_window_hours: int = 24,
+    *,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> MatrixReport:
+    """Build and write feature_matrix[day] from raw_events[day] (and [day+1] when present).
+
+    DuckDB works within `memory_limit`, spilling to a scratch folder beside the output, and the
+    matrix is streamed to Parquet in batches (`atomic.write_parquet_stream`), so memory does
+    not grow with the day; the report's figures are read back from the written file."""
     own = lake.raw_events(day)
     if not own.exists():
         raise FileNotFoundError(f"raw_events for {day} is not in the lake ({own})")
     next_day = lake.raw_events(day + timedelta(days=1))
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")  # days and group ids are UTC days, whatever the host's TZ
-    try:
-        source = _source(con, [own, next_day])
-        for statement in _views_sql(feedback_window_hours, source, day):
-            con.execute(statement)
-        table: pa.Table = con.sql(
-            "SELECT * EXCLUDE (group_start) FROM rows "
-            "ORDER BY group_start, group_id, rank_position NULLS LAST, lawyer_id"
-        ).to_arrow_table()
-        counts = con.execute(
-            f"""SELECT count(*) FILTER (WHERE CAST(f.timestamp AS DATE) = DATE '{day}'),
+    path = lake.feature_matrix(day)
+    with atomic.scratch_folder(path) as folder:
+        con = duckdb.connect(
+            config={"memory_limit": memory_limit, "temp_directory": str(folder / "duckdb")}
+        )
+        try:
+            # days and group ids are UTC days, whatever the host's TZ
+            con.execute("SET TimeZone = 'UTC'")
+            source = _source([own, next_day], folder)
+            for statement in _views_sql(feedback_window_hours, source, day):
+                con.execute(statement)
+            found = con.execute(
+                f"""SELECT count(*) FILTER (WHERE CAST(f.timestamp AS DATE) = DATE '{day}'),
                        count(m.event_id) FILTER (WHERE CAST(m.shown_at AS DATE) = DATE '{day}'),
                        count(m.event_id) FILTER (WHERE CAST(m.shown_at AS DATE) = DATE '{day}'
                                                  AND CAST(f.timestamp AS DATE) > DATE '{day}')
                 FROM feedback f LEFT JOIN matched m USING (event_id)"""
-        ).fetchone()
-    finally:
-        con.close()
-    if counts is None:  # an aggregate without GROUP BY always returns one row
-        raise RuntimeError("the feedback count query returned no row")
+            ).fetchall()  # to the end: this DuckDB refuses new work while a result is unread
+            if len(found) != 1:  # an aggregate without GROUP BY always returns one row
+                raise RuntimeError("the feedback count query did not return one row")
+            counts = found[0]
+            reader = con.sql(
+                "SELECT * EXCLUDE (group_start) FROM rows "
+                "ORDER BY group_start, group_id, rank_position NULLS LAST, lawyer_id"
+            ).to_arrow_reader(BATCH_ROWS)
+            summary = _Summary()
+            rows = atomic.write_parquet_stream(path, reader.schema, summary.counted(reader))
+        finally:
+            con.close()
     day_feedback, matched, late = counts
-    path = lake.feature_matrix(day)
-    atomic.write_parquet(path, table)
-    labels = table.column("label").to_pylist()
-    groups = table.column("group_id").to_pylist()
-    positive_groups = {
-        g for g, label in zip(groups, labels, strict=True) if label is not None and label > 0
-    }
     return MatrixReport(
         day=day,
-        rows=table.num_rows,
-        groups=len(set(groups)),
-        groups_with_positive=len(positive_groups),
-        label_counts={grade: labels.count(grade) for grade in sorted(set(ACTION_GRADES.values()))},
+        rows=rows,
+        groups=len(summary.groups),
+        groups_with_positive=len(summary.positive_groups),
+        label_counts={
+            grade: summary.labels[grade] for grade in sorted(set(ACTION_GRADES.values()))
+        },
         feedback_events=int(day_feedback),
         feedback_matched=int(matched),
         late_feedback_matched=int(late),

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -91,9 +91,19 @@ class KafkaRead:
     scanned: int  # records looked at, including other days'
 
     def __repr__(self) -> str:
-        # Short on purpose: asyncio formats a finished task's result (reprlib calls repr()), and
-        # a repr of a million records took seconds.
         return f"KafkaRead({len(self.records)} records, partitions={self.partitions})"
+
+
+@dataclass
+class ReadProgress:
+    """How far a streamed read got: filled in as the records are read."""
+
+    partitions: dict[int, tuple[int, int]] = field(default_factory=dict)
+    scanned: int = 0
+
+
+async def _next_batch(batches: AsyncIterator[list[DayRecord]]) -> list[DayRecord]:
+    return await anext(batches)
 
 
 class KafkaDaySource:
@@ -111,11 +121,32 @@ class KafkaDaySource:
         self.settings = settings
 
     def read_day(self, day: date) -> Iterator[DayRecord]:
-        yield from self.read(day).records
+        return self.stream(day)
+
+    def stream(self, day: date, progress: ReadProgress | None = None) -> Iterator[DayRecord]:
+        """The day's records as they are fetched, one poll's batch at a time, so a day is never
+        held in memory here (the ingest bounds what it keeps). The consumer lives on an event
+        loop of its own, driven between batches; stopping the iteration early stops the
+        consumer. The group's offsets are committed once the whole day has been read."""
+        progress = ReadProgress() if progress is None else progress
+        with asyncio.Runner() as runner:
+            batches = self._batches(day, progress)
+            try:
+                while True:
+                    try:
+                        batch = runner.run(_next_batch(batches))
+                    except StopAsyncIteration:
+                        return
+                    yield from batch
+            finally:
+                runner.run(batches.aclose())
 
     def read(self, day: date) -> KafkaRead:
-        with gc_paused():  # the day's rows are kept until written: see ingest.gc_paused
-            return asyncio.run(self._read(day))
+        """The whole day in memory (for tests and tools; the ingest streams `read_day`)."""
+        progress = ReadProgress()
+        with gc_paused():
+            records = list(self.stream(day, progress))
+        return KafkaRead(records, progress.partitions, progress.scanned)
 
     async def _start(self, client: Any) -> None:
         try:
@@ -127,7 +158,9 @@ class KafkaDaySource:
                 f"{type(exc).__name__}: {exc}"
             ) from None
 
-    async def _read(self, day: date) -> KafkaRead:
+    async def _batches(
+        self, day: date, progress: ReadProgress
+    ) -> AsyncGenerator[list[DayRecord], None]:
         s = self.settings
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         start_ms, end_ms = _ms(start), _ms(start + timedelta(days=1))
@@ -151,7 +184,7 @@ class KafkaDaySource:
             ends = await consumer.end_offsets(tps)
             firsts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
             active: dict[TopicPartition, int] = {}
-            bounds: dict[int, tuple[int, int]] = {}
+            bounds = progress.partitions
             for tp in tps:
                 first = firsts.get(tp)
                 if first is None or first.offset >= ends[tp]:
@@ -160,10 +193,8 @@ class KafkaDaySource:
                 consumer.seek(tp, first.offset)
                 active[tp] = ends[tp]
                 bounds[tp.partition] = (first.offset, first.offset)
-            records: list[DayRecord] = []
             horizon = source_horizon(datetime.now(UTC).date(), s.max_clock_skew)
             arrived: dict[int, date] = {}  # partition -> day of the last record in time
-            scanned = 0
             last_progress = time.monotonic()
             while active:
                 batch = await consumer.getmany(
@@ -176,7 +207,7 @@ class KafkaDaySource:
                             f"with {len(active)} partitions unfinished"
                         )
                     continue
-                last_progress = time.monotonic()
+                records: list[DayRecord] = []
                 for tp, messages in batch.items():
                     end = active.get(tp)
                     if end is None:
@@ -187,15 +218,18 @@ class KafkaDaySource:
                         if message.offset >= end or stop_ms <= message.timestamp < horizon_ms:
                             done = True
                             break
-                        scanned += 1
+                        progress.scanned += 1
                         next_offset = message.offset + 1
                         records.extend(self._keep(message, day, horizon, arrived))
                     bounds[tp.partition] = (bounds[tp.partition][0], next_offset)
                     if done or next_offset >= end:
                         del active[tp]
                         consumer.pause(tp)
+                if records:
+                    yield records
+                # The wait for the next batch counts as a stall, not the time the reader took.
+                last_progress = time.monotonic()
             await self._commit_progress(consumer, bounds)
-            return KafkaRead(records, bounds, scanned)
         finally:
             await consumer.stop()
 

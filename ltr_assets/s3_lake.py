@@ -22,6 +22,7 @@ import errno
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -141,6 +142,21 @@ def replacing(target: S3Path) -> Iterator[str]:
 def write_bytes(target: S3Path, data: bytes) -> None:
     with replacing(target) as tmp, target.fs.open_output_stream(tmp) as stream:
         stream.write(data)
+
+
+UPLOAD_PIECE = 8 * 2**20  # bytes read from the local file per write (pyarrow uploads in parts)
+
+
+def upload_file(target: S3Path, local: Path) -> None:
+    """A local file to `target`, streamed piece by piece (never whole in memory), with the same
+    atomicity as `write_bytes`."""
+    with (
+        replacing(target) as tmp,
+        target.fs.open_output_stream(tmp) as stream,
+        local.open("rb") as handle,
+    ):
+        while piece := handle.read(UPLOAD_PIECE):
+            stream.write(piece)
 
 
 def write_parquet(target: S3Path, table: pa.Table) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +24,13 @@ from fastapi.responses import JSONResponse
 
 from ltr_serving.errors import validation_errors
 from ltr_serving.logs import configure_logging
-from ltr_serving.metrics import LatencyMiddleware, ServingMetrics
+from ltr_serving.metrics import (
+    LatencyMiddleware,
+    Receive,
+    Scope,
+    Send,
+    ServingMetrics,
+)
 from ltr_serving.models import RankRequest
 from ltr_serving.poller import poll_forever
 from ltr_serving.routers import health, ranking, reload
@@ -34,9 +41,38 @@ from ltr_serving.store import WeightStore, build_store
 log = logging.getLogger("ltr_serving.app")
 
 
+class ServingApp(FastAPI):
+    """FastAPI, except that POST /rank, the hot path, goes straight to its endpoint, timed into
+    the same latency histogram as every route, without Starlette's error, exception and
+    exit-stack middlewares, the latency middleware's wrapping and the route matching around it
+    (~20 µs a request). Everything else (other paths, other methods on /rank, a trailing slash)
+    takes FastAPI's whole stack."""
+
+    rank_metrics: ServingMetrics | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics = self.rank_metrics
+        if (
+            metrics is None
+            or scope["type"] != "http"
+            or scope["path"] != ranking.PATH
+            or scope["method"] != "POST"
+        ):
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        scope["route"] = ranking.route
+        start = time.perf_counter()
+        status = 500
+        try:
+            status = await ranking.respond_guarded(scope, receive, send)
+        finally:
+            metrics.time_rank(status, time.perf_counter() - start)
+
+
 def create_app(
     settings: ServingSettings | None = None, store: WeightStore | None = None
-) -> FastAPI:
+) -> ServingApp:
     """A new app with its own state and metrics registry (tests run several in one process)."""
     configure_logging()
     metrics = ServingMetrics()
@@ -73,7 +109,7 @@ def create_app(
                     await poller
             log.info("stopped")
 
-    app = FastAPI(
+    app = ServingApp(
         title="ltr_serving",
         summary="Ranks lawyers for a case with the live Learning-to-Rank version.",
         lifespan=lifespan,
@@ -92,6 +128,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(reload.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
+    app.rank_metrics = metrics
     # FastAPI's documented way to extend the schema is to replace app.openapi; mypy forbids
     # assigning to a method.
     app.openapi = lambda: openapi_with_request_models(app)  # type: ignore[method-assign]

@@ -44,7 +44,7 @@ from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.evaluation import gate_line, round_floats
 from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_day, read_day_with_fallback
+from ltr_assets.ingest import ingest_with_fallback
 from ltr_assets.model_card import render_model_card
 from ltr_assets.notify import notify
 
@@ -89,13 +89,12 @@ def _day(context: AssetExecutionContext) -> date:
 def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     settings = ltr.settings()
     day = _day(context)
-    records, choice = read_day_with_fallback(ltr.kafka_source(), ltr.file_source(), day)
+    report, choice = ingest_with_fallback(ltr.kafka_source(), ltr.file_source(), day, ltr.lake())
     if choice.fallback_reason:
         context.log.warning(
             f"raw_events[{day}]: Kafka unusable, read the audit log instead: "
             f"{choice.fallback_reason}"
         )
-    report = ingest_day(records, day, ltr.lake(), source=choice.name)
     context.log.info(
         f"raw_events[{day}]: read={report.read} accepted={report.accepted} "
         f"duplicates={report.duplicates} conflicts={report.conflicts} "

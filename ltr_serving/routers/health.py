@@ -52,5 +52,8 @@ def health(response: Response, settings: SettingsDep, state: StateDep) -> Health
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(metrics: MetricsDep) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
+    """Async on purpose: it runs on the event loop, like /rank, so flushing /rank's batched
+    observations never interleaves with a request appending to them."""
+    metrics.flush()
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,8 @@ keeps FastAPI's shapes ({"detail": "..."}, and the 422 list).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +27,8 @@ from ltr_serving import codec
 from ltr_serving.errors import validation_errors
 from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
 from ltr_serving.state import ServingState
+
+log = logging.getLogger("ltr_serving.ranking")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -68,38 +72,54 @@ def _explain(query_string: bytes) -> bool:
     return False
 
 
-async def _send(send: Send, status: int, body: bytes) -> None:
+async def _send(send: Send, status: int, body: bytes) -> int:
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return status
 
 
 class RankEndpoint:
     """ASGI app of POST /rank. Ranks by descending score; ties keep the request's order."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.respond(scope, receive, send)
+
+    async def respond(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer the request; returns the status sent (the caller times the request)."""
         state: ServingState | None = getattr(scope["app"].state, "serving", None)
         if state is None:  # only between process start and the end of the lifespan's startup
-            await _send(send, 503, orjson.dumps({"detail": STARTING}))
-            return
+            return await _send(send, 503, orjson.dumps({"detail": STARTING}))
         limit = state.settings.max_body_bytes
         body = await read_body(scope, receive, limit)
         if body is None:
             detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
-            await _send(send, 413, orjson.dumps({"detail": detail, "limit_bytes": limit}))
-            return
+            return await _send(send, 413, orjson.dumps({"detail": detail, "limit_bytes": limit}))
         live = state.live  # read once: this request uses this version from here to the end
         if live is None:
-            await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
-            return
+            return await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
         explain = _explain(scope["query_string"]) if scope["query_string"] else False
         try:
             parsed = codec.parse_request(body, state.settings.max_candidates, explain)
         except codec.RequestError as exc:
-            await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
-            return
-        state.metrics.ranked_candidates.observe(len(parsed.ids))
-        await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
+            return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
+        state.metrics.count_candidates(len(parsed.ids))
+        return await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
+
+
+async def respond_guarded(scope: Scope, receive: Receive, send: Send) -> int:
+    """The endpoint as `ServingApp` calls it, outside Starlette's error middleware: an
+    unexpected exception is logged and answered with a 500, as Starlette's
+    ServerErrorMiddleware would, then raised for the server to log too. (The endpoint sends
+    only at its end; if the failure came after the response started, the server refuses the
+    second start, which is ignored here.)"""
+    try:
+        return await endpoint.respond(scope, receive, send)
+    except Exception:
+        log.exception("unexpected error in POST /rank")
+        with contextlib.suppress(Exception):
+            await _send(send, 500, orjson.dumps({"detail": "internal server error"}))
+        raise
 
 
 class RankRoute(Route):
@@ -113,7 +133,8 @@ class RankRoute(Route):
         return match, child
 
 
-route = RankRoute(PATH, RankEndpoint(), methods=["POST"], include_in_schema=False)
+endpoint = RankEndpoint()
+route = RankRoute(PATH, endpoint, methods=["POST"], include_in_schema=False)
 
 
 async def _documented_rank() -> RankResponse:  # pragma: no cover - documentation only

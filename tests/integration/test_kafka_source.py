@@ -299,3 +299,24 @@ def test_a_future_stamped_record_is_quarantined_in_the_day_it_arrived(
     assert b'"skewed"' in quarantined[0].raw
     for other in (DAYS[0], DAYS[2], date(2030, 1, 1)):
         assert source.read(other).records == []
+
+
+def test_a_day_is_streamed_poll_by_poll_not_read_whole_first(
+    kafka_broker: Broker, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first records reach the ingest after one poll (10 records here), long before the day
+    is read; the offsets are committed only once the whole day has been."""
+    import ltr_assets.kafka as kafka
+
+    monkeypatch.setattr(kafka, "MAX_RECORDS_PER_POLL", 10)
+    settings = _settings(kafka_broker, topic)
+    events = Simulator(SimulatorConfig(start=START, days=1, seed=2, requests_per_day=20)).events()
+    assert publish_events(settings, events) == len(events) > 100
+    progress = kafka.ReadProgress()
+    stream = KafkaDaySource(settings).stream(START, progress)
+    first = next(stream)
+    assert isinstance(first, EventRow) and 0 < progress.scanned <= 10
+    assert asyncio.run(_committed(settings)) == {}
+    rest = list(stream)
+    assert 1 + len(rest) == len(events) == progress.scanned
+    assert asyncio.run(_committed(settings)) == {p: n for p, (_, n) in progress.partitions.items()}

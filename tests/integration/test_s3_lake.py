@@ -202,3 +202,32 @@ def test_the_daily_job_runs_on_a_lake_shared_through_s3(
             assert s3_lake.read_table(on_s3).equals(pq.read_table(on_disk)), (part, day)
             assert on_s3.read_bytes() == on_disk.read_bytes(), (part, day)
         assert s3.quarantine(day).read_bytes() == local.quarantine(day).read_bytes()
+
+
+def test_a_day_spilled_to_disk_gives_the_same_objects_on_s3_and_leaves_no_scratch(
+    lake_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day larger than the rows held in memory (runs of 50 here) ingested into the S3 lake:
+    its runs and DuckDB's spill go to the local temp folder, the objects are uploaded from
+    local files, and they are byte for byte the local in-memory lake's; nothing is left in
+    the temp folder or under a temporary key."""
+    import tempfile
+
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    write_simulated_events(tmp_path / "audit.jsonl", days=1, requests_per_day=30)
+    source = AuditLogSource(str(tmp_path / "audit.jsonl"), max_clock_skew=timedelta(hours=24))
+    day = date(2026, 11, 1)
+    s3 = Lake(_root(lake_bucket))
+    local = Lake(tmp_path / "local")
+    on_s3 = ingest_day(source.read_day(day), day, s3, "f", chunk_rows=50)
+    on_disk = ingest_day(source.read_day(day), day, local, "f")
+    assert on_s3.accepted == on_disk.accepted > 200
+    assert s3.raw_events(day).read_bytes() == Path(local.raw_events(day)).read_bytes()
+    assert s3.quarantine(day).read_bytes() == Path(local.quarantine(day)).read_bytes()
+    build_feature_matrix(s3, day)
+    build_feature_matrix(local, day)
+    assert s3.feature_matrix(day).read_bytes() == Path(local.feature_matrix(day)).read_bytes()
+    assert list(scratch.iterdir()) == []
+    assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]

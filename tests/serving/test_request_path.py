@@ -16,7 +16,7 @@ from ltr_assets.metrics import LatencyReport
 from ltr_assets.schema import FEATURES, PROTECTED_ATTRIBUTES
 from ltr_assets.scoring import WeightsScorer
 from ltr_serving import codec
-from tests.serving.conftest import Publisher, RunningServer, rank_body, weights_for
+from tests.serving.conftest import Publisher, RunningServer, metric_value, rank_body, weights_for
 
 
 def test_a_body_over_the_cap_gets_a_413_before_it_is_parsed(
@@ -147,3 +147,50 @@ def test_the_codec_accepts_what_pydantic_accepts_and_reads_features_in_order() -
     assert parsed.top_k == 2 and np.array_equal(parsed.matrix, np.array(expected))
     fast = codec.parse_request(orjson.dumps(rank_body(4, seed=2)), 1000)
     assert np.array_equal(fast.matrix, parsed.matrix) and fast.ids == parsed.ids
+
+
+def test_rank_is_timed_by_status_and_an_unexpected_failure_is_a_logged_500(
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """POST /rank bypasses Starlette's middleware stack (`ServingApp`): it must still land in the
+    latency histogram under its route and status, and an exception inside it must still give a
+    500 with a body, a log line, and a server that keeps answering."""
+    publisher.publish(weights_for(1))
+    server = start_server()
+    out_of_range = rank_body(5)
+    out_of_range["candidates"][2]["features"][FEATURES[0]] = 1.5
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(5)).status_code == 200
+        refused = client.post("/rank", json=out_of_range)
+        assert refused.status_code == 422  # the range is checked on the matrix, then explained
+        assert refused.json()["detail"][0]["loc"] == [
+            "body",
+            "candidates",
+            2,
+            "features",
+            FEATURES[0],
+        ]
+        assert client.get("/rank").status_code == 405  # other methods: FastAPI's stack
+
+        def broken_rank(*args: object) -> bytes:
+            raise RuntimeError("scorer exploded")
+
+        monkeypatch.setattr(codec, "rank", broken_rank)
+        failed = client.post("/rank", json=rank_body(5))
+        assert failed.status_code == 500
+        assert failed.json() == {"detail": "internal server error"}
+        assert "unexpected error in POST /rank" in caplog.text
+        monkeypatch.undo()
+        assert client.post("/rank", json=rank_body(5)).status_code == 200
+        text = client.get("/metrics").text
+    # list sizes are observed in batches, flushed at every scrape: 3 parsed lists of 5
+    assert metric_value(text, "ltr_rank_candidates_count") == 3.0
+    assert metric_value(text, "ltr_rank_candidates_sum") == 15.0
+    name = "ltr_http_request_duration_seconds_count"
+    for status, count in (("200", 2.0), ("422", 1.0), ("500", 1.0), ("405", 1.0)):
+        method = "GET" if status == "405" else "POST"
+        labels = f'method="{method}",route="/rank",status="{status}"'
+        assert metric_value(text, name, labels) == count, (status, text)
