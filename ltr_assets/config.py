@@ -188,13 +188,13 @@ class SampleCaps:
 
     # the click model (examination curve θ, attractiveness γ) and the click-gain model, fitted
     # on the training and validation lists (LTR_CLICK_MODEL_MAX_ROWS)
-    click_model_rows: int = 300_000
+    click_model_rows: int = 200_000
     # the distilled and pairwise derivations of the published linear weights, fitted on the
     # training lists (LTR_WEIGHTS_MAX_ROWS)
     weights_rows: int = 200_000
     # LambdaRank's training lists (LTR_TRAIN_MAX_ROWS); validation (early stopping) and the
     # test lists are never sampled
-    train_rows: int = 300_000
+    train_rows: int = 200_000
     seed: int = 0
 
 

@@ -29,9 +29,9 @@ from ltr_assets.training import (
 def test_the_caps_are_configuration_with_documented_defaults() -> None:
     caps = Settings.from_env({}).sample_caps
     assert (caps.click_model_rows, caps.weights_rows, caps.train_rows) == (
-        300_000,
         200_000,
-        300_000,
+        200_000,
+        200_000,
     )
     env = {"LTR_CLICK_MODEL_MAX_ROWS": "0", "LTR_WEIGHTS_MAX_ROWS": "50000"}
     caps = Settings.from_env(env).sample_caps
