@@ -86,20 +86,11 @@ def write_json(path: Path | S3Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def write_parquet(path: Path | S3Path, table: pa.Table) -> None:
-    """Parquet with a fixed writer setting so identical tables give identical bytes."""
-    if isinstance(path, S3Path):
-        s3_lake.write_parquet(path, table)
-        return
-    with _replacing(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
-
-
 def write_parquet_stream(
     path: Path | S3Path, schema: pa.Schema, pieces: Iterable[pa.Table | pa.RecordBatch]
 ) -> int:
-    """Rows that come in pieces (batches of a query, say) to one Parquet file, atomically, with
-    the writer settings of `write_parquet`, holding about two row groups in memory at most.
+    """Rows that come in pieces (batches of a query, say) to one Parquet file, atomically (zstd,
+    statistics written), holding about two row groups in memory at most.
     Row groups hold PARQUET_ROW_GROUP_ROWS rows each (the last one the rest) whatever the
     pieces, and each is written from contiguous columns, so the same rows give the same bytes
     however they were cut: one table, or a query's batches. Returns the number of rows."""

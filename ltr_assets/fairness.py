@@ -304,7 +304,7 @@ def fairness_report(
         )
     if test_draws is None or test_draws.shape != (n_boot, n_test):
         test_draws = bootstrap_draws(n_test, n_boot, seed)
-    pooled_draws: list[np.ndarray] = []  # drawn when a value first needs the pool (rarely at scale)
+    pooled_draws: np.ndarray | None = None  # drawn when a value first needs the pool
     coverage = {}
     for attribute in names:
         column = columns.get(attribute)
@@ -326,9 +326,9 @@ def fairness_report(
                 shares.exposure + extra.exposure,
                 shares.merit + extra.merit,
             )
-            if not pooled_draws:
-                pooled_draws.append(bootstrap_draws(n_test + n_pool, n_boot, seed))
-            use_draws, pooled = pooled_draws[0], True
+            if pooled_draws is None:
+                pooled_draws = bootstrap_draws(n_test + n_pool, n_boot, seed)
+            use_draws, pooled = pooled_draws, True
         if not shares.lists:
             continue
         c, e, diff, diff_ci, ratio, ratio_ci, merit_ratio = _measure(shares, use_draws)

@@ -147,7 +147,8 @@ def build_feature_matrix(
 
     DuckDB works within `memory_limit`, spilling to a scratch folder beside the output, and the
     matrix is streamed to Parquet in batches (`atomic.write_parquet_stream`), so memory does
-    not grow with the day; the report's figures are read back from the written file."""
+    not grow with the day; the report's figures are gathered from the batches as they are
+    written (`_Summary`)."""
     own = lake.raw_events(day)
     if not own.exists():
         raise FileNotFoundError(f"raw_events for {day} is not in the lake ({own})")

@@ -159,12 +159,6 @@ def upload_file(target: S3Path, local: Path) -> None:
             stream.write(piece)
 
 
-def write_parquet(target: S3Path, table: pa.Table) -> None:
-    """Same writer settings as the local lake, so identical tables give identical bytes."""
-    with replacing(target) as tmp:
-        pq.write_table(table, tmp, filesystem=target.fs, compression="zstd", write_statistics=True)
-
-
 def read_table(path: S3Path) -> pa.Table:
     """A Parquet object, parsed from one consistent read of the whole object (`read_bytes`)."""
     return pq.read_table(pa.BufferReader(path.read_bytes()))

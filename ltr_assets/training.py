@@ -177,12 +177,14 @@ def sampling_record(
     }
 
 
-def sample_split(split: Split, max_rows: int, seed: int = 0) -> tuple[Split, dict[str, Any]]:
+def sample_split(
+    split: Split, max_rows: int, seed: int = 0
+) -> tuple[Split, np.ndarray | None, dict[str, Any]]:
     """`split` itself when it fits in `max_rows` rows, else a deterministic sample of its whole
-    lists (`sample_lists`); with a record of what was used."""
+    lists (`sample_lists`); with the lists chosen (None: all) and a record of what was used."""
     chosen = sample_lists(split.group_sizes, max_rows, seed)
     record = sampling_record(split.group_sizes, chosen, max_rows, seed)
-    return (split if chosen is None else split.subset(chosen)), record
+    return (split if chosen is None else split.subset(chosen)), chosen, record
 
 
 def _split(frame: pd.DataFrame, group_ids: np.ndarray) -> Split:
@@ -477,9 +479,7 @@ def train_ranker(
     )
     del fit_X, fit_positions, fit_labels
     # LambdaRank on the training lists (a deterministic sample of them past the cap)
-    booster_lists = sample_lists(train.group_sizes, caps.train_rows, caps.seed)
-    booster_sample = sampling_record(train.group_sizes, booster_lists, caps.train_rows, caps.seed)
-    booster_train = train if booster_lists is None else train.subset(booster_lists)
+    booster_train, booster_lists, booster_sample = sample_split(train, caps.train_rows, caps.seed)
     train_targets = training_targets(booster_train, debias, debiaser)
     valid_targets = training_targets(valid, debias, debiaser)
     booster, info = train_booster(

@@ -61,7 +61,6 @@ class ServingApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
-        scope["route"] = ranking.route
         start = time.perf_counter()
         status = 500
         try:

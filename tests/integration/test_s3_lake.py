@@ -104,10 +104,12 @@ def test_a_failed_write_leaves_the_old_object_and_no_temporary_key(lake_bucket: 
     assert target.read_text() == "old\n"
     assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]
 
-    # A Parquet whose serialization fails never reaches its key.
+    # A Parquet whose writing fails part-way (the second piece does not fit the schema) never
+    # reaches its key.
     table_path = _root(lake_bucket) / "feature_matrix" / "2026-11-01.parquet"
+    pieces = [pa.table({"x": pa.array([1, 2])}), pa.table({"x": pa.array(["not a number"])})]
     with pytest.raises(pa.ArrowException):
-        atomic.write_parquet(table_path, pa.table({"x": pa.array([object()], pa.null())}))
+        atomic.write_parquet_stream(table_path, pa.schema([("x", pa.int64())]), pieces)
     assert not table_path.exists()
     assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]
 

@@ -92,9 +92,11 @@ def _logs(seed: int, lists: int, n: int = 12) -> Split:
 
 def test_a_sampled_split_holds_whole_lists_in_their_order() -> None:
     split = _logs(3, 100)
-    same, record = sample_split(split, 10_000)
+    same, chosen, record = sample_split(split, 10_000)
     assert same is split and record["sampled"] is False and record["rows_used"] == 1200
-    sample, record = sample_split(split, 600)
+    assert chosen is None
+    sample, chosen, record = sample_split(split, 600)
+    assert chosen is not None and int(chosen.sum()) == record["lists_used"]
     assert record["sampled"] is True and record["rows_used"] == len(sample.frame) == 600
     assert record["lists_used"] == 50 and record["lists_available"] == 100
     groups = sample.frame["group_id"].tolist()
