@@ -66,6 +66,7 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
         out[f"gate_error_{name}"] = estimate.value - out[f"true_{name}"]
         hit = estimate.interval.low <= out[f"true_{name}"] <= estimate.interval.high
         out[f"gate_covers_{name}"] = float(hit)
+        out[f"gate_model_share_{name}"] = estimate.model_share
         errors.append(out[f"gate_error_{name}"])
         covered.append(hit)
     out["gate_error_mean"] = float(np.mean(errors))
@@ -118,7 +119,8 @@ def main() -> None:
                 f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|, debiased "
                 f"model {run['gate_error_model_click_model']:+.4f}, weights "
                 f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
-                f"{run['gate_ci_coverage']:.2f}; propensity error "
+                f"{run['gate_ci_coverage']:.2f}, model share "
+                f"{run['gate_model_share_model_click_model']:.2f}; propensity error "
                 f"{run['propensity_max_error_1_10']:.3f}",
                 flush=True,
             )

@@ -164,6 +164,7 @@ def train_candidate(
         debias=settings.debias,
         pinned_curve=_pinned(settings),
         clip=settings.propensity_clip,
+        ips_max_weight=settings.ips_max_weight,
         dask_scheduler=settings.dask_scheduler,
         caps=settings.sample_caps,
     )

@@ -249,6 +249,7 @@ class Settings:
     propensity_method: str = "regression_em"
     propensity_curve: tuple[float, ...] = ()  # the pinned curve, θ_1 = 1 first
     propensity_clip: float = 0.05
+    ips_max_weight: float = 5.0  # the gate's estimator: IPS up to this weight, the model past it
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
@@ -292,6 +293,9 @@ class Settings:
         clip = _float(env, "LTR_PROPENSITY_CLIP", 0.05)
         if not 0.0 < clip <= 1.0:
             raise ConfigError(f"LTR_PROPENSITY_CLIP={clip} must lie in (0, 1]")
+        ips_max_weight = _float(env, "LTR_IPS_MAX_WEIGHT", 5.0)
+        if not ips_max_weight >= 1.0:
+            raise ConfigError(f"LTR_IPS_MAX_WEIGHT={ips_max_weight} must be at least 1")
         max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1)
         skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
         if skew < 0:
@@ -334,6 +338,7 @@ class Settings:
             propensity_method=propensity_method,
             propensity_curve=curve,
             propensity_clip=clip,
+            ips_max_weight=ips_max_weight,
             max_body_bytes=_int(
                 env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates), minimum=1024
             ),

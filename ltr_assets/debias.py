@@ -7,9 +7,9 @@ The click model (`ltr_assets.propensity`) says how likely an examined candidate 
 - `expected_gain(x) = γ(x) · ḡ(x)`: the gain a user would give the candidate if it were examined,
   the debiased target of training (`click_model` debiasing) and of the linear weights;
 - `completed_gain`: a row's logged gain where it was clicked, else its posterior expected gain
-  given that it was not clicked at its position, (1 − θ)·γ / (1 − θ·γ) · ḡ: the estimate of
-  each list's ideal DCG that normalises the counterfactual nDCG (`ltr_assets.metrics`);
-- `ips_gain`: the logged gain divided by the clipped propensity, unbiased when θ is right.
+  given that it was not clicked at its position, (1 − θ)·γ / (1 − θ·γ) · ḡ: what normalises the
+  counterfactual nDCG, and what grades the rows past the largest IPS weight in it
+  (`ltr_assets.metrics`).
 
 Measured on the simulator (`python -m benchmarks.quality_sim`): LambdaRank trained on the
 expected gains closes most of the gap between a model trained on raw clicks and one trained on
@@ -66,7 +66,8 @@ class Debiaser:
     click_model: ClickModel
     gain_model: lgb.Booster | None  # None: no click in the data it was fitted on
     mean_click_gain: float
-    clip: float
+    clip: float  # training's IPS weights are at most 1 / clip
+    ips_max_weight: float  # the gate's estimator grades rows past this weight by the model
     # Predictions per feature matrix, kept with the matrix itself: training asks for the same
     # splits' γ and ḡ several times, and γ is a sum of many small boosters.
     _memo: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
@@ -110,12 +111,6 @@ class Debiaser:
         gains = logged_gain(labels)
         return np.where(gains > 0, gains, unseen * click_gain)
 
-    def ips_gain(self, positions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        gains: np.ndarray = logged_gain(labels) / np.maximum(
-            self.propensities(positions), self.clip
-        )
-        return gains
-
 
 def fit_debiaser(
     features: np.ndarray,
@@ -125,6 +120,7 @@ def fit_debiaser(
     pinned: PropensityCurve | None = None,
     clip: float = 0.05,
     bootstrap: int = 100,
+    ips_max_weight: float = 5.0,
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days)."""
     labels = np.asarray(labels)
@@ -139,4 +135,4 @@ def fit_debiaser(
             _GAIN_PARAMS, lgb.Dataset(features[clicked], gains), num_boost_round=GAIN_ROUNDS
         )
     mean_gain = float(gains.mean()) if gains.size else 1.0
-    return Debiaser(click_model, gain_model, mean_gain, clip)
+    return Debiaser(click_model, gain_model, mean_gain, clip, ips_max_weight)

@@ -190,8 +190,10 @@ def _ndcg_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResul
         lower,
         thresholds.ndcg_min,
         f"counterfactual nDCG@5 {report.value:.4f} ({_ci(lower, report.interval.high)}, "
-        f"{report.lists} lists, {report.lists_with_clicks} with clicks): the lower bound must "
-        f"be ≥ {thresholds.ndcg_min}. Diagnostics: the click model's own estimate "
+        f"{report.lists} lists, {report.lists_with_clicks} with clicks; "
+        f"{report.model_share:.0%} of it from rows past the largest IPS weight, graded by the "
+        f"click model): the lower bound must be ≥ {thresholds.ndcg_min}. Diagnostics: the "
+        f"click model's own estimate "
         f"{candidate.model_based[GATED_K].value:.4f}; nDCG@5 on logged labels (biased towards "
         f"the logged order) {candidate.logged_ndcg[GATED_K].value:.4f}",
         {
@@ -199,6 +201,7 @@ def _ndcg_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResul
             "upper": report.interval.high,
             "lists": report.lists,
             "lists_with_clicks": report.lists_with_clicks,
+            "model_share": report.model_share,
             "logged_label_ndcg@5": candidate.logged_ndcg[GATED_K].value,
             "model_based_ndcg@5": candidate.model_based[GATED_K].value,
         },

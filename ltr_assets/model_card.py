@@ -68,8 +68,9 @@ def _comparison(summary: Mapping[str, Any]) -> list[str]:
     lines = [
         "## Candidate vs baseline vs the platform's logged order",
         "",
-        "Counterfactual nDCG (position-bias corrected, self-normalised clipped IPS) on the same "
-        "test lists, with bootstrap 95% intervals over lists. Baseline: "
+        "Counterfactual nDCG (position-bias corrected: self-normalised IPS, rows past the "
+        "largest IPS weight graded by the click model) on the same test lists, with bootstrap "
+        "95% intervals over lists. Baseline: "
         f"{_baseline_name(baseline)}"
         + (f" ({baseline.get('status')}: {baseline.get('error')})" if baseline.get("error") else "")
         + ".",

@@ -377,7 +377,7 @@ def counterfactual_evaluator(split: Split, debiaser: Debiaser) -> Counterfactual
         split.y,
         debiaser.propensities(split.positions),
         debiaser.completed_gain(split.X, split.positions, split.y),
-        clip=debiaser.clip,
+        max_weight=debiaser.ips_max_weight,
     )
 
 
@@ -458,6 +458,7 @@ def train_ranker(
     debias: str = "click_model",
     pinned_curve: PropensityCurve | None = None,
     clip: float = 0.05,
+    ips_max_weight: float = 5.0,
     params: dict[str, Any] | None = None,
     dask_scheduler: str = "",
     caps: SampleCaps | None = None,
@@ -475,7 +476,13 @@ def train_ranker(
         train, valid, caps
     )
     debiaser = fit_debiaser(
-        fit_X, fit_positions, fit_labels, fit_sizes, pinned=pinned_curve, clip=clip
+        fit_X,
+        fit_positions,
+        fit_labels,
+        fit_sizes,
+        pinned=pinned_curve,
+        clip=clip,
+        ips_max_weight=ips_max_weight,
     )
     del fit_X, fit_positions, fit_labels
     # LambdaRank on the training lists (a deterministic sample of them past the cap)
@@ -509,6 +516,7 @@ def train_ranker(
     info["debias"] = {
         "method": debias,
         "propensity_clip": clip,
+        "evaluation_ips_max_weight": ips_max_weight,
         "label_gain": train_targets.label_gain,
         "ips_weights": train_targets.weight is not None,
         "lightgbm_position": train_targets.position is not None,

@@ -41,6 +41,8 @@ def test_the_body_cap_follows_the_candidate_limit_unless_set() -> None:
 def test_thresholds_are_parsed_from_strings() -> None:
     settings = Settings.from_env({"LTR_NDCG_MIN": "0.7", "LTR_MIN_SAMPLES": "250"})
     assert settings.gate.ndcg_min == 0.7 and settings.gate.min_samples == 250
+    assert Settings.from_env({}).ips_max_weight == 5.0
+    assert Settings.from_env({"LTR_IPS_MAX_WEIGHT": "20"}).ips_max_weight == 20.0
 
 
 @pytest.mark.parametrize(
@@ -54,6 +56,7 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_START_DATE": "26/11/2026"}, "not a date"),
         ({"LTR_MAX_CLOCK_SKEW_HOURS": "-1"}, "must not be negative"),
         ({"LTR_MAX_BODY_BYTES": "100"}, "at least 1024"),
+        ({"LTR_IPS_MAX_WEIGHT": "0.5"}, "LTR_IPS_MAX_WEIGHT=0.5 must be at least 1"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:

@@ -47,8 +47,10 @@ def _evaluation(
     low = ndcg5 - 0.03 if low is None else low
     return Evaluation(
         scorer="weights",
-        counterfactual={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500)},
-        model_based={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500)},
+        counterfactual={
+            5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500, 0.3)
+        },
+        model_based={5: CounterfactualReport(5, ndcg5, Interval(low, ndcg5 + 0.03), 540, 500, 0.3)},
         logged_ndcg={5: NdcgReport(5, 0.7, samples, 40, Interval(0.68, 0.72))},
         vs_logged=vs_logged or _paired(0.05, 0.02),
         fairness=fairness,
@@ -69,6 +71,9 @@ def _failed(evaluation: Evaluation, baseline: Baseline | None = None) -> list[st
 def test_every_check_passes_on_good_figures_and_lists_ungated_values() -> None:
     results = decide_gate(_evaluation(0.77), GateThresholds(), Baseline.none())
     assert all(r.passed for r in results)
+    ndcg = results[0]
+    assert ndcg.name == "ndcg_at_5" and ndcg.details["model_share"] == 0.3
+    assert "30% of it from rows past the largest IPS weight" in ndcg.description
     fairness = results[1]
     assert fairness.details["not_gated"] == {
         "pcd=true": "in 12 test and validation lists, fewer than 30"

@@ -103,7 +103,7 @@ def _logged(seed: int, lists: int = 3000, n: int = 10):
 
 def test_the_counterfactual_dcg_is_unbiased_and_its_difference_is_paired() -> None:
     gains, labels, theta, sizes = _logged(1)
-    judge = CounterfactualEvaluator(sizes, labels, theta, ideal_gains=gains, clip=0.05)
+    judge = CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=20.0)
     rng = np.random.default_rng(2)
     a, b = rng.random(len(gains)), gains + rng.random(len(gains))  # b ranks by the truth
     true_a = gain_ndcg(gains, a, sizes)
@@ -126,7 +126,7 @@ def test_ips_corrects_what_the_logged_labels_get_wrong() -> None:
     the top is examined: nDCG on clicks flatters the logged order; the counterfactual estimate
     does not."""
     gains, labels, theta, sizes = _logged(3)
-    judge = CounterfactualEvaluator(sizes, labels, theta, ideal_gains=gains, clip=0.05)
+    judge = CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=20.0)
     logged = -np.tile(np.arange(10), len(sizes)).astype(float)
     true_logged = gain_ndcg(gains, logged, sizes)
     assert judge.ndcg(logged).value == pytest.approx(true_logged, abs=0.05)
@@ -136,3 +136,29 @@ def test_ips_corrects_what_the_logged_labels_get_wrong() -> None:
     # the model-based second opinion grades with the completed gains: here the true ones
     assert judge.model_based_ndcg(truth_order).value == pytest.approx(1.0, abs=1e-12)
     assert judge.model_based_ndcg(logged).value == pytest.approx(true_logged, abs=0.03)
+
+
+def test_rows_past_the_largest_ips_weight_are_graded_by_the_model() -> None:
+    """SWITCH: rows shown where 1/θ > max_weight (here ranks 6-10, θ < 0.2) take the model's
+    completed gain; the others keep IPS. Less variance where the model is right, and a wrong
+    model can only move what the switched rows contribute."""
+    gains, labels, theta, sizes = _logged(5)
+    ips = CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=20.0)
+    switched = CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=5.0)
+    assert switched.switched.reshape(-1, 10)[0].tolist() == [False] * 5 + [True] * 5
+    truth_order = gains + 1e-3 * np.random.default_rng(0).random(len(gains))
+    a, b = ips.ndcg(truth_order), switched.ndcg(truth_order)
+    assert b.value == pytest.approx(1.0, abs=0.03)
+    assert 0.2 < b.model_share < 0.8 and a.model_share == 0.0
+    assert (b.interval.high - b.interval.low) < 0.8 * (a.interval.high - a.interval.low)
+    logged = -np.tile(np.arange(10), len(sizes)).astype(float)
+    assert switched.ndcg(logged).model_share == 0.0
+    # a model that grades every row 0: the logged order (ranks 1-5, all IPS) is unchanged, the
+    # truth order loses what its deep rows were worth
+    blind = CounterfactualEvaluator(
+        sizes, labels, theta, completed_gains=np.where(theta < 0.2, 0.0, gains), max_weight=5.0
+    )
+    assert blind.dcg(logged, 5) == pytest.approx(switched.dcg(logged, 5))
+    assert blind.dcg(truth_order, 5).sum() < 0.9 * switched.dcg(truth_order, 5).sum()
+    with pytest.raises(ValueError, match="at least 1"):
+        CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=0.5)
