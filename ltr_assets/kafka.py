@@ -91,6 +91,8 @@ class KafkaRead:
     scanned: int  # records looked at, including other days'
 
     def __repr__(self) -> str:
+        # Short on purpose: asyncio formats a finished task's result (reprlib calls repr()), and
+        # a repr of a million records took seconds.
         return f"KafkaRead({len(self.records)} records, partitions={self.partitions})"
 
 
