@@ -16,7 +16,6 @@ from ltr_assets.registry import (
     LocalRegistry,
     PublishResult,
     RegistryError,
-    gated_scorer_of,
 )
 from ltr_assets.s3_registry import S3Mirror, S3Unavailable, SyncReport, sync
 
@@ -30,8 +29,7 @@ class PublicationReport:
     s3_published: bool | None  # None: no S3 configured
     s3_error: str = ""
     s3_uploaded: list[str] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
-    prune_skipped: str = ""  # why retention deleted nothing this time ("" when it ran)
+    retention: PruneReport | None = None  # None: no retention ran (a rollback)
 
     @property
     def version(self) -> str:
@@ -53,25 +51,38 @@ def _sync(
 
 @dataclass(frozen=True)
 class PruneReport:
+    """What retention did. It is housekeeping: whatever fails here is reported (a WARN check),
+    never raised, so it can neither fail a publish after `latest` moved nor block the next."""
+
     pruned: list[str]
-    skipped: str = ""  # why nothing was pruned, when retention did not run
+    skipped: str = ""  # why retention deleted nothing at all, when it did not run
+    failed: dict[str, str] = field(default_factory=dict)  # version -> why it was not deleted
+    s3_failed: dict[str, str] = field(default_factory=dict)  # deleted locally, not on S3
+
+    @property
+    def ok(self) -> bool:
+        return not (self.skipped or self.failed or self.s3_failed)
 
 
 def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> PruneReport:
-    """Keep the newest `keep` versions plus whatever latest points at (here and on S3).
+    """Keep the newest `keep` versions plus whatever a pointer names (here and on S3).
 
-    Both pointers are read back and validated first: a malformed pointer (a path, a trailing
-    slash, not JSON) names nothing we can compare with, so retention deletes nothing and says so.
+    Both registries' pointers are read back and validated first: a malformed pointer (a path, a
+    trailing slash, not JSON) names nothing we can compare with, so retention deletes nothing and
+    says so. Each deletion re-checks the local pointers under the registry's lock; a version that
+    cannot be deleted (a pointer moved to it meanwhile, a folder the OS will not move) is
+    reported and skipped, and retention goes on with the next.
     """
-    versions = local.versions()
-    protected = set(versions[-keep:]) if keep > 0 else set()
     try:
-        latest = local.latest_version()
+        versions = local.versions()
+        protected = set(versions[-keep:]) if keep > 0 else set()
+        protected.update(local.pointed_versions().values())
     except InvalidPointer as exc:
         log.warning("retention skipped: %s", exc)
         return PruneReport([], f"local pointer malformed: {exc}")
-    if latest:
-        protected.add(latest)
+    except OSError as exc:
+        log.warning("retention skipped: %s", exc)
+        return PruneReport([], f"cannot read the registry: {exc}")
     if mirror is not None:
         try:
             pointer, _ = mirror.pointer()
@@ -83,21 +94,24 @@ def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> 
         except S3_ERRORS as exc:
             log.warning("S3 unreachable; pruning local versions only: %s", exc)
             mirror = None
-    doomed = [v for v in versions if v not in protected]
     pruned: list[str] = []
-    for version in doomed:
+    failed: dict[str, str] = {}
+    s3_failed: dict[str, str] = {}
+    for version in (v for v in versions if v not in protected):
         try:
-            local.delete_version(version)  # re-checks latest under the registry's lock
-        except RegistryError as exc:
-            log.warning("retention stopped: %s", exc)
-            return PruneReport(pruned, str(exc))
+            local.delete_version(version)
+        except (RegistryError, OSError) as exc:
+            log.warning("retention could not delete %s: %s", version, exc)
+            failed[version] = f"{type(exc).__name__}: {exc}"
+            continue
         pruned.append(version)
         if mirror is not None:
             try:
                 mirror.delete_version(version)
             except S3_ERRORS as exc:
                 log.warning("could not delete %s on S3: %s", version, exc)
-    return PruneReport(pruned)
+                s3_failed[version] = f"{type(exc).__name__}: {exc}"
+    return PruneReport(pruned, failed=failed, s3_failed=s3_failed)
 
 
 def prune(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> list[str]:
@@ -120,27 +134,20 @@ def publish(
         weights, model_text, metadata, partition=partition, force=force, documents=documents
     )
     ok, error, report = _sync(local, mirror, force)
-    pruned = prune_versions(local, mirror, keep)
-    return PublicationReport(
-        result, ok, error, report.uploaded if report else [], pruned.pruned, pruned.skipped
-    )
+    retention = prune_versions(local, mirror, keep)
+    return PublicationReport(result, ok, error, report.uploaded if report else [], retention)
 
 
 def rollback(
     local: LocalRegistry, mirror: S3Mirror | None, version: str, scorer: str | None = None
 ) -> PublicationReport:
-    """Validate the target, point the local latest at it, then S3's (forced: it may be older).
+    """Validate the target and point the local latest at it (one step under the registry's
+    lock), then S3's (forced: it may be older).
 
-    With `scorer` (LTR_SCORER), a version gated for another scorer is refused here, before the
-    pointer moves, instead of by every serving process afterwards.
+    With `scorer` (LTR_SCORER), the version must pass serving's own acceptance rule
+    (`check_servable`) before the pointer moves, instead of being refused by every serving
+    process afterwards.
     """
-    if scorer is not None:
-        gated = gated_scorer_of(local.metadata(version))
-        if gated != scorer:
-            raise RegistryError(
-                f"{version} was gated for the {gated or 'unrecorded'} scorer; "
-                f"serving runs LTR_SCORER={scorer} and would refuse it"
-            )
-    result = local.rollback(version)
+    result = local.rollback(version, scorer)
     ok, error, report = _sync(local, mirror, force=True)
     return PublicationReport(result, ok, error, report.uploaded if report else [])

@@ -199,13 +199,35 @@ class PublishResult:
     cleaned: list[str] = field(default_factory=list)  # leftovers of killed writers removed
 
 
-def gated_scorer_of(metadata: Mapping[str, Any]) -> str | None:
-    """The scorer a version was gated for: `gated_scorer`, else the candidate summary's
-    `scorer` (what training evaluated). None when the metadata says neither."""
+def scorer_to_record(metadata: Mapping[str, Any]) -> str | None:
+    """What a publish records as the version's `gated_scorer`: the gate's `gated_scorer`, else
+    the candidate summary's `scorer` (what training evaluated). None when it says neither."""
     gated: str | None = metadata.get("gated_scorer", metadata.get("scorer"))
     if gated is not None and gated not in SCORERS:
         raise RegistryError(f"gated scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")
     return gated
+
+
+class NotServable(RegistryError):
+    """A valid version that a serving process running another scorer would refuse."""
+
+
+def check_servable(metadata: Mapping[str, Any], scorer: str) -> None:
+    """The one acceptance rule for a registry version, applied by serving before it goes live
+    and by rollback before the pointer moves: the version must record the scorer its gate
+    evaluated (`gated_scorer`, and nothing else stands in for it), and it must be `scorer`."""
+    version = metadata.get("version", "?")
+    gated = metadata.get("gated_scorer")
+    if gated is None:
+        raise NotServable(
+            f"version {version} records no gated_scorer, so nothing says its gate evaluated "
+            f"the {scorer} scorer (LTR_SCORER) that serving runs; refused"
+        )
+    if gated != scorer:
+        raise NotServable(
+            f"version {version} was gated for the {gated!s:.50} scorer, but serving runs "
+            f"LTR_SCORER={scorer}; refused"
+        )
 
 
 class LocalRegistry:
@@ -363,7 +385,7 @@ class LocalRegistry:
         """
         weights_bytes = weights_json(weights)
         model_bytes = model_text.encode()
-        gated = gated_scorer_of(metadata)
+        gated = scorer_to_record(metadata)
         with self._lock():
             cleaned = self._clean_leftovers()
             self._staging.mkdir(parents=True, exist_ok=True)
@@ -419,10 +441,17 @@ class LocalRegistry:
             version, target, True, previous_version, "latest moved" + note, cleaned
         )
 
-    def rollback(self, version: str) -> PublishResult:
-        """Point `latest` at an existing version after validating it fully."""
-        artifact = self.load(version)
+    def rollback(self, version: str, scorer: str | None = None) -> PublishResult:
+        """Point `latest` at an existing version after validating it fully and, with `scorer`
+        (LTR_SCORER), checking that serving would accept it (`check_servable`).
+
+        Validation and the move happen under the registry's lock, so a concurrent publish's
+        retention cannot delete the version between the two."""
+        check_version(version)
         with self._lock():
+            artifact = self.load(version)
+            if scorer is not None:
+                check_servable(artifact.metadata, scorer)
             previous, note = self._previous_pointer()
             self._move_pointer(version, artifact.metadata.get("partition", ""), artifact.weights)
         return PublishResult(
@@ -433,14 +462,22 @@ class LocalRegistry:
             f"rolled back to {version}{note}",
         )
 
+    def pointed_versions(self) -> dict[str, str]:
+        """pointer file name -> the version it names, for every pointer there is. InvalidPointer
+        when one is malformed (what it names is then unknown)."""
+        latest = self.latest_version()
+        return {self.pointer_path.name: latest} if latest else {}
+
     def delete_version(self, version: str) -> None:
-        """Remove a version (retention). Never the one latest points at, and nothing at all while
-        latest.json is malformed (what it meant to protect is unknown). The folder is renamed
-        into .trash/ first, so a reader sees the whole version or none of it."""
+        """Remove a version (retention). Never one a pointer names at the moment of deletion
+        (checked under the lock that rollback and publish move pointers under), and nothing at
+        all while a pointer is malformed (what it meant to protect is unknown). The folder is
+        renamed into .trash/ first, so a reader sees the whole version or none of it."""
         check_version(version)
         with self._lock():
-            if version == self.latest_version():  # InvalidPointer: refuse, delete nothing
-                raise RegistryError(f"{version} is latest; roll back before deleting it")
+            for pointer, named in self.pointed_versions().items():  # InvalidPointer: refuse
+                if named == version:
+                    raise RegistryError(f"{version} is named by {pointer}; it is not deleted")
             self._discard(self.versions_dir / version)
 
     def repair(self) -> list[str]:
@@ -496,7 +533,11 @@ class LocalRegistry:
                     (folder / name).is_file() for name in (*CHECKSUMMED_FILES, METADATA_FILE)
                 )
                 if version != latest and not complete:
-                    self._discard(folder)
+                    try:
+                        self._discard(folder)
+                    except OSError as exc:  # housekeeping: never what fails a publish
+                        log.warning("could not remove the leftover %s: %s", folder, exc)
+                        continue
                     removed.append(folder)
         for path in removed:
             log.warning("removed the leftover of a killed writer: %s", path)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from ltr_assets.registry import check_servable
 from ltr_assets.schema import FEATURES
 from ltr_assets.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_serving.metrics import ServingMetrics
@@ -168,22 +169,12 @@ class ServingState:
 
 
 def check_gated_scorer(artifact: StoredArtifact, scorer_kind: str) -> None:
-    """Serve only what the gate evaluated: a registry version must record the scorer it was
-    gated for, and it must be the one this process runs. The flat WEIGHTS_PATH file is exempt:
-    it holds weights only, so it can only ever run as the weights scorer (checked above)."""
+    """Serve only what the gate evaluated (`check_servable`, the rule rollback applies too).
+    The flat WEIGHTS_PATH file is exempt: it holds weights only, so it can only ever run as the
+    weights scorer (checked above)."""
     if artifact.flat:
         return
-    gated = artifact.gated_scorer
-    if gated is None:
-        raise ValueError(
-            f"version {artifact.version} records no gated_scorer, so nothing says its gate "
-            f"evaluated the {scorer_kind} scorer (LTR_SCORER) that serving runs; refused"
-        )
-    if gated != scorer_kind:
-        raise ValueError(
-            f"version {artifact.version} was gated for the {gated} scorer, but serving runs "
-            f"LTR_SCORER={scorer_kind}; refused"
-        )
+    check_servable(artifact.metadata, scorer_kind)
 
 
 def _smoke_test(scorer: Scorer) -> None:

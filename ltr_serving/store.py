@@ -49,11 +49,6 @@ class StoredArtifact:
     metadata: dict[str, Any] = field(default_factory=dict)
     flat: bool = False  # the flat WEIGHTS_PATH file: weights only, no metadata, no gate record
 
-    @property
-    def gated_scorer(self) -> str | None:
-        """The scorer this version was gated for (None: not recorded)."""
-        return self.metadata.get("gated_scorer")
-
     @classmethod
     def of(cls, artifact: Artifact, source: Source, origin: str) -> StoredArtifact:
         """A registry version (local or S3), already validated by the registry."""

@@ -36,6 +36,8 @@ from ltr_assets.defs.checks import (
     gate_check_specs,
     quarantine_check_result,
     quarantine_check_spec,
+    retention_check_result,
+    retention_check_spec,
     s3_check_result,
     s3_check_spec,
     warning_check_result,
@@ -249,7 +251,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     partitions_def=daily_partitions,
     group_name=GROUP,
     deps=[ltr_model],
-    check_specs=[s3_check_spec("published_weights")],
+    check_specs=[s3_check_spec("published_weights"), retention_check_spec("published_weights")],
     freshness_policy=PUBLICATION_FRESHNESS,
     automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
@@ -304,12 +306,16 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
             else report.s3_published,
             "s3_error": report.s3_error,
             "s3_uploaded": MetadataValue.json(report.s3_uploaded),
-            "pruned_versions": MetadataValue.json(report.pruned),
-            "prune_skipped": report.prune_skipped,
+            "pruned_versions": MetadataValue.json(
+                report.retention.pruned if report.retention else []
+            ),
             "cleaned_leftovers": MetadataValue.json(result.cleaned),
             "gated_scorer": artifact.metadata.get("gated_scorer", ""),
             "weights": MetadataValue.json(round_floats(artifact.weights)),
             "path": MetadataValue.path(str(result.path)),
         },
-        check_results=[s3_check_result(report.s3_published, report.s3_error)],
+        check_results=[
+            s3_check_result(report.s3_published, report.s3_error),
+            retention_check_result(report.retention),
+        ],
     )

@@ -24,6 +24,7 @@ from dagster import (
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.evaluation import GATE_NAMES, GateResult, round_floats
 from ltr_assets.ingest import IngestReport, SourceChoice
+from ltr_assets.publication import PruneReport
 
 GATE_DESCRIPTIONS = {
     "ndcg_at_5": "Lower 95% bound of the counterfactual test nDCG@5 (position-bias corrected) of "
@@ -208,4 +209,47 @@ def s3_check_result(published: bool | None, error: str) -> AssetCheckResult:
         passed=published is not False,
         severity=AssetCheckSeverity.WARN,
         description=description,
+    )
+
+
+RETENTION_CHECK = "retention"
+
+
+def retention_check_spec(asset: str) -> AssetCheckSpec:
+    return _spec(
+        RETENTION_CHECK,
+        asset,
+        description="Warns when retention (LTR_KEEP_VERSIONS) could not delete an old version "
+        "here or on S3. Retention is housekeeping: it never fails a publish.",
+    )
+
+
+def retention_check_result(report: PruneReport | None) -> AssetCheckResult:
+    if report is None:
+        return AssetCheckResult(
+            check_name=RETENTION_CHECK,
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description="retention did not run",
+        )
+    problems = [f"{v}: {why}" for v, why in report.failed.items()]
+    problems += [f"{v} (on S3): {why}" for v, why in report.s3_failed.items()]
+    if report.skipped:
+        problems.insert(0, f"skipped: {report.skipped}")
+    description = (
+        f"deleted {len(report.pruned)} old version(s)"
+        if report.ok
+        else f"retention incomplete ({len(problems)} problem(s)): " + "; ".join(problems[:3])
+    )
+    return AssetCheckResult(
+        check_name=RETENTION_CHECK,
+        passed=report.ok,
+        severity=AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "pruned": MetadataValue.json(report.pruned),
+            "not_deleted": MetadataValue.json(report.failed),
+            "not_deleted_on_s3": MetadataValue.json(report.s3_failed),
+            "skipped": report.skipped,
+        },
     )

@@ -151,7 +151,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes]
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 60.0, **kwargs})
 
 
 @pytest.fixture
@@ -176,7 +176,8 @@ def start_server_process() -> Iterator[Callable[[], ServerProcess]]:
             except httpx.TransportError:
                 return False
 
-        wait_for(healthy, 20, "the server process to answer")
+        # Generous: on a busy 2-core machine the imports alone have taken 20 s.
+        wait_for(healthy, 90, "the server process to answer")
         return ServerProcess(url, process)
 
     yield start

@@ -25,10 +25,12 @@ from tests.serving.conftest import (
     TOKEN,
     Publisher,
     RunningServer,
+    ServerProcess,
     rank_body,
     wait_for,
     weights_for,
 )
+from tests.support.faulty_proxy import faulty_proxy
 from tests.support.http_receiver import http_receiver
 
 
@@ -171,3 +173,50 @@ def test_a_refused_artifact_is_notified_once_and_the_sensor_moves_on(
     assert "refused" in str(outcome.skip_message)
     assert len(receiver.messages) == 1 and "keeps serving" in receiver.messages[0]["text"]
     assert _health(server)["version"] == first
+
+
+def test_an_s3_outage_during_a_download_is_retried_not_refused(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server_process: Callable[[], ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 answering 503 while a replica downloads a new version used to be taken for a bad
+    artifact: /reload answered 409 (final for the sensor) and the poller never tried again, so
+    the replica stayed on the old version after S3 recovered."""
+    settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"))
+    pipeline = LocalRegistry(tmp_path / "pipeline-registry")
+    mirror = mirror_from_settings(settings)
+    assert mirror is not None
+
+    def publish(second: int) -> str:
+        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+        meta = {"gated_scorer": "weights"}
+        version = pipeline.publish(weights_for(second), model_text, meta, PARTITION, now=now)
+        sync(pipeline, mirror)
+        return version.version
+
+    first = publish(1)
+    with faulty_proxy(s3_env) as proxy:
+        monkeypatch.setenv("S3_ENDPOINT", proxy.url)  # the replica reaches S3 through it
+        monkeypatch.setenv("WEIGHTS_POLL_SECONDS", "0.5")
+        server = start_server_process()
+        with server.client() as client:
+            assert client.get("/ltr/health").json()["version"] == first
+        second = publish(2)
+        proxy.fail(f"/{second}/model.txt")  # the new version's download fails, the pointer not
+        with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            during = client.post("/reload")
+            assert during.status_code == 503, during.text  # retryable, not a refusal
+            assert during.json()["version"] == first
+            assert client.post("/rank", json=rank_body(5)).json()["version"] == first
+        assert proxy.failed > 0
+        proxy.heal()
+
+        def serves_second() -> bool:
+            with server.client() as client:
+                return bool(client.get("/ltr/health").json()["version"] == second)
+
+        wait_for(serves_second, 30, "the poller to load the version once S3 recovered")

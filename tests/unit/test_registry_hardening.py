@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -279,3 +280,64 @@ def test_rollback_refuses_a_version_gated_for_another_scorer(tmp_path: Path) -> 
     with pytest.raises(RegistryError, match="gated for the weights scorer"):
         publication.rollback(registry, None, weights_version, scorer="model")
     assert publication.rollback(registry, None, weights_version, scorer="weights").version
+
+
+def test_rollback_applies_exactly_the_rule_serving_applies(tmp_path: Path) -> None:
+    """A version recording the training summary's `scorer` but no `gated_scorer` (an older
+    publisher, a hand-made version) used to pass rollback, which fell back to `scorer`, while
+    serving refused it: every replica started afterwards answered 503."""
+    from ltr_serving.state import check_gated_scorer
+    from ltr_serving.store import LocalWeightStore
+
+    registry = _registry(tmp_path)
+    unrecorded = _publish(registry, 0)
+    live = _publish(registry, 1)
+    path = registry.versions_dir / unrecorded / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    del metadata["gated_scorer"]
+    metadata["scorer"] = "weights"
+    path.write_text(json.dumps(metadata))  # checksums cover the artifact files: still valid
+    assert registry.verify(unrecorded) == []
+
+    with pytest.raises(RegistryError, match="records no gated_scorer") as refused_by_rollback:
+        publication.rollback(registry, None, unrecorded, scorer="weights")
+    assert registry.latest_version() == live
+    registry.rollback(unrecorded)  # forced past the rule (no scorer): serving's turn to judge
+    artifact = LocalWeightStore(registry.root, tmp_path / "none.json", "weights").load()
+    with pytest.raises(RegistryError) as refused_by_serving:
+        check_gated_scorer(artifact, "weights")
+    assert str(refused_by_serving.value) == str(refused_by_rollback.value)
+
+
+@pytest.fixture
+def immutable_folders() -> Iterator[list[Path]]:
+    """Folders made immutable (`chattr +i`: even root cannot rename them), released after."""
+    folders: list[Path] = []
+    yield folders
+    for folder in folders:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+
+
+def test_a_version_retention_cannot_move_never_fails_a_publish(
+    tmp_path: Path, immutable_folders: list[Path]
+) -> None:
+    """Retention used to crash the publish after `latest` had moved, and every later publish
+    the same way."""
+    registry = _registry(tmp_path)
+    stuck = _publish(registry, 0)
+    _publish(registry, 1)
+    folder = registry.versions_dir / stuck
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    immutable_folders.append(folder)
+
+    for second in (2, 3):
+        report = publication.publish(
+            registry, None, weights(second), tiny_model_text(), {"gated_scorer": "weights"},
+            "2026-11-25", keep=1,
+        )  # fmt: skip
+        assert report.local.latest_moved and registry.latest_version() == report.version
+        assert report.retention is not None and not report.retention.ok
+        assert list(report.retention.failed) == [stuck]
+        assert "PermissionError" in report.retention.failed[stuck]
+    assert report.retention.pruned  # the versions it could delete, it deleted
+    assert registry.versions() == [stuck, report.version]

@@ -1,0 +1,84 @@
+"""Two real processes on one registry: a rollback and a publish whose retention deletes old
+versions. Rollback validates and moves the pointer under the registry's lock, and retention
+never deletes what a pointer names, so `latest` always names a version that loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ltr_assets.registry import LocalRegistry
+from tests.support.artifacts import tiny_model_text, weights
+
+WORKER = r"""
+import json, sys, time
+from pathlib import Path
+from ltr_assets import publication
+from ltr_assets.registry import LocalRegistry, RegistryError
+
+root, role, go, delay = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+registry = LocalRegistry(root)
+while not go.exists():
+    time.sleep(0.0005)
+time.sleep(delay)
+if role == "rollback":
+    try:
+        publication.rollback(registry, None, sys.argv[5], scorer="weights")
+        print("ok")
+    except RegistryError as exc:
+        print(f"refused: {exc}")
+else:
+    model_text = Path(sys.argv[5]).read_text()
+    weights = json.loads(sys.argv[6])
+    report = publication.publish(
+        registry, None, weights, model_text, {"gated_scorer": "weights"}, "2026-11-27", keep=1
+    )
+    print("published", report.version)
+"""
+
+ROUNDS = 8
+
+
+def _worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, *args], stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_rollback_racing_retention_never_leaves_latest_naming_a_deleted_version(
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model.txt"
+    model.write_text(tiny_model_text())
+    outcomes = []
+    for round_ in range(ROUNDS):
+        root = tmp_path / f"registry-{round_}"
+        registry = LocalRegistry(root)
+        meta = {"gated_scorer": "weights"}
+        target = registry.publish(
+            weights(0), model.read_text(), meta, "2026-11-25",
+            now=datetime(2026, 11, 25, 2, 15, tzinfo=UTC),
+        ).version  # fmt: skip
+        registry.publish(
+            weights(1), model.read_text(), meta, "2026-11-26",
+            now=datetime(2026, 11, 26, 2, 15, tzinfo=UTC),
+        )  # fmt: skip
+        go = tmp_path / f"go-{round_}"
+        # Stagger the rollback across rounds, so its validation overlaps each step of the
+        # publish (its own validation, the pointer move, retention) in some round.
+        rollback = _worker(str(root), "rollback", str(go), f"{0.03 * round_:.2f}", target)
+        publish = _worker(str(root), "publish", str(go), "0", str(model), json.dumps(weights(2)))
+        go.touch()
+        rolled, _ = rollback.communicate(timeout=120)
+        published, _ = publish.communicate(timeout=120)
+        assert rollback.returncode == 0 and publish.returncode == 0
+        latest = registry.latest_version()
+        assert latest is not None
+        assert registry.verify(latest) == [], f"round {round_}: latest {latest} does not load"
+        if rolled.startswith("ok") and latest != target:
+            assert published.startswith("published")  # the publish came after the rollback
+        outcomes.append(rolled.split(":")[0].strip())
+    assert "ok" in outcomes  # the rollback did succeed in some rounds
