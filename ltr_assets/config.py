@@ -238,6 +238,7 @@ class Settings:
     scorer: str = "weights"
     reload_token: str = field(default="", repr=False)
     poll_seconds: float = 300.0
+    reload_timeout_s: float = 60.0
     notify_webhook_url: str = field(default="", repr=False)  # Slack URLs embed a secret
     serving_url: str = ""
     kafka: KafkaSettings | None = None  # None when KAFKA_BOOTSTRAP_SERVERS is unset
@@ -327,6 +328,7 @@ class Settings:
             scorer=scorer,
             reload_token=env.get("LTR_RELOAD_TOKEN", ""),
             poll_seconds=_float(env, "WEIGHTS_POLL_SECONDS", 300.0),
+            reload_timeout_s=_float(env, "LTR_RELOAD_TIMEOUT_SECONDS", 60.0),
             notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
             serving_url=env.get("LTR_SERVING_URL", "").strip(),
             kafka=_kafka(env, skew),

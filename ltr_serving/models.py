@@ -120,6 +120,11 @@ class HealthResponse(BaseModel):
     last_reload_error: str | None
     poll_seconds: float
     reload_enabled: bool
+    reload_stuck_since: datetime | None = Field(
+        default=None,
+        description="set while a reload's read has outlived LTR_RELOAD_TIMEOUT_SECONDS "
+        "(a stalled store); reloads are answered 503 until it returns",
+    )
 
 
 class ReloadResponse(BaseModel):

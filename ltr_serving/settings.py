@@ -24,6 +24,7 @@ class ServingSettings:
     scorer: str = "weights"
     reload_token: str = field(default="", repr=False)  # never in a repr, a log line or a response
     poll_seconds: float = 300.0  # <= 0 disables the poller
+    reload_timeout_s: float = 60.0  # how long a reload may read before it is given up
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     source: str = "file"  # "file" (local registry / flat file) or "s3" (the registry's mirror)
     max_body_bytes: int = default_max_body_bytes(DEFAULT_MAX_CANDIDATES)  # /rank answers 413 above
@@ -38,6 +39,7 @@ class ServingSettings:
             scorer=base.scorer,
             reload_token=base.reload_token,
             poll_seconds=base.poll_seconds,
+            reload_timeout_s=base.reload_timeout_s,
             max_candidates=base.max_candidates,
             source=_source(base),
             max_body_bytes=base.max_body_bytes,

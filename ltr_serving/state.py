@@ -3,8 +3,8 @@
 Everything a request needs (scorer, version, when it was loaded) is ONE immutable `LiveModel`.
 A request reads `state.live` once and uses only that object, so a swap never changes a request
 in flight. A reload builds the next LiveModel completely (read, validate, build the scorer) before
-a single reference assignment swaps it in; reloads are serialized by a lock, and a failed one
-leaves the current LiveModel untouched.
+a single reference assignment swaps it in; reloads run one at a time, each bounded in time (see
+`ServingState`), and a failed one leaves the current LiveModel untouched.
 """
 
 from __future__ import annotations
@@ -53,10 +53,28 @@ class ReloadAttempt:
     error: str | None
     duration_s: float
     retryable: bool = False  # the store could not be read: the same artifact may load later
+    busy: bool = False  # another reload was (and may still be) in flight: nothing was tried
+
+
+class _Outcome:
+    """What a reload worker produced, handed over under `ServingState._handover`."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.abandoned = False  # the caller stopped waiting: the worker must not swap
+        self.attempt: ReloadAttempt | None = None
 
 
 class ServingState:
-    """The live model plus what requests need next to it (settings, metrics): one dependency."""
+    """The live model plus what requests need next to it (settings, metrics): one dependency.
+
+    Reloads run one at a time, each in a worker thread of its own that the caller waits for at
+    most `settings.reload_timeout_s`: a read that hangs (a stalled volume, a FIFO where a file
+    should be) fails that reload as retryable and never holds the caller, the event loop or
+    /ltr/health (which reads only `live` and `last_attempt`). The hung worker keeps the reload
+    slot until its read returns; reloads asked for meanwhile wait for the slot at most the same
+    bound and are then answered "busy". A worker whose caller gave up never swaps its result in.
+    """
 
     def __init__(
         self, store: WeightStore, settings: ServingSettings, metrics: ServingMetrics
@@ -67,86 +85,168 @@ class ServingState:
         self.metrics = metrics
         self.live: LiveModel | None = None
         self.last_attempt: ReloadAttempt | None = None
-        self._reload_lock = threading.Lock()
+        self.stuck_since: datetime | None = None  # a worker outlived its caller's wait
+        self._slot = threading.Lock()  # held by the one reload worker in flight
+        self._handover = threading.Lock()  # orders a worker's swap against its caller giving up
         self._attempted_marker: str | None = None
 
     def reload(self, trigger: str) -> ReloadAttempt:
         """Load whatever `latest` points at now; swap it in only if it is entirely valid.
 
-        Blocking (file reads, model parsing): call it from a worker thread, not the event loop.
-        """
-        with self._reload_lock:
-            start = time.perf_counter()
-            previous = self.live
-            previous_version = previous.version if previous else None
-            # Read the marker before loading: if latest moves meanwhile, the next poll sees a
-            # different marker and loads again, which is harmless; the reverse would miss it.
-            marker = self.store.current_marker()
-            try:
-                candidate = self._build(self.store.load())
-            except Exception as exc:  # any failure refuses the artifact; the old one serves on
-                retryable = isinstance(exc, StoreUnavailable)
-                attempt = ReloadAttempt(
-                    at=datetime.now(UTC),
-                    trigger=trigger,
-                    ok=False,
-                    version=previous_version,
-                    previous_version=previous_version,
-                    error=str(exc) or type(exc).__name__,
-                    duration_s=time.perf_counter() - start,
-                    retryable=retryable,
-                )
-                if not retryable:  # a bad artifact is not retried until latest changes
-                    self._attempted_marker = marker
-                self.last_attempt = attempt
-                self.metrics.reload_failures.labels(trigger).inc()
-                log.error(
-                    "reload refused",
-                    extra={"trigger": trigger, "error": attempt.error, "live": previous_version},
-                )
-                return attempt
-            self.live = candidate  # the swap: one reference assignment
-            self._attempted_marker = marker
-            attempt = ReloadAttempt(
-                at=candidate.loaded_at,
-                trigger=trigger,
-                ok=True,
-                version=candidate.version,
-                previous_version=previous_version,
-                error=None,
-                duration_s=time.perf_counter() - start,
-            )
-            self.last_attempt = attempt
-            self.metrics.reloads.labels(trigger).inc()
-            self.metrics.reload_duration.observe(attempt.duration_s)
-            self.metrics.set_live(
-                candidate.version,
-                candidate.scorer_kind,
-                candidate.source,
-                candidate.loaded_at.timestamp(),
-            )
-            log.info(
-                "reloaded",
-                extra={
-                    "trigger": trigger,
-                    "version": candidate.version,
-                    "previous_version": previous_version,
-                    "origin": candidate.origin,
-                    "duration_ms": round(attempt.duration_s * 1000, 3),
-                },
-            )
-            return attempt
+        Blocking (waits for the worker): call it from a worker thread, not the event loop."""
+        return self._run(trigger, only_if_changed=False) or self._busy(trigger)
 
     def poll_once(self) -> ReloadAttempt | None:
         """Reload when the store's marker differs from the last one tried (good or bad).
 
         A refused artifact is not retried on every tick: only a change (a new publish, a
-        rollback, a repaired pointer) triggers the next attempt.
+        rollback, a repaired pointer) triggers the next attempt; an unreadable store is retried.
+        None when nothing changed (or another reload is in flight: the next tick looks again).
         """
+        attempt = self._run("poll", only_if_changed=True)
+        return None if attempt is None or attempt.busy else attempt
+
+    def _run(self, trigger: str, only_if_changed: bool) -> ReloadAttempt | None:
+        timeout = self.settings.reload_timeout_s
+        if not self._slot.acquire(timeout=timeout):
+            return self._busy(trigger)
+        outcome = _Outcome()
+        start = time.perf_counter()
+        worker = threading.Thread(
+            target=self._work,
+            args=(trigger, only_if_changed, outcome),
+            name=f"ltr-reload-{trigger}",
+            daemon=True,
+        )
+        try:
+            worker.start()
+        except BaseException:
+            self._slot.release()
+            raise
+        outcome.done.wait(timeout)
+        with self._handover:
+            if outcome.done.is_set():
+                return outcome.attempt
+            outcome.abandoned = True
+            self.stuck_since = datetime.now(UTC)
+        previous_version = self.live.version if self.live else None
+        attempt = ReloadAttempt(
+            at=datetime.now(UTC),
+            trigger=trigger,
+            ok=False,
+            version=previous_version,
+            previous_version=previous_version,
+            error=f"reading the artifact took longer than {timeout:g} s "
+            "(LTR_RELOAD_TIMEOUT_SECONDS); the store may be stalled",
+            duration_s=time.perf_counter() - start,
+            retryable=True,
+        )
+        self._record_failure(attempt)
+        return attempt
+
+    def _busy(self, trigger: str) -> ReloadAttempt:
+        version = self.live.version if self.live else None
+        return ReloadAttempt(
+            at=datetime.now(UTC),
+            trigger=trigger,
+            ok=False,
+            version=version,
+            previous_version=version,
+            error="reload in progress: another reload has held the slot for more than "
+            f"{self.settings.reload_timeout_s:g} s (LTR_RELOAD_TIMEOUT_SECONDS)",
+            duration_s=0.0,
+            retryable=True,
+            busy=True,
+        )
+
+    def _work(self, trigger: str, only_if_changed: bool, outcome: _Outcome) -> None:
+        """The worker: owns the slot from its start to its end, however long its reads take."""
+        try:
+            attempt = self._attempt(trigger, only_if_changed, outcome)
+            with self._handover:
+                outcome.attempt = attempt
+                outcome.done.set()
+        except BaseException:
+            log.exception("reload worker failed")
+            with self._handover:
+                outcome.done.set()
+        finally:
+            with self._handover:
+                self.stuck_since = None
+            self._slot.release()
+
+    def _attempt(
+        self, trigger: str, only_if_changed: bool, outcome: _Outcome
+    ) -> ReloadAttempt | None:
+        start = time.perf_counter()
+        previous = self.live
+        previous_version = previous.version if previous else None
+        # Read the marker before loading: if latest moves meanwhile, the next poll sees a
+        # different marker and loads again, which is harmless; the reverse would miss it.
         marker = self.store.current_marker()
-        if marker is None or marker == self._attempted_marker:
+        if only_if_changed and (marker is None or marker == self._attempted_marker):
             return None
-        return self.reload("poll")
+        try:
+            candidate = self._build(self.store.load())
+        except Exception as exc:  # any failure refuses the artifact; the old one serves on
+            retryable = isinstance(exc, StoreUnavailable)
+            attempt = ReloadAttempt(
+                at=datetime.now(UTC),
+                trigger=trigger,
+                ok=False,
+                version=previous_version,
+                previous_version=previous_version,
+                error=str(exc) or type(exc).__name__,
+                duration_s=time.perf_counter() - start,
+                retryable=retryable,
+            )
+            if not retryable:  # a bad artifact is not retried until latest changes
+                self._attempted_marker = marker
+            self._record_failure(attempt)
+            return attempt
+        with self._handover:
+            if outcome.abandoned:  # the caller reported a timeout: this result is not used
+                log.warning("a reload finished after its caller gave up; not swapped in")
+                return None
+            self.live = candidate  # the swap: one reference assignment
+        self._attempted_marker = marker
+        attempt = ReloadAttempt(
+            at=candidate.loaded_at,
+            trigger=trigger,
+            ok=True,
+            version=candidate.version,
+            previous_version=previous_version,
+            error=None,
+            duration_s=time.perf_counter() - start,
+        )
+        self.last_attempt = attempt
+        self.metrics.reloads.labels(trigger).inc()
+        self.metrics.reload_duration.observe(attempt.duration_s)
+        self.metrics.set_live(
+            candidate.version,
+            candidate.scorer_kind,
+            candidate.source,
+            candidate.loaded_at.timestamp(),
+        )
+        log.info(
+            "reloaded",
+            extra={
+                "trigger": trigger,
+                "version": candidate.version,
+                "previous_version": previous_version,
+                "origin": candidate.origin,
+                "duration_ms": round(attempt.duration_s * 1000, 3),
+            },
+        )
+        return attempt
+
+    def _record_failure(self, attempt: ReloadAttempt) -> None:
+        self.last_attempt = attempt
+        self.metrics.reload_failures.labels(attempt.trigger).inc()
+        log.error(
+            "reload refused" if not attempt.retryable else "reload failed; will retry",
+            extra={"trigger": attempt.trigger, "error": attempt.error, "live": attempt.version},
+        )
 
     def _build(self, artifact: StoredArtifact) -> LiveModel:
         if self.scorer_kind == "model" and artifact.model_text is None:

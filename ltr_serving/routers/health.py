@@ -27,8 +27,11 @@ def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
 
 
 @router.get("/ltr/health", response_model=HealthResponse)
-def health(response: Response, settings: SettingsDep, state: StateDep) -> HealthResponse:
-    """200 while a version serves (status ok, or degraded after a refused reload); 503 if none."""
+async def health(response: Response, settings: SettingsDep, state: StateDep) -> HealthResponse:
+    """200 while a version serves (status ok, or degraded after a refused reload); 503 if none.
+
+    Async on purpose: it reads only the state's immutable snapshots and needs no worker thread,
+    so it answers even when every worker thread waits on a reload."""
     live = state.live
     attempt = state.last_attempt
     if live is None:
@@ -48,6 +51,7 @@ def health(response: Response, settings: SettingsDep, state: StateDep) -> Health
         last_reload_error=attempt.error if attempt is not None else None,
         poll_seconds=settings.poll_seconds,
         reload_enabled=settings.reload_enabled,
+        reload_stuck_since=state.stuck_since,
     )
 
 

@@ -8,7 +8,8 @@ Auth: `Authorization: Bearer $LTR_RELOAD_TOKEN`, compared in constant time.
 Outcome: 200 {"reloaded": true, ...} when the artifact `latest` points at was validated and
 swapped in; 409 {"reloaded": false, "error": ...} when it was refused (the request was fine, the
 artifact is not: retrying the same call will not help); 503 when the store could not be read just
-now (S3 or disk I/O: retry later). In both failures the old version keeps serving.
+now (S3 or disk I/O, a read that outlived LTR_RELOAD_TIMEOUT_SECONDS, or another reload still
+holding the slot after that long: retry later). In every failure the old version keeps serving.
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def check_token(settings: ServingSettings, authorization: str | None, client: st
 @router.post(
     "/reload",
     response_model=ReloadResponse,
-    responses={409: {"model": ReloadResponse, "description": "artifact refused; old serves"}},
+    responses={
+        409: {"model": ReloadResponse, "description": "artifact refused; old serves"},
+        503: {"model": ReloadResponse, "description": "store unreadable or busy; retry later"},
+    },
 )
 @router.post(LEGACY_RELOAD_PATH, response_model=ReloadResponse, include_in_schema=False)
 def reload(
