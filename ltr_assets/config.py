@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +37,108 @@ class ConfigError(ValueError):
 
 ENV_FILE = "ltr.env"
 
+# The variables whose values are secrets: an error about one never shows its value.
+SECRETS = frozenset(
+    {
+        "LTR_RELOAD_TOKEN",
+        "KAFKA_SASL_PASSWORD",
+        "NOTIFY_WEBHOOK_URL",  # Slack-style URLs carry their secret in the path
+        "AWS_SECRET_ACCESS_KEY",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric variable may take, inclusive; `zero_off`: 0 is also allowed and
+    turns the feature off."""
+
+    low: float
+    high: float
+    zero_off: bool = False
+
+    def text(self) -> str:
+        span = f"[{_number(self.low)}, {_number(self.high)}]"
+        return f"0 or {span}" if self.zero_off else span
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+MIN_SAMPLE_CAP = 10_000
+
+# Every numeric variable's range, stated once: a value outside it is refused with the
+# variable's name (huge values would otherwise overflow deep inside, e.g. in a timedelta).
+RANGES: dict[str, Range] = {
+    "LTR_NDCG_MIN": Range(0, 1),
+    "LTR_FAIRNESS_MAX": Range(0, 1),
+    "LTR_LATENCY_P95_MS": Range(0.01, 60_000),
+    "LTR_MIN_SAMPLES": Range(1, 10_000_000),
+    "LTR_REGRESSION_MARGIN": Range(0, 1),
+    "LTR_FAIRNESS_MIN_GROUPS": Range(1, 1_000_000),
+    "LTR_FAIRNESS_MIN_RATIO": Range(0, 1),
+    "LTR_FAIRNESS_MIN_COVERAGE": Range(0, 1),
+    "LTR_PROPENSITY_CLIP": Range(0.001, 1),
+    "LTR_IPS_MAX_WEIGHT": Range(1, 1_000_000),
+    "LTR_MAX_CANDIDATES": Range(1, 100_000),
+    "LTR_MAX_BODY_BYTES": Range(1024, 1 << 30),
+    "LTR_MAX_CLOCK_SKEW_HOURS": Range(0, 24 * 366),
+    "LTR_TRAIN_WINDOW_DAYS": Range(1, 366),
+    "LTR_FEEDBACK_WINDOW_HOURS": Range(1, 24 * 31),
+    "LTR_KAFKA_GRACE_MINUTES": Range(0, 24 * 60),
+    "KAFKA_CONNECT_TIMEOUT_SECONDS": Range(0.1, 600),
+    "LTR_QUARANTINE_WARN_RATIO": Range(0, 1),
+    "LTR_KEEP_VERSIONS": Range(1, 100_000),
+    "WEIGHTS_POLL_SECONDS": Range(0.1, 86_400, zero_off=True),
+    "LTR_RELOAD_TIMEOUT_SECONDS": Range(0.1, 3_600),
+    # Row caps: 0 (no cap) or at least MIN_SAMPLE_CAP rows (a sample of a few lists is no fit).
+    "LTR_CLICK_MODEL_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
+    "LTR_TRAIN_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
+    "LTR_WEIGHTS_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
+}
+
+# Every variable the project reads besides the numeric ones: an `LTR_*` name in the env file
+# that is neither is most likely a typo, and is warned about.
+OTHER_VARIABLES = frozenset(
+    {
+        "LTR_HOME",
+        "LTR_DATA_DIR",
+        "LTR_REGISTRY_DIR",
+        "WEIGHTS_PATH",
+        "LTR_AUDIT_LOG",
+        "LTR_START_DATE",
+        "LTR_FAIRNESS_ATTRIBUTES",
+        "LTR_PROPENSITY_METHOD",
+        "LTR_PROPENSITY_CURVE",
+        "LTR_DEBIAS",
+        "LTR_DASK_SCHEDULER",
+        "LTR_SCORER",
+        "LTR_RELOAD_TOKEN",
+        "LTR_SERVING_URL",
+        "LTR_SERVING_SOURCE",
+        "NOTIFY_WEBHOOK_URL",
+        "S3_BUCKET",
+        "S3_PREFIX",
+        "S3_ENDPOINT",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC",
+        "KAFKA_GROUP_ID",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SSL_CAFILE",
+        "KAFKA_SSL_CERTFILE",
+        "KAFKA_SSL_KEYFILE",
+    }
+)
+KNOWN_VARIABLES = frozenset(RANGES) | OTHER_VARIABLES
+# Variables the env file may not set: LTR_HOME locates the file itself.
+NOT_IN_ENV_FILE = frozenset({"LTR_HOME"})
+
 
 def env_file_path(env: Mapping[str, str]) -> Path:
     """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
@@ -44,7 +147,9 @@ def env_file_path(env: Mapping[str, str]) -> Path:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; blank lines and `#` comments skipped, surrounding quotes removed. A
-    missing file is no configuration; a malformed line raises ConfigError naming the file."""
+    missing file is no configuration. A malformed line raises ConfigError naming the file and
+    the line number, never the line's content (it may hold a secret); so does a variable the
+    file may not set (LTR_HOME). An unknown `LTR_*` name is warned about (a likely typo)."""
     if not path.is_file():
         return {}
     values: dict[str, str] = {}
@@ -55,12 +160,30 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.removeprefix("export ").partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+            raise ConfigError(
+                f"{path}:{number}: not a KEY=VALUE line (its content is not shown: it may "
+                "hold a secret)"
+            )
+        if key in NOT_IN_ENV_FILE:
+            raise ConfigError(
+                f"{path}:{number}: {key} cannot be set in {ENV_FILE}: it locates the file "
+                "itself; set it in the environment"
+            )
+        if key.startswith("LTR_") and key not in KNOWN_VARIABLES:
+            warnings.warn(
+                f"{path}:{number}: {key} is not a variable the project reads (a typo?)",
+                UnknownVariableWarning,
+                stacklevel=2,
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
         values[key] = value
     return values
+
+
+class UnknownVariableWarning(UserWarning):
+    """An `LTR_*` variable in the env file that the project does not read."""
 
 
 def write_env_file(path: Path, values: Mapping[str, str]) -> None:
@@ -78,6 +201,20 @@ def layered_env(env: Mapping[str, str]) -> dict[str, str]:
     return {**read_env_file(env_file_path(env)), **env}
 
 
+def _shown(name: str, raw: str) -> str:
+    """`NAME='value'` for an error message; a secret's value is never shown."""
+    return f"{name}=<secret>" if name in SECRETS else f"{name}={raw!r}"
+
+
+def _checked(name: str, raw: str, value: float) -> None:
+    """Raise ConfigError unless `value` lies in the variable's range (RANGES)."""
+    allowed = RANGES[name]
+    if allowed.zero_off and value == 0:
+        return
+    if not allowed.low <= value <= allowed.high:
+        raise ConfigError(f"{_shown(name, raw)} is outside its range {allowed.text()}")
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -85,41 +222,39 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+        raise ConfigError(f"{_shown(name, raw)} is not a number") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={raw!r} is not a finite number")
+        raise ConfigError(f"{_shown(name, raw)} is not a finite number")
+    _checked(name, raw, value)
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+        value = _integral(name, raw)  # 1e5 is an integer too
+    _checked(name, raw, value)
     return value
 
 
-MIN_SAMPLE_CAP = 10_000
-
-
-def _cap(env: Mapping[str, str], name: str, default: int) -> int:
-    """A row cap: 0 (no cap) or at least MIN_SAMPLE_CAP rows (a sample of a few lists is not a
-    fit)."""
-    value = _int(env, name, default, minimum=0)
-    if 0 < value < MIN_SAMPLE_CAP:
-        raise ConfigError(f"{name}={value} must be 0 (no cap) or at least {MIN_SAMPLE_CAP}")
-    return value
+def _integral(name: str, raw: str) -> int:
+    try:
+        number = float(raw)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise ConfigError(f"{_shown(name, raw)} is not an integer")
+    return int(number)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = _str(env, name, default)
     if value not in choices:
-        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+        raise ConfigError(f"{_shown(name, value)} must be one of {', '.join(choices)}")
     return value
 
 
@@ -275,7 +410,7 @@ class Settings:
                 env, "LTR_REGRESSION_MARGIN", GateThresholds.regression_margin
             ),
             fairness_min_groups=_int(
-                env, "LTR_FAIRNESS_MIN_GROUPS", GateThresholds.fairness_min_groups, minimum=1
+                env, "LTR_FAIRNESS_MIN_GROUPS", GateThresholds.fairness_min_groups
             ),
             fairness_min_ratio=_float(
                 env, "LTR_FAIRNESS_MIN_RATIO", GateThresholds.fairness_min_ratio
@@ -292,15 +427,9 @@ class Settings:
         if propensity_method == "pinned" and not curve:
             raise ConfigError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")
         clip = _float(env, "LTR_PROPENSITY_CLIP", 0.05)
-        if not 0.0 < clip <= 1.0:
-            raise ConfigError(f"LTR_PROPENSITY_CLIP={clip} must lie in (0, 1]")
         ips_max_weight = _float(env, "LTR_IPS_MAX_WEIGHT", 5.0)
-        if not ips_max_weight >= 1.0:
-            raise ConfigError(f"LTR_IPS_MAX_WEIGHT={ips_max_weight} must be at least 1")
-        max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000, minimum=1)
+        max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000)
         skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
-        if skew < 0:
-            raise ConfigError(f"LTR_MAX_CLOCK_SKEW_HOURS={skew!r} must not be negative")
         data_dir = _str(env, "LTR_DATA_DIR", str(home / "lake"))
         lake_url = _lake_url(data_dir)
         debias = _choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS)
@@ -322,8 +451,8 @@ class Settings:
             s3_prefix=_str(env, "S3_PREFIX", "ltr"),
             s3_endpoint=env.get("S3_ENDPOINT", "").strip(),
             gate=gate,
-            train_window_days=_int(env, "LTR_TRAIN_WINDOW_DAYS", 14, minimum=1),
-            feedback_window_hours=_int(env, "LTR_FEEDBACK_WINDOW_HOURS", 24, minimum=1),
+            train_window_days=_int(env, "LTR_TRAIN_WINDOW_DAYS", 14),
+            feedback_window_hours=_int(env, "LTR_FEEDBACK_WINDOW_HOURS", 24),
             quarantine_warn_ratio=_float(env, "LTR_QUARANTINE_WARN_RATIO", 0.05),
             scorer=scorer,
             reload_token=env.get("LTR_RELOAD_TOKEN", ""),
@@ -333,7 +462,7 @@ class Settings:
             serving_url=env.get("LTR_SERVING_URL", "").strip(),
             kafka=_kafka(env, skew),
             s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
-            keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
+            keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30),
             max_candidates=max_candidates,
             serving_source=_choice(env, "LTR_SERVING_SOURCE", "auto", SERVING_SOURCES),
             debias=debias,
@@ -341,15 +470,13 @@ class Settings:
             propensity_curve=curve,
             propensity_clip=clip,
             ips_max_weight=ips_max_weight,
-            max_body_bytes=_int(
-                env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates), minimum=1024
-            ),
+            max_body_bytes=_int(env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates)),
             max_clock_skew_hours=skew,
             dask_scheduler=dask_scheduler,
             sample_caps=SampleCaps(
-                click_model_rows=_cap(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
-                weights_rows=_cap(env, "LTR_WEIGHTS_MAX_ROWS", SampleCaps.weights_rows),
-                train_rows=_cap(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
+                click_model_rows=_int(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
+                weights_rows=_int(env, "LTR_WEIGHTS_MAX_ROWS", SampleCaps.weights_rows),
+                train_rows=_int(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
             ),
         )
 

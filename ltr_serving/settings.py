@@ -3,7 +3,6 @@ environment): what the app needs, and where its artifacts come from (local regis
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +27,12 @@ class ServingSettings:
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     source: str = "file"  # "file" (local registry / flat file) or "s3" (the registry's mirror)
     max_body_bytes: int = default_max_body_bytes(DEFAULT_MAX_CANDIDATES)  # /rank answers 413 above
+    base: Settings | None = field(default=None, repr=False, compare=False)  # the whole reading
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
-        env = os.environ if env is None else env
+        """The project's one reading of the settings (`Settings.from_env`: the environment over
+        `$LTR_HOME/ltr.env`, as the pipeline, sensors and CLI read them)."""
         base = Settings.from_env(env)
         return cls(
             registry_dir=base.registry_dir,
@@ -43,15 +44,16 @@ class ServingSettings:
             max_candidates=base.max_candidates,
             source=_source(base),
             max_body_bytes=base.max_body_bytes,
+            base=base,
         )
 
     def mirror(self) -> S3Mirror | None:
-        """The S3 mirror to serve from, when the source is S3."""
+        """The S3 mirror to serve from, when the source is S3 (from the same reading)."""
         if self.source != "s3":
             return None
         from ltr_assets.s3_registry import mirror_from_settings  # boto3 only when S3 is used
 
-        mirror = mirror_from_settings(Settings.from_env())
+        mirror = mirror_from_settings(self.base or Settings.from_env())
         if mirror is None:
             raise ConfigError("LTR_SERVING_SOURCE=s3 needs S3_BUCKET")
         return mirror
