@@ -22,6 +22,7 @@ from ltr_assets.fairness import FairnessReport, RankedLists, fairness_report
 from ltr_assets.metrics import (
     CounterfactualEvaluator,
     CounterfactualReport,
+    Interval,
     LatencyReport,
     NdcgReport,
     PairedReport,
@@ -47,7 +48,7 @@ class RequestLatency:
 
     @property
     def worst(self) -> LatencyReport:
-        return max(self.at_data_sizes, self.at_max_candidates, key=lambda r: r.p95_ms)
+        return max(self.at_data_sizes, self.at_max_candidates, key=lambda r: r.cpu_p95_ms)
 
     @classmethod
     def untimed(cls) -> RequestLatency:
@@ -176,8 +177,9 @@ class GateResult:
 GATE_NAMES = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
 
 
-def _ci(low: float, high: float) -> str:
-    return f"95% CI {low:.4f}…{high:.4f}"
+def _ci(interval: Interval) -> str:
+    clipped = ", clipped to the metric's range" if interval.clipped else ""
+    return f"95% CI {interval.low:.4f}…{interval.high:.4f}{clipped}"
 
 
 def _ndcg_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResult:
@@ -189,7 +191,7 @@ def _ndcg_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResul
         passed,
         lower,
         thresholds.ndcg_min,
-        f"counterfactual nDCG@5 {report.value:.4f} ({_ci(lower, report.interval.high)}, "
+        f"counterfactual nDCG@5 {report.value:.4f} ({_ci(report.interval)}, "
         f"{report.lists} lists, {report.lists_with_clicks} with clicks; "
         f"{report.model_share:.0%} of it from rows past the largest IPS weight, graded by the "
         f"click model): the lower bound must be ≥ {thresholds.ndcg_min}. Diagnostics: the "
@@ -214,10 +216,7 @@ def _regression_result(
     margin = thresholds.regression_margin
     logged = candidate.vs_logged
     vs_logged_ok = bool(np.isfinite(logged.interval.low) and logged.interval.low >= -margin)
-    parts = [
-        f"vs the platform's logged order: {logged.difference:+.4f} "
-        f"({_ci(logged.interval.low, logged.interval.high)})"
-    ]
+    parts = [f"vs the platform's logged order: {logged.difference:+.4f} ({_ci(logged.interval)})"]
     details: dict[str, Any] = {
         "vs_logged_difference": logged.difference,
         "vs_logged_lower": logged.interval.low,
@@ -239,8 +238,7 @@ def _regression_result(
         passed = passed and live_ok
         lowest = min(lowest, live.interval.low)
         parts.append(
-            f"vs {baseline.label} {baseline.version}: {live.difference:+.4f} "
-            f"({_ci(live.interval.low, live.interval.high)})"
+            f"vs {baseline.label} {baseline.version}: {live.difference:+.4f} ({_ci(live.interval)})"
         )
         details.update(
             {
@@ -358,20 +356,25 @@ def fairness_coverage_result(fair: FairnessReport) -> GateResult:
 
 
 def _latency_result(candidate: Evaluation, thresholds: GateThresholds) -> GateResult:
+    """Gated on CPU time per request: what the code costs, not how busy the machine was (a
+    nightly run beside other work must not be refused for that); wall-clock beside it."""
     latency = candidate.latency
     worst = latency.worst
     data, top = latency.at_data_sizes, latency.at_max_candidates
     return GateResult(
         "latency_p95",
-        bool(worst.p95_ms < thresholds.latency_p95_ms),
-        worst.p95_ms,
+        bool(worst.cpu_p95_ms < thresholds.latency_p95_ms),
+        worst.cpu_p95_ms,
         thresholds.latency_p95_ms,
-        f"p95 of the /rank request path in-process (JSON body → validation → "
-        f"{candidate.scorer} scorer → response) {data.p95_ms:.2f} ms at the test lists' sizes, "
-        f"{top.p95_ms:.2f} ms at {latency.max_candidates} candidates "
+        f"p95 CPU time of the /rank request path in-process (JSON body → validation → "
+        f"{candidate.scorer} scorer → response) {data.cpu_p95_ms:.2f} ms at the test lists' "
+        f"sizes, {top.cpu_p95_ms:.2f} ms at {latency.max_candidates} candidates "
         f"(LTR_MAX_CANDIDATES), {data.queries} requests each: the worse must be < "
-        f"{thresholds.latency_p95_ms} ms",
+        f"{thresholds.latency_p95_ms} ms. Wall-clock p95 (counts waiting for a core): "
+        f"{data.p95_ms:.2f} ms and {top.p95_ms:.2f} ms",
         {
+            "cpu_p95_ms_at_data_sizes": data.cpu_p95_ms,
+            "cpu_p95_ms_at_max_candidates": top.cpu_p95_ms,
             "p95_ms_at_data_sizes": data.p95_ms,
             "p99_ms_at_data_sizes": data.p99_ms,
             "p95_ms_at_max_candidates": top.p95_ms,

@@ -37,7 +37,10 @@ between two scorers on the same lists are differences of numerators. The normali
 DCG of the completed gains rather than of the IPS gains themselves: the maximum of noisy IPS
 gains overstates the ideal by about half (measured on the simulator), which would scale every
 estimate down by a third. 95% intervals are percentile bootstraps over lists; paired intervals
-resample the same lists for both scorers. The bootstrap holds θ and the click model fixed.
+resample the same lists for both scorers. The bootstrap holds θ and the click model fixed. An
+interval is clipped to the metric's range ([0, 1], and [−1, 1] for a difference), and says so
+(`Interval.clipped`). The point estimate is not: it is a ratio of sums that paired differences
+subtract, and on a few hundred lists a very good ranking's may pass 1.
 
 Fairness of exposure lives in `ltr_assets.fairness`.
 """
@@ -103,6 +106,14 @@ def ndcg_per_group(
 class Interval:
     low: float
     high: float
+    clipped: bool = False  # an end was moved inside the metric's range (see `within`)
+
+    def within(self, low: float, high: float) -> Interval:
+        """This interval clipped to the metric's range [low, high], saying so when it was: a
+        percentile bootstrap of a ratio estimate can reach past the range (e.g. nDCG 1.06)."""
+        lo, hi = min(max(self.low, low), high), min(max(self.high, low), high)
+        moved = (lo, hi) != (self.low, self.high) and np.isfinite([self.low, self.high]).all()
+        return Interval(lo, hi, self.clipped or bool(moved))
 
 
 @dataclass(frozen=True)
@@ -277,8 +288,9 @@ class CounterfactualEvaluator:
         total = ideal.sum()
         value = float(dcg.sum() / total) if total > 0 else float("nan")
         boot = (self.draws @ dcg) / np.maximum(self.draws @ ideal, 1e-12)
+        interval = _percentiles(boot).within(0.0, 1.0)
         return CounterfactualReport(
-            k, value, _percentiles(boot), int(self.sizes.size), self.lists_with_clicks, model_share
+            k, value, interval, int(self.sizes.size), self.lists_with_clicks, model_share
         )
 
     def model_based_ndcg(self, scores: np.ndarray, k: int = 5) -> CounterfactualReport:
@@ -304,7 +316,7 @@ class CounterfactualEvaluator:
             float(a.sum() / total),
             float(b.sum() / total),
             float((a - b).sum() / total),
-            _percentiles(boot),
+            _percentiles(boot).within(-1.0, 1.0),
             int(self.sizes.size),
         )
 
@@ -320,7 +332,15 @@ def samples(labels: np.ndarray, group_sizes: Sequence[int] | np.ndarray) -> int:
 
 @dataclass(frozen=True)
 class LatencyReport:
+    """Percentiles of a request path's cost: `cpu_*`, the CPU time of the thread that ran each
+    request, is what the code costs and what the gate compares; `p*_ms`, the wall-clock time,
+    also counts waiting for a core, so it grows with whatever else the machine runs and is
+    reported beside it."""
+
     queries: int
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    cpu_p50_ms: float = float("nan")
+    cpu_p95_ms: float = float("nan")
+    cpu_p99_ms: float = float("nan")

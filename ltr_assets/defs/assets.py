@@ -196,7 +196,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
         f"[{ndcg5.interval.low:.4f}, {ndcg5.interval.high:.4f}] "
         f"vs logged order {evaluation.vs_logged.difference:+.4f} "
         f"fairness failing {[v.name for v in evaluation.fairness.failing]} "
-        f"p95={evaluation.latency.worst.p95_ms:.3f}ms "
+        f"cpu_p95={evaluation.latency.worst.cpu_p95_ms:.3f}ms "
         f"samples={evaluation.samples} gate_passed={report.gate_passed}"
     )
     curve = summary["propensity"]
@@ -216,7 +216,8 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
                 "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
                 "fairness": MetadataValue.md(summary["fairness_table"]),
-                "latency_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
+                "latency_cpu_p95_ms": round(evaluation.latency.worst.cpu_p95_ms, 4),
+                "latency_wall_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
                 "samples": evaluation.samples,
                 "gate_passed": report.gate_passed,
                 "propensity_method": curve["method"],

@@ -76,8 +76,8 @@ def test_the_gate_evaluates_whichever_scorer_serving_runs(tmp_path: Path) -> Non
         gate = next(g for g in report.gate if g.name == "latency_p95")
         assert (
             gate.value
-            == latency.worst.p95_ms
-            == max(latency.at_data_sizes.p95_ms, latency.at_max_candidates.p95_ms)
+            == latency.worst.cpu_p95_ms
+            == max(latency.at_data_sizes.cpu_p95_ms, latency.at_max_candidates.cpu_p95_ms)
         )
     model, weights = reports["model"].evaluation, reports["weights"].evaluation
     assert model.ndcg5.value != weights.ndcg5.value

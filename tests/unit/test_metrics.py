@@ -115,10 +115,14 @@ def test_the_counterfactual_dcg_is_unbiased_and_its_difference_is_paired() -> No
     paired = judge.paired(b, a)
     assert paired.difference == pytest.approx(report_b.value - report_a.value)
     assert paired.interval.low > 0
-    # pairing: the interval of the difference is narrower than either value's
-    assert (paired.interval.high - paired.interval.low) < (
+    # pairing: the interval of the difference is narrower than either value's (with a ranking
+    # whose interval stays inside [0, 1]: b's, near 1, is clipped)
+    c = 0.3 * gains + rng.random(len(gains))
+    report_c, paired_c = judge.ndcg(c), judge.paired(c, a)
+    assert not (report_a.interval.clipped or report_c.interval.clipped)
+    assert (paired_c.interval.high - paired_c.interval.low) < (
         report_a.interval.high - report_a.interval.low
-    ) + (report_b.interval.high - report_b.interval.low)
+    ) + (report_c.interval.high - report_c.interval.low)
 
 
 def test_ips_corrects_what_the_logged_labels_get_wrong() -> None:
@@ -162,3 +166,27 @@ def test_rows_past_the_largest_ips_weight_are_graded_by_the_model() -> None:
     assert blind.dcg(truth_order, 5).sum() < 0.9 * switched.dcg(truth_order, 5).sum()
     with pytest.raises(ValueError, match="at least 1"):
         CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=0.5)
+
+
+def test_counterfactual_intervals_stay_within_the_metric_s_range_and_say_so() -> None:
+    """The UI once showed an nDCG@5 interval of 0.8571-1.0596: a percentile bootstrap of an
+    IPS ratio can pass 1. It is clipped to [0, 1], and marked as clipped."""
+    from ltr_assets.metrics import CounterfactualEvaluator, Interval
+
+    assert Interval(0.8571, 1.0596).within(0.0, 1.0) == Interval(0.8571, 1.0, clipped=True)
+    assert Interval(0.2, 0.3).within(0.0, 1.0) == Interval(0.2, 0.3, clipped=False)
+    rng = np.random.default_rng(0)
+    n_lists = 60
+    sizes = np.full(n_lists, 3)
+    theta = np.tile([1.0, 0.5, 0.25], n_lists)
+    labels = np.zeros(3 * n_lists)
+    labels[2::3] = rng.random(n_lists) < 0.5  # clicks far down, where 1/θ is 4
+    labels[0::3] = rng.random(n_lists) < 0.1
+    completed = np.tile([0.3, 0.2, 0.5], n_lists)  # a click model that underrates the bottom
+    evaluator = CounterfactualEvaluator(sizes, labels, theta, completed, max_weight=5.0)
+    bottom_first = np.tile([0.0, 1.0, 2.0], n_lists)
+    report = evaluator.ndcg(bottom_first)
+    assert report.interval.clipped
+    assert 0.0 <= report.interval.low <= report.interval.high <= 1.0 < report.value
+    paired = evaluator.paired(bottom_first, np.tile([2.0, 1.0, 0.0], n_lists))
+    assert -1.0 <= paired.interval.low <= paired.interval.high <= 1.0

@@ -60,14 +60,20 @@ def _summary() -> dict[str, Any]:
                 "at_data_sizes": {
                     "queries": 1000,
                     "p50_ms": 0.01,
-                    "p95_ms": 0.019411499999999988,
-                    "p99_ms": 0.03,
+                    "p95_ms": 0.5,
+                    "p99_ms": 0.6,
+                    "cpu_p50_ms": 0.01,
+                    "cpu_p95_ms": 0.019411499999999988,
+                    "cpu_p99_ms": 0.03,
                 },  # fmt: skip
                 "at_max_candidates": {
                     "queries": 1000,
                     "p50_ms": 2.0,
-                    "p95_ms": 3.123456,
-                    "p99_ms": 4.0,
+                    "p95_ms": 9.5,
+                    "p99_ms": 11.0,
+                    "cpu_p50_ms": 2.0,
+                    "cpu_p95_ms": 3.123456,
+                    "cpu_p99_ms": 4.0,
                 },  # fmt: skip
                 "max_candidates": 1000,
             },
@@ -109,7 +115,7 @@ def test_every_section_and_figure_of_the_card() -> None:
     assert "candidate − baseline +0.0212 [-0.0100, +0.0500]" in card
     # Fairness table as given, latency, weights with change, propensity, data.
     assert "## Fairness per protected value" in card and "| gender=F | 180 |" in card
-    assert "| the test lists' | 1000 | 0.0100 | 0.0194 | 0.0300 |" in card
+    assert "| the test lists' | 1000 | 0.0100 | 0.0194 | 0.0300 | 0.5000 |" in card
     assert "| 1000 candidates | 1000 | 2.0000 | 3.1235 | 4.0000 |" in card
     assert "| A | 0.5556 | 0.6000 | -0.0444 |" in card
     assert "| S | 0.4444 | 0.4000 | +0.0444 |" in card

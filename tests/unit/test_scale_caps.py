@@ -36,9 +36,10 @@ def test_the_caps_are_configuration_with_documented_defaults() -> None:
     env = {"LTR_CLICK_MODEL_MAX_ROWS": "0", "LTR_WEIGHTS_MAX_ROWS": "50000"}
     caps = Settings.from_env(env).sample_caps
     assert (caps.click_model_rows, caps.weights_rows) == (0, 50_000)
-    with pytest.raises(ConfigError, match="LTR_CLICK_MODEL_MAX_ROWS=500 must be 0"):
+    outside = r"is outside its range 0 or \[10000, "
+    with pytest.raises(ConfigError, match=f"LTR_CLICK_MODEL_MAX_ROWS='500' {outside}"):
         Settings.from_env({"LTR_CLICK_MODEL_MAX_ROWS": "500"})
-    with pytest.raises(ConfigError, match="LTR_WEIGHTS_MAX_ROWS='-1' must be at least 0"):
+    with pytest.raises(ConfigError, match=f"LTR_WEIGHTS_MAX_ROWS='-1' {outside}"):
         Settings.from_env({"LTR_WEIGHTS_MAX_ROWS": "-1"})
 
 
