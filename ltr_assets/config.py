@@ -198,6 +198,10 @@ class SampleCaps:
     seed: int = 0
 
 
+DEFAULT_KAFKA_STOP_RECORDS = 100
+MIN_KAFKA_STOP_RECORDS = 2  # one record past the window must never end a read
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """The Kafka source's connection, security and reading settings (KAFKA_*), declared once;
@@ -217,6 +221,11 @@ class KafkaSettings:
     request_timeout_s: float = 40.0
     stall_timeout_s: float = 60.0
     grace: timedelta = timedelta(hours=2, minutes=15)
+    # A partition's read of day D ends once this many records in a row are stamped at or after
+    # the end of D plus the grace (LTR_KAFKA_STOP_RECORDS): more than the impressions of one
+    # recommendation list, which share a key and so a partition and may all carry one wrong
+    # clock; fewer records past the window never end the read.
+    stop_records: int = DEFAULT_KAFKA_STOP_RECORDS
     max_clock_skew: timedelta = timedelta(hours=24)
 
 
@@ -384,6 +393,12 @@ def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:
         ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
         connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
         grace=timedelta(minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135)),
+        stop_records=_int(
+            env,
+            "LTR_KAFKA_STOP_RECORDS",
+            DEFAULT_KAFKA_STOP_RECORDS,
+            minimum=MIN_KAFKA_STOP_RECORDS,
+        ),
         max_clock_skew=timedelta(hours=skew_hours),
     )
 
