@@ -200,6 +200,10 @@ class SampleCaps:
 
 DEFAULT_KAFKA_STOP_RECORDS = 100
 MIN_KAFKA_STOP_RECORDS = 2  # one record past the window must never end a read
+# An event stamped more than this many days before its source's clock is quarantined as
+# old_timestamp (LTR_MAX_EVENT_AGE_DAYS); the limit keeps the date arithmetic in range.
+DEFAULT_MAX_EVENT_AGE_DAYS = 30
+MAX_EVENT_AGE_DAYS_LIMIT = 36500
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,7 @@ class KafkaSettings:
     # clock; fewer records past the window never end the read.
     stop_records: int = DEFAULT_KAFKA_STOP_RECORDS
     max_clock_skew: timedelta = timedelta(hours=24)
+    max_event_age: timedelta = timedelta(days=DEFAULT_MAX_EVENT_AGE_DAYS)
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,7 @@ class Settings:
     ips_max_weight: float = 5.0  # the gate's estimator: IPS up to this weight, the model past it
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
+    max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
     dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
     sample_caps: SampleCaps = field(default_factory=SampleCaps)
@@ -309,6 +315,11 @@ class Settings:
         skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
         if skew < 0:
             raise ConfigError(f"LTR_MAX_CLOCK_SKEW_HOURS={skew!r} must not be negative")
+        max_age = _int(env, "LTR_MAX_EVENT_AGE_DAYS", DEFAULT_MAX_EVENT_AGE_DAYS, minimum=1)
+        if max_age > MAX_EVENT_AGE_DAYS_LIMIT:
+            raise ConfigError(
+                f"LTR_MAX_EVENT_AGE_DAYS={max_age} must be at most {MAX_EVENT_AGE_DAYS_LIMIT}"
+            )
         data_dir = _str(env, "LTR_DATA_DIR", str(home / "lake"))
         lake_url = _lake_url(data_dir)
         debias = _choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS)
@@ -338,7 +349,7 @@ class Settings:
             poll_seconds=_float(env, "WEIGHTS_POLL_SECONDS", 300.0),
             notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
             serving_url=env.get("LTR_SERVING_URL", "").strip(),
-            kafka=_kafka(env, skew),
+            kafka=_kafka(env, skew, max_age),
             s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30, minimum=1),
             max_candidates=max_candidates,
@@ -352,6 +363,7 @@ class Settings:
                 env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates), minimum=1024
             ),
             max_clock_skew_hours=skew,
+            max_event_age_days=max_age,
             dask_scheduler=dask_scheduler,
             sample_caps=SampleCaps(
                 click_model_rows=_cap(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
@@ -373,7 +385,7 @@ def _lake_url(value: str) -> str:
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
-def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:
+def _kafka(env: Mapping[str, str], skew_hours: float, max_age_days: int) -> KafkaSettings | None:
     """The Kafka source's settings, or None when KAFKA_BOOTSTRAP_SERVERS is not set."""
     servers = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if not servers:
@@ -400,6 +412,7 @@ def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:
             minimum=MIN_KAFKA_STOP_RECORDS,
         ),
         max_clock_skew=timedelta(hours=skew_hours),
+        max_event_age=timedelta(days=max_age_days),
     )
 
 

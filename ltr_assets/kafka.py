@@ -11,10 +11,11 @@ is in D. An event of D that comes after the partition's clock passed the end of 
 (after the point where D's read ends) is quarantined as `late_event` in the day it arrived (see
 `arrival_day`), so it is counted once, in a day whose read reaches it, instead of in none. An
 event stamped more than `max_clock_skew` after the end of today (UTC, when the read starts) comes
-from a skewed clock: it is quarantined as `future_timestamp` in the day it arrived too, like an
-unreadable message, instead of waiting for a day that has not come. The committed offsets of the
-consumer group are written for operators to watch lag; they never decide what a partition
-contains, so re-reading a day gives the same rows.
+from a skewed clock: it is quarantined as `future_timestamp` in the day it arrived too, instead of
+waiting for a day that has not come; one stamped more than `max_event_age` before the partition's
+clock (a clock reset to 1970, say) as `old_timestamp`, instead of going to a day that never runs.
+The committed offsets of the consumer group are written for operators to watch lag; they never
+decide what a partition contains, so re-reading a day gives the same rows.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from ltr_assets.config import KafkaSettings
 from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
 from ltr_assets.ingest import gc_paused
 from ltr_assets.sources import (
+    DEFAULT_MAX_EVENT_AGE,
     DayRecord,
     SourceRecord,
     future_rejection,
+    old_rejection,
     source_horizon,
 )
 
@@ -205,19 +208,29 @@ class PartitionDay:
     the read ends (the partition's clock passes the end of the day plus the grace).
 
     An event belongs to the day of its own time (an unreadable message: its record timestamp's)
-    unless that time is past `horizon` or the partition's clock had passed the end of that day
-    plus the grace when it came: then it belongs to the day it arrived in (`arrival_day`, from
-    the clock), quarantined with the reason. A record that is not an LTR event stays ignored,
+    unless no right clock gives that time or its day's read had ended when it came: then it
+    belongs to the day it arrived in (`arrival_day`, from the clock), quarantined with the reason:
+    `future_timestamp` past `horizon`; `old_timestamp` more than `max_event_age` before the
+    partition's clock (the bound follows the partition's own time, not today's, so a backfill of
+    an old day reads its records as they are); `late_event` when the clock had passed the end of
+    its day plus the grace. A record that is not an LTR event stays ignored,
     placed the same way. At a partition's beginning, a record to be placed by the clock before
     the clock has any time waits for the first record that gives it one."""
 
     def __init__(
-        self, day: date, clock: PartitionClock, horizon: datetime, grace: timedelta
+        self,
+        day: date,
+        clock: PartitionClock,
+        horizon: datetime,
+        grace: timedelta,
+        max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
     ) -> None:
         self.day = day
         self.clock = clock
         self.horizon = horizon
         self.grace = grace
+        self.max_event_age = max_event_age
+        self._max_age_ms = int(max_event_age.total_seconds() * 1000)
         self.stop_ms = window_end_ms(day, grace)
         self._horizon_ms = _ms(horizon)
         self._waiting: list[tuple[Any, EventRow | Rejection | None]] = []
@@ -237,10 +250,14 @@ class PartitionDay:
         when = _record_time(outcome, message.timestamp)
         clock = self.clock
         stamped = message.timestamp if message.timestamp <= self._horizon_ms else None
+        reference = clock.reference(stamped)
         problem: Rejection | None = None
         if when > self.horizon:
             why = "the end of today plus LTR_MAX_CLOCK_SKEW_HOURS"
             problem = future_rejection(when, self.horizon, why)
+        elif reference is not None and _ms(when) < reference - self._max_age_ms:
+            what = "the partition's clock where it arrived"
+            problem = old_rejection(when, _at(reference), self.max_event_age, what)
         elif clock.watermark is not None:
             window_end = window_end_ms(when.date(), self.grace)
             if clock.passed(window_end):
@@ -252,7 +269,6 @@ class PartitionDay:
         else:
             if outcome is not None:
                 outcome = problem
-            reference = clock.reference(stamped)
             if reference is None:
                 if clock.from_start:
                     self._waiting.append((message, outcome))
@@ -365,7 +381,7 @@ class KafkaDaySource:
                 active[tp] = ends[tp]
                 bounds[tp.partition] = (first.offset, first.offset)
                 clock = PartitionClock(s.stop_records, from_start=first.offset <= begins[tp])
-                parts[tp.partition] = PartitionDay(day, clock, horizon, s.grace)
+                parts[tp.partition] = PartitionDay(day, clock, horizon, s.grace, s.max_event_age)
             last_progress = time.monotonic()
             while active:
                 batch = await consumer.getmany(

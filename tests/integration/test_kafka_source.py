@@ -412,3 +412,45 @@ def test_an_event_arriving_after_its_days_read_ended_is_quarantined_where_it_arr
         [e["event_id"] for e in after + more] + ["late_event:straggler"]
     )
     assert sum(len(names) for names in read.values()) == len(stream)
+
+
+def test_implausibly_old_records_are_quarantined_in_the_day_they_arrived(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    """An event stamped in 1970 (record timestamp too), one stamped in year 1 (the producer's
+    record timestamp is the day's) and an unreadable message stamped 1970 after them, amid a
+    day's records: all three are quarantined in that day with a reason, none goes to a day that
+    never runs; the same lines in a file likewise, a 1970 line at the head of the file too."""
+    # a run of 5: the partition's clock is set by the day's first records (before a run's worth
+    # of records, a new partition's clock is its first record's time, 00:10, still D-1's read)
+    settings = replace(_one_partition(kafka_broker, "old"), stop_records=5)
+    day = DAYS[1]
+    head = [_feedback(f"a-{h}", f"{day}T{h:02d}:10:00Z") for h in range(10)]
+    epoch = _feedback("epoch", "1970-01-01T00:00:00Z")
+    year_one = json.dumps(_feedback("year-one", "0001-01-01T00:00:00Z")).encode()
+    tail = [_feedback(f"b-{h}", f"{day}T{h:02d}:20:00Z") for h in range(10, 24)]
+    publish_events(settings, [*head, epoch])
+    noon = int(np.datetime64(f"{day}T12:00:00", "ms").astype(np.int64))
+    asyncio.run(_send_raw(settings, [b"not json"], 0))
+    asyncio.run(_send_raw(settings, [year_one], noon))
+    publish_events(settings, tail)
+    expected = sorted(
+        [e["event_id"] for e in head + tail]
+        + ["old_timestamp:epoch", "old_timestamp:year-one", "old_timestamp:not json"]
+    )
+    kafka = _read_days(KafkaDaySource(settings), [day, date(1970, 1, 1), date(1, 1, 1)])
+    assert sorted(_names(kafka[day])) == expected
+    assert kafka[date(1970, 1, 1)] == kafka[date(1, 1, 1)] == []
+
+    lines = [json.dumps(e) for e in [epoch, *head, epoch]] + ["not json", year_one.decode()]
+    lines += [json.dumps(e) for e in tail]
+    (tmp_path / "audit.jsonl").write_text("".join(line + "\n" for line in lines))
+    files = _read_days(AuditLogSource(str(tmp_path / "audit.jsonl")),
+                       [day, date(1970, 1, 1), date(1, 1, 1)])  # fmt: skip
+    # in a file the unreadable line has no time of its own: it follows the nearest dated line
+    assert sorted(_names(files[day])) == sorted(
+        [e["event_id"] for e in head + tail]
+        + ["old_timestamp:epoch", "old_timestamp:epoch", "old_timestamp:year-one",
+           "invalid_json:not json"]
+    )  # fmt: skip
+    assert files[date(1970, 1, 1)] == files[date(1, 1, 1)] == []

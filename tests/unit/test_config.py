@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ def test_the_body_cap_follows_the_candidate_limit_unless_set() -> None:
     assert Settings.from_env({"LTR_MAX_CLOCK_SKEW_HOURS": "1.5"}).max_clock_skew_hours == 1.5
 
 
+def test_the_event_time_bounds_and_the_kafka_stop_run_have_defaults() -> None:
+    assert Settings.from_env({}).max_event_age_days == 30
+    kafka = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:9092"}).kafka
+    assert kafka is not None and kafka.stop_records == 100
+    assert kafka.max_event_age == timedelta(days=30)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LTR_MAX_EVENT_AGE_DAYS": "400",
+           "LTR_KAFKA_STOP_RECORDS": "7"}  # fmt: skip
+    settings = Settings.from_env(env)
+    assert settings.max_event_age_days == 400 and settings.kafka is not None
+    assert settings.kafka.max_event_age == timedelta(days=400) and settings.kafka.stop_records == 7
+
+
 def test_thresholds_are_parsed_from_strings() -> None:
     settings = Settings.from_env({"LTR_NDCG_MIN": "0.7", "LTR_MIN_SAMPLES": "250"})
     assert settings.gate.ndcg_min == 0.7 and settings.gate.min_samples == 250
@@ -57,6 +70,12 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_MAX_CLOCK_SKEW_HOURS": "-1"}, "must not be negative"),
         ({"LTR_MAX_BODY_BYTES": "100"}, "at least 1024"),
         ({"LTR_IPS_MAX_WEIGHT": "0.5"}, "LTR_IPS_MAX_WEIGHT=0.5 must be at least 1"),
+        ({"LTR_MAX_EVENT_AGE_DAYS": "0"}, "LTR_MAX_EVENT_AGE_DAYS='0' must be at least 1"),
+        ({"LTR_MAX_EVENT_AGE_DAYS": "40000"}, "LTR_MAX_EVENT_AGE_DAYS=40000 must be at most"),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LTR_KAFKA_STOP_RECORDS": "1"},
+            "LTR_KAFKA_STOP_RECORDS='1' must be at least 2",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:
