@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from ltr_assets.schema import PROTECTED_ATTRIBUTES
@@ -39,7 +40,7 @@ ENV_FILE = "ltr.env"
 
 def env_file_path(env: Mapping[str, str]) -> Path:
     """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
-    return Path(_str(env, "LTR_HOME", "./var")) / ENV_FILE
+    return Path(_path(env, "LTR_HOME", "./var")) / ENV_FILE
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -158,6 +159,67 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return raw or default
 
 
+_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$)|)")
+
+
+def _path(env: Mapping[str, str], name: str, default: str) -> str:
+    """A path setting, with `$NAME` and `${NAME}` replaced by the variables' values in `env`
+    (`$$` is a `$`), as a shell would: a reference is never kept literally, so a variable that
+    is not set, or a `$` that starts no reference, is refused naming both. The default is used
+    as it is."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+
+    def value(match: re.Match[str]) -> str:
+        braced, bare, dollar = match.groups()
+        if dollar:
+            return "$"
+        variable = braced or bare
+        if variable is None:
+            raise ConfigError(
+                f"{name}={raw!r}: a $ must start $NAME or ${{NAME}} (write $$ for a $ itself)"
+            )
+        if variable not in env:
+            raise ConfigError(f"{name}={raw!r}: ${variable} is not set")
+        return env[variable]
+
+    return _REFERENCE.sub(value, raw)
+
+
+@dataclass(frozen=True)
+class EmptyDays:
+    """The days whose raw_events may be empty (LTR_ALLOW_EMPTY_DAYS). By default none: a day
+    for which the source gives no record at all fails, naming the source, since that is far more
+    often a source that matches nothing (a wrong path, a folder) than a day without events."""
+
+    every: bool = False
+    days: frozenset[date] = frozenset()
+
+    def allows(self, day: date) -> bool:
+        return self.every or day in self.days
+
+
+def _empty_days(env: Mapping[str, str]) -> EmptyDays:
+    """LTR_ALLOW_EMPTY_DAYS: days `YYYY-MM-DD` separated by commas, or `all`."""
+    name = "LTR_ALLOW_EMPTY_DAYS"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return EmptyDays()
+    if raw.lower() == "all":
+        return EmptyDays(every=True)
+    days = set()
+    for part in raw.split(","):
+        try:
+            days.add(date.fromisoformat(part.strip()))
+        except ValueError:
+            raise ConfigError(
+                f"{name}={raw!r}: {part.strip()!r} is not a date YYYY-MM-DD "
+                "(list days separated by commas, or write all)"
+            ) from None
+    return EmptyDays(days=frozenset(days))
+
+
 @dataclass(frozen=True)
 class GateThresholds:
     """The publication gate. Defaults are DESIGN.md's."""
@@ -267,6 +329,7 @@ class Settings:
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
     max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
+    allow_empty_days: EmptyDays = field(default_factory=EmptyDays)
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
     dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
     sample_caps: SampleCaps = field(default_factory=SampleCaps)
@@ -274,7 +337,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = layered_env(os.environ) if env is None else env
-        home = Path(_str(env, "LTR_HOME", "./var"))
+        home = Path(_path(env, "LTR_HOME", "./var"))
         scorer = _str(env, "LTR_SCORER", "weights")
         if scorer not in SCORERS:
             raise ConfigError(f"LTR_SCORER={scorer!r} must be one of {', '.join(SCORERS)}")
@@ -320,7 +383,7 @@ class Settings:
             raise ConfigError(
                 f"LTR_MAX_EVENT_AGE_DAYS={max_age} must be at most {MAX_EVENT_AGE_DAYS_LIMIT}"
             )
-        data_dir = _str(env, "LTR_DATA_DIR", str(home / "lake"))
+        data_dir = _path(env, "LTR_DATA_DIR", str(home / "lake"))
         lake_url = _lake_url(data_dir)
         debias = _choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS)
         dask_scheduler = env.get("LTR_DASK_SCHEDULER", "").strip()
@@ -333,9 +396,11 @@ class Settings:
             home=home,
             data_dir=home / "lake" if lake_url else Path(data_dir),
             lake_url=lake_url,
-            registry_dir=Path(_str(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
-            weights_path=Path(_str(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))),
-            audit_log=_str(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
+            registry_dir=Path(_path(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
+            weights_path=Path(
+                _path(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))
+            ),
+            audit_log=_path(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
             start_date=start_date,
             s3_bucket=env.get("S3_BUCKET", "").strip(),
             s3_prefix=_str(env, "S3_PREFIX", "ltr"),
@@ -364,6 +429,7 @@ class Settings:
             ),
             max_clock_skew_hours=skew,
             max_event_age_days=max_age,
+            allow_empty_days=_empty_days(env),
             dask_scheduler=dask_scheduler,
             sample_caps=SampleCaps(
                 click_model_rows=_cap(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
@@ -400,9 +466,9 @@ def _kafka(env: Mapping[str, str], skew_hours: float, max_age_days: int) -> Kafk
         sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM", ""),
         sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
         sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
-        ssl_cafile=_str(env, "KAFKA_SSL_CAFILE", ""),
-        ssl_certfile=_str(env, "KAFKA_SSL_CERTFILE", ""),
-        ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
+        ssl_cafile=_path(env, "KAFKA_SSL_CAFILE", ""),
+        ssl_certfile=_path(env, "KAFKA_SSL_CERTFILE", ""),
+        ssl_keyfile=_path(env, "KAFKA_SSL_KEYFILE", ""),
         connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
         grace=timedelta(minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135)),
         stop_records=_int(
@@ -417,8 +483,6 @@ def _kafka(env: Mapping[str, str], skew_hours: float, max_age_days: int) -> Kafk
 
 
 def _check_date(name: str, value: str) -> None:
-    from datetime import date
-
     try:
         date.fromisoformat(value)
     except ValueError:

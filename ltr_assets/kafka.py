@@ -312,6 +312,9 @@ class KafkaDaySource:
     def read_day(self, day: date) -> Iterator[DayRecord]:
         return self.stream(day)
 
+    def describe(self) -> str:
+        return f"the Kafka topic {self.settings.topic!r} at {self.settings.bootstrap_servers}"
+
     def stream(self, day: date, progress: ReadProgress | None = None) -> Iterator[DayRecord]:
         """The day's records as they are fetched, one poll's batch at a time, so a day is never
         held in memory here (the ingest bounds what it keeps). The consumer lives on an event

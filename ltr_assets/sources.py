@@ -31,6 +31,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_MS_THRESHOLD = 1e11  # as in events.parse_timestamp: above, epoch milliseconds
 
 
+class SourceError(ValueError):
+    """A source set up so that it can hold no event at all (a folder where files are expected):
+    a configuration to fix, not a day without events."""
+
+
 class SourceRecord(NamedTuple):
     """A line or message that is not an accepted event (a rejection, or None for a record that
     is not an LTR event), with what is needed to quarantine it."""
@@ -126,7 +131,24 @@ class AuditLogSource:
         self.max_event_age = max_event_age
 
     def files(self) -> list[Path]:
+        """The files the pattern matches (folders it matches are not read). A pattern that is a
+        folder is refused: its files would be `folder/*.jsonl`, and reading nothing from it
+        would pass for a day without events."""
+        if Path(self.pattern).is_dir():
+            raise SourceError(
+                f"the audit log {self.pattern!r} is a folder, not a file or a glob of files "
+                f"(its JSONL files would be {str(Path(self.pattern) / '*.jsonl')!r})"
+            )
         return [Path(p) for p in sorted(glob.glob(self.pattern)) if Path(p).is_file()]
+
+    def describe(self) -> str:
+        """The files, for an error saying that none of them held a record of a day."""
+        files = self.files()
+        if files:
+            return f"the audit log {self.pattern!r} ({len(files)} files)"
+        folders = sum(1 for p in glob.glob(self.pattern) if Path(p).is_dir())
+        only = f" (only {folders} folders)" if folders else ""
+        return f"the audit log {self.pattern!r}: no file matches it{only}"
 
     def read_day(self, day: date) -> Iterator[DayRecord]:
         for path in self.files():

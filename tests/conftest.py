@@ -64,6 +64,7 @@ def ltr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "KAFKA_TOPIC",
         "LTR_KAFKA_STOP_RECORDS",
         "LTR_MAX_EVENT_AGE_DAYS",
+        "LTR_ALLOW_EMPTY_DAYS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LTR_HOME", str(home))

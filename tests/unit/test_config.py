@@ -155,3 +155,30 @@ def test_the_data_dir_may_be_an_s3_url(value: str, url: str) -> None:
 def test_a_malformed_s3_data_dir_names_the_variable(value: str) -> None:
     with pytest.raises(ConfigError, match="LTR_DATA_DIR"):
         Settings.from_env({"LTR_DATA_DIR": value})
+
+
+def test_variables_in_a_path_are_expanded_or_refused_never_kept() -> None:
+    env = {"LTR_AUDIT_LOG": "${EVENTS}/$SITE/*.jsonl", "EVENTS": "/srv/events", "SITE": "a"}
+    assert Settings.from_env(env).audit_log == "/srv/events/a/*.jsonl"
+    env = {"LTR_DATA_DIR": "$ROOT/lake", "LTR_REGISTRY_DIR": "/r/$$x", "ROOT": "/srv"}
+    settings = Settings.from_env(env)
+    assert settings.data_dir == Path("/srv/lake") and settings.registry_dir == Path("/r/$x")
+    unset = r"LTR_AUDIT_LOG='\$\{EVENTS\}/\*.jsonl': \$EVENTS is not set"
+    with pytest.raises(ConfigError, match=unset):
+        Settings.from_env({"LTR_AUDIT_LOG": "${EVENTS}/*.jsonl"})
+    with pytest.raises(ConfigError, match="WEIGHTS_PATH=.*a \\$ must start"):
+        Settings.from_env({"WEIGHTS_PATH": "/w/${HOME:-x}.json"})
+
+
+def test_empty_days_are_refused_unless_listed_or_all_are_allowed() -> None:
+    from datetime import date
+
+    assert not Settings.from_env({}).allow_empty_days.allows(date(2026, 12, 25))
+    listed = Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "2026-12-25, 2026-12-26"})
+    assert listed.allow_empty_days.allows(date(2026, 12, 26))
+    assert not listed.allow_empty_days.allows(date(2026, 12, 27))
+    assert Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "all"}).allow_empty_days.allows(
+        date(2026, 1, 1)
+    )
+    with pytest.raises(ConfigError, match="LTR_ALLOW_EMPTY_DAYS=.*'12/25' is not a date"):
+        Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "2026-12-24,12/25"})
