@@ -213,9 +213,9 @@ class PartitionDay:
     `future_timestamp` past `horizon`; `old_timestamp` more than `max_event_age` before the
     partition's clock (the bound follows the partition's own time, not today's, so a backfill of
     an old day reads its records as they are); `late_event` when the clock had passed the end of
-    its day plus the grace. A record that is not an LTR event stays ignored,
-    placed the same way. At a partition's beginning, a record to be placed by the clock before
-    the clock has any time waits for the first record that gives it one."""
+    its day plus the grace. A record that is not an LTR event stays ignored, placed the same way.
+    At a partition's beginning, a record to be placed by the clock before the clock has any time
+    waits for the first record that gives it one."""
 
     def __init__(
         self,
