@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from ltr_assets.schema import PROTECTED_ATTRIBUTES
@@ -87,6 +88,10 @@ RANGES: dict[str, Range] = {
     "LTR_TRAIN_WINDOW_DAYS": Range(1, 366),
     "LTR_FEEDBACK_WINDOW_HOURS": Range(1, 24 * 31),
     "LTR_KAFKA_GRACE_MINUTES": Range(0, 24 * 60),
+    # one record past the window must never end a read (at least 2)
+    "LTR_KAFKA_STOP_RECORDS": Range(2, 1_000_000),
+    # the upper limit keeps the date arithmetic in range
+    "LTR_MAX_EVENT_AGE_DAYS": Range(1, 36_500),
     "KAFKA_CONNECT_TIMEOUT_SECONDS": Range(0.1, 600),
     "LTR_QUARANTINE_WARN_RATIO": Range(0, 1),
     "LTR_KEEP_VERSIONS": Range(1, 100_000),
@@ -108,6 +113,7 @@ OTHER_VARIABLES = frozenset(
         "WEIGHTS_PATH",
         "LTR_AUDIT_LOG",
         "LTR_START_DATE",
+        "LTR_ALLOW_EMPTY_DAYS",
         "LTR_FAIRNESS_ATTRIBUTES",
         "LTR_PROPENSITY_METHOD",
         "LTR_PROPENSITY_CURVE",
@@ -142,7 +148,7 @@ NOT_IN_ENV_FILE = frozenset({"LTR_HOME"})
 
 def env_file_path(env: Mapping[str, str]) -> Path:
     """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
-    return Path(_str(env, "LTR_HOME", "./var")) / ENV_FILE
+    return Path(_path(env, "LTR_HOME", "./var")) / ENV_FILE
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -293,6 +299,67 @@ def _str(env: Mapping[str, str], name: str, default: str) -> str:
     return raw or default
 
 
+_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$)|)")
+
+
+def _path(env: Mapping[str, str], name: str, default: str) -> str:
+    """A path setting, with `$NAME` and `${NAME}` replaced by the variables' values in `env`
+    (`$$` is a `$`), as a shell would: a reference is never kept literally, so a variable that
+    is not set, or a `$` that starts no reference, is refused naming both. The default is used
+    as it is."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+
+    def value(match: re.Match[str]) -> str:
+        braced, bare, dollar = match.groups()
+        if dollar:
+            return "$"
+        variable = braced or bare
+        if variable is None:
+            raise ConfigError(
+                f"{name}={raw!r}: a $ must start $NAME or ${{NAME}} (write $$ for a $ itself)"
+            )
+        if variable not in env:
+            raise ConfigError(f"{name}={raw!r}: ${variable} is not set")
+        return env[variable]
+
+    return _REFERENCE.sub(value, raw)
+
+
+@dataclass(frozen=True)
+class EmptyDays:
+    """The days whose raw_events may be empty (LTR_ALLOW_EMPTY_DAYS). By default none: a day
+    for which the source gives no record at all fails, naming the source, since that is far more
+    often a source that matches nothing (a wrong path, a folder) than a day without events."""
+
+    every: bool = False
+    days: frozenset[date] = frozenset()
+
+    def allows(self, day: date) -> bool:
+        return self.every or day in self.days
+
+
+def _empty_days(env: Mapping[str, str]) -> EmptyDays:
+    """LTR_ALLOW_EMPTY_DAYS: days `YYYY-MM-DD` separated by commas, or `all`."""
+    name = "LTR_ALLOW_EMPTY_DAYS"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return EmptyDays()
+    if raw.lower() == "all":
+        return EmptyDays(every=True)
+    days = set()
+    for part in raw.split(","):
+        try:
+            days.add(date.fromisoformat(part.strip()))
+        except ValueError:
+            raise ConfigError(
+                f"{name}={raw!r}: {part.strip()!r} is not a date YYYY-MM-DD "
+                "(list days separated by commas, or write all)"
+            ) from None
+    return EmptyDays(days=frozenset(days))
+
+
 @dataclass(frozen=True)
 class GateThresholds:
     """The publication gate. Defaults are DESIGN.md's."""
@@ -333,6 +400,12 @@ class SampleCaps:
     seed: int = 0
 
 
+DEFAULT_KAFKA_STOP_RECORDS = 100
+# An event stamped more than this many days before its source's clock is quarantined as
+# old_timestamp (LTR_MAX_EVENT_AGE_DAYS).
+DEFAULT_MAX_EVENT_AGE_DAYS = 30
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """The Kafka source's connection, security and reading settings (KAFKA_*), declared once;
@@ -352,7 +425,13 @@ class KafkaSettings:
     request_timeout_s: float = 40.0
     stall_timeout_s: float = 60.0
     grace: timedelta = timedelta(hours=2, minutes=15)
+    # A partition's read of day D ends once this many records in a row are stamped at or after
+    # the end of D plus the grace (LTR_KAFKA_STOP_RECORDS): more than the impressions of one
+    # recommendation list, which share a key and so a partition and may all carry one wrong
+    # clock; fewer records past the window never end the read.
+    stop_records: int = DEFAULT_KAFKA_STOP_RECORDS
     max_clock_skew: timedelta = timedelta(hours=24)
+    max_event_age: timedelta = timedelta(days=DEFAULT_MAX_EVENT_AGE_DAYS)
 
 
 @dataclass(frozen=True)
@@ -388,6 +467,8 @@ class Settings:
     ips_max_weight: float = 5.0  # the gate's estimator: IPS up to this weight, the model past it
     max_body_bytes: int = default_max_body_bytes(1000)
     max_clock_skew_hours: float = 24.0
+    max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
+    allow_empty_days: EmptyDays = field(default_factory=EmptyDays)
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
     dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
     sample_caps: SampleCaps = field(default_factory=SampleCaps)
@@ -395,7 +476,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = layered_env(os.environ) if env is None else env
-        home = Path(_str(env, "LTR_HOME", "./var"))
+        home = Path(_path(env, "LTR_HOME", "./var"))
         scorer = _str(env, "LTR_SCORER", "weights")
         if scorer not in SCORERS:
             raise ConfigError(f"LTR_SCORER={scorer!r} must be one of {', '.join(SCORERS)}")
@@ -430,7 +511,8 @@ class Settings:
         ips_max_weight = _float(env, "LTR_IPS_MAX_WEIGHT", 5.0)
         max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000)
         skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
-        data_dir = _str(env, "LTR_DATA_DIR", str(home / "lake"))
+        max_age = _int(env, "LTR_MAX_EVENT_AGE_DAYS", DEFAULT_MAX_EVENT_AGE_DAYS)
+        data_dir = _path(env, "LTR_DATA_DIR", str(home / "lake"))
         lake_url = _lake_url(data_dir)
         debias = _choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS)
         dask_scheduler = env.get("LTR_DASK_SCHEDULER", "").strip()
@@ -443,9 +525,11 @@ class Settings:
             home=home,
             data_dir=home / "lake" if lake_url else Path(data_dir),
             lake_url=lake_url,
-            registry_dir=Path(_str(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
-            weights_path=Path(_str(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))),
-            audit_log=_str(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
+            registry_dir=Path(_path(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
+            weights_path=Path(
+                _path(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))
+            ),
+            audit_log=_path(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
             start_date=start_date,
             s3_bucket=env.get("S3_BUCKET", "").strip(),
             s3_prefix=_str(env, "S3_PREFIX", "ltr"),
@@ -460,7 +544,7 @@ class Settings:
             reload_timeout_s=_float(env, "LTR_RELOAD_TIMEOUT_SECONDS", 60.0),
             notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
             serving_url=env.get("LTR_SERVING_URL", "").strip(),
-            kafka=_kafka(env, skew),
+            kafka=_kafka(env, skew, max_age),
             s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
             keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30),
             max_candidates=max_candidates,
@@ -472,6 +556,8 @@ class Settings:
             ips_max_weight=ips_max_weight,
             max_body_bytes=_int(env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates)),
             max_clock_skew_hours=skew,
+            max_event_age_days=max_age,
+            allow_empty_days=_empty_days(env),
             dask_scheduler=dask_scheduler,
             sample_caps=SampleCaps(
                 click_model_rows=_int(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
@@ -493,7 +579,7 @@ def _lake_url(value: str) -> str:
     return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
 
 
-def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:
+def _kafka(env: Mapping[str, str], skew_hours: float, max_age_days: int) -> KafkaSettings | None:
     """The Kafka source's settings, or None when KAFKA_BOOTSTRAP_SERVERS is not set."""
     servers = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if not servers:
@@ -508,18 +594,18 @@ def _kafka(env: Mapping[str, str], skew_hours: float) -> KafkaSettings | None:
         sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM", ""),
         sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
         sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
-        ssl_cafile=_str(env, "KAFKA_SSL_CAFILE", ""),
-        ssl_certfile=_str(env, "KAFKA_SSL_CERTFILE", ""),
-        ssl_keyfile=_str(env, "KAFKA_SSL_KEYFILE", ""),
+        ssl_cafile=_path(env, "KAFKA_SSL_CAFILE", ""),
+        ssl_certfile=_path(env, "KAFKA_SSL_CERTFILE", ""),
+        ssl_keyfile=_path(env, "KAFKA_SSL_KEYFILE", ""),
         connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
         grace=timedelta(minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135)),
+        stop_records=_int(env, "LTR_KAFKA_STOP_RECORDS", DEFAULT_KAFKA_STOP_RECORDS),
         max_clock_skew=timedelta(hours=skew_hours),
+        max_event_age=timedelta(days=max_age_days),
     )
 
 
 def _check_date(name: str, value: str) -> None:
-    from datetime import date
-
     try:
         date.fromisoformat(value)
     except ValueError:

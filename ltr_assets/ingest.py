@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,6 +43,10 @@ class DaySource(Protocol):
     unavailable_errors: tuple[type[BaseException], ...]
 
     def read_day(self, day: date) -> Iterable[DayRecord]: ...
+
+    def describe(self) -> str:
+        """Where the records come from (a path, a topic), for an error naming it."""
+        ...
 
 
 _RAW_EVENTS_FIELDS: list[tuple[str, pa.DataType]] = [
@@ -365,6 +369,28 @@ class SourceUnavailable(Exception):
     """Reading a source failed with one of its `unavailable_errors` (the cause)."""
 
 
+class EmptyDay(ValueError):
+    """The source gave no record at all for a day not allowed to be empty: nothing is written."""
+
+
+def _refusing_empty(
+    records: Iterable[DayRecord], refusal: Callable[[], EmptyDay]
+) -> Generator[DayRecord, None, None]:
+    """The records; `refusal()` raised before any is written when there is none. The records'
+    own iterator is closed with this one (a Kafka consumer stops at once)."""
+    iterator = iter(records)
+    try:
+        first = next(iterator, None)
+        if first is None:
+            raise refusal()
+        yield first
+        yield from iterator
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
 def _guarded(
     records: Iterable[DayRecord], errors: tuple[type[BaseException], ...]
 ) -> Generator[DayRecord, None, None]:
@@ -382,17 +408,25 @@ def ingest_with_fallback(
     day: date,
     lake: Lake,
     *,
+    allow_empty: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     memory_limit: str = DEFAULT_MERGE_MEMORY,
 ) -> tuple[IngestReport, SourceChoice]:
     """Ingest the day from the primary source (Kafka) when one is configured; when it cannot be
     read, from the fallback (the audit-log files), saying why. The day is streamed, so the
     primary may fail part-way through: nothing of that attempt is kept (`ingest_day` writes
-    nothing before the end), and the whole day is read again from the fallback."""
+    nothing before the end), and the whole day is read again from the fallback.
 
-    def run(records: Iterable[DayRecord], name: str) -> IngestReport:
+    A source that gives no record at all for the day raises EmptyDay naming it (its path or
+    topic), and nothing is written, unless `allow_empty`: a path or glob that matches nothing
+    would otherwise pass as a day without events, with every check green. A primary that is
+    reachable but empty is not a reason to fall back: the error says so."""
+
+    def run(records: Iterable[DayRecord], source: DaySource) -> IngestReport:
+        if not allow_empty:
+            records = _refusing_empty(records, lambda: _empty(source, day))
         return ingest_day(
-            records, day, lake, name, chunk_rows=chunk_rows, memory_limit=memory_limit
+            records, day, lake, source.name, chunk_rows=chunk_rows, memory_limit=memory_limit
         )
 
     if primary is not None:
@@ -401,9 +435,17 @@ def ingest_with_fallback(
             with contextlib.closing(
                 _guarded(primary.read_day(day), primary.unavailable_errors)
             ) as records:
-                return run(records, primary.name), SourceChoice(primary.name, "")
+                return run(records, primary), SourceChoice(primary.name, "")
         except SourceUnavailable as exc:  # the source is down, not the data wrong
             reason = str(exc)
             log.warning("falling back to %s for %s: %s", fallback.name, day, reason)
-            return run(fallback.read_day(day), fallback.name), SourceChoice(fallback.name, reason)
-    return run(fallback.read_day(day), fallback.name), SourceChoice(fallback.name, "")
+            return run(fallback.read_day(day), fallback), SourceChoice(fallback.name, reason)
+    return run(fallback.read_day(day), fallback), SourceChoice(fallback.name, "")
+
+
+def _empty(source: DaySource, day: date) -> EmptyDay:
+    return EmptyDay(
+        f"no record of {day} from {source.describe()}: a source that gives nothing is refused "
+        f"rather than written as an empty day; if {day} really had no events, allow it with "
+        f"LTR_ALLOW_EMPTY_DAYS={day}"
+    )

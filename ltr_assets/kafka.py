@@ -1,17 +1,21 @@
 """The Kafka side: read exactly one UTC day from the topic, and publish events to it.
 
 Reading day D: on every partition, start at the first offset whose record timestamp is at or
-after 00:00 UTC of D (offsets_for_times), and read until the partition shows a record stamped at
-or after the end of D plus the grace period (but less than a week past it: a record stamped far in
-the future is a skewed clock, skipped, not a stop signal), or reaches the end offset seen when the
-read began.
-Events belong to the day of their own timestamp, so an event of D that arrives late is in D. An
+after 00:00 UTC of D (offsets_for_times), and read until the partition's clock (`PartitionClock`)
+passes the end of D plus the grace period, or the end offset seen when the read began is reached.
+The clock passes a time when `stop_records` records in a row are stamped at or after it: one
+record, or a few, stamped ahead by a wrong clock never end the read.
+
+Events belong to the day of their own timestamp, so an event of D that arrives within the grace
+is in D. An event of D that comes after the partition's clock passed the end of D plus the grace
+(after the point where D's read ends) is quarantined as `late_event` in the day it arrived (see
+`arrival_day`), so it is counted once, in a day whose read reaches it, instead of in none. An
 event stamped more than `max_clock_skew` after the end of today (UTC, when the read starts) comes
-from a skewed clock: it is quarantined as `future_timestamp` in the day of the record before it in
-the same Kafka partition (the day it arrived), like an unreadable message, instead of waiting for
-a day that has not come. The
-committed offsets of the consumer group are written for operators to watch lag; they never decide
-what a partition contains, so re-reading a day gives the same rows.
+from a skewed clock: it is quarantined as `future_timestamp` in the day it arrived too, instead of
+waiting for a day that has not come; one stamped more than `max_event_age` before the partition's
+clock (a clock reset to 1970, say) as `old_timestamp`, instead of going to a day that never runs.
+The committed offsets of the consumer group are written for operators to watch lag; they never
+decide what a partition contains, so re-reading a day gives the same rows.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -32,15 +37,18 @@ from ltr_assets.config import KafkaSettings
 from ltr_assets.events import EventRow, Rejection, parse_event, parse_timestamp
 from ltr_assets.ingest import gc_paused
 from ltr_assets.sources import (
+    DEFAULT_MAX_EVENT_AGE,
     DayRecord,
     SourceRecord,
     future_rejection,
+    old_rejection,
     source_horizon,
 )
 
 log = logging.getLogger("ltr.kafka")
 MAX_RECORDS_PER_POLL = 5000
-SKEW_HORIZON = timedelta(days=7)
+LATE = "late_event"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class KafkaUnavailable(RuntimeError):
@@ -75,6 +83,97 @@ def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def _at(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _day_start_ms(day: date) -> int:
+    return _ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
+
+
+def window_end_ms(day: date, grace: timedelta) -> int:
+    """Where the read of `day` may end: the end of the day plus the grace."""
+    return _day_start_ms(day) + int((timedelta(days=1) + grace).total_seconds() * 1000)
+
+
+def arrival_day(reference_ms: int, grace: timedelta) -> date:
+    """The day a record arrived in, when its own time cannot say: the one day D whose read is
+    open at a partition clock of `reference_ms` and whose read has begun, i.e. the end of D-1
+    plus the grace <= reference < the end of D plus the grace. D's read reaches the record: it
+    began (a record stamped in D came before) and has not ended (its window is not passed)."""
+    return (_at(reference_ms) - grace).date()
+
+
+class PartitionClock:
+    """How far one partition's time has got, as far as one read can tell, robust to wrong
+    clocks.
+
+    The watermark is the highest time that `run` records in a row have all reached (the largest
+    minimum of any `run` consecutive record timestamps so far; records past the source's horizon
+    are left out). One record, or fewer than `run` in a row, stamped ahead never moves it; a
+    record stamped far behind delays it by at most `run` records and never lowers it.
+
+    A read of day D starts at the first record stamped in D or later, so every record before is
+    stamped before D. Windows reaching back before the start are therefore unknown to the read
+    but below 00:00 of D, as is its watermark until `run` records are read: every comparison the
+    read makes with a time from 00:00 of D on (does D's read end here? did this record arrive in
+    D?) comes out as in a read from the partition's beginning. So each record is placed in the
+    same day whichever day is read.
+
+    At a partition's beginning (`from_start`) there is no watermark before `run` records; the
+    first record's timestamp (the record's own, for the first one) stands in as the time of
+    arrival, the same in every read that starts there."""
+
+    def __init__(self, run: int, from_start: bool) -> None:
+        self.run = run
+        self.from_start = from_start
+        self.watermark: int | None = None
+        self.first: int | None = None
+        self._seen = 0
+        self._window: deque[tuple[int, int]] = deque()  # (index, ms), timestamps increasing
+
+    def observe(self, timestamp_ms: int) -> None:
+        index = self._seen
+        self._seen += 1
+        if self.first is None:
+            self.first = timestamp_ms
+        window = self._window
+        while window and window[-1][1] >= timestamp_ms:
+            window.pop()
+        window.append((index, timestamp_ms))
+        if window[0][0] <= index - self.run:
+            window.popleft()
+        if self._seen >= self.run:
+            low = window[0][1]
+            if self.watermark is None or low > self.watermark:
+                self.watermark = low
+
+    def passed(self, moment_ms: int) -> bool:
+        """`run` records in a row were stamped at or after `moment_ms`."""
+        return self.watermark is not None and self.watermark >= moment_ms
+
+    def reference(self, own_ms: int | None) -> int | None:
+        """The partition's time where the next record arrives (its own record timestamp, when it
+        is the first of the partition); None when this read cannot know it, i.e. before the day
+        read (the read started after the partition's beginning)."""
+        if self.watermark is not None:
+            return self.watermark
+        if not self.from_start:
+            return None
+        return self.first if self.first is not None else own_ms
+
+
+def late_rejection(when: datetime, watermark_ms: int, window_end: int) -> Rejection:
+    """An event read after its day's read ended: quarantined where it arrived."""
+    return Rejection(
+        f"timestamp {when.isoformat()}: the partition's clock had reached "
+        f"{_at(watermark_ms).isoformat()}, past {_at(window_end).isoformat()} (the end of "
+        f"{when.date()} plus LTR_KAFKA_GRACE_MINUTES, over LTR_KAFKA_STOP_RECORDS records in a "
+        "row), where the read of its day ends: it arrived late",
+        LATE,
+    )
+
+
 def _record_time(outcome: EventRow | Rejection | None, record_ts_ms: int) -> datetime:
     """An event's own time; the record timestamp when the event's time is unreadable."""
     if type(outcome) is EventRow:
@@ -104,6 +203,94 @@ class ReadProgress:
     scanned: int = 0
 
 
+class PartitionDay:
+    """One partition's share of the read of `day`: which of its records are the day's, and where
+    the read ends (the partition's clock passes the end of the day plus the grace).
+
+    An event belongs to the day of its own time (an unreadable message: its record timestamp's)
+    unless no right clock gives that time or its day's read had ended when it came: then it
+    belongs to the day it arrived in (`arrival_day`, from the clock), quarantined with the reason:
+    `future_timestamp` past `horizon`; `old_timestamp` more than `max_event_age` before the
+    partition's clock (the bound follows the partition's own time, not today's, so a backfill of
+    an old day reads its records as they are); `late_event` when the clock had passed the end of
+    its day plus the grace. A record that is not an LTR event stays ignored, placed the same way.
+    At a partition's beginning, a record to be placed by the clock before the clock has any time
+    waits for the first record that gives it one."""
+
+    def __init__(
+        self,
+        day: date,
+        clock: PartitionClock,
+        horizon: datetime,
+        grace: timedelta,
+        max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
+    ) -> None:
+        self.day = day
+        self.clock = clock
+        self.horizon = horizon
+        self.grace = grace
+        self.max_event_age = max_event_age
+        self._max_age_ms = int(max_event_age.total_seconds() * 1000)
+        self.stop_ms = window_end_ms(day, grace)
+        self._horizon_ms = _ms(horizon)
+        self._waiting: list[tuple[Any, EventRow | Rejection | None]] = []
+
+    def ended(self) -> bool:
+        return self.clock.passed(self.stop_ms)
+
+    def take(self, message: Any) -> list[DayRecord]:
+        """The message if it is the day's, and any waiting message it lets be placed in it."""
+        value = message.value
+        if value is None:
+            outcome: EventRow | Rejection | None = Rejection(
+                "null message value (tombstone)", "null_value"
+            )
+        else:
+            outcome = parse_event(value)
+        when = _record_time(outcome, message.timestamp)
+        clock = self.clock
+        stamped = message.timestamp if message.timestamp <= self._horizon_ms else None
+        reference = clock.reference(stamped)
+        problem: Rejection | None = None
+        if when > self.horizon:
+            why = "the end of today plus LTR_MAX_CLOCK_SKEW_HOURS"
+            problem = future_rejection(when, self.horizon, why)
+        elif reference is not None and _ms(when) < reference - self._max_age_ms:
+            what = "the partition's clock where it arrived"
+            problem = old_rejection(when, _at(reference), self.max_event_age, what)
+        elif clock.watermark is not None:
+            window_end = window_end_ms(when.date(), self.grace)
+            if clock.passed(window_end):
+                problem = late_rejection(when, clock.watermark, window_end)
+        kept: list[DayRecord] = []
+        if problem is None:
+            if when.date() == self.day:
+                kept.append(_day_record(message, outcome))
+        else:
+            if outcome is not None:
+                outcome = problem
+            if reference is None:
+                if clock.from_start:
+                    self._waiting.append((message, outcome))
+            elif arrival_day(reference, self.grace) == self.day:
+                kept.append(_day_record(message, outcome))
+        if stamped is not None:
+            clock.observe(stamped)
+            if self._waiting:
+                reference = clock.reference(None)
+                if reference is not None and arrival_day(reference, self.grace) == self.day:
+                    kept.extend(_day_record(m, o) for m, o in self._waiting)
+                self._waiting.clear()
+        return kept
+
+
+def _day_record(message: Any, outcome: EventRow | Rejection | None) -> DayRecord:
+    if type(outcome) is EventRow:
+        return outcome
+    origin = f"{message.topic}/{message.partition}@{message.offset}"
+    return SourceRecord(origin, message.value or b"", outcome)
+
+
 async def _next_batch(batches: AsyncIterator[list[DayRecord]]) -> list[DayRecord]:
     return await anext(batches)
 
@@ -124,6 +311,9 @@ class KafkaDaySource:
 
     def read_day(self, day: date) -> Iterator[DayRecord]:
         return self.stream(day)
+
+    def describe(self) -> str:
+        return f"the Kafka topic {self.settings.topic!r} at {self.settings.bootstrap_servers}"
 
     def stream(self, day: date, progress: ReadProgress | None = None) -> Iterator[DayRecord]:
         """The day's records as they are fetched, one poll's batch at a time, so a day is never
@@ -164,12 +354,7 @@ class KafkaDaySource:
         self, day: date, progress: ReadProgress
     ) -> AsyncGenerator[list[DayRecord], None]:
         s = self.settings
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        start_ms, end_ms = _ms(start), _ms(start + timedelta(days=1))
-        stop_ms = end_ms + int(s.grace.total_seconds() * 1000)
-        # A record stamped far beyond the day is a skewed clock, not a sign that the partition
-        # has moved past the day: it must not end the read (it is read and filtered instead).
-        horizon_ms = stop_ms + int(SKEW_HORIZON.total_seconds() * 1000)
+        start_ms = max(_day_start_ms(day), 0)  # record timestamps are never negative
         consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             enable_auto_commit=False,
@@ -183,10 +368,13 @@ class KafkaDaySource:
                 raise KafkaUnavailable(f"topic {s.topic!r} does not exist")
             tps = [TopicPartition(s.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
+            horizon = source_horizon(datetime.now(UTC).date(), s.max_clock_skew)
             ends = await consumer.end_offsets(tps)
+            begins = await consumer.beginning_offsets(tps)
             firsts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
             active: dict[TopicPartition, int] = {}
             bounds = progress.partitions
+            parts: dict[int, PartitionDay] = {}
             for tp in tps:
                 first = firsts.get(tp)
                 if first is None or first.offset >= ends[tp]:
@@ -195,8 +383,8 @@ class KafkaDaySource:
                 consumer.seek(tp, first.offset)
                 active[tp] = ends[tp]
                 bounds[tp.partition] = (first.offset, first.offset)
-            horizon = source_horizon(datetime.now(UTC).date(), s.max_clock_skew)
-            arrived: dict[int, date] = {}  # partition -> day of the last record in time
+                clock = PartitionClock(s.stop_records, from_start=first.offset <= begins[tp])
+                parts[tp.partition] = PartitionDay(day, clock, horizon, s.grace, s.max_event_age)
             last_progress = time.monotonic()
             while active:
                 batch = await consumer.getmany(
@@ -214,17 +402,18 @@ class KafkaDaySource:
                     end = active.get(tp)
                     if end is None:
                         continue
+                    part = parts[tp.partition]
                     done = False
                     next_offset = bounds[tp.partition][1]
                     for message in messages:
-                        if message.offset >= end or stop_ms <= message.timestamp < horizon_ms:
+                        if message.offset >= end or part.ended():
                             done = True
                             break
                         progress.scanned += 1
                         next_offset = message.offset + 1
-                        records.extend(self._keep(message, day, horizon, arrived))
+                        records.extend(part.take(message))
                     bounds[tp.partition] = (bounds[tp.partition][0], next_offset)
-                    if done or next_offset >= end:
+                    if done or next_offset >= end or part.ended():
                         del active[tp]
                         consumer.pause(tp)
                 if records:
@@ -234,32 +423,6 @@ class KafkaDaySource:
             await self._commit_progress(consumer, bounds)
         finally:
             await consumer.stop()
-
-    def _keep(
-        self, message: Any, day: date, horizon: datetime, arrived: dict[int, date]
-    ) -> Iterable[DayRecord]:
-        """The message if it belongs to `day`. A message stamped past `horizon` belongs to the
-        day of the record before it in its partition (`arrived`; none read yet in this pass: an
-        earlier day, as every record before the first one read is stamped before `day`)."""
-        value = message.value
-        if value is None:
-            outcome: EventRow | Rejection | None = Rejection(
-                "null message value (tombstone)", "null_value"
-            )
-        else:
-            outcome = parse_event(value)
-        when = _record_time(outcome, message.timestamp)
-        if when > horizon:
-            outcome = future_rejection(when, horizon, "the end of today plus LTR_MAX_CLOCK_SKEW")
-            home = arrived.get(message.partition)
-        else:
-            home = arrived[message.partition] = when.date()
-        if home != day:
-            return ()
-        if type(outcome) is EventRow:
-            return (outcome,)
-        origin = f"{message.topic}/{message.partition}@{message.offset}"
-        return (SourceRecord(origin, value or b"", outcome),)
 
     async def _commit_progress(
         self, consumer: AIOKafkaConsumer, bounds: dict[int, tuple[int, int]]

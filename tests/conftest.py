@@ -62,6 +62,9 @@ def ltr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "S3_ENDPOINT",
         "KAFKA_BOOTSTRAP_SERVERS",
         "KAFKA_TOPIC",
+        "LTR_KAFKA_STOP_RECORDS",
+        "LTR_MAX_EVENT_AGE_DAYS",
+        "LTR_ALLOW_EMPTY_DAYS",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LTR_HOME", str(home))

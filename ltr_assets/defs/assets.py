@@ -14,6 +14,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     BetaWarning,
+    Failure,
     FloatMetadataValue,
     FreshnessPolicy,
     JsonMetadataValue,
@@ -46,9 +47,10 @@ from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.evaluation import gate_line, round_floats
 from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_with_fallback
+from ltr_assets.ingest import EmptyDay, ingest_with_fallback
 from ltr_assets.model_card import render_model_card
 from ltr_assets.notify import notify
+from ltr_assets.sources import SourceError
 
 GROUP = "ltr"
 # Overdue when no publication happened between midnight UTC (the day closed) and 06:00 UTC: the
@@ -85,13 +87,22 @@ def _day(context: AssetExecutionContext) -> date:
     ],
     description="Day D's recommendation and feedback events from Kafka (the audit-log files when "
     "Kafka is not configured or unreachable), validated and deduplicated (Parquet); malformed "
-    "events are quarantined with their reason.",
+    "events are quarantined with their reason. A day with no record at all fails, naming the "
+    "source, unless LTR_ALLOW_EMPTY_DAYS allows it.",
     kinds={"parquet"},
 )
 def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     settings = ltr.settings()
     day = _day(context)
-    report, choice = ingest_with_fallback(ltr.kafka_source(), ltr.file_source(), day, ltr.lake())
+    allowed = settings.allow_empty_days.allows(day)
+    try:
+        report, choice = ingest_with_fallback(
+            ltr.kafka_source(), ltr.file_source(), day, ltr.lake(), allow_empty=allowed
+        )
+    except (EmptyDay, SourceError) as exc:  # nothing was written: the day's data is not there
+        raise Failure(description=f"raw_events[{day}]: {exc}") from exc
+    if report.read == 0:
+        context.log.warning(f"raw_events[{day}]: no record read; LTR_ALLOW_EMPTY_DAYS allows it")
     if choice.fallback_reason:
         context.log.warning(
             f"raw_events[{day}]: Kafka unusable, read the audit log instead: "
@@ -106,6 +117,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
         metadata={
             "source": choice.name,
             "fallback_reason": choice.fallback_reason,
+            "empty_allowed": allowed,
             "read": report.read,
             "accepted": report.accepted,
             "duplicates": report.duplicates,

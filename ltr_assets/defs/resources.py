@@ -50,7 +50,8 @@ class LtrResource(ConfigurableResource):
     def file_source(self) -> AuditLogSource:
         settings = self.settings()
         skew = timedelta(hours=settings.max_clock_skew_hours)
-        return AuditLogSource(settings.audit_log, max_clock_skew=skew)
+        max_age = timedelta(days=settings.max_event_age_days)
+        return AuditLogSource(settings.audit_log, max_clock_skew=skew, max_event_age=max_age)
 
     def kafka_source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -111,20 +112,26 @@ def test_each_day_holds_exactly_its_events_and_matches_the_files(
     assert seen == last_day_ids  # nothing missing, nothing from outside the three days
 
 
-def test_reading_stops_after_the_grace_period(kafka_broker: Broker, topic: str) -> None:
-    settings = _settings(kafka_broker, topic)
+def test_reading_ends_on_a_run_of_records_past_the_grace_period(kafka_broker: Broker) -> None:
+    """One record past the end of the day plus the grace does not end the day's read; a run of
+    `stop_records` does, and an event of the day after that run is quarantined as late in the day
+    it arrived in (here D+1: the run is stamped 03:00 on D+1), not lost."""
+    settings = replace(_one_partition(kafka_broker, "grace"), stop_records=3)
     day = DAYS[0]
-    base = {"event_type": "offer_feedback", "request_id": "r", "case_id": "c", "action": "click"}
     stream = [
-        {**base, "event_id": "in-day", "lawyer_id": "a", "timestamp": f"{day}T23:00:00Z"},
-        {**base, "event_id": "next-1", "lawyer_id": "b", "timestamp": f"{DAYS[1]}T00:30:00Z"},
-        {**base, "event_id": "late", "lawyer_id": "c", "timestamp": f"{day}T23:59:00Z"},
-        {**base, "event_id": "past-grace", "lawyer_id": "d", "timestamp": f"{DAYS[1]}T03:00:00Z"},
-        {**base, "event_id": "too-late", "lawyer_id": "e", "timestamp": f"{day}T23:59:30Z"},
+        _feedback("in-day", f"{day}T23:00:00Z"),
+        _feedback("next-1", f"{DAYS[1]}T00:30:00Z"),
+        _feedback("late", f"{day}T23:59:00Z"),  # within the grace
+        _feedback("past-grace", f"{DAYS[1]}T03:00:00Z"),  # one record: the read goes on
+        _feedback("after-one", f"{day}T23:59:30Z"),
+        *[_feedback(f"run-{i}", f"{DAYS[1]}T03:0{i}:00Z") for i in range(3)],
+        _feedback("too-late", f"{day}T23:59:45Z"),  # after a run of three: D's read has ended
     ]
     publish_events(settings, stream)
-    read = KafkaDaySource(settings).read(day)
-    assert sorted(r.event_id for r in read.records) == ["in-day", "late"]
+    source = KafkaDaySource(settings)
+    assert sorted(_names(source.read(day).records)) == ["after-one", "in-day", "late"]
+    assert sorted(_names(source.read(DAYS[1]).records)) == [
+        "late_event:too-late", "next-1", "past-grace", "run-0", "run-1", "run-2"]  # fmt: skip
 
 
 def test_a_record_from_a_skewed_clock_does_not_end_the_day(kafka_broker: Broker) -> None:
@@ -320,3 +327,130 @@ def test_a_day_is_streamed_poll_by_poll_not_read_whole_first(
     rest = list(stream)
     assert 1 + len(rest) == len(events) == progress.scanned
     assert asyncio.run(_committed(settings)) == {p: n for p, (_, n) in progress.partitions.items()}
+
+
+# -- a partition's read ends on a run of records past the window, never on one record ---------
+
+_FEEDBACK = {"event_type": "offer_feedback", "request_id": "r", "case_id": "c", "action": "click"}
+
+
+def _feedback(event_id: str, when: str) -> dict:
+    return {**_FEEDBACK, "event_id": event_id, "lawyer_id": f"l-{event_id}", "timestamp": when}
+
+
+def _one_partition(broker: Broker, prefix: str) -> KafkaSettings:
+    settings = _settings(broker, f"{prefix}_{uuid.uuid4().hex[:8]}")
+    ensure_topic(settings, partitions=1)
+    return settings
+
+
+def _read_days(source: KafkaDaySource | AuditLogSource, days: list[date]) -> dict[date, list]:
+    return {
+        day: list(source.read(day).records if isinstance(source, KafkaDaySource)
+                  else source.read_day(day))
+        for day in days
+    }  # fmt: skip
+
+
+def _names(records: list) -> list[str]:
+    """Event ids of accepted events; "kind:event id" (or the raw text) of the others."""
+    out = []
+    for record in records:
+        if isinstance(record, EventRow):
+            out.append(record.event_id)
+        else:
+            text = record.raw.decode(errors="replace")
+            name = json.loads(text).get("event_id") if text.startswith("{") else text
+            out.append(f"{record.outcome.kind}:{name}")
+    return out
+
+
+def test_one_fast_clock_record_does_not_end_the_days_read(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    """A record stamped past the end of the day plus the grace (but not past the source's
+    horizon) in the middle of the day's records: every later event of the day is still read,
+    from Kafka as from the same lines in a file, and the odd record is counted once, in its own
+    day."""
+    settings = _one_partition(kafka_broker, "fast")
+    day = DAYS[1]
+    early = [_feedback(f"a-{h}", f"{day}T{h:02d}:10:00Z") for h in range(10)]
+    fast = _feedback("fast", f"{day + timedelta(days=2)}T12:00:00Z")
+    late = [_feedback(f"b-{h}", f"{day}T{h:02d}:20:00Z") for h in range(10, 24)]
+    stream = [*early, fast, *late]
+    publish_events(settings, stream)
+    _write_jsonl(tmp_path / "audit.jsonl", stream)
+    expected = sorted(e["event_id"] for e in early + late)
+    days = [day + timedelta(days=k) for k in range(-1, 4)]
+    for source in (KafkaDaySource(settings), AuditLogSource(str(tmp_path / "audit.jsonl"))):
+        read = {d: _names(records) for d, records in _read_days(source, days).items()}
+        assert sorted(read[day]) == expected, source.name
+        assert read[day + timedelta(days=2)] == ["fast"], source.name
+        assert sum(len(names) for names in read.values()) == len(stream), source.name
+
+
+def test_an_event_arriving_after_its_days_read_ended_is_quarantined_where_it_arrived(
+    kafka_broker: Broker,
+) -> None:
+    """An event of D-1 that comes after a run of records past D-1's window (the end of D-1 plus
+    the grace) is after the point where D-1's read ends: it is quarantined as late in D, the
+    day it arrived, not dropped by both days."""
+    settings = _one_partition(kafka_broker, "late")
+    previous, day = DAYS[0], DAYS[1]
+    before = [_feedback(f"p-{i}", f"{previous}T{10 + i // 10:02d}:{i % 10:02d}:00Z")
+              for i in range(30)]  # fmt: skip
+    # more records past D-1's window than the run that ends a read (100 by default)
+    after = [_feedback(f"d-{i}", f"{day}T{3 + i // 60:02d}:{i % 60:02d}:00Z") for i in range(150)]
+    straggler = _feedback("straggler", f"{previous}T23:50:00Z")
+    more = [_feedback(f"e-{i}", f"{day}T{12 + i:02d}:00:00Z") for i in range(5)]
+    stream = [*before, *after, straggler, *more]
+    publish_events(settings, stream)
+    days = [previous - timedelta(days=1), previous, day, day + timedelta(days=1)]
+    read = {d: _names(records) for d, records in _read_days(KafkaDaySource(settings), days).items()}
+    assert sorted(read[previous]) == sorted(e["event_id"] for e in before)
+    assert sorted(read[day]) == sorted(
+        [e["event_id"] for e in after + more] + ["late_event:straggler"]
+    )
+    assert sum(len(names) for names in read.values()) == len(stream)
+
+
+def test_implausibly_old_records_are_quarantined_in_the_day_they_arrived(
+    kafka_broker: Broker, tmp_path: Path
+) -> None:
+    """An event stamped in 1970 (record timestamp too), one stamped in year 1 (the producer's
+    record timestamp is the day's) and an unreadable message stamped 1970 after them, amid a
+    day's records: all three are quarantined in that day with a reason, none goes to a day that
+    never runs; the same lines in a file likewise, a 1970 line at the head of the file too."""
+    # a run of 5: the partition's clock is set by the day's first records (before a run's worth
+    # of records, a new partition's clock is its first record's time, 00:10, still D-1's read)
+    settings = replace(_one_partition(kafka_broker, "old"), stop_records=5)
+    day = DAYS[1]
+    head = [_feedback(f"a-{h}", f"{day}T{h:02d}:10:00Z") for h in range(10)]
+    epoch = _feedback("epoch", "1970-01-01T00:00:00Z")
+    year_one = json.dumps(_feedback("year-one", "0001-01-01T00:00:00Z")).encode()
+    tail = [_feedback(f"b-{h}", f"{day}T{h:02d}:20:00Z") for h in range(10, 24)]
+    publish_events(settings, [*head, epoch])
+    noon = int(np.datetime64(f"{day}T12:00:00", "ms").astype(np.int64))
+    asyncio.run(_send_raw(settings, [b"not json"], 0))
+    asyncio.run(_send_raw(settings, [year_one], noon))
+    publish_events(settings, tail)
+    expected = sorted(
+        [e["event_id"] for e in head + tail]
+        + ["old_timestamp:epoch", "old_timestamp:year-one", "old_timestamp:not json"]
+    )
+    kafka = _read_days(KafkaDaySource(settings), [day, date(1970, 1, 1), date(1, 1, 1)])
+    assert sorted(_names(kafka[day])) == expected
+    assert kafka[date(1970, 1, 1)] == kafka[date(1, 1, 1)] == []
+
+    lines = [json.dumps(e) for e in [epoch, *head, epoch]] + ["not json", year_one.decode()]
+    lines += [json.dumps(e) for e in tail]
+    (tmp_path / "audit.jsonl").write_text("".join(line + "\n" for line in lines))
+    files = _read_days(AuditLogSource(str(tmp_path / "audit.jsonl")),
+                       [day, date(1970, 1, 1), date(1, 1, 1)])  # fmt: skip
+    # in a file the unreadable line has no time of its own: it follows the nearest dated line
+    assert sorted(_names(files[day])) == sorted(
+        [e["event_id"] for e in head + tail]
+        + ["old_timestamp:epoch", "old_timestamp:epoch", "old_timestamp:year-one",
+           "invalid_json:not json"]
+    )  # fmt: skip
+    assert files[date(1970, 1, 1)] == files[date(1, 1, 1)] == []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,18 @@ def test_the_body_cap_follows_the_candidate_limit_unless_set() -> None:
     assert Settings.from_env({"LTR_MAX_CLOCK_SKEW_HOURS": "1.5"}).max_clock_skew_hours == 1.5
 
 
+def test_the_event_time_bounds_and_the_kafka_stop_run_have_defaults() -> None:
+    assert Settings.from_env({}).max_event_age_days == 30
+    kafka = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "k:9092"}).kafka
+    assert kafka is not None and kafka.stop_records == 100
+    assert kafka.max_event_age == timedelta(days=30)
+    env = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LTR_MAX_EVENT_AGE_DAYS": "400",
+           "LTR_KAFKA_STOP_RECORDS": "7"}  # fmt: skip
+    settings = Settings.from_env(env)
+    assert settings.max_event_age_days == 400 and settings.kafka is not None
+    assert settings.kafka.max_event_age == timedelta(days=400) and settings.kafka.stop_records == 7
+
+
 def test_thresholds_are_parsed_from_strings() -> None:
     settings = Settings.from_env({"LTR_NDCG_MIN": "0.7", "LTR_MIN_SAMPLES": "250"})
     assert settings.gate.ndcg_min == 0.7 and settings.gate.min_samples == 250
@@ -66,6 +79,18 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_NDCG_MIN": "-1"}, "LTR_NDCG_MIN='-1' is outside its range [0, 1]"),
         ({"WEIGHTS_POLL_SECONDS": "1e-6"}, "outside its range 0 or [0.1, 86400]"),
         ({"LTR_TRAIN_MAX_ROWS": "500"}, "outside its range 0 or [10000, "),
+        (
+            {"LTR_MAX_EVENT_AGE_DAYS": "0"},
+            "LTR_MAX_EVENT_AGE_DAYS='0' is outside its range [1, 36500]",
+        ),
+        (
+            {"LTR_MAX_EVENT_AGE_DAYS": "40000"},
+            "LTR_MAX_EVENT_AGE_DAYS='40000' is outside its range",
+        ),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LTR_KAFKA_STOP_RECORDS": "1"},
+            "LTR_KAFKA_STOP_RECORDS='1' is outside its range [2, ",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:
@@ -214,3 +239,30 @@ def test_the_readme_states_every_range() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name, allowed in RANGES.items():
         assert f"| `{name}` | {allowed.text()} |" in readme, name
+
+
+def test_variables_in_a_path_are_expanded_or_refused_never_kept() -> None:
+    env = {"LTR_AUDIT_LOG": "${EVENTS}/$SITE/*.jsonl", "EVENTS": "/srv/events", "SITE": "a"}
+    assert Settings.from_env(env).audit_log == "/srv/events/a/*.jsonl"
+    env = {"LTR_DATA_DIR": "$ROOT/lake", "LTR_REGISTRY_DIR": "/r/$$x", "ROOT": "/srv"}
+    settings = Settings.from_env(env)
+    assert settings.data_dir == Path("/srv/lake") and settings.registry_dir == Path("/r/$x")
+    unset = r"LTR_AUDIT_LOG='\$\{EVENTS\}/\*.jsonl': \$EVENTS is not set"
+    with pytest.raises(ConfigError, match=unset):
+        Settings.from_env({"LTR_AUDIT_LOG": "${EVENTS}/*.jsonl"})
+    with pytest.raises(ConfigError, match="WEIGHTS_PATH=.*a \\$ must start"):
+        Settings.from_env({"WEIGHTS_PATH": "/w/${HOME:-x}.json"})
+
+
+def test_empty_days_are_refused_unless_listed_or_all_are_allowed() -> None:
+    from datetime import date
+
+    assert not Settings.from_env({}).allow_empty_days.allows(date(2026, 12, 25))
+    listed = Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "2026-12-25, 2026-12-26"})
+    assert listed.allow_empty_days.allows(date(2026, 12, 26))
+    assert not listed.allow_empty_days.allows(date(2026, 12, 27))
+    assert Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "all"}).allow_empty_days.allows(
+        date(2026, 1, 1)
+    )
+    with pytest.raises(ConfigError, match="LTR_ALLOW_EMPTY_DAYS=.*'12/25' is not a date"):
+        Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "2026-12-24,12/25"})

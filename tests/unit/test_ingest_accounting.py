@@ -1,11 +1,12 @@
 """Every line of an audit-log file is counted exactly once, in exactly one day, whatever it holds;
-future-stamped events are quarantined where they arrived; conflicting copies of an event give the
-same Parquet in any order."""
+future-stamped and implausibly old events are quarantined where they arrived; conflicting copies
+of an event give the same Parquet in any order."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from ltr_assets.events import EventRow, Rejection, parse_event
 from ltr_assets.ingest import ingest_day
 from ltr_assets.lake import Lake
-from ltr_assets.sources import FUTURE, AuditLogSource, SourceRecord
+from ltr_assets.sources import CLOCK_LINES, FUTURE, OLD, AuditLogSource, SourceRecord
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
@@ -103,20 +104,85 @@ def test_a_future_stamped_event_is_quarantined_where_it_arrived(tmp_path: Path) 
     assert "2030-01-01" in quarantined[0]["reason"] and "skewed clock" in quarantined[0]["reason"]
 
 
+def test_an_implausibly_old_event_is_quarantined_where_it_arrived(tmp_path: Path) -> None:
+    """Stamped in 1970 (ISO or epoch 0) or in year 1, more than LTR_MAX_EVENT_AGE_DAYS (30)
+    before the dates of the lines around it: quarantined in the day it arrived, and the
+    unreadable line after it follows the last trustworthy line, not the 1970 one. At the head of
+    a file, the clock is the first lines' dates, so a 1970 first line is caught too."""
+    lines = [
+        _event(1, "1970-01-01T00:00:00Z"),  # the file's first line
+        "{not json",  # at the head: follows the next trustworthy line (e-2)
+        _event(2, "2026-11-25T10:00:00Z"),
+        _event(3, 0),  # epoch 0
+        "{not json either",  # follows e-2, not 1970
+        _event(4, "0001-01-01T00:00:00Z"),
+        _event(5, "2026-10-27T10:00:00Z"),  # 29 days before: a plausible straggler, its own day
+        *[_event(i, f"2026-11-25T{i:02d}:00:00Z") for i in range(6, 10)],
+    ]  # the clock is the median date: most lines are right
+    source = _write(tmp_path / "audit.jsonl", lines)
+    days = [date(1970, 1, 1), date(1, 1, 1), date(2026, 10, 27), *_around(DAY, 1, 1)]
+    read = _days_read(source, days)
+    assert read[DAY] == ["audit.jsonl:1", "audit.jsonl:2", "event:e-2", "audit.jsonl:4",
+                         "audit.jsonl:5", "audit.jsonl:6",
+                         *[f"event:e-{i}" for i in range(6, 10)]]  # fmt: skip
+    assert read[date(2026, 10, 27)] == ["event:e-5"]
+    assert read[date(1970, 1, 1)] == read[date(1, 1, 1)] == []
+    report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "f")
+    assert report.reasons == {OLD: 3, "invalid_json": 2}
+    quarantined = [json.loads(x) for x in report.quarantine_path.read_text().splitlines()]
+    assert (
+        "1970-01-01" in quarantined[0]["reason"]
+        and "LTR_MAX_EVENT_AGE_DAYS" in (quarantined[0]["reason"])
+    )
+
+
+def test_a_backfill_of_an_old_file_reads_its_old_lines_as_they_are(tmp_path: Path) -> None:
+    """The bound follows the file's own dates, not today's: a file of 2020 read today (or after
+    a restore that reset its modification time) quarantines nothing."""
+    old_day = date(2020, 3, 1)
+    lines = [_event(i, f"{old_day}T{i:02d}:00:00Z") for i in range(10)]
+    path = tmp_path / "audit.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))  # modified now
+    report = ingest_day(AuditLogSource(str(path)).read_day(old_day), old_day, Lake(tmp_path), "f")
+    assert (report.accepted, report.quarantined) == (10, 0)
+
+
 # -- the property: every line exactly once, whatever the lines ------------------------------
+
+_ISO = re.compile(r'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})')
+_NUMBER = re.compile(r'"timestamp"\s*:\s*(-?\d{1,16}(?:\.\d+)?)\s*[,}]')
+
+
+def _stamp(line: str) -> int | None:
+    """A line's stamp as documented: the date of its first literal "timestamp" key holding an ISO
+    date, else of its first one holding a plain number (epoch seconds, milliseconds above 1e11)."""
+    if iso := _ISO.search(line):
+        try:
+            return date.fromisoformat(iso.group(1)).toordinal()
+        except ValueError:
+            pass
+    if number := _NUMBER.search(line):
+        value = float(number.group(1))
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)).toordinal()
+    return None
 
 
 def _expected_days(lines: list[str], file_day: date) -> list[date]:
     """The documented rule, without any pre-filter: each non-blank line's day."""
     horizon = datetime(WRITTEN.year, WRITTEN.month, WRITTEN.day, tzinfo=UTC) + timedelta(1) + SKEW
+    present = [line.strip() for line in lines if line.strip()]
+    stamps = [_stamp(line) for line in present]
+    head = sorted([s for s in stamps if s is not None][:CLOCK_LINES])
+    assert len(present) < CLOCK_LINES  # so the clock is the head's median throughout
+    clock = head[(len(head) - 1) // 2] if head else None
     days: list[date | None] = []
     last: date | None = None
-    for line in lines:
-        if not line.strip():
-            continue
-        outcome = parse_event(line.strip().encode())
+    for line in present:
+        outcome = parse_event(line.encode())
         when = outcome.timestamp if isinstance(outcome, EventRow | Rejection) else None
-        if when is None or when > horizon:
+        old = when is not None and clock is not None and clock - when.toordinal() > 30
+        if when is None or when > horizon or old:
             days.append(last)  # None: at the head, waits for the next dated line
             continue
         last = when.date()
@@ -132,8 +198,9 @@ STAMPS = st.builds(
     st.sampled_from(["Z", "+00:00", "-03:00", "+09:30", ""]),
 )
 TIMES = STAMPS | st.sampled_from(
-    ["2026-11-27T99:99:99Z", "2030-01-01T00:00:00Z", "yesterday", 1795000000, None]
-)
+    ["2026-11-27T99:99:99Z", "2030-01-01T00:00:00Z", "yesterday", 1795000000, None,
+     "1970-01-01T00:00:00Z", "0001-01-01T00:00:00Z", 0, 1795000000000]
+)  # fmt: skip
 
 
 @st.composite

@@ -1,0 +1,53 @@
+"""raw_events refuses a source that gives nothing for the day, naming it, unless the day is
+allowed to be empty (LTR_ALLOW_EMPTY_DAYS); a variable in LTR_AUDIT_LOG is expanded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance
+
+from ltr_assets.definitions import defs
+
+DAY = "2026-11-01"
+
+
+def _run(instance: DagsterInstance):
+    job = defs.resolve_job_def("ltr_daily_job")
+    return job.execute_in_process(
+        partition_key=DAY, instance=instance, asset_selection=[AssetKey("raw_events")],
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+def _failure(result) -> str:
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    return failure.step_failure_data.error.message
+
+
+def test_a_source_matching_nothing_fails_the_step_naming_it_unless_the_day_is_allowed(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parquet = ltr_home / "lake" / "raw_events" / f"{DAY}.parquet"
+    instance = DagsterInstance.ephemeral()
+
+    monkeypatch.setenv("LTR_AUDIT_LOG", str(ltr_home / "events"))  # a folder
+    folder = _run(instance)
+    assert not folder.success and not parquet.exists()
+    assert f"the audit log '{ltr_home / 'events'}' is a folder" in _failure(folder)
+
+    monkeypatch.setenv("EVENTS_ROOT", str(ltr_home / "events"))
+    monkeypatch.setenv("LTR_AUDIT_LOG", "${EVENTS_ROOT}/audit-*.jsonl")  # matches no file
+    nothing = _run(instance)
+    assert not nothing.success and not parquet.exists()
+    message = _failure(nothing)
+    assert f"no record of {DAY} from the audit log '{ltr_home}/events/audit-*.jsonl'" in message
+    assert "no file matches it" in message and f"LTR_ALLOW_EMPTY_DAYS={DAY}" in message
+
+    monkeypatch.setenv("LTR_ALLOW_EMPTY_DAYS", DAY)
+    allowed = _run(instance)
+    assert allowed.success and parquet.exists()
+    event = instance.get_latest_materialization_event(AssetKey("raw_events"))
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert metadata["read"] == 0 and metadata["empty_allowed"] is True
