@@ -52,6 +52,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
         ("raw_events", "duplicate_conflicts"),
         ("ltr_model", "fairness_coverage"),
         ("published_weights", "s3_published"),
+        ("published_weights", "retention"),
     }
     for key in GATE:
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)
