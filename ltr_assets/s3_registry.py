@@ -48,6 +48,9 @@ T = TypeVar("T")
 # A conditional write of latest.json that lost to another writer: re-read and decide again.
 # (S3 answers 412 PreconditionFailed, or 409 ConditionalRequestConflict while both are in flight.)
 _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "409")
+MISSING = ("NoSuchKey", "404", "NoSuchBucket")  # the object is not there: not worth a retry
+TRANSIENT = ("500", "502", "503", "504", "SlowDown", "InternalError", "ServiceUnavailable",
+             "RequestTimeout", "Throttling", "ThrottlingException")  # fmt: skip
 
 
 class S3Unavailable(RuntimeError):
@@ -67,7 +70,7 @@ def with_retries(action: Callable[[], T], attempts: int, backoff_s: float, what:
         except (BotoCoreError, S3Unavailable) as exc:
             error = exc
         except ClientError as exc:
-            if _code(exc) not in ("500", "502", "503", "504", "SlowDown", "InternalError"):
+            if _code(exc) not in TRANSIENT:
                 raise
             error = exc
         if attempt < attempts:
@@ -136,13 +139,29 @@ class S3Mirror:
         return body
 
     def fetch(self, version: str) -> Artifact:
-        """Download a version and validate it fully (checksums first), like a local load."""
+        """Download a version and validate it fully (checksums first), like a local load.
+
+        Only what the artifact itself decides is a RegistryError (a refusal: missing files,
+        bad JSON, failed validation). S3 failing to answer (5xx, throttling, timeouts, resets,
+        denied access) is retried with backoff, then S3Unavailable: the same version may load
+        once S3 recovers."""
         check_version(version)
+
+        def download() -> tuple[bytes, bytes, bytes]:
+            return (
+                self._get(version, METADATA_FILE),
+                self._get(version, WEIGHTS_FILE),
+                self._get(version, MODEL_FILE),
+            )
+
         try:
-            metadata = json.loads(self._get(version, METADATA_FILE))
-            weights_bytes = self._get(version, WEIGHTS_FILE)
-            model_bytes = self._get(version, MODEL_FILE)
+            metadata_bytes, weights_bytes, model_bytes = with_retries(
+                download, self.attempts, self.backoff_s, f"download of {self.url(version)}"
+            )
+            metadata = json.loads(metadata_bytes)
         except ClientError as exc:
+            if _code(exc) not in MISSING:
+                raise S3Unavailable(f"reading {self.url(version)}: {exc}") from exc
             raise RegistryError(f"{self.url(version)} is incomplete: {exc}") from None
         except ValueError as exc:
             raise RegistryError(f"{self.url(version, METADATA_FILE)} is not JSON: {exc}") from None
