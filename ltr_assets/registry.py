@@ -39,6 +39,7 @@ from typing import Any, TypeGuard
 from ltr_assets import atomic
 from ltr_assets.config import SCORERS
 from ltr_assets.model_check import UnsafeModel, check_model_text
+from ltr_assets.model_format import MalformedModel, check_model_format
 from ltr_assets.schema import FEATURES
 
 log = logging.getLogger("ltr.registry")
@@ -163,9 +164,12 @@ def validate_artifact(
     """Every rule a live artifact must meet; returns the weights. Raises RegistryError.
 
     Checksums come first, and are required: the model is parsed only once its bytes are known to
-    be the ones that were published. Even then it is parsed in a child process first
-    (`model_check`): LightGBM aborts the whole process on some malformed model files, and an
-    attacker able to rewrite model.txt can rewrite metadata.json too.
+    be the ones that were published. An attacker able to rewrite model.txt can rewrite
+    metadata.json too, so the model's structure is then checked in pure Python
+    (`model_format`: every child in range, every node reached once, bounded depth and size,
+    the expected features, finite values), which LightGBM never does and whose absence lets a
+    crafted tree hang or crash prediction. Only then does LightGBM parse it, in a child process
+    first (`model_check`): it aborts the whole process on some malformed model files.
     """
     gated = check_checksums(weights_bytes, model_bytes, metadata).get("gated_scorer")
     if gated is not None and gated not in SCORERS:
@@ -173,9 +177,12 @@ def validate_artifact(
     weights = validate_weights(weights_bytes)
     try:
         model_bytes.decode()
+        check_model_format(model_bytes, FEATURES)
         check_model_text(model_bytes, FEATURES)
     except UnicodeDecodeError:
         raise RegistryError(f"{MODEL_FILE} is not UTF-8 text") from None
+    except MalformedModel as exc:
+        raise RegistryError(f"{MODEL_FILE} is malformed: {exc}; refused") from None
     except UnsafeModel as exc:
         raise RegistryError(f"{MODEL_FILE} {exc}") from None
     return weights

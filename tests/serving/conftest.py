@@ -176,7 +176,7 @@ def start_server_process() -> Iterator[Callable[[], ServerProcess]]:
             except httpx.TransportError:
                 return False
 
-        wait_for(healthy, 20, "the server process to answer")
+        wait_for(healthy, 60, "the server process to answer")  # imports take seconds under load
         return ServerProcess(url, process)
 
     yield start
