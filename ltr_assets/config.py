@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from ltr_assets.schema import PROTECTED_ATTRIBUTES
+from ltr_assets.signing import ArtifactKeys, parse_keys
 
 SCORERS = ("weights", "model")
 DEBIAS_METHODS = ("click_model", "ips", "lightgbm_position", "none")  # ltr_assets.debias
@@ -255,6 +256,8 @@ class Settings:
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
     dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
     sample_caps: SampleCaps = field(default_factory=SampleCaps)
+    # LTR_ARTIFACT_SIGNING_KEY / LTR_ARTIFACT_VERIFY_KEYS (secrets: their repr shows key ids only)
+    artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -349,7 +352,29 @@ class Settings:
                 weights_rows=_cap(env, "LTR_WEIGHTS_MAX_ROWS", SampleCaps.weights_rows),
                 train_rows=_cap(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
             ),
+            artifact_keys=_artifact_keys(env),
         )
+
+
+def _artifact_keys(env: Mapping[str, str]) -> ArtifactKeys:
+    """LTR_ARTIFACT_SIGNING_KEY (one `id:secret`) and LTR_ARTIFACT_VERIFY_KEYS (`id:secret,...`);
+    a malformed value names its variable, never its secret."""
+    signing_raw = env.get("LTR_ARTIFACT_SIGNING_KEY", "").strip()
+    verify_raw = env.get("LTR_ARTIFACT_VERIFY_KEYS", "").strip()
+    try:
+        signing = parse_keys(signing_raw, "LTR_ARTIFACT_SIGNING_KEY") if signing_raw else ()
+        verifying = parse_keys(verify_raw, "LTR_ARTIFACT_VERIFY_KEYS") if verify_raw else ()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if len(signing) > 1:
+        raise ConfigError("LTR_ARTIFACT_SIGNING_KEY holds one key (id:secret), not a list")
+    for key in verifying:
+        if signing and key.key_id == signing[0].key_id and key != signing[0]:
+            raise ConfigError(
+                f"key id {key.key_id!r} has one secret in LTR_ARTIFACT_SIGNING_KEY and another "
+                "in LTR_ARTIFACT_VERIFY_KEYS"
+            )
+    return ArtifactKeys(signing[0] if signing else None, verifying)
 
 
 def _lake_url(value: str) -> str:

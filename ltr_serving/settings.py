@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ltr_assets.config import ConfigError, Settings, default_max_body_bytes
+from ltr_assets.signing import ArtifactKeys
 
 if TYPE_CHECKING:
     from ltr_assets.s3_registry import S3Mirror
@@ -27,6 +28,8 @@ class ServingSettings:
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     source: str = "file"  # "file" (local registry / flat file) or "s3" (the registry's mirror)
     max_body_bytes: int = default_max_body_bytes(DEFAULT_MAX_CANDIDATES)  # /rank answers 413 above
+    # LTR_ARTIFACT_VERIFY_KEYS (and _SIGNING_KEY): a version must be signed with one of them
+    artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)  # repr: key ids only
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -41,6 +44,7 @@ class ServingSettings:
             max_candidates=base.max_candidates,
             source=_source(base),
             max_body_bytes=base.max_body_bytes,
+            artifact_keys=base.artifact_keys,
         )
 
     def mirror(self) -> S3Mirror | None:
@@ -52,7 +56,7 @@ class ServingSettings:
         mirror = mirror_from_settings(Settings.from_env())
         if mirror is None:
             raise ConfigError("LTR_SERVING_SOURCE=s3 needs S3_BUCKET")
-        return mirror
+        return replace(mirror, keys=self.artifact_keys)
 
     @property
     def reload_enabled(self) -> bool:

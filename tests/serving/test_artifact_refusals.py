@@ -11,6 +11,7 @@ import pytest
 from ltr_assets.config import Settings
 from ltr_assets.registry import METADATA_FILE, MODEL_FILE, sha256
 from ltr_assets.schema import FEATURES
+from ltr_assets.signing import ArtifactKeys, SigningKey
 from tests.serving.conftest import (
     TOKEN,
     Publisher,
@@ -161,3 +162,53 @@ def test_the_poller_refuses_an_artifact_gated_for_another_scorer(
             "the poller to refuse the version",
         )
         assert client.get("/ltr/health").json()["version"] == live
+
+
+SECRET = "serving-test-secret-" + "d" * 40
+
+
+@pytest.mark.timeout(180)
+def test_with_verify_keys_only_a_version_signed_with_one_of_them_is_served(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """Someone with write access to the registry but no key can publish unsigned versions,
+    rewrite a signed one (a model and its checksum), or sign with a key of their own: serving
+    refuses each at reload, with the reason, and the signed version keeps serving."""
+    serving_env(LTR_SCORER="model", LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET}")
+    signer = ArtifactKeys(signing=SigningKey("k1", SECRET.encode()))
+    publisher.registry.keys = signer
+    good = publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client(headers=AUTH) as client:
+        assert client.get("/ltr/health").json()["version"] == good
+
+        def refused(reason: str) -> None:
+            answer = client.post("/reload")
+            assert answer.status_code == 409 and reason in answer.json()["error"], answer.text
+            assert client.post("/rank", json=rank_body(5)).json()["version"] == good
+
+        publisher.registry.keys = ArtifactKeys()
+        unsigned = publisher.publish(weights_for(2))
+        refused(f"version {unsigned}: metadata.json unsigned: refused")
+
+        publisher.registry.keys = signer
+        rewritten = publisher.publish(weights_for(3))
+        model = publisher.model_text.replace("shrinkage=0.1", "shrinkage=0.2", 1).encode()
+        _replace_model(publisher, rewritten, model)
+        refused(f"version {rewritten}: metadata.json bad signature (key k1)")
+
+        publisher.registry.keys = ArtifactKeys(signing=SigningKey("k1", b"a guess at it" * 4))
+        forged = publisher.publish(weights_for(4))
+        refused(f"version {forged}: metadata.json bad signature (key k1)")
+
+        publisher.registry.keys = ArtifactKeys(signing=SigningKey("k9", b"their own key" * 4))
+        theirs = publisher.publish(weights_for(5))
+        refused(f"version {theirs}: metadata.json signed with unknown key k9")
+
+        publisher.registry.keys = signer
+        fresh = publisher.publish(weights_for(6))
+        assert client.post("/reload").json()["version"] == fresh
+        assert client.post("/rank", json=rank_body(5)).json()["version"] == fresh
+        assert SECRET not in client.get("/ltr/health").text
