@@ -79,7 +79,9 @@ def layered_env(env: Mapping[str, str]) -> dict[str, str]:
     return {**read_env_file(env_file_path(env)), **env}
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    env: Mapping[str, str], name: str, default: float, minimum: float | None = None
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -89,6 +91,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
     if not math.isfinite(value):
         raise ConfigError(f"{name}={raw!r} is not a finite number")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
     return value
 
 
@@ -258,6 +262,7 @@ class Settings:
     sample_caps: SampleCaps = field(default_factory=SampleCaps)
     # LTR_ARTIFACT_SIGNING_KEY / LTR_ARTIFACT_VERIFY_KEYS (secrets: their repr shows key ids only)
     artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)
+    score_timeout_ms: float = 1000.0  # LTR_SCORE_TIMEOUT_MS: /rank's bound on model scoring
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -353,6 +358,7 @@ class Settings:
                 train_rows=_cap(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
             ),
             artifact_keys=_artifact_keys(env),
+            score_timeout_ms=_float(env, "LTR_SCORE_TIMEOUT_MS", 1000.0, minimum=1.0),
         )
 
 

@@ -110,6 +110,7 @@ def create_app(
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            state.scoring.shutdown()
             log.info("stopped")
 
     app = ServingApp(

@@ -30,6 +30,7 @@ class ServingSettings:
     max_body_bytes: int = default_max_body_bytes(DEFAULT_MAX_CANDIDATES)  # /rank answers 413 above
     # LTR_ARTIFACT_VERIFY_KEYS (and _SIGNING_KEY): a version must be signed with one of them
     artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)  # repr: key ids only
+    score_timeout_ms: float = 1000.0  # a model-scored /rank fails with 503 past this
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -45,6 +46,7 @@ class ServingSettings:
             source=_source(base),
             max_body_bytes=base.max_body_bytes,
             artifact_keys=base.artifact_keys,
+            score_timeout_ms=base.score_timeout_ms,
         )
 
     def mirror(self) -> S3Mirror | None:
