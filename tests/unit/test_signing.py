@@ -24,6 +24,7 @@ from ltr_assets.registry import (
     LocalRegistry,
     RegistryError,
     sha256,
+    weights_json,
 )
 from ltr_assets.signing import (
     ArtifactKeys,
@@ -36,6 +37,7 @@ from ltr_assets.signing import (
     signature_state,
 )
 from ltr_serving.settings import ServingSettings
+from ltr_serving.store import LocalWeightStore, StoreError
 from tests.support.artifacts import tiny_model_text, weights
 
 SECRET_1 = "k1-secret-" + "a" * 40
@@ -328,3 +330,13 @@ def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_a
     )  # fmt: skip
     assert rotating.returncode == 0, rotating
     assert rotating.stdout == f"{old_key}: ok; signature: signed (key k2) ok\n"
+
+
+def test_with_verify_keys_serving_refuses_the_unsigned_flat_weights_file(tmp_path: Path) -> None:
+    flat = tmp_path / "models" / "ltr_weights.json"
+    flat.parent.mkdir()
+    flat.write_bytes(weights_json(weights(1)))
+    assert LocalWeightStore(tmp_path / "registry", flat, "weights").load().flat
+    strict = LocalWeightStore(tmp_path / "registry", flat, "weights", REQUIRE_K1)
+    with pytest.raises(StoreError, match="carries no signature and LTR_ARTIFACT_VERIFY_KEYS"):
+        strict.load()
