@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ltr_assets.config import ConfigError, Settings
 from ltr_assets.registry import InvalidVersion, LocalRegistry, RegistryError, check_version
 from ltr_assets.scoring import make_scorer
+from ltr_assets.signing import signature_state
 from ltr_assets.simulator import (
     ENVELOPES,
     PLATFORM_VERSION,
@@ -93,7 +94,7 @@ def version_argument(text: str) -> str:
 
 
 def _registry(settings: Settings) -> LocalRegistry:
-    return LocalRegistry(settings.registry_dir, settings.weights_path)
+    return LocalRegistry(settings.registry_dir, settings.weights_path, settings.artifact_keys)
 
 
 def _registry_list(args: argparse.Namespace) -> int:
@@ -145,9 +146,19 @@ def _registry_verify(args: argparse.Namespace) -> int:
         bad += 1
     for version in versions:
         problems = registry.verify(version)
-        print(f"{version}: {'ok' if not problems else '; '.join(problems)}")
+        print(f"{version}: {'ok' if not problems else '; '.join(problems)}; "
+              f"signature: {_signature(registry, version)}")  # fmt: skip
         bad += bool(problems)
     return 1 if bad else 0
+
+
+def _signature(registry: LocalRegistry, version: str) -> str:
+    """The version's signature state ("signed (key k1) ok", "unsigned", "bad signature ...",
+    "not checked: no key ..."); whether it is required is the keys' business (verify)."""
+    try:
+        return signature_state(registry.metadata(version), registry.keys).text
+    except RegistryError:
+        return "unreadable metadata"
 
 
 def _mirror(settings: Settings) -> S3Mirror | None:

@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ltr_assets.schema import PROTECTED_ATTRIBUTES
+from ltr_assets.signing import ArtifactKeys, parse_keys
 
 SCORERS = ("weights", "model")
 DEBIAS_METHODS = ("click_model", "ips", "lightgbm_position", "none")  # ltr_assets.debias
@@ -45,6 +46,8 @@ SECRETS = frozenset(
         "KAFKA_SASL_PASSWORD",
         "NOTIFY_WEBHOOK_URL",  # Slack-style URLs carry their secret in the path
         "AWS_SECRET_ACCESS_KEY",
+        "LTR_ARTIFACT_SIGNING_KEY",
+        "LTR_ARTIFACT_VERIFY_KEYS",
     }
 )
 
@@ -97,6 +100,7 @@ RANGES: dict[str, Range] = {
     "LTR_KEEP_VERSIONS": Range(1, 100_000),
     "WEIGHTS_POLL_SECONDS": Range(0.1, 86_400, zero_off=True),
     "LTR_RELOAD_TIMEOUT_SECONDS": Range(0.1, 3_600),
+    "LTR_SCORE_TIMEOUT_MS": Range(1, 600_000),
     # Row caps: 0 (no cap) or at least MIN_SAMPLE_CAP rows (a sample of a few lists is no fit).
     "LTR_CLICK_MODEL_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
     "LTR_TRAIN_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
@@ -121,6 +125,8 @@ OTHER_VARIABLES = frozenset(
         "LTR_DASK_SCHEDULER",
         "LTR_SCORER",
         "LTR_RELOAD_TOKEN",
+        "LTR_ARTIFACT_SIGNING_KEY",
+        "LTR_ARTIFACT_VERIFY_KEYS",
         "LTR_SERVING_URL",
         "LTR_SERVING_SOURCE",
         "NOTIFY_WEBHOOK_URL",
@@ -472,6 +478,9 @@ class Settings:
     lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
     dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
     sample_caps: SampleCaps = field(default_factory=SampleCaps)
+    # LTR_ARTIFACT_SIGNING_KEY / LTR_ARTIFACT_VERIFY_KEYS (secrets: their repr shows key ids only)
+    artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)
+    score_timeout_ms: float = 1000.0  # LTR_SCORE_TIMEOUT_MS: /rank's bound on model scoring
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -564,7 +573,30 @@ class Settings:
                 weights_rows=_int(env, "LTR_WEIGHTS_MAX_ROWS", SampleCaps.weights_rows),
                 train_rows=_int(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
             ),
+            artifact_keys=_artifact_keys(env),
+            score_timeout_ms=_float(env, "LTR_SCORE_TIMEOUT_MS", 1000.0),
         )
+
+
+def _artifact_keys(env: Mapping[str, str]) -> ArtifactKeys:
+    """LTR_ARTIFACT_SIGNING_KEY (one `id:secret`) and LTR_ARTIFACT_VERIFY_KEYS (`id:secret,...`);
+    a malformed value names its variable, never its secret."""
+    signing_raw = env.get("LTR_ARTIFACT_SIGNING_KEY", "").strip()
+    verify_raw = env.get("LTR_ARTIFACT_VERIFY_KEYS", "").strip()
+    try:
+        signing = parse_keys(signing_raw, "LTR_ARTIFACT_SIGNING_KEY") if signing_raw else ()
+        verifying = parse_keys(verify_raw, "LTR_ARTIFACT_VERIFY_KEYS") if verify_raw else ()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if len(signing) > 1:
+        raise ConfigError("LTR_ARTIFACT_SIGNING_KEY holds one key (id:secret), not a list")
+    for key in verifying:
+        if signing and key.key_id == signing[0].key_id and key != signing[0]:
+            raise ConfigError(
+                f"key id {key.key_id!r} has one secret in LTR_ARTIFACT_SIGNING_KEY and another "
+                "in LTR_ARTIFACT_VERIFY_KEYS"
+            )
+    return ArtifactKeys(signing[0] if signing else None, verifying)
 
 
 def _lake_url(value: str) -> str:

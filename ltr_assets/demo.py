@@ -141,7 +141,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     settings = Settings.from_env()
     write_env_file(env_file_path(os.environ), demo_env(settings))
     simulator = Simulator(SimulatorConfig(start=first, days=days, seed=seed))
-    registry = LocalRegistry(settings.registry_dir, settings.weights_path)
+    registry = LocalRegistry(settings.registry_dir, settings.weights_path, settings.artifact_keys)
     events_file = Path(settings.audit_log).parent / f"audit-{first}.jsonl"
     events_file.parent.mkdir(parents=True, exist_ok=True)
     events_file.write_text("")

@@ -39,7 +39,9 @@ from typing import Any, TypeGuard
 from ltr_assets import atomic
 from ltr_assets.config import SCORERS
 from ltr_assets.model_check import UnsafeModel, check_model_text
+from ltr_assets.model_format import MalformedModel, check_model_format
 from ltr_assets.schema import FEATURES
+from ltr_assets.signing import SIGNATURE_FIELD, ArtifactKeys, BadSignature, check_signature, sign
 
 log = logging.getLogger("ltr.registry")
 
@@ -158,24 +160,37 @@ def check_checksums(weights_bytes: bytes, model_bytes: bytes, metadata: object) 
 
 
 def validate_artifact(
-    weights_bytes: bytes, model_bytes: bytes, metadata: object
+    weights_bytes: bytes, model_bytes: bytes, metadata: object, keys: ArtifactKeys | None = None
 ) -> dict[str, float]:
     """Every rule a live artifact must meet; returns the weights. Raises RegistryError.
 
     Checksums come first, and are required: the model is parsed only once its bytes are known to
-    be the ones that were published. Even then it is parsed in a child process first
-    (`model_check`): LightGBM aborts the whole process on some malformed model files, and an
-    attacker able to rewrite model.txt can rewrite metadata.json too.
+    be the ones that were published. With verify keys (`keys.required`), the metadata, which
+    holds those checksums, must carry a valid signature (`signing`). Without them, an attacker
+    able to rewrite model.txt can rewrite metadata.json too; either way the model's structure
+    is then checked in pure Python (`model_format`: every child in range, every node reached
+    once, bounded depth and size, the expected features, finite values), which LightGBM never
+    does and whose absence lets a crafted tree hang or crash prediction. Only then does
+    LightGBM parse it, in a child process first (`model_check`): it aborts the whole process on
+    some malformed model files.
     """
-    gated = check_checksums(weights_bytes, model_bytes, metadata).get("gated_scorer")
+    checked = check_checksums(weights_bytes, model_bytes, metadata)
+    try:
+        check_signature(checked, keys or ArtifactKeys())
+    except BadSignature as exc:
+        raise RegistryError(f"{METADATA_FILE} {exc}") from None
+    gated = checked.get("gated_scorer")
     if gated is not None and gated not in SCORERS:
         raise RegistryError(f"gated_scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")
     weights = validate_weights(weights_bytes)
     try:
         model_bytes.decode()
+        check_model_format(model_bytes, FEATURES)
         check_model_text(model_bytes, FEATURES)
     except UnicodeDecodeError:
         raise RegistryError(f"{MODEL_FILE} is not UTF-8 text") from None
+    except MalformedModel as exc:
+        raise RegistryError(f"{MODEL_FILE} is malformed: {exc}; refused") from None
     except UnsafeModel as exc:
         raise RegistryError(f"{MODEL_FILE} {exc}") from None
     return weights
@@ -231,9 +246,15 @@ def check_servable(metadata: Mapping[str, Any], scorer: str) -> None:
 
 
 class LocalRegistry:
-    def __init__(self, root: Path, weights_path: Path | None = None) -> None:
+    """`keys`: the signing key signs every version published here; verify keys make every
+    read (load, verify, rollback, publish's own check) require a valid signature."""
+
+    def __init__(
+        self, root: Path, weights_path: Path | None = None, keys: ArtifactKeys | None = None
+    ) -> None:
         self.root = Path(root)
         self.weights_path = weights_path
+        self.keys = keys or ArtifactKeys()
         self.versions_dir = self.root / "versions"
         self.pointer_path = self.root / "latest.json"
         self._staging = self.root / ".staging"
@@ -307,7 +328,7 @@ class LocalRegistry:
         except FileNotFoundError as exc:
             raise RegistryError(f"version {version} is incomplete: {exc.filename}") from None
         try:
-            weights = validate_artifact(weights_bytes, model_bytes, metadata)
+            weights = validate_artifact(weights_bytes, model_bytes, metadata, self.keys)
         except RegistryError as exc:
             raise RegistryError(f"version {version}: {exc}") from None
         if metadata.get("version") != version:
@@ -381,7 +402,8 @@ class LocalRegistry:
         `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
         `gated_scorer`: serving refuses a version gated for another scorer than it runs.
         `documents` renders files of DOCUMENT_FILES (the model card) from the version's full
-        metadata (so they can name the version); they are checksummed with the rest.
+        metadata (so they can name the version); they are checksummed with the rest. With a
+        signing key, metadata.json carries a signature over all of it (`signing`).
         """
         weights_bytes = weights_json(weights)
         model_bytes = model_text.encode()
@@ -406,6 +428,9 @@ class LocalRegistry:
             if unknown:
                 raise RegistryError(f"not a registry document: {sorted(unknown)}")
             full_metadata["checksums"].update({name: sha256(b) for name, b in extra.items()})
+            full_metadata.pop(SIGNATURE_FIELD, None)
+            if self.keys.signing is not None:  # last: it covers everything above
+                full_metadata[SIGNATURE_FIELD] = sign(full_metadata, self.keys.signing)
             staging = self._staging / f"{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             staging.mkdir()
             for name, data in extra.items():
@@ -418,6 +443,7 @@ class LocalRegistry:
                     (staging / WEIGHTS_FILE).read_bytes(),
                     (staging / MODEL_FILE).read_bytes(),
                     json.loads((staging / METADATA_FILE).read_text()),
+                    self.keys,
                 )
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)

@@ -35,6 +35,7 @@ from ltr_assets.registry import (
     sha256,
     validate_artifact,
 )
+from ltr_assets.signing import ArtifactKeys
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -87,6 +88,7 @@ class S3Mirror:
     backoff_s: float = 1.0
     pointer_retries: int = 8
     _sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    keys: ArtifactKeys = field(default_factory=ArtifactKeys)  # verify keys: fetch requires them
 
     def key(self, *parts: str) -> str:
         return (
@@ -166,7 +168,7 @@ class S3Mirror:
         except ValueError as exc:
             raise RegistryError(f"{self.url(version, METADATA_FILE)} is not JSON: {exc}") from None
         try:
-            weights = validate_artifact(weights_bytes, model_bytes, metadata)
+            weights = validate_artifact(weights_bytes, model_bytes, metadata, self.keys)
         except RegistryError as exc:
             raise RegistryError(f"{self.url(version)}: {exc}") from None
         if metadata.get("version") != version:
@@ -387,4 +389,4 @@ def mirror_from_settings(settings: Settings) -> S3Mirror | None:
         use_ssl=not (endpoint or "").startswith("http://"),
         max_attempts=2,
     )
-    return S3Mirror(client, settings.s3_bucket, settings.s3_prefix)
+    return S3Mirror(client, settings.s3_bucket, settings.s3_prefix, keys=settings.artifact_keys)

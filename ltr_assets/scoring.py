@@ -12,6 +12,7 @@ from typing import Any, Protocol, cast
 import lightgbm as lgb
 import numpy as np
 
+from ltr_assets.model_format import check_model_format
 from ltr_assets.schema import FEATURES
 
 
@@ -58,6 +59,10 @@ class ModelScorer:
 
     @classmethod
     def from_model_text(cls, text: str, features: Sequence[str] = FEATURES) -> ModelScorer:
+        """The booster of a model text, whose structure is checked before LightGBM parses it
+        (`model_format`; MalformedModel otherwise): LightGBM trusts a tree's child indices, and
+        a crafted one hangs or crashes prediction."""
+        check_model_format(text, features)
         return cls(lgb.Booster(model_str=text), features)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:

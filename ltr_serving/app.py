@@ -82,7 +82,11 @@ def create_app(
         state = ServingState(
             store
             or build_store(
-                resolved.registry_dir, resolved.weights_path, resolved.scorer, resolved.mirror()
+                resolved.registry_dir,
+                resolved.weights_path,
+                resolved.scorer,
+                resolved.mirror(),
+                resolved.artifact_keys,
             ),
             resolved,
             metrics,
@@ -106,6 +110,7 @@ def create_app(
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
+            state.scoring.shutdown()
             log.info("stopped")
 
     app = ServingApp(

@@ -98,7 +98,7 @@ def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> Pa
     """Validate a /rank body; RequestError (a 422) otherwise. `explain`: the query's default."""
     try:
         request = _decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.MsgspecError, ValueError):  # ValueError: UnicodeDecodeError inside a string
         return _parse_exactly(body, max_candidates, explain)
     candidates = request.candidates
     n = len(candidates)
@@ -118,7 +118,17 @@ def _in_unit_range(matrix: np.ndarray) -> bool:
 
 
 def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedRequest:
-    """The pydantic models decide: their errors are the 422 body, their acceptance stands."""
+    """The pydantic models decide: their errors are the 422 body, their acceptance stands.
+
+    The body must be UTF-8 first (RFC 8259): pydantic-core decodes the bytes of a string lazily
+    and raises UnicodeDecodeError, not a ValidationError, for an invalid sequence inside one
+    (msgspec does the same). Checked here, on the slow path only, where every body msgspec
+    does not accept arrives.
+    """
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(exc) from None
     try:
         request = RankRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -129,6 +139,12 @@ def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedReq
     ids = [c.lawyer_id for c in candidates]
     matrix = np.array([_values(c.features) for c in candidates], dtype=np.float64)
     return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> RequestError:
+    """The 422 of a body that is not UTF-8 text: where, never the bytes themselves."""
+    message = f"Invalid JSON: the body is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return RequestError([{"type": "json_invalid", "loc": ("body",), "msg": message, "input": None}])
 
 
 def _check_size(n: int, max_candidates: int) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from ltr_serving.scoring_pool import ScoringPool
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,6 +70,26 @@ class ServingMetrics:
             "Unix time at which the live version was swapped in.",
             registry=self.registry,
         )
+        self.scoring_refused = Counter(
+            "ltr_scoring_refused",
+            "Model-scored /rank requests answered 503: timeout (past LTR_SCORE_TIMEOUT_MS) or "
+            "busy (every scoring worker taken).",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.scoring_busy = Gauge(
+            "ltr_scoring_workers_busy",
+            "Scoring workers running a request now (stuck ones included).",
+            registry=self.registry,
+        )
+        self.scoring_stuck = Gauge(
+            "ltr_scoring_workers_stuck",
+            "Scoring workers still running a request that already failed with a timeout (a C "
+            "call cannot be interrupted).",
+            registry=self.registry,
+        )
+        for reason in ("timeout", "busy"):
+            self.scoring_refused.labels(reason)
         self._rank_latency = LatencyRecorder(self)
         for trigger in ("startup", "api", "poll"):  # so the series exist at 0 before any event
             self.reloads.labels(trigger)
@@ -98,6 +121,11 @@ class ServingMetrics:
         timings, self._pending_rank = self._pending_rank, []
         for status, seconds in timings:
             self._rank_latency.observe("POST", "/rank", status, seconds)
+
+    def watch_scoring(self, pool: ScoringPool) -> None:
+        """The scoring pool's busy and stuck workers, read at every scrape."""
+        self.scoring_busy.set_function(lambda: pool.busy)
+        self.scoring_stuck.set_function(lambda: pool.stuck)
 
     def set_live(self, version: str, scorer: str, source: str, loaded_at: float) -> None:
         self.live_version.clear()

@@ -108,6 +108,17 @@ class ReloadAttemptOut(BaseModel):
     duration_ms: float
 
 
+class ScoringHealth(BaseModel):
+    """The pool that scores /rank with the model scorer (the weights scorer needs none)."""
+
+    workers: int
+    busy: int = Field(description="workers scoring a request now")
+    stuck: int = Field(
+        description="workers still running a request that already failed with a timeout"
+    )
+    timeout_ms: float = Field(description="LTR_SCORE_TIMEOUT_MS")
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="ok | degraded (last reload refused) | unavailable")
     version: str | None
@@ -120,6 +131,7 @@ class HealthResponse(BaseModel):
     last_reload_error: str | None
     poll_seconds: float
     reload_enabled: bool
+    scoring: ScoringHealth
     reload_stuck_since: datetime | None = Field(
         default=None,
         description="set while a reload's read has outlived LTR_RELOAD_TIMEOUT_SECONDS "

@@ -4,11 +4,12 @@ environment): what the app needs, and where its artifacts come from (local regis
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ltr_assets.config import ConfigError, Settings, default_max_body_bytes
+from ltr_assets.signing import ArtifactKeys
 
 if TYPE_CHECKING:
     from ltr_assets.s3_registry import S3Mirror
@@ -27,6 +28,9 @@ class ServingSettings:
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     source: str = "file"  # "file" (local registry / flat file) or "s3" (the registry's mirror)
     max_body_bytes: int = default_max_body_bytes(DEFAULT_MAX_CANDIDATES)  # /rank answers 413 above
+    # LTR_ARTIFACT_VERIFY_KEYS (and _SIGNING_KEY): a version must be signed with one of them
+    artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)  # repr: key ids only
+    score_timeout_ms: float = 1000.0  # a model-scored /rank fails with 503 past this
     base: Settings | None = field(default=None, repr=False, compare=False)  # the whole reading
 
     @classmethod
@@ -44,6 +48,8 @@ class ServingSettings:
             max_candidates=base.max_candidates,
             source=_source(base),
             max_body_bytes=base.max_body_bytes,
+            artifact_keys=base.artifact_keys,
+            score_timeout_ms=base.score_timeout_ms,
             base=base,
         )
 
@@ -56,7 +62,7 @@ class ServingSettings:
         mirror = mirror_from_settings(self.base or Settings.from_env())
         if mirror is None:
             raise ConfigError("LTR_SERVING_SOURCE=s3 needs S3_BUCKET")
-        return mirror
+        return replace(mirror, keys=self.artifact_keys)
 
     @property
     def reload_enabled(self) -> bool:

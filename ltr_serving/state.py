@@ -21,6 +21,7 @@ from ltr_assets.registry import check_servable
 from ltr_assets.schema import FEATURES
 from ltr_assets.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_serving.metrics import ServingMetrics
+from ltr_serving.scoring_pool import ScoringPool
 from ltr_serving.settings import ServingSettings
 from ltr_serving.store import StoredArtifact, StoreUnavailable, WeightStore
 
@@ -83,6 +84,8 @@ class ServingState:
         self.settings = settings
         self.scorer_kind = settings.scorer
         self.metrics = metrics
+        self.scoring = ScoringPool(settings.score_timeout_ms / 1000)  # /rank's model scoring
+        metrics.watch_scoring(self.scoring)
         self.live: LiveModel | None = None
         self.last_attempt: ReloadAttempt | None = None
         self.stuck_since: datetime | None = None  # a worker outlived its caller's wait

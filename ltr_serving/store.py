@@ -23,6 +23,7 @@ from ltr_assets.registry import (
     validate_weights,
 )
 from ltr_assets.s3_registry import S3Mirror
+from ltr_assets.signing import ArtifactKeys
 
 Source = Literal["file", "s3"]
 log = logging.getLogger("ltr_serving.store")
@@ -84,8 +85,10 @@ class LocalWeightStore:
 
     source: Source = "file"
 
-    def __init__(self, registry_dir: Path, weights_path: Path, scorer: str) -> None:
-        self.registry = LocalRegistry(registry_dir)
+    def __init__(
+        self, registry_dir: Path, weights_path: Path, scorer: str, keys: ArtifactKeys | None = None
+    ) -> None:
+        self.registry = LocalRegistry(registry_dir, keys=keys)  # verify keys: signed versions only
         self.weights_path = Path(weights_path)
         self.scorer = scorer
         self._lock = threading.Lock()
@@ -139,6 +142,12 @@ class LocalWeightStore:
         return StoredArtifact.of(artifact, self.source, str(self.registry.versions_dir / version))
 
     def _load_flat(self) -> StoredArtifact:
+        if self.registry.keys.required:
+            raise StoreError(
+                f"{self.weights_path} carries no signature and LTR_ARTIFACT_VERIFY_KEYS is set: "
+                f"only a signed registry version is served ({self.registry.pointer_path} is "
+                "missing)"
+            )
         if self.scorer != "weights":
             raise StoreError(
                 f"LTR_SCORER={self.scorer} needs a registry version with a model "
@@ -199,10 +208,14 @@ class S3WeightStore:
 
 
 def build_store(
-    registry_dir: Path, weights_path: Path, scorer: str, mirror: S3Mirror | None = None
+    registry_dir: Path,
+    weights_path: Path,
+    scorer: str,
+    mirror: S3Mirror | None = None,
+    keys: ArtifactKeys | None = None,
 ) -> WeightStore:
-    """S3 when a mirror is given (LTR_SERVING_SOURCE=s3, or auto with S3_BUCKET set), else the
-    local registry / flat file."""
+    """S3 when a mirror is given (LTR_SERVING_SOURCE=s3, or auto with S3_BUCKET set; it carries
+    its own keys), else the local registry / flat file, checked with `keys`."""
     if mirror is not None:
         return S3WeightStore(mirror, scorer)
-    return LocalWeightStore(registry_dir, weights_path, scorer)
+    return LocalWeightStore(registry_dir, weights_path, scorer, keys)

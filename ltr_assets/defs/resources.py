@@ -45,7 +45,7 @@ class LtrResource(ConfigurableResource):
 
     def registry(self) -> LocalRegistry:
         settings = self.settings()
-        return LocalRegistry(settings.registry_dir, settings.weights_path)
+        return LocalRegistry(settings.registry_dir, settings.weights_path, settings.artifact_keys)
 
     def file_source(self) -> AuditLogSource:
         settings = self.settings()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
-from ltr_serving.models import HealthResponse, ReloadAttemptOut
+from ltr_serving.models import HealthResponse, ReloadAttemptOut, ScoringHealth
 from ltr_serving.state import ReloadAttempt
 
 router = APIRouter(tags=["operations"])
@@ -51,6 +51,12 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
         last_reload_error=attempt.error if attempt is not None else None,
         poll_seconds=settings.poll_seconds,
         reload_enabled=settings.reload_enabled,
+        scoring=ScoringHealth(
+            workers=state.scoring.workers,
+            busy=state.scoring.busy,
+            stuck=state.scoring.stuck,
+            timeout_ms=settings.score_timeout_ms,
+        ),
         reload_stuck_since=state.stuck_since,
     )
 

@@ -7,9 +7,10 @@ chunked body is abandoned once over the cap), and hands the bytes to `ltr_servin
 FastAPI-free request path that the gate's latency check times too (msgspec validation straight
 into a numpy matrix, the live scorer, orjson serialisation). Skipped: routing through FastAPI's
 dependency solving, Request/Response objects, per-candidate pydantic objects and response-model
-re-validation. `openapi_route` describes the same operation for the OpenAPI document
-(RankRequest, RankResponse, the explain query parameter, 413, 422 and 503), and every error body
-keeps FastAPI's shapes ({"detail": "..."}, and the 422 list).
+re-validation. The weights scorer runs right here; the model scorer runs on the scoring pool,
+within LTR_SCORE_TIMEOUT_MS (`ltr_serving.scoring_pool`). `openapi_route` describes the same
+operation for the OpenAPI document (RankRequest, RankResponse, the explain query parameter, 413,
+422 and 503), and every error body keeps FastAPI's shapes ({"detail": "..."}, and the 422 list).
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 
 import orjson
 from fastapi.routing import APIRoute
 from starlette.routing import Match, Route
 
+from ltr_assets.scoring import WeightsScorer
 from ltr_serving import codec
 from ltr_serving.errors import validation_errors
 from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
+from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable
 from ltr_serving.state import ServingState
 
 log = logging.getLogger("ltr_serving.ranking")
@@ -104,7 +108,15 @@ class RankEndpoint:
         except codec.RequestError as exc:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
         state.metrics.count_candidates(len(parsed.ids))
-        return await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
+        if isinstance(live.scorer, WeightsScorer):  # bounded: scored here, on the event loop
+            return await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
+        try:  # any other scorer: on the scoring pool, within LTR_SCORE_TIMEOUT_MS
+            body = await state.scoring.run(partial(codec.rank, parsed, live.scorer, live.version))
+        except ScoringUnavailable as exc:
+            reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
+            state.metrics.scoring_refused.labels(reason).inc()
+            return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
+        return await _send(send, 200, body)
 
 
 async def respond_guarded(scope: Scope, receive: Receive, send: Send) -> int:
@@ -171,6 +183,10 @@ openapi_route = APIRoute(
     responses={
         413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
         422: {"model": ValidationErrorResponse, "description": "invalid request, with the reason"},
-        503: {"description": "no valid version is loaded (see GET /ltr/health)"},
+        503: {
+            "description": "no valid version is loaded (see GET /ltr/health), or the model "
+            "scorer could not score the request within LTR_SCORE_TIMEOUT_MS or had no free "
+            "worker; the reason is in `detail`"
+        },
     },
 )

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from ltr_assets import publication
 from ltr_assets.cli import main as ltr
 from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
-from ltr_assets.registry import LocalRegistry, RegistryError
+from ltr_assets.registry import LocalRegistry, RegistryError, sha256
 from ltr_assets.s3_registry import S3Mirror, mirror_from_settings, sync
+from ltr_assets.signing import ArtifactKeys
 from tests.conftest import write_simulated_events
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.dagster_results import check_results
@@ -261,3 +263,27 @@ def test_rollback_job_moves_both_pointers(
         raise_on_error=False,
     )
     assert not bad.success and local.latest_version() == first.version
+
+
+def test_a_signature_travels_to_s3_and_a_version_rewritten_there_is_refused(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone with write access to the bucket but not the key rewrites model.txt and its
+    checksum in metadata.json: a fetch with the verify keys refuses it; without them, as before,
+    only the model's own checks stand."""
+    secret = "s3-test-secret-" + "c" * 40
+    monkeypatch.setenv("LTR_ARTIFACT_SIGNING_KEY", f"k1:{secret}")
+    monkeypatch.setenv("LTR_ARTIFACT_VERIFY_KEYS", f"k1:{secret}")
+    local = LocalRegistry(tmp_path / "reg", keys=Settings.from_env().artifact_keys)
+    mirror = _mirror()
+    assert mirror.keys.required and secret not in repr(mirror)
+    version = _publish(local, mirror, "2026-11-25", 0)[0].version
+    assert mirror.fetch(version).metadata["signature"]["key_id"] == "k1"
+    model = MODEL.replace("shrinkage=0.1", "shrinkage=0.2", 1).encode()
+    metadata = json.loads(mirror._get(version, "metadata.json"))
+    metadata["checksums"]["model.txt"] = sha256(model)
+    for name, body in (("model.txt", model), ("metadata.json", json.dumps(metadata).encode())):
+        mirror.client.put_object(Bucket=mirror.bucket, Key=mirror.key(version, name), Body=body)
+    with pytest.raises(RegistryError, match=r"metadata.json bad signature \(key k1\): refused"):
+        mirror.fetch(version)
+    assert replace(mirror, keys=ArtifactKeys()).fetch(version).version == version

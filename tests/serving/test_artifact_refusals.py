@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
+
 from ltr_assets.config import Settings
 from ltr_assets.registry import METADATA_FILE, MODEL_FILE, sha256
+from ltr_assets.schema import FEATURES
+from ltr_assets.signing import ArtifactKeys, SigningKey
 from tests.serving.conftest import (
     TOKEN,
     Publisher,
@@ -17,20 +21,25 @@ from tests.serving.conftest import (
     wait_for,
     weights_for,
 )
+from tests.support.model_texts import edit_tree, tree_line
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _crashing_model(publisher: Publisher, version: str) -> None:
-    """Truncate model.txt where its trees begin (LightGBM aborts the process parsing that) and
-    rewrite metadata.json's checksum to match, as an attacker with write access would."""
+def _replace_model(publisher: Publisher, version: str, model: bytes) -> None:
+    """Rewrite a published version's model.txt and metadata.json's checksum to match, as an
+    attacker with write access to the registry would."""
     folder = publisher.registry.versions_dir / version
-    text = (folder / MODEL_FILE).read_bytes()
-    model = text[: text.index(b"Tree=0")]
     (folder / MODEL_FILE).write_bytes(model)
     metadata = json.loads((folder / METADATA_FILE).read_text())
     metadata["checksums"][MODEL_FILE] = sha256(model)
     (folder / METADATA_FILE).write_text(json.dumps(metadata))
+
+
+def _crashing_model(publisher: Publisher, version: str) -> None:
+    """Truncate model.txt where its trees begin: LightGBM aborts the process parsing that."""
+    text = (publisher.registry.versions_dir / version / MODEL_FILE).read_bytes()
+    _replace_model(publisher, version, text[: text.index(b"Tree=0")])
 
 
 def test_a_model_that_crashes_lightgbm_cannot_kill_the_server(
@@ -46,7 +55,7 @@ def test_a_model_that_crashes_lightgbm_cannot_kill_the_server(
         _crashing_model(publisher, bad)
         refused = client.post("/reload", headers=AUTH)
         assert refused.status_code == 409, refused.text
-        assert "LightGBM crashed parsing the model (SIGABRT)" in refused.json()["error"]
+        assert "model.txt is malformed: has no trees" in refused.json()["error"]
         assert server.process.poll() is None
 
         worse = publisher.publish(weights_for(3))  # the poller meets the next one on its own
@@ -58,8 +67,50 @@ def test_a_model_that_crashes_lightgbm_cannot_kill_the_server(
         )
         assert server.process.poll() is None
         health = client.get("/ltr/health").json()
-        assert health["version"] == good and "SIGABRT" in health["last_reload_error"]
+        assert health["version"] == good and "has no trees" in health["last_reload_error"]
         assert client.post("/rank", json=rank_body(5)).json()["version"] == good
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [("0", "node 0 is reached twice"), ("1000000", "node 0 has child 1000000, out of range")],
+    ids=["cycle", "child out of range"],
+)
+def test_a_tree_that_would_hang_or_crash_prediction_is_refused_and_the_old_version_serves(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+    first: str,
+    reason: str,
+) -> None:
+    """Tree 0's root sends right to itself (LightGBM then loops forever on the event loop) or
+    to node 1000000 (it reads outside its arrays: SIGSEGV). Either passes LightGBM's parse, one
+    scored row of 0.5s and the checksums; serving must refuse it at reload and keep ranking,
+    including the rows that take that branch."""
+    serving_env(LTR_SCORER="model")
+    good = publisher.publish(weights_for(1))
+    server = start_server_process()
+    text = publisher.model_text
+    crafted = edit_tree(
+        text, 0, "right_child", " ".join([first, *tree_line(text, 0, "right_child")[1:]])
+    )
+    root_feature = FEATURES[int(tree_line(text, 0, "split_feature")[0])]
+    assert float(tree_line(text, 0, "threshold")[0]) < 1.0
+    body = rank_body(5)
+    for candidate in body["candidates"]:
+        candidate["features"][root_feature] = 1.0  # right at the root: the crafted branch
+    with server.client() as client:
+        bad = publisher.publish(weights_for(2))
+        _replace_model(publisher, bad, crafted.encode())
+        refused = client.post("/reload", headers=AUTH)
+        ranked = client.post("/rank", json=body)  # hangs or kills the server if it was taken
+        assert refused.status_code == 409, refused.text
+        assert f"version {bad}: model.txt is malformed: tree 0: {reason}" in refused.json()["error"]
+        assert ranked.status_code == 200 and ranked.json()["version"] == good
+        health = client.get("/ltr/health").json()
+        assert (health["version"], health["status"]) == (good, "degraded")
+    assert server.process.poll() is None
 
 
 def test_an_artifact_gated_for_another_scorer_is_refused_with_the_reason(
@@ -111,3 +162,53 @@ def test_the_poller_refuses_an_artifact_gated_for_another_scorer(
             "the poller to refuse the version",
         )
         assert client.get("/ltr/health").json()["version"] == live
+
+
+SECRET = "serving-test-secret-" + "d" * 40
+
+
+@pytest.mark.timeout(180)
+def test_with_verify_keys_only_a_version_signed_with_one_of_them_is_served(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """Someone with write access to the registry but no key can publish unsigned versions,
+    rewrite a signed one (a model and its checksum), or sign with a key of their own: serving
+    refuses each at reload, with the reason, and the signed version keeps serving."""
+    serving_env(LTR_SCORER="model", LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET}")
+    signer = ArtifactKeys(signing=SigningKey("k1", SECRET.encode()))
+    publisher.registry.keys = signer
+    good = publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client(headers=AUTH) as client:
+        assert client.get("/ltr/health").json()["version"] == good
+
+        def refused(reason: str) -> None:
+            answer = client.post("/reload")
+            assert answer.status_code == 409 and reason in answer.json()["error"], answer.text
+            assert client.post("/rank", json=rank_body(5)).json()["version"] == good
+
+        publisher.registry.keys = ArtifactKeys()
+        unsigned = publisher.publish(weights_for(2))
+        refused(f"version {unsigned}: metadata.json unsigned: refused")
+
+        publisher.registry.keys = signer
+        rewritten = publisher.publish(weights_for(3))
+        model = publisher.model_text.replace("shrinkage=0.1", "shrinkage=0.2", 1).encode()
+        _replace_model(publisher, rewritten, model)
+        refused(f"version {rewritten}: metadata.json bad signature (key k1)")
+
+        publisher.registry.keys = ArtifactKeys(signing=SigningKey("k1", b"a guess at it" * 4))
+        forged = publisher.publish(weights_for(4))
+        refused(f"version {forged}: metadata.json bad signature (key k1)")
+
+        publisher.registry.keys = ArtifactKeys(signing=SigningKey("k9", b"their own key" * 4))
+        theirs = publisher.publish(weights_for(5))
+        refused(f"version {theirs}: metadata.json signed with unknown key k9")
+
+        publisher.registry.keys = signer
+        fresh = publisher.publish(weights_for(6))
+        assert client.post("/reload").json()["version"] == fresh
+        assert client.post("/rank", json=rank_body(5)).json()["version"] == fresh
+        assert SECRET not in client.get("/ltr/health").text

@@ -43,6 +43,8 @@ def test_the_body_cap_follows_the_candidate_limit_unless_set() -> None:
     assert Settings.from_env({"LTR_MAX_BODY_BYTES": "5000"}).max_body_bytes == 5000
     assert Settings.from_env({}).max_clock_skew_hours == 24.0
     assert Settings.from_env({"LTR_MAX_CLOCK_SKEW_HOURS": "1.5"}).max_clock_skew_hours == 1.5
+    assert Settings.from_env({}).score_timeout_ms == 1000.0
+    assert Settings.from_env({"LTR_SCORE_TIMEOUT_MS": "250"}).score_timeout_ms == 250.0
 
 
 def test_the_event_time_bounds_and_the_kafka_stop_run_have_defaults() -> None:
@@ -91,6 +93,8 @@ def test_thresholds_are_parsed_from_strings() -> None:
             {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "LTR_KAFKA_STOP_RECORDS": "1"},
             "LTR_KAFKA_STOP_RECORDS='1' is outside its range [2, ",
         ),
+        ({"LTR_SCORE_TIMEOUT_MS": "0.5"}, "LTR_SCORE_TIMEOUT_MS='0.5' is outside its range [1, "),
+        ({"LTR_SCORE_TIMEOUT_MS": "inf"}, "LTR_SCORE_TIMEOUT_MS='inf' is not a finite number"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict, message: str) -> None:

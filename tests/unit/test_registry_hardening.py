@@ -18,6 +18,7 @@ import pytest
 
 from ltr_assets import publication
 from ltr_assets.cli import main
+from ltr_assets.model_check import UnsafeModel, check_model_text
 from ltr_assets.registry import (
     METADATA_FILE,
     MODEL_FILE,
@@ -28,7 +29,9 @@ from ltr_assets.registry import (
     RegistryError,
     sha256,
 )
+from ltr_assets.schema import FEATURES
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.model_texts import edit_tree, tree_line
 
 BAD_NAMES = [
     "20261126_021500/",
@@ -191,10 +194,52 @@ def test_a_truncated_model_with_matching_checksums_cannot_kill_verify(tmp_path: 
     verify = _ltr("registry", "verify", home=tmp_path)
     assert verify.returncode == 1, verify
     assert f"{good}: ok" in verify.stdout
-    assert "model.txt LightGBM crashed parsing the model (SIGABRT)" in verify.stdout
-    with pytest.raises(RegistryError, match="SIGABRT"):
+    assert "model.txt is malformed: has no trees" in verify.stdout  # read before LightGBM
+    with pytest.raises(RegistryError, match="has no trees"):
         registry.rollback(bad)  # in this process: refused, and the process lives on
     assert registry.latest_version() == bad  # publish moved it; rollback did not touch it
+
+
+def _crafted(first_right_child: str) -> str:
+    """The real model with tree 0's root sending right to `first_right_child`: 0 is a cycle
+    (prediction loops forever), 1000000 out of range (it reads outside its arrays). LightGBM
+    parses both and scores the check's row of 0.5s, which goes left."""
+    text = tiny_model_text()
+    rest = tree_line(text, 0, "right_child")[1:]
+    return edit_tree(text, 0, "right_child", " ".join([first_right_child, *rest]))
+
+
+@pytest.mark.parametrize(
+    ("first", "reason"),
+    [("0", "node 0 is reached twice"), ("1000000", "node 0 has child 1000000, out of range")],
+    ids=["cycle", "child out of range"],
+)
+def test_a_tree_that_would_hang_or_crash_prediction_is_refused_by_publish_and_verify(
+    tmp_path: Path, first: str, reason: str
+) -> None:
+    registry = LocalRegistry(tmp_path / "registry")
+    good = _publish(registry, 0)
+    crafted = _crafted(first)
+    with pytest.raises(RegistryError, match=f"model.txt is malformed: tree 0: {reason}"):
+        registry.publish(weights(1), crafted, {"gated_scorer": "model"}, "2026-11-25", now=_now(1))
+    assert registry.versions() == [good] and registry.latest_version() == good
+    bad = _publish(registry, 2)  # then rewritten by someone with write access to the registry
+    metadata = json.loads((registry.versions_dir / bad / METADATA_FILE).read_text())
+    metadata["checksums"][MODEL_FILE] = sha256(crafted.encode())
+    _tamper(registry, bad, crafted.encode(), metadata)
+    verify = _ltr("registry", "verify", home=tmp_path)
+    assert verify.returncode == 1, verify
+    assert f"{good}: ok" in verify.stdout
+    assert f"{bad}: version {bad}: model.txt is malformed: tree 0: {reason}" in verify.stdout
+    with pytest.raises(RegistryError, match=reason):
+        registry.rollback(bad)
+
+
+def test_the_child_process_check_survives_a_model_that_aborts_lightgbm() -> None:
+    """Behind the format check, LightGBM still parses a model first in a child process, which
+    dies instead of the caller when LightGBM aborts."""
+    with pytest.raises(UnsafeModel, match=r"LightGBM crashed parsing the model \(SIGABRT\)"):
+        check_model_text(_truncated_model(), FEATURES)
 
 
 # -- leftovers of killed publishes ----------------------------------------------------------

@@ -1,0 +1,134 @@
+"""A model-scored /rank that cannot be scored within LTR_SCORE_TIMEOUT_MS fails alone (503), and
+the service keeps answering: tested with a real server process and a real model that is slow
+to score (2,000 trees, each a chain of 63 splits every row goes down), and on the pool itself."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any
+
+import httpx
+import pytest
+
+from ltr_assets.config import Settings
+from ltr_serving.scoring_pool import ScoringBusy, ScoringPool, ScoringTimeout
+from tests.serving.conftest import (
+    Publisher,
+    ServerProcess,
+    metric_value,
+    rank_body,
+    wait_for,
+    weights_for,
+)
+from tests.support.model_texts import chain, write_model
+
+
+@cache
+def slow_model() -> str:
+    """Valid and bounded, but 2,000 x 63 splits a row: a 1,000-candidate list takes LightGBM
+    seconds, a single candidate about a millisecond."""
+    return write_model([chain(63, feature=i) for i in range(2000)])
+
+
+def _scoring(client: httpx.Client) -> dict[str, Any]:
+    scoring: dict[str, Any] = client.get("/ltr/health").json()["scoring"]
+    return scoring
+
+
+@pytest.mark.timeout(300)
+def test_a_request_that_cannot_be_scored_in_time_fails_alone(
+    serving_env: Callable[..., Settings],
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    settings = serving_env(LTR_SCORER="model", LTR_SCORE_TIMEOUT_MS="100")
+    assert settings.score_timeout_ms == 100.0
+    version = Publisher(settings, slow_model()).publish(weights_for(1))
+    server = start_server_process()
+    big, small = rank_body(1000), rank_body(1)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        start = time.perf_counter()
+        slow = client.post("/rank", json=big)
+        elapsed = time.perf_counter() - start
+        assert slow.status_code == 503, slow.text[:200]
+        assert "scoring took longer than LTR_SCORE_TIMEOUT_MS=100 ms" in slow.json()["detail"]
+        # The worker is still in LightGBM: counted, and the service answers meanwhile.
+        scoring = _scoring(client)
+        assert (scoring["stuck"], scoring["workers"], scoring["timeout_ms"]) == (1, 4, 100.0)
+        assert client.post("/rank", json=small).json()["version"] == version
+        assert elapsed < 5.0
+
+        # Every worker stuck: the next request is refused at once instead of queueing.
+        wait_for(lambda: _scoring(client)["busy"] == 0, 120, "the stuck worker to return")
+        with ThreadPoolExecutor(4) as senders:
+            answers = list(senders.map(lambda _: client.post("/rank", json=big), range(4)))
+        assert [a.status_code for a in answers] == [503] * 4
+        wait_for(lambda: _scoring(client)["busy"] == 4, 10, "four busy workers")
+        start = time.perf_counter()
+        busy = client.post("/rank", json=small)
+        assert busy.status_code == 503 and "all 4 scoring workers are busy" in busy.text
+        assert time.perf_counter() - start < 1.0
+        assert client.get("/ltr/health").json()["status"] == "ok"
+
+        wait_for(lambda: _scoring(client)["busy"] == 0, 120, "the stuck workers to return")
+        assert _scoring(client)["stuck"] == 0
+        assert client.post("/rank", json=small).status_code == 200
+        metrics = client.get("/metrics").text
+    assert metric_value(metrics, "ltr_scoring_refused_total", 'reason="timeout"') == 5.0
+    assert metric_value(metrics, "ltr_scoring_refused_total", 'reason="busy"') == 1.0
+    assert metric_value(metrics, "ltr_scoring_workers_stuck") == 0.0
+    assert server.process.poll() is None
+
+
+def test_the_weights_scorer_is_not_sent_to_the_pool(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """The linear scorer is bounded and stays on the event loop: a tiny timeout never fails it."""
+    serving_env(LTR_SCORE_TIMEOUT_MS="1")
+    publisher.publish(weights_for(1))
+    with start_server_process().client() as client:
+        for _ in range(20):
+            assert client.post("/rank", json=rank_body(1000)).status_code == 200
+        assert _scoring(client)["busy"] == 0
+
+
+# -- the pool ----------------------------------------------------------------------------------
+
+
+def test_the_pool_times_out_counts_stuck_workers_and_refuses_when_full() -> None:
+    release = threading.Event()
+
+    def blocked() -> str:
+        release.wait(30)
+        return "late"
+
+    async def scenario() -> None:
+        pool = ScoringPool(timeout_s=0.05, workers=2)
+        assert await pool.run(lambda: "quick") == "quick"
+        for _ in range(2):
+            with pytest.raises(ScoringTimeout, match="LTR_SCORE_TIMEOUT_MS=50 ms"):
+                await pool.run(blocked)
+        assert (pool.busy, pool.stuck) == (2, 2)
+        start = time.perf_counter()
+        with pytest.raises(ScoringBusy, match="all 2 scoring workers are busy"):
+            await pool.run(lambda: "refused")
+        assert time.perf_counter() - start < 0.05  # refused without waiting
+        release.set()
+        for _ in range(200):
+            if pool.busy == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (pool.busy, pool.stuck) == (0, 0)
+        assert await pool.run(lambda: "again") == "again"
+        with pytest.raises(ZeroDivisionError):  # the scorer's own error reaches the caller
+            await pool.run(lambda: 1 // 0)
+        assert pool.busy == 0
+        pool.shutdown()
+
+    asyncio.run(scenario())
