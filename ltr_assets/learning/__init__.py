@@ -1,0 +1,1 @@
+"""Learning from the platform's own interventions (pure estimators over logged impressions)."""

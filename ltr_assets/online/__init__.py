@@ -1,0 +1,1 @@
+"""The online comparison of a candidate model with the live one (pure statistics and rules)."""
