@@ -20,9 +20,9 @@ import time
 
 from benchmarks.common import machine, report
 from benchmarks.simulated import published_scorer_fairness, simulate_logs
-from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import _fairness_result
-from ltr_assets.fairness import RankedLists, fairness_report
+from ltr_assets.gate.evaluation import _fairness_result
+from ltr_assets.metrics.fairness import RankedLists, fairness_report
+from ltr_core.settings import GateThresholds
 
 GATE = GateThresholds()
 

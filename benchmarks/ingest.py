@@ -15,12 +15,12 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.common import machine, median_time, report
-from ltr_assets.config import KafkaSettings
-from ltr_assets.ingest import ingest_day
-from ltr_assets.kafka import KafkaDaySource, ensure_topic, publish_events
-from ltr_assets.lake import Lake
-from ltr_assets.simulator import Simulator, SimulatorConfig
-from ltr_assets.sources import AuditLogSource
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.kafka import KafkaDaySource, ensure_topic, publish_events
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake.paths import Lake
+from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
+from ltr_core.settings import KafkaSettings
 from tests.support.kafka_broker import Broker
 
 DAY = date(2026, 11, 1)

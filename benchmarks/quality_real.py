@@ -20,7 +20,7 @@ import lightgbm as lgb
 import numpy as np
 
 from benchmarks.common import machine, report
-from ltr_assets.metrics import ndcg_at_k
+from ltr_assets.metrics.ranking import ndcg_at_k
 
 SHARED_DATA_VARIABLE = "LTR_SHARED_DATA"
 

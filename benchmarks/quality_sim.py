@@ -30,10 +30,10 @@ from benchmarks.simulated import (
     simulate_logs,
     train_on_unbiased_labels,
 )
-from ltr_assets.metrics import gain_ndcg
-from ltr_assets.scoring import WeightsScorer
-from ltr_assets.simulator import ClickModel, platform_ranker
-from ltr_assets.training import counterfactual_evaluator, train_ranker
+from ltr_assets.learning.training import counterfactual_evaluator, train_ranker
+from ltr_assets.metrics.ranking import gain_ndcg
+from ltr_assets.simulation.simulator import ClickModel, platform_ranker
+from ltr_core.scoring import WeightsScorer
 
 METHODS = ("none", "click_model", "ips", "lightgbm_position")
 

@@ -123,13 +123,13 @@ def run_child(
 ) -> dict[str, Any]:
     """In this (fresh) process: the assets' domain functions on `root`; raw_events and
     feature_matrix for each of the `days` days, then ltr_model for DAY."""
-    from ltr_assets.candidate_model import train_candidate
-    from ltr_assets.config import Settings
-    from ltr_assets.features import build_feature_matrix
-    from ltr_assets.ingest import ingest_day
-    from ltr_assets.lake import Lake
-    from ltr_assets.registry import LocalRegistry
-    from ltr_assets.sources import AuditLogSource
+    from ltr_assets.gate.candidate import train_candidate
+    from ltr_assets.ingest.day import ingest_day
+    from ltr_assets.ingest.matrix import build_feature_matrix
+    from ltr_assets.ingest.sources import AuditLogSource
+    from ltr_assets.lake.paths import Lake
+    from ltr_assets.registry.local import LocalRegistry
+    from ltr_core.settings import Settings
 
     settings = Settings.from_env({"LTR_HOME": str(root), "LTR_TRAIN_WINDOW_DAYS": str(window)})
     lake = Lake(root / "lake")

@@ -15,7 +15,7 @@ running moves every figure.
    level runs both, alternating, `--repeats` times; the figures are medians over the repeats, and
    `ratio` is /rank's req/s over the bare endpoint's in the same round. The headline is
    `serving_ratio_c8_n100` (100 candidates, 8 connections; target >= 0.5).
-2. In-process: `ltr_serving.codec.time_request_path_groups` (what the gate calls) at list sizes
+2. In-process: `ltr_core.codec.time_request_path_groups` (what the gate calls) at list sizes
    5-30 and at 1,000 candidates, 1,000 requests each after warm-up (target p95 <= 10 ms at 1,000).
 3. Reloads under load: 8 closed-loop clients (a minimal asyncio HTTP client in another process,
    which records each request's start and end) while a new version is published and POSTed to
@@ -46,9 +46,9 @@ import numpy as np
 import orjson
 
 from benchmarks.common import machine, report
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.schema import FEATURES
-from ltr_assets.training import normalise
+from ltr_assets.learning.training import normalise
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.features import FEATURES
 
 TOKEN = "benchmark-token"
 PARTITION = "2026-11-25"
@@ -336,8 +336,8 @@ def http_figures(
 
 def in_process_figures(weights: dict[str, float]) -> dict[str, float | int | str]:
     """What the gate measures: the request path in-process, with the scorer serving runs."""
-    from ltr_assets.scoring import WeightsScorer
-    from ltr_serving.codec import time_request_path_groups
+    from ltr_core.codec import time_request_path_groups
+    from ltr_core.scoring import WeightsScorer
 
     timing = time_request_path_groups(WeightsScorer(weights), list(range(5, 31)), 1000)
     data, at_max = timing.groups

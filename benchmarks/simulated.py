@@ -1,7 +1,8 @@
 """Simulated logs for the quality and training benchmarks and the debiasing tests.
 
 `simulate_logs` builds the feature matrix of N days directly from the simulator's events
-(`ltr_assets.simulator.logged_frame`, kept equal to the DuckDB path by a test), joined with
+(`ltr_assets.simulation.simulator.logged_frame`, kept equal to the DuckDB path by a test),
+joined with
 what the simulator knows: each candidate's true gain, utility and an unbiased label. Lists are
 shown in the platform's own order unless `ranker_for_day` says otherwise (the feedback loop).
 `simulated_lake` goes through the real ingest and DuckDB path instead, for the training-cost
@@ -20,27 +21,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import FairnessInputs, evaluate
-from ltr_assets.fairness import FairnessReport
-from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_day
-from ltr_assets.lake import Lake
-from ltr_assets.scoring import WeightsScorer
-from ltr_assets.simulator import (
-    PLATFORM_VERSION,
-    Simulator,
-    SimulatorConfig,
-    logged_frame,
-)
-from ltr_assets.sources import AuditLogSource
-from ltr_assets.training import (
-    Split,
+from ltr_assets.gate.evaluation import FairnessInputs, evaluate
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.matrix import build_feature_matrix
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake.paths import Lake
+from ltr_assets.learning.dataset import Split
+from ltr_assets.learning.training import (
     TrainedRanker,
     counterfactual_evaluator,
     split_by_time,
     train_ranker,
 )
+from ltr_assets.metrics.fairness import FairnessReport
+from ltr_assets.simulation.simulator import (
+    PLATFORM_VERSION,
+    Simulator,
+    SimulatorConfig,
+    logged_frame,
+)
+from ltr_core.scoring import WeightsScorer
+from ltr_core.settings import GateThresholds
 
 START = date(2026, 10, 1)
 RankerForDay = Callable[[date], tuple[Callable[[np.ndarray], np.ndarray] | None, str]]

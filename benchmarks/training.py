@@ -15,10 +15,10 @@ from pathlib import Path
 
 from benchmarks.common import machine, median_time, report
 from benchmarks.simulated import simulated_lake
-from ltr_assets.candidate_model import train_candidate
-from ltr_assets.config import Settings
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.training import load_window, split_by_time, train_ranker
+from ltr_assets.gate.candidate import train_candidate
+from ltr_assets.learning.training import load_window, split_by_time, train_ranker
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.settings import Settings
 
 
 def main() -> None:

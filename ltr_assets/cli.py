@@ -10,11 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ltr_assets.config import ConfigError, Settings
-from ltr_assets.registry import InvalidVersion, LocalRegistry, RegistryError, check_version
-from ltr_assets.scoring import make_scorer
-from ltr_assets.signing import signature_state
-from ltr_assets.simulator import (
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.simulation.simulator import (
     ENVELOPES,
     PLATFORM_VERSION,
     ClickModel,
@@ -22,9 +19,13 @@ from ltr_assets.simulator import (
     SimulatorConfig,
     render_lines,
 )
+from ltr_core.artifacts.format import InvalidVersion, RegistryError, check_version
+from ltr_core.artifacts.signing import signature_state
+from ltr_core.scoring import make_scorer
+from ltr_core.settings import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from ltr_assets.s3_registry import S3Mirror
+    from ltr_assets.registry.s3_mirror import S3Mirror
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -64,8 +65,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _simulate_to_kafka(events: list[dict[str, Any]], args: argparse.Namespace) -> int:
-    from ltr_assets.kafka import ensure_topic, publish_events
-    from ltr_assets.simulator import to_audit_line
+    from ltr_assets.ingest.kafka import ensure_topic, publish_events
+    from ltr_assets.simulation.simulator import to_audit_line
 
     kafka = Settings.from_env().kafka
     if kafka is None:
@@ -162,7 +163,7 @@ def _signature(registry: LocalRegistry, version: str) -> str:
 
 
 def _mirror(settings: Settings) -> S3Mirror | None:
-    from ltr_assets.s3_registry import mirror_from_settings
+    from ltr_assets.registry.s3_mirror import mirror_from_settings
 
     return mirror_from_settings(settings)
 
@@ -180,7 +181,7 @@ def _request_reload(settings: Settings) -> bool:
 
 
 def _registry_rollback(args: argparse.Namespace) -> int:
-    from ltr_assets.publication import rollback
+    from ltr_assets.registry.publication import rollback
 
     settings = Settings.from_env()
     report = rollback(_registry(settings), _mirror(settings), args.version, settings.scorer)
@@ -191,14 +192,14 @@ def _registry_rollback(args: argparse.Namespace) -> int:
 
 
 def _registry_sync(args: argparse.Namespace) -> int:
-    from ltr_assets.s3_registry import sync
+    from ltr_assets.registry.s3_mirror import sync
 
     settings = Settings.from_env()
     mirror = _mirror(settings)
     if mirror is None:
         print("error: S3_BUCKET is not set", file=sys.stderr)
         return 2
-    from ltr_assets.publication import S3_ERRORS
+    from ltr_assets.registry.publication import S3_ERRORS
 
     try:
         report = sync(_registry(settings), mirror, force_pointer=args.force)

@@ -34,8 +34,8 @@ class DayRow:
 
 def _live_ranker(registry: Any, scorer_kind: str) -> tuple[Any, str]:
     """The scorer `latest` points at (what the ranking service serves), or the platform's."""
-    from ltr_assets.scoring import make_scorer
-    from ltr_assets.simulator import PLATFORM_VERSION
+    from ltr_assets.simulation.simulator import PLATFORM_VERSION
+    from ltr_core.scoring import make_scorer
 
     version = registry.latest_version()
     if version is None:
@@ -47,11 +47,11 @@ def _live_ranker(registry: Any, scorer_kind: str) -> tuple[Any, str]:
 
 def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> float | None:
     """True nDCG@5 of day's candidate (the scorer the gate evaluated) on its test lists."""
-    from ltr_assets.lake import lake_from_settings
-    from ltr_assets.metrics import gain_ndcg
-    from ltr_assets.registry import MODEL_FILE, WEIGHTS_FILE
-    from ltr_assets.scoring import make_scorer
-    from ltr_assets.training import NotEnoughData, load_window, split_by_time
+    from ltr_assets.lake.paths import lake_from_settings
+    from ltr_assets.learning.training import NotEnoughData, load_window, split_by_time
+    from ltr_assets.metrics.ranking import gain_ndcg
+    from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE
+    from ltr_core.scoring import make_scorer
 
     lake = lake_from_settings(settings)
     folder = lake.candidate(day)
@@ -69,16 +69,16 @@ def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> fl
 
 def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> None:
     """On the published version's test lists: truth and gate estimate of every ranking."""
-    from ltr_assets.lake import lake_from_settings
-    from ltr_assets.metrics import gain_ndcg
-    from ltr_assets.scoring import ModelScorer, WeightsScorer, predict
-    from ltr_assets.simulator import platform_ranker
-    from ltr_assets.training import (
+    from ltr_assets.lake.paths import lake_from_settings
+    from ltr_assets.learning.training import (
         counterfactual_evaluator,
         load_window,
         split_by_time,
         train_ranker,
     )
+    from ltr_assets.metrics.ranking import gain_ndcg
+    from ltr_assets.simulation.simulator import platform_ranker
+    from ltr_core.scoring import ModelScorer, WeightsScorer, predict
 
     day = date.fromisoformat(latest.metadata["partition"])
     window = load_window(lake_from_settings(settings), day, settings.train_window_days)
@@ -132,11 +132,11 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
 
     from dagster import AssetCheckEvaluation, DagsterInstance
 
-    from ltr_assets.config import Settings, env_file_path, write_env_file
     from ltr_assets.definitions import defs
-    from ltr_assets.lake import lake_from_settings
-    from ltr_assets.registry import LocalRegistry
-    from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
+    from ltr_assets.lake.paths import lake_from_settings
+    from ltr_assets.registry.local import LocalRegistry
+    from ltr_assets.simulation.simulator import Simulator, SimulatorConfig, render_lines
+    from ltr_core.settings import Settings, env_file_path, write_env_file
 
     settings = Settings.from_env()
     write_env_file(env_file_path(os.environ), demo_env(settings))
@@ -245,7 +245,7 @@ def _serve_and_rank(simulator: Any, day: date) -> None:
 
     import httpx
 
-    from ltr_assets.schema import FEATURES
+    from ltr_core.features import FEATURES
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

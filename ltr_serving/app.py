@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from ltr_core.rank_api import RankRequest
 from ltr_serving.errors import validation_errors
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
@@ -31,7 +32,6 @@ from ltr_serving.metrics import (
     Send,
     ServingMetrics,
 )
-from ltr_serving.models import RankRequest
 from ltr_serving.poller import poll_forever
 from ltr_serving.routers import health, ranking, reload
 from ltr_serving.settings import ServingSettings

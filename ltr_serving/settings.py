@@ -1,4 +1,4 @@
-"""The serving app's view of the project's Settings (`ltr_assets.config`, the one reader of the
+"""The serving app's view of the project's Settings (`ltr_core.settings`, the one reader of the
 environment): what the app needs, and where its artifacts come from (local registry or S3)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ltr_assets.config import ConfigError, Settings, default_max_body_bytes
-from ltr_assets.signing import ArtifactKeys
+from ltr_core.artifacts.signing import ArtifactKeys
+from ltr_core.settings import ConfigError, Settings, default_max_body_bytes
 
 if TYPE_CHECKING:
-    from ltr_assets.s3_registry import S3Mirror
+    from ltr_core.artifacts.s3 import S3Versions
 
 DEFAULT_MAX_CANDIDATES = 1000
 
@@ -53,13 +53,13 @@ class ServingSettings:
             base=base,
         )
 
-    def mirror(self) -> S3Mirror | None:
+    def mirror(self) -> S3Versions | None:
         """The S3 mirror to serve from, when the source is S3 (from the same reading)."""
         if self.source != "s3":
             return None
-        from ltr_assets.s3_registry import mirror_from_settings  # boto3 only when S3 is used
+        from ltr_core.artifacts.s3 import s3_versions_from_settings  # boto3 only when S3 is used
 
-        mirror = mirror_from_settings(self.base or Settings.from_env())
+        mirror = s3_versions_from_settings(self.base or Settings.from_env())
         if mirror is None:
             raise ConfigError("LTR_SERVING_SOURCE=s3 needs S3_BUCKET")
         return replace(mirror, keys=self.artifact_keys)

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from ltr_assets.registry import check_servable
-from ltr_assets.schema import FEATURES
-from ltr_assets.scoring import Scorer, WeightsScorer, make_scorer
+from ltr_core.artifacts.format import check_servable
+from ltr_core.features import FEATURES
+from ltr_core.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.scoring_pool import ScoringPool
 from ltr_serving.settings import ServingSettings

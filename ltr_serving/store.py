@@ -15,15 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from ltr_assets.registry import (
-    Artifact,
-    LocalRegistry,
-    RegistryError,
-    sha256,
-    validate_weights,
-)
-from ltr_assets.s3_registry import S3Mirror
-from ltr_assets.signing import ArtifactKeys
+from ltr_core.artifacts.format import Artifact, RegistryError, sha256, validate_weights
+from ltr_core.artifacts.s3 import S3Versions
+from ltr_core.artifacts.signing import ArtifactKeys
+from ltr_core.artifacts.store import LocalVersions
 
 Source = Literal["file", "s3"]
 log = logging.getLogger("ltr_serving.store")
@@ -88,7 +83,7 @@ class LocalWeightStore:
     def __init__(
         self, registry_dir: Path, weights_path: Path, scorer: str, keys: ArtifactKeys | None = None
     ) -> None:
-        self.registry = LocalRegistry(registry_dir, keys=keys)  # verify keys: signed versions only
+        self.registry = LocalVersions(registry_dir, keys=keys)  # verify keys: signed versions only
         self.weights_path = Path(weights_path)
         self.scorer = scorer
         self._lock = threading.Lock()
@@ -133,7 +128,7 @@ class LocalWeightStore:
             if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
                 raise StoreError(f"{self.registry.pointer_path} has no version: {pointer!r}")
             version = pointer["version"]
-            # LocalRegistry.load verifies checksums before LightGBM parses the model.
+            # LocalVersions.load verifies checksums before LightGBM parses the model.
             artifact = self.registry.load(version)
         except OSError as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
@@ -178,7 +173,7 @@ class S3WeightStore:
 
     source: Source = "s3"
 
-    def __init__(self, mirror: S3Mirror, scorer: str) -> None:
+    def __init__(self, mirror: S3Versions, scorer: str) -> None:
         self.mirror = mirror
         self.scorer = scorer
 
@@ -211,7 +206,7 @@ def build_store(
     registry_dir: Path,
     weights_path: Path,
     scorer: str,
-    mirror: S3Mirror | None = None,
+    mirror: S3Versions | None = None,
     keys: ArtifactKeys | None = None,
 ) -> WeightStore:
     """S3 when a mirror is given (LTR_SERVING_SOURCE=s3, or auto with S3_BUCKET set; it carries

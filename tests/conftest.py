@@ -13,8 +13,8 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from ltr_assets.config import Settings
-from ltr_assets.simulator import Simulator, SimulatorConfig, render_lines
+from ltr_assets.simulation.simulator import Simulator, SimulatorConfig, render_lines
+from ltr_core.settings import Settings
 from tests.support.kafka_broker import Broker
 
 # Test modules load the Definitions at import, before any fixture: the partitions must not

@@ -24,8 +24,6 @@ from dagster import (
     asset,
 )
 
-from ltr_assets.candidate_model import publish_candidate, train_candidate
-from ltr_assets.config import Settings
 from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
     conflicts_check_result,
@@ -45,12 +43,14 @@ from ltr_assets.defs.checks import (
 )
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
-from ltr_assets.evaluation import gate_line, round_floats
-from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import EmptyDay, ingest_with_fallback
-from ltr_assets.model_card import render_model_card
+from ltr_assets.gate.candidate import publish_candidate, train_candidate
+from ltr_assets.gate.evaluation import gate_line, round_floats
+from ltr_assets.gate.model_card import render_model_card
+from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
+from ltr_assets.ingest.matrix import build_feature_matrix
+from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify
-from ltr_assets.sources import SourceError
+from ltr_core.settings import Settings
 
 GROUP = "ltr"
 # Overdue when no publication happened between midnight UTC (the day closed) and 06:00 UTC: the

@@ -22,7 +22,7 @@ from dagster import (
     DefaultSensorStatus,
 )
 
-from ltr_assets.config import Settings
+from ltr_core.settings import Settings
 
 
 def refresh_on_late_upstream() -> AutomationCondition:

@@ -22,9 +22,9 @@ from dagster import (
 )
 
 from ltr_assets.defs.partitions import daily_partitions
-from ltr_assets.evaluation import GATE_NAMES, GateResult, round_floats
-from ltr_assets.ingest import IngestReport, SourceChoice
-from ltr_assets.publication import PruneReport
+from ltr_assets.gate.evaluation import GATE_NAMES, GateResult, round_floats
+from ltr_assets.ingest.day import IngestReport, SourceChoice
+from ltr_assets.registry.publication import PruneReport
 
 GATE_DESCRIPTIONS = {
     "ndcg_at_5": "Lower 95% bound of the counterfactual test nDCG@5 (position-bias corrected) of "

@@ -11,11 +11,11 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
-from ltr_assets import publication
 from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
-from ltr_assets.registry import check_version
+from ltr_assets.registry import publication
+from ltr_core.artifacts.format import check_version
 
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
 PIPELINE_TAGS = {"ltr/pipeline": "daily"}

@@ -1,7 +1,7 @@
 """The one Dagster resource: the run's settings, and the lake, registry, sources and S3 mirror
 built from them.
 
-The environment is read once per run (`setup_for_execution`, through `ltr_assets.config`, the one
+The environment is read once per run (`setup_for_execution`, through `ltr_core.settings`, the one
 reader of the environment), and every asset, op and sensor of that run or tick is handed the same
 Settings: a variable changed while a run is going does not reach half of it. Only the partitions
 and the training window's partition mapping read LTR_START_DATE and LTR_TRAIN_WINDOW_DAYS earlier,
@@ -16,12 +16,12 @@ from datetime import timedelta
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
-from ltr_assets.config import Settings
-from ltr_assets.kafka import KafkaDaySource
-from ltr_assets.lake import Lake, lake_from_settings
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.s3_registry import S3Mirror, mirror_from_settings
-from ltr_assets.sources import AuditLogSource
+from ltr_assets.ingest.kafka import KafkaDaySource
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake.paths import Lake, lake_from_settings
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.s3_mirror import S3Mirror, mirror_from_settings
+from ltr_core.settings import Settings
 
 
 class LtrResource(ConfigurableResource):

@@ -25,10 +25,10 @@ from dagster import (
     run_status_sensor,
 )
 
-from ltr_assets.config import Settings
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.notify import failure_text, notify, request_reload
+from ltr_core.settings import Settings
 
 OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
 PUBLISHED_ASSET = "published_weights"

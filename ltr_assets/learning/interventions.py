@@ -68,7 +68,8 @@ k, d_k at 1) gets no bounds. θ is clipped at 0 (point and bounds).
 Merging (`combine_curves`): positions with at least `min_swapped` swapped impressions (the
 impressions of the two exchanged candidates in swap(1, k) interventions) and an identified
 estimate take the intervention estimate; the others take the other curve (e.g. the click
-model's, `ltr_assets.propensity`), whose last value stands for positions past its end. Position
+model's, `ltr_assets.learning.propensity`), whose last value stands for positions past its
+end. Position
 1 is the reference, θ_1 = 1, in both. The merged curve is not forced to be monotone.
 """
 

@@ -3,7 +3,7 @@
 This is the hot path, so it is a plain ASGI endpoint (`RankEndpoint`, mounted as a Starlette
 route) rather than a FastAPI route: it reads the body from `receive` itself, capped (413 before
 anything too large is read further or parsed: a declared Content-Length is checked first, a
-chunked body is abandoned once over the cap), and hands the bytes to `ltr_serving.codec`, the
+chunked body is abandoned once over the cap), and hands the bytes to `ltr_core.codec`, the
 FastAPI-free request path that the gate's latency check times too (msgspec validation straight
 into a numpy matrix, the live scorer, orjson serialisation). Skipped: routing through FastAPI's
 dependency solving, Request/Response objects, per-candidate pydantic objects and response-model
@@ -25,8 +25,8 @@ import orjson
 from fastapi.routing import APIRoute
 from starlette.routing import Match, Route
 
-from ltr_assets.scoring import WeightsScorer
-from ltr_serving import codec
+from ltr_core import codec
+from ltr_core.scoring import WeightsScorer
 from ltr_serving.errors import validation_errors
 from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
 from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ltr_assets.config import Settings
+from ltr_core.settings import Settings
 from ltr_serving.settings import ServingSettings
 
 ROOT = Path(__file__).resolve().parents[2]

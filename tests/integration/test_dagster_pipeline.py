@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
 
-from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
 from ltr_assets.defs.schedules import ltr_daily_schedule
-from ltr_assets.registry import LocalRegistry
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import check_metadata, check_results
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from benchmarks.simulated import simulate_logs
-from ltr_assets.config import ConfigError, Settings
-from ltr_assets.dask_training import lightgbm_ndcg, partition_bounds
-from ltr_assets.metrics import gain_ndcg, group_offsets
-from ltr_assets.scoring import predict
-from ltr_assets.training import train_ranker
+from ltr_assets.learning.dask_training import lightgbm_ndcg, partition_bounds
+from ltr_assets.learning.training import train_ranker
+from ltr_assets.metrics.ranking import gain_ndcg, group_offsets
+from ltr_core.scoring import predict
+from ltr_core.settings import ConfigError, Settings
 
 distributed = pytest.importorskip("distributed")
 

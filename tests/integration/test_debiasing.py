@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from benchmarks.simulated import simulate_logs
-from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import Baseline, FairnessInputs, decide_gate, evaluate
-from ltr_assets.metrics import CounterfactualEvaluator, gain_ndcg
-from ltr_assets.scoring import WeightsScorer
-from ltr_assets.simulator import PLATFORM_WEIGHTS, ClickModel
-from ltr_assets.training import Split, TrainedRanker, counterfactual_evaluator, train_ranker
+from ltr_assets.gate.evaluation import Baseline, FairnessInputs, decide_gate, evaluate
+from ltr_assets.learning.dataset import Split
+from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator, train_ranker
+from ltr_assets.metrics.ranking import CounterfactualEvaluator, gain_ndcg
+from ltr_assets.simulation.simulator import PLATFORM_WEIGHTS, ClickModel
+from ltr_core.scoring import WeightsScorer
+from ltr_core.settings import GateThresholds
 
 SEEDS = (0, 1, 2)
 DAYS = 14

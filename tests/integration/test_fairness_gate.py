@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from benchmarks.simulated import published_scorer_fairness, simulate_logs
-from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import (
+from ltr_assets.gate.evaluation import (
     _fairness_result,
     fairness_coverage_result,
 )
-from ltr_assets.fairness import RankedLists, fairness_report
-from ltr_assets.scoring import WeightsScorer
-from ltr_assets.training import train_ranker
+from ltr_assets.learning.training import train_ranker
+from ltr_assets.metrics.fairness import RankedLists, fairness_report
+from ltr_core.scoring import WeightsScorer
+from ltr_core.settings import GateThresholds
 
 GATE = GateThresholds()
 

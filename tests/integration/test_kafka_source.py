@@ -16,14 +16,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from dagster import AssetKey, DagsterInstance
 
-from ltr_assets.config import KafkaSettings
 from ltr_assets.definitions import defs
-from ltr_assets.events import EventRow
-from ltr_assets.ingest import ingest_day
-from ltr_assets.kafka import KafkaDaySource, ensure_topic, publish_events
-from ltr_assets.lake import Lake
-from ltr_assets.simulator import Simulator, SimulatorConfig
-from ltr_assets.sources import AuditLogSource, SourceRecord
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.kafka import KafkaDaySource, ensure_topic, publish_events
+from ltr_assets.ingest.sources import AuditLogSource, SourceRecord
+from ltr_assets.lake.paths import Lake
+from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
+from ltr_core.events import EventRow
+from ltr_core.settings import KafkaSettings
 from tests.conftest import START
 from tests.support.dagster_results import check_results
 from tests.support.kafka_broker import Broker
@@ -313,7 +313,7 @@ def test_a_day_is_streamed_poll_by_poll_not_read_whole_first(
 ) -> None:
     """The first records reach the ingest after one poll (10 records here), long before the day
     is read; the offsets are committed only once the whole day has been."""
-    import ltr_assets.kafka as kafka
+    import ltr_assets.ingest.kafka as kafka
 
     monkeypatch.setattr(kafka, "MAX_RECORDS_PER_POLL", 10)
     settings = _settings(kafka_broker, topic)

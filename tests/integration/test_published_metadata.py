@@ -9,8 +9,8 @@ from typing import Any
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from ltr_assets.definitions import defs
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.schema import FEATURES
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.features import FEATURES
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import check_metadata
 

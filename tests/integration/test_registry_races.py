@@ -10,14 +10,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ltr_assets.registry import LocalRegistry
+from ltr_assets.registry.local import LocalRegistry
 from tests.support.artifacts import tiny_model_text, weights
 
 WORKER = r"""
 import json, sys, time
 from pathlib import Path
-from ltr_assets import publication
-from ltr_assets.registry import LocalRegistry, RegistryError
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry, RegistryError
 
 root, role, go, delay = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
 registry = LocalRegistry(root)

@@ -14,15 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance
 
-from ltr_assets import atomic, s3_lake
-from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
-from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_day
-from ltr_assets.lake import Lake, lake_from_settings
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.s3_lake import S3Path, s3_filesystem
-from ltr_assets.sources import AuditLogSource
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.matrix import build_feature_matrix
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake import atomic
+from ltr_assets.lake import s3 as s3_lake
+from ltr_assets.lake.paths import Lake, lake_from_settings
+from ltr_assets.lake.s3 import S3Path, s3_filesystem
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import check_results
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from ltr_assets import publication
 from ltr_assets.cli import main as ltr
-from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
-from ltr_assets.registry import LocalRegistry, RegistryError, sha256
-from ltr_assets.s3_registry import S3Mirror, mirror_from_settings, sync
-from ltr_assets.signing import ArtifactKeys
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.s3_mirror import S3Mirror, mirror_from_settings, sync
+from ltr_core.artifacts.format import RegistryError, sha256
+from ltr_core.artifacts.signing import ArtifactKeys
+from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.dagster_results import check_results
@@ -122,10 +123,11 @@ def test_two_concurrent_publishers_never_interleave(s3_env: str, tmp_path: Path)
 
 CRASH_SCRIPT = """
 import os, signal, sys
-from ltr_assets import atomic, publication
-from ltr_assets.config import Settings
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.s3_registry import mirror_from_settings
+from ltr_assets.lake import atomic
+from ltr_assets.registry import publication
+from ltr_core.settings import Settings
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.s3_mirror import mirror_from_settings
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.dagster_results import check_results
 from tests.support.http_receiver import http_receiver

@@ -6,20 +6,20 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from ltr_assets.candidate_model import train_candidate
-from ltr_assets.config import Settings
-from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_day
-from ltr_assets.lake import Lake
-from ltr_assets.metrics import ndcg_at_k
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.scoring import make_scorer
-from ltr_assets.sources import AuditLogSource
-from ltr_assets.training import (
+from ltr_assets.gate.candidate import train_candidate
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.matrix import build_feature_matrix
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake.paths import Lake
+from ltr_assets.learning.training import (
     load_window,
     split_by_time,
     train_ranker,
 )
+from ltr_assets.metrics.ranking import ndcg_at_k
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.scoring import make_scorer
+from ltr_core.settings import Settings
 from tests.conftest import START, write_simulated_events
 
 DAYS = 6

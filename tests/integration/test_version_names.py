@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from ltr_assets import publication
-from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
-from ltr_assets.registry import InvalidPointer, InvalidVersion, LocalRegistry
-from ltr_assets.s3_registry import S3Mirror, mirror_from_settings, sync
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.s3_mirror import S3Mirror, mirror_from_settings, sync
+from ltr_core.artifacts.format import InvalidPointer, InvalidVersion
+from ltr_core.settings import Settings
 from ltr_serving.store import S3WeightStore, StoreError
 from tests.support.artifacts import tiny_model_text, weights
 

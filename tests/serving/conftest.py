@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import uvicorn
 
-from ltr_assets import atomic
-from ltr_assets.config import Settings
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.schema import FEATURES
-from ltr_assets.training import normalise
+from ltr_assets.lake import atomic
+from ltr_assets.learning.training import normalise
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.features import FEATURES
+from ltr_core.settings import Settings
 from ltr_serving.app import create_app
 
 TOKEN = "s3cret-reload-token"

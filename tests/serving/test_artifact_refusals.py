@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from ltr_assets.config import Settings
-from ltr_assets.registry import METADATA_FILE, MODEL_FILE, sha256
-from ltr_assets.schema import FEATURES
-from ltr_assets.signing import ArtifactKeys, SigningKey
+from ltr_core.artifacts.format import METADATA_FILE, MODEL_FILE, sha256
+from ltr_core.artifacts.signing import ArtifactKeys, SigningKey
+from ltr_core.features import FEATURES
+from ltr_core.settings import Settings
 from tests.serving.conftest import (
     TOKEN,
     Publisher,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from ltr_assets.config import ENV_FILE, Settings
+from ltr_core.settings import ENV_FILE, Settings
 from tests.serving.conftest import Publisher, rank_body, wait_for, weights_for
 
 FILE_TOKEN = "token-from-the-env-file"

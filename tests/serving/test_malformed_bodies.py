@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltr_assets.config import Settings
-from ltr_assets.schema import FEATURES
-from ltr_serving import codec
+from ltr_core import codec
+from ltr_core.features import FEATURES
+from ltr_core.settings import Settings
 from tests.serving.conftest import (
     TOKEN,
     Publisher,

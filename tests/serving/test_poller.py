@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ltr_assets.config import Settings
+from ltr_core.settings import Settings
 from ltr_serving.state import ReloadAttempt, ServingState
 from tests.serving.conftest import (
     Publisher,

@@ -10,8 +10,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from ltr_assets.config import Settings
-from ltr_assets.schema import FEATURES
+from ltr_core.features import FEATURES
+from ltr_core.settings import Settings
 from ltr_serving.models import RankResponse
 from tests.serving.conftest import Publisher, RunningServer, rank_body, weights_for
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltr_assets.config import Settings
-from ltr_assets.registry import MODEL_FILE, WEIGHTS_FILE, sha256, weights_json
-from ltr_assets.schema import FEATURES
+from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE, sha256, weights_json
+from ltr_core.features import FEATURES
+from ltr_core.settings import Settings
 from ltr_serving.routers.reload import LEGACY_RELOAD_PATH
 from tests.serving.conftest import (
     TOKEN,

@@ -11,11 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
-from ltr_assets.config import Settings
-from ltr_assets.metrics import LatencyReport
-from ltr_assets.schema import FEATURES, PROTECTED_ATTRIBUTES
-from ltr_assets.scoring import WeightsScorer
-from ltr_serving import codec
+from ltr_core import codec
+from ltr_core.codec import LatencyReport
+from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
+from ltr_core.scoring import WeightsScorer
+from ltr_core.settings import Settings
 from tests.serving.conftest import Publisher, RunningServer, metric_value, rank_body, weights_for
 
 

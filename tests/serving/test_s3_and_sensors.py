@@ -15,11 +15,11 @@ from dagster import (
     build_sensor_context,
 )
 
-from ltr_assets.config import Settings
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving_sensor
-from ltr_assets.registry import LocalRegistry
-from ltr_assets.s3_registry import mirror_from_settings, sync, version_files
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.s3_mirror import mirror_from_settings, sync, version_files
+from ltr_core.settings import Settings
 from tests.serving.conftest import (
     PARTITION,
     TOKEN,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ltr_assets.config import Settings
+from ltr_core.settings import Settings
 from ltr_serving.scoring_pool import ScoringBusy, ScoringPool, ScoringTimeout
 from tests.serving.conftest import (
     Publisher,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltr_assets.registry import LocalRegistry
+from ltr_assets.registry.local import LocalRegistry
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.settings import ServingSettings
 from ltr_serving.state import ServingState

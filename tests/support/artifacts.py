@@ -7,8 +7,8 @@ from functools import cache
 import lightgbm as lgb
 import numpy as np
 
-from ltr_assets.schema import FEATURES
-from ltr_assets.training import normalise
+from ltr_assets.learning.training import normalise
+from ltr_core.features import FEATURES
 
 
 @cache

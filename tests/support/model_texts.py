@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ltr_assets.schema import FEATURES
+from ltr_core.features import FEATURES
 
 
 @dataclass

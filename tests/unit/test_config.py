@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ltr_assets.config import (
+from ltr_core.settings import (
     ENV_FILE,
     KNOWN_VARIABLES,
     RANGES,

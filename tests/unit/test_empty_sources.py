@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ltr_assets.ingest import EmptyDay, ingest_with_fallback
-from ltr_assets.lake import Lake
-from ltr_assets.sources import AuditLogSource, DayRecord, SourceError
+from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
+from ltr_assets.ingest.sources import AuditLogSource, DayRecord, SourceError
+from ltr_assets.lake.paths import Lake
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)

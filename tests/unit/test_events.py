@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ltr_assets.events import EventRow, Rejection, parse_event
+from ltr_core.events import EventRow, Rejection, parse_event
 
 FEATURES = {
     "A": 1.0,

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import _fairness_result as fairness_result
-from ltr_assets.evaluation import fairness_coverage_result
-from ltr_assets.fairness import RankedLists, fairness_report, list_shares
+from ltr_assets.gate.evaluation import _fairness_result as fairness_result
+from ltr_assets.gate.evaluation import fairness_coverage_result
+from ltr_assets.metrics.fairness import RankedLists, fairness_report, list_shares
+from ltr_core.settings import GateThresholds
 
 ATTRIBUTES = GateThresholds().fairness_attributes
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ltr_assets.features import build_feature_matrix
-from ltr_assets.ingest import ingest_day
-from ltr_assets.lake import Lake
-from ltr_assets.sources import AuditLogSource
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.matrix import build_feature_matrix
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake.paths import Lake
 from tests.unit.test_events import FLAT
 
 D = date(2026, 11, 25)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltr_assets.config import GateThresholds
-from ltr_assets.evaluation import (
+from ltr_assets.gate.evaluation import (
     GATE_NAMES,
     Baseline,
     Evaluation,
@@ -15,15 +14,11 @@ from ltr_assets.evaluation import (
     gate_line,
     round_floats,
 )
-from ltr_assets.fairness import FairnessReport, ValueFairness
-from ltr_assets.metrics import (
-    CounterfactualReport,
-    Interval,
-    LatencyReport,
-    NdcgReport,
-    PairedReport,
-)
-from ltr_assets.schema import FEATURES
+from ltr_assets.metrics.fairness import FairnessReport, ValueFairness
+from ltr_assets.metrics.ranking import CounterfactualReport, Interval, NdcgReport, PairedReport
+from ltr_core.codec import LatencyReport
+from ltr_core.features import FEATURES
+from ltr_core.settings import GateThresholds
 
 
 def _paired(difference: float, low: float) -> PairedReport:
@@ -129,8 +124,8 @@ def test_the_request_path_timer_measures_cpu_time_beside_wall_clock() -> None:
     """A scorer that waits (as a request waits for a busy core) costs wall-clock, not CPU."""
     import time
 
-    from ltr_assets.scoring import WeightsScorer
-    from ltr_serving.codec import time_request_path_groups
+    from ltr_core.codec import time_request_path_groups
+    from ltr_core.scoring import WeightsScorer
 
     class Waiting(WeightsScorer):
         def score(self, matrix: np.ndarray) -> np.ndarray:

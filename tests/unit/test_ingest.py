@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from ltr_assets.events import parse_event
-from ltr_assets.ingest import content_digest, ingest_day
-from ltr_assets.lake import Lake
-from ltr_assets.sources import AuditLogSource
+from ltr_assets.ingest.day import content_digest, ingest_day
+from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake.paths import Lake
+from ltr_core.events import parse_event
 from tests.unit.test_events import FEATURES, FLAT
 
 DAY = date(2026, 11, 25)

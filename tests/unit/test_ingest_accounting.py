@@ -14,10 +14,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ltr_assets.events import EventRow, Rejection, parse_event
-from ltr_assets.ingest import ingest_day
-from ltr_assets.lake import Lake
-from ltr_assets.sources import CLOCK_LINES, FUTURE, OLD, AuditLogSource, SourceRecord
+from ltr_assets.ingest.day import ingest_day
+from ltr_assets.ingest.sources import CLOCK_LINES, FUTURE, OLD, AuditLogSource, SourceRecord
+from ltr_assets.lake.paths import Lake
+from ltr_core.events import EventRow, Rejection, parse_event
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)

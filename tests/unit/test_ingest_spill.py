@@ -12,11 +12,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ltr_assets import atomic, ingest
-from ltr_assets.ingest import IngestReport, ingest_day
-from ltr_assets.lake import Lake
-from ltr_assets.simulator import Simulator, SimulatorConfig
-from ltr_assets.sources import AuditLogSource, DayRecord
+from ltr_assets.ingest import day as ingest
+from ltr_assets.ingest.day import IngestReport, ingest_day
+from ltr_assets.ingest.sources import AuditLogSource, DayRecord
+from ltr_assets.lake import atomic
+from ltr_assets.lake.paths import Lake
+from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
@@ -166,7 +167,7 @@ def _python_peak(n_events: int, tmp_path: Path) -> int:
     lazily, with runs of 500 rows."""
     import tracemalloc
 
-    from ltr_assets.events import parse_event
+    from ltr_core.events import parse_event
 
     def records() -> Iterator[DayRecord]:
         for i in range(n_events):
@@ -235,7 +236,7 @@ def test_the_feature_matrix_is_streamed_in_batches_with_the_same_rows_and_figure
     the same rows and report figures as in one piece, and no scratch folder left."""
     from dataclasses import replace
 
-    from ltr_assets import features
+    from ltr_assets.ingest import matrix as features
 
     folder = tmp_path / "day"
     folder.mkdir()

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from ltr_assets.simulator import ClickModel
+from ltr_assets.simulation.simulator import ClickModel
 from ltr_core.interleaving import (
     Credit,
     Team,

@@ -14,7 +14,7 @@ from ltr_assets.learning.interventions import (
     combine_curves,
     intervention_curve,
 )
-from ltr_assets.simulator import ClickModel
+from ltr_assets.simulation.simulator import ClickModel
 from ltr_core.exploration import plan_exploration, swap_propensity
 
 ETAS = (0.5, 1.0, 1.5)

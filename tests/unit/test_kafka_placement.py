@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltr_assets.events import EventRow
-from ltr_assets.kafka import LATE, PartitionClock, PartitionDay, arrival_day
-from ltr_assets.sources import FUTURE
+from ltr_assets.ingest.kafka import LATE, PartitionClock, PartitionDay, arrival_day
+from ltr_assets.ingest.sources import FUTURE
+from ltr_core.events import EventRow
 
 GRACE = timedelta(hours=2, minutes=15)
 HORIZON = datetime(2026, 12, 4, tzinfo=UTC)

@@ -6,7 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from ltr_assets.metrics import (
+from ltr_assets.metrics.ranking import (
     CounterfactualEvaluator,
     gain_ndcg,
     ndcg_at_k,
@@ -171,7 +171,7 @@ def test_rows_past_the_largest_ips_weight_are_graded_by_the_model() -> None:
 def test_counterfactual_intervals_stay_within_the_metric_s_range_and_say_so() -> None:
     """The UI once showed an nDCG@5 interval of 0.8571-1.0596: a percentile bootstrap of an
     IPS ratio can pass 1. It is clipped to [0, 1], and marked as clipped."""
-    from ltr_assets.metrics import CounterfactualEvaluator, Interval
+    from ltr_assets.metrics.ranking import CounterfactualEvaluator, Interval
 
     assert Interval(0.8571, 1.0596).within(0.0, 1.0) == Interval(0.8571, 1.0, clipped=True)
     assert Interval(0.2, 0.3).within(0.0, 1.0) == Interval(0.2, 0.3, clipped=False)

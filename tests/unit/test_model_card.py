@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltr_assets.model_card import model_card_document, render_model_card
+from ltr_assets.gate.model_card import model_card_document, render_model_card
 
 
 def _report(value: float, low: float, high: float, k: int = 5) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The pure-Python reading of LightGBM's text model format (`ltr_assets.model_format`): real
+"""The pure-Python reading of LightGBM's text model format (`ltr_core.artifacts.model_format`): real
 trained models pass and are read as LightGBM reads them; crafted ones (cycles, children out of
 range, unreachable nodes, deep or huge trees, foreign features, non-finite values, categorical
 or linear trees, text LightGBM would read differently) are refused before LightGBM sees them."""
@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltr_assets import model_format
-from ltr_assets.model_format import MalformedModel, ModelShape, Tree, check_model_format
-from ltr_assets.registry import RegistryError, sha256, validate_artifact, weights_json
-from ltr_assets.schema import FEATURES
-from ltr_assets.scoring import ModelScorer
-from ltr_assets.training import DEFAULT_PARAMS
+from ltr_assets.learning.training import DEFAULT_PARAMS
+from ltr_core.artifacts import model_format
+from ltr_core.artifacts.format import RegistryError, sha256, validate_artifact, weights_json
+from ltr_core.artifacts.model_format import MalformedModel, ModelShape, Tree, check_model_format
+from ltr_core.features import FEATURES
+from ltr_core.scoring import ModelScorer
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.model_texts import (
     TreeSpec,
@@ -304,7 +304,7 @@ def test_artifact_validation_and_the_model_scorer_refuse_before_lightgbm_parses(
         raise AssertionError("LightGBM was asked to parse a crafted model")
 
     monkeypatch.setattr(lgb, "Booster", no_lightgbm)
-    monkeypatch.setattr("ltr_assets.registry.check_model_text", no_lightgbm)
+    monkeypatch.setattr("ltr_core.artifacts.format.check_model_text", no_lightgbm)
     with pytest.raises(MalformedModel):
         ModelScorer.from_model_text(crafted)
     weights_bytes, model_bytes = weights_json(weights(1)), crafted.encode()

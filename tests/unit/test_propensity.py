@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltr_assets.propensity import PropensityError, fit_click_model, pinned_curve
+from ltr_assets.learning.propensity import PropensityError, fit_click_model, pinned_curve
 
 
 def _pbm_logs(seed: int, lists: int = 3000, n: int = 10):

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ltr_assets.registry import LocalRegistry, RegistryError
-from ltr_assets.schema import FEATURES
-from ltr_assets.training import normalise
+from ltr_assets.learning.training import normalise
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import RegistryError
+from ltr_core.features import FEATURES
 from tests.support.artifacts import tiny_model_text, weights
 
 

@@ -16,20 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from ltr_assets import publication
 from ltr_assets.cli import main
-from ltr_assets.model_check import UnsafeModel, check_model_text
-from ltr_assets.registry import (
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import (
     METADATA_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
     InvalidPointer,
     InvalidVersion,
-    LocalRegistry,
     RegistryError,
     sha256,
 )
-from ltr_assets.schema import FEATURES
+from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
+from ltr_core.features import FEATURES
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.model_texts import edit_tree, tree_line
 

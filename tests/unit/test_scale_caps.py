@@ -13,17 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ltr_assets.config import ConfigError, SampleCaps, Settings
-from ltr_assets.fairness import ListShares, list_shares
-from ltr_assets.metrics import group_offsets, tie_breaker
-from ltr_assets.schema import FEATURE_COLUMNS, UNKNOWN
-from ltr_assets.training import (
-    Split,
-    _weights_fit,
-    sample_lists,
-    sample_split,
-    train_ranker,
-)
+from ltr_assets.learning.dataset import Split
+from ltr_assets.learning.training import _weights_fit, sample_lists, sample_split, train_ranker
+from ltr_assets.metrics.fairness import ListShares, list_shares
+from ltr_assets.metrics.ranking import group_offsets, tie_breaker
+from ltr_core.features import FEATURE_COLUMNS, UNKNOWN
+from ltr_core.settings import ConfigError, SampleCaps, Settings
 
 
 def test_the_caps_are_configuration_with_documented_defaults() -> None:
@@ -237,8 +232,8 @@ def test_vectorised_fairness_shares_equal_the_per_list_definition() -> None:
 
 
 def test_fairness_with_the_evaluators_resamples_equals_fairness_drawing_its_own() -> None:
-    from ltr_assets.fairness import RankedLists, fairness_report
-    from ltr_assets.metrics import bootstrap_draws
+    from ltr_assets.metrics.fairness import RankedLists, fairness_report
+    from ltr_assets.metrics.ranking import bootstrap_draws
 
     rng = np.random.default_rng(5)
     sizes = rng.integers(5, 20, 300)
@@ -258,7 +253,7 @@ def test_fairness_with_the_evaluators_resamples_equals_fairness_drawing_its_own(
 
 
 def test_intersection_columns_equal_the_per_row_concatenation() -> None:
-    from ltr_assets.fairness import _value_columns
+    from ltr_assets.metrics.fairness import _value_columns
 
     rng = np.random.default_rng(3)
     n = 500

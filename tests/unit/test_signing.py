@@ -16,17 +16,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltr_assets.config import ConfigError, Settings
-from ltr_assets.registry import (
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import (
     METADATA_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
-    LocalRegistry,
     RegistryError,
     sha256,
     weights_json,
 )
-from ltr_assets.signing import (
+from ltr_core.artifacts.signing import (
     ArtifactKeys,
     BadSignature,
     SigningKey,
@@ -36,6 +35,7 @@ from ltr_assets.signing import (
     sign,
     signature_state,
 )
+from ltr_core.settings import ConfigError, Settings
 from ltr_serving.settings import ServingSettings
 from ltr_serving.store import LocalWeightStore, StoreError
 from tests.support.artifacts import tiny_model_text, weights

@@ -6,7 +6,7 @@ from datetime import date
 
 import numpy as np
 
-from ltr_assets.simulator import (
+from ltr_assets.simulation.simulator import (
     ClickModel,
     Simulator,
     SimulatorConfig,

@@ -1,0 +1,262 @@
+"""A partition's candidate model: train on the window, evaluate, gate, and later publish it.
+
+ltr_model[D] writes the candidate into the lake (`candidates/D/`); published_weights[D] hands it
+to the registry only when every gate check passed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import date
+from functools import cache
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+from ltr_assets.gate.evaluation import (
+    REPORTED_K,
+    Baseline,
+    Evaluation,
+    FairnessInputs,
+    GateResult,
+    decide_gate,
+    evaluate,
+    fairness_coverage_result,
+    logged_order_scores,
+)
+from ltr_assets.gate.model_card import model_card_document
+from ltr_assets.lake import atomic
+from ltr_assets.lake.paths import Lake, LakePath
+from ltr_assets.learning.dataset import Split
+from ltr_assets.learning.propensity import PropensityCurve, PropensityError, pinned_curve
+from ltr_assets.learning.training import (
+    counterfactual_evaluator,
+    load_window,
+    split_by_time,
+    train_ranker,
+)
+from ltr_assets.metrics.ranking import CounterfactualEvaluator
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.publication import PublicationReport
+from ltr_assets.registry.s3_mirror import S3Mirror
+from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE, RegistryError, weights_json
+from ltr_core.scoring import make_scorer
+from ltr_core.settings import ConfigError, Settings
+
+CANDIDATE_FILE = "candidate.json"
+
+
+class GateNotPassed(RuntimeError):
+    """published_weights was asked to publish a candidate that failed its gate."""
+
+
+@cache
+def code_version() -> str:
+    """The git commit of the code that trained a model, or the package version."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return "git:" + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return "pkg:" + package_version("ltr-platform")
+        except PackageNotFoundError:
+            return "unknown"
+
+
+@dataclass
+class CandidateReport:
+    day: date
+    path: LakePath
+    evaluation: Evaluation
+    gate: list[GateResult]
+    summary: dict[str, Any]
+    warnings: list[GateResult]  # non-blocking checks (fairness_coverage)
+
+    @property
+    def gate_passed(self) -> bool:
+        return all(result.passed for result in self.gate)
+
+
+@dataclass(frozen=True)
+class _Compared:
+    """The baseline as the gate found it, with what the model card shows of it."""
+
+    baseline: Baseline
+    scores: Any = None  # its scores on the test lists (None: no usable baseline)
+    weights: dict[str, float] | None = None
+
+
+def _baseline(
+    registry: LocalRegistry,
+    partition: date,
+    scorer_kind: str,
+    test: Split,
+    judge: CounterfactualEvaluator,
+    candidate_scores: Any,
+) -> _Compared:
+    """The version to compare with, and the paired difference on the test lists. A broken
+    version is no yardstick, and no reason to publish either: the gate fails with the reason."""
+    version = registry.baseline_for(partition.isoformat())
+    if version is None:
+        return _Compared(Baseline.none())
+    label = baseline_label(version, registry.latest_version(), partition.isoformat())
+    try:
+        artifact = registry.load(version)
+        live = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
+        live_scores = live.score(test.X)
+    except Exception as exc:  # unreadable for any reason: the gate reports it, never crashes
+        return _Compared(
+            Baseline(version, "unreadable", f"{type(exc).__name__}: {exc}", label=label)
+        )
+    paired = judge.paired(candidate_scores, live_scores, 5)
+    return _Compared(
+        Baseline(version, "ok", paired=paired, label=label), live_scores, artifact.weights
+    )
+
+
+def _ndcg_table(judge: CounterfactualEvaluator, scores: Any) -> dict[str, Any]:
+    """Counterfactual nDCG@1/3/5/10 with 95% intervals of one ranking of the test lists."""
+    return {f"ndcg@{k}": asdict(judge.ndcg(scores, k)) for k in REPORTED_K}
+
+
+def baseline_label(version: str, live_version: str | None, partition: str) -> str:
+    """ "live" when the compared version is the one serving; in a backfill (live was trained for
+    a later day) it is only the newest version published for the partition or before it."""
+    if version == live_version:
+        return "live"
+    return f"baseline (published for {partition} or before)"
+
+
+def _pinned(settings: Settings) -> PropensityCurve | None:
+    if settings.propensity_method != "pinned":
+        return None
+    try:
+        return pinned_curve(settings.propensity_curve)
+    except PropensityError as exc:
+        raise ConfigError(f"LTR_PROPENSITY_CURVE: {exc}") from None
+
+
+def train_candidate(
+    lake: Lake, registry: LocalRegistry, day: date, settings: Settings
+) -> CandidateReport:
+    """Train on the rolling window ending at `day`, evaluate what serving will run, gate it."""
+    window = load_window(lake, day, settings.train_window_days)
+    train, valid, test = split_by_time(window.frame)
+    window.frame = window.frame.iloc[:0]  # the splits hold copies of the rows: free the window's
+    ranker = train_ranker(
+        train,
+        valid,
+        debias=settings.debias,
+        pinned_curve=_pinned(settings),
+        clip=settings.propensity_clip,
+        ips_max_weight=settings.ips_max_weight,
+        dask_scheduler=settings.dask_scheduler,
+        caps=settings.sample_caps,
+    )
+    scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
+    judge = counterfactual_evaluator(test, ranker.debiaser)
+    fairness = FairnessInputs(
+        test_merit=ranker.debiaser.expected_gain(test.X),
+        valid=valid,
+        valid_merit=ranker.debiaser.expected_gain(valid.X),
+    )
+    evaluation = evaluate(
+        scorer, test, judge, fairness, settings.gate, max_candidates=settings.max_candidates
+    )
+    candidate_scores = scorer.score(test.X)
+    compared = _baseline(registry, day, settings.scorer, test, judge, candidate_scores)
+    baseline = compared.baseline
+    gate = decide_gate(evaluation, settings.gate, baseline)
+    warnings = [fairness_coverage_result(evaluation.fairness)]
+    folder = lake.candidate(day)
+    atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
+    atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
+    summary = {
+        "partition": day.isoformat(),
+        "scorer": settings.scorer,
+        "training_window": {
+            "days": settings.train_window_days,
+            "present": [d.isoformat() for d in window.days_present],
+            "missing": [d.isoformat() for d in window.days_missing],
+            "groups": {"train": train.groups, "valid": valid.groups, "test": test.groups},
+            "rows": {"train": len(train.frame), "valid": len(valid.frame), "test": len(test.frame)},
+        },
+        "params": ranker.info["params"],
+        "best_iteration": ranker.info["best_iteration"],
+        "debias": ranker.info["debias"],
+        # what the steps fitted on a sample used (LTR_CLICK_MODEL_MAX_ROWS, LTR_WEIGHTS_MAX_ROWS)
+        "sampling": ranker.info["sampling"],
+        "propensity": ranker.propensity.to_dict(),
+        "weights_method": ranker.weights_method,
+        "weights_validation_ndcg_at_5": ranker.weights_validation,
+        "model_validation_ndcg_at_5": ranker.model_validation_ndcg5,
+        "baseline": {
+            "version": baseline.version,
+            "status": baseline.status,
+            "label": baseline.label if baseline.version else "",
+            "error": baseline.error,
+            "paired_ndcg_at_5": asdict(baseline.paired) if baseline.paired else None,
+            "weights": compared.weights,
+        },
+        # Candidate vs baseline vs the platform's logged order on the same test lists, judged
+        # by the same evaluator: the model card's comparison.
+        "comparison": {
+            "candidate": _ndcg_table(judge, candidate_scores),
+            "baseline": None if compared.scores is None else _ndcg_table(judge, compared.scores),
+            "logged_order": _ndcg_table(judge, logged_order_scores(test)),
+        },
+        "weights": dict(ranker.weights),
+        "metrics": evaluation.to_dict(),
+        "gate": [asdict(result) for result in gate],
+        "warnings": [asdict(result) for result in warnings],
+        "fairness_table": evaluation.fairness.table(),
+        "gate_passed": all(result.passed for result in gate),
+        "thresholds": asdict(settings.gate),
+        "code_version": code_version(),
+    }
+    atomic.write_text(folder / CANDIDATE_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+    return CandidateReport(day, folder, evaluation, gate, summary, warnings)
+
+
+def publish_candidate(
+    lake: Lake,
+    registry: LocalRegistry,
+    day: date,
+    mirror: S3Mirror | None = None,
+    keep: int = 30,
+    force: bool = False,
+) -> PublicationReport:
+    """Publish ltr_model[day]'s candidate locally and to S3; refuses one that failed its gate."""
+    folder = lake.candidate(day)
+    try:
+        summary = json.loads((folder / CANDIDATE_FILE).read_text())
+        weights = json.loads((folder / WEIGHTS_FILE).read_text())
+        model_text = (folder / MODEL_FILE).read_text()
+    except FileNotFoundError as exc:
+        raise RegistryError(f"no candidate model for {day}: {exc.filename} is missing") from None
+    if not summary.get("gate_passed"):
+        failed = [g["name"] for g in summary["gate"] if not g["passed"]]
+        raise GateNotPassed(f"candidate for {day} failed its gate ({', '.join(failed)})")
+    metadata = {k: v for k, v in summary.items() if k != "partition"}
+    return publication.publish(
+        registry,
+        mirror,
+        weights,
+        model_text,
+        metadata,
+        day.isoformat(),
+        force=force,
+        keep=keep,
+        documents=model_card_document,
+    )

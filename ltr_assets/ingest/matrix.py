@@ -1,0 +1,199 @@
+"""feature_matrix: join a day's impressions with their feedback into graded, query-grouped rows.
+
+A query group is one recommendation list (request_id; fallback case_id + day). Each (group,
+lawyer) gets the strongest feedback matched to it: by request_id when the feedback has one, else
+by (case_id, lawyer_id) to the latest impression before it. Feedback counts when it arrives within
+`feedback_window_hours` of its impression, which may be on the next day (late feedback): the
+next day's raw events are read too when they exist.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ltr_assets.lake import atomic
+from ltr_assets.lake.paths import Lake, LakePath
+from ltr_assets.lake.s3 import S3Path
+from ltr_core.features import (
+    ACTION_GRADES,
+    ATTRIBUTE_COLUMNS,
+    FEATURE_COLUMNS,
+    FEEDBACK,
+    RECOMMENDATION,
+)
+
+DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's memory for the join; it spills past it
+BATCH_ROWS = 100_000
+
+
+@dataclass
+class MatrixReport:
+    day: date
+    rows: int
+    groups: int
+    groups_with_positive: int
+    label_counts: dict[int, int]
+    feedback_events: int  # feedback events timestamped on this day
+    feedback_matched: int  # feedback (this day or late) matched to this day's impressions
+    late_feedback_matched: int
+    next_day_present: bool
+    path: LakePath
+
+
+def _grade_case() -> str:
+    whens = " ".join(f"WHEN '{action}' THEN {grade}" for action, grade in ACTION_GRADES.items())
+    return f"CASE action {whens} END"
+
+
+def _views_sql(feedback_window_hours: int, source: str, day: date) -> list[str]:
+    """The join, one view a step: impressions, feedback, matches, labels, rows. `source` is
+    the relation the day's raw events are read from (`_source`)."""
+    columns = ", ".join(f"i.{c}" for c in (*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS))
+    window = f"INTERVAL {int(feedback_window_hours)} HOUR"
+    return [
+        f"CREATE VIEW events AS SELECT * FROM {source}",
+        f"""CREATE VIEW impressions AS  -- one per (group, lawyer): the first one shown
+        SELECT * FROM (
+            SELECT *, coalesce(request_id, case_id || '@' || strftime(timestamp, '%Y-%m-%d'))
+                      AS group_id
+            FROM events WHERE event_type = '{RECOMMENDATION}')
+        QUALIFY row_number() OVER (
+            PARTITION BY group_id, lawyer_id ORDER BY timestamp, rank_position, event_id) = 1""",
+        f"""CREATE VIEW feedback AS
+        SELECT event_id, timestamp, request_id, case_id, lawyer_id, {_grade_case()} AS grade
+        FROM events WHERE event_type = '{FEEDBACK}'""",
+        f"""CREATE VIEW matched AS
+        SELECT * FROM (
+            SELECT f.event_id, i.group_id, i.lawyer_id, f.grade, f.timestamp AS fb_time,
+                   i.timestamp AS shown_at
+            FROM feedback f JOIN impressions i
+              ON f.request_id = i.request_id AND f.lawyer_id = i.lawyer_id
+            UNION ALL  -- no request id: the latest impression of (case, lawyer) before it
+            SELECT f.event_id, i.group_id, i.lawyer_id, f.grade, f.timestamp, i.timestamp
+            FROM (SELECT * FROM feedback WHERE request_id IS NULL) f
+            ASOF JOIN impressions i
+              ON f.case_id = i.case_id AND f.lawyer_id = i.lawyer_id
+             AND f.timestamp >= i.timestamp)
+        WHERE fb_time >= shown_at AND fb_time < shown_at + {window}""",
+        f"""CREATE VIEW rows AS
+        SELECT i.group_id, i.timestamp AS shown_at, i.request_id, i.case_id, i.lawyer_id,
+               i.rank_position, {columns},
+               CAST(coalesce(l.label, 0) AS TINYINT) AS label,
+               CAST(coalesce(l.n_feedback, 0) AS INTEGER) AS n_feedback,
+               min(i.timestamp) OVER (PARTITION BY i.group_id) AS group_start
+        FROM (SELECT * FROM impressions WHERE CAST(timestamp AS DATE) = DATE '{day}') i
+        LEFT JOIN (SELECT group_id, lawyer_id, max(grade) AS label, count(*) AS n_feedback
+                   FROM matched GROUP BY ALL) l
+        USING (group_id, lawyer_id)""",
+    ]
+
+
+class _Summary:
+    """The report's figures, gathered from the matrix's batches as they are written."""
+
+    def __init__(self) -> None:
+        self.groups: set[str] = set()
+        self.positive_groups: set[str] = set()
+        self.labels: Counter[int] = Counter()
+
+    def counted(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            groups = batch.column("group_id")
+            labels = np.asarray(batch.column("label").to_numpy(zero_copy_only=False))
+            self.groups.update(str(g) for g in pc.unique(groups).to_pylist())
+            positive = pc.filter(groups, pa.array(labels > 0))
+            self.positive_groups.update(str(g) for g in pc.unique(positive).to_pylist())
+            values, counts = np.unique(labels, return_counts=True)
+            for value, n in zip(values.tolist(), counts.tolist(), strict=True):
+                self.labels[int(value)] += int(n)
+            yield batch
+
+
+def _source(paths: list[LakePath], folder: Path) -> str:
+    """The raw events of `paths` that exist, as a relation DuckDB reads: local files through
+    read_parquet; an object on S3 first copied whole (one consistent read) to a local file in
+    `folder`, so DuckDB streams it from disk like a local one (its httpfs extension is
+    downloaded at run time and is not relied on) and the decoded day is never held whole."""
+    files: list[str] = []
+    for path in paths:
+        if not path.exists():
+            continue
+        if isinstance(path, S3Path):
+            local = folder / f"{len(files)}-{path.name}"
+            local.write_bytes(path.read_bytes())
+            files.append(str(local))
+        else:
+            files.append(str(path))
+    return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+
+
+def build_feature_matrix(
+    lake: Lake,
+    day: date,
+    feedback_window_hours: int = 24,
+    *,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> MatrixReport:
+    """Build and write feature_matrix[day] from raw_events[day] (and [day+1] when present).
+
+    DuckDB works within `memory_limit`, spilling to a scratch folder beside the output, and the
+    matrix is streamed to Parquet in batches (`atomic.write_parquet_stream`), so memory does
+    not grow with the day; the report's figures are gathered from the batches as they are
+    written (`_Summary`)."""
+    own = lake.raw_events(day)
+    if not own.exists():
+        raise FileNotFoundError(f"raw_events for {day} is not in the lake ({own})")
+    next_day = lake.raw_events(day + timedelta(days=1))
+    path = lake.feature_matrix(day)
+    with atomic.scratch_folder(path) as folder:
+        con = duckdb.connect(
+            config={"memory_limit": memory_limit, "temp_directory": str(folder / "duckdb")}
+        )
+        try:
+            # days and group ids are UTC days, whatever the host's TZ
+            con.execute("SET TimeZone = 'UTC'")
+            source = _source([own, next_day], folder)
+            for statement in _views_sql(feedback_window_hours, source, day):
+                con.execute(statement)
+            found = con.execute(
+                f"""SELECT count(*) FILTER (WHERE CAST(f.timestamp AS DATE) = DATE '{day}'),
+                       count(m.event_id) FILTER (WHERE CAST(m.shown_at AS DATE) = DATE '{day}'),
+                       count(m.event_id) FILTER (WHERE CAST(m.shown_at AS DATE) = DATE '{day}'
+                                                 AND CAST(f.timestamp AS DATE) > DATE '{day}')
+                FROM feedback f LEFT JOIN matched m USING (event_id)"""
+            ).fetchall()  # to the end: this DuckDB refuses new work while a result is unread
+            if len(found) != 1:  # an aggregate without GROUP BY always returns one row
+                raise RuntimeError("the feedback count query did not return one row")
+            counts = found[0]
+            reader = con.sql(
+                "SELECT * EXCLUDE (group_start) FROM rows "
+                "ORDER BY group_start, group_id, rank_position NULLS LAST, lawyer_id"
+            ).to_arrow_reader(BATCH_ROWS)
+            summary = _Summary()
+            rows = atomic.write_parquet_stream(path, reader.schema, summary.counted(reader))
+        finally:
+            con.close()
+    day_feedback, matched, late = counts
+    return MatrixReport(
+        day=day,
+        rows=rows,
+        groups=len(summary.groups),
+        groups_with_positive=len(summary.positive_groups),
+        label_counts={
+            grade: summary.labels[grade] for grade in sorted(set(ACTION_GRADES.values()))
+        },
+        feedback_events=int(day_feedback),
+        feedback_matched=int(matched),
+        late_feedback_matched=int(late),
+        next_day_present=next_day.exists(),
+        path=path,
+    )

@@ -1,0 +1,333 @@
+"""Event sources: where the lines of one day come from.
+
+A source yields the records of one UTC day, each already parsed: an accepted event as its bare
+row, anything else as a `SourceRecord`. Two sources yield them: the Kafka topic
+(`ltr_assets.ingest.kafka.KafkaDaySource`, used when KAFKA_BOOTSTRAP_SERVERS is set) and the
+audit-log
+files here (`AuditLogSource`), which are the fallback when Kafka is unusable and the only source
+when it is not configured.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import glob
+import itertools
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+from ltr_core.events import EventRow, Rejection, parse_event
+from ltr_core.settings import DEFAULT_MAX_EVENT_AGE_DAYS
+
+# A cheap look at a line's own date, so a day's read does not JSON-decode every other day.
+_DATE_HINT = re.compile(rb'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})')
+_NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+_EPOCH_HINT = re.compile(rb'"timestamp"\s*:\s*(-?\d{1,16}(?:\.\d+)?)\s*[,}]')
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_MS_THRESHOLD = 1e11  # as in events.parse_timestamp: above, epoch milliseconds
+
+
+class SourceError(ValueError):
+    """A source set up so that it can hold no event at all (a folder where files are expected):
+    a configuration to fix, not a day without events."""
+
+
+class SourceRecord(NamedTuple):
+    """A line or message that is not an accepted event (a rejection, or None for a record that
+    is not an LTR event), with what is needed to quarantine it."""
+
+    origin: str  # where it came from, e.g. "audit.jsonl:42" or "match_events/2@1017"
+    raw: bytes
+    outcome: Rejection | None
+
+
+# What a source yields for a day: an accepted event as its bare row (millions a day: no wrapper),
+# anything else as a SourceRecord.
+DayRecord = EventRow | SourceRecord
+
+
+def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
+    if isinstance(outcome, EventRow):
+        return outcome.timestamp.date()
+    if isinstance(outcome, Rejection) and outcome.timestamp is not None:
+        return outcome.timestamp.date()
+    return None
+
+
+DEFAULT_MAX_CLOCK_SKEW = timedelta(hours=24)
+DEFAULT_MAX_EVENT_AGE = timedelta(days=DEFAULT_MAX_EVENT_AGE_DAYS)
+FUTURE = "future_timestamp"
+OLD = "old_timestamp"
+# Lines whose dates make a file's clock (`LineClock`): more than twice the lines of one
+# recommendation list, which are written together and may all carry one wrong clock.
+CLOCK_LINES = 101
+
+
+def future_rejection(when: datetime, horizon: datetime, why: str) -> Rejection:
+    """An event stamped past what its source can hold: quarantined, counted where it arrived."""
+    return Rejection(
+        f"timestamp {when.isoformat()} is after {horizon.isoformat()} ({why}): a skewed clock",
+        FUTURE,
+    )
+
+
+def old_rejection(when: datetime, clock: date | datetime, age: timedelta, what: str) -> Rejection:
+    """An event stamped implausibly long before its source's clock where it arrived (a clock
+    reset to 1970, say): quarantined, counted where it arrived, not in a day that never runs."""
+    return Rejection(
+        f"timestamp {when.isoformat()} is more than {age.days} days (LTR_MAX_EVENT_AGE_DAYS) "
+        f"before {clock.isoformat()} ({what}): a wrong clock",
+        OLD,
+    )
+
+
+def source_horizon(last_day: date, skew: timedelta) -> datetime:
+    """The latest trustworthy event time of a source whose newest possible day is `last_day`."""
+    return datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(1) + skew
+
+
+class AuditLogSource:
+    """JSONL files (flat or audit-log envelope) matching a path or glob.
+
+    Each event belongs to the UTC day of its own timestamp. A line whose time cannot be read (bad
+    JSON, no timestamp, an unknown type, a record that is not an LTR event) belongs to the day of
+    the nearest line before it in the same file whose time was read (after it, at the head of a
+    file; the file's own day when no line has a time), so it is counted exactly once, in one
+    partition. So does an event whose time no right clock gives, quarantined where it arrived
+    instead of in a day that has not come or will never run:
+
+    - stamped more than `max_clock_skew` after the end of the day the file was last modified (no
+      line can have been written later): `future_timestamp`;
+    - stamped more than `max_event_age` before the file's clock where it stands (`LineClock`:
+      the median date of the lines before it): `old_timestamp`. The bound follows the file's own
+      dates, not today's, so a backfill of an old day reads its old lines as they are.
+
+    Reading one day of a many-day file, most lines belong to other days. A cheap look at the
+    line (`_hinted_day`) lets such a line be skipped without decoding it, but only when the
+    outcome cannot differ from a full parse: the line has no backslash (no escaped key can hide
+    the real timestamp) and one literal "timestamp" key whose date is two or more days from the
+    day read, and the nearest dated line before it is known not to be of that day. Whatever the
+    full parse would say (an event of another day, a rejection, a line without a readable time
+    that follows that neighbour, a future or old event), the line is then not of this day, and
+    the neighbour for the lines after it stays "not this day". The file's clock is made from
+    every line, skipped or not, so it is the same whichever day is read.
+    """
+
+    name = "audit_log"
+    unavailable_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(
+        self,
+        pattern: str,
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+        max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
+    ) -> None:
+        self.pattern = pattern
+        self.max_clock_skew = max_clock_skew
+        self.max_event_age = max_event_age
+
+    def files(self) -> list[Path]:
+        """The files the pattern matches (folders it matches are not read). A pattern that is a
+        folder is refused: its files would be `folder/*.jsonl`, and reading nothing from it
+        would pass for a day without events."""
+        if Path(self.pattern).is_dir():
+            raise SourceError(
+                f"the audit log {self.pattern!r} is a folder, not a file or a glob of files "
+                f"(its JSONL files would be {str(Path(self.pattern) / '*.jsonl')!r})"
+            )
+        return [Path(p) for p in sorted(glob.glob(self.pattern)) if Path(p).is_file()]
+
+    def describe(self) -> str:
+        """The files, for an error saying that none of them held a record of a day."""
+        files = self.files()
+        if files:
+            return f"the audit log {self.pattern!r} ({len(files)} files)"
+        folders = sum(1 for p in glob.glob(self.pattern) if Path(p).is_dir())
+        only = f" (only {folders} folders)" if folders else ""
+        return f"the audit log {self.pattern!r}: no file matches it{only}"
+
+    def read_day(self, day: date) -> Iterator[DayRecord]:
+        for path in self.files():
+            yield from self._read_file(path, day)
+
+    def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
+        written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
+        horizon = source_horizon(written, self.max_clock_skew)
+        why = f"{path.name} was last written on {written}"
+        last: date | None = None  # the day of the nearest line before whose time was read
+        undated: list[SourceRecord] = []  # head-of-file lines waiting for a neighbour's day
+        name = path.name
+        same_day = b'"timestamp":"' + day.isoformat().encode()  # compact JSON: decode, no regex
+        with path.open("rb") as handle:
+            lines = _stamped_lines(handle)
+            head = _head(lines)
+            clock = LineClock([stamp for *_, stamp in head if stamp is not None])
+            for number, line, iso, stamp in itertools.chain(head, lines):
+                clock_day = clock.day()  # the clock where this line arrives, before it
+                if stamp is not None:
+                    clock.push(stamp)
+                if last is not None and last != day and same_day not in line:
+                    hinted = _hinted_day(line, iso)
+                    if hinted is not None and abs((hinted - day).days) >= 2:
+                        continue  # not this day's, whatever a full parse says (see above)
+                outcome = parse_event(line)
+                if type(outcome) is EventRow:
+                    wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
+                    if wrong is not None:
+                        outcome = wrong
+                    else:
+                        event_day = outcome.timestamp.date()
+                        last = event_day
+                        if undated:
+                            yield from _flush(undated, event_day, day)
+                        if event_day == day:
+                            yield outcome
+                        continue
+                elif isinstance(outcome, Rejection) and outcome.timestamp is not None:
+                    wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
+                    outcome = outcome if wrong is None else wrong
+                record = SourceRecord(f"{name}:{number}", line, outcome)
+                own = _outcome_day(outcome)
+                if own is None:
+                    if last is None:
+                        undated.append(record)
+                    elif last == day:
+                        yield record
+                    continue
+                last = own
+                if undated:
+                    yield from _flush(undated, own, day)
+                if own == day:
+                    yield record
+        if undated:
+            # A file with no readable time at all: its lines go to the file's own day.
+            yield from _flush(undated, _file_day(path), day)
+
+    def _wrong_time(
+        self, when: datetime, horizon: datetime, why: str, clock_day: int | None, name: str
+    ) -> Rejection | None:
+        """Why no right clock gives `when` here, or None."""
+        if when > horizon:
+            return future_rejection(when, horizon, why)
+        if clock_day is not None and clock_day - when.toordinal() > self.max_event_age.days:
+            what = f"the date of most lines before it in {name}"
+            return old_rejection(when, date.fromordinal(clock_day), self.max_event_age, what)
+        return None
+
+
+# A non-blank line: its number, its bytes, its ISO date hint and its stamp (a date ordinal).
+_Line = tuple[int, bytes, date | None, int | None]
+HEAD_LINES = 10_000  # at most this many lines are read ahead for the head's clock
+
+
+def _stamped_lines(handle: Iterable[bytes]) -> Iterator[_Line]:
+    for number, raw in enumerate(handle, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        iso = _iso_date(line)
+        if iso is not None:
+            yield number, line, iso, iso.toordinal()
+        else:
+            epoch = _epoch_date(line)
+            yield number, line, None, None if epoch is None else epoch.toordinal()
+
+
+def _head(lines: Iterator[_Line]) -> list[_Line]:
+    """The lines up to the CLOCK_LINES-th stamped one (or HEAD_LINES lines, or the end)."""
+    head: list[_Line] = []
+    stamps = 0
+    for item in lines:
+        head.append(item)
+        if item[3] is not None:
+            stamps += 1
+        if stamps == CLOCK_LINES or len(head) == HEAD_LINES:
+            break
+    return head
+
+
+class LineClock:
+    """A file's clock where each line arrives: the median of the stamps of the CLOCK_LINES
+    stamped lines before it, or, before there are that many, of the file's first CLOCK_LINES.
+    A line's stamp is the date its first literal "timestamp" key shows (an ISO date, or epoch
+    seconds or milliseconds), read without decoding the line, so every read of the file, whichever
+    lines it skips, has the same clock. Fewer than half of the lines stamped by a wrong clock
+    (a whole recommendation list, say) cannot move it."""
+
+    def __init__(self, head: list[int]) -> None:
+        self._head = sorted(head)[(len(head) - 1) // 2] if head else None
+        self._recent: deque[int] = deque()
+        self._sorted: list[int] = []
+
+    def push(self, stamp: int) -> None:
+        self._recent.append(stamp)
+        bisect.insort(self._sorted, stamp)
+        if len(self._recent) > CLOCK_LINES:
+            gone = self._recent.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, gone)]
+
+    def day(self) -> int | None:
+        """The clock's date as an ordinal; None for a file with no stamp at all."""
+        if len(self._recent) < CLOCK_LINES:
+            return self._head
+        return self._sorted[(CLOCK_LINES - 1) // 2]
+
+
+@functools.lru_cache(maxsize=4096)
+def _date(text: bytes) -> date | None:
+    try:
+        return date.fromisoformat(text.decode())
+    except ValueError:
+        return None
+
+
+def _iso_date(line: bytes) -> date | None:
+    """The date of the line's first literal "timestamp" key holding an ISO date."""
+    match = _DATE_HINT.search(line)
+    return None if match is None else _date(match.group(1))
+
+
+def _epoch_date(line: bytes) -> date | None:
+    """The date of the line's first literal "timestamp" key holding a plain number."""
+    match = _EPOCH_HINT.search(line)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    seconds = value / 1000.0 if abs(value) > _EPOCH_MS_THRESHOLD else value
+    try:
+        return (_EPOCH + timedelta(seconds=seconds)).date()
+    except OverflowError:
+        return None
+
+
+def _hinted_day(line: bytes, iso: date | None) -> date | None:
+    """The date of the line's only "timestamp" key (`iso`, its first ISO date), read without
+    decoding the JSON; None when the line has a backslash (an escaped key could be the real
+    one) or not exactly one key."""
+    if iso is None or b"\\" in line or line.count(b'"timestamp"') != 1:
+        return None
+    return iso
+
+
+def _flush(
+    undated: list[SourceRecord], neighbour: date | None, day: date
+) -> Iterator[SourceRecord]:
+    if neighbour == day:
+        yield from undated
+    undated.clear()
+
+
+def _file_day(path: Path) -> date:
+    """The date in the file name if there is one, else the UTC date of its last modification."""
+    match = _NAME_DATE.search(path.name)
+    if match:
+        try:
+            return date.fromisoformat(match.group(1))
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()

@@ -1,0 +1,311 @@
+"""The local model registry: immutable versions, an atomic `latest` pointer, rollback.
+
+Layout under LTR_REGISTRY_DIR:
+
+    versions/<YYYYMMDD_HHMMSS>/ltr_weights.json   flat feature -> weight, sums to 1.0
+                              /model.txt          LightGBM model
+                              /metadata.json      metrics, gate, window, params, checksums
+    latest.json                                   {"version", "partition", ...} (the pointer)
+
+A version is written into a staging folder, verified, then renamed into versions/ in one step,
+and only then does the pointer move: a reader never sees a half-written version. A version of an
+older partition (a backfill) is published but does not move the pointer backwards unless forced.
+
+A version id is `YYYYMMDD_HHMMSS` (UTC) and nothing else: every method taking a version, and the
+pointer read back from disk, refuse anything else (a path, a trailing slash, `..`), so no name can
+reach outside versions/. A deleted version is first renamed into `.trash/` (one atomic step for a
+reader), then removed; what a killed writer leaves behind is cleaned by the next publish or by
+`ltr registry verify --repair` (`repair()`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ltr_assets.lake import atomic
+from ltr_core.artifacts.format import (
+    CHECKSUMMED_FILES,
+    DOCUMENT_FILES,
+    METADATA_FILE,
+    MODEL_FILE,
+    TRASH_DIR,
+    VERSION_FORMAT,
+    WEIGHTS_FILE,
+    InvalidPointer,
+    RegistryError,
+    check_servable,
+    check_version,
+    scorer_to_record,
+    sha256,
+    validate_artifact,
+    weights_json,
+)
+from ltr_core.artifacts.signing import (
+    SIGNATURE_FIELD,
+    ArtifactKeys,
+    sign,
+)
+from ltr_core.artifacts.store import LocalVersions
+from ltr_core.features import FEATURES
+
+log = logging.getLogger("ltr.registry")
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: str
+    path: Path
+    latest_moved: bool
+    previous_latest: str | None
+    reason: str
+    cleaned: list[str] = field(default_factory=list)  # leftovers of killed writers removed
+
+
+class LocalRegistry(LocalVersions):
+    """`keys`: the signing key signs every version published here; verify keys make every
+    read (load, verify, rollback, publish's own check) require a valid signature."""
+
+    def __init__(
+        self, root: Path, weights_path: Path | None = None, keys: ArtifactKeys | None = None
+    ) -> None:
+        super().__init__(root, weights_path, keys)
+        self._staging = self.root / ".staging"
+        self._trash = self.root / TRASH_DIR
+
+    def baseline_for(self, partition: str) -> str | None:
+        """The version a candidate for `partition` must not regress against: the live one when
+        it is not newer than the partition (the nightly case), else, for a backfill, the newest
+        version published for a partition at or before it. A live model trained on later days
+        would have seen the backfilled day's test groups and make an unfair yardstick."""
+        pointer = self.pointer()
+        if pointer and pointer.get("partition", "") <= partition:
+            version: str = pointer["version"]
+            return version
+        for version in reversed(self.versions()):
+            try:
+                if self.metadata(version).get("partition", "") <= partition:
+                    return version
+            except RegistryError:
+                continue
+        return None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _new_version(self, now: datetime) -> str:
+        """UTC YYYYMMDD_HHMMSS; the next free second if that one is taken."""
+        while True:
+            version = now.strftime(VERSION_FORMAT)
+            if not (self.versions_dir / version).exists():
+                return version
+            now += timedelta(seconds=1)
+
+    def _previous_pointer(self) -> tuple[dict[str, Any] | None, str]:
+        """The pointer before a move; a malformed one counts as none (the move repairs it)."""
+        try:
+            return self.pointer(), ""
+        except InvalidPointer as exc:
+            log.warning("replacing a malformed pointer: %s", exc)
+            return None, f"; replaced a malformed latest.json ({exc})"
+
+    def publish(
+        self,
+        weights: Mapping[str, float],
+        model_text: str,
+        metadata: Mapping[str, Any],
+        partition: str,
+        force: bool = False,
+        now: datetime | None = None,
+        documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+    ) -> PublishResult:
+        """Write a new immutable version, then move `latest` unless it would go backwards.
+
+        `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
+        `gated_scorer`: serving refuses a version gated for another scorer than it runs.
+        `documents` renders files of DOCUMENT_FILES (the model card) from the version's full
+        metadata (so they can name the version); they are checksummed with the rest. With a
+        signing key, metadata.json carries a signature over all of it (`signing`).
+        """
+        weights_bytes = weights_json(weights)
+        model_bytes = model_text.encode()
+        gated = scorer_to_record(metadata)
+        with self._lock():
+            cleaned = self._clean_leftovers()
+            self._staging.mkdir(parents=True, exist_ok=True)
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            version = self._new_version(now or datetime.now(UTC))
+            full_metadata = {
+                **metadata,
+                "version": version,
+                "partition": partition,
+                "published_at": datetime.now(UTC).isoformat(),
+                "features": list(FEATURES),
+                "checksums": {WEIGHTS_FILE: sha256(weights_bytes), MODEL_FILE: sha256(model_bytes)},
+            }
+            if gated is not None:
+                full_metadata["gated_scorer"] = gated
+            extra = dict(documents(full_metadata)) if documents is not None else {}
+            unknown = set(extra) - set(DOCUMENT_FILES)
+            if unknown:
+                raise RegistryError(f"not a registry document: {sorted(unknown)}")
+            full_metadata["checksums"].update({name: sha256(b) for name, b in extra.items()})
+            full_metadata.pop(SIGNATURE_FIELD, None)
+            if self.keys.signing is not None:  # last: it covers everything above
+                full_metadata[SIGNATURE_FIELD] = sign(full_metadata, self.keys.signing)
+            staging = self._staging / f"{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+            staging.mkdir()
+            for name, data in extra.items():
+                atomic.write_bytes(staging / name, data)
+            atomic.write_bytes(staging / WEIGHTS_FILE, weights_bytes)
+            atomic.write_bytes(staging / MODEL_FILE, model_bytes)
+            atomic.write_json(staging / METADATA_FILE, full_metadata)
+            try:
+                validate_artifact(
+                    (staging / WEIGHTS_FILE).read_bytes(),
+                    (staging / MODEL_FILE).read_bytes(),
+                    json.loads((staging / METADATA_FILE).read_text()),
+                    self.keys,
+                )
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            target = self.versions_dir / version
+            os.rename(staging, target)  # atomic: the version appears whole or not at all
+            previous, note = self._previous_pointer()
+            previous_version = previous["version"] if previous else None
+            if previous and not force and partition < previous.get("partition", ""):
+                return PublishResult(
+                    version,
+                    target,
+                    False,
+                    previous_version,
+                    f"partition {partition} is older than latest's {previous['partition']}: "
+                    "published, latest not moved",
+                    cleaned,
+                )
+            self._move_pointer(version, partition, dict(weights))
+        return PublishResult(
+            version, target, True, previous_version, "latest moved" + note, cleaned
+        )
+
+    def rollback(self, version: str, scorer: str | None = None) -> PublishResult:
+        """Point `latest` at an existing version after validating it fully and, with `scorer`
+        (LTR_SCORER), checking that serving would accept it (`check_servable`).
+
+        Validation and the move happen under the registry's lock, so a concurrent publish's
+        retention cannot delete the version between the two."""
+        check_version(version)
+        with self._lock():
+            artifact = self.load(version)
+            if scorer is not None:
+                check_servable(artifact.metadata, scorer)
+            previous, note = self._previous_pointer()
+            self._move_pointer(version, artifact.metadata.get("partition", ""), artifact.weights)
+        return PublishResult(
+            version,
+            self.versions_dir / version,
+            True,
+            previous["version"] if previous else None,
+            f"rolled back to {version}{note}",
+        )
+
+    def pointed_versions(self) -> dict[str, str]:
+        """pointer file name -> the version it names, for every pointer there is. InvalidPointer
+        when one is malformed (what it names is then unknown)."""
+        latest = self.latest_version()
+        return {self.pointer_path.name: latest} if latest else {}
+
+    def delete_version(self, version: str) -> None:
+        """Remove a version (retention). Never one a pointer names at the moment of deletion
+        (checked under the lock that rollback and publish move pointers under), and nothing at
+        all while a pointer is malformed (what it meant to protect is unknown). The folder is
+        renamed into .trash/ first, so a reader sees the whole version or none of it."""
+        check_version(version)
+        with self._lock():
+            for pointer, named in self.pointed_versions().items():  # InvalidPointer: refuse
+                if named == version:
+                    raise RegistryError(f"{version} is named by {pointer}; it is not deleted")
+            self._discard(self.versions_dir / version)
+
+    def repair(self) -> list[str]:
+        """Remove what killed writers left behind (see `_clean_leftovers`); what was removed."""
+        with self._lock():
+            return self._clean_leftovers()
+
+    def _discard(self, folder: Path) -> None:
+        """Rename into .trash/ (atomic for readers), then delete."""
+        self._trash.mkdir(parents=True, exist_ok=True)
+        doomed = self._trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(folder, doomed)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def _move_pointer(self, version: str, partition: str, weights: dict[str, float]) -> None:
+        atomic.write_json(
+            self.pointer_path,
+            {"version": version, "partition": partition, "moved_at": datetime.now(UTC).isoformat()},
+        )
+        if self.weights_path is not None:
+            atomic.write_bytes(self.weights_path, weights_json(weights))
+
+    def _clean_leftovers(self) -> list[str]:
+        """Under the lock, so no writer is halfway: temporary files of killed atomic writes of
+        latest.json and WEIGHTS_PATH, staging folders, the trash, and version folders that a
+        killed deletion left incomplete (a version is renamed into place whole, so an
+        incomplete one that latest does not name can only be a half-deleted one)."""
+        removed: list[Path] = []
+        tmp_patterns = [(self.root, f".{self.pointer_path.name}.*.tmp")]
+        if self.weights_path is not None:
+            tmp_patterns.append((self.weights_path.parent, f".{self.weights_path.name}.*.tmp"))
+        for folder, pattern in tmp_patterns:
+            if folder.is_dir():
+                for leftover in folder.glob(pattern):
+                    leftover.unlink(missing_ok=True)
+                    removed.append(leftover)
+        for folder in (self._staging, self._trash):
+            if folder.is_dir():
+                for leftover in folder.iterdir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                    removed.append(leftover)
+        try:
+            latest = self.latest_version()
+        except InvalidPointer:
+            latest = None  # incomplete folders are kept while latest is unknown
+        else:
+            for version in self.versions():
+                folder = self.versions_dir / version
+                complete = all(
+                    (folder / name).is_file() for name in (*CHECKSUMMED_FILES, METADATA_FILE)
+                )
+                if version != latest and not complete:
+                    try:
+                        self._discard(folder)
+                    except OSError as exc:  # housekeeping: never what fails a publish
+                        log.warning("could not remove the leftover %s: %s", folder, exc)
+                        continue
+                    removed.append(folder)
+        for path in removed:
+            log.warning("removed the leftover of a killed writer: %s", path)
+        return [str(path) for path in removed]

@@ -1,0 +1,150 @@
+"""Publishing a version everywhere: the local registry first, then its S3 mirror; rollback;
+retention. An S3 failure never undoes the local publish: it is reported, and the next publish
+or `ltr registry sync` uploads what is missing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ltr_assets.registry.local import LocalRegistry, PublishResult
+from ltr_assets.registry.s3_mirror import S3Mirror, SyncReport, sync
+from ltr_core.artifacts.format import InvalidPointer, RegistryError
+from ltr_core.artifacts.s3 import S3Unavailable
+
+log = logging.getLogger("ltr.publication")
+S3_ERRORS = (S3Unavailable, BotoCoreError, ClientError, RegistryError)
+
+
+@dataclass
+class PublicationReport:
+    local: PublishResult
+    s3_published: bool | None  # None: no S3 configured
+    s3_error: str = ""
+    s3_uploaded: list[str] = field(default_factory=list)
+    retention: PruneReport | None = None  # None: no retention ran (a rollback)
+
+    @property
+    def version(self) -> str:
+        return self.local.version
+
+
+def _sync(
+    local: LocalRegistry, mirror: S3Mirror | None, force: bool
+) -> tuple[bool | None, str, SyncReport | None]:
+    if mirror is None:
+        return None, "", None
+    try:
+        report = sync(local, mirror, force_pointer=force)
+    except S3_ERRORS as exc:
+        log.warning("S3 publish failed; the local registry stands: %s", exc)
+        return False, f"{type(exc).__name__}: {exc}", None
+    return True, "", report
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What retention did. It is housekeeping: whatever fails here is reported (a WARN check),
+    never raised, so it can neither fail a publish after `latest` moved nor block the next."""
+
+    pruned: list[str]
+    skipped: str = ""  # why retention deleted nothing at all, when it did not run
+    failed: dict[str, str] = field(default_factory=dict)  # version -> why it was not deleted
+    s3_failed: dict[str, str] = field(default_factory=dict)  # deleted locally, not on S3
+
+    @property
+    def ok(self) -> bool:
+        return not (self.skipped or self.failed or self.s3_failed)
+
+
+def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> PruneReport:
+    """Keep the newest `keep` versions plus whatever a pointer names (here and on S3).
+
+    Both registries' pointers are read back and validated first: a malformed pointer (a path, a
+    trailing slash, not JSON) names nothing we can compare with, so retention deletes nothing and
+    says so. Each deletion re-checks the local pointers under the registry's lock; a version that
+    cannot be deleted (a pointer moved to it meanwhile, a folder the OS will not move) is
+    reported and skipped, and retention goes on with the next.
+    """
+    try:
+        versions = local.versions()
+        protected = set(versions[-keep:]) if keep > 0 else set()
+        protected.update(local.pointed_versions().values())
+    except InvalidPointer as exc:
+        log.warning("retention skipped: %s", exc)
+        return PruneReport([], f"local pointer malformed: {exc}")
+    except OSError as exc:
+        log.warning("retention skipped: %s", exc)
+        return PruneReport([], f"cannot read the registry: {exc}")
+    if mirror is not None:
+        try:
+            pointer, _ = mirror.pointer()
+            if pointer:
+                protected.add(pointer["version"])
+        except InvalidPointer as exc:
+            log.warning("retention skipped: %s", exc)
+            return PruneReport([], f"S3 pointer malformed: {exc}")
+        except S3_ERRORS as exc:
+            log.warning("S3 unreachable; pruning local versions only: %s", exc)
+            mirror = None
+    pruned: list[str] = []
+    failed: dict[str, str] = {}
+    s3_failed: dict[str, str] = {}
+    for version in (v for v in versions if v not in protected):
+        try:
+            local.delete_version(version)
+        except (RegistryError, OSError) as exc:
+            log.warning("retention could not delete %s: %s", version, exc)
+            failed[version] = f"{type(exc).__name__}: {exc}"
+            continue
+        pruned.append(version)
+        if mirror is not None:
+            try:
+                mirror.delete_version(version)
+            except S3_ERRORS as exc:
+                log.warning("could not delete %s on S3: %s", version, exc)
+                s3_failed[version] = f"{type(exc).__name__}: {exc}"
+    return PruneReport(pruned, failed=failed, s3_failed=s3_failed)
+
+
+def prune(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> list[str]:
+    """The versions `prune_versions` deleted."""
+    return prune_versions(local, mirror, keep).pruned
+
+
+def publish(
+    local: LocalRegistry,
+    mirror: S3Mirror | None,
+    weights: Mapping[str, float],
+    model_text: str,
+    metadata: Mapping[str, Any],
+    partition: str,
+    force: bool = False,
+    keep: int = 30,
+    documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+) -> PublicationReport:
+    result = local.publish(
+        weights, model_text, metadata, partition=partition, force=force, documents=documents
+    )
+    ok, error, report = _sync(local, mirror, force)
+    retention = prune_versions(local, mirror, keep)
+    return PublicationReport(result, ok, error, report.uploaded if report else [], retention)
+
+
+def rollback(
+    local: LocalRegistry, mirror: S3Mirror | None, version: str, scorer: str | None = None
+) -> PublicationReport:
+    """Validate the target and point the local latest at it (one step under the registry's
+    lock), then S3's (forced: it may be older).
+
+    With `scorer` (LTR_SCORER), the version must pass serving's own acceptance rule
+    (`check_servable`) before the pointer moves, instead of being refused by every serving
+    process afterwards.
+    """
+    result = local.rollback(version, scorer)
+    ok, error, report = _sync(local, mirror, force=True)
+    return PublicationReport(result, ok, error, report.uploaded if report else [])

@@ -1,0 +1,229 @@
+"""The registry's mirror on S3/MinIO: immutable versions, a `latest/` copy and a `latest.json`
+pointer moved with a conditional write, so two publishers can never interleave.
+
+Layout: s3://$S3_BUCKET/$S3_PREFIX/<version>/{ltr_weights.json, model.txt, metadata.json},
+.../latest/{same files} and .../latest.json ({"version", "partition", ...}), written last.
+A version's metadata.json is uploaded last, so its presence marks a complete version.
+Version ids are checked (YYYYMMDD_HHMMSS) before they become keys, and latest.json is validated
+when read back, like the local registry's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import (
+    DOCUMENT_FILES,
+    METADATA_FILE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    InvalidPointer,
+    RegistryError,
+    check_version,
+    sha256,
+)
+from ltr_core.artifacts.s3 import (
+    _LOST_RACE,
+    FILES_IN_ORDER,
+    POINTER,
+    S3Unavailable,
+    S3Versions,
+    _code,
+    s3_versions_client,
+    with_retries,
+)
+
+if TYPE_CHECKING:
+    from ltr_core.settings import Settings
+
+
+log = logging.getLogger("ltr.s3")
+
+
+@dataclass
+class S3Mirror(S3Versions):
+    """The mirror with its writing side: immutable uploads, the pointer moved by a conditional
+    write, retention."""
+
+    def _put_immutable(self, key: str, body: bytes) -> None:
+        """Create an object that must never change: a same-content retry is fine, a different
+        content under an existing key is refused."""
+        digest = sha256(body)
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={"sha256": digest}
+            )
+        except ClientError as exc:
+            if _code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            if head.get("Metadata", {}).get("sha256") != digest:
+                raise RegistryError(f"s3://{self.bucket}/{key} exists with other content") from None
+
+    def upload_version(self, version: str, files: dict[str, bytes]) -> None:
+        """Upload a version's files (metadata.json last), then verify what S3 holds."""
+        check_version(version)
+
+        # Documents (the model card) go before metadata.json, which marks the version complete.
+        names = [n for n in (WEIGHTS_FILE, MODEL_FILE, *DOCUMENT_FILES) if n in files]
+        names.append(METADATA_FILE)
+
+        def upload() -> None:
+            for name in names:
+                self._put_immutable(self.key(version, name), files[name])
+            for name in names:
+                head = self.client.head_object(Bucket=self.bucket, Key=self.key(version, name))
+                if head.get("Metadata", {}).get("sha256") != sha256(files[name]) or head[
+                    "ContentLength"
+                ] != len(files[name]):
+                    raise RegistryError(f"{self.url(version, name)} does not verify")
+
+        with_retries(upload, self.attempts, self.backoff_s, f"upload of {version}")
+
+    def _copy_to_latest(self, version: str) -> None:
+        for name in FILES_IN_ORDER:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self.key("latest", name),
+                CopySource={"Bucket": self.bucket, "Key": self.key(version, name)},
+            )
+
+    def move_pointer(self, version: str, partition: str, force: bool = False) -> bool:
+        """Point latest at `version` unless that moves it to an older partition (not forced).
+
+        latest/ is copied first, then latest.json is written with If-Match on the ETag read
+        before (If-None-Match when there is none). A publisher that loses the race re-reads
+        the pointer and decides again; if it then stays put, it restores latest/ to the
+        pointer's version, so latest/ and latest.json always end up agreeing.
+        """
+
+        check_version(version)
+
+        def attempt() -> bool:
+            copied = False
+            for _ in range(self.pointer_retries):
+                try:
+                    current, etag = self.pointer()
+                except InvalidPointer as exc:  # replaced below, conditionally on its ETag
+                    log.warning("%s", exc)
+                    current, etag = None, exc.etag
+                if current and current.get("version") == version:
+                    return True
+                if current and not force and partition < current.get("partition", ""):
+                    if copied:
+                        self._copy_to_latest(current["version"])
+                    return False
+                self._copy_to_latest(version)
+                copied = True
+                body = json.dumps(
+                    {
+                        "version": version,
+                        "partition": partition,
+                        "moved_at": datetime.now(UTC).isoformat(),
+                    }
+                ).encode()
+                condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=self.key(POINTER), Body=body, **condition
+                    )
+                    return True
+                except ClientError as exc:
+                    if _code(exc) not in _LOST_RACE:
+                        raise
+                    log.info("latest.json changed under us; deciding again")
+            raise S3Unavailable(f"latest.json kept changing: gave up after {self.pointer_retries}")
+
+        return with_retries(attempt, self.attempts, self.backoff_s, "moving latest.json")
+
+    def repair_latest_copy(self) -> bool:
+        """Make latest/ a faithful copy of the version latest.json points at; True if it was not.
+
+        latest.json is the atomic truth. latest/ is a convenience copy of several objects that
+        no single S3 call can replace at once: a publisher killed while copying leaves it torn,
+        and the next publish or sync mends it here."""
+        try:
+            pointer, _ = self.pointer()
+        except InvalidPointer as exc:
+            log.warning("not repairing latest/: %s", exc)
+            return False
+        if not pointer:
+            return False
+        version = pointer["version"]
+        for name in FILES_IN_ORDER:
+            try:
+                copy = self.client.head_object(Bucket=self.bucket, Key=self.key("latest", name))
+                source = self.client.head_object(Bucket=self.bucket, Key=self.key(version, name))
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchKey"):
+                    raise
+                break
+            if copy["ETag"] != source["ETag"]:
+                break
+        else:
+            return False
+        log.warning("latest/ did not match %s; copying it again", version)
+        self._copy_to_latest(version)
+        return True
+
+    def delete_version(self, version: str) -> None:
+        """metadata.json first: without it the version is no longer listed or complete, so a
+        reader never takes a half-deleted version for a whole one."""
+        check_version(version)
+        for names in ((METADATA_FILE,), (WEIGHTS_FILE, MODEL_FILE, *DOCUMENT_FILES)):
+            self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": self.key(version, name)} for name in names]},
+            )
+
+
+@dataclass
+class SyncReport:
+    uploaded: list[str]
+    pointer_moved: bool
+    pointer_version: str | None
+
+
+def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
+    """The artifact's files, and the documents (model card) the version has."""
+    folder = local.versions_dir / check_version(version)
+    files = {name: (folder / name).read_bytes() for name in FILES_IN_ORDER}
+    files.update({n: (folder / n).read_bytes() for n in DOCUMENT_FILES if (folder / n).is_file()})
+    return files
+
+
+def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) -> SyncReport:
+    """Upload every valid local version S3 lacks, then bring S3's pointer to the local latest
+    (never backwards unless forced). This is how a publish made during an outage catches up."""
+    on_s3 = set(mirror.versions())
+    uploaded = []
+    for version in local.versions():
+        if version in on_s3:
+            continue
+        problems = local.verify(version)
+        if problems:
+            log.warning("not uploading invalid local version %s: %s", version, problems[0])
+            continue
+        mirror.upload_version(version, version_files(local, version))
+        uploaded.append(version)
+    pointer = local.pointer()
+    moved = False
+    if pointer:
+        moved = mirror.move_pointer(pointer["version"], pointer["partition"], force=force_pointer)
+    mirror.repair_latest_copy()
+    return SyncReport(uploaded, moved, pointer["version"] if pointer else None)
+
+
+def mirror_from_settings(settings: Settings) -> S3Mirror | None:
+    """The S3 mirror when S3_BUCKET is set; None means the local registry only."""
+    client = s3_versions_client(settings)
+    if client is None:
+        return None
+    return S3Mirror(client, settings.s3_bucket, settings.s3_prefix, keys=settings.artifact_keys)

@@ -1,0 +1,567 @@
+"""A simulator of the lawyer-matching platform: the demo's, tests' and benchmarks' event source.
+
+It draws cases and lawyers, shows each case a list of 5-30 candidates and draws feedback from a
+hidden true utility. It is meant to be a hard, honest judge of the learning, so the feedback
+carries the biases of a real platform's logs:
+
+- Position bias: a candidate at rank k is examined with probability θ_k = k^-η
+  (`ClickModel.position_bias` η; η = 1 gives θ_10 = 0.1).
+- Click noise and trust bias: an examined irrelevant candidate is clicked with probability
+  ε⁻_k = noise_click + trust_bias·θ_k (users click the platform's top picks more readily); an
+  examined relevant one with ε⁺ = relevant_click, the same at every position. So the click
+  probability is affine in relevance, P(click | k, x) = α_k·P(R | x) + β_k with α_k + β_k =
+  θ_k·ε⁺: the examination curve is identifiable from logs (`ltr_assets.learning.propensity`).
+- Noisy features: the features the platform logs (and rankers see) are the true ones plus noise.
+- Drift: the true utility's coefficients move slowly (a slow sine per term) across days.
+- The feedback loop: `day_events(day, ranker=…)` shows each list in the order of the given
+  ranker (the live version); without one, in the platform's own order (v2.8).
+- Optionally, clients biased against a group of lawyers (one attribute value or an
+  intersection such as ``gender=F&ethnicity=preta``): lower client-made features and feedback
+  for that group, while its true utility is unchanged.
+
+It knows the truth of every candidate (`truth`): the true utility, the true expected gain of an
+examined candidate, E[2^label − 1] without trust-bias clicks (what the true nDCG@5 is computed
+from), the position shown, and an unbiased label drawn as if every candidate had been examined
+and clicked only for relevance (to train an "oracle" for benchmarks). Protected attributes are
+drawn independently of each other and of lawyer quality. Deterministic for a seed: each day has
+its own random streams, so any day can be generated alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from ltr_core.features import FEATURES, FEEDBACK, RECOMMENDATION
+
+ENVELOPES = ("flat", "audit")
+PLATFORM_VERSION = "v2.8"
+
+_ETHNICITIES = ("branca", "parda", "preta", "amarela", "indigena")
+_ORIENTATIONS = ("heterossexual", "homossexual", "bissexual")
+_LAWYER_FEATURES = ("T", "Q", "R", "C", "E", "M")  # properties of the lawyer
+_PRESETS = ("balanced", "quality", "price")
+_CLIENT_RATED = ("R", "C", "T")  # features that clients' judgement feeds
+
+# Relevance: P(R = 1 | u) = sigmoid((u − threshold) / scale); an examined relevant candidate is
+# clicked with ε⁺, then contacted and contracted with probabilities that rise with the utility.
+_RELEVANCE_THRESHOLD = 2.95  # about the 80th percentile of the utility
+_RELEVANCE_SCALE = 0.2
+_CONTACT_THRESHOLD = 3.2
+_CONTRACT_THRESHOLD = 3.5
+_NOISE_CONTACT = 0.05  # a click on an irrelevant candidate rarely goes further
+_DECLINE = 0.15  # an examined, unclicked candidate is explicitly declined this often
+_UTILITY_NOISE = 0.15  # what about a case-lawyer pair no feature shows
+
+Ranker = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    """How users examine and click a shown list (see the module docstring)."""
+
+    position_bias: float = 1.0  # η in θ_k = k^-η; 0 means every candidate is examined
+    relevant_click: float = 0.95  # ε⁺
+    noise_click: float = 0.03  # ε⁻ at every examined position ...
+    trust_bias: float = 0.04  # ... plus this much × θ_k
+
+    def examination(self, positions: np.ndarray) -> np.ndarray:
+        return np.power(np.asarray(positions, dtype=np.float64), -self.position_bias)
+
+    def noise(self, positions: np.ndarray) -> np.ndarray:
+        return self.noise_click + self.trust_bias * self.examination(positions)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    start: date
+    days: int
+    seed: int = 0
+    requests_per_day: int = 400
+    lawyers: int = 400
+    min_candidates: int = 5
+    max_candidates: int = 30
+    click_model: ClickModel = field(default_factory=ClickModel)
+    feature_noise: float = 0.05  # sd of the noise on logged features
+    drift: float = 0.15  # relative amplitude of each utility term's slow drift
+    drift_period_days: float = 90.0
+    # Clients' bias against a group: "attribute=value", or an intersection joined by "&"
+    # ("gender=F&ethnicity=preta"). It lowers that group's client-made features (reviews R,
+    # soft skills C, success rate T) by the factor (1 − 0.3·strength) and the utility clients
+    # perceive by `strength` × 0.2 utility units, while the true utility is unchanged. Off by
+    # default.
+    bias_against: str | None = None
+    bias_strength: float = 1.0
+
+
+# The terms of the hidden utility and their base coefficients; the drift moves each coefficient.
+_TERMS: tuple[tuple[str, float, Callable[[dict[str, np.ndarray]], np.ndarray]], ...] = (
+    ("area_x_similarity", 2.0, lambda x: x["A"] * x["S"]),
+    ("success_squared", 1.4, lambda x: x["T"] ** 2),
+    ("geography", 0.8, lambda x: 1.0 / (1.0 + np.exp(-10.0 * (x["G"] - 0.4)))),
+    ("qualification", 0.7, lambda x: x["Q"]),
+    ("reviews_x_soft_skills", 0.6, lambda x: x["R"] * x["C"]),
+    ("reputation", 0.4, lambda x: x["E"]),
+    ("urgency_and_price", 0.5, lambda x: np.minimum(x["U"], x["P"])),
+    ("maturity", 0.2, lambda x: x["M"]),
+)
+
+
+def utility_coefficients(day: date, drift: float, period_days: float) -> np.ndarray:
+    """The utility's coefficients on `day`: each drifts slowly with its own phase."""
+    base = np.array([c for _, c, _ in _TERMS])
+    if drift <= 0:
+        return base
+    phases = np.arange(len(_TERMS)) * 2.0 * math.pi / len(_TERMS)
+    angle = 2.0 * math.pi * day.toordinal() / period_days + phases
+    return base * (1.0 + drift * np.sin(angle))
+
+
+def true_utility(x: dict[str, np.ndarray], coefficients: np.ndarray | None = None) -> np.ndarray:
+    """The hidden utility of candidates (arrays per feature code): non-linear on purpose."""
+    weights = np.array([c for _, c, _ in _TERMS]) if coefficients is None else coefficients
+    utility: np.ndarray = sum(w * term(x) for w, (_, _, term) in zip(weights, _TERMS, strict=True))
+    return utility
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    sigmoid: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+    return sigmoid
+
+
+def relevance_probability(utility: np.ndarray) -> np.ndarray:
+    return _sigmoid((np.asarray(utility) - _RELEVANCE_THRESHOLD) / _RELEVANCE_SCALE)
+
+
+def _contact_probability(utility: np.ndarray) -> np.ndarray:
+    return _sigmoid((np.asarray(utility) - _CONTACT_THRESHOLD) / _RELEVANCE_SCALE)
+
+
+def _contract_probability(utility: np.ndarray) -> np.ndarray:
+    return _sigmoid((np.asarray(utility) - _CONTRACT_THRESHOLD) / _RELEVANCE_SCALE)
+
+
+def expected_gain(utility: np.ndarray, relevant_click: float) -> np.ndarray:
+    """E[2^label − 1] of an examined candidate clicked only for relevance: the true gain."""
+    click = relevance_probability(utility) * relevant_click
+    contact = _contact_probability(utility)
+    contract = _contract_probability(utility)
+    # label 1 (click only) gains 1, label 2 (contact) 3, label 3 (contract) 7
+    gain: np.ndarray = click * (
+        (1 - contact) * 1.0 + contact * (1 - contract) * 3.0 + contact * contract * 7.0
+    )
+    return gain
+
+
+# The platform's current scorer (v2.8): a plain weighted sum that misjudges the utility.
+PLATFORM_WEIGHTS = {
+    "A": 0.20,
+    "S": 0.05,
+    "T": 0.10,
+    "G": 0.05,
+    "Q": 0.15,
+    "U": 0.05,
+    "R": 0.15,
+    "C": 0.05,
+    "E": 0.10,
+    "P": 0.05,
+    "M": 0.05,
+}
+_PLATFORM_VECTOR = np.array([PLATFORM_WEIGHTS[f] for f in FEATURES])
+
+
+def platform_ranker(matrix: np.ndarray) -> np.ndarray:
+    """The platform's own scorer (v2.8) on a candidates × FEATURES matrix."""
+    scores: np.ndarray = np.asarray(matrix) @ _PLATFORM_VECTOR
+    return scores
+
+
+# Protected attribute -> (values, probabilities); None stands for "not declared".
+ATTRIBUTE_DISTRIBUTIONS: dict[str, tuple[tuple[Any, ...], tuple[float, ...]]] = {
+    "gender": ((None, "F", "M"), (0.08, 0.50, 0.42)),
+    "ethnicity": ((None, *_ETHNICITIES), (0.15, 0.38, 0.26, 0.13, 0.05, 0.03)),
+    "pcd": ((None, False, True), (0.20, 0.72, 0.08)),
+    "orientation": ((None, *_ORIENTATIONS), (0.60, 0.32, 0.05, 0.03)),
+}
+
+
+@dataclass
+class _Lawyers:
+    ids: list[str]
+    intrinsic: dict[str, np.ndarray]  # feature code -> per-lawyer value
+    groups: list[dict[str, Any]]
+
+
+def intrinsic_merit(intrinsic: dict[str, np.ndarray]) -> np.ndarray:
+    """The part of the true utility a lawyer brings to every case (the lawyer's own terms at
+    their base coefficients): what "as qualified as the others" means for a group."""
+    x = intrinsic
+    merit: np.ndarray = (
+        1.4 * x["T"] ** 2 + 0.7 * x["Q"] + 0.6 * x["R"] * x["C"] + 0.4 * x["E"] + 0.2 * x["M"]
+    )
+    return merit
+
+
+def _stratified_values(
+    quality_order: np.ndarray,
+    values: tuple[Any, ...],
+    probabilities: tuple[float, ...],
+    rng: np.random.Generator,
+) -> list[Any]:
+    """One value per lawyer, spread evenly over the merit ranking: walking the lawyers from best
+    to worst in blocks of 20, each block gets the values in their proportions, shuffled within
+    the block (carried-over remainders keep the overall proportions). So no value is better or
+    worse qualified than another by chance (with 400 lawyers a 3% value has 12 members, whose
+    merit drawn at random would differ from the rest's by chance), and with a stream of its
+    own per attribute, attributes are independent of each other."""
+    n = len(quality_order)
+    out: list[Any] = [None] * n
+    probs = np.asarray(probabilities)
+    owed = np.zeros(len(values))
+    block = 20
+    for start in range(0, n, block):
+        members = quality_order[start : start + block]
+        owed += probs * len(members)
+        counts = np.floor(owed).astype(int)
+        while counts.sum() < len(members):  # hand the remainder to the most owed values
+            counts[np.argmax(owed - counts)] += 1
+        owed -= counts
+        picks = np.repeat(np.arange(len(values)), counts)
+        rng.shuffle(picks)
+        for lawyer, pick in zip(members, picks, strict=True):
+            out[int(lawyer)] = values[int(pick)]
+    return out
+
+
+def _lawyers(config: SimulatorConfig) -> _Lawyers:
+    """Lawyers with intrinsic features and protected attributes drawn independently of each
+    other and of merit (each attribute stratified over merit on its own random stream)."""
+    n = config.lawyers
+    rng = np.random.default_rng([config.seed, 0])
+    intrinsic = {code: rng.beta(2.0, 2.0, n) for code in _LAWYER_FEATURES}
+    order = np.argsort(-intrinsic_merit(intrinsic), kind="stable")
+    columns: dict[str, list[Any]] = {}
+    for index, (attribute, (values, probabilities)) in enumerate(ATTRIBUTE_DISTRIBUTIONS.items()):
+        stream = np.random.default_rng([config.seed, 3, index])
+        columns[attribute] = _stratified_values(order, values, probabilities, stream)
+    groups = [{attribute: columns[attribute][i] for attribute in columns} for i in range(n)]
+    return _Lawyers([f"l-{i:05d}" for i in range(n)], intrinsic, groups)
+
+
+def parse_bias_target(text: str) -> tuple[tuple[str, str], ...]:
+    """ "gender=F&ethnicity=preta" -> (("gender", "F"), ("ethnicity", "preta"))."""
+    target = []
+    for part in text.split("&"):
+        attribute, sep, value = part.partition("=")
+        if not sep or not attribute.strip() or not value.strip():
+            raise ValueError(f"bias target {text!r}: expected attribute=value[&attribute=value]")
+        if attribute.strip() not in ATTRIBUTE_DISTRIBUTIONS:
+            raise ValueError(f"bias target {text!r}: unknown attribute {attribute.strip()!r}")
+        target.append((attribute.strip(), value.strip()))
+    return tuple(target)
+
+
+def attribute_text(value: Any) -> str | None:
+    """A protected attribute value as the lake stores it (booleans as "true"/"false")."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the simulator knows of one shown candidate."""
+
+    request_id: str
+    case_id: str
+    lawyer_id: str
+    utility: float  # the true utility (no client bias)
+    gain: float  # E[2^label − 1] if examined, clicked only for relevance: the true gain
+    position: int  # where it was shown
+    unbiased_label: int  # a label drawn as if examined, without trust-bias clicks
+
+
+TRUTH_COLUMNS = ("request_id", "lawyer_id", "utility", "gain", "shown_position", "unbiased_label")
+
+
+class Simulator:
+    """Generates the platform's events day by day; `truth` holds every shown candidate."""
+
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self._lawyers = _lawyers(config)
+        self._bias = parse_bias_target(config.bias_against) if config.bias_against else ()
+        self.truth: list[Candidate] = []
+
+    def truth_frame(self) -> Any:
+        """`truth` as a DataFrame with TRUTH_COLUMNS, to join on (request_id, lawyer_id)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                (c.request_id, c.lawyer_id, c.utility, c.gain, c.position, c.unbiased_label)
+                for c in self.truth
+            ],
+            columns=list(TRUTH_COLUMNS),
+        )
+
+    def days(self) -> list[date]:
+        return [self.config.start + timedelta(days=i) for i in range(self.config.days)]
+
+    def events(self) -> list[dict[str, Any]]:
+        """All days' events in the flat envelope, in the platform's order (no live model),
+        ordered by time (late feedback included)."""
+        out: list[dict[str, Any]] = []
+        for day in self.days():
+            out.extend(self.day_events(day))
+        out.sort(key=lambda e: (e["timestamp"], e["event_id"]))
+        return out
+
+    def biased(self, groups: dict[str, Any]) -> bool:
+        """Whether the clients' bias targets a lawyer with these protected attributes."""
+        if not self._bias:
+            return False
+        return all(attribute_text(groups.get(a)) == v for a, v in self._bias)
+
+    def day_events(
+        self, day: date, ranker: Ranker | None = None, version: str = PLATFORM_VERSION
+    ) -> list[dict[str, Any]]:
+        """The events of the requests made on `day` (their feedback may fall on the next day),
+        each list shown in the order of `ranker` (the live version; default the platform's)."""
+        cfg = self.config
+        model = cfg.click_model
+        rng = np.random.default_rng([cfg.seed, 1, day.toordinal()])
+        # Feedback and the unbiased labels have streams of their own, so the lists and features
+        # of a day are the same whichever ranker orders them.
+        feedback_rng = np.random.default_rng([cfg.seed, 4, day.toordinal()])
+        unbiased_rng = np.random.default_rng([cfg.seed, 5, day.toordinal()])
+        ranker = ranker or platform_ranker
+        lawyers = self._lawyers
+        coefficients = utility_coefficients(day, cfg.drift, cfg.drift_period_days)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        # Business-hours-heavy request times (UTC), sorted.
+        hours = np.clip(rng.normal(15.0, 4.5, cfg.requests_per_day), 0.0, 23.999)
+        seconds = np.sort(hours * 3600.0)
+        events: list[dict[str, Any]] = []
+        for i, second in enumerate(seconds):
+            request_id = f"r-{day:%Y%m%d}-{i:05d}"
+            case_id = f"c-{day:%Y%m%d}-{i:05d}"
+            shown_at = midnight + timedelta(seconds=float(second))
+            n = int(rng.integers(cfg.min_candidates, cfg.max_candidates + 1))
+            chosen = rng.choice(len(lawyers.ids), size=n, replace=False)
+            x = {code: lawyers.intrinsic[code][chosen].copy() for code in _LAWYER_FEATURES}
+            for code in FEATURES:
+                if code not in x:
+                    x[code] = rng.beta(2.0, 2.0, n)
+            utility = true_utility(x, coefficients) + rng.normal(0.0, _UTILITY_NOISE, n)
+            biased = np.array([self.biased(lawyers.groups[j]) for j in chosen])
+            observed = {
+                code: np.clip(x[code] + rng.normal(0.0, cfg.feature_noise, n), 0.0, 1.0)
+                for code in FEATURES
+            }
+            if biased.any():
+                factor = max(0.0, 1.0 - 0.3 * cfg.bias_strength)
+                for code in _CLIENT_RATED:
+                    observed[code] = np.where(biased, observed[code] * factor, observed[code])
+            for code in FEATURES:
+                observed[code] = np.round(observed[code], 4)
+            matrix = np.column_stack([observed[c] for c in FEATURES])
+            scores = np.asarray(ranker(matrix), dtype=np.float64)
+            order = np.lexsort((rng.random(n), -scores))  # ties at random, never by input order
+            perceived = utility - np.where(biased, 0.2 * cfg.bias_strength, 0.0)
+            gains = expected_gain(utility, model.relevant_click)
+            positions = np.empty(n, dtype=np.int64)
+            positions[order] = np.arange(1, n + 1)
+            actions = self._actions(feedback_rng.random((n, 5)), positions, perceived)
+            unbiased = self._unbiased_labels(unbiased_rng.random((n, 4)), utility)
+            for position, idx in enumerate(order, start=1):
+                lawyer = lawyers.ids[chosen[idx]]
+                groups = lawyers.groups[chosen[idx]]
+                features = {c: float(observed[c][idx]) for c in FEATURES}
+                event_time = shown_at + timedelta(milliseconds=position)
+                events.append(
+                    {
+                        "event_id": f"e-{request_id}-{position:02d}",
+                        "event_type": RECOMMENDATION,
+                        "timestamp": _iso(event_time),
+                        "request_id": request_id,
+                        "case_id": case_id,
+                        "lawyer_id": lawyer,
+                        "rank_position": position,
+                        "features": features,
+                        "lawyer_groups": groups,
+                        "algorithm_version": version,
+                        "preset": _PRESETS[i % len(_PRESETS)],
+                        "score": round(float(scores[idx]), 4),
+                    }
+                )
+                self.truth.append(
+                    Candidate(
+                        request_id,
+                        case_id,
+                        lawyer,
+                        float(utility[idx]),
+                        float(gains[idx]),
+                        position,
+                        int(unbiased[idx]),
+                    )
+                )
+                events.extend(
+                    self._feedback_events(
+                        feedback_rng, request_id, case_id, lawyer, position, actions[idx], shown_at
+                    )
+                )
+        return events
+
+    def _actions(
+        self, draws: np.ndarray, positions: np.ndarray, utility: np.ndarray
+    ) -> list[list[str]]:
+        """Each shown candidate's actions under the click model (one row of draws each)."""
+        model = self.config.click_model
+        examined = draws[:, 0] < model.examination(positions)
+        relevant = draws[:, 1] < relevance_probability(utility)
+        click_p = np.where(relevant, model.relevant_click, model.noise(positions))
+        clicked = examined & (draws[:, 2] < click_p)
+        contact_p = np.where(relevant, _contact_probability(utility), _NOISE_CONTACT)
+        contacted = clicked & (draws[:, 3] < contact_p)
+        contracted = contacted & relevant & (draws[:, 4] < _contract_probability(utility))
+        declined = examined & ~clicked & (draws[:, 3] < _DECLINE)
+        out: list[list[str]] = []
+        for c, t, k, d in zip(clicked, contacted, contracted, declined, strict=True):
+            if d:
+                out.append(["decline"])
+            else:
+                out.append(["click", "contact", "contract"][: int(c) + int(t) + int(k)])
+        return out
+
+    def _unbiased_labels(self, draws: np.ndarray, utility: np.ndarray) -> np.ndarray:
+        """Labels as if every candidate were examined and clicked only for relevance."""
+        relevant = draws[:, 0] < relevance_probability(utility)
+        clicked = relevant & (draws[:, 1] < self.config.click_model.relevant_click)
+        contacted = clicked & (draws[:, 2] < _contact_probability(utility))
+        contracted = contacted & (draws[:, 3] < _contract_probability(utility))
+        return clicked.astype(np.int64) + contacted + contracted
+
+    def _feedback_events(
+        self,
+        rng: np.random.Generator,
+        request_id: str,
+        case_id: str,
+        lawyer: str,
+        position: int,
+        actions: list[str],
+        shown_at: datetime,
+    ) -> Iterator[dict[str, Any]]:
+        when = shown_at
+        for n, action in enumerate(actions):
+            # Minutes to the first action, longer to each next one: some land after midnight.
+            when = when + timedelta(minutes=float(rng.lognormal(math.log(20.0 * (n + 1)), 1.0)))
+            yield {
+                "event_id": f"e-{request_id}-{position:02d}-{action}",
+                "event_type": FEEDBACK,
+                "timestamp": _iso(when),
+                "request_id": request_id,
+                "case_id": case_id,
+                "lawyer_id": lawyer,
+                "action": action,
+            }
+
+
+def logged_frame(events: list[dict[str, Any]]) -> Any:
+    """The feature matrix the pipeline builds from these flat events (`feature_matrix`), made
+    directly: one row per impression with its strongest feedback as the label, lists in the
+    order they were shown. For tests and benchmarks that need many simulated days quickly; a
+    test keeps it equal to the DuckDB path."""
+    import pandas as pd
+
+    from ltr_core.features import ACTION_GRADES, PROTECTED_ATTRIBUTES, attribute_column
+
+    grades: dict[tuple[str, str], int] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for e in events:
+        if e["event_type"] == FEEDBACK:
+            key = (e["request_id"], e["lawyer_id"])
+            grades[key] = max(grades.get(key, 0), ACTION_GRADES[e["action"]])
+            counts[key] = counts.get(key, 0) + 1
+    rows = []
+    for e in events:
+        if e["event_type"] != RECOMMENDATION:
+            continue
+        key = (e["request_id"], e["lawyer_id"])
+        groups = e["lawyer_groups"] or {}
+        rows.append(
+            {
+                "group_id": e["request_id"],
+                "shown_at": pd.Timestamp(e["timestamp"]),
+                "request_id": e["request_id"],
+                "case_id": e["case_id"],
+                "lawyer_id": e["lawyer_id"],
+                "rank_position": e["rank_position"],
+                **{f"f_{c}": e["features"][c] for c in FEATURES},
+                **{
+                    attribute_column(a): attribute_text(groups.get(a)) for a in PROTECTED_ATTRIBUTES
+                },
+                "label": grades.get(key, 0),
+                "n_feedback": counts.get(key, 0),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    start = frame.groupby("group_id")["shown_at"].transform("min")
+    frame = frame.assign(_start=start).sort_values(
+        ["_start", "group_id", "rank_position", "lawyer_id"], kind="stable"
+    )
+    return frame.drop(columns="_start").reset_index(drop=True)
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def to_audit_line(event: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """The platform's audit-log form of a flat event, with its optional and aliased fields."""
+    context = {k: v for k, v in event.items() if k not in ("event_type", "timestamp")}
+    if rng.random() < 0.5:
+        context.pop("event_id")  # the reader derives a deterministic id
+    context["case"] = context.pop("case_id")
+    context["lawyer"] = context.pop("lawyer_id")
+    if event["event_type"] == FEEDBACK and rng.random() < 0.3:
+        context.pop("request_id")  # matched by (case, lawyer) and time instead
+    if "features" in context and rng.random() < 0.5:
+        context["scores"] = {"features": context.pop("features"), "total": context.get("score")}
+    return {
+        "timestamp": event["timestamp"],
+        "level": "INFO",
+        "message": event["event_type"],
+        "context": context,
+    }
+
+
+def _other_audit_record(event: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "timestamp": event["timestamp"],
+        "level": "INFO",
+        "message": "http_request",
+        "context": {"path": "/api/cases", "status": int(rng.choice([200, 201, 404])), "ms": 12},
+    }
+
+
+def render_lines(events: list[dict[str, Any]], envelope: str, seed: int) -> Iterator[str]:
+    """JSON lines in the chosen envelope; the audit log also carries non-LTR records."""
+    if envelope not in ENVELOPES:
+        raise ValueError(f"envelope {envelope!r} must be one of {', '.join(ENVELOPES)}")
+    rng = np.random.default_rng([seed, 2])
+    for event in events:
+        if envelope == "flat":
+            yield json.dumps(event, separators=(",", ":"))
+            continue
+        yield json.dumps(to_audit_line(event, rng), separators=(",", ":"))
+        if rng.random() < 0.1:
+            yield json.dumps(_other_audit_record(event, rng), separators=(",", ":"))

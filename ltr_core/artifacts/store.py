@@ -1,0 +1,133 @@
+"""Reading a local registry folder: the `latest` pointer and fully validated versions.
+
+Layout under LTR_REGISTRY_DIR:
+
+    versions/<YYYYMMDD_HHMMSS>/ltr_weights.json   flat feature -> weight, sums to 1.0
+                              /model.txt          LightGBM model
+                              /metadata.json      metrics, gate, window, params, checksums
+    latest.json                                   {"version", "partition", ...} (the pointer)
+
+Serving reads through `LocalVersions`; the pipeline's `LocalRegistry` adds publishing, rollback
+and retention on top of it. Every method taking a version, and the pointer read back from disk,
+refuse anything that is not a version id, so no name can reach outside versions/.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ltr_core.artifacts.format import (
+    DOCUMENT_FILES,
+    METADATA_FILE,
+    MODEL_FILE,
+    TRASH_DIR,
+    WEIGHTS_FILE,
+    Artifact,
+    InvalidPointer,
+    RegistryError,
+    check_pointer,
+    check_version,
+    is_version,
+    sha256,
+    validate_artifact,
+)
+from ltr_core.artifacts.signing import (
+    ArtifactKeys,
+)
+
+
+class LocalVersions:
+    """Read-only view of a registry folder. `keys` with verify keys make every read require
+    a valid signature."""
+
+    def __init__(
+        self, root: Path, weights_path: Path | None = None, keys: ArtifactKeys | None = None
+    ) -> None:
+        self.root = Path(root)
+        self.weights_path = weights_path
+        self.keys = keys or ArtifactKeys()
+        self.versions_dir = self.root / "versions"
+        self.pointer_path = self.root / "latest.json"
+        self._trash = self.root / TRASH_DIR
+
+    def pointer(self) -> dict[str, Any] | None:
+        """The latest pointer; None when there is none. InvalidPointer when latest.json does
+        not name a version id (not JSON, not an object, a path, a trailing slash...)."""
+        try:
+            raw = self.pointer_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            pointer = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidPointer(f"{self.pointer_path} is not JSON: {exc}") from None
+        return check_pointer(pointer, str(self.pointer_path))
+
+    def latest_version(self) -> str | None:
+        pointer = self.pointer()
+        return pointer["version"] if pointer else None
+
+    def versions(self) -> list[str]:
+        """Version folders, oldest first; anything else under versions/ is not a version."""
+        if not self.versions_dir.exists():
+            return []
+        return sorted(
+            p.name for p in self.versions_dir.iterdir() if is_version(p.name) and p.is_dir()
+        )
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        path = self.versions_dir / check_version(version) / METADATA_FILE
+        try:
+            metadata = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RegistryError(f"version {version} does not exist in {self.root}") from None
+        except ValueError as exc:
+            raise RegistryError(f"version {version}: {METADATA_FILE} is not JSON: {exc}") from None
+        if not isinstance(metadata, dict):
+            raise RegistryError(
+                f"version {version}: {METADATA_FILE} is {type(metadata).__name__}, not an object"
+            )
+        return metadata
+
+    def load(self, version: str) -> Artifact:
+        """Read and fully validate a version (checksums before the model is parsed)."""
+        metadata = self.metadata(version)
+        folder = self.versions_dir / version
+        try:
+            weights_bytes = (folder / WEIGHTS_FILE).read_bytes()
+            model_bytes = (folder / MODEL_FILE).read_bytes()
+        except FileNotFoundError as exc:
+            raise RegistryError(f"version {version} is incomplete: {exc.filename}") from None
+        try:
+            weights = validate_artifact(weights_bytes, model_bytes, metadata, self.keys)
+        except RegistryError as exc:
+            raise RegistryError(f"version {version}: {exc}") from None
+        if metadata.get("version") != version:
+            raise RegistryError(
+                f"version {version}: {METADATA_FILE} says {metadata.get('version')!r:.50}"
+            )
+        return Artifact(version, weights, model_bytes.decode(), metadata)
+
+    def verify(self, version: str) -> list[str]:
+        """Problems with a version; empty when it is valid. InvalidVersion for a bad name.
+        Documents (the model card) listed in the checksums must be there and match."""
+        check_version(version)
+        try:
+            artifact = self.load(version)
+        except RegistryError as exc:
+            return [str(exc)]
+        problems = []
+        checksums = artifact.metadata["checksums"]
+        for name in DOCUMENT_FILES:
+            if name not in checksums:
+                continue
+            try:
+                data = (self.versions_dir / version / name).read_bytes()
+            except FileNotFoundError:
+                problems.append(f"version {version}: {name} is listed in checksums but missing")
+                continue
+            if sha256(data) != checksums[name]:
+                problems.append(f"version {version}: checksum of {name} does not match")
+        return problems

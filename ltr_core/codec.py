@@ -1,0 +1,314 @@
+"""The /rank request path without FastAPI: body bytes -> validated ids and a float64 matrix ->
+scores from a `Scorer` -> response bytes. The route runs exactly this, and so does the gate's
+latency check (`time_request_path`), so the gate times what serving does.
+
+Validation has two paths that accept the same requests:
+- fast: msgspec decodes the bytes straight into typed structs in C, with every rule of the
+  schema but one (required features, strict numbers, no bools or strings, no unknown keys,
+  lengths); the feature values then go into numpy in one call, where the last rule (each value
+  in [0, 1]) is one vectorised comparison. No per-candidate pydantic object.
+- exact: anything the fast path does not accept goes through the pydantic models
+  (`ltr_serving.models.RankRequest`), which either accept it (a lax form msgspec refuses, e.g.
+  `"top_k": "3"`) or produce the 422 errors in FastAPI's shape, with a clear reason and location.
+The rules pydantic cannot know (at most `max_candidates`, each lawyer once) are checked here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+from typing import Annotated, Any
+
+import msgspec
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
+from ltr_core.rank_api import ID_MAX_LENGTH, RankRequest
+from ltr_core.scoring import Scorer, WeightsScorer
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
+# gc=False: these hold only strings, numbers and each other, so they can form no cycle; left
+# untracked, a 1,000-candidate request does not trigger the cyclic GC over and over.
+_Features = msgspec.defstruct(
+    # Plain floats: the [0, 1] range is checked on the matrix at once (`parse_request`), which
+    # costs less than a per-value bound check in the decoder.
+    "_Features",
+    [(code, float) for code in FEATURES],
+    forbid_unknown_fields=True,
+    gc=False,
+)
+_Attributes = msgspec.defstruct(
+    "_Attributes",
+    [(name, str | bool | None, None) for name in PROTECTED_ATTRIBUTES],
+    forbid_unknown_fields=True,
+    gc=False,
+)
+
+
+class _Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    lawyer_id: _Id
+    # Both classes are built by msgspec.defstruct from FEATURES / PROTECTED_ATTRIBUTES at import:
+    # mypy sees variables, not classes, though msgspec decodes into them as the types they are.
+    features: _Features  # type: ignore[valid-type]
+    protected_attributes: _Attributes | None = None  # type: ignore[valid-type]
+
+
+class _Request(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    case_id: _Id
+    candidates: Annotated[list[_Candidate], msgspec.Meta(min_length=1)]
+    top_k: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    explain: bool = False
+
+
+_decoder = msgspec.json.Decoder(_Request)
+_values = attrgetter(*FEATURES)
+_features_of = attrgetter("features")
+_lawyer_id_of = attrgetter("lawyer_id")
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """Percentiles of a request path's cost: `cpu_*`, the CPU time of the thread that ran each
+    request, is what the code costs and what the gate compares; `p*_ms`, the wall-clock time,
+    also counts waiting for a core, so it grows with whatever else the machine runs and is
+    reported beside it."""
+
+    queries: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    cpu_p50_ms: float = float("nan")
+    cpu_p95_ms: float = float("nan")
+    cpu_p99_ms: float = float("nan")
+
+
+class RequestError(ValueError):
+    """The request is invalid: `errors` in FastAPI's shape ({"type", "loc", "msg", "input"})."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["msg"] if errors else "invalid request")
+        self.errors = errors
+
+
+def _error(loc: tuple[str | int, ...], msg: str) -> RequestError:
+    return RequestError([{"type": "value_error", "loc": ("body", *loc), "msg": msg, "input": None}])
+
+
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs microseconds on the hot path
+class ParsedRequest:
+    case_id: str
+    ids: list[str]
+    matrix: np.ndarray  # float64, one row per candidate, columns in FEATURES order
+    top_k: int | None
+    explain: bool
+
+
+def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> ParsedRequest:
+    """Validate a /rank body; RequestError (a 422) otherwise. `explain`: the query's default."""
+    try:
+        request = _decoder.decode(body)
+    except (msgspec.MsgspecError, ValueError):  # ValueError: UnicodeDecodeError inside a string
+        return _parse_exactly(body, max_candidates, explain)
+    candidates = request.candidates
+    n = len(candidates)
+    _check_size(n, max_candidates)
+    ids = list(map(_lawyer_id_of, candidates))
+    # Struct fields are in FEATURES order; one flat C-level pass into the matrix.
+    values = chain.from_iterable(map(msgspec.structs.astuple, map(_features_of, candidates)))
+    matrix = np.fromiter(values, dtype=np.float64, count=n * len(FEATURES))
+    if not _in_unit_range(matrix):  # out of range (or inf): pydantic names the value
+        return _parse_exactly(body, max_candidates, explain)
+    return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+
+
+def _in_unit_range(matrix: np.ndarray) -> bool:
+    """Every value in [0, 1] (NaN is not; JSON cannot carry one, but say so anyway)."""
+    return bool(matrix.size == 0 or (matrix.min() >= 0.0 and matrix.max() <= 1.0))
+
+
+def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedRequest:
+    """The pydantic models decide: their errors are the 422 body, their acceptance stands.
+
+    The body must be UTF-8 first (RFC 8259): pydantic-core decodes the bytes of a string lazily
+    and raises UnicodeDecodeError, not a ValidationError, for an invalid sequence inside one
+    (msgspec does the same). Checked here, on the slow path only, where every body msgspec
+    does not accept arrives.
+    """
+    try:
+        body.decode()
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(exc) from None
+    try:
+        request = RankRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    candidates = request.candidates
+    _check_size(len(candidates), max_candidates)
+    ids = [c.lawyer_id for c in candidates]
+    matrix = np.array([_values(c.features) for c in candidates], dtype=np.float64)
+    return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> RequestError:
+    """The 422 of a body that is not UTF-8 text: where, never the bytes themselves."""
+    message = f"Invalid JSON: the body is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return RequestError([{"type": "json_invalid", "loc": ("body",), "msg": message, "input": None}])
+
+
+def _check_size(n: int, max_candidates: int) -> None:
+    if n > max_candidates:
+        message = f"at most {max_candidates} candidates per request (LTR_MAX_CANDIDATES), got {n}"
+        raise _error(("candidates",), message)
+
+
+def _parsed(
+    case_id: str, ids: list[str], matrix: np.ndarray, top_k: int | None, explain: bool
+) -> ParsedRequest:
+    if len(set(ids)) != len(ids):
+        repeated = next(i for i, count in Counter(ids).items() if count > 1)
+        raise _error(("candidates",), f"lawyer_id {repeated!r} appears more than once")
+    matrix = matrix.reshape(len(ids), len(FEATURES))  # one feature gives a flat array
+    return ParsedRequest(case_id, ids, matrix, top_k, explain)
+
+
+class _Ranked(msgspec.Struct, gc=False):
+    lawyer_id: str
+    rank: int
+    score: float
+
+
+class _Explained(msgspec.Struct, gc=False):
+    lawyer_id: str
+    rank: int
+    score: float
+    contributions: dict[str, float]
+
+
+class _Response(msgspec.Struct, gc=False):
+    case_id: str
+    version: str
+    scorer: str
+    candidates: list[_Ranked] | list[_Explained]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def rank(request: ParsedRequest, scorer: Scorer, version: str) -> bytes:
+    """Score, order by descending score (ties keep the request's order: a stable sort), and
+    serialise the top_k; per-feature contributions only when asked and the scorer has them."""
+    scores = scorer.score(request.matrix)
+    order = np.argsort(-scores, kind="stable")[: request.top_k]
+    ids = request.ids
+    ordered_ids = [ids[i] for i in order.tolist()]
+    positions = range(1, len(ordered_ids) + 1)
+    ordered_scores = scores[order].tolist()
+    ranked: list[_Ranked] | list[_Explained]
+    if request.explain and isinstance(scorer, WeightsScorer):
+        rows = scorer.contributions(request.matrix[order]).tolist()
+        contributions = [dict(zip(FEATURES, row, strict=True)) for row in rows]
+        ranked = list(map(_Explained, ordered_ids, positions, ordered_scores, contributions))
+    else:  # map over the struct type: built in C, no Python frame per candidate
+        ranked = list(map(_Ranked, ordered_ids, positions, ordered_scores))
+    return _encoder.encode(_Response(request.case_id, version, scorer.kind, ranked))
+
+
+def handle(body: bytes, scorer: Scorer, version: str, max_candidates: int) -> bytes:
+    """The whole request path: body bytes in, response bytes out (RequestError for a 422)."""
+    return rank(parse_request(body, max_candidates), scorer, version)
+
+
+# -- the gate's latency: the real request path, timed in-process ---------------------------
+
+
+@dataclass(frozen=True)
+class SizeLatency:
+    """Latency of requests of the given list sizes (`sizes` is what was cycled through)."""
+
+    sizes: tuple[int, ...]
+    report: LatencyReport
+
+
+@dataclass(frozen=True)
+class RequestPathLatency:
+    """Per size group; `worst` is the group with the highest p95 (what a gate compares)."""
+
+    groups: tuple[SizeLatency, ...]
+
+    @property
+    def worst(self) -> LatencyReport:
+        return max((g.report for g in self.groups), key=lambda r: r.cpu_p95_ms)
+
+
+def request_body(n_candidates: int, seed: int = 0) -> bytes:
+    """A realistic /rank body: random features with full float precision, distinct lawyers."""
+    rng = np.random.default_rng([seed, n_candidates])
+    values = rng.random((n_candidates, len(FEATURES))).tolist()
+    candidates = [
+        {"lawyer_id": f"l-{seed}-{i}", "features": dict(zip(FEATURES, row, strict=True))}
+        for i, row in enumerate(values)
+    ]
+    return orjson.dumps({"case_id": f"c-{seed}", "candidates": candidates})
+
+
+def _time_bodies(
+    bodies: Sequence[bytes], scorer: Scorer, max_candidates: int, n: int, warmup: int
+) -> LatencyReport:
+    """Each request's wall-clock time and the CPU time of this thread while it ran (the scorers
+    run on the calling thread: the model predicts with one thread), so a busy machine shows in
+    the first and not in the second."""
+    for i in range(warmup):
+        handle(bodies[i % len(bodies)], scorer, "gate", max_candidates)
+    wall = np.empty(n)
+    cpu = np.empty(n)
+    for i in range(n):
+        body = bodies[i % len(bodies)]
+        start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        handle(body, scorer, "gate", max_candidates)
+        cpu[i] = (time.thread_time_ns() - start_cpu) / 1e6
+        wall[i] = (time.perf_counter_ns() - start) / 1e6
+    p50, p95, p99 = np.percentile(wall, [50, 95, 99])
+    c50, c95, c99 = np.percentile(cpu, [50, 95, 99])
+    return LatencyReport(n, float(p50), float(p95), float(p99), float(c50), float(c95), float(c99))
+
+
+def time_request_path_groups(
+    scorer: Scorer,
+    list_sizes: Sequence[int],
+    max_candidates: int,
+    n: int = 1000,
+    warmup: int = 100,
+) -> RequestPathLatency:
+    """Time `handle` (JSON bytes -> validation -> `scorer` -> response bytes) over `n` requests
+    after `warmup`, once cycling through the list sizes seen in the data (pass one per list, so
+    frequent sizes weigh more), once at `max_candidates`: a gate must hold at the largest list
+    serving accepts, which the data's sizes alone may never reach."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    sizes = [min(max(int(s), 1), max_candidates) for s in list_sizes] or [max_candidates]
+    bodies = {s: request_body(s, seed=s) for s in set(sizes)}
+    data = _time_bodies([bodies[s] for s in sizes], scorer, max_candidates, n, warmup)
+    largest = request_body(max_candidates, seed=max_candidates)
+    at_max = _time_bodies([largest], scorer, max_candidates, n, warmup)
+    return RequestPathLatency(
+        (SizeLatency(tuple(sorted(set(sizes))), data), SizeLatency((max_candidates,), at_max))
+    )
+
+
+def time_request_path(
+    scorer: Scorer,
+    list_sizes: Sequence[int],
+    max_candidates: int,
+    n: int = 1000,
+    warmup: int = 100,
+) -> LatencyReport:
+    """The gate's latency: the worse (by p95) of the data's list sizes and `max_candidates`,
+    each timed over `n` real requests in-process (see `time_request_path_groups`)."""
+    return time_request_path_groups(scorer, list_sizes, max_candidates, n, warmup).worst

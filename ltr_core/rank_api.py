@@ -1,0 +1,79 @@
+"""The ranking request's body (pydantic v2): what `/rank` accepts and the latency gate times.
+
+The feature model is generated from `ltr_core.features.FEATURES`, so adding a feature there adds
+a required field here. Validation runs in pydantic-core: each feature is a required, strict number
+in [0, 1] (finite; no strings, no booleans); unknown features are rejected so that a typo in a
+feature code is an error instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from ltr_core.features import FEATURE_DESCRIPTIONS, FEATURES, PROTECTED_ATTRIBUTES
+
+FeatureValue = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
+
+_FEATURE_FIELDS: dict[str, Any] = {
+    code: (FeatureValue, Field(description=FEATURE_DESCRIPTIONS[code])) for code in FEATURES
+}
+Features: type[BaseModel] = create_model(
+    "Features",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    __doc__="One value in [0, 1] per feature; higher is better.",
+    **_FEATURE_FIELDS,
+)
+
+ProtectedValue = str | bool | None
+ID_MAX_LENGTH = 200
+
+
+class ProtectedAttributes(BaseModel):
+    """Optional, for fairness monitoring only: never used to score. Only these four keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gender: ProtectedValue = None
+    ethnicity: ProtectedValue = None
+    pcd: ProtectedValue = None
+    orientation: ProtectedValue = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_attributes(cls, value: Any) -> Any:
+        """One clear message naming the unknown keys (the schema lists the allowed ones)."""
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(PROTECTED_ATTRIBUTES))
+            if unknown:
+                raise ValueError(
+                    f"unknown protected attributes {unknown}; allowed: {list(PROTECTED_ATTRIBUTES)}"
+                )
+        return value
+
+
+assert tuple(ProtectedAttributes.model_fields) == PROTECTED_ATTRIBUTES
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lawyer_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
+    features: Features
+    protected_attributes: ProtectedAttributes | None = None
+
+
+class RankRequest(BaseModel):
+    """The size limit (LTR_MAX_CANDIDATES, a runtime setting) and the rule that a lawyer appears
+    once per list are checked by the request path (`ltr_core.codec`), not here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
+    candidates: Annotated[list[Candidate], Field(min_length=1)]
+    top_k: Annotated[int | None, Field(ge=1, description="return only the best top_k")] = None
+    explain: bool = Field(
+        default=False,
+        description="add per-feature contributions (weights scorer); also ?explain=true",
+    )

@@ -1,0 +1,86 @@
+"""The scorers that serving runs, so the gate can time and evaluate exactly the same code.
+
+Both take a candidates × features matrix in FEATURES order and return one score per candidate.
+`weights` is the published linear scorer (ltr_weights.json); `model` is the LightGBM booster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast
+
+import lightgbm as lgb
+import numpy as np
+
+from ltr_core.artifacts.model_format import check_model_format
+from ltr_core.features import FEATURES
+
+
+class Scorer(Protocol):
+    kind: str
+
+    def score(self, matrix: np.ndarray) -> np.ndarray: ...
+
+
+class WeightsScorer:
+    """score = Σ weight_f · value_f; a missing value (NaN) contributes nothing."""
+
+    kind = "weights"
+
+    def __init__(self, weights: Mapping[str, float], features: Sequence[str] = FEATURES) -> None:
+        self.features = tuple(features)
+        self.vector = np.array([float(weights[f]) for f in self.features], dtype=np.float64)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        scores: np.ndarray = matrix @ self.vector
+        if np.isnan(scores).any():  # rare (serving validates every value): redo without them
+            scores = np.nan_to_num(matrix, nan=0.0) @ self.vector
+        return scores
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        contributions: np.ndarray = np.nan_to_num(matrix, nan=0.0) * self.vector
+        return contributions
+
+
+def predict(booster: lgb.Booster, matrix: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """`booster.predict` on a dense matrix. Its declared result also covers sparse matrices,
+    which only SHAP contributions on sparse input return; here it is always a dense array."""
+    return cast(np.ndarray, booster.predict(matrix, **kwargs))
+
+
+class ModelScorer:
+    """The LightGBM booster, predicting on one thread (one request is a small batch)."""
+
+    kind = "model"
+
+    def __init__(self, booster: lgb.Booster, features: Sequence[str] = FEATURES) -> None:
+        self.features = tuple(features)
+        self.booster = booster
+
+    @classmethod
+    def from_model_text(cls, text: str, features: Sequence[str] = FEATURES) -> ModelScorer:
+        """The booster of a model text, whose structure is checked before LightGBM parses it
+        (`model_format`; MalformedModel otherwise): LightGBM trusts a tree's child indices, and
+        a crafted one hangs or crashes prediction."""
+        check_model_format(text, features)
+        return cls(lgb.Booster(model_str=text), features)
+
+    def score(self, matrix: np.ndarray) -> np.ndarray:
+        return predict(self.booster, matrix, num_threads=1)
+
+
+def make_scorer(
+    kind: str,
+    weights: Mapping[str, float],
+    model: str | lgb.Booster,
+    features: Sequence[str] = FEATURES,
+) -> Scorer:
+    """The scorer serving runs for LTR_SCORER=`kind`: the linear weights, or the model (its
+    text as published, or a booster already in memory, as training has it)."""
+    if kind == "weights":
+        return WeightsScorer(weights, features)
+    if kind == "model":
+        if isinstance(model, lgb.Booster):
+            return ModelScorer(model, features)
+        return ModelScorer.from_model_text(model, features)
+    raise ValueError(f"unknown scorer {kind!r}")

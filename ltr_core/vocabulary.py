@@ -1,0 +1,18 @@
+"""The closed sets of names the settings, the artifacts and the gate share, each declared once
+as a `Literal` type (what mypy checks) with its values as a tuple (what validation reads)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+ScorerName = Literal["weights", "model"]
+DebiasMethod = Literal["click_model", "ips", "lightgbm_position", "none"]
+PropensityMethod = Literal["regression_em", "pinned"]
+ServingSource = Literal["auto", "file", "s3"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
+DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)
+PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
+SERVING_SOURCES: tuple[ServingSource, ...] = get_args(ServingSource)
+KAFKA_SECURITY_PROTOCOLS: tuple[KafkaSecurityProtocol, ...] = get_args(KafkaSecurityProtocol)
