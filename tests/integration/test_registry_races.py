@@ -67,10 +67,15 @@ def test_rollback_racing_retention_never_leaves_latest_naming_a_deleted_version(
             now=datetime(2026, 11, 26, 2, 15, tzinfo=UTC),
         )  # fmt: skip
         go = tmp_path / f"go-{round_}"
-        # Stagger the rollback across rounds, so its validation overlaps each step of the
-        # publish (its own validation, the pointer move, retention) in some round.
-        rollback = _worker(str(root), "rollback", str(go), f"{0.03 * round_:.2f}", target)
-        publish = _worker(str(root), "publish", str(go), "0", str(model), json.dumps(weights(2)))
+        # Stagger the two across rounds, from the rollback well ahead of the publish to well
+        # behind it, so the rollback's validation overlaps each step of the publish (its own
+        # validation, the pointer move, retention) in some round, whatever the machine's load.
+        ahead = 0.06 * (round_ - ROUNDS // 2)
+        rollback = _worker(str(root), "rollback", str(go), f"{max(ahead, 0):.2f}", target)
+        publish = _worker(
+            str(root), "publish", str(go), f"{max(-ahead, 0):.2f}", str(model),
+            json.dumps(weights(2)),
+        )  # fmt: skip
         go.touch()
         rolled, _ = rollback.communicate(timeout=120)
         published, _ = publish.communicate(timeout=120)
