@@ -22,7 +22,6 @@ import pytest
 import yaml
 
 from ltr_core.settings import Settings
-from ltr_serving.settings import ServingSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -282,7 +281,7 @@ def test_run_workers_get_what_the_daemon_has(
 def test_dagster_service_environment_parses(compose: dict[str, Any], name: str) -> None:
     env = service_env(compose["services"][name])
     settings = Settings.from_env(env)
-    assert settings.s3_bucket == "ltr-models"
+    assert settings.s3.bucket == "ltr-models"
     assert env["LTR_DATA_DIR"].startswith("s3://"), "runs in separate containers share the lake"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "redpanda:9092"
     assert env["S3_ENDPOINT"] == "http://minio:9000"
@@ -292,10 +291,10 @@ def test_dagster_service_environment_parses(compose: dict[str, Any], name: str) 
 
 def test_serving_environment_parses(compose: dict[str, Any]) -> None:
     serving = compose["services"]["serving"]
-    settings = ServingSettings.from_env(service_env(serving))
-    assert settings.source == "s3"
-    assert settings.reload_enabled
-    assert 0 < settings.poll_seconds <= 60, "every replica polls S3"
+    settings = Settings.from_env(service_env(serving))
+    assert settings.serving_store == "s3"
+    assert settings.serving.reload_enabled
+    assert 0 < settings.serving.poll_seconds <= 60, "every replica polls S3"
 
 
 def test_postgres_credentials_agree(compose: dict[str, Any]) -> None:
@@ -429,8 +428,8 @@ def test_k8s_serving_manifest(helm: dict[str, Any]) -> None:
     undocumented = sorted(key for key in env if not is_documented(key))
     assert not undocumented, undocumented
     assert {"secretRef": {"name": "ltr-secrets"}} in container["envFrom"]
-    settings = ServingSettings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
-    assert settings.source == "s3" and 0 < settings.poll_seconds <= 60
+    settings = Settings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
+    assert settings.serving_store == "s3" and 0 < settings.serving.poll_seconds <= 60
     # The Service is what the reload sensor calls (the code location's LTR_SERVING_URL).
     service = documents["Service"]
     assert service["metadata"]["name"] == deployment["metadata"]["name"]
