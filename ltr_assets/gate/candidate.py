@@ -163,6 +163,7 @@ def train_candidate(
         ips_max_weight=settings.ips_max_weight,
         dask_scheduler=settings.dask_scheduler,
         caps=settings.sample_caps,
+        num_threads=settings.num_threads,
     )
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
