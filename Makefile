@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(LTR_HOME)/dagster
 # uv installs into this project's .venv, whatever environment the caller has active.
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install lock lock-check demo test test-fast lint typecheck format ui bench clean
+.PHONY: install lock lock-check demo test test-fast lint typecheck docs docs-check format ui bench clean
 
 install: $(STAMP)
 
@@ -59,6 +59,18 @@ test-fast: $(STAMP)
 # mypy, configured in pyproject.toml: strict on the domain modules and ltr_serving.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
+
+# docs/configuration.md, generated from the settings schema (ltr_core/settings.py).
+DOCS_CONFIG := docs/configuration.md
+docs: $(STAMP)
+	$(PY) -m ltr_core.settings_doc > $(DOCS_CONFIG).tmp
+	mv $(DOCS_CONFIG).tmp $(DOCS_CONFIG)
+
+# Fails when docs/configuration.md is not what the schema gives (CI runs it): run `make docs`.
+docs-check: $(STAMP)
+	@tmp=$$(mktemp) && $(PY) -m ltr_core.settings_doc > $$tmp && \
+		if diff -u $(DOCS_CONFIG) $$tmp; then rm -f $$tmp; \
+		else rm -f $$tmp; echo "$(DOCS_CONFIG) is stale: run make docs"; exit 1; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -170,12 +170,14 @@ def _mirror(settings: Settings) -> S3Mirror | None:
 
 def _request_reload(settings: Settings) -> bool:
     """Ask the service to reload; False when it was asked and did not."""
-    if not settings.serving_url:
+    if not settings.serving.url:
         print("LTR_SERVING_URL not set: the ranking service's poller will pick it up")
         return True
     from ltr_assets.notify import request_reload
 
-    delivery = request_reload(settings.serving_url, settings.reload_token)
+    delivery = request_reload(
+        settings.serving.url, settings.serving.reload_token.get_secret_value()
+    )
     print(f"reload: {'ok' if delivery.ok else 'FAILED ' + delivery.error}")
     return delivery.ok
 

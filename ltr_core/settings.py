@@ -1,9 +1,15 @@
-"""Settings from environment variables: the one place configuration is read.
+"""Settings from environment variables: the one typed schema of the project's configuration.
 
-Every variable has a documented default (README, "Configuration"). A bad value raises
-ConfigError naming the variable, instead of failing somewhere deep in a run. `$LTR_HOME/ltr.env`
-(KEY=VALUE lines, written by `ltr demo`) supplies defaults beneath the real environment, so the
-UI, `dagster dev` and the CLI see the partition range the demo used.
+Every variable is declared once, below, as a field of `Settings` or of one of its groups (gate,
+event time, sample caps, Kafka, S3, serving): its name (the field's `validation_alias`; names
+stay flat, `LTR_NDCG_MIN`, `S3_BUCKET`, ...), type, default, range and description. The
+configuration reference (docs/configuration.md) is generated from it (`make docs`).
+
+The environment is read through pydantic-settings with one source, `EnvironmentSource`: the
+process environment over `$LTR_HOME/ltr.env` (KEY=VALUE lines, written by `ltr demo`), so the
+UI, `dagster dev` and the CLI see the partition range the demo used. A blank value is the
+default; path values have `$NAME` references expanded. A bad value raises ConfigError naming the
+variable (never showing a secret's value), instead of failing somewhere deep in a run.
 """
 
 from __future__ import annotations
@@ -11,21 +17,54 @@ from __future__ import annotations
 import math
 import os
 import re
+import types
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar, Union, get_args, get_origin
 
-from ltr_core.artifacts.signing import ArtifactKeys, parse_keys
-from ltr_core.features import PROTECTED_ATTRIBUTES
-from ltr_core.vocabulary import (
-    DEBIAS_METHODS,
-    KAFKA_SECURITY_PROTOCOLS,
-    PROPENSITY_METHODS,
-    SCORERS,
-    SERVING_SOURCES,
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    SecretStr,
+    ValidationError,
+    model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_core import CoreSchema, core_schema
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ltr_core.artifacts.signing import ArtifactKeys, SigningKey, parse_keys
+from ltr_core.features import PROTECTED_ATTRIBUTES
+from ltr_core.s3_url import is_s3_url, normalize_s3_url
+from ltr_core.vocabulary import (
+    DebiasMethod,
+    KafkaSecurityProtocol,
+    PropensityMethod,
+    ScorerName,
+    ServingSource,
+)
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value that cannot be used."""
+
+
+class UnknownVariableWarning(UserWarning):
+    """An `LTR_*` variable in the env file that the project does not read."""
+
+
+ENV_FILE = "ltr.env"
+# Variables the env file may not set: LTR_HOME locates the file itself.
+NOT_IN_ENV_FILE = frozenset({"LTR_HOME"})
+# Secrets read by libraries (boto3's credential chain), not by the schema: never shown either.
+EXTERNAL_SECRETS = frozenset({"AWS_SECRET_ACCESS_KEY"})
 
 
 def default_max_body_bytes(max_candidates: int) -> int:
@@ -34,29 +73,16 @@ def default_max_body_bytes(max_candidates: int) -> int:
     return 64 * 1024 + 2048 * max_candidates
 
 
-class ConfigError(ValueError):
-    """An environment variable holds a value that cannot be used."""
+# --- what a field may carry besides its type ----------------------------------------------------
 
-
-ENV_FILE = "ltr.env"
-
-# The variables whose values are secrets: an error about one never shows its value.
-SECRETS = frozenset(
-    {
-        "LTR_RELOAD_TOKEN",
-        "KAFKA_SASL_PASSWORD",
-        "NOTIFY_WEBHOOK_URL",  # Slack-style URLs carry their secret in the path
-        "AWS_SECRET_ACCESS_KEY",
-        "LTR_ARTIFACT_SIGNING_KEY",
-        "LTR_ARTIFACT_VERIFY_KEYS",
-    }
-)
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
 class Range:
     """The values a numeric variable may take, inclusive; `zero_off`: 0 is also allowed and
-    turns the feature off."""
+    turns the feature off. A value outside it is refused with the variable's name (huge values
+    would otherwise overflow deep inside, e.g. in a timedelta)."""
 
     low: float
     high: float
@@ -66,96 +92,880 @@ class Range:
         span = f"[{_number(self.low)}, {_number(self.high)}]"
         return f"0 or {span}" if self.zero_off else span
 
+    def check(self, value: N) -> N:
+        if (self.zero_off and value == 0) or self.low <= value <= self.high:
+            return value
+        raise ValueError(f"is outside its range {self.text()}")
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-MIN_SAMPLE_CAP = 10_000
+@dataclass(frozen=True)
+class Marker:
+    """A flag on a field: SECRET (its value is never shown; SecretStr fields are secret too),
+    EXPAND (a path: `$NAME` references are expanded), VERBATIM (not stripped of whitespace),
+    KEEP_EMPTY (an empty value means something, so it is not the default)."""
 
-# Every numeric variable's range, stated once: a value outside it is refused with the
-# variable's name (huge values would otherwise overflow deep inside, e.g. in a timedelta).
-RANGES: dict[str, Range] = {
-    "LTR_NDCG_MIN": Range(0, 1),
-    "LTR_FAIRNESS_MAX": Range(0, 1),
-    "LTR_LATENCY_P95_MS": Range(0.01, 60_000),
-    "LTR_MIN_SAMPLES": Range(1, 10_000_000),
-    "LTR_REGRESSION_MARGIN": Range(0, 1),
-    "LTR_FAIRNESS_MIN_GROUPS": Range(1, 1_000_000),
-    "LTR_FAIRNESS_MIN_RATIO": Range(0, 1),
-    "LTR_FAIRNESS_MIN_COVERAGE": Range(0, 1),
-    "LTR_PROPENSITY_CLIP": Range(0.001, 1),
-    "LTR_IPS_MAX_WEIGHT": Range(1, 1_000_000),
-    "LTR_MAX_CANDIDATES": Range(1, 100_000),
-    "LTR_MAX_BODY_BYTES": Range(1024, 1 << 30),
-    "LTR_MAX_CLOCK_SKEW_HOURS": Range(0, 24 * 366),
-    "LTR_TRAIN_WINDOW_DAYS": Range(1, 366),
-    "LTR_FEEDBACK_WINDOW_HOURS": Range(1, 24 * 31),
-    "LTR_KAFKA_GRACE_MINUTES": Range(0, 24 * 60),
-    # one record past the window must never end a read (at least 2)
-    "LTR_KAFKA_STOP_RECORDS": Range(2, 1_000_000),
+    name: str
+
+
+SECRET = Marker("secret")
+EXPAND = Marker("expand")
+VERBATIM = Marker("verbatim")
+KEEP_EMPTY = Marker("keep_empty")
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A default computed from other variables, described for the reference."""
+
+    text: str
+
+
+# --- value parsers (environment strings -> typed values) ----------------------------------------
+
+
+def _to_float(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError("is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError("is not a finite number")
+    return number
+
+
+def _to_int(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:  # 1e5 is an integer too
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not number.is_integer():
+        raise ValueError("is not an integer")
+    return int(number)
+
+
+def _to_date_text(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("is not a date YYYY-MM-DD") from None
+    return value
+
+
+def _to_floats(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        numbers = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise ValueError("is not a comma-separated list of numbers") from None
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError("holds a value that is not finite")
+    return numbers
+
+
+def _to_attributes(value: object) -> object:
+    """Set but empty (or "none"): the operator turned the fairness gate off on purpose."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() in ("", "none"):
+        return ()
+    chosen = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(set(chosen) - set(PROTECTED_ATTRIBUTES))
+    if unknown:
+        allowed = ", ".join(PROTECTED_ATTRIBUTES)
+        raise ValueError(f": unknown attributes {unknown}; one of {allowed}")
+    return chosen
+
+
+@dataclass(frozen=True)
+class EmptyDays:
+    """The days whose raw_events may be empty (LTR_ALLOW_EMPTY_DAYS). By default none: a day
+    for which the source gives no record at all fails, naming the source, since that is far more
+    often a source that matches nothing (a wrong path, a folder) than a day without events."""
+
+    every: bool = False
+    days: frozenset[date] = frozenset()
+
+    def allows(self, day: date) -> bool:
+        return self.every or day in self.days
+
+
+def _to_empty_days(value: object) -> object:
+    """Days `YYYY-MM-DD` separated by commas, or `all`."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() == "all":
+        return EmptyDays(every=True)
+    days = set()
+    for part in value.split(","):
+        try:
+            days.add(date.fromisoformat(part.strip()))
+        except ValueError:
+            raise ValueError(
+                f": {part.strip()!r} is not a date YYYY-MM-DD "
+                "(list days separated by commas, or write all)"
+            ) from None
+    return EmptyDays(days=frozenset(days))
+
+
+def _key_parser(variable: str, *, single: bool) -> Callable[[object], object]:
+    """`id:secret[,id:secret...]`; the error names the variable, never the secret."""
+
+    def parse(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        keys = parse_keys(value, variable)
+        if not single:
+            return keys
+        if len(keys) > 1:
+            raise ValueError(f"{variable} holds one key (id:secret), not a list")
+        return keys[0]
+
+    return parse
+
+
+Float = Annotated[float, BeforeValidator(_to_float)]
+Int = Annotated[int, BeforeValidator(_to_int)]
+Text = str
+PathText = Annotated[str, EXPAND]
+
+
+def _group_config() -> ConfigDict:
+    return ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
+# --- the groups ----------------------------------------------------------------------------------
+
+
+class GateThresholds(BaseModel):
+    """The publication gate (DESIGN.md's defaults): what a candidate must reach to be published."""
+
+    model_config = _group_config()
+
+    ndcg_min: Annotated[Float, Range(0, 1)] = Field(
+        0.65,
+        validation_alias="LTR_NDCG_MIN",
+        description="minimum lower bound of the counterfactual test nDCG@5",
+    )
+    fairness_max: Annotated[Float, Range(0, 1)] = Field(
+        0.05,
+        validation_alias="LTR_FAIRNESS_MAX",
+        description="largest upper bound of |Δ_exp@5| allowed per attribute value",
+    )
+    latency_p95_ms: Annotated[Float, Range(0.01, 60_000)] = Field(
+        15.0,
+        validation_alias="LTR_LATENCY_P95_MS",
+        description="the p95 CPU time of the request path per request must be below this",
+    )
+    min_samples: Annotated[Int, Range(1, 10_000_000)] = Field(
+        100,
+        validation_alias="LTR_MIN_SAMPLES",
+        description="minimum test lists with a positive label",
+    )
+    regression_margin: Annotated[Float, Range(0, 1)] = Field(
+        0.02,
+        validation_alias="LTR_REGRESSION_MARGIN",
+        description="how far below the logged order and the live version the lower bound of the "
+        "paired nDCG@5 difference may fall",
+    )
+    fairness_min_groups: Annotated[Int, Range(1, 1_000_000)] = Field(
+        30,
+        validation_alias="LTR_FAIRNESS_MIN_GROUPS",
+        description="attribute values in fewer test lists are judged on test + validation lists; "
+        "still fewer, not gated (the WARN check fairness_coverage names them)",
+    )
+    fairness_min_ratio: Annotated[Float, Range(0, 1)] = Field(
+        0.8,
+        validation_alias="LTR_FAIRNESS_MIN_RATIO",
+        description="lowest upper bound of the exposure ratio allowed (the four-fifths rule)",
+    )
+    fairness_min_coverage: Annotated[Float, Range(0, 1)] = Field(
+        0.5,
+        validation_alias="LTR_FAIRNESS_MIN_COVERAGE",
+        description="fairness_coverage warns below this share of candidates with a known value",
+    )
+    fairness_attributes: Annotated[tuple[str, ...], BeforeValidator(_to_attributes), KEEP_EMPTY] = (
+        Field(
+            PROTECTED_ATTRIBUTES,
+            validation_alias="LTR_FAIRNESS_ATTRIBUTES",
+            description="attributes gated, comma-separated; an empty value (or `none`) turns the "
+            "fairness gate off on purpose",
+        )
+    )
+
+
+class EventTimeBounds(BaseModel):
+    """How far an event's own timestamp may stray from its source's clock before it is
+    quarantined (the audit-log files and Kafka alike)."""
+
+    model_config = _group_config()
+
+    max_clock_skew_hours: Annotated[Float, Range(0, 24 * 366)] = Field(
+        24.0,
+        validation_alias="LTR_MAX_CLOCK_SKEW_HOURS",
+        description="an event stamped this long after the end of the last day its source can "
+        "hold (a file's last-modified day; Kafka: today) is quarantined as `future_timestamp`",
+    )
     # the upper limit keeps the date arithmetic in range
-    "LTR_MAX_EVENT_AGE_DAYS": Range(1, 36_500),
-    "KAFKA_CONNECT_TIMEOUT_SECONDS": Range(0.1, 600),
-    "LTR_QUARANTINE_WARN_RATIO": Range(0, 1),
-    "LTR_KEEP_VERSIONS": Range(1, 100_000),
-    "WEIGHTS_POLL_SECONDS": Range(0.1, 86_400, zero_off=True),
-    "LTR_RELOAD_TIMEOUT_SECONDS": Range(0.1, 3_600),
-    "LTR_SCORE_TIMEOUT_MS": Range(1, 600_000),
-    # Row caps: 0 (no cap) or at least MIN_SAMPLE_CAP rows (a sample of a few lists is no fit).
-    "LTR_CLICK_MODEL_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
-    "LTR_TRAIN_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
-    "LTR_WEIGHTS_MAX_ROWS": Range(MIN_SAMPLE_CAP, 1e10, zero_off=True),
-}
+    max_event_age_days: Annotated[Int, Range(1, 36_500)] = Field(
+        30,
+        validation_alias="LTR_MAX_EVENT_AGE_DAYS",
+        description="an event stamped more than this many days before its source's clock where "
+        "it arrived is quarantined as `old_timestamp` in the day it arrived",
+    )
 
-# Every variable the project reads besides the numeric ones: an `LTR_*` name in the env file
-# that is neither is most likely a typo, and is warned about.
-OTHER_VARIABLES = frozenset(
-    {
-        "LTR_HOME",
-        "LTR_DATA_DIR",
-        "LTR_REGISTRY_DIR",
-        "WEIGHTS_PATH",
-        "LTR_AUDIT_LOG",
-        "LTR_START_DATE",
-        "LTR_ALLOW_EMPTY_DAYS",
-        "LTR_FAIRNESS_ATTRIBUTES",
-        "LTR_PROPENSITY_METHOD",
-        "LTR_PROPENSITY_CURVE",
-        "LTR_DEBIAS",
-        "LTR_DASK_SCHEDULER",
-        "LTR_SCORER",
-        "LTR_RELOAD_TOKEN",
-        "LTR_ARTIFACT_SIGNING_KEY",
-        "LTR_ARTIFACT_VERIFY_KEYS",
-        "LTR_SERVING_URL",
-        "LTR_SERVING_SOURCE",
-        "NOTIFY_WEBHOOK_URL",
-        "S3_BUCKET",
-        "S3_PREFIX",
-        "S3_ENDPOINT",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "KAFKA_TOPIC",
-        "KAFKA_GROUP_ID",
-        "KAFKA_SECURITY_PROTOCOL",
-        "KAFKA_SASL_MECHANISM",
-        "KAFKA_SASL_USERNAME",
-        "KAFKA_SASL_PASSWORD",
-        "KAFKA_SSL_CAFILE",
-        "KAFKA_SSL_CERTFILE",
-        "KAFKA_SSL_KEYFILE",
-    }
-)
-KNOWN_VARIABLES = frozenset(RANGES) | OTHER_VARIABLES
-# Variables the env file may not set: LTR_HOME locates the file itself.
-NOT_IN_ENV_FILE = frozenset({"LTR_HOME"})
+    @property
+    def max_clock_skew(self) -> timedelta:
+        return timedelta(hours=self.max_clock_skew_hours)
+
+    @property
+    def max_event_age(self) -> timedelta:
+        return timedelta(days=self.max_event_age_days)
+
+
+MIN_SAMPLE_CAP = 10_000
+# Row caps: 0 (no cap) or at least MIN_SAMPLE_CAP rows (a sample of a few lists is no fit).
+RowCap = Annotated[Int, Range(MIN_SAMPLE_CAP, 1e10, zero_off=True)]
+
+
+class SampleCaps(BaseModel):
+    """How many rows the steps of ltr_model that fit well on a sample use at most (0: no cap).
+
+    Each capped step fits on a deterministic sample of whole lists (a fixed-seed draw, so the
+    same window gives the same sample) when its input holds more rows than the cap, and on all
+    of it otherwise: the caps bite only on big windows (the demo's 14-day window holds about
+    100,000 rows). Validation, the evaluation and the gate always use every row. What each
+    sample held is recorded in the version's metadata (`sampling`). Measured in
+    benchmarks/README.md, "scale"."""
+
+    model_config = _group_config()
+
+    click_model_rows: RowCap = Field(
+        200_000,
+        validation_alias="LTR_CLICK_MODEL_MAX_ROWS",
+        description="the click model (examination curve, γ) and the click-gain model fit on a "
+        "deterministic sample of whole training and validation lists of at most this many rows",
+    )
+    weights_rows: RowCap = Field(
+        200_000,
+        validation_alias="LTR_WEIGHTS_MAX_ROWS",
+        description="the distilled and pairwise derivations of the published weights fit on a "
+        "deterministic sample of whole training lists of at most this many rows",
+    )
+    train_rows: RowCap = Field(
+        200_000,
+        validation_alias="LTR_TRAIN_MAX_ROWS",
+        description="LambdaRank trains on a deterministic sample of whole training lists of at "
+        "most this many rows; validation (early stopping) and the test lists are never sampled",
+    )
+    seed: int = 0  # the sample's draw (not a variable)
+
+
+class KafkaSettings(BaseModel):
+    """The Kafka source (KAFKA_*): read when KAFKA_BOOTSTRAP_SERVERS is set, else the audit-log
+    files are the only source. `ltr_assets.ingest.kafka` reads the topic with it."""
+
+    model_config = _group_config()
+
+    bootstrap_servers: Text = Field(
+        validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="Kafka brokers, `host:port,…`; unset: the audit-log files only",
+    )
+    topic: Text = Field(
+        "match_events", validation_alias="KAFKA_TOPIC", description="topic of the platform's events"
+    )
+    group_id: Text = Field(
+        "ltr-raw-events",
+        validation_alias="KAFKA_GROUP_ID",
+        description="consumer group whose offsets show lag",
+    )
+    security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL", description="how to reach brokers"
+    )
+    sasl_mechanism: Text = Field(
+        "",
+        validation_alias="KAFKA_SASL_MECHANISM",
+        description="SASL mechanism (`PLAIN` when unset and the protocol is SASL_*)",
+    )
+    sasl_username: Annotated[Text, VERBATIM] = Field(
+        "", validation_alias="KAFKA_SASL_USERNAME", description="SASL user name"
+    )
+    sasl_password: Annotated[SecretStr, VERBATIM] = Field(
+        SecretStr(""), validation_alias="KAFKA_SASL_PASSWORD", description="SASL password"
+    )
+    ssl_cafile: PathText = Field(
+        "", validation_alias="KAFKA_SSL_CAFILE", description="CA bundle for SSL / SASL_SSL"
+    )
+    ssl_certfile: PathText = Field(
+        "", validation_alias="KAFKA_SSL_CERTFILE", description="client certificate (mutual TLS)"
+    )
+    ssl_keyfile: PathText = Field(
+        "", validation_alias="KAFKA_SSL_KEYFILE", description="client key (mutual TLS)"
+    )
+    connect_timeout_s: Annotated[Float, Range(0.1, 600)] = Field(
+        3.0,
+        validation_alias="KAFKA_CONNECT_TIMEOUT_SECONDS",
+        description="bound on reaching the broker before falling back to the files",
+    )
+    grace_minutes: Annotated[Int, Range(0, 24 * 60)] = Field(
+        135,
+        validation_alias="LTR_KAFKA_GRACE_MINUTES",
+        description="how far past midnight a day's read goes for late arrivals",
+    )
+    # More than the impressions of one recommendation list, which share a key and so a partition
+    # and may all carry one wrong clock; one record past the window never ends a read (>= 2).
+    stop_records: Annotated[Int, Range(2, 1_000_000)] = Field(
+        100,
+        validation_alias="LTR_KAFKA_STOP_RECORDS",
+        description="a partition's read of D ends once this many records in a row are stamped "
+        "past the end of D plus the grace; an event of D after that is quarantined as "
+        "`late_event` where it arrived",
+    )
+    request_timeout_s: float = 40.0  # not variables
+    stall_timeout_s: float = 60.0
+    event_time: EventTimeBounds = Field(default_factory=EventTimeBounds)
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(minutes=self.grace_minutes)
+
+    @property
+    def max_clock_skew(self) -> timedelta:
+        return self.event_time.max_clock_skew
+
+    @property
+    def max_event_age(self) -> timedelta:
+        return self.event_time.max_event_age
+
+
+class S3Settings(BaseModel):
+    """The registry's S3 mirror (and the lake's S3 endpoint and region). Credentials come from
+    the AWS SDK's own chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, roles)."""
+
+    model_config = _group_config()
+
+    bucket: Text = Field(
+        "",
+        validation_alias="S3_BUCKET",
+        description="bucket of the registry's mirror; unset: local only",
+    )
+    prefix: Text = Field("ltr", validation_alias="S3_PREFIX", description="key prefix")
+    endpoint: Text = Field(
+        "",
+        validation_alias="S3_ENDPOINT",
+        description="S3-compatible endpoint, e.g. MinIO's `http://minio:9000`; unset: AWS",
+    )
+    region: Text = Field(
+        "us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="the S3 region (AWS_REGION, else AWS_DEFAULT_REGION)",
+    )
+
+
+class ServingSettings(BaseModel):
+    """The ranking service (ltr_serving) and how the pipeline reaches it."""
+
+    model_config = _group_config()
+
+    url: Text = Field(
+        "",
+        validation_alias="LTR_SERVING_URL",
+        description="base URL of the ranking service, for the reload sensors and `ltr`",
+    )
+    source: ServingSource = Field(
+        "auto",
+        validation_alias="LTR_SERVING_SOURCE",
+        description="where serving reads versions: `file`, `s3`, or `auto` (S3 when S3_BUCKET "
+        "is set)",
+    )
+    reload_token: Annotated[SecretStr, VERBATIM] = Field(
+        SecretStr(""),
+        validation_alias="LTR_RELOAD_TOKEN",
+        description="bearer token for `POST /reload` (the sensors send it); unset disables "
+        "reload over HTTP",
+    )
+    poll_seconds: Annotated[Float, Range(0.1, 86_400, zero_off=True)] = Field(
+        300.0,
+        validation_alias="WEIGHTS_POLL_SECONDS",
+        description="how often serving looks for a new version (0: never)",
+    )
+    reload_timeout_s: Annotated[Float, Range(0.1, 3_600)] = Field(
+        60.0,
+        validation_alias="LTR_RELOAD_TIMEOUT_SECONDS",
+        description="how long a reload may read the artifact before it is given up",
+    )
+    max_candidates: Annotated[Int, Range(1, 100_000)] = Field(
+        1000,
+        validation_alias="LTR_MAX_CANDIDATES",
+        description="largest candidate list `/rank` accepts (and the gate's latency test size)",
+    )
+    max_body_bytes: Annotated[
+        Int, Range(1024, 1 << 30), Derived("64 KiB + 2 KiB × `LTR_MAX_CANDIDATES`")
+    ] = Field(
+        validation_alias="LTR_MAX_BODY_BYTES",
+        description="largest `/rank` body; larger gets a 413 before parsing",
+    )
+    score_timeout_ms: Annotated[Float, Range(1, 600_000)] = Field(
+        1000.0,
+        validation_alias="LTR_SCORE_TIMEOUT_MS",
+        description="how long `/rank` waits for the model scorer; past it the request gets a 503",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not _given(data, cls, "max_body_bytes"):
+            field = cls.model_fields["max_candidates"]
+            try:
+                candidates = _to_int(_value(data, field, "max_candidates"))
+            except ValueError:  # reported by max_candidates itself
+                candidates = field.default
+            size = default_max_body_bytes(candidates if isinstance(candidates, int) else 0)
+            data = {**data, "max_body_bytes": size}
+        return data
+
+    @property
+    def reload_enabled(self) -> bool:
+        return bool(self.reload_token.get_secret_value().strip())
+
+
+# --- the whole configuration --------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """The project's configuration: `Settings.from_env()` reads it (the environment over
+    `$LTR_HOME/ltr.env`); `Settings.from_env(mapping)` reads a mapping instead (tests)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    home: Annotated[Path, EXPAND] = Field(
+        Path("./var"),
+        validation_alias="LTR_HOME",
+        description="root of local state (and of the env file `ltr.env`); environment only",
+    )
+    data_dir: Annotated[Path, EXPAND, Derived("`$LTR_HOME/lake`")] = Field(
+        validation_alias="LTR_DATA_DIR",
+        description="the data lake: a folder, or `s3://bucket[/prefix]` for a lake shared on S3 "
+        "(reached through S3_ENDPOINT, AWS_REGION and the AWS credential chain)",
+    )
+    # LTR_DATA_DIR when it is s3://bucket[/prefix] (normalized); "" for a local folder, then
+    # data_dir is the lake; when set, data_dir is $LTR_HOME/lake (unused)
+    lake_url: str = ""
+    registry_dir: Annotated[Path, EXPAND, Derived("`$LTR_HOME/registry`")] = Field(
+        validation_alias="LTR_REGISTRY_DIR",
+        description="published versions and the `latest` pointer",
+    )
+    weights_path: Annotated[Path, EXPAND, Derived("`$LTR_HOME/models/ltr_weights.json`")] = Field(
+        validation_alias="WEIGHTS_PATH", description="the flat live weights file"
+    )
+    audit_log: Annotated[PathText, Derived("`$LTR_HOME/events/*.jsonl`")] = Field(
+        validation_alias="LTR_AUDIT_LOG",
+        description="audit-log file or glob (a folder is refused: name its files)",
+    )
+    start_date: Annotated[Text, BeforeValidator(_to_date_text)] = Field(
+        "2026-01-01",
+        validation_alias="LTR_START_DATE",
+        description="first daily partition, YYYY-MM-DD (read at code-location load)",
+    )
+    allow_empty_days: Annotated[EmptyDays, BeforeValidator(_to_empty_days)] = Field(
+        default_factory=EmptyDays,
+        validation_alias="LTR_ALLOW_EMPTY_DAYS",
+        description="days whose raw_events may be empty, `2026-12-25,2026-12-26`, or `all`; "
+        "unset: none (a day with no record from its source fails, naming the source)",
+    )
+    train_window_days: Annotated[Int, Range(1, 366)] = Field(
+        14,
+        validation_alias="LTR_TRAIN_WINDOW_DAYS",
+        description="rolling training window (read at code-location load, and by each run)",
+    )
+    feedback_window_hours: Annotated[Int, Range(1, 24 * 31)] = Field(
+        24,
+        validation_alias="LTR_FEEDBACK_WINDOW_HOURS",
+        description="feedback later than this after its impression is not counted",
+    )
+    quarantine_warn_ratio: Annotated[Float, Range(0, 1)] = Field(
+        0.05,
+        validation_alias="LTR_QUARANTINE_WARN_RATIO",
+        description="the raw_events check warns above this share quarantined",
+    )
+    scorer: ScorerName = Field(
+        "weights",
+        validation_alias="LTR_SCORER",
+        description="what serving runs and the gate evaluates",
+    )
+    debias: DebiasMethod = Field(
+        "click_model",
+        validation_alias="LTR_DEBIAS",
+        description="position-bias correction in training",
+    )
+    propensity_curve: Annotated[tuple[float, ...], BeforeValidator(_to_floats)] = Field(
+        (),
+        validation_alias="LTR_PROPENSITY_CURVE",
+        description="a pinned examination curve, `1,θ_2,θ_3,…` (in (0, 1], never increasing)",
+    )
+    propensity_method: Annotated[
+        PropensityMethod, Derived("`regression_em` (`pinned` when a curve is given)")
+    ] = Field(
+        validation_alias="LTR_PROPENSITY_METHOD",
+        description="how the examination curve is obtained",
+    )
+    propensity_clip: Annotated[Float, Range(0.001, 1)] = Field(
+        0.05,
+        validation_alias="LTR_PROPENSITY_CLIP",
+        description="training with LTR_DEBIAS=ips: propensities below this count as this",
+    )
+    ips_max_weight: Annotated[Float, Range(1, 1_000_000)] = Field(
+        5.0,
+        validation_alias="LTR_IPS_MAX_WEIGHT",
+        description="the gate's estimator: IPS up to this weight 1/θ, the click model past it "
+        "(SWITCH); a large value gives plain IPS",
+    )
+    dask_scheduler: Text = Field(
+        "",
+        validation_alias="LTR_DASK_SCHEDULER",
+        description="a Dask scheduler address (`tcp://host:8786`): ltr_model trains LambdaRank "
+        "with lightgbm.dask on that cluster; unset: this machine",
+    )
+    num_threads: Annotated[Int, Range(1, 4096, zero_off=True)] = Field(
+        0,
+        validation_alias="LTR_NUM_THREADS",
+        description="LightGBM threads per fit (0: all cores)",
+    )
+    keep_versions: Annotated[Int, Range(1, 100_000)] = Field(
+        30,
+        validation_alias="LTR_KEEP_VERSIONS",
+        description="registry versions kept (plus latest)",
+    )
+    notify_webhook_url: SecretStr = Field(
+        SecretStr(""),
+        validation_alias="NOTIFY_WEBHOOK_URL",
+        description="Slack-compatible webhook for run notifications (its URL embeds a secret)",
+    )
+    signing_key: Annotated[
+        SigningKey | None,
+        BeforeValidator(_key_parser("LTR_ARTIFACT_SIGNING_KEY", single=True)),
+        SECRET,
+    ] = Field(
+        None,
+        validation_alias="LTR_ARTIFACT_SIGNING_KEY",
+        description="`key_id:secret`: every version published is signed with it; unset: "
+        "versions are not signed",
+    )
+    verify_keys: Annotated[
+        tuple[SigningKey, ...],
+        BeforeValidator(_key_parser("LTR_ARTIFACT_VERIFY_KEYS", single=False)),
+        SECRET,
+    ] = Field(
+        (),
+        validation_alias="LTR_ARTIFACT_VERIFY_KEYS",
+        description="`key_id:secret[,…]`: the keys a signature may be made with; when set, a "
+        "version without a valid signature by one of them is refused",
+    )
+    gate: GateThresholds = Field(default_factory=GateThresholds)
+    event_time: EventTimeBounds = Field(default_factory=EventTimeBounds)
+    sample_caps: SampleCaps = Field(default_factory=SampleCaps)
+    kafka: KafkaSettings | None = None  # None when KAFKA_BOOTSTRAP_SERVERS is unset
+    s3: S3Settings = Field(default_factory=S3Settings)
+    serving: ServingSettings = Field(default_factory=lambda: ServingSettings.model_validate({}))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment over `$LTR_HOME/ltr.env`."""
+        return init_settings, EnvironmentSource(settings_cls, layered_env(os.environ))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """The settings from the environment over `$LTR_HOME/ltr.env`, or from `env` alone (an
+        explicit mapping is the whole configuration: no file beneath it). ConfigError names the
+        variable of a bad value."""
+        try:
+            if env is None:
+                return cls()
+            return cls(_build_sources=((EnvironmentSource(cls, env),), {}))
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived(cls, data: Any) -> Any:
+        """The defaults computed from other variables: the paths under LTR_HOME, the lake on S3,
+        the propensity method."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        home = Path(str(_value(data, cls.model_fields["home"], "home")))
+        under_home = {
+            "registry_dir": home / "registry",
+            "weights_path": home / "models" / "ltr_weights.json",
+            "audit_log": str(home / "events" / "*.jsonl"),
+        }
+        for name, default in under_home.items():
+            if not _given(data, cls, name):
+                data[name] = default
+        if not _given(data, cls, "data_dir"):
+            data["data_dir"] = home / "lake"
+        else:
+            alias, raw = _given_item(data, cls, "data_dir")
+            if isinstance(raw, str) and is_s3_url(raw):
+                try:
+                    data["lake_url"] = normalize_s3_url(raw)
+                except ValueError:
+                    raise ConfigError(
+                        f"{alias}={raw!r} must be a folder or s3://bucket[/prefix]"
+                    ) from None
+                data.pop(alias)
+                data["data_dir"] = home / "lake"
+        if not _given(data, cls, "propensity_method"):
+            curve = _given(data, cls, "propensity_curve")
+            data["propensity_method"] = "pinned" if curve else "regression_em"
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.propensity_method == "pinned" and not self.propensity_curve:
+            raise ValueError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")
+        if self.dask_scheduler and self.debias == "lightgbm_position":
+            raise ValueError(
+                "LTR_DASK_SCHEDULER cannot be used with LTR_DEBIAS=lightgbm_position "
+                "(lightgbm.dask takes no positions)"
+            )
+        signing = self.signing_key
+        for key in self.verify_keys:
+            if signing is not None and key.key_id == signing.key_id and key != signing:
+                raise ValueError(
+                    f"key id {key.key_id!r} has one secret in LTR_ARTIFACT_SIGNING_KEY and "
+                    "another in LTR_ARTIFACT_VERIFY_KEYS"
+                )
+        return self
+
+    @property
+    def artifact_keys(self) -> ArtifactKeys:
+        """LTR_ARTIFACT_SIGNING_KEY and LTR_ARTIFACT_VERIFY_KEYS (repr: key ids only)."""
+        return ArtifactKeys(self.signing_key, self.verify_keys)
+
+    @property
+    def serving_store(self) -> Literal["file", "s3"]:
+        """Where serving reads versions: LTR_SERVING_SOURCE, `auto` resolved by S3_BUCKET."""
+        if self.serving.source == "auto":
+            return "s3" if self.s3.bucket else "file"
+        return self.serving.source
+
+
+def _given(data: Mapping[str, Any], model: type[BaseModel], name: str) -> bool:
+    return _given_item(data, model, name)[0] != ""
+
+
+def _given_item(data: Mapping[str, Any], model: type[BaseModel], name: str) -> tuple[str, Any]:
+    """(the key under which the field `name` is given in `data`, its value), or ("", None)."""
+    for key in (*aliases(model.model_fields[name]), name):
+        if key in data:
+            return key, data[key]
+    return "", None
+
+
+def _value(data: Mapping[str, Any], field: FieldInfo, name: str) -> Any:
+    for key in (*aliases(field), name):
+        if key in data:
+            return data[key]
+    return field.default
+
+
+# --- the schema, walked: names, groups, markers -------------------------------------------------
+
+
+def aliases(field: FieldInfo) -> tuple[str, ...]:
+    """The environment names of a field, in order of preference (none for a group)."""
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return (alias,)
+    if isinstance(alias, AliasChoices):
+        return tuple(choice for choice in alias.choices if isinstance(choice, str))
+    return ()
+
+
+def group_of(field: FieldInfo) -> type[BaseModel] | None:
+    """The model of a group field (`KafkaSettings | None` too), or None for a variable."""
+    annotation = field.annotation
+    candidates = (
+        get_args(annotation)
+        if get_origin(annotation) in (Union, types.UnionType)
+        else (annotation,)
+    )
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def has_marker(field: FieldInfo, marker: object) -> bool:
+    return any(item == marker for item in field.metadata)
+
+
+def is_secret(field: FieldInfo) -> bool:
+    return field.annotation is SecretStr or has_marker(field, SECRET)
+
+
+def variables(model: type[BaseModel] = Settings) -> Iterator[tuple[str, FieldInfo]]:
+    """Every (environment name, field) of the schema, groups included, each name once."""
+    seen: set[str] = set()
+    for field in model.model_fields.values():
+        group = group_of(field)
+        items = variables(group) if group else ((name, field) for name in aliases(field))
+        for name, item in items:
+            if name not in seen:
+                seen.add(name)
+                yield name, item
+
+
+def _range(field: FieldInfo) -> Range | None:
+    return next((item for item in field.metadata if isinstance(item, Range)), None)
+
+
+KNOWN_VARIABLES = frozenset(name for name, _ in variables())
+# Every numeric variable's range, from the schema.
+RANGES: dict[str, Range] = {
+    name: found for name, field in variables() if (found := _range(field)) is not None
+}
+# The variables whose values are secrets: an error about one never shows its value.
+SECRETS = frozenset(name for name, field in variables() if is_secret(field)) | EXTERNAL_SECRETS
+
+
+# --- the source: a flat environment, routed to the schema's groups ------------------------------
+
+
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """A flat mapping of environment variables as the schema's input: each variable under its
+    field's alias, each group given the variables of its fields (a group that is optional, like
+    Kafka, only when one of its required variables is set). Values are stripped (unless
+    VERBATIM), a blank value is the default (unless KEEP_EMPTY), and `$NAME` references in path
+    values (EXPAND) are expanded from the same mapping."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self.env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads the whole mapping at once
+
+    def __call__(self) -> dict[str, Any]:
+        return self._route(self.settings_cls)
+
+    def _route(self, model: type[BaseModel]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, field in model.model_fields.items():
+            group = group_of(field)
+            if group is not None:
+                routed = self._route(group)
+                if field.is_required() or field.default is not None or _complete(group, routed):
+                    data[name] = routed
+                continue
+            for alias in aliases(field):
+                if alias in self.env:
+                    value = self._read(alias, field)
+                    if value is not None:
+                        data[alias] = value
+        return data
+
+    def _read(self, name: str, field: FieldInfo) -> str | None:
+        raw = self.env[name]
+        if not raw.strip() and not has_marker(field, KEEP_EMPTY):
+            return None
+        value = raw if has_marker(field, VERBATIM) else raw.strip()
+        return expand(name, value, self.env) if has_marker(field, EXPAND) else value
+
+
+def _complete(group: type[BaseModel], routed: Mapping[str, Any]) -> bool:
+    """Whether every required variable of an optional group is given."""
+    required = [f for f in group.model_fields.values() if f.is_required() and aliases(f)]
+    return bool(required) and all(
+        any(alias in routed for alias in aliases(field)) for field in required
+    )
+
+
+_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$)|)")
+
+
+def expand(name: str, raw: str, env: Mapping[str, str]) -> str:
+    """A path value with `$NAME` and `${NAME}` replaced by the variables' values in `env` (`$$`
+    is a `$`), as a shell would: a reference is never kept literally, so a variable that is not
+    set, or a `$` that starts no reference, is refused naming both."""
+
+    def value(match: re.Match[str]) -> str:
+        braced, bare, dollar = match.groups()
+        if dollar:
+            return "$"
+        variable = braced or bare
+        if variable is None:
+            raise ConfigError(
+                f"{name}={raw!r}: a $ must start $NAME or ${{NAME}} (write $$ for a $ itself)"
+            )
+        if variable not in env:
+            raise ConfigError(f"{name}={raw!r}: ${variable} is not set")
+        return env[variable]
+
+    return _REFERENCE.sub(value, raw)
+
+
+def _shown(name: str, raw: object) -> str:
+    """`NAME='value'` for an error message; a secret's value is never shown."""
+    return f"{name}=<secret>" if name in SECRETS else f"{name}={raw!r}"
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad value, each naming its variable (never a secret's value)."""
+    lines = []
+    for item in error.errors(include_url=False):
+        location = [part for part in item["loc"] if isinstance(part, str)]
+        name = location[-1] if location else ""
+        context = item.get("ctx") or {}
+        if item["type"] == "value_error":
+            message = str(context.get("error", item["msg"]))
+        elif item["type"] == "literal_error":
+            message = f"must be one of {context.get('expected', '')}"
+        else:
+            message = item["msg"]
+        if name not in KNOWN_VARIABLES or message.startswith(name):
+            lines.append(message)  # a rule across variables, or a message naming its own
+        else:
+            separator = "" if message.startswith(":") else " "
+            lines.append(f"{_shown(name, item['input'])}{separator}{message}")
+    return "; ".join(lines)
+
+
+# --- the env file -------------------------------------------------------------------------------
 
 
 def env_file_path(env: Mapping[str, str]) -> Path:
     """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
-    return Path(_path(env, "LTR_HOME", "./var")) / ENV_FILE
+    raw = env.get("LTR_HOME", "").strip()
+    home = expand("LTR_HOME", raw, env) if raw else Settings.model_fields["home"].default
+    return Path(home) / ENV_FILE
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -195,10 +1005,6 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-class UnknownVariableWarning(UserWarning):
-    """An `LTR_*` variable in the env file that the project does not read."""
-
-
 def write_env_file(path: Path, values: Mapping[str, str]) -> None:
     """Leave the configuration a process used where later processes (UI, CLI) read it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,434 +1018,3 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
 def layered_env(env: Mapping[str, str]) -> dict[str, str]:
     """The env file's values beneath `env`: a variable set in the environment always wins."""
     return {**read_env_file(env_file_path(env)), **env}
-
-
-def _shown(name: str, raw: str) -> str:
-    """`NAME='value'` for an error message; a secret's value is never shown."""
-    return f"{name}=<secret>" if name in SECRETS else f"{name}={raw!r}"
-
-
-def _checked(name: str, raw: str, value: float) -> None:
-    """Raise ConfigError unless `value` lies in the variable's range (RANGES)."""
-    allowed = RANGES[name]
-    if allowed.zero_off and value == 0:
-        return
-    if not allowed.low <= value <= allowed.high:
-        raise ConfigError(f"{_shown(name, raw)} is outside its range {allowed.text()}")
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{_shown(name, raw)} is not a number") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{_shown(name, raw)} is not a finite number")
-    _checked(name, raw, value)
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = _integral(name, raw)  # 1e5 is an integer too
-    _checked(name, raw, value)
-    return value
-
-
-def _integral(name: str, raw: str) -> int:
-    try:
-        number = float(raw)
-    except ValueError:
-        number = math.nan
-    if not number.is_integer():
-        raise ConfigError(f"{_shown(name, raw)} is not an integer")
-    return int(number)
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = _str(env, name, default)
-    if value not in choices:
-        raise ConfigError(f"{_shown(name, value)} must be one of {', '.join(choices)}")
-    return value
-
-
-def _attributes(env: Mapping[str, str]) -> tuple[str, ...]:
-    """LTR_FAIRNESS_ATTRIBUTES: unset means all four; set but empty (or "none") means the
-    operator turned the fairness gate off on purpose."""
-    name = "LTR_FAIRNESS_ATTRIBUTES"
-    if name not in env:
-        return PROTECTED_ATTRIBUTES
-    raw = env[name].strip()
-    if raw.lower() in ("", "none"):
-        return ()
-    chosen = tuple(part.strip() for part in raw.split(",") if part.strip())
-    unknown = sorted(set(chosen) - set(PROTECTED_ATTRIBUTES))
-    if unknown:
-        allowed = ", ".join(PROTECTED_ATTRIBUTES)
-        raise ConfigError(f"{name}={raw!r}: unknown attributes {unknown}; one of {allowed}")
-    return chosen
-
-
-def _float_list(env: Mapping[str, str], name: str) -> tuple[float, ...]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return ()
-    try:
-        values = tuple(float(part) for part in raw.split(","))
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a comma-separated list of numbers") from None
-    if not all(math.isfinite(v) for v in values):
-        raise ConfigError(f"{name}={raw!r} holds a value that is not finite")
-    return values
-
-
-def _str(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = env.get(name, "").strip()
-    return raw or default
-
-
-_REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$)|)")
-
-
-def _path(env: Mapping[str, str], name: str, default: str) -> str:
-    """A path setting, with `$NAME` and `${NAME}` replaced by the variables' values in `env`
-    (`$$` is a `$`), as a shell would: a reference is never kept literally, so a variable that
-    is not set, or a `$` that starts no reference, is refused naming both. The default is used
-    as it is."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-
-    def value(match: re.Match[str]) -> str:
-        braced, bare, dollar = match.groups()
-        if dollar:
-            return "$"
-        variable = braced or bare
-        if variable is None:
-            raise ConfigError(
-                f"{name}={raw!r}: a $ must start $NAME or ${{NAME}} (write $$ for a $ itself)"
-            )
-        if variable not in env:
-            raise ConfigError(f"{name}={raw!r}: ${variable} is not set")
-        return env[variable]
-
-    return _REFERENCE.sub(value, raw)
-
-
-@dataclass(frozen=True)
-class EmptyDays:
-    """The days whose raw_events may be empty (LTR_ALLOW_EMPTY_DAYS). By default none: a day
-    for which the source gives no record at all fails, naming the source, since that is far more
-    often a source that matches nothing (a wrong path, a folder) than a day without events."""
-
-    every: bool = False
-    days: frozenset[date] = frozenset()
-
-    def allows(self, day: date) -> bool:
-        return self.every or day in self.days
-
-
-def _empty_days(env: Mapping[str, str]) -> EmptyDays:
-    """LTR_ALLOW_EMPTY_DAYS: days `YYYY-MM-DD` separated by commas, or `all`."""
-    name = "LTR_ALLOW_EMPTY_DAYS"
-    raw = env.get(name, "").strip()
-    if not raw:
-        return EmptyDays()
-    if raw.lower() == "all":
-        return EmptyDays(every=True)
-    days = set()
-    for part in raw.split(","):
-        try:
-            days.add(date.fromisoformat(part.strip()))
-        except ValueError:
-            raise ConfigError(
-                f"{name}={raw!r}: {part.strip()!r} is not a date YYYY-MM-DD "
-                "(list days separated by commas, or write all)"
-            ) from None
-    return EmptyDays(days=frozenset(days))
-
-
-@dataclass(frozen=True)
-class GateThresholds:
-    """The publication gate. Defaults are DESIGN.md's."""
-
-    ndcg_min: float = 0.65
-    fairness_max: float = 0.05
-    latency_p95_ms: float = 15.0
-    min_samples: int = 100
-    regression_margin: float = 0.02
-    # Attribute values in fewer lists than this (test and validation pooled) are not gated; the
-    # WARN check fairness_coverage names them.
-    fairness_min_groups: int = 30
-    fairness_min_ratio: float = 0.8  # the four-fifths rule
-    fairness_min_coverage: float = 0.5  # share of candidates with a known value, per attribute
-    fairness_attributes: tuple[str, ...] = PROTECTED_ATTRIBUTES
-
-
-@dataclass(frozen=True)
-class SampleCaps:
-    """How many rows the steps of ltr_model that fit well on a sample use at most (0: no cap).
-
-    Each capped step fits on a deterministic sample of whole lists (a fixed-seed draw, so the
-    same window gives the same sample) when its input holds more rows than the cap, and on all
-    of it otherwise: the caps bite only on big windows (the demo's 14-day window holds about
-    100,000 rows). Validation, the evaluation and the gate always use every row. What each
-    sample held is recorded in the version's metadata (`sampling`). Measured in
-    benchmarks/README.md, "scale"."""
-
-    # the click model (examination curve θ, attractiveness γ) and the click-gain model, fitted
-    # on the training and validation lists (LTR_CLICK_MODEL_MAX_ROWS)
-    click_model_rows: int = 200_000
-    # the distilled and pairwise derivations of the published linear weights, fitted on the
-    # training lists (LTR_WEIGHTS_MAX_ROWS)
-    weights_rows: int = 200_000
-    # LambdaRank's training lists (LTR_TRAIN_MAX_ROWS); validation (early stopping) and the
-    # test lists are never sampled
-    train_rows: int = 200_000
-    seed: int = 0
-
-
-DEFAULT_KAFKA_STOP_RECORDS = 100
-# An event stamped more than this many days before its source's clock is quarantined as
-# old_timestamp (LTR_MAX_EVENT_AGE_DAYS).
-DEFAULT_MAX_EVENT_AGE_DAYS = 30
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """The Kafka source's connection, security and reading settings (KAFKA_*), declared once;
-    `ltr_assets.ingest.kafka` reads the topic with them."""
-
-    bootstrap_servers: str
-    topic: str = "match_events"
-    group_id: str = "ltr-raw-events"
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    connect_timeout_s: float = 3.0
-    request_timeout_s: float = 40.0
-    stall_timeout_s: float = 60.0
-    grace: timedelta = timedelta(hours=2, minutes=15)
-    # A partition's read of day D ends once this many records in a row are stamped at or after
-    # the end of D plus the grace (LTR_KAFKA_STOP_RECORDS): more than the impressions of one
-    # recommendation list, which share a key and so a partition and may all carry one wrong
-    # clock; fewer records past the window never end the read.
-    stop_records: int = DEFAULT_KAFKA_STOP_RECORDS
-    max_clock_skew: timedelta = timedelta(hours=24)
-    max_event_age: timedelta = timedelta(days=DEFAULT_MAX_EVENT_AGE_DAYS)
-
-
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    data_dir: Path  # the local lake; not used when lake_url is set
-    registry_dir: Path
-    weights_path: Path
-    audit_log: str
-    start_date: str
-    s3_bucket: str
-    s3_prefix: str
-    s3_endpoint: str
-    gate: GateThresholds = field(default_factory=GateThresholds)
-    train_window_days: int = 14
-    feedback_window_hours: int = 24
-    quarantine_warn_ratio: float = 0.05
-    scorer: str = "weights"
-    reload_token: str = field(default="", repr=False)
-    poll_seconds: float = 300.0
-    reload_timeout_s: float = 60.0
-    notify_webhook_url: str = field(default="", repr=False)  # Slack URLs embed a secret
-    serving_url: str = ""
-    kafka: KafkaSettings | None = None  # None when KAFKA_BOOTSTRAP_SERVERS is unset
-    s3_region: str = "us-east-1"
-    keep_versions: int = 30
-    max_candidates: int = 1000
-    serving_source: str = "auto"
-    debias: str = "click_model"
-    propensity_method: str = "regression_em"
-    propensity_curve: tuple[float, ...] = ()  # the pinned curve, θ_1 = 1 first
-    propensity_clip: float = 0.05
-    ips_max_weight: float = 5.0  # the gate's estimator: IPS up to this weight, the model past it
-    max_body_bytes: int = default_max_body_bytes(1000)
-    max_clock_skew_hours: float = 24.0
-    max_event_age_days: int = DEFAULT_MAX_EVENT_AGE_DAYS
-    allow_empty_days: EmptyDays = field(default_factory=EmptyDays)
-    lake_url: str = ""  # LTR_DATA_DIR when it is s3://bucket[/prefix]: the lake shared on S3
-    dask_scheduler: str = ""  # LTR_DASK_SCHEDULER: train LambdaRank on this Dask cluster
-    sample_caps: SampleCaps = field(default_factory=SampleCaps)
-    # LTR_ARTIFACT_SIGNING_KEY / LTR_ARTIFACT_VERIFY_KEYS (secrets: their repr shows key ids only)
-    artifact_keys: ArtifactKeys = field(default_factory=ArtifactKeys)
-    score_timeout_ms: float = 1000.0  # LTR_SCORE_TIMEOUT_MS: /rank's bound on model scoring
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = layered_env(os.environ) if env is None else env
-        home = Path(_path(env, "LTR_HOME", "./var"))
-        scorer = _str(env, "LTR_SCORER", "weights")
-        if scorer not in SCORERS:
-            raise ConfigError(f"LTR_SCORER={scorer!r} must be one of {', '.join(SCORERS)}")
-        start_date = _str(env, "LTR_START_DATE", "2026-01-01")
-        _check_date("LTR_START_DATE", start_date)
-        gate = GateThresholds(
-            ndcg_min=_float(env, "LTR_NDCG_MIN", GateThresholds.ndcg_min),
-            fairness_max=_float(env, "LTR_FAIRNESS_MAX", GateThresholds.fairness_max),
-            latency_p95_ms=_float(env, "LTR_LATENCY_P95_MS", GateThresholds.latency_p95_ms),
-            min_samples=_int(env, "LTR_MIN_SAMPLES", GateThresholds.min_samples),
-            regression_margin=_float(
-                env, "LTR_REGRESSION_MARGIN", GateThresholds.regression_margin
-            ),
-            fairness_min_groups=_int(
-                env, "LTR_FAIRNESS_MIN_GROUPS", GateThresholds.fairness_min_groups
-            ),
-            fairness_min_ratio=_float(
-                env, "LTR_FAIRNESS_MIN_RATIO", GateThresholds.fairness_min_ratio
-            ),
-            fairness_min_coverage=_float(
-                env, "LTR_FAIRNESS_MIN_COVERAGE", GateThresholds.fairness_min_coverage
-            ),
-            fairness_attributes=_attributes(env),
-        )
-        curve = _float_list(env, "LTR_PROPENSITY_CURVE")
-        propensity_method = _choice(
-            env, "LTR_PROPENSITY_METHOD", "pinned" if curve else "regression_em", PROPENSITY_METHODS
-        )
-        if propensity_method == "pinned" and not curve:
-            raise ConfigError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")
-        clip = _float(env, "LTR_PROPENSITY_CLIP", 0.05)
-        ips_max_weight = _float(env, "LTR_IPS_MAX_WEIGHT", 5.0)
-        max_candidates = _int(env, "LTR_MAX_CANDIDATES", 1000)
-        skew = _float(env, "LTR_MAX_CLOCK_SKEW_HOURS", 24.0)
-        max_age = _int(env, "LTR_MAX_EVENT_AGE_DAYS", DEFAULT_MAX_EVENT_AGE_DAYS)
-        data_dir = _path(env, "LTR_DATA_DIR", str(home / "lake"))
-        lake_url = _lake_url(data_dir)
-        debias = _choice(env, "LTR_DEBIAS", "click_model", DEBIAS_METHODS)
-        dask_scheduler = env.get("LTR_DASK_SCHEDULER", "").strip()
-        if dask_scheduler and debias == "lightgbm_position":
-            raise ConfigError(
-                "LTR_DASK_SCHEDULER cannot be used with LTR_DEBIAS=lightgbm_position "
-                "(lightgbm.dask takes no positions)"
-            )
-        return cls(
-            home=home,
-            data_dir=home / "lake" if lake_url else Path(data_dir),
-            lake_url=lake_url,
-            registry_dir=Path(_path(env, "LTR_REGISTRY_DIR", str(home / "registry"))),
-            weights_path=Path(
-                _path(env, "WEIGHTS_PATH", str(home / "models" / "ltr_weights.json"))
-            ),
-            audit_log=_path(env, "LTR_AUDIT_LOG", str(home / "events" / "*.jsonl")),
-            start_date=start_date,
-            s3_bucket=env.get("S3_BUCKET", "").strip(),
-            s3_prefix=_str(env, "S3_PREFIX", "ltr"),
-            s3_endpoint=env.get("S3_ENDPOINT", "").strip(),
-            gate=gate,
-            train_window_days=_int(env, "LTR_TRAIN_WINDOW_DAYS", 14),
-            feedback_window_hours=_int(env, "LTR_FEEDBACK_WINDOW_HOURS", 24),
-            quarantine_warn_ratio=_float(env, "LTR_QUARANTINE_WARN_RATIO", 0.05),
-            scorer=scorer,
-            reload_token=env.get("LTR_RELOAD_TOKEN", ""),
-            poll_seconds=_float(env, "WEIGHTS_POLL_SECONDS", 300.0),
-            reload_timeout_s=_float(env, "LTR_RELOAD_TIMEOUT_SECONDS", 60.0),
-            notify_webhook_url=env.get("NOTIFY_WEBHOOK_URL", "").strip(),
-            serving_url=env.get("LTR_SERVING_URL", "").strip(),
-            kafka=_kafka(env, skew, max_age),
-            s3_region=_str(env, "AWS_REGION", _str(env, "AWS_DEFAULT_REGION", "us-east-1")),
-            keep_versions=_int(env, "LTR_KEEP_VERSIONS", 30),
-            max_candidates=max_candidates,
-            serving_source=_choice(env, "LTR_SERVING_SOURCE", "auto", SERVING_SOURCES),
-            debias=debias,
-            propensity_method=propensity_method,
-            propensity_curve=curve,
-            propensity_clip=clip,
-            ips_max_weight=ips_max_weight,
-            max_body_bytes=_int(env, "LTR_MAX_BODY_BYTES", default_max_body_bytes(max_candidates)),
-            max_clock_skew_hours=skew,
-            max_event_age_days=max_age,
-            allow_empty_days=_empty_days(env),
-            dask_scheduler=dask_scheduler,
-            sample_caps=SampleCaps(
-                click_model_rows=_int(env, "LTR_CLICK_MODEL_MAX_ROWS", SampleCaps.click_model_rows),
-                weights_rows=_int(env, "LTR_WEIGHTS_MAX_ROWS", SampleCaps.weights_rows),
-                train_rows=_int(env, "LTR_TRAIN_MAX_ROWS", SampleCaps.train_rows),
-            ),
-            artifact_keys=_artifact_keys(env),
-            score_timeout_ms=_float(env, "LTR_SCORE_TIMEOUT_MS", 1000.0),
-        )
-
-
-def _artifact_keys(env: Mapping[str, str]) -> ArtifactKeys:
-    """LTR_ARTIFACT_SIGNING_KEY (one `id:secret`) and LTR_ARTIFACT_VERIFY_KEYS (`id:secret,...`);
-    a malformed value names its variable, never its secret."""
-    signing_raw = env.get("LTR_ARTIFACT_SIGNING_KEY", "").strip()
-    verify_raw = env.get("LTR_ARTIFACT_VERIFY_KEYS", "").strip()
-    try:
-        signing = parse_keys(signing_raw, "LTR_ARTIFACT_SIGNING_KEY") if signing_raw else ()
-        verifying = parse_keys(verify_raw, "LTR_ARTIFACT_VERIFY_KEYS") if verify_raw else ()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if len(signing) > 1:
-        raise ConfigError("LTR_ARTIFACT_SIGNING_KEY holds one key (id:secret), not a list")
-    for key in verifying:
-        if signing and key.key_id == signing[0].key_id and key != signing[0]:
-            raise ConfigError(
-                f"key id {key.key_id!r} has one secret in LTR_ARTIFACT_SIGNING_KEY and another "
-                "in LTR_ARTIFACT_VERIFY_KEYS"
-            )
-    return ArtifactKeys(signing[0] if signing else None, verifying)
-
-
-def _lake_url(value: str) -> str:
-    """LTR_DATA_DIR as an s3://bucket[/prefix] URL (normalized, no trailing slash), or "" for a
-    local folder."""
-    if not value.lower().startswith("s3://"):
-        return ""
-    bucket, _, prefix = value[len("s3://") :].partition("/")
-    prefix = prefix.strip("/")
-    if not bucket or any(part in {"", ".", ".."} for part in prefix.split("/") if prefix):
-        raise ConfigError(f"LTR_DATA_DIR={value!r} must be a folder or s3://bucket[/prefix]")
-    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-
-
-def _kafka(env: Mapping[str, str], skew_hours: float, max_age_days: int) -> KafkaSettings | None:
-    """The Kafka source's settings, or None when KAFKA_BOOTSTRAP_SERVERS is not set."""
-    servers = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if not servers:
-        return None
-    return KafkaSettings(
-        bootstrap_servers=servers,
-        topic=_str(env, "KAFKA_TOPIC", "match_events"),
-        group_id=_str(env, "KAFKA_GROUP_ID", "ltr-raw-events"),
-        security_protocol=_choice(
-            env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_SECURITY_PROTOCOLS
-        ),
-        sasl_mechanism=_str(env, "KAFKA_SASL_MECHANISM", ""),
-        sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
-        sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
-        ssl_cafile=_path(env, "KAFKA_SSL_CAFILE", ""),
-        ssl_certfile=_path(env, "KAFKA_SSL_CERTFILE", ""),
-        ssl_keyfile=_path(env, "KAFKA_SSL_KEYFILE", ""),
-        connect_timeout_s=_float(env, "KAFKA_CONNECT_TIMEOUT_SECONDS", 3.0),
-        grace=timedelta(minutes=_int(env, "LTR_KAFKA_GRACE_MINUTES", 135)),
-        stop_records=_int(env, "LTR_KAFKA_STOP_RECORDS", DEFAULT_KAFKA_STOP_RECORDS),
-        max_clock_skew=timedelta(hours=skew_hours),
-        max_event_age=timedelta(days=max_age_days),
-    )
-
-
-def _check_date(name: str, value: str) -> None:
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a date YYYY-MM-DD") from None

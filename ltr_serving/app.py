@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from ltr_core.rank_api import RankRequest
+from ltr_core.settings import Settings
 from ltr_serving.errors import validation_errors
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
@@ -34,9 +35,8 @@ from ltr_serving.metrics import (
 )
 from ltr_serving.poller import poll_forever
 from ltr_serving.routers import health, ranking, reload
-from ltr_serving.settings import ServingSettings
 from ltr_serving.state import ServingState
-from ltr_serving.store import WeightStore, build_store
+from ltr_serving.store import WeightStore, build_store, serving_mirror
 
 log = logging.getLogger("ltr_serving.app")
 
@@ -69,23 +69,21 @@ class ServingApp(FastAPI):
             metrics.time_rank(status, time.perf_counter() - start)
 
 
-def create_app(
-    settings: ServingSettings | None = None, store: WeightStore | None = None
-) -> ServingApp:
+def create_app(settings: Settings | None = None, store: WeightStore | None = None) -> ServingApp:
     """A new app with its own state and metrics registry (tests run several in one process)."""
     configure_logging()
     metrics = ServingMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings or ServingSettings.from_env()
+        resolved = settings or Settings.from_env()
         state = ServingState(
             store
             or build_store(
                 resolved.registry_dir,
                 resolved.weights_path,
                 resolved.scorer,
-                resolved.mirror(),
+                serving_mirror(resolved),
                 resolved.artifact_keys,
             ),
             resolved,
@@ -101,8 +99,8 @@ def create_app(
         gc.collect()
         gc.freeze()
         poller = None
-        if resolved.poll_seconds > 0:
-            poller = asyncio.create_task(poll_forever(state, resolved.poll_seconds))
+        if resolved.serving.poll_seconds > 0:
+            poller = asyncio.create_task(poll_forever(state, resolved.serving.poll_seconds))
         try:
             yield
         finally:

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the per-app settings and state, injected into the routers.
+"""FastAPI dependencies: the per-app settings (the project's `ltr_core.settings.Settings`; the
+routes read its `serving` group) and state, injected into the routers.
 
 They are `async def` although they do not await: FastAPI runs a plain `def` dependency in a
 worker thread, and three thread hops per request cost more than ranking 100 candidates.
@@ -10,13 +11,13 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
+from ltr_core.settings import Settings
 from ltr_serving.metrics import ServingMetrics
-from ltr_serving.settings import ServingSettings
 from ltr_serving.state import ServingState
 
 
-async def get_settings(request: Request) -> ServingSettings:
-    settings: ServingSettings = request.app.state.settings
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
     return settings
 
 
@@ -32,6 +33,6 @@ async def get_metrics(request: Request) -> ServingMetrics:
     return metrics
 
 
-SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 StateDep = Annotated[ServingState, Depends(get_state)]
 MetricsDep = Annotated[ServingMetrics, Depends(get_metrics)]

@@ -20,9 +20,9 @@ import numpy as np
 from ltr_core.artifacts.format import check_servable
 from ltr_core.features import FEATURES
 from ltr_core.scoring import Scorer, WeightsScorer, make_scorer
+from ltr_core.settings import Settings
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.scoring_pool import ScoringPool
-from ltr_serving.settings import ServingSettings
 from ltr_serving.store import StoredArtifact, StoreUnavailable, WeightStore
 
 log = logging.getLogger("ltr_serving.reload")
@@ -70,21 +70,21 @@ class ServingState:
     """The live model plus what requests need next to it (settings, metrics): one dependency.
 
     Reloads run one at a time, each in a worker thread of its own that the caller waits for at
-    most `settings.reload_timeout_s`: a read that hangs (a stalled volume, a FIFO where a file
-    should be) fails that reload as retryable and never holds the caller, the event loop or
+    most `settings.serving.reload_timeout_s`: a read that hangs (a stalled volume, a FIFO where
+    a file should be) fails that reload as retryable and never holds the caller, the event loop or
     /ltr/health (which reads only `live` and `last_attempt`). The hung worker keeps the reload
     slot until its read returns; reloads asked for meanwhile wait for the slot at most the same
     bound and are then answered "busy". A worker whose caller gave up never swaps its result in.
     """
 
-    def __init__(
-        self, store: WeightStore, settings: ServingSettings, metrics: ServingMetrics
-    ) -> None:
+    def __init__(self, store: WeightStore, settings: Settings, metrics: ServingMetrics) -> None:
         self.store = store
         self.settings = settings
         self.scorer_kind = settings.scorer
         self.metrics = metrics
-        self.scoring = ScoringPool(settings.score_timeout_ms / 1000)  # /rank's model scoring
+        self.scoring = ScoringPool(
+            settings.serving.score_timeout_ms / 1000
+        )  # /rank's model scoring
         metrics.watch_scoring(self.scoring)
         self.live: LiveModel | None = None
         self.last_attempt: ReloadAttempt | None = None
@@ -110,7 +110,7 @@ class ServingState:
         return None if attempt is None or attempt.busy else attempt
 
     def _run(self, trigger: str, only_if_changed: bool) -> ReloadAttempt | None:
-        timeout = self.settings.reload_timeout_s
+        timeout = self.settings.serving.reload_timeout_s
         if not self._slot.acquire(timeout=timeout):
             return self._busy(trigger)
         outcome = _Outcome()
@@ -156,7 +156,7 @@ class ServingState:
             version=version,
             previous_version=version,
             error="reload in progress: another reload has held the slot for more than "
-            f"{self.settings.reload_timeout_s:g} s (LTR_RELOAD_TIMEOUT_SECONDS)",
+            f"{self.settings.serving.reload_timeout_s:g} s (LTR_RELOAD_TIMEOUT_SECONDS)",
             duration_s=0.0,
             retryable=True,
             busy=True,

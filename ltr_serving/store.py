@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from ltr_core.artifacts.format import Artifact, RegistryError, sha256, validate_weights
-from ltr_core.artifacts.s3 import S3Versions
+from ltr_core.artifacts.s3 import S3Versions, s3_versions_from_settings
 from ltr_core.artifacts.signing import ArtifactKeys
 from ltr_core.artifacts.store import LocalVersions
+from ltr_core.settings import ConfigError, Settings
 
 Source = Literal["file", "s3"]
 log = logging.getLogger("ltr_serving.store")
@@ -214,3 +215,14 @@ def build_store(
     if mirror is not None:
         return S3WeightStore(mirror, scorer)
     return LocalWeightStore(registry_dir, weights_path, scorer, keys)
+
+
+def serving_mirror(settings: Settings) -> S3Versions | None:
+    """The S3 mirror to serve from when serving reads S3 (LTR_SERVING_SOURCE=s3, or auto with
+    S3_BUCKET set), carrying the settings' artifact keys; None for the local registry."""
+    if settings.serving_store != "s3":
+        return None
+    mirror = s3_versions_from_settings(settings)
+    if mirror is None:
+        raise ConfigError("LTR_SERVING_SOURCE=s3 needs S3_BUCKET")
+    return mirror

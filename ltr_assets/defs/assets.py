@@ -284,7 +284,7 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
     if report.s3_published is False:
         context.log.warning(f"S3 publish failed, local version stands: {report.s3_error}")
         notify(
-            settings.notify_webhook_url,
+            settings.notify_webhook_url.get_secret_value(),
             f":warning: LTR {result.version} published locally only; S3 failed: "
             f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
         )

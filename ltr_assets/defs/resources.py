@@ -11,8 +11,6 @@ asset graph.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
@@ -49,9 +47,12 @@ class LtrResource(ConfigurableResource):
 
     def file_source(self) -> AuditLogSource:
         settings = self.settings()
-        skew = timedelta(hours=settings.max_clock_skew_hours)
-        max_age = timedelta(days=settings.max_event_age_days)
-        return AuditLogSource(settings.audit_log, max_clock_skew=skew, max_event_age=max_age)
+        bounds = settings.event_time
+        return AuditLogSource(
+            settings.audit_log,
+            max_clock_skew=bounds.max_clock_skew,
+            max_event_age=bounds.max_event_age,
+        )
 
     def kafka_source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""

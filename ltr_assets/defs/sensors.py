@@ -94,17 +94,19 @@ def _reload_outcome(settings: Settings, after: str) -> SkipReason:
     """POST /reload. A refused artifact (409) is final: notify once and move on (the old
     version serves). The service down or erroring: fail this tick, so the next one retries and
     the UI shows it; the service's own poller is the fallback."""
-    if not settings.serving_url:
+    if not settings.serving.url:
         return SkipReason(
             f"LTR_SERVING_URL is not set: no reload requested after {after}; the service's own "
             "poller (WEIGHTS_POLL_SECONDS) will pick the new version up"
         )
-    delivery = request_reload(settings.serving_url, settings.reload_token)
+    delivery = request_reload(
+        settings.serving.url, settings.serving.reload_token.get_secret_value()
+    )
     if delivery.ok:
         return SkipReason(f"serving reloaded after {after}")
     if delivery.status == 409:
         notify(
-            settings.notify_webhook_url,
+            settings.notify_webhook_url.get_secret_value(),
             f":warning: the ranking service refused the new artifact after {after}: "
             f"{delivery.error}. The previous version keeps serving.",
         )
@@ -141,7 +143,7 @@ def reload_after_rollback_sensor(context: RunStatusSensorContext, ltr: LtrResour
 def _notify_skip(ltr: LtrResource, context: RunStatusSensorContext) -> SkipReason | None:
     """Without a webhook there is nobody to tell: say so on the tick (the UI shows it) rather
     than "0 runs requested" with the reason only in the logs."""
-    if ltr.settings().notify_webhook_url:
+    if ltr.settings().notify_webhook_url.get_secret_value():
         return None
     run = context.dagster_run
     return SkipReason(
@@ -161,7 +163,7 @@ def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> Ski
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
     notify(
-        ltr.settings().notify_webhook_url,
+        ltr.settings().notify_webhook_url.get_secret_value(),
         f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})",
     )
     return None
@@ -180,7 +182,7 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> Sk
     if outcome.outcome == "crashed" and detail.startswith("run "):  # no step failed: say why
         detail = (context.failure_event.message if context.failure_event else None) or detail
     notify(
-        ltr.settings().notify_webhook_url,
+        ltr.settings().notify_webhook_url.get_secret_value(),
         failure_text(
             run.job_name,
             run.tags.get("dagster/partition", "-"),

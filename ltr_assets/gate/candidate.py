@@ -163,6 +163,7 @@ def train_candidate(
         ips_max_weight=settings.ips_max_weight,
         dask_scheduler=settings.dask_scheduler,
         caps=settings.sample_caps,
+        num_threads=settings.num_threads,
     )
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
@@ -172,7 +173,7 @@ def train_candidate(
         valid_merit=ranker.debiaser.expected_gain(valid.X),
     )
     evaluation = evaluate(
-        scorer, test, judge, fairness, settings.gate, max_candidates=settings.max_candidates
+        scorer, test, judge, fairness, settings.gate, max_candidates=settings.serving.max_candidates
     )
     candidate_scores = scorer.score(test.X)
     compared = _baseline(registry, day, settings.scorer, test, judge, candidate_scores)
@@ -222,7 +223,7 @@ def train_candidate(
         "warnings": [asdict(result) for result in warnings],
         "fairness_table": evaluation.fairness.table(),
         "gate_passed": all(result.passed for result in gate),
-        "thresholds": asdict(settings.gate),
+        "thresholds": settings.gate.model_dump(),
         "code_version": code_version(),
     }
     atomic.write_text(folder / CANDIDATE_FILE, json.dumps(summary, indent=2, default=str) + "\n")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ltr_core.events import EventRow, Rejection, parse_event
-from ltr_core.settings import DEFAULT_MAX_EVENT_AGE_DAYS
+from ltr_core.settings import EventTimeBounds
 
 # A cheap look at a line's own date, so a day's read does not JSON-decode every other day.
 _DATE_HINT = re.compile(rb'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})')
@@ -59,8 +59,10 @@ def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
     return None
 
 
-DEFAULT_MAX_CLOCK_SKEW = timedelta(hours=24)
-DEFAULT_MAX_EVENT_AGE = timedelta(days=DEFAULT_MAX_EVENT_AGE_DAYS)
+# The schema's defaults (LTR_MAX_CLOCK_SKEW_HOURS, LTR_MAX_EVENT_AGE_DAYS), for sources built
+# without settings (tests, benchmarks); the pipeline passes the settings' values.
+DEFAULT_MAX_CLOCK_SKEW = EventTimeBounds().max_clock_skew
+DEFAULT_MAX_EVENT_AGE = EventTimeBounds().max_event_age
 FUTURE = "future_timestamp"
 OLD = "old_timestamp"
 # Lines whose dates make a file's clock (`LineClock`): more than twice the lines of one

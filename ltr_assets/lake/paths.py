@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ltr_assets.lake.s3 import S3Path, s3_filesystem, split_s3_url
+from ltr_assets.lake.s3 import S3Path, s3_filesystem
+from ltr_core.s3_url import split_s3_url
 
 if TYPE_CHECKING:
     from ltr_core.settings import Settings
@@ -43,7 +44,7 @@ def lake_from_settings(settings: Settings) -> Lake:
     if not settings.lake_url:
         return Lake(settings.data_dir)
     bucket, prefix = split_s3_url(settings.lake_url)
-    fs = s3_filesystem(settings.s3_endpoint, settings.s3_region)
+    fs = s3_filesystem(settings.s3.endpoint, settings.s3.region)
     return Lake(S3Path(fs, f"{bucket}/{prefix}" if prefix else bucket))
 
 

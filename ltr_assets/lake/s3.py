@@ -29,17 +29,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-S3_SCHEME = "s3://"
+from ltr_core.s3_url import S3_SCHEME
+
 READ_ATTEMPTS = 5
-
-
-def split_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix/` → ("bucket", "some/prefix"); ValueError without a bucket."""
-    rest = url.strip()[len(S3_SCHEME) :]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket or any(part in {".", ".."} for part in prefix.split("/")):
-        raise ValueError(f"{url!r} is not an s3://bucket[/prefix] URL")
-    return bucket, prefix.strip("/")
 
 
 def s3_filesystem(endpoint: str = "", region: str = "us-east-1") -> pafs.S3FileSystem:

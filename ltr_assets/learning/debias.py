@@ -24,6 +24,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from ltr_assets.learning.lightgbm_params import lightgbm_params
 from ltr_assets.learning.propensity import ClickModel, PropensityCurve, fit_click_model
 from ltr_core.scoring import predict
 
@@ -33,17 +34,12 @@ METHODS = ("click_model", "ips", "lightgbm_position", "none")
 # `label_gain`), so a debiased gain is rounded to one of 31 levels instead of four grades.
 GAIN_LEVELS: tuple[float, ...] = (0.0, *[float(v) for v in np.geomspace(0.02, 16.0, 30)])
 
+# The click-gain model's own parameters (over lightgbm_params.BASE_PARAMS).
 _GAIN_PARAMS: dict[str, Any] = {
     "objective": "regression",
     "learning_rate": 0.05,
     "num_leaves": 15,
     "min_data_in_leaf": 50,
-    "lambda_l2": 1.0,
-    "seed": 42,
-    "deterministic": True,
-    "force_row_wise": True,
-    "num_threads": 2,
-    "verbosity": -1,
 }
 GAIN_ROUNDS = 200
 
@@ -121,18 +117,27 @@ def fit_debiaser(
     clip: float = 0.05,
     bootstrap: int = 100,
     ips_max_weight: float = 5.0,
+    num_threads: int = 0,
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days)."""
     labels = np.asarray(labels)
     click_model = fit_click_model(
-        positions, labels > 0, features, group_sizes, pinned=pinned, bootstrap=bootstrap
+        positions,
+        labels > 0,
+        features,
+        group_sizes,
+        pinned=pinned,
+        bootstrap=bootstrap,
+        num_threads=num_threads,
     )
     clicked = labels > 0
     gains = logged_gain(labels[clicked])
     gain_model = None
     if clicked.sum() >= 2 * _GAIN_PARAMS["min_data_in_leaf"]:
         gain_model = lgb.train(
-            _GAIN_PARAMS, lgb.Dataset(features[clicked], gains), num_boost_round=GAIN_ROUNDS
+            lightgbm_params(num_threads, **_GAIN_PARAMS),
+            lgb.Dataset(features[clicked], gains),
+            num_boost_round=GAIN_ROUNDS,
         )
     mean_gain = float(gains.mean()) if gains.size else 1.0
     return Debiaser(click_model, gain_model, mean_gain, clip, ips_max_weight)

@@ -44,6 +44,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from ltr_assets.learning.lightgbm_params import lightgbm_params
 from ltr_core.scoring import predict
 
 METHODS = ("regression_em", "pinned")
@@ -160,16 +161,11 @@ def _nll(clicks: np.ndarray, theta_rows: np.ndarray, raw: np.ndarray) -> float:
     return float(-np.mean(clicks * np.log(p) + (1.0 - clicks) * np.log(1.0 - p)))
 
 
+# γ's own parameters (over lightgbm_params.BASE_PARAMS).
 _GAMMA_PARAMS: dict[str, Any] = {
     "learning_rate": 0.1,
     "num_leaves": 7,  # 15 and more leaves absorb position into γ (θ too flat), measured
     "min_data_in_leaf": 100,
-    "lambda_l2": 1.0,
-    "seed": 42,
-    "deterministic": True,
-    "force_row_wise": True,
-    "num_threads": 2,
-    "verbosity": -1,
 }
 
 
@@ -203,6 +199,7 @@ def fit_click_model(
     holdout: float = 0.2,
     bootstrap: int = 200,
     seed: int = 0,
+    num_threads: int = 0,
 ) -> ClickModel:
     """Fit the position-based click model (see the module docstring). `positions` are 1-based
     logged ranks, `clicks` 0/1 (any feedback at or past a click), `features` the impressions'
@@ -252,7 +249,8 @@ def fit_click_model(
             since_best += 1
             if since_best >= patience:
                 break
-        params = {**_GAMMA_PARAMS, "objective": _gamma_objective(clicks[fit], theta[bucket][fit])}
+        objective = _gamma_objective(clicks[fit], theta[bucket][fit])
+        params = lightgbm_params(num_threads, **_GAMMA_PARAMS, objective=objective)
         dataset.set_init_score(raw[fit])
         booster = lgb.train(params, dataset, num_boost_round=rounds_per_iteration)
         boosters.append(booster)

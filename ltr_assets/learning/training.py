@@ -41,13 +41,17 @@ from ltr_assets.learning.debias import (
     gain_levels,
     logged_gain,
 )
+from ltr_assets.learning.lightgbm_params import BASE_PARAMS
 from ltr_assets.learning.propensity import PropensityCurve
 from ltr_assets.metrics.ranking import CounterfactualEvaluator, group_offsets
 from ltr_core.features import FEATURES
 from ltr_core.scoring import predict
 from ltr_core.settings import SampleCaps
 
+# LambdaRank's own parameters over the shared ones (lightgbm_params.BASE_PARAMS); the number of
+# threads is added per fit (LTR_NUM_THREADS).
 DEFAULT_PARAMS: dict[str, Any] = {
+    **BASE_PARAMS,
     "objective": "lambdarank",
     "metric": "ndcg",
     "ndcg_eval_at": [5],
@@ -58,12 +62,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "feature_fraction": 1.0,
     "bagging_fraction": 1.0,
     "bagging_freq": 0,
-    "lambda_l2": 1.0,
-    "seed": 42,
-    "deterministic": True,
-    "force_row_wise": True,
-    "num_threads": 2,
-    "verbosity": -1,
 }
 MAX_ROUNDS = 300
 EARLY_STOPPING_ROUNDS = 40
@@ -404,6 +402,7 @@ def train_ranker(
     params: dict[str, Any] | None = None,
     dask_scheduler: str = "",
     caps: SampleCaps | None = None,
+    num_threads: int = 0,
 ) -> TrainedRanker:
     """Fit the click model on the training and validation lists, train the booster on the
     debiased targets (on the Dask cluster at `dask_scheduler` when given), derive the linear
@@ -425,6 +424,7 @@ def train_ranker(
         pinned=pinned_curve,
         clip=clip,
         ips_max_weight=ips_max_weight,
+        num_threads=num_threads,
     )
     del fit_X, fit_positions, fit_labels
     # LambdaRank on the training lists (a deterministic sample of them past the cap)
@@ -432,7 +432,12 @@ def train_ranker(
     train_targets = training_targets(booster_train, debias, debiaser)
     valid_targets = training_targets(valid, debias, debiaser)
     booster, info = train_booster(
-        booster_train, valid, train_targets, valid_targets, params, dask_scheduler
+        booster_train,
+        valid,
+        train_targets,
+        valid_targets,
+        {"num_threads": num_threads, **(params or {})},
+        dask_scheduler,
     )
     # The weights learn from the same targets as the model: debiased, unless debiasing is off
     # (on a deterministic sample of the training lists when they hold more than the cap).

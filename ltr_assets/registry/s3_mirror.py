@@ -226,4 +226,4 @@ def mirror_from_settings(settings: Settings) -> S3Mirror | None:
     client = s3_versions_client(settings)
     if client is None:
         return None
-    return S3Mirror(client, settings.s3_bucket, settings.s3_prefix, keys=settings.artifact_keys)
+    return S3Mirror(client, settings.s3.bucket, settings.s3.prefix, keys=settings.artifact_keys)

@@ -206,12 +206,12 @@ def s3_versions_client(settings: Settings) -> Any | None:
     """The S3 client for the registry mirror when S3_BUCKET is set (S3_ENDPOINT, AWS_REGION);
     None means the local registry only. An http:// endpoint (a local MinIO) is spoken to
     without TLS."""
-    if not settings.s3_bucket:
+    if not settings.s3.bucket:
         return None
-    endpoint = settings.s3_endpoint or None
+    endpoint = settings.s3.endpoint or None
     return s3_client(
         endpoint_url=endpoint,
-        region_name=settings.s3_region,
+        region_name=settings.s3.region,
         use_ssl=not (endpoint or "").startswith("http://"),
         max_attempts=2,
     )
@@ -222,4 +222,4 @@ def s3_versions_from_settings(settings: Settings) -> S3Versions | None:
     client = s3_versions_client(settings)
     if client is None:
         return None
-    return S3Versions(client, settings.s3_bucket, settings.s3_prefix, keys=settings.artifact_keys)
+    return S3Versions(client, settings.s3.bucket, settings.s3.prefix, keys=settings.artifact_keys)

@@ -49,13 +49,13 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
         partition=live.partition if live else None,
         last_reload=attempt_out(attempt),
         last_reload_error=attempt.error if attempt is not None else None,
-        poll_seconds=settings.poll_seconds,
-        reload_enabled=settings.reload_enabled,
+        poll_seconds=settings.serving.poll_seconds,
+        reload_enabled=settings.serving.reload_enabled,
         scoring=ScoringHealth(
             workers=state.scoring.workers,
             busy=state.scoring.busy,
             stuck=state.scoring.stuck,
-            timeout_ms=settings.score_timeout_ms,
+            timeout_ms=settings.serving.score_timeout_ms,
         ),
         reload_stuck_since=state.stuck_since,
     )

@@ -94,7 +94,7 @@ class RankEndpoint:
         state: ServingState | None = getattr(scope["app"].state, "serving", None)
         if state is None:  # only between process start and the end of the lifespan's startup
             return await _send(send, 503, orjson.dumps({"detail": STARTING}))
-        limit = state.settings.max_body_bytes
+        limit = state.settings.serving.max_body_bytes
         body = await read_body(scope, receive, limit)
         if body is None:
             detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
@@ -104,7 +104,7 @@ class RankEndpoint:
             return await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
         explain = _explain(scope["query_string"]) if scope["query_string"] else False
         try:
-            parsed = codec.parse_request(body, state.settings.max_candidates, explain)
+            parsed = codec.parse_request(body, state.settings.serving.max_candidates, explain)
         except codec.RequestError as exc:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
         state.metrics.count_candidates(len(parsed.ids))

@@ -21,9 +21,9 @@ import logging
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
+from ltr_core.settings import ServingSettings
 from ltr_serving.dependencies import SettingsDep, StateDep
 from ltr_serving.models import ReloadResponse
-from ltr_serving.settings import ServingSettings
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("ltr_serving.reload")
@@ -49,7 +49,7 @@ def check_token(settings: ServingSettings, authorization: str | None, client: st
         )
     # Digests have a fixed length, so not even the token's length leaks through timing.
     given = hashlib.sha256(token.strip().encode()).digest()
-    expected = hashlib.sha256(settings.reload_token.strip().encode()).digest()
+    expected = hashlib.sha256(settings.reload_token.get_secret_value().strip().encode()).digest()
     if not hmac.compare_digest(given, expected):
         log.warning("reload refused: wrong token", extra={"client": client})
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid reload token")
@@ -72,7 +72,7 @@ def reload(
 ) -> ReloadResponse | JSONResponse:
     """Sync on purpose: FastAPI runs it in a worker thread, so reading and validating the
     artifact never blocks the event loop that serves /rank."""
-    check_token(settings, authorization, request.client.host if request.client else "?")
+    check_token(settings.serving, authorization, request.client.host if request.client else "?")
     attempt = state.reload("api")
     outcome = ReloadResponse(
         reloaded=attempt.ok,

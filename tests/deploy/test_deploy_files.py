@@ -1,11 +1,11 @@
 """The production deployment files (deploy/) agree with each other, with Dagster's schemas and
-with the README's configuration table.
+with the configuration reference (docs/configuration.md, generated from the settings schema).
 
 Docker, Kubernetes and Helm are not available on the development machines: the images are never
 built and the stacks never started here. What can be checked without them is checked: every file
 parses; the compose instance and workspace validate against Dagster's own config schemas
 (dagster-docker and dagster-postgres are installed); every environment variable the project's
-services get is documented in the README (or is Dagster's own) and parses with the project's
+services get is in the configuration reference (or is Dagster's own) and parses with the project's
 Settings; ports, images, the network and the volume agree across the files; the Dockerfiles
 install from uv.lock.
 """
@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from ltr_core.settings import Settings
-from ltr_serving.settings import ServingSettings
+from ltr_core.settings_doc import documented_variables
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -64,32 +64,8 @@ def helm() -> dict[str, Any]:
     return _load(HELM)
 
 
-def documented_variables() -> tuple[set[str], tuple[str, ...]]:
-    """Names in the first column of every README table headed `| variable |`: exact names, and
-    prefixes for rows like `KAFKA_SASL_*`."""
-    names: set[str] = set()
-    prefixes: list[str] = []
-    in_table = False
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if re.match(r"^\|\s*variable\s*\|", line):
-            in_table = True
-            continue
-        if not line.startswith("|"):
-            in_table = False
-            continue
-        if in_table:
-            first = line.split("|")[1]
-            for name in re.findall(r"`([A-Z][A-Z0-9_]*\*?)`", first):
-                if name.endswith("*"):
-                    prefixes.append(name[:-1])
-                else:
-                    names.add(name)
-    return names, tuple(prefixes)
-
-
 def is_documented(name: str) -> bool:
-    names, prefixes = documented_variables()
-    return name in names or name.startswith(prefixes) or name in DAGSTER_OWN
+    return name in documented_variables() or name in DAGSTER_OWN
 
 
 def interpolate(value: object) -> str:
@@ -250,7 +226,7 @@ def test_every_variable_of_a_project_service_is_documented(
     env = service_env(compose["services"][name])
     assert env, name
     undocumented = sorted(key for key in env if not is_documented(key))
-    assert not undocumented, f"{name}: not in the README's configuration tables: {undocumented}"
+    assert not undocumented, f"{name}: not in the configuration reference: {undocumented}"
 
 
 def test_every_variable_of_the_run_workers_and_helm_is_documented(
@@ -282,7 +258,7 @@ def test_run_workers_get_what_the_daemon_has(
 def test_dagster_service_environment_parses(compose: dict[str, Any], name: str) -> None:
     env = service_env(compose["services"][name])
     settings = Settings.from_env(env)
-    assert settings.s3_bucket == "ltr-models"
+    assert settings.s3.bucket == "ltr-models"
     assert env["LTR_DATA_DIR"].startswith("s3://"), "runs in separate containers share the lake"
     assert env["KAFKA_BOOTSTRAP_SERVERS"] == "redpanda:9092"
     assert env["S3_ENDPOINT"] == "http://minio:9000"
@@ -292,10 +268,10 @@ def test_dagster_service_environment_parses(compose: dict[str, Any], name: str) 
 
 def test_serving_environment_parses(compose: dict[str, Any]) -> None:
     serving = compose["services"]["serving"]
-    settings = ServingSettings.from_env(service_env(serving))
-    assert settings.source == "s3"
-    assert settings.reload_enabled
-    assert 0 < settings.poll_seconds <= 60, "every replica polls S3"
+    settings = Settings.from_env(service_env(serving))
+    assert settings.serving_store == "s3"
+    assert settings.serving.reload_enabled
+    assert 0 < settings.serving.poll_seconds <= 60, "every replica polls S3"
 
 
 def test_postgres_credentials_agree(compose: dict[str, Any]) -> None:
@@ -429,8 +405,8 @@ def test_k8s_serving_manifest(helm: dict[str, Any]) -> None:
     undocumented = sorted(key for key in env if not is_documented(key))
     assert not undocumented, undocumented
     assert {"secretRef": {"name": "ltr-secrets"}} in container["envFrom"]
-    settings = ServingSettings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
-    assert settings.source == "s3" and 0 < settings.poll_seconds <= 60
+    settings = Settings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
+    assert settings.serving_store == "s3" and 0 < settings.serving.poll_seconds <= 60
     # The Service is what the reload sensor calls (the code location's LTR_SERVING_URL).
     service = documents["Service"]
     assert service["metadata"]["name"] == deployment["metadata"]["name"]

@@ -6,7 +6,6 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -116,7 +115,7 @@ def test_reading_ends_on_a_run_of_records_past_the_grace_period(kafka_broker: Br
     """One record past the end of the day plus the grace does not end the day's read; a run of
     `stop_records` does, and an event of the day after that run is quarantined as late in the day
     it arrived in (here D+1: the run is stamped 03:00 on D+1), not lost."""
-    settings = replace(_one_partition(kafka_broker, "grace"), stop_records=3)
+    settings = _one_partition(kafka_broker, "grace").model_copy(update={"stop_records": 3})
     day = DAYS[0]
     stream = [
         _feedback("in-day", f"{day}T23:00:00Z"),
@@ -423,7 +422,7 @@ def test_implausibly_old_records_are_quarantined_in_the_day_they_arrived(
     never runs; the same lines in a file likewise, a 1970 line at the head of the file too."""
     # a run of 5: the partition's clock is set by the day's first records (before a run's worth
     # of records, a new partition's clock is its first record's time, 00:10, still D-1's read)
-    settings = replace(_one_partition(kafka_broker, "old"), stop_records=5)
+    settings = _one_partition(kafka_broker, "old").model_copy(update={"stop_records": 5})
     day = DAYS[1]
     head = [_feedback(f"a-{h}", f"{day}T{h:02d}:10:00Z") for h in range(10)]
     epoch = _feedback("epoch", "1970-01-01T00:00:00Z")

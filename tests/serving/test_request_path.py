@@ -25,7 +25,7 @@ def test_a_body_over_the_cap_gets_a_413_before_it_is_parsed(
     start_server: Callable[[], RunningServer],
 ) -> None:
     settings = serving_env(LTR_MAX_BODY_BYTES="20000")
-    assert settings.max_body_bytes == 20000
+    assert settings.serving.max_body_bytes == 20000
     publisher.publish(weights_for(1))
     server = start_server()
     with server.client() as client:

@@ -46,7 +46,7 @@ def test_a_request_that_cannot_be_scored_in_time_fails_alone(
     start_server_process: Callable[[], ServerProcess],
 ) -> None:
     settings = serving_env(LTR_SCORER="model", LTR_SCORE_TIMEOUT_MS="100")
-    assert settings.score_timeout_ms == 100.0
+    assert settings.serving.score_timeout_ms == 100.0
     version = Publisher(settings, slow_model()).publish(weights_for(1))
     server = start_server_process()
     big, small = rank_body(1000), rank_body(1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltr_assets.registry.local import LocalRegistry
+from ltr_core.settings import Settings
 from ltr_serving.metrics import ServingMetrics
-from ltr_serving.settings import ServingSettings
 from ltr_serving.state import ServingState
 from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable
 from tests.serving.conftest import weights_for
@@ -33,7 +33,8 @@ class ScriptedStore:
 
 
 def _state(store: ScriptedStore, tmp_path: Path) -> ServingState:
-    settings = ServingSettings(registry_dir=tmp_path, weights_path=tmp_path / "w.json")
+    env = {"LTR_REGISTRY_DIR": str(tmp_path), "WEIGHTS_PATH": str(tmp_path / "w.json")}
+    settings = Settings.from_env(env)
     return ServingState(store, settings, ServingMetrics())
 
 

@@ -36,7 +36,6 @@ from ltr_core.artifacts.signing import (
     signature_state,
 )
 from ltr_core.settings import ConfigError, Settings
-from ltr_serving.settings import ServingSettings
 from ltr_serving.store import LocalWeightStore, StoreError
 from tests.support.artifacts import tiny_model_text, weights
 
@@ -184,7 +183,7 @@ def test_keys_are_read_from_the_environment_and_never_shown() -> None:
     )
     keys = settings.artifact_keys
     assert keys.signing == K2 and keys.verifying == (K1, K2) and keys.required
-    serving = ServingSettings.from_env(
+    serving = Settings.from_env(
         {"LTR_ARTIFACT_VERIFY_KEYS": f"k1:{SECRET_1}", "LTR_HOME": "/tmp/x"}
     )
     assert serving.artifact_keys.verifying == (K1,) and serving.artifact_keys.signing is None
