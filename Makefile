@@ -10,7 +10,7 @@ export DAGSTER_HOME ?= $(LTR_HOME)/dagster
 # uv installs into this project's .venv, whatever environment the caller has active.
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install lock lock-check demo test test-fast lint typecheck docs docs-check format ui bench clean
+.PHONY: install lock lock-check demo test test-fast test-serving lint typecheck docs docs-check format ui bench clean
 
 install: $(STAMP)
 
@@ -20,7 +20,7 @@ $(UV):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --extra dev --extra deploy --extra dask --python $(PY) --quiet
+	$(UV) sync --locked --extra pipeline --extra dev --extra deploy --extra dask --python $(PY) --quiet
 	touch $(STAMP)
 
 # Re-resolve uv.lock after editing pyproject.toml's dependencies (commit both).
@@ -48,9 +48,15 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "the UI test needs Debian's chromium: sudo apt-get install chromium"; fi
 
-# The whole suite: every tier, with the broker, S3 server and Chromium it starts itself.
+# The whole suite: every tier, with the broker, S3 server and Chromium it starts itself. The
+# serving tier runs once, inside tests/deploy/test_serving_install.py: in a fresh venv holding
+# the serving install alone (no Dagster, DuckDB, aiokafka), not here in the full one.
 test: $(STAMP) $(CHROMIUM)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/serving
+
+# The serving tier directly in the development venv (quicker to iterate on).
+test-serving: $(STAMP)
+	$(PY) -m pytest -q tests/serving
 
 # The unit tier alone (pure logic, no services): under a minute.
 test-fast: $(STAMP)

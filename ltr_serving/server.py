@@ -1,6 +1,10 @@
-"""Run the app under uvicorn; `ltr serve --host --port` calls `serve`."""
+"""Run the app under uvicorn. `ltr-serve --host --port` (`main`, the serving install's command)
+and the pipeline's `ltr serve` both call `serve`."""
 
 from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
 
 import uvicorn
 
@@ -27,3 +31,20 @@ def serve(
         workers=1,
         loop="asyncio",
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`ltr-serve`: the ranking service without the pipeline's command line (the `ltr` command
+    needs the pipeline extra; this one only what the serving install holds)."""
+    parser = argparse.ArgumentParser(
+        prog="ltr-serve", description="run the ranking service (ltr_serving.app:app)"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    serve(host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,8 @@
-"""Shared fixtures: an isolated LTR_HOME per test and simulated event files."""
+"""Shared fixtures: an isolated LTR_HOME per test and simulated event files.
+
+This file is loaded in the serving install too (tests/deploy/test_serving_install.py runs
+tests/serving there, without the pipeline or the dev extra): what only the other tiers use (the
+simulator, moto) is imported where it is used, not here at the top."""
 
 from __future__ import annotations
 
@@ -7,15 +11,21 @@ import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
-from ltr_assets.simulation.simulator import Simulator, SimulatorConfig, render_lines
 from ltr_core.settings import Settings
 from tests.support.kafka_broker import Broker
+
+if TYPE_CHECKING:
+    from ltr_assets.simulation.simulator import Simulator
+
+# The serving fixtures (publisher, serving_env, start_server...), for tests/serving and for the
+# integration tests that drive a live app (the Dagster sensors).
+pytest_plugins = ("tests.support.serving",)
 
 # Test modules load the Definitions at import, before any fixture: the partitions must not
 # follow a demo's `$LTR_HOME/ltr.env` (`make test` exports LTR_HOME=./var), so the tests pin the
@@ -99,6 +109,8 @@ def settings(ltr_home: Path) -> Settings:
 def write_simulated_events(
     path: Path, days: int, seed: int = 3, envelope: str = "audit", **config
 ) -> Simulator:
+    from ltr_assets.simulation.simulator import Simulator, SimulatorConfig, render_lines
+
     simulator = Simulator(SimulatorConfig(start=START, days=days, seed=seed, **config))
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = render_lines(simulator.events(), envelope, seed)
@@ -118,6 +130,8 @@ def kafka_broker() -> Iterator[Broker]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3 HTTP server (moto) on 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

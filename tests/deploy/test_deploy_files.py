@@ -339,16 +339,27 @@ def test_dockerfile_installs_from_the_lock(name: str) -> None:
     assert "COPY --from=build /opt/venv /opt/venv" in text
 
 
-def test_dagster_image_has_the_deploy_extra_and_the_lock_has_it() -> None:
+def _syncs(name: str) -> list[str]:
+    return re.findall(r"^RUN uv sync [^\n]*", DOCKERFILES[name].read_text(), flags=re.M)
+
+
+def _copied_packages(name: str) -> set[str]:
+    return set(re.findall(r"^COPY (ltr_\w+) ", DOCKERFILES[name].read_text(), flags=re.M))
+
+
+def test_dagster_image_has_the_pipeline_and_deploy_extras_and_the_lock_has_them() -> None:
     text = DOCKERFILES["dagster"].read_text()
-    assert all("--extra deploy" in s for s in re.findall(r"^RUN uv sync [^\n]*", text, flags=re.M))
+    assert all("--extra pipeline --extra deploy" in s for s in _syncs("dagster"))
+    assert _copied_packages("dagster") == {"ltr_core", "ltr_assets", "ltr_serving"}
     assert "COPY deploy/dagster-compose.yaml /opt/dagster/dagster_home/dagster.yaml" in text
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    aws = next(d for d in project["dependencies"] if d.startswith("dagster-aws=="))
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    aws = next(d for d in extras["pipeline"] if d.startswith("dagster-aws=="))
     integration_version = aws.split("==")[1]
-    # dagster-postgres is a main dependency (the deployed-shape test runs on it), the
-    # launchers are the image's extra.
-    installed = project["optional-dependencies"]["deploy"] + project["dependencies"]
+    # dagster-postgres is the pipeline's (the deployed-shape test runs on it), the launchers are
+    # the image's extra.
+    installed = extras["deploy"] + extras["pipeline"]
     for package in ("dagster-postgres", "dagster-docker", "dagster-k8s"):
         assert f"{package}=={integration_version}" in installed
     locked = {
@@ -356,6 +367,25 @@ def test_dagster_image_has_the_deploy_extra_and_the_lock_has_it() -> None:
     }
     for package in ("dagster-postgres", "dagster-docker", "dagster-k8s"):
         assert locked[package] == integration_version
+
+
+def test_serving_image_installs_the_base_alone(compose: dict[str, Any]) -> None:
+    """No extra (the pipeline's Dagster, DuckDB, aiokafka are there), no pipeline package, and
+    the service's own command (`ltr serve` is the pipeline's command line: it needs the pipeline
+    extra). tests/deploy/test_serving_install.py builds this install and runs serving on it."""
+    syncs = _syncs("serving")
+    assert syncs and not any("--extra" in s or "--all-extras" in s for s in syncs), syncs
+    assert _copied_packages("serving") == {"ltr_core", "ltr_serving"}
+    text = DOCKERFILES["serving"].read_text()
+    assert re.search(r'^CMD \["ltr-serve", ', text, flags=re.M)
+    with K8S_SERVING.open() as f:
+        (container,) = next(d for d in yaml.safe_load_all(f) if d["kind"] == "Deployment")["spec"][
+            "template"
+        ]["spec"]["containers"]
+    for command in (compose["services"]["serving"]["command"], container["command"]):
+        assert command[0] == "ltr-serve", command
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["ltr-serve"] == "ltr_serving.server:main"
 
 
 # --- Helm ---------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from ltr_core.artifacts.format import METADATA_FILE, MODEL_FILE, sha256
 from ltr_core.artifacts.signing import ArtifactKeys, SigningKey
 from ltr_core.features import FEATURES
 from ltr_core.settings import Settings
-from tests.serving.conftest import (
+from tests.support.model_texts import edit_tree, tree_line
+from tests.support.serving import (
     TOKEN,
     Publisher,
     RunningServer,
@@ -21,7 +22,6 @@ from tests.serving.conftest import (
     wait_for,
     weights_for,
 )
-from tests.support.model_texts import edit_tree, tree_line
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

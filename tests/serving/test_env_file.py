@@ -1,5 +1,5 @@
-"""`ltr serve` reads the settings as every other entry point does: the environment over
-`$LTR_HOME/ltr.env`."""
+"""The ranking service's command (`ltr-serve`, which the pipeline's `ltr serve` also calls)
+reads the settings as every other entry point does: the environment over `$LTR_HOME/ltr.env`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from ltr_core.settings import ENV_FILE, Settings
-from tests.serving.conftest import Publisher, rank_body, wait_for, weights_for
+from tests.support.serving import Publisher, rank_body, wait_for, weights_for
 
 FILE_TOKEN = "token-from-the-env-file"
 
@@ -31,7 +31,7 @@ def test_ltr_serve_reads_the_env_file(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "ltr_assets.cli", "serve", "--port", str(port)]
+    command = [sys.executable, "-m", "ltr_serving.server", "--port", str(port)]
     process = subprocess.Popen(command, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
     try:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ltr_core import codec
 from ltr_core.features import FEATURES
 from ltr_core.settings import Settings
-from tests.serving.conftest import (
+from tests.support.serving import (
     TOKEN,
     Publisher,
     ServerProcess,

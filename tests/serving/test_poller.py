@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ltr_core.settings import Settings
 from ltr_serving.state import ReloadAttempt, ServingState
-from tests.serving.conftest import (
+from tests.support.serving import (
     Publisher,
     RunningServer,
     metric_value,

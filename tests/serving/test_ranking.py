@@ -13,7 +13,7 @@ import pytest
 from ltr_core.features import FEATURES
 from ltr_core.settings import Settings
 from ltr_serving.models import RankResponse
-from tests.serving.conftest import Publisher, RunningServer, rank_body, weights_for
+from tests.support.serving import Publisher, RunningServer, rank_body, weights_for
 
 
 def _matrix(body: dict[str, Any]) -> np.ndarray:

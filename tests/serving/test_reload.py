@@ -16,7 +16,7 @@ from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE, sha256, weights_
 from ltr_core.features import FEATURES
 from ltr_core.settings import Settings
 from ltr_serving.routers.reload import LEGACY_RELOAD_PATH
-from tests.serving.conftest import (
+from tests.support.serving import (
     TOKEN,
     Publisher,
     RunningServer,

@@ -16,7 +16,7 @@ from ltr_core.codec import LatencyReport
 from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
 from ltr_core.scoring import WeightsScorer
 from ltr_core.settings import Settings
-from tests.serving.conftest import Publisher, RunningServer, metric_value, rank_body, weights_for
+from tests.support.serving import Publisher, RunningServer, metric_value, rank_body, weights_for
 
 
 def test_a_body_over_the_cap_gets_a_413_before_it_is_parsed(

@@ -17,7 +17,8 @@ import pytest
 
 from ltr_core.settings import Settings
 from ltr_serving.scoring_pool import ScoringBusy, ScoringPool, ScoringTimeout
-from tests.serving.conftest import (
+from tests.support.model_texts import chain, write_model
+from tests.support.serving import (
     Publisher,
     ServerProcess,
     metric_value,
@@ -25,7 +26,6 @@ from tests.serving.conftest import (
     wait_for,
     weights_for,
 )
-from tests.support.model_texts import chain, write_model
 
 
 @cache

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.store import LocalVersions
 from ltr_core.settings import Settings
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.state import ServingState
 from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable
-from tests.serving.conftest import weights_for
+from tests.support.serving import weights_for
 
 
 class ScriptedStore:
@@ -64,7 +64,7 @@ def test_an_invalid_artifact_is_not_retried_until_latest_changes(tmp_path: Path)
 def test_local_io_errors_are_retryable(tmp_path: Path) -> None:
     from ltr_serving.store import LocalWeightStore
 
-    registry = LocalRegistry(tmp_path / "reg")
+    registry = LocalVersions(tmp_path / "reg")
     registry.root.mkdir()
     registry.pointer_path.write_text('{"version": "20261126_000000", "partition": "x"}')
     (registry.versions_dir / "20261126_000000").mkdir(parents=True)

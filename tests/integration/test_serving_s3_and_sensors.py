@@ -20,7 +20,9 @@ from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import mirror_from_settings, sync, version_files
 from ltr_core.settings import Settings
-from tests.serving.conftest import (
+from tests.support.faulty_proxy import faulty_proxy
+from tests.support.http_receiver import http_receiver
+from tests.support.serving import (
     PARTITION,
     TOKEN,
     Publisher,
@@ -30,8 +32,6 @@ from tests.serving.conftest import (
     wait_for,
     weights_for,
 )
-from tests.support.faulty_proxy import faulty_proxy
-from tests.support.http_receiver import http_receiver
 
 
 def _health(server: RunningServer) -> dict:

@@ -1,4 +1,8 @@
-"""The real app under uvicorn on 127.0.0.1, in a temporary LTR_HOME with a real registry."""
+"""The serving tests' fixtures (registered for every tier by tests/conftest.py): the real app
+under uvicorn on 127.0.0.1, in a temporary LTR_HOME with a real registry folder.
+
+Nothing here imports the pipeline (`ltr_assets`): the serving tier runs in the serving install
+(tests/deploy/test_serving_install.py). Versions are written by `VersionWriter`, on ltr_core."""
 
 from __future__ import annotations
 
@@ -21,12 +25,10 @@ import numpy as np
 import pytest
 import uvicorn
 
-from ltr_assets.lake import atomic
-from ltr_assets.learning.training import normalise
-from ltr_assets.registry.local import LocalRegistry
 from ltr_core.features import FEATURES
 from ltr_core.settings import Settings
 from ltr_serving.app import create_app
+from tests.support.registry_writer import VersionWriter, normalise, write_atomically
 
 TOKEN = "s3cret-reload-token"
 PARTITION = "2026-11-25"
@@ -51,7 +53,7 @@ class Publisher:
     """Publishes versions into the test registry, one second apart so ids never collide."""
 
     def __init__(self, settings: Settings, model_text: str) -> None:
-        self.registry = LocalRegistry(settings.registry_dir, settings.weights_path)
+        self.registry = VersionWriter(settings.registry_dir, settings.weights_path)
         self.model_text = model_text
         self._now = datetime(2026, 11, 26, 2, 15, 0, tzinfo=UTC)
 
@@ -62,18 +64,14 @@ class Publisher:
         metadata: dict[str, Any] = {"gate_passed": True}
         if gated_scorer is not None:
             metadata["gated_scorer"] = gated_scorer or os.environ.get("LTR_SCORER", "weights")
-        result = self.registry.publish(weights, self.model_text, metadata, PARTITION, now=self._now)
-        assert result.latest_moved
-        return result.version
+        return self.registry.publish(weights, self.model_text, metadata, PARTITION, now=self._now)
 
     def point_latest_at(self, version: str) -> None:
         """Move the pointer by hand, bypassing the registry's validation (a broken publisher)."""
         # Atomically (temporary file, then os.replace), as the registry itself writes it: the
         # poller reads it every 0.1 s and must never see a half-written file.
-        atomic.write_text(
-            self.registry.pointer_path,
-            json.dumps({"version": version, "partition": PARTITION, "moved_at": "now"}),
-        )
+        pointer = {"version": version, "partition": PARTITION, "moved_at": "now"}
+        write_atomically(self.registry.pointer_path, json.dumps(pointer).encode())
 
 
 @dataclass
