@@ -1,6 +1,6 @@
 """Settings from environment variables: the one place configuration is read.
 
-Every variable has a documented default (README, "Configuration"). A bad value raises
+Every variable has a documented default (docs/configuration.md). A bad value raises
 ConfigError naming the variable, instead of failing somewhere deep in a run. `$LTR_HOME/ltr.env`
 (KEY=VALUE lines, written by `ltr demo`) supplies defaults beneath the real environment, so the
 UI, `dagster dev` and the CLI see the partition range the demo used.
@@ -369,7 +369,8 @@ def _empty_days(env: Mapping[str, str]) -> EmptyDays:
 
 @dataclass(frozen=True)
 class GateThresholds:
-    """The publication gate. Defaults are DESIGN.md's."""
+    """The publication gate's thresholds; the defaults are the platform's publication contract
+    (docs/methodology.md, "The gate")."""
 
     ndcg_min: float = 0.65
     fairness_max: float = 0.05
@@ -390,10 +391,10 @@ class SampleCaps:
 
     Each capped step fits on a deterministic sample of whole lists (a fixed-seed draw, so the
     same window gives the same sample) when its input holds more rows than the cap, and on all
-    of it otherwise: the caps bite only on big windows (the demo's 14-day window holds about
-    100,000 rows). Validation, the evaluation and the gate always use every row. What each
-    sample held is recorded in the version's metadata (`sampling`). Measured in
-    benchmarks/README.md, "scale"."""
+    of it otherwise: the caps bite only on big windows (the demo's window stays under them).
+    Validation, the evaluation and the gate always use every row. What each
+    sample held is recorded in the version's metadata (`sampling`). What a cap costs:
+    docs/benchmarks.md, "scale"."""
 
     # the click model (examination curve θ, attractiveness γ) and the click-gain model, fitted
     # on the training and validation lists (LTR_CLICK_MODEL_MAX_ROWS)

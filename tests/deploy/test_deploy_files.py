@@ -193,7 +193,7 @@ def test_run_queue_and_retries_agree_with_the_other_instances(
     instance: dict[str, Any], helm: dict[str, Any]
 ) -> None:
     """The pipeline's tag limit is the same everywhere; retries and monitoring agree with the
-    Helm values and, where it exists, the Postgres instance of issue 13 item 1."""
+    Helm values and, where it exists, the Postgres instance (deploy/dagster-postgres.yaml)."""
     local = _load(ROOT / "dagster.yaml")
     limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert limits == local["run_queue"]["tag_concurrency_limits"]
@@ -206,7 +206,7 @@ def test_run_queue_and_retries_agree_with_the_other_instances(
         "retryOnAssetOrOpFailure": instance["run_retries"]["retry_on_asset_or_op_failure"],
     }
     assert daemon["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
-    for other in sorted(DEPLOY.glob("dagster-postgres*.yaml")):  # issue 13 item 1's file
+    for other in sorted(DEPLOY.glob("dagster-postgres*.yaml")):  # the Postgres instance
         config = _load(other)
         for section in ("run_retries", "run_monitoring"):
             if section in config:
