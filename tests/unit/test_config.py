@@ -239,12 +239,6 @@ def test_the_env_file_cannot_move_the_home_it_lives_in(tmp_path: Path) -> None:
         Settings.from_env(layered_env({"LTR_HOME": str(tmp_path)}))
 
 
-def test_the_readme_states_every_range() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    for name, allowed in RANGES.items():
-        assert f"| `{name}` | {allowed.text()} |" in readme, name
-
-
 def test_variables_in_a_path_are_expanded_or_refused_never_kept() -> None:
     env = {"LTR_AUDIT_LOG": "${EVENTS}/$SITE/*.jsonl", "EVENTS": "/srv/events", "SITE": "a"}
     assert Settings.from_env(env).audit_log == "/srv/events/a/*.jsonl"

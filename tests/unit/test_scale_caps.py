@@ -5,9 +5,7 @@ shares equal the per-list definition."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,19 +34,6 @@ def test_the_caps_are_configuration_with_documented_defaults() -> None:
         Settings.from_env({"LTR_CLICK_MODEL_MAX_ROWS": "500"})
     with pytest.raises(ConfigError, match=f"LTR_WEIGHTS_MAX_ROWS='-1' {outside}"):
         Settings.from_env({"LTR_WEIGHTS_MAX_ROWS": "-1"})
-
-
-def test_the_readme_documents_each_cap_with_its_default() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    defaults = SampleCaps()
-    for name, default in [
-        ("LTR_CLICK_MODEL_MAX_ROWS", defaults.click_model_rows),
-        ("LTR_TRAIN_MAX_ROWS", defaults.train_rows),
-        ("LTR_WEIGHTS_MAX_ROWS", defaults.weights_rows),
-    ]:
-        row = re.search(rf"^\| `{name}` \| `(\d+)` \|", readme, re.MULTILINE)
-        assert row is not None, f"{name} is not in the README's configuration table"
-        assert int(row.group(1)) == default, name
 
 
 def test_a_cap_bites_only_above_its_size_and_samples_whole_lists_deterministically() -> None:
