@@ -257,7 +257,7 @@ def _group_config() -> ConfigDict:
 
 
 class GateThresholds(BaseModel):
-    """The publication gate (DESIGN.md's defaults): what a candidate must reach to be published."""
+    """The publication gate: what a candidate must reach to be published."""
 
     model_config = _group_config()
 

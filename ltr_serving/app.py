@@ -45,8 +45,8 @@ class ServingApp(FastAPI):
     """FastAPI, except that POST /rank, the hot path, goes straight to its endpoint, timed into
     the same latency histogram as every route, without Starlette's error, exception and
     exit-stack middlewares, the latency middleware's wrapping and the route matching around it
-    (~20 µs a request). Everything else (other paths, other methods on /rank, a trailing slash)
-    takes FastAPI's whole stack."""
+    (a measurable share of a request). Everything else (other paths, other methods on /rank, a
+    trailing slash) takes FastAPI's whole stack."""
 
     rank_metrics: ServingMetrics | None = None
 
@@ -94,8 +94,8 @@ def create_app(settings: Settings | None = None, store: WeightStore | None = Non
         await asyncio.to_thread(state.reload, "startup")
         app.state.serving = state
         # Everything alive now (imports, the first scorer) lives as long as the process. Moving
-        # it out of the collector's reach stops full collections from scanning ~100k objects,
-        # which otherwise shows up as ~30 ms stalls in /rank's p99.
+        # it out of the collector's reach stops full collections from scanning those objects,
+        # which otherwise shows up as stalls in /rank's p99.
         gc.collect()
         gc.freeze()
         poller = None
@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None, store: WeightStore | None = Non
         lifespan=lifespan,
         # The service exports Prometheus metrics (/metrics). FastAPI's native OpenTelemetry
         # support, unconfigured here, otherwise probes the global providers (and the
-        # environment) on every request: ~30 µs of a /rank call.
+        # environment) on every request, a cost on every /rank call.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.metrics = metrics

@@ -19,8 +19,8 @@ def serve(
     with its own poller. Access logs are off by default (the latency histogram covers requests).
 
     The stdlib asyncio loop, not uvloop: same throughput, but it serves ready connections in
-    arrival order; under uvloop, 8 clients on a 2-core machine saw /rank's p95 at 6.7 ms
-    against 4.1 ms here (p50 equal), some requests waiting two rounds instead of one.
+    arrival order, while under uvloop some requests wait two rounds instead of one, which
+    raises /rank's p95 under concurrent clients (docs/benchmarks.md, serving).
     """
     uvicorn.run(
         APP,

@@ -29,7 +29,7 @@ pytest_plugins = ("tests.support.serving",)
 
 # Test modules load the Definitions at import, before any fixture: the partitions must not
 # follow a demo's `$LTR_HOME/ltr.env` (`make test` exports LTR_HOME=./var), so the tests pin the
-# default start date in the environment, which wins over the file (README, "Configuration").
+# default start date in the environment, which wins over the file (docs/operations.md).
 os.environ.setdefault("LTR_START_DATE", "2026-01-01")
 
 START = date(2026, 11, 1)
@@ -95,8 +95,8 @@ def small_data_gate(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LTR_FAIRNESS_MAX", "0.15")
     monkeypatch.setenv("LTR_REGRESSION_MARGIN", "0.1")
     # The latency gate times the real request path, so it measures the machine as much as the
-    # code: beside a busy suite the 1,000-candidate p95 reached 17.8 ms (2.7-3.2 ms quiet;
-    # benchmarks/README.md). Pipeline tests must not pass or fail on machine load; the latency
+    # code: beside a busy suite the p95 is several times the quiet machine's
+    # (docs/benchmarks.md). Pipeline tests must not pass or fail on machine load; the latency
     # check's decision is tested with fixed timings (tests/unit/test_gate.py).
     monkeypatch.setenv("LTR_LATENCY_P95_MS", "250")
 

@@ -2,7 +2,7 @@
 
 Each asset reads its inputs from the lake by path, calls one domain function and returns
 metadata. Nothing goes through an IO manager, so a rolling window never trips over a partition
-that was never materialized (DESIGN.md, known pitfalls).
+that was never materialized.
 """
 
 import warnings

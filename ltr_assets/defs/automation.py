@@ -1,7 +1,7 @@
 """Declarative automation: what the daemon may request by itself, beside the 02:15 schedule.
 
 - feature_matrix[D] is rebuilt when raw_events[D+1] arrives after it was built: feedback that
-  came after midnight is attributed to D's impressions (DESIGN.md, label refresh). The schedule
+  came after midnight is attributed to D's impressions (the label refresh). The schedule
   still asks for that refresh explicitly; this is the declarative path for a late or re-run
   ingestion of D+1, bounded to the days a training window still reads.
 - published_weights[D] follows a newly materialized ltr_model[D] only when ltr_model's blocking

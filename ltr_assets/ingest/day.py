@@ -29,9 +29,9 @@ from ltr_core.features import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 
 log = logging.getLogger("ltr.ingest")
 MAX_LISTED_CONFLICTS = 20
-# Accepted rows held in memory at most (~2.3 GB): a day with more is spilled to disk in runs of
-# this many. A day that fits takes the in-memory path, about a third faster than spilling
-# (benchmarks.ingest); a million rows keeps a day of 1 M events there.
+# Accepted rows held in memory at most: a day with more is spilled to disk in runs of this
+# many. A day that fits takes the in-memory path, which is faster than spilling
+# (docs/benchmarks.md, ingest); a million rows keeps a day of 1 M events there.
 DEFAULT_CHUNK_ROWS = 1_000_000
 DEFAULT_MERGE_MEMORY = "2GB"  # DuckDB's memory for merging the runs; it spills past it
 MERGE_BATCH_ROWS = 100_000

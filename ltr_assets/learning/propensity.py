@@ -1,9 +1,8 @@
 """Position bias: how likely a user is to examine a candidate at each rank, estimated from logs.
 
 Clicks measure the position a candidate was shown at as much as its relevance, so every learned
-and gated figure corrects for it with these estimates (DESIGN.md, "Learning from biased
-feedback"). Nothing here needs ground truth: the curve is estimated from the logged positions,
-clicks and features alone.
+and gated figure corrects for it with these estimates (docs/methodology.md). Nothing here needs
+ground truth: the curve is estimated from the logged positions, clicks and features alone.
 
 `regression_em` (default) fits the click model of regression-EM (Wang et al., WSDM 2018), the
 position-based model
@@ -164,7 +163,7 @@ def _nll(clicks: np.ndarray, theta_rows: np.ndarray, raw: np.ndarray) -> float:
 # γ's own parameters (over lightgbm_params.BASE_PARAMS).
 _GAMMA_PARAMS: dict[str, Any] = {
     "learning_rate": 0.1,
-    "num_leaves": 7,  # 15 and more leaves absorb position into γ (θ too flat), measured
+    "num_leaves": 7,  # more leaves let γ absorb position, which flattens θ
     "min_data_in_leaf": 100,
 }
 

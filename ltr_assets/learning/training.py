@@ -55,7 +55,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
     "metric": "ndcg",
     "ndcg_eval_at": [5],
-    "learning_rate": 0.1,  # 0.05 gave the same true nDCG@5 in twice the rounds (measured)
+    "learning_rate": 0.1,  # a lower rate reaches the same quality in more rounds
     "num_leaves": 15,
     "min_data_in_leaf": 50,
     "min_sum_hessian_in_leaf": 5.0,

@@ -1,4 +1,4 @@
-"""Fairness of exposure per protected attribute value, decided on intervals (DESIGN.md, Metrics).
+"""Fairness of exposure per protected attribute value, decided on intervals.
 
 For a value g of an attribute (gender=F, ethnicity=preta, …), over the lists whose candidates
 contain both g and others, with top-k exposure weights 1/log2(1 + rank):

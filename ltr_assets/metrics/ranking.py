@@ -20,12 +20,10 @@ This is the SWITCH estimator (Wang, Agarwal & Dudík, ICML 2017) in its ranking 
 model-based fallback standing where plain clipping would cap the weight. Why: on the simulator
 a good ranker takes about a third of its top-5 DCG from rows the logged lists showed at rank 5
 or lower, where weights of 5-20 turn a handful of clicks into much of the estimate. With plain
-IPS clipped at θ = 0.05 the standard error was about 0.04 on 1,100 test lists even with the
-true curve, and the estimated curve's tail, up to half too low (the usual failure without
-randomised interventions), added +0.03 to +0.05 of bias. Switched, the estimate no longer
-depends on θ past position ~5 (η = 1), and its error against the truth, averaged over 13
-rankings, fell from 0.051 to 0.004 at η = 1 (median of three seeds; benchmarks/README.md,
-quality_sim).
+IPS the estimate is noisy on a test set of ordinary size even with the true curve, and the
+estimated curve's tail, too low without randomised interventions, biases it. Switched, the
+estimate no longer depends on θ where the curve is least known (docs/benchmarks.md,
+quality_sim, compares the two against the simulator's truth).
 The price: rows switched to the model are graded by the click model that the debiased candidate
 learned from; the report's `model_share` says how much of the estimate came from them.
 
@@ -36,10 +34,10 @@ The whole estimate is self-normalised by the ideal DCG of the same lists, estima
 the completed gains. The denominator does not depend on the scorer, so paired differences
 between two scorers on the same lists are differences of numerators. The normaliser is the ideal
 DCG of the completed gains rather than of the IPS gains themselves: the maximum of noisy IPS
-gains overstates the ideal by about half (measured on the simulator), which would scale every
-estimate down by a third. 95% intervals are percentile bootstraps over lists; paired intervals
-resample the same lists for both scorers. The bootstrap holds θ and the click model fixed. An
-interval is clipped to the metric's range ([0, 1], and [−1, 1] for a difference), and says so
+gains overstates the ideal, which would scale every estimate down. 95% intervals are
+percentile bootstraps over lists; paired intervals resample the same lists for both scorers.
+The bootstrap holds θ and the click model fixed. An interval is clipped to the metric's range
+([0, 1], and [−1, 1] for a difference), and says so
 (`Interval.clipped`). The point estimate is not: it is a ratio of sums that paired differences
 subtract, and on a few hundred lists a very good ranking's may pass 1.
 

@@ -169,7 +169,7 @@ def test_run_queue_and_retries_agree_with_the_other_instances(
     instance: dict[str, Any], helm: dict[str, Any]
 ) -> None:
     """The pipeline's tag limit is the same everywhere; retries and monitoring agree with the
-    Helm values and, where it exists, the Postgres instance of issue 13 item 1."""
+    Helm values and, where it exists, the Postgres instance (deploy/dagster-postgres.yaml)."""
     local = _load(ROOT / "dagster.yaml")
     limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
     assert limits == local["run_queue"]["tag_concurrency_limits"]
@@ -182,7 +182,7 @@ def test_run_queue_and_retries_agree_with_the_other_instances(
         "retryOnAssetOrOpFailure": instance["run_retries"]["retry_on_asset_or_op_failure"],
     }
     assert daemon["runMonitoring"]["enabled"] is instance["run_monitoring"]["enabled"] is True
-    for other in sorted(DEPLOY.glob("dagster-postgres*.yaml")):  # issue 13 item 1's file
+    for other in sorted(DEPLOY.glob("dagster-postgres*.yaml")):  # the Postgres instance
         config = _load(other)
         for section in ("run_retries", "run_monitoring"):
             if section in config:
@@ -408,9 +408,8 @@ def test_helm_values(helm: dict[str, Any]) -> None:
     Settings.from_env(env)
 
 
-def test_readme_says_what_was_not_run() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Production deployment", 1)[1].split("\n## ", 1)[0]
+def test_the_deployment_doc_says_what_was_not_run() -> None:
+    section = (ROOT / "docs" / "deployment.md").read_text()
     for path in (COMPOSE, INSTANCE, WORKSPACE, HELM, K8S_SERVING, *DOCKERFILES.values()):
         assert str(path.relative_to(ROOT)) in section, path
     assert "not built" in section and "never started" in section

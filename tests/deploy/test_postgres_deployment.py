@@ -280,7 +280,7 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
 
         # Who noticed: the code server watches the workers it spawned (twice a second) and
         # marks the run of one that exited failed (Dagster 1.13's DefaultRunLauncher has no
-        # worker health check for the monitoring daemon to poll; README).
+        # worker health check for the monitoring daemon to poll; docs/deployment.md).
         notices = [
             e
             for e in _events(instance, victim.run_id, DagsterEventType.ENGINE_EVENT)

@@ -1,5 +1,5 @@
 """Dagster stays at the edge: the serving app, the CLI's own commands and every domain module
-load without it (DESIGN.md: "Dagster wiring over plain modules").
+load without it: Dagster is wiring over plain modules.
 
 The wiring is `ltr_assets.definitions` and the package `ltr_assets.defs`; everything else in
 `ltr_assets`, and all of `ltr_serving`, is imported here in a fresh interpreter, and

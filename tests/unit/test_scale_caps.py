@@ -116,7 +116,7 @@ def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample(
     again = train_ranker(train, valid, caps=caps)
     assert again.propensity == capped.propensity and again.weights == capped.weights
     # (how close a sampled curve stays to the whole window's is measured at scale, where the
-    # cap bites: benchmarks/README.md, "scale")
+    # cap bites: docs/benchmarks.md, "scale")
 
 
 def test_the_weights_sample_reuses_lambdaranks_targets_only_when_it_is_part_of_its_sample() -> None:
