@@ -162,13 +162,13 @@ def run_child(
         out[f"{name}_peak_rss_mb"] = sampler.peak_mb()
         print("PARTIAL " + json.dumps(out), flush=True)
         if name == "ltr_model":
-            window_info = result.summary["training_window"]
-            out["window_days_present"] = len(window_info["present"])
-            out["rows"] = sum(window_info["rows"].values())
-            out["lists"] = sum(window_info["groups"].values())
-            out["best_iteration"] = result.summary["best_iteration"]
-            for part, record in result.summary["sampling"].items():
-                out[f"{part}_rows_used"] = record["rows_used"]
+            window_info = result.summary.training_window
+            out["window_days_present"] = len(window_info.present)
+            out["rows"] = window_info.rows.total
+            out["lists"] = window_info.groups.total
+            out["best_iteration"] = result.summary.best_iteration
+            for part, record in result.summary.sampling.items():
+                out[f"{part}_rows_used"] = record.rows_used
             out["gate_passed"] = int(result.gate_passed)
     sampler.stop()
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

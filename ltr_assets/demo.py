@@ -15,9 +15,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ltr_assets.gate.summary import CandidateSummary
 
 
 @dataclass
@@ -67,7 +70,9 @@ def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> fl
     return gain_ndcg(gains.to_numpy(), scorer.score(test.X), test.group_sizes)
 
 
-def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> None:
+def _final_report(
+    settings: Any, simulator: Any, latest: Any, summary: CandidateSummary, truth: Any
+) -> None:
     """On the published version's test lists: truth and gate estimate of every ranking."""
     from ltr_assets.lake.paths import lake_from_settings
     from ltr_assets.learning.training import (
@@ -80,7 +85,7 @@ def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> Non
     from ltr_assets.simulation.simulator import platform_ranker
     from ltr_core.scoring import ModelScorer, WeightsScorer, predict
 
-    day = date.fromisoformat(latest.metadata["partition"])
+    day = summary.partition
     window = load_window(lake_from_settings(settings), day, settings.train_window_days)
     train, valid, test = split_by_time(window.frame)
     naive = train_ranker(train, valid, debias="none")
@@ -89,9 +94,9 @@ def _final_report(settings: Any, simulator: Any, latest: Any, truth: Any) -> Non
     gains = test.frame.merge(truth, on=["request_id", "lawyer_id"], how="left")["gain"].to_numpy()
     rng = np.random.default_rng(0)
     rankings = {
-        f"published {latest.metadata['scorer']} scorer ({latest.version})": (
+        f"published {summary.scorer} scorer ({latest.version})": (
             WeightsScorer(latest.weights).score(test.X)
-            if latest.metadata["scorer"] == "weights"
+            if summary.scorer == "weights"
             else ModelScorer.from_model_text(latest.model_text).score(test.X)
         ),
         "its LightGBM model (debiased)": ModelScorer.from_model_text(latest.model_text).score(
@@ -133,6 +138,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     from dagster import AssetCheckEvaluation, DagsterInstance
 
     from ltr_assets.definitions import defs
+    from ltr_assets.gate.summary import CandidateSummary
     from ltr_assets.lake.paths import lake_from_settings
     from ltr_assets.registry.local import LocalRegistry
     from ltr_assets.simulation.simulator import Simulator, SimulatorConfig, render_lines
@@ -183,10 +189,10 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         row = DayRow(day, shown_by, result.success, failed, None, None, None, None)
         candidate = lake_from_settings(settings).candidate(day) / "candidate.json"
         if candidate.exists():
-            summary = json.loads(candidate.read_text())
-            ndcg5 = summary["metrics"]["counterfactual"]["ndcg@5"]
-            row.estimate, row.low = ndcg5["value"], ndcg5["interval"]["low"]
-            row.vs_logged = summary["metrics"]["vs_logged"]["difference"]
+            metrics = CandidateSummary.from_json(json.loads(candidate.read_text())).metrics
+            ndcg5 = metrics.counterfactual[5]
+            row.estimate, row.low = ndcg5.value, ndcg5.interval.low
+            row.vs_logged = metrics.vs_logged.difference
             row.truth = _candidate_truth(settings, simulator, day, simulator.truth_frame())
         rows.append(row)
 
@@ -211,18 +217,18 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         print("\nno version was published")
         return 1
     artifact = registry.load(latest)
-    meta = artifact.metadata
+    meta = CandidateSummary.from_json(artifact.metadata)
     print(
         f"\npublished versions: {len(registry.versions())}; latest = {latest} "
-        f"(partition {meta['partition']}, scorer {meta['scorer']}, debias "
-        f"{meta['debias']['method']}, weights by {meta['weights_method']})"
+        f"(partition {meta.partition}, scorer {meta.scorer}, debias "
+        f"{meta.debias.method}, weights by {meta.weights_method})"
     )
-    for gate in meta["gate"]:
-        print(f"  {gate['name']:14s} {'pass' if gate['passed'] else 'FAIL'}  {gate['description']}")
-    curve = meta["propensity"]
-    examination = np.asarray(curve["examination"][:10])
+    for gate in meta.gate:
+        print(f"  {gate.name:14s} {'pass' if gate.passed else 'FAIL'}  {gate.description}")
+    curve = meta.propensity
+    examination = np.asarray(curve.examination[:10])
     print(
-        f"examination curve ({curve['method']}), positions 1-10: "
+        f"examination curve ({curve.method}), positions 1-10: "
         + " ".join(f"{v:.3f}" for v in examination)
     )
     true_curve = simulator.config.click_model.examination(np.arange(1, 11))
@@ -230,7 +236,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         "the simulator's true curve:                  " + " ".join(f"{v:.3f}" for v in true_curve)
     )
     print("weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items()))
-    _final_report(settings, simulator, artifact, simulator.truth_frame())
+    _final_report(settings, simulator, artifact, meta, simulator.truth_frame())
     print(f"flat weights file: {settings.weights_path}")
     _serve_and_rank(simulator, last)  # a case from the newest day
     print(f"demo wall time: {time.perf_counter() - started:.1f} s")

@@ -14,10 +14,11 @@ import numpy as np
 
 from ltr_core.artifacts.model_format import check_model_format
 from ltr_core.features import FEATURES
+from ltr_core.vocabulary import ScorerName
 
 
 class Scorer(Protocol):
-    kind: str
+    kind: ScorerName
 
     def score(self, matrix: np.ndarray) -> np.ndarray: ...
 
@@ -25,7 +26,7 @@ class Scorer(Protocol):
 class WeightsScorer:
     """score = Σ weight_f · value_f; a missing value (NaN) contributes nothing."""
 
-    kind = "weights"
+    kind: ScorerName = "weights"
 
     def __init__(self, weights: Mapping[str, float], features: Sequence[str] = FEATURES) -> None:
         self.features = tuple(features)
@@ -51,7 +52,7 @@ def predict(booster: lgb.Booster, matrix: np.ndarray, **kwargs: Any) -> np.ndarr
 class ModelScorer:
     """The LightGBM booster, predicting on one thread (one request is a small batch)."""
 
-    kind = "model"
+    kind: ScorerName = "model"
 
     def __init__(self, booster: lgb.Booster, features: Sequence[str] = FEATURES) -> None:
         self.features = tuple(features)

@@ -10,9 +10,17 @@ DebiasMethod = Literal["click_model", "ips", "lightgbm_position", "none"]
 PropensityMethod = Literal["regression_em", "pinned"]
 ServingSource = Literal["auto", "file", "s3"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+# The version a candidate is compared with, as the gate found it: none published yet, loaded and
+# scored, or unreadable (the gate fails with the reason).
+BaselineStatus = Literal["none", "ok", "unreadable"]
+# What a finished daily run amounted to (the run tag ltr/outcome): a blocking gate check failed,
+# a step failed otherwise, a version was published, or it succeeded without publishing.
+GateOutcome = Literal["gate_refused", "crashed", "published", "succeeded"]
 
 SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
 DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)
 PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
 SERVING_SOURCES: tuple[ServingSource, ...] = get_args(ServingSource)
 KAFKA_SECURITY_PROTOCOLS: tuple[KafkaSecurityProtocol, ...] = get_args(KafkaSecurityProtocol)
+BASELINE_STATUSES: tuple[BaselineStatus, ...] = get_args(BaselineStatus)
+GATE_OUTCOMES: tuple[GateOutcome, ...] = get_args(GateOutcome)

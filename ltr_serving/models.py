@@ -95,8 +95,3 @@ class BodyTooLargeResponse(BaseModel):
 
     detail: str
     limit_bytes: int
-
-
-def error_detail(loc: tuple[str | int, ...], msg: str, value: Any = None) -> dict[str, Any]:
-    """One entry in the shape FastAPI gives request validation errors (so clients see one form)."""
-    return {"type": "value_error", "loc": loc, "msg": msg, "input": value}

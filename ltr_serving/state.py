@@ -38,11 +38,6 @@ class LiveModel:
     origin: str
     partition: str | None
 
-    @property
-    def explains(self) -> bool:
-        """Whether per-feature contributions exist (the linear weights scorer only)."""
-        return isinstance(self.scorer, WeightsScorer)
-
 
 @dataclass(frozen=True, slots=True)
 class ReloadAttempt:

@@ -6,6 +6,7 @@ that was never materialized.
 """
 
 import warnings
+from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -46,6 +47,7 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import publish_candidate, train_candidate
 from ltr_assets.gate.evaluation import gate_line, round_floats
 from ltr_assets.gate.model_card import render_model_card
+from ltr_assets.gate.summary import CandidateSummary
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
@@ -201,7 +203,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     report = train_candidate(ltr.lake(), ltr.registry(), _day(context), ltr.settings())
     evaluation = report.evaluation
     summary = report.summary
-    window = summary["training_window"]
+    window = summary.training_window
     ndcg5 = evaluation.ndcg5
     context.log.info(
         f"ltr_model[{report.day}]: counterfactual nDCG@5={ndcg5.value:.4f} "
@@ -211,13 +213,13 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
         f"cpu_p95={evaluation.latency.worst.cpu_p95_ms:.3f}ms "
         f"samples={evaluation.samples} gate_passed={report.gate_passed}"
     )
-    curve = summary["propensity"]
+    curve = summary.propensity
     return MaterializeResult(
         metadata=_rounded(
             {
                 "gate": gate_line(report.gate),  # first: the UI lists entries in this order
                 "scorer": evaluation.scorer,
-                "debias": summary["debias"]["method"],
+                "debias": summary.debias.method,
                 **{
                     f"counterfactual_ndcg@{k}": round(v.value, 4)
                     for k, v in evaluation.counterfactual.items()
@@ -227,28 +229,28 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 ),
                 "vs_logged_order_ndcg@5": round(evaluation.vs_logged.difference, 4),
                 "logged_label_ndcg@5": round(evaluation.logged_ndcg[5].value, 4),
-                "fairness": MetadataValue.md(summary["fairness_table"]),
+                "fairness": MetadataValue.md(summary.fairness_table),
                 "latency_cpu_p95_ms": round(evaluation.latency.worst.cpu_p95_ms, 4),
                 "latency_wall_p95_ms": round(evaluation.latency.worst.p95_ms, 4),
                 "samples": evaluation.samples,
                 "gate_passed": report.gate_passed,
-                "propensity_method": curve["method"],
+                "propensity_method": curve.method,
                 "propensity": MetadataValue.json(
                     {
                         f"position {i + 1}": [round(v, 4), round(lo, 4), round(hi, 4)]
                         for i, (v, lo, hi) in enumerate(
-                            zip(curve["examination"], curve["low"], curve["high"], strict=True)
+                            zip(curve.examination, curve.low, curve.high, strict=True)
                         )
                     }
                 ),
-                "weights_method": summary["weights_method"],
+                "weights_method": summary.weights_method,
                 "weights_validation_ndcg@5": MetadataValue.json(
-                    {k: round(v, 4) for k, v in summary["weights_validation_ndcg_at_5"].items()}
+                    {k: round(v, 4) for k, v in summary.weights_validation_ndcg_at_5.items()}
                 ),
-                "window_days_present": len(window["present"]),
-                "window_days_missing": MetadataValue.json(window["missing"]),
-                "groups": MetadataValue.json(window["groups"]),
-                "best_iteration": summary["best_iteration"],
+                "window_days_present": len(window.present),
+                "window_days_missing": MetadataValue.json([d.isoformat() for d in window.missing]),
+                "groups": MetadataValue.json(asdict(window.groups)),
+                "best_iteration": summary.best_iteration,
                 "model_card": MetadataValue.md(render_model_card(summary)),
                 "path": MetadataValue.path(str(report.path)),
             }
@@ -292,12 +294,8 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
     pointer = registry.pointer() or {}
     live_version = pointer.get("version", "")
     mirror = ltr.mirror()
-    baseline = artifact.metadata.get("baseline") or {}
-    compared = (
-        f"{baseline.get('label') or 'live'} {baseline['version']}"
-        if baseline.get("version")
-        else "none: the first version"
-    )
+    baseline = CandidateSummary.from_json(artifact.metadata).baseline
+    compared = baseline.name if baseline.version else "none: the first version"
     return MaterializeResult(
         metadata={
             # What is live now, first: after a backfill this run's version is not it.

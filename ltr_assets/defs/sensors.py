@@ -27,8 +27,10 @@ from dagster import (
 
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.resources import LtrResource
+from ltr_assets.gate.evaluation import check_line
 from ltr_assets.notify import failure_text, notify, request_reload
 from ltr_core.settings import Settings
+from ltr_core.vocabulary import GateOutcome
 
 OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
 PUBLISHED_ASSET = "published_weights"
@@ -38,14 +40,8 @@ PUBLISHED_ASSET = "published_weights"
 class RunOutcome:
     """What a finished run amounted to, and why (the failing checks, or the error)."""
 
-    outcome: str  # "gate_refused" | "crashed" | "published" | "succeeded" (nothing published)
+    outcome: GateOutcome  # "succeeded": nothing was published
     detail: str
-
-
-def _figure(value: object) -> str:
-    """A check's value or threshold metadata as text (floats already rounded by the check)."""
-    shown = getattr(value, "value", value)
-    return f"{shown:g}" if isinstance(shown, float) else str(shown)
 
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
@@ -55,8 +51,11 @@ def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]
         event = entry.dagster_event
         data = event.event_specific_data if event else None
         if isinstance(data, AssetCheckEvaluation) and not data.passed and data.blocking:
-            value, threshold = data.metadata.get("value"), data.metadata.get("threshold")
-            failing.append(f"{data.check_name}: {_figure(value)} vs {_figure(threshold)}")
+            # the check's metadata values (`gate_check_result`): a float, or the text "n/a"
+            value, threshold = (
+                getattr(data.metadata.get(key), "value", None) for key in ("value", "threshold")
+            )
+            failing.append(check_line(data.check_name, value, threshold))
     return failing
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from importlib.metadata import PackageNotFoundError
@@ -28,6 +28,17 @@ from ltr_assets.gate.evaluation import (
     logged_order_scores,
 )
 from ltr_assets.gate.model_card import model_card_document
+from ltr_assets.gate.summary import (
+    BaselineSummary,
+    CandidateSummary,
+    Comparison,
+    Metrics,
+    SplitCounts,
+    TrainingWindow,
+    debias_info,
+    propensity_summary,
+    sampling_records,
+)
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.learning.dataset import Split
@@ -38,7 +49,7 @@ from ltr_assets.learning.training import (
     split_by_time,
     train_ranker,
 )
-from ltr_assets.metrics.ranking import CounterfactualEvaluator
+from ltr_assets.metrics.ranking import CounterfactualEvaluator, CounterfactualReport
 from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.publication import PublicationReport
@@ -80,7 +91,7 @@ class CandidateReport:
     path: LakePath
     evaluation: Evaluation
     gate: list[GateResult]
-    summary: dict[str, Any]
+    summary: CandidateSummary
     warnings: list[GateResult]  # non-blocking checks (fairness_coverage)
 
     @property
@@ -125,9 +136,9 @@ def _baseline(
     )
 
 
-def _ndcg_table(judge: CounterfactualEvaluator, scores: Any) -> dict[str, Any]:
+def _ndcg_table(judge: CounterfactualEvaluator, scores: Any) -> dict[int, CounterfactualReport]:
     """Counterfactual nDCG@1/3/5/10 with 95% intervals of one ranking of the test lists."""
-    return {f"ndcg@{k}": asdict(judge.ndcg(scores, k)) for k in REPORTED_K}
+    return {k: judge.ndcg(scores, k) for k in REPORTED_K}
 
 
 def baseline_label(version: str, live_version: str | None, partition: str) -> str:
@@ -183,50 +194,50 @@ def train_candidate(
     folder = lake.candidate(day)
     atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
     atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
-    summary = {
-        "partition": day.isoformat(),
-        "scorer": settings.scorer,
-        "training_window": {
-            "days": settings.train_window_days,
-            "present": [d.isoformat() for d in window.days_present],
-            "missing": [d.isoformat() for d in window.days_missing],
-            "groups": {"train": train.groups, "valid": valid.groups, "test": test.groups},
-            "rows": {"train": len(train.frame), "valid": len(valid.frame), "test": len(test.frame)},
-        },
-        "params": ranker.info["params"],
-        "best_iteration": ranker.info["best_iteration"],
-        "debias": ranker.info["debias"],
-        # what the steps fitted on a sample used (LTR_CLICK_MODEL_MAX_ROWS, LTR_WEIGHTS_MAX_ROWS)
-        "sampling": ranker.info["sampling"],
-        "propensity": ranker.propensity.to_dict(),
-        "weights_method": ranker.weights_method,
-        "weights_validation_ndcg_at_5": ranker.weights_validation,
-        "model_validation_ndcg_at_5": ranker.model_validation_ndcg5,
-        "baseline": {
-            "version": baseline.version,
-            "status": baseline.status,
-            "label": baseline.label if baseline.version else "",
-            "error": baseline.error,
-            "paired_ndcg_at_5": asdict(baseline.paired) if baseline.paired else None,
-            "weights": compared.weights,
-        },
+    summary = CandidateSummary(
+        partition=day,
+        scorer=scorer.kind,
+        training_window=TrainingWindow(
+            days=settings.train_window_days,
+            present=tuple(window.days_present),
+            missing=tuple(window.days_missing),
+            groups=SplitCounts(train.groups, valid.groups, test.groups),
+            rows=SplitCounts(len(train.frame), len(valid.frame), len(test.frame)),
+        ),
+        params=ranker.info["params"],
+        best_iteration=ranker.info["best_iteration"],
+        debias=debias_info(ranker.info["debias"]),
+        sampling=sampling_records(ranker.info["sampling"]),
+        propensity=propensity_summary(ranker.propensity.to_dict()),
+        weights_method=ranker.weights_method,
+        weights_validation_ndcg_at_5=ranker.weights_validation,
+        model_validation_ndcg_at_5=ranker.model_validation_ndcg5,
+        baseline=BaselineSummary(
+            version=baseline.version,
+            status=baseline.status,
+            label=baseline.label if baseline.version else "",
+            error=baseline.error,
+            paired_ndcg_at_5=baseline.paired,
+            weights=compared.weights,
+        ),
         # Candidate vs baseline vs the platform's logged order on the same test lists, judged
         # by the same evaluator: the model card's comparison.
-        "comparison": {
-            "candidate": _ndcg_table(judge, candidate_scores),
-            "baseline": None if compared.scores is None else _ndcg_table(judge, compared.scores),
-            "logged_order": _ndcg_table(judge, logged_order_scores(test)),
-        },
-        "weights": dict(ranker.weights),
-        "metrics": evaluation.to_dict(),
-        "gate": [asdict(result) for result in gate],
-        "warnings": [asdict(result) for result in warnings],
-        "fairness_table": evaluation.fairness.table(),
-        "gate_passed": all(result.passed for result in gate),
-        "thresholds": settings.gate.model_dump(),
-        "code_version": code_version(),
-    }
-    atomic.write_text(folder / CANDIDATE_FILE, json.dumps(summary, indent=2, default=str) + "\n")
+        comparison=Comparison(
+            candidate=_ndcg_table(judge, candidate_scores),
+            baseline=None if compared.scores is None else _ndcg_table(judge, compared.scores),
+            logged_order=_ndcg_table(judge, logged_order_scores(test)),
+        ),
+        weights=dict(ranker.weights),
+        metrics=Metrics.of(evaluation),
+        gate=tuple(gate),
+        warnings=tuple(warnings),
+        fairness_table=evaluation.fairness.table(),
+        gate_passed=all(result.passed for result in gate),
+        thresholds=settings.gate,
+        code_version=code_version(),
+    )
+    text = json.dumps(summary.to_json(), indent=2, default=str) + "\n"
+    atomic.write_text(folder / CANDIDATE_FILE, text)
     return CandidateReport(day, folder, evaluation, gate, summary, warnings)
 
 
@@ -241,15 +252,17 @@ def publish_candidate(
     """Publish ltr_model[day]'s candidate locally and to S3; refuses one that failed its gate."""
     folder = lake.candidate(day)
     try:
-        summary = json.loads((folder / CANDIDATE_FILE).read_text())
+        recorded = json.loads((folder / CANDIDATE_FILE).read_text())
         weights = json.loads((folder / WEIGHTS_FILE).read_text())
         model_text = (folder / MODEL_FILE).read_text()
     except FileNotFoundError as exc:
         raise RegistryError(f"no candidate model for {day}: {exc.filename} is missing") from None
-    if not summary.get("gate_passed"):
-        failed = [g["name"] for g in summary["gate"] if not g["passed"]]
+    summary = CandidateSummary.from_json(recorded)
+    if not summary.gate_passed:
+        failed = summary.failed_checks
         raise GateNotPassed(f"candidate for {day} failed its gate ({', '.join(failed)})")
-    metadata = {k: v for k, v in summary.items() if k != "partition"}
+    # published as recorded (the registry records the partition itself)
+    metadata = {k: v for k, v in recorded.items() if k != "partition"}
     return publication.publish(
         registry,
         mirror,

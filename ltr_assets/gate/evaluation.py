@@ -13,7 +13,7 @@ it rewards imitating the order the clicks were collected under.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ltr_assets.metrics.ranking import (
 from ltr_core.codec import LatencyReport
 from ltr_core.scoring import Scorer
 from ltr_core.settings import GateThresholds
+from ltr_core.vocabulary import BaselineStatus, ScorerName
 
 REPORTED_K = (1, 3, 5, 10)
 GATED_K = 5
@@ -74,7 +75,7 @@ def logged_order_scores(split: Split) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Evaluation:
-    scorer: str
+    scorer: ScorerName
     counterfactual: dict[int, CounterfactualReport]  # k -> what users would experience
     model_based: dict[int, CounterfactualReport]  # k -> the click model's estimate (diagnostic)
     logged_ndcg: dict[int, NdcgReport]  # k -> nDCG on logged labels (diagnostic)
@@ -87,13 +88,6 @@ class Evaluation:
     @property
     def ndcg5(self) -> CounterfactualReport:
         return self.counterfactual[GATED_K]
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["counterfactual"] = {f"ndcg@{k}": asdict(v) for k, v in self.counterfactual.items()}
-        out["logged_ndcg"] = {f"ndcg@{k}": asdict(v) for k, v in self.logged_ndcg.items()}
-        out["model_based"] = {f"ndcg@{k}": asdict(v) for k, v in self.model_based.items()}
-        return out
 
 
 @dataclass(frozen=True)
@@ -153,7 +147,7 @@ class Baseline:
     """The version a candidate must not regress against, as the gate found it."""
 
     version: str  # "" when none is published
-    status: str  # "none" | "ok" | "unreadable"
+    status: BaselineStatus
     error: str = ""
     paired: PairedReport | None = None  # candidate − baseline, nDCG@5 on the test lists
     # What the compared version is to an operator: "live" in the nightly case; in a backfill
@@ -385,11 +379,20 @@ def _latency_result(candidate: Evaluation, thresholds: GateThresholds) -> GateRe
     )
 
 
-def _figure(value: float) -> str:
-    """A gate figure as an operator reads it: 4 decimals at most, "n/a" when not finite."""
+def _figure(value: object) -> str:
+    """A gate figure as an operator reads it: 4 decimals at most, "n/a" when not finite;
+    anything not a number (a check's "n/a" metadata) as it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return str(value)
     if not np.isfinite(value):
         return "n/a"
     return f"{round(float(value), 4):g}"
+
+
+def check_line(name: str, value: object, threshold: object) -> str:
+    """`<check>: <value> vs <threshold>`: how a failing check is named to an operator, on
+    ltr_model's `gate` entry, in the model card and in the run-failure notification."""
+    return f"{name}: {_figure(value)} vs {_figure(threshold)}"
 
 
 def round_floats(value: Any, places: int = 4) -> Any:
@@ -412,9 +415,7 @@ def gate_line(gate: Sequence[GateResult]) -> str:
     failing = [g for g in gate if not g.passed]
     if not failing:
         return "PASSED"
-    return "FAILED: " + "; ".join(
-        f"{g.name}: {_figure(g.value)} vs {_figure(g.threshold)}" for g in failing
-    )
+    return "FAILED: " + "; ".join(check_line(g.name, g.value, g.threshold) for g in failing)
 
 
 def decide_gate(

@@ -86,11 +86,6 @@ class IngestReport:
     quarantine_path: LakePath | None = None
 
     @property
-    def accounted(self) -> int:
-        """Every record read is exactly one of these: equals `read`."""
-        return self.accepted + self.duplicates + self.conflicts + self.quarantined + self.ignored
-
-    @property
     def quarantine_ratio(self) -> float:
         considered = self.read - self.ignored
         return self.quarantined / considered if considered else 0.0

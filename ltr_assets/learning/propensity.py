@@ -83,10 +83,6 @@ class PropensityCurve:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PropensityCurve:
-        return cls(**data)
-
 
 def pinned_curve(values: Sequence[float]) -> PropensityCurve:
     """An operator's curve (θ_1, θ_2, …): in (0, 1], starting at 1, never increasing."""

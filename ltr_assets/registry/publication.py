@@ -111,11 +111,6 @@ def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> 
     return PruneReport(pruned, failed=failed, s3_failed=s3_failed)
 
 
-def prune(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> list[str]:
-    """The versions `prune_versions` deleted."""
-    return prune_versions(local, mirror, keep).pruned
-
-
 def publish(
     local: LocalRegistry,
     mirror: S3Mirror | None,

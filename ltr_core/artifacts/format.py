@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 
 from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
 from ltr_core.artifacts.model_format import MalformedModel, check_model_format
@@ -185,6 +185,27 @@ class Artifact:
     weights: dict[str, float]
     model_text: str
     metadata: dict[str, Any]
+
+
+def checked_artifact(
+    version: str,
+    weights_bytes: bytes,
+    model_bytes: bytes,
+    metadata: object,
+    where: str,
+    keys: ArtifactKeys | None = None,
+) -> Artifact:
+    """The artifact of `version` from its three files as read (a local folder, S3): every rule
+    of `validate_artifact`, then its metadata must name that version (a version folder copied
+    or renamed is refused). Each RegistryError starts with `where`, the version's location."""
+    try:
+        weights = validate_artifact(weights_bytes, model_bytes, metadata, keys)
+    except RegistryError as exc:
+        raise RegistryError(f"{where}: {exc}") from None
+    checked = cast(dict[str, Any], metadata)  # validate_artifact refuses anything else
+    if checked.get("version") != version:
+        raise RegistryError(f"{where}: {METADATA_FILE} says {checked.get('version')!r:.50}")
+    return Artifact(version, weights, model_bytes.decode(), checked)
 
 
 def scorer_to_record(metadata: Mapping[str, Any]) -> str | None:

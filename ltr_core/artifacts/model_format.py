@@ -119,10 +119,6 @@ class ModelShape:
     def leaves(self) -> int:
         return sum(tree.num_leaves for tree in self.trees)
 
-    @property
-    def max_depth(self) -> int:
-        return max((tree.depth for tree in self.trees), default=0)
-
 
 def check_model_format(model: bytes | str, features: Sequence[str]) -> ModelShape:
     """Parse and check LightGBM model text (see the module docstring); MalformedModel says why

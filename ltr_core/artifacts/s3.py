@@ -27,8 +27,8 @@ from ltr_core.artifacts.format import (
     RegistryError,
     check_pointer,
     check_version,
+    checked_artifact,
     is_version,
-    validate_artifact,
 )
 from ltr_core.artifacts.signing import ArtifactKeys
 
@@ -162,13 +162,9 @@ class S3Versions:
             raise RegistryError(f"{self.url(version)} is incomplete: {exc}") from None
         except ValueError as exc:
             raise RegistryError(f"{self.url(version, METADATA_FILE)} is not JSON: {exc}") from None
-        try:
-            weights = validate_artifact(weights_bytes, model_bytes, metadata, self.keys)
-        except RegistryError as exc:
-            raise RegistryError(f"{self.url(version)}: {exc}") from None
-        if metadata.get("version") != version:
-            raise RegistryError(f"{self.url(version)}: {METADATA_FILE} names another version")
-        return Artifact(version, weights, model_bytes.decode(), metadata)
+        return checked_artifact(
+            version, weights_bytes, model_bytes, metadata, self.url(version), self.keys
+        )
 
 
 def s3_client(

@@ -29,9 +29,9 @@ from ltr_core.artifacts.format import (
     RegistryError,
     check_pointer,
     check_version,
+    checked_artifact,
     is_version,
     sha256,
-    validate_artifact,
 )
 from ltr_core.artifacts.signing import (
     ArtifactKeys,
@@ -100,15 +100,9 @@ class LocalVersions:
             model_bytes = (folder / MODEL_FILE).read_bytes()
         except FileNotFoundError as exc:
             raise RegistryError(f"version {version} is incomplete: {exc.filename}") from None
-        try:
-            weights = validate_artifact(weights_bytes, model_bytes, metadata, self.keys)
-        except RegistryError as exc:
-            raise RegistryError(f"version {version}: {exc}") from None
-        if metadata.get("version") != version:
-            raise RegistryError(
-                f"version {version}: {METADATA_FILE} says {metadata.get('version')!r:.50}"
-            )
-        return Artifact(version, weights, model_bytes.decode(), metadata)
+        return checked_artifact(
+            version, weights_bytes, model_bytes, metadata, f"version {version}", self.keys
+        )
 
     def verify(self, version: str) -> list[str]:
         """Problems with a version; empty when it is valid. InvalidVersion for a bad name.

@@ -212,7 +212,7 @@ def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: P
     versions = [_publish(local, mirror, "2026-11-25", s)[0].version for s in range(4)]
     local.rollback(versions[0])
     sync(local, mirror, force_pointer=True)
-    pruned = publication.prune(local, mirror, keep=2)
+    pruned = publication.prune_versions(local, mirror, keep=2).pruned
     assert pruned == [versions[1]]
     assert local.versions() == [versions[0], versions[2], versions[3]]
     assert mirror.versions() == [versions[0], versions[2], versions[3]]

@@ -12,6 +12,7 @@ from ltr_assets.ingest.day import content_digest, ingest_day
 from ltr_assets.ingest.sources import AuditLogSource
 from ltr_assets.lake.paths import Lake
 from ltr_core.events import parse_event
+from tests.support.ingest import accounted
 from tests.unit.test_events import FEATURES, FLAT
 
 DAY = date(2026, 11, 25)
@@ -43,7 +44,7 @@ def test_bad_input_is_quarantined_with_reasons_and_counted(tmp_path: Path) -> No
     report = ingest_day(source.read_day(DAY), DAY, lake, source.name)
 
     assert (report.read, report.accepted, report.duplicates, report.conflicts) == (10, 3, 1, 1)
-    assert (report.quarantined, report.ignored) == (4, 1) and report.accounted == report.read
+    assert (report.quarantined, report.ignored) == (4, 1) and accounted(report) == report.read
     assert report.conflicting_ids == ["e-2"]
     assert report.reasons == {"invalid_json": 1, "unknown_event_type": 1, "bad_feature": 2}
     table = pq.read_table(report.parquet_path)

@@ -18,6 +18,7 @@ from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.sources import CLOCK_LINES, FUTURE, OLD, AuditLogSource, SourceRecord
 from ltr_assets.lake.paths import Lake
 from ltr_core.events import EventRow, Rejection, parse_event
+from tests.support.ingest import accounted
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
@@ -244,9 +245,7 @@ def test_every_line_is_counted_exactly_once_across_all_days(
     total = 0
     for day in days:
         report = ingest_day(source.read_day(day), day, lake, "f")
-        assert (
-            report.read == report.accounted
-        )  # accepted + duplicates + conflicts + quarantined + ignored
+        assert report.read == accounted(report)
         assert report.read == expected.get(day, 0), (day, lines)
         total += report.read
     assert total == sum(1 for line in lines if line.strip())

@@ -18,6 +18,7 @@ from ltr_assets.ingest.sources import AuditLogSource, DayRecord
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake
 from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
+from tests.support.ingest import accounted
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
@@ -79,7 +80,7 @@ def test_a_spilled_day_gives_the_same_parquet_and_counts_as_the_in_memory_path(
     assert in_memory.accepted > 250 and in_memory.duplicates > 0 and in_memory.conflicts > 0
     assert in_memory.quarantined == 2 and in_memory.ignored == 1
     assert _summary(spilled) == _summary(in_memory)
-    assert spilled.accounted == spilled.read
+    assert accounted(spilled) == spilled.read
     assert _files(spilled) == _files(in_memory)
     # The work folder (runs, DuckDB's spill) is gone; only the lake's files are left.
     assert isinstance(spilled.parquet_path, Path)

@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from ltr_assets.gate.model_card import model_card_document, render_model_card
+from ltr_assets.gate.summary import CandidateSummary
 
 
 def _report(value: float, low: float, high: float, k: int = 5) -> dict[str, Any]:
-    return {"k": k, "value": value, "interval": {"low": low, "high": high}, "lists": 200,
-            "lists_with_clicks": 150}  # fmt: skip
+    return {"k": k, "value": value, "interval": {"low": low, "high": high, "clipped": False},
+            "lists": 200, "lists_with_clicks": 150, "model_share": 0.1}  # fmt: skip
+
+
+def _paired(difference: float, low: float, high: float) -> dict[str, Any]:
+    return {"k": 5, "candidate": 0.8, "baseline": 0.8 - difference, "difference": difference,
+            "interval": {"low": low, "high": high, "clipped": False}, "lists": 200}  # fmt: skip
+
+
+def _latency(p50: float, p95: float, cpu_p95: float, cpu_p99: float) -> dict[str, Any]:
+    return {"queries": 1000, "p50_ms": p50, "p95_ms": p95, "p99_ms": p95 * 1.2,
+            "cpu_p50_ms": p50, "cpu_p95_ms": cpu_p95, "cpu_p99_ms": cpu_p99}  # fmt: skip
+
+
+def _sampling(sampled: bool = False, rows: int = 8000, lists: int = 400) -> dict[str, Any]:
+    return {"max_rows": 0, "rows_available": 8000, "lists_available": 400, "sampled": sampled,
+            "seed": 0, "rows_used": rows, "lists_used": lists}  # fmt: skip
 
 
 def _summary() -> dict[str, Any]:
+    """A candidate.json as ltr_model writes it (every field CandidateSummary reads)."""
     ks = (1, 3, 5, 10)
+    ndcg = {f"ndcg@{k}": _report(0.812345678, 0.7, 0.9, k) for k in ks}
     return {
         "partition": "2026-11-03",
-        "scorer": "linear",
-        "debias": {"method": "lightgbm_position"},
+        "scorer": "weights",
+        "params": {"objective": "lambdarank"},
+        "debias": {
+            "method": "lightgbm_position",
+            "propensity_clip": 0.05,
+            "evaluation_ips_max_weight": 5.0,
+            "label_gain": None,
+            "ips_weights": False,
+            "lightgbm_position": True,
+        },  # fmt: skip
+        "sampling": {"click_model": _sampling(), "lambdarank": _sampling()},
+        "weights_validation_ndcg_at_5": {"distilled_nnls": 0.8},
+        "model_validation_ndcg_at_5": 0.81,
+        "warnings": [],
+        "gate_passed": False,
         "best_iteration": 42,
         "code_version": "git:abc",
         "gate": [
@@ -48,46 +83,45 @@ def _summary() -> dict[str, Any]:
             "label": "baseline (published for 2026-11-03 or before)",
             "status": "ok",
             "error": "",
-            "paired_ndcg_at_5": {
-                "difference": 0.021234567,
-                "interval": {"low": -0.01, "high": 0.05},
-            },  # fmt: skip
+            "paired_ndcg_at_5": _paired(0.021234567, -0.01, 0.05),
             "weights": {"A": 0.6, "S": 0.4},
         },
         "metrics": {
-            "vs_logged": {"difference": 0.0623456, "interval": {"low": 0.01, "high": 0.1}},
+            "scorer": "weights",
+            "counterfactual": ndcg,
+            "model_based": ndcg,
+            "logged_ndcg": {
+                f"ndcg@{k}": {
+                    "k": k,
+                    "value": 0.7,
+                    "groups_used": 12,
+                    "groups_excluded": 0,
+                    "interval": {"low": 0.6, "high": 0.8, "clipped": False},
+                }
+                for k in ks
+            },  # fmt: skip
+            "vs_logged": _paired(0.0623456, 0.01, 0.1),
+            "fairness": {},
             "latency": {
-                "at_data_sizes": {
-                    "queries": 1000,
-                    "p50_ms": 0.01,
-                    "p95_ms": 0.5,
-                    "p99_ms": 0.6,
-                    "cpu_p50_ms": 0.01,
-                    "cpu_p95_ms": 0.019411499999999988,
-                    "cpu_p99_ms": 0.03,
-                },  # fmt: skip
-                "at_max_candidates": {
-                    "queries": 1000,
-                    "p50_ms": 2.0,
-                    "p95_ms": 9.5,
-                    "p99_ms": 11.0,
-                    "cpu_p50_ms": 2.0,
-                    "cpu_p95_ms": 3.123456,
-                    "cpu_p99_ms": 4.0,
-                },  # fmt: skip
+                "at_data_sizes": _latency(0.01, 0.5, 0.019411499999999988, 0.03),
+                "at_max_candidates": _latency(2.0, 9.5, 3.123456, 4.0),
                 "max_candidates": 1000,
             },
             "samples": 12,
+            "test_groups": 200,
         },
         "thresholds": {"latency_p95_ms": 25.0},
         "fairness_table": "| value | lists |\n|---|---|\n| gender=F | 180 |",
         "weights": {"A": 0.55555555, "S": 0.44444445},
         "weights_method": "nnls",
         "propensity": {
-            "method": "lightgbm",
+            "method": "regression_em",
             "examination": [1.0, 0.61234567],
             "low": [1.0, 0.55],
             "high": [1.0, 0.67],
+            "impressions": [4000, 4000],
+            "clicks": [900, 500],
+            "params": {},
         },  # fmt: skip
         "training_window": {
             "days": 14,
@@ -100,7 +134,7 @@ def _summary() -> dict[str, Any]:
 
 
 def test_every_section_and_figure_of_the_card() -> None:
-    card = render_model_card(_summary(), "20261103_021500")
+    card = render_model_card(CandidateSummary.from_json(_summary()), "20261103_021500")
     assert card.startswith("# Model card: version 20261103_021500 (partition 2026-11-03)")
     assert "- Gate: FAILED: min_samples: 12 vs 50" in card
     # Candidate vs baseline vs logged order, every k, with intervals, 4 places.
@@ -131,7 +165,7 @@ def test_first_version_has_no_baseline_column_values() -> None:
                            "weights": None, "label": ""}  # fmt: skip
     summary["comparison"]["baseline"] = None
     summary["gate"] = [g | {"passed": True} for g in summary["gate"]]
-    card = render_model_card(summary)
+    card = render_model_card(CandidateSummary.from_json(summary))
     assert card.startswith("# Model card: candidate (partition 2026-11-03)")
     assert "- Gate: PASSED" in card and "Baseline: none published." in card
     assert "| counterfactual nDCG@5 | 0.8123 [0.7000, 0.9000] | n/a |" in card
@@ -146,12 +180,42 @@ def test_registry_document_names_the_version() -> None:
 
 def test_the_card_says_which_steps_fitted_on_a_sample_only_when_a_cap_bit() -> None:
     summary = _summary()
-    assert "deterministic sample" not in render_model_card(summary)
-    record = {"rows_available": 8000, "lists_available": 400, "max_rows": 0, "seed": 0}
+    assert "deterministic sample" not in render_model_card(CandidateSummary.from_json(summary))
     summary["sampling"] = {
-        "click_model": record | {"sampled": True, "rows_used": 3000, "lists_used": 150},
-        "lambdarank": record | {"sampled": False, "rows_used": 8000, "lists_used": 400},
+        "click_model": _sampling(sampled=True, rows=3000, lists=150),
+        "lambdarank": _sampling(),
     }
-    card = render_model_card(summary)
+    card = render_model_card(CandidateSummary.from_json(summary))
     assert "click_model 3000 of 8000 rows (150 of 400 lists)" in card
     assert "lambdarank" not in card
+
+
+def test_the_summary_round_trips_through_its_json_shape() -> None:
+    recorded = json.loads(json.dumps(_summary()))
+    summary = CandidateSummary.from_json(recorded)
+    assert summary.metrics.counterfactual[5].value == 0.812345678
+    assert summary.baseline.name == "baseline (published for 2026-11-03 or before) 20261102_021500"
+    written = json.loads(json.dumps(summary.to_json()))
+    assert written["thresholds"]["latency_p95_ms"] == 25.0  # the rest: GateThresholds' defaults
+    written["thresholds"] = recorded["thresholds"]
+    assert written == recorded
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("scorer",), "linear"),
+        (("debias", "method"), "lightgbm"),
+        (("propensity", "method"), "lightgbm"),
+        (("baseline", "status"), "missing"),
+        (("metrics", "counterfactual"), {"ndcg5": _report(0.8, 0.7, 0.9)}),
+    ],
+)
+def test_a_summary_outside_the_closed_sets_is_refused(path: tuple[str, ...], value: Any) -> None:
+    summary = _summary()
+    parent = summary
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    with pytest.raises(ValidationError):
+        CandidateSummary.from_json(summary)

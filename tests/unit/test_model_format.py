@@ -237,7 +237,8 @@ def test_a_model_over_other_features_is_refused() -> None:
 
 def test_depth_is_bounded() -> None:
     depth = model_format.MAX_DEPTH
-    assert check_model_format(write_model([chain(depth)]), FEATURES).max_depth == depth
+    shape = check_model_format(write_model([chain(depth)]), FEATURES)
+    assert max(tree.depth for tree in shape.trees) == depth
     with pytest.raises(MalformedModel, match=f"deeper than {depth}"):
         check_model_format(write_model([chain(depth + 1)]), FEATURES)
 

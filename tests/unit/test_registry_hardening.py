@@ -97,7 +97,7 @@ def test_retention_deletes_nothing_while_the_pointer_is_malformed(tmp_path: Path
     assert registry.versions() == versions
 
     registry.rollback(versions[0])  # a valid pointer again: retention keeps it and the newest
-    assert publication.prune(registry, None, keep=1) == versions[1:3]
+    assert publication.prune_versions(registry, None, keep=1).pruned == versions[1:3]
     assert registry.versions() == [versions[0], versions[3]]
 
 
