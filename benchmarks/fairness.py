@@ -20,8 +20,8 @@ import time
 
 from benchmarks.common import machine, report
 from benchmarks.simulated import published_scorer_fairness, simulate_logs
-from ltr_assets.gate.evaluation import _fairness_result
-from ltr_assets.metrics.fairness import RankedLists, fairness_report
+from ltr_assets.gate.evaluation import _fairness_result, gate_fairness_report
+from ltr_assets.metrics.fairness import RankedLists
 from ltr_core.settings import GateThresholds
 
 GATE = GateThresholds()
@@ -35,7 +35,7 @@ def oracle_passes(seed: int) -> bool:
         for a in GATE.fairness_attributes
     }
     gains = frame["gain"].to_numpy()
-    fair = fairness_report(RankedLists(gains, sizes, attributes, gains), GATE.fairness_attributes)
+    fair = gate_fairness_report(RankedLists(gains, sizes, attributes, gains), GATE)
     return _fairness_result(fair).passed
 
 

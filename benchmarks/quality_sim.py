@@ -20,11 +20,13 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 
 from benchmarks.common import machine, report
 from benchmarks.simulated import (
+    TRAINING,
     SimulatedLogs,
     closed_loop_logs,
     simulate_logs,
@@ -34,8 +36,9 @@ from ltr_assets.learning.training import counterfactual_evaluator, train_ranker
 from ltr_assets.metrics.ranking import gain_ndcg
 from ltr_assets.simulation.simulator import ClickModel, platform_ranker
 from ltr_core.scoring import WeightsScorer
+from ltr_core.vocabulary import DebiasMethod
 
-METHODS = ("none", "click_model", "ips", "lightgbm_position")
+METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_position")
 
 
 def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
@@ -45,7 +48,7 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     def truth(scores: np.ndarray) -> float:
         return gain_ndcg(gains, scores, test.group_sizes)
 
-    rankers = {m: train_ranker(train, valid, debias=m) for m in METHODS}
+    rankers = {m: train_ranker(train, valid, replace(TRAINING, debias=m)) for m in METHODS}
     rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
     judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
     scores: dict[str, np.ndarray] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from ltr_assets.lake.paths import Lake
 from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.training import (
     TrainedRanker,
+    TrainingOptions,
     counterfactual_evaluator,
     split_by_time,
     train_ranker,
@@ -41,7 +42,12 @@ from ltr_assets.simulation.simulator import (
     logged_frame,
 )
 from ltr_core.scoring import WeightsScorer
-from ltr_core.settings import GateThresholds
+from ltr_core.settings import GateThresholds, Settings
+from ltr_core.vocabulary import DebiasMethod
+
+# The settings' defaults: the benchmarks run the pipeline as configured out of the box.
+DEFAULTS = Settings.from_env({})
+TRAINING = TrainingOptions.from_settings(DEFAULTS)
 
 START = date(2026, 10, 1)
 RankerForDay = Callable[[date], tuple[Callable[[np.ndarray], np.ndarray] | None, str]]
@@ -89,7 +95,7 @@ def closed_loop_logs(
     window_days: int = 14,
     retrain_every: int = 2,
     first_training_day: int = 3,
-    debias: str = "click_model",
+    debias: DebiasMethod = "click_model",
     start: date = START,
     **config: Any,
 ) -> SimulatedLogs:
@@ -105,7 +111,7 @@ def closed_loop_logs(
         if i + 1 >= first_training_day and (i + 1 - first_training_day) % retrain_every == 0:
             recent = pd.concat(frames[-window_days:], ignore_index=True)
             train, valid, _ = split_by_time(recent)
-            trained = train_ranker(train, valid, debias=debias)
+            trained = train_ranker(train, valid, replace(TRAINING, debias=debias))
             vector = np.array(list(trained.weights.values()))
             ranker, version = (lambda m, v=vector: np.nan_to_num(m) @ v), f"sim-{day}"
     return SimulatedLogs(
@@ -121,7 +127,7 @@ def train_on_unbiased_labels(train: Split, valid: Split) -> TrainedRanker:
         frame = split.frame.assign(label=split.frame["unbiased_label"])
         return Split(frame, split.group_sizes)
 
-    return train_ranker(relabelled(train), relabelled(valid), debias="none")
+    return train_ranker(relabelled(train), relabelled(valid), replace(TRAINING, debias="none"))
 
 
 def published_scorer_fairness(
@@ -130,7 +136,7 @@ def published_scorer_fairness(
     """(the fairness report, test lists) of the scorer the pipeline would publish (debiased
     weights) trained on `days` of simulated logs, optionally with clients' bias."""
     train, valid, test = simulate_logs(seed, days, **bias).splits()
-    ranker = train_ranker(train, valid)
+    ranker = train_ranker(train, valid, TRAINING)
     evaluation = evaluate(
         WeightsScorer(ranker.weights),
         test,
@@ -139,6 +145,7 @@ def published_scorer_fairness(
             ranker.debiaser.expected_gain(test.X), valid, ranker.debiaser.expected_gain(valid.X)
         ),  # fmt: skip
         gate,
+        max_candidates=DEFAULTS.serving.max_candidates,
         time_it=False,
     )
     return evaluation.fairness, test.groups
@@ -155,5 +162,5 @@ def simulated_lake(root: Path, days: int, seed: int, **config: Any) -> tuple[Lak
     for day in all_days:
         ingest_day(source.read_day(day), day, lake, source.name)
     for day in all_days:
-        build_feature_matrix(lake, day)
+        build_feature_matrix(lake, day, DEFAULTS.feedback_window_hours)
     return lake, simulator, all_days[-1]

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import machine, median_time, report
-from benchmarks.simulated import simulated_lake
+from benchmarks.simulated import TRAINING, simulated_lake
 from ltr_assets.gate.candidate import train_candidate
 from ltr_assets.learning.training import load_window, split_by_time, train_ranker
 from ltr_assets.registry.local import LocalRegistry
@@ -31,7 +31,7 @@ def main() -> None:
         lake, _, last = simulated_lake(root, 14, seed=1)
         window = load_window(lake, last, 14)
         train, valid, _ = split_by_time(window.frame)
-        train_s, _ = median_time(lambda: train_ranker(train, valid), args.repeats)
+        train_s, _ = median_time(lambda: train_ranker(train, valid, TRAINING), args.repeats)
         settings = Settings.from_env({"LTR_HOME": str(root)})
         registry = LocalRegistry(root / "registry")
         step_s, _ = median_time(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +76,7 @@ def _final_report(
     """On the published version's test lists: truth and gate estimate of every ranking."""
     from ltr_assets.lake.paths import lake_from_settings
     from ltr_assets.learning.training import (
+        TrainingOptions,
         counterfactual_evaluator,
         load_window,
         split_by_time,
@@ -88,8 +89,9 @@ def _final_report(
     day = summary.partition
     window = load_window(lake_from_settings(settings), day, settings.train_window_days)
     train, valid, test = split_by_time(window.frame)
-    naive = train_ranker(train, valid, debias="none")
-    debiased = train_ranker(train, valid, debias=settings.debias)
+    options = TrainingOptions.from_settings(settings)
+    naive = train_ranker(train, valid, replace(options, debias="none"))
+    debiased = train_ranker(train, valid, options)
     judge = counterfactual_evaluator(test, debiased.debiaser)
     gains = test.frame.merge(truth, on=["request_id", "lawyer_id"], how="left")["gain"].to_numpy()
     rng = np.random.default_rng(0)

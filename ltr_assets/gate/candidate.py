@@ -42,8 +42,8 @@ from ltr_assets.gate.summary import (
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.learning.dataset import Split
-from ltr_assets.learning.propensity import PropensityCurve, PropensityError, pinned_curve
 from ltr_assets.learning.training import (
+    TrainingOptions,
     counterfactual_evaluator,
     load_window,
     split_by_time,
@@ -56,7 +56,7 @@ from ltr_assets.registry.publication import PublicationReport
 from ltr_assets.registry.s3_mirror import S3Mirror
 from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE, RegistryError, weights_json
 from ltr_core.scoring import make_scorer
-from ltr_core.settings import ConfigError, Settings
+from ltr_core.settings import Settings
 
 CANDIDATE_FILE = "candidate.json"
 
@@ -149,15 +149,6 @@ def baseline_label(version: str, live_version: str | None, partition: str) -> st
     return f"baseline (published for {partition} or before)"
 
 
-def _pinned(settings: Settings) -> PropensityCurve | None:
-    if settings.propensity_method != "pinned":
-        return None
-    try:
-        return pinned_curve(settings.propensity_curve)
-    except PropensityError as exc:
-        raise ConfigError(f"LTR_PROPENSITY_CURVE: {exc}") from None
-
-
 def train_candidate(
     lake: Lake, registry: LocalRegistry, day: date, settings: Settings
 ) -> CandidateReport:
@@ -165,17 +156,7 @@ def train_candidate(
     window = load_window(lake, day, settings.train_window_days)
     train, valid, test = split_by_time(window.frame)
     window.frame = window.frame.iloc[:0]  # the splits hold copies of the rows: free the window's
-    ranker = train_ranker(
-        train,
-        valid,
-        debias=settings.debias,
-        pinned_curve=_pinned(settings),
-        clip=settings.propensity_clip,
-        ips_max_weight=settings.ips_max_weight,
-        dask_scheduler=settings.dask_scheduler,
-        caps=settings.sample_caps,
-        num_threads=settings.num_threads,
-    )
+    ranker = train_ranker(train, valid, TrainingOptions.from_settings(settings))
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
     fairness = FairnessInputs(
@@ -245,11 +226,13 @@ def publish_candidate(
     lake: Lake,
     registry: LocalRegistry,
     day: date,
-    mirror: S3Mirror | None = None,
-    keep: int = 30,
+    *,
+    mirror: S3Mirror | None,
+    keep: int,
     force: bool = False,
 ) -> PublicationReport:
-    """Publish ltr_model[day]'s candidate locally and to S3; refuses one that failed its gate."""
+    """Publish ltr_model[day]'s candidate locally and to S3 (`mirror`, None for local only),
+    keeping the newest `keep` versions (LTR_KEEP_VERSIONS); refuses one that failed its gate."""
     folder = lake.candidate(day)
     try:
         recorded = json.loads((folder / CANDIDATE_FILE).read_text())

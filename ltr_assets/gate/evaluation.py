@@ -100,16 +100,38 @@ class FairnessInputs:
     valid_merit: np.ndarray | None = None
 
 
+def gate_fairness_report(
+    lists: RankedLists,
+    thresholds: GateThresholds,
+    pool: RankedLists | None = None,
+    test_draws: np.ndarray | None = None,
+) -> FairnessReport:
+    """The fairness report of one ranking under the gate's limits (LTR_FAIRNESS_MAX,
+    LTR_FAIRNESS_MIN_RATIO, LTR_FAIRNESS_MIN_GROUPS, LTR_FAIRNESS_MIN_COVERAGE) and attributes."""
+    return fairness_report(
+        lists,
+        thresholds.fairness_attributes,
+        pool=pool,
+        max_difference=thresholds.fairness_max,
+        min_ratio=thresholds.fairness_min_ratio,
+        min_lists=thresholds.fairness_min_groups,
+        min_coverage=thresholds.fairness_min_coverage,
+        test_draws=test_draws,
+    )
+
+
 def evaluate(
     scorer: Scorer,
     test: Split,
     judge: CounterfactualEvaluator,
     fairness: FairnessInputs,
     thresholds: GateThresholds,
+    *,
+    max_candidates: int,
     time_it: bool = True,
-    max_candidates: int = 1000,
 ) -> Evaluation:
-    """All gate figures of `scorer` on the test lists."""
+    """All gate figures of `scorer` on the test lists; latency is timed at the list sizes of
+    the test lists and at `max_candidates` (LTR_MAX_CANDIDATES)."""
     scores = scorer.score(test.X)
     latency = time_requests(scorer, test, max_candidates) if time_it else RequestLatency.untimed()
     pool = None
@@ -126,14 +148,10 @@ def evaluate(
         model_based={k: judge.model_based_ndcg(scores, k) for k in REPORTED_K},
         logged_ndcg={k: ndcg_at_k(test.y, scores, test.group_sizes, k) for k in REPORTED_K},
         vs_logged=judge.paired(scores, logged_order_scores(test), GATED_K),
-        fairness=fairness_report(
+        fairness=gate_fairness_report(
             RankedLists(scores, test.group_sizes, test.attributes(), fairness.test_merit),
-            thresholds.fairness_attributes,
+            thresholds,
             pool=pool,
-            max_difference=thresholds.fairness_max,
-            min_ratio=thresholds.fairness_min_ratio,
-            min_lists=thresholds.fairness_min_groups,
-            min_coverage=thresholds.fairness_min_coverage,
             test_draws=judge.draws,  # the same resamples of the test lists (seed 0, 1,000)
         ),
         latency=latency,

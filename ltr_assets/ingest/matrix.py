@@ -139,7 +139,7 @@ def _source(paths: list[LakePath], folder: Path) -> str:
 def build_feature_matrix(
     lake: Lake,
     day: date,
-    feedback_window_hours: int = 24,
+    feedback_window_hours: int,
     *,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> MatrixReport:

@@ -113,13 +113,16 @@ def fit_debiaser(
     positions: np.ndarray,
     labels: np.ndarray,
     group_sizes: np.ndarray,
-    pinned: PropensityCurve | None = None,
-    clip: float = 0.05,
+    *,
+    pinned: PropensityCurve | None,
+    clip: float,
+    ips_max_weight: float,
+    num_threads: int,
     bootstrap: int = 100,
-    ips_max_weight: float = 5.0,
-    num_threads: int = 0,
 ) -> Debiaser:
-    """Fit the click model and the gain model on logged lists (the training days)."""
+    """Fit the click model and the gain model on logged lists (the training days).
+    `clip` (LTR_PROPENSITY_CLIP), `ips_max_weight` (LTR_IPS_MAX_WEIGHT) and `num_threads`
+    (LTR_NUM_THREADS) come from the settings; the caller passes them."""
     labels = np.asarray(labels)
     click_model = fit_click_model(
         positions,

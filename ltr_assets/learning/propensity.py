@@ -187,6 +187,8 @@ def fit_click_model(
     clicks: np.ndarray,
     features: np.ndarray,
     group_sizes: Sequence[int] | np.ndarray,
+    *,
+    num_threads: int,
     pinned: PropensityCurve | None = None,
     max_iterations: int = 60,
     rounds_per_iteration: int = 5,
@@ -194,7 +196,6 @@ def fit_click_model(
     holdout: float = 0.2,
     bootstrap: int = 200,
     seed: int = 0,
-    num_threads: int = 0,
 ) -> ClickModel:
     """Fit the position-based click model (see the module docstring). `positions` are 1-based
     logged ranks, `clicks` 0/1 (any feedback at or past a click), `features` the impressions'

@@ -42,11 +42,12 @@ from ltr_assets.learning.debias import (
     logged_gain,
 )
 from ltr_assets.learning.lightgbm_params import BASE_PARAMS
-from ltr_assets.learning.propensity import PropensityCurve
+from ltr_assets.learning.propensity import PropensityCurve, PropensityError, pinned_curve
 from ltr_assets.metrics.ranking import CounterfactualEvaluator, group_offsets
 from ltr_core.features import FEATURES
 from ltr_core.scoring import predict
-from ltr_core.settings import SampleCaps
+from ltr_core.settings import ConfigError, SampleCaps, Settings
+from ltr_core.vocabulary import DebiasMethod
 
 # LambdaRank's own parameters over the shared ones (lightgbm_params.BASE_PARAMS); the number of
 # threads is added per fit (LTR_NUM_THREADS).
@@ -189,8 +190,8 @@ def train_booster(
     valid: Split,
     train_targets: Targets,
     valid_targets: Targets,
-    params: dict[str, Any] | None = None,
-    dask_scheduler: str = "",
+    params: dict[str, Any] | None,
+    dask_scheduler: str,
 ) -> tuple[lgb.Booster, dict[str, Any]]:
     """LambdaRank with early stopping on the validation groups; on the Dask cluster at
     `dask_scheduler` when one is given (`ltr_assets.learning.dask_training`)."""
@@ -392,27 +393,57 @@ def _weights_fit(
     return fit, targets_of(fit)
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """What training takes from the settings, read in one place (`from_settings`): the
+    debiasing method (LTR_DEBIAS), a pinned examination curve (LTR_PROPENSITY_METHOD=pinned,
+    LTR_PROPENSITY_CURVE), the IPS clip and largest weight (LTR_PROPENSITY_CLIP,
+    LTR_IPS_MAX_WEIGHT), the Dask cluster (LTR_DASK_SCHEDULER), the sample caps and the
+    threads per fit (LTR_NUM_THREADS)."""
+
+    debias: DebiasMethod
+    pinned_curve: PropensityCurve | None
+    clip: float
+    ips_max_weight: float
+    dask_scheduler: str
+    caps: SampleCaps
+    num_threads: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrainingOptions:
+        pinned = None
+        if settings.propensity_method == "pinned":
+            try:
+                pinned = pinned_curve(settings.propensity_curve)
+            except PropensityError as exc:
+                raise ConfigError(f"LTR_PROPENSITY_CURVE: {exc}") from None
+        return cls(
+            debias=settings.debias,
+            pinned_curve=pinned,
+            clip=settings.propensity_clip,
+            ips_max_weight=settings.ips_max_weight,
+            dask_scheduler=settings.dask_scheduler,
+            caps=settings.sample_caps,
+            num_threads=settings.num_threads,
+        )
+
+
 def train_ranker(
     train: Split,
     valid: Split,
-    debias: str = "click_model",
-    pinned_curve: PropensityCurve | None = None,
-    clip: float = 0.05,
-    ips_max_weight: float = 5.0,
+    options: TrainingOptions,
     params: dict[str, Any] | None = None,
-    dask_scheduler: str = "",
-    caps: SampleCaps | None = None,
-    num_threads: int = 0,
 ) -> TrainedRanker:
     """Fit the click model on the training and validation lists, train the booster on the
-    debiased targets (on the Dask cluster at `dask_scheduler` when given), derive the linear
-    weights every way and keep the best on validation. On big windows the click model,
+    debiased targets (on the Dask cluster at `options.dask_scheduler` when given), derive the
+    linear weights every way and keep the best on validation. On big windows the click model,
     LambdaRank and the weight derivations each fit on a deterministic sample of whole lists
-    (`caps`: LTR_CLICK_MODEL_MAX_ROWS, LTR_TRAIN_MAX_ROWS, LTR_WEIGHTS_MAX_ROWS); validation
-    (early stopping, the choice of weights) uses every list."""
+    (`options.caps`: LTR_CLICK_MODEL_MAX_ROWS, LTR_TRAIN_MAX_ROWS, LTR_WEIGHTS_MAX_ROWS);
+    validation (early stopping, the choice of weights) uses every list. `params` override the
+    LightGBM parameters (benchmarks and tests)."""
+    debias, caps, num_threads = options.debias, options.caps, options.num_threads
     if debias not in METHODS:
         raise ValueError(f"unknown debiasing method {debias!r}; one of {', '.join(METHODS)}")
-    caps = caps or SampleCaps()
     fit_X, fit_positions, fit_labels, fit_sizes, click_sample = _click_model_sample(
         train, valid, caps
     )
@@ -421,9 +452,9 @@ def train_ranker(
         fit_positions,
         fit_labels,
         fit_sizes,
-        pinned=pinned_curve,
-        clip=clip,
-        ips_max_weight=ips_max_weight,
+        pinned=options.pinned_curve,
+        clip=options.clip,
+        ips_max_weight=options.ips_max_weight,
         num_threads=num_threads,
     )
     del fit_X, fit_positions, fit_labels
@@ -437,7 +468,7 @@ def train_ranker(
         train_targets,
         valid_targets,
         {"num_threads": num_threads, **(params or {})},
-        dask_scheduler,
+        options.dask_scheduler,
     )
     # The weights learn from the same targets as the model: debiased, unless debiasing is off
     # (on a deterministic sample of the training lists when they hold more than the cap).
@@ -462,8 +493,8 @@ def train_ranker(
     model_ndcg = judge.ndcg(predict(booster, valid.X), 5).value
     info["debias"] = {
         "method": debias,
-        "propensity_clip": clip,
-        "evaluation_ips_max_weight": ips_max_weight,
+        "propensity_clip": options.clip,
+        "evaluation_ips_max_weight": options.ips_max_weight,
         "label_gain": train_targets.label_gain,
         "ips_weights": train_targets.weight is not None,
         "lightgbm_position": train_targets.position is not None,

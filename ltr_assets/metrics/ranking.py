@@ -226,7 +226,8 @@ class CounterfactualEvaluator:
         labels: np.ndarray,
         propensities: np.ndarray,
         completed_gains: np.ndarray,
-        max_weight: float = 5.0,
+        *,
+        max_weight: float,
         n_boot: int = 1000,
         seed: int = 0,
     ) -> None:

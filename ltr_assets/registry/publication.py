@@ -118,8 +118,9 @@ def publish(
     model_text: str,
     metadata: Mapping[str, Any],
     partition: str,
+    *,
+    keep: int,
     force: bool = False,
-    keep: int = 30,
     documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
 ) -> PublicationReport:
     result = local.publish(

@@ -4,6 +4,7 @@ the simulated test lists as well as single-machine training (true nDCG@5 within 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from ltr_assets.learning.training import train_ranker
 from ltr_assets.metrics.ranking import gain_ndcg, group_offsets
 from ltr_core.scoring import predict
 from ltr_core.settings import ConfigError, Settings
+from tests.support.defaults import TRAINING
 
 distributed = pytest.importorskip("distributed")
 
@@ -34,8 +36,8 @@ def scheduler() -> Iterator[str]:
 
 def test_dask_training_matches_single_machine(scheduler: str) -> None:
     train, valid, test = simulate_logs(0, DAYS).splits()
-    single = train_ranker(train, valid)
-    dask = train_ranker(train, valid, dask_scheduler=scheduler)
+    single = train_ranker(train, valid, TRAINING)
+    dask = train_ranker(train, valid, replace(TRAINING, dask_scheduler=scheduler))
     assert dask.info["dask"]["partitions"] == 2
     gains = test.frame["gain"].to_numpy()
     truth_single = gain_ndcg(gains, predict(single.booster, test.X), test.group_sizes)

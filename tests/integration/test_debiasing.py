@@ -7,7 +7,7 @@ all compared with the true nDCG@5 the simulator computes from every candidate's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -20,6 +20,9 @@ from ltr_assets.metrics.ranking import CounterfactualEvaluator, gain_ndcg
 from ltr_assets.simulation.simulator import PLATFORM_WEIGHTS, ClickModel
 from ltr_core.scoring import WeightsScorer
 from ltr_core.settings import GateThresholds
+from tests.support.defaults import DEFAULTS, TRAINING
+
+MAX_CANDIDATES = DEFAULTS.serving.max_candidates
 
 SEEDS = (0, 1, 2)
 DAYS = 14
@@ -42,8 +45,8 @@ def trials() -> dict[int, Trial]:
     out = {}
     for seed in SEEDS:
         train, valid, test = simulate_logs(seed, DAYS).splits()
-        naive = train_ranker(train, valid, debias="none")
-        debiased = train_ranker(train, valid)  # the default: click_model
+        naive = train_ranker(train, valid, replace(TRAINING, debias="none"))
+        debiased = train_ranker(train, valid, TRAINING)  # the default: click_model
         judge = counterfactual_evaluator(test, debiased.debiaser)
         fairness = FairnessInputs(test_merit=debiased.debiaser.expected_gain(test.X))
         out[seed] = Trial(test, naive, debiased, judge, fairness)
@@ -110,7 +113,13 @@ def test_a_constant_and_a_random_scorer_fail_the_gate(trials: dict[int, Trial]) 
     for seed, t in trials.items():
         for scorer in (ConstantScorer(), RandomScorer(seed)):
             evaluation = evaluate(
-                scorer, t.test, t.judge, t.fairness, GateThresholds(), time_it=False
+                scorer,
+                t.test,
+                t.judge,
+                t.fairness,
+                GateThresholds(),
+                max_candidates=MAX_CANDIDATES,
+                time_it=False,
             )
             failed = {
                 r.name
@@ -127,7 +136,13 @@ def test_imitating_the_logged_order_does_not_pass_against_a_better_live_version(
     for seed, t in trials.items():
         imitation = WeightsScorer(PLATFORM_WEIGHTS)
         evaluation = evaluate(
-            imitation, t.test, t.judge, t.fairness, GateThresholds(), time_it=False
+            imitation,
+            t.test,
+            t.judge,
+            t.fairness,
+            GateThresholds(),
+            max_candidates=MAX_CANDIDATES,
+            time_it=False,
         )
         live = t.debiased.booster.predict(t.test.X)
         baseline = Baseline("20261101_021500", "ok", paired=t.judge.paired(

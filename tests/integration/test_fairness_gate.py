@@ -10,11 +10,13 @@ from benchmarks.simulated import published_scorer_fairness, simulate_logs
 from ltr_assets.gate.evaluation import (
     _fairness_result,
     fairness_coverage_result,
+    gate_fairness_report,
 )
 from ltr_assets.learning.training import train_ranker
-from ltr_assets.metrics.fairness import RankedLists, fairness_report
+from ltr_assets.metrics.fairness import RankedLists
 from ltr_core.scoring import WeightsScorer
 from ltr_core.settings import GateThresholds
+from tests.support.defaults import TRAINING
 
 GATE = GateThresholds()
 
@@ -30,7 +32,7 @@ def _oracle_passes(seed: int) -> bool:
         for a in GATE.fairness_attributes
     }
     gains = frame["gain"].to_numpy()
-    report = fairness_report(RankedLists(gains, sizes, attributes, gains), GATE.fairness_attributes)
+    report = gate_fairness_report(RankedLists(gains, sizes, attributes, gains), GATE)
     return _fairness_result(report).passed
 
 
@@ -73,11 +75,10 @@ def test_events_without_lawyer_groups_cannot_pass_by_omission() -> None:
     for split in (train, valid, test):
         for column in [c for c in split.frame.columns if c.startswith("g_")]:
             split.frame[column] = None
-    ranker = train_ranker(train, valid)
+    ranker = train_ranker(train, valid, TRAINING)
     scores = WeightsScorer(ranker.weights).score(test.X)
-    report = fairness_report(
-        RankedLists(scores, test.group_sizes, test.attributes(), np.ones(len(scores))),
-        GATE.fairness_attributes,
+    report = gate_fairness_report(
+        RankedLists(scores, test.group_sizes, test.attributes(), np.ones(len(scores))), GATE
     )
     result = _fairness_result(report)
     assert not result.passed and "no test candidate has a known value" in result.description

@@ -26,6 +26,7 @@ from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import check_results
+from tests.support.defaults import DEFAULTS
 
 LAKE_BUCKET = "ltr-lake"
 DAYS = [date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)]
@@ -229,8 +230,8 @@ def test_a_day_spilled_to_disk_gives_the_same_objects_on_s3_and_leaves_no_scratc
     assert on_s3.accepted == on_disk.accepted > 200
     assert s3.raw_events(day).read_bytes() == Path(local.raw_events(day)).read_bytes()
     assert s3.quarantine(day).read_bytes() == Path(local.quarantine(day)).read_bytes()
-    build_feature_matrix(s3, day)
-    build_feature_matrix(local, day)
+    build_feature_matrix(s3, day, DEFAULTS.feedback_window_hours)
+    build_feature_matrix(local, day, DEFAULTS.feedback_window_hours)
     assert s3.feature_matrix(day).read_bytes() == Path(local.feature_matrix(day)).read_bytes()
     assert list(scratch.iterdir()) == []
     assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]

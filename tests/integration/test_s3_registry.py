@@ -56,9 +56,9 @@ def _publish(local: LocalRegistry, mirror: S3Mirror | None, partition: str, seco
 def test_publish_list_fetch_and_rollback(s3_env: str, tmp_path: Path, capsys) -> None:
     local = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
     mirror = _mirror()
-    first = publication.publish(local, mirror, weights(1), MODEL, GATED, "2026-11-24")
+    first = publication.publish(local, mirror, weights(1), MODEL, GATED, "2026-11-24", keep=30)
     assert first.s3_published is True and first.s3_uploaded == [first.version]
-    second = publication.publish(local, mirror, weights(2), MODEL, GATED, "2026-11-25")
+    second = publication.publish(local, mirror, weights(2), MODEL, GATED, "2026-11-25", keep=30)
     assert mirror.versions() == [first.version, second.version]
     pointer, _ = mirror.pointer()
     assert pointer["version"] == second.version and pointer["partition"] == "2026-11-25"
@@ -149,7 +149,7 @@ elif where == "s3":
     mirror.client.put_object = dies_on_second(mirror.client.put_object)
 else:  # "copy": while latest/ is being copied, before latest.json moves
     mirror.client.copy_object = dies_on_second(mirror.client.copy_object)
-publication.publish(local, mirror, weights(9), tiny_model_text(), {}, "2026-11-26")
+publication.publish(local, mirror, weights(9), tiny_model_text(), {}, "2026-11-26", keep=30)
 """
 
 

@@ -21,6 +21,7 @@ from ltr_assets.registry.local import LocalRegistry
 from ltr_core.scoring import make_scorer
 from ltr_core.settings import Settings
 from tests.conftest import START, write_simulated_events
+from tests.support.defaults import DEFAULTS, TRAINING
 
 DAYS = 6
 
@@ -33,10 +34,10 @@ def _train(tmp_path: Path, **config):
     for day in days:
         ingest_day(source.read_day(day), day, lake, source.name)
     for day in days:
-        build_feature_matrix(lake, day)
+        build_feature_matrix(lake, day, DEFAULTS.feedback_window_hours)
     window = load_window(lake, days[-1], DAYS)
     train, valid, test = split_by_time(window.frame)
-    return simulator, test, train_ranker(train, valid), lake
+    return simulator, test, train_ranker(train, valid, TRAINING), lake
 
 
 def test_the_published_derivation_is_the_best_on_validation(tmp_path: Path) -> None:

@@ -26,8 +26,10 @@ def _lists(seed: int, n_lists: int, low: int = 5, high: int = 30, p_f: float = 0
 
 def _report(scores, sizes, attributes, merit=None, pool=None, **kw):
     merit = np.ones(len(scores)) if merit is None else merit
+    gated = kw.pop("gated", ATTRIBUTES)
+    limits = {"max_difference": 0.05, "min_ratio": 0.8, "min_lists": 30, "min_coverage": 0.5}
     return fairness_report(
-        RankedLists(scores, sizes, attributes, merit), kw.pop("gated", ATTRIBUTES), pool, **kw
+        RankedLists(scores, sizes, attributes, merit), gated, pool, **(limits | kw)
     )
 
 

@@ -118,14 +118,14 @@ def test_without_the_next_day_late_feedback_is_not_yet_there(tmp_path: Path) -> 
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
     lake = Lake(tmp_path / "lake")
     ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(D), D, lake, "f")
-    report = build_feature_matrix(lake, D)
+    report = build_feature_matrix(lake, D, 24)
     assert not report.next_day_present
     assert pd.read_parquet(report.path)["label"].tolist() == [0]
 
 
 def test_missing_raw_events_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="raw_events for 2026-11-25"):
-        build_feature_matrix(Lake(tmp_path), D)
+        build_feature_matrix(Lake(tmp_path), D, 24)
 
 
 def test_days_are_utc_days_whatever_the_host_timezone(

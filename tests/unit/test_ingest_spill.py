@@ -245,13 +245,13 @@ def test_the_feature_matrix_is_streamed_in_batches_with_the_same_rows_and_figure
     (folder / "audit.jsonl").write_text("".join(line + "\n" for line in lines))
     lake = Lake(folder / "lake")
     ingest_day(AuditLogSource(str(folder / "audit.jsonl")).read_day(DAY), DAY, lake, "f")
-    whole = features.build_feature_matrix(lake, DAY)
+    whole = features.build_feature_matrix(lake, DAY, 24)
     expected = pq.read_table(lake.feature_matrix(DAY))
     assert whole.rows == expected.num_rows > 100 and whole.groups_with_positive > 0
 
     monkeypatch.setattr(features, "BATCH_ROWS", 17)
     monkeypatch.setattr(atomic, "PARQUET_ROW_GROUP_ROWS", 40)
-    pieces = features.build_feature_matrix(lake, DAY)
+    pieces = features.build_feature_matrix(lake, DAY, 24)
     assert replace(pieces, path=whole.path) == whole
     assert pq.read_table(lake.feature_matrix(DAY)).equals(expected)
     assert pq.ParquetFile(lake.feature_matrix(DAY)).num_row_groups == -(-whole.rows // 40)

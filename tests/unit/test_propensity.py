@@ -25,7 +25,7 @@ def _pbm_logs(seed: int, lists: int = 3000, n: int = 10):
 
 def test_the_examination_curve_and_attractiveness_are_recovered() -> None:
     positions, clicks, X, sizes, attractive = _pbm_logs(5)
-    model = fit_click_model(positions, clicks, X, sizes, bootstrap=50)
+    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=50)
     truth = np.arange(1, 11) ** -0.8
     estimate = model.curve.at(np.arange(1, 11))
     assert np.max(np.abs(estimate - truth)) < 0.05, estimate.round(3)
@@ -44,7 +44,7 @@ def test_the_examination_curve_and_attractiveness_are_recovered() -> None:
 def test_a_pinned_curve_is_used_as_given_and_must_make_sense() -> None:
     positions, clicks, X, sizes, _ = _pbm_logs(6, lists=600)
     curve = pinned_curve([1.0, 0.6, 0.4, 0.3])
-    model = fit_click_model(positions, clicks, X, sizes, pinned=curve)
+    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, pinned=curve)
     assert model.curve is curve and model.curve.method == "pinned"
     assert list(model.curve.at(np.array([1, 2, 9]))) == [1.0, 0.6, 0.3]
     for bad in ([], [0.9, 0.5], [1.0, 0.5, 0.7], [1.0, 0.0], [1.0, 1.5]):
@@ -55,4 +55,4 @@ def test_a_pinned_curve_is_used_as_given_and_must_make_sense() -> None:
 def test_logs_without_clicks_cannot_be_estimated() -> None:
     positions, _, X, sizes, _ = _pbm_logs(7, lists=100)
     with pytest.raises(PropensityError, match="no clicks"):
-        fit_click_model(positions, np.zeros(len(positions)), X, sizes)
+        fit_click_model(positions, np.zeros(len(positions)), X, sizes, num_threads=0)

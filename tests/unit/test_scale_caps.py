@@ -6,6 +6,7 @@ shares equal the per-list definition."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,10 @@ from ltr_assets.metrics.fairness import ListShares, list_shares
 from ltr_assets.metrics.ranking import group_offsets, tie_breaker
 from ltr_core.features import FEATURE_COLUMNS, UNKNOWN
 from ltr_core.settings import ConfigError, SampleCaps, Settings
+from tests.support.defaults import TRAINING
+
+# The gate's fairness limits but the minimum of lists, which each test sets.
+LIMITS = {"max_difference": 0.05, "min_ratio": 0.8, "min_coverage": 0.5}
 
 NO_CAPS = SampleCaps(click_model_rows=0, weights_rows=0, train_rows=0)
 
@@ -93,8 +98,8 @@ def test_a_sampled_split_holds_whole_lists_in_their_order() -> None:
 
 def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample() -> None:
     train, valid = _logs(7, 600), _logs(8, 150)  # 9,000 rows in all
-    uncapped = train_ranker(train, valid, caps=NO_CAPS)
-    default = train_ranker(train, valid)  # default caps: far above 9,000 rows
+    uncapped = train_ranker(train, valid, replace(TRAINING, caps=NO_CAPS))
+    default = train_ranker(train, valid, TRAINING)  # default caps: far above 9,000 rows
     assert default.info["sampling"]["click_model"]["sampled"] is False
     assert default.info["sampling"]["weights"]["sampled"] is False
     assert default.info["sampling"]["lambdarank"]["sampled"] is False
@@ -104,7 +109,7 @@ def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample(
 
     # below the smallest cap a setting may give (MIN_SAMPLE_CAP): built without validation
     caps = SampleCaps.model_construct(click_model_rows=6_000, weights_rows=3_600, train_rows=4_800)
-    capped = train_ranker(train, valid, caps=caps)
+    capped = train_ranker(train, valid, replace(TRAINING, caps=caps))
     click = capped.info["sampling"]["click_model"]
     assert click["sampled"] is True and click["rows_available"] == 9_000
     assert click["rows_used"] == 6_000 == capped.propensity.params["rows"]
@@ -113,7 +118,7 @@ def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample(
     lambdarank = capped.info["sampling"]["lambdarank"]
     assert lambdarank["sampled"] is True and lambdarank["rows_used"] == 4_800
     assert capped.propensity != uncapped.propensity  # the cap did bite
-    again = train_ranker(train, valid, caps=caps)
+    again = train_ranker(train, valid, replace(TRAINING, caps=caps))
     assert again.propensity == capped.propensity and again.weights == capped.weights
     # (how close a sampled curve stays to the whole window's is measured at scale, where the
     # cap bites: docs/benchmarks.md, "scale")
@@ -121,7 +126,7 @@ def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample(
 
 def test_the_weights_sample_reuses_lambdaranks_targets_only_when_it_is_part_of_its_sample() -> None:
     train, valid = _logs(9, 400), _logs(10, 100)
-    ranker = train_ranker(train, valid, caps=NO_CAPS)
+    ranker = train_ranker(train, valid, replace(TRAINING, caps=NO_CAPS))
     debiaser = ranker.debiaser
     sizes = train.group_sizes
     for lambdarank_rows, weights_rows in [(3_600, 2_400), (2_400, 3_600), (0, 2_400), (3_600, 0)]:
@@ -232,9 +237,9 @@ def test_fairness_with_the_evaluators_resamples_equals_fairness_drawing_its_own(
     m = int(pool_sizes.sum())
     pool_attributes = {"gender": list(rng.choice(np.array(["F", "M", "X"]), m))}
     pool = RankedLists(rng.random(m), pool_sizes, pool_attributes, rng.random(m))
-    own = fairness_report(test, ("gender",), pool, min_lists=200)
+    own = fairness_report(test, ("gender",), pool, **LIMITS, min_lists=200)
     shared = fairness_report(
-        test, ("gender",), pool, min_lists=200, test_draws=bootstrap_draws(sizes.size)
+        test, ("gender",), pool, **LIMITS, min_lists=200, test_draws=bootstrap_draws(sizes.size)
     )
     assert any(v.pooled for v in own.values)  # the pooled resamples are drawn when needed
     assert own == shared
