@@ -60,7 +60,7 @@ test-serving: $(STAMP)
 
 # The unit tier alone (pure logic, no services): under a minute.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m unit
+	$(PY) -m pytest -q -m "unit and not slow"
 
 # mypy, configured in pyproject.toml: strict on the domain modules and ltr_serving.
 typecheck: $(STAMP)

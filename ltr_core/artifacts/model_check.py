@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import importlib.util
 import json
 import math
@@ -36,7 +37,24 @@ class UnsafeModel(ValueError):
 def check_model_text(
     model_bytes: bytes, features: Sequence[str], timeout_s: float = CHILD_TIMEOUT_S
 ) -> None:
-    """Load `model_bytes` in a child process and score one row; raise UnsafeModel otherwise."""
+    """Load `model_bytes` in a child process and score one row; raise UnsafeModel otherwise.
+    The same bytes and features are checked once per process: publish, verify and a reload
+    read the same model more than once, and the outcome cannot change."""
+    key = (hashlib.sha256(model_bytes).hexdigest(), tuple(features))
+    if key in _PASSED:
+        return
+    _check_in_child(model_bytes, features, timeout_s)
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED.add(key)
+
+
+# Digests of model texts (with their feature lists) that passed the child check; bounded.
+_PASSED: set[tuple[str, tuple[str, ...]]] = set()
+_PASSED_MAX = 256
+
+
+def _check_in_child(model_bytes: bytes, features: Sequence[str], timeout_s: float) -> None:
     try:
         done = subprocess.run(
             [sys.executable, "-I", "-S", __file__, library_path()],

@@ -140,6 +140,7 @@ def _truncated_model() -> bytes:
     return text[: text.index("Tree=0")].encode()
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_the_truncated_model_really_aborts_lightgbm_in_process() -> None:
     """The premise of the next tests: parsed in-process, this model kills the process."""
     code = "import sys, lightgbm; lightgbm.Booster(model_str=sys.stdin.read())"
@@ -171,6 +172,7 @@ def _ltr(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
         ({"checksums": {WEIGHTS_FILE: "abc", MODEL_FILE: None}}, "no valid sha256"),
     ],
 )
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_metadata_without_valid_checksums_is_refused_before_lightgbm_sees_the_model(
     tmp_path: Path, metadata: object, reason: str
 ) -> None:
@@ -182,6 +184,7 @@ def test_metadata_without_valid_checksums_is_refused_before_lightgbm_sees_the_mo
     assert reason in verify.stdout
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_a_truncated_model_with_matching_checksums_cannot_kill_verify(tmp_path: Path) -> None:
     """An attacker who can rewrite model.txt can rewrite metadata.json's checksums too."""
     registry = LocalRegistry(tmp_path / "registry")
@@ -214,6 +217,7 @@ def _crafted(first_right_child: str) -> str:
     [("0", "node 0 is reached twice"), ("1000000", "node 0 has child 1000000, out of range")],
     ids=["cycle", "child out of range"],
 )
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_a_tree_that_would_hang_or_crash_prediction_is_refused_by_publish_and_verify(
     tmp_path: Path, first: str, reason: str
 ) -> None:
@@ -273,6 +277,7 @@ def test_the_next_publish_cleans_what_killed_publishes_left(tmp_path: Path) -> N
     assert half_deleted not in registry.versions()
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_verify_repair_cleans_on_demand_and_says_what_it_removed(tmp_path: Path) -> None:
     registry = LocalRegistry(tmp_path / "registry", tmp_path / "models" / "ltr_weights.json")
     half_deleted = _publish(registry, 0)

@@ -96,6 +96,7 @@ def test_a_sampled_split_holds_whole_lists_in_their_order() -> None:
     )
 
 
+@pytest.mark.slow  # trains LambdaRank several times: not in make test-fast
 def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample() -> None:
     train, valid = _logs(7, 600), _logs(8, 150)  # 9,000 rows in all
     uncapped = train_ranker(train, valid, replace(TRAINING, caps=NO_CAPS))
@@ -124,6 +125,7 @@ def test_small_windows_train_exactly_as_without_caps_and_big_ones_on_the_sample(
     # cap bites: docs/benchmarks.md, "scale")
 
 
+@pytest.mark.slow  # trains LambdaRank several times: not in make test-fast
 def test_the_weights_sample_reuses_lambdaranks_targets_only_when_it_is_part_of_its_sample() -> None:
     train, valid = _logs(9, 400), _logs(10, 100)
     ranker = train_ranker(train, valid, replace(TRAINING, caps=NO_CAPS))

@@ -294,6 +294,7 @@ def _ltr(*argv: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_are_set(
     tmp_path: Path,
 ) -> None:
