@@ -58,7 +58,7 @@ test: $(STAMP) $(CHROMIUM)
 test-serving: $(STAMP)
 	$(PY) -m pytest -q tests/serving
 
-# The unit tier alone (pure logic, no services): under a minute.
+# The unit tier without its slow tests (pure logic, no services): under a minute.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "unit and not slow"
 
