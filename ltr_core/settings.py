@@ -577,6 +577,12 @@ class Settings(BaseSettings):
     weights_path: Annotated[Path, EXPAND, Derived("`$LTR_HOME/models/ltr_weights.json`")] = Field(
         validation_alias="WEIGHTS_PATH", description="the flat live weights file"
     )
+    serving_log_dir: Annotated[Path, EXPAND, Derived("`$LTR_HOME/serving-log`")] = Field(
+        validation_alias="LTR_SERVING_LOG_DIR",
+        description="where the ranking service writes the impressions and feedback it could not "
+        "send to Kafka (or all of them with `LTR_IMPRESSION_LOG=file`), one folder per UTC day "
+        "of JSONL files; `raw_events` reads a day's folder beside Kafka and the audit log",
+    )
     audit_log: Annotated[PathText, Derived("`$LTR_HOME/events/*.jsonl`")] = Field(
         validation_alias="LTR_AUDIT_LOG",
         description="audit-log file or glob (a folder is refused: name its files)",
@@ -723,6 +729,7 @@ class Settings(BaseSettings):
         under_home = {
             "registry_dir": home / "registry",
             "weights_path": home / "models" / "ltr_weights.json",
+            "serving_log_dir": home / "serving-log",
             "audit_log": str(home / "events" / "*.jsonl"),
         }
         for name, default in under_home.items():
