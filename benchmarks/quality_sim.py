@@ -33,7 +33,7 @@ from benchmarks.simulated import (
 from ltr_assets.learning.training import counterfactual_evaluator, train_ranker
 from ltr_assets.metrics.ranking import gain_ndcg
 from ltr_assets.simulation.simulator import ClickModel, platform_ranker
-from ltr_core.scoring import WeightsScorer
+from ltr_core.scoring import WeightsScorer, predict
 
 METHODS = ("none", "click_model", "ips", "lightgbm_position")
 
@@ -50,7 +50,7 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
     scores: dict[str, np.ndarray] = {}
     for name, ranker in rankers.items():
-        scores[f"model_{name}"] = ranker.booster.predict(test.X)
+        scores[f"model_{name}"] = predict(ranker.booster, test.X)
         scores[f"weights_{name}"] = WeightsScorer(ranker.weights).score(test.X)
     scores["logged_order"] = -test.positions.astype(float)
     scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))
