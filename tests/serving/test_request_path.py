@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
@@ -100,7 +101,7 @@ def test_the_route_answers_exactly_what_the_codec_produces(
 class RecordingScorer:
     """A real weights scorer that also records the list sizes it was asked to score."""
 
-    kind = "weights"
+    kind: Literal["weights", "model"] = "weights"
 
     def __init__(self) -> None:
         self.inner = WeightsScorer(weights_for(1))
@@ -133,7 +134,7 @@ def test_the_gate_times_the_request_path_at_the_data_sizes_and_at_the_maximum() 
     ],
 )
 def test_the_codec_refuses_what_the_schema_refuses_with_fastapis_shape(
-    body: dict, message: str
+    body: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(codec.RequestError) as refused:
         codec.parse_request(orjson.dumps(body), 1000)
