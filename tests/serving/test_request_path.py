@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -17,6 +17,7 @@ from ltr_core.codec import LatencyReport
 from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
 from ltr_core.scoring import WeightsScorer
 from ltr_core.settings import Settings
+from ltr_core.vocabulary import ScorerName
 from tests.support.serving import Publisher, RunningServer, metric_value, rank_body, weights_for
 
 
@@ -101,7 +102,7 @@ def test_the_route_answers_exactly_what_the_codec_produces(
 class RecordingScorer:
     """A real weights scorer that also records the list sizes it was asked to score."""
 
-    kind: Literal["weights", "model"] = "weights"
+    kind: ScorerName = "weights"
 
     def __init__(self) -> None:
         self.inner = WeightsScorer(weights_for(1))
