@@ -62,7 +62,8 @@ test-serving: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "unit and not slow"
 
-# mypy, configured in pyproject.toml: strict on the domain modules and ltr_serving.
+# mypy, configured in pyproject.toml: strict on the product packages and benchmarks/; tests/
+# strict but for unannotated signatures (their bodies still checked).
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

@@ -6,7 +6,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -33,7 +33,7 @@ def median_time(run: Callable[[], Any], repeats: int = 3) -> tuple[float, list[f
     return statistics.median(times), times
 
 
-def report(figures: dict[str, float | int | str]) -> None:
+def report(figures: Mapping[str, float | int | str]) -> None:
     """The benchmark's figures as name=value lines, last in its output."""
     for name, value in figures.items():
         print(f"{name}={value:.6g}" if isinstance(value, float) else f"{name}={value}")

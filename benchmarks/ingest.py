@@ -13,6 +13,7 @@ import json
 import tempfile
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import machine, median_time, report
 from ltr_assets.ingest.day import ingest_day
@@ -27,7 +28,7 @@ DAY = date(2026, 11, 1)
 EVENTS_PER_REQUEST = 21.5  # the simulator's average (17.5 candidates + feedback)
 
 
-def simulate(n_events: int) -> list[dict]:
+def simulate(n_events: int) -> list[dict[str, Any]]:
     requests = int(n_events / EVENTS_PER_REQUEST) + 1
     events = Simulator(
         SimulatorConfig(start=DAY, days=1, seed=1, requests_per_day=requests)
@@ -60,7 +61,9 @@ def main() -> None:
         broker = Broker()
         broker.start()
         try:
-            settings = KafkaSettings(bootstrap_servers=broker.bootstrap, topic="match_events")
+            settings = KafkaSettings(
+                KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap, KAFKA_TOPIC="match_events"
+            )
             ensure_topic(settings, partitions=3)
             publish_s, _ = median_time(lambda: publish_events(settings, events), 1)
             source = KafkaDaySource(settings)

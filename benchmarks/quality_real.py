@@ -15,12 +15,14 @@ import argparse
 import os
 import statistics
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
 from benchmarks.common import machine, report
 from ltr_assets.metrics.ranking import ndcg_at_k
+from ltr_core.scoring import predict
 
 SHARED_DATA_VARIABLE = "LTR_SHARED_DATA"
 
@@ -72,7 +74,7 @@ def read_svmlight(path: Path, n_features: int = 300) -> tuple[np.ndarray, np.nda
     return np.vstack(rows), np.array(labels)
 
 
-def train_and_score(data: Path, params: dict, seed: int) -> dict[int, float]:
+def train_and_score(data: Path, params: dict[str, Any], seed: int) -> dict[int, float]:
     X, y = read_svmlight(data / "rank.train")
     Xt, yt = read_svmlight(data / "rank.test")
     groups = np.loadtxt(data / "rank.train.query", dtype=int)
@@ -80,7 +82,7 @@ def train_and_score(data: Path, params: dict, seed: int) -> dict[int, float]:
     booster = lgb.train(
         {**params, "seed": seed}, lgb.Dataset(X, y, group=groups), num_boost_round=100
     )
-    scores = booster.predict(Xt)
+    scores = predict(booster, Xt)
     return {k: ndcg_at_k(yt, scores, test_groups, k).value for k in K}
 
 

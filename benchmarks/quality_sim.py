@@ -32,10 +32,10 @@ from benchmarks.simulated import (
     simulate_logs,
     train_on_unbiased_labels,
 )
-from ltr_assets.learning.training import counterfactual_evaluator, train_ranker
+from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator, train_ranker
 from ltr_assets.metrics.ranking import gain_ndcg
 from ltr_assets.simulation.simulator import ClickModel, platform_ranker
-from ltr_core.scoring import WeightsScorer
+from ltr_core.scoring import WeightsScorer, predict
 from ltr_core.vocabulary import DebiasMethod
 
 METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_position")
@@ -48,12 +48,14 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     def truth(scores: np.ndarray) -> float:
         return gain_ndcg(gains, scores, test.group_sizes)
 
-    rankers = {m: train_ranker(train, valid, replace(TRAINING, debias=m)) for m in METHODS}
+    rankers: dict[str, TrainedRanker] = {
+        m: train_ranker(train, valid, replace(TRAINING, debias=m)) for m in METHODS
+    }
     rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
     judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
     scores: dict[str, np.ndarray] = {}
     for name, ranker in rankers.items():
-        scores[f"model_{name}"] = ranker.booster.predict(test.X)
+        scores[f"model_{name}"] = predict(ranker.booster, test.X)
         scores[f"weights_{name}"] = WeightsScorer(ranker.weights).score(test.X)
     scores["logged_order"] = -test.positions.astype(float)
     scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))

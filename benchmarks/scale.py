@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def run_child(
 ) -> dict[str, Any]:
     """In this (fresh) process: the assets' domain functions on `root`; raw_events and
     feature_matrix for each of the `days` days, then ltr_model for DAY."""
-    from ltr_assets.gate.candidate import train_candidate
+    from ltr_assets.gate.candidate import CandidateReport, train_candidate
     from ltr_assets.ingest.day import ingest_day
     from ltr_assets.ingest.matrix import build_feature_matrix
     from ltr_assets.ingest.sources import AuditLogSource
@@ -138,7 +139,7 @@ def run_child(
     sampler = PeakRss(limit_mb=limit_mb)
     out = sampler.partial
     dates = window_days(days)
-    steps = {
+    steps: dict[str, Callable[[date], object]] = {
         "raw_events": lambda day: ingest_day(source.read_day(day), day, lake, source.name),
         "feature_matrix": lambda day: build_feature_matrix(
             lake, day, settings.feedback_window_hours
@@ -162,6 +163,7 @@ def run_child(
         out[f"{name}_peak_rss_mb"] = sampler.peak_mb()
         print("PARTIAL " + json.dumps(out), flush=True)
         if name == "ltr_model":
+            assert isinstance(result, CandidateReport)
             window_info = result.summary.training_window
             out["window_days_present"] = len(window_info.present)
             out["rows"] = window_info.rows.total

@@ -94,7 +94,9 @@ async def _client(
         writer.close()
 
 
-def run_load(host: str, port: int, bodies: list[bytes], clients: int, duration_s: float) -> dict:
+def run_load(
+    host: str, port: int, bodies: list[bytes], clients: int, duration_s: float
+) -> dict[str, Any]:
     """Entry point of the load process: `clients` closed-loop connections for `duration_s`.
 
     Times are time.monotonic(), which is one system-wide clock on Linux, so the parent can line
@@ -178,7 +180,7 @@ def rank_bodies(n_candidates: int, count: int = 16) -> list[bytes]:
     return bodies
 
 
-def summary(result: dict) -> dict[str, float]:
+def summary(result: dict[str, Any]) -> dict[str, float]:
     ms = result["latencies"] * 1000
     return {
         "p50_ms": float(np.percentile(ms, 50)),
@@ -273,7 +275,9 @@ def start_bare_server(env: dict[str, str]) -> Server:
         time.sleep(0.1)
 
 
-def wrk(url: str, script: Path, bodies: list[Path], clients: int, duration: float) -> dict:
+def wrk(
+    url: str, script: Path, bodies: list[Path], clients: int, duration: float
+) -> dict[str, Any]:
     """One wrk run (one thread, `clients` keep-alive connections); its figures."""
     env = {**os.environ, "LTR_BENCH_BODIES": ":".join(map(str, bodies))}
     seconds = max(1, round(duration))  # wrk takes whole seconds
@@ -394,7 +398,7 @@ def main() -> None:
         try:
             with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as load:
 
-                def run(clients: int, duration: float) -> dict:
+                def run(clients: int, duration: float) -> dict[str, Any]:
                     return load.submit(
                         run_load, "127.0.0.1", server.port, bodies, clients, duration
                     ).result()

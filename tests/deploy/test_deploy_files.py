@@ -44,9 +44,11 @@ WEBSERVER_PORT = 3000
 CODE_SERVER_PORT = 4000
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path) -> dict[str, Any]:
     with path.open() as f:
-        return yaml.safe_load(f)
+        document = yaml.safe_load(f)
+    assert isinstance(document, dict), path  # every file read here is a mapping at its top
+    return document
 
 
 @pytest.fixture(scope="module")

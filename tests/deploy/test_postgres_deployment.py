@@ -22,7 +22,15 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from dagster import AssetCheckKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import (
+    AssetCheckKey,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    EventLogEntry,
+    RunRecord,
+    RunsFilter,
+)
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
@@ -144,11 +152,11 @@ def deployment(pg_home: Path, tmp_path: Path) -> Iterator[tuple[str, int]]:
             stop_process(process)
 
 
-def _runs(instance: DagsterInstance) -> list:
+def _runs(instance: DagsterInstance) -> list[RunRecord]:
     return list(instance.get_run_records(RunsFilter(job_name="ltr_daily_job")))
 
 
-def _by_partition(records: list, day: str) -> list:
+def _by_partition(records: list[RunRecord], day: str) -> list[RunRecord]:
     return sorted(
         (r for r in records if r.dagster_run.tags.get("dagster/partition") == day),
         key=lambda r: r.create_timestamp,
@@ -188,11 +196,11 @@ def _failure_time(instance: DagsterInstance, run_id: str) -> float:
     return float(records[-1].event_log_entry.timestamp)
 
 
-def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> list:
+def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> list[EventLogEntry]:
     return [r.event_log_entry for r in instance.get_records_for_run(run_id, of_type=kind).records]
 
 
-def _text(entry) -> str:  # noqa: ANN001 (an EventLogEntry)
+def _text(entry: EventLogEntry) -> str:
     event = entry.dagster_event
     return str(entry.user_message or (event.message if event else "") or "")
 
@@ -243,7 +251,7 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
 
         # Every run of the backfill finished, the retry included (it carries the backfill tag,
         # so the backfill waits for it).
-        def settled() -> list | None:
+        def settled() -> list[RunRecord] | None:
             records = _runs(instance)
             retried = [r for r in records if r.dagster_run.parent_run_id == victim.run_id]
             finished = all(r.dagster_run.status in DONE for r in records)
@@ -382,7 +390,7 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
             f"  (+{(retry.end_time or killed_at) - killed_at:.1f} s)\n"
             f"  day 3 run started / finished  {_clock(day3[0].start_time)} / "
             f"{_clock(day3[0].end_time)}\n"
-            f"  retry's steps: {sorted(retried_steps)}\n"
+            f"  retry's steps: {sorted(map(str, retried_steps))}\n"
             f"  ltr/outcome tags so far: {outcomes}\n"
             f"  published: {published}; latest: {pointer['version']} ({pointer['partition']})"
         )

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRunStatus, RunRecord, RunsFilter
 
 from tests.conftest import write_simulated_events
 from tests.support.dagster_processes import (
@@ -62,7 +62,7 @@ def webserver(dagster_home: Path) -> Iterator[str]:
         _stop(process)
 
 
-def wait_for_pipeline_runs(count: int, timeout_s: float = 240) -> list:
+def wait_for_pipeline_runs(count: int, timeout_s: float = 240) -> list[RunRecord]:
     """The run records of ltr_daily_job's backfill runs once `count` have finished (a schedule
     tick that happens to fall inside the test is not one of them)."""
     with DagsterInstance.get() as instance:
@@ -102,7 +102,7 @@ def wait_for_outcome_tags(count: int, timeout_s: float = 180) -> dict[str, str]:
             time.sleep(1)
 
 
-def assert_backfill_outcome(records: list, ltr_home: Path) -> None:
+def assert_backfill_outcome(records: list[RunRecord], ltr_home: Path) -> None:
     """Day 1 alone fails its samples gate; days 2 and 3 publish; never two runs at a time."""
     import json
 
@@ -112,7 +112,11 @@ def assert_backfill_outcome(records: list, ltr_home: Path) -> None:
     assert by_day[DAYS[0]].dagster_run.status == DagsterRunStatus.FAILURE
     assert by_day[DAYS[1]].dagster_run.status == DagsterRunStatus.SUCCESS
     assert by_day[DAYS[2]].dagster_run.status == DagsterRunStatus.SUCCESS
-    spans = sorted((r.start_time, r.end_time) for r in records)
+    spans: list[tuple[float, float]] = []
+    for r in records:
+        assert r.start_time is not None and r.end_time is not None  # every run has finished
+        spans.append((r.start_time, r.end_time))
+    spans.sort()
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end <= start, "two pipeline runs overlapped"
     pointer = json.loads((ltr_home / "registry" / "latest.json").read_text())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import BIN, DAYS, ROOT, assert_backfill_outcome, wait_for_pipeline_runs
+from tests.e2e.conftest import assert_backfill_outcome, wait_for_pipeline_runs
+from tests.support.dagster_processes import BIN, DAYS, ROOT
 
 
 def test_cli_backfill_runs_each_day_once_and_never_two_at_a_time(

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.conftest import (
-    DAYS,
-    ROOT,
     assert_backfill_outcome,
     wait_for_outcome_tags,
     wait_for_pipeline_runs,
 )
+from tests.support.dagster_processes import DAYS, ROOT
 from tests.support.dagster_processes import launch_backfill as _launch_backfill
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,7 +35,7 @@ def _shot(page: Page, name: str, full_page: bool = True) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
-def _page(browser, webserver: str) -> Page:
+def _page(browser: Browser, webserver: str) -> Page:
     """A page on which the UI's "join the community" pop-up never opens: it shows on 127.0.0.1
     until the instance records it as seen (mutation setNuxSeen) and the browser's localStorage
     holds `communityNux`. Dismissing it with a locator handler raced the form it covers."""

@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
@@ -15,7 +16,7 @@ from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
-from tests.support.dagster_results import check_metadata, check_results
+from tests.support.dagster_results import check_metadata, check_results, materialization_metadata
 
 GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression"}
 
@@ -121,6 +122,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     # The fairness check carries its per-value table, rendered by the UI as Markdown.
     table = check_metadata(second, "fairness_gap")["per_value_table"]
     assert isinstance(table, MarkdownMetadataValue)
+    assert table.md_str is not None
     assert "| gender=F |" in table.md_str and "exposure ratio [95% CI]" in table.md_str
     assert _materialized(second) == {
         "raw_events",
@@ -144,7 +146,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     assert abs(sum(live.values()) - 1.0) < 1e-12 and min(live.values()) >= 0
     assert registry.verify(version) == []
     record = instance.get_latest_materialization_event(AssetKey("published_weights"))
-    assert record.asset_materialization.metadata["version"].value == version
+    assert materialization_metadata(record)["version"] == version
 
     # Day 3 with an impossible nDCG threshold: the gate blocks, latest stays where it was.
     monkeypatch.setenv("LTR_NDCG_MIN", "0.99")
@@ -166,9 +168,9 @@ def test_label_refresh_adds_the_feedback_that_came_after_midnight(ltr_home: Path
     refresh = defs.resolve_job_def("ltr_label_refresh_job")
     key = AssetKey("feature_matrix")
 
-    def matrix_metadata() -> dict:
+    def matrix_metadata() -> dict[str, Any]:
         event = instance.get_latest_materialization_event(key)
-        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        return materialization_metadata(event)
 
     daily.execute_in_process(partition_key="2026-11-01", instance=instance, raise_on_error=False)
     nightly = matrix_metadata()
@@ -201,6 +203,6 @@ def test_conflicting_duplicates_warn_and_are_counted_apart(ltr_home: Path) -> No
     assert result.success
     assert check_results(result)["duplicate_conflicts"] is False  # a WARN: the run goes on
     event = instance.get_latest_materialization_event(AssetKey("raw_events"))
-    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    meta = materialization_metadata(event)
     assert (meta["duplicates"], meta["duplicate_conflicts"]) == (1, len(copies))
     assert meta["conflicting_event_ids"] == sorted(e["event_id"] for e in copies)

@@ -18,8 +18,9 @@ from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator, train_ranker
 from ltr_assets.metrics.ranking import CounterfactualEvaluator, gain_ndcg
 from ltr_assets.simulation.simulator import PLATFORM_WEIGHTS, ClickModel
-from ltr_core.scoring import WeightsScorer
+from ltr_core.scoring import WeightsScorer, predict
 from ltr_core.settings import GateThresholds
+from ltr_core.vocabulary import ScorerName
 from tests.support.defaults import DEFAULTS, TRAINING
 
 MAX_CANDIDATES = DEFAULTS.serving.max_candidates
@@ -54,14 +55,14 @@ def trials() -> dict[int, Trial]:
 
 
 class ConstantScorer:
-    kind = "weights"
+    kind: ScorerName = "weights"
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
         return np.zeros(len(matrix))
 
 
 class RandomScorer:
-    kind = "weights"
+    kind: ScorerName = "weights"
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -74,15 +75,15 @@ def test_the_debiased_model_beats_the_naive_one_on_true_ndcg_in_every_seed(
     trials: dict[int, Trial],
 ) -> None:
     for seed, t in trials.items():
-        naive = t.truth(t.naive.booster.predict(t.test.X))
-        debiased = t.truth(t.debiased.booster.predict(t.test.X))
+        naive = t.truth(predict(t.naive.booster, t.test.X))
+        debiased = t.truth(predict(t.debiased.booster, t.test.X))
         assert debiased > naive + 0.01, (seed, naive, debiased)
 
 
 def test_the_counterfactual_gate_ranks_them_the_same_way(trials: dict[int, Trial]) -> None:
     for seed, t in trials.items():
-        naive = t.judge.ndcg(t.naive.booster.predict(t.test.X)).value
-        debiased = t.judge.ndcg(t.debiased.booster.predict(t.test.X)).value
+        naive = t.judge.ndcg(predict(t.naive.booster, t.test.X)).value
+        debiased = t.judge.ndcg(predict(t.debiased.booster, t.test.X)).value
         assert debiased > naive, (seed, naive, debiased)
 
 
@@ -100,7 +101,7 @@ def test_the_gates_estimate_is_close_to_the_truth(trials: dict[int, Trial]) -> N
             "random": rng.random(len(t.test.y)),
         }
         for name, ranker in (("naive", t.naive), ("debiased", t.debiased)):
-            rankings[f"{name} model"] = ranker.booster.predict(t.test.X)
+            rankings[f"{name} model"] = predict(ranker.booster, t.test.X)
             rankings[f"{name} weights"] = WeightsScorer(ranker.weights).score(t.test.X)
         for name, scores in rankings.items():
             error = t.judge.ndcg(scores).value - t.truth(scores)
@@ -144,7 +145,7 @@ def test_imitating_the_logged_order_does_not_pass_against_a_better_live_version(
             max_candidates=MAX_CANDIDATES,
             time_it=False,
         )
-        live = t.debiased.booster.predict(t.test.X)
+        live = predict(t.debiased.booster, t.test.X)
         baseline = Baseline("20261101_021500", "ok", paired=t.judge.paired(
             imitation.score(t.test.X), live
         ))  # fmt: skip

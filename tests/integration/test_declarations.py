@@ -10,6 +10,7 @@ import pytest
 from dagster import (
     AssetKey,
     AutomationCondition,
+    AutomationConditionSensorDefinition,
     DagsterInstance,
     DefaultSensorStatus,
     evaluate_automation_conditions,
@@ -38,7 +39,7 @@ def test_automation_conditions_are_attached_and_their_sensor_runs() -> None:
         asset: defs.resolve_assets_def(asset).automation_conditions_by_key.get(AssetKey(asset))
         for asset in ("raw_events", "feature_matrix", "ltr_model", "published_weights")
     }
-    assert {name: c.label if c else None for name, c in conditions.items()} == {
+    assert {name: c.get_label() if c else None for name, c in conditions.items()} == {
         "raw_events": None,
         "feature_matrix": "refresh_on_late_upstream",
         "ltr_model": None,
@@ -50,6 +51,7 @@ def test_automation_conditions_are_attached_and_their_sensor_runs() -> None:
     assert {"eager", "all_deps_blocking_checks_passed"} <= labels
     sensor = defs.get_repository_def().get_sensor_def("ltr_automation_sensor")
     assert sensor.default_status == DefaultSensorStatus.RUNNING
+    assert isinstance(sensor, AutomationConditionSensorDefinition)
     assert sensor.run_tags == {"ltr/pipeline": "daily"}  # queued under the one-at-a-time limit
 
 

@@ -9,6 +9,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from ltr_assets.definitions import defs
+from tests.support.dagster_results import materialization_metadata
 
 DAY = "2026-11-01"
 
@@ -23,7 +24,8 @@ def _run(instance: DagsterInstance):
 
 def _failure(result) -> str:
     (failure,) = [e for e in result.all_events if e.is_step_failure]
-    return failure.step_failure_data.error.message
+    message: str = failure.step_failure_data.error.message
+    return message
 
 
 def test_a_source_matching_nothing_fails_the_step_naming_it_unless_the_day_is_allowed(
@@ -49,5 +51,5 @@ def test_a_source_matching_nothing_fails_the_step_naming_it_unless_the_day_is_al
     allowed = _run(instance)
     assert allowed.success and parquet.exists()
     event = instance.get_latest_materialization_event(AssetKey("raw_events"))
-    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    metadata = materialization_metadata(event)
     assert metadata["read"] == 0 and metadata["empty_allowed"] is True

@@ -10,6 +10,7 @@ from dagster import DagsterInstance, build_run_status_sensor_context
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import notify_run_failure, notify_run_success
 from tests.conftest import write_simulated_events
+from tests.support.dagster_results import run_by_id
 from tests.support.http_receiver import http_receiver
 
 
@@ -35,7 +36,7 @@ def test_success_and_failure_messages_reach_the_webhook(
                 sensor_name=notify_run_failure.name,
                 dagster_event=_run_event(failed, "PIPELINE_FAILURE"),
                 dagster_instance=instance,
-                dagster_run=instance.get_run_by_id(failed.run_id),
+                dagster_run=run_by_id(instance, failed.run_id),
                 resources=defs.resources,
             ).for_run_failure()
         )
@@ -44,7 +45,7 @@ def test_success_and_failure_messages_reach_the_webhook(
                 sensor_name=notify_run_success.name,
                 dagster_event=_run_event(passed, "PIPELINE_SUCCESS"),
                 dagster_instance=instance,
-                dagster_run=instance.get_run_by_id(passed.run_id),
+                dagster_run=run_by_id(instance, passed.run_id),
                 resources=defs.resources,
             )
         )

@@ -17,6 +17,7 @@ from ltr_assets.defs.sensors import (
     tag_published_runs,
 )
 from tests.conftest import write_simulated_events
+from tests.support.dagster_results import run_by_id
 from tests.support.http_receiver import http_receiver
 
 
@@ -27,7 +28,7 @@ def _context(instance: DagsterInstance, result: Any, sensor: str) -> Any:
         sensor_name=sensor,
         dagster_event=event,
         dagster_instance=instance,
-        dagster_run=instance.get_run_by_id(result.run_id),
+        dagster_run=run_by_id(instance, result.run_id),
         resources=defs.resources,
     )
     return context if result.success else context.for_run_failure()
@@ -38,7 +39,7 @@ def _tag(instance: DagsterInstance, result: Any) -> str | None:
         tag_published_runs(_context(instance, result, tag_published_runs.name))
     else:
         tag_failed_runs(_context(instance, result, tag_failed_runs.name))
-    run = instance.get_run_by_id(result.run_id)
+    run = run_by_id(instance, result.run_id)
     assert run is not None
     return run.tags.get(OUTCOME_TAG)
 

@@ -10,6 +10,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import AssetKey, DagsterInstance
@@ -24,7 +25,7 @@ from ltr_core.artifacts.signing import ArtifactKeys
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
 from tests.support.artifacts import tiny_model_text, weights
-from tests.support.dagster_results import check_results
+from tests.support.dagster_results import check_results, materialization_metadata
 from tests.support.http_receiver import http_receiver
 from tests.support.kafka_broker import free_port
 
@@ -44,7 +45,15 @@ def _mirror() -> S3Mirror:
 
 
 def _latest_copy_version(mirror: S3Mirror) -> str:
-    return json.loads(mirror._get("latest", "metadata.json"))["version"]
+    version: str = json.loads(mirror._get("latest", "metadata.json"))["version"]
+    return version
+
+
+def _pointer(mirror: S3Mirror) -> dict[str, Any]:
+    """latest.json on the bucket, which the test has published."""
+    pointer, _ = mirror.pointer()
+    assert pointer is not None
+    return pointer
 
 
 def _publish(local: LocalRegistry, mirror: S3Mirror | None, partition: str, second: int, **kw):
@@ -60,7 +69,7 @@ def test_publish_list_fetch_and_rollback(s3_env: str, tmp_path: Path, capsys) ->
     assert first.s3_published is True and first.s3_uploaded == [first.version]
     second = publication.publish(local, mirror, weights(2), MODEL, GATED, "2026-11-25", keep=30)
     assert mirror.versions() == [first.version, second.version]
-    pointer, _ = mirror.pointer()
+    pointer = _pointer(mirror)
     assert pointer["version"] == second.version and pointer["partition"] == "2026-11-25"
     assert _latest_copy_version(mirror) == second.version
     assert mirror.fetch(second.version).weights == local.load(second.version).weights
@@ -68,7 +77,7 @@ def test_publish_list_fetch_and_rollback(s3_env: str, tmp_path: Path, capsys) ->
     back = publication.rollback(local, mirror, first.version)
     assert back.s3_published is True
     assert local.latest_version() == first.version
-    assert mirror.pointer()[0]["version"] == first.version
+    assert _pointer(mirror)["version"] == first.version
     assert _latest_copy_version(mirror) == first.version
 
     os.environ["LTR_REGISTRY_DIR"] = str(tmp_path / "reg")
@@ -86,7 +95,7 @@ def test_a_backfill_never_moves_s3_latest_backwards(s3_env: str, tmp_path: Path)
     new, _ = _publish(local, mirror, "2026-11-25", 0)
     old, (ok, _, report) = _publish(local, mirror, "2026-11-10", 5)
     assert ok and report.uploaded == [old.version] and not old.latest_moved
-    assert mirror.pointer()[0]["version"] == new.version
+    assert _pointer(mirror)["version"] == new.version
     assert old.version in mirror.versions()  # published, just not latest
     assert _latest_copy_version(mirror) == new.version
 
@@ -115,7 +124,7 @@ def test_two_concurrent_publishers_never_interleave(s3_env: str, tmp_path: Path)
         thread.join()
     assert errors == []
     mirror = _mirror()
-    pointer, _ = mirror.pointer()
+    pointer = _pointer(mirror)
     assert pointer["partition"] == "2026-11-20"
     assert _latest_copy_version(mirror) == pointer["version"]
     assert len(mirror.versions()) == 20
@@ -168,7 +177,7 @@ def test_a_publish_killed_halfway_leaves_latest_on_the_previous_version(
         timeout=120,
     )
     assert crash.returncode == -9, crash.stderr
-    assert mirror.pointer()[0]["version"] == before.version
+    assert _pointer(mirror)["version"] == before.version
     if where == "copy":  # the version is complete on S3; latest/ was torn, latest.json was not
         new = local.latest_version()
         assert mirror.versions() == [before.version, new]
@@ -176,16 +185,16 @@ def test_a_publish_killed_halfway_leaves_latest_on_the_previous_version(
         assert _latest_copy_version(mirror) == before.version
         assert mirror.repair_latest_copy() is False
         sync(local, mirror)
-        assert mirror.pointer()[0]["version"] == new and _latest_copy_version(mirror) == new
+        assert _pointer(mirror)["version"] == new and _latest_copy_version(mirror) == new
         return
     assert mirror.versions() == [before.version]  # the half-uploaded one is not complete
     if where == "local":
         assert local.latest_version() == before.version and local.versions() == [before.version]
     else:  # the local publish completed; S3 died between files and catches up on sync
         new = local.latest_version()
-        assert new != before.version and local.verify(new) == []
+        assert new is not None and new != before.version and local.verify(new) == []
         report = sync(local, mirror)
-        assert report.uploaded == [new] and mirror.pointer()[0]["version"] == new
+        assert report.uploaded == [new] and _pointer(mirror)["version"] == new
         assert _latest_copy_version(mirror) == new
 
 
@@ -231,7 +240,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
         result = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert result.success  # the local publish stands
     event = instance.get_latest_materialization_event(AssetKey("published_weights"))
-    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    meta = materialization_metadata(event)
     assert meta["s3_published"] is False and "S3Unavailable" in meta["s3_error"]
     assert meta["version_address"] == f"s3://ltr-models/ltr/{meta['version']}/"
     assert check_results(result)["s3_published"] is False
@@ -242,7 +251,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     mirror = _mirror()
     assert mirror.versions() == [meta["version"]]
     assert mirror._get(meta["version"], "model_card.md").startswith(b"# Model card: version ")
-    assert mirror.pointer()[0]["version"] == meta["version"]
+    assert _pointer(mirror)["version"] == meta["version"]
 
 
 def test_rollback_job_moves_both_pointers(
@@ -258,7 +267,7 @@ def test_rollback_job_moves_both_pointers(
     )
     assert result.success
     assert local.latest_version() == first.version
-    assert mirror.pointer()[0]["version"] == first.version
+    assert _pointer(mirror)["version"] == first.version
     bad = defs.resolve_job_def("ltr_rollback_job").execute_in_process(
         run_config={"ops": {"rollback_to_version": {"config": {"version": "20990101_000000"}}}},
         instance=DagsterInstance.ephemeral(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import (
@@ -20,6 +21,7 @@ from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import mirror_from_settings, sync, version_files
 from ltr_core.settings import Settings
+from tests.support.dagster_results import run_by_id
 from tests.support.faulty_proxy import faulty_proxy
 from tests.support.http_receiver import http_receiver
 from tests.support.serving import (
@@ -34,9 +36,10 @@ from tests.support.serving import (
 )
 
 
-def _health(server: RunningServer) -> dict:
+def _health(server: RunningServer) -> dict[str, Any]:
     with server.client() as client:
-        return client.get("/ltr/health").json()
+        health: dict[str, Any] = client.get("/ltr/health").json()
+        return health
 
 
 def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
@@ -140,7 +143,7 @@ def test_rollback_job_then_its_sensor_reloads_a_live_app(live_app) -> None:
             sensor_name=reload_after_rollback_sensor.name,
             dagster_event=success,
             dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(result.run_id),
+            dagster_run=run_by_id(instance, result.run_id),
             resources=defs.resources,
         )
     )

@@ -80,5 +80,5 @@ def test_the_gate_evaluates_whichever_scorer_serving_runs(tmp_path: Path) -> Non
             == latency.worst.cpu_p95_ms
             == max(latency.at_data_sizes.cpu_p95_ms, latency.at_max_candidates.cpu_p95_ms)
         )
-    model, weights = reports["model"].evaluation, reports["weights"].evaluation
-    assert model.ndcg5.value != weights.ndcg5.value
+    by_model, by_weights = reports["model"].evaluation, reports["weights"].evaluation
+    assert by_model.ndcg5.value != by_weights.ndcg5.value

@@ -71,7 +71,8 @@ def test_a_malformed_s3_pointer_is_refused_by_serving_and_protects_retention(
     assert mirror.versions() == versions
 
     sync(local, mirror)  # the next sync replaces the malformed pointer with the local latest
-    assert mirror.pointer()[0]["version"] == versions[-1]
+    pointer, _ = mirror.pointer()
+    assert pointer is not None and pointer["version"] == versions[-1]
 
 
 @pytest.mark.parametrize("name", ["20261126_021500/", "/some/copied/dir", "../.."])

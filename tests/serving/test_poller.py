@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
+
+from fastapi import FastAPI
 
 from ltr_core.settings import Settings
 from ltr_serving.state import ReloadAttempt, ServingState
@@ -22,7 +25,7 @@ POLL = 0.1
 def _count_poll_ticks(server: RunningServer) -> list[float]:
     """Records each completed poller tick of the running app (its time), so a test can wait
     for ticks to have happened instead of sleeping for as long as they should take."""
-    state: ServingState = server.server.config.app.state.serving
+    state: ServingState = cast(FastAPI, server.server.config.app).state.serving
     ticks: list[float] = []
     poll_once = state.poll_once
 
@@ -47,7 +50,8 @@ def test_the_poller_loads_a_new_version_and_survives_a_bad_one(
     with server.client() as client:
 
         def live() -> str | None:
-            return client.get("/ltr/health").json()["version"]
+            version: str | None = client.get("/ltr/health").json()["version"]
+            return version
 
         def poll_failures() -> float:
             text = client.get("/metrics").text

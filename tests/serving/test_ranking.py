@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ltr_core.features import FEATURES
+from ltr_core.scoring import predict
 from ltr_core.settings import Settings
 from ltr_serving.models import RankResponse
 from tests.support.serving import Publisher, RunningServer, rank_body, weights_for
@@ -83,7 +84,7 @@ def test_model_scorer_ranks_with_the_lightgbm_booster(
     with server.client() as client:
         out = client.post("/rank", json=body).json()
     assert (out["version"], out["scorer"]) == (version, "model")
-    expected = lgb.Booster(model_str=model_text).predict(_matrix(body))
+    expected = predict(lgb.Booster(model_str=model_text), _matrix(body))
     assert [c["lawyer_id"] for c in out["candidates"]] == [
         f"l-{i}" for i in np.argsort(-expected, kind="stable")
     ]

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,7 +109,7 @@ def test_reload_under_sustained_load_fails_no_request(
     payloads = [json.dumps(b).encode() for b in bodies]
     matrices = [np.array([[c["features"][f] for f in FEATURES] for c in b["candidates"]])
                 for b in bodies]  # fmt: skip
-    results: list[tuple[float, float, int, dict | None, int]] = []
+    results: list[tuple[float, float, int, dict[str, Any] | None, int]] = []
     lock = threading.Lock()
     issued = 0
 
@@ -154,6 +155,7 @@ def test_reload_under_sustained_load_fails_no_request(
     assert seen == {old, new}
     vectors = {v: np.array([w[f] for f in FEATURES]) for v, w in weights.items()}
     for started, ended, _, body, b in results:
+        assert body is not None  # every request succeeded
         version = body["version"]
         if ended < reload_started:
             assert version == old

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -16,6 +17,7 @@ from ltr_core.codec import LatencyReport
 from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
 from ltr_core.scoring import WeightsScorer
 from ltr_core.settings import Settings
+from ltr_core.vocabulary import ScorerName
 from tests.support.serving import Publisher, RunningServer, metric_value, rank_body, weights_for
 
 
@@ -100,7 +102,7 @@ def test_the_route_answers_exactly_what_the_codec_produces(
 class RecordingScorer:
     """A real weights scorer that also records the list sizes it was asked to score."""
 
-    kind = "weights"
+    kind: ScorerName = "weights"
 
     def __init__(self) -> None:
         self.inner = WeightsScorer(weights_for(1))
@@ -133,7 +135,7 @@ def test_the_gate_times_the_request_path_at_the_data_sizes_and_at_the_maximum() 
     ],
 )
 def test_the_codec_refuses_what_the_schema_refuses_with_fastapis_shape(
-    body: dict, message: str
+    body: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(codec.RequestError) as refused:
         codec.parse_request(orjson.dumps(body), 1000)

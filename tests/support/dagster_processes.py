@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 
 
-def start_process(args: list[str], log: Path | None = None) -> subprocess.Popen:
+def start_process(args: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
     """A process in its own session, so the whole process group can be stopped (dagster ignores
     SIGINT/SIGTERM sent to the parent alone when started from a non-interactive shell). Output
     goes to `log` when given, else nowhere."""
@@ -30,7 +30,7 @@ def start_process(args: list[str], log: Path | None = None) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def stop_process(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
     os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=60)
@@ -39,7 +39,9 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], what: str, timeout_s: float = 120
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         assert process.poll() is None, f"{what} exited with {process.returncode}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dagster import DagsterInstance, DagsterRun, EventLogEntry
+
 
 def check_results(result: Any) -> dict[str, bool]:
     """Asset-check name -> passed, for every check evaluated in the run."""
@@ -21,3 +23,17 @@ def check_metadata(result: Any, check_name: str) -> dict[str, Any]:
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and data.check_name == check_name:
             return dict(data.metadata)
     raise KeyError(check_name)
+
+
+def materialization_metadata(event: EventLogEntry | None) -> dict[str, Any]:
+    """The metadata values of a materialization event (as instance.get_latest_... returns it),
+    which the test expects to exist."""
+    assert event is not None and event.asset_materialization is not None, event
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def run_by_id(instance: DagsterInstance, run_id: str) -> DagsterRun:
+    """A run the test has just executed (so it is stored)."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None, run_id
+    return run

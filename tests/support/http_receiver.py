@@ -7,12 +7,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class Receiver:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.messages: list[dict] = []
+        self.messages: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
 
 

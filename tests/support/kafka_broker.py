@@ -17,7 +17,8 @@ from pathlib import Path
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _binary() -> str:
@@ -33,7 +34,7 @@ class Broker:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.data_dir = tempfile.mkdtemp(prefix="noida-kafka-")
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.log = Path(self.data_dir).with_suffix(".log")
 
     @property
@@ -61,6 +62,7 @@ class Broker:
         raise RuntimeError(f"noida-db did not start on {self.bootstrap}: {self.log.read_text()}")
 
     def _group_alive(self) -> bool:
+        assert self.process is not None
         try:
             os.killpg(self.process.pid, 0)
             return True

@@ -102,7 +102,7 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_SCORE_TIMEOUT_MS": "inf"}, "LTR_SCORE_TIMEOUT_MS='inf' is not a finite number"),
     ],
 )
-def test_bad_values_name_the_variable(env: dict, message: str) -> None:
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
 

@@ -13,13 +13,14 @@ import pytest
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.sources import AuditLogSource, DayRecord, SourceError
 from ltr_assets.lake.paths import Lake
+from tests.support.ingest import local
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
 
 
 def _written(lake: Lake) -> list[Path]:
-    folder = lake.raw_events(DAY).parent
+    folder = local(lake.raw_events(DAY)).parent
     return sorted(folder.iterdir()) if folder.exists() else []
 
 

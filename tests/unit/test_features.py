@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,12 +14,13 @@ from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import AuditLogSource
 from ltr_assets.lake.paths import Lake
+from tests.support.ingest import local
 from tests.unit.test_events import FLAT
 
 D = date(2026, 11, 25)
 
 
-def shown(request: str | None, case: str, lawyer: str, time: str, position: int) -> dict:
+def shown(request: str | None, case: str, lawyer: str, time: str, position: int) -> dict[str, Any]:
     return {
         **FLAT,
         "event_id": f"s-{request}-{lawyer}-{time}",
@@ -30,7 +32,7 @@ def shown(request: str | None, case: str, lawyer: str, time: str, position: int)
     }
 
 
-def feedback(request: str | None, case: str, lawyer: str, time: str, action: str) -> dict:
+def feedback(request: str | None, case: str, lawyer: str, time: str, action: str) -> dict[str, Any]:
     return {
         "event_id": f"f-{lawyer}-{action}-{time}",
         "event_type": "offer_feedback",
@@ -42,7 +44,9 @@ def feedback(request: str | None, case: str, lawyer: str, time: str, action: str
     }
 
 
-def _matrix(tmp_path: Path, events: list[dict], days: list[date]) -> dict[date, pd.DataFrame]:
+def _matrix(
+    tmp_path: Path, events: list[dict[str, Any]], days: list[date]
+) -> dict[date, pd.DataFrame]:
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
     lake = Lake(tmp_path / "lake")
     source = AuditLogSource(str(tmp_path / "e.jsonl"))
@@ -51,7 +55,7 @@ def _matrix(tmp_path: Path, events: list[dict], days: list[date]) -> dict[date, 
     out = {}
     for day in days:
         build_feature_matrix(lake, day, feedback_window_hours=24)
-        out[day] = pd.read_parquet(lake.feature_matrix(day))
+        out[day] = pd.read_parquet(local(lake.feature_matrix(day)))
     return out
 
 
@@ -120,7 +124,7 @@ def test_without_the_next_day_late_feedback_is_not_yet_there(tmp_path: Path) -> 
     ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(D), D, lake, "f")
     report = build_feature_matrix(lake, D, 24)
     assert not report.next_day_present
-    assert pd.read_parquet(report.path)["label"].tolist() == [0]
+    assert pd.read_parquet(local(report.path))["label"].tolist() == [0]
 
 
 def test_missing_raw_events_is_a_clear_error(tmp_path: Path) -> None:

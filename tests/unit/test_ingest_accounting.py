@@ -18,7 +18,7 @@ from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.sources import CLOCK_LINES, FUTURE, OLD, AuditLogSource, SourceRecord
 from ltr_assets.lake.paths import Lake
 from ltr_core.events import EventRow, Rejection, parse_event
-from tests.support.ingest import accounted
+from tests.support.ingest import accounted, local
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
@@ -26,7 +26,7 @@ SKEW = timedelta(hours=24)
 WRITTEN = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # the file's modification time
 
 
-def _event(i: int, when: str, **changes: object) -> str:
+def _event(i: int, when: str | int, **changes: object) -> str:  # int: an epoch timestamp
     return json.dumps({**FLAT, "event_id": f"e-{i}", "lawyer_id": f"l-{i}", "timestamp": when,
                        **changes})  # fmt: skip
 
@@ -101,7 +101,7 @@ def test_a_future_stamped_event_is_quarantined_where_it_arrived(tmp_path: Path) 
     assert read[date(2030, 1, 1)] == [] and sum(len(v) for v in read.values()) == 5
     report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "f")
     assert report.reasons == {FUTURE: 1, "invalid_json": 1}
-    quarantined = [json.loads(x) for x in report.quarantine_path.read_text().splitlines()]
+    quarantined = [json.loads(x) for x in local(report.quarantine_path).read_text().splitlines()]
     assert "2030-01-01" in quarantined[0]["reason"] and "skewed clock" in quarantined[0]["reason"]
 
 
@@ -130,7 +130,7 @@ def test_an_implausibly_old_event_is_quarantined_where_it_arrived(tmp_path: Path
     assert read[date(1970, 1, 1)] == read[date(1, 1, 1)] == []
     report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "f")
     assert report.reasons == {OLD: 3, "invalid_json": 2}
-    quarantined = [json.loads(x) for x in report.quarantine_path.read_text().splitlines()]
+    quarantined = [json.loads(x) for x in local(report.quarantine_path).read_text().splitlines()]
     assert (
         "1970-01-01" in quarantined[0]["reason"]
         and "LTR_MAX_EVENT_AGE_DAYS" in (quarantined[0]["reason"])
@@ -271,5 +271,5 @@ def test_conflicting_copies_give_the_same_parquet_in_any_order(tmp_path: Path) -
         report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / f"lake{n}"), "f")
         assert (report.accepted, report.duplicates, report.conflicts) == (3, 1, 2)
         assert report.conflicting_ids == ["e-1", "e-2"]
-        outputs.add(report.parquet_path.read_bytes())
+        outputs.add(local(report.parquet_path).read_bytes())
     assert len(outputs) == 1

@@ -18,7 +18,8 @@ from ltr_assets.ingest.sources import AuditLogSource, DayRecord
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake
 from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
-from tests.support.ingest import accounted
+from ltr_core.events import Rejection
+from tests.support.ingest import accounted, local
 from tests.unit.test_events import FLAT
 
 DAY = date(2026, 11, 25)
@@ -173,7 +174,7 @@ def _python_peak(n_events: int, tmp_path: Path) -> int:
     def records() -> Iterator[DayRecord]:
         for i in range(n_events):
             row = parse_event(_event(i, f"{DAY}T10:{i % 60:02d}:00Z"))
-            assert row is not None and not isinstance(row, ingest.Rejection)
+            assert row is not None and not isinstance(row, Rejection)
             yield row
 
     tracemalloc.start()
@@ -203,6 +204,9 @@ class _FailingSource:
     def read_day(self, day: date) -> Iterator[DayRecord]:
         yield from self.records
         raise self.error
+
+    def describe(self) -> str:
+        return "a failing test source"
 
 
 def test_a_primary_failing_mid_day_is_replaced_by_the_fallback_from_the_start(
@@ -246,13 +250,13 @@ def test_the_feature_matrix_is_streamed_in_batches_with_the_same_rows_and_figure
     lake = Lake(folder / "lake")
     ingest_day(AuditLogSource(str(folder / "audit.jsonl")).read_day(DAY), DAY, lake, "f")
     whole = features.build_feature_matrix(lake, DAY, 24)
-    expected = pq.read_table(lake.feature_matrix(DAY))
+    expected = pq.read_table(local(lake.feature_matrix(DAY)))
     assert whole.rows == expected.num_rows > 100 and whole.groups_with_positive > 0
 
     monkeypatch.setattr(features, "BATCH_ROWS", 17)
     monkeypatch.setattr(atomic, "PARQUET_ROW_GROUP_ROWS", 40)
     pieces = features.build_feature_matrix(lake, DAY, 24)
     assert replace(pieces, path=whole.path) == whole
-    assert pq.read_table(lake.feature_matrix(DAY)).equals(expected)
-    assert pq.ParquetFile(lake.feature_matrix(DAY)).num_row_groups == -(-whole.rows // 40)
+    assert pq.read_table(local(lake.feature_matrix(DAY))).equals(expected)
+    assert pq.ParquetFile(local(lake.feature_matrix(DAY))).num_row_groups == -(-whole.rows // 40)
     assert [p.name for p in (folder / "lake" / "feature_matrix").iterdir()] == [f"{DAY}.parquet"]

@@ -20,7 +20,7 @@ def test_the_same_model_is_checked_in_a_child_once(monkeypatch: pytest.MonkeyPat
         children.append(args)
         return run(*args, **kwargs)
 
-    monkeypatch.setattr(model_check.subprocess, "run", counting_run)
+    monkeypatch.setattr(subprocess, "run", counting_run)
     monkeypatch.setattr(model_check, "_PASSED", set())
     text = tiny_model_text().encode()
     model_check.check_model_text(text, FEATURES)

@@ -19,7 +19,7 @@ from ltr_core.artifacts import model_format
 from ltr_core.artifacts.format import RegistryError, sha256, validate_artifact, weights_json
 from ltr_core.artifacts.model_format import MalformedModel, ModelShape, Tree, check_model_format
 from ltr_core.features import FEATURES
-from ltr_core.scoring import ModelScorer
+from ltr_core.scoring import ModelScorer, predict
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.model_texts import (
     TreeSpec,
@@ -60,7 +60,7 @@ def _agrees_with_lightgbm(text: str, rows: int = 200) -> ModelShape:
     booster = lgb.Booster(model_str=text)
     X = np.random.default_rng(1).random((rows, len(FEATURES)))
     expected = [_evaluate(shape, row) for row in X.tolist()]
-    assert np.allclose(booster.predict(X, num_threads=1), expected, rtol=0, atol=1e-12)
+    assert np.allclose(predict(booster, X, num_threads=1), expected, rtol=0, atol=1e-12)
     assert len(shape.trees) == booster.num_trees()
     return shape
 

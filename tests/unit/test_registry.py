@@ -96,7 +96,7 @@ def test_checksum_mismatch_is_refused(tmp_path: Path, model_text: str) -> None:
     ],
 )
 def test_invalid_weights_are_never_published(
-    tmp_path: Path, model_text: str, weights: dict, message: str
+    tmp_path: Path, model_text: str, weights: dict[str, float], message: str
 ) -> None:
     registry = LocalRegistry(tmp_path / "reg")
     with pytest.raises(

@@ -389,5 +389,6 @@ def test_a_version_retention_cannot_move_never_fails_a_publish(
         assert report.retention is not None and not report.retention.ok
         assert list(report.retention.failed) == [stuck]
         assert "PermissionError" in report.retention.failed[stuck]
+    assert report.retention is not None
     assert report.retention.pruned  # the versions it could delete, it deleted
     assert registry.versions() == [stuck, report.version]

@@ -59,7 +59,8 @@ def _metadata() -> dict[str, Any]:
 def _signed(key: SigningKey = K1) -> dict[str, Any]:
     metadata = _metadata()
     metadata["signature"] = sign(metadata, key)
-    return json.loads(json.dumps(metadata, indent=2, sort_keys=True))  # as read back from disk
+    read_back: dict[str, Any] = json.loads(json.dumps(metadata, indent=2, sort_keys=True))
+    return read_back  # as read back from disk
 
 
 REQUIRE_K1 = ArtifactKeys(verifying=(K1,))
@@ -164,7 +165,9 @@ json_values = st.recursive(
 
 @settings(max_examples=200, deadline=None)
 @given(metadata=st.dictionaries(st.text(), json_values, max_size=6))
-def test_the_manifest_is_the_same_for_the_publisher_and_for_a_reader(metadata: dict) -> None:
+def test_the_manifest_is_the_same_for_the_publisher_and_for_a_reader(
+    metadata: dict[str, Any],
+) -> None:
     """Whatever JSON the metadata holds, what a reader parses back signs to the same bytes."""
     written = json.dumps({**metadata, "signature": sign(metadata, K1)}, indent=2, sort_keys=True)
     assert manifest(json.loads(written)) == manifest(metadata)
@@ -210,7 +213,7 @@ def test_keys_are_read_from_the_environment_and_never_shown() -> None:
         ),
     ],
 )
-def test_bad_keys_name_the_variable_and_never_the_secret(env: dict, message: str) -> None:
+def test_bad_keys_name_the_variable_and_never_the_secret(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as refused:
         Settings.from_env(env)
     assert SECRET_1 not in str(refused.value) and SECRET_2 not in str(refused.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ltr_assets.simulation.simulator import (
 DAY = date(2026, 11, 3)
 
 
-def _recommendations(events: list[dict]) -> list[dict]:
+def _recommendations(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["event_type"] == "match_recommendation"]
 
 
@@ -50,7 +51,7 @@ def test_the_live_ranker_orders_the_same_lists_and_the_truth_follows_the_shown_p
     assert all(truth[(e["request_id"], e["lawyer_id"])].position == e["rank_position"]
                for e in flipped)  # fmt: skip
     # the ranker scored -Σ features: every list starts with its smallest feature sum
-    lists: dict[str, list[dict]] = {}
+    lists: dict[str, list[dict[str, Any]]] = {}
     for e in flipped:
         lists.setdefault(e["request_id"], []).append(e)
     for members in lists.values():
@@ -81,7 +82,7 @@ def test_the_utility_drifts_slowly() -> None:
         date(2027, 1, 1), 0.0, 90.0))  # fmt: skip
 
 
-def _nmi(a: list, b: list) -> float:
+def _nmi(a: list[Any], b: list[Any]) -> float:
     """Normalised mutual information (arithmetic-mean normalisation) of two labelings."""
     from collections import Counter
 
