@@ -63,6 +63,11 @@ _RAW_EVENTS_FIELDS: list[tuple[str, pa.DataType]] = [
     ("action", pa.string()),
     *[(column, pa.float64()) for column in FEATURE_COLUMNS],
     *[(column, pa.string()) for column in ATTRIBUTE_COLUMNS],
+    # LOGGING_POLICY_COLUMNS: null for feedback and for impressions logged without them
+    ("policy", pa.string()),
+    ("propensity", pa.float64()),
+    ("deterministic_rank", pa.int32()),
+    ("team", pa.string()),
 ]
 RAW_EVENTS_SCHEMA = pa.schema(_RAW_EVENTS_FIELDS)
 assert tuple(RAW_EVENTS_SCHEMA.names) == EVENT_COLUMNS
