@@ -88,9 +88,10 @@ def _day(context: AssetExecutionContext) -> date:
         conflicts_check_spec("raw_events"),
     ],
     description="Day D's recommendation and feedback events from Kafka (the audit-log files when "
-    "Kafka is not configured or unreachable), validated and deduplicated (Parquet); malformed "
+    "Kafka is not configured or unreachable) and from the ranking service's own log "
+    "(LTR_SERVING_LOG_DIR/D), validated and deduplicated by event id (Parquet); malformed "
     "events are quarantined with their reason. A day with no record at all fails, naming the "
-    "source, unless LTR_ALLOW_EMPTY_DAYS allows it.",
+    "sources, unless LTR_ALLOW_EMPTY_DAYS allows it.",
     kinds={"parquet"},
 )
 def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
@@ -99,7 +100,12 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     allowed = settings.allow_empty_days.allows(day)
     try:
         report, choice = ingest_with_fallback(
-            ltr.kafka_source(), ltr.file_source(), day, ltr.lake(), allow_empty=allowed
+            ltr.kafka_source(),
+            ltr.file_source(),
+            day,
+            ltr.lake(),
+            serving_log=ltr.serving_log_source(),
+            allow_empty=allowed,
         )
     except (EmptyDay, SourceError) as exc:  # nothing was written: the day's data is not there
         raise Failure(description=f"raw_events[{day}]: {exc}") from exc
@@ -111,7 +117,8 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             f"{choice.fallback_reason}"
         )
     context.log.info(
-        f"raw_events[{day}]: read={report.read} accepted={report.accepted} "
+        f"raw_events[{day}]: read={report.read} (serving log {report.serving_log_read}) "
+        f"accepted={report.accepted} "
         f"duplicates={report.duplicates} conflicts={report.conflicts} "
         f"quarantined={report.quarantined} ignored={report.ignored}"
     )
@@ -121,6 +128,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             "fallback_reason": choice.fallback_reason,
             "empty_allowed": allowed,
             "read": report.read,
+            "read_from_serving_log": report.serving_log_read,
             "accepted": report.accepted,
             "duplicates": report.duplicates,
             "duplicate_conflicts": report.conflicts,
