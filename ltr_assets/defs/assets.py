@@ -47,7 +47,7 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import publish_candidate, train_candidate
 from ltr_assets.gate.evaluation import gate_line, round_floats
 from ltr_assets.gate.model_card import render_model_card
-from ltr_assets.gate.summary import CandidateSummary
+from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
@@ -72,6 +72,20 @@ def _rounded(metadata: dict[str, Any]) -> dict[str, Any]:
             out[key] = MetadataValue.float(round_floats(value.value))
         else:
             out[key] = round_floats(value) if isinstance(value, float) else value
+    return out
+
+
+def _curve_metadata(curve: PropensitySummary) -> dict[str, list[Any]]:
+    """position -> [θ, low, high] (None: unbounded), then its source and swapped impressions
+    when the curve records them (not for a pinned curve)."""
+    out: dict[str, list[Any]] = {}
+    for i, (value, low, high) in enumerate(
+        zip(curve.examination, curve.low, curve.high, strict=True)
+    ):
+        row: list[Any] = [value, low, high]
+        if curve.sources:
+            row += [curve.sources[i], curve.swapped_impressions[i]]
+        out[f"position {i + 1}"] = row
     return out
 
 
@@ -243,14 +257,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "samples": evaluation.samples,
                 "gate_passed": report.gate_passed,
                 "propensity_method": curve.method,
-                "propensity": MetadataValue.json(
-                    {
-                        f"position {i + 1}": [round(v, 4), round(lo, 4), round(hi, 4)]
-                        for i, (v, lo, hi) in enumerate(
-                            zip(curve.examination, curve.low, curve.high, strict=True)
-                        )
-                    }
-                ),
+                "propensity": MetadataValue.json(_curve_metadata(curve)),
                 "weights_method": summary.weights_method,
                 "weights_validation_ndcg@5": MetadataValue.json(
                     {k: round(v, 4) for k, v in summary.weights_validation_ndcg_at_5.items()}
