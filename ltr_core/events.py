@@ -26,6 +26,13 @@ from ltr_core.features import (
     PROTECTED_ATTRIBUTES,
     RECOMMENDATION,
 )
+from ltr_core.vocabulary import INTERLEAVING_TEAMS, LOGGING_POLICIES
+
+# What the ranking service logs of its logging policy with each impression (all optional, null
+# for older events and for feedback): the branch that served the request, the probability of this
+# candidate at this position under that policy, its rank in the deterministic order, and its
+# interleaving team. Last in lake order, so partitions written before them read unchanged.
+LOGGING_POLICY_COLUMNS: tuple[str, ...] = ("policy", "propensity", "deterministic_rank", "team")
 
 # Columns of a validated event row, in lake order.
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -42,6 +49,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "action",
     *FEATURE_COLUMNS,
     *ATTRIBUTE_COLUMNS,
+    *LOGGING_POLICY_COLUMNS,
 )
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below epoch seconds
@@ -49,6 +57,7 @@ _ZERO = timedelta(0)
 _MAX_RANK_POSITION = 2**31 - 1  # the lake stores rank positions as int32
 _NO_FEATURES: list[float | None] = [None] * len(FEATURES)
 _NO_GROUPS: list[str | None] = [None] * len(PROTECTED_ATTRIBUTES)
+_NO_POLICY: tuple[None, ...] = (None,) * len(LOGGING_POLICY_COLUMNS)
 
 # One validated event, a tuple in EVENT_COLUMNS order (a tuple, not a dict: a day has millions).
 if TYPE_CHECKING:
@@ -185,6 +194,29 @@ def _optional_text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _logging_policy(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """policy, propensity, deterministic_rank, team (`LOGGING_POLICY_COLUMNS`), each optional."""
+    policy = fields.get("policy")
+    propensity = fields.get("propensity")
+    rank = fields.get("deterministic_rank")
+    team = fields.get("team")
+    if policy is None and propensity is None and rank is None and team is None:
+        return _NO_POLICY
+    if policy is not None and (type(policy) is not str or policy not in LOGGING_POLICIES):
+        raise _Invalid(
+            "bad_field", f"policy {policy!r} is not one of {', '.join(LOGGING_POLICIES)}"
+        )
+    if propensity is not None:
+        if type(propensity) not in (int, float) or not 0.0 < propensity <= 1.0:  # NaN too
+            raise _Invalid("bad_field", f"propensity {propensity!r} is not a number in (0, 1]")
+        propensity = float(propensity)
+    if rank is not None and (type(rank) is not int or not 1 <= rank <= _MAX_RANK_POSITION):
+        raise _Invalid("bad_field", f"deterministic_rank {rank!r} is not a positive integer")
+    if team is not None and (type(team) is not str or team not in INTERLEAVING_TEAMS):
+        raise _Invalid("bad_field", f"team {team!r} is not one of {', '.join(INTERLEAVING_TEAMS)}")
+    return (policy, propensity, rank, team)
+
+
 def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str) -> EventRow:
     case_id = fields.get("case_id")
     lawyer_id = fields.get("lawyer_id")
@@ -217,12 +249,15 @@ def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str)
                 None,
                 *_features(features),
                 *_groups(fields.get("lawyer_groups")),
+                *_logging_policy(fields),
             )
         )
     action = fields.get("action")
     if type(action) is not str or action not in ACTION_GRADES:
         raise _Invalid("bad_action", f"action {action!r} is not one of {', '.join(ACTION_GRADES)}")
-    return _new_row((*head, None, None, None, None, action, *_NO_FEATURES, *_NO_GROUPS))
+    return _new_row(
+        (*head, None, None, None, None, action, *_NO_FEATURES, *_NO_GROUPS, *_NO_POLICY)
+    )
 
 
 def parse_event(line: str | bytes) -> EventRow | Rejection | None:

@@ -629,10 +629,19 @@ class Settings(BaseSettings):
         description="a pinned examination curve, `1,θ_2,θ_3,…` (in (0, 1], never increasing)",
     )
     propensity_method: Annotated[
-        PropensityMethod, Derived("`regression_em` (`pinned` when a curve is given)")
+        PropensityMethod, Derived("`auto` (`pinned` when a curve is given)")
     ] = Field(
         validation_alias="LTR_PROPENSITY_METHOD",
-        description="how the examination curve is obtained",
+        description="how the examination curve is obtained: `regression_em` fits the click "
+        "model; `auto` takes the click model's curve except at the positions that enough swap "
+        "interventions measured (LTR_PROPENSITY_MIN_SWAPPED), the same as `regression_em` when "
+        "the window has no swapped impression; `pinned` takes LTR_PROPENSITY_CURVE",
+    )
+    propensity_min_swapped: Annotated[Int, Range(1, 1_000_000_000)] = Field(
+        1000,
+        validation_alias="LTR_PROPENSITY_MIN_SWAPPED",
+        description="LTR_PROPENSITY_METHOD=auto: the swapped impressions a position's "
+        "intervention estimate must rest on to replace the click model's",
     )
     propensity_clip: Annotated[Float, Range(0.001, 1)] = Field(
         0.05,
@@ -750,7 +759,7 @@ class Settings(BaseSettings):
                 data["data_dir"] = home / "lake"
         if not _given(data, cls, "propensity_method"):
             curve = _given(data, cls, "propensity_curve")
-            data["propensity_method"] = "pinned" if curve else "regression_em"
+            data["propensity_method"] = "pinned" if curve else "auto"
         return data
 
     @model_validator(mode="after")

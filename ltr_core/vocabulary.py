@@ -7,7 +7,16 @@ from typing import Literal, get_args
 
 ScorerName = Literal["weights", "model"]
 DebiasMethod = Literal["click_model", "ips", "lightgbm_position", "none"]
-PropensityMethod = Literal["regression_em", "pinned"]
+# How the examination curve is obtained: `auto` is the click model's curve with the positions
+# enough swap interventions reached measured by them instead (regression_em when none did).
+PropensityMethod = Literal["auto", "regression_em", "pinned"]
+# Where each position of a published examination curve comes from: position 1 by definition,
+# swap interventions, or the click model (or the pinned curve).
+CurveSource = Literal["reference", "interventions", "click_model"]
+# The branch of the ranking service that served a logged impression (ltr_core.exploration), and
+# the interleaving team that picked it (ltr_core.interleaving).
+LoggingPolicy = Literal["deterministic", "swap", "interleaved"]
+InterleavingTeam = Literal["live", "candidate"]
 ServingSource = Literal["auto", "file", "s3"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 # The version a candidate is compared with, as the gate found it: none published yet, loaded and
@@ -20,6 +29,9 @@ GateOutcome = Literal["gate_refused", "crashed", "published", "succeeded"]
 SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
 DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)
 PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
+CURVE_SOURCES: tuple[CurveSource, ...] = get_args(CurveSource)
+LOGGING_POLICIES: tuple[LoggingPolicy, ...] = get_args(LoggingPolicy)
+INTERLEAVING_TEAMS: tuple[InterleavingTeam, ...] = get_args(InterleavingTeam)
 SERVING_SOURCES: tuple[ServingSource, ...] = get_args(ServingSource)
 KAFKA_SECURITY_PROTOCOLS: tuple[KafkaSecurityProtocol, ...] = get_args(KafkaSecurityProtocol)
 BASELINE_STATUSES: tuple[BaselineStatus, ...] = get_args(BaselineStatus)

@@ -55,6 +55,7 @@ def ltr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "LTR_REGISTRY_DIR",
         "WEIGHTS_PATH",
         "LTR_AUDIT_LOG",
+        "LTR_SERVING_LOG_DIR",
         "LTR_NDCG_MIN",
         "LTR_FAIRNESS_MAX",
         "LTR_LATENCY_P95_MS",

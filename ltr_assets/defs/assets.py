@@ -47,7 +47,7 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import publish_candidate, train_candidate
 from ltr_assets.gate.evaluation import gate_line, round_floats
 from ltr_assets.gate.model_card import render_model_card
-from ltr_assets.gate.summary import CandidateSummary
+from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
@@ -75,6 +75,20 @@ def _rounded(metadata: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _curve_metadata(curve: PropensitySummary) -> dict[str, list[Any]]:
+    """position -> [θ, low, high] (None: unbounded), then its source and swapped impressions
+    when the curve records them (not for a pinned curve)."""
+    out: dict[str, list[Any]] = {}
+    for i, (value, low, high) in enumerate(
+        zip(curve.examination, curve.low, curve.high, strict=True)
+    ):
+        row: list[Any] = [value, low, high]
+        if curve.sources:
+            row += [curve.sources[i], curve.swapped_impressions[i]]
+        out[f"position {i + 1}"] = row
+    return out
+
+
 def _day(context: AssetExecutionContext) -> date:
     return date.fromisoformat(context.partition_key)
 
@@ -88,9 +102,10 @@ def _day(context: AssetExecutionContext) -> date:
         conflicts_check_spec("raw_events"),
     ],
     description="Day D's recommendation and feedback events from Kafka (the audit-log files when "
-    "Kafka is not configured or unreachable), validated and deduplicated (Parquet); malformed "
+    "Kafka is not configured or unreachable) and from the ranking service's own log "
+    "(LTR_SERVING_LOG_DIR/D), validated and deduplicated by event id (Parquet); malformed "
     "events are quarantined with their reason. A day with no record at all fails, naming the "
-    "source, unless LTR_ALLOW_EMPTY_DAYS allows it.",
+    "sources, unless LTR_ALLOW_EMPTY_DAYS allows it.",
     kinds={"parquet"},
 )
 def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
@@ -99,7 +114,12 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     allowed = settings.allow_empty_days.allows(day)
     try:
         report, choice = ingest_with_fallback(
-            ltr.kafka_source(), ltr.file_source(), day, ltr.lake(), allow_empty=allowed
+            ltr.kafka_source(),
+            ltr.file_source(),
+            day,
+            ltr.lake(),
+            serving_log=ltr.serving_log_source(),
+            allow_empty=allowed,
         )
     except (EmptyDay, SourceError) as exc:  # nothing was written: the day's data is not there
         raise Failure(description=f"raw_events[{day}]: {exc}") from exc
@@ -111,7 +131,8 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             f"{choice.fallback_reason}"
         )
     context.log.info(
-        f"raw_events[{day}]: read={report.read} accepted={report.accepted} "
+        f"raw_events[{day}]: read={report.read} (serving log {report.serving_log_read}) "
+        f"accepted={report.accepted} "
         f"duplicates={report.duplicates} conflicts={report.conflicts} "
         f"quarantined={report.quarantined} ignored={report.ignored}"
     )
@@ -121,6 +142,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             "fallback_reason": choice.fallback_reason,
             "empty_allowed": allowed,
             "read": report.read,
+            "read_from_serving_log": report.serving_log_read,
             "accepted": report.accepted,
             "duplicates": report.duplicates,
             "duplicate_conflicts": report.conflicts,
@@ -235,14 +257,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "samples": evaluation.samples,
                 "gate_passed": report.gate_passed,
                 "propensity_method": curve.method,
-                "propensity": MetadataValue.json(
-                    {
-                        f"position {i + 1}": [round(v, 4), round(lo, 4), round(hi, 4)]
-                        for i, (v, lo, hi) in enumerate(
-                            zip(curve.examination, curve.low, curve.high, strict=True)
-                        )
-                    }
-                ),
+                "propensity": MetadataValue.json(_curve_metadata(curve)),
                 "weights_method": summary.weights_method,
                 "weights_validation_ndcg@5": MetadataValue.json(
                     {k: round(v, 4) for k, v in summary.weights_validation_ndcg_at_5.items()}

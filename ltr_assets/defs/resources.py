@@ -15,7 +15,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from ltr_assets.ingest.kafka import KafkaDaySource
-from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.ingest.sources import AuditLogSource, ServingLogSource
 from ltr_assets.lake.paths import Lake, lake_from_settings
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import S3Mirror, mirror_from_settings
@@ -50,6 +50,17 @@ class LtrResource(ConfigurableResource):
         bounds = settings.event_time
         return AuditLogSource(
             settings.audit_log,
+            max_clock_skew=bounds.max_clock_skew,
+            max_event_age=bounds.max_event_age,
+        )
+
+    def serving_log_source(self) -> ServingLogSource:
+        """What the ranking service logged itself (LTR_SERVING_LOG_DIR), read beside the main
+        source."""
+        settings = self.settings()
+        bounds = settings.event_time
+        return ServingLogSource(
+            settings.serving_log_dir,
             max_clock_skew=bounds.max_clock_skew,
             max_event_age=bounds.max_event_age,
         )

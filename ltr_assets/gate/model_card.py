@@ -131,6 +131,12 @@ def _weights(summary: CandidateSummary) -> list[str]:
     return lines
 
 
+def _band(low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return "unbounded"
+    return f"[{_f(low)}, {_f(high)}]"
+
+
 def _propensity(summary: CandidateSummary) -> list[str]:
     curve = summary.propensity
     lines = [
@@ -138,13 +144,31 @@ def _propensity(summary: CandidateSummary) -> list[str]:
         "",
         f"Examination probability by rank position, relative to position 1 "
         f"(method: {curve.method}).",
-        "",
-        "| position | estimate | 95% band |",
-        "|---|---|---|",
     ]
+    if curve.interventions_used:
+        used = sum(source == "interventions" for source in curve.sources)
+        lines += [
+            "",
+            f"{used} positions measured by swap interventions (positions 1 and k exchanged on "
+            "a random share of requests), the others by the click model; a band is unbounded "
+            "where the swapped clicks are too few to bound it.",
+        ]
     rows = zip(curve.examination, curve.low, curve.high, strict=False)
-    for position, (value, low, high) in enumerate(rows, start=1):
-        lines.append(f"| {position} | {_f(value)} | [{_f(low)}, {_f(high)}] |")
+    if not curve.sources:  # a pinned curve, or a version published before sources were kept
+        lines += ["", "| position | estimate | 95% band |", "|---|---|---|"]
+        for position, (value, low, high) in enumerate(rows, start=1):
+            lines.append(f"| {position} | {_f(value)} | {_band(low, high)} |")
+        return lines
+    lines += [
+        "",
+        "| position | estimate | 95% band | source | swapped impressions |",
+        "|---|---|---|---|---|",
+    ]
+    extra = zip(curve.sources, curve.swapped_impressions, strict=False)
+    for position, ((value, low, high), (source, swapped)) in enumerate(
+        zip(rows, extra, strict=False), start=1
+    ):
+        lines.append(f"| {position} | {_f(value)} | {_band(low, high)} | {source} | {swapped} |")
     return lines
 
 

@@ -11,7 +11,7 @@ was: the nDCG tables are keyed `ndcg@k` there, by `k` here.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from functools import cache
 from typing import Annotated, Any
@@ -21,7 +21,13 @@ from pydantic import BeforeValidator, TypeAdapter
 from ltr_assets.gate.evaluation import Evaluation, GateResult, RequestLatency
 from ltr_assets.metrics.ranking import CounterfactualReport, NdcgReport, PairedReport
 from ltr_core.settings import GateThresholds
-from ltr_core.vocabulary import BaselineStatus, DebiasMethod, PropensityMethod, ScorerName
+from ltr_core.vocabulary import (
+    BaselineStatus,
+    CurveSource,
+    DebiasMethod,
+    PropensityMethod,
+    ScorerName,
+)
 
 
 def _k_of(name: str) -> int:
@@ -93,15 +99,24 @@ class SamplingRecord:
 
 @dataclass(frozen=True)
 class PropensitySummary:
-    """The examination curve θ_k by position, relative to position 1, with its 95% band."""
+    """The examination curve θ_k by position, relative to position 1, with its 95% band (None
+    where an intervention estimate could not be bounded), where each position's θ comes from
+    and the swapped impressions that reached it (`ltr_assets.learning.propensity`). Versions
+    published before the sources were recorded, and pinned curves, have none (empty lists)."""
 
     method: PropensityMethod
     examination: list[float]
-    low: list[float]
-    high: list[float]
+    low: list[float | None]
+    high: list[float | None]
     impressions: list[int]
     clicks: list[int]
     params: dict[str, Any]
+    sources: list[CurveSource] = field(default_factory=list)
+    swapped_impressions: list[int] = field(default_factory=list)
+
+    @property
+    def interventions_used(self) -> bool:
+        return "interventions" in self.sources
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import itertools
 import json
 import logging
 from collections import Counter
@@ -63,6 +64,11 @@ _RAW_EVENTS_FIELDS: list[tuple[str, pa.DataType]] = [
     ("action", pa.string()),
     *[(column, pa.float64()) for column in FEATURE_COLUMNS],
     *[(column, pa.string()) for column in ATTRIBUTE_COLUMNS],
+    # LOGGING_POLICY_COLUMNS: null for feedback and for impressions logged without them
+    ("policy", pa.string()),
+    ("propensity", pa.float64()),
+    ("deterministic_rank", pa.int32()),
+    ("team", pa.string()),
 ]
 RAW_EVENTS_SCHEMA = pa.schema(_RAW_EVENTS_FIELDS)
 assert tuple(RAW_EVENTS_SCHEMA.names) == EVENT_COLUMNS
@@ -79,6 +85,7 @@ class IngestReport:
     conflicting_ids: list[str] = field(default_factory=list)  # the first few, for the check
     quarantined: int = 0
     ignored: int = 0
+    serving_log_read: int = 0  # of `read`, the records read from the serving log
     recommendations: int = 0
     feedback: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
@@ -397,12 +404,26 @@ def _guarded(
         raise SourceUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
+class _Counted:
+    """The records of a source, counted as they pass."""
+
+    def __init__(self, records: Iterable[DayRecord]) -> None:
+        self.records = records
+        self.count = 0
+
+    def __iter__(self) -> Iterator[DayRecord]:
+        for record in self.records:
+            self.count += 1
+            yield record
+
+
 def ingest_with_fallback(
     primary: DaySource | None,
     fallback: DaySource,
     day: date,
     lake: Lake,
     *,
+    serving_log: DaySource | None = None,
     allow_empty: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     memory_limit: str = DEFAULT_MERGE_MEMORY,
@@ -412,17 +433,27 @@ def ingest_with_fallback(
     primary may fail part-way through: nothing of that attempt is kept (`ingest_day` writes
     nothing before the end), and the whole day is read again from the fallback.
 
-    A source that gives no record at all for the day raises EmptyDay naming it (its path or
-    topic), and nothing is written, unless `allow_empty`: a path or glob that matches nothing
-    would otherwise pass as a day without events, with every check green. A primary that is
-    reachable but empty is not a reason to fall back: the error says so."""
+    The `serving_log` (what the ranking service logged itself, `ServingLogSource`), when given,
+    is read after the main source, whichever that is, and ingested with it: an event that
+    arrived both ways is kept once (`ingest_day` keeps one copy per event id; the copies count
+    as duplicates). `report.serving_log_read` says how many records it gave. A failure to read
+    it is not a reason to fall back: it fails the ingest.
+
+    A day for which the sources together give no record at all raises EmptyDay naming them
+    (their paths or topic), and nothing is written, unless `allow_empty`: a path or glob that
+    matches nothing would otherwise pass as a day without events, with every check green. A
+    primary that is reachable but empty is not a reason to fall back: the error says so."""
 
     def run(records: Iterable[DayRecord], source: DaySource) -> IngestReport:
+        extra = _Counted(serving_log.read_day(day) if serving_log is not None else ())
+        combined: Iterable[DayRecord] = itertools.chain(records, extra)
         if not allow_empty:
-            records = _refusing_empty(records, lambda: _empty(source, day))
-        return ingest_day(
-            records, day, lake, source.name, chunk_rows=chunk_rows, memory_limit=memory_limit
+            combined = _refusing_empty(combined, lambda: _empty(source, day, serving_log))
+        report = ingest_day(
+            combined, day, lake, source.name, chunk_rows=chunk_rows, memory_limit=memory_limit
         )
+        report.serving_log_read = extra.count
+        return report
 
     if primary is not None:
         try:
@@ -438,9 +469,12 @@ def ingest_with_fallback(
     return run(fallback.read_day(day), fallback), SourceChoice(fallback.name, "")
 
 
-def _empty(source: DaySource, day: date) -> EmptyDay:
+def _empty(source: DaySource, day: date, serving_log: DaySource | None) -> EmptyDay:
+    where = source.describe()
+    if serving_log is not None:
+        where += f" nor from {serving_log.describe()}"
     return EmptyDay(
-        f"no record of {day} from {source.describe()}: a source that gives nothing is refused "
+        f"no record of {day} from {where}: a source that gives nothing is refused "
         f"rather than written as an empty day; if {day} really had no events, allow it with "
         f"LTR_ALLOW_EMPTY_DAYS={day}"
     )

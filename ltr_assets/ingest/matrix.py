@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.lake.s3 import S3Path
+from ltr_core.events import LOGGING_POLICY_COLUMNS
 from ltr_core.features import (
     ACTION_GRADES,
     ATTRIBUTE_COLUMNS,
@@ -31,6 +32,15 @@ from ltr_core.features import (
     RECOMMENDATION,
 )
 
+# The logging policy's columns (ltr_core.events.LOGGING_POLICY_COLUMNS) with their SQL types:
+# raw_events written before they existed have none of them, so a missing one reads as null.
+POLICY_COLUMNS: dict[str, str] = {
+    "policy": "VARCHAR",
+    "propensity": "DOUBLE",
+    "deterministic_rank": "INTEGER",
+    "team": "VARCHAR",
+}
+assert tuple(POLICY_COLUMNS) == LOGGING_POLICY_COLUMNS
 DEFAULT_MEMORY_LIMIT = "2GB"  # DuckDB's memory for the join; it spills past it
 BATCH_ROWS = 100_000
 
@@ -54,13 +64,19 @@ def _grade_case() -> str:
     return f"CASE action {whens} END"
 
 
-def _views_sql(feedback_window_hours: int, source: str, day: date) -> list[str]:
+def _views_sql(
+    feedback_window_hours: int, source: str, day: date, missing: Iterable[str] = ()
+) -> list[str]:
     """The join, one view a step: impressions, feedback, matches, labels, rows. `source` is
-    the relation the day's raw events are read from (`_source`)."""
-    columns = ", ".join(f"i.{c}" for c in (*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS))
+    the relation the day's raw events are read from (`_source`); `missing` the logging-policy
+    columns none of its files has (older partitions), read as nulls."""
+    columns = ", ".join(
+        f"i.{c}" for c in (*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS, *LOGGING_POLICY_COLUMNS)
+    )
     window = f"INTERVAL {int(feedback_window_hours)} HOUR"
+    nulls = "".join(f", CAST(NULL AS {POLICY_COLUMNS[c]}) AS {c}" for c in missing)
     return [
-        f"CREATE VIEW events AS SELECT * FROM {source}",
+        f"CREATE VIEW events AS SELECT *{nulls} FROM {source}",
         f"""CREATE VIEW impressions AS  -- one per (group, lawyer): the first one shown
         SELECT * FROM (
             SELECT *, coalesce(request_id, case_id || '@' || strftime(timestamp, '%Y-%m-%d'))
@@ -133,7 +149,15 @@ def _source(paths: list[LakePath], folder: Path) -> str:
             files.append(str(local))
         else:
             files.append(str(path))
-    return "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    # by name: a day written before the logging-policy columns beside one written after them
+    return f"read_parquet([{listed}], union_by_name = true)"
+
+
+def _missing_columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+    """The logging-policy columns that no file of `source` has."""
+    present = {str(row[0]) for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    return [c for c in LOGGING_POLICY_COLUMNS if c not in present]
 
 
 def build_feature_matrix(
@@ -162,7 +186,8 @@ def build_feature_matrix(
             # days and group ids are UTC days, whatever the host's TZ
             con.execute("SET TimeZone = 'UTC'")
             source = _source([own, next_day], folder)
-            for statement in _views_sql(feedback_window_hours, source, day):
+            missing = _missing_columns(con, source)
+            for statement in _views_sql(feedback_window_hours, source, day, missing):
                 con.execute(statement)
             found = con.execute(
                 f"""SELECT count(*) FILTER (WHERE CAST(f.timestamp AS DATE) = DATE '{day}'),

@@ -5,7 +5,9 @@ row, anything else as a `SourceRecord`. Two sources yield them: the Kafka topic
 (`ltr_assets.ingest.kafka.KafkaDaySource`, used when KAFKA_BOOTSTRAP_SERVERS is set) and the
 audit-log
 files here (`AuditLogSource`), which are the fallback when Kafka is unusable and the only source
-when it is not configured.
+when it is not configured. Beside whichever of them is read, the ranking service's own log
+(`ServingLogSource`, LTR_SERVING_LOG_DIR) adds what the service wrote to files; the ingest keeps
+one copy of an event that arrived both ways (`ltr_assets.ingest.day.ingest_with_fallback`).
 """
 
 from __future__ import annotations
@@ -154,16 +156,28 @@ class AuditLogSource:
         return f"the audit log {self.pattern!r}: no file matches it{only}"
 
     def read_day(self, day: date) -> Iterator[DayRecord]:
-        for path in self.files():
+        for path in self.day_files(day):
             yield from self._read_file(path, day)
+
+    def day_files(self, day: date) -> list[Path]:
+        """The files that may hold lines of `day`: every file the pattern matches."""
+        return self.files()
+
+    def origin(self, path: Path) -> str:
+        """How a line's origin names its file in the quarantine."""
+        return path.name
+
+    def file_day(self, path: Path) -> date:
+        """The day of a file's lines when none of them has a readable time."""
+        return _file_day(path)
 
     def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
         written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
         horizon = source_horizon(written, self.max_clock_skew)
-        why = f"{path.name} was last written on {written}"
+        name = self.origin(path)
+        why = f"{name} was last written on {written}"
         last: date | None = None  # the day of the nearest line before whose time was read
         undated: list[SourceRecord] = []  # head-of-file lines waiting for a neighbour's day
-        name = path.name
         same_day = b'"timestamp":"' + day.isoformat().encode()  # compact JSON: decode, no regex
         with path.open("rb") as handle:
             lines = _stamped_lines(handle)
@@ -208,7 +222,7 @@ class AuditLogSource:
                     yield record
         if undated:
             # A file with no readable time at all: its lines go to the file's own day.
-            yield from _flush(undated, _file_day(path), day)
+            yield from _flush(undated, self.file_day(path), day)
 
     def _wrong_time(
         self, when: datetime, horizon: datetime, why: str, clock_day: int | None, name: str
@@ -220,6 +234,54 @@ class AuditLogSource:
             what = f"the date of most lines before it in {name}"
             return old_rejection(when, date.fromordinal(clock_day), self.max_event_age, what)
         return None
+
+
+class ServingLogSource(AuditLogSource):
+    """What the ranking service logged itself (LTR_SERVING_LOG_DIR): one folder per UTC day,
+    `YYYY-MM-DD/`, of complete JSONL files `*.jsonl` (a file still being written is
+    `*.jsonl.part` and is not read). It is read beside the main source (Kafka or the audit log),
+    never instead of it: the service's events may also have reached Kafka, and the ingest keeps
+    one copy per event id (their ids are deterministic).
+
+    A day's events are those of its folder and of the next day's (an event stamped just before
+    midnight may be written just after it), each attributed to the UTC day of its own timestamp
+    as in the audit log, so a line is read in exactly one partition. A folder that does not exist
+    gives nothing: a day the service logged nothing is not an error of this source (the
+    main source's own rule for an empty day applies to what both give)."""
+
+    name = "serving_log"
+
+    def __init__(
+        self,
+        folder: Path,
+        max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+        max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
+    ) -> None:
+        super().__init__(str(Path(folder) / "*" / "*.jsonl"), max_clock_skew, max_event_age)
+        self.folder = Path(folder)
+
+    def day_files(self, day: date) -> list[Path]:
+        files: list[Path] = []
+        for folder_day in (day, day + timedelta(days=1)):
+            folder = self.folder / folder_day.isoformat()
+            if folder.is_dir():
+                files.extend(p for p in sorted(folder.glob("*.jsonl")) if p.is_file())
+        return files
+
+    def files(self) -> list[Path]:
+        return [p for p in sorted(self.folder.glob("*/*.jsonl")) if p.is_file()]
+
+    def origin(self, path: Path) -> str:
+        return f"{path.parent.name}/{path.name}"
+
+    def file_day(self, path: Path) -> date:
+        try:
+            return date.fromisoformat(path.parent.name)
+        except ValueError:
+            return _file_day(path)
+
+    def describe(self) -> str:
+        return f"the serving log {str(self.folder)!r} ({len(self.files())} files)"
 
 
 # A non-blank line: its number, its bytes, its ISO date hint and its stamp (a date ordinal).

@@ -30,7 +30,18 @@ stays within a few hundredths of the truth at positions 1-10
 Its 95% interval comes from a bootstrap over lists of the M-step with γ held at its fit (the
 sampling noise of the curve, not the uncertainty of the relevance model).
 
-`pinned` takes an operator's curve (LTR_PROPENSITY_CURVE) instead: no estimation.
+`auto` (default) starts from the regression-EM curve and replaces it at the positions that swap
+interventions measured well enough (`with_interventions`): the exploration policy of the ranking
+service swaps positions 1 and k of a small random share of requests, and comparing the clicks on
+the same candidates in both places measures θ_k with no model of relevance
+(`ltr_assets.learning.interventions`). A position takes the intervention estimate when it is
+identified and rests on at least LTR_PROPENSITY_MIN_SWAPPED swapped impressions; the others keep
+the click model's. Each position of the curve records its `source` ("reference" for position 1,
+"interventions", "click_model") and the swapped impressions it saw. Without any swapped
+impression in the window, `auto` is `regression_em`, curve for curve.
+
+`pinned` takes an operator's curve (LTR_PROPENSITY_CURVE) instead: no estimation (its curve
+has no per-position sources).
 """
 
 from __future__ import annotations
@@ -43,10 +54,15 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from ltr_assets.learning.interventions import InterventionCurve, combine_curves
 from ltr_assets.learning.lightgbm_params import lightgbm_params
 from ltr_core.scoring import predict
+from ltr_core.vocabulary import PROPENSITY_METHODS, CurveSource
 
-METHODS = ("regression_em", "pinned")
+METHODS = PROPENSITY_METHODS
+# θ as training and the gate use it lies in [MIN_THETA, 1]: an intervention estimate may come out
+# at 0 (clipped there) or above θ_1 by noise, where 1/θ and (1 − θ) lose their meaning.
+MIN_THETA = 1e-3
 MIN_IMPRESSIONS = 200  # positions seen less often share the bucket of the last better-seen one
 _EPS = 1e-6
 
@@ -58,15 +74,20 @@ class PropensityError(ValueError):
 @dataclass(frozen=True)
 class PropensityCurve:
     """The examination curve θ_k for positions 1..K (positions past K use θ_K) and its 95%
-    interval. θ_1 = 1: the curve is relative to the top of the list."""
+    interval (None where an intervention estimate could not be bounded). θ_1 = 1: the curve is
+    relative to the top of the list. `sources` says where each position's θ comes from and
+    `swapped_impressions` how many swapped impressions reached it (both empty for a pinned
+    curve)."""
 
     method: str
     examination: list[float]
-    low: list[float]
-    high: list[float]
+    low: list[float | None]
+    high: list[float | None]
     impressions: list[int]  # per position bucket (0 for a pinned curve)
     clicks: list[int]
     params: dict[str, Any] = field(default_factory=dict)
+    sources: list[CurveSource] = field(default_factory=list)
+    swapped_impressions: list[int] = field(default_factory=list)
 
     @property
     def positions(self) -> int:
@@ -96,7 +117,8 @@ def pinned_curve(values: Sequence[float]) -> PropensityCurve:
     if any(b > a for a, b in zip(curve, curve[1:], strict=False)):
         raise PropensityError(f"a pinned curve must not increase with the position: {curve}")
     zeros = [0] * len(curve)
-    return PropensityCurve("pinned", curve, curve, curve, zeros, zeros)
+    bounds: list[float | None] = list(curve)
+    return PropensityCurve("pinned", curve, bounds, list(bounds), zeros, zeros)
 
 
 def _buckets(positions: np.ndarray) -> np.ndarray:
@@ -278,14 +300,89 @@ def fit_click_model(
                 "rows": int(positions.size),
                 "lists": int(sizes.size),
             },
+            sources=_click_model_sources(n_buckets),
+            swapped_impressions=[0] * n_buckets,
         )
     model.curve = curve
     return model
 
 
+def _click_model_sources(n: int) -> list[CurveSource]:
+    rest: list[CurveSource] = ["click_model"] * (n - 1)
+    return ["reference", *rest]
+
+
 def _placeholder_curve(n: int) -> PropensityCurve:
     ones, zeros = [1.0] * n, [0] * n
-    return PropensityCurve("unfitted", ones, ones, ones, zeros, zeros)
+    bounds: list[float | None] = list(ones)
+    return PropensityCurve("unfitted", ones, bounds, list(bounds), zeros, zeros)
+
+
+def with_interventions(
+    curve: PropensityCurve, interventions: InterventionCurve, *, min_swapped: int
+) -> PropensityCurve:
+    """The click model's `curve` with the positions that swap interventions measured on at
+    least `min_swapped` swapped impressions taken from them (`combine_curves`), as the `auto`
+    curve. Where interventions take over, θ and its interval are theirs (clipped to
+    [MIN_THETA, 1]) and the impressions and clicks are the swapped ones; elsewhere the click
+    model's figures stand (its last bucket for positions past its end). Without any
+    intervention estimate at all, `curve` itself is returned: `auto` is then `regression_em`."""
+    if not interventions.estimates:
+        return curve
+    combined = combine_curves(interventions, curve.examination, min_swapped=min_swapped)
+    last = curve.positions - 1
+    examination: list[float] = []
+    low: list[float | None] = []
+    high: list[float | None] = []
+    impressions: list[int] = []
+    clicks: list[int] = []
+    for point in combined.points:
+        k = point.position
+        if point.source == "interventions":
+            estimate = interventions.estimate(k)
+            assert estimate is not None  # combine_curves took it from there
+            examination.append(_theta(point.theta))
+            low.append(None if point.low is None else _theta(point.low))
+            high.append(None if point.high is None else _theta(point.high))
+            impressions.append(point.swapped_impressions)
+            clicks.append(estimate.clicks_top_at_k + estimate.clicks_k_at_top)
+        else:
+            i = min(k - 1, last)
+            examination.append(curve.examination[i])
+            low.append(curve.low[i])
+            high.append(curve.high[i])
+            impressions.append(curve.impressions[i])
+            clicks.append(curve.clicks[i])
+    params = {
+        **curve.params,
+        "interventions": {
+            "model": interventions.model,
+            "top_relevant_click": interventions.top_relevant_click,
+            "bootstrap": interventions.bootstrap,
+            "confidence": interventions.confidence,
+            "min_swapped": min_swapped,
+            "min_theta": MIN_THETA,
+            "positions_from_interventions": [
+                p.position for p in combined.points if p.source == "interventions"
+            ],
+            "estimates": [asdict(e) for e in interventions.estimates],
+        },
+    }
+    return PropensityCurve(
+        method="auto",
+        examination=examination,
+        low=low,
+        high=high,
+        impressions=impressions,
+        clicks=clicks,
+        params=params,
+        sources=list(combined.sources),
+        swapped_impressions=[p.swapped_impressions for p in combined.points],
+    )
+
+
+def _theta(value: float) -> float:
+    return float(min(max(value, MIN_THETA), 1.0))
 
 
 def _monotone(theta: np.ndarray) -> np.ndarray:

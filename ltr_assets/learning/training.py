@@ -22,7 +22,8 @@ figures go into the metadata.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -41,13 +42,21 @@ from ltr_assets.learning.debias import (
     gain_levels,
     logged_gain,
 )
+from ltr_assets.learning.interventions import Impressions, intervention_curve
 from ltr_assets.learning.lightgbm_params import BASE_PARAMS
-from ltr_assets.learning.propensity import PropensityCurve, PropensityError, pinned_curve
+from ltr_assets.learning.propensity import (
+    PropensityCurve,
+    PropensityError,
+    pinned_curve,
+    with_interventions,
+)
 from ltr_assets.metrics.ranking import CounterfactualEvaluator, group_offsets
 from ltr_core.features import FEATURES
 from ltr_core.scoring import predict
 from ltr_core.settings import ConfigError, SampleCaps, Settings
-from ltr_core.vocabulary import DebiasMethod
+from ltr_core.vocabulary import DebiasMethod, PropensityMethod
+
+log = logging.getLogger("ltr.training")
 
 # LambdaRank's own parameters over the shared ones (lightgbm_params.BASE_PARAMS); the number of
 # threads is added per fit (LTR_NUM_THREADS).
@@ -64,6 +73,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "bagging_fraction": 1.0,
     "bagging_freq": 0,
 }
+# The intervention curve of LTR_PROPENSITY_METHOD=auto (ltr_assets.learning.interventions): the
+# affine model with E = 1 (its estimate barely depends on E) and a bootstrap over requests.
+INTERVENTION_BOOTSTRAP = 100
 MAX_ROUNDS = 300
 EARLY_STOPPING_ROUNDS = 40
 WEIGHT_METHODS = ("gain_importance", "distilled_nnls", "pairwise_logistic")
@@ -393,11 +405,64 @@ def _weights_fit(
     return fit, targets_of(fit)
 
 
+_IMPRESSION_COLUMNS = ("policy", "deterministic_rank", "rank_position", "propensity")
+
+
+def logged_impressions(splits: tuple[Split, ...]) -> Impressions | None:
+    """The impressions logged with their logging policy (policy, deterministic rank, position
+    and propensity all present) in `splits`, one request per list; None when none of them was
+    swapped (or the matrices predate the logging-policy columns)."""
+    frames = []
+    for split in splits:
+        frame = split.frame
+        if not set(_IMPRESSION_COLUMNS) <= set(frame.columns):
+            continue
+        logged = frame.loc[frame[list(_IMPRESSION_COLUMNS)].notna().all(axis=1)]
+        frames.append(logged[["group_id", *_IMPRESSION_COLUMNS, "label"]])
+    if not frames:
+        return None
+    rows = pd.concat(frames, ignore_index=True)
+    if not (rows["policy"] == "swap").any():
+        return None
+    return Impressions.from_columns(
+        rows["group_id"].astype(str).to_numpy(),
+        rows["deterministic_rank"].to_numpy(dtype=np.int64),
+        rows["rank_position"].to_numpy(dtype=np.int64),
+        rows["policy"].astype(str).to_numpy(dtype=object),
+        rows["propensity"].to_numpy(dtype=np.float64),
+        rows["label"].to_numpy(dtype=np.float64),
+    )
+
+
+def auto_curve(debiaser: Debiaser, splits: tuple[Split, ...], min_swapped: int) -> None:
+    """LTR_PROPENSITY_METHOD=auto: the debiaser's curve (the click model's) with the positions
+    that the swap interventions logged in `splits` measured on at least `min_swapped` swapped
+    impressions taken from them (`propensity.with_interventions`). Training's targets and
+    weights and the gate's estimator all read θ from the debiaser, so they all use it. Without
+    swapped impressions the curve is left as it is (`regression_em`). Logs the estimator
+    refuses (a row moved without policy "swap", say) leave it too, the reason recorded in the
+    curve's params."""
+    impressions = logged_impressions(splits)
+    if impressions is None:
+        return
+    curve = debiaser.click_model.curve
+    try:
+        interventions = intervention_curve(impressions, bootstrap=INTERVENTION_BOOTSTRAP)
+    except ValueError as exc:
+        log.warning("swap interventions not used, the click model's curve stands: %s", exc)
+        debiaser.click_model.curve = replace(
+            curve, params={**curve.params, "interventions": {"refused": str(exc)}}
+        )
+        return
+    debiaser.click_model.curve = with_interventions(curve, interventions, min_swapped=min_swapped)
+
+
 @dataclass(frozen=True)
 class TrainingOptions:
     """What training takes from the settings, read in one place (`from_settings`): the
-    debiasing method (LTR_DEBIAS), a pinned examination curve (LTR_PROPENSITY_METHOD=pinned,
-    LTR_PROPENSITY_CURVE), the IPS clip and largest weight (LTR_PROPENSITY_CLIP,
+    debiasing method (LTR_DEBIAS), how the examination curve is obtained
+    (LTR_PROPENSITY_METHOD, LTR_PROPENSITY_MIN_SWAPPED) and a pinned one
+    (LTR_PROPENSITY_CURVE), the IPS clip and largest weight (LTR_PROPENSITY_CLIP,
     LTR_IPS_MAX_WEIGHT), the Dask cluster (LTR_DASK_SCHEDULER), the sample caps and the
     threads per fit (LTR_NUM_THREADS)."""
 
@@ -408,6 +473,10 @@ class TrainingOptions:
     dask_scheduler: str
     caps: SampleCaps
     num_threads: int
+    # LTR_PROPENSITY_METHOD and LTR_PROPENSITY_MIN_SWAPPED (auto: swap interventions where
+    # they rest on enough swapped impressions)
+    propensity_method: PropensityMethod = "auto"
+    min_swapped: int = 1000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingOptions:
@@ -425,6 +494,8 @@ class TrainingOptions:
             dask_scheduler=settings.dask_scheduler,
             caps=settings.sample_caps,
             num_threads=settings.num_threads,
+            propensity_method=settings.propensity_method,
+            min_swapped=settings.propensity_min_swapped,
         )
 
 
@@ -458,6 +529,8 @@ def train_ranker(
         num_threads=num_threads,
     )
     del fit_X, fit_positions, fit_labels
+    if options.propensity_method == "auto" and options.pinned_curve is None:
+        auto_curve(debiaser, (train, valid), options.min_swapped)
     # LambdaRank on the training lists (a deterministic sample of them past the cap)
     booster_train, booster_lists, booster_sample = sample_split(train, caps.train_rows, caps.seed)
     train_targets = training_targets(booster_train, debias, debiaser)

@@ -1,8 +1,10 @@
 """raw_events refuses a source that gives nothing for the day, naming it, unless the day is
-allowed to be empty (LTR_ALLOW_EMPTY_DAYS); a variable in LTR_AUDIT_LOG is expanded."""
+allowed to be empty (LTR_ALLOW_EMPTY_DAYS); a variable in LTR_AUDIT_LOG is expanded; the
+serving log (LTR_SERVING_LOG_DIR) is read beside the audit log."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from dagster import AssetKey, DagsterInstance
 
 from ltr_assets.definitions import defs
 from tests.support.dagster_results import materialization_metadata
+from tests.unit.test_events import FLAT
 
 DAY = "2026-11-01"
 
@@ -53,3 +56,24 @@ def test_a_source_matching_nothing_fails_the_step_naming_it_unless_the_day_is_al
     event = instance.get_latest_materialization_event(AssetKey("raw_events"))
     metadata = materialization_metadata(event)
     assert metadata["read"] == 0 and metadata["empty_allowed"] is True
+
+
+def test_the_serving_log_is_read_beside_the_audit_log(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def event(i: int) -> str:
+        return json.dumps({**FLAT, "event_id": f"e-{i}", "timestamp": f"{DAY}T10:00:00Z"})
+
+    (ltr_home / "events" / "audit.jsonl").write_text(event(1) + "\n" + event(2) + "\n")
+    folder = ltr_home / "elsewhere" / DAY
+    folder.mkdir(parents=True)
+    (folder / "part-0.jsonl").write_text(event(2) + "\n" + event(3) + "\n")
+    monkeypatch.setenv("LTR_SERVING_LOG_DIR", str(ltr_home / "elsewhere"))
+    instance = DagsterInstance.ephemeral()
+    result = _run(instance)
+    assert result.success
+    event_ = instance.get_latest_materialization_event(AssetKey("raw_events"))
+    metadata = {k: v.value for k, v in event_.asset_materialization.metadata.items()}
+    assert metadata["source"] == "audit_log"
+    assert (metadata["read"], metadata["read_from_serving_log"]) == (4, 2)
+    assert (metadata["accepted"], metadata["duplicates"]) == (3, 1)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from ltr_core import exploration, interleaving
 from ltr_core.events import EventRow, Rejection, parse_event
+from ltr_core.vocabulary import INTERLEAVING_TEAMS, LOGGING_POLICIES
 from tests.support.ingest import fields
 
 FEATURES = {
@@ -102,6 +104,17 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
             json.dumps({"timestamp": "2026-11-25T00:00:00Z", "message": "offer_feedback"}),
             "bad_envelope",
         ),
+        (json.dumps({**FLAT, "policy": "random"}), "bad_field"),
+        (json.dumps({**FLAT, "policy": 1}), "bad_field"),
+        (json.dumps({**FLAT, "propensity": 0}), "bad_field"),
+        (json.dumps({**FLAT, "propensity": 1.5}), "bad_field"),
+        (json.dumps({**FLAT, "propensity": -0.2}), "bad_field"),
+        (json.dumps({**FLAT, "propensity": "0.5"}), "bad_field"),
+        (json.dumps({**FLAT, "propensity": True}), "bad_field"),
+        (json.dumps({**FLAT, "deterministic_rank": 0}), "bad_field"),
+        (json.dumps({**FLAT, "deterministic_rank": 2.0}), "bad_field"),
+        (json.dumps({**FLAT, "deterministic_rank": 99999999999}), "bad_field"),
+        (json.dumps({**FLAT, "team": "red"}), "bad_field"),
     ],
 )
 def test_invalid_events_are_rejected_with_a_reason(line: str, kind: str) -> None:
@@ -116,3 +129,41 @@ def test_rejection_keeps_its_own_time_when_readable() -> None:
     assert isinstance(outcome, Rejection)
     assert outcome.timestamp == datetime(2026, 11, 25, 14, 3, 11, 123000, tzinfo=UTC)
     assert "outside [0, 1]" in outcome.reason
+
+
+def test_logging_policy_fields_are_carried() -> None:
+    line = {**FLAT, "policy": "swap", "propensity": 0.0125, "deterministic_rank": 4}
+    row = parse_event(json.dumps(line))
+    assert isinstance(row, EventRow)
+    assert (row.policy, row.propensity, row.deterministic_rank, row.team) == (
+        "swap",
+        0.0125,
+        4,
+        None,
+    )
+    team = parse_event(
+        json.dumps({**FLAT, "policy": "interleaved", "propensity": 1, "team": "live"})
+    )
+    assert isinstance(team, EventRow)
+    assert (team.policy, team.propensity, team.team) == ("interleaved", 1.0, "live")
+    assert type(team.propensity) is float
+
+
+def test_events_without_logging_policy_fields_read_as_before() -> None:
+    row = parse_event(json.dumps(FLAT))
+    assert isinstance(row, EventRow)
+    assert (row.policy, row.propensity, row.deterministic_rank, row.team) == (None,) * 4
+    feedback = {**FLAT, "event_type": "offer_feedback", "action": "click", "policy": "swap"}
+    fb = parse_event(json.dumps(feedback))
+    assert isinstance(fb, EventRow) and fb.policy is None  # impressions carry the policy
+
+
+def test_the_rejection_names_the_bad_logging_field() -> None:
+    outcome = parse_event(json.dumps({**FLAT, "propensity": 1.5}))
+    assert isinstance(outcome, Rejection)
+    assert outcome.reason == "propensity 1.5 is not a number in (0, 1]"
+
+
+def test_the_closed_sets_match_the_serving_side() -> None:
+    assert get_args(exploration.Policy) == LOGGING_POLICIES
+    assert get_args(interleaving.Team) == INTERLEAVING_TEAMS

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from ltr_assets.ingest.day import ingest_day
@@ -151,3 +152,41 @@ def test_days_are_utc_days_whatever_the_host_timezone(
         time.tzset()
     assert set(frame["group_id"]) == {"c1@2026-11-25"}
     assert _labels(frame) == {("c1@2026-11-25", "a"): 1, ("c1@2026-11-25", "b"): 0}
+
+
+def test_logging_policy_columns_reach_the_matrix(tmp_path: Path) -> None:
+    swapped = {
+        **shown("r1", "c1", "l1", "2026-11-25T10:00:00Z", 3),
+        "policy": "swap",
+        "propensity": 0.02,
+        "deterministic_rank": 1,
+    }
+    plain = shown("r1", "c1", "l2", "2026-11-25T10:00:00Z", 2)
+    frame = _matrix(tmp_path, [swapped, plain], [D])[D].set_index("lawyer_id")
+    assert frame.loc["l1", "policy"] == "swap" and frame.loc["l1", "propensity"] == 0.02
+    assert frame.loc["l1", "deterministic_rank"] == 1
+    assert pd.isna(frame.loc["l2", "policy"]) and pd.isna(frame.loc["l2", "deterministic_rank"])
+
+
+def test_raw_events_written_before_the_logging_policy_columns_still_read(
+    tmp_path: Path,
+) -> None:
+    """A day ingested before the columns existed, beside a next day that has them."""
+    next_day = date(2026, 11, 26)
+    events = [
+        shown("r1", "c1", "l1", "2026-11-25T23:00:00Z", 1),
+        feedback("r1", "c1", "l1", "2026-11-26T01:00:00Z", "click"),
+    ]
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+    lake = Lake(tmp_path / "lake")
+    source = AuditLogSource(str(tmp_path / "e.jsonl"))
+    for day in (D, next_day):
+        ingest_day(source.read_day(day), day, lake, "f")
+    old = pq.read_table(lake.raw_events(D))
+    pq.write_table(
+        old.drop_columns(["policy", "propensity", "deterministic_rank", "team"]), lake.raw_events(D)
+    )
+    build_feature_matrix(lake, D, feedback_window_hours=24)
+    frame = pd.read_parquet(lake.feature_matrix(D))
+    assert _labels(frame) == {("r1", "l1"): 1}  # the late click from the newer day still joins
+    assert frame["policy"].isna().all() and frame["deterministic_rank"].isna().all()

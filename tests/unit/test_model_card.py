@@ -122,6 +122,8 @@ def _summary() -> dict[str, Any]:
             "impressions": [4000, 4000],
             "clicks": [900, 500],
             "params": {},
+            "sources": ["reference", "click_model"],
+            "swapped_impressions": [0, 0],
         },  # fmt: skip
         "training_window": {
             "days": 14,
@@ -153,7 +155,8 @@ def test_every_section_and_figure_of_the_card() -> None:
     assert "| 1000 candidates | 1000 | 2.0000 | 3.1235 | 4.0000 |" in card
     assert "| A | 0.5556 | 0.6000 | -0.0444 |" in card
     assert "| S | 0.4444 | 0.4000 | +0.0444 |" in card
-    assert "| 2 | 0.6123 | [0.5500, 0.6700] |" in card
+    assert "| 2 | 0.6123 | [0.5500, 0.6700] | click_model | 0 |" in card
+    assert "swap interventions" not in card
     assert "3 present (2026-11-01 … 2026-11-03), 1 missing (2026-10-31)" in card
     assert "| train | 400 | 8000 |" in card and "| test | 200 | 4000 |" in card
     assert "0.019411499999999988" not in card and "0.55555555" not in card
@@ -219,3 +222,34 @@ def test_a_summary_outside_the_closed_sets_is_refused(path: tuple[str, ...], val
     parent[path[-1]] = value
     with pytest.raises(ValidationError):
         CandidateSummary.from_json(summary)
+
+
+def test_the_card_says_which_positions_swap_interventions_measured() -> None:
+    summary = _summary()
+    summary["propensity"] = {
+        "method": "auto",
+        "examination": [1.0, 0.52, 0.4],
+        "low": [1.0, 0.47, 0.35],
+        "high": [1.0, 0.58, 0.45],
+        "impressions": [4000, 1500, 3000],
+        "clicks": [900, 200, 300],
+        "params": {},
+        "sources": ["reference", "interventions", "click_model"],
+        "swapped_impressions": [0, 1500, 120],
+    }
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "(method: auto)" in card and "1 positions measured by swap interventions" in card
+    assert "| 2 | 0.5200 | [0.4700, 0.5800] | interventions | 1500 |" in card
+    assert "| 3 | 0.4000 | [0.3500, 0.4500] | click_model | 120 |" in card
+    summary["propensity"]["low"][1] = summary["propensity"]["high"][1] = None
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "| 2 | 0.5200 | unbounded | interventions | 1500 |" in card
+
+
+def test_a_version_published_before_curve_sources_still_reads() -> None:
+    summary = _summary()
+    for name in ("sources", "swapped_impressions"):
+        del summary["propensity"][name]
+    read = CandidateSummary.from_json(summary)
+    assert read.propensity.sources == [] and not read.propensity.interventions_used
+    assert "| 2 | 0.6123 | [0.5500, 0.6700] |\n" in render_model_card(read) + "\n"

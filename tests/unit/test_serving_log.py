@@ -1,0 +1,130 @@
+"""raw_events reads the ranking service's own log (LTR_SERVING_LOG_DIR/<day>/*.jsonl) beside its
+main source: what arrived both ways is kept once, and a missing folder is nothing, not an error."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
+from ltr_assets.ingest.sources import AuditLogSource, DayRecord, ServingLogSource
+from ltr_assets.lake.paths import Lake
+from tests.support.ingest import accounted
+from tests.unit.test_events import FLAT
+
+DAY = date(2026, 11, 25)
+
+
+def _event(i: int, **changes: object) -> str:
+    return json.dumps({**FLAT, "event_id": f"e-{i}", "lawyer_id": f"l-{i}", **changes})
+
+
+def _write(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _ids(report_path: object) -> list[str]:
+    return sorted(pq.read_table(str(report_path)).column("event_id").to_pylist())
+
+
+def test_the_serving_log_is_read_beside_the_audit_log_and_deduplicated(tmp_path: Path) -> None:
+    _write(tmp_path / "events" / "audit.jsonl", [_event(1), _event(2)])
+    log = tmp_path / "serving-log"
+    _write(log / "2026-11-25" / "a.jsonl", [_event(2), _event(3, policy="swap", propensity=0.1)])
+    _write(log / "2026-11-25" / "b.jsonl.part", [_event(4)])  # still being written
+    # written just after midnight: an event of the day in the next day's folder, and one of the
+    # next day, which is not this day's
+    _write(
+        log / "2026-11-26" / "c.jsonl",
+        [_event(5, timestamp="2026-11-25T23:59:59Z"), _event(6, timestamp="2026-11-26T00:10:00Z")],
+    )
+    _write(log / "2026-11-24" / "d.jsonl", [_event(7, timestamp="2026-11-24T12:00:00Z")])
+    lake = Lake(tmp_path / "lake")
+    audit = AuditLogSource(str(tmp_path / "events" / "*.jsonl"))
+
+    report, choice = ingest_with_fallback(None, audit, DAY, lake, serving_log=ServingLogSource(log))
+
+    assert choice.name == "audit_log" and report.source == "audit_log"
+    assert report.serving_log_read == 3  # e-2, e-3 and e-5
+    assert (report.read, report.accepted, report.duplicates) == (5, 4, 1)
+    assert accounted(report) == report.read
+    assert _ids(report.parquet_path) == ["e-1", "e-2", "e-3", "e-5"]
+    table = pq.read_table(str(report.parquet_path)).to_pylist()
+    swapped = next(row for row in table if row["event_id"] == "e-3")
+    assert (swapped["policy"], swapped["propensity"]) == ("swap", 0.1)
+
+    next_day, _ = ingest_with_fallback(
+        None, audit, date(2026, 11, 26), lake, serving_log=ServingLogSource(log), allow_empty=True
+    )
+    assert _ids(next_day.parquet_path) == ["e-6"]  # e-5 is read in one partition only
+
+
+def test_a_missing_folder_gives_nothing_and_is_not_an_error(tmp_path: Path) -> None:
+    _write(tmp_path / "audit.jsonl", [_event(1)])
+    audit = AuditLogSource(str(tmp_path / "audit.jsonl"))
+    serving = ServingLogSource(tmp_path / "never-created")
+    report, _ = ingest_with_fallback(None, audit, DAY, Lake(tmp_path / "lake"), serving_log=serving)
+    assert (report.read, report.accepted, report.serving_log_read) == (1, 1, 0)
+
+
+def test_the_empty_day_rule_applies_to_the_sources_together(tmp_path: Path) -> None:
+    nothing = AuditLogSource(str(tmp_path / "events" / "*.jsonl"))
+    log = tmp_path / "serving-log"
+    lake = Lake(tmp_path / "lake")
+    with pytest.raises(EmptyDay, match="nor from the serving log") as refused:
+        ingest_with_fallback(None, nothing, DAY, lake, serving_log=ServingLogSource(log))
+    assert "no file matches it" in str(refused.value) and str(log) in str(refused.value)
+
+    _write(log / "2026-11-25" / "a.jsonl", [_event(1)])
+    report, _ = ingest_with_fallback(None, nothing, DAY, lake, serving_log=ServingLogSource(log))
+    assert (report.accepted, report.serving_log_read) == (1, 1)
+
+
+class _DownTopic:
+    """A primary source that fails part-way through the day."""
+
+    name = "kafka"
+    unavailable_errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def read_day(self, day: date) -> Iterator[DayRecord]:
+        raise ConnectionError("broker unreachable")
+        yield  # a generator
+
+    def describe(self) -> str:
+        return "the Kafka topic 'match_events' at k:9092"
+
+
+def test_after_a_fallback_the_serving_log_is_still_read_once(tmp_path: Path) -> None:
+    _write(tmp_path / "audit.jsonl", [_event(1)])
+    log = tmp_path / "serving-log"
+    _write(log / "2026-11-25" / "a.jsonl", [_event(1), _event(2)])
+    audit = AuditLogSource(str(tmp_path / "audit.jsonl"))
+    report, choice = ingest_with_fallback(
+        _DownTopic(), audit, DAY, Lake(tmp_path / "lake"), serving_log=ServingLogSource(log)
+    )
+    assert choice.name == "audit_log" and "broker unreachable" in choice.fallback_reason
+    assert (report.read, report.accepted, report.duplicates, report.serving_log_read) == (
+        3,
+        2,
+        1,
+        2,
+    )
+
+
+def test_serving_log_lines_are_quarantined_naming_their_folder(tmp_path: Path) -> None:
+    log = tmp_path / "serving-log"
+    _write(log / "2026-11-25" / "a.jsonl", [_event(1), _event(2, propensity=2.0)])
+    audit = AuditLogSource(str(tmp_path / "none" / "*.jsonl"))
+    report, _ = ingest_with_fallback(
+        None, audit, DAY, Lake(tmp_path / "lake"), serving_log=ServingLogSource(log)
+    )
+    assert (report.accepted, report.quarantined) == (1, 1)
+    assert report.quarantine_path is not None
+    (line,) = [json.loads(x) for x in Path(str(report.quarantine_path)).read_text().splitlines()]
+    assert line["origin"] == "2026-11-25/a.jsonl:2" and "propensity 2.0" in line["reason"]
