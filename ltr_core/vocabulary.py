@@ -9,6 +9,10 @@ ScorerName = Literal["weights", "model"]
 DebiasMethod = Literal["click_model", "ips", "lightgbm_position", "none"]
 PropensityMethod = Literal["regression_em", "pinned"]
 ServingSource = Literal["auto", "file", "s3"]
+# Where serving logs its impressions and feedback: JSONL files, Kafka, or nowhere.
+ImpressionLog = Literal["file", "kafka", "off"]
+# What kind of deployment this is: production refuses settings meant for simulations only.
+Environment = Literal["development", "production"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 # The version a candidate is compared with, as the gate found it: none published yet, loaded and
 # scored, or unreadable (the gate fails with the reason).
@@ -21,6 +25,8 @@ SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
 DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)
 PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
 SERVING_SOURCES: tuple[ServingSource, ...] = get_args(ServingSource)
+IMPRESSION_LOGS: tuple[ImpressionLog, ...] = get_args(ImpressionLog)
+ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
 KAFKA_SECURITY_PROTOCOLS: tuple[KafkaSecurityProtocol, ...] = get_args(KafkaSecurityProtocol)
 BASELINE_STATUSES: tuple[BaselineStatus, ...] = get_args(BaselineStatus)
 GATE_OUTCOMES: tuple[GateOutcome, ...] = get_args(GateOutcome)

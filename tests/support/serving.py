@@ -31,6 +31,7 @@ from ltr_serving.app import create_app
 from tests.support.registry_writer import VersionWriter, normalise, write_atomically
 
 TOKEN = "s3cret-reload-token"
+FEEDBACK_TOKEN = "s3cret-feedback-token"
 PARTITION = "2026-11-25"
 
 
@@ -99,6 +100,10 @@ def serving_env(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...
             "WEIGHTS_POLL_SECONDS": "0",  # poller off unless a test turns it on
             "LTR_SCORER": "weights",
             "LTR_MAX_CANDIDATES": None,
+            # Exploration swaps positions of a share of requests; off unless a test turns it on,
+            # so the order of every response follows the scores.
+            "LTR_EXPLORE_RATE": "0",
+            "LTR_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
         }
         for name, value in {**defaults, **env}.items():
             if value is None:
