@@ -34,6 +34,7 @@ from ltr_serving.metrics import (
     Send,
     ServingMetrics,
 )
+from ltr_serving.models import FeedbackEvent
 from ltr_serving.poller import poll_forever
 from ltr_serving.routers import feedback, health, ranking, reload
 from ltr_serving.state import ServingState
@@ -192,6 +193,12 @@ def openapi_with_request_models(app: FastAPI) -> dict[str, Any]:
         request_schema = RankRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(request_schema.pop("$defs", {}))
         components["RankRequest"] = request_schema
+        # /feedback parses its body itself (a bad event must not refuse the good ones).
+        feedback_schema = FeedbackEvent.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components.update(feedback_schema.pop("$defs", {}))
+        components["FeedbackEvent"] = feedback_schema
         app.openapi_schema = schema
     return app.openapi_schema
 
