@@ -576,9 +576,10 @@ class ServingSettings(BaseModel):
     simulated_clock: Bool = Field(
         False,
         validation_alias="LTR_SIMULATED_CLOCK",
-        description="for simulations of past days only: a `/rank` or `/feedback` request's "
-        "`X-LTR-Clock: <ISO timestamp>` header sets the time of the events it logs (otherwise "
-        "the service's UTC clock); refused when LTR_ENVIRONMENT=production",
+        description="for simulations of past days only: a `/rank` request's `X-LTR-Clock: <ISO "
+        "timestamp>` header sets the time of the impressions it logs (otherwise the service's "
+        "UTC clock; feedback events carry their own time); refused when "
+        "LTR_ENVIRONMENT=production",
     )
 
     @model_validator(mode="before")
