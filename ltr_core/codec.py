@@ -15,6 +15,7 @@ The rules pydantic cannot know (at most `max_candidates`, each lawyer once) are 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +29,12 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from ltr_core.exploration import (
+    DEFAULT_MAX_POSITION,
+    ExplorationPolicy,
+    assign_policy,
+    plan_exploration,
+)
 from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
 from ltr_core.rank_api import ID_MAX_LENGTH, RankRequest
 from ltr_core.scoring import Scorer, WeightsScorer
@@ -64,12 +71,14 @@ class _Request(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     candidates: Annotated[list[_Candidate], msgspec.Meta(min_length=1)]
     top_k: Annotated[int, msgspec.Meta(ge=1)] | None = None
     explain: bool = False
+    request_id: _Id | None = None
 
 
 _decoder = msgspec.json.Decoder(_Request)
 _values = attrgetter(*FEATURES)
 _features_of = attrgetter("features")
 _lawyer_id_of = attrgetter("lawyer_id")
+_attributes_of = attrgetter("protected_attributes")
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,19 @@ class ParsedRequest:
     matrix: np.ndarray  # float64, one row per candidate, columns in FEATURES order
     top_k: int | None
     explain: bool
+    request_id: str | None = None  # the client's, if it sent one
+    # Per candidate, its protected attributes as parsed (a msgspec struct or a pydantic model,
+    # or None): read only off the request path, by `attributes_dict`, for the impression log.
+    attributes: list[Any] | None = None
+
+
+def attributes_dict(value: Any) -> dict[str, Any] | None:
+    """A candidate's protected attributes (as `ParsedRequest.attributes` holds them) as a dict
+    of the attributes it sets, or None when it has none."""
+    if value is None:
+        return None
+    found = {name: getattr(value, name, None) for name in PROTECTED_ATTRIBUTES}
+    return {k: v for k, v in found.items() if v is not None} or None
 
 
 def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> ParsedRequest:
@@ -124,7 +146,10 @@ def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> Pa
     matrix = np.fromiter(values, dtype=np.float64, count=n * len(FEATURES))
     if not _in_unit_range(matrix):  # out of range (or inf): pydantic names the value
         return _parse_exactly(body, max_candidates, explain)
-    return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+    parsed = _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+    parsed.request_id = request.request_id
+    parsed.attributes = list(map(_attributes_of, candidates))
+    return parsed
 
 
 def _in_unit_range(matrix: np.ndarray) -> bool:
@@ -153,7 +178,10 @@ def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedReq
     _check_size(len(candidates), max_candidates)
     ids = [c.lawyer_id for c in candidates]
     matrix = np.array([_values(c.features) for c in candidates], dtype=np.float64)
-    return _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+    parsed = _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
+    parsed.request_id = request.request_id
+    parsed.attributes = [c.protected_attributes for c in candidates]
+    return parsed
 
 
 def _not_utf8(exc: UnicodeDecodeError) -> RequestError:
@@ -195,19 +223,71 @@ class _Response(msgspec.Struct, gc=False):
     case_id: str
     version: str
     scorer: str
+    request_id: str
+    policy: str
     candidates: list[_Ranked] | list[_Explained]
 
 
 _encoder = msgspec.json.Encoder()
 
 
-def rank(request: ParsedRequest, scorer: Scorer, version: str) -> bytes:
-    """Score, order by descending score (ties keep the request's order: a stable sort), and
-    serialise the top_k; per-feature contributions only when asked and the scorer has them."""
+@dataclass(frozen=True, slots=True)
+class Exploration:
+    """Swap interventions (`ltr_core.exploration`): the share of requests swapped and the
+    deepest position swapped with position 1."""
+
+    rate: float
+    max_position: int = DEFAULT_MAX_POSITION
+
+
+@dataclass(slots=True)
+class Ranking:
+    """What one request was answered with: the response bytes, and what the impression log
+    needs (the candidates shown, as indices into the request's list, in shown order, and their
+    scores), computed anyway to build the response."""
+
+    body: bytes
+    request_id: str
+    policy: ExplorationPolicy
+    shown: list[int]
+    scores: list[float]
+
+
+def new_request_id() -> str:
+    """A request id for a request that brought none: "r-" and 32 random hex digits."""
+    return "r-" + os.urandom(16).hex()
+
+
+def rank_request(
+    request: ParsedRequest,
+    scorer: Scorer,
+    version: str,
+    request_id: str,
+    exploration: Exploration | None = None,
+) -> Ranking:
+    """Score, order by descending score (ties keep the request's order: a stable sort), keep
+    the top_k, and, for the requests `ltr_core.exploration` assigns to the swap policy (by the
+    request id), exchange positions 1 and k; serialise with per-feature contributions only when
+    asked and the scorer has them. `rank` in the response is the shown position."""
     scores = scorer.score(request.matrix)
-    order = np.argsort(-scores, kind="stable")[: request.top_k]
+    order: list[int] = np.argsort(-scores, kind="stable")[: request.top_k].tolist()
+    policy: ExplorationPolicy = "deterministic"
+    if (
+        exploration is not None
+        and exploration.rate > 0.0
+        and len(order) >= 2
+        and assign_policy(request_id, exploration.rate, 0.0) == "swap"
+    ):
+        plan = plan_exploration(
+            request_id,
+            len(order),
+            explore_rate=exploration.rate,
+            max_position=exploration.max_position,
+        )
+        order = plan.apply(order)
+        policy = plan.policy
     ids = request.ids
-    ordered_ids = [ids[i] for i in order.tolist()]
+    ordered_ids = [ids[i] for i in order]
     positions = range(1, len(ordered_ids) + 1)
     ordered_scores = scores[order].tolist()
     ranked: list[_Ranked] | list[_Explained]
@@ -217,12 +297,32 @@ def rank(request: ParsedRequest, scorer: Scorer, version: str) -> bytes:
         ranked = list(map(_Explained, ordered_ids, positions, ordered_scores, contributions))
     else:  # map over the struct type: built in C, no Python frame per candidate
         ranked = list(map(_Ranked, ordered_ids, positions, ordered_scores))
-    return _encoder.encode(_Response(request.case_id, version, scorer.kind, ranked))
+    body = _encoder.encode(
+        _Response(request.case_id, version, scorer.kind, request_id, policy, ranked)
+    )
+    return Ranking(body, request_id, policy, order, ordered_scores)
 
 
-def handle(body: bytes, scorer: Scorer, version: str, max_candidates: int) -> bytes:
+def rank(
+    request: ParsedRequest,
+    scorer: Scorer,
+    version: str,
+    exploration: Exploration | None = None,
+) -> bytes:
+    """`rank_request` with the request's own id (or a new one): the response bytes only."""
+    request_id = request.request_id or new_request_id()
+    return rank_request(request, scorer, version, request_id, exploration).body
+
+
+def handle(
+    body: bytes,
+    scorer: Scorer,
+    version: str,
+    max_candidates: int,
+    exploration: Exploration | None = None,
+) -> bytes:
     """The whole request path: body bytes in, response bytes out (RequestError for a 422)."""
-    return rank(parse_request(body, max_candidates), scorer, version)
+    return rank(parse_request(body, max_candidates), scorer, version, exploration)
 
 
 # -- the gate's latency: the real request path, timed in-process ---------------------------

@@ -73,6 +73,15 @@ class RankRequest(BaseModel):
     case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
     candidates: Annotated[list[Candidate], Field(min_length=1)]
     top_k: Annotated[int | None, Field(ge=1, description="return only the best top_k")] = None
+    request_id: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            description="the client's id of this request, echoed in the response and logged with "
+            "every impression (feedback refers to it); the service makes one when absent",
+        ),
+    ] = None
     explain: bool = Field(
         default=False,
         description="add per-feature contributions (weights scorer); also ?explain=true",

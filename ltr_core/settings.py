@@ -45,6 +45,8 @@ from ltr_core.features import PROTECTED_ATTRIBUTES
 from ltr_core.s3_url import is_s3_url, normalize_s3_url
 from ltr_core.vocabulary import (
     DebiasMethod,
+    Environment,
+    ImpressionLog,
     KafkaSecurityProtocol,
     PropensityMethod,
     ScorerName,
@@ -161,6 +163,17 @@ def _to_int(value: object) -> object:
     return int(number)
 
 
+def _to_bool(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
 def _to_date_text(value: object) -> object:
     if isinstance(value, str):
         try:
@@ -245,6 +258,7 @@ def _key_parser(variable: str, *, single: bool) -> Callable[[object], object]:
 
 Float = Annotated[float, BeforeValidator(_to_float)]
 Int = Annotated[int, BeforeValidator(_to_int)]
+Bool = Annotated[bool, BeforeValidator(_to_bool)]
 Text = str
 PathText = Annotated[str, EXPAND]
 
@@ -529,6 +543,44 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_SCORE_TIMEOUT_MS",
         description="how long `/rank` waits for the model scorer; past it the request gets a 503",
     )
+    impression_log: ImpressionLog = Field(
+        "file",
+        validation_alias="LTR_IMPRESSION_LOG",
+        description="where serving logs one `match_recommendation` event per shown candidate "
+        "and the `POST /feedback` events: `file` (JSONL under LTR_SERVING_LOG_DIR), `kafka` "
+        "(not implemented yet: falls back to `file`), `off`",
+    )
+    impression_queue: Annotated[Int, Range(1, 10_000_000)] = Field(
+        10_000,
+        validation_alias="LTR_IMPRESSION_QUEUE",
+        description="requests waiting to be written to the impression log; when full, a "
+        "request's impressions are dropped and counted (`/rank` never waits)",
+    )
+    feedback_token: Annotated[SecretStr, VERBATIM] = Field(
+        SecretStr(""),
+        validation_alias="LTR_FEEDBACK_TOKEN",
+        description="bearer token for `POST /feedback`; unset: the endpoint answers 503",
+    )
+    explore_rate: Annotated[Float, Range(0, 1)] = Field(
+        0.05,
+        validation_alias="LTR_EXPLORE_RATE",
+        description="share of `/rank` requests (chosen by a hash of the request id) shown with "
+        "positions 1 and k swapped, k uniform in 2..LTR_EXPLORE_MAX_POSITION, to measure the "
+        "position bias; 0: never",
+    )
+    explore_max_position: Annotated[Int, Range(2, 1000)] = Field(
+        10,
+        validation_alias="LTR_EXPLORE_MAX_POSITION",
+        description="deepest position an exploration swap exchanges with position 1",
+    )
+    simulated_clock: Bool = Field(
+        False,
+        validation_alias="LTR_SIMULATED_CLOCK",
+        description="for simulations of past days only: a `/rank` request's `X-LTR-Clock: <ISO "
+        "timestamp>` header sets the time of the impressions it logs (otherwise the service's "
+        "UTC clock; feedback events carry their own time); refused when "
+        "LTR_ENVIRONMENT=production",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -547,6 +599,10 @@ class ServingSettings(BaseModel):
     def reload_enabled(self) -> bool:
         return bool(self.reload_token.get_secret_value().strip())
 
+    @property
+    def feedback_enabled(self) -> bool:
+        return bool(self.feedback_token.get_secret_value().strip())
+
 
 # --- the whole configuration --------------------------------------------------------------------
 
@@ -561,6 +617,12 @@ class Settings(BaseSettings):
         Path("./var"),
         validation_alias="LTR_HOME",
         description="root of local state (and of the env file `ltr.env`); environment only",
+    )
+    environment: Environment = Field(
+        "development",
+        validation_alias="LTR_ENVIRONMENT",
+        description="`development` or `production`; production refuses settings meant for "
+        "simulations only (LTR_SIMULATED_CLOCK)",
     )
     data_dir: Annotated[Path, EXPAND, Derived("`$LTR_HOME/lake`")] = Field(
         validation_alias="LTR_DATA_DIR",
@@ -764,6 +826,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.serving.simulated_clock and self.environment == "production":
+            raise ValueError(
+                "LTR_SIMULATED_CLOCK=true lets clients set the time of logged events; it is "
+                "refused when LTR_ENVIRONMENT=production"
+            )
         if self.propensity_method == "pinned" and not self.propensity_curve:
             raise ValueError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")
         if self.dask_scheduler and self.debias == "lightgbm_position":

@@ -18,6 +18,10 @@ CurveSource = Literal["reference", "interventions", "click_model"]
 LoggingPolicy = Literal["deterministic", "swap", "interleaved"]
 InterleavingTeam = Literal["live", "candidate"]
 ServingSource = Literal["auto", "file", "s3"]
+# Where serving logs its impressions and feedback: JSONL files, Kafka, or nowhere.
+ImpressionLog = Literal["file", "kafka", "off"]
+# What kind of deployment this is: production refuses settings meant for simulations only.
+Environment = Literal["development", "production"]
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 # The version a candidate is compared with, as the gate found it: none published yet, loaded and
 # scored, or unreadable (the gate fails with the reason).
@@ -33,6 +37,8 @@ CURVE_SOURCES: tuple[CurveSource, ...] = get_args(CurveSource)
 LOGGING_POLICIES: tuple[LoggingPolicy, ...] = get_args(LoggingPolicy)
 INTERLEAVING_TEAMS: tuple[InterleavingTeam, ...] = get_args(InterleavingTeam)
 SERVING_SOURCES: tuple[ServingSource, ...] = get_args(ServingSource)
+IMPRESSION_LOGS: tuple[ImpressionLog, ...] = get_args(ImpressionLog)
+ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)
 KAFKA_SECURITY_PROTOCOLS: tuple[KafkaSecurityProtocol, ...] = get_args(KafkaSecurityProtocol)
 BASELINE_STATUSES: tuple[BaselineStatus, ...] = get_args(BaselineStatus)
 GATE_OUTCOMES: tuple[GateOutcome, ...] = get_args(GateOutcome)

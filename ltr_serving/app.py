@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from ltr_core.rank_api import RankRequest
 from ltr_core.settings import Settings
 from ltr_serving.errors import validation_errors
+from ltr_serving.impressions import EventLog, EventSink, FileSink
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
     LatencyMiddleware,
@@ -33,8 +34,9 @@ from ltr_serving.metrics import (
     Send,
     ServingMetrics,
 )
+from ltr_serving.models import FeedbackEvent
 from ltr_serving.poller import poll_forever
-from ltr_serving.routers import health, ranking, reload
+from ltr_serving.routers import feedback, health, ranking, reload
 from ltr_serving.state import ServingState
 from ltr_serving.store import WeightStore, build_store, serving_mirror
 
@@ -69,8 +71,41 @@ class ServingApp(FastAPI):
             metrics.time_rank(status, time.perf_counter() - start)
 
 
-def create_app(settings: Settings | None = None, store: WeightStore | None = None) -> ServingApp:
-    """A new app with its own state and metrics registry (tests run several in one process)."""
+def build_event_log(
+    settings: Settings, metrics: ServingMetrics, sink: EventSink | None = None
+) -> EventLog | None:
+    """The impression/feedback log LTR_IMPRESSION_LOG asks for (None: `off`). `kafka` is not
+    implemented in this build: it falls back to the file sink (health shows both kinds)."""
+    requested = settings.serving.impression_log
+    if requested == "off" and sink is None:
+        return None
+    if sink is None:
+        if requested == "kafka":
+            log.warning(
+                "LTR_IMPRESSION_LOG=kafka is not implemented yet; logging to files under "
+                "LTR_SERVING_LOG_DIR instead",
+                extra={"directory": str(settings.serving_log_dir)},
+            )
+        sink = FileSink(settings.serving_log_dir, written=metrics.events_file)
+    events = EventLog(
+        sink,
+        settings.serving.impression_queue,
+        requested=requested,
+        logged=metrics.events_logged,
+        dropped=metrics.events_dropped,
+        failed=metrics.events_failed,
+    )
+    metrics.event_queue_depth.set_function(lambda: events.depth)
+    return events
+
+
+def create_app(
+    settings: Settings | None = None,
+    store: WeightStore | None = None,
+    event_sink: EventSink | None = None,
+) -> ServingApp:
+    """A new app with its own state and metrics registry (tests run several in one process).
+    `event_sink` replaces the sink LTR_IMPRESSION_LOG chooses (tests)."""
     configure_logging()
     metrics = ServingMetrics()
 
@@ -92,6 +127,10 @@ def create_app(settings: Settings | None = None, store: WeightStore | None = Non
         app.state.settings = resolved
         log.info("starting", extra={"settings": repr(resolved)})  # the repr omits the token
         await asyncio.to_thread(state.reload, "startup")
+        events = build_event_log(resolved, metrics, event_sink)
+        if events is not None:
+            events.start()
+        state.events = events
         app.state.serving = state
         # Everything alive now (imports, the first scorer) lives as long as the process. Moving
         # it out of the collector's reach stops full collections from scanning those objects,
@@ -109,6 +148,8 @@ def create_app(settings: Settings | None = None, store: WeightStore | None = Non
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             state.scoring.shutdown()
+            if events is not None:  # SIGTERM lands here: drain the queue, complete the files
+                await asyncio.to_thread(events.stop)
             log.info("stopped")
 
     app = ServingApp(
@@ -129,6 +170,7 @@ def create_app(settings: Settings | None = None, store: WeightStore | None = Non
     app.router.routes.insert(0, ranking.route)  # first: the hot path is matched first
     app.include_router(health.router)
     app.include_router(reload.router)
+    app.include_router(feedback.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.rank_metrics = metrics
     # FastAPI's documented way to extend the schema is to replace app.openapi; mypy forbids
@@ -151,6 +193,12 @@ def openapi_with_request_models(app: FastAPI) -> dict[str, Any]:
         request_schema = RankRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(request_schema.pop("$defs", {}))
         components["RankRequest"] = request_schema
+        # /feedback parses its body itself (a bad event must not refuse the good ones).
+        feedback_schema = FeedbackEvent.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        components.update(feedback_schema.pop("$defs", {}))
+        components["FeedbackEvent"] = feedback_schema
         app.openapi_schema = schema
     return app.openapi_schema
 

@@ -90,6 +90,40 @@ class ServingMetrics:
         )
         for reason in ("timeout", "busy"):
             self.scoring_refused.labels(reason)
+        self.events_logged = Counter(
+            "ltr_events_logged",
+            "Events written by the event log's sink, by kind (impression: one per candidate "
+            "shown by /rank; feedback: accepted by /feedback).",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.events_file = Counter(
+            "ltr_events_written_to_file",
+            "Events written to JSONL files under LTR_SERVING_LOG_DIR (the file sink, or a "
+            "spill of another sink).",
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "ltr_events_dropped",
+            "Events not logged because the event log's queue (LTR_IMPRESSION_QUEUE) was full.",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.events_failed = Counter(
+            "ltr_events_failed",
+            "Events the sink failed to write (see last_error in /ltr/health).",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.event_queue_depth = Gauge(
+            "ltr_event_log_queue_depth",
+            "Records waiting in the event log's queue.",
+            registry=self.registry,
+        )
+        for kind in ("impression", "feedback"):
+            self.events_logged.labels(kind)
+            self.events_dropped.labels(kind)
+            self.events_failed.labels(kind)
         self._rank_latency = LatencyRecorder(self)
         for trigger in ("startup", "api", "poll"):  # so the series exist at 0 before any event
             self.reloads.labels(trigger)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class RankedCandidate(BaseModel):
@@ -24,6 +24,14 @@ class RankResponse(BaseModel):
     case_id: str
     version: str = Field(description="the artifact version that ranked this request")
     scorer: str
+    request_id: str = Field(
+        description="the request's id: the client's `request_id`, else one the service made "
+        "(`r-` and 32 hex digits); every logged impression carries it"
+    )
+    policy: Literal["deterministic", "swap"] = Field(
+        description="`swap`: an exploration request, positions 1 and k exchanged "
+        "(LTR_EXPLORE_RATE); `deterministic`: ordered by score"
+    )
     candidates: list[RankedCandidate]
 
 
@@ -48,6 +56,21 @@ class ScoringHealth(BaseModel):
     timeout_ms: float = Field(description="LTR_SCORE_TIMEOUT_MS")
 
 
+class EventLogHealth(BaseModel):
+    """The impression and feedback log (LTR_IMPRESSION_LOG)."""
+
+    requested: str = Field(description="LTR_IMPRESSION_LOG: file | kafka | off")
+    sink: str = Field(description="the sink writing now (kafka falls back to file)")
+    queue_depth: int = Field(description="records waiting to be written")
+    queue_capacity: int = Field(description="LTR_IMPRESSION_QUEUE")
+    logged_impressions: int
+    logged_feedback: int
+    dropped: int = Field(description="events dropped because the queue was full")
+    failed: int = Field(description="events the sink failed to write")
+    last_error: str | None
+    last_error_at: datetime | None
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="ok | degraded (last reload refused) | unavailable")
     version: str | None
@@ -65,6 +88,9 @@ class HealthResponse(BaseModel):
         default=None,
         description="set while a reload's read has outlived LTR_RELOAD_TIMEOUT_SECONDS "
         "(a stalled store); reloads are answered 503 until it returns",
+    )
+    event_log: EventLogHealth | None = Field(
+        default=None, description="the impression and feedback log; null when off"
     )
 
 
@@ -95,3 +121,34 @@ class BodyTooLargeResponse(BaseModel):
 
     detail: str
     limit_bytes: int
+
+
+class FeedbackEvent(BaseModel):
+    """One `offer_feedback` event, in the flat envelope the pipeline's ingest reads; it is
+    logged exactly as sent (other keys included), after the ingest's own validation."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_type: Literal["offer_feedback"]
+    timestamp: str | float = Field(
+        description="when the user acted: ISO 8601 (Z, an offset; naive is UTC) or epoch "
+        "seconds/milliseconds; the log folder is its UTC day"
+    )
+    case_id: Annotated[str | int, Field(description="the case the ranking was for")]
+    lawyer_id: Annotated[str | int, Field(description="the lawyer acted upon")]
+    action: Literal["decline", "click", "contact", "contract"]
+    request_id: str | None = Field(
+        default=None, description="the /rank response's request_id the feedback answers"
+    )
+    event_id: str | None = Field(
+        default=None, description="the client's id (dedup key); derived from the content if absent"
+    )
+
+
+class FeedbackResponse(BaseModel):
+    """200: every event was logged. 422: `rejected` events were not (each named in `detail`
+    with its field, loc ["body", index, field] in a batch); the `accepted` ones were logged."""
+
+    accepted: int
+    rejected: int
+    detail: list[ValidationErrorItem] = Field(default_factory=list)

@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ltr_core.artifacts.format import check_servable
+from ltr_core.codec import Exploration
 from ltr_core.features import FEATURES
 from ltr_core.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_core.settings import Settings
+from ltr_serving.impressions import EventLog
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.scoring_pool import ScoringPool
 from ltr_serving.store import StoredArtifact, StoreUnavailable, WeightStore
@@ -82,6 +84,17 @@ class ServingState:
         )  # /rank's model scoring
         metrics.watch_scoring(self.scoring)
         self.live: LiveModel | None = None
+        serving = settings.serving
+        # Swap interventions (`ltr_core.exploration`); None when LTR_EXPLORE_RATE=0.
+        self.exploration: Exploration | None = (
+            Exploration(serving.explore_rate, serving.explore_max_position)
+            if serving.explore_rate > 0
+            else None
+        )
+        self.simulated_clock = serving.simulated_clock
+        self.events: EventLog | None = (
+            None  # set by the app's lifespan (None: LTR_IMPRESSION_LOG=off)
+        )
         self.last_attempt: ReloadAttempt | None = None
         self.stuck_since: datetime | None = None  # a worker outlived its caller's wait
         self._slot = threading.Lock()  # held by the one reload worker in flight

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
-from ltr_serving.models import HealthResponse, ReloadAttemptOut, ScoringHealth
+from ltr_serving.impressions import EventLog
+from ltr_serving.models import EventLogHealth, HealthResponse, ReloadAttemptOut, ScoringHealth
 from ltr_serving.state import ReloadAttempt
 
 router = APIRouter(tags=["operations"])
@@ -58,6 +59,25 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
             timeout_ms=settings.serving.score_timeout_ms,
         ),
         reload_stuck_since=state.stuck_since,
+        event_log=event_log_out(state.events),
+    )
+
+
+def event_log_out(events: EventLog | None) -> EventLogHealth | None:
+    if events is None:
+        return None
+    counts = events.counts
+    return EventLogHealth(
+        requested=events.requested,
+        sink=events.sink.kind,
+        queue_depth=events.depth,
+        queue_capacity=events.capacity,
+        logged_impressions=counts.logged["impression"],
+        logged_feedback=counts.logged["feedback"],
+        dropped=counts.dropped,
+        failed=counts.failed,
+        last_error=counts.last_error,
+        last_error_at=counts.last_error_at,
     )
 
 

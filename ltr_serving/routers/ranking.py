@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -28,6 +30,7 @@ from starlette.routing import Match, Route
 from ltr_core import codec
 from ltr_core.scoring import WeightsScorer
 from ltr_serving.errors import validation_errors
+from ltr_serving.impressions import ImpressionRecord
 from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
 from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable
 from ltr_serving.state import ServingState
@@ -41,6 +44,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PATH = "/rank"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 TRUE = (b"true", b"1", b"yes")
+CLOCK_HEADER = b"x-ltr-clock"
 STARTING = "the service is starting"
 NOTHING_LOADED = "no valid version is loaded; see GET /ltr/health for the last reload error"
 
@@ -108,15 +112,72 @@ class RankEndpoint:
         except codec.RequestError as exc:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
         state.metrics.count_candidates(len(parsed.ids))
-        if isinstance(live.scorer, WeightsScorer):  # bounded: scored here, on the event loop
-            return await _send(send, 200, codec.rank(parsed, live.scorer, live.version))
-        try:  # any other scorer: on the scoring pool, within LTR_SCORE_TIMEOUT_MS
-            body = await state.scoring.run(partial(codec.rank, parsed, live.scorer, live.version))
-        except ScoringUnavailable as exc:
-            reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
-            state.metrics.scoring_refused.labels(reason).inc()
-            return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
-        return await _send(send, 200, body)
+        at = time.time()
+        if state.simulated_clock:
+            clock = _simulated_clock(scope)
+            if isinstance(clock, bytes):
+                return await _send(send, 422, clock)
+            if clock is not None:
+                at = clock
+        request_id = parsed.request_id or codec.new_request_id()
+        scorer = live.scorer
+        if isinstance(scorer, WeightsScorer):  # bounded: scored here, on the event loop
+            ranking = codec.rank_request(
+                parsed, scorer, live.version, request_id, state.exploration
+            )
+        else:
+            try:  # any other scorer: on the scoring pool, within LTR_SCORE_TIMEOUT_MS
+                ranking = await state.scoring.run(
+                    partial(
+                        codec.rank_request,
+                        parsed,
+                        scorer,
+                        live.version,
+                        request_id,
+                        state.exploration,
+                    )
+                )
+            except ScoringUnavailable as exc:
+                reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
+                state.metrics.scoring_refused.labels(reason).inc()
+                return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
+        events = state.events
+        if events is not None:  # a few hundred ns: the worker expands it into events
+            events.submit(
+                ImpressionRecord(
+                    parsed,
+                    request_id,
+                    ranking.policy,
+                    ranking.shown,
+                    ranking.scores,
+                    live.version,
+                    at,
+                    state.exploration,
+                )
+            )
+        return await _send(send, 200, ranking.body)
+
+
+def _simulated_clock(scope: Scope) -> float | bytes | None:
+    """The X-LTR-Clock header (LTR_SIMULATED_CLOCK) as epoch seconds; None when absent; the
+    422 body when it is not an ISO 8601 time."""
+    for name, value in scope["headers"]:
+        if name == CLOCK_HEADER:
+            text = value.decode("latin-1").strip()
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                error = {
+                    "type": "value_error",
+                    "loc": ["header", "X-LTR-Clock"],
+                    "msg": f"X-LTR-Clock {text[:100]!r} is not an ISO 8601 timestamp",
+                    "input": None,
+                }
+                return orjson.dumps({"detail": [error]})
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.timestamp()
+    return None
 
 
 async def respond_guarded(scope: Scope, receive: Receive, send: Send) -> int:
@@ -161,7 +222,11 @@ openapi_route = APIRoute(
     tags=["ranking"],
     summary="Rank",
     description="Rank by descending score; ties keep the request's order (a stable sort). "
-    "Per-feature contributions only with `explain` (weights scorer); `top_k` limits the answer.",
+    "Per-feature contributions only with `explain` (weights scorer); `top_k` limits the answer. "
+    "A share of requests (LTR_EXPLORE_RATE, chosen by a hash of `request_id`) is shown with "
+    "positions 1 and k exchanged (`policy` is then `swap`; `rank` is always the shown "
+    "position). Every answered request is logged, one `match_recommendation` event per "
+    "returned candidate, under its `request_id` (the client's, else one the service makes).",
     response_model=RankResponse,
     openapi_extra={
         "requestBody": {

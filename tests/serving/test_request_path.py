@@ -91,7 +91,8 @@ def test_the_route_answers_exactly_what_the_codec_produces(
 ) -> None:
     weights = weights_for(5)
     version = publisher.publish(weights)
-    body = orjson.dumps(rank_body(30, seed=4, top_k=7, explain=True))
+    # with the client's request id: otherwise the service makes a random one
+    body = orjson.dumps(rank_body(30, seed=4, top_k=7, explain=True, request_id="q-1"))
     with start_server().client() as client:
         response = client.post("/rank", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 200
@@ -180,7 +181,7 @@ def test_rank_is_timed_by_status_and_an_unexpected_failure_is_a_logged_500(
         def broken_rank(*args: object) -> bytes:
             raise RuntimeError("scorer exploded")
 
-        monkeypatch.setattr(codec, "rank", broken_rank)
+        monkeypatch.setattr(codec, "rank_request", broken_rank)
         failed = client.post("/rank", json=rank_body(5))
         assert failed.status_code == 500
         assert failed.json() == {"detail": "internal server error"}

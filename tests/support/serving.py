@@ -31,6 +31,7 @@ from ltr_serving.app import create_app
 from tests.support.registry_writer import VersionWriter, normalise, write_atomically
 
 TOKEN = "s3cret-reload-token"
+FEEDBACK_TOKEN = "s3cret-feedback-token"
 PARTITION = "2026-11-25"
 
 
@@ -99,6 +100,10 @@ def serving_env(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...
             "WEIGHTS_POLL_SECONDS": "0",  # poller off unless a test turns it on
             "LTR_SCORER": "weights",
             "LTR_MAX_CANDIDATES": None,
+            # Exploration swaps positions of a share of requests; off unless a test turns it on,
+            # so the order of every response follows the scores.
+            "LTR_EXPLORE_RATE": "0",
+            "LTR_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
         }
         for name, value in {**defaults, **env}.items():
             if value is None:
@@ -116,16 +121,19 @@ def publisher(serving_env: Callable[..., Settings], model_text: str) -> Publishe
 
 
 @pytest.fixture
-def start_server() -> Iterator[Callable[[], RunningServer]]:
-    """Start `create_app()` (settings read from the environment at startup) under uvicorn."""
+def start_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start `create_app()` (settings read from the environment at startup) under uvicorn, or
+    the app given."""
     running: list[RunningServer] = []
 
-    def start() -> RunningServer:
+    def start(app: Any = None) -> RunningServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))  # a free port, held from here on: no race with others
         port = sock.getsockname()[1]
-        config = uvicorn.Config(create_app(), log_level="warning", access_log=False, loop="asyncio")
+        config = uvicorn.Config(
+            app or create_app(), log_level="warning", access_log=False, loop="asyncio"
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()

@@ -1,0 +1,399 @@
+"""The impression and feedback log: what /rank showed and what /feedback received, as events in
+the flat envelope the pipeline's ingest reads (`ltr_core.events`).
+
+The request path never waits on it. /rank appends one compact `ImpressionRecord` (the parsed
+request, the shown order and scores, the version, the policy, the time) to a bounded queue
+(LTR_IMPRESSION_QUEUE); when the queue is full the record is dropped and counted. One worker
+thread, started and stopped by the app's lifespan, takes records off the queue, expands each into
+one `match_recommendation` event per shown candidate (ids, features, groups, propensities) and
+hands the lines to an `EventSink`. At shutdown the lifespan stops the worker after the queue is
+drained and closes the sink.
+
+Sinks are a small protocol (`EventSink`), so a Kafka sink can plug in; this build has the file
+sink only, and LTR_IMPRESSION_LOG=kafka falls back to it (health says so). `FileSink` writes
+JSONL under LTR_SERVING_LOG_DIR, one folder per UTC day of the event time,
+`<host>-<pid>-<seq>.jsonl`, written as `.jsonl.part` and renamed when rotated (size, age, another
+day) or closed, so a reader only ever sees complete files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import orjson
+from prometheus_client import Counter
+
+from ltr_core.codec import Exploration, ParsedRequest, attributes_dict
+from ltr_core.exploration import ExplorationPolicy, plan_exploration
+from ltr_core.features import FEATURES, RECOMMENDATION
+from ltr_core.vocabulary import ImpressionLog
+
+log = logging.getLogger("ltr_serving.impressions")
+
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_FILE_AGE_S = 300.0
+_TICK_S = 1.0  # how often an idle worker looks at the open file's age
+_BATCH = 256  # records taken off the queue per write
+
+
+def impression_event_id(request_id: str, lawyer_id: str) -> str:
+    """Deterministic: the same request and lawyer always give the same id (ingest dedups)."""
+    digest = hashlib.sha256(f"{request_id}\0{lawyer_id}".encode()).hexdigest()
+    return "imp-" + digest[:32]
+
+
+def iso_z(at: float) -> str:
+    """Epoch seconds as ISO 8601 in UTC with a Z."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+@dataclass(slots=True)
+class ImpressionRecord:
+    """What the request path hands over: built in a few hundred ns, expanded by the worker."""
+
+    request: ParsedRequest
+    request_id: str
+    policy: ExplorationPolicy
+    shown: list[int]  # indices into request.ids, in shown order
+    scores: list[float]  # their scores, in shown order
+    version: str
+    at: float  # epoch seconds, the service's clock (or X-LTR-Clock under LTR_SIMULATED_CLOCK)
+    exploration: Exploration | None
+
+    kind = "impression"
+
+    @property
+    def size(self) -> int:
+        return len(self.shown)
+
+    def lines(self) -> list[tuple[str, bytes]]:
+        return [(day_of(self.at), line) for line in impression_lines(self)]
+
+
+@dataclass(slots=True)
+class FeedbackRecord:
+    """Validated `offer_feedback` events, each as (UTC day of its time, the line to write)."""
+
+    events: list[tuple[str, bytes]]
+
+    kind = "feedback"
+
+    @property
+    def size(self) -> int:
+        return len(self.events)
+
+    def lines(self) -> list[tuple[str, bytes]]:
+        return self.events
+
+
+Record = ImpressionRecord | FeedbackRecord
+
+
+def day_of(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).date().isoformat()
+
+
+def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
+    """One `match_recommendation` event per shown candidate, with the exact propensity (under
+    the exploration policy, given the deterministic order) of it being shown where it was."""
+    request = record.request
+    n = len(record.shown)
+    exploration = record.exploration
+    plan = plan_exploration(
+        record.request_id,
+        n,
+        explore_rate=exploration.rate if exploration else 0.0,
+        max_position=exploration.max_position if exploration else 10,
+    )
+    if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
+        raise RuntimeError(f"request {record.request_id!r}: the plan disagrees with the path")
+    timestamp = iso_z(record.at)
+    rows = request.matrix[record.shown].tolist()
+    attributes = request.attributes
+    events = []
+    for position, (index, row, score) in enumerate(
+        zip(record.shown, rows, record.scores, strict=True), start=1
+    ):
+        lawyer_id = request.ids[index]
+        events.append(
+            {
+                "event_id": impression_event_id(record.request_id, lawyer_id),
+                "event_type": RECOMMENDATION,
+                "timestamp": timestamp,
+                "request_id": record.request_id,
+                "case_id": request.case_id,
+                "lawyer_id": lawyer_id,
+                "rank_position": position,
+                "features": dict(zip(FEATURES, row, strict=True)),
+                "lawyer_groups": attributes_dict(attributes[index]) if attributes else None,
+                "algorithm_version": record.version,
+                "score": score,
+                "policy": plan.policy,
+                "propensity": plan.propensities[position - 1],
+                "deterministic_rank": plan.ranks[position - 1],
+            }
+        )
+    return events
+
+
+def impression_lines(record: ImpressionRecord) -> list[bytes]:
+    return [orjson.dumps(event) + b"\n" for event in impression_events(record)]
+
+
+# --- sinks ---------------------------------------------------------------------------------------
+
+
+class EventSink(Protocol):
+    """Where the worker writes lines. Called from the worker thread only."""
+
+    kind: str
+
+    def write(self, day: str, lines: Sequence[bytes]) -> None:
+        """Write complete JSON lines whose events fall on UTC `day` (YYYY-MM-DD)."""
+
+    def tick(self, now: float) -> None:
+        """Called at least once a second: rotate what is due."""
+
+    def close(self) -> None:
+        """Flush and finish everything (after this, readers see complete output)."""
+
+
+@dataclass
+class _OpenFile:
+    day: str
+    part: Path
+    final: Path
+    handle: IO[bytes]
+    opened: float
+    size: int = 0
+
+
+class FileSink:
+    """JSONL files, `<dir>/<YYYY-MM-DD>/<host>-<pid>-<seq>.jsonl`, written as `.jsonl.part`
+    and renamed (after fsync) when rotated or closed. One file is open at a time: an event of
+    another day closes it, as do `max_bytes` and `max_age_s`. A name that exists already (a
+    restarted container keeps its pid) is skipped."""
+
+    kind = "file"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_age_s: float = DEFAULT_MAX_FILE_AGE_S,
+        written: Counter | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.written = written
+        self.prefix = f"{socket.gethostname()}-{os.getpid()}"
+        self.files_completed = 0
+        self._seq = 0
+        self._open: _OpenFile | None = None
+
+    def write(self, day: str, lines: Sequence[bytes]) -> None:
+        current = self._open
+        if current is not None and current.day != day:
+            self._finish()
+            current = None
+        if current is None:
+            current = self._start(day)
+        data = b"".join(lines)
+        current.handle.write(data)
+        current.handle.flush()
+        current.size += len(data)
+        if self.written is not None:
+            self.written.inc(len(lines))
+        if current.size >= self.max_bytes:
+            self._finish()
+
+    def tick(self, now: float) -> None:
+        current = self._open
+        if current is not None and time.monotonic() - current.opened >= self.max_age_s:
+            self._finish()
+
+    def close(self) -> None:
+        self._finish()
+
+    def _start(self, day: str) -> _OpenFile:
+        folder = self.directory / day
+        folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            self._seq += 1
+            final = folder / f"{self.prefix}-{self._seq:06d}.jsonl"
+            part = final.with_name(final.name + ".part")
+            if final.exists() or part.exists():
+                continue
+            try:
+                handle = open(part, "xb")  # noqa: SIM115 - closed by _finish
+            except FileExistsError:
+                continue
+            self._open = _OpenFile(day, part, final, handle, time.monotonic())
+            return self._open
+
+    def _finish(self) -> None:
+        current, self._open = self._open, None
+        if current is None:
+            return
+        try:
+            current.handle.flush()
+            os.fsync(current.handle.fileno())
+        finally:
+            current.handle.close()
+        os.replace(current.part, current.final)
+        self.files_completed += 1
+
+
+# --- the queue and its worker ---------------------------------------------------------------------
+
+
+@dataclass
+class LogCounts:
+    logged: dict[str, int] = field(default_factory=lambda: {"impression": 0, "feedback": 0})
+    dropped: int = 0  # events whose record found the queue full
+    failed: int = 0  # events the sink could not write
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+class _Stop:
+    pass
+
+
+_STOP = _Stop()
+
+
+class EventLog:
+    """The bounded queue (`submit` never blocks) and the worker thread that drains it."""
+
+    def __init__(
+        self,
+        sink: EventSink,
+        capacity: int,
+        *,
+        requested: ImpressionLog = "file",
+        logged: Counter | None = None,
+        dropped: Counter | None = None,
+        failed: Counter | None = None,
+    ) -> None:
+        self.sink = sink
+        self.capacity = capacity
+        self.requested = requested
+        self.counts = LogCounts()
+        self._queue: queue.Queue[Record | _Stop] = queue.Queue(capacity)
+        self._logged = logged
+        self._dropped = dropped
+        self._failed = failed
+        self._thread: threading.Thread | None = None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, record: Record) -> bool:
+        """Queue the record; False (dropped and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.counts.dropped += record.size
+            if self._dropped is not None:
+                self._dropped.labels(record.kind).inc(record.size)
+            return False
+        return True
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ltr-event-log", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain what is queued, stop the worker, close the sink (readers see whole files)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=timeout_s)
+            except queue.Full:
+                log.error("event log worker did not drain the queue; stopping without it")
+            thread.join(timeout_s)
+            if thread.is_alive():
+                log.error("event log worker did not stop in time")
+                return  # it still owns the sink; closing it under the worker would race
+        self._close_sink()
+
+    def _close_sink(self) -> None:
+        try:
+            self.sink.close()
+        except Exception as exc:
+            self._error(exc)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=_TICK_S)
+            except queue.Empty:
+                self._tick()
+                continue
+            batch: list[Record] = []
+            stop = False
+            while True:
+                if isinstance(item, _Stop):
+                    stop = True
+                    break
+                batch.append(item)
+                if len(batch) >= _BATCH:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            for record in batch:
+                self._write(record)
+            self._tick()
+            if stop:
+                while True:  # whatever raced in after the stop is written too
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        return
+                    if not isinstance(item, _Stop):
+                        self._write(item)
+
+    def _tick(self) -> None:
+        try:
+            self.sink.tick(time.time())
+        except Exception as exc:
+            self._error(exc)
+
+    def _write(self, record: Record) -> None:
+        try:
+            by_day: dict[str, list[bytes]] = {}
+            for day, line in record.lines():
+                by_day.setdefault(day, []).append(line)
+            for day, lines in by_day.items():
+                self.sink.write(day, lines)
+        except Exception as exc:
+            self.counts.failed += record.size
+            if self._failed is not None:
+                self._failed.labels(record.kind).inc(record.size)
+            self._error(exc)
+            return
+        self.counts.logged[record.kind] += record.size
+        if self._logged is not None:
+            self._logged.labels(record.kind).inc(record.size)
+
+    def _error(self, exc: BaseException) -> None:
+        self.counts.last_error = f"{type(exc).__name__}: {exc}"
+        self.counts.last_error_at = datetime.now(UTC)
+        log.error("event log write failed", extra={"error": self.counts.last_error})

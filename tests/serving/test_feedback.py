@@ -1,0 +1,99 @@
+"""POST /feedback over HTTP: bearer auth, one event or a batch, each validated as ingest does;
+bad events are named (422) while the good ones are logged and counted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ltr_core.events import EventRow, parse_event
+from ltr_core.settings import Settings
+from tests.serving.test_impressions import logged_events
+from tests.support.serving import (
+    FEEDBACK_TOKEN,
+    Publisher,
+    RunningServer,
+    metric_value,
+    weights_for,
+)
+
+AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+
+
+def feedback(lawyer: str = "l-1", **changes: Any) -> dict[str, Any]:
+    event = {
+        "event_type": "offer_feedback",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "request_id": "r-1",
+        "case_id": "c-1",
+        "lawyer_id": lawyer,
+        "action": "click",
+    }
+    return {k: v for k, v in {**event, **changes}.items() if v is not None}
+
+
+def test_feedback_needs_the_token_and_a_configured_log(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        missing = client.post("/feedback", json=feedback())
+        wrong = client.post("/feedback", json=feedback(), headers={"Authorization": "Bearer x"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 403
+    server.stop()
+
+    serving_env(LTR_FEEDBACK_TOKEN="")
+    with start_server().client() as client:
+        unset = client.post("/feedback", json=feedback(), headers=AUTH)
+    assert unset.status_code == 503
+    assert unset.json()["detail"].startswith("feedback logging is not configured")
+
+
+def test_one_event_and_a_batch_with_bad_events_named_by_field(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    settings = serving_env()
+    publisher.publish(weights_for(2))
+    server = start_server()
+    batch = [
+        feedback("l-2", action="contact"),
+        feedback("l-3", action="hired"),  # not an action
+        feedback("l-4", timestamp="not a time"),  # ingest refuses the time
+        feedback("l-5", case_id=None),  # missing
+        feedback("l-6", timestamp=1_795_600_800_000),  # epoch ms: fine
+        "not an object",
+    ]
+    with server.client() as client:
+        single = client.post("/feedback", json=feedback(), headers=AUTH)
+        mixed = client.post("/feedback", json=batch, headers=AUTH)
+        too_many = client.post("/feedback", json=[feedback()] * 1001, headers=AUTH)
+        health = client.get("/ltr/health").json()["event_log"]
+        text = client.get("/metrics").text
+    assert single.status_code == 200, single.text
+    assert single.json() == {"accepted": 1, "rejected": 0, "detail": []}
+    assert mixed.status_code == 422
+    out = mixed.json()
+    assert (out["accepted"], out["rejected"]) == (2, 4)
+    locs = [tuple(e["loc"]) for e in out["detail"]]
+    assert ("body", 1, "action") in locs
+    assert ("body", 2, "timestamp") in locs
+    assert ("body", 3, "case_id") in locs
+    assert ("body", 5) in locs
+    assert too_many.status_code == 422
+    assert health["logged_feedback"] == 3
+    assert metric_value(text, "ltr_events_logged_total", 'kind="feedback"') == 3
+    server.stop()
+
+    events = logged_events(settings.serving_log_dir)
+    assert sorted(e["lawyer_id"] for e in events) == ["l-1", "l-2", "l-6"]
+    assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
+    folders = {p.parent.name for p in settings.serving_log_dir.rglob("*.jsonl")}
+    assert folders == {"2026-11-25"}  # the UTC day of the events' own time

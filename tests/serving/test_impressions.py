@@ -1,0 +1,246 @@
+"""The impression log over HTTP: every answered /rank leaves one `match_recommendation` event per
+returned candidate in complete JSONL files, events the pipeline's ingest accepts; exploration
+swaps and their propensities; a full queue drops and counts, never blocks; a SIGTERM'd server
+process leaves complete files holding every answered request."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ltr_core.events import EventRow, parse_event
+from ltr_core.exploration import swap_propensity
+from ltr_core.features import FEATURES
+from ltr_core.settings import Settings
+from ltr_serving.app import create_app
+from ltr_serving.models import RankResponse
+from tests.support.serving import (
+    Publisher,
+    RunningServer,
+    ServerProcess,
+    metric_value,
+    rank_body,
+    weights_for,
+)
+
+
+def log_files(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(complete .jsonl files, leftover .jsonl.part files) under the log directory."""
+    return sorted(directory.rglob("*.jsonl")), sorted(directory.rglob("*.jsonl.part"))
+
+
+def logged_events(directory: Path) -> list[dict[str, Any]]:
+    complete, partial = log_files(directory)
+    assert partial == [], f"incomplete files left: {partial}"
+    return [orjson.loads(line) for path in complete for line in path.read_bytes().splitlines()]
+
+
+def test_every_answered_request_logs_its_shown_candidates_as_ingestible_events(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    settings = serving_env()
+    version = publisher.publish(weights_for(1))
+    server = start_server()
+    body = rank_body(12, seed=3, case_id="c-7", request_id="client-req-1", top_k=5)
+    body["candidates"][0]["protected_attributes"] = {"gender": "f", "pcd": True}
+    with server.client() as client:
+        first = client.post("/rank", json=body)
+        second = client.post("/rank", json=rank_body(3, seed=4, case_id="c-8"))
+        client.post("/rank", json={"case_id": "c-9", "candidates": []})  # 422: nothing logged
+    assert first.status_code == 200 and second.status_code == 200
+    out = RankResponse.model_validate(first.json())
+    assert (out.request_id, out.policy) == ("client-req-1", "deterministic")
+    made = second.json()["request_id"]
+    assert made.startswith("r-") and len(made) == 34
+    server.stop()  # the lifespan's shutdown drains the queue and completes the files
+
+    events = logged_events(settings.serving_log_dir)
+    assert len(events) == 5 + 3
+    today = datetime.now(UTC).date().isoformat()
+    assert {p.parent.name for p in log_files(settings.serving_log_dir)[0]} == {today}
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_request.setdefault(event["request_id"], []).append(event)
+    assert set(by_request) == {"client-req-1", made}
+
+    shown = by_request["client-req-1"]
+    assert [e["lawyer_id"] for e in shown] == [c.lawyer_id for c in out.candidates]
+    features = {c["lawyer_id"]: c["features"] for c in body["candidates"]}
+    for position, (event, candidate) in enumerate(zip(shown, out.candidates, strict=True), 1):
+        digest = hashlib.sha256(f"client-req-1\0{candidate.lawyer_id}".encode()).hexdigest()
+        assert event["event_id"] == "imp-" + digest[:32]
+        assert event["event_type"] == "match_recommendation"
+        assert event["timestamp"].endswith("Z")
+        assert event["case_id"] == "c-7"
+        assert event["rank_position"] == position == event["deterministic_rank"]
+        assert event["score"] == candidate.score
+        assert event["algorithm_version"] == version
+        assert event["features"] == features[candidate.lawyer_id]
+        assert (event["policy"], event["propensity"]) == ("deterministic", 1.0)
+        expected_groups = {"gender": "f", "pcd": True} if candidate.lawyer_id == "l-0" else None
+        assert event["lawyer_groups"] == expected_groups
+
+    for event in events:  # what the pipeline's ingest does with each line
+        row = parse_event(orjson.dumps(event))
+        assert isinstance(row, EventRow), row
+        assert row.event_id == event["event_id"]
+
+
+def test_exploration_swaps_positions_and_logs_exact_propensities(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    settings = serving_env(LTR_EXPLORE_RATE="0.5", LTR_EXPLORE_MAX_POSITION="4")
+    publisher.publish(weights_for(2))
+    server = start_server()
+    answers = []
+    with server.client() as client:
+        deterministic = client.post("/rank", json=rank_body(6, seed=1)).json()  # no request id
+        for i in range(40):
+            answers.append(client.post("/rank", json=rank_body(6, seed=1, request_id=f"x-{i}")))
+    server.stop()
+    assert all(a.status_code == 200 for a in answers)
+    policies = [a.json()["policy"] for a in answers]
+    assert 5 < policies.count("swap") < 35
+    order = [c["lawyer_id"] for c in deterministic["candidates"]]
+    events = logged_events(settings.serving_log_dir)
+    for answer in answers:
+        data = answer.json()
+        shown = [c["lawyer_id"] for c in data["candidates"]]
+        assert [c["rank"] for c in data["candidates"]] == list(range(1, 7))
+        logged = [e for e in events if e["request_id"] == data["request_id"]]
+        assert [e["lawyer_id"] for e in logged] == shown
+        for event in logged:
+            rank = order.index(event["lawyer_id"]) + 1
+            assert event["deterministic_rank"] == rank
+            assert event["policy"] == data["policy"]
+            assert event["propensity"] == pytest.approx(
+                swap_propensity(rank, event["rank_position"], 6, 0.5, 4)
+            )
+        if data["policy"] == "swap":
+            k = shown.index(order[0]) + 1
+            assert 2 <= k <= 4
+            expected = list(order)
+            expected[0], expected[k - 1] = expected[k - 1], expected[0]
+            assert shown == expected
+        else:
+            assert shown == order
+
+
+def test_a_simulated_clock_header_sets_the_event_time(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    settings = serving_env(LTR_SIMULATED_CLOCK="true")
+    publisher.publish(weights_for(3))
+    server = start_server()
+    with server.client() as client:
+        headers = {"X-LTR-Clock": "2026-03-04T05:06:07Z"}
+        assert client.post("/rank", json=rank_body(2), headers=headers).status_code == 200
+        bad = client.post("/rank", json=rank_body(2), headers={"X-LTR-Clock": "yesterday"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["header", "X-LTR-Clock"]
+    server.stop()
+    events = logged_events(settings.serving_log_dir)
+    assert [e["timestamp"] for e in events] == ["2026-03-04T05:06:07.000000Z"] * 2
+    assert [p.parent.name for p in log_files(settings.serving_log_dir)[0]] == ["2026-03-04"]
+
+
+class BlockingSink:
+    """A sink whose first write waits for the test: the worker holds one record, the queue the
+    next, and every record after that finds the queue full."""
+
+    kind = "blocking"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.lines: list[bytes] = []
+
+    def write(self, day: str, lines: Sequence[bytes]) -> None:
+        self.entered.set()
+        assert self.release.wait(30)
+        self.lines.extend(lines)
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_full_queue_drops_and_counts_and_rank_still_answers(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    serving_env(LTR_IMPRESSION_QUEUE="1")
+    publisher.publish(weights_for(4))
+    sink = BlockingSink()
+    server = start_server(create_app(event_sink=sink))
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(3)).status_code == 200
+        assert sink.entered.wait(10)  # the worker holds the first record
+        statuses = [client.post("/rank", json=rank_body(3)).status_code for _ in range(5)]
+        assert statuses == [200] * 5  # one queued, four dropped, none waited
+        health = client.get("/ltr/health").json()["event_log"]
+        metrics = client.get("/metrics").text
+    assert health["sink"] == "blocking" and health["queue_capacity"] == 1
+    assert health["queue_depth"] == 1 and health["dropped"] == 4 * 3
+    assert metric_value(metrics, "ltr_events_dropped_total", 'kind="impression"') == 12
+    sink.release.set()
+    server.stop()
+    assert len(sink.lines) == 2 * 3  # the held record and the queued one
+
+
+def test_a_sigtermed_server_process_leaves_complete_files_with_every_answered_request(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    settings = serving_env()
+    publisher.publish(weights_for(5))
+    server = start_server_process()
+    ids = []
+    with server.client() as client:
+        for i in range(200):
+            response = client.post("/rank", json=rank_body(10, seed=i, case_id=f"c-{i}"))
+            assert response.status_code == 200
+            ids.append(response.json()["request_id"])
+        text = client.get("/metrics").text
+    assert metric_value(text, "ltr_events_dropped_total", 'kind="impression"') == 0
+    server.process.terminate()  # SIGTERM: uvicorn runs the lifespan's shutdown
+    # uvicorn shuts down gracefully, then re-raises the signal: -15 is a clean SIGTERM exit
+    assert server.process.wait(timeout=60) in (0, -15)
+    events = logged_events(settings.serving_log_dir)
+    assert len(events) == 200 * 10
+    assert sorted({e["request_id"] for e in events}) == sorted(ids)
+    assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
+
+
+def test_openapi_shows_request_id_policy_and_feedback(
+    publisher: Publisher, start_server: Callable[..., RunningServer]
+) -> None:
+    publisher.publish(weights_for(6))
+    with start_server().client() as client:
+        schema = client.get("/openapi.json").json()
+    schemas = schema["components"]["schemas"]
+    request_id = schemas["RankRequest"]["properties"]["request_id"]
+    assert {"type": "string", "minLength": 1, "maxLength": 200} in request_id["anyOf"]
+    assert {"request_id", "policy"} <= set(schemas["RankResponse"]["required"])
+    feedback = schema["paths"]["/feedback"]["post"]
+    assert "FeedbackEvent" in str(feedback["requestBody"])
+    assert set(schemas["FeedbackEvent"]["required"]) >= {"event_type", "case_id", "action"}
+    assert "accepted" in schemas["FeedbackResponse"]["properties"]
+    assert set(FEATURES) <= set(schemas["Features"]["properties"])
