@@ -164,6 +164,6 @@ def test_the_propensity_curve_recovers_the_simulators_examination_within_005(
         assert np.max(np.abs(estimate - truth)) <= 0.05, (seed, estimate.round(3))
         assert curve.method == "regression_em" and curve.low[0] == curve.high[0] == 1.0
         assert all(
-            lo <= v <= hi
+            lo is not None and hi is not None and lo <= v <= hi
             for lo, v, hi in zip(curve.low, curve.examination, curve.high, strict=True)
         )

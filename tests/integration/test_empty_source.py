@@ -72,8 +72,9 @@ def test_the_serving_log_is_read_beside_the_audit_log(
     instance = DagsterInstance.ephemeral()
     result = _run(instance)
     assert result.success
-    event_ = instance.get_latest_materialization_event(AssetKey("raw_events"))
-    metadata = {k: v.value for k, v in event_.asset_materialization.metadata.items()}
+    metadata = materialization_metadata(
+        instance.get_latest_materialization_event(AssetKey("raw_events"))
+    )
     assert metadata["source"] == "audit_log"
     assert (metadata["read"], metadata["read_from_serving_log"]) == (4, 2)
     assert (metadata["accepted"], metadata["duplicates"]) == (3, 1)

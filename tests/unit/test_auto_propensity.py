@@ -12,7 +12,7 @@ import pytest
 from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.debias import Debiaser
 from ltr_assets.learning.interventions import Impressions, intervention_curve
-from ltr_assets.learning.propensity import ClickModel, PropensityCurve
+from ltr_assets.learning.propensity import ClickModel, PropensityCurve, _click_model_sources
 from ltr_assets.learning.training import (
     INTERVENTION_BOOTSTRAP,
     auto_curve,
@@ -28,6 +28,9 @@ ETA = 1.0  # the simulator's examination curve θ_k = k^-η
 POSITIONS = 12  # the click model's curve is longer than the swaps' reach (positions 2-10)
 
 
+CLICK_MODEL_SOURCES = _click_model_sources(POSITIONS)
+
+
 def _click_model_curve() -> PropensityCurve:
     """A regression-EM curve that is wrong on purpose (θ_k = k^-0.5), so that where the
     combined curve follows the truth it can only be because of the interventions."""
@@ -40,7 +43,7 @@ def _click_model_curve() -> PropensityCurve:
         impressions=[5000] * POSITIONS,
         clicks=[700] * POSITIONS,
         params={"model": "position-based"},
-        sources=["reference", *["click_model"] * (POSITIONS - 1)],
+        sources=CLICK_MODEL_SOURCES,
         swapped_impressions=[0] * POSITIONS,
     )
 

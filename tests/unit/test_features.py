@@ -165,7 +165,7 @@ def test_logging_policy_columns_reach_the_matrix(tmp_path: Path) -> None:
     frame = _matrix(tmp_path, [swapped, plain], [D])[D].set_index("lawyer_id")
     assert frame.loc["l1", "policy"] == "swap" and frame.loc["l1", "propensity"] == 0.02
     assert frame.loc["l1", "deterministic_rank"] == 1
-    assert pd.isna(frame.loc["l2", "policy"]) and pd.isna(frame.loc["l2", "deterministic_rank"])
+    assert frame["policy"].isna()["l2"] and frame["deterministic_rank"].isna()["l2"]
 
 
 def test_raw_events_written_before_the_logging_policy_columns_still_read(
@@ -182,11 +182,12 @@ def test_raw_events_written_before_the_logging_policy_columns_still_read(
     source = AuditLogSource(str(tmp_path / "e.jsonl"))
     for day in (D, next_day):
         ingest_day(source.read_day(day), day, lake, "f")
-    old = pq.read_table(lake.raw_events(D))
+    old = pq.read_table(local(lake.raw_events(D)))
     pq.write_table(
-        old.drop_columns(["policy", "propensity", "deterministic_rank", "team"]), lake.raw_events(D)
+        old.drop_columns(["policy", "propensity", "deterministic_rank", "team"]),
+        local(lake.raw_events(D)),
     )
     build_feature_matrix(lake, D, feedback_window_hours=24)
-    frame = pd.read_parquet(lake.feature_matrix(D))
+    frame = pd.read_parquet(local(lake.feature_matrix(D)))
     assert _labels(frame) == {("r1", "l1"): 1}  # the late click from the newer day still joins
     assert frame["policy"].isna().all() and frame["deterministic_rank"].isna().all()

@@ -31,7 +31,7 @@ def test_the_examination_curve_and_attractiveness_are_recovered() -> None:
     assert np.max(np.abs(estimate - truth)) < 0.05, estimate.round(3)
     assert model.curve.examination[0] == 1.0
     assert all(
-        lo <= v <= hi
+        lo is not None and hi is not None and lo <= v <= hi
         for lo, v, hi in zip(
             model.curve.low, model.curve.examination, model.curve.high, strict=True
         )
