@@ -105,7 +105,9 @@ def test_exploration_swaps_positions_and_logs_exact_propensities(
     server = start_server()
     answers = []
     with server.client() as client:
-        deterministic = client.post("/rank", json=rank_body(6, seed=1)).json()  # no request id
+        # The deterministic order: a request the service did not swap (at rate 0.5 some are).
+        references = [client.post("/rank", json=rank_body(6, seed=1)).json() for _ in range(20)]
+        deterministic = next(r for r in references if r["policy"] == "deterministic")
         for i in range(40):
             answers.append(client.post("/rank", json=rank_body(6, seed=1, request_id=f"x-{i}")))
     server.stop()
