@@ -61,7 +61,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-Policy = Literal["deterministic", "swap", "interleaved"]
+from ltr_core.vocabulary import LoggingPolicy
+
+Policy = LoggingPolicy  # declared once, in ltr_core.vocabulary
 ExplorationPolicy = Literal["deterministic", "swap"]  # what plan_exploration can log
 
 DEFAULT_SALT = "ltr-online-v1"  # changing it re-draws every request's assignment

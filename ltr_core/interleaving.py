@@ -44,8 +44,9 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 
 from ltr_core.exploration import DEFAULT_SALT, request_seed
+from ltr_core.vocabulary import InterleavingTeam
 
-Team = Literal["live", "candidate"]
+Team = InterleavingTeam  # declared once, in ltr_core.vocabulary
 Outcome = Literal["live", "candidate", "tie"]
 TEAMS: tuple[Team, Team] = ("live", "candidate")
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 
-from ltr_core import exploration, interleaving
 from ltr_core.events import EventRow, Rejection, parse_event
-from ltr_core.vocabulary import INTERLEAVING_TEAMS, LOGGING_POLICIES
 from tests.support.ingest import fields
 
 FEATURES = {
@@ -161,8 +159,3 @@ def test_the_rejection_names_the_bad_logging_field() -> None:
     outcome = parse_event(json.dumps({**FLAT, "propensity": 1.5}))
     assert isinstance(outcome, Rejection)
     assert outcome.reason == "propensity 1.5 is not a number in (0, 1]"
-
-
-def test_the_closed_sets_match_the_serving_side() -> None:
-    assert get_args(exploration.Policy) == LOGGING_POLICIES
-    assert get_args(interleaving.Team) == INTERLEAVING_TEAMS
