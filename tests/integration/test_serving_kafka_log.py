@@ -1,10 +1,16 @@
 """The ranking service's event log to a real Kafka wire-protocol broker (noida-db):
 LTR_IMPRESSION_LOG=kafka. The service runs in its own process (`ltr_serving.server.serve`, as
-`ltr-serve` does) and serves /rank and /feedback the whole time while the broker is stopped and
-started again on the same port and data dir; then it is SIGTERM'd. The day, read as raw_events
-reads it (the Kafka topic and the serving-log folder, deduplicated by event id), holds every
-served impression and every accepted feedback event exactly once: what Kafka did not take was
-spilled to the files, and Kafka was used again once back."""
+`ltr-serve` does) and serves /rank and /feedback the whole time while the broker hangs, is
+killed, and is started again on the same port and data dir; then the service is SIGTERM'd. The
+day, read as raw_events reads it (the Kafka topic and the serving-log folder, deduplicated by
+event id), holds every served impression and every accepted feedback event exactly once: what
+Kafka did not acknowledge in time was spilled to the files, and Kafka was used again once back.
+
+The broker is frozen (SIGSTOP) before it is terminated because noida-db acknowledges records it
+has not persisted yet: terminated under load it loses the last few records it acknowledged in
+about one run in three (SIGKILL: hundreds), which no producer can tell from a delivered record.
+Frozen first, it acknowledges nothing more; the service times out waiting, spills everything
+unacknowledged, and the broker persists at its shutdown what it had acknowledged."""
 
 from __future__ import annotations
 
@@ -145,10 +151,13 @@ def test_events_survive_a_broker_outage_and_each_is_in_the_day_exactly_once(
         traffic.start()
         try:
             wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
-            broker.stop()  # mid-traffic
+            broker.freeze()  # mid-traffic: the broker hangs
             wait_for(lambda: sink_health(server)["state"] == "spilling", 60, "spilling")
             down = sink_health(server)
-            assert down["last_error"], down
+            error = down["last_error"]  # a timeout, the sink's own or the producer's
+            assert "acknowledg" in error or "sending to Kafka" in error, error
+            broker.stop()  # and is killed: connections are refused from now on
+            wait_for(lambda: "connecting to" in sink_health(server)["last_error"], 60, "retries")
             served_down = traffic.ranked
             wait_for(lambda: traffic.ranked >= served_down + 30, 60, "serving while down")
             wait_for(lambda: sink_health(server)["spilled"] >= 100, 60, "events spilled")
