@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from ltr_core.kafka_client import event_key
 from ltr_core.settings import KafkaSettings
 from ltr_serving.impressions import FileSink, Line
 from ltr_serving.kafka_sink import KafkaSink
@@ -29,6 +30,7 @@ class FakeBroker:
 
     def __init__(self) -> None:
         self.up = True
+        self.refuse_sends = False  # send() itself fails (as when the producer's buffer is full)
         self.records: list[tuple[str, bytes | None, bytes, int]] = []
         self.producers: list[FakeProducer] = []
         self.options: dict[str, Any] = {}
@@ -57,6 +59,8 @@ class FakeProducer:
         self, topic: str, value: bytes, key: bytes | None, timestamp_ms: int
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.broker.refuse_sends:
+            raise RuntimeError("cannot take the record")
         if self.broker.up:
             self.broker.records.append((topic, key, value, timestamp_ms))
             future.set_result(None)
@@ -174,3 +178,28 @@ def test_kafka_unreachable_at_startup_spills_from_the_first_event(
     assert "connecting to k:9092" in (sink.status().last_error or "")
     sink.close()
     assert spilled_ids(tmp_path) == ["e-0"]
+
+
+def test_a_record_the_producer_refuses_is_spilled_with_the_rest_of_its_batch(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    sink = make_sink(broker, tmp_path)
+    wait_until(lambda: sink.status().state == "connected", "connected")
+    broker.refuse_sends = True
+    sink.write(DAY, [line(0), line(1)])
+    wait_until(lambda: sink.status().spilled == 2, "the batch spilled")
+    status = sink.status()
+    assert status.state == "spilling" and "cannot take the record" in (status.last_error or "")
+    broker.refuse_sends = False
+    wait_until(lambda: sink.status().state == "connected", "reconnected")
+    sink.write(DAY, [line(2)])
+    wait_until(lambda: sink.status().sent == 1, "sent")
+    sink.close()
+    assert sorted(spilled_ids(tmp_path)) == ["e-0", "e-1"]
+
+
+def test_the_record_key_is_the_request_id_else_the_case_id() -> None:
+    assert event_key({"request_id": "r-1", "case_id": "c-1"}) == b"r-1"
+    assert event_key({"request_id": None, "case_id": 7}) == b"7"
+    assert event_key({"context": {"request_id": "r-2"}, "case_id": "c"}) == b"r-2"
+    assert event_key({"event_id": "e"}) is None
