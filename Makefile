@@ -50,7 +50,7 @@ $(CHROMIUM):
 
 # The whole suite: every tier, with the broker, S3 server and Chromium it starts itself. The
 # serving tier runs once, inside tests/deploy/test_serving_install.py: in a fresh venv holding
-# the serving install alone (no Dagster, DuckDB, aiokafka), not here in the full one.
+# the serving install alone (no Dagster, DuckDB, pandas), not here in the full one.
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -q --ignore=tests/serving
 

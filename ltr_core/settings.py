@@ -396,7 +396,9 @@ class SampleCaps(BaseModel):
 
 class KafkaSettings(BaseModel):
     """The Kafka source (KAFKA_*): read when KAFKA_BOOTSTRAP_SERVERS is set, else the audit-log
-    files are the only source. `ltr_assets.ingest.kafka` reads the topic with it."""
+    files are the only source. `ltr_assets.ingest.kafka` reads the topic with it; the ranking
+    service writes its events to the same topic with LTR_IMPRESSION_LOG=kafka
+    (`ltr_serving.kafka_sink`)."""
 
     model_config = _group_config()
 
@@ -548,7 +550,21 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_IMPRESSION_LOG",
         description="where serving logs one `match_recommendation` event per shown candidate "
         "and the `POST /feedback` events: `file` (JSONL under LTR_SERVING_LOG_DIR), `kafka` "
-        "(not implemented yet: falls back to `file`), `off`",
+        "(records to KAFKA_TOPIC, which needs KAFKA_BOOTSTRAP_SERVERS; what Kafka does not "
+        "take in time is written to the files instead), `off`",
+    )
+    impression_kafka_timeout_s: Annotated[Float, Range(0.1, 600)] = Field(
+        5.0,
+        validation_alias="LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS",
+        description="with LTR_IMPRESSION_LOG=kafka: bound on connecting to Kafka, on handing it "
+        "a record and on its acknowledgement; past it the events are spilled to the files "
+        "under LTR_SERVING_LOG_DIR (no request ever waits on Kafka)",
+    )
+    impression_kafka_retry_s: Annotated[Float, Range(0.1, 86_400)] = Field(
+        10.0,
+        validation_alias="LTR_IMPRESSION_KAFKA_RETRY_SECONDS",
+        description="with LTR_IMPRESSION_LOG=kafka: while Kafka is unreachable (events spilled "
+        "to files), how often the service tries to connect again",
     )
     impression_queue: Annotated[Int, Range(1, 10_000_000)] = Field(
         10_000,
@@ -830,6 +846,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LTR_SIMULATED_CLOCK=true lets clients set the time of logged events; it is "
                 "refused when LTR_ENVIRONMENT=production"
+            )
+        if self.serving.impression_log == "kafka" and self.kafka is None:
+            raise ValueError(
+                "LTR_IMPRESSION_LOG=kafka needs KAFKA_BOOTSTRAP_SERVERS (the brokers of "
+                "KAFKA_TOPIC, which the pipeline's raw_events reads)"
             )
         if self.propensity_method == "pinned" and not self.propensity_curve:
             raise ValueError("LTR_PROPENSITY_METHOD=pinned needs LTR_PROPENSITY_CURVE (θ_1,θ_2,…)")

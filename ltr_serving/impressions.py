@@ -9,11 +9,13 @@ one `match_recommendation` event per shown candidate (ids, features, groups, pro
 hands the lines to an `EventSink`. At shutdown the lifespan stops the worker after the queue is
 drained and closes the sink.
 
-Sinks are a small protocol (`EventSink`), so a Kafka sink can plug in; this build has the file
-sink only, and LTR_IMPRESSION_LOG=kafka falls back to it (health says so). `FileSink` writes
-JSONL under LTR_SERVING_LOG_DIR, one folder per UTC day of the event time,
+Sinks are a small protocol (`EventSink`). Each event reaches the sink as a `Line`: its JSON
+line, its Kafka record key (the request id) and its time. `FileSink` (LTR_IMPRESSION_LOG=file)
+writes JSONL under LTR_SERVING_LOG_DIR, one folder per UTC day of the event time,
 `<host>-<pid>-<seq>.jsonl`, written as `.jsonl.part` and renamed when rotated (size, age, another
-day) or closed, so a reader only ever sees complete files.
+day) or closed, so a reader only ever sees complete files. `ltr_serving.kafka_sink.KafkaSink`
+(LTR_IMPRESSION_LOG=kafka) produces the events to KAFKA_TOPIC and spills to a `FileSink` what
+Kafka does not take in time.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 import orjson
 from prometheus_client import Counter
@@ -58,6 +60,15 @@ def iso_z(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+class Line(NamedTuple):
+    """One event as the sinks take it."""
+
+    data: bytes  # the event's JSON, one line with its newline
+    key: bytes | None  # its Kafka record key: the request id (one list stays in one partition)
+    at_ms: int  # its time in epoch milliseconds: the Kafka record timestamp
+    kind: str  # impression | feedback (what the counters are labelled with)
+
+
 @dataclass(slots=True)
 class ImpressionRecord:
     """What the request path hands over: built in a few hundred ns, expanded by the worker."""
@@ -77,15 +88,16 @@ class ImpressionRecord:
     def size(self) -> int:
         return len(self.shown)
 
-    def lines(self) -> list[tuple[str, bytes]]:
-        return [(day_of(self.at), line) for line in impression_lines(self)]
+    def lines(self) -> list[tuple[str, Line]]:
+        day, key, at_ms = day_of(self.at), self.request_id.encode(), int(self.at * 1000)
+        return [(day, Line(data, key, at_ms, "impression")) for data in impression_lines(self)]
 
 
 @dataclass(slots=True)
 class FeedbackRecord:
-    """Validated `offer_feedback` events, each as (UTC day of its time, the line to write)."""
+    """Validated `offer_feedback` events, each as (UTC day of its time, its line)."""
 
-    events: list[tuple[str, bytes]]
+    events: list[tuple[str, Line]]
 
     kind = "feedback"
 
@@ -93,7 +105,7 @@ class FeedbackRecord:
     def size(self) -> int:
         return len(self.events)
 
-    def lines(self) -> list[tuple[str, bytes]]:
+    def lines(self) -> list[tuple[str, Line]]:
         return self.events
 
 
@@ -159,8 +171,8 @@ class EventSink(Protocol):
 
     kind: str
 
-    def write(self, day: str, lines: Sequence[bytes]) -> None:
-        """Write complete JSON lines whose events fall on UTC `day` (YYYY-MM-DD)."""
+    def write(self, day: str, lines: Sequence[Line]) -> None:
+        """Write events that fall on UTC `day` (YYYY-MM-DD)."""
 
     def tick(self, now: float) -> None:
         """Called at least once a second: rotate what is due."""
@@ -204,14 +216,14 @@ class FileSink:
         self._seq = 0
         self._open: _OpenFile | None = None
 
-    def write(self, day: str, lines: Sequence[bytes]) -> None:
+    def write(self, day: str, lines: Sequence[Line]) -> None:
         current = self._open
         if current is not None and current.day != day:
             self._finish()
             current = None
         if current is None:
             current = self._start(day)
-        data = b"".join(lines)
+        data = b"".join(line.data for line in lines)
         current.handle.write(data)
         current.handle.flush()
         current.size += len(data)
@@ -378,7 +390,7 @@ class EventLog:
 
     def _write(self, record: Record) -> None:
         try:
-            by_day: dict[str, list[bytes]] = {}
+            by_day: dict[str, list[Line]] = {}
             for day, line in record.lines():
                 by_day.setdefault(day, []).append(line)
             for day, lines in by_day.items():

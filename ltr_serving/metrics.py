@@ -115,6 +115,24 @@ class ServingMetrics:
             ("kind",),
             registry=self.registry,
         )
+        self.events_kafka_sent = Counter(
+            "ltr_events_sent_to_kafka",
+            "Events acknowledged by Kafka (LTR_IMPRESSION_LOG=kafka).",
+            registry=self.registry,
+        )
+        self.events_spilled = Counter(
+            "ltr_events_spilled",
+            "Events that Kafka did not take in time (unreachable, or no acknowledgement within "
+            "LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS), written to files under LTR_SERVING_LOG_DIR "
+            "instead (also counted in ltr_events_written_to_file_total).",
+            registry=self.registry,
+        )
+        self.kafka_connected = Gauge(
+            "ltr_event_log_kafka_connected",
+            "1 while the Kafka sink sends to Kafka, 0 while it spills to files "
+            "(LTR_IMPRESSION_LOG=kafka).",
+            registry=self.registry,
+        )
         self.event_queue_depth = Gauge(
             "ltr_event_log_queue_depth",
             "Records waiting in the event log's queue.",

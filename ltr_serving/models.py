@@ -56,11 +56,30 @@ class ScoringHealth(BaseModel):
     timeout_ms: float = Field(description="LTR_SCORE_TIMEOUT_MS")
 
 
+class KafkaSinkHealth(BaseModel):
+    """The Kafka sink (LTR_IMPRESSION_LOG=kafka)."""
+
+    state: str = Field(
+        description="connecting (at startup) | connected (events go to Kafka) | spilling (Kafka "
+        "did not take them in time: they go to the files under LTR_SERVING_LOG_DIR, and the "
+        "sink reconnects every LTR_IMPRESSION_KAFKA_RETRY_SECONDS) | closed"
+    )
+    since: datetime = Field(description="when the sink entered this state")
+    topic: str
+    bootstrap_servers: str
+    sent: int = Field(description="events acknowledged by Kafka")
+    spilled: int = Field(description="events written to the files instead")
+    lost: int = Field(description="events neither sent nor spilled (the files failed too)")
+    in_flight: int = Field(description="events handed to Kafka, not yet acknowledged")
+    last_error: str | None
+    last_error_at: datetime | None
+
+
 class EventLogHealth(BaseModel):
     """The impression and feedback log (LTR_IMPRESSION_LOG)."""
 
     requested: str = Field(description="LTR_IMPRESSION_LOG: file | kafka | off")
-    sink: str = Field(description="the sink writing now (kafka falls back to file)")
+    sink: str = Field(description="the sink writing: file or kafka")
     queue_depth: int = Field(description="records waiting to be written")
     queue_capacity: int = Field(description="LTR_IMPRESSION_QUEUE")
     logged_impressions: int
@@ -69,6 +88,9 @@ class EventLogHealth(BaseModel):
     failed: int = Field(description="events the sink failed to write")
     last_error: str | None
     last_error_at: datetime | None
+    kafka: KafkaSinkHealth | None = Field(
+        default=None, description="the Kafka sink's state; null for the file sink"
+    )
 
 
 class HealthResponse(BaseModel):

@@ -43,6 +43,7 @@ from ltr_assets.ingest.sources import (
     source_horizon,
 )
 from ltr_core.events import EventRow, Rejection, parse_event, parse_timestamp
+from ltr_core.kafka_client import client_options, event_key
 from ltr_core.settings import KafkaSettings
 
 log = logging.getLogger("ltr.kafka")
@@ -53,30 +54,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 class KafkaUnavailable(RuntimeError):
     """The broker could not be reached, the topic is missing, or a read stalled."""
-
-
-def client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """Connection and security options shared by consumer, producer and admin client."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol,
-        # Reaching the broker is bounded by connect_timeout_s around start(); requests get
-        # longer, as one fetch may carry a whole partition.
-        "request_timeout_ms": int(settings.request_timeout_s * 1000),
-    }
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.ssl_cafile or None,
-            certfile=settings.ssl_certfile or None,
-            keyfile=settings.ssl_keyfile or None,
-        )
-    if settings.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
-    return options
 
 
 def _ms(moment: datetime) -> int:
@@ -446,12 +423,6 @@ def event_time_ms(event: dict[str, Any]) -> int:
     return _ms(parse_timestamp(event["timestamp"]))
 
 
-def _event_key(event: dict[str, Any]) -> bytes | None:
-    fields = event.get("context", event)
-    request = fields.get("request_id") or fields.get("case_id") or fields.get("case")
-    return str(request).encode() if request else None
-
-
 async def _produce(settings: KafkaSettings, events: Iterable[dict[str, Any]]) -> int:
     producer = AIOKafkaProducer(linger_ms=5, max_batch_size=256 * 1024, **client_options(settings))
     try:
@@ -464,7 +435,7 @@ async def _produce(settings: KafkaSettings, events: Iterable[dict[str, Any]]) ->
         for event in events:
             await producer.send(
                 settings.topic,
-                key=_event_key(event),
+                key=event_key(event),
                 value=orjson.dumps(event),
                 timestamp_ms=event_time_ms(event),
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,9 +27,10 @@ from pydantic import SecretStr, ValidationError
 
 from ltr_core.events import EventRow, Rejection, parse_event
 from ltr_core.features import ACTION_GRADES, FEEDBACK
+from ltr_core.kafka_client import event_key
 from ltr_serving.dependencies import StateDep
 from ltr_serving.errors import validation_errors
-from ltr_serving.impressions import FeedbackRecord
+from ltr_serving.impressions import FeedbackRecord, Line
 from ltr_serving.models import FeedbackEvent, FeedbackResponse, ValidationErrorResponse
 from ltr_serving.routers.ranking import read_body
 
@@ -36,6 +38,8 @@ router = APIRouter(tags=["logging"])
 log = logging.getLogger("ltr_serving.feedback")
 
 MAX_FEEDBACK_BATCH = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 NOT_CONFIGURED = "feedback logging is not configured"
 _FIELD_OF_KIND = {
     "bad_timestamp": "timestamp",
@@ -162,7 +166,7 @@ async def feedback(
     if not items or len(items) > MAX_FEEDBACK_BATCH:
         msg = f"send 1 to {MAX_FEEDBACK_BATCH} events per request, got {len(items)}"
         return JSONResponse({"detail": [_error(("body",), "value_error", msg)]}, status_code=422)
-    good: list[tuple[str, bytes]] = []
+    good: list[tuple[str, Line]] = []
     errors: list[dict[str, Any]] = []
     rejected = 0
     for index, item in enumerate(items):
@@ -177,7 +181,9 @@ async def feedback(
             rejected += 1
         else:
             row, line = checked
-            good.append((row.timestamp.date().isoformat(), line))
+            when = row.timestamp
+            at_ms = (when - _EPOCH) // _MS
+            good.append((when.date().isoformat(), Line(line, event_key(item), at_ms, "feedback")))
     if good and not events.submit(FeedbackRecord(good)):
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -7,7 +7,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
 from ltr_serving.impressions import EventLog
-from ltr_serving.models import EventLogHealth, HealthResponse, ReloadAttemptOut, ScoringHealth
+from ltr_serving.kafka_sink import KafkaSink
+from ltr_serving.models import (
+    EventLogHealth,
+    HealthResponse,
+    KafkaSinkHealth,
+    ReloadAttemptOut,
+    ScoringHealth,
+)
 from ltr_serving.state import ReloadAttempt
 
 router = APIRouter(tags=["operations"])
@@ -78,6 +85,25 @@ def event_log_out(events: EventLog | None) -> EventLogHealth | None:
         failed=counts.failed,
         last_error=counts.last_error,
         last_error_at=counts.last_error_at,
+        kafka=kafka_out(events.sink),
+    )
+
+
+def kafka_out(sink: object) -> KafkaSinkHealth | None:
+    if not isinstance(sink, KafkaSink):
+        return None
+    status = sink.status()
+    return KafkaSinkHealth(
+        state=status.state,
+        since=status.since,
+        topic=status.topic,
+        bootstrap_servers=status.bootstrap_servers,
+        sent=status.sent,
+        spilled=status.spilled,
+        lost=status.lost,
+        in_flight=status.in_flight,
+        last_error=status.last_error,
+        last_error_at=status.last_error_at,
     )
 
 

@@ -372,7 +372,7 @@ def test_dagster_image_has_the_pipeline_and_deploy_extras_and_the_lock_has_them(
 
 
 def test_serving_image_installs_the_base_alone(compose: dict[str, Any]) -> None:
-    """No extra (the pipeline's Dagster, DuckDB, aiokafka are there), no pipeline package, and
+    """No extra (the pipeline's Dagster, DuckDB, pandas are there), no pipeline package, and
     the service's own command (`ltr serve` is the pipeline's command line: it needs the pipeline
     extra). tests/deploy/test_serving_install.py builds this install and runs serving on it."""
     syncs = _syncs("serving")

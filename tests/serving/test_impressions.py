@@ -20,6 +20,7 @@ from ltr_core.exploration import swap_propensity
 from ltr_core.features import FEATURES
 from ltr_core.settings import Settings
 from ltr_serving.app import create_app
+from ltr_serving.impressions import Line
 from ltr_serving.models import RankResponse
 from tests.support.serving import (
     Publisher,
@@ -168,9 +169,9 @@ class BlockingSink:
     def __init__(self) -> None:
         self.entered = threading.Event()
         self.release = threading.Event()
-        self.lines: list[bytes] = []
+        self.lines: list[Line] = []
 
-    def write(self, day: str, lines: Sequence[bytes]) -> None:
+    def write(self, day: str, lines: Sequence[Line]) -> None:
         self.entered.set()
         assert self.release.wait(30)
         self.lines.extend(lines)

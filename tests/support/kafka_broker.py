@@ -69,13 +69,20 @@ class Broker:
         except (ProcessLookupError, PermissionError):
             return False
 
+    def freeze(self) -> None:
+        """SIGSTOP the process group: a hung broker. Connections stay open and nothing is
+        answered (nor acknowledged) until `stop` (or SIGCONT)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the process group and wait until the real binary (not just the wrapper) is
-        gone, so the data dir is free for a restart."""
+        """SIGTERM the process group (continuing it, if frozen) and wait until the real binary
+        (not just the wrapper) is gone, so the data dir is free for a restart."""
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGCONT)
         self.process.wait()
         deadline = time.monotonic() + timeout
         while self._group_alive():

@@ -74,3 +74,19 @@ def test_impression_log_settings() -> None:
         Settings.from_env({"LTR_EXPLORE_RATE": "1.5"})
     with pytest.raises(ConfigError, match="LTR_IMPRESSION_LOG"):
         Settings.from_env({"LTR_IMPRESSION_LOG": "s3"})
+    with pytest.raises(ConfigError, match="LTR_IMPRESSION_LOG=kafka needs KAFKA_BOOTSTRAP"):
+        Settings.from_env({"LTR_IMPRESSION_LOG": "kafka"})
+    kafka = Settings.from_env(
+        {
+            "LTR_IMPRESSION_LOG": "kafka",
+            "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+            "LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS": "2.5",
+        }
+    )
+    assert kafka.serving.impression_log == "kafka" and kafka.kafka is not None
+    assert (kafka.serving.impression_kafka_timeout_s, kafka.serving.impression_kafka_retry_s) == (
+        2.5,
+        10.0,
+    )
+    with pytest.raises(ConfigError, match="LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS"):
+        Settings.from_env({"LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS": "0"})

@@ -1,0 +1,439 @@
+"""The Kafka sink of the event log (LTR_IMPRESSION_LOG=kafka): the events go to KAFKA_TOPIC, the
+topic the pipeline's raw_events reads, each as one record: the event's JSON as the value, its
+request id as the key (one recommendation list, and the feedback on it, in one partition, in
+order), its own time as the record timestamp (the Kafka source places records in days by it).
+
+Nothing served is lost and no request waits on Kafka:
+
+- The sink has its own thread running an asyncio loop, where the producer lives. `write` (called
+  by the event log's worker thread, never by a request) hands the lines over and returns; the
+  worker waits only when more than `max_pending` lines are not yet settled (sent or spilled),
+  which the timeout below bounds.
+- Every step that involves Kafka is bounded by LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS: connecting,
+  handing a record to the producer, its acknowledgement. When one fails or times out, the sink
+  turns to *spilling*: the lines not acknowledged (those handed over, in flight, and every later
+  one) are written to the file sink under LTR_SERVING_LOG_DIR (`FileSink`, the folder raw_events
+  reads beside the topic), the producer is dropped, and a new one is tried every
+  LTR_IMPRESSION_KAFKA_RETRY_SECONDS; once one connects, events go to Kafka again.
+- At shutdown (`close`) the producer is flushed; what it could not send in time is spilled, and
+  the spill files are completed.
+
+So each event reaches Kafka or the files, and a few (those in flight when Kafka failed, whose
+acknowledgement was lost) may reach both: the ingest keeps one copy per event id (the ids are
+deterministic), so the day holds each event exactly once. Health (`status`) says whether the sink
+is connected or spilling, with the last error; /metrics counts what was sent and spilled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from ltr_core.kafka_client import client_options
+from ltr_core.settings import KafkaSettings
+from ltr_serving.impressions import FileSink, Line
+
+log = logging.getLogger("ltr_serving.kafka_sink")
+
+SinkState = Literal["connecting", "connected", "spilling", "closed"]
+DEFAULT_MAX_PENDING = 50_000  # lines handed over and not yet sent or spilled
+_HOUSEKEEPING_S = 0.25  # how often the loop looks at retries, stale records and the spill file
+
+
+@dataclass(frozen=True)
+class KafkaSinkStatus:
+    """What /ltr/health shows of the sink."""
+
+    state: SinkState
+    topic: str
+    bootstrap_servers: str
+    since: datetime  # when the sink entered `state`
+    sent: int
+    spilled: int
+    lost: int  # neither sent nor written to a file (the spill failed too)
+    in_flight: int  # handed to the producer, not yet acknowledged
+    last_error: str | None
+    last_error_at: datetime | None
+
+
+@dataclass(slots=True)
+class _InFlight:
+    day: str
+    line: Line
+    at: float  # the loop's clock when it was handed to the producer
+
+
+class KafkaSink:
+    """An `EventSink` producing to Kafka and spilling to `spill` (a `FileSink`) when Kafka does
+    not take the events in time. `write`, `tick` and `close` are called by the event log's
+    worker thread; everything else runs on the sink's own loop thread, which alone touches the
+    producer and the spill file."""
+
+    kind = "kafka"
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        spill: FileSink,
+        *,
+        timeout_s: float,
+        retry_s: float,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        sent: Counter | None = None,
+        spilled: Counter | None = None,
+        lost: Counter | None = None,
+        connected: Gauge | None = None,
+        producer_factory: Callable[..., Any] = AIOKafkaProducer,
+    ) -> None:
+        self.settings = settings
+        self.producer_factory = producer_factory  # the producer's class (tests pass a fake)
+        self.spill = spill
+        self.timeout_s = timeout_s
+        self.retry_s = retry_s
+        self.max_pending = max_pending
+        self._sent_counter = sent
+        self._spilled_counter = spilled
+        self._lost_counter = lost  # labelled by kind (the event log's `failed`)
+        self._connected_gauge = connected
+        # read by health from other threads; written on the loop thread
+        self.state: SinkState = "connecting"
+        self.since = datetime.now(UTC)
+        self.sent = 0
+        self.spilled = 0
+        self.lost = 0
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
+        # the worker's side: how many lines are not settled yet
+        self._space = threading.Condition()
+        self._pending = 0
+        self._closing = False
+        # the loop's side
+        self._producer: Any = None  # AIOKafkaProducer (aiokafka is untyped)
+        self._backlog: deque[tuple[str, list[Line]]] = deque()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._tokens = itertools.count()
+        self._drainer: asyncio.Task[None] | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="ltr-kafka-sink", daemon=True)
+        self._thread.start()
+        self._loop.call_soon_threadsafe(self._begin)
+
+    # --- the worker thread's side ---------------------------------------------------------------
+
+    def write(self, day: str, lines: Sequence[Line]) -> None:
+        """Hand the lines to the loop. Waits only while `max_pending` lines are unsettled."""
+        batch = list(lines)
+        with self._space:
+            while (
+                self._pending > 0
+                and self._pending + len(batch) > self.max_pending
+                and not self._closing
+                and self._thread.is_alive()
+            ):
+                self._space.wait(1.0)
+            self._pending += len(batch)
+        try:
+            self._loop.call_soon_threadsafe(self._accept, day, batch)
+        except RuntimeError:  # the loop is closed: the caller counts the lines as failed
+            self._settled(len(batch))
+            raise
+
+    def tick(self, now: float) -> None:
+        """Nothing to do here: the loop rotates the spill file and retries on its own clock."""
+
+    def close(self) -> None:
+        """Flush the producer (spilling what it cannot send in time), complete the spill file
+        and stop the loop thread. Bounded: a few times the timeout (the spill file is complete
+        after at most about twice the timeout)."""
+        with self._space:
+            self._closing = True
+            self._space.notify_all()
+        if not self._thread.is_alive():  # the loop died: nothing else touches the spill file
+            self.spill.close()
+            return
+        done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        try:
+            done.result(timeout=6 * self.timeout_s + 10)
+        except Exception as exc:  # timed out, or the shutdown itself failed
+            self._error(exc, "closing the Kafka sink")
+        finally:
+            with contextlib.suppress(RuntimeError):  # closed already
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def status(self) -> KafkaSinkStatus:
+        return KafkaSinkStatus(
+            state=self.state,
+            topic=self.settings.topic,
+            bootstrap_servers=self.settings.bootstrap_servers,
+            since=self.since,
+            sent=self.sent,
+            spilled=self.spilled,
+            lost=self.lost,
+            in_flight=len(self._in_flight),
+            last_error=self.last_error,
+            last_error_at=self.last_error_at,
+        )
+
+    def _settled(self, n: int) -> None:
+        with self._space:
+            self._pending -= n
+            self._space.notify_all()
+
+    # --- the loop thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+            with self._space:
+                self._space.notify_all()
+
+    def _begin(self) -> None:
+        self._connector = self._spawn(self._connect())
+        self._loop.call_later(_HOUSEKEEPING_S, self._housekeeping)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _set_state(self, state: SinkState) -> None:
+        if state != self.state:
+            self.state = state
+            self.since = datetime.now(UTC)
+            log.info("Kafka sink %s", state, extra={"topic": self.settings.topic})
+        if self._connected_gauge is not None:
+            self._connected_gauge.set(1 if state == "connected" else 0)
+
+    def _error(self, exc: BaseException, doing: str) -> None:
+        text = str(exc) or "no detail"
+        self.last_error = f"{doing}: {type(exc).__name__}: {text}"
+        self.last_error_at = datetime.now(UTC)
+        log.warning("Kafka sink: %s", self.last_error, extra={"topic": self.settings.topic})
+
+    def _accept(self, day: str, lines: list[Line]) -> None:
+        if self._producer is None and self.state != "connecting" and not self._backlog:
+            self._write_spill(day, lines)
+            return
+        self._backlog.append((day, lines))
+        if self._producer is not None and (self._drainer is None or self._drainer.done()):
+            self._drainer = self._spawn(self._drain())
+
+    async def _connect(self) -> None:
+        """One attempt: connected (the backlog drains to Kafka), or spilling until the next."""
+        options = client_options(self.settings)
+        options["request_timeout_ms"] = int(self.timeout_s * 1000)
+        producer = self.producer_factory(
+            acks="all", linger_ms=5, max_batch_size=256 * 1024, **options
+        )
+        adopted = False
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await producer.start()
+                # the topic's metadata: a missing topic fails here, not on the first record
+                await producer.partitions_for(self.settings.topic)
+            adopted = True
+        except Exception as exc:
+            self._error(exc, f"connecting to {self.settings.bootstrap_servers}")
+            self._retry_at = self._loop.time() + self.retry_s
+            self._set_state("spilling")
+            self._spill_backlog()
+        finally:
+            if not adopted:
+                await self._stop_producer(producer)
+        if not adopted:
+            return
+        self._producer = producer
+        self._set_state("connected")
+        if self._backlog and (self._drainer is None or self._drainer.done()):
+            self._drainer = self._spawn(self._drain())
+
+    async def _drain(self) -> None:
+        """Hand the backlog to the producer, batch by batch, in order."""
+        while self._backlog:
+            producer = self._producer
+            if producer is None:
+                self._spill_backlog()
+                return
+            day, lines = self._backlog.popleft()
+            done = 0
+            error: Exception | None = None
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    for line in lines:
+                        future = await producer.send(
+                            self.settings.topic,
+                            value=line.data,
+                            key=line.key,
+                            timestamp_ms=line.at_ms,
+                        )
+                        if self._producer is not producer:  # failed meanwhile: spill it
+                            break
+                        token = next(self._tokens)
+                        self._in_flight[token] = _InFlight(day, line, self._loop.time())
+                        future.add_done_callback(partial(self._delivered, token, producer))
+                        done += 1
+            except Exception as exc:
+                error = exc
+            finally:
+                if done < len(lines):
+                    self._write_spill(day, lines[done:])
+            if error is not None:
+                self._fail(error, producer, "sending to Kafka")
+
+    def _delivered(self, token: int, producer: Any, future: asyncio.Future[Any]) -> None:
+        entry = self._in_flight.pop(token, None)
+        if entry is None:  # spilled already (an outage, or shutdown)
+            return
+        error = (
+            asyncio.CancelledError("the record was cancelled")
+            if future.cancelled()
+            else future.exception()
+        )
+        if error is None:
+            self.sent += 1
+            if self._sent_counter is not None:
+                self._sent_counter.inc()
+            self._settled(1)
+            return
+        self._write_spill(entry.day, [entry.line])
+        self._fail(error, producer, "Kafka did not acknowledge a record")
+
+    def _fail(self, exc: BaseException, producer: Any, doing: str) -> None:
+        """Kafka failed: spill what is in flight, drop the producer, retry later."""
+        if producer is not self._producer or producer is None:
+            return  # an older producer's failure: handled when it happened
+        self._error(exc, doing)
+        self._producer = None
+        self._retry_at = self._loop.time() + self.retry_s
+        self._set_state("spilling")
+        entries, self._in_flight = self._in_flight, {}
+        by_day: dict[str, list[Line]] = {}
+        for entry in entries.values():
+            by_day.setdefault(entry.day, []).append(entry.line)
+        for day, lines in by_day.items():
+            self._write_spill(day, lines)
+        self._spawn(self._stop_producer(producer))
+        # the backlog, if any, is spilled by the drainer when it sees no producer
+
+    async def _stop_producer(self, producer: Any) -> None:
+        """Stop a producer, bounded: an unreachable broker must not hold the loop. Its
+        unacknowledged records were spilled already; stopping waits for them to be sent or to
+        expire (the producer's request timeout is the sink's timeout), hence twice that."""
+        try:
+            await asyncio.wait_for(producer.stop(), 2 * self.timeout_s + 1)
+        except Exception as exc:
+            log.warning("a Kafka producer did not stop cleanly: %s: %s", type(exc).__name__, exc)
+
+    def _housekeeping(self) -> None:
+        if self.state == "closed":
+            return
+        now = self._loop.time()
+        try:
+            if self._in_flight and self._producer is not None:
+                oldest = next(iter(self._in_flight.values()))
+                if now - oldest.at > self.timeout_s:
+                    waited = TimeoutError(
+                        f"no acknowledgement within {self.timeout_s:g} s "
+                        "(LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS)"
+                    )
+                    self._fail(waited, self._producer, "waiting for Kafka")
+            if (
+                self._producer is None
+                and not self._closing
+                and (self._connector is None or self._connector.done())
+                and now >= self._retry_at
+            ):
+                self._connector = self._spawn(self._connect())
+            self.spill.tick(now)
+        except Exception as exc:
+            self._error(exc, "housekeeping")
+        self._loop.call_later(_HOUSEKEEPING_S, self._housekeeping)
+
+    def _spill_backlog(self) -> None:
+        while self._backlog:
+            day, lines = self._backlog.popleft()
+            self._write_spill(day, lines)
+
+    def _write_spill(self, day: str, lines: Sequence[Line]) -> None:
+        """Write lines to the files; each is settled, as spilled or (the files failing too) as
+        lost."""
+        if not lines:
+            return
+        try:
+            self.spill.write(day, lines)
+        except Exception as exc:
+            self.lost += len(lines)
+            if self._lost_counter is not None:
+                for line in lines:
+                    self._lost_counter.labels(line.kind).inc()
+            self._error(exc, f"spilling {len(lines)} events to {self.spill.directory}")
+        else:
+            self.spilled += len(lines)
+            if self._spilled_counter is not None:
+                self._spilled_counter.inc(len(lines))
+        finally:
+            self._settled(len(lines))
+
+    async def _shutdown(self) -> None:
+        """Send what is handed over, flush the producer, spill what it could not send in time,
+        and complete the spill file."""
+        if self._connector is not None and not self._connector.done():
+            self._connector.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connector
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(drainer), self.timeout_s)
+            except Exception as exc:
+                self._fail(exc, self._producer, "sending to Kafka at shutdown")
+                drainer.cancel()
+                with contextlib.suppress(BaseException):
+                    await drainer
+        producer = self._producer
+        if producer is not None:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await producer.flush()
+                    while self._in_flight and self._producer is producer:
+                        await asyncio.sleep(0.01)  # the delivery callbacks
+            except Exception as exc:
+                self._fail(exc, producer, "flushing to Kafka at shutdown")
+            if self._in_flight:
+                waited = TimeoutError("records unacknowledged at shutdown")
+                self._fail(waited, producer, "flushing to Kafka at shutdown")
+            if self._producer is producer:
+                self._producer = None
+                await self._stop_producer(producer)
+        self._spill_backlog()
+        self._set_state("closed")
+        try:
+            self.spill.close()
+        except Exception as exc:
+            self._error(exc, "completing the spill file")
+        others = [t for t in self._tasks if t is not asyncio.current_task()]
+        if others:  # stopping the producers dropped at an outage
+            await asyncio.wait(others, timeout=self.timeout_s)
+            for task in others:
+                task.cancel()
+            await asyncio.wait(others, timeout=1.0)

@@ -1,0 +1,205 @@
+"""The Kafka sink's states, with a fake producer in place of aiokafka's (no broker): records go
+out keyed by request id and stamped with the event time; a record not acknowledged in time is
+spilled to the files with everything after it, and the sink reconnects and sends again once
+the broker is back; shutdown flushes, and spills what is unacknowledged; the files are complete.
+(The real broker, stopped and restarted under traffic: tests/integration/
+test_serving_kafka_log.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ltr_core.kafka_client import event_key
+from ltr_core.settings import KafkaSettings
+from ltr_serving.impressions import FileSink, Line
+from ltr_serving.kafka_sink import KafkaSink
+
+DAY = "2026-12-02"
+
+
+class FakeBroker:
+    """What the fake producers reach: up or down. Down, a connection is refused and a record
+    handed over is never acknowledged (as with a broker that went away mid-request)."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.refuse_sends = False  # send() itself fails (as when the producer's buffer is full)
+        self.records: list[tuple[str, bytes | None, bytes, int]] = []
+        self.producers: list[FakeProducer] = []
+        self.options: dict[str, Any] = {}
+
+    def producer(self, **options: Any) -> FakeProducer:
+        self.options = options
+        producer = FakeProducer(self)
+        self.producers.append(producer)
+        return producer
+
+
+class FakeProducer:
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+        self.stopped = False
+        self.unacknowledged: list[asyncio.Future[None]] = []
+
+    async def start(self) -> None:
+        if not self.broker.up:
+            raise ConnectionRefusedError("the broker is down")
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None, timestamp_ms: int
+    ) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.broker.refuse_sends:
+            raise RuntimeError("cannot take the record")
+        if self.broker.up:
+            self.broker.records.append((topic, key, value, timestamp_ms))
+            future.set_result(None)
+        else:
+            self.unacknowledged.append(future)
+        return future
+
+    async def flush(self) -> None:
+        if self.unacknowledged:
+            await asyncio.sleep(3600)  # never: the sink's timeout ends it
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+def line(i: int, request: str = "r-1") -> Line:
+    event = {"event_id": f"e-{i}", "request_id": request, "timestamp": f"{DAY}T10:00:00Z"}
+    return Line(orjson.dumps(event) + b"\n", request.encode(), 1_764_669_600_000 + i, "impression")
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def spilled_ids(directory: Path) -> list[str]:
+    assert not list(directory.rglob("*.part"))
+    return [
+        orjson.loads(text)["event_id"]
+        for path in sorted(directory.rglob("*.jsonl"))
+        for text in path.read_bytes().splitlines()
+    ]
+
+
+@pytest.fixture
+def broker() -> FakeBroker:
+    return FakeBroker()
+
+
+def make_sink(broker: FakeBroker, directory: Path) -> KafkaSink:
+    settings = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS="k:9092", KAFKA_TOPIC="events")
+    return KafkaSink(
+        settings,
+        FileSink(directory),
+        timeout_s=0.3,
+        retry_s=0.1,
+        producer_factory=broker.producer,
+    )
+
+
+def test_records_are_keyed_by_request_and_stamped_with_the_event_time(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    sink = make_sink(broker, tmp_path)
+    sink.write(DAY, [line(0), line(1, "r-2")])
+    wait_until(lambda: sink.status().sent == 2, "two records acknowledged")
+    assert sink.status().state == "connected"
+    assert broker.records == [
+        ("events", b"r-1", line(0).data, line(0).at_ms),
+        ("events", b"r-2", line(1, "r-2").data, line(1, "r-2").at_ms),
+    ]
+    assert broker.options["acks"] == "all" and broker.options["request_timeout_ms"] == 300
+    sink.close()
+    assert sink.status().state == "closed" and broker.producers[0].stopped
+    assert spilled_ids(tmp_path) == []
+
+
+def test_an_outage_spills_and_the_sink_reconnects_when_the_broker_is_back(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    sink = make_sink(broker, tmp_path)
+    sink.write(DAY, [line(0)])
+    wait_until(lambda: sink.status().sent == 1, "the first record sent")
+    broker.up = False
+    sink.write(DAY, [line(1), line(2)])  # handed over, never acknowledged
+    wait_until(lambda: sink.status().state == "spilling", "spilling after the timeout")
+    status = sink.status()
+    assert status.spilled == 2 and status.in_flight == 0
+    assert status.last_error is not None and "no acknowledgement within 0.3 s" in status.last_error
+    sink.write(DAY, [line(3)])  # spilling: straight to the files
+    wait_until(lambda: sink.status().spilled == 3, "a record spilled directly")
+    time.sleep(0.3)  # retries meanwhile fail
+    assert sink.status().state == "spilling" and len(broker.producers) >= 2
+    broker.up = True
+    wait_until(lambda: sink.status().state == "connected", "reconnected")
+    sink.write(DAY, [line(4)])
+    wait_until(lambda: sink.status().sent == 2, "sent again")
+    sink.close()
+    assert [r[2] for r in broker.records] == [line(0).data, line(4).data]
+    assert sorted(spilled_ids(tmp_path)) == ["e-1", "e-2", "e-3"]
+    assert sink.status().lost == 0
+
+
+def test_shutdown_spills_what_kafka_did_not_acknowledge(broker: FakeBroker, tmp_path: Path) -> None:
+    sink = make_sink(broker, tmp_path)
+    wait_until(lambda: sink.status().state == "connected", "connected")
+    broker.up = False
+    sink.write(DAY, [line(0), line(1)])
+    sink.close()  # before the watchdog: the flush times out and the two are spilled
+    assert sorted(spilled_ids(tmp_path)) == ["e-0", "e-1"]
+    status = sink.status()
+    assert (status.state, status.sent, status.spilled, status.lost) == ("closed", 0, 2, 0)
+
+
+def test_kafka_unreachable_at_startup_spills_from_the_first_event(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    broker.up = False
+    sink = make_sink(broker, tmp_path)
+    sink.write(DAY, [line(0)])
+    wait_until(lambda: sink.status().spilled == 1, "spilled")
+    assert sink.status().state == "spilling"
+    assert "connecting to k:9092" in (sink.status().last_error or "")
+    sink.close()
+    assert spilled_ids(tmp_path) == ["e-0"]
+
+
+def test_a_record_the_producer_refuses_is_spilled_with_the_rest_of_its_batch(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    sink = make_sink(broker, tmp_path)
+    wait_until(lambda: sink.status().state == "connected", "connected")
+    broker.refuse_sends = True
+    sink.write(DAY, [line(0), line(1)])
+    wait_until(lambda: sink.status().spilled == 2, "the batch spilled")
+    status = sink.status()
+    assert status.state == "spilling" and "cannot take the record" in (status.last_error or "")
+    broker.refuse_sends = False
+    wait_until(lambda: sink.status().state == "connected", "reconnected")
+    sink.write(DAY, [line(2)])
+    wait_until(lambda: sink.status().sent == 1, "sent")
+    sink.close()
+    assert sorted(spilled_ids(tmp_path)) == ["e-0", "e-1"]
+
+
+def test_the_record_key_is_the_request_id_else_the_case_id() -> None:
+    assert event_key({"request_id": "r-1", "case_id": "c-1"}) == b"r-1"
+    assert event_key({"request_id": None, "case_id": 7}) == b"7"
+    assert event_key({"context": {"request_id": "r-2"}, "case_id": "c"}) == b"r-2"
+    assert event_key({"event_id": "e"}) is None
