@@ -5,6 +5,10 @@ poller and `load()` returns a fully validated artifact or raises. `LocalWeightSt
 implementation for a local registry (or the flat WEIGHTS_PATH file); `S3WeightStore` implements
 the same two methods over the registry's S3/MinIO mirror, with the `latest` pointer's ETag as the
 marker, and reports source "s3".
+
+The canary candidate. `load_candidate()` returns the version `candidate.json` names, validated
+exactly as `load()` validates latest's, or None when there is no candidate.json; the marker
+covers both pointers, so the poller sees a candidate appear, change or go away.
 """
 
 from __future__ import annotations
@@ -15,8 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from botocore.exceptions import ClientError
+
 from ltr_core.artifacts.format import Artifact, RegistryError, sha256, validate_weights
-from ltr_core.artifacts.s3 import S3Versions, s3_versions_from_settings
+from ltr_core.artifacts.s3 import (
+    CANDIDATE,
+    MISSING,
+    S3Versions,
+    _code,
+    s3_versions_from_settings,
+)
 from ltr_core.artifacts.signing import ArtifactKeys
 from ltr_core.artifacts.store import LocalVersions
 from ltr_core.settings import ConfigError, Settings
@@ -71,6 +83,11 @@ class WeightStore(Protocol):
         """The artifact `latest` points at, fully validated; raises StoreError otherwise."""
         ...
 
+    def load_candidate(self) -> StoredArtifact | None:
+        """The artifact `candidate.json` points at, fully validated; None when there is no
+        candidate; StoreError (StoreUnavailable) like `load`."""
+        ...
+
 
 class LocalWeightStore:
     """`<registry>/latest.json` when it exists, else the flat WEIGHTS_PATH file.
@@ -88,8 +105,7 @@ class LocalWeightStore:
         self.weights_path = Path(weights_path)
         self.scorer = scorer
         self._lock = threading.Lock()
-        self._stat_key: tuple[str, int, int, int] | None = None
-        self._marker: str | None = None
+        self._markers: dict[Path, tuple[tuple[int, int, int], str]] = {}  # path -> (stat, marker)
 
     def _active_file(self) -> Path | None:
         for path in (self.registry.pointer_path, self.weights_path):
@@ -101,17 +117,28 @@ class LocalWeightStore:
         path = self._active_file()
         if path is None:
             return None
+        latest = self._file_marker(path)
+        if latest is None:
+            return None
+        candidate = self._file_marker(self.registry.candidate_path)
+        return latest if candidate is None else f"{latest}+{candidate}"
+
+    def _file_marker(self, path: Path) -> str | None:
         try:
             stat = path.stat()
         except FileNotFoundError:  # replaced between exists() and stat(); the next poll sees it
             return None
-        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            if key == self._stat_key:
-                return self._marker
-        marker = f"{path.name}:{sha256(path.read_bytes())}"
+            cached = self._markers.get(path)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        try:
+            marker = f"{path.name}:{sha256(path.read_bytes())}"
+        except FileNotFoundError:
+            return None
         with self._lock:
-            self._stat_key, self._marker = key, marker
+            self._markers[path] = (key, marker)
         return marker
 
     def load(self) -> StoredArtifact:
@@ -123,11 +150,17 @@ class LocalWeightStore:
             f"nothing to load: neither {self.registry.pointer_path} nor {self.weights_path} exists"
         )
 
-    def _load_version(self) -> StoredArtifact:
+    def load_candidate(self) -> StoredArtifact | None:
+        if not self.registry.candidate_path.exists():
+            return None
+        return self._load_version(candidate=True)
+
+    def _load_version(self, candidate: bool = False) -> StoredArtifact:
+        path = self.registry.candidate_path if candidate else self.registry.pointer_path
         try:
-            pointer = self.registry.pointer()
+            pointer = self.registry.candidate() if candidate else self.registry.pointer()
             if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
-                raise StoreError(f"{self.registry.pointer_path} has no version: {pointer!r}")
+                raise StoreError(f"{path} has no version: {pointer!r}")
             version = pointer["version"]
             # LocalVersions.load verifies checksums before LightGBM parses the model.
             artifact = self.registry.load(version)
@@ -186,13 +219,37 @@ class S3WeightStore:
         except Exception as exc:  # no pointer yet, or S3 unreachable: nothing new to see now
             log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
             return None
-        return str(head["ETag"])
+        try:
+            candidate = self.mirror.client.head_object(
+                Bucket=self.mirror.bucket, Key=self.mirror.key(CANDIDATE)
+            )
+        except ClientError as exc:
+            if _code(exc) not in MISSING:
+                log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
+                return None
+            return str(head["ETag"])
+        except Exception as exc:  # S3 unreachable: nothing new to see now
+            log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
+            return None
+        return f"{head['ETag']}+{candidate['ETag']}"
 
     def load(self) -> StoredArtifact:
+        artifact = self._load(candidate=False)
+        if artifact is None:  # cannot happen: a missing latest.json is a StoreError
+            raise StoreError(f"{self.mirror.url('latest.json')} names no version")
+        return artifact
+
+    def load_candidate(self) -> StoredArtifact | None:
+        return self._load(candidate=True)
+
+    def _load(self, candidate: bool) -> StoredArtifact | None:
+        name = CANDIDATE if candidate else "latest.json"
         try:
-            pointer, _ = self.mirror.pointer()
+            pointer, _ = self.mirror.candidate() if candidate else self.mirror.pointer()
+            if candidate and pointer is None:
+                return None
             if not pointer or not isinstance(pointer.get("version"), str):
-                raise StoreError(f"{self.mirror.url('latest.json')} has no version: {pointer!r}")
+                raise StoreError(f"{self.mirror.url(name)} has no version: {pointer!r}")
             artifact = self.mirror.fetch(pointer["version"])
         except StoreError:
             raise
