@@ -17,7 +17,7 @@ import pytest
 
 from ltr_core.artifacts.format import MODEL_FILE
 from ltr_core.events import EventRow, parse_event
-from ltr_core.exploration import assign_policy
+from ltr_core.exploration import assign_policy, swap_propensity, swap_rate
 from ltr_core.features import FEATURES
 from ltr_core.interleaving import request_rng, team_draft
 from ltr_core.scoring import WeightsScorer
@@ -195,3 +195,39 @@ def test_the_poller_picks_up_a_candidate_published_after_start(
             return bool(client.get("/ltr/health").json()["candidate"]["version"] == candidate)
 
         wait_for(loaded, 10, "the poller to load the candidate")
+
+
+def test_swap_propensities_are_conditional_on_not_being_interleaved_while_a_candidate_is_loaded(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """With a candidate loaded the exploration policy serves 1 − interleave_rate of requests and
+    swaps explore_rate / (1 − interleave_rate) of those (`ltr_core.exploration.swap_rate`)."""
+    settings = serving_env(LTR_EXPLORE_RATE="0.3", LTR_EXPLORE_MAX_POSITION="4")
+    live_weights = weights_for(1)
+    publisher.publish(live_weights)
+    publisher.publish(weights_for(2), candidate=True)
+    server = start_server()
+    body = rank_body(6, seed=1)
+    with server.client() as client:
+        answers = [
+            client.post("/rank", json={**body, "request_id": f"s-{i}"}).json() for i in range(80)
+        ]
+    server.stop()
+    policies = {a["policy"] for a in answers}
+    assert policies == {"swap", "interleaved", "deterministic"}
+    ids = [c["lawyer_id"] for c in body["candidates"]]
+    order = [ids[i] for i in _order(live_weights, body)]
+    rho = swap_rate(0.3, 0.2)
+    assert rho == pytest.approx(0.375)
+    events = _logged(settings.serving_log_dir)
+    checked = 0
+    for event in events:
+        if event["policy"] in ("swap", "deterministic"):
+            rank = order.index(event["lawyer_id"]) + 1
+            assert event["deterministic_rank"] == rank
+            expected = swap_propensity(rank, event["rank_position"], 6, rho, 4)
+            assert event["propensity"] == pytest.approx(expected)
+            checked += 1
+    assert checked > 0

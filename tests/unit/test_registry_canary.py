@@ -183,3 +183,29 @@ def test_publication_publish_passes_the_rollout(tmp_path: Path) -> None:
     assert report.local.candidate_set and registry.latest_version() == live
     promoted = publication.promote(registry, None, {"ok": True}, scorer="weights")
     assert promoted.version == report.version == registry.latest_version()
+
+
+def test_the_cli_shows_promotes_and_retires_the_candidate(
+    ltr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ltr_assets.cli import main as ltr
+
+    registry = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
+    live = _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    assert ltr(["registry", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {live}" in listing and f"c {candidate}" in listing
+    assert ltr(["registry", "show", "--candidate"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == candidate
+    assert ltr(["registry", "promote", "--evidence", '{"wins": 9}', "--note", "ok"]) == 0
+    assert f"{live} -> {candidate}" in capsys.readouterr().out
+    assert ltr(["registry", "show", "--pointers"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["latest"]["version"] == candidate and shown["candidate"] is None
+    assert shown["latest"]["promoted"]["evidence"] == {"wins": 9, "note": "ok"}
+    assert shown["history"][-1]["action"] == "promoted"
+    assert ltr(["registry", "retire"]) == 1  # nothing to retire
+    assert "no candidate" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="JSON object"):
+        ltr(["registry", "promote", "--evidence", "[1]"])
