@@ -121,6 +121,13 @@ class ReloadResponse(BaseModel):
     version: str | None
     previous_version: str | None
     error: str | None
+    candidate_state: Literal["none", "loaded", "refused", "unavailable"] = Field(
+        default="none",
+        description="the canary candidate after this reload (a refused candidate never fails "
+        "the reload: the live version serves alone)",
+    )
+    candidate_version: str | None = None
+    candidate_error: str | None = None
 
 
 class ValidationErrorItem(BaseModel):

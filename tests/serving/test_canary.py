@@ -173,6 +173,7 @@ def test_removing_the_candidate_stops_interleaving_after_a_reload(
         health_again = client.get("/ltr/health").json()
     assert before["policy"] == "interleaved" and before["version"] == live
     assert reload.status_code == 200 and reload.json()["version"] == live
+    assert reload.json()["candidate_state"] == "none"
     assert after["policy"] == "deterministic"
     assert health["candidate"]["state"] == "none" and health["candidate"]["version"] is None
     assert again["policy"] == "interleaved"
