@@ -33,7 +33,7 @@ from ltr_core.settings import Settings
 from ltr_serving.impressions import EventLog
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.scoring_pool import ScoringPool
-from ltr_serving.store import StoredArtifact, StoreUnavailable, WeightStore
+from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable, WeightStore
 
 log = logging.getLogger("ltr_serving.reload")
 
@@ -279,6 +279,7 @@ class ServingState:
         """`live` carrying the canary candidate, if there is a valid one; its status; whether
         reading it failed in a way worth retrying. Never raises for the candidate's sake."""
         now = datetime.now(UTC)
+        artifact: StoredArtifact | None = None
         try:
             artifact = self.store.load_candidate()
             if artifact is None:
@@ -296,7 +297,10 @@ class ServingState:
                 extra={"error": error, "live": live.version},
             )
             state: Literal["refused", "unavailable"] = "unavailable" if retryable else "refused"
-            return live, CandidateStatus(state, error=error, at=now), retryable
+            named = exc.version if isinstance(exc, StoreError) else None
+            if named is None and not isinstance(exc, StoreError):  # refused by _build
+                named = artifact.version if artifact is not None else None
+            return live, CandidateStatus(state, named, error, now), retryable
         log.info("candidate loaded", extra={"candidate": model.version, "live": live.version})
         return (
             replace(live, candidate=model),

@@ -38,7 +38,10 @@ log = logging.getLogger("ltr_serving.store")
 
 
 class StoreError(RuntimeError):
-    """Nothing loadable: no artifact, an invalid one, or one the configured scorer cannot run."""
+    """Nothing loadable: no artifact, an invalid one, or one the configured scorer cannot run.
+    `version`: the version the pointer named, when it was read that far."""
+
+    version: str | None = None
 
 
 class StoreUnavailable(StoreError):
@@ -162,12 +165,17 @@ class LocalWeightStore:
             if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
                 raise StoreError(f"{path} has no version: {pointer!r}")
             version = pointer["version"]
-            # LocalVersions.load verifies checksums before LightGBM parses the model.
-            artifact = self.registry.load(version)
         except OSError as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except (RegistryError, ValueError) as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            # LocalVersions.load verifies checksums before LightGBM parses the model.
+            artifact = self.registry.load(version)
+        except OSError as exc:
+            raise _naming(StoreUnavailable(f"{type(exc).__name__}: {exc}"), version) from exc
+        except (RegistryError, ValueError) as exc:
+            raise _naming(StoreError(f"{type(exc).__name__}: {exc}"), version) from exc
         return StoredArtifact.of(artifact, self.source, str(self.registry.versions_dir / version))
 
     def _load_flat(self) -> StoredArtifact:
@@ -244,20 +252,27 @@ class S3WeightStore:
 
     def _load(self, candidate: bool) -> StoredArtifact | None:
         name = CANDIDATE if candidate else "latest.json"
+        version: str | None = None
         try:
             pointer, _ = self.mirror.candidate() if candidate else self.mirror.pointer()
             if candidate and pointer is None:
                 return None
             if not pointer or not isinstance(pointer.get("version"), str):
                 raise StoreError(f"{self.mirror.url(name)} has no version: {pointer!r}")
-            artifact = self.mirror.fetch(pointer["version"])
+            version = pointer["version"]
+            artifact = self.mirror.fetch(version)
         except StoreError:
             raise
         except RegistryError as exc:  # the artifact itself is invalid
-            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+            raise _naming(StoreError(f"{type(exc).__name__}: {exc}"), version) from exc
         except Exception as exc:  # S3 unreachable or erroring: keep serving, retry later
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return StoredArtifact.of(artifact, self.source, self.mirror.url(artifact.version))
+
+
+def _naming(error: StoreError, version: object) -> StoreError:
+    error.version = version if isinstance(version, str) else None
+    return error
 
 
 def build_store(

@@ -144,6 +144,7 @@ def test_a_corrupt_candidate_is_refused_and_the_live_version_answers_alone(
     out = health.json()
     assert out["status"] == "ok" and out["version"] == live
     assert out["candidate"]["state"] == "refused" and not out["candidate"]["interleaving"]
+    assert out["candidate"]["version"] == candidate
     assert "checksum" in out["candidate"]["error"] and candidate in out["candidate"]["error"]
     assert all(a.status_code == 200 for a in answers)
     assert {a.json()["policy"] for a in answers} == {"deterministic"}
