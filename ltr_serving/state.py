@@ -263,6 +263,7 @@ class ServingState:
             candidate.source,
             candidate.loaded_at.timestamp(),
         )
+        self.metrics.set_candidate(canary.version, canary.state)
         log.info(
             "reloaded",
             extra={

@@ -26,6 +26,7 @@ from tests.support.serving import (
     TOKEN,
     Publisher,
     RunningServer,
+    metric_value,
     rank_body,
     wait_for,
     weights_for,
@@ -137,6 +138,7 @@ def test_a_corrupt_candidate_is_refused_and_the_live_version_answers_alone(
     server = start_server()
     with server.client() as client:
         health = client.get("/ltr/health")
+        metrics = client.get("/metrics").text
         answers = [
             client.post("/rank", json=rank_body(5, seed=i, request_id=f"c-{i}")) for i in range(10)
         ]
@@ -145,6 +147,8 @@ def test_a_corrupt_candidate_is_refused_and_the_live_version_answers_alone(
     assert out["status"] == "ok" and out["version"] == live
     assert out["candidate"]["state"] == "refused" and not out["candidate"]["interleaving"]
     assert out["candidate"]["version"] == candidate
+    labels = f'state="refused",version="{candidate}"'
+    assert metric_value(metrics, "ltr_candidate_version_info", labels) == 1.0
     assert "checksum" in out["candidate"]["error"] and candidate in out["candidate"]["error"]
     assert all(a.status_code == 200 for a in answers)
     assert {a.json()["policy"] for a in answers} == {"deterministic"}
