@@ -105,6 +105,11 @@ def _registry_list(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         print(f"warning: {exc}", file=sys.stderr)
         latest = None
+    try:
+        candidate = registry.candidate_version()
+    except RegistryError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
+        candidate = None
     for version in registry.versions():
         try:
             meta = registry.metadata(version)
@@ -113,16 +118,35 @@ def _registry_list(args: argparse.Namespace) -> int:
             continue
         metrics = meta.get("metrics", {})
         ndcg = metrics.get("counterfactual", {}).get("ndcg@5", {}).get("value")
-        mark = "*" if version == latest else " "
+        mark = "*" if version == latest else "c" if version == candidate else " "
         figure = f"nDCG@5={ndcg:.4f}" if isinstance(ndcg, float) else ""
         print(f"{mark} {version}  partition={meta.get('partition', '?')}  {figure}")
     if latest is None:
         print("(no latest version)")
+    if candidate is not None:
+        print("(c: the canary candidate; `ltr registry promote` or `retire` it)")
     return 0
 
 
 def _registry_show(args: argparse.Namespace) -> int:
     registry = _registry(Settings.from_env())
+    if args.pointers:
+        shown: dict[str, Any] = {}
+        for name, read in (("latest", registry.pointer), ("candidate", registry.candidate)):
+            try:
+                shown[name] = read()
+            except RegistryError as exc:
+                shown[name] = {"error": str(exc)}
+        shown["history"] = registry.history()[-10:]
+        print(json.dumps(shown, indent=2))
+        return 0
+    if args.candidate:
+        version = registry.candidate_version()
+        if version is None:
+            print("error: there is no candidate", file=sys.stderr)
+            return 1
+        print(json.dumps(registry.metadata(version), indent=2))
+        return 0
     version = args.version or registry.latest_version()
     if version is None:
         print("error: no version published yet", file=sys.stderr)
@@ -190,6 +214,52 @@ def _registry_rollback(args: argparse.Namespace) -> int:
     print(f"latest: {report.local.previous_latest} -> {report.version}")
     if report.s3_published is False:
         print(f"warning: S3 pointer not moved ({report.s3_error}); run `ltr registry sync`")
+    return 0 if _request_reload(settings) else 1
+
+
+def _evidence(args: argparse.Namespace) -> dict[str, Any]:
+    """--evidence (a JSON object: the interleaving result) and --note, for the history."""
+    evidence: dict[str, Any] = {}
+    if args.evidence:
+        try:
+            parsed = json.loads(args.evidence)
+        except ValueError as exc:
+            raise SystemExit(f"error: --evidence is not JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise SystemExit("error: --evidence must be a JSON object")
+        evidence.update(parsed)
+    if args.note:
+        evidence["note"] = args.note
+    return evidence
+
+
+def _registry_promote(args: argparse.Namespace) -> int:
+    from ltr_assets.registry.publication import promote
+
+    settings = Settings.from_env()
+    try:
+        report = promote(_registry(settings), _mirror(settings), _evidence(args), settings.scorer)
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"latest: {report.local.previous_latest} -> {report.version} (candidate promoted)")
+    if report.s3_published is False:
+        print(f"warning: S3 pointers not moved ({report.s3_error}); run `ltr registry sync`")
+    return 0 if _request_reload(settings) else 1
+
+
+def _registry_retire(args: argparse.Namespace) -> int:
+    from ltr_assets.registry.publication import retire
+
+    settings = Settings.from_env()
+    try:
+        version, s3_ok, s3_error = retire(_registry(settings), _mirror(settings), _evidence(args))
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"candidate {version} retired; latest unchanged")
+    if s3_ok is False:
+        print(f"warning: S3 candidate.json not cleared ({s3_error}); run `ltr registry sync`")
     return 0 if _request_reload(settings) else 1
 
 
@@ -265,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     reg_sub.add_parser("list").set_defaults(func=_registry_list)
     show = reg_sub.add_parser("show")
     show.add_argument("version", nargs="?", type=version_argument)
+    show.add_argument("--candidate", action="store_true", help="the candidate's metadata")
+    show.add_argument(
+        "--pointers",
+        action="store_true",
+        help="latest.json, candidate.json and the candidate history instead of metadata",
+    )
     show.set_defaults(func=_registry_show)
     verify = reg_sub.add_parser("verify")
     verify.add_argument("version", nargs="?", type=version_argument)
@@ -277,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = reg_sub.add_parser("rollback")
     rollback.add_argument("version", type=version_argument)
     rollback.set_defaults(func=_registry_rollback)
+    for name, func, text in (
+        ("promote", _registry_promote, "move latest to the canary candidate and clear it"),
+        ("retire", _registry_retire, "clear the canary candidate; latest stays"),
+    ):
+        action = reg_sub.add_parser(name, help=text)
+        action.add_argument("--evidence", help="a JSON object recorded with it (the comparison)")
+        action.add_argument("--note", help="a note recorded with it (who decided, why)")
+        action.set_defaults(func=func)
     sync_parser = reg_sub.add_parser("sync", help="upload to S3 what it lacks; align its latest")
     sync_parser.add_argument("--force", action="store_true", help="move S3 latest even backwards")
     sync_parser.set_defaults(func=_registry_sync)

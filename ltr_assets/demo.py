@@ -136,6 +136,9 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     last = datetime.now(UTC).date() - timedelta(days=1)
     first = last - timedelta(days=days - 1)
     os.environ.setdefault("LTR_START_DATE", first.isoformat())
+    # The demo's days are simulated with no ranking service interleaving a candidate, so no
+    # evidence could ever promote one: each gated version goes live directly.
+    os.environ.setdefault("LTR_ROLLOUT", "direct")
 
     from dagster import AssetCheckEvaluation, DagsterInstance
 

@@ -36,8 +36,10 @@ from ltr_core.exploration import (
     plan_exploration,
 )
 from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
+from ltr_core.interleaving import Team, draw, request_rng
 from ltr_core.rank_api import ID_MAX_LENGTH, RankRequest
 from ltr_core.scoring import Scorer, WeightsScorer
+from ltr_core.vocabulary import LoggingPolicy
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_LENGTH)]
 # gc=False: these hold only strings, numbers and each other, so they can form no cycle; left
@@ -248,9 +250,21 @@ class Ranking:
 
     body: bytes
     request_id: str
-    policy: ExplorationPolicy
+    policy: LoggingPolicy
     shown: list[int]
     scores: list[float]
+    interleaving: Interleaved | None = None  # policy "interleaved": what the log needs more
+
+
+@dataclass(frozen=True, slots=True)
+class Interleaved:
+    """An interleaved request's teams (one per shown candidate) and both full rankings (indices
+    into the request's list), from which the impression log computes the exact propensities
+    (`ltr_core.interleaving.position_probabilities`) off the request path."""
+
+    teams: tuple[Team, ...]
+    live_order: list[int]
+    candidate_order: list[int]
 
 
 def new_request_id() -> str:
@@ -301,6 +315,53 @@ def rank_request(
         _Response(request.case_id, version, scorer.kind, request_id, policy, ranked)
     )
     return Ranking(body, request_id, policy, order, ordered_scores)
+
+
+def rank_interleaved(
+    request: ParsedRequest,
+    live: Scorer,
+    candidate: Scorer,
+    version: str,
+    request_id: str,
+) -> Ranking:
+    """Team-draft interleaving (`ltr_core.interleaving`) of the live and candidate rankings,
+    the coins seeded by the request id; each shown candidate carries the score of the ranker
+    whose team picked it. `version` (the response's) is the live one; the impression log names
+    each candidate's own team version."""
+    live_scores = live.score(request.matrix)
+    candidate_scores = candidate.score(request.matrix)
+    live_order: list[int] = np.argsort(-live_scores, kind="stable").tolist()
+    candidate_order: list[int] = np.argsort(-candidate_scores, kind="stable").tolist()
+    order_t, teams = draw(live_order, candidate_order, request_rng(request_id), top_k=request.top_k)
+    order = list(order_t)
+    ordered_scores = [
+        float(live_scores[i] if team == "live" else candidate_scores[i])
+        for i, team in zip(order, teams, strict=True)
+    ]
+    ids = request.ids
+    ordered_ids = [ids[i] for i in order]
+    positions = range(1, len(ordered_ids) + 1)
+    ranked: list[_Ranked] | list[_Explained]
+    if request.explain and isinstance(live, WeightsScorer) and isinstance(candidate, WeightsScorer):
+        contributions = []
+        for i, team in zip(order, teams, strict=True):
+            scorer = live if team == "live" else candidate
+            row = scorer.contributions(request.matrix[[i]]).tolist()[0]
+            contributions.append(dict(zip(FEATURES, row, strict=True)))
+        ranked = list(map(_Explained, ordered_ids, positions, ordered_scores, contributions))
+    else:
+        ranked = list(map(_Ranked, ordered_ids, positions, ordered_scores))
+    body = _encoder.encode(
+        _Response(request.case_id, version, live.kind, request_id, "interleaved", ranked)
+    )
+    return Ranking(
+        body,
+        request_id,
+        "interleaved",
+        order,
+        ordered_scores,
+        Interleaved(teams, live_order, candidate_order),
+    )
 
 
 def rank(

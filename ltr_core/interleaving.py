@@ -115,7 +115,33 @@ def team_draft(
     positions, `rng.random() < 0.5` meaning live picks first; each shown candidate carries its
     team and its exact propensity (`position_probabilities`)."""
     drafter = _Drafter(live, candidate)
-    length = _shown_length(drafter.n, top_k)
+    items, teams = _draw(drafter, _shown_length(drafter.n, top_k), rng)
+    table = _position_probabilities(drafter, len(items))
+    return TeamDraft(
+        items=tuple(items),
+        teams=tuple(teams),
+        propensities=tuple(table[p][item] for p, item in enumerate(items)),
+    )
+
+
+def draw(
+    live: Sequence[H],
+    candidate: Sequence[H],
+    rng: np.random.Generator,
+    *,
+    top_k: int | None = None,
+) -> tuple[tuple[H, ...], tuple[Team, ...]]:
+    """The shown candidates and their teams exactly as `team_draft` draws them (same coins,
+    same rules), without the propensities: O(L · n) at most, for a request path that leaves
+    `position_probabilities` (which `team_draft`'s propensities are read from) to a worker."""
+    drafter = _Drafter(live, candidate)
+    items, teams = _draw(drafter, _shown_length(drafter.n, top_k), rng)
+    return tuple(items), tuple(teams)
+
+
+def _draw(
+    drafter: _Drafter[H], length: int, rng: np.random.Generator
+) -> tuple[list[H], list[Team]]:
     state: _State = (0, 0)
     items: list[H] = []
     teams: list[Team] = []
@@ -127,12 +153,7 @@ def team_draft(
             item, state = drafter.pick(state, team)
             items.append(item)
             teams.append(team)
-    table = _position_probabilities(drafter, length)
-    return TeamDraft(
-        items=tuple(items),
-        teams=tuple(teams),
-        propensities=tuple(table[p][item] for p, item in enumerate(items)),
-    )
+    return items, teams
 
 
 def position_probabilities(

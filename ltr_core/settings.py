@@ -49,6 +49,7 @@ from ltr_core.vocabulary import (
     ImpressionLog,
     KafkaSecurityProtocol,
     PropensityMethod,
+    Rollout,
     ScorerName,
     ServingSource,
 )
@@ -584,6 +585,14 @@ class ServingSettings(BaseModel):
         "positions 1 and k swapped, k uniform in 2..LTR_EXPLORE_MAX_POSITION, to measure the "
         "position bias; 0: never",
     )
+    interleave_rate: Annotated[Float, Range(0, 1)] = Field(
+        0.2,
+        validation_alias="LTR_INTERLEAVE_RATE",
+        description="share of `/rank` requests (chosen by a hash of the request id, disjoint "
+        "from the explored share) answered by team-draft interleaving of the live version and "
+        "the canary candidate while one is loaded (otherwise served as the others); "
+        "LTR_EXPLORE_RATE + LTR_INTERLEAVE_RATE must be at most 1",
+    )
     explore_max_position: Annotated[Int, Range(2, 1000)] = Field(
         10,
         validation_alias="LTR_EXPLORE_MAX_POSITION",
@@ -610,6 +619,16 @@ class ServingSettings(BaseModel):
             size = default_max_body_bytes(candidates if isinstance(candidates, int) else 0)
             data = {**data, "max_body_bytes": size}
         return data
+
+    @model_validator(mode="after")
+    def _rates(self) -> Self:
+        if self.explore_rate + self.interleave_rate > 1.0 + 1e-12:
+            raise ValueError(
+                f"LTR_EXPLORE_RATE ({self.explore_rate:g}) + LTR_INTERLEAVE_RATE "
+                f"({self.interleave_rate:g}) must be at most 1: their shares of requests are "
+                "disjoint"
+            )
+        return self
 
     @property
     def reload_enabled(self) -> bool:
@@ -747,6 +766,16 @@ class Settings(BaseSettings):
         30,
         validation_alias="LTR_KEEP_VERSIONS",
         description="registry versions kept (plus latest)",
+    )
+    # `direct` until the daily online comparison decides promotions by itself: with `canary`, a
+    # candidate waits for `ltr registry promote|retire`, so a night would otherwise never go live.
+    rollout: Rollout = Field(
+        "direct",
+        validation_alias="LTR_ROLLOUT",
+        description="how `published_weights` puts a gated version live: `direct` moves latest; "
+        "`canary` makes it the candidate (`candidate.json`; serving interleaves it with the live "
+        "version until `ltr registry promote` or `retire`, by hand for now), except the very "
+        "first version, which goes straight to latest (nothing to compare with)",
     )
     notify_webhook_url: SecretStr = Field(
         SecretStr(""),

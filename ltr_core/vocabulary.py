@@ -17,6 +17,9 @@ CurveSource = Literal["reference", "interventions", "click_model"]
 # the interleaving team that picked it (ltr_core.interleaving).
 LoggingPolicy = Literal["deterministic", "swap", "interleaved"]
 InterleavingTeam = Literal["live", "candidate"]
+# How a gated version goes live: as the canary candidate (interleaved with the live version until
+# promoted or retired), or directly as latest.
+Rollout = Literal["canary", "direct"]
 ServingSource = Literal["auto", "file", "s3"]
 # Where serving logs its impressions and feedback: JSONL files, Kafka, or nowhere.
 ImpressionLog = Literal["file", "kafka", "off"]
@@ -36,6 +39,7 @@ PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
 CURVE_SOURCES: tuple[CurveSource, ...] = get_args(CurveSource)
 LOGGING_POLICIES: tuple[LoggingPolicy, ...] = get_args(LoggingPolicy)
 INTERLEAVING_TEAMS: tuple[InterleavingTeam, ...] = get_args(InterleavingTeam)
+ROLLOUTS: tuple[Rollout, ...] = get_args(Rollout)
 SERVING_SOURCES: tuple[ServingSource, ...] = get_args(ServingSource)
 IMPRESSION_LOGS: tuple[ImpressionLog, ...] = get_args(ImpressionLog)
 ENVIRONMENTS: tuple[Environment, ...] = get_args(Environment)

@@ -36,10 +36,11 @@ from typing import IO, Any, NamedTuple, Protocol
 import orjson
 from prometheus_client import Counter
 
-from ltr_core.codec import Exploration, ParsedRequest, attributes_dict
-from ltr_core.exploration import ExplorationPolicy, plan_exploration
+from ltr_core.codec import Exploration, Interleaved, ParsedRequest, attributes_dict
+from ltr_core.exploration import plan_exploration
 from ltr_core.features import FEATURES, RECOMMENDATION
-from ltr_core.vocabulary import ImpressionLog
+from ltr_core.interleaving import position_probabilities
+from ltr_core.vocabulary import ImpressionLog, LoggingPolicy
 
 log = logging.getLogger("ltr_serving.impressions")
 
@@ -75,12 +76,17 @@ class ImpressionRecord:
 
     request: ParsedRequest
     request_id: str
-    policy: ExplorationPolicy
+    policy: LoggingPolicy
     shown: list[int]  # indices into request.ids, in shown order
     scores: list[float]  # their scores, in shown order
     version: str
     at: float  # epoch seconds, the service's clock (or X-LTR-Clock under LTR_SIMULATED_CLOCK)
     exploration: Exploration | None
+    # LTR_INTERLEAVE_RATE while a candidate was loaded, else 0: the share of requests the
+    # exploration policy did not serve, which its swap propensities are conditional on
+    interleave_rate: float = 0.0
+    interleaving: Interleaved | None = None  # policy "interleaved": teams and both rankings
+    candidate_version: str | None = None  # the candidate's version, for its team's rows
 
     kind = "impression"
 
@@ -118,7 +124,14 @@ def day_of(at: float) -> str:
 
 def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
     """One `match_recommendation` event per shown candidate, with the exact propensity (under
-    the exploration policy, given the deterministic order) of it being shown where it was."""
+    the exploration policy, given the deterministic order) of it being shown where it was.
+
+    An interleaved request's rows carry policy "interleaved", the `team` that picked each
+    candidate, `algorithm_version` naming that team's version (the live or the candidate
+    one), the exact team-draft propensity (`ltr_core.interleaving.position_probabilities`,
+    computed here off the request path) and, as `deterministic_rank`, the live ranking's rank."""
+    if record.interleaving is not None:
+        return _interleaved_events(record, record.interleaving)
     request = record.request
     n = len(record.shown)
     exploration = record.exploration
@@ -126,6 +139,7 @@ def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
         record.request_id,
         n,
         explore_rate=exploration.rate if exploration else 0.0,
+        interleave_rate=record.interleave_rate,
         max_position=exploration.max_position if exploration else 10,
     )
     if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
@@ -154,6 +168,41 @@ def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
                 "policy": plan.policy,
                 "propensity": plan.propensities[position - 1],
                 "deterministic_rank": plan.ranks[position - 1],
+            }
+        )
+    return events
+
+
+def _interleaved_events(record: ImpressionRecord, drafted: Interleaved) -> list[dict[str, Any]]:
+    request = record.request
+    n = len(record.shown)
+    table = position_probabilities(drafted.live_order, drafted.candidate_order, top_k=n)
+    live_rank = {index: rank for rank, index in enumerate(drafted.live_order, start=1)}
+    timestamp = iso_z(record.at)
+    rows = request.matrix[record.shown].tolist()
+    attributes = request.attributes
+    events = []
+    for position, (index, row, score, team) in enumerate(
+        zip(record.shown, rows, record.scores, drafted.teams, strict=True), start=1
+    ):
+        lawyer_id = request.ids[index]
+        events.append(
+            {
+                "event_id": impression_event_id(record.request_id, lawyer_id),
+                "event_type": RECOMMENDATION,
+                "timestamp": timestamp,
+                "request_id": record.request_id,
+                "case_id": request.case_id,
+                "lawyer_id": lawyer_id,
+                "rank_position": position,
+                "features": dict(zip(FEATURES, row, strict=True)),
+                "lawyer_groups": attributes_dict(attributes[index]) if attributes else None,
+                "algorithm_version": record.version if team == "live" else record.candidate_version,
+                "score": score,
+                "policy": "interleaved",
+                "team": team,
+                "propensity": table[position - 1][index],
+                "deterministic_rank": live_rank[index],
             }
         )
     return events

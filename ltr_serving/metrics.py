@@ -65,6 +65,13 @@ class ServingMetrics:
             ("version", "scorer", "source"),
             registry=self.registry,
         )
+        self.candidate_version = Gauge(
+            "ltr_candidate_version_info",
+            "1 for the canary candidate's version with its state (loaded, refused, "
+            "unavailable); no series when there is no candidate.",
+            ("version", "state"),
+            registry=self.registry,
+        )
         self.loaded_at = Gauge(
             "ltr_live_version_loaded_timestamp_seconds",
             "Unix time at which the live version was swapped in.",
@@ -183,6 +190,11 @@ class ServingMetrics:
         self.live_version.clear()
         self.live_version.labels(version, scorer, source).set(1)
         self.loaded_at.set(loaded_at)
+
+    def set_candidate(self, version: str | None, state: str) -> None:
+        self.candidate_version.clear()
+        if state != "none":
+            self.candidate_version.labels(version or "?", state).set(1)
 
 
 class LatencyRecorder:

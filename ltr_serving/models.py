@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ltr_core.vocabulary import LoggingPolicy
+
 
 class RankedCandidate(BaseModel):
     lawyer_id: str
@@ -28,9 +30,11 @@ class RankResponse(BaseModel):
         description="the request's id: the client's `request_id`, else one the service made "
         "(`r-` and 32 hex digits); every logged impression carries it"
     )
-    policy: Literal["deterministic", "swap"] = Field(
+    policy: LoggingPolicy = Field(
         description="`swap`: an exploration request, positions 1 and k exchanged "
-        "(LTR_EXPLORE_RATE); `deterministic`: ordered by score"
+        "(LTR_EXPLORE_RATE); `interleaved`: team-draft interleaving of the live version and "
+        "the canary candidate (LTR_INTERLEAVE_RATE, while a candidate is loaded); "
+        "`deterministic`: ordered by score"
     )
     candidates: list[RankedCandidate]
 
@@ -93,6 +97,21 @@ class EventLogHealth(BaseModel):
     )
 
 
+class CandidateHealth(BaseModel):
+    """The canary candidate (`candidate.json`) and the interleaving that compares it."""
+
+    state: Literal["none", "loaded", "refused", "unavailable"] = Field(
+        description="none (no candidate.json) | loaded (interleaved) | refused (invalid: the "
+        "live version serves alone) | unavailable (could not be read; retried)"
+    )
+    version: str | None
+    loaded_at: datetime | None
+    origin: str | None
+    error: str | None = Field(description="why the candidate was refused or unreadable")
+    interleave_rate: float = Field(description="LTR_INTERLEAVE_RATE")
+    interleaving: bool = Field(description="whether requests are being interleaved now")
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="ok | degraded (last reload refused) | unavailable")
     version: str | None
@@ -114,6 +133,9 @@ class HealthResponse(BaseModel):
     event_log: EventLogHealth | None = Field(
         default=None, description="the impression and feedback log; null when off"
     )
+    candidate: CandidateHealth | None = Field(
+        default=None, description="the canary candidate and the interleaving rate"
+    )
 
 
 class ReloadResponse(BaseModel):
@@ -121,6 +143,13 @@ class ReloadResponse(BaseModel):
     version: str | None
     previous_version: str | None
     error: str | None
+    candidate_state: Literal["none", "loaded", "refused", "unavailable"] = Field(
+        default="none",
+        description="the canary candidate after this reload (a refused candidate never fails "
+        "the reload: the live version serves alone)",
+    )
+    candidate_version: str | None = None
+    candidate_error: str | None = None
 
 
 class ValidationErrorItem(BaseModel):

@@ -5,6 +5,13 @@ A request reads `state.live` once and uses only that object, so a swap never cha
 in flight. A reload builds the next LiveModel completely (read, validate, build the scorer) before
 a single reference assignment swaps it in; reloads run one at a time, each bounded in time (see
 `ServingState`), and a failed one leaves the current LiveModel untouched.
+
+The canary candidate. A reload also loads the version `candidate.json` names, validated and
+smoke-tested exactly like the live one, and the LiveModel carries it (`candidate`), so a request
+reads both rankers from the one object. A candidate that fails is refused and logged, shown in
+/ltr/health (`candidate_status`), and the live version serves alone: a bad candidate never fails
+the reload of the live version. No candidate.json means no candidate; one naming the live
+version (a promotion half-way) counts as none.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 
@@ -25,7 +33,7 @@ from ltr_core.settings import Settings
 from ltr_serving.impressions import EventLog
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.scoring_pool import ScoringPool
-from ltr_serving.store import StoredArtifact, StoreUnavailable, WeightStore
+from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable, WeightStore
 
 log = logging.getLogger("ltr_serving.reload")
 
@@ -39,6 +47,19 @@ class LiveModel:
     source: str
     origin: str
     partition: str | None
+    candidate: LiveModel | None = None  # the canary candidate interleaved with this version
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateStatus:
+    """What the last reload did with candidate.json: `none` (there is none), `loaded`,
+    `refused` (invalid: the live version serves alone) or `unavailable` (the store could not be
+    read; retried by the next poll)."""
+
+    state: Literal["none", "loaded", "refused", "unavailable"]
+    version: str | None = None
+    error: str | None = None
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +105,7 @@ class ServingState:
         )  # /rank's model scoring
         metrics.watch_scoring(self.scoring)
         self.live: LiveModel | None = None
+        self.candidate_status = CandidateStatus("none")
         serving = settings.serving
         # Swap interventions (`ltr_core.exploration`); None when LTR_EXPLORE_RATE=0.
         self.exploration: Exploration | None = (
@@ -198,7 +220,7 @@ class ServingState:
         if only_if_changed and (marker is None or marker == self._attempted_marker):
             return None
         try:
-            candidate = self._build(self.store.load())
+            candidate, canary, retry_canary = self._with_candidate(self._build(self.store.load()))
         except Exception as exc:  # any failure refuses the artifact; the old one serves on
             retryable = isinstance(exc, StoreUnavailable)
             attempt = ReloadAttempt(
@@ -220,7 +242,9 @@ class ServingState:
                 log.warning("a reload finished after its caller gave up; not swapped in")
                 return None
             self.live = candidate  # the swap: one reference assignment
-        self._attempted_marker = marker
+            self.candidate_status = canary
+        if not retry_canary:  # an unreadable candidate is retried by the next poll
+            self._attempted_marker = marker
         attempt = ReloadAttempt(
             at=candidate.loaded_at,
             trigger=trigger,
@@ -239,6 +263,7 @@ class ServingState:
             candidate.source,
             candidate.loaded_at.timestamp(),
         )
+        self.metrics.set_candidate(canary.version, canary.state)
         log.info(
             "reloaded",
             extra={
@@ -250,6 +275,39 @@ class ServingState:
             },
         )
         return attempt
+
+    def _with_candidate(self, live: LiveModel) -> tuple[LiveModel, CandidateStatus, bool]:
+        """`live` carrying the canary candidate, if there is a valid one; its status; whether
+        reading it failed in a way worth retrying. Never raises for the candidate's sake."""
+        now = datetime.now(UTC)
+        artifact: StoredArtifact | None = None
+        try:
+            artifact = self.store.load_candidate()
+            if artifact is None:
+                return live, CandidateStatus("none", at=now), False
+            if artifact.version == live.version:  # promoted, candidate.json not yet cleared
+                return live, CandidateStatus("none", at=now), False
+            model = self._build(artifact)
+        except Exception as exc:
+            retryable = isinstance(exc, StoreUnavailable)
+            error = str(exc) or type(exc).__name__
+            log.error(
+                "candidate unavailable; live serves alone"
+                if retryable
+                else "candidate refused; live serves alone",
+                extra={"error": error, "live": live.version},
+            )
+            state: Literal["refused", "unavailable"] = "unavailable" if retryable else "refused"
+            named = exc.version if isinstance(exc, StoreError) else None
+            if named is None and not isinstance(exc, StoreError):  # refused by _build
+                named = artifact.version if artifact is not None else None
+            return live, CandidateStatus(state, named, error, now), retryable
+        log.info("candidate loaded", extra={"candidate": model.version, "live": live.version})
+        return (
+            replace(live, candidate=model),
+            CandidateStatus("loaded", model.version, at=now),
+            False,
+        )
 
     def _record_failure(self, attempt: ReloadAttempt) -> None:
         self.last_attempt = attempt

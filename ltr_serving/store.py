@@ -5,6 +5,10 @@ poller and `load()` returns a fully validated artifact or raises. `LocalWeightSt
 implementation for a local registry (or the flat WEIGHTS_PATH file); `S3WeightStore` implements
 the same two methods over the registry's S3/MinIO mirror, with the `latest` pointer's ETag as the
 marker, and reports source "s3".
+
+The canary candidate. `load_candidate()` returns the version `candidate.json` names, validated
+exactly as `load()` validates latest's, or None when there is no candidate.json; the marker
+covers both pointers, so the poller sees a candidate appear, change or go away.
 """
 
 from __future__ import annotations
@@ -15,8 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from botocore.exceptions import ClientError
+
 from ltr_core.artifacts.format import Artifact, RegistryError, sha256, validate_weights
-from ltr_core.artifacts.s3 import S3Versions, s3_versions_from_settings
+from ltr_core.artifacts.s3 import (
+    CANDIDATE,
+    MISSING,
+    S3Versions,
+    _code,
+    s3_versions_from_settings,
+)
 from ltr_core.artifacts.signing import ArtifactKeys
 from ltr_core.artifacts.store import LocalVersions
 from ltr_core.settings import ConfigError, Settings
@@ -26,7 +38,10 @@ log = logging.getLogger("ltr_serving.store")
 
 
 class StoreError(RuntimeError):
-    """Nothing loadable: no artifact, an invalid one, or one the configured scorer cannot run."""
+    """Nothing loadable: no artifact, an invalid one, or one the configured scorer cannot run.
+    `version`: the version the pointer named, when it was read that far."""
+
+    version: str | None = None
 
 
 class StoreUnavailable(StoreError):
@@ -71,6 +86,11 @@ class WeightStore(Protocol):
         """The artifact `latest` points at, fully validated; raises StoreError otherwise."""
         ...
 
+    def load_candidate(self) -> StoredArtifact | None:
+        """The artifact `candidate.json` points at, fully validated; None when there is no
+        candidate; StoreError (StoreUnavailable) like `load`."""
+        ...
+
 
 class LocalWeightStore:
     """`<registry>/latest.json` when it exists, else the flat WEIGHTS_PATH file.
@@ -88,8 +108,7 @@ class LocalWeightStore:
         self.weights_path = Path(weights_path)
         self.scorer = scorer
         self._lock = threading.Lock()
-        self._stat_key: tuple[str, int, int, int] | None = None
-        self._marker: str | None = None
+        self._markers: dict[Path, tuple[tuple[int, int, int], str]] = {}  # path -> (stat, marker)
 
     def _active_file(self) -> Path | None:
         for path in (self.registry.pointer_path, self.weights_path):
@@ -101,17 +120,28 @@ class LocalWeightStore:
         path = self._active_file()
         if path is None:
             return None
+        latest = self._file_marker(path)
+        if latest is None:
+            return None
+        candidate = self._file_marker(self.registry.candidate_path)
+        return latest if candidate is None else f"{latest}+{candidate}"
+
+    def _file_marker(self, path: Path) -> str | None:
         try:
             stat = path.stat()
         except FileNotFoundError:  # replaced between exists() and stat(); the next poll sees it
             return None
-        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         with self._lock:
-            if key == self._stat_key:
-                return self._marker
-        marker = f"{path.name}:{sha256(path.read_bytes())}"
+            cached = self._markers.get(path)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        try:
+            marker = f"{path.name}:{sha256(path.read_bytes())}"
+        except FileNotFoundError:
+            return None
         with self._lock:
-            self._stat_key, self._marker = key, marker
+            self._markers[path] = (key, marker)
         return marker
 
     def load(self) -> StoredArtifact:
@@ -123,18 +153,29 @@ class LocalWeightStore:
             f"nothing to load: neither {self.registry.pointer_path} nor {self.weights_path} exists"
         )
 
-    def _load_version(self) -> StoredArtifact:
+    def load_candidate(self) -> StoredArtifact | None:
+        if not self.registry.candidate_path.exists():
+            return None
+        return self._load_version(candidate=True)
+
+    def _load_version(self, candidate: bool = False) -> StoredArtifact:
+        path = self.registry.candidate_path if candidate else self.registry.pointer_path
         try:
-            pointer = self.registry.pointer()
+            pointer = self.registry.candidate() if candidate else self.registry.pointer()
             if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
-                raise StoreError(f"{self.registry.pointer_path} has no version: {pointer!r}")
+                raise StoreError(f"{path} has no version: {pointer!r}")
             version = pointer["version"]
-            # LocalVersions.load verifies checksums before LightGBM parses the model.
-            artifact = self.registry.load(version)
         except OSError as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except (RegistryError, ValueError) as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            # LocalVersions.load verifies checksums before LightGBM parses the model.
+            artifact = self.registry.load(version)
+        except OSError as exc:
+            raise _naming(StoreUnavailable(f"{type(exc).__name__}: {exc}"), version) from exc
+        except (RegistryError, ValueError) as exc:
+            raise _naming(StoreError(f"{type(exc).__name__}: {exc}"), version) from exc
         return StoredArtifact.of(artifact, self.source, str(self.registry.versions_dir / version))
 
     def _load_flat(self) -> StoredArtifact:
@@ -186,21 +227,52 @@ class S3WeightStore:
         except Exception as exc:  # no pointer yet, or S3 unreachable: nothing new to see now
             log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
             return None
-        return str(head["ETag"])
+        try:
+            candidate = self.mirror.client.head_object(
+                Bucket=self.mirror.bucket, Key=self.mirror.key(CANDIDATE)
+            )
+        except ClientError as exc:
+            if _code(exc) not in MISSING:
+                log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
+                return None
+            return str(head["ETag"])
+        except Exception as exc:  # S3 unreachable: nothing new to see now
+            log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
+            return None
+        return f"{head['ETag']}+{candidate['ETag']}"
 
     def load(self) -> StoredArtifact:
+        artifact = self._load(candidate=False)
+        if artifact is None:  # cannot happen: a missing latest.json is a StoreError
+            raise StoreError(f"{self.mirror.url('latest.json')} names no version")
+        return artifact
+
+    def load_candidate(self) -> StoredArtifact | None:
+        return self._load(candidate=True)
+
+    def _load(self, candidate: bool) -> StoredArtifact | None:
+        name = CANDIDATE if candidate else "latest.json"
+        version: str | None = None
         try:
-            pointer, _ = self.mirror.pointer()
+            pointer, _ = self.mirror.candidate() if candidate else self.mirror.pointer()
+            if candidate and pointer is None:
+                return None
             if not pointer or not isinstance(pointer.get("version"), str):
-                raise StoreError(f"{self.mirror.url('latest.json')} has no version: {pointer!r}")
-            artifact = self.mirror.fetch(pointer["version"])
+                raise StoreError(f"{self.mirror.url(name)} has no version: {pointer!r}")
+            version = pointer["version"]
+            artifact = self.mirror.fetch(version)
         except StoreError:
             raise
         except RegistryError as exc:  # the artifact itself is invalid
-            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+            raise _naming(StoreError(f"{type(exc).__name__}: {exc}"), version) from exc
         except Exception as exc:  # S3 unreachable or erroring: keep serving, retry later
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return StoredArtifact.of(artifact, self.source, self.mirror.url(artifact.version))
+
+
+def _naming(error: StoreError, version: object) -> StoreError:
+    error.version = version if isinstance(version, str) else None
+    return error
 
 
 def build_store(

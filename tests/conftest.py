@@ -76,9 +76,14 @@ def ltr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         "LTR_KAFKA_STOP_RECORDS",
         "LTR_MAX_EVENT_AGE_DAYS",
         "LTR_ALLOW_EMPTY_DAYS",
+        "LTR_ROLLOUT",
+        "LTR_INTERLEAVE_RATE",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LTR_HOME", str(home))
+    # Publishing moves latest, as the pipeline tests expect; the canary rollout's own tests
+    # (tests/unit/test_registry_canary.py) set LTR_ROLLOUT=canary.
+    monkeypatch.setenv("LTR_ROLLOUT", "direct")
     (home / "events").mkdir(parents=True)
     yield home
 

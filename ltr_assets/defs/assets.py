@@ -285,14 +285,22 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     freshness_policy=PUBLICATION_FRESHNESS,
     automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
-    "1.0, model, metadata); `latest` moves unless this is an older partition than latest's.",
+    "1.0, model, metadata). LTR_ROLLOUT=canary (the default) makes it the registry's candidate "
+    "(`candidate.json`, interleaved with the live version by serving until promoted or "
+    "retired), except the first version, which goes live; LTR_ROLLOUT=direct moves `latest`. "
+    "Neither moves for a partition older than latest's.",
     kinds={"json"},
 )
 def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
     settings = ltr.settings()
     registry = ltr.registry()
     report = publish_candidate(
-        ltr.lake(), registry, _day(context), mirror=ltr.mirror(), keep=settings.keep_versions
+        ltr.lake(),
+        registry,
+        _day(context),
+        mirror=ltr.mirror(),
+        keep=settings.keep_versions,
+        rollout=settings.rollout,
     )
     result = report.local
     context.log.info(
@@ -325,6 +333,8 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
             "compared_with": compared,
             **{f"weight_{name}": round(w, 4) for name, w in artifact.weights.items()},
             "latest_moved": result.latest_moved,
+            "candidate_set": result.candidate_set,
+            "rollout": settings.rollout,
             "previous_latest": result.previous_latest or "",
             "reason": result.reason,
             "s3_published": "not configured"

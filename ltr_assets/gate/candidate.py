@@ -57,6 +57,7 @@ from ltr_assets.registry.s3_mirror import S3Mirror
 from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE, RegistryError, weights_json
 from ltr_core.scoring import make_scorer
 from ltr_core.settings import Settings
+from ltr_core.vocabulary import Rollout
 
 CANDIDATE_FILE = "candidate.json"
 
@@ -230,9 +231,11 @@ def publish_candidate(
     mirror: S3Mirror | None,
     keep: int,
     force: bool = False,
+    rollout: Rollout = "direct",
 ) -> PublicationReport:
     """Publish ltr_model[day]'s candidate locally and to S3 (`mirror`, None for local only),
-    keeping the newest `keep` versions (LTR_KEEP_VERSIONS); refuses one that failed its gate."""
+    keeping the newest `keep` versions (LTR_KEEP_VERSIONS); refuses one that failed its gate.
+    `rollout` (LTR_ROLLOUT): canary makes it the registry's candidate when a version is live."""
     folder = lake.candidate(day)
     try:
         recorded = json.loads((folder / CANDIDATE_FILE).read_text())
@@ -256,4 +259,5 @@ def publish_candidate(
         force=force,
         keep=keep,
         documents=model_card_document,
+        rollout=rollout,
     )

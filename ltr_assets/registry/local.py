@@ -6,6 +6,14 @@ Layout under LTR_REGISTRY_DIR:
                               /model.txt          LightGBM model
                               /metadata.json      metrics, gate, window, params, checksums
     latest.json                                   {"version", "partition", ...} (the pointer)
+    candidate.json                                the canary candidate (LTR_ROLLOUT=canary)
+    history.jsonl                                 candidate promotions, retirements, clearings
+
+Rollout. With `rollout="canary"` a publish points `candidate.json` at the new version and
+leaves `latest` alone (serving interleaves the two); `promote(evidence)` then moves latest to
+the candidate and clears it, `retire(evidence)` clears it, and a rollback clears it too. When
+no version is live yet (no latest.json), a canary publish moves latest instead: there is
+nothing to compare with. `rollout="direct"` moves latest, as before canaries existed.
 
 A version is written into a staging folder, verified, then renamed into versions/ in one step,
 and only then does the pointer move: a reader never sees a half-written version. A version of an
@@ -31,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ltr_assets.lake import atomic
 from ltr_core.artifacts.format import (
@@ -58,8 +66,11 @@ from ltr_core.artifacts.signing import (
 )
 from ltr_core.artifacts.store import LocalVersions
 from ltr_core.features import FEATURES
+from ltr_core.vocabulary import Rollout
 
 log = logging.getLogger("ltr.registry")
+HISTORY_FILE = "history.jsonl"
+CandidateAction = Literal["promoted", "retired", "cleared_by_rollback", "replaced"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,7 @@ class PublishResult:
     previous_latest: str | None
     reason: str
     cleaned: list[str] = field(default_factory=list)  # leftovers of killed writers removed
+    candidate_set: bool = False  # canary: the version became the candidate, latest stayed
 
 
 class LocalRegistry(LocalVersions):
@@ -137,8 +149,11 @@ class LocalRegistry(LocalVersions):
         force: bool = False,
         now: datetime | None = None,
         documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+        rollout: Rollout = "direct",
     ) -> PublishResult:
-        """Write a new immutable version, then move `latest` unless it would go backwards.
+        """Write a new immutable version, then move `latest` unless it would go backwards; with
+        `rollout="canary"` and a live version, point `candidate.json` at it instead (a
+        candidate it replaces is recorded in the history as "replaced").
 
         `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
         `gated_scorer`: serving refuses a version gated for another scorer than it runs.
@@ -203,6 +218,20 @@ class LocalRegistry(LocalVersions):
                     "published, latest not moved",
                     cleaned,
                 )
+            if rollout == "canary" and previous is not None:
+                replaced = self._candidate_or_none()
+                self._write_pointer(self.candidate_path, version, partition)
+                if replaced is not None and replaced["version"] != version:
+                    self._record("replaced", replaced["version"], {"by": version})
+                return PublishResult(
+                    version,
+                    target,
+                    False,
+                    previous_version,
+                    f"candidate set (canary); latest stays at {previous_version}" + note,
+                    cleaned,
+                    candidate_set=True,
+                )
             self._move_pointer(version, partition, dict(weights))
         return PublishResult(
             version, target, True, previous_version, "latest moved" + note, cleaned
@@ -221,6 +250,9 @@ class LocalRegistry(LocalVersions):
                 check_servable(artifact.metadata, scorer)
             previous, note = self._previous_pointer()
             self._move_pointer(version, artifact.metadata.get("partition", ""), artifact.weights)
+            cleared = self._clear_candidate("cleared_by_rollback", {"rolled_back_to": version})
+        if cleared:
+            note += f"; candidate {cleared} cleared"
         return PublishResult(
             version,
             self.versions_dir / version,
@@ -229,11 +261,114 @@ class LocalRegistry(LocalVersions):
             f"rolled back to {version}{note}",
         )
 
+    def promote(self, evidence: Mapping[str, Any], scorer: str | None = None) -> PublishResult:
+        """Move latest to the candidate and clear the candidate, in one step under the lock.
+
+        The candidate is validated fully first (and, with `scorer`, checked servable, as a
+        rollback is); `evidence` (the interleaving result, who decided) is recorded in the new
+        latest.json and in the history. RegistryError when there is no candidate."""
+        evidence = dict(evidence)
+        with self._lock():
+            candidate = self.candidate()  # InvalidPointer: refuse, nothing moves
+            if candidate is None:
+                raise RegistryError("there is no candidate to promote")
+            version = candidate["version"]
+            artifact = self.load(version)
+            if scorer is not None:
+                check_servable(artifact.metadata, scorer)
+            previous, note = self._previous_pointer()
+            self._move_pointer(
+                version,
+                artifact.metadata.get("partition", ""),
+                artifact.weights,
+                promoted={
+                    "evidence": evidence,
+                    "previous": previous["version"] if previous else None,
+                },
+            )
+            self.candidate_path.unlink(missing_ok=True)
+            self._record("promoted", version, evidence)
+        return PublishResult(
+            version,
+            self.versions_dir / version,
+            True,
+            previous["version"] if previous else None,
+            f"candidate {version} promoted to latest{note}",
+        )
+
+    def retire(self, evidence: Mapping[str, Any]) -> str:
+        """Clear the candidate (latest stays), recording `evidence` in the history; the
+        retired version. RegistryError when there is no candidate."""
+        with self._lock():
+            cleared = self._clear_candidate("retired", dict(evidence))
+        if cleared is None:
+            raise RegistryError("there is no candidate to retire")
+        return cleared
+
+    def history(self) -> list[dict[str, Any]]:
+        """What happened to candidates, oldest first (history.jsonl; unreadable lines skipped)."""
+        path = self.root / HISTORY_FILE
+        if not path.is_file():
+            return []
+        entries = []
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries
+
     def pointed_versions(self) -> dict[str, str]:
-        """pointer file name -> the version it names, for every pointer there is. InvalidPointer
-        when one is malformed (what it names is then unknown)."""
+        """pointer file name -> the version it names, for every pointer there is (latest and
+        the candidate). InvalidPointer when one is malformed (what it names is then unknown)."""
+        named = {}
         latest = self.latest_version()
-        return {self.pointer_path.name: latest} if latest else {}
+        if latest:
+            named[self.pointer_path.name] = latest
+        candidate = self.candidate_version()
+        if candidate:
+            named[self.candidate_path.name] = candidate
+        return named
+
+    def _candidate_or_none(self) -> dict[str, Any] | None:
+        """The candidate pointer; a malformed one counts as none (it is being replaced)."""
+        try:
+            return self.candidate()
+        except InvalidPointer as exc:
+            log.warning("replacing a malformed candidate pointer: %s", exc)
+            return None
+
+    def _clear_candidate(self, action: CandidateAction, evidence: dict[str, Any]) -> str | None:
+        """Under the lock: remove candidate.json, recording why; the version it named."""
+        if not self.candidate_path.exists():
+            return None
+        try:
+            candidate = self.candidate()
+            version: str | None = candidate["version"] if candidate else None
+        except InvalidPointer as exc:
+            log.warning("clearing a malformed candidate pointer: %s", exc)
+            version = None
+        self.candidate_path.unlink(missing_ok=True)
+        self._record(action, version or "?", evidence)
+        return version or "?"
+
+    def _record(self, action: CandidateAction, version: str, evidence: Mapping[str, Any]) -> None:
+        """Append one line to history.jsonl (flushed and fsynced; a reader skips a torn one)."""
+        entry = {
+            "action": action,
+            "version": version,
+            "at": datetime.now(UTC).isoformat(),
+            "evidence": dict(evidence),
+        }
+        line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+        fd = os.open(self.root / HISTORY_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def delete_version(self, version: str) -> None:
         """Remove a version (retention). Never one a pointer names at the moment of deletion
@@ -262,11 +397,19 @@ class LocalRegistry(LocalVersions):
             return
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def _move_pointer(self, version: str, partition: str, weights: dict[str, float]) -> None:
-        atomic.write_json(
-            self.pointer_path,
-            {"version": version, "partition": partition, "moved_at": datetime.now(UTC).isoformat()},
-        )
+    def _write_pointer(self, path: Path, version: str, partition: str, **extra: Any) -> None:
+        check_version(version)
+        pointer = {
+            "version": version,
+            "partition": partition,
+            "moved_at": datetime.now(UTC).isoformat(),
+        }
+        atomic.write_json(path, {**pointer, **extra})
+
+    def _move_pointer(
+        self, version: str, partition: str, weights: dict[str, float], **extra: Any
+    ) -> None:
+        self._write_pointer(self.pointer_path, version, partition, **extra)
         if self.weights_path is not None:
             atomic.write_bytes(self.weights_path, weights_json(weights))
 
@@ -276,7 +419,10 @@ class LocalRegistry(LocalVersions):
         killed deletion left incomplete (a version is renamed into place whole, so an
         incomplete one that latest does not name can only be a half-deleted one)."""
         removed: list[Path] = []
-        tmp_patterns = [(self.root, f".{self.pointer_path.name}.*.tmp")]
+        tmp_patterns = [
+            (self.root, f".{self.pointer_path.name}.*.tmp"),
+            (self.root, f".{self.candidate_path.name}.*.tmp"),
+        ]
         if self.weights_path is not None:
             tmp_patterns.append((self.weights_path.parent, f".{self.weights_path.name}.*.tmp"))
         for folder, pattern in tmp_patterns:
@@ -290,16 +436,16 @@ class LocalRegistry(LocalVersions):
                     shutil.rmtree(leftover, ignore_errors=True)
                     removed.append(leftover)
         try:
-            latest = self.latest_version()
+            pointed = set(self.pointed_versions().values())
         except InvalidPointer:
-            latest = None  # incomplete folders are kept while latest is unknown
+            pass  # incomplete folders are kept while what a pointer names is unknown
         else:
             for version in self.versions():
                 folder = self.versions_dir / version
                 complete = all(
                     (folder / name).is_file() for name in (*CHECKSUMMED_FILES, METADATA_FILE)
                 )
-                if version != latest and not complete:
+                if version not in pointed and not complete:
                     try:
                         self._discard(folder)
                     except OSError as exc:  # housekeeping: never what fails a publish

@@ -15,6 +15,7 @@ from ltr_assets.registry.local import LocalRegistry, PublishResult
 from ltr_assets.registry.s3_mirror import S3Mirror, SyncReport, sync
 from ltr_core.artifacts.format import InvalidPointer, RegistryError
 from ltr_core.artifacts.s3 import S3Unavailable
+from ltr_core.vocabulary import Rollout
 
 log = logging.getLogger("ltr.publication")
 S3_ERRORS = (S3Unavailable, BotoCoreError, ClientError, RegistryError)
@@ -62,7 +63,8 @@ class PruneReport:
 
 
 def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> PruneReport:
-    """Keep the newest `keep` versions plus whatever a pointer names (here and on S3).
+    """Keep the newest `keep` versions plus whatever a pointer (latest or the candidate) names
+    (here and on S3).
 
     Both registries' pointers are read back and validated first: a malformed pointer (a path, a
     trailing slash, not JSON) names nothing we can compare with, so retention deletes nothing and
@@ -82,9 +84,9 @@ def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> 
         return PruneReport([], f"cannot read the registry: {exc}")
     if mirror is not None:
         try:
-            pointer, _ = mirror.pointer()
-            if pointer:
-                protected.add(pointer["version"])
+            for pointer, _ in (mirror.pointer(), mirror.candidate()):
+                if pointer:
+                    protected.add(pointer["version"])
         except InvalidPointer as exc:
             log.warning("retention skipped: %s", exc)
             return PruneReport([], f"S3 pointer malformed: {exc}")
@@ -122,9 +124,18 @@ def publish(
     keep: int,
     force: bool = False,
     documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
+    rollout: Rollout = "direct",
 ) -> PublicationReport:
+    """Publish locally (`rollout`: canary sets the candidate when a version is live, direct
+    moves latest), mirror to S3, then apply retention."""
     result = local.publish(
-        weights, model_text, metadata, partition=partition, force=force, documents=documents
+        weights,
+        model_text,
+        metadata,
+        partition=partition,
+        force=force,
+        documents=documents,
+        rollout=rollout,
     )
     ok, error, report = _sync(local, mirror, force)
     retention = prune_versions(local, mirror, keep)
@@ -144,3 +155,26 @@ def rollback(
     result = local.rollback(version, scorer)
     ok, error, report = _sync(local, mirror, force=True)
     return PublicationReport(result, ok, error, report.uploaded if report else [])
+
+
+def promote(
+    local: LocalRegistry,
+    mirror: S3Mirror | None,
+    evidence: Mapping[str, Any],
+    scorer: str | None = None,
+) -> PublicationReport:
+    """Move the local latest to the candidate and clear it (one step under the registry's
+    lock, `evidence` recorded), then S3's pointers (latest forced, then candidate.json)."""
+    result = local.promote(evidence, scorer)
+    ok, error, report = _sync(local, mirror, force=True)
+    return PublicationReport(result, ok, error, report.uploaded if report else [])
+
+
+def retire(
+    local: LocalRegistry, mirror: S3Mirror | None, evidence: Mapping[str, Any]
+) -> tuple[str, bool | None, str]:
+    """Clear the candidate locally (`evidence` recorded), then on S3: (the retired version,
+    S3 synced (None: no S3), the S3 error)."""
+    version = local.retire(evidence)
+    ok, error, _ = _sync(local, mirror, force=False)
+    return version, ok, error

@@ -2,7 +2,8 @@
 pointer moved with a conditional write, so two publishers can never interleave.
 
 Layout: s3://$S3_BUCKET/$S3_PREFIX/<version>/{ltr_weights.json, model.txt, metadata.json},
-.../latest/{same files} and .../latest.json ({"version", "partition", ...}), written last.
+.../latest/{same files} and .../latest.json ({"version", "partition", ...}), written last;
+.../candidate.json, the canary candidate's pointer, mirrors the local one (`move_candidate`).
 A version's metadata.json is uploaded last, so its presence marks a complete version.
 Version ids are checked (YYYYMMDD_HHMMSS) before they become keys, and latest.json is validated
 when read back, like the local registry's.
@@ -31,6 +32,7 @@ from ltr_core.artifacts.format import (
 )
 from ltr_core.artifacts.s3 import (
     _LOST_RACE,
+    CANDIDATE,
     FILES_IN_ORDER,
     POINTER,
     S3Unavailable,
@@ -143,6 +145,45 @@ class S3Mirror(S3Versions):
 
         return with_retries(attempt, self.attempts, self.backoff_s, "moving latest.json")
 
+    def move_candidate(self, pointer: dict[str, object] | None) -> bool:
+        """Make candidate.json say what the local registry's does: `pointer` (the local
+        candidate.json, already validated) or none. Written conditionally on the ETag read
+        before, like latest.json; True when it changed."""
+
+        def attempt() -> bool:
+            for _ in range(self.pointer_retries):
+                try:
+                    current, etag = self.candidate()
+                except InvalidPointer as exc:
+                    log.warning("%s", exc)
+                    current, etag = None, exc.etag
+                if pointer is None:
+                    if current is None and etag is None:
+                        return False
+                    self.client.delete_object(Bucket=self.bucket, Key=self.key(CANDIDATE))
+                    return True
+                check_version(pointer.get("version"))
+                if current == pointer:
+                    return False
+                condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+                try:
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=self.key(CANDIDATE),
+                        Body=json.dumps(pointer).encode(),
+                        **condition,
+                    )
+                    return True
+                except ClientError as exc:
+                    if _code(exc) not in _LOST_RACE:
+                        raise
+                    log.info("candidate.json changed under us; deciding again")
+            raise S3Unavailable(
+                f"candidate.json kept changing: gave up after {self.pointer_retries}"
+            )
+
+        return with_retries(attempt, self.attempts, self.backoff_s, "moving candidate.json")
+
     def repair_latest_copy(self) -> bool:
         """Make latest/ a faithful copy of the version latest.json points at; True if it was not.
 
@@ -189,6 +230,7 @@ class SyncReport:
     uploaded: list[str]
     pointer_moved: bool
     pointer_version: str | None
+    candidate_version: str | None = None
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
@@ -201,7 +243,9 @@ def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
 
 def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) -> SyncReport:
     """Upload every valid local version S3 lacks, then bring S3's pointer to the local latest
-    (never backwards unless forced). This is how a publish made during an outage catches up."""
+    (never backwards unless forced), then S3's candidate.json to the local candidate (latest
+    first: a promotion never leaves S3 with neither pointing at the promoted version). This is
+    how a publish made during an outage catches up."""
     on_s3 = set(mirror.versions())
     uploaded = []
     for version in local.versions():
@@ -217,8 +261,15 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     moved = False
     if pointer:
         moved = mirror.move_pointer(pointer["version"], pointer["partition"], force=force_pointer)
+    candidate = local.candidate()
+    mirror.move_candidate(candidate)
     mirror.repair_latest_copy()
-    return SyncReport(uploaded, moved, pointer["version"] if pointer else None)
+    return SyncReport(
+        uploaded,
+        moved,
+        pointer["version"] if pointer else None,
+        candidate["version"] if candidate else None,
+    )
 
 
 def mirror_from_settings(settings: Settings) -> S3Mirror | None:

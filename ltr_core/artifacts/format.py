@@ -42,6 +42,11 @@ VERSION_PATTERN = re.compile(r"[0-9]{8}_[0-9]{6}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 WEIGHT_SUM_TOLERANCE = 1e-9
 TRASH_DIR = ".trash"
+# The pointers beside versions/: `latest` (what serves) and, under LTR_ROLLOUT=canary, the
+# `candidate` served to interleaved requests until it is promoted to latest or retired.
+LATEST_POINTER = "latest.json"
+CANDIDATE_POINTER = "candidate.json"
+POINTERS = (LATEST_POINTER, CANDIDATE_POINTER)
 
 
 class RegistryError(RuntimeError):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ltr_core.artifacts.format import (
+    CANDIDATE_POINTER,
     METADATA_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ltr.s3")
 FILES_IN_ORDER = (WEIGHTS_FILE, MODEL_FILE, METADATA_FILE)  # metadata last: "complete"
 POINTER = "latest.json"
+CANDIDATE = CANDIDATE_POINTER  # the canary candidate's pointer, beside latest.json
 T = TypeVar("T")
 # A conditional write of latest.json that lost to another writer: re-read and decide again.
 # (S3 answers 412 PreconditionFailed, or 409 ConditionalRequestConflict while both are in flight.)
@@ -112,22 +114,27 @@ class S3Versions:
 
         return with_retries(listing, self.attempts, self.backoff_s, f"listing {self.url()}")
 
-    def pointer(self) -> tuple[dict[str, Any] | None, str | None]:
-        """The latest.json pointer and its ETag (None, None when there is none).
+    def pointer(self, name: str = POINTER) -> tuple[dict[str, Any] | None, str | None]:
+        """The latest.json pointer (or `name`: CANDIDATE) and its ETag (None, None when there
+        is none).
 
         InvalidPointer (carrying the ETag, so a writer can still replace it conditionally) when
         it does not name a version id."""
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self.key(POINTER))
+            response = self.client.get_object(Bucket=self.bucket, Key=self.key(name))
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None, None
             raise
         etag = response["ETag"]
         try:
-            return check_pointer(json.loads(response["Body"].read()), self.url(POINTER)), etag
+            return check_pointer(json.loads(response["Body"].read()), self.url(name)), etag
         except (InvalidPointer, ValueError) as exc:
-            raise InvalidPointer(f"{self.url(POINTER)} is malformed: {exc}", etag) from None
+            raise InvalidPointer(f"{self.url(name)} is malformed: {exc}", etag) from None
+
+    def candidate(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The candidate.json pointer and its ETag, read back like latest.json."""
+        return self.pointer(CANDIDATE)
 
     def _get(self, *parts: str) -> bytes:
         body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))[

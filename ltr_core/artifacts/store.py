@@ -6,6 +6,8 @@ Layout under LTR_REGISTRY_DIR:
                               /model.txt          LightGBM model
                               /metadata.json      metrics, gate, window, params, checksums
     latest.json                                   {"version", "partition", ...} (the pointer)
+    candidate.json                                the canary candidate's pointer (same rules),
+                                                  only while a candidate awaits promote/retire
 
 Serving reads through `LocalVersions`; the pipeline's `LocalRegistry` adds publishing, rollback
 and retention on top of it. Every method taking a version, and the pointer read back from disk,
@@ -19,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ltr_core.artifacts.format import (
+    CANDIDATE_POINTER,
     DOCUMENT_FILES,
+    LATEST_POINTER,
     METADATA_FILE,
     MODEL_FILE,
     TRASH_DIR,
@@ -49,24 +53,38 @@ class LocalVersions:
         self.weights_path = weights_path
         self.keys = keys or ArtifactKeys()
         self.versions_dir = self.root / "versions"
-        self.pointer_path = self.root / "latest.json"
+        self.pointer_path = self.root / LATEST_POINTER
+        self.candidate_path = self.root / CANDIDATE_POINTER
         self._trash = self.root / TRASH_DIR
 
     def pointer(self) -> dict[str, Any] | None:
         """The latest pointer; None when there is none. InvalidPointer when latest.json does
         not name a version id (not JSON, not an object, a path, a trailing slash...)."""
+        return self._read_pointer(self.pointer_path)
+
+    def candidate(self) -> dict[str, Any] | None:
+        """The candidate pointer (candidate.json), read back with latest's rules; None when
+        no candidate awaits promotion."""
+        return self._read_pointer(self.candidate_path)
+
+    @staticmethod
+    def _read_pointer(path: Path) -> dict[str, Any] | None:
         try:
-            raw = self.pointer_path.read_bytes()
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
         try:
             pointer = json.loads(raw)
         except ValueError as exc:
-            raise InvalidPointer(f"{self.pointer_path} is not JSON: {exc}") from None
-        return check_pointer(pointer, str(self.pointer_path))
+            raise InvalidPointer(f"{path} is not JSON: {exc}") from None
+        return check_pointer(pointer, str(path))
 
     def latest_version(self) -> str | None:
         pointer = self.pointer()
+        return pointer["version"] if pointer else None
+
+    def candidate_version(self) -> str | None:
+        pointer = self.candidate()
         return pointer["version"] if pointer else None
 
     def versions(self) -> list[str]:

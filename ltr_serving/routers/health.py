@@ -9,13 +9,14 @@ from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
 from ltr_serving.impressions import EventLog
 from ltr_serving.kafka_sink import KafkaSink
 from ltr_serving.models import (
+    CandidateHealth,
     EventLogHealth,
     HealthResponse,
     KafkaSinkHealth,
     ReloadAttemptOut,
     ScoringHealth,
 )
-from ltr_serving.state import ReloadAttempt
+from ltr_serving.state import LiveModel, ReloadAttempt, ServingState
 
 router = APIRouter(tags=["operations"])
 
@@ -67,6 +68,23 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
         ),
         reload_stuck_since=state.stuck_since,
         event_log=event_log_out(state.events),
+        candidate=candidate_out(state, live, settings.serving.interleave_rate),
+    )
+
+
+def candidate_out(state: ServingState, live: LiveModel | None, rate: float) -> CandidateHealth:
+    """The candidate the live model carries (what requests use) and the last reload's verdict
+    on candidate.json (why there is none, when it was refused)."""
+    canary = live.candidate if live is not None else None
+    status = state.candidate_status
+    return CandidateHealth(
+        state="loaded" if canary is not None else status.state,
+        version=canary.version if canary is not None else status.version,
+        loaded_at=canary.loaded_at if canary is not None else None,
+        origin=canary.origin if canary is not None else None,
+        error=None if canary is not None else status.error,
+        interleave_rate=rate,
+        interleaving=canary is not None and rate > 0,
     )
 
 

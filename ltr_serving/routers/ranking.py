@@ -28,6 +28,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match, Route
 
 from ltr_core import codec
+from ltr_core.exploration import assign_policy
 from ltr_core.scoring import WeightsScorer
 from ltr_serving.errors import validation_errors
 from ltr_serving.impressions import ImpressionRecord
@@ -121,22 +122,32 @@ class RankEndpoint:
                 at = clock
         request_id = parsed.request_id or codec.new_request_id()
         scorer = live.scorer
-        if isinstance(scorer, WeightsScorer):  # bounded: scored here, on the event loop
-            ranking = codec.rank_request(
-                parsed, scorer, live.version, request_id, state.exploration
+        canary = live.candidate
+        serving = state.settings.serving
+        # While a candidate is loaded, the top LTR_INTERLEAVE_RATE of the request-id hash range
+        # is answered by team-draft interleaving (`ltr_core.exploration.assign_policy`).
+        interleave_rate = serving.interleave_rate if canary is not None else 0.0
+        interleaved = (
+            canary is not None
+            and interleave_rate > 0.0
+            and assign_policy(request_id, serving.explore_rate, interleave_rate) == "interleaved"
+        )
+        job: Callable[[], codec.Ranking]
+        if canary is not None and interleaved:
+            job = partial(
+                codec.rank_interleaved, parsed, scorer, canary.scorer, live.version, request_id
             )
+            on_loop = isinstance(scorer, WeightsScorer) and isinstance(canary.scorer, WeightsScorer)
+        else:
+            job = partial(
+                codec.rank_request, parsed, scorer, live.version, request_id, state.exploration
+            )
+            on_loop = isinstance(scorer, WeightsScorer)
+        if on_loop:  # bounded: scored here, on the event loop
+            ranking = job()
         else:
             try:  # any other scorer: on the scoring pool, within LTR_SCORE_TIMEOUT_MS
-                ranking = await state.scoring.run(
-                    partial(
-                        codec.rank_request,
-                        parsed,
-                        scorer,
-                        live.version,
-                        request_id,
-                        state.exploration,
-                    )
-                )
+                ranking = await state.scoring.run(job)
             except ScoringUnavailable as exc:
                 reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
                 state.metrics.scoring_refused.labels(reason).inc()
@@ -153,6 +164,9 @@ class RankEndpoint:
                     live.version,
                     at,
                     state.exploration,
+                    interleave_rate,
+                    ranking.interleaving,
+                    canary.version if canary is not None else None,
                 )
             )
         return await _send(send, 200, ranking.body)
@@ -225,8 +239,12 @@ openapi_route = APIRoute(
     "Per-feature contributions only with `explain` (weights scorer); `top_k` limits the answer. "
     "A share of requests (LTR_EXPLORE_RATE, chosen by a hash of `request_id`) is shown with "
     "positions 1 and k exchanged (`policy` is then `swap`; `rank` is always the shown "
-    "position). Every answered request is logged, one `match_recommendation` event per "
-    "returned candidate, under its `request_id` (the client's, else one the service makes).",
+    "position). While a canary candidate is loaded, another share (LTR_INTERLEAVE_RATE, the "
+    "top of the same hash range) is answered by team-draft interleaving of the live and the "
+    "candidate rankings (`policy` is then `interleaved`; `version` names the live version; "
+    "each candidate's score is its picking ranker's). Every answered request is logged, one "
+    "`match_recommendation` event per returned candidate, under its `request_id` (the "
+    "client's, else one the service makes).",
     response_model=RankResponse,
     openapi_extra={
         "requestBody": {

@@ -74,11 +74,15 @@ def reload(
     artifact never blocks the event loop that serves /rank."""
     check_token(settings.serving, authorization, request.client.host if request.client else "?")
     attempt = state.reload("api")
+    canary = state.candidate_status
     outcome = ReloadResponse(
         reloaded=attempt.ok,
         version=attempt.version,
         previous_version=attempt.previous_version,
         error=attempt.error,
+        candidate_state=canary.state,
+        candidate_version=canary.version,
+        candidate_error=canary.error,
     )
     if attempt.ok:
         return outcome

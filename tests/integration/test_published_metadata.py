@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from ltr_assets.definitions import defs
@@ -80,3 +81,27 @@ def test_live_version_links_weights_and_backfill_baseline(
     # A model card that no longer matches its checksum is reported by verify.
     (folder / "model_card.md").write_text("edited\n")
     assert registry.verify(v3) == [f"version {v3}: checksum of model_card.md does not match"]
+
+
+def test_under_canary_the_first_version_goes_live_and_the_next_becomes_the_candidate(
+    ltr_home: Path, small_data_gate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LTR_ROLLOUT", "canary")
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+    registry = LocalRegistry(ltr_home / "registry")
+    job.execute_in_process(partition_key="2026-11-01", instance=instance, raise_on_error=False)
+    second = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    third = job.execute_in_process(partition_key="2026-11-03", instance=instance)
+    assert second.success and third.success
+    first = _metadata(instance, second, "published_weights")
+    assert (first["latest_moved"], first["candidate_set"], first["rollout"]) == (
+        True,
+        False,
+        "canary",
+    )  # nothing was live: it went straight to latest
+    canary = _metadata(instance, third, "published_weights")
+    assert canary["candidate_set"] and not canary["latest_moved"] and not canary["is_live"]
+    assert canary["live_version"] == first["version"] == registry.latest_version()
+    assert registry.candidate_version() == canary["version"]

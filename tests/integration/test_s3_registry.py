@@ -298,3 +298,46 @@ def test_a_signature_travels_to_s3_and_a_version_rewritten_there_is_refused(
     with pytest.raises(RegistryError, match=r"metadata.json bad signature \(key k1\): refused"):
         mirror.fetch(version)
     assert replace(mirror, keys=ArtifactKeys()).fetch(version).version == version
+
+
+def test_the_canary_candidate_is_mirrored_promoted_retired_and_kept_on_s3(
+    s3_env: str, ltr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """candidate.json follows the local one on S3 (set, promoted, retired), and S3 retention
+    keeps what it names; the S3 serving store loads it."""
+    from ltr_serving.store import S3WeightStore
+
+    mirror = _mirror()
+    local = LocalRegistry(ltr_home / "registry")
+
+    def publish(second: int, partition: str) -> publication.PublicationReport:
+        return publication.publish(
+            local, mirror, weights(second), MODEL, GATED, partition, keep=1, rollout="canary"
+        )
+
+    live = publish(0, "2026-11-25")
+    assert live.local.latest_moved and mirror.candidate() == (None, None)
+    candidate = publish(1, "2026-11-26")
+    assert candidate.s3_published and candidate.local.candidate_set
+    on_s3, _ = mirror.candidate()
+    assert on_s3 is not None and on_s3["version"] == candidate.version
+    assert _pointer(mirror)["version"] == live.version
+    assert {live.version, candidate.version} <= set(mirror.versions())  # keep=1 kept both
+    store = S3WeightStore(mirror, "weights")
+    loaded = store.load_candidate()
+    assert loaded is not None and loaded.version == candidate.version
+    marker = store.current_marker()
+    assert marker is not None and "+" in marker
+
+    promoted = publication.promote(local, mirror, {"wins": 3}, scorer="weights")
+    assert promoted.s3_published
+    assert _pointer(mirror)["version"] == candidate.version
+    assert _latest_copy_version(mirror) == candidate.version
+    assert mirror.candidate() == (None, None) and store.load_candidate() is None
+
+    newer = publish(2, "2026-11-27")
+    assert (mirror.candidate()[0] or {}).get("version") == newer.version
+    assert ltr(["registry", "retire", "--note", "lost"]) == 0
+    assert "retired" in capsys.readouterr().out
+    assert mirror.candidate() == (None, None) and local.candidate() is None
+    assert local.history()[-1]["evidence"] == {"note": "lost"}

@@ -61,6 +61,9 @@ def test_reload_needs_the_bearer_token(
             "version": new,
             "previous_version": old,
             "error": None,
+            "candidate_state": "none",
+            "candidate_version": None,
+            "candidate_error": None,
         }
         assert client.post("/rank", json=rank_body(3)).json()["version"] == new
         metrics = client.get("/metrics").text

@@ -32,6 +32,9 @@ class ScriptedStore:
             raise outcome
         return outcome
 
+    def load_candidate(self) -> StoredArtifact | None:
+        return None
+
 
 def _state(store: ScriptedStore, tmp_path: Path) -> ServingState:
     env = {"LTR_REGISTRY_DIR": str(tmp_path), "WEIGHTS_PATH": str(tmp_path / "w.json")}

@@ -76,8 +76,11 @@ class VersionWriter(LocalVersions):
         metadata: Mapping[str, Any],
         partition: str,
         now: datetime | None = None,
+        *,
+        candidate: bool = False,
     ) -> str:
-        """Write a new version and point `latest` (and WEIGHTS_PATH) at it; its id."""
+        """Write a new version and point `latest` (and WEIGHTS_PATH) at it, or with `candidate`
+        point `candidate.json` at it (a canary publish); its id."""
         weights_bytes = weights_json(weights)
         model_bytes = model_text.encode()
         self.versions_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +110,9 @@ class VersionWriter(LocalVersions):
         os.rename(staging, self.versions_dir / version)  # the version appears whole
         moved_at = datetime.now(UTC).isoformat()
         pointer = {"version": version, "partition": partition, "moved_at": moved_at}
+        if candidate:
+            write_atomically(self.candidate_path, _json(pointer))
+            return version
         write_atomically(self.pointer_path, _json(pointer))
         if self.weights_path is not None:
             write_atomically(self.weights_path, weights_bytes)

@@ -58,14 +58,19 @@ class Publisher:
         self.model_text = model_text
         self._now = datetime(2026, 11, 26, 2, 15, 0, tzinfo=UTC)
 
-    def publish(self, weights: dict[str, float], gated_scorer: str | None = "") -> str:
+    def publish(
+        self, weights: dict[str, float], gated_scorer: str | None = "", candidate: bool = False
+    ) -> str:
         """A version gated for `gated_scorer`: by default the LTR_SCORER of the moment, None for
-        a version that records no gated scorer."""
+        a version that records no gated scorer. `candidate`: a canary publish (candidate.json
+        names it, latest stays)."""
         self._now += timedelta(seconds=1)
         metadata: dict[str, Any] = {"gate_passed": True}
         if gated_scorer is not None:
             metadata["gated_scorer"] = gated_scorer or os.environ.get("LTR_SCORER", "weights")
-        return self.registry.publish(weights, self.model_text, metadata, PARTITION, now=self._now)
+        return self.registry.publish(
+            weights, self.model_text, metadata, PARTITION, now=self._now, candidate=candidate
+        )
 
     def point_latest_at(self, version: str) -> None:
         """Move the pointer by hand, bypassing the registry's validation (a broken publisher)."""
@@ -103,6 +108,7 @@ def serving_env(ltr_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[...
             # Exploration swaps positions of a share of requests; off unless a test turns it on,
             # so the order of every response follows the scores.
             "LTR_EXPLORE_RATE": "0",
+            "LTR_INTERLEAVE_RATE": None,  # the default; only a candidate makes it matter
             "LTR_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
         }
         for name, value in {**defaults, **env}.items():

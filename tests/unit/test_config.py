@@ -190,10 +190,20 @@ def test_every_numeric_variable_refuses_values_outside_its_range(name: str) -> N
     for raw in ("1e12", "-1", "99999999999999999999"):
         with pytest.raises(ConfigError, match=f"^{name}=.* is outside its range"):
             Settings.from_env({**kafka, name: raw})
+    # The two rates share the request-id hash range (their sum is at most 1): each bound is
+    # accepted with the other rate at 0.
+    partner = {"LTR_EXPLORE_RATE": "LTR_INTERLEAVE_RATE", "LTR_INTERLEAVE_RATE": "LTR_EXPLORE_RATE"}
+    other = {partner[name]: "0"} if name in partner else {}
     for bound in (allowed.low, allowed.high):  # the bounds themselves are accepted
-        Settings.from_env({**kafka, name: f"{bound:g}"})
+        Settings.from_env({**kafka, **other, name: f"{bound:g}"})
     if allowed.zero_off:
         Settings.from_env({**kafka, name: "0"})
+
+
+def test_the_explore_and_interleave_rates_may_not_sum_past_one() -> None:
+    assert Settings.from_env({"LTR_EXPLORE_RATE": "0.8"}).serving.interleave_rate == 0.2
+    with pytest.raises(ConfigError, match="LTR_EXPLORE_RATE .* LTR_INTERLEAVE_RATE"):
+        Settings.from_env({"LTR_EXPLORE_RATE": "0.5", "LTR_INTERLEAVE_RATE": "0.6"})
 
 
 def test_every_numeric_variable_is_declared_with_its_range() -> None:

@@ -14,6 +14,7 @@ from ltr_core.interleaving import (
     Credit,
     Team,
     credit,
+    draw,
     position_probabilities,
     request_rng,
     team_draft,
@@ -206,3 +207,16 @@ def test_a_clearly_better_ranker_wins_more() -> None:
     wins, losses, ties = _simulate(better=True, requests=2000, seed=6)
     decided = wins + losses
     assert wins / decided > 0.5 + 4 * math.sqrt(0.25 / decided), (wins, losses, ties)
+
+
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_draw_shows_exactly_what_team_draft_shows(top_k: int | None) -> None:
+    """Serving draws on the request path with `draw` and leaves the propensities to its log
+    worker: the two must agree on every request."""
+    rng = np.random.default_rng(4)
+    for request in range(50):
+        live = list(range(9))
+        candidate = [int(i) for i in rng.permutation(9)]
+        drafted = team_draft(live, candidate, request_rng(f"r-{request}"), top_k=top_k)
+        items, teams = draw(live, candidate, request_rng(f"r-{request}"), top_k=top_k)
+        assert (items, teams) == (drafted.items, drafted.teams)

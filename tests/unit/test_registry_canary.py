@@ -1,0 +1,211 @@
+"""The canary rollout in the local registry: a candidate pointer beside latest, promote, retire,
+rollback clearing it, and retention keeping what either pointer names."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import InvalidPointer, RegistryError
+from tests.support.artifacts import tiny_model_text, weights
+
+META = {"gated_scorer": "weights"}
+
+
+def _now(second: int) -> datetime:
+    return datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+
+
+def _registry(tmp_path: Path) -> LocalRegistry:
+    return LocalRegistry(tmp_path / "reg", tmp_path / "models" / "ltr_weights.json")
+
+
+def _publish(
+    registry: LocalRegistry, second: int, rollout: str = "canary", partition: str = "2026-11-25"
+) -> str:
+    result = registry.publish(
+        weights(second), tiny_model_text(), META, partition, now=_now(second),
+        rollout="canary" if rollout == "canary" else "direct",
+    )  # fmt: skip
+    return result.version
+
+
+def test_the_first_canary_publish_goes_live_there_being_nothing_to_compare(
+    tmp_path: Path,
+) -> None:
+    registry = _registry(tmp_path)
+    result = registry.publish(
+        weights(0), tiny_model_text(), META, "2026-11-25", now=_now(0), rollout="canary"
+    )
+    assert result.latest_moved and not result.candidate_set
+    assert registry.latest_version() == result.version and registry.candidate() is None
+
+
+def test_a_canary_publish_sets_the_candidate_and_leaves_latest(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    flat = registry.weights_path.read_bytes() if registry.weights_path else b""
+    result = registry.publish(
+        weights(1), tiny_model_text(), META, "2026-11-26", now=_now(1), rollout="canary"
+    )
+    assert result.candidate_set and not result.latest_moved
+    assert result.previous_latest == live and "candidate" in result.reason
+    assert registry.latest_version() == live
+    assert registry.candidate_version() == result.version
+    candidate = registry.candidate()
+    assert candidate is not None and candidate["partition"] == "2026-11-26"
+    assert registry.weights_path is not None and registry.weights_path.read_bytes() == flat
+    assert registry.pointed_versions() == {"latest.json": live, "candidate.json": result.version}
+
+
+def test_a_direct_publish_moves_latest_and_sets_no_candidate(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    _publish(registry, 0, "direct")
+    second = _publish(registry, 1, "direct")
+    assert registry.latest_version() == second and registry.candidate() is None
+
+
+def test_a_newer_candidate_replaces_the_older_one_and_says_so(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    _publish(registry, 0)
+    first = _publish(registry, 1)
+    second = _publish(registry, 2)
+    assert registry.candidate_version() == second
+    last = registry.history()[-1]
+    assert (last["action"], last["version"], last["evidence"]) == (
+        "replaced",
+        first,
+        {"by": second},
+    )
+
+
+def test_a_backfill_moves_neither_pointer(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, partition="2026-11-25")
+    result = registry.publish(
+        weights(1), tiny_model_text(), META, "2026-11-20", now=_now(1), rollout="canary"
+    )
+    assert not result.latest_moved and not result.candidate_set
+    assert registry.latest_version() == live and registry.candidate() is None
+
+
+def test_promote_moves_latest_to_the_candidate_clears_it_and_records_the_evidence(
+    tmp_path: Path,
+) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    evidence = {"candidate_wins": 120, "live_wins": 80, "note": "interleaving, 7 days"}
+    result = registry.promote(evidence, scorer="weights")
+    assert result.version == candidate and result.previous_latest == live
+    assert registry.latest_version() == candidate and registry.candidate() is None
+    pointer = json.loads(registry.pointer_path.read_text())
+    assert pointer["promoted"] == {"evidence": evidence, "previous": live}
+    assert registry.weights_path is not None
+    assert json.loads(registry.weights_path.read_text()) == pytest.approx(weights(1))
+    last = registry.history()[-1]
+    assert last["action"] == "promoted" and last["version"] == candidate
+    assert last["evidence"] == evidence
+
+
+def test_retire_clears_the_candidate_and_leaves_latest(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    assert registry.retire({"reason": "lost the interleaving"}) == candidate
+    assert registry.latest_version() == live and registry.candidate() is None
+    assert registry.history()[-1]["action"] == "retired"
+    assert candidate in registry.versions()  # retired, not deleted
+
+
+def test_promote_and_retire_without_a_candidate_are_refused(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    with pytest.raises(RegistryError, match="no candidate"):
+        registry.promote({})
+    with pytest.raises(RegistryError, match="no candidate"):
+        registry.retire({})
+    assert registry.latest_version() == live
+
+
+def test_a_malformed_candidate_pointer_is_refused_on_read_and_not_promoted(
+    tmp_path: Path,
+) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    registry.candidate_path.write_text(json.dumps({"version": "../../etc", "partition": ""}))
+    with pytest.raises(InvalidPointer):
+        registry.candidate()
+    with pytest.raises(InvalidPointer):
+        registry.promote({})
+    assert registry.latest_version() == live
+    assert registry.retire({}) == "?"  # clearing a malformed candidate is always possible
+    assert registry.candidate() is None
+
+
+def test_rollback_clears_the_candidate(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    old = _publish(registry, 0)
+    _publish(registry, 1, "direct")
+    candidate = _publish(registry, 2)
+    result = registry.rollback(old, scorer="weights")
+    assert registry.latest_version() == old and registry.candidate() is None
+    assert f"candidate {candidate} cleared" in result.reason
+    assert registry.history()[-1]["action"] == "cleared_by_rollback"
+
+
+def test_retention_keeps_the_candidate_and_latest(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    # backfills: published, neither pointer moves
+    older, newest = (_publish(registry, s, partition="2026-11-20") for s in (2, 3))
+    assert registry.pointed_versions() == {"latest.json": live, "candidate.json": candidate}
+    report = publication.prune_versions(registry, None, keep=1)
+    assert report.ok and report.pruned == [older]
+    assert registry.versions() == [live, candidate, newest]
+    with pytest.raises(RegistryError, match="candidate.json"):
+        registry.delete_version(candidate)
+
+
+def test_publication_publish_passes_the_rollout(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    report = publication.publish(
+        registry, None, weights(1), tiny_model_text(), META, "2026-11-26", keep=5,
+        rollout="canary",
+    )  # fmt: skip
+    assert report.local.candidate_set and registry.latest_version() == live
+    promoted = publication.promote(registry, None, {"ok": True}, scorer="weights")
+    assert promoted.version == report.version == registry.latest_version()
+
+
+def test_the_cli_shows_promotes_and_retires_the_candidate(
+    ltr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ltr_assets.cli import main as ltr
+
+    registry = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
+    live = _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    assert ltr(["registry", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert f"* {live}" in listing and f"c {candidate}" in listing
+    assert ltr(["registry", "show", "--candidate"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == candidate
+    assert ltr(["registry", "promote", "--evidence", '{"wins": 9}', "--note", "ok"]) == 0
+    assert f"{live} -> {candidate}" in capsys.readouterr().out
+    assert ltr(["registry", "show", "--pointers"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["latest"]["version"] == candidate and shown["candidate"] is None
+    assert shown["latest"]["promoted"]["evidence"] == {"wins": 9, "note": "ok"}
+    assert shown["history"][-1]["action"] == "promoted"
+    assert ltr(["registry", "retire"]) == 1  # nothing to retire
+    assert "no candidate" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="JSON object"):
+        ltr(["registry", "promote", "--evidence", "[1]"])
