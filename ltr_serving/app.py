@@ -86,7 +86,11 @@ def build_event_log(
                 "LTR_SERVING_LOG_DIR instead",
                 extra={"directory": str(settings.serving_log_dir)},
             )
-        sink = FileSink(settings.serving_log_dir, written=metrics.events_file)
+        sink = FileSink(
+            settings.serving_log_dir,
+            max_age_s=settings.serving.log_rotate_s,
+            written=metrics.events_file,
+        )
     events = EventLog(
         sink,
         settings.serving.impression_queue,
