@@ -389,18 +389,39 @@ class Simulator:
         self._lawyers = _lawyers(config)
         self._bias = parse_bias_target(config.bias_against) if config.bias_against else ()
         self.truth: list[Candidate] = []
+        self._frames: list[Any] = []  # truth_frame's cache: the candidates framed so far
+        self._framed = 0
 
     def truth_frame(self) -> Any:
-        """`truth` as a DataFrame with TRUTH_COLUMNS, to join on (request_id, lawyer_id)."""
+        """`truth` as a DataFrame with TRUTH_COLUMNS, to join on (request_id, lawyer_id).
+
+        Built incrementally: the candidates framed by an earlier call are kept as frames, only
+        those appended since are converted (a demo asks for it every simulated day)."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                (c.request_id, c.lawyer_id, c.utility, c.gain, c.position, c.unbiased_label)
-                for c in self.truth
-            ],
-            columns=list(TRUTH_COLUMNS),
-        )
+        if len(self.truth) < self._framed or not self.truth:  # cut or replaced: start over
+            self._frames, self._framed = [], 0
+        if not self.truth:
+            return pd.DataFrame([], columns=list(TRUTH_COLUMNS))
+        new = self.truth[self._framed :]
+        if new:
+            self._frames.append(
+                pd.DataFrame(
+                    {
+                        "request_id": [c.request_id for c in new],
+                        "lawyer_id": [c.lawyer_id for c in new],
+                        "utility": np.array([c.utility for c in new], dtype=np.float64),
+                        "gain": np.array([c.gain for c in new], dtype=np.float64),
+                        "shown_position": np.array([c.position for c in new], dtype=np.int64),
+                        "unbiased_label": np.array([c.unbiased_label for c in new], dtype=np.int64),
+                    },
+                    columns=list(TRUTH_COLUMNS),
+                )
+            )
+            self._framed = len(self.truth)
+            if len(self._frames) > 1:
+                self._frames = [pd.concat(self._frames, ignore_index=True)]
+        return self._frames[0].copy()
 
     def days(self) -> list[date]:
         return [self.config.start + timedelta(days=i) for i in range(self.config.days)]
