@@ -1,10 +1,17 @@
 """`make demo`: simulate weeks of traffic with the feedback loop, run the nightly pipeline day by
 day, and print what the gate decided next to what the simulator knows is true.
 
-Each day's lists are shown in the order of the version live that day (the platform's own v2.8
-until the first publication), exactly as the product closes the loop in production. The demo
-drives the same Definitions the UI loads, against the Dagster instance in DAGSTER_HOME, so the
-runs, materializations and check results are there to browse afterwards (`make ui`).
+The loop runs as in production. Until the first publication, each day's lists are shown in the
+platform's own v2.8 order and written to the audit log. From the first publication on, the
+ranking service (`ltr serve`, started once on a free 127.0.0.1 port) ranks every case of a day
+over HTTP (`POST /rank`, exploration swaps included); the simulated users act on the order it
+returned, under the simulator's click model, and their feedback goes to `POST /feedback`; the
+pipeline's raw_events reads what the service logged (LTR_SERVING_LOG_DIR). After each night that
+publishes, the service is told to reload (`POST /reload`, as the reload sensor does), so the
+version serving the next day is the one just published
+(`ltr_assets.simulation.through_service`). The demo drives the same Definitions the UI loads,
+against the Dagster instance in DAGSTER_HOME, so the runs, materializations and check results
+are there to browse afterwards (`make ui`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from ltr_assets.gate.summary import CandidateSummary
+    from ltr_assets.simulation.through_service import ServedDay, ServiceProcess
 
 
 @dataclass
@@ -33,19 +41,7 @@ class DayRow:
     low: float | None
     vs_logged: float | None
     truth: float | None  # the simulator's true nDCG@5 of the same scorer on the same lists
-
-
-def _live_ranker(registry: Any, scorer_kind: str) -> tuple[Any, str]:
-    """The scorer `latest` points at (what the ranking service serves), or the platform's."""
-    from ltr_assets.simulation.simulator import PLATFORM_VERSION
-    from ltr_core.scoring import make_scorer
-
-    version = registry.latest_version()
-    if version is None:
-        return None, PLATFORM_VERSION
-    artifact = registry.load(version)
-    scorer = make_scorer(scorer_kind, artifact.weights, artifact.model_text)
-    return scorer.score, version
+    served: ServedDay | None = None  # how the service served the day (None: v2.8, audit log)
 
 
 def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> float | None:
@@ -131,78 +127,187 @@ def demo_env(settings: Any) -> dict[str, str]:
     }
 
 
-def run_demo(days: int = 28, seed: int = 7) -> int:
-    started = time.perf_counter()
-    last = datetime.now(UTC).date() - timedelta(days=1)
-    first = last - timedelta(days=days - 1)
-    os.environ.setdefault("LTR_START_DATE", first.isoformat())
-    # The demo's days are simulated with no ranking service interleaving a candidate, so no
-    # evidence could ever promote one: each gated version goes live directly.
-    os.environ.setdefault("LTR_ROLLOUT", "direct")
+class DemoLoop:
+    """The demo's days, one `run_day` each: traffic (v2.8 into the audit log before the first
+    publication, the ranking service after it), then that night's pipeline runs. The service is
+    started at the first publication and stopped by `close` (its whole process group)."""
 
-    from dagster import AssetCheckEvaluation, DagsterInstance
+    def __init__(
+        self,
+        settings: Any,
+        simulator: Any,
+        events_file: Path,
+        seed: int,
+        instance: Any,
+        explore_rate: float | None = None,
+    ) -> None:
+        from ltr_assets.definitions import defs
+        from ltr_assets.registry.local import LocalRegistry
 
-    from ltr_assets.definitions import defs
-    from ltr_assets.gate.summary import CandidateSummary
-    from ltr_assets.lake.paths import lake_from_settings
-    from ltr_assets.registry.local import LocalRegistry
-    from ltr_assets.simulation.simulator import Simulator, SimulatorConfig, render_lines
-    from ltr_core.settings import Settings, env_file_path, write_env_file
-
-    settings = Settings.from_env()
-    write_env_file(env_file_path(os.environ), demo_env(settings))
-    simulator = Simulator(SimulatorConfig(start=first, days=days, seed=seed))
-    registry = LocalRegistry(settings.registry_dir, settings.weights_path, settings.artifact_keys)
-    events_file = Path(settings.audit_log).parent / f"audit-{first}.jsonl"
-    events_file.parent.mkdir(parents=True, exist_ok=True)
-    events_file.write_text("")
-    print(f"simulating {days} days, {first} .. {last}, into {events_file}; each day's lists are "
-          "shown in the live version's order")  # fmt: skip
-
-    # The report below says what each run did; Dagster's own step-by-step console log (and the
-    # stack trace of the first day's intended gate failure) would bury it. The runs' full logs
-    # stay in the instance for the UI.
-    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    daily = defs.resolve_job_def("ltr_daily_job")
-    refresh = defs.resolve_job_def("ltr_label_refresh_job")
-    instance = DagsterInstance.get()
-    rows: list[DayRow] = []
-    for i in range(days):
-        day = first + timedelta(days=i)
-        ranker, shown_by = _live_ranker(registry, settings.scorer)
-        events = simulator.day_events(day, ranker, shown_by)
-        events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
-        with events_file.open("a") as handle:
-            for line in render_lines(events, "audit", seed + i):
-                handle.write(line + "\n")
-        result = daily.execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False, run_config=quiet
+        self.settings = settings
+        self.simulator = simulator
+        self.events_file = events_file
+        self.seed = seed
+        self.instance = instance
+        self.explore_rate = explore_rate
+        self.registry = LocalRegistry(
+            settings.registry_dir, settings.weights_path, settings.artifact_keys
         )
-        if i > 0:  # as the schedule does: refresh the labels of the day before
-            refresh.execute_in_process(
+        self.daily = defs.resolve_job_def("ltr_daily_job")
+        self.refresh = defs.resolve_job_def("ltr_label_refresh_job")
+        self.service: ServiceProcess | None = None
+        self.served_version: str | None = None
+        self.sent = (0, 0)  # impressions and feedback events the service logged in all
+        self.days_run = 0
+        self.results: dict[date, Any] = {}  # each day's daily-job result
+
+    def sync_service(self) -> str | None:
+        """Once a version is published: the service started (first time) or told to reload
+        (when `latest` moved since it last loaded); the version it serves (None before)."""
+        from ltr_assets.simulation.through_service import ServiceError, ServiceProcess
+
+        latest = self.registry.latest_version()
+        if latest is None:
+            return None
+        if self.service is None:
+            self.service = ServiceProcess(
+                self.settings.serving_log_dir, explore_rate=self.explore_rate
+            )
+            health = self.service.start()
+            self.served_version = health["version"]
+        elif latest != self.served_version:
+            self.served_version = self.service.client.reload()
+        if self.served_version != latest:
+            raise ServiceError(f"the service serves {self.served_version}, latest is {latest}")
+        return self.served_version
+
+    def run_day(self, day: date) -> DayRow:
+        from dagster import AssetCheckEvaluation
+
+        from ltr_assets.gate.summary import CandidateSummary
+        from ltr_assets.lake.paths import lake_from_settings
+        from ltr_assets.simulation.simulator import PLATFORM_VERSION, render_lines
+        from ltr_assets.simulation.through_service import serve_day, wait_until_logged
+
+        served = None
+        if self.sync_service() is None:  # before the first publication: v2.8, the audit log
+            events = self.simulator.day_events(day)
+            events.sort(key=lambda e: (e["timestamp"], e["event_id"]))
+            with self.events_file.open("a") as handle:
+                for line in render_lines(events, "audit", self.seed + self.days_run):
+                    handle.write(line + "\n")
+            shown_by = PLATFORM_VERSION
+        else:
+            assert self.service is not None
+            served = serve_day(self.simulator, day, self.service.client)
+            self.sent = (self.sent[0] + served.impressions, self.sent[1] + served.feedback)
+            wait_until_logged(self.service.client, self.service.log_dir, day, *self.sent)
+            shown_by = served.version
+        # The report below says what each run did; Dagster's own step-by-step console log (and
+        # the stack trace of the first day's intended gate failure) would bury it. The runs'
+        # full logs stay in the instance for the UI.
+        quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        result = self.daily.execute_in_process(
+            partition_key=day.isoformat(),
+            instance=self.instance,
+            raise_on_error=False,
+            run_config=quiet,
+        )
+        if self.days_run > 0:  # as the schedule does: refresh the labels of the day before
+            self.refresh.execute_in_process(
                 partition_key=(day - timedelta(days=1)).isoformat(),
-                instance=instance,
+                instance=self.instance,
                 raise_on_error=False,
                 run_config=quiet,
             )
+        self.days_run += 1
+        self.results[day] = result
         failed = [
             e.event_specific_data.check_name
             for e in result.all_events
             if isinstance(e.event_specific_data, AssetCheckEvaluation)
             and not e.event_specific_data.passed
         ]
-        row = DayRow(day, shown_by, result.success, failed, None, None, None, None)
-        candidate = lake_from_settings(settings).candidate(day) / "candidate.json"
+        row = DayRow(day, shown_by, result.success, failed, None, None, None, None, served)
+        candidate = lake_from_settings(self.settings).candidate(day) / "candidate.json"
         if candidate.exists():
             metrics = CandidateSummary.from_json(json.loads(candidate.read_text())).metrics
             ndcg5 = metrics.counterfactual[5]
             row.estimate, row.low = ndcg5.value, ndcg5.interval.low
             row.vs_logged = metrics.vs_logged.difference
-            row.truth = _candidate_truth(settings, simulator, day, simulator.truth_frame())
-        rows.append(row)
+            row.truth = _candidate_truth(
+                self.settings, self.simulator, day, self.simulator.truth_frame()
+            )
+        return row
 
-    print("\nthe gate's counterfactual nDCG@5 of each night's candidate, and the truth")
-    print("partition   shown by          run   estimate [low]    vs shown  true   failed checks")
+    def close(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+
+def run_demo(days: int = 28, seed: int = 7) -> int:
+    started = time.perf_counter()
+    last = datetime.now(UTC).date() - timedelta(days=1)
+    first = last - timedelta(days=days - 1)
+    os.environ.setdefault("LTR_START_DATE", first.isoformat())
+    # Nothing promotes a canary candidate during the demo yet: each gated version goes live.
+    os.environ.setdefault("LTR_ROLLOUT", "direct")
+
+    from dagster import DagsterInstance
+
+    from ltr_assets.gate.summary import CandidateSummary
+    from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
+    from ltr_core.settings import Settings, env_file_path, write_env_file
+
+    settings = Settings.from_env()
+    write_env_file(env_file_path(os.environ), demo_env(settings))
+    simulator = Simulator(SimulatorConfig(start=first, days=days, seed=seed))
+    events_file = Path(settings.audit_log).parent / f"audit-{first}.jsonl"
+    events_file.parent.mkdir(parents=True, exist_ok=True)
+    events_file.write_text("")
+    print(f"simulating {days} days, {first} .. {last}: the platform's v2.8 orders the lists into "
+          f"{events_file} until the first publication; from then on the ranking service ranks "
+          f"them over HTTP and logs them under {settings.serving_log_dir}")  # fmt: skip
+
+    loop = DemoLoop(settings, simulator, events_file, seed, DagsterInstance.get())
+    try:
+        rows = [loop.run_day(first + timedelta(days=i)) for i in range(days)]
+        _print_days(rows)
+        registry = loop.registry
+        latest = registry.latest_version()
+        if latest is None:
+            print("\nno version was published")
+            return 1
+        artifact = registry.load(latest)
+        meta = CandidateSummary.from_json(artifact.metadata)
+        print(
+            f"\npublished versions: {len(registry.versions())}; latest = {latest} "
+            f"(partition {meta.partition}, scorer {meta.scorer}, debias "
+            f"{meta.debias.method}, weights by {meta.weights_method})"
+        )
+        for gate in meta.gate:
+            print(f"  {gate.name:14s} {'pass' if gate.passed else 'FAIL'}  {gate.description}")
+        _print_curve(meta, simulator)
+        print(
+            "weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items())
+        )
+        _final_report(settings, simulator, artifact, meta, simulator.truth_frame())
+        print(f"flat weights file: {settings.weights_path}")
+        loop.sync_service()  # the night's publication, if any, is what the sample sees
+        _rank_sample(loop.service, simulator, last)  # a case from the newest day
+    finally:
+        loop.close()
+    print(f"demo wall time: {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _print_days(rows: list[DayRow]) -> None:
+    print(
+        "\nthe gate's counterfactual nDCG@5 of each night's candidate, and the truth; the lists "
+        "were shown by v2.8 or by the service (swaps: requests its exploration swapped)"
+    )
+    print("partition   shown by         swaps  run   estimate [low]    vs shown  true   "
+          "failed checks")  # fmt: skip
     for r in rows:
         if r.estimate is None:
             figures = f"{'-':>16}  {'-':>8}  {'-':>5}"
@@ -212,24 +317,26 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
                 if r.truth is not None
                 else f"{r.estimate:.4f} [{r.low:.4f}]  {r.vs_logged:+.4f}  {'-':>5}"
             )
+        swaps = f"{r.served.swapped:5d}" if r.served is not None else f"{'-':>5}"
         print(
-            f"{r.day}  {r.shown_by:16s}  {'ok  ' if r.ok else 'FAIL'}  {figures}  "
+            f"{r.day}  {r.shown_by:15s}  {swaps}  {'ok  ' if r.ok else 'FAIL'}  {figures}  "
             f"{', '.join(r.failed) or '-'}"
         )
+    served = [r.served for r in rows if r.served is not None]
+    if served:
+        print(
+            f"through the service: {sum(s.requests for s in served)} requests on "
+            f"{len(served)} days ({sum(s.swapped for s in served)} swapped), "
+            f"{sum(s.impressions for s in served)} impressions logged, "
+            f"{sum(s.feedback for s in served)} feedback events posted, "
+            f"{sum(s.seconds for s in served):.1f} s"
+        )
 
-    latest = registry.latest_version()
-    if latest is None:
-        print("\nno version was published")
-        return 1
-    artifact = registry.load(latest)
-    meta = CandidateSummary.from_json(artifact.metadata)
-    print(
-        f"\npublished versions: {len(registry.versions())}; latest = {latest} "
-        f"(partition {meta.partition}, scorer {meta.scorer}, debias "
-        f"{meta.debias.method}, weights by {meta.weights_method})"
-    )
-    for gate in meta.gate:
-        print(f"  {gate.name:14s} {'pass' if gate.passed else 'FAIL'}  {gate.description}")
+
+_SOURCE_TAGS = {"click_model": "cm", "interventions": "sw", "reference": "ref"}
+
+
+def _print_curve(meta: CandidateSummary, simulator: Any) -> None:
     curve = meta.propensity
     examination = np.asarray(curve.examination[:10])
     print(
@@ -240,63 +347,32 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     print(
         "the simulator's true curve:                  " + " ".join(f"{v:.3f}" for v in true_curve)
     )
-    print("weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items()))
-    _final_report(settings, simulator, artifact, meta, simulator.truth_frame())
-    print(f"flat weights file: {settings.weights_path}")
-    _serve_and_rank(simulator, last)  # a case from the newest day
-    print(f"demo wall time: {time.perf_counter() - started:.1f} s")
-    return 0
+    if curve.sources:
+        print(
+            "where each position's value comes from:      "
+            + " ".join(f"{_SOURCE_TAGS.get(s, s):>5s}" for s in curve.sources[:10])
+            + "   (sw: swap interventions, cm: click model, ref: position 1)"
+        )
+    if curve.swapped_impressions:
+        print(
+            "swapped impressions at each position:        "
+            + " ".join(f"{n:5d}" for n in curve.swapped_impressions[:10])
+        )
 
 
-def _serve_and_rank(simulator: Any, day: date) -> None:
-    """Start the ranking service on a free 127.0.0.1 port and rank one simulated case."""
-    import socket
-    import subprocess
-    import sys
+def _rank_sample(service: ServiceProcess | None, simulator: Any, day: date) -> None:
+    """Rank one simulated case of `day` on the running service (no simulated clock: it is
+    logged at today's time, in today's folder, which no partition of the demo reads)."""
+    from ltr_assets.simulation.through_service import rank_body
 
-    import httpx
-
-    from ltr_core.features import FEATURES
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ltr_assets.cli", "serve", "--host", "127.0.0.1", "--port",
-         str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{url}/ltr/health", timeout=1).json()
-                break
-            except (httpx.HTTPError, ValueError):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    print("the ranking service did not start")
-                    return
-                time.sleep(0.2)
-        shown = [
-            e
-            for e in simulator.day_events(day)
-            if e["event_type"] == "match_recommendation" and e["request_id"].endswith("-00000")
-        ]
-        body = {
-            "case_id": shown[0]["case_id"],
-            "candidates": [
-                {"lawyer_id": e["lawyer_id"], "features": {f: e["features"][f] for f in FEATURES}}
-                for e in shown
-            ],
-            "top_k": 5,
-        }
-        ranked = httpx.post(f"{url}/rank", json=body, timeout=5).json()
-        print(f"\nranking service on {url}: version {health['version']} ({health['source']})")
-        print(f"POST /rank for case {body['case_id']} with {len(shown)} candidates -> top 5:")
-        for item in ranked["candidates"]:
-            print(f"  {item['rank']}. {item['lawyer_id']}  score={item['score']:.4f}")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    if service is None:
+        return
+    case = simulator.day_cases(day)[0]
+    body = {**rank_body(case), "top_k": 5}
+    del body["request_id"]  # the service makes one: this is not one of the day's requests
+    health = service.client.health()
+    ranked = service.client.http.post("/rank", json=body).json()
+    print(f"\nranking service on {service.url}: version {health['version']} ({health['source']})")
+    print(f"POST /rank for case {body['case_id']} with {len(case.lawyer_ids)} candidates -> top 5:")
+    for item in ranked["candidates"]:
+        print(f"  {item['rank']}. {item['lawyer_id']}  score={item['score']:.4f}")

@@ -573,6 +573,13 @@ class ServingSettings(BaseModel):
         description="requests waiting to be written to the impression log; when full, a "
         "request's impressions are dropped and counted (`/rank` never waits)",
     )
+    log_rotate_s: Annotated[Float, Range(0.1, 86_400)] = Field(
+        300.0,
+        validation_alias="LTR_SERVING_LOG_ROTATE_SECONDS",
+        description="how long a serving-log file stays open (`.jsonl.part`) before it is "
+        "completed as `.jsonl`, the only files raw_events reads (also completed at 64 MiB, at an "
+        "event of another day and at shutdown)",
+    )
     feedback_token: Annotated[SecretStr, VERBATIM] = Field(
         SecretStr(""),
         validation_alias="LTR_FEEDBACK_TOKEN",

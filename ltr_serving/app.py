@@ -82,7 +82,11 @@ def build_event_log(
     if requested == "off" and sink is None:
         return None
     if sink is None:
-        files = FileSink(settings.serving_log_dir, written=metrics.events_file)
+        files = FileSink(
+            settings.serving_log_dir,
+            max_age_s=settings.serving.log_rotate_s,
+            written=metrics.events_file,
+        )
         sink = files
         if requested == "kafka":
             if settings.kafka is None:  # Settings refuses this; a hand-built one may not

@@ -14,7 +14,11 @@ carries the biases of a real platform's logs:
 - Noisy features: the features the platform logs (and rankers see) are the true ones plus noise.
 - Drift: the true utility's coefficients move slowly (a slow sine per term) across days.
 - The feedback loop: `day_events(day, ranker=…)` shows each list in the order of the given
-  ranker (the live version); without one, in the platform's own order (v2.8).
+  ranker (the live version); without one, in the platform's own order (v2.8). Or the lists are
+  ranked elsewhere, by the real ranking service: `day_cases(day)` gives a day's cases and
+  candidates unranked, and `day_users(day).respond…(case, shown order)` the users' feedback on
+  the list as it was shown, under the same click model
+  (`ltr_assets.simulation.through_service` drives `POST /rank` and `POST /feedback` with them).
 - Optionally, clients biased against a group of lawyers (one attribute value or an
   intersection such as ``gender=F&ethnicity=preta``): lower client-made features and feedback
   for that group, while its true utility is unchanged.
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -292,6 +296,91 @@ class Candidate:
 TRUTH_COLUMNS = ("request_id", "lawyer_id", "utility", "gain", "shown_position", "unbiased_label")
 
 
+@dataclass(frozen=True)
+class SimCase:
+    """One case of a day with its candidates, before anyone ranks them (`Simulator.day_cases`).
+    Arrays are per candidate, in the candidates' (request) order."""
+
+    request_id: str
+    case_id: str
+    shown_at: datetime  # when the list is asked for and shown
+    preset: str
+    lawyer_ids: list[str]
+    groups: list[dict[str, Any]]  # protected attributes (None: not declared)
+    features: np.ndarray  # candidates × FEATURES, as the platform logs them (noisy, rounded)
+    utility: np.ndarray  # the true utility (no client bias)
+    perceived: np.ndarray  # the utility the (possibly biased) clients perceive
+    gains: np.ndarray  # the true gain of an examined candidate
+    unbiased: np.ndarray  # labels drawn as if examined, without trust-bias clicks
+    tiebreak: np.ndarray  # random keys that break the ties of a ranker's scores
+
+    def feature_dict(self, index: int) -> dict[str, float]:
+        return {c: float(v) for c, v in zip(FEATURES, self.features[index], strict=True)}
+
+
+class DayUsers:
+    """The users of one day (`Simulator.day_users`): each shown list is examined and acted on
+    under the simulator's click model (position bias, trust bias, click noise), and what was
+    shown where is recorded in the simulator's `truth`. Their draws come from one stream per
+    day, so the lists must be shown in the order of `day_cases` for `day_events` to be
+    reproduced; any order gives valid feedback."""
+
+    def __init__(self, simulator: Simulator, day: date) -> None:
+        self.simulator = simulator
+        cfg = simulator.config
+        self._rng = np.random.default_rng([cfg.seed, 4, day.toordinal()])
+
+    def respond(self, case: SimCase, order: Sequence[int]) -> list[list[dict[str, Any]]]:
+        """The feedback events on the case's list shown in `order` (candidate indices, best
+        first), one list per shown position; records each shown candidate in the truth."""
+        n = len(case.lawyer_ids)
+        if sorted(order) != list(range(n)):
+            raise ValueError(f"{case.request_id}: an order shows each of the {n} candidates once")
+        simulator = self.simulator
+        positions = np.empty(n, dtype=np.int64)
+        positions[np.asarray(order, dtype=np.int64)] = np.arange(1, n + 1)
+        actions = simulator._actions(self._rng.random((n, 5)), positions, case.perceived)
+        out: list[list[dict[str, Any]]] = []
+        for position, idx in enumerate(order, start=1):
+            lawyer = case.lawyer_ids[idx]
+            simulator.truth.append(
+                Candidate(
+                    case.request_id,
+                    case.case_id,
+                    lawyer,
+                    float(case.utility[idx]),
+                    float(case.gains[idx]),
+                    position,
+                    int(case.unbiased[idx]),
+                )
+            )
+            out.append(
+                list(
+                    _feedback_events(
+                        self._rng,
+                        case.request_id,
+                        case.case_id,
+                        lawyer,
+                        position,
+                        actions[idx],
+                        case.shown_at,
+                    )
+                )
+            )
+        return out
+
+    def respond_to_ids(self, case: SimCase, shown: Sequence[str]) -> list[dict[str, Any]]:
+        """`respond` to the list as a ranking service returned it (lawyer ids in shown order),
+        the feedback events flattened."""
+        index = {lawyer: i for i, lawyer in enumerate(case.lawyer_ids)}
+        try:
+            order = [index[lawyer] for lawyer in shown]
+        except KeyError as exc:
+            unknown = exc.args[0]
+            raise ValueError(f"{case.request_id}: {unknown!r} was not a candidate") from None
+        return [event for events in self.respond(case, order) for event in events]
+
+
 class Simulator:
     """Generates the platform's events day by day; `truth` holds every shown candidate."""
 
@@ -300,18 +389,39 @@ class Simulator:
         self._lawyers = _lawyers(config)
         self._bias = parse_bias_target(config.bias_against) if config.bias_against else ()
         self.truth: list[Candidate] = []
+        self._frames: list[Any] = []  # truth_frame's cache: the candidates framed so far
+        self._framed = 0
 
     def truth_frame(self) -> Any:
-        """`truth` as a DataFrame with TRUTH_COLUMNS, to join on (request_id, lawyer_id)."""
+        """`truth` as a DataFrame with TRUTH_COLUMNS, to join on (request_id, lawyer_id).
+
+        Built incrementally: the candidates framed by an earlier call are kept as frames, only
+        those appended since are converted (a demo asks for it every simulated day)."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                (c.request_id, c.lawyer_id, c.utility, c.gain, c.position, c.unbiased_label)
-                for c in self.truth
-            ],
-            columns=list(TRUTH_COLUMNS),
-        )
+        if len(self.truth) < self._framed or not self.truth:  # cut or replaced: start over
+            self._frames, self._framed = [], 0
+        if not self.truth:
+            return pd.DataFrame([], columns=list(TRUTH_COLUMNS))
+        new = self.truth[self._framed :]
+        if new:
+            self._frames.append(
+                pd.DataFrame(
+                    {
+                        "request_id": [c.request_id for c in new],
+                        "lawyer_id": [c.lawyer_id for c in new],
+                        "utility": np.array([c.utility for c in new], dtype=np.float64),
+                        "gain": np.array([c.gain for c in new], dtype=np.float64),
+                        "shown_position": np.array([c.position for c in new], dtype=np.int64),
+                        "unbiased_label": np.array([c.unbiased_label for c in new], dtype=np.int64),
+                    },
+                    columns=list(TRUTH_COLUMNS),
+                )
+            )
+            self._framed = len(self.truth)
+            if len(self._frames) > 1:
+                self._frames = [pd.concat(self._frames, ignore_index=True)]
+        return self._frames[0].copy()
 
     def days(self) -> list[date]:
         return [self.config.start + timedelta(days=i) for i in range(self.config.days)]
@@ -335,26 +445,60 @@ class Simulator:
         self, day: date, ranker: Ranker | None = None, version: str = PLATFORM_VERSION
     ) -> list[dict[str, Any]]:
         """The events of the requests made on `day` (their feedback may fall on the next day),
-        each list shown in the order of `ranker` (the live version; default the platform's)."""
+        each list shown in the order of `ranker` (the live version; default the platform's).
+
+        The same as showing each of `day_cases(day)` in the ranker's order to `day_users(day)`
+        (which is what it does): a list shown by the real ranking service instead
+        (`ltr_assets.simulation.through_service`) meets the same users."""
+        ranker = ranker or platform_ranker
+        users = self.day_users(day)
+        events: list[dict[str, Any]] = []
+        for case in self.day_cases(day):
+            scores = np.asarray(ranker(case.features), dtype=np.float64)
+            # ties at random, never by input order
+            order = np.lexsort((case.tiebreak, -scores)).tolist()
+            feedback = users.respond(case, order)
+            for position, idx in enumerate(order, start=1):
+                event_time = case.shown_at + timedelta(milliseconds=position)
+                events.append(
+                    {
+                        "event_id": f"e-{case.request_id}-{position:02d}",
+                        "event_type": RECOMMENDATION,
+                        "timestamp": _iso(event_time),
+                        "request_id": case.request_id,
+                        "case_id": case.case_id,
+                        "lawyer_id": case.lawyer_ids[idx],
+                        "rank_position": position,
+                        "features": case.feature_dict(idx),
+                        "lawyer_groups": case.groups[idx],
+                        "algorithm_version": version,
+                        "preset": case.preset,
+                        "score": round(float(scores[idx]), 4),
+                    }
+                )
+                events.extend(feedback[position - 1])
+        return events
+
+    def day_cases(self, day: date) -> list[SimCase]:
+        """The cases of `day` with their candidates, not yet ranked: what a client of the
+        ranking service sends (features as the platform logs them, protected attributes) and
+        what the simulator knows of each candidate (true utility, true gain, unbiased label).
+        The same for a day and seed whichever ranker orders them, and however often drawn."""
         cfg = self.config
         model = cfg.click_model
         rng = np.random.default_rng([cfg.seed, 1, day.toordinal()])
-        # Feedback and the unbiased labels have streams of their own, so the lists and features
-        # of a day are the same whichever ranker orders them.
-        feedback_rng = np.random.default_rng([cfg.seed, 4, day.toordinal()])
+        # The unbiased labels have a stream of their own (and the feedback another one, in
+        # `day_users`), so the lists and features of a day are the same whichever ranker
+        # orders them.
         unbiased_rng = np.random.default_rng([cfg.seed, 5, day.toordinal()])
-        ranker = ranker or platform_ranker
         lawyers = self._lawyers
         coefficients = utility_coefficients(day, cfg.drift, cfg.drift_period_days)
         midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
         # Business-hours-heavy request times (UTC), sorted.
         hours = np.clip(rng.normal(15.0, 4.5, cfg.requests_per_day), 0.0, 23.999)
         seconds = np.sort(hours * 3600.0)
-        events: list[dict[str, Any]] = []
+        cases: list[SimCase] = []
         for i, second in enumerate(seconds):
-            request_id = f"r-{day:%Y%m%d}-{i:05d}"
-            case_id = f"c-{day:%Y%m%d}-{i:05d}"
-            shown_at = midnight + timedelta(seconds=float(second))
             n = int(rng.integers(cfg.min_candidates, cfg.max_candidates + 1))
             chosen = rng.choice(len(lawyers.ids), size=n, replace=False)
             x = {code: lawyers.intrinsic[code][chosen].copy() for code in _LAWYER_FEATURES}
@@ -373,53 +517,28 @@ class Simulator:
                     observed[code] = np.where(biased, observed[code] * factor, observed[code])
             for code in FEATURES:
                 observed[code] = np.round(observed[code], 4)
-            matrix = np.column_stack([observed[c] for c in FEATURES])
-            scores = np.asarray(ranker(matrix), dtype=np.float64)
-            order = np.lexsort((rng.random(n), -scores))  # ties at random, never by input order
-            perceived = utility - np.where(biased, 0.2 * cfg.bias_strength, 0.0)
-            gains = expected_gain(utility, model.relevant_click)
-            positions = np.empty(n, dtype=np.int64)
-            positions[order] = np.arange(1, n + 1)
-            actions = self._actions(feedback_rng.random((n, 5)), positions, perceived)
-            unbiased = self._unbiased_labels(unbiased_rng.random((n, 4)), utility)
-            for position, idx in enumerate(order, start=1):
-                lawyer = lawyers.ids[chosen[idx]]
-                groups = lawyers.groups[chosen[idx]]
-                features = {c: float(observed[c][idx]) for c in FEATURES}
-                event_time = shown_at + timedelta(milliseconds=position)
-                events.append(
-                    {
-                        "event_id": f"e-{request_id}-{position:02d}",
-                        "event_type": RECOMMENDATION,
-                        "timestamp": _iso(event_time),
-                        "request_id": request_id,
-                        "case_id": case_id,
-                        "lawyer_id": lawyer,
-                        "rank_position": position,
-                        "features": features,
-                        "lawyer_groups": groups,
-                        "algorithm_version": version,
-                        "preset": _PRESETS[i % len(_PRESETS)],
-                        "score": round(float(scores[idx]), 4),
-                    }
+            tiebreak = rng.random(n)
+            cases.append(
+                SimCase(
+                    request_id=f"r-{day:%Y%m%d}-{i:05d}",
+                    case_id=f"c-{day:%Y%m%d}-{i:05d}",
+                    shown_at=midnight + timedelta(seconds=float(second)),
+                    preset=_PRESETS[i % len(_PRESETS)],
+                    lawyer_ids=[lawyers.ids[j] for j in chosen],
+                    groups=[lawyers.groups[j] for j in chosen],
+                    features=np.column_stack([observed[c] for c in FEATURES]),
+                    utility=utility,
+                    perceived=utility - np.where(biased, 0.2 * cfg.bias_strength, 0.0),
+                    gains=expected_gain(utility, model.relevant_click),
+                    unbiased=self._unbiased_labels(unbiased_rng.random((n, 4)), utility),
+                    tiebreak=tiebreak,
                 )
-                self.truth.append(
-                    Candidate(
-                        request_id,
-                        case_id,
-                        lawyer,
-                        float(utility[idx]),
-                        float(gains[idx]),
-                        position,
-                        int(unbiased[idx]),
-                    )
-                )
-                events.extend(
-                    self._feedback_events(
-                        feedback_rng, request_id, case_id, lawyer, position, actions[idx], shown_at
-                    )
-                )
-        return events
+            )
+        return cases
+
+    def day_users(self, day: date) -> DayUsers:
+        """The users of `day`: they examine and act on each shown list under the click model."""
+        return DayUsers(self, day)
 
     def _actions(
         self, draws: np.ndarray, positions: np.ndarray, utility: np.ndarray
@@ -450,29 +569,29 @@ class Simulator:
         contracted = contacted & (draws[:, 3] < _contract_probability(utility))
         return clicked.astype(np.int64) + contacted + contracted
 
-    def _feedback_events(
-        self,
-        rng: np.random.Generator,
-        request_id: str,
-        case_id: str,
-        lawyer: str,
-        position: int,
-        actions: list[str],
-        shown_at: datetime,
-    ) -> Iterator[dict[str, Any]]:
-        when = shown_at
-        for n, action in enumerate(actions):
-            # Minutes to the first action, longer to each next one: some land after midnight.
-            when = when + timedelta(minutes=float(rng.lognormal(math.log(20.0 * (n + 1)), 1.0)))
-            yield {
-                "event_id": f"e-{request_id}-{position:02d}-{action}",
-                "event_type": FEEDBACK,
-                "timestamp": _iso(when),
-                "request_id": request_id,
-                "case_id": case_id,
-                "lawyer_id": lawyer,
-                "action": action,
-            }
+
+def _feedback_events(
+    rng: np.random.Generator,
+    request_id: str,
+    case_id: str,
+    lawyer: str,
+    position: int,
+    actions: list[str],
+    shown_at: datetime,
+) -> Iterator[dict[str, Any]]:
+    when = shown_at
+    for n, action in enumerate(actions):
+        # Minutes to the first action, longer to each next one: some land after midnight.
+        when = when + timedelta(minutes=float(rng.lognormal(math.log(20.0 * (n + 1)), 1.0)))
+        yield {
+            "event_id": f"e-{request_id}-{position:02d}-{action}",
+            "event_type": FEEDBACK,
+            "timestamp": _iso(when),
+            "request_id": request_id,
+            "case_id": case_id,
+            "lawyer_id": lawyer,
+            "action": action,
+        }
 
 
 def logged_frame(events: list[dict[str, Any]]) -> Any:

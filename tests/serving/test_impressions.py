@@ -28,6 +28,7 @@ from tests.support.serving import (
     ServerProcess,
     metric_value,
     rank_body,
+    wait_for,
     weights_for,
 )
 
@@ -158,6 +159,27 @@ def test_a_simulated_clock_header_sets_the_event_time(
     events = logged_events(settings.serving_log_dir)
     assert [e["timestamp"] for e in events] == ["2026-03-04T05:06:07.000000Z"] * 2
     assert [p.parent.name for p in log_files(settings.serving_log_dir)[0]] == ["2026-03-04"]
+
+
+def test_files_are_completed_once_open_for_the_rotation_age(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """LTR_SERVING_LOG_ROTATE_SECONDS: a reader sees a file soon after its last line, without
+    waiting for another day's event or the shutdown (what a simulation's nightly run needs)."""
+    settings = serving_env(LTR_SERVING_LOG_ROTATE_SECONDS="0.2")
+    publisher.publish(weights_for(6))
+    server = start_server()
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(4)).status_code == 200
+
+        def completed() -> bool:
+            complete, partial = log_files(settings.serving_log_dir)
+            return len(complete) == 1 and partial == []
+
+        wait_for(completed, 10, "the file to be completed while the server runs")
+    assert len(logged_events(settings.serving_log_dir)) == 4
 
 
 class BlockingSink:

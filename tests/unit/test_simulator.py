@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from typing import Any
 
 import numpy as np
+import pytest
 
 from ltr_assets.simulation.simulator import (
     ClickModel,
@@ -110,3 +112,49 @@ def test_protected_attributes_are_independent_of_each_other_and_of_quality() -> 
             assert _nmi(columns[a], columns[b]) < 0.05, (seed, a, b)
         for a, values in columns.items():
             assert _nmi(values, deciles) < 0.05, (seed, a)
+
+
+def test_a_list_shown_elsewhere_meets_the_same_users_as_day_events() -> None:
+    """day_cases + day_users (how a list ranked by the real service is answered) give exactly
+    the events day_events gives when shown in the same order, and the truth follows it."""
+    config = SimulatorConfig(start=DAY, days=1, seed=5, requests_per_day=40)
+    direct = Simulator(config)
+    events = direct.day_events(DAY)
+    recommendations = _recommendations(events)
+    feedback = [e for e in events if e["event_type"] == "offer_feedback"]
+
+    split = Simulator(config)
+    cases = split.day_cases(DAY)
+    assert [c.request_id for c in cases] == sorted({e["request_id"] for e in recommendations})
+    users = split.day_users(DAY)
+    answered: list[dict[str, Any]] = []
+    for case in cases:
+        shown = [e["lawyer_id"] for e in recommendations if e["request_id"] == case.request_id]
+        answered.extend(users.respond_to_ids(case, shown))
+    assert answered == feedback
+    assert split.truth == direct.truth
+    # the cases themselves do not depend on who ranks them, nor on being drawn twice
+    again = split.day_cases(DAY)
+    assert all(np.array_equal(a.features, b.features) for a, b in zip(cases, again, strict=True))
+
+
+def test_users_answer_the_order_they_were_shown() -> None:
+    config = SimulatorConfig(start=DAY, days=1, seed=6, requests_per_day=300)
+    simulator = Simulator(config)
+    users = simulator.day_users(DAY)
+    cases = simulator.day_cases(DAY)
+    clicked: list[dict[str, Any]] = []
+    for case in cases:  # each list shown in reverse of the request's order
+        answered = users.respond_to_ids(case, list(reversed(case.lawyer_ids)))
+        assert {e["request_id"] for e in answered} <= {case.request_id}
+        clicked.extend(e for e in answered if e["action"] == "click")
+    positions = {(c.request_id, c.lawyer_id): c.position for c in simulator.truth}
+    first = cases[0]
+    assert [positions[(first.request_id, lawyer)] for lawyer in reversed(first.lawyer_ids)] == list(
+        range(1, len(first.lawyer_ids) + 1)
+    )
+    # position bias: the clicks follow where a candidate was shown, not the request's order
+    at = Counter(positions[(e["request_id"], e["lawyer_id"])] for e in clicked)
+    assert at[1] > 2 * at[5] > 0
+    with pytest.raises(ValueError, match="not a candidate"):
+        users.respond_to_ids(first, ["l-99999"])
