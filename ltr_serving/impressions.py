@@ -27,7 +27,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,7 +132,6 @@ def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
     computed here off the request path) and, as `deterministic_rank`, the live ranking's rank."""
     if record.interleaving is not None:
         return _interleaved_events(record, record.interleaving)
-    request = record.request
     n = len(record.shown)
     exploration = record.exploration
     plan = plan_exploration(
@@ -144,6 +143,44 @@ def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
     )
     if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
         raise RuntimeError(f"request {record.request_id!r}: the plan disagrees with the path")
+
+    def extras(position: int, index: int) -> dict[str, Any]:
+        return {
+            "algorithm_version": record.version,
+            "policy": plan.policy,
+            "propensity": plan.propensities[position - 1],
+            "deterministic_rank": plan.ranks[position - 1],
+        }
+
+    return _shown_events(record, extras)
+
+
+def _interleaved_events(record: ImpressionRecord, drafted: Interleaved) -> list[dict[str, Any]]:
+    n = len(record.shown)
+    if len(drafted.teams) != n:
+        raise ValueError(f"{len(drafted.teams)} teams for {n} shown candidates")
+    table = position_probabilities(drafted.live_order, drafted.candidate_order, top_k=n)
+    live_rank = {index: rank for rank, index in enumerate(drafted.live_order, start=1)}
+
+    def extras(position: int, index: int) -> dict[str, Any]:
+        team = drafted.teams[position - 1]
+        return {
+            "algorithm_version": record.version if team == "live" else record.candidate_version,
+            "policy": "interleaved",
+            "team": team,
+            "propensity": table[position - 1][index],
+            "deterministic_rank": live_rank[index],
+        }
+
+    return _shown_events(record, extras)
+
+
+def _shown_events(
+    record: ImpressionRecord, extras: Callable[[int, int], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The fields every shown candidate's event has, plus what the policy adds for it
+    (`extras(position, index into the request)`)."""
+    request = record.request
     timestamp = iso_z(record.at)
     rows = request.matrix[record.shown].tolist()
     attributes = request.attributes
@@ -163,46 +200,8 @@ def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
                 "rank_position": position,
                 "features": dict(zip(FEATURES, row, strict=True)),
                 "lawyer_groups": attributes_dict(attributes[index]) if attributes else None,
-                "algorithm_version": record.version,
                 "score": score,
-                "policy": plan.policy,
-                "propensity": plan.propensities[position - 1],
-                "deterministic_rank": plan.ranks[position - 1],
-            }
-        )
-    return events
-
-
-def _interleaved_events(record: ImpressionRecord, drafted: Interleaved) -> list[dict[str, Any]]:
-    request = record.request
-    n = len(record.shown)
-    table = position_probabilities(drafted.live_order, drafted.candidate_order, top_k=n)
-    live_rank = {index: rank for rank, index in enumerate(drafted.live_order, start=1)}
-    timestamp = iso_z(record.at)
-    rows = request.matrix[record.shown].tolist()
-    attributes = request.attributes
-    events = []
-    for position, (index, row, score, team) in enumerate(
-        zip(record.shown, rows, record.scores, drafted.teams, strict=True), start=1
-    ):
-        lawyer_id = request.ids[index]
-        events.append(
-            {
-                "event_id": impression_event_id(record.request_id, lawyer_id),
-                "event_type": RECOMMENDATION,
-                "timestamp": timestamp,
-                "request_id": record.request_id,
-                "case_id": request.case_id,
-                "lawyer_id": lawyer_id,
-                "rank_position": position,
-                "features": dict(zip(FEATURES, row, strict=True)),
-                "lawyer_groups": attributes_dict(attributes[index]) if attributes else None,
-                "algorithm_version": record.version if team == "live" else record.candidate_version,
-                "score": score,
-                "policy": "interleaved",
-                "team": team,
-                "propensity": table[position - 1][index],
-                "deterministic_rank": live_rank[index],
+                **extras(position, index),
             }
         )
     return events
