@@ -13,12 +13,13 @@ from ltr_assets.defs.jobs import (
     ltr_label_refresh_job,
     ltr_rollback_job,
 )
+from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import SENSORS
 
 defs = Definitions(
-    assets=[raw_events, feature_matrix, ltr_model, published_weights],
+    assets=[raw_events, online_comparison, feature_matrix, ltr_model, published_weights],
     jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
     schedules=[ltr_daily_schedule],
     sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],

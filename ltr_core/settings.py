@@ -774,15 +774,31 @@ class Settings(BaseSettings):
         validation_alias="LTR_KEEP_VERSIONS",
         description="registry versions kept (plus latest)",
     )
-    # `direct` until the daily online comparison decides promotions by itself: with `canary`, a
-    # candidate waits for `ltr registry promote|retire`, so a night would otherwise never go live.
     rollout: Rollout = Field(
-        "direct",
+        "canary",
         validation_alias="LTR_ROLLOUT",
-        description="how `published_weights` puts a gated version live: `direct` moves latest; "
-        "`canary` makes it the candidate (`candidate.json`; serving interleaves it with the live "
-        "version until `ltr registry promote` or `retire`, by hand for now), except the very "
-        "first version, which goes straight to latest (nothing to compare with)",
+        description="how `published_weights` puts a gated version live: `canary` makes it the "
+        "candidate (`candidate.json`; serving interleaves it with the live version and the daily "
+        "`online_comparison` promotes or retires it), except the very first version, which goes "
+        "straight to latest (nothing to compare with); `direct` moves latest at once",
+    )
+    interleave_min_requests: Annotated[Int, Range(1, 10_000_000)] = Field(
+        200,
+        validation_alias="LTR_INTERLEAVE_MIN_REQUESTS",
+        description="interleaved requests with a click, summed over the candidate's days, that "
+        "a promotion needs at least (`online_comparison`)",
+    )
+    interleave_margin: Annotated[Float, Range(0, 0.49)] = Field(
+        0.02,
+        validation_alias="LTR_INTERLEAVE_MARGIN",
+        description="a candidate is promoted when the lower 95% bound of its win share against "
+        "live is at least 0.5 minus this (not worse by more than the margin)",
+    )
+    canary_max_days: Annotated[Int, Range(1, 365)] = Field(
+        3,
+        validation_alias="LTR_CANARY_MAX_DAYS",
+        description="days of interleaving after which a candidate that is neither promoted nor "
+        "shown worse is retired",
     )
     notify_webhook_url: SecretStr = Field(
         SecretStr(""),

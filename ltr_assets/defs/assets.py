@@ -280,7 +280,9 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    deps=[ltr_model],
+    # online_comparison[D] first: the current candidate is decided on before D's version can
+    # replace it as the candidate.
+    deps=[ltr_model, AssetKey("online_comparison")],
     check_specs=[s3_check_spec("published_weights"), retention_check_spec("published_weights")],
     freshness_policy=PUBLICATION_FRESHNESS,
     automation_condition=publish_after_passed_gate(),

@@ -40,10 +40,14 @@ def refresh_on_late_upstream() -> AutomationCondition:
 
 
 def publish_after_passed_gate() -> AutomationCondition:
-    """Eager, but only over an ltr_model whose blocking checks passed for the same day."""
+    """Eager, but only over an ltr_model whose blocking checks passed for the same day. The
+    online comparison is ignored here: it only orders the nightly run (a re-run of it alone
+    must not republish, and a retirement, a warning, must not hold the next candidate back)."""
     return (
-        AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
-    ).with_label("eager_after_passed_gate")
+        (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed())
+        .ignore(AssetSelection.assets("online_comparison"))
+        .with_label("eager_after_passed_gate")
+    )
 
 
 def automation_sensor(run_tags: dict[str, str]) -> AutomationConditionSensorDefinition:

@@ -57,6 +57,11 @@ def _spec(name: str, asset: str, **kwargs: Any) -> AssetCheckSpec:
         return AssetCheckSpec(name, asset=asset, partitions_def=daily_partitions, **kwargs)
 
 
+def partitioned_check_spec(name: str, asset: str, **kwargs: Any) -> AssetCheckSpec:
+    """A check partitioned like its (daily) asset, for the assets declared elsewhere."""
+    return _spec(name, asset, **kwargs)
+
+
 def gate_check_specs(asset: str) -> list[AssetCheckSpec]:
     return [
         _spec(name, asset, blocking=True, description=GATE_DESCRIPTIONS[name])

@@ -12,6 +12,7 @@ from dagster import (
 from pydantic import Field, field_validator
 
 from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
+from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.registry import publication
@@ -29,11 +30,14 @@ DAILY_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_fa
 
 ltr_daily_job = define_asset_job(
     name="ltr_daily_job",
-    selection=AssetSelection.assets(raw_events, feature_matrix, ltr_model, published_weights),
+    selection=AssetSelection.assets(
+        raw_events, online_comparison, feature_matrix, ltr_model, published_weights
+    ),
     partitions_def=daily_partitions,
     tags={**PIPELINE_TAGS, **DAILY_RETRY_TAGS},
     executor_def=in_process_executor,
-    description="Ingest day D, build its matrix, train and gate a model, publish it if it passes.",
+    description="Ingest day D, decide on the canary candidate from D's interleaved requests, "
+    "build D's matrix, train and gate a model, publish it if it passes.",
 )
 
 ltr_label_refresh_job = define_asset_job(

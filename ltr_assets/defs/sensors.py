@@ -129,6 +129,22 @@ def reload_serving_sensor(
     return _reload_outcome(ltr.settings(), f"publication in run {asset_event.run_id[:8]}")
 
 
+@asset_sensor(
+    asset_key=AssetKey("online_comparison"),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="After online_comparison materializes (a promotion moves latest, a retirement "
+    "clears the candidate), POST /reload to LTR_SERVING_URL. Every materialization asks: events "
+    "between ticks coalesce, and a reload with nothing moved keeps the same versions.",
+    required_resource_keys={"ltr"},
+)
+def reload_after_online_decision_sensor(
+    context: SensorEvaluationContext, asset_event: EventLogEntry
+) -> SkipReason:
+    ltr: LtrResource = context.resources.ltr
+    return _reload_outcome(ltr.settings(), f"online decision in run {asset_event.run_id[:8]}")
+
+
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
     monitored_jobs=[ltr_rollback_job],
@@ -224,6 +240,7 @@ def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
 
 SENSORS = [
     reload_serving_sensor,
+    reload_after_online_decision_sensor,
     reload_after_rollback_sensor,
     notify_run_success,
     notify_run_failure,

@@ -33,6 +33,10 @@ class Lake:
     def feature_matrix(self, day: date) -> LakePath:
         return self.root / "feature_matrix" / f"{day.isoformat()}.parquet"
 
+    def online_comparison(self, day: date) -> LakePath:
+        """Day D's interleaving counts for the pair compared on D (online_comparison)."""
+        return self.root / "online_comparison" / f"{day.isoformat()}.json"
+
     def candidate(self, day: date) -> LakePath:
         """The trained-but-not-yet-published model of a partition (ltr_model)."""
         return self.root / "candidates" / day.isoformat()

@@ -84,6 +84,13 @@ class PublishResult:
     candidate_set: bool = False  # canary: the version became the candidate, latest stayed
 
 
+def _check_expected(version: str, expected: str | None) -> None:
+    if expected is not None and version != expected:
+        raise RegistryError(
+            f"the candidate is {version}, not {expected}: it changed since it was compared"
+        )
+
+
 class LocalRegistry(LocalVersions):
     """`keys`: the signing key signs every version published here; verify keys make every
     read (load, verify, rollback, publish's own check) require a valid signature."""
@@ -261,18 +268,25 @@ class LocalRegistry(LocalVersions):
             f"rolled back to {version}{note}",
         )
 
-    def promote(self, evidence: Mapping[str, Any], scorer: str | None = None) -> PublishResult:
+    def promote(
+        self,
+        evidence: Mapping[str, Any],
+        scorer: str | None = None,
+        expected: str | None = None,
+    ) -> PublishResult:
         """Move latest to the candidate and clear the candidate, in one step under the lock.
 
         The candidate is validated fully first (and, with `scorer`, checked servable, as a
         rollback is); `evidence` (the interleaving result, who decided) is recorded in the new
-        latest.json and in the history. RegistryError when there is no candidate."""
+        latest.json and in the history. RegistryError when there is no candidate, or when
+        `expected` is given and the candidate is another version (the evidence is not its)."""
         evidence = dict(evidence)
         with self._lock():
             candidate = self.candidate()  # InvalidPointer: refuse, nothing moves
             if candidate is None:
                 raise RegistryError("there is no candidate to promote")
             version = candidate["version"]
+            _check_expected(version, expected)
             artifact = self.load(version)
             if scorer is not None:
                 check_servable(artifact.metadata, scorer)
@@ -296,10 +310,15 @@ class LocalRegistry(LocalVersions):
             f"candidate {version} promoted to latest{note}",
         )
 
-    def retire(self, evidence: Mapping[str, Any]) -> str:
+    def retire(self, evidence: Mapping[str, Any], expected: str | None = None) -> str:
         """Clear the candidate (latest stays), recording `evidence` in the history; the
-        retired version. RegistryError when there is no candidate."""
+        retired version. RegistryError when there is no candidate, or when `expected` is given
+        and the candidate is another version."""
         with self._lock():
+            if expected is not None:
+                current = self.candidate()
+                if current is not None:
+                    _check_expected(current["version"], expected)
             cleared = self._clear_candidate("retired", dict(evidence))
         if cleared is None:
             raise RegistryError("there is no candidate to retire")

@@ -162,19 +162,24 @@ def promote(
     mirror: S3Mirror | None,
     evidence: Mapping[str, Any],
     scorer: str | None = None,
+    expected: str | None = None,
 ) -> PublicationReport:
     """Move the local latest to the candidate and clear it (one step under the registry's
-    lock, `evidence` recorded), then S3's pointers (latest forced, then candidate.json)."""
-    result = local.promote(evidence, scorer)
+    lock, `evidence` recorded), then S3's pointers (latest forced, then candidate.json).
+    `expected`: the candidate version the evidence is about (refused if it changed)."""
+    result = local.promote(evidence, scorer, expected)
     ok, error, report = _sync(local, mirror, force=True)
     return PublicationReport(result, ok, error, report.uploaded if report else [])
 
 
 def retire(
-    local: LocalRegistry, mirror: S3Mirror | None, evidence: Mapping[str, Any]
+    local: LocalRegistry,
+    mirror: S3Mirror | None,
+    evidence: Mapping[str, Any],
+    expected: str | None = None,
 ) -> tuple[str, bool | None, str]:
     """Clear the candidate locally (`evidence` recorded), then on S3: (the retired version,
-    S3 synced (None: no S3), the S3 error)."""
-    version = local.retire(evidence)
+    S3 synced (None: no S3), the S3 error). `expected`: as for `promote`."""
+    version = local.retire(evidence, expected)
     ok, error, _ = _sync(local, mirror, force=False)
     return version, ok, error

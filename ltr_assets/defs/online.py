@@ -1,0 +1,187 @@
+"""online_comparison: the canary candidate against the live version, decided day by day.
+
+Thin wiring over `ltr_assets.online.comparison`. The asset counts day D's interleaved requests,
+sums the candidate's days, decides with `ltr_assets.online.decision.decide`, moves the
+registry's pointers accordingly (the evidence recorded in the move) and notifies. Its check,
+`online_decision`, reports the decision; it is declared inline (`check_specs`, partitioned
+like the asset) and blocking, and what each outcome looks like is chosen to tell the truth:
+
+- promote, keep collecting, no candidate: passed. Nothing is wrong.
+- retire: failed with WARN severity. The candidate lost (or could not win in time); the UI
+  shows it in yellow. WARN does not block: that night's published_weights still publishes its
+  own gated version as the next candidate, and the run succeeds.
+- the decision could not be applied (the candidate changed under the comparison, or cannot be
+  promoted): failed with ERROR severity, which blocks published_weights for D. A new candidate
+  must not replace one whose decision was lost; an operator decides (`ltr registry promote|
+  retire`).
+
+published_weights[D] depends on this asset, so in ltr_daily_job the decision on the current
+candidate is taken before that night's version can replace it. The reload sensor watches this
+asset too: a promotion or retirement changes what serving must load.
+"""
+
+from datetime import date
+from typing import Any
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from ltr_assets.defs.checks import partitioned_check_spec
+from ltr_assets.defs.partitions import daily_partitions
+from ltr_assets.defs.resources import LtrResource
+from ltr_assets.notify import notify
+from ltr_assets.online.comparison import Applied, Comparison, Thresholds, apply, compare
+from ltr_assets.online.decision import Decision
+from ltr_core.artifacts.format import RegistryError
+
+GROUP = "ltr"
+ONLINE_CHECK = "online_decision"
+ASSET = "online_comparison"
+
+
+def _round(value: float | None) -> float | str:
+    return "n/a" if value is None else round(value, 4)
+
+
+def comparison_metadata(comparison: Comparison, applied: Applied | None) -> dict[str, Any]:
+    """The day's row in the UI: the pair, the day's and the accumulated evidence, the
+    decision."""
+    meta: dict[str, Any] = {
+        "decision": comparison.decision.value if comparison.decision else comparison.status,
+        "reason": comparison.explanation,
+        "candidate": comparison.pair.candidate if comparison.pair else "",
+        "live": comparison.pair.live if comparison.pair else "",
+        "candidate_partition": comparison.candidate_partition,
+    }
+    if comparison.outcome is None or comparison.total is None or comparison.today is None:
+        return meta
+    ev = comparison.outcome.evidence
+    today = comparison.today.counts
+    meta.update(
+        {
+            "days_collecting": comparison.days_collecting,
+            "requests": ev.requests,
+            "wins": ev.wins,
+            "losses": ev.losses,
+            "ties": ev.ties,
+            "win_share": _round(ev.share),
+            "win_share_95ci": MetadataValue.text(f"{ev.low:.4f}–{ev.high:.4f}"),
+            "live_ctr": _round(ev.live_ctr),
+            "candidate_ctr": _round(ev.candidate_ctr),
+            "day_requests": today.requests,
+            "day_wins_losses_ties": MetadataValue.text(
+                f"{today.wins} / {today.losses} / {today.ties}"
+            ),
+            "day_interleaved_requests": comparison.today.interleaved_requests,
+            "day_other_pair_requests": comparison.today.other_pairs,
+            "days_with_evidence": MetadataValue.json(
+                [d.isoformat() for d in comparison.days_with_evidence]
+            ),
+            "pointer_moved": applied.action if applied else "none",
+        }
+    )
+    if applied is not None and applied.s3_synced is not None:
+        meta["s3_synced"] = applied.s3_synced
+        meta["s3_error"] = applied.s3_error
+    return meta
+
+
+def decision_check_result(
+    comparison: Comparison, applied: Applied | None, error: str = ""
+) -> AssetCheckResult:
+    """The check's verdict on the day (module docstring)."""
+    decision = comparison.decision
+    metadata = {"decision": decision.value if decision else comparison.status}
+    if error:
+        return AssetCheckResult(
+            check_name=ONLINE_CHECK,
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=f"the decision ({metadata['decision']}) could not be applied: {error}. "
+            "Nothing is published over this candidate until an operator promotes or retires it.",
+            metadata=metadata,
+        )
+    if decision is Decision.RETIRE:
+        return AssetCheckResult(
+            check_name=ONLINE_CHECK,
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description=f"candidate retired, latest unchanged: {comparison.explanation}",
+            metadata=metadata,
+        )
+    prefix = "candidate promoted to latest: " if decision is Decision.PROMOTE else ""
+    return AssetCheckResult(
+        check_name=ONLINE_CHECK,
+        passed=True,
+        severity=AssetCheckSeverity.WARN,
+        description=prefix + comparison.explanation,
+        metadata=metadata,
+    )
+
+
+def _notification(comparison: Comparison, applied: Applied) -> str:
+    pair = comparison.pair
+    assert pair is not None
+    if applied.action == "promoted":
+        return (
+            f":rocket: LTR candidate {pair.candidate} promoted over {pair.live} after "
+            f"{comparison.days_collecting} day(s) of interleaving: {comparison.explanation}"
+        )
+    return (
+        f":wastebasket: LTR candidate {pair.candidate} retired; {pair.live} stays live: "
+        f"{comparison.explanation}"
+    )
+
+
+@asset(
+    name=ASSET,
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    deps=["raw_events"],
+    check_specs=[
+        partitioned_check_spec(
+            ONLINE_CHECK,
+            ASSET,
+            blocking=True,
+            description="Applies the online decision rule to the canary candidate's "
+            "interleaving evidence so far: promote when at least LTR_INTERLEAVE_MIN_REQUESTS "
+            "clicked requests put the lower 95% bound of its win share at 0.5 − "
+            "LTR_INTERLEAVE_MARGIN or above; retire when the upper bound is below 0.5, or "
+            "after LTR_CANARY_MAX_DAYS without a decision; otherwise keep collecting. Passes "
+            "on promote, collect and no candidate; warns on a retirement; fails (blocking the "
+            "night's publication) only when the decision could not be applied.",
+        )
+    ],
+    description="Day D's interleaved requests of the live version and the canary candidate "
+    "(raw_events[D]): each clicked request's winner by team credit, the day's counts (stored "
+    "in the lake), the candidate's win share with its 95% interval over all its days, "
+    "per-team click-through, and the decision (the registry's pointers moved accordingly).",
+    kinds={"json"},
+)
+def online_comparison(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+    settings = ltr.settings()
+    registry = ltr.registry()
+    day = date.fromisoformat(context.partition_key)
+    comparison = compare(ltr.lake(), registry, day, Thresholds.from_settings(settings))
+    applied: Applied | None = None
+    error = ""
+    try:
+        applied = apply(comparison, registry, ltr.mirror(), settings.scorer)
+    except RegistryError as exc:
+        error = str(exc)
+        context.log.error(f"online_comparison[{day}]: {error}")
+    context.log.info(f"online_comparison[{day}]: {comparison.explanation}")
+    if applied is not None and applied.moved:
+        notify(settings.notify_webhook_url.get_secret_value(), _notification(comparison, applied))
+        if applied.s3_synced is False:
+            context.log.warning(f"S3 pointers not moved: {applied.s3_error}")
+    return MaterializeResult(
+        metadata=comparison_metadata(comparison, applied),
+        check_results=[decision_check_result(comparison, applied, error)],
+    )

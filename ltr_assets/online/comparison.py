@@ -1,0 +1,354 @@
+"""The daily online comparison: a canary candidate against the live version, from the lake.
+
+Day D's evidence. raw_events[D] holds what the ranking service logged: an interleaved request's
+impressions carry policy "interleaved", the `team` that picked each shown candidate, and
+`algorithm_version` naming that team's version (`ltr_serving.impressions`). Feedback events of D
+are matched to them by (request_id, lawyer_id); an action of grade > 0 (click, contact,
+contract; not decline) is a click. Each request is credited as `ltr_core.interleaving.credit`
+credits it (a team scores one per clicked candidate it picked) and the credits are summed by
+`ltr_assets.online.decision.tally`.
+
+Only requests that interleaved exactly this pair count: every live-team row names the live
+version and every candidate-team row the candidate, with both teams shown. Requests of another
+pair (a previous candidate before the service reloaded, a live version since rolled back) are
+counted apart (`other_pairs`) and never enter the evidence. Feedback that arrives after
+midnight on a request of D is in raw_events[D+1], which does not exist when D is compared: it is
+not counted, for either team alike (what is lost is the same share of both teams' clicks).
+
+Accumulation. The day's counts are written to the lake (`online_comparison/<D>.json`, replaced
+when D is compared again, so a re-run never counts a day twice). The evidence on D is the sum
+over the days since the candidate was set (its pointer's partition P: serving interleaves it
+from P + 1 on) up to D, of the days whose stored pair is this pair. `days_collecting` is D − P
+calendar days; the rule (`decision.decide`) retires an undecided candidate after
+LTR_CANARY_MAX_DAYS of them.
+
+Applying the decision. `apply` moves the registry's pointers (`publication.promote` /
+`retire`, which mirror them to S3), with the evidence recorded in the pointer move and the
+registry's history, and only if the candidate is still the one that was compared.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ltr_assets.lake import atomic
+from ltr_assets.lake.paths import Lake, LakePath
+from ltr_assets.lake.s3 import S3Path
+from ltr_assets.online.decision import (
+    Decision,
+    InterleavingCounts,
+    OnlineDecision,
+    decide,
+    tally,
+)
+from ltr_assets.registry import publication
+from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.s3_mirror import S3Mirror
+from ltr_core.features import ACTION_GRADES, FEEDBACK, RECOMMENDATION
+from ltr_core.interleaving import Credit
+
+INTERLEAVED = "interleaved"
+_COLUMNS = (
+    "event_type",
+    "request_id",
+    "lawyer_id",
+    "algorithm_version",
+    "action",
+    "policy",
+    "team",
+)
+_COUNT_FIELDS = tuple(f for f in InterleavingCounts.__dataclass_fields__)
+Status = Literal["no_candidate", "not_started", "decided"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The two versions a comparison is about."""
+
+    live: str
+    candidate: str
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """One day's interleaving counts for one pair, as stored in the lake."""
+
+    day: date
+    pair: Pair
+    counts: InterleavingCounts
+    interleaved_requests: int  # interleaved requests of this pair (with or without a click)
+    other_pairs: int  # interleaved requests of another pair of versions (not counted)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "live": self.pair.live,
+            "candidate": self.pair.candidate,
+            **asdict(self.counts),
+            "interleaved_requests": self.interleaved_requests,
+            "other_pairs": self.other_pairs,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DayCounts:
+        return cls(
+            day=date.fromisoformat(data["day"]),
+            pair=Pair(str(data["live"]), str(data["candidate"])),
+            counts=InterleavingCounts(**{k: data[k] for k in _COUNT_FIELDS}),
+            interleaved_requests=int(data["interleaved_requests"]),
+            other_pairs=int(data["other_pairs"]),
+        )
+
+
+def _read_columns(path: LakePath) -> pd.DataFrame:
+    """The columns the comparison needs of raw_events[D]; a day written before the
+    logging-policy columns existed has no policy/team and reads as nulls."""
+    source: Any = io.BytesIO(path.read_bytes()) if isinstance(path, S3Path) else str(path)
+    names = set(pq.read_schema(source).names)
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    present = [c for c in _COLUMNS if c in names]
+    frame = pq.read_table(source, columns=present).to_pandas()
+    for column in _COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    return frame
+
+
+def request_credits(events: pd.DataFrame, pair: Pair) -> tuple[list[Credit], int]:
+    """Per interleaved request of `pair` in a day's raw events, its credit; and the number of
+    interleaved requests of other pairs. The credit is `ltr_core.interleaving.credit` of the
+    request's shown candidates, teams and clicks, computed for all requests at once."""
+    shown = events[(events["event_type"] == RECOMMENDATION) & (events["policy"] == INTERLEAVED)][
+        ["request_id", "lawyer_id", "algorithm_version", "team"]
+    ]
+    if shown.empty:
+        return [], 0
+    shown = shown.drop_duplicates(["request_id", "lawyer_id"])
+    expected = shown["team"].map({"live": pair.live, "candidate": pair.candidate})
+    shown = shown.assign(
+        matches=shown["algorithm_version"] == expected,
+        is_live=shown["team"] == "live",
+        is_candidate=shown["team"] == "candidate",
+    )
+    per_request = shown.groupby("request_id").agg(
+        matches=("matches", "all"), live=("is_live", "any"), candidate=("is_candidate", "any")
+    )
+    ours = per_request.index[
+        per_request["matches"] & per_request["live"] & per_request["candidate"]
+    ]
+    other_pairs = len(per_request) - len(ours)
+    shown = shown[shown["request_id"].isin(ours)]
+    feedback = events[(events["event_type"] == FEEDBACK) & events["request_id"].isin(ours)]
+    grade = feedback["action"].map(ACTION_GRADES).fillna(0)
+    clicked = set(
+        zip(feedback["request_id"][grade > 0], feedback["lawyer_id"][grade > 0], strict=True)
+    )
+    shown = shown.assign(
+        click=[
+            (r, lawyer) in clicked
+            for r, lawyer in zip(shown["request_id"], shown["lawyer_id"], strict=True)
+        ]
+    )
+    shown = shown.assign(
+        live_click=shown["click"] & shown["is_live"],
+        candidate_click=shown["click"] & shown["is_candidate"],
+    )
+    sums = shown.groupby("request_id")[
+        ["live_click", "candidate_click", "is_live", "is_candidate"]
+    ].sum()
+    credits = [
+        Credit(float(lc), float(cc), int(ls), int(cs))
+        for lc, cc, ls, cs in sums.itertuples(index=False, name=None)
+    ]
+    return credits, other_pairs
+
+
+def count_day(lake: Lake, day: date, pair: Pair) -> DayCounts:
+    """Day D's counts for `pair` from raw_events[D] (FileNotFoundError when it is not in the
+    lake: the comparison runs after the day's ingestion)."""
+    path = lake.raw_events(day)
+    if not path.exists():
+        raise FileNotFoundError(f"raw_events for {day} is not in the lake ({path})")
+    credits, other_pairs = request_credits(_read_columns(path), pair)
+    return DayCounts(day, pair, tally(credits), len(credits), other_pairs)
+
+
+def store_day(lake: Lake, counts: DayCounts) -> LakePath:
+    """Write (replace) the day's counts in the lake."""
+    path = lake.online_comparison(counts.day)
+    atomic.write_json(path, counts.to_json())
+    return path
+
+
+def load_day(lake: Lake, day: date) -> DayCounts | None:
+    path = lake.online_comparison(day)
+    if not path.exists():
+        return None
+    return DayCounts.from_json(json.loads(path.read_bytes()))
+
+
+def add(a: InterleavingCounts, b: InterleavingCounts) -> InterleavingCounts:
+    return InterleavingCounts(**{k: getattr(a, k) + getattr(b, k) for k in _COUNT_FIELDS})
+
+
+def accumulate(
+    lake: Lake, pair: Pair, since: date, day: date
+) -> tuple[InterleavingCounts, list[date]]:
+    """The counts of `pair` summed over the stored days after `since` up to `day`, and the days
+    that contributed (a stored day of another pair contributes nothing)."""
+    total = InterleavingCounts(0, 0, 0)
+    days: list[date] = []
+    current = since + timedelta(days=1)
+    while current <= day:
+        stored = load_day(lake, current)
+        if stored is not None and stored.pair == pair:
+            total = add(total, stored.counts)
+            days.append(current)
+        current += timedelta(days=1)
+    return total, days
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_requests: int
+    margin: float
+    max_days: int
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Thresholds:
+        return cls(
+            settings.interleave_min_requests,
+            settings.interleave_margin,
+            settings.canary_max_days,
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the comparison of day D found and decided."""
+
+    day: date
+    status: Status
+    explanation: str
+    pair: Pair | None = None
+    candidate_partition: str = ""
+    today: DayCounts | None = None
+    total: InterleavingCounts | None = None
+    days_with_evidence: list[date] = field(default_factory=list)
+    days_collecting: int = 0
+    outcome: OnlineDecision | None = None
+
+    @property
+    def decision(self) -> Decision | None:
+        return self.outcome.decision if self.outcome is not None else None
+
+    def evidence(self) -> dict[str, Any]:
+        """What a pointer move records: the pair, the decision, the counts and the interval."""
+        if self.outcome is None or self.pair is None or self.total is None:
+            return {"day": self.day.isoformat(), "status": self.status}
+        ev = self.outcome.evidence
+        return {
+            "decided_by": "online_comparison",
+            "day": self.day.isoformat(),
+            "live": self.pair.live,
+            "candidate": self.pair.candidate,
+            "decision": self.outcome.decision.value,
+            "reason": self.outcome.reason,
+            "requests": ev.requests,
+            "wins": ev.wins,
+            "losses": ev.losses,
+            "ties": ev.ties,
+            "win_share": None if ev.share is None else round(ev.share, 4),
+            "low": round(ev.low, 4),
+            "high": round(ev.high, 4),
+            "confidence": ev.confidence,
+            "live_ctr": None if ev.live_ctr is None else round(ev.live_ctr, 4),
+            "candidate_ctr": None if ev.candidate_ctr is None else round(ev.candidate_ctr, 4),
+            "days_collecting": self.days_collecting,
+            "days_with_evidence": [d.isoformat() for d in self.days_with_evidence],
+        }
+
+
+def compare(lake: Lake, registry: LocalRegistry, day: date, thresholds: Thresholds) -> Comparison:
+    """Count day D for the registry's current pair, store the day, sum the candidate's days and
+    decide. No candidate, or a candidate set on D or later (not interleaved on D), decides
+    nothing and stores nothing."""
+    candidate = registry.candidate()  # InvalidPointer: an unreadable candidate is an error
+    if candidate is None:
+        return Comparison(day, "no_candidate", "no candidate: nothing to compare")
+    live = registry.latest_version()
+    if live is None:
+        return Comparison(day, "no_candidate", "no live version: nothing to compare with")
+    pair = Pair(live, candidate["version"])
+    partition = str(candidate.get("partition", ""))
+    since = date.fromisoformat(partition)
+    days_collecting = (day - since).days
+    if days_collecting <= 0:
+        return Comparison(
+            day,
+            "not_started",
+            f"candidate {pair.candidate} was set for partition {partition}: it was not "
+            f"interleaved on {day}",
+            pair=pair,
+            candidate_partition=partition,
+        )
+    today = count_day(lake, day, pair)
+    store_day(lake, today)
+    total, days = accumulate(lake, pair, since, day)
+    outcome = decide(
+        total,
+        days_collecting=days_collecting,
+        min_requests=thresholds.min_requests,
+        margin=thresholds.margin,
+        max_days=thresholds.max_days,
+    )
+    return Comparison(
+        day,
+        "decided",
+        outcome.reason,
+        pair=pair,
+        candidate_partition=partition,
+        today=today,
+        total=total,
+        days_with_evidence=days,
+        days_collecting=days_collecting,
+        outcome=outcome,
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the registry did with a decision."""
+
+    moved: bool  # a pointer moved (promote: latest and candidate; retire: candidate)
+    action: str  # "promoted" | "retired" | "none"
+    s3_synced: bool | None = None  # None: no S3 mirror, or nothing moved
+    s3_error: str = ""
+
+
+def apply(
+    comparison: Comparison,
+    registry: LocalRegistry,
+    mirror: S3Mirror | None,
+    scorer: str | None = None,
+) -> Applied:
+    """Promote or retire the compared candidate (RegistryError when the candidate changed since
+    it was compared, or cannot be promoted); collect or no candidate moves nothing."""
+    decision = comparison.decision
+    if decision is None or decision is Decision.COLLECT or comparison.pair is None:
+        return Applied(False, "none")
+    expected = comparison.pair.candidate
+    evidence = comparison.evidence()
+    if decision is Decision.PROMOTE:
+        report = publication.promote(registry, mirror, evidence, scorer, expected=expected)
+        return Applied(True, "promoted", report.s3_published, report.s3_error)
+    _, ok, error = publication.retire(registry, mirror, evidence, expected=expected)
+    return Applied(True, "retired", ok, error)

@@ -1,0 +1,242 @@
+"""The online comparison's counting from the lake: per-request credit of interleaved requests of
+exactly the compared pair, day counts stored and replaced, evidence summed over the candidate's
+days, and the decision applied to the registry only for the candidate that was compared."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ltr_assets.lake.paths import Lake
+from ltr_assets.online import comparison as cmp
+from ltr_assets.online.decision import Decision, InterleavingCounts, tally
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import RegistryError
+from ltr_core.interleaving import credit, request_rng, team_draft
+from tests.support.artifacts import tiny_model_text, weights
+
+META = {"gated_scorer": "weights"}
+DAY = date(2026, 11, 27)
+PAIR = cmp.Pair("20261125_021500", "20261126_021501")
+
+
+def _impressions(
+    request_id: str, lawyers: list[str], teams: list[str], versions: dict[str, str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_type": "match_recommendation",
+            "request_id": request_id,
+            "lawyer_id": lawyer,
+            "algorithm_version": versions[team],
+            "action": None,
+            "policy": "interleaved",
+            "team": team,
+        }
+        for lawyer, team in zip(lawyers, teams, strict=True)
+    ]
+
+
+def _feedback(request_id: str, lawyer: str, action: str) -> dict[str, Any]:
+    return {
+        "event_type": "offer_feedback",
+        "request_id": request_id,
+        "lawyer_id": lawyer,
+        "algorithm_version": None,
+        "action": action,
+        "policy": None,
+        "team": None,
+    }
+
+
+def _versions(pair: cmp.Pair) -> dict[str, str]:
+    return {"live": pair.live, "candidate": pair.candidate}
+
+
+def _write_day(lake: Lake, day: date, rows: list[dict[str, Any]]) -> None:
+    path = lake.raw_events(day)
+    assert isinstance(path, Path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(path)
+
+
+def test_credit_per_request_matches_the_interleaving_credit_on_random_requests() -> None:
+    """Many random interleaved requests with random clicks: the lake counting gives exactly
+    `tally` of `ltr_core.interleaving.credit` per request."""
+    rng = np.random.default_rng(3)
+    rows: list[dict[str, Any]] = []
+    expected = []
+    for i in range(300):
+        n = int(rng.integers(2, 12))
+        lawyers = [f"l{j}" for j in range(n)]
+        draft = team_draft(
+            lawyers, list(rng.permutation(lawyers)), request_rng(f"r{i}"), top_k=None
+        )
+        rows += _impressions(f"r{i}", list(draft.items), list(draft.teams), _versions(PAIR))
+        labels: dict[str, float] = {}
+        for lawyer in draft.items:
+            u = rng.random()
+            if u < 0.1:
+                rows.append(_feedback(f"r{i}", lawyer, "click"))
+                labels[lawyer] = 1.0
+            elif u < 0.13:
+                rows += [_feedback(f"r{i}", lawyer, "click"), _feedback(f"r{i}", lawyer, "contact")]
+                labels[lawyer] = 2.0
+            elif u < 0.2:
+                rows.append(_feedback(f"r{i}", lawyer, "decline"))  # not a click
+        expected.append(credit(draft.items, draft.teams, labels))
+    credits, others = cmp.request_credits(pd.DataFrame(rows), PAIR)
+    assert others == 0
+    assert tally(credits) == tally(expected)
+    assert tally(credits).requests > 50 and tally(credits).without_click > 0
+
+
+def test_only_requests_of_exactly_this_pair_count(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    stale = cmp.Pair("20261120_000000", PAIR.candidate)  # live since rolled back
+    other = cmp.Pair(PAIR.live, "20261124_000000")  # a previous candidate
+    rows = [
+        *_impressions("ours", ["a", "b"], ["live", "candidate"], _versions(PAIR)),
+        _feedback("ours", "b", "click"),
+        *_impressions("stale", ["a", "b"], ["live", "candidate"], _versions(stale)),
+        _feedback("stale", "b", "click"),
+        *_impressions("other", ["a", "b"], ["candidate", "live"], _versions(other)),
+        _feedback("other", "a", "click"),
+        # one team only: the pair cannot be verified
+        *_impressions("alone", ["a"], ["candidate"], _versions(PAIR)),
+        _feedback("alone", "a", "click"),
+        # a deterministic request is no interleaving evidence
+        {**_impressions("det", ["a"], ["live"], _versions(PAIR))[0], "policy": "deterministic"},
+        _feedback("det", "a", "click"),
+    ]
+    _write_day(lake, DAY, rows)
+    day = cmp.count_day(lake, DAY, PAIR)
+    assert (day.counts.wins, day.counts.losses, day.counts.ties) == (1, 0, 0)
+    assert day.interleaved_requests == 1 and day.other_pairs == 3
+    assert (day.counts.live_shown, day.counts.candidate_shown) == (1, 1)
+
+
+def test_a_day_without_the_policy_columns_has_no_evidence(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    rows = [{"event_type": "match_recommendation", "request_id": "r", "lawyer_id": "a"}]
+    _write_day(lake, DAY, rows)
+    day = cmp.count_day(lake, DAY, PAIR)
+    assert day.counts == InterleavingCounts(0, 0, 0) and day.other_pairs == 0
+
+
+def _registry(tmp_path: Path) -> LocalRegistry:
+    return LocalRegistry(tmp_path / "reg", tmp_path / "models" / "ltr_weights.json")
+
+
+def _with_candidate(
+    tmp_path: Path, partition: str = "2026-11-25"
+) -> tuple[LocalRegistry, cmp.Pair]:
+    registry = _registry(tmp_path)
+    at = datetime(2026, 11, 25, 2, 15, tzinfo=UTC)
+    live = registry.publish(weights(0), tiny_model_text(), META, "2026-11-24", now=at)
+    candidate = registry.publish(
+        weights(1),
+        tiny_model_text(),
+        META,
+        partition,
+        now=at.replace(second=1),
+        rollout="canary",
+    )
+    assert candidate.candidate_set
+    return registry, cmp.Pair(live.version, candidate.version)
+
+
+def _clicked_requests(pair: cmp.Pair, prefix: str, wins: int, losses: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i in range(wins + losses):
+        rid = f"{prefix}-{i}"
+        rows += _impressions(rid, ["a", "b"], ["live", "candidate"], _versions(pair))
+        rows.append(_feedback(rid, "b" if i < wins else "a", "click"))
+    return rows
+
+
+THRESHOLDS = cmp.Thresholds(min_requests=200, margin=0.02, max_days=3)
+
+
+def test_days_accumulate_and_a_rerun_replaces_its_day(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    d1, d2 = date(2026, 11, 26), date(2026, 11, 27)
+    _write_day(lake, d1, _clicked_requests(pair, "a", 60, 40))
+    _write_day(lake, d2, _clicked_requests(pair, "b", 30, 20))
+    first = cmp.compare(lake, registry, d1, THRESHOLDS)
+    assert first.decision is Decision.COLLECT and first.days_collecting == 1
+    second = cmp.compare(lake, registry, d2, THRESHOLDS)
+    again = cmp.compare(lake, registry, d2, THRESHOLDS)  # re-run: the day is replaced
+    for result in (second, again):
+        assert result.total is not None
+        assert (result.total.wins, result.total.losses) == (90, 60)
+        assert result.days_with_evidence == [d1, d2] and result.days_collecting == 2
+    # a stored day of another pair is not this candidate's evidence
+    cmp.store_day(
+        lake,
+        cmp.DayCounts(
+            d1, cmp.Pair(pair.live, "20261101_000000"), InterleavingCounts(9, 0, 0), 9, 0
+        ),
+    )
+    total, days = cmp.accumulate(lake, pair, date(2026, 11, 25), d2)
+    assert (total.wins, days) == (30, [d2])
+
+
+def test_no_candidate_and_a_candidate_not_yet_interleaved_decide_nothing(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry = _registry(tmp_path)
+    none = cmp.compare(lake, registry, DAY, THRESHOLDS)
+    assert none.status == "no_candidate" and none.decision is None
+    assert cmp.apply(none, registry, None).moved is False
+    registry, _ = _with_candidate(tmp_path, partition=DAY.isoformat())
+    early = cmp.compare(lake, registry, DAY, THRESHOLDS)  # set for D itself: not yet served
+    assert early.status == "not_started" and early.decision is None
+    assert not lake.online_comparison(DAY).exists()
+
+
+def test_promotion_moves_latest_with_the_evidence(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    _write_day(lake, date(2026, 11, 26), _clicked_requests(pair, "a", 150, 100))
+    result = cmp.compare(lake, registry, date(2026, 11, 26), THRESHOLDS)
+    assert result.decision is Decision.PROMOTE
+    applied = cmp.apply(result, registry, None)
+    assert applied.action == "promoted"
+    assert registry.latest_version() == pair.candidate and registry.candidate() is None
+    pointer = registry.pointer() or {}
+    assert pointer["promoted"]["evidence"]["wins"] == 150
+    assert registry.history()[-1]["action"] == "promoted"
+
+
+def test_retirement_clears_the_candidate_and_leaves_latest(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    _write_day(lake, date(2026, 11, 26), _clicked_requests(pair, "a", 30, 70))
+    result = cmp.compare(lake, registry, date(2026, 11, 26), THRESHOLDS)
+    assert result.decision is Decision.RETIRE
+    assert cmp.apply(result, registry, None).action == "retired"
+    assert registry.latest_version() == pair.live and registry.candidate() is None
+    assert registry.history()[-1]["evidence"]["losses"] == 70
+
+
+def test_a_decision_is_refused_when_the_candidate_changed_since_the_comparison(
+    tmp_path: Path,
+) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    _write_day(lake, date(2026, 11, 26), _clicked_requests(pair, "a", 150, 100))
+    result = cmp.compare(lake, registry, date(2026, 11, 26), THRESHOLDS)
+    newer = registry.publish(
+        weights(2), tiny_model_text(), META, "2026-11-26",
+        now=datetime(2026, 11, 27, 2, 15, tzinfo=UTC), rollout="canary",
+    )  # fmt: skip
+    with pytest.raises(RegistryError, match="changed since it was compared"):
+        cmp.apply(result, registry, None)
+    assert registry.latest_version() == pair.live
+    assert registry.candidate_version() == newer.version
