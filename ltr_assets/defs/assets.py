@@ -288,8 +288,9 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
     "1.0, model, metadata). LTR_ROLLOUT=canary (the default) makes it the registry's candidate "
-    "(`candidate.json`, interleaved with the live version by serving until promoted or "
-    "retired), except the first version, which goes live; LTR_ROLLOUT=direct moves `latest`. "
+    "(`candidate.json`, interleaved with the live version by serving until online_comparison "
+    "promotes or retires it) unless a candidate is still being compared (then no pointer "
+    "moves), except the first version, which goes live; LTR_ROLLOUT=direct moves `latest`. "
     "Neither moves for a partition older than latest's.",
     kinds={"json"},
 )
@@ -303,6 +304,9 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
         mirror=ltr.mirror(),
         keep=settings.keep_versions,
         rollout=settings.rollout,
+        # online_comparison[D] ran first: a candidate still set is still being compared (its
+        # decision was "keep collecting"); it keeps its place until promoted or retired.
+        replace_candidate=False,
     )
     result = report.local
     context.log.info(

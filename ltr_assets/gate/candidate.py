@@ -232,10 +232,12 @@ def publish_candidate(
     keep: int,
     force: bool = False,
     rollout: Rollout = "direct",
+    replace_candidate: bool = True,
 ) -> PublicationReport:
     """Publish ltr_model[day]'s candidate locally and to S3 (`mirror`, None for local only),
     keeping the newest `keep` versions (LTR_KEEP_VERSIONS); refuses one that failed its gate.
-    `rollout` (LTR_ROLLOUT): canary makes it the registry's candidate when a version is live."""
+    `rollout` (LTR_ROLLOUT): canary makes it the registry's candidate when a version is live;
+    `replace_candidate=False` leaves a candidate that is still being compared in place."""
     folder = lake.candidate(day)
     try:
         recorded = json.loads((folder / CANDIDATE_FILE).read_text())
@@ -260,4 +262,5 @@ def publish_candidate(
         keep=keep,
         documents=model_card_document,
         rollout=rollout,
+        replace_candidate=replace_candidate,
     )

@@ -157,10 +157,13 @@ class LocalRegistry(LocalVersions):
         now: datetime | None = None,
         documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
         rollout: Rollout = "direct",
+        replace_candidate: bool = True,
     ) -> PublishResult:
         """Write a new immutable version, then move `latest` unless it would go backwards; with
         `rollout="canary"` and a live version, point `candidate.json` at it instead (a
-        candidate it replaces is recorded in the history as "replaced").
+        candidate it replaces is recorded in the history as "replaced"). With
+        `replace_candidate=False` a candidate already set stays (it is still being compared):
+        the version is published and no pointer moves.
 
         `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
         `gated_scorer`: serving refuses a version gated for another scorer than it runs.
@@ -227,6 +230,16 @@ class LocalRegistry(LocalVersions):
                 )
             if rollout == "canary" and previous is not None:
                 replaced = self._candidate_or_none()
+                if not replace_candidate and replaced is not None:
+                    return PublishResult(
+                        version,
+                        target,
+                        False,
+                        previous_version,
+                        f"published; candidate {replaced['version']} is still being compared "
+                        f"and stays the candidate; latest stays at {previous_version}" + note,
+                        cleaned,
+                    )
                 self._write_pointer(self.candidate_path, version, partition)
                 if replaced is not None and replaced["version"] != version:
                     self._record("replaced", replaced["version"], {"by": version})

@@ -125,9 +125,11 @@ def publish(
     force: bool = False,
     documents: Callable[[Mapping[str, Any]], Mapping[str, bytes]] | None = None,
     rollout: Rollout = "direct",
+    replace_candidate: bool = True,
 ) -> PublicationReport:
     """Publish locally (`rollout`: canary sets the candidate when a version is live, direct
-    moves latest), mirror to S3, then apply retention."""
+    moves latest; `replace_candidate`: see `LocalRegistry.publish`), mirror to S3, then apply
+    retention."""
     result = local.publish(
         weights,
         model_text,
@@ -136,6 +138,7 @@ def publish(
         force=force,
         documents=documents,
         rollout=rollout,
+        replace_candidate=replace_candidate,
     )
     ok, error, report = _sync(local, mirror, force)
     retention = prune_versions(local, mirror, keep)
