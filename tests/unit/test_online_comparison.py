@@ -240,3 +240,19 @@ def test_a_decision_is_refused_when_the_candidate_changed_since_the_comparison(
         cmp.apply(result, registry, None)
     assert registry.latest_version() == pair.live
     assert registry.candidate_version() == newer.version
+
+
+def test_a_nightly_publish_leaves_a_candidate_that_is_still_being_compared(
+    tmp_path: Path,
+) -> None:
+    registry, pair = _with_candidate(tmp_path)
+    result = registry.publish(
+        weights(3), tiny_model_text(), META, "2026-11-26",
+        now=datetime(2026, 11, 27, 2, 15, tzinfo=UTC), rollout="canary",
+        replace_candidate=False,
+    )  # fmt: skip
+    assert not result.candidate_set and not result.latest_moved
+    assert "still being compared" in result.reason
+    assert registry.candidate_version() == pair.candidate
+    assert registry.latest_version() == pair.live
+    assert result.version in registry.versions() and registry.history() == []
