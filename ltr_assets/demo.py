@@ -42,6 +42,7 @@ class DayRow:
     vs_logged: float | None
     truth: float | None  # the simulator's true nDCG@5 of the same scorer on the same lists
     served: ServedDay | None = None  # how the service served the day (None: v2.8, audit log)
+    online: dict[str, Any] | None = None  # online_comparison's metadata for the day
 
 
 def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> float | None:
@@ -64,6 +65,90 @@ def _candidate_truth(settings: Any, simulator: Any, day: date, truth: Any) -> fl
         return None
     gains = test.frame.merge(truth, on=["request_id", "lawyer_id"], how="left")["gain"]
     return gain_ndcg(gains.to_numpy(), scorer.score(test.X), test.group_sizes)
+
+
+def _version_truth(settings: Any, simulator: Any, version: str, days: list[date]) -> float:
+    """True nDCG@5 of a registry version's scorer (the one serving runs) on every list of
+    `days` (the simulator's true gains; the lists are the same whichever ranker showed them)."""
+    from ltr_assets.metrics.ranking import gain_ndcg
+    from ltr_assets.registry.local import LocalRegistry
+    from ltr_core.scoring import make_scorer
+
+    registry = LocalRegistry(settings.registry_dir, None, settings.artifact_keys)
+    artifact = registry.load(version)
+    scorer = make_scorer(settings.scorer, artifact.weights, artifact.model_text)
+    cases = [case for day in days for case in simulator.day_cases(day)]
+    matrix = np.vstack([case.features for case in cases])
+    gains = np.concatenate([case.gains for case in cases])
+    sizes = [len(case.lawyer_ids) for case in cases]
+    return gain_ndcg(gains, scorer.score(matrix), sizes)
+
+
+@dataclass
+class OnlineVerdict:
+    """A candidate the online comparison decided on, its evidence, and the truth."""
+
+    candidate: str
+    live: str
+    day: date
+    decision: str
+    evidence: dict[str, Any]
+    days: list[date]
+    truth_candidate: float
+    truth_live: float
+
+
+def _online_verdicts(settings: Any, simulator: Any, rows: list[DayRow]) -> list[OnlineVerdict]:
+    """Every promotion and retirement of the run, with the truth on the days it was compared."""
+    verdicts = []
+    for row in rows:
+        online = row.online or {}
+        if online.get("decision") not in ("promote", "retire"):
+            continue
+        days = [date.fromisoformat(d) for d in online.get("days_with_evidence", [])]
+        candidate, live = online["candidate"], online["live"]
+        verdicts.append(
+            OnlineVerdict(
+                candidate,
+                live,
+                row.day,
+                online["decision"],
+                online,
+                days,
+                _version_truth(settings, simulator, candidate, days),
+                _version_truth(settings, simulator, live, days),
+            )
+        )
+    return verdicts
+
+
+def _print_online(verdicts: list[OnlineVerdict]) -> None:
+    print(
+        "\nonline comparisons (team-draft interleaving of the canary candidate with live): the "
+        "verdict and its evidence beside the simulator's true nDCG@5 of both on the same days"
+    )
+    if not verdicts:
+        print("  no candidate was promoted or retired")
+        return
+    agree = 0
+    for v in verdicts:
+        e = v.evidence
+        delta = v.truth_candidate - v.truth_live
+        right = (v.decision == "promote") == (delta >= 0)
+        agree += right
+        print(
+            f"  {v.day}  {v.decision:7s} {v.candidate} vs live {v.live}: "
+            f"{e.get('requests')} clicked requests on {len(v.days)} day(s) "
+            f"({e.get('wins')} won / {e.get('losses')} lost / {e.get('ties')} tied), "
+            f"win share {e.get('win_share')} [95% {e.get('win_share_95ci')}], "
+            f"CTR cand {e.get('candidate_ctr')} live {e.get('live_ctr')}"
+        )
+        print(
+            f"      truth: nDCG@5 candidate {v.truth_candidate:.4f}, live {v.truth_live:.4f}, "
+            f"Δ {delta:+.4f}  -> verdict {'agrees' if right else 'disagrees'} with the truth's "
+            f"sign; {e.get('reason')}"
+        )
+    print(f"  {agree} of {len(verdicts)} verdicts agree with the sign of the true difference")
 
 
 def _final_report(
@@ -118,12 +203,19 @@ def _final_report(
         )
 
 
+# The online decision rule at the demo's traffic (benchmarks/online.py, docs/methodology.md).
+DEMO_RULE = {"LTR_INTERLEAVE_MIN_REQUESTS": "100", "LTR_CANARY_MAX_DAYS": "5"}
+
+
 def demo_env(settings: Any) -> dict[str, str]:
     """The configuration the demo's Definitions were built with (read at code-location load),
-    for `make ui`, `dagster dev` and the CLI: without it they show partitions from 2026-01-01."""
+    for `make ui`, `dagster dev` and the CLI: without it they show partitions from 2026-01-01;
+    and the online rule it ran with, so a run launched from the UI decides alike."""
     return {
         "LTR_START_DATE": settings.start_date,
         "LTR_TRAIN_WINDOW_DAYS": str(settings.train_window_days),
+        "LTR_INTERLEAVE_MIN_REQUESTS": str(settings.interleave_min_requests),
+        "LTR_CANARY_MAX_DAYS": str(settings.canary_max_days),
     }
 
 
@@ -157,28 +249,39 @@ class DemoLoop:
         self.refresh = defs.resolve_job_def("ltr_label_refresh_job")
         self.service: ServiceProcess | None = None
         self.served_version: str | None = None
+        self.served_candidate: str | None = None
         self.sent = (0, 0)  # impressions and feedback events the service logged in all
         self.days_run = 0
         self.results: dict[date, Any] = {}  # each day's daily-job result
 
     def sync_service(self) -> str | None:
         """Once a version is published: the service started (first time) or told to reload
-        (when `latest` moved since it last loaded); the version it serves (None before)."""
+        (when `latest` or the canary candidate moved since it last loaded, as the reload
+        sensors do after a publication or an online decision); the version it serves (None
+        before)."""
         from ltr_assets.simulation.through_service import ServiceError, ServiceProcess
 
         latest = self.registry.latest_version()
         if latest is None:
             return None
+        candidate = self.registry.candidate_version()
         if self.service is None:
             self.service = ServiceProcess(
                 self.settings.serving_log_dir, explore_rate=self.explore_rate
             )
             health = self.service.start()
             self.served_version = health["version"]
-        elif latest != self.served_version:
+            self.served_candidate = (health.get("candidate") or {}).get("version")
+        elif (latest, candidate) != (self.served_version, self.served_candidate):
             self.served_version = self.service.client.reload()
+            health = self.service.client.health()
+            self.served_candidate = (health.get("candidate") or {}).get("version")
         if self.served_version != latest:
             raise ServiceError(f"the service serves {self.served_version}, latest is {latest}")
+        if self.served_candidate != candidate:
+            raise ServiceError(
+                f"the service interleaves {self.served_candidate}, the candidate is {candidate}"
+            )
         return self.served_version
 
     def run_day(self, day: date) -> DayRow:
@@ -229,6 +332,8 @@ class DemoLoop:
             and not e.event_specific_data.passed
         ]
         row = DayRow(day, shown_by, result.success, failed, None, None, None, None, served)
+        for materialization in result.asset_materializations_for_node("online_comparison"):
+            row.online = {k: v.value for k, v in materialization.metadata.items()}
         candidate = lake_from_settings(self.settings).candidate(day) / "candidate.json"
         if candidate.exists():
             metrics = CandidateSummary.from_json(json.loads(candidate.read_text())).metrics
@@ -250,8 +355,11 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     last = datetime.now(UTC).date() - timedelta(days=1)
     first = last - timedelta(days=days - 1)
     os.environ.setdefault("LTR_START_DATE", first.isoformat())
-    # Nothing promotes a canary candidate during the demo yet: each gated version goes live.
-    os.environ.setdefault("LTR_ROLLOUT", "direct")
+    # The canary rollout (the default) with the decision rule sized for the demo's traffic:
+    # 400 lists a day, 20% interleaved, about 60 of them clicked. The defaults (200 clicked
+    # requests within 3 days) assume more traffic than that; docs/methodology.md measures it.
+    for name, value in DEMO_RULE.items():
+        os.environ.setdefault(name, value)
 
     from dagster import DagsterInstance
 
@@ -273,6 +381,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
     try:
         rows = [loop.run_day(first + timedelta(days=i)) for i in range(days)]
         _print_days(rows)
+        _print_online(_online_verdicts(settings, simulator, rows))
         registry = loop.registry
         latest = registry.latest_version()
         if latest is None:
@@ -307,7 +416,7 @@ def _print_days(rows: list[DayRow]) -> None:
         "were shown by v2.8 or by the service (swaps: requests its exploration swapped)"
     )
     print("partition   shown by         swaps  run   estimate [low]    vs shown  true   "
-          "failed checks")  # fmt: skip
+          "online decision        failed checks")  # fmt: skip
     for r in rows:
         if r.estimate is None:
             figures = f"{'-':>16}  {'-':>8}  {'-':>5}"
@@ -320,7 +429,7 @@ def _print_days(rows: list[DayRow]) -> None:
         swaps = f"{r.served.swapped:5d}" if r.served is not None else f"{'-':>5}"
         print(
             f"{r.day}  {r.shown_by:15s}  {swaps}  {'ok  ' if r.ok else 'FAIL'}  {figures}  "
-            f"{', '.join(r.failed) or '-'}"
+            f"{_online_cell(r.online):21s}  {', '.join(r.failed) or '-'}"
         )
     served = [r.served for r in rows if r.served is not None]
     if served:
@@ -331,6 +440,13 @@ def _print_days(rows: list[DayRow]) -> None:
             f"{sum(s.feedback for s in served)} feedback events posted, "
             f"{sum(s.seconds for s in served):.1f} s"
         )
+
+
+def _online_cell(online: dict[str, Any] | None) -> str:
+    """`collect 112 0.54` (the decision, clicked requests so far, win share), or `-`."""
+    if not online or online.get("decision") in (None, "no_candidate", "not_started"):
+        return "-"
+    return f"{online['decision']} {online.get('requests', '')} {online.get('win_share', '')}"
 
 
 _SOURCE_TAGS = {"click_model": "cm", "interventions": "sw", "reference": "ref"}
