@@ -149,14 +149,20 @@ def test_a_malformed_env_file_line_names_the_file(tmp_path: Path) -> None:
 
 
 def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
-    """What `ltr demo` leaves for `make ui` reads back as the same partition range."""
+    """What `ltr demo` leaves for `make ui` reads back as the same partition range and the
+    same online decision rule."""
     from ltr_assets.demo import demo_env
 
     used = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_START_DATE": "2026-10-29"})
     path = env_file_path({"LTR_HOME": str(tmp_path)})
     write_env_file(path, demo_env(used))
     assert path == tmp_path / "ltr.env"
-    assert read_env_file(path) == {"LTR_START_DATE": "2026-10-29", "LTR_TRAIN_WINDOW_DAYS": "14"}
+    assert read_env_file(path) == {
+        "LTR_START_DATE": "2026-10-29",
+        "LTR_TRAIN_WINDOW_DAYS": "14",
+        "LTR_INTERLEAVE_MIN_REQUESTS": "200",
+        "LTR_CANARY_MAX_DAYS": "3",
+    }
     assert layered_env({"LTR_HOME": str(tmp_path)})["LTR_START_DATE"] == "2026-10-29"
 
 
