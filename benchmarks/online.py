@@ -11,9 +11,9 @@ difference is about ±0.03; t = 0 is the A/A case (the candidate is live). On ea
 (the truth: the candidate's and live's true nDCG@5 on the same lists, from the simulator's true
 gains), the requests that serving would interleave (`ltr_core.exploration.assign_policy` at
 LTR_EXPLORE_RATE 0.05 and LTR_INTERLEAVE_RATE 0.2, by the request id's hash) are team-draft
-interleaved exactly as serving does (`ltr_core.interleaving.team_draft`, coins from the request
-id), the simulated users click on the interleaved list, each request is credited
-(`ltr_core.interleaving.credit`) and each day's counts are summed and decided with
+interleaved exactly as serving does (`ltr_core.interleaving.draw`, the draw of `team_draft`,
+coins from the request id), the simulated users click on the interleaved list, each request is
+credited (`ltr_core.interleaving.credit`) and each day's counts are summed and decided with
 `ltr_assets.online.decision.decide`, once a day, as the online_comparison asset does. Nothing
 is trained: the rankers are fixed, so the truth is exact.
 
@@ -55,7 +55,7 @@ from ltr_assets.simulation.simulator import (
 )
 from ltr_core.exploration import assign_policy
 from ltr_core.features import FEATURES
-from ltr_core.interleaving import Credit, credit, request_rng, team_draft
+from ltr_core.interleaving import Credit, credit, draw, request_rng
 
 START = date(2026, 3, 2)
 EXPLORE_RATE = 0.05
@@ -136,10 +136,11 @@ def _interleave_day(
     credits = []
     for case in cases:
         live, cand = _order(LIVE, case), _order(candidate, case)
-        draft = team_draft(live, cand, request_rng(case.request_id))
-        clicks = _clicked(users.respond(case, list(draft.items)))
-        labels = {item: 1.0 for item, c in zip(draft.items, clicks, strict=True) if c}
-        credits.append(credit(draft.items, draft.teams, labels))
+        # what serving draws (`team_draft` without the propensities nobody reads here)
+        items, teams = draw(live, cand, request_rng(case.request_id))
+        clicks = _clicked(users.respond(case, list(items)))
+        labels = {item: 1.0 for item, c in zip(items, clicks, strict=True) if c}
+        credits.append(credit(items, teams, labels))
     sim.truth.clear()
     return credits
 
@@ -354,9 +355,9 @@ def _sensitivity(better: Pool, reps: int, seed: int) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--target", type=float, default=0.03, help="true |Δ nDCG@5| to build")
-    parser.add_argument("--pool-seeds", type=int, default=6)
+    parser.add_argument("--pool-seeds", type=int, default=4)
     parser.add_argument("--reps", type=int, default=400)
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -370,7 +371,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "aa": LIVE,
     }
     print(f"candidates: t_better={t_better:.3f} t_worse={t_worse:.3f} (target |Δ| {args.target})")
-    by_seed = [_run_seed(seed, args.days, candidates) for seed in range(args.seeds)]
+    by_seed = []
+    for seed in range(args.seeds):
+        by_seed.append(_run_seed(seed, args.days, candidates))
+        print(f"seed {seed} done at {time.perf_counter() - started:.0f} s", flush=True)
     runs = {kind: [seed_runs[kind] for seed_runs in by_seed] for kind in candidates}
     figures: dict[str, float | int | str] = {"seeds": args.seeds, "days": args.days}
     for kind, rs in runs.items():
@@ -389,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rules = [
         Rule("defaults", 200, 0.02, 3),
         Rule("demo", 100, 0.02, 5),
-        Rule("long", 200, 0.02, 14),
+        Rule("long", 200, 0.02, 10),
     ]
     for rule in rules:
         print(
