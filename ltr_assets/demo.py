@@ -130,12 +130,20 @@ def _print_online(verdicts: list[OnlineVerdict]) -> None:
     if not verdicts:
         print("  no candidate was promoted or retired")
         return
-    agree = 0
+    agree = signed = 0
     for v in verdicts:
         e = v.evidence
         delta = v.truth_candidate - v.truth_live
+        timeout = str(e.get("reason", "")).startswith("undecided")
         right = (v.decision == "promote") == (delta >= 0)
-        agree += right
+        if not timeout:  # a timeout says "not shown either way", not "worse"
+            signed += 1
+            agree += right
+        verdict = (
+            "no verdict on the sign (undecided in time)"
+            if timeout
+            else f"verdict {'agrees' if right else 'disagrees'} with the truth's sign"
+        )
         print(
             f"  {v.day}  {v.decision:7s} {v.candidate} vs live {v.live}: "
             f"{e.get('requests')} clicked requests on {len(v.days)} day(s) "
@@ -145,10 +153,12 @@ def _print_online(verdicts: list[OnlineVerdict]) -> None:
         )
         print(
             f"      truth: nDCG@5 candidate {v.truth_candidate:.4f}, live {v.truth_live:.4f}, "
-            f"Δ {delta:+.4f}  -> verdict {'agrees' if right else 'disagrees'} with the truth's "
-            f"sign; {e.get('reason')}"
+            f"Δ {delta:+.4f}  -> {verdict}; {e.get('reason')}"
         )
-    print(f"  {agree} of {len(verdicts)} verdicts agree with the sign of the true difference")
+    print(
+        f"  {agree} of {signed} verdicts (promotions and retirements as worse) agree with the "
+        f"sign of the true difference; {len(verdicts) - signed} retired undecided"
+    )
 
 
 def _final_report(
