@@ -116,8 +116,7 @@ $(DOCKER_TOOLS):
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			docker.io docker-compose debootstrap; \
-	else echo "the deployment needs: sudo apt-get install docker.io docker-compose debootstrap"; \
-		exit 1; fi
+	else echo "the deployment needs: sudo apt-get install docker.io docker-compose debootstrap"; fi
 
 # The daemon, unless one answers: no bridge network and no iptables rules (every container uses
 # the host's network; only 127.0.0.1 is reachable on these machines). Its log: $(LTR_HOME)/dockerd.log.
@@ -143,6 +142,10 @@ deploy-images: dockerd
 	deploy/base-image.sh $(BASE_IMAGE)
 	$(DOCKER_BUILD) -f deploy/Dockerfile.serving -t $(LTR_SERVING_IMAGE) .
 	$(DOCKER_BUILD) -f deploy/Dockerfile.dagster -t $(LTR_DAGSTER_IMAGE) .
+	$(DOCKER) image prune -f --filter label=io.ltr-platform.image >/dev/null
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(BASE_IMAGE)
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(LTR_SERVING_IMAGE)
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(LTR_DAGSTER_IMAGE)
 
 # The compose stack (deploy/docker-compose.yml) with the settings of deploy/.env (copy
 # deploy/.env.example): Postgres, Kafka and S3 are the ones it names. Built first, then started

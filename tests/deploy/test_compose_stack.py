@@ -110,6 +110,12 @@ class Stack:
         command = [DOCKER_COMPOSE, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
         return _run(command, env=self.env, timeout=timeout)
 
+    def settings(self) -> Settings:
+        """The settings of the code server (and so of the runs) as compose resolves its file."""
+        resolved = yaml.safe_load(self.compose("config"))
+        env = resolved["services"]["code-server"]["environment"]
+        return Settings.from_env({key: str(value) for key, value in env.items()})
+
     def containers(self) -> dict[str, str]:
         """Service name -> container id, for the project's containers."""
         found: dict[str, str] = {}
@@ -239,29 +245,34 @@ def _safe_containers(stack: Stack) -> dict[str, str]:
 
 
 def _teardown(stack: Stack, run_ids: list[str]) -> None:
+    listed = subprocess.run(
+        [DOCKER, "ps", "-a", "--filter", "label=dagster/run_id",
+         "--format", '{{.ID}} {{.Label "dagster/run_id"}}'],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    for line in listed.splitlines():
+        container, _, run_id = line.partition(" ")
+        if run_id in run_ids:  # this test's runs only
+            subprocess.run([DOCKER, "rm", "-f", container], capture_output=True, check=False)
+    # Then the stack and its volume (which the run containers held too).
     subprocess.run(
         [DOCKER_COMPOSE, "-p", stack.project, "-f", str(COMPOSE_FILE), "down", "-v",
          "--remove-orphans", "-t", "5"],
         cwd=ROOT, env=stack.env, capture_output=True, check=False,
     )  # fmt: skip
-    run_containers = subprocess.run(
-        [DOCKER, "ps", "-aq", *(f"--filter=label=dagster/run_id={run_id}" for run_id in run_ids)],
-        capture_output=True, text=True, check=False,
-    ).stdout.split() if run_ids else []  # fmt: skip
-    for container in run_containers:
-        subprocess.run([DOCKER, "rm", "-f", container], capture_output=True, check=False)
-    subprocess.run([DOCKER, "volume", "rm", "-f", "ltr-state"], capture_output=True, check=False)
 
 
 def _seed(stack: Stack, broker: Broker) -> None:
     """The buckets (registry mirror, lake), the topic, and three simulated days on it (the
     events the other pipeline tests write to a file: same simulator, same seed)."""
-    settings = Settings.from_env(stack.env)
+    settings = stack.settings()
+    assert settings.s3 is not None and settings.kafka is not None
     s3 = boto3.client(
         "s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )  # fmt: skip
-    lake_bucket = _compose_default("LTR_DATA_DIR").removeprefix("s3://").split("/")[0]
+    assert settings.lake_url.startswith("s3://"), settings.lake_url
+    lake_bucket = settings.lake_url.removeprefix("s3://").split("/")[0]
     for bucket in {settings.s3.bucket, lake_bucket}:
         s3.create_bucket(Bucket=bucket)
     assert ensure_topic(settings.kafka)
@@ -290,12 +301,13 @@ def _wait_healthy(stack: Stack, services: tuple[str, ...], timeout_s: float) -> 
 
 
 def _latest(stack: Stack) -> dict[str, Any]:
-    settings = Settings.from_env(stack.env)
+    settings = stack.settings().s3
+    assert settings is not None
     s3 = boto3.client(
         "s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
         aws_access_key_id="testing", aws_secret_access_key="testing",
     )  # fmt: skip
-    body = s3.get_object(Bucket=settings.s3.bucket, Key=f"{settings.s3.prefix}/latest.json")
+    body = s3.get_object(Bucket=settings.bucket, Key=f"{settings.prefix}/latest.json")
     pointer = json.loads(body["Body"].read())
     assert isinstance(pointer, dict)
     return pointer
@@ -447,9 +459,7 @@ def _exercise(stack: Stack, timeline: Timeline) -> None:
     load = _under_load(stack.serving["serving-b"], lambda: stack.compose("stop", "serving-a"))
     assert _version_of(stack.serving["serving-a"]) is None, "serving-a still answers"
     assert load.failed == [], load.failed[:5]
-    timeline.mark(
-        f"serving-a stopped under load: serving-b answered {load.ok} requests, 0 failed"
-    )
+    timeline.mark(f"serving-a stopped under load: serving-b answered {load.ok} requests, 0 failed")
 
 
 def _check_the_containers_run_the_compose_file(stack: Stack) -> None:

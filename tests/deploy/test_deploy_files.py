@@ -343,9 +343,7 @@ def test_ports_agree(compose: dict[str, Any]) -> None:
     services = compose["services"]
     web = services["webserver"]
     assert int(command_flag(web["command"], "-p", "--port")) == WEBSERVER_PORT
-    ports = {
-        int(command_flag(services[name]["command"], "--port")) for name in SERVING_SERVICES
-    }
+    ports = {int(command_flag(services[name]["command"], "--port")) for name in SERVING_SERVICES}
     assert ports == {SERVING_PORT, SERVING_PORT + 1}, "one port per replica on the host"
     for name in SERVING_SERVICES:
         service = services[name]
@@ -399,11 +397,16 @@ def test_dockerfile_installs_from_the_lock(name: str) -> None:
     uv_version = re.search(r"^UV_VERSION := (\S+)", (ROOT / "Makefile").read_text(), re.M)
     assert uv_version and f"uv=={uv_version.group(1)}" in text
     assert "libgomp1" in text, "LightGBM's OpenMP runtime"
-    assert "COPY --from=build /opt/venv /opt/venv" in text
+    # The dependencies' layer from the stage that has only them; the project's files on top.
+    assert "COPY --from=deps /opt/venv /opt/venv\nCOPY --from=build /opt/project/ /" in text
 
 
 def _syncs(name: str) -> list[str]:
-    return re.findall(r"^ +SSL_CERT_FILE=/run/secrets/ca (uv sync [^\n]*)", DOCKERFILES[name].read_text(), flags=re.M)
+    return re.findall(
+        r"^ +SSL_CERT_FILE=/run/secrets/ca (uv sync [^\n]*)",
+        DOCKERFILES[name].read_text(),
+        flags=re.M,
+    )
 
 
 def _copied_packages(name: str) -> set[str]:
