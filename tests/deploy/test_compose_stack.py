@@ -40,11 +40,8 @@ from ltr_assets.ingest.kafka import ensure_topic, publish_events
 from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
 from ltr_core.settings import Settings
 from tests.conftest import START
+from tests.deploy.conftest import PG_HOST, PG_PORT, PG_USER
 from tests.deploy.test_postgres_deployment import (
-    PG_HOST,
-    PG_PORT,
-    PG_USER,
-    _admin,
     _by_partition,
     _runs,
     _step_started,
@@ -134,23 +131,9 @@ def images(request: pytest.FixtureRequest) -> float:
 
 
 @pytest.fixture
-def database() -> Iterator[str]:
-    name = f"ltr_compose_{uuid.uuid4().hex[:12]}"
-    admin = _admin()
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@pytest.fixture
 def stack(
     images: float,
-    database: str,
+    pg_database: str,
     s3_server: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -167,7 +150,7 @@ def stack(
         "DAGSTER_PG_PORT": str(PG_PORT),
         "DAGSTER_PG_USER": PG_USER,
         "DAGSTER_PG_PASSWORD": "unused-with-trust-auth",
-        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_DB": pg_database,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
         "KAFKA_TOPIC": "match_events",
         "S3_ENDPOINT": s3_server,
@@ -346,7 +329,7 @@ class Load:
                     self.failed.append(repr(error))
 
 
-def _under_load(url: str, action: Callable[[], None]) -> Load:
+def _under_load(url: str, action: Callable[[], object]) -> Load:
     load = Load(url)
     thread = threading.Thread(target=load.run)
     thread.start()
@@ -361,6 +344,9 @@ def _under_load(url: str, action: Callable[[], None]) -> Load:
     return load
 
 
+# Images (cached: seconds; on a fresh machine: minutes), the stack's start, four pipeline runs one
+# after another (the ltr/pipeline limit) and the serving checks: far above the suite's default.
+@pytest.mark.timeout(2400)
 def test_the_compose_stack_runs_the_pipeline_and_serves(stack: Stack) -> None:
     timeline = stack.timeline
     try:
