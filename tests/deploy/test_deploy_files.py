@@ -403,7 +403,7 @@ def test_dockerfile_installs_from_the_lock(name: str) -> None:
 
 def _syncs(name: str) -> list[str]:
     return re.findall(
-        r"^ +SSL_CERT_FILE=/run/secrets/ca (uv sync [^\n]*)",
+        r"^ +SSL_CERT_FILE=/run/secrets/ca (?:UV_COMPILE_BYTECODE=0 )?(uv sync [^\n]*)",
         DOCKERFILES[name].read_text(),
         flags=re.M,
     )
