@@ -139,10 +139,15 @@ def stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:
     timeline = Timeline()
-    timeline.mark(f"make deploy-images done ({images:.0f} s)")
+    sizes = ", ".join(
+        f"{image} {int(_run([DOCKER, 'image', 'inspect', '-f', '{{.Size}}', image])) / 1e6:.0f} MB"
+        for image in (_compose_default("LTR_DAGSTER_IMAGE"), _compose_default("LTR_SERVING_IMAGE"))
+    )
+    timeline.mark(f"make deploy-images done ({images:.0f} s): {sizes}")
     broker = Broker()
     broker.start()
-    httpx.post(f"{s3_server}/moto-api/reset").raise_for_status()
+    # (moto loads its backends on the first request: slow on a busy machine.)
+    httpx.post(f"{s3_server}/moto-api/reset", timeout=120).raise_for_status()
     ports = {name: free_port() for name in ("web", "code", "a", "b")}
     # Exactly the variables the compose file reads (checked below): the rest take its defaults.
     variables = {
@@ -466,3 +471,22 @@ def _check_the_containers_run_the_compose_file(stack: Stack) -> None:
         assert details["HostConfig"]["NetworkMode"] == "host", service
         assert details["State"]["Health"]["Status"] == "healthy", service
         assert details["HostConfig"]["LogConfig"]["Type"] == "json-file", service
+
+
+def test_the_serving_image_holds_the_serving_install_alone(images: float) -> None:
+    """The ranking service's image has its dependencies and nothing of the pipeline."""
+    probe = (
+        "import importlib.util as u, json; "
+        "print(json.dumps({m: bool(u.find_spec(m)) for m in "
+        "('ltr_serving', 'ltr_core', 'lightgbm', 'fastapi', 'aiokafka', "
+        "'ltr_assets', 'dagster', 'duckdb', 'pandas', 'pyarrow')}))"
+    )
+    image = _compose_default("LTR_SERVING_IMAGE")
+    found = json.loads(
+        _run([DOCKER, "run", "--rm", "--network", "host", image, "python", "-c", probe])
+    )
+    assert found == {
+        "ltr_serving": True, "ltr_core": True, "lightgbm": True, "fastapi": True,
+        "aiokafka": True, "ltr_assets": False, "dagster": False, "duckdb": False,
+        "pandas": False, "pyarrow": False,
+    }  # fmt: skip
