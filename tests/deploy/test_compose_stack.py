@@ -399,7 +399,7 @@ def _exercise(stack: Stack, timeline: Timeline) -> None:
                 and r
             ),
         )
-        timeline.mark("the killed run marked failed by the daemon's run monitoring")
+        timeline.mark("the killed run marked failed (run monitoring)")
         records = _wait("the backfill and the retry to finish", 900, settled)
         timeline.mark("every run finished (the retry included)")
 
