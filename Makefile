@@ -10,7 +10,8 @@ export DAGSTER_HOME ?= $(LTR_HOME)/dagster
 # uv installs into this project's .venv, whatever environment the caller has active.
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 
-.PHONY: install lock lock-check demo test test-fast test-serving lint typecheck docs docs-check format ui bench clean
+.PHONY: install lock lock-check demo test test-fast test-serving lint typecheck docs docs-check format ui bench clean \
+	docker-tools dockerd deploy-images deploy-up deploy-down
 
 install: $(STAMP)
 
@@ -48,10 +49,11 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "the UI test needs Debian's chromium: sudo apt-get install chromium"; fi
 
-# The whole suite: every tier, with the broker, S3 server and Chromium it starts itself. The
+# The whole suite: every tier, with the broker, S3 server, Chromium and Docker it starts itself
+# (tests/deploy/test_compose_stack.py runs `make deploy-images` and the compose stack). The
 # serving tier runs once, inside tests/deploy/test_serving_install.py: in a fresh venv holding
 # the serving install alone (no Dagster, DuckDB, pandas), not here in the full one.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) docker-tools
 	$(PY) -m pytest -q --ignore=tests/serving
 
 # The serving tier directly in the development venv (quicker to iterate on).
@@ -98,3 +100,61 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(LTR_HOME) .pytest_cache
+
+
+# --- The Docker deployment (deploy/, docs/deployment.md) -----------------------------------------
+# Debian's Docker engine (docker.io, 20.10), compose v1 (docker-compose) and debootstrap (the base
+# image is made from Debian's packages: no image registry is needed). The docker.io CLI
+# (/usr/bin/docker) builds: it has BuildKit built in (build secrets, cache mounts).
+DOCKER := /usr/bin/docker
+DOCKERD := /usr/sbin/dockerd
+DOCKER_COMPOSE := /usr/bin/docker-compose
+DEBOOTSTRAP := /usr/sbin/debootstrap
+DOCKER_TOOLS := $(DOCKER) $(DOCKERD) $(DOCKER_COMPOSE) $(DEBOOTSTRAP)
+docker-tools: $(DOCKER_TOOLS)
+$(DOCKER_TOOLS):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			docker.io docker-compose debootstrap; \
+	else echo "the deployment needs: sudo apt-get install docker.io docker-compose debootstrap"; fi
+
+# The daemon, unless one answers: no bridge network and no iptables rules (every container uses
+# the host's network; only 127.0.0.1 is reachable on these machines). Its log: $(LTR_HOME)/dockerd.log.
+dockerd: docker-tools
+	@if ! $(DOCKER) info >/dev/null 2>&1; then \
+		mkdir -p $(LTR_HOME); \
+		setsid $(DOCKERD) --bridge=none --iptables=false >>$(LTR_HOME)/dockerd.log 2>&1 </dev/null & \
+		for i in $$(seq 60); do $(DOCKER) info >/dev/null 2>&1 && break; sleep 1; done; \
+		$(DOCKER) info >/dev/null 2>&1 || { echo "dockerd did not start: $(LTR_HOME)/dockerd.log"; exit 1; }; \
+	fi
+
+# Both images, from uv.lock, on the base made from Debian's packages (built once, then reused).
+# The package index is reached over HTTPS through whatever CA the host trusts: that bundle is a
+# BuildKit secret of the build (never a layer of the image). Layers and uv's download cache are
+# kept by Docker, so a rebuild after a code change redoes only the project's own layer.
+BASE_IMAGE ?= ltr-python:3.11-bookworm
+LTR_DAGSTER_IMAGE ?= ltr-dagster:latest
+LTR_SERVING_IMAGE ?= ltr-serving:latest
+CA_BUNDLE ?= $(or $(SSL_CERT_FILE),/etc/ssl/certs/ca-certificates.crt)
+DOCKER_BUILD = DOCKER_BUILDKIT=1 $(DOCKER) build --network host --secret id=ca,src=$(CA_BUNDLE) \
+	--build-arg PYTHON_IMAGE=$(BASE_IMAGE)
+deploy-images: dockerd
+	deploy/base-image.sh $(BASE_IMAGE)
+	$(DOCKER_BUILD) -f deploy/Dockerfile.serving -t $(LTR_SERVING_IMAGE) .
+	$(DOCKER_BUILD) -f deploy/Dockerfile.dagster -t $(LTR_DAGSTER_IMAGE) .
+	$(DOCKER) image prune -f --filter label=io.ltr-platform.image >/dev/null
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(BASE_IMAGE)
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(LTR_SERVING_IMAGE)
+	@$(DOCKER) image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' $(LTR_DAGSTER_IMAGE)
+
+# The compose stack (deploy/docker-compose.yml) with the settings of deploy/.env (copy
+# deploy/.env.example): Postgres, Kafka and S3 are the ones it names. Built first, then started
+# without building (compose v1 cannot pass the build secret).
+COMPOSE = $(DOCKER_COMPOSE) -p ltr -f deploy/docker-compose.yml --env-file deploy/.env
+deploy-up: deploy-images
+	@test -f deploy/.env || { echo "copy deploy/.env.example to deploy/.env and fill it in"; exit 1; }
+	$(COMPOSE) up -d --no-build
+	$(COMPOSE) ps
+
+deploy-down:
+	$(COMPOSE) down

@@ -47,17 +47,19 @@ EXTERNAL = (
     ("AWS_ACCESS_KEY_ID", "boto3's credential chain: S3 access key"),
     ("AWS_SECRET_ACCESS_KEY", "boto3's credential chain: S3 secret key"),
     ("DAGSTER_HOME", "the Dagster instance (the Makefile sets `$LTR_HOME/dagster`)"),
-    ("DAGSTER_PG_HOST", "host of the Dagster instance's Postgres (compose: `postgres`)"),
+    ("DAGSTER_PG_HOST", "host of the Dagster instance's Postgres (compose: `127.0.0.1`)"),
     ("DAGSTER_PG_PORT", "its port (`5432` in compose)"),
     ("DAGSTER_PG_USER", "its user (`dagster` in compose)"),
     ("DAGSTER_PG_PASSWORD", "its password (compose: `deploy/.env`; Kubernetes: a Secret)"),
     ("DAGSTER_PG_DB", "its database (`dagster` in compose)"),
     ("LTR_DAGSTER_IMAGE", "compose only: the Dagster image tag built and run"),
     ("LTR_SERVING_IMAGE", "compose only: the serving image tag built and run"),
-    ("MINIO_ROOT_USER", "compose only: MinIO's user, also given as `AWS_ACCESS_KEY_ID`"),
-    ("MINIO_ROOT_PASSWORD", "compose only: MinIO's password, also `AWS_SECRET_ACCESS_KEY`"),
+    ("LTR_CODE_SERVER_PORT", "compose only: the code server's port on 127.0.0.1 (`4000`)"),
+    ("LTR_WEBSERVER_PORT", "compose only: the Dagster UI's port on 127.0.0.1 (`3000`)"),
+    ("LTR_SERVING_PORT_A", "compose only: ranking-service replica a's port (`8000`)"),
+    ("LTR_SERVING_PORT_B", "compose only: ranking-service replica b's port (`8001`)"),
 )
-EXTERNAL_SECRET_NAMES = EXTERNAL_SECRETS | {"DAGSTER_PG_PASSWORD", "MINIO_ROOT_PASSWORD"}
+EXTERNAL_SECRET_NAMES = EXTERNAL_SECRETS | {"DAGSTER_PG_PASSWORD"}
 
 
 def _title(model: type[BaseModel]) -> str:

@@ -15,12 +15,10 @@ import os
 import shutil
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg2
 import pytest
 from dagster import (
     AssetCheckKey,
@@ -35,6 +33,7 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from tests.conftest import write_simulated_events
+from tests.deploy.conftest import PG_HOST, PG_PORT, PG_USER
 from tests.support.dagster_processes import (
     BIN,
     DAYS,
@@ -49,39 +48,9 @@ from tests.support.dagster_processes import (
 )
 from tests.support.kafka_broker import free_port
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 LOCATION = "ltr_assets.definitions"
 GATE = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
-
-
-def _admin() -> psycopg2.extensions.connection:
-    try:
-        connection = psycopg2.connect(
-            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5
-        )
-    except psycopg2.OperationalError as error:
-        pytest.fail(
-            f"No PostgreSQL server answers at {PG_HOST}:{PG_PORT} as user {PG_USER} (trust "
-            f"auth): this test needs one (start it, e.g. `pg_ctlcluster 15 main start`): {error}"
-        )
-    connection.autocommit = True
-    return connection
-
-
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh database of the test's own, dropped afterwards (with any connection left)."""
-    name = f"ltr_test_{uuid.uuid4().hex[:12]}"
-    admin = _admin()
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture
