@@ -632,8 +632,9 @@ def logged_frame(events: list[dict[str, Any]]) -> Any:
     """The feature matrix the pipeline builds from these flat events (`feature_matrix`), made
     directly: one row per impression with its strongest feedback as the label, lists in the
     order they were shown; with the logging policy's columns (`policy`, `propensity`,
-    `deterministic_rank`) where the events carry them (exploration on). For tests and benchmarks that need many simulated days quickly; a
-    test keeps it equal to the DuckDB path."""
+    `deterministic_rank`) where the events carry them (exploration on). For tests and
+    benchmarks that need many simulated days quickly; a test keeps it equal to the DuckDB
+    path."""
     import pandas as pd
 
     from ltr_core.features import ACTION_GRADES, PROTECTED_ATTRIBUTES, attribute_column
