@@ -20,6 +20,20 @@ for θ to explain (θ comes out steep). θ is identified because the same featur
 different ranks (list composition and length, and the ranker changing from one published
 version to the next).
 
+The curve's family (LTR_PROPENSITY_FAMILY). `power_law` (default): θ_k = k^-η, one exponent
+fitted by Newton steps on the same likelihood, so every position's clicks inform every θ_k.
+`per_position`: a free θ_k per position. Why pooled: with a near-deterministic logger, a free θ
+per position lets γ trade relevance against position where the logging ranker's order is most
+predictable from the features (the top of the list): on the simulator the free curve came out
+up to 0.07 too flat at positions 2-3 (η 0.5) while the pooled one stayed within 0.015 at
+positions 1-10 (docs/benchmarks.md, quality_sim). The simulator's own curve is a power law, so
+there the family is exactly right: that figure shows what pooling removes, not that real
+examination follows a power law. The price is an assumption: a curve with a step (a page
+break, a fold) is smoothed away. The curve's params give both families' held-out
+negative log-likelihood (θ refitted on the fitted lists with the final γ), so logs that do not
+follow a power law show it; positions that enough swap interventions measured take their own
+estimate under `auto` (below) whatever the family.
+
 A richer affine model with a per-position noise term (trust bias) was tried and rejected: with a
 near-deterministic logging ranker its two parameters per position are not identified in
 practice (it converged to "most top clicks are noise"). Clicks on irrelevant candidates that
