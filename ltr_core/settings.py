@@ -743,10 +743,10 @@ class Settings(BaseSettings):
         "the window has no swapped impression; `pinned` takes LTR_PROPENSITY_CURVE",
     )
     propensity_family: CurveFamily = Field(
-        "power_law",
+        "per_position",
         validation_alias="LTR_PROPENSITY_FAMILY",
-        description="the family the click model fits the examination curve in: `power_law` "
-        "(θ_k = k^-η, one exponent pooled over every position) or `per_position` (a free θ per "
+        description="the family the click model fits the examination curve in: `per_position` "
+        "(a free θ per position) or `power_law` (θ_k = k^-η, one exponent pooled over every "
         "position); the curve's metadata gives both families' held-out likelihood",
     )
     propensity_min_swapped: Annotated[Int, Range(1, 1_000_000_000)] = Field(

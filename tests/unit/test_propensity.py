@@ -49,7 +49,9 @@ def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
     free = fit_click_model(
         positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="per_position"
     )
-    pooled = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0)
+    pooled = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="power_law"
+    )
     assert pooled.curve.params["family"] == "power_law"
     assert free.curve.params["family"] == "per_position" and "exponent" not in free.curve.params
     free_theta, pooled_theta = free.curve.at(np.arange(1, 11)), pooled.curve.at(np.arange(1, 11))
@@ -63,14 +65,17 @@ def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
 
 def test_the_power_law_family_pools_every_position_into_one_exponent() -> None:
     positions, clicks, X, sizes, _ = _pbm_logs(9, lists=1500)
-    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=50)
+    model = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=50, family="power_law"
+    )
     curve = model.curve
     assert curve.params["family"] == "power_law"
     assert curve.params["exponent"] == pytest.approx(0.8, abs=0.05)
     k = np.arange(1, curve.positions + 1)
     assert np.allclose(curve.examination, k ** -curve.params["exponent"], rtol=1e-6)
     assert all(
-        lo <= v <= hi for lo, v, hi in zip(curve.low, curve.examination, curve.high, strict=True)
+        lo is not None and hi is not None and lo <= v <= hi
+        for lo, v, hi in zip(curve.low, curve.examination, curve.high, strict=True)
     )
     with pytest.raises(PropensityError, match="family"):
         fit_click_model(positions, clicks, X, sizes, num_threads=0, family="spline")  # type: ignore[arg-type]
