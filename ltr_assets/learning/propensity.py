@@ -25,8 +25,9 @@ position. `power_law`: θ_k = k^-η, one exponent fitted by Newton steps on the 
 so every position's clicks inform every θ_k. Why pooled: with a near-deterministic logger, a free θ
 per position lets γ trade relevance against position where the logging ranker's order is most
 predictable from the features (the top of the list): on the simulator the free curve came out
-up to 0.07 too flat at positions 2-3 (η 0.5) while the pooled one stayed within 0.015 at
-positions 1-10 (docs/benchmarks.md, quality_sim). The simulator's own curve is a power law, so
+up to 0.08 too flat at positions 2-3 (η 0.5) while the pooled one came within 0.008 there
+(0.006-0.019 at η 1; up to 0.028 at η 1.5, where trust-bias clicks at the top, folded into θ,
+make it steep: docs/benchmarks.md, quality_sim). The simulator's own curve is a power law, so
 there the family is exactly right: that figure shows what pooling removes, not that real
 examination follows a power law. The price is an assumption: a curve with a step (a page
 break, a fold) is smoothed away. The curve's params give both families' held-out
