@@ -1,7 +1,9 @@
 """Ranking quality on simulated traffic, judged by the simulator's truth.
 
     python -m benchmarks.quality_sim [--seeds 3] [--days 14] [--strengths 0.5,1,1.5]
-                                     [--loop-days 21]
+                                     [--loop-days 21] [--explore-rates 0,0.05]
+                                     [--methods none,click_model,ips,lightgbm_position]
+    python -m benchmarks.quality_sim --quick   # 1 seed, none and click_model, no closed loop
 
 Open loop (the platform's own v2.8 order, as the logs of a first deployment), for each position
 bias strength η (examination θ_k = k^-η) and seed: the true nDCG@5 (from every candidate's true
@@ -12,6 +14,15 @@ truth for every ranking; and the propensity curve against the simulator's. Close
 feedback loop, η = 1): `--loop-days` days where every other day's published weights order the
 next lists, then the same comparison on the last window. Medians over seeds are printed last
 as name=value lines.
+
+Exploration: every condition runs once per `--explore-rates` value, the lists shown with the
+ranking service's swap exploration at that rate (`ltr_core.exploration`, exactly as serving
+applies it, its policy and propensities logged; 0 is off). Per condition: the examination
+curve's error at positions 1-10 (each, and the largest), which positions came from
+interventions and on how many swapped impressions, the gate's mean (signed and absolute) error
+and its interval's coverage over the rankings, the share of the naive → oracle-trained gap the
+served weights close, and what exploring cost the users (the true nDCG@5 of all lists as served
+against the same lists in the deterministic order).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from dataclasses import replace
 import numpy as np
 
 from benchmarks.common import machine, report
+from benchmarks.exploration_cost import realised_cost
 from benchmarks.simulated import (
     TRAINING,
     SimulatedLogs,
@@ -41,7 +53,9 @@ from ltr_core.vocabulary import DebiasMethod
 METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_position")
 
 
-def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
+def judge_logs(
+    logs: SimulatedLogs, eta: float, methods: tuple[DebiasMethod, ...] = METHODS
+) -> dict[str, float]:
     train, valid, test = logs.splits()
     gains = test.frame["gain"].to_numpy()
 
@@ -49,7 +63,7 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
         return gain_ndcg(gains, scores, test.group_sizes)
 
     rankers: dict[str, TrainedRanker] = {
-        m: train_ranker(train, valid, replace(TRAINING, debias=m)) for m in METHODS
+        m: train_ranker(train, valid, replace(TRAINING, debias=m)) for m in methods
     }
     rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
     judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
@@ -83,14 +97,33 @@ def judge_logs(logs: SimulatedLogs, eta: float) -> dict[str, float]:
     out["gate_error_mean_abs_published"] = float(np.mean(np.abs(published)))
     for kind in ("model", "weights"):
         naive, ceiling = out[f"true_{kind}_none"], out[f"true_{kind}_oracle_trained"]
-        for method in METHODS[1:]:
+        for method in methods[1:]:
             gap = ceiling - naive
             closed = (out[f"true_{kind}_{method}"] - naive) / gap if gap > 0 else float("nan")
             out[f"gap_closed_{kind}_{method}"] = closed
-    curve = rankers["click_model"].propensity.at(np.arange(1, 11))
-    out["propensity_max_error_1_10"] = float(
-        np.max(np.abs(curve - ClickModel(position_bias=eta).examination(np.arange(1, 11))))
+    fitted = rankers["click_model"].propensity
+    curve = fitted.at(np.arange(1, 11))
+    error = curve - ClickModel(position_bias=eta).examination(np.arange(1, 11))
+    out["propensity_max_error_1_10"] = float(np.max(np.abs(error)))
+    for k in range(2, 11):
+        out[f"propensity_{k}"] = float(curve[k - 1])
+        out[f"propensity_error_{k}"] = float(error[k - 1])
+    sources = fitted.sources[:10]
+    swapped = fitted.swapped_impressions[:10]
+    out["propensity_positions_from_interventions"] = float(
+        sum(s == "interventions" for s in sources)
     )
+    out["swapped_impressions_per_position"] = float(np.mean(swapped[1:])) if swapped else 0.0
+    if "deterministic_rank" in logs.frame.columns:
+        served, deterministic = realised_cost(logs.frame)
+    else:
+        served = deterministic = gain_ndcg(
+            logs.frame["gain"].to_numpy(),
+            -logs.frame["rank_position"].to_numpy(dtype=float),
+            logs.frame.groupby("group_id", sort=False).size().to_numpy(),
+        )
+    out["served_true_ndcg5"] = served
+    out["exploration_cost"] = deterministic - served
     return out
 
 
@@ -104,16 +137,32 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--strengths", default="0.5,1,1.5")
     parser.add_argument("--loop-days", type=int, default=21)
+    parser.add_argument("--explore-rates", default="0,0.05")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--quick", action="store_true", help="1 seed, methods none,click_model, no closed loop"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.loop_days, args.methods = 1, 0, "none,click_model"
+    methods = tuple(m for m in args.methods.split(",") if m)
+    if methods[:2] != ("none", "click_model") or not set(methods) <= set(METHODS):
+        parser.error(f"--methods starts with none,click_model and is drawn from {METHODS}")
+    rates = [float(r) for r in args.explore_rates.split(",")]
     print(f"machine: {machine()}")
     started = time.perf_counter()
     figures: dict[str, float] = {}
     per_seed: dict[str, list[dict[str, float]]] = defaultdict(list)
-    for eta in [float(s) for s in args.strengths.split(",")]:
-        label = f"open_eta{eta:g}".replace(".", "p")
+    conditions = [
+        (eta, rate) for eta in [float(s) for s in args.strengths.split(",")] for rate in rates
+    ]
+    for eta, rate in conditions:
+        label = f"open_eta{eta:g}_explore{rate:g}".replace(".", "p")
         for seed in range(args.seeds):
-            logs = simulate_logs(seed, args.days, click_model=ClickModel(position_bias=eta))
-            run = judge_logs(logs, eta)
+            logs = simulate_logs(
+                seed, args.days, click_model=ClickModel(position_bias=eta), explore_rate=rate
+            )
+            run = judge_logs(logs, eta, methods)
             per_seed[label].append(run)
             print(
                 f"{label} seed {seed}: true model naive {run['true_model_none']:.4f} "
@@ -126,27 +175,36 @@ def main() -> None:
                 f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
                 f"{run['gate_ci_coverage']:.2f}, model share "
                 f"{run['gate_model_share_model_click_model']:.2f}; propensity error "
-                f"{run['propensity_max_error_1_10']:.3f}",
+                f"{run['propensity_max_error_1_10']:.3f} (errors 2-10 "
+                + " ".join(f"{run[f'propensity_error_{k}']:+.3f}" for k in range(2, 11))
+                + f"; {run['propensity_positions_from_interventions']:.0f} positions from "
+                f"interventions, {run['swapped_impressions_per_position']:.0f} swapped "
+                f"impressions per position); served lists' true nDCG@5 "
+                f"{run['served_true_ndcg5']:.4f}, exploration cost "
+                f"{run['exploration_cost']:.4f}",
                 flush=True,
             )
         figures.update(medians(per_seed[label], f"quality_sim_{label}"))
-    if args.loop_days > 0:
+    for rate in rates if args.loop_days > 0 else []:
+        label = f"loop_explore{rate:g}".replace(".", "p")
         for seed in range(args.seeds):
-            logs = closed_loop_logs(seed, args.loop_days)
+            logs = closed_loop_logs(seed, args.loop_days, explore_rate=rate)
             logs.frame = logs.frame[logs.frame["shown_at"].dt.date >= logs.days[-14]]
-            run = judge_logs(logs, 1.0)
-            per_seed["loop"].append(run)
+            run = judge_logs(logs, 1.0, methods)
+            per_seed[label].append(run)
             print(
-                f"closed loop seed {seed}: true model naive {run['true_model_none']:.4f} "
+                f"{label} seed {seed}: true model naive {run['true_model_none']:.4f} "
                 f"debiased {run['true_model_click_model']:.4f} oracle-trained "
                 f"{run['true_model_oracle_trained']:.4f}; gate error "
                 f"{run['gate_error_mean']:+.4f} (|{run['gate_error_mean_abs']:.4f}|, debiased "
                 f"model {run['gate_error_model_click_model']:+.4f}, weights "
                 f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
-                f"{run['gate_ci_coverage']:.2f}",
+                f"{run['gate_ci_coverage']:.2f}; propensity error "
+                f"{run['propensity_max_error_1_10']:.3f}; exploration cost "
+                f"{run['exploration_cost']:.4f}",
                 flush=True,
             )
-        figures.update(medians(per_seed["loop"], "quality_sim_loop"))
+        figures.update(medians(per_seed[label], f"quality_sim_{label}"))
     figures["quality_sim_seconds"] = time.perf_counter() - started
     report(figures)
 

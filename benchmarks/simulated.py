@@ -76,14 +76,18 @@ def simulate_logs(
     days: int,
     ranker_for_day: RankerForDay | None = None,
     start: date = START,
+    explore_rate: float = 0.0,
     **config: Any,
 ) -> SimulatedLogs:
+    """N days of logs; with `explore_rate` > 0 the lists are shown with the ranking service's
+    swap exploration applied (`Simulator.day_events`), its policy and propensities logged."""
     simulator = Simulator(SimulatorConfig(start=start, days=days, seed=seed, **config))
     frames = []
     all_days = [start + timedelta(days=i) for i in range(days)]
     for day in all_days:
         ranker, version = ranker_for_day(day) if ranker_for_day else (None, PLATFORM_VERSION)
-        frames.append(logged_frame(simulator.day_events(day, ranker, version)))
+        events = simulator.day_events(day, ranker, version, explore_rate=explore_rate)
+        frames.append(logged_frame(events))
     return SimulatedLogs(
         simulator, with_truth(simulator, pd.concat(frames, ignore_index=True)), all_days
     )
@@ -97,6 +101,7 @@ def closed_loop_logs(
     first_training_day: int = 3,
     debias: DebiasMethod = "click_model",
     start: date = START,
+    explore_rate: float = 0.0,
     **config: Any,
 ) -> SimulatedLogs:
     """Logs of the feedback loop: every `retrain_every` days the pipeline trains on the last
@@ -107,7 +112,8 @@ def closed_loop_logs(
     version = PLATFORM_VERSION
     all_days = [start + timedelta(days=i) for i in range(days)]
     for i, day in enumerate(all_days):
-        frames.append(logged_frame(simulator.day_events(day, ranker, version)))
+        events = simulator.day_events(day, ranker, version, explore_rate=explore_rate)
+        frames.append(logged_frame(events))
         if i + 1 >= first_training_day and (i + 1 - first_training_day) % retrain_every == 0:
             recent = pd.concat(frames[-window_days:], ignore_index=True)
             train, valid, _ = split_by_time(recent)

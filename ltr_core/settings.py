@@ -44,6 +44,7 @@ from ltr_core.artifacts.signing import ArtifactKeys, SigningKey, parse_keys
 from ltr_core.features import PROTECTED_ATTRIBUTES
 from ltr_core.s3_url import is_s3_url, normalize_s3_url
 from ltr_core.vocabulary import (
+    CurveFamily,
     DebiasMethod,
     Environment,
     ImpressionLog,
@@ -740,6 +741,13 @@ class Settings(BaseSettings):
         "model; `auto` takes the click model's curve except at the positions that enough swap "
         "interventions measured (LTR_PROPENSITY_MIN_SWAPPED), the same as `regression_em` when "
         "the window has no swapped impression; `pinned` takes LTR_PROPENSITY_CURVE",
+    )
+    propensity_family: CurveFamily = Field(
+        "per_position",
+        validation_alias="LTR_PROPENSITY_FAMILY",
+        description="the family the click model fits the examination curve in: `per_position` "
+        "(a free θ per position) or `power_law` (θ_k = k^-η, one exponent pooled over every "
+        "position); the curve's metadata gives both families' held-out likelihood",
     )
     propensity_min_swapped: Annotated[Int, Range(1, 1_000_000_000)] = Field(
         1000,

@@ -10,6 +10,9 @@ DebiasMethod = Literal["click_model", "ips", "lightgbm_position", "none"]
 # How the examination curve is obtained: `auto` is the click model's curve with the positions
 # enough swap interventions reached measured by them instead (regression_em when none did).
 PropensityMethod = Literal["auto", "regression_em", "pinned"]
+# The family the click model fits the examination curve in: θ_k = k^-η (one exponent pooled over
+# every position), or one free θ per position.
+CurveFamily = Literal["power_law", "per_position"]
 # Where each position of a published examination curve comes from: position 1 by definition,
 # swap interventions, or the click model (or the pinned curve).
 CurveSource = Literal["reference", "interventions", "click_model"]
@@ -36,6 +39,7 @@ GateOutcome = Literal["gate_refused", "crashed", "published", "succeeded"]
 SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
 DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)
 PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
+CURVE_FAMILIES: tuple[CurveFamily, ...] = get_args(CurveFamily)
 CURVE_SOURCES: tuple[CurveSource, ...] = get_args(CurveSource)
 LOGGING_POLICIES: tuple[LoggingPolicy, ...] = get_args(LoggingPolicy)
 INTERLEAVING_TEAMS: tuple[InterleavingTeam, ...] = get_args(InterleavingTeam)

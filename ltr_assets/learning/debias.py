@@ -27,6 +27,7 @@ import numpy as np
 from ltr_assets.learning.lightgbm_params import lightgbm_params
 from ltr_assets.learning.propensity import ClickModel, PropensityCurve, fit_click_model
 from ltr_core.scoring import predict
+from ltr_core.vocabulary import CurveFamily
 
 METHODS = ("click_model", "ips", "lightgbm_position", "none")
 
@@ -119,10 +120,12 @@ def fit_debiaser(
     ips_max_weight: float,
     num_threads: int,
     bootstrap: int = 100,
+    family: CurveFamily = "per_position",
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days).
     `clip` (LTR_PROPENSITY_CLIP), `ips_max_weight` (LTR_IPS_MAX_WEIGHT) and `num_threads`
-    (LTR_NUM_THREADS) come from the settings; the caller passes them."""
+    (LTR_NUM_THREADS) and the curve's `family` (LTR_PROPENSITY_FAMILY) come from the settings;
+    the caller passes them."""
     labels = np.asarray(labels)
     click_model = fit_click_model(
         positions,
@@ -132,6 +135,7 @@ def fit_debiaser(
         pinned=pinned,
         bootstrap=bootstrap,
         num_threads=num_threads,
+        family=family,
     )
     clicked = labels > 0
     gains = logged_gain(labels[clicked])

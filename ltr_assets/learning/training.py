@@ -54,7 +54,7 @@ from ltr_assets.metrics.ranking import CounterfactualEvaluator, group_offsets
 from ltr_core.features import FEATURES
 from ltr_core.scoring import predict
 from ltr_core.settings import ConfigError, SampleCaps, Settings
-from ltr_core.vocabulary import DebiasMethod, PropensityMethod
+from ltr_core.vocabulary import CurveFamily, DebiasMethod, PropensityMethod
 
 log = logging.getLogger("ltr.training")
 
@@ -477,6 +477,7 @@ class TrainingOptions:
     # they rest on enough swapped impressions)
     propensity_method: PropensityMethod = "auto"
     min_swapped: int = 1000
+    propensity_family: CurveFamily = "per_position"  # LTR_PROPENSITY_FAMILY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingOptions:
@@ -496,6 +497,7 @@ class TrainingOptions:
             num_threads=settings.num_threads,
             propensity_method=settings.propensity_method,
             min_swapped=settings.propensity_min_swapped,
+            propensity_family=settings.propensity_family,
         )
 
 
@@ -527,6 +529,7 @@ def train_ranker(
         clip=options.clip,
         ips_max_weight=options.ips_max_weight,
         num_threads=num_threads,
+        family=options.propensity_family,
     )
     del fit_X, fit_positions, fit_labels
     if options.propensity_method == "auto" and options.pinned_curve is None:

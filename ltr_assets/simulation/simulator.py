@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from ltr_core.exploration import DEFAULT_MAX_POSITION, plan_exploration
 from ltr_core.features import FEATURES, FEEDBACK, RECOMMENDATION
 
 ENVELOPES = ("flat", "audit")
@@ -442,10 +443,22 @@ class Simulator:
         return all(attribute_text(groups.get(a)) == v for a, v in self._bias)
 
     def day_events(
-        self, day: date, ranker: Ranker | None = None, version: str = PLATFORM_VERSION
+        self,
+        day: date,
+        ranker: Ranker | None = None,
+        version: str = PLATFORM_VERSION,
+        *,
+        explore_rate: float = 0.0,
+        max_position: int = DEFAULT_MAX_POSITION,
     ) -> list[dict[str, Any]]:
         """The events of the requests made on `day` (their feedback may fall on the next day),
         each list shown in the order of `ranker` (the live version; default the platform's).
+
+        With `explore_rate` > 0 the lists are shown as the ranking service's exploration shows
+        them (`ltr_core.exploration.plan_exploration`: that share of requests, chosen by a
+        hash of the request id, get positions 1 and k swapped, k uniform in
+        2..min(n, `max_position`)), and every impression carries what the service logs of its
+        policy: `policy`, `propensity` and `deterministic_rank`.
 
         The same as showing each of `day_cases(day)` in the ranker's order to `day_users(day)`
         (which is what it does): a list shown by the real ranking service instead
@@ -457,6 +470,15 @@ class Simulator:
             scores = np.asarray(ranker(case.features), dtype=np.float64)
             # ties at random, never by input order
             order = np.lexsort((case.tiebreak, -scores)).tolist()
+            plan = None
+            if explore_rate > 0.0:
+                plan = plan_exploration(
+                    case.request_id,
+                    len(order),
+                    explore_rate=explore_rate,
+                    max_position=max_position,
+                )
+                order = plan.apply(order)
             feedback = users.respond(case, order)
             for position, idx in enumerate(order, start=1):
                 event_time = case.shown_at + timedelta(milliseconds=position)
@@ -474,6 +496,15 @@ class Simulator:
                         "algorithm_version": version,
                         "preset": case.preset,
                         "score": round(float(scores[idx]), 4),
+                        **(
+                            {}
+                            if plan is None
+                            else {
+                                "policy": plan.policy,
+                                "propensity": plan.propensities[position - 1],
+                                "deterministic_rank": plan.ranks[position - 1],
+                            }
+                        ),
                     }
                 )
                 events.extend(feedback[position - 1])
@@ -594,11 +625,16 @@ def _feedback_events(
         }
 
 
+_LOGGED_POLICY = ("policy", "propensity", "deterministic_rank")
+
+
 def logged_frame(events: list[dict[str, Any]]) -> Any:
     """The feature matrix the pipeline builds from these flat events (`feature_matrix`), made
     directly: one row per impression with its strongest feedback as the label, lists in the
-    order they were shown. For tests and benchmarks that need many simulated days quickly; a
-    test keeps it equal to the DuckDB path."""
+    order they were shown; with the logging policy's columns (`policy`, `propensity`,
+    `deterministic_rank`) where the events carry them (exploration on). For tests and
+    benchmarks that need many simulated days quickly; a test keeps it equal to the DuckDB
+    path."""
     import pandas as pd
 
     from ltr_core.features import ACTION_GRADES, PROTECTED_ATTRIBUTES, attribute_column
@@ -630,6 +666,7 @@ def logged_frame(events: list[dict[str, Any]]) -> Any:
                 },
                 "label": grades.get(key, 0),
                 "n_feedback": counts.get(key, 0),
+                **{c: e[c] for c in _LOGGED_POLICY if c in e},
             }
         )
     frame = pd.DataFrame(rows)

@@ -8,8 +8,9 @@ import pytest
 from ltr_assets.learning.propensity import PropensityError, fit_click_model, pinned_curve
 
 
-def _pbm_logs(seed: int, lists: int = 3000, n: int = 10):
-    """A logging ranker that sorts by a noisy score; clicks = examined × attractive."""
+def _pbm_logs(seed: int, lists: int = 3000, n: int = 10, curve: np.ndarray | None = None):
+    """A logging ranker that sorts by a noisy score; clicks = examined × attractive, examined
+    with θ_k = k^-0.8 unless `curve` (θ_1..θ_n) is given."""
     rng = np.random.default_rng(seed)
     X = rng.random((lists * n, 3))
     attractive = 1.0 / (1.0 + np.exp(-(4.0 * X[:, 0] + 2.0 * X[:, 1] - 4.0)))
@@ -18,7 +19,7 @@ def _pbm_logs(seed: int, lists: int = 3000, n: int = 10):
         rows = slice(q * n, (q + 1) * n)
         noisy = X[rows, 0] + rng.normal(0, 0.3, n)
         positions[rows] = np.argsort(np.argsort(-noisy)) + 1
-    theta = positions.astype(float) ** -0.8
+    theta = positions.astype(float) ** -0.8 if curve is None else curve[positions - 1]
     clicks = rng.random(lists * n) < theta * attractive
     return positions, clicks, X, [n] * lists, attractive
 
@@ -39,6 +40,45 @@ def test_the_examination_curve_and_attractiveness_are_recovered() -> None:
     assert np.corrcoef(model.gamma(X), attractive)[0, 1] > 0.9
     # positions past the last estimated one use its value
     assert model.curve.at(np.array([50]))[0] == model.curve.examination[-1]
+
+
+def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
+    # a page break after position 5: examination drops there, unlike any power law
+    truth = np.array([1.0, 0.85, 0.75, 0.68, 0.62, 0.2, 0.18, 0.16, 0.15, 0.14])
+    positions, clicks, X, sizes, _ = _pbm_logs(8, curve=truth)
+    free = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="per_position"
+    )
+    pooled = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="power_law"
+    )
+    assert pooled.curve.params["family"] == "power_law"
+    assert free.curve.params["family"] == "per_position" and "exponent" not in free.curve.params
+    free_theta, pooled_theta = free.curve.at(np.arange(1, 11)), pooled.curve.at(np.arange(1, 11))
+    assert free_theta[4] - free_theta[5] > 0.3  # the break is seen position by position
+    assert pooled_theta[4] - pooled_theta[5] < 0.1  # and smoothed away by a power law
+    # the metadata shows which family the logs support
+    for model in (free, pooled):
+        nll = model.curve.params["held_out_nll"]
+        assert nll["per_position"] < nll["power_law"]
+
+
+def test_the_power_law_family_pools_every_position_into_one_exponent() -> None:
+    positions, clicks, X, sizes, _ = _pbm_logs(9, lists=1500)
+    model = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=50, family="power_law"
+    )
+    curve = model.curve
+    assert curve.params["family"] == "power_law"
+    assert curve.params["exponent"] == pytest.approx(0.8, abs=0.05)
+    k = np.arange(1, curve.positions + 1)
+    assert np.allclose(curve.examination, k ** -curve.params["exponent"], rtol=1e-6)
+    assert all(
+        lo is not None and hi is not None and lo <= v <= hi
+        for lo, v, hi in zip(curve.low, curve.examination, curve.high, strict=True)
+    )
+    with pytest.raises(PropensityError, match="family"):
+        fit_click_model(positions, clicks, X, sizes, num_threads=0, family="spline")  # type: ignore[arg-type]
 
 
 def test_a_pinned_curve_is_used_as_given_and_must_make_sense() -> None:

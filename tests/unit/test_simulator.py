@@ -17,6 +17,7 @@ from ltr_assets.simulation.simulator import (
     logged_frame,
     utility_coefficients,
 )
+from ltr_core.exploration import plan_exploration
 
 DAY = date(2026, 11, 3)
 
@@ -158,3 +159,30 @@ def test_users_answer_the_order_they_were_shown() -> None:
     assert at[1] > 2 * at[5] > 0
     with pytest.raises(ValueError, match="not a candidate"):
         users.respond_to_ids(first, ["l-99999"])
+
+
+def test_exploration_shows_the_services_swaps_and_logs_its_propensities() -> None:
+    config = SimulatorConfig(start=DAY, days=1, seed=2, requests_per_day=200)
+    plain = _recommendations(Simulator(config).day_events(DAY))
+    explored = _recommendations(Simulator(config).day_events(DAY, explore_rate=0.3))
+    assert "policy" not in plain[0] and "policy" in explored[0]
+    deterministic = {(e["request_id"], e["rank_position"]): e["lawyer_id"] for e in plain}
+    swapped = set()
+    for e in explored:
+        n = sum(1 for o in explored if o["request_id"] == e["request_id"])
+        plan = plan_exploration(e["request_id"], n, explore_rate=0.3)
+        position = e["rank_position"]
+        assert e["policy"] == plan.policy
+        assert e["deterministic_rank"] == plan.ranks[position - 1]
+        assert e["propensity"] == pytest.approx(plan.propensities[position - 1])
+        # the candidate shown is the one the deterministic order had at that rank
+        assert deterministic[(e["request_id"], e["deterministic_rank"])] == e["lawyer_id"]
+        if e["rank_position"] != e["deterministic_rank"]:
+            swapped.add(e["request_id"])
+    share = len(swapped) / len({e["request_id"] for e in explored})
+    assert 0.2 < share < 0.4  # about the explore rate
+    frame = logged_frame(Simulator(config).day_events(DAY, explore_rate=0.3))
+    assert {"policy", "propensity", "deterministic_rank"} <= set(frame.columns)
+    moved = frame["rank_position"] != frame["deterministic_rank"]
+    assert moved.any() and (frame.loc[moved, "policy"] == "swap").all()
+    assert "policy" not in logged_frame(Simulator(config).day_events(DAY)).columns
