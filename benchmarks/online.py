@@ -45,6 +45,7 @@ from statistics import NormalDist
 import numpy as np
 
 from benchmarks.common import machine, report
+from ltr_assets.online.comparison import add
 from ltr_assets.online.decision import Decision, InterleavingCounts, decide, tally, win_share
 from ltr_assets.simulation.simulator import (
     PLATFORM_WEIGHTS,
@@ -174,11 +175,6 @@ def _run_seed(seed: int, days: int, candidates: dict[str, np.ndarray]) -> dict[s
     }
 
 
-def _add(a: InterleavingCounts, b: InterleavingCounts) -> InterleavingCounts:
-    fields = InterleavingCounts.__dataclass_fields__
-    return InterleavingCounts(**{k: getattr(a, k) + getattr(b, k) for k in fields})
-
-
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision  # COLLECT: undecided at the end of the simulated days
@@ -192,7 +188,7 @@ def _replay(run: SeedRun, rule: Rule) -> Verdict:
     total = InterleavingCounts(0, 0, 0)
     outcome = None
     for index, counts in enumerate(run.days, start=1):
-        total = _add(total, counts)
+        total = add(total, counts)
         outcome = decide(
             total,
             days_collecting=index,
@@ -388,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         total = InterleavingCounts(0, 0, 0)
         for r in rs:
             for c in r.days:
-                total = _add(total, c)
+                total = add(total, c)
         figures[f"{kind}_win_share"] = float(win_share(total).share or math.nan)
     rules = [
         Rule("defaults", 200, 0.02, 3),
