@@ -223,7 +223,7 @@ def _figures(rule: Rule, runs: dict[str, list[SeedRun]]) -> dict[str, float]:
         ),
         p + "better_promoted": _share([v.decision is Decision.PROMOTE for v in better]),
         p + "better_mean_days_to_promote": float(
-            np.mean([v.day for v in better if v.decision is Decision.PROMOTE] or [math.nan])
+            np.mean([float(v.day) for v in better if v.decision is Decision.PROMOTE] or [math.nan])
         ),
         p + "aa_retired": _share([v.decision is Decision.RETIRE for v in aa]),
         p + "aa_retired_as_worse": _share(
