@@ -45,6 +45,7 @@ from statistics import NormalDist
 import numpy as np
 
 from benchmarks.common import machine, report
+from ltr_assets.online.comparison import add
 from ltr_assets.online.decision import Decision, InterleavingCounts, decide, tally, win_share
 from ltr_assets.simulation.simulator import (
     PLATFORM_WEIGHTS,
@@ -174,11 +175,6 @@ def _run_seed(seed: int, days: int, candidates: dict[str, np.ndarray]) -> dict[s
     }
 
 
-def _add(a: InterleavingCounts, b: InterleavingCounts) -> InterleavingCounts:
-    fields = InterleavingCounts.__dataclass_fields__
-    return InterleavingCounts(**{k: getattr(a, k) + getattr(b, k) for k in fields})
-
-
 @dataclass(frozen=True)
 class Verdict:
     decision: Decision  # COLLECT: undecided at the end of the simulated days
@@ -192,7 +188,7 @@ def _replay(run: SeedRun, rule: Rule) -> Verdict:
     total = InterleavingCounts(0, 0, 0)
     outcome = None
     for index, counts in enumerate(run.days, start=1):
-        total = _add(total, counts)
+        total = add(total, counts)
         outcome = decide(
             total,
             days_collecting=index,
@@ -227,7 +223,7 @@ def _figures(rule: Rule, runs: dict[str, list[SeedRun]]) -> dict[str, float]:
         ),
         p + "better_promoted": _share([v.decision is Decision.PROMOTE for v in better]),
         p + "better_mean_days_to_promote": float(
-            np.mean([v.day for v in better if v.decision is Decision.PROMOTE] or [math.nan])
+            np.mean([float(v.day) for v in better if v.decision is Decision.PROMOTE] or [math.nan])
         ),
         p + "aa_retired": _share([v.decision is Decision.RETIRE for v in aa]),
         p + "aa_retired_as_worse": _share(
@@ -388,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         total = InterleavingCounts(0, 0, 0)
         for r in rs:
             for c in r.days:
-                total = _add(total, c)
+                total = add(total, c)
         figures[f"{kind}_win_share"] = float(win_share(total).share or math.nan)
     rules = [
         Rule("defaults", 200, 0.02, 3),
