@@ -27,18 +27,26 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
 
+import msgspec
 import orjson
 from prometheus_client import Counter
 
-from ltr_core.codec import Exploration, Interleaved, ParsedRequest, attributes_dict
+from ltr_core.codec import (
+    Exploration,
+    Interleaved,
+    ParsedRequest,
+    attributes_dict,
+    feature_structs,
+)
 from ltr_core.exploration import plan_exploration
-from ltr_core.features import FEATURES, RECOMMENDATION
+from ltr_core.features import RECOMMENDATION
 from ltr_core.interleaving import position_probabilities
 from ltr_core.vocabulary import ImpressionLog, LoggingPolicy
 
@@ -123,92 +131,142 @@ def day_of(at: float) -> str:
 
 
 def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
-    """One `match_recommendation` event per shown candidate, with the exact propensity (under
-    the exploration policy, given the deterministic order) of it being shown where it was.
+    """The record's events as dicts (what `impression_data` encodes, decoded again)."""
+    return [orjson.loads(line) for line in impression_lines(record)]
+
+
+def impression_lines(record: ImpressionRecord) -> list[bytes]:
+    """The record's events, one JSON line each (with its newline)."""
+    return impression_data(record).splitlines(keepends=True)
+
+
+class _Shown(msgspec.Struct, gc=False):
+    """One `match_recommendation` event of the exploration policy, fields in the log's order."""
+
+    event_id: str
+    event_type: str
+    timestamp: str
+    request_id: str
+    case_id: str
+    lawyer_id: str
+    rank_position: int
+    features: Any  # the codec's feature struct: encoded as an object in FEATURES order
+    lawyer_groups: dict[str, Any] | None
+    score: float
+    algorithm_version: str
+    policy: str
+    propensity: float
+    deterministic_rank: int
+
+
+class _Drafted(msgspec.Struct, gc=False):
+    """One `match_recommendation` event of an interleaved request (with its team)."""
+
+    event_id: str
+    event_type: str
+    timestamp: str
+    request_id: str
+    case_id: str
+    lawyer_id: str
+    rank_position: int
+    features: Any
+    lawyer_groups: dict[str, Any] | None
+    score: float
+    algorithm_version: str | None
+    policy: str
+    team: str
+    propensity: float
+    deterministic_rank: int
+
+
+_encoder = msgspec.json.Encoder()
+_sha256 = hashlib.sha256
+
+
+def impression_data(record: ImpressionRecord) -> bytes:
+    """One `match_recommendation` event per shown candidate, as JSON lines, with the exact
+    propensity (under the exploration policy, given the deterministic order) of it being shown
+    where it was.
 
     An interleaved request's rows carry policy "interleaved", the `team` that picked each
     candidate, `algorithm_version` naming that team's version (the live or the candidate
     one), the exact team-draft propensity (`ltr_core.interleaving.position_probabilities`,
-    computed here off the request path) and, as `deterministic_rank`, the live ranking's rank."""
-    if record.interleaving is not None:
-        return _interleaved_events(record, record.interleaving)
-    n = len(record.shown)
-    exploration = record.exploration
-    plan = plan_exploration(
-        record.request_id,
-        n,
-        explore_rate=exploration.rate if exploration else 0.0,
-        interleave_rate=record.interleave_rate,
-        max_position=exploration.max_position if exploration else 10,
+    computed here off the request path) and, as `deterministic_rank`, the live ranking's rank.
+
+    Built in bulk: the parts every event of the request shares are made once, the
+    per-candidate ones by `map` over msgspec structs (no Python frame per candidate), and the
+    lines encoded by one `encode_lines` call."""
+    request = record.request
+    shown = record.shown
+    n = len(shown)
+    request_id = record.request_id
+    ids = request.ids
+    lawyer_ids = [ids[i] for i in shown]
+    prefix = request_id.encode() + b"\0"
+    event_ids = [
+        "imp-" + _sha256(prefix + lawyer_id.encode()).hexdigest()[:32] for lawyer_id in lawyer_ids
+    ]
+    features = feature_structs(request.matrix[shown])
+    attributes = request.attributes
+    groups: Any = [attributes_dict(attributes[i]) for i in shown] if attributes else repeat(None)
+    shared = (
+        repeat(RECOMMENDATION),
+        repeat(iso_z(record.at)),
+        repeat(request_id),
+        repeat(request.case_id),
     )
-    if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
-        raise RuntimeError(f"request {record.request_id!r}: the plan disagrees with the path")
-
-    def extras(position: int, index: int) -> dict[str, Any]:
-        return {
-            "algorithm_version": record.version,
-            "policy": plan.policy,
-            "propensity": plan.propensities[position - 1],
-            "deterministic_rank": plan.ranks[position - 1],
-        }
-
-    return _shown_events(record, extras)
-
-
-def _interleaved_events(record: ImpressionRecord, drafted: Interleaved) -> list[dict[str, Any]]:
-    n = len(record.shown)
+    drafted = record.interleaving
+    if drafted is None:
+        exploration = record.exploration
+        plan = plan_exploration(
+            request_id,
+            n,
+            explore_rate=exploration.rate if exploration else 0.0,
+            interleave_rate=record.interleave_rate,
+            max_position=exploration.max_position if exploration else 10,
+        )
+        if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
+            raise RuntimeError(f"request {request_id!r}: the plan disagrees with the path")
+        events: list[Any] = list(
+            map(
+                _Shown,
+                event_ids,
+                *shared,
+                lawyer_ids,
+                range(1, n + 1),
+                features,
+                groups,
+                record.scores,
+                repeat(record.version),
+                repeat(plan.policy),
+                plan.propensities,
+                plan.ranks,
+            )
+        )
+        return _encoder.encode_lines(events)
     if len(drafted.teams) != n:
         raise ValueError(f"{len(drafted.teams)} teams for {n} shown candidates")
     table = position_probabilities(drafted.live_order, drafted.candidate_order, top_k=n)
     live_rank = {index: rank for rank, index in enumerate(drafted.live_order, start=1)}
-
-    def extras(position: int, index: int) -> dict[str, Any]:
-        team = drafted.teams[position - 1]
-        return {
-            "algorithm_version": record.version if team == "live" else record.candidate_version,
-            "policy": "interleaved",
-            "team": team,
-            "propensity": table[position - 1][index],
-            "deterministic_rank": live_rank[index],
-        }
-
-    return _shown_events(record, extras)
-
-
-def _shown_events(
-    record: ImpressionRecord, extras: Callable[[int, int], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The fields every shown candidate's event has, plus what the policy adds for it
-    (`extras(position, index into the request)`)."""
-    request = record.request
-    timestamp = iso_z(record.at)
-    rows = request.matrix[record.shown].tolist()
-    attributes = request.attributes
-    events = []
-    for position, (index, row, score) in enumerate(
-        zip(record.shown, rows, record.scores, strict=True), start=1
-    ):
-        lawyer_id = request.ids[index]
-        events.append(
-            {
-                "event_id": impression_event_id(record.request_id, lawyer_id),
-                "event_type": RECOMMENDATION,
-                "timestamp": timestamp,
-                "request_id": record.request_id,
-                "case_id": request.case_id,
-                "lawyer_id": lawyer_id,
-                "rank_position": position,
-                "features": dict(zip(FEATURES, row, strict=True)),
-                "lawyer_groups": attributes_dict(attributes[index]) if attributes else None,
-                "score": score,
-                **extras(position, index),
-            }
+    versions = {"live": record.version, "candidate": record.candidate_version}
+    events = list(
+        map(
+            _Drafted,
+            event_ids,
+            *shared,
+            lawyer_ids,
+            range(1, n + 1),
+            features,
+            groups,
+            record.scores,
+            [versions[team] for team in drafted.teams],
+            repeat("interleaved"),
+            drafted.teams,
+            [table[p][i] for p, i in enumerate(shown)],
+            [live_rank[i] for i in shown],
         )
-    return events
-
-
-def impression_lines(record: ImpressionRecord) -> list[bytes]:
-    return [orjson.dumps(event) + b"\n" for event in impression_events(record)]
+    )
+    return _encoder.encode_lines(events)
 
 
 # --- sinks ---------------------------------------------------------------------------------------
