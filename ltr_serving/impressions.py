@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
 
 import msgspec
 import orjson
@@ -95,6 +95,8 @@ class ImpressionRecord:
     interleave_rate: float = 0.0
     interleaving: Interleaved | None = None  # policy "interleaved": teams and both rankings
     candidate_version: str | None = None  # the candidate's version, for its team's rows
+    # the /rank body as received: what the writer process parses again (`log_process`)
+    body: bytes | None = None
 
     kind = "impression"
 
@@ -272,6 +274,23 @@ def impression_data(record: ImpressionRecord) -> bytes:
 # --- sinks ---------------------------------------------------------------------------------------
 
 
+@runtime_checkable
+class RecordSink(Protocol):
+    """A sink that takes whole records and expands them itself (the writer process:
+    `ltr_serving.log_process.ProcessSink`); it counts what it logged itself."""
+
+    kind: str
+
+    def write_records(self, records: Sequence[Record]) -> None:
+        """Take the records (in order)."""
+
+    def tick(self, now: float) -> None:
+        """Called at least once a second."""
+
+    def close(self) -> None:
+        """Finish everything: every record taken is written before this returns."""
+
+
 class EventSink(Protocol):
     """Where the worker writes lines. Called from the worker thread only."""
 
@@ -399,18 +418,19 @@ class EventLog:
 
     def __init__(
         self,
-        sink: EventSink,
+        sink: EventSink | RecordSink,
         capacity: int,
         *,
         requested: ImpressionLog = "file",
         logged: Counter | None = None,
         dropped: Counter | None = None,
         failed: Counter | None = None,
+        counts: LogCounts | None = None,
     ) -> None:
         self.sink = sink
         self.capacity = capacity
         self.requested = requested
-        self.counts = LogCounts()
+        self.counts = counts or LogCounts()
         self._queue: queue.Queue[Record | _Stop] = queue.Queue(capacity)
         self._logged = logged
         self._dropped = dropped
@@ -431,6 +451,10 @@ class EventLog:
                 self._dropped.labels(record.kind).inc(record.size)
             return False
         return True
+
+    def put(self, record: Record) -> None:
+        """Queue the record, waiting for room (the writer process: its input waits instead)."""
+        self._queue.put(record)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ltr-event-log", daemon=True)
@@ -476,17 +500,34 @@ class EventLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            for record in batch:
-                self._write(record)
+            self._write_all(batch)
             self._tick()
             if stop:
+                rest: list[Record] = []
                 while True:  # whatever raced in after the stop is written too
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
-                        return
+                        break
                     if not isinstance(item, _Stop):
-                        self._write(item)
+                        rest.append(item)
+                self._write_all(rest)
+                return
+
+    def _write_all(self, batch: list[Record]) -> None:
+        sink = self.sink
+        if not isinstance(sink, RecordSink):
+            for record in batch:
+                self._write(sink, record)
+            return
+        if not batch:
+            return
+        try:
+            sink.write_records(batch)
+        except Exception as exc:
+            for record in batch:
+                self._count_failed(record)
+            self._error(exc)
 
     def _tick(self) -> None:
         try:
@@ -494,17 +535,20 @@ class EventLog:
         except Exception as exc:
             self._error(exc)
 
-    def _write(self, record: Record) -> None:
+    def _count_failed(self, record: Record) -> None:
+        self.counts.failed += record.size
+        if self._failed is not None:
+            self._failed.labels(record.kind).inc(record.size)
+
+    def _write(self, sink: EventSink, record: Record) -> None:
         try:
             by_day: dict[str, list[Line]] = {}
             for day, line in record.lines():
                 by_day.setdefault(day, []).append(line)
             for day, lines in by_day.items():
-                self.sink.write(day, lines)
+                sink.write(day, lines)
         except Exception as exc:
-            self.counts.failed += record.size
-            if self._failed is not None:
-                self._failed.labels(record.kind).inc(record.size)
+            self._count_failed(record)
             self._error(exc)
             return
         self.counts.logged[record.kind] += record.size
