@@ -208,7 +208,10 @@ def impression_data(record: ImpressionRecord) -> bytes:
     event_ids = [
         "imp-" + _sha256(prefix + lawyer_id.encode()).hexdigest()[:32] for lawyer_id in lawyer_ids
     ]
-    features = feature_structs(request.matrix[shown])
+    raw = request.raw_features  # the writer process: the features' text from the body
+    features = (
+        [raw[i] for i in shown] if raw is not None else feature_structs(request.matrix[shown])
+    )
     attributes = request.attributes
     groups: Any = [attributes_dict(attributes[i]) for i in shown] if attributes else repeat(None)
     shared = (

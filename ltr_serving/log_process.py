@@ -41,7 +41,7 @@ from typing import IO, Any
 
 import msgspec
 
-from ltr_core.codec import Exploration, Interleaved, parse_request
+from ltr_core.codec import Exploration, Interleaved, parse_served
 from ltr_core.settings import Settings
 from ltr_serving.impressions import (
     EventLog,
@@ -59,7 +59,6 @@ log = logging.getLogger("ltr_serving.log_process")
 REPORT_S = 0.25  # how often the child reports its counters
 _LENGTH = struct.Struct("<I")
 _PIPE_BYTES = 1 << 20  # the pipe's buffer (Linux allows 1 MiB to anyone by default)
-_UNBOUNDED = 1 << 62  # the candidate cap was applied when the request was served
 
 # The counters the child reports, as (metric, label) -> the serving process's metric.
 _COUNTERS = (
@@ -90,6 +89,7 @@ def encode_record(record: Record) -> bytes:
         payload = (
             "i",
             record.body,
+            record.request.fast,
             record.request.explain,
             record.request_id,
             record.policy,
@@ -116,6 +116,7 @@ def decode_record(data: bytes) -> Record:
     (
         _,
         body,
+        fast,
         explain,
         request_id,
         policy,
@@ -129,7 +130,7 @@ def decode_record(data: bytes) -> Record:
         candidate_version,
     ) = payload
     return ImpressionRecord(
-        parse_request(body, _UNBOUNDED, explain),
+        parse_served(body, fast, explain),
         request_id,
         policy,
         shown,
