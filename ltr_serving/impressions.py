@@ -105,8 +105,16 @@ class ImpressionRecord:
         return len(self.shown)
 
     def lines(self) -> list[tuple[str, Line]]:
-        day, key, at_ms = day_of(self.at), self.request_id.encode(), int(self.at * 1000)
-        return [(day, Line(data, key, at_ms, "impression")) for data in impression_lines(self)]
+        ((day, lines),) = self.by_day()
+        return [(day, line) for line in lines]
+
+    def by_day(self) -> list[tuple[str, list[Line]]]:
+        """The lines, all on the day of the record's time. Built in C (`tuple.__new__` over
+        `zip`, no Python frame per line: a hundred `Line(...)` calls cost more than the
+        encoding)."""
+        key, at_ms = self.request_id.encode(), int(self.at * 1000)
+        parts = zip(impression_lines(self), repeat(key), repeat(at_ms), repeat("impression"))
+        return [(day_of(self.at), list(map(tuple.__new__, repeat(Line), parts)))]
 
 
 @dataclass(slots=True)
@@ -123,6 +131,12 @@ class FeedbackRecord:
 
     def lines(self) -> list[tuple[str, Line]]:
         return self.events
+
+    def by_day(self) -> list[tuple[str, list[Line]]]:
+        days: dict[str, list[Line]] = {}
+        for day, line in self.events:
+            days.setdefault(day, []).append(line)
+        return list(days.items())
 
 
 Record = ImpressionRecord | FeedbackRecord
@@ -545,10 +559,7 @@ class EventLog:
 
     def _write(self, sink: EventSink, record: Record) -> None:
         try:
-            by_day: dict[str, list[Line]] = {}
-            for day, line in record.lines():
-                by_day.setdefault(day, []).append(line)
-            for day, lines in by_day.items():
+            for day, lines in record.by_day():
                 sink.write(day, lines)
         except Exception as exc:
             self._count_failed(record)
