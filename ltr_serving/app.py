@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from ltr_core.rank_api import RankRequest
 from ltr_core.settings import Settings
 from ltr_serving.errors import validation_errors
-from ltr_serving.impressions import EventLog, EventSink, FileSink, LogCounts
+from ltr_serving.impressions import EventLog, EventSink, FileSink, LogCounts, RecordSink
 from ltr_serving.kafka_sink import KafkaSink
 from ltr_serving.log_process import ProcessSink
 from ltr_serving.logs import configure_logging
@@ -76,7 +76,7 @@ class ServingApp(FastAPI):
 def build_event_log(
     settings: Settings,
     metrics: ServingMetrics,
-    sink: EventSink | None = None,
+    sink: EventSink | RecordSink | None = None,
     *,
     in_process: bool = False,
 ) -> EventLog | None:
@@ -90,18 +90,9 @@ def build_event_log(
     if requested == "off" and sink is None:
         return None
     counts = LogCounts()
-    if sink is None and not in_process:
-        process = ProcessSink(settings, metrics, counts)
-        events = EventLog(
-            process,
-            settings.serving.impression_queue,
-            requested=requested,
-            dropped=metrics.events_dropped,
-            failed=metrics.events_failed,
-            counts=counts,
-        )
-        metrics.event_queue_depth.set_function(lambda: events.depth)
-        return events
+    process = sink is None and not in_process
+    if process:  # the writer process counts what it logged (ProcessSink reports it here)
+        sink = ProcessSink(settings, metrics, counts)
     if sink is None:
         files = FileSink(
             settings.serving_log_dir,
@@ -126,7 +117,7 @@ def build_event_log(
         sink,
         settings.serving.impression_queue,
         requested=requested,
-        logged=metrics.events_logged,
+        logged=None if process else metrics.events_logged,
         dropped=metrics.events_dropped,
         failed=metrics.events_failed,
         counts=counts,

@@ -156,45 +156,26 @@ def impression_lines(record: ImpressionRecord) -> list[bytes]:
     return impression_data(record).splitlines(keepends=True)
 
 
-class _Shown(msgspec.Struct, gc=False):
-    """One `match_recommendation` event of the exploration policy, fields in the log's order."""
-
-    event_id: str
-    event_type: str
-    timestamp: str
-    request_id: str
-    case_id: str
-    lawyer_id: str
-    rank_position: int
-    features: Any  # the codec's feature struct: encoded as an object in FEATURES order
-    lawyer_groups: dict[str, Any] | None
-    score: float
-    algorithm_version: str
-    policy: str
-    propensity: float
-    deterministic_rank: int
-
-
-class _Drafted(msgspec.Struct, gc=False):
-    """One `match_recommendation` event of an interleaved request (with its team)."""
-
-    event_id: str
-    event_type: str
-    timestamp: str
-    request_id: str
-    case_id: str
-    lawyer_id: str
-    rank_position: int
-    features: Any
-    lawyer_groups: dict[str, Any] | None
-    score: float
-    algorithm_version: str | None
-    policy: str
-    team: str
-    propensity: float
-    deterministic_rank: int
-
-
+# A `match_recommendation` event's fields in the log's order (the features are the codec's
+# feature struct or the body's text, `msgspec.Raw`): the exploration policy's rows (`_Shown`),
+# and an interleaved request's, which add the team that picked the candidate (`_Drafted`).
+_FIELDS: list[tuple[str, Any]] = [
+    ("event_id", str),
+    ("event_type", str),
+    ("timestamp", str),
+    ("request_id", str),
+    ("case_id", str),
+    ("lawyer_id", str),
+    ("rank_position", int),
+    ("features", Any),
+    ("lawyer_groups", dict[str, Any] | None),
+    ("score", float),
+    ("algorithm_version", str | None),
+    ("policy", str),
+]
+_TAIL: list[tuple[str, Any]] = [("propensity", float), ("deterministic_rank", int)]
+_Shown = msgspec.defstruct("_Shown", [*_FIELDS, *_TAIL], gc=False)
+_Drafted = msgspec.defstruct("_Drafted", [*_FIELDS, ("team", str), *_TAIL], gc=False)
 _encoder = msgspec.json.Encoder()
 _sha256 = hashlib.sha256
 

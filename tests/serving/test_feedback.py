@@ -78,7 +78,8 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
         too_many = client.post("/feedback", json=[feedback()] * 1001, headers=AUTH)
 
         def logged() -> bool:  # the writer process reports what it wrote a moment later
-            return client.get("/ltr/health").json()["event_log"]["logged_feedback"] >= 3
+            count: int = client.get("/ltr/health").json()["event_log"]["logged_feedback"]
+            return count >= 3
 
         wait_for(logged, 60, "the feedback logged")
         health = client.get("/ltr/health").json()["event_log"]
