@@ -32,14 +32,13 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter, Gauge
 
 from ltr_core.kafka_client import client_options
@@ -71,18 +70,9 @@ class KafkaSinkStatus:
 
 @dataclass(slots=True)
 class _InFlight:
-    """One record batch handed to the producer: its lines, each with its UTC day."""
-
-    lines: list[tuple[str, Line]]
+    day: str
+    line: Line
     at: float  # the loop's clock when it was handed to the producer
-
-
-class _Superseded(Exception):
-    """The producer failed while a batch was handed over (the rest is spilled)."""
-
-
-_partitioner = DefaultPartitioner()
-_DRAIN_LINES = 20_000  # lines taken off the backlog per round of batches
 
 
 class KafkaSink:
@@ -195,7 +185,7 @@ class KafkaSink:
             sent=self.sent,
             spilled=self.spilled,
             lost=self.lost,
-            in_flight=sum(len(entry.lines) for entry in list(self._in_flight.values())),
+            in_flight=len(self._in_flight),
             last_error=self.last_error,
             last_error_at=self.last_error_at,
         )
@@ -278,103 +268,55 @@ class KafkaSink:
             self._drainer = self._spawn(self._drain())
 
     async def _drain(self) -> None:
-        """Hand the backlog to the producer in order, as whole record batches: the lines that go
-        to one partition (by their key, as the producer's default partitioner places them)
-        are appended to one batch (aiokafka's C batch builder) up to the producer's batch size,
-        and each batch is handed over with `send_batch`, one future for all its records."""
+        """Hand the backlog to the producer, batch by batch, in order."""
         while self._backlog:
             producer = self._producer
             if producer is None:
                 self._spill_backlog()
                 return
-            taken: list[tuple[str, Line]] = []
-            while self._backlog and len(taken) < _DRAIN_LINES:
-                day, lines = self._backlog.popleft()
-                taken.extend((day, line) for line in lines)
-            handed: set[int] = set()  # ids of the pairs handed to the producer
+            day, lines = self._backlog.popleft()
+            done = 0
             error: Exception | None = None
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    partitions = sorted(await producer.partitions_for(self.settings.topic))
-                    for partition, group in self._by_partition(taken, partitions):
-                        for batch, entries in self._batches(producer, group):
-                            future = await producer.send_batch(
-                                batch, self.settings.topic, partition=partition
-                            )
-                            if self._producer is not producer:  # failed meanwhile: spill it
-                                raise _Superseded
-                            token = next(self._tokens)
-                            self._in_flight[token] = _InFlight(entries, self._loop.time())
-                            future.add_done_callback(partial(self._delivered, token, producer))
-                            handed.update(map(id, entries))
-            except _Superseded:
-                pass
+                    for line in lines:
+                        future = await producer.send(
+                            self.settings.topic,
+                            value=line.data,
+                            key=line.key,
+                            timestamp_ms=line.at_ms,
+                        )
+                        if self._producer is not producer:  # failed meanwhile: spill it
+                            break
+                        token = next(self._tokens)
+                        self._in_flight[token] = _InFlight(day, line, self._loop.time())
+                        future.add_done_callback(partial(self._delivered, token, producer))
+                        done += 1
             except Exception as exc:
                 error = exc
             finally:
-                if len(handed) < len(taken):  # the rest, in order
-                    self._spill_entries([e for e in taken if id(e) not in handed])
+                if done < len(lines):
+                    self._write_spill(day, lines[done:])
             if error is not None:
                 self._fail(error, producer, "sending to Kafka")
-
-    @staticmethod
-    def _by_partition(
-        taken: list[tuple[str, Line]], partitions: list[int]
-    ) -> list[tuple[int, list[tuple[str, Line]]]]:
-        """The lines grouped by partition, each group in the order the lines came (the key's
-        partition: murmur2 of the key, as aiokafka's and Java's default partitioners; one
-        request's events share a key, so it is computed once per run of equal keys)."""
-        groups: dict[int, list[tuple[str, Line]]] = {}
-        last_key: bytes | None = None
-        partition = partitions[0]
-        for entry in taken:
-            key = entry[1].key
-            if key is None or key is not last_key:
-                partition = _partitioner(key, partitions, partitions)
-                last_key = key
-            groups.setdefault(partition, []).append(entry)
-        return list(groups.items())
-
-    @staticmethod
-    def _batches(
-        producer: Any, group: list[tuple[str, Line]]
-    ) -> Iterator[tuple[Any, list[tuple[str, Line]]]]:
-        """Record batches of the group's lines, each as full as the producer's batch size."""
-        batch = producer.create_batch()
-        entries: list[tuple[str, Line]] = []
-        for entry in group:
-            line = entry[1]
-            if batch.append(key=line.key, value=line.data, timestamp=line.at_ms) is None:
-                if not entries:
-                    raise ValueError(f"a record of {len(line.data)} bytes exceeds the batch size")
-                batch.close()
-                yield batch, entries
-                batch, entries = producer.create_batch(), []
-                if batch.append(key=line.key, value=line.data, timestamp=line.at_ms) is None:
-                    raise ValueError(f"a record of {len(line.data)} bytes exceeds the batch size")
-            entries.append(entry)
-        if entries:
-            batch.close()
-            yield batch, entries
 
     def _delivered(self, token: int, producer: Any, future: asyncio.Future[Any]) -> None:
         entry = self._in_flight.pop(token, None)
         if entry is None:  # spilled already (an outage, or shutdown)
             return
         error = (
-            asyncio.CancelledError("the batch was cancelled")
+            asyncio.CancelledError("the record was cancelled")
             if future.cancelled()
             else future.exception()
         )
-        n = len(entry.lines)
         if error is None:
-            self.sent += n
+            self.sent += 1
             if self._sent_counter is not None:
-                self._sent_counter.inc(n)
-            self._settled(n)
+                self._sent_counter.inc()
+            self._settled(1)
             return
-        self._spill_entries(entry.lines)
-        self._fail(error, producer, "Kafka did not acknowledge a batch")
+        self._write_spill(entry.day, [entry.line])
+        self._fail(error, producer, "Kafka did not acknowledge a record")
 
     def _fail(self, exc: BaseException, producer: Any, doing: str) -> None:
         """Kafka failed: spill what is in flight, drop the producer, retry later."""
@@ -385,7 +327,11 @@ class KafkaSink:
         self._retry_at = self._loop.time() + self.retry_s
         self._set_state("spilling")
         entries, self._in_flight = self._in_flight, {}
-        self._spill_entries([line for entry in entries.values() for line in entry.lines])
+        by_day: dict[str, list[Line]] = {}
+        for entry in entries.values():
+            by_day.setdefault(entry.day, []).append(entry.line)
+        for day, lines in by_day.items():
+            self._write_spill(day, lines)
         self._spawn(self._stop_producer(producer))
         # the backlog, if any, is spilled by the drainer when it sees no producer
 
@@ -426,14 +372,6 @@ class KafkaSink:
     def _spill_backlog(self) -> None:
         while self._backlog:
             day, lines = self._backlog.popleft()
-            self._write_spill(day, lines)
-
-    def _spill_entries(self, entries: Sequence[tuple[str, Line]]) -> None:
-        """Spill (day, line) pairs, day by day, in their order within each day."""
-        by_day: dict[str, list[Line]] = {}
-        for day, line in entries:
-            by_day.setdefault(day, []).append(line)
-        for day, lines in by_day.items():
             self._write_spill(day, lines)
 
     def _write_spill(self, day: str, lines: Sequence[Line]) -> None:

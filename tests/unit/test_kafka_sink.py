@@ -32,8 +32,6 @@ class FakeBroker:
         self.up = True
         self.refuse_sends = False  # send() itself fails (as when the producer's buffer is full)
         self.records: list[tuple[str, bytes | None, bytes, int]] = []
-        self.batch_size = 1000  # records per batch
-        self.batches: list[tuple[int, int]] = []  # (partition, records) of each batch sent
         self.producers: list[FakeProducer] = []
         self.options: dict[str, Any] = {}
 
@@ -42,24 +40,6 @@ class FakeBroker:
         producer = FakeProducer(self)
         self.producers.append(producer)
         return producer
-
-
-class FakeBatch:
-    """aiokafka's BatchBuilder: records appended until the batch is full (None), then closed."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.records: list[tuple[bytes | None, bytes, int]] = []
-        self.closed = False
-
-    def append(self, *, key: bytes | None, value: bytes, timestamp: int) -> object | None:
-        if self.closed or len(self.records) >= self.size:
-            return None
-        self.records.append((key, value, timestamp))
-        return object()
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class FakeProducer:
@@ -75,18 +55,14 @@ class FakeProducer:
     async def partitions_for(self, topic: str) -> set[int]:
         return {0, 1, 2}
 
-    def create_batch(self) -> FakeBatch:
-        return FakeBatch(self.broker.batch_size)
-
-    async def send_batch(
-        self, batch: FakeBatch, topic: str, *, partition: int
+    async def send(
+        self, topic: str, value: bytes, key: bytes | None, timestamp_ms: int
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.broker.refuse_sends:
             raise RuntimeError("cannot take the record")
-        self.broker.batches.append((partition, len(batch.records)))
         if self.broker.up:
-            self.broker.records.extend((topic, k, v, t) for k, v, t in batch.records)
+            self.broker.records.append((topic, key, value, timestamp_ms))
             future.set_result(None)
         else:
             self.unacknowledged.append(future)
@@ -227,35 +203,3 @@ def test_the_record_key_is_the_request_id_else_the_case_id() -> None:
     assert event_key({"request_id": None, "case_id": 7}) == b"7"
     assert event_key({"context": {"request_id": "r-2"}, "case_id": "c"}) == b"r-2"
     assert event_key({"event_id": "e"}) is None
-
-
-def test_records_go_out_in_full_batches_one_partition_per_request(
-    broker: FakeBroker, tmp_path: Path
-) -> None:
-    """Lines are sent as record batches: a request's lines (one key) all in the partition its key
-    hashes to, in order; a batch holds at most the producer's batch size."""
-    from aiokafka.partitioner import murmur2
-
-    broker.batch_size = 4
-    sink = make_sink(broker, tmp_path)
-    wait_until(lambda: sink.status().state == "connected", "connected")
-    lines = [line(i, "r-1") for i in range(10)] + [line(10 + i, "r-2") for i in range(3)]
-    sink.write(DAY, lines)
-    wait_until(lambda: sink.status().sent == 13, "every record acknowledged")
-    sink.close()
-    partition = {k: (murmur2(k) & 0x7FFFFFFF) % 3 for k in (b"r-1", b"r-2")}
-    sent = [(r[1], r[2]) for r in broker.records]
-    assert sorted(sent) == sorted((x.key, x.data) for x in lines)
-    for key in (b"r-1", b"r-2"):
-        assert [v for k, v in sent if k == key] == [x.data for x in lines if x.key == key]
-    assert all(size <= 4 for _, size in broker.batches)
-    assert {p for p, _ in broker.batches} == set(partition.values())
-    by_partition: dict[int, int] = {}
-    for p, size in broker.batches:
-        by_partition[p] = by_partition.get(p, 0) + size
-    expected: dict[int, int] = {}
-    for x in lines:
-        assert x.key is not None
-        expected[partition[x.key]] = expected.get(partition[x.key], 0) + 1
-    assert by_partition == expected
-    assert spilled_ids(tmp_path) == []
