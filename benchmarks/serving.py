@@ -20,6 +20,16 @@ running moves every figure.
 3. Reloads under load: 8 closed-loop clients (a minimal asyncio HTTP client in another process,
    which records each request's start and end) while a new version is published and POSTed to
    /reload every `--reload-every` seconds: zero failed requests, p99 during reloads.
+4. The impression log's cost (`--only log` runs this section alone): three /rank servers, with
+   LTR_IMPRESSION_LOG=off, =file and =kafka (a noida-db broker on 127.0.0.1, the topic created
+   with retention.ms=-1), exploration and interleaving at the service's defaults, measured with
+   wrk at `--log-candidates` candidates and `--log-clients` connections in alternating rounds
+   (`--log-repeats`). Before each run the previous server's log has settled (every served
+   impression written, sent or spilled), so one server's backlog never runs during another's
+   measurement; the time it took is reported. Figures: req/s medians, `log_{file,kafka}_ratio`
+   (log-on req/s over log-off req/s in the same round, median; target >= 0.9 for kafka), and,
+   after the servers are SIGTERM'd, what reached the files and the topic against the impressions
+   served (`log_*_missing` must be 0; `log_*_dropped` counts a full queue's drops).
 """
 
 from __future__ import annotations
@@ -137,10 +147,10 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
 
@@ -152,7 +162,7 @@ def start_server(env: dict[str, str]) -> Server:
     code = f"from ltr_serving.server import serve; serve(port={port}, log_level='warning')"
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while True:
         if process.poll() is not None:
             raise RuntimeError("the server exited during startup")
@@ -163,7 +173,7 @@ def start_server(env: dict[str, str]) -> Server:
             pass
         if time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("the server did not answer within 30 s")
+            raise RuntimeError("the server did not answer within 90 s")
         time.sleep(0.1)
 
 
@@ -338,6 +348,190 @@ def http_figures(
     return figures
 
 
+LOG_MODES = ("off", "file", "kafka")
+RANK_SERVED = re.compile(
+    r'^ltr_http_request_duration_seconds_count\{method="POST",route="/rank",status="200"\} (\S+)$',
+    re.MULTILINE,
+)
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """A sample of the Prometheus text `text` (0 when absent)."""
+    pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" (\S+)$"
+    found = re.search("^" + pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+@dataclass
+class LogState:
+    """What a server's /metrics says of its log: served /rank requests and where their
+    impressions are."""
+
+    served: int
+    settled: int  # written to a file, or acknowledged by Kafka (spilled ones are in the files)
+    dropped: int
+    failed: int
+
+
+def log_state(server: Server) -> LogState:
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    served = RANK_SERVED.search(text)
+    kind = 'kind="impression"'
+    return LogState(
+        served=int(float(served.group(1))) if served else 0,
+        settled=int(
+            metric(text, "ltr_events_written_to_file_total")
+            + metric(text, "ltr_events_sent_to_kafka_total")
+        ),
+        dropped=int(metric(text, "ltr_events_dropped_total", kind)),
+        failed=int(metric(text, "ltr_events_failed_total", kind)),
+    )
+
+
+def wait_settled(server: Server, per_request: int, timeout_s: float = 120.0) -> float:
+    """Seconds until every impression the server served is written, sent or dropped."""
+    started = time.monotonic()
+    while True:
+        state = log_state(server)
+        if state.settled + state.dropped + state.failed >= state.served * per_request:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise RuntimeError(f"the log did not settle in {timeout_s:g} s: {state}")
+        time.sleep(0.05)
+
+
+def jsonl_lines(directory: Path) -> tuple[int, int]:
+    """(lines in complete .jsonl files, .jsonl.part files left) under `directory`."""
+    lines = 0
+    for path in directory.rglob("*.jsonl"):
+        with open(path, "rb") as handle:
+            lines += sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return lines, len(list(directory.rglob("*.jsonl.part")))
+
+
+async def _topic_records(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            await consumer.topics()
+            found = consumer.partitions_for_topic(topic) or set()
+            partitions = [TopicPartition(topic, p) for p in found]
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        return int(sum(ends[p] - starts[p] for p in partitions))
+    finally:
+        await consumer.stop()
+
+
+async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:  # retention.ms=-1: the broker applies time retention to record timestamps at once
+        await admin.create_topics(
+            [NewTopic(topic, partitions, 1, topic_configs={"retention.ms": "-1"})]
+        )
+    finally:
+        await admin.close()
+
+
+def log_figures(
+    args: argparse.Namespace, home: Path, env: dict[str, str]
+) -> dict[str, float | int | str]:
+    """/rank with the impression log off, to files and to Kafka, side by side."""
+    from tests.support.kafka_broker import Broker
+
+    n, clients = args.log_candidates, args.log_clients
+    folder = home / "log-bench"
+    folder.mkdir()
+    script = folder / "rank.lua"
+    script.write_text(WRK_SCRIPT)
+    bodies = []
+    for q, body in enumerate(rank_bodies(n)):
+        path = folder / f"body-{q}.json"
+        path.write_bytes(body)
+        bodies.append(path)
+    broker = Broker()
+    broker.start()
+    servers: dict[str, Server] = {}
+    figures: dict[str, float | int | str] = {}
+    try:
+        topic = "serving_bench"
+        asyncio.run(_create_topic(broker.bootstrap, topic, 3))
+        for mode in LOG_MODES:
+            servers[mode] = start_server(
+                {
+                    **env,
+                    "LTR_IMPRESSION_LOG": mode,
+                    "LTR_SERVING_LOG_DIR": str(folder / f"log-{mode}"),
+                    "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                    "KAFKA_TOPIC": topic,
+                }
+            )
+        per_request = {"off": 0, "file": n, "kafka": n}  # impressions per request
+        for mode, server in servers.items():
+            wrk(server.url, script, bodies, clients, args.warmup)
+            wait_settled(server, per_request[mode])
+        rounds: list[dict[str, dict[str, Any]]] = []
+        for r in range(args.log_repeats):
+            modes = LOG_MODES if r % 2 == 0 else LOG_MODES[::-1]
+            results: dict[str, dict[str, Any]] = {}
+            for mode in modes:
+                results[mode] = wrk(servers[mode].url, script, bodies, clients, args.duration)
+                results[mode]["settle_s"] = wait_settled(servers[mode], per_request[mode])
+            rounds.append(results)
+            print(
+                f"log round {r + 1}: "
+                + ", ".join(
+                    f"{m} {results[m]['rps']:,.0f} req/s (settled {results[m]['settle_s']:.1f} s)"
+                    for m in LOG_MODES
+                ),
+                flush=True,
+            )
+        states = {mode: log_state(server) for mode, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop(60.0)  # SIGTERM: the log is flushed, the files completed
+    try:
+        in_topic = asyncio.run(_topic_records(broker.bootstrap, topic))
+    finally:
+        broker.close()
+    name = f"c{clients}_n{n}"
+    for mode in LOG_MODES:
+        figures[f"log_{mode}_{name}_rps"] = float(np.median([r[mode]["rps"] for r in rounds]))
+        figures[f"log_{mode}_{name}_p99_ms"] = float(np.median([r[mode]["p99_ms"] for r in rounds]))
+        figures[f"log_{mode}_errors"] = sum(r[mode]["errors"] for r in rounds)
+        figures[f"log_{mode}_settle_s_max"] = max(r[mode]["settle_s"] for r in rounds)
+    for mode in ("file", "kafka"):
+        ratios = [r[mode]["rps"] / r["off"]["rps"] for r in rounds]
+        figures[f"log_{mode}_ratio_{name}"] = float(np.median(ratios))
+        state = states[mode]
+        files, parts = jsonl_lines(folder / f"log-{mode}")
+        reached = files + (in_topic if mode == "kafka" else 0)
+        served = state.served * n
+        figures[f"log_{mode}_served_impressions"] = served
+        figures[f"log_{mode}_in_files"] = files
+        if mode == "kafka":
+            figures["log_kafka_in_topic"] = in_topic
+        figures[f"log_{mode}_dropped"] = state.dropped
+        figures[f"log_{mode}_missing"] = served - state.dropped - reached
+        figures[f"log_{mode}_part_files_left"] = parts
+        print(
+            f"log {mode}: ratio to off {figures[f'log_{mode}_ratio_{name}']:.3f} (rounds "
+            f"{', '.join(f'{x:.3f}' for x in ratios)}); {served:,} impressions served, "
+            f"{reached:,} reached {'Kafka and the files' if mode == 'kafka' else 'the files'}"
+            f" ({files:,} in files), {state.dropped:,} dropped, "
+            f"{figures[f'log_{mode}_missing']:,} missing, {parts} .part files left",
+            flush=True,
+        )
+    return figures
+
+
 def in_process_figures(weights: dict[str, float]) -> dict[str, float | int | str]:
     """What the gate measures: the request path in-process, with the scorer serving runs."""
     from ltr_core.codec import time_request_path_groups
@@ -368,13 +562,19 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--reload-every", type=float, default=1.0)
     parser.add_argument("--model-rounds", type=int, default=300)
+    parser.add_argument(
+        "--only", choices=("all", "log"), default="all", help="log: the impression log alone"
+    )
+    parser.add_argument("--log-candidates", type=int, default=100)
+    parser.add_argument("--log-clients", type=int, default=8)
+    parser.add_argument("--log-repeats", type=int, default=5)
     args = parser.parse_args()
 
     text = model_text(args.model_rounds)
     print(f"machine: {machine()}")
     print(f"/rank, weights scorer, model.txt {len(text)} bytes; wrk -t1, {args.duration:g} s runs")
     weights = normalise(np.random.default_rng(1).random(len(FEATURES)))
-    figures: dict[str, float | int | str] = in_process_figures(weights)
+    figures: dict[str, float | int | str] = {}
     gated = {"gated_scorer": "weights"}
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -383,6 +583,12 @@ def main() -> None:
         env.update(LTR_HOME=str(home), LTR_RELOAD_TOKEN=TOKEN, LTR_SCORER="weights")
         registry = LocalRegistry(home / "registry", home / "models" / "ltr_weights.json")
         registry.publish(weights, text, gated, PARTITION)
+        figures.update(log_figures(args, home, env))
+        if args.only == "log":
+            print(f"machine: {machine()}")
+            report(figures)
+            return
+        figures.update(in_process_figures(weights))
         server = start_server(env)
         try:
             bare = start_bare_server(env)

@@ -122,6 +122,9 @@ class ParsedRequest:
     # Per candidate, its protected attributes as parsed (a msgspec struct or a pydantic model,
     # or None): read only off the request path, by `attributes_dict`, for the impression log.
     attributes: list[Any] | None = None
+    fast: bool = True  # msgspec validated it (False: the pydantic models did, `_parse_exactly`)
+    # `parse_served` only: per candidate, its features object as the body has it (msgspec.Raw)
+    raw_features: list[Any] | None = None
 
 
 def attributes_dict(value: Any) -> dict[str, Any] | None:
@@ -131,6 +134,14 @@ def attributes_dict(value: Any) -> dict[str, Any] | None:
         return None
     found = {name: getattr(value, name, None) for name in PROTECTED_ATTRIBUTES}
     return {k: v for k, v in found.items() if v is not None} or None
+
+
+def feature_structs(matrix: np.ndarray) -> list[Any]:
+    """The rows of a feature matrix as structs that msgspec encodes as {"A": …, …} (FEATURES
+    order, the values as float64 holds them), built in C: the impression log's `features`."""
+    if len(matrix) == 0:
+        return []
+    return list(map(_Features, *matrix.reshape(len(matrix), len(FEATURES)).T.tolist()))
 
 
 def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> ParsedRequest:
@@ -183,6 +194,44 @@ def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedReq
     parsed = _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
     parsed.request_id = request.request_id
     parsed.attributes = [c.protected_attributes for c in candidates]
+    parsed.fast = False
+    return parsed
+
+
+class _ServedCandidate(msgspec.Struct, gc=False):
+    lawyer_id: str
+    features: msgspec.Raw
+    protected_attributes: _Attributes | None = None  # type: ignore[valid-type]
+
+
+class _ServedRequest(msgspec.Struct, gc=False):
+    case_id: str
+    candidates: list[_ServedCandidate]
+    request_id: str | None = None
+
+
+_served_decoder = msgspec.json.Decoder(_ServedRequest)
+_NO_MATRIX = np.empty((0, len(FEATURES)))
+
+
+def parse_served(body: bytes, fast: bool, explain: bool = False) -> ParsedRequest:
+    """A body `parse_request` accepted (and the service answered), read again for the impression
+    log (`ltr_serving.log_process`): ids, attributes and, when msgspec validated it (`fast`) and
+    it has no line break, each candidate's features object as its text (`raw_features`, no
+    matrix): a JSON object of the FEATURES, each a number in [0, 1] (as validated), whose values
+    the log repeats without decoding and encoding 11 floats per candidate (only the spelling of
+    a number may differ from a re-encoded one, e.g. `1` for `1.0`; the ingest reads both).
+    Otherwise exactly `parse_request`."""
+    if not fast or b"\n" in body or b"\r" in body:  # a line break would split the JSONL line
+        return parse_request(body, 1 << 62, explain)
+    request = _served_decoder.decode(body)
+    candidates = request.candidates
+    parsed = ParsedRequest(
+        request.case_id, list(map(_lawyer_id_of, candidates)), _NO_MATRIX, None, explain
+    )
+    parsed.request_id = request.request_id
+    parsed.attributes = list(map(_attributes_of, candidates))
+    parsed.raw_features = list(map(_features_of, candidates))
     return parsed
 
 

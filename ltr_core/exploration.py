@@ -59,6 +59,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, TypeVar
 
 from ltr_core.vocabulary import LoggingPolicy
@@ -202,12 +203,20 @@ def plan_exploration(
             "ltr_core.interleaving"
         )
     rate = swap_rate(explore_rate, interleave_rate)
-    ranks = list(range(1, n + 1))
     m = min(n, max_position)
     k: int | None = None
     if policy == "swap" and m >= 2:
         word = _word(_digest(request_id, salt), 1)
         k = 2 + ((word * (m - 1)) >> 64)
+    return _plan(n, k, m, rate)
+
+
+@lru_cache(maxsize=4096)
+def _plan(n: int, k: int | None, m: int, rate: float) -> ExplorationPlan:
+    """The plan of every request with n candidates and swap position k (None: not swapped):
+    the same for all of them, so the impression log computes each once (immutable)."""
+    ranks = list(range(1, n + 1))
+    if k is not None:
         ranks[0], ranks[k - 1] = k, 1
     propensities = tuple(_propensity(r, p, m, rate) for p, r in enumerate(ranks, start=1))
     return ExplorationPlan(

@@ -7,14 +7,16 @@ Both take a candidates × features matrix in FEATURES order and return one score
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import lightgbm as lgb
 import numpy as np
 
 from ltr_core.artifacts.model_format import check_model_format
 from ltr_core.features import FEATURES
 from ltr_core.vocabulary import ScorerName
+
+if TYPE_CHECKING:  # imported where a model is loaded: the weights path needs no LightGBM
+    import lightgbm as lgb
 
 
 class Scorer(Protocol):
@@ -63,6 +65,8 @@ class ModelScorer:
         """The booster of a model text, whose structure is checked before LightGBM parses it
         (`model_format`; MalformedModel otherwise): LightGBM trusts a tree's child indices, and
         a crafted one hangs or crashes prediction."""
+        import lightgbm as lgb
+
         check_model_format(text, features)
         return cls(lgb.Booster(model_str=text), features)
 
@@ -81,7 +85,7 @@ def make_scorer(
     if kind == "weights":
         return WeightsScorer(weights, features)
     if kind == "model":
-        if isinstance(model, lgb.Booster):
+        if not isinstance(model, str):  # a booster already in memory
             return ModelScorer(model, features)
         return ModelScorer.from_model_text(model, features)
     raise ValueError(f"unknown scorer {kind!r}")

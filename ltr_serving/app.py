@@ -25,8 +25,9 @@ from fastapi.responses import JSONResponse
 from ltr_core.rank_api import RankRequest
 from ltr_core.settings import Settings
 from ltr_serving.errors import validation_errors
-from ltr_serving.impressions import EventLog, EventSink, FileSink
+from ltr_serving.impressions import EventLog, EventSink, FileSink, LogCounts, RecordSink
 from ltr_serving.kafka_sink import KafkaSink
+from ltr_serving.log_process import ProcessSink
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
     LatencyMiddleware,
@@ -73,14 +74,25 @@ class ServingApp(FastAPI):
 
 
 def build_event_log(
-    settings: Settings, metrics: ServingMetrics, sink: EventSink | None = None
+    settings: Settings,
+    metrics: ServingMetrics,
+    sink: EventSink | RecordSink | None = None,
+    *,
+    in_process: bool = False,
 ) -> EventLog | None:
     """The impression/feedback log LTR_IMPRESSION_LOG asks for (None: `off`): JSONL files under
     LTR_SERVING_LOG_DIR, or Kafka spilling to those files when it does not take the events in
-    time. The Kafka sink starts connecting at once, in the background."""
+    time. The Kafka sink starts connecting at once, in the background.
+
+    The sinks run in the writer process (`ltr_serving.log_process`), which this one feeds,
+    unless `in_process` (what the writer process itself builds) or a `sink` is given (tests)."""
     requested = settings.serving.impression_log
     if requested == "off" and sink is None:
         return None
+    counts = LogCounts()
+    process = sink is None and not in_process
+    if process:  # the writer process counts what it logged (ProcessSink reports it here)
+        sink = ProcessSink(settings, metrics, counts)
     if sink is None:
         files = FileSink(
             settings.serving_log_dir,
@@ -105,9 +117,10 @@ def build_event_log(
         sink,
         settings.serving.impression_queue,
         requested=requested,
-        logged=metrics.events_logged,
+        logged=None if process else metrics.events_logged,
         dropped=metrics.events_dropped,
         failed=metrics.events_failed,
+        counts=counts,
     )
     metrics.event_queue_depth.set_function(lambda: events.depth)
     return events

@@ -27,18 +27,26 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
 
+import msgspec
 import orjson
 from prometheus_client import Counter
 
-from ltr_core.codec import Exploration, Interleaved, ParsedRequest, attributes_dict
+from ltr_core.codec import (
+    Exploration,
+    Interleaved,
+    ParsedRequest,
+    attributes_dict,
+    feature_structs,
+)
 from ltr_core.exploration import plan_exploration
-from ltr_core.features import FEATURES, RECOMMENDATION
+from ltr_core.features import RECOMMENDATION
 from ltr_core.interleaving import position_probabilities
 from ltr_core.vocabulary import ImpressionLog, LoggingPolicy
 
@@ -87,6 +95,8 @@ class ImpressionRecord:
     interleave_rate: float = 0.0
     interleaving: Interleaved | None = None  # policy "interleaved": teams and both rankings
     candidate_version: str | None = None  # the candidate's version, for its team's rows
+    # the /rank body as received: what the writer process parses again (`log_process`)
+    body: bytes | None = None
 
     kind = "impression"
 
@@ -95,8 +105,16 @@ class ImpressionRecord:
         return len(self.shown)
 
     def lines(self) -> list[tuple[str, Line]]:
-        day, key, at_ms = day_of(self.at), self.request_id.encode(), int(self.at * 1000)
-        return [(day, Line(data, key, at_ms, "impression")) for data in impression_lines(self)]
+        ((day, lines),) = self.by_day()
+        return [(day, line) for line in lines]
+
+    def by_day(self) -> list[tuple[str, list[Line]]]:
+        """The lines, all on the day of the record's time. Built in C (`tuple.__new__` over
+        `zip`, no Python frame per line: a hundred `Line(...)` calls cost more than the
+        encoding)."""
+        key, at_ms = self.request_id.encode(), int(self.at * 1000)
+        parts = zip(impression_lines(self), repeat(key), repeat(at_ms), repeat("impression"))
+        return [(day_of(self.at), list(map(tuple.__new__, repeat(Line), parts)))]
 
 
 @dataclass(slots=True)
@@ -114,6 +132,12 @@ class FeedbackRecord:
     def lines(self) -> list[tuple[str, Line]]:
         return self.events
 
+    def by_day(self) -> list[tuple[str, list[Line]]]:
+        days: dict[str, list[Line]] = {}
+        for day, line in self.events:
+            days.setdefault(day, []).append(line)
+        return list(days.items())
+
 
 Record = ImpressionRecord | FeedbackRecord
 
@@ -123,95 +147,146 @@ def day_of(at: float) -> str:
 
 
 def impression_events(record: ImpressionRecord) -> list[dict[str, Any]]:
-    """One `match_recommendation` event per shown candidate, with the exact propensity (under
-    the exploration policy, given the deterministic order) of it being shown where it was.
+    """The record's events as dicts (what `impression_data` encodes, decoded again)."""
+    return [orjson.loads(line) for line in impression_lines(record)]
+
+
+def impression_lines(record: ImpressionRecord) -> list[bytes]:
+    """The record's events, one JSON line each (with its newline)."""
+    return impression_data(record).splitlines(keepends=True)
+
+
+# A `match_recommendation` event's fields in the log's order (the features are the codec's
+# feature struct or the body's text, `msgspec.Raw`): the exploration policy's rows (`_Shown`),
+# and an interleaved request's, which add the team that picked the candidate (`_Drafted`).
+_FIELDS: list[tuple[str, Any]] = [
+    ("event_id", str),
+    ("event_type", str),
+    ("timestamp", str),
+    ("request_id", str),
+    ("case_id", str),
+    ("lawyer_id", str),
+    ("rank_position", int),
+    ("features", Any),
+    ("lawyer_groups", dict[str, Any] | None),
+    ("score", float),
+    ("algorithm_version", str | None),
+    ("policy", str),
+]
+_TAIL: list[tuple[str, Any]] = [("propensity", float), ("deterministic_rank", int)]
+_Shown = msgspec.defstruct("_Shown", [*_FIELDS, *_TAIL], gc=False)
+_Drafted = msgspec.defstruct("_Drafted", [*_FIELDS, ("team", str), *_TAIL], gc=False)
+_encoder = msgspec.json.Encoder()
+_sha256 = hashlib.sha256
+
+
+def impression_data(record: ImpressionRecord) -> bytes:
+    """One `match_recommendation` event per shown candidate, as JSON lines, with the exact
+    propensity (under the exploration policy, given the deterministic order) of it being shown
+    where it was.
 
     An interleaved request's rows carry policy "interleaved", the `team` that picked each
     candidate, `algorithm_version` naming that team's version (the live or the candidate
     one), the exact team-draft propensity (`ltr_core.interleaving.position_probabilities`,
-    computed here off the request path) and, as `deterministic_rank`, the live ranking's rank."""
-    if record.interleaving is not None:
-        return _interleaved_events(record, record.interleaving)
-    n = len(record.shown)
-    exploration = record.exploration
-    plan = plan_exploration(
-        record.request_id,
-        n,
-        explore_rate=exploration.rate if exploration else 0.0,
-        interleave_rate=record.interleave_rate,
-        max_position=exploration.max_position if exploration else 10,
+    computed here off the request path) and, as `deterministic_rank`, the live ranking's rank.
+
+    Built in bulk: the parts every event of the request shares are made once, the
+    per-candidate ones by `map` over msgspec structs (no Python frame per candidate), and the
+    lines encoded by one `encode_lines` call."""
+    request = record.request
+    shown = record.shown
+    n = len(shown)
+    request_id = record.request_id
+    ids = request.ids
+    lawyer_ids = [ids[i] for i in shown]
+    prefix = request_id.encode() + b"\0"
+    event_ids = [
+        "imp-" + _sha256(prefix + lawyer_id.encode()).hexdigest()[:32] for lawyer_id in lawyer_ids
+    ]
+    raw = request.raw_features  # the writer process: the features' text from the body
+    features = (
+        [raw[i] for i in shown] if raw is not None else feature_structs(request.matrix[shown])
     )
-    if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
-        raise RuntimeError(f"request {record.request_id!r}: the plan disagrees with the path")
-
-    def extras(position: int, index: int) -> dict[str, Any]:
-        return {
-            "algorithm_version": record.version,
-            "policy": plan.policy,
-            "propensity": plan.propensities[position - 1],
-            "deterministic_rank": plan.ranks[position - 1],
-        }
-
-    return _shown_events(record, extras)
-
-
-def _interleaved_events(record: ImpressionRecord, drafted: Interleaved) -> list[dict[str, Any]]:
-    n = len(record.shown)
+    attributes = request.attributes
+    groups: Any = [attributes_dict(attributes[i]) for i in shown] if attributes else repeat(None)
+    shared = (
+        repeat(RECOMMENDATION),
+        repeat(iso_z(record.at)),
+        repeat(request_id),
+        repeat(request.case_id),
+    )
+    drafted = record.interleaving
+    if drafted is None:
+        exploration = record.exploration
+        plan = plan_exploration(
+            request_id,
+            n,
+            explore_rate=exploration.rate if exploration else 0.0,
+            interleave_rate=record.interleave_rate,
+            max_position=exploration.max_position if exploration else 10,
+        )
+        if plan.policy != record.policy:  # the settings are fixed per process: cannot happen
+            raise RuntimeError(f"request {request_id!r}: the plan disagrees with the path")
+        events: list[Any] = list(
+            map(
+                _Shown,
+                event_ids,
+                *shared,
+                lawyer_ids,
+                range(1, n + 1),
+                features,
+                groups,
+                record.scores,
+                repeat(record.version),
+                repeat(plan.policy),
+                plan.propensities,
+                plan.ranks,
+            )
+        )
+        return _encoder.encode_lines(events)
     if len(drafted.teams) != n:
         raise ValueError(f"{len(drafted.teams)} teams for {n} shown candidates")
     table = position_probabilities(drafted.live_order, drafted.candidate_order, top_k=n)
     live_rank = {index: rank for rank, index in enumerate(drafted.live_order, start=1)}
-
-    def extras(position: int, index: int) -> dict[str, Any]:
-        team = drafted.teams[position - 1]
-        return {
-            "algorithm_version": record.version if team == "live" else record.candidate_version,
-            "policy": "interleaved",
-            "team": team,
-            "propensity": table[position - 1][index],
-            "deterministic_rank": live_rank[index],
-        }
-
-    return _shown_events(record, extras)
-
-
-def _shown_events(
-    record: ImpressionRecord, extras: Callable[[int, int], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """The fields every shown candidate's event has, plus what the policy adds for it
-    (`extras(position, index into the request)`)."""
-    request = record.request
-    timestamp = iso_z(record.at)
-    rows = request.matrix[record.shown].tolist()
-    attributes = request.attributes
-    events = []
-    for position, (index, row, score) in enumerate(
-        zip(record.shown, rows, record.scores, strict=True), start=1
-    ):
-        lawyer_id = request.ids[index]
-        events.append(
-            {
-                "event_id": impression_event_id(record.request_id, lawyer_id),
-                "event_type": RECOMMENDATION,
-                "timestamp": timestamp,
-                "request_id": record.request_id,
-                "case_id": request.case_id,
-                "lawyer_id": lawyer_id,
-                "rank_position": position,
-                "features": dict(zip(FEATURES, row, strict=True)),
-                "lawyer_groups": attributes_dict(attributes[index]) if attributes else None,
-                "score": score,
-                **extras(position, index),
-            }
+    versions = {"live": record.version, "candidate": record.candidate_version}
+    events = list(
+        map(
+            _Drafted,
+            event_ids,
+            *shared,
+            lawyer_ids,
+            range(1, n + 1),
+            features,
+            groups,
+            record.scores,
+            [versions[team] for team in drafted.teams],
+            repeat("interleaved"),
+            drafted.teams,
+            [table[p][i] for p, i in enumerate(shown)],
+            [live_rank[i] for i in shown],
         )
-    return events
-
-
-def impression_lines(record: ImpressionRecord) -> list[bytes]:
-    return [orjson.dumps(event) + b"\n" for event in impression_events(record)]
+    )
+    return _encoder.encode_lines(events)
 
 
 # --- sinks ---------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """A sink that takes whole records and expands them itself (the writer process:
+    `ltr_serving.log_process.ProcessSink`); it counts what it logged itself."""
+
+    kind: str
+
+    def write_records(self, records: Sequence[Record]) -> None:
+        """Take the records (in order)."""
+
+    def tick(self, now: float) -> None:
+        """Called at least once a second."""
+
+    def close(self) -> None:
+        """Finish everything: every record taken is written before this returns."""
 
 
 class EventSink(Protocol):
@@ -341,18 +416,19 @@ class EventLog:
 
     def __init__(
         self,
-        sink: EventSink,
+        sink: EventSink | RecordSink,
         capacity: int,
         *,
         requested: ImpressionLog = "file",
         logged: Counter | None = None,
         dropped: Counter | None = None,
         failed: Counter | None = None,
+        counts: LogCounts | None = None,
     ) -> None:
         self.sink = sink
         self.capacity = capacity
         self.requested = requested
-        self.counts = LogCounts()
+        self.counts = counts or LogCounts()
         self._queue: queue.Queue[Record | _Stop] = queue.Queue(capacity)
         self._logged = logged
         self._dropped = dropped
@@ -373,6 +449,10 @@ class EventLog:
                 self._dropped.labels(record.kind).inc(record.size)
             return False
         return True
+
+    def put(self, record: Record) -> None:
+        """Queue the record, waiting for room (the writer process: its input waits instead)."""
+        self._queue.put(record)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ltr-event-log", daemon=True)
@@ -418,17 +498,34 @@ class EventLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            for record in batch:
-                self._write(record)
+            self._write_all(batch)
             self._tick()
             if stop:
+                rest: list[Record] = []
                 while True:  # whatever raced in after the stop is written too
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
-                        return
+                        break
                     if not isinstance(item, _Stop):
-                        self._write(item)
+                        rest.append(item)
+                self._write_all(rest)
+                return
+
+    def _write_all(self, batch: list[Record]) -> None:
+        sink = self.sink
+        if not isinstance(sink, RecordSink):
+            for record in batch:
+                self._write(sink, record)
+            return
+        if not batch:
+            return
+        try:
+            sink.write_records(batch)
+        except Exception as exc:
+            for record in batch:
+                self._count_failed(record)
+            self._error(exc)
 
     def _tick(self) -> None:
         try:
@@ -436,17 +533,17 @@ class EventLog:
         except Exception as exc:
             self._error(exc)
 
-    def _write(self, record: Record) -> None:
+    def _count_failed(self, record: Record) -> None:
+        self.counts.failed += record.size
+        if self._failed is not None:
+            self._failed.labels(record.kind).inc(record.size)
+
+    def _write(self, sink: EventSink, record: Record) -> None:
         try:
-            by_day: dict[str, list[Line]] = {}
-            for day, line in record.lines():
-                by_day.setdefault(day, []).append(line)
-            for day, lines in by_day.items():
-                self.sink.write(day, lines)
+            for day, lines in record.by_day():
+                sink.write(day, lines)
         except Exception as exc:
-            self.counts.failed += record.size
-            if self._failed is not None:
-                self._failed.labels(record.kind).inc(record.size)
+            self._count_failed(record)
             self._error(exc)
             return
         self.counts.logged[record.kind] += record.size

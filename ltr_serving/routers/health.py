@@ -7,7 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
 from ltr_serving.impressions import EventLog
-from ltr_serving.kafka_sink import KafkaSink
+from ltr_serving.kafka_sink import KafkaSink, KafkaSinkStatus
+from ltr_serving.log_process import ProcessSink
 from ltr_serving.models import (
     CandidateHealth,
     EventLogHealth,
@@ -108,9 +109,14 @@ def event_log_out(events: EventLog | None) -> EventLogHealth | None:
 
 
 def kafka_out(sink: object) -> KafkaSinkHealth | None:
-    if not isinstance(sink, KafkaSink):
+    if isinstance(sink, KafkaSink):
+        status: KafkaSinkStatus | None = sink.status()
+    elif isinstance(sink, ProcessSink):  # the writer process's, as it last reported
+        status = sink.kafka_status()
+    else:
+        status = None
+    if status is None:
         return None
-    status = sink.status()
     return KafkaSinkHealth(
         state=status.state,
         since=status.since,

@@ -167,6 +167,7 @@ class RankEndpoint:
                     interleave_rate,
                     ranking.interleaving,
                     canary.version if canary is not None else None,
+                    body,
                 )
             )
         return await _send(send, 200, ranking.body)

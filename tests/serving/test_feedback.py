@@ -16,6 +16,7 @@ from tests.support.serving import (
     Publisher,
     RunningServer,
     metric_value,
+    wait_for,
     weights_for,
 )
 
@@ -75,6 +76,12 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
         single = client.post("/feedback", json=feedback(), headers=AUTH)
         mixed = client.post("/feedback", json=batch, headers=AUTH)
         too_many = client.post("/feedback", json=[feedback()] * 1001, headers=AUTH)
+
+        def logged() -> bool:  # the writer process reports what it wrote a moment later
+            count: int = client.get("/ltr/health").json()["event_log"]["logged_feedback"]
+            return count >= 3
+
+        wait_for(logged, 60, "the feedback logged")
         health = client.get("/ltr/health").json()["event_log"]
         text = client.get("/metrics").text
     assert single.status_code == 200, single.text

@@ -178,7 +178,7 @@ def test_files_are_completed_once_open_for_the_rotation_age(
             complete, partial = log_files(settings.serving_log_dir)
             return len(complete) == 1 and partial == []
 
-        wait_for(completed, 10, "the file to be completed while the server runs")
+        wait_for(completed, 60, "the file to be completed while the server runs")
     assert len(logged_events(settings.serving_log_dir)) == 4
 
 

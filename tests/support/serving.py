@@ -90,8 +90,9 @@ class RunningServer:
         return httpx.Client(base_url=self.url, timeout=10.0, **kwargs)
 
     def stop(self) -> None:
+        # the lifespan's shutdown waits for the event log's writer process to finish writing
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=90)
         assert not self.thread.is_alive(), "uvicorn did not stop"
 
 
