@@ -45,7 +45,13 @@ def _count_environment_reads(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
 def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
     repo = defs.get_repository_def()
     assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert assets == {"raw_events", "feature_matrix", "ltr_model", "published_weights"}
+    assert assets == {
+        "raw_events",
+        "online_comparison",
+        "feature_matrix",
+        "ltr_model",
+        "published_weights",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
     assert checks == {("ltr_model", name) for name in GATE} | {
         ("raw_events", "quarantine_ratio"),
@@ -54,6 +60,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
         ("ltr_model", "fairness_coverage"),
         ("published_weights", "s3_published"),
         ("published_weights", "retention"),
+        ("online_comparison", "online_decision"),
     }
     for key in GATE:
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)
@@ -64,6 +71,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
     assert {s.name for s in repo.sensor_defs} == {
         "reload_serving_sensor",
         "reload_after_rollback_sensor",
+        "reload_after_online_decision_sensor",
         "notify_run_success",
         "notify_run_failure",
         "tag_published_runs",
@@ -103,6 +111,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         "quarantine_ratio",
         "source_fallback",
         "duplicate_conflicts",
+        "online_decision",
         "fairness_coverage",
     }
     assert checks["min_samples"] is False
@@ -126,6 +135,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     assert "| gender=F |" in table.md_str and "exposure ratio [95% CI]" in table.md_str
     assert _materialized(second) == {
         "raw_events",
+        "online_comparison",
         "feature_matrix",
         "ltr_model",
         "published_weights",
