@@ -197,7 +197,7 @@ def _replay(run: SeedRun, rule: Rule) -> Verdict:
             max_days=rule.max_days,
         )
         if outcome.decision is not Decision.COLLECT:
-            timeout = outcome.reason.startswith("undecided")
+            timeout = outcome.timed_out
             return Verdict(outcome.decision, index, timeout, outcome.evidence.share)
     assert outcome is not None
     return Verdict(Decision.COLLECT, len(run.days), False, outcome.evidence.share)

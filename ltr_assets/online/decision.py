@@ -203,6 +203,7 @@ class OnlineDecision:
     reason: str
     evidence: WinShare
     days_collecting: float
+    timed_out: bool = False  # retired because `max_days` passed without evidence either way
 
 
 def decide(
@@ -233,13 +234,14 @@ def decide(
         f"{ev.requests} clicked requests ({ev.wins} won, {ev.losses} lost, {ev.ties} tied), "
         f"{level} interval [{ev.low:.3f}, {ev.high:.3f}]"
     )
+    timed_out = False
     if ev.requests > 0 and ev.high < NULL_SHARE:
         decision, reason = Decision.RETIRE, f"worse than live: upper bound below 0.5; {summary}"
     elif ev.requests >= min_requests and ev.low >= NULL_SHARE - margin:
         decision = Decision.PROMOTE
         reason = f"not worse than live: lower bound ≥ 0.5 − {margin:g}; {summary}"
     elif days_collecting >= max_days:
-        decision = Decision.RETIRE
+        decision, timed_out = Decision.RETIRE, True
         reason = f"undecided after {days_collecting:g} days (limit {max_days:g}); {summary}"
     else:
         missing = []
@@ -249,4 +251,4 @@ def decide(
             missing.append(f"a lower bound ≥ 0.5 − {margin:g}")
         decision = Decision.COLLECT
         reason = f"collecting: needs {' and '.join(missing)}; {summary}"
-    return OnlineDecision(decision, reason, ev, float(days_collecting))
+    return OnlineDecision(decision, reason, ev, float(days_collecting), timed_out)

@@ -136,6 +136,7 @@ def test_the_comparison_times_out_after_max_days() -> None:
     assert _decide(undecided, 2.999).decision is Decision.COLLECT
     timed_out = _decide(undecided, 3)
     assert timed_out.decision is Decision.RETIRE and "undecided after 3 days" in timed_out.reason
+    assert timed_out.timed_out
     nothing = _decide(_counts(0, 0), 3)
     assert nothing.decision is Decision.RETIRE and nothing.evidence.share is None
 
@@ -154,6 +155,7 @@ def test_the_order_of_precedence() -> None:
     # ... and a candidate shown to be worse is retired as worse, not as timed out
     late_worse = _decide(_counts(80, 160), 5)
     assert late_worse.decision is Decision.RETIRE and "worse than live" in late_worse.reason
+    assert not late_worse.timed_out
 
 
 def test_the_result_carries_the_evidence() -> None:
