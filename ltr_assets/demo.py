@@ -231,7 +231,7 @@ def demo_env(settings: Any) -> dict[str, str]:
         "LTR_TRAIN_WINDOW_DAYS": str(settings.train_window_days),
         "LTR_INTERLEAVE_MIN_REQUESTS": str(settings.interleave_min_requests),
         "LTR_CANARY_MAX_DAYS": str(settings.canary_max_days),
-        "LTR_MAX_CANDIDATES": str(settings.max_candidates),
+        "LTR_MAX_CANDIDATES": str(settings.serving.max_candidates),
     }
 
 
