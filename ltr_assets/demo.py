@@ -134,7 +134,7 @@ def _print_online(verdicts: list[OnlineVerdict]) -> None:
     for v in verdicts:
         e = v.evidence
         delta = v.truth_candidate - v.truth_live
-        timeout = str(e.get("reason", "")).startswith("undecided")
+        timeout = bool(e.get("timed_out"))
         right = (v.decision == "promote") == (delta >= 0)
         if not timeout:  # a timeout says "not shown either way", not "worse"
             signed += 1

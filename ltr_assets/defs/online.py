@@ -66,6 +66,7 @@ def comparison_metadata(comparison: Comparison, applied: Applied | None) -> dict
     meta.update(
         {
             "days_collecting": comparison.days_collecting,
+            "timed_out": comparison.outcome.timed_out,
             "requests": ev.requests,
             "wins": ev.wins,
             "losses": ev.losses,

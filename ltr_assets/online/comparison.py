@@ -262,6 +262,7 @@ class Comparison:
             "candidate": self.pair.candidate,
             "decision": self.outcome.decision.value,
             "reason": self.outcome.reason,
+            "timed_out": self.outcome.timed_out,
             "requests": ev.requests,
             "wins": ev.wins,
             "losses": ev.losses,

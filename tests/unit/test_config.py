@@ -153,13 +153,21 @@ def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
     same online decision rule."""
     from ltr_assets.demo import demo_env
 
-    used = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_START_DATE": "2026-10-29"})
+    used = Settings.from_env(
+        {
+            "LTR_HOME": str(tmp_path),
+            "LTR_START_DATE": "2026-10-29",
+            "LTR_TRAIN_WINDOW_DAYS": "7",
+            "LTR_MAX_CANDIDATES": "200",
+        }
+    )
     path = env_file_path({"LTR_HOME": str(tmp_path)})
     write_env_file(path, demo_env(used))
     assert path == tmp_path / "ltr.env"
     assert read_env_file(path) == {
         "LTR_START_DATE": "2026-10-29",
-        "LTR_TRAIN_WINDOW_DAYS": "14",
+        "LTR_TRAIN_WINDOW_DAYS": "7",
+        "LTR_MAX_CANDIDATES": "200",
         "LTR_INTERLEAVE_MIN_REQUESTS": "200",
         "LTR_CANARY_MAX_DAYS": "3",
     }

@@ -4,7 +4,7 @@ days, and the decision applied to the registry only for the candidate that was c
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,19 @@ def test_retirement_clears_the_candidate_and_leaves_latest(tmp_path: Path) -> No
     assert cmp.apply(result, registry, None).action == "retired"
     assert registry.latest_version() == pair.live and registry.candidate() is None
     assert registry.history()[-1]["evidence"]["losses"] == 70
+    assert registry.history()[-1]["evidence"]["timed_out"] is False
+
+
+def test_a_retirement_by_timeout_says_so_in_its_evidence(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    days = [date(2026, 11, 26) + timedelta(days=i) for i in range(THRESHOLDS.max_days)]
+    for day in days:  # too few clicked requests to decide either way, every day
+        _write_day(lake, day, _clicked_requests(pair, "a", 10, 10))
+        result = cmp.compare(lake, registry, day, THRESHOLDS)
+    assert result.decision is Decision.RETIRE and result.days_collecting == len(days)
+    assert cmp.apply(result, registry, None).action == "retired"
+    assert registry.history()[-1]["evidence"]["timed_out"] is True
 
 
 def test_a_decision_is_refused_when_the_candidate_changed_since_the_comparison(
