@@ -8,6 +8,7 @@ the location, so backfills (which may run as asset jobs) notify too.
 from dataclasses import dataclass
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetCheckEvaluation,
     AssetKey,
     DagsterEventType,
@@ -15,17 +16,21 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
+    DeleteDynamicPartitionsRequest,
     EventLogEntry,
     RunFailureSensorContext,
     RunStatusSensorContext,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     asset_sensor,
     run_failure_sensor,
     run_status_sensor,
+    sensor,
 )
 
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
+from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.evaluation import check_line
 from ltr_assets.notify import failure_text, notify, request_reload
@@ -238,6 +243,29 @@ def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
     return _tag(context)
 
 
+@sensor(
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Keeps ltr_rollback_job's partitions (the UI's rollback pick-list) equal to the "
+    "registry's versions: adds published ones, removes pruned ones.",
+)
+def registry_versions_sensor(
+    context: SensorEvaluationContext, ltr: LtrResource
+) -> SensorResult | SkipReason:
+    present = set(ltr.registry().versions())
+    known = set(context.instance.get_dynamic_partitions(REGISTRY_VERSIONS))
+    added, removed = sorted(present - known), sorted(known - present)
+    if not added and not removed:
+        return SkipReason(f"the rollback pick-list holds the registry's {len(present)} versions")
+    requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = []
+    if added:
+        requests.append(registry_versions.build_add_request(added))
+    if removed:
+        requests.append(registry_versions.build_delete_request(removed))
+    context.log.info(f"rollback pick-list: +{added} -{removed}")
+    return SensorResult(dynamic_partitions_requests=requests)
+
+
 SENSORS = [
     reload_serving_sensor,
     reload_after_online_decision_sensor,
@@ -246,4 +274,5 @@ SENSORS = [
     notify_run_failure,
     tag_published_runs,
     tag_failed_runs,
+    registry_versions_sensor,
 ]
