@@ -9,9 +9,10 @@ returned, under the simulator's click model, and their feedback goes to `POST /f
 pipeline's raw_events reads what the service logged (LTR_SERVING_LOG_DIR). After each night that
 publishes, the service is told to reload (`POST /reload`, as the reload sensor does), so the
 version serving the next day is the one just published
-(`ltr_assets.simulation.through_service`). The demo drives the same Definitions the UI loads,
-against the Dagster instance in DAGSTER_HOME, so the runs, materializations and check results
-are there to browse afterwards (`make ui`).
+(`ltr_assets.simulation.through_service`). The demo launches its runs from the code location the
+UI loads, as the schedule does (`ltr_assets.defs.launch`), against the Dagster instance in
+DAGSTER_HOME, so the runs (with their origin, partition, ltr/outcome and ltr/reason tags),
+materializations and check results are there to browse afterwards (`make ui`).
 """
 
 from __future__ import annotations
