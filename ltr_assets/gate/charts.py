@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-WIDTH, HEIGHT = 640, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 150, 36, 48  # margins: the legend sits on the right
+WIDTH, HEIGHT = 680, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 176, 36, 48  # margins: the legend sits on the right
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -30,6 +30,7 @@ class Series:
     high: Sequence[float | None] | None = None
     dashed: bool = False
     colour: str = ""
+    markers_only: bool = False  # points that are not a series over time (e.g. refused nights)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def render_svg(chart: Chart) -> str:
         out.append(
             f'<line x1="{x}" x2="{x + 18}" y1="{y}" y2="{y}" stroke="{colour}" '
             f'stroke-width="2"{dash_attr}/>'
-            f'<text x="{x + 24}" y="{y + 4}">{escape(label[:22])}</text>'
+            f'<text x="{x + 24}" y="{y + 4}">{escape(label[:27])}</text>'
         )
     out.append("</svg>")
     return "".join(out)

@@ -100,7 +100,7 @@ def ndcg_chart(nights: list[NightFigures]) -> Chart:
                 [n.low for n in nights],
                 [n.high for n in nights],
             ),  # fmt: skip
-            Series("refused night", refused, colour="#d62728"),
+            Series("refused night", refused, colour="#d62728", markers_only=True),
         ],
         y_label="nDCG@5",
         thresholds=[Threshold(nights[-1].ndcg_min, "LTR_NDCG_MIN")] if nights else [],
@@ -127,19 +127,24 @@ def fairness_chart(nights: list[NightFigures]) -> Chart:
         x_labels=[_day_label(n.day) for n in nights],
         series=series,
         y_label="exposure ratio",
+        y_range=(0.0, 2.0),  # the limit is near 1; a rare value's wide interval is cut at 2
         thresholds=[Threshold(nights[-1].min_ratio, "LTR_FAIRNESS_MIN_RATIO")] if nights else [],
     )
 
 
+CURVE_POSITIONS = 10  # the positions nDCG@5 and the exploration swaps (k ≤ 10) are about
+
+
 def curve_chart(curve: PropensitySummary, truth: list[float] | None = None) -> Chart:
-    """The examination curve θ_k relative to position 1 with its 95% band; `truth` (the
-    simulator's, in the demo) beside it."""
-    series = [Series(f"θ ({curve.method})", curve.examination, curve.low, curve.high)]
+    """The examination curve θ_k relative to position 1 with its 95% band, positions 1-10;
+    `truth` (the simulator's, in the demo) beside it."""
+    n = min(CURVE_POSITIONS, len(curve.examination))
+    series = [Series(f"θ ({curve.method})", curve.examination[:n], curve.low[:n], curve.high[:n])]
     if truth is not None:
-        series.append(Series("truth (simulator)", truth[: len(curve.examination)], dashed=True))
+        series.append(Series("truth (simulator)", truth[:n], dashed=True))
     return Chart(
-        title="Examination curve by position (95% band)",
-        x_labels=[str(k + 1) for k in range(len(curve.examination))],
+        title=f"Examination curve, positions 1-{n} (95% band)",
+        x_labels=[str(k + 1) for k in range(n)],
         series=series,
         y_label="examination θ_k / θ_1",
         y_range=(0.0, 1.05),

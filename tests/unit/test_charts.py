@@ -103,7 +103,7 @@ def test_the_nights_are_read_oldest_first_and_refused_ones_are_marked(tmp_path: 
 
     ndcg = ndcg_chart(nights)
     values, refused = ndcg.series
-    assert values.y == [0.70, 0.74] and refused.y == [0.70, None]
+    assert values.y == [0.70, 0.74] and refused.y == [0.70, None] and refused.markers_only
     assert values.low == [0.7, 0.7] and ndcg.thresholds[0].value == 0.65
     fairness = fairness_chart(nights)
     assert [s.label for s in fairness.series] == ["gender=F"]
@@ -121,3 +121,10 @@ def test_the_win_share_chart_shows_the_promotion_line() -> None:
     chart = win_share_chart([(date(2026, 11, 4), share)], margin=0.02)
     assert [t.value for t in chart.thresholds] == [0.5, 0.48]
     assert chart.series[0].low == [0.52] and chart.series[0].y == [0.58]
+
+
+def test_markers_only_draws_no_line() -> None:
+    chart = Chart("t", ["a", "b", "c"], [Series("s", [0.1, None, 0.3], markers_only=True)], "y")
+    root = _tree(render_svg(chart))
+    assert len(list(root.iter(f"{SVG}polyline"))) == 0
+    assert len(list(root.iter(f"{SVG}circle"))) == 2
