@@ -166,9 +166,12 @@ def _line(s: Series, colour: str, dash: str, x_of: Scale, y_of: Scale) -> list[s
         return []
     dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    radius = 4.5 if s.markers_only else 2.5
     dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>' for x, y in points
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}"/>' for x, y in points
     )
+    if s.markers_only:
+        return [dots]
     return [
         f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/>',
         dots,
