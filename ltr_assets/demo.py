@@ -411,6 +411,7 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         for gate in meta.gate:
             print(f"  {gate.name:14s} {'pass' if gate.passed else 'FAIL'}  {gate.description}")
         _print_curve(meta, simulator)
+        _show_curve_with_truth(loop.instance, latest, meta, simulator)
         print(
             "weights (sum 1.0): " + ", ".join(f"{f}={w:.3f}" for f, w in artifact.weights.items())
         )
@@ -488,6 +489,30 @@ def _print_curve(meta: CandidateSummary, simulator: Any) -> None:
             "swapped impressions at each position:        "
             + " ".join(f"{n:5d}" for n in curve.swapped_impressions[:10])
         )
+
+
+def _show_curve_with_truth(
+    instance: Any, version: str, meta: CandidateSummary, simulator: Any
+) -> None:
+    """The live version's examination curve beside the simulator's truth, for the UI: an
+    observation on published_weights (only the demo knows the truth, so the pipeline's own
+    charts cannot draw it)."""
+    from dagster import AssetKey, AssetObservation, MetadataValue
+
+    from ltr_assets.gate.charts import markdown_image
+    from ltr_assets.gate.nightly import CURVE_POSITIONS, curve_chart
+
+    positions = np.arange(1, CURVE_POSITIONS + 1)
+    truth = [float(v) for v in simulator.config.click_model.examination(positions)]
+    chart = markdown_image(curve_chart(meta.propensity, truth))
+    instance.report_runless_asset_event(
+        AssetObservation(
+            asset_key=AssetKey("published_weights"),
+            partition=meta.partition.isoformat(),
+            description=f"the live version {version}'s examination curve beside the truth",
+            metadata={"version": version, "curve_vs_truth": MetadataValue.md(chart)},
+        )
+    )
 
 
 def _rank_sample(service: ServiceProcess | None, simulator: Any, day: date) -> None:
