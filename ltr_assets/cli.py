@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ltr_assets.registry.listing import list_versions, versions_text
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.simulation.simulator import (
     ENVELOPES,
@@ -100,30 +101,14 @@ def _registry(settings: Settings) -> LocalRegistry:
 
 def _registry_list(args: argparse.Namespace) -> int:
     registry = _registry(Settings.from_env())
-    try:
-        latest = registry.latest_version()
-    except RegistryError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
-        latest = None
-    try:
-        candidate = registry.candidate_version()
-    except RegistryError as exc:
-        print(f"warning: {exc}", file=sys.stderr)
-        candidate = None
-    for version in registry.versions():
-        try:
-            meta = registry.metadata(version)
-        except RegistryError as exc:
-            print(f"  {version}  (unreadable: {exc})")
-            continue
-        metrics = meta.get("metrics", {})
-        ndcg = metrics.get("counterfactual", {}).get("ndcg@5", {}).get("value")
-        mark = "*" if version == latest else "c" if version == candidate else " "
-        figure = f"nDCG@5={ndcg:.4f}" if isinstance(ndcg, float) else ""
-        print(f"{mark} {version}  partition={meta.get('partition', '?')}  {figure}")
-    if latest is None:
+    rows, warnings = list_versions(registry)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for line in versions_text(rows):
+        print(line)
+    if not any(row.role == "live" for row in rows):
         print("(no latest version)")
-    if candidate is not None:
+    if any(row.role == "candidate" for row in rows):
         print("(c: the canary candidate; `ltr registry promote` or `retire` it)")
     return 0
 

@@ -9,9 +9,10 @@ returned, under the simulator's click model, and their feedback goes to `POST /f
 pipeline's raw_events reads what the service logged (LTR_SERVING_LOG_DIR). After each night that
 publishes, the service is told to reload (`POST /reload`, as the reload sensor does), so the
 version serving the next day is the one just published
-(`ltr_assets.simulation.through_service`). The demo drives the same Definitions the UI loads,
-against the Dagster instance in DAGSTER_HOME, so the runs, materializations and check results
-are there to browse afterwards (`make ui`).
+(`ltr_assets.simulation.through_service`). The demo launches its runs from the code location the
+UI loads, as the schedule does (`ltr_assets.defs.launch`), against the Dagster instance in
+DAGSTER_HOME, so the runs (with their origin, partition, ltr/outcome and ltr/reason tags),
+materializations and check results are there to browse afterwards (`make ui`).
 """
 
 from __future__ import annotations
@@ -237,8 +238,10 @@ def demo_env(settings: Any) -> dict[str, str]:
 
 class DemoLoop:
     """The demo's days, one `run_day` each: traffic (v2.8 into the audit log before the first
-    publication, the ranking service after it), then that night's pipeline runs. The service is
-    started at the first publication and stopped by `close` (its whole process group)."""
+    publication, the ranking service after it), then that night's pipeline runs, launched from
+    the code location as scheduled runs are (so the UI lists them under the location and they
+    carry ltr/outcome and ltr/reason). The service is started at the first publication and
+    stopped by `close` (its whole process group), which also releases the location."""
 
     def __init__(
         self,
@@ -249,7 +252,7 @@ class DemoLoop:
         instance: Any,
         explore_rate: float | None = None,
     ) -> None:
-        from ltr_assets.definitions import defs
+        from ltr_assets.defs.launch import LocationLauncher
         from ltr_assets.registry.local import LocalRegistry
 
         self.settings = settings
@@ -261,8 +264,7 @@ class DemoLoop:
         self.registry = LocalRegistry(
             settings.registry_dir, settings.weights_path, settings.artifact_keys
         )
-        self.daily = defs.resolve_job_def("ltr_daily_job")
-        self.refresh = defs.resolve_job_def("ltr_label_refresh_job")
+        self.launcher = LocationLauncher(instance)
         self.service: ServiceProcess | None = None
         self.served_version: str | None = None
         self.served_candidate: str | None = None
@@ -326,18 +328,10 @@ class DemoLoop:
         # the stack trace of the first day's intended gate failure) would bury it. The runs'
         # full logs stay in the instance for the UI.
         quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-        result = self.daily.execute_in_process(
-            partition_key=day.isoformat(),
-            instance=self.instance,
-            raise_on_error=False,
-            run_config=quiet,
-        )
+        result = self.launcher.launch("ltr_daily_job", day.isoformat(), quiet)
         if self.days_run > 0:  # as the schedule does: refresh the labels of the day before
-            self.refresh.execute_in_process(
-                partition_key=(day - timedelta(days=1)).isoformat(),
-                instance=self.instance,
-                raise_on_error=False,
-                run_config=quiet,
+            self.launcher.launch(
+                "ltr_label_refresh_job", (day - timedelta(days=1)).isoformat(), quiet
             )
         self.days_run += 1
         self.results[day] = result
@@ -362,8 +356,12 @@ class DemoLoop:
         return row
 
     def close(self) -> None:
-        if self.service is not None:
-            self.service.stop()
+        """Stop the service (if started) and release the code location."""
+        try:
+            if self.service is not None:
+                self.service.stop()
+        finally:
+            self.launcher.close()
 
 
 def run_demo(days: int = 28, seed: int = 7) -> int:

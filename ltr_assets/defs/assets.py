@@ -57,6 +57,7 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import publish_candidate, train_candidate
 from ltr_assets.gate.evaluation import gate_line, round_floats
 from ltr_assets.gate.model_card import live_model_card, render_model_card
+from ltr_assets.gate.nightly import gate_charts
 from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
@@ -276,6 +277,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "window_days_missing": MetadataValue.json([d.isoformat() for d in window.missing]),
                 "groups": MetadataValue.json(asdict(window.groups)),
                 "best_iteration": summary.best_iteration,
+                "charts": MetadataValue.md(gate_charts(ltr.lake(), report.day, curve)),
                 "model_card": MetadataValue.md(render_model_card(summary)),
                 "path": MetadataValue.path(str(report.path)),
             }

@@ -5,7 +5,10 @@ from dagster import (
     AssetKey,
     AssetSelection,
     Config,
+    Failure,
+    MetadataValue,
     OpExecutionContext,
+    Output,
     define_asset_job,
     in_process_executor,
     job,
@@ -16,9 +19,10 @@ from pydantic import Field, field_validator
 from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
 from ltr_assets.defs.checks import RETENTION_CHECK
 from ltr_assets.defs.online import online_comparison
-from ltr_assets.defs.partitions import daily_partitions
+from ltr_assets.defs.partitions import daily_partitions, registry_versions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.registry import publication
+from ltr_assets.registry.listing import list_versions, versions_table
 from ltr_core.artifacts.format import check_version
 
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
@@ -65,33 +69,69 @@ ltr_label_refresh_job = define_asset_job(
 
 
 class RollbackConfig(Config):
-    version: str = Field(description="The registry version (YYYYMMDD_HHMMSS) to make live.")
+    version: str = Field(
+        default="",
+        description="The registry version (YYYYMMDD_HHMMSS) to make live; leave empty when the "
+        "run's partition (picked from the registry's versions) names it.",
+    )
 
     @field_validator("version")
     @classmethod
     def _a_version_id(cls, value: str) -> str:
         """Nothing but a version id reaches the registry (no path, no trailing slash)."""
-        return check_version(value)
+        return check_version(value) if value else value
+
+
+def rollback_target(partition: str | None, configured: str) -> str:
+    """The version to roll back to: the picked partition, else the configured version; both
+    given and different is refused rather than guessed."""
+    if partition and configured and partition != configured:
+        raise Failure(
+            description=f"the run's partition names {partition} but its config names "
+            f"{configured}: pick one"
+        )
+    target = partition or configured
+    if not target:
+        raise Failure(
+            description="no version named: pick one of the registry's versions as the run's "
+            "partition, or set config `version`"
+        )
+    return check_version(target)
 
 
 @op(description="Validate the version (files, checksums, weights summing to 1.0, model loads), "
     "then point latest at it locally and on S3.")  # fmt: skip
 def rollback_to_version(
     context: OpExecutionContext, config: RollbackConfig, ltr: LtrResource
-) -> str:
-    report = publication.rollback(
-        ltr.registry(), ltr.mirror(), config.version, ltr.settings().scorer
-    )
-    context.log.info(f"latest: {report.local.previous_latest} -> {report.version}")
+) -> Output[str]:
+    partition = context.partition_key if context.has_partition_key else None
+    version = rollback_target(partition, config.version)
+    report = publication.rollback(ltr.registry(), ltr.mirror(), version, ltr.settings().scorer)
+    previous = report.local.previous_latest or ""
+    context.log.info(f"latest: {previous or '(none)'} -> {report.version}")
     if report.s3_published is False:
         context.log.warning(f"S3 pointer not moved: {report.s3_error}")
-    return report.version
+    rows, _ = list_versions(ltr.registry())
+    return Output(
+        report.version,
+        metadata={
+            "live_version": report.version,
+            "previous_live_version": previous,
+            "s3": "not configured"
+            if report.s3_published is None
+            else ("pointer moved" if report.s3_published else f"failed: {report.s3_error}"),
+            "versions": MetadataValue.md(versions_table(rows)),
+        },
+    )
 
 
 @job(
-    description="Roll back (or forward) to a named version; the reload sensor then tells the "
+    description="Roll back (or forward) to a version picked from the registry's versions (this "
+    "job's partitions; `registry_versions_sensor` keeps them in step with the registry, and "
+    "published_weights shows them with their gate figures); the reload sensor then tells the "
     "ranking service.",
     executor_def=in_process_executor,
+    partitions_def=registry_versions,
 )
 def ltr_rollback_job() -> None:
     rollback_to_version()

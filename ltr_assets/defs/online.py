@@ -35,8 +35,18 @@ from dagster import (
 from ltr_assets.defs.checks import partitioned_check_spec
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
+from ltr_assets.gate.charts import markdown_image
+from ltr_assets.gate.nightly import win_share_chart
+from ltr_assets.lake.paths import Lake
 from ltr_assets.notify import notify
-from ltr_assets.online.comparison import Applied, Comparison, Thresholds, apply, compare
+from ltr_assets.online.comparison import (
+    Applied,
+    Comparison,
+    Thresholds,
+    apply,
+    compare,
+    share_by_day,
+)
 from ltr_assets.online.decision import Decision
 from ltr_core.artifacts.format import RegistryError
 
@@ -49,9 +59,11 @@ def _round(value: float | None) -> float | str:
     return "n/a" if value is None else round(value, 4)
 
 
-def comparison_metadata(comparison: Comparison, applied: Applied | None) -> dict[str, Any]:
-    """The day's row in the UI: the pair, the day's and the accumulated evidence, the
-    decision."""
+def comparison_metadata(
+    comparison: Comparison, applied: Applied | None, lake: Lake, margin: float
+) -> dict[str, Any]:
+    """The day's row in the UI: the pair, the day's and the accumulated evidence (with its
+    chart over the candidate's days), the decision."""
     meta: dict[str, Any] = {
         "decision": comparison.decision.value if comparison.decision else comparison.status,
         "reason": comparison.explanation,
@@ -87,6 +99,9 @@ def comparison_metadata(comparison: Comparison, applied: Applied | None) -> dict
             "pointer_moved": applied.action if applied else "none",
         }
     )
+    if comparison.pair is not None and comparison.days_with_evidence:
+        path = share_by_day(lake, comparison.pair, comparison.days_with_evidence)
+        meta["win_share_chart"] = MetadataValue.md(markdown_image(win_share_chart(path, margin)))
     if applied is not None and applied.s3_synced is not None:
         meta["s3_synced"] = applied.s3_synced
         meta["s3_error"] = applied.s3_error
@@ -183,6 +198,6 @@ def online_comparison(context: AssetExecutionContext, ltr: LtrResource) -> Mater
         if applied.s3_synced is False:
             context.log.warning(f"S3 pointers not moved: {applied.s3_error}")
     return MaterializeResult(
-        metadata=comparison_metadata(comparison, applied),
+        metadata=comparison_metadata(comparison, applied, ltr.lake(), settings.interleave_margin),
         check_results=[decision_check_result(comparison, applied, error)],
     )

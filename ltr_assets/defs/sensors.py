@@ -8,6 +8,7 @@ the location, so backfills (which may run as asset jobs) notify too.
 from dataclasses import dataclass
 
 from dagster import (
+    AddDynamicPartitionsRequest,
     AssetCheckEvaluation,
     AssetKey,
     DagsterEventType,
@@ -15,17 +16,21 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
+    DeleteDynamicPartitionsRequest,
     EventLogEntry,
     RunFailureSensorContext,
     RunStatusSensorContext,
     SensorEvaluationContext,
+    SensorResult,
     SkipReason,
     asset_sensor,
     run_failure_sensor,
     run_status_sensor,
+    sensor,
 )
 
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
+from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.evaluation import check_line
 from ltr_assets.notify import failure_text, notify, request_reload
@@ -33,7 +38,13 @@ from ltr_core.settings import Settings
 from ltr_core.vocabulary import GateOutcome
 
 OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
+# Beside it, the one line an operator needs in the runs list (Dagster runs have no description):
+# "gate refused: min_samples: 42 vs 100", "crashed: ltr_model: <error>", "published <version>".
+REASON_TAG = "ltr/reason"
+REASON_MAX_CHARS = 200
 PUBLISHED_ASSET = "published_weights"
+# The jobs whose finished runs carry the two tags (the tagging sensors' monitored jobs).
+TAGGED_JOBS = frozenset({ltr_daily_job.name})
 
 
 @dataclass(frozen=True)
@@ -41,7 +52,8 @@ class RunOutcome:
     """What a finished run amounted to, and why (the failing checks, or the error)."""
 
     outcome: GateOutcome  # "succeeded": nothing was published
-    detail: str
+    detail: str  # published: the version; gate_refused: the checks; crashed: the step errors
+    reason: str = ""  # the one line for REASON_TAG ("" when succeeded)
 
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
@@ -60,6 +72,7 @@ def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]
 
 
 def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
+    """`<step>: <error message>` for every step that failed in the run."""
     errors = []
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
@@ -69,24 +82,50 @@ def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
     return errors
 
 
+def _published_version(instance: DagsterInstance, run_id: str) -> str | None:
+    """The version published_weights materialized in the run (its `version` metadata), "" if
+    it materialized without one, None if it did not materialize."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None and materialization.asset_key == AssetKey(PUBLISHED_ASSET):
+            return str(getattr(materialization.metadata.get("version"), "value", "") or "")
+    return None
+
+
+def _one_line(text: str) -> str:
+    """The first line of `text`, cut to REASON_MAX_CHARS: a tag value the runs list shows."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= REASON_MAX_CHARS else line[: REASON_MAX_CHARS - 1] + "…"
+
+
 def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     """A failed run is a gate refusal when a blocking asset check of the run failed (the
     previous version stays live, as designed), and a crash otherwise; a successful one is
     `published` when published_weights materialized in it."""
     if run.status == DagsterRunStatus.SUCCESS:
-        published = any(
-            entry.asset_materialization is not None
-            and entry.asset_materialization.asset_key == AssetKey(PUBLISHED_ASSET)
-            for entry in instance.all_logs(
-                run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
-            )
-        )
-        return RunOutcome("published" if published else "succeeded", "")
+        version = _published_version(instance, run.run_id)
+        if version is None:
+            return RunOutcome("succeeded", "")
+        return RunOutcome("published", version, _one_line(f"published {version}".strip()))
     failing = failing_blocking_checks(instance, run.run_id)
     if failing:
-        return RunOutcome("gate_refused", "; ".join(failing))
+        detail = "; ".join(failing)
+        return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"))
     errors = _step_errors(instance, run.run_id)
-    return RunOutcome("crashed", "; ".join(errors) or f"run {run.status.value}")
+    first = errors[0] if errors else f"run {run.status.value}"
+    return RunOutcome(
+        "crashed", "; ".join(errors) or f"run {run.status.value}", _one_line(f"crashed: {first}")
+    )
+
+
+def tag_run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
+    """Tags a finished run with OUTCOME_TAG and REASON_TAG (none when it succeeded without
+    publishing). Idempotent: the sensors and the demo's launcher may both tag a run."""
+    outcome = run_outcome(instance, run)
+    if outcome.outcome != "succeeded":
+        tags = {OUTCOME_TAG: outcome.outcome, REASON_TAG: outcome.reason}
+        instance.add_run_tags(run.run_id, tags)
+    return outcome
 
 
 def _reload_outcome(settings: Settings, after: str) -> SkipReason:
@@ -211,10 +250,8 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> Sk
 
 def _tag(context: RunStatusSensorContext) -> SkipReason | None:
     run = context.dagster_run
-    outcome = run_outcome(context.instance, run)
-    if outcome.outcome == "succeeded":
+    if tag_run_outcome(context.instance, run).outcome == "succeeded":
         return SkipReason(f"run {run.run_id[:8]} succeeded without publishing: no outcome tag")
-    context.instance.add_run_tags(run.run_id, {OUTCOME_TAG: outcome.outcome})
     return None
 
 
@@ -222,7 +259,8 @@ def _tag(context: RunStatusSensorContext) -> SkipReason | None:
     run_status=DagsterRunStatus.SUCCESS,
     monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
-    description="Tags a successful ltr_daily_job run that published with ltr/outcome=published.",
+    description="Tags a successful ltr_daily_job run that published with ltr/outcome=published "
+    "and ltr/reason=published <version>.",
 )
 def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
     return _tag(context)
@@ -232,10 +270,34 @@ def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
     monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
     description="Tags a failed ltr_daily_job run ltr/outcome=gate_refused (a blocking gate check "
-    "failed; the previous version stays live) or ltr/outcome=crashed (anything else).",
+    "failed; the previous version stays live) or ltr/outcome=crashed (anything else), and "
+    "ltr/reason with the one-line why (the failing checks, or the step and its error).",
 )
 def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
     return _tag(context)
+
+
+@sensor(
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Keeps ltr_rollback_job's partitions (the UI's rollback pick-list) equal to the "
+    "registry's versions: adds published ones, removes pruned ones.",
+)
+def registry_versions_sensor(
+    context: SensorEvaluationContext, ltr: LtrResource
+) -> SensorResult | SkipReason:
+    present = set(ltr.registry().versions())
+    known = set(context.instance.get_dynamic_partitions(REGISTRY_VERSIONS))
+    added, removed = sorted(present - known), sorted(known - present)
+    if not added and not removed:
+        return SkipReason(f"the rollback pick-list holds the registry's {len(present)} versions")
+    requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = []
+    if added:
+        requests.append(registry_versions.build_add_request(added))
+    if removed:
+        requests.append(registry_versions.build_delete_request(removed))
+    context.log.info(f"rollback pick-list: +{added} -{removed}")
+    return SensorResult(dynamic_partitions_requests=requests)
 
 
 SENSORS = [
@@ -246,4 +308,5 @@ SENSORS = [
     notify_run_failure,
     tag_published_runs,
     tag_failed_runs,
+    registry_versions_sensor,
 ]

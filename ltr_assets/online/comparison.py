@@ -45,8 +45,10 @@ from ltr_assets.online.decision import (
     Decision,
     InterleavingCounts,
     OnlineDecision,
+    WinShare,
     decide,
     tally,
+    win_share,
 )
 from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
@@ -214,6 +216,19 @@ def accumulate(
             days.append(current)
         current += timedelta(days=1)
     return total, days
+
+
+def share_by_day(lake: Lake, pair: Pair, days: list[date]) -> list[tuple[date, WinShare]]:
+    """The candidate's accumulated win share and interval after each of its days with
+    evidence: how the comparison got to its decision."""
+    total = InterleavingCounts(0, 0, 0)
+    path = []
+    for day in days:
+        stored = load_day(lake, day)
+        if stored is not None and stored.pair == pair:
+            total = add(total, stored.counts)
+            path.append((day, win_share(total)))
+    return path
 
 
 @dataclass(frozen=True)

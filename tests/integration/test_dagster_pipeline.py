@@ -84,6 +84,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         "notify_run_failure",
         "tag_published_runs",
         "tag_failed_runs",
+        "registry_versions_sensor",
         "ltr_automation_sensor",
     }
     job = defs.resolve_job_def("ltr_daily_job")

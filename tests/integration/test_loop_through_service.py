@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance
 
+from ltr_assets.defs.launch import LOCATION_NAME
+from ltr_assets.defs.sensors import OUTCOME_TAG, REASON_TAG
 from ltr_assets.demo import DemoLoop
 from ltr_assets.lake.paths import lake_from_settings, read_frame
 from ltr_assets.simulation.simulator import PLATFORM_VERSION, Simulator, SimulatorConfig
@@ -48,7 +50,8 @@ def test_days_after_the_first_publication_are_served_by_the_service(
     simulator = Simulator(SimulatorConfig(start=START, days=DAYS, seed=3, requests_per_day=300))
     events_file = ltr_home / "events" / "audit.jsonl"
     events_file.write_text("")
-    loop = DemoLoop(settings, simulator, events_file, 3, DagsterInstance.ephemeral(), EXPLORE_RATE)
+    instance = DagsterInstance.ephemeral()
+    loop = DemoLoop(settings, simulator, events_file, 3, instance, EXPLORE_RATE)
     latest_before = {}
     try:
         rows = []
@@ -60,6 +63,18 @@ def test_days_after_the_first_publication_are_served_by_the_service(
         health = loop.service.client.health()
     finally:
         loop.close()
+    # the nights' runs were launched from the code location, daily and refresh runs alike, and
+    # every daily run carries its outcome and the reason (tests/integration/test_demo_runs.py)
+    runs = instance.get_runs()
+    assert {r.job_name for r in runs} == {"ltr_daily_job", "ltr_label_refresh_job"}
+    assert len(runs) == 2 * DAYS - 1
+    for run in runs:
+        assert run.remote_job_origin is not None and run.job_code_origin is not None
+        assert run.remote_job_origin.location_name == LOCATION_NAME
+        if run.job_name == "ltr_daily_job":
+            outcome = "published" if run.is_success else "gate_refused"
+            assert run.tags[OUTCOME_TAG] == outcome, run.tags.get(REASON_TAG)
+            assert run.tags[REASON_TAG].startswith(outcome.replace("_", " "))
     # uvicorn shuts down gracefully, then re-raises the signal: -15 is a clean SIGTERM exit
     assert loop.service.process is not None and loop.service.process.returncode in (0, -15)
 

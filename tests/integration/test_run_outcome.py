@@ -1,5 +1,6 @@
-"""The ltr/outcome tag and the failure notification tell a gate refusal from a crash, on real
-Dagster runs of ltr_daily_job evaluated by the run-status sensors against the instance."""
+"""The ltr/outcome and ltr/reason tags and the failure notification tell a gate refusal from a
+crash, on real Dagster runs of ltr_daily_job evaluated by the run-status sensors against the
+instance."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_statu
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import (
     OUTCOME_TAG,
+    REASON_TAG,
     notify_run_failure,
     tag_failed_runs,
     tag_published_runs,
@@ -34,23 +36,33 @@ def _context(instance: DagsterInstance, result: Any, sensor: str) -> Any:
     return context if result.success else context.for_run_failure()
 
 
-def _tag(instance: DagsterInstance, result: Any) -> str | None:
-    if result.success:
-        tag_published_runs(_context(instance, result, tag_published_runs.name))
-    else:
-        tag_failed_runs(_context(instance, result, tag_failed_runs.name))
-    run = run_by_id(instance, result.run_id)
-    assert run is not None
-    return run.tags.get(OUTCOME_TAG)
+def _tag(instance: DagsterInstance, result: Any) -> tuple[str | None, str]:
+    """(ltr/outcome, ltr/reason) once the tagging sensor has evaluated the run; twice, as when
+    both the demo's launcher and the daemon's sensor tag a run: the tags stay the same."""
+    tags = []
+    for _ in range(2):
+        if result.success:
+            tag_published_runs(_context(instance, result, tag_published_runs.name))
+        else:
+            tag_failed_runs(_context(instance, result, tag_failed_runs.name))
+        run = run_by_id(instance, result.run_id)
+        tags.append((run.tags.get(OUTCOME_TAG), run.tags.get(REASON_TAG, "")))
+    assert tags[0] == tags[1]
+    return tags[0]
+
+
+def _metadata(instance: DagsterInstance, result: Any, asset: str) -> dict[str, Any]:
+    """An asset's materialization metadata in the run, in the order the UI lists it."""
+    for entry in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None and materialization.asset_key == AssetKey(asset):
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"{asset} did not materialize")
 
 
 def _model_metadata(instance: DagsterInstance, result: Any) -> dict[str, Any]:
-    """ltr_model's materialization metadata in the run, in the order the UI lists it."""
-    for entry in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.asset_materialization
-        if materialization is not None and materialization.asset_key == AssetKey("ltr_model"):
-            return {k: v.value for k, v in materialization.metadata.items()}
-    raise AssertionError("ltr_model did not materialize")
+    """ltr_model's materialization metadata in the run."""
+    return _metadata(instance, result, "ltr_model")
 
 
 def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
@@ -65,7 +77,8 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
     assert not refused.success
-    assert _tag(instance, refused) == "gate_refused"
+    outcome, reason = _tag(instance, refused)
+    assert outcome == "gate_refused" and reason.startswith("gate refused: min_samples: ")
     meta = _model_metadata(instance, refused)
     assert next(iter(meta)) == "gate"  # the first entry the UI shows
     assert meta["gate"].startswith("FAILED: min_samples: ")
@@ -75,7 +88,9 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     # Day 2 passes and publishes.
     published = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert published.success
-    assert _tag(instance, published) == "published"
+    outcome, reason = _tag(instance, published)
+    version = _metadata(instance, published, "published_weights")["version"]
+    assert outcome == "published" and reason == f"published {version}"
     assert _model_metadata(instance, published)["gate"] == "PASSED"
 
     # Day 3 with day 2's feature matrix corrupted in the lake: training cannot read its
@@ -85,7 +100,9 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
         partition_key="2026-11-03", instance=instance, raise_on_error=False
     )
     assert not crashed.success
-    assert _tag(instance, crashed) == "crashed"
+    outcome, reason = _tag(instance, crashed)
+    assert outcome == "crashed" and reason.startswith("crashed: ltr_model: ")
+    assert "\n" not in reason and len(reason) <= 200
 
     with http_receiver() as receiver:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
