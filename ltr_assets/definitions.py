@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
+from ltr_assets.defs.assets import (
+    feature_matrix,
+    ltr_model,
+    published_weights,
+    raw_events,
+    s3_checks,
+)
 from ltr_assets.defs.automation import automation_sensor
 from ltr_assets.defs.jobs import (
     PIPELINE_TAGS,
@@ -18,10 +24,18 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import SENSORS
 
-defs = Definitions(
-    assets=[raw_events, online_comparison, feature_matrix, ltr_model, published_weights],
-    jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
-    schedules=[ltr_daily_schedule],
-    sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],
-    resources={"ltr": LtrResource()},
-)
+
+def build_definitions() -> Definitions:
+    """The code location's Definitions. Its S3 check depends on S3_BUCKET, read here (at load):
+    the tests build one after setting the environment, as a reloaded location would."""
+    return Definitions(
+        assets=[raw_events, online_comparison, feature_matrix, ltr_model, published_weights],
+        asset_checks=s3_checks(),
+        jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
+        schedules=[ltr_daily_schedule],
+        sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],
+        resources={"ltr": LtrResource()},
+    )
+
+
+defs = build_definitions()

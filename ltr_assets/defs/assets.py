@@ -6,14 +6,18 @@ that was never materialized.
 """
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
-from dagster import AssetDep as Dep
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
     AssetExecutionContext,
     AssetKey,
+    AssetRecordsFilter,
     BetaWarning,
     Failure,
     FloatMetadataValue,
@@ -23,10 +27,15 @@ from dagster import (
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
+    asset_check,
 )
+from dagster import AssetDep as Dep
 
 from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
+    S3_CHECK,
+    S3_CHECK_DESCRIPTION,
+    S3_CHECK_KEY,
     conflicts_check_result,
     conflicts_check_spec,
     fairness_coverage_spec,
@@ -34,19 +43,20 @@ from ltr_assets.defs.checks import (
     fallback_check_spec,
     gate_check_result,
     gate_check_specs,
+    partitioned_checks_allowed,
     quarantine_check_result,
     quarantine_check_spec,
     retention_check_result,
     retention_check_spec,
+    s3_check_evaluation,
     s3_check_result,
-    s3_check_spec,
     warning_check_result,
 )
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import publish_candidate, train_candidate
 from ltr_assets.gate.evaluation import gate_line, round_floats
-from ltr_assets.gate.model_card import render_model_card
+from ltr_assets.gate.model_card import live_model_card, render_model_card
 from ltr_assets.gate.nightly import gate_charts
 from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
@@ -285,7 +295,8 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     # online_comparison[D] first: the current candidate is decided on before D's version can
     # replace it as the candidate.
     deps=[ltr_model, AssetKey("online_comparison")],
-    check_specs=[s3_check_spec("published_weights"), retention_check_spec("published_weights")],
+    # s3_published is not inline: see s3_published below and ltr_assets.defs.checks.
+    check_specs=[retention_check_spec("published_weights")],
     freshness_policy=PUBLICATION_FRESHNESS,
     automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
@@ -296,7 +307,9 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     "Neither moves for a partition older than latest's.",
     kinds={"json"},
 )
-def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
+def published_weights(
+    context: AssetExecutionContext, ltr: LtrResource
+) -> Iterator[MaterializeResult]:
     settings = ltr.settings()
     registry = ltr.registry()
     report = publish_candidate(
@@ -327,29 +340,36 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
     mirror = ltr.mirror()
     baseline = CandidateSummary.from_json(artifact.metadata).baseline
     compared = baseline.name if baseline.version else "none: the first version"
-    return MaterializeResult(
+    s3 = _s3_status(report.s3_published, report.s3_error)
+    yield MaterializeResult(
         metadata={
             # What is live now, first: after a backfill this run's version is not it.
             "live_version": live_version,
             "live_partition": pointer.get("partition", ""),
             "is_live": result.version == live_version,
+            "model_card": MetadataValue.md(live_model_card(registry)),
             "version": result.version,
             "version_address": MetadataValue.url(mirror.url(result.version) + "/")
             if mirror is not None
             else MetadataValue.path(str(result.path)),
             "partition": context.partition_key,
             "compared_with": compared,
+            "s3": s3,
             **{f"weight_{name}": round(w, 4) for name, w in artifact.weights.items()},
             "latest_moved": result.latest_moved,
             "candidate_set": result.candidate_set,
             "rollout": settings.rollout,
             "previous_latest": result.previous_latest or "",
             "reason": result.reason,
-            "s3_published": "not configured"
-            if report.s3_published is None
-            else report.s3_published,
-            "s3_error": report.s3_error,
-            "s3_uploaded": MetadataValue.json(report.s3_uploaded),
+            **(
+                {
+                    "s3_published": report.s3_published,
+                    "s3_error": report.s3_error,
+                    "s3_uploaded": MetadataValue.json(report.s3_uploaded),
+                }
+                if report.s3_published is not None
+                else {}
+            ),
             "pruned_versions": MetadataValue.json(
                 report.retention.pruned if report.retention else []
             ),
@@ -358,8 +378,62 @@ def published_weights(context: AssetExecutionContext, ltr: LtrResource) -> Mater
             "weights": MetadataValue.json(round_floats(artifact.weights)),
             "path": MetadataValue.path(str(result.path)),
         },
-        check_results=[
-            s3_check_result(report.s3_published, report.s3_error),
-            retention_check_result(report.retention),
-        ],
+        check_results=[retention_check_result(report.retention)],
     )
+    # After the materialization is stored (the generator resumes once Dagster has logged it):
+    # the result then reads as one on this materialization.
+    if report.s3_published is not None and _records_s3_check(context):
+        context.instance.report_runless_asset_event(
+            s3_check_evaluation(report.s3_published, report.s3_error, context.partition_key)
+        )
+
+
+def _s3_status(published: bool | None, error: str) -> str:
+    """The publication's S3 outcome in a word: not configured is not a pass."""
+    if published is None:
+        return "not configured"
+    return "published" if published else f"failed: {error}"
+
+
+def _records_s3_check(context: AssetExecutionContext) -> bool:
+    """Whether published_weights records s3_published itself: unless this run executes the
+    check (a materialization launched from the UI with its checks runs the check's own step,
+    which reads the record). S3 is read at load and at run time from the same environment, so
+    with S3 configured the check is declared."""
+    selected = context.run.asset_check_selection
+    if selected is None:
+        return S3_CHECK_KEY not in context.job_def.asset_layer.asset_graph.asset_check_keys
+    return S3_CHECK_KEY not in selected
+
+
+def _s3_published(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    """Executed on request only (ltr_daily_job leaves it out of its plan): reads the S3 outcome
+    published_weights recorded for the day."""
+    day = context.partition_key
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=S3_CHECK_KEY.asset_key, asset_partitions=[day]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    if materialization is None:
+        raise Failure(description=f"published_weights[{day}] never materialized: nothing to check")
+    published = materialization.metadata.get("s3_published")
+    if published is None or not isinstance(published.value, bool):
+        raise Failure(description=f"published_weights[{day}] ran without S3 configured")
+    error = materialization.metadata.get("s3_error")
+    return s3_check_result(published.value, str(error.value) if error is not None else "")
+
+
+with partitioned_checks_allowed():
+    s3_published = asset_check(
+        asset=published_weights,
+        name=S3_CHECK,
+        partitions_def=daily_partitions,
+        description=S3_CHECK_DESCRIPTION,
+    )(_s3_published)
+
+
+def s3_checks() -> list[AssetChecksDefinition]:
+    """Read at code-location load, like the partition mapping: with S3_BUCKET unset there is no
+    S3 to check, so no check is declared (and published_weights records `s3: not
+    configured`), rather than a check that passes."""
+    return [s3_published] if Settings.from_env().s3.bucket else []

@@ -1,22 +1,33 @@
-"""Asset checks: the publication gate on ltr_model and the quarantine warning on raw_events.
+"""Asset checks: the publication gate on ltr_model, the quarantine warning on raw_events, the
+publication's S3 and retention warnings.
 
 They are declared inline (`check_specs`) with the assets' daily partitions, so each run records
 one result per check for its day (no "Skipped" row beside it) and a check's history reads by
 day; the asset returns their results with its materialization. Gate checks are blocking with
 ERROR severity: a failure stops published_weights in the same run and the previous version stays
 live.
+
+`s3_published` is the exception: a check in the run's plan that does not execute is shown as
+"Execution failed" once the run fails (a refused gate fails it), so it is kept out of
+ltr_daily_job's plan and published_weights records its result itself (`s3_check_evaluation`)
+on the days it publishes; it is declared only when S3 is configured.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
+    AssetKey,
     MetadataValue,
     PreviewWarning,
 )
@@ -45,15 +56,22 @@ FALLBACK_CHECK = "source_fallback"
 CONFLICTS_CHECK = "duplicate_conflicts"
 
 
-def _spec(name: str, asset: str, **kwargs: Any) -> AssetCheckSpec:
-    """A check partitioned like its asset. Dagster 1.13 marks `partitions_def` on a check spec
-    as preview; only that warning is silenced, at the one place it is raised."""
+@contextmanager
+def partitioned_checks_allowed() -> Iterator[None]:
+    """Dagster 1.13 marks `partitions_def` on a check as preview; only that warning is
+    silenced, where a partitioned check is declared."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore",
             message="Specifying a partitions_def on an AssetCheckSpec",
             category=PreviewWarning,
         )
+        yield
+
+
+def _spec(name: str, asset: str, **kwargs: Any) -> AssetCheckSpec:
+    """A check partitioned like its asset."""
+    with partitioned_checks_allowed():
         return AssetCheckSpec(name, asset=asset, partitions_def=daily_partitions, **kwargs)
 
 
@@ -191,29 +209,42 @@ def fallback_check_result(choice: SourceChoice) -> AssetCheckResult:
 
 
 S3_CHECK = "s3_published"
+S3_CHECK_KEY = AssetCheckKey(AssetKey("published_weights"), S3_CHECK)
+S3_CHECK_DESCRIPTION = (
+    "Warns when the version could not be published to S3/MinIO (the local registry stands; the "
+    "next publish or `ltr registry sync` catches up). Declared only when S3_BUCKET is set; "
+    "recorded by published_weights for the day it published, so a day it did not run (a "
+    "refused gate) has no result."
+)
 
 
-def s3_check_spec(asset: str) -> AssetCheckSpec:
-    return _spec(
-        S3_CHECK,
-        asset,
-        description="Warns when the version could not be published to S3/MinIO (the local "
-        "registry stands; the next publish or `ltr registry sync` catches up).",
+def s3_check_result(published: bool, error: str) -> AssetCheckResult:
+    """The S3 publish of a version as a WARN check result (S3 configured: published or not)."""
+    return AssetCheckResult(
+        check_name=S3_CHECK,
+        asset_key=S3_CHECK_KEY.asset_key,
+        passed=published,
+        severity=AssetCheckSeverity.WARN,
+        description="published to S3 and verified; S3 latest.json agrees with the local latest"
+        if published
+        else f"S3 publish failed: {error}",
+        metadata={"s3_error": error},
     )
 
 
-def s3_check_result(published: bool | None, error: str) -> AssetCheckResult:
-    if published is None:
-        description = "S3 is not configured (S3_BUCKET unset): local registry only"
-    elif published:
-        description = "published to S3 and verified; S3 latest.json agrees with the local latest"
-    else:
-        description = f"S3 publish failed: {error}"
-    return AssetCheckResult(
+def s3_check_evaluation(published: bool, error: str, partition: str) -> AssetCheckEvaluation:
+    """The same result as an evaluation published_weights records itself, outside the run's
+    plan, for its day. Recorded after its materialization is stored, so the UI reads it as a
+    result on that materialization (Dagster compares the timestamps when no target is given)."""
+    result = s3_check_result(published, error)
+    return AssetCheckEvaluation(
+        asset_key=S3_CHECK_KEY.asset_key,
         check_name=S3_CHECK,
-        passed=published is not False,
+        passed=published,
+        metadata=dict(result.metadata or {}),
         severity=AssetCheckSeverity.WARN,
-        description=description,
+        description=result.description,
+        partition=partition,
     )
 
 

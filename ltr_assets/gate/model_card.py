@@ -3,7 +3,9 @@ is, how it compares with what serves now and with the platform's own order, and 
 
 Rendered from the candidate summary (`candidate.json`, which a published version's metadata.json
 also holds), so the card on ltr_model and the `model_card.md` in the registry say the same.
-Every float is shown to 4 places.
+Every float is shown to 4 places. The summary comes first (gate, headline figure, comparison,
+weights, latency, curve, fairness, data); the long table of intersections comes last.
+`live_model_card` renders the card of the version serving now, for published_weights.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from ltr_assets.gate.evaluation import gate_line
 from ltr_assets.gate.summary import CandidateSummary
 from ltr_assets.metrics.ranking import CounterfactualReport, PairedReport
-from ltr_core.artifacts.format import MODEL_CARD_FILE
+from ltr_core.artifacts.format import MODEL_CARD_FILE, RegistryError
+from ltr_core.artifacts.store import LocalVersions
 
 
 def model_card_document(metadata: Mapping[str, Any]) -> dict[str, bytes]:
@@ -211,32 +216,111 @@ def _data(summary: CandidateSummary) -> list[str]:
     return lines
 
 
+def _gate_lines(summary: CandidateSummary) -> list[str]:
+    """One row per gate check: the first thing a reader asks is whether and why it passed."""
+    lines = [f"## Gate: {_gate(summary)}", ""]
+    if not summary.gate:
+        return lines + ["No gate result was recorded."]
+    lines += ["| check | result | value | threshold |", "|---|---|---|---|"]
+    for result in summary.gate:
+        verdict = "pass" if result.passed else "**FAIL**"
+        lines.append(f"| {result.name} | {verdict} | {_f(result.value)} | {_f(result.threshold)} |")
+    return lines
+
+
+def _headline(summary: CandidateSummary) -> list[str]:
+    """The one figure the gate judges first: counterfactual nDCG@5 with its interval."""
+    return [
+        "## Counterfactual nDCG@5",
+        "",
+        f"{_estimate(summary.metrics.counterfactual.get(5))} (bootstrap 95% interval over "
+        f"the {summary.metrics.test_groups} test lists; scorer {summary.metrics.scorer}).",
+    ]
+
+
+def _is_intersection(row: str) -> bool:
+    """A fairness table row of an intersection: its attribute (before `=`) joins two with `&`
+    (`| gender&ethnicity=F&preta | ...`). Read from the recorded table, so the split also holds
+    for versions published before the card put intersections last."""
+    cells = row.strip().strip("|").split("|")
+    return bool(cells) and "&" in cells[0].partition("=")[0]
+
+
+def _split_fairness(table: str) -> tuple[str, str]:
+    """(values table with its coverage note, intersections table) of a recorded fairness table;
+    the intersections table is "" when there is none."""
+    lines = table.splitlines()
+    if len(lines) < 2 or not lines[0].startswith("|"):
+        return table, ""
+    head, body = lines[:2], lines[2:]
+    rows = [line for line in body if line.startswith("|")]
+    rest = [line for line in body if not line.startswith("|")]
+    values = [row for row in rows if not _is_intersection(row)]
+    crossed = [row for row in rows if _is_intersection(row)]
+    values_table = "\n".join([*head, *values, *rest]).rstrip()
+    return values_table, "\n".join([*head, *crossed]) if crossed else ""
+
+
 def render_model_card(summary: CandidateSummary, version: str = "") -> str:
-    """The card as Markdown; `version` is the registry version ("" for an unpublished
-    candidate)."""
+    """The card as Markdown, summary first (Dagster's UI opens a long entry at its end and
+    renders no collapsible `<details>`, so the long intersections table goes last, under its own
+    heading); `version` is the registry version ("" for an unpublished candidate)."""
     title = f"version {version}" if version else "candidate"
     head = [
         f"# Model card: {title} (partition {summary.partition.isoformat()})",
         "",
-        f"- Gate: {_gate(summary)}",
         f"- Scorer: {summary.scorer}; position-bias correction: {summary.debias.method}; "
         f"best iteration: {summary.best_iteration}",
         f"- Code: {summary.code_version}",
     ]
+    values, intersections = _split_fairness(summary.fairness_table or "n/a")
     fairness = [
         "## Fairness per protected value",
         "",
         "Top-5 exposure vs candidate share over lists holding the value and others.",
         "",
-        summary.fairness_table or "n/a",
+        values,
     ]
     sections = [
         head,
+        _gate_lines(summary),
+        _headline(summary),
         _comparison(summary),
-        fairness,
-        _latency(summary),
         _weights(summary),
+        _latency(summary),
         _propensity(summary),
+        fairness,
         _data(summary),
     ]
+    if intersections:
+        sections.append(
+            [
+                "## Intersections of protected attributes (reported, not gated)",
+                "",
+                intersections,
+            ]
+        )
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
+
+
+def live_model_card(registry: LocalVersions) -> str:
+    """The card of the version `latest` points at, labelled with it: what serves now, which
+    after a backfill is not the version the run just published. Rendered again from the
+    version's metadata.json, so a version published before the card's order changed reads
+    summary-first too; its stored model_card.md when that metadata is not a summary."""
+    pointer = registry.pointer()
+    if pointer is None:
+        return "# Live model card\n\nNo version is live yet: `latest` points at none.\n"
+    version, partition = str(pointer["version"]), str(pointer.get("partition", ""))
+    label = (
+        f"**Live version {version}** (partition {partition or 'n/a'}; the version `latest` "
+        "points at, which serving ranks with).\n\n"
+    )
+    try:
+        metadata = registry.metadata(version)
+        return label + render_model_card(CandidateSummary.from_json(metadata), version)
+    except (RegistryError, ValidationError) as exc:
+        stored = registry.versions_dir / version / MODEL_CARD_FILE
+        if stored.is_file():
+            return label + stored.read_text()
+        return label + f"No model card could be read for {version}: {exc}\n"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
 
-from ltr_assets.definitions import defs
+from ltr_assets.definitions import build_definitions, defs
 from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
@@ -42,8 +42,11 @@ def _count_environment_reads(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     return reads
 
 
-def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
-    repo = defs.get_repository_def()
+def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("S3_BUCKET", raising=False)
+    repo = build_definitions().get_repository_def()
     assets = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     assert assets == {
         "raw_events",
@@ -58,9 +61,14 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor() -> None:
         ("raw_events", "source_fallback"),
         ("raw_events", "duplicate_conflicts"),
         ("ltr_model", "fairness_coverage"),
-        ("published_weights", "s3_published"),
         ("published_weights", "retention"),
         ("online_comparison", "online_decision"),
+    }
+    # S3 configured when the location loads: published_weights has its S3 check too.
+    monkeypatch.setenv("S3_BUCKET", "ltr-models")
+    with_s3 = build_definitions().get_repository_def().asset_graph.asset_check_keys
+    assert {(k.asset_key.to_user_string(), k.name) for k in with_s3} - checks == {
+        ("published_weights", "s3_published")
     }
     for key in GATE:
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)

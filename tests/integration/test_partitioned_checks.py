@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import AssetCheckKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from ltr_assets.definitions import defs
+from ltr_assets.definitions import build_definitions
 from tests.conftest import write_simulated_events
+from tests.support.dagster_results import materialization_metadata
 
 DAYS = ("2026-11-01", "2026-11-02")
 
@@ -19,6 +20,7 @@ def test_each_run_records_one_result_per_check_for_its_partition(
     ltr_home: Path, small_data_gate: None
 ) -> None:
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    defs = build_definitions()  # S3 is not configured (ltr_home unsets it): no S3 check
     job = defs.resolve_job_def("ltr_daily_job")
     instance = DagsterInstance.ephemeral()
     runs = {
@@ -42,14 +44,23 @@ def test_each_run_records_one_result_per_check_for_its_partition(
             assert record is not None, (key, day)
             assert record.partition == day, (key, record)
             if key.asset_key.to_user_string() == "published_weights" and day == DAYS[0]:
-                # The gate refused the day, so published_weights (and its check) did not run:
-                # planned and never executed is the truth, recorded for that day.
+                # The gate refused the day, so published_weights (and its inline retention
+                # check) did not run: planned and never executed, recorded for that day.
                 assert record.status == AssetCheckExecutionRecordStatus.PLANNED
                 continue
             assert record.status in (
                 AssetCheckExecutionRecordStatus.SUCCEEDED,
                 AssetCheckExecutionRecordStatus.FAILED,
             ), (key, day, record.status)
+
+    # S3 is not configured: no s3_published check, no result of one, and the publication says
+    # so rather than passing a check.
+    s3 = AssetCheckKey.from_user_string("published_weights:s3_published")
+    assert s3 not in repo.asset_graph.asset_check_keys
+    assert instance.event_log_storage.get_asset_check_execution_history(s3, limit=10) == []
+    published = instance.get_latest_materialization_event(AssetKey("published_weights"))
+    meta = materialization_metadata(published)
+    assert meta["s3"] == "not configured" and "s3_published" not in meta
 
     # The gate's history reads by day: min_samples failed on day 1 and passed on day 2.
     min_samples = AssetCheckKey.from_user_string("ltr_model:min_samples")

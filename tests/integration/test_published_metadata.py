@@ -53,6 +53,11 @@ def test_live_version_links_weights_and_backfill_baseline(
     assert "## Fairness per protected value" in card and "| gender=F |" in card
     assert registry.metadata(v3)["checksums"]["model_card.md"]
     assert registry.verify(v3) == []
+    # The live version's card, early in the entries (the UI lists them in order), summary first.
+    assert list(nightly).index("model_card") < 5
+    assert nightly["model_card"].startswith(f"**Live version {v3}** (partition 2026-11-03;")
+    live_card = nightly["model_card"]
+    assert live_card.index("## Gate: PASSED") < live_card.index("## Fairness per protected value")
     model = _metadata(instance, third, "ltr_model")
     assert model["model_card"].startswith("# Model card: candidate (partition 2026-11-03)")
     weights = registry.load(v3).weights
@@ -75,6 +80,9 @@ def test_live_version_links_weights_and_backfill_baseline(
     regression = check_metadata(backfill, "no_regression")
     assert regression["compared_with"].value == label
     assert registry.latest_version() == v3
+    # Its card is the live version's (day 3's), not the backfill's candidate.
+    assert old["model_card"].startswith(f"**Live version {v3}** (partition 2026-11-03;")
+    assert old["version"] not in old["model_card"]
     backfill_card = ltr_home / "registry" / "versions" / old["version"] / "model_card.md"
     assert f"Baseline: {label} {v2}." in backfill_card.read_text()
 

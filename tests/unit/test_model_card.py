@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from ltr_assets.gate.model_card import model_card_document, render_model_card
+from ltr_assets.gate.model_card import live_model_card, model_card_document, render_model_card
 from ltr_assets.gate.summary import CandidateSummary
+from ltr_assets.registry.local import LocalRegistry
+from tests.support.artifacts import tiny_model_text, weights
 
 
 def _report(value: float, low: float, high: float, k: int = 5) -> dict[str, Any]:
@@ -138,7 +143,10 @@ def _summary() -> dict[str, Any]:
 def test_every_section_and_figure_of_the_card() -> None:
     card = render_model_card(CandidateSummary.from_json(_summary()), "20261103_021500")
     assert card.startswith("# Model card: version 20261103_021500 (partition 2026-11-03)")
-    assert "- Gate: FAILED: min_samples: 12 vs 50" in card
+    assert "## Gate: FAILED: min_samples: 12 vs 50" in card
+    assert "| ndcg_at_5 | pass | 0.7000 | 0.6500 |" in card
+    assert "| min_samples | **FAIL** | 12.0000 | 50.0000 |" in card
+    assert "## Counterfactual nDCG@5\n\n0.8123 [0.7000, 0.9000]" in card
     # Candidate vs baseline vs logged order, every k, with intervals, 4 places.
     assert "baseline (published for 2026-11-03 or before) 20261102_021500" in card
     assert (
@@ -170,7 +178,7 @@ def test_first_version_has_no_baseline_column_values() -> None:
     summary["gate"] = [g | {"passed": True} for g in summary["gate"]]
     card = render_model_card(CandidateSummary.from_json(summary))
     assert card.startswith("# Model card: candidate (partition 2026-11-03)")
-    assert "- Gate: PASSED" in card and "Baseline: none published." in card
+    assert "## Gate: PASSED" in card and "Baseline: none published." in card
     assert "| counterfactual nDCG@5 | 0.8123 [0.7000, 0.9000] | n/a |" in card
     assert "| A | 0.5556 | n/a | n/a |" in card
 
@@ -253,3 +261,78 @@ def test_a_version_published_before_curve_sources_still_reads() -> None:
     read = CandidateSummary.from_json(summary)
     assert read.propensity.sources == [] and not read.propensity.interventions_used
     assert "| 2 | 0.6123 | [0.5500, 0.6700] |\n" in render_model_card(read) + "\n"
+
+
+FAIRNESS_WITH_INTERSECTIONS = (
+    "| value | lists | gated |\n|---|---|---|\n"
+    "| gender=F | 180 | pass |\n| ethnicity=preta | 90 | pass |\n"
+    + "".join(f"| gender&ethnicity=F&v{i} | 40 | not gated: intersection |\n" for i in range(60))
+    + "\nCoverage (candidates with a known value): gender 90%."
+)
+
+
+def test_the_summary_comes_first_and_the_intersections_last() -> None:
+    summary = _summary()
+    summary["fairness_table"] = FAIRNESS_WITH_INTERSECTIONS
+    card = render_model_card(CandidateSummary.from_json(summary), "20261103_021500")
+    headings = [line for line in card.splitlines() if line.startswith("## ")]
+    order = [
+        "## Gate",
+        "## Counterfactual nDCG@5",
+        "## Candidate vs baseline",
+        "## Weights",
+        "## Latency",
+        "## Position bias",
+        "## Fairness per protected value",
+        "## Training window",
+        "## Intersections of protected attributes",
+    ]
+    assert len(headings) == len(order)
+    for heading, start in zip(headings, order, strict=True):
+        assert heading.startswith(start), (heading, start)
+    fairness, intersections = card.split("## Intersections of protected attributes")
+    assert "| gender=F | 180 | pass |" in fairness and "| ethnicity=preta |" in fairness
+    assert "Coverage (candidates with a known value): gender 90%." in fairness
+    assert "&" not in fairness.split("## Fairness per protected value")[1]
+    assert intersections.count("| gender&ethnicity=F&v") == 60
+    assert intersections.index("| value | lists | gated |") < intersections.index("F&v0")
+
+
+def test_no_intersections_heading_without_intersections() -> None:
+    card = render_model_card(CandidateSummary.from_json(_summary()))
+    assert "Intersections" not in card
+
+
+def test_every_float_of_the_card_is_shown_to_4_places() -> None:
+    card = render_model_card(CandidateSummary.from_json(_summary()), "20261103_021500")
+    decimals = re.findall(r"\d+\.(\d+)", card.replace("(position 1", ""))
+    assert decimals and {len(d) for d in decimals} == {4}
+
+
+def _registry(tmp_path: Path) -> LocalRegistry:
+    return LocalRegistry(tmp_path / "reg", tmp_path / "models" / "ltr_weights.json")
+
+
+def test_the_live_card_names_the_live_version_not_a_backfills_candidate(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    now = datetime(2026, 11, 26, 2, 15, tzinfo=UTC)
+    summary = {**_summary(), "partition": "2026-11-25"}
+    live = registry.publish(weights(1), tiny_model_text(), summary, "2026-11-25", now=now)
+    backfill = {**_summary(), "partition": "2026-11-10"}
+    old = registry.publish(
+        weights(2), tiny_model_text(), backfill, "2026-11-10", now=now + timedelta(minutes=5)
+    )
+    assert old.version != live.version and not old.latest_moved
+    card = live_model_card(registry)
+    assert card.startswith(f"**Live version {live.version}** (partition 2026-11-25;")
+    assert f"# Model card: version {live.version} (partition 2026-11-25)" in card
+    assert old.version not in card
+
+
+def test_the_live_card_when_nothing_is_live_or_the_metadata_is_no_summary(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    assert "No version is live yet" in live_model_card(registry)
+    published = registry.publish(weights(1), tiny_model_text(), {}, "2026-11-25")
+    card = live_model_card(registry)
+    assert card.startswith(f"**Live version {published.version}**")
+    assert f"No model card could be read for {published.version}" in card
