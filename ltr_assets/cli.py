@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ltr_assets.registry.listing import list_versions, versions_text
+from ltr_assets.gate.versions import list_versions, versions_text
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.simulation.simulator import (
     ENVELOPES,

@@ -59,6 +59,7 @@ from ltr_assets.gate.evaluation import gate_line, round_floats
 from ltr_assets.gate.model_card import live_model_card, render_model_card
 from ltr_assets.gate.nightly import gate_charts
 from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
+from ltr_assets.gate.versions import list_versions, versions_table
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
@@ -348,6 +349,8 @@ def published_weights(
             "live_partition": pointer.get("partition", ""),
             "is_live": result.version == live_version,
             "model_card": MetadataValue.md(live_model_card(registry)),
+            # The rollback pick-list's versions with their figures (ltr_rollback_job).
+            "registry_versions": MetadataValue.md(versions_table(list_versions(registry)[0])),
             "version": result.version,
             "version_address": MetadataValue.url(mirror.url(result.version) + "/")
             if mirror is not None

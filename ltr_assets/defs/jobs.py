@@ -21,8 +21,8 @@ from ltr_assets.defs.checks import RETENTION_CHECK
 from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.partitions import daily_partitions, registry_versions
 from ltr_assets.defs.resources import LtrResource
+from ltr_assets.gate.versions import list_versions, versions_table
 from ltr_assets.registry import publication
-from ltr_assets.registry.listing import list_versions, versions_table
 from ltr_core.artifacts.format import check_version
 
 # Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).

@@ -36,9 +36,9 @@ from ltr_assets.defs.checks import partitioned_check_spec
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.charts import markdown_image
-from ltr_assets.gate.nightly import win_share_chart
 from ltr_assets.lake.paths import Lake
 from ltr_assets.notify import notify
+from ltr_assets.online.charts import win_share_chart
 from ltr_assets.online.comparison import (
     Applied,
     Comparison,

@@ -20,7 +20,6 @@ from ltr_assets.gate.candidate import CANDIDATE_FILE
 from ltr_assets.gate.charts import Chart, Series, Threshold, markdown_image
 from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.lake.paths import Lake
-from ltr_assets.online.decision import WinShare
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def read_nights(lake: Lake, last: date, nights: int) -> list[NightFigures]:
     return out
 
 
-def _day_label(day: date) -> str:
+def day_label(day: date) -> str:
     return day.strftime("%m-%d")
 
 
@@ -92,7 +91,7 @@ def ndcg_chart(nights: list[NightFigures]) -> Chart:
     refused = [n.ndcg5 if not n.gate_passed else None for n in nights]
     return Chart(
         title="Counterfactual nDCG@5 per night (95% interval)",
-        x_labels=[_day_label(n.day) for n in nights],
+        x_labels=[day_label(n.day) for n in nights],
         series=[
             Series(
                 "nDCG@5",
@@ -124,7 +123,7 @@ def fairness_chart(nights: list[NightFigures]) -> Chart:
         )
     return Chart(
         title="Exposure ratio per protected value per night (95% interval)",
-        x_labels=[_day_label(n.day) for n in nights],
+        x_labels=[day_label(n.day) for n in nights],
         series=series,
         y_label="exposure ratio",
         y_range=(0.0, 2.0),  # the limit is near 1; a rare value's wide interval is cut at 2
@@ -148,27 +147,6 @@ def curve_chart(curve: PropensitySummary, truth: list[float] | None = None) -> C
         series=series,
         y_label="examination θ_k / θ_1",
         y_range=(0.0, 1.05),
-    )
-
-
-def win_share_chart(path: list[tuple[date, WinShare]], margin: float) -> Chart:
-    """The canary candidate's accumulated win share after each day with its 95% interval;
-    promoted once the lower bound clears 0.5 − margin (with enough requests), retired when
-    the upper bound falls below 0.5."""
-    return Chart(
-        title="Candidate's win share against the live version (95% interval)",
-        x_labels=[_day_label(day) for day, _ in path],
-        series=[
-            Series(
-                "win share",
-                [share.share for _, share in path],
-                [share.low for _, share in path],
-                [share.high for _, share in path],
-            )
-        ],
-        y_label="win share",
-        thresholds=[Threshold(0.5, "even"), Threshold(round(0.5 - margin, 4), "promote above")],
-        y_range=(0.0, 1.0),
     )
 
 

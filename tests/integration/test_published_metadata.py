@@ -57,6 +57,9 @@ def test_live_version_links_weights_and_backfill_baseline(
     assert list(nightly).index("model_card") < 5
     assert nightly["model_card"].startswith(f"**Live version {v3}** (partition 2026-11-03;")
     live_card = nightly["model_card"]
+    # The rollback pick-list's versions, newest first, the live one marked, with gate lines.
+    assert f"| `{v3}` | live | 2026-11-03 |" in nightly["registry_versions"]
+    assert "| PASSED |" in nightly["registry_versions"]
     assert live_card.index("## Gate: PASSED") < live_card.index("## Fairness per protected value")
     model = _metadata(instance, third, "ltr_model")
     assert model["model_card"].startswith("# Model card: candidate (partition 2026-11-03)")

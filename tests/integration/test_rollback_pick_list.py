@@ -15,7 +15,7 @@ from ltr_assets.defs.jobs import rollback_target
 from ltr_assets.defs.partitions import REGISTRY_VERSIONS
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.sensors import registry_versions_sensor
-from ltr_assets.registry.listing import VersionRow, list_versions, versions_table
+from ltr_assets.gate.versions import VersionRow, list_versions, versions_table
 from ltr_assets.registry.local import LocalRegistry
 from tests.support.artifacts import tiny_model_text, weights
 

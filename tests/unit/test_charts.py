@@ -17,10 +17,10 @@ from ltr_assets.gate.nightly import (
     gate_charts,
     ndcg_chart,
     read_nights,
-    win_share_chart,
 )
 from ltr_assets.gate.summary import CandidateSummary
 from ltr_assets.lake.paths import Lake
+from ltr_assets.online.charts import win_share_chart
 from ltr_assets.online.decision import WinShare
 from tests.unit.test_model_card import _summary
 
