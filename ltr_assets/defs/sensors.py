@@ -77,6 +77,8 @@ def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
         error = getattr(event.event_specific_data, "error", None) if event else None
+        while error is not None and error.cause is not None:  # the user's exception, not
+            error = error.cause  # Dagster's "Error occurred while executing..." wrapper
         message = error.message.strip() if error is not None else entry.message
         errors.append(f"{event.step_key if event else '?'}: {message}")
     return errors
