@@ -56,7 +56,12 @@ from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import publish_candidate, train_candidate
 from ltr_assets.gate.evaluation import gate_line, round_floats
-from ltr_assets.gate.model_card import live_model_card, render_model_card
+from ltr_assets.gate.model_card import (
+    intersections_table,
+    live_intersections,
+    live_model_card,
+    render_model_card,
+)
 from ltr_assets.gate.nightly import gate_charts
 from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.gate.versions import list_versions, versions_table
@@ -279,7 +284,12 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "groups": MetadataValue.json(asdict(window.groups)),
                 "best_iteration": summary.best_iteration,
                 "charts": MetadataValue.md(gate_charts(ltr.lake(), report.day, curve)),
-                "model_card": MetadataValue.md(render_model_card(summary)),
+                "model_card": MetadataValue.md(
+                    render_model_card(summary, with_intersections=False)
+                ),
+                "fairness_intersections": MetadataValue.md(
+                    intersections_table(summary) or "No intersection was reported."
+                ),
                 "path": MetadataValue.path(str(report.path)),
             }
         ),
@@ -349,6 +359,7 @@ def published_weights(
             "live_partition": pointer.get("partition", ""),
             "is_live": result.version == live_version,
             "model_card": MetadataValue.md(live_model_card(registry)),
+            "fairness_intersections": MetadataValue.md(live_intersections(registry)),
             # The rollback pick-list's versions with their figures (ltr_rollback_job).
             "registry_versions": MetadataValue.md(versions_table(list_versions(registry)[0])),
             "version": result.version,

@@ -261,10 +261,19 @@ def _split_fairness(table: str) -> tuple[str, str]:
     return values_table, "\n".join([*head, *crossed]) if crossed else ""
 
 
-def render_model_card(summary: CandidateSummary, version: str = "") -> str:
+def intersections_table(summary: CandidateSummary) -> str:
+    """The fairness table's intersections of protected attributes ("" when none): the UI shows
+    them in an entry of their own, as collapsed as Dagster's metadata gets."""
+    return _split_fairness(summary.fairness_table or "n/a")[1]
+
+
+def render_model_card(
+    summary: CandidateSummary, version: str = "", with_intersections: bool = True
+) -> str:
     """The card as Markdown, summary first (Dagster's UI opens a long entry at its end and
     renders no collapsible `<details>`, so the long intersections table goes last, under its own
-    heading); `version` is the registry version ("" for an unpublished candidate)."""
+    heading, or, `with_intersections=False`, is left to the UI's `fairness_intersections`
+    entry); `version` is the registry version ("" for an unpublished candidate)."""
     title = f"version {version}" if version else "candidate"
     head = [
         f"# Model card: {title} (partition {summary.partition.isoformat()})",
@@ -293,17 +302,20 @@ def render_model_card(summary: CandidateSummary, version: str = "") -> str:
         _data(summary),
     ]
     if intersections:
+        rows = len(intersections.splitlines()) - 2  # the header and its rule
         sections.append(
             [
                 "## Intersections of protected attributes (reported, not gated)",
                 "",
-                intersections,
+                intersections
+                if with_intersections
+                else f"{rows} rows, in the entry `fairness_intersections` beside this card.",
             ]
         )
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
 
-def live_model_card(registry: LocalVersions) -> str:
+def live_model_card(registry: LocalVersions, with_intersections: bool = False) -> str:
     """The card of the version `latest` points at, labelled with it: what serves now, which
     after a backfill is not the version the run just published. Rendered again from the
     version's metadata.json, so a version published before the card's order changed reads
@@ -318,9 +330,22 @@ def live_model_card(registry: LocalVersions) -> str:
     )
     try:
         metadata = registry.metadata(version)
-        return label + render_model_card(CandidateSummary.from_json(metadata), version)
+        summary = CandidateSummary.from_json(metadata)
+        return label + render_model_card(summary, version, with_intersections)
     except (RegistryError, ValidationError) as exc:
         stored = registry.versions_dir / version / MODEL_CARD_FILE
         if stored.is_file():
             return label + stored.read_text()
         return label + f"No model card could be read for {version}: {exc}\n"
+
+
+def live_intersections(registry: LocalVersions) -> str:
+    """The live version's intersections table, for the UI entry beside its card."""
+    pointer = registry.pointer()
+    if pointer is None:
+        return "No version is live yet."
+    try:
+        summary = CandidateSummary.from_json(registry.metadata(str(pointer["version"])))
+    except (RegistryError, ValidationError) as exc:
+        return f"Not readable for {pointer['version']}: {exc}"
+    return intersections_table(summary) or "No intersection was reported."

@@ -143,8 +143,11 @@ def test_the_operator_reads_what_is_live_why_nights_were_refused_and_rolls_back(
             page.get_by_text(live, exact=True).first.wait_for(timeout=30_000)
             _shot(page, "operator-published-weights-live", full_page=False)
             _markdown(page, "model_card")
-            page.get_by_text(re.compile(f"Model card.*{live}")).first.wait_for(timeout=30_000)
-            page.wait_for_timeout(500)  # the dialog fades in
+            title = page.get_by_text(re.compile(f"Model card: version {live}")).first
+            title.wait_for(timeout=30_000)
+            assert page.get_by_text("## Intersections", exact=False).count() == 0
+            page.wait_for_timeout(500)  # the dialog fades in, focused on its Close button
+            title.scroll_into_view_if_needed()
             _shot(page, "operator-live-model-card", full_page=False)
 
             # The gate's charts: curve with its band, nDCG@5 and fairness per night.

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ltr_assets.gate.model_card import live_model_card, model_card_document, render_model_card
+from ltr_assets.gate.model_card import (
+    intersections_table,
+    live_intersections,
+    live_model_card,
+    model_card_document,
+    render_model_card,
+)
 from ltr_assets.gate.summary import CandidateSummary
 from ltr_assets.registry.local import LocalRegistry
 from tests.support.artifacts import tiny_model_text, weights
@@ -296,6 +302,19 @@ def test_the_summary_comes_first_and_the_intersections_last() -> None:
     assert "&" not in fairness.split("## Fairness per protected value")[1]
     assert intersections.count("| gender&ethnicity=F&v") == 60
     assert intersections.index("| value | lists | gated |") < intersections.index("F&v0")
+
+
+def test_the_uis_card_leaves_the_intersections_to_their_own_entry(tmp_path: Path) -> None:
+    summary = {**_summary(), "fairness_table": FAIRNESS_WITH_INTERSECTIONS}
+    read = CandidateSummary.from_json(summary)
+    short = render_model_card(read, with_intersections=False)
+    assert "F&v0" not in short and "60 rows, in the entry `fairness_intersections`" in short
+    assert intersections_table(read).count("| gender&ethnicity=F&v") == 60
+    registry = _registry(tmp_path)
+    assert live_intersections(registry) == "No version is live yet."
+    registry.publish(weights(1), tiny_model_text(), summary, "2026-11-03")
+    assert "F&v0" not in live_model_card(registry)
+    assert live_intersections(registry).count("| gender&ethnicity=F&v") == 60
 
 
 def test_no_intersections_heading_without_intersections() -> None:
