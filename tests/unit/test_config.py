@@ -159,6 +159,7 @@ def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
             "LTR_START_DATE": "2026-10-29",
             "LTR_TRAIN_WINDOW_DAYS": "7",
             "LTR_MAX_CANDIDATES": "200",
+            "LTR_NUM_THREADS": "1",
         }
     )
     path = env_file_path({"LTR_HOME": str(tmp_path)})
@@ -168,6 +169,7 @@ def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
         "LTR_START_DATE": "2026-10-29",
         "LTR_TRAIN_WINDOW_DAYS": "7",
         "LTR_MAX_CANDIDATES": "200",
+        "LTR_NUM_THREADS": "1",
         "LTR_INTERLEAVE_MIN_REQUESTS": "200",
         "LTR_CANARY_MAX_DAYS": "3",
     }
