@@ -54,7 +54,7 @@ $(CHROMIUM):
 # serving tier runs once, inside tests/deploy/test_serving_install.py: in a fresh venv holding
 # the serving install alone (no Dagster, DuckDB, pandas), not here in the full one.
 test: $(STAMP) $(CHROMIUM) docker-tools
-	$(PY) -m pytest -q --ignore=tests/serving
+	$(PY) -m pytest -q --durations=25 --ignore=tests/serving
 
 # The serving tier directly in the development venv (quicker to iterate on).
 test-serving: $(STAMP)
