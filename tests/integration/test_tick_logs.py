@@ -17,6 +17,7 @@ from dagster import (
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
+    ScheduleEvaluationContext,
     SensorDefinition,
     SensorEvaluationContext,
     instance_for_test,
@@ -27,6 +28,7 @@ from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.partitions import REGISTRY_VERSIONS
+from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import (
     notify_run_failure,
     notify_run_success,
@@ -123,3 +125,23 @@ def test_registry_versions_sensor_cursor_says_what_it_last_saw(
     assert second.skip_message == "the rollback pick-list holds the registry's 1 versions"
     assert second.cursor == first.cursor
     assert any(second.skip_message in line for line in _logged(instance, second))
+
+
+def test_the_schedule_logs_why_a_tick_requested_nothing(
+    ltr_home: Path, instance: DagsterInstance
+) -> None:
+    """A tick before LTR_START_DATE's first day has no partition to run: its reason is the
+    tick's skip reason and a line in its log."""
+    context = ScheduleEvaluationContext(
+        instance_ref=instance.get_ref(),
+        scheduled_execution_time=datetime(2025, 12, 1, 2, 15, tzinfo=UTC),
+        log_key=["ltr", ltr_daily_schedule.name, "tick-early"],
+        repository_def=defs.get_repository_def(),
+    )
+    with context:
+        tick = ltr_daily_schedule.evaluate_tick(context)
+    assert not tick.run_requests
+    assert tick.skip_message is not None and "no daily partition 2025-11-30" in tick.skip_message
+    assert tick.log_key is not None
+    lines = [str(r.get("msg", "")) for r in get_instigation_log_records(instance, tick.log_key)]
+    assert any(tick.skip_message in line for line in lines)
