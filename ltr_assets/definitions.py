@@ -8,9 +8,9 @@ from dagster import Definitions
 from ltr_assets.defs.assets import (
     feature_matrix,
     ltr_model,
+    publication_checks,
     published_weights,
     raw_events,
-    s3_checks,
 )
 from ltr_assets.defs.automation import automation_sensor
 from ltr_assets.defs.jobs import (
@@ -30,7 +30,7 @@ def build_definitions() -> Definitions:
     the tests build one after setting the environment, as a reloaded location would."""
     return Definitions(
         assets=[raw_events, online_comparison, feature_matrix, ltr_model, published_weights],
-        asset_checks=s3_checks(),
+        asset_checks=publication_checks(),
         jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
         schedules=[ltr_daily_schedule],
         sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],

@@ -13,6 +13,7 @@ from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetExecutionContext,
@@ -33,6 +34,9 @@ from dagster import AssetDep as Dep
 
 from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
+    RETENTION_CHECK,
+    RETENTION_CHECK_DESCRIPTION,
+    RETENTION_CHECK_KEY,
     S3_CHECK,
     S3_CHECK_DESCRIPTION,
     S3_CHECK_KEY,
@@ -46,9 +50,8 @@ from ltr_assets.defs.checks import (
     partitioned_checks_allowed,
     quarantine_check_result,
     quarantine_check_spec,
+    recorded_evaluation,
     retention_check_result,
-    retention_check_spec,
-    s3_check_evaluation,
     s3_check_result,
     warning_check_result,
 )
@@ -69,6 +72,7 @@ from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify
+from ltr_assets.registry.publication import PruneReport
 from ltr_core.settings import Settings
 
 GROUP = "ltr"
@@ -306,8 +310,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     # online_comparison[D] first: the current candidate is decided on before D's version can
     # replace it as the candidate.
     deps=[ltr_model, AssetKey("online_comparison")],
-    # s3_published is not inline: see s3_published below and ltr_assets.defs.checks.
-    check_specs=[retention_check_spec("published_weights")],
+    # Its checks are not inline: see publication_checks below and ltr_assets.defs.checks.
     freshness_policy=PUBLICATION_FRESHNESS,
     automation_condition=publish_after_passed_gate(),
     description="The gated candidate published as a new registry version (weights summing to "
@@ -387,19 +390,24 @@ def published_weights(
             "pruned_versions": MetadataValue.json(
                 report.retention.pruned if report.retention else []
             ),
+            # The whole report, read back by the retention check when executed on request.
+            "retention": MetadataValue.json(asdict(report.retention) if report.retention else {}),
             "cleaned_leftovers": MetadataValue.json(result.cleaned),
             "gated_scorer": artifact.metadata.get("gated_scorer", ""),
             "weights": MetadataValue.json(round_floats(artifact.weights)),
             "path": MetadataValue.path(str(result.path)),
         },
-        check_results=[retention_check_result(report.retention)],
     )
     # After the materialization is stored (the generator resumes once Dagster has logged it):
-    # the result then reads as one on this materialization.
-    if report.s3_published is not None and _records_s3_check(context):
-        context.instance.report_runless_asset_event(
-            s3_check_evaluation(report.s3_published, report.s3_error, context.partition_key)
-        )
+    # the results then read as ones on this materialization.
+    results = {RETENTION_CHECK_KEY: retention_check_result(report.retention)}
+    if report.s3_published is not None:
+        results[S3_CHECK_KEY] = s3_check_result(report.s3_published, report.s3_error)
+    for key, check in results.items():
+        if _records_check(context, key):
+            context.instance.report_runless_asset_event(
+                recorded_evaluation(key, check, context.partition_key)
+            )
 
 
 def _s3_status(published: bool | None, error: str) -> str:
@@ -409,20 +417,20 @@ def _s3_status(published: bool | None, error: str) -> str:
     return "published" if published else f"failed: {error}"
 
 
-def _records_s3_check(context: AssetExecutionContext) -> bool:
-    """Whether published_weights records s3_published itself: unless this run executes the
-    check (a materialization launched from the UI with its checks runs the check's own step,
-    which reads the record). S3 is read at load and at run time from the same environment, so
-    with S3 configured the check is declared."""
+def _records_check(context: AssetExecutionContext, key: AssetCheckKey) -> bool:
+    """Whether published_weights records this check itself: unless this run executes it (a
+    materialization launched from the UI with its checks runs the check's own step, which reads
+    the record). S3 is read at load and at run time from the same environment, so with S3
+    configured s3_published is declared."""
     selected = context.run.asset_check_selection
     if selected is None:
-        return S3_CHECK_KEY not in context.job_def.asset_layer.asset_graph.asset_check_keys
-    return S3_CHECK_KEY not in selected
+        return key not in context.job_def.asset_layer.asset_graph.asset_check_keys
+    return key not in selected
 
 
-def _s3_published(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    """Executed on request only (ltr_daily_job leaves it out of its plan): reads the S3 outcome
-    published_weights recorded for the day."""
+def _publication_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
+    """The metadata published_weights recorded for the check's day; a day it never published
+    has nothing to check."""
     day = context.partition_key
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=S3_CHECK_KEY.asset_key, asset_partitions=[day]), limit=1
@@ -430,11 +438,28 @@ def _s3_published(context: AssetCheckExecutionContext) -> AssetCheckResult:
     materialization = records[0].asset_materialization if records else None
     if materialization is None:
         raise Failure(description=f"published_weights[{day}] never materialized: nothing to check")
-    published = materialization.metadata.get("s3_published")
-    if published is None or not isinstance(published.value, bool):
-        raise Failure(description=f"published_weights[{day}] ran without S3 configured")
-    error = materialization.metadata.get("s3_error")
-    return s3_check_result(published.value, str(error.value) if error is not None else "")
+    return {name: value.value for name, value in materialization.metadata.items()}
+
+
+def _s3_published(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    """Executed on request only (ltr_daily_job leaves it out of its plan): reads the S3 outcome
+    published_weights recorded for the day."""
+    metadata = _publication_metadata(context)
+    published = metadata.get("s3_published")
+    if not isinstance(published, bool):
+        raise Failure(description=f"published_weights[{context.partition_key}] ran without S3")
+    return s3_check_result(published, str(metadata.get("s3_error", "")))
+
+
+def _retention(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    """Executed on request only (ltr_daily_job leaves it out of its plan): reads the retention
+    report published_weights recorded for the day."""
+    recorded = _publication_metadata(context).get("retention")
+    if not isinstance(recorded, dict):
+        raise Failure(
+            description=f"published_weights[{context.partition_key}] recorded no retention report"
+        )
+    return retention_check_result(PruneReport(**recorded) if recorded else None)
 
 
 with partitioned_checks_allowed():
@@ -444,10 +469,17 @@ with partitioned_checks_allowed():
         partitions_def=daily_partitions,
         description=S3_CHECK_DESCRIPTION,
     )(_s3_published)
+    retention = asset_check(
+        asset=published_weights,
+        name=RETENTION_CHECK,
+        partitions_def=daily_partitions,
+        description=RETENTION_CHECK_DESCRIPTION,
+    )(_retention)
 
 
-def s3_checks() -> list[AssetChecksDefinition]:
-    """Read at code-location load, like the partition mapping: with S3_BUCKET unset there is no
-    S3 to check, so no check is declared (and published_weights records `s3: not
-    configured`), rather than a check that passes."""
-    return [s3_published] if Settings.from_env().s3.bucket else []
+def publication_checks() -> list[AssetChecksDefinition]:
+    """published_weights' checks, recorded by it rather than planned. Read at code-location
+    load, like the partition mapping: with S3_BUCKET unset there is no S3 to check, so no
+    s3_published is declared (and published_weights records `s3: not configured`), rather than
+    a check that passes."""
+    return [retention, *([s3_published] if Settings.from_env().s3.bucket else [])]

@@ -7,10 +7,11 @@ day; the asset returns their results with its materialization. Gate checks are b
 ERROR severity: a failure stops published_weights in the same run and the previous version stays
 live.
 
-`s3_published` is the exception: a check in the run's plan that does not execute is shown as
-"Execution failed" once the run fails (a refused gate fails it), so it is kept out of
-ltr_daily_job's plan and published_weights records its result itself (`s3_check_evaluation`)
-on the days it publishes; it is declared only when S3 is configured.
+published_weights' checks (`s3_published`, `retention`) are the exception: a check in the
+run's plan that does not execute is shown as "Execution failed" once the run fails (a refused
+gate fails it, and published_weights is skipped), so they are kept out of ltr_daily_job's plan
+and published_weights records their results itself (`recorded_evaluation`) on the days it
+publishes; `s3_published` is declared only when S3 is configured.
 """
 
 from __future__ import annotations
@@ -232,38 +233,37 @@ def s3_check_result(published: bool, error: str) -> AssetCheckResult:
     )
 
 
-def s3_check_evaluation(published: bool, error: str, partition: str) -> AssetCheckEvaluation:
-    """The same result as an evaluation published_weights records itself, outside the run's
-    plan, for its day. Recorded after its materialization is stored, so the UI reads it as a
-    result on that materialization (Dagster compares the timestamps when no target is given)."""
-    result = s3_check_result(published, error)
+def recorded_evaluation(
+    key: AssetCheckKey, result: AssetCheckResult, partition: str
+) -> AssetCheckEvaluation:
+    """A check result as an evaluation published_weights records itself, outside the run's plan,
+    for its day. Recorded after its materialization is stored, so the UI reads it as a result on
+    that materialization (Dagster compares the timestamps when no target is given)."""
     return AssetCheckEvaluation(
-        asset_key=S3_CHECK_KEY.asset_key,
-        check_name=S3_CHECK,
-        passed=published,
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=result.passed,
         metadata=dict(result.metadata or {}),
-        severity=AssetCheckSeverity.WARN,
+        severity=result.severity,
         description=result.description,
         partition=partition,
     )
 
 
 RETENTION_CHECK = "retention"
-
-
-def retention_check_spec(asset: str) -> AssetCheckSpec:
-    return _spec(
-        RETENTION_CHECK,
-        asset,
-        description="Warns when retention (LTR_KEEP_VERSIONS) could not delete an old version "
-        "here or on S3. Retention is housekeeping: it never fails a publish.",
-    )
+RETENTION_CHECK_KEY = AssetCheckKey(AssetKey("published_weights"), RETENTION_CHECK)
+RETENTION_CHECK_DESCRIPTION = (
+    "Warns when retention (LTR_KEEP_VERSIONS) could not delete an old version here or on S3. "
+    "Retention is housekeeping: it never fails a publish. Recorded by published_weights for the "
+    "day it published, so a day it did not run (a refused gate) has no result."
+)
 
 
 def retention_check_result(report: PruneReport | None) -> AssetCheckResult:
     if report is None:
         return AssetCheckResult(
             check_name=RETENTION_CHECK,
+            asset_key=RETENTION_CHECK_KEY.asset_key,
             passed=True,
             severity=AssetCheckSeverity.WARN,
             description="retention did not run",
@@ -279,6 +279,7 @@ def retention_check_result(report: PruneReport | None) -> AssetCheckResult:
     )
     return AssetCheckResult(
         check_name=RETENTION_CHECK,
+        asset_key=RETENTION_CHECK_KEY.asset_key,
         passed=report.ok,
         severity=AssetCheckSeverity.WARN,
         description=description,

@@ -1,8 +1,6 @@
 """Jobs: the daily pipeline, and the label refresh that picks up feedback that came late."""
 
 from dagster import (
-    AssetCheckKey,
-    AssetKey,
     AssetSelection,
     Config,
     Failure,
@@ -17,7 +15,6 @@ from dagster import (
 from pydantic import Field, field_validator
 
 from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
-from ltr_assets.defs.checks import RETENTION_CHECK
 from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.partitions import daily_partitions, registry_versions
 from ltr_assets.defs.resources import LtrResource
@@ -35,16 +32,15 @@ PIPELINE_TAGS = {"ltr/pipeline": "daily"}
 # decision, not a fault; retrying it would only refuse again.
 DAILY_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"}
 
-# Every asset's checks except s3_published: a check in a run's plan that does not execute (on a
-# night the gate refuses, published_weights does not run) shows as "Execution failed", so
-# published_weights records that one itself when it publishes (ltr_assets.defs.checks). Named
-# by selection, not by subtraction: the check exists only when S3 is configured.
-DAILY_SELECTION = (
-    AssetSelection.assets(
-        raw_events, online_comparison, feature_matrix, ltr_model, published_weights
-    ).without_checks()
-    | AssetSelection.checks_for_assets(raw_events, online_comparison, feature_matrix, ltr_model)
-    | AssetSelection.checks(AssetCheckKey(AssetKey("published_weights"), RETENTION_CHECK))
+# Every asset's checks except published_weights' (s3_published, retention): a check in a run's
+# plan that does not execute (on a night the gate refuses, published_weights does not run)
+# shows as "Execution failed", so published_weights records those itself when it publishes
+# (ltr_assets.defs.checks). Named by selection, not by subtraction: s3_published exists only
+# when S3 is configured.
+DAILY_SELECTION = AssetSelection.assets(
+    raw_events, online_comparison, feature_matrix, ltr_model, published_weights
+).without_checks() | AssetSelection.checks_for_assets(
+    raw_events, online_comparison, feature_matrix, ltr_model
 )
 
 ltr_daily_job = define_asset_job(

@@ -9,7 +9,13 @@ D-1's impressions in every later training window.
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+from dagster import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
 
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_label_refresh_job
 from ltr_assets.defs.partitions import daily_partitions
@@ -31,10 +37,21 @@ def nightly_partitions(tick_date: date) -> tuple[str, str]:
     description="Nightly at 02:15 UTC: the previous day's partition, then a label refresh of "
     "the day before it.",
 )
-def ltr_daily_schedule(context: ScheduleEvaluationContext) -> Iterator[RunRequest]:
+def ltr_daily_schedule(
+    context: ScheduleEvaluationContext,
+) -> Iterator[RunRequest | SkipReason]:
     tick = context.scheduled_execution_time.date()
     day, refresh = nightly_partitions(tick)
     existing = set(daily_partitions.get_partition_keys())
+    if day not in existing and refresh not in existing:
+        # Before LTR_START_DATE's first full day: say why on the tick, and in its log (the tick
+        # list shows a skip reason only on hover; "View logs" opens these lines).
+        reason = (
+            f"no daily partition {day} yet: LTR_START_DATE is {daily_partitions.start:%Y-%m-%d}"
+        )
+        context.log.info(reason)
+        yield SkipReason(reason)
+        return
     if day in existing:
         yield RunRequest(run_key=f"daily-{day}", partition_key=day)
     if refresh in existing:

@@ -3,8 +3,13 @@
 The reload sensor asks the service to load whatever `latest` points at, never a partition named
 in the event (asset sensors coalesce events between ticks). Run-status sensors watch every job of
 the location, so backfills (which may run as asset jobs) notify too.
+
+Every skip reason also goes to the tick's log (`_skip`): the UI's tick list shows a skipped
+tick as "0 runs requested" with its reason only on hover, and its "View logs" button opens
+these lines.
 """
 
+import logging
 from dataclasses import dataclass
 
 from dagster import (
@@ -130,27 +135,35 @@ def tag_run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     return outcome
 
 
-def _reload_outcome(settings: Settings, after: str) -> SkipReason:
+def _skip(log: logging.Logger, reason: str) -> SkipReason:
+    """A skip whose reason is also written to the tick's log, where the tick list's "View logs"
+    shows it (the list itself shows the reason only on hover)."""
+    log.info(reason)
+    return SkipReason(reason)
+
+
+def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> SkipReason:
     """POST /reload. A refused artifact (409) is final: notify once and move on (the old
     version serves). The service down or erroring: fail this tick, so the next one retries and
     the UI shows it; the service's own poller is the fallback."""
     if not settings.serving.url:
-        return SkipReason(
+        return _skip(
+            log,
             f"LTR_SERVING_URL is not set: no reload requested after {after}; the service's own "
-            "poller (WEIGHTS_POLL_SECONDS) will pick the new version up"
+            "poller (WEIGHTS_POLL_SECONDS) will pick the new version up",
         )
     delivery = request_reload(
         settings.serving.url, settings.serving.reload_token.get_secret_value()
     )
     if delivery.ok:
-        return SkipReason(f"serving reloaded after {after}")
+        return _skip(log, f"serving reloaded after {after}")
     if delivery.status == 409:
         notify(
             settings.notify_webhook_url.get_secret_value(),
             f":warning: the ranking service refused the new artifact after {after}: "
             f"{delivery.error}. The previous version keeps serving.",
         )
-        return SkipReason(f"serving refused the artifact: {delivery.error}")
+        return _skip(log, f"serving refused the artifact: {delivery.error}")
     raise RuntimeError(
         f"reload request failed after {delivery.attempts} attempts: {delivery.error}"
     )
@@ -167,7 +180,9 @@ def reload_serving_sensor(
     context: SensorEvaluationContext, asset_event: EventLogEntry
 ) -> SkipReason:
     ltr: LtrResource = context.resources.ltr
-    return _reload_outcome(ltr.settings(), f"publication in run {asset_event.run_id[:8]}")
+    return _reload_outcome(
+        ltr.settings(), f"publication in run {asset_event.run_id[:8]}", context.log
+    )
 
 
 @asset_sensor(
@@ -183,7 +198,9 @@ def reload_after_online_decision_sensor(
     context: SensorEvaluationContext, asset_event: EventLogEntry
 ) -> SkipReason:
     ltr: LtrResource = context.resources.ltr
-    return _reload_outcome(ltr.settings(), f"online decision in run {asset_event.run_id[:8]}")
+    return _reload_outcome(
+        ltr.settings(), f"online decision in run {asset_event.run_id[:8]}", context.log
+    )
 
 
 @run_status_sensor(
@@ -193,18 +210,21 @@ def reload_after_online_decision_sensor(
     description="After a rollback run succeeds, POST /reload to LTR_SERVING_URL.",
 )
 def reload_after_rollback_sensor(context: RunStatusSensorContext, ltr: LtrResource) -> SkipReason:
-    return _reload_outcome(ltr.settings(), f"rollback run {context.dagster_run.run_id[:8]}")
+    return _reload_outcome(
+        ltr.settings(), f"rollback run {context.dagster_run.run_id[:8]}", context.log
+    )
 
 
 def _notify_skip(ltr: LtrResource, context: RunStatusSensorContext) -> SkipReason | None:
-    """Without a webhook there is nobody to tell: say so on the tick (the UI shows it) rather
-    than "0 runs requested" with the reason only in the logs."""
+    """Without a webhook there is nobody to tell: say so on the tick, as its skip reason and in
+    its log."""
     if ltr.settings().notify_webhook_url.get_secret_value():
         return None
     run = context.dagster_run
-    return SkipReason(
+    return _skip(
+        context.log,
         f"NOTIFY_WEBHOOK_URL is not set: run {run.run_id[:8]} of {run.job_name} "
-        f"({run.status.value}) was not notified"
+        f"({run.status.value}) was not notified",
     )
 
 
@@ -253,7 +273,9 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> Sk
 def _tag(context: RunStatusSensorContext) -> SkipReason | None:
     run = context.dagster_run
     if tag_run_outcome(context.instance, run).outcome == "succeeded":
-        return SkipReason(f"run {run.run_id[:8]} succeeded without publishing: no outcome tag")
+        return _skip(
+            context.log, f"run {run.run_id[:8]} succeeded without publishing: no outcome tag"
+        )
     return None
 
 
@@ -283,23 +305,41 @@ def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="Keeps ltr_rollback_job's partitions (the UI's rollback pick-list) equal to the "
-    "registry's versions: adds published ones, removes pruned ones.",
+    "registry's versions: adds published ones, removes pruned ones. Its cursor is the registry "
+    "as it last saw it (how many versions, the newest).",
 )
 def registry_versions_sensor(
     context: SensorEvaluationContext, ltr: LtrResource
 ) -> SensorResult | SkipReason:
-    present = set(ltr.registry().versions())
+    versions = ltr.registry().versions()
+    present = set(versions)
     known = set(context.instance.get_dynamic_partitions(REGISTRY_VERSIONS))
     added, removed = sorted(present - known), sorted(known - present)
+    seen = registry_seen(versions)
     if not added and not removed:
-        return SkipReason(f"the rollback pick-list holds the registry's {len(present)} versions")
+        context.update_cursor(seen)
+        return _skip(
+            context.log, f"the rollback pick-list holds the registry's {len(present)} versions"
+        )
     requests: list[AddDynamicPartitionsRequest | DeleteDynamicPartitionsRequest] = []
     if added:
         requests.append(registry_versions.build_add_request(added))
     if removed:
         requests.append(registry_versions.build_delete_request(removed))
-    context.log.info(f"rollback pick-list: +{added} -{removed}")
-    return SensorResult(dynamic_partitions_requests=requests)
+    context.log.info(
+        f"rollback pick-list: +{added} -{removed} (last seen {context.cursor or 'never'})"
+    )
+    return SensorResult(dynamic_partitions_requests=requests, cursor=seen)
+
+
+def registry_seen(versions: list[str]) -> str:
+    """registry_versions_sensor's cursor: the registry's versions as the sensor last saw them,
+    in the few words the tick list's Cursor column shows (the sensor reads the registry and the
+    pick-list each tick, so nothing depends on it but the next change's log line)."""
+    if not versions:
+        return "registry: no versions"
+    count = f"{len(versions)} version" + ("s" if len(versions) > 1 else "")
+    return f"registry: {count}, newest {versions[-1]}"
 
 
 SENSORS = [
