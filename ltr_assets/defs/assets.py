@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckKey,
     AssetCheckResult,
@@ -20,6 +21,8 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     BetaWarning,
+    DagsterEvent,
+    DagsterEventType,
     Failure,
     FloatMetadataValue,
     FreshnessPolicy,
@@ -405,9 +408,22 @@ def published_weights(
         results[S3_CHECK_KEY] = s3_check_result(report.s3_published, report.s3_error)
     for key, check in results.items():
         if _records_check(context, key):
-            context.instance.report_runless_asset_event(
-                recorded_evaluation(key, check, context.partition_key)
-            )
+            _record_in_run(context, recorded_evaluation(key, check, context.partition_key))
+
+
+def _record_in_run(context: AssetExecutionContext, evaluation: AssetCheckEvaluation) -> None:
+    """The evaluation stored as one of this run's events: linked to the run in the UI, and one
+    per (run, day), so a day published again (a backfill, a re-run) records its own result.
+    A runless record cannot: Dagster keeps one runless result per check and partition and a
+    second one violates its unique index."""
+    context.instance.report_dagster_event(
+        DagsterEvent(
+            event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+            job_name=context.run.job_name,
+            event_specific_data=evaluation,
+        ),
+        run_id=context.run_id,
+    )
 
 
 def _s3_status(published: bool | None, error: str) -> str:

@@ -59,6 +59,7 @@ def test_only_published_days_have_a_result_passed_or_warned(
     [passed] = _records(instance, "2026-11-02")
     assert passed.status == AssetCheckExecutionRecordStatus.SUCCEEDED
     assert passed.evaluation is not None and passed.evaluation.severity == AssetCheckSeverity.WARN
+    assert passed.run_id == published.run_id  # a result of the publishing run, linked to it
     meta = materialization_metadata(
         instance.get_latest_materialization_event(AssetKey("published_weights"))
     )
@@ -107,6 +108,11 @@ def test_only_published_days_have_a_result_passed_or_warned(
             AssetCheckExecutionRecordStatus.SUCCEEDED,
             AssetCheckExecutionRecordStatus.SUCCEEDED,
         ]
+    # Day 2 published again (a backfill re-run): its own results beside the first ones.
+    republished = job.execute_in_process(partition_key="2026-11-02", instance=instance)
+    assert republished.success
+    assert republished.run_id in {r.run_id for r in _records(instance, "2026-11-02", RETENTION)}
+    assert len(_records(instance, "2026-11-02", RETENTION)) == 3
     # Day 3's retention report, read back from its materialization: the same WARN failure.
     check_only.execute_in_process(partition_key="2026-11-03", instance=instance)
     assert [r.status for r in _records(instance, "2026-11-03", RETENTION)] == [
