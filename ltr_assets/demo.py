@@ -216,13 +216,13 @@ def _final_report(
 
 # The online decision rule at the demo's traffic (benchmarks/online.py, docs/methodology.md).
 DEMO_RULE = {"LTR_INTERLEAVE_MIN_REQUESTS": "100", "LTR_CANARY_MAX_DAYS": "5"}
-# What keeps 28 nights near 7 minutes on 2 cores (438 s measured; the budget is 6): a night's
+# What keeps 28 nights within minutes on 2 cores (the measured time is in the README): a night's
 # training and gate cost about 1.3 s per day of window (LambdaRank on 400 lists a day
 # dominates) plus 0.1 s per 100 candidates of LTR_MAX_CANDIDATES (the latency gate times 1,000
 # requests at that size). The demo's lists hold at most 30 candidates. On a window of 7 x 400
-# lists LightGBM runs faster on one thread than on two (a night's ltr_model 9.4 s against
-# 13.5 s, measured side by side): its per-round work is too small to pay for OpenMP's
-# synchronisation. Production keeps the defaults (14 days, 1,000 candidates, all cores).
+# lists LightGBM runs faster on one thread than on two (measured side by side): its per-round
+# work is too small to pay for OpenMP's synchronisation. Production keeps the defaults
+# (14 days, 1,000 candidates, all cores).
 DEMO_SCALE = {"LTR_TRAIN_WINDOW_DAYS": "7", "LTR_MAX_CANDIDATES": "200", "LTR_NUM_THREADS": "1"}
 
 
