@@ -32,11 +32,20 @@ if TYPE_CHECKING:
     from ltr_assets.simulation.through_service import ServedDay, ServiceProcess
 
 
+# How the report names a night's outcome (its run's ltr/outcome).
+NIGHT_WORDS = {
+    "published": "published",
+    "gate_refused": "refused",
+    "crashed": "CRASHED",
+    "succeeded": "ok",
+}
+
+
 @dataclass
 class DayRow:
     day: date
     shown_by: str
-    ok: bool
+    outcome: str  # the night's ltr/outcome: published | gate_refused | crashed | succeeded
     failed: list[str]
     estimate: float | None  # counterfactual nDCG@5 of the candidate
     low: float | None
@@ -332,7 +341,8 @@ class DemoLoop:
         # the stack trace of the first day's intended gate failure) would bury it. The runs'
         # full logs stay in the instance for the UI.
         quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-        result = self.launcher.launch("ltr_daily_job", day.isoformat(), quiet)
+        run = self.launcher.create_run("ltr_daily_job", day.isoformat(), quiet)
+        result, outcome = self.launcher.execute_and_tag(run)
         if self.days_run > 0:  # as the schedule does: refresh the labels of the day before
             self.launcher.launch(
                 "ltr_label_refresh_job", (day - timedelta(days=1)).isoformat(), quiet
@@ -345,7 +355,8 @@ class DemoLoop:
             if isinstance(e.event_specific_data, AssetCheckEvaluation)
             and not e.event_specific_data.passed
         ]
-        row = DayRow(day, shown_by, result.success, failed, None, None, None, None, served)
+        night = outcome.outcome if outcome else ("succeeded" if result.success else "crashed")
+        row = DayRow(day, shown_by, night, failed, None, None, None, None, served)
         for materialization in result.asset_materializations_for_node("online_comparison"):
             row.online = {k: v.value for k, v in materialization.metadata.items()}
         candidate = lake_from_settings(self.settings).candidate(day) / "candidate.json"
@@ -434,7 +445,7 @@ def _print_days(rows: list[DayRow]) -> None:
         "\nthe gate's counterfactual nDCG@5 of each night's candidate, and the truth; the lists "
         "were shown by v2.8 or by the service (swaps: requests its exploration swapped)"
     )
-    print("partition   shown by         swaps  run   estimate [low]    vs shown  true   "
+    print("partition   shown by         swaps  night      estimate [low]    vs shown  true   "
           "online decision        failed checks")  # fmt: skip
     for r in rows:
         if r.estimate is None:
@@ -447,7 +458,7 @@ def _print_days(rows: list[DayRow]) -> None:
             )
         swaps = f"{r.served.swapped:5d}" if r.served is not None else f"{'-':>5}"
         print(
-            f"{r.day}  {r.shown_by:15s}  {swaps}  {'ok  ' if r.ok else 'FAIL'}  {figures}  "
+            f"{r.day}  {r.shown_by:15s}  {swaps}  {NIGHT_WORDS[r.outcome]:9s}  {figures}  "
             f"{_online_cell(r.online):21s}  {', '.join(r.failed) or '-'}"
         )
     served = [r.served for r in rows if r.served is not None]

@@ -65,7 +65,7 @@ def notify(webhook_url: str, text: str) -> Delivery | None:
 
 
 def failure_text(job: str, partition: str, run_id: str, gate_refused: bool, detail: str) -> str:
-    """A failed run's message says which it was: the gate refusing a model (working as
+    """A night that did not publish says which it was: the gate refusing a model (working as
     designed; the previous version stays live) or a crash (someone has to look)."""
     where = f"{job} [{partition}] (run {run_id[:8]})"
     if gate_refused:

@@ -60,7 +60,13 @@ from ltr_assets.defs.checks import (
 )
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
-from ltr_assets.gate.candidate import publish_candidate, train_candidate
+from ltr_assets.gate.candidate import (
+    PUBLISHED_OUTCOME,
+    GateNotPassed,
+    publish_candidate,
+    refusal_outcome,
+    train_candidate,
+)
 from ltr_assets.gate.evaluation import gate_line, round_floats
 from ltr_assets.gate.model_card import (
     intersections_table,
@@ -75,6 +81,7 @@ from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify
+from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.publication import PruneReport
 from ltr_core.settings import Settings
 
@@ -327,19 +334,37 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
 def published_weights(
     context: AssetExecutionContext, ltr: LtrResource
 ) -> Iterator[MaterializeResult]:
+    """Day D's publication record: `outcome` says what became of D's candidate, `published
+    <version>` or `not published: gate refused: <checks>` (a refused night is the gate doing
+    its job: the run succeeds, the previous version stays live, and the asset says so rather
+    than failing). Both lead with what is live now."""
     settings = ltr.settings()
     registry = ltr.registry()
-    report = publish_candidate(
-        ltr.lake(),
-        registry,
-        _day(context),
-        mirror=ltr.mirror(),
-        keep=settings.keep_versions,
-        rollout=settings.rollout,
-        # online_comparison[D] ran first: a candidate still set is still being compared (its
-        # decision was "keep collecting"); it keeps its place until promoted or retired.
-        replace_candidate=False,
-    )
+    try:
+        report = publish_candidate(
+            ltr.lake(),
+            registry,
+            _day(context),
+            mirror=ltr.mirror(),
+            keep=settings.keep_versions,
+            rollout=settings.rollout,
+            # online_comparison[D] ran first: a candidate still set is still being compared
+            # (its decision was "keep collecting"); it keeps its place until promoted or retired.
+            replace_candidate=False,
+        )
+    except GateNotPassed as refused:
+        outcome = refusal_outcome(refused.checks)
+        context.log.info(f"published_weights[{context.partition_key}]: {outcome}")
+        yield MaterializeResult(
+            metadata={
+                "outcome": outcome,
+                **_live_metadata(registry),
+                "published": False,
+                "partition": context.partition_key,
+                "refused_checks": MetadataValue.json(refused.checks),
+            }
+        )
+        return
     result = report.local
     context.log.info(
         f"published_weights[{context.partition_key}]: {result.version} {result.reason}"
@@ -352,22 +377,18 @@ def published_weights(
             f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
         )
     artifact = registry.load(result.version)
-    pointer = registry.pointer() or {}
-    live_version = pointer.get("version", "")
+    live = _live_metadata(registry)
     mirror = ltr.mirror()
     baseline = CandidateSummary.from_json(artifact.metadata).baseline
     compared = baseline.name if baseline.version else "none: the first version"
     s3 = _s3_status(report.s3_published, report.s3_error)
     yield MaterializeResult(
         metadata={
+            "outcome": f"{PUBLISHED_OUTCOME} {result.version}",
             # What is live now, first: after a backfill this run's version is not it.
-            "live_version": live_version,
-            "live_partition": pointer.get("partition", ""),
-            "is_live": result.version == live_version,
-            "model_card": MetadataValue.md(live_model_card(registry)),
-            "fairness_intersections": MetadataValue.md(live_intersections(registry)),
-            # The rollback pick-list's versions with their figures (ltr_rollback_job).
-            "registry_versions": MetadataValue.md(versions_table(list_versions(registry)[0])),
+            **live,
+            "is_live": result.version == live["live_version"],
+            "published": True,
             "version": result.version,
             "version_address": MetadataValue.url(mirror.url(result.version) + "/")
             if mirror is not None
@@ -409,6 +430,19 @@ def published_weights(
     for key, check in results.items():
         if _records_check(context, key):
             _record_in_run(context, recorded_evaluation(key, check, context.partition_key))
+
+
+def _live_metadata(registry: LocalRegistry) -> dict[str, Any]:
+    """What is live now, its model card, and the registry's versions (the rollback
+    pick-list's, with their figures): the first entries of every publication record."""
+    pointer = registry.pointer() or {}
+    return {
+        "live_version": pointer.get("version", ""),
+        "live_partition": pointer.get("partition", ""),
+        "model_card": MetadataValue.md(live_model_card(registry)),
+        "fairness_intersections": MetadataValue.md(live_intersections(registry)),
+        "registry_versions": MetadataValue.md(versions_table(list_versions(registry)[0])),
+    }
 
 
 def _record_in_run(context: AssetExecutionContext, evaluation: AssetCheckEvaluation) -> None:

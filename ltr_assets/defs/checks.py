@@ -3,13 +3,18 @@ publication's S3 and retention warnings.
 
 They are declared inline (`check_specs`) with the assets' daily partitions, so each run records
 one result per check for its day (no "Skipped" row beside it) and a check's history reads by
-day; the asset returns their results with its materialization. Gate checks are blocking with
-ERROR severity: a failure stops published_weights in the same run and the previous version stays
-live.
+day; the asset returns their results with its materialization. Gate checks are blocking
+(`all_deps_blocking_checks_passed` keeps automation from publishing after a refusal) and fail
+with WARN severity: a refused night is the gate doing its job, not a failure of the platform, so
+the run succeeds and published_weights[D] records "not published: gate refused: <reason>"
+(publish_candidate refuses a candidate whose gate failed, whatever launched it), and the
+previous version stays live. ERROR severity would fail ltr_model's step, the run, and
+published_weights[D] with it (Dagster marks a partition planned in a failed run failed), so a
+refused night would read as a crash on the lineage and the partitions.
 
 published_weights' checks (`s3_published`, `retention`) are the exception: a check in the
-run's plan that does not execute is shown as "Execution failed" once the run fails (a refused
-gate fails it, and published_weights is skipped), so they are kept out of ltr_daily_job's plan
+run's plan that does not execute is shown as "Execution failed" once the run fails (and as not
+run when published_weights records a refusal), so they are kept out of ltr_daily_job's plan
 and published_weights records their results itself (`recorded_evaluation`) on the days it
 publishes; `s3_published` is declared only when S3 is configured.
 """
@@ -128,7 +133,8 @@ def _detail(key: str, value: object) -> MetadataValue:
 
 
 def gate_check_result(result: GateResult) -> AssetCheckResult:
-    return _result_check(result, AssetCheckSeverity.ERROR)
+    """A gate figure: a failure is a WARN of a blocking check (module docstring)."""
+    return _result_check(result, AssetCheckSeverity.WARN)
 
 
 def _result_check(result: GateResult, severity: AssetCheckSeverity) -> AssetCheckResult:

@@ -27,14 +27,13 @@ PIPELINE_TAGS = {"ltr/pipeline": "daily"}
 
 # The daily job's retry policy, read only where the instance enables run retries (the Postgres
 # instance, deploy/dagster-postgres.yaml): a run whose worker dies or whose run breaks is retried
-# at most twice (from the failed step); a run that failed because a step failed is not. A
-# blocking gate check that fails is a step failure of ltr_model, and a refused gate is a
-# decision, not a fault; retrying it would only refuse again.
+# at most twice (from the failed step); a run that failed because a step failed is not (a
+# step failing on bad data fails again). A refused gate does not fail the run at all.
 DAILY_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"}
 
 # Every asset's checks except published_weights' (s3_published, retention): a check in a run's
-# plan that does not execute (on a night the gate refuses, published_weights does not run)
-# shows as "Execution failed", so published_weights records those itself when it publishes
+# plan that does not execute shows as "Execution failed" (and a refused night publishes
+# nothing to check), so published_weights records those itself when it publishes
 # (ltr_assets.defs.checks). Named by selection, not by subtraction: s3_published exists only
 # when S3 is configured.
 DAILY_SELECTION = AssetSelection.assets(

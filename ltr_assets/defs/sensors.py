@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dagster import (
     AddDynamicPartitionsRequest,
     AssetCheckEvaluation,
+    AssetCheckSeverity,
     AssetKey,
     DagsterEventType,
     DagsterInstance,
@@ -62,12 +63,18 @@ class RunOutcome:
 
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
-    """`<check>: <value> vs <threshold>` for every blocking check that failed in the run."""
+    """`<check>: <value> vs <threshold>` for every blocking check that failed the run (ERROR
+    severity; the gate's checks fail with WARN and leave the run successful)."""
     failing = []
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         event = entry.dagster_event
         data = event.event_specific_data if event else None
-        if isinstance(data, AssetCheckEvaluation) and not data.passed and data.blocking:
+        if (
+            isinstance(data, AssetCheckEvaluation)
+            and not data.passed
+            and data.blocking
+            and data.severity == AssetCheckSeverity.ERROR
+        ):
             # the check's metadata values (`gate_check_result`): a float, or the text "n/a"
             value, threshold = (
                 getattr(data.metadata.get(key), "value", None) for key in ("value", "threshold")
@@ -89,13 +96,13 @@ def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
     return errors
 
 
-def _published_version(instance: DagsterInstance, run_id: str) -> str | None:
-    """The version published_weights materialized in the run (its `version` metadata), "" if
-    it materialized without one, None if it did not materialize."""
+def publication_record(instance: DagsterInstance, run_id: str) -> dict[str, object] | None:
+    """The metadata of published_weights' materialization in the run (its publication record:
+    `published`, `version`, `outcome`, ...), None if it did not materialize."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.asset_materialization
         if materialization is not None and materialization.asset_key == AssetKey(PUBLISHED_ASSET):
-            return str(getattr(materialization.metadata.get("version"), "value", "") or "")
+            return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
     return None
 
 
@@ -106,13 +113,20 @@ def _one_line(text: str) -> str:
 
 
 def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
-    """A failed run is a gate refusal when a blocking asset check of the run failed (the
-    previous version stays live, as designed), and a crash otherwise; a successful one is
-    `published` when published_weights materialized in it."""
+    """A successful run is `published` or `gate_refused` by published_weights' record (a
+    refused gate is a successful run: its checks fail with WARN severity and published_weights
+    records "not published"), `succeeded` when it did not run. A failed run is a refusal when
+    a blocking check failed it (online_decision, when a decision could not be applied), and a
+    crash otherwise."""
     if run.status == DagsterRunStatus.SUCCESS:
-        version = _published_version(instance, run.run_id)
-        if version is None:
+        record = publication_record(instance, run.run_id)
+        if record is None:
             return RunOutcome("succeeded", "")
+        if record.get("published") is False:
+            recorded = record.get("refused_checks")  # the gate's failing checks, as refused
+            detail = "; ".join(str(c) for c in recorded) if isinstance(recorded, list) else ""
+            return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"))
+        version = str(record.get("version") or "")
         return RunOutcome("published", version, _one_line(f"published {version}".strip()))
     failing = failing_blocking_checks(instance, run.run_id)
     if failing:
@@ -180,6 +194,13 @@ def reload_serving_sensor(
     context: SensorEvaluationContext, asset_event: EventLogEntry
 ) -> SkipReason:
     ltr: LtrResource = context.resources.ltr
+    materialization = asset_event.asset_materialization
+    published = materialization.metadata.get("published") if materialization else None
+    if getattr(published, "value", True) is False:
+        return _skip(
+            context.log,
+            f"run {asset_event.run_id[:8]} published nothing (gate refused): no reload needed",
+        )
     return _reload_outcome(
         ltr.settings(), f"publication in run {asset_event.run_id[:8]}", context.log
     )
@@ -231,23 +252,27 @@ def _notify_skip(ltr: LtrResource, context: RunStatusSensorContext) -> SkipReaso
 @run_status_sensor(
     run_status=DagsterRunStatus.SUCCESS,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Posts run successes to NOTIFY_WEBHOOK_URL.",
+    description="Posts run successes to NOTIFY_WEBHOOK_URL; a night whose gate refused its "
+    "candidate (a successful run that published nothing) as a refusal, with the failing checks.",
 )
 def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> SkipReason | None:
     if skipped := _notify_skip(ltr, context):
         return skipped
     run = context.dagster_run
     partition = run.tags.get("dagster/partition", "-")
-    notify(
-        ltr.settings().notify_webhook_url.get_secret_value(),
-        f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})",
-    )
+    outcome = run_outcome(context.instance, run)
+    if outcome.outcome == "gate_refused":  # a successful run that published nothing
+        text = failure_text(run.job_name, partition, run.run_id, True, outcome.detail)
+    else:
+        text = f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})"
+    notify(ltr.settings().notify_webhook_url.get_secret_value(), text)
     return None
 
 
 @run_failure_sensor(
     default_status=DefaultSensorStatus.RUNNING,
-    description="Posts run failures (including a failed gate) to NOTIFY_WEBHOOK_URL.",
+    description="Posts run failures (a crash, or an online decision that could not be applied) "
+    "to NOTIFY_WEBHOOK_URL.",
 )
 def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> SkipReason | None:
     if skipped := _notify_skip(ltr, context):
@@ -283,8 +308,9 @@ def _tag(context: RunStatusSensorContext) -> SkipReason | None:
     run_status=DagsterRunStatus.SUCCESS,
     monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
-    description="Tags a successful ltr_daily_job run that published with ltr/outcome=published "
-    "and ltr/reason=published <version>.",
+    description="Tags a successful ltr_daily_job run by published_weights' record: "
+    "ltr/outcome=published (ltr/reason=published <version>) or ltr/outcome=gate_refused "
+    "(ltr/reason=gate refused: <failing checks>; the previous version stays live).",
 )
 def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
     return _tag(context)
@@ -293,9 +319,9 @@ def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
 @run_failure_sensor(
     monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
-    description="Tags a failed ltr_daily_job run ltr/outcome=gate_refused (a blocking gate check "
-    "failed; the previous version stays live) or ltr/outcome=crashed (anything else), and "
-    "ltr/reason with the one-line why (the failing checks, or the step and its error).",
+    description="Tags a failed ltr_daily_job run ltr/outcome=crashed, or gate_refused when a "
+    "blocking check failed it (online_decision could not apply its decision), and ltr/reason "
+    "with the one-line why (the step and its error, or the failing check).",
 )
 def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
     return _tag(context)

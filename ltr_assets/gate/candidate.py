@@ -22,6 +22,7 @@ from ltr_assets.gate.evaluation import (
     Evaluation,
     FairnessInputs,
     GateResult,
+    check_line,
     decide_gate,
     evaluate,
     fairness_coverage_result,
@@ -63,7 +64,21 @@ CANDIDATE_FILE = "candidate.json"
 
 
 class GateNotPassed(RuntimeError):
-    """published_weights was asked to publish a candidate that failed its gate."""
+    """published_weights was asked to publish a candidate that failed its gate. `checks` are
+    the failing checks as an operator reads them (`<check>: <value> vs <threshold>`)."""
+
+    def __init__(self, message: str, checks: list[str]) -> None:
+        super().__init__(message)
+        self.checks = checks
+
+
+PUBLISHED_OUTCOME = "published"  # published_weights' `outcome`: "published <version>", or:
+REFUSED_OUTCOME = "not published: gate refused"
+
+
+def refusal_outcome(checks: list[str]) -> str:
+    """published_weights' `outcome` on a refused night: the failing checks in one line."""
+    return f"{REFUSED_OUTCOME}: {'; '.join(checks)}"
 
 
 @cache
@@ -247,8 +262,8 @@ def publish_candidate(
         raise RegistryError(f"no candidate model for {day}: {exc.filename} is missing") from None
     summary = CandidateSummary.from_json(recorded)
     if not summary.gate_passed:
-        failed = summary.failed_checks
-        raise GateNotPassed(f"candidate for {day} failed its gate ({', '.join(failed)})")
+        checks = [check_line(r.name, r.value, r.threshold) for r in summary.gate if not r.passed]
+        raise GateNotPassed(f"candidate for {day} failed its gate ({'; '.join(checks)})", checks)
     # published as recorded (the registry records the partition itself)
     metadata = {k: v for k, v in recorded.items() if k != "partition"}
     return publication.publish(

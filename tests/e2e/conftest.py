@@ -103,15 +103,14 @@ def wait_for_outcome_tags(count: int, timeout_s: float = 180) -> dict[str, str]:
 
 
 def assert_backfill_outcome(records: list[RunRecord], ltr_home: Path) -> None:
-    """Day 1 alone fails its samples gate; days 2 and 3 publish; never two runs at a time."""
+    """Day 1 alone fails its samples gate (a successful run that publishes nothing); days 2
+    and 3 publish; never two runs at a time."""
     import json
 
     by_day = {r.dagster_run.tags["dagster/partition"]: r for r in records}
     assert sorted(by_day) == DAYS
     assert all(r.dagster_run.tags.get("ltr/pipeline") == "daily" for r in records)
-    assert by_day[DAYS[0]].dagster_run.status == DagsterRunStatus.FAILURE
-    assert by_day[DAYS[1]].dagster_run.status == DagsterRunStatus.SUCCESS
-    assert by_day[DAYS[2]].dagster_run.status == DagsterRunStatus.SUCCESS
+    assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records)
     spans: list[tuple[float, float]] = []
     for r in records:
         assert r.start_time is not None and r.end_time is not None  # every run has finished

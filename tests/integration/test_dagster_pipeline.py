@@ -103,6 +103,12 @@ def test_schedule_runs_yesterday_then_refreshes_the_day_before() -> None:
     ]
 
 
+def _publication(result: Any) -> dict[str, Any]:
+    """published_weights' record in the run: its materialization's metadata."""
+    (materialization,) = result.asset_materializations_for_node("published_weights")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
@@ -124,7 +130,8 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         "fairness_coverage",
     }
     assert checks["min_samples"] is False
-    assert "published_weights" not in _materialized(first)
+    assert first.success  # a refusal is the gate's decision, not a failed run
+    assert _publication(first)["outcome"].startswith("not published: gate refused: min_samples: ")
     assert registry.latest_version() is None
 
     # Day 2: a two-day window passes every check and is published. The run reads the
@@ -172,9 +179,13 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     third = job.execute_in_process(
         partition_key="2026-11-03", instance=instance, raise_on_error=False
     )
-    assert not third.success
+    assert third.success
     assert check_results(third)["ndcg_at_5"] is False
-    assert "ltr_model" in _materialized(third) and "published_weights" not in _materialized(third)
+    record = _publication(third)
+    assert record["published"] is False and record["outcome"].startswith(
+        "not published: gate refused: ndcg_at_5: "
+    )
+    assert record["live_version"] == version  # what is live, named on the refusal too
     assert registry.latest_version() == version
     assert registry.versions() == [version]
     assert json.loads((ltr_home / "models" / "ltr_weights.json").read_text()) == live

@@ -132,7 +132,16 @@ def test_published_weights_follows_only_a_model_whose_gate_passed(
         partition_key="2026-11-01", instance=instance, asset_selection=model_only,
         raise_on_error=False,
     )  # fmt: skip
-    assert not refused.success  # min_samples fails on one day of data
+    # min_samples fails on one day of data: a WARN failure of a blocking check, which the
+    # automation must honour although Dagster itself does not block on it
+    assert refused.success
+    (evaluation,) = [
+        e.event_specific_data
+        for e in refused.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "min_samples"
+    ]
+    assert not evaluation.passed and evaluation.blocking
     after_refusal = evaluate(2, baseline.cursor)
     assert after_refusal.get_requested_partitions(published) == set()
 

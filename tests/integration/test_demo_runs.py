@@ -57,7 +57,7 @@ def test_launched_runs_carry_the_origin_partition_outcome_and_reason(
     with LocationLauncher(instance) as launcher:
         # Day 1 alone fails min_samples: refused by the gate, and the reason says so.
         refused = _launched(launcher, instance, "ltr_daily_job", "2026-11-01")
-        assert refused.tags[OUTCOME_TAG] == "gate_refused"
+        assert refused.is_success and refused.tags[OUTCOME_TAG] == "gate_refused"
         assert refused.tags[REASON_TAG].startswith("gate refused: min_samples: ")
         assert refused.tags[REASON_TAG].endswith(" vs 100")
 

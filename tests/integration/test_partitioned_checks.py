@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetPartitionStatus,
+    DagsterInstance,
+)
 from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ltr_assets.definitions import build_definitions
+from ltr_assets.defs.partitions import daily_partitions
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import materialization_metadata
 
@@ -28,7 +35,23 @@ def test_each_run_records_one_result_per_check_for_its_partition(
         for day in DAYS
     }
     # Day 1 alone is refused by the gate (too few samples); day 2 passes and is published.
-    assert not runs[DAYS[0]].success and runs[DAYS[1]].success
+    # Both runs succeed: a refusal is the gate's decision, recorded, not a failure.
+    assert runs[DAYS[0]].success and runs[DAYS[1]].success
+    min_samples = AssetCheckKey.from_user_string("ltr_model:min_samples")
+    (day1,) = [
+        r
+        for r in instance.event_log_storage.get_asset_check_execution_history(min_samples, limit=5)
+        if r.partition == DAYS[0]
+    ]
+    assert day1.status == AssetCheckExecutionRecordStatus.FAILED
+    evaluation = day1.event.dagster_event.event_specific_data if day1.event else None
+    assert evaluation is not None and evaluation.severity == AssetCheckSeverity.WARN
+    assert evaluation.blocking
+    # What the lineage and the partitions show: every day of every asset materialized, none
+    # failed (a refused day planned in a failed run would be a failed partition).
+    for asset in ("raw_events", "feature_matrix", "ltr_model", "published_weights"):
+        status = instance.get_status_by_partition(AssetKey(asset), list(DAYS), daily_partitions)
+        assert status == dict.fromkeys(DAYS, AssetPartitionStatus.MATERIALIZED), (asset, status)
 
     repo = defs.get_repository_def()
     for key in repo.asset_graph.asset_check_keys:

@@ -1,6 +1,6 @@
-"""The ltr/outcome and ltr/reason tags and the failure notification tell a gate refusal from a
-crash, on real Dagster runs of ltr_daily_job evaluated by the run-status sensors against the
-instance."""
+"""The ltr/outcome and ltr/reason tags and the notifications tell a gate refusal from a crash,
+on real Dagster runs of ltr_daily_job evaluated by the run-status sensors against the instance.
+A refusal is a successful run whose published_weights records "not published: gate refused"."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ltr_assets.defs.sensors import (
     OUTCOME_TAG,
     REASON_TAG,
     notify_run_failure,
+    notify_run_success,
     tag_failed_runs,
     tag_published_runs,
 )
@@ -72,13 +73,18 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     job = defs.resolve_job_def("ltr_daily_job")
     instance = DagsterInstance.ephemeral()
 
-    # Day 1 alone fails min_samples: a gate refusal, not a crash.
+    # Day 1 alone fails min_samples: a gate refusal, not a crash, and not a failed run.
     refused = job.execute_in_process(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
-    assert not refused.success
+    assert refused.success
     outcome, reason = _tag(instance, refused)
     assert outcome == "gate_refused" and reason.startswith("gate refused: min_samples: ")
+    record = _metadata(instance, refused, "published_weights")
+    assert next(iter(record)) == "outcome"
+    assert record["outcome"].startswith("not published: gate refused: min_samples: ")
+    assert record["published"] is False and "version" not in record
+    assert record["live_version"] == ""  # nothing was ever published
     meta = _model_metadata(instance, refused)
     assert next(iter(meta)) == "gate"  # the first entry the UI shows
     assert meta["gate"].startswith("FAILED: min_samples: ")
@@ -89,8 +95,11 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     published = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert published.success
     outcome, reason = _tag(instance, published)
-    version = _metadata(instance, published, "published_weights")["version"]
+    record = _metadata(instance, published, "published_weights")
+    version = record["version"]
     assert outcome == "published" and reason == f"published {version}"
+    assert record["outcome"] == f"published {version}" and record["published"] is True
+    assert record["live_version"] == version  # the first version goes live
     assert _model_metadata(instance, published)["gate"] == "PASSED"
 
     # Day 3 with day 2's feature matrix corrupted in the lake: training cannot read its
@@ -106,9 +115,11 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
 
     with http_receiver() as receiver:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
-        for result in (refused, crashed):
-            notify_run_failure(_context(instance, result, notify_run_failure.name))
-    refusal, crash = (m["text"] for m in receiver.messages)
+        notify_run_success(_context(instance, refused, notify_run_success.name))
+        notify_run_failure(_context(instance, crashed, notify_run_failure.name))
+        notify_run_success(_context(instance, published, notify_run_success.name))
+    refusal, crash, success = (m["text"] for m in receiver.messages)
+    assert success.startswith(":white_check_mark: ltr_daily_job [2026-11-02] succeeded")
     assert "ltr_daily_job [2026-11-01]" in refusal and "gate refused: min_samples: " in refusal
     assert "previous version stays live" in refusal
     assert "ltr_daily_job [2026-11-03]" in crash and " crashed: ltr_model: " in crash

@@ -44,12 +44,16 @@ def test_only_published_days_have_a_result_passed_or_warned(
         assert key not in job.asset_layer.asset_graph.asset_check_keys  # never planned there
     instance = DagsterInstance.ephemeral()
 
-    # Day 1: the gate refuses, published_weights does not run: no s3_published record at all
-    # (no planned-never-executed row the UI would show as "Execution failed").
+    # Day 1: the gate refuses, published_weights records "not published": no s3_published
+    # record at all (no planned-never-executed row the UI would show as "Execution failed").
     refused = job.execute_in_process(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
-    assert not refused.success
+    assert refused.success
+    record = materialization_metadata(
+        instance.get_latest_materialization_event(AssetKey("published_weights"))
+    )
+    assert record["published"] is False and "s3" not in record
     assert _records(instance, "2026-11-01") == []
     assert _records(instance, "2026-11-01", RETENTION) == []
 

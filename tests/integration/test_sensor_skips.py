@@ -38,6 +38,24 @@ def test_reload_sensor_names_the_missing_serving_url(ltr_home: Path) -> None:
     assert tick.skip_message is not None and "LTR_SERVING_URL is not set" in tick.skip_message
 
 
+def test_reload_sensor_asks_no_reload_after_a_refusal(ltr_home: Path) -> None:
+    """A refused night's record ("published": False) changed nothing serving loads: no reload
+    is requested, and the tick says why (it would otherwise name the missing URL)."""
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key=AssetKey("published_weights"),
+            partition="2026-11-02",
+            metadata={"outcome": "not published: gate refused: min_samples: 3 vs 100",
+                      "published": False},
+        )  # fmt: skip
+    )
+    tick = _tick(reload_serving_sensor, instance)
+    assert not tick.run_requests
+    assert tick.skip_message is not None and "gate refused" in tick.skip_message
+    assert "LTR_SERVING_URL" not in tick.skip_message
+
+
 def test_notification_sensors_name_the_missing_webhook(
     ltr_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
