@@ -50,6 +50,7 @@ from ltr_assets.defs.checks import (
     fallback_check_spec,
     gate_check_result,
     gate_check_specs,
+    nothing_published_result,
     partitioned_checks_allowed,
     quarantine_check_result,
     quarantine_check_spec,
@@ -479,8 +480,8 @@ def _records_check(context: AssetExecutionContext, key: AssetCheckKey) -> bool:
 
 
 def _publication_metadata(context: AssetCheckExecutionContext) -> dict[str, Any]:
-    """The metadata published_weights recorded for the check's day; a day it never published
-    has nothing to check."""
+    """The metadata published_weights recorded for the check's day (a refusal record says
+    `published: false`); a day it never materialized has nothing to check."""
     day = context.partition_key
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=S3_CHECK_KEY.asset_key, asset_partitions=[day]), limit=1
@@ -495,6 +496,8 @@ def _s3_published(context: AssetCheckExecutionContext) -> AssetCheckResult:
     """Executed on request only (ltr_daily_job leaves it out of its plan): reads the S3 outcome
     published_weights recorded for the day."""
     metadata = _publication_metadata(context)
+    if metadata.get("published") is False:
+        return nothing_published_result(S3_CHECK_KEY, str(metadata.get("outcome", "")))
     published = metadata.get("s3_published")
     if not isinstance(published, bool):
         raise Failure(description=f"published_weights[{context.partition_key}] ran without S3")
@@ -504,7 +507,10 @@ def _s3_published(context: AssetCheckExecutionContext) -> AssetCheckResult:
 def _retention(context: AssetCheckExecutionContext) -> AssetCheckResult:
     """Executed on request only (ltr_daily_job leaves it out of its plan): reads the retention
     report published_weights recorded for the day."""
-    recorded = _publication_metadata(context).get("retention")
+    metadata = _publication_metadata(context)
+    if metadata.get("published") is False:
+        return nothing_published_result(RETENTION_CHECK_KEY, str(metadata.get("outcome", "")))
+    recorded = metadata.get("retention")
     if not isinstance(recorded, dict):
         raise Failure(
             description=f"published_weights[{context.partition_key}] recorded no retention report"

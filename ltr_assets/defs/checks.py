@@ -239,6 +239,20 @@ def s3_check_result(published: bool, error: str) -> AssetCheckResult:
     )
 
 
+def nothing_published_result(key: AssetCheckKey, outcome: str) -> AssetCheckResult:
+    """A publication check executed on request for a day whose gate refused its candidate:
+    nothing was published, so nothing was uploaded or pruned; the result says so (a run that
+    materializes published_weights with its checks selected must not fail on a refusal)."""
+    return AssetCheckResult(
+        check_name=key.name,
+        asset_key=key.asset_key,
+        passed=True,
+        severity=AssetCheckSeverity.WARN,
+        description=f"nothing to check: {outcome}",
+        metadata={"published": False},
+    )
+
+
 def recorded_evaluation(
     key: AssetCheckKey, result: AssetCheckResult, partition: str
 ) -> AssetCheckEvaluation:

@@ -110,7 +110,15 @@ def assert_backfill_outcome(records: list[RunRecord], ltr_home: Path) -> None:
     by_day = {r.dagster_run.tags["dagster/partition"]: r for r in records}
     assert sorted(by_day) == DAYS
     assert all(r.dagster_run.tags.get("ltr/pipeline") == "daily" for r in records)
-    assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records)
+    statuses = {day: r.dagster_run.status for day, r in by_day.items()}
+    if set(statuses.values()) != {DagsterRunStatus.SUCCESS}:
+        with DagsterInstance.get() as instance:
+            errors = {
+                day: [e.message for e in instance.all_logs(r.dagster_run.run_id)
+                      if e.dagster_event is not None and e.dagster_event.is_failure]
+                for day, r in by_day.items()
+            }  # fmt: skip
+        raise AssertionError(f"{statuses}: {errors}")
     spans: list[tuple[float, float]] = []
     for r in records:
         assert r.start_time is not None and r.end_time is not None  # every run has finished

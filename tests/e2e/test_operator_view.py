@@ -16,7 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    RunsFilter,
+)
 from playwright.sync_api import Page, sync_playwright
 
 from tests.e2e.test_dagster_ui import CHROMIUM, CHROMIUM_ARGS, _page, _shot
@@ -88,6 +95,17 @@ def _wait_for(predicate, what: str, timeout_s: float = 180) -> None:
         time.sleep(1)
 
 
+def _partition_stats(ui: str) -> dict[str, dict[str, int]]:
+    """Each asset's partition counts as the webserver gives them to the UI (the lineage's and
+    the catalog's colours: red when a partition failed)."""
+    query = (
+        "{ assetNodes { assetKey { path } "
+        "partitionStats { numMaterialized numFailed numPartitions } } }"
+    )
+    data = httpx.post(f"{ui}/graphql", json={"query": query}, timeout=60).json()["data"]
+    return {"/".join(n["assetKey"]["path"]): n["partitionStats"] for n in data["assetNodes"]}
+
+
 def _markdown(page: Page, key: str) -> None:
     """Open the Markdown of metadata entry `key` on the current asset page."""
     page.get_by_text(key, exact=True).first.wait_for(timeout=60_000)
@@ -114,12 +132,37 @@ def test_the_operator_reads_what_is_live_why_nights_were_refused_and_rolls_back(
     assert refused and set(outcomes.values()) <= {"gate_refused", "published", ""}
     assert reasons[refused[0]].startswith("gate refused: ") and "min_samples" in reasons[refused[0]]
     assert "published" in outcomes.values()
+    # A refused night is a successful run whose publication record says why nothing went out.
+    assert all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+    with DagsterInstance.get() as instance:
+        day = AssetRecordsFilter(
+            asset_key=AssetKey("published_weights"), asset_partitions=refused[:1]
+        )
+        (record,) = instance.fetch_materializations(day, limit=1).records
+    assert record.asset_materialization is not None
+    outcome_entry = record.asset_materialization.metadata["outcome"]
+    assert str(outcome_entry.value).startswith("not published: gate refused: ")
+    assert "min_samples: " in str(outcome_entry.value)
+
+    # What the lineage and the catalog colour by: no asset has a failed partition.
+    stats = _partition_stats(ui)
+    assert set(stats) == {"raw_events", "feature_matrix", "ltr_model", "online_comparison",
+                          "published_weights"}  # fmt: skip
+    for asset, figures in stats.items():
+        assert figures["numFailed"] == 0, (asset, figures)
+        assert figures["numMaterialized"] == figures["numPartitions"] == DEMO_DAYS, (asset, figures)
 
     httpx.post(f"{ui}/graphql", json={"query": "mutation { setNuxSeen }"}, timeout=10)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = _page(browser, ui)
         try:
+            # The lineage: every asset green, published_weights among them.
+            page.goto(f"{ui}/asset-groups", wait_until="domcontentloaded")
+            page.get_by_text("published_weights", exact=True).first.wait_for(timeout=120_000)
+            page.wait_for_timeout(3000)
+            _shot(page, "operator-lineage", full_page=False)
+
             # The demo's nights on the Overview timeline, under the location's jobs.
             page.goto(f"{ui}/overview/timeline", wait_until="domcontentloaded")
             page.get_by_text("ltr_daily_job", exact=True).first.wait_for(timeout=120_000)
@@ -141,6 +184,7 @@ def test_the_operator_reads_what_is_live_why_nights_were_refused_and_rolls_back(
             page.goto(f"{ui}/assets/published_weights", wait_until="domcontentloaded")
             page.get_by_text("live_version", exact=True).first.wait_for(timeout=60_000)
             page.get_by_text(live, exact=True).first.wait_for(timeout=30_000)
+            page.get_by_text("outcome", exact=True).first.wait_for(timeout=30_000)
             _shot(page, "operator-published-weights-live", full_page=False)
             _markdown(page, "model_card")
             title = page.get_by_text(re.compile(f"Model card: version {live}")).first

@@ -112,6 +112,16 @@ def test_only_published_days_have_a_result_passed_or_warned(
             AssetCheckExecutionRecordStatus.SUCCEEDED,
             AssetCheckExecutionRecordStatus.SUCCEEDED,
         ]
+    # Day 1, refused: its record says nothing was published, so each check passes saying so
+    # (a UI run of published_weights with its checks must not fail on a refusal).
+    refused_again = check_only.execute_in_process(partition_key="2026-11-01", instance=instance)
+    assert refused_again.success
+    for key in (S3_CHECK, RETENTION):
+        [record] = _records(instance, "2026-11-01", key)
+        assert record.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+        assert record.evaluation is not None and (record.evaluation.description or "").startswith(
+            "nothing to check: not published: gate refused: min_samples: "
+        )
     # Day 2 published again (a backfill re-run): its own results beside the first ones.
     republished = job.execute_in_process(partition_key="2026-11-02", instance=instance)
     assert republished.success

@@ -46,8 +46,10 @@ def test_reload_sensor_asks_no_reload_after_a_refusal(ltr_home: Path) -> None:
         AssetMaterialization(
             asset_key=AssetKey("published_weights"),
             partition="2026-11-02",
-            metadata={"outcome": "not published: gate refused: min_samples: 3 vs 100",
-                      "published": False},
+            metadata={
+                "outcome": "not published: gate refused: min_samples: 3 vs 100",
+                "published": False,
+            },
         )  # fmt: skip
     )
     tick = _tick(reload_serving_sensor, instance)
