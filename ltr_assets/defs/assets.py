@@ -82,7 +82,7 @@ from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify
-from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.registry.local import LocalRegistry, PublishResult
 from ltr_assets.registry.publication import PruneReport
 from ltr_core.settings import Settings
 
@@ -385,7 +385,7 @@ def published_weights(
     s3 = _s3_status(report.s3_published, report.s3_error)
     yield MaterializeResult(
         metadata={
-            "outcome": f"{PUBLISHED_OUTCOME} {result.version}",
+            "outcome": f"{PUBLISHED_OUTCOME} {result.version} ({_role(result)})",
             # What is live now, first: after a backfill this run's version is not it.
             **live,
             "is_live": result.version == live["live_version"],
@@ -431,6 +431,16 @@ def published_weights(
     for key, check in results.items():
         if _records_check(context, key):
             _record_in_run(context, recorded_evaluation(key, check, context.partition_key))
+
+
+def _role(result: PublishResult) -> str:
+    """What the published version became: live, the canary candidate, or neither (a backfill
+    of a partition older than latest's, or a candidate still being compared)."""
+    if result.latest_moved:
+        return "live"
+    if result.candidate_set:
+        return "the candidate"
+    return "kept, not live"
 
 
 def _live_metadata(registry: LocalRegistry) -> dict[str, Any]:

@@ -98,7 +98,7 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     record = _metadata(instance, published, "published_weights")
     version = record["version"]
     assert outcome == "published" and reason == f"published {version}"
-    assert record["outcome"] == f"published {version}" and record["published"] is True
+    assert record["outcome"] == f"published {version} (live)" and record["published"] is True
     assert record["live_version"] == version  # the first version goes live
     assert _model_metadata(instance, published)["gate"] == "PASSED"
 
