@@ -127,6 +127,7 @@ def test_the_operator_reads_what_is_live_why_nights_were_refused_and_rolls_back(
         assert all(r.remote_job_origin is not None for r in runs)
         assert all(r.tags.get("dagster/code_location") == LOCATION for r in runs)
         outcomes = {r.tags["dagster/partition"]: r.tags.get("ltr/outcome", "") for r in runs}
+        run_ids = {r.tags["dagster/partition"]: r.run_id for r in runs}
         reasons = {r.tags["dagster/partition"]: r.tags.get("ltr/reason", "") for r in runs}
     refused = sorted(day for day, outcome in outcomes.items() if outcome == "gate_refused")
     assert refused and set(outcomes.values()) <= {"gate_refused", "published", ""}
@@ -179,6 +180,16 @@ def test_the_operator_reads_what_is_live_why_nights_were_refused_and_rolls_back(
             )
             assert page.get_by_text(re.compile(r"ltr/outcome: published")).count() == 0
             _shot(page, "operator-runs-refused-with-reason", full_page=False)
+
+            # The refused night's own page: a successful run, its gate's failure a warning, no
+            # failed step or stack trace as a crash has.
+            page.goto(f"{ui}/runs/{run_ids[refused[0]]}", wait_until="domcontentloaded")
+            page.get_by_text("Success", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text(re.compile(r"not published: gate refused")).first.wait_for(
+                timeout=60_000
+            )
+            assert page.get_by_text(re.compile("DagsterAssetCheckFailedError")).count() == 0
+            _shot(page, "operator-refused-run", full_page=False)
 
             # What is live, named where the live version is shown, with its model card.
             page.goto(f"{ui}/assets/published_weights", wait_until="domcontentloaded")
