@@ -181,11 +181,11 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     )
     assert third.success
     assert check_results(third)["ndcg_at_5"] is False
-    record = _publication(third)
-    assert record["published"] is False and record["outcome"].startswith(
+    refusal = _publication(third)
+    assert refusal["published"] is False and refusal["outcome"].startswith(
         "not published: gate refused: ndcg_at_5: "
     )
-    assert record["live_version"] == version  # what is live, named on the refusal too
+    assert refusal["live_version"] == version  # what is live, named on the refusal too
     assert registry.latest_version() == version
     assert registry.versions() == [version]
     assert json.loads((ltr_home / "models" / "ltr_weights.json").read_text()) == live

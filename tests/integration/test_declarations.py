@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from dagster import (
+    AssetCheckEvaluation,
     AssetKey,
     AutomationCondition,
     AutomationConditionSensorDefinition,
@@ -138,7 +139,7 @@ def test_published_weights_follows_only_a_model_whose_gate_passed(
     (evaluation,) = [
         e.event_specific_data
         for e in refused.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        if isinstance(e.event_specific_data, AssetCheckEvaluation)
         and e.event_specific_data.check_name == "min_samples"
     ]
     assert not evaluation.passed and evaluation.blocking

@@ -44,7 +44,7 @@ def test_each_run_records_one_result_per_check_for_its_partition(
         if r.partition == DAYS[0]
     ]
     assert day1.status == AssetCheckExecutionRecordStatus.FAILED
-    evaluation = day1.event.dagster_event.event_specific_data if day1.event else None
+    evaluation = day1.evaluation
     assert evaluation is not None and evaluation.severity == AssetCheckSeverity.WARN
     assert evaluation.blocking
     # What the lineage and the partitions show: every day of every asset materialized, none

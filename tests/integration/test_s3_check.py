@@ -50,10 +50,10 @@ def test_only_published_days_have_a_result_passed_or_warned(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
     assert refused.success
-    record = materialization_metadata(
+    refusal = materialization_metadata(
         instance.get_latest_materialization_event(AssetKey("published_weights"))
     )
-    assert record["published"] is False and "s3" not in record
+    assert refusal["published"] is False and "s3" not in refusal
     assert _records(instance, "2026-11-01") == []
     assert _records(instance, "2026-11-01", RETENTION) == []
 
