@@ -324,8 +324,10 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     # Its checks are not inline: see publication_checks below and ltr_assets.defs.checks.
     freshness_policy=PUBLICATION_FRESHNESS,
     automation_condition=publish_after_passed_gate(),
-    description="The gated candidate published as a new registry version (weights summing to "
-    "1.0, model, metadata). LTR_ROLLOUT=canary (the default) makes it the registry's candidate "
+    description="The night's publication record (`outcome` first): the gated candidate "
+    "published as a new registry version (weights summing to 1.0, model, metadata), or, when "
+    "its gate refused it, `not published: gate refused: <checks>` with the previous version "
+    "still live. LTR_ROLLOUT=canary (the default) makes it the registry's candidate "
     "(`candidate.json`, interleaved with the live version by serving until online_comparison "
     "promotes or retires it) unless a candidate is still being compared (then no pointer "
     "moves), except the first version, which goes live; LTR_ROLLOUT=direct moves `latest`. "
