@@ -15,6 +15,7 @@ from dagster import (
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import notify_run_failure, notify_run_success, reload_serving_sensor
+from tests.support.dagster_results import a_success_and_a_failure_over_an_empty_day
 
 
 def _tick(sensor: SensorDefinition, instance: DagsterInstance, cursor: str | None = None):
@@ -64,17 +65,9 @@ def test_notification_sensors_name_the_missing_webhook(
     """ltr_home unsets NOTIFY_WEBHOOK_URL. A run of raw_events over an empty audit log, the day
     allowed to be empty, succeeds and a daily run over it fails (no data to train on): each
     sensor skips, naming the variable."""
-    monkeypatch.setenv("LTR_ALLOW_EMPTY_DAYS", "2026-11-01")
     instance = DagsterInstance.ephemeral()
     cursors = {s.name: _tick(s, instance).cursor for s in (notify_run_success, notify_run_failure)}
-    job = defs.resolve_job_def("ltr_daily_job")
-    ok = job.execute_in_process(
-        partition_key="2026-11-01", instance=instance, asset_selection=[AssetKey("raw_events")]
-    )
-    failed = job.execute_in_process(
-        partition_key="2026-11-01", instance=instance, raise_on_error=False
-    )
-    assert ok.success and not failed.success
+    ok, failed = a_success_and_a_failure_over_an_empty_day(instance, monkeypatch)
     for sensor, run_id in ((notify_run_success, ok.run_id), (notify_run_failure, failed.run_id)):
         tick = _tick(sensor, instance, cursors[sensor.name])
         assert not tick.run_requests

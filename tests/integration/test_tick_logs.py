@@ -38,6 +38,7 @@ from ltr_assets.defs.sensors import (
 )
 from ltr_assets.registry.local import LocalRegistry
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.dagster_results import a_success_and_a_failure_over_an_empty_day
 
 _TICKS = itertools.count()
 
@@ -88,17 +89,9 @@ def test_run_status_sensors_log_their_skip_reasons(
 ) -> None:
     """ltr_home unsets NOTIFY_WEBHOOK_URL: the notification sensors skip, and the tagging
     sensor skips a successful run that published nothing; each reason is in its tick's log."""
-    monkeypatch.setenv("LTR_ALLOW_EMPTY_DAYS", "2026-11-01")
     sensors = (notify_run_success, notify_run_failure, tag_published_runs)
     cursors = {s.name: _tick(s, instance).cursor for s in sensors}  # Dagster's own first tick
-    job = defs.resolve_job_def("ltr_daily_job")
-    ok = job.execute_in_process(
-        partition_key="2026-11-01", instance=instance, asset_selection=[AssetKey("raw_events")]
-    )
-    failed = job.execute_in_process(
-        partition_key="2026-11-01", instance=instance, raise_on_error=False
-    )
-    assert ok.success and not failed.success
+    a_success_and_a_failure_over_an_empty_day(instance, monkeypatch)
     for sensor in sensors:
         tick = _tick(sensor, instance, cursors[sensor.name])
         assert tick.skip_message is not None, sensor.name

@@ -37,3 +37,25 @@ def run_by_id(instance: DagsterInstance, run_id: str) -> DagsterRun:
     run = instance.get_run_by_id(run_id)
     assert run is not None, run_id
     return run
+
+
+def a_success_and_a_failure_over_an_empty_day(
+    instance: DagsterInstance, monkeypatch: Any
+) -> tuple[Any, Any]:
+    """Two finished runs of ltr_daily_job for 2026-11-01 over an empty audit log (the day
+    allowed to be empty): raw_events alone succeeds, the whole job fails (nothing to train
+    on). What the run-status sensors' skip tests need: one run of each status."""
+    from dagster import AssetKey
+
+    from ltr_assets.definitions import defs
+
+    monkeypatch.setenv("LTR_ALLOW_EMPTY_DAYS", "2026-11-01")
+    job = defs.resolve_job_def("ltr_daily_job")
+    ok = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, asset_selection=[AssetKey("raw_events")]
+    )
+    failed = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    assert ok.success and not failed.success
+    return ok, failed
