@@ -35,10 +35,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from benchmarks import simulated
 from benchmarks.common import machine, report
 from benchmarks.exploration_cost import realised_cost
 from benchmarks.simulated import (
-    TRAINING,
     SimulatedLogs,
     closed_loop_logs,
     simulate_logs,
@@ -48,7 +48,7 @@ from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator
 from ltr_assets.metrics.ranking import gain_ndcg
 from ltr_assets.simulation.simulator import ClickModel, platform_ranker
 from ltr_core.scoring import WeightsScorer, predict
-from ltr_core.vocabulary import DebiasMethod
+from ltr_core.vocabulary import CURVE_FAMILIES, DebiasMethod
 
 METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_position")
 
@@ -63,7 +63,7 @@ def judge_logs(
         return gain_ndcg(gains, scores, test.group_sizes)
 
     rankers: dict[str, TrainedRanker] = {
-        m: train_ranker(train, valid, replace(TRAINING, debias=m)) for m in methods
+        m: train_ranker(train, valid, replace(simulated.TRAINING, debias=m)) for m in methods
     }
     rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
     judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
@@ -142,7 +142,16 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="1 seed, methods none,click_model, no closed loop"
     )
+    parser.add_argument(
+        "--propensity-family",
+        choices=CURVE_FAMILIES,
+        help="the examination curve's family for this run (LTR_PROPENSITY_FAMILY; default: "
+        "the settings' default), to compare families on the same simulations",
+    )
     args = parser.parse_args()
+    if args.propensity_family:  # every ranker of the run, simulated.py's included
+        simulated.TRAINING = replace(simulated.TRAINING, propensity_family=args.propensity_family)
+    print(f"propensity family: {simulated.TRAINING.propensity_family}")
     if args.quick:
         args.seeds, args.loop_days, args.methods = 1, 0, "none,click_model"
     methods = tuple(m for m in args.methods.split(",") if m)
