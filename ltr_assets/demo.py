@@ -355,8 +355,8 @@ class DemoLoop:
             if isinstance(e.event_specific_data, AssetCheckEvaluation)
             and not e.event_specific_data.passed
         ]
-        night = outcome.outcome if outcome else ("succeeded" if result.success else "crashed")
-        row = DayRow(day, shown_by, night, failed, None, None, None, None, served)
+        assert outcome is not None  # ltr_daily_job's runs are tagged (TAGGED_JOBS)
+        row = DayRow(day, shown_by, outcome.outcome, failed, None, None, None, None, served)
         for materialization in result.asset_materializations_for_node("online_comparison"):
             row.online = {k: v.value for k, v in materialization.metadata.items()}
         candidate = lake_from_settings(self.settings).candidate(day) / "candidate.json"

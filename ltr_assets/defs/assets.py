@@ -57,7 +57,6 @@ from ltr_assets.defs.checks import (
     recorded_evaluation,
     retention_check_result,
     s3_check_result,
-    warning_check_result,
 )
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
@@ -310,7 +309,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
         ),
         check_results=[
             *(gate_check_result(result) for result in report.gate),
-            *(warning_check_result(result) for result in report.warnings),
+            *(gate_check_result(result) for result in report.warnings),
         ],
     )
 

@@ -102,11 +102,6 @@ def fairness_coverage_spec(asset: str) -> AssetCheckSpec:
     )
 
 
-def warning_check_result(result: GateResult) -> AssetCheckResult:
-    """A non-blocking check computed with the gate (fairness_coverage)."""
-    return _result_check(result, AssetCheckSeverity.WARN)
-
-
 def quarantine_check_spec(asset: str) -> AssetCheckSpec:
     return _spec(
         QUARANTINE_CHECK,
@@ -133,16 +128,13 @@ def _detail(key: str, value: object) -> MetadataValue:
 
 
 def gate_check_result(result: GateResult) -> AssetCheckResult:
-    """A gate figure: a failure is a WARN of a blocking check (module docstring)."""
-    return _result_check(result, AssetCheckSeverity.WARN)
-
-
-def _result_check(result: GateResult, severity: AssetCheckSeverity) -> AssetCheckResult:
-    """A gate figure as a check result: value, threshold and every detail as metadata."""
+    """A figure computed with the gate as a check result: value, threshold and every detail as
+    metadata. A failure is a WARN, of a blocking gate check (module docstring) or of the
+    non-blocking fairness_coverage alike; blocking is the spec's, not the result's."""
     return AssetCheckResult(
         check_name=result.name,
         passed=result.passed,
-        severity=severity,
+        severity=AssetCheckSeverity.WARN,
         description=result.description,
         metadata={
             "value": _number(result.value),

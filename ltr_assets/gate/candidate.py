@@ -22,9 +22,9 @@ from ltr_assets.gate.evaluation import (
     Evaluation,
     FairnessInputs,
     GateResult,
-    check_line,
     decide_gate,
     evaluate,
+    failing_check_lines,
     fairness_coverage_result,
     logged_order_scores,
 )
@@ -262,7 +262,7 @@ def publish_candidate(
         raise RegistryError(f"no candidate model for {day}: {exc.filename} is missing") from None
     summary = CandidateSummary.from_json(recorded)
     if not summary.gate_passed:
-        checks = [check_line(r.name, r.value, r.threshold) for r in summary.gate if not r.passed]
+        checks = failing_check_lines(summary.gate)
         raise GateNotPassed(f"candidate for {day} failed its gate ({'; '.join(checks)})", checks)
     # published as recorded (the registry records the partition itself)
     metadata = {k: v for k, v in recorded.items() if k != "partition"}

@@ -427,13 +427,16 @@ def round_floats(value: Any, places: int = 4) -> Any:
     return value
 
 
+def failing_check_lines(gate: Sequence[GateResult]) -> list[str]:
+    """`<check>: <value> vs <threshold>` for each failing check, in the gate's order."""
+    return [check_line(g.name, g.value, g.threshold) for g in gate if not g.passed]
+
+
 def gate_line(gate: Sequence[GateResult]) -> str:
     """`PASSED`, or `FAILED: <check>: <value> vs <threshold>; ...` for each failing check: the
     one line that tells an operator why a day was not published, first on ltr_model."""
-    failing = [g for g in gate if not g.passed]
-    if not failing:
-        return "PASSED"
-    return "FAILED: " + "; ".join(check_line(g.name, g.value, g.threshold) for g in failing)
+    failing = failing_check_lines(gate)
+    return "FAILED: " + "; ".join(failing) if failing else "PASSED"
 
 
 def decide_gate(

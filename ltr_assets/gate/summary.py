@@ -229,10 +229,6 @@ class CandidateSummary:
         beside it are ignored); pydantic's ValidationError when it does not hold one."""
         return _adapter().validate_python(data)
 
-    @property
-    def failed_checks(self) -> list[str]:
-        return [result.name for result in self.gate if not result.passed]
-
 
 @cache
 def _adapter() -> TypeAdapter[CandidateSummary]:

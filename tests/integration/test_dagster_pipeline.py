@@ -16,7 +16,12 @@ from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
-from tests.support.dagster_results import check_metadata, check_results, materialization_metadata
+from tests.support.dagster_results import (
+    check_metadata,
+    check_results,
+    materialization_metadata,
+    run_materialization_metadata,
+)
 
 GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression"}
 
@@ -103,12 +108,6 @@ def test_schedule_runs_yesterday_then_refreshes_the_day_before() -> None:
     ]
 
 
-def _publication(result: Any) -> dict[str, Any]:
-    """published_weights' record in the run: its materialization's metadata."""
-    (materialization,) = result.asset_materializations_for_node("published_weights")
-    return {k: v.value for k, v in materialization.metadata.items()}
-
-
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
@@ -131,7 +130,8 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     }
     assert checks["min_samples"] is False
     assert first.success  # a refusal is the gate's decision, not a failed run
-    assert _publication(first)["outcome"].startswith("not published: gate refused: min_samples: ")
+    refusal = run_materialization_metadata(instance, first.run_id, "published_weights")
+    assert refusal["outcome"].startswith("not published: gate refused: min_samples: ")
     assert registry.latest_version() is None
 
     # Day 2: a two-day window passes every check and is published. The run reads the
@@ -181,7 +181,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     )
     assert third.success
     assert check_results(third)["ndcg_at_5"] is False
-    refusal = _publication(third)
+    refusal = run_materialization_metadata(instance, third.run_id, "published_weights")
     assert refusal["published"] is False and refusal["outcome"].startswith(
         "not published: gate refused: ndcg_at_5: "
     )

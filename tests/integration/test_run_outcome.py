@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, build_run_status_sensor_context
+from dagster import DagsterInstance, build_run_status_sensor_context
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import (
@@ -20,7 +20,7 @@ from ltr_assets.defs.sensors import (
     tag_published_runs,
 )
 from tests.conftest import write_simulated_events
-from tests.support.dagster_results import run_by_id
+from tests.support.dagster_results import run_by_id, run_materialization_metadata
 from tests.support.http_receiver import http_receiver
 
 
@@ -53,12 +53,7 @@ def _tag(instance: DagsterInstance, result: Any) -> tuple[str | None, str]:
 
 
 def _metadata(instance: DagsterInstance, result: Any, asset: str) -> dict[str, Any]:
-    """An asset's materialization metadata in the run, in the order the UI lists it."""
-    for entry in instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
-        materialization = entry.asset_materialization
-        if materialization is not None and materialization.asset_key == AssetKey(asset):
-            return {k: v.value for k, v in materialization.metadata.items()}
-    raise AssertionError(f"{asset} did not materialize")
+    return run_materialization_metadata(instance, result.run_id, asset)
 
 
 def _model_metadata(instance: DagsterInstance, result: Any) -> dict[str, Any]:

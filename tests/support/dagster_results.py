@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import DagsterInstance, DagsterRun, EventLogEntry
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRun, EventLogEntry
 
 
 def check_results(result: Any) -> dict[str, bool]:
@@ -23,6 +23,17 @@ def check_metadata(result: Any, check_name: str) -> dict[str, Any]:
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and data.check_name == check_name:
             return dict(data.metadata)
     raise KeyError(check_name)
+
+
+def run_materialization_metadata(
+    instance: DagsterInstance, run_id: str, asset: str
+) -> dict[str, Any]:
+    """An asset's materialization metadata in the run, in the order the UI lists it."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is not None and materialization.asset_key == AssetKey(asset):
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"{asset} did not materialize")
 
 
 def materialization_metadata(event: EventLogEntry | None) -> dict[str, Any]:
