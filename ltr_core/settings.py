@@ -571,8 +571,9 @@ class ServingSettings(BaseModel):
     impression_queue: Annotated[Int, Range(1, 10_000_000)] = Field(
         10_000,
         validation_alias="LTR_IMPRESSION_QUEUE",
-        description="requests waiting to be written to the impression log; when full, a "
-        "request's impressions are dropped and counted (`/rank` never waits)",
+        description="requests waiting for the impression log's writer process; when full "
+        "(the writer is behind), the serving process writes a request's events to a spill file "
+        "itself, so nothing is dropped and `/rank` pays for that only while the writer is behind",
     )
     log_rotate_s: Annotated[Float, Range(0.1, 86_400)] = Field(
         300.0,

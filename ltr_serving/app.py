@@ -25,9 +25,16 @@ from fastapi.responses import JSONResponse
 from ltr_core.rank_api import RankRequest
 from ltr_core.settings import Settings
 from ltr_serving.errors import validation_errors
-from ltr_serving.impressions import EventLog, EventSink, FileSink, LogCounts, RecordSink
+from ltr_serving.impressions import (
+    EventLog,
+    EventSink,
+    FileSink,
+    LogCounts,
+    RecordLog,
+    RecordSink,
+)
 from ltr_serving.kafka_sink import KafkaSink
-from ltr_serving.log_process import ProcessSink
+from ltr_serving.log_process import PipeEventLog, ProcessSink
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
     LatencyMiddleware,
@@ -79,7 +86,7 @@ def build_event_log(
     sink: EventSink | RecordSink | None = None,
     *,
     in_process: bool = False,
-) -> EventLog | None:
+) -> RecordLog | None:
     """The impression/feedback log LTR_IMPRESSION_LOG asks for (None: `off`): JSONL files under
     LTR_SERVING_LOG_DIR, or Kafka spilling to those files when it does not take the events in
     time. The Kafka sink starts connecting at once, in the background.
@@ -90,9 +97,23 @@ def build_event_log(
     if requested == "off" and sink is None:
         return None
     counts = LogCounts()
-    process = sink is None and not in_process
-    if process:  # the writer process counts what it logged (ProcessSink reports it here)
-        sink = ProcessSink(settings, metrics, counts)
+    if sink is None and not in_process:  # the writer process counts what it logged
+        spill = FileSink(
+            settings.serving_log_dir,
+            max_age_s=settings.serving.log_rotate_s,
+            written=metrics.events_file,
+        )
+        spill.prefix += "-server"  # beside the writer process's files, never the same names
+        pipe = PipeEventLog(
+            ProcessSink(settings, metrics, counts),  # its reports land in `counts`
+            settings.serving.impression_queue,
+            spill=spill,
+            requested=requested,
+            metrics=metrics,
+            counts=counts,
+        )
+        metrics.event_queue_depth.set_function(lambda: pipe.depth)
+        return pipe
     if sink is None:
         files = FileSink(
             settings.serving_log_dir,
@@ -117,7 +138,7 @@ def build_event_log(
         sink,
         settings.serving.impression_queue,
         requested=requested,
-        logged=None if process else metrics.events_logged,
+        logged=metrics.events_logged,
         dropped=metrics.events_dropped,
         failed=metrics.events_failed,
         counts=counts,

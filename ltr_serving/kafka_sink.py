@@ -6,9 +6,10 @@ order), its own time as the record timestamp (the Kafka source places records in
 Nothing served is lost and no request waits on Kafka:
 
 - The sink has its own thread running an asyncio loop, where the producer lives. `write` (called
-  by the event log's worker thread, never by a request) hands the lines over and returns; the
-  worker waits only when more than `max_pending` lines are not yet settled (sent or spilled),
-  which the timeout below bounds.
+  by the event log's writer, never by a request) hands the lines over and returns. When more
+  than `max_pending` lines are not yet settled (sent or spilled), Kafka is taking events more
+  slowly than they come: `write` spills the new lines to a file of its own instead of waiting
+  (the queue is full, so they spill), and counts them as spilled.
 - Every step that involves Kafka is bounded by LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS: connecting,
   handing a record to the producer, its acknowledgement. When one fails or times out, the sink
   turns to *spilling*: the lines not acknowledged (those handed over, in flight, and every later
@@ -100,6 +101,14 @@ class KafkaSink:
         self.settings = settings
         self.producer_factory = producer_factory  # the producer's class (tests pass a fake)
         self.spill = spill
+        # the caller's own spill file, for lines past `max_pending` (`write`)
+        self.overflow = FileSink(
+            spill.directory,
+            max_bytes=spill.max_bytes,
+            max_age_s=spill.max_age_s,
+            written=spill.written,
+        )
+        self.overflow.prefix += "-overflow"  # its own file names beside the spill file's
         self.timeout_s = timeout_s
         self.retry_s = retry_s
         self.max_pending = max_pending
@@ -136,17 +145,17 @@ class KafkaSink:
     # --- the worker thread's side ---------------------------------------------------------------
 
     def write(self, day: str, lines: Sequence[Line]) -> None:
-        """Hand the lines to the loop. Waits only while `max_pending` lines are unsettled."""
+        """Hand the lines to the loop; when `max_pending` lines are unsettled already (Kafka
+        takes events more slowly than they come), write them to the overflow file instead,
+        on this thread: the caller never waits on Kafka and nothing is dropped."""
         batch = list(lines)
         with self._space:
-            while (
-                self._pending > 0
-                and self._pending + len(batch) > self.max_pending
-                and not self._closing
-                and self._thread.is_alive()
-            ):
-                self._space.wait(1.0)
-            self._pending += len(batch)
+            full = self._pending > 0 and self._pending + len(batch) > self.max_pending
+            if not full:
+                self._pending += len(batch)
+        if full:
+            self._overflow(day, batch)
+            return
         try:
             self._loop.call_soon_threadsafe(self._accept, day, batch)
         except RuntimeError:  # the loop is closed: the caller counts the lines as failed
@@ -154,7 +163,26 @@ class KafkaSink:
             raise
 
     def tick(self, now: float) -> None:
-        """Nothing to do here: the loop rotates the spill file and retries on its own clock."""
+        """Rotate the overflow file when due (the loop rotates its spill file on its own)."""
+        self.overflow.tick(now)
+
+    def _overflow(self, day: str, lines: list[Line]) -> None:
+        """Spill lines Kafka has no room for, on the caller's thread (its own file: the loop
+        alone touches `spill`). A file failing too: the lines are lost and counted."""
+        try:
+            self.overflow.write(day, lines)
+        except Exception as exc:
+            with self._space:
+                self.lost += len(lines)
+            if self._lost_counter is not None:
+                for line in lines:
+                    self._lost_counter.labels(line.kind).inc()
+            self._error(exc, f"spilling {len(lines)} events to {self.overflow.directory}")
+            return
+        with self._space:
+            self.spilled += len(lines)
+        if self._spilled_counter is not None:
+            self._spilled_counter.inc(len(lines))
 
     def close(self) -> None:
         """Flush the producer (spilling what it cannot send in time), complete the spill file
@@ -163,6 +191,10 @@ class KafkaSink:
         with self._space:
             self._closing = True
             self._space.notify_all()
+        try:
+            self.overflow.close()
+        except Exception as exc:
+            self._error(exc, "completing the overflow file")
         if not self._thread.is_alive():  # the loop died: nothing else touches the spill file
             self.spill.close()
             return

@@ -30,7 +30,7 @@ from ltr_core.codec import Exploration
 from ltr_core.features import FEATURES
 from ltr_core.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_core.settings import Settings
-from ltr_serving.impressions import EventLog
+from ltr_serving.impressions import RecordLog
 from ltr_serving.metrics import ServingMetrics
 from ltr_serving.scoring_pool import ScoringPool
 from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable, WeightStore
@@ -114,7 +114,7 @@ class ServingState:
             else None
         )
         self.simulated_clock = serving.simulated_clock
-        self.events: EventLog | None = (
+        self.events: RecordLog | None = (
             None  # set by the app's lifespan (None: LTR_IMPRESSION_LOG=off)
         )
         self.last_attempt: ReloadAttempt | None = None

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ltr_serving.dependencies import MetricsDep, SettingsDep, StateDep
-from ltr_serving.impressions import EventLog
+from ltr_serving.impressions import RecordLog
 from ltr_serving.kafka_sink import KafkaSink, KafkaSinkStatus
 from ltr_serving.log_process import ProcessSink
 from ltr_serving.models import (
@@ -89,7 +89,7 @@ def candidate_out(state: ServingState, live: LiveModel | None, rate: float) -> C
     )
 
 
-def event_log_out(events: EventLog | None) -> EventLogHealth | None:
+def event_log_out(events: RecordLog | None) -> EventLogHealth | None:
     if events is None:
         return None
     counts = events.counts

@@ -49,7 +49,7 @@ AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
 
 def impression_id(request_id: str, lawyer_id: str) -> str:
-    return "imp-" + hashlib.sha256(f"{request_id}\0{lawyer_id}".encode()).hexdigest()[:32]
+    return "imp-" + hashlib.sha256(request_id.encode()).hexdigest()[:24] + "-" + lawyer_id
 
 
 class Traffic:

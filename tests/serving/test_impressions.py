@@ -78,8 +78,8 @@ def test_every_answered_request_logs_its_shown_candidates_as_ingestible_events(
     assert [e["lawyer_id"] for e in shown] == [c.lawyer_id for c in out.candidates]
     features = {c["lawyer_id"]: c["features"] for c in body["candidates"]}
     for position, (event, candidate) in enumerate(zip(shown, out.candidates, strict=True), 1):
-        digest = hashlib.sha256(f"client-req-1\0{candidate.lawyer_id}".encode()).hexdigest()
-        assert event["event_id"] == "imp-" + digest[:32]
+        digest = hashlib.sha256(b"client-req-1").hexdigest()
+        assert event["event_id"] == f"imp-{digest[:24]}-{candidate.lawyer_id}"
         assert event["event_type"] == "match_recommendation"
         assert event["timestamp"].endswith("Z")
         assert event["case_id"] == "c-7"

@@ -203,3 +203,29 @@ def test_the_record_key_is_the_request_id_else_the_case_id() -> None:
     assert event_key({"request_id": None, "case_id": 7}) == b"7"
     assert event_key({"context": {"request_id": "r-2"}, "case_id": "c"}) == b"r-2"
     assert event_key({"event_id": "e"}) is None
+
+
+def test_lines_past_max_pending_spill_to_the_overflow_file_without_waiting(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    settings = KafkaSettings(KAFKA_BOOTSTRAP_SERVERS="k:9092", KAFKA_TOPIC="events")
+    sink = KafkaSink(
+        settings,
+        FileSink(tmp_path),
+        timeout_s=2.0,  # the unacknowledged records stay pending while the test writes
+        retry_s=0.1,
+        max_pending=3,
+        producer_factory=broker.producer,
+    )
+    wait_until(lambda: sink.status().state == "connected", "connected")
+    broker.up = False  # records are taken and never acknowledged: they stay pending
+    sink.write(DAY, [line(0), line(1), line(2)])
+    started = time.monotonic()
+    sink.write(DAY, [line(3), line(4)])  # no room: the overflow file, at once
+    sink.write(DAY, [line(5)])
+    assert time.monotonic() - started < 1.0
+    status = sink.status()
+    assert status.spilled == 3 and status.state == "connected"
+    assert [p.name.split("-")[-2] for p in tmp_path.rglob("*.jsonl*")] == ["overflow"]
+    sink.close()  # the three pending lines time out and spill too
+    assert sorted(spilled_ids(tmp_path)) == [f"e-{i}" for i in range(6)]
