@@ -196,7 +196,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
             state.scoring.shutdown()
-            if events is not None:  # SIGTERM lands here: drain the queue, complete the files
+            if events is not None:  # SIGTERM lands here: write what waits, complete the files
                 await asyncio.to_thread(events.stop)
             log.info("stopped")
 

@@ -1,13 +1,14 @@
 """The impression and feedback log: what /rank showed and what /feedback received, as events in
 the flat envelope the pipeline's ingest reads (`ltr_core.events`).
 
-The request path never waits on it. /rank appends one compact `ImpressionRecord` (the parsed
-request, the shown order and scores, the version, the policy, the time) to a bounded queue
-(LTR_IMPRESSION_QUEUE); when the queue is full the record is dropped and counted. One worker
-thread, started and stopped by the app's lifespan, takes records off the queue, expands each into
-one `match_recommendation` event per shown candidate (ids, features, groups, propensities) and
-hands the lines to an `EventSink`. At shutdown the lifespan stops the worker after the queue is
-drained and closes the sink.
+The request path never waits on it. /rank hands one compact `ImpressionRecord` (the parsed
+request, the shown order and scores, the version, the policy, the time) to the app's
+`RecordLog`, which is, in a running service, `ltr_serving.log_process.PipeEventLog`: the record
+goes as one frame to the writer process, which expands each into one `match_recommendation`
+event per shown candidate (ids, features, groups, propensities; `impression_data`) and writes
+the lines to an `EventSink` (`EventLog.write_now`). `EventLog` is the same log in one process:
+a bounded queue (LTR_IMPRESSION_QUEUE; full, a record is dropped and counted) and a worker
+thread that drains it, for a sink handed to `create_app` (tests).
 
 Sinks are a small protocol (`EventSink`). Each event reaches the sink as a `Line`: its JSON
 line, its Kafka record key (the request id) and its time. `FileSink` (LTR_IMPRESSION_LOG=file)
