@@ -31,7 +31,6 @@ from ltr_serving.impressions import (
     FileSink,
     LogCounts,
     RecordLog,
-    RecordSink,
 )
 from ltr_serving.kafka_sink import KafkaSink
 from ltr_serving.log_process import PipeEventLog, ProcessSink
@@ -83,7 +82,7 @@ class ServingApp(FastAPI):
 def build_event_log(
     settings: Settings,
     metrics: ServingMetrics,
-    sink: EventSink | RecordSink | None = None,
+    sink: EventSink | None = None,
     *,
     in_process: bool = False,
 ) -> RecordLog | None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol, runtime_checkable
+from typing import IO, Any, NamedTuple, Protocol
 
 import msgspec
 import orjson
@@ -62,8 +62,8 @@ _BATCH = 256  # records taken off the queue per write
 def impression_event_id(request_id: str, lawyer_id: str) -> str:
     """Deterministic: the same request and lawyer always give the same id (ingest dedups).
     `imp-`, 24 hex digits of the request id's sha256, `-`, the lawyer id: unique per (request,
-    lawyer), and one hash per request rather than one per candidate (a hundred sha256 calls
-    were a fifth of the writer's time per 100-candidate request)."""
+    lawyer), with one hash per request rather than one per candidate (the cost measured in
+    docs/benchmarks.md, "impression log")."""
     return request_prefix(request_id) + lawyer_id
 
 
@@ -277,24 +277,17 @@ def impression_data(record: ImpressionRecord) -> bytes:
     return _encoder.encode_lines(events)
 
 
+def write_record(sink: EventSink, record: Record) -> None:
+    """Write a record's events to a sink; a file takes an impression's lines as encoded, in one
+    piece (no split into `Line`s it does not need)."""
+    if isinstance(record, ImpressionRecord) and isinstance(sink, FileSink):
+        sink.write_data(day_of(record.at), impression_data(record), record.size)
+        return
+    for day, lines in record.by_day():
+        sink.write(day, lines)
+
+
 # --- sinks ---------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class RecordSink(Protocol):
-    """A sink that takes whole records and expands them itself (the writer process:
-    `ltr_serving.log_process.ProcessSink`); it counts what it logged itself."""
-
-    kind: str
-
-    def write_records(self, records: Sequence[Record]) -> None:
-        """Take the records (in order)."""
-
-    def tick(self, now: float) -> None:
-        """Called at least once a second."""
-
-    def close(self) -> None:
-        """Finish everything: every record taken is written before this returns."""
 
 
 class EventSink(Protocol):
@@ -414,6 +407,12 @@ class LogCounts:
     last_error: str | None = None
     last_error_at: datetime | None = None
 
+    def error(self, exc: BaseException) -> None:
+        """Record and log a write that failed (health shows the last one)."""
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error_at = datetime.now(UTC)
+        log.error("event log write failed", extra={"error": self.last_error})
+
 
 class _Stop:
     pass
@@ -458,7 +457,7 @@ class EventLog:
 
     def __init__(
         self,
-        sink: EventSink | RecordSink,
+        sink: EventSink,
         capacity: int,
         *,
         requested: ImpressionLog = "file",
@@ -476,12 +475,6 @@ class EventLog:
         self._dropped = dropped
         self._failed = failed
         self._thread: threading.Thread | None = None
-        # decided once: an isinstance check against a runtime Protocol costs ~25 µs
-        self._record_sink: RecordSink | None = None
-        if isinstance(sink, RecordSink):
-            self._record_sink = sink
-        else:
-            self._event_sink: EventSink = sink
 
     @property
     def depth(self) -> int:
@@ -537,7 +530,7 @@ class EventLog:
         try:
             self.sink.close()
         except Exception as exc:
-            self._error(exc)
+            self.counts.error(exc)
 
     def _run(self) -> None:
         while True:
@@ -574,48 +567,27 @@ class EventLog:
                 return
 
     def _write_all(self, batch: list[Record]) -> None:
-        sink = self._record_sink
-        if sink is None:
-            for record in batch:
-                self._write(self._event_sink, record)
-            return
-        if not batch:
-            return
-        try:
-            sink.write_records(batch)
-        except Exception as exc:
-            for record in batch:
-                self._count_failed(record)
-            self._error(exc)
+        for record in batch:
+            self._write(record)
 
     def _tick(self) -> None:
         try:
             self.sink.tick(time.time())
         except Exception as exc:
-            self._error(exc)
+            self.counts.error(exc)
 
     def _count_failed(self, record: Record) -> None:
         self.counts.failed += record.size
         if self._failed is not None:
             self._failed.labels(record.kind).inc(record.size)
 
-    def _write(self, sink: EventSink, record: Record) -> None:
+    def _write(self, record: Record) -> None:
         try:
-            if isinstance(record, ImpressionRecord) and isinstance(sink, FileSink):
-                # the lines as encoded, in one piece: no split into `Line`s a file does not need
-                sink.write_data(day_of(record.at), impression_data(record), record.size)
-            else:
-                for day, lines in record.by_day():
-                    sink.write(day, lines)
+            write_record(self.sink, record)
         except Exception as exc:
             self._count_failed(record)
-            self._error(exc)
+            self.counts.error(exc)
             return
         self.counts.logged[record.kind] += record.size
         if self._logged is not None:
             self._logged.labels(record.kind).inc(record.size)
-
-    def _error(self, exc: BaseException) -> None:
-        self.counts.last_error = f"{type(exc).__name__}: {exc}"
-        self.counts.last_error_at = datetime.now(UTC)
-        log.error("event log write failed", extra={"error": self.counts.last_error})

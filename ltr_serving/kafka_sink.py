@@ -124,8 +124,8 @@ class KafkaSink:
         self.lost = 0
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
-        # the worker's side: how many lines are not settled yet
-        self._space = threading.Condition()
+        # the writer's side: how many lines are not settled yet (and the counters it updates)
+        self._pending_lock = threading.Lock()
         self._pending = 0
         self._closing = False
         # the loop's side
@@ -142,14 +142,14 @@ class KafkaSink:
         self._thread.start()
         self._loop.call_soon_threadsafe(self._begin)
 
-    # --- the worker thread's side ---------------------------------------------------------------
+    # --- the writer's side ------------------------------------------------------------------------
 
     def write(self, day: str, lines: Sequence[Line]) -> None:
         """Hand the lines to the loop; when `max_pending` lines are unsettled already (Kafka
         takes events more slowly than they come), write them to the overflow file instead,
         on this thread: the caller never waits on Kafka and nothing is dropped."""
         batch = list(lines)
-        with self._space:
+        with self._pending_lock:
             full = self._pending > 0 and self._pending + len(batch) > self.max_pending
             if not full:
                 self._pending += len(batch)
@@ -172,14 +172,14 @@ class KafkaSink:
         try:
             self.overflow.write(day, lines)
         except Exception as exc:
-            with self._space:
+            with self._pending_lock:
                 self.lost += len(lines)
             if self._lost_counter is not None:
                 for line in lines:
                     self._lost_counter.labels(line.kind).inc()
             self._error(exc, f"spilling {len(lines)} events to {self.overflow.directory}")
             return
-        with self._space:
+        with self._pending_lock:
             self.spilled += len(lines)
         if self._spilled_counter is not None:
             self._spilled_counter.inc(len(lines))
@@ -188,9 +188,7 @@ class KafkaSink:
         """Flush the producer (spilling what it cannot send in time), complete the spill file
         and stop the loop thread. Bounded: a few times the timeout (the spill file is complete
         after at most about twice the timeout)."""
-        with self._space:
-            self._closing = True
-            self._space.notify_all()
+        self._closing = True
         try:
             self.overflow.close()
         except Exception as exc:
@@ -223,9 +221,8 @@ class KafkaSink:
         )
 
     def _settled(self, n: int) -> None:
-        with self._space:
+        with self._pending_lock:
             self._pending -= n
-            self._space.notify_all()
 
     # --- the loop thread ------------------------------------------------------------------------
 
@@ -235,8 +232,6 @@ class KafkaSink:
             self._loop.run_forever()
         finally:
             self._loop.close()
-            with self._space:
-                self._space.notify_all()
 
     def _begin(self) -> None:
         self._connector = self._spawn(self._connect())

@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
@@ -56,8 +56,7 @@ from ltr_serving.impressions import (
     Line,
     LogCounts,
     Record,
-    day_of,
-    impression_data,
+    write_record,
 )
 from ltr_serving.kafka_sink import KafkaSinkStatus
 from ltr_serving.metrics import ServingMetrics
@@ -159,7 +158,7 @@ def decode_record(data: bytes) -> Record:
 class ProcessSink:
     """The event log's sink in the serving process: hands records to the writer process.
 
-    `write_records`, `tick` and `close` run on the event log's worker thread; a reader thread
+    `PipeEventLog` writes frames to `stdin_fd` and calls `tick` and `close`; a reader thread
     applies the child's reports to the serving process's counters, `counts` and health."""
 
     def __init__(self, settings: Settings, metrics: ServingMetrics, counts: LogCounts) -> None:
@@ -194,11 +193,6 @@ class ProcessSink:
 
     def _write(self, payload: bytes) -> None:
         self._stdin.write(_LENGTH.pack(len(payload)) + payload)
-        self._stdin.flush()
-
-    def write_records(self, records: Sequence[Record]) -> None:
-        """Frames of the records, in one write (blocks while the child's pipe is full)."""
-        self._stdin.write(b"".join(map(encode_record, records)))
         self._stdin.flush()
 
     def tick(self, now: float) -> None:
@@ -303,13 +297,13 @@ class PipeEventLog:
     """The serving process's event log when the writer process does the work (`RecordLog`).
 
     `submit` encodes the record as a frame and writes it to the writer's pipe at once, on the
-    calling thread, with a non-blocking write (a couple of µs for a 100-candidate request).
+    calling thread, with a non-blocking write.
     Only when the pipe is full (the writer is behind) do frames wait, in a backlog of at most
     `capacity` records (LTR_IMPRESSION_QUEUE), which a flusher thread writes as the writer
     reads; past it, a record's events are spilled to a file by this process itself (`_spill`):
     the queue is full, so they spill, and nothing is dropped. Why not `EventLog`'s queue and
-    worker thread: a hand-off to another thread per request cost the serving process about
-    25-30 µs of a ~200 µs request in GIL switches (docs/benchmarks.md, "impression log")."""
+    worker thread: a hand-off to another thread per request costs the serving process GIL
+    switches (measured in docs/benchmarks.md, "impression log")."""
 
     def __init__(
         self,
@@ -382,11 +376,11 @@ class PipeEventLog:
             try:
                 self.spill.close()
             except Exception as exc:
-                self._error(exc)
+                self.counts.error(exc)
         try:
             self.sink.close()
         except Exception as exc:
-            self._error(exc)
+            self.counts.error(exc)
 
     def _run(self) -> None:
         while True:
@@ -432,23 +426,19 @@ class PipeEventLog:
         except OSError as exc:
             self._broken = True
             self._count_failed(kind, size)
-            self._error(exc)
+            self.counts.error(exc)
             return None
 
     def _spill(self, record: Record) -> bool:
         """The backlog is full (the writer is behind): write the record's events to this
         process's own spill file, on the calling thread, under the lock. It costs the request
-        the expansion (~100 µs for 100 candidates), so the service slows only while its writer
+        the expansion of its events, so the service slows only while its writer
         is behind, and nothing is dropped. False (failed and counted) when the file fails too."""
         try:
-            if isinstance(record, ImpressionRecord):
-                self.spill.write_data(day_of(record.at), impression_data(record), record.size)
-            else:
-                for day, lines in record.by_day():
-                    self.spill.write(day, lines)
+            write_record(self.spill, record)
         except Exception as exc:
             self._count_failed(record.kind, record.size)
-            self._error(exc)
+            self.counts.error(exc)
             return False
         self.counts.logged[record.kind] += record.size
         self._metrics.events_logged.labels(record.kind).inc(record.size)
@@ -462,16 +452,11 @@ class PipeEventLog:
             self.spill.tick(now)
             self.sink.tick(now)
         except Exception as exc:
-            self._error(exc)
+            self.counts.error(exc)
 
     def _count_failed(self, kind: str, size: int) -> None:
         self.counts.failed += size
         self._metrics.events_failed.labels(kind).inc(size)
-
-    def _error(self, exc: BaseException) -> None:
-        self.counts.last_error = f"{type(exc).__name__}: {exc}"
-        self.counts.last_error_at = datetime.now(UTC)
-        log.error("event log write failed", extra={"error": self.counts.last_error})
 
 
 # --- the child ------------------------------------------------------------------------------------
