@@ -187,7 +187,8 @@ async def feedback(
     if good and not events.submit(FeedbackRecord(good)):
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the event log's queue is full (LTR_IMPRESSION_QUEUE); nothing was logged, retry",
+            "the event log could not take the events (its queue is full or its writer is gone); "
+            "nothing was logged, retry",
         )
     out = FeedbackResponse.model_validate(
         {"accepted": len(good), "rejected": rejected, "detail": errors}

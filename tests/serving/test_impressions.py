@@ -23,6 +23,7 @@ from ltr_serving.app import create_app
 from ltr_serving.impressions import Line
 from ltr_serving.models import RankResponse
 from tests.support.serving import (
+    FEEDBACK_TOKEN,
     Publisher,
     RunningServer,
     ServerProcess,
@@ -227,6 +228,36 @@ def test_a_full_queue_drops_and_counts_and_rank_still_answers(
     sink.release.set()
     server.stop()
     assert len(sink.lines) == 2 * 3  # the held record and the queued one
+
+
+def test_feedback_the_log_cannot_take_is_a_503_and_nothing_is_logged(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    serving_env(LTR_IMPRESSION_QUEUE="1")
+    publisher.publish(weights_for(4))
+    sink = BlockingSink()
+    server = start_server(create_app(event_sink=sink))
+    event = {
+        "event_type": "offer_feedback",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "request_id": "r-1",
+        "case_id": "c-1",
+        "lawyer_id": "l-1",
+        "action": "click",
+    }
+    auth = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(3)).status_code == 200
+        assert sink.entered.wait(10)  # the worker holds the first record
+        queued = client.post("/feedback", json=event, headers=auth)
+        refused = client.post("/feedback", json=[event, event], headers=auth)
+    assert queued.status_code == 200
+    assert refused.status_code == 503 and "retry" in refused.json()["detail"]
+    sink.release.set()
+    server.stop()
+    assert [line.kind for line in sink.lines] == ["impression"] * 3 + ["feedback"]
 
 
 def test_a_sigtermed_server_process_leaves_complete_files_with_every_answered_request(
