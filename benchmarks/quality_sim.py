@@ -48,7 +48,7 @@ from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator
 from ltr_assets.metrics.ranking import gain_ndcg
 from ltr_assets.simulation.simulator import ClickModel, platform_ranker
 from ltr_core.scoring import WeightsScorer, predict
-from ltr_core.vocabulary import CURVE_FAMILIES, DebiasMethod
+from ltr_core.vocabulary import CURVE_FAMILY_SETTINGS, DebiasMethod
 
 METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_position")
 
@@ -108,6 +108,11 @@ def judge_logs(
     for k in range(2, 11):
         out[f"propensity_{k}"] = float(curve[k - 1])
         out[f"propensity_error_{k}"] = float(error[k - 1])
+    # which family the curve was fitted in (LTR_PROPENSITY_FAMILY=auto chooses per run)
+    out["propensity_power_law"] = float(fitted.params.get("family") == "power_law")
+    out["propensity_free_curve_z"] = float(
+        fitted.params.get("family_test", {}).get("free_curve_z", float("nan"))
+    )
     sources = fitted.sources[:10]
     swapped = fitted.swapped_impressions[:10]
     out["propensity_positions_from_interventions"] = float(
@@ -144,7 +149,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--propensity-family",
-        choices=CURVE_FAMILIES,
+        choices=CURVE_FAMILY_SETTINGS,
         help="the examination curve's family for this run (LTR_PROPENSITY_FAMILY; default: "
         "the settings' default), to compare families on the same simulations",
     )
@@ -184,7 +189,9 @@ def main() -> None:
                 f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
                 f"{run['gate_ci_coverage']:.2f}, model share "
                 f"{run['gate_model_share_model_click_model']:.2f}; propensity error "
-                f"{run['propensity_max_error_1_10']:.3f} (errors 2-10 "
+                f"{run['propensity_max_error_1_10']:.3f} (power law "
+                f"{run['propensity_power_law']:.0f}, free curve z "
+                f"{run['propensity_free_curve_z']:+.2f}; errors 2-10 "
                 + " ".join(f"{run[f'propensity_error_{k}']:+.3f}" for k in range(2, 11))
                 + f"; {run['propensity_positions_from_interventions']:.0f} positions from "
                 f"interventions, {run['swapped_impressions_per_position']:.0f} swapped "

@@ -44,7 +44,7 @@ from ltr_core.artifacts.signing import ArtifactKeys, SigningKey, parse_keys
 from ltr_core.features import PROTECTED_ATTRIBUTES
 from ltr_core.s3_url import is_s3_url, normalize_s3_url
 from ltr_core.vocabulary import (
-    CurveFamily,
+    CurveFamilySetting,
     DebiasMethod,
     Environment,
     ImpressionLog,
@@ -743,12 +743,14 @@ class Settings(BaseSettings):
         "interventions measured (LTR_PROPENSITY_MIN_SWAPPED), the same as `regression_em` when "
         "the window has no swapped impression; `pinned` takes LTR_PROPENSITY_CURVE",
     )
-    propensity_family: CurveFamily = Field(
-        "per_position",
+    propensity_family: CurveFamilySetting = Field(
+        "auto",
         validation_alias="LTR_PROPENSITY_FAMILY",
-        description="the family the click model fits the examination curve in: `per_position` "
-        "(a free θ per position) or `power_law` (θ_k = k^-η, one exponent pooled over every "
-        "position); the curve's metadata gives both families' held-out likelihood",
+        description="the family the click model fits the examination curve in: `power_law` "
+        "(θ_k = k^-η, one exponent pooled over every position), `per_position` (a free θ per "
+        "position), or `auto`: the power law unless the held-out lists show the free curve "
+        "fits better (its per-list log-likelihood gain at least 2 standard errors above 0); "
+        "the curve's metadata gives both families' held-out fit and the choice",
     )
     propensity_min_swapped: Annotated[Int, Range(1, 1_000_000_000)] = Field(
         1000,

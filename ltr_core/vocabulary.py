@@ -13,6 +13,9 @@ PropensityMethod = Literal["auto", "regression_em", "pinned"]
 # The family the click model fits the examination curve in: θ_k = k^-η (one exponent pooled over
 # every position), or one free θ per position.
 CurveFamily = Literal["power_law", "per_position"]
+# The setting LTR_PROPENSITY_FAMILY: one of the families, or `auto` (the power law unless the
+# held-out likelihood shows the free curve fits better; `ltr_assets.learning.propensity`).
+CurveFamilySetting = Literal["auto", "power_law", "per_position"]
 # Where each position of a published examination curve comes from: position 1 by definition,
 # swap interventions, or the click model (or the pinned curve).
 CurveSource = Literal["reference", "interventions", "click_model"]
@@ -40,6 +43,7 @@ SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
 DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)
 PROPENSITY_METHODS: tuple[PropensityMethod, ...] = get_args(PropensityMethod)
 CURVE_FAMILIES: tuple[CurveFamily, ...] = get_args(CurveFamily)
+CURVE_FAMILY_SETTINGS: tuple[CurveFamilySetting, ...] = get_args(CurveFamilySetting)
 CURVE_SOURCES: tuple[CurveSource, ...] = get_args(CurveSource)
 LOGGING_POLICIES: tuple[LoggingPolicy, ...] = get_args(LoggingPolicy)
 INTERLEAVING_TEAMS: tuple[InterleavingTeam, ...] = get_args(InterleavingTeam)

@@ -150,6 +150,9 @@ def _propensity(summary: CandidateSummary) -> list[str]:
         f"Examination probability by rank position, relative to position 1 "
         f"(method: {curve.method}).",
     ]
+    family = _family_line(curve.params)
+    if family:
+        lines += ["", family]
     if curve.interventions_used:
         used = sum(source == "interventions" for source in curve.sources)
         lines += [
@@ -175,6 +178,23 @@ def _propensity(summary: CandidateSummary) -> list[str]:
     ):
         lines.append(f"| {position} | {_f(value)} | {_band(low, high)} | {source} | {swapped} |")
     return lines
+
+
+def _family_line(params: dict[str, Any]) -> str:
+    """What the click model's curve is shaped by, and why (LTR_PROPENSITY_FAMILY=auto)."""
+    family = params.get("family")
+    if family is None:  # pinned, or published before the family was recorded
+        return ""
+    shape = "θ_k = k^-η, one exponent" if family == "power_law" else "a free θ per position"
+    line = f"Curve family: {family} ({shape})"
+    choice = params.get("family_choice")
+    if isinstance(choice, dict):
+        line += (
+            f", chosen by `auto`: the free curve's held-out log-likelihood gain is "
+            f"z = {_f(choice.get('free_curve_z'))} standard errors (it replaces the power law "
+            "from z ≥ 2)"
+        )
+    return line + "."
 
 
 def _data(summary: CandidateSummary) -> list[str]:

@@ -27,7 +27,7 @@ import numpy as np
 from ltr_assets.learning.lightgbm_params import lightgbm_params
 from ltr_assets.learning.propensity import ClickModel, PropensityCurve, fit_click_model
 from ltr_core.scoring import predict
-from ltr_core.vocabulary import CurveFamily
+from ltr_core.vocabulary import CurveFamilySetting
 
 METHODS = ("click_model", "ips", "lightgbm_position", "none")
 
@@ -120,7 +120,7 @@ def fit_debiaser(
     ips_max_weight: float,
     num_threads: int,
     bootstrap: int = 100,
-    family: CurveFamily = "per_position",
+    family: CurveFamilySetting = "auto",
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days).
     `clip` (LTR_PROPENSITY_CLIP), `ips_max_weight` (LTR_IPS_MAX_WEIGHT) and `num_threads`

@@ -75,7 +75,14 @@ import numpy as np
 from ltr_assets.learning.interventions import InterventionCurve, combine_curves
 from ltr_assets.learning.lightgbm_params import lightgbm_params
 from ltr_core.scoring import predict
-from ltr_core.vocabulary import CURVE_FAMILIES, PROPENSITY_METHODS, CurveFamily, CurveSource
+from ltr_core.vocabulary import (
+    CURVE_FAMILIES,
+    CURVE_FAMILY_SETTINGS,
+    PROPENSITY_METHODS,
+    CurveFamily,
+    CurveFamilySetting,
+    CurveSource,
+)
 
 METHODS = PROPENSITY_METHODS
 # θ as training and the gate use it lies in [MIN_THETA, 1]: an intervention estimate may come out
@@ -83,6 +90,9 @@ METHODS = PROPENSITY_METHODS
 MIN_THETA = 1e-3
 MIN_IMPRESSIONS = 200  # positions seen less often share the bucket of the last better-seen one
 MAX_EXPONENT = 5.0  # the power law's η lies in [0, MAX_EXPONENT]
+# `auto` family: the free curve replaces the power law when its held-out log-likelihood gain per
+# list is at least this many standard errors above zero (one-sided, about 2.3% by chance).
+FREE_CURVE_Z = 2.0
 _EPS = 1e-6
 
 
@@ -283,15 +293,47 @@ def fit_click_model(
     holdout: float = 0.2,
     bootstrap: int = 200,
     seed: int = 0,
-    family: CurveFamily = "per_position",
+    family: CurveFamilySetting = "auto",
 ) -> ClickModel:
     """Fit the position-based click model (see the module docstring). `positions` are 1-based
     logged ranks, `clicks` 0/1 (any feedback at or past a click), `features` the impressions'
     feature matrix, rows grouped into lists by `group_sizes`; θ in the curve `family`
-    (LTR_PROPENSITY_FAMILY). With `pinned`, θ is the operator's curve and only γ is
-    fitted."""
-    if family not in CURVE_FAMILIES:
-        raise PropensityError(f"unknown curve family {family!r}; one of {CURVE_FAMILIES}")
+    (LTR_PROPENSITY_FAMILY; `auto`: the power law, refitted as a free curve when the held-out
+    lists show the free curve fits better, `FREE_CURVE_Z`). With `pinned`, θ is the
+    operator's curve and only γ is fitted."""
+    if family not in CURVE_FAMILY_SETTINGS:
+        raise PropensityError(f"unknown curve family {family!r}; one of {CURVE_FAMILY_SETTINGS}")
+    if family == "auto":
+
+        def fit_family(chosen: CurveFamily) -> ClickModel:
+            return fit_click_model(
+                positions,
+                clicks,
+                features,
+                group_sizes,
+                num_threads=num_threads,
+                pinned=pinned,
+                max_iterations=max_iterations,
+                rounds_per_iteration=rounds_per_iteration,
+                patience=patience,
+                holdout=holdout,
+                bootstrap=bootstrap,
+                seed=seed,
+                family=chosen,
+            )
+
+        model = fit_family("power_law")
+        z = float(model.curve.params.get("family_test", {}).get("free_curve_z", 0.0))
+        if z >= FREE_CURVE_Z:
+            model = fit_family("per_position")
+        if pinned is None:
+            model.curve.params["family_choice"] = {
+                "setting": "auto",
+                "rule": f"power_law unless the free curve's held-out z >= {FREE_CURVE_Z}",
+                "free_curve_z": z,
+                "chosen": model.curve.params["family"],
+            }
+        return model
     positions = np.asarray(positions, dtype=np.int64)
     clicks = (np.asarray(clicks) > 0).astype(np.float64)
     features = np.asarray(features, dtype=np.float64)
@@ -365,8 +407,10 @@ def fit_click_model(
                 "family": family,
                 **({"exponent": _power_law_exponent(theta)} if family == "power_law" else {}),
                 # both families' θ refitted on the fitted lists with the final γ, judged on
-                # the held-out ones (a diagnostic: γ was fitted beside this family's θ)
-                "held_out_nll": _family_check(clicks, gamma, bucket, n_buckets, held_out),
+                # the held-out ones (γ was fitted beside this family's θ)
+                "family_test": asdict(
+                    _family_test(clicks, gamma, bucket, n_buckets, held_out, sizes)
+                ),
                 "fit": "direct likelihood: Newton for θ, boosting for γ, early-stopped on "
                 f"{holdout:.0%} held-out lists",
                 "iterations": iterations,
@@ -468,20 +512,47 @@ def _monotone(theta: np.ndarray) -> np.ndarray:
     return out
 
 
-def _family_check(
-    clicks: np.ndarray, gamma: np.ndarray, bucket: np.ndarray, n_buckets: int, held_out: np.ndarray
-) -> dict[str, float]:
-    """Each family's θ fitted on the fitted lists (γ held at its fit), its held-out NLL."""
+@dataclass(frozen=True)
+class FamilyTest:
+    """Both families' θ fitted on the fitted lists with γ held at its fit, judged on the
+    held-out lists: each family's mean negative log-likelihood per impression, and the paired
+    z-statistic of the per-list log-likelihood gain of the free curve over the power law (the
+    per-list mean gain over its standard error; positive: the free curve predicts the held-out
+    clicks better)."""
+
+    held_out_nll: dict[str, float]
+    free_curve_z: float
+    lists: int
+
+
+def _family_test(
+    clicks: np.ndarray,
+    gamma: np.ndarray,
+    bucket: np.ndarray,
+    n_buckets: int,
+    held_out: np.ndarray,
+    sizes: np.ndarray,
+) -> FamilyTest:
+    """Each family's held-out fit, and whether the free curve's is better beyond noise."""
     fit = (~held_out).astype(np.float64)
     start = np.full(n_buckets, 0.5)
     start[0] = 1.0
-    out: dict[str, float] = {}
+    per_row: dict[str, np.ndarray] = {}
     for family in CURVE_FAMILIES:
         theta = _theta_step(clicks, gamma, start, bucket, n_buckets, fit, 20, family)
-        out[family] = round(
-            _nll(clicks[held_out], theta[bucket][held_out], _logit(gamma[held_out])), 6
-        )
-    return out
+        p = np.clip(theta[bucket][held_out] * gamma[held_out], _EPS, 1.0 - _EPS)
+        c = clicks[held_out]
+        per_row[family] = c * np.log(p) + (1.0 - c) * np.log(1.0 - p)
+    list_of_row = np.repeat(np.arange(sizes.size), sizes)[held_out]
+    lists = np.unique(list_of_row)
+    gain = np.bincount(list_of_row, per_row["per_position"] - per_row["power_law"])[lists]
+    spread = float(gain.std(ddof=1)) if gain.size > 1 else 0.0
+    z = float(gain.mean() / (spread / math.sqrt(gain.size))) if spread > 0 else 0.0
+    return FamilyTest(
+        held_out_nll={f: round(float(-per_row[f].mean()), 6) for f in CURVE_FAMILIES},
+        free_curve_z=round(z, 3),
+        lists=int(gain.size),
+    )
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -54,7 +54,7 @@ from ltr_assets.metrics.ranking import CounterfactualEvaluator, group_offsets
 from ltr_core.features import FEATURES
 from ltr_core.scoring import predict
 from ltr_core.settings import ConfigError, SampleCaps, Settings
-from ltr_core.vocabulary import CurveFamily, DebiasMethod, PropensityMethod
+from ltr_core.vocabulary import CurveFamilySetting, DebiasMethod, PropensityMethod
 
 log = logging.getLogger("ltr.training")
 
@@ -477,7 +477,7 @@ class TrainingOptions:
     # they rest on enough swapped impressions)
     propensity_method: PropensityMethod = "auto"
     min_swapped: int = 1000
-    propensity_family: CurveFamily = "per_position"  # LTR_PROPENSITY_FAMILY
+    propensity_family: CurveFamilySetting = "auto"  # LTR_PROPENSITY_FAMILY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingOptions:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltr_assets.learning.propensity import PropensityError, fit_click_model, pinned_curve
+from ltr_assets.learning.propensity import (
+    FREE_CURVE_Z,
+    PropensityError,
+    fit_click_model,
+    pinned_curve,
+)
 
 
 def _pbm_logs(seed: int, lists: int = 3000, n: int = 10, curve: np.ndarray | None = None):
@@ -57,10 +62,26 @@ def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
     free_theta, pooled_theta = free.curve.at(np.arange(1, 11)), pooled.curve.at(np.arange(1, 11))
     assert free_theta[4] - free_theta[5] > 0.3  # the break is seen position by position
     assert pooled_theta[4] - pooled_theta[5] < 0.1  # and smoothed away by a power law
-    # the metadata shows which family the logs support
+    # the metadata shows which family the logs support, beyond noise
     for model in (free, pooled):
-        nll = model.curve.params["held_out_nll"]
-        assert nll["per_position"] < nll["power_law"]
+        test = model.curve.params["family_test"]
+        assert test["held_out_nll"]["per_position"] < test["held_out_nll"]["power_law"]
+        assert test["free_curve_z"] >= FREE_CURVE_Z
+    # so `auto` (the default) gives up the power law for the free curve here
+    chosen = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0)
+    assert chosen.curve.params["family"] == "per_position"
+    assert chosen.curve.params["family_choice"]["chosen"] == "per_position"
+    assert chosen.curve.params["family_choice"]["free_curve_z"] >= FREE_CURVE_Z
+    assert np.allclose(chosen.curve.examination, free.curve.examination)
+
+
+def test_auto_keeps_the_power_law_when_the_logs_follow_one() -> None:
+    positions, clicks, X, sizes, _ = _pbm_logs(11, lists=1500)
+    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0)
+    choice = model.curve.params["family_choice"]
+    assert model.curve.params["family"] == "power_law" and choice["chosen"] == "power_law"
+    assert choice["free_curve_z"] < FREE_CURVE_Z
+    assert model.curve.params["exponent"] == pytest.approx(0.8, abs=0.05)
 
 
 def test_the_power_law_family_pools_every_position_into_one_exponent() -> None:
