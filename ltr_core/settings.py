@@ -744,13 +744,14 @@ class Settings(BaseSettings):
         "the window has no swapped impression; `pinned` takes LTR_PROPENSITY_CURVE",
     )
     propensity_family: CurveFamilySetting = Field(
-        "auto",
+        "per_position",
         validation_alias="LTR_PROPENSITY_FAMILY",
         description="the family the click model fits the examination curve in: `power_law` "
         "(θ_k = k^-η, one exponent pooled over every position), `per_position` (a free θ per "
         "position), or `auto`: the power law unless the held-out lists show the free curve "
-        "fits better (its per-list log-likelihood gain at least 2 standard errors above 0); "
-        "the curve's metadata gives both families' held-out fit and the choice",
+        "fits better (its per-list log-likelihood gain at least 2 standard errors above 0; not "
+        "the default: it makes the gate's estimate worse at η 1, docs/benchmarks.md); the "
+        "curve's metadata gives both families' held-out fit and the choice",
     )
     propensity_min_swapped: Annotated[Int, Range(1, 1_000_000_000)] = Field(
         1000,

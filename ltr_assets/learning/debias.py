@@ -120,7 +120,7 @@ def fit_debiaser(
     ips_max_weight: float,
     num_threads: int,
     bootstrap: int = 100,
-    family: CurveFamilySetting = "auto",
+    family: CurveFamilySetting = "per_position",
 ) -> Debiaser:
     """Fit the click model and the gain model on logged lists (the training days).
     `clip` (LTR_PROPENSITY_CLIP), `ips_max_weight` (LTR_IPS_MAX_WEIGHT) and `num_threads`

@@ -20,27 +20,33 @@ for θ to explain (θ comes out steep). θ is identified because the same featur
 different ranks (list composition and length, and the ranker changing from one published
 version to the next).
 
-The curve's family (LTR_PROPENSITY_FAMILY). `per_position` (default): a free θ_k per
-position. `power_law`: θ_k = k^-η, one exponent fitted by Newton steps on the same likelihood,
-so every position's clicks inform every θ_k. Why pooled: with a near-deterministic logger, a free θ
-per position lets γ trade relevance against position where the logging ranker's order is most
-predictable from the features (the top of the list): on the simulator the free curve came out
-up to 0.08 too flat at positions 2-3 (η 0.5) while the pooled one came within 0.008 there
-(0.006-0.019 at η 1; up to 0.028 at η 1.5, where trust-bias clicks at the top, folded into θ,
-make it steep: docs/benchmarks.md, quality_sim). The simulator's own curve is a power law, so
-there the family is exactly right: that figure shows what pooling removes, not that real
-examination follows a power law. The price is an assumption: a curve with a step (a page
-break, a fold) is smoothed away. The curve's params give both families' held-out
-negative log-likelihood (θ refitted on the fitted lists with the final γ), so logs that do not
-follow a power law show it; positions that enough swap interventions measured take their own
-estimate under `auto` (below) whatever the family. Why it is not the default: the gate's
-estimate does not improve with the curve alone. At η 1 the pooled curve is within 0.02 yet
-the gate's estimate came out +0.02 to +0.03 high (the free curve's errors had partly cancelled
-the estimator's other biases), so the choice waits for the gate's own correction.
+The curve's family (LTR_PROPENSITY_FAMILY). `per_position`: a free θ_k per position.
+`power_law`: θ_k = k^-η, one exponent fitted by Newton steps on the same likelihood, so every
+position's clicks inform every θ_k. Why pooled: with a near-deterministic logger, a free θ per
+position lets γ trade relevance against position where the logging ranker's order is most
+predictable from the features (the top of the list); on the simulator the free curve came out
+up to 0.08 too flat at positions 2-3 while the pooled one stayed within 0.02 (docs/benchmarks.md,
+quality_sim). The price is an assumption: a curve with a step (a page break, a fold) is
+smoothed away. `auto` therefore tests it on the logs: it fits the power law, then
+refits θ of both families on the fitted lists with the final γ and compares their
+log-likelihood on the held-out lists, list by list (`_family_test`); when the free curve's gain
+per list is at least FREE_CURVE_Z standard errors above zero, the power law does not describe
+these logs and the model is refitted with a free θ per position (a page break is caught:
+`tests/unit/test_propensity.py`; the statistic on the simulator's logs: docs/benchmarks.md,
+quality_sim). The curve's params record the test (`family_test`) and
+the choice (`family_choice`); positions that enough swap interventions measured take their own
+estimate under the `auto` method (below) whatever the family. `per_position` stays the default
+because the gate's estimate does not follow the curve: with the truer power-law curve at η 1
+it comes out higher than the truth on average by more than with the free one (whose errors
+offset the estimator's own upward bias: trust-bias clicks counted as gain, and more rows
+graded by the click model the debiased candidate learned from), so the estimator has to be
+corrected before the family can change.
 
 A richer affine model with a per-position noise term (trust bias) was tried and rejected: with a
 near-deterministic logging ranker its two parameters per position are not identified in
-practice (it converged to "most top clicks are noise"). Clicks on irrelevant candidates that
+practice (it converged to "most top clicks are noise"), and so was one pooled trust term,
+P(click | k, x) = θ_k (γ(x) + τ θ_k), beside the power law (τ came out five times too large and
+the curve too flat). Clicks on irrelevant candidates that
 rise towards the top (trust bias) are therefore folded into γ and θ; on the simulator the curve
 stays within a few hundredths of the truth at positions 1-10
 (`tests/integration/test_debiasing.py`).
@@ -293,7 +299,7 @@ def fit_click_model(
     holdout: float = 0.2,
     bootstrap: int = 200,
     seed: int = 0,
-    family: CurveFamilySetting = "auto",
+    family: CurveFamilySetting = "per_position",
 ) -> ClickModel:
     """Fit the position-based click model (see the module docstring). `positions` are 1-based
     logged ranks, `clicks` 0/1 (any feedback at or past a click), `features` the impressions'

@@ -477,7 +477,7 @@ class TrainingOptions:
     # they rest on enough swapped impressions)
     propensity_method: PropensityMethod = "auto"
     min_swapped: int = 1000
-    propensity_family: CurveFamilySetting = "auto"  # LTR_PROPENSITY_FAMILY
+    propensity_family: CurveFamilySetting = "per_position"  # LTR_PROPENSITY_FAMILY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrainingOptions:

@@ -67,8 +67,8 @@ def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
         test = model.curve.params["family_test"]
         assert test["held_out_nll"]["per_position"] < test["held_out_nll"]["power_law"]
         assert test["free_curve_z"] >= FREE_CURVE_Z
-    # so `auto` (the default) gives up the power law for the free curve here
-    chosen = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0)
+    # so `auto` gives up the power law for the free curve here
+    chosen = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="auto")
     assert chosen.curve.params["family"] == "per_position"
     assert chosen.curve.params["family_choice"]["chosen"] == "per_position"
     assert chosen.curve.params["family_choice"]["free_curve_z"] >= FREE_CURVE_Z
@@ -77,7 +77,7 @@ def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
 
 def test_auto_keeps_the_power_law_when_the_logs_follow_one() -> None:
     positions, clicks, X, sizes, _ = _pbm_logs(11, lists=1500)
-    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0)
+    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="auto")
     choice = model.curve.params["family_choice"]
     assert model.curve.params["family"] == "power_law" and choice["chosen"] == "power_law"
     assert choice["free_curve_z"] < FREE_CURVE_Z
