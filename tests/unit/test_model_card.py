@@ -355,3 +355,18 @@ def test_the_live_card_when_nothing_is_live_or_the_metadata_is_no_summary(tmp_pa
     card = live_model_card(registry)
     assert card.startswith(f"**Live version {published.version}**")
     assert f"No model card could be read for {published.version}" in card
+
+
+def test_the_card_names_the_curve_family_and_why_auto_chose_it() -> None:
+    summary = _summary()
+    assert "Curve family" not in render_model_card(CandidateSummary.from_json(summary))
+    summary["propensity"]["params"] = {
+        "family": "per_position",
+        "family_choice": {"setting": "auto", "free_curve_z": 3.25, "chosen": "per_position"},
+    }
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "Curve family: per_position (a free θ per position), chosen by `auto`" in card
+    assert "z = 3.2500 standard errors" in card
+    summary["propensity"]["params"] = {"family": "power_law", "exponent": 1.02}
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "Curve family: power_law (θ_k = k^-η, one exponent)." in card
