@@ -216,7 +216,9 @@ def main() -> None:
                 f"model {run['gate_error_model_click_model']:+.4f}, weights "
                 f"{run['gate_error_weights_click_model']:+.4f}), CI coverage "
                 f"{run['gate_ci_coverage']:.2f}; propensity error "
-                f"{run['propensity_max_error_1_10']:.3f}; exploration cost "
+                f"{run['propensity_max_error_1_10']:.3f} (power law "
+                f"{run['propensity_power_law']:.0f}, free curve z "
+                f"{run['propensity_free_curve_z']:+.2f}); exploration cost "
                 f"{run['exploration_cost']:.4f}",
                 flush=True,
             )
