@@ -4,6 +4,7 @@
                                      [--loop-days 21] [--explore-rates 0,0.05]
                                      [--methods none,click_model,ips,lightgbm_position]
     python -m benchmarks.quality_sim --quick   # 1 seed, none and click_model, no closed loop
+    python -m benchmarks.quality_sim --examination-curve 1,0.8,0.7,…  # a curve, not a power law
 
 Open loop (the platform's own v2.8 order, as the logs of a first deployment), for each position
 bias strength η (examination θ_k = k^-η) and seed: the true nDCG@5 (from every candidate's true
@@ -54,7 +55,7 @@ METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_pos
 
 
 def judge_logs(
-    logs: SimulatedLogs, eta: float, methods: tuple[DebiasMethod, ...] = METHODS
+    logs: SimulatedLogs, users: ClickModel, methods: tuple[DebiasMethod, ...] = METHODS
 ) -> dict[str, float]:
     train, valid, test = logs.splits()
     gains = test.frame["gain"].to_numpy()
@@ -103,7 +104,7 @@ def judge_logs(
             out[f"gap_closed_{kind}_{method}"] = closed
     fitted = rankers["click_model"].propensity
     curve = fitted.at(np.arange(1, 11))
-    error = curve - ClickModel(position_bias=eta).examination(np.arange(1, 11))
+    error = curve - users.examination(np.arange(1, 11))
     out["propensity_max_error_1_10"] = float(np.max(np.abs(error)))
     for k in range(2, 11):
         out[f"propensity_{k}"] = float(curve[k - 1])
@@ -141,6 +142,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--strengths", default="0.5,1,1.5")
+    parser.add_argument(
+        "--examination-curve",
+        help="θ_1,θ_2,… for the open loop instead of the power laws of --strengths (positions "
+        "past its end take its last value), e.g. a page break: 1,0.85,0.75,0.68,0.62,0.2,0.18",
+    )
     parser.add_argument("--loop-days", type=int, default=21)
     parser.add_argument("--explore-rates", default="0,0.05")
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -167,16 +173,20 @@ def main() -> None:
     started = time.perf_counter()
     figures: dict[str, float] = {}
     per_seed: dict[str, list[dict[str, float]]] = defaultdict(list)
-    conditions = [
-        (eta, rate) for eta in [float(s) for s in args.strengths.split(",")] for rate in rates
-    ]
-    for eta, rate in conditions:
-        label = f"open_eta{eta:g}_explore{rate:g}".replace(".", "p")
+    if args.examination_curve:  # one user model, a table instead of the power law
+        table = tuple(float(v) for v in args.examination_curve.split(","))
+        users = [("curve", ClickModel(curve=table))]
+    else:
+        users = [
+            (f"eta{eta:g}", ClickModel(position_bias=eta))
+            for eta in [float(s) for s in args.strengths.split(",")]
+        ]
+    conditions = [(name, model, rate) for name, model in users for rate in rates]
+    for name, model, rate in conditions:
+        label = f"open_{name}_explore{rate:g}".replace(".", "p")
         for seed in range(args.seeds):
-            logs = simulate_logs(
-                seed, args.days, click_model=ClickModel(position_bias=eta), explore_rate=rate
-            )
-            run = judge_logs(logs, eta, methods)
+            logs = simulate_logs(seed, args.days, click_model=model, explore_rate=rate)
+            run = judge_logs(logs, model, methods)
             per_seed[label].append(run)
             print(
                 f"{label} seed {seed}: true model naive {run['true_model_none']:.4f} "
@@ -206,7 +216,7 @@ def main() -> None:
         for seed in range(args.seeds):
             logs = closed_loop_logs(seed, args.loop_days, explore_rate=rate)
             logs.frame = logs.frame[logs.frame["shown_at"].dt.date >= logs.days[-14]]
-            run = judge_logs(logs, 1.0, methods)
+            run = judge_logs(logs, ClickModel(), methods)
             per_seed[label].append(run)
             print(
                 f"{label} seed {seed}: true model naive {run['true_model_none']:.4f} "

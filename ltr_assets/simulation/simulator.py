@@ -5,7 +5,8 @@ hidden true utility. It is meant to be a hard, honest judge of the learning, so 
 carries the biases of a real platform's logs:
 
 - Position bias: a candidate at rank k is examined with probability θ_k = k^-η
-  (`ClickModel.position_bias` η; η = 1 gives θ_10 = 0.1).
+  (`ClickModel.position_bias` η; η = 1 gives θ_10 = 0.1), or any curve given as a table
+  (`ClickModel.curve`, e.g. a page break), to judge the pipeline on a curve that is no power law.
 - Click noise and trust bias: an examined irrelevant candidate is clicked with probability
   ε⁻_k = noise_click + trust_bias·θ_k (users click the platform's top picks more readily); an
   examined relevant one with ε⁺ = relevant_click, the same at every position. So the click
@@ -75,8 +76,16 @@ class ClickModel:
     relevant_click: float = 0.95  # ε⁺
     noise_click: float = 0.03  # ε⁻ at every examined position ...
     trust_bias: float = 0.04  # ... plus this much × θ_k
+    # Another shape instead of the power law: θ_1, θ_2, … (positions past its end take its
+    # last value), e.g. a page break; `position_bias` is then unused.
+    curve: tuple[float, ...] | None = None
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
+        if self.curve is not None:
+            table = np.asarray(self.curve, dtype=np.float64)
+            index = np.minimum(np.asarray(positions, dtype=np.int64), table.size) - 1
+            theta: np.ndarray = table[index]
+            return theta
         return np.power(np.asarray(positions, dtype=np.float64), -self.position_bias)
 
     def noise(self, positions: np.ndarray) -> np.ndarray:

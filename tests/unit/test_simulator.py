@@ -34,6 +34,19 @@ def test_position_bias_is_strong_and_trust_bias_favours_the_top() -> None:
     assert noise[0] > noise[9] > 0  # irrelevant candidates are clicked, more at the top
 
 
+def test_users_can_examine_along_a_curve_that_is_no_power_law() -> None:
+    page_break = ClickModel(curve=(1.0, 0.8, 0.7, 0.25, 0.2))
+    assert page_break.examination(np.array([1, 3, 4, 5, 9])).tolist() == [1.0, 0.7, 0.25, 0.2, 0.2]
+    assert page_break.noise(np.array([1]))[0] == pytest.approx(0.03 + 0.04)
+    # the simulated users follow it: clicks per impression drop at the break, not before
+    sim = Simulator(
+        SimulatorConfig(start=DAY, days=1, seed=2, requests_per_day=400, click_model=page_break)
+    )
+    frame = logged_frame(sim.day_events(DAY))
+    rate = (frame["label"] > 0).groupby(frame["rank_position"].clip(upper=5)).mean()
+    assert rate[3] > 2 * rate[4]
+
+
 def test_the_live_ranker_orders_the_same_lists_and_the_truth_follows_the_shown_position() -> None:
     config = SimulatorConfig(start=DAY, days=1, seed=4, requests_per_day=30)
     platform = Simulator(config)
