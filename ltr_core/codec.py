@@ -159,8 +159,9 @@ def parse_request(body: bytes, max_candidates: int, explain: bool = False) -> Pa
     matrix = np.fromiter(values, dtype=np.float64, count=n * len(FEATURES))
     if not _in_unit_range(matrix):  # out of range (or inf): pydantic names the value
         return _parse_exactly(body, max_candidates, explain)
-    parsed = _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
-    parsed.request_id = request.request_id
+    parsed = _parsed(
+        request.case_id, ids, matrix, request.top_k, request.explain or explain, request.request_id
+    )
     parsed.attributes = list(map(_attributes_of, candidates))
     return parsed
 
@@ -191,8 +192,9 @@ def _parse_exactly(body: bytes, max_candidates: int, explain: bool) -> ParsedReq
     _check_size(len(candidates), max_candidates)
     ids = [c.lawyer_id for c in candidates]
     matrix = np.array([_values(c.features) for c in candidates], dtype=np.float64)
-    parsed = _parsed(request.case_id, ids, matrix, request.top_k, request.explain or explain)
-    parsed.request_id = request.request_id
+    parsed = _parsed(
+        request.case_id, ids, matrix, request.top_k, request.explain or explain, request.request_id
+    )
     parsed.attributes = [c.protected_attributes for c in candidates]
     parsed.fast = False
     return parsed
@@ -221,7 +223,9 @@ def parse_served(body: bytes, fast: bool, explain: bool = False) -> ParsedReques
     matrix): a JSON object of the FEATURES, each a number in [0, 1] (as validated), whose values
     the log repeats without decoding and encoding 11 floats per candidate (only the spelling of
     a number may differ from a re-encoded one, e.g. `1` for `1.0`; the ingest reads both).
-    Otherwise exactly `parse_request`."""
+    Otherwise, and when a features object holds more quoted strings than its keys (a key given
+    twice: the last value was scored, a reader keeping the first would see the other), exactly
+    `parse_request`."""
     if not fast or b"\n" in body or b"\r" in body:  # a line break would split the JSONL line
         return parse_request(body, 1 << 62, explain)
     request = _served_decoder.decode(body)
@@ -231,7 +235,11 @@ def parse_served(body: bytes, fast: bool, explain: bool = False) -> ParsedReques
     )
     parsed.request_id = request.request_id
     parsed.attributes = list(map(_attributes_of, candidates))
-    parsed.raw_features = list(map(_features_of, candidates))
+    raw = list(map(_features_of, candidates))
+    if b"".join(raw).count(b'"') != 2 * len(FEATURES) * len(raw):
+        # a key given twice: the value scored is the last one; log what was scored
+        return parse_request(body, 1 << 62, explain)
+    parsed.raw_features = raw
     return parsed
 
 
@@ -248,13 +256,36 @@ def _check_size(n: int, max_candidates: int) -> None:
 
 
 def _parsed(
-    case_id: str, ids: list[str], matrix: np.ndarray, top_k: int | None, explain: bool
+    case_id: str,
+    ids: list[str],
+    matrix: np.ndarray,
+    top_k: int | None,
+    explain: bool,
+    request_id: str | None,
 ) -> ParsedRequest:
+    _check_spelling(case_id, ids, request_id)
     if len(set(ids)) != len(ids):
         repeated = next(i for i, count in Counter(ids).items() if count > 1)
         raise _error(("candidates",), f"lawyer_id {repeated!r} appears more than once")
     matrix = matrix.reshape(len(ids), len(FEATURES))  # one feature gives a flat array
-    return ParsedRequest(case_id, ids, matrix, top_k, explain)
+    parsed = ParsedRequest(case_id, ids, matrix, top_k, explain)
+    parsed.request_id = request_id
+    return parsed
+
+
+def _check_spelling(case_id: str, ids: list[str], request_id: str | None) -> None:
+    """Ids as the ingest keeps them: it strips surrounding whitespace, so a blank id would be
+    quarantined as missing and "a" and "a " would be one lawyer twice in a list. Refused here
+    instead (one C-level pass over the ids: the hot path)."""
+    if list(map(str.strip, ids)) != ids:
+        index = next(i for i, text in enumerate(ids) if text.strip() != text)
+        raise _error(("candidates", index, "lawyer_id"), _SPELLING.format("lawyer_id"))
+    for name, value in (("case_id", case_id), ("request_id", request_id)):
+        if value is not None and value.strip() != value:
+            raise _error((name,), _SPELLING.format(name))
+
+
+_SPELLING = "{} must not be blank or start or end with whitespace"
 
 
 class _Ranked(msgspec.Struct, gc=False):

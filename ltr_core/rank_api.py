@@ -56,21 +56,27 @@ class ProtectedAttributes(BaseModel):
 assert tuple(ProtectedAttributes.model_fields) == PROTECTED_ATTRIBUTES
 
 
+_ID_SPELLING = "not blank, no whitespace at either end (422 otherwise)"
+
+
 class Candidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lawyer_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
+    lawyer_id: Annotated[
+        str, Field(min_length=1, max_length=ID_MAX_LENGTH, description=_ID_SPELLING)
+    ]
     features: Features
     protected_attributes: ProtectedAttributes | None = None
 
 
 class RankRequest(BaseModel):
-    """The size limit (LTR_MAX_CANDIDATES, a runtime setting) and the rule that a lawyer appears
-    once per list are checked by the request path (`ltr_core.codec`), not here."""
+    """The size limit (LTR_MAX_CANDIDATES, a runtime setting), the rule that a lawyer appears
+    once per list and the ids' spelling (no surrounding whitespace: the ingest strips it) are
+    checked by the request path (`ltr_core.codec`), not here."""
 
     model_config = ConfigDict(extra="forbid")
 
-    case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH)]
+    case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, description=_ID_SPELLING)]
     candidates: Annotated[list[Candidate], Field(min_length=1)]
     top_k: Annotated[int | None, Field(ge=1, description="return only the best top_k")] = None
     request_id: Annotated[
@@ -79,7 +85,8 @@ class RankRequest(BaseModel):
             min_length=1,
             max_length=ID_MAX_LENGTH,
             description="the client's id of this request, echoed in the response and logged with "
-            "every impression (feedback refers to it); the service makes one when absent",
+            "every impression (feedback refers to it); the service makes one when absent; "
+            + _ID_SPELLING,
         ),
     ] = None
     explain: bool = Field(

@@ -6,10 +6,16 @@ Auth: `Authorization: Bearer $LTR_FEEDBACK_TOKEN`, compared in constant time.
   (the server, not the caller, lacks something; nothing is logged);
 - header missing or not "Bearer <token>": 401 with `WWW-Authenticate: Bearer`; wrong token: 403.
 Each event is validated as the pipeline's ingest validates it (`ltr_core.events.parse_event`),
-after the `FeedbackEvent` model (which names the field of a missing or mistyped value). 200 when
-all were logged; 422 when some were refused: `detail` names each refused event's field
-(loc ["body", index, field] in a batch), and the good ones are logged and counted all the same.
-503 when the event log's queue is full (nothing of the request was logged: retry).
+after the `FeedbackEvent` model (which names the field of a missing or mistyped value), and its
+time against the ingest's bounds on the service's clock: more than LTR_MAX_CLOCK_SKEW_HOURS past
+the end of today (UTC) or more than LTR_MAX_EVENT_AGE_DAYS old, the ingest would quarantine it
+(`future_timestamp`, `old_timestamp`), so it is refused here (not under LTR_SIMULATED_CLOCK,
+whose events are stamped in the simulated past). 200 when all were logged; 422 when some were
+refused: `detail` names each refused event's field (loc ["body", index, field] in a batch), and
+the good ones are logged and counted all the same; a body that is no event or list of 1 to
+MAX_FEEDBACK_BATCH events is a 422 of the same shape with nothing accepted. Echoed values are
+cut as /rank cuts them. 503 when the event log's queue is full (nothing of the request was
+logged: retry).
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ from pydantic import SecretStr, ValidationError
 from ltr_core.events import EventRow, Rejection, parse_event
 from ltr_core.features import ACTION_GRADES, FEEDBACK
 from ltr_core.kafka_client import event_key
+from ltr_core.settings import EventTimeBounds
 from ltr_serving.dependencies import StateDep
-from ltr_serving.errors import validation_errors
+from ltr_serving.errors import MAX_ECHO_CHARS, safe_input, validation_errors
 from ltr_serving.impressions import FeedbackRecord, Line
 from ltr_serving.models import FeedbackEvent, FeedbackResponse, ValidationErrorResponse
 from ltr_serving.routers.ranking import read_body
@@ -79,7 +86,39 @@ def _rejection_field(rejection: Rejection) -> str:
 
 
 def _error(loc: tuple[str | int, ...], kind: str, msg: str, value: Any = None) -> dict[str, Any]:
-    return {"type": kind, "loc": list(loc), "msg": msg, "input": value}
+    if len(msg) > 3 * MAX_ECHO_CHARS:  # a reason that quotes a long value
+        msg = msg[: 3 * MAX_ECHO_CHARS] + "…"
+    return {"type": kind, "loc": list(loc), "msg": msg, "input": safe_input(value)}
+
+
+def _refused(errors: list[dict[str, Any]], rejected: int) -> JSONResponse:
+    """The 422 of a body refused as a whole, in the shape of every /feedback answer."""
+    out = {"accepted": 0, "rejected": rejected, "detail": errors}
+    return JSONResponse(out, status_code=422)
+
+
+def time_error(
+    when: datetime, now: datetime, bounds: EventTimeBounds, loc: tuple[str | int, ...]
+) -> dict[str, Any] | None:
+    """The error of an event time the ingest would quarantine, judged on the service's clock
+    as the ingest judges Kafka's (today's end plus the skew; the age bound back from now)."""
+    today_ends = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    stamp = when.isoformat().replace("+00:00", "Z")
+    if when > today_ends + bounds.max_clock_skew:
+        msg = (
+            f"timestamp {stamp} is more than LTR_MAX_CLOCK_SKEW_HOURS "
+            f"({bounds.max_clock_skew_hours:g} h) past the end of today (UTC); the pipeline "
+            "would quarantine it as future_timestamp"
+        )
+        return _error((*loc, "timestamp"), "future_timestamp", msg)
+    if when < now - bounds.max_event_age:
+        msg = (
+            f"timestamp {stamp} is more than LTR_MAX_EVENT_AGE_DAYS "
+            f"({bounds.max_event_age_days}) days old; the pipeline would quarantine it as "
+            "old_timestamp"
+        )
+        return _error((*loc, "timestamp"), "old_timestamp", msg)
+    return None
 
 
 def _check(item: Any, loc: tuple[str | int, ...]) -> tuple[EventRow, bytes] | list[dict[str, Any]]:
@@ -159,13 +198,14 @@ async def feedback(
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        error = _error(("body",), "json_invalid", f"Invalid JSON: {exc}")
-        return JSONResponse({"detail": [error]}, status_code=422)
+        return _refused([_error(("body",), "json_invalid", f"Invalid JSON: {exc}")], 0)
     batch = isinstance(parsed, list)
     items = parsed if batch else [parsed]
     if not items or len(items) > MAX_FEEDBACK_BATCH:
         msg = f"send 1 to {MAX_FEEDBACK_BATCH} events per request, got {len(items)}"
-        return JSONResponse({"detail": [_error(("body",), "value_error", msg)]}, status_code=422)
+        return _refused([_error(("body",), "value_error", msg)], len(items))
+    bounds = None if state.simulated_clock else state.settings.event_time
+    now = datetime.now(UTC)
     good: list[tuple[str, Line]] = []
     errors: list[dict[str, Any]] = []
     rejected = 0
@@ -182,6 +222,11 @@ async def feedback(
         else:
             row, line = checked
             when = row.timestamp
+            late = time_error(when, now, bounds, loc) if bounds is not None else None
+            if late is not None:
+                errors.append(late)
+                rejected += 1
+                continue
             at_ms = (when - _EPOCH) // _MS
             good.append((when.date().isoformat(), Line(line, event_key(item), at_ms, "feedback")))
     if good and not events.submit(FeedbackRecord(good)):

@@ -36,7 +36,16 @@ def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
     )
 
 
-@router.get("/ltr/health", response_model=HealthResponse)
+@router.get(
+    "/ltr/health",
+    response_model=HealthResponse,
+    responses={
+        503: {
+            "model": HealthResponse,
+            "description": "no version is loaded (status `unavailable`); the body says why",
+        }
+    },
+)
 async def health(response: Response, settings: SettingsDep, state: StateDep) -> HealthResponse:
     """200 while a version serves (status ok, or degraded after a refused reload); 503 if none.
 

@@ -9,8 +9,9 @@ into a numpy matrix, the live scorer, orjson serialisation). Skipped: routing th
 dependency solving, Request/Response objects, per-candidate pydantic objects and response-model
 re-validation. The weights scorer runs right here; the model scorer runs on the scoring pool,
 within LTR_SCORE_TIMEOUT_MS (`ltr_serving.scoring_pool`). `openapi_route` describes the same
-operation for the OpenAPI document (RankRequest, RankResponse, the explain query parameter, 413,
-422 and 503), and every error body keeps FastAPI's shapes ({"detail": "..."}, and the 422 list).
+operation for the OpenAPI document (RankRequest, RankResponse, the explain query parameter,
+413, 415, 422 and 503), and every error body keeps FastAPI's shapes ({"detail": "..."}, and the
+422 list).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from fastapi.routing import APIRoute
@@ -30,7 +32,7 @@ from starlette.routing import Match, Route
 from ltr_core import codec
 from ltr_core.exploration import assign_policy
 from ltr_core.scoring import WeightsScorer
-from ltr_serving.errors import validation_errors
+from ltr_serving.errors import MAX_ECHO_CHARS, safe_input, validation_errors
 from ltr_serving.impressions import ImpressionRecord
 from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
 from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable
@@ -44,7 +46,9 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PATH = "/rank"
 JSON_HEADERS = [(b"content-type", b"application/json")]
-TRUE = (b"true", b"1", b"yes")
+# ?explain= as FastAPI reads a boolean query parameter (pydantic's words, any case)
+TRUE = frozenset((b"1", b"true", b"t", b"yes", b"y", b"on"))
+FALSE = frozenset((b"0", b"false", b"f", b"no", b"n", b"off"))
 CLOCK_HEADER = b"x-ltr-clock"
 STARTING = "the service is starting"
 NOTHING_LOADED = "no valid version is loaded; see GET /ltr/health for the last reload error"
@@ -72,13 +76,42 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _explain(query_string: bytes) -> bool:
-    """?explain=true (or 1, yes) in the query string."""
+def _explain(query_string: bytes) -> bool | bytes:
+    """?explain in the query string as FastAPI reads a boolean (the last one given wins): True,
+    False, or the 422 body of a value that is no boolean."""
+    explain: bool | bytes = False
     for pair in query_string.split(b"&"):
         key, _, value = pair.partition(b"=")
         if key == b"explain":
-            return value.lower() in TRUE
-    return False
+            word = unquote_to_bytes(value).strip().lower()
+            if word in TRUE or word in FALSE:
+                explain = word in TRUE
+            else:
+                error = {
+                    "type": "bool_parsing",
+                    "loc": ["query", "explain"],
+                    "msg": "Input should be a valid boolean, unable to interpret input",
+                    "input": safe_input(value.decode("latin-1")),
+                }
+                return orjson.dumps({"detail": [error]})
+    return explain
+
+
+def _json_content(scope: Scope) -> bytes | None:
+    """None when the body is declared JSON (application/json or a +json type) or not declared
+    at all (read as JSON, as FastAPI does); else the 415 body. A browser page can send a
+    cross-origin text/plain or form POST without asking first: such a body is not ranked and
+    logged as an impression."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            if media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            ):
+                return None
+            shown = value.decode("latin-1")[:MAX_ECHO_CHARS]
+            return orjson.dumps({"detail": f"Content-Type must be application/json, got {shown!r}"})
+    return None
 
 
 async def _send(send: Send, status: int, body: bytes) -> int:
@@ -107,7 +140,12 @@ class RankEndpoint:
         live = state.live  # read once: this request uses this version from here to the end
         if live is None:
             return await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
+        unsupported = _json_content(scope)
+        if unsupported is not None:
+            return await _send(send, 415, unsupported)
         explain = _explain(scope["query_string"]) if scope["query_string"] else False
+        if isinstance(explain, bytes):
+            return await _send(send, 422, explain)
         try:
             parsed = codec.parse_request(body, state.settings.serving.max_candidates, explain)
         except codec.RequestError as exc:
@@ -266,7 +304,14 @@ openapi_route = APIRoute(
     },
     responses={
         413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
-        422: {"model": ValidationErrorResponse, "description": "invalid request, with the reason"},
+        415: {
+            "description": "a Content-Type other than application/json (or a +json type); "
+            "none at all is read as JSON"
+        },
+        422: {
+            "model": ValidationErrorResponse,
+            "description": "invalid request (body, or ?explain not a boolean), with the reason",
+        },
         503: {
             "description": "no valid version is loaded (see GET /ltr/health), or the model "
             "scorer could not score the request within LTR_SCORE_TIMEOUT_MS or had no free "

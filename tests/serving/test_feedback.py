@@ -4,12 +4,14 @@ bad events are named (422) while the good ones are logged and counted."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from ltr_core.events import EventRow, parse_event
 from ltr_core.settings import Settings
+from ltr_serving.models import FeedbackResponse
 from tests.serving.test_impressions import logged_events
 from tests.support.serving import (
     FEEDBACK_TOKEN,
@@ -21,12 +23,16 @@ from tests.support.serving import (
 )
 
 AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+# Events are stamped today (its first instant): the service refuses times the ingest would
+# quarantine, too far in the future or more than LTR_MAX_EVENT_AGE_DAYS old.
+MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+TODAY = MIDNIGHT.date().isoformat()
 
 
 def feedback(lawyer: str = "l-1", **changes: Any) -> dict[str, Any]:
     event = {
         "event_type": "offer_feedback",
-        "timestamp": "2026-11-25T10:00:00Z",
+        "timestamp": f"{TODAY}T00:00:00Z",
         "request_id": "r-1",
         "case_id": "c-1",
         "lawyer_id": lawyer,
@@ -69,7 +75,7 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
         feedback("l-3", action="hired"),  # not an action
         feedback("l-4", timestamp="not a time"),  # ingest refuses the time
         feedback("l-5", case_id=None),  # missing
-        feedback("l-6", timestamp=1_795_600_800_000),  # epoch ms: fine
+        feedback("l-6", timestamp=int(MIDNIGHT.timestamp() * 1000)),  # epoch ms: fine
         "not an object",
     ]
     with server.client() as client:
@@ -103,4 +109,42 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
     assert sorted(e["lawyer_id"] for e in events) == ["l-1", "l-2", "l-6"]
     assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
     folders = {p.parent.name for p in settings.serving_log_dir.rglob("*.jsonl")}
-    assert folders == {"2026-11-25"}  # the UTC day of the events' own time
+    assert folders == {TODAY}  # the UTC day of the events' own time
+
+
+def test_times_the_ingest_would_quarantine_and_bad_bodies_are_refused_in_the_answer_shape(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    settings = serving_env()
+    publisher.publish(weights_for(3))
+    server = start_server()
+    batch = [
+        feedback("l-1"),
+        feedback("l-2", timestamp="9999-12-31T23:59:59Z"),  # the ingest: future_timestamp
+        feedback("l-3", timestamp="1970-01-01T00:00:00Z"),  # the ingest: old_timestamp
+        feedback("l-4", timestamp="x" * 50_000),  # its echo is cut
+    ]
+    with server.client() as client:
+        mixed = client.post("/feedback", json=batch, headers=AUTH)
+        garbage = client.post("/feedback", content=b"hello", headers=AUTH)
+        empty = client.post("/feedback", json=[], headers=AUTH)
+        too_many = client.post("/feedback", json=[feedback()] * 1001, headers=AUTH)
+    assert mixed.status_code == 422
+    out = mixed.json()
+    assert (out["accepted"], out["rejected"]) == (1, 3)
+    by_index = {e["loc"][1]: e for e in out["detail"]}
+    assert by_index[1]["type"] == "future_timestamp" and by_index[1]["loc"][2] == "timestamp"
+    assert "LTR_MAX_CLOCK_SKEW_HOURS" in by_index[1]["msg"]
+    assert by_index[2]["type"] == "old_timestamp" and "LTR_MAX_EVENT_AGE_DAYS" in by_index[2]["msg"]
+    assert len(mixed.content) < 2_000  # not 100 KB of the value, twice
+    for refused, rejected in ((garbage, 0), (empty, 0), (too_many, 1001)):
+        assert refused.status_code == 422
+        assert FeedbackResponse.model_validate(refused.json()).accepted == 0
+        assert refused.json()["rejected"] == rejected
+    server.stop()
+    events = logged_events(settings.serving_log_dir)
+    assert [e["lawyer_id"] for e in events] == ["l-1"]
+    folders = {p.parent.name for p in settings.serving_log_dir.rglob("*.jsonl")}
+    assert folders == {TODAY}  # no folder for the year 9999 or 1970

@@ -241,7 +241,7 @@ def test_feedback_the_log_cannot_take_is_a_503_and_nothing_is_logged(
     server = start_server(create_app(event_sink=sink))
     event = {
         "event_type": "offer_feedback",
-        "timestamp": "2026-11-25T10:00:00Z",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "request_id": "r-1",
         "case_id": "c-1",
         "lawyer_id": "l-1",

@@ -134,6 +134,14 @@ INVALID: dict[str, tuple[dict[str, Any], list[Any], str]] = {
         ["candidates", 0, "protected_attributes"],
         "unknown protected attributes",
     ),
+    "blank case id": ({**BASE, "case_id": "   "}, ["case_id"], "whitespace"),
+    "padded lawyer id": (
+        _with(BASE, 1, lawyer_id="l-0 "),  # the ingest would strip it: l-0 twice
+        ["candidates", 1, "lawyer_id"],
+        "whitespace",
+    ),
+    "padded request id": ({**BASE, "request_id": " r-1"}, ["request_id"], "whitespace"),
+    "integer past 64 bits": ({**BASE, "case_id": 10**20}, ["case_id"], "valid string"),
     "not JSON": ({}, [], ""),  # replaced by raw bytes in the test
 }
 
@@ -202,3 +210,36 @@ def test_the_openapi_document_describes_rank(
     features = document["components"]["schemas"]["Features"]
     assert features["required"] == list(FEATURES)
     assert "RankResponse" in document["components"]["schemas"]
+
+
+def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    publisher.publish(weights_for(1))
+    server = start_server()
+    body = json.dumps(rank_body(3)).encode()
+    huge = b'{"case_id": 100000000000000000000, "candidates": []}'
+    with server.client() as client:
+        plain = client.post("/rank", content=body, headers={"content-type": "text/plain"})
+        form = client.post(
+            "/rank", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        undeclared = client.post("/rank", content=body)  # no Content-Type: read as JSON
+        vendor = client.post(
+            "/rank", content=body, headers={"content-type": "application/vnd.x+json; charset=utf-8"}
+        )
+        not_a_bool = client.post("/rank?explain=notabool", content=body)
+        on = client.post("/rank?explain=on", content=body)
+        last_wins = client.post("/rank?explain=true&explain=false", content=body)
+        too_big = client.post("/rank", content=huge, headers={"content-type": "application/json"})
+        after = client.post("/rank", content=body)  # the same connection still answers
+    for refused in (plain, form):
+        assert refused.status_code == 415
+        assert "Content-Type must be application/json" in refused.json()["detail"]
+    assert undeclared.status_code == vendor.status_code == after.status_code == 200
+    assert not_a_bool.status_code == 422
+    assert not_a_bool.json()["detail"][0]["loc"] == ["query", "explain"]
+    assert all("contributions" in c for c in on.json()["candidates"])
+    assert all("contributions" not in c for c in last_wins.json()["candidates"])
+    assert too_big.status_code == 422  # not a 500: the echo of 2**66 is described
+    assert too_big.json()["detail"][0]["input"] == "an integer of 67 bits"
