@@ -8,12 +8,9 @@ Validation has two paths that accept the same requests:
   lengths); the feature values then go into numpy in one call, where the last rule (each value
   in [0, 1]) is one vectorised comparison. No per-candidate pydantic object.
 - exact: anything the fast path does not accept goes through the pydantic models
-  (`ltr_serving.models.RankRequest`), which either accept it (what msgspec refuses but the
-  schema allows, e.g. a number msgspec cannot hold) or produce the 422 errors in FastAPI's shape,
-  with a clear reason and location. Both are strict about types: `"top_k": "3"` or `true`,
-  `"explain": "true"` are refused, as the OpenAPI document's types say.
-The rules pydantic cannot know (at most `max_candidates`, each lawyer once, ids without
-surrounding whitespace) are checked here.
+  (`ltr_serving.models.RankRequest`), which either accept it (a lax form msgspec refuses, e.g.
+  `"top_k": "3"`) or produce the 422 errors in FastAPI's shape, with a clear reason and location.
+The rules pydantic cannot know (at most `max_candidates`, each lawyer once) are checked here.
 """
 
 from __future__ import annotations
