@@ -78,9 +78,7 @@ class RankRequest(BaseModel):
 
     case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, description=_ID_SPELLING)]
     candidates: Annotated[list[Candidate], Field(min_length=1)]
-    top_k: Annotated[
-        int | None, Field(ge=1, strict=True, description="return only the best top_k")
-    ] = None
+    top_k: Annotated[int | None, Field(ge=1, description="return only the best top_k")] = None
     request_id: Annotated[
         str | None,
         Field(
@@ -93,6 +91,5 @@ class RankRequest(BaseModel):
     ] = None
     explain: bool = Field(
         default=False,
-        strict=True,
         description="add per-feature contributions (weights scorer); also ?explain=true",
     )
