@@ -10,7 +10,8 @@ Validation has two paths that accept the same requests:
 - exact: anything the fast path does not accept goes through the pydantic models
   (`ltr_serving.models.RankRequest`), which either accept it (a lax form msgspec refuses, e.g.
   `"top_k": "3"`) or produce the 422 errors in FastAPI's shape, with a clear reason and location.
-The rules pydantic cannot know (at most `max_candidates`, each lawyer once) are checked here.
+The rules pydantic cannot know (at most `max_candidates`, each lawyer once, ids without
+surrounding whitespace) are checked here.
 """
 
 from __future__ import annotations
