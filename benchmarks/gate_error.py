@@ -25,13 +25,12 @@ import numpy as np
 
 from benchmarks import simulated
 from benchmarks.common import machine, report
-from benchmarks.simulated import simulate_logs, train_on_unbiased_labels
+from benchmarks.simulated import judged_rankings, simulate_logs, train_on_unbiased_labels
 from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.debias import Debiaser
 from ltr_assets.learning.training import train_ranker
 from ltr_assets.metrics.ranking import CounterfactualEvaluator, gain_ndcg
-from ltr_assets.simulation.simulator import ClickModel, platform_ranker
-from ltr_core.scoring import WeightsScorer, predict
+from ltr_assets.simulation.simulator import ClickModel
 from ltr_core.vocabulary import CURVE_FAMILY_SETTINGS
 
 
@@ -41,14 +40,7 @@ def _rankings(train: Split, valid: Split, test: Split) -> tuple[Debiaser, dict[s
         for m in ("none", "click_model")
     }
     rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
-    scores: dict[str, np.ndarray] = {}
-    for name, ranker in rankers.items():
-        scores[f"model_{name}"] = predict(ranker.booster, test.X)
-        scores[f"weights_{name}"] = WeightsScorer(ranker.weights).score(test.X)
-    scores["logged_order"] = -test.positions.astype(float)
-    scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))
-    scores["random"] = np.random.default_rng(0).random(len(test.y))
-    return rankers["click_model"].debiaser, scores
+    return rankers["click_model"].debiaser, judged_rankings(rankers, test)
 
 
 def judge(seed: int, days: int, eta: float) -> dict[str, float]:

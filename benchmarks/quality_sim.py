@@ -42,13 +42,13 @@ from benchmarks.exploration_cost import realised_cost
 from benchmarks.simulated import (
     SimulatedLogs,
     closed_loop_logs,
+    judged_rankings,
     simulate_logs,
     train_on_unbiased_labels,
 )
 from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator, train_ranker
 from ltr_assets.metrics.ranking import gain_ndcg
-from ltr_assets.simulation.simulator import ClickModel, platform_ranker
-from ltr_core.scoring import WeightsScorer, predict
+from ltr_assets.simulation.simulator import ClickModel
 from ltr_core.vocabulary import CURVE_FAMILY_SETTINGS, DebiasMethod
 
 METHODS: tuple[DebiasMethod, ...] = ("none", "click_model", "ips", "lightgbm_position")
@@ -68,13 +68,7 @@ def judge_logs(
     }
     rankers["oracle_trained"] = train_on_unbiased_labels(train, valid)
     judge = counterfactual_evaluator(test, rankers["click_model"].debiaser)
-    scores: dict[str, np.ndarray] = {}
-    for name, ranker in rankers.items():
-        scores[f"model_{name}"] = predict(ranker.booster, test.X)
-        scores[f"weights_{name}"] = WeightsScorer(ranker.weights).score(test.X)
-    scores["logged_order"] = -test.positions.astype(float)
-    scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))
-    scores["random"] = np.random.default_rng(0).random(len(gains))
+    scores = judged_rankings(rankers, test)
     out: dict[str, float] = {}
     errors, covered = [], []
     model_errors = []

@@ -40,8 +40,9 @@ from ltr_assets.simulation.simulator import (
     Simulator,
     SimulatorConfig,
     logged_frame,
+    platform_ranker,
 )
-from ltr_core.scoring import WeightsScorer
+from ltr_core.scoring import WeightsScorer, predict
 from ltr_core.settings import GateThresholds, Settings
 from ltr_core.vocabulary import DebiasMethod
 
@@ -134,6 +135,19 @@ def train_on_unbiased_labels(train: Split, valid: Split) -> TrainedRanker:
         return Split(frame, split.group_sizes)
 
     return train_ranker(relabelled(train), relabelled(valid), replace(TRAINING, debias="none"))
+
+
+def judged_rankings(rankers: dict[str, TrainedRanker], test: Split) -> dict[str, np.ndarray]:
+    """The rankings of the test lists the quality benchmarks judge: each ranker's model and its
+    weights, the logged order, the platform's v2.8 and a random order (a fixed seed)."""
+    scores: dict[str, np.ndarray] = {}
+    for name, ranker in rankers.items():
+        scores[f"model_{name}"] = predict(ranker.booster, test.X)
+        scores[f"weights_{name}"] = WeightsScorer(ranker.weights).score(test.X)
+    scores["logged_order"] = -test.positions.astype(float)
+    scores["platform_v28"] = platform_ranker(np.nan_to_num(test.X))
+    scores["random"] = np.random.default_rng(0).random(len(test.y))
+    return scores
 
 
 def published_scorer_fairness(
