@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ltr_assets.gate.evaluation import gate_line
 from ltr_assets.gate.summary import CandidateSummary
+from ltr_assets.learning.propensity import FREE_CURVE_Z
 from ltr_assets.metrics.ranking import CounterfactualReport, PairedReport
 from ltr_core.artifacts.format import MODEL_CARD_FILE, RegistryError
 from ltr_core.artifacts.store import LocalVersions
@@ -192,7 +193,7 @@ def _family_line(params: dict[str, Any]) -> str:
         line += (
             f", chosen by `auto`: the free curve's held-out log-likelihood gain is "
             f"z = {_f(choice.get('free_curve_z'))} standard errors (it replaces the power law "
-            "from z ≥ 2)"
+            f"from z ≥ {FREE_CURVE_Z:g})"
         )
     return line + "."
 

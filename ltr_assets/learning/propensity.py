@@ -275,6 +275,8 @@ class ClickModel:
     curve: PropensityCurve
     init_raw: float
     boosters: list[lgb.Booster]
+    # both families judged on the held-out lists (None for a pinned curve): what `auto` decides on
+    family_test: FamilyTest | None = None
 
     def gamma(self, features: np.ndarray) -> np.ndarray:
         """P(click | examined, x) for each row of `features`."""
@@ -329,7 +331,7 @@ def fit_click_model(
             )
 
         model = fit_family("power_law")
-        z = float(model.curve.params.get("family_test", {}).get("free_curve_z", 0.0))
+        z = model.family_test.free_curve_z if model.family_test is not None else 0.0
         if z >= FREE_CURVE_Z:
             model = fit_family("per_position")
         if pinned is None:
@@ -397,6 +399,7 @@ def fit_click_model(
     if pinned is not None:
         curve = pinned
     else:
+        model.family_test = _family_test(clicks, gamma, bucket, n_buckets, held_out, sizes)
         low, high = _bootstrap(
             clicks, gamma, bucket, n_buckets, theta, sizes, bootstrap, seed, family
         )
@@ -414,9 +417,7 @@ def fit_click_model(
                 **({"exponent": _power_law_exponent(theta)} if family == "power_law" else {}),
                 # both families' θ refitted on the fitted lists with the final γ, judged on
                 # the held-out ones (γ was fitted beside this family's θ)
-                "family_test": asdict(
-                    _family_test(clicks, gamma, bucket, n_buckets, held_out, sizes)
-                ),
+                "family_test": asdict(model.family_test),
                 "fit": "direct likelihood: Newton for θ, boosting for γ, early-stopped on "
                 f"{holdout:.0%} held-out lists",
                 "iterations": iterations,
