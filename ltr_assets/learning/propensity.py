@@ -45,8 +45,8 @@ corrected before the family can change.
 A richer affine model with a per-position noise term (trust bias) was tried and rejected: with a
 near-deterministic logging ranker its two parameters per position are not identified in
 practice (it converged to "most top clicks are noise"), and so was one pooled trust term,
-P(click | k, x) = θ_k (γ(x) + τ θ_k), beside the power law (τ came out five times too large and
-the curve too flat). Clicks on irrelevant candidates that
+P(click | k, x) = θ_k (γ(x) + τ θ_k), beside the power law (not identified either: τ came out
+far too large and the curve too flat; docs/benchmarks.md). Clicks on irrelevant candidates that
 rise towards the top (trust bias) are therefore folded into γ and θ; on the simulator the curve
 stays within a few hundredths of the truth at positions 1-10
 (`tests/integration/test_debiasing.py`).
