@@ -786,6 +786,13 @@ class Settings(BaseSettings):
         validation_alias="LTR_KEEP_VERSIONS",
         description="registry versions kept (plus latest)",
     )
+    live_max_age_days: Annotated[Int, Range(0, 36_500)] = Field(
+        3,
+        validation_alias="LTR_LIVE_MAX_AGE_DAYS",
+        description="published_weights' WARN check `live_version_age` fails for day D when the "
+        "live version was trained on a partition more than this many days before D (nights "
+        "refused by the gate, or whose version never went live, make it older)",
+    )
     rollout: Rollout = Field(
         "canary",
         validation_alias="LTR_ROLLOUT",

@@ -6,7 +6,7 @@ that was never materialized.
 """
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
@@ -37,6 +37,9 @@ from dagster import AssetDep as Dep
 
 from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
+    LIVE_AGE_CHECK,
+    LIVE_AGE_CHECK_DESCRIPTION,
+    LIVE_AGE_CHECK_KEY,
     RETENTION_CHECK,
     RETENTION_CHECK_DESCRIPTION,
     RETENTION_CHECK_KEY,
@@ -50,6 +53,7 @@ from ltr_assets.defs.checks import (
     fallback_check_spec,
     gate_check_result,
     gate_check_specs,
+    live_age_check_result,
     nothing_published_result,
     partitioned_checks_allowed,
     quarantine_check_result,
@@ -82,7 +86,7 @@ from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify
 from ltr_assets.registry.local import LocalRegistry, PublishResult
-from ltr_assets.registry.publication import PruneReport
+from ltr_assets.registry.publication import PruneReport, live_version_age
 from ltr_core.settings import Settings
 
 GROUP = "ltr"
@@ -357,14 +361,24 @@ def published_weights(
     except GateNotPassed as refused:
         outcome = refusal_outcome(refused.checks)
         context.log.info(f"published_weights[{context.partition_key}]: {outcome}")
+        refused_live = _live_metadata(registry)
         yield MaterializeResult(
             metadata={
                 "outcome": outcome,
-                **_live_metadata(registry),
+                **refused_live,
                 "published": False,
                 "partition": context.partition_key,
                 "refused_checks": MetadataValue.json(refused.checks),
             }
+        )
+        # A refused night leaves the live version one day older: the one check it records.
+        _record_checks(
+            context,
+            {
+                LIVE_AGE_CHECK_KEY: _live_age_result(
+                    refused_live, context.partition_key, settings.live_max_age_days, refused.checks
+                )
+            },
         )
         return
     result = report.local
@@ -424,14 +438,40 @@ def published_weights(
             "path": MetadataValue.path(str(result.path)),
         },
     )
-    # After the materialization is stored (the generator resumes once Dagster has logged it):
-    # the results then read as ones on this materialization.
-    results = {RETENTION_CHECK_KEY: retention_check_result(report.retention)}
+    results = {
+        RETENTION_CHECK_KEY: retention_check_result(report.retention),
+        LIVE_AGE_CHECK_KEY: _live_age_result(
+            live, context.partition_key, settings.live_max_age_days, []
+        ),
+    }
     if report.s3_published is not None:
         results[S3_CHECK_KEY] = s3_check_result(report.s3_published, report.s3_error)
+    _record_checks(context, results)
+
+
+def _record_checks(
+    context: AssetExecutionContext, results: Mapping[AssetCheckKey, AssetCheckResult]
+) -> None:
+    """Record each check published_weights records itself for its day (`_records_check`),
+    after its materialization is stored (the generator resumes once Dagster has logged it):
+    the results then read as ones on this materialization."""
     for key, check in results.items():
         if _records_check(context, key):
             _record_in_run(context, recorded_evaluation(key, check, context.partition_key))
+
+
+def _live_age_result(
+    record: Mapping[str, Any], partition: str, limit: int, refused: Sequence[str]
+) -> AssetCheckResult:
+    """live_version_age for the day from what its publication record says is live."""
+    age = live_version_age(
+        date.fromisoformat(partition),
+        str(record.get("live_version") or ""),
+        str(record.get("live_partition") or ""),
+        limit,
+        refused,
+    )
+    return live_age_check_result(age)
 
 
 def _role(result: PublishResult) -> str:
@@ -529,6 +569,20 @@ def _retention(context: AssetCheckExecutionContext) -> AssetCheckResult:
     return retention_check_result(PruneReport(**recorded) if recorded else None)
 
 
+def _live_version_age(context: AssetCheckExecutionContext, ltr: LtrResource) -> AssetCheckResult:
+    """Executed on request only (ltr_daily_job leaves it out of its plan): the age of the
+    version published_weights recorded as live for the day (a refused day's record names the
+    refused checks), against LTR_LIVE_MAX_AGE_DAYS as it is set now."""
+    metadata = _publication_metadata(context)
+    refused = metadata.get("refused_checks") if metadata.get("published") is False else None
+    return _live_age_result(
+        metadata,
+        context.partition_key,
+        ltr.settings().live_max_age_days,
+        [str(check) for check in refused] if isinstance(refused, list) else [],
+    )
+
+
 with partitioned_checks_allowed():
     s3_published = asset_check(
         asset=published_weights,
@@ -542,6 +596,12 @@ with partitioned_checks_allowed():
         partitions_def=daily_partitions,
         description=RETENTION_CHECK_DESCRIPTION,
     )(_retention)
+    live_version_age_check = asset_check(
+        asset=published_weights,
+        name=LIVE_AGE_CHECK,
+        partitions_def=daily_partitions,
+        description=LIVE_AGE_CHECK_DESCRIPTION,
+    )(_live_version_age)
 
 
 def publication_checks() -> list[AssetChecksDefinition]:
@@ -549,4 +609,8 @@ def publication_checks() -> list[AssetChecksDefinition]:
     load, like the partition mapping: with S3_BUCKET unset there is no S3 to check, so no
     s3_published is declared (and published_weights records `s3: not configured`), rather than
     a check that passes."""
-    return [retention, *([s3_published] if Settings.from_env().s3.bucket else [])]
+    return [
+        retention,
+        live_version_age_check,
+        *([s3_published] if Settings.from_env().s3.bucket else []),
+    ]

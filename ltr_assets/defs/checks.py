@@ -1,5 +1,5 @@
 """Asset checks: the publication gate on ltr_model, the quarantine warning on raw_events, the
-publication's S3 and retention warnings.
+publication's S3, retention and live-version-age warnings.
 
 They are declared inline (`check_specs`) with the assets' daily partitions, so each run records
 one result per check for its day (no "Skipped" row beside it) and a check's history reads by
@@ -12,11 +12,13 @@ previous version stays live. ERROR severity would fail ltr_model's step, the run
 published_weights[D] with it (Dagster marks a partition planned in a failed run failed), so a
 refused night would read as a crash on the lineage and the partitions.
 
-published_weights' checks (`s3_published`, `retention`) are the exception: a check in the
-run's plan that does not execute is shown as "Execution failed" once the run fails (and as not
-run when published_weights records a refusal), so they are kept out of ltr_daily_job's plan
-and published_weights records their results itself (`recorded_evaluation`) on the days it
-publishes; `s3_published` is declared only when S3 is configured.
+published_weights' checks (`s3_published`, `retention`, `live_version_age`) are the exception:
+a check in the run's plan that does not execute is shown as "Execution failed" once the run
+fails (and as not run when published_weights records a refusal), so they are kept out of
+ltr_daily_job's plan and published_weights records their results itself
+(`recorded_evaluation`): `s3_published` and `retention` on the days it publishes,
+`live_version_age` on every day it materializes (a refused night too: that is when the live
+version gets older); `s3_published` is declared only when S3 is configured.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dagster import (
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.gate.evaluation import GATE_NAMES, GateResult, round_floats
 from ltr_assets.ingest.day import IngestReport, SourceChoice
-from ltr_assets.registry.publication import PruneReport
+from ltr_assets.registry.publication import LiveAge, PruneReport
 
 GATE_DESCRIPTIONS = {
     "ndcg_at_5": "Lower 95% bound of the counterfactual test nDCG@5 (position-bias corrected) of "
@@ -300,5 +302,36 @@ def retention_check_result(report: PruneReport | None) -> AssetCheckResult:
             "not_deleted": MetadataValue.json(report.failed),
             "not_deleted_on_s3": MetadataValue.json(report.s3_failed),
             "skipped": report.skipped,
+        },
+    )
+
+
+LIVE_AGE_CHECK = "live_version_age"
+LIVE_AGE_CHECK_KEY = AssetCheckKey(AssetKey("published_weights"), LIVE_AGE_CHECK)
+LIVE_AGE_CHECK_DESCRIPTION = (
+    "Warns when the version live after the day's publication record was trained on a partition "
+    "more than LTR_LIVE_MAX_AGE_DAYS days before the day (default 3), or when nothing is live; "
+    "a refused night names the gate's failing checks. Freshness cannot tell: it counts "
+    "materializations, and a refused night materializes too. Recorded by published_weights "
+    "for every day it materializes, published or refused; a backfill of a day older than the "
+    "live version's passes."
+)
+
+
+def live_age_check_result(age: LiveAge) -> AssetCheckResult:
+    """The live version's age for a day as a WARN check result (`live_version_age`)."""
+    return AssetCheckResult(
+        check_name=LIVE_AGE_CHECK,
+        asset_key=LIVE_AGE_CHECK_KEY.asset_key,
+        passed=age.passed,
+        severity=AssetCheckSeverity.WARN,
+        description=age.description,
+        metadata={
+            "live_version": age.live_version,
+            "live_partition": age.live_partition,
+            "age_days": MetadataValue.int(age.age_days)
+            if age.age_days is not None
+            else MetadataValue.text("n/a"),
+            "limit": age.limit,
         },
     )

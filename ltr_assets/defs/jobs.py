@@ -31,9 +31,9 @@ PIPELINE_TAGS = {"ltr/pipeline": "daily"}
 # step failing on bad data fails again). A refused gate does not fail the run at all.
 DAILY_RETRY_TAGS = {"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"}
 
-# Every asset's checks except published_weights' (s3_published, retention): a check in a run's
-# plan that does not execute shows as "Execution failed" (and a refused night publishes
-# nothing to check), so published_weights records those itself when it publishes
+# Every asset's checks except published_weights' (s3_published, retention, live_version_age): a
+# check in a run's plan that does not execute shows as "Execution failed" (and a refused night
+# publishes nothing to check), so published_weights records those itself
 # (ltr_assets.defs.checks). Named by selection, not by subtraction: s3_published exists only
 # when S3 is configured.
 DAILY_SELECTION = AssetSelection.assets(

@@ -1,12 +1,13 @@
 """Publishing a version everywhere: the local registry first, then its S3 mirror; rollback;
-retention. An S3 failure never undoes the local publish: it is reported, and the next publish
-or `ltr registry sync` uploads what is missing."""
+retention; how old the live version is for a night. An S3 failure never undoes the local
+publish: it is reported, and the next publish or `ltr registry sync` uploads what is missing."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -186,3 +187,71 @@ def retire(
     version = local.retire(evidence, expected)
     ok, error, _ = _sync(local, mirror, force=False)
     return version, ok, error
+
+
+@dataclass(frozen=True)
+class LiveAge:
+    """How old the live version is for day D's publication record: `age_days` is D minus the
+    partition the live version was trained on (None when nothing is live or its partition is
+    unknown); it passes within `limit` days, and when the live version is newer than D (a
+    backfill of an older day)."""
+
+    day: date
+    live_version: str  # "": nothing is live
+    live_partition: str  # as the pointer records it ("" when it records none)
+    age_days: int | None
+    limit: int
+    passed: bool
+    description: str
+
+
+def live_version_age(
+    day: date,
+    live_version: str,
+    live_partition: str,
+    limit: int,
+    refused: Sequence[str] = (),
+) -> LiveAge:
+    """Whether the version live after day D's publication record is at most `limit` days older
+    than D, by its training partition (the registry pointer's `partition`), not by the wall
+    clock: a backfill of D gives the same answer whenever it runs.
+
+    `refused`: the checks the gate refused D's candidate on (`<check>: <value> vs <threshold>`),
+    empty when D published; the description names them, so a stale live version reads with
+    the night that kept it live. Freshness alone cannot tell: a refused night is a
+    materialization too."""
+    night = f"; {day}'s candidate was refused by the gate: {'; '.join(refused)}" if refused else ""
+
+    def result(age: int | None, passed: bool, description: str) -> LiveAge:
+        return LiveAge(day, live_version, live_partition, age, limit, passed, description + night)
+
+    if not live_version:
+        return result(None, False, f"nothing is live on {day}: no version has gone live yet")
+    try:
+        trained = date.fromisoformat(live_partition)
+    except ValueError:
+        return result(
+            None,
+            False,
+            f"live version {live_version} records no training partition "
+            f"({live_partition!r}): its age on {day} is unknown",
+        )
+    age = (day - trained).days
+    if age < 0:
+        return result(
+            age,
+            True,
+            f"live version {live_version} was trained on {trained}, {-age} "
+            f"{_days(-age)} after {day}: the live version is newer than this day",
+        )
+    trained_on = f"live version {live_version} was trained on {trained}"
+    if age == 0:
+        return result(age, True, f"{trained_on}, this day itself (limit {limit})")
+    before = f"{trained_on}, {age} {_days(age)} before {day} (limit {limit})"
+    if age <= limit:
+        return result(age, True, before)
+    return result(age, False, f"{before}: no version of the nights since went live")
+
+
+def _days(n: int) -> str:
+    return "day" if n == 1 else "days"

@@ -67,6 +67,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         ("raw_events", "duplicate_conflicts"),
         ("ltr_model", "fairness_coverage"),
         ("published_weights", "retention"),
+        ("published_weights", "live_version_age"),
         ("online_comparison", "online_decision"),
     }
     # S3 configured when the location loads: published_weights has its S3 check too.

@@ -1,10 +1,13 @@
 """Asset checks are partitioned like their assets: the instance keeps one result per check per
-run, for the run's day, and a check's history reads by day."""
+run, for the run's day, and a check's history reads by day. published_weights' live_version_age
+is recorded for every day it materializes, a refused one too: a WARN when nothing is live or the
+live version is older than LTR_LIVE_MAX_AGE_DAYS, which freshness cannot show."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from dagster import (
     AssetCheckKey,
     AssetCheckSeverity,
@@ -13,7 +16,10 @@ from dagster import (
     DagsterInstance,
 )
 from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from ltr_assets.definitions import build_definitions
 from ltr_assets.defs.partitions import daily_partitions
@@ -21,12 +27,20 @@ from tests.conftest import write_simulated_events
 from tests.support.dagster_results import materialization_metadata
 
 DAYS = ("2026-11-01", "2026-11-02")
+LIVE_AGE = AssetCheckKey.from_user_string("published_weights:live_version_age")
+
+
+def _records(
+    instance: DagsterInstance, key: AssetCheckKey, day: str
+) -> list[AssetCheckExecutionRecord]:
+    history = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
+    return [record for record in history if record.partition == day]
 
 
 def test_each_run_records_one_result_per_check_for_its_partition(
-    ltr_home: Path, small_data_gate: None
+    ltr_home: Path, small_data_gate: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)  # day 3: see the end
     defs = build_definitions()  # S3 is not configured (ltr_home unsets it): no S3 check
     job = defs.resolve_job_def("ltr_daily_job")
     instance = DagsterInstance.ephemeral()
@@ -62,13 +76,15 @@ def test_each_run_records_one_result_per_check_for_its_partition(
         assert len(by_run) == len(history), f"{key}: more than one execution in a run"
         for day, result in runs.items():
             if key.asset_key.to_user_string() == "published_weights":
-                # Not in the run's plan: published_weights records its checks itself, for the
-                # day it published, and the gate refused day 1, so that day has none.
+                # Not in the run's plan: published_weights records its checks itself, in its
+                # run: live_version_age for every day, the others only for a day it published
+                # (the gate refused day 1, so retention has no result for it).
                 by_day = [r for r in history if r.partition == day]
-                assert len(by_day) == (0 if day == DAYS[0] else 1), (key, day, by_day)
-                assert all(r.status == AssetCheckExecutionRecordStatus.SUCCEEDED for r in by_day), (
-                    by_day
-                )
+                recorded = key == LIVE_AGE or day != DAYS[0]
+                assert len(by_day) == (1 if recorded else 0), (key, day, by_day)
+                assert all(r.run_id == result.run_id for r in by_day), (key, day, by_day)
+                if key != LIVE_AGE and by_day:
+                    assert by_day[0].status == AssetCheckExecutionRecordStatus.SUCCEEDED, by_day
                 continue
             record = by_run.get(result.run_id)
             assert record is not None, (key, day)
@@ -99,3 +115,64 @@ def test_each_run_records_one_result_per_check_for_its_partition(
         DAYS[0]: AssetCheckExecutionRecordStatus.FAILED,
         DAYS[1]: AssetCheckExecutionRecordStatus.SUCCEEDED,
     }
+
+    # live_version_age. Day 1, refused with nothing live yet: a WARN saying so, naming the check
+    # the gate refused on. Day 2 published the version live now (trained on day 2: age 0).
+    [nothing_live] = _records(instance, LIVE_AGE, DAYS[0])
+    assert nothing_live.status == AssetCheckExecutionRecordStatus.FAILED
+    evaluation = nothing_live.evaluation
+    assert evaluation is not None and evaluation.severity == AssetCheckSeverity.WARN
+    assert (evaluation.description or "").startswith(
+        "nothing is live on 2026-11-01: no version has gone live yet; 2026-11-01's candidate "
+        "was refused by the gate: min_samples: "
+    )
+    version = meta["version"]
+    [fresh] = _records(instance, LIVE_AGE, DAYS[1])
+    assert fresh.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+    assert fresh.evaluation is not None and fresh.evaluation.severity == AssetCheckSeverity.WARN
+    assert {k: v.value for k, v in fresh.evaluation.metadata.items()} == {
+        "live_version": version,
+        "live_partition": DAYS[1],
+        "age_days": 0,
+        "limit": 3,  # LTR_LIVE_MAX_AGE_DAYS' default
+    }
+
+    # Day 3 refused (a gate it cannot pass) with day 2's version still live, a day older than
+    # a limit of 0 allows: published_weights[2026-11-03] materialized (freshness is satisfied),
+    # and its live_version_age warns, naming the live version, its age and the refusal.
+    monkeypatch.setenv("LTR_MIN_SAMPLES", "1000000")
+    monkeypatch.setenv("LTR_LIVE_MAX_AGE_DAYS", "0")
+    refused = job.execute_in_process(partition_key="2026-11-03", instance=instance)
+    assert refused.success
+    assert materialization_metadata(
+        instance.get_latest_materialization_event(AssetKey("published_weights"))
+    )["outcome"].startswith("not published: gate refused: min_samples: ")
+    [stale] = _records(instance, LIVE_AGE, "2026-11-03")
+    assert stale.status == AssetCheckExecutionRecordStatus.FAILED and stale.run_id == refused.run_id
+    assert stale.evaluation is not None and stale.evaluation.severity == AssetCheckSeverity.WARN
+    assert (stale.evaluation.description or "").startswith(
+        f"live version {version} was trained on 2026-11-02, 1 day before 2026-11-03 (limit 0): "
+        "no version of the nights since went live; 2026-11-03's candidate was refused by the "
+        "gate: min_samples: "
+    )
+    assert {k: v.value for k, v in stale.evaluation.metadata.items()} == {
+        "live_version": version,
+        "live_partition": DAYS[1],
+        "age_days": 1,
+        "limit": 0,
+    }
+
+    # Executed on request (a UI run with the check selected), it reads the day's record back
+    # and judges it against the limit set now.
+    monkeypatch.setenv("LTR_LIVE_MAX_AGE_DAYS", "1")
+    check_only = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection={LIVE_AGE}
+    )
+    assert check_only.execute_in_process(partition_key="2026-11-03", instance=instance).success
+    on_request, _ = _records(instance, LIVE_AGE, "2026-11-03")  # newest first
+    assert on_request.status == AssetCheckExecutionRecordStatus.SUCCEEDED
+    assert on_request.evaluation is not None
+    assert (on_request.evaluation.description or "").startswith(
+        f"live version {version} was trained on 2026-11-02, 1 day before 2026-11-03 (limit 1); "
+        "2026-11-03's candidate was refused by the gate: min_samples: "
+    )
