@@ -195,7 +195,24 @@ def _family_line(params: dict[str, Any]) -> str:
             f"z = {_f(choice.get('free_curve_z'))} standard errors (it replaces the power law "
             f"from z ≥ {FREE_CURVE_Z:g})"
         )
-    return line + "."
+    line += "."
+    # the other family the logs do not rule out, whose estimates the gate's intervals span
+    # (ClickModel.alternative_curves): the free curve always, the power law below the z rule
+    test = params.get("family_test")
+    z = test.get("free_curve_z") if isinstance(test, dict) else None
+    if not isinstance(z, int | float):
+        return line
+    if family == "power_law":
+        line += (
+            " The gate's 95% intervals also span the estimates under a free θ per position, "
+            "which nests the power law."
+        )
+    elif z < FREE_CURVE_Z:
+        line += (
+            f" The held-out lists do not rule out the power law (z = {_f(z)} < "
+            f"{FREE_CURVE_Z:g}), so the gate's 95% intervals also span the estimates under it."
+        )
+    return line
 
 
 def _data(summary: CandidateSummary) -> list[str]:

@@ -99,10 +99,28 @@ class Debiaser:
     def propensities(self, positions: np.ndarray) -> np.ndarray:
         return self.curve.at(positions)
 
-    def completed_gain(
+    def alternative_curves(
         self, features: np.ndarray, positions: np.ndarray, labels: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(θ at each row's position, completed gains) under each other curve family the logs
+        do not rule out (`ClickModel.alternative_curves`): what the gate's intervals span."""
+        p = np.asarray(positions, dtype=np.int64)
+        out = []
+        for theta in self.click_model.alternative_curves().values():
+            at = theta[np.minimum(p, theta.size) - 1]
+            out.append((at, self.completed_gain(features, positions, labels, at)))
+        return out
+
+    def completed_gain(
+        self,
+        features: np.ndarray,
+        positions: np.ndarray,
+        labels: np.ndarray,
+        theta: np.ndarray | None = None,
     ) -> np.ndarray:
-        theta = self.propensities(positions)
+        """Each row's completed gain (module docstring); `theta`: θ at each row's position
+        under another curve than the debiaser's own (see `alternative_curves`)."""
+        theta = self.propensities(positions) if theta is None else theta
         gamma, click_gain = self._predict(features)
         unseen = (1.0 - theta) * gamma / np.maximum(1.0 - theta * gamma, 1e-9)
         gains = logged_gain(labels)

@@ -277,6 +277,30 @@ class ClickModel:
     boosters: list[lgb.Booster]
     # both families judged on the held-out lists (None for a pinned curve): what `auto` decides on
     family_test: FamilyTest | None = None
+    family: CurveFamily | None = None  # the fitted θ's family (None for a pinned curve)
+
+    def alternative_curves(self) -> dict[CurveFamily, np.ndarray]:
+        """θ per position (1..the curve's length) of each curve family the held-out test does
+        not rule out (`FamilyTest.plausible`) other than the fitted one, refitted with the final
+        γ; positions the fitted curve took from swap interventions keep their value. The gate's
+        intervals span these curves as well as the fitted one (ltr_assets.metrics.ranking):
+        where the logs cannot tell two curve shapes apart, neither is the only one to trust.
+        Empty for a pinned curve."""
+        test = self.family_test
+        if test is None or self.family is None:
+            return {}
+        fitted = np.asarray(self.curve.examination, dtype=np.float64)
+        measured = np.array([s == "interventions" for s in self.curve.sources], dtype=bool)
+        out: dict[CurveFamily, np.ndarray] = {}
+        for family in test.plausible():
+            if family == self.family or family not in test.theta:
+                continue
+            own = np.asarray(test.theta[family], dtype=np.float64)
+            theta = own[np.minimum(np.arange(fitted.size), own.size - 1)]
+            if measured.size == theta.size:
+                theta = np.where(measured, fitted, theta)
+            out[family] = theta
+        return out
 
     def gamma(self, features: np.ndarray) -> np.ndarray:
         """P(click | examined, x) for each row of `features`."""
@@ -400,6 +424,7 @@ def fit_click_model(
         curve = pinned
     else:
         model.family_test = _family_test(clicks, gamma, bucket, n_buckets, held_out, sizes)
+        model.family = family
         low, high = _bootstrap(
             clicks, gamma, bucket, n_buckets, theta, sizes, bootstrap, seed, family
         )
@@ -530,6 +555,16 @@ class FamilyTest:
     held_out_nll: dict[str, float]
     free_curve_z: float
     lists: int
+    # each family's θ per position bucket (monotone, θ_1 = 1), as fitted for the test
+    theta: dict[str, list[float]] = field(default_factory=dict)
+
+    def plausible(self) -> tuple[CurveFamily, ...]:
+        """The families these logs do not rule out: the free curve always (it nests the power
+        law); the power law unless the free curve fits the held-out lists better by at least
+        FREE_CURVE_Z standard errors."""
+        if self.free_curve_z >= FREE_CURVE_Z:
+            return ("per_position",)
+        return CURVE_FAMILIES
 
 
 def _family_test(
@@ -545,8 +580,10 @@ def _family_test(
     start = np.full(n_buckets, 0.5)
     start[0] = 1.0
     per_row: dict[str, np.ndarray] = {}
+    thetas: dict[str, list[float]] = {}
     for family in CURVE_FAMILIES:
-        theta = _theta_step(clicks, gamma, start, bucket, n_buckets, fit, 20, family)
+        theta = _monotone(_theta_step(clicks, gamma, start, bucket, n_buckets, fit, 20, family))
+        thetas[family] = [float(v) for v in theta]
         p = np.clip(theta[bucket][held_out] * gamma[held_out], _EPS, 1.0 - _EPS)
         c = clicks[held_out]
         per_row[family] = c * np.log(p) + (1.0 - c) * np.log(1.0 - p)
@@ -559,6 +596,7 @@ def _family_test(
         held_out_nll={f: round(float(-per_row[f].mean()), 6) for f in CURVE_FAMILIES},
         free_curve_z=round(z, 3),
         lists=int(gain.size),
+        theta=thetas,
     )
 
 

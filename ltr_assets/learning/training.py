@@ -324,13 +324,15 @@ def weights_pairwise(split: Split, targets: np.ndarray, l2: float = 1e-3) -> np.
 
 
 def counterfactual_evaluator(split: Split, debiaser: Debiaser) -> CounterfactualEvaluator:
-    """The gate's estimator on one split's lists, from the debiaser fitted on training lists."""
+    """The gate's estimator on one split's lists, from the debiaser fitted on training lists;
+    its intervals span the other curve families the logs do not rule out."""
     return CounterfactualEvaluator(
         split.group_sizes,
         split.y,
         debiaser.propensities(split.positions),
         debiaser.completed_gain(split.X, split.positions, split.y),
         max_weight=debiaser.ips_max_weight,
+        alternatives=debiaser.alternative_curves(split.X, split.positions, split.y),
     )
 
 

@@ -36,7 +36,15 @@ between two scorers on the same lists are differences of numerators. The normali
 DCG of the completed gains rather than of the IPS gains themselves: the maximum of noisy IPS
 gains overstates the ideal, which would scale every estimate down. 95% intervals are
 percentile bootstraps over lists; paired intervals resample the same lists for both scorers.
-The bootstrap holds θ and the click model fixed. An interval is clipped to the metric's range
+The bootstrap holds θ and the click model fixed, so it cannot see that the curve itself is in
+doubt. Where the logs cannot tell two shapes of the curve apart (the click model's held-out test
+does not reject the power law, `ltr_assets.learning.propensity.FamilyTest`), every interval
+spans the intervals under both curves (`alternatives`), each with its own completed gains; the
+point estimate stays the fitted curve's. Why: with a near-deterministic logger the free curve
+can be off by several hundredths where the power law is right, and the power law steepened by
+trust bias where the free curve is right; each alone gave intervals that missed the truth for
+most rankings in some condition of the simulator (docs/benchmarks.md, quality_sim). Spanning
+both costs width only where the two curves disagree. An interval is clipped to the metric's range
 ([0, 1], and [−1, 1] for a difference), and says so
 (`Interval.clipped`). The point estimate is not: it is a ratio of sums that paired differences
 subtract, and on a few hundred lists a very good ranking's may pass 1.
@@ -47,7 +55,7 @@ Fairness of exposure lives in `ltr_assets.metrics.fairness`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -113,6 +121,11 @@ class Interval:
         lo, hi = min(max(self.low, low), high), min(max(self.high, low), high)
         moved = (lo, hi) != (self.low, self.high) and np.isfinite([self.low, self.high]).all()
         return Interval(lo, hi, self.clipped or bool(moved))
+
+    def hull(self, other: Interval) -> Interval:
+        """The smallest interval holding both (an undefined end of `other` is ignored)."""
+        low, high = float(np.fmin(self.low, other.low)), float(np.fmax(self.high, other.high))
+        return Interval(low, high, self.clipped or other.clipped)
 
 
 @dataclass(frozen=True)
@@ -218,7 +231,9 @@ class CounterfactualEvaluator:
     `labels` are the logged graded labels, `propensities` θ at each row's logged position,
     `completed_gains` each row's gain completed by the click model (the normaliser, and the
     estimate of rows whose IPS weight would pass `max_weight`); rows are grouped into lists by
-    `group_sizes`, in any order within a list."""
+    `group_sizes`, in any order within a list. `alternatives`: (propensities, completed gains)
+    under other examination curves the logs do not rule out; the estimates stay this curve's,
+    every interval spans theirs too (module docstring)."""
 
     def __init__(
         self,
@@ -230,6 +245,7 @@ class CounterfactualEvaluator:
         max_weight: float,
         n_boot: int = 1000,
         seed: int = 0,
+        alternatives: Sequence[tuple[np.ndarray, np.ndarray]] = (),
     ) -> None:
         if not max_weight >= 1.0:
             raise ValueError(f"the largest IPS weight {max_weight} must be at least 1")
@@ -247,6 +263,18 @@ class CounterfactualEvaluator:
             sum(labels[lo:hi].max(initial=0) > 0 for lo, hi in self._bounds())
         )
         self._ideal: dict[int, np.ndarray] = {}
+        self.alternatives = [
+            CounterfactualEvaluator(
+                group_sizes,
+                labels,
+                theta_alt,
+                gains_alt,
+                max_weight=max_weight,
+                n_boot=n_boot,
+                seed=seed,
+            )  # fmt: skip
+            for theta_alt, gains_alt in alternatives
+        ]
 
     def _bounds(self) -> Iterator[tuple[int, int]]:
         for g in range(self.sizes.size):
@@ -293,16 +321,27 @@ class CounterfactualEvaluator:
             k, value, interval, int(self.sizes.size), self.lists_with_clicks, model_share
         )
 
+    def _spanned(
+        self, report: CounterfactualReport, others: Iterator[Interval]
+    ) -> CounterfactualReport:
+        interval = report.interval
+        for other in others:
+            interval = interval.hull(other)
+        return replace(report, interval=interval)
+
     def model_based_ndcg(self, scores: np.ndarray, k: int = 5) -> CounterfactualReport:
         """A second opinion, not gated: the DCG under `scores` of the click model's completed
         gains for every row, over the same normaliser. No 1/θ weight, but every unclicked
         candidate is graded by the click model, the same model the debiased candidate learned
         from, so it cannot catch that model's own mistakes."""
-        return self._report(self._dcg(self.completed_gains, scores, k)[0], k, 1.0)
+        report = self._report(self._dcg(self.completed_gains, scores, k)[0], k, 1.0)
+        others = (alt.model_based_ndcg(scores, k).interval for alt in self.alternatives)
+        return self._spanned(report, others)
 
     def ndcg(self, scores: np.ndarray, k: int = 5) -> CounterfactualReport:
         dcg, model_share = self._dcg(self.gains, scores, k)
-        return self._report(dcg, k, model_share)
+        others = (alt.ndcg(scores, k).interval for alt in self.alternatives)
+        return self._spanned(self._report(dcg, k, model_share), others)
 
     def paired(self, candidate: np.ndarray, baseline: np.ndarray, k: int = 5) -> PairedReport:
         a, b, ideal = self.dcg(candidate, k), self.dcg(baseline, k), self.ideal(k)
@@ -311,12 +350,15 @@ class CounterfactualEvaluator:
             nan = float("nan")
             return PairedReport(k, nan, nan, nan, Interval(nan, nan), int(self.sizes.size))
         boot = (self.draws @ (a - b)) / np.maximum(self.draws @ ideal, 1e-12)
+        interval = _percentiles(boot).within(-1.0, 1.0)
+        for alt in self.alternatives:
+            interval = interval.hull(alt.paired(candidate, baseline, k).interval)
         return PairedReport(
             k,
             float(a.sum() / total),
             float(b.sum() / total),
             float((a - b).sum() / total),
-            _percentiles(boot).within(-1.0, 1.0),
+            interval,
             int(self.sizes.size),
         )
 

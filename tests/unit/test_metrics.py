@@ -130,6 +130,40 @@ def test_the_counterfactual_dcg_is_unbiased_and_its_difference_is_paired() -> No
     ) + (report_c.interval.high - report_c.interval.low)
 
 
+def test_intervals_span_the_curves_the_logs_do_not_rule_out() -> None:
+    gains, labels, theta, sizes = _logged(3)
+    flatter = np.sqrt(theta)  # another examination curve, and the gains it would complete
+    judge = CounterfactualEvaluator(sizes, labels, theta, completed_gains=gains, max_weight=20.0)
+    other = CounterfactualEvaluator(sizes, labels, flatter, completed_gains=gains, max_weight=20.0)
+    both = CounterfactualEvaluator(
+        sizes,
+        labels,
+        theta,
+        completed_gains=gains,
+        max_weight=20.0,
+        alternatives=[(flatter, gains)],
+    )
+    rng = np.random.default_rng(4)
+    a, b = rng.random(len(gains)), gains + rng.random(len(gains))
+    for scores in (a, b):
+        own, alt, spanned = judge.ndcg(scores), other.ndcg(scores), both.ndcg(scores)
+        assert (
+            alt.value < own.value - 0.02
+        )  # a flatter curve gives clicks down the list less weight
+        assert spanned.value == own.value  # the estimate stays the fitted curve's
+        assert spanned.interval.low == min(own.interval.low, alt.interval.low)
+        assert spanned.interval.high == max(own.interval.high, alt.interval.high)
+        assert spanned.interval.low < own.interval.low
+        model_based = both.model_based_ndcg(scores)
+        assert model_based.interval.low == min(
+            judge.model_based_ndcg(scores).interval.low, other.model_based_ndcg(scores).interval.low
+        )
+    paired, paired_alt, paired_both = judge.paired(b, a), other.paired(b, a), both.paired(b, a)
+    assert paired_both.difference == paired.difference
+    assert paired_both.interval.low == min(paired.interval.low, paired_alt.interval.low)
+    assert paired_both.interval.high == max(paired.interval.high, paired_alt.interval.high)
+
+
 def test_ips_corrects_what_the_logged_labels_get_wrong() -> None:
     """Relevance here is unrelated to the logged order, but clicks pile up at the top because
     the top is examined: nDCG on clicks flatters the logged order; the counterfactual estimate

@@ -370,3 +370,18 @@ def test_the_card_names_the_curve_family_and_why_auto_chose_it() -> None:
     summary["propensity"]["params"] = {"family": "power_law", "exponent": 1.02}
     card = render_model_card(CandidateSummary.from_json(summary))
     assert "Curve family: power_law (θ_k = k^-η, one exponent)." in card
+    assert "span" not in card  # no family test recorded: nothing said about the intervals
+
+
+def test_the_card_says_which_other_curve_the_gates_intervals_span() -> None:
+    summary = _summary()
+    test = {"held_out_nll": {}, "free_curve_z": -0.5, "lists": 300}
+    summary["propensity"]["params"] = {"family": "per_position", "family_test": test}
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "do not rule out the power law (z = -0.5000 < 2)" in card
+    assert "intervals also span the estimates under it" in card
+    summary["propensity"]["params"]["family_test"] = {**test, "free_curve_z": 2.5}
+    assert "span" not in render_model_card(CandidateSummary.from_json(summary))
+    summary["propensity"]["params"] = {"family": "power_law", "family_test": test}
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "also span the estimates under a free θ per position" in card

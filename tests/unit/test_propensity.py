@@ -73,6 +73,36 @@ def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
     assert chosen.curve.params["family_choice"]["chosen"] == "per_position"
     assert chosen.curve.params["family_choice"]["free_curve_z"] >= FREE_CURVE_Z
     assert np.allclose(chosen.curve.examination, free.curve.examination)
+    # the power law is ruled out: the gate's intervals span no other curve
+    assert free.family_test is not None and free.family_test.plausible() == ("per_position",)
+    assert free.alternative_curves() == {} and chosen.alternative_curves() == {}
+
+
+def test_where_the_logs_cannot_rule_out_the_power_law_it_is_the_free_curves_alternative() -> None:
+    positions, clicks, X, sizes, _ = _pbm_logs(11, lists=1500)
+    free = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="per_position"
+    )
+    assert free.family == "per_position" and free.family_test is not None
+    assert free.family_test.free_curve_z < FREE_CURVE_Z
+    alternatives = free.alternative_curves()
+    assert list(alternatives) == ["power_law"]
+    theta = alternatives["power_law"]
+    k = np.arange(1, free.curve.positions + 1)
+    assert theta.shape == (free.curve.positions,) and theta[0] == 1.0
+    # a power law (refitted with the free curve's γ), close to the logs' own k^-0.8
+    exponent = -np.log(theta[1:]) / np.log(k[1:])
+    assert np.ptp(exponent) < 1e-6 and exponent[0] == pytest.approx(0.8, abs=0.05)
+    # and the power law's alternative is the free curve, which nests it
+    pooled = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="power_law"
+    )
+    assert list(pooled.alternative_curves()) == ["per_position"]
+    # a pinned curve has none
+    pinned = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, pinned=pinned_curve([1.0, 0.5, 0.3])
+    )
+    assert pinned.alternative_curves() == {}
 
 
 def test_auto_keeps_the_power_law_when_the_logs_follow_one() -> None:
