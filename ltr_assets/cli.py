@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ltr_assets.gate.versions import list_versions, versions_text
+from ltr_assets.gate.versions import dangling_pointers, list_versions, versions_text
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.simulation.simulator import (
     ENVELOPES,
@@ -20,7 +20,7 @@ from ltr_assets.simulation.simulator import (
     SimulatorConfig,
     render_lines,
 )
-from ltr_core.artifacts.format import InvalidVersion, RegistryError, check_version
+from ltr_core.artifacts.format import InvalidVersion, RegistryError, check_version, parse_json
 from ltr_core.artifacts.signing import signature_state
 from ltr_core.scoring import make_scorer
 from ltr_core.settings import ConfigError, Settings
@@ -149,10 +149,18 @@ def _registry_verify(args: argparse.Namespace) -> int:
         print(f"repair: removed {len(removed)} leftover(s) of killed writers")
     versions = [args.version] if args.version else registry.versions()
     bad = 0
-    try:
-        registry.pointer()
-    except RegistryError as exc:
-        print(f"latest.json: {exc}")
+    named: dict[str, str | None] = {}
+    for name, read in (
+        ("latest", registry.latest_version),
+        ("candidate", registry.candidate_version),
+    ):
+        try:
+            named[name] = read()
+        except RegistryError as exc:
+            print(f"{name}: {exc}")
+            bad += 1
+    for problem in dangling_pointers(registry, named.get("latest"), named.get("candidate")):
+        print(problem)
         bad += 1
     for version in versions:
         problems = registry.verify(version)
@@ -207,7 +215,7 @@ def _evidence(args: argparse.Namespace) -> dict[str, Any]:
     evidence: dict[str, Any] = {}
     if args.evidence:
         try:
-            parsed = json.loads(args.evidence)
+            parsed = parse_json(args.evidence)
         except ValueError as exc:
             raise SystemExit(f"error: --evidence is not JSON: {exc}") from None
         if not isinstance(parsed, dict):
@@ -271,11 +279,17 @@ def _registry_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    """argparse type for --port (the service's own rule, imported only when serving)."""
+    from ltr_serving.server import port_argument
+
+    return port_argument(text)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ltr_serving.server import serve
 
-    serve(host=args.host, port=args.port)
-    return 0
+    return serve(host=args.host, port=args.port)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -352,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the ranking service (ltr_serving.app:app)")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="simulate, run the pipeline, print a report")

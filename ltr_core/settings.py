@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -148,21 +149,32 @@ def _to_float(value: object) -> object:
     return number
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+# 1e5 is an integer too, written in ASCII digits (Python's own parsers also take `1_000` and
+# other scripts' digits, which no operator means)
+_INTEGRAL_FLOAT = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+|[+-]?[0-9]+\.0*")
+
+
 def _to_int(value: object) -> object:
     if not isinstance(value, str):
         return value
     text = value.strip()
-    try:
+    if _INTEGER.fullmatch(text):
         return int(text)
-    except ValueError:
-        pass
-    try:  # 1e5 is an integer too
-        number = float(text)
-    except ValueError:
-        number = math.nan
+    number = float(text) if _INTEGRAL_FLOAT.fullmatch(text) else math.nan
     if not number.is_integer():
         raise ValueError("is not an integer")
     return int(number)
+
+
+def _to_url(value: object) -> object:
+    """Empty (not set), or an http(s) URL with a host."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    parsed = urlsplit(value.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("is not an http(s) URL with a host, e.g. http://127.0.0.1:8000")
+    return value.strip()
 
 
 def _to_bool(value: object) -> object:
@@ -262,6 +274,7 @@ Float = Annotated[float, BeforeValidator(_to_float)]
 Int = Annotated[int, BeforeValidator(_to_int)]
 Bool = Annotated[bool, BeforeValidator(_to_bool)]
 Text = str
+Url = Annotated[str, BeforeValidator(_to_url)]
 PathText = Annotated[str, EXPAND]
 
 
@@ -504,7 +517,7 @@ class ServingSettings(BaseModel):
 
     model_config = _group_config()
 
-    url: Text = Field(
+    url: Url = Field(
         "",
         validation_alias="LTR_SERVING_URL",
         description="base URL of the ranking service, for the reload sensors and `ltr`",

@@ -4,16 +4,31 @@ and the pipeline's `ltr serve` both call `serve`."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 import uvicorn
 
+from ltr_core.settings import ConfigError, Settings
+
 APP = "ltr_serving.app:app"
+CONFIG_ERROR_EXIT = 3  # what uvicorn exits with when the app's start-up fails
+
+
+def port_argument(text: str) -> int:
+    """argparse type: a TCP port (0: any free one), or a usage error."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
+    return port
 
 
 def serve(
     host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", access_log: bool = False
-) -> None:
+) -> int:
     """One worker on purpose: the live version, reload and poller are per process, so a single
     POST /reload reaches the only copy. Scale out with more processes behind a balancer, each
     with its own poller. Access logs are off by default (the latency histogram covers requests).
@@ -21,7 +36,15 @@ def serve(
     The stdlib asyncio loop, not uvloop: same throughput, but it serves ready connections in
     arrival order, while under uvloop some requests wait two rounds instead of one, which
     raises /rank's p95 under concurrent clients (docs/benchmarks.md, serving).
+
+    The settings are read once before the server starts, so a bad value is one line naming
+    the variable (exit code 3), not a start-up traceback.
     """
+    try:
+        Settings.from_env()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
     uvicorn.run(
         APP,
         host=host,
@@ -31,6 +54,7 @@ def serve(
         workers=1,
         loop="asyncio",
     )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,10 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="ltr-serve", description="run the ranking service (ltr_serving.app:app)"
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=port_argument, default=8000)
     args = parser.parse_args(argv)
-    serve(host=args.host, port=args.port)
-    return 0
+    return serve(host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,23 @@ class ServingState:
             with self._handover:
                 outcome.attempt = attempt
                 outcome.done.set()
+        except Exception as exc:  # a bug, not a refusal: still a failed attempt the caller sees
+            log.exception("reload worker failed")
+            version = self.live.version if self.live else None
+            attempt = ReloadAttempt(
+                at=datetime.now(UTC),
+                trigger=trigger,
+                ok=False,
+                version=version,
+                previous_version=version,
+                error=f"reload failed: {type(exc).__name__}: {exc}",
+                duration_s=0.0,
+                retryable=True,
+            )
+            self._record_failure(attempt)
+            with self._handover:
+                outcome.attempt = attempt
+                outcome.done.set()
         except BaseException:
             log.exception("reload worker failed")
             with self._handover:
@@ -216,10 +233,11 @@ class ServingState:
         previous_version = previous.version if previous else None
         # Read the marker before loading: if latest moves meanwhile, the next poll sees a
         # different marker and loads again, which is harmless; the reverse would miss it.
-        marker = self.store.current_marker()
-        if only_if_changed and (marker is None or marker == self._attempted_marker):
-            return None
+        marker: str | None = None
         try:
+            marker = self.store.current_marker()
+            if only_if_changed and (marker is None or marker == self._attempted_marker):
+                return None
             candidate, canary, retry_canary = self._with_candidate(self._build(self.store.load()))
         except Exception as exc:  # any failure refuses the artifact; the old one serves on
             retryable = isinstance(exc, StoreUnavailable)

@@ -21,7 +21,13 @@ from typing import Any, Literal, Protocol
 
 from botocore.exceptions import ClientError
 
-from ltr_core.artifacts.format import Artifact, RegistryError, sha256, validate_weights
+from ltr_core.artifacts.format import (
+    Artifact,
+    RegistryError,
+    read_file,
+    sha256,
+    validate_weights,
+)
 from ltr_core.artifacts.s3 import (
     CANDIDATE,
     MISSING,
@@ -137,9 +143,14 @@ class LocalWeightStore:
             if cached is not None and cached[0] == key:
                 return cached[1]
         try:
-            marker = f"{path.name}:{sha256(path.read_bytes())}"
+            marker = f"{path.name}:{sha256(read_file(path))}"
         except FileNotFoundError:
             return None
+        except (RegistryError, OSError) as exc:
+            # Unreadable (a directory, a device, too big, no permission): a marker of its own,
+            # so the poller tries it once and the refusal shows in health and metrics; the
+            # next change of the file is seen by its stat key.
+            marker = f"{path.name}:unreadable:{exc}"
         with self._lock:
             self._markers[path] = (key, marker)
         return marker
@@ -147,6 +158,15 @@ class LocalWeightStore:
     def load(self) -> StoredArtifact:
         if self.registry.pointer_path.exists():
             return self._load_version()
+        if self.registry.versions():
+            # The flat file stands in only where there is no registry: a registry without a
+            # pointer lost it (deleted, or a writer killed mid-move), and serving the flat
+            # file then would silently change what ranks.
+            raise StoreError(
+                f"{self.registry.pointer_path} is missing while {self.registry.versions_dir} "
+                "holds versions: not falling back to the flat weights file; point latest at a "
+                "version (`ltr registry rollback VERSION`)"
+            )
         if self.weights_path.exists():
             return self._load_flat()
         raise StoreError(
@@ -192,7 +212,7 @@ class LocalWeightStore:
                 "only serves the weights scorer"
             )
         try:
-            data = self.weights_path.read_bytes()
+            data = read_file(self.weights_path)
             weights = validate_weights(data)
         except (RegistryError, OSError) as exc:
             raise StoreError(f"{self.weights_path}: {exc}") from exc

@@ -43,7 +43,21 @@ def _pointed(registry: LocalRegistry) -> tuple[str | None, str | None, list[str]
         candidate = registry.candidate_version()
     except RegistryError as exc:
         warnings.append(f"candidate: {exc}")
+    warnings += dangling_pointers(registry, latest, candidate)
     return latest, candidate, warnings
+
+
+def dangling_pointers(
+    registry: LocalRegistry, latest: str | None, candidate: str | None
+) -> list[str]:
+    """A pointer naming a version folder that is not there: serving refuses it, so the
+    registry's own listing and `verify` say so too."""
+    present = set(registry.versions())
+    return [
+        f"{name}: names version {version}, which does not exist in {registry.versions_dir}"
+        for name, version in (("latest", latest), ("candidate", candidate))
+        if version is not None and version not in present
+    ]
 
 
 def _row(registry: LocalRegistry, version: str, role: Role) -> VersionRow:

@@ -54,6 +54,8 @@ from ltr_core.artifacts.format import (
     RegistryError,
     check_servable,
     check_version,
+    parse_json,
+    read_file,
     scorer_to_record,
     sha256,
     validate_artifact,
@@ -342,10 +344,15 @@ class LocalRegistry(LocalVersions):
         path = self.root / HISTORY_FILE
         if not path.is_file():
             return []
+        try:
+            text = read_file(path).decode(errors="replace")
+        except RegistryError as exc:  # not a regular file, or past the size a reader takes
+            log.warning("candidate history not read: %s", exc)
+            return []
         entries = []
-        for line in path.read_text().splitlines():
+        for line in text.splitlines():
             try:
-                entry = json.loads(line)
+                entry = parse_json(line)
             except ValueError:
                 continue
             if isinstance(entry, dict):
@@ -465,8 +472,8 @@ class LocalRegistry(LocalVersions):
         for folder in (self._staging, self._trash):
             if folder.is_dir():
                 for leftover in folder.iterdir():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                    removed.append(leftover)
+                    if _remove(leftover):
+                        removed.append(leftover)
         try:
             pointed = set(self.pointed_versions().values())
         except InvalidPointer:
@@ -487,3 +494,16 @@ class LocalRegistry(LocalVersions):
         for path in removed:
             log.warning("removed the leftover of a killed writer: %s", path)
         return [str(path) for path in removed]
+
+
+def _remove(path: Path) -> bool:
+    """Delete a leftover (a link itself, never what it points at; a folder with everything in
+    it); whether it is gone."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError as exc:  # housekeeping: reported, never what fails the caller
+        log.warning("could not remove the leftover %s: %s", path, exc)
+    return not os.path.lexists(path)

@@ -9,17 +9,21 @@ pipeline when it publishes and by serving when it loads, so both refuse the same
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
-from ltr_core.artifacts.model_format import MalformedModel, check_model_format
+from ltr_core.artifacts.model_format import MAX_MODEL_BYTES, MalformedModel, check_model_format
 from ltr_core.artifacts.signing import (
     ArtifactKeys,
     BadSignature,
@@ -47,6 +51,10 @@ TRASH_DIR = ".trash"
 LATEST_POINTER = "latest.json"
 CANDIDATE_POINTER = "candidate.json"
 POINTERS = (LATEST_POINTER, CANDIDATE_POINTER)
+# The most a registry reader reads of one file: model.txt up to the model's own limit, any
+# other file (metadata, weights, pointers, the model card) up to MAX_FILE_BYTES. A crafted file
+# (a huge or sparse one, a link to /dev/zero) is refused before it can exhaust memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 class RegistryError(RuntimeError):
@@ -99,6 +107,47 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_file(path: Path, limit: int | None = None) -> bytes:
+    """A registry file's bytes, read only if it is a regular file (or a link to one) of at most
+    `limit` bytes (MAX_MODEL_BYTES for model.txt, else MAX_FILE_BYTES), and never more than
+    that: a directory, FIFO, device or oversized file is a RegistryError naming the file.
+    FileNotFoundError when it does not exist (what that means is the caller's to say)."""
+    if limit is None:
+        limit = MAX_MODEL_BYTES if path.name == MODEL_FILE else MAX_FILE_BYTES
+    try:
+        # non-blocking: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ENOTDIR:
+            raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RegistryError(f"{path} is not a regular file")
+        if info.st_size > limit:
+            raise RegistryError(f"{path} is {info.st_size} bytes, more than {limit}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:  # grew while being read
+        raise RegistryError(f"{path} is more than {limit} bytes")
+    return data
+
+
+def parse_json(data: bytes | str) -> Any:
+    """json.loads, where JSON nested too deeply for the parser is a ValueError like any other
+    malformed JSON (the parser raises RecursionError): a crafted file is refused, not a crash."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply to parse") from None
+
+
 def weights_json(weights: Mapping[str, float]) -> bytes:
     """The flat weights file, in feature order."""
     return (json.dumps({f: weights[f] for f in FEATURES}, indent=2) + "\n").encode()
@@ -107,7 +156,7 @@ def weights_json(weights: Mapping[str, float]) -> bytes:
 def validate_weights(weights_bytes: bytes) -> dict[str, float]:
     """The weights file's rules: exactly FEATURES, finite, non-negative, summing to 1.0."""
     try:
-        weights = json.loads(weights_bytes)
+        weights = parse_json(weights_bytes)
     except ValueError as exc:
         raise RegistryError(f"{WEIGHTS_FILE} is not JSON: {exc}") from None
     if not isinstance(weights, dict):

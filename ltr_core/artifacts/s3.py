@@ -9,7 +9,6 @@ reads through `S3Versions`; the pipeline's `S3Mirror` adds uploads and pointer m
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ltr_core.artifacts.format import (
     CANDIDATE_POINTER,
+    MAX_FILE_BYTES,
     METADATA_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
@@ -30,7 +30,9 @@ from ltr_core.artifacts.format import (
     check_version,
     checked_artifact,
     is_version,
+    parse_json,
 )
+from ltr_core.artifacts.model_format import MAX_MODEL_BYTES
 from ltr_core.artifacts.signing import ArtifactKeys
 
 if TYPE_CHECKING:
@@ -128,8 +130,9 @@ class S3Versions:
             raise
         etag = response["ETag"]
         try:
-            return check_pointer(json.loads(response["Body"].read()), self.url(name)), etag
-        except (InvalidPointer, ValueError) as exc:
+            body = _bounded_body(response, MAX_FILE_BYTES, self.url(name))
+            return check_pointer(parse_json(body), self.url(name)), etag
+        except (RegistryError, ValueError) as exc:
             raise InvalidPointer(f"{self.url(name)} is malformed: {exc}", etag) from None
 
     def candidate(self) -> tuple[dict[str, Any] | None, str | None]:
@@ -137,10 +140,11 @@ class S3Versions:
         return self.pointer(CANDIDATE)
 
     def _get(self, *parts: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))[
-            "Body"
-        ].read()
-        return body
+        """An object's bytes, refused (RegistryError) past the size a registry reader takes
+        (`format.read_file`'s limits) without reading more than that."""
+        response = self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))
+        limit = MAX_MODEL_BYTES if parts[-1] == MODEL_FILE else MAX_FILE_BYTES
+        return _bounded_body(response, limit, self.url(*parts))
 
     def fetch(self, version: str) -> Artifact:
         """Download a version and validate it fully (checksums first), like a local load.
@@ -162,7 +166,7 @@ class S3Versions:
             metadata_bytes, weights_bytes, model_bytes = with_retries(
                 download, self.attempts, self.backoff_s, f"download of {self.url(version)}"
             )
-            metadata = json.loads(metadata_bytes)
+            metadata = parse_json(metadata_bytes)
         except ClientError as exc:
             if _code(exc) not in MISSING:
                 raise S3Unavailable(f"reading {self.url(version)}: {exc}") from exc
@@ -172,6 +176,19 @@ class S3Versions:
         return checked_artifact(
             version, weights_bytes, model_bytes, metadata, self.url(version), self.keys
         )
+
+
+def _bounded_body(response: dict[str, Any], limit: int, where: str) -> bytes:
+    """A get_object response's body, at most `limit` bytes (RegistryError past it)."""
+    length = response.get("ContentLength")
+    if isinstance(length, int) and length > limit:
+        response["Body"].close()
+        raise RegistryError(f"{where} is {length} bytes, more than {limit}")
+    body: bytes = response["Body"].read(limit + 1)
+    if len(body) > limit:
+        response["Body"].close()
+        raise RegistryError(f"{where} is more than {limit} bytes")
+    return body
 
 
 def s3_client(

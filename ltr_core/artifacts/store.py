@@ -16,7 +16,6 @@ refuse anything that is not a version id, so no name can reach outside versions/
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,8 @@ from ltr_core.artifacts.format import (
     check_version,
     checked_artifact,
     is_version,
+    parse_json,
+    read_file,
     sha256,
 )
 from ltr_core.artifacts.signing import (
@@ -70,11 +71,13 @@ class LocalVersions:
     @staticmethod
     def _read_pointer(path: Path) -> dict[str, Any] | None:
         try:
-            raw = path.read_bytes()
+            raw = read_file(path)
         except FileNotFoundError:
             return None
+        except (RegistryError, OSError) as exc:
+            raise InvalidPointer(f"{path} cannot be read: {exc}") from None
         try:
-            pointer = json.loads(raw)
+            pointer = parse_json(raw)
         except ValueError as exc:
             raise InvalidPointer(f"{path} is not JSON: {exc}") from None
         return check_pointer(pointer, str(path))
@@ -98,9 +101,11 @@ class LocalVersions:
     def metadata(self, version: str) -> dict[str, Any]:
         path = self.versions_dir / check_version(version) / METADATA_FILE
         try:
-            metadata = json.loads(path.read_text())
+            metadata = parse_json(read_file(path))
         except FileNotFoundError:
             raise RegistryError(f"version {version} does not exist in {self.root}") from None
+        except RegistryError as exc:
+            raise RegistryError(f"version {version}: {exc}") from None
         except ValueError as exc:
             raise RegistryError(f"version {version}: {METADATA_FILE} is not JSON: {exc}") from None
         if not isinstance(metadata, dict):
@@ -114,10 +119,12 @@ class LocalVersions:
         metadata = self.metadata(version)
         folder = self.versions_dir / version
         try:
-            weights_bytes = (folder / WEIGHTS_FILE).read_bytes()
-            model_bytes = (folder / MODEL_FILE).read_bytes()
+            weights_bytes = read_file(folder / WEIGHTS_FILE)
+            model_bytes = read_file(folder / MODEL_FILE)
         except FileNotFoundError as exc:
             raise RegistryError(f"version {version} is incomplete: {exc.filename}") from None
+        except RegistryError as exc:
+            raise RegistryError(f"version {version}: {exc}") from None
         return checked_artifact(
             version, weights_bytes, model_bytes, metadata, f"version {version}", self.keys
         )
@@ -136,9 +143,12 @@ class LocalVersions:
             if name not in checksums:
                 continue
             try:
-                data = (self.versions_dir / version / name).read_bytes()
+                data = read_file(self.versions_dir / version / name)
             except FileNotFoundError:
                 problems.append(f"version {version}: {name} is listed in checksums but missing")
+                continue
+            except RegistryError as exc:
+                problems.append(f"version {version}: {exc}")
                 continue
             if sha256(data) != checksums[name]:
                 problems.append(f"version {version}: checksum of {name} does not match")

@@ -36,6 +36,7 @@ def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
     )
 
 
+@router.head("/ltr/health", include_in_schema=False)  # load balancers' HEAD health checks
 @router.get(
     "/ltr/health",
     response_model=HealthResponse,
@@ -140,7 +141,14 @@ def kafka_out(sink: object) -> KafkaSinkHealth | None:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.head("/metrics", include_in_schema=False, response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}
+    },
+)
 async def metrics(metrics: MetricsDep) -> Response:
     """Async on purpose: it runs on the event loop, like /rank, so flushing /rank's batched
     observations never interleaves with a request appending to them."""

@@ -59,6 +59,8 @@ def check_token(settings: ServingSettings, authorization: str | None, client: st
     "/reload",
     response_model=ReloadResponse,
     responses={
+        401: {"description": "no bearer token"},
+        403: {"description": "wrong token, or reload over HTTP disabled (no LTR_RELOAD_TOKEN)"},
         409: {"model": ReloadResponse, "description": "artifact refused; old serves"},
         503: {"model": ReloadResponse, "description": "store unreadable or busy; retry later"},
     },

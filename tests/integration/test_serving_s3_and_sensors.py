@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,3 +225,73 @@ def test_an_s3_outage_during_a_download_is_retried_not_refused(
                 return bool(client.get("/ltr/health").json()["version"] == second)
 
         wait_for(serves_second, 30, "the poller to load the version once S3 recovered")
+
+
+def test_a_hung_artifact_read_never_starves_health(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server_process: Callable[[], ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload whose read hung (a stalled store) used to hold the reload lock with no bound:
+    reload requests piled up on the worker threads the synchronous health route also needs, and
+    health stopped answering. Here S3 holds the new version's model.txt unanswered."""
+    settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"), LTR_RELOAD_TIMEOUT_SECONDS="2")
+    pipeline = LocalRegistry(tmp_path / "pipeline-registry")
+    mirror = mirror_from_settings(settings)
+    assert mirror is not None
+
+    def publish(second: int) -> str:
+        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+        meta = {"gated_scorer": "weights"}
+        version = pipeline.publish(weights_for(second), model_text, meta, PARTITION, now=now)
+        sync(pipeline, mirror)
+        return version.version
+
+    live = publish(1)
+    with faulty_proxy(s3_env) as proxy:
+        monkeypatch.setenv("S3_ENDPOINT", proxy.url)  # the replica reaches S3 through it
+        server = start_server_process()
+        hung = publish(2)
+        proxy.stall(f"/{hung}/model.txt")
+        answers: list[tuple[int, str]] = []
+
+        def ask_reload() -> None:
+            with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+                response = client.post("/reload")
+                answers.append((response.status_code, response.json()["error"]))
+
+        callers = [threading.Thread(target=ask_reload) for _ in range(60)]  # more than the pool
+        for caller in callers:
+            caller.start()
+        try:
+            deadline = time.monotonic() + 8
+            with server.client(timeout=3) as client:
+                while time.monotonic() < deadline:
+                    health = client.get("/ltr/health")
+                    assert health.status_code == 200 and health.json()["version"] == live
+                    ranked = client.post("/rank", json=rank_body(5))
+                    assert ranked.json()["version"] == live
+                    time.sleep(0.2)
+                assert health.json()["reload_stuck_since"] is not None
+        finally:
+            for caller in callers:
+                caller.join(timeout=60)
+        assert proxy.stalled > 0
+        assert len(answers) == 60 and {code for code, _ in answers} == {503}
+        errors = [error for _, error in answers]
+        assert any("took longer than 2 s" in error for error in errors)
+        assert any("reload in progress" in error for error in errors)
+        # The store recovers: the slot frees and the new version loads.
+        proxy.heal()
+        with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            wait_for(
+                lambda: client.get("/ltr/health").json()["reload_stuck_since"] is None,
+                30,
+                "the hung read to return",
+            )
+            wait_for(
+                lambda: client.post("/reload").json()["version"] == hung, 30, "the new version"
+            )

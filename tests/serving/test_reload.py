@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -279,60 +278,68 @@ def test_nothing_published_yet_serves_503_until_a_reload_finds_a_version(
         assert client.post("/rank", json=rank_body(2)).status_code == 200
 
 
-def test_a_hung_artifact_read_never_starves_health(
+def test_a_pointer_that_is_not_a_file_is_refused_visibly_and_the_old_version_serves(
     serving_env: Callable[..., Settings],
     publisher: Publisher,
-    start_server_process: Callable[[], ServerProcess],
+    start_server: Callable[[], RunningServer],
 ) -> None:
-    """A reload whose read hung (a stalled volume) used to hold the reload lock with no bound:
-    reload requests piled up on the worker threads the synchronous health route also needs, and
-    health stopped answering. Here model.txt is a FIFO nobody writes: reading it blocks."""
-    serving_env(LTR_RELOAD_TIMEOUT_SECONDS="2")
-    live = publisher.publish(weights_for(1))
-    server = start_server_process()
-    hung = publisher.publish(weights_for(2))
-    model = publisher.registry.versions_dir / hung / MODEL_FILE
+    serving_env(WEIGHTS_POLL_SECONDS="0.1")
+    old = publisher.publish(weights_for(1))
+    server = start_server()
+    pointer = publisher.registry.pointer_path
+    with server.client() as client:
+        pointer.unlink()
+        pointer.mkdir()  # latest.json a directory: the reload must say so, not die
+
+        def refused() -> bool:
+            return "not a regular file" in (
+                client.get("/ltr/health").json()["last_reload_error"] or ""
+            )
+
+        wait_for(refused, 5, "the poller to refuse the pointer")
+        health = client.get("/ltr/health").json()
+        assert health["version"] == old and health["status"] == "degraded"
+        response = client.post("/reload", headers=AUTH)
+        assert response.status_code == 409, response.text  # refused, not "reload in progress"
+        assert "not a regular file" in response.json()["error"]
+        assert client.post("/rank", json=rank_body(3)).json()["version"] == old
+        pointer.rmdir()
+        fixed = publisher.publish(weights_for(2))
+        wait_for(lambda: client.get("/ltr/health").json()["version"] == fixed, 5, "recovery")
+
+
+def test_a_registry_that_lost_its_pointer_does_not_fall_back_to_the_flat_file(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    settings = serving_env()
+    old = publisher.publish(weights_for(1))
+    assert settings.weights_path.exists()  # the registry writes the flat file beside it
+    server = start_server()
+    publisher.registry.pointer_path.unlink()
+    with server.client() as client:
+        response = client.post("/reload", headers=AUTH)
+        assert response.status_code == 409, response.text
+        assert "not falling back to the flat weights file" in response.json()["error"]
+        assert client.get("/ltr/health").json()["version"] == old
+        assert client.post("/rank", json=rank_body(3)).json()["version"] == old
+
+
+def test_a_model_file_that_is_a_device_is_refused_without_reading_it(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    serving_env(LTR_RELOAD_TIMEOUT_SECONDS="5")
+    old = publisher.publish(weights_for(1))
+    server = start_server()
+    bad = publisher.publish(weights_for(2))
+    model = publisher.registry.versions_dir / bad / MODEL_FILE
     model.unlink()
-    os.mkfifo(model)
-
-    answers: list[tuple[int, str]] = []
-
-    def ask_reload() -> None:
-        with server.client(headers=AUTH) as client:
-            response = client.post("/reload")
-            answers.append((response.status_code, response.json()["error"]))
-
-    callers = [threading.Thread(target=ask_reload) for _ in range(60)]  # more than the pool
-    for caller in callers:
-        caller.start()
-    try:
-        deadline = time.monotonic() + 8
-        with server.client(timeout=3) as client:
-            while time.monotonic() < deadline:
-                health = client.get("/ltr/health")
-                assert health.status_code == 200 and health.json()["version"] == live
-                ranked = client.post("/rank", json=rank_body(5))
-                assert ranked.json()["version"] == live
-                time.sleep(0.2)
-            assert health.json()["reload_stuck_since"] is not None
-    finally:
-        for caller in callers:
-            caller.join(timeout=60)
-    assert len(answers) == 60 and {code for code, _ in answers} == {503}
-    errors = [error for _, error in answers]
-    assert any("took longer than 2 s" in error for error in errors)
-    assert any("reload in progress" in error for error in errors)
-    # The stalled read returns (the volume recovers): the slot frees and reloads work again.
-    with open(model, "w") as writer:  # noqa: PTH123 - the FIFO's writer end
-        writer.write("not a model")
-    model.unlink()
-    model.write_text("not a model")  # a plain file from now on, with the wrong checksum
-    with server.client(headers=AUTH) as client:
-        wait_for(
-            lambda: client.get("/ltr/health").json()["reload_stuck_since"] is None,
-            10,
-            "the hung read to return",
-        )
-        refused = client.post("/reload")
-        assert refused.status_code == 409  # the version itself is bad now: a refusal
-        assert client.get("/ltr/health").json()["version"] == live
+    model.symlink_to("/dev/zero")  # read whole, an endless file exhausts the service's memory
+    with server.client() as client:
+        response = client.post("/reload", headers=AUTH)
+        assert response.status_code == 409, response.text
+        assert "not a regular file" in response.json()["error"]
+        assert client.post("/rank", json=rank_body(3)).json()["version"] == old

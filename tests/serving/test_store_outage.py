@@ -76,8 +76,15 @@ def test_local_io_errors_are_retryable(tmp_path: Path) -> None:
     registry.root.mkdir()
     registry.pointer_path.write_text('{"version": "20261126_000000", "partition": "x"}')
     (registry.versions_dir / "20261126_000000").mkdir(parents=True)
-    (registry.versions_dir / "20261126_000000" / "metadata.json").mkdir()  # unreadable as a file
+    metadata = registry.versions_dir / "20261126_000000" / "metadata.json"
+    metadata.symlink_to(metadata)  # opening it fails with an I/O error (ELOOP), as EIO would
     store = LocalWeightStore(registry.root, tmp_path / "w.json", "weights")
     state = _state(store, tmp_path)  # type: ignore[arg-type]
     attempt = state.reload("startup")
-    assert not attempt.ok and attempt.retryable
+    assert not attempt.ok and attempt.retryable, attempt.error
+    # a directory where the file should be is no I/O error: the version is refused
+    metadata.unlink()
+    metadata.mkdir()
+    attempt = state.reload("api")
+    assert not attempt.ok and not attempt.retryable
+    assert attempt.error is not None and "not a regular file" in attempt.error

@@ -1,5 +1,6 @@
 """An HTTP proxy on 127.0.0.1 in front of a real server (moto's S3) that answers chosen
-requests with an error instead of forwarding them: an S3 outage a test can switch on and off."""
+requests with an error instead of forwarding them, or holds them unanswered (a stalled store):
+an S3 outage a test can switch on and off."""
 
 from __future__ import annotations
 
@@ -20,12 +21,21 @@ class FaultyProxy:
         self.fail_paths: tuple[str, ...] = ()  # substrings of the paths to fail
         self.fail_status = 503
         self.failed = 0  # requests answered with the error so far
+        self.stall_paths: tuple[str, ...] = ()  # substrings of the paths to hold unanswered
+        self.stalled = 0  # requests held so far
+        self.released = threading.Event()
 
     def fail(self, *path_parts: str, status: int = 503) -> None:
         self.fail_paths, self.fail_status = path_parts, status
 
+    def stall(self, *path_parts: str) -> None:
+        """Hold matching requests without an answer until `heal`."""
+        self.released.clear()
+        self.stall_paths = path_parts
+
     def heal(self) -> None:
-        self.fail_paths = ()
+        self.fail_paths = self.stall_paths = ()
+        self.released.set()
 
 
 @contextmanager
@@ -39,6 +49,9 @@ def faulty_proxy(upstream: str) -> Iterator[FaultyProxy]:
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if any(part in self.path for part in proxy.stall_paths):
+                proxy.stalled += 1
+                proxy.released.wait(120)
             if any(part in self.path for part in proxy.fail_paths):
                 proxy.failed += 1
                 error = (
@@ -76,6 +89,7 @@ def faulty_proxy(upstream: str) -> Iterator[FaultyProxy]:
     try:
         yield proxy
     finally:
+        proxy.heal()  # nothing held forever
         server.shutdown()
         server.server_close()
         client.close()

@@ -100,11 +100,27 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ),
         ({"LTR_SCORE_TIMEOUT_MS": "0.5"}, "LTR_SCORE_TIMEOUT_MS='0.5' is outside its range [1, "),
         ({"LTR_SCORE_TIMEOUT_MS": "inf"}, "LTR_SCORE_TIMEOUT_MS='inf' is not a finite number"),
+        # integers in ASCII digits only (Python's int() also takes these)
+        ({"LTR_MAX_CANDIDATES": "1_000"}, "LTR_MAX_CANDIDATES='1_000' is not an integer"),
+        ({"LTR_KEEP_VERSIONS": "٣"}, "is not an integer"),
+        ({"LTR_KEEP_VERSIONS": "2.5"}, "LTR_KEEP_VERSIONS='2.5' is not an integer"),
+        ({"LTR_SERVING_URL": "not a url"}, "LTR_SERVING_URL='not a url' is not an http(s) URL"),
+        ({"LTR_SERVING_URL": "ftp://host/x"}, "is not an http(s) URL with a host"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_integers_may_be_written_in_exponent_form_and_urls_are_kept() -> None:
+    settings = Settings.from_env(
+        {"LTR_MAX_CANDIDATES": "1e3", "LTR_KEEP_VERSIONS": " 7 ", "LTR_SERVING_URL": ""}
+    )
+    assert settings.serving.max_candidates == 1000 and settings.keep_versions == 7
+    assert settings.serving.url == ""
+    url = "https://ranker.internal:8443/base"
+    assert Settings.from_env({"LTR_SERVING_URL": url}).serving.url == url
 
 
 def test_secrets_never_show_in_the_settings_repr() -> None:

@@ -1,0 +1,159 @@
+"""Registry files an attacker or an accident crafts: a FIFO, a device, a directory or an
+oversized file where a file should be, JSON nested deeper than the parser goes, pointers naming
+versions that are not there. Each is refused with a message naming the file, never read into
+memory whole, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from ltr_assets.cli import main
+from ltr_assets.gate.versions import list_versions
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.artifacts.format import (
+    LATEST_POINTER,
+    MAX_FILE_BYTES,
+    METADATA_FILE,
+    MODEL_FILE,
+    InvalidPointer,
+    RegistryError,
+    read_file,
+)
+from ltr_core.artifacts.model_format import MAX_MODEL_BYTES
+from tests.unit.test_registry_hardening import _publish, _registry
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def _load_within(registry: LocalRegistry, version: str, seconds: float = 10.0) -> BaseException:
+    """What loading `version` raises, from a thread that must finish in time (a FIFO read by
+    the old code blocked forever)."""
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            registry.load(version)
+        except BaseException as exc:  # noqa: BLE001 - what it raised is the result
+            outcome.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"loading {version} did not return within {seconds} s"
+    assert outcome, f"{version} loaded"
+    return outcome[0]
+
+
+def test_a_model_that_is_a_fifo_or_a_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    fifo, device = _publish(registry, 1), _publish(registry, 2)
+    model = registry.versions_dir / fifo / MODEL_FILE
+    model.unlink()
+    os.mkfifo(model)
+    error = _load_within(registry, fifo)
+    assert isinstance(error, RegistryError) and "not a regular file" in str(error), error
+    model = registry.versions_dir / device / MODEL_FILE
+    model.unlink()
+    model.symlink_to("/dev/zero")  # endless: read whole, it exhausts memory
+    error = _load_within(registry, device)
+    assert isinstance(error, RegistryError) and "not a regular file" in str(error), error
+    assert registry.verify(device) and registry.verify(fifo)
+
+
+def test_an_oversized_file_is_refused_by_its_size_not_by_reading_it(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    version = _publish(registry, 1)
+    model = registry.versions_dir / version / MODEL_FILE
+    with model.open("r+b") as handle:
+        handle.truncate(MAX_MODEL_BYTES + 1)  # sparse: no disk used
+    error = _load_within(registry, version)
+    assert isinstance(error, RegistryError)
+    assert f"{MAX_MODEL_BYTES + 1} bytes, more than {MAX_MODEL_BYTES}" in str(error)
+    metadata = registry.versions_dir / version / METADATA_FILE
+    with metadata.open("r+b") as handle:
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(RegistryError, match="more than"):
+        registry.metadata(version)
+    # the limit is on what is read, whatever the file says it holds
+    small = tmp_path / "small.json"
+    small.write_bytes(b"x" * 11)
+    with pytest.raises(RegistryError, match="11 bytes, more than 10"):
+        read_file(small, limit=10)
+
+
+def test_a_directory_where_a_file_should_be_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    version = _publish(registry, 1)
+    metadata = registry.versions_dir / version / METADATA_FILE
+    metadata.unlink()
+    metadata.mkdir()
+    with pytest.raises(RegistryError, match="not a regular file"):
+        registry.metadata(version)
+    assert registry.verify(version)
+    registry.pointer_path.unlink()
+    registry.pointer_path.mkdir()
+    with pytest.raises(InvalidPointer, match="not a regular file"):
+        registry.pointer()
+
+
+def test_json_nested_too_deeply_is_malformed_json(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    version = _publish(registry, 1)
+    (registry.versions_dir / version / METADATA_FILE).write_text(DEEP)
+    with pytest.raises(RegistryError, match="nested too deeply"):
+        registry.metadata(version)
+    rows, _ = list_versions(registry)
+    assert rows[0].gate.startswith("unreadable")
+    registry.pointer_path.write_text(DEEP)
+    with pytest.raises(InvalidPointer, match="nested too deeply"):
+        registry.pointer()
+    (registry.root / "history.jsonl").write_text(DEEP + "\n" + '{"event": "promoted"}\n')
+    assert registry.history() == [{"event": "promoted"}]
+
+
+def test_the_cli_reports_crafted_files_and_dangling_pointers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LTR_REGISTRY_DIR", str(tmp_path / "reg"))
+    monkeypatch.setenv("WEIGHTS_PATH", str(tmp_path / "models" / "ltr_weights.json"))
+    registry = _registry(tmp_path)
+    good, deep = _publish(registry, 1), _publish(registry, 2)
+    (registry.versions_dir / deep / METADATA_FILE).write_text(DEEP)
+    assert main(["registry", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert good in listing and "nested too deeply" in listing
+    assert main(["registry", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"{good}: ok" in out and f"{deep}: version {deep}" in out
+    # a latest naming a version that is not there: serving refuses it, so must verify
+    (registry.root / LATEST_POINTER).write_text('{"version": "20990101_000000", "partition": "x"}')
+    (registry.versions_dir / deep / METADATA_FILE).unlink()
+    assert main(["registry", "verify", good]) == 1
+    assert "latest: names version 20990101_000000, which does not exist" in capsys.readouterr().out
+    assert main(["registry", "list"]) == 0
+    assert "20990101_000000, which does not exist" in capsys.readouterr().err
+    # a pointer that is a directory
+    registry.pointer_path.unlink()
+    registry.pointer_path.mkdir()
+    assert main(["registry", "verify", good]) == 1
+    assert "not a regular file" in capsys.readouterr().out
+
+
+def test_repair_removes_a_link_in_the_trash_and_not_what_it_points_at(tmp_path: Path) -> None:
+    registry = _registry(tmp_path)
+    _publish(registry, 1)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    trash = registry.root / ".trash"
+    trash.mkdir(exist_ok=True)
+    (trash / "link").symlink_to(outside)
+    removed = registry.repair()
+    assert removed == [str(trash / "link")]
+    assert not os.path.lexists(trash / "link")
+    assert (outside / "keep.txt").read_text() == "keep"
+    assert registry.repair() == []  # nothing is reported removed twice
