@@ -331,8 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     reg = sub.add_parser("registry", help="inspect, verify and roll back published versions")
     reg_sub = reg.add_subparsers(dest="action", required=True)
-    reg_sub.add_parser("list").set_defaults(func=_registry_list)
-    show = reg_sub.add_parser("show")
+    reg_sub.add_parser(
+        "list", help="every version, newest first (* live, c the candidate), with its gate"
+    ).set_defaults(func=_registry_list)
+    show = reg_sub.add_parser("show", help="a version's metadata (default: the live one's)")
     show.add_argument("version", nargs="?", type=version_argument)
     show.add_argument("--candidate", action="store_true", help="the candidate's metadata")
     show.add_argument(
@@ -341,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="latest.json, candidate.json and the candidate history instead of metadata",
     )
     show.set_defaults(func=_registry_show)
-    verify = reg_sub.add_parser("verify")
+    verify = reg_sub.add_parser(
+        "verify", help="check every version (or one) and the pointers as serving would"
+    )
     verify.add_argument("version", nargs="?", type=version_argument)
     verify.add_argument(
         "--repair",
@@ -349,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="first remove what killed publishes left (temporary files, half-deleted versions)",
     )
     verify.set_defaults(func=_registry_verify)
-    rollback = reg_sub.add_parser("rollback")
+    rollback = reg_sub.add_parser(
+        "rollback", help="point latest at a published version and ask serving to reload"
+    )
     rollback.add_argument("version", type=version_argument)
     rollback.set_defaults(func=_registry_rollback)
     for name, func, text in (

@@ -72,6 +72,9 @@ NOT_IN_ENV_FILE = frozenset({"LTR_HOME"})
 EXTERNAL_SECRETS = frozenset({"AWS_SECRET_ACCESS_KEY"})
 
 
+MAX_CANDIDATES_LIMIT = 100_000  # the most LTR_MAX_CANDIDATES may be
+
+
 def default_max_body_bytes(max_candidates: int) -> int:
     """The /rank body cap when LTR_MAX_BODY_BYTES is unset: 2 KiB per candidate (a candidate
     with 11 full-precision features, a long id and attributes is ~0.5 KiB) plus 64 KiB."""
@@ -544,7 +547,7 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_RELOAD_TIMEOUT_SECONDS",
         description="how long a reload may read the artifact before it is given up",
     )
-    max_candidates: Annotated[Int, Range(1, 100_000)] = Field(
+    max_candidates: Annotated[Int, Range(1, MAX_CANDIDATES_LIMIT)] = Field(
         1000,
         validation_alias="LTR_MAX_CANDIDATES",
         description="largest candidate list `/rank` accepts (and the gate's latency test size)",
@@ -638,7 +641,9 @@ class ServingSettings(BaseModel):
                 candidates = _to_int(_value(data, field, "max_candidates"))
             except ValueError:  # reported by max_candidates itself
                 candidates = field.default
-            size = default_max_body_bytes(candidates if isinstance(candidates, int) else 0)
+            if not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES_LIMIT:
+                candidates = field.default  # out of range: reported by max_candidates alone
+            size = default_max_body_bytes(candidates)
             data = {**data, "max_body_bytes": size}
         return data
 

@@ -113,6 +113,14 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
         Settings.from_env(env)
 
 
+def test_a_candidate_limit_out_of_range_is_one_error_not_two() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"LTR_MAX_CANDIDATES": "100000000000000000000"})
+    assert str(refused.value) == (
+        "LTR_MAX_CANDIDATES='100000000000000000000' is outside its range [1, 100000]"
+    )
+
+
 def test_integers_may_be_written_in_exponent_form_and_urls_are_kept() -> None:
     settings = Settings.from_env(
         {"LTR_MAX_CANDIDATES": "1e3", "LTR_KEEP_VERSIONS": " 7 ", "LTR_SERVING_URL": ""}
