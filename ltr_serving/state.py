@@ -162,22 +162,20 @@ class ServingState:
                 return outcome.attempt
             outcome.abandoned = True
             self.stuck_since = datetime.now(UTC)
-        previous_version = self.live.version if self.live else None
-        attempt = ReloadAttempt(
-            at=datetime.now(UTC),
-            trigger=trigger,
-            ok=False,
-            version=previous_version,
-            previous_version=previous_version,
-            error=f"reading the artifact took longer than {timeout:g} s "
+        attempt = self._retryable_failure(
+            trigger,
+            f"reading the artifact took longer than {timeout:g} s "
             "(LTR_RELOAD_TIMEOUT_SECONDS); the store may be stalled",
-            duration_s=time.perf_counter() - start,
-            retryable=True,
+            time.perf_counter() - start,
         )
         self._record_failure(attempt)
         return attempt
 
-    def _busy(self, trigger: str) -> ReloadAttempt:
+    def _retryable_failure(
+        self, trigger: str, error: str, duration_s: float = 0.0, busy: bool = False
+    ) -> ReloadAttempt:
+        """An attempt that did not load anything and may succeed later; the live version
+        stays."""
         version = self.live.version if self.live else None
         return ReloadAttempt(
             at=datetime.now(UTC),
@@ -185,10 +183,17 @@ class ServingState:
             ok=False,
             version=version,
             previous_version=version,
-            error="reload in progress: another reload has held the slot for more than "
-            f"{self.settings.serving.reload_timeout_s:g} s (LTR_RELOAD_TIMEOUT_SECONDS)",
-            duration_s=0.0,
+            error=error,
+            duration_s=duration_s,
             retryable=True,
+            busy=busy,
+        )
+
+    def _busy(self, trigger: str) -> ReloadAttempt:
+        return self._retryable_failure(
+            trigger,
+            "reload in progress: another reload has held the slot for more than "
+            f"{self.settings.serving.reload_timeout_s:g} s (LTR_RELOAD_TIMEOUT_SECONDS)",
             busy=True,
         )
 
@@ -201,16 +206,8 @@ class ServingState:
                 outcome.done.set()
         except Exception as exc:  # a bug, not a refusal: still a failed attempt the caller sees
             log.exception("reload worker failed")
-            version = self.live.version if self.live else None
-            attempt = ReloadAttempt(
-                at=datetime.now(UTC),
-                trigger=trigger,
-                ok=False,
-                version=version,
-                previous_version=version,
-                error=f"reload failed: {type(exc).__name__}: {exc}",
-                duration_s=0.0,
-                retryable=True,
+            attempt = self._retryable_failure(
+                trigger, f"reload failed: {type(exc).__name__}: {exc}"
             )
             self._record_failure(attempt)
             with self._handover:

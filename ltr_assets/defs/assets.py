@@ -6,7 +6,7 @@ that was never materialized.
 """
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
@@ -583,25 +583,25 @@ def _live_version_age(context: AssetCheckExecutionContext, ltr: LtrResource) -> 
     )
 
 
-with partitioned_checks_allowed():
-    s3_published = asset_check(
-        asset=published_weights,
-        name=S3_CHECK,
-        partitions_def=daily_partitions,
-        description=S3_CHECK_DESCRIPTION,
-    )(_s3_published)
-    retention = asset_check(
-        asset=published_weights,
-        name=RETENTION_CHECK,
-        partitions_def=daily_partitions,
-        description=RETENTION_CHECK_DESCRIPTION,
-    )(_retention)
-    live_version_age_check = asset_check(
-        asset=published_weights,
-        name=LIVE_AGE_CHECK,
-        partitions_def=daily_partitions,
-        description=LIVE_AGE_CHECK_DESCRIPTION,
-    )(_live_version_age)
+def _publication_check(
+    name: str, description: str, check: Callable[..., AssetCheckResult]
+) -> AssetChecksDefinition:
+    """A daily check on published_weights that reads back what the asset recorded (`check`
+    takes the check's context, and resources by name)."""
+    with partitioned_checks_allowed():
+        return asset_check(
+            asset=published_weights,
+            name=name,
+            partitions_def=daily_partitions,
+            description=description,
+        )(check)
+
+
+s3_published = _publication_check(S3_CHECK, S3_CHECK_DESCRIPTION, _s3_published)
+retention = _publication_check(RETENTION_CHECK, RETENTION_CHECK_DESCRIPTION, _retention)
+live_version_age_check = _publication_check(
+    LIVE_AGE_CHECK, LIVE_AGE_CHECK_DESCRIPTION, _live_version_age
+)
 
 
 def publication_checks() -> list[AssetChecksDefinition]:

@@ -272,7 +272,7 @@ class CounterfactualEvaluator:
                 max_weight=max_weight,
                 n_boot=n_boot,
                 seed=seed,
-            )  # fmt: skip
+            )
             for theta_alt, gains_alt in alternatives
         ]
 

@@ -44,6 +44,27 @@ def _health(server: RunningServer) -> dict[str, Any]:
         return health
 
 
+class S3Publisher:
+    """The pipeline's side of an S3-served replica: its own local registry (serving sees only
+    S3), every publish synced to the mirror."""
+
+    def __init__(self, settings: Settings, root: Path, model_text: str) -> None:
+        mirror = mirror_from_settings(settings)
+        assert mirror is not None
+        self.mirror = mirror
+        self.pipeline = LocalRegistry(root)
+        self.model_text = model_text
+
+    def publish(self, second: int) -> str:
+        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
+        meta = {"gated_scorer": "weights"}
+        version = self.pipeline.publish(
+            weights_for(second), self.model_text, meta, PARTITION, now=now
+        ).version
+        sync(self.pipeline, self.mirror)
+        return version
+
+
 def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
     s3_env: str,
     tmp_path: Path,
@@ -53,18 +74,8 @@ def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
 ) -> None:
     # The pipeline's registry lives elsewhere; serving sees only S3.
     settings = serving_env(WEIGHTS_POLL_SECONDS="0.2", LTR_REGISTRY_DIR=str(tmp_path / "empty"))
-    pipeline = LocalRegistry(tmp_path / "pipeline-registry")
-    mirror = mirror_from_settings(settings)
-    assert mirror is not None
-
-    def publish(second: int) -> str:
-        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
-        meta = {"gated_scorer": "weights"}
-        version = pipeline.publish(
-            weights_for(second), model_text, meta, PARTITION, now=now
-        ).version
-        sync(pipeline, mirror)
-        return version
+    s3 = S3Publisher(settings, tmp_path / "pipeline-registry", model_text)
+    pipeline, mirror, publish = s3.pipeline, s3.mirror, s3.publish
 
     first = publish(1)
     server = start_server()
@@ -192,16 +203,7 @@ def test_an_s3_outage_during_a_download_is_retried_not_refused(
     artifact: /reload answered 409 (final for the sensor) and the poller never tried again, so
     the replica stayed on the old version after S3 recovered."""
     settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"))
-    pipeline = LocalRegistry(tmp_path / "pipeline-registry")
-    mirror = mirror_from_settings(settings)
-    assert mirror is not None
-
-    def publish(second: int) -> str:
-        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
-        meta = {"gated_scorer": "weights"}
-        version = pipeline.publish(weights_for(second), model_text, meta, PARTITION, now=now)
-        sync(pipeline, mirror)
-        return version.version
+    publish = S3Publisher(settings, tmp_path / "pipeline-registry", model_text).publish
 
     first = publish(1)
     with faulty_proxy(s3_env) as proxy:
@@ -239,16 +241,7 @@ def test_a_hung_artifact_read_never_starves_health(
     reload requests piled up on the worker threads the synchronous health route also needs, and
     health stopped answering. Here S3 holds the new version's model.txt unanswered."""
     settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"), LTR_RELOAD_TIMEOUT_SECONDS="2")
-    pipeline = LocalRegistry(tmp_path / "pipeline-registry")
-    mirror = mirror_from_settings(settings)
-    assert mirror is not None
-
-    def publish(second: int) -> str:
-        now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
-        meta = {"gated_scorer": "weights"}
-        version = pipeline.publish(weights_for(second), model_text, meta, PARTITION, now=now)
-        sync(pipeline, mirror)
-        return version.version
+    publish = S3Publisher(settings, tmp_path / "pipeline-registry", model_text).publish
 
     live = publish(1)
     with faulty_proxy(s3_env) as proxy:
