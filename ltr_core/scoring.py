@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from ltr_core.artifacts.model_format import check_model_format
+from ltr_core.artifacts.model_format import ensure_model_format
 from ltr_core.features import FEATURES
 from ltr_core.vocabulary import ScorerName
 
@@ -67,7 +67,7 @@ class ModelScorer:
         a crafted one hangs or crashes prediction."""
         import lightgbm as lgb
 
-        check_model_format(text, features)
+        ensure_model_format(text, features)
         return cls(lgb.Booster(model_str=text), features)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:

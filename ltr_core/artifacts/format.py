@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
-from ltr_core.artifacts.model_format import MAX_MODEL_BYTES, MalformedModel, check_model_format
+from ltr_core.artifacts.model_format import MAX_MODEL_BYTES, MalformedModel, ensure_model_format
 from ltr_core.artifacts.signing import (
     ArtifactKeys,
     BadSignature,
@@ -222,7 +222,7 @@ def validate_artifact(
     weights = validate_weights(weights_bytes)
     try:
         model_bytes.decode()
-        check_model_format(model_bytes, FEATURES)
+        ensure_model_format(model_bytes, FEATURES)
         check_model_text(model_bytes, FEATURES)
     except UnicodeDecodeError:
         raise RegistryError(f"{MODEL_FILE} is not UTF-8 text") from None

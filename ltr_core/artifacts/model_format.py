@@ -29,6 +29,7 @@ second index structure to trust, and linear trees (`is_linear=1` and their leaf 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -153,6 +154,26 @@ def check_model_format(model: bytes | str, features: Sequence[str]) -> ModelShap
     if not bound <= MAX_ABS_SCORE:
         raise MalformedModel(f"leaf values could sum to {bound!r}, past {MAX_ABS_SCORE!r}")
     return ModelShape(tuple(features), header.objective, tuple(trees))
+
+
+def ensure_model_format(model: bytes | str, features: Sequence[str]) -> None:
+    """`check_model_format`, once per text: the same bytes and features pass again without a
+    second parse. A reload checks a version's model twice (the registry's validation, then the
+    scorer it builds), and every /reload of the unchanged live version checks it again; on a
+    model of tens of MB each pass is seconds of pure Python holding the GIL while /rank waits."""
+    data = model.encode() if isinstance(model, str) else bytes(model)
+    key = (hashlib.sha256(data).hexdigest(), tuple(features))
+    if key in _PASSED:
+        return
+    check_model_format(data, features)
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED.add(key)
+
+
+# Digests of model texts (with their feature lists) that passed `check_model_format`; bounded.
+_PASSED: set[tuple[str, tuple[str, ...]]] = set()
+_PASSED_MAX = 64
 
 
 @dataclass(frozen=True)

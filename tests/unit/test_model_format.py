@@ -314,3 +314,30 @@ def test_artifact_validation_and_the_model_scorer_refuse_before_lightgbm_parses(
     }
     with pytest.raises(RegistryError, match="model.txt is malformed: tree 0"):
         validate_artifact(weights_bytes, model_bytes, metadata)
+
+
+def test_a_model_that_passed_is_not_parsed_again_and_a_bad_one_always_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parses: list[int] = []
+    check = model_format.check_model_format
+
+    def counted(model: bytes | str, features: Sequence[str]) -> ModelShape:
+        parses.append(1)
+        return check(model, features)
+
+    monkeypatch.setattr(model_format, "check_model_format", counted)
+    monkeypatch.setattr(model_format, "_PASSED", set())
+    text = _real() + "\n"  # bytes no other test has passed through the cache
+    model_format.ensure_model_format(text, FEATURES)
+    model_format.ensure_model_format(text.encode(), FEATURES)  # the same bytes
+    ModelScorer.from_model_text(text)  # a scorer built from them: the reload's second check
+    assert len(parses) == 1
+    with pytest.raises(MalformedModel, match="expected"):  # other features: checked again
+        model_format.ensure_model_format(text, [*FEATURES[:-1], "Z"])
+    assert len(parses) == 2
+    broken = text.replace("tree_sizes=", "tree_sizes=1 ", 1)
+    for _ in range(2):
+        with pytest.raises(MalformedModel):
+            model_format.ensure_model_format(broken, FEATURES)
+    assert len(parses) == 4
