@@ -107,18 +107,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def file_limit(name: str) -> int:
+    """The most a registry reader reads of the file `name`, locally or from S3."""
+    return MAX_MODEL_BYTES if name == MODEL_FILE else MAX_FILE_BYTES
+
+
 def read_file(path: Path, limit: int | None = None) -> bytes:
     """A registry file's bytes, read only if it is a regular file (or a link to one) of at most
-    `limit` bytes (MAX_MODEL_BYTES for model.txt, else MAX_FILE_BYTES), and never more than
-    that: a directory, FIFO, device or oversized file is a RegistryError naming the file.
-    FileNotFoundError when it does not exist (what that means is the caller's to say)."""
+    `limit` bytes (default `file_limit`), and never more than that: a directory, FIFO, device
+    or oversized file is a RegistryError naming the file. FileNotFoundError when it does not
+    exist (what that means is the caller's to say)."""
     if limit is None:
-        limit = MAX_MODEL_BYTES if path.name == MODEL_FILE else MAX_FILE_BYTES
+        limit = file_limit(path.name)
     try:
         # non-blocking: opening a FIFO must not wait for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
     except OSError as exc:
         if exc.errno == errno.ENOTDIR:
             raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None

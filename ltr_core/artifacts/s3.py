@@ -19,7 +19,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ltr_core.artifacts.format import (
     CANDIDATE_POINTER,
-    MAX_FILE_BYTES,
     METADATA_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
@@ -29,10 +28,10 @@ from ltr_core.artifacts.format import (
     check_pointer,
     check_version,
     checked_artifact,
+    file_limit,
     is_version,
     parse_json,
 )
-from ltr_core.artifacts.model_format import MAX_MODEL_BYTES
 from ltr_core.artifacts.signing import ArtifactKeys
 
 if TYPE_CHECKING:
@@ -130,7 +129,7 @@ class S3Versions:
             raise
         etag = response["ETag"]
         try:
-            body = _bounded_body(response, MAX_FILE_BYTES, self.url(name))
+            body = _bounded_body(response, file_limit(name), self.url(name))
             return check_pointer(parse_json(body), self.url(name)), etag
         except (RegistryError, ValueError) as exc:
             raise InvalidPointer(f"{self.url(name)} is malformed: {exc}", etag) from None
@@ -143,8 +142,7 @@ class S3Versions:
         """An object's bytes, refused (RegistryError) past the size a registry reader takes
         (`format.read_file`'s limits) without reading more than that."""
         response = self.client.get_object(Bucket=self.bucket, Key=self.key(*parts))
-        limit = MAX_MODEL_BYTES if parts[-1] == MODEL_FILE else MAX_FILE_BYTES
-        return _bounded_body(response, limit, self.url(*parts))
+        return _bounded_body(response, file_limit(parts[-1]), self.url(*parts))
 
     def fetch(self, version: str) -> Artifact:
         """Download a version and validate it fully (checksums first), like a local load.

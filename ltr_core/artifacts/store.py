@@ -74,7 +74,7 @@ class LocalVersions:
             raw = read_file(path)
         except FileNotFoundError:
             return None
-        except (RegistryError, OSError) as exc:
+        except RegistryError as exc:  # not a regular file, or too big: not a pointer
             raise InvalidPointer(f"{path} cannot be read: {exc}") from None
         try:
             pointer = parse_json(raw)
