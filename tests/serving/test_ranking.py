@@ -212,6 +212,21 @@ def test_the_openapi_document_describes_rank(
     assert "RankResponse" in document["components"]["schemas"]
 
 
+def test_health_and_metrics_answer_head_and_openapi_names_reloads_refusals(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    publisher.publish(weights_for(1))
+    with start_server().client() as client:
+        health, metrics = client.head("/ltr/health"), client.head("/metrics")
+        document = client.get("/openapi.json").json()
+    assert health.status_code == 200 and health.content == b""
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert {"401", "403", "409", "503"} <= set(document["paths"]["/reload"]["post"]["responses"])
+    described = document["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert any(kind.startswith("text/plain") for kind in described)
+    assert set(document["paths"]["/ltr/health"]) == {"get"}  # HEAD is not a second operation
+
+
 def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
     publisher: Publisher, start_server: Callable[[], RunningServer]
 ) -> None:
