@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
-from ltr_core.artifacts.model_format import MAX_MODEL_BYTES, MalformedModel, ensure_model_format
+from ltr_core.artifacts.model_format import MAX_MODEL_BYTES, MalformedModel
 from ltr_core.artifacts.signing import (
     ArtifactKeys,
     BadSignature,
@@ -211,8 +211,9 @@ def validate_artifact(
     is then checked in pure Python (`model_format`: every child in range, every node reached
     once, bounded depth and size, the expected features, finite values), which LightGBM never
     does and whose absence lets a crafted tree hang or crash prediction. Only then does
-    LightGBM parse it, in a child process first (`model_check`): it aborts the whole process on
-    some malformed model files.
+    LightGBM parse it. Both run in a child process (`model_check`): LightGBM aborts the whole
+    process on some malformed model files, and the pure-Python check would hold the caller's
+    GIL (serving's event loop) for as long as a large model takes to read.
     """
     checked = check_checksums(weights_bytes, model_bytes, metadata)
     try:
@@ -225,8 +226,7 @@ def validate_artifact(
     weights = validate_weights(weights_bytes)
     try:
         model_bytes.decode()
-        ensure_model_format(model_bytes, FEATURES)
-        check_model_text(model_bytes, FEATURES)
+        check_model_text(model_bytes, FEATURES)  # the structure, then LightGBM, in a child
     except UnicodeDecodeError:
         raise RegistryError(f"{MODEL_FILE} is not UTF-8 text") from None
     except MalformedModel as exc:

@@ -1,22 +1,30 @@
-"""Parse untrusted LightGBM model text in a child process first.
+"""Check untrusted LightGBM model text in a child process first: its structure, then LightGBM's
+parse.
 
 LightGBM does not always raise on a malformed model: some truncated files abort the whole
 process (SIGABRT) or crash it (SIGSEGV). A registry or serving process must never die because of
 an artifact, so the text is parsed (and one row scored) in a throwaway child; only when the child
 succeeds does the caller parse the same bytes in-process, where the outcome is then known.
 
-The child is this file run as a script, `python -I -S model_check.py LIB`: model text on stdin,
-one JSON line on stdout. It calls LightGBM's C library LIB through ctypes (the same C functions
-`lightgbm.Booster(model_str=)` and `predict` call) instead of importing the Python package, which
-pulls in pandas and scipy and takes seconds to import; `-I -S` skip site-packages too, so the
-child needs only the standard library and the check costs a process start and one parse.
+The child first reads the text with `model_format.check_model_format` (the structure LightGBM
+trusts: child indices, cycles, sizes) and parses it with LightGBM only when that passes. Why in
+the child: the structure check is pure Python, linear in the text, and holds the GIL throughout;
+run in the serving process it starved /rank's event loop for as long as it took on a model of
+tens of MB (docs/benchmarks.md, "Other measurements"). A pass is remembered for the
+in-process `ensure_model_format` as well, so the scorer built next does not check it again.
+
+The child is this file run as a script, `python -I -S model_check.py LIB FEATURES [--parse-only]`:
+model text on stdin, one JSON line on stdout. It calls LightGBM's C library LIB through ctypes
+(the same C functions `lightgbm.Booster(model_str=)` and `predict` call) instead of importing the
+Python package, which pulls in pandas and scipy and takes seconds to import; `-I -S` skip
+site-packages too, so the child needs only the standard library (`model_format` is loaded from
+its file beside this one) and the check costs a process start, one pass and one parse.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import importlib.util
 import json
 import math
@@ -24,8 +32,14 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
+
+if __name__ != "__main__":  # the child runs isolated and loads model_format from its file
+    from ltr_core.artifacts import model_format
+    from ltr_core.artifacts.model_format import MalformedModel
 
 CHILD_TIMEOUT_S = 120.0
 
@@ -35,34 +49,50 @@ class UnsafeModel(ValueError):
 
 
 def check_model_text(
-    model_bytes: bytes, features: Sequence[str], timeout_s: float = CHILD_TIMEOUT_S
+    model_bytes: bytes,
+    features: Sequence[str],
+    timeout_s: float = CHILD_TIMEOUT_S,
+    *,
+    check_format: bool = True,
 ) -> None:
-    """Load `model_bytes` in a child process and score one row; raise UnsafeModel otherwise.
-    The same bytes and features are checked once per process: publish, verify and a reload
-    read the same model more than once, and the outcome cannot change."""
-    key = (hashlib.sha256(model_bytes).hexdigest(), tuple(features))
-    if key in _PASSED:
+    """In a child process, check the structure of `model_bytes` (MalformedModel says why it is
+    refused), then load it with LightGBM and score one row (UnsafeModel otherwise).
+    `check_format=False` skips the structure check, to reach LightGBM's own parse with a text
+    the check would refuse (tests of the crash handling). The same bytes and features are
+    checked once per process: publish, verify and a reload read the same model more than once,
+    and the outcome cannot change."""
+    key = model_format.passed_key(model_bytes, features)
+    if (key, check_format) in _PASSED:
         return
-    _check_in_child(model_bytes, features, timeout_s)
+    _check_in_child(model_bytes, features, timeout_s, check_format)
     if len(_PASSED) >= _PASSED_MAX:
         _PASSED.clear()
-    _PASSED.add(key)
+    _PASSED.add((key, check_format))
+    if check_format:
+        model_format.remember_passed(key)
 
 
-# Digests of model texts (with their feature lists) that passed the child check; bounded.
-_PASSED: set[tuple[str, tuple[str, ...]]] = set()
+# Model texts (digest and feature list, and whether the structure was checked) that passed the
+# child check; bounded.
+_PASSED: set[tuple[model_format.PassedKey, bool]] = set()
 _PASSED_MAX = 256
 
 
-def _check_in_child(model_bytes: bytes, features: Sequence[str], timeout_s: float) -> None:
+def _check_in_child(
+    model_bytes: bytes, features: Sequence[str], timeout_s: float, check_format: bool
+) -> None:
+    command = [sys.executable, "-I", "-S", __file__, library_path(), json.dumps(list(features))]
+    if not check_format:
+        command.append("--parse-only")
+    # The text reaches the child's stdin from a file, not a pipe: feeding a pipe is a loop of
+    # 4 KiB writes in Python, thousands of GIL hand-overs on a large model.
     try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-S", __file__, library_path()],
-            input=model_bytes,
-            capture_output=True,
-            timeout=timeout_s,
-            check=False,
-        )
+        with tempfile.TemporaryFile() as text:
+            text.write(model_bytes)
+            text.seek(0)
+            done = subprocess.run(
+                command, stdin=text, capture_output=True, timeout=timeout_s, check=False
+            )
     except subprocess.TimeoutExpired:
         raise UnsafeModel(f"parsing the model took more than {timeout_s:.0f} s") from None
     if done.returncode < 0:
@@ -74,6 +104,8 @@ def _check_in_child(model_bytes: bytes, features: Sequence[str], timeout_s: floa
     except (IndexError, ValueError):
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
         raise UnsafeModel(f"the model check failed (exit {done.returncode}): {tail}") from None
+    if "malformed" in answer:
+        raise MalformedModel(str(answer["malformed"]))
     if "error" in answer:
         raise UnsafeModel(f"does not load: {answer['error']}")
     if answer.get("features") != list(features):
@@ -97,8 +129,30 @@ def library_path() -> str:
     raise UnsafeModel(f"{name} not found beside {package}")
 
 
-def _child(library: str) -> int:
-    """Runs in the child: parse stdin, score a row of 0.5s, report as one JSON line."""
+def _sibling_model_format() -> ModuleType:
+    """`model_format` loaded from its file beside this one: the child runs isolated (`-I`), with
+    neither the project nor site-packages on its path."""
+    path = Path(__file__).with_name("model_format.py")
+    spec = importlib.util.spec_from_file_location("_ltr_model_format", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _child(library: str, features_json: str, parse_only: bool) -> int:
+    """Runs in the child: check the structure of stdin's text (unless `parse_only`), parse it
+    with LightGBM, score a row of 0.5s, report as one JSON line."""
+    text = sys.stdin.buffer.read()
+    if not parse_only:
+        checker = _sibling_model_format()
+        try:
+            checker.check_model_format(text, json.loads(features_json))
+        except checker.MalformedModel as exc:
+            print(json.dumps({"malformed": str(exc)}))
+            return 0
     lib = ctypes.cdll.LoadLibrary(library)
     lib.LGBM_GetLastError.restype = ctypes.c_char_p
 
@@ -106,7 +160,6 @@ def _child(library: str) -> int:
         if result != 0:
             raise RuntimeError(lib.LGBM_GetLastError().decode(errors="replace"))
 
-    text = sys.stdin.buffer.read()
     try:
         handle = ctypes.c_void_p()
         iterations = ctypes.c_int(0)
@@ -147,4 +200,4 @@ def _child(library: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_child(sys.argv[1]))
+    sys.exit(_child(sys.argv[1], sys.argv[2], "--parse-only" in sys.argv[3:]))

@@ -158,21 +158,35 @@ def check_model_format(model: bytes | str, features: Sequence[str]) -> ModelShap
 
 def ensure_model_format(model: bytes | str, features: Sequence[str]) -> None:
     """`check_model_format`, once per text: the same bytes and features pass again without a
-    second parse. A reload checks a version's model twice (the registry's validation, then the
-    scorer it builds), and every /reload of the unchanged live version checks it again; on a
-    model of tens of MB each pass is seconds of pure Python holding the GIL while /rank waits."""
+    second parse (nor does a text that passed the child check of `model_check`, which runs this
+    check in its child). A reload checks a version's model twice (the registry's validation,
+    then the scorer it builds), and every /reload of the unchanged live version checks it again;
+    on a model of tens of MB each pass is seconds of pure Python holding the GIL while /rank
+    waits."""
     data = model.encode() if isinstance(model, str) else bytes(model)
-    key = (hashlib.sha256(data).hexdigest(), tuple(features))
+    key = passed_key(data, features)
     if key in _PASSED:
         return
     check_model_format(data, features)
+    remember_passed(key)
+
+
+PassedKey = tuple[str, tuple[str, ...]]  # a model text's sha256 and the feature list
+
+
+def passed_key(data: bytes, features: Sequence[str]) -> PassedKey:
+    return hashlib.sha256(data).hexdigest(), tuple(features)
+
+
+def remember_passed(key: PassedKey) -> None:
+    """Remember that the text and features of `key` passed `check_model_format`."""
     if len(_PASSED) >= _PASSED_MAX:
         _PASSED.clear()
     _PASSED.add(key)
 
 
 # Digests of model texts (with their feature lists) that passed `check_model_format`; bounded.
-_PASSED: set[tuple[str, tuple[str, ...]]] = set()
+_PASSED: set[PassedKey] = set()
 _PASSED_MAX = 64
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltr_assets.learning.training import DEFAULT_PARAMS
-from ltr_core.artifacts import model_format
+from ltr_core.artifacts import model_check, model_format
 from ltr_core.artifacts.format import RegistryError, sha256, validate_artifact, weights_json
 from ltr_core.artifacts.model_format import MalformedModel, ModelShape, Tree, check_model_format
 from ltr_core.features import FEATURES
@@ -305,7 +305,10 @@ def test_artifact_validation_and_the_model_scorer_refuse_before_lightgbm_parses(
         raise AssertionError("LightGBM was asked to parse a crafted model")
 
     monkeypatch.setattr(lgb, "Booster", no_lightgbm)
-    monkeypatch.setattr("ltr_core.artifacts.format.check_model_text", no_lightgbm)
+    # the artifact's check runs in a child, which must refuse before it loads LightGBM: with
+    # no library to load, a child that tried would fail otherwise ("the model check failed")
+    monkeypatch.setattr(model_check, "library_path", lambda: "/nonexistent/lib_lightgbm.so")
+    monkeypatch.setattr(model_check, "_PASSED", set())
     with pytest.raises(MalformedModel):
         ModelScorer.from_model_text(crafted)
     weights_bytes, model_bytes = weights_json(weights(1)), crafted.encode()

@@ -29,6 +29,7 @@ from ltr_core.artifacts.format import (
     sha256,
 )
 from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
+from ltr_core.artifacts.model_format import MalformedModel
 from ltr_core.features import FEATURES
 from tests.support.artifacts import tiny_model_text, weights
 from tests.support.model_texts import edit_tree, tree_line
@@ -243,6 +244,8 @@ def test_the_child_process_check_survives_a_model_that_aborts_lightgbm() -> None
     """Behind the format check, LightGBM still parses a model first in a child process, which
     dies instead of the caller when LightGBM aborts."""
     with pytest.raises(UnsafeModel, match=r"LightGBM crashed parsing the model \(SIGABRT\)"):
+        check_model_text(_truncated_model(), FEATURES, check_format=False)
+    with pytest.raises(MalformedModel, match="has no trees"):  # the format check comes first
         check_model_text(_truncated_model(), FEATURES)
 
 
