@@ -180,6 +180,21 @@ def _to_url(value: object) -> object:
     return value.strip()
 
 
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _to_topic(value: object) -> object:
+    """A name Kafka accepts for a topic: caught here rather than by the broker, where the
+    pipeline's read and the service's sink would fail on every attempt."""
+    if not isinstance(value, str):
+        return value
+    if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError(
+            "is not a Kafka topic name (1-249 of the characters A-Z a-z 0-9 . _ -, not . or ..)"
+        )
+    return value
+
+
 def _to_bool(value: object) -> object:
     if not isinstance(value, str):
         return value
@@ -278,6 +293,7 @@ Int = Annotated[int, BeforeValidator(_to_int)]
 Bool = Annotated[bool, BeforeValidator(_to_bool)]
 Text = str
 Url = Annotated[str, BeforeValidator(_to_url)]
+Topic = Annotated[str, BeforeValidator(_to_topic)]
 PathText = Annotated[str, EXPAND]
 
 
@@ -424,7 +440,7 @@ class KafkaSettings(BaseModel):
         validation_alias="KAFKA_BOOTSTRAP_SERVERS",
         description="Kafka brokers, `host:port,…`; unset: the audit-log files only",
     )
-    topic: Text = Field(
+    topic: Topic = Field(
         "match_events", validation_alias="KAFKA_TOPIC", description="topic of the platform's events"
     )
     group_id: Text = Field(

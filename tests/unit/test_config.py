@@ -105,12 +105,28 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_KEEP_VERSIONS": "٣"}, "is not an integer"),
         ({"LTR_KEEP_VERSIONS": "2.5"}, "LTR_KEEP_VERSIONS='2.5' is not an integer"),
         ({"LTR_SERVING_URL": "not a url"}, "LTR_SERVING_URL='not a url' is not an http(s) URL"),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPIC": "match events"},
+            "KAFKA_TOPIC='match events' is not a Kafka topic name",
+        ),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPIC": ".."}, "is not a Kafka topic name"),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPIC": "t" * 250},
+            "is not a Kafka topic name",
+        ),
         ({"LTR_SERVING_URL": "ftp://host/x"}, "is not an http(s) URL with a host"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_a_kafka_topic_name_kafka_accepts_is_taken_as_it_is() -> None:
+    for name in ("match_events", "ltr.events-v2", "t" * 249):
+        env = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPIC": name}
+        kafka = Settings.from_env(env).kafka
+        assert kafka is not None and kafka.topic == name
 
 
 def test_a_candidate_limit_out_of_range_is_one_error_not_two() -> None:
