@@ -178,6 +178,8 @@ class LocalRegistry(LocalVersions):
         gated = scorer_to_record(metadata)
         with self._lock():
             cleaned = self._clean_leftovers()
+            for path in cleaned:  # a publish reports them in its log
+                log.warning("removed the leftover of a killed writer: %s", path)
             self._staging.mkdir(parents=True, exist_ok=True)
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             version = self._new_version(now or datetime.now(UTC))
@@ -422,7 +424,8 @@ class LocalRegistry(LocalVersions):
             self._discard(self.versions_dir / version)
 
     def repair(self) -> list[str]:
-        """Remove what killed writers left behind (see `_clean_leftovers`); what was removed."""
+        """Remove what killed writers left behind (see `_clean_leftovers`); what was removed,
+        for the caller to report (`ltr registry verify --repair` prints each)."""
         with self._lock():
             return self._clean_leftovers()
 
@@ -491,8 +494,6 @@ class LocalRegistry(LocalVersions):
                         log.warning("could not remove the leftover %s: %s", folder, exc)
                         continue
                     removed.append(folder)
-        for path in removed:
-            log.warning("removed the leftover of a killed writer: %s", path)
         return [str(path) for path in removed]
 
 

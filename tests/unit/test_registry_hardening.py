@@ -5,6 +5,7 @@ leftovers of killed publishes."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -269,14 +270,19 @@ def _leave_leftovers(registry: LocalRegistry, version: str) -> list[Path]:
     return [pointer_tmp, weights_tmp, staging, trash, registry.versions_dir / version]
 
 
-def test_the_next_publish_cleans_what_killed_publishes_left(tmp_path: Path) -> None:
+def test_the_next_publish_cleans_what_killed_publishes_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     registry = _registry(tmp_path)
     half_deleted = _publish(registry, 0)
     _publish(registry, 1)
     leftovers = _leave_leftovers(registry, half_deleted)
-    result = registry.publish(weights(3), tiny_model_text(), {}, "2026-11-25", now=_now(3))
+    with caplog.at_level(logging.WARNING):
+        result = registry.publish(weights(3), tiny_model_text(), {}, "2026-11-25", now=_now(3))
     assert sorted(result.cleaned) == sorted(str(p) for p in leftovers)
     assert not any(p.exists() for p in leftovers)
+    for path in leftovers:  # the publish's log says what it removed, once each
+        assert caplog.text.count(f"removed the leftover of a killed writer: {path}\n") == 1
     assert half_deleted not in registry.versions()
 
 
@@ -291,6 +297,7 @@ def test_verify_repair_cleans_on_demand_and_says_what_it_removed(tmp_path: Path)
     assert "removed 5 leftover(s)" in verify.stdout
     for path in leftovers:
         assert f"removed leftover: {path}" in verify.stdout and not path.exists()
+    assert "leftover" not in verify.stderr, verify.stderr  # said once, not logged as well
     assert f"{live}: ok" in verify.stdout and f"{half_deleted}: " not in verify.stdout
 
 
