@@ -14,11 +14,11 @@ variable (never showing a secret's value), instead of failing somewhere deep in 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import types
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -61,8 +61,7 @@ class ConfigError(ValueError):
     """An environment variable holds a value that cannot be used."""
 
 
-class UnknownVariableWarning(UserWarning):
-    """An `LTR_*` variable in the env file that the project does not read."""
+log = logging.getLogger("ltr_core.settings")
 
 
 ENV_FILE = "ltr.env"
@@ -1177,6 +1176,18 @@ def env_file_path(env: Mapping[str, str]) -> Path:
     return Path(home) / ENV_FILE
 
 
+def _warn_unknown(path: Path, number: int, key: str) -> None:
+    """Log an `LTR_*` variable of the env file that the project does not read, once per
+    process: the file is read each time the settings are."""
+    if (str(path), key) in _WARNED:
+        return
+    _WARNED.add((str(path), key))
+    log.warning("%s:%d: %s is not a variable the project reads (a typo?)", path, number, key)
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """KEY=VALUE lines; blank lines and `#` comments skipped, surrounding quotes removed. A
     missing file is no configuration. A malformed line raises ConfigError naming the file and
@@ -1202,11 +1213,7 @@ def read_env_file(path: Path) -> dict[str, str]:
                 "itself; set it in the environment"
             )
         if key.startswith("LTR_") and key not in KNOWN_VARIABLES:
-            warnings.warn(
-                f"{path}:{number}: {key} is not a variable the project reads (a typo?)",
-                UnknownVariableWarning,
-                stacklevel=2,
-            )
+            _warn_unknown(path, number, key)
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import logging
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +16,6 @@ from ltr_core.settings import (
     SECRETS,
     ConfigError,
     Settings,
-    UnknownVariableWarning,
     _shown,
     env_file_path,
     layered_env,
@@ -287,12 +290,34 @@ def test_a_secret_s_bad_value_is_never_shown() -> None:
     assert _shown("LTR_RELOAD_TOKEN", "hunter2") == "LTR_RELOAD_TOKEN=<secret>"
 
 
-def test_an_unknown_ltr_variable_in_the_env_file_warns(tmp_path: Path) -> None:
+def test_an_unknown_ltr_variable_in_the_env_file_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / ENV_FILE
     path.write_text("LTR_SCORRER=model\nLTR_SCORER=weights\nOTHER_TOOL=1\n")
-    with pytest.warns(UnknownVariableWarning, match=r"ltr.env:1: LTR_SCORRER is not a variable"):
+    with caplog.at_level(logging.WARNING, logger="ltr_core.settings"):
         values = read_env_file(path)
+        read_env_file(path)  # the settings are read again: no second warning
     assert values == {"LTR_SCORRER": "model", "LTR_SCORER": "weights", "OTHER_TOOL": "1"}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:1: LTR_SCORRER is not a variable the project reads (a typo?)"
+    ]
+
+
+@pytest.mark.slow  # starts the CLI as a process: not in make test-fast
+def test_the_unknown_variable_warning_is_one_line_without_python_source(tmp_path: Path) -> None:
+    (tmp_path / ENV_FILE).write_text("LTR_SCORRER=model\n")
+    env = {**os.environ, "LTR_HOME": str(tmp_path)}
+    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "ltr_assets.cli", "registry", "list"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done
+    assert done.stderr.splitlines() == [
+        f"{tmp_path / ENV_FILE}:1: LTR_SCORRER is not a variable the project reads (a typo?)"
+    ]
 
 
 def test_the_env_file_cannot_move_the_home_it_lives_in(tmp_path: Path) -> None:
