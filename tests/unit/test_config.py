@@ -1,10 +1,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from ltr_core.settings import (
     variables,
     write_env_file,
 )
+from tests.support.cli import run_ltr
 
 
 def test_defaults_follow_ltr_home() -> None:
@@ -307,13 +305,7 @@ def test_an_unknown_ltr_variable_in_the_env_file_warns_once(
 @pytest.mark.slow  # starts the CLI as a process: not in make test-fast
 def test_the_unknown_variable_warning_is_one_line_without_python_source(tmp_path: Path) -> None:
     (tmp_path / ENV_FILE).write_text("LTR_SCORRER=model\n")
-    env = {**os.environ, "LTR_HOME": str(tmp_path)}
-    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
-        env.pop(name, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "ltr_assets.cli", "registry", "list"],
-        env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    done = run_ltr("registry", "list", home=tmp_path)
     assert done.returncode == 0, done
     assert done.stderr.splitlines() == [
         f"{tmp_path / ENV_FILE}:1: LTR_SCORRER is not a variable the project reads (a typo?)"

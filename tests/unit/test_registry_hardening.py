@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from ltr_core.artifacts.model_check import UnsafeModel, check_model_text
 from ltr_core.artifacts.model_format import MalformedModel
 from ltr_core.features import FEATURES
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.cli import run_ltr
 from tests.support.model_texts import edit_tree, tree_line
 
 BAD_NAMES = [
@@ -157,14 +157,6 @@ def _tamper(registry: LocalRegistry, version: str, model: bytes, metadata: objec
     (folder / METADATA_FILE).write_text(json.dumps(metadata))
 
 
-def _ltr(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LTR_HOME": str(home)}
-    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
-        env.pop(name, None)
-    command = [sys.executable, "-m", "ltr_assets.cli", *argv]
-    return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-
-
 @pytest.mark.parametrize(
     ("metadata", "reason"),
     [
@@ -181,7 +173,7 @@ def test_metadata_without_valid_checksums_is_refused_before_lightgbm_sees_the_mo
     registry = LocalRegistry(tmp_path / "registry")
     version = _publish(registry, 0)
     _tamper(registry, version, _truncated_model(), metadata)
-    verify = _ltr("registry", "verify", version, home=tmp_path)
+    verify = run_ltr("registry", "verify", version, home=tmp_path)
     assert verify.returncode == 1, verify  # not 134 (SIGABRT): the model was never parsed
     assert reason in verify.stdout
 
@@ -196,7 +188,7 @@ def test_a_truncated_model_with_matching_checksums_cannot_kill_verify(tmp_path: 
     metadata = json.loads((registry.versions_dir / bad / METADATA_FILE).read_text())
     metadata["checksums"][MODEL_FILE] = sha256(model)
     _tamper(registry, bad, model, metadata)
-    verify = _ltr("registry", "verify", home=tmp_path)
+    verify = run_ltr("registry", "verify", home=tmp_path)
     assert verify.returncode == 1, verify
     assert f"{good}: ok" in verify.stdout
     assert "model.txt is malformed: has no trees" in verify.stdout  # read before LightGBM
@@ -233,7 +225,7 @@ def test_a_tree_that_would_hang_or_crash_prediction_is_refused_by_publish_and_ve
     metadata = json.loads((registry.versions_dir / bad / METADATA_FILE).read_text())
     metadata["checksums"][MODEL_FILE] = sha256(crafted.encode())
     _tamper(registry, bad, crafted.encode(), metadata)
-    verify = _ltr("registry", "verify", home=tmp_path)
+    verify = run_ltr("registry", "verify", home=tmp_path)
     assert verify.returncode == 1, verify
     assert f"{good}: ok" in verify.stdout
     assert f"{bad}: version {bad}: model.txt is malformed: tree 0: {reason}" in verify.stdout
@@ -292,7 +284,7 @@ def test_verify_repair_cleans_on_demand_and_says_what_it_removed(tmp_path: Path)
     half_deleted = _publish(registry, 0)
     live = _publish(registry, 1)
     leftovers = _leave_leftovers(registry, half_deleted)
-    verify = _ltr("registry", "verify", "--repair", home=tmp_path)
+    verify = run_ltr("registry", "verify", "--repair", home=tmp_path)
     assert verify.returncode == 0, verify
     assert "removed 5 leftover(s)" in verify.stdout
     for path in leftovers:

@@ -4,10 +4,7 @@ registry and `ltr registry verify` treat signed, unsigned and tampered versions.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from ltr_core.artifacts.signing import (
 from ltr_core.settings import ConfigError, Settings
 from ltr_serving.store import LocalWeightStore, StoreError
 from tests.support.artifacts import tiny_model_text, weights
+from tests.support.cli import run_ltr
 
 SECRET_1 = "k1-secret-" + "a" * 40
 SECRET_2 = "k2-secret-" + "b" * 40
@@ -286,17 +284,6 @@ def test_a_signed_version_rewritten_without_the_key_is_refused(tmp_path: Path) -
     assert signer.load(first).version == first
 
 
-def _ltr(*argv: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "LTR_HOME": str(home), **env}
-    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
-        environment.pop(name, None)
-    for name in ("LTR_ARTIFACT_SIGNING_KEY", "LTR_ARTIFACT_VERIFY_KEYS"):
-        if name not in env:
-            environment.pop(name, None)
-    command = [sys.executable, "-m", "ltr_assets.cli", *argv]
-    return subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
-
-
 @pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_are_set(
     tmp_path: Path,
@@ -310,14 +297,14 @@ def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_a
         root, tampered, tiny_model_text().replace("shrinkage=0.1", "shrinkage=0.3", 1).encode()
     )
 
-    no_key = _ltr("registry", "verify", home=tmp_path)
+    no_key = run_ltr("registry", "verify", home=tmp_path)
     assert no_key.returncode == 0, no_key  # no key configured: nothing refused, as before
     lines = dict(line.split(": ", 1) for line in no_key.stdout.splitlines())
     assert lines[unsigned] == "ok; signature: unsigned"
     assert lines[signed] == "ok; signature: not checked: no key (signed with key k1)"
     assert lines[tampered] == "ok; signature: not checked: no key (signed with key k1)"
 
-    strict = _ltr("registry", "verify", home=tmp_path, LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET_1}")
+    strict = run_ltr("registry", "verify", home=tmp_path, LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET_1}")
     assert strict.returncode == 1, strict
     lines = dict(line.split(": ", 1) for line in strict.stdout.splitlines())
     assert lines[signed] == "ok; signature: signed (key k1) ok"
@@ -327,7 +314,7 @@ def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_a
     assert lines[tampered].endswith("signature: bad signature (key k1)")
     assert SECRET_1 not in strict.stdout + strict.stderr
 
-    rotating = _ltr(
+    rotating = run_ltr(
         "registry", "verify", old_key, home=tmp_path,
         LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET_1},k2:{SECRET_2}",
     )  # fmt: skip

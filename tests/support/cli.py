@@ -1,0 +1,22 @@
+"""Run the `ltr` CLI as a process, on a home of the test's own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_ltr(*argv: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ltr_assets.cli ARGV` with LTR_HOME=`home` and `env`; the settings that would
+    point it elsewhere (registry, weights file, S3, serving URL, signing keys not in `env`) are
+    removed from the inherited environment."""
+    environment = {**os.environ, "LTR_HOME": str(home), **env}
+    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
+        environment.pop(name, None)
+    for name in ("LTR_ARTIFACT_SIGNING_KEY", "LTR_ARTIFACT_VERIFY_KEYS"):
+        if name not in env:
+            environment.pop(name, None)
+    command = [sys.executable, "-m", "ltr_assets.cli", *argv]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
