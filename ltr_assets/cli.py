@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -293,6 +294,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """The demo launches its runs on the Dagster instance in DAGSTER_HOME (so the UI shows
+    them): without one, say how to make it rather than fail inside Dagster."""
+    home = os.environ.get("DAGSTER_HOME", "")
+    if not home or not Path(home).is_dir():
+        where = f"DAGSTER_HOME={home!r} is not a directory" if home else "DAGSTER_HOME is not set"
+        print(
+            f"ltr demo: {where}. The demo records its runs in a Dagster instance there: "
+            "`make demo` makes one ($LTR_HOME/dagster with the repository's dagster.yaml); by "
+            'hand: mkdir -p "$LTR_HOME/dagster" && cp dagster.yaml "$LTR_HOME/dagster/" '
+            '&& DAGSTER_HOME="$LTR_HOME/dagster" ltr demo',
+            file=sys.stderr,
+        )
+        return 2
     from ltr_assets.demo import run_demo
 
     return run_demo(days=args.days, seed=args.seed)

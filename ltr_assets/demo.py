@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ltr_assets.metrics.ranking import Interval
+
 if TYPE_CHECKING:
     from ltr_assets.gate.summary import CandidateSummary
     from ltr_assets.simulation.through_service import ServedDay, ServiceProcess
@@ -214,13 +216,30 @@ def _final_report(
     }
     print(f"\non {latest.version}'s {test.groups} test lists ({day}): true nDCG@5 (simulator) "
           "vs the gate's counterfactual estimate")  # fmt: skip
+    clipped_any = False
     for name, scores in rankings.items():
         estimate = judge.ndcg(scores, 5)
+        clipped_any = clipped_any or estimate.interval.clipped
         print(
             f"  {name:48s} true {gain_ndcg(gains, scores, test.group_sizes):.4f}   "
-            f"estimate {estimate.value:.4f} [{estimate.interval.low:.4f}, "
-            f"{estimate.interval.high:.4f}]"
+            f"estimate {estimate_text(estimate.value, estimate.interval)}"
         )
+    if clipped_any:
+        print(f"  {CLIPPED_NOTE}")
+
+
+CLIPPED_NOTE = (
+    "* interval clipped to nDCG's range [0, 1]; the estimate itself is a ratio of sums over "
+    "the lists, which for a very good ranking may pass 1"
+)
+
+
+def estimate_text(value: float, interval: Interval) -> str:
+    """`0.9512 [0.9100, 0.9800]`, with a `*` (CLIPPED_NOTE) when the interval was clipped to
+    the metric's range: without it an estimate above 1 beside an interval ending at 1 reads as
+    an estimate outside its own interval."""
+    mark = "*" if interval.clipped else ""
+    return f"{value:.4f} [{interval.low:.4f}, {interval.high:.4f}]{mark}"
 
 
 # The online decision rule at the demo's traffic (benchmarks/online.py, docs/methodology.md).

@@ -1,0 +1,29 @@
+"""The demo's command and report: `ltr demo` outside `make demo` without a Dagster instance
+directory says how to make one (exit 2) instead of failing inside Dagster; a clipped interval is
+marked in the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltr_assets.demo import CLIPPED_NOTE, estimate_text
+from ltr_assets.metrics.ranking import Interval
+from tests.support.cli import run_ltr
+
+
+def test_ltr_demo_without_dagster_home_says_how_to_make_one(tmp_path: Path) -> None:
+    unset = run_ltr("demo", "--days", "1", home=tmp_path, DAGSTER_HOME="")
+    missing = run_ltr("demo", "--days", "1", home=tmp_path, DAGSTER_HOME=str(tmp_path / "nope"))
+    assert unset.returncode == missing.returncode == 2
+    assert "DAGSTER_HOME is not set" in unset.stderr
+    assert "is not a directory" in missing.stderr
+    for done in (unset, missing):
+        assert "make demo" in done.stderr and "cp dagster.yaml" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_a_clipped_interval_is_marked_in_the_report() -> None:
+    clipped = Interval(1.03, 1.2).within(0.0, 1.0)
+    assert estimate_text(1.0073, clipped) == "1.0073 [1.0000, 1.0000]*"
+    assert estimate_text(0.95, Interval(0.91, 0.98)) == "0.9500 [0.9100, 0.9800]"
+    assert CLIPPED_NOTE.startswith("* interval clipped")
