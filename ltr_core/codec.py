@@ -8,8 +8,8 @@ Validation has two paths that accept the same requests:
   lengths); the feature values then go into numpy in one call, where the last rule (each value
   in [0, 1]) is one vectorised comparison. No per-candidate pydantic object.
 - exact: anything the fast path does not accept goes through the pydantic models
-  (`ltr_serving.models.RankRequest`), which either accept it (a lax form msgspec refuses, e.g.
-  `"top_k": "3"`) or produce the 422 errors in FastAPI's shape, with a clear reason and location.
+  (`ltr_core.rank_api.RankRequest`, strict like msgspec: `"top_k": "3"` is refused, not
+  converted), which produce the 422 errors in FastAPI's shape, with a clear reason and location.
 The rules pydantic cannot know (at most `max_candidates`, each lawyer once, ids without
 surrounding whitespace) are checked here.
 """
@@ -17,6 +17,7 @@ surrounding whitespace) are checked here.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -277,15 +278,28 @@ def _parsed(
 def _check_spelling(case_id: str, ids: list[str], request_id: str | None) -> None:
     """Ids as the ingest keeps them: it strips surrounding whitespace, so a blank id would be
     quarantined as missing and "a" and "a " would be one lawyer twice in a list. Refused here
-    instead (one C-level pass over the ids: the hot path)."""
+    instead (one C-level pass over the ids: the hot path). So are control characters (a NUL, a
+    line break) anywhere in an id: no id needs one, and an id is written into logs and reports
+    (one pass over the joined ids)."""
     if list(map(str.strip, ids)) != ids:
         index = next(i for i, text in enumerate(ids) if text.strip() != text)
         raise _error(("candidates", index, "lawyer_id"), _SPELLING.format("lawyer_id"))
     for name, value in (("case_id", case_id), ("request_id", request_id)):
         if value is not None and value.strip() != value:
             raise _error((name,), _SPELLING.format(name))
+    joined = "".join(ids)
+    # isprintable (C, quick) is True for text without controls; False also for other
+    # characters (e.g. a no-break space), which the regex then clears
+    if not joined.isprintable() and CONTROL_CHARACTERS.search(joined) is not None:
+        index = next(i for i, text in enumerate(ids) if CONTROL_CHARACTERS.search(text) is not None)
+        raise _error(("candidates", index, "lawyer_id"), _CONTROL_MESSAGE.format("lawyer_id"))
+    for name, value in (("case_id", case_id), ("request_id", request_id)):
+        if value is not None and CONTROL_CHARACTERS.search(value) is not None:
+            raise _error((name,), _CONTROL_MESSAGE.format(name))
 
 
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")  # C0 controls and DEL
+_CONTROL_MESSAGE = "{} must not contain control characters (U+0000-U+001F, U+007F)"
 _SPELLING = "{} must not be blank or start or end with whitespace"
 
 

@@ -31,9 +31,10 @@ ID_MAX_LENGTH = 200
 
 
 class ProtectedAttributes(BaseModel):
-    """Optional, for fairness monitoring only: never used to score. Only these four keys."""
+    """Optional, for fairness monitoring only: never used to score. Only these four keys, each a
+    string, a boolean or null (strict: `0` is no `false`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     gender: ProtectedValue = None
     ethnicity: ProtectedValue = None
@@ -60,7 +61,7 @@ _ID_SPELLING = "not blank, no whitespace at either end (422 otherwise)"
 
 
 class Candidate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     lawyer_id: Annotated[
         str, Field(min_length=1, max_length=ID_MAX_LENGTH, description=_ID_SPELLING)
@@ -72,9 +73,10 @@ class Candidate(BaseModel):
 class RankRequest(BaseModel):
     """The size limit (LTR_MAX_CANDIDATES, a runtime setting), the rule that a lawyer appears
     once per list and the ids' spelling (no surrounding whitespace: the ingest strips it) are
-    checked by the request path (`ltr_core.codec`), not here."""
+    checked by the request path (`ltr_core.codec`), not here. Strict, as the JSON schema reads:
+    `"top_k": "3"` or `"explain": 1` is refused (422), never converted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     case_id: Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, description=_ID_SPELLING)]
     candidates: Annotated[list[Candidate], Field(min_length=1)]
@@ -84,9 +86,10 @@ class RankRequest(BaseModel):
         Field(
             min_length=1,
             max_length=ID_MAX_LENGTH,
-            description="the client's id of this request, echoed in the response and logged with "
-            "every impression (feedback refers to it); the service makes one when absent; "
-            + _ID_SPELLING,
+            description="the client's id of this list, echoed in the response and logged with "
+            "every impression (feedback refers to it); the service makes one when absent. It "
+            "names one list: reused for another case_id or set of candidates it is a 409 (a "
+            "retry of the same request may reuse it); " + _ID_SPELLING,
         ),
     ] = None
     explain: bool = Field(

@@ -112,7 +112,9 @@ class ServingMetrics:
         )
         self.events_dropped = Counter(
             "ltr_events_dropped",
-            "Events not logged because the event log's queue (LTR_IMPRESSION_QUEUE) was full.",
+            "Events not logged because the in-process event log's queue was full (a log handed "
+            "to create_app, as in tests; a running service spills to files instead, so this "
+            "stays 0 there).",
             ("kind",),
             registry=self.registry,
         )
@@ -137,7 +139,7 @@ class ServingMetrics:
         self.kafka_connected = Gauge(
             "ltr_event_log_kafka_connected",
             "1 while the Kafka sink sends to Kafka, 0 while it spills to files "
-            "(LTR_IMPRESSION_LOG=kafka).",
+            "(LTR_IMPRESSION_LOG=kafka only: always 0 with the file sink).",
             registry=self.registry,
         )
         self.event_queue_depth = Gauge(

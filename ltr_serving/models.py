@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ltr_core.codec import CONTROL_CHARACTERS
+from ltr_core.rank_api import ID_MAX_LENGTH
 from ltr_core.vocabulary import LoggingPolicy
 
 
@@ -167,11 +169,30 @@ class ValidationErrorResponse(BaseModel):
     detail: list[ValidationErrorItem]
 
 
+class ErrorResponse(BaseModel):
+    """An error with its reason: 401, 403, 409, 415 and 503 answers."""
+
+    detail: str
+
+
 class BodyTooLargeResponse(BaseModel):
     """413: the body is larger than LTR_MAX_BODY_BYTES; it was not read further nor parsed."""
 
     detail: str
     limit_bytes: int
+
+
+# ids as /rank takes them (an impression's ids came through /rank): at most ID_MAX_LENGTH
+# characters, no control characters
+def _no_control_characters(text: str) -> str:
+    if not text.isprintable() and CONTROL_CHARACTERS.search(text) is not None:
+        raise ValueError("must not contain control characters (U+0000-U+001F, U+007F)")
+    return text
+
+
+_FeedbackId = Annotated[
+    str, Field(max_length=ID_MAX_LENGTH), AfterValidator(_no_control_characters)
+]
 
 
 class FeedbackEvent(BaseModel):
@@ -185,13 +206,13 @@ class FeedbackEvent(BaseModel):
         description="when the user acted: ISO 8601 (Z, an offset; naive is UTC) or epoch "
         "seconds/milliseconds; the log folder is its UTC day"
     )
-    case_id: Annotated[str | int, Field(description="the case the ranking was for")]
-    lawyer_id: Annotated[str | int, Field(description="the lawyer acted upon")]
+    case_id: Annotated[_FeedbackId | int, Field(description="the case the ranking was for")]
+    lawyer_id: Annotated[_FeedbackId | int, Field(description="the lawyer acted upon")]
     action: Literal["decline", "click", "contact", "contract"]
-    request_id: str | None = Field(
+    request_id: _FeedbackId | None = Field(
         default=None, description="the /rank response's request_id the feedback answers"
     )
-    event_id: str | None = Field(
+    event_id: _FeedbackId | None = Field(
         default=None, description="the client's id (dedup key); derived from the content if absent"
     )
 

@@ -32,6 +32,7 @@ from ltr_core.scoring import Scorer, WeightsScorer, make_scorer
 from ltr_core.settings import Settings
 from ltr_serving.impressions import RecordLog
 from ltr_serving.metrics import ServingMetrics
+from ltr_serving.request_ids import RecentRequestIds
 from ltr_serving.scoring_pool import ScoringPool
 from ltr_serving.store import StoredArtifact, StoreError, StoreUnavailable, WeightStore
 
@@ -114,6 +115,8 @@ class ServingState:
             else None
         )
         self.simulated_clock = serving.simulated_clock
+        # the client's request ids answered lately: one reused for another list is a 409
+        self.request_ids = RecentRequestIds()
         self.events: RecordLog | None = (
             None  # set by the app's lifespan (None: LTR_IMPRESSION_LOG=off)
         )

@@ -14,8 +14,10 @@ whose events are stamped in the simulated past). 200 when all were logged; 422 w
 refused: `detail` names each refused event's field (loc ["body", index, field] in a batch), and
 the good ones are logged and counted all the same; a body that is no event or list of 1 to
 MAX_FEEDBACK_BATCH events is a 422 of the same shape with nothing accepted. Echoed values are
-cut as /rank cuts them. 503 when the event log's queue is full (nothing of the request was
-logged: retry).
+cut as /rank cuts them. A body declared other than JSON, or compressed, is a 415 as on /rank; one
+over LTR_MAX_BODY_BYTES a 413 with `limit_bytes`. 503 when the event log cannot take the events
+(its writer is gone or the service is stopping: nothing of the request was logged, retry; a
+writer merely behind never refuses, its backlog spills to files).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Header, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, HTTPException, Request, Security, status
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
 from pydantic import SecretStr, ValidationError
 
 from ltr_core.events import EventRow, Rejection, parse_event
@@ -38,16 +41,30 @@ from ltr_core.settings import EventTimeBounds
 from ltr_serving.dependencies import StateDep
 from ltr_serving.errors import MAX_ECHO_CHARS, safe_input, validation_errors
 from ltr_serving.impressions import FeedbackRecord, Line
-from ltr_serving.models import FeedbackEvent, FeedbackResponse, ValidationErrorResponse
-from ltr_serving.routers.ranking import read_body
+from ltr_serving.models import (
+    BodyTooLargeResponse,
+    ErrorResponse,
+    FeedbackEvent,
+    FeedbackResponse,
+    ValidationErrorResponse,
+)
+from ltr_serving.routers.ranking import read_body, unsupported_body
 
 router = APIRouter(tags=["logging"])
+# Declares the bearer scheme in OpenAPI; never refuses by itself (`check_bearer` does, with the
+# messages above).
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="feedbackToken",
+    description="Authorization: Bearer $LTR_FEEDBACK_TOKEN",
+)
 log = logging.getLogger("ltr_serving.feedback")
 
 MAX_FEEDBACK_BATCH = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 NOT_CONFIGURED = "feedback logging is not configured"
+JSON = "application/json"
 _FIELD_OF_KIND = {
     "bad_timestamp": "timestamp",
     "bad_action": "action",
@@ -142,17 +159,24 @@ def _check(item: Any, loc: tuple[str | int, ...]) -> tuple[EventRow, bytes] | li
     "/feedback",
     response_model=FeedbackResponse,
     responses={
-        401: {"description": "no bearer token"},
-        403: {"description": "wrong token"},
-        413: {"description": "body over LTR_MAX_BODY_BYTES"},
+        401: {"model": ErrorResponse, "description": "no bearer token"},
+        403: {"model": ErrorResponse, "description": "wrong token"},
+        413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
+        415: {
+            "model": ErrorResponse,
+            "description": "a Content-Type other than application/json (or a +json type; none "
+            "at all is read as JSON), or a Content-Encoding (the body must be uncompressed)",
+        },
         422: {
             "model": FeedbackResponse,
             "description": "some (or all) events refused; `detail` names each one's field; the "
             "others were logged",
         },
         503: {
+            "model": ErrorResponse,
             "description": "feedback logging is not configured (LTR_FEEDBACK_TOKEN unset or "
-            "LTR_IMPRESSION_LOG=off), or the event log's queue is full (retry)"
+            "LTR_IMPRESSION_LOG=off), or the event log cannot take the events (its writer is "
+            "gone or the service is stopping; nothing was logged: retry)",
         },
     },
     openapi_extra={
@@ -175,10 +199,13 @@ def _check(item: Any, loc: tuple[str | int, ...]) -> tuple[EventRow, bytes] | li
             },
         }
     },
+    dependencies=[Security(bearer)],
 )
 async def feedback(
-    request: Request, state: StateDep, authorization: str | None = Header(default=None)
-) -> JSONResponse:
+    request: Request,
+    state: StateDep,
+    authorization: str | None = Header(default=None, include_in_schema=False),
+) -> Response:
     """Log `offer_feedback` events: one object, or a list of at most 1000."""
     serving = state.settings.serving
     events = state.events
@@ -188,13 +215,15 @@ async def feedback(
     check_bearer(
         serving.feedback_token, authorization, request.client.host if request.client else "?"
     )
+    unsupported = unsupported_body(request.scope)
+    if unsupported is not None:
+        return Response(unsupported, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, media_type=JSON)
     limit = serving.max_body_bytes
     body = await read_body(request.scope, request.receive, limit)
     if body is None:
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed",
-        )
+        detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
+        too_large = {"detail": detail, "limit_bytes": limit}
+        return JSONResponse(too_large, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

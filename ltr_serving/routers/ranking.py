@@ -34,7 +34,12 @@ from ltr_core.exploration import assign_policy
 from ltr_core.scoring import WeightsScorer
 from ltr_serving.errors import MAX_ECHO_CHARS, safe_input, validation_errors
 from ltr_serving.impressions import ImpressionRecord
-from ltr_serving.models import BodyTooLargeResponse, RankResponse, ValidationErrorResponse
+from ltr_serving.models import (
+    BodyTooLargeResponse,
+    ErrorResponse,
+    RankResponse,
+    ValidationErrorResponse,
+)
 from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable
 from ltr_serving.state import ServingState
 
@@ -77,40 +82,47 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
 
 
 def _explain(query_string: bytes) -> bool | bytes:
-    """?explain in the query string as FastAPI reads a boolean (the last one given wins): True,
-    False, or the 422 body of a value that is no boolean."""
-    explain: bool | bytes = False
+    """?explain in the query string as FastAPI reads a boolean, the last one given deciding
+    (earlier ones are not looked at): True, False, or the 422 body of a value that is no
+    boolean."""
+    given: bytes | None = None
     for pair in query_string.split(b"&"):
         key, _, value = pair.partition(b"=")
         if key == b"explain":
-            word = unquote_to_bytes(value).strip().lower()
-            if word in TRUE or word in FALSE:
-                explain = word in TRUE
-            else:
-                error = {
-                    "type": "bool_parsing",
-                    "loc": ["query", "explain"],
-                    "msg": "Input should be a valid boolean, unable to interpret input",
-                    "input": safe_input(value.decode("latin-1")),
-                }
-                return orjson.dumps({"detail": [error]})
-    return explain
+            given = value
+    if given is None:
+        return False
+    word = unquote_to_bytes(given).strip().lower()
+    if word in TRUE or word in FALSE:
+        return word in TRUE
+    error = {
+        "type": "bool_parsing",
+        "loc": ["query", "explain"],
+        "msg": "Input should be a valid boolean, unable to interpret input",
+        "input": safe_input(given.decode("latin-1")),
+    }
+    return orjson.dumps({"detail": [error]})
 
 
-def _json_content(scope: Scope) -> bytes | None:
+def unsupported_body(scope: Scope) -> bytes | None:
     """None when the body is declared JSON (application/json or a +json type) or not declared
-    at all (read as JSON, as FastAPI does); else the 415 body. A browser page can send a
-    cross-origin text/plain or form POST without asking first: such a body is not ranked and
-    logged as an impression."""
+    at all (read as JSON, as FastAPI does), and not encoded (no Content-Encoding, or
+    `identity`); else the 415 body, naming the header. A browser page can send a cross-origin
+    text/plain or form POST without asking first: such a body is not ranked and logged as an
+    impression. A compressed body would otherwise fail as "not UTF-8 text"."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
             if media == b"application/json" or (
                 media.startswith(b"application/") and media.endswith(b"+json")
             ):
-                return None
+                continue
             shown = value.decode("latin-1")[:MAX_ECHO_CHARS]
             return orjson.dumps({"detail": f"Content-Type must be application/json, got {shown!r}"})
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            shown = value.decode("latin-1")[:MAX_ECHO_CHARS]
+            detail = f"Content-Encoding {shown!r} is not supported: send the body uncompressed"
+            return orjson.dumps({"detail": detail})
     return None
 
 
@@ -140,7 +152,7 @@ class RankEndpoint:
         live = state.live  # read once: this request uses this version from here to the end
         if live is None:
             return await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
-        unsupported = _json_content(scope)
+        unsupported = unsupported_body(scope)
         if unsupported is not None:
             return await _send(send, 415, unsupported)
         explain = _explain(scope["query_string"]) if scope["query_string"] else False
@@ -150,6 +162,10 @@ class RankEndpoint:
             parsed = codec.parse_request(body, state.settings.serving.max_candidates, explain)
         except codec.RequestError as exc:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
+        if parsed.request_id is not None and not state.request_ids.admit(
+            parsed.request_id, parsed.case_id, parsed.ids
+        ):
+            return await _send(send, 409, _reused(parsed.request_id, state.request_ids.capacity))
         state.metrics.count_candidates(len(parsed.ids))
         at = time.time()
         if state.simulated_clock:
@@ -209,6 +225,16 @@ class RankEndpoint:
                 )
             )
         return await _send(send, 200, ranking.body)
+
+
+def _reused(request_id: str, capacity: int) -> bytes:
+    detail = (
+        f"request_id {safe_input(request_id)!r} already named another list (another case_id or "
+        f"set of candidates) among the last {capacity:,} request ids this service answered: "
+        "a request_id identifies one list (a retry of the same request may reuse it); send a "
+        "new one, or none and the service makes one"
+    )
+    return orjson.dumps({"detail": detail})
 
 
 def _simulated_clock(scope: Scope) -> float | bytes | None:
@@ -304,18 +330,26 @@ openapi_route = APIRoute(
     },
     responses={
         413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
+        409: {
+            "model": ErrorResponse,
+            "description": "`request_id` already named another list (another case_id or set of "
+            "candidates) among the request ids this service answered lately; a retry of the "
+            "same request may reuse its id",
+        },
         415: {
-            "description": "a Content-Type other than application/json (or a +json type); "
-            "none at all is read as JSON"
+            "model": ErrorResponse,
+            "description": "a Content-Type other than application/json (or a +json type; none "
+            "at all is read as JSON), or a Content-Encoding (the body must be uncompressed)",
         },
         422: {
             "model": ValidationErrorResponse,
             "description": "invalid request (body, or ?explain not a boolean), with the reason",
         },
         503: {
+            "model": ErrorResponse,
             "description": "no valid version is loaded (see GET /ltr/health), or the model "
             "scorer could not score the request within LTR_SCORE_TIMEOUT_MS or had no free "
-            "worker; the reason is in `detail`"
+            "worker; the reason is in `detail`",
         },
     },
 )

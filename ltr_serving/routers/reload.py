@@ -18,17 +18,24 @@ import hashlib
 import hmac
 import logging
 
-from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi import APIRouter, Header, HTTPException, Request, Security, status
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 
 from ltr_core.settings import ServingSettings
 from ltr_serving.dependencies import SettingsDep, StateDep
-from ltr_serving.models import ReloadResponse
+from ltr_serving.models import ErrorResponse, ReloadResponse
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("ltr_serving.reload")
 
 LEGACY_RELOAD_PATH = "/api/debug/reload_weights"
+# Declares the bearer scheme in OpenAPI; never refuses by itself (`check_token` does).
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="reloadToken",
+    description="Authorization: Bearer $LTR_RELOAD_TOKEN",
+)
 
 
 def check_token(settings: ServingSettings, authorization: str | None, client: str) -> None:
@@ -59,18 +66,22 @@ def check_token(settings: ServingSettings, authorization: str | None, client: st
     "/reload",
     response_model=ReloadResponse,
     responses={
-        401: {"description": "no bearer token"},
-        403: {"description": "wrong token, or reload over HTTP disabled (no LTR_RELOAD_TOKEN)"},
+        401: {"model": ErrorResponse, "description": "no bearer token"},
+        403: {
+            "model": ErrorResponse,
+            "description": "wrong token, or reload over HTTP disabled (no LTR_RELOAD_TOKEN)",
+        },
         409: {"model": ReloadResponse, "description": "artifact refused; old serves"},
         503: {"model": ReloadResponse, "description": "store unreadable or busy; retry later"},
     },
+    dependencies=[Security(bearer)],
 )
 @router.post(LEGACY_RELOAD_PATH, response_model=ReloadResponse, include_in_schema=False)
 def reload(
     request: Request,
     settings: SettingsDep,
     state: StateDep,
-    authorization: str | None = Header(default=None),
+    authorization: str | None = Header(default=None, include_in_schema=False),
 ) -> ReloadResponse | JSONResponse:
     """Sync on purpose: FastAPI runs it in a worker thread, so reading and validating the
     artifact never blocks the event loop that serves /rank."""

@@ -3,6 +3,7 @@ bad events are named (422) while the good ones are logged and counted."""
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -148,3 +149,58 @@ def test_times_the_ingest_would_quarantine_and_bad_bodies_are_refused_in_the_ans
     assert [e["lawyer_id"] for e in events] == ["l-1"]
     folders = {p.parent.name for p in settings.serving_log_dir.rglob("*.jsonl")}
     assert folders == {TODAY}  # no folder for the year 9999 or 1970
+
+
+def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """As /rank: a body declared other than JSON, or compressed, is a 415 (a browser page can
+    post text/plain cross-origin); an id longer than /rank takes could match no impression."""
+    settings = serving_env(LTR_MAX_BODY_BYTES="4096")
+    publisher.publish(weights_for(4))
+    server = start_server()
+    line = orjson.dumps(feedback("l-1"))
+    with server.client() as client:
+        plain = client.post(
+            "/feedback", content=line, headers={**AUTH, "content-type": "text/plain"}
+        )
+        gzipped = client.post(
+            "/feedback",
+            content=gzip.compress(line),
+            headers={**AUTH, "content-type": "application/json", "content-encoding": "gzip"},
+        )
+        too_big = client.post("/feedback", json=[feedback("l-2")] * 100, headers=AUTH)
+        long_id = client.post("/feedback", json=feedback("l" * 201), headers=AUTH)
+        nul_id = client.post("/feedback", json=feedback("l-\u0000"), headers=AUTH)
+        fine = client.post("/feedback", json=feedback("l" * 200), headers=AUTH)
+        document = client.get("/openapi.json").json()
+    assert plain.status_code == gzipped.status_code == 415
+    assert "Content-Type must be application/json" in plain.json()["detail"]
+    assert "Content-Encoding 'gzip'" in gzipped.json()["detail"]
+    assert too_big.status_code == 413 and too_big.json()["limit_bytes"] == 4096
+    assert long_id.status_code == 422 and long_id.json()["detail"][0]["loc"][:2] == [
+        "body",
+        "lawyer_id",
+    ]
+    assert nul_id.status_code == 422 and "control characters" in nul_id.json()["detail"][0]["msg"]
+    assert fine.status_code == 200
+    operation = document["paths"]["/feedback"]["post"]
+    assert operation["security"] == [{"feedbackToken": []}]
+    assert document["components"]["securitySchemes"]["feedbackToken"]["scheme"] == "bearer"
+    assert "authorization" not in str(operation.get("parameters", [])).lower()
+    schemas = document["components"]["schemas"]
+    for code, model in (
+        ("401", "ErrorResponse"),
+        ("413", "BodyTooLargeResponse"),
+        ("415", "ErrorResponse"),
+    ):
+        assert operation["responses"][code]["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{model}"
+        }
+    assert "limit_bytes" in schemas["BodyTooLargeResponse"]["properties"]
+    reload_operation = document["paths"]["/reload"]["post"]
+    assert reload_operation["security"] == [{"reloadToken": []}]
+    server.stop()
+    assert [e["lawyer_id"] for e in logged_events(settings.serving_log_dir)] == ["l" * 200]

@@ -98,6 +98,38 @@ def test_every_answered_request_logs_its_shown_candidates_as_ingestible_events(
         assert row.event_id == event["event_id"]
 
 
+def test_a_request_id_reused_for_another_list_is_a_409_and_not_logged(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """Two lists under one request id would share event ids (the ingest keeps one copy: an
+    impression lost) and one query group: refused. A retry of the same list is not."""
+    settings = serving_env()
+    publisher.publish(weights_for(1))
+    server = start_server()
+    body = rank_body(6, seed=3, case_id="c-1", request_id="dup-1")
+    retry = {**body, "candidates": body["candidates"][::-1]}  # the same list, in another order
+    other_case = {**body, "case_id": "c-2"}
+    other_list = {**body, "candidates": body["candidates"][:5]}
+    with server.client() as client:
+        first = client.post("/rank", json=body)
+        again = client.post("/rank", json=retry)
+        refused = [client.post("/rank", json=b) for b in (other_case, other_list)]
+        fresh = client.post("/rank", json={**other_case, "request_id": "dup-2"})
+    assert first.status_code == again.status_code == fresh.status_code == 200
+    for answer in refused:
+        assert answer.status_code == 409
+        assert "request_id 'dup-1' already named another list" in answer.json()["detail"]
+    server.stop()
+    events = logged_events(settings.serving_log_dir)
+    by_request: dict[str, set[str]] = {}
+    for event in events:
+        by_request.setdefault(event["request_id"], set()).add(event["case_id"])
+    assert by_request == {"dup-1": {"c-1"}, "dup-2": {"c-2"}}
+    assert len(events) == 6 + 6 + 6  # first, its retry (the same event ids), dup-2
+
+
 def test_exploration_swaps_positions_and_logs_exact_propensities(
     serving_env: Callable[..., Settings],
     publisher: Publisher,

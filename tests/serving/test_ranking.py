@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Callable
 from typing import Any
@@ -141,6 +142,12 @@ INVALID: dict[str, tuple[dict[str, Any], list[Any], str]] = {
         "whitespace",
     ),
     "padded request id": ({**BASE, "request_id": " r-1"}, ["request_id"], "whitespace"),
+    "NUL in a lawyer id": (
+        _with(BASE, 2, lawyer_id="l-\u0000x"),
+        ["candidates", 2, "lawyer_id"],
+        "control characters",
+    ),
+    "top_k as a string": ({**BASE, "top_k": "2"}, ["top_k"], "valid integer"),
     "integer past 64 bits": ({**BASE, "case_id": 10**20}, ["case_id"], "valid string"),
     "not JSON": ({}, [], ""),  # replaced by raw bytes in the test
 }
@@ -246,6 +253,14 @@ def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
         not_a_bool = client.post("/rank?explain=notabool", content=body)
         on = client.post("/rank?explain=on", content=body)
         last_wins = client.post("/rank?explain=true&explain=false", content=body)
+        last_decides = client.post("/rank?explain=maybe&explain=on", content=body)
+        last_refused = client.post("/rank?explain=on&explain=maybe", content=body)
+        gzipped = client.post(
+            "/rank",
+            content=gzip.compress(body),
+            headers={"content-type": "application/json", "content-encoding": "gzip"},
+        )
+        identity = client.post("/rank", content=body, headers={"content-encoding": "identity"})
         too_big = client.post("/rank", content=huge, headers={"content-type": "application/json"})
         after = client.post("/rank", content=body)  # the same connection still answers
     for refused in (plain, form):
@@ -256,5 +271,10 @@ def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
     assert not_a_bool.json()["detail"][0]["loc"] == ["query", "explain"]
     assert all("contributions" in c for c in on.json()["candidates"])
     assert all("contributions" not in c for c in last_wins.json()["candidates"])
+    assert all("contributions" in c for c in last_decides.json()["candidates"])
+    assert last_refused.status_code == 422
+    assert last_refused.json()["detail"][0]["input"] == "maybe"
+    assert gzipped.status_code == 415 and "Content-Encoding 'gzip'" in gzipped.json()["detail"]
+    assert identity.status_code == 200
     assert too_big.status_code == 422  # not a 500: the echo of 2**66 is described
     assert too_big.json()["detail"][0]["input"] == "an integer of 67 bits"

@@ -127,12 +127,34 @@ def test_the_gate_times_the_request_path_at_the_data_sizes_and_at_the_maximum() 
     assert 0 < worst.p50_ms <= worst.p95_ms <= worst.p99_ms
 
 
+def _with_attributes(body: dict[str, Any], attributes: dict[str, Any]) -> dict[str, Any]:
+    body["candidates"][0]["protected_attributes"] = attributes
+    return body
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (rank_body(3, top_k=2.5), "valid integer"),
         ({**rank_body(2), "explain": "maybe"}, "valid boolean"),
         (rank_body(2, extra_field=1), "not permitted"),
+        # lax forms are refused as the schema reads, never converted
+        (rank_body(4, top_k="2"), "valid integer"),
+        (rank_body(4, top_k=True), "valid integer"),
+        ({**rank_body(2), "explain": "true"}, "valid boolean"),
+        ({**rank_body(2), "explain": 1}, "valid boolean"),
+        (_with_attributes(rank_body(2), {"gender": 0}), "valid boolean"),
+        (_with_attributes(rank_body(2), {"pcd": 1}), "valid string"),
+        # control characters in ids: no id needs one, and ids are written into logs
+        (rank_body(2, case_id="c\n1"), "control characters"),
+        (rank_body(2, request_id="r\u007f"), "control characters"),
+        (
+            {
+                **rank_body(2),
+                "candidates": [{**rank_body(1)["candidates"][0], "lawyer_id": "\u0000"}],
+            },
+            "control characters",
+        ),
     ],
 )
 def test_the_codec_refuses_what_the_schema_refuses_with_fastapis_shape(
@@ -143,13 +165,16 @@ def test_the_codec_refuses_what_the_schema_refuses_with_fastapis_shape(
     assert any(message in e["msg"] and e["loc"][0] == "body" for e in refused.value.errors)
 
 
-def test_the_codec_accepts_what_pydantic_accepts_and_reads_features_in_order() -> None:
-    body = rank_body(4, seed=2, top_k="2")  # lax forms go through the pydantic models
-    parsed = codec.parse_request(orjson.dumps(body), 1000)
+def test_both_paths_accept_the_same_body_and_read_features_in_order() -> None:
+    """The exact path (the pydantic models, for what msgspec declines) accepts what the fast
+    path accepts and reads the features in the same FEATURES order."""
+    body = rank_body(4, seed=2, top_k=2)
+    exact = codec._parse_exactly(orjson.dumps(body), 1000, False)
     expected = [[c["features"][f] for f in FEATURES] for c in body["candidates"]]
-    assert parsed.top_k == 2 and np.array_equal(parsed.matrix, np.array(expected))
-    fast = codec.parse_request(orjson.dumps(rank_body(4, seed=2)), 1000)
-    assert np.array_equal(fast.matrix, parsed.matrix) and fast.ids == parsed.ids
+    assert exact.top_k == 2 and np.array_equal(exact.matrix, np.array(expected))
+    fast = codec.parse_request(orjson.dumps(body), 1000)
+    assert fast.fast and not exact.fast
+    assert np.array_equal(fast.matrix, exact.matrix) and fast.ids == exact.ids
 
 
 def test_rank_is_timed_by_status_and_an_unexpected_failure_is_a_logged_500(
