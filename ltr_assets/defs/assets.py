@@ -51,6 +51,8 @@ from ltr_assets.defs.checks import (
     fairness_coverage_spec,
     fallback_check_result,
     fallback_check_spec,
+    feedback_check_result,
+    feedback_check_spec,
     gate_check_result,
     gate_check_specs,
     live_age_check_result,
@@ -67,6 +69,8 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import (
     PUBLISHED_OUTCOME,
     GateNotPassed,
+    Untrainable,
+    not_evaluated_results,
     publish_candidate,
     refusal_outcome,
     train_candidate,
@@ -214,6 +218,7 @@ def _next_day_mapping() -> TimeWindowPartitionMapping:
     group_name=GROUP,
     deps=[Dep(raw_events, partition_mapping=_next_day_mapping())],
     automation_condition=refresh_on_late_upstream(),
+    check_specs=[feedback_check_spec("feature_matrix")],
     description="Day D's impressions as query groups with graded labels (0 none/decline, "
     "1 click, 2 contact, 3 contract); late feedback from D+1 is joined when D+1 is in the lake.",
     kinds={"duckdb", "parquet"},
@@ -232,7 +237,8 @@ def feature_matrix(context: AssetExecutionContext, ltr: LtrResource) -> Material
             "late_feedback_matched": report.late_feedback_matched,
             "next_day_present": report.next_day_present,
             "path": MetadataValue.path(str(report.path)),
-        }
+        },
+        check_results=[feedback_check_result(report)],
     )
 
 
@@ -257,7 +263,24 @@ def _window_mapping() -> TimeWindowPartitionMapping:
     kinds={"lightgbm"},
 )
 def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeResult:
-    report = train_candidate(ltr.lake(), ltr.registry(), _day(context), ltr.settings())
+    try:
+        report = train_candidate(ltr.lake(), ltr.registry(), _day(context), ltr.settings())
+    except Untrainable as untrainable:
+        # A window with no click at all (a feedback outage, a new deployment) or too few lists:
+        # refused on min_samples; the other checks fail as not evaluated (nothing was trained;
+        # every declared check needs a result).
+        refused = untrainable.result
+        context.log.warning(f"ltr_model[{context.partition_key}]: {refused.description}")
+        return MaterializeResult(
+            metadata={
+                "gate": gate_line([refused]),
+                "trained": False,
+                "reason": refused.description,
+                "samples": int(refused.value),
+                "gate_passed": False,
+            },
+            check_results=[gate_check_result(result) for result in not_evaluated_results(refused)],
+        )
     evaluation = report.evaluation
     summary = report.summary
     window = summary.training_window

@@ -41,8 +41,14 @@ from dagster import (
 )
 
 from ltr_assets.defs.partitions import daily_partitions
-from ltr_assets.gate.evaluation import GATE_NAMES, GateResult, round_floats
+from ltr_assets.gate.evaluation import (
+    FAIRNESS_COVERAGE_NAME,
+    GATE_NAMES,
+    GateResult,
+    round_floats,
+)
 from ltr_assets.ingest.day import IngestReport, SourceChoice
+from ltr_assets.ingest.matrix import MatrixReport
 from ltr_assets.registry.publication import LiveAge, PruneReport
 
 GATE_DESCRIPTIONS = {
@@ -58,7 +64,7 @@ GATE_DESCRIPTIONS = {
     "platform's logged order (always) and the live version (when one exists) ≥ "
     "−LTR_REGRESSION_MARGIN; an unreadable live version fails.",
 }
-FAIRNESS_COVERAGE_CHECK = "fairness_coverage"
+FAIRNESS_COVERAGE_CHECK = FAIRNESS_COVERAGE_NAME
 QUARANTINE_CHECK = "quarantine_ratio"
 FALLBACK_CHECK = "source_fallback"
 CONFLICTS_CHECK = "duplicate_conflicts"
@@ -158,6 +164,53 @@ def quarantine_check_result(report: IngestReport, warn_ratio: float) -> AssetChe
             "quarantine_ratio": round(ratio, 4),
             "quarantined": report.quarantined,
             "reasons": MetadataValue.json(dict(report.reasons)),
+        },
+    )
+
+
+FEEDBACK_CHECK = "feedback_present"
+
+
+def feedback_check_spec(asset: str) -> AssetCheckSpec:
+    return _spec(
+        FEEDBACK_CHECK,
+        asset,
+        description="Warns when a day with recommendation lists has no feedback matched to any "
+        "of them: a feedback outage looks like a day of users who never click, and the model "
+        "and gate would learn from it as such.",
+    )
+
+
+def feedback_check_result(report: MatrixReport) -> AssetCheckResult:
+    """WARN: lists were shown and not one got matched feedback (none arrived, or none joins)."""
+    silent = report.groups > 0 and report.groups_with_positive == 0
+    if not silent:
+        description = (
+            f"{report.groups_with_positive} of {report.groups} lists have positive feedback "
+            f"({report.feedback_matched} feedback events matched)"
+        )
+    elif report.feedback_events == 0:
+        description = (
+            f"no feedback at all on this day for its {report.groups} lists: is feedback reaching "
+            "the pipeline (the platform's offer_feedback events, POST /feedback)? Training "
+            "windows holding this day learn from it as a day nobody clicked"
+        )
+    else:
+        description = (
+            f"{report.feedback_events} feedback events on this day, none matched to its "
+            f"{report.groups} lists (by request_id, else case and lawyer): do their ids agree "
+            "with the recommendations'?"
+        )
+    return AssetCheckResult(
+        check_name=FEEDBACK_CHECK,
+        passed=not silent,
+        severity=AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            "groups": report.groups,
+            "groups_with_positive": report.groups_with_positive,
+            "feedback_events": report.feedback_events,
+            "feedback_matched": report.feedback_matched,
         },
     )
 

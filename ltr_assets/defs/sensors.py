@@ -45,7 +45,8 @@ from ltr_core.vocabulary import GateOutcome
 
 OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
 # Beside it, the one line an operator needs in the runs list (Dagster runs have no description):
-# "gate refused: min_samples: 42 vs 100", "crashed: ltr_model: <error>", "published <version>".
+# "gate refused: min_samples: 42 vs 100", "crashed: ltr_model: <error>",
+# "published <version> (live)".
 REASON_TAG = "ltr/reason"
 REASON_MAX_CHARS = 200
 PUBLISHED_ASSET = "published_weights"
@@ -127,7 +128,11 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
             detail = "; ".join(str(c) for c in recorded) if isinstance(recorded, list) else ""
             return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"))
         version = str(record.get("version") or "")
-        return RunOutcome("published", version, _one_line(f"published {version}".strip()))
+        # the record's outcome says what the version became: "published <v> (live)",
+        # "(the candidate)" or "(kept, not live)"; a bare "published <v>" hid the last two
+        recorded_outcome = str(record.get("outcome") or "")
+        line = recorded_outcome if recorded_outcome.startswith(f"published {version}") else ""
+        return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
     failing = failing_blocking_checks(instance, run.run_id)
     if failing:
         detail = "; ".join(failing)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ltr_assets.gate.evaluation import (
+    FAIRNESS_COVERAGE_NAME,
+    GATE_NAMES,
     REPORTED_K,
     Baseline,
     Evaluation,
@@ -44,6 +46,7 @@ from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.training import (
+    NotEnoughData,
     TrainingOptions,
     counterfactual_evaluator,
     load_window,
@@ -61,6 +64,18 @@ from ltr_core.settings import Settings
 from ltr_core.vocabulary import Rollout
 
 CANDIDATE_FILE = "candidate.json"
+# Written instead of a candidate when the window cannot be trained on (`Untrainable`): what
+# published_weights reads to record the refusal.
+REFUSAL_FILE = "refused.json"
+
+
+class Untrainable(RuntimeError):
+    """The window cannot give a candidate (no clicks at all, or too few lists): a refusal of
+    the min_samples check, not a crash. `result` is that check's failing result."""
+
+    def __init__(self, result: GateResult) -> None:
+        super().__init__(result.description)
+        self.result = result
 
 
 class GateNotPassed(RuntimeError):
@@ -170,7 +185,31 @@ def train_candidate(
 ) -> CandidateReport:
     """Train on the rolling window ending at `day`, evaluate what serving will run, gate it."""
     window = load_window(lake, day, settings.train_window_days)
-    train, valid, test = split_by_time(window.frame)
+    folder = lake.candidate(day)
+    for stale in (CANDIDATE_FILE, REFUSAL_FILE, WEIGHTS_FILE, MODEL_FILE):
+        atomic.remove(folder / stale)  # a re-run decides afresh
+    try:
+        train, valid, test = split_by_time(window.frame)
+        if not (train.y > 0).any():
+            lists = train.groups + valid.groups + test.groups
+            raise NotEnoughData(
+                f"the window's {lists} lists hold no click or other positive feedback: there is "
+                "nothing to learn position bias or relevance from (is feedback reaching the "
+                "pipeline? see raw_events' feedback count per day)"
+            )
+    except NotEnoughData as exc:
+        found = 0 if window.frame.empty else _clicked_lists(window.frame)
+        result = GateResult(
+            "min_samples",
+            False,
+            float(found),
+            float(settings.gate.min_samples),
+            f"not trained: {exc}",
+            {"trained": False, "lists_with_positive_label": found},
+        )
+        refusal = {"reason": str(exc), "checks": failing_check_lines([result])}
+        atomic.write_text(folder / REFUSAL_FILE, json.dumps(refusal, indent=2) + "\n")
+        raise Untrainable(result) from None
     window.frame = window.frame.iloc[:0]  # the splits hold copies of the rows: free the window's
     ranker = train_ranker(train, valid, TrainingOptions.from_settings(settings))
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
@@ -188,7 +227,6 @@ def train_candidate(
     baseline = compared.baseline
     gate = decide_gate(evaluation, settings.gate, baseline)
     warnings = [fairness_coverage_result(evaluation.fairness)]
-    folder = lake.candidate(day)
     atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
     atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
     summary = CandidateSummary(
@@ -238,6 +276,24 @@ def train_candidate(
     return CandidateReport(day, folder, evaluation, gate, summary, warnings)
 
 
+def not_evaluated_results(refused: GateResult) -> list[GateResult]:
+    """ltr_model's check results when nothing was trained: `refused` (min_samples) and every
+    other check of the gate, and fairness_coverage, failing as not evaluated."""
+    why = f"not evaluated: nothing was trained ({refused.description})"
+    others = [
+        GateResult(name, False, float("nan"), float("nan"), why, {"trained": False})
+        for name in (*GATE_NAMES, FAIRNESS_COVERAGE_NAME)
+        if name != refused.name
+    ]
+    return [refused, *others]
+
+
+def _clicked_lists(frame: Any) -> int:
+    """Lists of the window with at least one positive label (what min_samples counts)."""
+    clicked = frame.groupby("group_id", sort=False)["label"].max()
+    return int((clicked > 0).sum())
+
+
 def publish_candidate(
     lake: Lake,
     registry: LocalRegistry,
@@ -254,6 +310,11 @@ def publish_candidate(
     `rollout` (LTR_ROLLOUT): canary makes it the registry's candidate when a version is live;
     `replace_candidate=False` leaves a candidate that is still being compared in place."""
     folder = lake.candidate(day)
+    refused = folder / REFUSAL_FILE
+    if refused.exists() and not (folder / CANDIDATE_FILE).exists():
+        refusal = json.loads(refused.read_text())
+        checks = [str(c) for c in refusal.get("checks", [])]
+        raise GateNotPassed(f"no candidate for {day}: {refusal.get('reason', '')}", checks)
     try:
         recorded = json.loads((folder / CANDIDATE_FILE).read_text())
         weights = json.loads((folder / WEIGHTS_FILE).read_text())

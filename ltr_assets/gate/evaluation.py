@@ -188,6 +188,7 @@ class GateResult:
 
 
 GATE_NAMES = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
+FAIRNESS_COVERAGE_NAME = "fairness_coverage"  # the gate's WARN-only companion check
 
 
 def _ci(interval: Interval) -> str:
@@ -328,11 +329,23 @@ def _fairness_result(fair: FairnessReport) -> GateResult:
             "worst_ratio_upper": worst.ratio_ci.high,
         }
     )
+    # The figure the check shows (and a refusal names) is the criterion that failed: the
+    # exposure ratio's upper bound against its floor when no failing value breaks the |Δ|
+    # limit (a |Δ| inside its limit would read as a refusal for no reason), else |Δ|.
+    on_difference = [v for v in failing if v.worst_abs_difference > fair.max_difference]
+    value, threshold = worst.worst_abs_difference, fair.max_difference
+    if failing and not on_difference:
+        value, threshold = min(v.ratio_ci.high for v in failing), fair.min_ratio
+    elif on_difference:
+        value = max(v.worst_abs_difference for v in on_difference)
+    details["failed_on"] = (
+        "" if not failing else "difference" if on_difference else "exposure_ratio"
+    )
     return GateResult(
         "fairness_gap",
         not failing,
-        worst.worst_abs_difference,
-        fair.max_difference,
+        value,
+        threshold,
         ("FAILING " if failing else "worst ")
         + "; ".join(describe(v) for v in named)
         + f". Every gated value needs {limits} ({len(fair.gated)} values gated)",
@@ -354,7 +367,7 @@ def fairness_coverage_result(fair: FairnessReport) -> GateResult:
         )
     coverage = ", ".join(f"{a} {c:.0%}" for a, c in fair.coverage.items()) or "none configured"
     return GateResult(
-        "fairness_coverage",
+        FAIRNESS_COVERAGE_NAME,
         not problems,
         min(fair.coverage.values(), default=1.0),
         fair.min_coverage,

@@ -82,6 +82,14 @@ def write_text(path: Path | S3Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def remove(path: Path | S3Path) -> None:
+    """Delete a file or object if it is there."""
+    if isinstance(path, S3Path):
+        path.delete()
+    else:
+        path.unlink(missing_ok=True)
+
+
 def write_json(path: Path | S3Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

@@ -66,7 +66,7 @@ def test_launched_runs_carry_the_origin_partition_outcome_and_reason(
         settings = Settings.from_env()
         registry = LocalRegistry(settings.registry_dir, None, settings.artifact_keys)
         assert published.tags[OUTCOME_TAG] == "published"
-        assert published.tags[REASON_TAG] == f"published {registry.latest_version()}"
+        assert published.tags[REASON_TAG] == f"published {registry.latest_version()} (live)"
 
         # A label refresh is launched alike; like scheduled ones, it carries no outcome tag.
         refresh = _launched(launcher, instance, "ltr_label_refresh_job", "2026-11-01")

@@ -4,6 +4,7 @@ A refusal is a successful run whose published_weights records "not published: ga
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ltr_assets.defs.sensors import (
     tag_failed_runs,
     tag_published_runs,
 )
+from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import run_by_id, run_materialization_metadata
 from tests.support.http_receiver import http_receiver
@@ -92,7 +94,7 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     outcome, reason = _tag(instance, published)
     record = _metadata(instance, published, "published_weights")
     version = record["version"]
-    assert outcome == "published" and reason == f"published {version}"
+    assert outcome == "published" and reason == f"published {version} (live)"
     assert record["outcome"] == f"published {version} (live)" and record["published"] is True
     assert record["live_version"] == version  # the first version goes live
     assert _model_metadata(instance, published)["gate"] == "PASSED"
@@ -119,3 +121,54 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     assert "previous version stays live" in refusal
     assert "ltr_daily_job [2026-11-03]" in crash and " crashed: ltr_model: " in crash
     assert "gate refused" not in crash
+
+
+def test_a_window_without_any_click_is_refused_on_min_samples_not_crashed(
+    ltr_home: Path, small_data_gate: None
+) -> None:
+    """A feedback outage (or a new deployment) leaves lists and no click: nothing to learn the
+    curve or relevance from. The night is a refusal naming it, not a crash; once feedback is
+    back the same partition trains and the refusal record is gone."""
+    events = ltr_home / "events" / "audit.jsonl"
+    write_simulated_events(events, days=1)
+    lines = events.read_text().splitlines(keepends=True)
+    events.write_text("".join(line for line in lines if '"offer_feedback"' not in line))
+    job = defs.resolve_job_def("ltr_daily_job")
+    instance = DagsterInstance.ephemeral()
+
+    refused = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    assert refused.success
+    outcome, reason = _tag(instance, refused)
+    assert (outcome, reason) == ("gate_refused", "gate refused: min_samples: 0 vs 100")
+    meta = _model_metadata(instance, refused)
+    assert meta["gate"] == "FAILED: min_samples: 0 vs 100" and meta["trained"] is False
+    assert "hold no click or other positive feedback" in meta["reason"]
+    record = _metadata(instance, refused, "published_weights")
+    assert record["outcome"] == "not published: gate refused: min_samples: 0 vs 100"
+    refusal = Settings.from_env().data_dir / "candidates" / "2026-11-01" / "refused.json"
+    assert "no click" in json.loads(refusal.read_text())["reason"]
+    checks = {e.asset_check_key.name: e for e in refused.get_asset_check_evaluations()}
+    assert not checks["min_samples"].passed
+    assert (checks["ndcg_at_5"].description or "").startswith("not evaluated: nothing was trained")
+    # the day itself says why: lists shown, no feedback at all
+    assert not checks["feedback_present"].passed
+    assert (checks["feedback_present"].description or "").startswith(
+        "no feedback at all on this day"
+    )
+
+    # feedback arrives late (the label refresh's case): the day trains
+    write_simulated_events(events, days=1)
+    trained = job.execute_in_process(
+        partition_key="2026-11-01", instance=instance, raise_on_error=False
+    )
+    assert trained.success
+    assert _model_metadata(instance, trained).get("trained", True) is True
+    feedback = next(
+        e
+        for e in trained.get_asset_check_evaluations()
+        if e.asset_check_key.name == "feedback_present"
+    )
+    assert feedback.passed
+    assert not refusal.exists() and (refusal.parent / "candidate.json").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ltr_assets.gate.evaluation import (
@@ -11,6 +13,7 @@ from ltr_assets.gate.evaluation import (
     GateResult,
     RequestLatency,
     decide_gate,
+    failing_check_lines,
     gate_line,
     round_floats,
 )
@@ -190,3 +193,31 @@ def test_round_floats_reaches_into_nested_metadata() -> None:
         "b": [1.1235, {"c": 2}],
         "d": "x",
     }
+
+
+def test_a_fairness_refusal_names_the_criterion_that_failed() -> None:
+    """A value inside the |Δ| limit can fail on its exposure ratio: the check's figure (and so
+    a refusal's reason line) is then the ratio's upper bound against its floor, not a |Δ| that
+    reads as inside the limit."""
+
+    def value(difference: Interval, ratio: Interval) -> ValueFairness:
+        passed = max(abs(difference.low), abs(difference.high)) <= 0.05 and ratio.high >= 0.8
+        return ValueFairness(
+            "ethnicity", "indigena", 300, False, 0.1, 0.07, -0.03, difference, 0.6, ratio,
+            1.0, True, "", passed,
+        )  # fmt: skip
+
+    def result(v: ValueFairness) -> GateResult:
+        evaluation = _evaluation(0.9)
+        report = FairnessReport(5, ("ethnicity",), {"ethnicity": 0.9}, [v])
+        evaluation = replace(evaluation, fairness=report)
+        return decide_gate(evaluation, GateThresholds(), Baseline.none())[1]
+
+    on_ratio = result(value(Interval(-0.0388, -0.0183), Interval(0.479, 0.744)))
+    assert not on_ratio.passed and on_ratio.details["failed_on"] == "exposure_ratio"
+    assert failing_check_lines([on_ratio]) == ["fairness_gap: 0.744 vs 0.8"]
+    on_difference = result(value(Interval(-0.09, -0.02), Interval(0.5, 0.7)))
+    assert on_difference.details["failed_on"] == "difference"
+    assert failing_check_lines([on_difference]) == ["fairness_gap: 0.09 vs 0.05"]
+    fine = result(value(Interval(-0.02, 0.01), Interval(0.9, 1.1)))
+    assert fine.passed and (fine.value, fine.threshold) == (0.02, 0.05)
