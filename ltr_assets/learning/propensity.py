@@ -18,16 +18,19 @@ lists and its number of rounds is chosen by the likelihood of the other 20%: a �
 closely absorbs the position effect (θ comes out flat), one fitted too loosely leaves relevance
 for θ to explain (θ comes out steep). θ is identified because the same features land at
 different ranks (list composition and length, and the ranker changing from one published
-version to the next).
+version to the next). θ is relative to position 1 and γ carries the level of clicks, so each
+θ step fits the curve with a free scale (dropped) and each iteration then refits γ's level
+exactly (`_gamma_level`): otherwise the two move together so slowly that the fit stopped
+with γ too low and every θ_k past position 1 too high (`_theta_step`).
 
 The curve's family (LTR_PROPENSITY_FAMILY). `per_position`: a free θ_k per position.
 `power_law`: θ_k = k^-η, one exponent fitted by Newton steps on the same likelihood, so every
 position's clicks inform every θ_k. Why pooled: with a near-deterministic logger, a free θ per
 position lets γ trade relevance against position where the logging ranker's order is most
-predictable from the features (the top of the list); on the simulator the free curve came out
-up to 0.08 too flat at positions 2-3 while the pooled one stayed within 0.02 (docs/benchmarks.md,
-quality_sim). The price is an assumption: a curve with a step (a page break, a fold) is
-smoothed away. `auto` therefore tests it on the logs: it fits the power law, then
+predictable from the features (the top of the list); on the simulator the pooled curve is
+the closer to the truth in most conditions (docs/benchmarks.md, quality_sim). The price is an
+assumption: a curve with a step (a page break, a fold) is smoothed away. `auto` therefore
+tests it on the logs: it fits the power law, then
 refits θ of both families on the fitted lists with the final γ and compares their
 log-likelihood on the held-out lists, list by list (`_family_test`); when the free curve's gain
 per list is at least FREE_CURVE_Z standard errors above zero, the power law does not describe
@@ -35,12 +38,10 @@ these logs and the model is refitted with a free θ per position (a page break i
 `tests/unit/test_propensity.py`; the statistic on the simulator's logs: docs/benchmarks.md,
 quality_sim). The curve's params record the test (`family_test`) and
 the choice (`family_choice`); positions that enough swap interventions measured take their own
-estimate under the `auto` method (below) whatever the family. `per_position` stays the default
-because the gate's estimate does not follow the curve: with the truer power-law curve at η 1
-it comes out higher than the truth on average by more than with the free one (whose errors
-offset the estimator's own upward bias: trust-bias clicks counted as gain, and more rows
-graded by the click model the debiased candidate learned from), so the estimator has to be
-corrected before the family can change.
+estimate under the `auto` method (below) whatever the family. `per_position` stays the default:
+with the power law the gate's estimate errs more at η 1 (upward: trust-bias clicks counted as
+gain, and rows graded by the click model the debiased candidate learned from), and a curve
+that is no power law costs the power law far more than the free curve loses on one that is.
 
 A richer affine model with a per-position noise term (trust bias) was tried and rejected: with a
 near-deterministic logging ranker its two parameters per position are not identified in
@@ -180,11 +181,26 @@ def _theta_step(
     weight: np.ndarray,
     newton_steps: int = 5,
     family: CurveFamily = "per_position",
+    free_scale: bool = False,
 ) -> np.ndarray:
     """θ maximising Σ w [c log(θ_k γ) + (1 − c) log(1 − θ_k γ)]: per position (concave in θ_k),
-    rescaled so θ_1 = 1; or, for the power-law family, over the one exponent η of θ_k = k^-η."""
+    rescaled so θ_1 = 1; or, for the power-law family, over the one exponent η of θ_k = k^-η.
+
+    `free_scale` (the fit's alternation, where γ's level is refitted next, `_gamma_level`):
+    the curve is fitted with a free overall scale, dropped afterwards, so it comes out the
+    same whatever γ's level. Without it θ_1 cannot rise above 1: while γ is still too low,
+    every later θ_k came out too high by that factor (or the power law too flat), and since γ's
+    level and θ move together the fit stopped long before they agreed (on logs with the
+    positions assigned at random, the free curve came out about 10% too high at positions
+    2-10). The bootstrap refits θ so too, as the point estimate was fitted. The family test,
+    which judges each family's θ·γ on held-out lists with the final γ, keeps θ_1 = 1."""
     if family == "power_law":
-        return _power_law_step(clicks, gamma, theta, bucket, n_buckets, weight, newton_steps)
+        return _power_law_step(
+            clicks, gamma, theta, bucket, n_buckets, weight, newton_steps, free_scale
+        )
+    # θ_k γ below 1 in every row of the bucket (free scale), else θ_k at most 1
+    upper = _ceiling(gamma, bucket, n_buckets) if free_scale else np.ones(n_buckets)
+    theta = np.minimum(theta, upper)
     for _ in range(newton_steps):
         t = theta[bucket]
         skip = np.maximum(1.0 - t * gamma, _EPS)
@@ -192,7 +208,7 @@ def _theta_step(
         hess = weight * (-clicks / t**2 - (1.0 - clicks) * gamma**2 / skip**2)
         g = np.bincount(bucket, grad, n_buckets)
         h = np.bincount(bucket, hess, n_buckets)
-        theta = np.clip(theta - g / np.minimum(h, -_EPS), 1e-3, 1.0)
+        theta = np.clip(theta - g / np.minimum(h, -_EPS), 1e-3, upper)
     curve: np.ndarray = theta / theta[0]
     return curve
 
@@ -205,14 +221,22 @@ def _power_law_step(
     n_buckets: int,
     weight: np.ndarray,
     newton_steps: int,
+    free_scale: bool = False,
 ) -> np.ndarray:
     """θ_k = k^-η (bucket b is position b + 1; the last bucket pools the positions past it and
     takes its own position's θ, as `PropensityCurve.at` does): Newton steps on η from the
-    exponent of `theta`'s fit, using the per-bucket gradient and curvature in θ."""
+    exponent of `theta`'s fit, using the per-bucket gradient and curvature in θ. With
+    `free_scale`, fitted as a·k^-η (Newton in a and η together), a then dropped
+    (`_theta_step` says why)."""
     log_k = np.log(np.arange(1, n_buckets + 1, dtype=np.float64))
+    ceiling = _ceiling(gamma, bucket, n_buckets) if free_scale else None
     eta = _power_law_exponent(theta)
+    scale = 1.0
     for _ in range(newton_steps):
-        t = np.exp(-eta * log_k)
+        base = np.exp(-eta * log_k)
+        if ceiling is not None:
+            scale = float(min(scale, np.min(ceiling / base)))  # every θ_k γ below 1
+        t = scale * base
         rows = t[bucket]
         skip = np.maximum(1.0 - rows * gamma, _EPS)
         grad = np.bincount(
@@ -221,14 +245,33 @@ def _power_law_step(
         hess = np.bincount(
             bucket, weight * (-clicks / rows**2 - (1.0 - clicks) * gamma**2 / skip**2), n_buckets
         )
-        dt = -log_k * t  # dθ/dη
-        g = float(grad @ dt)
-        h = float(hess @ dt**2 + grad @ (log_k**2 * t))
-        # Newton where the likelihood is concave in η, else a small step up its gradient
-        step = -0.1 * np.sign(g) if h >= 0.0 else g / h
-        eta = float(np.clip(eta - step, 0.0, MAX_EXPONENT))
+        d_scale, d_eta = base, -log_k * t  # dθ/da, dθ/dη
+        g_eta = float(grad @ d_eta)
+        h_eta = float(hess @ d_eta**2 + grad @ (log_k**2 * t))
+        # Newton where the likelihood is concave, else a small step up its gradient in η
+        eta_only = -0.1 * np.sign(g_eta) if h_eta >= 0.0 else g_eta / h_eta
+        if ceiling is None:
+            eta = float(np.clip(eta - eta_only, 0.0, MAX_EXPONENT))
+            continue
+        g = np.array([float(grad @ d_scale), g_eta])
+        cross = float(hess @ (d_scale * d_eta) + grad @ (-log_k * base))
+        h = np.array([[float(hess @ d_scale**2), cross], [cross, h_eta]])
+        if h[0, 0] < 0.0 and np.linalg.det(h) > 0.0:
+            step = np.linalg.solve(h, g)
+        else:  # Newton in the scale alone, the η step above
+            step = np.array([g[0] / min(h[0, 0], -_EPS), eta_only])
+        scale = float(max(scale - step[0], 1e-3))
+        eta = float(np.clip(eta - step[1], 0.0, MAX_EXPONENT))
     curve: np.ndarray = np.maximum(np.exp(-eta * log_k), 1e-3)
     return curve
+
+
+def _ceiling(gamma: np.ndarray, bucket: np.ndarray, n_buckets: int) -> np.ndarray:
+    """Per bucket, the θ at which θ γ would reach 1 for its most attractive row."""
+    most = np.zeros(n_buckets)
+    np.maximum.at(most, bucket, gamma)
+    ceiling: np.ndarray = (1.0 - 1e-6) / np.maximum(most, _EPS)
+    return ceiling
 
 
 def _power_law_exponent(theta: np.ndarray) -> float:
@@ -252,6 +295,24 @@ def _gamma_objective(clicks: np.ndarray, theta_rows: np.ndarray) -> Any:
         return grad, hess
 
     return objective
+
+
+def _gamma_level(
+    clicks: np.ndarray, theta_rows: np.ndarray, raw: np.ndarray, newton_steps: int = 8
+) -> float:
+    """The constant b that maximises the likelihood of γ's log-odds raw + b, θ held fixed.
+    Why: θ is relative to position 1 (θ_1 = 1), so γ's level is what says how often an
+    examined candidate is clicked; boosting from a constant start finds that level only
+    slowly, and while γ is too low every θ_k past position 1 comes out too high by the same
+    factor (θ_1 cannot rise above 1 to absorb it) and the power law too flat."""
+    b = 0.0
+    for _ in range(newton_steps):
+        s = 1.0 / (1.0 + np.exp(-(raw + b)))
+        skip = np.maximum(1.0 - theta_rows * s, _EPS)
+        grad = -clicks * (1.0 - s) + (1.0 - clicks) * theta_rows * s * (1.0 - s) / skip
+        hess = theta_rows * s * (1.0 - s) ** 2 / skip + 1e-9
+        b -= float(grad.sum() / hess.sum())
+    return b
 
 
 def _nll(clicks: np.ndarray, theta_rows: np.ndarray, raw: np.ndarray) -> float:
@@ -393,19 +454,25 @@ def fit_click_model(
         theta[0] = 1.0
     init_raw = -1.0
     raw = np.full(clicks.shape, init_raw)  # γ's log-odds per impression
+    shift = 0.0  # γ's level, fitted exactly each iteration (`_gamma_level`), beside its trees
     dataset = lgb.Dataset(features[fit], clicks[fit], free_raw_data=False, params={"verbosity": -1})
     boosters: list[lgb.Booster] = []
-    best: tuple[float, np.ndarray, int] = (math.inf, theta, 0)
+    best: tuple[float, np.ndarray, int, float] = (math.inf, theta, 0, 0.0)
     since_best = 0
     iterations = 0
     while iterations < max_iterations:
         iterations += 1
         gamma = 1.0 / (1.0 + np.exp(-raw))
         if pinned is None:
-            theta = _theta_step(clicks, gamma, theta, bucket, n_buckets, ones, family=family)
+            theta = _theta_step(
+                clicks, gamma, theta, bucket, n_buckets, ones, family=family, free_scale=True
+            )
+        step = _gamma_level(clicks[fit], theta[bucket][fit], raw[fit])
+        shift += step
+        raw = raw + step
         score = _nll(clicks[held_out], theta[bucket][held_out], raw[held_out])
         if score < best[0] - 1e-7:
-            best, since_best = (score, theta.copy(), len(boosters)), 0
+            best, since_best = (score, theta.copy(), len(boosters), shift), 0
         else:
             since_best += 1
             if since_best >= patience:
@@ -418,11 +485,16 @@ def fit_click_model(
         raw = raw + predict(booster, features, raw_score=True)
     theta, kept = best[1], best[2]
     boosters = boosters[:kept]  # γ as it was when θ was best on the held-out lists
-    model = ClickModel(_placeholder_curve(n_buckets), init_raw, boosters)
+    model = ClickModel(_placeholder_curve(n_buckets), init_raw + best[3], boosters)
     gamma = model.gamma(features)
     if pinned is not None:
         curve = pinned
     else:
+        # θ for the γ the model keeps (its level was refitted after that θ step): the curve
+        # and its bootstrap interval then describe the same fit
+        theta = _theta_step(
+            clicks, gamma, theta, bucket, n_buckets, ones, family=family, free_scale=True
+        )
         model.family_test = _family_test(clicks, gamma, bucket, n_buckets, held_out, sizes)
         model.family = family
         low, high = _bootstrap(
@@ -626,6 +698,8 @@ def _bootstrap(
     for i in range(n_boot):
         weight = np.repeat(draws[i].astype(np.float64), sizes)
         thetas[i] = _monotone(
-            _theta_step(clicks, gamma, theta, bucket, n_buckets, weight, family=family)
+            _theta_step(
+                clicks, gamma, theta, bucket, n_buckets, weight, family=family, free_scale=True
+            )
         )
     return np.percentile(thetas, 2.5, axis=0), np.percentile(thetas, 97.5, axis=0)

@@ -12,6 +12,13 @@ from ltr_assets.learning.propensity import (
     pinned_curve,
 )
 
+# On `_pbm_logs` the logging ranker sorts by the feature that drives attractiveness, and γ is
+# early-stopped on held-out lists: the relevance γ leaves unexplained rises towards the top of
+# the list, which steepens the fitted curve a little (η 0.84-0.86 for a true 0.8 at 1,500
+# lists). On logs with the positions assigned at random the fit matches the click rates
+# (test_the_curve_does_not_depend_on_how_far_the_relevance_model_got).
+CONFOUNDED_TOLERANCE = 0.07
+
 
 def _pbm_logs(seed: int, lists: int = 3000, n: int = 10, curve: np.ndarray | None = None):
     """A logging ranker that sorts by a noisy score; clicks = examined × attractive, examined
@@ -90,9 +97,11 @@ def test_where_the_logs_cannot_rule_out_the_power_law_it_is_the_free_curves_alte
     theta = alternatives["power_law"]
     k = np.arange(1, free.curve.positions + 1)
     assert theta.shape == (free.curve.positions,) and theta[0] == 1.0
-    # a power law (refitted with the free curve's γ), close to the logs' own k^-0.8
+    # a power law (refitted with the free curve's γ), close to the logs' own k^-0.8 (within
+    # CONFOUNDED_TOLERANCE)
     exponent = -np.log(theta[1:]) / np.log(k[1:])
-    assert np.ptp(exponent) < 1e-6 and exponent[0] == pytest.approx(0.8, abs=0.05)
+    assert np.ptp(exponent) < 1e-6
+    assert exponent[0] == pytest.approx(0.8, abs=CONFOUNDED_TOLERANCE)
     # and the power law's alternative is the free curve, which nests it
     pooled = fit_click_model(
         positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="power_law"
@@ -111,7 +120,7 @@ def test_auto_keeps_the_power_law_when_the_logs_follow_one() -> None:
     choice = model.curve.params["family_choice"]
     assert model.curve.params["family"] == "power_law" and choice["chosen"] == "power_law"
     assert choice["free_curve_z"] < FREE_CURVE_Z
-    assert model.curve.params["exponent"] == pytest.approx(0.8, abs=0.05)
+    assert model.curve.params["exponent"] == pytest.approx(0.8, abs=CONFOUNDED_TOLERANCE)
 
 
 def test_the_power_law_family_pools_every_position_into_one_exponent() -> None:
@@ -147,3 +156,30 @@ def test_logs_without_clicks_cannot_be_estimated() -> None:
     positions, _, X, sizes, _ = _pbm_logs(7, lists=100)
     with pytest.raises(PropensityError, match="no clicks"):
         fit_click_model(positions, np.zeros(len(positions)), X, sizes, num_threads=0)
+
+
+def _random_position_logs(seed: int, lists: int = 3000) -> tuple[np.ndarray, ...]:
+    """Positions assigned at random (no logging ranker): the click rate at k over the click
+    rate at 1 estimates θ_k / θ_1 with no model of relevance at all."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 20, lists)
+    positions = np.concatenate([np.arange(1, n + 1) for n in sizes])
+    X = rng.random((positions.size, 11))
+    attractive = 1.0 / (1.0 + np.exp(-(4.0 * X[:, 0] - 2.0)))
+    clicks = rng.random(positions.size) < positions**-1.0 * attractive
+    return positions, clicks, X, sizes
+
+
+def test_the_curve_does_not_depend_on_how_far_the_relevance_model_got() -> None:
+    """θ is relative to position 1 and γ carries the level of clicks. The fit alternates
+    between them; were θ_1 held at 1 while γ is still too low, every later θ_k would come out
+    high by that factor, and the fit stops (held-out likelihood) long before the two agree:
+    the free curve came out 0.52 at position 2 here where the click rates say 0.46."""
+    positions, clicks, X, sizes = _random_position_logs(0)
+    rate = np.array([clicks[positions == k].mean() for k in range(1, 6)])
+    free = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=0)
+    assert np.abs(free.curve.at(np.arange(1, 6)) - rate / rate[0]).max() < 0.015
+    pooled = fit_click_model(
+        positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="power_law"
+    )
+    assert pooled.curve.params["exponent"] == pytest.approx(1.0, abs=0.03)
