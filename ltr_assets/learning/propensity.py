@@ -209,7 +209,8 @@ def _theta_step(
         g = np.bincount(bucket, grad, n_buckets)
         h = np.bincount(bucket, hess, n_buckets)
         theta = np.clip(theta - g / np.minimum(h, -_EPS), 1e-3, upper)
-    curve: np.ndarray = theta / theta[0]
+    # at least MIN_THETA after the division too (θ_1 may exceed 1 with a free scale)
+    curve: np.ndarray = np.maximum(theta / theta[0], MIN_THETA)
     return curve
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from ltr_assets.learning.propensity import (
     FREE_CURVE_Z,
+    MIN_THETA,
     PropensityError,
     fit_click_model,
     pinned_curve,
@@ -183,3 +184,17 @@ def test_the_curve_does_not_depend_on_how_far_the_relevance_model_got() -> None:
         positions, clicks, X, sizes, num_threads=0, bootstrap=0, family="power_law"
     )
     assert pooled.curve.params["exponent"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_curve_at_its_floor_stays_there_and_inside_its_band() -> None:
+    """Users who only ever click the top result: every θ past position 1 sits at MIN_THETA
+    (never below it, though θ_1 is fitted with a free scale), inside its bootstrap band."""
+    positions, clicks, X, sizes = _random_position_logs(2, lists=800)
+    clicks = clicks & (positions == 1)
+    model = fit_click_model(positions, clicks, X, sizes, num_threads=0, bootstrap=20)
+    curve = model.curve
+    assert curve.examination[0] == 1.0 and min(curve.examination) == MIN_THETA
+    assert all(
+        lo is not None and hi is not None and lo <= v <= hi
+        for lo, v, hi in zip(curve.low, curve.examination, curve.high, strict=True)
+    )
