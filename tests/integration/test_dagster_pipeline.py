@@ -65,6 +65,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         ("raw_events", "quarantine_ratio"),
         ("raw_events", "source_fallback"),
         ("raw_events", "duplicate_conflicts"),
+        ("feature_matrix", "feedback_present"),
         ("ltr_model", "fairness_coverage"),
         ("published_weights", "retention"),
         ("published_weights", "live_version_age"),
@@ -126,6 +127,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         "quarantine_ratio",
         "source_fallback",
         "duplicate_conflicts",
+        "feedback_present",
         "online_decision",
         "fairness_coverage",
     }

@@ -54,8 +54,11 @@ def a_success_and_a_failure_over_an_empty_day(
     instance: DagsterInstance, monkeypatch: Any
 ) -> tuple[Any, Any]:
     """Two finished runs of ltr_daily_job for 2026-11-01 over an empty audit log (the day
-    allowed to be empty): raw_events alone succeeds, the whole job fails (nothing to train
-    on). What the run-status sensors' skip tests need: one run of each status."""
+    allowed to be empty): raw_events alone succeeds; the whole job, with a gate threshold it
+    cannot read, fails (an empty window alone would be a refusal, a successful run). What the
+    run-status sensors' skip tests need: one run of each status."""
+    import os
+
     from dagster import AssetKey
 
     from ltr_assets.definitions import defs
@@ -65,8 +68,14 @@ def a_success_and_a_failure_over_an_empty_day(
     ok = job.execute_in_process(
         partition_key="2026-11-01", instance=instance, asset_selection=[AssetKey("raw_events")]
     )
+    threshold = os.environ.get("LTR_NDCG_MIN")
+    monkeypatch.setenv("LTR_NDCG_MIN", "not a number")
     failed = job.execute_in_process(
         partition_key="2026-11-01", instance=instance, raise_on_error=False
     )
+    if threshold is None:
+        monkeypatch.delenv("LTR_NDCG_MIN")
+    else:
+        monkeypatch.setenv("LTR_NDCG_MIN", threshold)
     assert ok.success and not failed.success
     return ok, failed
