@@ -287,19 +287,25 @@ def _check_spelling(case_id: str, ids: list[str], request_id: str | None) -> Non
     for name, value in (("case_id", case_id), ("request_id", request_id)):
         if value is not None and value.strip() != value:
             raise _error((name,), _SPELLING.format(name))
-    joined = "".join(ids)
-    # isprintable (C, quick) is True for text without controls; False also for other
-    # characters (e.g. a no-break space), which the regex then clears
-    if not joined.isprintable() and CONTROL_CHARACTERS.search(joined) is not None:
-        index = next(i for i, text in enumerate(ids) if CONTROL_CHARACTERS.search(text) is not None)
-        raise _error(("candidates", index, "lawyer_id"), _CONTROL_MESSAGE.format("lawyer_id"))
+    if has_control_characters("".join(ids)):
+        index = next(i for i, text in enumerate(ids) if has_control_characters(text))
+        raise _error(("candidates", index, "lawyer_id"), f"lawyer_id {CONTROL_MESSAGE}")
     for name, value in (("case_id", case_id), ("request_id", request_id)):
-        if value is not None and CONTROL_CHARACTERS.search(value) is not None:
-            raise _error((name,), _CONTROL_MESSAGE.format(name))
+        if value is not None and has_control_characters(value):
+            raise _error((name,), f"{name} {CONTROL_MESSAGE}")
 
 
-CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")  # C0 controls and DEL
-_CONTROL_MESSAGE = "{} must not contain control characters (U+0000-U+001F, U+007F)"
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f]")  # C0 controls and DEL
+CONTROL_MESSAGE = "must not contain control characters (U+0000-U+001F, U+007F)"
+
+
+def has_control_characters(text: str) -> bool:
+    """A C0 control character or DEL in `text`. isprintable (C, quick) is True for text
+    without them; it is False for some other characters too (e.g. a no-break space), which
+    the regex then clears."""
+    return not text.isprintable() and _CONTROL_CHARACTERS.search(text) is not None
+
+
 _SPELLING = "{} must not be blank or start or end with whitespace"
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ltr_core.codec import CONTROL_CHARACTERS
+from ltr_core.codec import CONTROL_MESSAGE, has_control_characters
 from ltr_core.rank_api import ID_MAX_LENGTH
 from ltr_core.vocabulary import LoggingPolicy
 
@@ -185,8 +185,8 @@ class BodyTooLargeResponse(BaseModel):
 # ids as /rank takes them (an impression's ids came through /rank): at most ID_MAX_LENGTH
 # characters, no control characters
 def _no_control_characters(text: str) -> str:
-    if not text.isprintable() and CONTROL_CHARACTERS.search(text) is not None:
-        raise ValueError("must not contain control characters (U+0000-U+001F, U+007F)")
+    if has_control_characters(text):
+        raise ValueError(CONTROL_MESSAGE)
     return text
 
 

@@ -48,7 +48,12 @@ from ltr_serving.models import (
     FeedbackResponse,
     ValidationErrorResponse,
 )
-from ltr_serving.routers.ranking import read_body, unsupported_body
+from ltr_serving.routers.ranking import (
+    UNSUPPORTED_BODY_RESPONSE,
+    read_body,
+    too_large_body,
+    unsupported_body,
+)
 
 router = APIRouter(tags=["logging"])
 # Declares the bearer scheme in OpenAPI; never refuses by itself (`check_bearer` does, with the
@@ -162,11 +167,7 @@ def _check(item: Any, loc: tuple[str | int, ...]) -> tuple[EventRow, bytes] | li
         401: {"model": ErrorResponse, "description": "no bearer token"},
         403: {"model": ErrorResponse, "description": "wrong token"},
         413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
-        415: {
-            "model": ErrorResponse,
-            "description": "a Content-Type other than application/json (or a +json type; none "
-            "at all is read as JSON), or a Content-Encoding (the body must be uncompressed)",
-        },
+        415: UNSUPPORTED_BODY_RESPONSE,
         422: {
             "model": FeedbackResponse,
             "description": "some (or all) events refused; `detail` names each one's field; the "
@@ -221,9 +222,7 @@ async def feedback(
     limit = serving.max_body_bytes
     body = await read_body(request.scope, request.receive, limit)
     if body is None:
-        detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
-        too_large = {"detail": detail, "limit_bytes": limit}
-        return JSONResponse(too_large, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
+        return Response(too_large_body(limit), status.HTTP_413_CONTENT_TOO_LARGE, media_type=JSON)
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -81,6 +81,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def too_large_body(limit: int) -> bytes:
+    """The 413 body (`BodyTooLargeResponse`) of a body over LTR_MAX_BODY_BYTES."""
+    detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
+    return orjson.dumps({"detail": detail, "limit_bytes": limit})
+
+
+# The 415 answer as OpenAPI describes it, for every endpoint that checks `unsupported_body`.
+UNSUPPORTED_BODY_RESPONSE: dict[str, Any] = {
+    "model": ErrorResponse,
+    "description": "a Content-Type other than application/json (or a +json type; none at all "
+    "is read as JSON), or a Content-Encoding (the body must be uncompressed)",
+}
+
+
 def _explain(query_string: bytes) -> bool | bytes:
     """?explain in the query string as FastAPI reads a boolean, the last one given deciding
     (earlier ones are not looked at): True, False, or the 422 body of a value that is no
@@ -147,8 +161,7 @@ class RankEndpoint:
         limit = state.settings.serving.max_body_bytes
         body = await read_body(scope, receive, limit)
         if body is None:
-            detail = f"request body larger than {limit} bytes (LTR_MAX_BODY_BYTES); not parsed"
-            return await _send(send, 413, orjson.dumps({"detail": detail, "limit_bytes": limit}))
+            return await _send(send, 413, too_large_body(limit))
         live = state.live  # read once: this request uses this version from here to the end
         if live is None:
             return await _send(send, 503, orjson.dumps({"detail": NOTHING_LOADED}))
@@ -336,11 +349,7 @@ openapi_route = APIRoute(
             "candidates) among the request ids this service answered lately; a retry of the "
             "same request may reuse its id",
         },
-        415: {
-            "model": ErrorResponse,
-            "description": "a Content-Type other than application/json (or a +json type; none "
-            "at all is read as JSON), or a Content-Encoding (the body must be uncompressed)",
-        },
+        415: UNSUPPORTED_BODY_RESPONSE,
         422: {
             "model": ValidationErrorResponse,
             "description": "invalid request (body, or ?explain not a boolean), with the reason",
