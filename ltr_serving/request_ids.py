@@ -33,7 +33,7 @@ class RecentRequestIds:
 
     def admit(self, request_id: str, case_id: str, lawyer_ids: Sequence[str]) -> bool:
         """True (and remembered) when the id is new or names the same list as before; False
-        when it was used for another list. Cost: one hash of the id set (a few µs at 100)."""
+        when it was used for another list. Cost: one hash of the case id and the id set."""
         fingerprint = hash((case_id, frozenset(lawyer_ids)))
         seen = self._seen
         known = seen.get(request_id)
