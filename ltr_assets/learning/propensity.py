@@ -191,8 +191,9 @@ def _theta_step(
     same whatever γ's level. Without it θ_1 cannot rise above 1: while γ is still too low,
     every later θ_k came out too high by that factor (or the power law too flat), and since γ's
     level and θ move together the fit stopped long before they agreed (docs/benchmarks.md,
-    "The click model's fit no longer stops early"). The bootstrap refits θ so too, as the point estimate was fitted. The family test,
-    which judges each family's θ·γ on held-out lists with the final γ, keeps θ_1 = 1."""
+    "The click model's fit no longer stops early"). The bootstrap refits θ so too, as the
+    point estimate was fitted. The family test, which judges each family's θ·γ on held-out
+    lists with the final γ, keeps θ_1 = 1."""
     if family == "power_law":
         return _power_law_step(
             clicks, gamma, theta, bucket, n_buckets, weight, newton_steps, free_scale
