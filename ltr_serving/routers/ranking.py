@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 import orjson
 from fastapi.routing import APIRoute
@@ -51,6 +51,18 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PATH = "/rank"
 JSON_HEADERS = [(b"content-type", b"application/json")]
+REQUEST_ID_HEADER = b"x-request-id"
+# printable ASCII but "%" stays as it is in the header; "%", spaces and non-ASCII are %-encoded
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def request_id_header(request_id: str) -> bytes:
+    """The X-Request-ID value of a request id: the id itself when it is printable ASCII
+    without "%" (what ids usually are), else percent-encoded UTF-8 (`urllib.parse.unquote`
+    gives it back), since a header carries no other text safely."""
+    return quote(request_id, safe=_HEADER_SAFE).encode("ascii")
+
+
 # ?explain= as FastAPI reads a boolean query parameter (pydantic's words, any case)
 TRUE = frozenset((b"1", b"true", b"t", b"yes", b"y", b"on"))
 FALSE = frozenset((b"0", b"false", b"f", b"no", b"n", b"off"))
@@ -140,8 +152,10 @@ def unsupported_body(scope: Scope) -> bytes | None:
     return None
 
 
-async def _send(send: Send, status: int, body: bytes) -> int:
+async def _send(send: Send, status: int, body: bytes, request_id: str | None = None) -> int:
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if request_id is not None:
+        headers.append((REQUEST_ID_HEADER, request_id_header(request_id)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status
@@ -237,7 +251,7 @@ class RankEndpoint:
                     body,
                 )
             )
-        return await _send(send, 200, ranking.body)
+        return await _send(send, 200, ranking.body, request_id)
 
 
 def _reused(request_id: str, capacity: int) -> bytes:
@@ -324,6 +338,8 @@ openapi_route = APIRoute(
     "`match_recommendation` event per returned candidate, under its `request_id` (the "
     "client's, else one the service makes).",
     response_model=RankResponse,
+    response_description="The ranked candidates. The `X-Request-ID` header repeats the body's "
+    "`request_id`.",
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -342,6 +358,16 @@ openapi_route = APIRoute(
         ],
     },
     responses={
+        200: {
+            "headers": {
+                "X-Request-ID": {
+                    "description": "the request id the answer was logged under (the body's "
+                    "`request_id`): as it is when printable ASCII without '%', else "
+                    "percent-encoded UTF-8",
+                    "schema": {"type": "string"},
+                }
+            }
+        },
         413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
         409: {
             "model": ErrorResponse,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 import pytest
@@ -317,6 +318,29 @@ def test_a_sigtermed_server_process_leaves_complete_files_with_every_answered_re
     assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
 
 
+def test_the_request_id_is_also_in_the_x_request_id_header(
+    publisher: Publisher, start_server: Callable[..., RunningServer]
+) -> None:
+    """A client (a proxy, a log line) can read the id its answer was logged under without
+    parsing the body: the service's own id, the client's, and one no header carries as text."""
+    publisher.publish(weights_for(1))
+    with start_server().client() as client:
+        made = client.post("/rank", json=rank_body(4, seed=1, case_id="c-1"))
+        given = client.post("/rank", json=rank_body(4, seed=1, case_id="c-2", request_id="r-7"))
+        odd = "r-ação 50%"
+        encoded = client.post("/rank", json=rank_body(4, seed=1, case_id="c-3", request_id=odd))
+        refused = client.post("/rank", json={"case_id": "c-4", "candidates": []})
+    for answer in (made, given, encoded):
+        assert answer.status_code == 200, answer.text
+    assert made.headers["x-request-id"] == made.json()["request_id"]
+    assert made.json()["request_id"].startswith("r-")
+    assert given.headers["x-request-id"] == "r-7"
+    assert encoded.json()["request_id"] == odd
+    assert encoded.headers["x-request-id"] == "r-a%C3%A7%C3%A3o%2050%25"
+    assert unquote(encoded.headers["x-request-id"]) == odd
+    assert "x-request-id" not in refused.headers  # nothing answered, nothing logged
+
+
 def test_openapi_shows_request_id_policy_and_feedback(
     publisher: Publisher, start_server: Callable[..., RunningServer]
 ) -> None:
@@ -327,6 +351,8 @@ def test_openapi_shows_request_id_policy_and_feedback(
     request_id = schemas["RankRequest"]["properties"]["request_id"]
     assert {"type": "string", "minLength": 1, "maxLength": 200} in request_id["anyOf"]
     assert {"request_id", "policy"} <= set(schemas["RankResponse"]["required"])
+    header = schema["paths"]["/rank"]["post"]["responses"]["200"]["headers"]["X-Request-ID"]
+    assert "request_id" in header["description"] and header["schema"] == {"type": "string"}
     feedback = schema["paths"]["/feedback"]["post"]
     assert "FeedbackEvent" in str(feedback["requestBody"])
     assert set(schemas["FeedbackEvent"]["required"]) >= {"event_type", "case_id", "action"}
