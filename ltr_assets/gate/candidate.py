@@ -188,24 +188,32 @@ def train_candidate(
     folder = lake.candidate(day)
     for stale in (CANDIDATE_FILE, REFUSAL_FILE, WEIGHTS_FILE, MODEL_FILE):
         atomic.remove(folder / stale)  # a re-run decides afresh
+    found: int | None = None  # clicked lists of the training split, when it is what lacks them
     try:
         train, valid, test = split_by_time(window.frame)
         if not (train.y > 0).any():
-            lists = train.groups + valid.groups + test.groups
+            # the click model is fitted on the training split: clicks only in the newer
+            # validation and test lists leave it nothing to learn from
+            found, later = 0, _clicked_lists(valid.frame) + _clicked_lists(test.frame)
             raise NotEnoughData(
-                f"the window's {lists} lists hold no click or other positive feedback: there is "
-                "nothing to learn position bias or relevance from (is feedback reaching the "
-                "pipeline? see raw_events' feedback count per day)"
+                f"the training split's {train.groups} lists (the oldest of the window's "
+                f"{train.groups + valid.groups + test.groups}) hold no click or other positive "
+                "feedback"
+                + (f" ({later} newer lists do)" if later else "")
+                + ": there is nothing to learn position bias or relevance from (is feedback "
+                "reaching the pipeline? see raw_events' feedback count per day)"
             )
     except NotEnoughData as exc:
-        found = 0 if window.frame.empty else _clicked_lists(window.frame)
+        counted_in = "training split" if found is not None else "window"
+        if found is None:
+            found = 0 if window.frame.empty else _clicked_lists(window.frame)
         result = GateResult(
             "min_samples",
             False,
             float(found),
             float(settings.gate.min_samples),
             f"not trained: {exc}",
-            {"trained": False, "lists_with_positive_label": found},
+            {"trained": False, "lists_with_positive_label": found, "counted_in": counted_in},
         )
         refusal = {"reason": str(exc), "checks": failing_check_lines([result])}
         atomic.write_text(folder / REFUSAL_FILE, json.dumps(refusal, indent=2) + "\n")

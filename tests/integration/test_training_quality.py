@@ -6,7 +6,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from ltr_assets.gate.candidate import train_candidate
+import pytest
+
+from ltr_assets.gate.candidate import Untrainable, train_candidate
 from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import AuditLogSource
@@ -82,3 +84,34 @@ def test_the_gate_evaluates_whichever_scorer_serving_runs(tmp_path: Path) -> Non
         )
     by_model, by_weights = reports["model"].evaluation, reports["weights"].evaluation
     assert by_model.ndcg5.value != by_weights.ndcg5.value
+
+
+def test_clicks_only_in_the_newest_lists_are_refused_for_the_training_split(
+    tmp_path: Path,
+) -> None:
+    """The click model is fitted on the training split (the window's oldest lists): when only
+    the newest days have feedback, the refusal counts the training split's clicked lists (0)
+    and says the newer ones have some, instead of naming the window as empty."""
+    events = tmp_path / "events.jsonl"
+    write_simulated_events(events, days=DAYS)
+    newest = str(START + timedelta(days=DAYS - 2))  # feedback on the last two days only
+    kept = [
+        line
+        for line in events.read_text().splitlines(keepends=True)
+        if '"offer_feedback"' not in line or json.loads(line)["timestamp"][:10] >= newest
+    ]
+    events.write_text("".join(kept))
+    lake = Lake(tmp_path / "lake")
+    source = AuditLogSource(str(events))
+    days = [START + timedelta(days=i) for i in range(DAYS)]
+    for day in days:
+        ingest_day(source.read_day(day), day, lake, source.name)
+        build_feature_matrix(lake, day, DEFAULTS.feedback_window_hours)
+    settings = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_TRAIN_WINDOW_DAYS": str(DAYS)})
+    with pytest.raises(Untrainable) as refused:
+        train_candidate(lake, LocalRegistry(tmp_path / "registry"), days[-1], settings)
+    result = refused.value.result
+    assert (result.name, result.passed, result.value) == ("min_samples", False, 0.0)
+    assert result.details["counted_in"] == "training split"
+    assert "the training split's" in result.description
+    assert "hold no click" in result.description and "newer lists do" in result.description
