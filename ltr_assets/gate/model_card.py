@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ltr_assets.gate.evaluation import gate_line
 from ltr_assets.gate.summary import CandidateSummary
-from ltr_assets.learning.propensity import FREE_CURVE_Z
+from ltr_assets.learning.propensity import FREE_CURVE_Z, MIN_THETA
 from ltr_assets.metrics.ranking import CounterfactualReport, PairedReport
 from ltr_core.artifacts.format import MODEL_CARD_FILE, RegistryError
 from ltr_core.artifacts.store import LocalVersions
@@ -162,11 +162,19 @@ def _propensity(summary: CandidateSummary) -> list[str]:
             "a random share of requests), the others by the click model; a band is unbounded "
             "where the swapped clicks are too few to bound it.",
         ]
+    floor = [k for k, value in enumerate(curve.examination, start=1) if _at_floor(value)]
+    if floor:
+        lines += [
+            "",
+            f"Positions marked (floor) sit at the curve's floor, {MIN_THETA:g}: the logs show "
+            "(almost) no examination there, and estimate and band are clipped to it, so the "
+            "band does not say how far below the floor the truth may lie.",
+        ]
     rows = zip(curve.examination, curve.low, curve.high, strict=False)
     if not curve.sources:  # a pinned curve, or a version published before sources were kept
         lines += ["", "| position | estimate | 95% band |", "|---|---|---|"]
         for position, (value, low, high) in enumerate(rows, start=1):
-            lines.append(f"| {position} | {_f(value)} | {_band(low, high)} |")
+            lines.append(f"| {position} | {_theta(value)} | {_band(low, high)} |")
         return lines
     lines += [
         "",
@@ -177,8 +185,18 @@ def _propensity(summary: CandidateSummary) -> list[str]:
     for position, ((value, low, high), (source, swapped)) in enumerate(
         zip(rows, extra, strict=False), start=1
     ):
-        lines.append(f"| {position} | {_f(value)} | {_band(low, high)} | {source} | {swapped} |")
+        lines.append(
+            f"| {position} | {_theta(value)} | {_band(low, high)} | {source} | {swapped} |"
+        )
     return lines
+
+
+def _at_floor(value: float) -> bool:
+    return value <= MIN_THETA * (1.0 + 1e-9)
+
+
+def _theta(value: float) -> str:
+    return f"{_f(value)} (floor)" if _at_floor(value) else _f(value)
 
 
 def _family_line(params: dict[str, Any]) -> str:

@@ -260,6 +260,26 @@ def test_the_card_says_which_positions_swap_interventions_measured() -> None:
     assert "| 2 | 0.5200 | unbounded | interventions | 1500 |" in card
 
 
+def test_positions_at_the_curves_floor_are_marked_as_such() -> None:
+    """Users who only click the top result put every later θ at the floor: a band of
+    [0.0010, 0.0010] read alone claims a precision the clipping made up."""
+    summary = _summary()
+    summary["propensity"].update(
+        examination=[1.0, 0.3, 0.001],
+        low=[1.0, 0.25, 0.001],
+        high=[1.0, 0.35, 0.001],
+        sources=["reference", "click_model", "click_model"],
+        swapped_impressions=[0, 0, 0],
+    )
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "| 3 | 0.0010 (floor) | [0.0010, 0.0010] | click_model | 0 |" in card
+    assert "| 2 | 0.3000 | [0.2500, 0.3500] | click_model | 0 |" in card
+    assert "sit at the curve's floor, 0.001" in card
+    summary["propensity"].update(examination=[1.0, 0.3, 0.002])
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "(floor)" not in card and "curve's floor" not in card
+
+
 def test_a_version_published_before_curve_sources_still_reads() -> None:
     summary = _summary()
     for name in ("sources", "swapped_impressions"):
