@@ -335,7 +335,6 @@ class DemoLoop:
         return self.served_version
 
     def run_day(self, day: date) -> DayRow:
-        from dagster import AssetCheckEvaluation
 
         from ltr_assets.gate.summary import CandidateSummary
         from ltr_assets.lake.paths import lake_from_settings
@@ -368,12 +367,7 @@ class DemoLoop:
             )
         self.days_run += 1
         self.results[day] = result
-        failed = [
-            e.event_specific_data.check_name
-            for e in result.all_events
-            if isinstance(e.event_specific_data, AssetCheckEvaluation)
-            and not e.event_specific_data.passed
-        ]
+        failed = _failed_checks(self.instance, run.run_id)
         assert outcome is not None  # ltr_daily_job's runs are tagged (TAGGED_JOBS)
         row = DayRow(day, shown_by, outcome.outcome, failed, None, None, None, None, served)
         for materialization in result.asset_materializations_for_node("online_comparison"):
@@ -457,6 +451,20 @@ def run_demo(days: int = 28, seed: int = 7) -> int:
         loop.close()
     print(f"demo wall time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _failed_checks(instance: Any, run_id: str) -> list[str]:
+    """The checks the run's evaluations failed, as the instance stored them: the run's own
+    steps' and those published_weights records itself into the run (`live_version_age`,
+    `retention`, `s3_published`), which the in-process result does not list."""
+    from dagster import AssetCheckEvaluation, DagsterEventType
+
+    failed = []
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.get_dagster_event().event_specific_data
+        if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
+            failed.append(evaluation.check_name)
+    return failed
 
 
 def _print_days(rows: list[DayRow]) -> None:

@@ -52,13 +52,14 @@ def test_days_after_the_first_publication_are_served_by_the_service(
     events_file.write_text("")
     instance = DagsterInstance.ephemeral()
     loop = DemoLoop(settings, simulator, events_file, 3, instance, EXPLORE_RATE)
-    latest_before = {}
+    latest_before, latest_after = {}, {}
     try:
         rows = []
         for i in range(DAYS):
             day = START + timedelta(days=i)
             latest_before[day] = loop.registry.latest_version()
             rows.append(loop.run_day(day))
+            latest_after[day] = loop.registry.latest_version()
         assert loop.service is not None
         health = loop.service.client.health()
     finally:
@@ -79,6 +80,11 @@ def test_days_after_the_first_publication_are_served_by_the_service(
             # the demo's report says the same of the night
             (row,) = [r for r in rows if r.day.isoformat() == run.tags["dagster/partition"]]
             assert row.outcome == outcome
+    # the report's failed checks include those published_weights records into the run itself:
+    # live_version_age fails while nothing is live (and the default age limit holds after)
+    assert latest_after[START] is None  # the first night is refused (small_data_gate)
+    for row in rows:
+        assert ("live_version_age" in row.failed) == (latest_after[row.day] is None), row
     # uvicorn shuts down gracefully, then re-raises the signal: -15 is a clean SIGTERM exit
     assert loop.service.process is not None and loop.service.process.returncode in (0, -15)
 
