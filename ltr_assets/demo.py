@@ -335,7 +335,6 @@ class DemoLoop:
         return self.served_version
 
     def run_day(self, day: date) -> DayRow:
-
         from ltr_assets.gate.summary import CandidateSummary
         from ltr_assets.lake.paths import lake_from_settings
         from ltr_assets.simulation.simulator import PLATFORM_VERSION, render_lines

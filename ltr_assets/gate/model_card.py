@@ -162,8 +162,7 @@ def _propensity(summary: CandidateSummary) -> list[str]:
             "a random share of requests), the others by the click model; a band is unbounded "
             "where the swapped clicks are too few to bound it.",
         ]
-    floor = [k for k, value in enumerate(curve.examination, start=1) if _at_floor(value)]
-    if floor:
+    if any(_at_floor(value) for value in curve.examination):
         lines += [
             "",
             f"Positions marked (floor) sit at the curve's floor, {MIN_THETA:g}: the logs show "
