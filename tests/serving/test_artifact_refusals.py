@@ -36,10 +36,17 @@ def _replace_model(publisher: Publisher, version: str, model: bytes) -> None:
     (folder / METADATA_FILE).write_text(json.dumps(metadata))
 
 
-def _crashing_model(publisher: Publisher, version: str) -> None:
-    """Truncate model.txt where its trees begin: LightGBM aborts the process parsing that."""
-    text = (publisher.registry.versions_dir / version / MODEL_FILE).read_bytes()
-    _replace_model(publisher, version, text[: text.index(b"Tree=0")])
+def _publish_crashing_model(publisher: Publisher, weights: dict[str, float]) -> str:
+    """A version whose model.txt is cut where its trees begin (LightGBM aborts the process
+    parsing that), written whole: with the poller reading the registry every 0.2 s, a version
+    tampered with after its publication could be met half-rewritten (a checksum refusal instead
+    of the crash this is about)."""
+    text = publisher.model_text
+    publisher.model_text = text[: text.index("Tree=0")]
+    try:
+        return publisher.publish(weights)
+    finally:
+        publisher.model_text = text
 
 
 def test_a_model_that_crashes_lightgbm_cannot_kill_the_server(
@@ -51,15 +58,13 @@ def test_a_model_that_crashes_lightgbm_cannot_kill_the_server(
     good = publisher.publish(weights_for(1))
     server = start_server_process()
     with server.client() as client:
-        bad = publisher.publish(weights_for(2))
-        _crashing_model(publisher, bad)
+        _publish_crashing_model(publisher, weights_for(2))
         refused = client.post("/reload", headers=AUTH)
         assert refused.status_code == 409, refused.text
         assert "model.txt is malformed: has no trees" in refused.json()["error"]
         assert server.process.poll() is None
 
-        worse = publisher.publish(weights_for(3))  # the poller meets the next one on its own
-        _crashing_model(publisher, worse)
+        worse = _publish_crashing_model(publisher, weights_for(3))  # the poller meets it
         wait_for(
             lambda: worse in (client.get("/ltr/health").json()["last_reload_error"] or ""),
             10,
