@@ -26,18 +26,25 @@ from tests.conftest import START, write_simulated_events
 from tests.support.defaults import DEFAULTS, TRAINING
 
 DAYS = 6
+DAY_LIST = [START + timedelta(days=i) for i in range(DAYS)]
+
+
+def _lake(tmp_path: Path) -> Lake:
+    """tmp_path/events.jsonl ingested day by day into tmp_path/lake, then each day's feature
+    matrix built (after every day is ingested: a list's feedback may come the day after)."""
+    lake = Lake(tmp_path / "lake")
+    source = AuditLogSource(str(tmp_path / "events.jsonl"))
+    for day in DAY_LIST:
+        ingest_day(source.read_day(day), day, lake, source.name)
+    for day in DAY_LIST:
+        build_feature_matrix(lake, day, DEFAULTS.feedback_window_hours)
+    return lake
 
 
 def _train(tmp_path: Path, **config):
     simulator = write_simulated_events(tmp_path / "events.jsonl", days=DAYS, **config)
-    lake = Lake(tmp_path / "lake")
-    source = AuditLogSource(str(tmp_path / "events.jsonl"))
-    days = [START + timedelta(days=i) for i in range(DAYS)]
-    for day in days:
-        ingest_day(source.read_day(day), day, lake, source.name)
-    for day in days:
-        build_feature_matrix(lake, day, DEFAULTS.feedback_window_hours)
-    window = load_window(lake, days[-1], DAYS)
+    lake = _lake(tmp_path)
+    window = load_window(lake, DAY_LIST[-1], DAYS)
     train, valid, test = split_by_time(window.frame)
     return simulator, test, train_ranker(train, valid, TRAINING), lake
 
@@ -94,22 +101,19 @@ def test_clicks_only_in_the_newest_lists_are_refused_for_the_training_split(
     and says the newer ones have some, instead of naming the window as empty."""
     events = tmp_path / "events.jsonl"
     write_simulated_events(events, days=DAYS)
-    newest = str(START + timedelta(days=DAYS - 2))  # feedback on the last two days only
+    # feedback sent on the last day only: it reaches the last two days' lists (a list's
+    # feedback may come the day after), never the training split (the oldest 65% of lists)
+    newest = str(START + timedelta(days=DAYS - 1))
     kept = [
         line
         for line in events.read_text().splitlines(keepends=True)
         if '"offer_feedback"' not in line or json.loads(line)["timestamp"][:10] >= newest
     ]
     events.write_text("".join(kept))
-    lake = Lake(tmp_path / "lake")
-    source = AuditLogSource(str(events))
-    days = [START + timedelta(days=i) for i in range(DAYS)]
-    for day in days:
-        ingest_day(source.read_day(day), day, lake, source.name)
-        build_feature_matrix(lake, day, DEFAULTS.feedback_window_hours)
+    lake = _lake(tmp_path)
     settings = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_TRAIN_WINDOW_DAYS": str(DAYS)})
     with pytest.raises(Untrainable) as refused:
-        train_candidate(lake, LocalRegistry(tmp_path / "registry"), days[-1], settings)
+        train_candidate(lake, LocalRegistry(tmp_path / "registry"), DAY_LIST[-1], settings)
     result = refused.value.result
     assert (result.name, result.passed, result.value) == ("min_samples", False, 0.0)
     assert result.details["counted_in"] == "training split"
