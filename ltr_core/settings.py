@@ -328,6 +328,13 @@ class GateThresholds(BaseModel):
         validation_alias="LTR_MIN_SAMPLES",
         description="minimum test lists with a positive label",
     )
+    click_signal_min_z: Annotated[Float, Range(0, 1000)] = Field(
+        3.0,
+        validation_alias="LTR_CLICK_SIGNAL_MIN_Z",
+        description="how many standard errors the click model's relevance must predict the test "
+        "lists' clicks better than position alone by (the check `click_signal`: clicks that do "
+        "not depend on the candidates give nothing to learn or judge a ranking by)",
+    )
     regression_margin: Annotated[Float, Range(0, 1)] = Field(
         0.02,
         validation_alias="LTR_REGRESSION_MARGIN",

@@ -60,6 +60,9 @@ GATE_DESCRIPTIONS = {
     "latency_p95": "p95 of the real /rank request path in-process, at the data's list sizes and "
     "at LTR_MAX_CANDIDATES, < LTR_LATENCY_P95_MS.",
     "min_samples": "Test lists with a positive label ≥ LTR_MIN_SAMPLES.",
+    "click_signal": "The clicks depend on who was shown: the click model's relevance predicts "
+    "the test lists' clicks better than position alone by ≥ LTR_CLICK_SIGNAL_MIN_Z standard "
+    "errors (random clicks, bots or feedback joined to the wrong lawyers fail it).",
     "no_regression": "Lower 95% bound of the paired counterfactual nDCG@5 difference with the "
     "platform's logged order (always) and the live version (when one exists) ≥ "
     "−LTR_REGRESSION_MARGIN; an unreadable live version fails.",

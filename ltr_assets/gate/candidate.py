@@ -44,6 +44,7 @@ from ltr_assets.gate.summary import (
 )
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
+from ltr_assets.learning.click_signal import click_signal
 from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.training import (
     NotEnoughData,
@@ -233,7 +234,10 @@ def train_candidate(
     candidate_scores = scorer.score(test.X)
     compared = _baseline(registry, day, settings.scorer, test, judge, candidate_scores)
     baseline = compared.baseline
-    gate = decide_gate(evaluation, settings.gate, baseline)
+    signal = click_signal(
+        ranker.debiaser.click_model, test.positions, test.y, test.X, test.group_sizes
+    )
+    gate = decide_gate(evaluation, settings.gate, baseline, signal)
     warnings = [fairness_coverage_result(evaluation.fairness)]
     atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
     atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())

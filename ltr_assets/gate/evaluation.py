@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ltr_assets.learning.click_signal import ClickSignal
 from ltr_assets.learning.dataset import Split
 from ltr_assets.metrics.fairness import FairnessReport, RankedLists, fairness_report
 from ltr_assets.metrics.ranking import (
@@ -187,7 +188,14 @@ class GateResult:
     details: dict[str, Any]
 
 
-GATE_NAMES = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
+GATE_NAMES = (
+    "ndcg_at_5",
+    "fairness_gap",
+    "latency_p95",
+    "min_samples",
+    "click_signal",
+    "no_regression",
+)
 FAIRNESS_COVERAGE_NAME = "fairness_coverage"  # the gate's WARN-only companion check
 
 
@@ -452,10 +460,38 @@ def gate_line(gate: Sequence[GateResult]) -> str:
     return "FAILED: " + "; ".join(failing) if failing else "PASSED"
 
 
+def _signal_result(signal: ClickSignal, thresholds: GateThresholds) -> GateResult:
+    minimum = thresholds.click_signal_min_z
+    passed = bool(np.isfinite(signal.z) and signal.z >= minimum)
+    why = (
+        ""
+        if passed
+        else ": the clicks do not depend on which lawyers were shown (random clicks, bots, or "
+        "feedback joined to the wrong candidates?), so no ranking can be learned or judged "
+        "from them"
+    )
+    return GateResult(
+        "click_signal",
+        passed,
+        signal.z,
+        minimum,
+        f"the click model's relevance predicts the clicks of the {signal.lists} test lists "
+        f"better than position alone by {signal.gain_per_list:.4f} nats per list, "
+        f"z = {signal.z:.2f}: must be ≥ {minimum}{why}",
+        {
+            "z": signal.z,
+            "gain_per_list": signal.gain_per_list,
+            "lists": signal.lists,
+            "clicks": signal.clicks,
+        },
+    )
+
+
 def decide_gate(
-    candidate: Evaluation, thresholds: GateThresholds, baseline: Baseline
+    candidate: Evaluation, thresholds: GateThresholds, baseline: Baseline, signal: ClickSignal
 ) -> list[GateResult]:
-    """One result per gate check, in GATE_NAMES order."""
+    """One result per gate check, in GATE_NAMES order. `signal` is the click model's on the
+    test lists (`ltr_assets.learning.click_signal`)."""
     return [
         _ndcg_result(candidate, thresholds),
         _fairness_result(candidate.fairness),
@@ -469,5 +505,6 @@ def decide_gate(
             f"{thresholds.min_samples}",
             {"test_groups": candidate.test_groups},
         ),
+        _signal_result(signal, thresholds),
         _regression_result(candidate, thresholds, baseline),
     ]

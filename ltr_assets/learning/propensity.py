@@ -20,7 +20,7 @@ for θ to explain (θ comes out steep). θ is identified because the same featur
 different ranks (list composition and length, and the ranker changing from one published
 version to the next). θ is relative to position 1 and γ carries the level of clicks, so each
 θ step fits the curve with a free scale (dropped) and each iteration then refits γ's level
-exactly (`_gamma_level`): otherwise the two move together so slowly that the fit stopped
+exactly (`gamma_level`): otherwise the two move together so slowly that the fit stopped
 with γ too low and every θ_k past position 1 too high (`_theta_step`).
 
 The curve's family (LTR_PROPENSITY_FAMILY). `per_position`: a free θ_k per position.
@@ -186,7 +186,7 @@ def _theta_step(
     """θ maximising Σ w [c log(θ_k γ) + (1 − c) log(1 − θ_k γ)]: per position (concave in θ_k),
     rescaled so θ_1 = 1; or, for the power-law family, over the one exponent η of θ_k = k^-η.
 
-    `free_scale` (the fit's alternation, where γ's level is refitted next, `_gamma_level`):
+    `free_scale` (the fit's alternation, where γ's level is refitted next, `gamma_level`):
     the curve is fitted with a free overall scale, dropped afterwards, so it comes out the
     same whatever γ's level. Without it θ_1 cannot rise above 1: while γ is still too low,
     every later θ_k came out too high by that factor (or the power law too flat), and since γ's
@@ -298,7 +298,7 @@ def _gamma_objective(clicks: np.ndarray, theta_rows: np.ndarray) -> Any:
     return objective
 
 
-def _gamma_level(
+def gamma_level(
     clicks: np.ndarray, theta_rows: np.ndarray, raw: np.ndarray, newton_steps: int = 8
 ) -> float:
     """The constant b that maximises the likelihood of γ's log-odds raw + b, θ held fixed.
@@ -364,12 +364,16 @@ class ClickModel:
             out[family] = theta
         return out
 
-    def gamma(self, features: np.ndarray) -> np.ndarray:
-        """P(click | examined, x) for each row of `features`."""
+    def log_odds(self, features: np.ndarray) -> np.ndarray:
+        """γ's log-odds for each row of `features`."""
         raw = np.full(len(features), self.init_raw)
         for booster in self.boosters:
             raw += predict(booster, features, raw_score=True)
-        relevance: np.ndarray = 1.0 / (1.0 + np.exp(-raw))
+        return raw
+
+    def gamma(self, features: np.ndarray) -> np.ndarray:
+        """P(click | examined, x) for each row of `features`."""
+        relevance: np.ndarray = 1.0 / (1.0 + np.exp(-self.log_odds(features)))
         return relevance
 
 
@@ -455,7 +459,7 @@ def fit_click_model(
         theta[0] = 1.0
     init_raw = -1.0
     raw = np.full(clicks.shape, init_raw)  # γ's log-odds per impression
-    shift = 0.0  # γ's level, fitted exactly each iteration (`_gamma_level`), beside its trees
+    shift = 0.0  # γ's level, fitted exactly each iteration (`gamma_level`), beside its trees
     dataset = lgb.Dataset(features[fit], clicks[fit], free_raw_data=False, params={"verbosity": -1})
     boosters: list[lgb.Booster] = []
     best: tuple[float, np.ndarray, int, float] = (math.inf, theta, 0, 0.0)
@@ -468,7 +472,7 @@ def fit_click_model(
             theta = _theta_step(
                 clicks, gamma, theta, bucket, n_buckets, ones, family=family, free_scale=True
             )
-        step = _gamma_level(clicks[fit], theta[bucket][fit], raw[fit])
+        step = gamma_level(clicks[fit], theta[bucket][fit], raw[fit])
         shift += step
         raw = raw + step
         score = _nll(clicks[held_out], theta[bucket][held_out], raw[held_out])
@@ -663,14 +667,19 @@ def _family_test(
     list_of_row = np.repeat(np.arange(sizes.size), sizes)[held_out]
     lists = np.unique(list_of_row)
     gain = np.bincount(list_of_row, per_row["per_position"] - per_row["power_law"])[lists]
-    spread = float(gain.std(ddof=1)) if gain.size > 1 else 0.0
-    z = float(gain.mean() / (spread / math.sqrt(gain.size))) if spread > 0 else 0.0
     return FamilyTest(
         held_out_nll={f: round(float(-per_row[f].mean()), 6) for f in CURVE_FAMILIES},
-        free_curve_z=round(z, 3),
+        free_curve_z=round(paired_z(gain), 3),
         lists=int(gain.size),
         theta=thetas,
     )
+
+
+def paired_z(gain: np.ndarray) -> float:
+    """The mean of per-list gains over its standard error (0 when they do not vary): lists are
+    the independent units of these logs, the impressions of one list are not."""
+    spread = float(gain.std(ddof=1)) if gain.size > 1 else 0.0
+    return float(gain.mean() / (spread / math.sqrt(gain.size))) if spread > 0 else 0.0
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -20,6 +20,8 @@ carries the biases of a real platform's logs:
   candidates unranked, and `day_users(day).respond…(case, shown order)` the users' feedback on
   the list as it was shown, under the same click model
   (`ltr_assets.simulation.through_service` drives `POST /rank` and `POST /feedback` with them).
+- Optionally, users blind to who is shown (`ClickModel.blind`): position-biased clicks that
+  carry no relevance at all, the logs of bots or of feedback joined to the wrong candidates.
 - Optionally, clients biased against a group of lawyers (one attribute value or an
   intersection such as ``gender=F&ethnicity=preta``): lower client-made features and feedback
   for that group, while its true utility is unchanged.
@@ -79,6 +81,10 @@ class ClickModel:
     # Another shape instead of the power law: θ_1, θ_2, … (positions past its end take its
     # last value), e.g. a page break; `position_bias` is then unused.
     curve: tuple[float, ...] | None = None
+    # Users blind to who is shown (bots, or feedback joined to the wrong lawyers): they examine
+    # as above but click, contact and contract every candidate alike, at the rates of one at
+    # the relevance threshold. The truth is unchanged: the clicks just say nothing about it.
+    blind: bool = False
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
         if self.curve is not None:
@@ -585,6 +591,8 @@ class Simulator:
     ) -> list[list[str]]:
         """Each shown candidate's actions under the click model (one row of draws each)."""
         model = self.config.click_model
+        if model.blind:
+            utility = np.full_like(utility, _RELEVANCE_THRESHOLD)
         examined = draws[:, 0] < model.examination(positions)
         relevant = draws[:, 1] < relevance_probability(utility)
         click_p = np.where(relevant, model.relevant_click, model.noise(positions))

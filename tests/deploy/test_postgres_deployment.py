@@ -50,7 +50,7 @@ from tests.support.kafka_broker import free_port
 
 DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 LOCATION = "ltr_assets.definitions"
-GATE = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression")
+GATE = ("ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "click_signal", "no_regression")
 
 
 @pytest.fixture

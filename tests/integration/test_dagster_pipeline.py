@@ -23,7 +23,7 @@ from tests.support.dagster_results import (
     run_materialization_metadata,
 )
 
-GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "no_regression"}
+GATE = {"ndcg_at_5", "fairness_gap", "latency_p95", "min_samples", "click_signal", "no_regression"}
 
 
 def _materialized(result) -> set[str]:

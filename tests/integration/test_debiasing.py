@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.simulated import simulate_logs
 from ltr_assets.gate.evaluation import Baseline, FairnessInputs, decide_gate, evaluate
+from ltr_assets.learning.click_signal import ClickSignal, click_signal
 from ltr_assets.learning.dataset import Split
 from ltr_assets.learning.training import TrainedRanker, counterfactual_evaluator, train_ranker
 from ltr_assets.metrics.ranking import CounterfactualEvaluator, gain_ndcg
@@ -39,6 +40,12 @@ class Trial:
 
     def truth(self, scores: np.ndarray) -> float:
         return gain_ndcg(self.test.frame["gain"].to_numpy(), scores, self.test.group_sizes)
+
+    @property
+    def signal(self) -> ClickSignal:
+        t = self.test
+        model = self.debiased.debiaser.click_model
+        return click_signal(model, t.positions, t.y, t.X, t.group_sizes)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +133,7 @@ def test_a_constant_and_a_random_scorer_fail_the_gate(trials: dict[int, Trial]) 
             )
             failed = {
                 r.name
-                for r in decide_gate(evaluation, GateThresholds(), Baseline.none())
+                for r in decide_gate(evaluation, GateThresholds(), Baseline.none(), t.signal)
                 if not r.passed
             }
             assert {"ndcg_at_5", "no_regression"} <= failed, (seed, type(scorer), failed)
@@ -151,7 +158,7 @@ def test_imitating_the_logged_order_does_not_pass_against_a_better_live_version(
         baseline = Baseline("20261101_021500", "ok", paired=t.judge.paired(
             imitation.score(t.test.X), live
         ))  # fmt: skip
-        result = decide_gate(evaluation, GateThresholds(), baseline)[-1]
+        result = decide_gate(evaluation, GateThresholds(), baseline, t.signal)[-1]
         assert result.name == "no_regression" and not result.passed, (seed, result.description)
         assert result.details["vs_live_lower"] < -GateThresholds().regression_margin
 

@@ -5,6 +5,7 @@ tags operators filter on: ltr/outcome and the one-line ltr/reason."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -58,8 +59,9 @@ def test_launched_runs_carry_the_origin_partition_outcome_and_reason(
         # Day 1 alone fails min_samples: refused by the gate, and the reason says so.
         refused = _launched(launcher, instance, "ltr_daily_job", "2026-11-01")
         assert refused.is_success and refused.tags[OUTCOME_TAG] == "gate_refused"
-        assert refused.tags[REASON_TAG].startswith("gate refused: min_samples: ")
-        assert refused.tags[REASON_TAG].endswith(" vs 100")
+        # (one day's few test lists cannot show the clicks' signal either: click_signal too)
+        reason = refused.tags[REASON_TAG]
+        assert re.fullmatch(r"gate refused: min_samples: \d+ vs 100(; click_signal: .*)?", reason)
 
         # Day 2 publishes: the reason names the version published_weights materialized.
         published = _launched(launcher, instance, "ltr_daily_job", "2026-11-02")

@@ -20,6 +20,7 @@ from ltr_assets.learning.training import (
 )
 from ltr_assets.metrics.ranking import ndcg_at_k
 from ltr_assets.registry.local import LocalRegistry
+from ltr_assets.simulation.simulator import ClickModel
 from ltr_core.scoring import make_scorer
 from ltr_core.settings import Settings
 from tests.conftest import START, write_simulated_events
@@ -91,6 +92,25 @@ def test_the_gate_evaluates_whichever_scorer_serving_runs(tmp_path: Path) -> Non
         )
     by_model, by_weights = reports["model"].evaluation, reports["weights"].evaluation
     assert by_model.ndcg5.value != by_weights.ndcg5.value
+    signal = next(g for g in reports["model"].gate if g.name == "click_signal")
+    assert signal.passed and signal.value >= 10.0, signal.description
+
+
+def test_clicks_blind_to_the_candidates_are_refused_by_click_signal(tmp_path: Path) -> None:
+    """Users who click whoever is shown (position bias, no relevance): the click model's γ
+    still fits the noise its early stopping happened to keep, so the candidate learned from it
+    and judged by it looks better than the logged order; what γ cannot do is predict the test
+    lists' clicks, and click_signal refuses the night with the likely causes."""
+    write_simulated_events(tmp_path / "events.jsonl", days=DAYS, click_model=ClickModel(blind=True))
+    settings = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_TRAIN_WINDOW_DAYS": str(DAYS)})
+    lake = _lake(tmp_path)
+    report = train_candidate(lake, LocalRegistry(tmp_path / "registry"), DAY_LIST[-1], settings)
+    signal = next(g for g in report.gate if g.name == "click_signal")
+    assert not signal.passed and signal.value < 3.0, signal.description
+    assert signal.details["lists"] == report.summary.training_window.groups.test
+    assert signal.details["clicks"] > 500  # plenty of clicks: only their meaning is missing
+    assert "do not depend on which lawyers were shown" in signal.description
+    assert not report.gate_passed
 
 
 def test_clicks_only_in_the_newest_lists_are_refused_for_the_training_split(

@@ -17,11 +17,14 @@ from ltr_assets.gate.evaluation import (
     gate_line,
     round_floats,
 )
+from ltr_assets.learning.click_signal import ClickSignal
 from ltr_assets.metrics.fairness import FairnessReport, ValueFairness
 from ltr_assets.metrics.ranking import CounterfactualReport, Interval, NdcgReport, PairedReport
 from ltr_core.codec import LatencyReport
 from ltr_core.features import FEATURES
 from ltr_core.settings import GateThresholds
+
+SIGNAL = ClickSignal(z=21.8, gain_per_list=0.49, lists=1120, clicks=1900)
 
 
 def _paired(difference: float, low: float) -> PairedReport:
@@ -65,14 +68,16 @@ def _evaluation(
     )
 
 
-def _failed(evaluation: Evaluation, baseline: Baseline | None = None) -> list[str]:
-    results = decide_gate(evaluation, GateThresholds(), baseline or Baseline.none())
+def _failed(
+    evaluation: Evaluation, baseline: Baseline | None = None, signal: ClickSignal = SIGNAL
+) -> list[str]:
+    results = decide_gate(evaluation, GateThresholds(), baseline or Baseline.none(), signal)
     assert [r.name for r in results] == list(GATE_NAMES)
     return [r.name for r in results if not r.passed]
 
 
 def test_every_check_passes_on_good_figures_and_lists_ungated_values() -> None:
-    results = decide_gate(_evaluation(0.77), GateThresholds(), Baseline.none())
+    results = decide_gate(_evaluation(0.77), GateThresholds(), Baseline.none(), SIGNAL)
     assert all(r.passed for r in results)
     ndcg = results[0]
     assert ndcg.name == "ndcg_at_5" and ndcg.details["model_share"] == 0.3
@@ -96,7 +101,7 @@ def test_latency_is_gated_on_the_worse_of_the_data_sizes_and_the_maximum() -> No
             ),
         }
     )
-    results = decide_gate(slow_at_max, GateThresholds(), Baseline.none())
+    results = decide_gate(slow_at_max, GateThresholds(), Baseline.none(), SIGNAL)
     latency = next(r for r in results if r.name == "latency_p95")
     assert not latency.passed and latency.value == 16.0
     assert "1000 candidates" in latency.description
@@ -115,7 +120,7 @@ def test_latency_is_gated_on_cpu_time_not_on_a_busy_machine_s_wall_clock() -> No
             ),
         }
     )
-    latency = next(r for r in decide_gate(busy, GateThresholds(), Baseline.none())
+    latency = next(r for r in decide_gate(busy, GateThresholds(), Baseline.none(), SIGNAL)
                    if r.name == "latency_p95")  # fmt: skip
     assert latency.passed and latency.value == 1.9
     assert "Wall-clock p95 (counts waiting for a core): 31.00 ms and 45.00 ms" in (
@@ -145,6 +150,20 @@ def test_each_threshold_fails_its_own_check() -> None:
     assert _failed(_evaluation(0.77, gap=0.08)) == ["fairness_gap"]
     assert _failed(_evaluation(0.77, p95=20.0)) == ["latency_p95"]
     assert _failed(_evaluation(0.77, samples=99)) == ["min_samples"]
+    assert _failed(_evaluation(0.77), signal=replace(SIGNAL, z=2.9)) == ["click_signal"]
+
+
+def test_clicks_without_signal_are_refused_with_the_likely_causes() -> None:
+    noise = ClickSignal(z=0.14, gain_per_list=0.0006, lists=1120, clicks=1750)
+    result = decide_gate(_evaluation(0.77), GateThresholds(), Baseline.none(), noise)[4]
+    assert (result.name, result.passed, result.value, result.threshold) == (
+        "click_signal", False, 0.14, 3.0
+    )  # fmt: skip
+    assert "z = 0.14: must be ≥ 3.0" in result.description
+    assert "do not depend on which lawyers were shown" in result.description
+    assert result.details["lists"] == 1120
+    passing = GateThresholds(click_signal_min_z=0.1)
+    assert decide_gate(_evaluation(0.77), passing, Baseline.none(), noise)[4].passed
 
 
 def test_the_ndcg_floor_is_decided_on_the_lower_bound_not_the_estimate() -> None:
@@ -162,14 +181,14 @@ def test_no_regression_uses_the_lower_bound_of_the_paired_difference_with_live()
     slightly_worse_point = Baseline("20261125_021500", "ok", paired=_paired(-0.01, -0.015))
     assert _failed(_evaluation(0.77), slightly_worse_point) == []
     uncertain = Baseline("20261125_021500", "ok", paired=_paired(0.0, -0.03))
-    results = decide_gate(_evaluation(0.77), GateThresholds(), uncertain)
+    results = decide_gate(_evaluation(0.77), GateThresholds(), uncertain, SIGNAL)
     assert not results[-1].passed and "20261125_021500" in results[-1].description
     assert results[-1].value == -0.03 and results[-1].threshold == -0.02
 
 
 def test_an_unreadable_live_version_fails_with_the_reason() -> None:
     broken = Baseline("20261125_021500", "unreadable", "RegistryError: checksum mismatch")
-    results = decide_gate(_evaluation(0.9), GateThresholds(), broken)
+    results = decide_gate(_evaluation(0.9), GateThresholds(), broken, SIGNAL)
     assert not results[-1].passed
     assert "unreadable" in results[-1].description and "checksum" in results[-1].description
 
@@ -211,7 +230,7 @@ def test_a_fairness_refusal_names_the_criterion_that_failed() -> None:
         evaluation = _evaluation(0.9)
         report = FairnessReport(5, ("ethnicity",), {"ethnicity": 0.9}, [v])
         evaluation = replace(evaluation, fairness=report)
-        return decide_gate(evaluation, GateThresholds(), Baseline.none())[1]
+        return decide_gate(evaluation, GateThresholds(), Baseline.none(), SIGNAL)[1]
 
     on_ratio = result(value(Interval(-0.0388, -0.0183), Interval(0.479, 0.744)))
     assert not on_ratio.passed and on_ratio.details["failed_on"] == "exposure_ratio"
