@@ -1,15 +1,17 @@
-"""The gate's `click_signal` check on simulated users with and without a signal.
+"""What the click model's own tests say about users it was and was not built for.
 
     python -m benchmarks.click_signal [--seeds 3] [--days 14] [--loop-days 21]
 
 For each user model and seed: 14 days of logs in the platform's own order (η 0.5 / 1 / 1.5,
-η 1 with 5% swap exploration, a page-break curve, users blind to who is shown), and the closed
-loop (every other day's published weights order the next lists; seeing and blind users). The
-pipeline trains on the window as ltr_model does; printed per run: the click signal's z on the
-test lists (what the check gates, LTR_CLICK_SIGNAL_MIN_Z), and the published weights' paired
-nDCG@5 difference with the logged order as the gate estimates it against the truth (for blind
-users the truth's difference measures the simulator's hidden utility, which the clicks never
-saw). Medians and minima over seeds last, as name=value lines.
+η 1 with 5% swap exploration, a page-break curve, users blind to who is shown, cascade users
+who stop at their first click), and the closed loop (every other day's published weights order
+the next lists; seeing and blind users). The pipeline trains on the window as ltr_model does;
+printed per run: the gate's click signal z on the test lists (LTR_CLICK_SIGNAL_MIN_Z), the
+click-count test's z on the click model's held-out lists (the model card flags a cascade from
+`CASCADE_Z`), and the published weights' paired nDCG@5 difference with the logged order as the
+gate estimates it, with its interval, against the truth (for blind users the truth's
+difference measures the simulator's hidden utility, which the clicks never saw). Medians and
+extremes over seeds last, as name=value lines.
 """
 
 from __future__ import annotations
@@ -45,11 +47,16 @@ def judge(logs: SimulatedLogs) -> dict[str, float]:
     paired = counterfactual_evaluator(test, ranker.debiaser).paired(scores, logged)
     gains = test.frame["gain"].to_numpy()
     truth = gain_ndcg(gains, scores, test.group_sizes) - gain_ndcg(gains, logged, test.group_sizes)
+    counts = ranker.propensity.params["click_count_test"]
     return {
         "z": signal.z,
+        "click_count_z": counts["z"],
+        "multi_click_lists": counts["multi_click_lists"],
+        "multi_click_expected": counts["expected"],
         "gain_per_list": signal.gain_per_list,
         "gate_vs_logged": paired.difference,
         "gate_vs_logged_lower": paired.interval.low,
+        "gate_vs_logged_covers": float(paired.interval.low <= truth <= paired.interval.high),
         "true_vs_logged": truth,
     }
 
@@ -69,6 +76,7 @@ def main() -> None:
         ("eta1_explore0p05", {"click_model": ClickModel(), "explore_rate": 0.05}),
         ("page_break", {"click_model": ClickModel(curve=PAGE_BREAK)}),
         ("blind", {"click_model": ClickModel(blind=True)}),
+        ("cascade", {"click_model": ClickModel(cascade=True)}),
     ]
     runs: dict[str, list[dict[str, float]]] = {}
     for name, config in open_loop:
@@ -87,7 +95,11 @@ def main() -> None:
         figures[f"click_signal_z_{name}_median"] = statistics.median(z)
         figures[f"click_signal_z_{name}_min"] = min(z)
         figures[f"click_signal_z_{name}_max"] = max(z)
-        for key in ("gate_vs_logged", "true_vs_logged"):
+        counts = [run["click_count_z"] for run in per_seed]
+        figures[f"click_count_z_{name}_median"] = statistics.median(counts)
+        figures[f"click_count_z_{name}_min"] = min(counts)
+        figures[f"click_count_z_{name}_max"] = max(counts)
+        for key in ("gate_vs_logged", "true_vs_logged", "gate_vs_logged_covers"):
             figures[f"{key}_{name}_median"] = float(np.median([run[key] for run in per_seed]))
     figures["seconds"] = time.perf_counter() - started
     report(figures)

@@ -520,6 +520,11 @@ def fit_click_model(
                 # both families' θ refitted on the fitted lists with the final γ, judged on
                 # the held-out ones (γ was fitted beside this family's θ)
                 "family_test": asdict(model.family_test),
+                # whether users click several candidates of a list as often as this model
+                # says (a cascade user stops at the first click)
+                "click_count_test": asdict(
+                    _click_count_test(clicks, _monotone(theta)[bucket] * gamma, held_out, sizes)
+                ),
                 "fit": "direct likelihood: Newton for θ, boosting for γ, early-stopped on "
                 f"{holdout:.0%} held-out lists",
                 "iterations": iterations,
@@ -673,6 +678,45 @@ def _family_test(
         lists=int(gain.size),
         theta=thetas,
     )
+
+
+# The click-count test flags users who stop after a click from this many standard errors below.
+CASCADE_Z = -3.0
+
+
+@dataclass(frozen=True)
+class ClickCountTest:
+    """Held-out lists with two or more clicks, observed against the number the fitted
+    position-based model predicts (clicks independent given θ_k · γ(x)), and the z-statistic of
+    the difference. Far fewer than predicted (z ≤ CASCADE_Z): users stop scanning after a
+    click, as in a cascade, and examination then depends on what was shown above, which this
+    model cannot express."""
+
+    lists: int
+    multi_click_lists: int
+    expected: float
+    z: float
+
+    @property
+    def cascade_like(self) -> bool:
+        return self.z <= CASCADE_Z
+
+
+def _click_count_test(
+    clicks: np.ndarray, p_click: np.ndarray, held_out: np.ndarray, sizes: np.ndarray
+) -> ClickCountTest:
+    list_of_row = np.repeat(np.arange(sizes.size), sizes)
+    p = np.clip(p_click[held_out], 0.0, 1.0 - _EPS)
+    rows = list_of_row[held_out]
+    lists = np.unique(rows)
+    none = np.exp(np.bincount(rows, np.log1p(-p), sizes.size))[lists]
+    one = none * np.bincount(rows, p / (1.0 - p), sizes.size)[lists]
+    several = np.clip(1.0 - none - one, 0.0, 1.0)
+    observed = int((np.bincount(rows, clicks[held_out], sizes.size)[lists] >= 2).sum())
+    spread = math.sqrt(float((several * (1.0 - several)).sum()))
+    expected = float(several.sum())
+    z = (observed - expected) / spread if spread > 0 else 0.0
+    return ClickCountTest(int(lists.size), observed, round(expected, 1), round(z, 3))
 
 
 def paired_z(gain: np.ndarray) -> float:

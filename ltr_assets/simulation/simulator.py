@@ -22,6 +22,8 @@ carries the biases of a real platform's logs:
   (`ltr_assets.simulation.through_service` drives `POST /rank` and `POST /feedback` with them).
 - Optionally, users blind to who is shown (`ClickModel.blind`): position-biased clicks that
   carry no relevance at all, the logs of bots or of feedback joined to the wrong candidates.
+- Optionally, cascade users (`ClickModel.cascade`): they stop scanning at their first click,
+  a user model other than the position-based one the pipeline fits.
 - Optionally, clients biased against a group of lawyers (one attribute value or an
   intersection such as ``gender=F&ethnicity=preta``): lower client-made features and feedback
   for that group, while its true utility is unchanged.
@@ -85,6 +87,9 @@ class ClickModel:
     # as above but click, contact and contract every candidate alike, at the rates of one at
     # the relevance threshold. The truth is unchanged: the clicks just say nothing about it.
     blind: bool = False
+    # Cascade users: they stop scanning at their first click, so nothing below it is examined
+    # (examination then depends on what was shown above, unlike the position-based model).
+    cascade: bool = False
 
     def examination(self, positions: np.ndarray) -> np.ndarray:
         if self.curve is not None:
@@ -597,6 +602,9 @@ class Simulator:
         relevant = draws[:, 1] < relevance_probability(utility)
         click_p = np.where(relevant, model.relevant_click, model.noise(positions))
         clicked = examined & (draws[:, 2] < click_p)
+        if model.cascade and clicked.any():
+            seen = positions <= positions[clicked].min()
+            examined, clicked = examined & seen, clicked & seen
         contact_p = np.where(relevant, _contact_probability(utility), _NOISE_CONTACT)
         contacted = clicked & (draws[:, 3] < contact_p)
         contracted = contacted & relevant & (draws[:, 4] < _contract_probability(utility))

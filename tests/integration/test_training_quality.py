@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ltr_assets.gate.candidate import Untrainable, train_candidate
+from ltr_assets.gate.model_card import render_model_card
 from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import AuditLogSource
@@ -111,6 +112,29 @@ def test_clicks_blind_to_the_candidates_are_refused_by_click_signal(tmp_path: Pa
     assert signal.details["clicks"] > 500  # plenty of clicks: only their meaning is missing
     assert "do not depend on which lawyers were shown" in signal.description
     assert not report.gate_passed
+
+
+def test_users_who_stop_at_their_first_click_are_flagged_on_the_model_card(
+    tmp_path: Path,
+) -> None:
+    """Cascade users: their clicks carry a signal (click_signal passes), but the click model's
+    curve does not describe them, and the card says so; position-based users are not flagged."""
+    cards = {}
+    for cascade in (True, False):
+        home = tmp_path / str(cascade)
+        users = ClickModel(cascade=cascade)
+        write_simulated_events(home / "events.jsonl", days=DAYS, click_model=users)
+        settings = Settings.from_env({"LTR_HOME": str(home), "LTR_TRAIN_WINDOW_DAYS": str(DAYS)})
+        registry = LocalRegistry(home / "registry")
+        report = train_candidate(_lake(home), registry, DAY_LIST[-1], settings)
+        signal = next(g for g in report.gate if g.name == "click_signal")
+        assert signal.passed, signal.description
+        counts = report.summary.propensity.params["click_count_test"]
+        assert (counts["z"] <= -3.0) is cascade, counts
+        cards[cascade] = render_model_card(report.summary)
+    assert "Clicks per list: 0 of the" in cards[True]
+    assert "seem to stop scanning after a click (a cascade)" in cards[True]
+    assert "Clicks per list: " in cards[False] and "a cascade" not in cards[False]
 
 
 def test_clicks_only_in_the_newest_lists_are_refused_for_the_training_split(

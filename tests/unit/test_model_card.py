@@ -280,6 +280,23 @@ def test_positions_at_the_curves_floor_are_marked_as_such() -> None:
     assert "(floor)" not in card and "curve's floor" not in card
 
 
+def test_users_who_stop_after_a_click_are_flagged() -> None:
+    summary = _summary()
+    counts = {"lists": 900, "multi_click_lists": 0, "expected": 104.3, "z": -10.9}
+    summary["propensity"]["params"]["click_count_test"] = counts
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert (
+        "Clicks per list: 0 of the 900 held-out lists have two or more clicks, 104.3 "
+        "expected by the click model (z = -10.90)."
+    ) in card
+    assert "seem to stop scanning after a click (a cascade)" in card
+    summary["propensity"]["params"]["click_count_test"] = {**counts, "z": -2.9}
+    card = render_model_card(CandidateSummary.from_json(summary))
+    assert "(z = -2.90)." in card and "cascade" not in card
+    del summary["propensity"]["params"]["click_count_test"]  # published before the test
+    assert "Clicks per list" not in render_model_card(CandidateSummary.from_json(summary))
+
+
 def test_a_version_published_before_curve_sources_still_reads() -> None:
     summary = _summary()
     for name in ("sources", "swapped_impressions"):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ltr_assets.learning.propensity import (
+    CASCADE_Z,
     FREE_CURVE_Z,
     MIN_THETA,
     PropensityError,
@@ -53,6 +54,26 @@ def test_the_examination_curve_and_attractiveness_are_recovered() -> None:
     assert np.corrcoef(model.gamma(X), attractive)[0, 1] > 0.9
     # positions past the last estimated one use its value
     assert model.curve.at(np.array([50]))[0] == model.curve.examination[-1]
+
+
+def test_users_who_stop_after_their_first_click_fail_the_click_count_test() -> None:
+    """The same logs, once as drawn (position-based users) and once with every click below a
+    list's first click removed (cascade users): only the second has far fewer lists with
+    several clicks than the fitted model predicts."""
+    positions, clicks, X, sizes, _ = _pbm_logs(5, lists=1500)
+    first = np.full(len(sizes), 99)
+    lists = np.repeat(np.arange(len(sizes)), sizes)
+    np.minimum.at(first, lists[clicks], positions[clicks])
+    stopped = clicks & (positions <= first[lists])
+    for kept, cascade in ((clicks, False), (stopped, True)):
+        model = fit_click_model(positions, kept, X, sizes, num_threads=0, bootstrap=0)
+        test = model.curve.params["click_count_test"]
+        assert test["lists"] == pytest.approx(0.2 * len(sizes), rel=0.15)
+        assert (test["z"] <= CASCADE_Z) is cascade, test
+        if cascade:
+            assert test["multi_click_lists"] == 0 and test["expected"] > 20, test
+        else:
+            assert test["z"] > -2 and test["multi_click_lists"] > 20, test
 
 
 def test_a_curve_that_is_no_power_law_needs_the_per_position_family() -> None:
