@@ -222,8 +222,7 @@ def _click_count_line(params: dict[str, Any]) -> str:
         "and the counterfactual estimates and their intervals lean on a model these clicks "
         "do not follow (on simulated cascade users the gate's intervals missed the true "
         'nDCG@5 for most rankings; docs/benchmarks.md, "Click signal and click count"). '
-        "Judge this version by "
-        "the online comparison rather than by the offline figures alone."
+        "Judge this version by the online comparison rather than by the offline figures alone."
     )
 
 

@@ -52,6 +52,11 @@ rise towards the top (trust bias) are therefore folded into γ and θ; on the si
 stays within a few hundredths of the truth at positions 1-10
 (`tests/integration/test_debiasing.py`).
 
+The model assumes a user examines each position whatever was clicked above it. The fit checks
+that on the held-out lists (`_click_count_test`): lists with two or more clicks against the
+number the fitted model predicts. Users who stop scanning after a click (a cascade) leave far
+fewer, and at z ≤ CASCADE_Z the model card says the curve does not describe them.
+
 Its 95% interval comes from a bootstrap over lists of the M-step with γ held at its fit (the
 sampling noise of the curve, not the uncertainty of the relevance model).
 
@@ -697,14 +702,12 @@ class ClickCountTest:
     expected: float
     z: float
 
-    @property
-    def cascade_like(self) -> bool:
-        return self.z <= CASCADE_Z
-
 
 def _click_count_test(
     clicks: np.ndarray, p_click: np.ndarray, held_out: np.ndarray, sizes: np.ndarray
 ) -> ClickCountTest:
+    """Per held-out list, P(two or more clicks) = 1 − P(none) − P(exactly one) under
+    independent clicks with the fitted P(click) = `p_click`; their sum against the count."""
     list_of_row = np.repeat(np.arange(sizes.size), sizes)
     p = np.clip(p_click[held_out], 0.0, 1.0 - _EPS)
     rows = list_of_row[held_out]
