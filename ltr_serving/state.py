@@ -115,7 +115,8 @@ class ServingState:
             else None
         )
         self.simulated_clock = serving.simulated_clock
-        # the client's request ids answered lately: one reused for another list is a 409
+        # the request ids answered lately: one reused for another list is a 409, a retry of the
+        # same list is answered and not logged again
         self.request_ids = RecentRequestIds()
         self.events: RecordLog | None = (
             None  # set by the app's lifespan (None: LTR_IMPRESSION_LOG=off)

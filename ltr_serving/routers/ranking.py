@@ -40,6 +40,7 @@ from ltr_serving.models import (
     RankResponse,
     ValidationErrorResponse,
 )
+from ltr_serving.request_ids import list_fingerprint
 from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable
 from ltr_serving.state import ServingState
 
@@ -189,11 +190,6 @@ class RankEndpoint:
             parsed = codec.parse_request(body, state.settings.serving.max_candidates, explain)
         except codec.RequestError as exc:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
-        if parsed.request_id is not None and not state.request_ids.admit(
-            parsed.request_id, parsed.case_id, parsed.ids
-        ):
-            return await _send(send, 409, _reused(parsed.request_id, state.request_ids.capacity))
-        state.metrics.count_candidates(len(parsed.ids))
         at = time.time()
         if state.simulated_clock:
             clock = _simulated_clock(scope)
@@ -204,6 +200,14 @@ class RankEndpoint:
         request_id = parsed.request_id or codec.new_request_id()
         scorer = live.scorer
         canary = live.candidate
+        answered_by = (live.version, canary.version if canary is not None else None)
+        recent = state.request_ids
+        fingerprint = None if parsed.request_id is None else list_fingerprint(parsed)
+        admission = recent.admit(request_id, fingerprint, answered_by)
+        if admission == "reused":
+            first = recent.first(request_id)
+            return await _send(send, 409, _reused(request_id, recent.capacity, first, answered_by))
+        state.metrics.count_candidates(len(parsed.ids))
         serving = state.settings.serving
         # While a candidate is loaded, the top LTR_INTERLEAVE_RATE of the request-id hash range
         # is answered by team-draft interleaving (`ltr_core.exploration.assign_policy`).
@@ -234,7 +238,8 @@ class RankEndpoint:
                 state.metrics.scoring_refused.labels(reason).inc()
                 return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
         events = state.events
-        if events is not None:  # a few hundred ns: the worker expands it into events
+        # a retry is answered as before and not logged again: the first answer's events stand
+        if events is not None and admission == "new":  # a few hundred ns: the worker expands
             events.submit(
                 ImpressionRecord(
                     parsed,
@@ -254,14 +259,40 @@ class RankEndpoint:
         return await _send(send, 200, ranking.body, request_id)
 
 
-def _reused(request_id: str, capacity: int) -> bytes:
+def _reused(
+    request_id: str,
+    capacity: int,
+    first: tuple[int | None, tuple[str, str | None]] | None,
+    now: tuple[str, str | None],
+) -> bytes:
+    shown = safe_input(request_id)
+    if first is not None and first[0] is None:
+        what = (
+            f"request_id {shown!r} was made by this service for an earlier request, whose "
+            "list was answered and logged under it"
+        )
+    elif first is not None and first[1] != now:
+        what = (
+            f"request_id {shown!r} was answered by version {_versions(first[1])} and the "
+            f"service now runs {_versions(now)}: its answer could differ from the list that "
+            "was logged"
+        )
+    else:
+        what = (
+            f"request_id {shown!r} already named another list (another case_id, top_k, or "
+            "set of candidates, features or protected attributes)"
+        )
     detail = (
-        f"request_id {safe_input(request_id)!r} already named another list (another case_id or "
-        f"set of candidates) among the last {capacity:,} request ids this service answered: "
-        "a request_id identifies one list (a retry of the same request may reuse it); send a "
-        "new one, or none and the service makes one"
+        f"{what}, among the last {capacity:,} request ids this service answered: a request_id "
+        "identifies one list (a retry of the same request may reuse it); send a new one, or "
+        "none and the service makes one"
     )
     return orjson.dumps({"detail": detail})
+
+
+def _versions(answered_by: tuple[str, str | None]) -> str:
+    live, canary = answered_by
+    return live if canary is None else f"{live} (canary {canary})"
 
 
 def _simulated_clock(scope: Scope) -> float | bytes | None:
@@ -371,9 +402,10 @@ openapi_route = APIRoute(
         413: {"model": BodyTooLargeResponse, "description": "body over LTR_MAX_BODY_BYTES"},
         409: {
             "model": ErrorResponse,
-            "description": "`request_id` already named another list (another case_id or set of "
-            "candidates) among the request ids this service answered lately; a retry of the "
-            "same request may reuse its id",
+            "description": "`request_id` already named another list (another case_id, top_k, "
+            "or set of candidates, features or protected attributes), or was answered by other "
+            "versions, or was made by this service, among the request ids this service answered "
+            "lately; a retry of the same request may reuse its id (answered again, logged once)",
         },
         415: UNSUPPORTED_BODY_RESPONSE,
         422: {

@@ -164,18 +164,24 @@ def test_removing_the_candidate_stops_interleaving_after_a_reload(
     live = publisher.publish(weights_for(1))
     candidate = publisher.publish(weights_for(2), candidate=True)
     server = start_server()
-    body = rank_body(6, seed=2, request_id="same-request")
+    body = rank_body(6, seed=2)
     with server.client() as client:
-        before = client.post("/rank", json=body).json()
+        before = client.post("/rank", json={**body, "request_id": "r-before"}).json()
         publisher.registry.candidate_path.unlink()
         reload = client.post("/reload", headers=AUTH)
-        after = client.post("/rank", json=body).json()
+        after = client.post("/rank", json={**body, "request_id": "r-after"}).json()
         health = client.get("/ltr/health").json()
+        # the same request id again, now that the versions changed: refused, not re-answered
+        # (its first answer was logged, and this one could differ from it)
+        stale = client.post("/rank", json={**body, "request_id": "r-before"})
         # a new candidate is picked up by the next reload too
         newer = publisher.publish(weights_for(3), candidate=True)
         client.post("/reload", headers=AUTH)
-        again = client.post("/rank", json=body).json()
+        again = client.post("/rank", json={**body, "request_id": "r-again"}).json()
         health_again = client.get("/ltr/health").json()
+    assert stale.status_code == 409
+    assert f"answered by version {live} (canary {candidate})" in stale.json()["detail"]
+    assert f"now runs {live}:" in stale.json()["detail"]
     assert before["policy"] == "interleaved" and before["version"] == live
     assert reload.status_code == 200 and reload.json()["version"] == live
     assert reload.json()["candidate_state"] == "none"

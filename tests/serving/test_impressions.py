@@ -99,36 +99,58 @@ def test_every_answered_request_logs_its_shown_candidates_as_ingestible_events(
         assert row.event_id == event["event_id"]
 
 
-def test_a_request_id_reused_for_another_list_is_a_409_and_not_logged(
+def test_a_request_id_reused_for_another_list_is_a_409_and_a_retry_is_logged_once(
     serving_env: Callable[..., Settings],
     publisher: Publisher,
     start_server: Callable[..., RunningServer],
 ) -> None:
     """Two lists under one request id would share event ids (the ingest keeps one copy: an
-    impression lost) and one query group: refused. A retry of the same list is not."""
+    impression lost) and one query group: refused, whether the lists differ in case, top_k,
+    candidates, a feature or a protected attribute, and whoever made the id. A retry of the
+    same list is answered as before and not logged again (its events, stamped anew, would reach
+    the ingest as conflicting copies)."""
     settings = serving_env()
     publisher.publish(weights_for(1))
     server = start_server()
     body = rank_body(6, seed=3, case_id="c-1", request_id="dup-1")
     retry = {**body, "candidates": body["candidates"][::-1]}  # the same list, in another order
-    other_case = {**body, "case_id": "c-2"}
-    other_list = {**body, "candidates": body["candidates"][:5]}
+    moved = [dict(c) for c in body["candidates"]]
+    moved[0] = {**moved[0], "features": {**moved[0]["features"], "A": 0.0123}}
+    flagged = [dict(c) for c in body["candidates"]]
+    flagged[1] = {**flagged[1], "protected_attributes": {"gender": "F"}}
+    others = [
+        {**body, "case_id": "c-2"},
+        {**body, "candidates": body["candidates"][:5]},
+        {**body, "top_k": 3},
+        {**body, "candidates": moved},
+        {**body, "candidates": flagged},
+    ]
     with server.client() as client:
         first = client.post("/rank", json=body)
         again = client.post("/rank", json=retry)
-        refused = [client.post("/rank", json=b) for b in (other_case, other_list)]
-        fresh = client.post("/rank", json={**other_case, "request_id": "dup-2"})
-    assert first.status_code == again.status_code == fresh.status_code == 200
+        refused = [client.post("/rank", json=b) for b in others]
+        fresh = client.post("/rank", json={**others[0], "request_id": "dup-2"})
+        made = client.post("/rank", json=rank_body(4, seed=5, case_id="c-3"))
+        echoed = rank_body(3, seed=6, case_id="c-4", request_id=made.json()["request_id"])
+        refused.append(client.post("/rank", json=echoed))
+    assert first.status_code == again.status_code == fresh.status_code == made.status_code == 200
+    assert [c["lawyer_id"] for c in again.json()["candidates"]] == [
+        c["lawyer_id"] for c in first.json()["candidates"]
+    ]
     for answer in refused:
-        assert answer.status_code == 409
+        assert answer.status_code == 409, answer.text
+    for answer in refused[:-1]:
         assert "request_id 'dup-1' already named another list" in answer.json()["detail"]
+    assert "was made by this service for an earlier request" in refused[-1].json()["detail"]
     server.stop()
     events = logged_events(settings.serving_log_dir)
     by_request: dict[str, set[str]] = {}
     for event in events:
         by_request.setdefault(event["request_id"], set()).add(event["case_id"])
-    assert by_request == {"dup-1": {"c-1"}, "dup-2": {"c-2"}}
-    assert len(events) == 6 + 6 + 6  # first, its retry (the same event ids), dup-2
+    made_id = made.json()["request_id"]
+    assert by_request == {"dup-1": {"c-1"}, "dup-2": {"c-2"}, made_id: {"c-3"}}
+    assert len(events) == 6 + 6 + 4  # the first answer, dup-2 and the service's id: once each
+    assert len({event["event_id"] for event in events}) == len(events)
 
 
 def test_exploration_swaps_positions_and_logs_exact_propensities(
