@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ltr_core.codec import CONTROL_MESSAGE, has_control_characters
 from ltr_core.rank_api import ID_MAX_LENGTH
@@ -193,6 +194,33 @@ def _no_control_characters(text: str) -> str:
 _FeedbackId = Annotated[
     str, Field(max_length=ID_MAX_LENGTH), AfterValidator(_no_control_characters)
 ]
+_ID_JSON_SCHEMA = {"type": "string", "maxLength": ID_MAX_LENGTH}
+
+
+def _id_or_integer(value: object) -> str | int:
+    """An id the ingest also takes as an integer (case and lawyer ids). One validator, not a
+    union: a union reports each member's failure, under loc entries named after pydantic's
+    internal validators, so a client read two errors for one bad id."""
+    if type(value) is int:
+        return value
+    if type(value) is not str:
+        raise PydanticCustomError("id_type", "Input should be a string or an integer")
+    if len(value) > ID_MAX_LENGTH:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters",
+            {"max_length": ID_MAX_LENGTH},
+        )
+    if has_control_characters(value):
+        raise PydanticCustomError("value_error", CONTROL_MESSAGE)
+    return value
+
+
+_FeedbackIdOrInteger = Annotated[
+    str | int,
+    PlainValidator(_id_or_integer),
+    WithJsonSchema({"anyOf": [_ID_JSON_SCHEMA, {"type": "integer"}]}),
+]
 
 
 class FeedbackEvent(BaseModel):
@@ -206,8 +234,8 @@ class FeedbackEvent(BaseModel):
         description="when the user acted: ISO 8601 (Z, an offset; naive is UTC) or epoch "
         "seconds/milliseconds; the log folder is its UTC day"
     )
-    case_id: Annotated[_FeedbackId | int, Field(description="the case the ranking was for")]
-    lawyer_id: Annotated[_FeedbackId | int, Field(description="the lawyer acted upon")]
+    case_id: Annotated[_FeedbackIdOrInteger, Field(description="the case the ranking was for")]
+    lawyer_id: Annotated[_FeedbackIdOrInteger, Field(description="the lawyer acted upon")]
     action: Literal["decline", "click", "contact", "contract"]
     request_id: _FeedbackId | None = Field(
         default=None, description="the /rank response's request_id the feedback answers"
