@@ -120,7 +120,7 @@ class S3Mirror(S3Versions):
                     return True
                 if current and not force and partition < current.get("partition", ""):
                     if copied:
-                        self._copy_to_latest(current["version"])
+                        self._copy_pointed_version(current["version"], etag)
                     return False
                 self._copy_to_latest(version)
                 copied = True
@@ -184,6 +184,23 @@ class S3Mirror(S3Versions):
 
         return with_retries(attempt, self.attempts, self.backoff_s, "moving candidate.json")
 
+    def _copy_pointed_version(self, version: str, etag: str | None) -> None:
+        """Copy `version`, which latest.json pointed at with `etag`, to latest/; then, if the
+        pointer moved meanwhile, copy what it points at now, until it holds still. Why: a copy
+        made from a pointer read a moment ago can land after the copy of the writer that moved
+        the pointer since, leaving latest/ on the older version for good."""
+        for _ in range(self.pointer_retries):
+            self._copy_to_latest(version)
+            try:
+                current, now = self.pointer()
+            except InvalidPointer as exc:
+                log.warning("not checking latest/ again: %s", exc)
+                return
+            if now == etag or not current:
+                return
+            version, etag = current["version"], now
+        log.warning("latest.json kept moving while latest/ was copied; the next sync mends it")
+
     def repair_latest_copy(self) -> bool:
         """Make latest/ a faithful copy of the version latest.json points at; True if it was not.
 
@@ -191,7 +208,7 @@ class S3Mirror(S3Versions):
         no single S3 call can replace at once: a publisher killed while copying leaves it torn,
         and the next publish or sync mends it here."""
         try:
-            pointer, _ = self.pointer()
+            pointer, etag = self.pointer()
         except InvalidPointer as exc:
             log.warning("not repairing latest/: %s", exc)
             return False
@@ -211,7 +228,7 @@ class S3Mirror(S3Versions):
         else:
             return False
         log.warning("latest/ did not match %s; copying it again", version)
-        self._copy_to_latest(version)
+        self._copy_pointed_version(version, etag)
         return True
 
     def delete_version(self, version: str) -> None:

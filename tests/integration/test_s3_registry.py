@@ -130,6 +130,32 @@ def test_two_concurrent_publishers_never_interleave(s3_env: str, tmp_path: Path)
     assert len(mirror.versions()) == 20
 
 
+def test_a_copy_made_from_a_stale_pointer_read_is_made_again(s3_env: str, tmp_path: Path) -> None:
+    """A repair reads latest.json (x) and copies x to latest/; another publisher moves the
+    pointer to y (copying y first) before that copy lands. The repair's copy must not leave
+    latest/ on x for good: it checks the pointer again and copies y."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    x, _ = _publish(local, mirror, "2026-11-10", 0)
+    y, _ = _publish(local, mirror, "2026-11-25", 5)
+    assert mirror.move_pointer(x.version, "2026-11-10", force=True)  # a rollback on S3
+    mirror.client.delete_object(Bucket=mirror.bucket, Key=mirror.key("latest", "metadata.json"))
+    copy = mirror._copy_to_latest
+    raced: list[str] = []
+
+    def copy_after_another_publisher(version: str) -> None:
+        if not raced:  # the other publisher's whole move lands before this first copy
+            raced.append(version)
+            assert _mirror().move_pointer(y.version, "2026-11-25")
+        copy(version)
+
+    mirror._copy_to_latest = copy_after_another_publisher  # type: ignore[method-assign]
+    assert mirror.repair_latest_copy()
+    assert raced == [x.version]
+    assert _pointer(mirror)["version"] == y.version
+    assert _latest_copy_version(mirror) == y.version
+
+
 CRASH_SCRIPT = """
 import os, signal, sys
 from ltr_assets.lake import atomic
