@@ -76,6 +76,11 @@ class RecentRequestIds:
             seen.popitem(last=False)
         return "new"
 
+    def forget(self, request_id: str) -> None:
+        """Drop an id admitted as new whose request was then refused (nothing logged): its
+        retry is a first answer, to be logged."""
+        self._seen.pop(request_id, None)
+
     def first(self, request_id: str) -> tuple[int | None, tuple[str, str | None]] | None:
         """What the id was first admitted with (None when it is not remembered)."""
         return self._seen.get(request_id)

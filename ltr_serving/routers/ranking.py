@@ -236,6 +236,8 @@ class RankEndpoint:
             except ScoringUnavailable as exc:
                 reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
                 state.metrics.scoring_refused.labels(reason).inc()
+                if admission == "new":  # not answered, not logged: a retry is a first answer
+                    recent.forget(request_id)
                 return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
         events = state.events
         # a retry is answered as before and not logged again: the first answer's events stand

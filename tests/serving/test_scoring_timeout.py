@@ -50,6 +50,7 @@ def test_a_request_that_cannot_be_scored_in_time_fails_alone(
     version = Publisher(settings, slow_model()).publish(weights_for(1))
     server = start_server_process()
     big, small = rank_body(1000), rank_body(1)
+    retried = rank_body(1, seed=7, request_id="r-refused-then-retried")
     with httpx.Client(base_url=server.url, timeout=30) as client:
         start = time.perf_counter()
         slow = client.post("/rank", json=big)
@@ -69,7 +70,7 @@ def test_a_request_that_cannot_be_scored_in_time_fails_alone(
         assert [a.status_code for a in answers] == [503] * 4
         wait_for(lambda: _scoring(client)["busy"] == 4, 10, "four busy workers")
         start = time.perf_counter()
-        busy = client.post("/rank", json=small)
+        busy = client.post("/rank", json=retried)
         assert busy.status_code == 503 and "all 4 scoring workers are busy" in busy.text
         assert time.perf_counter() - start < 1.0
         assert client.get("/ltr/health").json()["status"] == "ok"
@@ -77,6 +78,14 @@ def test_a_request_that_cannot_be_scored_in_time_fails_alone(
         wait_for(lambda: _scoring(client)["busy"] == 0, 120, "the stuck workers to return")
         assert _scoring(client)["stuck"] == 0
         assert client.post("/rank", json=small).status_code == 200
+        # the refused request's retry is its first answer: logged (3 impressions in all)
+        assert client.post("/rank", json=retried).status_code == 200
+
+        def impressions() -> float:
+            text = client.get("/metrics").text
+            return metric_value(text, "ltr_events_logged_total", 'kind="impression"')
+
+        wait_for(lambda: impressions() == 3.0, 10, "three logged impressions")
         metrics = client.get("/metrics").text
     assert metric_value(metrics, "ltr_scoring_refused_total", 'reason="timeout"') == 5.0
     assert metric_value(metrics, "ltr_scoring_refused_total", 'reason="busy"') == 1.0

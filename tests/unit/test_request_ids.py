@@ -47,6 +47,16 @@ def test_an_id_names_one_list_a_retry_is_told_apart_and_another_list_is_refused(
     assert len(ids) == 2
 
 
+def test_a_forgotten_id_is_new_again() -> None:
+    """A request refused after its id was admitted (scoring busy) logged nothing: its retry
+    must be logged, so it is admitted as new."""
+    ids = RecentRequestIds()
+    assert ids.admit("r-1", 11, LIVE) == "new"
+    ids.forget("r-1")
+    ids.forget("r-never")  # forgetting an unknown id is harmless
+    assert ids.admit("r-1", 11, LIVE) == "new"
+
+
 def test_an_id_the_service_made_is_refused_when_a_client_sends_it_back() -> None:
     ids = RecentRequestIds()
     assert ids.admit("r-made", None, LIVE) == "new"  # no fingerprint: the list is not kept
