@@ -20,9 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ltr_assets.learning.propensity import ClickModel, gamma_level, paired_z
-
-_EPS = 1e-6
+from ltr_assets.learning.propensity import ClickModel, gamma_level, log_likelihood, paired_z
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,7 @@ class ClickSignal:
 def _log_likelihood(clicks: np.ndarray, theta: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """Per impression, with γ's level refitted on these rows."""
     level = gamma_level(clicks, theta, raw)
-    p = np.clip(theta / (1.0 + np.exp(-(raw + level))), _EPS, 1.0 - _EPS)
-    out: np.ndarray = clicks * np.log(p) + (1.0 - clicks) * np.log(1.0 - p)
-    return out
+    return log_likelihood(clicks, theta / (1.0 + np.exp(-(raw + level))))
 
 
 def click_signal(

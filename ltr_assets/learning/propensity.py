@@ -321,9 +321,15 @@ def gamma_level(
     return b
 
 
+def log_likelihood(clicks: np.ndarray, p_click: np.ndarray) -> np.ndarray:
+    """Each impression's Bernoulli log-likelihood of its click (0/1) under `p_click`."""
+    p = np.clip(p_click, _EPS, 1.0 - _EPS)
+    out: np.ndarray = clicks * np.log(p) + (1.0 - clicks) * np.log(1.0 - p)
+    return out
+
+
 def _nll(clicks: np.ndarray, theta_rows: np.ndarray, raw: np.ndarray) -> float:
-    p = np.clip(theta_rows / (1.0 + np.exp(-raw)), _EPS, 1.0 - _EPS)
-    return float(-np.mean(clicks * np.log(p) + (1.0 - clicks) * np.log(1.0 - p)))
+    return float(-np.mean(log_likelihood(clicks, theta_rows / (1.0 + np.exp(-raw)))))
 
 
 # γ's own parameters (over lightgbm_params.BASE_PARAMS).
@@ -671,9 +677,8 @@ def _family_test(
     for family in CURVE_FAMILIES:
         theta = _monotone(_theta_step(clicks, gamma, start, bucket, n_buckets, fit, 20, family))
         thetas[family] = [float(v) for v in theta]
-        p = np.clip(theta[bucket][held_out] * gamma[held_out], _EPS, 1.0 - _EPS)
-        c = clicks[held_out]
-        per_row[family] = c * np.log(p) + (1.0 - c) * np.log(1.0 - p)
+        p = theta[bucket][held_out] * gamma[held_out]
+        per_row[family] = log_likelihood(clicks[held_out], p)
     list_of_row = np.repeat(np.arange(sizes.size), sizes)[held_out]
     lists = np.unique(list_of_row)
     gain = np.bincount(list_of_row, per_row["per_position"] - per_row["power_law"])[lists]
