@@ -149,7 +149,7 @@ def _features(raw: Any) -> list[float | None]:
                 if not math.isfinite(value):
                     raise _Invalid("bad_feature", f"feature {code}={value!r} is not finite")
                 raise _Invalid("bad_feature", f"feature {code}={value!r} is outside [0, 1]")
-            values.append(value if kind is float else float(value))
+            values.append(value + 0.0)  # -0.0 becomes 0.0: one value, one copy (dedup)
             known += 1
         elif value is None:
             values.append(None)
@@ -187,7 +187,7 @@ def _optional_number(value: Any, name: str) -> float | None:
         return None
     if type(value) not in (int, float) or not math.isfinite(value):
         raise _Invalid("bad_field", f"{name} {value!r} is not a finite number")
-    return float(value)
+    return float(value) + 0.0  # -0.0 becomes 0.0, as for features
 
 
 def _optional_text(value: Any) -> str | None:

@@ -260,3 +260,20 @@ def test_the_feature_matrix_is_streamed_in_batches_with_the_same_rows_and_figure
     assert pq.read_table(local(lake.feature_matrix(DAY))).equals(expected)
     assert pq.ParquetFile(local(lake.feature_matrix(DAY))).num_row_groups == -(-whole.rows // 40)
     assert [p.name for p in (folder / "lake" / "feature_matrix").iterdir()] == [f"{DAY}.parquet"]
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 2])
+def test_copies_differing_only_by_the_sign_of_zero_are_one_event_in_any_order(
+    tmp_path: Path, chunk_rows: int | None
+) -> None:
+    """-0.0 and 0.0 are one value: two copies that differ only by it are exact duplicates on
+    both paths, whichever comes first, and the kept row has the same bytes."""
+    plus = _event(1, f"{DAY}T10:00:00Z", features={"A": 0.0, "M": 0.3}, score=0.0)
+    minus = _event(1, f"{DAY}T10:00:00Z", features={"A": -0.0, "M": 0.3}, score=-0.0)
+    others = [_event(i, f"{DAY}T11:00:00Z") for i in range(2, 5)]
+    options = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
+    first = _ingest(tmp_path, "plus-first", [plus, minus, *others], **options)
+    second = _ingest(tmp_path, "minus-first", [minus, plus, *others], **options)
+    assert (first.duplicates, first.conflicts) == (1, 0)
+    assert _summary(second) == _summary(first)
+    assert _files(second) == _files(first)
