@@ -18,7 +18,7 @@ import glob
 import itertools
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -66,6 +66,7 @@ def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
 DEFAULT_MAX_CLOCK_SKEW = EventTimeBounds().max_clock_skew
 DEFAULT_MAX_EVENT_AGE = EventTimeBounds().max_event_age
 FUTURE = "future_timestamp"
+MISFILED = "misfiled"
 OLD = "old_timestamp"
 # Lines whose dates make a file's clock (`LineClock`): more than twice the lines of one
 # recommendation list, which are written together and may all carry one wrong clock.
@@ -171,11 +172,21 @@ class AuditLogSource:
         """The day of a file's lines when none of them has a readable time."""
         return _file_day(path)
 
+    def strays_of(self, path: Path, day: date) -> Callable[[date], bool] | None:
+        """For a file whose lines no day's read would take unless the read of `day` counts
+        them (see ServingLogSource), which of its days are such strays; None: no strays here."""
+        return None
+
     def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
         written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
         horizon = source_horizon(written, self.max_clock_skew)
         name = self.origin(path)
         why = f"{name} was last written on {written}"
+        stray = self.strays_of(path, day)
+
+        def here(own: date) -> bool:
+            return own == day or (stray is not None and stray(own))
+
         last: date | None = None  # the day of the nearest line before whose time was read
         undated: list[SourceRecord] = []  # head-of-file lines waiting for a neighbour's day
         same_day = b'"timestamp":"' + day.isoformat().encode()  # compact JSON: decode, no regex
@@ -187,7 +198,7 @@ class AuditLogSource:
                 clock_day = clock.day()  # the clock where this line arrives, before it
                 if stamp is not None:
                     clock.push(stamp)
-                if last is not None and last != day and same_day not in line:
+                if stray is None and last is not None and last != day and same_day not in line:
                     hinted = _hinted_day(line, iso)
                     if hinted is not None and abs((hinted - day).days) >= 2:
                         continue  # not this day's, whatever a full parse says (see above)
@@ -200,9 +211,11 @@ class AuditLogSource:
                         event_day = outcome.timestamp.date()
                         last = event_day
                         if undated:
-                            yield from _flush(undated, event_day, day)
+                            yield from _flush(undated, here(event_day))
                         if event_day == day:
                             yield outcome
+                        elif stray is not None and stray(event_day):
+                            yield SourceRecord(f"{name}:{number}", line, _misfiled(outcome, name))
                         continue
                 elif isinstance(outcome, Rejection) and outcome.timestamp is not None:
                     wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
@@ -212,17 +225,17 @@ class AuditLogSource:
                 if own is None:
                     if last is None:
                         undated.append(record)
-                    elif last == day:
+                    elif here(last):
                         yield record
                     continue
                 last = own
                 if undated:
-                    yield from _flush(undated, own, day)
-                if own == day:
+                    yield from _flush(undated, here(own))
+                if here(own):
                     yield record
         if undated:
             # A file with no readable time at all: its lines go to the file's own day.
-            yield from _flush(undated, self.file_day(path), day)
+            yield from _flush(undated, here(self.file_day(path)))
 
     def _wrong_time(
         self, when: datetime, horizon: datetime, why: str, clock_day: int | None, name: str
@@ -245,9 +258,11 @@ class ServingLogSource(AuditLogSource):
 
     A day's events are those of its folder and of the next day's (an event stamped just before
     midnight may be written just after it), each attributed to the UTC day of its own timestamp
-    as in the audit log, so a line is read in exactly one partition. A folder that does not exist
-    gives nothing: a day the service logged nothing is not an error of this source (the
-    main source's own rule for an empty day applies to what both give)."""
+    as in the audit log. A line of folder F stamped neither F nor the day before (a file copied
+    or restored into the wrong folder) is therefore read by no day as an event: the read of F
+    quarantines it as `misfiled`, so a line is counted in exactly one partition. A folder that
+    does not exist gives nothing: a day the service logged nothing is not an error of this source
+    (the main source's own rule for an empty day applies to what both give)."""
 
     name = "serving_log"
 
@@ -273,6 +288,12 @@ class ServingLogSource(AuditLogSource):
 
     def origin(self, path: Path) -> str:
         return f"{path.parent.name}/{path.name}"
+
+    def strays_of(self, path: Path, day: date) -> Callable[[date], bool] | None:
+        if path.parent.name != day.isoformat():
+            return None  # the next day's folder: only its lines of `day` are read here
+        earliest = day - timedelta(days=1)
+        return lambda own: not earliest <= own <= day
 
     def file_day(self, path: Path) -> date:
         try:
@@ -378,12 +399,21 @@ def _hinted_day(line: bytes, iso: date | None) -> date | None:
     return iso
 
 
-def _flush(
-    undated: list[SourceRecord], neighbour: date | None, day: date
-) -> Iterator[SourceRecord]:
-    if neighbour == day:
+def _flush(undated: list[SourceRecord], here: bool) -> Iterator[SourceRecord]:
+    """The waiting undated lines, yielded if their neighbour's day is read here."""
+    if here:
         yield from undated
     undated.clear()
+
+
+def _misfiled(row: EventRow, name: str) -> Rejection:
+    when = row.timestamp
+    return Rejection(
+        f"timestamp {when.isoformat()} is not of the day of its folder {name!r} or the day "
+        "before: no day's read would take it (a file copied or restored into the wrong folder?)",
+        MISFILED,
+        when,
+    )
 
 
 def _file_day(path: Path) -> date:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
-from ltr_assets.ingest.sources import AuditLogSource, DayRecord, ServingLogSource
+from ltr_assets.ingest.sources import AuditLogSource, DayRecord, ServingLogSource, SourceRecord
 from ltr_assets.lake.paths import Lake
 from tests.support.ingest import accounted
 from tests.unit.test_events import FLAT
@@ -128,3 +128,43 @@ def test_serving_log_lines_are_quarantined_naming_their_folder(tmp_path: Path) -
     assert report.quarantine_path is not None
     (line,) = [json.loads(x) for x in Path(str(report.quarantine_path)).read_text().splitlines()]
     assert line["origin"] == "2026-11-25/a.jsonl:2" and "propensity 2.0" in line["reason"]
+
+
+def test_every_serving_log_line_is_counted_in_exactly_one_day_wherever_it_was_filed(
+    tmp_path: Path,
+) -> None:
+    """Lines filed in a folder of another day (a copied or restored file): those of the folder's
+    day or the day before are read as events of their own day; any other is quarantined as
+    `misfiled` by the read of the folder's day, and the lines without a readable time after it
+    follow it there. Read over every day, each line is counted exactly once."""
+    log = tmp_path / "serving-log"
+    _write(
+        log / "2026-11-25" / "a.jsonl",
+        [
+            _event(1, timestamp="2026-11-25T23:59:59Z"),
+            _event(2, timestamp="2026-11-26T00:00:01Z"),  # of the next day
+            "{broken",  # follows e-2
+            _event(3, timestamp="2026-11-22T10:00:00Z"),  # days before
+            _event(4, timestamp="2026-11-24T10:00:00Z"),  # the day before: its own day reads it
+            _event(5, timestamp="2026-11-25T10:00:00Z", features={"A": 2.0}),  # bad, of the day
+        ],
+    )
+    source = ServingLogSource(log)
+    counted: dict[str, list[str]] = {}
+    for offset in range(-6, 6):
+        day = date.fromordinal(DAY.toordinal() + offset)
+        for record in source.read_day(day):
+            if isinstance(record, SourceRecord):
+                kind = record.outcome.kind if record.outcome else "ignored"
+                key = f"{record.origin}:{kind}"
+            else:
+                key = str(record.event_id)
+            counted.setdefault(key, []).append(day.isoformat())
+    assert counted == {
+        "e-1": ["2026-11-25"],
+        "e-4": ["2026-11-24"],
+        "2026-11-25/a.jsonl:2:misfiled": ["2026-11-25"],
+        "2026-11-25/a.jsonl:3:invalid_json": ["2026-11-25"],
+        "2026-11-25/a.jsonl:4:misfiled": ["2026-11-25"],
+        "2026-11-25/a.jsonl:6:bad_feature": ["2026-11-25"],
+    }
