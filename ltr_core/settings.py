@@ -485,7 +485,10 @@ class KafkaSettings(BaseModel):
     grace_minutes: Annotated[Int, Range(0, 24 * 60)] = Field(
         135,
         validation_alias="LTR_KAFKA_GRACE_MINUTES",
-        description="how far past midnight a day's read goes for late arrivals",
+        description=(
+            "how far past midnight a day's read goes for late arrivals (and how far before it,"
+            " for record timestamps a little earlier than the events' own times)"
+        ),
     )
     # More than the impressions of one recommendation list, which share a key and so a partition
     # and may all carry one wrong clock; one record past the window never ends a read (>= 2).

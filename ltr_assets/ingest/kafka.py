@@ -1,8 +1,10 @@
 """The Kafka side: read exactly one UTC day from the topic, and publish events to it.
 
 Reading day D: on every partition, start at the first offset whose record timestamp is at or
-after 00:00 UTC of D (offsets_for_times), and read until the partition's clock (`PartitionClock`)
-passes the end of D plus the grace period, or the end offset seen when the read began is reached.
+after 00:00 UTC of D minus the grace period (offsets_for_times; a record timestamp may be a
+little earlier than the event's own time), and read until the partition's clock
+(`PartitionClock`) passes the end of D plus the grace period, or the end offset seen when the
+read began is reached.
 The clock passes a time when `stop_records` records in a row are stamped at or after it: one
 record, or a few, stamped ahead by a wrong clock never end the read.
 
@@ -68,6 +70,14 @@ def _day_start_ms(day: date) -> int:
     return _ms(datetime(day.year, day.month, day.day, tzinfo=UTC))
 
 
+def window_start_ms(day: date, grace: timedelta) -> int:
+    """Where the read of `day` starts: the grace before 00:00 of the day, so that an event of
+    the day whose record timestamp is a little earlier than its own time (a topic stamped with
+    the broker's append time, a producer with its own clock) is read by its day (never
+    negative: record timestamps are not)."""
+    return max(_day_start_ms(day) - int(grace.total_seconds() * 1000), 0)
+
+
 def window_end_ms(day: date, grace: timedelta) -> int:
     """Where the read of `day` may end: the end of the day plus the grace."""
     return _day_start_ms(day) + int((timedelta(days=1) + grace).total_seconds() * 1000)
@@ -90,12 +100,14 @@ class PartitionClock:
     are left out). One record, or fewer than `run` in a row, stamped ahead never moves it; a
     record stamped far behind delays it by at most `run` records and never lowers it.
 
-    A read of day D starts at the first record stamped in D or later, so every record before is
-    stamped before D. Windows reaching back before the start are therefore unknown to the read
-    but below 00:00 of D, as is its watermark until `run` records are read: every comparison the
-    read makes with a time from 00:00 of D on (does D's read end here? did this record arrive in
-    D?) comes out as in a read from the partition's beginning. So each record is placed in the
-    same day whichever day is read.
+    A read of day D starts at the first record stamped at its window's start S (the grace before
+    00:00 of D) or later, so every record before is stamped before S. Windows reaching back
+    before the start are therefore unknown to the read but below S, as is its watermark until
+    `run` records are read: every comparison the read makes with a time from S on (does D's
+    read end here? did this record arrive in D?) comes out as in a read from the partition's
+    beginning. So each record is placed in the same day whichever day is read
+    (tests/unit/test_kafka_placement.py, with record timestamps up to an hour off the events'
+    own times).
 
     At a partition's beginning (`from_start`) there is no watermark before `run` records; the
     first record's timestamp (the record's own, for the first one) stands in as the time of
@@ -331,7 +343,7 @@ class KafkaDaySource:
         self, day: date, progress: ReadProgress
     ) -> AsyncGenerator[list[DayRecord], None]:
         s = self.settings
-        start_ms = max(_day_start_ms(day), 0)  # record timestamps are never negative
+        start_ms = window_start_ms(day, s.grace)
         consumer = AIOKafkaConsumer(
             group_id=s.group_id,
             enable_auto_commit=False,

@@ -12,7 +12,13 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ltr_assets.ingest.kafka import LATE, PartitionClock, PartitionDay, arrival_day
+from ltr_assets.ingest.kafka import (
+    LATE,
+    PartitionClock,
+    PartitionDay,
+    arrival_day,
+    window_start_ms,
+)
 from ltr_assets.ingest.sources import FUTURE
 from ltr_core.events import EventRow
 
@@ -47,9 +53,10 @@ def _partition(stamps: list[tuple[int, bytes | None]]) -> list[Message]:
 
 def _read(messages: list[Message], day: date, run: int) -> list[tuple[int, str]]:
     """One day's read of the partition as KafkaDaySource does it: from the first record stamped
-    in the day or later (offsets_for_times) until the clock passes the day's window."""
-    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-    first = next((m for m in messages if m.timestamp >= max(start, 0)), None)
+    at the window's start or later (offsets_for_times) until the clock passes the day's
+    window."""
+    start = window_start_ms(day, GRACE)
+    first = next((m for m in messages if m.timestamp >= start), None)
     if first is None:
         return []
     part = PartitionDay(day, PartitionClock(run, from_start=first.offset == 0), HORIZON, GRACE)
@@ -119,6 +126,10 @@ def partitions(draw: st.DrawFn) -> list[Message]:
                  "future": 400 * 24 * HOUR, "epoch": -now}.get(kind, 0)  # fmt: skip
         ts = now + shift
         when = datetime.fromtimestamp(ts / 1000, UTC).isoformat().replace("+00:00", "Z")
+        # the record's timestamp need not be the event's own time (a broker's append time, a
+        # producer's clock): up to an hour either way
+        skew = draw(st.sampled_from([0, 0, 0, -HOUR, -HOUR // 60, HOUR // 60, HOUR]))
+        ts = max(ts + skew, 0)  # record timestamps are never negative
         if kind == "broken":
             value: bytes | None = b"not json"
         elif kind == "tombstone":
@@ -131,7 +142,7 @@ def partitions(draw: st.DrawFn) -> list[Message]:
     return _partition(stamps)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(messages=partitions(), run=st.integers(2, 6))
 def test_every_record_is_placed_in_exactly_one_day(messages: list[Message], run: int) -> None:
     """Reading every day (each day's read knowing only what it reads), each record is counted
