@@ -11,9 +11,10 @@ difference is about ±0.03; t = 0 is the A/A case (the candidate is live). On ea
 (the truth: the candidate's and live's true nDCG@5 on the same lists, from the simulator's true
 gains), the requests that serving would interleave (`ltr_core.exploration.assign_policy` at
 LTR_EXPLORE_RATE 0.05 and LTR_INTERLEAVE_RATE 0.2, by the request id's hash) are team-draft
-interleaved exactly as serving does (`ltr_core.interleaving.draw`, the draw of `team_draft`,
-coins from the request id), the simulated users click on the interleaved list, each request is
-credited (`ltr_core.interleaving.credit`) and each day's counts are summed and decided with
+interleaved exactly as serving does (`ltr_core.interleaving.team_draft`, coins from the request
+id), the simulated users click on the interleaved list, each request is credited
+(`ltr_core.interleaving.credit`, settled candidates left out as the online_comparison asset
+leaves out those logged at propensity 1) and each day's counts are summed and decided with
 `ltr_assets.online.decision.decide`, once a day, as the online_comparison asset does. Nothing
 is trained: the rankers are fixed, so the truth is exact.
 
@@ -56,7 +57,7 @@ from ltr_assets.simulation.simulator import (
 )
 from ltr_core.exploration import assign_policy
 from ltr_core.features import FEATURES
-from ltr_core.interleaving import Credit, credit, draw, request_rng
+from ltr_core.interleaving import Credit, credit, request_rng, team_draft
 
 START = date(2026, 3, 2)
 EXPLORE_RATE = 0.05
@@ -137,11 +138,11 @@ def _interleave_day(
     credits = []
     for case in cases:
         live, cand = _order(LIVE, case), _order(candidate, case)
-        # what serving draws (`team_draft` without the propensities nobody reads here)
-        items, teams = draw(live, cand, request_rng(case.request_id))
-        clicks = _clicked(users.respond(case, list(items)))
-        labels = {item: 1.0 for item, c in zip(items, clicks, strict=True) if c}
-        credits.append(credit(items, teams, labels))
+        # what serving draws, with the propensities it logs (which settle candidates)
+        draft = team_draft(live, cand, request_rng(case.request_id))
+        clicks = _clicked(users.respond(case, list(draft.items)))
+        labels = {item: 1.0 for item, c in zip(draft.items, clicks, strict=True) if c}
+        credits.append(credit(draft.items, draft.teams, labels, settled=draft.settled))
     sim.truth.clear()
     return credits
 
@@ -332,7 +333,7 @@ def _sensitivity(better: Pool, reps: int, seed: int) -> dict[str, float]:
     )
     return {
         "pool_requests": len(better.scores),
-        "pool_clicked_share": len(clicked) / len(better.scores),
+        "pool_evidence_share": len(clicked) / len(better.scores),
         "pool_win_share": share,
         "pool_expected_clicks_live": float(better.expected_live.mean()),
         "pool_expected_clicks_candidate": float(better.expected_candidate.mean()),
@@ -342,7 +343,7 @@ def _sensitivity(better: Pool, reps: int, seed: int) -> dict[str, float]:
         "interleaved_detection_rate": rate,
         "interleaved_false_positive": fp_il,
         "interleaved_requests_needed_formula": round(n_il_formula),
-        "interleaved_clicked_requests_needed": int(round(n_il * len(clicked) / len(better.scores))),
+        "interleaved_evidence_requests_needed": round(n_il * len(clicked) / len(better.scores)),
         "ab_requests_needed": round(n_ab),
         "sensitivity_ratio": n_ab / n_il if n_il > 0 else math.nan,
     }
@@ -375,12 +376,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     figures: dict[str, float | int | str] = {"seeds": args.seeds, "days": args.days}
     for kind, rs in runs.items():
         deltas = np.array([r.delta for r in rs])
-        clicked = [c.requests for r in rs for c in r.days]
-        interleaved = [c.requests + c.without_click for r in rs for c in r.days]
+        clicked = [c.clicked_requests for r in rs for c in r.days]
+        evidence = [c.requests for r in rs for c in r.days]
+        interleaved = [c.clicked_requests + c.without_click for r in rs for c in r.days]
         figures[f"{kind}_true_delta_mean"] = float(deltas.mean())
         figures[f"{kind}_true_delta_min_abs"] = float(np.abs(deltas).min())
         figures[f"{kind}_interleaved_per_day"] = float(np.mean(interleaved))
         figures[f"{kind}_clicked_per_day"] = float(np.mean(clicked))
+        figures[f"{kind}_evidence_per_day"] = float(np.mean(evidence))
         total = InterleavingCounts(0, 0, 0)
         for r in rs:
             for c in r.days:

@@ -158,7 +158,8 @@ def _print_online(verdicts: list[OnlineVerdict]) -> None:
         )
         print(
             f"  {v.day}  {v.decision:7s} {v.candidate} vs live {v.live}: "
-            f"{e.get('requests')} clicked requests on {len(v.days)} day(s) "
+            f"{e.get('clicked_requests')} clicked requests on {len(v.days)} day(s), "
+            f"{e.get('requests')} where the rankings differ "
             f"({e.get('wins')} won / {e.get('losses')} lost / {e.get('ties')} tied), "
             f"win share {e.get('win_share')} [95% {e.get('win_share_95ci')}], "
             f"CTR cand {e.get('candidate_ctr')} live {e.get('live_ctr')}"
@@ -499,10 +500,12 @@ def _print_days(rows: list[DayRow]) -> None:
 
 
 def _online_cell(online: dict[str, Any] | None) -> str:
-    """`collect 112 0.54` (the decision, clicked requests so far, win share), or `-`."""
+    """`collect 112/31 0.54` (the decision, clicked requests so far / those where the rankings
+    differ, win share), or `-`."""
     if not online or online.get("decision") in (None, "no_candidate", "not_started"):
         return "-"
-    return f"{online['decision']} {online.get('requests', '')} {online.get('win_share', '')}"
+    clicked = f"{online.get('clicked_requests', '')}/{online.get('requests', '')}"
+    return f"{online['decision']} {clicked} {online.get('win_share', '')}"
 
 
 _SOURCE_TAGS = {"click_model": "cm", "interventions": "sw", "reference": "ref"}

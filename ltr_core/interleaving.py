@@ -32,12 +32,22 @@ the exact computation costs O(L · n) picks instead of O(2^(L/2) · L).
 Credit. Per request, each team's score is the number of its shown candidates with a click
 (label > 0), or with ``graded=True`` the sum of their labels; the team with the higher score
 wins, equal positive scores are a tie, and a request with no click is no evidence (winner None).
+
+Settled candidates credit no team. A candidate that every draw shows at its position (its
+propensity is 1: the two rankings' common top, say, or the one candidate both teams must pick
+next) is at that position whichever team picked it, and which team did is decided by the
+round's coin alone: a click on it tells nothing about the rankers and, counted, would credit a
+fair coin's team. Such clicks are left out (`credit`'s ``settled``), so two rankings that agree
+on a request's whole shown list give no evidence at all, instead of a coin-flip win or a tie
+that would pull the win share towards ½ and let a candidate worse wherever it differs from live
+pass a non-inferiority margin (under a position-based click model the clicks left out are
+independent of the teams, so nothing else moves).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
@@ -53,6 +63,8 @@ TEAMS: tuple[Team, Team] = ("live", "candidate")
 H = TypeVar("H", bound=Hashable)
 
 _State = tuple[int, int]  # (i, j): the first unshown index in live and in candidate
+# A propensity this close to 1 is 1: the exact programme sums dyadic masses, which can round.
+SETTLED_PROPENSITY = 1.0 - 1e-9
 
 
 def request_rng(request_id: str, *, salt: str = DEFAULT_SALT) -> np.random.Generator:
@@ -68,6 +80,15 @@ class TeamDraft(Generic[H]):
     items: tuple[H, ...]
     teams: tuple[Team, ...]
     propensities: tuple[float, ...]
+
+    @property
+    def settled(self) -> frozenset[H]:
+        """The shown candidates every draw shows at their position (see the module's Credit)."""
+        return frozenset(
+            item
+            for item, p in zip(self.items, self.propensities, strict=True)
+            if p >= SETTLED_PROPENSITY
+        )
 
 
 class _Drafter(Generic[H]):
@@ -187,12 +208,13 @@ def _position_probabilities(drafter: _Drafter[H], length: int) -> list[dict[H, f
 @dataclass(frozen=True)
 class Credit:
     """One interleaved request's evidence: each team's score (clicks, or summed grades) and
-    how many shown candidates each team picked."""
+    how many shown candidates each team picked, settled candidates left out of both."""
 
     live: float
     candidate: float
     live_shown: int
     candidate_shown: int
+    settled_clicks: float = 0.0  # the score of the clicks on settled candidates (no team's)
 
     @property
     def winner(self) -> Outcome | None:
@@ -213,12 +235,16 @@ def credit(
     feedback: Mapping[H, float],
     *,
     graded: bool = False,
+    settled: Collection[H] = (),
 ) -> Credit:
     """Credit each team for the feedback on its picks.
 
     `feedback` maps a shown candidate to its label (a click is 1; graded labels such as
     click 1 / contact 2 / contract 3 are accepted); candidates without an entry have 0. A team's
     score counts its candidates with a positive label, or sums their labels if `graded`.
+    Candidates in `settled` (`TeamDraft.settled`) count for neither team, shown or clicked;
+    their clicks are kept apart (`settled_clicks`), so a request clicked only there is known to
+    have been clicked.
     Feedback on a candidate that was not shown is an error (the ids do not match)."""
     if len(items) != len(teams):
         raise ValueError(f"{len(items)} items but {len(teams)} teams")
@@ -227,15 +253,22 @@ def credit(
         raise ValueError(f"feedback on candidates that were not shown: {sorted(map(str, unknown))}")
     scores = {"live": 0.0, "candidate": 0.0}
     shown = {"live": 0, "candidate": 0}
+    settled_clicks = 0.0
     for item, team in zip(items, teams, strict=True):
         if team not in scores:
             raise ValueError(f"team must be 'live' or 'candidate', got {team!r}")
         label = float(feedback.get(item, 0.0))
         if not label >= 0.0:
             raise ValueError(f"labels are non-negative, got {label!r} for {item!r}")
+        score = label if graded else float(label > 0.0)
+        if item in settled:
+            settled_clicks += score
+            continue
         shown[team] += 1
-        scores[team] += label if graded else float(label > 0.0)
-    return Credit(scores["live"], scores["candidate"], shown["live"], shown["candidate"])
+        scores[team] += score
+    return Credit(
+        scores["live"], scores["candidate"], shown["live"], shown["candidate"], settled_clicks
+    )
 
 
 def _check_rankings(live: Sequence[H], candidate: Sequence[H]) -> None:

@@ -79,6 +79,7 @@ def comparison_metadata(
         {
             "days_collecting": comparison.days_collecting,
             "timed_out": comparison.outcome.timed_out,
+            "clicked_requests": ev.clicked,
             "requests": ev.requests,
             "wins": ev.wins,
             "losses": ev.losses,
@@ -87,12 +88,14 @@ def comparison_metadata(
             "win_share_95ci": MetadataValue.text(f"{ev.low:.4f}–{ev.high:.4f}"),
             "live_ctr": _round(ev.live_ctr),
             "candidate_ctr": _round(ev.candidate_ctr),
+            "day_clicked_requests": today.clicked_requests,
             "day_requests": today.requests,
             "day_wins_losses_ties": MetadataValue.text(
                 f"{today.wins} / {today.losses} / {today.ties}"
             ),
             "day_interleaved_requests": comparison.today.interleaved_requests,
             "day_other_pair_requests": comparison.today.other_pairs,
+            "day_one_team_requests": comparison.today.one_team,
             "days_with_evidence": MetadataValue.json(
                 [d.isoformat() for d in comparison.days_with_evidence]
             ),

@@ -8,10 +8,17 @@ contract; not decline) is a click. Each request is credited as `ltr_core.interle
 credits it (a team scores one per clicked candidate it picked) and the credits are summed by
 `ltr_assets.online.decision.tally`.
 
+A candidate logged with propensity 1 (every draw shows it there: the two rankings' common top,
+say) is settled: a coin alone chose its team, so its clicks credit neither team
+(`ltr_core.interleaving`, "Settled candidates"); a request whose clicks are all on settled
+candidates is no evidence, like one without a click.
+
 Only requests that interleaved exactly this pair count: every live-team row names the live
 version and every candidate-team row the candidate, with both teams shown. Requests of another
 pair (a previous candidate before the service reloaded, a live version since rolled back) are
-counted apart (`other_pairs`) and never enter the evidence. Feedback that arrives after
+counted apart (`other_pairs`) and never enter the evidence; so are requests of this pair that
+showed one team only (`one_team`: a list of one, or `top_k` 1), whose other version cannot be
+verified. Feedback that arrives after
 midnight on a request of D is in raw_events[D+1], which does not exist when D is compared: it is
 not counted, for either team alike (what is lost is the same share of both teams' clicks).
 
@@ -54,7 +61,7 @@ from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import S3Mirror
 from ltr_core.features import ACTION_GRADES, FEEDBACK, RECOMMENDATION
-from ltr_core.interleaving import Credit
+from ltr_core.interleaving import SETTLED_PROPENSITY, Credit
 
 INTERLEAVED = "interleaved"
 _COLUMNS = (
@@ -65,6 +72,7 @@ _COLUMNS = (
     "action",
     "policy",
     "team",
+    "propensity",
 )
 _COUNT_FIELDS = tuple(f for f in InterleavingCounts.__dataclass_fields__)
 Status = Literal["no_candidate", "not_started", "decided"]
@@ -87,6 +95,7 @@ class DayCounts:
     counts: InterleavingCounts
     interleaved_requests: int  # interleaved requests of this pair (with or without a click)
     other_pairs: int  # interleaved requests of another pair of versions (not counted)
+    one_team: int = 0  # interleaved requests of this pair that showed one team (not counted)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,6 +105,7 @@ class DayCounts:
             **asdict(self.counts),
             "interleaved_requests": self.interleaved_requests,
             "other_pairs": self.other_pairs,
+            "one_team": self.one_team,
         }
 
     @classmethod
@@ -103,9 +113,11 @@ class DayCounts:
         return cls(
             day=date.fromisoformat(data["day"]),
             pair=Pair(str(data["live"]), str(data["candidate"])),
-            counts=InterleavingCounts(**{k: data[k] for k in _COUNT_FIELDS}),
+            # settled_only: days stored before it was counted have none
+            counts=InterleavingCounts(**{k: data[k] for k in _COUNT_FIELDS if k in data}),
             interleaved_requests=int(data["interleaved_requests"]),
             other_pairs=int(data["other_pairs"]),
+            one_team=int(data.get("one_team", 0)),  # days stored before it was counted
         )
 
 
@@ -124,17 +136,29 @@ def _read_columns(path: LakePath) -> pd.DataFrame:
     return frame
 
 
-def request_credits(events: pd.DataFrame, pair: Pair) -> tuple[list[Credit], int]:
-    """Per interleaved request of `pair` in a day's raw events, its credit; and the number of
-    interleaved requests of other pairs. The credit is `ltr_core.interleaving.credit` of the
-    request's shown candidates, teams and clicks, computed for all requests at once."""
+@dataclass(frozen=True)
+class RequestCredits:
+    """A day's interleaved requests of one pair, credited, and those left out."""
+
+    credits: list[Credit]  # one per interleaved request of the pair showing both teams
+    other_pairs: int  # interleaved requests of another pair of versions
+    one_team: int  # interleaved requests of the pair that showed one team only
+
+
+def request_credits(events: pd.DataFrame, pair: Pair) -> RequestCredits:
+    """Per interleaved request of `pair` in a day's raw events, its credit; and the requests
+    left out. The credit is `ltr_core.interleaving.credit` of the request's shown candidates,
+    teams and clicks, with the candidates logged at propensity 1 settled, computed for all
+    requests at once."""
     shown = events[(events["event_type"] == RECOMMENDATION) & (events["policy"] == INTERLEAVED)][
-        ["request_id", "lawyer_id", "algorithm_version", "team"]
+        ["request_id", "lawyer_id", "algorithm_version", "team", "propensity"]
     ]
     if shown.empty:
-        return [], 0
+        return RequestCredits([], 0, 0)
     shown = shown.drop_duplicates(["request_id", "lawyer_id"])
     expected = shown["team"].map({"live": pair.live, "candidate": pair.candidate})
+    # A missing propensity (a day logged before it was) leaves the candidate contested.
+    contested = ~(pd.to_numeric(shown["propensity"]) >= SETTLED_PROPENSITY)
     shown = shown.assign(
         matches=shown["algorithm_version"] == expected,
         is_live=shown["team"] == "live",
@@ -143,10 +167,15 @@ def request_credits(events: pd.DataFrame, pair: Pair) -> tuple[list[Credit], int
     per_request = shown.groupby("request_id").agg(
         matches=("matches", "all"), live=("is_live", "any"), candidate=("is_candidate", "any")
     )
-    ours = per_request.index[
-        per_request["matches"] & per_request["live"] & per_request["candidate"]
-    ]
-    other_pairs = len(per_request) - len(ours)
+    both_teams = per_request["live"] & per_request["candidate"]
+    ours = per_request.index[per_request["matches"] & both_teams]
+    other_pairs = int((~per_request["matches"]).sum())
+    one_team = int((per_request["matches"] & ~both_teams).sum())
+    shown = shown.assign(
+        is_live=shown["is_live"] & contested,
+        is_candidate=shown["is_candidate"] & contested,
+        settled=~contested,
+    )
     shown = shown[shown["request_id"].isin(ours)]
     feedback = events[(events["event_type"] == FEEDBACK) & events["request_id"].isin(ours)]
     grade = feedback["action"].map(ACTION_GRADES).fillna(0)
@@ -162,15 +191,16 @@ def request_credits(events: pd.DataFrame, pair: Pair) -> tuple[list[Credit], int
     shown = shown.assign(
         live_click=shown["click"] & shown["is_live"],
         candidate_click=shown["click"] & shown["is_candidate"],
+        settled_click=shown["click"] & shown["settled"],
     )
     sums = shown.groupby("request_id")[
-        ["live_click", "candidate_click", "is_live", "is_candidate"]
+        ["live_click", "candidate_click", "is_live", "is_candidate", "settled_click"]
     ].sum()
     credits = [
-        Credit(float(lc), float(cc), int(ls), int(cs))
-        for lc, cc, ls, cs in sums.itertuples(index=False, name=None)
+        Credit(float(lc), float(cc), int(ls), int(cs), float(sc))
+        for lc, cc, ls, cs, sc in sums.itertuples(index=False, name=None)
     ]
-    return credits, other_pairs
+    return RequestCredits(credits, other_pairs, one_team)
 
 
 def count_day(lake: Lake, day: date, pair: Pair) -> DayCounts:
@@ -179,8 +209,11 @@ def count_day(lake: Lake, day: date, pair: Pair) -> DayCounts:
     path = lake.raw_events(day)
     if not path.exists():
         raise FileNotFoundError(f"raw_events for {day} is not in the lake ({path})")
-    credits, other_pairs = request_credits(_read_columns(path), pair)
-    return DayCounts(day, pair, tally(credits), len(credits), other_pairs)
+    day_credits = request_credits(_read_columns(path), pair)
+    credits = day_credits.credits
+    return DayCounts(
+        day, pair, tally(credits), len(credits), day_credits.other_pairs, day_credits.one_team
+    )
 
 
 def store_day(lake: Lake, counts: DayCounts) -> LakePath:
@@ -278,6 +311,7 @@ class Comparison:
             "decision": self.outcome.decision.value,
             "reason": self.outcome.reason,
             "timed_out": self.outcome.timed_out,
+            "clicked_requests": ev.clicked,
             "requests": ev.requests,
             "wins": ev.wins,
             "losses": ev.losses,

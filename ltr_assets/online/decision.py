@@ -1,9 +1,14 @@
 """Whether a candidate model that is being interleaved with the live one is promoted or retired.
 
-Evidence. Each interleaved request with at least one click is one piece of evidence: the
-candidate won it, lost it (live won) or tied (`ltr_core.interleaving.Credit`). Requests without
-a click say nothing about the comparison and are not counted as requests, but their impressions
-count towards each team's click-through.
+Evidence. Each interleaved request with at least one click on a contested candidate is one
+piece of evidence: the candidate won it, lost it (live won) or tied
+(`ltr_core.interleaving.Credit`). Requests without a click say nothing about the comparison and
+are not counted as requests, but their impressions count towards each team's click-through; nor
+do requests clicked only on settled candidates (a coin chose their team; `ltr_core.interleaving`),
+which are counted apart (`settled_only`). The clicked requests, both kinds, are what
+`min_requests` counts: the traffic on which users could have shown a difference; the share is
+taken over the evidence alone, so the margin applies where the candidate changes what users see
+and is not diluted by requests where it does not.
 
 Win share, ties counted half:
 
@@ -11,8 +16,8 @@ Win share, ties counted half:
 
 the probability that the candidate beats live on a random clicked request, a tie being worth
 half (Chapelle et al., TOIS 2012, whose Δ_AB = share − 1/2). Why ties count half rather than
-being dropped (wins / (wins + losses)): the share then stays on the scale of every clicked
-request, so `min_requests` and `margin` mean the same thing whatever the tie rate is, and a
+being dropped (wins / (wins + losses)): the share then stays on the scale of every request of
+the evidence, so `margin` means the same thing whatever the tie rate is, and a
 candidate that ties almost everywhere sits at 0.5 with an interval that shrinks as requests
 come in; dropping ties would let a handful of decided requests among hundreds of ties swing the
 share anywhere. Under the null (the two rankers are equally good) both definitions are 0.5.
@@ -42,8 +47,10 @@ order, the first that applies wins:
    live. This comes first: the margin tolerates uncertainty about a small loss, not a loss the
    evidence has established (an interval inside [0.5 − margin, 0.5) retires). It needs no
    minimum count: on few requests the interval is wide, and only a lopsided record crosses.
-2. promote: at least `min_requests` requests and the lower bound is at least 0.5 − margin —
-   the candidate is shown to be no worse than live by more than the margin.
+2. promote: at least `min_requests` clicked requests and the lower bound is at least
+   0.5 − margin — the candidate is shown to be no worse than live by more than the margin.
+   A candidate that ranks every clicked list as live does has no evidence, so no lower bound
+   above 0, and times out (it would change nothing users see).
 3. retire (timeout): `days_collecting` ≥ `max_days` with neither of the above: the comparison
    could not decide in the time allowed. Evidence beats the clock: a candidate that reaches a
    decision on its last day gets that decision.
@@ -86,6 +93,7 @@ class InterleavingCounts:
     live_shown: int = 0
     candidate_clicks: float = 0.0
     candidate_shown: int = 0
+    settled_only: int = 0  # clicked only on settled candidates (no evidence)
 
     def __post_init__(self) -> None:
         for name in (
@@ -97,19 +105,25 @@ class InterleavingCounts:
             "live_shown",
             "candidate_clicks",
             "candidate_shown",
+            "settled_only",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)!r}")
 
     @property
     def requests(self) -> int:
-        """Clicked requests: the evidence."""
+        """Requests with a click on a contested candidate: the evidence."""
         return self.wins + self.losses + self.ties
+
+    @property
+    def clicked_requests(self) -> int:
+        """Requests with any click: the evidence and those clicked only on settled candidates."""
+        return self.requests + self.settled_only
 
 
 def tally(credits: Iterable[Credit]) -> InterleavingCounts:
     """Sum per-request credits (`ltr_core.interleaving.credit`) into counts."""
-    wins = losses = ties = without_click = live_shown = candidate_shown = 0
+    wins = losses = ties = without_click = settled_only = live_shown = candidate_shown = 0
     live_clicks = candidate_clicks = 0.0
     for c in credits:
         winner = c.winner
@@ -119,6 +133,8 @@ def tally(credits: Iterable[Credit]) -> InterleavingCounts:
             losses += 1
         elif winner == "tie":
             ties += 1
+        elif c.settled_clicks > 0:
+            settled_only += 1
         else:
             without_click += 1
         live_clicks += c.live
@@ -134,6 +150,7 @@ def tally(credits: Iterable[Credit]) -> InterleavingCounts:
         live_shown,
         candidate_clicks,
         candidate_shown,
+        settled_only,
     )
 
 
@@ -142,7 +159,8 @@ class WinShare:
     """The candidate's win share with ties counted half, its interval, and each team's
     click-through (clicks per shown candidate; None when the team showed nothing)."""
 
-    requests: int
+    clicked: int  # clicked requests, the evidence and those clicked only on settled candidates
+    requests: int  # the evidence
     wins: int
     losses: int
     ties: int
@@ -166,6 +184,7 @@ def win_share(counts: InterleavingCounts, *, confidence: float = CONFIDENCE) -> 
         share = (counts.wins + counts.ties / 2.0) / n
         low, high = _wilson_with_ties(share, counts.ties / n, n, confidence)
     return WinShare(
+        clicked=counts.clicked_requests,
         requests=n,
         wins=counts.wins,
         losses=counts.losses,
@@ -231,13 +250,14 @@ def decide(
     ev = win_share(counts, confidence=confidence)
     level = f"{confidence:.0%}"
     summary = (
-        f"{ev.requests} clicked requests ({ev.wins} won, {ev.losses} lost, {ev.ties} tied), "
+        f"{ev.clicked} clicked requests, {ev.requests} where the rankings differ "
+        f"({ev.wins} won, {ev.losses} lost, {ev.ties} tied), "
         f"{level} interval [{ev.low:.3f}, {ev.high:.3f}]"
     )
     timed_out = False
     if ev.requests > 0 and ev.high < NULL_SHARE:
         decision, reason = Decision.RETIRE, f"worse than live: upper bound below 0.5; {summary}"
-    elif ev.requests >= min_requests and ev.low >= NULL_SHARE - margin:
+    elif ev.clicked >= min_requests and ev.low >= NULL_SHARE - margin:
         decision = Decision.PROMOTE
         reason = f"not worse than live: lower bound ≥ 0.5 − {margin:g}; {summary}"
     elif days_collecting >= max_days:
@@ -245,8 +265,8 @@ def decide(
         reason = f"undecided after {days_collecting:g} days (limit {max_days:g}); {summary}"
     else:
         missing = []
-        if ev.requests < min_requests:
-            missing.append(f"{min_requests - ev.requests} more clicked requests")
+        if ev.clicked < min_requests:
+            missing.append(f"{min_requests - ev.clicked} more clicked requests")
         if ev.low < NULL_SHARE - margin:
             missing.append(f"a lower bound ≥ 0.5 − {margin:g}")
         decision = Decision.COLLECT

@@ -163,12 +163,38 @@ def test_bad_rankings_are_refused() -> None:
         team_draft(["a", "b"], ["b", "a"], rng, top_k=-1)
 
 
-def _simulate(better: bool, requests: int, seed: int) -> tuple[int, int, int]:
+def test_settled_candidates_are_those_every_draw_shows_in_place() -> None:
+    rng = np.random.default_rng(0)
+    assert team_draft(["a", "b", "c"], ["a", "b", "c"], rng).settled == {"a", "b", "c"}
+    # a and b in either order, then c whichever team picks it
+    assert team_draft(["a", "b", "c"], ["b", "a", "c"], rng).settled == {"c"}
+    assert team_draft(["a", "b", "c", "d"], ["a", "b", "d", "c"], rng).settled == {"a", "b"}
+    for n in range(1, 9):
+        live, candidate = _rankings(rng, n)
+        draft = team_draft(live, candidate, rng, top_k=5)
+        table = position_probabilities(live, candidate, top_k=5)
+        certain = {item for row in table for item, p in row.items() if p == 1.0}
+        assert draft.settled == certain
+
+
+def test_settled_candidates_credit_no_team() -> None:
+    items = ["a", "b", "c", "d"]
+    teams: list[Team] = ["candidate", "live", "live", "candidate"]
+    c = credit(items, teams, {"a": 1, "c": 1}, settled={"a", "b"})
+    assert c == Credit(live=1.0, candidate=0.0, live_shown=1, candidate_shown=1, settled_clicks=1)
+    only_settled = credit(items, teams, {"a": 1, "b": 1}, settled={"a", "b"})
+    assert only_settled.winner is None and only_settled.settled_clicks == 2.0
+
+
+def _simulate(
+    better: bool, requests: int, seed: int, *, rival: bool = False, settle: bool = False
+) -> tuple[int, int, int]:
     """Interleave two rankers on simulated requests and credit clicks drawn from the
     simulator's user model (examination k^-η, ε⁺ for relevant, ε⁻ + trust bias otherwise).
 
-    Live ranks by a noisy view of relevance; the candidate is the same ranking (A/A) or, if
-    `better`, ranks by the true relevance. Returns (candidate wins, live wins, ties)."""
+    Live ranks by a noisy view of relevance; the candidate is the same ranking (A/A), with
+    `rival` another noisy view as good, or, if `better`, ranks by the true relevance; `settle`
+    leaves settled candidates out of the credit. Returns (candidate wins, live wins, ties)."""
     rng = np.random.default_rng(seed)
     model = ClickModel(position_bias=1.0)
     wins = losses = ties = 0
@@ -178,6 +204,9 @@ def _simulate(better: bool, requests: int, seed: int) -> tuple[int, int, int]:
         noisy = np.log(relevance / (1 - relevance)) + rng.normal(0.0, 1.5, n)
         live = [int(i) for i in np.argsort(-noisy)]
         candidate = [int(i) for i in np.argsort(-relevance)] if better else list(live)
+        if rival:
+            rival_view = np.log(relevance / (1 - relevance)) + rng.normal(0.0, 1.5, n)
+            candidate = [int(i) for i in np.argsort(-rival_view)]
         draft = team_draft(live, candidate, request_rng(f"req-{seed}-{r}"), top_k=10)
         positions = np.arange(1, len(draft.items) + 1)
         shown = np.array(draft.items)
@@ -186,7 +215,9 @@ def _simulate(better: bool, requests: int, seed: int) -> tuple[int, int, int]:
         clicked = (rng.random(len(shown)) < model.examination(positions)) & (
             rng.random(len(shown)) < click_p
         )
-        outcome = credit(draft.items, draft.teams, {int(i): 1.0 for i in shown[clicked]}).winner
+        settled = draft.settled if settle else ()
+        clicks = {int(i): 1.0 for i in shown[clicked]}
+        outcome = credit(draft.items, draft.teams, clicks, settled=settled).winner
         wins += outcome == "candidate"
         losses += outcome == "live"
         ties += outcome == "tie"
@@ -205,6 +236,20 @@ def test_identical_rankers_split_the_wins_evenly() -> None:
 
 def test_a_clearly_better_ranker_wins_more() -> None:
     wins, losses, ties = _simulate(better=True, requests=2000, seed=6)
+    decided = wins + losses
+    assert wins / decided > 0.5 + 4 * math.sqrt(0.25 / decided), (wins, losses, ties)
+
+
+def test_with_settled_candidates_left_out_an_equal_rival_still_splits_evenly() -> None:
+    """Two different rankers as good as each other, settled clicks left out: the share of the
+    decided requests is within two standard errors of 0.5; identical rankers give no evidence;
+    a clearly better ranker still wins."""
+    wins, losses, ties = _simulate(False, 10_000, seed=7, rival=True, settle=True)
+    decided = wins + losses
+    assert decided > 3000
+    assert abs(wins / decided - 0.5) <= 2 * math.sqrt(0.25 / decided), (wins, losses, ties)
+    assert _simulate(False, 500, seed=8, settle=True) == (0, 0, 0)
+    wins, losses, ties = _simulate(True, 2000, seed=6, settle=True)
     decided = wins + losses
     assert wins / decided > 0.5 + 4 * math.sqrt(0.25 / decided), (wins, losses, ties)
 

@@ -14,7 +14,7 @@ import pytest
 
 from ltr_assets.lake.paths import Lake
 from ltr_assets.online import comparison as cmp
-from ltr_assets.online.decision import Decision, InterleavingCounts, tally
+from ltr_assets.online.decision import Decision, InterleavingCounts, decide, tally
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.artifacts.format import RegistryError
 from ltr_core.interleaving import credit, request_rng, team_draft
@@ -26,8 +26,13 @@ PAIR = cmp.Pair("20261125_021500", "20261126_021501")
 
 
 def _impressions(
-    request_id: str, lawyers: list[str], teams: list[str], versions: dict[str, str]
+    request_id: str,
+    lawyers: list[str],
+    teams: list[str],
+    versions: dict[str, str],
+    propensities: list[float] | None = None,
 ) -> list[dict[str, Any]]:
+    logged = propensities or [0.5] * len(lawyers)
     return [
         {
             "event_type": "match_recommendation",
@@ -37,8 +42,9 @@ def _impressions(
             "action": None,
             "policy": "interleaved",
             "team": team,
+            "propensity": propensity,
         }
-        for lawyer, team in zip(lawyers, teams, strict=True)
+        for lawyer, team, propensity in zip(lawyers, teams, logged, strict=True)
     ]
 
 
@@ -51,6 +57,7 @@ def _feedback(request_id: str, lawyer: str, action: str) -> dict[str, Any]:
         "action": action,
         "policy": None,
         "team": None,
+        "propensity": None,
     }
 
 
@@ -77,7 +84,9 @@ def test_credit_per_request_matches_the_interleaving_credit_on_random_requests()
         draft = team_draft(
             lawyers, list(rng.permutation(lawyers)), request_rng(f"r{i}"), top_k=None
         )
-        rows += _impressions(f"r{i}", list(draft.items), list(draft.teams), _versions(PAIR))
+        rows += _impressions(
+            f"r{i}", list(draft.items), list(draft.teams), _versions(PAIR), list(draft.propensities)
+        )
         labels: dict[str, float] = {}
         for lawyer in draft.items:
             u = rng.random()
@@ -89,9 +98,10 @@ def test_credit_per_request_matches_the_interleaving_credit_on_random_requests()
                 labels[lawyer] = 2.0
             elif u < 0.2:
                 rows.append(_feedback(f"r{i}", lawyer, "decline"))  # not a click
-        expected.append(credit(draft.items, draft.teams, labels))
-    credits, others = cmp.request_credits(pd.DataFrame(rows), PAIR)
-    assert others == 0
+        expected.append(credit(draft.items, draft.teams, labels, settled=draft.settled))
+    day = cmp.request_credits(pd.DataFrame(rows), PAIR)
+    assert (day.other_pairs, day.one_team) == (0, 0)
+    credits = day.credits
     assert tally(credits) == tally(expected)
     assert tally(credits).requests > 50 and tally(credits).without_click > 0
 
@@ -117,8 +127,36 @@ def test_only_requests_of_exactly_this_pair_count(tmp_path: Path) -> None:
     _write_day(lake, DAY, rows)
     day = cmp.count_day(lake, DAY, PAIR)
     assert (day.counts.wins, day.counts.losses, day.counts.ties) == (1, 0, 0)
-    assert day.interleaved_requests == 1 and day.other_pairs == 3
+    assert day.interleaved_requests == 1 and day.other_pairs == 2 and day.one_team == 1
     assert (day.counts.live_shown, day.counts.candidate_shown) == (1, 1)
+
+
+def test_clicks_on_settled_candidates_are_no_evidence_so_a_worse_candidate_is_retired(
+    tmp_path: Path,
+) -> None:
+    """A candidate identical to live on 9 lists in 10 and worse on the rest (it demotes live's
+    best lawyer, the one users click): the clicks on lists where the rankings agree credit a
+    coin's team and are left out, so the evidence is the lists that differ, and the rule
+    retires the candidate instead of letting coin-flip wins pull its share to ½."""
+    lake = Lake(tmp_path / "lake")
+    lawyers = ["a", "b", "c", "d"]
+    rows: list[dict[str, Any]] = []
+    differing = 0
+    for i in range(2000):
+        candidate = ["b", "c", "d", "a"] if i % 10 == 0 else lawyers
+        differing += candidate != lawyers
+        draft = team_draft(lawyers, candidate, request_rng(f"r{i}"))
+        rows += _impressions(
+            f"r{i}", list(draft.items), list(draft.teams), _versions(PAIR), list(draft.propensities)
+        )
+        rows.append(_feedback(f"r{i}", "a", "click"))  # the best lawyer, wherever shown
+    _write_day(lake, DAY, rows)
+    day = cmp.count_day(lake, DAY, PAIR)
+    assert day.interleaved_requests == 2000 and day.counts.requests == differing
+    assert day.counts.wins == 0 and day.counts.without_click == 0
+    assert day.counts.settled_only == 2000 - differing and day.counts.clicked_requests == 2000
+    outcome = decide(day.counts, days_collecting=1, min_requests=200, margin=0.02, max_days=3)
+    assert outcome.decision is Decision.RETIRE
 
 
 def test_a_day_without_the_policy_columns_has_no_evidence(tmp_path: Path) -> None:

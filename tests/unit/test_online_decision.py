@@ -103,6 +103,24 @@ def test_promotion_needs_min_requests() -> None:
     assert below.decision is Decision.COLLECT and "1 more clicked requests" in below.reason
 
 
+def test_requests_clicked_only_on_settled_candidates_count_for_the_floor_not_the_share() -> None:
+    """The floor counts every clicked request; the share only those where the rankings differ:
+    60 decisive wins among 200 clicked requests promote, and a candidate whose every clicked
+    request was settled (it ranks as live does) has no evidence and times out."""
+    credits = [Credit(0, 1, 2, 2)] * 60 + [Credit(0, 0, 0, 0, settled_clicks=1)] * 140
+    counts = tally(credits)
+    assert (counts.requests, counts.settled_only, counts.clicked_requests) == (60, 140, 200)
+    promoted = _decide(counts, 1)
+    assert promoted.decision is Decision.PROMOTE and promoted.evidence.share == 1.0
+    assert "200 clicked requests, 60 where the rankings differ" in promoted.reason
+    assert _decide(tally(credits[:199]), 1).decision is Decision.COLLECT  # 199 clicked
+    identical = tally([Credit(0, 0, 0, 0, settled_clicks=1)] * 500)
+    assert identical.requests == 0 and identical.without_click == 0
+    assert _decide(identical, 1).decision is Decision.COLLECT
+    timed_out = _decide(identical, MAX_DAYS)
+    assert timed_out.decision is Decision.RETIRE and timed_out.timed_out
+
+
 def test_a_lower_bound_exactly_at_the_margin_promotes() -> None:
     counts = _counts(100, 100, 50)
     low = win_share(counts).low
