@@ -28,6 +28,9 @@ Features: type[BaseModel] = create_model(
 
 ProtectedValue = str | bool | None
 ID_MAX_LENGTH = 200
+# The service's impression events are named `imp-<hash of the request id>-<lawyer id>`: no other
+# event may take such an id, or the ingest, which keeps one event per id, would drop one of them.
+IMPRESSION_ID_PREFIX = "imp-"
 
 
 class ProtectedAttributes(BaseModel):

@@ -49,6 +49,7 @@ from ltr_core.codec import (
 from ltr_core.exploration import plan_exploration
 from ltr_core.features import RECOMMENDATION
 from ltr_core.interleaving import position_probabilities
+from ltr_core.rank_api import IMPRESSION_ID_PREFIX
 from ltr_core.vocabulary import ImpressionLog, LoggingPolicy
 
 log = logging.getLogger("ltr_serving.impressions")
@@ -69,7 +70,7 @@ def impression_event_id(request_id: str, lawyer_id: str) -> str:
 
 def request_prefix(request_id: str) -> str:
     """The part of a request's impression event ids that all its candidates share."""
-    return "imp-" + hashlib.sha256(request_id.encode()).hexdigest()[:24] + "-"
+    return IMPRESSION_ID_PREFIX + hashlib.sha256(request_id.encode()).hexdigest()[:24] + "-"
 
 
 def iso_z(at: float) -> str:

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidato
 from pydantic_core import PydanticCustomError
 
 from ltr_core.codec import CONTROL_MESSAGE, has_control_characters
-from ltr_core.rank_api import ID_MAX_LENGTH
+from ltr_core.rank_api import ID_MAX_LENGTH, IMPRESSION_ID_PREFIX
 from ltr_core.vocabulary import LoggingPolicy
 
 
@@ -197,6 +197,15 @@ _FeedbackId = Annotated[
 _ID_JSON_SCHEMA = {"type": "string", "maxLength": ID_MAX_LENGTH}
 
 
+def _not_an_impression_id(text: str) -> str:
+    if text.startswith(IMPRESSION_ID_PREFIX):
+        raise ValueError(
+            f"event_id must not start with {IMPRESSION_ID_PREFIX!r}: the service names its "
+            "impression events so, and the ingest keeps one event per id"
+        )
+    return text
+
+
 def _id_or_integer(value: object) -> str | int:
     """An id the ingest also takes as an integer (case and lawyer ids). One validator, not a
     union: a union reports each member's failure, under loc entries named after pydantic's
@@ -240,8 +249,10 @@ class FeedbackEvent(BaseModel):
     request_id: _FeedbackId | None = Field(
         default=None, description="the /rank response's request_id the feedback answers"
     )
-    event_id: _FeedbackId | None = Field(
-        default=None, description="the client's id (dedup key); derived from the content if absent"
+    event_id: Annotated[_FeedbackId, AfterValidator(_not_an_impression_id)] | None = Field(
+        default=None,
+        description="the client's id (dedup key; not starting with `imp-`, the service's "
+        "impression ids); derived from the content if absent",
     )
 
 

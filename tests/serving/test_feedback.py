@@ -12,6 +12,7 @@ import orjson
 
 from ltr_core.events import EventRow, parse_event
 from ltr_core.settings import Settings
+from ltr_serving.impressions import impression_event_id
 from ltr_serving.models import FeedbackResponse
 from tests.serving.test_impressions import logged_events
 from tests.support.serving import (
@@ -78,6 +79,8 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
         feedback("l-5", case_id=None),  # missing
         feedback("l-6", timestamp=int(MIDNIGHT.timestamp() * 1000)),  # epoch ms: fine
         "not an object",
+        # an impression's id: the ingest would keep one of the two events
+        feedback("l-7", event_id=impression_event_id("r-1", "l-7")),
     ]
     with server.client() as client:
         single = client.post("/feedback", json=feedback(), headers=AUTH)
@@ -95,8 +98,9 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
     assert single.json() == {"accepted": 1, "rejected": 0, "detail": []}
     assert mixed.status_code == 422
     out = mixed.json()
-    assert (out["accepted"], out["rejected"]) == (2, 4)
+    assert (out["accepted"], out["rejected"]) == (2, 5)
     locs = [tuple(e["loc"]) for e in out["detail"]]
+    assert ("body", 6, "event_id") in locs
     assert ("body", 1, "action") in locs
     assert ("body", 2, "timestamp") in locs
     assert ("body", 3, "case_id") in locs
