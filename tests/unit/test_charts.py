@@ -117,7 +117,7 @@ def test_ltr_models_charts_are_three_images(tmp_path: Path) -> None:
 
 
 def test_the_win_share_chart_shows_the_promotion_line() -> None:
-    share = WinShare(250, 140, 100, 10, 0.58, 0.52, 0.64, 0.95, 0.1, 0.12)
+    share = WinShare(300, 250, 140, 100, 10, 0.58, 0.52, 0.64, 0.95, 0.1, 0.12)
     chart = win_share_chart([(date(2026, 11, 4), share)], margin=0.02)
     assert [t.value for t in chart.thresholds] == [0.5, 0.48]
     assert chart.series[0].low == [0.52] and chart.series[0].y == [0.58]
