@@ -25,9 +25,13 @@ not counted, for either team alike (what is lost is the same share of both teams
 Accumulation. The day's counts are written to the lake (`online_comparison/<D>.json`, replaced
 when D is compared again, so a re-run never counts a day twice). The evidence on D is the sum
 over the days since the candidate was set (its pointer's partition P: serving interleaves it
-from P + 1 on) up to D, of the days whose stored pair is this pair. `days_collecting` is D − P
-calendar days; the rule (`decision.decide`) retires an undecided candidate after
-LTR_CANARY_MAX_DAYS of them.
+from P + 1 on at the earliest) up to D, of the days whose stored pair is this pair.
+`days_collecting` counts the calendar days from the first of them on which serving interleaved
+the pair, D included: a candidate published late (a night run days after its partition, a
+catch-up or a backfill) starts its clock when users first see it, not at its partition. The rule
+(`decision.decide`) retires an undecided candidate after LTR_CANARY_MAX_DAYS of them, and one
+that serving has not interleaved LTR_CANARY_MAX_DAYS days after its pointer was set (the
+pointer's `moved_at`, by the clock: serving is not following the registry).
 
 Applying the decision. `apply` moves the registry's pointers (`publication.promote` /
 `retire`, which mirror them to S3), with the evidence recorded in the pointer move and the
@@ -39,7 +43,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -96,6 +100,11 @@ class DayCounts:
     interleaved_requests: int  # interleaved requests of this pair (with or without a click)
     other_pairs: int  # interleaved requests of another pair of versions (not counted)
     one_team: int = 0  # interleaved requests of this pair that showed one team (not counted)
+
+    @property
+    def served(self) -> bool:
+        """Whether serving interleaved the pair on the day (any request, clicked or not)."""
+        return self.interleaved_requests + self.one_team > 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -251,6 +260,30 @@ def accumulate(
     return total, days
 
 
+def first_served(lake: Lake, pair: Pair, since: date, day: date) -> date | None:
+    """The first stored day after `since` up to `day` on which serving interleaved `pair` (any
+    request of it, with a click or not), or None."""
+    current = since + timedelta(days=1)
+    while current <= day:
+        stored = load_day(lake, current)
+        if stored is not None and stored.pair == pair and stored.served:
+            return current
+        current += timedelta(days=1)
+    return None
+
+
+def _days_since_set(pointer: dict[str, Any], partition_day: date, now: datetime) -> int:
+    """Whole days since the candidate's pointer was set (`moved_at`); a pointer without it
+    (written before it was recorded) counts from the end of its partition."""
+    try:
+        moved = datetime.fromisoformat(str(pointer["moved_at"]))
+    except (KeyError, ValueError):
+        moved = datetime.combine(partition_day + timedelta(days=1), time(), tzinfo=UTC)
+    if moved.tzinfo is None:
+        moved = moved.replace(tzinfo=UTC)
+    return max((now - moved) // timedelta(days=1), 0)
+
+
 def share_by_day(lake: Lake, pair: Pair, days: list[date]) -> list[tuple[date, WinShare]]:
     """The candidate's accumulated win share and interval after each of its days with
     evidence: how the comparison got to its decision."""
@@ -327,10 +360,17 @@ class Comparison:
         }
 
 
-def compare(lake: Lake, registry: LocalRegistry, day: date, thresholds: Thresholds) -> Comparison:
+def compare(
+    lake: Lake,
+    registry: LocalRegistry,
+    day: date,
+    thresholds: Thresholds,
+    now: datetime | None = None,
+) -> Comparison:
     """Count day D for the registry's current pair, store the day, sum the candidate's days and
     decide. No candidate, or a candidate set on D or later (not interleaved on D), decides
-    nothing and stores nothing."""
+    nothing and stores nothing. `now` (default: the clock) times a candidate serving has not
+    interleaved yet."""
     candidate = registry.candidate()  # InvalidPointer: an unreadable candidate is an error
     if candidate is None:
         return Comparison(day, "no_candidate", "no candidate: nothing to compare")
@@ -353,12 +393,20 @@ def compare(lake: Lake, registry: LocalRegistry, day: date, thresholds: Threshol
     today = count_day(lake, day, pair)
     store_day(lake, today)
     total, days = accumulate(lake, pair, since, day)
+    served = first_served(lake, pair, since, day)
+    if served is not None:
+        days_collecting = (day - served).days + 1
+        waited = None
+    else:
+        days_collecting = 0
+        waited = _days_since_set(candidate, since, now or datetime.now(UTC))
     outcome = decide(
         total,
         days_collecting=days_collecting,
         min_requests=thresholds.min_requests,
         margin=thresholds.margin,
         max_days=thresholds.max_days,
+        days_unserved=waited,
     )
     return Comparison(
         day,

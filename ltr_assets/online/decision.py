@@ -53,7 +53,9 @@ order, the first that applies wins:
    above 0, and times out (it would change nothing users see).
 3. retire (timeout): `days_collecting` ≥ `max_days` with neither of the above: the comparison
    could not decide in the time allowed. Evidence beats the clock: a candidate that reaches a
-   decision on its last day gets that decision.
+   decision on its last day gets that decision. A candidate serving has not interleaved yet
+   (`days_unserved` given) is retired once it has waited `max_days` days for it: serving is
+   not following the registry, and a candidate no one sees must not hold its place forever.
 4. collect: keep interleaving.
 
 The rule is meant to be evaluated once per collection period (day); evaluating it after every
@@ -233,12 +235,14 @@ def decide(
     margin: float,
     max_days: float,
     confidence: float = CONFIDENCE,
+    days_unserved: float | None = None,
 ) -> OnlineDecision:
     """Promote, retire or keep collecting (the rule and its order in the module docstring).
 
     `days_collecting` is how long the candidate has been interleaved; `min_requests` the clicked
     requests a promotion needs; `margin` how far below 0.5 the lower bound may be for the
-    candidate to count as not worse; `max_days` when an undecided comparison ends."""
+    candidate to count as not worse; `max_days` when an undecided comparison ends;
+    `days_unserved`, for a candidate not interleaved yet, how long it has waited for it."""
     if min_requests < 0:
         raise ValueError(f"min_requests must be non-negative, got {min_requests}")
     if not 0.0 <= margin < NULL_SHARE:
@@ -263,8 +267,16 @@ def decide(
     elif days_collecting >= max_days:
         decision, timed_out = Decision.RETIRE, True
         reason = f"undecided after {days_collecting:g} days (limit {max_days:g}); {summary}"
+    elif days_unserved is not None and days_unserved >= max_days:
+        decision, timed_out = Decision.RETIRE, True
+        reason = (
+            f"not interleaved {days_unserved:g} days after it was set (limit {max_days:g}): "
+            "is serving following the registry?"
+        )
     else:
         missing = []
+        if days_unserved is not None:
+            missing.append("serving to interleave it")
         if ev.clicked < min_requests:
             missing.append(f"{min_requests - ev.clicked} more clicked requests")
         if ev.low < NULL_SHARE - margin:

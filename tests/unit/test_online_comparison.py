@@ -307,3 +307,32 @@ def test_a_nightly_publish_leaves_a_candidate_that_is_still_being_compared(
     assert registry.candidate_version() == pair.candidate
     assert registry.latest_version() == pair.live
     assert result.version in registry.versions() and registry.history() == []
+
+
+def test_a_candidate_published_late_starts_its_clock_when_serving_first_interleaves_it(
+    tmp_path: Path,
+) -> None:
+    """A candidate published days after its partition (a catch-up) is not timed out by the days
+    before serving could interleave it: its days count from the first day serving did. One
+    serving never interleaves is retired once it has waited max_days."""
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)  # partition 2026-11-25
+    moved_at = datetime.fromisoformat((registry.candidate() or {})["moved_at"])
+    unserved = [date(2026, 11, 26) + timedelta(days=i) for i in range(4)]
+    deterministic = {**_impressions("d", ["a"], ["live"], _versions(pair))[0], "policy": None}
+    for day in unserved:  # served before the candidate was published: nothing of this pair
+        _write_day(lake, day, [deterministic])
+    waiting = cmp.compare(lake, registry, unserved[-1], THRESHOLDS, now=moved_at)
+    assert waiting.decision is Decision.COLLECT and waiting.days_collecting == 0
+    assert waiting.outcome is not None and "serving to interleave it" in waiting.outcome.reason
+    served = date(2026, 11, 30)
+    _write_day(lake, served, _clicked_requests(pair, "a", 10, 10))
+    first = cmp.compare(lake, registry, served, THRESHOLDS, now=moved_at + timedelta(days=1))
+    assert first.decision is Decision.COLLECT and first.days_collecting == 1
+
+    stuck, _ = _with_candidate(tmp_path / "stuck")
+    later = moved_at + timedelta(days=THRESHOLDS.max_days, minutes=5)
+    never = cmp.compare(lake, stuck, unserved[0], THRESHOLDS, now=later)
+    assert never.decision is Decision.RETIRE and never.outcome is not None
+    assert never.outcome.timed_out
+    assert "not interleaved 3 days after it was set" in never.outcome.reason
