@@ -21,7 +21,13 @@ from ltr_assets.simulation.simulator import (
     SimulatorConfig,
     render_lines,
 )
-from ltr_core.artifacts.format import InvalidVersion, RegistryError, check_version, parse_json
+from ltr_core.artifacts.format import (
+    InvalidVersion,
+    RegistryError,
+    check_servable,
+    check_version,
+    parse_json,
+)
 from ltr_core.artifacts.signing import signature_state
 from ltr_core.scoring import make_scorer
 from ltr_core.settings import ConfigError, Settings
@@ -142,7 +148,8 @@ def _registry_show(args: argparse.Namespace) -> int:
 
 
 def _registry_verify(args: argparse.Namespace) -> int:
-    registry = _registry(Settings.from_env())
+    settings = Settings.from_env()
+    registry = _registry(settings)
     if args.repair:
         removed = registry.repair()
         for path in removed:
@@ -163,6 +170,15 @@ def _registry_verify(args: argparse.Namespace) -> int:
     for problem in dangling_pointers(registry, named.get("latest"), named.get("candidate")):
         print(problem)
         bad += 1
+    present = set(registry.versions())
+    for name, pointed in named.items():  # what serving checks beyond the files (LTR_SCORER)
+        if pointed is None or pointed not in present:  # dangling: reported above
+            continue
+        try:
+            check_servable(registry.metadata(pointed), settings.scorer)
+        except RegistryError as exc:
+            print(f"{name} {pointed}: serving (LTR_SCORER={settings.scorer}) refuses it: {exc}")
+            bad += 1
     for version in versions:
         problems = registry.verify(version)
         print(f"{version}: {'ok' if not problems else '; '.join(problems)}; "
@@ -186,8 +202,10 @@ def _mirror(settings: Settings) -> S3Mirror | None:
     return mirror_from_settings(settings)
 
 
-def _request_reload(settings: Settings) -> bool:
-    """Ask the service to reload; False when it was asked and did not."""
+def _request_reload(settings: Settings, live: str, candidate: str | None) -> bool:
+    """Ask the service to reload; False when it was asked and did not, or when it reloaded
+    but does not serve `live` (and `candidate` as the canary, or none): a replica that reads
+    S3 while the S3 pointers were not moved, say."""
     if not settings.serving.url:
         print("LTR_SERVING_URL not set: the ranking service's poller will pick it up")
         return True
@@ -196,19 +214,49 @@ def _request_reload(settings: Settings) -> bool:
     delivery = request_reload(
         settings.serving.url, settings.serving.reload_token.get_secret_value()
     )
-    print(f"reload: {'ok' if delivery.ok else 'FAILED ' + delivery.error}")
-    return delivery.ok
+    if not delivery.ok:
+        print(f"reload: FAILED {delivery.error}")
+        return False
+    answer = delivery.answer if isinstance(delivery.answer, dict) else {}
+    served = answer.get("version")
+    served_candidate = answer.get("candidate_version")
+    if served != live or served_candidate != candidate:
+        wanted = f"{live}" + (f" with candidate {candidate}" if candidate else "")
+        got = f"{served}" + (f" with candidate {served_candidate}" if served_candidate else "")
+        print(
+            f"reload: FAILED the service serves {got}, not {wanted} (does it read another "
+            "store, such as S3, whose pointers were not moved?)"
+        )
+        return False
+    print("reload: ok")
+    return True
 
 
 def _registry_rollback(args: argparse.Namespace) -> int:
     from ltr_assets.registry.publication import rollback
 
     settings = Settings.from_env()
-    report = rollback(_registry(settings), _mirror(settings), args.version, settings.scorer)
+    registry = _registry(settings)
+    report = rollback(registry, _mirror(settings), args.version, settings.scorer)
     print(f"latest: {report.local.previous_latest} -> {report.version}")
-    if report.s3_published is False:
-        print(f"warning: S3 pointer not moved ({report.s3_error}); run `ltr registry sync`")
-    return 0 if _request_reload(settings) else 1
+    if report.local.reason:
+        print(report.local.reason)
+    s3_moved = _s3_outcome(report.s3_published, report.s3_error, "--force")
+    reloaded = _request_reload(settings, report.version, registry.candidate_version())
+    return 0 if reloaded and s3_moved else 1
+
+
+def _s3_outcome(published: bool | None, error: str | None, sync_option: str = "") -> bool:
+    """Say so when the S3 pointers were not moved (replicas reading S3 still serve the old
+    ones) and how to move them; False then."""
+    if published is not False:
+        return True
+    command = "ltr registry sync" + (f" {sync_option}" if sync_option else "")
+    print(
+        f"error: S3 pointers not moved ({error}): replicas that read S3 still serve the old "
+        f"versions; run `{command}` once S3 is reachable"
+    )
+    return False
 
 
 def _evidence(args: argparse.Namespace) -> dict[str, Any]:
@@ -237,24 +285,26 @@ def _registry_promote(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"latest: {report.local.previous_latest} -> {report.version} (candidate promoted)")
-    if report.s3_published is False:
-        print(f"warning: S3 pointers not moved ({report.s3_error}); run `ltr registry sync`")
-    return 0 if _request_reload(settings) else 1
+    s3_moved = _s3_outcome(report.s3_published, report.s3_error, "--force")
+    reloaded = _request_reload(settings, report.version, None)
+    return 0 if reloaded and s3_moved else 1
 
 
 def _registry_retire(args: argparse.Namespace) -> int:
     from ltr_assets.registry.publication import retire
 
     settings = Settings.from_env()
+    registry = _registry(settings)
     try:
-        version, s3_ok, s3_error = retire(_registry(settings), _mirror(settings), _evidence(args))
+        version, s3_ok, s3_error = retire(registry, _mirror(settings), _evidence(args))
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"candidate {version} retired; latest unchanged")
-    if s3_ok is False:
-        print(f"warning: S3 candidate.json not cleared ({s3_error}); run `ltr registry sync`")
-    return 0 if _request_reload(settings) else 1
+    s3_moved = _s3_outcome(s3_ok, s3_error)
+    live = registry.latest_version()
+    reloaded = live is None or _request_reload(settings, live, None)
+    return 0 if reloaded and s3_moved else 1
 
 
 def _registry_sync(args: argparse.Namespace) -> int:
@@ -273,11 +323,14 @@ def _registry_sync(args: argparse.Namespace) -> int:
         print(f"error: sync to {mirror.url()} failed: {exc}", file=sys.stderr)
         return 1
     print(f"uploaded {len(report.uploaded)} version(s): {', '.join(report.uploaded) or '-'}")
-    print(
-        f"{mirror.url('latest.json')} -> {report.pointer_version}"
-        f"{'' if report.pointer_moved else ' (not moved: S3 latest is a newer partition)'}"
-    )
-    return 0
+    if report.pointer_version is not None and not report.problems:
+        newer = " (not moved: S3 latest is a newer partition; --force moves it back)"
+        print(f"{mirror.url('latest.json')} -> {report.pointer_version}"
+              f"{'' if report.pointer_moved else newer}")  # fmt: skip
+    print(f"{mirror.url('candidate.json')} -> {report.candidate_version or 'none'}")
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 def _port(text: str) -> int:
@@ -403,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.func
     try:
         return command(args)
-    except (RegistryError, ConfigError) as exc:
+    except (RegistryError, ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

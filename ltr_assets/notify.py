@@ -19,6 +19,7 @@ class Delivery:
     attempts: int
     status: int | None
     error: str
+    answer: Any = None  # the JSON body of a successful response (None if it had none)
 
 
 def post_json(
@@ -38,7 +39,7 @@ def post_json(
             response = httpx.post(url, json=payload, headers=headers, timeout=timeout_s)
             status = response.status_code
             if response.is_success:
-                return Delivery(True, attempt, status, "")
+                return Delivery(True, attempt, status, "", _json_or_none(response))
             error = f"HTTP {status}: {response.text[:200]}"
             if 400 <= status < 500 and status != 429:
                 break  # our request is wrong; retrying will not help
@@ -48,6 +49,13 @@ def post_json(
             time.sleep(backoff_s * 2 ** (attempt - 1))
     log.warning("POST to %s failed after %d attempts: %s", _host(url), attempt, error)
     return Delivery(False, attempt, status, error)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _host(url: str) -> str:

@@ -127,11 +127,25 @@ class LocalRegistry(LocalVersions):
     def _lock(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # say why nothing happens yet, then wait
+                log.warning("waiting for the registry lock: another writer holds %s", self.root)
+                fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _check_pointer_files(self) -> None:
+        """Under the lock, before a pointer moves: each pointer path is a file or absent. A
+        folder there (or anything else) cannot be replaced or removed, and finding out half-way
+        would leave one pointer moved and the other not."""
+        for path in (self.pointer_path, self.candidate_path):
+            if (path.exists() or path.is_symlink()) and not path.is_file():
+                raise RegistryError(
+                    f"{path} is not a regular file: remove it by hand (nothing was changed)"
+                )
 
     def _new_version(self, now: datetime) -> str:
         """UTC YYYYMMDD_HHMMSS; the next free second if that one is taken."""
@@ -177,6 +191,7 @@ class LocalRegistry(LocalVersions):
         model_bytes = model_text.encode()
         gated = scorer_to_record(metadata)
         with self._lock():
+            self._check_pointer_files()
             cleaned = self._clean_leftovers()
             for path in cleaned:  # a publish reports them in its log
                 log.warning("removed the leftover of a killed writer: %s", path)
@@ -269,6 +284,7 @@ class LocalRegistry(LocalVersions):
         retention cannot delete the version between the two."""
         check_version(version)
         with self._lock():
+            self._check_pointer_files()
             artifact = self.load(version)
             if scorer is not None:
                 check_servable(artifact.metadata, scorer)
@@ -299,6 +315,7 @@ class LocalRegistry(LocalVersions):
         `expected` is given and the candidate is another version (the evidence is not its)."""
         evidence = dict(evidence)
         with self._lock():
+            self._check_pointer_files()
             candidate = self.candidate()  # InvalidPointer: refuse, nothing moves
             if candidate is None:
                 raise RegistryError("there is no candidate to promote")
@@ -332,6 +349,7 @@ class LocalRegistry(LocalVersions):
         retired version. RegistryError when there is no candidate, or when `expected` is given
         and the candidate is another version."""
         with self._lock():
+            self._check_pointer_files()
             if expected is not None:
                 current = self.candidate()
                 if current is not None:

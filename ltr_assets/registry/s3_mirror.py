@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -247,7 +247,8 @@ class SyncReport:
     uploaded: list[str]
     pointer_moved: bool
     pointer_version: str | None
-    candidate_version: str | None = None
+    candidate_version: str | None = None  # what S3's candidate.json names now (None: none)
+    problems: list[str] = field(default_factory=list)  # pointers left alone, and why
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
@@ -268,17 +269,31 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     for version in local.versions():
         if version in on_s3:
             continue
-        problems = local.verify(version)
-        if problems:
-            log.warning("not uploading invalid local version %s: %s", version, problems[0])
+        invalid = local.verify(version)
+        if invalid:
+            log.warning("not uploading invalid local version %s: %s", version, invalid[0])
             continue
         mirror.upload_version(version, version_files(local, version))
         uploaded.append(version)
+    available = on_s3 | set(uploaded)
+    problems: list[str] = []
     pointer = local.pointer()
     moved = False
-    if pointer:
-        moved = mirror.move_pointer(pointer["version"], pointer["partition"], force=force_pointer)
+    if pointer and pointer["version"] not in available:
+        problems.append(
+            f"latest.json not moved: {pointer['version']} is not on S3 (not a valid local "
+            "version: `ltr registry verify` says why)"
+        )
+    elif pointer:
+        partition = str(pointer.get("partition", ""))  # optional in a pointer
+        moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer)
     candidate = local.candidate()
+    if candidate is not None and candidate["version"] not in available:
+        problems.append(
+            f"candidate.json cleared on S3: the local candidate {candidate['version']} is not "
+            "a valid version, and replicas reading S3 must not interleave a missing one"
+        )
+        candidate = None
     mirror.move_candidate(candidate)
     mirror.repair_latest_copy()
     return SyncReport(
@@ -286,6 +301,7 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
         moved,
         pointer["version"] if pointer else None,
         candidate["version"] if candidate else None,
+        problems,
     )
 
 

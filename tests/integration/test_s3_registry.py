@@ -21,6 +21,7 @@ from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import S3Mirror, mirror_from_settings, sync
 from ltr_core.artifacts.format import RegistryError, sha256
+from ltr_core.artifacts.s3 import CANDIDATE
 from ltr_core.artifacts.signing import ArtifactKeys
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
@@ -367,3 +368,26 @@ def test_the_canary_candidate_is_mirrored_promoted_retired_and_kept_on_s3(
     assert "retired" in capsys.readouterr().out
     assert mirror.candidate() == (None, None) and local.candidate() is None
     assert local.history()[-1]["evidence"] == {"note": "lost"}
+
+
+def test_sync_mirrors_no_pointer_to_a_version_it_could_not_upload(
+    s3_env: str, tmp_path: Path
+) -> None:
+    """A local candidate whose files are damaged is not uploaded, so S3's candidate.json is
+    cleared rather than pointed at a version S3 does not have, and the report says so; a
+    latest.json written without a partition (the field is optional) syncs without a crash."""
+    local = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
+    first, _ = _publish(local, None, "2026-11-24", 1)
+    bad, _ = _publish(local, None, "2026-11-25", 2, rollout="canary")
+    assert bad.candidate_set
+    (local.versions_dir / bad.version / "model.txt").write_text("tree\n")  # damaged
+    pointer = json.loads(local.pointer_path.read_text())
+    del pointer["partition"]
+    local.pointer_path.write_text(json.dumps(pointer))
+    mirror = _mirror()
+    report = sync(local, mirror)
+    assert report.uploaded == [first.version]
+    assert report.pointer_version == first.version and _pointer(mirror)["version"] == first.version
+    assert report.candidate_version is None and mirror.pointer(CANDIDATE)[0] is None
+    assert any(f"the local candidate {bad.version} is not a valid version" in p
+               for p in report.problems)  # fmt: skip

@@ -23,9 +23,11 @@ from ltr_assets.defs.sensors import reload_after_rollback_sensor, reload_serving
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import mirror_from_settings, sync, version_files
 from ltr_core.settings import Settings
+from tests.support.cli import run_ltr
 from tests.support.dagster_results import run_by_id
 from tests.support.faulty_proxy import faulty_proxy
 from tests.support.http_receiver import http_receiver
+from tests.support.kafka_broker import free_port
 from tests.support.serving import (
     PARTITION,
     TOKEN,
@@ -288,3 +290,51 @@ def test_a_hung_artifact_read_never_starves_health(
             wait_for(
                 lambda: client.post("/reload").json()["version"] == hung, 30, "the new version"
             )
+
+
+def test_a_cli_rollback_whose_s3_pointer_did_not_move_fails_and_says_how_to_finish(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """A replica that reads S3 keeps serving the old version when the CLI could not move S3's
+    pointer: the rollback exits 1, says the service serves the old version and that
+    `ltr registry sync --force` finishes it (plain sync refuses an older partition, which a
+    rollback target usually is); it does, and the replica then serves the rolled-back
+    version."""
+    settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"))
+    s3 = S3Publisher(settings, tmp_path / "pipeline", model_text)
+    first, second = s3.publish(1), s3.publish(2)
+    server = start_server()
+    assert _health(server)["version"] == second
+    s3_vars = {
+        name: str(getattr(settings.s3, attr))
+        for name, attr in (("S3_BUCKET", "bucket"), ("S3_PREFIX", "prefix"))
+    }
+    s3_vars.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION="us-east-1"
+    )
+    cli = {
+        "LTR_REGISTRY_DIR": str(tmp_path / "pipeline"),
+        "LTR_SERVING_URL": server.url,
+        "LTR_RELOAD_TOKEN": TOKEN,
+        "LTR_SCORER": "weights",
+        **s3_vars,
+    }
+    down = run_ltr(
+        "registry", "rollback", first, home=tmp_path / "home",
+        S3_ENDPOINT=f"http://127.0.0.1:{free_port()}", **cli,
+    )  # fmt: skip
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert f"reload: FAILED the service serves {second}, not {first}" in down.stdout
+    assert "ltr registry sync --force" in down.stdout
+    assert _health(server)["version"] == second
+
+    forced = run_ltr(
+        "registry", "sync", "--force", home=tmp_path / "home", S3_ENDPOINT=s3_env, **cli
+    )
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    with server.client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        assert client.post("/reload").json()["version"] == first

@@ -10,12 +10,17 @@ from pathlib import Path
 
 def run_ltr(*argv: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m ltr_assets.cli ARGV` with LTR_HOME=`home` and `env`; the settings that would
-    point it elsewhere (registry, weights file, S3, serving URL, signing keys not in `env`) are
-    removed from the inherited environment."""
+    point it elsewhere (registry, weights file, S3, serving URL, signing keys) are removed from
+    the inherited environment unless `env` sets them."""
     environment = {**os.environ, "LTR_HOME": str(home), **env}
-    for name in ("LTR_REGISTRY_DIR", "WEIGHTS_PATH", "S3_BUCKET", "LTR_SERVING_URL"):
-        environment.pop(name, None)
-    for name in ("LTR_ARTIFACT_SIGNING_KEY", "LTR_ARTIFACT_VERIFY_KEYS"):
+    for name in (
+        "LTR_REGISTRY_DIR",
+        "WEIGHTS_PATH",
+        "S3_BUCKET",
+        "LTR_SERVING_URL",
+        "LTR_ARTIFACT_SIGNING_KEY",
+        "LTR_ARTIFACT_VERIFY_KEYS",
+    ):
         if name not in env:
             environment.pop(name, None)
     command = [sys.executable, "-m", "ltr_assets.cli", *argv]

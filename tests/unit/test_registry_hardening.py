@@ -394,3 +394,69 @@ def test_a_version_retention_cannot_move_never_fails_a_publish(
     assert report.retention is not None
     assert report.retention.pruned  # the versions it could delete, it deleted
     assert registry.versions() == [stuck, report.version]
+
+
+def test_verify_flags_a_pointed_version_serving_would_refuse(tmp_path: Path) -> None:
+    """verify checks the pointers "as serving would": latest gated for another scorer than
+    LTR_SCORER is reported and fails the command, though its files are all intact."""
+    registry = LocalRegistry(tmp_path / "registry")
+    registry.publish(weights(1), tiny_model_text(), {"gated_scorer": "model"}, "2026-11-25")
+    served = run_ltr("registry", "verify", home=tmp_path, LTR_SCORER="model")
+    assert served.returncode == 0, served.stdout + served.stderr
+    refused = run_ltr("registry", "verify", home=tmp_path, LTR_SCORER="weights")
+    assert refused.returncode == 1
+    assert "serving (LTR_SCORER=weights) refuses it" in refused.stdout
+
+
+@pytest.mark.parametrize("pointer", ["latest.json", "candidate.json"])
+def test_a_folder_where_a_pointer_belongs_is_a_clear_error_and_nothing_moves(
+    tmp_path: Path, pointer: str
+) -> None:
+    registry = LocalRegistry(tmp_path / "registry")
+    first = _publish(registry, 1)
+    second = _publish(registry, 2)
+    if pointer == "latest.json":
+        (registry.root / pointer).unlink()
+    (registry.root / pointer).mkdir()
+    before = sorted(p.name for p in registry.root.iterdir())
+    result = run_ltr("registry", "rollback", first, home=tmp_path, LTR_SCORER="weights")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is not a regular file: remove it by hand (nothing was changed)" in result.stderr
+    assert sorted(p.name for p in registry.root.iterdir()) == before
+    if pointer == "candidate.json":
+        assert registry.latest_version() == second
+
+
+def test_a_rollback_says_it_cleared_the_candidate(tmp_path: Path) -> None:
+    registry = LocalRegistry(tmp_path / "registry")
+    first = _publish(registry, 1)
+    candidate = registry.publish(
+        weights(2), tiny_model_text(), {"gated_scorer": "weights"}, "2026-11-26",
+        now=_now(2), rollout="canary",
+    ).version  # fmt: skip
+    result = run_ltr("registry", "rollback", first, home=tmp_path, LTR_SCORER="weights")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"candidate {candidate} cleared" in result.stdout
+    assert registry.candidate() is None
+
+
+def test_a_writer_waiting_for_the_registry_lock_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = LocalRegistry(tmp_path / "registry")
+    first = _publish(registry, 1)
+    _publish(registry, 2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time; h = open(sys.argv[1], 'w'); fcntl.flock(h, fcntl.LOCK_EX); "
+         "print('held', flush=True); time.sleep(1.5)", str(registry.root / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with caplog.at_level(logging.WARNING, logger="ltr.registry"):
+            registry.rollback(first)
+    finally:
+        holder.wait(10)
+    assert any("waiting for the registry lock" in r.getMessage() for r in caplog.records)
+    assert registry.latest_version() == first

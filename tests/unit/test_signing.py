@@ -297,14 +297,18 @@ def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_a
         root, tampered, tiny_model_text().replace("shrinkage=0.1", "shrinkage=0.3", 1).encode()
     )
 
-    no_key = run_ltr("registry", "verify", home=tmp_path)
+    # the versions are gated for the model scorer: verify checks them as such a service would
+    no_key = run_ltr("registry", "verify", home=tmp_path, LTR_SCORER="model")
     assert no_key.returncode == 0, no_key  # no key configured: nothing refused, as before
     lines = dict(line.split(": ", 1) for line in no_key.stdout.splitlines())
     assert lines[unsigned] == "ok; signature: unsigned"
     assert lines[signed] == "ok; signature: not checked: no key (signed with key k1)"
     assert lines[tampered] == "ok; signature: not checked: no key (signed with key k1)"
 
-    strict = run_ltr("registry", "verify", home=tmp_path, LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET_1}")
+    strict = run_ltr(
+        "registry", "verify", home=tmp_path, LTR_SCORER="model",
+        LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET_1}",
+    )  # fmt: skip
     assert strict.returncode == 1, strict
     lines = dict(line.split(": ", 1) for line in strict.stdout.splitlines())
     assert lines[signed] == "ok; signature: signed (key k1) ok"
@@ -315,7 +319,7 @@ def test_verify_reports_each_versions_signature_and_refuses_bad_ones_when_keys_a
     assert SECRET_1 not in strict.stdout + strict.stderr
 
     rotating = run_ltr(
-        "registry", "verify", old_key, home=tmp_path,
+        "registry", "verify", old_key, home=tmp_path, LTR_SCORER="model",
         LTR_ARTIFACT_VERIFY_KEYS=f"k1:{SECRET_1},k2:{SECRET_2}",
     )  # fmt: skip
     assert rotating.returncode == 0, rotating
