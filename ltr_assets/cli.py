@@ -280,7 +280,9 @@ def _registry_promote(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     try:
-        report = promote(_registry(settings), _mirror(settings), _evidence(args), settings.scorer)
+        report = promote(
+            _registry(settings), _mirror(settings), _evidence(args), settings.scorer, args.expect
+        )
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -296,7 +298,9 @@ def _registry_retire(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     registry = _registry(settings)
     try:
-        version, s3_ok, s3_error = retire(registry, _mirror(settings), _evidence(args))
+        version, s3_ok, s3_error = retire(
+            registry, _mirror(settings), _evidence(args), args.expect
+        )
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -432,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
         action = reg_sub.add_parser(name, help=text)
         action.add_argument("--evidence", help="a JSON object recorded with it (the comparison)")
         action.add_argument("--note", help="a note recorded with it (who decided, why)")
+        action.add_argument(
+            "--expect",
+            type=version_argument,
+            metavar="VERSION",
+            help="only if the candidate is still VERSION (the one whose evidence you read; a "
+            "nightly publication may have replaced it since)",
+        )
         action.set_defaults(func=func)
     sync_parser = reg_sub.add_parser("sync", help="upload to S3 what it lacks; align its latest")
     sync_parser.add_argument("--force", action="store_true", help="move S3 latest even backwards")

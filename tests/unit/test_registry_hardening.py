@@ -460,3 +460,27 @@ def test_a_writer_waiting_for_the_registry_lock_says_so(
         holder.wait(10)
     assert any("waiting for the registry lock" in r.getMessage() for r in caplog.records)
     assert registry.latest_version() == first
+
+
+def test_promote_and_retire_can_insist_on_the_candidate_the_operator_judged(
+    tmp_path: Path,
+) -> None:
+    registry = LocalRegistry(tmp_path / "registry")
+    _publish(registry, 1)
+    judged = registry.publish(
+        weights(2), tiny_model_text(), {"gated_scorer": "weights"}, "2026-11-26",
+        now=_now(2), rollout="canary",
+    ).version  # fmt: skip
+    newer = registry.publish(
+        weights(3), tiny_model_text(), {"gated_scorer": "weights"}, "2026-11-27",
+        now=_now(3), rollout="canary",
+    ).version  # fmt: skip
+    assert registry.candidate_version() == newer  # a nightly replaced the judged one
+    for command in ("promote", "retire"):
+        refused = run_ltr("registry", command, "--expect", judged, home=tmp_path)
+        assert refused.returncode == 1
+        assert f"the candidate is {newer}, not {judged}" in refused.stderr
+    assert registry.candidate_version() == newer
+    promoted = run_ltr("registry", "promote", "--expect", newer, home=tmp_path)
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert registry.latest_version() == newer
