@@ -298,9 +298,7 @@ def _registry_retire(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     registry = _registry(settings)
     try:
-        version, s3_ok, s3_error = retire(
-            registry, _mirror(settings), _evidence(args), args.expect
-        )
+        version, s3_ok, s3_error = retire(registry, _mirror(settings), _evidence(args), args.expect)
     except RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
