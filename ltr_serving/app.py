@@ -31,6 +31,7 @@ from ltr_serving.impressions import (
     FileSink,
     LogCounts,
     RecordLog,
+    complete_orphaned_files,
 )
 from ltr_serving.kafka_sink import KafkaSink
 from ltr_serving.log_process import PipeEventLog, ProcessSink
@@ -97,6 +98,7 @@ def build_event_log(
         return None
     counts = LogCounts()
     if sink is None and not in_process:  # the writer process counts what it logged
+        complete_orphaned_files(settings.serving_log_dir)  # what killed processes left
         spill = FileSink(
             settings.serving_log_dir,
             max_age_s=settings.serving.log_rotate_s,

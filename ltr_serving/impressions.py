@@ -14,7 +14,9 @@ Sinks are a small protocol (`EventSink`). Each event reaches the sink as a `Line
 line, its Kafka record key (the request id) and its time. `FileSink` (LTR_IMPRESSION_LOG=file)
 writes JSONL under LTR_SERVING_LOG_DIR, one folder per UTC day of the event time,
 `<host>-<pid>-<seq>.jsonl`, written as `.jsonl.part` and renamed when rotated (size, age, another
-day) or closed, so a reader only ever sees complete files. `ltr_serving.kafka_sink.KafkaSink`
+day) or closed, so a reader only ever sees complete files; a service starting completes the
+`.part` files that killed processes of its host left (`complete_orphaned_files`), so what they
+wrote is read too. `ltr_serving.kafka_sink.KafkaSink`
 (LTR_IMPRESSION_LOG=kafka) produces the events to KAFKA_TOPIC and spills to a `FileSink` what
 Kafka does not take in time.
 """
@@ -25,6 +27,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -395,6 +398,71 @@ class FileSink:
             current.handle.close()
         os.replace(current.part, current.final)
         self.files_completed += 1
+
+
+_PART_NAME = re.compile(r"(?P<pid>\d+)(?:-[a-z]+)?-\d+\.jsonl\.part")
+
+
+def complete_orphaned_files(directory: Path) -> list[Path]:
+    """Rename to `.jsonl` the `.jsonl.part` files that processes of this host which no longer
+    run left behind (killed by SIGKILL, the OOM killer, a power loss), and return the new
+    names. Their lines were written and flushed, but the ingest reads complete files only, so
+    without this they would never be read. A torn last line stays as it is: the ingest
+    quarantines it (`invalid_json`), counted rather than lost unseen. Called as the service
+    starts: a `.part` named with this very process's pid is a predecessor's (a restarted
+    container keeps its pid) if it was last written before this process loaded the module.
+    Files of other hosts (a folder shared between machines) and of running processes are left
+    alone."""
+    prefix = f"{socket.gethostname()}-"
+    completed: list[Path] = []
+    for part in sorted(Path(directory).glob(f"*/{prefix}*.jsonl.part")):
+        match = _PART_NAME.fullmatch(part.name[len(prefix) :])
+        if match is None or _running(int(match["pid"]), part):
+            continue
+        final = part.with_name(part.name[: -len(".part")])
+        if final.exists():
+            continue  # never replace a complete file
+        try:
+            os.replace(part, final)
+        except FileNotFoundError:
+            continue  # another process starting beside this one completed it first
+        completed.append(final)
+    if completed:
+        days = sorted({p.parent.name for p in completed})
+        log.warning(
+            "completed files that killed processes left; re-run raw_events for their days "
+            "if it ran already",
+            extra={"files": [str(p) for p in completed], "days": days},
+        )
+    return completed
+
+
+_LOADED_AT = time.time()  # as good as the process's start for `_running`
+
+
+def _running(pid: int, part: Path) -> bool:
+    """Whether the process that named `part` may still be writing it."""
+    if pid == os.getpid():
+        try:
+            return part.stat().st_mtime >= _LOADED_AT  # older: a predecessor with this pid
+        except FileNotFoundError:
+            return True  # completed by another process meanwhile: nothing to do
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process no one has reaped yet (its parent died too) still answers kill(0)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc: trust kill(0)
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 # --- the queue and its worker ---------------------------------------------------------------------

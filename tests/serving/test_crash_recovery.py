@@ -1,0 +1,111 @@
+"""A service killed outright (SIGKILL, the OOM killer) leaves its log's open `.jsonl.part`
+files behind; the next service to start on the host completes them, so the ingest, which reads
+complete files only, reads what they hold."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from ltr_core.events import EventRow, parse_event
+from ltr_core.settings import Settings
+from ltr_serving.impressions import complete_orphaned_files
+from tests.serving.test_impressions import log_files
+from tests.support.serving import (
+    Publisher,
+    ServerProcess,
+    rank_body,
+    wait_for,
+    weights_for,
+)
+
+HOST = socket.gethostname()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _part(folder: Path, name: str, lines: list[bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def test_only_the_files_of_processes_that_no_longer_run_here_are_completed(
+    tmp_path: Path,
+) -> None:
+    day = tmp_path / "2026-11-25"
+    dead = _dead_pid()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as alive:
+        try:
+            orphan = _part(day, f"{HOST}-{dead}-000001.jsonl.part", [b'{"a": 1}\n', b'{"b"'])
+            spill = _part(day, f"{HOST}-{dead}-server-000002.jsonl.part", [b'{"c": 3}\n'])
+            running = _part(day, f"{HOST}-{alive.pid}-000001.jsonl.part", [b'{"d": 4}\n'])
+            elsewhere = _part(day, f"other-host-{dead}-000001.jsonl.part", [b'{"e": 5}\n'])
+            taken = _part(day, f"{HOST}-{dead}-000003.jsonl.part", [b'{"f": 6}\n'])
+            (day / taken.name.removesuffix(".part")).write_bytes(b'{"g": 7}\n')
+            completed = complete_orphaned_files(tmp_path)
+        finally:
+            alive.kill()
+    assert completed == sorted(p.with_name(p.name.removesuffix(".part")) for p in (orphan, spill))
+    # the torn last line is kept for the ingest to quarantine, not cut off unseen
+    assert completed[0].read_bytes() == b'{"a": 1}\n{"b"'
+    assert running.exists() and elsewhere.exists() and taken.exists()
+    assert (day / taken.name.removesuffix(".part")).read_bytes() == b'{"g": 7}\n'
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_service_loses_none_of_what_its_log_wrote(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """SIGKILL the server and its writer process after their events were written: the files
+    stay `.part`; the next service completes them and every impression of every answered
+    request is in a complete file, ingestible."""
+    settings = serving_env(LTR_SERVING_LOG_ROTATE_SECONDS="3600")
+    publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client() as client:
+        ids = [client.post("/rank", json=rank_body(10, seed=i)).json()["request_id"]
+               for i in range(20)]  # fmt: skip
+
+        def written() -> bool:
+            return client.get("/ltr/health").json()["event_log"]["logged_impressions"] >= 200
+
+        wait_for(written, 60, "the writer to write the impressions")
+    for pid in [*_children(server.process.pid), server.process.pid]:
+        os.kill(pid, signal.SIGKILL)
+    server.process.wait(10)
+    time.sleep(0.2)
+    complete, partial = log_files(settings.serving_log_dir)
+    assert partial and not complete  # killed with its file open
+
+    start_server_process()  # completes them as it starts
+    complete, partial = log_files(settings.serving_log_dir)
+    assert partial == []
+    events = [orjson.loads(line) for path in complete for line in path.read_bytes().splitlines()]
+    assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
+    shown = [e["request_id"] for e in events if e["event_type"] == "match_recommendation"]
+    assert sorted(set(shown)) == sorted(ids) and len(shown) == 200
