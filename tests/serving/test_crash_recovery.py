@@ -92,7 +92,8 @@ def test_a_killed_service_loses_none_of_what_its_log_wrote(
                for i in range(20)]  # fmt: skip
 
         def written() -> bool:
-            return client.get("/ltr/health").json()["event_log"]["logged_impressions"] >= 200
+            logged: int = client.get("/ltr/health").json()["event_log"]["logged_impressions"]
+            return logged >= 200
 
         wait_for(written, 60, "the writer to write the impressions")
     for pid in [*_children(server.process.pid), server.process.pid]:
