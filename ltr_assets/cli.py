@@ -219,10 +219,13 @@ def _request_reload(settings: Settings, live: str, candidate: str | None) -> boo
         return False
     answer = delivery.answer if isinstance(delivery.answer, dict) else {}
     served = answer.get("version")
-    served_candidate = answer.get("candidate_version")
+    state = answer.get("candidate_state")
+    served_candidate = answer.get("candidate_version") if state == "loaded" else None
     if served != live or served_candidate != candidate:
         wanted = f"{live}" + (f" with candidate {candidate}" if candidate else "")
         got = f"{served}" + (f" with candidate {served_candidate}" if served_candidate else "")
+        if candidate and state not in (None, "loaded", "none"):
+            got += f" (candidate {state}: {answer.get('candidate_error')})"
         print(
             f"reload: FAILED the service serves {got}, not {wanted} (does it read another "
             "store, such as S3, whose pointers were not moved?)"
@@ -305,6 +308,8 @@ def _registry_retire(args: argparse.Namespace) -> int:
     print(f"candidate {version} retired; latest unchanged")
     s3_moved = _s3_outcome(s3_ok, s3_error)
     live = registry.latest_version()
+    if live is None:
+        print("no live version: nothing for serving to reload")
     reloaded = live is None or _request_reload(settings, live, None)
     return 0 if reloaded and s3_moved else 1
 
@@ -325,7 +330,7 @@ def _registry_sync(args: argparse.Namespace) -> int:
         print(f"error: sync to {mirror.url()} failed: {exc}", file=sys.stderr)
         return 1
     print(f"uploaded {len(report.uploaded)} version(s): {', '.join(report.uploaded) or '-'}")
-    if report.pointer_version is not None and not report.problems:
+    if report.pointer_version is not None and not report.pointer_refused:
         newer = " (not moved: S3 latest is a newer partition; --force moves it back)"
         print(f"{mirror.url('latest.json')} -> {report.pointer_version}"
               f"{'' if report.pointer_moved else newer}")  # fmt: skip

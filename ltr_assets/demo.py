@@ -263,6 +263,7 @@ def demo_env(settings: Any) -> dict[str, str]:
         "LTR_START_DATE": settings.start_date,
         "LTR_TRAIN_WINDOW_DAYS": str(settings.train_window_days),
         "LTR_INTERLEAVE_MIN_REQUESTS": str(settings.interleave_min_requests),
+        "LTR_INTERLEAVE_MIN_EVIDENCE": str(settings.interleave_min_evidence),
         "LTR_CANARY_MAX_DAYS": str(settings.canary_max_days),
         "LTR_MAX_CANDIDATES": str(settings.serving.max_candidates),
         "LTR_NUM_THREADS": str(settings.num_threads),

@@ -850,6 +850,13 @@ class Settings(BaseSettings):
         description="interleaved requests with a click, summed over the candidate's days, that "
         "a promotion needs at least (`online_comparison`)",
     )
+    interleave_min_evidence: Annotated[Int, Range(1, 10_000_000)] = Field(
+        30,
+        validation_alias="LTR_INTERLEAVE_MIN_EVIDENCE",
+        description="of those, requests with a click where the two rankings differ (the win "
+        "share's own requests) that a promotion needs at least: below, its interval is not "
+        "to be trusted",
+    )
     interleave_margin: Annotated[Float, Range(0, 0.49)] = Field(
         0.02,
         validation_alias="LTR_INTERLEAVE_MARGIN",

@@ -23,11 +23,11 @@ Kafka does not take in time.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
 import queue
-import re
 import socket
 import threading
 import time
@@ -380,10 +380,19 @@ class FileSink:
             part = final.with_name(final.name + ".part")
             if final.exists() or part.exists():
                 continue
+            # Locked before it has its .part name, so `complete_orphaned_files` never finds
+            # the .part of a live writer unlocked.
+            fresh = final.with_name(f".{final.name}.new")
             try:
-                handle = open(part, "xb")  # noqa: SIM115 - closed by _finish
+                handle = open(fresh, "xb")  # noqa: SIM115 - closed by _finish
             except FileExistsError:
                 continue
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if part.exists():  # taken meanwhile (a name is never reused)
+                handle.close()
+                fresh.unlink(missing_ok=True)
+                continue
+            os.replace(fresh, part)
             self._open = _OpenFile(day, part, final, handle, time.monotonic())
             return self._open
 
@@ -400,32 +409,28 @@ class FileSink:
         self.files_completed += 1
 
 
-_PART_NAME = re.compile(r"(?P<pid>\d+)(?:-[a-z]+)?-\d+\.jsonl\.part")
-
-
 def complete_orphaned_files(directory: Path) -> list[Path]:
-    """Rename to `.jsonl` the `.jsonl.part` files that processes of this host which no longer
-    run left behind (killed by SIGKILL, the OOM killer, a power loss), and return the new
+    """Rename to `.jsonl` the `.jsonl.part` files of this host that no process is writing any
+    more (its writer killed by SIGKILL, the OOM killer, a power loss), and return the new
     names. Their lines were written and flushed, but the ingest reads complete files only, so
-    without this they would never be read. A torn last line stays as it is: the ingest
-    quarantines it (`invalid_json`), counted rather than lost unseen. Called as the service
-    starts: a `.part` named with this very process's pid is a predecessor's (a restarted
-    container keeps its pid) if it was last written before this process loaded the module.
-    Files of other hosts (a folder shared between machines) and of running processes are left
-    alone."""
+    without this they would never be read. A writer holds an exclusive `flock` on its open
+    file from before the file has its `.part` name (`FileSink._start`), so a `.part` whose lock
+    can be taken has no writer: that holds across processes and containers sharing the folder
+    on one machine, whatever their pids. A torn last line stays as it is: the ingest
+    quarantines it (`invalid_json`), counted rather than lost unseen. Files named for other
+    hosts (a folder shared between machines, where locks may not be shared) are left alone."""
     prefix = f"{socket.gethostname()}-"
     completed: list[Path] = []
     for part in sorted(Path(directory).glob(f"*/{prefix}*.jsonl.part")):
-        match = _PART_NAME.fullmatch(part.name[len(prefix) :])
-        if match is None or _running(int(match["pid"]), part):
-            continue
         final = part.with_name(part.name[: -len(".part")])
-        if final.exists():
-            continue  # never replace a complete file
         try:
-            os.replace(part, final)
-        except FileNotFoundError:
-            continue  # another process starting beside this one completed it first
+            with open(part, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
+                if final.exists():
+                    continue  # never replace a complete file
+                os.replace(part, final)
+        except (BlockingIOError, FileNotFoundError):
+            continue  # being written, or completed by another process meanwhile
         completed.append(final)
     if completed:
         days = sorted({p.parent.name for p in completed})
@@ -435,34 +440,6 @@ def complete_orphaned_files(directory: Path) -> list[Path]:
             extra={"files": [str(p) for p in completed], "days": days},
         )
     return completed
-
-
-_LOADED_AT = time.time()  # as good as the process's start for `_running`
-
-
-def _running(pid: int, part: Path) -> bool:
-    """Whether the process that named `part` may still be writing it."""
-    if pid == os.getpid():
-        try:
-            return part.stat().st_mtime >= _LOADED_AT  # older: a predecessor with this pid
-        except FileNotFoundError:
-            return True  # completed by another process meanwhile: nothing to do
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A killed process no one has reaped yet (its parent died too) still answers kill(0)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False  # no /proc: trust kill(0)
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 # --- the queue and its worker ---------------------------------------------------------------------

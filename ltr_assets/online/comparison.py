@@ -31,7 +31,8 @@ the pair, D included: a candidate published late (a night run days after its par
 catch-up or a backfill) starts its clock when users first see it, not at its partition. The rule
 (`decision.decide`) retires an undecided candidate after LTR_CANARY_MAX_DAYS of them, and one
 that serving has not interleaved LTR_CANARY_MAX_DAYS days after its pointer was set (the
-pointer's `moved_at`, by the clock: serving is not following the registry).
+pointer's `moved_at`, by the clock, up to the end of D: serving is not following the
+registry).
 
 Applying the decision. `apply` moves the registry's pointers (`publication.promote` /
 `retire`, which mirror them to S3), with the evidence recorded in the pointer move and the
@@ -53,6 +54,7 @@ from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.lake.s3 import S3Path
 from ltr_assets.online.decision import (
+    MIN_EVIDENCE,
     Decision,
     InterleavingCounts,
     OnlineDecision,
@@ -302,6 +304,7 @@ class Thresholds:
     min_requests: int
     margin: float
     max_days: int
+    min_evidence: int = MIN_EVIDENCE
 
     @classmethod
     def from_settings(cls, settings: Any) -> Thresholds:
@@ -309,6 +312,7 @@ class Thresholds:
             settings.interleave_min_requests,
             settings.interleave_margin,
             settings.canary_max_days,
+            settings.interleave_min_evidence,
         )
 
 
@@ -399,7 +403,9 @@ def compare(
         waited = None
     else:
         days_collecting = 0
-        waited = _days_since_set(candidate, since, now or datetime.now(UTC))
+        # by the end of D at most: a late comparison of D cannot know what serving did after it
+        end_of_day = datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+        waited = _days_since_set(candidate, since, min(now or datetime.now(UTC), end_of_day))
     outcome = decide(
         total,
         days_collecting=days_collecting,
@@ -407,6 +413,7 @@ def compare(
         margin=thresholds.margin,
         max_days=thresholds.max_days,
         days_unserved=waited,
+        min_evidence=thresholds.min_evidence,
     )
     return Comparison(
         day,

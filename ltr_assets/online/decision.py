@@ -47,8 +47,10 @@ order, the first that applies wins:
    live. This comes first: the margin tolerates uncertainty about a small loss, not a loss the
    evidence has established (an interval inside [0.5 − margin, 0.5) retires). It needs no
    minimum count: on few requests the interval is wide, and only a lopsided record crosses.
-2. promote: at least `min_requests` clicked requests and the lower bound is at least
-   0.5 − margin — the candidate is shown to be no worse than live by more than the margin.
+2. promote: at least `min_requests` clicked requests, at least `min_evidence` of them
+   evidence, and the lower bound is at least 0.5 − margin — the candidate is shown to be no
+   worse than live by more than the margin. The evidence floor keeps the interval out of the
+   small counts where it cannot be trusted (a handful of ties gives it no width at all).
    A candidate that ranks every clicked list as live does has no evidence, so no lower bound
    above 0, and times out (it would change nothing users see).
 3. retire (timeout): `days_collecting` ≥ `max_days` with neither of the above: the comparison
@@ -74,6 +76,7 @@ from ltr_core.interleaving import Credit
 
 CONFIDENCE = 0.95
 NULL_SHARE = 0.5
+MIN_EVIDENCE = 30  # LTR_INTERLEAVE_MIN_EVIDENCE's default
 
 
 class Decision(StrEnum):
@@ -236,15 +239,18 @@ def decide(
     max_days: float,
     confidence: float = CONFIDENCE,
     days_unserved: float | None = None,
+    min_evidence: int = MIN_EVIDENCE,
 ) -> OnlineDecision:
     """Promote, retire or keep collecting (the rule and its order in the module docstring).
 
     `days_collecting` is how long the candidate has been interleaved; `min_requests` the clicked
     requests a promotion needs; `margin` how far below 0.5 the lower bound may be for the
-    candidate to count as not worse; `max_days` when an undecided comparison ends;
+    candidate to count as not worse; `min_evidence` the requests of evidence it needs;
+    `max_days` when an undecided comparison ends;
     `days_unserved`, for a candidate not interleaved yet, how long it has waited for it."""
-    if min_requests < 0:
-        raise ValueError(f"min_requests must be non-negative, got {min_requests}")
+    if min_requests < 0 or min_evidence < 0:
+        raise ValueError(f"min_requests and min_evidence must be non-negative, got "
+                         f"{min_requests}, {min_evidence}")  # fmt: skip
     if not 0.0 <= margin < NULL_SHARE:
         raise ValueError(f"margin must lie in [0, 0.5), got {margin!r}")
     if not max_days > 0:
@@ -261,7 +267,9 @@ def decide(
     timed_out = False
     if ev.requests > 0 and ev.high < NULL_SHARE:
         decision, reason = Decision.RETIRE, f"worse than live: upper bound below 0.5; {summary}"
-    elif ev.clicked >= min_requests and ev.low >= NULL_SHARE - margin:
+    elif (
+        ev.clicked >= min_requests and ev.requests >= min_evidence and ev.low >= NULL_SHARE - margin
+    ):
         decision = Decision.PROMOTE
         reason = f"not worse than live: lower bound ≥ 0.5 − {margin:g}; {summary}"
     elif days_collecting >= max_days:
@@ -279,6 +287,8 @@ def decide(
             missing.append("serving to interleave it")
         if ev.clicked < min_requests:
             missing.append(f"{min_requests - ev.clicked} more clicked requests")
+        if ev.requests < min_evidence:
+            missing.append(f"{min_evidence - ev.requests} more where the rankings differ")
         if ev.low < NULL_SHARE - margin:
             missing.append(f"a lower bound ≥ 0.5 − {margin:g}")
         decision = Decision.COLLECT

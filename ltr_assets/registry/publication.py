@@ -45,6 +45,9 @@ def _sync(
     except S3_ERRORS as exc:
         log.warning("S3 publish failed; the local registry stands: %s", exc)
         return False, f"{type(exc).__name__}: {exc}", None
+    if report.problems:  # a pointer S3 could not follow (a local version it cannot have)
+        log.warning("S3 pointers not all moved: %s", "; ".join(report.problems))
+        return False, "; ".join(report.problems), report
     return True, "", report
 
 

@@ -249,6 +249,7 @@ class SyncReport:
     pointer_version: str | None
     candidate_version: str | None = None  # what S3's candidate.json names now (None: none)
     problems: list[str] = field(default_factory=list)  # pointers left alone, and why
+    pointer_refused: bool = False  # latest.json names a version S3 cannot have
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
@@ -302,6 +303,7 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
         pointer["version"] if pointer else None,
         candidate["version"] if candidate else None,
         problems,
+        pointer_refused=bool(pointer and pointer["version"] not in available),
     )
 
 

@@ -4,11 +4,10 @@ complete files only, reads what they hold."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ import orjson
 
 from ltr_core.events import EventRow, parse_event
 from ltr_core.settings import Settings
-from ltr_serving.impressions import complete_orphaned_files
+from ltr_serving.impressions import FileSink, complete_orphaned_files
 from tests.serving.test_impressions import log_files
 from tests.support.serving import (
     Publisher,
@@ -30,12 +29,6 @@ from tests.support.serving import (
 HOST = socket.gethostname()
 
 
-def _dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
 def _part(folder: Path, name: str, lines: list[bytes]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -43,27 +36,30 @@ def _part(folder: Path, name: str, lines: list[bytes]) -> Path:
     return path
 
 
-def test_only_the_files_of_processes_that_no_longer_run_here_are_completed(
-    tmp_path: Path,
-) -> None:
+def test_only_the_files_no_writer_holds_are_completed(tmp_path: Path) -> None:
+    """A writer's open file is locked (a FileSink's, or any process's flock): left alone, as
+    are other hosts' files and a .part whose complete name exists; the others are completed,
+    torn last line and all."""
     day = tmp_path / "2026-11-25"
-    dead = _dead_pid()
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as alive:
-        try:
-            orphan = _part(day, f"{HOST}-{dead}-000001.jsonl.part", [b'{"a": 1}\n', b'{"b"'])
-            spill = _part(day, f"{HOST}-{dead}-server-000002.jsonl.part", [b'{"c": 3}\n'])
-            running = _part(day, f"{HOST}-{alive.pid}-000001.jsonl.part", [b'{"d": 4}\n'])
-            elsewhere = _part(day, f"other-host-{dead}-000001.jsonl.part", [b'{"e": 5}\n'])
-            taken = _part(day, f"{HOST}-{dead}-000003.jsonl.part", [b'{"f": 6}\n'])
-            (day / taken.name.removesuffix(".part")).write_bytes(b'{"g": 7}\n')
-            completed = complete_orphaned_files(tmp_path)
-        finally:
-            alive.kill()
+    orphan = _part(day, f"{HOST}-4242-000001.jsonl.part", [b'{"a": 1}\n', b'{"b"'])
+    spill = _part(day, f"{HOST}-4242-server-000002.jsonl.part", [b'{"c": 3}\n'])
+    held = _part(day, f"{HOST}-{os.getpid()}-000009.jsonl.part", [b'{"d": 4}\n'])
+    elsewhere = _part(day, "other-host-4242-000001.jsonl.part", [b'{"e": 5}\n'])
+    taken = _part(day, f"{HOST}-4242-000003.jsonl.part", [b'{"f": 6}\n'])
+    (day / taken.name.removesuffix(".part")).write_bytes(b'{"g": 7}\n')
+    sink = FileSink(tmp_path)
+    sink.write_data("2026-11-26", b'{"h": 8}\n', 1)  # a live writer's open file
+    with open(held, "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        completed = complete_orphaned_files(tmp_path)
     assert completed == sorted(p.with_name(p.name.removesuffix(".part")) for p in (orphan, spill))
     # the torn last line is kept for the ingest to quarantine, not cut off unseen
     assert completed[0].read_bytes() == b'{"a": 1}\n{"b"'
-    assert running.exists() and elsewhere.exists() and taken.exists()
+    assert held.exists() and elsewhere.exists() and taken.exists()
     assert (day / taken.name.removesuffix(".part")).read_bytes() == b'{"g": 7}\n'
+    assert len(list((tmp_path / "2026-11-26").glob("*.jsonl.part"))) == 1
+    sink.close()
+    assert [p.read_bytes() for p in (tmp_path / "2026-11-26").glob("*.jsonl")] == [b'{"h": 8}\n']
 
 
 def _children(pid: int) -> list[int]:

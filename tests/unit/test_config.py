@@ -212,6 +212,7 @@ def test_the_demo_writes_the_configuration_it_used(tmp_path: Path) -> None:
         "LTR_MAX_CANDIDATES": "200",
         "LTR_NUM_THREADS": "1",
         "LTR_INTERLEAVE_MIN_REQUESTS": "200",
+        "LTR_INTERLEAVE_MIN_EVIDENCE": "30",
         "LTR_CANARY_MAX_DAYS": "3",
     }
     assert layered_env({"LTR_HOME": str(tmp_path)})["LTR_START_DATE"] == "2026-10-29"

@@ -14,7 +14,13 @@ import pytest
 
 from ltr_assets.lake.paths import Lake
 from ltr_assets.online import comparison as cmp
-from ltr_assets.online.decision import Decision, InterleavingCounts, decide, tally
+from ltr_assets.online.decision import (
+    Decision,
+    InterleavingCounts,
+    OnlineDecision,
+    decide,
+    tally,
+)
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.artifacts.format import RegistryError
 from ltr_core.interleaving import credit, request_rng, team_draft
@@ -134,18 +140,21 @@ def test_only_requests_of_exactly_this_pair_count(tmp_path: Path) -> None:
 def test_clicks_on_settled_candidates_are_no_evidence_so_a_worse_candidate_is_retired(
     tmp_path: Path,
 ) -> None:
-    """A candidate identical to live on 9 lists in 10 and worse on the rest (it demotes live's
+    """A candidate identical to live on 39 lists in 40 and worse on the rest (it demotes live's
     best lawyer, the one users click): the clicks on lists where the rankings agree credit a
     coin's team and are left out, so the evidence is the lists that differ, and the rule
-    retires the candidate instead of letting coin-flip wins pull its share to ½."""
+    retires the candidate instead of letting coin-flip wins pull its share to ½ (counted, they
+    put its interval's upper bound above 0.5: no verdict)."""
     lake = Lake(tmp_path / "lake")
     lawyers = ["a", "b", "c", "d"]
     rows: list[dict[str, Any]] = []
     differing = 0
+    counted = []  # the same requests with every click credited, settled or not
     for i in range(2000):
-        candidate = ["b", "c", "d", "a"] if i % 10 == 0 else lawyers
+        candidate = ["b", "c", "d", "a"] if i % 40 == 0 else lawyers
         differing += candidate != lawyers
         draft = team_draft(lawyers, candidate, request_rng(f"r{i}"))
+        counted.append(credit(draft.items, draft.teams, {"a": 1.0}))
         rows += _impressions(
             f"r{i}", list(draft.items), list(draft.teams), _versions(PAIR), list(draft.propensities)
         )
@@ -155,8 +164,13 @@ def test_clicks_on_settled_candidates_are_no_evidence_so_a_worse_candidate_is_re
     assert day.interleaved_requests == 2000 and day.counts.requests == differing
     assert day.counts.wins == 0 and day.counts.without_click == 0
     assert day.counts.settled_only == 2000 - differing and day.counts.clicked_requests == 2000
-    outcome = decide(day.counts, days_collecting=1, min_requests=200, margin=0.02, max_days=3)
-    assert outcome.decision is Decision.RETIRE
+
+    def rule(counts: InterleavingCounts) -> OnlineDecision:
+        return decide(counts, days_collecting=1, min_requests=200, margin=0.02, max_days=3)
+
+    assert rule(day.counts).decision is Decision.RETIRE
+    diluted = rule(tally(counted))
+    assert diluted.decision is Decision.COLLECT and diluted.evidence.high > 0.5
 
 
 def test_a_day_without_the_policy_columns_has_no_evidence(tmp_path: Path) -> None:
@@ -330,9 +344,20 @@ def test_a_candidate_published_late_starts_its_clock_when_serving_first_interlea
     first = cmp.compare(lake, registry, served, THRESHOLDS, now=moved_at + timedelta(days=1))
     assert first.decision is Decision.COLLECT and first.days_collecting == 1
 
-    stuck, _ = _with_candidate(tmp_path / "stuck")
-    later = moved_at + timedelta(days=THRESHOLDS.max_days, minutes=5)
-    never = cmp.compare(lake, stuck, unserved[0], THRESHOLDS, now=later)
+    # One set today that serving never interleaves: a comparison of a day before it was set
+    # cannot know what serving does after that day; days later, it is retired.
+    today = datetime.now(UTC).date()
+    stuck, _ = _with_candidate(tmp_path / "stuck", partition=today.isoformat())
+    set_at = datetime.fromisoformat((stuck.candidate() or {})["moved_at"])
+    later = set_at + timedelta(days=THRESHOLDS.max_days, minutes=5)
+    after = (later + timedelta(days=1)).date()
+    lake2 = Lake(tmp_path / "lake2")
+    next_day = today + timedelta(days=1)
+    for day in (next_day, after):
+        _write_day(lake2, day, [deterministic])
+    early = cmp.compare(lake2, stuck, next_day, THRESHOLDS, now=later)  # compared late
+    assert early.decision is Decision.COLLECT
+    never = cmp.compare(lake2, stuck, after, THRESHOLDS, now=later)
     assert never.decision is Decision.RETIRE and never.outcome is not None
     assert never.outcome.timed_out
     assert "not interleaved 3 days after it was set" in never.outcome.reason

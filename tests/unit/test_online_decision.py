@@ -121,6 +121,23 @@ def test_requests_clicked_only_on_settled_candidates_count_for_the_floor_not_the
     assert timed_out.decision is Decision.RETIRE and timed_out.timed_out
 
 
+def test_promotion_needs_min_evidence_however_many_requests_were_clicked() -> None:
+    """A handful of ties among many clicks on settled candidates gives the interval no width
+    ([0.5, 0.5]): the evidence floor keeps it from promoting on that."""
+    settled = [Credit(0, 0, 0, 0, settled_clicks=1)] * 300
+    few_ties = _decide(tally([*settled, *[Credit(1, 1, 1, 1)] * 5]), 1)
+    assert few_ties.evidence.low == few_ties.evidence.high == 0.5
+    assert few_ties.decision is Decision.COLLECT
+    assert "25 more where the rankings differ" in few_ties.reason
+    wins = [Credit(0, 1, 1, 1)]
+    assert _decide(tally([*settled, *wins * 29]), 1).decision is Decision.COLLECT
+    assert _decide(tally([*settled, *wins * 30]), 1).decision is Decision.PROMOTE
+    assert decide(
+        tally([*settled, *wins * 5]), days_collecting=1, min_requests=200, margin=MARGIN,
+        max_days=MAX_DAYS, min_evidence=5,
+    ).decision is Decision.PROMOTE  # fmt: skip
+
+
 def test_a_lower_bound_exactly_at_the_margin_promotes() -> None:
     counts = _counts(100, 100, 50)
     low = win_share(counts).low
