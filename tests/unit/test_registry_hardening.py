@@ -396,6 +396,7 @@ def test_a_version_retention_cannot_move_never_fails_a_publish(
     assert registry.versions() == [stuck, report.version]
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_verify_flags_a_pointed_version_serving_would_refuse(tmp_path: Path) -> None:
     """verify checks the pointers "as serving would": latest gated for another scorer than
     LTR_SCORER is reported and fails the command, though its files are all intact."""
@@ -408,6 +409,7 @@ def test_verify_flags_a_pointed_version_serving_would_refuse(tmp_path: Path) -> 
     assert "serving (LTR_SCORER=weights) refuses it" in refused.stdout
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 @pytest.mark.parametrize("pointer", ["latest.json", "candidate.json"])
 def test_a_folder_where_a_pointer_belongs_is_a_clear_error_and_nothing_moves(
     tmp_path: Path, pointer: str
@@ -427,6 +429,7 @@ def test_a_folder_where_a_pointer_belongs_is_a_clear_error_and_nothing_moves(
         assert registry.latest_version() == second
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_a_rollback_says_it_cleared_the_candidate(tmp_path: Path) -> None:
     registry = LocalRegistry(tmp_path / "registry")
     first = _publish(registry, 1)
@@ -440,6 +443,7 @@ def test_a_rollback_says_it_cleared_the_candidate(tmp_path: Path) -> None:
     assert registry.candidate() is None
 
 
+@pytest.mark.slow  # holds the lock from another process for a second
 def test_a_writer_waiting_for_the_registry_lock_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -462,6 +466,7 @@ def test_a_writer_waiting_for_the_registry_lock_says_so(
     assert registry.latest_version() == first
 
 
+@pytest.mark.slow  # starts the CLI as a process (or trains): not in make test-fast
 def test_promote_and_retire_can_insist_on_the_candidate_the_operator_judged(
     tmp_path: Path,
 ) -> None:
