@@ -214,7 +214,7 @@ class AuditLogSource:
                             yield from _flush(undated, here(event_day))
                         if event_day == day:
                             yield outcome
-                        elif stray is not None and stray(event_day):
+                        elif here(event_day):  # a stray this read counts
                             yield SourceRecord(f"{name}:{number}", line, _misfiled(outcome, name))
                         continue
                 elif isinstance(outcome, Rejection) and outcome.timestamp is not None:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -245,33 +246,25 @@ def add(a: InterleavingCounts, b: InterleavingCounts) -> InterleavingCounts:
     return InterleavingCounts(**{k: getattr(a, k) + getattr(b, k) for k in _COUNT_FIELDS})
 
 
-def accumulate(
-    lake: Lake, pair: Pair, since: date, day: date
-) -> tuple[InterleavingCounts, list[date]]:
-    """The counts of `pair` summed over the stored days after `since` up to `day`, and the days
-    that contributed (a stored day of another pair contributes nothing)."""
-    total = InterleavingCounts(0, 0, 0)
-    days: list[date] = []
+def stored_days(lake: Lake, pair: Pair, since: date, day: date) -> list[DayCounts]:
+    """The stored counts of `pair` for the days after `since` up to `day`, in order (a stored
+    day of another pair is not its)."""
+    found: list[DayCounts] = []
     current = since + timedelta(days=1)
     while current <= day:
         stored = load_day(lake, current)
         if stored is not None and stored.pair == pair:
-            total = add(total, stored.counts)
-            days.append(current)
+            found.append(stored)
         current += timedelta(days=1)
-    return total, days
+    return found
 
 
-def first_served(lake: Lake, pair: Pair, since: date, day: date) -> date | None:
-    """The first stored day after `since` up to `day` on which serving interleaved `pair` (any
-    request of it, with a click or not), or None."""
-    current = since + timedelta(days=1)
-    while current <= day:
-        stored = load_day(lake, current)
-        if stored is not None and stored.pair == pair and stored.served:
-            return current
-        current += timedelta(days=1)
-    return None
+def accumulate(days: Iterable[DayCounts]) -> InterleavingCounts:
+    """The days' counts summed."""
+    total = InterleavingCounts(0, 0, 0)
+    for stored in days:
+        total = add(total, stored.counts)
+    return total
 
 
 def _days_since_set(pointer: dict[str, Any], partition_day: date, now: datetime) -> int:
@@ -396,8 +389,10 @@ def compare(
         )
     today = count_day(lake, day, pair)
     store_day(lake, today)
-    total, days = accumulate(lake, pair, since, day)
-    served = first_served(lake, pair, since, day)
+    stored = stored_days(lake, pair, since, day)
+    total, days = accumulate(stored), [d.day for d in stored]
+    # the first day serving interleaved the pair (any request of it, clicked or not)
+    served = next((d.day for d in stored if d.served), None)
     if served is not None:
         days_collecting = (day - served).days + 1
         waited = None

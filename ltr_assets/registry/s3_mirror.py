@@ -280,7 +280,8 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     problems: list[str] = []
     pointer = local.pointer()
     moved = False
-    if pointer and pointer["version"] not in available:
+    pointer_refused = bool(pointer and pointer["version"] not in available)
+    if pointer and pointer_refused:
         problems.append(
             f"latest.json not moved: {pointer['version']} is not on S3 (not a valid local "
             "version: `ltr registry verify` says why)"
@@ -303,7 +304,7 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
         pointer["version"] if pointer else None,
         candidate["version"] if candidate else None,
         problems,
-        pointer_refused=bool(pointer and pointer["version"] not in available),
+        pointer_refused=pointer_refused,
     )
 
 

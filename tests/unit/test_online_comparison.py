@@ -236,8 +236,8 @@ def test_days_accumulate_and_a_rerun_replaces_its_day(tmp_path: Path) -> None:
             d1, cmp.Pair(pair.live, "20261101_000000"), InterleavingCounts(9, 0, 0), 9, 0
         ),
     )
-    total, days = cmp.accumulate(lake, pair, date(2026, 11, 25), d2)
-    assert (total.wins, days) == (30, [d2])
+    stored = cmp.stored_days(lake, pair, date(2026, 11, 25), d2)
+    assert (cmp.accumulate(stored).wins, [d.day for d in stored]) == (30, [d2])
 
 
 def test_no_candidate_and_a_candidate_not_yet_interleaved_decide_nothing(tmp_path: Path) -> None:
