@@ -46,6 +46,7 @@ from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.learning.click_signal import click_signal
 from ltr_assets.learning.dataset import Split
+from ltr_assets.learning.propensity import TooFewImpressions
 from ltr_assets.learning.training import (
     NotEnoughData,
     TrainingOptions,
@@ -71,8 +72,9 @@ REFUSAL_FILE = "refused.json"
 
 
 class Untrainable(RuntimeError):
-    """The window cannot give a candidate (no clicks at all, or too few lists): a refusal of
-    the min_samples check, not a crash. `result` is that check's failing result."""
+    """The window cannot give a candidate (no clicks at all, too few lists, or too few
+    impressions for the click model): a refusal of the min_samples check, not a crash.
+    `result` is that check's failing result."""
 
     def __init__(self, result: GateResult) -> None:
         super().__init__(result.description)
@@ -208,19 +210,15 @@ def train_candidate(
         counted_in = "training split" if found is not None else "window"
         if found is None:
             found = 0 if window.frame.empty else _clicked_lists(window.frame)
-        result = GateResult(
-            "min_samples",
-            False,
-            float(found),
-            float(settings.gate.min_samples),
-            f"not trained: {exc}",
-            {"trained": False, "lists_with_positive_label": found, "counted_in": counted_in},
-        )
-        refusal = {"reason": str(exc), "checks": failing_check_lines([result])}
-        atomic.write_text(folder / REFUSAL_FILE, json.dumps(refusal, indent=2) + "\n")
-        raise Untrainable(result) from None
+        raise _refusal(folder, str(exc), found, counted_in, settings) from None
     window.frame = window.frame.iloc[:0]  # the splits hold copies of the rows: free the window's
-    ranker = train_ranker(train, valid, TrainingOptions.from_settings(settings))
+    try:
+        ranker = train_ranker(train, valid, TrainingOptions.from_settings(settings))
+    except TooFewImpressions as exc:
+        # enough lists for the splits but too few impressions for the click model (a quiet
+        # first night): refused with the click model's reason, counting what the check counts
+        why = f"the click model cannot be fitted on the training split: {exc}"
+        raise _refusal(folder, why, _clicked_lists(test.frame), "test split", settings) from None
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
     fairness = FairnessInputs(
@@ -298,6 +296,24 @@ def not_evaluated_results(refused: GateResult) -> list[GateResult]:
         if name != refused.name
     ]
     return [refused, *others]
+
+
+def _refusal(
+    folder: LakePath, reason: str, found: int, counted_in: str, settings: Settings
+) -> Untrainable:
+    """Record why the window gave no candidate (REFUSAL_FILE) and the min_samples check's
+    failing result; the caller raises what this returns."""
+    result = GateResult(
+        "min_samples",
+        False,
+        float(found),
+        float(settings.gate.min_samples),
+        f"not trained: {reason}",
+        {"trained": False, "lists_with_positive_label": found, "counted_in": counted_in},
+    )
+    refusal = {"reason": reason, "checks": failing_check_lines([result])}
+    atomic.write_text(folder / REFUSAL_FILE, json.dumps(refusal, indent=2) + "\n")
+    return Untrainable(result)
 
 
 def _clicked_lists(frame: Any) -> int:

@@ -112,6 +112,12 @@ class PropensityError(ValueError):
     """The logs cannot support an estimate (no clicks, no positions) or a pinned curve is bad."""
 
 
+class TooFewImpressions(PropensityError):
+    """The logs are too thin for the click model (no clicks, no position shown MIN_IMPRESSIONS
+    times, too few lists to hold some out): a shortage of data, which the gate refuses as it
+    refuses a short window, not a fault of the code or the settings."""
+
+
 @dataclass(frozen=True)
 class PropensityCurve:
     """The examination curve θ_k for positions 1..K (positions past K use θ_K) and its 95%
@@ -168,7 +174,7 @@ def _buckets(positions: np.ndarray) -> np.ndarray:
     counts = np.bincount(positions)
     well_seen = np.nonzero(counts[1:] >= MIN_IMPRESSIONS)[0]
     if well_seen.size == 0:
-        raise PropensityError(
+        raise TooFewImpressions(
             f"no rank position was shown {MIN_IMPRESSIONS} times; too few impressions to "
             "estimate position bias"
         )
@@ -450,7 +456,7 @@ def fit_click_model(
     if int(sizes.sum()) != positions.size:
         raise PropensityError(f"group sizes sum to {int(sizes.sum())}, not {positions.size} rows")
     if positions.size == 0 or clicks.sum() == 0:
-        raise PropensityError("no clicks in the logs: position bias cannot be estimated")
+        raise TooFewImpressions("no clicks in the logs: position bias cannot be estimated")
     if pinned is not None:
         bucket = np.minimum(positions, pinned.positions) - 1
         n_buckets = pinned.positions
@@ -460,7 +466,7 @@ def fit_click_model(
     rng = np.random.default_rng(seed)
     held_out = np.repeat(rng.random(sizes.size) < holdout, sizes)
     if held_out.all() or not held_out.any():
-        raise PropensityError(f"{sizes.size} lists are too few to hold some out")
+        raise TooFewImpressions(f"{sizes.size} lists are too few to hold some out")
     fit = ~held_out
     ones = np.ones_like(clicks)
     if pinned is not None:

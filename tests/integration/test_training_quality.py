@@ -163,3 +163,23 @@ def test_clicks_only_in_the_newest_lists_are_refused_for_the_training_split(
     assert result.details["counted_in"] == "training split"
     assert "the training split's" in result.description
     assert "hold no click" in result.description and "newer lists do" in result.description
+
+
+def test_a_window_too_thin_for_the_click_model_is_refused_not_crashed(tmp_path: Path) -> None:
+    """Enough lists for the splits but no position shown often enough for the click model (a
+    quiet first night): refused on min_samples with the click model's reason and a refusal file
+    for published_weights, not a step failure."""
+    write_simulated_events(tmp_path / "events.jsonl", days=DAYS, requests_per_day=25)
+    lake = _lake(tmp_path)
+    settings = Settings.from_env({"LTR_HOME": str(tmp_path), "LTR_TRAIN_WINDOW_DAYS": str(DAYS)})
+    with pytest.raises(Untrainable) as refused:
+        train_candidate(lake, LocalRegistry(tmp_path / "registry"), DAY_LIST[-1], settings)
+    result = refused.value.result
+    assert (result.name, result.passed) == ("min_samples", False)
+    # counted as the check counts when it runs: the test split's lists with a click
+    assert result.details["counted_in"] == "test split"
+    assert 0 < result.value <= round(DAYS * 25 * 0.2)
+    assert "click model cannot be fitted" in result.description
+    assert "shown 200 times" in result.description
+    refusal = json.loads((lake.candidate(DAY_LIST[-1]) / "refused.json").read_text())
+    assert "click model cannot be fitted" in refusal["reason"]
