@@ -17,6 +17,7 @@ from dagster import (
     AssetCheckEvaluation,
     AssetCheckSeverity,
     AssetKey,
+    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
@@ -52,6 +53,9 @@ REASON_MAX_CHARS = 200
 PUBLISHED_ASSET = "published_weights"
 # The jobs whose finished runs carry the two tags (the tagging sensors' monitored jobs).
 TAGGED_JOBS = frozenset({ltr_daily_job.name})
+# How many of published_weights' records since the last tick the reload sensor reads to find a
+# publication; past that many it reloads without looking (a reload that moves nothing is harmless).
+RECORDS_PER_TICK = 100
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
 
 
 @asset_sensor(
-    asset_key=AssetKey("published_weights"),
+    asset_key=AssetKey(PUBLISHED_ASSET),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
     description="After published_weights materializes, POST /reload to LTR_SERVING_URL.",
@@ -199,16 +203,43 @@ def reload_serving_sensor(
     context: SensorEvaluationContext, asset_event: EventLogEntry
 ) -> SkipReason:
     ltr: LtrResource = context.resources.ltr
-    materialization = asset_event.asset_materialization
-    published = materialization.metadata.get("published") if materialization else None
-    if getattr(published, "value", True) is False:
+    published = _publications_since(context, asset_event)
+    if not published:
         return _skip(
             context.log,
-            f"run {asset_event.run_id[:8]} published nothing (gate refused): no reload needed",
+            f"run {asset_event.run_id[:8]} published nothing (gate refused), nor did any run "
+            "since the last tick: no reload needed",
         )
     return _reload_outcome(
-        ltr.settings(), f"publication in run {asset_event.run_id[:8]}", context.log
+        ltr.settings(), f"publication in run {published[0].run_id[:8]}", context.log
     )
+
+
+def _publications_since(
+    context: SensorEvaluationContext, newest: EventLogEntry
+) -> list[EventLogEntry]:
+    """published_weights' records since the sensor's last tick that published, newest first.
+    Ticks coalesce: a publication followed by a refusal before the next tick must still reload.
+    The first tick (no cursor) looks at the newest record only."""
+    cursor = context.cursor
+    if not cursor or not cursor.isdigit():
+        return [newest] if _published(newest) else []
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(PUBLISHED_ASSET), after_storage_id=int(cursor)),
+        limit=RECORDS_PER_TICK,
+        ascending=False,
+    ).records
+    if len(records) >= RECORDS_PER_TICK:
+        return [newest]  # too many to read: reload rather than risk missing one
+    return [r.event_log_entry for r in records if _published(r.event_log_entry)]
+
+
+def _published(event: EventLogEntry) -> bool:
+    """Whether a published_weights record moved something serving loads (a refusal says
+    `published: False`; records without the flag count as publications)."""
+    materialization = event.asset_materialization
+    flag = materialization.metadata.get("published") if materialization else None
+    return getattr(flag, "value", True) is not False
 
 
 @asset_sensor(

@@ -74,3 +74,36 @@ def test_notification_sensors_name_the_missing_webhook(
         assert tick.skip_message is not None, sensor.name
         assert "NOTIFY_WEBHOOK_URL is not set" in tick.skip_message
         assert run_id[:8] in tick.skip_message
+
+
+def _record(instance: DagsterInstance, partition: str, published: bool) -> None:
+    outcome = "published v" if published else "not published: gate refused: ndcg_at_5"
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            asset_key=AssetKey("published_weights"),
+            partition=partition,
+            metadata={"outcome": outcome, "published": published},
+        )
+    )
+
+
+def test_a_publication_followed_by_a_refusal_before_the_next_tick_still_reloads(
+    ltr_home: Path,
+) -> None:
+    """Ticks coalesce events: when a night publishes and the next is refused before the sensor
+    ticks (a backfill, a quick re-run), the tick still asks for a reload (here it names the
+    missing URL, the step before the POST); refusals alone since the last tick do not."""
+    instance = DagsterInstance.ephemeral()
+    _record(instance, "2026-11-02", published=True)
+    first = _tick(reload_serving_sensor, instance)
+    assert first.skip_message is not None and "LTR_SERVING_URL is not set" in first.skip_message
+
+    _record(instance, "2026-11-03", published=True)
+    _record(instance, "2026-11-04", published=False)
+    second = _tick(reload_serving_sensor, instance, first.cursor)
+    assert second.skip_message is not None and "LTR_SERVING_URL is not set" in second.skip_message
+
+    _record(instance, "2026-11-05", published=False)
+    _record(instance, "2026-11-06", published=False)
+    third = _tick(reload_serving_sensor, instance, second.cursor)
+    assert third.skip_message is not None and "published nothing" in third.skip_message
