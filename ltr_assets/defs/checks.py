@@ -323,7 +323,8 @@ def recorded_evaluation(
 RETENTION_CHECK = "retention"
 RETENTION_CHECK_KEY = AssetCheckKey(AssetKey("published_weights"), RETENTION_CHECK)
 RETENTION_CHECK_DESCRIPTION = (
-    "Warns when retention (LTR_KEEP_VERSIONS) could not delete an old version here or on S3. "
+    "Warns when retention (LTR_KEEP_VERSIONS) could not delete an old version here or on S3, "
+    "or could not reach S3 (the next run that reaches it prunes what S3 kept). "
     "Retention is housekeeping: it never fails a publish. Recorded by published_weights for the "
     "day it published, so a day it did not run (a refused gate) has no result."
 )
@@ -340,6 +341,8 @@ def retention_check_result(report: PruneReport | None) -> AssetCheckResult:
         )
     problems = [f"{v}: {why}" for v, why in report.failed.items()]
     problems += [f"{v} (on S3): {why}" for v, why in report.s3_failed.items()]
+    if report.s3_skipped:
+        problems.insert(0, report.s3_skipped)
     if report.skipped:
         problems.insert(0, f"skipped: {report.skipped}")
     description = (
@@ -358,6 +361,7 @@ def retention_check_result(report: PruneReport | None) -> AssetCheckResult:
             "not_deleted": MetadataValue.json(report.failed),
             "not_deleted_on_s3": MetadataValue.json(report.s3_failed),
             "skipped": report.skipped,
+            "s3_skipped": report.s3_skipped,
         },
     )
 

@@ -59,44 +59,53 @@ class PruneReport:
     pruned: list[str]
     skipped: str = ""  # why retention deleted nothing at all, when it did not run
     failed: dict[str, str] = field(default_factory=dict)  # version -> why it was not deleted
-    s3_failed: dict[str, str] = field(default_factory=dict)  # deleted locally, not on S3
+    s3_failed: dict[str, str] = field(default_factory=dict)  # version -> why S3 still has it
+    s3_skipped: str = ""  # why S3 was not pruned this time (unreachable): the next run does it
 
     @property
     def ok(self) -> bool:
-        return not (self.skipped or self.failed or self.s3_failed)
+        return not (self.skipped or self.failed or self.s3_failed or self.s3_skipped)
 
 
 def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> PruneReport:
-    """Keep the newest `keep` versions plus whatever a pointer (latest or the candidate) names
-    (here and on S3).
+    """Keep the newest `keep` versions plus whatever a pointer (latest or the candidate) names,
+    here and on S3, counting the versions of both: S3 may still hold versions deleted here while
+    it was unreachable (pruned by the first run that reaches it again), and after the local
+    registry is lost it holds the only copies of the newest.
 
     Both registries' pointers are read back and validated first: a malformed pointer (a path, a
     trailing slash, not JSON) names nothing we can compare with, so retention deletes nothing and
-    says so. Each deletion re-checks the local pointers under the registry's lock; a version that
-    cannot be deleted (a pointer moved to it meanwhile, a folder the OS will not move) is
-    reported and skipped, and retention goes on with the next.
+    says so. S3 unreachable: local versions are pruned by the local registry alone and the
+    report says S3 was not (a WARN). Each deletion re-checks the local pointers under the
+    registry's lock; a version that cannot be deleted (a pointer moved to it meanwhile, a folder
+    the OS will not move) is reported and skipped, and retention goes on with the next.
     """
     try:
         versions = local.versions()
-        protected = set(versions[-keep:]) if keep > 0 else set()
-        protected.update(local.pointed_versions().values())
+        protected = set(local.pointed_versions().values())
     except InvalidPointer as exc:
         log.warning("retention skipped: %s", exc)
         return PruneReport([], f"local pointer malformed: {exc}")
     except OSError as exc:
         log.warning("retention skipped: %s", exc)
         return PruneReport([], f"cannot read the registry: {exc}")
+    on_s3: list[str] = []
+    s3_skipped = ""
     if mirror is not None:
         try:
             for pointer, _ in (mirror.pointer(), mirror.candidate()):
                 if pointer:
                     protected.add(pointer["version"])
+            on_s3 = mirror.versions()
         except InvalidPointer as exc:
             log.warning("retention skipped: %s", exc)
             return PruneReport([], f"S3 pointer malformed: {exc}")
         except S3_ERRORS as exc:
             log.warning("S3 unreachable; pruning local versions only: %s", exc)
+            s3_skipped = f"S3 unreachable, its old versions were kept: {type(exc).__name__}: {exc}"
             mirror = None
+    if keep > 0:
+        protected.update(sorted(set(versions) | set(on_s3))[-keep:])
     pruned: list[str] = []
     failed: dict[str, str] = {}
     s3_failed: dict[str, str] = {}
@@ -108,13 +117,18 @@ def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> 
             failed[version] = f"{type(exc).__name__}: {exc}"
             continue
         pruned.append(version)
-        if mirror is not None:
+    if mirror is not None:
+        # what was deleted here, and what S3 kept of an earlier run (never what failed here)
+        for version in sorted((set(pruned) | (set(on_s3) - set(versions))) - protected):
             try:
                 mirror.delete_version(version)
             except S3_ERRORS as exc:
                 log.warning("could not delete %s on S3: %s", version, exc)
                 s3_failed[version] = f"{type(exc).__name__}: {exc}"
-    return PruneReport(pruned, failed=failed, s3_failed=s3_failed)
+                continue
+            if version not in pruned:
+                pruned.append(version)
+    return PruneReport(sorted(pruned), failed=failed, s3_failed=s3_failed, s3_skipped=s3_skipped)
 
 
 def publish(

@@ -254,6 +254,29 @@ def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: P
     assert mirror.versions() == [versions[0], versions[2], versions[3]]
 
 
+def test_retention_during_an_s3_outage_warns_and_the_next_run_prunes_s3(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 unreachable while retention runs: the local registry is pruned, the report says S3
+    was not (a WARN, not a pass), and the first run that reaches S3 again deletes there what
+    the local registry no longer holds."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    versions = [_publish(local, mirror, "2026-11-25", s)[0].version for s in range(3)]
+    monkeypatch.setenv("S3_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    down = _mirror()
+    down.attempts = 1
+    during = publication.prune_versions(local, down, keep=2)
+    assert during.pruned == [versions[0]] and not during.ok
+    assert "S3 unreachable" in during.s3_skipped
+    assert mirror.versions() == versions  # S3 kept its copy
+
+    newest = _publish(local, mirror, "2026-11-25", 3)[0].version  # S3 back: the next night
+    after = publication.prune_versions(local, mirror, keep=2)
+    assert after.ok and after.pruned == [versions[0], versions[1]]
+    assert mirror.versions() == local.versions() == [versions[2], newest]
+
+
 def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     s3_env: str, ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
