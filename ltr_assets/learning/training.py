@@ -93,11 +93,15 @@ class Window:
     frame: pd.DataFrame  # feature-matrix rows of every present day, in group-time order
 
 
-def load_window(lake: Lake, end: date, days: int) -> Window:
-    """The feature matrices of `end` and the `days - 1` days before it that exist in the lake."""
+def load_window(lake: Lake, end: date, days: int, first: date | None = None) -> Window:
+    """The feature matrices of `end` and the `days - 1` days before it that exist in the lake.
+    Days before `first` (the first partition) are not partitions: neither present nor missing,
+    since nobody could backfill them."""
     present, missing, frames = [], [], []
     for offset in range(days - 1, -1, -1):
         day = end - timedelta(days=offset)
+        if first is not None and day < first:
+            continue
         path = lake.feature_matrix(day)
         if path.exists():
             present.append(day)

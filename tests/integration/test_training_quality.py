@@ -13,6 +13,7 @@ from ltr_assets.gate.model_card import render_model_card
 from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import AuditLogSource
+from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake
 from ltr_assets.learning.training import (
     load_window,
@@ -183,3 +184,16 @@ def test_a_window_too_thin_for_the_click_model_is_refused_not_crashed(tmp_path: 
     assert "shown 200 times" in result.description
     refusal = json.loads((lake.candidate(DAY_LIST[-1]) / "refused.json").read_text())
     assert "click model cannot be fitted" in refusal["reason"]
+
+
+def test_days_before_the_first_partition_are_not_missing_from_the_window(tmp_path: Path) -> None:
+    """A 7-day window on the third night after LTR_START_DATE: the days before the start are no
+    partitions (nobody can backfill them), so only a real gap counts as missing."""
+    write_simulated_events(tmp_path / "events.jsonl", days=DAYS)
+    lake = _lake(tmp_path)
+    atomic.remove(lake.feature_matrix(DAY_LIST[1]))  # a real gap
+    end = DAY_LIST[2]
+    window = load_window(lake, end, 7, first=START)
+    assert window.days_present == [DAY_LIST[0], DAY_LIST[2]]
+    assert window.days_missing == [DAY_LIST[1]]
+    assert len(load_window(lake, end, 7).days_missing) == 5  # without the start: 4 more
