@@ -106,7 +106,7 @@ def build_event_log(
         )
         spill.prefix += "-server"  # beside the writer process's files, never the same names
         pipe = PipeEventLog(
-            ProcessSink(settings, metrics, counts),  # its reports land in `counts`
+            lambda: ProcessSink(settings, metrics, counts),  # its reports land in `counts`
             settings.serving.impression_queue,
             spill=spill,
             requested=requested,

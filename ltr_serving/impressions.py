@@ -31,7 +31,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -450,6 +450,7 @@ class LogCounts:
     logged: dict[str, int] = field(default_factory=lambda: {"impression": 0, "feedback": 0})
     dropped: int = 0  # events whose record found the queue full
     failed: int = 0  # events the sink could not write
+    writer_restarts: int = 0  # writer processes found gone and replaced
     last_error: str | None = None
     last_error_at: datetime | None = None
 
@@ -489,8 +490,10 @@ class RecordLog(Protocol):
     def depth(self) -> int:
         """Records waiting (queued, or waiting for the writer process's pipe)."""
 
-    def submit(self, record: Record) -> bool:
-        """Hand the record over without blocking; False when it was dropped (and counted)."""
+    def submit(self, record: Record, on_done: Callable[[bool], None] | None = None) -> bool:
+        """Hand the record over without blocking; False when it was dropped or failed (and
+        counted). `on_done(written)`, when given, is called once the record's events were
+        written or failed, from another thread or at once."""
 
     def start(self) -> None: ...
 
@@ -517,6 +520,7 @@ class EventLog:
         self.requested = requested
         self.counts = counts or LogCounts()
         self._queue: queue.Queue[Record | _Stop] = queue.Queue(capacity)
+        self._on_done: dict[int, Callable[[bool], None]] = {}  # id(record) -> its caller
         self._logged = logged
         self._dropped = dropped
         self._failed = failed
@@ -526,20 +530,22 @@ class EventLog:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, record: Record) -> bool:
-        """Queue the record; False (dropped and counted) when the queue is full."""
+    def submit(self, record: Record, on_done: Callable[[bool], None] | None = None) -> bool:
+        """Queue the record; False (dropped and counted) when the queue is full. `on_done`:
+        see `RecordLog.submit`."""
+        if on_done is not None:
+            self._on_done[id(record)] = on_done  # while queued, no other record has its id
         try:
             self._queue.put_nowait(record)
         except queue.Full:
+            self._on_done.pop(id(record), None)
             self.counts.dropped += record.size
             if self._dropped is not None:
                 self._dropped.labels(record.kind).inc(record.size)
+            if on_done is not None:
+                on_done(False)
             return False
         return True
-
-    def put(self, record: Record) -> None:
-        """Queue the record, waiting for room (the writer process: its input waits instead)."""
-        self._queue.put(record)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ltr-event-log", daemon=True)
@@ -628,12 +634,17 @@ class EventLog:
             self._failed.labels(record.kind).inc(record.size)
 
     def _write(self, record: Record) -> None:
+        on_done = self._on_done.pop(id(record), None) if self._on_done else None
         try:
             write_record(self.sink, record)
         except Exception as exc:
             self._count_failed(record)
             self.counts.error(exc)
+            if on_done is not None:
+                on_done(False)
             return
         self.counts.logged[record.kind] += record.size
         if self._logged is not None:
             self._logged.labels(record.kind).inc(record.size)
+        if on_done is not None:
+            on_done(True)

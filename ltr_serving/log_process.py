@@ -20,6 +20,16 @@ Guarantees, as with the in-process log:
   group may send it alongside the server), so a SIGTERM'd server (whose lifespan closes the
   pipe after draining its queue) or a killed one (the pipe closes with it) leaves the child to
   flush or spill everything and complete its files.
+- A child that dies (killed, out of memory) is started again: the child confirms each frame
+  once its sink has taken it (`done` in its reports), the serving process keeps the frames not
+  confirmed yet and hands them to the new child (a frame the dead one had written is written
+  twice, with the same event ids, which the pipeline deduplicates). A child that keeps dying
+  (`MAX_RESTARTS` within `RESTART_WINDOW_S`) is given up: the serving process writes every
+  record to its own spill files from then on (slower, nothing lost). With Kafka, a frame is
+  confirmed once the Kafka sink has taken it, so what the dead child's producer still held
+  unacknowledged is not sent again.
+- /feedback learns whether its events were written (`submit(..., on_done=...)`): the child
+  reports at once after a feedback frame, and a frame whose write failed is reported as failed.
 - /metrics and /ltr/health keep their meaning: the child reports its counters and its sink's
   state on its stdout every `REPORT_S` and at exit; the serving process adds them to its own.
 """
@@ -39,7 +49,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
@@ -64,6 +74,8 @@ from ltr_serving.metrics import ServingMetrics
 log = logging.getLogger("ltr_serving.log_process")
 
 REPORT_S = 0.25  # how often the child reports its counters
+MAX_RESTARTS = 3  # writer deaths within RESTART_WINDOW_S before the serving process gives it up
+RESTART_WINDOW_S = 60.0
 _TICK_S = 1.0  # how often the child ticks its sink (file rotation by age) when idle
 _LENGTH = struct.Struct("<I")
 _PIPE_BYTES = 1 << 20  # the pipe's buffer (Linux allows 1 MiB to anyone by default)
@@ -170,6 +182,8 @@ class ProcessSink:
         self._reported: dict[tuple[str, str | None], float] = {}
         self._closing = False
         self._kafka: KafkaSinkStatus | None = None
+        # called with each report's (frames done, indices of the failed ones among them)
+        self.on_progress: Callable[[int, list[int]], None] | None = None
         self._lock = threading.Lock()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ltr_serving.log_process"],
@@ -195,12 +209,21 @@ class ProcessSink:
         self._stdin.write(_LENGTH.pack(len(payload)) + payload)
         self._stdin.flush()
 
-    def tick(self, now: float) -> None:
-        """A writer process gone before its input ended: an error (writes fail from now on,
-        counted as failed)."""
-        code = self._process.poll()
-        if code is not None and not self._closing:
-            raise RuntimeError(f"the event log's writer process exited with {code}")
+    def exited(self) -> int | None:
+        """The writer process's exit code when it is gone before its input ended, else None."""
+        return None if self._closing else self._process.poll()
+
+    def abandon(self) -> None:
+        """Let go of a writer found gone: close its input, reap it (killed first if it still
+        runs), without waiting for its reports (its reader thread ends with its output)."""
+        self._closing = True
+        self.on_progress = None
+        with contextlib.suppress(OSError, ValueError):
+            self._stdin.close()
+        if self._process.poll() is None:
+            self._process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(5)
 
     def close(self) -> None:
         """End the child's input; wait until it has written everything and exited."""
@@ -278,6 +301,9 @@ class ProcessSink:
             status = msgspec.convert(kafka, KafkaSinkStatus, strict=False)
             with self._lock:
                 self._kafka = status
+        on_progress = self.on_progress
+        if on_progress is not None:
+            on_progress(report["done"], report["failed_frames"])
 
 
 class WriterProcess(Protocol):
@@ -285,9 +311,14 @@ class WriterProcess(Protocol):
 
     kind: str
     stdin_fd: int  # the write end of the pipe to the writer's input
+    # set by `PipeEventLog`; the writer calls it with (frames done, failed indices among them)
+    on_progress: Callable[[int, list[int]], None] | None
 
-    def tick(self, now: float) -> None:
-        """Raise when the writer is gone."""
+    def exited(self) -> int | None:
+        """The exit code of a writer gone before its input ended, else None."""
+
+    def abandon(self) -> None:
+        """Let go of a writer found gone, without waiting for it."""
 
     def close(self) -> None:
         """End the writer's input and wait for it to finish."""
@@ -303,11 +334,14 @@ class PipeEventLog:
     reads; past it, a record's events are spilled to a file by this process itself (`_spill`):
     the queue is full, so they spill, and nothing is dropped. Why not `EventLog`'s queue and
     worker thread: a hand-off to another thread per request costs the serving process GIL
-    switches (measured in docs/benchmarks.md, "impression log")."""
+    switches (measured in docs/benchmarks.md, "impression log").
+
+    Every frame stays in `_unconfirmed` until the writer reports it done, so a writer that dies
+    is replaced (`start_writer`) and the new one gets them again (module docstring)."""
 
     def __init__(
         self,
-        sink: WriterProcess,
+        start_writer: Callable[[], WriterProcess],
         capacity: int,
         *,
         spill: FileSink,
@@ -315,41 +349,52 @@ class PipeEventLog:
         metrics: ServingMetrics,
         counts: LogCounts,
     ) -> None:
-        self.sink = sink
         self.spill = spill  # where records go when the backlog is full (`_spill`)
         self.capacity = capacity
         self.requested = requested
         self.counts = counts
         self._metrics = metrics
-        self._fd = sink.stdin_fd
-        os.set_blocking(self._fd, False)
+        self._start_writer = start_writer
         self._lock = threading.Lock()
         self._waiting = threading.Condition(self._lock)
         # frames (or the unwritten rest of one) in order, with the record's kind and size
         self._backlog: deque[tuple[memoryview, str, int]] = deque()
-        self._broken = False  # the pipe is gone: every later record fails
+        # frames handed to the current writer and not confirmed yet: (number, frame, record)
+        self._unconfirmed: deque[tuple[int, memoryview, Record]] = deque()
+        self._on_done: dict[int, Callable[[bool], None]] = {}  # frame number -> its caller
+        self._next = 0  # the next frame's number
+        self._first = 0  # the number of the current writer's first frame
+        self._deaths: deque[float] = deque()  # when writers died, within RESTART_WINDOW_S
+        self._given_up = False  # writers kept dying: every record is spilled here
         self._closing = False
         self._thread: threading.Thread | None = None
+        self.sink = self._attach(start_writer())
 
     @property
     def depth(self) -> int:
         return len(self._backlog)
 
-    def submit(self, record: Record) -> bool:
+    def submit(self, record: Record, on_done: Callable[[bool], None] | None = None) -> bool:
+        """Hand the record over without blocking; False when it failed (and was counted).
+        `on_done(written)` is called once the record's events were written or failed (from
+        another thread; at once when the record was spilled or refused here)."""
         frame = memoryview(encode_record(record))
         with self._lock:
-            if self._broken or self._closing:  # too late, or nowhere to write: counted
+            if self._closing:  # too late: the writer's input is closed
                 self._count_failed(record.kind, record.size)
-                return False
+                return _done(on_done, False)
+            if self._given_up or (self._backlog and len(self._backlog) >= self.capacity):
+                return _done(on_done, self._spill(record))
+            number = self._next
+            self._next += 1
+            self._unconfirmed.append((number, frame, record))
+            if on_done is not None:
+                self._on_done[number] = on_done
             if self._backlog:  # frames are waiting: this one goes behind them
-                if len(self._backlog) >= self.capacity:
-                    return self._spill(record)
                 self._backlog.append((frame, record.kind, record.size))
                 return True
-            written = self._write(frame, record.kind, record.size)
-            if written is None:
-                return False
-            if written < len(frame):
+            written = self._write(frame)
+            if 0 <= written < len(frame):  # (-1: the writer was replaced; it has the frame)
                 self._backlog.append((frame[written:], record.kind, record.size))
                 self._waiting.notify()
             return True
@@ -371,16 +416,43 @@ class PipeEventLog:
                 log.error("the event log's pipe did not drain in time")
         else:
             self._drain_all()
-        with self._lock:
-            self._fd = -1  # never write to the number again: the OS may reuse it
-            try:
-                self.spill.close()
-            except Exception as exc:
-                self.counts.error(exc)
         try:
             self.sink.close()
         except Exception as exc:
             self.counts.error(exc)
+        with self._lock:
+            self._fd = -1  # never write to the number again: the OS may reuse it
+            # the writer has exited and its last report confirmed what it wrote; what it did
+            # not (it died on the way, or the pipe did not drain in time) is written here
+            for number, _, record in self._unconfirmed:
+                _done(self._on_done.pop(number, None), self._spill(record))
+            self._unconfirmed.clear()
+            try:
+                self.spill.close()
+            except Exception as exc:
+                self.counts.error(exc)
+
+    def _attach(self, writer: WriterProcess) -> WriterProcess:
+        """Make `writer` the one frames go to (under the lock, or before any thread runs)."""
+        self._fd = writer.stdin_fd
+        os.set_blocking(self._fd, False)
+        self._first = self._next
+        first = self._first
+        writer.on_progress = lambda done, failed: self._confirmed(first, done, failed)
+        return writer
+
+    def _confirmed(self, first: int, done: int, failed: list[int]) -> None:
+        """A writer's report: its first `done` frames are written, but those in `failed`.
+        Reports of a writer replaced since (another `first`) are ignored: its frames went to
+        the new one."""
+        with self._lock:
+            if first != self._first:
+                return
+            failed_numbers = {first + index for index in failed}
+            queue = self._unconfirmed
+            while queue and queue[0][0] < first + done:
+                number, _, _ = queue.popleft()
+                _done(self._on_done.pop(number, None), number not in failed_numbers)
 
     def _run(self) -> None:
         while True:
@@ -393,7 +465,7 @@ class PipeEventLog:
             self._flush_some()
 
     def _drain_all(self) -> None:
-        while self._backlog and not self._broken:
+        while self._backlog:
             self._flush_some()
 
     def _flush_some(self) -> None:
@@ -404,12 +476,8 @@ class PipeEventLog:
             if not self._backlog:
                 return
             frame, kind, size = self._backlog[0]
-            written = self._write(frame, kind, size)
-            if written is None:  # the pipe broke: the rest fails with it
-                self._backlog.popleft()
-                while self._backlog:
-                    _, kind, size = self._backlog.popleft()
-                    self._count_failed(kind, size)
+            written = self._write(frame)
+            if written < 0:  # the writer was replaced: the backlog holds its frames again
                 return
             if written < len(frame):
                 self._backlog[0] = (frame[written:], kind, size)
@@ -417,23 +485,65 @@ class PipeEventLog:
                 self._backlog.popleft()
             self._tick()
 
-    def _write(self, frame: memoryview, kind: str, size: int) -> int | None:
-        """Bytes written (0 when the pipe is full), or None when the pipe is gone (counted)."""
+    def _write(self, frame: memoryview) -> int:
+        """Bytes written (0 when the pipe is full). The pipe gone: the writer is replaced, its
+        unconfirmed frames (this one included) queued for the new one, and -1 returned."""
         try:
             return os.write(self._fd, frame)
         except BlockingIOError:
             return 0
         except OSError as exc:
-            self._broken = True
-            self._count_failed(kind, size)
-            self.counts.error(exc)
-            return None
+            self._replace_writer(f"its pipe failed: {type(exc).__name__}: {exc}")
+            return -1
+
+    def _replace_writer(self, why: str) -> None:
+        """Under the lock: start a new writer and queue every unconfirmed frame for it, in
+        order; a writer that keeps dying is given up and its frames spilled here."""
+        now = time.monotonic()
+        self._deaths.append(now)
+        while self._deaths and now - self._deaths[0] > RESTART_WINDOW_S:
+            self._deaths.popleft()
+        pending = list(self._unconfirmed)
+        self._unconfirmed.clear()
+        self._backlog.clear()
+        self.sink.abandon()
+        message = f"the event log's writer process is gone ({why})"
+        writer = None
+        if self._closing:
+            message += " while the service stops"
+        elif len(self._deaths) <= MAX_RESTARTS:
+            try:
+                writer = self._attach(self._start_writer())
+            except Exception as exc:
+                message += f"; starting another failed: {type(exc).__name__}: {exc}"
+        if writer is None:
+            self._given_up = True
+            self.counts.error(RuntimeError(f"{message}; spilling every record to files here"))
+            for number, _, record in pending:
+                _done(self._on_done.pop(number, None), self._spill(record))
+            return
+        self._metrics.event_writer_restarts.inc()
+        self.counts.writer_restarts += 1
+        self.counts.error(
+            RuntimeError(f"{message}; started another, {len(pending)} record(s) handed to it")
+        )
+        self.sink = writer
+        for number, frame, record in pending:  # renumbered from the new writer's first
+            renumbered = self._next
+            self._next += 1
+            self._unconfirmed.append((renumbered, frame, record))
+            callback = self._on_done.pop(number, None)
+            if callback is not None:
+                self._on_done[renumbered] = callback
+            self._backlog.append((frame, record.kind, record.size))
+        self._waiting.notify()
 
     def _spill(self, record: Record) -> bool:
-        """The backlog is full (the writer is behind): write the record's events to this
-        process's own spill file, on the calling thread, under the lock. It costs the request
-        the expansion of its events, so the service slows only while its writer
-        is behind, and nothing is dropped. False (failed and counted) when the file fails too."""
+        """The backlog is full (the writer is behind) or writers keep dying: write the
+        record's events to this process's own spill file, on the calling thread, under the
+        lock. It costs the request the expansion of its events, so the service slows only
+        while its writer is behind, and nothing is dropped. False (failed and counted) when
+        the file fails too."""
         try:
             write_record(self.spill, record)
         except Exception as exc:
@@ -447,16 +557,25 @@ class PipeEventLog:
 
     def _tick(self) -> None:
         """Called under the lock (the spill file is written under it too)."""
-        now = time.time()
         try:
-            self.spill.tick(now)
-            self.sink.tick(now)
+            self.spill.tick(time.time())
         except Exception as exc:
             self.counts.error(exc)
+        if self._given_up or self._closing:
+            return
+        code = self.sink.exited()
+        if code is not None:
+            self._replace_writer(f"exited with {code}")
 
     def _count_failed(self, kind: str, size: int) -> None:
         self.counts.failed += size
         self._metrics.events_failed.labels(kind).inc(size)
+
+
+def _done(on_done: Callable[[bool], None] | None, written: bool) -> bool:
+    if on_done is not None:
+        on_done(written)
+    return written
 
 
 # --- the child ------------------------------------------------------------------------------------
@@ -486,24 +605,44 @@ def _frames(fd: int, idle_s: float) -> Iterator[bytes | None]:
         del buffer[:start]
 
 
-def _report(events: EventLog, metrics: ServingMetrics, out: IO[bytes]) -> None:
+class _Progress:
+    """What the child has done with the frames it read, for the serving process to confirm
+    them (`PipeEventLog._confirmed`): how many, and which of them failed since the last report.
+    The lock also keeps the two threads' reports whole on stdout."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = 0
+        self.failed: list[int] = []
+
+    def frame_done(self, failed: bool) -> None:
+        with self.lock:
+            if failed:
+                self.failed.append(self.done)
+            self.done += 1
+
+
+def _report(events: EventLog, metrics: ServingMetrics, progress: _Progress, out: IO[bytes]) -> None:
     registry = metrics.registry
-    counters = {}
-    for name, label in _COUNTERS:
-        labels = {"kind": label} if label else {}
-        counters[f"{name}|{label or ''}"] = registry.get_sample_value(name, labels) or 0.0
     sink = events.sink
-    status = sink.status() if hasattr(sink, "status") else None
     counts = events.counts
-    report = {
-        "counters": counters,
-        "connected": registry.get_sample_value("ltr_event_log_kafka_connected") or 0.0,
-        "last_error": counts.last_error,
-        "last_error_at": counts.last_error_at.isoformat() if counts.last_error_at else None,
-        "kafka": status,
-    }
-    out.write(msgspec.json.encode(report) + b"\n")
-    out.flush()
+    with progress.lock:
+        counters = {}
+        for name, label in _COUNTERS:
+            labels = {"kind": label} if label else {}
+            counters[f"{name}|{label or ''}"] = registry.get_sample_value(name, labels) or 0.0
+        report = {
+            "counters": counters,
+            "connected": registry.get_sample_value("ltr_event_log_kafka_connected") or 0.0,
+            "last_error": counts.last_error,
+            "last_error_at": counts.last_error_at.isoformat() if counts.last_error_at else None,
+            "kafka": sink.status() if hasattr(sink, "status") else None,
+            "done": progress.done,
+            "failed_frames": progress.failed,
+        }
+        progress.failed = []
+        out.write(msgspec.json.encode(report) + b"\n")
+        out.flush()
 
 
 def main() -> int:
@@ -529,10 +668,11 @@ def main() -> int:
     if not isinstance(events, EventLog):  # `off`: the serving process starts no writer
         return 0
     done = threading.Event()
+    progress = _Progress()
 
     def report_forever() -> None:
         while not done.wait(REPORT_S):
-            _report(events, metrics, stdout)
+            _report(events, metrics, progress, stdout)
 
     reporter = threading.Thread(target=report_forever, name="ltr-log-reports", daemon=True)
     reporter.start()
@@ -545,8 +685,13 @@ def main() -> int:
                 except Exception as exc:  # a frame the serving process encoded: cannot happen
                     log.exception("an event log frame could not be decoded")
                     events.counts.last_error = f"{type(exc).__name__}: {exc}"
+                    progress.frame_done(failed=True)
                     continue
+                failed_before = events.counts.failed
                 events.write_now(record)
+                progress.frame_done(failed=events.counts.failed > failed_before)
+                if record.kind == "feedback":  # its /feedback request waits for this
+                    _report(events, metrics, progress, stdout)
             now = time.monotonic()
             if frame is None or now - ticked >= _TICK_S:
                 events.tick()
@@ -555,7 +700,7 @@ def main() -> int:
         events.close()
         done.set()
         reporter.join()
-        _report(events, metrics, stdout)
+        _report(events, metrics, progress, stdout)
     return 0
 
 

@@ -142,6 +142,12 @@ class ServingMetrics:
             "(LTR_IMPRESSION_LOG=kafka only: always 0 with the file sink).",
             registry=self.registry,
         )
+        self.event_writer_restarts = Counter(
+            "ltr_event_log_writer_restarts",
+            "Times the event log's writer process was found gone and started again (what it "
+            "had not confirmed was handed to the new one).",
+            registry=self.registry,
+        )
         self.event_queue_depth = Gauge(
             "ltr_event_log_queue_depth",
             "Records waiting in the event log's queue.",

@@ -93,6 +93,11 @@ class EventLogHealth(BaseModel):
     logged_feedback: int
     dropped: int = Field(description="events dropped because the queue was full")
     failed: int = Field(description="events the sink failed to write")
+    writer_restarts: int = Field(
+        default=0,
+        description="times the writer process was found gone and replaced (what it had not "
+        "confirmed was handed to the new one)",
+    )
     last_error: str | None
     last_error_at: datetime | None
     kafka: KafkaSinkHealth | None = Field(
@@ -116,7 +121,10 @@ class CandidateHealth(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="ok | degraded (last reload refused) | unavailable")
+    status: str = Field(
+        description="ok | degraded (last reload refused, or an event-log error in the last "
+        "5 minutes) | unavailable"
+    )
     version: str | None
     scorer: str
     loaded_at: datetime | None

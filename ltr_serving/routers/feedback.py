@@ -16,12 +16,15 @@ the good ones are logged and counted all the same; a body that is no event or li
 MAX_FEEDBACK_BATCH events is a 422 of the same shape with nothing accepted. Echoed values are
 cut as /rank cuts them. A body declared other than JSON, or compressed, is a 415 as on /rank; one
 over LTR_MAX_BODY_BYTES a 413 with `limit_bytes`. 503 when the event log cannot take the events
-(its writer is gone or the service is stopping: nothing of the request was logged, retry; a
-writer merely behind never refuses, its backlog spills to files).
+(it could not write them, did not confirm them within CONFIRM_TIMEOUT_S, or the service is
+stopping: retry, the events are deduplicated by event_id; a writer merely behind never
+refuses, its backlog spills to files). A 200 means the events were written: to a file, or
+handed to the Kafka sink (which spills to a file what Kafka does not acknowledge).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -40,7 +43,7 @@ from ltr_core.kafka_client import event_key
 from ltr_core.settings import EventTimeBounds
 from ltr_serving.dependencies import StateDep
 from ltr_serving.errors import MAX_ECHO_CHARS, safe_input, validation_errors
-from ltr_serving.impressions import FeedbackRecord, Line
+from ltr_serving.impressions import FeedbackRecord, Line, RecordLog
 from ltr_serving.models import (
     BodyTooLargeResponse,
     ErrorResponse,
@@ -66,6 +69,9 @@ bearer = HTTPBearer(
 log = logging.getLogger("ltr_serving.feedback")
 
 MAX_FEEDBACK_BATCH = 1000
+# How long /feedback waits for the event log to confirm the events written (a writer process
+# being replaced re-sends them within a second or two; a Kafka sink takes them at once).
+CONFIRM_TIMEOUT_S = 10.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 NOT_CONFIGURED = "feedback logging is not configured"
@@ -78,6 +84,27 @@ _FIELD_OF_KIND = {
 }
 
 assert set(FeedbackEvent.model_fields["action"].annotation.__args__) == set(ACTION_GRADES)  # type: ignore[union-attr]
+
+
+async def _logged(events: RecordLog, record: FeedbackRecord) -> bool:
+    """Hand the events to the log and wait until it says they were written (True), failed or
+    did not say so within CONFIRM_TIMEOUT_S (False): a 200 means written."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[bool] = loop.create_future()
+
+    def settle(written: bool) -> None:
+        if not outcome.done():
+            outcome.set_result(written)
+
+    def on_done(written: bool) -> None:  # called on the log's threads, or here at once
+        loop.call_soon_threadsafe(settle, written)
+
+    if not events.submit(record, on_done):
+        return False
+    try:
+        return await asyncio.wait_for(outcome, CONFIRM_TIMEOUT_S)
+    except TimeoutError:
+        return False
 
 
 def check_bearer(expected: SecretStr, authorization: str | None, client: str) -> None:
@@ -257,11 +284,12 @@ async def feedback(
                 continue
             at_ms = (when - _EPOCH) // _MS
             good.append((when.date().isoformat(), Line(line, event_key(item), at_ms, "feedback")))
-    if good and not events.submit(FeedbackRecord(good)):
+    if good and not await _logged(events, FeedbackRecord(good)):
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            "the event log could not take the events (its queue is full or its writer is gone); "
-            "nothing was logged, retry",
+            "the event log could not write the events (see last_error in /ltr/health) or did "
+            f"not confirm them within {CONFIRM_TIMEOUT_S:g} s; retry: the events are "
+            "deduplicated by event_id",
         )
     out = FeedbackResponse.model_validate(
         {"accepted": len(good), "rejected": rejected, "detail": errors}

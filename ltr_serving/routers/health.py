@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -20,6 +22,8 @@ from ltr_serving.models import (
 from ltr_serving.state import LiveModel, ReloadAttempt, ServingState
 
 router = APIRouter(tags=["operations"])
+# How long an event-log error (a failed write, a writer replaced) keeps /ltr/health degraded.
+LOG_ERROR_DEGRADES = timedelta(minutes=5)
 
 
 def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
@@ -48,7 +52,8 @@ def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
     },
 )
 async def health(response: Response, settings: SettingsDep, state: StateDep) -> HealthResponse:
-    """200 while a version serves (status ok, or degraded after a refused reload); 503 if none.
+    """200 while a version serves (status ok; degraded after a refused reload, or for
+    LOG_ERROR_DEGRADES after the event log's last error); 503 if none.
 
     Async on purpose: it reads only the state's immutable snapshots and needs no worker thread,
     so it answers even when every worker thread waits on a reload."""
@@ -58,7 +63,8 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
         status_text = "unavailable"
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     else:
-        status_text = "degraded" if attempt is not None and not attempt.ok else "ok"
+        refused = attempt is not None and not attempt.ok
+        status_text = "degraded" if refused or _log_erred_lately(state.events) else "ok"
     return HealthResponse(
         status=status_text,
         version=live.version if live else None,
@@ -81,6 +87,13 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
         event_log=event_log_out(state.events),
         candidate=candidate_out(state, live, settings.serving.interleave_rate),
     )
+
+
+def _log_erred_lately(events: RecordLog | None) -> bool:
+    """Whether the event log failed a write or lost its writer within LOG_ERROR_DEGRADES: the
+    answers go on, but what is served may not all be logged (the error says what happened)."""
+    when = events.counts.last_error_at if events is not None else None
+    return when is not None and datetime.now(UTC) - when < LOG_ERROR_DEGRADES
 
 
 def candidate_out(state: ServingState, live: LiveModel | None, rate: float) -> CandidateHealth:
@@ -112,6 +125,7 @@ def event_log_out(events: RecordLog | None) -> EventLogHealth | None:
         logged_feedback=counts.logged["feedback"],
         dropped=counts.dropped,
         failed=counts.failed,
+        writer_restarts=counts.writer_restarts,
         last_error=counts.last_error,
         last_error_at=counts.last_error_at,
         kafka=kafka_out(events.sink),

@@ -106,3 +106,52 @@ def test_a_killed_service_loses_none_of_what_its_log_wrote(
     assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
     shown = [e["request_id"] for e in events if e["event_type"] == "match_recommendation"]
     assert sorted(set(shown)) == sorted(ids) and len(shown) == 200
+
+
+def _writer_of(server: ServerProcess) -> int:
+    """The server's writer process (`python -m ltr_serving.log_process`)."""
+    for child in _children(server.process.pid):
+        if b"ltr_serving.log_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return child
+    raise AssertionError("the server has no writer process")
+
+
+def test_a_killed_writer_is_replaced_and_loses_nothing_it_was_handed(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """The writer process stopped while frames wait in its pipe, then killed (the OOM killer):
+    the server starts another, which writes what the dead one had not confirmed; every
+    impression of every answered request is in the files (some twice, with one event id,
+    which the ingest deduplicates), and /ltr/health says what happened."""
+    settings = serving_env(LTR_SERVING_LOG_ROTATE_SECONDS="3600")
+    publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client() as client:
+        ids = [client.post("/rank", json=rank_body(5, seed=i)).json()["request_id"]
+               for i in range(5)]  # fmt: skip
+        writer = _writer_of(server)
+        os.kill(writer, signal.SIGSTOP)  # behind: frames wait in its pipe, unconfirmed
+        ids += [client.post("/rank", json=rank_body(5, seed=i)).json()["request_id"]
+                for i in range(5, 25)]  # fmt: skip
+        os.kill(writer, signal.SIGKILL)
+        ids += [client.post("/rank", json=rank_body(5, seed=i)).json()["request_id"]
+                for i in range(25, 35)]  # fmt: skip
+
+        def replaced() -> bool:
+            log = client.get("/ltr/health").json()["event_log"]
+            return bool(log["writer_restarts"] == 1 and log["logged_impressions"] >= 175)
+
+        wait_for(replaced, 60, "a new writer to write the impressions")
+        health = client.get("/ltr/health").json()
+        assert _writer_of(server) != writer
+    assert health["status"] == "degraded" and health["event_log"]["failed"] == 0
+    assert "writer process is gone" in health["event_log"]["last_error"]
+    server.process.terminate()
+    server.process.wait(30)
+    complete, partial = log_files(settings.serving_log_dir)
+    assert partial == []
+    events = [orjson.loads(line) for path in complete for line in path.read_bytes().splitlines()]
+    shown = {e["event_id"]: e["request_id"] for e in events}
+    assert sorted(set(shown.values())) == sorted(ids) and len(shown) == 35 * 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from tests.support.serving import (
     FEEDBACK_TOKEN,
     Publisher,
     RunningServer,
+    ServerProcess,
     metric_value,
     wait_for,
     weights_for,
@@ -221,3 +223,26 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
     assert reload_operation["security"] == [{"reloadToken": []}]
     server.stop()
     assert [e["lawyer_id"] for e in logged_events(settings.serving_log_dir)] == ["l" * 200, 7]
+
+
+def test_feedback_the_log_cannot_write_is_refused_not_acknowledged(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+    tmp_path: Path,
+) -> None:
+    """The serving-log folder cannot be written (a path under a regular file): /feedback
+    answers 503 (retry), never 200 for events that were not written, and /ltr/health says
+    degraded with the error."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    serving_env(LTR_SERVING_LOG_DIR=str(blocker / "serving-log"))
+    publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client(headers=AUTH) as client:
+        answer = client.post("/feedback", json=feedback(event_id="e-unwritten"))
+        assert answer.status_code == 503, answer.text
+        assert "retry" in answer.json()["detail"]
+        health = client.get("/ltr/health").json()
+    assert health["status"] == "degraded"
+    assert health["event_log"]["logged_feedback"] == 0 and health["event_log"]["failed"] >= 1

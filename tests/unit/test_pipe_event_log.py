@@ -1,15 +1,16 @@
 """The serving process's side of the writer-process log (`PipeEventLog`), on a real OS pipe: a
 record goes into the pipe at once; when the pipe is full records wait in a bounded backlog, in
 order, and past it are spilled to this process's own file; nothing is dropped or lost; a
-record after the stop or into a broken pipe fails and is counted, never written to a reused
-descriptor."""
+record after the stop fails and is counted, never written to a reused descriptor; a writer that
+dies is replaced and gets again what it had not confirmed."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import cast
 
@@ -17,7 +18,7 @@ import orjson
 import pytest
 
 from ltr_serving.impressions import FeedbackRecord, FileSink, Line, LogCounts
-from ltr_serving.log_process import PipeEventLog, _frames, decode_record
+from ltr_serving.log_process import MAX_RESTARTS, PipeEventLog, _frames, decode_record
 from ltr_serving.metrics import ServingMetrics
 
 _SET_PIPE_SIZE = 1031  # fcntl.F_SETPIPE_SZ (Linux)
@@ -38,7 +39,8 @@ class Pipe:
 
 
 class FakeWriter:
-    """The writer process as `PipeEventLog` sees it: the write end of a pipe."""
+    """The writer process as `PipeEventLog` sees it: the write end of a pipe, and the reports
+    the test makes for it (`report`)."""
 
     kind = "file"
 
@@ -46,13 +48,26 @@ class FakeWriter:
         self.pipe = pipe
         self.stdin_fd = pipe.write
         self.closed = False
+        self.exit_code: int | None = None
+        self.on_progress: Callable[[int, list[int]], None] | None = None
+        self.reader: threading.Thread | None = None  # the test's thread reading the pipe
 
-    def tick(self, now: float) -> None:
-        pass
+    def exited(self) -> int | None:
+        return self.exit_code
+
+    def abandon(self) -> None:
+        self.pipe.close(self.stdin_fd)
 
     def close(self) -> None:
+        """As the writer process's: its input ends, and its reading (and last report) ends."""
         self.pipe.close(self.stdin_fd)
+        if self.reader is not None:
+            self.reader.join(10)
         self.closed = True
+
+    def report(self, done: int, failed: list[int] | None = None) -> None:
+        assert self.on_progress is not None
+        self.on_progress(done, failed or [])
 
 
 @pytest.fixture
@@ -73,8 +88,9 @@ def metric(log: PipeEventLog, name: str) -> float:
 
 
 def make_log(pipe: Pipe, directory: Path, capacity: int = 10) -> PipeEventLog:
+    writers = iter([FakeWriter(pipe)])
     return PipeEventLog(
-        FakeWriter(pipe),
+        lambda: next(writers),
         capacity,
         spill=FileSink(directory),
         requested="file",
@@ -107,15 +123,17 @@ def test_a_full_pipe_queues_in_order_then_spills_and_loses_nothing(
 
     got: list[int] = []
 
-    def drain() -> None:
+    def drain() -> None:  # the writer: reads, and confirms what it read
         for frame in _frames(pipe.read, 0.1):
             if frame is not None:
                 decoded = decode_record(frame)
                 assert isinstance(decoded, FeedbackRecord)
                 got.append(number(decoded.events[0][1].data))
+                cast(FakeWriter, log.sink).report(len(got))
 
     reader = threading.Thread(target=drain)
     reader.start()
+    cast(FakeWriter, log.sink).reader = reader
     log.start()
     assert log.submit(record(100))  # behind the backlog, or spilled if it is still full
     log.stop(10)
@@ -139,11 +157,95 @@ def test_a_record_after_the_stop_fails_and_is_counted(pipe: Pipe, tmp_path: Path
     assert log.counts.failed == 2 and metric(log, "ltr_events_failed_total") == 2
 
 
-def test_a_broken_pipe_fails_the_record_and_says_why(pipe: Pipe, tmp_path: Path) -> None:
-    pipe.close(pipe.read)  # the writer process is gone
-    log = make_log(pipe, tmp_path)
-    assert log.submit(record(1)) is False
-    assert log.submit(record(2)) is False
-    assert log.counts.failed == 4 and metric(log, "ltr_events_failed_total") == 4
-    error = log.counts.last_error
-    assert error is not None and "BrokenPipeError" in error
+def read_numbers(pipe: Pipe) -> list[int]:
+    """The numbers of the records waiting in the pipe, in order (the pipe's write end closed)."""
+    got = []
+    for frame in _frames(pipe.read, 0.1):
+        if frame is None:
+            break
+        decoded = decode_record(frame)
+        assert isinstance(decoded, FeedbackRecord)
+        got.append(number(decoded.events[0][1].data))
+    return got
+
+
+def test_a_dead_writer_is_replaced_and_gets_what_it_had_not_confirmed(tmp_path: Path) -> None:
+    """The writer confirms 2 of 4 frames and dies: the next writer gets the other 2 again, in
+    order, before the records that follow; callers learn of each record once."""
+    first, second = Pipe(), Pipe()
+    writers = [FakeWriter(first), FakeWriter(second)]
+    started = iter(writers)
+    log = PipeEventLog(
+        lambda: next(started),
+        10,
+        spill=FileSink(tmp_path),
+        requested="file",
+        metrics=ServingMetrics(),
+        counts=LogCounts(),
+    )
+    outcomes: dict[int, bool] = {}
+
+    def outcome_of(i: int) -> Callable[[bool], None]:
+        return lambda ok: outcomes.__setitem__(i, ok)
+
+    for i in range(4):
+        assert log.submit(record(i), outcome_of(i))
+    writers[0].report(2, failed=[1])  # frames 0 and 1 done, 1 of them failed
+    assert outcomes == {0: True, 1: False}
+    writers[0].exit_code = -9  # killed
+    first.close(first.read)
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.extend(read_numbers(second)))
+    reader.start()
+    log.start()  # its flusher meets the broken pipe, or notices the exit within a second
+    assert log.submit(record(4))
+    deadline = time.monotonic() + 5
+    while log.counts.writer_restarts == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    log.stop(10)
+    reader.join(10)
+    assert log.sink is writers[1] and writers[1].closed
+    assert got == [2, 3, 4]
+    assert log.counts.writer_restarts == 1 and log.counts.failed == 0
+    assert log.counts.last_error is not None and "writer process is gone" in log.counts.last_error
+    writers[0].report(4)  # a late report of the dead writer changes nothing
+    # the new writer confirmed none of them: stop wrote them to the spill file too, and said so
+    assert outcomes == {0: True, 1: False, 2: True, 3: True}
+    spilled, _ = spilled_records(tmp_path)
+    assert spilled == [2, 3, 4]
+    for pipe in (first, second):
+        for fd in list(pipe.open):
+            pipe.close(fd)
+
+
+def test_writers_that_keep_dying_are_given_up_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Every writer's pipe is broken: after MAX_RESTARTS replacements within the window the
+    server writes the records to its own spill file, and none fails."""
+    pipes = [Pipe() for _ in range(MAX_RESTARTS + 1)]
+    for broken in pipes:
+        broken.close(broken.read)
+    started = iter([FakeWriter(broken) for broken in pipes])
+    log = PipeEventLog(
+        lambda: next(started),
+        10,
+        spill=FileSink(tmp_path),
+        requested="file",
+        metrics=ServingMetrics(),
+        counts=LogCounts(),
+    )
+    outcomes: list[bool] = []
+    log.start()  # its flusher meets each new writer's broken pipe in turn
+    for i in range(6):
+        assert log.submit(record(i), outcomes.append)
+    deadline = time.monotonic() + 5
+    while len(outcomes) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    log.stop(5)
+    spilled, lines = spilled_records(tmp_path)
+    assert spilled == list(range(6)) and len(lines) == 12
+    assert outcomes == [True] * 6
+    assert log.counts.failed == 0 and log.counts.writer_restarts == MAX_RESTARTS
+    assert log.counts.last_error is not None and "spilling every record" in log.counts.last_error
+    for broken in pipes:
+        for fd in list(broken.open):
+            broken.close(fd)
