@@ -373,6 +373,20 @@ def new_request_id() -> str:
     return "r-" + os.urandom(16).hex()
 
 
+def score_order(scores: np.ndarray, ids: list[str]) -> list[int]:
+    """Indices by descending score, equal scores by candidate id: a property of the
+    candidates, not of where the client listed them, so the same list in any order (a retry)
+    ranks the same. Ties are rare (identical features), so the id sort runs only when some
+    scores are equal."""
+    order: np.ndarray = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    if ranked.size < 2 or not (ranked[1:] == ranked[:-1]).any():
+        listed: list[int] = order.tolist()
+        return listed
+    values = scores.tolist()
+    return sorted(range(len(values)), key=lambda i: (-values[i], ids[i]))
+
+
 def rank_request(
     request: ParsedRequest,
     scorer: Scorer,
@@ -380,12 +394,12 @@ def rank_request(
     request_id: str,
     exploration: Exploration | None = None,
 ) -> Ranking:
-    """Score, order by descending score (ties keep the request's order: a stable sort), keep
-    the top_k, and, for the requests `ltr_core.exploration` assigns to the swap policy (by the
+    """Score, order by descending score (ties by candidate id: `score_order`), keep the
+    top_k, and, for the requests `ltr_core.exploration` assigns to the swap policy (by the
     request id), exchange positions 1 and k; serialise with per-feature contributions only when
     asked and the scorer has them. `rank` in the response is the shown position."""
     scores = scorer.score(request.matrix)
-    order: list[int] = np.argsort(-scores, kind="stable")[: request.top_k].tolist()
+    order = score_order(scores, request.ids)[: request.top_k]
     policy: ExplorationPolicy = "deterministic"
     if (
         exploration is not None
@@ -431,8 +445,8 @@ def rank_interleaved(
     each candidate's own team version."""
     live_scores = live.score(request.matrix)
     candidate_scores = candidate.score(request.matrix)
-    live_order: list[int] = np.argsort(-live_scores, kind="stable").tolist()
-    candidate_order: list[int] = np.argsort(-candidate_scores, kind="stable").tolist()
+    live_order = score_order(live_scores, request.ids)
+    candidate_order = score_order(candidate_scores, request.ids)
     order_t, teams = draw(live_order, candidate_order, request_rng(request_id), top_k=request.top_k)
     order = list(order_t)
     ordered_scores = [

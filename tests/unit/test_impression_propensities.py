@@ -90,3 +90,31 @@ def test_impression_log_settings() -> None:
     )
     with pytest.raises(ConfigError, match="LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS"):
         Settings.from_env({"LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS": "0"})
+
+
+def _ranked_ids(body: bytes) -> list[str]:
+    return [c["lawyer_id"] for c in orjson.loads(body)["candidates"]]
+
+
+def test_equal_scores_rank_by_id_whatever_order_the_client_lists_them() -> None:
+    """A retry may list the same candidates in another order and is answered as the first
+    request was, so ties must not follow the listing: both rankers and the interleaving rank
+    alice before bob before carol both ways round."""
+    same = dict.fromkeys(FEATURES, 0.5)
+    lower = dict.fromkeys(FEATURES, 0.1)
+    listings = [
+        [("bob", same), ("alice", same), ("carol", lower)],
+        [("alice", same), ("carol", lower), ("bob", same)],
+    ]
+    scorer = WeightsScorer(dict.fromkeys(FEATURES, 1.0 / len(FEATURES)))
+    other = WeightsScorer(dict(zip(FEATURES, np.linspace(1.0, 0.1, len(FEATURES)), strict=True)))
+    answers = set()
+    for listing in listings:
+        body = orjson.dumps(
+            {"case_id": "c-1", "candidates": [{"lawyer_id": i, "features": f} for i, f in listing]}
+        )
+        parsed = codec.parse_request(body, 1000)
+        ranked = codec.rank_request(parsed, scorer, "v1", "r-tie")
+        interleaved = codec.rank_interleaved(parsed, scorer, other, "v1", "r-tie")
+        answers.add((tuple(_ranked_ids(ranked.body)), tuple(_ranked_ids(interleaved.body))))
+    assert answers == {(("alice", "bob", "carol"), ("alice", "bob", "carol"))}
