@@ -299,23 +299,25 @@ def _versions(answered_by: tuple[str, str | None]) -> str:
 
 def _simulated_clock(scope: Scope) -> float | bytes | None:
     """The X-LTR-Clock header (LTR_SIMULATED_CLOCK) as epoch seconds; None when absent; the
-    422 body when it is not an ISO 8601 time."""
+    422 body when it is not an ISO 8601 time, or not one of years 1-9999 in UTC (the events'
+    timestamps and day folders are UTC dates)."""
     for name, value in scope["headers"]:
         if name == CLOCK_HEADER:
             text = value.decode("latin-1").strip()
             try:
                 parsed = datetime.fromisoformat(text)
-            except ValueError:
+                if parsed.tzinfo is None:
+                    parsed = parsed.replace(tzinfo=UTC)
+                return datetime.fromtimestamp(parsed.timestamp(), UTC).timestamp()
+            except (ValueError, OverflowError, OSError):
                 error = {
                     "type": "value_error",
                     "loc": ["header", "X-LTR-Clock"],
-                    "msg": f"X-LTR-Clock {text[:100]!r} is not an ISO 8601 timestamp",
+                    "msg": f"X-LTR-Clock {text[:100]!r} is not an ISO 8601 timestamp of "
+                    "years 1-9999 in UTC",
                     "input": None,
                 }
                 return orjson.dumps({"detail": [error]})
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            return parsed.timestamp()
     return None
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 import orjson
 import pytest
 
@@ -209,8 +210,14 @@ def test_a_simulated_clock_header_sets_the_event_time(
         headers = {"X-LTR-Clock": "2026-03-04T05:06:07Z"}
         assert client.post("/rank", json=rank_body(2), headers=headers).status_code == 200
         bad = client.post("/rank", json=rank_body(2), headers={"X-LTR-Clock": "yesterday"})
+        # parsable, but before year 1 or after 9999 in UTC: no day folder, no event time
+        beyond = [
+            client.post("/rank", json=rank_body(2), headers={"X-LTR-Clock": clock})
+            for clock in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00")
+        ]
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["header", "X-LTR-Clock"]
+    assert [answer.status_code for answer in beyond] == [422, 422]
     server.stop()
     events = logged_events(settings.serving_log_dir)
     assert [e["timestamp"] for e in events] == ["2026-03-04T05:06:07.000000Z"] * 2
@@ -303,14 +310,26 @@ def test_feedback_the_log_cannot_take_is_a_503_and_nothing_is_logged(
         "action": "click",
     }
     auth = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+    answers: list[httpx.Response] = []
     with server.client() as client:
         assert client.post("/rank", json=rank_body(3)).status_code == 200
         assert sink.entered.wait(10)  # the worker holds the first record
-        queued = client.post("/feedback", json=event, headers=auth)
+        # /feedback answers once its events are written: this one waits in the queue
+        waiting = threading.Thread(
+            target=lambda: answers.append(client.post("/feedback", json=event, headers=auth))
+        )
+        waiting.start()
+        wait_for(
+            lambda: client.get("/ltr/health").json()["event_log"]["queue_depth"] == 1,
+            10,
+            "the first feedback to be queued",
+        )
         refused = client.post("/feedback", json=[event, event], headers=auth)
-    assert queued.status_code == 200
+        assert not answers  # not written yet: not answered yet
+        sink.release.set()
+        waiting.join(15)
+    assert [answer.status_code for answer in answers] == [200]
     assert refused.status_code == 503 and "retry" in refused.json()["detail"]
-    sink.release.set()
     server.stop()
     assert [line.kind for line in sink.lines] == ["impression"] * 3 + ["feedback"]
 
