@@ -25,7 +25,10 @@ not counted, for either team alike (what is lost is the same share of both teams
 Accumulation. The day's counts are written to the lake (`online_comparison/<D>.json`, replaced
 when D is compared again, so a re-run never counts a day twice). The evidence on D is the sum
 over the days since the candidate was set (its pointer's partition P: serving interleaves it
-from P + 1 on at the earliest) up to D, of the days whose stored pair is this pair.
+from P + 1 on at the earliest) up to D, of the days whose stored pair is this pair. A day of
+that span not compared yet is counted (and stored) from its raw_events on the way; while one's
+raw_events is not in the lake either, the comparison collects instead of deciding on the rest
+(only the timeout still retires).
 `days_collecting` counts the calendar days from the first of them on which serving interleaved
 the pair, D included: a candidate published late (a night run days after its partition, a
 catch-up or a backfill) starts its clock when users first see it, not at its partition. The rule
@@ -44,7 +47,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
@@ -246,17 +249,27 @@ def add(a: InterleavingCounts, b: InterleavingCounts) -> InterleavingCounts:
     return InterleavingCounts(**{k: getattr(a, k) + getattr(b, k) for k in _COUNT_FIELDS})
 
 
-def stored_days(lake: Lake, pair: Pair, since: date, day: date) -> list[DayCounts]:
-    """The stored counts of `pair` for the days after `since` up to `day`, in order (a stored
-    day of another pair is not its)."""
+def stored_days(
+    lake: Lake, pair: Pair, since: date, day: date
+) -> tuple[list[DayCounts], list[date]]:
+    """The counts of `pair` for the days after `since` up to `day`, in order (a stored day of
+    another pair is not its), and the days whose evidence is unknown. A day not compared yet
+    (days materialised out of order, or a comparison that never ran) is counted now from its
+    raw_events and stored; one whose raw_events is not in the lake either is unknown."""
     found: list[DayCounts] = []
+    unknown: list[date] = []
     current = since + timedelta(days=1)
     while current <= day:
         stored = load_day(lake, current)
-        if stored is not None and stored.pair == pair:
+        if stored is None and lake.raw_events(current).exists():
+            stored = count_day(lake, current, pair)
+            store_day(lake, stored)
+        if stored is None:
+            unknown.append(current)
+        elif stored.pair == pair:
             found.append(stored)
         current += timedelta(days=1)
-    return found
+    return found, unknown
 
 
 def accumulate(days: Iterable[DayCounts]) -> InterleavingCounts:
@@ -389,8 +402,8 @@ def compare(
         )
     today = count_day(lake, day, pair)
     store_day(lake, today)
-    stored = stored_days(lake, pair, since, day)
-    total, days = accumulate(stored), [d.day for d in stored]
+    stored, unknown = stored_days(lake, pair, since, day)
+    total, days = accumulate(stored), [d.day for d in stored if d.counts.requests > 0]
     # the first day serving interleaved the pair (any request of it, clicked or not)
     served = next((d.day for d in stored if d.served), None)
     if served is not None:
@@ -410,6 +423,16 @@ def compare(
         days_unserved=waited,
         min_evidence=thresholds.min_evidence,
     )
+    if unknown and not outcome.timed_out:
+        # part of the evidence is missing: a decision on the rest could be the opposite one
+        missing = ", ".join(d.isoformat() for d in unknown)
+        outcome = replace(
+            outcome,
+            decision=Decision.COLLECT,
+            reason=f"collecting: raw_events of {missing} (days of this canary) not in the lake, "
+            f"so their evidence is unknown; materialise them, then compare again. Without "
+            f"them: {outcome.reason}",
+        )
     return Comparison(
         day,
         "decided",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake
 from ltr_assets.online import comparison as cmp
 from ltr_assets.online.decision import (
@@ -236,8 +237,29 @@ def test_days_accumulate_and_a_rerun_replaces_its_day(tmp_path: Path) -> None:
             d1, cmp.Pair(pair.live, "20261101_000000"), InterleavingCounts(9, 0, 0), 9, 0
         ),
     )
-    stored = cmp.stored_days(lake, pair, date(2026, 11, 25), d2)
-    assert (cmp.accumulate(stored).wins, [d.day for d in stored]) == (30, [d2])
+    stored, unknown = cmp.stored_days(lake, pair, date(2026, 11, 25), d2)
+    assert (cmp.accumulate(stored).wins, [d.day for d in stored], unknown) == (30, [d2], [])
+
+
+def test_days_compared_out_of_order_decide_on_all_the_evidence(tmp_path: Path) -> None:
+    """The canary's last day compared before the earlier ones: those are counted from their
+    raw_events on the way, so the decision rests on every day (here a promotion that the last
+    day alone would not make); a day whose raw_events is missing holds the decision back."""
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    d1, d2 = date(2026, 11, 26), date(2026, 11, 27)
+    _write_day(lake, d1, _clicked_requests(pair, "a", 120, 80))
+    _write_day(lake, d2, _clicked_requests(pair, "b", 30, 20))
+    result = cmp.compare(lake, registry, d2, THRESHOLDS)
+    assert result.total is not None and (result.total.wins, result.total.losses) == (150, 100)
+    assert result.decision is Decision.PROMOTE and result.days_collecting == 2
+    assert result.days_with_evidence == [d1, d2] and lake.online_comparison(d1).exists()
+
+    atomic.remove(lake.online_comparison(d1))
+    atomic.remove(lake.raw_events(d1))  # day 1 not ingested: its evidence is unknown
+    held = cmp.compare(lake, registry, d2, THRESHOLDS)
+    assert held.decision is Decision.COLLECT and held.days_with_evidence == [d2]
+    assert "raw_events of 2026-11-26" in held.explanation
 
 
 def test_no_candidate_and_a_candidate_not_yet_interleaved_decide_nothing(tmp_path: Path) -> None:
