@@ -69,7 +69,8 @@ class RunOutcome:
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
     """`<check>: <value> vs <threshold>` for every blocking check that failed the run (ERROR
-    severity; the gate's checks fail with WARN and leave the run successful)."""
+    severity; the gate's checks fail with WARN and leave the run successful); a check with no
+    figures (online_decision's: a decision that could not be applied) says its description."""
     failing = []
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         event = entry.dagster_event
@@ -84,7 +85,10 @@ def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]
             value, threshold = (
                 getattr(data.metadata.get(key), "value", None) for key in ("value", "threshold")
             )
-            failing.append(check_line(data.check_name, value, threshold))
+            if value is None and threshold is None:
+                failing.append(f"{data.check_name}: {_one_line(data.description or 'failed')}")
+            else:
+                failing.append(check_line(data.check_name, value, threshold))
     return failing
 
 
@@ -166,8 +170,9 @@ def _skip(log: logging.Logger, reason: str) -> SkipReason:
 
 
 def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> SkipReason:
-    """POST /reload. A refused artifact (409) is final: notify once and move on (the old
-    version serves). The service down or erroring: fail this tick, so the next one retries and
+    """POST /reload. A refused artifact (409), or a candidate the reloaded service refused (200,
+    `candidate_state` refused), is final: notify once and move on (the old version serves,
+    alone). The service down or erroring: fail this tick, so the next one retries and
     the UI shows it; the service's own poller is the fallback."""
     if not settings.serving.url:
         return _skip(
@@ -179,6 +184,17 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
         settings.serving.url, settings.serving.reload_token.get_secret_value()
     )
     if delivery.ok:
+        answer = delivery.answer if isinstance(delivery.answer, dict) else {}
+        if answer.get("candidate_state") == "refused":  # the live version serves alone
+            error = answer.get("candidate_error")
+            notify(
+                settings.notify_webhook_url.get_secret_value(),
+                f":warning: the ranking service reloaded after {after} but refused the canary "
+                f"candidate {answer.get('candidate_version')}: {error}. The live version serves "
+                "alone and the online comparison cannot collect evidence; retire the candidate "
+                "or set a servable one.",
+            )
+            return _skip(log, f"serving reloaded after {after} but refused the candidate: {error}")
         return _skip(log, f"serving reloaded after {after}")
     if delivery.status == 409:
         notify(

@@ -9,12 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, build_run_status_sensor_context
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    DagsterInstance,
+    asset,
+    asset_check,
+    build_run_status_sensor_context,
+    materialize,
+)
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import (
     OUTCOME_TAG,
     REASON_TAG,
+    failing_blocking_checks,
     notify_run_failure,
     notify_run_success,
     tag_failed_runs,
@@ -172,3 +181,27 @@ def test_a_window_without_any_click_is_refused_on_min_samples_not_crashed(
     )
     assert feedback.passed
     assert not refusal.exists() and (refusal.parent / "candidate.json").exists()
+
+
+def test_a_failing_check_without_figures_is_named_by_its_description() -> None:
+    """online_decision fails with ERROR when its decision cannot be applied, with no value or
+    threshold: the run's reason line carries its description, not "None vs None"."""
+
+    @asset
+    def comparison() -> None:
+        return None
+
+    @asset_check(asset=comparison, blocking=True)
+    def online_decision() -> AssetCheckResult:
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description="the decision (promote) could not be applied: unsigned\npromote by hand",
+            metadata={"decision": "promote"},
+        )
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([comparison, online_decision], instance=instance, raise_on_error=False)
+    assert failing_blocking_checks(instance, result.run_id) == [
+        "online_decision: the decision (promote) could not be applied: unsigned"
+    ]

@@ -14,8 +14,14 @@ from dagster import (
 )
 
 from ltr_assets.definitions import defs
-from ltr_assets.defs.sensors import notify_run_failure, notify_run_success, reload_serving_sensor
+from ltr_assets.defs.sensors import (
+    notify_run_failure,
+    notify_run_success,
+    reload_after_online_decision_sensor,
+    reload_serving_sensor,
+)
 from tests.support.dagster_results import a_success_and_a_failure_over_an_empty_day
+from tests.support.http_receiver import http_receiver
 
 
 def _tick(sensor: SensorDefinition, instance: DagsterInstance, cursor: str | None = None):
@@ -107,3 +113,30 @@ def test_a_publication_followed_by_a_refusal_before_the_next_tick_still_reloads(
     _record(instance, "2026-11-06", published=False)
     third = _tick(reload_serving_sensor, instance, second.cursor)
     assert third.skip_message is not None and "published nothing" in third.skip_message
+
+
+def test_a_candidate_the_reloaded_service_refused_is_told_not_reported_as_reloaded(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/reload answers 200 with the candidate refused (gated for another scorer, say): the
+    tick says so and the operator is notified, as for a refused live version."""
+    reply = {
+        "version": "20261101_000000",
+        "candidate_state": "refused",
+        "candidate_version": "20261102_000000",
+        "candidate_error": "gated for the model scorer, this replica runs weights",
+    }
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        AssetMaterialization(asset_key=AssetKey("online_comparison"), partition="2026-11-03")
+    )
+    with http_receiver(reply=reply) as serving, http_receiver() as webhook:
+        monkeypatch.setenv("LTR_SERVING_URL", serving.url)
+        monkeypatch.setenv("LTR_RELOAD_TOKEN", "t" * 20)
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", webhook.url)
+        tick = _tick(reload_after_online_decision_sensor, instance)
+    assert len(serving.messages) == 1
+    assert tick.skip_message is not None and "refused the candidate" in tick.skip_message
+    assert "gated for the model scorer" in tick.skip_message
+    assert [m["text"][:9] for m in webhook.messages] == [":warning:"]
+    assert "20261102_000000" in webhook.messages[0]["text"]

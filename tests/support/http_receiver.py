@@ -18,7 +18,9 @@ class Receiver:
 
 
 @contextmanager
-def http_receiver(status: int = 200) -> Iterator[Receiver]:
+def http_receiver(status: int = 200, reply: dict[str, Any] | None = None) -> Iterator[Receiver]:
+    """Records what is POSTed; answers `status`, with `reply` as a JSON body when given (a
+    stand-in for the ranking service's /reload)."""
     receiver = Receiver("")
 
     class Handler(BaseHTTPRequestHandler):
@@ -27,7 +29,14 @@ def http_receiver(status: int = 200) -> Iterator[Receiver]:
             receiver.messages.append(json.loads(body or b"{}"))
             receiver.headers.append(dict(self.headers))
             self.send_response(status)
+            if reply is None:
+                self.end_headers()
+                return
+            data = json.dumps(reply).encode()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
+            self.wfile.write(data)
 
         def log_message(self, *args: object) -> None:
             pass
