@@ -87,8 +87,9 @@ def metric(log: PipeEventLog, name: str) -> float:
     return log._metrics.registry.get_sample_value(name, {"kind": "feedback"}) or 0.0
 
 
-def make_log(pipe: Pipe, directory: Path, capacity: int = 10) -> PipeEventLog:
-    writers = iter([FakeWriter(pipe)])
+def make_log(pipe: Pipe, directory: Path, capacity: int = 10, *more: FakeWriter) -> PipeEventLog:
+    """The log over a writer on `pipe`, and the `more` writers to replace it with, in turn."""
+    writers = iter([FakeWriter(pipe), *more])
     return PipeEventLog(
         lambda: next(writers),
         capacity,
@@ -173,16 +174,8 @@ def test_a_dead_writer_is_replaced_and_gets_what_it_had_not_confirmed(tmp_path: 
     """The writer confirms 2 of 4 frames and dies: the next writer gets the other 2 again, in
     order, before the records that follow; callers learn of each record once."""
     first, second = Pipe(), Pipe()
-    writers = [FakeWriter(first), FakeWriter(second)]
-    started = iter(writers)
-    log = PipeEventLog(
-        lambda: next(started),
-        10,
-        spill=FileSink(tmp_path),
-        requested="file",
-        metrics=ServingMetrics(),
-        counts=LogCounts(),
-    )
+    log = make_log(first, tmp_path, 10, FakeWriter(second))
+    writers = [cast(FakeWriter, log.sink)]
     outcomes: dict[int, bool] = {}
 
     def outcome_of(i: int) -> Callable[[bool], None]:
@@ -204,7 +197,8 @@ def test_a_dead_writer_is_replaced_and_gets_what_it_had_not_confirmed(tmp_path: 
         time.sleep(0.01)
     log.stop(10)
     reader.join(10)
-    assert log.sink is writers[1] and writers[1].closed
+    writers.append(cast(FakeWriter, log.sink))
+    assert writers[1].pipe is second and writers[1].closed
     assert got == [2, 3, 4]
     assert log.counts.writer_restarts == 1 and log.counts.failed == 0
     assert log.counts.last_error is not None and "writer process is gone" in log.counts.last_error
@@ -224,15 +218,7 @@ def test_writers_that_keep_dying_are_given_up_and_nothing_is_lost(tmp_path: Path
     pipes = [Pipe() for _ in range(MAX_RESTARTS + 1)]
     for broken in pipes:
         broken.close(broken.read)
-    started = iter([FakeWriter(broken) for broken in pipes])
-    log = PipeEventLog(
-        lambda: next(started),
-        10,
-        spill=FileSink(tmp_path),
-        requested="file",
-        metrics=ServingMetrics(),
-        counts=LogCounts(),
-    )
+    log = make_log(pipes[0], tmp_path, 10, *[FakeWriter(broken) for broken in pipes[1:]])
     outcomes: list[bool] = []
     log.start()  # its flusher meets each new writer's broken pipe in turn
     for i in range(6):
