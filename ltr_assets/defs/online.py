@@ -7,6 +7,9 @@ registry's pointers accordingly (the evidence recorded in the move) and notifies
 like the asset) and blocking, and what each outcome looks like is chosen to tell the truth:
 
 - promote, keep collecting, no candidate: passed. Nothing is wrong.
+- no candidate, but serving still interleaved a candidate the registry had decided (more than
+  `STALE_GRACE` after the decision): failed with WARN severity. Serving is not following the
+  registry (its reload failed or is off), which nothing else on this asset would show.
 - retire: failed with WARN severity. The candidate lost (or could not win in time); the UI
   shows it in yellow. WARN does not block: that night's published_weights still publishes its
   own gated version as the next candidate, and the run succeeds.
@@ -71,6 +74,8 @@ def comparison_metadata(
         "live": comparison.pair.live if comparison.pair else "",
         "candidate_partition": comparison.candidate_partition,
     }
+    if comparison.stale_requests:
+        meta["day_stale_requests"] = comparison.stale_requests
     if comparison.outcome is None or comparison.total is None or comparison.today is None:
         return meta
     ev = comparison.outcome.evidence
@@ -133,6 +138,14 @@ def decision_check_result(
             severity=AssetCheckSeverity.WARN,
             description=f"candidate retired, latest unchanged: {comparison.explanation}",
             metadata=metadata,
+        )
+    if comparison.stale_requests:
+        return AssetCheckResult(
+            check_name=ONLINE_CHECK,
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description=comparison.explanation,
+            metadata={**metadata, "stale_requests": comparison.stale_requests},
         )
     prefix = "candidate promoted to latest: " if decision is Decision.PROMOTE else ""
     return AssetCheckResult(

@@ -74,8 +74,12 @@ from ltr_core.features import ACTION_GRADES, FEEDBACK, RECOMMENDATION
 from ltr_core.interleaving import SETTLED_PROPENSITY, Credit
 
 INTERLEAVED = "interleaved"
+# How long a decided candidate may still be interleaved while serving reloads (the sensor ticks
+# every 30 s; a replica without it polls every WEIGHTS_POLL_SECONDS, 300 by default).
+STALE_GRACE = timedelta(minutes=15)
 _COLUMNS = (
     "event_type",
+    "timestamp",
     "request_id",
     "lawyer_id",
     "algorithm_version",
@@ -305,6 +309,39 @@ def share_by_day(lake: Lake, pair: Pair, days: list[date]) -> list[tuple[date, W
     return path
 
 
+def stale_interleaving(lake: Lake, registry: LocalRegistry, day: date) -> tuple[int, str]:
+    """Requests serving interleaved on `day` with a candidate the registry had decided
+    (promoted, retired, cleared: its history) more than STALE_GRACE before they were served,
+    and the sentence that says so (empty when none): serving did not follow the decision (its
+    reload failed or is off), so users still see the decided candidate, or the old live
+    version after a promotion."""
+    path = lake.raw_events(day)
+    decided: dict[str, datetime] = {}
+    for entry in registry.history():
+        try:
+            decided[str(entry["version"])] = datetime.fromisoformat(str(entry["at"]))
+        except (KeyError, ValueError):
+            continue
+    if not decided or not path.exists():
+        return 0, ""
+    events = _read_columns(path)
+    shown = events[
+        (events["event_type"] == RECOMMENDATION)
+        & (events["policy"] == INTERLEAVED)
+        & (events["team"] == "candidate")
+    ]
+    when = pd.to_datetime(shown["algorithm_version"].map(decided), utc=True)
+    late = shown[pd.to_datetime(shown["timestamp"], utc=True) > when + STALE_GRACE]
+    requests = late["request_id"].nunique()
+    if requests == 0:
+        return 0, ""
+    versions = ", ".join(sorted(set(late["algorithm_version"])))
+    return requests, (
+        f"; but serving interleaved {requests} request(s) on {day} with candidate {versions} "
+        "after the registry had decided it: is serving following the registry (its reload)?"
+    )
+
+
 @dataclass(frozen=True)
 class Thresholds:
     min_requests: int
@@ -336,6 +373,7 @@ class Comparison:
     days_with_evidence: list[date] = field(default_factory=list)
     days_collecting: int = 0
     outcome: OnlineDecision | None = None
+    stale_requests: int = 0  # interleaved with a candidate decided before (`stale_interleaving`)
 
     @property
     def decision(self) -> Decision | None:
@@ -383,7 +421,10 @@ def compare(
     interleaved yet."""
     candidate = registry.candidate()  # InvalidPointer: an unreadable candidate is an error
     if candidate is None:
-        return Comparison(day, "no_candidate", "no candidate: nothing to compare")
+        stale, why = stale_interleaving(lake, registry, day)
+        return Comparison(
+            day, "no_candidate", "no candidate: nothing to compare" + why, stale_requests=stale
+        )
     live = registry.latest_version()
     if live is None:
         return Comparison(day, "no_candidate", "no live version: nothing to compare with")

@@ -383,3 +383,23 @@ def test_a_candidate_published_late_starts_its_clock_when_serving_first_interlea
     assert never.decision is Decision.RETIRE and never.outcome is not None
     assert never.outcome.timed_out
     assert "not interleaved 3 days after it was set" in never.outcome.reason
+
+
+def test_a_decided_candidate_still_interleaved_is_told(tmp_path: Path) -> None:
+    """Retired, but serving kept interleaving it (no reload): requests served within
+    STALE_GRACE of the decision are the reload's delay, later ones are not; the comparison
+    with no candidate says how many and names the version."""
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    registry.retire({"note": "test"}, expected=pair.candidate)
+    decided = datetime.fromisoformat(registry.history()[-1]["at"])
+    rows = []
+    for i, after in enumerate([timedelta(minutes=5), timedelta(hours=1), timedelta(hours=2)]):
+        for row in _impressions(f"r-{i}", ["a", "b"], ["live", "candidate"], _versions(pair)):
+            rows.append({**row, "timestamp": decided + after})
+    day = decided.date()
+    _write_day(lake, day, rows)
+    result = cmp.compare(lake, registry, day, THRESHOLDS)
+    assert result.status == "no_candidate" and result.stale_requests == 2
+    assert pair.candidate in result.explanation and "following the registry" in result.explanation
+    assert cmp.stale_interleaving(lake, registry, day - timedelta(days=1)) == (0, "")
