@@ -30,6 +30,11 @@ running moves every figure.
    (log-on req/s over log-off req/s in the same round, median; target >= 0.9 for kafka), and,
    after the servers are SIGTERM'd, what reached the files and the topic against the impressions
    served (`log_*_missing` must be 0; `log_*_dropped` counts a full queue's drops).
+5. /feedback's latency (`--only feedback` runs this section alone): one server with the file
+   log; `--feedback-requests` single-event POSTs one after another, idle, then again while wrk
+   loads /rank (100 candidates, 8 connections). /feedback answers once the writer process
+   confirms the events written, behind the impressions queued before them, so its latency under
+   load is the writer's lag. Figures: p50/p99 ms of each, and the statuses (all 200).
 """
 
 from __future__ import annotations
@@ -532,6 +537,64 @@ def log_figures(
     return figures
 
 
+def feedback_figures(
+    args: argparse.Namespace, home: Path, env: dict[str, str]
+) -> dict[str, float | int | str]:
+    """/feedback's latency with the file log, idle and while wrk loads /rank."""
+    folder = home / "feedback-bench"
+    folder.mkdir()
+    script = folder / "rank.lua"
+    script.write_text(WRK_SCRIPT)
+    bodies = []
+    for q, body in enumerate(rank_bodies(100)):
+        path = folder / f"body-{q}.json"
+        path.write_bytes(body)
+        bodies.append(path)
+    server = start_server(
+        {**env, "LTR_IMPRESSION_LOG": "file", "LTR_FEEDBACK_TOKEN": TOKEN, "LTR_EXPLORE_RATE": "0"}
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def post_all(client: httpx.Client, tag: str) -> tuple[np.ndarray, set[int]]:
+        latencies, statuses = [], set()
+        for i in range(args.feedback_requests):
+            event = {
+                "event_id": f"e-{tag}-{i}",
+                "event_type": "offer_feedback",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "request_id": f"r-{i}",
+                "case_id": "c-1",
+                "lawyer_id": "l-1",
+                "action": "click",
+            }
+            started = time.perf_counter()
+            statuses.add(client.post("/feedback", json=event, headers=headers).status_code)
+            latencies.append(time.perf_counter() - started)
+        return np.array(latencies) * 1000, statuses
+
+    figures: dict[str, float | int | str] = {}
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            post_all(client, "warmup")
+            idle, idle_statuses = post_all(client, "idle")
+            load = threading.Thread(
+                target=wrk, args=(server.url, script, bodies, 8, args.duration + 30)
+            )
+            load.start()
+            time.sleep(2)  # wrk's connections up and the writer busy
+            busy, busy_statuses = post_all(client, "busy")
+            load.join()
+    finally:
+        server.stop()
+    for name, ms, statuses in (("idle", idle, idle_statuses), ("rank_load", busy, busy_statuses)):
+        p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+        print(f"/feedback {name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, statuses {sorted(statuses)}")
+        figures[f"feedback_{name}_p50_ms"] = p50
+        figures[f"feedback_{name}_p99_ms"] = p99
+        figures[f"feedback_{name}_statuses"] = ",".join(map(str, sorted(statuses)))
+    return figures
+
+
 def in_process_figures(weights: dict[str, float]) -> dict[str, float | int | str]:
     """What the gate measures: the request path in-process, with the scorer serving runs."""
     from ltr_core.codec import time_request_path_groups
@@ -563,8 +626,12 @@ def main() -> None:
     parser.add_argument("--reload-every", type=float, default=1.0)
     parser.add_argument("--model-rounds", type=int, default=300)
     parser.add_argument(
-        "--only", choices=("all", "log"), default="all", help="log: the impression log alone"
+        "--only",
+        choices=("all", "log", "feedback"),
+        default="all",
+        help="log: the impression log alone; feedback: /feedback's latency alone",
     )
+    parser.add_argument("--feedback-requests", type=int, default=300)
     parser.add_argument("--log-candidates", type=int, default=100)
     parser.add_argument("--log-clients", type=int, default=8)
     parser.add_argument("--log-repeats", type=int, default=5)
@@ -583,6 +650,12 @@ def main() -> None:
         env.update(LTR_HOME=str(home), LTR_RELOAD_TOKEN=TOKEN, LTR_SCORER="weights")
         registry = LocalRegistry(home / "registry", home / "models" / "ltr_weights.json")
         registry.publish(weights, text, gated, PARTITION)
+        if args.only in ("all", "feedback"):
+            figures.update(feedback_figures(args, home, env))
+        if args.only == "feedback":
+            print(f"machine: {machine()}")
+            report(figures)
+            return
         figures.update(log_figures(args, home, env))
         if args.only == "log":
             print(f"machine: {machine()}")
