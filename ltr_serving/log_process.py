@@ -359,8 +359,10 @@ class PipeEventLog:
         self._waiting = threading.Condition(self._lock)
         # frames (or the unwritten rest of one) in order, with the record's kind and size
         self._backlog: deque[tuple[memoryview, str, int]] = deque()
-        # frames handed to the current writer and not confirmed yet: (number, frame, record)
-        self._unconfirmed: deque[tuple[int, memoryview, Record]] = deque()
+        # frames handed to the current writer and not confirmed yet, with their number, the
+        # record's kind and size (the frame, not the record, is kept: it is what the backlog
+        # holds already, and a record is decoded from it again only to spill it here)
+        self._unconfirmed: deque[tuple[int, memoryview, str, int]] = deque()
         self._on_done: dict[int, Callable[[bool], None]] = {}  # frame number -> its caller
         self._next = 0  # the next frame's number
         self._first = 0  # the number of the current writer's first frame
@@ -387,7 +389,7 @@ class PipeEventLog:
                 return _done(on_done, self._spill(record))
             number = self._next
             self._next += 1
-            self._unconfirmed.append((number, frame, record))
+            self._unconfirmed.append((number, frame, record.kind, record.size))
             if on_done is not None:
                 self._on_done[number] = on_done
             if self._backlog:  # frames are waiting: this one goes behind them
@@ -424,8 +426,8 @@ class PipeEventLog:
             self._fd = -1  # never write to the number again: the OS may reuse it
             # the writer has exited and its last report confirmed what it wrote; what it did
             # not (it died on the way, or the pipe did not drain in time) is written here
-            for number, _, record in self._unconfirmed:
-                _done(self._on_done.pop(number, None), self._spill(record))
+            for number, frame, _, _ in self._unconfirmed:
+                _done(self._on_done.pop(number, None), self._spill(_record_of(frame)))
             self._unconfirmed.clear()
             try:
                 self.spill.close()
@@ -451,7 +453,7 @@ class PipeEventLog:
             failed_numbers = {first + index for index in failed}
             queue = self._unconfirmed
             while queue and queue[0][0] < first + done:
-                number, _, _ = queue.popleft()
+                number = queue.popleft()[0]
                 _done(self._on_done.pop(number, None), number not in failed_numbers)
 
     def _run(self) -> None:
@@ -519,8 +521,8 @@ class PipeEventLog:
         if writer is None:
             self._given_up = True
             self.counts.error(RuntimeError(f"{message}; spilling every record to files here"))
-            for number, _, record in pending:
-                _done(self._on_done.pop(number, None), self._spill(record))
+            for number, frame, _, _ in pending:
+                _done(self._on_done.pop(number, None), self._spill(_record_of(frame)))
             return
         self._metrics.event_writer_restarts.inc()
         self.counts.writer_restarts += 1
@@ -528,14 +530,14 @@ class PipeEventLog:
             RuntimeError(f"{message}; started another, {len(pending)} record(s) handed to it")
         )
         self.sink = writer
-        for number, frame, record in pending:  # renumbered from the new writer's first
+        for number, frame, kind, size in pending:  # renumbered from the new writer's first
             renumbered = self._next
             self._next += 1
-            self._unconfirmed.append((renumbered, frame, record))
+            self._unconfirmed.append((renumbered, frame, kind, size))
             callback = self._on_done.pop(number, None)
             if callback is not None:
                 self._on_done[renumbered] = callback
-            self._backlog.append((frame, record.kind, record.size))
+            self._backlog.append((frame, kind, size))
         self._waiting.notify()
 
     def _spill(self, record: Record) -> bool:
@@ -570,6 +572,11 @@ class PipeEventLog:
     def _count_failed(self, kind: str, size: int) -> None:
         self.counts.failed += size
         self._metrics.events_failed.labels(kind).inc(size)
+
+
+def _record_of(frame: memoryview) -> Record:
+    """The record a whole frame (its length first) was encoded from."""
+    return decode_record(bytes(frame[_LENGTH.size :]))
 
 
 def _done(on_done: Callable[[bool], None] | None, written: bool) -> bool:
