@@ -180,9 +180,15 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
             f"LTR_SERVING_URL is not set: no reload requested after {after}; the service's own "
             "poller (WEIGHTS_POLL_SECONDS) will pick the new version up",
         )
-    delivery = request_reload(
-        settings.serving.url, settings.serving.reload_token.get_secret_value()
-    )
+    token = settings.serving.reload_token.get_secret_value()
+    if not token:
+        return _skip(
+            log,
+            f"LTR_RELOAD_TOKEN is not set: no reload requested after {after} (the service "
+            "refuses /reload without it); the service's own poller (WEIGHTS_POLL_SECONDS) will "
+            "pick the new version up",
+        )
+    delivery = request_reload(settings.serving.url, token)
     if delivery.ok:
         answer = delivery.answer if isinstance(delivery.answer, dict) else {}
         if answer.get("candidate_state") == "refused":  # the live version serves alone

@@ -45,6 +45,20 @@ def test_reload_sensor_names_the_missing_serving_url(ltr_home: Path) -> None:
     assert tick.skip_message is not None and "LTR_SERVING_URL is not set" in tick.skip_message
 
 
+def test_reload_sensor_names_the_missing_reload_token(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ltr_home unsets LTR_RELOAD_TOKEN: with a URL but no token, /reload would refuse the
+    request, so the tick skips and names the variable instead of failing."""
+    monkeypatch.setenv("LTR_SERVING_URL", "http://127.0.0.1:9")  # never reached
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        AssetMaterialization(asset_key=AssetKey("published_weights"), partition="2026-11-02")
+    )
+    tick = _tick(reload_serving_sensor, instance)
+    assert tick.skip_message is not None and "LTR_RELOAD_TOKEN is not set" in tick.skip_message
+
+
 def test_reload_sensor_asks_no_reload_after_a_refusal(ltr_home: Path) -> None:
     """A refused night's record ("published": False) changed nothing serving loads: no reload
     is requested, and the tick says why (it would otherwise name the missing URL)."""
