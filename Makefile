@@ -94,7 +94,7 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 # Every benchmark; each prints name=value lines (how to run them: benchmarks/README.md; results: docs/benchmarks.md).
-BENCHMARKS := ingest quality_real quality_sim gate_error exploration_cost fairness training serving reload_stall online
+BENCHMARKS := ingest quality_real quality_sim gate_error exploration_cost click_signal fairness training serving reload_stall online
 bench: $(STAMP)
 	@for name in $(BENCHMARKS); do echo "== $$name"; $(PY) -m benchmarks.$$name || exit 1; done
 

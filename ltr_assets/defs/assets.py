@@ -94,8 +94,9 @@ from ltr_assets.registry.publication import PruneReport, live_version_age
 from ltr_core.settings import Settings
 
 GROUP = "ltr"
-# Overdue when no publication happened between midnight UTC (the day closed) and 06:00 UTC: the
-# 02:15 schedule normally publishes before 03:00; a gate refusal or a crash leaves it overdue.
+# Overdue when published_weights did not materialize between midnight UTC (the day closed) and
+# 06:00 UTC: the 02:15 schedule normally runs it before 03:00; a crash leaves it overdue, a gate
+# refusal does not (its record is a materialization; `live_version_age` tells that one).
 PUBLICATION_FRESHNESS = FreshnessPolicy.cron(
     deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=6), timezone="UTC"
 )

@@ -163,7 +163,7 @@ async def _send(send: Send, status: int, body: bytes, request_id: str | None = N
 
 
 class RankEndpoint:
-    """ASGI app of POST /rank. Ranks by descending score; ties keep the request's order."""
+    """ASGI app of POST /rank. Ranks by descending score; ties by lawyer id."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.respond(scope, receive, send)

@@ -215,6 +215,9 @@ def test_run_queue_and_retries_agree_with_the_other_instances(
         for section in ("run_retries", "run_monitoring"):
             if section in config:
                 assert config[section]["enabled"] == instance[section]["enabled"], other
+        if "run_monitoring" in config:  # a hung run must not hold the pipeline slot anywhere
+            limit = config["run_monitoring"].get("max_runtime_seconds")
+            assert limit == instance["run_monitoring"]["max_runtime_seconds"], other
         if "run_retries" in config:
             assert (
                 config["run_retries"].get("max_retries") == instance["run_retries"]["max_retries"]
