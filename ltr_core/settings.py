@@ -407,8 +407,8 @@ class SampleCaps(BaseModel):
     Each capped step fits on a deterministic sample of whole lists (a fixed-seed draw, so the
     same window gives the same sample) when its input holds more rows than the cap, and on all
     of it otherwise: the caps bite only on big windows (a 14-day window at the demo's traffic
-    holds about 100,000 rows). Validation, the evaluation and the gate always use every row. What each
-    sample held is recorded in the version's metadata (`sampling`). Measured in
+    holds about 100,000 rows). Validation, the evaluation and the gate always use every row.
+    What each sample held is recorded in the version's metadata (`sampling`). Measured in
     benchmarks/README.md, "scale"."""
 
     model_config = _group_config()
