@@ -23,7 +23,8 @@ Guarantees, as with the in-process log:
 - A child that dies (killed, out of memory) is started again: the child confirms each frame
   once its sink has taken it (`done` in its reports), the serving process keeps the frames not
   confirmed yet and hands them to the new child (a frame the dead one had written is written
-  twice, with the same event ids, which the pipeline deduplicates). A child that keeps dying
+  twice, with the same event ids, which the pipeline deduplicates), and completes the file the
+  dead one left open (`complete_orphaned_files`). A child that keeps dying
   (`MAX_RESTARTS` within `RESTART_WINDOW_S`) is given up: the serving process writes every
   record to its own spill files from then on (slower, nothing lost). With Kafka, a frame is
   confirmed once the Kafka sink has taken it, so what the dead child's producer still held
@@ -66,6 +67,7 @@ from ltr_serving.impressions import (
     Line,
     LogCounts,
     Record,
+    complete_orphaned_files,
     write_record,
 )
 from ltr_serving.kafka_sink import KafkaSinkStatus
@@ -215,7 +217,8 @@ class ProcessSink:
 
     def abandon(self) -> None:
         """Let go of a writer found gone: close its input, reap it (killed first if it still
-        runs), without waiting for its reports (its reader thread ends with its output)."""
+        runs), without waiting for its reports (its reader thread ends with its output), and
+        complete the file it left open, so the ingest reads what it wrote and confirmed."""
         self._closing = True
         self.on_progress = None
         with contextlib.suppress(OSError, ValueError):
@@ -224,6 +227,10 @@ class ProcessSink:
             self._process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(5)
+        try:
+            complete_orphaned_files(self.settings.serving_log_dir)
+        except OSError as exc:
+            log.error("could not complete the files of the writer process that died: %s", exc)
 
     def close(self) -> None:
         """End the child's input; wait until it has written everything and exited."""

@@ -122,15 +122,21 @@ def test_a_killed_writer_is_replaced_and_loses_nothing_it_was_handed(
     start_server_process: Callable[[], ServerProcess],
 ) -> None:
     """The writer process stopped while frames wait in its pipe, then killed (the OOM killer):
-    the server starts another, which writes what the dead one had not confirmed; every
-    impression of every answered request is in the files (some twice, with one event id,
-    which the ingest deduplicates), and /ltr/health says what happened."""
+    the server starts another, which writes what the dead one had not confirmed, and completes
+    the file the dead one left open; every impression of every answered request is in complete
+    files (some twice, with one event id, which the ingest deduplicates), and /ltr/health says
+    what happened."""
     settings = serving_env(LTR_SERVING_LOG_ROTATE_SECONDS="3600")
     publisher.publish(weights_for(1))
     server = start_server_process()
     with server.client() as client:
         ids = [client.post("/rank", json=rank_body(5, seed=i)).json()["request_id"]
                for i in range(5)]  # fmt: skip
+        wait_for(  # written and confirmed: in the file the writer holds open
+            lambda: client.get("/ltr/health").json()["event_log"]["logged_impressions"] >= 25,
+            60,
+            "the writer to write the first impressions",
+        )
         writer = _writer_of(server)
         os.kill(writer, signal.SIGSTOP)  # behind: frames wait in its pipe, unconfirmed
         ids += [client.post("/rank", json=rank_body(5, seed=i)).json()["request_id"]
