@@ -183,6 +183,8 @@ class ProcessSink:
         self.timeout_s = 6 * settings.serving.impression_kafka_timeout_s + 30
         self._reported: dict[tuple[str, str | None], float] = {}
         self._closing = False
+        self._abandoned = False  # found gone and let go: its last report no longer holds
+        self._abandoned_at = datetime.now(UTC)
         self._kafka: KafkaSinkStatus | None = None
         # called with each report's (frames done, indices of the failed ones among them)
         self.on_progress: Callable[[int, list[int]], None] | None = None
@@ -220,6 +222,8 @@ class ProcessSink:
         runs), without waiting for its reports (its reader thread ends with its output), and
         complete the file it left open, so the ingest reads what it wrote and confirmed."""
         self._closing = True
+        self._abandoned = True
+        self._abandoned_at = datetime.now(UTC)
         self.on_progress = None
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()
@@ -250,10 +254,28 @@ class ProcessSink:
             )
 
     def kafka_status(self) -> KafkaSinkStatus | None:
-        """The child's Kafka sink as last reported (None with LTR_IMPRESSION_LOG=file)."""
+        """The child's Kafka sink as last reported (None with LTR_IMPRESSION_LOG=file); once
+        the writer is abandoned and none replaced it (`PipeEventLog` gave up), nothing reaches
+        Kafka: spilling, from then on."""
         if self.kind != "kafka":
             return None
         with self._lock:
+            if self._abandoned:
+                last = self._kafka
+                kafka = self.settings.kafka
+                return KafkaSinkStatus(
+                    state="spilling",
+                    topic=kafka.topic if kafka else "",
+                    bootstrap_servers=kafka.bootstrap_servers if kafka else "",
+                    since=self._abandoned_at,
+                    sent=last.sent if last else 0,
+                    spilled=last.spilled if last else 0,
+                    lost=last.lost if last else 0,
+                    in_flight=0,
+                    last_error="the event log's writer processes kept dying: the server writes "
+                    "every record to its own spill files",
+                    last_error_at=self._abandoned_at,
+                )
             if self._kafka is not None:
                 return self._kafka
         kafka = self.settings.kafka
@@ -278,6 +300,8 @@ class ProcessSink:
                 log.exception("could not apply a report of the event log's writer process")
 
     def _apply(self, report: dict[str, Any]) -> None:
+        if self._abandoned:  # a late report of a writer let go: it describes nothing now
+            return
         metrics = self.metrics
         targets = {
             "ltr_events_logged_total": metrics.events_logged,
@@ -527,6 +551,7 @@ class PipeEventLog:
                 message += f"; starting another failed: {type(exc).__name__}: {exc}"
         if writer is None:
             self._given_up = True
+            self._metrics.kafka_connected.set(0)  # nothing reaches Kafka from here on
             self.counts.error(RuntimeError(f"{message}; spilling every record to files here"))
             for number, frame, _, _ in pending:
                 _done(self._on_done.pop(number, None), self._spill(_record_of(frame)))

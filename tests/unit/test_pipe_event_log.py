@@ -17,8 +17,15 @@ from typing import cast
 import orjson
 import pytest
 
+from ltr_core.settings import Settings
 from ltr_serving.impressions import FeedbackRecord, FileSink, Line, LogCounts
-from ltr_serving.log_process import MAX_RESTARTS, PipeEventLog, _frames, decode_record
+from ltr_serving.log_process import (
+    MAX_RESTARTS,
+    PipeEventLog,
+    ProcessSink,
+    _frames,
+    decode_record,
+)
 from ltr_serving.metrics import ServingMetrics
 
 _SET_PIPE_SIZE = 1031  # fcntl.F_SETPIPE_SZ (Linux)
@@ -219,6 +226,7 @@ def test_writers_that_keep_dying_are_given_up_and_nothing_is_lost(tmp_path: Path
     for broken in pipes:
         broken.close(broken.read)
     log = make_log(pipes[0], tmp_path, 10, *[FakeWriter(broken) for broken in pipes[1:]])
+    log._metrics.kafka_connected.set(1)  # as the last writer's last report said
     outcomes: list[bool] = []
     log.start()  # its flusher meets each new writer's broken pipe in turn
     for i in range(6):
@@ -232,6 +240,26 @@ def test_writers_that_keep_dying_are_given_up_and_nothing_is_lost(tmp_path: Path
     assert outcomes == [True] * 6
     assert log.counts.failed == 0 and log.counts.writer_restarts == MAX_RESTARTS
     assert log.counts.last_error is not None and "spilling every record" in log.counts.last_error
+    # nothing reaches Kafka any more: the gauge the docs say to alert on says so
+    assert log._metrics.registry.get_sample_value("ltr_event_log_kafka_connected") == 0
     for broken in pipes:
         for fd in list(broken.open):
             broken.close(fd)
+
+
+@pytest.mark.slow
+def test_an_abandoned_kafka_writer_reports_spilling_not_its_last_state(tmp_path: Path) -> None:
+    """A real writer process for Kafka (an unused port: it never connects), let go as a dead
+    one is: /ltr/health's Kafka state must not stay whatever it last reported."""
+    settings = Settings.from_env(
+        {
+            "LTR_HOME": str(tmp_path),
+            "LTR_IMPRESSION_LOG": "kafka",
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        }
+    )
+    sink = ProcessSink(settings, ServingMetrics(), LogCounts())
+    sink.abandon()
+    status = sink.kafka_status()
+    assert status is not None and status.state == "spilling" and status.in_flight == 0
+    assert status.last_error is not None and "kept dying" in status.last_error
