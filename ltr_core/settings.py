@@ -601,7 +601,8 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS",
         description="with LTR_IMPRESSION_LOG=kafka: bound on connecting to Kafka, on handing it "
         "a record and on its acknowledgement; past it the events are spilled to the files "
-        "under LTR_SERVING_LOG_DIR (no request ever waits on Kafka)",
+        "under LTR_SERVING_LOG_DIR (/rank never waits on Kafka; /feedback answers once its "
+        "events are acknowledged or spilled)",
     )
     impression_kafka_retry_s: Annotated[Float, Range(0.1, 86_400)] = Field(
         10.0,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import logging
 import threading
@@ -74,6 +75,7 @@ class _InFlight:
     day: str
     line: Line
     at: float  # the loop's clock when it was handed to the producer
+    seq: int  # the line's number in the order `write` took the lines (`settled_lines`)
 
 
 class KafkaSink:
@@ -127,10 +129,17 @@ class KafkaSink:
         # the writer's side: how many lines are not settled yet (and the counters it updates)
         self._pending_lock = threading.Lock()
         self._pending = 0
+        # Lines are numbered in the order `write` takes them; every line numbered below
+        # `_settled_upto` is settled (sent, spilled or lost), and `_early` holds the numbers of
+        # those settled ahead of it (a min-heap): what `settled_lines` tells the writer process.
+        self._taken = 0
+        self._settled_upto = 0
+        self._early: list[int] = []
         self._closing = False
         # the loop's side
         self._producer: Any = None  # AIOKafkaProducer (aiokafka is untyped)
-        self._backlog: deque[tuple[str, list[Line]]] = deque()
+        # (day, lines, the first line's number)
+        self._backlog: deque[tuple[str, list[Line], int]] = deque()
         self._in_flight: dict[int, _InFlight] = {}
         self._tokens = itertools.count()
         self._drainer: asyncio.Task[None] | None = None
@@ -150,17 +159,31 @@ class KafkaSink:
         on this thread: the caller never waits on Kafka and nothing is dropped."""
         batch = list(lines)
         with self._pending_lock:
+            first = self._taken
+            self._taken += len(batch)
             full = self._pending > 0 and self._pending + len(batch) > self.max_pending
-            if not full:
-                self._pending += len(batch)
+            self._pending += len(batch)
+        numbers = range(first, first + len(batch))
         if full:
             self._overflow(day, batch)
+            self._settled(numbers)
             return
         try:
-            self._loop.call_soon_threadsafe(self._accept, day, batch)
+            self._loop.call_soon_threadsafe(self._accept, day, batch, first)
         except RuntimeError:  # the loop is closed: the caller counts the lines as failed
-            self._settled(len(batch))
+            self._settled(numbers)
             raise
+
+    def written_lines(self) -> int:
+        """How many lines `write` has taken."""
+        with self._pending_lock:
+            return self._taken
+
+    def settled_lines(self) -> int:
+        """Every line `write` took before this many is settled: sent to Kafka (acknowledged),
+        spilled to a file, or lost and counted. What the writer process confirms by."""
+        with self._pending_lock:
+            return self._settled_upto
 
     def tick(self, now: float) -> None:
         """Rotate the overflow file when due (the loop rotates its spill file on its own)."""
@@ -220,9 +243,18 @@ class KafkaSink:
             last_error_at=self.last_error_at,
         )
 
-    def _settled(self, n: int) -> None:
+    def _settled(self, numbers: Sequence[int]) -> None:
         with self._pending_lock:
-            self._pending -= n
+            self._pending -= len(numbers)
+            early = self._early
+            for number in numbers:
+                if number != self._settled_upto:
+                    heapq.heappush(early, number)
+                    continue
+                self._settled_upto += 1
+                while early and early[0] == self._settled_upto:
+                    heapq.heappop(early)
+                    self._settled_upto += 1
 
     # --- the loop thread ------------------------------------------------------------------------
 
@@ -257,11 +289,11 @@ class KafkaSink:
         self.last_error_at = datetime.now(UTC)
         log.warning("Kafka sink: %s", self.last_error, extra={"topic": self.settings.topic})
 
-    def _accept(self, day: str, lines: list[Line]) -> None:
+    def _accept(self, day: str, lines: list[Line], first: int) -> None:
         if self._producer is None and self.state != "connecting" and not self._backlog:
-            self._write_spill(day, lines)
+            self._write_spill(day, lines, range(first, first + len(lines)))
             return
-        self._backlog.append((day, lines))
+        self._backlog.append((day, lines, first))
         if self._producer is not None and (self._drainer is None or self._drainer.done()):
             self._drainer = self._spawn(self._drain())
 
@@ -301,7 +333,7 @@ class KafkaSink:
             if producer is None:
                 self._spill_backlog()
                 return
-            day, lines = self._backlog.popleft()
+            day, lines, first = self._backlog.popleft()
             done = 0
             error: Exception | None = None
             try:
@@ -316,14 +348,16 @@ class KafkaSink:
                         if self._producer is not producer:  # failed meanwhile: spill it
                             break
                         token = next(self._tokens)
-                        self._in_flight[token] = _InFlight(day, line, self._loop.time())
+                        self._in_flight[token] = _InFlight(
+                            day, line, self._loop.time(), first + done
+                        )
                         future.add_done_callback(partial(self._delivered, token, producer))
                         done += 1
             except Exception as exc:
                 error = exc
             finally:
                 if done < len(lines):
-                    self._write_spill(day, lines[done:])
+                    self._write_spill(day, lines[done:], range(first + done, first + len(lines)))
             if error is not None:
                 self._fail(error, producer, "sending to Kafka")
 
@@ -340,9 +374,9 @@ class KafkaSink:
             self.sent += 1
             if self._sent_counter is not None:
                 self._sent_counter.inc()
-            self._settled(1)
+            self._settled((entry.seq,))
             return
-        self._write_spill(entry.day, [entry.line])
+        self._write_spill(entry.day, [entry.line], (entry.seq,))
         self._fail(error, producer, "Kafka did not acknowledge a record")
 
     def _fail(self, exc: BaseException, producer: Any, doing: str) -> None:
@@ -354,11 +388,13 @@ class KafkaSink:
         self._retry_at = self._loop.time() + self.retry_s
         self._set_state("spilling")
         entries, self._in_flight = self._in_flight, {}
-        by_day: dict[str, list[Line]] = {}
+        by_day: dict[str, tuple[list[Line], list[int]]] = {}
         for entry in entries.values():
-            by_day.setdefault(entry.day, []).append(entry.line)
-        for day, lines in by_day.items():
-            self._write_spill(day, lines)
+            lines, numbers = by_day.setdefault(entry.day, ([], []))
+            lines.append(entry.line)
+            numbers.append(entry.seq)
+        for day, (lines, numbers) in by_day.items():
+            self._write_spill(day, lines, numbers)
         self._spawn(self._stop_producer(producer))
         # the backlog, if any, is spilled by the drainer when it sees no producer
 
@@ -398,10 +434,10 @@ class KafkaSink:
 
     def _spill_backlog(self) -> None:
         while self._backlog:
-            day, lines = self._backlog.popleft()
-            self._write_spill(day, lines)
+            day, lines, first = self._backlog.popleft()
+            self._write_spill(day, lines, range(first, first + len(lines)))
 
-    def _write_spill(self, day: str, lines: Sequence[Line]) -> None:
+    def _write_spill(self, day: str, lines: Sequence[Line], numbers: Sequence[int]) -> None:
         """Write lines to the files; each is settled, as spilled or (the files failing too) as
         lost."""
         if not lines:
@@ -419,7 +455,7 @@ class KafkaSink:
             if self._spilled_counter is not None:
                 self._spilled_counter.inc(len(lines))
         finally:
-            self._settled(len(lines))
+            self._settled(numbers)
 
     async def _shutdown(self) -> None:
         """Send what is handed over, flush the producer, spill what it could not send in time,

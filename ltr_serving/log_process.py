@@ -27,8 +27,8 @@ Guarantees, as with the in-process log:
   dead one left open (`complete_orphaned_files`). A child that keeps dying
   (`MAX_RESTARTS` within `RESTART_WINDOW_S`) is given up: the serving process writes every
   record to its own spill files from then on (slower, nothing lost). With Kafka, a frame is
-  confirmed once the Kafka sink has taken it, so what the dead child's producer still held
-  unacknowledged is not sent again.
+  confirmed once each of its records is settled: acknowledged by Kafka or spilled (`_Progress`),
+  so what a dead child's producer still held is sent again by the next.
 - /feedback learns whether its events were written (`submit(..., on_done=...)`): the child
   reports at once after a feedback frame, and a frame whose write failed is reported as failed.
 - /metrics and /ltr/health keep their meaning: the child reports its counters and its sink's
@@ -76,6 +76,7 @@ from ltr_serving.metrics import ServingMetrics
 log = logging.getLogger("ltr_serving.log_process")
 
 REPORT_S = 0.25  # how often the child reports its counters
+_FEEDBACK_POLL_S = 0.005  # how often while a feedback frame waits for Kafka to settle it
 MAX_RESTARTS = 3  # writer deaths within RESTART_WINDOW_S before the serving process gives it up
 RESTART_WINDOW_S = 60.0
 _TICK_S = 1.0  # how often the child ticks its sink (file rotation by age) when idle
@@ -647,18 +648,46 @@ def _frames(fd: int, idle_s: float) -> Iterator[bytes | None]:
 class _Progress:
     """What the child has done with the frames it read, for the serving process to confirm
     them (`PipeEventLog._confirmed`): how many, and which of them failed since the last report.
-    The lock also keeps the two threads' reports whole on stdout."""
+    The lock also keeps the two threads' reports whole on stdout.
 
-    def __init__(self) -> None:
+    A file sink has written a frame's lines when `write_now` returns. The Kafka sink has only
+    taken them: a frame is done once every line taken up to its last is settled (sent and
+    acknowledged, spilled, or lost and counted; `KafkaSink.settled_lines`), so a writer that
+    dies with records in its producer leaves their frames unconfirmed, and the serving process
+    hands them to the next writer."""
+
+    def __init__(self, sink: object) -> None:
         self.lock = threading.Lock()
         self.done = 0
         self.failed: list[int] = []
+        self._settled: Callable[[], int] | None = getattr(sink, "settled_lines", None)
+        self._taken: Callable[[], int] | None = getattr(sink, "written_lines", None)
+        # frames taken but not settled: (the sink's lines taken after it, failed, feedback)
+        self._waiting: deque[tuple[int, bool, bool]] = deque()
+        self.feedback_waiting = 0  # feedback frames among them: their requests wait
 
-    def frame_done(self, failed: bool) -> None:
+    def frame_written(self, failed: bool, feedback: bool = False) -> None:
         with self.lock:
-            if failed:
-                self.failed.append(self.done)
-            self.done += 1
+            if self._settled is None or self._taken is None:
+                self._finish(failed)
+                return
+            self._waiting.append((self._taken(), failed, feedback))
+            self.feedback_waiting += feedback
+
+    def advance(self) -> None:
+        """Under the lock: the frames whose lines are all settled are done."""
+        if self._settled is None:
+            return
+        upto = self._settled()
+        while self._waiting and self._waiting[0][0] <= upto:
+            _, failed, feedback = self._waiting.popleft()
+            self.feedback_waiting -= feedback
+            self._finish(failed)
+
+    def _finish(self, failed: bool) -> None:
+        if failed:
+            self.failed.append(self.done)
+        self.done += 1
 
 
 def _report(events: EventLog, metrics: ServingMetrics, progress: _Progress, out: IO[bytes]) -> None:
@@ -666,6 +695,7 @@ def _report(events: EventLog, metrics: ServingMetrics, progress: _Progress, out:
     sink = events.sink
     counts = events.counts
     with progress.lock:
+        progress.advance()
         counters = {}
         for name, label in _COUNTERS:
             labels = {"kind": label} if label else {}
@@ -707,11 +737,15 @@ def main() -> int:
     if not isinstance(events, EventLog):  # `off`: the serving process starts no writer
         return 0
     done = threading.Event()
-    progress = _Progress()
+    wake = threading.Event()  # a feedback frame waits for Kafka: report it promptly
+    progress = _Progress(events.sink)
 
     def report_forever() -> None:
-        while not done.wait(REPORT_S):
-            _report(events, metrics, progress, stdout)
+        while not done.is_set():
+            wake.wait(_FEEDBACK_POLL_S if progress.feedback_waiting else REPORT_S)
+            wake.clear()
+            if not done.is_set():
+                _report(events, metrics, progress, stdout)
 
     reporter = threading.Thread(target=report_forever, name="ltr-log-reports", daemon=True)
     reporter.start()
@@ -724,13 +758,14 @@ def main() -> int:
                 except Exception as exc:  # a frame the serving process encoded: cannot happen
                     log.exception("an event log frame could not be decoded")
                     events.counts.last_error = f"{type(exc).__name__}: {exc}"
-                    progress.frame_done(failed=True)
+                    progress.frame_written(failed=True)
                     continue
                 failed_before = events.counts.failed
                 events.write_now(record)
-                progress.frame_done(failed=events.counts.failed > failed_before)
-                if record.kind == "feedback":  # its /feedback request waits for this
-                    _report(events, metrics, progress, stdout)
+                feedback = record.kind == "feedback"  # its /feedback request waits for this
+                progress.frame_written(events.counts.failed > failed_before, feedback)
+                if feedback:
+                    wake.set()
             now = time.monotonic()
             if frame is None or now - ticked >= _TICK_S:
                 events.tick()

@@ -16,10 +16,11 @@ the good ones are logged and counted all the same; a body that is no event or li
 MAX_FEEDBACK_BATCH events is a 422 of the same shape with nothing accepted. Echoed values are
 cut as /rank cuts them. A body declared other than JSON, or compressed, is a 415 as on /rank; one
 over LTR_MAX_BODY_BYTES a 413 with `limit_bytes`. 503 when the event log cannot take the events
-(it could not write them, did not confirm them within CONFIRM_TIMEOUT_S, or the service is
-stopping: retry, the events are deduplicated by event_id; a writer merely behind never
-refuses, its backlog spills to files). A 200 means the events were written: to a file, or
-handed to the Kafka sink (which spills to a file what Kafka does not acknowledge).
+(it could not write them, did not confirm them within CONFIRM_TIMEOUT_S (plus, with Kafka,
+LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS), or the service is stopping: retry, the events are
+deduplicated by event_id; a writer merely behind never refuses, its backlog spills to files).
+A 200 means the events were written: to a file, or acknowledged by Kafka (or, Kafka not
+answering within its timeout, spilled to a file).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ log = logging.getLogger("ltr_serving.feedback")
 
 MAX_FEEDBACK_BATCH = 1000
 # How long /feedback waits for the event log to confirm the events written (a writer process
-# being replaced re-sends them within a second or two; a Kafka sink takes them at once).
+# being replaced re-sends them within a second or two), plus, with Kafka, its timeout (a hung
+# broker: the events are spilled to a file past it).
 CONFIRM_TIMEOUT_S = 10.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -86,9 +88,9 @@ _FIELD_OF_KIND = {
 assert set(FeedbackEvent.model_fields["action"].annotation.__args__) == set(ACTION_GRADES)  # type: ignore[union-attr]
 
 
-async def _logged(events: RecordLog, record: FeedbackRecord) -> bool:
+async def _logged(events: RecordLog, record: FeedbackRecord, timeout_s: float) -> bool:
     """Hand the events to the log and wait until it says they were written (True), failed or
-    did not say so within CONFIRM_TIMEOUT_S (False): a 200 means written."""
+    did not say so within `timeout_s` (False): a 200 means written."""
     loop = asyncio.get_running_loop()
     outcome: asyncio.Future[bool] = loop.create_future()
 
@@ -102,7 +104,7 @@ async def _logged(events: RecordLog, record: FeedbackRecord) -> bool:
     if not events.submit(record, on_done):
         return False
     try:
-        return await asyncio.wait_for(outcome, CONFIRM_TIMEOUT_S)
+        return await asyncio.wait_for(outcome, timeout_s)
     except TimeoutError:
         return False
 
@@ -284,12 +286,16 @@ async def feedback(
                 continue
             at_ms = (when - _EPOCH) // _MS
             good.append((when.date().isoformat(), Line(line, event_key(item), at_ms, "feedback")))
-    if good and not await _logged(events, FeedbackRecord(good)):
+    # with Kafka, an event is written once Kafka acknowledged it or, past the Kafka timeout,
+    # it was spilled to a file: the wait allows for both
+    kafka_s = serving.impression_kafka_timeout_s if serving.impression_log == "kafka" else 0.0
+    timeout_s = CONFIRM_TIMEOUT_S + kafka_s
+    if good and not await _logged(events, FeedbackRecord(good), timeout_s):
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             "the event log could not write the events (see last_error in /ltr/health) or did "
-            f"not confirm them within {CONFIRM_TIMEOUT_S:g} s; retry: the events are "
-            "deduplicated by event_id",
+            f"not confirm them within {timeout_s:g} s; retry: the events are deduplicated by "
+            "event_id",
         )
     out = FeedbackResponse.model_validate(
         {"accepted": len(good), "rejected": rejected, "detail": errors}

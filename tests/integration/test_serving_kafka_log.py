@@ -15,6 +15,8 @@ unacknowledged, and the broker persists at its shutdown what it had acknowledged
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import threading
 import time
 import uuid
@@ -43,6 +45,7 @@ from tests.support.serving import (
     rank_body,
     wait_for,
     weights_for,
+    writer_of,
 )
 
 AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
@@ -123,6 +126,58 @@ def sink_health(server: ServerProcess) -> dict[str, Any]:
     return kafka
 
 
+def kafka_service(
+    broker: Broker,
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+    **env: str,
+) -> tuple[Settings, ServerProcess]:
+    """A service logging to a fresh 3-partition topic on `broker`, connected to it."""
+    settings = serving_env(
+        LTR_IMPRESSION_LOG="kafka",
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+        KAFKA_TOPIC=f"serving_{uuid.uuid4().hex[:8]}",
+        **env,
+    )
+    assert settings.kafka is not None
+    assert ensure_topic(settings.kafka, partitions=3)
+    publisher.publish(weights_for(7))
+    server = start_server_process()
+    wait_for(lambda: sink_health(server)["state"] == "connected", 60, "Kafka connected")
+    return settings, server
+
+
+def assert_each_event_once(settings: Settings, traffic: Traffic, tmp_path: Path) -> tuple[int, int]:
+    """Read the day(s) as raw_events reads them (the topic, then the serving-log folder) and
+    check every event the service answered for is there exactly once, and nothing else; the
+    events read from Kafka and from the files."""
+    assert settings.kafka is not None
+    lake = Lake(tmp_path / "lake")
+    kafka_source = KafkaDaySource(settings.kafka)
+    files = AuditLogSource(str(tmp_path / "no-audit-log" / "*.jsonl"))
+    got: Counter[str] = Counter()
+    from_kafka = from_files = 0
+    for day in sorted(traffic.days):  # one day, unless the test ran over midnight UTC
+        report, choice = ingest_with_fallback(
+            kafka_source, files, day, lake, serving_log=ServingLogSource(settings.serving_log_dir)
+        )
+        assert choice.name == "kafka", choice  # the topic was read, not the fallback
+        assert report.quarantined == 0 and report.conflicts == 0
+        from_files += report.serving_log_read
+        from_kafka += report.read - report.serving_log_read
+        table = pq.read_table(local(report.parquet_path))
+        got.update(cast(list[str], table.column("event_id").to_pylist()))
+    expected = Counter(traffic.expected)
+    assert max(expected.values()) == 1  # the client's ids are distinct
+    missing = set(expected) - set(got)
+    extra = set(got) - set(expected)
+    assert not missing, f"{len(missing)} served events missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} events nobody was answered for: {sorted(extra)[:3]}"
+    assert max(got.values()) == 1  # each exactly once
+    return from_kafka, from_files
+
+
 @pytest.mark.timeout(600)
 def test_events_survive_a_broker_outage_and_each_is_in_the_day_exactly_once(
     serving_env: Callable[..., Settings],
@@ -133,19 +188,14 @@ def test_events_survive_a_broker_outage_and_each_is_in_the_day_exactly_once(
     broker = Broker()
     broker.start()
     try:
-        topic = f"serving_{uuid.uuid4().hex[:8]}"
-        settings = serving_env(
-            LTR_IMPRESSION_LOG="kafka",
-            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
-            KAFKA_TOPIC=topic,
+        settings, server = kafka_service(
+            broker,
+            serving_env,
+            publisher,
+            start_server_process,
             LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="2",
             LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.5",
         )
-        assert settings.kafka is not None
-        assert ensure_topic(settings.kafka, partitions=3)
-        publisher.publish(weights_for(7))
-        server = start_server_process()
-        wait_for(lambda: sink_health(server)["state"] == "connected", 60, "Kafka connected")
 
         traffic = Traffic(server.url)
         traffic.start()
@@ -182,29 +232,60 @@ def test_events_survive_a_broker_outage_and_each_is_in_the_day_exactly_once(
         log_dir = settings.serving_log_dir
         assert list(log_dir.rglob("*.jsonl")) and not list(log_dir.rglob("*.part"))
 
-        # the day(s), read as raw_events reads them: the topic, then the serving-log folder
-        lake = Lake(tmp_path / "lake")
-        kafka_source = KafkaDaySource(settings.kafka)
-        files = AuditLogSource(str(tmp_path / "no-audit-log" / "*.jsonl"))
-        got: Counter[str] = Counter()
-        from_kafka = from_files = 0
-        for day in sorted(traffic.days):  # one day, unless the test ran over midnight UTC
-            report, choice = ingest_with_fallback(
-                kafka_source, files, day, lake, serving_log=ServingLogSource(log_dir)
-            )
-            assert choice.name == "kafka", choice  # the topic was read, not the fallback
-            assert report.quarantined == 0 and report.conflicts == 0
-            from_files += report.serving_log_read
-            from_kafka += report.read - report.serving_log_read
-            table = pq.read_table(local(report.parquet_path))
-            got.update(cast(list[str], table.column("event_id").to_pylist()))
+        from_kafka, from_files = assert_each_event_once(settings, traffic, tmp_path)
         assert from_kafka > 0 and from_files > 0
-        expected = Counter(traffic.expected)
-        assert max(expected.values()) == 1  # the client's ids are distinct
-        missing = set(expected) - set(got)
-        extra = set(got) - set(expected)
-        assert not missing, f"{len(missing)} served events missing, e.g. {sorted(missing)[:3]}"
-        assert not extra, f"{len(extra)} events nobody was answered for: {sorted(extra)[:3]}"
-        assert max(got.values()) == 1  # each exactly once
+    finally:
+        broker.close()
+
+
+@pytest.mark.timeout(600)
+def test_a_writer_killed_with_records_unacknowledged_loses_none_of_them(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+    tmp_path: Path,
+) -> None:
+    """The broker hangs for a moment, so records sit in the writer's producer unacknowledged,
+    and the writer is killed then (the OOM killer): a frame counts as written only once Kafka
+    acknowledged (or a file took) each of its records, so the next writer gets those frames
+    again, and every served impression and every feedback event answered 200 is in the day
+    exactly once."""
+    broker = Broker()
+    broker.start()
+    try:
+        settings, server = kafka_service(
+            broker,
+            serving_env,
+            publisher,
+            start_server_process,
+            LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="30",  # no spilling during the freeze
+        )
+        traffic, more = Traffic(server.url), Traffic(server.url)
+        traffic.start()
+        more.start()
+        try:
+            wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
+            broker.freeze()
+            # beyond what reached the socket: records wait in the producer's own buffers (the
+            # clients soon wait too: /feedback answers once Kafka acknowledged its event)
+            wait_for(lambda: sink_health(server)["in_flight"] >= 20, 60, "records in flight")
+            os.kill(writer_of(server), signal.SIGKILL)
+            broker.thaw()
+            with server.client() as client:
+                wait_for(
+                    lambda: client.get("/ltr/health").json()["event_log"]["writer_restarts"] == 1,
+                    60,
+                    "a new writer",
+                )
+            wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "the new writer sending")
+        finally:
+            traffic.stop()
+            more.stop()
+        server.process.terminate()
+        assert server.process.wait(timeout=120) in (0, -15)
+        assert traffic.failures == more.failures == [] and traffic.feedback > 0
+        traffic.expected += more.expected
+        traffic.days |= more.days
+        assert_each_event_once(settings, traffic, tmp_path)
     finally:
         broker.close()

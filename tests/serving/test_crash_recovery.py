@@ -21,9 +21,11 @@ from tests.serving.test_impressions import log_files
 from tests.support.serving import (
     Publisher,
     ServerProcess,
+    children,
     rank_body,
     wait_for,
     weights_for,
+    writer_of,
 )
 
 HOST = socket.gethostname()
@@ -62,16 +64,6 @@ def test_only_the_files_no_writer_holds_are_completed(tmp_path: Path) -> None:
     assert [p.read_bytes() for p in (tmp_path / "2026-11-26").glob("*.jsonl")] == [b'{"h": 8}\n']
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
 def test_a_killed_service_loses_none_of_what_its_log_wrote(
     serving_env: Callable[..., Settings],
     publisher: Publisher,
@@ -92,7 +84,7 @@ def test_a_killed_service_loses_none_of_what_its_log_wrote(
             return logged >= 200
 
         wait_for(written, 60, "the writer to write the impressions")
-    for pid in [*_children(server.process.pid), server.process.pid]:
+    for pid in [*children(server.process.pid), server.process.pid]:
         os.kill(pid, signal.SIGKILL)
     server.process.wait(10)
     time.sleep(0.2)
@@ -106,14 +98,6 @@ def test_a_killed_service_loses_none_of_what_its_log_wrote(
     assert all(isinstance(parse_event(orjson.dumps(e)), EventRow) for e in events)
     shown = [e["request_id"] for e in events if e["event_type"] == "match_recommendation"]
     assert sorted(set(shown)) == sorted(ids) and len(shown) == 200
-
-
-def _writer_of(server: ServerProcess) -> int:
-    """The server's writer process (`python -m ltr_serving.log_process`)."""
-    for child in _children(server.process.pid):
-        if b"ltr_serving.log_process" in Path(f"/proc/{child}/cmdline").read_bytes():
-            return child
-    raise AssertionError("the server has no writer process")
 
 
 def test_a_killed_writer_is_replaced_and_loses_nothing_it_was_handed(
@@ -137,7 +121,7 @@ def test_a_killed_writer_is_replaced_and_loses_nothing_it_was_handed(
             60,
             "the writer to write the first impressions",
         )
-        writer = _writer_of(server)
+        writer = writer_of(server)
         os.kill(writer, signal.SIGSTOP)  # behind: frames wait in its pipe, unconfirmed
         ids += [client.post("/rank", json=rank_body(5, seed=i)).json()["request_id"]
                 for i in range(5, 25)]  # fmt: skip
@@ -151,7 +135,7 @@ def test_a_killed_writer_is_replaced_and_loses_nothing_it_was_handed(
 
         wait_for(replaced, 60, "a new writer to write the impressions")
         health = client.get("/ltr/health").json()
-        assert _writer_of(server) != writer
+        assert writer_of(server) != writer
     assert health["status"] == "degraded" and health["event_log"]["failed"] == 0
     assert "writer process is gone" in health["event_log"]["last_error"]
     server.process.terminate()

@@ -75,6 +75,11 @@ class Broker:
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGSTOP)
 
+    def thaw(self) -> None:
+        """SIGCONT the process group: a frozen broker answers again."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM the process group (continuing it, if frozen) and wait until the real binary
         (not just the wrapper) is gone, so the data dir is free for a restart."""

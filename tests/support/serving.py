@@ -230,3 +230,21 @@ def metric_value(text: str, name: str, labels: str = "") -> float:
         if line.startswith(prefix):
             return float(line[len(prefix) :])
     return 0.0
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def writer_of(server: ServerProcess) -> int:
+    """The server's writer process (`python -m ltr_serving.log_process`)."""
+    for child in children(server.process.pid):
+        if b"ltr_serving.log_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return child
+    raise AssertionError("the server has no writer process")

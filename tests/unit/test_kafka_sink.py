@@ -229,3 +229,36 @@ def test_lines_past_max_pending_spill_to_the_overflow_file_without_waiting(
     assert [p.name.split("-")[-2] for p in tmp_path.rglob("*.jsonl*")] == ["overflow"]
     sink.close()  # the three pending lines time out and spill too
     assert sorted(spilled_ids(tmp_path)) == [f"e-{i}" for i in range(6)]
+
+
+def test_lines_count_as_settled_only_once_kafka_acknowledged_or_a_file_took_them(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    """`settled_lines` (what the writer process confirms frames by) moves past a line only
+    when it and every line taken before it are acknowledged or spilled: a line merely handed
+    to the producer is not settled, and one settled ahead of an earlier one waits for it."""
+    sink = make_sink(broker, tmp_path)
+    sink.write(DAY, [line(0), line(1)])
+    wait_until(lambda: sink.settled_lines() == 2, "two acknowledged")
+    broker.up = False
+    sink.write(DAY, [line(2)])  # handed over, not acknowledged
+    wait_until(lambda: sink.status().in_flight == 1, "one in flight")
+    assert (sink.written_lines(), sink.settled_lines()) == (3, 2)
+    wait_until(lambda: sink.settled_lines() == 3, "spilled after the timeout")
+    sink.close()
+    assert spilled_ids(tmp_path) == ["e-2"] and sink.status().lost == 0
+
+
+def test_settled_lines_advance_over_numbers_settled_out_of_order(tmp_path: Path) -> None:
+    """Kafka acknowledges partitions independently: numbers settled ahead wait in a heap until
+    the ones before them settle."""
+    sink = make_sink(FakeBroker(), tmp_path)
+    with sink._pending_lock:
+        sink._taken, sink._pending = 5, 5
+    sink._settled([1, 3])
+    assert sink.settled_lines() == 0
+    sink._settled([0])
+    assert sink.settled_lines() == 2
+    sink._settled([4, 2])
+    assert sink.settled_lines() == 5
+    sink.close()
