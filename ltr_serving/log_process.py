@@ -458,8 +458,7 @@ class PipeEventLog:
             self._fd = -1  # never write to the number again: the OS may reuse it
             # the writer has exited and its last report confirmed what it wrote; what it did
             # not (it died on the way, or the pipe did not drain in time) is written here
-            for number, frame, _, _ in self._unconfirmed:
-                _done(self._on_done.pop(number, None), self._spill(_record_of(frame)))
+            self._spill_unconfirmed(list(self._unconfirmed))
             self._unconfirmed.clear()
             try:
                 self.spill.close()
@@ -554,8 +553,7 @@ class PipeEventLog:
             self._given_up = True
             self._metrics.kafka_connected.set(0)  # nothing reaches Kafka from here on
             self.counts.error(RuntimeError(f"{message}; spilling every record to files here"))
-            for number, frame, _, _ in pending:
-                _done(self._on_done.pop(number, None), self._spill(_record_of(frame)))
+            self._spill_unconfirmed(pending)
             return
         self._metrics.event_writer_restarts.inc()
         self.counts.writer_restarts += 1
@@ -572,6 +570,12 @@ class PipeEventLog:
                 self._on_done[renumbered] = callback
             self._backlog.append((frame, kind, size))
         self._waiting.notify()
+
+    def _spill_unconfirmed(self, frames: list[tuple[int, memoryview, str, int]]) -> None:
+        """Under the lock: write frames no writer confirmed to this process's spill file, and
+        tell their callers how it went."""
+        for number, frame, _, _ in frames:
+            _done(self._on_done.pop(number, None), self._spill(_record_of(frame)))
 
     def _spill(self, record: Record) -> bool:
         """The backlog is full (the writer is behind) or writers keep dying: write the
