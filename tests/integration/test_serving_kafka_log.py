@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -126,6 +126,17 @@ def sink_health(server: ServerProcess) -> dict[str, Any]:
     return kafka
 
 
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """A broker of the test's own (the tests hang, stop and restart it), started."""
+    own = Broker()
+    own.start()
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def kafka_service(
     broker: Broker,
     serving_env: Callable[..., Settings],
@@ -184,58 +195,54 @@ def test_events_survive_a_broker_outage_and_each_is_in_the_day_exactly_once(
     publisher: Publisher,
     start_server_process: Callable[[], ServerProcess],
     tmp_path: Path,
+    broker: Broker,
 ) -> None:
-    broker = Broker()
-    broker.start()
+    settings, server = kafka_service(
+        broker,
+        serving_env,
+        publisher,
+        start_server_process,
+        LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="2",
+        LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.5",
+    )
+
+    traffic = Traffic(server.url)
+    traffic.start()
     try:
-        settings, server = kafka_service(
-            broker,
-            serving_env,
-            publisher,
-            start_server_process,
-            LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="2",
-            LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.5",
-        )
-
-        traffic = Traffic(server.url)
-        traffic.start()
-        try:
-            wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
-            broker.freeze()  # mid-traffic: the broker hangs
-            wait_for(lambda: sink_health(server)["state"] == "spilling", 60, "spilling")
-            down = sink_health(server)
-            error = down["last_error"]  # a timeout, the sink's own or the producer's
-            assert "acknowledg" in error or "sending to Kafka" in error, error
-            broker.stop()  # and is killed: connections are refused from now on
-            wait_for(lambda: "connecting to" in sink_health(server)["last_error"], 60, "retries")
-            served_down = traffic.ranked
-            wait_for(lambda: traffic.ranked >= served_down + 30, 60, "serving while down")
-            wait_for(lambda: sink_health(server)["spilled"] >= 100, 60, "events spilled")
-            broker.start()  # same port, same data dir
-            wait_for(lambda: sink_health(server)["state"] == "connected", 60, "reconnected")
-            sent_back = sink_health(server)["sent"]
-            wait_for(lambda: sink_health(server)["sent"] >= sent_back + 100, 60, "sent again")
-        finally:
-            traffic.stop()
-        with server.client() as client:
-            metrics = client.get("/metrics").text
-        server.process.terminate()  # SIGTERM: the lifespan drains the log and flushes Kafka
-        assert server.process.wait(timeout=120) in (0, -15)
-
-        assert traffic.failures == []  # every request was answered, none waited on Kafka
-        assert traffic.ranked > 0 and traffic.feedback > 0
-        for kind in ("impression", "feedback"):
-            assert metric_value(metrics, "ltr_events_dropped_total", f'kind="{kind}"') == 0
-            assert metric_value(metrics, "ltr_events_failed_total", f'kind="{kind}"') == 0
-        assert metric_value(metrics, "ltr_events_sent_to_kafka_total") > 0
-        assert metric_value(metrics, "ltr_events_spilled_total") > 0
-        log_dir = settings.serving_log_dir
-        assert list(log_dir.rglob("*.jsonl")) and not list(log_dir.rglob("*.part"))
-
-        from_kafka, from_files = assert_each_event_once(settings, traffic, tmp_path)
-        assert from_kafka > 0 and from_files > 0
+        wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
+        broker.freeze()  # mid-traffic: the broker hangs
+        wait_for(lambda: sink_health(server)["state"] == "spilling", 60, "spilling")
+        down = sink_health(server)
+        error = down["last_error"]  # a timeout, the sink's own or the producer's
+        assert "acknowledg" in error or "sending to Kafka" in error, error
+        broker.stop()  # and is killed: connections are refused from now on
+        wait_for(lambda: "connecting to" in sink_health(server)["last_error"], 60, "retries")
+        served_down = traffic.ranked
+        wait_for(lambda: traffic.ranked >= served_down + 30, 60, "serving while down")
+        wait_for(lambda: sink_health(server)["spilled"] >= 100, 60, "events spilled")
+        broker.start()  # same port, same data dir
+        wait_for(lambda: sink_health(server)["state"] == "connected", 60, "reconnected")
+        sent_back = sink_health(server)["sent"]
+        wait_for(lambda: sink_health(server)["sent"] >= sent_back + 100, 60, "sent again")
     finally:
-        broker.close()
+        traffic.stop()
+    with server.client() as client:
+        metrics = client.get("/metrics").text
+    server.process.terminate()  # SIGTERM: the lifespan drains the log and flushes Kafka
+    assert server.process.wait(timeout=120) in (0, -15)
+
+    assert traffic.failures == []  # every request was answered, none waited on Kafka
+    assert traffic.ranked > 0 and traffic.feedback > 0
+    for kind in ("impression", "feedback"):
+        assert metric_value(metrics, "ltr_events_dropped_total", f'kind="{kind}"') == 0
+        assert metric_value(metrics, "ltr_events_failed_total", f'kind="{kind}"') == 0
+    assert metric_value(metrics, "ltr_events_sent_to_kafka_total") > 0
+    assert metric_value(metrics, "ltr_events_spilled_total") > 0
+    log_dir = settings.serving_log_dir
+    assert list(log_dir.rglob("*.jsonl")) and not list(log_dir.rglob("*.part"))
+
+    from_kafka, from_files = assert_each_event_once(settings, traffic, tmp_path)
+    assert from_kafka > 0 and from_files > 0
 
 
 @pytest.mark.timeout(600)
@@ -244,48 +251,44 @@ def test_a_writer_killed_with_records_unacknowledged_loses_none_of_them(
     publisher: Publisher,
     start_server_process: Callable[[], ServerProcess],
     tmp_path: Path,
+    broker: Broker,
 ) -> None:
     """The broker hangs for a moment, so records sit in the writer's producer unacknowledged,
     and the writer is killed then (the OOM killer): a frame counts as written only once Kafka
     acknowledged (or a file took) each of its records, so the next writer gets those frames
     again, and every served impression and every feedback event answered 200 is in the day
     exactly once."""
-    broker = Broker()
-    broker.start()
+    settings, server = kafka_service(
+        broker,
+        serving_env,
+        publisher,
+        start_server_process,
+        LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="30",  # no spilling during the freeze
+    )
+    traffic, more = Traffic(server.url), Traffic(server.url)
+    traffic.start()
+    more.start()
     try:
-        settings, server = kafka_service(
-            broker,
-            serving_env,
-            publisher,
-            start_server_process,
-            LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="30",  # no spilling during the freeze
-        )
-        traffic, more = Traffic(server.url), Traffic(server.url)
-        traffic.start()
-        more.start()
-        try:
-            wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
-            broker.freeze()
-            # beyond what reached the socket: records wait in the producer's own buffers (the
-            # clients soon wait too: /feedback answers once Kafka acknowledged its event)
-            wait_for(lambda: sink_health(server)["in_flight"] >= 20, 60, "records in flight")
-            os.kill(writer_of(server), signal.SIGKILL)
-            broker.thaw()
-            with server.client() as client:
-                wait_for(
-                    lambda: client.get("/ltr/health").json()["event_log"]["writer_restarts"] == 1,
-                    60,
-                    "a new writer",
-                )
-            wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "the new writer sending")
-        finally:
-            traffic.stop()
-            more.stop()
-        server.process.terminate()
-        assert server.process.wait(timeout=120) in (0, -15)
-        assert traffic.failures == more.failures == [] and traffic.feedback > 0
-        traffic.expected += more.expected
-        traffic.days |= more.days
-        assert_each_event_once(settings, traffic, tmp_path)
+        wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
+        broker.freeze()
+        # beyond what reached the socket: records wait in the producer's own buffers (the
+        # clients soon wait too: /feedback answers once Kafka acknowledged its event)
+        wait_for(lambda: sink_health(server)["in_flight"] >= 20, 60, "records in flight")
+        os.kill(writer_of(server), signal.SIGKILL)
+        broker.thaw()
+        with server.client() as client:
+            wait_for(
+                lambda: client.get("/ltr/health").json()["event_log"]["writer_restarts"] == 1,
+                60,
+                "a new writer",
+            )
+        wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "the new writer sending")
     finally:
-        broker.close()
+        traffic.stop()
+        more.stop()
+    server.process.terminate()
+    assert server.process.wait(timeout=120) in (0, -15)
+    assert traffic.failures == more.failures == [] and traffic.feedback > 0
+    traffic.expected += more.expected
+    traffic.days |= more.days
+    assert_each_event_once(settings, traffic, tmp_path)
