@@ -331,9 +331,12 @@ def _registry_sync(args: argparse.Namespace) -> int:
         return 1
     print(f"uploaded {len(report.uploaded)} version(s): {', '.join(report.uploaded) or '-'}")
     if report.pointer_version is not None and not report.pointer_refused:
-        newer = " (not moved: S3 latest is a newer partition; --force moves it back)"
-        print(f"{mirror.url('latest.json')} -> {report.pointer_version}"
-              f"{'' if report.pointer_moved else newer}")  # fmt: skip
+        latest = mirror.url("latest.json")
+        if report.pointer_moved:
+            print(f"{latest} -> {report.pointer_version}")
+        else:
+            print(f"{latest} not moved to {report.pointer_version}: S3 latest is a newer "
+                  "partition (--force moves it back)")  # fmt: skip
     print(f"{mirror.url('candidate.json')} -> {report.candidate_version or 'none'}")
     for problem in report.problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -470,6 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Callable[[argparse.Namespace], int] = args.func
     try:
         return command(args)
+    except BrokenPipeError:
+        # the reader went away (`ltr registry show | head`): not an error of ours to report,
+        # and the interpreter's final flush must not raise it again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (RegistryError, ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -67,6 +67,7 @@ log = logging.getLogger("ltr_core.settings")
 ENV_FILE = "ltr.env"
 # Variables the env file may not set: LTR_HOME locates the file itself.
 NOT_IN_ENV_FILE = frozenset({"LTR_HOME"})
+DEFAULT_HOME = Path("./var")  # LTR_HOME's default
 # Secrets read by libraries (boto3's credential chain), not by the schema: never shown either.
 EXTERNAL_SECRETS = frozenset({"AWS_SECRET_ACCESS_KEY"})
 
@@ -702,7 +703,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     home: Annotated[Path, EXPAND] = Field(
-        Path("./var"),
+        DEFAULT_HOME,
         validation_alias="LTR_HOME",
         description="root of local state (and of the env file `ltr.env`); environment only",
     )
@@ -1140,7 +1141,9 @@ _REFERENCE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9
 def expand(name: str, raw: str, env: Mapping[str, str]) -> str:
     """A path value with `$NAME` and `${NAME}` replaced by the variables' values in `env` (`$$`
     is a `$`), as a shell would: a reference is never kept literally, so a variable that is not
-    set, or a `$` that starts no reference, is refused naming both."""
+    set, or a `$` that starts no reference, is refused naming both. `$LTR_HOME` unset is its
+    default (the configuration reference shows the paths' defaults as `$LTR_HOME/...`)."""
+    env = {"LTR_HOME": str(DEFAULT_HOME), **env}
 
     def value(match: re.Match[str]) -> str:
         braced, bare, dollar = match.groups()

@@ -35,10 +35,11 @@ fails in CI when this file and the schema disagree). -->
 Every setting is an environment variable. `$LTR_HOME/ltr.env` (KEY=VALUE lines, written by
 `ltr demo`) supplies values beneath the real environment, which always wins; `LTR_HOME` itself
 is read from the environment only. A blank value means the default. In the path settings
-`$NAME` and `${NAME}` are replaced by that variable's value (`$$` is a `$`); a reference to a
-variable that is not set is refused. A value of the wrong type or outside its range stops the
-process with an error naming the variable; a secret's value is never shown, logged nor part of
-a repr.
+`$NAME` and `${NAME}` are replaced by that variable's value (`$$` is a `$`; `$LTR_HOME` is its
+default, `./var`, when it is not set, so the defaults below can be written out as they are
+shown); a reference to any other variable that is not set is refused. A value of the wrong
+type or outside its range stops the process with an error naming the variable; a secret's value
+is never shown, logged nor part of a repr.
 """
 
 # Variables read by libraries or by the deployment files rather than by the schema, documented

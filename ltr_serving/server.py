@@ -57,11 +57,11 @@ def serve(
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "ltr-serve") -> int:
     """`ltr-serve`: the ranking service without the pipeline's command line (the `ltr` command
-    needs the pipeline extra; this one only what the serving install holds)."""
+    needs the pipeline extra but for `ltr serve`; this one only what the serving install holds)."""
     parser = argparse.ArgumentParser(
-        prog="ltr-serve", description="run the ranking service (ltr_serving.app:app)"
+        prog=prog, description="run the ranking service (ltr_serving.app:app)"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=port_argument, default=8000)

@@ -77,6 +77,13 @@ def test_the_serving_install_holds_no_pipeline(serving_venv: Path) -> None:
     assert result.stdout.strip() == "ok", result.stderr
     result = _run([str(serving_venv / "bin" / "ltr-serve"), "--help"], dict(os.environ), 120)
     assert result.returncode == 0 and "--port" in result.stdout, result.stderr
+    # The `ltr` script is installed there too: `ltr serve` runs, the rest says what it needs.
+    ltr = str(serving_venv / "bin" / "ltr")
+    result = _run([ltr, "serve", "--help"], dict(os.environ), 120)
+    assert result.returncode == 0 and "usage: ltr serve" in result.stdout, result.stderr
+    result = _run([ltr, "registry", "verify"], dict(os.environ), 120)
+    assert result.returncode == 2, result.stderr
+    assert "needs the pipeline install" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.timeout(1800)

@@ -333,6 +333,18 @@ def test_variables_in_a_path_are_expanded_or_refused_never_kept() -> None:
         Settings.from_env({"WEIGHTS_PATH": "/w/${HOME:-x}.json"})
 
 
+def test_the_documented_defaults_can_be_written_out_with_ltr_home_unset() -> None:
+    """docs/configuration.md shows the paths' defaults as `$LTR_HOME/...`: set as shown, with
+    LTR_HOME at its default, they mean the same."""
+    written = {"LTR_REGISTRY_DIR": "${LTR_HOME}/registry", "LTR_DATA_DIR": "$LTR_HOME/lake"}
+    default = Settings.from_env({})
+    settings = Settings.from_env(written)
+    assert settings.registry_dir == default.registry_dir == Path("var/registry")
+    assert settings.data_dir == default.data_dir
+    elsewhere = Settings.from_env({**written, "LTR_HOME": "/srv/ltr"})
+    assert elsewhere.registry_dir == Path("/srv/ltr/registry")
+
+
 def test_empty_days_are_refused_unless_listed_or_all_are_allowed() -> None:
     from datetime import date
 
