@@ -60,7 +60,7 @@ test: $(STAMP) $(CHROMIUM) docker-tools
 test-serving: $(STAMP)
 	$(PY) -m pytest -q tests/serving
 
-# The unit tier without its slow tests (pure logic, no services): under a minute.
+# The unit tier without its slow tests (pure logic, no services): about a minute.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "unit and not slow"
 

@@ -503,7 +503,8 @@ def _print_days(rows: list[DayRow]) -> None:
 def _online_cell(online: dict[str, Any] | None) -> str:
     """`collect 112/31 0.54` (the decision, clicked requests so far / those where the rankings
     differ, win share), or `-`."""
-    if not online or online.get("decision") in (None, "no_candidate", "not_started"):
+    undecided = (None, "no_candidate", "not_started", "decided_before")
+    if not online or online.get("decision") in undecided:
         return "-"
     clicked = f"{online.get('clicked_requests', '')}/{online.get('requests', '')}"
     return f"{online['decision']} {clicked} {online.get('win_share', '')}"

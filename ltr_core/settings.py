@@ -835,8 +835,9 @@ class Settings(BaseSettings):
         3,
         validation_alias="LTR_LIVE_MAX_AGE_DAYS",
         description="published_weights' WARN check `live_version_age` fails for day D when the "
-        "live version was trained on a partition more than this many days before D (nights "
-        "refused by the gate, or whose version never went live, make it older)",
+        "live version was trained on a partition more than this many days before D, or before "
+        "the newest night run when D is older (nights refused by the gate, or whose version "
+        "never went live, make it older)",
     )
     rollout: Rollout = Field(
         "canary",

@@ -23,6 +23,7 @@ from dagster import (
     BetaWarning,
     DagsterEvent,
     DagsterEventType,
+    DagsterInstance,
     Failure,
     FloatMetadataValue,
     FreshnessPolicy,
@@ -34,6 +35,9 @@ from dagster import (
     asset_check,
 )
 from dagster import AssetDep as Dep
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
 from ltr_assets.defs.checks import (
@@ -63,6 +67,7 @@ from ltr_assets.defs.checks import (
     recorded_evaluation,
     retention_check_result,
     s3_check_result,
+    sources_text,
 )
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
@@ -117,15 +122,17 @@ def _rounded(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def _curve_metadata(curve: PropensitySummary) -> dict[str, list[Any]]:
     """position -> [θ, low, high] (None: unbounded), then its source and swapped impressions
-    when the curve records them (not for a pinned curve)."""
+    when the curve records them (not for a pinned curve). Positions are zero-padded
+    ("position 01"): the UI lists a JSON object's keys in text order."""
     out: dict[str, list[Any]] = {}
+    width = len(str(len(curve.examination)))
     for i, (value, low, high) in enumerate(
         zip(curve.examination, curve.low, curve.high, strict=True)
     ):
         row: list[Any] = [value, low, high]
         if curve.sources:
             row += [curve.sources[i], curve.swapped_impressions[i]]
-        out[f"position {i + 1}"] = row
+        out[f"position {i + 1:0{width}d}"] = row
     return out
 
 
@@ -179,6 +186,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     return MaterializeResult(
         metadata={
             "source": choice.name,
+            "read_from": sources_text(choice, report.read, report.serving_log_read),
             "fallback_reason": choice.fallback_reason,
             "empty_allowed": allowed,
             "read": report.read,
@@ -198,7 +206,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
         },
         check_results=[
             quarantine_check_result(report, settings.quarantine_warn_ratio),
-            fallback_check_result(choice),
+            fallback_check_result(choice, report.read, report.serving_log_read),
             conflicts_check_result(report),
         ],
     )
@@ -385,7 +393,7 @@ def published_weights(
     except GateNotPassed as refused:
         outcome = refusal_outcome(refused.checks)
         context.log.info(f"published_weights[{context.partition_key}]: {outcome}")
-        refused_live = _live_metadata(registry)
+        refused_live = live_metadata(registry)
         yield MaterializeResult(
             metadata={
                 "outcome": outcome,
@@ -400,7 +408,11 @@ def published_weights(
             context,
             {
                 LIVE_AGE_CHECK_KEY: _live_age_result(
-                    refused_live, context.partition_key, settings.live_max_age_days, refused.checks
+                    refused_live,
+                    context.partition_key,
+                    settings.live_max_age_days,
+                    refused.checks,
+                    context.instance,
                 )
             },
         )
@@ -417,7 +429,7 @@ def published_weights(
             f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
         )
     artifact = registry.load(result.version)
-    live = _live_metadata(registry)
+    live = live_metadata(registry)
     mirror = ltr.mirror()
     baseline = CandidateSummary.from_json(artifact.metadata).baseline
     compared = baseline.name if baseline.version else "none: the first version"
@@ -465,7 +477,7 @@ def published_weights(
     results = {
         RETENTION_CHECK_KEY: retention_check_result(report.retention),
         LIVE_AGE_CHECK_KEY: _live_age_result(
-            live, context.partition_key, settings.live_max_age_days, []
+            live, context.partition_key, settings.live_max_age_days, [], context.instance
         ),
     }
     if report.s3_published is not None:
@@ -479,21 +491,55 @@ def _record_checks(
     """Record each check published_weights records itself for its day (`_records_check`),
     after its materialization is stored (the generator resumes once Dagster has logged it):
     the results then read as ones on this materialization."""
+    target = _stored_materialization(context)
     for key, check in results.items():
         if _records_check(context, key):
-            _record_in_run(context, recorded_evaluation(key, check, context.partition_key))
+            evaluation = recorded_evaluation(key, check, context.partition_key, target)
+            _record_in_run(context, evaluation)
+
+
+def _stored_materialization(
+    context: AssetExecutionContext,
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """This run's materialization of the day, just stored. The evaluations recorded name it as
+    their target: Dagster counts a partition's check status only from an evaluation that
+    targets the partition's latest materialization (without one the day reads "missing")."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(
+            asset_key=LIVE_AGE_CHECK_KEY.asset_key, asset_partitions=[context.partition_key]
+        ),
+        limit=1,
+    ).records
+    if not records or records[0].run_id != context.run_id:
+        return None
+    stored = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=stored.storage_id, run_id=stored.run_id, timestamp=stored.timestamp
+    )
+
+
+def _newest_night(instance: DagsterInstance) -> date | None:
+    """The newest day published_weights has a record for (a publication or a refusal)."""
+    days = instance.get_materialized_partitions(LIVE_AGE_CHECK_KEY.asset_key)
+    return max(map(date.fromisoformat, days)) if days else None
 
 
 def _live_age_result(
-    record: Mapping[str, Any], partition: str, limit: int, refused: Sequence[str]
+    record: Mapping[str, Any],
+    partition: str,
+    limit: int,
+    refused: Sequence[str],
+    instance: DagsterInstance,
 ) -> AssetCheckResult:
-    """live_version_age for the day from what its publication record says is live."""
+    """live_version_age for the day from what its publication record says is live, measured
+    at the newest night run when the day is older (a backfill: `live_version_age`)."""
     age = live_version_age(
         date.fromisoformat(partition),
         str(record.get("live_version") or ""),
         str(record.get("live_partition") or ""),
         limit,
         refused,
+        newest_night=_newest_night(instance),
     )
     return live_age_check_result(age)
 
@@ -508,7 +554,7 @@ def _role(result: PublishResult) -> str:
     return "kept, not live"
 
 
-def _live_metadata(registry: LocalRegistry) -> dict[str, Any]:
+def live_metadata(registry: LocalRegistry) -> dict[str, Any]:
     """What is live now, its model card, and the registry's versions (the rollback
     pick-list's, with their figures): the first entries of every publication record."""
     pointer = registry.pointer() or {}
@@ -604,6 +650,7 @@ def _live_version_age(context: AssetCheckExecutionContext, ltr: LtrResource) -> 
         context.partition_key,
         ltr.settings().live_max_age_days,
         [str(check) for check in refused] if isinstance(refused, list) else [],
+        context.instance,
     )
 
 

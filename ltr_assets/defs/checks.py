@@ -39,6 +39,9 @@ from dagster import (
     MetadataValue,
     PreviewWarning,
 )
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.gate.evaluation import (
@@ -254,12 +257,26 @@ def fallback_check_spec(asset: str) -> AssetCheckSpec:
     )
 
 
-def fallback_check_result(choice: SourceChoice) -> AssetCheckResult:
+def sources_text(choice: SourceChoice, read: int, serving_log_read: int) -> str:
+    """Where the day's records came from: the source read, and the serving log's spill files
+    read beside it, with their shares (a day served by the ranking service may come from the
+    serving log alone)."""
+    if not serving_log_read:
+        return choice.name
+    return (
+        f"{choice.name} ({read - serving_log_read} records) and the serving log "
+        f"({serving_log_read})"
+    )
+
+
+def fallback_check_result(
+    choice: SourceChoice, read: int = 0, serving_log_read: int = 0
+) -> AssetCheckResult:
     return AssetCheckResult(
         check_name=FALLBACK_CHECK,
         passed=not choice.fallback_reason,
         severity=AssetCheckSeverity.WARN,
-        description=f"read from {choice.name}"
+        description=f"read from {sources_text(choice, read, serving_log_read)}"
         + (f" because Kafka failed: {choice.fallback_reason}" if choice.fallback_reason else ""),
         metadata={"source": choice.name, "fallback_reason": choice.fallback_reason},
     )
@@ -304,12 +321,15 @@ def nothing_published_result(key: AssetCheckKey, outcome: str) -> AssetCheckResu
 
 
 def recorded_evaluation(
-    key: AssetCheckKey, result: AssetCheckResult, partition: str
+    key: AssetCheckKey,
+    result: AssetCheckResult,
+    partition: str,
+    target: AssetCheckEvaluationTargetMaterializationData | None = None,
 ) -> AssetCheckEvaluation:
     """A check result as an evaluation published_weights records itself, outside the run's plan,
-    for its day. Recorded after its materialization is stored, so the UI reads it as a result on
-    that materialization (Dagster compares the timestamps when no target is given)."""
+    for its day, on `target`: the materialization it recorded just before."""
     return AssetCheckEvaluation(
+        target_materialization_data=target,
         asset_key=key.asset_key,
         check_name=key.name,
         passed=result.passed,
@@ -373,8 +393,8 @@ LIVE_AGE_CHECK_DESCRIPTION = (
     "more than LTR_LIVE_MAX_AGE_DAYS days before the day (default 3), or when nothing is live; "
     "a refused night names the gate's failing checks. Freshness cannot tell: it counts "
     "materializations, and a refused night materializes too. Recorded by published_weights "
-    "for every day it materializes, published or refused; a backfill of a day older than the "
-    "live version's passes."
+    "for every day it materializes, published or refused; a backfill of an older day measures "
+    "the age at the newest night run, so it cannot silence the warning."
 )
 
 
@@ -387,6 +407,7 @@ def live_age_check_result(age: LiveAge) -> AssetCheckResult:
         severity=AssetCheckSeverity.WARN,
         description=age.description,
         metadata={
+            "measured_on": str(age.measured_on),
             "live_version": age.live_version,
             "live_partition": age.live_partition,
             "age_days": MetadataValue.int(age.age_days)

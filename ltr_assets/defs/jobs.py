@@ -1,6 +1,7 @@
 """Jobs: the daily pipeline, and the label refresh that picks up feedback that came late."""
 
 from dagster import (
+    AssetObservation,
     AssetSelection,
     Config,
     Failure,
@@ -14,7 +15,13 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
-from ltr_assets.defs.assets import feature_matrix, ltr_model, published_weights, raw_events
+from ltr_assets.defs.assets import (
+    feature_matrix,
+    live_metadata,
+    ltr_model,
+    published_weights,
+    raw_events,
+)
 from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.partitions import daily_partitions, registry_versions
 from ltr_assets.defs.resources import LtrResource
@@ -101,17 +108,31 @@ def rollback_to_version(
 ) -> Output[str]:
     partition = context.partition_key if context.has_partition_key else None
     version = rollback_target(partition, config.version)
-    report = publication.rollback(ltr.registry(), ltr.mirror(), version, ltr.settings().scorer)
+    registry = ltr.registry()
+    report = publication.rollback(registry, ltr.mirror(), version, ltr.settings().scorer)
     previous = report.local.previous_latest or ""
-    context.log.info(f"latest: {previous or '(none)'} -> {report.version}")
+    # "rolled back to V", and "; candidate C cleared" when a canary candidate was cleared
+    context.log.info(f"latest: {previous or '(none)'} -> {report.version}: {report.local.reason}")
     if report.s3_published is False:
         context.log.warning(f"S3 pointer not moved: {report.s3_error}")
-    rows, _ = list_versions(ltr.registry())
+    # published_weights' metadata says what was live when its last day was recorded: this
+    # observation puts the rollback in its history, with what is live now.
+    context.log_event(
+        AssetObservation(
+            asset_key=published_weights.key,
+            metadata={
+                "outcome": f"{report.local.reason} (rollback run {context.run_id[:8]})",
+                **live_metadata(registry),
+            },
+        )
+    )
+    rows, _ = list_versions(registry)
     return Output(
         report.version,
         metadata={
             "live_version": report.version,
             "previous_live_version": previous,
+            "change": report.local.reason,
             "s3": "not configured"
             if report.s3_published is None
             else ("pointer moved" if report.s3_published else f"failed: {report.s3_error}"),

@@ -7,6 +7,9 @@ registry's pointers accordingly (the evidence recorded in the move) and notifies
 like the asset) and blocking, and what each outcome looks like is chosen to tell the truth:
 
 - promote, keep collecting, no candidate: passed. Nothing is wrong.
+- a re-run (backfill) of a day whose candidate the registry has decided since: what the day
+  compared and what became of the candidate, decided again by no one; failed with WARN when
+  the candidate was retired on that day, as the night itself reported, else passed.
 - no candidate, but serving still interleaved a candidate the registry had decided (more than
   `STALE_GRACE` after the decision): failed with WARN severity. Serving is not following the
   registry (its reload failed or is off), which nothing else on this asset would show.
@@ -76,6 +79,11 @@ def comparison_metadata(
     }
     if comparison.stale_requests:
         meta["day_stale_requests"] = comparison.stale_requests
+    if comparison.outcome is None and comparison.today is not None:  # decided before
+        day = comparison.today.counts
+        meta["day_clicked_requests"] = day.clicked_requests
+        meta["day_requests"] = day.requests
+        meta["day_wins_losses_ties"] = MetadataValue.text(f"{day.wins} / {day.losses} / {day.ties}")
     if comparison.outcome is None or comparison.total is None or comparison.today is None:
         return meta
     ev = comparison.outcome.evidence
@@ -131,7 +139,7 @@ def decision_check_result(
             "Nothing is published over this candidate until an operator promotes or retires it.",
             metadata=metadata,
         )
-    if decision is Decision.RETIRE:
+    if decision is Decision.RETIRE or comparison.retired_on_day:
         return AssetCheckResult(
             check_name=ONLINE_CHECK,
             passed=False,

@@ -89,7 +89,8 @@ _COLUMNS = (
     "propensity",
 )
 _COUNT_FIELDS = tuple(f for f in InterleavingCounts.__dataclass_fields__)
-Status = Literal["no_candidate", "not_started", "decided"]
+# decided_before: a re-run of a day whose candidate the registry has decided since
+Status = Literal["no_candidate", "not_started", "decided", "decided_before"]
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,7 @@ class Comparison:
     days_collecting: int = 0
     outcome: OnlineDecision | None = None
     stale_requests: int = 0  # interleaved with a candidate decided before (`stale_interleaving`)
+    retired_on_day: bool = False  # decided_before: the registry retired the pair's candidate on D
 
     @property
     def decision(self) -> Decision | None:
@@ -420,12 +422,16 @@ def compare(
     nothing and stores nothing. `now` (default: the clock) times a candidate serving has not
     interleaved yet."""
     candidate = registry.candidate()  # InvalidPointer: an unreadable candidate is an error
+    live = registry.latest_version()
+    current = Pair(live, candidate["version"]) if candidate is not None and live else None
+    earlier = _decided_before(lake, registry, day, current)
+    if earlier is not None:
+        return earlier
     if candidate is None:
         stale, why = stale_interleaving(lake, registry, day)
         return Comparison(
             day, "no_candidate", "no candidate: nothing to compare" + why, stale_requests=stale
         )
-    live = registry.latest_version()
     if live is None:
         return Comparison(day, "no_candidate", "no live version: nothing to compare with")
     pair = Pair(live, candidate["version"])
@@ -485,6 +491,42 @@ def compare(
         days_with_evidence=days,
         days_collecting=days_collecting,
         outcome=outcome,
+    )
+
+
+def _decided_before(
+    lake: Lake, registry: LocalRegistry, day: date, current: Pair | None
+) -> Comparison | None:
+    """A re-run (a backfill) of a day the lake holds counts of for another pair than the
+    registry's current one, whose candidate the registry has decided since: what the day
+    compared and what became of its candidate, deciding nothing again. Without this the re-run
+    would report on today's candidate ("not interleaved on D") and hide the day's decision."""
+    stored = load_day(lake, day)
+    if stored is None or stored.pair == current:
+        return None
+    candidate = stored.pair.candidate
+    fates = [e for e in registry.history() if e.get("version") == candidate]
+    if not fates:
+        return None  # not decided yet (its pointer is being replaced under us?): compare as usual
+    fate = fates[-1]
+    evidence = fate.get("evidence")
+    decided_on = str(evidence.get("day", "")) if isinstance(evidence, dict) else ""
+    action = str(fate.get("action", "decided"))
+    when = f"{action} on {decided_on}" if decided_on else f"{action} at {fate.get('at', '?')}"
+    counts = stored.counts
+    explanation = (
+        f"{day} compared candidate {candidate} with live {stored.pair.live} "
+        f"({counts.clicked_requests} clicked requests, {counts.requests} where the rankings "
+        f"differ: {counts.wins} won / {counts.losses} lost / {counts.ties} tied); the candidate "
+        f"was {when}. Re-running {day} decides nothing again: the registry has moved on"
+    )
+    return Comparison(
+        day,
+        "decided_before",
+        explanation,
+        pair=stored.pair,
+        today=stored,
+        retired_on_day=action == "retired" and decided_on == day.isoformat(),
     )
 
 

@@ -208,12 +208,13 @@ def retire(
 
 @dataclass(frozen=True)
 class LiveAge:
-    """How old the live version is for day D's publication record: `age_days` is D minus the
-    partition the live version was trained on (None when nothing is live or its partition is
-    unknown); it passes within `limit` days, and when the live version is newer than D (a
-    backfill of an older day)."""
+    """How old the live version is for day D's publication record: `age_days` is the day it is
+    measured on (`measured_on`: D, or the newest night run when D is older) minus the partition
+    the live version was trained on (None when nothing is live or its partition is unknown); it
+    passes within `limit` days, and when the live version is newer than that day."""
 
     day: date
+    measured_on: date
     live_version: str  # "": nothing is live
     live_partition: str  # as the pointer records it ("" when it records none)
     age_days: int | None
@@ -228,22 +229,33 @@ def live_version_age(
     live_partition: str,
     limit: int,
     refused: Sequence[str] = (),
+    newest_night: date | None = None,
 ) -> LiveAge:
     """Whether the version live after day D's publication record is at most `limit` days older
     than D, by its training partition (the registry pointer's `partition`), not by the wall
-    clock: a backfill of D gives the same answer whenever it runs.
+    clock: a night's answer does not depend on when it ran.
+
+    `newest_night`: the newest day the pipeline has recorded a publication (or refusal) for.
+    A backfill of an older day measures the age there instead of at D: the live version is
+    today's, and measured at an old day it would look fresh (even "newer than this day") while
+    it is stale now; the check's latest result must not silence the warning the newest night
+    raised.
 
     `refused`: the checks the gate refused D's candidate on (`<check>: <value> vs <threshold>`),
     empty when D published; the description names them, so a stale live version reads with
     the night that kept it live. Freshness alone cannot tell: a refused night is a
     materialization too."""
     night = f"; {day}'s candidate was refused by the gate: {'; '.join(refused)}" if refused else ""
+    on = max(day, newest_night) if newest_night is not None else day
+    named = f"{on}, the newest night run" if on != day else f"{day}"
 
     def result(age: int | None, passed: bool, description: str) -> LiveAge:
-        return LiveAge(day, live_version, live_partition, age, limit, passed, description + night)
+        return LiveAge(
+            day, on, live_version, live_partition, age, limit, passed, description + night
+        )
 
     if not live_version:
-        return result(None, False, f"nothing is live on {day}: no version has gone live yet")
+        return result(None, False, f"nothing is live on {named}: no version has gone live yet")
     try:
         trained = date.fromisoformat(live_partition)
     except ValueError:
@@ -251,20 +263,20 @@ def live_version_age(
             None,
             False,
             f"live version {live_version} records no training partition "
-            f"({live_partition!r}): its age on {day} is unknown",
+            f"({live_partition!r}): its age on {named} is unknown",
         )
-    age = (day - trained).days
+    age = (on - trained).days
     if age < 0:
         return result(
             age,
             True,
             f"live version {live_version} was trained on {trained}, {-age} "
-            f"{_days(-age)} after {day}: the live version is newer than this day",
+            f"{_days(-age)} after {named}: the live version is newer than this day",
         )
     trained_on = f"live version {live_version} was trained on {trained}"
     if age == 0:
-        return result(age, True, f"{trained_on}, this day itself (limit {limit})")
-    before = f"{trained_on}, {age} {_days(age)} before {day} (limit {limit})"
+        return result(age, True, f"{trained_on}, {named} itself (limit {limit})")
+    before = f"{trained_on}, {age} {_days(age)} before {named} (limit {limit})"
     if age <= limit:
         return result(age, True, before)
     return result(age, False, f"{before}: no version of the nights since went live")

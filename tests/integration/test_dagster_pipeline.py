@@ -176,6 +176,14 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     assert registry.verify(version) == []
     record = instance.get_latest_materialization_event(AssetKey("published_weights"))
     assert materialization_metadata(record)["version"] == version
+    # The examination curve per position, in position order when listed in text order (the UI)
+    model = run_materialization_metadata(instance, second.run_id, "ltr_model")
+    positions = list(model["propensity"])
+    assert len(positions) >= 10 and sorted(positions) == positions
+    assert (
+        positions[:2] == ["position 01", "position 02"]
+        and model["propensity"]["position 01"][0] == 1.0
+    )
 
     # Day 3 with an impossible nDCG threshold: the gate blocks, latest stays where it was.
     monkeypatch.setenv("LTR_NDCG_MIN", "0.99")

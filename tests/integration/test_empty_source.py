@@ -78,3 +78,12 @@ def test_the_serving_log_is_read_beside_the_audit_log(
     assert metadata["source"] == "audit_log"
     assert (metadata["read"], metadata["read_from_serving_log"]) == (4, 2)
     assert (metadata["accepted"], metadata["duplicates"]) == (3, 1)
+    # what the operator reads names both sources, not the audit log alone
+    assert metadata["read_from"] == "audit_log (2 records) and the serving log (2)"
+    [fallback] = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "source_fallback"
+    ]
+    assert fallback.description == "read from audit_log (2 records) and the serving log (2)"

@@ -19,7 +19,9 @@ from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
+    AssetCheckExecutionResolvedStatus,
 )
+from dagster._core.storage.asset_check_state import AssetCheckState, bulk_update_asset_check_state
 
 from ltr_assets.definitions import build_definitions
 from ltr_assets.defs.partitions import daily_partitions
@@ -35,6 +37,19 @@ def _records(
 ) -> list[AssetCheckExecutionRecord]:
     history = instance.event_log_storage.get_asset_check_execution_history(key, limit=50)
     return [record for record in history if record.partition == day]
+
+
+def _days_by_status(instance: DagsterInstance, key: AssetCheckKey) -> dict[str, set[str]]:
+    """The check's status per day as the UI's partitions view computes it."""
+    state = bulk_update_asset_check_state(
+        instance, [(key, daily_partitions)], {key: AssetCheckState.empty()}
+    )[key]
+    return {
+        status.value: set(subset.subset_value.get_partition_keys())
+        for status, subset in state.subsets.items()
+        if status
+        in (AssetCheckExecutionResolvedStatus.SUCCEEDED, AssetCheckExecutionResolvedStatus.FAILED)
+    }
 
 
 def test_each_run_records_one_result_per_check_for_its_partition(
@@ -131,6 +146,7 @@ def test_each_run_records_one_result_per_check_for_its_partition(
     assert fresh.status == AssetCheckExecutionRecordStatus.SUCCEEDED
     assert fresh.evaluation is not None and fresh.evaluation.severity == AssetCheckSeverity.WARN
     assert {k: v.value for k, v in fresh.evaluation.metadata.items()} == {
+        "measured_on": DAYS[1],
         "live_version": version,
         "live_partition": DAYS[1],
         "age_days": 0,
@@ -156,6 +172,7 @@ def test_each_run_records_one_result_per_check_for_its_partition(
         "gate: min_samples: "
     )
     assert {k: v.value for k, v in stale.evaluation.metadata.items()} == {
+        "measured_on": "2026-11-03",
         "live_version": version,
         "live_partition": DAYS[1],
         "age_days": 1,
@@ -176,3 +193,25 @@ def test_each_run_records_one_result_per_check_for_its_partition(
         f"live version {version} was trained on 2026-11-02, 1 day before 2026-11-03 (limit 1); "
         "2026-11-03's candidate was refused by the gate: min_samples: "
     )
+
+    # The UI's partitions view counts the results published_weights recorded itself (they
+    # target its materialization of the day): day 1 and day 3 failed, day 2 passed.
+    assert _days_by_status(instance, LIVE_AGE) == {
+        "SUCCEEDED": {DAYS[1], "2026-11-03"},  # day 3 passed on request, against a limit of 1
+        "FAILED": {DAYS[0]},
+    }
+
+    # A backfill of an old day measures the live version's age at the newest night run, not at
+    # the old day (where the live version would look newer than the day, and the check's latest
+    # result would pass while the live version is stale).
+    monkeypatch.setenv("LTR_LIVE_MAX_AGE_DAYS", "0")
+    assert job.execute_in_process(partition_key=DAYS[0], instance=instance).success
+    backfilled, _ = _records(instance, LIVE_AGE, DAYS[0])
+    assert backfilled.status == AssetCheckExecutionRecordStatus.FAILED
+    assert backfilled.evaluation is not None
+    assert (backfilled.evaluation.description or "").startswith(
+        f"live version {version} was trained on 2026-11-02, 1 day before 2026-11-03, the newest "
+        "night run (limit 0): no version of the nights since went live; 2026-11-01's candidate "
+        "was refused by the gate: min_samples: "
+    )
+    assert backfilled.evaluation.metadata["measured_on"].value == "2026-11-03"

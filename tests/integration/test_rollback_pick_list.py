@@ -6,9 +6,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dagster import DagsterInstance, Failure, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Failure,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.jobs import rollback_target
@@ -17,14 +25,18 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.sensors import registry_versions_sensor
 from ltr_assets.gate.versions import VersionRow, list_versions, versions_table
 from ltr_assets.registry.local import LocalRegistry
+from ltr_core.vocabulary import Rollout
 from tests.support.artifacts import tiny_model_text, weights
 
 
-def _publish(local: LocalRegistry, second: int) -> str:
+def _publish(local: LocalRegistry, second: int, rollout: Rollout = "direct") -> str:
     now = datetime(2026, 11, 26, 2, 15, second, tzinfo=UTC)
     meta = {"gated_scorer": "weights"}
     partition = f"2026-11-{20 + second:02d}"
-    return local.publish(weights(second), tiny_model_text(), meta, partition, now=now).version
+    published = local.publish(
+        weights(second), tiny_model_text(), meta, partition, now=now, rollout=rollout
+    )
+    return published.version
 
 
 def _tick(instance: DagsterInstance) -> SensorResult | SkipReason:
@@ -50,12 +62,14 @@ def test_the_pick_list_follows_the_registry_and_a_picked_version_goes_live(
 ) -> None:
     local = LocalRegistry(ltr_home / "registry", ltr_home / "models" / "ltr_weights.json")
     versions = [_publish(local, s) for s in range(3)]
+    candidate = _publish(local, 3, rollout="canary")
     assert local.latest_version() == versions[-1]
+    assert local.pointed_versions().get("candidate.json") == candidate
     with DagsterInstance.ephemeral() as instance:
         _apply(instance, _tick(instance))
-        assert instance.get_dynamic_partitions(REGISTRY_VERSIONS) == versions
+        assert instance.get_dynamic_partitions(REGISTRY_VERSIONS) == [*versions, candidate]
         idle = _tick(instance)
-        assert isinstance(idle, SkipReason) and "3 versions" in str(idle.skip_message)
+        assert isinstance(idle, SkipReason) and "4 versions" in str(idle.skip_message)
 
         result = defs.resolve_job_def("ltr_rollback_job").execute_in_process(
             instance=instance, partition_key=versions[0]
@@ -72,10 +86,25 @@ def test_the_pick_list_follows_the_registry_and_a_picked_version_goes_live(
         assert shown["live_version"].value == versions[0]
         assert shown["previous_live_version"].value == versions[-1]
         assert f"`{versions[0]}` | live | 2026-11-20" in str(shown["versions"].value)
+        # The canary candidate is cleared, and the run says so.
+        assert "candidate.json" not in local.pointed_versions()
+        cleared = f"rolled back to {versions[0]}; candidate {candidate} cleared"
+        assert shown["change"].value == cleared
+        # published_weights' history shows the rollback with what is live now (its last
+        # materialization still says what was live when its day was recorded).
+        observed = instance.fetch_observations(AssetKey("published_weights"), limit=1).records
+        [observation] = [r.asset_observation for r in observed]
+        assert observation is not None
+        now_live: dict[str, Any] = {k: v.value for k, v in observation.metadata.items()}
+        assert now_live["outcome"].startswith(f"{cleared} (rollback run ")
+        assert now_live["live_version"] == versions[0]
+        assert f"`{versions[0]}` | live |" in str(now_live["registry_versions"])
+        assert f"`{candidate}` | candidate" not in str(now_live["registry_versions"])
 
         local.delete_version(versions[1])  # retention pruned it: it leaves the pick-list
         _apply(instance, _tick(instance))
-        assert instance.get_dynamic_partitions(REGISTRY_VERSIONS) == [versions[0], versions[2]]
+        remaining = [versions[0], versions[2], candidate]
+        assert instance.get_dynamic_partitions(REGISTRY_VERSIONS) == remaining
 
 
 def test_a_version_missing_from_the_registry_is_refused_and_latest_stays(ltr_home: Path) -> None:

@@ -1,6 +1,7 @@
 """How old the live version is for a night (`live_version_age`, published_weights' WARN check):
 by its training partition, so a week of refused nights warns although the asset materialized
-every night (freshness stays green), and a backfill gives the same answer whenever it runs."""
+every night (freshness stays green), and a backfill of an old day measures it at the newest
+night run."""
 
 from __future__ import annotations
 
@@ -57,13 +58,29 @@ def test_a_live_version_without_a_training_partition_warns_its_age_unknown() -> 
     assert "its age on 2026-12-06 is unknown" in age.description
 
 
-def test_a_backfill_of_a_day_older_than_the_live_version_passes() -> None:
+def test_a_day_older_than_the_live_version_with_no_newer_night_passes() -> None:
     age = live_version_age(date(2026, 11, 20), LIVE, "2026-11-30", limit=3, refused=REFUSED)
-    assert (age.passed, age.age_days) == (True, -10)
+    assert (age.passed, age.age_days, age.measured_on) == (True, -10, date(2026, 11, 20))
     assert age.description.startswith(
         f"live version {LIVE} was trained on 2026-11-30, 10 days after 2026-11-20: the live "
         "version is newer than this day"
     )
+
+
+def test_a_backfill_of_an_old_day_measures_the_age_at_the_newest_night() -> None:
+    """Measured at the old day the stale live version would look newer than the day, and the
+    check's latest result (the backfill's) would pass."""
+    old_day, newest = date(2026, 11, 20), date(2026, 12, 5)
+    age = live_version_age(old_day, LIVE, "2026-11-27", limit=3, newest_night=newest)
+    assert (age.passed, age.age_days, age.measured_on) == (False, 8, newest)
+    assert age.description == (
+        f"live version {LIVE} was trained on 2026-11-27, 8 days before 2026-12-05, the newest "
+        "night run (limit 3): no version of the nights since went live"
+    )
+    # The newest night itself, or a night newer than any recorded: measured at the day.
+    assert live_version_age(newest, LIVE, "2026-11-27", 3, newest_night=newest).age_days == 8
+    later = live_version_age(DAY, LIVE, "2026-12-04", 3, newest_night=newest)
+    assert (later.passed, later.measured_on) == (True, DAY)
 
 
 @pytest.mark.parametrize(("raw", "limit"), [(None, 3), ("7", 7), ("0", 0)])

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ltr_assets.defs.online import decision_check_result
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake
 from ltr_assets.online import comparison as cmp
@@ -272,6 +273,45 @@ def test_no_candidate_and_a_candidate_not_yet_interleaved_decide_nothing(tmp_pat
     early = cmp.compare(lake, registry, DAY, THRESHOLDS)  # set for D itself: not yet served
     assert early.status == "not_started" and early.decision is None
     assert not lake.online_comparison(DAY).exists()
+
+
+def test_a_rerun_of_a_day_decided_before_reports_that_day_and_decides_nothing(
+    tmp_path: Path,
+) -> None:
+    """A backfill of days whose candidate the registry has since retired, with a newer candidate
+    being compared now: each day reports what it compared and what became of that candidate,
+    rather than "the current candidate was not interleaved on D"; the day it was retired still
+    warns, as the night did; nothing moves."""
+    lake = Lake(tmp_path / "lake")
+    registry, old = _with_candidate(tmp_path)
+    d1, d2 = date(2026, 11, 26), date(2026, 11, 27)
+    _write_day(lake, d1, _clicked_requests(old, "a", 10, 12))
+    _write_day(lake, d2, _clicked_requests(old, "b", 20, 80))
+    assert cmp.compare(lake, registry, d1, THRESHOLDS).decision is Decision.COLLECT
+    retired = cmp.compare(lake, registry, d2, THRESHOLDS)
+    assert retired.decision is Decision.RETIRE and cmp.apply(retired, registry, None).moved
+    at = datetime(2026, 11, 28, 2, 15, tzinfo=UTC)
+    newer = registry.publish(weights(2), tiny_model_text(), META, "2026-11-27", now=at,
+                             rollout="canary")  # fmt: skip
+    assert newer.candidate_set
+
+    first, second = (cmp.compare(lake, registry, d, THRESHOLDS) for d in (d1, d2))
+    for day, rerun, (wins, losses) in ((d1, first, (10, 12)), (d2, second, (20, 80))):
+        assert rerun.status == "decided_before" and rerun.decision is None
+        assert rerun.pair == old
+        assert rerun.explanation.startswith(
+            f"{day} compared candidate {old.candidate} with live {old.live} "
+            f"({wins + losses} clicked requests, {wins + losses} where the rankings differ: "
+            f"{wins} won / {losses} lost / 0 tied); the candidate was retired on 2026-11-27."
+        )
+        assert cmp.apply(rerun, registry, None).moved is False
+    assert (first.retired_on_day, second.retired_on_day) == (False, True)
+    assert (
+        decision_check_result(first, None).passed,
+        decision_check_result(second, None).passed,
+    ) == (True, False)
+    candidate = registry.candidate() or {}
+    assert candidate.get("version") == newer.version and registry.latest_version() == old.live
 
 
 def test_promotion_moves_latest_with_the_evidence(tmp_path: Path) -> None:
