@@ -3,7 +3,10 @@
 - feature_matrix[D] is rebuilt when raw_events[D+1] arrives after it was built: feedback that
   came after midnight is attributed to D's impressions (the label refresh). The schedule
   still asks for that refresh explicitly; this is the declarative path for a late or re-run
-  ingestion of D+1, bounded to the days a training window still reads.
+  ingestion of D+1, bounded to the days a training window still reads. Dagster's
+  `any_deps_updated` ignores updates made by a run that also targeted feature_matrix (any of
+  its days), so a whole ltr_daily_job run of D+1 does not trigger it: the operator launches
+  the refresh (docs/operations.md).
 - published_weights[D] follows a newly materialized ltr_model[D] only when ltr_model's blocking
   (gate) checks passed for D, and only for the latest day (never an old partition by itself).
 

@@ -138,6 +138,12 @@ def _detail(key: str, value: object) -> MetadataValue:
         return MetadataValue.md(value)
     if isinstance(value, float) and math.isfinite(value):
         return MetadataValue.float(round(value, 4))
+    if isinstance(value, bool):
+        return MetadataValue.bool(value)
+    if isinstance(value, int):
+        return MetadataValue.int(value)
+    if isinstance(value, dict | list | tuple):  # JSON, not Python's repr ("{'gender': 0.91}")
+        return MetadataValue.json(round_floats(value))
     return MetadataValue.text(str(round_floats(value)))
 
 

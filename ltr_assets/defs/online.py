@@ -191,7 +191,8 @@ def _notification(comparison: Comparison, applied: Applied) -> str:
             blocking=True,
             description="Applies the online decision rule to the canary candidate's "
             "interleaving evidence so far: promote when at least LTR_INTERLEAVE_MIN_REQUESTS "
-            "clicked requests put the lower 95% bound of its win share at 0.5 − "
+            "clicked requests, LTR_INTERLEAVE_MIN_EVIDENCE of them where the two rankings "
+            "differ, put the lower 95% bound of its win share at 0.5 − "
             "LTR_INTERLEAVE_MARGIN or above; retire when the upper bound is below 0.5, or "
             "after LTR_CANARY_MAX_DAYS without a decision; otherwise keep collecting. Passes "
             "on promote, collect and no candidate; warns on a retirement; fails (blocking the "

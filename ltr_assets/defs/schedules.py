@@ -40,9 +40,11 @@ def nightly_partitions(tick_date: date) -> tuple[str, str]:
 def ltr_daily_schedule(
     context: ScheduleEvaluationContext,
 ) -> Iterator[RunRequest | SkipReason]:
-    tick = context.scheduled_execution_time.date()
-    day, refresh = nightly_partitions(tick)
-    existing = set(daily_partitions.get_partition_keys())
+    when = context.scheduled_execution_time
+    day, refresh = nightly_partitions(when.date())
+    # The partitions as of the tick, not the clock: the UI's "Test schedule" of a future tick
+    # (or the daemon catching up an old one) asks for that tick's days.
+    existing = set(daily_partitions.get_partition_keys(current_time=when))
     if day not in existing and refresh not in existing:
         # Before LTR_START_DATE's first full day: say why on the tick, and in its log (the tick
         # list shows a skip reason only on hover; "View logs" opens these lines).

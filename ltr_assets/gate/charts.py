@@ -15,9 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-WIDTH, HEIGHT = 680, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 176, 36, 48  # margins: the legend sits on the right
+WIDTH, HEIGHT = 760, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 236, 36, 48  # margins: the legend sits on the right
+LEGEND_CHARS = 30  # a legend label's length at most (11 px text: about 190 px)
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+# After the palette's colours, the next series repeat them with these dashes: every series of a
+# chart (the fairness chart has one per protected value) keeps a style of its own.
+CYCLE_DASHES = ("", "1 3", "8 3 2 3")
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ def render_svg(chart: Chart) -> str:
         legend.append((f"{t.label} {t.value:g}", "#555", "2 3"))
     for index, s in enumerate(chart.series):
         colour = s.colour or PALETTE[index % len(PALETTE)]
-        dash = "6 4" if s.dashed else ""
+        cycle = CYCLE_DASHES[(index // len(PALETTE)) % len(CYCLE_DASHES)]
+        dash = "6 4" if s.dashed else cycle
         out += _band(s, colour, px, py)
         out += _line(s, colour, dash, px, py)
         legend.append((s.label, colour, dash))
@@ -123,7 +128,7 @@ def render_svg(chart: Chart) -> str:
         out.append(
             f'<line x1="{x}" x2="{x + 18}" y1="{y}" y2="{y}" stroke="{colour}" '
             f'stroke-width="2"{dash_attr}/>'
-            f'<text x="{x + 24}" y="{y + 4}">{escape(label[:27])}</text>'
+            f'<text x="{x + 24}" y="{y + 4}">{escape(label[:LEGEND_CHARS])}</text>'
         )
     out.append("</svg>")
     return "".join(out)

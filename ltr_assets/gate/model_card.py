@@ -37,6 +37,16 @@ def _f(value: float | None, signed: bool = False) -> str:
     return f"{float(value):+.4f}" if signed else f"{float(value):.4f}"
 
 
+COUNT_CHECKS = frozenset({"min_samples"})  # gate checks whose figures are counts
+
+
+def _figure(value: float | None, count: bool) -> str:
+    """A gate figure: a count as a whole number ("417", not "417.0000"), else as `_f`."""
+    if count and value is not None and math.isfinite(value) and float(value).is_integer():
+        return f"{int(value)}"
+    return _f(value)
+
+
 def _estimate(report: CounterfactualReport | None) -> str:
     """`value [low, high]` of a counterfactual report."""
     if report is None:
@@ -307,7 +317,9 @@ def _gate_lines(summary: CandidateSummary) -> list[str]:
     lines += ["| check | result | value | threshold |", "|---|---|---|---|"]
     for result in summary.gate:
         verdict = "pass" if result.passed else "**FAIL**"
-        lines.append(f"| {result.name} | {verdict} | {_f(result.value)} | {_f(result.threshold)} |")
+        count = result.name in COUNT_CHECKS
+        figures = f"{_figure(result.value, count)} | {_figure(result.threshold, count)}"
+        lines.append(f"| {result.name} | {verdict} | {figures} |")
     return lines
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,15 +99,18 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
 
 
 def test_schedule_runs_yesterday_then_refreshes_the_day_before() -> None:
-    context = build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 26, 2, 15, tzinfo=UTC),
-        repository_def=defs.get_repository_def(),
-    )
-    requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
-    assert [(r.job_name, r.partition_key) for r in requests] == [
-        (None, "2026-11-25"),
-        ("ltr_label_refresh_job", "2026-11-24"),
-    ]
+    # an old tick, and tomorrow's (the UI's "Test schedule"): each asks for its own days
+    tomorrow = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(2, 15), UTC)
+    for when in (datetime(2026, 11, 26, 2, 15, tzinfo=UTC), tomorrow):
+        context = build_schedule_context(
+            scheduled_execution_time=when, repository_def=defs.get_repository_def()
+        )
+        requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
+        day = when.date() - timedelta(days=1)
+        assert [(r.job_name, r.partition_key) for r in requests] == [
+            (None, day.isoformat()),
+            ("ltr_label_refresh_job", (day - timedelta(days=1)).isoformat()),
+        ]
 
 
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(

@@ -52,6 +52,22 @@ def test_a_band_a_threshold_and_gaps_are_drawn() -> None:
     assert len(dashed) == 2  # the threshold and its legend entry
 
 
+def test_every_series_has_a_style_of_its_own_and_its_legend_fits() -> None:
+    """The fairness chart draws one series per protected value: 12 in the demo, more than the
+    palette's colours."""
+    series = [Series(f"ethnicity=value-{i}", [0.9, 0.8]) for i in range(12)]
+    threshold = Threshold(0.8, "LTR_FAIRNESS_MIN_RATIO")
+    root = _tree(render_svg(Chart("t", ["a", "b"], series, "y", thresholds=[threshold])))
+    width = float(root.get("width", "0"))
+    lines = [e for e in root.iter(f"{SVG}polyline")]
+    styles = {(e.get("stroke"), e.get("stroke-dasharray")) for e in lines}
+    assert len(lines) == len(styles) == 12
+    legend = [t for t in root.iter(f"{SVG}text") if t.text and t.text.startswith(("eth", "LTR"))]
+    assert "LTR_FAIRNESS_MIN_RATIO 0.8" in [t.text for t in legend]
+    for text in legend:  # 11 px sans-serif: at most about 6.2 px a character
+        assert float(text.get("x", "0")) + 6.2 * len(text.text or "") <= width, text.text
+
+
 def test_points_outside_the_range_stay_inside_the_plot() -> None:
     chart = Chart("t", ["a", "b"], [Series("s", [-5.0, 5.0])], "y", y_range=(0.0, 1.0))
     ys = [float(c.get("cy", "nan")) for c in _tree(render_svg(chart)).iter(f"{SVG}circle")]

@@ -240,3 +240,20 @@ def test_a_fairness_refusal_names_the_criterion_that_failed() -> None:
     assert failing_check_lines([on_difference]) == ["fairness_gap: 0.09 vs 0.05"]
     fine = result(value(Interval(-0.02, 0.01), Interval(0.9, 1.1)))
     assert fine.passed and (fine.value, fine.threshold) == (0.02, 0.05)
+
+
+def test_a_gate_checks_details_are_typed_metadata_not_python_text() -> None:
+    """The UI shows a dict detail as JSON, not as Python's repr ("{'gender': 0.9164}")."""
+    from dagster import BoolMetadataValue, IntMetadataValue, JsonMetadataValue, TextMetadataValue
+
+    from ltr_assets.defs.checks import gate_check_result
+    from ltr_assets.gate.evaluation import GateResult
+
+    details = {"coverage": {"gender": 0.916449}, "lists": 417, "clipped": True, "worst": "g=F"}
+    result = gate_check_result(GateResult("fairness_coverage", True, 0.9, 0.5, "ok", details))
+    metadata = dict(result.metadata or {})
+    coverage = metadata["coverage"]
+    assert isinstance(coverage, JsonMetadataValue) and coverage.data == {"gender": 0.9164}
+    assert isinstance(metadata["lists"], IntMetadataValue) and metadata["lists"].value == 417
+    assert isinstance(metadata["clipped"], BoolMetadataValue)
+    assert isinstance(metadata["worst"], TextMetadataValue)

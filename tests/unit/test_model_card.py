@@ -151,7 +151,7 @@ def test_every_section_and_figure_of_the_card() -> None:
     assert card.startswith("# Model card: version 20261103_021500 (partition 2026-11-03)")
     assert "## Gate: FAILED: min_samples: 12 vs 50" in card
     assert "| ndcg_at_5 | pass | 0.7000 | 0.6500 |" in card
-    assert "| min_samples | **FAIL** | 12.0000 | 50.0000 |" in card
+    assert "| min_samples | **FAIL** | 12 | 50 |" in card  # counts, as whole numbers
     assert "## Counterfactual nDCG@5\n\n0.8123 [0.7000, 0.9000]" in card
     # Candidate vs baseline vs logged order, every k, with intervals, 4 places.
     assert "baseline (published for 2026-11-03 or before) 20261102_021500" in card
