@@ -225,11 +225,18 @@ def request_credits(events: pd.DataFrame, pair: Pair) -> RequestCredits:
 
 def count_day(lake: Lake, day: date, pair: Pair) -> DayCounts:
     """Day D's counts for `pair` from raw_events[D] (FileNotFoundError when it is not in the
-    lake: the comparison runs after the day's ingestion)."""
+    lake: the comparison runs after the day's ingestion), with the feedback of raw_events[D+1]
+    when it is there: a click after midnight on a list shown on D is D's evidence (the
+    comparison of D+1 counts D again, `compare`)."""
     path = lake.raw_events(day)
     if not path.exists():
         raise FileNotFoundError(f"raw_events for {day} is not in the lake ({path})")
-    day_credits = request_credits(_read_columns(path), pair)
+    events = _read_columns(path)
+    following = lake.raw_events(day + timedelta(days=1))
+    if following.exists():
+        late = _read_columns(following)
+        events = pd.concat([events, late[late["event_type"] == FEEDBACK]], ignore_index=True)
+    day_credits = request_credits(events, pair)
     credits = day_credits.credits
     return DayCounts(
         day, pair, tally(credits), len(credits), day_credits.other_pairs, day_credits.one_team
@@ -449,6 +456,7 @@ def compare(
         )
     today = count_day(lake, day, pair)
     store_day(lake, today)
+    _recount_previous_day(lake, pair, since, day)
     stored, unknown = stored_days(lake, pair, since, day)
     total, days = accumulate(stored), [d.day for d in stored if d.counts.requests > 0]
     # the first day serving interleaved the pair (any request of it, clicked or not)
@@ -492,6 +500,15 @@ def compare(
         days_collecting=days_collecting,
         outcome=outcome,
     )
+
+
+def _recount_previous_day(lake: Lake, pair: Pair, since: date, day: date) -> None:
+    """Count D-1 again now that raw_events[D] holds the feedback that came after its midnight
+    (when D-1 is one of this candidate's days, stored for this pair)."""
+    previous = day - timedelta(days=1)
+    stored = load_day(lake, previous) if previous > since else None
+    if stored is not None and stored.pair == pair and lake.raw_events(previous).exists():
+        store_day(lake, count_day(lake, previous, pair))
 
 
 def _decided_before(

@@ -242,6 +242,28 @@ def test_days_accumulate_and_a_rerun_replaces_its_day(tmp_path: Path) -> None:
     assert (cmp.accumulate(stored).wins, [d.day for d in stored], unknown) == (30, [d2], [])
 
 
+def test_clicks_after_midnight_count_for_the_day_their_list_was_shown(tmp_path: Path) -> None:
+    """Feedback is filed by its own timestamp: a click at 00:10 on a list shown at 23:55 is in
+    raw_events[D+1]. It is D's evidence: counted when D+1 is compared (D is counted again),
+    or at once when D is compared after D+1 was ingested."""
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    d1, d2 = date(2026, 11, 26), date(2026, 11, 27)
+    shown = [_impressions(f"late-{i}", ["a", "b"], ["live", "candidate"], _versions(pair))
+             for i in range(5)]  # fmt: skip
+    _write_day(lake, d1, [row for rows in shown for row in rows])
+    first = cmp.compare(lake, registry, d1, THRESHOLDS)
+    assert first.total is not None and first.total.clicked_requests == 0  # not clicked yet
+    clicks = [_feedback(f"late-{i}", "b", "click") for i in range(5)]
+    _write_day(lake, d2, clicks + _clicked_requests(pair, "d2", 2, 1))
+    second = cmp.compare(lake, registry, d2, THRESHOLDS)
+    assert second.total is not None and (second.total.wins, second.total.losses) == (7, 1)
+    recounted = cmp.load_day(lake, d1)
+    assert recounted is not None and recounted.counts.wins == 5
+    again = cmp.compare(lake, registry, d1, THRESHOLDS)  # a re-run of D after D+1's ingestion
+    assert again.today is not None and again.today.counts.wins == 5
+
+
 def test_days_compared_out_of_order_decide_on_all_the_evidence(tmp_path: Path) -> None:
     """The canary's last day compared before the earlier ones: those are counted from their
     raw_events on the way, so the decision rests on every day (here a promotion that the last
