@@ -67,6 +67,7 @@ from ltr_assets.defs.checks import (
     recorded_evaluation,
     retention_check_result,
     s3_check_result,
+    scorer_fidelity_spec,
     sources_text,
 )
 from ltr_assets.defs.partitions import daily_partitions
@@ -266,7 +267,11 @@ def _window_mapping() -> TimeWindowPartitionMapping:
     partitions_def=daily_partitions,
     group_name=GROUP,
     deps=[Dep(AssetKey("feature_matrix"), partition_mapping=_window_mapping())],
-    check_specs=[*gate_check_specs("ltr_model"), fairness_coverage_spec("ltr_model")],
+    check_specs=[
+        *gate_check_specs("ltr_model"),
+        fairness_coverage_spec("ltr_model"),
+        scorer_fidelity_spec("ltr_model"),
+    ],
     description="LightGBM LambdaRank trained on the rolling window ending at D, with its "
     "derived linear weights, evaluated on the newest groups; the gate checks decide publication.",
     kinds={"lightgbm"},

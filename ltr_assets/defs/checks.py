@@ -47,6 +47,7 @@ from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.gate.evaluation import (
     FAIRNESS_COVERAGE_NAME,
     GATE_NAMES,
+    SCORER_FIDELITY_NAME,
     GateResult,
     round_floats,
 )
@@ -113,6 +114,18 @@ def fairness_coverage_spec(asset: str) -> AssetCheckSpec:
         asset,
         description="Warns when fewer than LTR_FAIRNESS_MIN_COVERAGE of the candidates carry a "
         "known value of a protected attribute, or a value is in too few lists to be judged.",
+    )
+
+
+def scorer_fidelity_spec(asset: str) -> AssetCheckSpec:
+    return _spec(
+        SCORER_FIDELITY_NAME,
+        asset,
+        description="Warns when the published weights (LTR_SCORER=weights) score more than "
+        "LTR_REGRESSION_MARGIN below the LightGBM model trained beside them on the validation "
+        "lists (counterfactual nDCG@5): linear non-negative weights cannot express what the "
+        "model learned, and LTR_SCORER=model would serve the model. Passes when the model "
+        "is served.",
     )
 
 

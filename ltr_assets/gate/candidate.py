@@ -20,6 +20,7 @@ from ltr_assets.gate.evaluation import (
     FAIRNESS_COVERAGE_NAME,
     GATE_NAMES,
     REPORTED_K,
+    SCORER_FIDELITY_NAME,
     Baseline,
     Evaluation,
     FairnessInputs,
@@ -29,6 +30,7 @@ from ltr_assets.gate.evaluation import (
     failing_check_lines,
     fairness_coverage_result,
     logged_order_scores,
+    scorer_fidelity_result,
 )
 from ltr_assets.gate.model_card import model_card_document
 from ltr_assets.gate.summary import (
@@ -237,7 +239,16 @@ def train_candidate(
         ranker.debiaser.click_model, test.positions, test.y, test.X, test.group_sizes
     )
     gate = decide_gate(evaluation, settings.gate, baseline, signal)
-    warnings = [fairness_coverage_result(evaluation.fairness)]
+    warnings = [
+        fairness_coverage_result(evaluation.fairness),
+        scorer_fidelity_result(
+            scorer.kind,
+            ranker.weights_method,
+            ranker.weights_validation,
+            ranker.model_validation_ndcg5,
+            settings.gate.regression_margin,
+        ),
+    ]
     atomic.write_bytes(folder / WEIGHTS_FILE, weights_json(ranker.weights))
     atomic.write_text(folder / MODEL_FILE, ranker.booster.model_to_string())
     summary = CandidateSummary(
@@ -293,7 +304,7 @@ def not_evaluated_results(refused: GateResult) -> list[GateResult]:
     why = f"not evaluated: nothing was trained ({refused.description})"
     others = [
         GateResult(name, False, float("nan"), float("nan"), why, {"trained": False})
-        for name in (*GATE_NAMES, FAIRNESS_COVERAGE_NAME)
+        for name in (*GATE_NAMES, FAIRNESS_COVERAGE_NAME, SCORER_FIDELITY_NAME)
         if name != refused.name
     ]
     return [refused, *others]

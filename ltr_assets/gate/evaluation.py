@@ -12,7 +12,8 @@ it rewards imitating the order the clicks were collected under.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,6 +198,7 @@ GATE_NAMES = (
     "no_regression",
 )
 FAIRNESS_COVERAGE_NAME = "fairness_coverage"  # the gate's WARN-only companion check
+SCORER_FIDELITY_NAME = "scorer_fidelity"  # WARN: the served weights against the model
 
 
 def _ci(interval: Interval) -> str:
@@ -358,6 +360,63 @@ def _fairness_result(fair: FairnessReport) -> GateResult:
         + "; ".join(describe(v) for v in named)
         + f". Every gated value needs {limits} ({len(fair.gated)} values gated)",
         details,
+    )
+
+
+def scorer_fidelity_result(
+    scorer: str,
+    weights_method: str,
+    weights_validation: Mapping[str, float],
+    model_validation: float,
+    margin: float,
+) -> GateResult:
+    """The WARN check on what the weights scorer gives up: the published weights are linear,
+    non-negative and sum to 1, so they cannot express every ranking the LightGBM model learns
+    (an effect that lowers relevance, an interaction). When their counterfactual nDCG@5 on the
+    validation lists falls more than `margin` (LTR_REGRESSION_MARGIN) below the model's, the
+    gate may still pass them (it judges the served scorer against the logged order and live),
+    but the operator should know that `LTR_SCORER=model` would serve the better ranking."""
+    if scorer == "model":
+        return GateResult(
+            SCORER_FIDELITY_NAME,
+            True,
+            0.0,
+            margin,
+            "the LightGBM model itself is served (LTR_SCORER=model): nothing is given up",
+            {"scorer": scorer},
+        )
+    served = weights_validation.get(weights_method, float("nan"))
+    gap = model_validation - served
+    relation = f"{gap:.4f} below" if gap >= 0 else f"{-gap:.4f} above"
+    figures = (
+        f"the published weights ({weights_method}) score {served:.4f} on the validation lists "
+        f"(counterfactual nDCG@5), {relation} the LightGBM model trained beside them "
+        f"({model_validation:.4f})"
+    )
+    if not math.isfinite(gap):
+        figures = f"the published weights ({weights_method}) and the model"
+        passed, verdict = True, ": not compared (a validation figure is missing)"
+    elif gap > margin:
+        passed = False
+        verdict = (
+            f", more than LTR_REGRESSION_MARGIN {margin:g}: linear non-negative weights cannot "
+            "express what the model learned; LTR_SCORER=model serves the model (the gate then "
+            "judges the model)"
+        )
+    else:
+        passed, verdict = True, f", within LTR_REGRESSION_MARGIN {margin:g}"
+    return GateResult(
+        SCORER_FIDELITY_NAME,
+        passed,
+        gap,
+        margin,
+        figures + verdict,
+        {
+            "scorer": scorer,
+            "weights_method": weights_method,
+            "weights_validation_ndcg_at_5": served,
+            "model_validation_ndcg_at_5": model_validation,
+        },
     )
 
 

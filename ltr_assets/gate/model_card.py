@@ -320,6 +320,11 @@ def _gate_lines(summary: CandidateSummary) -> list[str]:
         count = result.name in COUNT_CHECKS
         figures = f"{_figure(result.value, count)} | {_figure(result.threshold, count)}"
         lines.append(f"| {result.name} | {verdict} | {figures} |")
+    for warning in summary.warnings:  # not gated: they warn
+        verdict = "pass" if warning.passed else "**WARN**"
+        figures = f"{_f(warning.value)} | {_f(warning.threshold)}"
+        lines.append(f"| {warning.name} (warning) | {verdict} | {figures} |")
+    lines += [f"\nWarning, {w.name}: {w.description}." for w in summary.warnings if not w.passed]
     return lines
 
 

@@ -67,6 +67,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         ("raw_events", "duplicate_conflicts"),
         ("feature_matrix", "feedback_present"),
         ("ltr_model", "fairness_coverage"),
+        ("ltr_model", "scorer_fidelity"),
         ("published_weights", "retention"),
         ("published_weights", "live_version_age"),
         ("online_comparison", "online_decision"),
@@ -133,6 +134,7 @@ def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
         "feedback_present",
         "online_decision",
         "fairness_coverage",
+        "scorer_fidelity",
     }
     assert checks["min_samples"] is False
     assert first.success  # a refusal is the gate's decision, not a failed run

@@ -257,3 +257,52 @@ def test_a_gate_checks_details_are_typed_metadata_not_python_text() -> None:
     assert isinstance(metadata["lists"], IntMetadataValue) and metadata["lists"].value == 417
     assert isinstance(metadata["clipped"], BoolMetadataValue)
     assert isinstance(metadata["worst"], TextMetadataValue)
+
+
+def test_weights_far_below_the_model_warn_and_say_what_would_serve_it() -> None:
+    """An outside review's case: the weights could not express a negative effect and scored
+    0.07 below the model on validation; the gate passed them against the logged order."""
+    from ltr_assets.gate.evaluation import scorer_fidelity_result
+
+    validation = {"distilled_nnls": 0.8282, "gain_importance": 0.6849}
+    far = scorer_fidelity_result("weights", "distilled_nnls", validation, 0.8971, 0.02)
+    assert (far.name, far.passed, round(far.value, 4), far.threshold) == (
+        "scorer_fidelity",
+        False,
+        0.0689,
+        0.02,
+    )
+    assert far.description.startswith(
+        "the published weights (distilled_nnls) score 0.8282 on the validation lists "
+        "(counterfactual nDCG@5), 0.0689 below the LightGBM model trained beside them (0.8971), "
+        "more than LTR_REGRESSION_MARGIN 0.02"
+    )
+    assert "LTR_SCORER=model serves the model" in far.description
+    near = scorer_fidelity_result("weights", "distilled_nnls", validation, 0.84, 0.02)
+    assert near.passed and "within LTR_REGRESSION_MARGIN 0.02" in near.description
+    above = scorer_fidelity_result("weights", "distilled_nnls", validation, 0.8, 0.02)
+    assert above.passed and "0.0282 above the LightGBM model" in above.description
+    assert scorer_fidelity_result("model", "distilled_nnls", validation, 0.8971, 0.02).passed
+    unknown = scorer_fidelity_result("weights", "pairwise_logistic", validation, 0.8971, 0.02)
+    assert unknown.passed and "not compared" in unknown.description
+
+
+def test_the_model_card_shows_a_failing_warning_with_its_reason() -> None:
+    from ltr_assets.gate.model_card import render_model_card
+    from ltr_assets.gate.summary import CandidateSummary
+    from tests.unit.test_model_card import _summary
+
+    data = _summary()
+    data["warnings"] = [
+        {
+            "name": "scorer_fidelity",
+            "passed": False,
+            "value": 0.0689,
+            "threshold": 0.02,
+            "description": "the published weights score 0.8282, +0.0689 below the model",
+            "details": {},
+        }
+    ]
+    card = render_model_card(CandidateSummary.from_json(data), "20261103_021500")
+    assert "| scorer_fidelity (warning) | **WARN** | 0.0689 | 0.0200 |" in card
+    assert "Warning, scorer_fidelity: the published weights score 0.8282, +0.0689 below" in card
