@@ -121,11 +121,11 @@ def scorer_fidelity_spec(asset: str) -> AssetCheckSpec:
     return _spec(
         SCORER_FIDELITY_NAME,
         asset,
-        description="Warns when the published weights (LTR_SCORER=weights) score more than "
-        "LTR_REGRESSION_MARGIN below the LightGBM model trained beside them on the validation "
-        "lists (counterfactual nDCG@5): linear non-negative weights cannot express what the "
-        "model learned, and LTR_SCORER=model would serve the model. Passes when the model "
-        "is served.",
+        description="Warns when, on the gate's test lists, the LightGBM model trained beside "
+        "the published weights (LTR_SCORER=weights) is shown better than them by more than "
+        "LTR_REGRESSION_MARGIN (the lower bound of the paired counterfactual nDCG@5 "
+        "difference): linear non-negative weights cannot express what the model learned, and "
+        "LTR_SCORER=model would serve the model. Passes when the model is served.",
     )
 
 

@@ -63,7 +63,7 @@ from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.publication import PublicationReport
 from ltr_assets.registry.s3_mirror import S3Mirror
 from ltr_core.artifacts.format import MODEL_FILE, WEIGHTS_FILE, RegistryError, weights_json
-from ltr_core.scoring import make_scorer
+from ltr_core.scoring import make_scorer, predict
 from ltr_core.settings import Settings
 from ltr_core.vocabulary import Rollout
 
@@ -242,10 +242,10 @@ def train_candidate(
     warnings = [
         fairness_coverage_result(evaluation.fairness),
         scorer_fidelity_result(
-            scorer.kind,
             ranker.weights_method,
-            ranker.weights_validation,
-            ranker.model_validation_ndcg5,
+            judge.paired(predict(ranker.booster, test.X), candidate_scores, 5)
+            if scorer.kind == "weights"
+            else None,
             settings.gate.regression_margin,
         ),
     ]
