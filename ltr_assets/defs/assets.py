@@ -8,7 +8,7 @@ that was never materialized.
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dagster import (
@@ -91,7 +91,7 @@ from ltr_assets.gate.model_card import (
 from ltr_assets.gate.nightly import gate_charts
 from ltr_assets.gate.summary import CandidateSummary, PropensitySummary
 from ltr_assets.gate.versions import list_versions, versions_table
-from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
+from ltr_assets.ingest.day import DayNotOver, EmptyDay, check_day_over, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify
@@ -161,6 +161,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     day = _day(context)
     allowed = settings.allow_empty_days.allows(day)
     try:
+        check_day_over(day, datetime.now(UTC))
         report, choice = ingest_with_fallback(
             ltr.kafka_source(),
             ltr.file_source(),
@@ -169,7 +170,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             serving_log=ltr.serving_log_source(),
             allow_empty=allowed,
         )
-    except (EmptyDay, SourceError) as exc:  # nothing was written: the day's data is not there
+    except (DayNotOver, EmptyDay, SourceError) as exc:  # nothing written: no day's data
         raise Failure(description=f"raw_events[{day}]: {exc}") from exc
     if report.read == 0:
         context.log.warning(f"raw_events[{day}]: no record read; LTR_ALLOW_EMPTY_DAYS allows it")

@@ -154,11 +154,18 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
 
 def tag_run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     """Tags a finished run with OUTCOME_TAG and REASON_TAG (none when it succeeded without
-    publishing). Idempotent: the sensors and the demo's launcher may both tag a run."""
+    publishing). Idempotent: the sensors and the demo's launcher may both tag a run.
+
+    A re-execution starts with its parent's tags (Dagster copies them), so a re-run of a
+    crashed night that then succeeds without publishing (one step re-executed) would still
+    read `crashed`: its inherited tags are replaced by `succeeded`."""
     outcome = run_outcome(instance, run)
     if outcome.outcome != "succeeded":
         tags = {OUTCOME_TAG: outcome.outcome, REASON_TAG: outcome.reason}
         instance.add_run_tags(run.run_id, tags)
+    elif OUTCOME_TAG in run.tags:
+        reason = "succeeded without publishing (the tags its parent run had do not apply)"
+        instance.add_run_tags(run.run_id, {OUTCOME_TAG: "succeeded", REASON_TAG: reason})
     return outcome
 
 

@@ -11,7 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -373,6 +373,23 @@ class SourceUnavailable(Exception):
 
 class EmptyDay(ValueError):
     """The source gave no record at all for a day not allowed to be empty: nothing is written."""
+
+
+class DayNotOver(ValueError):
+    """The day has not ended (UTC): its events are still coming, so nothing is ingested."""
+
+
+def check_day_over(day: date, now: datetime) -> None:
+    """Refuse a day that has not ended at `now`: ingested early, a partial day would be
+    trained on, gated and published (a run launched by hand, or a schedule tick previewed for
+    a future time and committed), and its partition would miss the rest of its events."""
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+    if now < end:
+        raise DayNotOver(
+            f"{day} has not ended yet (it ends at {end:%Y-%m-%d %H:%M} UTC, now "
+            f"{now.astimezone(UTC):%Y-%m-%d %H:%M} UTC): its events are still coming; run it "
+            "after midnight UTC (the nightly schedule runs it at 02:15)"
+        )
 
 
 def _refusing_empty(

@@ -289,9 +289,15 @@ class LocalRegistry(LocalVersions):
             if scorer is not None:
                 check_servable(artifact.metadata, scorer)
             previous, note = self._previous_pointer()
+            candidate = self._candidate_version()
             self._move_pointer(version, artifact.metadata.get("partition", ""), artifact.weights)
-            cleared = self._clear_candidate("cleared_by_rollback", {"rolled_back_to": version})
-        if cleared:
+            # rolling "back" to the candidate itself makes it live: recorded as promoted by hand
+            promoted = candidate == version
+            action: CandidateAction = "promoted" if promoted else "cleared_by_rollback"
+            cleared = self._clear_candidate(action, {"rolled_back_to": version})
+        if promoted:
+            note += f"; the candidate {version} promoted by this rollback, without online evidence"
+        elif cleared:
             note += f"; candidate {cleared} cleared"
         return PublishResult(
             version,
@@ -398,6 +404,14 @@ class LocalRegistry(LocalVersions):
         except InvalidPointer as exc:
             log.warning("replacing a malformed candidate pointer: %s", exc)
             return None
+
+    def _candidate_version(self) -> str | None:
+        """The candidate's version, None when there is none or its pointer is malformed."""
+        try:
+            candidate = self.candidate()
+        except InvalidPointer:
+            return None
+        return str(candidate["version"]) if candidate else None
 
     def _clear_candidate(self, action: CandidateAction, evidence: dict[str, Any]) -> str | None:
         """Under the lock: remove candidate.json, recording why; the version it named."""

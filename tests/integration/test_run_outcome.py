@@ -119,6 +119,19 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     assert outcome == "crashed" and reason.startswith("crashed: ltr_model: ")
     assert "\n" not in reason and len(reason) <= 200
 
+    # A re-execution starts with its parent's tags: one that succeeds without publishing (a
+    # step re-run alone) must not keep reading "crashed".
+    rerun = defs.resolve_job_def("ltr_label_refresh_job").execute_in_process(
+        partition_key="2026-11-01",
+        instance=instance,
+        tags={OUTCOME_TAG: outcome, REASON_TAG: reason},
+    )
+    assert rerun.success
+    assert _tag(instance, rerun) == (
+        "succeeded",
+        "succeeded without publishing (the tags its parent run had do not apply)",
+    )
+
     with http_receiver() as receiver:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
         notify_run_success(_context(instance, refused, notify_run_success.name))

@@ -4,6 +4,7 @@ days, and the decision applied to the registry only for the candidate that was c
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,21 @@ def test_a_rerun_of_a_day_decided_before_reports_that_day_and_decides_nothing(
     ) == (True, False)
     candidate = registry.candidate() or {}
     assert candidate.get("version") == newer.version and registry.latest_version() == old.live
+
+
+def test_a_rerun_after_a_rollback_says_so_in_words(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    d1 = date(2026, 11, 26)
+    _write_day(lake, d1, _clicked_requests(pair, "a", 10, 12))
+    assert cmp.compare(lake, registry, d1, THRESHOLDS).decision is Decision.COLLECT
+    registry.rollback(pair.live)  # clears the candidate, recorded with a timestamp only
+    rerun = cmp.compare(lake, registry, d1, THRESHOLDS)
+    assert rerun.status == "decided_before" and not rerun.retired_on_day
+    assert re.search(
+        r"the candidate was cleared by a rollback on \d{4}-\d\d-\d\d \d\d:\d\d UTC\. ",
+        rerun.explanation,
+    ), rerun.explanation
 
 
 def test_promotion_moves_latest_with_the_evidence(tmp_path: Path) -> None:

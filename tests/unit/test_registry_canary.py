@@ -159,6 +159,22 @@ def test_rollback_clears_the_candidate(tmp_path: Path) -> None:
     assert registry.history()[-1]["action"] == "cleared_by_rollback"
 
 
+def test_a_rollback_to_the_candidate_promotes_it_and_says_so(tmp_path: Path) -> None:
+    """The UI's rollback pick-list offers every version, the candidate too: picking it makes it
+    live, which the history records as a promotion, not as a candidate cleared."""
+    registry = _registry(tmp_path)
+    _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    result = registry.rollback(candidate, scorer="weights")
+    assert registry.latest_version() == candidate and registry.candidate() is None
+    assert result.reason.endswith(
+        f"; the candidate {candidate} promoted by this rollback, without online evidence"
+    )
+    last = registry.history()[-1]
+    assert (last["action"], last["version"]) == ("promoted", candidate)
+    assert last["evidence"] == {"rolled_back_to": candidate}
+
+
 def test_retention_keeps_the_candidate_and_latest(tmp_path: Path) -> None:
     registry = _registry(tmp_path)
     live = _publish(registry, 0)
