@@ -546,6 +546,7 @@ def _live_age_result(
         limit,
         refused,
         newest_night=_newest_night(instance),
+        by_rollback_at=str(record.get("live_by_rollback_at") or ""),
     )
     return live_age_check_result(age)
 
@@ -564,9 +565,11 @@ def live_metadata(registry: LocalRegistry) -> dict[str, Any]:
     """What is live now, its model card, and the registry's versions (the rollback
     pick-list's, with their figures): the first entries of every publication record."""
     pointer = registry.pointer() or {}
+    rolled_back = "rolled_back" in pointer  # made live by a rollback (its time: moved_at)
     return {
         "live_version": pointer.get("version", ""),
         "live_partition": pointer.get("partition", ""),
+        "live_by_rollback_at": str(pointer.get("moved_at", "")) if rolled_back else "",
         "model_card": MetadataValue.md(live_model_card(registry)),
         "fairness_intersections": MetadataValue.md(live_intersections(registry)),
         "registry_versions": MetadataValue.md(versions_table(list_versions(registry)[0])),

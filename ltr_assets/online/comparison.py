@@ -519,17 +519,6 @@ _FATES = {  # history.jsonl's actions, as a sentence says them
 }
 
 
-def _minute(at: object) -> str:
-    """A history entry's ISO timestamp to the minute, in UTC ("?" when unreadable)."""
-    try:
-        moment = datetime.fromisoformat(str(at))
-    except ValueError:
-        return "?"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
-
-
 def _decided_before(
     lake: Lake, registry: LocalRegistry, day: date, current: Pair | None
 ) -> Comparison | None:
@@ -548,7 +537,9 @@ def _decided_before(
     evidence = fate.get("evidence")
     decided_on = str(evidence.get("day", "")) if isinstance(evidence, dict) else ""
     action = str(fate.get("action", "decided"))
-    when = f"{_FATES.get(action, action)} on {decided_on or _minute(fate.get('at'))}"
+    when = (
+        f"{_FATES.get(action, action)} on {decided_on or publication.minute_text(fate.get('at'))}"
+    )
     counts = stored.counts
     explanation = (
         f"{day} compared candidate {candidate} with live {stored.pair.live} "

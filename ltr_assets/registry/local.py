@@ -290,7 +290,13 @@ class LocalRegistry(LocalVersions):
                 check_servable(artifact.metadata, scorer)
             previous, note = self._previous_pointer()
             candidate = self._candidate_version()
-            self._move_pointer(version, artifact.metadata.get("partition", ""), artifact.weights)
+            self._move_pointer(
+                version,
+                artifact.metadata.get("partition", ""),
+                artifact.weights,
+                # what made it live: the live version's age then blames the rollback, not nights
+                rolled_back={"from": previous["version"] if previous else None},
+            )
             # rolling "back" to the candidate itself makes it live: recorded as promoted by hand
             promoted = candidate == version
             action: CandidateAction = "promoted" if promoted else "cleared_by_rollback"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -230,6 +230,7 @@ def live_version_age(
     limit: int,
     refused: Sequence[str] = (),
     newest_night: date | None = None,
+    by_rollback_at: str = "",
 ) -> LiveAge:
     """Whether the version live after day D's publication record is at most `limit` days older
     than D, by its training partition (the registry pointer's `partition`), not by the wall
@@ -240,6 +241,9 @@ def live_version_age(
     today's, and measured at an old day it would look fresh (even "newer than this day") while
     it is stale now; the check's latest result must not silence the warning the newest night
     raised.
+
+    `by_rollback_at`: when a rollback made the live version live (the pointer's time), a stale
+    age is the rollback's doing, not the nights' since, and the description says so.
 
     `refused`: the checks the gate refused D's candidate on (`<check>: <value> vs <threshold>`),
     empty when D published; the description names them, so a stale live version reads with
@@ -279,7 +283,22 @@ def live_version_age(
     before = f"{trained_on}, {age} {_days(age)} before {named} (limit {limit})"
     if age <= limit:
         return result(age, True, before)
+    if by_rollback_at:
+        return result(
+            age, False, f"{before}: made live by a rollback at {minute_text(by_rollback_at)}"
+        )
     return result(age, False, f"{before}: no version of the nights since went live")
+
+
+def minute_text(at: object) -> str:
+    """A registry timestamp (ISO) to the minute in UTC, for a sentence ("?" when unreadable)."""
+    try:
+        moment = datetime.fromisoformat(str(at))
+    except ValueError:
+        return "?"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _days(n: int) -> str:

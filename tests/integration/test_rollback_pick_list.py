@@ -98,6 +98,8 @@ def test_the_pick_list_follows_the_registry_and_a_picked_version_goes_live(
         now_live: dict[str, Any] = {k: v.value for k, v in observation.metadata.items()}
         assert now_live["outcome"].startswith(f"{cleared} (rollback run ")
         assert now_live["live_version"] == versions[0]
+        assert now_live["live_by_rollback_at"] == (local.pointer() or {})["moved_at"]
+        assert (local.pointer() or {})["rolled_back"] == {"from": versions[-1]}
         assert f"`{versions[0]}` | live |" in str(now_live["registry_versions"])
         assert f"`{candidate}` | candidate" not in str(now_live["registry_versions"])
 

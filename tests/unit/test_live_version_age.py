@@ -87,3 +87,14 @@ def test_a_backfill_of_an_old_day_measures_the_age_at_the_newest_night() -> None
 def test_the_limit_is_ltr_live_max_age_days(raw: str | None, limit: int) -> None:
     env = {} if raw is None else {"LTR_LIVE_MAX_AGE_DAYS": raw}
     assert Settings.from_env({"LTR_HOME": "/srv/ltr", **env}).live_max_age_days == limit
+
+
+def test_a_stale_version_made_live_by_a_rollback_names_the_rollback() -> None:
+    age = live_version_age(
+        DAY, LIVE, "2026-11-09", 3, by_rollback_at="2026-12-06T11:09:17.072766+00:00"
+    )
+    assert not age.passed
+    assert age.description == (
+        f"live version {LIVE} was trained on 2026-11-09, 27 days before 2026-12-06 (limit 3): "
+        "made live by a rollback at 2026-12-06 11:09 UTC"
+    )
