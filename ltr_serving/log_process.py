@@ -70,7 +70,7 @@ from ltr_serving.impressions import (
     complete_orphaned_files,
     write_record,
 )
-from ltr_serving.kafka_sink import KafkaSinkStatus
+from ltr_serving.kafka_sink import KafkaSink, KafkaSinkStatus
 from ltr_serving.metrics import ServingMetrics
 
 log = logging.getLogger("ltr_serving.log_process")
@@ -664,25 +664,24 @@ class _Progress:
         self.lock = threading.Lock()
         self.done = 0
         self.failed: list[int] = []
-        self._settled: Callable[[], int] | None = getattr(sink, "settled_lines", None)
-        self._taken: Callable[[], int] | None = getattr(sink, "written_lines", None)
+        self._kafka = sink if isinstance(sink, KafkaSink) else None  # else: written = done
         # frames taken but not settled: (the sink's lines taken after it, failed, feedback)
         self._waiting: deque[tuple[int, bool, bool]] = deque()
         self.feedback_waiting = 0  # feedback frames among them: their requests wait
 
     def frame_written(self, failed: bool, feedback: bool = False) -> None:
         with self.lock:
-            if self._settled is None or self._taken is None:
+            if self._kafka is None:
                 self._finish(failed)
                 return
-            self._waiting.append((self._taken(), failed, feedback))
+            self._waiting.append((self._kafka.written_lines(), failed, feedback))
             self.feedback_waiting += feedback
 
     def advance(self) -> None:
         """Under the lock: the frames whose lines are all settled are done."""
-        if self._settled is None:
+        if self._kafka is None:
             return
-        upto = self._settled()
+        upto = self._kafka.settled_lines()
         while self._waiting and self._waiting[0][0] <= upto:
             _, failed, feedback = self._waiting.popleft()
             self.feedback_waiting -= feedback
