@@ -1194,7 +1194,7 @@ def describe_errors(error: ValidationError) -> str:
 def env_file_path(env: Mapping[str, str]) -> Path:
     """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
     raw = env.get("LTR_HOME", "").strip()
-    home = expand("LTR_HOME", raw, env) if raw else Settings.model_fields["home"].default
+    home = expand("LTR_HOME", raw, env) if raw else DEFAULT_HOME
     return Path(home) / ENV_FILE
 
 

@@ -5,7 +5,6 @@ from dagster import (
     AssetSelection,
     Config,
     Failure,
-    MetadataValue,
     OpExecutionContext,
     Output,
     define_asset_job,
@@ -25,7 +24,6 @@ from ltr_assets.defs.assets import (
 from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.partitions import daily_partitions, registry_versions
 from ltr_assets.defs.resources import LtrResource
-from ltr_assets.gate.versions import list_versions, versions_table
 from ltr_assets.registry import publication
 from ltr_core.artifacts.format import check_version
 
@@ -117,16 +115,16 @@ def rollback_to_version(
         context.log.warning(f"S3 pointer not moved: {report.s3_error}")
     # published_weights' metadata says what was live when its last day was recorded: this
     # observation puts the rollback in its history, with what is live now.
+    live = live_metadata(registry)  # the registry's versions table included (read once)
     context.log_event(
         AssetObservation(
             asset_key=published_weights.key,
             metadata={
                 "outcome": f"{report.local.reason} (rollback run {context.run_id[:8]})",
-                **live_metadata(registry),
+                **live,
             },
         )
     )
-    rows, _ = list_versions(registry)
     return Output(
         report.version,
         metadata={
@@ -136,7 +134,7 @@ def rollback_to_version(
             "s3": "not configured"
             if report.s3_published is None
             else ("pointer moved" if report.s3_published else f"failed: {report.s3_error}"),
-            "versions": MetadataValue.md(versions_table(rows)),
+            "versions": live["registry_versions"],
         },
     )
 

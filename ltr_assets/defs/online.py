@@ -53,7 +53,7 @@ from ltr_assets.online.comparison import (
     compare,
     share_by_day,
 )
-from ltr_assets.online.decision import Decision
+from ltr_assets.online.decision import Decision, InterleavingCounts
 from ltr_core.artifacts.format import RegistryError
 
 GROUP = "ltr"
@@ -63,6 +63,15 @@ ASSET = "online_comparison"
 
 def _round(value: float | None) -> float | str:
     return "n/a" if value is None else round(value, 4)
+
+
+def _day_counts(day: InterleavingCounts) -> dict[str, Any]:
+    """The day's own evidence, as the UI shows it."""
+    return {
+        "day_clicked_requests": day.clicked_requests,
+        "day_requests": day.requests,
+        "day_wins_losses_ties": MetadataValue.text(f"{day.wins} / {day.losses} / {day.ties}"),
+    }
 
 
 def comparison_metadata(
@@ -80,14 +89,10 @@ def comparison_metadata(
     if comparison.stale_requests:
         meta["day_stale_requests"] = comparison.stale_requests
     if comparison.outcome is None and comparison.today is not None:  # decided before
-        day = comparison.today.counts
-        meta["day_clicked_requests"] = day.clicked_requests
-        meta["day_requests"] = day.requests
-        meta["day_wins_losses_ties"] = MetadataValue.text(f"{day.wins} / {day.losses} / {day.ties}")
+        meta.update(_day_counts(comparison.today.counts))
     if comparison.outcome is None or comparison.total is None or comparison.today is None:
         return meta
     ev = comparison.outcome.evidence
-    today = comparison.today.counts
     meta.update(
         {
             "days_collecting": comparison.days_collecting,
@@ -101,11 +106,7 @@ def comparison_metadata(
             "win_share_95ci": MetadataValue.text(f"{ev.low:.4f}–{ev.high:.4f}"),
             "live_ctr": _round(ev.live_ctr),
             "candidate_ctr": _round(ev.candidate_ctr),
-            "day_clicked_requests": today.clicked_requests,
-            "day_requests": today.requests,
-            "day_wins_losses_ties": MetadataValue.text(
-                f"{today.wins} / {today.losses} / {today.ties}"
-            ),
+            **_day_counts(comparison.today.counts),
             "day_interleaved_requests": comparison.today.interleaved_requests,
             "day_other_pair_requests": comparison.today.other_pairs,
             "day_one_team_requests": comparison.today.one_team,

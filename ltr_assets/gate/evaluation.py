@@ -375,8 +375,7 @@ def scorer_fidelity_result(
 
     `model_vs_weights`: that paired comparison; None when the model itself is served. Why the
     test lists and not the validation figures training records: the model was early-stopped on
-    the validation lists, which favours it (in the demo by 0.02-0.05 every night while the two
-    were equally good by the simulator's truth)."""
+    the validation lists, which favours it (docs/methodology.md, "Published weights")."""
     if model_vs_weights is None:
         return GateResult(
             SCORER_FIDELITY_NAME,
@@ -394,23 +393,20 @@ def scorer_fidelity_result(
         f"against them (95% CI {low:+.4f}…{high:+.4f})"
     )
     details = {"model_minus_weights": paired.difference, "ci_low": low, "ci_high": high}
+    shown_better = low > margin
     if not math.isfinite(paired.difference):
-        return GateResult(
-            SCORER_FIDELITY_NAME, True, paired.difference, margin, "not compared: no list "
-            "with a positive label", details,
-        )  # fmt: skip
-    if low > margin:
-        verdict = (
+        description = "not compared: no list with a positive label"
+    elif shown_better:
+        description = figures + (
             f": better by more than LTR_REGRESSION_MARGIN {margin:g}. Linear non-negative "
             "weights cannot express what the model learned; LTR_SCORER=model serves the model "
             "(the gate then judges the model)"
         )
     else:
-        verdict = f": not shown better by more than LTR_REGRESSION_MARGIN {margin:g}"
+        description = figures + f": not shown better by more than LTR_REGRESSION_MARGIN {margin:g}"
     return GateResult(
-        SCORER_FIDELITY_NAME, not low > margin, paired.difference, margin, figures + verdict,
-        details,
-    )  # fmt: skip
+        SCORER_FIDELITY_NAME, not shown_better, paired.difference, margin, description, details
+    )
 
 
 def fairness_coverage_result(fair: FairnessReport) -> GateResult:
