@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -250,6 +250,8 @@ class SyncReport:
     candidate_version: str | None = None  # what S3's candidate.json names now (None: none)
     problems: list[str] = field(default_factory=list)  # pointers left alone, and why
     pointer_refused: bool = False  # latest.json names a version S3 cannot have
+    # the local latest and candidate pointers this sync brought S3 to (compared afterwards)
+    local_pointers: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
@@ -264,9 +266,33 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     """Upload every valid local version S3 lacks, then bring S3's pointer to the local latest
     (never backwards unless forced), then S3's candidate.json to the local candidate (latest
     first: a promotion never leaves S3 with neither pointing at the promoted version). This is
-    how a publish made during an outage catches up."""
+    how a publish made during an outage catches up.
+
+    The local pointers are read again after S3's are written: if another writer moved them
+    meanwhile (a rollback while this publish's S3 step was in flight), this sync's write may
+    have landed after that writer's own sync and undone it, so S3 is brought to the local
+    pointers again, forced: the local registry is the truth S3 mirrors, and a local move is
+    already checked (a backfill never moves the local latest backwards)."""
+    report = _sync_once(local, mirror, force_pointer)
+    for _ in range(mirror.pointer_retries):
+        now = (local.pointer(), local.candidate())
+        if now == report.local_pointers:
+            return report
+        log.warning("the local pointers moved while S3 was synced; syncing S3 to them again")
+        report = _sync_once(local, mirror, force_pointer=True, uploaded=report.uploaded)
+    raise S3Unavailable(
+        f"the local pointers kept moving: gave up after {mirror.pointer_retries} syncs"
+    )
+
+
+def _sync_once(
+    local: LocalRegistry, mirror: S3Mirror, force_pointer: bool, uploaded: list[str] | None = None
+) -> SyncReport:
+    pointer = local.pointer()
+    candidate = local.candidate()
+    local_pointers = (pointer, candidate)
     on_s3 = set(mirror.versions())
-    uploaded = []
+    uploaded = list(uploaded or [])
     for version in local.versions():
         if version in on_s3:
             continue
@@ -278,7 +304,6 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
         uploaded.append(version)
     available = on_s3 | set(uploaded)
     problems: list[str] = []
-    pointer = local.pointer()
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
     if pointer and pointer_refused:
@@ -289,7 +314,6 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     elif pointer:
         partition = str(pointer.get("partition", ""))  # optional in a pointer
         moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer)
-    candidate = local.candidate()
     if candidate is not None and candidate["version"] not in available:
         problems.append(
             f"candidate.json cleared on S3: the local candidate {candidate['version']} is not "
@@ -305,6 +329,7 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
         candidate["version"] if candidate else None,
         problems,
         pointer_refused=pointer_refused,
+        local_pointers=local_pointers,
     )
 
 

@@ -157,6 +157,36 @@ def test_a_copy_made_from_a_stale_pointer_read_is_made_again(s3_env: str, tmp_pa
     assert _latest_copy_version(mirror) == y.version
 
 
+def test_a_rollback_during_a_publish_s3_step_is_not_undone(s3_env: str, tmp_path: Path) -> None:
+    """A nightly publish has read the local latest (z) and is about to move S3's pointer when
+    an operator rolls back to x, locally and on S3. The publish's S3 write lands last: it must
+    not leave S3 on z while the local latest is x (replicas reading S3 would serve z)."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    x, _ = _publish(local, mirror, "2026-11-01", 1)
+    _publish(local, mirror, "2026-11-02", 2)
+    move = mirror.move_pointer
+    rolled_back: list[str] = []
+
+    def move_after_a_rollback(version: str, partition: str, force: bool = False) -> bool:
+        if not rolled_back:  # the operator's whole rollback lands before this move
+            rolled_back.append(version)
+            back = publication.rollback(local, _mirror(), x.version)
+            assert back.s3_published is True and _pointer(mirror)["version"] == x.version
+        return move(version, partition, force)
+
+    mirror.move_pointer = move_after_a_rollback  # type: ignore[method-assign]
+    night = local.publish(weights(3), MODEL, GATED, "2026-11-03", now=_now(3))
+    ok, error, _ = publication._sync(local, mirror, False)
+    assert rolled_back == [night.version] and ok, error
+    assert local.latest_version() == x.version
+    assert _pointer(mirror)["version"] == x.version
+    assert _latest_copy_version(mirror) == x.version
+    # and a plain sync afterwards leaves it there
+    assert sync(local, _mirror()).pointer_version == x.version
+    assert _pointer(mirror)["version"] == x.version
+
+
 CRASH_SCRIPT = """
 import os, signal, sys
 from ltr_assets.lake import atomic
