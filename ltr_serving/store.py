@@ -31,6 +31,7 @@ from ltr_core.artifacts.format import (
 from ltr_core.artifacts.s3 import (
     CANDIDATE,
     MISSING,
+    TRANSIENT,
     S3Versions,
     _code,
     s3_versions_from_settings,
@@ -125,7 +126,9 @@ class LocalWeightStore:
     def current_marker(self) -> str | None:
         path = self._active_file()
         if path is None:
-            return None
+            # Neither pointer nor flat file: a marker of its own, so the poller tries a load
+            # once and its refusal ("nothing to load") shows in health, instead of nothing.
+            return f"{self.registry.pointer_path.name}:missing"
         latest = self._file_marker(path)
         if latest is None:
             return None
@@ -240,11 +243,20 @@ class S3WeightStore:
         self.scorer = scorer
 
     def current_marker(self) -> str | None:
+        """None only while S3 cannot be reached or answers a transient error (nothing new to
+        see now). A missing or denied latest.json, and a candidate.json S3 will not show (403:
+        a reader without s3:ListBucket is denied a missing key), are markers of their own: the
+        poller still loads a new latest, and a load that fails says why in health."""
         try:
             head = self.mirror.client.head_object(
                 Bucket=self.mirror.bucket, Key=self.mirror.key("latest.json")
             )
-        except Exception as exc:  # no pointer yet, or S3 unreachable: nothing new to see now
+        except ClientError as exc:
+            log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
+            if _code(exc) in TRANSIENT:
+                return None
+            return "latest.json:missing" if _code(exc) in MISSING else f"latest.json:{_code(exc)}"
+        except Exception as exc:  # S3 unreachable: nothing new to see now
             log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
             return None
         try:
@@ -252,10 +264,10 @@ class S3WeightStore:
                 Bucket=self.mirror.bucket, Key=self.mirror.key(CANDIDATE)
             )
         except ClientError as exc:
-            if _code(exc) not in MISSING:
-                log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
-                return None
-            return str(head["ETag"])
+            if _code(exc) in MISSING:
+                return str(head["ETag"])
+            log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
+            return None if _code(exc) in TRANSIENT else f"{head['ETag']}+{CANDIDATE}:{_code(exc)}"
         except Exception as exc:  # S3 unreachable: nothing new to see now
             log.warning("cannot read %s: %s", self.mirror.url(CANDIDATE), exc)
             return None
@@ -277,7 +289,12 @@ class S3WeightStore:
             pointer, _ = self.mirror.candidate() if candidate else self.mirror.pointer()
             if candidate and pointer is None:
                 return None
-            if not pointer or not isinstance(pointer.get("version"), str):
+            if pointer is None:
+                raise StoreError(
+                    f"{self.mirror.url(name)} does not exist: nothing is published there yet, "
+                    "or it was deleted (`ltr registry sync --force` writes it again)"
+                )
+            if not isinstance(pointer.get("version"), str):
                 raise StoreError(f"{self.mirror.url(name)} has no version: {pointer!r}")
             version = pointer["version"]
             artifact = self.mirror.fetch(version)

@@ -103,6 +103,10 @@ class LocalVersions:
         try:
             metadata = parse_json(read_file(path))
         except FileNotFoundError:
+            if path.parent.is_dir():  # a folder without its manifest: not "no such version"
+                raise RegistryError(
+                    f"version {version} is incomplete: its {METADATA_FILE} is missing"
+                ) from None
             raise RegistryError(f"version {version} does not exist in {self.root}") from None
         except RegistryError as exc:
             raise RegistryError(f"version {version}: {exc}") from None

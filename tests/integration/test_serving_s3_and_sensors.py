@@ -231,6 +231,43 @@ def test_an_s3_outage_during_a_download_is_retried_not_refused(
         wait_for(serves_second, 30, "the poller to load the version once S3 recovered")
 
 
+def test_a_replica_denied_candidate_json_still_polls_latest_and_sees_it_vanish(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server: Callable[[], RunningServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 denies a reader without s3:ListBucket a key that does not exist (403, not 404), so
+    a replica with read access only is denied the absent candidate.json. It used to stop
+    seeing any new latest.json (the poller took the denial for "nothing changed"); and a
+    deleted latest.json went unnoticed, health "ok"."""
+    settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"), WEIGHTS_POLL_SECONDS="0.2")
+    publish = S3Publisher(settings, tmp_path / "pipeline-registry", model_text).publish
+    first = publish(1)
+    with faulty_proxy(s3_env) as proxy:
+        proxy.fail("candidate.json", status=403)
+        monkeypatch.setenv("S3_ENDPOINT", proxy.url)  # the replica reaches S3 through it
+        server = start_server()
+        assert _health(server)["version"] == first
+        second = publish(2)
+        wait_for(lambda: _health(server)["version"] == second, 10, "the poller to load it")
+        health = _health(server)
+        assert health["candidate"]["state"] == "unavailable", health["candidate"]
+
+        proxy.heal()
+        S3Publisher(settings, tmp_path / "unused", model_text).mirror.client.delete_object(
+            Bucket="ltr-models", Key="ltr/latest.json"
+        )
+        wait_for(lambda: _health(server)["status"] == "degraded", 10, "health to say why")
+        health = _health(server)
+        assert health["version"] == second
+        assert "latest.json does not exist" in health["last_reload_error"], health
+        with server.client() as client:
+            assert client.post("/rank", json=rank_body(5)).json()["version"] == second
+
+
 def test_a_hung_artifact_read_never_starves_health(
     s3_env: str,
     tmp_path: Path,

@@ -77,3 +77,29 @@ def test_the_poller_loads_a_new_version_and_survives_a_bad_one(
         assert client.get("/ltr/health").json()["status"] == "ok"
         metrics = client.get("/metrics").text
     assert metric_value(metrics, "ltr_reloads_total", 'trigger="poll"') == 2.0
+
+
+def test_a_vanished_pointer_is_refused_by_the_poller_and_health_says_so(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """latest.json deleted with no flat weights file beside it: the poller tries a load once,
+    is refused (the pointer is missing), the old version serves on, and health is degraded."""
+    settings = serving_env(WEIGHTS_POLL_SECONDS=str(POLL))
+    first = publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        assert client.get("/ltr/health").json()["version"] == first
+        publisher.registry.pointer_path.unlink()
+        settings.weights_path.unlink(missing_ok=True)
+
+        def poll_failures() -> float:
+            text = client.get("/metrics").text
+            return metric_value(text, "ltr_reload_failures_total", 'trigger="poll"')
+
+        wait_for(lambda: poll_failures() == 1.0, 5, "the poller to refuse the missing pointer")
+        health = client.get("/ltr/health").json()
+        assert health["status"] == "degraded" and health["version"] == first
+        assert "latest.json is missing" in health["last_reload_error"]
+        assert client.post("/rank", json=rank_body(3)).json()["version"] == first

@@ -100,6 +100,24 @@ def test_a_directory_where_a_file_should_be_is_a_refusal_not_a_crash(tmp_path: P
         registry.pointer()
 
 
+def test_a_version_folder_without_its_metadata_is_incomplete_not_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LTR_REGISTRY_DIR", str(tmp_path / "reg"))
+    monkeypatch.setenv("WEIGHTS_PATH", str(tmp_path / "models" / "ltr_weights.json"))
+    registry = _registry(tmp_path)
+    torn, good = _publish(registry, 1), _publish(registry, 2)
+    (registry.versions_dir / torn / METADATA_FILE).unlink()
+    with pytest.raises(RegistryError, match=f"version {torn} is incomplete: its metadata.json"):
+        registry.metadata(torn)
+    assert main(["registry", "verify", torn]) == 1
+    out = capsys.readouterr()
+    assert "metadata.json is missing" in out.out + out.err and "does not exist" not in out.out
+    assert main(["registry", "rollback", torn]) != 0
+    assert "metadata.json is missing" in capsys.readouterr().err
+    assert registry.latest_version() == good
+
+
 def test_json_nested_too_deeply_is_malformed_json(tmp_path: Path) -> None:
     registry = _registry(tmp_path)
     version = _publish(registry, 1)
