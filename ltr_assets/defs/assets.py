@@ -338,6 +338,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
                 "window_days_present": len(window.present),
                 "window_days_missing": MetadataValue.json([d.isoformat() for d in window.missing]),
                 "groups": MetadataValue.json(asdict(window.groups)),
+                "list_ids_on_several_days": window.ids_on_several_days,
                 "best_iteration": summary.best_iteration,
                 "charts": MetadataValue.md(gate_charts(ltr.lake(), report.day, curve)),
                 "model_card": MetadataValue.md(

@@ -260,6 +260,7 @@ def train_candidate(
             missing=tuple(window.days_missing),
             groups=SplitCounts(train.groups, valid.groups, test.groups),
             rows=SplitCounts(len(train.frame), len(valid.frame), len(test.frame)),
+            ids_on_several_days=window.ids_on_several_days,
         ),
         params=ranker.info["params"],
         best_iteration=ranker.info["best_iteration"],

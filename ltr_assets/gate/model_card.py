@@ -294,6 +294,13 @@ def _data(summary: CandidateSummary) -> list[str]:
         f"| test | {groups.test} | {rows.test} |",
     ]
     lines += ["", f"Test lists with a positive label (samples): {summary.metrics.samples}."]
+    if window.ids_on_several_days:
+        lines += [
+            "",
+            f"{window.ids_on_several_days} list ids were found on more than one day (a list "
+            "shown across midnight, or a client that reuses request ids): each day's part "
+            "counts as a list of its own.",
+        ]
     sampled = {step: record for step, record in summary.sampling.items() if record.sampled}
     if sampled:  # a cap bit (LTR_*_MAX_ROWS): say what each capped step fitted on
         lines += [

@@ -70,6 +70,8 @@ class TrainingWindow:
     missing: tuple[date, ...]
     groups: SplitCounts  # lists per split
     rows: SplitCounts
+    # list ids found on more than one day, each day's part kept as a list of its own
+    ids_on_several_days: int = 0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ figures go into the metadata.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -91,12 +92,19 @@ class Window:
     days_present: list[date]
     days_missing: list[date]
     frame: pd.DataFrame  # feature-matrix rows of every present day, in group-time order
+    # list ids found on more than one day (a list shown across midnight, or a client that
+    # reuses request ids): each day's part is a list of its own, its id prefixed with the day
+    ids_on_several_days: int = 0
 
 
 def load_window(lake: Lake, end: date, days: int, first: date | None = None) -> Window:
     """The feature matrices of `end` and the `days - 1` days before it that exist in the lake.
     Days before `first` (the first partition) are not partitions: neither present nor missing,
-    since nobody could backfill them."""
+    since nobody could backfill them.
+
+    A list id is unique within a day's matrix, not across days: one found on several days is
+    renamed `<day>/<id>` on each, so the days' rows never merge into one group (LambdaRank's
+    groups are runs of rows: a merged id would cut lists apart and join others)."""
     present, missing, frames = [], [], []
     for offset in range(days - 1, -1, -1):
         day = end - timedelta(days=offset)
@@ -108,8 +116,21 @@ def load_window(lake: Lake, end: date, days: int, first: date | None = None) -> 
             frames.append(read_frame(path))
         else:
             missing.append(day)
+    shared = _ids_on_several_days(frames)
+    if shared:
+        for day, frame in zip(present, frames, strict=True):
+            renamed = frame["group_id"].isin(shared)
+            frame.loc[renamed, "group_id"] = f"{day}/" + frame.loc[renamed, "group_id"].astype(str)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return Window(end, present, missing, frame)
+    return Window(end, present, missing, frame, len(shared))
+
+
+def _ids_on_several_days(frames: list[pd.DataFrame]) -> set[str]:
+    seen: Counter[str] = Counter()
+    for frame in frames:
+        if "group_id" in frame.columns:
+            seen.update(frame["group_id"].astype(str).unique().tolist())
+    return {group for group, days in seen.items() if days > 1}
 
 
 def sample_lists(sizes: np.ndarray, max_rows: int, seed: int = 0) -> np.ndarray | None:
@@ -156,10 +177,15 @@ def sample_split(
 
 
 def _split(frame: pd.DataFrame, group_ids: np.ndarray) -> Split:
+    """The rows of `group_ids`, each list's rows together in the order given (a stable sort:
+    within a list, the frame's order by rank position), with the list sizes in that order."""
     part = frame[frame["group_id"].isin(set(group_ids))]
-    # keep the frame's order (group time order, then rank position)
-    sizes = part.groupby("group_id", sort=False).size()
-    return Split(part.reset_index(drop=True), sizes.to_numpy())
+    rank = pd.Series(np.arange(len(group_ids)), index=group_ids)
+    codes = rank.loc[part["group_id"]].to_numpy()
+    order = np.argsort(codes, kind="stable")
+    part = part.iloc[order].reset_index(drop=True)
+    sizes = np.bincount(codes, minlength=len(group_ids))
+    return Split(part, sizes[sizes > 0])
 
 
 def split_by_time(

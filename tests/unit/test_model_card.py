@@ -142,6 +142,7 @@ def _summary() -> dict[str, Any]:
             "missing": ["2026-10-31"],
             "groups": {"train": 400, "valid": 100, "test": 200},
             "rows": {"train": 8000, "valid": 2000, "test": 4000},
+            "ids_on_several_days": 2,
         },
     }
 
@@ -173,6 +174,7 @@ def test_every_section_and_figure_of_the_card() -> None:
     assert "swap interventions" not in card
     assert "3 present (2026-11-01 … 2026-11-03), 1 missing (2026-10-31)" in card
     assert "| train | 400 | 8000 |" in card and "| test | 200 | 4000 |" in card
+    assert "2 list ids were found on more than one day" in card
     assert "0.019411499999999988" not in card and "0.55555555" not in card
 
 
