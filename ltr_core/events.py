@@ -54,7 +54,10 @@ EVENT_COLUMNS: tuple[str, ...] = (
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below epoch seconds
 _ZERO = timedelta(0)
-_MAX_RANK_POSITION = 2**31 - 1  # the lake stores rank positions as int32
+# The longest list a position can come from: the most candidates the service can be set to
+# rank (LTR_MAX_CANDIDATES' limit). Past it a position is not a list's; the learning code
+# sizes arrays by the positions it sees.
+_MAX_RANK_POSITION = 100_000
 _NO_FEATURES: list[float | None] = [None] * len(FEATURES)
 _NO_GROUPS: list[str | None] = [None] * len(PROTECTED_ATTRIBUTES)
 _NO_POLICY: tuple[None, ...] = (None,) * len(LOGGING_POLICY_COLUMNS)
@@ -211,7 +214,11 @@ def _logging_policy(fields: dict[str, Any]) -> tuple[Any, ...]:
             raise _Invalid("bad_field", f"propensity {propensity!r} is not a number in (0, 1]")
         propensity = float(propensity)
     if rank is not None and (type(rank) is not int or not 1 <= rank <= _MAX_RANK_POSITION):
-        raise _Invalid("bad_field", f"deterministic_rank {rank!r} is not a positive integer")
+        raise _Invalid(
+            "bad_field",
+            f"deterministic_rank {rank!r} is not a position in a list "
+            f"(an integer from 1 to {_MAX_RANK_POSITION:,})",
+        )
     if team is not None and (type(team) is not str or team not in INTERLEAVING_TEAMS):
         raise _Invalid("bad_field", f"team {team!r} is not one of {', '.join(INTERLEAVING_TEAMS)}")
     return (policy, propensity, rank, team)
@@ -233,7 +240,11 @@ def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str)
         if position is not None and (
             type(position) is not int or not 1 <= position <= _MAX_RANK_POSITION
         ):
-            raise _Invalid("bad_field", f"rank_position {position!r} is not a positive integer")
+            raise _Invalid(
+                "bad_field",
+                f"rank_position {position!r} is not a position in a list "
+                f"(an integer from 1 to {_MAX_RANK_POSITION:,})",
+            )
         features = fields.get("features")
         if features is None:
             scores = fields.get("scores")

@@ -171,14 +171,14 @@ def pinned_curve(values: Sequence[float]) -> PropensityCurve:
 def _buckets(positions: np.ndarray) -> np.ndarray:
     """Bucket index per impression: positions 1..K each their own bucket, where K is the last
     position shown at least MIN_IMPRESSIONS times; later positions share bucket K."""
-    counts = np.bincount(positions)
-    well_seen = np.nonzero(counts[1:] >= MIN_IMPRESSIONS)[0]
+    shown, counts = np.unique(positions, return_counts=True)  # not bincount: no array as
+    well_seen = shown[(counts >= MIN_IMPRESSIONS) & (shown >= 1)]  # long as the largest position
     if well_seen.size == 0:
         raise TooFewImpressions(
             f"no rank position was shown {MIN_IMPRESSIONS} times; too few impressions to "
             "estimate position bias"
         )
-    last = int(well_seen[-1]) + 1
+    last = int(well_seen[-1])
     buckets: np.ndarray = np.minimum(positions, last) - 1
     return buckets
 

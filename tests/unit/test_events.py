@@ -94,6 +94,9 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
         (json.dumps({**FLAT, "features": {**FEATURES, "A": True}}), "bad_feature"),
         (json.dumps({**FLAT, "rank_position": 0}), "bad_field"),
         (json.dumps({**FLAT, "rank_position": 99999999999}), "bad_field"),  # beyond int32
+        # past the longest list the service can answer (the click model sized arrays by it)
+        (json.dumps({**FLAT, "rank_position": 2**31 - 1}), "bad_field"),
+        (json.dumps({**FLAT, "rank_position": 100_001}), "bad_field"),
         (json.dumps({**FLAT, "event_type": "offer_feedback", "action": ["click"]}), "bad_action"),
         (json.dumps({**FLAT, "timestamp": "0001-01-01T00:00:00+01:00"}), "bad_timestamp"),
         (json.dumps({**FLAT, "features": None}), "missing_features"),
@@ -112,6 +115,7 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
         (json.dumps({**FLAT, "deterministic_rank": 0}), "bad_field"),
         (json.dumps({**FLAT, "deterministic_rank": 2.0}), "bad_field"),
         (json.dumps({**FLAT, "deterministic_rank": 99999999999}), "bad_field"),
+        (json.dumps({**FLAT, "deterministic_rank": 100_001}), "bad_field"),
         (json.dumps({**FLAT, "team": "red"}), "bad_field"),
     ],
 )

@@ -219,3 +219,15 @@ def test_a_curve_at_its_floor_stays_there_and_inside_its_band() -> None:
         lo is not None and hi is not None and lo <= v <= hi
         for lo, v, hi in zip(curve.low, curve.examination, curve.high, strict=True)
     )
+
+
+def test_buckets_do_not_grow_with_the_largest_position() -> None:
+    """A position far past the lists' (a crafted event) shares the last well-seen bucket; the
+    buckets were counted with bincount, an array as long as that position (16 GiB for 2**31)."""
+    from ltr_assets.learning.propensity import MIN_IMPRESSIONS, _buckets
+
+    positions = np.repeat(np.array([1, 2, 3], dtype=np.int64), MIN_IMPRESSIONS)
+    positions = np.append(positions, [4, 2**40])
+    buckets = _buckets(positions)
+    assert buckets[-2:].tolist() == [2, 2]  # 4 and 2**40 in position 3's bucket
+    assert np.array_equal(buckets[:-2], positions[:-2] - 1)
