@@ -1,8 +1,10 @@
 """feature_matrix: join a day's impressions with their feedback into graded, query-grouped rows.
 
 A query group is one recommendation list (request_id; fallback case_id + day). Each (group,
-lawyer) gets the strongest feedback matched to it: by request_id when the feedback has one, else
-by (case_id, lawyer_id) to the latest impression before it. Feedback counts when it arrives within
+lawyer) gets the strongest feedback matched to it: by request_id when the feedback has one and an
+impression has it too, else by (case_id, lawyer_id) to the latest impression before it (for
+feedback that names a request, only among impressions logged without one: the platform's audit
+log may omit request ids that its feedback carries). Feedback counts when it arrives within
 `feedback_window_hours` of its impression, which may be on the next day (late feedback): the
 next day's raw events are read too when they exist.
 """
@@ -97,6 +99,15 @@ def _views_sql(
             SELECT f.event_id, i.group_id, i.lawyer_id, f.grade, f.timestamp, i.timestamp
             FROM (SELECT * FROM feedback WHERE request_id IS NULL) f
             ASOF JOIN impressions i
+              ON f.case_id = i.case_id AND f.lawyer_id = i.lawyer_id
+             AND f.timestamp >= i.timestamp
+            UNION ALL  -- a request id no impression has, where impressions were logged without
+                       -- one: the latest of those of (case, lawyer) before it
+            SELECT f.event_id, i.group_id, i.lawyer_id, f.grade, f.timestamp, i.timestamp
+            FROM (SELECT * FROM feedback g WHERE request_id IS NOT NULL AND NOT EXISTS (
+                    SELECT 1 FROM impressions s
+                    WHERE s.request_id = g.request_id AND s.lawyer_id = g.lawyer_id)) f
+            ASOF JOIN (SELECT * FROM impressions WHERE request_id IS NULL) i
               ON f.case_id = i.case_id AND f.lawyer_id = i.lawyer_id
              AND f.timestamp >= i.timestamp)
         WHERE fb_time >= shown_at AND fb_time < shown_at + {window}""",

@@ -191,3 +191,20 @@ def test_raw_events_written_before_the_logging_policy_columns_still_read(
     frame = pd.read_parquet(local(lake.feature_matrix(D)))
     assert _labels(frame) == {("r1", "l1"): 1}  # the late click from the newer day still joins
     assert frame["policy"].isna().all() and frame["deterministic_rank"].isna().all()
+
+
+def test_feedback_naming_a_request_finds_an_impression_logged_without_one(tmp_path: Path) -> None:
+    """The audit log may omit request_id on impressions while the feedback carries one: the
+    feedback falls back to (case, lawyer), among the impressions without a request id only."""
+    events = [
+        shown(None, "c1", "a", "2026-11-25T09:00:00Z", 1),
+        shown(None, "c1", "b", "2026-11-25T09:00:00Z", 2),
+        shown("r9", "c2", "a", "2026-11-25T09:30:00Z", 1),
+        feedback("r-unknown", "c1", "a", "2026-11-25T10:00:00Z", "contact"),  # -> c1@D
+        feedback(None, "c1", "b", "2026-11-25T10:00:00Z", "click"),  # as before
+        feedback("r9", "c2", "a", "2026-11-25T10:00:00Z", "click"),  # by its request id, once
+        feedback("r-other", "c2", "a", "2026-11-25T10:30:00Z", "contract"),  # r9 has an id
+    ]
+    frame = _matrix(tmp_path, events, [D])[D]
+    assert _labels(frame) == {("c1@2026-11-25", "a"): 2, ("c1@2026-11-25", "b"): 1, ("r9", "a"): 1}
+    assert frame["n_feedback"].tolist() == [1, 1, 1]
