@@ -52,6 +52,7 @@ from ltr_assets.learning.propensity import TooFewImpressions
 from ltr_assets.learning.training import (
     NotEnoughData,
     TrainingOptions,
+    check_features_vary,
     counterfactual_evaluator,
     load_window,
     split_by_time,
@@ -197,6 +198,7 @@ def train_candidate(
     found: int | None = None  # clicked lists of the training split, when it is what lacks them
     try:
         train, valid, test = split_by_time(window.frame)
+        check_features_vary(train)
         if not (train.y > 0).any():
             # the click model is fitted on the training split: clicks only in the newer
             # validation and test lists leave it nothing to learn from

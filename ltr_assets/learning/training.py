@@ -212,6 +212,22 @@ def split_by_time(
     )
 
 
+def check_features_vary(split: Split) -> None:
+    """NotEnoughData when no feature takes two values over the split's rows (missing values
+    aside): neither the click model nor LambdaRank has anything to split on (LightGBM stops with
+    "num_features > 0"); e.g. a feature service that wrote its defaults for days."""
+    if split.frame.empty:
+        return
+    low = np.fmin.reduce(split.X, axis=0)
+    high = np.fmax.reduce(split.X, axis=0)
+    if not (high > low).any():
+        raise NotEnoughData(
+            f"no feature varies over the training split's {split.groups} lists: every "
+            "candidate has the same value of every feature, so nothing can be learned (is the "
+            "feature service writing defaults? see the day's raw events)"
+        )
+
+
 def training_targets(split: Split, method: str, debiaser: Debiaser) -> Targets:
     """The labels each debiasing method trains on (module docstring)."""
     if method == "click_model":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ltr_assets.lake.paths import Lake
 from ltr_assets.learning.dataset import Split
@@ -102,3 +103,31 @@ def test_a_split_gathers_each_lists_rows_even_when_the_frame_scatters_them() -> 
         assert split.frame["group_id"].iloc[0] in {f"r-{i}" for i in range(40)}
     newest = splits[2].frame.drop_duplicates("group_id")["group_id"].tolist()
     assert newest == [f"r-{i}" for i in range(32, 40)]  # in time order
+
+
+def test_a_window_where_no_feature_varies_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """Every feature at the same value for days (a feature service writing its defaults):
+    LightGBM has nothing to split on and stopped the run with "num_features > 0"."""
+    from ltr_assets.gate.candidate import Untrainable, train_candidate
+    from ltr_assets.registry.local import LocalRegistry
+    from ltr_core.settings import Settings
+
+    lake = Lake(tmp_path / "lake")
+    per_day: dict[date, list[pd.DataFrame]] = {}
+    for d, day in enumerate(DAYS):
+        noon = _midnight(day) + timedelta(hours=12)
+        lists = [
+            _list(f"r-{d}-{i}", noon + timedelta(minutes=i), range(1, 6), 0) for i in range(20)
+        ]
+        for frame in lists:
+            frame[list(FEATURE_COLUMNS)] = 0.5
+        per_day[day] = lists
+    _write_days(lake, per_day)
+    settings = Settings.from_env(
+        {"LTR_HOME": str(tmp_path), "LTR_TRAIN_WINDOW_DAYS": "3", "LTR_START_DATE": "2026-11-01"}
+    )
+    with pytest.raises(Untrainable) as refused:
+        train_candidate(lake, LocalRegistry(tmp_path / "registry"), DAYS[-1], settings)
+    assert refused.value.result.name == "min_samples"
+    assert "no feature varies over the training split's" in str(refused.value)
+    assert not refused.value.result.details["trained"]
