@@ -11,6 +11,8 @@ asset graph.
 
 from __future__ import annotations
 
+from datetime import date
+
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
@@ -52,6 +54,7 @@ class LtrResource(ConfigurableResource):
             settings.audit_log,
             max_clock_skew=bounds.max_clock_skew,
             max_event_age=bounds.max_event_age,
+            first_day=date.fromisoformat(settings.start_date),
         )
 
     def serving_log_source(self) -> ServingLogSource:
@@ -63,6 +66,7 @@ class LtrResource(ConfigurableResource):
             settings.serving_log_dir,
             max_clock_skew=bounds.max_clock_skew,
             max_event_age=bounds.max_event_age,
+            first_day=date.fromisoformat(settings.start_date),
         )
 
     def kafka_source(self) -> KafkaDaySource | None:

@@ -65,6 +65,7 @@ def _outcome_day(outcome: EventRow | Rejection | None) -> date | None:
 # without settings (tests, benchmarks); the pipeline passes the settings' values.
 DEFAULT_MAX_CLOCK_SKEW = EventTimeBounds().max_clock_skew
 DEFAULT_MAX_EVENT_AGE = EventTimeBounds().max_event_age
+BEFORE_START = "before_start"
 FUTURE = "future_timestamp"
 MISFILED = "misfiled"
 OLD = "old_timestamp"
@@ -110,7 +111,9 @@ class AuditLogSource:
       line can have been written later): `future_timestamp`;
     - stamped more than `max_event_age` before the file's clock where it stands (`LineClock`:
       the median date of the lines before it): `old_timestamp`. The bound follows the file's own
-      dates, not today's, so a backfill of an old day reads its old lines as they are.
+      dates, not today's, so a backfill of an old day reads its old lines as they are;
+    - stamped before `first_day` (LTR_START_DATE, the first partition), a day no read takes:
+      the read of `first_day` takes such lines too, an event among them as `before_start`.
 
     Reading one day of a many-day file, most lines belong to other days. A cheap look at the
     line (`_hinted_day`) lets such a line be skipped without decoding it, but only when the
@@ -131,10 +134,12 @@ class AuditLogSource:
         pattern: str,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
+        first_day: date | None = None,
     ) -> None:
         self.pattern = pattern
         self.max_clock_skew = max_clock_skew
         self.max_event_age = max_event_age
+        self.first_day = first_day
 
     def files(self) -> list[Path]:
         """The files the pattern matches (folders it matches are not read). A pattern that is a
@@ -183,9 +188,11 @@ class AuditLogSource:
         name = self.origin(path)
         why = f"{name} was last written on {written}"
         stray = self.strays_of(path, day)
+        first = self.first_day
+        takes_earlier = first is not None and day == first  # the days before the first
 
         def here(own: date) -> bool:
-            return own == day or (stray is not None and stray(own))
+            return own == day or (stray is not None and stray(own)) or (takes_earlier and own < day)
 
         last: date | None = None  # the day of the nearest line before whose time was read
         undated: list[SourceRecord] = []  # head-of-file lines waiting for a neighbour's day
@@ -198,7 +205,13 @@ class AuditLogSource:
                 clock_day = clock.day()  # the clock where this line arrives, before it
                 if stamp is not None:
                     clock.push(stamp)
-                if stray is None and last is not None and last != day and same_day not in line:
+                if (
+                    stray is None
+                    and not takes_earlier
+                    and last is not None
+                    and last != day
+                    and same_day not in line
+                ):
                     hinted = _hinted_day(line, iso)
                     if hinted is not None and abs((hinted - day).days) >= 2:
                         continue  # not this day's, whatever a full parse says (see above)
@@ -214,6 +227,9 @@ class AuditLogSource:
                             yield from _flush(undated, here(event_day))
                         if event_day == day:
                             yield outcome
+                        elif takes_earlier and event_day < day:
+                            why_not = _before_start(outcome, day)
+                            yield SourceRecord(f"{name}:{number}", line, why_not)
                         elif here(event_day):  # a stray this read counts
                             yield SourceRecord(f"{name}:{number}", line, _misfiled(outcome, name))
                         continue
@@ -271,8 +287,10 @@ class ServingLogSource(AuditLogSource):
         folder: Path,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
+        first_day: date | None = None,
     ) -> None:
-        super().__init__(str(Path(folder) / "*" / "*.jsonl"), max_clock_skew, max_event_age)
+        pattern = str(Path(folder) / "*" / "*.jsonl")
+        super().__init__(pattern, max_clock_skew, max_event_age, first_day)
         self.folder = Path(folder)
 
     def day_files(self, day: date) -> list[Path]:
@@ -413,6 +431,15 @@ def _misfiled(row: EventRow, name: str) -> Rejection:
         "before: no day's read would take it (a file copied or restored into the wrong folder?)",
         MISFILED,
         when,
+    )
+
+
+def _before_start(row: EventRow, first: date) -> Rejection:
+    return Rejection(
+        f"timestamp {row.timestamp.isoformat()} is before the first partition {first} "
+        "(LTR_START_DATE): no partition holds its day",
+        BEFORE_START,
+        row.timestamp,
     )
 
 

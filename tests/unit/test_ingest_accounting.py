@@ -15,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ltr_assets.ingest.day import ingest_day
-from ltr_assets.ingest.sources import CLOCK_LINES, FUTURE, OLD, AuditLogSource, SourceRecord
+from ltr_assets.ingest.sources import (
+    BEFORE_START,
+    CLOCK_LINES,
+    FUTURE,
+    OLD,
+    AuditLogSource,
+    ServingLogSource,
+    SourceRecord,
+)
 from ltr_assets.lake.paths import Lake
 from ltr_core.events import EventRow, Rejection, parse_event
 from tests.support.ingest import accounted, local
@@ -273,3 +281,53 @@ def test_conflicting_copies_give_the_same_parquet_in_any_order(tmp_path: Path) -
         assert report.conflicting_ids == ["e-1", "e-2"]
         outputs.add(local(report.parquet_path).read_bytes())
     assert len(outputs) == 1
+
+
+def test_lines_before_the_first_partition_are_counted_by_its_read(tmp_path: Path) -> None:
+    """LTR_START_DATE is the first partition: no read ever takes an earlier day, so the first
+    day's read takes those lines too (an event quarantined as `before_start`, a bad line with
+    its own reason) instead of leaving them counted nowhere."""
+    first = DAY
+    lines = [
+        _event(1, "2026-11-23T10:00:00Z"),
+        _event(2, "2026-11-24T23:59:59Z"),
+        _event(3, "2026-11-24T23:59:59Z", features={"A": 2.0}),  # bad, and before the start
+        "not json",  # follows the line before it: the 24th
+        _event(4, "2026-11-25T00:00:01Z"),
+        _event(5, "2026-11-26T08:00:00Z"),
+    ]
+    path = tmp_path / "audit.jsonl"
+    _write(path, lines)
+    source = AuditLogSource(str(path), max_clock_skew=SKEW, first_day=first)
+    records = list(source.read_day(first))
+    events = [r.event_id for r in records if isinstance(r, EventRow)]
+    rejected = {
+        r.origin: r.outcome.kind for r in records if isinstance(r, SourceRecord) and r.outcome
+    }
+    assert events == ["e-4"]
+    assert rejected == {
+        "audit.jsonl:1": BEFORE_START,
+        "audit.jsonl:2": BEFORE_START,
+        "audit.jsonl:3": "bad_feature",
+        "audit.jsonl:4": "invalid_json",
+    }
+    later = _days_read(source, [first + timedelta(days=1)])
+    assert later[first + timedelta(days=1)] == ["event:e-5"]
+    # every line once: the first day's read and the next's, nothing left over
+    assert len(records) + 1 == len(lines)
+    # without a first day (tests, benchmarks) nothing changes
+    assert [r.event_id for r in AuditLogSource(str(path), SKEW).read_day(first)
+            if isinstance(r, EventRow)] == ["e-4"]  # fmt: skip
+    assert len(list(AuditLogSource(str(path), SKEW).read_day(first))) == 1
+
+
+def test_the_serving_logs_lines_before_the_first_partition_are_counted(tmp_path: Path) -> None:
+    folder = tmp_path / "serving-log" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    _write(folder / "a.jsonl", [_event(1, "2026-11-24T23:59:59Z"), _event(2, "2026-11-25T01:00Z")])
+    source = ServingLogSource(tmp_path / "serving-log", SKEW, first_day=DAY)
+    records = list(source.read_day(DAY))
+    assert [r.event_id for r in records if isinstance(r, EventRow)] == ["e-2"]
+    assert [r.outcome.kind for r in records if isinstance(r, SourceRecord) and r.outcome] == [
+        BEFORE_START
+    ]
