@@ -286,6 +286,16 @@ def _parse_event(line: str | bytes) -> EventRow | Rejection | None:
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if isinstance(line, bytes):  # orjson names bad UTF-8 "surrogates not allowed"
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                byte = line[bad.start : bad.start + 1].hex()
+                return Rejection(
+                    f"invalid JSON: not UTF-8 (byte 0x{byte} at offset {bad.start}; another "
+                    "encoding, such as Latin-1?)",
+                    "invalid_json",
+                )
         return Rejection(f"invalid JSON: {exc}", "invalid_json")
     if type(obj) is not dict:
         return Rejection(f"not a JSON object but {type(obj).__name__}", "not_an_object")

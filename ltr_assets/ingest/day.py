@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
 import hashlib
@@ -193,18 +194,16 @@ class _Deduplicator:
 
 
 def _quarantine_line(record: SourceRecord, outcome: Rejection) -> str:
-    return (
-        json.dumps(
-            {
-                "reason": outcome.reason,
-                "kind": outcome.kind,
-                "origin": record.origin,
-                "raw": record.raw.decode("utf-8", errors="replace"),
-            },
-            ensure_ascii=False,
-        )
-        + "\n"
-    )
+    """The quarantine's JSON line. `raw` is the record as text; a record that is not UTF-8
+    also keeps its exact bytes (`raw_base64`), since the text then has replacement characters
+    and could not be replayed as it came."""
+    entry = {"reason": outcome.reason, "kind": outcome.kind, "origin": record.origin}
+    try:
+        entry["raw"] = record.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["raw"] = record.raw.decode("utf-8", errors="replace")
+        entry["raw_base64"] = base64.b64encode(record.raw).decode("ascii")
+    return json.dumps(entry, ensure_ascii=False) + "\n"
 
 
 class _Spill:

@@ -72,6 +72,23 @@ def test_bad_input_is_quarantined_with_reasons_and_counted(tmp_path: Path) -> No
     assert (next_day.accepted, next_day.quarantined) == (1, 0)  # the bad line is not there too
 
 
+def test_a_line_in_another_encoding_is_quarantined_as_such_with_its_bytes(tmp_path: Path) -> None:
+    import base64
+
+    latin1 = _event(8).replace("l-8", "Zoë Müller").encode("latin-1")
+    (tmp_path / "audit.jsonl").write_bytes(_event(1).encode() + b"\n" + latin1 + b"\n")
+    lake = Lake(tmp_path / "lake")
+    source = AuditLogSource(str(tmp_path / "*.jsonl"))
+    report = ingest_day(source.read_day(DAY), DAY, lake, source.name)
+    assert (report.accepted, report.quarantined) == (1, 1)
+    [entry] = [json.loads(x) for x in local(report.quarantine_path).read_text().splitlines()]
+    assert entry["kind"] == "invalid_json"
+    assert "not UTF-8 (byte 0xeb at offset" in entry["reason"]
+    assert "surrogates" not in entry["reason"]
+    assert base64.b64decode(entry["raw_base64"]) == latin1  # replayable as it came
+    assert "Zo\ufffd M\ufffdller" in entry["raw"]
+
+
 def test_undatable_lines_at_the_head_follow_the_next_readable_line(tmp_path: Path) -> None:
     lines = ["garbage", _event(1, timestamp="2026-11-24T23:00:00Z"), _event(2)]
     (tmp_path / "a.jsonl").write_text("\n".join(lines))
