@@ -202,14 +202,23 @@ def feedback_check_spec(asset: str) -> AssetCheckSpec:
         asset,
         description="Warns when a day with recommendation lists has no feedback matched to any "
         "of them: a feedback outage looks like a day of users who never click, and the model "
-        "and gate would learn from it as such.",
+        "and gate would learn from it as such; and when a day has feedback but no list.",
     )
 
 
 def feedback_check_result(report: MatrixReport) -> AssetCheckResult:
-    """WARN: lists were shown and not one got matched feedback (none arrived, or none joins)."""
+    """WARN: lists were shown and not one got matched feedback (none arrived, or none joins);
+    or feedback came on a day that shows no list at all (the impressions are not arriving)."""
     silent = report.groups > 0 and report.groups_with_positive == 0
-    if not silent:
+    listless = report.groups == 0 and report.feedback_events > 0
+    if listless:
+        description = (
+            f"{report.feedback_events} feedback events on this day but no recommendation list: "
+            "are the impressions reaching the pipeline (the platform's match_recommendation "
+            "events, the service's impression log)? Feedback for the day before's lists is "
+            "counted on that day"
+        )
+    elif not silent:
         description = (
             f"{report.groups_with_positive} of {report.groups} lists have positive feedback "
             f"({report.feedback_matched} feedback events matched)"
@@ -228,7 +237,7 @@ def feedback_check_result(report: MatrixReport) -> AssetCheckResult:
         )
     return AssetCheckResult(
         check_name=FEEDBACK_CHECK,
-        passed=not silent,
+        passed=not (silent or listless),
         severity=AssetCheckSeverity.WARN,
         description=description,
         metadata={

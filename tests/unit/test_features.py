@@ -208,3 +208,25 @@ def test_feedback_naming_a_request_finds_an_impression_logged_without_one(tmp_pa
     frame = _matrix(tmp_path, events, [D])[D]
     assert _labels(frame) == {("c1@2026-11-25", "a"): 2, ("c1@2026-11-25", "b"): 1, ("r9", "a"): 1}
     assert frame["n_feedback"].tolist() == [1, 1, 1]
+
+
+def test_feedback_on_a_day_without_any_list_warns(tmp_path: Path) -> None:
+    """A day of feedback whose impressions never arrived read "0 of 0 lists have positive
+    feedback" and passed."""
+    from ltr_assets.defs.checks import feedback_check_result
+
+    events = [
+        feedback("r1", "c1", "a", "2026-11-25T10:05:00Z", "click"),
+        feedback("r2", "c2", "b", "2026-11-25T11:05:00Z", "contact"),
+    ]
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+    lake = Lake(tmp_path / "lake")
+    ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(D), D, lake, "f")
+    result = feedback_check_result(build_feature_matrix(lake, D, 24))
+    assert not result.passed
+    assert result.description is not None
+    assert result.description.startswith("2 feedback events on this day but no recommendation")
+    shown_day = [shown("r1", "c1", "a", "2026-11-25T10:00:00Z", 1), *events]
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in shown_day))
+    ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(D), D, lake, "f")
+    assert feedback_check_result(build_feature_matrix(lake, D, 24)).passed
