@@ -188,8 +188,7 @@ class AuditLogSource:
         name = self.origin(path)
         why = f"{name} was last written on {written}"
         stray = self.strays_of(path, day)
-        first = self.first_day
-        takes_earlier = first is not None and day == first  # the days before the first
+        takes_earlier = day == self.first_day  # and the days before it, which no read takes
 
         def here(own: date) -> bool:
             return own == day or (stray is not None and stray(own)) or (takes_earlier and own < day)
