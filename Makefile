@@ -53,8 +53,12 @@ $(CHROMIUM):
 # (tests/deploy/test_compose_stack.py runs `make deploy-images` and the compose stack). The
 # serving tier runs once, inside tests/deploy/test_serving_install.py: in a fresh venv holding
 # the serving install alone (no Dagster, DuckDB, pandas), not here in the full one.
+# PYTEST_WORKERS processes share the test files (pytest-xdist, a file's tests on one worker, so
+# its module fixtures are built once): most of the suite waits on processes it started (Dagster,
+# the broker, Chromium, Docker), so two workers finish sooner than one even on 2 cores.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) $(CHROMIUM) docker-tools
-	$(PY) -m pytest -q --durations=25 --ignore=tests/serving
+	$(PY) -m pytest -q --durations=25 --ignore=tests/serving -n $(PYTEST_WORKERS) --dist loadfile
 
 # The serving tier directly in the development venv (quicker to iterate on).
 test-serving: $(STAMP)
