@@ -86,9 +86,12 @@ def _views_sql(
             FROM events WHERE event_type = '{RECOMMENDATION}')
         QUALIFY row_number() OVER (
             PARTITION BY group_id, lawyer_id ORDER BY timestamp, rank_position, event_id) = 1""",
+        # one copy per event id: the ingest keeps one per day, but a copy on each side of
+        # midnight is in both days' raw events; the earliest is kept, as the ingest keeps it
         f"""CREATE VIEW feedback AS
         SELECT event_id, timestamp, request_id, case_id, lawyer_id, {_grade_case()} AS grade
-        FROM events WHERE event_type = '{FEEDBACK}'""",
+        FROM events WHERE event_type = '{FEEDBACK}'
+        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY timestamp, action) = 1""",
         f"""CREATE VIEW matched AS
         SELECT * FROM (
             SELECT f.event_id, i.group_id, i.lawyer_id, f.grade, f.timestamp AS fb_time,

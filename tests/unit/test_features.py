@@ -230,3 +230,16 @@ def test_feedback_on_a_day_without_any_list_warns(tmp_path: Path) -> None:
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in shown_day))
     ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(D), D, lake, "f")
     assert feedback_check_result(build_feature_matrix(lake, D, 24)).passed
+
+
+def test_one_feedback_event_id_on_both_sides_of_midnight_counts_once(tmp_path: Path) -> None:
+    """Each day's ingest keeps one copy of an event id, so a copy stamped before midnight and
+    one after are both in the raw events the matrix reads: the earliest counts, once."""
+    nxt = date(2026, 11, 26)
+    click = feedback("r1", "c1", "a", "2026-11-25T23:59:58Z", "click")
+    contract = {**feedback("r1", "c1", "a", "2026-11-26T00:00:03Z", "contract")}
+    contract["event_id"] = click["event_id"]
+    events = [shown("r1", "c1", "a", "2026-11-25T23:50:00Z", 1), click, contract]
+    frame = _matrix(tmp_path, events, [D, nxt])[D]
+    assert _labels(frame) == {("r1", "a"): 1}
+    assert frame["n_feedback"].tolist() == [1]
