@@ -50,6 +50,9 @@ from ltr_core.settings import KafkaSettings
 
 log = logging.getLogger("ltr.kafka")
 MAX_RECORDS_PER_POLL = 5000
+# The group's offsets are committed within this many KAFKA_CONNECT_TIMEOUT_SECONDS (two round
+# trips to the coordinator: read the committed offsets, commit), or not at all this time.
+COMMIT_TIMEOUTS = 4
 LATE = "late_event"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -409,9 +412,25 @@ class KafkaDaySource:
                     yield records
                 # The wait for the next batch counts as a stall, not the time the reader took.
                 last_progress = time.monotonic()
-            await self._commit_progress(consumer, bounds)
+            await self._report_progress(consumer, bounds)
         finally:
             await consumer.stop()
+
+    async def _report_progress(
+        self, consumer: AIOKafkaConsumer, bounds: dict[int, tuple[int, int]]
+    ) -> None:
+        """Commit the group's offsets, bounded in time: lag reporting must never fail or hold up
+        a read that is complete (aiokafka retries a lost group coordinator without end)."""
+        bound = COMMIT_TIMEOUTS * self.settings.connect_timeout_s
+        try:
+            await asyncio.wait_for(self._commit_progress(consumer, bounds), bound)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "could not commit offsets for lag monitoring (the day's read is complete): "
+                "%s: %s",
+                type(exc).__name__,
+                exc,
+            )
 
     async def _commit_progress(
         self, consumer: AIOKafkaConsumer, bounds: dict[int, tuple[int, int]]
@@ -424,10 +443,7 @@ class KafkaDaySource:
             if committed is None or next_offset > committed:
                 offsets[tp] = next_offset
         if offsets:
-            try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:  # lag reporting must never fail the read
-                log.warning("could not commit offsets for lag monitoring: %s", exc)
+            await consumer.commit(offsets)
 
 
 def event_time_ms(event: dict[str, Any]) -> int:

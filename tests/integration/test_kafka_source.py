@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections import Counter
 from datetime import date, datetime, timedelta
@@ -333,6 +334,39 @@ def test_a_day_is_streamed_poll_by_poll_not_read_whole_first(
     rest = list(stream)
     assert 1 + len(rest) == len(events) == progress.scanned
     assert asyncio.run(_committed(settings)) == {p: n for p, (_, n) in progress.partitions.items()}
+
+
+def test_a_coordinator_lost_after_the_days_records_does_not_hold_up_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The broker stops answering once the day's records are fetched, before the group's
+    offsets are committed: the commit is for lag monitoring only, so the read ends, complete
+    (aiokafka retried the lost coordinator without end, and raw_events hung)."""
+    import ltr_assets.ingest.kafka as kafka
+
+    monkeypatch.setattr(kafka, "MAX_RECORDS_PER_POLL", 10)
+    own = Broker()
+    own.start()
+    try:
+        settings = _settings(own, f"commit_{uuid.uuid4().hex[:8]}")
+        assert ensure_topic(settings, partitions=1)
+        events = Simulator(
+            SimulatorConfig(start=START, days=1, seed=3, requests_per_day=4)
+        ).events()
+        assert publish_events(settings, events) == len(events)
+        stream = KafkaDaySource(settings).stream(START)
+        records = [next(stream) for _ in events]  # every record of the day, not yet the end
+        own.freeze()
+        ended: list[int] = []
+        reader = threading.Thread(target=lambda: ended.append(len(list(stream))), daemon=True)
+        reader.start()
+        reader.join(timeout=120)
+        assert ended == [0], "the read did not end after its records while the broker hung"
+        assert sorted(r.event_id for r in records if isinstance(r, EventRow)) == sorted(
+            e["event_id"] for e in events
+        )
+    finally:
+        own.close()
 
 
 # -- a partition's read ends on a run of records past the window, never on one record ---------
