@@ -195,6 +195,23 @@ def _to_topic(value: object) -> object:
     return value
 
 
+def _to_brokers(value: object) -> object:
+    """`host[:port],…` as aiokafka parses it, checked here: a port that is not a number made
+    the read fail with a bare ValueError instead of falling back to the files."""
+    if not isinstance(value, str) or not value.strip():
+        return value
+    for server in value.split(","):
+        host, colon, port = server.strip().rpartition(":")
+        if server.strip().endswith("]") or not colon:  # a bare host or [IPv6]: port 9092
+            host, port = server.strip(), "9092"
+        if not host or not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(
+                f"is not a list of Kafka brokers `host:port,…` ({server.strip()!r}: the port "
+                "must be a number from 1 to 65535)"
+            )
+    return value
+
+
 def _to_bool(value: object) -> object:
     if not isinstance(value, str):
         return value
@@ -443,7 +460,7 @@ class KafkaSettings(BaseModel):
 
     model_config = _group_config()
 
-    bootstrap_servers: Text = Field(
+    bootstrap_servers: Annotated[Text, BeforeValidator(_to_brokers)] = Field(
         validation_alias="KAFKA_BOOTSTRAP_SERVERS",
         description="Kafka brokers, `host:port,…`; unset: the audit-log files only",
     )

@@ -116,6 +116,12 @@ def test_thresholds_are_parsed_from_strings() -> None:
             "is not a Kafka topic name",
         ),
         ({"LTR_SERVING_URL": "ftp://host/x"}, "is not an http(s) URL with a host"),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:abc"},
+            "KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:abc' is not a list of Kafka brokers",
+        ),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,:9093"}, "(':9093': the port must be a number"),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "k1:70000"}, "is not a list of Kafka brokers"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -357,3 +363,9 @@ def test_empty_days_are_refused_unless_listed_or_all_are_allowed() -> None:
     )
     with pytest.raises(ConfigError, match="LTR_ALLOW_EMPTY_DAYS=.*'12/25' is not a date"):
         Settings.from_env({"LTR_ALLOW_EMPTY_DAYS": "2026-12-24,12/25"})
+
+
+@pytest.mark.parametrize("brokers", ["k:9092", "127.0.0.1", "[::1]:9092", "[::1]", "a:1, b:65535"])
+def test_broker_lists_aiokafka_takes_are_accepted(brokers: str) -> None:
+    kafka = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": brokers}).kafka
+    assert kafka is not None and kafka.bootstrap_servers == brokers
