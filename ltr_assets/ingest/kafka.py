@@ -426,8 +426,7 @@ class KafkaDaySource:
             await asyncio.wait_for(self._commit_progress(consumer, bounds), bound)
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning(
-                "could not commit offsets for lag monitoring (the day's read is complete): "
-                "%s: %s",
+                "could not commit offsets for lag monitoring (the day's read is complete): %s: %s",
                 type(exc).__name__,
                 exc,
             )
