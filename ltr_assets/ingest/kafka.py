@@ -11,7 +11,9 @@ record, or a few, stamped ahead by a wrong clock never end the read.
 Events belong to the day of their own timestamp, so an event of D that arrives within the grace
 is in D. An event of D that comes after the partition's clock passed the end of D plus the grace
 (after the point where D's read ends) is quarantined as `late_event` in the day it arrived (see
-`arrival_day`), so it is counted once, in a day whose read reaches it, instead of in none. An
+`arrival_day`), so it is counted once, in a day whose read reaches it, instead of in none; one
+whose record comes before D's read starts (its record stamped more than the grace before the
+event's own time, and no record before it reaching D's start) as `early_event`, likewise. An
 event stamped more than `max_clock_skew` after the end of today (UTC, when the read starts) comes
 from a skewed clock: it is quarantined as `future_timestamp` in the day it arrived too, instead of
 waiting for a day that has not come; one stamped more than `max_event_age` before the partition's
@@ -53,6 +55,7 @@ MAX_RECORDS_PER_POLL = 5000
 # The group's offsets are committed within this many KAFKA_CONNECT_TIMEOUT_SECONDS (two round
 # trips to the coordinator: read the committed offsets, commit), or not at all this time.
 COMMIT_TIMEOUTS = 4
+EARLY = "early_event"
 LATE = "late_event"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -166,6 +169,18 @@ def late_rejection(when: datetime, watermark_ms: int, window_end: int) -> Reject
     )
 
 
+def early_rejection(when: datetime, record_ms: int, window_start: int) -> Rejection:
+    """An event whose record came before where its day's read starts: quarantined where it
+    arrived (its day's read never reaches it)."""
+    return Rejection(
+        f"timestamp {when.isoformat()}: its record is stamped {_at(record_ms).isoformat()}, and "
+        f"no record before it reaches {_at(window_start).isoformat()} (00:00 of {when.date()} "
+        "minus LTR_KAFKA_GRACE_MINUTES), where the read of its day starts: it arrived early "
+        "(the producer's clock is ahead of the record timestamps)",
+        EARLY,
+    )
+
+
 def _record_time(outcome: EventRow | Rejection | None, record_ts_ms: int) -> datetime:
     """An event's own time; the record timestamp when the event's time is unreadable."""
     if type(outcome) is EventRow:
@@ -205,7 +220,11 @@ class PartitionDay:
     `future_timestamp` past `horizon`; `old_timestamp` more than `max_event_age` before the
     partition's clock (the bound follows the partition's own time, not today's, so a backfill of
     an old day reads its records as they are); `late_event` when the clock had passed the end of
-    its day plus the grace. A record that is not an LTR event stays ignored, placed the same way.
+    its day plus the grace; `early_event` when its day is later than the day read and no record
+    so far (this one included) is stamped at or after where that day's read starts (the grace
+    before its 00:00): that read starts at the first such record (offsets_for_times), after this
+    one, and would never see it. A record that is not an LTR event stays ignored, placed the
+    same way.
     At a partition's beginning, a record to be placed by the clock before the clock has any time
     waits for the first record that gives it one."""
 
@@ -226,6 +245,9 @@ class PartitionDay:
         self.stop_ms = window_end_ms(day, grace)
         self._horizon_ms = _ms(horizon)
         self._waiting: list[tuple[Any, EventRow | Rejection | None]] = []
+        # The highest record timestamp so far. Every record before this read's first one is
+        # stamped before its window's start, so this equals the partition's own up to here.
+        self._highest_ms = -1
 
     def ended(self) -> bool:
         return self.clock.passed(self.stop_ms)
@@ -240,6 +262,7 @@ class PartitionDay:
         else:
             outcome = parse_event(value)
         when = _record_time(outcome, message.timestamp)
+        self._highest_ms = max(self._highest_ms, message.timestamp)
         clock = self.clock
         stamped = message.timestamp if message.timestamp <= self._horizon_ms else None
         reference = clock.reference(stamped)
@@ -254,6 +277,10 @@ class PartitionDay:
             window_end = window_end_ms(when.date(), self.grace)
             if clock.passed(window_end):
                 problem = late_rejection(when, clock.watermark, window_end)
+        if problem is None and when.date() > self.day:
+            window_start = window_start_ms(when.date(), self.grace)
+            if self._highest_ms < window_start:
+                problem = early_rejection(when, message.timestamp, window_start)
         kept: list[DayRecord] = []
         if problem is None:
             if when.date() == self.day:

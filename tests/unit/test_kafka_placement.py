@@ -1,6 +1,7 @@
 """How a Kafka partition's records are placed in days, without a broker: each record is in
 exactly one day whichever days are read, a record or a few stamped ahead never end a day's read,
-and an event that comes after its day's read ended is quarantined where it arrived."""
+and an event that comes after its day's read ended, or whose record comes before its day's read
+starts, is quarantined where it arrived."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltr_assets.ingest.kafka import (
+    EARLY,
     LATE,
     PartitionClock,
     PartitionDay,
@@ -127,8 +129,11 @@ def partitions(draw: st.DrawFn) -> list[Message]:
         ts = now + shift
         when = datetime.fromtimestamp(ts / 1000, UTC).isoformat().replace("+00:00", "Z")
         # the record's timestamp need not be the event's own time (a broker's append time, a
-        # producer's clock): up to an hour either way
-        skew = draw(st.sampled_from([0, 0, 0, -HOUR, -HOUR // 60, HOUR // 60, HOUR]))
+        # producer's clock): up to an hour either way, and at times past the grace (a producer
+        # clock hours or a day ahead or behind)
+        skew = draw(st.sampled_from(
+            [0, 0, 0, -HOUR, -HOUR // 60, HOUR // 60, HOUR, -3 * HOUR, 3 * HOUR, -30 * HOUR]
+        ))  # fmt: skip
         ts = max(ts + skew, 0)  # record timestamps are never negative
         if kind == "broken":
             value: bytes | None = b"not json"
@@ -164,3 +169,28 @@ def test_every_record_is_placed_in_exactly_one_day(messages: list[Message], run:
         assert message.timestamp > horizon_ms and not later, (message, kinds)
     assert all(kinds[m.offset] in (FUTURE, "ignored") for m in messages
                if m.timestamp > horizon_ms and m.offset in kinds)  # fmt: skip
+
+
+def test_events_whose_records_are_stamped_hours_before_them_are_never_lost() -> None:
+    """A producer clock 3 h ahead of the record timestamps (more than the grace): the events of
+    each day's first 45 minutes come before that day's read starts. They are quarantined as
+    `early_event` by the read that reaches them (the day before), not lost."""
+    start = _ms("2026-11-01T00:00:00")
+    step = 5 * 60_000
+    messages = []
+    for i in range(3 * 288):
+        when = start + i * step
+        text = datetime.fromtimestamp(when / 1000, UTC).isoformat().replace("+00:00", "Z")
+        messages.append(Message(i, when - 3 * HOUR, _event(i, text)))
+    reads = {d: _read(messages, d, run=3) for d in (date(2026, 10, 31), *_days(3))}
+    placed = Counter(offset for kept in reads.values() for offset, _ in kept)
+    assert sorted(placed) == list(range(len(messages))) and set(placed.values()) == {1}
+    early = {d: [o for o, kind in kept if kind == EARLY] for d, kept in reads.items()}
+    # 00:00 to 00:40 of Nov 2 and Nov 3 (9 events each), in the day whose read reached them
+    assert early[date(2026, 11, 1)] == list(range(288, 297))
+    assert early[date(2026, 11, 2)] == list(range(576, 585))
+    assert all(kind == "event" for offset, kind in reads[date(2026, 11, 3)])
+
+
+def _days(n: int) -> list[date]:
+    return [date(2026, 11, 1) + timedelta(days=k) for k in range(n)]
