@@ -30,10 +30,12 @@ def start_process(args: list[str], log: Path | None = None) -> subprocess.Popen[
     )  # fmt: skip
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """SIGTERM the process group, SIGKILL it past `grace_s` (no test here judges a graceful
+    exit; the Postgres deployment's daemon used to hold the teardown for a minute)."""
     os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(timeout=60)
+        process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
