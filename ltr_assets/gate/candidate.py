@@ -16,6 +16,8 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
+from lightgbm.basic import LightGBMError
+
 from ltr_assets.gate.evaluation import (
     FAIRNESS_COVERAGE_NAME,
     GATE_NAMES,
@@ -223,6 +225,16 @@ def train_candidate(
         # enough lists for the splits but too few impressions for the click model (a quiet
         # first night): refused with the click model's reason, counting what the check counts
         why = f"the click model cannot be fitted on the training split: {exc}"
+        raise _refusal(folder, why, _clicked_lists(test.frame), "test split", settings) from None
+    except LightGBMError as exc:
+        if "num_features" not in str(exc):
+            raise
+        # features that vary, but too rarely for any split to leave min_data_in_leaf rows on
+        # each side: LightGBM drops them all (check_features_vary caught the constant case)
+        why = (
+            "no feature varies enough over the training split to be split on (LightGBM kept "
+            "none of them: every feature takes one value but in a few rows)"
+        )
         raise _refusal(folder, why, _clicked_lists(test.frame), "test split", settings) from None
     scorer = make_scorer(settings.scorer, ranker.weights, ranker.booster)
     judge = counterfactual_evaluator(test, ranker.debiaser)
