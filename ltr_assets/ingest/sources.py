@@ -182,13 +182,18 @@ class AuditLogSource:
         them (see ServingLogSource), which of its days are such strays; None: no strays here."""
         return None
 
+    def takes_earlier(self, path: Path, day: date) -> bool:
+        """Whether the read of `day` takes the file's lines of the days before it too: the read
+        of the first partition, since no read takes an earlier day."""
+        return day == self.first_day
+
     def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
         written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
         horizon = source_horizon(written, self.max_clock_skew)
         name = self.origin(path)
         why = f"{name} was last written on {written}"
         stray = self.strays_of(path, day)
-        takes_earlier = day == self.first_day  # and the days before it, which no read takes
+        takes_earlier = self.takes_earlier(path, day)
 
         def here(own: date) -> bool:
             return own == day or (stray is not None and stray(own)) or (takes_earlier and own < day)
@@ -305,6 +310,11 @@ class ServingLogSource(AuditLogSource):
 
     def origin(self, path: Path) -> str:
         return f"{path.parent.name}/{path.name}"
+
+    def takes_earlier(self, path: Path, day: date) -> bool:
+        """Only from the first day's own folder: the next day's folder's read counts its lines
+        of days before the first as strays (`misfiled`) already."""
+        return day == self.first_day and path.parent.name == day.isoformat()
 
     def strays_of(self, path: Path, day: date) -> Callable[[date], bool] | None:
         if path.parent.name != day.isoformat():

@@ -321,13 +321,28 @@ def test_lines_before_the_first_partition_are_counted_by_its_read(tmp_path: Path
     assert len(list(AuditLogSource(str(path), SKEW).read_day(first))) == 1
 
 
-def test_the_serving_logs_lines_before_the_first_partition_are_counted(tmp_path: Path) -> None:
-    folder = tmp_path / "serving-log" / DAY.isoformat()
-    folder.mkdir(parents=True)
-    _write(folder / "a.jsonl", [_event(1, "2026-11-24T23:59:59Z"), _event(2, "2026-11-25T01:00Z")])
-    source = ServingLogSource(tmp_path / "serving-log", SKEW, first_day=DAY)
-    records = list(source.read_day(DAY))
-    assert [r.event_id for r in records if isinstance(r, EventRow)] == ["e-2"]
-    assert [r.outcome.kind for r in records if isinstance(r, SourceRecord) and r.outcome] == [
-        BEFORE_START
-    ]
+def test_the_serving_logs_lines_before_the_first_partition_are_counted_once(
+    tmp_path: Path,
+) -> None:
+    """In the first day's folder, by the first day's read; in the next day's folder, by that
+    folder's own read (as strays, `misfiled`), not by the first day's read as well."""
+    log = tmp_path / "serving-log"
+    first, second = log / DAY.isoformat(), log / (DAY + timedelta(days=1)).isoformat()
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    _write(first / "a.jsonl", [_event(1, "2026-11-24T23:59:59Z"), _event(2, "2026-11-25T01:00Z")])
+    _write(second / "b.jsonl", [_event(3, "2026-11-26T01:00Z"), _event(4, "2026-11-24T10:00Z")])
+    source = ServingLogSource(log, SKEW, first_day=DAY)
+    counted: Counter[str] = Counter()
+    kinds: dict[str, str] = {}
+    for day in (DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)):
+        for record in source.read_day(day):
+            name = record.event_id if isinstance(record, EventRow) else record.origin
+            counted[name] += 1
+            if isinstance(record, SourceRecord) and record.outcome:
+                kinds[name] = record.outcome.kind
+    assert set(counted.values()) == {1} and len(counted) == 4, counted
+    assert kinds == {
+        f"{DAY.isoformat()}/a.jsonl:1": BEFORE_START,
+        f"{(DAY + timedelta(days=1)).isoformat()}/b.jsonl:2": "misfiled",
+    }
