@@ -126,6 +126,9 @@ class ServingState:
         self._slot = threading.Lock()  # held by the one reload worker in flight
         self._handover = threading.Lock()  # orders a worker's swap against its caller giving up
         self._attempted_marker: str | None = None
+        # the live version loaded but its candidate could not be read: the poller retries the
+        # candidate alone (not a reload of the live version on every tick)
+        self._candidate_pending = False
 
     def reload(self, trigger: str) -> ReloadAttempt:
         """Load whatever `latest` points at now; swap it in only if it is entirely valid.
@@ -238,6 +241,8 @@ class ServingState:
         try:
             marker = self.store.current_marker()
             if only_if_changed and (marker is None or marker == self._attempted_marker):
+                if marker is not None and self._candidate_pending:
+                    self._retry_candidate(outcome)
                 return None
             candidate, canary, retry_canary = self._with_candidate(self._build(self.store.load()))
         except Exception as exc:  # any failure refuses the artifact; the old one serves on
@@ -252,8 +257,9 @@ class ServingState:
                 duration_s=time.perf_counter() - start,
                 retryable=retryable,
             )
-            if not retryable:  # a bad artifact is not retried until latest changes
-                self._attempted_marker = marker
+            # a bad artifact is not retried until latest changes; an unreadable store is, by
+            # the next poll whatever the marker then (it may be back to the last one loaded)
+            self._attempted_marker = None if retryable else marker
             self._record_failure(attempt)
             return attempt
         with self._handover:
@@ -262,8 +268,8 @@ class ServingState:
                 return None
             self.live = candidate  # the swap: one reference assignment
             self.candidate_status = canary
-        if not retry_canary:  # an unreadable candidate is retried by the next poll
-            self._attempted_marker = marker
+        self._attempted_marker = marker
+        self._candidate_pending = retry_canary  # an unreadable candidate: retried alone
         attempt = ReloadAttempt(
             at=candidate.loaded_at,
             trigger=trigger,
@@ -294,6 +300,21 @@ class ServingState:
             },
         )
         return attempt
+
+    def _retry_candidate(self, outcome: _Outcome) -> None:
+        """The poller's retry of a candidate that could not be read, beside the same live
+        version (the markers have not changed since)."""
+        live = self.live
+        if live is None:
+            return
+        with_candidate, canary, retry = self._with_candidate(live)
+        with self._handover:
+            if outcome.abandoned or self.live is not live:
+                return
+            self.live = with_candidate
+            self.candidate_status = canary
+        self._candidate_pending = retry
+        self.metrics.set_candidate(canary.version, canary.state)
 
     def _with_candidate(self, live: LiveModel) -> tuple[LiveModel, CandidateStatus, bool]:
         """`live` carrying the canary candidate, if there is a valid one; its status; whether

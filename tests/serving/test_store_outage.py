@@ -88,3 +88,65 @@ def test_local_io_errors_are_retryable(tmp_path: Path) -> None:
     attempt = state.reload("api")
     assert not attempt.ok and not attempt.retryable
     assert attempt.error is not None and "not a regular file" in attempt.error
+
+
+class MarkedStore(ScriptedStore):
+    """A ScriptedStore whose marker and candidate the test sets as it goes."""
+
+    def __init__(self, outcomes: list[StoredArtifact | Exception]) -> None:
+        super().__init__(outcomes)
+        self.marker = "etag-1"
+        self.candidate: StoredArtifact | Exception | None = None
+        self.candidate_reads = 0
+
+    def current_marker(self) -> str:
+        return self.marker
+
+    def load_candidate(self) -> StoredArtifact | None:
+        self.candidate_reads += 1
+        if isinstance(self.candidate, Exception):
+            raise self.candidate
+        return self.candidate
+
+
+def test_an_outage_that_ends_on_the_last_marker_loaded_is_retried(tmp_path: Path) -> None:
+    """latest.json denied for a while (its own marker, loads failing as retryable), then back
+    with nothing new: the poller tries again, and health is not left on the old error."""
+    denied = StoreUnavailable("AccessDenied")
+    store = MarkedStore([_artifact("v1"), denied, denied, _artifact("v1")])
+    state = _state(store, tmp_path)
+    assert state.reload("startup").ok
+    store.marker = "latest.json:403"
+    for _ in range(2):
+        attempt = state.poll_once()
+        assert attempt is not None and not attempt.ok and attempt.retryable
+    store.marker = "etag-1"  # S3 answers again; latest.json as it was
+    attempt = state.poll_once()
+    assert attempt is not None and attempt.ok
+    assert state.last_attempt is not None and state.last_attempt.ok and store.loads == 4
+
+
+def test_an_unreadable_candidate_is_retried_alone_not_with_the_live_version(
+    tmp_path: Path,
+) -> None:
+    """candidate.json denied (a replica without s3:ListBucket): each poll used to reload and
+    rebuild the live version as well."""
+    store = MarkedStore([_artifact("v1")])
+    store.marker = "etag-1+candidate.json:403"
+    store.candidate = StoreUnavailable("AccessDenied")
+    state = _state(store, tmp_path)
+    assert state.reload("startup").ok and _candidate(state) == ("unavailable", None)
+    for _ in range(3):
+        assert state.poll_once() is None
+    assert store.loads == 1 and store.candidate_reads == 4
+    store.candidate = _artifact("v2")  # readable now
+    assert state.poll_once() is None
+    assert _candidate(state) == ("loaded", "v2")
+    assert state.live is not None and state.live.candidate is not None
+    assert store.loads == 1
+    state.poll_once()
+    assert store.candidate_reads == 5  # loaded: not read again
+
+
+def _candidate(state: ServingState) -> tuple[str, str | None]:
+    return state.candidate_status.state, state.candidate_status.version
