@@ -67,11 +67,23 @@ def _grade_case() -> str:
 
 
 def _views_sql(
-    feedback_window_hours: int, source: str, day: date, missing: Iterable[str] = ()
+    feedback_window_hours: int,
+    source: str,
+    day: date,
+    missing: Iterable[str] = (),
+    earlier: str | None = None,
 ) -> list[str]:
     """The join, one view a step: impressions, feedback, matches, labels, rows. `source` is
     the relation the day's raw events are read from (`_source`); `missing` the logging-policy
-    columns none of its files has (older partitions), read as nulls."""
+    columns none of its files has (older partitions), read as nulls; `earlier` the day
+    before's raw events, whose requests a feedback may name (its own matrix matches those)."""
+    earlier_requests = (
+        f"SELECT request_id, lawyer_id FROM {earlier} "
+        f"WHERE event_type = '{RECOMMENDATION}' AND request_id IS NOT NULL"
+        if earlier
+        else "SELECT CAST(NULL AS VARCHAR) AS request_id, CAST(NULL AS VARCHAR) AS lawyer_id "
+        "WHERE false"
+    )
     columns = ", ".join(
         f"i.{c}" for c in (*FEATURE_COLUMNS, *ATTRIBUTE_COLUMNS, *LOGGING_POLICY_COLUMNS)
     )
@@ -79,6 +91,7 @@ def _views_sql(
     nulls = "".join(f", CAST(NULL AS {POLICY_COLUMNS[c]}) AS {c}" for c in missing)
     return [
         f"CREATE VIEW events AS SELECT *{nulls} FROM {source}",
+        f"CREATE VIEW earlier_requests AS {earlier_requests}",
         f"""CREATE VIEW impressions AS  -- one per (group, lawyer): the first one shown
         SELECT * FROM (
             SELECT *, coalesce(request_id, case_id || '@' || strftime(timestamp, '%Y-%m-%d'))
@@ -104,12 +117,16 @@ def _views_sql(
             ASOF JOIN impressions i
               ON f.case_id = i.case_id AND f.lawyer_id = i.lawyer_id
              AND f.timestamp >= i.timestamp
-            UNION ALL  -- a request id no impression has, where impressions were logged without
-                       -- one: the latest of those of (case, lawyer) before it
+            UNION ALL  -- a request id no impression has (here or the day before), where
+                       -- impressions were logged without one: the latest of those of (case,
+                       -- lawyer) before it
             SELECT f.event_id, i.group_id, i.lawyer_id, f.grade, f.timestamp, i.timestamp
             FROM (SELECT * FROM feedback g WHERE request_id IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM impressions s
-                    WHERE s.request_id = g.request_id AND s.lawyer_id = g.lawyer_id)) f
+                    WHERE s.request_id = g.request_id AND s.lawyer_id = g.lawyer_id)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM earlier_requests e
+                    WHERE e.request_id = g.request_id AND e.lawyer_id = g.lawyer_id)) f
             ASOF JOIN (SELECT * FROM impressions WHERE request_id IS NULL) i
               ON f.case_id = i.case_id AND f.lawyer_id = i.lawyer_id
              AND f.timestamp >= i.timestamp)
@@ -201,7 +218,9 @@ def build_feature_matrix(
             con.execute("SET TimeZone = 'UTC'")
             source = _source([own, next_day], folder)
             missing = _missing_columns(con, source)
-            for statement in _views_sql(feedback_window_hours, source, day, missing):
+            before = lake.raw_events(day - timedelta(days=1))
+            earlier = _source([before], folder) if before.exists() else None
+            for statement in _views_sql(feedback_window_hours, source, day, missing, earlier):
                 con.execute(statement)
             found = con.execute(
                 f"""SELECT count(*) FILTER (WHERE CAST(f.timestamp AS DATE) = DATE '{day}'),

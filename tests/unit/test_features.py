@@ -243,3 +243,20 @@ def test_one_feedback_event_id_on_both_sides_of_midnight_counts_once(tmp_path: P
     frame = _matrix(tmp_path, events, [D, nxt])[D]
     assert _labels(frame) == {("r1", "a"): 1}
     assert frame["n_feedback"].tolist() == [1]
+
+
+def test_feedback_naming_yesterdays_request_does_not_fall_back_to_todays_list(
+    tmp_path: Path,
+) -> None:
+    """The fallback is for a request no impression has: one shown the day before has it, and
+    the day before's matrix (which reads this day's feedback) labels it. Today's matrix cannot
+    see that impression, so it reads the day before's requests too."""
+    prev = date(2026, 11, 24)
+    events = [
+        shown("R1", "c1", "a", "2026-11-24T23:50:00Z", 1),
+        shown(None, "c1", "a", "2026-11-25T00:10:00Z", 1),  # the case again, logged without id
+        feedback("R1", "c1", "a", "2026-11-25T00:30:00Z", "click"),
+    ]
+    matrices = _matrix(tmp_path, events, [prev, D])
+    assert _labels(matrices[prev]) == {("R1", "a"): 1}
+    assert _labels(matrices[D]) == {("c1@2026-11-25", "a"): 0}
