@@ -72,7 +72,8 @@ class LtrResource(ConfigurableResource):
     def kafka_source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
         kafka = self.settings().kafka
-        return KafkaDaySource(kafka) if kafka else None
+        start = date.fromisoformat(self.settings().start_date)
+        return KafkaDaySource(kafka, first_day=start) if kafka else None
 
     def mirror(self) -> S3Mirror | None:
         """The registry's S3/MinIO mirror (S3_BUCKET, S3_PREFIX, S3_ENDPOINT, AWS_*); None when

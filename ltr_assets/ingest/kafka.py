@@ -42,6 +42,7 @@ from ltr_assets.ingest.sources import (
     DEFAULT_MAX_EVENT_AGE,
     DayRecord,
     SourceRecord,
+    before_start_rejection,
     future_rejection,
     old_rejection,
     source_horizon,
@@ -235,8 +236,10 @@ class PartitionDay:
         horizon: datetime,
         grace: timedelta,
         max_event_age: timedelta = DEFAULT_MAX_EVENT_AGE,
+        first_day: date | None = None,
     ) -> None:
         self.day = day
+        self.first_day = first_day
         self.clock = clock
         self.horizon = horizon
         self.grace = grace
@@ -251,6 +254,11 @@ class PartitionDay:
 
     def ended(self) -> bool:
         return self.clock.passed(self.stop_ms)
+
+    def _arrived_in(self, reference_ms: int) -> date:
+        """`arrival_day`, never before the first partition (no read takes those days)."""
+        day = arrival_day(reference_ms, self.grace)
+        return max(day, self.first_day) if self.first_day is not None else day
 
     def take(self, message: Any) -> list[DayRecord]:
         """The message if it is the day's, and any waiting message it lets be placed in it."""
@@ -277,6 +285,8 @@ class PartitionDay:
             window_end = window_end_ms(when.date(), self.grace)
             if clock.passed(window_end):
                 problem = late_rejection(when, clock.watermark, window_end)
+        if problem is None and self.first_day is not None and when.date() < self.first_day:
+            problem = before_start_rejection(when, self.first_day)
         if problem is None and when.date() > self.day:
             window_start = window_start_ms(when.date(), self.grace)
             if self._highest_ms < window_start:
@@ -291,13 +301,13 @@ class PartitionDay:
             if reference is None:
                 if clock.from_start:
                     self._waiting.append((message, outcome))
-            elif arrival_day(reference, self.grace) == self.day:
+            elif self._arrived_in(reference) == self.day:
                 kept.append(_day_record(message, outcome))
         if stamped is not None:
             clock.observe(stamped)
             if self._waiting:
                 reference = clock.reference(None)
-                if reference is not None and arrival_day(reference, self.grace) == self.day:
+                if reference is not None and self._arrived_in(reference) == self.day:
                     kept.extend(_day_record(m, o) for m, o in self._waiting)
                 self._waiting.clear()
         return kept
@@ -325,8 +335,10 @@ class KafkaDaySource:
         TimeoutError,
     )
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, first_day: date | None = None) -> None:
         self.settings = settings
+        # LTR_START_DATE: for the pipeline a partition begins where the first day's read does
+        self.first_day = first_day
 
     def read_day(self, day: date) -> Iterator[DayRecord]:
         return self.stream(day)
@@ -391,6 +403,13 @@ class KafkaDaySource:
             ends = await consumer.end_offsets(tps)
             begins = await consumer.beginning_offsets(tps)
             firsts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
+            beginnings = dict(begins)
+            if self.first_day is not None:  # the pipeline's beginning: the first day's start
+                first_start = window_start_ms(self.first_day, s.grace)
+                starts = await consumer.offsets_for_times(dict.fromkeys(tps, first_start))
+                for tp, found in starts.items():
+                    if found is not None:
+                        beginnings[tp] = max(beginnings[tp], found.offset)
             active: dict[TopicPartition, int] = {}
             bounds = progress.partitions
             parts: dict[int, PartitionDay] = {}
@@ -402,8 +421,10 @@ class KafkaDaySource:
                 consumer.seek(tp, first.offset)
                 active[tp] = ends[tp]
                 bounds[tp.partition] = (first.offset, first.offset)
-                clock = PartitionClock(s.stop_records, from_start=first.offset <= begins[tp])
-                parts[tp.partition] = PartitionDay(day, clock, horizon, s.grace, s.max_event_age)
+                clock = PartitionClock(s.stop_records, from_start=first.offset <= beginnings[tp])
+                parts[tp.partition] = PartitionDay(
+                    day, clock, horizon, s.grace, s.max_event_age, self.first_day
+                )
             last_progress = time.monotonic()
             while active:
                 batch = await consumer.getmany(

@@ -232,7 +232,7 @@ class AuditLogSource:
                         if event_day == day:
                             yield outcome
                         elif takes_earlier and event_day < day:
-                            why_not = _before_start(outcome, day)
+                            why_not = before_start_rejection(outcome.timestamp, day)
                             yield SourceRecord(f"{name}:{number}", line, why_not)
                         elif here(event_day):  # a stray this read counts
                             yield SourceRecord(f"{name}:{number}", line, _misfiled(outcome, name))
@@ -443,12 +443,13 @@ def _misfiled(row: EventRow, name: str) -> Rejection:
     )
 
 
-def _before_start(row: EventRow, first: date) -> Rejection:
+def before_start_rejection(when: datetime, first: date) -> Rejection:
+    """An event of a day before the first partition, counted by the read that reaches it."""
     return Rejection(
-        f"timestamp {row.timestamp.isoformat()} is before the first partition {first} "
+        f"timestamp {when.isoformat()} is before the first partition {first} "
         "(LTR_START_DATE): no partition holds its day",
         BEFORE_START,
-        row.timestamp,
+        when,
     )
 
 

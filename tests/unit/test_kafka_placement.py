@@ -53,15 +53,26 @@ def _partition(stamps: list[tuple[int, bytes | None]]) -> list[Message]:
     return [Message(i, ts, value) for i, (ts, value) in enumerate(stamps)]
 
 
-def _read(messages: list[Message], day: date, run: int) -> list[tuple[int, str]]:
+def _first_at(messages: list[Message], start: int) -> Message | None:
+    """offsets_for_times: the first record stamped at `start` or later."""
+    return next((m for m in messages if m.timestamp >= start), None)
+
+
+def _read(
+    messages: list[Message], day: date, run: int, first_day: date | None = None
+) -> list[tuple[int, str]]:
     """One day's read of the partition as KafkaDaySource does it: from the first record stamped
     at the window's start or later (offsets_for_times) until the clock passes the day's
-    window."""
-    start = window_start_ms(day, GRACE)
-    first = next((m for m in messages if m.timestamp >= start), None)
+    window. With `first_day`, the partition begins where the first day's read does."""
+    first = _first_at(messages, window_start_ms(day, GRACE))
     if first is None:
         return []
-    part = PartitionDay(day, PartitionClock(run, from_start=first.offset == 0), HORIZON, GRACE)
+    beginning = 0
+    if first_day is not None:
+        begins = _first_at(messages, window_start_ms(first_day, GRACE))
+        beginning = begins.offset if begins is not None else 0
+    clock = PartitionClock(run, from_start=first.offset <= beginning)
+    part = PartitionDay(day, clock, HORIZON, GRACE, first_day=first_day)
     kept: list[tuple[int, str]] = []
     for message in messages[first.offset :]:
         if part.ended():
@@ -194,3 +205,26 @@ def test_events_whose_records_are_stamped_hours_before_them_are_never_lost() -> 
 
 def _days(n: int) -> list[date]:
     return [date(2026, 11, 1) + timedelta(days=k) for k in range(n)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=partitions(), run=st.integers(2, 6), first_day=st.integers(0, 3))
+def test_from_the_first_partition_on_every_record_it_reaches_is_placed_once(
+    messages: list[Message], run: int, first_day: int
+) -> None:
+    """Only the days from LTR_START_DATE on are read, and the partition begins, for the
+    pipeline, where the first day's read does. From there every record is placed once, as
+    from a partition's true beginning: a clock lagging in a sparse partition used to place
+    early events in a day before the first, which no read takes."""
+    first = date(2026, 11, 1) + timedelta(days=first_day)
+    counts: Counter[int] = Counter()
+    for day in (first + timedelta(days=k) for k in range(20)):
+        for offset, _ in _read(messages, day, run, first_day=first):
+            counts[offset] += 1
+    assert all(n == 1 for n in counts.values()), counts
+    begins = _first_at(messages, window_start_ms(first, GRACE))
+    horizon_ms = int(HORIZON.timestamp() * 1000)
+    for message in messages[begins.offset if begins else len(messages) :]:
+        if message.offset not in counts:
+            later = [m for m in messages[message.offset :] if m.timestamp <= horizon_ms]
+            assert message.timestamp > horizon_ms and not later, message
