@@ -224,8 +224,9 @@ class PartitionDay:
     its day plus the grace; `early_event` when its day is later than the day read and no record
     so far (this one included) is stamped at or after where that day's read starts (the grace
     before its 00:00): that read starts at the first such record (offsets_for_times), after this
-    one, and would never see it. A record that is not an LTR event stays ignored, placed the
-    same way.
+    one, and would never see it; `before_start` for an event of a day before `first_day`
+    (LTR_START_DATE), which no read takes (nor is anything placed before it). A record that is
+    not an LTR event stays ignored, placed the same way.
     At a partition's beginning, a record to be placed by the clock before the clock has any time
     waits for the first record that gives it one."""
 
