@@ -266,6 +266,7 @@ def test_a_replica_denied_candidate_json_still_polls_latest_and_sees_it_vanish(
         assert "latest.json does not exist" in health["last_reload_error"], health
         with server.client() as client:
             assert client.post("/rank", json=rank_body(5)).json()["version"] == second
+        server.stop()  # before the proxy it polls through closes
 
 
 def test_a_hung_artifact_read_never_starves_health(
