@@ -1015,6 +1015,11 @@ class Settings(BaseSettings):
         return ArtifactKeys(self.signing_key, self.verify_keys)
 
     @property
+    def first_day(self) -> date:
+        """LTR_START_DATE as a date: the first daily partition (no read takes a day before)."""
+        return date.fromisoformat(self.start_date)
+
+    @property
     def serving_store(self) -> Literal["file", "s3"]:
         """Where serving reads versions: LTR_SERVING_SOURCE, `auto` resolved by S3_BUCKET."""
         if self.serving.source == "auto":

@@ -11,8 +11,6 @@ asset graph.
 
 from __future__ import annotations
 
-from datetime import date
-
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
@@ -54,7 +52,7 @@ class LtrResource(ConfigurableResource):
             settings.audit_log,
             max_clock_skew=bounds.max_clock_skew,
             max_event_age=bounds.max_event_age,
-            first_day=date.fromisoformat(settings.start_date),
+            first_day=settings.first_day,
         )
 
     def serving_log_source(self) -> ServingLogSource:
@@ -66,14 +64,14 @@ class LtrResource(ConfigurableResource):
             settings.serving_log_dir,
             max_clock_skew=bounds.max_clock_skew,
             max_event_age=bounds.max_event_age,
-            first_day=date.fromisoformat(settings.start_date),
+            first_day=settings.first_day,
         )
 
     def kafka_source(self) -> KafkaDaySource | None:
         """The Kafka source when KAFKA_BOOTSTRAP_SERVERS is set; None means files only."""
-        kafka = self.settings().kafka
-        start = date.fromisoformat(self.settings().start_date)
-        return KafkaDaySource(kafka, first_day=start) if kafka else None
+        settings = self.settings()
+        kafka = settings.kafka
+        return KafkaDaySource(kafka, first_day=settings.first_day) if kafka else None
 
     def mirror(self) -> S3Mirror | None:
         """The registry's S3/MinIO mirror (S3_BUCKET, S3_PREFIX, S3_ENDPOINT, AWS_*); None when

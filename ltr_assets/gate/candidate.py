@@ -192,8 +192,7 @@ def train_candidate(
     lake: Lake, registry: LocalRegistry, day: date, settings: Settings
 ) -> CandidateReport:
     """Train on the rolling window ending at `day`, evaluate what serving will run, gate it."""
-    first = date.fromisoformat(settings.start_date)
-    window = load_window(lake, day, settings.train_window_days, first)
+    window = load_window(lake, day, settings.train_window_days, settings.first_day)
     folder = lake.candidate(day)
     for stale in (CANDIDATE_FILE, REFUSAL_FILE, WEIGHTS_FILE, MODEL_FILE):
         atomic.remove(folder / stale)  # a re-run decides afresh
