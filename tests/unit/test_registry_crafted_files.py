@@ -100,12 +100,19 @@ def test_a_directory_where_a_file_should_be_is_a_refusal_not_a_crash(tmp_path: P
         registry.pointer()
 
 
-def test_a_version_folder_without_its_metadata_is_incomplete_not_absent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture
+def cli_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalRegistry:
+    """The test registry, where the `ltr registry` commands of the test look."""
     monkeypatch.setenv("LTR_REGISTRY_DIR", str(tmp_path / "reg"))
     monkeypatch.setenv("WEIGHTS_PATH", str(tmp_path / "models" / "ltr_weights.json"))
     registry = _registry(tmp_path)
+    return registry
+
+
+def test_a_version_folder_without_its_metadata_is_incomplete_not_absent(
+    cli_registry: LocalRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = cli_registry
     torn, good = _publish(registry, 1), _publish(registry, 2)
     (registry.versions_dir / torn / METADATA_FILE).unlink()
     with pytest.raises(RegistryError, match=f"version {torn} is incomplete: its metadata.json"):
@@ -134,11 +141,9 @@ def test_json_nested_too_deeply_is_malformed_json(tmp_path: Path) -> None:
 
 
 def test_the_cli_reports_crafted_files_and_dangling_pointers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_registry: LocalRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("LTR_REGISTRY_DIR", str(tmp_path / "reg"))
-    monkeypatch.setenv("WEIGHTS_PATH", str(tmp_path / "models" / "ltr_weights.json"))
-    registry = _registry(tmp_path)
+    registry = cli_registry
     good, deep = _publish(registry, 1), _publish(registry, 2)
     (registry.versions_dir / deep / METADATA_FILE).write_text(DEEP)
     assert main(["registry", "list"]) == 0
