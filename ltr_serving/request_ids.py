@@ -13,6 +13,12 @@ the id) and not logged again, since the first answer's events already stand for 
 own timestamps. Anything else under a remembered id is a 409: another list, or the same list
 after the versions changed (its answer could differ from the list that was logged).
 
+Whoever answers first logs: the first and its retries may be in flight together (the model
+scorer awaits the scoring pool), and the first may be refused (503) after a retry was admitted.
+So each id's entry records whether its list was logged and how many of its requests are in
+flight: the first answered request logs it, and an entry that logged nothing and has no
+request in flight is replaced by the next list under its id (a refused request named nothing).
+
 Ids the service makes are remembered too, without a fingerprint (a cost every request would
 pay): a client that sends one back is refused, since the list it named
 was answered already and a new showing needs a new id. The memory is per server process and
@@ -24,6 +30,7 @@ restarts or more than `capacity` requests apart is not caught here; the ingest's
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
@@ -46,44 +53,71 @@ def list_fingerprint(parsed: ParsedRequest) -> int:
         attributes = msgspec.json.encode(
             values if parsed.fast else [attributes_dict(v) for v in values]
         )
-    matrix = parsed.matrix[order].tobytes()
+    matrix = (parsed.matrix[order] + 0.0).tobytes()  # + 0.0: -0.0 is the same feature as 0.0
     return hash((parsed.case_id, parsed.top_k, keys[order].tobytes(), matrix, attributes))
 
 
+@dataclass(slots=True)
+class Admitted:
+    """One remembered id: its list, what answered it, whether its list was logged, and how
+    many requests under it are in flight."""
+
+    fingerprint: int | None
+    answered_by: tuple[str, str | None]
+    logged: bool = False
+    in_flight: int = 0
+
+    def claim_logging(self) -> bool:
+        """True for the first answered request under the id (it logs the list), else False."""
+        if self.logged:
+            return False
+        self.logged = True
+        return True
+
+
 class RecentRequestIds:
-    """request id -> (its list's fingerprint, None for an id the service made; the versions
-    that answered it)."""
+    """request id -> its `Admitted` entry (the fingerprint is None for an id the service made).
+    Used from the event loop only: no lock."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
         self.capacity = capacity
-        self._seen: OrderedDict[str, tuple[int | None, tuple[str, str | None]]] = OrderedDict()
+        self._seen: OrderedDict[str, Admitted] = OrderedDict()
 
     def admit(
         self, request_id: str, fingerprint: int | None, answered_by: tuple[str, str | None]
-    ) -> Admission:
+    ) -> tuple[Admission, Admitted | None]:
         """`new` (now remembered), `retry` (the same list answered by the same versions) or
         `reused` (another list, other versions, or an id the service made: refused, the first
-        list stays). `fingerprint` is None for an id the service makes."""
+        list stays; no entry). An admitted request counts as in flight until `release`.
+        `fingerprint` is None for an id the service makes."""
         seen = self._seen
         known = seen.get(request_id)
         if known is not None:
-            same = fingerprint is not None and known == (fingerprint, answered_by)
-            return "retry" if same else "reused"
-        seen[request_id] = (fingerprint, answered_by)
+            if fingerprint is not None and (known.fingerprint, known.answered_by) == (
+                fingerprint,
+                answered_by,
+            ):
+                known.in_flight += 1
+                return "retry", known
+            if known.logged or known.in_flight:
+                return "reused", None
+            del seen[request_id]  # refused before it was logged: the id named nothing
+        entry = seen[request_id] = Admitted(fingerprint, answered_by, in_flight=1)
         if len(seen) > self.capacity:
             seen.popitem(last=False)
-        return "new"
+        return "new", entry
 
-    def forget(self, request_id: str) -> None:
-        """Drop an id admitted as new whose request was then refused (nothing logged): its
-        retry is a first answer, to be logged."""
-        self._seen.pop(request_id, None)
+    @staticmethod
+    def release(entry: Admitted) -> None:
+        """The request admitted under `entry` is answered or refused."""
+        entry.in_flight -= 1
 
     def first(self, request_id: str) -> tuple[int | None, tuple[str, str | None]] | None:
         """What the id was first admitted with (None when it is not remembered)."""
-        return self._seen.get(request_id)
+        known = self._seen.get(request_id)
+        return None if known is None else (known.fingerprint, known.answered_by)
 
     def __len__(self) -> int:
         return len(self._seen)

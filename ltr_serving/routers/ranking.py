@@ -40,9 +40,9 @@ from ltr_serving.models import (
     RankResponse,
     ValidationErrorResponse,
 )
-from ltr_serving.request_ids import list_fingerprint
+from ltr_serving.request_ids import Admitted, list_fingerprint
 from ltr_serving.scoring_pool import ScoringTimeout, ScoringUnavailable
-from ltr_serving.state import ServingState
+from ltr_serving.state import LiveModel, ServingState
 
 log = logging.getLogger("ltr_serving.ranking")
 
@@ -198,15 +198,32 @@ class RankEndpoint:
             if clock is not None:
                 at = clock
         request_id = parsed.request_id or codec.new_request_id()
-        scorer = live.scorer
         canary = live.candidate
         answered_by = (live.version, canary.version if canary is not None else None)
         recent = state.request_ids
         fingerprint = None if parsed.request_id is None else list_fingerprint(parsed)
-        admission = recent.admit(request_id, fingerprint, answered_by)
-        if admission == "reused":
+        _, admitted = recent.admit(request_id, fingerprint, answered_by)
+        if admitted is None:
             first = recent.first(request_id)
             return await _send(send, 409, _reused(request_id, recent.capacity, first, answered_by))
+        try:
+            return await self._answer(state, live, send, body, parsed, request_id, admitted, at)
+        finally:
+            recent.release(admitted)
+
+    async def _answer(
+        self,
+        state: ServingState,
+        live: LiveModel,
+        send: Send,
+        body: bytes,
+        parsed: codec.ParsedRequest,
+        request_id: str,
+        admitted: Admitted,
+        at: float,
+    ) -> int:
+        """Rank an admitted request, log it when it is the first answer under its id, send it."""
+        scorer, canary = live.scorer, live.candidate
         state.metrics.count_candidates(len(parsed.ids))
         serving = state.settings.serving
         # While a candidate is loaded, the top LTR_INTERLEAVE_RATE of the request-id hash range
@@ -236,12 +253,11 @@ class RankEndpoint:
             except ScoringUnavailable as exc:
                 reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
                 state.metrics.scoring_refused.labels(reason).inc()
-                if admission == "new":  # not answered, not logged: a retry is a first answer
-                    recent.forget(request_id)
                 return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
         events = state.events
-        # a retry is answered as before and not logged again: the first answer's events stand
-        if events is not None and admission == "new":  # a few hundred ns: the worker expands
+        # the first answer under an id logs its list; a retry is answered as before and not
+        # logged again. A few hundred ns: the writer expands the record.
+        if events is not None and admitted.claim_logging():
             events.submit(
                 ImpressionRecord(
                     parsed,

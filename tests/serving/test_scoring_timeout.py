@@ -10,22 +10,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from ltr_core.settings import Settings
+from ltr_serving.app import create_app
 from ltr_serving.scoring_pool import ScoringBusy, ScoringPool, ScoringTimeout
+from tests.serving.test_impressions import logged_events
 from tests.support.model_texts import chain, write_model
 from tests.support.serving import (
     Publisher,
+    RunningServer,
     ServerProcess,
     metric_value,
     rank_body,
     wait_for,
     weights_for,
 )
+
+T = TypeVar("T")
 
 
 @cache
@@ -105,6 +110,53 @@ def test_the_weights_scorer_is_not_sent_to_the_pool(
         for _ in range(20):
             assert client.post("/rank", json=rank_body(1000)).status_code == 200
         assert _scoring(client)["busy"] == 0
+
+
+class _RefusesTheFirstAfterItsRetryIsScoring(ScoringPool):
+    """A scoring pool whose first job waits until a second is submitted, is refused (a
+    timeout), and only then lets the second finish: a request and its retry in flight together,
+    the first refused."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout_s=10.0)
+        self.submitted = 0
+        self.first_refused = asyncio.Event()
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        self.submitted += 1
+        if self.submitted == 1:
+            while self.submitted < 2:
+                await asyncio.sleep(0.005)
+            self.first_refused.set()
+            raise ScoringTimeout("scoring took longer than the test allows")
+        await self.first_refused.wait()
+        return fn()
+
+
+def test_a_retry_answered_while_its_first_request_is_refused_logs_the_list(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """The first answer under a request id logs it, whichever request gives it: here the retry,
+    admitted while the first was scoring, and answered after the first was refused."""
+    settings = serving_env(LTR_SCORER="model")
+    publisher.publish(weights_for(1))
+    app = create_app()
+    server = start_server(app)
+    app.state.serving.scoring = _RefusesTheFirstAfterItsRetryIsScoring()
+    body = rank_body(4, seed=2, request_id="r-raced")
+    retry = {**body, "candidates": body["candidates"][::-1]}
+    with ThreadPoolExecutor(2) as senders, server.client() as first, server.client() as second:
+        refused = senders.submit(first.post, "/rank", json=body)
+        wait_for(lambda: refused.running(), 5, "the first request to be sent")
+        time.sleep(0.2)  # the first request is admitted and waits in the pool
+        answered = senders.submit(second.post, "/rank", json=retry)
+        statuses = sorted([refused.result().status_code, answered.result().status_code])
+    assert statuses == [200, 503]
+    server.stop()  # the lifespan's shutdown writes what the log holds
+    events = logged_events(settings.serving_log_dir)
+    assert [e["request_id"] for e in events] == ["r-raced"] * 4
 
 
 # -- the pool ----------------------------------------------------------------------------------

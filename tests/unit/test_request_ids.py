@@ -29,48 +29,86 @@ def test_a_list_is_the_same_in_any_order_and_differs_in_anything_that_is_logged(
         _list(["l-1", "l-2", "l-3"], scale=0.5),  # the same lawyers, other features
     ):
         assert list_fingerprint(other) != first
+    zero, negative_zero = _list(["l-1", "l-2", "l-3"]), _list(["l-1", "l-2", "l-3"])
+    zero.matrix[:, 1], negative_zero.matrix[:, 1] = 0.0, -0.0  # one feature, spelled two ways
+    assert list_fingerprint(negative_zero) == list_fingerprint(zero)
     swapped = _list(["l-1", "l-2", "l-3"])
     swapped.matrix[[0, 1]] = swapped.matrix[[1, 0]]  # two lawyers' features exchanged
     assert list_fingerprint(swapped) != first
 
 
+def _admit(ids: RecentRequestIds, request_id: str, fingerprint: int | None, by=LIVE) -> str:
+    """Admit and release at once (a request answered without waiting)."""
+    admission, entry = ids.admit(request_id, fingerprint, by)
+    if entry is not None:
+        entry.claim_logging()
+        ids.release(entry)
+    return admission
+
+
 def test_an_id_names_one_list_a_retry_is_told_apart_and_another_list_is_refused() -> None:
     ids = RecentRequestIds()
-    assert ids.admit("r-1", 11, LIVE) == "new"
-    assert ids.admit("r-1", 11, LIVE) == "retry"
-    assert ids.admit("r-1", 12, LIVE) == "reused"  # another list
-    assert ids.admit("r-1", 11, ("v2", None)) == "reused"  # the same list, another version
-    assert ids.admit("r-1", 11, ("v1", "v2")) == "reused"  # ... or with a canary beside it
-    assert ids.admit("r-1", 11, LIVE) == "retry"  # a refusal does not replace the first list
+    assert _admit(ids, "r-1", 11) == "new"
+    assert _admit(ids, "r-1", 11) == "retry"
+    assert _admit(ids, "r-1", 12) == "reused"  # another list
+    assert _admit(ids, "r-1", 11, ("v2", None)) == "reused"  # the same list, another version
+    assert _admit(ids, "r-1", 11, ("v1", "v2")) == "reused"  # ... or with a canary beside it
+    assert _admit(ids, "r-1", 11) == "retry"  # a refusal does not replace the first list
     assert ids.first("r-1") == (11, LIVE) and ids.first("r-9") is None
-    assert ids.admit("r-2", 12, LIVE) == "new"
+    assert _admit(ids, "r-2", 12) == "new"
     assert len(ids) == 2
 
 
-def test_a_forgotten_id_is_new_again() -> None:
-    """A request refused after its id was admitted (scoring busy) logged nothing: its retry
-    must be logged, so it is admitted as new."""
+def test_the_first_answer_under_an_id_logs_whichever_request_it_is() -> None:
+    """The first request and its retry in flight together (the model scorer awaits the pool):
+    the first is refused (503) after the retry was admitted, so the retry logs the list."""
     ids = RecentRequestIds()
-    assert ids.admit("r-1", 11, LIVE) == "new"
-    ids.forget("r-1")
-    ids.forget("r-never")  # forgetting an unknown id is harmless
-    assert ids.admit("r-1", 11, LIVE) == "new"
+    first_admission, first = ids.admit("r-1", 11, LIVE)
+    retry_admission, retry = ids.admit("r-1", 11, LIVE)
+    assert (first_admission, retry_admission) == ("new", "retry")
+    assert first is not None and retry is not None
+    ids.release(first)  # refused: logged nothing
+    assert ids.admit("r-1", 12, LIVE) == ("reused", None)  # its retry is still in flight
+    assert retry.claim_logging()  # answered: the first answer, so it logs
+    ids.release(retry)
+    assert _admit(ids, "r-1", 11) == "retry"
+    assert not retry.claim_logging()  # logged once
+
+
+def test_a_retry_answered_after_the_first_is_not_logged_again() -> None:
+    ids = RecentRequestIds()
+    _, first = ids.admit("r-1", 11, LIVE)
+    _, retry = ids.admit("r-1", 11, LIVE)
+    assert first is not None and retry is not None
+    assert first.claim_logging()
+    assert not retry.claim_logging()
+
+
+def test_an_id_whose_request_was_refused_names_nothing_once_no_request_is_in_flight() -> None:
+    """A request refused after its id was admitted (scoring busy) logged nothing: the id is
+    free again, for its retry or another list."""
+    ids = RecentRequestIds()
+    _, refused = ids.admit("r-1", 11, LIVE)
+    assert refused is not None
+    ids.release(refused)
+    assert _admit(ids, "r-1", 12, ("v2", None)) == "new"
+    assert ids.first("r-1") == (12, ("v2", None))
 
 
 def test_an_id_the_service_made_is_refused_when_a_client_sends_it_back() -> None:
     ids = RecentRequestIds()
-    assert ids.admit("r-made", None, LIVE) == "new"  # no fingerprint: the list is not kept
-    assert ids.admit("r-made", 11, LIVE) == "reused"
+    assert _admit(ids, "r-made", None) == "new"  # no fingerprint: the list is not kept
+    assert _admit(ids, "r-made", 11) == "reused"
     assert ids.first("r-made") == (None, LIVE)
 
 
 def test_the_oldest_id_is_forgotten_first_past_the_capacity() -> None:
     ids = RecentRequestIds(capacity=3)
     for n in range(4):
-        assert ids.admit(f"r-{n}", n, LIVE) == "new"
+        assert _admit(ids, f"r-{n}", n) == "new"
     assert len(ids) == 3
-    assert ids.admit("r-0", 99, LIVE) == "new"  # forgotten: taken as new
-    assert ids.admit("r-3", 99, LIVE) == "reused"  # remembered
+    assert _admit(ids, "r-0", 99) == "new"  # forgotten: taken as new
+    assert _admit(ids, "r-3", 99) == "reused"  # remembered
 
 
 def test_a_capacity_below_one_is_refused() -> None:
