@@ -206,7 +206,8 @@ _ID_JSON_SCHEMA = {"type": "string", "maxLength": ID_MAX_LENGTH}
 
 
 def _not_an_impression_id(text: str) -> str:
-    if text.startswith(IMPRESSION_ID_PREFIX):
+    """Checked as the ingest will read it: stripped of white space at either end."""
+    if text.strip().startswith(IMPRESSION_ID_PREFIX):
         raise ValueError(
             f"event_id must not start with {IMPRESSION_ID_PREFIX!r}: the service names its "
             "impression events so, and the ingest keeps one event per id"
