@@ -639,8 +639,8 @@ class ServingSettings(BaseModel):
         300.0,
         validation_alias="LTR_SERVING_LOG_ROTATE_SECONDS",
         description="how long a serving-log file stays open (`.jsonl.part`) before it is "
-        "completed as `.jsonl`, the only files raw_events reads (also completed at 64 MiB, at an "
-        "event of another day and at shutdown)",
+        "completed as `.jsonl`, the only files raw_events reads (also completed at 64 MiB and at "
+        "shutdown; one file is open per day of the events)",
     )
     feedback_token: Annotated[SecretStr, VERBATIM] = Field(
         SecretStr(""),

@@ -61,6 +61,7 @@ DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_FILE_AGE_S = 300.0
 _TICK_S = 1.0  # how often an idle worker looks at the open file's age
 _BATCH = 256  # records taken off the queue per write
+MAX_OPEN_DAYS = 4  # serving-log files open at once, one per day (`FileSink`)
 
 
 def impression_event_id(request_id: str, lawyer_id: str) -> str:
@@ -321,8 +322,10 @@ class _OpenFile:
 
 class FileSink:
     """JSONL files, `<dir>/<YYYY-MM-DD>/<host>-<pid>-<seq>.jsonl`, written as `.jsonl.part`
-    and renamed (after fsync) when rotated or closed. One file is open at a time: an event of
-    another day closes it, as do `max_bytes` and `max_age_s`. A name that exists already (a
+    and renamed (after fsync) when rotated or closed: at `max_bytes`, at `max_age_s`, and at
+    close. One file is open per day, at most `MAX_OPEN_DAYS` (the oldest is completed first):
+    feedback for yesterday interleaved with today's impressions is normal, and a file per
+    alternation would make thousands of files and fsyncs. A name that exists already (a
     restarted container keeps its pid) is skipped."""
 
     kind = "file"
@@ -342,18 +345,17 @@ class FileSink:
         self.prefix = f"{socket.gethostname()}-{os.getpid()}"
         self.files_completed = 0
         self._seq = 0
-        self._open: _OpenFile | None = None
+        self._open: dict[str, _OpenFile] = {}  # by day, in the order they were opened
 
     def write(self, day: str, lines: Sequence[Line]) -> None:
         self.write_data(day, b"".join(line.data for line in lines), len(lines))
 
     def write_data(self, day: str, data: bytes, count: int) -> None:
         """Write `count` events that are already JSON lines, `data`, all of UTC `day`."""
-        current = self._open
-        if current is not None and current.day != day:
-            self._finish()
-            current = None
+        current = self._open.get(day)
         if current is None:
+            if len(self._open) >= MAX_OPEN_DAYS:
+                self._finish(next(iter(self._open)))
             current = self._start(day)
         current.handle.write(data)
         current.handle.flush()
@@ -361,15 +363,22 @@ class FileSink:
         if self.written is not None:
             self.written.inc(count)
         if current.size >= self.max_bytes:
-            self._finish()
+            self._finish(day)
+
+    @property
+    def open_days(self) -> list[str]:
+        """The days with a file open, oldest opened first."""
+        return list(self._open)
 
     def tick(self, now: float) -> None:
-        current = self._open
-        if current is not None and time.monotonic() - current.opened >= self.max_age_s:
-            self._finish()
+        moment = time.monotonic()
+        for day, current in list(self._open.items()):
+            if moment - current.opened >= self.max_age_s:
+                self._finish(day)
 
     def close(self) -> None:
-        self._finish()
+        for day in list(self._open):
+            self._finish(day)
 
     def _start(self, day: str) -> _OpenFile:
         folder = self.directory / day
@@ -393,11 +402,11 @@ class FileSink:
                 fresh.unlink(missing_ok=True)
                 continue
             os.replace(fresh, part)
-            self._open = _OpenFile(day, part, final, handle, time.monotonic())
-            return self._open
+            opened = self._open[day] = _OpenFile(day, part, final, handle, time.monotonic())
+            return opened
 
-    def _finish(self) -> None:
-        current, self._open = self._open, None
+    def _finish(self, day: str) -> None:
+        current = self._open.pop(day, None)
         if current is None:
             return
         try:

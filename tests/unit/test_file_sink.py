@@ -1,0 +1,54 @@
+"""The serving log's files (`ltr_serving.impressions.FileSink`): one open file per day, so late
+feedback interleaved with today's impressions does not make a file per alternation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ltr_serving.impressions import MAX_OPEN_DAYS, FileSink
+
+
+def _line(day: str, n: int) -> bytes:
+    return f'{{"day": "{day}", "n": {n}}}\n'.encode()
+
+
+def _files(directory: Path, pattern: str) -> list[Path]:
+    return sorted(directory.rglob(pattern))
+
+
+def test_events_of_two_days_alternating_go_to_one_file_per_day(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path)
+    for n in range(100):
+        for day in ("2026-12-05", "2026-12-06"):
+            sink.write_data(day, _line(day, n), 1)
+    assert sink.open_days == ["2026-12-05", "2026-12-06"]
+    assert _files(tmp_path, "*.jsonl") == []  # nothing completed yet: both still open
+    sink.close()
+    complete = _files(tmp_path, "*.jsonl")
+    assert [p.parent.name for p in complete] == ["2026-12-05", "2026-12-06"]
+    for path in complete:
+        lines = path.read_bytes().splitlines(keepends=True)
+        assert lines == [_line(path.parent.name, n) for n in range(100)]
+    assert _files(tmp_path, "*.part") == [] and sink.files_completed == 2
+
+
+def test_past_the_open_file_limit_the_day_opened_first_is_completed(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path)
+    days = [f"2026-11-{d:02d}" for d in range(1, MAX_OPEN_DAYS + 2)]
+    for day in days:
+        sink.write_data(day, _line(day, 0), 1)
+    assert sink.open_days == days[1:]
+    assert [p.parent.name for p in _files(tmp_path, "*.jsonl")] == [days[0]]
+    sink.write_data(days[0], _line(days[0], 1), 1)  # a later event of that day: a new file
+    assert len(_files(tmp_path / days[0], "*")) == 2
+    sink.close()
+    assert _files(tmp_path, "*.part") == []
+
+
+def test_each_days_file_is_completed_at_its_own_age_and_size(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path, max_age_s=0.0, max_bytes=40)
+    sink.write_data("2026-12-05", _line("2026-12-05", 0), 1)
+    sink.write_data("2026-12-06", _line("2026-12-06", 0) * 2, 2)  # past max_bytes: completed
+    assert sink.open_days == ["2026-12-05"]
+    sink.tick(0.0)  # past max_age_s
+    assert sink.open_days == [] and sink.files_completed == 2
