@@ -282,14 +282,29 @@ def impression_data(record: ImpressionRecord) -> bytes:
     return _encoder.encode_lines(events)
 
 
+class WriteFailed(Exception):
+    """A record's write failed after `written` of its events were written (a feedback batch
+    spans days, written one day at a time): the counters count each part as what it was."""
+
+    def __init__(self, written: int, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.written = written
+        self.error = error
+
+
 def write_record(sink: EventSink, record: Record) -> None:
     """Write a record's events to a sink; a file takes an impression's lines as encoded, in one
-    piece (no split into `Line`s it does not need)."""
-    if isinstance(record, ImpressionRecord) and isinstance(sink, FileSink):
-        sink.write_data(day_of(record.at), impression_data(record), record.size)
-        return
-    for day, lines in record.by_day():
-        sink.write(day, lines)
+    piece (no split into `Line`s it does not need). Raises `WriteFailed`."""
+    written = 0
+    try:
+        if isinstance(record, ImpressionRecord) and isinstance(sink, FileSink):
+            sink.write_data(day_of(record.at), impression_data(record), record.size)
+            return
+        for day, lines in record.by_day():
+            sink.write(day, lines)
+            written += len(lines)
+    except Exception as exc:
+        raise WriteFailed(written, exc) from exc
 
 
 # --- sinks ---------------------------------------------------------------------------------------
@@ -637,23 +652,24 @@ class EventLog:
         except Exception as exc:
             self.counts.error(exc)
 
-    def _count_failed(self, record: Record) -> None:
-        self.counts.failed += record.size
-        if self._failed is not None:
-            self._failed.labels(record.kind).inc(record.size)
+    def _count(self, kind: str, logged: int, failed: int) -> None:
+        self.counts.logged[kind] += logged
+        self.counts.failed += failed
+        if self._logged is not None and logged:
+            self._logged.labels(kind).inc(logged)
+        if self._failed is not None and failed:
+            self._failed.labels(kind).inc(failed)
 
     def _write(self, record: Record) -> None:
         on_done = self._on_done.pop(id(record), None) if self._on_done else None
         try:
             write_record(self.sink, record)
-        except Exception as exc:
-            self._count_failed(record)
-            self.counts.error(exc)
+        except WriteFailed as exc:
+            self._count(record.kind, exc.written, record.size - exc.written)
+            self.counts.error(exc.error)
             if on_done is not None:
                 on_done(False)
             return
-        self.counts.logged[record.kind] += record.size
-        if self._logged is not None:
-            self._logged.labels(record.kind).inc(record.size)
+        self._count(record.kind, record.size, 0)
         if on_done is not None:
             on_done(True)

@@ -67,6 +67,7 @@ from ltr_serving.impressions import (
     Line,
     LogCounts,
     Record,
+    WriteFailed,
     complete_orphaned_files,
     write_record,
 )
@@ -583,16 +584,18 @@ class PipeEventLog:
         lock. It costs the request the expansion of its events, so the service slows only
         while its writer is behind, and nothing is dropped. False (failed and counted) when
         the file fails too."""
+        written = record.size
         try:
             write_record(self.spill, record)
-        except Exception as exc:
-            self._count_failed(record.kind, record.size)
-            self.counts.error(exc)
-            return False
-        self.counts.logged[record.kind] += record.size
-        self._metrics.events_logged.labels(record.kind).inc(record.size)
-        self._metrics.events_spilled.inc(record.size)
-        return True
+        except WriteFailed as exc:
+            written = exc.written
+            self._count_failed(record.kind, record.size - written)
+            self.counts.error(exc.error)
+        if written:
+            self.counts.logged[record.kind] += written
+            self._metrics.events_logged.labels(record.kind).inc(written)
+            self._metrics.events_spilled.inc(written)
+        return written == record.size
 
     def _tick(self) -> None:
         """Called under the lock (the spill file is written under it too)."""

@@ -205,8 +205,10 @@ def _check(item: Any, loc: tuple[str | int, ...]) -> tuple[EventRow, bytes] | li
         503: {
             "model": ErrorResponse,
             "description": "feedback logging is not configured (LTR_FEEDBACK_TOKEN unset or "
-            "LTR_IMPRESSION_LOG=off), or the event log cannot take the events (its writer is "
-            "gone or the service is stopping; nothing was logged: retry)",
+            "LTR_IMPRESSION_LOG=off), or the event log could not write or confirm all the "
+            "events in time (its writer is gone, the service is stopping, a file cannot be "
+            "written; some may have been written: retry, the events are deduplicated by "
+            "event_id)",
         },
     },
     openapi_extra={

@@ -378,7 +378,8 @@ openapi_route = APIRoute(
     methods=["POST"],
     tags=["ranking"],
     summary="Rank",
-    description="Rank by descending score; ties keep the request's order (a stable sort). "
+    description="Rank by descending score; equal scores by `lawyer_id` (so a retry listing "
+    "the candidates in another order gets the same answer). "
     "Per-feature contributions only with `explain` (weights scorer); `top_k` limits the answer. "
     "A share of requests (LTR_EXPLORE_RATE, chosen by a hash of `request_id`) is shown with "
     "positions 1 and k exchanged (`policy` is then `swap`; `rank` is always the shown "

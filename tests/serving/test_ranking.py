@@ -212,9 +212,18 @@ def test_the_openapi_document_describes_rank(
     publisher: Publisher, start_server: Callable[[], RunningServer]
 ) -> None:
     publisher.publish(weights_for(1))
+    twins = rank_body(1)
+    twins["candidates"] = [
+        {**twins["candidates"][0], "lawyer_id": lawyer} for lawyer in ("l-b", "l-a")
+    ]
     with start_server().client() as client:
         document = client.get("/openapi.json").json()
-    body = document["paths"]["/rank"]["post"]["requestBody"]["content"]["application/json"]
+        tied = client.post("/rank", json=twins).json()
+    operation = document["paths"]["/rank"]["post"]
+    # the order the description promises for equal scores is the order served
+    assert "equal scores by `lawyer_id`" in operation["description"]
+    assert [c["lawyer_id"] for c in tied["candidates"]] == ["l-a", "l-b"]
+    body = operation["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/RankRequest"}
     features = document["components"]["schemas"]["Features"]
     assert features["required"] == list(FEATURES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltr_serving.impressions import MAX_OPEN_DAYS, FileSink
+from ltr_serving.impressions import MAX_OPEN_DAYS, EventLog, FeedbackRecord, FileSink, Line
 
 
 def _line(day: str, n: int) -> bytes:
@@ -52,3 +52,29 @@ def test_each_days_file_is_completed_at_its_own_age_and_size(tmp_path: Path) -> 
     assert sink.open_days == ["2026-12-05"]
     sink.tick(0.0)  # past max_age_s
     assert sink.open_days == [] and sink.files_completed == 2
+
+
+def test_a_batch_whose_second_day_fails_counts_the_written_day_as_logged(tmp_path: Path) -> None:
+    """A feedback batch spans days, written one day at a time: a failure on the second day
+    leaves the first written, and the counters say so (the 503 tells the client to retry; the
+    events are deduplicated by event id)."""
+    (tmp_path / "2026-12-07").write_text("a file where the day's folder would go")
+    log = EventLog(FileSink(tmp_path), capacity=4)
+    outcome: list[bool] = []
+    lines = [
+        ("2026-12-06", _feedback(0)),
+        ("2026-12-06", _feedback(1)),
+        ("2026-12-07", _feedback(2)),
+    ]
+    log.start()
+    log.submit(FeedbackRecord(lines), outcome.append)
+    log.stop()  # drains the queue
+    assert outcome == [False]
+    assert (log.counts.logged["feedback"], log.counts.failed) == (2, 1)
+    assert log.counts.last_error is not None and "FileExistsError" in log.counts.last_error
+    (written,) = _files(tmp_path, "*.jsonl")
+    assert written.read_bytes() == _feedback(0).data + _feedback(1).data
+
+
+def _feedback(n: int) -> Line:
+    return Line(f'{{"event_id": "f-{n}"}}\n'.encode(), None, 0, "feedback")
