@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,9 @@ class Delivery:
     answer: Any = None  # the JSON body of a successful response (None if it had none)
 
 
+DEADLINE_S = 8.0  # every attempt of one POST, backoff included
+
+
 def post_json(
     url: str,
     payload: dict[str, Any],
@@ -29,24 +33,67 @@ def post_json(
     attempts: int = 3,
     backoff_s: float = 0.5,
     timeout_s: float = 5.0,
+    deadline_s: float = DEADLINE_S,
 ) -> Delivery:
-    """POST with retries and backoff; never raises (the caller reports the outcome)."""
+    """POST with retries and backoff, each attempt within `timeout_s` and all of them within
+    `deadline_s`, however slowly the server answers (httpx's timeout bounds each read, so a
+    server sending a byte a second held one call for minutes, past a sensor tick's 60 s); never
+    raises (the caller reports the outcome). A redirect is not followed (a POST would turn into
+    a GET): the error names where it points."""
+    coroutine = _post_json(url, payload, token, attempts, backoff_s, timeout_s, deadline_s)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no event loop in this thread
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as thread:  # called from async code: its own loop, elsewhere
+        return thread.submit(asyncio.run, coroutine).result()
+
+
+async def _post_json(
+    url: str,
+    payload: dict[str, Any],
+    token: str,
+    attempts: int,
+    backoff_s: float,
+    timeout_s: float,
+    deadline_s: float,
+) -> Delivery:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
     error = ""
     status = None
-    for attempt in range(1, attempts + 1):
-        try:
-            response = httpx.post(url, json=payload, headers=headers, timeout=timeout_s)
-            status = response.status_code
-            if response.is_success:
-                return Delivery(True, attempt, status, "", _json_or_none(response))
-            error = f"HTTP {status}: {response.text[:200]}"
-            if 400 <= status < 500 and status != 429:
-                break  # our request is wrong; retrying will not help
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        if attempt < attempts:
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+    attempt = 0
+    async with httpx.AsyncClient(follow_redirects=False) as client:
+        while attempt < attempts:
+            attempt += 1
+            wait_s = min(timeout_s, end - loop.time())
+            try:
+                response = await asyncio.wait_for(
+                    client.post(url, json=payload, headers=headers, timeout=wait_s), wait_s
+                )
+            except TimeoutError:
+                error = f"no answer within {wait_s:.3g} s"
+            except Exception as exc:  # httpx's errors, and an URL httpx cannot use
+                error = f"{type(exc).__name__}: {exc}".replace(url, _host(url))
+            else:
+                status = response.status_code
+                if response.is_success:
+                    return Delivery(True, attempt, status, "", _json_or_none(response))
+                if response.is_redirect:
+                    location = response.headers.get("location", "")
+                    where = _host(location) if location else "no Location"
+                    error = f"HTTP {status}: redirected ({where}), not followed: set that URL"
+                    break
+                error = f"HTTP {status}: {response.text[:200]}"
+                if 400 <= status < 500 and status != 429:
+                    break  # our request is wrong; retrying will not help
+            pause = backoff_s * 2 ** (attempt - 1)
+            if attempt < attempts and loop.time() + pause < end:
+                await asyncio.sleep(pause)
+            elif attempt < attempts:
+                error += f"; no time left for another attempt within {deadline_s:g} s"
+                break
     log.warning("POST to %s failed after %d attempts: %s", _host(url), attempt, error)
     return Delivery(False, attempt, status, error)
 
@@ -61,7 +108,11 @@ def _json_or_none(response: httpx.Response) -> Any:
 def _host(url: str) -> str:
     """Scheme and host only: webhook URLs (Slack's among them) carry their secret in the path."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        port = parts.port
+    except ValueError:  # not a port: shown as absent, never raised from an error message
+        port = None
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
 
 
 def notify(webhook_url: str, text: str) -> Delivery | None:
@@ -70,6 +121,17 @@ def notify(webhook_url: str, text: str) -> Delivery | None:
     if not webhook_url:
         return None
     return post_json(webhook_url, {"text": text})
+
+
+def undelivered(delivery: Delivery | None) -> str:
+    """ "" when the notification was delivered (or no webhook is set), else what went wrong, for
+    the tick's or the run's log."""
+    if delivery is None or delivery.ok:
+        return ""
+    return (
+        f"the notification did not reach NOTIFY_WEBHOOK_URL after {delivery.attempts} "
+        f"attempt(s): {delivery.error}"
+    )
 
 
 def failure_text(job: str, partition: str, run_id: str, gate_refused: bool, detail: str) -> str:

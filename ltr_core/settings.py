@@ -175,8 +175,15 @@ def _to_url(value: object) -> object:
     if not isinstance(value, str) or not value.strip():
         return value
     parsed = urlsplit(value.strip())
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError("is not an http(s) URL with a host, e.g. http://127.0.0.1:8000")
+    try:
+        port = parsed.port  # None when absent; ValueError when not a number in 0-65535
+    except ValueError:
+        port = 0
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == 0:
+        raise ValueError(
+            "is not an http(s) URL with a host and, if any, a port from 1 to 65535, e.g. "
+            "http://127.0.0.1:8000"
+        )
     return value.strip()
 
 
@@ -889,7 +896,7 @@ class Settings(BaseSettings):
         description="days of interleaving after which a candidate that is neither promoted nor "
         "shown worse is retired",
     )
-    notify_webhook_url: SecretStr = Field(
+    notify_webhook_url: Annotated[SecretStr, BeforeValidator(_to_url), SECRET] = Field(
         SecretStr(""),
         validation_alias="NOTIFY_WEBHOOK_URL",
         description="Slack-compatible webhook for run notifications (its URL embeds a secret)",

@@ -94,7 +94,7 @@ from ltr_assets.gate.versions import list_versions, versions_table
 from ltr_assets.ingest.day import DayNotOver, EmptyDay, check_day_over, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
-from ltr_assets.notify import notify
+from ltr_assets.notify import notify, undelivered
 from ltr_assets.registry.local import LocalRegistry, PublishResult
 from ltr_assets.registry.publication import PruneReport, live_version_age
 from ltr_core.settings import Settings
@@ -430,11 +430,13 @@ def published_weights(
     )
     if report.s3_published is False:
         context.log.warning(f"S3 publish failed, local version stands: {report.s3_error}")
-        notify(
+        told = notify(
             settings.notify_webhook_url.get_secret_value(),
             f":warning: LTR {result.version} published locally only; S3 failed: "
             f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
         )
+        if failure := undelivered(told):
+            context.log.warning(failure)
     artifact = registry.load(result.version)
     live = live_metadata(registry)
     mirror = ltr.mirror()

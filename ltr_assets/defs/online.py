@@ -43,7 +43,7 @@ from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.charts import markdown_image
 from ltr_assets.lake.paths import Lake
-from ltr_assets.notify import notify
+from ltr_assets.notify import notify, undelivered
 from ltr_assets.online.charts import win_share_chart
 from ltr_assets.online.comparison import (
     Applied,
@@ -220,7 +220,11 @@ def online_comparison(context: AssetExecutionContext, ltr: LtrResource) -> Mater
         context.log.error(f"online_comparison[{day}]: {error}")
     context.log.info(f"online_comparison[{day}]: {comparison.explanation}")
     if applied is not None and applied.moved:
-        notify(settings.notify_webhook_url.get_secret_value(), _notification(comparison, applied))
+        told = notify(
+            settings.notify_webhook_url.get_secret_value(), _notification(comparison, applied)
+        )
+        if failure := undelivered(told):
+            context.log.warning(failure)
         if applied.s3_synced is False:
             context.log.warning(f"S3 pointers not moved: {applied.s3_error}")
     return MaterializeResult(

@@ -40,7 +40,7 @@ from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.evaluation import check_line
-from ltr_assets.notify import failure_text, notify, request_reload
+from ltr_assets.notify import Delivery, failure_text, notify, request_reload, undelivered
 from ltr_core.settings import Settings
 from ltr_core.vocabulary import GateOutcome
 
@@ -169,6 +169,20 @@ def tag_run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     return outcome
 
 
+def _with_delivery(reason: str, told: Delivery | None) -> str:
+    """A skip reason, with the notification's failure when it was not delivered."""
+    failure = undelivered(told)
+    return f"{reason}; {failure}" if failure else reason
+
+
+def _deliver(ltr: LtrResource, text: str) -> None:
+    """Post a run notification; raise when it was not delivered, so the sensor's tick shows
+    the failure (with the message) instead of a success that told nobody."""
+    failure = undelivered(notify(ltr.settings().notify_webhook_url.get_secret_value(), text))
+    if failure:
+        raise RuntimeError(f"{failure}. The message: {text}")
+
+
 def _skip(log: logging.Logger, reason: str) -> SkipReason:
     """A skip whose reason is also written to the tick's log, where the tick list's "View logs"
     shows it (the list itself shows the reason only on hover)."""
@@ -200,22 +214,23 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
         answer = delivery.answer if isinstance(delivery.answer, dict) else {}
         if answer.get("candidate_state") == "refused":  # the live version serves alone
             error = answer.get("candidate_error")
-            notify(
+            told = notify(
                 settings.notify_webhook_url.get_secret_value(),
                 f":warning: the ranking service reloaded after {after} but refused the canary "
                 f"candidate {answer.get('candidate_version')}: {error}. The live version serves "
                 "alone and the online comparison cannot collect evidence; retire the candidate "
                 "or set a servable one.",
             )
-            return _skip(log, f"serving reloaded after {after} but refused the candidate: {error}")
+            reason = f"serving reloaded after {after} but refused the candidate: {error}"
+            return _skip(log, _with_delivery(reason, told))
         return _skip(log, f"serving reloaded after {after}")
     if delivery.status == 409:
-        notify(
+        told = notify(
             settings.notify_webhook_url.get_secret_value(),
             f":warning: the ranking service refused the new artifact after {after}: "
             f"{delivery.error}. The previous version keeps serving.",
         )
-        return _skip(log, f"serving refused the artifact: {delivery.error}")
+        return _skip(log, _with_delivery(f"serving refused the artifact: {delivery.error}", told))
     raise RuntimeError(
         f"reload request failed after {delivery.attempts} attempts: {delivery.error}"
     )
@@ -330,7 +345,7 @@ def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> Ski
         text = failure_text(run.job_name, partition, run.run_id, True, outcome.detail)
     else:
         text = f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})"
-    notify(ltr.settings().notify_webhook_url.get_secret_value(), text)
+    _deliver(ltr, text)
     return None
 
 
@@ -347,8 +362,8 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> Sk
     detail = outcome.detail
     if outcome.outcome == "crashed" and detail.startswith("run "):  # no step failed: say why
         detail = (context.failure_event.message if context.failure_event else None) or detail
-    notify(
-        ltr.settings().notify_webhook_url.get_secret_value(),
+    _deliver(
+        ltr,
         failure_text(
             run.job_name,
             run.tags.get("dagster/partition", "-"),

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -9,6 +15,7 @@ from dagster import DagsterInstance, build_run_status_sensor_context
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import notify_run_success
+from ltr_assets.notify import post_json
 from tests.conftest import write_simulated_events
 from tests.support.dagster_results import run_by_id
 from tests.support.http_receiver import http_receiver
@@ -41,7 +48,76 @@ def test_published_and_refused_nights_reach_the_webhook_told_apart(
                     resources=defs.resources,
                 )
             )
-    refusal, success = (m["text"] for m in receiver.messages)
+        refusal, success = (m["text"] for m in receiver.messages)
+    with http_receiver(status=500) as failing:
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", failing.url)
+        # not delivered: the sensor raises, so its tick shows the failure and the message
+        with pytest.raises(RuntimeError, match="did not reach NOTIFY_WEBHOOK_URL after 3 ") as lost:
+            notify_run_success(
+                build_run_status_sensor_context(
+                    sensor_name=notify_run_success.name,
+                    dagster_event=_run_event(passed, "PIPELINE_SUCCESS"),
+                    dagster_instance=instance,
+                    dagster_run=run_by_id(instance, passed.run_id),
+                    resources=defs.resources,
+                )
+            )
+    assert len(failing.messages) == 3 and "HTTP 500" in str(lost.value)
+    assert ":white_check_mark: ltr_daily_job [2026-11-02] succeeded" in str(lost.value)
     assert refusal.startswith(":no_entry: ltr_daily_job [2026-11-01]")
     assert "gate refused: min_samples: " in refusal and "previous version stays live" in refusal
     assert success.startswith(":white_check_mark: ltr_daily_job [2026-11-02] succeeded")
+
+
+@contextmanager
+def _slow_server(answer: bytes, pause_s: float) -> Iterator[str]:
+    """Accepts connections and sends `answer` a byte every `pause_s` (a webhook that trickles)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                for byte in answer:
+                    if stop.wait(pause_s):
+                        return
+                    with contextlib.suppress(OSError):
+                        connection.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/T0/B0/s3cr3t"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_post_is_bounded_in_time_however_slowly_the_server_answers() -> None:
+    """httpx's timeout bounds each read: a server sending a byte every 0.3 s held a POST for
+    its whole answer (a sensor tick past its 60 s, failed, then re-posted). The deadline bounds
+    every attempt together."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # 40 bytes: 12 s at 0.3 s each
+    with _slow_server(answer, 0.3) as url:
+        started = time.monotonic()
+        delivery = post_json(url, {"text": "x"}, timeout_s=1.0, deadline_s=2.0)
+        elapsed = time.monotonic() - started
+    assert not delivery.ok and "no answer within" in delivery.error
+    assert elapsed < 6.0, elapsed  # the answer alone takes 12 s
+
+
+def test_a_redirect_or_an_unusable_url_is_a_failed_delivery_not_an_exception() -> None:
+    with http_receiver(status=302) as moved:
+        delivery = post_json(moved.url, {"text": "x"})
+    assert (delivery.ok, delivery.attempts, delivery.status) == (False, 1, 302)
+    assert "not followed" in delivery.error
+    for url in ("http://127.0.0.1:99999/T0/B0/s3cr3t", "http://127.0.0.1:abc/T0/B0/s3cr3t"):
+        delivery = post_json(url, {"text": "x"}, backoff_s=0.0)
+        assert not delivery.ok and delivery.error
+        assert "s3cr3t" not in delivery.error

@@ -116,6 +116,13 @@ def test_thresholds_are_parsed_from_strings() -> None:
             "is not a Kafka topic name",
         ),
         ({"LTR_SERVING_URL": "ftp://host/x"}, "is not an http(s) URL with a host"),
+        ({"LTR_SERVING_URL": "http://127.0.0.1:99999"}, "a port from 1 to 65535"),
+        ({"LTR_SERVING_URL": "http://127.0.0.1:0/"}, "a port from 1 to 65535"),
+        # a webhook URL carries its secret: the error names the variable, never the value
+        (
+            {"NOTIFY_WEBHOOK_URL": "http://hooks.example:abc/T0/B0/s3cr3t"},
+            "NOTIFY_WEBHOOK_URL=<secret> is not an http(s) URL",
+        ),
         (
             {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:abc"},
             "KAFKA_BOOTSTRAP_SERVERS='127.0.0.1:abc' is not a list of Kafka brokers",
