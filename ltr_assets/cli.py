@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from ltr_assets.simulation.simulator import (
     ClickModel,
     Simulator,
     SimulatorConfig,
+    parse_bias_target,
     render_lines,
 )
 from ltr_core.artifacts.format import (
@@ -36,9 +38,50 @@ if TYPE_CHECKING:
     from ltr_assets.registry.s3_mirror import S3Mirror
 
 
+MAX_SIMULATED_DAYS = 366  # the simulator holds every event in memory (about 12 MB a day)
+
+
+def _day_argument(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day YYYY-MM-DD") from None
+
+
+def _count_argument(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not in [{low:,}, {high:,}]")
+        return value
+
+    return parse
+
+
+def _non_negative_argument(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
+
+
+def _bias_argument(text: str) -> str:
+    try:
+        parse_bias_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _simulate(args: argparse.Namespace) -> int:
     config = SimulatorConfig(
-        start=date.fromisoformat(args.start),
+        start=args.start,
         days=args.days,
         seed=args.seed,
         requests_per_day=args.requests_per_day,
@@ -65,9 +108,16 @@ def _simulate(args: argparse.Namespace) -> int:
         return _simulate_to_kafka(events, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as handle:
-        for line in render_lines(events, args.envelope, args.seed):
-            handle.write(line + "\n")
+    # written beside it and renamed: a failed write (a full disk) never leaves a cut file
+    # under the name an audit-log glob reads, nor destroys the file it replaces
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("w") as handle:
+            for line in render_lines(events, args.envelope, args.seed):
+                handle.write(line + "\n")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     print(f"wrote {len(events)} events ({args.envelope} envelope) for {args.days} days to {out}")
     return 0
 
@@ -380,21 +430,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write days of simulated platform events")
-    sim.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
-    sim.add_argument("--days", type=int, required=True)
+    sim.add_argument("--start", type=_day_argument, required=True, help="first day, YYYY-MM-DD")
+    sim.add_argument(
+        "--days", type=_count_argument(1, MAX_SIMULATED_DAYS), required=True, help="1 to 366"
+    )
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--out", help="JSONL file to write")
     sim.add_argument("--to", choices=["file", "kafka"], default="file")
     sim.add_argument("--envelope", choices=ENVELOPES, default="flat")
     sim.add_argument(
-        "--partitions", type=int, default=3, help="partitions if --to kafka creates the topic"
+        "--partitions",
+        type=_count_argument(1, 10_000),
+        default=3,
+        help="partitions if --to kafka creates the topic",
     )
-    sim.add_argument("--requests-per-day", type=int, default=400)
-    sim.add_argument("--bias-against", help="clients' bias against a group, e.g. gender=F")
-    sim.add_argument("--bias-strength", type=float, default=1.0)
+    sim.add_argument("--requests-per-day", type=_count_argument(1, 1_000_000), default=400)
+    sim.add_argument(
+        "--bias-against",
+        type=_bias_argument,
+        help="clients' bias against a group, e.g. gender=F or gender=F&pcd=true",
+    )
+    sim.add_argument("--bias-strength", type=_non_negative_argument, default=1.0)
     sim.add_argument(
         "--position-bias",
-        type=float,
+        type=_non_negative_argument,
         default=ClickModel.position_bias,
         help="η in the examination curve θ_k = k^-η (0: every candidate is examined)",
     )
@@ -467,9 +526,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "simulate" and args.to == "file" and not args.out:
-        build_parser().error("simulate needs --out FILE")
+        parser.error("simulate needs --out FILE")
+    if args.command == "simulate" and args.days > (date.max - args.start).days:
+        # the last day's feedback may land the next day
+        parser.error(f"--start {args.start} with --days {args.days} runs past 9999-12-30")
     command: Callable[[argparse.Namespace], int] = args.func
     try:
         return command(args)

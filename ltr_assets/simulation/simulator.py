@@ -286,9 +286,15 @@ def parse_bias_target(text: str) -> tuple[tuple[str, str], ...]:
         attribute, sep, value = part.partition("=")
         if not sep or not attribute.strip() or not value.strip():
             raise ValueError(f"bias target {text!r}: expected attribute=value[&attribute=value]")
-        if attribute.strip() not in ATTRIBUTE_DISTRIBUTIONS:
-            raise ValueError(f"bias target {text!r}: unknown attribute {attribute.strip()!r}")
-        target.append((attribute.strip(), value.strip()))
+        attribute, value = attribute.strip(), value.strip()
+        if attribute not in ATTRIBUTE_DISTRIBUTIONS:
+            known = ", ".join(ATTRIBUTE_DISTRIBUTIONS)
+            raise ValueError(f"bias target {text!r}: unknown attribute {attribute!r} ({known})")
+        values = [attribute_text(v) for v in ATTRIBUTE_DISTRIBUTIONS[attribute][0] if v is not None]
+        if value not in values:  # it would match no lawyer: a run without bias, silently
+            known = ", ".join(map(str, values))
+            raise ValueError(f"bias target {text!r}: {attribute} has no value {value!r} ({known})")
+        target.append((attribute, value))
     return tuple(target)
 
 
