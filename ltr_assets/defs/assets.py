@@ -441,7 +441,7 @@ def published_weights(
     live = live_metadata(registry)
     mirror = ltr.mirror()
     baseline = CandidateSummary.from_json(artifact.metadata).baseline
-    compared = baseline.name if baseline.version else "none: the first version"
+    compared = baseline.compared_with(context.partition_key)
     s3 = _s3_status(report.s3_published, report.s3_error)
     yield MaterializeResult(
         metadata={

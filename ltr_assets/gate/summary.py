@@ -139,6 +139,11 @@ class BaselineSummary:
             return "none published"
         return f"{self.label or 'live'} {self.version}"
 
+    def compared_with(self, partition: str) -> str:
+        """`name`, saying for which days none was published: in a backfill, later versions
+        may exist (none of them is a fair yardstick for an earlier day)."""
+        return self.name if self.version else f"none published for {partition} or before"
+
 
 @dataclass(frozen=True)
 class Comparison:

@@ -187,6 +187,9 @@ def test_first_version_has_no_baseline_column_values() -> None:
     card = render_model_card(CandidateSummary.from_json(summary))
     assert card.startswith("# Model card: candidate (partition 2026-11-03)")
     assert "## Gate: PASSED" in card and "Baseline: none published." in card
+    # published_weights' compared_with: for which days none was (a backfill may have later ones)
+    baseline = CandidateSummary.from_json(summary).baseline
+    assert baseline.compared_with("2026-11-03") == "none published for 2026-11-03 or before"
     assert "| counterfactual nDCG@5 | 0.8123 [0.7000, 0.9000] | n/a |" in card
     assert "| A | 0.5556 | n/a | n/a |" in card
 
