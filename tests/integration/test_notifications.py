@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context
@@ -25,6 +26,19 @@ def _run_event(result, kind: str):
     return next(e for e in result.all_events if e.event_type_value == kind)
 
 
+def _notify_success(instance: DagsterInstance, result: Any) -> None:
+    """What the daemon does when the run of `result` succeeded: evaluate notify_run_success."""
+    notify_run_success(
+        build_run_status_sensor_context(
+            sensor_name=notify_run_success.name,
+            dagster_event=_run_event(result, "PIPELINE_SUCCESS"),
+            dagster_instance=instance,
+            dagster_run=run_by_id(instance, result.run_id),
+            resources=defs.resources,
+        )
+    )
+
+
 def test_published_and_refused_nights_reach_the_webhook_told_apart(
     ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
@@ -39,29 +53,13 @@ def test_published_and_refused_nights_reach_the_webhook_told_apart(
     with http_receiver() as receiver:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
         for result in (refused, passed):
-            notify_run_success(
-                build_run_status_sensor_context(
-                    sensor_name=notify_run_success.name,
-                    dagster_event=_run_event(result, "PIPELINE_SUCCESS"),
-                    dagster_instance=instance,
-                    dagster_run=run_by_id(instance, result.run_id),
-                    resources=defs.resources,
-                )
-            )
+            _notify_success(instance, result)
         refusal, success = (m["text"] for m in receiver.messages)
     with http_receiver(status=500) as failing:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", failing.url)
         # not delivered: the sensor raises, so its tick shows the failure and the message
         with pytest.raises(RuntimeError, match="did not reach NOTIFY_WEBHOOK_URL after 3 ") as lost:
-            notify_run_success(
-                build_run_status_sensor_context(
-                    sensor_name=notify_run_success.name,
-                    dagster_event=_run_event(passed, "PIPELINE_SUCCESS"),
-                    dagster_instance=instance,
-                    dagster_run=run_by_id(instance, passed.run_id),
-                    resources=defs.resources,
-                )
-            )
+            _notify_success(instance, passed)
     assert len(failing.messages) == 3 and "HTTP 500" in str(lost.value)
     assert ":white_check_mark: ltr_daily_job [2026-11-02] succeeded" in str(lost.value)
     assert refusal.startswith(":no_entry: ltr_daily_job [2026-11-01]")
