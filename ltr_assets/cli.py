@@ -519,7 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="simulate, run the pipeline, print a report")
-    demo.add_argument("--days", type=int, default=28)
+    demo.add_argument(
+        "--days", type=_count_argument(1, MAX_SIMULATED_DAYS), default=28, help="1 to 366"
+    )
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_demo)
     return parser

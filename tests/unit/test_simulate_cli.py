@@ -63,3 +63,11 @@ def test_a_failed_write_leaves_the_previous_file_whole_and_no_partial_one(
     assert "No space left on device" in capsys.readouterr().err
     assert out.read_text() == "the previous run's events\n"
     assert [p.name for p in tmp_path.iterdir()] == ["events.jsonl"]
+
+
+def test_the_demo_takes_a_number_of_days_it_can_simulate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["demo", "--days", "0"])
+    assert exited.value.code == 2 and "--days: 0 is not in [1, 366]" in capsys.readouterr().err
