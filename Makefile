@@ -155,8 +155,9 @@ deploy-images: dockerd
 # deploy/.env.example): Postgres, Kafka and S3 are the ones it names. Built first, then started
 # without building (compose v1 cannot pass the build secret).
 COMPOSE = $(DOCKER_COMPOSE) -p ltr -f deploy/docker-compose.yml --env-file deploy/.env
-deploy-up: deploy-images
+deploy-up:
 	@test -f deploy/.env || { echo "copy deploy/.env.example to deploy/.env and fill it in"; exit 1; }
+	$(MAKE) --no-print-directory deploy-images
 	$(COMPOSE) up -d --no-build
 	$(COMPOSE) ps
 

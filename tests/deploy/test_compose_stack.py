@@ -19,6 +19,7 @@ containers, the state volume, its database."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -162,6 +163,7 @@ def stack(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "LTR_RELOAD_TOKEN": f"token-{uuid.uuid4().hex}",
+        "LTR_FEEDBACK_TOKEN": f"feedback-{uuid.uuid4().hex}",
         "LTR_START_DATE": DAYS[0],
         # The small-data gate of the pipeline tests (tests/conftest.py, small_data_gate): day 1
         # alone is refused by min_samples, days 2 and 3 publish.
@@ -418,6 +420,7 @@ def _exercise(stack: Stack, timeline: Timeline) -> None:
             assert details["Config"]["Labels"]["dagster/run_id"] == record.dagster_run.run_id
             assert details["Config"]["Image"] == _compose_default("LTR_DAGSTER_IMAGE")
             assert details["HostConfig"]["NetworkMode"] == "host"
+            assert details["HostConfig"]["LogConfig"]["Config"]["max-size"] == "20m"
 
         # The killed run: failed by its container's death (not a step), retried once, and the
         # retry published; day 1 refused by its gate (a successful run that published nothing),
@@ -443,6 +446,8 @@ def _exercise(stack: Stack, timeline: Timeline) -> None:
         assert answer.status_code == 200, answer.text
         assert answer.json()["version"] == version
     timeline.mark(f"both replicas serve latest ({version}, day {DAYS[2]}) and answer /rank")
+    _check_what_serving_logs_reaches_the_topic(stack)
+    timeline.mark("a served list and its feedback are in the topic raw_events reads")
     _wait_healthy(stack, DAGSTER_SERVICES + SERVING_SERVICES, timeout_s=120)
     timeline.mark("all five services healthy")
 
@@ -453,6 +458,62 @@ def _exercise(stack: Stack, timeline: Timeline) -> None:
     assert _version_of(stack.serving["serving-a"]) is None, "serving-a still answers"
     assert load.failed == [], load.failed[:5]
     timeline.mark(f"serving-a stopped under load: serving-b answered {load.ok} requests, 0 failed")
+
+
+def _check_what_serving_logs_reaches_the_topic(stack: Stack) -> None:
+    """A replica's impression log and /feedback go to the topic raw_events reads (the
+    compose file's LTR_IMPRESSION_LOG=kafka), not to a folder inside its container."""
+    request_id = f"compose-{uuid.uuid4().hex[:12]}"
+    url = stack.serving["serving-a"]
+    answer = httpx.post(f"{url}/rank", json=rank_body(8, request_id=request_id), timeout=10)
+    assert answer.status_code == 200, answer.text
+    feedback = {
+        "event_type": "offer_feedback",
+        "timestamp": time.time(),
+        "case_id": "c-1",
+        "lawyer_id": answer.json()["candidates"][0]["lawyer_id"],
+        "action": "click",
+        "request_id": request_id,
+    }
+    token = stack.env["LTR_FEEDBACK_TOKEN"]
+    told = httpx.post(
+        f"{url}/feedback", json=feedback, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+    assert told.status_code == 200, told.text
+    found = _wait(
+        "the served list and its feedback in the topic",
+        60,
+        lambda: (events := _topic_events(stack.env, request_id)) and len(events) == 9 and events,
+    )
+    kinds = sorted(event["event_type"] for event in found)
+    assert kinds == ["match_recommendation"] * 8 + ["offer_feedback"], kinds
+
+
+def _topic_events(env: dict[str, str], request_id: str) -> list[dict[str, Any]]:
+    """The events of `request_id` in the topic, read from its beginning."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def read() -> list[dict[str, Any]]:
+        consumer = AIOKafkaConsumer(
+            env["KAFKA_TOPIC"],
+            bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            found: list[dict[str, Any]] = []
+            while batches := await consumer.getmany(timeout_ms=2000):
+                for records in batches.values():
+                    for record in records:
+                        event = json.loads(record.value or b"{}")
+                        if event.get("request_id") == request_id:
+                            found.append(event)
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 def _check_the_containers_run_the_compose_file(stack: Stack) -> None:

@@ -333,10 +333,19 @@ def test_dagster_service_environment_parses(compose: dict[str, Any], name: str) 
 
 @pytest.mark.parametrize("name", SERVING_SERVICES)
 def test_serving_environment_parses(compose: dict[str, Any], name: str) -> None:
-    settings = Settings.from_env(service_env(compose["services"][name]))
+    service = compose["services"][name]
+    settings = Settings.from_env(service_env(service))
     assert settings.serving_store == "s3"
-    assert settings.serving.reload_enabled
+    assert settings.serving.reload_enabled and settings.serving.feedback_enabled
     assert 0 < settings.serving.poll_seconds <= 60, "every replica polls S3"
+    # What it serves reaches raw_events: the topic the pipeline reads, and spill files on the
+    # volume the run containers mount at the same LTR_HOME.
+    assert settings.serving.impression_log == "kafka"
+    dagster = Settings.from_env(service_env(compose["services"]["code-server"]))
+    assert settings.kafka == dagster.kafka
+    assert service["volumes"] == ["ltr-state:/var/lib/ltr"]
+    assert settings.serving_log_dir.is_relative_to(service_env(service)["LTR_HOME"])
+    assert settings.serving_log_dir == dagster.serving_log_dir
 
 
 # --- ports, images, network, volume -------------------------------------------------------------
@@ -353,7 +362,10 @@ def test_ports_agree(compose: dict[str, Any]) -> None:
         port = command_flag(service["command"], "--port")
         assert f"127.0.0.1:{port}/ltr/health" in interpolate(service["healthcheck"]["test"])
     code = services["code-server"]
-    assert command_flag(code["healthcheck"]["test"], "-p") == command_flag(code["command"], "-p")
+    # python -m ltr_assets.code_server_health PORT: the port the code server listens on
+    health = code["healthcheck"]["test"]
+    assert health[1:4] == ["python", "-m", "ltr_assets.code_server_health"]
+    assert interpolate(health[4]) == command_flag(code["command"], "-p")
     assert f"127.0.0.1:{WEBSERVER_PORT}/server_info" in interpolate(web["healthcheck"]["test"])
     serving_file = DOCKERFILES["serving"].read_text()
     assert f"EXPOSE {SERVING_PORT}" in serving_file
@@ -370,6 +382,10 @@ def test_run_containers_join_the_network_and_volume(
     compose: dict[str, Any], instance: dict[str, Any]
 ) -> None:
     launcher = instance["run_launcher"]["config"]
+    # run containers' logs rotate as the services' do
+    logging = compose["services"]["daemon"]["logging"]
+    log_config = launcher["container_kwargs"]["log_config"]
+    assert (log_config["type"], log_config["config"]) == (logging["driver"], logging["options"])
     for mount in launcher["container_kwargs"]["volumes"]:
         volume, path = mount.split(":")[:2]
         assert compose["volumes"][volume]["name"] == volume
@@ -505,13 +521,22 @@ def test_k8s_serving_manifest(helm: dict[str, Any]) -> None:
     undocumented = sorted(key for key in env if not is_documented(key))
     assert not undocumented, undocumented
     assert {"secretRef": {"name": "ltr-secrets"}} in container["envFrom"]
-    settings = Settings.from_env({**env, "LTR_RELOAD_TOKEN": "from-the-secret"})
+    secrets = {"LTR_RELOAD_TOKEN": "from-the-secret", "LTR_FEEDBACK_TOKEN": "from-the-secret"}
+    settings = Settings.from_env({**env, **secrets})
     assert settings.serving_store == "s3" and 0 < settings.serving.poll_seconds <= 60
+    # What it serves reaches raw_events: the code location's topic, spills on the runs' volume.
+    (code_location,) = helm["dagster-user-deployments"]["deployments"]
+    location_env = {item["name"]: item["value"] for item in code_location["env"]}
+    assert settings.serving.impression_log == "kafka"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == location_env["KAFKA_BOOTSTRAP_SERVERS"]
+    assert env["KAFKA_TOPIC"] == location_env["KAFKA_TOPIC"]
+    assert container["volumeMounts"] == code_location["volumeMounts"]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in volumes] == ["ltr-state"]
     # The Service is what the reload sensor calls (the code location's LTR_SERVING_URL).
     service = documents["Service"]
     assert service["metadata"]["name"] == deployment["metadata"]["name"]
     assert service["spec"]["ports"][0]["port"] == SERVING_PORT
-    (code_location,) = helm["dagster-user-deployments"]["deployments"]
     url = {item["name"]: item["value"] for item in code_location["env"]}["LTR_SERVING_URL"]
     assert url.startswith(f"http://{service['metadata']['name']}.")
     assert url.endswith(f":{SERVING_PORT}")
