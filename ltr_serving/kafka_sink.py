@@ -135,6 +135,7 @@ class KafkaSink:
         self._taken = 0
         self._settled_upto = 0
         self._early: list[int] = []
+        self._lost_numbers: list[int] = []  # lines settled as lost (a min-heap): `lost_before`
         self._closing = False
         # the loop's side
         self._producer: Any = None  # AIOKafkaProducer (aiokafka is untyped)
@@ -165,8 +166,7 @@ class KafkaSink:
             self._pending += len(batch)
         numbers = range(first, first + len(batch))
         if full:
-            self._overflow(day, batch)
-            self._settled(numbers)
+            self._settled(numbers, lost=not self._overflow(day, batch))
             return
         try:
             self._loop.call_soon_threadsafe(self._accept, day, batch, first)
@@ -185,13 +185,23 @@ class KafkaSink:
         with self._pending_lock:
             return self._settled_upto
 
+    def lost_before(self, end: int) -> list[int]:
+        """The numbers below `end` of lines settled as lost (neither sent nor spilled), each
+        told once: the writer process fails the frames that held them."""
+        with self._pending_lock:
+            lost = self._lost_numbers
+            told = []
+            while lost and lost[0] < end:
+                told.append(heapq.heappop(lost))
+            return told
+
     def tick(self, now: float) -> None:
         """Rotate the overflow file when due (the loop rotates its spill file on its own)."""
         self.overflow.tick(now)
 
-    def _overflow(self, day: str, lines: list[Line]) -> None:
+    def _overflow(self, day: str, lines: list[Line]) -> bool:
         """Spill lines Kafka has no room for, on the caller's thread (its own file: the loop
-        alone touches `spill`). A file failing too: the lines are lost and counted."""
+        alone touches `spill`). A file failing too: the lines are lost and counted (False)."""
         try:
             self.overflow.write(day, lines)
         except Exception as exc:
@@ -201,11 +211,12 @@ class KafkaSink:
                 for line in lines:
                     self._lost_counter.labels(line.kind).inc()
             self._error(exc, f"spilling {len(lines)} events to {self.overflow.directory}")
-            return
+            return False
         with self._pending_lock:
             self.spilled += len(lines)
         if self._spilled_counter is not None:
             self._spilled_counter.inc(len(lines))
+        return True
 
     def close(self) -> None:
         """Flush the producer (spilling what it cannot send in time), complete the spill file
@@ -243,9 +254,12 @@ class KafkaSink:
             last_error_at=self.last_error_at,
         )
 
-    def _settled(self, numbers: Sequence[int]) -> None:
+    def _settled(self, numbers: Sequence[int], lost: bool = False) -> None:
         with self._pending_lock:
             self._pending -= len(numbers)
+            if lost:
+                for number in numbers:
+                    heapq.heappush(self._lost_numbers, number)
             early = self._early
             for number in numbers:
                 if number != self._settled_upto:
@@ -442,9 +456,11 @@ class KafkaSink:
         lost."""
         if not lines:
             return
+        lost = False
         try:
             self.spill.write(day, lines)
         except Exception as exc:
+            lost = True
             self.lost += len(lines)
             if self._lost_counter is not None:
                 for line in lines:
@@ -455,7 +471,7 @@ class KafkaSink:
             if self._spilled_counter is not None:
                 self._spilled_counter.inc(len(lines))
         finally:
-            self._settled(numbers)
+            self._settled(numbers, lost)
 
     async def _shutdown(self) -> None:
         """Send what is handed over, flush the producer, spill what it could not send in time,

@@ -663,13 +663,15 @@ class _Progress:
     dies with records in its producer leaves their frames unconfirmed, and the serving process
     hands them to the next writer."""
 
-    def __init__(self, sink: object) -> None:
+    def __init__(self, sink: object, counts: LogCounts | None = None) -> None:
         self.lock = threading.Lock()
         self.done = 0
         self.failed: list[int] = []
         self._kafka = sink if isinstance(sink, KafkaSink) else None  # else: written = done
+        self._counts = counts  # where a frame that lost lines is recorded (health degrades)
         # frames taken but not settled: (the sink's lines taken after it, failed, feedback)
         self._waiting: deque[tuple[int, bool, bool]] = deque()
+        self._first_line = 0  # the sink's number of the first line of the oldest frame waiting
         self.feedback_waiting = 0  # feedback frames among them: their requests wait
 
     def frame_written(self, failed: bool, feedback: bool = False) -> None:
@@ -685,10 +687,23 @@ class _Progress:
         if self._kafka is None:
             return
         upto = self._kafka.settled_lines()
-        while self._waiting and self._waiting[0][0] <= upto:
-            _, failed, feedback = self._waiting.popleft()
+        settled = 0
+        while settled < len(self._waiting) and self._waiting[settled][0] <= upto:
+            settled += 1
+        if not settled:
+            return
+        # lines neither sent nor spilled (the spill file failed too): their frames failed
+        lost = self._kafka.lost_before(self._waiting[settled - 1][0])
+        if lost and self._counts is not None:
+            self._counts.last_error = f"{len(lost)} events lost: {self._kafka.last_error}"
+            self._counts.last_error_at = datetime.now(UTC)
+        start = self._first_line
+        for _ in range(settled):
+            end, failed, feedback = self._waiting.popleft()
             self.feedback_waiting -= feedback
-            self._finish(failed)
+            self._finish(failed or any(start <= number < end for number in lost))
+            start = end
+        self._first_line = start
 
     def _finish(self, failed: bool) -> None:
         if failed:
@@ -744,7 +759,7 @@ def main() -> int:
         return 0
     done = threading.Event()
     wake = threading.Event()  # a feedback frame waits for Kafka: report it promptly
-    progress = _Progress(events.sink)
+    progress = _Progress(events.sink, events.counts)
 
     def report_forever() -> None:
         while not done.is_set():

@@ -9,7 +9,7 @@ import socket
 from collections.abc import Callable
 
 from ltr_core.settings import Settings
-from tests.serving.test_feedback import AUTH, feedback
+from tests.serving.test_feedback import AUTH, TODAY, feedback
 from tests.serving.test_impressions import logged_events
 from tests.support.serving import (
     Publisher,
@@ -72,3 +72,35 @@ def test_an_unreachable_kafka_spills_every_event_to_the_files(
     assert len(events) == 81
     assert {e["request_id"] for e in events} == {*ids, "r-1"}
     assert sum(e.get("event_id") == "fb-1" for e in events) == 1
+
+
+def test_events_neither_sent_nor_spilled_are_a_503_and_degrade_health(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """Kafka unreachable and the spill file unwritable (the day's folder taken by a file; in
+    production a full or read-only disk): the sink loses the events, so /feedback must not
+    answer 200 for them, and health says what happened."""
+    settings = serving_env(
+        LTR_IMPRESSION_LOG="kafka",
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}",
+        LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="1",
+        LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.2",
+    )
+    publisher.publish(weights_for(2))
+    server = start_server()
+    settings.serving_log_dir.mkdir(parents=True, exist_ok=True)
+    (settings.serving_log_dir / TODAY).write_text("a file where the day's folder belongs")
+    with server.client() as client:
+        wait_for(
+            lambda: client.get("/ltr/health").json()["event_log"]["kafka"]["state"] == "spilling",
+            30,
+            "the sink to spill",
+        )
+        answer = client.post("/feedback", json=feedback(event_id="fb-lost"), headers=AUTH)
+        health = client.get("/ltr/health").json()
+    assert answer.status_code == 503, answer.text
+    assert health["status"] == "degraded"
+    assert "1 events lost" in health["event_log"]["last_error"]
+    assert health["event_log"]["kafka"]["lost"] == 1
