@@ -322,7 +322,15 @@ class KafkaSink:
         try:
             async with asyncio.timeout(self.timeout_s):
                 await producer.start()
-                # the topic's metadata: a missing topic fails here, not on the first record
+                # A missing topic fails here, not on the first record; asked of every topic's
+                # metadata, since naming it makes a broker with auto-creation on (Kafka's
+                # default) create it with its own retention, which would drop old-dated events.
+                metadata = await producer.client.fetch_all_metadata()
+                if self.settings.topic not in metadata.topics():
+                    raise LookupError(
+                        f"topic {self.settings.topic!r} does not exist: create it with "
+                        "retention.ms=-1 (the service never creates it)"
+                    )
                 await producer.partitions_for(self.settings.topic)
             adopted = True
         except Exception as exc:

@@ -31,6 +31,7 @@ class FakeBroker:
     def __init__(self) -> None:
         self.up = True
         self.refuse_sends = False  # send() itself fails (as when the producer's buffer is full)
+        self.topic_exists = True
         self.records: list[tuple[str, bytes | None, bytes, int]] = []
         self.producers: list[FakeProducer] = []
         self.options: dict[str, Any] = {}
@@ -45,8 +46,15 @@ class FakeBroker:
 class FakeProducer:
     def __init__(self, broker: FakeBroker) -> None:
         self.broker = broker
+        self.client = self  # aiokafka's producer.client, asked for every topic's metadata
         self.stopped = False
         self.unacknowledged: list[asyncio.Future[None]] = []
+
+    async def fetch_all_metadata(self) -> FakeProducer:
+        return self
+
+    def topics(self) -> set[str]:
+        return {"events"} if self.broker.topic_exists else {"another"}
 
     async def start(self) -> None:
         if not self.broker.up:
@@ -178,6 +186,21 @@ def test_kafka_unreachable_at_startup_spills_from_the_first_event(
     assert "connecting to k:9092" in (sink.status().last_error or "")
     sink.close()
     assert spilled_ids(tmp_path) == ["e-0"]
+
+
+def test_a_missing_topic_is_never_created_and_its_events_spill(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    """The sink asks for every topic's metadata, not the topic's (naming it makes a broker with
+    auto-creation on create it, with a retention that drops old-dated events)."""
+    broker.topic_exists = False
+    sink = make_sink(broker, tmp_path)
+    sink.write(DAY, [line(0)])
+    wait_until(lambda: sink.status().spilled == 1, "spilled")
+    assert sink.status().state == "spilling"
+    assert "topic 'events' does not exist" in (sink.status().last_error or "")
+    sink.close()
+    assert spilled_ids(tmp_path) == ["e-0"] and broker.records == []
 
 
 def test_a_record_the_producer_refuses_is_spilled_with_the_rest_of_its_batch(
