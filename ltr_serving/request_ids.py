@@ -20,10 +20,10 @@ flight: the first answered request logs it, and an entry that logged nothing and
 request in flight is replaced by the next list under its id (a refused request named nothing).
 
 Ids the service makes are remembered too, without a fingerprint (a cost every request would
-pay): a client that sends one back is refused, since the list it named
-was answered already and a new showing needs a new id. The memory is per server process and
-bounded (the last `capacity` ids; the oldest is forgotten first), so a reuse across replicas,
-restarts or more than `capacity` requests apart is not caught here; the ingest's
+pay): a client that sends one back is refused, since the list it named was answered already
+and a new showing needs a new id. The memory is per server process and bounded (the last
+`capacity` ids; the oldest with no request in flight is forgotten first), so a reuse across
+replicas, restarts or more than `capacity` requests apart is not caught here; the ingest's
 `duplicate_conflicts` check reports it then.
 """
 
@@ -100,14 +100,27 @@ class RecentRequestIds:
                 answered_by,
             ):
                 known.in_flight += 1
+                seen.move_to_end(request_id)  # used lately: forgotten last
                 return "retry", known
             if known.logged or known.in_flight:
                 return "reused", None
             del seen[request_id]  # refused before it was logged: the id named nothing
         entry = seen[request_id] = Admitted(fingerprint, answered_by, in_flight=1)
         if len(seen) > self.capacity:
-            seen.popitem(last=False)
+            self._forget_oldest()
         return "new", entry
+
+    def _forget_oldest(self) -> None:
+        """Forget the oldest id with no request in flight: one in flight may still log its
+        list, so another list must not take its id meanwhile (kept, as the newest, until then).
+        The ids in flight are at most the requests being served, so the loop is short."""
+        seen = self._seen
+        for _ in range(len(seen)):
+            request_id, oldest = next(iter(seen.items()))
+            if not oldest.in_flight:
+                del seen[request_id]
+                return
+            seen.move_to_end(request_id)
 
     @staticmethod
     def release(entry: Admitted) -> None:

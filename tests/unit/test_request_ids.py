@@ -111,6 +111,24 @@ def test_the_oldest_id_is_forgotten_first_past_the_capacity() -> None:
     assert _admit(ids, "r-3", 99) == "reused"  # remembered
 
 
+def test_an_id_in_flight_is_not_forgotten_past_the_capacity_and_a_retry_is_kept_longer() -> None:
+    """An id whose request still waits on the scoring pool may yet log its list: forgetting it
+    would let another list take the id, and both be logged under it."""
+    ids = RecentRequestIds(capacity=2)
+    _, waiting = ids.admit("r-waiting", 1, LIVE)
+    assert waiting is not None
+    for n in range(5):
+        assert _admit(ids, f"r-{n}", n) == "new"
+    assert ids.first("r-waiting") == (1, LIVE)  # kept while in flight
+    assert ids.admit("r-waiting", 99, LIVE) == ("reused", None)
+    waiting.claim_logging()
+    ids.release(waiting)
+    assert _admit(ids, "r-retried", 7) == "new"
+    assert _admit(ids, "r-retried", 7) == "retry"  # used lately: now the newest
+    assert _admit(ids, "r-9", 9) == "new"
+    assert ids.first("r-retried") == (7, LIVE) and ids.first("r-waiting") is None
+
+
 def test_a_capacity_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RecentRequestIds(capacity=0)
