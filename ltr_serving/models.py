@@ -205,9 +205,13 @@ _FeedbackId = Annotated[
 _ID_JSON_SCHEMA = {"type": "string", "maxLength": ID_MAX_LENGTH}
 
 
-def _not_an_impression_id(text: str) -> str:
-    """Checked as the ingest will read it: stripped of white space at either end."""
-    if text.strip().startswith(IMPRESSION_ID_PREFIX):
+def _a_feedback_event_id(text: str) -> str:
+    """The ingest strips white space at either end of an id, so "fb-1" and " fb-1" would be
+    one event there (one kept, the other lost as a conflict): refused, as /rank refuses such
+    ids. An impression's id (`imp-…`) is refused too."""
+    if text.strip() != text:
+        raise ValueError("event_id must not have white space at either end (the ingest strips it)")
+    if text.startswith(IMPRESSION_ID_PREFIX):
         raise ValueError(
             f"event_id must not start with {IMPRESSION_ID_PREFIX!r}: the service names its "
             "impression events so, and the ingest keeps one event per id"
@@ -258,10 +262,10 @@ class FeedbackEvent(BaseModel):
     request_id: _FeedbackId | None = Field(
         default=None, description="the /rank response's request_id the feedback answers"
     )
-    event_id: Annotated[_FeedbackId, AfterValidator(_not_an_impression_id)] | None = Field(
+    event_id: Annotated[_FeedbackId, AfterValidator(_a_feedback_event_id)] | None = Field(
         default=None,
         description="the client's id (dedup key; not starting with `imp-`, the service's "
-        "impression ids); derived from the content if absent",
+        "impression ids; no white space at either end); derived from the content if absent",
     )
 
 

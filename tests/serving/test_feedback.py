@@ -83,9 +83,10 @@ def test_one_event_and_a_batch_with_bad_events_named_by_field(
         "not an object",
         # an impression's id: the ingest would keep one of the two events
         feedback("l-7", event_id=impression_event_id("r-1", "l-7")),
-        # ... also behind white space, which the ingest strips
+        # white space at either end, which the ingest strips ("fb-1" and " fb-1" would be one
+        # event there): refused, an impression's id behind it too
         feedback("l-8", event_id=" " + impression_event_id("r-1", "l-8")),
-        feedback("l-9", event_id="\u3000" + impression_event_id("r-1", "l-9") + "\u00a0"),
+        feedback("l-9", event_id="\u3000fb-9\u00a0"),
     ]
     with server.client() as client:
         single = client.post("/feedback", json=feedback(), headers=AUTH)
