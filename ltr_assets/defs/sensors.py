@@ -299,9 +299,10 @@ def reload_after_online_decision_sensor(
     context: SensorEvaluationContext, asset_event: EventLogEntry
 ) -> SkipReason:
     ltr: LtrResource = context.resources.ltr
-    return _reload_outcome(
-        ltr.settings(), f"online decision in run {asset_event.run_id[:8]}", context.log
-    )
+    after = f"online decision in run {asset_event.run_id[:8]}"
+    if ltr.registry().latest_version() is None:  # the nights before the first publication
+        return _skip(context.log, f"nothing is published yet: no reload after {after}")
+    return _reload_outcome(ltr.settings(), after, context.log)
 
 
 @run_status_sensor(

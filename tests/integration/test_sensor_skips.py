@@ -22,6 +22,8 @@ from ltr_assets.defs.sensors import (
 )
 from tests.support.dagster_results import a_success_and_a_failure_over_an_empty_day
 from tests.support.http_receiver import http_receiver
+from tests.support.registry_writer import VersionWriter
+from tests.support.serving import weights_for
 
 
 def _tick(sensor: SensorDefinition, instance: DagsterInstance, cursor: str | None = None):
@@ -140,6 +142,7 @@ def test_a_candidate_the_reloaded_service_refused_is_told_not_reported_as_reload
         "candidate_version": "20261102_000000",
         "candidate_error": "gated for the model scorer, this replica runs weights",
     }
+    VersionWriter(ltr_home / "registry").publish(weights_for(1), "model", {}, "2026-11-01")
     instance = DagsterInstance.ephemeral()
     instance.report_runless_asset_event(
         AssetMaterialization(asset_key=AssetKey("online_comparison"), partition="2026-11-03")
@@ -154,3 +157,21 @@ def test_a_candidate_the_reloaded_service_refused_is_told_not_reported_as_reload
     assert "gated for the model scorer" in tick.skip_message
     assert [m["text"][:9] for m in webhook.messages] == [":warning:"]
     assert "20261102_000000" in webhook.messages[0]["text"]
+
+
+def test_no_reload_is_asked_after_an_online_decision_while_nothing_is_published(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """online_comparison runs every night, also before the first publication: asking serving
+    to reload then would be refused (no latest) and notified as a refused artifact."""
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(
+        AssetMaterialization(asset_key=AssetKey("online_comparison"), partition="2026-11-01")
+    )
+    with http_receiver(status=409) as serving, http_receiver() as webhook:
+        monkeypatch.setenv("LTR_SERVING_URL", serving.url)
+        monkeypatch.setenv("LTR_RELOAD_TOKEN", "t" * 20)
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", webhook.url)
+        tick = _tick(reload_after_online_decision_sensor, instance)
+    assert serving.messages == [] and webhook.messages == []
+    assert tick.skip_message is not None and "nothing is published yet" in tick.skip_message
