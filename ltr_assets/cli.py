@@ -374,8 +374,17 @@ def _registry_sync(args: argparse.Namespace) -> int:
         return 2
     from ltr_assets.registry.publication import S3_ERRORS
 
+    registry = _registry(settings)
+    if not registry.versions():  # S3 mirrors the local registry: it would clear its pointers
+        print(
+            f"error: the registry at LTR_REGISTRY_DIR={settings.registry_dir} holds no version: "
+            "nothing to mirror, and S3's pointers were left alone (run this where the registry "
+            "is, e.g. in the compose code-server container)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        report = sync(_registry(settings), mirror, force_pointer=args.force)
+        report = sync(registry, mirror, force_pointer=args.force)
     except S3_ERRORS as exc:
         print(f"error: sync to {mirror.url()} failed: {exc}", file=sys.stderr)
         return 1

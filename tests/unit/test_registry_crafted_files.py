@@ -180,3 +180,15 @@ def test_repair_removes_a_link_in_the_trash_and_not_what_it_points_at(tmp_path: 
     assert not os.path.lexists(trash / "link")
     assert (outside / "keep.txt").read_text() == "keep"
     assert registry.repair() == []  # nothing is reported removed twice
+
+
+def test_sync_from_a_registry_without_versions_touches_nothing_on_s3(
+    cli_registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run where the registry is not (a container without its volume), a forced sync would
+    have cleared S3's candidate pointer: refused before S3 is reached (nothing listens)."""
+    monkeypatch.setenv("S3_BUCKET", "ltr-models")
+    monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")
+    assert main(["registry", "sync", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no version: nothing to mirror" in err and str(cli_registry.root) in err
