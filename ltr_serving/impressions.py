@@ -23,6 +23,7 @@ Kafka does not take in time.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -372,8 +373,12 @@ class FileSink:
             if len(self._open) >= MAX_OPEN_DAYS:
                 self._finish(next(iter(self._open)))
             current = self._start(day)
-        current.handle.write(data)
-        current.handle.flush()
+        try:
+            current.handle.write(data)
+            current.handle.flush()
+        except BaseException:
+            self._cut_off(day)
+            raise
         current.size += len(data)
         if self.written is not None:
             self.written.inc(count)
@@ -419,6 +424,19 @@ class FileSink:
             os.replace(fresh, part)
             opened = self._open[day] = _OpenFile(day, part, final, handle, time.monotonic())
             return opened
+
+    def _cut_off(self, day: str) -> None:
+        """A write failed part-way (a full disk): the file may end in a torn line, so no
+        later event goes after it. Completed as it stands, if it can be (the ingest quarantines
+        the torn line, counted); else left as `.part`, for `complete_orphaned_files`."""
+        current = self._open.pop(day, None)
+        if current is None:
+            return
+        with contextlib.suppress(OSError):
+            current.handle.close()
+        with contextlib.suppress(OSError):
+            os.replace(current.part, current.final)
+            self.files_completed += 1
 
     def _finish(self, day: str) -> None:
         current = self._open.pop(day, None)

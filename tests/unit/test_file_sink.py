@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ltr_serving.impressions import MAX_OPEN_DAYS, EventLog, FeedbackRecord, FileSink, Line
 
 
@@ -78,3 +80,30 @@ def test_a_batch_whose_second_day_fails_counts_the_written_day_as_logged(tmp_pat
 
 def _feedback(n: int) -> Line:
     return Line(f'{{"event_id": "f-{n}"}}\n'.encode(), None, 0, "feedback")
+
+
+def test_after_a_failed_write_the_next_events_go_to_a_new_file(tmp_path: Path) -> None:
+    """A write that fails part-way (a full disk) may leave a torn line: the file is completed
+    as it stands (the ingest quarantines that line) and the next event starts a new file,
+    instead of being appended to the torn line and quarantined with it."""
+    sink = FileSink(tmp_path)
+    day = "2026-12-06"
+    sink.write_data(day, _line(day, 0), 1)
+    handle = sink._open[day].handle
+
+    class DiskFull:
+        def write(self, data: bytes) -> int:
+            handle.write(data[:5])
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(handle, name)
+
+    sink._open[day].handle = DiskFull()  # type: ignore[assignment]
+    with pytest.raises(OSError, match="No space left"):
+        sink.write_data(day, _line(day, 1), 1)
+    sink.write_data(day, _line(day, 2), 1)
+    sink.close()
+    first, second = _files(tmp_path, "*.jsonl")
+    assert first.read_bytes() == _line(day, 0) + _line(day, 1)[:5]
+    assert second.read_bytes() == _line(day, 2)
