@@ -28,17 +28,22 @@ def closed_port() -> int:
     return port  # nothing listens there now: connecting is refused
 
 
-def test_an_unreachable_kafka_spills_every_event_to_the_files(
-    serving_env: Callable[..., Settings],
-    publisher: Publisher,
-    start_server: Callable[..., RunningServer],
-) -> None:
-    settings = serving_env(
+def _unreachable_kafka(serving_env: Callable[..., Settings]) -> Settings:
+    """The Kafka sink pointed at a port nothing listens on, with short timeouts."""
+    return serving_env(
         LTR_IMPRESSION_LOG="kafka",
         KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}",
         LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="1",
         LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.2",
     )
+
+
+def test_an_unreachable_kafka_spills_every_event_to_the_files(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    settings = _unreachable_kafka(serving_env)
     publisher.publish(weights_for(2))
     server = start_server()
     ids = []
@@ -82,12 +87,7 @@ def test_events_neither_sent_nor_spilled_are_a_503_and_degrade_health(
     """Kafka unreachable and the spill file unwritable (the day's folder taken by a file; in
     production a full or read-only disk): the sink loses the events, so /feedback must not
     answer 200 for them, and health says what happened."""
-    settings = serving_env(
-        LTR_IMPRESSION_LOG="kafka",
-        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{closed_port()}",
-        LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="1",
-        LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.2",
-    )
+    settings = _unreachable_kafka(serving_env)
     publisher.publish(weights_for(2))
     server = start_server()
     settings.serving_log_dir.mkdir(parents=True, exist_ok=True)
