@@ -15,9 +15,10 @@ after the versions changed (its answer could differ from the list that was logge
 
 Whoever answers first logs: the first and its retries may be in flight together (the model
 scorer awaits the scoring pool), and the first may be refused (503) after a retry was admitted.
-So each id's entry records whether its list was logged and how many of its requests are in
-flight: the first answered request logs it, and an entry that logged nothing and has no
-request in flight is replaced by the next list under its id (a refused request named nothing).
+So each id's entry records whether its list was answered and how many of its requests are in
+flight: the first answered request logs it (when the service logs), and an entry never answered
+with no request in flight is replaced by the next list under its id (a refused request named
+nothing).
 
 Ids the service makes are remembered too, without a fingerprint (a cost every request would
 pay): a client that sends one back is refused, since the list it named was answered already
@@ -59,19 +60,19 @@ def list_fingerprint(parsed: ParsedRequest) -> int:
 
 @dataclass(slots=True)
 class Admitted:
-    """One remembered id: its list, what answered it, whether its list was logged, and how
-    many requests under it are in flight."""
+    """One remembered id: its list, what answered it, whether it was answered, and how many
+    requests under it are in flight."""
 
     fingerprint: int | None
     answered_by: tuple[str, str | None]
-    logged: bool = False
+    answered: bool = False
     in_flight: int = 0
 
-    def claim_logging(self) -> bool:
-        """True for the first answered request under the id (it logs the list), else False."""
-        if self.logged:
+    def answer(self) -> bool:
+        """Record an answer under the id: True for the first (it logs the list), else False."""
+        if self.answered:
             return False
-        self.logged = True
+        self.answered = True
         return True
 
 
@@ -102,7 +103,7 @@ class RecentRequestIds:
                 known.in_flight += 1
                 seen.move_to_end(request_id)  # used lately: forgotten last
                 return "retry", known
-            if known.logged or known.in_flight:
+            if known.answered or known.in_flight:
                 return "reused", None
             del seen[request_id]  # refused before it was logged: the id named nothing
         entry = seen[request_id] = Admitted(fingerprint, answered_by, in_flight=1)

@@ -257,7 +257,8 @@ class RankEndpoint:
         events = state.events
         # the first answer under an id logs its list; a retry is answered as before and not
         # logged again. A few hundred ns: the writer expands the record.
-        if events is not None and admitted.claim_logging():
+        first_answer = admitted.answer()
+        if events is not None and first_answer:
             events.submit(
                 ImpressionRecord(
                     parsed,

@@ -399,3 +399,22 @@ def test_openapi_shows_request_id_policy_and_feedback(
     assert set(schemas["FeedbackEvent"]["required"]) >= {"event_type", "case_id", "action"}
     assert "accepted" in schemas["FeedbackResponse"]["properties"]
     assert set(FEATURES) <= set(schemas["Features"]["properties"])
+
+
+def test_with_the_log_off_a_request_id_still_names_one_list(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """LTR_IMPRESSION_LOG=off (the platform logs its own impressions, by these ids): an id
+    answered once is not given to another list, nor is one the service made."""
+    serving_env(LTR_IMPRESSION_LOG="off")
+    publisher.publish(weights_for(1))
+    with start_server().client() as client:
+        first = client.post("/rank", json=rank_body(3, seed=1, request_id="r-once"))
+        other = client.post("/rank", json=rank_body(3, seed=2, request_id="r-once"))
+        made = client.post("/rank", json=rank_body(3, seed=3)).json()["request_id"]
+        sent_back = client.post("/rank", json=rank_body(3, seed=4, request_id=made))
+    assert first.status_code == 200
+    assert other.status_code == 409 and "already named another list" in other.text
+    assert sent_back.status_code == 409 and "made by this service" in sent_back.text

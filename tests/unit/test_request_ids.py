@@ -41,7 +41,7 @@ def _admit(ids: RecentRequestIds, request_id: str, fingerprint: int | None, by=L
     """Admit and release at once (a request answered without waiting)."""
     admission, entry = ids.admit(request_id, fingerprint, by)
     if entry is not None:
-        entry.claim_logging()
+        entry.answer()
         ids.release(entry)
     return admission
 
@@ -69,10 +69,10 @@ def test_the_first_answer_under_an_id_logs_whichever_request_it_is() -> None:
     assert first is not None and retry is not None
     ids.release(first)  # refused: logged nothing
     assert ids.admit("r-1", 12, LIVE) == ("reused", None)  # its retry is still in flight
-    assert retry.claim_logging()  # answered: the first answer, so it logs
+    assert retry.answer()  # answered: the first answer, so it logs
     ids.release(retry)
     assert _admit(ids, "r-1", 11) == "retry"
-    assert not retry.claim_logging()  # logged once
+    assert not retry.answer()  # logged once
 
 
 def test_a_retry_answered_after_the_first_is_not_logged_again() -> None:
@@ -80,8 +80,8 @@ def test_a_retry_answered_after_the_first_is_not_logged_again() -> None:
     _, first = ids.admit("r-1", 11, LIVE)
     _, retry = ids.admit("r-1", 11, LIVE)
     assert first is not None and retry is not None
-    assert first.claim_logging()
-    assert not retry.claim_logging()
+    assert first.answer()
+    assert not retry.answer()
 
 
 def test_an_id_whose_request_was_refused_names_nothing_once_no_request_is_in_flight() -> None:
@@ -121,7 +121,7 @@ def test_an_id_in_flight_is_not_forgotten_past_the_capacity_and_a_retry_is_kept_
         assert _admit(ids, f"r-{n}", n) == "new"
     assert ids.first("r-waiting") == (1, LIVE)  # kept while in flight
     assert ids.admit("r-waiting", 99, LIVE) == ("reused", None)
-    waiting.claim_logging()
+    waiting.answer()
     ids.release(waiting)
     assert _admit(ids, "r-retried", 7) == "new"
     assert _admit(ids, "r-retried", 7) == "retry"  # used lately: now the newest
