@@ -339,7 +339,8 @@ class _OpenFile:
 class FileSink:
     """JSONL files, `<dir>/<YYYY-MM-DD>/<host>-<pid>-<seq>.jsonl`, written as `.jsonl.part`
     and renamed (after fsync) when rotated or closed: at `max_bytes`, at `max_age_s`, and at
-    close. One file is open per day, at most `MAX_OPEN_DAYS` (the oldest is completed first):
+    close. One file is open per day, at most `MAX_OPEN_DAYS` (past it, the file of the day
+    written least lately is completed: today's, written all the time, stays open):
     feedback for yesterday interleaved with today's impressions is normal, and a file per
     alternation would make thousands of files and fsyncs. A name that exists already (a
     restarted container keeps its pid) is skipped."""
@@ -361,17 +362,19 @@ class FileSink:
         self.prefix = f"{socket.gethostname()}-{os.getpid()}"
         self.files_completed = 0
         self._seq = 0
-        self._open: dict[str, _OpenFile] = {}  # by day, in the order they were opened
+        self._open: dict[str, _OpenFile] = {}  # by day, the day written least lately first
 
     def write(self, day: str, lines: Sequence[Line]) -> None:
         self.write_data(day, b"".join(line.data for line in lines), len(lines))
 
     def write_data(self, day: str, data: bytes, count: int) -> None:
         """Write `count` events that are already JSON lines, `data`, all of UTC `day`."""
-        current = self._open.get(day)
-        if current is None:
+        current = self._open.pop(day, None)
+        if current is not None:
+            self._open[day] = current  # used now: completed last past the limit
+        else:
             if len(self._open) >= MAX_OPEN_DAYS:
-                self._finish(next(iter(self._open)))
+                self._finish(next(iter(self._open)))  # the day written least lately
             current = self._start(day)
         try:
             current.handle.write(data)
@@ -387,7 +390,7 @@ class FileSink:
 
     @property
     def open_days(self) -> list[str]:
-        """The days with a file open, oldest opened first."""
+        """The days with a file open, the day written least lately first."""
         return list(self._open)
 
     def tick(self, now: float) -> None:

@@ -34,17 +34,25 @@ def test_events_of_two_days_alternating_go_to_one_file_per_day(tmp_path: Path) -
     assert _files(tmp_path, "*.part") == [] and sink.files_completed == 2
 
 
-def test_past_the_open_file_limit_the_day_opened_first_is_completed(tmp_path: Path) -> None:
+def test_past_the_open_file_limit_the_day_written_least_lately_is_completed(
+    tmp_path: Path,
+) -> None:
+    """Today's file, written all the time, stays open while late feedback for many past days
+    comes and goes."""
     sink = FileSink(tmp_path)
-    days = [f"2026-11-{d:02d}" for d in range(1, MAX_OPEN_DAYS + 2)]
-    for day in days:
+    today = "2026-12-06"
+    past = [f"2026-11-{d:02d}" for d in range(1, MAX_OPEN_DAYS + 3)]
+    for n, day in enumerate(past):
+        sink.write_data(today, _line(today, n), 1)
         sink.write_data(day, _line(day, 0), 1)
-    assert sink.open_days == days[1:]
-    assert [p.parent.name for p in _files(tmp_path, "*.jsonl")] == [days[0]]
-    sink.write_data(days[0], _line(days[0], 1), 1)  # a later event of that day: a new file
-    assert len(_files(tmp_path / days[0], "*")) == 2
+    assert len(sink.open_days) == MAX_OPEN_DAYS and today in sink.open_days
+    completed = [p.parent.name for p in _files(tmp_path, "*.jsonl")]
+    # the past days written least lately; today and the three latest past days stay open
+    assert completed == past[: len(past) - (MAX_OPEN_DAYS - 1)]
+    sink.write_data(past[0], _line(past[0], 1), 1)  # a later event of that day: a new file
+    assert len(_files(tmp_path / past[0], "*")) == 2
     sink.close()
-    assert _files(tmp_path, "*.part") == []
+    assert _files(tmp_path, "*.part") == [] and len(_files(tmp_path / today, "*.jsonl")) == 1
 
 
 def test_each_days_file_is_completed_at_its_own_age_and_size(tmp_path: Path) -> None:
