@@ -108,16 +108,21 @@ def _simulate(args: argparse.Namespace) -> int:
         return _simulate_to_kafka(events, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # written beside it and renamed: a failed write (a full disk) never leaves a cut file
-    # under the name an audit-log glob reads, nor destroys the file it replaces
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        with partial.open("w") as handle:
-            for line in render_lines(events, args.envelope, args.seed):
-                handle.write(line + "\n")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    lines = render_lines(events, args.envelope, args.seed)
+    if out.exists() and not out.is_file():  # a pipe, a terminal, /dev/stdout: written to
+        with out.open("w") as handle:
+            handle.writelines(line + "\n" for line in lines)
+    else:  # a file (through its links): written beside it and renamed, so a failed write (a
+        # full disk) never leaves a cut file under a name an audit-log glob reads, nor
+        # destroys the file it replaces
+        target = out.resolve()
+        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        try:
+            with partial.open("w") as handle:
+                handle.writelines(line + "\n" for line in lines)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
     print(f"wrote {len(events)} events ({args.envelope} envelope) for {args.days} days to {out}")
     return 0
 
@@ -541,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "simulate" and args.to == "file" and not args.out:
         parser.error("simulate needs --out FILE")
+    if args.command == "simulate" and args.to == "file" and Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a directory: name a file")
     if args.command == "simulate" and args.days > (date.max - args.start).days:
         # the last day's feedback may land the next day
         parser.error(f"--start {args.start} with --days {args.days} runs past 9999-12-30")

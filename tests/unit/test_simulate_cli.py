@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +74,30 @@ def test_the_demo_takes_a_number_of_days_it_can_simulate(
     with pytest.raises(SystemExit) as exited:
         cli.main(["demo", "--days", "0"])
     assert exited.value.code == 2 and "--days: 0 is not in [1, 366]" in capsys.readouterr().err
+
+
+def test_a_link_keeps_its_target_written_a_pipe_is_written_to_a_folder_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["simulate", "--start", "2026-11-01", "--days", "1", "--requests-per-day", "2"]
+    target = tmp_path / "events.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(target)
+    assert cli.main([*arguments, "--out", str(link)]) == 0
+    assert link.is_symlink() and target.read_text().count("\n") > 1  # the target rewritten
+
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as reader:
+        read = reader.submit(fifo.read_text)
+        assert cli.main([*arguments, "--out", str(fifo)]) == 0
+        assert read.result(timeout=30) == target.read_text()  # the same events, streamed
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*arguments, "--out", str(tmp_path)])
+    assert exited.value.code == 2 and "is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "events.fifo", "events.jsonl", "latest.jsonl"
+    ]  # fmt: skip
