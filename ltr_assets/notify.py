@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -40,13 +40,22 @@ def post_json(
     server sending a byte a second held one call for minutes, past a sensor tick's 60 s); never
     raises (the caller reports the outcome). A redirect is not followed (a POST would turn into
     a GET): the error names where it points."""
+    # On a thread of its own, waited for at most the deadline: a name lookup runs in a thread
+    # the event loop cannot stop, and asyncio.run would wait for it at exit (a slow resolver
+    # held a post for 25 s). Such a thread is left to finish alone. This also serves callers
+    # that are inside an event loop already.
+    done: list[Delivery] = []
     coroutine = _post_json(url, payload, token, attempts, backoff_s, timeout_s, deadline_s)
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # the usual case: no event loop in this thread
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(1) as thread:  # called from async code: its own loop, elsewhere
-        return thread.submit(asyncio.run, coroutine).result()
+    worker = threading.Thread(
+        target=lambda: done.append(asyncio.run(coroutine)), name="ltr-notify", daemon=True
+    )
+    worker.start()
+    worker.join(deadline_s + 1.0)
+    if done:
+        return done[0]
+    error = f"no answer within {deadline_s:g} s (the name lookup or the connection hung)"
+    log.warning("POST to %s failed: %s", _host(url), error)
+    return Delivery(False, 0, None, error)
 
 
 async def _post_json(
@@ -82,10 +91,10 @@ async def _post_json(
                     return Delivery(True, attempt, status, "", _json_or_none(response))
                 if response.is_redirect:
                     location = response.headers.get("location", "")
-                    where = _host(location) if location else "no Location"
+                    where = _host(urljoin(url, location)) if location else "no Location"
                     error = f"HTTP {status}: redirected ({where}), not followed: set that URL"
                     break
-                error = f"HTTP {status}: {response.text[:200]}"
+                error = f"HTTP {status}: {_without_secrets(response.text[:200], url)}"
                 if 400 <= status < 500 and status != 429:
                     break  # our request is wrong; retrying will not help
             pause = backoff_s * 2 ** (attempt - 1)
@@ -96,6 +105,16 @@ async def _post_json(
                 break
     log.warning("POST to %s failed after %d attempts: %s", _host(url), attempt, error)
     return Delivery(False, attempt, status, error)
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """`text` (a server's answer) with the URL's path, query and user info masked: a webhook's
+    secret is in its path, and servers echo the path ("Cannot POST /services/T0/B0/…")."""
+    parts = urlsplit(url)
+    for secret in (url, parts.path, parts.query, parts.username, parts.password):
+        if secret and secret != "/" and len(secret) > 1:
+            text = text.replace(secret, "…")
+    return text
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -145,4 +164,6 @@ def failure_text(job: str, partition: str, run_id: str, gate_refused: bool, deta
 
 def request_reload(serving_url: str, token: str) -> Delivery:
     """Ask the ranking service to load whatever `latest` points at now."""
-    return post_json(serving_url.rstrip("/") + "/reload", {}, token=token)
+    parts = urlsplit(serving_url)
+    reload_url = urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/reload", fragment=""))
+    return post_json(reload_url, {}, token=token)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, build_run_status_sensor_context
 
+from ltr_assets import notify
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import notify_run_success
 from ltr_assets.notify import post_json
@@ -67,6 +68,16 @@ def test_published_and_refused_nights_reach_the_webhook_told_apart(
     assert success.startswith(":white_check_mark: ltr_daily_job [2026-11-02] succeeded")
 
 
+def _read_request(connection: socket.socket) -> None:
+    """Read what the client sent (until it pauses): closing with it unread would reset the
+    connection before the client reads the answer."""
+    connection.settimeout(0.2)
+    with contextlib.suppress(OSError):
+        while connection.recv(65536):
+            pass
+    connection.settimeout(None)
+
+
 @contextmanager
 def _slow_server(answer: bytes, pause_s: float) -> Iterator[str]:
     """Accepts connections and sends `answer` a byte every `pause_s` (a webhook that trickles)."""
@@ -81,6 +92,7 @@ def _slow_server(answer: bytes, pause_s: float) -> Iterator[str]:
             except TimeoutError:
                 continue
             with connection:
+                _read_request(connection)
                 for byte in answer:
                     if stop.wait(pause_s):
                         return
@@ -119,3 +131,47 @@ def test_a_redirect_or_an_unusable_url_is_a_failed_delivery_not_an_exception() -
         delivery = post_json(url, {"text": "x"}, backoff_s=0.0)
         assert not delivery.ok and delivery.error
         assert "s3cr3t" not in delivery.error
+
+
+def test_a_slow_name_lookup_is_within_the_deadline_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lookup runs on a thread the event loop cannot stop (asyncio.run waited for it)."""
+    real = socket.getaddrinfo
+
+    def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("hooks.slow-dns.test", b"hooks.slow-dns.test"):  # anyio passes bytes
+            time.sleep(6.0)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    delivery = post_json("http://hooks.slow-dns.test/T0/B0/s3cr3t", {"text": "x"}, deadline_s=1.5)
+    assert time.monotonic() - started < 4.0  # the lookup alone takes 6 s
+    assert not delivery.ok and "no answer within 1.5 s" in delivery.error
+
+
+def test_an_answer_echoing_the_path_or_redirecting_relatively_keeps_the_secret() -> None:
+    echo = b"Cannot POST /T0/B0/s3cr3t"
+    not_found = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(echo), echo)
+    with _slow_server(not_found, 0.0) as url:
+        delivery = post_json(url, {"text": "x"})
+    assert delivery.status == 404 and "Cannot POST" in delivery.error
+    assert "s3cr3t" not in delivery.error
+    moved = b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+    with _slow_server(moved, 0.0) as url:
+        delivery = post_json(url, {"text": "x"})
+    host = url.split("/T0")[0]
+    assert delivery.error == f"HTTP 302: redirected ({host}), not followed: set that URL"
+
+
+def test_the_reload_request_goes_to_reload_under_the_services_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    posted: list[str] = []
+    monkeypatch.setattr(notify, "post_json", lambda url, *args, **kwargs: posted.append(url))
+    for url in ("http://serving:8000", "http://serving:8000/", "http://serving:8000/a/?t=1#x"):
+        notify.request_reload(url, "token")
+    assert posted == [
+        "http://serving:8000/reload",
+        "http://serving:8000/reload",
+        "http://serving:8000/a/reload?t=1",
+    ]
