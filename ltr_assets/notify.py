@@ -12,6 +12,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 log = logging.getLogger("ltr.notify")
+# httpx logs each request's full URL at INFO: a webhook's secret is in its path, so that line
+# must not appear whatever level a deployment logs at.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -175,3 +176,14 @@ def test_the_reload_request_goes_to_reload_under_the_services_url(
         "http://serving:8000/reload",
         "http://serving:8000/a/reload?t=1",
     ]
+
+
+def test_no_log_line_holds_the_webhooks_path_at_any_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with http_receiver() as ok, http_receiver(status=500) as failing:
+        for receiver in (ok, failing):
+            url = receiver.url + "/T0/B0/s3cr3t"
+            post_json(url, {"text": "x"}, backoff_s=0.0)
+    assert caplog.records and all("s3cr3t" not in r.getMessage() for r in caplog.records)
