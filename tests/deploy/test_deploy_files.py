@@ -362,9 +362,9 @@ def test_ports_agree(compose: dict[str, Any]) -> None:
         port = command_flag(service["command"], "--port")
         assert f"127.0.0.1:{port}/ltr/health" in interpolate(service["healthcheck"]["test"])
     code = services["code-server"]
-    # python -m ltr_assets.code_server_health PORT: the port the code server listens on
+    # python -m ltr_assets.defs.code_server_health PORT: the port the code server listens on
     health = code["healthcheck"]["test"]
-    assert health[1:4] == ["python", "-m", "ltr_assets.code_server_health"]
+    assert health[1:4] == ["python", "-m", "ltr_assets.defs.code_server_health"]
     assert interpolate(health[4]) == command_flag(code["command"], "-p")
     assert f"127.0.0.1:{WEBSERVER_PORT}/server_info" in interpolate(web["healthcheck"]["test"])
     serving_file = DOCKERFILES["serving"].read_text()

@@ -1,4 +1,4 @@
-"""The compose code server's health check (`ltr_assets.code_server_health`) against real
+"""The compose code server's health check (`ltr_assets.defs.code_server_health`) against real
 `dagster code-server` processes: healthy only once the code location loads. Dagster's own
 `grpc-health-check` passes a server whose definitions failed to import."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ltr_assets.code_server_health import check
+from ltr_assets.defs.code_server_health import check
 from tests.support.dagster_processes import BIN, start_process, stop_process
 from tests.support.kafka_broker import free_port
 

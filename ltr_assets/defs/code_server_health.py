@@ -4,8 +4,8 @@
 definitions failed to import (a bad setting, say): the server runs and reports the error to
 whoever asks for its repositories. A container health check needs the second question, so the
 webserver and daemon, which wait for a healthy code server, never start on a location that
-cannot load. Run as `python -m ltr_assets.code_server_health PORT [HOST]`: exit 0 when it loads,
-1 with the load error's last line when it does not, 2 when the server does not answer.
+cannot load. Run as `python -m ltr_assets.defs.code_server_health PORT [HOST]`: exit 0 when
+it loads, 1 with the load error when it does not, 2 when the server does not answer.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def check(port: int, host: str = "127.0.0.1") -> tuple[int, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) not in (1, 2) or not args[0].isdigit():
-        print("usage: python -m ltr_assets.code_server_health PORT [HOST]", file=sys.stderr)
+        print("usage: python -m ltr_assets.defs.code_server_health PORT [HOST]", file=sys.stderr)
         return 2
     status, text = check(int(args[0]), *args[1:])
     print(text, file=sys.stderr if status else sys.stdout)
