@@ -166,7 +166,7 @@ class KafkaSink:
             self._pending += len(batch)
         numbers = range(first, first + len(batch))
         if full:
-            self._settled(numbers, lost=not self._overflow(day, batch))
+            self._settled(numbers, lost=not self._to_file(self.overflow, day, batch))
             return
         try:
             self._loop.call_soon_threadsafe(self._accept, day, batch, first)
@@ -199,18 +199,19 @@ class KafkaSink:
         """Rotate the overflow file when due (the loop rotates its spill file on its own)."""
         self.overflow.tick(now)
 
-    def _overflow(self, day: str, lines: list[Line]) -> bool:
-        """Spill lines Kafka has no room for, on the caller's thread (its own file: the loop
-        alone touches `spill`). A file failing too: the lines are lost and counted (False)."""
+    def _to_file(self, files: FileSink, day: str, lines: Sequence[Line]) -> bool:
+        """Spill lines to `files` (`overflow` on the writer's thread, `spill` on the loop's: a
+        file sink is touched by one thread). A file failing too: the lines are lost and counted
+        (False)."""
         try:
-            self.overflow.write(day, lines)
+            files.write(day, lines)
         except Exception as exc:
             with self._pending_lock:
                 self.lost += len(lines)
             if self._lost_counter is not None:
                 for line in lines:
                     self._lost_counter.labels(line.kind).inc()
-            self._error(exc, f"spilling {len(lines)} events to {self.overflow.directory}")
+            self._error(exc, f"spilling {len(lines)} events to {files.directory}")
             return False
         with self._pending_lock:
             self.spilled += len(lines)
@@ -464,22 +465,11 @@ class KafkaSink:
         lost."""
         if not lines:
             return
-        lost = False
+        written = False
         try:
-            self.spill.write(day, lines)
-        except Exception as exc:
-            lost = True
-            self.lost += len(lines)
-            if self._lost_counter is not None:
-                for line in lines:
-                    self._lost_counter.labels(line.kind).inc()
-            self._error(exc, f"spilling {len(lines)} events to {self.spill.directory}")
-        else:
-            self.spilled += len(lines)
-            if self._spilled_counter is not None:
-                self._spilled_counter.inc(len(lines))
+            written = self._to_file(self.spill, day, lines)
         finally:
-            self._settled(numbers, lost)
+            self._settled(numbers, lost=not written)
 
     async def _shutdown(self) -> None:
         """Send what is handed over, flush the producer, spill what it could not send in time,
