@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ltr_assets.registry.s3_mirror import S3Mirror
 
 
-MAX_SIMULATED_DAYS = 366  # the simulator holds every event in memory (about 12 MB a day)
+MAX_SIMULATED_DAYS = 366  # a year: the simulator holds every event in memory
 
 
 def _day_argument(text: str) -> date:

@@ -40,13 +40,13 @@ def post_json(
 ) -> Delivery:
     """POST with retries and backoff, each attempt within `timeout_s` and all of them within
     `deadline_s`, however slowly the server answers (httpx's timeout bounds each read, so a
-    server sending a byte a second held one call for minutes, past a sensor tick's 60 s); never
+    server sending a byte at a time held one call past a sensor tick's limit); never
     raises (the caller reports the outcome). A redirect is not followed (a POST would turn into
     a GET): the error names where it points."""
     # On a thread of its own, waited for at most the deadline: a name lookup runs in a thread
     # the event loop cannot stop, and asyncio.run would wait for it at exit (a slow resolver
-    # held a post for 25 s). Such a thread is left to finish alone. This also serves callers
-    # that are inside an event loop already.
+    # held a post past its deadline). Such a thread is left to finish alone. This also serves
+    # callers that are inside an event loop already.
     done: list[Delivery] = []
     coroutine = _post_json(url, payload, token, attempts, backoff_s, timeout_s, deadline_s)
     worker = threading.Thread(
