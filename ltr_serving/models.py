@@ -77,7 +77,9 @@ class KafkaSinkHealth(BaseModel):
     sent: int = Field(description="events acknowledged by Kafka")
     spilled: int = Field(description="events written to the files instead")
     lost: int = Field(description="events neither sent nor spilled (the files failed too)")
-    in_flight: int = Field(description="events handed to Kafka, not yet acknowledged")
+    in_flight: int = Field(
+        description="events on their way to Kafka: neither acknowledged nor spilled yet"
+    )
     last_error: str | None
     last_error_at: datetime | None
 

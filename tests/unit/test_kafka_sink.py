@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from ltr_core.kafka_client import event_key
 from ltr_core.settings import KafkaSettings
@@ -30,9 +31,11 @@ class FakeBroker:
 
     def __init__(self) -> None:
         self.up = True
-        self.refuse_sends = False  # send() itself fails (as when the producer's buffer is full)
+        self.refuse_sends = False  # send_batch() itself fails (as when the producer is full)
         self.topic_exists = True
+        self.batch_capacity = 1000  # records a batch takes before it is full
         self.records: list[tuple[str, bytes | None, bytes, int]] = []
+        self.batches: list[tuple[int, list[bytes]]] = []  # (partition, values), as sent
         self.producers: list[FakeProducer] = []
         self.options: dict[str, Any] = {}
 
@@ -63,14 +66,18 @@ class FakeProducer:
     async def partitions_for(self, topic: str) -> set[int]:
         return {0, 1, 2}
 
-    async def send(
-        self, topic: str, value: bytes, key: bytes | None, timestamp_ms: int
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch(self.broker.batch_capacity)
+
+    async def send_batch(
+        self, batch: FakeBatch, topic: str, *, partition: int
     ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.broker.refuse_sends:
             raise RuntimeError("cannot take the record")
         if self.broker.up:
-            self.broker.records.append((topic, key, value, timestamp_ms))
+            self.broker.records.extend((topic, *record) for record in batch.records)
+            self.broker.batches.append((partition, [record[1] for record in batch.records]))
             future.set_result(None)
         else:
             self.unacknowledged.append(future)
@@ -82,6 +89,20 @@ class FakeProducer:
 
     async def stop(self) -> None:
         self.stopped = True
+
+
+class FakeBatch:
+    """aiokafka's BatchBuilder: takes records until full (`append` answers None)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.records: list[tuple[bytes | None, bytes, int]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: int) -> object | None:
+        if len(self.records) >= self.capacity:
+            return None
+        self.records.append((key, value, timestamp))
+        return object()
 
 
 def line(i: int, request: str = "r-1") -> Line:
@@ -136,6 +157,29 @@ def test_records_are_keyed_by_request_and_stamped_with_the_event_time(
     sink.close()
     assert sink.status().state == "closed" and broker.producers[0].stopped
     assert spilled_ids(tmp_path) == []
+
+
+def test_a_lists_lines_go_out_in_order_as_batches_of_its_keys_partition(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    """One record batch per partition, not one send per record; a key's lines stay in one
+    partition (Kafka's default partitioner, as the platform's own producers place them) in the
+    order they came, across batches that fill up."""
+    broker.batch_capacity = 3
+    sink = make_sink(broker, tmp_path)
+    wait_until(lambda: sink.status().state == "connected", "connected")
+    lists = {request: [line(i, request) for i in range(7)] for request in ("r-1", "r-2", "r-3")}
+    for lines in lists.values():
+        sink.write(DAY, lines)
+    wait_until(lambda: sink.status().sent == 21, "every line acknowledged")
+    sink.close()
+    partitioner = DefaultPartitioner()
+    for request, lines in lists.items():
+        partition = partitioner(request.encode(), [0, 1, 2], [0, 1, 2])
+        in_partition = [v for p, values in broker.batches if p == partition for v in values]
+        assert [v for v in in_partition if v in {x.data for x in lines}] == [x.data for x in lines]
+    assert {len(values) for _, values in broker.batches} <= {1, 2, 3}
+    assert len(broker.batches) < 21 and spilled_ids(tmp_path) == []
 
 
 def test_an_outage_spills_and_the_sink_reconnects_when_the_broker_is_back(
@@ -259,12 +303,12 @@ def test_lines_count_as_settled_only_once_kafka_acknowledged_or_a_file_took_them
     sink.write(DAY, [line(0), line(1)])
     wait_until(lambda: sink.settled_lines() == 2, "two acknowledged")
     broker.up = False
-    sink.write(DAY, [line(2)])  # handed over, not acknowledged
-    wait_until(lambda: sink.status().in_flight == 1, "one in flight")
-    assert (sink.written_lines(), sink.settled_lines()) == (3, 2)
-    wait_until(lambda: sink.settled_lines() == 3, "spilled after the timeout")
+    sink.write(DAY, [line(2), line(3)])  # handed over as one batch, not acknowledged
+    wait_until(lambda: sink.status().in_flight == 2, "two lines in flight")
+    assert (sink.written_lines(), sink.settled_lines()) == (4, 2)
+    wait_until(lambda: sink.settled_lines() == 4, "spilled after the timeout")
     sink.close()
-    assert spilled_ids(tmp_path) == ["e-2"] and sink.status().lost == 0
+    assert spilled_ids(tmp_path) == ["e-2", "e-3"] and sink.status().lost == 0
 
 
 def test_settled_lines_advance_over_numbers_settled_out_of_order(tmp_path: Path) -> None:
