@@ -171,10 +171,15 @@ def _to_int(value: object) -> object:
 
 
 def _to_url(value: object) -> object:
-    """Empty (not set), or an http(s) URL with a host."""
+    """Empty (not set), or an http(s) URL with a host. Whitespace or a control character
+    inside is refused: `urlsplit` drops tabs and newlines silently, so the URL checked would
+    not be the one used."""
     if not isinstance(value, str) or not value.strip():
         return value
-    parsed = urlsplit(value.strip())
+    text = value.strip()
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("holds whitespace or a control character inside the URL")
+    parsed = urlsplit(text)
     try:
         port = parsed.port  # None when absent; ValueError when not a number in 0-65535
     except ValueError:
@@ -184,7 +189,7 @@ def _to_url(value: object) -> object:
             "is not an http(s) URL with a host and, if any, a port from 1 to 65535, e.g. "
             "http://127.0.0.1:8000"
         )
-    return value.strip()
+    return text
 
 
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")

@@ -105,7 +105,7 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_MAX_CANDIDATES": "1_000"}, "LTR_MAX_CANDIDATES='1_000' is not an integer"),
         ({"LTR_KEEP_VERSIONS": "٣"}, "is not an integer"),
         ({"LTR_KEEP_VERSIONS": "2.5"}, "LTR_KEEP_VERSIONS='2.5' is not an integer"),
-        ({"LTR_SERVING_URL": "not a url"}, "LTR_SERVING_URL='not a url' is not an http(s) URL"),
+        ({"LTR_SERVING_URL": "not-a-url"}, "LTR_SERVING_URL='not-a-url' is not an http(s) URL"),
         (
             {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "KAFKA_TOPIC": "match events"},
             "KAFKA_TOPIC='match events' is not a Kafka topic name",
@@ -118,6 +118,13 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_SERVING_URL": "ftp://host/x"}, "is not an http(s) URL with a host"),
         ({"LTR_SERVING_URL": "http://127.0.0.1:99999"}, "a port from 1 to 65535"),
         ({"LTR_SERVING_URL": "http://127.0.0.1:0/"}, "a port from 1 to 65535"),
+        # urlsplit would drop the newline and check another URL than the one used
+        ({"LTR_SERVING_URL": "http://127.0.0.1:8000/\nx"}, "holds whitespace or a control"),
+        ({"LTR_SERVING_URL": "http://host\x00:8000"}, "holds whitespace or a control"),
+        (
+            {"NOTIFY_WEBHOOK_URL": "https://hooks.example/T0 B0"},
+            "NOTIFY_WEBHOOK_URL=<secret> holds",
+        ),
         # a webhook URL carries its secret: the error names the variable, never the value
         (
             {"NOTIFY_WEBHOOK_URL": "http://hooks.example:abc/T0/B0/s3cr3t"},
