@@ -42,9 +42,15 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
 def event_key(event: Mapping[str, Any]) -> bytes | None:
     """An event's record key: its request id (else its case id), so the events of one
     recommendation list, and the feedback on it, share a partition and keep their order. The
-    audit-log envelope keeps them under `context`."""
+    audit-log envelope keeps them under `context`. Read as the ingest reads them, so an id sent
+    with surrounding spaces keys the same partition as the list it belongs to."""
     fields = event.get("context", event)
     if not isinstance(fields, Mapping):
         fields = event
-    request = fields.get("request_id") or fields.get("case_id") or fields.get("case")
-    return str(request).encode() if request else None
+    for name in ("request_id", "case_id", "case"):
+        value = fields.get(name)
+        # as the ingest reads ids (`ltr_core.events`): text stripped, or an integer
+        text = value.strip() if type(value) is str else str(value) if type(value) is int else ""
+        if text:
+            return text.encode()
+    return None

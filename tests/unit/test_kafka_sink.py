@@ -265,6 +265,10 @@ def test_the_record_key_is_the_request_id_else_the_case_id() -> None:
     assert event_key({"request_id": None, "case_id": 7}) == b"7"
     assert event_key({"context": {"request_id": "r-2"}, "case_id": "c"}) == b"r-2"
     assert event_key({"event_id": "e"}) is None
+    # the ids as the ingest reads them: stripped; blank or not an id is no key
+    assert event_key({"request_id": " r-1 ", "case_id": "c-1"}) == b"r-1"
+    assert event_key({"request_id": "  ", "case_id": "c-1"}) == b"c-1"
+    assert event_key({"request_id": True, "case_id": 0}) == b"0"
 
 
 def test_lines_past_max_pending_spill_to_the_overflow_file_without_waiting(
