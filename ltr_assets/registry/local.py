@@ -126,23 +126,33 @@ class LocalRegistry(LocalVersions):
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as handle:
+        path = self.root / ".lock"
+        try:  # never through a link, never truncated: a planted link must not empty its target
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise RegistryError(
+                f"{path} is not a regular file ({exc.strerror}): remove it by hand "
+                "(nothing was changed)"
+            ) from exc
+        try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # say why nothing happens yet, then wait
                 log.warning("waiting for the registry lock: another writer holds %s", self.root)
-                fcntl.flock(handle, fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def _check_pointer_files(self) -> None:
         """Under the lock, before a pointer moves: each pointer path is a file or absent. A
         folder there (or anything else) cannot be replaced or removed, and finding out half-way
         would leave one pointer moved and the other not."""
-        for path in (self.pointer_path, self.candidate_path):
-            if (path.exists() or path.is_symlink()) and not path.is_file():
+        for path in (self.pointer_path, self.candidate_path, self.root / HISTORY_FILE):
+            if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
                 raise RegistryError(
                     f"{path} is not a regular file: remove it by hand (nothing was changed)"
                 )
@@ -195,7 +205,7 @@ class LocalRegistry(LocalVersions):
             cleaned = self._clean_leftovers()
             for path in cleaned:  # a publish reports them in its log
                 log.warning("removed the leftover of a killed writer: %s", path)
-            self._staging.mkdir(parents=True, exist_ok=True)
+            _own_folder(self._staging)
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             version = self._new_version(now or datetime.now(UTC))
             full_metadata = {
@@ -442,7 +452,8 @@ class LocalRegistry(LocalVersions):
             "evidence": dict(evidence),
         }
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
-        fd = os.open(self.root / HISTORY_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.root / HISTORY_FILE, flags, 0o644)
         try:
             os.write(fd, line)
             os.fsync(fd)
@@ -469,7 +480,7 @@ class LocalRegistry(LocalVersions):
 
     def _discard(self, folder: Path) -> None:
         """Rename into .trash/ (atomic for readers), then delete."""
-        self._trash.mkdir(parents=True, exist_ok=True)
+        _own_folder(self._trash)
         doomed = self._trash / f"{folder.name}.{uuid.uuid4().hex[:8]}"
         try:
             os.rename(folder, doomed)
@@ -511,7 +522,10 @@ class LocalRegistry(LocalVersions):
                     leftover.unlink(missing_ok=True)
                     removed.append(leftover)
         for folder in (self._staging, self._trash):
-            if folder.is_dir():
+            if folder.is_symlink():  # planted: the link goes, never what it points at
+                if _remove(folder):
+                    removed.append(folder)
+            elif folder.is_dir():
                 for leftover in folder.iterdir():
                     if _remove(leftover):
                         removed.append(leftover)
@@ -533,6 +547,16 @@ class LocalRegistry(LocalVersions):
                         continue
                     removed.append(folder)
         return [str(path) for path in removed]
+
+
+def _own_folder(path: Path) -> None:
+    """The registry's own working folder (staging, trash) as a real folder in the registry:
+    a link or a file planted in its place is removed first, so nothing written or deleted
+    there lands outside the registry."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        log.warning("removing %s: not the registry's own folder", path)
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
 
 
 def _remove(path: Path) -> bool:

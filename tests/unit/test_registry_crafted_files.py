@@ -192,3 +192,50 @@ def test_sync_from_a_registry_without_versions_touches_nothing_on_s3(
     assert main(["registry", "sync", "--force"]) == 2
     err = capsys.readouterr().err
     assert "holds no version: nothing to mirror" in err and str(cli_registry.root) in err
+
+
+@pytest.mark.parametrize("folder", [".trash", ".staging"])
+def test_a_working_folder_planted_as_a_link_loses_nothing_outside(
+    folder: str, tmp_path: Path
+) -> None:
+    """The registry's own working folders planted as links to a folder outside: repair and
+    publish remove the link, and empty nothing outside the registry."""
+    registry = _registry(tmp_path)
+    _publish(registry, 1)
+    outside = tmp_path / "outside"
+    (outside / "lake").mkdir(parents=True)
+    (outside / "lake" / "day.parquet").write_bytes(b"precious")
+    (outside / "notes.txt").write_text("keep")
+    planted = registry.root / folder
+    if planted.exists():
+        os.rmdir(planted)
+    planted.symlink_to(outside)
+    assert registry.repair() == [str(planted)]
+    assert not planted.is_symlink()
+    planted.symlink_to(outside)
+    _publish(registry, 2)  # cleans up, stages and discards through its own folders
+    assert sorted(str(p.relative_to(outside)) for p in outside.rglob("*")) == [
+        "lake",
+        "lake/day.parquet",
+        "notes.txt",
+    ]
+    assert (outside / "lake" / "day.parquet").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("name", [".lock", "history.jsonl"])
+def test_a_lock_or_history_planted_as_a_link_is_refused_and_its_target_kept(
+    name: str, tmp_path: Path
+) -> None:
+    """Opening `.lock` for writing through a link emptied the file it named; appending to
+    history.jsonl through one wrote into it. Both are refused, the target untouched."""
+    registry = _registry(tmp_path)
+    first = _publish(registry, 1)
+    _publish(registry, 2)
+    target = tmp_path / "outside.txt"
+    target.write_text("precious contents\n")
+    planted = registry.root / name
+    planted.unlink(missing_ok=True)
+    planted.symlink_to(target)
+    with pytest.raises(RegistryError, match="not a regular file"):
+        registry.rollback(first)
+    assert target.read_text() == "precious contents\n"
