@@ -76,6 +76,18 @@ class ReloadAttempt:
     busy: bool = False  # another reload was (and may still be) in flight: nothing was tried
 
 
+MAX_ERROR_CHARS = 1_000  # of a refusal's message kept for health, /reload and the log
+
+
+def error_text(exc: BaseException) -> str:
+    """A refusal's message as health, /reload and the log show it: bounded, since a crafted
+    artifact's text can end up quoted in it, and health is read by every load balancer."""
+    text = str(exc) or type(exc).__name__
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} characters cut)"
+
+
 class _Outcome:
     """What a reload worker produced, handed over under `ServingState._handover`."""
 
@@ -253,7 +265,7 @@ class ServingState:
                 ok=False,
                 version=previous_version,
                 previous_version=previous_version,
-                error=str(exc) or type(exc).__name__,
+                error=error_text(exc),
                 duration_s=time.perf_counter() - start,
                 retryable=retryable,
             )
@@ -330,7 +342,7 @@ class ServingState:
             model = self._build(artifact)
         except Exception as exc:
             retryable = isinstance(exc, StoreUnavailable)
-            error = str(exc) or type(exc).__name__
+            error = error_text(exc)
             log.error(
                 "candidate unavailable; live serves alone"
                 if retryable

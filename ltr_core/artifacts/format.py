@@ -220,6 +220,9 @@ def validate_artifact(
         check_signature(checked, keys or ArtifactKeys())
     except BadSignature as exc:
         raise RegistryError(f"{METADATA_FILE} {exc}") from None
+    partition = checked.get("partition")  # health and the gate show it as text
+    if partition is not None and not isinstance(partition, str):
+        raise RegistryError(f"{METADATA_FILE} has a partition that is not a string")
     gated = checked.get("gated_scorer")
     if gated is not None and gated not in SCORERS:
         raise RegistryError(f"gated_scorer {gated!r:.50} is not one of {', '.join(SCORERS)}")

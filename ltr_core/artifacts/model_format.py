@@ -233,7 +233,8 @@ def _header(text: str, features: Sequence[str]) -> _Header:
             raise MalformedModel(f"has {key}={values[key][:40]!r}, expected {want}")
     names = values["feature_names"].split(" ")
     if names != list(features):
-        raise MalformedModel(f"has features {names[:50]}, expected {list(features)}")
+        shown = [name[:40] for name in names[:20]]  # a crafted name can be megabytes long
+        raise MalformedModel(f"has features {shown}, expected {list(features)}")
     infos = values["feature_infos"].split(" ")
     if len(infos) != len(features):
         raise MalformedModel(f"has {len(infos)} feature_infos for {len(features)} features")

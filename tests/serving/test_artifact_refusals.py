@@ -217,3 +217,26 @@ def test_with_verify_keys_only_a_version_signed_with_one_of_them_is_served(
         assert client.post("/reload").json()["version"] == fresh
         assert client.post("/rank", json=rank_body(5)).json()["version"] == fresh
         assert SECRET not in client.get("/ltr/health").text
+
+
+def test_a_version_whose_partition_is_not_text_is_refused_and_health_keeps_answering(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """Taken, a number as the partition made every /ltr/health a 500 from then on."""
+    serving_env(LTR_SCORER="model")
+    good = publisher.publish(weights_for(1))
+    server = start_server_process()
+    with server.client() as client:
+        bad = publisher.publish(weights_for(2))
+        metadata_path = publisher.registry.versions_dir / bad / METADATA_FILE
+        metadata = json.loads(metadata_path.read_text())
+        metadata["partition"] = 20261125
+        metadata_path.write_text(json.dumps(metadata))
+        refused = client.post("/reload", headers=AUTH)
+        assert refused.status_code == 409, refused.text
+        assert "partition that is not a string" in refused.json()["error"]
+        health = client.get("/ltr/health")
+        assert health.status_code == 200, health.text
+        assert (health.json()["version"], health.json()["status"]) == (good, "degraded")

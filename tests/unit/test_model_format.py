@@ -344,3 +344,23 @@ def test_a_model_that_passed_is_not_parsed_again_and_a_bad_one_always_is(
         with pytest.raises(MalformedModel):
             model_format.ensure_model_format(broken, FEATURES)
     assert len(parses) == 4
+
+
+def test_a_refusal_quotes_a_crafted_feature_name_in_a_bounded_message() -> None:
+    """A name of megabytes was quoted whole: in /reload's answer, every health check and the
+    log line."""
+    huge = "A" + "x" * 1_000_000
+    with pytest.raises(MalformedModel, match="has features") as refused:
+        check_model_format(_real().replace("feature_names=A", f"feature_names={huge}"), FEATURES)
+    assert len(str(refused.value)) < 2_000
+
+
+def test_a_metadata_partition_that_is_not_text_is_refused() -> None:
+    """Health shows the partition as text: a number there took /ltr/health down (500)."""
+    data, model = weights_json(weights(1)), _real().encode()
+    metadata = {
+        "partition": 20261125,
+        "checksums": {"ltr_weights.json": sha256(data), "model.txt": sha256(model)},
+    }
+    with pytest.raises(RegistryError, match="partition that is not a string"):
+        validate_artifact(data, model, metadata)

@@ -489,3 +489,14 @@ def test_promote_and_retire_can_insist_on_the_candidate_the_operator_judged(
     promoted = run_ltr("registry", "promote", "--expect", newer, home=tmp_path)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     assert registry.latest_version() == newer
+
+
+def test_a_refusal_shown_in_health_is_bounded() -> None:
+    """A crafted artifact's text can end up quoted in a refusal; health is read by every load
+    balancer, so what it keeps of one is bounded and says how much was cut."""
+    from ltr_serving.state import MAX_ERROR_CHARS, error_text
+
+    assert error_text(ValueError("short")) == "short"
+    assert error_text(ValueError()) == "ValueError"
+    long = error_text(ValueError("x" * 5_000_000))
+    assert len(long) < MAX_ERROR_CHARS + 100 and long.endswith("(4999000 characters cut)")
