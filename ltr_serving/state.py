@@ -254,7 +254,7 @@ class ServingState:
             marker = self.store.current_marker()
             if only_if_changed and (marker is None or marker == self._attempted_marker):
                 if marker is not None and self._candidate_pending:
-                    self._retry_candidate(outcome)
+                    self._renew_candidate(outcome)
                 return None
             candidate, canary, retry_canary = self._with_candidate(self._build(self.store.load()))
         except Exception as exc:  # any failure refuses the artifact; the old one serves on
@@ -273,6 +273,8 @@ class ServingState:
             # the next poll whatever the marker then (it may be back to the last one loaded)
             self._attempted_marker = None if retryable else marker
             self._record_failure(attempt)
+            if not retryable:  # latest refused; candidate.json's news still counts (a
+                self._renew_candidate(outcome)  # rollback or a retirement clears it)
             return attempt
         with self._handover:
             if outcome.abandoned:  # the caller reported a timeout: this result is not used
@@ -313,13 +315,14 @@ class ServingState:
         )
         return attempt
 
-    def _retry_candidate(self, outcome: _Outcome) -> None:
-        """The poller's retry of a candidate that could not be read, beside the same live
-        version (the markers have not changed since)."""
+    def _renew_candidate(self, outcome: _Outcome) -> None:
+        """The candidate read again beside the same live version: the poller's retry of one
+        that could not be read (the markers have not changed since), or after latest was
+        refused, so that a candidate gone or changed meanwhile is not interleaved on."""
         live = self.live
         if live is None:
             return
-        with_candidate, canary, retry = self._with_candidate(live)
+        with_candidate, canary, retry = self._with_candidate(replace(live, candidate=None))
         with self._handover:
             if outcome.abandoned or self.live is not live:
                 return

@@ -243,3 +243,31 @@ def test_swap_propensities_are_conditional_on_not_being_interleaved_while_a_cand
             assert event["propensity"] == pytest.approx(expected)
             checked += 1
     assert checked > 0
+
+
+def test_a_candidate_cleared_while_latest_is_refused_stops_interleaving(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """A rollback moves latest and clears candidate.json in one go: when this replica refuses
+    the new latest, the old version serves on, but without the candidate that is gone (the
+    refusal discarded that news, and the retired candidate kept its share)."""
+    serving_env(LTR_INTERLEAVE_RATE="1")
+    live = publisher.publish(weights_for(1))
+    publisher.publish(weights_for(2), candidate=True)
+    server = start_server()
+    body = rank_body(6, seed=2)
+    with server.client() as client:
+        before = client.post("/rank", json={**body, "request_id": "r-before"}).json()
+        refused = publisher.publish(weights_for(3))  # latest moves...
+        (publisher.registry.versions_dir / refused / MODEL_FILE).write_text("garbage\n")
+        publisher.registry.candidate_path.unlink()  # ...and the candidate is cleared
+        reload = client.post("/reload", headers=AUTH)
+        after = client.post("/rank", json={**body, "request_id": "r-after"}).json()
+        health = client.get("/ltr/health").json()
+    assert before["policy"] == "interleaved"
+    assert reload.status_code == 409 and reload.json()["candidate_state"] == "none"
+    assert after["policy"] == "deterministic" and after["version"] == live
+    assert (health["version"], health["status"]) == (live, "degraded")
+    assert health["candidate"]["state"] == "none" and not health["candidate"]["interleaving"]
