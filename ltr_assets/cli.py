@@ -394,6 +394,11 @@ def _registry_sync(args: argparse.Namespace) -> int:
         print(f"error: sync to {mirror.url()} failed: {exc}", file=sys.stderr)
         return 1
     print(f"uploaded {len(report.uploaded)} version(s): {', '.join(report.uploaded) or '-'}")
+    if report.repaired:
+        print(
+            f"repaired {len(report.repaired)} version(s) that S3 held otherwise than the local "
+            f"registry: {', '.join(report.repaired)}"
+        )
     if report.pointer_version is not None and not report.pointer_refused:
         latest = mirror.url("latest.json")
         if report.pointer_moved:
@@ -523,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
             "nightly publication may have replaced it since)",
         )
         action.set_defaults(func=func)
-    sync_parser = reg_sub.add_parser("sync", help="upload to S3 what it lacks; align its latest")
+    sync_parser = reg_sub.add_parser(
+        "sync", help="upload to S3 what it lacks or holds damaged; align its pointers"
+    )
     sync_parser.add_argument("--force", action="store_true", help="move S3 latest even backwards")
     sync_parser.set_defaults(func=_registry_sync)
 

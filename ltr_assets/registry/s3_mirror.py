@@ -89,6 +89,43 @@ class S3Mirror(S3Versions):
 
         with_retries(upload, self.attempts, self.backoff_s, f"upload of {version}")
 
+    def differing_files(self, version: str, files: dict[str, bytes]) -> list[str]:
+        """The names among `files` whose object on S3 is missing or holds other bytes: read
+        whole and hashed, since an object's recorded sha256 is written by whoever wrote it."""
+        differing = []
+        for name, data in files.items():
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self.key(version, name))
+                held = body["Body"].read()
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchKey"):
+                    raise
+                differing.append(name)
+                continue
+            if sha256(held) != sha256(data):
+                differing.append(name)
+        return differing
+
+    def replace_files(self, version: str, files: dict[str, bytes]) -> None:
+        """Overwrite a version's objects with the local registry's bytes (metadata.json last),
+        then verify them: the repair of a version damaged on S3."""
+        check_version(version)
+        names = sorted(files, key=lambda name: name == METADATA_FILE)
+
+        def replace() -> None:
+            for name in names:
+                data = files[name]
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key(version, name),
+                    Body=data,
+                    Metadata={"sha256": sha256(data)},
+                )
+            if self.differing_files(version, files):
+                raise RegistryError(f"{self.url(version, '')} does not verify after its repair")
+
+        with_retries(replace, self.attempts, self.backoff_s, f"repair of {version}")
+
     def _copy_to_latest(self, version: str) -> None:
         for name in FILES_IN_ORDER:
             self.client.copy_object(
@@ -249,6 +286,7 @@ class SyncReport:
     pointer_version: str | None
     candidate_version: str | None = None  # what S3's candidate.json names now (None: none)
     problems: list[str] = field(default_factory=list)  # pointers left alone, and why
+    repaired: list[str] = field(default_factory=list)  # pointed versions S3 held otherwise
     pointer_refused: bool = False  # latest.json names a version S3 cannot have
     # the local latest and candidate pointers this sync brought S3 to (compared afterwards)
     local_pointers: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
@@ -303,6 +341,7 @@ def _sync_once(
         mirror.upload_version(version, version_files(local, version))
         uploaded.append(version)
     available = on_s3 | set(uploaded)
+    repaired = _repair_pointed(local, mirror, (pointer, candidate), on_s3 - set(uploaded))
     problems: list[str] = []
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
@@ -328,9 +367,37 @@ def _sync_once(
         pointer["version"] if pointer else None,
         candidate["version"] if candidate else None,
         problems,
+        repaired=repaired,
         pointer_refused=pointer_refused,
         local_pointers=local_pointers,
     )
+
+
+def _repair_pointed(
+    local: LocalRegistry,
+    mirror: S3Mirror,
+    pointers: tuple[dict[str, Any] | None, dict[str, Any] | None],
+    on_s3: set[str],
+) -> list[str]:
+    """The versions the local pointers name, compared on S3 with the local files and
+    overwritten where they differ (replicas reading S3 would refuse them, or serve what was
+    put there). Only those: they are what replicas load, and each is read whole."""
+    repaired = []
+    named = {p["version"] for p in pointers if p is not None}
+    for version in sorted(named & on_s3):
+        if local.verify(version):  # an invalid local copy is no reference
+            continue
+        files = version_files(local, version)
+        differing = mirror.differing_files(version, files)
+        if differing:
+            log.warning(
+                "%s on S3 does not match the local registry (%s): replacing it",
+                version,
+                ", ".join(differing),
+            )
+            mirror.replace_files(version, {name: files[name] for name in differing})
+            repaired.append(version)
+    return repaired
 
 
 def mirror_from_settings(settings: Settings) -> S3Mirror | None:

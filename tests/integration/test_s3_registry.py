@@ -272,6 +272,35 @@ def test_a_checksum_mismatch_on_s3_is_refused(s3_env: str, tmp_path: Path) -> No
         )
 
 
+def test_sync_repairs_a_pointed_version_damaged_on_s3(s3_env: str, tmp_path: Path, capsys) -> None:
+    """A live version's model.txt overwritten on S3 (replicas reading S3 refuse it): sync
+    compares the versions the pointers name with the local registry, byte for byte, and puts
+    the local files back; latest/ follows. It said "uploaded 0 version(s)" and left it."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    version = _publish(local, mirror, "2026-11-25", 0)[0].version
+    damaged = MODEL.encode() + b"\n"
+    mirror.client.put_object(  # with a sha256 that matches what it holds: not proof either
+        Bucket=mirror.bucket,
+        Key=mirror.key(version, "model.txt"),
+        Body=damaged,
+        Metadata={"sha256": sha256(damaged)},
+    )
+    mirror.repair_latest_copy()  # latest/ now holds the damaged model too
+    with pytest.raises(RegistryError, match="checksum of model.txt"):
+        mirror.fetch(version)
+    os.environ["LTR_REGISTRY_DIR"] = str(tmp_path / "reg")
+    try:
+        assert ltr(["registry", "sync"]) == 0
+    finally:
+        del os.environ["LTR_REGISTRY_DIR"]
+    out = capsys.readouterr().out
+    assert f"repaired 1 version(s) that S3 held otherwise than the local registry: {version}" in out
+    assert mirror.fetch(version).model_text == MODEL
+    assert mirror._get("latest", "model.txt") == MODEL.encode()
+    assert sync(local, mirror).repaired == []  # whole again: nothing more to repair
+
+
 def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: Path) -> None:
     local = LocalRegistry(tmp_path / "reg")
     mirror = _mirror()
