@@ -295,8 +295,11 @@ def ingest_day(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     memory_limit: str = DEFAULT_MERGE_MEMORY,
+    only_ignored: Callable[[int], EmptyDay] | None = None,
 ) -> IngestReport:
     """Write the day's accepted events (sorted, one copy per event id) and its quarantine.
+    When every record read was ignored (none is an LTR event) and `only_ignored` is given, it
+    is raised with their count before anything is written.
 
     Memory is bounded whatever the day's size: quarantined lines go straight to a temporary
     file, and accepted rows are held only up to `chunk_rows`. A day that fits is deduplicated
@@ -337,6 +340,8 @@ def ingest_day(
                     report.reasons[outcome.kind] += 1
                     quarantine.write(_quarantine_line(record, outcome))
             report.read = read
+            if only_ignored is not None and read and report.ignored == read:
+                raise only_ignored(read)
             if spill is None:
                 unique = _Deduplicator()
                 for row in buffer:
@@ -371,7 +376,8 @@ class SourceUnavailable(Exception):
 
 
 class EmptyDay(ValueError):
-    """The source gave no record at all for a day not allowed to be empty: nothing is written."""
+    """The source gave no LTR event for a day not allowed to be empty (no record at all, or
+    only records of other kinds): nothing is written."""
 
 
 class DayNotOver(ValueError):
@@ -455,18 +461,31 @@ def ingest_with_fallback(
     as duplicates). `report.serving_log_read` says how many records it gave. A failure to read
     it is not a reason to fall back: it fails the ingest.
 
-    A day for which the sources together give no record at all raises EmptyDay naming them
+    A day for which the sources together give no record at all, or only records that are no
+    LTR event (all ignored), raises EmptyDay naming them
     (their paths or topic), and nothing is written, unless `allow_empty`: a path or glob that
     matches nothing would otherwise pass as a day without events, with every check green. A
     primary that is reachable but empty is not a reason to fall back: the error says so."""
 
-    def run(records: Iterable[DayRecord], source: DaySource) -> IngestReport:
+    def run(records: Iterable[DayRecord], source: DaySource, instead: str = "") -> IngestReport:
         extra = _Counted(serving_log.read_day(day) if serving_log is not None else ())
         combined: Iterable[DayRecord] = itertools.chain(records, extra)
+
+        def only_ignored(read: int) -> EmptyDay:
+            return _empty(source, day, serving_log, ignored=read, instead=instead)
+
         if not allow_empty:
-            combined = _refusing_empty(combined, lambda: _empty(source, day, serving_log))
+            combined = _refusing_empty(
+                combined, lambda: _empty(source, day, serving_log, instead=instead)
+            )
         report = ingest_day(
-            combined, day, lake, source.name, chunk_rows=chunk_rows, memory_limit=memory_limit
+            combined,
+            day,
+            lake,
+            source.name,
+            chunk_rows=chunk_rows,
+            memory_limit=memory_limit,
+            only_ignored=None if allow_empty else only_ignored,
         )
         report.serving_log_read = extra.count
         return report
@@ -481,16 +500,34 @@ def ingest_with_fallback(
         except SourceUnavailable as exc:  # the source is down, not the data wrong
             reason = str(exc)
             log.warning("falling back to %s for %s: %s", fallback.name, day, reason)
-            return run(fallback.read_day(day), fallback), SourceChoice(fallback.name, reason)
+            instead = f" (read instead of {primary.describe()}, which failed: {reason})"
+            report = run(fallback.read_day(day), fallback, instead)
+            return report, SourceChoice(fallback.name, reason)
     return run(fallback.read_day(day), fallback), SourceChoice(fallback.name, "")
 
 
-def _empty(source: DaySource, day: date, serving_log: DaySource | None) -> EmptyDay:
+def _empty(
+    source: DaySource,
+    day: date,
+    serving_log: DaySource | None,
+    *,
+    ignored: int = 0,
+    instead: str = "",
+) -> EmptyDay:
+    """The refusal of an empty day, naming the sources; `ignored`: how many records were read,
+    none of them an LTR event; `instead`: why the source read is the fallback."""
     where = source.describe()
     if serving_log is not None:
         where += f" nor from {serving_log.describe()}"
+    what = (
+        f"no LTR event of {day} from {where}{instead}: its {ignored} records were all ignored "
+        "as other kinds of records (none has event_type match_recommendation or offer_feedback "
+        "where the envelope puts it; a log shipper's wrapper, the event as a string inside "
+        "another record's field, reads so)"
+        if ignored
+        else f"no record of {day} from {where}{instead}"
+    )
     return EmptyDay(
-        f"no record of {day} from {where}: a source that gives nothing is refused "
-        f"rather than written as an empty day; if {day} really had no events, allow it with "
-        f"LTR_ALLOW_EMPTY_DAYS={day}"
+        f"{what}: a source that gives nothing is refused rather than written as an empty day; "
+        f"if {day} really had no events, allow it with LTR_ALLOW_EMPTY_DAYS={day}"
     )

@@ -78,3 +78,42 @@ def test_a_reachable_but_empty_primary_is_refused_not_replaced_by_the_fallback(
     files = AuditLogSource(str(tmp_path / "audit.jsonl"))
     with pytest.raises(EmptyDay, match="the Kafka topic 'match_events' at k:9092"):
         ingest_with_fallback(_EmptyTopic(), files, DAY, Lake(tmp_path / "lake"))
+
+
+def test_a_day_of_records_that_are_all_ignored_is_refused_unless_allowed(
+    tmp_path: Path,
+) -> None:
+    """A log shipper's wrapper (the event as a string in `message`) makes every line a record
+    of another kind: ignored, so 0 accepted and 0 quarantined, and every check passed on an
+    empty day. Refused like a source that gives nothing."""
+    wrapped = {"timestamp": f"{DAY}T10:00:00Z", "message": json.dumps(FLAT)}
+    shown = {"timestamp": f"{DAY}T10:00:01Z", "message": "recommendation shown", "context": FLAT}
+    (tmp_path / f"audit-{DAY}.jsonl").write_text(  # a file of its day: its undated lines too
+        "".join(json.dumps(line) + "\n" for line in (wrapped, shown, wrapped))
+    )
+    source = AuditLogSource(str(tmp_path / "*.jsonl"))
+    lake = Lake(tmp_path / "lake")
+    with pytest.raises(EmptyDay, match="its 3 records were all ignored") as refused:
+        ingest_with_fallback(None, source, DAY, lake)
+    assert f"LTR_ALLOW_EMPTY_DAYS={DAY}" in str(refused.value)
+    assert _written(lake) == [] and not lake.quarantine(DAY).exists()
+    report, _ = ingest_with_fallback(None, source, DAY, lake, allow_empty=True)
+    assert (report.read, report.ignored, report.accepted) == (3, 3, 0)
+
+
+class _DownTopic(_EmptyTopic):
+    def read_day(self, day: date) -> Iterator[DayRecord]:
+        yield from ()
+        raise OSError("Connection refused")
+
+
+def test_an_empty_fallback_says_which_primary_failed_and_why(tmp_path: Path) -> None:
+    """The files read instead of Kafka hold nothing for the day: the refusal names the topic
+    and its failure too, not only the files (where the operator would look in vain)."""
+    files = AuditLogSource(str(tmp_path / "*.jsonl"))
+    with pytest.raises(EmptyDay) as refused:
+        ingest_with_fallback(_DownTopic(), files, DAY, Lake(tmp_path / "lake"))
+    message = str(refused.value)
+    assert f"no record of {DAY} from the audit log" in message
+    assert "read instead of the Kafka topic 'match_events' at k:9092, which failed" in message
+    assert "Connection refused" in message
