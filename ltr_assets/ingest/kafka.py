@@ -391,6 +391,9 @@ class KafkaDaySource:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # a transactional producer's aborted records are not events; the end offsets are
+            # then the last stable ones (an open transaction's records wait for the next read)
+            isolation_level="read_committed",
             **client_options(s),
         )
         await self._start(consumer)
@@ -431,13 +434,6 @@ class KafkaDaySource:
                 batch = await consumer.getmany(
                     *active, timeout_ms=1000, max_records=MAX_RECORDS_PER_POLL
                 )
-                if not batch:
-                    if time.monotonic() - last_progress > s.stall_timeout_s:
-                        raise KafkaUnavailable(
-                            f"reading {s.topic} stalled for {s.stall_timeout_s:.0f} s "
-                            f"with {len(active)} partitions unfinished"
-                        )
-                    continue
                 records: list[DayRecord] = []
                 for tp, messages in batch.items():
                     end = active.get(tp)
@@ -457,8 +453,16 @@ class KafkaDaySource:
                     if done or next_offset >= end or part.ended():
                         del active[tp]
                         consumer.pause(tp)
+                marked = await _ended_on_markers(consumer, active, bounds)
                 if records:
                     yield records
+                if not batch and not marked:
+                    if time.monotonic() - last_progress > s.stall_timeout_s:
+                        raise KafkaUnavailable(
+                            f"reading {s.topic} stalled for {s.stall_timeout_s:.0f} s "
+                            f"with {len(active)} partitions unfinished"
+                        )
+                    continue
                 # The wait for the next batch counts as a stall, not the time the reader took.
                 last_progress = time.monotonic()
             await self._report_progress(consumer, bounds)
@@ -492,6 +496,24 @@ class KafkaDaySource:
                 offsets[tp] = next_offset
         if offsets:
             await consumer.commit(offsets)
+
+
+async def _ended_on_markers(
+    consumer: AIOKafkaConsumer,
+    active: dict[TopicPartition, int],
+    bounds: dict[int, tuple[int, int]],
+) -> bool:
+    """Finish the partitions whose position reached their end without a record there: a
+    transaction's commit or abort marker takes an offset and is never delivered, so waiting
+    for a record at the end offset would stall. Whether any was finished."""
+    finished = False
+    for tp, end in list(active.items()):
+        if await consumer.position(tp) >= end:
+            bounds[tp.partition] = (bounds[tp.partition][0], end)
+            del active[tp]
+            consumer.pause(tp)
+            finished = True
+    return finished
 
 
 def event_time_ms(event: dict[str, Any]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import date, datetime, timedelta
@@ -19,7 +20,12 @@ from dagster import AssetKey, DagsterInstance
 
 from ltr_assets.definitions import defs
 from ltr_assets.ingest.day import ingest_day
-from ltr_assets.ingest.kafka import KafkaDaySource, ensure_topic, publish_events
+from ltr_assets.ingest.kafka import (
+    KafkaDaySource,
+    ensure_topic,
+    event_time_ms,
+    publish_events,
+)
 from ltr_assets.ingest.sources import AuditLogSource, DayRecord, SourceRecord
 from ltr_assets.lake.paths import Lake
 from ltr_assets.simulation.simulator import Simulator, SimulatorConfig
@@ -497,3 +503,46 @@ def test_implausibly_old_records_are_quarantined_in_the_day_they_arrived(
            "invalid_json:not json"]
     )  # fmt: skip
     assert files[date(1970, 1, 1)] == files[date(1, 1, 1)] == []
+
+
+async def _transactions(settings: KafkaSettings, runs: list[tuple[list[dict], bool]]) -> None:
+    """A transactional producer (as Kafka Streams or Flink write): each run of events in a
+    transaction of its own, committed or aborted."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers, transactional_id=f"tx-{uuid.uuid4().hex}"
+    )
+    await producer.start()
+    try:
+        for events, commit in runs:
+            await producer.begin_transaction()
+            for event in events:
+                await producer.send_and_wait(
+                    settings.topic,
+                    json.dumps(event).encode(),
+                    key=b"r-1",
+                    partition=0,
+                    timestamp_ms=event_time_ms(event),
+                )
+            await (producer.commit_transaction() if commit else producer.abort_transaction())
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("trailing", [False, True], ids=["ends-on-a-marker", "record-after"])
+def test_a_transactional_producers_aborted_events_are_not_read_and_markers_end_no_read(
+    kafka_broker: Broker, trailing: bool
+) -> None:
+    """Committed events are read, aborted ones are not (they were never events), and a
+    partition that ends on a commit or abort marker (an offset no record is delivered at)
+    ends the read: it stalled for the whole stall timeout, then fell back to the files."""
+    settings = _one_partition(kafka_broker, "tx").model_copy(update={"stall_timeout_s": 8.0})
+    day = DAYS[0]
+    committed = [_feedback(f"ok-{i}", f"{day}T10:00:0{i}Z") for i in range(3)]
+    aborted = [_feedback(f"aborted-{i}", f"{day}T11:00:0{i}Z") for i in range(3)]
+    asyncio.run(_transactions(settings, [(committed, True), (aborted, False)]))
+    if trailing:
+        publish_events(settings, [_feedback("plain", f"{day}T12:00:00Z")])
+    started = time.monotonic()
+    records = KafkaDaySource(settings).read(day).records
+    assert time.monotonic() - started < settings.stall_timeout_s
+    assert sorted(_names(records)) == ["ok-0", "ok-1", "ok-2", *(["plain"] if trailing else [])]
