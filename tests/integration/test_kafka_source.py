@@ -505,7 +505,9 @@ def test_implausibly_old_records_are_quarantined_in_the_day_they_arrived(
     assert files[date(1970, 1, 1)] == files[date(1, 1, 1)] == []
 
 
-async def _transactions(settings: KafkaSettings, runs: list[tuple[list[dict], bool]]) -> None:
+async def _transactions(
+    settings: KafkaSettings, runs: list[tuple[list[dict[str, Any]], bool]]
+) -> None:
     """A transactional producer (as Kafka Streams or Flink write): each run of events in a
     transaction of its own, committed or aborted."""
     producer = AIOKafkaProducer(
