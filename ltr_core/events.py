@@ -132,8 +132,12 @@ def _identifier(value: Any, name: str, required: bool) -> str | None:
             return text
     elif type(value) is int:
         return str(value)
+    elif type(value) is float:  # a fraction, or an integer past 64 bits (read as a float)
+        raise _Invalid(
+            "bad_id", f"{name} is a number that is no 64-bit integer: send ids as strings"
+        )
     elif value is not None:
-        raise _Invalid("bad_id", f"{name} {value!r} must be a string")
+        raise _Invalid("bad_id", f"{name} {value!r:.80} must be a string or an integer")
     if required:
         raise _Invalid("missing_id", f"missing {name}")
     return None

@@ -70,6 +70,26 @@ def test_audit_line_with_aliases_nested_features_and_derived_id() -> None:
     assert fields(parse_event(json.dumps(other)))["event_id"] != row.event_id
 
 
+@pytest.mark.parametrize(
+    ("case_id", "said"),
+    [
+        ("12345678901234567890123", "case_id is a number that is no 64-bit integer"),
+        ("1.5", "case_id is a number that is no 64-bit integer"),
+        ("true", "case_id True must be a string or an integer"),
+    ],
+)
+def test_an_id_that_is_no_text_nor_integer_is_refused_saying_what_to_send(
+    case_id: str, said: str
+) -> None:
+    """An integer past 64 bits is read as a float: the reason quoted a float the producer
+    never sent, and said "must be a string" although integers are taken."""
+    line = json.dumps(FLAT).replace(f'"case_id": "{FLAT["case_id"]}"', f'"case_id": {case_id}')
+    assert case_id in line
+    rejected = parse_event(line)
+    assert isinstance(rejected, Rejection) and rejected.kind == "bad_id"
+    assert said in rejected.reason and "e+22" not in rejected.reason
+
+
 def test_other_audit_records_are_ignored_not_rejected() -> None:
     assert parse_event('{"timestamp": "2026-11-25T00:00:00Z", "message": "login"}') is None
 
