@@ -197,8 +197,14 @@ def _optional_number(value: Any, name: str) -> float | None:
     return float(value) + 0.0  # -0.0 becomes 0.0, as for features
 
 
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _optional_text(value: Any, name: str) -> str | None:
+    """Text (a number or a boolean as Python writes it); an object or a list is refused, where
+    it was stored as its Python repr."""
+    if value is None:
+        return None
+    if type(value) in (dict, list):
+        raise _Invalid("bad_field", f"{name} {orjson.dumps(value)[:80]!r} is not text")
+    return str(value)
 
 
 def _logging_policy(fields: dict[str, Any]) -> tuple[Any, ...]:
@@ -259,8 +265,8 @@ def _row(event_type: str, fields: dict[str, Any], when: datetime, event_id: str)
                 *head,
                 position,
                 _optional_number(fields.get("score"), "score"),
-                _optional_text(fields.get("algorithm_version")),
-                _optional_text(fields.get("preset")),
+                _optional_text(fields.get("algorithm_version"), "algorithm_version"),
+                _optional_text(fields.get("preset"), "preset"),
                 None,
                 *_features(features),
                 *_groups(fields.get("lawyer_groups")),

@@ -125,6 +125,8 @@ def test_other_audit_records_are_ignored_not_rejected() -> None:
             json.dumps({"timestamp": "2026-11-25T00:00:00Z", "message": "offer_feedback"}),
             "bad_envelope",
         ),
+        (json.dumps({**FLAT, "algorithm_version": {"v": 1}}), "bad_field"),
+        (json.dumps({**FLAT, "preset": ["balanced"]}), "bad_field"),
         (json.dumps({**FLAT, "policy": "random"}), "bad_field"),
         (json.dumps({**FLAT, "policy": 1}), "bad_field"),
         (json.dumps({**FLAT, "propensity": 0}), "bad_field"),
