@@ -391,8 +391,8 @@ class KafkaDaySource:
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # a transactional producer's aborted records are not events; the end offsets are
-            # then the last stable ones (an open transaction's records wait for the next read)
+            # a transactional producer's aborted records are not events (they are skipped, and
+            # a transaction still open holds the read back until it ends: `_high_watermarks`)
             isolation_level="read_committed",
             **client_options(s),
         )
@@ -404,7 +404,7 @@ class KafkaDaySource:
             tps = [TopicPartition(s.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             horizon = source_horizon(datetime.now(UTC).date(), s.max_clock_skew)
-            ends = await consumer.end_offsets(tps)
+            ends = await self._high_watermarks(tps)
             begins = await consumer.beginning_offsets(tps)
             firsts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
             beginnings = dict(begins)
@@ -461,6 +461,7 @@ class KafkaDaySource:
                         raise KafkaUnavailable(
                             f"reading {s.topic} stalled for {s.stall_timeout_s:.0f} s "
                             f"with {len(active)} partitions unfinished"
+                            + _held_back(consumer, active)
                         )
                     continue
                 # The wait for the next batch counts as a stall, not the time the reader took.
@@ -468,6 +469,21 @@ class KafkaDaySource:
             await self._report_progress(consumer, bounds)
         finally:
             await consumer.stop()
+
+    async def _high_watermarks(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each partition ends, open transactions included. The read's own consumer is
+        `read_committed`, whose end offsets stop before a transaction still open: taken as the
+        end, the records after it (other producers', the serving log's) would be read by no day
+        at all, since the next day's read starts at its own time. So the read goes to the high
+        watermark, waiting for such a transaction to end (committed or aborted) like any other
+        record not yet there, up to the stall timeout."""
+        client = AIOKafkaConsumer(**client_options(self.settings))  # read_uncommitted
+        await self._start(client)
+        try:
+            ends: dict[TopicPartition, int] = await client.end_offsets(tps)
+            return ends
+        finally:
+            await client.stop()
 
     async def _report_progress(
         self, consumer: AIOKafkaConsumer, bounds: dict[int, tuple[int, int]]
@@ -514,6 +530,22 @@ async def _ended_on_markers(
             consumer.pause(tp)
             finished = True
     return finished
+
+
+def _held_back(consumer: AIOKafkaConsumer, active: dict[TopicPartition, int]) -> str:
+    """For a stalled read: the partitions whose last stable offset stops before their end (a
+    transaction left open), as a clause of the error."""
+    held = []
+    for tp, end in active.items():
+        stable = consumer.last_stable_offset(tp)
+        if stable is not None and 0 <= stable < end:
+            held.append(f"{tp.partition} (offsets {stable}-{end - 1})")
+    if not held:
+        return ""
+    return (
+        f"; a transaction left open holds back partition {', '.join(held)}: the read waits "
+        "for it to commit or abort (Kafka aborts it after the producer's transaction timeout)"
+    )
 
 
 def event_time_ms(event: dict[str, Any]) -> int:

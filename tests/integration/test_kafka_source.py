@@ -22,6 +22,7 @@ from ltr_assets.definitions import defs
 from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.kafka import (
     KafkaDaySource,
+    KafkaUnavailable,
     ensure_topic,
     event_time_ms,
     publish_events,
@@ -548,3 +549,63 @@ def test_a_transactional_producers_aborted_events_are_not_read_and_markers_end_n
     records = KafkaDaySource(settings).read(day).records
     assert time.monotonic() - started < settings.stall_timeout_s
     assert sorted(_names(records)) == ["ok-0", "ok-1", "ok-2", *(["plain"] if trailing else [])]
+
+
+def _open_transaction(
+    settings: KafkaSettings, event: dict[str, Any], opened: threading.Event, end_after_s: float
+) -> threading.Thread:
+    """A transaction holding `event`, left open `end_after_s` seconds (then committed), on a
+    thread of its own; `opened` is set once its record is in the partition."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.bootstrap_servers, transactional_id=f"tx-{uuid.uuid4()}"
+        )
+        await producer.start()
+        try:
+            await producer.begin_transaction()
+            await producer.send_and_wait(
+                settings.topic,
+                json.dumps(event).encode(),
+                key=b"r-1",
+                partition=0,
+                timestamp_ms=event_time_ms(event),
+            )
+            opened.set()
+            await asyncio.sleep(end_after_s)
+            await producer.commit_transaction()
+        finally:
+            await producer.stop()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("ends", [True, False], ids=["ends-while-read", "stays-open"])
+def test_a_transaction_open_at_read_time_holds_the_read_never_hides_what_follows(
+    kafka_broker: Broker, ends: bool
+) -> None:
+    """Records written after a transaction that is still open (other producers', the serving
+    log's) lie past the last stable offset: a read ending there left them to no day at all.
+    The read waits for the transaction; one still open at the stall timeout makes the read
+    fail, saying so (the day then falls back to the files, with the check failing)."""
+    settings = _one_partition(kafka_broker, "otx").model_copy(update={"stall_timeout_s": 6.0})
+    day = DAYS[0]
+    publish_events(settings, [_feedback("before", f"{day}T09:00:00Z")])
+    opened = threading.Event()
+    thread = _open_transaction(
+        settings, _feedback("in-tx", f"{day}T10:00:00Z"), opened, 2.0 if ends else 10.0
+    )
+    assert opened.wait(30)
+    publish_events(settings, [_feedback(f"after-{i}", f"{day}T11:00:0{i}Z") for i in range(3)])
+    source = KafkaDaySource(settings)
+    if ends:
+        names = sorted(_names(source.read(day).records))
+        assert names == ["after-0", "after-1", "after-2", "before", "in-tx"]
+    else:
+        with pytest.raises(
+            KafkaUnavailable, match="a transaction left open holds back partition 0"
+        ):
+            source.read(day)
+    thread.join(30)
