@@ -90,21 +90,31 @@ class S3Mirror(S3Versions):
         with_retries(upload, self.attempts, self.backoff_s, f"upload of {version}")
 
     def differing_files(self, version: str, files: dict[str, bytes]) -> list[str]:
-        """The names among `files` whose object on S3 is missing or holds other bytes: read
-        whole and hashed, since an object's recorded sha256 is written by whoever wrote it."""
-        differing = []
-        for name, data in files.items():
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=self.key(version, name))
-                held = body["Body"].read()
-            except ClientError as exc:
-                if _code(exc) not in ("404", "NoSuchKey"):
-                    raise
-                differing.append(name)
-                continue
-            if sha256(held) != sha256(data):
-                differing.append(name)
-        return differing
+        """The names among `files` whose object on S3 is missing, too large for a reader, or
+        holds other bytes: read (up to a reader's limit) and compared, since an object's
+        recorded sha256 is written by whoever wrote it. S3 failing to answer is retried, then
+        S3Unavailable."""
+
+        def compare() -> list[str]:
+            differing = []
+            for name, data in files.items():
+                try:
+                    held = self._get(version, name)
+                except RegistryError:  # past a reader's size limit: not the local file
+                    differing.append(name)
+                    continue
+                except ClientError as exc:
+                    if _code(exc) not in ("404", "NoSuchKey"):
+                        raise
+                    differing.append(name)
+                    continue
+                if held != data:
+                    differing.append(name)
+            return differing
+
+        return with_retries(
+            compare, self.attempts, self.backoff_s, f"read-back of {self.url(version)}"
+        )
 
     def replace_files(self, version: str, files: dict[str, bytes]) -> None:
         """Overwrite a version's objects with the local registry's bytes (metadata.json last),
@@ -341,8 +351,8 @@ def _sync_once(
         mirror.upload_version(version, version_files(local, version))
         uploaded.append(version)
     available = on_s3 | set(uploaded)
-    repaired = _repair_pointed(local, mirror, (pointer, candidate), on_s3 - set(uploaded))
     problems: list[str] = []
+    repaired = _repair_pointed(local, mirror, (pointer, candidate), on_s3 - set(uploaded), problems)
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
     if pointer and pointer_refused:
@@ -378,6 +388,7 @@ def _repair_pointed(
     mirror: S3Mirror,
     pointers: tuple[dict[str, Any] | None, dict[str, Any] | None],
     on_s3: set[str],
+    problems: list[str],
 ) -> list[str]:
     """The versions the local pointers name, compared on S3 with the local files and
     overwritten where they differ (replicas reading S3 would refuse them, or serve what was
@@ -388,7 +399,11 @@ def _repair_pointed(
         if local.verify(version):  # an invalid local copy is no reference
             continue
         files = version_files(local, version)
-        differing = mirror.differing_files(version, files)
+        try:
+            differing = mirror.differing_files(version, files)
+        except S3Unavailable as exc:  # the pointers still move: replicas refuse a damaged one
+            problems.append(f"{version} not compared with S3: {exc}")
+            continue
         if differing:
             log.warning(
                 "%s on S3 does not match the local registry (%s): replacing it",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from dagster import AssetKey, DagsterInstance
 
 from ltr_assets.cli import main as ltr
@@ -20,7 +21,7 @@ from ltr_assets.definitions import defs
 from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import S3Mirror, mirror_from_settings, sync
-from ltr_core.artifacts.format import RegistryError, sha256
+from ltr_core.artifacts.format import MAX_FILE_BYTES, RegistryError, sha256
 from ltr_core.artifacts.s3 import CANDIDATE
 from ltr_core.artifacts.signing import ArtifactKeys
 from ltr_core.settings import Settings
@@ -299,6 +300,46 @@ def test_sync_repairs_a_pointed_version_damaged_on_s3(s3_env: str, tmp_path: Pat
     assert mirror.fetch(version).model_text == MODEL
     assert mirror._get("latest", "model.txt") == MODEL.encode()
     assert sync(local, mirror).repaired == []  # whole again: nothing more to repair
+
+
+class _SlowOnce:
+    """The S3 client, answering the first GET with SlowDown (throttling)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.refused = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def get_object(self, **request: Any) -> Any:
+        if not self.refused:
+            self.refused = True
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "x"}}, "GetObject")
+        return self.client.get_object(**request)
+
+
+def test_a_rollbacks_read_back_rides_out_throttling_and_a_huge_object_is_no_match(
+    s3_env: str, tmp_path: Path
+) -> None:
+    """Throttled once, the read-back is retried and the rollback reaches S3's
+    latest.json (it failed the sync before the pointer moved); an object past a reader's size
+    limit is not read whole but taken as damaged and replaced."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    first = _publish(local, mirror, "2026-11-24", 0)[0].version
+    _publish(local, mirror, "2026-11-25", 1)
+    huge = b" " * (MAX_FILE_BYTES + 1)
+    mirror.client.put_object(
+        Bucket=mirror.bucket, Key=mirror.key(first, "metadata.json"), Body=huge
+    )
+    local.rollback(first)
+    mirror.client = _SlowOnce(mirror.client)
+    published, error, report = publication._sync(local, mirror, True)  # as a rollback syncs
+    assert published is True and error == "", error
+    assert report is not None and report.repaired == [first]
+    assert _pointer(mirror)["version"] == first
+    assert mirror.fetch(first).version == first
 
 
 def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: Path) -> None:
