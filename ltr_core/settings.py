@@ -558,7 +558,7 @@ class S3Settings(BaseModel):
         description="bucket of the registry's mirror; unset: local only",
     )
     prefix: Text = Field("ltr", validation_alias="S3_PREFIX", description="key prefix")
-    endpoint: Text = Field(
+    endpoint: Url = Field(
         "",
         validation_alias="S3_ENDPOINT",
         description="S3-compatible endpoint, e.g. MinIO's `http://minio:9000`; unset: AWS",

@@ -156,6 +156,7 @@ class LocalRegistry(LocalVersions):
                 raise RegistryError(
                     f"{path} is not a regular file: remove it by hand (nothing was changed)"
                 )
+        _check_own_file(self.root / HISTORY_FILE)  # appended to in place, unlike the pointers
 
     def _new_version(self, now: datetime) -> str:
         """UTC YYYYMMDD_HHMMSS; the next free second if that one is taken."""
@@ -454,6 +455,9 @@ class LocalRegistry(LocalVersions):
         line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(self.root / HISTORY_FILE, flags, 0o644)
+        if os.fstat(fd).st_nlink > 1:  # linked in after the check: never written through
+            os.close(fd)
+            raise RegistryError(_hard_linked(self.root / HISTORY_FILE))
         try:
             os.write(fd, line)
             os.fsync(fd)
@@ -547,6 +551,17 @@ class LocalRegistry(LocalVersions):
                         continue
                     removed.append(folder)
         return [str(path) for path in removed]
+
+
+def _check_own_file(path: Path) -> None:
+    """A file the registry appends to must be its own: a hard link shares its bytes with a
+    file elsewhere, which each append would write into."""
+    if path.is_file() and path.stat().st_nlink > 1:
+        raise RegistryError(_hard_linked(path))
+
+
+def _hard_linked(path: Path) -> str:
+    return f"{path} is hard-linked to another file: replace it by a copy (nothing was changed)"
 
 
 def _own_folder(path: Path) -> None:

@@ -122,6 +122,11 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"LTR_SERVING_URL": "http://127.0.0.1:8000/\nx"}, "holds whitespace or a control"),
         ({"LTR_SERVING_URL": "http://host\x00:8000"}, "holds whitespace or a control"),
         (
+            {"S3_ENDPOINT": "http://127.0.0.1:9000\n/x"},
+            "S3_ENDPOINT='http://127.0.0.1:9000\\n/x' holds",
+        ),
+        ({"S3_ENDPOINT": "minio:9000"}, "is not an http(s) URL"),
+        (
             {"NOTIFY_WEBHOOK_URL": "https://hooks.example/T0 B0"},
             "NOTIFY_WEBHOOK_URL=<secret> holds",
         ),

@@ -239,3 +239,22 @@ def test_a_lock_or_history_planted_as_a_link_is_refused_and_its_target_kept(
     with pytest.raises(RegistryError, match="not a regular file"):
         registry.rollback(first)
     assert target.read_text() == "precious contents\n"
+
+
+def test_a_history_hard_linked_to_an_outside_file_is_refused_and_that_file_kept(
+    tmp_path: Path,
+) -> None:
+    """A hard link is a regular file: history.jsonl linked to a file elsewhere had each
+    candidate decision appended to that file."""
+    registry = _registry(tmp_path)
+    first = _publish(registry, 1)
+    _publish(registry, 2)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious contents\n")
+    history = registry.root / "history.jsonl"
+    history.unlink(missing_ok=True)
+    os.link(outside, history)
+    with pytest.raises(RegistryError, match="hard-linked to another file"):
+        registry.rollback(first)
+    assert outside.read_text() == "precious contents\n"
+    assert registry.latest_version() != first  # refused before anything moved
