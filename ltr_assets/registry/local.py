@@ -72,7 +72,9 @@ from ltr_core.vocabulary import Rollout
 
 log = logging.getLogger("ltr.registry")
 HISTORY_FILE = "history.jsonl"
-CandidateAction = Literal["promoted", "retired", "cleared_by_rollback", "replaced"]
+CandidateAction = Literal[
+    "promoted", "retired", "cleared_by_rollback", "replaced", "cleared_by_direct_publish"
+]
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,17 @@ class LocalRegistry(LocalVersions):
                     "published, latest not moved",
                     cleaned,
                 )
+            later = None if force else self._later_version(partition, version)
+            if later is not None:  # a backfill: a later night published already
+                return PublishResult(
+                    version,
+                    target,
+                    False,
+                    previous_version,
+                    f"partition {partition} is older than {later[1]}'s {later[0]} (a later "
+                    "night): a backfill, published; no pointer moved" + note,
+                    cleaned,
+                )
             if rollout == "canary" and previous is not None:
                 replaced = self._candidate_or_none()
                 if not replace_candidate and replaced is not None:
@@ -283,6 +296,12 @@ class LocalRegistry(LocalVersions):
                     candidate_set=True,
                 )
             self._move_pointer(version, partition, dict(weights))
+            # a candidate was compared with the version live before: that comparison is void
+            cleared = self._clear_candidate(
+                "cleared_by_direct_publish", {"by": version, "latest_was": previous_version}
+            )
+        if cleared is not None:
+            note += f"; candidate {cleared} cleared (its comparison was with the version before)"
         return PublishResult(
             version, target, True, previous_version, "latest moved" + note, cleaned
         )
@@ -413,6 +432,26 @@ class LocalRegistry(LocalVersions):
         if candidate:
             named[self.candidate_path.name] = candidate
         return named
+
+    def _later_version(self, partition: str, version: str) -> tuple[str, str] | None:
+        """The newest partition of another version, and that version, when it is newer than
+        `partition`: the nights after it were published already (kept, live or a candidate),
+        so `partition` is a backfill. Versions whose metadata cannot be read do not count."""
+        newest: tuple[str, str] | None = None
+        for other in self.versions():
+            if other == version:
+                continue
+            try:
+                named = self.metadata(other).get("partition")
+            except RegistryError:
+                continue
+            if (
+                isinstance(named, str)
+                and named > partition
+                and (newest is None or named > newest[0])
+            ):
+                newest = (named, other)
+        return newest
 
     def _candidate_or_none(self) -> dict[str, Any] | None:
         """The candidate pointer; a malformed one counts as none (it is being replaced)."""

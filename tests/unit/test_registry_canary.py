@@ -225,3 +225,39 @@ def test_the_cli_shows_promotes_and_retires_the_candidate(
     assert "no candidate" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="JSON object"):
         ltr(["registry", "promote", "--evidence", "[1]"])
+
+
+def test_a_backfill_after_the_candidate_was_retired_sets_no_candidate(tmp_path: Path) -> None:
+    """Latest lags the newest night under canaries: with the candidate retired, a backfill of a
+    day between them took the free slot (an older model holding off every later night)."""
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, partition="2026-11-25")
+    _publish(registry, 1, partition="2026-11-28")
+    registry.retire({"by": "test"})
+    result = registry.publish(
+        weights(2), tiny_model_text(), META, "2026-11-26", now=_now(2), rollout="canary"
+    )
+    assert not result.candidate_set and not result.latest_moved
+    assert "a backfill" in result.reason and "2026-11-28" in result.reason
+    assert (registry.latest_version(), registry.candidate()) == (live, None)
+    # the next night is no backfill: it becomes the candidate
+    night = _publish(registry, 3, partition="2026-11-29")
+    assert registry.candidate_version() == night
+
+
+def test_a_direct_publish_clears_a_pending_candidate(tmp_path: Path) -> None:
+    """LTR_ROLLOUT switched to direct with a candidate collecting: the new version goes live and
+    the candidate, compared with the version before, is cleared (it was kept, then promoted
+    over the newer live version, moving latest back)."""
+    registry = _registry(tmp_path)
+    _publish(registry, 0, partition="2026-11-25")
+    candidate = _publish(registry, 1, partition="2026-11-26")
+    result = registry.publish(
+        weights(2), tiny_model_text(), META, "2026-11-27", now=_now(2), rollout="direct"
+    )
+    assert result.latest_moved and f"candidate {candidate} cleared" in result.reason
+    assert registry.latest_version() == result.version and registry.candidate() is None
+    assert registry.history()[-1]["action"] == "cleared_by_direct_publish"
+    assert registry.history()[-1]["version"] == candidate
+    with pytest.raises(RegistryError, match="no candidate to promote"):
+        registry.promote({"by": "test"})
