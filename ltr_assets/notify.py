@@ -156,12 +156,17 @@ def undelivered(delivery: Delivery | None) -> str:
     )
 
 
-def failure_text(job: str, partition: str, run_id: str, gate_refused: bool, detail: str) -> str:
+def failure_text(
+    job: str, partition: str, run_id: str, gate_refused: bool, detail: str, live: str = ""
+) -> str:
     """A night that did not publish says which it was: the gate refusing a model (working as
-    designed; the previous version stays live) or a crash (someone has to look)."""
+    designed; nothing of the night's is published) or a crash (someone has to look). `live`:
+    the version live after the run, as its record says (the same run's online comparison may
+    have promoted the candidate, so "the previous version" need not be it)."""
     where = f"{job} [{partition}] (run {run_id[:8]})"
     if gate_refused:
-        return f":no_entry: {where} gate refused: {detail}. The previous version stays live."
+        after = f"; live: {live}" if live else ""
+        return f":no_entry: {where} gate refused: {detail}. Nothing was published{after}."
     return f":x: {where} crashed: {detail}"
 
 

@@ -65,6 +65,7 @@ class RunOutcome:
     outcome: GateOutcome  # "succeeded": nothing was published
     detail: str  # published: the version; gate_refused: the checks; crashed: the step errors
     reason: str = ""  # the one line for REASON_TAG ("" when succeeded)
+    live: str = ""  # the version live after the run, when its publication record says
 
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
@@ -134,7 +135,8 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         if record.get("published") is False:
             recorded = record.get("refused_checks")  # the gate's failing checks, as refused
             detail = "; ".join(str(c) for c in recorded) if isinstance(recorded, list) else ""
-            return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"))
+            live = str(record.get("live_version") or "")
+            return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"), live)
         version = str(record.get("version") or "")
         # the record's outcome says what the version became: "published <v> (live)",
         # "(the candidate)" or "(kept, not live)"; a bare "published <v>" hid the last two
@@ -343,7 +345,9 @@ def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> Ski
     partition = run.tags.get("dagster/partition", "-")
     outcome = run_outcome(context.instance, run)
     if outcome.outcome == "gate_refused":  # a successful run that published nothing
-        text = failure_text(run.job_name, partition, run.run_id, True, outcome.detail)
+        text = failure_text(
+            run.job_name, partition, run.run_id, True, outcome.detail, live=outcome.live
+        )
     else:
         text = f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})"
     _deliver(ltr, text)
@@ -391,7 +395,7 @@ def _tag(context: RunStatusSensorContext) -> SkipReason | None:
     default_status=DefaultSensorStatus.RUNNING,
     description="Tags a successful ltr_daily_job run by published_weights' record: "
     "ltr/outcome=published (ltr/reason=published <version>) or ltr/outcome=gate_refused "
-    "(ltr/reason=gate refused: <failing checks>; the previous version stays live).",
+    "(ltr/reason=gate refused: <failing checks>; nothing of the night's is published).",
 )
 def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
     return _tag(context)

@@ -65,7 +65,7 @@ def test_published_and_refused_nights_reach_the_webhook_told_apart(
     assert len(failing.messages) == 3 and "HTTP 500" in str(lost.value)
     assert ":white_check_mark: ltr_daily_job [2026-11-02] succeeded" in str(lost.value)
     assert refusal.startswith(":no_entry: ltr_daily_job [2026-11-01]")
-    assert "gate refused: min_samples: " in refusal and "previous version stays live" in refusal
+    assert "gate refused: min_samples: " in refusal and "Nothing was published" in refusal
     assert success.startswith(":white_check_mark: ltr_daily_job [2026-11-02] succeeded")
 
 

@@ -140,7 +140,7 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     refusal, crash, success = (m["text"] for m in receiver.messages)
     assert success.startswith(":white_check_mark: ltr_daily_job [2026-11-02] succeeded")
     assert "ltr_daily_job [2026-11-01]" in refusal and "gate refused: min_samples: " in refusal
-    assert "previous version stays live" in refusal
+    assert "Nothing was published" in refusal and "stays live" not in refusal
     assert "ltr_daily_job [2026-11-03]" in crash and " crashed: ltr_model: " in crash
     assert "gate refused" not in crash
 
