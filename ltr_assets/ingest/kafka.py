@@ -404,16 +404,14 @@ class KafkaDaySource:
             tps = [TopicPartition(s.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             horizon = source_horizon(datetime.now(UTC).date(), s.max_clock_skew)
-            ends = await self._high_watermarks(tps)
-            begins = await consumer.beginning_offsets(tps)
-            firsts = await consumer.offsets_for_times(dict.fromkeys(tps, start_ms))
-            beginnings = dict(begins)
-            if self.first_day is not None:  # the pipeline's beginning: the first day's start
-                first_start = window_start_ms(self.first_day, s.grace)
-                starts = await consumer.offsets_for_times(dict.fromkeys(tps, first_start))
-                for tp, found in starts.items():
-                    if found is not None:
-                        beginnings[tp] = max(beginnings[tp], found.offset)
+            first_start = (
+                window_start_ms(self.first_day, s.grace) if self.first_day is not None else None
+            )
+            ends, firsts, starts = await self._uncommitted_offsets(tps, start_ms, first_start)
+            beginnings = dict(await consumer.beginning_offsets(tps))
+            for tp, found in starts.items():  # the pipeline's beginning: the first day's start
+                if found is not None:
+                    beginnings[tp] = max(beginnings[tp], found.offset)
             active: dict[TopicPartition, int] = {}
             bounds = progress.partitions
             parts: dict[int, PartitionDay] = {}
@@ -470,18 +468,26 @@ class KafkaDaySource:
         finally:
             await consumer.stop()
 
-    async def _high_watermarks(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where each partition ends, open transactions included. The read's own consumer is
-        `read_committed`, whose end offsets stop before a transaction still open: taken as the
-        end, the records after it (other producers', the serving log's) would be read by no day
-        at all, since the next day's read starts at its own time. So the read goes to the high
-        watermark, waiting for such a transaction to end (committed or aborted) like any other
-        record not yet there, up to the stall timeout."""
+    async def _uncommitted_offsets(
+        self, tps: list[TopicPartition], start_ms: int, first_start_ms: int | None
+    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, Any], dict[TopicPartition, Any]]:
+        """Where each partition ends (its high watermark), and the first offsets at `start_ms`
+        and at `first_start_ms` (the first partition's start; None: no lookup), open
+        transactions included. The read's own consumer is `read_committed`, whose end offsets
+        and timestamp lookups stop before a transaction still open: taken so, the records from
+        it on (other producers', the serving log's) would be read by no day at all, since the
+        next day's read starts at its own time. So the read goes to the high watermark, waiting
+        for such a transaction to end (committed or aborted) like any other record not yet
+        there, up to the stall timeout."""
         client = AIOKafkaConsumer(**client_options(self.settings))  # read_uncommitted
         await self._start(client)
         try:
             ends: dict[TopicPartition, int] = await client.end_offsets(tps)
-            return ends
+            firsts = await client.offsets_for_times(dict.fromkeys(tps, start_ms))
+            starts: dict[TopicPartition, Any] = {}
+            if first_start_ms is not None:
+                starts = await client.offsets_for_times(dict.fromkeys(tps, first_start_ms))
+            return ends, firsts, starts
         finally:
             await client.stop()
 
