@@ -35,8 +35,9 @@ READ_ATTEMPTS = 5
 
 
 def s3_filesystem(endpoint: str = "", region: str = "us-east-1") -> pafs.S3FileSystem:
-    """pyarrow's S3 filesystem for S3_ENDPOINT (empty: AWS) and AWS_REGION; an http://
-    endpoint (MinIO, a test server) is spoken to without TLS, with path-style addressing."""
+    """pyarrow's S3 filesystem for S3_ENDPOINT (empty: AWS; else an http(s) URL, as the
+    settings check it) and AWS_REGION; an http:// endpoint (MinIO, a test server) is spoken
+    to without TLS, with path-style addressing."""
     options: dict[str, object] = {
         "region": region,
         "connect_timeout": 3.0,
@@ -45,11 +46,10 @@ def s3_filesystem(endpoint: str = "", region: str = "us-east-1") -> pafs.S3FileS
     }
     if endpoint:
         parsed = urlparse(endpoint)
-        if parsed.scheme in {"http", "https"}:
-            options["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
-            options["scheme"] = parsed.scheme
-        else:
-            options["endpoint_override"] = endpoint
+        if parsed.scheme not in {"http", "https"}:
+            raise ValueError(f"S3_ENDPOINT {endpoint!r} is not an http(s) URL")
+        options["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+        options["scheme"] = parsed.scheme
     return pafs.S3FileSystem(**options)  # type: ignore[arg-type]
 
 
