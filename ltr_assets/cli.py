@@ -399,6 +399,8 @@ def _registry_sync(args: argparse.Namespace) -> int:
             f"repaired {len(report.repaired)} version(s) that S3 held otherwise than the local "
             f"registry: {', '.join(report.repaired)}"
         )
+    for note in report.unverified:
+        print(f"warning: {note}", file=sys.stderr)
     if report.pointer_version is not None and not report.pointer_refused:
         latest = mirror.url("latest.json")
         if report.pointer_moved:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.artifacts.format import (
@@ -94,27 +94,30 @@ class S3Mirror(S3Versions):
         holds other bytes: read (up to a reader's limit) and compared, since an object's
         recorded sha256 is written by whoever wrote it. S3 failing to answer is retried, then
         S3Unavailable."""
-
-        def compare() -> list[str]:
-            differing = []
-            for name, data in files.items():
-                try:
-                    held = self._get(version, name)
-                except RegistryError:  # past a reader's size limit: not the local file
-                    differing.append(name)
-                    continue
-                except ClientError as exc:
-                    if _code(exc) not in ("404", "NoSuchKey"):
-                        raise
-                    differing.append(name)
-                    continue
-                if held != data:
-                    differing.append(name)
-            return differing
-
         return with_retries(
-            compare, self.attempts, self.backoff_s, f"read-back of {self.url(version)}"
+            lambda: self._differing(version, files),
+            self.attempts,
+            self.backoff_s,
+            f"read-back of {self.url(version)}",
         )
+
+    def _differing(self, version: str, files: dict[str, bytes]) -> list[str]:
+        """One attempt of `differing_files`."""
+        differing = []
+        for name, data in files.items():
+            try:
+                held = self._get(version, name)
+            except RegistryError:  # past a reader's size limit: not the local file
+                differing.append(name)
+                continue
+            except ClientError as exc:
+                if _code(exc) not in ("404", "NoSuchKey"):
+                    raise
+                differing.append(name)
+                continue
+            if held != data:
+                differing.append(name)
+        return differing
 
     def replace_files(self, version: str, files: dict[str, bytes]) -> None:
         """Overwrite a version's objects with the local registry's bytes (metadata.json last),
@@ -131,7 +134,7 @@ class S3Mirror(S3Versions):
                     Body=data,
                     Metadata={"sha256": sha256(data)},
                 )
-            if self.differing_files(version, files):
+            if self._differing(version, files):
                 raise RegistryError(f"{self.url(version, '')} does not verify after its repair")
 
         with_retries(replace, self.attempts, self.backoff_s, f"repair of {version}")
@@ -297,6 +300,8 @@ class SyncReport:
     candidate_version: str | None = None  # what S3's candidate.json names now (None: none)
     problems: list[str] = field(default_factory=list)  # pointers left alone, and why
     repaired: list[str] = field(default_factory=list)  # pointed versions S3 held otherwise
+    # pointed versions not compared with (or not repaired on) S3, and why: the pointers moved
+    unverified: list[str] = field(default_factory=list)
     pointer_refused: bool = False  # latest.json names a version S3 cannot have
     # the local latest and candidate pointers this sync brought S3 to (compared afterwards)
     local_pointers: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
@@ -352,7 +357,9 @@ def _sync_once(
         uploaded.append(version)
     available = on_s3 | set(uploaded)
     problems: list[str] = []
-    repaired = _repair_pointed(local, mirror, (pointer, candidate), on_s3 - set(uploaded), problems)
+    repaired, unverified = _repair_pointed(
+        local, mirror, (pointer, candidate), on_s3 - set(uploaded)
+    )
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
     if pointer and pointer_refused:
@@ -378,6 +385,7 @@ def _sync_once(
         candidate["version"] if candidate else None,
         problems,
         repaired=repaired,
+        unverified=unverified,
         pointer_refused=pointer_refused,
         local_pointers=local_pointers,
     )
@@ -388,12 +396,15 @@ def _repair_pointed(
     mirror: S3Mirror,
     pointers: tuple[dict[str, Any] | None, dict[str, Any] | None],
     on_s3: set[str],
-    problems: list[str],
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """The versions the local pointers name, compared on S3 with the local files and
     overwritten where they differ (replicas reading S3 would refuse them, or serve what was
-    put there). Only those: they are what replicas load, and each is read whole."""
-    repaired = []
+    put there). Only those: they are what replicas load, and each is read whole. What could
+    not be compared or repaired (S3 failing, access denied) is noted, not raised: the pointers
+    still move (a replica refuses a damaged version and keeps the one it serves). Returns the
+    repaired versions and those notes."""
+    repaired: list[str] = []
+    unverified: list[str] = []
     named = {p["version"] for p in pointers if p is not None}
     for version in sorted(named & on_s3):
         if local.verify(version):  # an invalid local copy is no reference
@@ -401,18 +412,18 @@ def _repair_pointed(
         files = version_files(local, version)
         try:
             differing = mirror.differing_files(version, files)
-        except S3Unavailable as exc:  # the pointers still move: replicas refuse a damaged one
-            problems.append(f"{version} not compared with S3: {exc}")
-            continue
-        if differing:
-            log.warning(
-                "%s on S3 does not match the local registry (%s): replacing it",
-                version,
-                ", ".join(differing),
-            )
-            mirror.replace_files(version, {name: files[name] for name in differing})
-            repaired.append(version)
-    return repaired
+            if differing:
+                log.warning(
+                    "%s on S3 does not match the local registry (%s): replacing it",
+                    version,
+                    ", ".join(differing),
+                )
+                mirror.replace_files(version, {name: files[name] for name in differing})
+                repaired.append(version)
+        except (S3Unavailable, ClientError, BotoCoreError, RegistryError) as exc:
+            unverified.append(f"{version} not compared with (or repaired on) S3: {exc}")
+            log.warning("%s", unverified[-1])
+    return repaired, unverified
 
 
 def mirror_from_settings(settings: Settings) -> S3Mirror | None:

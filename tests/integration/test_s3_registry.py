@@ -342,6 +342,41 @@ def test_a_rollbacks_read_back_rides_out_throttling_and_a_huge_object_is_no_matc
     assert mirror.fetch(first).version == first
 
 
+class _Denied(_SlowOnce):
+    """The S3 client, refusing the GETs of one version's objects (their KMS key, say)."""
+
+    def __init__(self, client: Any, version: str) -> None:
+        super().__init__(client)
+        self.version = version
+
+    def get_object(self, **request: Any) -> Any:
+        if f"/{self.version}/" in request["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "GetObject")
+        return self.client.get_object(**request)
+
+
+def test_a_read_back_that_fails_is_a_warning_and_the_rollback_still_reaches_s3(
+    s3_env: str, tmp_path: Path
+) -> None:
+    """The read-back is a repair, not a condition: denied (or S3 failing past its retries),
+    the rollback's pointer still moves on S3 and the publication counts as done; the note
+    says what was not compared."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    first = _publish(local, mirror, "2026-11-24", 0)[0].version
+    _publish(local, mirror, "2026-11-25", 1)
+    local.rollback(first)
+    client = mirror.client
+    mirror.client = _Denied(client, first)
+    published, error, report = publication._sync(local, mirror, True)
+    mirror.client = client
+    assert published is True and error == "", error
+    assert report is not None and report.repaired == []
+    assert len(report.unverified) == 1 and "AccessDenied" in report.unverified[0]
+    assert report.unverified[0].startswith(f"{first} not compared with (or repaired on) S3")
+    assert _pointer(mirror)["version"] == first
+
+
 def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: Path) -> None:
     local = LocalRegistry(tmp_path / "reg")
     mirror = _mirror()
