@@ -443,7 +443,7 @@ class LocalRegistry(LocalVersions):
                 continue
             try:
                 named = self.metadata(other).get("partition")
-            except RegistryError:
+            except (RegistryError, OSError):  # unreadable (another uid's 0600 file, say)
                 continue
             if (
                 isinstance(named, str)

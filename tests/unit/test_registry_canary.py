@@ -261,3 +261,24 @@ def test_a_direct_publish_clears_a_pending_candidate(tmp_path: Path) -> None:
     assert registry.history()[-1]["version"] == candidate
     with pytest.raises(RegistryError, match="no candidate to promote"):
         registry.promote({"by": "test"})
+
+
+def test_a_version_whose_metadata_cannot_be_read_does_not_stop_a_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backfill rule reads the other versions' partitions: one it may not read (another
+    uid's 0600 file) is passed over, not a crash of every later night."""
+    registry = _registry(tmp_path)
+    unreadable = _publish(registry, 0, partition="2026-11-25")
+    read = LocalRegistry.metadata
+
+    def metadata(self: LocalRegistry, version: str) -> dict[str, object]:
+        if version == unreadable:
+            raise PermissionError(13, "Permission denied", version)
+        return read(self, version)
+
+    monkeypatch.setattr(LocalRegistry, "metadata", metadata)
+    result = registry.publish(
+        weights(1), tiny_model_text(), META, "2026-11-26", now=_now(1), rollout="direct"
+    )
+    assert result.latest_moved and registry.latest_version() == result.version
