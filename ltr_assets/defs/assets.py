@@ -368,12 +368,14 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     automation_condition=publish_after_passed_gate(),
     description="The night's publication record (`outcome` first): the gated candidate "
     "published as a new registry version (weights summing to 1.0, model, metadata), or, when "
-    "its gate refused it, `not published: gate refused: <checks>` with the previous version "
-    "still live. LTR_ROLLOUT=canary (the default) makes it the registry's candidate "
-    "(`candidate.json`, interleaved with the live version by serving until online_comparison "
-    "promotes or retires it) unless a candidate is still being compared (then no pointer "
-    "moves), except the first version, which goes live; LTR_ROLLOUT=direct moves `latest`. "
-    "Neither moves for a partition older than latest's.",
+    "its gate refused it, `not published: gate refused: <checks>` (nothing of the night's goes "
+    "live; the record leads with what is live). LTR_ROLLOUT=canary (the default) makes it "
+    "the registry's candidate (`candidate.json`, interleaved with the live version by "
+    "serving until online_comparison promotes or retires it) unless a candidate is still "
+    "being compared (then no pointer moves), except the first version, which goes live; "
+    "LTR_ROLLOUT=direct moves `latest` "
+    "(and clears a pending candidate). Neither moves for a backfill: a partition older than "
+    "latest's or than any other version's.",
     kinds={"json"},
 )
 def published_weights(
@@ -381,7 +383,7 @@ def published_weights(
 ) -> Iterator[MaterializeResult]:
     """Day D's publication record: `outcome` says what became of D's candidate, `published
     <version>` or `not published: gate refused: <checks>` (a refused night is the gate doing
-    its job: the run succeeds, the previous version stays live, and the asset says so rather
+    its job: the run succeeds, nothing of the night's goes live, and the asset says so rather
     than failing). Both lead with what is live now."""
     settings = ltr.settings()
     registry = ltr.registry()
@@ -556,7 +558,8 @@ def _live_age_result(
 
 def _role(result: PublishResult) -> str:
     """What the published version became: live, the canary candidate, or neither (a backfill
-    of a partition older than latest's, or a candidate still being compared)."""
+    of a partition older than latest's or than another version's, or a candidate still being
+    compared)."""
     if result.latest_moved:
         return "live"
     if result.candidate_set:

@@ -7,8 +7,8 @@ day; the asset returns their results with its materialization. Gate checks are b
 (`all_deps_blocking_checks_passed` keeps automation from publishing after a refusal) and fail
 with WARN severity: a refused night is the gate doing its job, not a failure of the platform, so
 the run succeeds and published_weights[D] records "not published: gate refused: <reason>"
-(publish_candidate refuses a candidate whose gate failed, whatever launched it), and the
-previous version stays live. ERROR severity would fail ltr_model's step, the run, and
+(publish_candidate refuses a candidate whose gate failed, whatever launched it), and nothing
+of the night's goes live. ERROR severity would fail ltr_model's step, the run, and
 published_weights[D] with it (Dagster marks a partition planned in a failed run failed), so a
 refused night would read as a crash on the lineage and the partitions.
 
