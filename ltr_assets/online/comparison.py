@@ -516,7 +516,7 @@ _FATES = {  # history.jsonl's actions, as a sentence says them
     "retired": "retired",
     "cleared_by_rollback": "cleared by a rollback",
     "replaced": "replaced by a newer candidate",
-    "cleared_by_direct_publish": "cleared when a direct publication moved latest",
+    "cleared_by_publish": "cleared when a publication moved latest past it",
 }
 
 

@@ -73,7 +73,7 @@ from ltr_core.vocabulary import Rollout
 log = logging.getLogger("ltr.registry")
 HISTORY_FILE = "history.jsonl"
 CandidateAction = Literal[
-    "promoted", "retired", "cleared_by_rollback", "replaced", "cleared_by_direct_publish"
+    "promoted", "retired", "cleared_by_rollback", "replaced", "cleared_by_publish"
 ]
 
 
@@ -298,7 +298,7 @@ class LocalRegistry(LocalVersions):
             self._move_pointer(version, partition, dict(weights))
             # a candidate was compared with the version live before: that comparison is void
             cleared = self._clear_candidate(
-                "cleared_by_direct_publish", {"by": version, "latest_was": previous_version}
+                "cleared_by_publish", {"by": version, "latest_was": previous_version}
             )
         if cleared is not None:
             note += f"; candidate {cleared} cleared (its comparison was with the version before)"

@@ -257,7 +257,7 @@ def test_a_direct_publish_clears_a_pending_candidate(tmp_path: Path) -> None:
     )
     assert result.latest_moved and f"candidate {candidate} cleared" in result.reason
     assert registry.latest_version() == result.version and registry.candidate() is None
-    assert registry.history()[-1]["action"] == "cleared_by_direct_publish"
+    assert registry.history()[-1]["action"] == "cleared_by_publish"
     assert registry.history()[-1]["version"] == candidate
     with pytest.raises(RegistryError, match="no candidate to promote"):
         registry.promote({"by": "test"})
