@@ -506,6 +506,17 @@ def test_implausibly_old_records_are_quarantined_in_the_day_they_arrived(
     assert files[date(1970, 1, 1)] == files[date(1, 1, 1)] == []
 
 
+async def _send(producer: AIOKafkaProducer, topic: str, event: dict[str, Any]) -> None:
+    """One event into partition 0, stamped with its own time."""
+    await producer.send_and_wait(
+        topic,
+        json.dumps(event).encode(),
+        key=b"r-1",
+        partition=0,
+        timestamp_ms=event_time_ms(event),
+    )
+
+
 async def _transactions(
     settings: KafkaSettings, runs: list[tuple[list[dict[str, Any]], bool]]
 ) -> None:
@@ -519,13 +530,7 @@ async def _transactions(
         for events, commit in runs:
             await producer.begin_transaction()
             for event in events:
-                await producer.send_and_wait(
-                    settings.topic,
-                    json.dumps(event).encode(),
-                    key=b"r-1",
-                    partition=0,
-                    timestamp_ms=event_time_ms(event),
-                )
+                await _send(producer, settings.topic, event)
             await (producer.commit_transaction() if commit else producer.abort_transaction())
     finally:
         await producer.stop()
@@ -564,13 +569,7 @@ def _open_transaction(
         await producer.start()
         try:
             await producer.begin_transaction()
-            await producer.send_and_wait(
-                settings.topic,
-                json.dumps(event).encode(),
-                key=b"r-1",
-                partition=0,
-                timestamp_ms=event_time_ms(event),
-            )
+            await _send(producer, settings.topic, event)
             opened.set()
             await asyncio.sleep(end_after_s)
             await producer.commit_transaction()
