@@ -115,13 +115,16 @@ def file_limit(name: str) -> int:
 def read_file(path: Path, limit: int | None = None) -> bytes:
     """A registry file's bytes, read only if it is a regular file (or a link to one) of at most
     `limit` bytes (default `file_limit`), and never more than that: a directory, FIFO, device
-    or oversized file is a RegistryError naming the file. FileNotFoundError when it does not
-    exist (what that means is the caller's to say)."""
+    or oversized file is a RegistryError naming the file, and so is one this process may not
+    read (another uid's 0600 file): every reader of versions skips or refuses a RegistryError.
+    FileNotFoundError when it does not exist (what that means is the caller's to say)."""
     if limit is None:
         limit = file_limit(path.name)
     try:
         # non-blocking: opening a FIFO must not wait for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except PermissionError as exc:  # not a passing fault (an I/O error is; it is raised)
+        raise RegistryError(f"{path} cannot be read: {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.ENOTDIR:
             raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None

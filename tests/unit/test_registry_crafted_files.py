@@ -258,3 +258,28 @@ def test_a_history_hard_linked_to_an_outside_file_is_refused_and_that_file_kept(
         registry.rollback(first)
     assert outside.read_text() == "precious contents\n"
     assert registry.latest_version() != first  # refused before anything moved
+
+
+def test_a_version_this_process_may_not_read_is_skipped_by_every_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another uid's 0600 metadata.json raised PermissionError through the version listing
+    (the publication record, `ltr registry list`, the rollback pick-list): a crash of every
+    night after the pointer moved. It is a RegistryError naming the file, which they show as
+    unreadable."""
+    registry = _registry(tmp_path)
+    unreadable, good = _publish(registry, 1), _publish(registry, 2)
+    denied = str(registry.versions_dir / unreadable / METADATA_FILE)
+    real_open = os.open
+
+    def open_(path: object, *args: object, **kwargs: object) -> int:
+        if str(path) == denied:
+            raise PermissionError(13, "Permission denied", denied)
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(RegistryError, match="cannot be read: Permission denied"):
+        registry.metadata(unreadable)
+    rows, _ = list_versions(registry)
+    assert [row.version for row in rows] == [good, unreadable]
+    assert rows[1].gate.startswith("unreadable: ") and "Permission denied" in rows[1].gate
