@@ -357,12 +357,15 @@ def _sync_once(
         uploaded.append(version)
     available = on_s3 | set(uploaded)
     problems: list[str] = []
-    repaired, unverified = _repair_pointed(
+    repaired, unverified, damaged = _repair_pointed(
         local, mirror, (pointer, candidate), on_s3 - set(uploaded)
     )
+    available -= set(damaged)  # known wrong on S3: no pointer there names it
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
-    if pointer and pointer_refused:
+    if pointer and pointer["version"] in damaged:
+        problems.append(f"latest.json not moved: {damaged[pointer['version']]}")
+    elif pointer and pointer_refused:
         problems.append(
             f"latest.json not moved: {pointer['version']} is not on S3 (not a valid local "
             "version: `ltr registry verify` says why)"
@@ -370,7 +373,10 @@ def _sync_once(
     elif pointer:
         partition = str(pointer.get("partition", ""))  # optional in a pointer
         moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer)
-    if candidate is not None and candidate["version"] not in available:
+    if candidate is not None and candidate["version"] in damaged:
+        problems.append(f"candidate.json cleared on S3: {damaged[candidate['version']]}")
+        candidate = None
+    elif candidate is not None and candidate["version"] not in available:
         problems.append(
             f"candidate.json cleared on S3: the local candidate {candidate['version']} is not "
             "a valid version, and replicas reading S3 must not interleave a missing one"
@@ -396,15 +402,18 @@ def _repair_pointed(
     mirror: S3Mirror,
     pointers: tuple[dict[str, Any] | None, dict[str, Any] | None],
     on_s3: set[str],
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], dict[str, str]]:
     """The versions the local pointers name, compared on S3 with the local files and
     overwritten where they differ (replicas reading S3 would refuse them, or serve what was
-    put there). Only those: they are what replicas load, and each is read whole. What could
-    not be compared or repaired (S3 failing, access denied) is noted, not raised: the pointers
-    still move (a replica refuses a damaged version and keeps the one it serves). Returns the
-    repaired versions and those notes."""
+    put there). Only those: they are what replicas load, and each is read whole.
+
+    Returns the repaired versions; notes on those that could not be compared (S3 failing,
+    access denied: the pointers still move, as before the read-back existed); and the versions
+    found to differ and not repaired, with why: known wrong on S3, so no pointer moves to
+    them (a consistent foreign copy would be served)."""
     repaired: list[str] = []
     unverified: list[str] = []
+    damaged: dict[str, str] = {}
     named = {p["version"] for p in pointers if p is not None}
     for version in sorted(named & on_s3):
         if local.verify(version):  # an invalid local copy is no reference
@@ -412,18 +421,28 @@ def _repair_pointed(
         files = version_files(local, version)
         try:
             differing = mirror.differing_files(version, files)
-            if differing:
-                log.warning(
-                    "%s on S3 does not match the local registry (%s): replacing it",
-                    version,
-                    ", ".join(differing),
-                )
-                mirror.replace_files(version, {name: files[name] for name in differing})
-                repaired.append(version)
-        except (S3Unavailable, ClientError, BotoCoreError, RegistryError) as exc:
-            unverified.append(f"{version} not compared with (or repaired on) S3: {exc}")
+        except (S3Unavailable, ClientError, BotoCoreError) as exc:
+            unverified.append(f"{version} not compared with S3: {exc}")
             log.warning("%s", unverified[-1])
-    return repaired, unverified
+            continue
+        if not differing:
+            continue
+        log.warning(
+            "%s on S3 does not match the local registry (%s): replacing it",
+            version,
+            ", ".join(differing),
+        )
+        try:
+            mirror.replace_files(version, {name: files[name] for name in differing})
+        except (S3Unavailable, ClientError, BotoCoreError, RegistryError) as exc:
+            damaged[version] = (
+                f"{version} on S3 differs from the local registry ({', '.join(differing)}) "
+                f"and could not be replaced: {exc}"
+            )
+            log.warning("%s", damaged[version])
+            continue
+        repaired.append(version)
+    return repaired, unverified, damaged
 
 
 def mirror_from_settings(settings: Settings) -> S3Mirror | None:

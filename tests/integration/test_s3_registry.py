@@ -373,8 +373,45 @@ def test_a_read_back_that_fails_is_a_warning_and_the_rollback_still_reaches_s3(
     assert published is True and error == "", error
     assert report is not None and report.repaired == []
     assert len(report.unverified) == 1 and "AccessDenied" in report.unverified[0]
-    assert report.unverified[0].startswith(f"{first} not compared with (or repaired on) S3")
+    assert report.unverified[0].startswith(f"{first} not compared with S3")
     assert _pointer(mirror)["version"] == first
+
+
+class _NoOverwrite(_SlowOnce):
+    """The S3 client, refusing the PUTs of one version's objects."""
+
+    def __init__(self, client: Any, version: str) -> None:
+        super().__init__(client)
+        self.version = version
+
+    def put_object(self, **request: Any) -> Any:
+        if f"/{self.version}/" in request["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "PutObject")
+        return self.client.put_object(**request)
+
+
+def test_a_version_found_damaged_on_s3_and_not_repaired_gets_no_pointer(
+    s3_env: str, tmp_path: Path
+) -> None:
+    """The read-back found other bytes on S3 (here a consistent copy, which replicas would
+    serve) and the repair was refused: S3's latest.json stays where it was, and the sync says
+    why, rather than pointing replicas at what it knows is not the version."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    first = _publish(local, mirror, "2026-11-24", 0)[0].version
+    second = _publish(local, mirror, "2026-11-25", 1)[0].version
+    mirror.client.put_object(
+        Bucket=mirror.bucket, Key=mirror.key(first, "model.txt"), Body=b"another model"
+    )
+    local.rollback(first)
+    client = mirror.client
+    mirror.client = _NoOverwrite(client, first)
+    published, error, report = publication._sync(local, mirror, True)
+    mirror.client = client
+    assert published is False
+    assert f"{first} on S3 differs from the local registry (model.txt)" in error
+    assert report is not None and report.pointer_refused
+    assert _pointer(mirror)["version"] == second
 
 
 def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: Path) -> None:
