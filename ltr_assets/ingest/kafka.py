@@ -392,7 +392,7 @@ class KafkaDaySource:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # a transactional producer's aborted records are not events (they are skipped, and
-            # a transaction still open holds the read back until it ends: `_high_watermarks`)
+            # a transaction still open holds the read back until it ends: `_uncommitted_offsets`)
             isolation_level="read_committed",
             **client_options(s),
         )
