@@ -64,6 +64,8 @@ from ltr_core.artifacts.format import (
 from ltr_core.artifacts.signing import (
     SIGNATURE_FIELD,
     ArtifactKeys,
+    BadSignature,
+    check_signature,
     sign,
 )
 from ltr_core.artifacts.store import LocalVersions
@@ -436,15 +438,19 @@ class LocalRegistry(LocalVersions):
     def _later_version(self, partition: str, version: str) -> tuple[str, str] | None:
         """The newest partition of another version, and that version, when it is newer than
         `partition`: the nights after it were published already (kept, live or a candidate),
-        so `partition` is a backfill. Versions whose metadata cannot be read do not count."""
+        so `partition` is a backfill. Versions whose metadata cannot be read do not count, nor,
+        with verify keys set, unsigned ones (a planted folder with a far-future partition would
+        otherwise make every night a backfill)."""
         newest: tuple[str, str] | None = None
         for other in self.versions():
             if other == version:
                 continue
             try:
-                named = self.metadata(other).get("partition")
-            except (RegistryError, OSError):  # unreadable (another uid's 0600 file, say)
+                metadata = self.metadata(other)
+                check_signature(metadata, self.keys)
+            except (RegistryError, OSError, BadSignature):  # unreadable, or not signed
                 continue
+            named = metadata.get("partition")
             if (
                 isinstance(named, str)
                 and named > partition

@@ -4,6 +4,7 @@ rollback clearing it, and retention keeping what either pointer names."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.artifacts.format import InvalidPointer, RegistryError
+from ltr_core.artifacts.signing import ArtifactKeys, SigningKey
 from tests.support.artifacts import tiny_model_text, weights
 
 META = {"gated_scorer": "weights"}
@@ -282,3 +284,24 @@ def test_a_version_whose_metadata_cannot_be_read_does_not_stop_a_publish(
         weights(1), tiny_model_text(), META, "2026-11-26", now=_now(1), rollout="direct"
     )
     assert result.latest_moved and registry.latest_version() == result.version
+
+
+def test_with_verify_keys_an_unsigned_later_version_makes_no_night_a_backfill(
+    tmp_path: Path,
+) -> None:
+    """A folder planted with a far-future partition (unsigned) would have made every night
+    "a backfill, no pointer moved"; with verify keys only signed versions count."""
+    key = SigningKey("k1", b"a test signing secret" * 2)
+    keys = ArtifactKeys(signing=key, verifying=(key,))
+    registry = LocalRegistry(tmp_path / "reg", keys=keys)
+    live = _publish(registry, 0, rollout="direct", partition="2026-11-25")
+    planted = registry.versions_dir / "20990101_000000"
+    shutil.copytree(registry.versions_dir / live, planted)
+    metadata = json.loads((planted / "metadata.json").read_text())
+    metadata.pop("signature")
+    metadata.update(version=planted.name, partition="2099-01-01")
+    (planted / "metadata.json").write_text(json.dumps(metadata))
+    night = registry.publish(
+        weights(2), tiny_model_text(), META, "2026-11-26", now=_now(2), rollout="direct"
+    )
+    assert night.latest_moved, night.reason
