@@ -412,8 +412,6 @@ class KafkaDaySource:
             for tp, found in starts.items():  # the pipeline's beginning: the first day's start
                 if found is not None:
                     beginnings[tp] = max(beginnings[tp], found.offset)
-            stable = await consumer.end_offsets(tps)  # read_committed: the last stable offsets
-            end_ms = window_end_ms(day, s.grace)
             active: dict[TopicPartition, int] = {}
             bounds = progress.partitions
             parts: dict[int, PartitionDay] = {}
@@ -421,11 +419,6 @@ class KafkaDaySource:
                 first = firsts.get(tp)
                 if first is None or first.offset >= ends[tp]:
                     bounds[tp.partition] = (ends[tp], ends[tp])
-                    continue
-                if first.offset >= stable[tp] and first.timestamp >= end_ms:
-                    # nothing of D before a transaction still open, and its first record is
-                    # past D already (a later day's): D has nothing to wait for here
-                    bounds[tp.partition] = (first.offset, first.offset)
                     continue
                 consumer.seek(tp, first.offset)
                 active[tp] = ends[tp]

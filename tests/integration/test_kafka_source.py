@@ -612,21 +612,3 @@ def test_a_transaction_open_at_read_time_holds_the_read_never_hides_what_follows
         ):
             source.read(day)
     thread.join(30)
-
-
-def test_a_later_days_open_transaction_does_not_hold_a_quiet_partitions_read(
-    kafka_broker: Broker,
-) -> None:
-    """A partition with nothing of D but a transaction still open holding a record of D+1 (the
-    nightly read runs during D+1, beside other producers' transactions): D's read does not wait
-    for it, as it would for a record of D."""
-    settings = _one_partition(kafka_broker, "quiet").model_copy(update={"stall_timeout_s": 6.0})
-    day = DAYS[1]
-    publish_events(settings, [_feedback("yesterday", f"{DAYS[0]}T09:00:00Z")])
-    opened = threading.Event()
-    thread = _open_transaction(settings, _feedback("tomorrow", f"{DAYS[2]}T12:00:00Z"), opened, 8.0)
-    assert opened.wait(30)
-    started = time.monotonic()
-    assert KafkaDaySource(settings).read(day).records == []
-    assert time.monotonic() - started < settings.stall_timeout_s
-    thread.join(30)
