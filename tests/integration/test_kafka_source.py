@@ -612,3 +612,23 @@ def test_a_transaction_open_at_read_time_holds_the_read_never_hides_what_follows
         ):
             source.read(day)
     thread.join(30)
+
+
+def test_a_day_behind_a_fast_clock_record_in_an_open_transaction_is_never_skipped(
+    kafka_broker: Broker,
+) -> None:
+    """An open transaction holding one record stamped days ahead (a producer clock running
+    fast), then records of D: nothing behind the transaction can be seen, so D's read cannot
+    know the partition holds nothing of D. It waits, and fails loudly at the stall timeout
+    (the day then falls back to the files), never returns the day without them."""
+    settings = _one_partition(kafka_broker, "fast").model_copy(update={"stall_timeout_s": 4.0})
+    day = DAYS[1]
+    publish_events(settings, [_feedback("yesterday", f"{DAYS[0]}T09:00:00Z")])
+    opened = threading.Event()
+    ahead = _feedback("ahead", f"{day + timedelta(days=2)}T12:00:00Z")
+    thread = _open_transaction(settings, ahead, opened, 8.0)
+    assert opened.wait(30)
+    publish_events(settings, [_feedback(f"d-{i}", f"{day}T10:00:0{i}Z") for i in range(3)])
+    with pytest.raises(KafkaUnavailable, match="a transaction left open holds back partition 0"):
+        KafkaDaySource(settings).read(day)
+    thread.join(30)
