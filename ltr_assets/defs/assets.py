@@ -434,8 +434,9 @@ def published_weights(
         context.log.warning(f"S3 publish failed, local version stands: {report.s3_error}")
         told = notify(
             settings.notify_webhook_url.get_secret_value(),
-            f":warning: LTR {result.version} published locally only; S3 failed: "
-            f"{report.s3_error}. The next publish or `ltr registry sync` uploads it.",
+            f":warning: LTR {result.version} published; S3 is not in step with the local "
+            f"registry: {report.s3_error}. Replicas reading S3 serve what it holds; the next "
+            "publish or `ltr registry sync` tries again.",
         )
         if failure := undelivered(told):
             context.log.warning(failure)

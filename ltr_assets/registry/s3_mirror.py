@@ -363,8 +363,15 @@ def _sync_once(
     available -= set(damaged)  # known wrong on S3: no pointer there names it
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
+    s3_latest = _s3_latest(mirror)
     if pointer and pointer["version"] in damaged:
-        problems.append(f"latest.json not moved: {damaged[pointer['version']]}")
+        named = pointer["version"]
+        problems.append(
+            f"S3's latest.json names {named}, which replicas reading S3 refuse or serve as it "
+            f"is there: {damaged[named]}"
+            if s3_latest == named
+            else f"latest.json not moved: {damaged[named]}"
+        )
     elif pointer and pointer_refused:
         problems.append(
             f"latest.json not moved: {pointer['version']} is not on S3 (not a valid local "
@@ -383,7 +390,8 @@ def _sync_once(
         )
         candidate = None
     mirror.move_candidate(candidate)
-    mirror.repair_latest_copy()
+    if s3_latest not in damaged:  # latest/ is not made a copy of what is known wrong
+        mirror.repair_latest_copy()
     return SyncReport(
         uploaded,
         moved,
@@ -395,6 +403,15 @@ def _sync_once(
         pointer_refused=pointer_refused,
         local_pointers=local_pointers,
     )
+
+
+def _s3_latest(mirror: S3Mirror) -> str | None:
+    """The version S3's latest.json names now (None: none, or unreadable)."""
+    try:
+        current, _ = mirror.pointer()
+    except InvalidPointer:
+        return None
+    return str(current["version"]) if current else None
 
 
 def _repair_pointed(

@@ -414,6 +414,28 @@ def test_a_version_found_damaged_on_s3_and_not_repaired_gets_no_pointer(
     assert _pointer(mirror)["version"] == second
 
 
+def test_a_live_version_damaged_on_s3_and_not_repaired_is_named_and_not_spread(
+    s3_env: str, tmp_path: Path
+) -> None:
+    """S3's latest.json already names the version the read-back finds damaged, and the repair
+    is refused: the sync says S3's latest names it (not merely "not moved"), and latest/ is
+    not made a copy of those bytes."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    _publish(local, mirror, "2026-11-24", 0)
+    live = _publish(local, mirror, "2026-11-25", 1)[0].version
+    mirror.client.put_object(
+        Bucket=mirror.bucket, Key=mirror.key(live, "model.txt"), Body=b"another model"
+    )
+    client = mirror.client
+    mirror.client = _NoOverwrite(client, live)
+    published, error, _ = publication._sync(local, mirror, False)
+    mirror.client = client
+    assert published is False
+    assert error.startswith(f"S3's latest.json names {live}, which replicas reading S3 refuse")
+    assert mirror._get("latest", "model.txt") == MODEL.encode()  # latest/ kept as it was
+
+
 def test_retention_keeps_the_newest_versions_and_latest(s3_env: str, tmp_path: Path) -> None:
     local = LocalRegistry(tmp_path / "reg")
     mirror = _mirror()
@@ -466,7 +488,7 @@ def test_s3_outage_publishes_locally_warns_notifies_and_sync_catches_up(
     assert meta["s3_published"] is False and "S3Unavailable" in meta["s3_error"]
     assert meta["version_address"] == f"s3://ltr-models/ltr/{meta['version']}/"
     assert meta["s3"].startswith("failed: ") and "s3_published" not in check_results(result)
-    assert any("published locally only" in m["text"] for m in receiver.messages)
+    assert any("S3 is not in step with the local registry" in m["text"] for m in receiver.messages)
 
     monkeypatch.setenv("S3_ENDPOINT", s3_env)  # S3 is back
     assert ltr(["registry", "sync"]) == 0
