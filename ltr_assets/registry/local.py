@@ -52,6 +52,7 @@ from ltr_core.artifacts.format import (
     WEIGHTS_FILE,
     InvalidPointer,
     RegistryError,
+    UnreadableFile,
     check_servable,
     check_version,
     parse_json,
@@ -410,6 +411,8 @@ class LocalRegistry(LocalVersions):
             return []
         try:
             text = read_file(path).decode(errors="replace")
+        except UnreadableFile:  # the history exists: an empty one would hide its decisions
+            raise
         except RegistryError as exc:  # not a regular file, or past the size a reader takes
             log.warning("candidate history not read: %s", exc)
             return []

@@ -61,6 +61,11 @@ class RegistryError(RuntimeError):
     """A version is missing, incomplete or invalid."""
 
 
+class UnreadableFile(RegistryError):
+    """A registry file this process may not read (its permissions): a version's readers skip
+    or refuse it like any invalid file; a reader of the registry's own state raises it."""
+
+
 class InvalidVersion(RegistryError, ValueError):
     """A name that is not a version id (YYYYMMDD_HHMMSS)."""
 
@@ -124,7 +129,7 @@ def read_file(path: Path, limit: int | None = None) -> bytes:
         # non-blocking: opening a FIFO must not wait for a writer
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError as exc:  # not a passing fault (an I/O error is; it is raised)
-        raise RegistryError(f"{path} cannot be read: {exc.strerror}") from None
+        raise UnreadableFile(f"{path} cannot be read: {exc.strerror}") from None
     except OSError as exc:
         if exc.errno == errno.ENOTDIR:
             raise FileNotFoundError(exc.errno, exc.strerror, str(path)) from None

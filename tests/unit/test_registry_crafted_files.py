@@ -5,6 +5,7 @@ memory whole, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -283,3 +284,26 @@ def test_a_version_this_process_may_not_read_is_skipped_by_every_reader(
     rows, _ = list_versions(registry)
     assert [row.version for row in rows] == [good, unreadable]
     assert rows[1].gate.startswith("unreadable: ") and "Permission denied" in rows[1].gate
+
+
+def test_a_history_this_process_may_not_read_is_raised_not_read_as_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty history would hide every decision (a re-run day's, the stale-interleaving
+    check's count): a history.jsonl this process may not read is an error, not []."""
+    registry = _registry(tmp_path)
+    _publish(registry, 1)
+    candidate = _publish(registry, 2)
+    registry.candidate_path.write_text(json.dumps({"version": candidate, "partition": "x"}))
+    registry.retire({"by": "test"})
+    denied = str(registry.root / "history.jsonl")
+    real_open = os.open
+
+    def open_(path: object, *args: object, **kwargs: object) -> int:
+        if str(path) == denied:
+            raise PermissionError(13, "Permission denied", denied)
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_)
+    with pytest.raises(RegistryError, match="cannot be read: Permission denied"):
+        registry.history()
