@@ -343,16 +343,24 @@ def test_a_rollbacks_read_back_rides_out_throttling_and_a_huge_object_is_no_matc
 
 
 class _Denied(_SlowOnce):
-    """The S3 client, refusing the GETs of one version's objects (their KMS key, say)."""
+    """The S3 client, denying one operation (`get_object` or `put_object`) on one version's
+    objects (their KMS key, or a bucket policy, say)."""
 
-    def __init__(self, client: Any, version: str) -> None:
+    def __init__(self, client: Any, version: str, operation: str = "get_object") -> None:
         super().__init__(client)
         self.version = version
+        self.operation = operation
+
+    def _call(self, operation: str, request: dict[str, Any]) -> Any:
+        if operation == self.operation and f"/{self.version}/" in request["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, operation)
+        return getattr(self.client, operation)(**request)
 
     def get_object(self, **request: Any) -> Any:
-        if f"/{self.version}/" in request["Key"]:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "GetObject")
-        return self.client.get_object(**request)
+        return self._call("get_object", request)
+
+    def put_object(self, **request: Any) -> Any:
+        return self._call("put_object", request)
 
 
 def test_a_read_back_that_fails_is_a_warning_and_the_rollback_still_reaches_s3(
@@ -377,19 +385,6 @@ def test_a_read_back_that_fails_is_a_warning_and_the_rollback_still_reaches_s3(
     assert _pointer(mirror)["version"] == first
 
 
-class _NoOverwrite(_SlowOnce):
-    """The S3 client, refusing the PUTs of one version's objects."""
-
-    def __init__(self, client: Any, version: str) -> None:
-        super().__init__(client)
-        self.version = version
-
-    def put_object(self, **request: Any) -> Any:
-        if f"/{self.version}/" in request["Key"]:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "PutObject")
-        return self.client.put_object(**request)
-
-
 def test_a_version_found_damaged_on_s3_and_not_repaired_gets_no_pointer(
     s3_env: str, tmp_path: Path
 ) -> None:
@@ -405,7 +400,7 @@ def test_a_version_found_damaged_on_s3_and_not_repaired_gets_no_pointer(
     )
     local.rollback(first)
     client = mirror.client
-    mirror.client = _NoOverwrite(client, first)
+    mirror.client = _Denied(client, first, "put_object")
     published, error, report = publication._sync(local, mirror, True)
     mirror.client = client
     assert published is False
@@ -428,7 +423,7 @@ def test_a_live_version_damaged_on_s3_and_not_repaired_is_named_and_not_spread(
         Bucket=mirror.bucket, Key=mirror.key(live, "model.txt"), Body=b"another model"
     )
     client = mirror.client
-    mirror.client = _NoOverwrite(client, live)
+    mirror.client = _Denied(client, live, "put_object")
     published, error, _ = publication._sync(local, mirror, False)
     mirror.client = client
     assert published is False

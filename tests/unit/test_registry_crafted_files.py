@@ -261,6 +261,18 @@ def test_a_history_hard_linked_to_an_outside_file_is_refused_and_that_file_kept(
     assert registry.latest_version() != first  # refused before anything moved
 
 
+def _deny(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
+    """Opening `denied` fails as it does for another uid's 0600 file (the tests run as root)."""
+    real_open = os.open
+
+    def open_(path: object, *args: object, **kwargs: object) -> int:
+        if str(path) == str(denied):
+            raise PermissionError(13, "Permission denied", str(denied))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", open_)
+
+
 def test_a_version_this_process_may_not_read_is_skipped_by_every_reader(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -270,15 +282,7 @@ def test_a_version_this_process_may_not_read_is_skipped_by_every_reader(
     unreadable."""
     registry = _registry(tmp_path)
     unreadable, good = _publish(registry, 1), _publish(registry, 2)
-    denied = str(registry.versions_dir / unreadable / METADATA_FILE)
-    real_open = os.open
-
-    def open_(path: object, *args: object, **kwargs: object) -> int:
-        if str(path) == denied:
-            raise PermissionError(13, "Permission denied", denied)
-        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "open", open_)
+    _deny(monkeypatch, registry.versions_dir / unreadable / METADATA_FILE)
     with pytest.raises(RegistryError, match="cannot be read: Permission denied"):
         registry.metadata(unreadable)
     rows, _ = list_versions(registry)
@@ -296,14 +300,6 @@ def test_a_history_this_process_may_not_read_is_raised_not_read_as_empty(
     candidate = _publish(registry, 2)
     registry.candidate_path.write_text(json.dumps({"version": candidate, "partition": "x"}))
     registry.retire({"by": "test"})
-    denied = str(registry.root / "history.jsonl")
-    real_open = os.open
-
-    def open_(path: object, *args: object, **kwargs: object) -> int:
-        if str(path) == denied:
-            raise PermissionError(13, "Permission denied", denied)
-        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "open", open_)
+    _deny(monkeypatch, registry.root / "history.jsonl")
     with pytest.raises(RegistryError, match="cannot be read: Permission denied"):
         registry.history()
