@@ -471,13 +471,11 @@ def ingest_with_fallback(
         extra = _Counted(serving_log.read_day(day) if serving_log is not None else ())
         combined: Iterable[DayRecord] = itertools.chain(records, extra)
 
-        def only_ignored(read: int) -> EmptyDay:
-            return _empty(source, day, serving_log, ignored=read, instead=instead)
+        def refusal(ignored: int = 0) -> EmptyDay:
+            return _empty(source, day, serving_log, ignored=ignored, instead=instead)
 
         if not allow_empty:
-            combined = _refusing_empty(
-                combined, lambda: _empty(source, day, serving_log, instead=instead)
-            )
+            combined = _refusing_empty(combined, refusal)
         report = ingest_day(
             combined,
             day,
@@ -485,7 +483,7 @@ def ingest_with_fallback(
             source.name,
             chunk_rows=chunk_rows,
             memory_limit=memory_limit,
-            only_ignored=None if allow_empty else only_ignored,
+            only_ignored=None if allow_empty else refusal,
         )
         report.serving_log_read = extra.count
         return report
