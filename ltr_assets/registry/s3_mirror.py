@@ -363,7 +363,7 @@ def _sync_once(
     available -= set(damaged)  # known wrong on S3: no pointer there names it
     moved = False
     pointer_refused = bool(pointer and pointer["version"] not in available)
-    s3_latest = _s3_latest(mirror)
+    s3_latest = _s3_latest(mirror) if damaged else None  # read only when it matters
     if pointer and pointer["version"] in damaged:
         named = pointer["version"]
         problems.append(
@@ -390,7 +390,8 @@ def _sync_once(
         )
         candidate = None
     mirror.move_candidate(candidate)
-    if s3_latest not in damaged:  # latest/ is not made a copy of what is known wrong
+    named_now = pointer["version"] if moved and pointer else s3_latest
+    if named_now not in damaged:  # latest/ is not made a copy of what is known wrong
         mirror.repair_latest_copy()
     return SyncReport(
         uploaded,
