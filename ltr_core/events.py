@@ -125,18 +125,25 @@ def derive_event_id(obj: dict[str, Any]) -> str:
     return "d-" + hashlib.sha256(canonical).hexdigest()[:24]
 
 
-def _identifier(value: Any, name: str, required: bool) -> str | None:
+def id_text(value: Any) -> str | None:
+    """An id as the ingest reads it: text with its surrounding spaces removed (blank: none), or
+    an integer; None for anything else (which `_identifier` refuses)."""
     if type(value) is str:
-        text = value.strip()
-        if text:
-            return text
-    elif type(value) is int:
+        return value.strip() or None
+    if type(value) is int:
         return str(value)
-    elif type(value) is float:  # a fraction, or an integer past 64 bits (read as a float)
+    return None
+
+
+def _identifier(value: Any, name: str, required: bool) -> str | None:
+    text = id_text(value)
+    if text is not None:
+        return text
+    if type(value) is float:  # a fraction, or an integer past 64 bits (read as a float)
         raise _Invalid(
             "bad_id", f"{name} is a number that is no 64-bit integer: send ids as strings"
         )
-    elif value is not None:
+    if value is not None and type(value) is not str:
         raise _Invalid("bad_id", f"{name} {value!r:.80} must be a string or an integer")
     if required:
         raise _Invalid("missing_id", f"missing {name}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ltr_core.events import id_text
 from ltr_core.settings import KafkaSettings
 
 
@@ -48,9 +49,7 @@ def event_key(event: Mapping[str, Any]) -> bytes | None:
     if not isinstance(fields, Mapping):
         fields = event
     for name in ("request_id", "case_id", "case"):
-        value = fields.get(name)
-        # as the ingest reads ids (`ltr_core.events`): text stripped, or an integer
-        text = value.strip() if type(value) is str else str(value) if type(value) is int else ""
-        if text:
+        text = id_text(fields.get(name))
+        if text is not None:
             return text.encode()
     return None
