@@ -325,7 +325,7 @@ class KafkaSink:
 
     def _accept(self, day: str, lines: list[Line], first: int) -> None:
         if self._producer is None and self.state != "connecting" and not self._backlog:
-            self._write_spill(day, lines, range(first, first + len(lines)))
+            self._spill_entry(day, lines, first)
             return
         self._backlog.append((day, lines, first))
         if self._producer is not None and (self._drainer is None or self._drainer.done()):
@@ -400,8 +400,8 @@ class KafkaSink:
                 error = exc
             finally:  # what was not handed over is spilled
                 if batches is None:
-                    for day, lines, first in entries:
-                        self._write_spill(day, lines, range(first, first + len(lines)))
+                    for entry in entries:
+                        self._spill_entry(*entry)
                 else:
                     self._write_items([item for b in batches[handed:] for item in b.items])
             if error is not None:
@@ -509,8 +509,11 @@ class KafkaSink:
 
     def _spill_backlog(self) -> None:
         while self._backlog:
-            day, lines, first = self._backlog.popleft()
-            self._write_spill(day, lines, range(first, first + len(lines)))
+            self._spill_entry(*self._backlog.popleft())
+
+    def _spill_entry(self, day: str, lines: list[Line], first: int) -> None:
+        """Spill one backlog entry: its lines, numbered from `first`."""
+        self._write_spill(day, lines, range(first, first + len(lines)))
 
     def _write_items(self, items: Sequence[_Item]) -> None:
         """Spill lines of any days (`_write_spill`, day by day)."""
