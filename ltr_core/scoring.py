@@ -35,9 +35,13 @@ class WeightsScorer:
         self.vector = np.array([float(weights[f]) for f in self.features], dtype=np.float64)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        scores: np.ndarray = matrix @ self.vector
+        """Each row summed on its own, the same way wherever it sits. `matrix @ vector` (BLAS)
+        sums a row in an order that depends on its place in the matrix, so candidates with
+        equal features could differ in the last bit, escape the tie-break by id and order a
+        retry of the same list differently from its first, logged answer."""
+        scores: np.ndarray = (matrix * self.vector).sum(axis=1)
         if np.isnan(scores).any():  # rare (serving validates every value): redo without them
-            scores = np.nan_to_num(matrix, nan=0.0) @ self.vector
+            scores = (np.nan_to_num(matrix, nan=0.0) * self.vector).sum(axis=1)
         return scores
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
