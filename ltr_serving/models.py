@@ -17,7 +17,11 @@ from ltr_core.vocabulary import LoggingPolicy
 class RankedCandidate(BaseModel):
     lawyer_id: str
     rank: int = Field(description="1-based position")
-    score: float
+    score: float = Field(
+        description="the score of the version that placed the candidate: the served version's, "
+        "except in an `interleaved` answer, where each candidate carries the score of the team "
+        "(live or canary candidate) that picked it, so that list need not be in score order"
+    )
     contributions: dict[str, float] | None = Field(
         default=None,
         description="weight × value per feature, only with explain=true and the weights scorer "
