@@ -858,7 +858,7 @@ class Settings(BaseSettings):
     keep_versions: Annotated[Int, Range(1, 100_000)] = Field(
         30,
         validation_alias="LTR_KEEP_VERSIONS",
-        description="registry versions kept (plus latest)",
+        description="registry versions kept (plus latest, the candidate and the newest night's)",
     )
     live_max_age_days: Annotated[Int, Range(0, 36_500)] = Field(
         3,

@@ -118,13 +118,19 @@ class LocalRegistry(LocalVersions):
         if pointer and pointer.get("partition", "") <= partition:
             version: str = pointer["version"]
             return version
-        for version in reversed(self.versions()):
+        best: tuple[str, str] | None = None  # (partition, version): the newest day, then publish
+        for other in self.versions():
             try:
-                if self.metadata(version).get("partition", "") <= partition:
-                    return version
+                named = self.metadata(other).get("partition")
             except RegistryError:
                 continue
-        return None
+            if (
+                isinstance(named, str)
+                and named <= partition
+                and (best is None or (named, other) > best)
+            ):
+                best = (named, other)
+        return best[1] if best else None
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -441,12 +447,19 @@ class LocalRegistry(LocalVersions):
     def _later_version(self, partition: str, version: str) -> tuple[str, str] | None:
         """The newest partition of another version, and that version, when it is newer than
         `partition`: the nights after it were published already (kept, live or a candidate),
-        so `partition` is a backfill. Versions whose metadata cannot be read do not count, nor,
-        with verify keys set, unsigned ones (a planted folder with a far-future partition would
-        otherwise make every night a backfill)."""
+        so `partition` is a backfill."""
+        newest = self.newest_night(excluding=version)
+        return newest if newest is not None and newest[0] > partition else None
+
+    def newest_night(self, excluding: str | None = None) -> tuple[str, str] | None:
+        """The newest partition any version was trained for, and its last build: how far the
+        nights have got, which retention keeps (`prune_versions`) so a later backfill is still
+        known as one. Versions whose metadata cannot be read do not count, nor, with verify
+        keys set, unsigned ones (a planted folder with a far-future partition would otherwise
+        make every night a backfill)."""
         newest: tuple[str, str] | None = None
         for other in self.versions():
-            if other == version:
+            if other == excluding:
                 continue
             try:
                 metadata = self.metadata(other)
@@ -454,12 +467,8 @@ class LocalRegistry(LocalVersions):
             except (RegistryError, OSError, BadSignature):  # unreadable, or not signed
                 continue
             named = metadata.get("partition")
-            if (
-                isinstance(named, str)
-                and named > partition
-                and (newest is None or named > newest[0])
-            ):
-                newest = (named, other)
+            if isinstance(named, str) and (newest is None or named >= newest[0]):
+                newest = (named, other)  # versions() run in publish order: the last build wins
         return newest
 
     def _candidate_or_none(self) -> dict[str, Any] | None:

@@ -68,10 +68,11 @@ class PruneReport:
 
 
 def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> PruneReport:
-    """Keep the newest `keep` versions plus whatever a pointer (latest or the candidate) names,
-    here and on S3, counting the versions of both: S3 may still hold versions deleted here while
-    it was unreachable (pruned by the first run that reaches it again), and after the local
-    registry is lost it holds the only copies of the newest.
+    """Keep the newest `keep` versions plus whatever a pointer (latest or the candidate) names
+    and the version of the newest night (`LocalRegistry.newest_night`), here and on S3,
+    counting the versions of both: S3 may still hold versions deleted here while it was
+    unreachable (pruned by the first run that reaches it again), and after the local registry
+    is lost it holds the only copies of the newest.
 
     Both registries' pointers are read back and validated first: a malformed pointer (a path, a
     trailing slash, not JSON) names nothing we can compare with, so retention deletes nothing and
@@ -83,6 +84,9 @@ def prune_versions(local: LocalRegistry, mirror: S3Mirror | None, keep: int) -> 
     try:
         versions = local.versions()
         protected = set(local.pointed_versions().values())
+        newest_night = local.newest_night()  # kept: a later backfill must know it is one
+        if newest_night is not None:
+            protected.add(newest_night[1])
     except InvalidPointer as exc:
         log.warning("retention skipped: %s", exc)
         return PruneReport([], f"local pointer malformed: {exc}")

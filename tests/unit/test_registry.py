@@ -118,3 +118,9 @@ def test_the_regression_baseline_of_a_backfill_is_not_a_later_model(
     assert registry.baseline_for("2026-11-05") is None
     registry.rollback(v10)
     assert registry.baseline_for("2026-11-21") == v10  # live after a rollback
+    registry.rollback(v20)
+    # a backfill of an older day published after both: the baseline of a day between them is
+    # still the version of the newest day at or before it, not the last one published
+    v05 = registry.publish(weights(3), model_text, {}, "2026-11-05", now=_now(2)).version
+    assert registry.baseline_for("2026-11-15") == v10
+    assert registry.baseline_for("2026-11-07") == v05

@@ -247,6 +247,26 @@ def test_a_backfill_after_the_candidate_was_retired_sets_no_candidate(tmp_path: 
     assert registry.candidate_version() == night
 
 
+def test_retention_keeps_the_newest_night_so_a_later_backfill_stays_one(tmp_path: Path) -> None:
+    """Backfills published after the nights push the newest night out of the newest `keep` by
+    publish time; with it deleted, a backfill of a day before it took the free candidate place."""
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, partition="2026-11-25")
+    night = _publish(registry, 1, partition="2026-11-28")
+    registry.retire({"by": "test"})
+    backfill = _publish(registry, 2, partition="2026-11-26")
+    report = publication.prune_versions(registry, None, keep=1)
+    assert report.ok and night in registry.versions()
+    assert registry.newest_night() == ("2026-11-28", night)
+    result = registry.publish(
+        weights(3), tiny_model_text(), META, "2026-11-27", now=_now(3), rollout="canary"
+    )
+    assert "a backfill" in result.reason and not result.candidate_set
+    assert (registry.latest_version(), registry.candidate()) == (live, None)
+    publication.prune_versions(registry, None, keep=1)
+    assert backfill not in registry.versions()  # retention still deletes what it should
+
+
 def test_a_direct_publish_clears_a_pending_candidate(tmp_path: Path) -> None:
     """LTR_ROLLOUT switched to direct with a candidate collecting: the new version goes live and
     the candidate, compared with the version before, is cleared (it was kept, then promoted
