@@ -201,7 +201,9 @@ class LocalRegistry(LocalVersions):
         `rollout="canary"` and a live version, point `candidate.json` at it instead (a
         candidate it replaces is recorded in the history as "replaced"). With
         `replace_candidate=False` a candidate already set stays (it is still being compared):
-        the version is published and no pointer moves.
+        the version is published and no pointer moves; but a re-run of the candidate's own
+        night replaces it (the operator re-ran that day, e.g. after fixing its data, so the
+        new build is the one to compare; the comparison starts over).
 
         `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
         `gated_scorer`: serving refuses a version gated for another scorer than it runs.
@@ -282,7 +284,11 @@ class LocalRegistry(LocalVersions):
                 )
             if rollout == "canary" and previous is not None:
                 replaced = self._candidate_or_none()
-                if not replace_candidate and replaced is not None:
+                if (
+                    not replace_candidate
+                    and replaced is not None
+                    and replaced.get("partition") != partition
+                ):
                     return PublishResult(
                         version,
                         target,

@@ -423,6 +423,23 @@ def test_a_nightly_publish_leaves_a_candidate_that_is_still_being_compared(
     assert result.version in registry.versions() and registry.history() == []
 
 
+def test_a_re_run_of_the_candidate_s_own_night_replaces_it(tmp_path: Path) -> None:
+    """The night re-run after its data was fixed: its new build is compared, not the candidate
+    built from the bad data (which kept being interleaved and could be promoted)."""
+    registry, pair = _with_candidate(tmp_path)  # partition 2026-11-25
+    result = registry.publish(
+        weights(3), tiny_model_text(), META, "2026-11-25",
+        now=datetime(2026, 11, 27, 2, 15, tzinfo=UTC), rollout="canary",
+        replace_candidate=False,
+    )  # fmt: skip
+    assert result.candidate_set and not result.latest_moved
+    assert registry.candidate_version() == result.version != pair.candidate
+    assert registry.latest_version() == pair.live
+    last = registry.history()[-1]
+    assert (last["action"], last["version"]) == ("replaced", pair.candidate)
+    assert last["evidence"] == {"by": result.version}
+
+
 def test_a_candidate_published_late_starts_its_clock_when_serving_first_interleaves_it(
     tmp_path: Path,
 ) -> None:
