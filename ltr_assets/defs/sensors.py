@@ -63,7 +63,7 @@ class RunOutcome:
     """What a finished run amounted to, and why (the failing checks, or the error)."""
 
     outcome: GateOutcome  # "succeeded": nothing was published
-    detail: str  # published: the version; gate_refused: the checks; crashed: the step errors
+    detail: str  # published: the version; gate_refused: the checks; crashed: the errors
     reason: str = ""  # the one line for REASON_TAG ("" when succeeded)
     live: str = ""  # the version live after the run, when its publication record says
 
@@ -101,9 +101,18 @@ def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
         error = getattr(event.event_specific_data, "error", None) if event else None
         while error is not None and error.cause is not None:  # the user's exception, not
             error = error.cause  # Dagster's "Error occurred while executing..." wrapper
-        message = error.message.strip() if error is not None else entry.message
+        message = _without_module(error.message.strip()) if error is not None else entry.message
         errors.append(f"{event.step_key if event else '?'}: {message}")
     return errors
+
+
+def _without_module(message: str) -> str:
+    """`EmptyDay: no record …` for Python's `ltr_assets.ingest.day.EmptyDay: no record …`: the
+    runs list shows the reason's first few dozen characters, which a module path filled."""
+    head, sep, rest = message.partition(": ")
+    if sep and "." in head and " " not in head:
+        return f"{head.rsplit('.', 1)[1]}: {rest}"
+    return message
 
 
 def publication_record(instance: DagsterInstance, run_id: str) -> dict[str, object] | None:
@@ -125,9 +134,9 @@ def _one_line(text: str) -> str:
 def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     """A successful run is `published` or `gate_refused` by published_weights' record (a
     refused gate is a successful run: its checks fail with WARN severity and published_weights
-    records "not published"), `succeeded` when it did not run. A failed run is a refusal when
-    a blocking check failed it (online_decision, when a decision could not be applied), and a
-    crash otherwise."""
+    records "not published"), `succeeded` when it did not run. A failed run is a crash: a
+    step failed, or a blocking check with ERROR severity (online_decision, when a decision
+    could not be applied: someone has to promote or retire by hand), named in the reason."""
     if run.status == DagsterRunStatus.SUCCESS:
         record = publication_record(instance, run.run_id)
         if record is None:
@@ -143,11 +152,7 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         recorded_outcome = str(record.get("outcome") or "")
         line = recorded_outcome if recorded_outcome.startswith(f"published {version}") else ""
         return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
-    failing = failing_blocking_checks(instance, run.run_id)
-    if failing:
-        detail = "; ".join(failing)
-        return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"))
-    errors = _step_errors(instance, run.run_id)
+    errors = failing_blocking_checks(instance, run.run_id) or _step_errors(instance, run.run_id)
     first = errors[0] if errors else f"run {run.status.value}"
     return RunOutcome(
         "crashed", "; ".join(errors) or f"run {run.status.value}", _one_line(f"crashed: {first}")
@@ -404,9 +409,9 @@ def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
 @run_failure_sensor(
     monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
-    description="Tags a failed ltr_daily_job run ltr/outcome=crashed, or gate_refused when a "
-    "blocking check failed it (online_decision could not apply its decision), and ltr/reason "
-    "with the one-line why (the step and its error, or the failing check).",
+    description="Tags a failed ltr_daily_job run ltr/outcome=crashed and ltr/reason with the "
+    "one-line why (the step and its error, or the failing check: online_decision could not "
+    "apply its decision).",
 )
 def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
     return _tag(context)

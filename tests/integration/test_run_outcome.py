@@ -26,6 +26,7 @@ from ltr_assets.defs.sensors import (
     failing_blocking_checks,
     notify_run_failure,
     notify_run_success,
+    run_outcome,
     tag_failed_runs,
     tag_published_runs,
 )
@@ -117,6 +118,8 @@ def test_refused_published_and_crashed_runs_are_tagged_and_notified_apart(
     assert not crashed.success
     outcome, reason = _tag(instance, crashed)
     assert outcome == "crashed" and reason.startswith("crashed: ltr_model: ")
+    error_class = reason.split(": ")[2]  # the exception's class, without its module path
+    assert error_class.isidentifier(), reason
     assert "\n" not in reason and len(reason) <= 200
 
     # A re-execution starts with its parent's tags: one that succeeds without publishing (a
@@ -218,3 +221,12 @@ def test_a_failing_check_without_figures_is_named_by_its_description() -> None:
     assert failing_blocking_checks(instance, result.run_id) == [
         "online_decision: the decision (promote) could not be applied: unsigned"
     ]
+    # the run failed: a crash someone has to act on, not a refusal (whose runbook says the run
+    # succeeds and nothing needs doing), and the notification says so
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    outcome = run_outcome(instance, run)
+    assert (outcome.outcome, outcome.reason) == (
+        "crashed",
+        "crashed: online_decision: the decision (promote) could not be applied: unsigned",
+    )
