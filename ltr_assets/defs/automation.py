@@ -4,9 +4,9 @@
   came after midnight is attributed to D's impressions (the label refresh). The schedule
   still asks for that refresh explicitly; this is the declarative path for a late or re-run
   ingestion of D+1, bounded to the days a training window still reads. Dagster's
-  `any_deps_updated` ignores updates made by a run that also targeted feature_matrix (any of
-  its days), so a whole ltr_daily_job run of D+1 does not trigger it: the operator launches
-  the refresh (docs/operations.md).
+  `any_deps_updated` ignores updates made by a run whose asset selection names feature_matrix
+  (any of its days); a whole ltr_daily_job run of D+1 names none (its selection is empty), so
+  it triggers the refresh, unless one is queued already (the schedule's).
 - published_weights[D] follows a newly materialized ltr_model[D] only when ltr_model's blocking
   (gate) checks passed for D, and only for the latest day (never an old partition by itself).
 

@@ -23,6 +23,7 @@ from dagster._core.definitions.declarative_automation.automation_condition_teste
 from dagster._core.definitions.freshness import CronFreshnessPolicy
 
 from ltr_assets.definitions import defs
+from ltr_assets.defs.launch import LocationLauncher
 from tests.conftest import write_simulated_events
 
 
@@ -99,6 +100,37 @@ def test_a_late_next_day_ingestion_requests_the_refresh_of_the_day_before(
         defs=defs, instance=instance, evaluation_time=now, cursor=second.cursor
     )
     assert third.total_requested == 0
+
+
+@pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
+def test_a_whole_daily_run_of_the_next_day_requests_the_refresh_unless_one_is_queued(
+    ltr_home: Path, small_data_gate: None
+) -> None:
+    """A whole ltr_daily_job run (the schedule, the UI's job launch, a backfill: no asset
+    selection) of D+1 requests feature_matrix[D]'s refresh by itself; with a refresh of D
+    queued already (the schedule queues one beside each nightly run) it asks for nothing."""
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    now = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
+    for queued in (False, True):
+        instance = DagsterInstance.ephemeral()
+        built = defs.resolve_job_def("ltr_daily_job").execute_in_process(
+            partition_key="2026-11-01",
+            instance=instance,
+            asset_selection=[AssetKey("raw_events"), AssetKey("feature_matrix")],
+        )
+        assert built.success
+        first = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
+        with LocationLauncher(instance) as launcher:  # runs made as the scheduler makes them
+            if queued:  # created, not started: as the schedule's refresh waits in the queue
+                launcher.create_run("ltr_label_refresh_job", "2026-11-01", {})
+            night = launcher.create_run("ltr_daily_job", "2026-11-02", {})
+            assert night.asset_selection is None
+            launcher.execute(night)
+        second = evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor
+        )
+        requested = second.get_requested_partitions(AssetKey("feature_matrix"))
+        assert requested == (set() if queued else {"2026-11-01"}), queued
 
 
 @pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
