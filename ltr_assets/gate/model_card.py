@@ -159,7 +159,9 @@ def _propensity(summary: CandidateSummary) -> list[str]:
         "## Position bias (propensity curve)",
         "",
         f"Examination probability by rank position, relative to position 1 "
-        f"(method: {curve.method}).",
+        f"(method: {curve.method}). The 95% band of a click-model position is the curve's "
+        "sampling noise (lists resampled, the relevance model held fixed), not the click "
+        "model's bias: where users differ from its assumptions the truth can lie outside it.",
     ]
     family = _family_line(curve.params)
     if family:

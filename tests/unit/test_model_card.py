@@ -171,6 +171,7 @@ def test_every_section_and_figure_of_the_card() -> None:
     assert "| A | 0.5556 | 0.6000 | -0.0444 |" in card
     assert "| S | 0.4444 | 0.4000 | +0.0444 |" in card
     assert "| 2 | 0.6123 | [0.5500, 0.6700] | click_model | 0 |" in card
+    assert "sampling noise" in card and "not the click model's bias" in card
     assert "swap interventions" not in card
     assert "3 present (2026-11-01 … 2026-11-03), 1 missing (2026-10-31)" in card
     assert "| train | 400 | 8000 |" in card and "| test | 200 | 4000 |" in card
