@@ -111,26 +111,16 @@ class LocalRegistry(LocalVersions):
 
     def baseline_for(self, partition: str) -> str | None:
         """The version a candidate for `partition` must not regress against: the live one when
-        it is not newer than the partition (the nightly case), else, for a backfill, the newest
-        version published for a partition at or before it. A live model trained on later days
-        would have seen the backfilled day's test groups and make an unfair yardstick."""
+        it is not newer than the partition (the nightly case, or a rollback's), else, for a
+        backfill, the last build of the newest day at or before it (`_nights`). A live model
+        trained on later days would have seen the backfilled day's test groups and make an
+        unfair yardstick."""
         pointer = self.pointer()
         if pointer and pointer.get("partition", "") <= partition:
             version: str = pointer["version"]
             return version
-        best: tuple[str, str] | None = None  # (partition, version): the newest day, then publish
-        for other in self.versions():
-            try:
-                named = self.metadata(other).get("partition")
-            except RegistryError:
-                continue
-            if (
-                isinstance(named, str)
-                and named <= partition
-                and (best is None or (named, other) > best)
-            ):
-                best = (named, other)
-        return best[1] if best else None
+        earlier = [night for night in self._nights() if night[0] <= partition]
+        return max(earlier)[1] if earlier else None  # the newest day, then the last build
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -202,8 +192,9 @@ class LocalRegistry(LocalVersions):
         candidate it replaces is recorded in the history as "replaced"). With
         `replace_candidate=False` a candidate already set stays (it is still being compared):
         the version is published and no pointer moves; but a re-run of the candidate's own
-        night replaces it (the operator re-ran that day, e.g. after fixing its data, so the
-        new build is the one to compare; the comparison starts over).
+        night replaces it, even after later nights were published (the operator re-ran that
+        day, e.g. after fixing its data, so the new build is the one to compare; the
+        comparison starts over).
 
         `gated_scorer` (or the candidate summary's `scorer`) is recorded as the version's
         `gated_scorer`: serving refuses a version gated for another scorer than it runs.
@@ -271,7 +262,10 @@ class LocalRegistry(LocalVersions):
                     "published, latest not moved",
                     cleaned,
                 )
-            later = None if force else self._later_version(partition, version)
+            pending = self._candidate_or_none() if rollout == "canary" and previous else None
+            # a new build of the candidate's own night replaces it, whatever came after it
+            rebuild = pending is not None and pending.get("partition") == partition
+            later = None if force or rebuild else self._later_version(partition, version)
             if later is not None:  # a backfill: a later night published already
                 return PublishResult(
                     version,
@@ -283,12 +277,8 @@ class LocalRegistry(LocalVersions):
                     cleaned,
                 )
             if rollout == "canary" and previous is not None:
-                replaced = self._candidate_or_none()
-                if (
-                    not replace_candidate
-                    and replaced is not None
-                    and replaced.get("partition") != partition
-                ):
+                replaced = pending
+                if not replace_candidate and replaced is not None and not rebuild:
                     return PublishResult(
                         version,
                         target,
@@ -460,22 +450,26 @@ class LocalRegistry(LocalVersions):
     def newest_night(self, excluding: str | None = None) -> tuple[str, str] | None:
         """The newest partition any version was trained for, and its last build: how far the
         nights have got, which retention keeps (`prune_versions`) so a later backfill is still
-        known as one. Versions whose metadata cannot be read do not count, nor, with verify
-        keys set, unsigned ones (a planted folder with a far-future partition would otherwise
-        make every night a backfill)."""
-        newest: tuple[str, str] | None = None
-        for other in self.versions():
-            if other == excluding:
-                continue
+        known as one."""
+        nights = [night for night in self._nights() if night[1] != excluding]
+        return max(nights) if nights else None
+
+    def _nights(self) -> list[tuple[str, str]]:
+        """(partition, version) of every version that can count: versions whose metadata
+        cannot be read do not, nor, with verify keys set, unsigned ones (a planted folder with
+        a far-future partition would otherwise make every night a backfill, or be a backfill's
+        baseline the gate then cannot load)."""
+        nights = []
+        for version in self.versions():
             try:
-                metadata = self.metadata(other)
+                metadata = self.metadata(version)
                 check_signature(metadata, self.keys)
             except (RegistryError, OSError, BadSignature):  # unreadable, or not signed
                 continue
-            named = metadata.get("partition")
-            if isinstance(named, str) and (newest is None or named >= newest[0]):
-                newest = (named, other)  # versions() run in publish order: the last build wins
-        return newest
+            partition = metadata.get("partition")
+            if isinstance(partition, str):
+                nights.append((partition, version))
+        return nights
 
     def _candidate_or_none(self) -> dict[str, Any] | None:
         """The candidate pointer; a malformed one counts as none (it is being replaced)."""

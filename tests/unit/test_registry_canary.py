@@ -325,3 +325,48 @@ def test_with_verify_keys_an_unsigned_later_version_makes_no_night_a_backfill(
         weights(2), tiny_model_text(), META, "2026-11-26", now=_now(2), rollout="direct"
     )
     assert night.latest_moved, night.reason
+
+
+def test_with_verify_keys_an_unsigned_version_is_no_backfill_s_baseline(tmp_path: Path) -> None:
+    """An unsigned folder for a day between two signed ones was taken as a backfill's baseline,
+    which the gate then could not load ("unsigned: refused")."""
+    key = SigningKey("k1", b"a test signing secret" * 2)
+    registry = LocalRegistry(tmp_path / "reg", keys=ArtifactKeys(signing=key, verifying=(key,)))
+    early = _publish(registry, 0, rollout="direct", partition="2026-11-20")
+    _publish(registry, 1, rollout="direct", partition="2026-11-28")
+    planted = registry.versions_dir / "20261125_000000"
+    shutil.copytree(registry.versions_dir / early, planted)
+    metadata = json.loads((planted / "metadata.json").read_text())
+    metadata.pop("signature")
+    metadata.update(version=planted.name, partition="2026-11-24")
+    (planted / "metadata.json").write_text(json.dumps(metadata))
+    assert registry.baseline_for("2026-11-25") == early
+
+
+def test_a_re_run_of_the_candidate_s_night_replaces_it_after_later_nights(
+    tmp_path: Path,
+) -> None:
+    """The candidate is compared over several nights, each publishing a version that stays
+    kept; a re-run of the candidate's own night (its data fixed) was taken for a backfill and
+    left the candidate built from the bad data in place."""
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, partition="2026-11-24")
+    candidate = _publish(registry, 1, partition="2026-11-25")
+    later = registry.publish(
+        weights(2), tiny_model_text(), META, "2026-11-26", now=_now(2), rollout="canary",
+        replace_candidate=False,
+    )  # fmt: skip
+    assert not later.candidate_set and registry.candidate_version() == candidate
+    rebuilt = registry.publish(
+        weights(3), tiny_model_text(), META, "2026-11-25", now=_now(3), rollout="canary",
+        replace_candidate=False,
+    )  # fmt: skip
+    assert rebuilt.candidate_set, rebuilt.reason
+    assert (registry.latest_version(), registry.candidate_version()) == (live, rebuilt.version)
+    # any other older day is still a backfill
+    backfill = registry.publish(
+        weights(4), tiny_model_text(), META, "2026-11-24", now=_now(4), rollout="canary",
+        replace_candidate=False,
+    )  # fmt: skip
+    assert "a backfill" in backfill.reason and not backfill.candidate_set
+    assert registry.candidate_version() == rebuilt.version
