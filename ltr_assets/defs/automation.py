@@ -5,8 +5,10 @@
   still asks for that refresh explicitly; this is the declarative path for a late or re-run
   ingestion of D+1, bounded to the days a training window still reads. Dagster's
   `any_deps_updated` ignores updates made by a run whose asset selection names feature_matrix
-  (any of its days); a whole ltr_daily_job run of D+1 names none (its selection is empty), so
-  it triggers the refresh, unless one is queued already (the schedule's).
+  (any of its days). A run of ltr_daily_job for D+1 launched with no selection (the
+  schedule's, the CLI's backfill) names none, so it triggers the refresh unless one is queued
+  already (the schedule's); the UI's launches name their assets and do not
+  (docs/operations.md tells the operator to launch the refresh).
 - published_weights[D] follows a newly materialized ltr_model[D] only when ltr_model's blocking
   (gate) checks passed for D, and only for the latest day (never an old partition by itself).
 

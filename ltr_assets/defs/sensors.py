@@ -93,25 +93,35 @@ def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]
     return failing
 
 
-def _step_errors(instance: DagsterInstance, run_id: str) -> list[str]:
-    """`<step>: <error message>` for every step that failed in the run."""
+def _step_errors(instance: DagsterInstance, run_id: str, checks_named: bool = False) -> list[str]:
+    """`<step>: <error message>` for every step that failed in the run; with `checks_named`,
+    not the steps a blocking check failed (their failing checks are named already)."""
     errors = []
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         event = entry.dagster_event
         error = getattr(event.event_specific_data, "error", None) if event else None
-        while error is not None and error.cause is not None:  # the user's exception, not
-            error = error.cause  # Dagster's "Error occurred while executing..." wrapper
+        # the exception the step's code raised, not Dagster's "Error occurred while executing"
+        # wrappers around it, nor what that exception was raised from (`raise … from exc`)
+        while error is not None and error.cause is not None and _dagster_wrapper(error.cls_name):
+            error = error.cause
+        if checks_named and error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            continue
         message = _without_module(error.message.strip()) if error is not None else entry.message
         errors.append(f"{event.step_key if event else '?'}: {message}")
     return errors
 
 
+def _dagster_wrapper(cls_name: str | None) -> bool:
+    return bool(cls_name) and str(cls_name).startswith("Dagster")
+
+
 def _without_module(message: str) -> str:
-    """`EmptyDay: no record …` for Python's `ltr_assets.ingest.day.EmptyDay: no record …`: the
-    runs list shows the reason's first few dozen characters, which a module path filled."""
+    """`EmptyDay: no record …` for Python's `ltr_assets.ingest.day.EmptyDay: no record …` (and
+    `EmptyDay` for a bare `ltr_assets.ingest.day.EmptyDay`): the runs list shows the reason's
+    first few dozen characters, which a module path filled."""
     head, sep, rest = message.partition(": ")
-    if sep and "." in head and " " not in head:
-        return f"{head.rsplit('.', 1)[1]}: {rest}"
+    if "." in head and " " not in head:
+        return head.rsplit(".", 1)[1] + sep + rest
     return message
 
 
@@ -152,7 +162,8 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         recorded_outcome = str(record.get("outcome") or "")
         line = recorded_outcome if recorded_outcome.startswith(f"published {version}") else ""
         return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
-    errors = failing_blocking_checks(instance, run.run_id) or _step_errors(instance, run.run_id)
+    checks = failing_blocking_checks(instance, run.run_id)
+    errors = checks + _step_errors(instance, run.run_id, checks_named=bool(checks))
     first = errors[0] if errors else f"run {run.status.value}"
     return RunOutcome(
         "crashed", "; ".join(errors) or f"run {run.status.value}", _one_line(f"crashed: {first}")

@@ -216,8 +216,16 @@ def test_a_failing_check_without_figures_is_named_by_its_description() -> None:
             metadata={"decision": "promote"},
         )
 
+    @asset
+    def model() -> None:  # fails in the same run: its error must not be hidden by the check's
+        raise DayMissing("reading the day failed after 5 attempts") from ConnectionRefusedError(
+            111, "Connection refused"
+        )
+
     instance = DagsterInstance.ephemeral()
-    result = materialize([comparison, online_decision], instance=instance, raise_on_error=False)
+    result = materialize(
+        [comparison, online_decision, model], instance=instance, raise_on_error=False
+    )
     assert failing_blocking_checks(instance, result.run_id) == [
         "online_decision: the decision (promote) could not be applied: unsigned"
     ]
@@ -230,3 +238,22 @@ def test_a_failing_check_without_figures_is_named_by_its_description() -> None:
         "crashed",
         "crashed: online_decision: the decision (promote) could not be applied: unsigned",
     )
+    # the step's own exception, by its class without the module path, not the one it was
+    # raised from
+    assert outcome.detail.endswith("; model: DayMissing: reading the day failed after 5 attempts")
+
+
+class DayMissing(Exception):
+    """An exception of the test's own module (its name comes with the module path)."""
+
+
+def test_a_crash_without_a_message_is_named_by_its_class() -> None:
+    @asset
+    def model() -> None:
+        raise DayMissing
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([model], instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    assert run_outcome(instance, run).reason == "crashed: model: DayMissing"
