@@ -3,11 +3,18 @@ lake on S3 (`ltr_assets.lake.s3`)."""
 
 from __future__ import annotations
 
+import re
+
 S3_SCHEME = "s3://"
 
 
 def is_s3_url(value: str) -> bool:
     return value.strip().lower().startswith(S3_SCHEME)
+
+
+def looks_like_url(value: str) -> bool:
+    """`scheme:…` (`s3:/bucket`, `gs://…`, `file:///…`): meant as a URL, never a folder."""
+    return re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*:", value) is not None
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

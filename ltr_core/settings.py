@@ -43,7 +43,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ltr_core.artifacts.signing import ArtifactKeys, SigningKey, parse_keys
 from ltr_core.features import PROTECTED_ATTRIBUTES
-from ltr_core.s3_url import is_s3_url, normalize_s3_url
+from ltr_core.s3_url import is_s3_url, looks_like_url, normalize_s3_url
 from ltr_core.vocabulary import (
     CurveFamilySetting,
     DebiasMethod,
@@ -979,6 +979,11 @@ class Settings(BaseSettings):
             data["data_dir"] = home / "lake"
         else:
             alias, raw = _given_item(data, cls, "data_dir")
+            if isinstance(raw, str) and looks_like_url(raw) and not is_s3_url(raw):
+                raise ConfigError(
+                    f"{alias}={raw!r} must be a folder or s3://bucket[/prefix] (a URL of "
+                    "another form would be taken for a local folder named like it)"
+                )
             if isinstance(raw, str) and is_s3_url(raw):
                 try:
                     data["lake_url"] = normalize_s3_url(raw)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ltr_assets.lake.s3 import S3Path, s3_filesystem
+from ltr_assets.lake.s3 import S3Path, named_parquet_errors, s3_filesystem
 from ltr_core.s3_url import split_s3_url
 
 if TYPE_CHECKING:
@@ -55,5 +55,7 @@ def lake_from_settings(settings: Settings) -> Lake:
 def read_frame(path: LakePath) -> pd.DataFrame:
     """A Parquet file of the lake as a DataFrame."""
     if isinstance(path, S3Path):
-        return pd.read_parquet(io.BytesIO(path.read_bytes()))  # one consistent read
+        data = path.read_bytes()  # one consistent read
+        with named_parquet_errors(path):
+            return pd.read_parquet(io.BytesIO(data))
     return pd.read_parquet(path)

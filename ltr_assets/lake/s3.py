@@ -27,7 +27,6 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from ltr_core.s3_url import S3_SCHEME
 
@@ -151,6 +150,15 @@ def upload_file(target: S3Path, local: Path) -> None:
             stream.write(piece)
 
 
-def read_table(path: S3Path) -> pa.Table:
-    """A Parquet object, parsed from one consistent read of the whole object (`read_bytes`)."""
-    return pq.read_table(pa.BufferReader(path.read_bytes()))
+class UnreadableObject(ValueError):
+    """A lake object on S3 that is no Parquet (damaged, truncated), named by its URL."""
+
+
+@contextlib.contextmanager
+def named_parquet_errors(path: S3Path) -> Iterator[None]:
+    """Parquet parsed from an object's bytes: Arrow names the buffer `<Buffer>`, so an error
+    would not say which of a window's objects is damaged; re-raised naming the object."""
+    try:
+        yield
+    except pa.ArrowException as exc:
+        raise UnreadableObject(f"{path} is not readable Parquet: {exc}") from exc

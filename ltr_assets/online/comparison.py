@@ -44,6 +44,7 @@ registry's history, and only if the candidate is still the one that was compared
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Iterable
@@ -56,7 +57,7 @@ import pyarrow.parquet as pq
 
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
-from ltr_assets.lake.s3 import S3Path
+from ltr_assets.lake.s3 import S3Path, named_parquet_errors
 from ltr_assets.online.decision import (
     MIN_EVIDENCE,
     Decision,
@@ -145,11 +146,12 @@ def _read_columns(path: LakePath) -> pd.DataFrame:
     """The columns the comparison needs of raw_events[D]; a day written before the
     logging-policy columns existed has no policy/team and reads as nulls."""
     source: Any = io.BytesIO(path.read_bytes()) if isinstance(path, S3Path) else str(path)
-    names = set(pq.read_schema(source).names)
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    present = [c for c in _COLUMNS if c in names]
-    frame = pq.read_table(source, columns=present).to_pandas()
+    with named_parquet_errors(path) if isinstance(path, S3Path) else contextlib.nullcontext():
+        names = set(pq.read_schema(source).names)
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        present = [c for c in _COLUMNS if c in names]
+        frame = pq.read_table(source, columns=present).to_pandas()
     for column in _COLUMNS:
         if column not in frame:
             frame[column] = None

@@ -4,6 +4,7 @@ atomic object writes, and the whole daily job run on a lake shared through S3.""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,8 +21,9 @@ from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import AuditLogSource
 from ltr_assets.lake import atomic
 from ltr_assets.lake import s3 as s3_lake
-from ltr_assets.lake.paths import Lake, lake_from_settings
-from ltr_assets.lake.s3 import S3Path, s3_filesystem
+from ltr_assets.lake.paths import Lake, lake_from_settings, read_frame
+from ltr_assets.lake.s3 import S3Path, UnreadableObject, s3_filesystem
+from ltr_assets.online.comparison import _read_columns
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
@@ -129,6 +131,18 @@ def test_a_missing_object_reads_as_file_not_found_with_its_url(lake_bucket: str)
     assert _root(lake_bucket).keys() == ["candidates/2026-11-01/candidate.json"]
 
 
+def test_a_damaged_object_is_named_by_its_url(lake_bucket: str) -> None:
+    """Arrow names a parsed buffer `<Buffer>`: a truncated object of a training window or of
+    the online comparison's days said nothing of which it was."""
+    damaged = _root(lake_bucket) / "feature_matrix" / "2026-11-02.parquet"
+    atomic.write_bytes(damaged, b"PAR1 truncated")
+    url = f"s3://{LAKE_BUCKET}/lake/feature_matrix/2026-11-02.parquet"
+    with pytest.raises(UnreadableObject, match=re.escape(f"{url} is not readable Parquet")):
+        read_frame(damaged)
+    with pytest.raises(UnreadableObject, match=re.escape(url)):
+        _read_columns(damaged)
+
+
 def _local_lake(ltr_home: Path, root: Path) -> Lake:
     """The lake a local run writes from the same events, built in the same order as the daily
     job (day D's matrix is built before D+1 is ingested)."""
@@ -204,7 +218,8 @@ def test_the_daily_job_runs_on_a_lake_shared_through_s3(
         for part in (Lake.raw_events, Lake.feature_matrix):
             on_s3, on_disk = part(s3, day), part(local, day)
             assert isinstance(on_s3, S3Path) and isinstance(on_disk, Path)
-            assert s3_lake.read_table(on_s3).equals(pq.read_table(on_disk)), (part, day)
+            on_s3_table = pq.read_table(pa.BufferReader(on_s3.read_bytes()))
+            assert on_s3_table.equals(pq.read_table(on_disk)), (part, day)
             assert on_s3.read_bytes() == on_disk.read_bytes(), (part, day)
         assert s3.quarantine(day).read_bytes() == local.quarantine(day).read_bytes()
 

@@ -258,7 +258,14 @@ def test_the_data_dir_may_be_an_s3_url(value: str, url: str) -> None:
     assert settings.data_dir == (Path("/srv/ltr/lake") if url else Path(value))
 
 
-@pytest.mark.parametrize("value", ["s3://", "s3:///lake", "s3://b/../x", "s3://b/a//c"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "s3://", "s3:///lake", "s3://b/../x", "s3://b/a//c",
+        # a mistyped or foreign URL silently became a local folder named like it
+        "s3:/ltr-lake/lake", "s3:ltr-lake", "S3:/b", "gs://ltr-lake/lake", "file:///srv/lake",
+    ],
+)  # fmt: skip
 def test_a_malformed_s3_data_dir_names_the_variable(value: str) -> None:
     with pytest.raises(ConfigError, match="LTR_DATA_DIR"):
         Settings.from_env({"LTR_DATA_DIR": value})
