@@ -111,6 +111,30 @@ def _step_errors(instance: DagsterInstance, run_id: str, checks_named: bool = Fa
     return errors
 
 
+_STEP_ENDS = (
+    DagsterEventType.STEP_SUCCESS,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.STEP_SKIPPED,
+)
+
+
+def _interrupted_steps(instance: DagsterInstance, run_id: str) -> list[str]:
+    """`<step>: <why the run failed>` for the steps a run was in when it was failed from
+    outside (its worker killed, marked failed by run monitoring): no step failure names them,
+    and "run FAILURE" alone would not say where it stopped."""
+    ended = {
+        entry.step_key for kind in _STEP_ENDS for entry in instance.all_logs(run_id, of_type=kind)
+    }
+    running = [
+        entry.step_key
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
+        if entry.step_key not in ended
+    ]
+    failures = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
+    why = _one_line(failures[-1].message) if failures and failures[-1].message else "run failed"
+    return [f"{step}: interrupted: {why}" for step in running if step]
+
+
 def _dagster_wrapper(cls_name: str | None) -> bool:
     return bool(cls_name) and str(cls_name).startswith("Dagster")
 
@@ -164,6 +188,7 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
     checks = failing_blocking_checks(instance, run.run_id)
     errors = checks + _step_errors(instance, run.run_id, checks_named=bool(checks))
+    errors = errors or _interrupted_steps(instance, run.run_id)
     first = errors[0] if errors else f"run {run.status.value}"
     return RunOutcome(
         "crashed", "; ".join(errors) or f"run {run.status.value}", _one_line(f"crashed: {first}")

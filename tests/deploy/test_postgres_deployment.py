@@ -299,6 +299,9 @@ def _run_the_backfill(webserver: str, code_server_pid: int, ltr_home: Path) -> N
 
         _wait("the outcome tags", 120, lambda: outcome(victim.run_id) and outcome(refused.run_id))
         assert outcome(victim.run_id) == "crashed"
+        victim_run = instance.get_run_by_id(victim.run_id)
+        assert victim_run is not None  # the reason says where the dead worker stopped
+        assert victim_run.tags["ltr/reason"].startswith("crashed: ltr_model: interrupted: ")
         assert outcome(refused.run_id) == "gate_refused"
 
         # The gate's evaluations, read from the Postgres instance, by day: min_samples refused
