@@ -375,7 +375,8 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
     "being compared (then no pointer moves), except the first version, which goes live; "
     "LTR_ROLLOUT=direct moves `latest` "
     "(and clears a pending candidate). Neither moves for a backfill: a partition older than "
-    "latest's or than any other version's.",
+    "latest's or than any other version's, unless it rebuilds the candidate's own night "
+    "(which replaces the candidate).",
     kinds={"json"},
 )
 def published_weights(

@@ -118,10 +118,11 @@ _STEP_ENDS = (
 )
 
 
-def _interrupted_steps(instance: DagsterInstance, run_id: str) -> list[str]:
-    """`<step>: <why the run failed>` for the steps a run was in when it was failed from
-    outside (its worker killed, marked failed by run monitoring): no step failure names them,
-    and "run FAILURE" alone would not say where it stopped."""
+def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
+    """`<step>: interrupted: <why the run failed>` for the steps a run was in when it was
+    failed from outside (its worker killed, marked failed by run monitoring), or `run: <why>`
+    when it failed before any step: no step failure names them, and "run FAILURE" alone
+    would not say where it stopped, nor why."""
     ended = {
         entry.step_key for kind in _STEP_ENDS for entry in instance.all_logs(run_id, of_type=kind)
     }
@@ -131,12 +132,14 @@ def _interrupted_steps(instance: DagsterInstance, run_id: str) -> list[str]:
         if entry.step_key not in ended
     ]
     failures = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
-    why = _one_line(failures[-1].message) if failures and failures[-1].message else "run failed"
-    return [f"{step}: interrupted: {why}" for step in running if step]
+    why = _one_line(failures[-1].message) if failures and failures[-1].message else ""
+    interrupted = [f"{step}: interrupted: {why or 'the run failed'}" for step in running if step]
+    return interrupted or ([f"run: {why}"] if why else [])
 
 
 def _dagster_wrapper(cls_name: str | None) -> bool:
-    return bool(cls_name) and str(cls_name).startswith("Dagster")
+    """Dagster's wrappers, and the `Failure` the assets raise `from` the error they name."""
+    return bool(cls_name) and (str(cls_name).startswith("Dagster") or cls_name == "Failure")
 
 
 def _without_module(message: str) -> str:
@@ -145,8 +148,8 @@ def _without_module(message: str) -> str:
     first few dozen characters, which a module path filled."""
     head, sep, rest = message.partition(": ")
     if "." in head and " " not in head:
-        return head.rsplit(".", 1)[1] + sep + rest
-    return message
+        head = head.rsplit(".", 1)[1]
+    return head + sep + rest.lstrip()  # a message that starts on its second line: from there
 
 
 def publication_record(instance: DagsterInstance, run_id: str) -> dict[str, object] | None:
@@ -188,7 +191,7 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
     checks = failing_blocking_checks(instance, run.run_id)
     errors = checks + _step_errors(instance, run.run_id, checks_named=bool(checks))
-    errors = errors or _interrupted_steps(instance, run.run_id)
+    errors = errors or _failed_outside_steps(instance, run.run_id)
     first = errors[0] if errors else f"run {run.status.value}"
     return RunOutcome(
         "crashed", "; ".join(errors) or f"run {run.status.value}", _one_line(f"crashed: {first}")

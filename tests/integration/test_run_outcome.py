@@ -13,11 +13,15 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     DagsterInstance,
+    DagsterRunStatus,
+    Failure,
     asset,
     asset_check,
     build_run_status_sensor_context,
+    define_asset_job,
     materialize,
 )
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import (
@@ -257,3 +261,48 @@ def test_a_crash_without_a_message_is_named_by_its_class() -> None:
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
     assert run_outcome(instance, run).reason == "crashed: model: DayMissing"
+
+
+def test_a_crash_is_named_by_the_error_a_failure_was_raised_from() -> None:
+    """raw_events raises Failure(description=f"raw_events[D]: {exc}") from the ingest's error:
+    the reason names that error's class (the runbook's "EmptyDay: no record of D …"), and a
+    message that starts on its second line is read from there."""
+
+    @asset
+    def raw() -> None:
+        error = DayMissing("no record of 2026-11-02 from the audit log")
+        raise Failure(description=f"raw[2026-11-02]: {error}") from error
+
+    @asset
+    def model() -> None:
+        raise ValueError("\nthe window has no list")
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([raw, model], instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    outcome = run_outcome(instance, run)
+    assert outcome.reason == (
+        "crashed: model: ValueError: the window has no list"
+        if outcome.detail.startswith("model")
+        else "crashed: raw: DayMissing: no record of 2026-11-02 from the audit log"
+    )
+    assert "raw: DayMissing: no record of 2026-11-02 from the audit log" in outcome.detail
+    assert "model: ValueError: the window has no list" in outcome.detail
+
+
+def test_a_run_failed_before_any_step_says_why() -> None:
+    """Run monitoring (or a launcher) fails a run that never started a step: the reason is
+    its failure message, not "run FAILURE"."""
+
+    @asset
+    def model() -> None:
+        return None
+
+    instance = DagsterInstance.ephemeral()
+    job = define_asset_job("probe").resolve(asset_graph=AssetGraph.from_assets([model]))
+    run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTING)
+    instance.report_run_failed(run, message="the run worker never started")
+    failed = instance.get_run_by_id(run.run_id)
+    assert failed is not None and failed.status == DagsterRunStatus.FAILURE
+    assert run_outcome(instance, failed).reason == "crashed: run: the run worker never started"
