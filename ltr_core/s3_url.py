@@ -13,8 +13,9 @@ def is_s3_url(value: str) -> bool:
 
 
 def looks_like_url(value: str) -> bool:
-    """`scheme:…` (`s3:/bucket`, `gs://…`, `file:///…`): meant as a URL, never a folder."""
-    return re.match(r"\s*[A-Za-z][A-Za-z0-9+.-]*:", value) is not None
+    """`scheme:/…` (`s3:/bucket`, `gs://…`, `file:///…`) or `s3:…`: meant as a URL, never a
+    folder (a folder named `lake-T02:15` is not one)."""
+    return re.match(r"\s*(?:[A-Za-z][A-Za-z0-9+.-]*:/|s3:)", value, re.IGNORECASE) is not None
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

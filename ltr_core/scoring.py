@@ -35,13 +35,17 @@ class WeightsScorer:
         self.vector = np.array([float(weights[f]) for f in self.features], dtype=np.float64)
 
     def score(self, matrix: np.ndarray) -> np.ndarray:
-        """Each row summed on its own, the same way wherever it sits. `matrix @ vector` (BLAS)
+        """Each row summed on its own, the same way wherever it sits and whatever the matrix's
+        memory layout. `matrix @ vector` (BLAS)
         sums a row in an order that depends on its place in the matrix, so candidates with
         equal features could differ in the last bit, escape the tie-break by id and order a
         retry of the same list differently from its first, logged answer."""
-        scores: np.ndarray = (matrix * self.vector).sum(axis=1)
+        # row-major first: numpy sums a contiguous row pairwise but a strided one in order, so
+        # the gate's column-major matrices would score a row a bit off serving's
+        rows = np.ascontiguousarray(matrix, dtype=np.float64)
+        scores: np.ndarray = (rows * self.vector).sum(axis=1)
         if np.isnan(scores).any():  # rare (serving validates every value): redo without them
-            scores = (np.nan_to_num(matrix, nan=0.0) * self.vector).sum(axis=1)
+            scores = (np.nan_to_num(rows, nan=0.0) * self.vector).sum(axis=1)
         return scores
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:

@@ -126,6 +126,7 @@ class Marker:
 
 SECRET = Marker("secret")
 EXPAND = Marker("expand")
+DATA_DIR_VARIABLE = "LTR_DATA_DIR"  # the one path setting that may be an s3:// URL
 VERBATIM = Marker("verbatim")
 KEEP_EMPTY = Marker("keep_empty")
 
@@ -743,7 +744,7 @@ class Settings(BaseSettings):
         "simulations only (LTR_SIMULATED_CLOCK)",
     )
     data_dir: Annotated[Path, EXPAND, Derived("`$LTR_HOME/lake`")] = Field(
-        validation_alias="LTR_DATA_DIR",
+        validation_alias=DATA_DIR_VARIABLE,
         description="the data lake: a folder, or `s3://bucket[/prefix]` for a lake shared on S3 "
         "(reached through S3_ENDPOINT, AWS_REGION and the AWS credential chain)",
     )
@@ -1164,7 +1165,15 @@ class EnvironmentSource(PydanticBaseSettingsSource):
         if not raw.strip() and not has_marker(field, KEEP_EMPTY):
             return None
         value = raw if has_marker(field, VERBATIM) else raw.strip()
-        return expand(name, value, self.env) if has_marker(field, EXPAND) else value
+        if not has_marker(field, EXPAND):
+            return value
+        path = expand(name, value, self.env)
+        if name != DATA_DIR_VARIABLE and looks_like_url(path):  # the lake alone may be on S3
+            raise ConfigError(
+                f"{name}={path!r} must be a local path, not a URL (only {DATA_DIR_VARIABLE} "
+                "may be s3://bucket[/prefix]; the registry's mirror is S3_BUCKET)"
+            )
+        return path
 
 
 def _complete(group: type[BaseModel], routed: Mapping[str, Any]) -> bool:

@@ -21,10 +21,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
-from ltr_assets.lake.s3 import S3Path
+from ltr_assets.lake.s3 import S3Path, named_parquet_errors
 from ltr_core.events import LOGGING_POLICY_COLUMNS
 from ltr_core.features import (
     ACTION_GRADES,
@@ -177,6 +178,8 @@ def _source(paths: list[LakePath], folder: Path) -> str:
         if isinstance(path, S3Path):
             local = folder / f"{len(files)}-{path.name}"
             local.write_bytes(path.read_bytes())
+            with named_parquet_errors(path):  # DuckDB would name the copy, not the object
+                pq.read_metadata(local)
             files.append(str(local))
         else:
             files.append(str(path))

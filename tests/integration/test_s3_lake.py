@@ -141,6 +141,10 @@ def test_a_damaged_object_is_named_by_its_url(lake_bucket: str) -> None:
         read_frame(damaged)
     with pytest.raises(UnreadableObject, match=re.escape(url)):
         _read_columns(damaged)
+    raw = _root(lake_bucket) / "raw_events" / "2026-11-02.parquet"
+    atomic.write_bytes(raw, b"PAR1 truncated")  # DuckDB reads a local copy: named by the URL
+    with pytest.raises(UnreadableObject, match=re.escape(f"s3://{LAKE_BUCKET}/lake/raw_events/")):
+        build_feature_matrix(Lake(_root(lake_bucket)), date(2026, 11, 2), 24)
 
 
 def _local_lake(ltr_home: Path, root: Path) -> Lake:

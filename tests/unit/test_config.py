@@ -259,6 +259,26 @@ def test_the_data_dir_may_be_an_s3_url(value: str, url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LTR_HOME", "s3://ltr-bucket"),
+        ("LTR_REGISTRY_DIR", "s3://ltr-bucket/registry"),
+        ("LTR_HOME", "gs://ltr-bucket"),
+        ("WEIGHTS_PATH", "$BUCKET/weights.json"),
+    ],
+)
+def test_a_url_for_a_local_path_names_the_variable(name: str, value: str) -> None:
+    """Taken for a local folder named like it, each container would have its own."""
+    with pytest.raises(ConfigError, match=f"{name}=.*must be a local path"):
+        Settings.from_env({name: value, "BUCKET": "s3://b"})
+
+
+def test_a_folder_with_a_colon_in_its_name_is_a_folder() -> None:
+    settings = Settings.from_env({"LTR_DATA_DIR": "lake-2026-11-01T02:15"})
+    assert settings.lake_url == "" and settings.data_dir == Path("lake-2026-11-01T02:15")
+
+
+@pytest.mark.parametrize(
     "value",
     [
         "s3://", "s3:///lake", "s3://b/../x", "s3://b/a//c",
