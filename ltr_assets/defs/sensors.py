@@ -137,9 +137,13 @@ def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
     return interrupted or ([f"run: {why}"] if why else [])
 
 
+_WRAPPERS = {"Failure", "RetryRequested", "RetryRequestedFromPolicy"}
+
+
 def _dagster_wrapper(cls_name: str | None) -> bool:
-    """Dagster's wrappers, and the `Failure` the assets raise `from` the error they name."""
-    return bool(cls_name) and (str(cls_name).startswith("Dagster") or cls_name == "Failure")
+    """Dagster's wrappers: its errors, the `Failure` the assets raise `from` the error they
+    name, and a retry policy's "Exceeded max_retries" around the step's last error."""
+    return bool(cls_name) and (str(cls_name).startswith("Dagster") or cls_name in _WRAPPERS)
 
 
 def _without_module(message: str) -> str:

@@ -15,6 +15,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     Failure,
+    RetryPolicy,
     asset,
     asset_check,
     build_run_status_sensor_context,
@@ -289,6 +290,23 @@ def test_a_crash_is_named_by_the_error_a_failure_was_raised_from() -> None:
     )
     assert "raw: DayMissing: no record of 2026-11-02 from the audit log" in outcome.detail
     assert "model: ValueError: the window has no list" in outcome.detail
+
+
+def test_a_step_that_ran_out_of_retries_is_named_by_its_last_error() -> None:
+    """A retry policy's final failure is "Exceeded max_retries of 1" around the step's own
+    error; the reason names that error."""
+
+    @asset(retry_policy=RetryPolicy(max_retries=1))
+    def raw() -> None:
+        raise DayMissing("no record of 2026-11-02 from the audit log")
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([raw], instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None
+    assert run_outcome(instance, run).reason == (
+        "crashed: raw: DayMissing: no record of 2026-11-02 from the audit log"
+    )
 
 
 def test_a_run_failed_before_any_step_says_why() -> None:
