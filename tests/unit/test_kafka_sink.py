@@ -190,7 +190,11 @@ def test_an_outage_spills_and_the_sink_reconnects_when_the_broker_is_back(
     wait_until(lambda: sink.status().sent == 1, "the first record sent")
     broker.up = False
     sink.write(DAY, [line(1), line(2)])  # handed over, never acknowledged
-    wait_until(lambda: sink.status().state == "spilling", "spilling after the timeout")
+    # the state turns to spilling just before the unacknowledged lines are written out
+    wait_until(
+        lambda: sink.status().state == "spilling" and sink.status().spilled == 2,
+        "spilling after the timeout, the two lines in the files",
+    )
     status = sink.status()
     assert status.spilled == 2 and status.in_flight == 0
     assert status.last_error is not None and "no acknowledgement within 0.3 s" in status.last_error
