@@ -306,21 +306,30 @@ def test_a_version_whose_metadata_cannot_be_read_does_not_stop_a_publish(
     assert result.latest_moved and registry.latest_version() == result.version
 
 
+def _signed_registry(tmp_path: Path) -> LocalRegistry:
+    key = SigningKey("k1", b"a test signing secret" * 2)
+    return LocalRegistry(tmp_path / "reg", keys=ArtifactKeys(signing=key, verifying=(key,)))
+
+
+def _plant_unsigned(registry: LocalRegistry, source: str, name: str, partition: str) -> None:
+    """A copy of `source` as version `name` for `partition`, its signature removed: a folder
+    planted by someone without the signing key."""
+    planted = registry.versions_dir / name
+    shutil.copytree(registry.versions_dir / source, planted)
+    metadata = json.loads((planted / "metadata.json").read_text())
+    metadata.pop("signature")
+    metadata.update(version=name, partition=partition)
+    (planted / "metadata.json").write_text(json.dumps(metadata))
+
+
 def test_with_verify_keys_an_unsigned_later_version_makes_no_night_a_backfill(
     tmp_path: Path,
 ) -> None:
     """A folder planted with a far-future partition (unsigned) would have made every night
     "a backfill, no pointer moved"; with verify keys only signed versions count."""
-    key = SigningKey("k1", b"a test signing secret" * 2)
-    keys = ArtifactKeys(signing=key, verifying=(key,))
-    registry = LocalRegistry(tmp_path / "reg", keys=keys)
+    registry = _signed_registry(tmp_path)
     live = _publish(registry, 0, rollout="direct", partition="2026-11-25")
-    planted = registry.versions_dir / "20990101_000000"
-    shutil.copytree(registry.versions_dir / live, planted)
-    metadata = json.loads((planted / "metadata.json").read_text())
-    metadata.pop("signature")
-    metadata.update(version=planted.name, partition="2099-01-01")
-    (planted / "metadata.json").write_text(json.dumps(metadata))
+    _plant_unsigned(registry, live, "20990101_000000", "2099-01-01")
     night = registry.publish(
         weights(2), tiny_model_text(), META, "2026-11-26", now=_now(2), rollout="direct"
     )
@@ -330,16 +339,10 @@ def test_with_verify_keys_an_unsigned_later_version_makes_no_night_a_backfill(
 def test_with_verify_keys_an_unsigned_version_is_no_backfill_s_baseline(tmp_path: Path) -> None:
     """An unsigned folder for a day between two signed ones was taken as a backfill's baseline,
     which the gate then could not load ("unsigned: refused")."""
-    key = SigningKey("k1", b"a test signing secret" * 2)
-    registry = LocalRegistry(tmp_path / "reg", keys=ArtifactKeys(signing=key, verifying=(key,)))
+    registry = _signed_registry(tmp_path)
     early = _publish(registry, 0, rollout="direct", partition="2026-11-20")
     _publish(registry, 1, rollout="direct", partition="2026-11-28")
-    planted = registry.versions_dir / "20261125_000000"
-    shutil.copytree(registry.versions_dir / early, planted)
-    metadata = json.loads((planted / "metadata.json").read_text())
-    metadata.pop("signature")
-    metadata.update(version=planted.name, partition="2026-11-24")
-    (planted / "metadata.json").write_text(json.dumps(metadata))
+    _plant_unsigned(registry, early, "20261125_000000", "2026-11-24")
     assert registry.baseline_for("2026-11-25") == early
 
 
