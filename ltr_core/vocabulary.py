@@ -36,8 +36,9 @@ KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"
 # scored, or unreadable (the gate fails with the reason).
 BaselineStatus = Literal["none", "ok", "unreadable"]
 # What a finished daily run amounted to (the run tag ltr/outcome): a blocking gate check failed,
-# a step failed otherwise, a version was published, or it succeeded without publishing.
-GateOutcome = Literal["gate_refused", "crashed", "published", "succeeded"]
+# a step failed otherwise, a version was published, it succeeded without publishing, or someone
+# canceled it.
+GateOutcome = Literal["gate_refused", "crashed", "published", "succeeded", "canceled"]
 
 SCORERS: tuple[ScorerName, ...] = get_args(ScorerName)
 DEBIAS_METHODS: tuple[DebiasMethod, ...] = get_args(DebiasMethod)

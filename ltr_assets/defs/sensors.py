@@ -118,23 +118,41 @@ _STEP_ENDS = (
 )
 
 
+def _steps_in_progress(instance: DagsterInstance, run_id: str) -> list[str]:
+    """The steps that started and never ended (succeeded, failed or skipped): where a run was
+    when it was failed or canceled from outside. One read of the run's event log."""
+    started: list[str] = []
+    ended: set[str] = set()
+    for entry in instance.all_logs(run_id, of_type={DagsterEventType.STEP_START, *_STEP_ENDS}):
+        kind = entry.dagster_event.event_type if entry.dagster_event else None
+        if entry.step_key and kind == DagsterEventType.STEP_START:
+            started.append(entry.step_key)
+        elif entry.step_key:
+            ended.add(entry.step_key)
+    return [step for step in started if step not in ended]
+
+
 def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
     """`<step>: interrupted: <why the run failed>` for the steps a run was in when it was
     failed from outside (its worker killed, marked failed by run monitoring), or `run: <why>`
     when it failed before any step: no step failure names them, and "run FAILURE" alone
     would not say where it stopped, nor why."""
-    ended = {
-        entry.step_key for kind in _STEP_ENDS for entry in instance.all_logs(run_id, of_type=kind)
-    }
-    running = [
-        entry.step_key
-        for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_START)
-        if entry.step_key not in ended
-    ]
     failures = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
     why = _one_line(failures[-1].message) if failures and failures[-1].message else ""
-    interrupted = [f"{step}: interrupted: {why or 'the run failed'}" for step in running if step]
+    running = _steps_in_progress(instance, run_id)
+    interrupted = [f"{step}: interrupted: {why or 'the run failed'}" for step in running]
     return interrupted or ([f"run: {why}"] if why else [])
+
+
+def _canceled(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
+    """A canceled run: where it stopped, and whether it published first (published_weights is
+    the last asset, so a cancel after it leaves the night published)."""
+    record = publication_record(instance, run.run_id)
+    version = str(record.get("version") or "") if record and record.get("published") else ""
+    running = _steps_in_progress(instance, run.run_id)
+    where = f"in {', '.join(running)}" if running else "before or between steps"
+    after = f"after publishing {version}" if version else "nothing of the night's was published"
+    return RunOutcome("canceled", where, _one_line(f"canceled {where}; {after}"))
 
 
 _WRAPPERS = {"Failure", "RetryRequested", "RetryRequestedFromPolicy"}
@@ -177,7 +195,10 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     refused gate is a successful run: its checks fail with WARN severity and published_weights
     records "not published"), `succeeded` when it did not run. A failed run is a crash: a
     step failed, or a blocking check with ERROR severity (online_decision, when a decision
-    could not be applied: someone has to promote or retire by hand), named in the reason."""
+    could not be applied: someone has to promote or retire by hand), named in the reason. A
+    canceled run is `canceled`, with the steps it was in."""
+    if run.status == DagsterRunStatus.CANCELED:
+        return _canceled(instance, run)
     if run.status == DagsterRunStatus.SUCCESS:
         record = publication_record(instance, run.run_id)
         if record is None:
@@ -428,6 +449,26 @@ def notify_run_failure(context: RunFailureSensorContext, ltr: LtrResource) -> Sk
     return None
 
 
+@run_status_sensor(
+    run_status=DagsterRunStatus.CANCELED,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Posts canceled runs to NOTIFY_WEBHOOK_URL, with the steps they were in and "
+    "whether the night published before the cancel.",
+)
+def notify_run_canceled(context: RunStatusSensorContext, ltr: LtrResource) -> SkipReason | None:
+    if skipped := _notify_skip(ltr, context):
+        return skipped
+    run = context.dagster_run
+    outcome = run_outcome(context.instance, run)
+    partition = run.tags.get("dagster/partition", "-")
+    _deliver(
+        ltr,
+        f":octagonal_sign: {run.job_name} [{partition}] (run {run.run_id[:8]}) "
+        f"{outcome.reason or 'canceled'}",
+    )
+    return None
+
+
 def _tag(context: RunStatusSensorContext) -> SkipReason | None:
     run = context.dagster_run
     if tag_run_outcome(context.instance, run).outcome == "succeeded":
@@ -457,6 +498,17 @@ def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
     "apply its decision).",
 )
 def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
+    return _tag(context)
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.CANCELED,
+    monitored_jobs=[ltr_daily_job],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Tags a canceled ltr_daily_job run ltr/outcome=canceled and ltr/reason with the "
+    "steps it was in (a canceled re-execution no longer shows its parent's tags).",
+)
+def tag_canceled_runs(context: RunStatusSensorContext) -> SkipReason | None:
     return _tag(context)
 
 
@@ -507,7 +559,9 @@ SENSORS = [
     reload_after_rollback_sensor,
     notify_run_success,
     notify_run_failure,
+    notify_run_canceled,
     tag_published_runs,
     tag_failed_runs,
+    tag_canceled_runs,
     registry_versions_sensor,
 ]

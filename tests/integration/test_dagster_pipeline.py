@@ -90,8 +90,10 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         "reload_after_online_decision_sensor",
         "notify_run_success",
         "notify_run_failure",
+        "notify_run_canceled",
         "tag_published_runs",
         "tag_failed_runs",
+        "tag_canceled_runs",
         "registry_versions_sensor",
         "ltr_automation_sensor",
     }

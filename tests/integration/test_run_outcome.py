@@ -12,6 +12,8 @@ import pytest
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    DagsterEvent,
+    DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
     Failure,
@@ -23,15 +25,18 @@ from dagster import (
     materialize,
 )
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.execution.plan.objects import StepSuccessData
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import (
     OUTCOME_TAG,
     REASON_TAG,
     failing_blocking_checks,
+    notify_run_canceled,
     notify_run_failure,
     notify_run_success,
     run_outcome,
+    tag_canceled_runs,
     tag_failed_runs,
     tag_published_runs,
 )
@@ -324,3 +329,83 @@ def test_a_run_failed_before_any_step_says_why() -> None:
     failed = instance.get_run_by_id(run.run_id)
     assert failed is not None and failed.status == DagsterRunStatus.FAILURE
     assert run_outcome(instance, failed).reason == "crashed: run: the run worker never started"
+
+
+def _canceled_run(instance: DagsterInstance, *, steps: dict[str, str], tags: dict[str, str]) -> Any:
+    """A run of a two-step job canceled from outside: `steps` maps each step to the last event
+    it logged ("STEP_START": still running at the cancel; "STEP_SUCCESS": done)."""
+
+    @asset
+    def model() -> None:
+        return None
+
+    @asset(deps=[model])
+    def published() -> None:
+        return None
+
+    job = define_asset_job("probe").resolve(asset_graph=AssetGraph.from_assets([model, published]))
+    run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags=tags)
+    for step, last in steps.items():
+        events = [DagsterEvent(event_type_value="STEP_START", job_name=job.name, step_key=step)]
+        if last == "STEP_SUCCESS":
+            events.append(
+                DagsterEvent(
+                    event_type_value=last,
+                    job_name=job.name,
+                    step_key=step,
+                    event_specific_data=StepSuccessData(duration_ms=1.0),
+                )
+            )
+        for event in events:
+            instance.report_dagster_event(event, run.run_id)
+    instance.report_run_canceled(run, message="canceled by the operator")
+    canceled = instance.get_run_by_id(run.run_id)
+    assert canceled is not None and canceled.status == DagsterRunStatus.CANCELED
+    return canceled
+
+
+def _canceled_event(instance: DagsterInstance, run_id: str) -> DagsterEvent:
+    event = instance.all_logs(run_id, of_type=DagsterEventType.RUN_CANCELED)[-1].dagster_event
+    assert event is not None
+    return event
+
+
+def test_a_canceled_run_is_tagged_canceled_with_the_step_it_was_in() -> None:
+    """A canceled re-execution of a crashed night starts with its parent's `crashed` tags;
+    the tags then say it was canceled, and where, instead of the parent's crash."""
+    instance = DagsterInstance.ephemeral()
+    parent_tags = {OUTCOME_TAG: "crashed", REASON_TAG: "crashed: model: ValueError: no list"}
+    run = _canceled_run(
+        instance, steps={"model": "STEP_SUCCESS", "published": "STEP_START"}, tags=parent_tags
+    )
+    context = build_run_status_sensor_context(
+        sensor_name=tag_canceled_runs.name,
+        dagster_event=_canceled_event(instance, run.run_id),
+        dagster_instance=instance,
+        dagster_run=run,
+    )
+    assert tag_canceled_runs(context) is None
+    tags = run_by_id(instance, run.run_id).tags
+    assert (tags[OUTCOME_TAG], tags[REASON_TAG]) == (
+        "canceled",
+        "canceled in published; nothing of the night's was published",
+    )
+
+
+def test_a_run_canceled_before_any_step_is_notified(monkeypatch: pytest.MonkeyPatch) -> None:
+    instance = DagsterInstance.ephemeral()
+    run = _canceled_run(instance, steps={}, tags={"dagster/partition": "2026-11-02"})
+    with http_receiver() as receiver:
+        monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
+        context = build_run_status_sensor_context(
+            sensor_name=notify_run_canceled.name,
+            dagster_event=_canceled_event(instance, run.run_id),
+            dagster_instance=instance,
+            dagster_run=run,
+            resources=defs.resources,
+        )
+        assert notify_run_canceled(context) is None
+    assert [m["text"] for m in receiver.messages] == [
+        f":octagonal_sign: probe [2026-11-02] (run {run.run_id[:8]}) canceled before or "
+        "between steps; nothing of the night's was published"
+    ]
