@@ -1167,7 +1167,7 @@ class EnvironmentSource(PydanticBaseSettingsSource):
         value = raw if has_marker(field, VERBATIM) else raw.strip()
         if not has_marker(field, EXPAND):
             return value
-        path = expand(name, value, self.env)
+        path = expand_home(name, expand(name, value, self.env), self.env)
         if name != DATA_DIR_VARIABLE and looks_like_url(path):  # the lake alone may be on S3
             raise ConfigError(
                 f"{name}={path!r} must be a local path, not a URL (only {DATA_DIR_VARIABLE} "
@@ -1208,6 +1208,21 @@ def expand(name: str, raw: str, env: Mapping[str, str]) -> str:
         return env[variable]
 
     return _REFERENCE.sub(value, raw)
+
+
+def expand_home(name: str, path: str, env: Mapping[str, str]) -> str:
+    """`~` and `~/…` at a path's start as a shell expands them, to $HOME (from `env`, else the
+    process's): a compose file or a Kubernetes manifest passes `~` on unexpanded, and a folder
+    named `~` in the working directory is never what was meant. `~user` is refused."""
+    if not path.startswith("~"):
+        return path
+    head, sep, rest = path.partition("/")
+    if head != "~":
+        raise ConfigError(f"{name}={path!r}: only ~ or ~/… is expanded (write the full path)")
+    home = env.get("HOME") or os.path.expanduser("~")
+    if home == "~" or not home:
+        raise ConfigError(f"{name}={path!r}: ~ needs HOME to be set")
+    return home.rstrip("/") + sep + rest if rest or sep else home
 
 
 def _shown(name: str, raw: object) -> str:

@@ -37,7 +37,8 @@ Every setting is an environment variable. `$LTR_HOME/ltr.env` (KEY=VALUE lines, 
 is read from the environment only. A blank value means the default. In the path settings
 `$NAME` and `${NAME}` are replaced by that variable's value (`$$` is a `$`; `$LTR_HOME` is its
 default, `./var`, when it is not set, so the defaults below can be written out as they are
-shown); a reference to any other variable that is not set is refused. A value of the wrong
+shown); a reference to any other variable that is not set is refused; a leading `~` or `~/` is
+`$HOME`, as in a shell (compose files and manifests pass it on unexpanded). A value of the wrong
 type or outside its range stops the process with an error naming the variable; a secret's value
 is never shown, logged nor part of a repr.
 """

@@ -385,6 +385,17 @@ def test_variables_in_a_path_are_expanded_or_refused_never_kept() -> None:
         Settings.from_env({"WEIGHTS_PATH": "/w/${HOME:-x}.json"})
 
 
+def test_a_leading_tilde_is_the_home_folder_as_in_a_shell() -> None:
+    """Compose files and manifests pass `~` on unexpanded: it must not become a folder named
+    `~` in the working directory."""
+    env = {"HOME": "/home/ops", "LTR_HOME": "~/ltr", "WEIGHTS_PATH": "~"}
+    settings = Settings.from_env(env)
+    assert settings.home == Path("/home/ops/ltr") and settings.weights_path == Path("/home/ops")
+    assert Settings.from_env({**env, "LTR_HOME": "/srv/a~b"}).home == Path("/srv/a~b")
+    with pytest.raises(ConfigError, match="LTR_REGISTRY_DIR='~ops/r': only ~ or ~/"):
+        Settings.from_env({**env, "LTR_REGISTRY_DIR": "~ops/r"})
+
+
 def test_the_documented_defaults_can_be_written_out_with_ltr_home_unset() -> None:
     """docs/configuration.md shows the paths' defaults as `$LTR_HOME/...`: set as shown, with
     LTR_HOME at its default, they mean the same."""
