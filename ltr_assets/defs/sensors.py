@@ -35,6 +35,7 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
+from dagster._core.execution.plan.objects import ErrorSource
 
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
@@ -119,15 +120,19 @@ _STEP_ENDS = (
 
 
 def _steps_in_progress(instance: DagsterInstance, run_id: str) -> list[str]:
-    """The steps that started and never ended (succeeded, failed or skipped): where a run was
-    when it was failed or canceled from outside. One read of the run's event log."""
+    """The steps a run was in when it was failed or canceled from outside: those that started
+    and never ended (a killed worker), and those whose failure is the interruption itself (a
+    terminated run's worker fails its step with Dagster's interrupt before the run is marked
+    canceled). One read of the run's event log."""
     started: list[str] = []
     ended: set[str] = set()
     for entry in instance.all_logs(run_id, of_type={DagsterEventType.STEP_START, *_STEP_ENDS}):
-        kind = entry.dagster_event.event_type if entry.dagster_event else None
-        if entry.step_key and kind == DagsterEventType.STEP_START:
+        event = entry.dagster_event
+        if not entry.step_key or event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
             started.append(entry.step_key)
-        elif entry.step_key:
+        elif getattr(event.event_specific_data, "error_source", None) != ErrorSource.INTERRUPT:
             ended.add(entry.step_key)
     return [step for step in started if step not in ended]
 

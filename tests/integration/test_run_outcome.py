@@ -12,6 +12,7 @@ import pytest
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetExecutionContext,
     DagsterEvent,
     DagsterEventType,
     DagsterInstance,
@@ -25,7 +26,7 @@ from dagster import (
     materialize,
 )
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-from dagster._core.execution.plan.objects import StepSuccessData
+from dagster._core.errors import DagsterExecutionInterruptedError
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs.sensors import (
@@ -331,35 +332,35 @@ def test_a_run_failed_before_any_step_says_why() -> None:
     assert run_outcome(instance, failed).reason == "crashed: run: the run worker never started"
 
 
-def _canceled_run(instance: DagsterInstance, *, steps: dict[str, str], tags: dict[str, str]) -> Any:
-    """A run of a two-step job canceled from outside: `steps` maps each step to the last event
-    it logged ("STEP_START": still running at the cancel; "STEP_SUCCESS": done)."""
+@asset(key="model")
+def _model_before_cancel() -> None:
+    return None
 
-    @asset
-    def model() -> None:
-        return None
 
-    @asset(deps=[model])
-    def published() -> None:
-        return None
+@asset(key="published", deps=["model"])
+def _published_when_canceled() -> None:
+    """Canceled while it runs: the operator asks, Dagster interrupts the step."""
+    context = AssetExecutionContext.get()
+    context.instance.report_run_canceling(context.run)
+    raise DagsterExecutionInterruptedError()
 
-    job = define_asset_job("probe").resolve(asset_graph=AssetGraph.from_assets([model, published]))
-    run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags=tags)
-    for step, last in steps.items():
-        events = [DagsterEvent(event_type_value="STEP_START", job_name=job.name, step_key=step)]
-        if last == "STEP_SUCCESS":
-            events.append(
-                DagsterEvent(
-                    event_type_value=last,
-                    job_name=job.name,
-                    step_key=step,
-                    event_specific_data=StepSuccessData(duration_ms=1.0),
-                )
-            )
-        for event in events:
-            instance.report_dagster_event(event, run.run_id)
-    instance.report_run_canceled(run, message="canceled by the operator")
-    canceled = instance.get_run_by_id(run.run_id)
+
+def _canceled_run(instance: DagsterInstance, tags: dict[str, str], *, in_step: bool) -> Any:
+    """A run canceled by the operator: with `in_step`, while its second step runs (Dagster
+    interrupts the step, logs its failure as the interruption, then marks the run canceled, as
+    a termination from the UI does); else before any step started."""
+
+    assets = [_model_before_cancel, _published_when_canceled]
+    if in_step:
+        result = materialize(assets, instance=instance, tags=tags, raise_on_error=False)
+        run_id = result.run_id
+    else:
+        graph = AssetGraph.from_assets(assets)
+        job = define_asset_job("probe").resolve(asset_graph=graph)
+        run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags=tags)
+        instance.report_run_canceled(run, message="canceled by the operator")
+        run_id = run.run_id
+    canceled = instance.get_run_by_id(run_id)
     assert canceled is not None and canceled.status == DagsterRunStatus.CANCELED
     return canceled
 
@@ -375,9 +376,7 @@ def test_a_canceled_run_is_tagged_canceled_with_the_step_it_was_in() -> None:
     the tags then say it was canceled, and where, instead of the parent's crash."""
     instance = DagsterInstance.ephemeral()
     parent_tags = {OUTCOME_TAG: "crashed", REASON_TAG: "crashed: model: ValueError: no list"}
-    run = _canceled_run(
-        instance, steps={"model": "STEP_SUCCESS", "published": "STEP_START"}, tags=parent_tags
-    )
+    run = _canceled_run(instance, parent_tags, in_step=True)
     context = build_run_status_sensor_context(
         sensor_name=tag_canceled_runs.name,
         dagster_event=_canceled_event(instance, run.run_id),
@@ -394,7 +393,7 @@ def test_a_canceled_run_is_tagged_canceled_with_the_step_it_was_in() -> None:
 
 def test_a_run_canceled_before_any_step_is_notified(monkeypatch: pytest.MonkeyPatch) -> None:
     instance = DagsterInstance.ephemeral()
-    run = _canceled_run(instance, steps={}, tags={"dagster/partition": "2026-11-02"})
+    run = _canceled_run(instance, {"dagster/partition": "2026-11-02"}, in_step=False)
     with http_receiver() as receiver:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
         context = build_run_status_sensor_context(
