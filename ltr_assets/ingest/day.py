@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ltr_assets.ingest.sources import DayRecord, SourceRecord
+from ltr_assets.ingest.sources import DayRecord, ServingLogSource, SourceRecord
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_core.events import EVENT_COLUMNS, EventRow, Rejection
@@ -445,7 +445,7 @@ def ingest_with_fallback(
     day: date,
     lake: Lake,
     *,
-    serving_log: DaySource | None = None,
+    serving_log: ServingLogSource | None = None,
     allow_empty: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     memory_limit: str = DEFAULT_MERGE_MEMORY,
@@ -507,7 +507,7 @@ def ingest_with_fallback(
 def _empty(
     source: DaySource,
     day: date,
-    serving_log: DaySource | None,
+    serving_log: ServingLogSource | None,
     *,
     ignored: int = 0,
     instead: str = "",
@@ -516,7 +516,7 @@ def _empty(
     none of them an LTR event; `instead`: why the source read is the fallback."""
     where = source.describe()
     if serving_log is not None:
-        where += f" nor from {serving_log.describe()}"
+        where += f" nor from {serving_log.describe_day(day)}"
     what = (
         f"no LTR event of {day} from {where}{instead}: its {ignored} records were all ignored "
         "as other kinds of records (none has event_type match_recommendation or offer_feedback "

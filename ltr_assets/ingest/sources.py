@@ -331,6 +331,13 @@ class ServingLogSource(AuditLogSource):
     def describe(self) -> str:
         return f"the serving log {str(self.folder)!r} ({len(self.files())} files)"
 
+    def describe_day(self, day: date) -> str:
+        """The folders a read of `day` looks in (its own and the next day's), for an error
+        saying that neither held a record of it: the files of other days are no evidence."""
+        folders = " and ".join(f"{(day + timedelta(days=n)).isoformat()}/" for n in (0, 1))
+        files = len(self.day_files(day))
+        return f"the serving log's folders {folders} under {str(self.folder)!r} ({files} files)"
+
 
 # A non-blank line: its number, its bytes, its ISO date hint and its stamp (a date ordinal).
 _Line = tuple[int, bytes, date | None, int | None]

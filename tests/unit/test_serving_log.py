@@ -81,6 +81,16 @@ def test_the_empty_day_rule_applies_to_the_sources_together(tmp_path: Path) -> N
         ingest_with_fallback(None, nothing, DAY, lake, serving_log=ServingLogSource(log))
     assert "no file matches it" in str(refused.value) and str(log) in str(refused.value)
 
+    # files of other days are no evidence for DAY: the error names DAY's folders and counts
+    # only theirs
+    _write(log / "2026-11-20" / "a.jsonl", [])
+    with pytest.raises(EmptyDay) as refused:
+        ingest_with_fallback(None, nothing, DAY, lake, serving_log=ServingLogSource(log))
+    assert (
+        f"nor from the serving log's folders 2026-11-25/ and 2026-11-26/ under {str(log)!r} "
+        "(0 files)" in str(refused.value)
+    )
+
     _write(log / "2026-11-25" / "a.jsonl", [_event(1)])
     report, _ = ingest_with_fallback(None, nothing, DAY, lake, serving_log=ServingLogSource(log))
     assert (report.accepted, report.serving_log_read) == (1, 1)
