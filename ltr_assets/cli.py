@@ -128,6 +128,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _simulate_to_kafka(events: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from ltr_assets.ingest.kafka import ensure_topic, publish_events
     from ltr_assets.simulation.simulator import to_audit_line
 
@@ -140,8 +142,18 @@ def _simulate_to_kafka(events: list[dict[str, Any]], args: argparse.Namespace) -
 
         rng = np.random.default_rng([args.seed, 2])
         events = [to_audit_line(event, rng) for event in events]
-    created = ensure_topic(kafka, partitions=args.partitions)
-    sent = publish_events(kafka, events)
+    try:
+        created = ensure_topic(kafka, partitions=args.partitions)
+        sent = publish_events(kafka, events)
+    except (KafkaError, OSError, TimeoutError) as exc:  # the broker down or refusing
+        why = (
+            str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+        )
+        print(
+            f"error: publishing to {kafka.topic} at {kafka.bootstrap_servers} failed: {why}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"published {sent} events ({args.envelope} envelope) for {args.days} days to "
         f"{kafka.topic}{' (created)' if created else ''}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import uuid
@@ -632,3 +633,20 @@ def test_a_day_behind_a_fast_clock_record_in_an_open_transaction_is_never_skippe
     with pytest.raises(KafkaUnavailable, match="a transaction left open holds back partition 0"):
         KafkaDaySource(settings).read(day)
     thread.join(30)
+
+
+def test_simulate_to_a_broker_that_is_down_is_an_error_line_not_a_traceback(
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from ltr_assets.cli import main as ltr
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{port}")
+    args = ["simulate", "--start", str(START), "--days", "1", "--seed", "4", "--to", "kafka",
+            "--requests-per-day", "5"]  # fmt: skip
+    assert ltr(args) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: publishing to match_events at 127.0.0.1:{port} failed: ")
+    assert "KafkaConnectionError" in error and "Traceback" not in error
