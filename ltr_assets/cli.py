@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -445,11 +446,14 @@ def _demo(args: argparse.Namespace) -> int:
     home = os.environ.get("DAGSTER_HOME", "")
     if not home or not Path(home).is_dir():
         where = f"DAGSTER_HOME={home!r} is not a directory" if home else "DAGSTER_HOME is not set"
+        # the path itself, not "$LTR_HOME/dagster": pasted into a shell without LTR_HOME set,
+        # that would be /dagster
+        instance = shlex.quote(str((Settings.from_env().home / "dagster").resolve()))
         print(
             f"ltr demo: {where}. The demo records its runs in a Dagster instance there: "
             "`make demo` makes one ($LTR_HOME/dagster with the repository's dagster.yaml); by "
-            'hand: mkdir -p "$LTR_HOME/dagster" && cp dagster.yaml "$LTR_HOME/dagster/" '
-            '&& DAGSTER_HOME="$LTR_HOME/dagster" ltr demo',
+            f"hand: mkdir -p {instance} && cp dagster.yaml {instance}/ "
+            f"&& DAGSTER_HOME={instance} ltr demo",
             file=sys.stderr,
         )
         return 2

@@ -19,6 +19,8 @@ def test_ltr_demo_without_dagster_home_says_how_to_make_one(tmp_path: Path) -> N
     assert "is not a directory" in missing.stderr
     for done in (unset, missing):
         assert "make demo" in done.stderr and "cp dagster.yaml" in done.stderr
+        # the instance's path written out: "$LTR_HOME" pasted where it is unset is /dagster
+        assert f"DAGSTER_HOME={tmp_path.resolve() / 'dagster'} ltr demo" in done.stderr
         assert "Traceback" not in done.stderr
 
 
