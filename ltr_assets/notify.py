@@ -95,7 +95,11 @@ async def _post_json(
                 if response.is_redirect:
                     location = response.headers.get("location", "")
                     where = _host(urljoin(url, location)) if location else "no Location"
-                    error = f"HTTP {status}: redirected ({where}), not followed: set that URL"
+                    error = (
+                        f"HTTP {status}: redirected to {where}, not followed: set the URL it "
+                        "redirects to (its path is not shown, it may hold a secret: "
+                        "`curl -si -X POST <your URL>` shows it in Location)"
+                    )
                     break
                 error = f"HTTP {status}: {_without_secrets(response.text[:200], url)}"
                 if 400 <= status < 500 and status != 429:

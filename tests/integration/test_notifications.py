@@ -161,7 +161,10 @@ def test_an_answer_echoing_the_path_or_redirecting_relatively_keeps_the_secret()
     with _slow_server(moved, 0.0) as url:
         delivery = post_json(url, {"text": "x"})
     host = url.split("/T0")[0]
-    assert delivery.error == f"HTTP 302: redirected ({host}), not followed: set that URL"
+    assert delivery.error.startswith(
+        f"HTTP 302: redirected to {host}, not followed: set the URL it redirects to (its path "
+        "is not shown, it may hold a secret: `curl -si -X POST <your URL>` shows it in Location)"
+    )
 
 
 def test_the_reload_request_goes_to_reload_under_the_services_url(
