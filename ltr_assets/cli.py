@@ -33,7 +33,7 @@ from ltr_core.artifacts.format import (
 )
 from ltr_core.artifacts.signing import signature_state
 from ltr_core.scoring import make_scorer
-from ltr_core.settings import ConfigError, Settings
+from ltr_core.settings import ConfigError, Settings, bearer_tokens
 
 if TYPE_CHECKING:
     from ltr_assets.registry.s3_mirror import S3Mirror
@@ -279,9 +279,8 @@ def _request_reload(settings: Settings, live: str, candidate: str | None) -> boo
         return True
     from ltr_assets.notify import request_reload
 
-    delivery = request_reload(
-        settings.serving.url, settings.serving.reload_token.get_secret_value()
-    )
+    tokens = bearer_tokens(settings.serving.reload_token)  # the first: the newest
+    delivery = request_reload(settings.serving.url, tokens[0] if tokens else "")
     if not delivery.ok:
         print(f"reload: FAILED {delivery.error}")
         return False

@@ -14,6 +14,8 @@ variable (never showing a secret's value), instead of failing somewhere deep in 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import math
 import os
@@ -591,7 +593,8 @@ class ServingSettings(BaseModel):
         SecretStr(""),
         validation_alias="LTR_RELOAD_TOKEN",
         description="bearer token for `POST /reload` (the sensors send it); unset disables "
-        "reload over HTTP",
+        "reload over HTTP. To rotate it, list the new and the old one, comma-separated "
+        "(`new,old`): the service accepts either, the sensors send the first",
     )
     poll_seconds: Annotated[Float, Range(0.1, 86_400, zero_off=True)] = Field(
         300.0,
@@ -658,7 +661,9 @@ class ServingSettings(BaseModel):
     feedback_token: Annotated[SecretStr, VERBATIM] = Field(
         SecretStr(""),
         validation_alias="LTR_FEEDBACK_TOKEN",
-        description="bearer token for `POST /feedback`; unset: the endpoint answers 503",
+        description="bearer token for `POST /feedback`; unset: the endpoint answers 503. To "
+        "rotate it, list the new and the old one, comma-separated (`new,old`): either is "
+        "accepted while the platform's producers move to the new one",
     )
     explore_rate: Annotated[Float, Range(0, 1)] = Field(
         0.05,
@@ -716,11 +721,29 @@ class ServingSettings(BaseModel):
 
     @property
     def reload_enabled(self) -> bool:
-        return bool(self.reload_token.get_secret_value().strip())
+        return bool(bearer_tokens(self.reload_token))
 
     @property
     def feedback_enabled(self) -> bool:
-        return bool(self.feedback_token.get_secret_value().strip())
+        return bool(bearer_tokens(self.feedback_token))
+
+
+def bearer_tokens(setting: SecretStr) -> tuple[str, ...]:
+    """The tokens a bearer-token setting holds: one, or while it is rotated several,
+    comma-separated, the new one first. The service accepts any of them; a client of the
+    project's own (the reload sensor, `ltr registry`) sends the first."""
+    return tuple(t.strip() for t in setting.get_secret_value().split(",") if t.strip())
+
+
+def bearer_accepted(setting: SecretStr, given: str) -> bool:
+    """Whether `given` is one of the setting's tokens, compared in constant time per token
+    (digests of a fixed length, so not even a token's length leaks through timing)."""
+    digest = hashlib.sha256(given.strip().encode()).digest()
+    matches = [
+        hmac.compare_digest(digest, hashlib.sha256(token.encode()).digest())
+        for token in bearer_tokens(setting)
+    ]
+    return any(matches)
 
 
 # --- the whole configuration --------------------------------------------------------------------

@@ -42,7 +42,7 @@ from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.evaluation import check_line
 from ltr_assets.notify import Delivery, failure_text, notify, request_reload, undelivered
-from ltr_core.settings import Settings
+from ltr_core.settings import Settings, bearer_tokens
 from ltr_core.vocabulary import GateOutcome
 
 OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
@@ -277,7 +277,8 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
             f"LTR_SERVING_URL is not set: no reload requested after {after}; the service's own "
             "poller (WEIGHTS_POLL_SECONDS) will pick the new version up",
         )
-    token = settings.serving.reload_token.get_secret_value()
+    tokens = bearer_tokens(settings.serving.reload_token)  # the first: the newest
+    token = tokens[0] if tokens else ""
     if not token:
         return _skip(
             log,

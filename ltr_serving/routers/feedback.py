@@ -26,8 +26,6 @@ answering within its timeout, spilled to a file).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +39,7 @@ from pydantic import SecretStr, ValidationError
 from ltr_core.events import EventRow, Rejection, parse_event
 from ltr_core.features import ACTION_GRADES, FEEDBACK
 from ltr_core.kafka_client import event_key
-from ltr_core.settings import EventTimeBounds
+from ltr_core.settings import EventTimeBounds, bearer_accepted
 from ltr_serving.dependencies import StateDep
 from ltr_serving.errors import MAX_ECHO_CHARS, safe_input, validation_errors
 from ltr_serving.impressions import FeedbackRecord, Line, RecordLog
@@ -119,9 +117,7 @@ def check_bearer(expected: SecretStr, authorization: str | None, client: str) ->
             "missing or malformed Authorization header; expected 'Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    given = hashlib.sha256(token.strip().encode()).digest()
-    wanted = hashlib.sha256(expected.get_secret_value().strip().encode()).digest()
-    if not hmac.compare_digest(given, wanted):
+    if not bearer_accepted(expected, token):
         log.warning("feedback refused: wrong token", extra={"client": client})
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid feedback token")
 

@@ -14,15 +14,13 @@ holding the slot after that long: retry later). In every failure the old version
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 
 from fastapi import APIRouter, Header, HTTPException, Request, Security, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 
-from ltr_core.settings import ServingSettings
+from ltr_core.settings import ServingSettings, bearer_accepted
 from ltr_serving.dependencies import SettingsDep, StateDep
 from ltr_serving.models import ErrorResponse, ReloadResponse
 
@@ -54,10 +52,7 @@ def check_token(settings: ServingSettings, authorization: str | None, client: st
             "missing or malformed Authorization header; expected 'Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # Digests have a fixed length, so not even the token's length leaks through timing.
-    given = hashlib.sha256(token.strip().encode()).digest()
-    expected = hashlib.sha256(settings.reload_token.get_secret_value().strip().encode()).digest()
-    if not hmac.compare_digest(given, expected):
+    if not bearer_accepted(settings.reload_token, token):
         log.warning("reload refused: wrong token", extra={"client": client})
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid reload token")
 

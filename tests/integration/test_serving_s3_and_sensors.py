@@ -176,6 +176,24 @@ def test_a_wrong_token_makes_the_sensor_fail_loudly(
         reload_serving_sensor.evaluate_tick(context)
 
 
+def test_the_sensor_sends_the_first_of_a_rotated_token(
+    live_app, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LTR_RELOAD_TOKEN=new,old on the daemon: it sends `new` alone (the server here accepts
+    TOKEN only, so `new` must be TOKEN for the reload to succeed)."""
+    server, publisher, _ = live_app
+    second = publisher.publish(weights_for(2))
+    instance = DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(AssetMaterialization("published_weights"))
+    monkeypatch.setenv("LTR_RELOAD_TOKEN", f"old-token,{TOKEN}")
+    with pytest.raises(Exception, match="reload request failed"):
+        reload_serving_sensor.evaluate_tick(_tick(instance))
+    monkeypatch.setenv("LTR_RELOAD_TOKEN", f"{TOKEN},old-token")
+    outcome = reload_serving_sensor.evaluate_tick(_tick(instance))
+    assert "serving reloaded" in str(outcome.skip_message)
+    assert _health(server)["version"] == second
+
+
 def test_a_refused_artifact_is_notified_once_and_the_sensor_moves_on(
     live_app, monkeypatch: pytest.MonkeyPatch
 ) -> None:

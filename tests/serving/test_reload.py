@@ -77,6 +77,33 @@ def test_reload_needs_the_bearer_token(
                         f'scorer="weights",source="file",version="{old}"') == 0.0  # fmt: skip
 
 
+def test_a_token_being_rotated_accepts_the_new_and_the_old_one(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """LTR_RELOAD_TOKEN=new,old while the sensors move to the new token: either reloads, any
+    other token (or the two joined) is refused. The feedback token rotates alike."""
+    serving_env(LTR_RELOAD_TOKEN=" new-token , old-token ", LTR_FEEDBACK_TOKEN="new-fb,old-fb")
+    publisher.publish(weights_for(1))
+    server = start_server()
+    feedback = {"event_type": "offer_feedback", "timestamp": "x", "case_id": "c"}
+    with server.client() as client:
+        for token, expected in (
+            ("new-token", 200),
+            ("old-token", 200),
+            ("new-token,old-token", 403),
+            ("other", 403),
+            ("new-fb", 403),
+        ):
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.post("/reload", headers=headers).status_code == expected, token
+        for token, expected in (("new-fb", 422), ("old-fb", 422), ("new-token", 403)):
+            headers = {"Authorization": f"Bearer {token}"}
+            answer = client.post("/feedback", json=feedback, headers=headers)
+            assert answer.status_code == expected, token  # 422: past the token, a bad event
+
+
 def test_reload_is_disabled_without_a_configured_token(
     serving_env: Callable[..., Settings],
     publisher: Publisher,
