@@ -18,6 +18,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
+    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     DagsterRun,
@@ -121,20 +122,37 @@ _STEP_ENDS = (
 
 def _steps_in_progress(instance: DagsterInstance, run_id: str) -> list[str]:
     """The steps a run was in when it was failed or canceled from outside: those that started
-    and never ended (a killed worker), and those whose failure is the interruption itself (a
-    terminated run's worker fails its step with Dagster's interrupt before the run is marked
-    canceled). One read of the run's event log."""
+    and never ended (a killed worker), and those whose failure came from the interruption (a
+    terminated run's worker interrupts its step before the run is marked canceled: Dagster
+    logs that failure as an interrupt, or, when a library swallowed the signal, as whatever it
+    raised instead, after the run's cancel request). One read of the run's event log."""
+    kinds = {DagsterEventType.STEP_START, DagsterEventType.RUN_CANCELING, *_STEP_ENDS}
     started: list[str] = []
     ended: set[str] = set()
-    for entry in instance.all_logs(run_id, of_type={DagsterEventType.STEP_START, *_STEP_ENDS}):
+    canceling = False
+    for entry in instance.all_logs(run_id, of_type=kinds):
         event = entry.dagster_event
-        if not entry.step_key or event is None:
+        if event is None:
             continue
-        if event.event_type == DagsterEventType.STEP_START:
+        if event.event_type == DagsterEventType.RUN_CANCELING:
+            canceling = True
+        elif not entry.step_key:
+            continue
+        elif event.event_type == DagsterEventType.STEP_START:
             started.append(entry.step_key)
-        elif getattr(event.event_specific_data, "error_source", None) != ErrorSource.INTERRUPT:
+        elif not _interrupted(event, canceling):
             ended.add(entry.step_key)
     return [step for step in started if step not in ended]
+
+
+def _interrupted(event: DagsterEvent, canceling: bool) -> bool:
+    """Whether a step's end is its interruption: an interrupt, or a failure once the run was
+    being canceled."""
+    if event.event_type != DagsterEventType.STEP_FAILURE:
+        return False
+    return canceling or getattr(event.event_specific_data, "error_source", None) == (
+        ErrorSource.INTERRUPT
+    )
 
 
 def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
@@ -150,14 +168,20 @@ def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
 
 
 def _canceled(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
-    """A canceled run: where it stopped, and whether it published first (published_weights is
-    the last asset, so a cancel after it leaves the night published)."""
-    record = publication_record(instance, run.run_id)
-    version = str(record.get("version") or "") if record and record.get("published") else ""
+    """A canceled run: where it stopped, and, for the daily job, whether it published first
+    (published_weights is the last asset, so a cancel after it leaves the night published: the
+    record's outcome says as what, "published <v> (the candidate)")."""
     running = _steps_in_progress(instance, run.run_id)
     where = f"in {', '.join(running)}" if running else "before or between steps"
-    after = f"after publishing {version}" if version else "nothing of the night's was published"
-    return RunOutcome("canceled", where, _one_line(f"canceled {where}; {after}"))
+    reason = f"canceled {where}"
+    if run.job_name in TAGGED_JOBS:
+        record = publication_record(instance, run.run_id)
+        if record and record.get("published"):
+            outcome = str(record.get("outcome") or f"published {record.get('version')}")
+            reason += f" after it {outcome}"
+        else:
+            reason += "; nothing of the night's was published"
+    return RunOutcome("canceled", where, _one_line(reason))
 
 
 _WRAPPERS = {"Failure", "RetryRequested", "RetryRequestedFromPolicy"}

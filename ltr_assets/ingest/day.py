@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ltr_assets.ingest.interruptions import interruptions_passed_on
 from ltr_assets.ingest.sources import DayRecord, ServingLogSource, SourceRecord
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
@@ -228,6 +229,10 @@ class _Spill:
     def merged(self, memory_limit: str) -> Iterator[tuple[pa.RecordBatchReader, _MergeCounts]]:
         """One copy per event id, the same one `_Deduplicator` keeps, in lake order, as a
         stream of batches; and the duplicate and conflict counts."""
+        with interruptions_passed_on():
+            yield from self._merged(memory_limit)
+
+    def _merged(self, memory_limit: str) -> Iterator[tuple[pa.RecordBatchReader, _MergeCounts]]:
         spill = self.folder / "duckdb"
         con = duckdb.connect(
             config={

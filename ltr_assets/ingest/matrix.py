@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ltr_assets.ingest.interruptions import interruptions_passed_on
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
 from ltr_assets.lake.s3 import S3Path, named_parquet_errors
@@ -212,7 +213,7 @@ def build_feature_matrix(
         raise FileNotFoundError(f"raw_events for {day} is not in the lake ({own})")
     next_day = lake.raw_events(day + timedelta(days=1))
     path = lake.feature_matrix(day)
-    with atomic.scratch_folder(path) as folder:
+    with atomic.scratch_folder(path) as folder, interruptions_passed_on():
         con = duckdb.connect(
             config={"memory_limit": memory_limit, "temp_directory": str(folder / "duckdb")}
         )

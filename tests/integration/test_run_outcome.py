@@ -18,6 +18,7 @@ from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     Failure,
+    MaterializeResult,
     RetryPolicy,
     asset,
     asset_check,
@@ -339,25 +340,62 @@ def _model_before_cancel() -> None:
 
 @asset(key="published", deps=["model"])
 def _published_when_canceled() -> None:
-    """Canceled while it runs: the operator asks, Dagster interrupts the step."""
+    """Canceled while it runs: the operator asks, Dagster interrupts the step; or, when the
+    interrupt came inside a library that swallows it (DuckDB), the step fails with that
+    library's own error ("Query interrupted") after the cancel request."""
+    context = AssetExecutionContext.get()
+    context.instance.report_run_canceling(context.run)
+    if context.run.tags.get("swallowed") == "yes":
+        raise RuntimeError("Query interrupted")
+    raise DagsterExecutionInterruptedError()
+
+
+@asset(key="published_weights")
+def _published_weights_record() -> MaterializeResult[None]:
+    """What published_weights records when it publishes (its publication record)."""
+    version = "20261102_021500"
+    return MaterializeResult(
+        metadata={
+            "outcome": f"published {version} (the candidate)",
+            "published": True,
+            "version": version,
+        }
+    )
+
+
+@asset(key="after_publication", deps=["published_weights"])
+def _canceled_after_publication() -> None:
     context = AssetExecutionContext.get()
     context.instance.report_run_canceling(context.run)
     raise DagsterExecutionInterruptedError()
 
 
-def _canceled_run(instance: DagsterInstance, tags: dict[str, str], *, in_step: bool) -> Any:
-    """A run canceled by the operator: with `in_step`, while its second step runs (Dagster
-    interrupts the step, logs its failure as the interruption, then marks the run canceled, as
-    a termination from the UI does); else before any step started."""
+def test_a_run_canceled_after_publishing_says_what_it_published() -> None:
+    instance = DagsterInstance.ephemeral()
+    graph = AssetGraph.from_assets([_published_weights_record, _canceled_after_publication])
+    job = define_asset_job("ltr_daily_job").resolve(asset_graph=graph)
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.status == DagsterRunStatus.CANCELED
+    assert run_outcome(instance, run).reason == (
+        "canceled in after_publication after it published 20261102_021500 (the candidate)"
+    )
 
-    assets = [_model_before_cancel, _published_when_canceled]
+
+def _canceled_run(
+    instance: DagsterInstance, tags: dict[str, str], *, in_step: bool, job: str = "ltr_daily_job"
+) -> Any:
+    """A run of a two-step job named `job` canceled by the operator: with `in_step`, while
+    its second step runs (`_published_when_canceled`), as a termination from the UI does; else
+    before any step started."""
+    graph = AssetGraph.from_assets([_model_before_cancel, _published_when_canceled])
+    resolved = define_asset_job(job).resolve(asset_graph=graph)
     if in_step:
-        result = materialize(assets, instance=instance, tags=tags, raise_on_error=False)
-        run_id = result.run_id
+        run_id = resolved.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False
+        ).run_id
     else:
-        graph = AssetGraph.from_assets(assets)
-        job = define_asset_job("probe").resolve(asset_graph=graph)
-        run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED, tags=tags)
+        run = instance.create_run_for_job(resolved, status=DagsterRunStatus.STARTED, tags=tags)
         instance.report_run_canceled(run, message="canceled by the operator")
         run_id = run.run_id
     canceled = instance.get_run_by_id(run_id)
@@ -377,6 +415,7 @@ def test_a_canceled_run_is_tagged_canceled_with_the_step_it_was_in() -> None:
     instance = DagsterInstance.ephemeral()
     parent_tags = {OUTCOME_TAG: "crashed", REASON_TAG: "crashed: model: ValueError: no list"}
     run = _canceled_run(instance, parent_tags, in_step=True)
+    swallowed = _canceled_run(instance, {"swallowed": "yes"}, in_step=True)
     context = build_run_status_sensor_context(
         sensor_name=tag_canceled_runs.name,
         dagster_event=_canceled_event(instance, run.run_id),
@@ -389,11 +428,18 @@ def test_a_canceled_run_is_tagged_canceled_with_the_step_it_was_in() -> None:
         "canceled",
         "canceled in published; nothing of the night's was published",
     )
+    # the step failed with the error a library raised for the swallowed interrupt, after the
+    # cancel request: it is still where the run stopped
+    assert run_outcome(instance, swallowed).reason == (
+        "canceled in published; nothing of the night's was published"
+    )
 
 
 def test_a_run_canceled_before_any_step_is_notified(monkeypatch: pytest.MonkeyPatch) -> None:
     instance = DagsterInstance.ephemeral()
-    run = _canceled_run(instance, {"dagster/partition": "2026-11-02"}, in_step=False)
+    run = _canceled_run(
+        instance, {"dagster/partition": "2026-11-02"}, in_step=False, job="ltr_label_refresh_job"
+    )
     with http_receiver() as receiver:
         monkeypatch.setenv("NOTIFY_WEBHOOK_URL", receiver.url)
         context = build_run_status_sensor_context(
@@ -405,6 +451,6 @@ def test_a_run_canceled_before_any_step_is_notified(monkeypatch: pytest.MonkeyPa
         )
         assert notify_run_canceled(context) is None
     assert [m["text"] for m in receiver.messages] == [
-        f":octagonal_sign: probe [2026-11-02] (run {run.run_id[:8]}) canceled before or "
-        "between steps; nothing of the night's was published"
+        f":octagonal_sign: ltr_label_refresh_job [2026-11-02] (run {run.run_id[:8]}) "
+        "canceled before or between steps"  # a job that publishes nothing says nothing of it
     ]
