@@ -1242,9 +1242,11 @@ def expand_home(name: str, path: str, env: Mapping[str, str]) -> str:
     head, sep, rest = path.partition("/")
     if head != "~":
         raise ConfigError(f"{name}={path!r}: only ~ or ~/… is expanded (write the full path)")
-    home = env.get("HOME") or os.path.expanduser("~")
-    if home == "~" or not home:
-        raise ConfigError(f"{name}={path!r}: ~ needs HOME to be set")
+    # HOME set but empty is refused (a shell would make `~/x` `/x`); unset, the account's
+    # home directory, as a shell does
+    home = env["HOME"].strip() if "HOME" in env else os.path.expanduser("~")
+    if home in ("", "~"):
+        raise ConfigError(f"{name}={path!r}: ~ needs HOME to be set (it is empty)")
     return home.rstrip("/") + sep + rest if rest or sep else home
 
 
@@ -1280,7 +1282,7 @@ def describe_errors(error: ValidationError) -> str:
 def env_file_path(env: Mapping[str, str]) -> Path:
     """Where the env file lives: `$LTR_HOME/ltr.env` (LTR_HOME from the real environment)."""
     raw = env.get("LTR_HOME", "").strip()
-    home = expand("LTR_HOME", raw, env) if raw else DEFAULT_HOME
+    home = expand_home("LTR_HOME", expand("LTR_HOME", raw, env), env) if raw else DEFAULT_HOME
     return Path(home) / ENV_FILE
 
 

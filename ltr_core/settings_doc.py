@@ -38,7 +38,8 @@ is read from the environment only. A blank value means the default. In the path 
 `$NAME` and `${NAME}` are replaced by that variable's value (`$$` is a `$`; `$LTR_HOME` is its
 default, `./var`, when it is not set, so the defaults below can be written out as they are
 shown); a reference to any other variable that is not set is refused; a leading `~` or `~/` is
-`$HOME`, as in a shell (compose files and manifests pass it on unexpanded). A value of the wrong
+`$HOME` of the process that reads it, as in a shell: in a container that is the image user's
+home (`/home/ltr`), not a mounted volume, so give containers absolute paths. A value of the wrong
 type or outside its range stops the process with an error naming the variable; a secret's value
 is never shown, logged nor part of a repr.
 """

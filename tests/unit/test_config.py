@@ -394,6 +394,20 @@ def test_a_leading_tilde_is_the_home_folder_as_in_a_shell() -> None:
     assert Settings.from_env({**env, "LTR_HOME": "/srv/a~b"}).home == Path("/srv/a~b")
     with pytest.raises(ConfigError, match="LTR_REGISTRY_DIR='~ops/r': only ~ or ~/"):
         Settings.from_env({**env, "LTR_REGISTRY_DIR": "~ops/r"})
+    with pytest.raises(ConfigError, match="LTR_HOME='~/ltr': ~ needs HOME to be set"):
+        Settings.from_env({**env, "HOME": ""})  # not /ltr
+
+
+def test_the_env_file_of_a_home_under_tilde_is_read_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LTR_HOME=~/ltr: its ltr.env is $HOME/ltr/ltr.env, not ./~/ltr/ltr.env."""
+    (tmp_path / "ltr").mkdir()
+    (tmp_path / "ltr" / "ltr.env").write_text("LTR_START_DATE=2026-10-01\n")
+    monkeypatch.chdir(tmp_path)
+    env = {"HOME": str(tmp_path), "LTR_HOME": "~/ltr"}
+    assert env_file_path(env) == tmp_path / "ltr" / "ltr.env"
+    assert str(Settings.from_env(layered_env(env)).start_date) == "2026-10-01"
 
 
 def test_the_documented_defaults_can_be_written_out_with_ltr_home_unset() -> None:
