@@ -21,7 +21,7 @@ from ltr_assets.defs.jobs import (
 )
 from ltr_assets.defs.online import online_comparison
 from ltr_assets.defs.resources import LtrResource
-from ltr_assets.defs.schedules import ltr_daily_schedule, ltr_label_refresh_schedule
+from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import SENSORS
 
 
@@ -32,7 +32,7 @@ def build_definitions() -> Definitions:
         assets=[raw_events, online_comparison, feature_matrix, ltr_model, published_weights],
         asset_checks=publication_checks(),
         jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
-        schedules=[ltr_daily_schedule, ltr_label_refresh_schedule],
+        schedules=[ltr_daily_schedule],
         sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],
         resources={"ltr": LtrResource()},
     )

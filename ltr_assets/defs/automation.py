@@ -1,14 +1,14 @@
 """Declarative automation: what the daemon may request by itself, beside the 02:15 schedule.
 
 - feature_matrix[D] is rebuilt when raw_events[D+1] arrives after it was built: feedback that came
-  after midnight is attributed to D's impressions (the label refresh). A schedule still asks for
-  that refresh explicitly (ltr_label_refresh_schedule); this is the declarative path for a late or
-  re-run ingestion of D+1, bounded to the days a training window still reads. Dagster's
-  `any_deps_updated` ignores updates made by a run whose asset selection names feature_matrix (any
-  of its days). A run of ltr_daily_job for D+1 launched with no selection (the schedule's, the
-  CLI's backfill) names none, so it triggers the refresh unless one is queued already (the refresh
-  schedule's); the UI's launches name their assets and do not (docs/operations.md tells the
-  operator to launch the refresh).
+  after midnight is attributed to D's impressions (the label refresh). This is the nightly refresh
+  (no schedule asks for it: one beside the daily schedule raced the daily run,
+  ltr_assets.defs.schedules) and the path for a late or re-run ingestion of D+1, bounded to the
+  days a training window still reads. Dagster's `any_deps_updated` ignores updates made by a run
+  whose asset selection names feature_matrix (any of its days). A run of ltr_daily_job for D+1
+  launched with no selection (the schedule's, the CLI's backfill) names none, so it triggers the
+  refresh unless one is queued already (an operator's); the UI's launches name their assets and do
+  not (docs/operations.md tells the operator to launch the refresh).
 - published_weights[D] follows a newly materialized ltr_model[D] only when ltr_model's blocking
   (gate) checks passed for D, and only for the latest day (never an old partition by itself).
 

@@ -13,7 +13,7 @@ import pytest
 from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
 
 from ltr_assets.definitions import build_definitions, defs
-from ltr_assets.defs.schedules import ltr_daily_schedule, ltr_label_refresh_schedule
+from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
@@ -83,10 +83,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         spec = next(s for s in defs.resolve_assets_def("ltr_model").check_specs if s.name == key)
         assert spec.blocking
     assert {"ltr_daily_job", "ltr_label_refresh_job", "ltr_rollback_job"} <= set(repo.job_names)
-    assert {s.name for s in repo.schedule_defs} == {
-        "ltr_daily_schedule",
-        "ltr_label_refresh_schedule",
-    }
+    assert {s.name for s in repo.schedule_defs} == {"ltr_daily_schedule"}
     assert ltr_daily_schedule.cron_schedule == "15 2 * * *"
     assert {s.name for s in repo.sensor_defs} == {
         "reload_serving_sensor",
@@ -105,11 +102,12 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
     assert job.tags["ltr/pipeline"] == "daily"
 
 
-def test_the_scheduler_runs_yesterday_then_refreshes_the_day_before_alone() -> None:
-    """Through Dagster's own scheduler, as the daemon ticks at 02:15: the daily job for D, and
-    for D-1 the label refresh job, which builds feature_matrix only. (A refresh asked for by the
-    daily schedule's own `RunRequest(job_name=...)` had run as a whole ltr_daily_job of D-1:
-    the scheduler runs every request of a schedule as that schedule's job.)"""
+def test_the_scheduler_runs_yesterday_as_the_daily_job_and_nothing_else() -> None:
+    """Through Dagster's own scheduler, as the daemon ticks at 02:15: one run, the daily job for
+    D. (The label refresh of D-1 is the automation's, after raw_events[D]: a refresh asked for
+    by this schedule's `RunRequest(job_name=...)` had run as a whole ltr_daily_job of D-1, the
+    scheduler running every request of a schedule as that schedule's job; and a refresh
+    schedule of its own raced the daily run.)"""
     import dagster._daemon  # noqa: F401  (imported first: the scheduler's imports are circular)
     from dagster._core.test_utils import instance_for_test
     from dagster._core.workspace.context import WorkspaceProcessContext
@@ -134,33 +132,21 @@ def test_the_scheduler_runs_yesterday_then_refreshes_the_day_before_alone() -> N
         list(launch_scheduled_runs(workspace, log, end_datetime_utc=now, iteration_times=times))
         end = tick + timedelta(seconds=30)
         list(launch_scheduled_runs(workspace, log, end_datetime_utc=end, iteration_times=times))
-        runs = {
-            (run.job_name, run.tags.get("dagster/partition")): run for run in instance.get_runs()
-        }
+        runs = [(run.job_name, run.tags.get("dagster/partition")) for run in instance.get_runs()]
     day = tick.date() - timedelta(days=1)
-    refresh = (day - timedelta(days=1)).isoformat()
-    assert set(runs) == {("ltr_daily_job", day.isoformat()), ("ltr_label_refresh_job", refresh)}
-    refresh_run = runs["ltr_label_refresh_job", refresh]
-    refresh_job = defs.resolve_job_def(refresh_run.job_name)
-    assert refresh_job.asset_layer.executable_asset_keys == {AssetKey("feature_matrix")}
-    assert refresh_run.tags["dagster/priority"] == "-1"  # queued behind the daily run
-    assert refresh_run.tags["ltr/pipeline"] == "daily"  # one pipeline run at a time
+    assert runs == [("ltr_daily_job", day.isoformat())]
 
 
-def test_each_schedule_asks_for_its_own_day() -> None:
-    # an old tick, and tomorrow's (the UI's "Test schedule"): each asks for its own days
+def test_the_schedule_asks_for_its_own_day() -> None:
+    # an old tick, and tomorrow's (the UI's "Test schedule"): each asks for its own day
     tomorrow = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(2, 15), UTC)
     for when in (datetime(2026, 11, 26, 2, 15, tzinfo=UTC), tomorrow):
+        context = build_schedule_context(
+            scheduled_execution_time=when, repository_def=defs.get_repository_def()
+        )
+        requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
         day = when.date() - timedelta(days=1)
-        for schedule, partition in (
-            (ltr_daily_schedule, day),
-            (ltr_label_refresh_schedule, day - timedelta(days=1)),
-        ):
-            context = build_schedule_context(
-                scheduled_execution_time=when, repository_def=defs.get_repository_def()
-            )
-            requests = list(schedule.evaluate_tick(context).run_requests or [])
-            assert [r.partition_key for r in requests] == [partition.isoformat()]
+        assert [(r.job_name, r.partition_key) for r in requests] == [(None, day.isoformat())]
 
 
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(

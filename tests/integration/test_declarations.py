@@ -107,8 +107,9 @@ def test_a_whole_daily_run_of_the_next_day_requests_the_refresh_unless_one_is_qu
     ltr_home: Path, small_data_gate: None
 ) -> None:
     """A whole ltr_daily_job run (the schedule, the UI's job launch, a backfill: no asset
-    selection) of D+1 requests feature_matrix[D]'s refresh by itself; with a refresh of D
-    queued already (the schedule queues one beside each nightly run) it asks for nothing."""
+    selection) of D+1 requests feature_matrix[D]'s refresh by itself (the nightly refresh: no
+    schedule asks for it); with a refresh of D queued already (an operator's) it asks for
+    nothing."""
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
     now = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
     for queued in (False, True):
@@ -121,7 +122,7 @@ def test_a_whole_daily_run_of_the_next_day_requests_the_refresh_unless_one_is_qu
         assert built.success
         first = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
         with LocationLauncher(instance) as launcher:  # runs made as the scheduler makes them
-            if queued:  # created, not started: as the schedule's refresh waits in the queue
+            if queued:  # created, not started: a refresh waiting in the queue
                 launcher.create_run("ltr_label_refresh_job", "2026-11-01", {})
             night = launcher.create_run("ltr_daily_job", "2026-11-02", {})
             assert night.asset_selection is None
