@@ -447,12 +447,15 @@ def _demo(args: argparse.Namespace) -> int:
         where = f"DAGSTER_HOME={home!r} is not a directory" if home else "DAGSTER_HOME is not set"
         # the path itself, not "$LTR_HOME/dagster": pasted into a shell without LTR_HOME set,
         # that would be /dagster
-        instance = shlex.quote(str((Settings.from_env().home / "dagster").resolve()))
+        ltr_home = Settings.from_env().home.resolve()
+        instance = shlex.quote(str(ltr_home / "dagster"))
+        config = shlex.quote(str(Path(__file__).resolve().parents[1] / "dagster.yaml"))
+        ltr = shlex.quote(str(Path(sys.executable).parent / "ltr"))
         print(
             f"ltr demo: {where}. The demo records its runs in a Dagster instance there: "
             "`make demo` makes one ($LTR_HOME/dagster with the repository's dagster.yaml); by "
-            f"hand: mkdir -p {instance} && cp dagster.yaml {instance}/ "
-            f"&& DAGSTER_HOME={instance} ltr demo",
+            f"hand: mkdir -p {instance} && cp {config} {instance}/ && "
+            f"LTR_HOME={shlex.quote(str(ltr_home))} DAGSTER_HOME={instance} {ltr} demo",
             file=sys.stderr,
         )
         return 2

@@ -594,7 +594,8 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_RELOAD_TOKEN",
         description="bearer token for `POST /reload` (the sensors send it); unset disables "
         "reload over HTTP. To rotate it, list the new and the old one, comma-separated "
-        "(`new,old`): the service accepts either, the sensors send the first",
+        "(`new,old`): the service accepts either, the sensors send the first (so a token "
+        "cannot contain a comma)",
     )
     poll_seconds: Annotated[Float, Range(0.1, 86_400, zero_off=True)] = Field(
         300.0,
@@ -663,7 +664,8 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_FEEDBACK_TOKEN",
         description="bearer token for `POST /feedback`; unset: the endpoint answers 503. To "
         "rotate it, list the new and the old one, comma-separated (`new,old`): either is "
-        "accepted while the platform's producers move to the new one",
+        "accepted while the platform's producers move to the new one (so a token cannot "
+        "contain a comma)",
     )
     explore_rate: Annotated[Float, Range(0, 1)] = Field(
         0.05,

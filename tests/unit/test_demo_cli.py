@@ -10,6 +10,8 @@ from ltr_assets.demo import CLIPPED_NOTE, estimate_text
 from ltr_assets.metrics.ranking import Interval
 from tests.support.cli import run_ltr
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def test_ltr_demo_without_dagster_home_says_how_to_make_one(tmp_path: Path) -> None:
     unset = run_ltr("demo", "--days", "1", home=tmp_path, DAGSTER_HOME="")
@@ -18,9 +20,16 @@ def test_ltr_demo_without_dagster_home_says_how_to_make_one(tmp_path: Path) -> N
     assert "DAGSTER_HOME is not set" in unset.stderr
     assert "is not a directory" in missing.stderr
     for done in (unset, missing):
-        assert "make demo" in done.stderr and "cp dagster.yaml" in done.stderr
-        # the instance's path written out: "$LTR_HOME" pasted where it is unset is /dagster
-        assert f"DAGSTER_HOME={tmp_path.resolve() / 'dagster'} ltr demo" in done.stderr
+        assert "make demo" in done.stderr
+        # every path written out, so that it can be pasted anywhere ("$LTR_HOME" pasted where
+        # it is unset is /dagster; dagster.yaml is the repository's)
+        assert f"mkdir -p {tmp_path.resolve() / 'dagster'} && cp {ROOT / 'dagster.yaml'} " in (
+            done.stderr
+        )
+        assert f"LTR_HOME={tmp_path.resolve()} DAGSTER_HOME={tmp_path.resolve() / 'dagster'} " in (
+            done.stderr
+        )
+        assert done.stderr.rstrip().endswith("/ltr demo")
         assert "Traceback" not in done.stderr
 
 
