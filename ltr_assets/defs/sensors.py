@@ -46,7 +46,7 @@ from ltr_assets.notify import Delivery, failure_text, notify, request_reload, un
 from ltr_core.settings import Settings, bearer_tokens
 from ltr_core.vocabulary import GateOutcome
 
-OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published, on finished ltr_daily_job runs
+OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published | canceled: ltr_daily_job runs
 # Beside it, the one line an operator needs in the runs list (Dagster runs have no description):
 # "gate refused: min_samples: 42 vs 100", "crashed: ltr_model: <error>",
 # "published <version> (live)".
