@@ -14,8 +14,10 @@ ltr_daily_job of D-1: a schedule runs every request as its own job.)
 from datetime import date, timedelta
 
 from dagster import (
+    AssetKey,
     DefaultScheduleStatus,
     RunRequest,
+    RunsFilter,
     ScheduleEvaluationContext,
     SkipReason,
     schedule,
@@ -25,6 +27,11 @@ from ltr_assets.defs.jobs import ltr_daily_job
 from ltr_assets.defs.partitions import daily_partitions
 
 CRON = "15 2 * * *"
+# How many nights before the tick's day a tick runs too when they were missed (the daemon down
+# over 02:15): about a long weekend; further back is a backfill's.
+CATCH_UP_DAYS = 3
+SCHEDULE_TAG = "dagster/schedule_name"  # Dagster's tags on a scheduled run
+PARTITION_TAG = "dagster/partition"
 
 
 def nightly_partition(tick_date: date) -> str:
@@ -46,15 +53,40 @@ def _too_early(context: ScheduleEvaluationContext, day: str) -> SkipReason:
     return SkipReason(reason)
 
 
+def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[str]) -> list[str]:
+    """The CATCH_UP_DAYS days before `day`, oldest first, that exist as partitions, have no
+    publication record (published or refused) and were never launched by this schedule (a
+    crashed night is the operator's): nights the daemon was down for. Dagster's scheduler does
+    not catch up by itself: it runs only the latest missed tick, and a run key is unique only
+    within a tick."""
+    instance = context.instance
+    recorded = instance.get_materialized_partitions(AssetKey("published_weights"))
+    last = date.fromisoformat(day)
+    nights = [(last - timedelta(days=back)).isoformat() for back in range(CATCH_UP_DAYS, 0, -1)]
+    return [
+        night
+        for night in nights
+        if night in existing
+        and night not in recorded
+        and not instance.get_run_records(
+            RunsFilter(tags={SCHEDULE_TAG: "ltr_daily_schedule", PARTITION_TAG: night}), limit=1
+        )
+    ]
+
+
 @schedule(
     cron_schedule=CRON,
     execution_timezone="UTC",
     job=ltr_daily_job,
     default_status=DefaultScheduleStatus.RUNNING,  # the product retrains every night by itself
-    description="Nightly at 02:15 UTC: the previous day's partition.",
+    description="Nightly at 02:15 UTC: the previous day's partition, after any of the "
+    f"{CATCH_UP_DAYS} nights before it that was missed (never run by the schedule, no "
+    "publication record).",
 )
-def ltr_daily_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+def ltr_daily_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
     day = nightly_partition(context.scheduled_execution_time.date())
-    if day not in _existing(context):
+    existing = _existing(context)
+    if day not in existing:
         return _too_early(context, day)
-    return RunRequest(run_key=f"daily-{day}", partition_key=day)
+    nights = [*_missed_nights(context, day, existing), day]  # oldest first: latest moves forward
+    return [RunRequest(run_key=f"daily-{night}", partition_key=night) for night in nights]

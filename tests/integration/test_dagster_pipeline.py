@@ -10,10 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetKey, DagsterInstance, MarkdownMetadataValue, build_schedule_context
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    MarkdownMetadataValue,
+    build_schedule_context,
+)
 
 from ltr_assets.definitions import build_definitions, defs
-from ltr_assets.defs.schedules import ltr_daily_schedule
+from ltr_assets.defs.schedules import CATCH_UP_DAYS, ltr_daily_schedule
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.settings import Settings
 from tests.conftest import write_simulated_events
@@ -102,12 +108,13 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
     assert job.tags["ltr/pipeline"] == "daily"
 
 
-def test_the_scheduler_runs_yesterday_as_the_daily_job_and_nothing_else() -> None:
-    """Through Dagster's own scheduler, as the daemon ticks at 02:15: one run, the daily job for
-    D. (The label refresh of D-1 is the automation's, after raw_events[D]: a refresh asked for
-    by this schedule's `RunRequest(job_name=...)` had run as a whole ltr_daily_job of D-1, the
-    scheduler running every request of a schedule as that schedule's job; and a refresh
-    schedule of its own raced the daily run.)"""
+def test_the_scheduler_runs_yesterday_and_catches_up_missed_nights_once() -> None:
+    """Through Dagster's own scheduler, as the daemon ticks at 02:15: ltr_daily_job for D, and
+    before it the nights of the CATCH_UP_DAYS before D that have no publication record and were
+    never launched by the schedule (Dagster's scheduler itself evaluates only the latest missed
+    tick). Nothing else: the label refresh of D-1 is the automation's (a refresh asked for by
+    this schedule's `RunRequest(job_name=...)` had run as a whole ltr_daily_job of D-1, the
+    scheduler running every request of a schedule as that schedule's job)."""
     import dagster._daemon  # noqa: F401  (imported first: the scheduler's imports are circular)
     from dagster._core.test_utils import instance_for_test
     from dagster._core.workspace.context import WorkspaceProcessContext
@@ -124,29 +131,51 @@ def test_the_scheduler_runs_yesterday_as_the_daily_job_and_nothing_else() -> Non
     log = logging.getLogger("test_scheduler")
     now = datetime.now(UTC)
     tick = datetime.combine(now.date() + timedelta(days=1), time(2, 15), UTC)
+    day = tick.date() - timedelta(days=1)
+
+    def nights(*offsets: int) -> list[tuple[str, str]]:
+        return [("ltr_daily_job", (day + timedelta(days=n)).isoformat()) for n in offsets]
+
     with (
         instance_for_test(overrides={"run_coordinator": queued}) as instance,
         WorkspaceProcessContext(instance, target) as workspace,
     ):
         times: dict[Any, Any] = {}
-        list(launch_scheduled_runs(workspace, log, end_datetime_utc=now, iteration_times=times))
-        end = tick + timedelta(seconds=30)
-        list(launch_scheduled_runs(workspace, log, end_datetime_utc=end, iteration_times=times))
-        runs = [(run.job_name, run.tags.get("dagster/partition")) for run in instance.get_runs()]
-    day = tick.date() - timedelta(days=1)
-    assert runs == [("ltr_daily_job", day.isoformat())]
+
+        def runs_until(end: datetime) -> list[tuple[str, str]]:
+            before = {run.run_id for run in instance.get_runs()}
+            list(launch_scheduled_runs(workspace, log, end_datetime_utc=end, iteration_times=times))
+            made = [run for run in instance.get_runs() if run.run_id not in before]
+            return [(r.job_name, str(r.tags.get("dagster/partition"))) for r in reversed(made)]
+
+        assert runs_until(now) == []
+        # D-3 has its publication record (a night run by hand): not run again
+        record = AssetMaterialization("published_weights", partition=nights(-3)[0][1])
+        instance.report_runless_asset_event(record)
+        assert runs_until(tick + timedelta(seconds=30)) == nights(-2, -1, 0)
+        # the daemon down over two ticks: the two missed nights, then the third's, once each
+        assert runs_until(tick + timedelta(days=3, seconds=30)) == nights(1, 2, 3)
+        assert runs_until(tick + timedelta(days=3, seconds=60)) == []
 
 
-def test_the_schedule_asks_for_its_own_day() -> None:
-    # an old tick, and tomorrow's (the UI's "Test schedule"): each asks for its own day
+def test_the_schedule_asks_for_its_own_day_last() -> None:
+    # an old tick, and tomorrow's (the UI's "Test schedule"): each asks for its own day, after
+    # the nights before it that have no publication record (none has, in a new instance)
     tomorrow = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(2, 15), UTC)
+    from dagster._core.test_utils import instance_for_test
+
     for when in (datetime(2026, 11, 26, 2, 15, tzinfo=UTC), tomorrow):
-        context = build_schedule_context(
-            scheduled_execution_time=when, repository_def=defs.get_repository_def()
-        )
-        requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
+        with instance_for_test() as instance:
+            context = build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=when,
+                repository_def=defs.get_repository_def(),
+            )
+            requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
         day = when.date() - timedelta(days=1)
-        assert [(r.job_name, r.partition_key) for r in requests] == [(None, day.isoformat())]
+        expected = [(day - timedelta(days=n)).isoformat() for n in range(CATCH_UP_DAYS, -1, -1)]
+        assert [r.partition_key for r in requests] == expected
+        assert {r.job_name for r in requests} == {None}  # the schedule's job, ltr_daily_job
 
 
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
