@@ -1,4 +1,6 @@
-"""The nightly schedule: 02:15 UTC, for the previous day's partition.
+"""The nightly schedule: 02:15 UTC, for the previous day's partition, after the nights of the
+CATCH_UP_DAYS before it that were missed (`_missed_nights`: Dagster's scheduler does not catch
+up by itself).
 
 The 02:15 start is the grace period for events of the previous day that reach the source late.
 The label refresh of the day before (feature_matrix[D-1], so feedback that came after midnight
