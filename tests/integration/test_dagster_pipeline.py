@@ -165,12 +165,16 @@ def test_the_schedule_asks_for_its_own_day_last() -> None:
     from dagster._core.test_utils import instance_for_test
 
     for when in (datetime(2026, 11, 26, 2, 15, tzinfo=UTC), tomorrow):
-        with instance_for_test() as instance:
-            context = build_schedule_context(
+        # both closed: an open schedule context keeps the instance's storage current after
+        # the instance is gone, and later code locations in this process then fail on it
+        with (
+            instance_for_test() as instance,
+            build_schedule_context(
                 instance=instance,
                 scheduled_execution_time=when,
                 repository_def=defs.get_repository_def(),
-            )
+            ) as context,
+        ):
             requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
         day = when.date() - timedelta(days=1)
         expected = [(day - timedelta(days=n)).isoformat() for n in range(CATCH_UP_DAYS, -1, -1)]
