@@ -24,6 +24,7 @@ from dagster import (
     SkipReason,
     schedule,
 )
+from dagster._core.storage.tags import PARTITION_NAME_TAG, SCHEDULE_NAME_TAG
 
 from ltr_assets.defs.jobs import ltr_daily_job
 from ltr_assets.defs.partitions import daily_partitions
@@ -32,8 +33,6 @@ CRON = "15 2 * * *"
 # How many nights before the tick's day a tick runs too when they were missed (the daemon down
 # over 02:15): about a long weekend; further back is a backfill's.
 CATCH_UP_DAYS = 3
-SCHEDULE_TAG = "dagster/schedule_name"  # Dagster's tags on a scheduled run
-PARTITION_TAG = "dagster/partition"
 
 
 def nightly_partition(tick_date: date) -> str:
@@ -71,7 +70,8 @@ def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[s
         if night in existing
         and night not in recorded
         and not instance.get_run_records(
-            RunsFilter(tags={SCHEDULE_TAG: "ltr_daily_schedule", PARTITION_TAG: night}), limit=1
+            RunsFilter(tags={SCHEDULE_NAME_TAG: "ltr_daily_schedule", PARTITION_NAME_TAG: night}),
+            limit=1,
         )
     ]
 
