@@ -215,7 +215,17 @@ def _to_brokers(value: object) -> object:
     the read fail with a bare ValueError instead of falling back to the files."""
     if not isinstance(value, str) or not value.strip():
         return value
+    if "@" in value:  # the message must not repeat it: it may hold a password
+        raise ValueError(
+            "holds `user:password@`: brokers are `host:port,…`, and credentials go in "
+            "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
     for server in value.split(","):
+        if "/" in server:
+            raise ValueError(
+                f"is not a list of Kafka brokers `host:port,…` ({server.strip()!r} is a URL: "
+                "name the broker without a scheme; KAFKA_SECURITY_PROTOCOL says how to reach it)"
+            )
         host, colon, port = server.strip().rpartition(":")
         if server.strip().endswith("]") or not colon:  # a bare host or [IPv6]: port 9092
             host, port = server.strip(), "9092"
@@ -1252,9 +1262,17 @@ def expand_home(name: str, path: str, env: Mapping[str, str]) -> str:
     return home.rstrip("/") + sep + rest if rest or sep else home
 
 
+_USERINFO = re.compile(r"[^\s/@,]*@")
+
+
 def _shown(name: str, raw: object) -> str:
-    """`NAME='value'` for an error message; a secret's value is never shown."""
-    return f"{name}=<secret>" if name in SECRETS else f"{name}={raw!r}"
+    """`NAME='value'` for an error message; a secret's value is never shown, nor the part of
+    any value before an `@` (`user:password@host`, wherever a variable holds one)."""
+    if name in SECRETS:
+        return f"{name}=<secret>"
+    if isinstance(raw, str) and "@" in raw:
+        return f"{name}={_USERINFO.sub('<hidden>@', raw)!r}"
+    return f"{name}={raw!r}"
 
 
 def describe_errors(error: ValidationError) -> str:

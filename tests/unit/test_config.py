@@ -141,6 +141,16 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ),
         ({"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,:9093"}, "(':9093': the port must be a number"),
         ({"KAFKA_BOOTSTRAP_SERVERS": "k1:70000"}, "is not a list of Kafka brokers"),
+        # credentials in the broker list: refused, and the error never repeats them
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,user:s3cr3t@k2:9093"},
+            "KAFKA_BOOTSTRAP_SERVERS='k1:9092,<hidden>@k2:9093' holds `user:password@`",
+        ),
+        ({"KAFKA_BOOTSTRAP_SERVERS": "PLAINTEXT://k:9092"}, "is a URL: name the broker"),
+        (
+            {"S3_ENDPOINT": "http://user:s3cr3t@127.0.0.1:9000\n/x"},
+            "S3_ENDPOINT='http://<hidden>@127.0.0.1:9000\\n/x' holds",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
