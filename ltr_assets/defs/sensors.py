@@ -170,7 +170,9 @@ def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
 def _canceled(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     """A canceled run: where it stopped, and, for the daily job, whether it published first
     (published_weights is the last asset, so a cancel after it leaves the night published: the
-    record's outcome says as what, "published <v> (the candidate)")."""
+    record's outcome says as what, "published <v> (the candidate)"). A cancel inside
+    published_weights may come after the registry's write and before the record: the reason
+    then says the registry tells, not that nothing was published."""
     running = _steps_in_progress(instance, run.run_id)
     where = f"in {', '.join(running)}" if running else "before or between steps"
     reason = f"canceled {where}"
@@ -179,6 +181,10 @@ def _canceled(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         if record and record.get("published"):
             outcome = str(record.get("outcome") or f"published {record.get('version')}")
             reason += f" after it {outcome}"
+        elif PUBLISHED_ASSET in running:  # stopped after the registry's write, or before it
+            reason += (
+                f"; {PUBLISHED_ASSET} recorded nothing: `ltr registry list` shows if it published"
+            )
         else:
             reason += "; nothing of the night's was published"
     return RunOutcome("canceled", where, _one_line(reason))

@@ -350,6 +350,14 @@ def _published_when_canceled() -> None:
     raise DagsterExecutionInterruptedError()
 
 
+@asset(key="published_weights", deps=["model"])
+def _published_weights_canceled() -> None:
+    """Canceled inside published_weights, before its record: it may have published already."""
+    context = AssetExecutionContext.get()
+    context.instance.report_run_canceling(context.run)
+    raise DagsterExecutionInterruptedError()
+
+
 @asset(key="published_weights")
 def _published_weights_record() -> MaterializeResult[None]:
     """What published_weights records when it publishes (its publication record)."""
@@ -383,12 +391,17 @@ def test_a_run_canceled_after_publishing_says_what_it_published() -> None:
 
 
 def _canceled_run(
-    instance: DagsterInstance, tags: dict[str, str], *, in_step: bool, job: str = "ltr_daily_job"
+    instance: DagsterInstance,
+    tags: dict[str, str],
+    *,
+    in_step: bool,
+    job: str = "ltr_daily_job",
+    second: Any = _published_when_canceled,
 ) -> Any:
     """A run of a two-step job named `job` canceled by the operator: with `in_step`, while
-    its second step runs (`_published_when_canceled`), as a termination from the UI does; else
-    before any step started."""
-    graph = AssetGraph.from_assets([_model_before_cancel, _published_when_canceled])
+    its `second` step runs (`_published_when_canceled`), as a termination from the UI does;
+    else before any step started."""
+    graph = AssetGraph.from_assets([_model_before_cancel, second])
     resolved = define_asset_job(job).resolve(asset_graph=graph)
     if in_step:
         run_id = resolved.execute_in_process(
@@ -432,6 +445,17 @@ def test_a_canceled_run_is_tagged_canceled_with_the_step_it_was_in() -> None:
     # cancel request: it is still where the run stopped
     assert run_outcome(instance, swallowed).reason == (
         "canceled in published; nothing of the night's was published"
+    )
+
+
+def test_a_run_canceled_inside_published_weights_does_not_claim_nothing_was_published() -> None:
+    """Without its record, published_weights may still have written the registry: the reason
+    sends the operator there."""
+    instance = DagsterInstance.ephemeral()
+    run = _canceled_run(instance, {}, in_step=True, second=_published_weights_canceled)
+    assert run_outcome(instance, run).reason == (
+        "canceled in published_weights; published_weights recorded nothing: "
+        "`ltr registry list` shows if it published"
     )
 
 
