@@ -33,6 +33,7 @@ CRON = "15 2 * * *"
 # How many nights before the tick's day a tick runs too when they were missed (the daemon down
 # over 02:15): about a long weekend; further back is a backfill's.
 CATCH_UP_DAYS = 3
+SCHEDULE_NAME = "ltr_daily_schedule"  # its name, and the tag its runs carry (`_missed_nights`)
 
 
 def nightly_partition(tick_date: date) -> str:
@@ -70,13 +71,14 @@ def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[s
         if night in existing
         and night not in recorded
         and not instance.get_run_records(
-            RunsFilter(tags={SCHEDULE_NAME_TAG: "ltr_daily_schedule", PARTITION_NAME_TAG: night}),
+            RunsFilter(tags={SCHEDULE_NAME_TAG: SCHEDULE_NAME, PARTITION_NAME_TAG: night}),
             limit=1,
         )
     ]
 
 
 @schedule(
+    name=SCHEDULE_NAME,
     cron_schedule=CRON,
     execution_timezone="UTC",
     job=ltr_daily_job,
