@@ -79,14 +79,20 @@ class ServingMetrics:
         )
         self.scoring_refused = Counter(
             "ltr_scoring_refused",
-            "Model-scored /rank requests answered 503: timeout (past LTR_SCORE_TIMEOUT_MS) or "
-            "busy (every scoring worker taken).",
+            "Model-scored /rank requests answered 503: timeout (no worker came free, or "
+            "scoring did not end, within LTR_SCORE_TIMEOUT_MS) or busy (every worker stuck, or "
+            "the line for one full).",
             ("reason",),
             registry=self.registry,
         )
         self.scoring_busy = Gauge(
             "ltr_scoring_workers_busy",
             "Scoring workers running a request now (stuck ones included).",
+            registry=self.registry,
+        )
+        self.scoring_waiting = Gauge(
+            "ltr_scoring_requests_waiting",
+            "Model-scored /rank requests waiting for a free scoring worker.",
             registry=self.registry,
         )
         self.scoring_stuck = Gauge(
@@ -190,8 +196,9 @@ class ServingMetrics:
             self._rank_latency.observe("POST", "/rank", status, seconds)
 
     def watch_scoring(self, pool: ScoringPool) -> None:
-        """The scoring pool's busy and stuck workers, read at every scrape."""
+        """The scoring pool's busy and stuck workers and its line, read at every scrape."""
         self.scoring_busy.set_function(lambda: pool.busy)
+        self.scoring_waiting.set_function(lambda: pool.waiting)
         self.scoring_stuck.set_function(lambda: pool.stuck)
 
     def set_live(self, version: str, scorer: str, source: str, loaded_at: float) -> None:

@@ -61,6 +61,9 @@ class ScoringHealth(BaseModel):
 
     workers: int
     busy: int = Field(description="workers scoring a request now")
+    waiting: int = Field(
+        description="requests waiting for a worker (in line, within LTR_SCORE_TIMEOUT_MS)"
+    )
     stuck: int = Field(
         description="workers still running a request that already failed with a timeout"
     )

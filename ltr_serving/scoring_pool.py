@@ -8,14 +8,20 @@ numpy dot product, stays on the event loop: a thread hop costs more than it does
 
 A C call cannot be interrupted: the worker of a request that timed out keeps running until
 LightGBM returns. It is counted as stuck until then (`stuck`; the `ltr_scoring_workers_stuck`
-gauge; `scoring` in /ltr/health). The pool is bounded: while every worker is busy, a new request
-fails at once (503) instead of queueing behind them, so slow requests cannot pile up work.
+gauge; `scoring` in /ltr/health). The pool is bounded. While every worker is busy, a request
+waits for one in line (first come, first served), within the same LTR_SCORE_TIMEOUT_MS that
+bounds its scoring: a burst of requests a little larger than the pool is answered, not refused
+(it once was, at 8 concurrent clients with 4 workers, every request fast). It fails at once
+(503) when every worker is stuck (waiting could not help) or MAX_WAITING requests already wait,
+so slow requests cannot pile up work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 SCORING_WORKERS = 4
+MAX_WAITING = 64  # requests waiting for a worker; one more is refused at once
 
 
 class ScoringUnavailable(RuntimeError):
@@ -35,7 +42,7 @@ class ScoringTimeout(ScoringUnavailable):
 
 
 class ScoringBusy(ScoringUnavailable):
-    """Every worker was busy: the request was refused without waiting."""
+    """Every worker stuck, or the line for one full: the request was refused without waiting."""
 
 
 @dataclass
@@ -47,16 +54,20 @@ class _Job:
 class ScoringPool:
     """`run(fn)` on one of `workers` threads, within `timeout_s` (see the module docstring)."""
 
-    def __init__(self, timeout_s: float, workers: int = SCORING_WORKERS) -> None:
-        if timeout_s <= 0 or workers < 1:
+    def __init__(
+        self, timeout_s: float, workers: int = SCORING_WORKERS, max_waiting: int = MAX_WAITING
+    ) -> None:
+        if timeout_s <= 0 or workers < 1 or max_waiting < 0:
             raise ValueError("a scoring pool needs a positive timeout and at least one worker")
         self.timeout_s = timeout_s
         self.workers = workers
+        self.max_waiting = max_waiting
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="ltr-score")
-        self._free = threading.Semaphore(workers)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the workers' callbacks run on their own threads
         self._busy = 0
         self._stuck = 0
+        # requests waiting for a worker, first first: a worker that returns hands its slot on
+        self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
 
     @property
     def busy(self) -> int:
@@ -68,17 +79,18 @@ class ScoringPool:
         """Workers still scoring a request that has already failed with a timeout."""
         return self._stuck
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a free worker."""
+        return len(self._waiting)
+
     async def run(self, fn: Callable[[], T]) -> T:
-        """`fn()` on a worker; ScoringBusy at once when none is free, ScoringTimeout when it
-        has not returned within the timeout (it then runs on, counted as stuck)."""
-        if not self._free.acquire(blocking=False):
-            raise ScoringBusy(
-                f"all {self.workers} scoring workers are busy (slow or stuck requests); "
-                "refused without waiting"
-            )
+        """`fn()` on a worker; ScoringBusy at once when every worker is stuck or the line is
+        full, ScoringTimeout when no worker came free, or `fn` has not returned, within the
+        timeout (it then runs on, counted as stuck)."""
+        deadline = time.monotonic() + self.timeout_s
+        await self._take_worker()
         job = _Job()
-        with self._lock:
-            self._busy += 1
         try:
             future = self._executor.submit(fn)
         except BaseException:
@@ -86,26 +98,82 @@ class ScoringPool:
             raise
         future.add_done_callback(lambda _: self._finish(job))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
         except TimeoutError:
             with self._lock:
                 if not job.finished:
                     job.abandoned = True
                     self._stuck += 1
-            raise ScoringTimeout(
-                f"scoring took longer than LTR_SCORE_TIMEOUT_MS={self.timeout_s * 1000:g} ms; "
-                "the request was not ranked"
-            ) from None
+            raise self._timeout() from None
+
+    def _timeout(self, waited: bool = False) -> ScoringTimeout:
+        what = "no scoring worker came free" if waited else "scoring took longer"
+        return ScoringTimeout(
+            f"{what} than LTR_SCORE_TIMEOUT_MS={self.timeout_s * 1000:g} ms; "
+            "the request was not ranked"
+        )
+
+    async def _take_worker(self) -> None:
+        """A worker for this request: at once if one is free and nobody waits, else in line
+        until one returns, within the timeout."""
+        with self._lock:
+            if self._busy < self.workers and not self._waiting:
+                self._busy += 1
+                return
+            if self._stuck >= self.workers:
+                raise ScoringBusy(
+                    f"all {self.workers} scoring workers are busy with requests that timed out "
+                    "(stuck in the model); refused without waiting"
+                )
+            if len(self._waiting) >= self.max_waiting:
+                raise ScoringBusy(
+                    f"all {self.workers} scoring workers are busy and {len(self._waiting)} "
+                    "requests wait for one; refused without waiting"
+                )
+            loop = asyncio.get_running_loop()
+            handed: asyncio.Future[None] = loop.create_future()
+            entry = (loop, handed)
+            self._waiting.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(handed), self.timeout_s)
+        except BaseException as exc:  # timed out or cancelled: leave the line
+            with self._lock:
+                in_line = entry in self._waiting
+                if in_line:
+                    self._waiting.remove(entry)
+            if not in_line:  # a worker was handed over meanwhile: pass it on
+                self._release()
+            if isinstance(exc, TimeoutError):
+                raise self._timeout(waited=True) from None
+            raise
 
     def _finish(self, job: _Job) -> None:
         """When the worker returns (or its job is cancelled before it started)."""
         with self._lock:
             job.finished = True
-            self._busy -= 1
             if job.abandoned:
                 self._stuck -= 1
-        self._free.release()
+        self._release()
+
+    def _release(self) -> None:
+        """A worker is free: to the first request in line, else back to the pool."""
+        with self._lock:
+            if not self._waiting:
+                self._busy -= 1
+                return
+            loop, handed = self._waiting.popleft()
+        try:
+            loop.call_soon_threadsafe(_hand_over, handed)
+        except RuntimeError:  # its loop is closed (the service stopping): to the next one
+            self._release()
 
     def shutdown(self) -> None:
         """Stop taking work; jobs not started are cancelled, running ones finish on their own."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _hand_over(handed: asyncio.Future[None]) -> None:
+    """On the waiting request's loop: it may have given up since (its future cancelled)."""
+    if not handed.done():
+        handed.set_result(None)

@@ -80,6 +80,7 @@ async def health(response: Response, settings: SettingsDep, state: StateDep) -> 
         scoring=ScoringHealth(
             workers=state.scoring.workers,
             busy=state.scoring.busy,
+            waiting=state.scoring.waiting,
             stuck=state.scoring.stuck,
             timeout_ms=settings.serving.score_timeout_ms,
         ),

@@ -98,6 +98,31 @@ def test_a_request_that_cannot_be_scored_in_time_fails_alone(
     assert server.process.poll() is None
 
 
+@pytest.mark.timeout(300)
+def test_a_burst_larger_than_the_pool_is_answered_not_refused(
+    serving_env: Callable[..., Settings],
+    start_server_process: Callable[[], ServerProcess],
+) -> None:
+    """16 model-scored requests at once, each tens of milliseconds of LightGBM, on 4 workers:
+    the ones without a worker wait in line within LTR_SCORE_TIMEOUT_MS and are all answered.
+    (Refused at once before: 503 "all 4 scoring workers are busy" with nothing stuck.)"""
+    serving_env(LTR_SCORER="model", LTR_SCORE_TIMEOUT_MS="60000")
+    Publisher(settings := Settings.from_env(), slow_model()).publish(weights_for(1))
+    assert settings.scorer == "model"
+    server = start_server_process()
+    bodies = [rank_body(40, seed=i) for i in range(16)]
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.post("/rank", json=bodies[0]).status_code == 200  # warm
+        with ThreadPoolExecutor(16) as senders:
+            answers = list(senders.map(lambda b: client.post("/rank", json=b), bodies))
+        assert [a.status_code for a in answers] == [200] * 16, answers[0].text[:200]
+        scoring = _scoring(client)
+        assert (scoring["busy"], scoring["waiting"], scoring["stuck"]) == (0, 0, 0)
+        metrics = client.get("/metrics").text
+    assert metric_value(metrics, "ltr_scoring_refused_total", 'reason="busy"') == 0.0
+    assert metric_value(metrics, "ltr_scoring_requests_waiting") == 0.0
+
+
 def test_the_weights_scorer_is_not_sent_to_the_pool(
     serving_env: Callable[..., Settings],
     publisher: Publisher,
@@ -190,6 +215,93 @@ def test_the_pool_times_out_counts_stuck_workers_and_refuses_when_full() -> None
         with pytest.raises(ZeroDivisionError):  # the scorer's own error reaches the caller
             await pool.run(lambda: 1 // 0)
         assert pool.busy == 0
+        pool.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_waits_in_line_for_a_worker_within_the_timeout() -> None:
+    """With every worker busy (none stuck) a request waits, first come first served, and is
+    scored when one returns; one that no worker frees in time fails with a timeout; a full line
+    and a line behind only stuck workers refuse at once."""
+    release = threading.Event()
+    order: list[str] = []
+
+    def blocked() -> str:
+        release.wait(30)
+        return "first"
+
+    def quick(name: str) -> Callable[[], str]:
+        def score() -> str:
+            order.append(name)
+            return name
+
+        return score
+
+    async def scenario() -> None:
+        pool = ScoringPool(timeout_s=5.0, workers=1, max_waiting=2)
+        first = asyncio.create_task(pool.run(blocked))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(pool.run(quick("second")))
+        await asyncio.sleep(0.01)
+        third = asyncio.create_task(pool.run(quick("third")))
+        await asyncio.sleep(0.05)
+        assert (pool.busy, pool.waiting) == (1, 2)
+        start = time.perf_counter()
+        with pytest.raises(ScoringBusy, match="2 requests wait for one"):
+            await pool.run(quick("refused"))
+        assert time.perf_counter() - start < 0.05  # a full line refuses without waiting
+        release.set()
+        assert list(await asyncio.gather(first, second, third)) == ["first", "second", "third"]
+        assert order == ["second", "third"]  # in the order they came
+        assert (pool.busy, pool.waiting) == (0, 0)
+        pool.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
+    """Timed out or cancelled in line: the worker that comes free goes to the next request,
+    and none is lost from the pool. Behind stuck workers only, a request is refused at once."""
+    release = threading.Event()
+
+    def blocked() -> str:
+        release.wait(30)
+        return "blocked"
+
+    async def scenario() -> None:
+        pool = ScoringPool(timeout_s=5.0, workers=1)
+        first = asyncio.create_task(pool.run(blocked))
+        await asyncio.sleep(0.02)
+        cancelled = asyncio.create_task(pool.run(lambda: "never"))
+        waiting = asyncio.create_task(pool.run(lambda: "next"))
+        await asyncio.sleep(0.02)
+        assert pool.waiting == 2
+        cancelled.cancel()
+        await asyncio.sleep(0.01)
+        assert pool.waiting == 1
+        release.set()  # the worker returns: it goes to the request still in line
+        assert await first == "blocked" and await waiting == "next"
+        assert (pool.busy, pool.stuck, pool.waiting) == (0, 0, 0)
+
+        release.clear()
+        pool.timeout_s = 0.2
+        first = asyncio.create_task(pool.run(blocked))
+        await asyncio.sleep(0.02)
+        with pytest.raises(ScoringTimeout, match="no scoring worker came free than"):
+            await pool.run(lambda: "late")  # the first holds the worker past the timeout
+        with pytest.raises(ScoringTimeout, match="scoring took longer"):
+            await first
+        assert (pool.busy, pool.stuck, pool.waiting) == (1, 1, 0)
+        with pytest.raises(ScoringBusy, match="busy with requests that timed out"):
+            await pool.run(lambda: "refused")
+        release.set()
+        for _ in range(200):
+            if pool.busy == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (pool.busy, pool.stuck, pool.waiting) == (0, 0, 0)
+        assert await pool.run(lambda: "again") == "again"
         pool.shutdown()
 
     asyncio.run(scenario())
