@@ -54,12 +54,16 @@ _Features = msgspec.defstruct(
     forbid_unknown_fields=True,
     gc=False,
 )
+# omit_defaults: encoded, it holds the attributes set, as `attributes_dict` does (the request
+# ids' list fingerprint compares the two)
 _Attributes = msgspec.defstruct(
     "_Attributes",
     [(name, str | bool | None, None) for name in PROTECTED_ATTRIBUTES],
     forbid_unknown_fields=True,
+    omit_defaults=True,
     gc=False,
 )
+NO_ATTRIBUTES = _Attributes()  # `{}`, or every attribute null: none set
 
 
 class _Candidate(msgspec.Struct, forbid_unknown_fields=True, gc=False):

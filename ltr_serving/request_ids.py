@@ -37,7 +37,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 
-from ltr_core.codec import ParsedRequest, attributes_dict
+from ltr_core.codec import NO_ATTRIBUTES, ParsedRequest, attributes_dict
 
 DEFAULT_CAPACITY = 100_000
 Admission = Literal["new", "retry", "reused"]
@@ -50,9 +50,13 @@ def list_fingerprint(parsed: ParsedRequest) -> int:
     order = np.argsort(keys, kind="stable")
     attributes = b""
     if parsed.attributes is not None:
-        values = [parsed.attributes[i] for i in order]  # msgspec structs, or pydantic models
+        # as the impression log has them: the attributes set, none set is None (`{}`, all
+        # null and no object are one list); msgspec structs encode so, pydantic models not
+        values = [parsed.attributes[i] for i in order]
         attributes = msgspec.json.encode(
-            values if parsed.fast else [attributes_dict(v) for v in values]
+            [None if v == NO_ATTRIBUTES else v for v in values]
+            if parsed.fast
+            else [attributes_dict(v) for v in values]
         )
     matrix = (parsed.matrix[order] + 0.0).tobytes()  # + 0.0: -0.0 is the same feature as 0.0
     return hash((parsed.case_id, parsed.top_k, keys[order].tobytes(), matrix, attributes))

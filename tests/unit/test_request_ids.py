@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltr_core.codec import ParsedRequest
+from ltr_core.codec import ParsedRequest, parse_request
+from ltr_core.features import FEATURES
 from ltr_serving.request_ids import RecentRequestIds, list_fingerprint
 
 LIVE = ("v1", None)
@@ -35,6 +36,36 @@ def test_a_list_is_the_same_in_any_order_and_differs_in_anything_that_is_logged(
     swapped = _list(["l-1", "l-2", "l-3"])
     swapped.matrix[[0, 1]] = swapped.matrix[[1, 0]]  # two lawyers' features exchanged
     assert list_fingerprint(swapped) != first
+
+
+def test_a_list_is_the_same_however_its_attributes_are_spelled() -> None:
+    """No attributes object, `{}` and all null are one list (the log has None for each); an
+    attribute set to null is as if left out; the exact pydantic path (taken here for a first
+    duplicate key of the wrong type) fingerprints a list as msgspec's does."""
+
+    def parsed(attributes: str, head: str = "") -> int:
+        candidate = (
+            '{"lawyer_id": "l-1", "features": {'
+            + ", ".join(f'"{code}": 0.5' for code in FEATURES)
+            + "}"
+            + attributes
+            + "}"
+        )
+        body = '{"case_id": "c-1", ' + head + '"candidates": [' + candidate + "]}"
+        return list_fingerprint(parse_request(body.encode(), 10))
+
+    none = parsed("")
+    assert parsed(', "protected_attributes": {}') == none
+    assert parsed(', "protected_attributes": {"gender": null}') == none
+    assert parsed(', "protected_attributes": null') == none
+    set_ = parsed(', "protected_attributes": {"gender": "F"}')
+    assert set_ != none
+    assert parsed(', "protected_attributes": {"gender": "F", "pcd": null}') == set_
+    exact = parsed(
+        ', "protected_attributes": {"gender": "F"}', head='"explain": "x", "explain": false, '
+    )
+    assert exact == set_
+    assert parsed(', "protected_attributes": {"gender": "M"}') != set_
 
 
 def _admit(ids: RecentRequestIds, request_id: str, fingerprint: int | None, by=LIVE) -> str:
