@@ -53,14 +53,15 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 PATH = "/rank"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 REQUEST_ID_HEADER = b"x-request-id"
-# printable ASCII but "%" stays as it is in the header; "%", spaces and non-ASCII are %-encoded
+# visible ASCII but "%" stays as it is in the header; "%", spaces and non-ASCII are %-encoded
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 def request_id_header(request_id: str) -> bytes:
-    """The X-Request-ID value of a request id: the id itself when it is printable ASCII
-    without "%" (what ids usually are), else percent-encoded UTF-8 (`urllib.parse.unquote`
-    gives it back), since a header carries no other text safely."""
+    """The X-Request-ID value of a request id: the id itself when it is visible ASCII (no
+    space) without "%" (what ids usually are), else percent-encoded UTF-8
+    (`urllib.parse.unquote` gives it back), since a header carries no other text safely (HTTP
+    strips a value's leading and trailing spaces)."""
     return quote(request_id, safe=_HEADER_SAFE).encode("ascii")
 
 
@@ -103,8 +104,8 @@ def too_large_body(limit: int) -> bytes:
 # The 415 answer as OpenAPI describes it, for every endpoint that checks `unsupported_body`.
 UNSUPPORTED_BODY_RESPONSE: dict[str, Any] = {
     "model": ErrorResponse,
-    "description": "a Content-Type other than application/json (or a +json type; none at all "
-    "is read as JSON), or a Content-Encoding (the body must be uncompressed)",
+    "description": "a Content-Type other than application/json (or a +json type; none at all, "
+    "or an empty one, is read as JSON), or a Content-Encoding (the body must be uncompressed)",
 }
 
 
@@ -133,14 +134,14 @@ def _explain(query_string: bytes) -> bool | bytes:
 
 def unsupported_body(scope: Scope) -> bytes | None:
     """None when the body is declared JSON (application/json or a +json type) or not declared
-    at all (read as JSON, as FastAPI does), and not encoded (no Content-Encoding, or
-    `identity`); else the 415 body, naming the header. A browser page can send a cross-origin
-    text/plain or form POST without asking first: such a body is not ranked and logged as an
-    impression. A compressed body would otherwise fail as "not UTF-8 text"."""
+    (no Content-Type, or an empty one: read as JSON, as FastAPI does), and not encoded (no
+    Content-Encoding, or `identity`); else the 415 body, naming the header. A browser page can
+    send a cross-origin text/plain or form POST without asking first: such a body is not ranked
+    and logged as an impression. A compressed body would otherwise fail as "not UTF-8 text"."""
     for name, value in scope["headers"]:
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
-            if media == b"application/json" or (
+            if media in (b"", b"application/json") or (  # empty: not declared
                 media.startswith(b"application/") and media.endswith(b"+json")
             ):
                 continue
@@ -415,8 +416,8 @@ openapi_route = APIRoute(
             "headers": {
                 "X-Request-ID": {
                     "description": "the request id the answer was logged under (the body's "
-                    "`request_id`): as it is when printable ASCII without '%', else "
-                    "percent-encoded UTF-8",
+                    "`request_id`): as it is when visible ASCII (no space) without '%', "
+                    "else percent-encoded UTF-8 (a space as %20)",
                     "schema": {"type": "string"},
                 }
             }

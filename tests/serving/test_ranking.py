@@ -258,6 +258,7 @@ def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
             "/rank", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
         )
         undeclared = client.post("/rank", content=body)  # no Content-Type: read as JSON
+        empty = client.post("/rank", content=body, headers={"content-type": ""})  # the same
         vendor = client.post(
             "/rank", content=body, headers={"content-type": "application/vnd.x+json; charset=utf-8"}
         )
@@ -278,6 +279,7 @@ def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
         assert refused.status_code == 415
         assert "Content-Type must be application/json" in refused.json()["detail"]
     assert undeclared.status_code == vendor.status_code == after.status_code == 200
+    assert empty.status_code == 200, empty.text
     assert not_a_bool.status_code == 422
     assert not_a_bool.json()["detail"][0]["loc"] == ["query", "explain"]
     assert all("contributions" in c for c in on.json()["candidates"])
