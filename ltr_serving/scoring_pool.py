@@ -90,6 +90,10 @@ class ScoringPool:
         timeout (it then runs on, counted as stuck)."""
         deadline = time.monotonic() + self.timeout_s
         await self._take_worker()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:  # the wait took it all: no time left to score
+            self._release()
+            raise self._timeout(waited=True)
         job = _Job()
         try:
             future = self._executor.submit(fn)
@@ -98,7 +102,6 @@ class ScoringPool:
             raise
         future.add_done_callback(lambda _: self._finish(job))
         try:
-            remaining = max(deadline - time.monotonic(), 0.0)
             return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
         except TimeoutError:
             with self._lock:
