@@ -20,6 +20,7 @@ from ltr_assets.defs.jobs import (
     ltr_rollback_job,
 )
 from ltr_assets.defs.online import online_comparison
+from ltr_assets.defs.refresh import label_refresh_sensor
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.defs.schedules import ltr_daily_schedule
 from ltr_assets.defs.sensors import SENSORS
@@ -33,7 +34,7 @@ def build_definitions() -> Definitions:
         asset_checks=publication_checks(),
         jobs=[ltr_daily_job, ltr_label_refresh_job, ltr_rollback_job],
         schedules=[ltr_daily_schedule],
-        sensors=[*SENSORS, automation_sensor(PIPELINE_TAGS)],
+        sensors=[*SENSORS, label_refresh_sensor, automation_sensor(PIPELINE_TAGS)],
         resources={"ltr": LtrResource()},
     )
 

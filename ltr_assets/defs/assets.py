@@ -39,7 +39,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 
-from ltr_assets.defs.automation import publish_after_passed_gate, refresh_on_late_upstream
+from ltr_assets.defs.automation import publish_after_passed_gate
 from ltr_assets.defs.checks import (
     LIVE_AGE_CHECK,
     LIVE_AGE_CHECK_DESCRIPTION,
@@ -228,7 +228,6 @@ def _next_day_mapping() -> TimeWindowPartitionMapping:
     partitions_def=daily_partitions,
     group_name=GROUP,
     deps=[Dep(raw_events, partition_mapping=_next_day_mapping())],
-    automation_condition=refresh_on_late_upstream(),
     check_specs=[feedback_check_spec("feature_matrix")],
     description="Day D's impressions as query groups with graded labels (0 none/decline, "
     "1 click, 2 contact, 3 contract); late feedback from D+1 is joined when D+1 is in the lake.",

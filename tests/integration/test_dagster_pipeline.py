@@ -102,6 +102,7 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
         "tag_failed_runs",
         "tag_canceled_runs",
         "registry_versions_sensor",
+        "ltr_label_refresh_sensor",
         "ltr_automation_sensor",
     }
     job = defs.resolve_job_def("ltr_daily_job")
@@ -112,7 +113,7 @@ def test_the_scheduler_runs_yesterday_and_catches_up_missed_nights_once() -> Non
     """Through Dagster's own scheduler, as the daemon ticks at 02:15: ltr_daily_job for D, and
     before it the nights of the CATCH_UP_DAYS before D that have no publication record and were
     never launched by the schedule (Dagster's scheduler itself evaluates only the latest missed
-    tick). Nothing else: the label refresh of D-1 is the automation's (a refresh asked for by
+    tick). Nothing else: the label refresh of D-1 is its sensor's (a refresh asked for by
     this schedule's `RunRequest(job_name=...)` had run as a whole ltr_daily_job of D-1, the
     scheduler running every request of a schedule as that schedule's job)."""
     import dagster._daemon  # noqa: F401  (imported first: the scheduler's imports are circular)

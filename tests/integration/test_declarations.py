@@ -14,6 +14,9 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DagsterInstance,
     DefaultSensorStatus,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
     evaluate_automation_conditions,
 )
 from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
@@ -23,7 +26,9 @@ from dagster._core.definitions.declarative_automation.automation_condition_teste
 from dagster._core.definitions.freshness import CronFreshnessPolicy
 
 from ltr_assets.definitions import defs
+from ltr_assets.defs import refresh
 from ltr_assets.defs.launch import LocationLauncher
+from ltr_assets.defs.refresh import label_refresh_sensor as refresh_sensor
 from tests.conftest import write_simulated_events
 
 
@@ -43,7 +48,7 @@ def test_automation_conditions_are_attached_and_their_sensor_runs() -> None:
     }
     assert {name: c.get_label() if c else None for name, c in conditions.items()} == {
         "raw_events": None,
-        "feature_matrix": "refresh_on_late_upstream",
+        "feature_matrix": None,  # the label refresh is a sensor of its own
         "ltr_model": None,
         "published_weights": "eager_after_passed_gate",
     }
@@ -55,6 +60,10 @@ def test_automation_conditions_are_attached_and_their_sensor_runs() -> None:
     assert sensor.default_status == DefaultSensorStatus.RUNNING
     assert isinstance(sensor, AutomationConditionSensorDefinition)
     assert sensor.run_tags == {"ltr/pipeline": "daily"}  # queued under the one-at-a-time limit
+    refresh = defs.get_repository_def().get_sensor_def("ltr_label_refresh_sensor")
+    assert refresh.default_status == DefaultSensorStatus.RUNNING
+    assert refresh.job_name == "ltr_label_refresh_job"
+    assert defs.resolve_job_def("ltr_label_refresh_job").tags["ltr/pipeline"] == "daily"
 
 
 def _labels(condition: AutomationCondition[Any]) -> set[str]:
@@ -65,17 +74,30 @@ def _labels(condition: AutomationCondition[Any]) -> set[str]:
     return found
 
 
-# Dagster's own evaluate_automation_conditions selects with a beta parameter internally.
-@pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
+NOW = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)  # the latest partition is 2026-11-02
+
+
+def _refreshes(instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the label refresh sensor asks for now: the partitions of its run requests."""
+    monkeypatch.setattr(refresh, "_now", lambda: NOW)
+    with build_sensor_context(instance=instance, sensor_name=refresh_sensor.name) as context:
+        result = refresh_sensor(context)
+    if isinstance(result, SkipReason):
+        return []
+    assert isinstance(result, SensorResult) and result.run_requests is not None
+    assert all(r.run_key and r.run_key.startswith("refresh-") for r in result.run_requests)
+    return [str(r.partition_key) for r in result.run_requests]
+
+
 def test_a_late_next_day_ingestion_requests_the_refresh_of_the_day_before(
-    ltr_home: Path,
+    ltr_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """raw_events[D+1] materialized after feature_matrix[D] was built: the automation
-    conditions request feature_matrix[D] (and nothing else), once."""
+    """raw_events[D+1] materialized after feature_matrix[D] was built (here launched with an
+    asset selection, as the UI launches): the sensor asks for feature_matrix[D], and nothing
+    once the refresh ran."""
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
     instance = DagsterInstance.ephemeral()
     job = defs.resolve_job_def("ltr_daily_job")
-    now = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)  # the latest partition is 2026-11-02
 
     def ingest(day: str, *assets: str) -> None:
         selection = [AssetKey(a) for a in assets]
@@ -85,53 +107,34 @@ def test_a_late_next_day_ingestion_requests_the_refresh_of_the_day_before(
         assert result.success
 
     ingest("2026-11-01", "raw_events", "feature_matrix")
-    first = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
-    assert first.total_requested == 0
-
+    assert _refreshes(instance, monkeypatch) == []
     ingest("2026-11-02", "raw_events")  # the next day, ingested on its own (late)
-    second = evaluate_automation_conditions(
-        defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor
-    )
-    assert second.get_requested_partitions(AssetKey("feature_matrix")) == {"2026-11-01"}
-    assert second.total_requested == 1
-
+    assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
     ingest("2026-11-01", "feature_matrix")  # the refresh ran: nothing more to ask for
-    third = evaluate_automation_conditions(
-        defs=defs, instance=instance, evaluation_time=now, cursor=second.cursor
-    )
-    assert third.total_requested == 0
+    assert _refreshes(instance, monkeypatch) == []
+    ingest("2026-11-01", "raw_events")  # D itself re-ingested (a quarantine replay)
+    assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
 
 
-@pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
-def test_a_whole_daily_run_of_the_next_day_requests_the_refresh_unless_one_is_queued(
-    ltr_home: Path, small_data_gate: None
+def test_back_to_back_nights_request_the_refresh_once_no_run_of_the_next_day_is_due(
+    ltr_home: Path, small_data_gate: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A whole ltr_daily_job run (the schedule, the UI's job launch, a backfill: no asset
-    selection) of D+1 requests feature_matrix[D]'s refresh by itself (the nightly refresh: no
-    schedule asks for it); with a refresh of D queued already (an operator's) it asks for
-    nothing."""
+    """Two whole nights run back to back between two ticks (the catch-up, a backfill): the
+    refresh of the first is asked for (Dagster's declarative `since_last_handled` lost it:
+    the matrix's build and the next day's ingestion new on one tick); not while a run of
+    the next day is queued (it may be ingesting it), and nothing once the refresh ran."""
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
-    now = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)
-    for queued in (False, True):
-        instance = DagsterInstance.ephemeral()
-        built = defs.resolve_job_def("ltr_daily_job").execute_in_process(
-            partition_key="2026-11-01",
-            instance=instance,
-            asset_selection=[AssetKey("raw_events"), AssetKey("feature_matrix")],
-        )
-        assert built.success
-        first = evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=now)
-        with LocationLauncher(instance) as launcher:  # runs made as the scheduler makes them
-            if queued:  # created, not started: a refresh waiting in the queue
-                launcher.create_run("ltr_label_refresh_job", "2026-11-01", {})
-            night = launcher.create_run("ltr_daily_job", "2026-11-02", {})
-            assert night.asset_selection is None
-            launcher.execute(night)
-        second = evaluate_automation_conditions(
-            defs=defs, instance=instance, evaluation_time=now, cursor=first.cursor
-        )
-        requested = second.get_requested_partitions(AssetKey("feature_matrix"))
-        assert requested == (set() if queued else {"2026-11-01"}), queued
+    instance = DagsterInstance.ephemeral()
+    with LocationLauncher(instance) as launcher:  # runs made as the scheduler makes them
+        for day in ("2026-11-01", "2026-11-02"):
+            launcher.execute(launcher.create_run("ltr_daily_job", day, {}))
+        assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
+        queued = launcher.create_run("ltr_daily_job", "2026-11-02", {})  # a re-run waits
+        assert _refreshes(instance, monkeypatch) == []
+        instance.report_run_canceled(queued)
+        assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
+        launcher.execute(launcher.create_run("ltr_label_refresh_job", "2026-11-01", {}))
+    assert _refreshes(instance, monkeypatch) == []
 
 
 @pytest.mark.filterwarnings("ignore:Parameter `include_sources`:dagster.BetaWarning")
