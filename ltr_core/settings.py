@@ -631,8 +631,8 @@ class ServingSettings(BaseModel):
     score_timeout_ms: Annotated[Float, Range(1, 600_000)] = Field(
         1000.0,
         validation_alias="LTR_SCORE_TIMEOUT_MS",
-        description="how long `/rank` waits for the model scorer (a free worker and its "
-        "answer); past it the request gets a 503",
+        description="how long `/rank` waits for a free model-scoring worker, and then for its "
+        "answer; past either the request gets a 503",
     )
     impression_log: ImpressionLog = Field(
         "file",

@@ -9,18 +9,20 @@ numpy dot product, stays on the event loop: a thread hop costs more than it does
 A C call cannot be interrupted: the worker of a request that timed out keeps running until
 LightGBM returns. It is counted as stuck until then (`stuck`; the `ltr_scoring_workers_stuck`
 gauge; `scoring` in /ltr/health). The pool is bounded. While every worker is busy, a request
-waits for one in line (first come, first served), within the same LTR_SCORE_TIMEOUT_MS that
-bounds its scoring: a burst of requests a little larger than the pool is answered, not refused
-(it once was, at 8 concurrent clients with 4 workers, every request fast). It fails at once
-(503) when every worker is stuck (waiting could not help) or MAX_WAITING requests already wait,
-so slow requests cannot pile up work.
+waits for one in line (first come, first served), at most LTR_SCORE_TIMEOUT_MS, and is then
+given the whole LTR_SCORE_TIMEOUT_MS to be scored: a burst of requests a little larger than
+the pool is answered, not refused (it once was, at 8 concurrent clients with 4 workers, every
+request fast), and a worker counted as stuck is one that really scored that long (a request
+started with a sliver of a shared budget left timed out at once and counted so). A request
+therefore takes at most twice LTR_SCORE_TIMEOUT_MS in the pool. It fails at once (503) when
+every worker is stuck (waiting could not help) or MAX_WAITING requests already wait, so slow
+requests cannot pile up work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,14 +88,9 @@ class ScoringPool:
 
     async def run(self, fn: Callable[[], T]) -> T:
         """`fn()` on a worker; ScoringBusy at once when every worker is stuck or the line is
-        full, ScoringTimeout when no worker came free, or `fn` has not returned, within the
-        timeout (it then runs on, counted as stuck)."""
-        deadline = time.monotonic() + self.timeout_s
+        full, ScoringTimeout when no worker came free within the timeout, or when `fn` has not
+        returned within the timeout after it started (it then runs on, counted as stuck)."""
         await self._take_worker()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:  # the wait took it all: no time left to score
-            self._release()
-            raise self._timeout(waited=True)
         job = _Job()
         try:
             future = self._executor.submit(fn)
@@ -102,7 +99,7 @@ class ScoringPool:
             raise
         future.add_done_callback(lambda _: self._finish(job))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), remaining)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
         except TimeoutError:
             with self._lock:
                 if not job.finished:
@@ -111,11 +108,13 @@ class ScoringPool:
             raise self._timeout() from None
 
     def _timeout(self, waited: bool = False) -> ScoringTimeout:
-        what = "no scoring worker came free" if waited else "scoring took longer"
-        return ScoringTimeout(
-            f"{what} than LTR_SCORE_TIMEOUT_MS={self.timeout_s * 1000:g} ms; "
-            "the request was not ranked"
+        limit = f"LTR_SCORE_TIMEOUT_MS={self.timeout_s * 1000:g} ms"
+        what = (
+            f"no scoring worker came free within {limit}"
+            if waited
+            else (f"scoring took longer than {limit}")
         )
+        return ScoringTimeout(f"{what}; the request was not ranked")
 
     async def _take_worker(self) -> None:
         """A worker for this request: at once if one is free and nobody waits, else in line

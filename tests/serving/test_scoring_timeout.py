@@ -260,6 +260,25 @@ def test_a_request_waits_in_line_for_a_worker_within_the_timeout() -> None:
     asyncio.run(scenario())
 
 
+def test_a_request_that_waited_still_has_the_whole_timeout_to_be_scored() -> None:
+    """One worker, a 200 ms timeout, jobs of 120 ms: the second waits 120 ms, then is scored
+    in 120 ms; neither fails nor counts as stuck (a budget shared by the wait and the scoring
+    left it 80 ms: a timeout, and a worker counted stuck that no job ever held for long)."""
+
+    def job() -> str:
+        time.sleep(0.12)
+        return "scored"
+
+    async def scenario() -> None:
+        pool = ScoringPool(timeout_s=0.2, workers=1)
+        answers = await asyncio.gather(pool.run(job), pool.run(job))
+        assert list(answers) == ["scored", "scored"]
+        assert (pool.busy, pool.stuck, pool.waiting) == (0, 0, 0)
+        pool.shutdown()
+
+    asyncio.run(scenario())
+
+
 def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
     """Timed out or cancelled in line: the worker that comes free goes to the next request,
     and none is lost from the pool. Behind stuck workers only, a request is refused at once."""
@@ -288,7 +307,7 @@ def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
         pool.timeout_s = 0.2
         first = asyncio.create_task(pool.run(blocked))
         await asyncio.sleep(0.02)
-        with pytest.raises(ScoringTimeout, match="no scoring worker came free than"):
+        with pytest.raises(ScoringTimeout, match="no scoring worker came free within"):
             await pool.run(lambda: "late")  # the first holds the worker past the timeout
         with pytest.raises(ScoringTimeout, match="scoring took longer"):
             await first
