@@ -334,7 +334,21 @@ Float = Annotated[float, BeforeValidator(_to_float)]
 Int = Annotated[int, BeforeValidator(_to_int)]
 Bool = Annotated[bool, BeforeValidator(_to_bool)]
 Text = str
-Url = Annotated[str, BeforeValidator(_to_url)]
+
+
+def _to_url_without_credentials(value: object) -> object:
+    """`_to_url`, refusing `user:password@`: S3 and the ranking service take their credentials
+    from variables of their own, and a URL is shown in logs (the settings at start-up)."""
+    text = _to_url(value)
+    if isinstance(text, str) and "@" in urlsplit(text).netloc:
+        raise ValueError(
+            "holds `user:password@`: this URL takes no credentials (S3's are AWS_ACCESS_KEY_ID "
+            "and AWS_SECRET_ACCESS_KEY, the service's LTR_RELOAD_TOKEN)"
+        )
+    return text
+
+
+Url = Annotated[str, BeforeValidator(_to_url_without_credentials)]
 Topic = Annotated[str, BeforeValidator(_to_topic)]
 PathText = Annotated[str, EXPAND]
 
@@ -1263,7 +1277,8 @@ def expand_home(name: str, path: str, env: Mapping[str, str]) -> str:
     return home.rstrip("/") + sep + rest if rest or sep else home
 
 
-_USERINFO = re.compile(r"[^\s/@,]*@")
+# a value's credentials: everything up to its last `@`, after a URL's scheme
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", re.DOTALL)
 
 
 def _shown(name: str, raw: object) -> str:
@@ -1272,7 +1287,8 @@ def _shown(name: str, raw: object) -> str:
     if name in SECRETS:
         return f"{name}=<secret>"
     if isinstance(raw, str) and "@" in raw:
-        return f"{name}={_USERINFO.sub('<hidden>@', raw)!r}"
+        hidden = _USERINFO.sub(r"\1<hidden>@", raw)
+        return f"{name}={hidden!r}"
     return f"{name}={raw!r}"
 
 

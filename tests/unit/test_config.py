@@ -143,8 +143,20 @@ def test_thresholds_are_parsed_from_strings() -> None:
         ({"KAFKA_BOOTSTRAP_SERVERS": "k1:70000"}, "is not a list of Kafka brokers"),
         # credentials in the broker list: refused, and the error never repeats them
         (
-            {"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,user:s3cr3t@k2:9093"},
-            "KAFKA_BOOTSTRAP_SERVERS='k1:9092,<hidden>@k2:9093' holds `user:password@`",
+            {"KAFKA_BOOTSTRAP_SERVERS": "k1:9092,user:s3/cr,3t@k2:9093"},
+            "KAFKA_BOOTSTRAP_SERVERS='<hidden>@k2:9093' holds `user:password@`",
+        ),
+        (
+            {"S3_ENDPOINT": "http://AKIA:wJal/rXU tnF@127.0.0.1:9000"},
+            "S3_ENDPOINT='http://<hidden>@127.0.0.1:9000' holds",
+        ),
+        (
+            {"S3_ENDPOINT": "http://AKIA:wJalrXUtnF@127.0.0.1:9000"},
+            "S3_ENDPOINT='http://<hidden>@127.0.0.1:9000' holds `user:password@`: this URL",
+        ),
+        (
+            {"LTR_SERVING_URL": "http://svc:s3cr3t@127.0.0.1:8000"},
+            "LTR_SERVING_URL='http://<hidden>@127.0.0.1:8000' holds `user:password@`",
         ),
         ({"KAFKA_BOOTSTRAP_SERVERS": "PLAINTEXT://k:9092"}, "is a URL: name the broker"),
         (
