@@ -24,7 +24,8 @@ from dagster import (
     SkipReason,
     schedule,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG, SCHEDULE_NAME_TAG
+from dagster._core.execution.backfill import BulkActionStatus
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ltr_assets.defs.jobs import ltr_daily_job
 from ltr_assets.defs.partitions import daily_partitions
@@ -33,7 +34,6 @@ CRON = "15 2 * * *"
 # How many nights before the tick's day a tick runs too when they were missed (the daemon down
 # over 02:15): about a long weekend; further back is a backfill's.
 CATCH_UP_DAYS = 3
-SCHEDULE_NAME = "ltr_daily_schedule"  # its name, and the tag its runs carry (`_missed_nights`)
 
 
 def nightly_partition(tick_date: date) -> str:
@@ -57,12 +57,18 @@ def _too_early(context: ScheduleEvaluationContext, day: str) -> SkipReason:
 
 def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[str]) -> list[str]:
     """The CATCH_UP_DAYS days before `day`, oldest first, that exist as partitions, have no
-    publication record (published or refused) and were never launched by this schedule (a
-    crashed night is the operator's): nights the daemon was down for. Dagster's scheduler does
-    not catch up by itself: it runs only the latest missed tick, and a run key is unique only
-    within a tick."""
+    publication record (published or refused), no run of ltr_daily_job (launched by this
+    schedule, a backfill or the UI, in any state: a queued one will run, a crashed one is the
+    operator's) and no unfinished job backfill naming them (its runs may not exist yet): nights
+    the daemon was down for. Dagster's scheduler does not catch up by itself: it runs only the
+    latest missed tick, and a run key is unique only within a tick."""
     instance = context.instance
     recorded = instance.get_materialized_partitions(AssetKey("published_weights"))
+    backfilled = {
+        night
+        for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED)
+        for night in backfill.partition_names or []  # a job backfill's; an asset one has none
+    }
     last = date.fromisoformat(day)
     nights = [(last - timedelta(days=back)).isoformat() for back in range(CATCH_UP_DAYS, 0, -1)]
     return [
@@ -70,21 +76,20 @@ def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[s
         for night in nights
         if night in existing
         and night not in recorded
+        and night not in backfilled
         and not instance.get_run_records(
-            RunsFilter(tags={SCHEDULE_NAME_TAG: SCHEDULE_NAME, PARTITION_NAME_TAG: night}),
-            limit=1,
+            RunsFilter(job_name=ltr_daily_job.name, tags={PARTITION_NAME_TAG: night}), limit=1
         )
     ]
 
 
 @schedule(
-    name=SCHEDULE_NAME,
     cron_schedule=CRON,
     execution_timezone="UTC",
     job=ltr_daily_job,
     default_status=DefaultScheduleStatus.RUNNING,  # the product retrains every night by itself
     description="Nightly at 02:15 UTC: the previous day's partition, after any of the "
-    f"{CATCH_UP_DAYS} nights before it that was missed (never run by the schedule, no "
+    f"{CATCH_UP_DAYS} nights before it that was missed (no run of ltr_daily_job, no "
     "publication record).",
 )
 def ltr_daily_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:

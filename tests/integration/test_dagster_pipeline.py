@@ -111,13 +111,16 @@ def test_definitions_hold_every_asset_check_job_schedule_and_sensor(
 
 def test_the_scheduler_runs_yesterday_and_catches_up_missed_nights_once() -> None:
     """Through Dagster's own scheduler, as the daemon ticks at 02:15: ltr_daily_job for D, and
-    before it the nights of the CATCH_UP_DAYS before D that have no publication record and were
-    never launched by the schedule (Dagster's scheduler itself evaluates only the latest missed
-    tick). Nothing else: the label refresh of D-1 is its sensor's (a refresh asked for by
-    this schedule's `RunRequest(job_name=...)` had run as a whole ltr_daily_job of D-1, the
-    scheduler running every request of a schedule as that schedule's job)."""
+    before it the nights of the CATCH_UP_DAYS before D that have no publication record, no run
+    of ltr_daily_job (queued by a backfill, say) and no backfill asking for them (Dagster's
+    scheduler itself evaluates only the latest missed tick). Nothing else: the label refresh of
+    D-1 is its sensor's (a refresh asked for by this schedule's `RunRequest(job_name=...)` had
+    run as a whole ltr_daily_job of D-1, the scheduler running every request of a schedule as
+    that schedule's job)."""
     import dagster._daemon  # noqa: F401  (imported first: the scheduler's imports are circular)
-    from dagster._core.test_utils import instance_for_test
+    from dagster import DagsterRunStatus
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.test_utils import create_run_for_test, instance_for_test
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import ModuleTarget
     from dagster._scheduler.scheduler import launch_scheduled_runs
@@ -154,9 +157,32 @@ def test_the_scheduler_runs_yesterday_and_catches_up_missed_nights_once() -> Non
         record = AssetMaterialization("published_weights", partition=nights(-3)[0][1])
         instance.report_runless_asset_event(record)
         assert runs_until(tick + timedelta(seconds=30)) == nights(-2, -1, 0)
-        # the daemon down over two ticks: the two missed nights, then the third's, once each
-        assert runs_until(tick + timedelta(days=3, seconds=30)) == nights(1, 2, 3)
-        assert runs_until(tick + timedelta(days=3, seconds=60)) == []
+        # the daemon down over three ticks, the operator having queued one night and asked for
+        # a backfill of the next (no run of it yet): the third night, then the fourth's
+        night_1, night_2 = nights(1, 2)
+        create_run_for_test(
+            instance,
+            job_name="ltr_daily_job",
+            status=DagsterRunStatus.NOT_STARTED,  # made, not yet queued or started
+            tags={"dagster/partition": night_1[1]},
+        )
+        location = workspace.create_request_context().get_code_location("ltr_assets.definitions")
+        (repository,) = location.get_repositories().values()
+        partition_set = repository.get_partition_set("ltr_daily_job_partition_set")
+        instance.add_backfill(
+            PartitionBackfill(
+                backfill_id="backfill-of-night-2",
+                partition_set_origin=partition_set.get_remote_origin(),
+                status=BulkActionStatus.REQUESTED,
+                partition_names=[night_2[1]],
+                from_failure=False,
+                reexecution_steps=None,
+                tags={},
+                backfill_timestamp=now.timestamp(),
+            )
+        )
+        assert runs_until(tick + timedelta(days=4, seconds=30)) == nights(3, 4)
+        assert runs_until(tick + timedelta(days=4, seconds=60)) == []
 
 
 def test_the_schedule_asks_for_its_own_day_last() -> None:
