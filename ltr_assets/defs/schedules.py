@@ -5,12 +5,12 @@ up by itself).
 The 02:15 start is the grace period for events of the previous day that reach the source late.
 The label refresh of the day before (feature_matrix[D-1], so feedback that came after midnight
 labels D-1's impressions in every later training window) is not scheduled: the daily run's
-raw_events[D] makes the automation sensor request it (ltr_assets.defs.automation), so it
-always runs after D is ingested and queues behind the daily run. A refresh schedule beside this
-one raced it: Dagster evaluates a tick's schedules in no fixed order, a refresh that ran before
-raw_events[D] existed rebuilt the same matrix, and the automation then counted D's ingestion as
-handled. (Asked for by this schedule's own `RunRequest(job_name=...)`, it had run as a whole
-ltr_daily_job of D-1: a schedule runs every request as its own job.)
+raw_events[D] makes the label refresh sensor request it (ltr_assets.defs.refresh) once that run
+has ended, so it always runs after D is ingested. A refresh schedule beside this one raced it:
+Dagster evaluates a tick's schedules in no fixed order, and a refresh that ran before
+raw_events[D] existed rebuilt the same matrix. (Asked for by this schedule's own
+`RunRequest(job_name=...)`, it had run as a whole ltr_daily_job of D-1: a schedule runs every
+request as its own job.)
 """
 
 from datetime import date, timedelta
