@@ -161,15 +161,24 @@ def undelivered(delivery: Delivery | None) -> str:
 
 
 def failure_text(
-    job: str, partition: str, run_id: str, gate_refused: bool, detail: str, live: str = ""
+    job: str,
+    partition: str,
+    run_id: str,
+    gate_refused: bool,
+    detail: str,
+    live: str = "",
+    kept_candidate: str = "",
 ) -> str:
     """A night that did not publish says which it was: the gate refusing a model (working as
     designed; nothing of the night's is published) or a crash (someone has to look). `live`:
     the version live after the run, as its record says (the same run's online comparison may
-    have promoted the candidate, so "the previous version" need not be it)."""
+    have promoted the candidate, so "the previous version" need not be it). `kept_candidate`:
+    an earlier build of the same night that stays the candidate (a refused re-run)."""
     where = f"{job} [{partition}] (run {run_id[:8]})"
     if gate_refused:
         after = f"; live: {live}" if live else ""
+        if kept_candidate:
+            after += f"; {kept_candidate}, an earlier build of this day, stays the candidate"
         return f":no_entry: {where} gate refused: {detail}. Nothing was published{after}."
     return f":x: {where} crashed: {detail}"
 

@@ -97,6 +97,7 @@ from ltr_assets.ingest.sources import SourceError
 from ltr_assets.notify import notify, undelivered
 from ltr_assets.registry.local import LocalRegistry, PublishResult
 from ltr_assets.registry.publication import PruneReport, live_version_age
+from ltr_core.artifacts.format import InvalidPointer
 from ltr_core.settings import Settings
 
 GROUP = "ltr"
@@ -401,6 +402,9 @@ def published_weights(
         )
     except GateNotPassed as refused:
         outcome = refusal_outcome(refused.checks)
+        kept = _candidate_of_day(registry, context.partition_key)
+        if kept:  # a re-run of the candidate's own night, refused: the earlier build stays
+            outcome += f"; {kept}, an earlier build of this day, stays the candidate"
         context.log.info(f"published_weights[{context.partition_key}]: {outcome}")
         refused_live = live_metadata(registry)
         yield MaterializeResult(
@@ -410,6 +414,7 @@ def published_weights(
                 "published": False,
                 "partition": context.partition_key,
                 "refused_checks": MetadataValue.json(refused.checks),
+                "kept_candidate": kept,
             }
         )
         # A refused night leaves the live version one day older: the one check it records.
@@ -566,6 +571,16 @@ def _role(result: PublishResult) -> str:
     if result.candidate_set:
         return "the candidate"
     return "kept, not live"
+
+
+def _candidate_of_day(registry: LocalRegistry, day: str) -> str:
+    """The candidate's version when an earlier build of `day` is the candidate, else "": a
+    refused re-run of that night leaves it in place (still interleaved, still promotable)."""
+    try:
+        candidate = registry.candidate() or {}
+    except InvalidPointer:
+        return ""
+    return str(candidate.get("version", "")) if candidate.get("partition") == day else ""
 
 
 def live_metadata(registry: LocalRegistry) -> dict[str, Any]:

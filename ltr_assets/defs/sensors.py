@@ -68,6 +68,7 @@ class RunOutcome:
     detail: str  # published: the version; gate_refused: the checks; crashed: the errors
     reason: str = ""  # the one line for REASON_TAG ("" when succeeded)
     live: str = ""  # the version live after the run, when its publication record says
+    kept_candidate: str = ""  # gate_refused: an earlier build of the night, still the candidate
 
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
@@ -242,7 +243,10 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
             recorded = record.get("refused_checks")  # the gate's failing checks, as refused
             detail = "; ".join(str(c) for c in recorded) if isinstance(recorded, list) else ""
             live = str(record.get("live_version") or "")
-            return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"), live)
+            kept = str(record.get("kept_candidate") or "")
+            return RunOutcome(
+                "gate_refused", detail, _one_line(f"gate refused: {detail}"), live, kept
+            )
         version = str(record.get("version") or "")
         # the record's outcome says what the version became: "published <v> (live)",
         # "(the candidate)" or "(kept, not live)"; a bare "published <v>" hid the last two
@@ -451,7 +455,13 @@ def notify_run_success(context: RunStatusSensorContext, ltr: LtrResource) -> Ski
     outcome = run_outcome(context.instance, run)
     if outcome.outcome == "gate_refused":  # a successful run that published nothing
         text = failure_text(
-            run.job_name, partition, run.run_id, True, outcome.detail, live=outcome.live
+            run.job_name,
+            partition,
+            run.run_id,
+            True,
+            outcome.detail,
+            live=outcome.live,
+            kept_candidate=outcome.kept_candidate,
         )
     else:
         text = f":white_check_mark: {run.job_name} [{partition}] succeeded (run {run.run_id[:8]})"

@@ -10,6 +10,8 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance
 
 from ltr_assets.definitions import defs
+from ltr_assets.defs.sensors import run_outcome
+from ltr_assets.notify import failure_text
 from ltr_assets.registry.local import LocalRegistry
 from ltr_core.features import FEATURES
 from tests.conftest import write_simulated_events
@@ -116,3 +118,26 @@ def test_under_canary_the_first_version_goes_live_and_the_next_becomes_the_candi
     assert canary["candidate_set"] and not canary["latest_moved"] and not canary["is_live"]
     assert canary["live_version"] == first["version"] == registry.latest_version()
     assert registry.candidate_version() == canary["version"]
+
+    # the candidate's own night re-run and refused: the earlier build stays the candidate, and
+    # the record, the run's tags and the notification say so rather than only "not published"
+    monkeypatch.setenv("LTR_NDCG_MIN", "0.999")
+    rerun = job.execute_in_process(partition_key="2026-11-03", instance=instance)
+    refused = _metadata(instance, rerun, "published_weights")
+    kept = f"{canary['version']}, an earlier build of this day, stays the candidate"
+    assert refused["published"] is False and refused["outcome"].endswith(kept)
+    assert refused["kept_candidate"] == canary["version"] == registry.candidate_version()
+    run = instance.get_run_by_id(rerun.run_id)
+    assert run is not None
+    outcome = run_outcome(instance, run)
+    assert (outcome.outcome, outcome.kept_candidate) == ("gate_refused", canary["version"])
+    told = failure_text(
+        run.job_name,
+        "2026-11-03",
+        run.run_id,
+        True,
+        outcome.detail,
+        outcome.live,
+        kept_candidate=outcome.kept_candidate,
+    )
+    assert told.endswith(f"Nothing was published; live: {first['version']}; {kept}.")
