@@ -422,7 +422,7 @@ def published_weights(
             context,
             {
                 LIVE_AGE_CHECK_KEY: _live_age_result(
-                    refused_live,
+                    {**refused_live, "kept_candidate": kept},
                     context.partition_key,
                     settings.live_max_age_days,
                     refused.checks,
@@ -558,6 +558,7 @@ def _live_age_result(
         refused,
         newest_night=_newest_night(instance),
         by_rollback_at=str(record.get("live_by_rollback_at") or ""),
+        kept_candidate=str(record.get("kept_candidate") or ""),
     )
     return live_age_check_result(age)
 

@@ -235,6 +235,7 @@ def live_version_age(
     refused: Sequence[str] = (),
     newest_night: date | None = None,
     by_rollback_at: str = "",
+    kept_candidate: str = "",
 ) -> LiveAge:
     """Whether the version live after day D's publication record is at most `limit` days older
     than D, by its training partition (the registry pointer's `partition`), not by the wall
@@ -252,8 +253,11 @@ def live_version_age(
     `refused`: the checks the gate refused D's candidate on (`<check>: <value> vs <threshold>`),
     empty when D published; the description names them, so a stale live version reads with
     the night that kept it live. Freshness alone cannot tell: a refused night is a
-    materialization too."""
+    materialization too. `kept_candidate`: an earlier build of D that stays the canary
+    candidate after D's re-run was refused (said, so "refused" is not read as its fate)."""
     night = f"; {day}'s candidate was refused by the gate: {'; '.join(refused)}" if refused else ""
+    if refused and kept_candidate:
+        night += f"; {kept_candidate}, an earlier build of {day}, stays the canary candidate"
     on = max(day, newest_night) if newest_night is not None else day
     named = f"{on}, the newest night run" if on != day else f"{day}"
 

@@ -141,3 +141,11 @@ def test_under_canary_the_first_version_goes_live_and_the_next_becomes_the_candi
         kept_candidate=outcome.kept_candidate,
     )
     assert told.endswith(f"Nothing was published; live: {first['version']}; {kept}.")
+    (age,) = [
+        e.asset_check_evaluation
+        for e in instance.all_logs(rerun.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        if e.asset_check_evaluation and e.asset_check_evaluation.check_name == "live_version_age"
+    ]
+    assert str(age.description).endswith(
+        f"{canary['version']}, an earlier build of 2026-11-03, stays the canary candidate"
+    )
