@@ -17,6 +17,7 @@ from datetime import date, timedelta
 
 from dagster import (
     AssetKey,
+    DagsterInstance,
     DefaultScheduleStatus,
     RunRequest,
     RunsFilter,
@@ -34,6 +35,7 @@ CRON = "15 2 * * *"
 # How many nights before the tick's day a tick runs too when they were missed (the daemon down
 # over 02:15): about a long weekend; further back is a backfill's.
 CATCH_UP_DAYS = 3
+PUBLISHED = AssetKey("published_weights")
 
 
 def nightly_partition(tick_date: date) -> str:
@@ -63,12 +65,8 @@ def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[s
     the daemon was down for. Dagster's scheduler does not catch up by itself: it runs only the
     latest missed tick, and a run key is unique only within a tick."""
     instance = context.instance
-    recorded = instance.get_materialized_partitions(AssetKey("published_weights"))
-    backfilled = {
-        night
-        for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED)
-        for night in backfill.partition_names or []  # a job backfill's; an asset one has none
-    }
+    recorded = instance.get_materialized_partitions(PUBLISHED)
+    backfilled = _backfilled_nights(instance)
     last = date.fromisoformat(day)
     nights = [(last - timedelta(days=back)).isoformat() for back in range(CATCH_UP_DAYS, 0, -1)]
     return [
@@ -77,10 +75,31 @@ def _missed_nights(context: ScheduleEvaluationContext, day: str, existing: set[s
         if night in existing
         and night not in recorded
         and night not in backfilled
-        and not instance.get_run_records(
-            RunsFilter(job_name=ltr_daily_job.name, tags={PARTITION_NAME_TAG: night}), limit=1
-        )
+        and not _launched(instance, night)
     ]
+
+
+def _backfilled_nights(instance: DagsterInstance) -> set[str]:
+    """The days unfinished backfills ask for: a job backfill's partitions, an asset backfill's
+    days of published_weights (its runs, made as it goes, are `__ASSET_JOB`'s)."""
+    days: set[str] = set()
+    for backfill in instance.get_backfills(status=BulkActionStatus.REQUESTED):
+        days.update(backfill.partition_names or [])
+        data = backfill.asset_backfill_data
+        subset = data.target_subset.partitions_subsets_by_asset_key.get(PUBLISHED) if data else None
+        if subset is not None:
+            days.update(subset.get_partition_keys())
+    return days
+
+
+def _launched(instance: DagsterInstance, night: str) -> bool:
+    """Whether a run for the night exists in any state: of ltr_daily_job, or of any job whose
+    asset selection publishes (an asset backfill's, a launch from an asset page)."""
+    for record in instance.get_run_records(RunsFilter(tags={PARTITION_NAME_TAG: night})):
+        run = record.dagster_run
+        if run.job_name == ltr_daily_job.name or PUBLISHED in (run.asset_selection or ()):
+            return True
+    return False
 
 
 @schedule(

@@ -209,6 +209,59 @@ def test_the_schedule_asks_for_its_own_day_last() -> None:
         assert {r.job_name for r in requests} == {None}  # the schedule's job, ltr_daily_job
 
 
+def test_the_catch_up_leaves_nights_an_asset_backfill_or_an_asset_launch_has() -> None:
+    """Launched from the asset graph (an asset backfill, an asset page), a night runs as
+    `__ASSET_JOB`: a night such a run publishes, or an unfinished asset backfill asks for, is
+    not caught up (it ran twice, trained and published twice)."""
+    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.test_utils import create_run_for_test, instance_for_test
+
+    when = datetime(2026, 11, 26, 2, 15, tzinfo=UTC)  # its own day 11-25; nights 11-22..11-24
+    repository = defs.get_repository_def()
+    with instance_for_test() as instance:
+        create_run_for_test(
+            instance,
+            job_name="__ASSET_JOB",
+            asset_selection={AssetKey("raw_events"), AssetKey("published_weights")},
+            tags={"dagster/partition": "2026-11-22"},
+        )
+        create_run_for_test(  # ingestion alone publishes nothing: not the night's run
+            instance,
+            job_name="__ASSET_JOB",
+            asset_selection={AssetKey("raw_events")},
+            tags={"dagster/partition": "2026-11-24"},
+        )
+        backfill = PartitionBackfill.from_asset_partitions(
+            backfill_id="asset-backfill",
+            asset_graph=repository.asset_graph,
+            partition_names=["2026-11-23"],
+            asset_selection=[  # the night's assets, as the UI's backfill of the graph has them
+                AssetKey(a)
+                for a in (
+                    "raw_events",
+                    "online_comparison",
+                    "feature_matrix",
+                    "ltr_model",
+                    "published_weights",
+                )
+            ],
+            backfill_timestamp=when.timestamp(),
+            tags={},
+            dynamic_partitions_store=instance,
+            all_partitions=False,
+            title=None,
+            description=None,
+            run_config=None,
+        )
+        assert backfill.status == BulkActionStatus.REQUESTED
+        instance.add_backfill(backfill)
+        with build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=repository
+        ) as context:
+            requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
+    assert [r.partition_key for r in requests] == ["2026-11-24", "2026-11-25"]
+
+
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
     ltr_home: Path, monkeypatch: pytest.MonkeyPatch, small_data_gate: None
 ) -> None:
