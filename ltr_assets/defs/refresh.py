@@ -14,6 +14,7 @@ Its runs carry the pipeline tag (the job's), so they wait their turn under dagst
 one-at-a-time limit like the scheduled runs.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
@@ -29,7 +30,7 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG
 
 from ltr_assets.defs.jobs import ltr_label_refresh_job
 from ltr_assets.defs.partitions import daily_partitions
@@ -50,10 +51,23 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def stale_matrices(instance: DagsterInstance, now: datetime) -> list[tuple[str, int]]:
-    """(D, the storage id of its newest input) for each day D of the training window whose
-    matrix exists and is older than raw_events D or D+1, and for which no run of D or D+1 is
-    queued or in progress (it may be building the matrix, or ingesting the day after)."""
+@dataclass(frozen=True)
+class StaleMatrix:
+    """A day whose matrix is older than its raw events, D's or D+1's."""
+
+    day: str
+    newest: int  # the storage id of its newest input: one refresh per newer ingestion
+    waits_for: str = ""  # a run of D or D+1 queued or in progress: the refresh waits for it
+
+    @property
+    def run_key(self) -> str:
+        return f"refresh-{self.day}-{self.newest}"
+
+
+def stale_matrices(instance: DagsterInstance, now: datetime) -> list[StaleMatrix]:
+    """Each day D of the training window whose matrix exists and is older than raw_events D or
+    D+1, with the run of D or D+1 it waits for, if one is queued or in progress (it may be
+    building the matrix, or ingesting the day after)."""
     window = Settings.from_env().train_window_days
     days = daily_partitions.get_partition_keys(current_time=now)[-window:]
     if not days:
@@ -65,15 +79,18 @@ def stale_matrices(instance: DagsterInstance, now: datetime) -> list[tuple[str, 
     events = storage.get_latest_storage_id_by_partition(
         EVENTS, materialized, set(days) | set(next_day.values())
     )
-    busy = {
-        record.dagster_run.tags.get(PARTITION_NAME_TAG)
-        for record in instance.get_run_records(RunsFilter(statuses=_UNFINISHED))
-    }
+    busy: dict[str, str] = {}  # partition -> a run of it not finished
+    for record in instance.get_run_records(RunsFilter(statuses=_UNFINISHED)):
+        run = record.dagster_run
+        partition = run.tags.get(PARTITION_NAME_TAG)
+        if partition:
+            busy.setdefault(partition, f"{run.job_name} [{partition}] (run {run.run_id[:8]})")
     stale = []
     for day in days:
         newest = max(events.get(day, 0), events.get(next_day[day], 0))
-        if day in matrices and newest > matrices[day] and not {day, next_day[day]} & busy:
-            stale.append((day, newest))
+        if day in matrices and newest > matrices[day]:
+            waits_for = busy.get(day) or busy.get(next_day[day]) or ""
+            stale.append(StaleMatrix(day, newest, waits_for))
     return stale
 
 
@@ -87,12 +104,27 @@ def stale_matrices(instance: DagsterInstance, now: datetime) -> list[tuple[str, 
     "in progress: the nightly label refresh, and the one after a late or re-run ingestion.",
 )
 def label_refresh_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
-    stale = stale_matrices(context.instance, _now())
-    if not stale:
-        reason = "every matrix of the window is newer than its raw events (or a run is due)"
-        context.log.info(reason)
-        return SkipReason(reason)
-    # one run per newer input: a refresh that crashed is not asked for again until it changes
-    requests = [RunRequest(run_key=f"refresh-{d}-{newest}", partition_key=d) for d, newest in stale]
-    context.log.info(f"refreshing feature_matrix for {', '.join(d for d, _ in stale)}")
-    return SensorResult(run_requests=requests)
+    requests, notes = [], []
+    for matrix in stale_matrices(context.instance, _now()):
+        # one run per newer input: a refresh that crashed is not launched again by itself
+        tried = context.instance.get_run_records(
+            RunsFilter(tags={RUN_KEY_TAG: matrix.run_key}), limit=1
+        )
+        if matrix.waits_for:
+            notes.append(f"{matrix.day} waits for {matrix.waits_for}")
+        elif tried:
+            run = tried[0].dagster_run
+            notes.append(
+                f"{matrix.day}'s refresh for its newest raw events ran already (run "
+                f"{run.run_id[:8]}, {run.status.value}) and the matrix is still older: "
+                "re-run it (ltr_label_refresh_job) by hand"
+            )
+        else:
+            requests.append(RunRequest(run_key=matrix.run_key, partition_key=matrix.day))
+    if requests:
+        days = ", ".join(str(r.partition_key) for r in requests)
+        context.log.info("; ".join([f"refreshing feature_matrix for {days}", *notes]))
+        return SensorResult(run_requests=requests)
+    reason = "; ".join(notes) or "every matrix of the window is newer than its raw events"
+    context.log.info(reason)
+    return SkipReason(reason)

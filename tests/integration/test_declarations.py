@@ -13,6 +13,7 @@ from dagster import (
     AutomationCondition,
     AutomationConditionSensorDefinition,
     DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     SensorResult,
     SkipReason,
@@ -24,6 +25,8 @@ from dagster._core.definitions.declarative_automation.automation_condition_teste
     EvaluateAutomationConditionsResult,
 )
 from dagster._core.definitions.freshness import CronFreshnessPolicy
+from dagster._core.storage.tags import RUN_KEY_TAG
+from dagster._core.test_utils import create_run_for_test
 
 from ltr_assets.definitions import defs
 from ltr_assets.defs import refresh
@@ -79,14 +82,18 @@ NOW = datetime(2026, 11, 3, 3, 0, tzinfo=UTC)  # the latest partition is 2026-11
 
 def _refreshes(instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the label refresh sensor asks for now: the partitions of its run requests."""
-    monkeypatch.setattr(refresh, "_now", lambda: NOW)
-    with build_sensor_context(instance=instance, sensor_name=refresh_sensor.name) as context:
-        result = refresh_sensor(context)
+    result = _tick(instance, monkeypatch)
     if isinstance(result, SkipReason):
         return []
     assert isinstance(result, SensorResult) and result.run_requests is not None
     assert all(r.run_key and r.run_key.startswith("refresh-") for r in result.run_requests)
     return [str(r.partition_key) for r in result.run_requests]
+
+
+def _tick(instance: DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(refresh, "_now", lambda: NOW)
+    with build_sensor_context(instance=instance, sensor_name=refresh_sensor.name) as context:
+        return refresh_sensor(context)
 
 
 def test_a_late_next_day_ingestion_requests_the_refresh_of_the_day_before(
@@ -110,6 +117,20 @@ def test_a_late_next_day_ingestion_requests_the_refresh_of_the_day_before(
     assert _refreshes(instance, monkeypatch) == []
     ingest("2026-11-02", "raw_events")  # the next day, ingested on its own (late)
     assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
+    # that refresh crashed: not launched again by itself, and the tick says so
+    (stale,) = refresh.stale_matrices(instance, NOW)
+    crashed = create_run_for_test(
+        instance,
+        job_name="ltr_label_refresh_job",
+        status=DagsterRunStatus.FAILURE,
+        tags={RUN_KEY_TAG: stale.run_key, "dagster/partition": "2026-11-01"},
+    )
+    skipped = _tick(instance, monkeypatch)
+    assert isinstance(skipped, SkipReason) and skipped.skip_message == (
+        f"2026-11-01's refresh for its newest raw events ran already (run "
+        f"{crashed.run_id[:8]}, FAILURE) and the matrix is still older: re-run it "
+        "(ltr_label_refresh_job) by hand"
+    )
     ingest("2026-11-01", "feature_matrix")  # the refresh ran: nothing more to ask for
     assert _refreshes(instance, monkeypatch) == []
     ingest("2026-11-01", "raw_events")  # D itself re-ingested (a quarantine replay)
@@ -130,7 +151,10 @@ def test_back_to_back_nights_request_the_refresh_once_no_run_of_the_next_day_is_
             launcher.execute(launcher.create_run("ltr_daily_job", day, {}))
         assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
         queued = launcher.create_run("ltr_daily_job", "2026-11-02", {})  # a re-run waits
-        assert _refreshes(instance, monkeypatch) == []
+        waiting = _tick(instance, monkeypatch)
+        assert isinstance(waiting, SkipReason) and waiting.skip_message == (
+            f"2026-11-01 waits for ltr_daily_job [2026-11-02] (run {queued.run_id[:8]})"
+        )
         instance.report_run_canceled(queued)
         assert _refreshes(instance, monkeypatch) == ["2026-11-01"]
         launcher.execute(launcher.create_run("ltr_label_refresh_job", "2026-11-01", {}))
