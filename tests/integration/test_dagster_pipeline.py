@@ -218,33 +218,26 @@ def test_the_catch_up_leaves_nights_an_asset_backfill_or_an_asset_launch_has() -
 
     when = datetime(2026, 11, 26, 2, 15, tzinfo=UTC)  # its own day 11-25; nights 11-22..11-24
     repository = defs.get_repository_def()
+    night_assets = ("raw_events", "online_comparison", "feature_matrix", "ltr_model")
     with instance_for_test() as instance:
-        create_run_for_test(
-            instance,
-            job_name="__ASSET_JOB",
-            asset_selection={AssetKey("raw_events"), AssetKey("published_weights")},
-            tags={"dagster/partition": "2026-11-22"},
-        )
         create_run_for_test(  # ingestion alone publishes nothing: not the night's run
             instance,
             job_name="__ASSET_JOB",
             asset_selection={AssetKey("raw_events")},
-            tags={"dagster/partition": "2026-11-24"},
+            tags={"dagster/partition": "2026-11-22"},
+        )
+        create_run_for_test(
+            instance,
+            job_name="__ASSET_JOB",
+            asset_selection={AssetKey("raw_events"), AssetKey("published_weights")},
+            tags={"dagster/partition": "2026-11-23"},
         )
         backfill = PartitionBackfill.from_asset_partitions(
             backfill_id="asset-backfill",
             asset_graph=repository.asset_graph,
-            partition_names=["2026-11-23"],
-            asset_selection=[  # the night's assets, as the UI's backfill of the graph has them
-                AssetKey(a)
-                for a in (
-                    "raw_events",
-                    "online_comparison",
-                    "feature_matrix",
-                    "ltr_model",
-                    "published_weights",
-                )
-            ],
+            partition_names=["2026-11-24"],
+            # the night's assets, as the UI's backfill of the graph has them
+            asset_selection=[AssetKey(a) for a in (*night_assets, "published_weights")],
             backfill_timestamp=when.timestamp(),
             tags={},
             dynamic_partitions_store=instance,
@@ -254,12 +247,16 @@ def test_the_catch_up_leaves_nights_an_asset_backfill_or_an_asset_launch_has() -
             run_config=None,
         )
         assert backfill.status == BulkActionStatus.REQUESTED
+        assert backfill.asset_backfill_data is not None
+        target = backfill.asset_backfill_data.target_subset.partitions_subsets_by_asset_key
+        # what it publishes starts at its night (it may reach later days through the window)
+        assert min(target[AssetKey("published_weights")].get_partition_keys()) == "2026-11-24"
         instance.add_backfill(backfill)
         with build_schedule_context(
             instance=instance, scheduled_execution_time=when, repository_def=repository
         ) as context:
             requests = list(ltr_daily_schedule.evaluate_tick(context).run_requests or [])
-    assert [r.partition_key for r in requests] == ["2026-11-24", "2026-11-25"]
+    assert [r.partition_key for r in requests] == ["2026-11-22", "2026-11-25"]
 
 
 def test_daily_runs_publish_and_a_failing_gate_blocks_publication(
