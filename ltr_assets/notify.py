@@ -160,6 +160,12 @@ def undelivered(delivery: Delivery | None) -> str:
     )
 
 
+def stays_the_candidate(version: str, day: str = "this day") -> str:
+    """What a refused re-run of the canary candidate's own night adds wherever it is told (the
+    record, the notification, live_version_age): the earlier build stays the candidate."""
+    return f"{version}, an earlier build of {day}, stays the candidate"
+
+
 def failure_text(
     job: str,
     partition: str,
@@ -178,7 +184,7 @@ def failure_text(
     if gate_refused:
         after = f"; live: {live}" if live else ""
         if kept_candidate:
-            after += f"; {kept_candidate}, an earlier build of this day, stays the candidate"
+            after += f"; {stays_the_candidate(kept_candidate)}"
         return f":no_entry: {where} gate refused: {detail}. Nothing was published{after}."
     return f":x: {where} crashed: {detail}"
 

@@ -94,7 +94,7 @@ from ltr_assets.gate.versions import list_versions, versions_table
 from ltr_assets.ingest.day import DayNotOver, EmptyDay, check_day_over, ingest_with_fallback
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import SourceError
-from ltr_assets.notify import notify, undelivered
+from ltr_assets.notify import notify, stays_the_candidate, undelivered
 from ltr_assets.registry.local import LocalRegistry, PublishResult
 from ltr_assets.registry.publication import PruneReport, live_version_age
 from ltr_core.artifacts.format import InvalidPointer
@@ -404,7 +404,7 @@ def published_weights(
         outcome = refusal_outcome(refused.checks)
         kept = _candidate_of_day(registry, context.partition_key)
         if kept:  # a re-run of the candidate's own night, refused: the earlier build stays
-            outcome += f"; {kept}, an earlier build of this day, stays the candidate"
+            outcome += f"; {stays_the_candidate(kept)}"
         context.log.info(f"published_weights[{context.partition_key}]: {outcome}")
         refused_live = live_metadata(registry)
         yield MaterializeResult(

@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ltr_assets.notify import stays_the_candidate
 from ltr_assets.registry.local import LocalRegistry, PublishResult
 from ltr_assets.registry.s3_mirror import S3Mirror, SyncReport, sync
 from ltr_core.artifacts.format import InvalidPointer, RegistryError
@@ -257,7 +258,7 @@ def live_version_age(
     candidate after D's re-run was refused (said, so "refused" is not read as its fate)."""
     night = f"; {day}'s candidate was refused by the gate: {'; '.join(refused)}" if refused else ""
     if refused and kept_candidate:
-        night += f"; {kept_candidate}, an earlier build of {day}, stays the canary candidate"
+        night += f"; {stays_the_candidate(kept_candidate, str(day))}"
     on = max(day, newest_night) if newest_night is not None else day
     named = f"{on}, the newest night run" if on != day else f"{day}"
 

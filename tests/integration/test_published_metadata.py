@@ -147,5 +147,5 @@ def test_under_canary_the_first_version_goes_live_and_the_next_becomes_the_candi
         if e.asset_check_evaluation and e.asset_check_evaluation.check_name == "live_version_age"
     ]
     assert str(age.description).endswith(
-        f"{canary['version']}, an earlier build of 2026-11-03, stays the canary candidate"
+        f"{canary['version']}, an earlier build of 2026-11-03, stays the candidate"
     )
