@@ -60,7 +60,10 @@ class ScoringPool:
         self, timeout_s: float, workers: int = SCORING_WORKERS, max_waiting: int = MAX_WAITING
     ) -> None:
         if timeout_s <= 0 or workers < 1 or max_waiting < 0:
-            raise ValueError("a scoring pool needs a positive timeout and at least one worker")
+            raise ValueError(
+                "a scoring pool needs a positive timeout, at least one worker and a line of 0 "
+                "or more"
+            )
         self.timeout_s = timeout_s
         self.workers = workers
         self.max_waiting = max_waiting

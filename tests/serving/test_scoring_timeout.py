@@ -187,12 +187,28 @@ def test_a_retry_answered_while_its_first_request_is_refused_logs_the_list(
 # -- the pool ----------------------------------------------------------------------------------
 
 
-def test_the_pool_times_out_counts_stuck_workers_and_refuses_when_full() -> None:
-    release = threading.Event()
+def _blocked_until(release: threading.Event, answer: str) -> Callable[[], str]:
+    """A scorer that holds its worker until `release` is set, then answers."""
 
     def blocked() -> str:
         release.wait(30)
-        return "late"
+        return answer
+
+    return blocked
+
+
+async def _until_idle(pool: ScoringPool) -> None:
+    """Until no worker is busy (the released ones returned), at most 2 s."""
+    for _ in range(200):
+        if pool.busy == 0:
+            break
+        await asyncio.sleep(0.01)
+
+
+def test_the_pool_times_out_counts_stuck_workers_and_refuses_when_full() -> None:
+    release = threading.Event()
+
+    blocked = _blocked_until(release, "late")
 
     async def scenario() -> None:
         pool = ScoringPool(timeout_s=0.05, workers=2)
@@ -206,10 +222,7 @@ def test_the_pool_times_out_counts_stuck_workers_and_refuses_when_full() -> None
             await pool.run(lambda: "refused")
         assert time.perf_counter() - start < 0.05  # refused without waiting
         release.set()
-        for _ in range(200):
-            if pool.busy == 0:
-                break
-            await asyncio.sleep(0.01)
+        await _until_idle(pool)
         assert (pool.busy, pool.stuck) == (0, 0)
         assert await pool.run(lambda: "again") == "again"
         with pytest.raises(ZeroDivisionError):  # the scorer's own error reaches the caller
@@ -227,9 +240,7 @@ def test_a_request_waits_in_line_for_a_worker_within_the_timeout() -> None:
     release = threading.Event()
     order: list[str] = []
 
-    def blocked() -> str:
-        release.wait(30)
-        return "first"
+    blocked = _blocked_until(release, "first")
 
     def quick(name: str) -> Callable[[], str]:
         def score() -> str:
@@ -284,9 +295,7 @@ def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
     and none is lost from the pool. Behind stuck workers only, a request is refused at once."""
     release = threading.Event()
 
-    def blocked() -> str:
-        release.wait(30)
-        return "blocked"
+    blocked = _blocked_until(release, "blocked")
 
     async def scenario() -> None:
         pool = ScoringPool(timeout_s=5.0, workers=1)
@@ -315,10 +324,7 @@ def test_a_request_that_leaves_the_line_passes_its_turn_on() -> None:
         with pytest.raises(ScoringBusy, match="busy with requests that timed out"):
             await pool.run(lambda: "refused")
         release.set()
-        for _ in range(200):
-            if pool.busy == 0:
-                break
-            await asyncio.sleep(0.01)
+        await _until_idle(pool)
         assert (pool.busy, pool.stuck, pool.waiting) == (0, 0, 0)
         assert await pool.run(lambda: "again") == "again"
         pool.shutdown()
