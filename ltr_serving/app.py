@@ -18,9 +18,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ltr_core.rank_api import RankRequest
 from ltr_core.settings import Settings
@@ -215,6 +217,15 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A 405's Allow header names the methods of the one route that matched the path; every
+        # GET path here answers HEAD too (/ltr/health and /metrics by a route of their own).
+        allow = (exc.headers or {}).get("Allow", "").split(", ")
+        if exc.status_code == 405 and "GET" in allow and "HEAD" not in allow:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join([*allow, "HEAD"])}
+        return await http_exception_handler(request, exc)
 
     app.router.routes.insert(0, ranking.route)  # first: the hot path is matched first
     app.include_router(health.router)

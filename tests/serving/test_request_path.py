@@ -222,3 +222,25 @@ def test_rank_is_timed_by_status_and_an_unexpected_failure_is_a_logged_500(
         method = "GET" if status == "405" else "POST"
         labels = f'method="{method}",route="/rank",status="{status}"'
         assert metric_value(text, name, labels) == count, (status, text)
+
+
+def test_a_405_names_every_method_the_path_answers(
+    publisher: Publisher, start_server: Callable[[], RunningServer]
+) -> None:
+    """The Allow header of a 405 lists exactly the methods that path serves: HEAD beside GET on
+    every GET path (health checks and scrapers use it), POST alone on the POST endpoints."""
+    publisher.publish(weights_for(1))
+    server = start_server()
+    with server.client() as client:
+        paths = [*client.get("/openapi.json").json()["paths"], "/docs", "/redoc"]
+        for path in paths:
+            refused = client.request("PATCH", path)
+            assert refused.status_code == 405, path
+            allowed = refused.headers["allow"].split(", ")
+            for method in allowed:
+                answer = client.request(method, path, json={} if method == "POST" else None)
+                assert answer.status_code != 405, (path, method)
+            if "GET" in allowed:
+                assert "HEAD" in allowed, path
+        assert client.request("DELETE", "/ltr/health").headers["allow"] == "GET, HEAD"
+        assert client.request("PUT", "/rank").headers["allow"] == "POST"
