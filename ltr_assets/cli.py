@@ -1,4 +1,5 @@
-"""`ltr`: the command line (simulate events, inspect and roll back the registry, run the demo)."""
+"""`ltr`: the command line (simulate events, inspect and roll back the registry, run a night by
+hand, run the demo)."""
 
 from __future__ import annotations
 
@@ -439,29 +440,63 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(host=args.host, port=args.port)
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """The demo launches its runs on the Dagster instance in DAGSTER_HOME (so the UI shows
-    them): without one, say how to make it rather than fail inside Dagster."""
+def _without_instance(command: str) -> bool:
+    """`ltr demo` and `ltr night` record their runs in the Dagster instance in DAGSTER_HOME (so
+    the UI shows them): without one, say how to make it rather than fail inside Dagster."""
     home = os.environ.get("DAGSTER_HOME", "")
-    if not home or not Path(home).is_dir():
-        where = f"DAGSTER_HOME={home!r} is not a directory" if home else "DAGSTER_HOME is not set"
-        # the path itself, not "$LTR_HOME/dagster": pasted into a shell without LTR_HOME set,
-        # that would be /dagster
-        ltr_home = Settings.from_env().home.resolve()
-        instance = shlex.quote(str(ltr_home / "dagster"))
-        config = shlex.quote(str(Path(__file__).resolve().parents[1] / "dagster.yaml"))
-        ltr = shlex.quote(str(Path(sys.executable).parent / "ltr"))
-        print(
-            f"ltr demo: {where}. The demo records its runs in a Dagster instance there: "
-            "`make demo` makes one ($LTR_HOME/dagster with the repository's dagster.yaml); by "
-            f"hand: mkdir -p {instance} && cp {config} {instance}/ && "
-            f"LTR_HOME={shlex.quote(str(ltr_home))} DAGSTER_HOME={instance} {ltr} demo",
-            file=sys.stderr,
-        )
+    if home and Path(home).is_dir():
+        return False
+    where = f"DAGSTER_HOME={home!r} is not a directory" if home else "DAGSTER_HOME is not set"
+    # the path itself, not "$LTR_HOME/dagster": pasted into a shell without LTR_HOME set,
+    # that would be /dagster
+    ltr_home = Settings.from_env().home.resolve()
+    instance = shlex.quote(str(ltr_home / "dagster"))
+    config = shlex.quote(str(Path(__file__).resolve().parents[1] / "dagster.yaml"))
+    ltr = shlex.quote(str(Path(sys.executable).parent / "ltr"))
+    print(
+        f"ltr {command.split()[0]}: {where}. It records its runs in a Dagster instance there: "
+        "`make demo` makes one ($LTR_HOME/dagster with the repository's dagster.yaml); by "
+        f"hand: mkdir -p {instance} && cp {config} {instance}/ && "
+        f"LTR_HOME={shlex.quote(str(ltr_home))} DAGSTER_HOME={instance} {ltr} {command}",
+        file=sys.stderr,
+    )
+    return True
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if _without_instance("demo"):
         return 2
     from ltr_assets.demo import run_demo
 
     return run_demo(days=args.days, seed=args.seed)
+
+
+def _night(args: argparse.Namespace) -> int:
+    """One night by hand, in the foreground: what the schedule launches (for operators without
+    a daemon, or who want to watch it). The reload the sensors would request follows when the
+    registry's pointers moved."""
+    if _without_instance(f"night {args.day}"):
+        return 2
+    from ltr_assets.defs.launch import NightRefused, run_night
+
+    settings = Settings.from_env()
+    registry = _registry(settings)
+    before = (registry.latest_version(), registry.candidate_version())
+    try:
+        report = run_night(args.day.isoformat(), refresh=not args.no_refresh)
+    except NightRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outcome = report.outcome
+    print(f"night {report.day}: {outcome.reason or outcome.outcome} (run {report.run_id})")
+    for refresh in report.refreshes:
+        state = "refreshed" if refresh.success else "FAILED"
+        print(f"label refresh {refresh.day}: {state} (run {refresh.run_id})")
+    live, candidate = registry.latest_version(), registry.candidate_version()
+    reloaded = True
+    if live is not None and (live, candidate) != before:
+        reloaded = _request_reload(settings, live, candidate)
+    return 0 if report.ok and reloaded else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -565,6 +600,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_demo)
+
+    night = sub.add_parser(
+        "night",
+        help="run one night of the pipeline now, in the foreground, as the schedule would",
+        description="Runs ltr_daily_job for DAY in this process on the Dagster instance in "
+        "DAGSTER_HOME (the UI lists the run, tagged with its outcome), then the label refresh "
+        "of the days whose matrix is older than their raw events (the day before DAY), and "
+        "asks LTR_SERVING_URL to reload when the live version or the candidate moved. Refused "
+        "while another pipeline run is queued or in progress. Exit status: 0 published or "
+        "refused by the gate; 1 a run failed (or the reload); 2 it could not start.",
+    )
+    night.add_argument("day", type=_day_argument, help="the partition, YYYY-MM-DD")
+    night.add_argument(
+        "--no-refresh", action="store_true", help="skip the label refresh after the night"
+    )
+    night.set_defaults(func=_night)
     return parser
 
 

@@ -882,7 +882,8 @@ class Settings(BaseSettings):
         1000,
         validation_alias="LTR_PROPENSITY_MIN_SWAPPED",
         description="LTR_PROPENSITY_METHOD=auto: the swapped impressions a position's "
-        "intervention estimate must rest on to replace the click model's",
+        "intervention estimate must rest on to replace the click model's (both of each swap: "
+        "a swap(1, k) counts two)",
     )
     propensity_clip: Annotated[Float, Range(0.001, 1)] = Field(
         0.05,

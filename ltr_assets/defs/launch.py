@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import TracebackType
 
-from dagster import DagsterInstance, DagsterRunStatus, JobExecutionResult
+from dagster import DagsterInstance, DagsterRunStatus, JobExecutionResult, RunsFilter
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
@@ -25,6 +27,9 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from ltr_assets.defs.jobs import PIPELINE_TAGS
+from ltr_assets.defs.partitions import daily_partitions
+from ltr_assets.defs.refresh import UNFINISHED, stale_matrices
 from ltr_assets.defs.sensors import TAGGED_JOBS, RunOutcome, tag_run_outcome
 
 # workspace.yaml loads `python_module: ltr_assets.definitions` without a location_name, so
@@ -132,3 +137,78 @@ class LocationLauncher:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class NightRefused(Exception):
+    """The night cannot run now: the day is no partition, or another pipeline run is unfinished."""
+
+
+@dataclass(frozen=True)
+class Refresh:
+    day: str
+    run_id: str
+    success: bool
+
+
+@dataclass(frozen=True)
+class NightReport:
+    """What `ltr night` ran: the daily run and its outcome, and the label refreshes after it."""
+
+    day: str
+    run_id: str
+    outcome: RunOutcome
+    refreshes: list[Refresh] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """The pipeline did its work (a gate refusal is a decision, not a failure)."""
+        finished = self.outcome.outcome in ("published", "gate_refused", "succeeded")
+        return finished and all(refresh.success for refresh in self.refreshes)
+
+
+def run_night(day: str, refresh: bool = True) -> NightReport:
+    """`night` on the instance in DAGSTER_HOME (`ltr night`)."""
+    with DagsterInstance.get() as instance:
+        return night(instance, day, refresh)
+
+
+def night(
+    instance: DagsterInstance,
+    day: str,
+    refresh: bool = True,
+    run_config: Mapping[str, object] | None = None,
+    now: datetime | None = None,
+) -> NightReport:
+    """Run ltr_daily_job for `day` in this process, as the schedule would launch it (same
+    location, tags and outcome tags), then the label refresh of every day of its window whose
+    matrix is now older than its raw events (the one before `day`, as the refresh sensor would
+    the morning after; the sensor itself looks only at today's window). Refused while
+    another pipeline run is queued or in progress: the pipeline runs one night at a time."""
+    now = now or datetime.now(UTC)
+    days = daily_partitions.get_partition_keys(current_time=now)
+    if day not in days:
+        span = f"from {days[0]} to {days[-1]}" if days else "none yet"
+        raise NightRefused(
+            f"{day} is not a partition of ltr_daily_job (its days run from LTR_START_DATE to "
+            f"yesterday, UTC: {span})"
+        )
+    for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags=PIPELINE_TAGS)):
+        run = record.dagster_run
+        partition = run.tags.get(PARTITION_NAME_TAG, "")
+        raise NightRefused(
+            f"{run.job_name} [{partition}] (run {run.run_id[:8]}) is {run.status.value.lower()}: "
+            "the pipeline runs one night at a time; wait for it, or cancel it in the UI"
+        )
+    config = run_config or {}
+    with LocationLauncher(instance) as launcher:
+        run = launcher.create_run("ltr_daily_job", day, config)
+        _, outcome = launcher.execute_and_tag(run)
+        assert outcome is not None, "ltr_daily_job is a tagged job"
+        refreshes = []
+        if refresh:  # the days of this night's window, as the sensor sees them the morning after
+            morning = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), UTC)
+            for matrix in stale_matrices(instance, morning):
+                if not matrix.waits_for:  # else a run someone else launched builds it
+                    result = launcher.launch("ltr_label_refresh_job", matrix.day, config)
+                    refreshes.append(Refresh(matrix.day, result.run_id, result.success))
+    return NightReport(day, run.run_id, outcome, refreshes)

@@ -38,7 +38,7 @@ from ltr_core.settings import Settings
 
 MATRIX = AssetKey("feature_matrix")
 EVENTS = AssetKey("raw_events")
-_UNFINISHED = [
+UNFINISHED = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
     DagsterRunStatus.STARTING,
@@ -80,7 +80,7 @@ def stale_matrices(instance: DagsterInstance, now: datetime) -> list[StaleMatrix
         EVENTS, materialized, set(days) | set(next_day.values())
     )
     busy: dict[str, str] = {}  # partition -> a run of it not finished
-    for record in instance.get_run_records(RunsFilter(statuses=_UNFINISHED)):
+    for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED)):
         run = record.dagster_run
         partition = run.tags.get(PARTITION_NAME_TAG)
         if partition:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ltr_assets.demo import CLIPPED_NOTE, estimate_text
 from ltr_assets.metrics.ranking import Interval
 from tests.support.cli import run_ltr
@@ -13,9 +15,16 @@ from tests.support.cli import run_ltr
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_ltr_demo_without_dagster_home_says_how_to_make_one(tmp_path: Path) -> None:
-    unset = run_ltr("demo", "--days", "1", home=tmp_path, DAGSTER_HOME="")
-    missing = run_ltr("demo", "--days", "1", home=tmp_path, DAGSTER_HOME=str(tmp_path / "nope"))
+@pytest.mark.parametrize(
+    ("argv", "again"),
+    [(["demo", "--days", "1"], "demo"), (["night", "2026-11-02"], "night 2026-11-02")],
+)
+def test_ltr_demo_without_dagster_home_says_how_to_make_one(
+    tmp_path: Path, argv: list[str], again: str
+) -> None:
+    """So does `ltr night`: the command to paste ends with the command given."""
+    unset = run_ltr(*argv, home=tmp_path, DAGSTER_HOME="")
+    missing = run_ltr(*argv, home=tmp_path, DAGSTER_HOME=str(tmp_path / "nope"))
     assert unset.returncode == missing.returncode == 2
     assert "DAGSTER_HOME is not set" in unset.stderr
     assert "is not a directory" in missing.stderr
@@ -29,7 +38,8 @@ def test_ltr_demo_without_dagster_home_says_how_to_make_one(tmp_path: Path) -> N
         assert f"LTR_HOME={tmp_path.resolve()} DAGSTER_HOME={tmp_path.resolve() / 'dagster'} " in (
             done.stderr
         )
-        assert done.stderr.rstrip().endswith("/ltr demo")
+        assert done.stderr.startswith(f"ltr {argv[0]}: ")
+        assert done.stderr.rstrip().endswith(f"/ltr {again}")
         assert "Traceback" not in done.stderr
 
 

@@ -1,0 +1,87 @@
+"""`ltr night DAY`: one night by hand, in the foreground, on the instance in DAGSTER_HOME, as the
+schedule would launch it: the run in the code location with its outcome tags, the label refresh
+of the day before, and a refusal while another pipeline run is unfinished."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._core.test_utils import create_run_for_test
+
+from ltr_assets.defs.jobs import PIPELINE_TAGS
+from ltr_assets.defs.launch import LOCATION_NAME
+from ltr_assets.defs.refresh import stale_matrices
+from ltr_assets.defs.sensors import OUTCOME_TAG, REASON_TAG
+from ltr_assets.registry.local import LocalRegistry
+from ltr_core.settings import Settings
+from tests.conftest import write_simulated_events
+from tests.support.cli import run_ltr
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ltr_night_runs_tags_refreshes_and_waits_for_no_one(
+    ltr_home: Path, small_data_gate: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+
+    # Day 1 alone is refused by the gate: a decision, exit 0; nothing older to refresh.
+    first = run_ltr("night", "2026-11-01", home=ltr_home)
+    assert first.returncode == 0, first.stderr
+    assert "night 2026-11-01: gate refused: min_samples: " in first.stdout
+    assert "label refresh" not in first.stdout
+
+    # Day 2 publishes, then day 1's matrix is rebuilt with the feedback ingested with day 2.
+    second = run_ltr("night", "2026-11-02", home=ltr_home)
+    assert second.returncode == 0, second.stderr
+    settings = Settings.from_env()
+    live = LocalRegistry(settings.registry_dir, None, settings.artifact_keys).latest_version()
+    assert live is not None
+    assert f"night 2026-11-02: published {live} (live)" in second.stdout
+    assert "label refresh 2026-11-01: refreshed" in second.stdout
+    assert "LTR_SERVING_URL not set" in second.stdout  # latest moved: the reload is asked for
+
+    with DagsterInstance.get() as instance:
+        morning = datetime(2026, 11, 3, tzinfo=UTC)  # day 2's window, as the sensor saw it
+        assert stale_matrices(instance, morning) == []  # day 1's matrix is new again
+        runs = {
+            (r.job_name, r.tags[PARTITION_NAME_TAG]): r for r in instance.get_runs(RunsFilter())
+        }
+        assert set(runs) == {
+            ("ltr_daily_job", "2026-11-01"),
+            ("ltr_daily_job", "2026-11-02"),
+            ("ltr_label_refresh_job", "2026-11-01"),
+        }
+        for run in runs.values():  # launched from the location the UI loads, as scheduled
+            assert run.status == DagsterRunStatus.SUCCESS
+            assert run.tags["dagster/code_location"] == LOCATION_NAME
+            assert run.tags["ltr/pipeline"] == "daily"
+        assert runs["ltr_daily_job", "2026-11-01"].tags[OUTCOME_TAG] == "gate_refused"
+        assert runs["ltr_daily_job", "2026-11-02"].tags[REASON_TAG] == f"published {live} (live)"
+
+        # Another pipeline run unfinished (the daemon's, say): refused before anything runs.
+        busy = create_run_for_test(
+            instance,
+            job_name="ltr_daily_job",
+            status=DagsterRunStatus.STARTED,
+            tags={**PIPELINE_TAGS, PARTITION_NAME_TAG: "2026-11-03"},
+        )
+        refused = run_ltr("night", "2026-11-03", home=ltr_home)
+        assert refused.returncode == 2
+        assert f"ltr_daily_job [2026-11-03] (run {busy.run_id[:8]}) is started" in refused.stderr
+        assert "one night at a time" in refused.stderr
+        assert len(instance.get_runs(RunsFilter(job_name="ltr_daily_job"))) == 3
+
+    outside = run_ltr("night", "2025-12-31", home=ltr_home)  # before LTR_START_DATE
+    assert outside.returncode == 2
+    assert "2025-12-31 is not a partition of ltr_daily_job" in outside.stderr
+    assert "from 2026-01-01 to " in outside.stderr
