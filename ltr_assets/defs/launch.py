@@ -30,7 +30,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from ltr_assets.defs.jobs import PIPELINE_TAGS
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.refresh import UNFINISHED, stale_matrices
-from ltr_assets.defs.sensors import TAGGED_JOBS, RunOutcome, tag_run_outcome
+from ltr_assets.defs.sensors import RunOutcome, carries_outcome, tag_run_outcome
 
 # workspace.yaml loads `python_module: ltr_assets.definitions` without a location_name, so
 # Dagster names the location after the module; the demo's runs must be grouped under it.
@@ -104,12 +104,12 @@ class LocationLauncher:
 
     def execute_and_tag(self, run: DagsterRun) -> tuple[JobExecutionResult, RunOutcome | None]:
         """Execute the run, then tag its outcome as the tagging sensors do for scheduled runs
-        (only for the jobs they watch); the outcome is None for the other jobs."""
+        (`carries_outcome`); the outcome is None for a run they leave untagged."""
         result = self.execute(run)
-        if run.job_name not in TAGGED_JOBS:
-            return result, None
         finished = self.instance.get_run_by_id(run.run_id)
         assert finished is not None, run.run_id
+        if not carries_outcome(finished):
+            return result, None
         return result, tag_run_outcome(self.instance, finished)
 
     def launch(

@@ -46,15 +46,25 @@ from ltr_assets.notify import Delivery, failure_text, notify, request_reload, un
 from ltr_core.settings import Settings, bearer_tokens
 from ltr_core.vocabulary import GateOutcome
 
-OUTCOME_TAG = "ltr/outcome"  # gate_refused | crashed | published | canceled: ltr_daily_job runs
+# gate_refused | published (ltr_daily_job runs) | crashed | canceled (runs of every job)
+OUTCOME_TAG = "ltr/outcome"
 # Beside it, the one line an operator needs in the runs list (Dagster runs have no description):
 # "gate refused: min_samples: 42 vs 100", "crashed: ltr_model: <error>",
 # "published <version> (live)".
 REASON_TAG = "ltr/reason"
 REASON_MAX_CHARS = 200
 PUBLISHED_ASSET = "published_weights"
-# The jobs whose finished runs carry the two tags (the tagging sensors' monitored jobs).
+# The jobs whose successful runs carry the two tags (published or refused); a failed or canceled
+# run of any job of the location carries them too (a crashed label refresh or rollback).
 TAGGED_JOBS = frozenset({ltr_daily_job.name})
+
+
+def carries_outcome(run: DagsterRun) -> bool:
+    """Whether a finished run is tagged with its outcome (TAGGED_JOBS)."""
+    failed = run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    return failed or run.job_name in TAGGED_JOBS
+
+
 # How many of published_weights' records since the last tick the reload sensor reads to find a
 # publication; past that many it reloads without looking (a reload that moves nothing is harmless).
 RECORDS_PER_TICK = 100
@@ -537,11 +547,10 @@ def tag_published_runs(context: RunStatusSensorContext) -> SkipReason | None:
 
 
 @run_failure_sensor(
-    monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
-    description="Tags a failed ltr_daily_job run ltr/outcome=crashed and ltr/reason with the "
-    "one-line why (the step and its error, or the failing check: online_decision could not "
-    "apply its decision).",
+    description="Tags a failed run (of any job: the nightly one, a label refresh, a rollback) "
+    "ltr/outcome=crashed and ltr/reason with the one-line why (the step and its error, or the "
+    "failing check: online_decision could not apply its decision).",
 )
 def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
     return _tag(context)
@@ -549,9 +558,8 @@ def tag_failed_runs(context: RunFailureSensorContext) -> SkipReason | None:
 
 @run_status_sensor(
     run_status=DagsterRunStatus.CANCELED,
-    monitored_jobs=[ltr_daily_job],
     default_status=DefaultSensorStatus.RUNNING,
-    description="Tags a canceled ltr_daily_job run ltr/outcome=canceled and ltr/reason with the "
+    description="Tags a canceled run (of any job) ltr/outcome=canceled and ltr/reason with the "
     "steps it was in (a canceled re-execution no longer shows its parent's tags).",
 )
 def tag_canceled_runs(context: RunStatusSensorContext) -> SkipReason | None:

@@ -81,6 +81,13 @@ def test_launched_runs_carry_the_origin_partition_outcome_and_reason(
         assert crashed.tags[REASON_TAG].startswith("crashed: ltr_model: ")
         # the user's exception, not Dagster's wrapper around it
         assert "Error occurred while executing" not in crashed.tags[REASON_TAG]
+        # A refresh that crashes is tagged like a crashed night: the runs list shows it.
+        (ltr_home / "lake" / "raw_events" / "2026-11-02.parquet").write_bytes(b"not parquet")
+        crashed_refresh = launcher.launch("ltr_label_refresh_job", "2026-11-02", QUIET)
+        assert not crashed_refresh.success
+        tags = run_by_id(instance, crashed_refresh.run_id).tags
+        assert tags[OUTCOME_TAG] == "crashed"
+        assert tags[REASON_TAG].startswith("crashed: feature_matrix: ")
     for run in (refused, published, crashed):
         assert "\n" not in run.tags[REASON_TAG] and len(run.tags[REASON_TAG]) <= REASON_MAX_CHARS
 
@@ -88,4 +95,4 @@ def test_launched_runs_carry_the_origin_partition_outcome_and_reason(
     gate_refused = instance.get_runs(RunsFilter(tags={OUTCOME_TAG: "gate_refused"}))
     assert [r.run_id for r in gate_refused] == [refused.run_id]
     in_location = instance.get_runs(RunsFilter(tags={"dagster/code_location": LOCATION_NAME}))
-    assert len(in_location) == 4
+    assert len(in_location) == 5
