@@ -281,7 +281,13 @@ def _request_reload(settings: Settings, live: str, candidate: str | None) -> boo
     from ltr_assets.notify import request_reload
 
     tokens = bearer_tokens(settings.serving.reload_token)  # the first: the newest
-    delivery = request_reload(settings.serving.url, tokens[0] if tokens else "")
+    if not tokens:
+        print(
+            f"reload: FAILED LTR_RELOAD_TOKEN is not set, so {settings.serving.url} cannot be "
+            "asked to reload: set it to the service's token, or let its poller pick it up"
+        )
+        return False
+    delivery = request_reload(settings.serving.url, tokens[0])
     if not delivery.ok:
         print(f"reload: FAILED {delivery.error}")
         return False
@@ -477,16 +483,27 @@ def _night(args: argparse.Namespace) -> int:
     registry's pointers moved."""
     if _without_instance(f"night {args.day}"):
         return 2
-    from ltr_assets.defs.launch import NightRefused, run_night
+    from ltr_assets.defs.launch import NightInterrupted, NightRefused, run_night
 
     settings = Settings.from_env()
     registry = _registry(settings)
     before = (registry.latest_version(), registry.candidate_version())
+    again = f"re-run `ltr night {args.day.isoformat()}`"
     try:
         report = run_night(args.day.isoformat(), refresh=not args.no_refresh)
     except NightRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NightInterrupted as exc:
+        print(
+            f"interrupted: {exc.job_name} [{exc.day}] (run {exc.run_id}) failed, interrupted; "
+            f"nothing was started after it: {again}",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        print(f"interrupted before the night's run started: {again}", file=sys.stderr)
+        return 130
     outcome = report.outcome
     print(f"night {report.day}: {outcome.reason or outcome.outcome} (run {report.run_id})")
     for refresh in report.refreshes:

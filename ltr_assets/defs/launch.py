@@ -11,14 +11,25 @@ executor), then tags the outcome as the tagging sensors would (`ltr/outcome`, `l
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
-from dagster import DagsterInstance, DagsterRunStatus, JobExecutionResult, RunsFilter
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    JobExecutionResult,
+    RunsFilter,
+)
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
@@ -143,6 +154,14 @@ class NightRefused(Exception):
     """The night cannot run now: the day is no partition, or another pipeline run is unfinished."""
 
 
+class NightInterrupted(Exception):
+    """Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stopped a run; nothing after it started."""
+
+    def __init__(self, job_name: str, day: str, run_id: str) -> None:
+        super().__init__(f"{job_name} [{day}] (run {run_id}) was interrupted")
+        self.job_name, self.day, self.run_id = job_name, day, run_id
+
+
 @dataclass(frozen=True)
 class Refresh:
     day: str
@@ -166,10 +185,45 @@ class NightReport:
         return finished and all(refresh.success for refresh in self.refreshes)
 
 
+# Held while `ltr night` checks for other pipeline runs, creates its own and runs it: a second
+# `ltr night` on the same instance is refused instead of running beside it.
+NIGHT_LOCK = "ltr-night.lock"
+
+
 def run_night(day: str, refresh: bool = True) -> NightReport:
-    """`night` on the instance in DAGSTER_HOME (`ltr night`)."""
+    """`night` on the instance in DAGSTER_HOME (`ltr night`), one at a time."""
     with DagsterInstance.get() as instance:
-        return night(instance, day, refresh)
+        lock_path = Path(instance.root_directory) / NIGHT_LOCK
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise NightRefused(
+                    f"another `ltr night` is running on this instance ({lock_path} is locked): "
+                    "the pipeline runs one night at a time"
+                ) from None
+            with _hangup_and_term_as_interrupt():
+                return night(instance, day, refresh)
+
+
+@contextlib.contextmanager
+def _hangup_and_term_as_interrupt() -> Iterator[None]:
+    """SIGHUP (the terminal closed) and SIGTERM act as Ctrl-C: Dagster then ends the run it is
+    executing as failed. By default either would kill the process and leave the run STARTED for
+    good, holding the pipeline's one-at-a-time slot against every later night."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def night(
@@ -181,9 +235,10 @@ def night(
 ) -> NightReport:
     """Run ltr_daily_job for `day` in this process, as the schedule would launch it (same
     location, tags and outcome tags), then the label refresh of every day of its window whose
-    matrix is now older than its raw events (the one before `day`, as the refresh sensor would
-    the morning after; the sensor itself looks only at today's window). Refused while
-    another pipeline run is queued or in progress: the pipeline runs one night at a time."""
+    matrix is now older than its raw events (the one before `day`: what the refresh sensor
+    launches after a nightly run; the sensor itself looks only at today's window). Refused while
+    another pipeline run is queued or in progress: the pipeline runs one night at a time. An
+    interrupted run raises NightInterrupted, and nothing runs after it."""
     now = now or datetime.now(UTC)
     days = daily_partitions.get_partition_keys(current_time=now)
     if day not in days:
@@ -197,18 +252,52 @@ def night(
         partition = run.tags.get(PARTITION_NAME_TAG, "")
         raise NightRefused(
             f"{run.job_name} [{partition}] (run {run.run_id[:8]}) is {run.status.value.lower()}: "
-            "the pipeline runs one night at a time; wait for it, or cancel it in the UI"
+            "the pipeline runs one night at a time; wait for it. If no process runs it any "
+            "more (its terminal was killed), end it: in the UI, Terminate, then Force "
+            "termination"
         )
     config = run_config or {}
     with LocationLauncher(instance) as launcher:
-        run = launcher.create_run("ltr_daily_job", day, config)
-        _, outcome = launcher.execute_and_tag(run)
+        run_id, _, outcome = _run_to_the_end(launcher, "ltr_daily_job", day, config)
         assert outcome is not None, "ltr_daily_job is a tagged job"
         refreshes = []
         if refresh:  # the days of this night's window, as the sensor sees them the morning after
             morning = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), UTC)
             for matrix in stale_matrices(instance, morning):
                 if not matrix.waits_for:  # else a run someone else launched builds it
-                    result = launcher.launch("ltr_label_refresh_job", matrix.day, config)
-                    refreshes.append(Refresh(matrix.day, result.run_id, result.success))
-    return NightReport(day, run.run_id, outcome, refreshes)
+                    refresh_id, success, _ = _run_to_the_end(
+                        launcher, "ltr_label_refresh_job", matrix.day, config
+                    )
+                    refreshes.append(Refresh(matrix.day, refresh_id, success))
+    return NightReport(day, run_id, outcome, refreshes)
+
+
+def _run_to_the_end(
+    launcher: LocationLauncher, job_name: str, day: str, config: Mapping[str, object]
+) -> tuple[str, bool, RunOutcome | None]:
+    """Create and execute one run: its id, whether it succeeded, its outcome if tagged. Whatever
+    stops this process on the way (Ctrl-C before the run started, an error), the run is not
+    left unfinished: it would block every later night."""
+    instance = launcher.instance
+    run = launcher.create_run(job_name, day, config)
+    try:
+        result, outcome = launcher.execute_and_tag(run)
+    finally:
+        current = instance.get_run_by_id(run.run_id)
+        if current is not None and current.status in UNFINISHED:
+            instance.report_run_canceled(current, message="`ltr night` stopped before it ended")
+            tag_run_outcome(instance, current)
+    if _interrupted(instance, run.run_id):
+        raise NightInterrupted(job_name, day, run.run_id)
+    return run.run_id, result.success, outcome
+
+
+def _interrupted(instance: DagsterInstance, run_id: str) -> bool:
+    """Whether a step of the run failed because the process was interrupted (Ctrl-C, or a
+    SIGTERM or SIGHUP `_hangup_and_term_as_interrupt` forwards)."""
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        data = entry.dagster_event.step_failure_data if entry.dagster_event else None
+        error = data.error if data is not None else None
+        if error is not None and error.cls_name == "DagsterExecutionInterruptedError":
+            return True
+    return False

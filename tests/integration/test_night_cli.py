@@ -4,7 +4,13 @@ of the day before, and a refusal while another pipeline run is unfinished."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +20,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 
 from ltr_assets.defs.jobs import PIPELINE_TAGS
-from ltr_assets.defs.launch import LOCATION_NAME
+from ltr_assets.defs.launch import LOCATION_NAME, NIGHT_LOCK
 from ltr_assets.defs.refresh import stale_matrices
 from ltr_assets.defs.sensors import OUTCOME_TAG, REASON_TAG
 from ltr_assets.registry.local import LocalRegistry
@@ -41,14 +47,15 @@ def test_ltr_night_runs_tags_refreshes_and_waits_for_no_one(
     assert "label refresh" not in first.stdout
 
     # Day 2 publishes, then day 1's matrix is rebuilt with the feedback ingested with day 2.
-    second = run_ltr("night", "2026-11-02", home=ltr_home)
-    assert second.returncode == 0, second.stderr
+    # latest moved, so the service is asked to reload: without the token it cannot be (exit 1).
+    second = run_ltr("night", "2026-11-02", home=ltr_home, LTR_SERVING_URL="http://127.0.0.1:9")
+    assert second.returncode == 1, second.stderr
     settings = Settings.from_env()
     live = LocalRegistry(settings.registry_dir, None, settings.artifact_keys).latest_version()
     assert live is not None
     assert f"night 2026-11-02: published {live} (live)" in second.stdout
     assert "label refresh 2026-11-01: refreshed" in second.stdout
-    assert "LTR_SERVING_URL not set" in second.stdout  # latest moved: the reload is asked for
+    assert "reload: FAILED LTR_RELOAD_TOKEN is not set" in second.stdout
 
     with DagsterInstance.get() as instance:
         morning = datetime(2026, 11, 3, tzinfo=UTC)  # day 2's window, as the sensor saw it
@@ -85,3 +92,67 @@ def test_ltr_night_runs_tags_refreshes_and_waits_for_no_one(
     assert outside.returncode == 2
     assert "2025-12-31 is not a partition of ltr_daily_job" in outside.stderr
     assert "from 2026-01-01 to " in outside.stderr
+
+
+def _first_run_started(dagster_home: Path, timeout_s: float = 120) -> str:
+    deadline = time.monotonic() + timeout_s
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        while time.monotonic() < deadline:
+            started = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+            if started:
+                return started[0].run_id
+            time.sleep(0.1)
+    raise AssertionError("no run started")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+def test_a_night_stopped_by_a_closed_terminal_or_ctrl_c_ends_its_run_and_blocks_no_later_night(
+    ltr_home: Path,
+    small_data_gate: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    signum: signal.Signals,
+) -> None:
+    """SIGHUP used to kill the command with its run left STARTED, refusing every later night
+    (the daemon's too: the pipeline's one slot stayed taken); Ctrl-C failed the run and went on
+    to the label refresh. Now both end the run as failed and stop there, exit 130."""
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home)
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    env = {**os.environ, "LTR_HOME": str(ltr_home)}
+    command = [sys.executable, "-m", "ltr_assets.launcher", "night", "2026-11-01"]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = _first_run_started(dagster_home)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert f"interrupted: ltr_daily_job [2026-11-01] (run {run_id}) failed" in stderr
+    assert "re-run `ltr night 2026-11-01`" in stderr
+    with DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(RunsFilter())  # nothing was started after it
+        assert (run.run_id, run.status) == (run_id, DagsterRunStatus.FAILURE)
+
+    again = run_ltr("night", "2026-11-01", home=ltr_home)  # not refused: no run holds the slot
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_second_ltr_night_on_the_instance_is_refused_while_one_runs(
+    ltr_home: Path, tmp_path: Path
+) -> None:
+    """Two `ltr night` started together both passed the check for unfinished runs before either
+    had created its run, and ran side by side; the instance's lock lets one through."""
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home)
+    with (dagster_home / NIGHT_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `ltr night` holds it
+        refused = run_ltr("night", "2026-11-01", home=ltr_home, DAGSTER_HOME=str(dagster_home))
+    assert refused.returncode == 2
+    assert "another `ltr night` is running on this instance" in refused.stderr
