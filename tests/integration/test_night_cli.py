@@ -105,7 +105,7 @@ def _first_run_started(dagster_home: Path, timeout_s: float = 120) -> str:
     raise AssertionError("no run started")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT, signal.SIGTERM])
 def test_a_night_stopped_by_a_closed_terminal_or_ctrl_c_ends_its_run_and_blocks_no_later_night(
     ltr_home: Path,
     small_data_gate: None,
@@ -115,7 +115,7 @@ def test_a_night_stopped_by_a_closed_terminal_or_ctrl_c_ends_its_run_and_blocks_
 ) -> None:
     """SIGHUP used to kill the command with its run left STARTED, refusing every later night
     (the daemon's too: the pipeline's one slot stayed taken); Ctrl-C failed the run and went on
-    to the label refresh. Now both end the run as failed and stop there, exit 130."""
+    to the label refresh. Now they (and SIGTERM) end the run as failed and stop there, exit 130."""
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
