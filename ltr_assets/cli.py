@@ -502,7 +502,7 @@ def _night(args: argparse.Namespace) -> int:
         )
         return 130
     except KeyboardInterrupt:
-        print(f"interrupted before the night's run started: {again}", file=sys.stderr)
+        print(f"interrupted outside a run (none was left unfinished): {again}", file=sys.stderr)
         return 130
     outcome = report.outcome
     print(f"night {report.day}: {outcome.reason or outcome.outcome} (run {report.run_id})")
