@@ -37,6 +37,7 @@ from ltr_core.scoring import make_scorer
 from ltr_core.settings import ConfigError, Settings, bearer_tokens
 
 if TYPE_CHECKING:
+    from ltr_assets.defs.launch import NightReport
     from ltr_assets.registry.s3_mirror import S3Mirror
 
 
@@ -495,15 +496,25 @@ def _night(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NightInterrupted as exc:
+        if exc.night is not None:  # the night finished; its label refresh was interrupted
+            _night_done(exc.night, settings, registry, before)
+            again = "the refresh sensor (or ltr_label_refresh_job in the UI) refreshes the rest"
         print(
-            f"interrupted: {exc.job_name} [{exc.day}] (run {exc.run_id}) failed, interrupted; "
-            f"nothing was started after it: {again}",
+            f"interrupted: {exc.run or 'between two runs'}; nothing was started after it: {again}",
             file=sys.stderr,
         )
         return 130
     except KeyboardInterrupt:
-        print(f"interrupted outside a run (none was left unfinished): {again}", file=sys.stderr)
+        print(f"interrupted before the night's run was created: {again}", file=sys.stderr)
         return 130
+    return 0 if _night_done(report, settings, registry, before) else 1
+
+
+def _night_done(
+    report: NightReport, settings: Settings, registry: LocalRegistry, before: tuple[Any, ...]
+) -> bool:
+    """Say what the night did; ask serving to reload when the pointers moved. True when the
+    night and its refreshes did their work and the reload, if asked for, happened."""
     outcome = report.outcome
     print(f"night {report.day}: {outcome.reason or outcome.outcome} (run {report.run_id})")
     for refresh in report.refreshes:
@@ -513,7 +524,7 @@ def _night(args: argparse.Namespace) -> int:
     reloaded = True
     if live is not None and (live, candidate) != before:
         reloaded = _request_reload(settings, live, candidate)
-    return 0 if report.ok and reloaded else 1
+    return report.ok and reloaded
 
 
 def build_parser() -> argparse.ArgumentParser:

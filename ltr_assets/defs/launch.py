@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import signal
 import sys
 import threading
@@ -30,6 +29,7 @@ from dagster import (
     JobExecutionResult,
     RunsFilter,
 )
+from dagster._core.events import RunFailureReason
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.remote_representation.code_location import InProcessCodeLocation
@@ -37,6 +37,7 @@ from dagster._core.remote_representation.external import RemoteJob
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.utils import make_new_run_id
 
 from ltr_assets.defs.jobs import PIPELINE_TAGS
 from ltr_assets.defs.partitions import daily_partitions
@@ -72,9 +73,14 @@ class LocationLauncher:
         return self.repository.get_full_job(job_name)
 
     def create_run(
-        self, job_name: str, partition_key: str | None, run_config: Mapping[str, object]
+        self,
+        job_name: str,
+        partition_key: str | None,
+        run_config: Mapping[str, object],
+        run_id: str | None = None,
     ) -> DagsterRun:
-        """A NOT_STARTED run as the scheduler creates it: the job's tags plus the partition,
+        """A NOT_STARTED run as the scheduler creates it (`run_id`, or a new one): the job's
+        tags plus the partition,
         the location's job snapshot and execution plan, the remote and code origins."""
         remote_job = self.remote_job(job_name)
         plan = self.location.get_execution_plan(
@@ -89,7 +95,7 @@ class LocationLauncher:
             tags[PARTITION_NAME_TAG] = partition_key
         return self.instance.create_run(
             job_name=job_name,
-            run_id=None,
+            run_id=run_id,
             run_config=run_config,
             resolved_op_selection=remote_job.resolved_op_selection,
             step_keys_to_execute=None,
@@ -155,11 +161,20 @@ class NightRefused(Exception):
 
 
 class NightInterrupted(Exception):
-    """Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stopped a run; nothing after it started."""
+    """Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stopped a run (ended, never left
+    unfinished); nothing after it started. `night`: the night's report when its daily run had
+    finished (the interrupt came in the label refresh)."""
 
-    def __init__(self, job_name: str, day: str, run_id: str) -> None:
-        super().__init__(f"{job_name} [{day}] (run {run_id}) was interrupted")
-        self.job_name, self.day, self.run_id = job_name, day, run_id
+    def __init__(self, run: str = "", night: NightReport | None = None) -> None:
+        super().__init__(f"interrupted: {run or 'between runs'}")
+        self.run = run  # "<job> [<day>] (run <id>) ended <status>"; "" between two runs
+        self.night = night
+
+
+def _interrupted_run(instance: DagsterInstance, job_name: str, day: str, run_id: str) -> str:
+    run = instance.get_run_by_id(run_id)
+    status = run.status.value.lower() if run is not None else "never created"
+    return f"{job_name} [{day}] (run {run_id}) ended {status}"
 
 
 @dataclass(frozen=True)
@@ -202,12 +217,12 @@ def run_night(day: str, refresh: bool = True) -> NightReport:
                     f"another `ltr night` is running on this instance ({lock_path} is locked): "
                     "the pipeline runs one night at a time"
                 ) from None
-            with _hangup_and_term_as_interrupt():
+            with hangup_and_term_as_interrupt():
                 return night(instance, day, refresh)
 
 
 @contextlib.contextmanager
-def _hangup_and_term_as_interrupt() -> Iterator[None]:
+def hangup_and_term_as_interrupt() -> Iterator[None]:
     """SIGHUP (the terminal closed) and SIGTERM act as Ctrl-C: Dagster then ends the run it is
     executing as failed. By default either would kill the process and leave the run STARTED for
     good, holding the pipeline's one-at-a-time slot against every later night."""
@@ -216,7 +231,13 @@ def _hangup_and_term_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
+        # SIGINT's handler now (Dagster's while a run executes), called here: re-sending SIGINT
+        # would be dropped where SIGINT is ignored (a command started in a script's background)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGHUP, signal.SIGTERM)}
     try:
@@ -260,16 +281,24 @@ def night(
     with LocationLauncher(instance) as launcher:
         run_id, _, outcome = _run_to_the_end(launcher, "ltr_daily_job", day, config)
         assert outcome is not None, "ltr_daily_job is a tagged job"
-        refreshes = []
-        if refresh:  # the days of this night's window, as the sensor sees them the morning after
-            morning = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), UTC)
+        report = NightReport(day, run_id, outcome)
+        if not refresh:
+            return report
+        # the days of this night's window, as the sensor sees them the morning after
+        morning = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), UTC)
+        try:
             for matrix in stale_matrices(instance, morning):
                 if not matrix.waits_for:  # else a run someone else launched builds it
                     refresh_id, success, _ = _run_to_the_end(
                         launcher, "ltr_label_refresh_job", matrix.day, config
                     )
-                    refreshes.append(Refresh(matrix.day, refresh_id, success))
-    return NightReport(day, run_id, outcome, refreshes)
+                    report.refreshes.append(Refresh(matrix.day, refresh_id, success))
+        except NightInterrupted as interrupted:
+            interrupted.night = report  # the night itself finished: say what it did
+            raise
+        except KeyboardInterrupt:  # between two refreshes
+            raise NightInterrupted(night=report) from None
+    return report
 
 
 def _run_to_the_end(
@@ -279,25 +308,46 @@ def _run_to_the_end(
     stops this process on the way (Ctrl-C before the run started, an error), the run is not
     left unfinished: it would block every later night."""
     instance = launcher.instance
-    run = launcher.create_run(job_name, day, config)
+    # The id is known before Dagster writes the run: an interrupt may come between its row and
+    # the rest of its creation.
+    run_id = make_new_run_id()
     try:
+        run = launcher.create_run(job_name, day, config, run_id)
         result, outcome = launcher.execute_and_tag(run)
-    finally:
-        current = instance.get_run_by_id(run.run_id)
-        if current is not None and current.status in UNFINISHED:
-            instance.report_run_canceled(current, message="`ltr night` stopped before it ended")
-            tag_run_outcome(instance, current)
-    if _interrupted(instance, run.run_id):
-        raise NightInterrupted(job_name, day, run.run_id)
-    return run.run_id, result.success, outcome
+    except KeyboardInterrupt:  # before or after Dagster's own handling of interrupts
+        _end_unfinished(instance, run_id)
+        raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id)) from None
+    except BaseException:
+        _end_unfinished(instance, run_id)
+        raise
+    if _interrupted(instance, run_id):
+        raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id))
+    return run_id, result.success, outcome
+
+
+def _end_unfinished(instance: DagsterInstance, run_id: str) -> None:
+    """Mark the run canceled if it exists and has not finished (interrupted before it started,
+    or while it was being created), tagged as such."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.status in UNFINISHED:
+        instance.report_run_canceled(run, message="`ltr night` was stopped before the run ended")
+        ended = instance.get_run_by_id(run_id)
+        assert ended is not None, run_id
+        tag_run_outcome(instance, ended)
 
 
 def _interrupted(instance: DagsterInstance, run_id: str) -> bool:
-    """Whether a step of the run failed because the process was interrupted (Ctrl-C, or a
-    SIGTERM or SIGHUP `_hangup_and_term_as_interrupt` forwards)."""
+    """Whether the run ended because the process was interrupted (Ctrl-C, or a SIGTERM or
+    SIGHUP `hangup_and_term_as_interrupt` forwards): a step failed with Dagster's interruption
+    error, or, interrupted between steps, the run itself ("interrupted unexpectedly")."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         data = entry.dagster_event.step_failure_data if entry.dagster_event else None
         error = data.error if data is not None else None
         if error is not None and error.cls_name == "DagsterExecutionInterruptedError":
+            return True
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
+        failure = entry.dagster_event.job_failure_data if entry.dagster_event else None
+        reason = failure.failure_reason if failure is not None else None
+        if reason == RunFailureReason.UNEXPECTED_TERMINATION:
             return True
     return False

@@ -10,17 +10,26 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 
+from ltr_assets.defs import launch
 from ltr_assets.defs.jobs import PIPELINE_TAGS
-from ltr_assets.defs.launch import LOCATION_NAME, NIGHT_LOCK
+from ltr_assets.defs.launch import (
+    LOCATION_NAME,
+    NIGHT_LOCK,
+    LocationLauncher,
+    NightInterrupted,
+    night,
+)
 from ltr_assets.defs.refresh import stale_matrices
 from ltr_assets.defs.sensors import OUTCOME_TAG, REASON_TAG
 from ltr_assets.registry.local import LocalRegistry
@@ -133,7 +142,7 @@ def test_a_night_stopped_by_a_closed_terminal_or_ctrl_c_ends_its_run_and_blocks_
             process.kill()
             process.wait()
     assert process.returncode == 130, stderr
-    assert f"interrupted: ltr_daily_job [2026-11-01] (run {run_id}) failed" in stderr
+    assert f"interrupted: ltr_daily_job [2026-11-01] (run {run_id}) ended failure" in stderr
     assert "re-run `ltr night 2026-11-01`" in stderr
     with DagsterInstance.get() as instance:
         (run,) = instance.get_runs(RunsFilter())  # nothing was started after it
@@ -157,3 +166,55 @@ def test_a_second_ltr_night_on_the_instance_is_refused_while_one_runs(
         refused = run_ltr("night", "2026-11-01", home=ltr_home, DAGSTER_HOME=str(dagster_home))
     assert refused.returncode == 2
     assert "another `ltr night` is running on this instance" in refused.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_interrupt_where_sigint_is_ignored(signum: signal.Signals) -> None:
+    """A script's background command starts with SIGINT ignored: SIGTERM or SIGHUP forwarded as
+    a SIGINT was dropped there (outside a run, where Dagster has no handler of its own), and
+    the night ran on to the end."""
+    # in another thread no handler is installed, and the signal would end the test process
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt), launch.hangup_and_term_as_interrupt():
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler runs before this ends
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupt_while_the_run_is_created_or_between_runs_leaves_none_unfinished(
+    ltr_home: Path, small_data_gate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster writes a run's row, then the rest of its creation: an interrupt in between left
+    it NOT_STARTED, refusing every later night. An interrupt after the night, before its
+    refresh, was reported as one before the night had run."""
+    write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
+    instance = DagsterInstance.ephemeral()
+    create_run = LocationLauncher.create_run
+
+    def interrupted_after_the_row(self: LocationLauncher, *args: Any) -> DagsterRun:
+        create_run(self, *args)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LocationLauncher, "create_run", interrupted_after_the_row)
+        with pytest.raises(NightInterrupted) as stopped:
+            night(instance, "2026-11-01")
+    (run,) = instance.get_runs(RunsFilter())
+    assert run.status == DagsterRunStatus.CANCELED  # ended, not left NOT_STARTED
+    assert run.tags[OUTCOME_TAG] == "canceled"
+    assert stopped.value.run == f"ltr_daily_job [2026-11-01] (run {run.run_id}) ended canceled"
+    assert stopped.value.night is None
+
+    def interrupt(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    night(instance, "2026-11-01")  # not refused: the canceled run holds nothing
+    monkeypatch.setattr(launch, "stale_matrices", interrupt)
+    with pytest.raises(NightInterrupted) as between:
+        night(instance, "2026-11-02")
+    assert between.value.run == ""  # between two runs
+    finished = between.value.night
+    assert finished is not None and finished.outcome.outcome == "published"
