@@ -229,22 +229,31 @@ def hangup_and_term_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        # SIGINT's handler now (Dagster's while a run executes), called here: re-sending SIGINT
-        # would be dropped where SIGINT is ignored (a command started in a script's background)
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
-        else:
-            raise KeyboardInterrupt
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGHUP, signal.SIGTERM)}
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGHUP, signal.SIGTERM)}
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT's handler now (Dagster's while a run executes), called here: re-sending SIGINT
+    would be dropped where SIGINT is ignored (a command started in a script's background)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def _forward_term_again() -> None:
+    """After a run, SIGTERM has SIGINT's handler (Dagster sets it so when its own handling
+    ends): ignored where SIGINT is. Within `hangup_and_term_as_interrupt` (SIGHUP is ours,
+    Dagster leaves it alone), SIGTERM is forwarded again."""
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGHUP) is _interrupt:
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def night(
@@ -313,7 +322,10 @@ def _run_to_the_end(
     run_id = make_new_run_id()
     try:
         run = launcher.create_run(job_name, day, config, run_id)
-        result, outcome = launcher.execute_and_tag(run)
+        try:
+            result, outcome = launcher.execute_and_tag(run)
+        finally:
+            _forward_term_again()
     except KeyboardInterrupt:  # before or after Dagster's own handling of interrupts
         _end_unfinished(instance, run_id)
         raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id)) from None

@@ -20,6 +20,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
+from dagster._utils.interrupts import capture_interrupts
 
 from ltr_assets.defs import launch
 from ltr_assets.defs.jobs import PIPELINE_TAGS
@@ -168,16 +169,23 @@ def test_a_second_ltr_night_on_the_instance_is_refused_while_one_runs(
     assert "another `ltr night` is running on this instance" in refused.stderr
 
 
+@pytest.mark.parametrize("after_a_run", [False, True])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_sigterm_and_sighup_interrupt_where_sigint_is_ignored(signum: signal.Signals) -> None:
+def test_sigterm_and_sighup_interrupt_where_sigint_is_ignored(
+    signum: signal.Signals, after_a_run: bool
+) -> None:
     """A script's background command starts with SIGINT ignored: SIGTERM or SIGHUP forwarded as
     a SIGINT was dropped there (outside a run, where Dagster has no handler of its own), and
-    the night ran on to the end."""
+    the night ran on to the end. After a run Dagster leaves SIGTERM with SIGINT's handler."""
     # in another thread no handler is installed, and the signal would end the test process
     assert threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         with pytest.raises(KeyboardInterrupt), launch.hangup_and_term_as_interrupt():
+            if after_a_run:
+                with capture_interrupts():  # what Dagster's execution of a run does
+                    pass
+                launch._forward_term_again()  # what `ltr night` does after each run
             os.kill(os.getpid(), signum)
             time.sleep(5)  # the handler runs before this ends
     finally:
