@@ -229,7 +229,12 @@ def hangup_and_term_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGHUP, signal.SIGTERM)}
+    # A script's background command starts with SIGINT ignored, and Dagster, each time its own
+    # handling of interrupts ends, gives SIGTERM SIGINT's handler: SIGTERM would be ignored too.
+    # So SIGINT raises KeyboardInterrupt here (a terminal's Ctrl-C never reaches a background
+    # process group anyway).
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
+    previous |= {s: signal.signal(s, _interrupt) for s in (signal.SIGHUP, signal.SIGTERM)}
     try:
         yield
     finally:
@@ -238,22 +243,12 @@ def hangup_and_term_as_interrupt() -> Iterator[None]:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGINT's handler now (Dagster's while a run executes), called here: re-sending SIGINT
-    would be dropped where SIGINT is ignored (a command started in a script's background)."""
+    """SIGINT's handler now (Dagster's while a run executes), called directly."""
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler):
         handler(signal.SIGINT, frame)
     else:
         raise KeyboardInterrupt
-
-
-def _forward_term_again() -> None:
-    """After a run, SIGTERM has SIGINT's handler (Dagster sets it so when its own handling
-    ends): ignored where SIGINT is. Within `hangup_and_term_as_interrupt` (SIGHUP is ours,
-    Dagster leaves it alone), SIGTERM is forwarded again."""
-    main = threading.current_thread() is threading.main_thread()
-    if main and signal.getsignal(signal.SIGHUP) is _interrupt:
-        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def night(
@@ -291,11 +286,11 @@ def night(
         run_id, _, outcome = _run_to_the_end(launcher, "ltr_daily_job", day, config)
         assert outcome is not None, "ltr_daily_job is a tagged job"
         report = NightReport(day, run_id, outcome)
-        if not refresh:
-            return report
-        # the days of this night's window, as the sensor sees them the morning after
-        morning = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), UTC)
         try:
+            if not refresh:
+                return report
+            # the days of this night's window, as the sensor sees them the morning after
+            morning = datetime.combine(date.fromisoformat(day) + timedelta(days=1), time(), UTC)
             for matrix in stale_matrices(instance, morning):
                 if not matrix.waits_for:  # else a run someone else launched builds it
                     refresh_id, success, _ = _run_to_the_end(
@@ -322,17 +317,15 @@ def _run_to_the_end(
     run_id = make_new_run_id()
     try:
         run = launcher.create_run(job_name, day, config, run_id)
-        try:
-            result, outcome = launcher.execute_and_tag(run)
-        finally:
-            _forward_term_again()
+        result, outcome = launcher.execute_and_tag(run)
+        interrupted = _interrupted(instance, run_id)
     except KeyboardInterrupt:  # before or after Dagster's own handling of interrupts
         _end_unfinished(instance, run_id)
         raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id)) from None
     except BaseException:
         _end_unfinished(instance, run_id)
         raise
-    if _interrupted(instance, run_id):
+    if interrupted:
         raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id))
     return run_id, result.success, outcome
 
