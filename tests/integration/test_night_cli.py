@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.events import JobFailureData, RunFailureReason
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import create_run_for_test
 from dagster._utils.interrupts import capture_interrupts
@@ -226,3 +227,23 @@ def test_an_interrupt_while_the_run_is_created_or_between_runs_leaves_none_unfin
     assert between.value.run == ""  # between two runs
     finished = between.value.night
     assert finished is not None and finished.outcome.outcome == "published"
+
+
+def test_a_run_interrupted_between_steps_counts_as_interrupted() -> None:
+    """Interrupted between steps, Dagster fails the run itself ("interrupted unexpectedly") with
+    no step failure; a run that failed for another reason is not an interruption."""
+    instance = DagsterInstance.ephemeral()
+    between_steps = create_run_for_test(instance, job_name="ltr_daily_job")
+    instance.report_run_failed(
+        between_steps,
+        job_failure_data=JobFailureData(
+            error=None, failure_reason=RunFailureReason.UNEXPECTED_TERMINATION
+        ),
+    )
+    crashed = create_run_for_test(instance, job_name="ltr_daily_job")
+    instance.report_run_failed(
+        crashed,
+        job_failure_data=JobFailureData(error=None, failure_reason=RunFailureReason.STEP_FAILURE),
+    )
+    assert launch._interrupted(instance, between_steps.run_id)
+    assert not launch._interrupted(instance, crashed.run_id)
