@@ -511,7 +511,10 @@ def _night(args: argparse.Namespace) -> int:
 
 
 def _night_done(
-    report: NightReport, settings: Settings, registry: LocalRegistry, before: tuple[Any, ...]
+    report: NightReport,
+    settings: Settings,
+    registry: LocalRegistry,
+    before: tuple[str | None, str | None],
 ) -> bool:
     """Say what the night did; ask serving to reload when the pointers moved. True when the
     night and its refreshes did their work and the reload, if asked for, happened."""

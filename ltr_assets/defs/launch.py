@@ -272,8 +272,9 @@ def night(
             f"{day} is not a partition of ltr_daily_job (its days run from LTR_START_DATE to "
             f"yesterday, UTC: {span})"
         )
-    for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags=PIPELINE_TAGS)):
-        run = record.dagster_run
+    busy = instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags=PIPELINE_TAGS), limit=1)
+    if busy:
+        run = busy[0].dagster_run
         partition = run.tags.get(PARTITION_NAME_TAG, "")
         raise NightRefused(
             f"{run.job_name} [{partition}] (run {run.run_id[:8]}) is {run.status.value.lower()}: "

@@ -42,14 +42,20 @@ from tests.support.cli import run_ltr
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Dagster instance directory with the repository's dagster.yaml, as DAGSTER_HOME."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
 def test_ltr_night_runs_tags_refreshes_and_waits_for_no_one(
-    ltr_home: Path, small_data_gate: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ltr_home: Path, small_data_gate: None, dagster_home: Path
 ) -> None:
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=3)
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", dagster_home)
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
 
     # Day 1 alone is refused by the gate: a decision, exit 0; nothing older to refresh.
     first = run_ltr("night", "2026-11-01", home=ltr_home)
@@ -120,18 +126,13 @@ def _first_run_started(dagster_home: Path, timeout_s: float = 120) -> str:
 def test_a_night_stopped_by_a_closed_terminal_or_ctrl_c_ends_its_run_and_blocks_no_later_night(
     ltr_home: Path,
     small_data_gate: None,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    dagster_home: Path,
     signum: signal.Signals,
 ) -> None:
     """SIGHUP used to kill the command with its run left STARTED, refusing every later night
     (the daemon's too: the pipeline's one slot stayed taken); Ctrl-C failed the run and went on
     to the label refresh. Now they (and SIGTERM) end the run as failed and stop there, exit 130."""
     write_simulated_events(ltr_home / "events" / "audit.jsonl", days=2)
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", dagster_home)
-    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     env = {**os.environ, "LTR_HOME": str(ltr_home)}
     command = [sys.executable, "-m", "ltr_assets.launcher", "night", "2026-11-01"]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
@@ -156,16 +157,13 @@ def test_a_night_stopped_by_a_closed_terminal_or_ctrl_c_ends_its_run_and_blocks_
 
 
 def test_a_second_ltr_night_on_the_instance_is_refused_while_one_runs(
-    ltr_home: Path, tmp_path: Path
+    ltr_home: Path, dagster_home: Path
 ) -> None:
     """Two `ltr night` started together both passed the check for unfinished runs before either
     had created its run, and ran side by side; the instance's lock lets one through."""
-    dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", dagster_home)
     with (dagster_home / NIGHT_LOCK).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `ltr night` holds it
-        refused = run_ltr("night", "2026-11-01", home=ltr_home, DAGSTER_HOME=str(dagster_home))
+        refused = run_ltr("night", "2026-11-01", home=ltr_home)
     assert refused.returncode == 2
     assert "another `ltr night` is running on this instance" in refused.stderr
 
