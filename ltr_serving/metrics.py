@@ -85,6 +85,13 @@ class ServingMetrics:
             ("reason",),
             registry=self.registry,
         )
+        self.rank_abandoned = Counter(
+            "ltr_rank_abandoned",
+            "Model-scored /rank requests whose client closed the connection while they waited "
+            "to be scored: not answered and not logged (the list was never shown); timed under "
+            "status 499.",
+            registry=self.registry,
+        )
         self.scoring_busy = Gauge(
             "ltr_scoring_workers_busy",
             "Scoring workers running a request now (stuck ones included).",

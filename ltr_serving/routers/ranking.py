@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+import anyio
 import orjson
 from fastapi.routing import APIRoute
 from starlette.routing import Match, Route
@@ -71,6 +72,19 @@ FALSE = frozenset((b"0", b"false", b"f", b"no", b"n", b"off"))
 CLOCK_HEADER = b"x-ltr-clock"
 STARTING = "the service is starting"
 NOTHING_LOADED = "no valid version is loaded; see GET /ltr/health for the last reload error"
+# Not sent (the client is gone); the status a request abandoned while it was scored is timed
+# under, as nginx names it.
+CLIENT_CLOSED = 499
+
+
+async def client_gone(receive: Receive) -> bool:
+    """Whether the client has closed the connection, once its body is read: a receive cancelled
+    at its first wait (as Starlette's `Request.is_disconnected`), so it never blocks."""
+    message: MutableMapping[str, Any] = {}
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        message = await receive()
+    return message.get("type") == "http.disconnect"
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
@@ -208,7 +222,9 @@ class RankEndpoint:
             first = recent.first(request_id)
             return await _send(send, 409, _reused(request_id, recent.capacity, first, answered_by))
         try:
-            return await self._answer(state, live, send, body, parsed, request_id, admitted, at)
+            return await self._answer(
+                state, live, receive, send, body, parsed, request_id, admitted, at
+            )
         finally:
             recent.release(admitted)
 
@@ -216,6 +232,7 @@ class RankEndpoint:
         self,
         state: ServingState,
         live: LiveModel,
+        receive: Receive,
         send: Send,
         body: bytes,
         parsed: codec.ParsedRequest,
@@ -223,7 +240,10 @@ class RankEndpoint:
         admitted: Admitted,
         at: float,
     ) -> int:
-        """Rank an admitted request, log it when it is the first answer under its id, send it."""
+        """Rank an admitted request, log it when it is the first answer under its id, send it.
+        A request whose client went away while it waited for the scoring pool is neither
+        answered nor logged: its list was never shown (and a retry under its id is answered
+        and logged as a first answer)."""
         scorer, canary = live.scorer, live.candidate
         state.metrics.count_candidates(len(parsed.ids))
         serving = state.settings.serving
@@ -255,6 +275,9 @@ class RankEndpoint:
                 reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
                 state.metrics.scoring_refused.labels(reason).inc()
                 return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
+            if await client_gone(receive):
+                state.metrics.rank_abandoned.inc()
+                return CLIENT_CLOSED
         events = state.events
         # the first answer under an id logs its list; a retry is answered as before and not
         # logged again. A few hundred ns: the writer expands the record.

@@ -184,6 +184,67 @@ def test_a_retry_answered_while_its_first_request_is_refused_logs_the_list(
     assert [e["request_id"] for e in events] == ["r-raced"] * 4
 
 
+class _HeldUntilReleased(ScoringPool):
+    """A scoring pool that holds each job until `release` is set, then scores it."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout_s=30.0)
+        self.release = threading.Event()
+        self.held = 0
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        self.held += 1
+        while not self.release.is_set():
+            await asyncio.sleep(0.005)
+        self.held -= 1
+        return fn()
+
+
+def test_a_request_whose_client_gave_up_while_it_was_scored_is_not_logged(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """A client that closes its connection while its request waits for the scoring pool never
+    sees the list: it is not logged as shown (its impressions would read as examined and not
+    clicked), it is counted, and a retry under the same id is answered and logged once."""
+    settings = serving_env(LTR_SCORER="model")
+    publisher.publish(weights_for(1))
+    app = create_app()
+    server = start_server(app)
+    pool = _HeldUntilReleased()
+    app.state.serving.scoring = pool
+    gave_up = rank_body(3, seed=4, request_id="r-gave-up")
+    waited = rank_body(2, seed=5, request_id="r-waited")
+    with ThreadPoolExecutor(1) as sender, server.client() as client:
+        try:
+            patient = sender.submit(client.post, "/rank", json=waited)
+            impatient = httpx.Client(base_url=server.url, timeout=0.3)
+            with pytest.raises(httpx.ReadTimeout), impatient:
+                impatient.post("/rank", json=gave_up)
+            wait_for(lambda: pool.held == 2, 5, "both requests to wait for the pool")
+            time.sleep(0.2)  # the closed connection reaches the server
+        finally:
+            pool.release.set()
+        assert patient.result().status_code == 200
+
+        def impressions() -> float:
+            text = client.get("/metrics").text
+            return metric_value(text, "ltr_events_logged_total", 'kind="impression"')
+
+        wait_for(lambda: impressions() >= 2, 10, "the answered request's impressions")
+        time.sleep(0.5)  # a few of the writer's reports
+        assert impressions() == 2  # the patient client's 2, none of the 3 never shown
+        metrics = client.get("/metrics").text
+        assert metric_value(metrics, "ltr_rank_abandoned_total") == 1.0
+        retried = client.post("/rank", json=gave_up)
+        assert retried.status_code == 200 and retried.json()["request_id"] == "r-gave-up"
+        wait_for(lambda: impressions() == 5, 10, "the retry's impressions")
+    server.stop()  # the lifespan's shutdown writes what the log holds
+    logged = sorted(e["request_id"] for e in logged_events(settings.serving_log_dir))
+    assert logged == ["r-gave-up"] * 3 + ["r-waited"] * 2
+
+
 # -- the pool ----------------------------------------------------------------------------------
 
 
