@@ -87,9 +87,9 @@ class ServingMetrics:
         )
         self.rank_abandoned = Counter(
             "ltr_rank_abandoned",
-            "Model-scored /rank requests whose client closed the connection while they waited "
-            "to be scored: not answered and not logged (the list was never shown); timed under "
-            "status 499.",
+            "/rank requests whose client closed the connection before the answer (before its "
+            "body's end, or while a model-scored request waited to be scored): not answered "
+            "and not logged (the list was never shown); timed under status 499.",
             registry=self.registry,
         )
         self.scoring_busy = Gauge(

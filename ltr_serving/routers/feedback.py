@@ -51,7 +51,9 @@ from ltr_serving.models import (
     ValidationErrorResponse,
 )
 from ltr_serving.routers.ranking import (
+    CLIENT_CLOSED,
     UNSUPPORTED_BODY_RESPONSE,
+    ClientGone,
     read_body,
     too_large_body,
     unsupported_body,
@@ -247,7 +249,10 @@ async def feedback(
     if unsupported is not None:
         return Response(unsupported, status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, media_type=JSON)
     limit = serving.max_body_bytes
-    body = await read_body(request.scope, request.receive, limit)
+    try:
+        body = await read_body(request.scope, request.receive, limit)
+    except ClientGone:  # nobody to answer, nothing accepted: not counted as a client error
+        return Response(status_code=CLIENT_CLOSED)
     if body is None:
         return Response(too_large_body(limit), status.HTTP_413_CONTENT_TOO_LARGE, media_type=JSON)
     try:

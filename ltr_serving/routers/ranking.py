@@ -87,8 +87,13 @@ async def client_gone(receive: Receive) -> bool:
     return message.get("type") == "http.disconnect"
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its whole body arrived."""
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The body, or None once it is known to exceed `limit` (nothing more is read then)."""
+    """The body, or None once it is known to exceed `limit` (nothing more is read then);
+    raises `ClientGone` when the client leaves before the body's end."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             if not value.isdigit() or int(value) > limit:
@@ -99,7 +104,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client went away
-            return b""
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -189,7 +194,11 @@ class RankEndpoint:
         if state is None:  # only between process start and the end of the lifespan's startup
             return await _send(send, 503, orjson.dumps({"detail": STARTING}))
         limit = state.settings.serving.max_body_bytes
-        body = await read_body(scope, receive, limit)
+        try:
+            body = await read_body(scope, receive, limit)
+        except ClientGone:  # nobody to answer: not a client error to count as a 422
+            state.metrics.rank_abandoned.inc()
+            return CLIENT_CLOSED
         if body is None:
             return await _send(send, 413, too_large_body(limit))
         live = state.live  # read once: this request uses this version from here to the end

@@ -18,7 +18,15 @@ from ltr_core.features import FEATURES, PROTECTED_ATTRIBUTES
 from ltr_core.scoring import WeightsScorer
 from ltr_core.settings import Settings
 from ltr_core.vocabulary import ScorerName
-from tests.support.serving import Publisher, RunningServer, metric_value, rank_body, weights_for
+from tests.support.serving import (
+    FEEDBACK_TOKEN,
+    Publisher,
+    RunningServer,
+    metric_value,
+    rank_body,
+    wait_for,
+    weights_for,
+)
 
 
 def test_a_body_over_the_cap_gets_a_413_before_it_is_parsed(
@@ -63,6 +71,41 @@ def test_a_chunked_body_is_abandoned_once_over_the_cap(
         while b"\r\n\r\n" not in answer:
             answer += sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_gone_not_as_a_bad_request(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """A client that closes its connection before its body's end (a timeout, a crash) is nobody
+    to answer: /rank and /feedback time it under 499, /rank counts it abandoned, and neither
+    logs an error or counts a 422 (which reads as a client sending bad bodies)."""
+    serving_env()
+    publisher.publish(weights_for(1))
+    server = start_server()
+    url = urlparse(server.url)
+    for path in ("/rank", "/feedback"):
+        with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {FEEDBACK_TOKEN}\r\nContent-Length: 1000\r\n\r\n"
+                '{"case_id": "c-1", "candidates": ['.encode()
+            )
+    with server.client() as client:
+
+        def timed(path: str, status: int) -> float:
+            labels = f'method="POST",route="{path}",status="{status}"'
+            text = client.get("/metrics").text
+            return metric_value(text, "ltr_http_request_duration_seconds_count", labels)
+
+        wait_for(lambda: timed("/feedback", 499) == 1, 10, "the /feedback request to end")
+        wait_for(lambda: timed("/rank", 499) == 1, 10, "the /rank request to end")
+        metrics = client.get("/metrics").text
+        assert metric_value(metrics, "ltr_rank_abandoned_total") == 1.0
+        for path in ("/rank", "/feedback"):
+            assert [timed(path, status) for status in (422, 500)] == [0, 0], path
+        assert client.post("/rank", json=rank_body(3)).status_code == 200
 
 
 def test_the_openapi_document_describes_413_422_explain_and_the_four_attributes(
