@@ -116,6 +116,8 @@ def comparison_metadata(
             "pointer_moved": applied.action if applied else "none",
         }
     )
+    if comparison.recount is not None:  # why the accumulated counts grew by more than D's own
+        meta["previous_day_recount"] = MetadataValue.text(comparison.recount.summary())
     if comparison.pair is not None and comparison.days_with_evidence:
         path = share_by_day(lake, comparison.pair, comparison.days_with_evidence)
         meta["win_share_chart"] = MetadataValue.md(markdown_image(win_share_chart(path, margin)))

@@ -370,6 +370,23 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class Recount:
+    """D-1 counted again by D's comparison (its clicks after midnight are in raw_events[D])."""
+
+    day: date
+    before: InterleavingCounts  # as stored (counted by D-1's own night)
+    after: InterleavingCounts
+
+    def summary(self) -> str:
+        """What changed, as the UI shows it."""
+        b, a = self.before, self.after
+        return (
+            f"{self.day}: wins / losses / ties {b.wins} / {b.losses} / {b.ties} → "
+            f"{a.wins} / {a.losses} / {a.ties} (clicks after its midnight)"
+        )
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What the comparison of day D found and decided."""
 
@@ -385,6 +402,7 @@ class Comparison:
     outcome: OnlineDecision | None = None
     stale_requests: int = 0  # interleaved with a candidate decided before (`stale_interleaving`)
     retired_on_day: bool = False  # decided_before: the registry retired the pair's candidate on D
+    recount: Recount | None = None  # D-1 counted again with its late clicks
 
     @property
     def decision(self) -> Decision | None:
@@ -458,7 +476,7 @@ def compare(
         )
     today = count_day(lake, day, pair)
     store_day(lake, today)
-    _recount_previous_day(lake, pair, since, day)
+    recounted = _recount_previous_day(lake, pair, since, day)
     stored, unknown = stored_days(lake, pair, since, day)
     total, days = accumulate(stored), [d.day for d in stored if d.counts.requests > 0]
     # the first day serving interleaved the pair (any request of it, clicked or not)
@@ -501,16 +519,21 @@ def compare(
         days_with_evidence=days,
         days_collecting=days_collecting,
         outcome=outcome,
+        recount=recounted,
     )
 
 
-def _recount_previous_day(lake: Lake, pair: Pair, since: date, day: date) -> None:
+def _recount_previous_day(lake: Lake, pair: Pair, since: date, day: date) -> Recount | None:
     """Count D-1 again now that raw_events[D] holds the feedback that came after its midnight
-    (when D-1 is one of this candidate's days, stored for this pair)."""
+    (when D-1 is one of this candidate's days, stored for this pair): its counts before and
+    after, or None when it was not recounted."""
     previous = day - timedelta(days=1)
     stored = load_day(lake, previous) if previous > since else None
     if stored is not None and stored.pair == pair and lake.raw_events(previous).exists():
-        store_day(lake, count_day(lake, previous, pair))
+        again = count_day(lake, previous, pair)
+        store_day(lake, again)
+        return Recount(previous, stored.counts, again.counts)
+    return None
 
 
 _FATES = {  # history.jsonl's actions, as a sentence says them

@@ -6,7 +6,7 @@ published_weights."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,32 @@ from tests.support.serving import Publisher, RunningServer, weights_for
 DAY = date(2026, 11, 26)  # the day after the candidate's partition (tests.support.serving)
 
 
-def _write_day(settings: Settings, pair: tuple[str, str], wins: int, losses: int) -> None:
-    """raw_events[DAY] with interleaved requests of (live, candidate): `wins` clicked on the
-    candidate's pick, `losses` on live's."""
+def _write_day(
+    settings: Settings,
+    pair: tuple[str, str],
+    wins: int,
+    losses: int,
+    day: date = DAY,
+    late: tuple[str, ...] = (),
+) -> None:
+    """raw_events[day] with interleaved requests of (live, candidate): `wins` clicked on the
+    candidate's pick, `losses` on live's; and a click after midnight on the candidate's pick of
+    each request of the day before named in `late`."""
     live, candidate = pair
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = [
+        {
+            "event_type": "offer_feedback",
+            "request_id": rid,
+            "lawyer_id": "b",
+            "algorithm_version": None,
+            "action": "click",
+            "policy": None,
+            "team": None,
+        }
+        for rid in late
+    ]
     for i in range(wins + losses):
-        rid = f"r-{i}"
+        rid = f"r-{day}-{i}"
         for lawyer, team in (("a", "live"), ("b", "candidate")):
             rows.append(
                 {
@@ -60,15 +79,15 @@ def _write_day(settings: Settings, pair: tuple[str, str], wins: int, losses: int
                 "team": None,
             }
         )
-    path = Path(settings.data_dir) / "raw_events" / f"{DAY}.parquet"
+    path = Path(settings.data_dir) / "raw_events" / f"{day}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_parquet(path)
 
 
-def _run(instance: DagsterInstance) -> Any:
+def _run(instance: DagsterInstance, day: date = DAY) -> Any:
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(
-        partition_key=DAY.isoformat(),
+        partition_key=day.isoformat(),
         instance=instance,
         asset_selection=[AssetKey("online_comparison")],
         raise_on_error=False,
@@ -176,3 +195,26 @@ def test_keep_collecting_changes_nothing(
     registry = LocalRegistry(settings.registry_dir)
     assert registry.latest_version() == live and registry.candidate_version() == candidate
     assert registry.history() == []
+
+
+def test_the_next_night_says_how_the_late_clicks_changed_the_day_before(
+    pair: tuple[str, str], serving_env: Callable[..., Settings]
+) -> None:
+    """Clicks after midnight on DAY's lists are in raw_events[DAY+1]: DAY+1's comparison counts
+    DAY again, and its metadata says by how much (else the accumulated counts grow by more than
+    the day's own, unexplained)."""
+    settings = serving_env()
+    _write_day(settings, pair, wins=10, losses=10)
+    instance = DagsterInstance.ephemeral()
+    first = _metadata(_run(instance))
+    assert (first["wins"], first["losses"]) == (10, 10)
+    assert "previous_day_recount" not in first  # the candidate's first day
+    next_day = DAY + timedelta(days=1)
+    # 3 of DAY's lists that live won get a later click on the candidate's pick too: ties now
+    late = tuple(f"r-{DAY}-{i}" for i in (10, 11, 12))
+    _write_day(settings, pair, wins=4, losses=2, day=next_day, late=late)
+    second = _metadata(_run(instance, next_day))
+    assert second["previous_day_recount"] == (
+        f"{DAY}: wins / losses / ties 10 / 10 / 0 → 10 / 7 / 3 (clicks after its midnight)"
+    )
+    assert (second["wins"], second["losses"], second["ties"]) == (14, 9, 3)

@@ -261,6 +261,12 @@ def test_clicks_after_midnight_count_for_the_day_their_list_was_shown(tmp_path: 
     assert second.total is not None and (second.total.wins, second.total.losses) == (7, 1)
     recounted = cmp.load_day(lake, d1)
     assert recounted is not None and recounted.counts.wins == 5
+    assert second.recount is not None and second.recount.day == d1
+    assert (second.recount.before.wins, second.recount.after.wins) == (0, 5)
+    assert second.recount.summary() == (
+        "2026-11-26: wins / losses / ties 0 / 0 / 0 → 5 / 0 / 0 (clicks after its midnight)"
+    )
+    assert first.recount is None  # the candidate's first day: no day before it to recount
     again = cmp.compare(lake, registry, d1, THRESHOLDS)  # a re-run of D after D+1's ingestion
     assert again.today is not None and again.today.counts.wins == 5
 
