@@ -258,6 +258,11 @@ async def feedback(
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        try:  # orjson names a bad byte sequence "surrogates not allowed", at char 0
+            body.decode()
+        except UnicodeDecodeError as bad:
+            msg = f"Invalid JSON: the body is not UTF-8 text ({bad.reason} at byte {bad.start})"
+            return _refused([_error(("body",), "json_invalid", msg)], 0)
         return _refused([_error(("body",), "json_invalid", f"Invalid JSON: {exc}")], 0)
     batch = isinstance(parsed, list)
     items = parsed if batch else [parsed]

@@ -140,6 +140,8 @@ def test_times_the_ingest_would_quarantine_and_bad_bodies_are_refused_in_the_ans
     with server.client() as client:
         mixed = client.post("/feedback", json=batch, headers=AUTH)
         garbage = client.post("/feedback", content=b"hello", headers=AUTH)
+        not_utf8 = orjson.dumps(feedback("l-5")).replace(b'"l-5"', b'"l-\xff"')
+        binary = client.post("/feedback", content=not_utf8, headers=AUTH)
         empty = client.post("/feedback", json=[], headers=AUTH)
         too_many = client.post("/feedback", json=[feedback()] * 1001, headers=AUTH)
     assert mixed.status_code == 422
@@ -150,7 +152,13 @@ def test_times_the_ingest_would_quarantine_and_bad_bodies_are_refused_in_the_ans
     assert "LTR_MAX_CLOCK_SKEW_HOURS" in by_index[1]["msg"]
     assert by_index[2]["type"] == "old_timestamp" and "LTR_MAX_EVENT_AGE_DAYS" in by_index[2]["msg"]
     assert len(mixed.content) < 2_000  # not 100 KB of the value, twice
-    for refused, rejected in ((garbage, 0), (empty, 0), (too_many, 1001)):
+    (error,) = binary.json()["detail"]
+    at = not_utf8.index(b"\xff")
+    assert (
+        error["msg"]
+        == f"Invalid JSON: the body is not UTF-8 text (invalid start byte at byte {at})"
+    )
+    for refused, rejected in ((garbage, 0), (empty, 0), (too_many, 1001), (binary, 0)):
         assert refused.status_code == 422
         assert FeedbackResponse.model_validate(refused.json()).accepted == 0
         assert refused.json()["rejected"] == rejected
