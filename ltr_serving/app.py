@@ -28,15 +28,13 @@ from ltr_core.rank_api import RankRequest
 from ltr_core.settings import Settings
 from ltr_serving.errors import validation_errors
 from ltr_serving.impressions import (
-    EventLog,
     EventSink,
     FileSink,
     LogCounts,
     RecordLog,
     complete_orphaned_files,
 )
-from ltr_serving.kafka_sink import KafkaSink
-from ltr_serving.log_process import PipeEventLog, ProcessSink
+from ltr_serving.log_process import PipeEventLog, ProcessSink, writing_event_log
 from ltr_serving.logs import configure_logging
 from ltr_serving.metrics import (
     LatencyMiddleware,
@@ -86,20 +84,18 @@ def build_event_log(
     settings: Settings,
     metrics: ServingMetrics,
     sink: EventSink | None = None,
-    *,
-    in_process: bool = False,
 ) -> RecordLog | None:
     """The impression/feedback log LTR_IMPRESSION_LOG asks for (None: `off`): JSONL files under
     LTR_SERVING_LOG_DIR, or Kafka spilling to those files when it does not take the events in
     time. The Kafka sink starts connecting at once, in the background.
 
     The sinks run in the writer process (`ltr_serving.log_process`), which this one feeds,
-    unless `in_process` (what the writer process itself builds) or a `sink` is given (tests)."""
+    unless a `sink` is given (tests): then this process writes through it."""
     requested = settings.serving.impression_log
     if requested == "off" and sink is None:
         return None
     counts = LogCounts()
-    if sink is None and not in_process:  # the writer process counts what it logged
+    if sink is None:  # the writer process counts what it logged
         complete_orphaned_files(settings.serving_log_dir)  # what killed processes left
         spill = FileSink(
             settings.serving_log_dir,
@@ -117,37 +113,7 @@ def build_event_log(
         )
         metrics.event_queue_depth.set_function(lambda: pipe.depth)
         return pipe
-    if sink is None:
-        files = FileSink(
-            settings.serving_log_dir,
-            max_age_s=settings.serving.log_rotate_s,
-            written=metrics.events_file,
-        )
-        sink = files
-        if requested == "kafka":
-            if settings.kafka is None:  # Settings refuses this; a hand-built one may not
-                raise ValueError("LTR_IMPRESSION_LOG=kafka needs KAFKA_BOOTSTRAP_SERVERS")
-            sink = KafkaSink(
-                settings.kafka,
-                files,
-                timeout_s=settings.serving.impression_kafka_timeout_s,
-                retry_s=settings.serving.impression_kafka_retry_s,
-                sent=metrics.events_kafka_sent,
-                spilled=metrics.events_spilled,
-                lost=metrics.events_failed,
-                connected=metrics.kafka_connected,
-            )
-    events = EventLog(
-        sink,
-        settings.serving.impression_queue,
-        requested=requested,
-        logged=metrics.events_logged,
-        dropped=metrics.events_dropped,
-        failed=metrics.events_failed,
-        counts=counts,
-    )
-    metrics.event_queue_depth.set_function(lambda: events.depth)
-    return events
+    return writing_event_log(settings, metrics, counts, sink)
 
 
 def create_app(

@@ -8,7 +8,7 @@ the log on (docs/benchmarks.md, "impression log"). Here the serving process only
 record over as one msgpack frame (the request body as received, the shown order, scores and
 policy), and the child (`python -m ltr_serving.log_process`) parses the body again with the
 same `ltr_core.codec.parse_request`, expands the events with the same `impression_data` and
-writes them through the same sinks (`build_event_log`: files, or Kafka spilling to files).
+writes them through the same sinks (`writing_event_log`: files, or Kafka spilling to files).
 
 Guarantees, as with the in-process log:
 
@@ -61,6 +61,7 @@ from ltr_core.settings import Settings
 from ltr_core.vocabulary import ImpressionLog
 from ltr_serving.impressions import (
     EventLog,
+    EventSink,
     FeedbackRecord,
     FileSink,
     ImpressionRecord,
@@ -625,6 +626,50 @@ def _done(on_done: Callable[[bool], None] | None, written: bool) -> bool:
     return written
 
 
+def writing_event_log(
+    settings: Settings,
+    metrics: ServingMetrics,
+    counts: LogCounts,
+    sink: EventSink | None = None,
+) -> EventLog:
+    """The log that writes the events itself: through `sink` (tests), else JSONL files under
+    LTR_SERVING_LOG_DIR, or Kafka spilling to them (LTR_IMPRESSION_LOG=kafka; it starts
+    connecting at once, in the background). What the writer process runs; defined here, not
+    beside `ltr_serving.app.build_event_log`, so the writer never imports the web app."""
+    requested = settings.serving.impression_log
+    if sink is None:
+        files = FileSink(
+            settings.serving_log_dir,
+            max_age_s=settings.serving.log_rotate_s,
+            written=metrics.events_file,
+        )
+        sink = files
+        if requested == "kafka":
+            if settings.kafka is None:  # Settings refuses this; a hand-built one may not
+                raise ValueError("LTR_IMPRESSION_LOG=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+            sink = KafkaSink(
+                settings.kafka,
+                files,
+                timeout_s=settings.serving.impression_kafka_timeout_s,
+                retry_s=settings.serving.impression_kafka_retry_s,
+                sent=metrics.events_kafka_sent,
+                spilled=metrics.events_spilled,
+                lost=metrics.events_failed,
+                connected=metrics.kafka_connected,
+            )
+    events = EventLog(
+        sink,
+        settings.serving.impression_queue,
+        requested=requested,
+        logged=metrics.events_logged,
+        dropped=metrics.events_dropped,
+        failed=metrics.events_failed,
+        counts=counts,
+    )
+    metrics.event_queue_depth.set_function(lambda: events.depth)
+    return events
+
+
 # --- the child ------------------------------------------------------------------------------------
 
 
@@ -741,7 +786,6 @@ def main() -> int:
     One thread does the work (read a frame, expand it, write it to the sink), so nothing is
     handed between threads per record; the pipe from the serving process is the queue. A
     reporter thread sends the counters every `REPORT_S`."""
-    from ltr_serving.app import build_event_log  # the sinks the in-process log uses
     from ltr_serving.logs import configure_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends with its input, not with signals
@@ -753,10 +797,10 @@ def main() -> int:
     if first is None:
         return 0
     settings: Settings = pickle.loads(first)
-    metrics = ServingMetrics()
-    events = build_event_log(settings, metrics, in_process=True)
-    if not isinstance(events, EventLog):  # `off`: the serving process starts no writer
+    if settings.serving.impression_log == "off":  # the serving process starts no writer
         return 0
+    metrics = ServingMetrics()
+    events = writing_event_log(settings, metrics, LogCounts())
     done = threading.Event()
     wake = threading.Event()  # a feedback frame waits for Kafka: report it promptly
     progress = _Progress(events.sink, events.counts)
@@ -794,6 +838,7 @@ def main() -> int:
     finally:
         events.close()
         done.set()
+        wake.set()  # the reporter may be waiting out REPORT_S: the final report is below
         reporter.join()
         _report(events, metrics, progress, stdout)
     return 0
