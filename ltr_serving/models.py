@@ -212,6 +212,8 @@ _FeedbackId = Annotated[
     str, Field(max_length=ID_MAX_LENGTH), AfterValidator(_no_control_characters)
 ]
 _ID_JSON_SCHEMA = {"type": "string", "maxLength": ID_MAX_LENGTH}
+# the integers JSON parsers read exactly as integers (signed or unsigned 64-bit)
+_ID_INTEGER_JSON_SCHEMA = {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1}
 
 
 def _a_feedback_event_id(text: str) -> str:
@@ -234,6 +236,12 @@ def _id_or_integer(value: object) -> str | int:
     internal validators, so a client read two errors for one bad id."""
     if type(value) is int:
         return value
+    if type(value) is float:  # a fraction, or an integer past 64 bits (read as a float)
+        raise PydanticCustomError(
+            "id_type",
+            "Input should be a string or an integer of at most 64 bits: the pipeline's ingest "
+            "refuses any other number as an id; send ids as strings",
+        )
     if type(value) is not str:
         raise PydanticCustomError("id_type", "Input should be a string or an integer")
     if len(value) > ID_MAX_LENGTH:
@@ -250,13 +258,16 @@ def _id_or_integer(value: object) -> str | int:
 _FeedbackIdOrInteger = Annotated[
     str | int,
     PlainValidator(_id_or_integer),
-    WithJsonSchema({"anyOf": [_ID_JSON_SCHEMA, {"type": "integer"}]}),
+    WithJsonSchema({"anyOf": [_ID_JSON_SCHEMA, _ID_INTEGER_JSON_SCHEMA]}),
 ]
 
 
 class FeedbackEvent(BaseModel):
     """One `offer_feedback` event, in the flat envelope the pipeline's ingest reads; it is
-    logged exactly as sent (other keys included), after the ingest's own validation."""
+    logged with every key it was sent with (other keys included), as compact JSON with the
+    values the ingest reads (a number is a 64-bit integer or a double: a larger integer in
+    another key is logged as a double), after the ingest's own validation. Within one batch,
+    an `event_id` names one event: a second, different event under it is refused."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -274,6 +274,7 @@ async def feedback(
     good: list[tuple[str, Line]] = []
     errors: list[dict[str, Any]] = []
     rejected = 0
+    lines_by_id: dict[str, tuple[int, bytes]] = {}  # event id -> the first event's index, line
     for index, item in enumerate(items):
         loc: tuple[str | int, ...] = ("body", index) if batch else ("body",)
         if not isinstance(item, dict):
@@ -290,6 +291,15 @@ async def feedback(
             late = time_error(when, now, bounds, loc) if bounds is not None else None
             if late is not None:
                 errors.append(late)
+                rejected += 1
+                continue
+            first = lines_by_id.setdefault(row.event_id, (index, line))
+            if first[1] != line:  # the ingest would keep one and lose the other as a conflict
+                msg = (
+                    f"event_id {safe_input(row.event_id)!r} names another event earlier in this "
+                    f"batch (index {first[0]}): an event_id identifies one event"
+                )
+                errors.append(_error((*loc, "event_id"), "conflicting_event_id", msg))
                 rejected += 1
                 continue
             at_ms = (when - _EPOCH) // _MS

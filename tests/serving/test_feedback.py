@@ -197,6 +197,14 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
             "/feedback", json={**feedback("l-1"), "lawyer_id": True}, headers=AUTH
         )
         numbered = client.post("/feedback", json={**feedback("l-1"), "lawyer_id": 7}, headers=AUTH)
+        past_64_bits = orjson.dumps(feedback("l-1")).replace(b'"l-1"', str(2**70).encode())
+        huge_id = client.post("/feedback", content=past_64_bits, headers=AUTH)
+        conflicting = [
+            feedback("l-1", event_id="fb-same"),
+            feedback("l-1", event_id="fb-same"),  # the same event again: kept (deduplicated)
+            feedback("l-1", event_id="fb-same", action="contract"),  # another event, same id
+        ]
+        reused = client.post("/feedback", json=conflicting, headers=AUTH)
         document = client.get("/openapi.json").json()
     assert plain.status_code == gzipped.status_code == 415
     assert "Content-Type must be application/json" in plain.json()["detail"]
@@ -217,11 +225,22 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
     ]
     assert numbered.status_code == 200
     assert fine.status_code == 200
+    # the ingest reads an integer past 64 bits as a number that is no id: refused as such
+    ((error),) = huge_id.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", "lawyer_id"], "id_type")
+    assert "at most 64 bits" in error["msg"] and "send ids as strings" in error["msg"]
+    assert reused.status_code == 422
+    assert (reused.json()["accepted"], reused.json()["rejected"]) == (2, 1)
+    ((error),) = reused.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", 2, "event_id"], "conflicting_event_id")
+    assert "earlier in this batch (index 0)" in error["msg"]
     operation = document["paths"]["/feedback"]["post"]
     assert operation["security"] == [{"feedbackToken": []}]
     assert document["components"]["securitySchemes"]["feedbackToken"]["scheme"] == "bearer"
     assert "authorization" not in str(operation.get("parameters", [])).lower()
     schemas = document["components"]["schemas"]
+    integer = {"type": "integer", "minimum": -(2**63), "maximum": 2**64 - 1}
+    assert integer in schemas["FeedbackEvent"]["properties"]["lawyer_id"]["anyOf"]
     for code, model in (
         ("401", "ErrorResponse"),
         ("413", "BodyTooLargeResponse"),
@@ -234,7 +253,9 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
     reload_operation = document["paths"]["/reload"]["post"]
     assert reload_operation["security"] == [{"reloadToken": []}]
     server.stop()
-    assert [e["lawyer_id"] for e in logged_events(settings.serving_log_dir)] == ["l" * 200, 7]
+    logged = [(e["lawyer_id"], e.get("event_id")) for e in logged_events(settings.serving_log_dir)]
+    assert logged == [("l" * 200, None), (7, None), ("l-1", "fb-same"), ("l-1", "fb-same")]
+    assert {e["action"] for e in logged_events(settings.serving_log_dir)} == {"click"}
 
 
 def test_feedback_the_log_cannot_write_is_refused_not_acknowledged(
