@@ -262,6 +262,18 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send_and_record_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            self.recorder.observe(scope["method"], path, status, time.perf_counter() - start)
+            self.recorder.observe(
+                scope["method"], route_label(scope), status, time.perf_counter() - start
+            )
+
+
+def route_label(scope: Scope) -> str:
+    """The route template a request matched: FastAPI's routes record themselves in the scope;
+    Starlette's plain ones (FastAPI's /openapi.json, /docs, /redoc) only their endpoint, and
+    have no path parameters, so their path is their template. "unmatched" otherwise."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    if "endpoint" in scope and not scope.get("path_params"):
+        return str(scope["path"])
+    return "unmatched"

@@ -114,6 +114,13 @@ def test_the_openapi_document_describes_413_422_explain_and_the_four_attributes(
     publisher.publish(weights_for(1))
     with start_server().client() as client:
         document = client.get("/openapi.json").json()
+        assert client.get("/docs").status_code == 200
+        assert client.get("/no-such-page").status_code == 404
+        metrics = client.get("/metrics").text
+    # FastAPI's own pages are timed under their paths, not as unmatched requests
+    for route, status in (("/openapi.json", 200), ("/docs", 200), ("unmatched", 404)):
+        labels = f'method="GET",route="{route}",status="{status}"'
+        assert metric_value(metrics, "ltr_http_request_duration_seconds_count", labels) == 1
     operation = document["paths"]["/rank"]["post"]
     schemas = document["components"]["schemas"]
     assert set(operation["responses"]) >= {"200", "413", "422", "503"}
