@@ -484,9 +484,13 @@ def _night(args: argparse.Namespace) -> int:
     registry's pointers moved."""
     if _without_instance(f"night {args.day}"):
         return 2
+    try:  # before the pipeline's definitions load (they read the settings too)
+        settings = Settings.from_env()
+    except ConfigError as exc:  # nothing ran: "could not start", not a failed run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from ltr_assets.defs.launch import NightInterrupted, NightRefused, run_night
 
-    settings = Settings.from_env()
     registry = _registry(settings)
     before = (registry.latest_version(), registry.candidate_version())
     again = f"re-run `ltr night {args.day.isoformat()}`"
@@ -640,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
         "of the days whose matrix is older than their raw events (the day before DAY), and "
         "asks LTR_SERVING_URL to reload when the live version or the candidate moved. Refused "
         "while another pipeline run is queued or in progress. Exit status: 0 published or "
-        "refused by the gate; 1 a run failed (or the reload); 2 it could not start.",
+        "refused by the gate; 1 a run failed (or the reload); 2 it could not start (a bad "
+        "setting, a day that is no partition, another pipeline run unfinished); 130 "
+        "interrupted.",
     )
     night.add_argument("day", type=_day_argument, help="the partition, YYYY-MM-DD")
     night.add_argument(

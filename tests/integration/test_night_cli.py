@@ -109,6 +109,9 @@ def test_ltr_night_runs_tags_refreshes_and_waits_for_no_one(
     assert outside.returncode == 2
     assert "2025-12-31 is not a partition of ltr_daily_job" in outside.stderr
     assert "from 2026-01-01 to " in outside.stderr
+    misconfigured = run_ltr("night", "2026-11-03", home=ltr_home, LTR_NUM_THREADS="abc")
+    assert misconfigured.returncode == 2  # it could not start: not a failed run (1)
+    assert "LTR_NUM_THREADS='abc' is not an integer" in misconfigured.stderr
 
 
 def _first_run_started(dagster_home: Path, timeout_s: float = 120) -> str:
