@@ -1,5 +1,6 @@
 # `make demo` and `make test` each set up their own virtual environment on a fresh machine.
-PYTHON ?= python3
+# The project runs on Python 3.11 (pyproject.toml): python3.11 when the PATH has it.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
@@ -16,11 +17,17 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 install: $(STAMP)
 
 # uv itself is bootstrapped with pip at the version the lock pins, then installs exactly uv.lock.
+PY311 := import sys; sys.exit(sys.version_info[:2] != (3, 11))
 $(UV):
+	@$(PYTHON) -c '$(PY311)' || { echo "error: the project needs Python 3.11 and $(PYTHON) is" \
+		"$$($(PYTHON) --version 2>&1): run make with PYTHON=/path/to/python3.11" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
+	@$(PY) -c '$(PY311)' || { echo "error: $(VENV) holds $$($(PY) --version 2>&1) and the" \
+		"project needs Python 3.11: rm -rf $(VENV), then make with PYTHON=/path/to/python3.11" >&2; \
+		exit 2; }
 	$(UV) sync --locked --extra pipeline --extra dev --extra deploy --extra dask --python $(PY) --quiet
 	touch $(STAMP)
 
