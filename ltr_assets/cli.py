@@ -192,6 +192,10 @@ def _registry_list(args: argparse.Namespace) -> int:
 
 def _registry_show(args: argparse.Namespace) -> int:
     registry = _registry(Settings.from_env())
+    if args.version and (args.pointers or args.candidate):
+        flag = "--pointers" if args.pointers else "--candidate"
+        print(f"error: name a VERSION or give {flag}, not both", file=sys.stderr)
+        return 2
     if args.pointers:
         shown: dict[str, Any] = {}
         for name, read in (("latest", registry.pointer), ("candidate", registry.candidate)):
@@ -249,6 +253,8 @@ def _registry_verify(args: argparse.Namespace) -> int:
         except RegistryError as exc:
             print(f"{name} {pointed}: serving (LTR_SCORER={settings.scorer}) refuses it: {exc}")
             bad += 1
+    if not versions:
+        print(f"no versions in {settings.registry_dir}: nothing to verify")
     for version in versions:
         problems = registry.verify(version)
         print(f"{version}: {'ok' if not problems else '; '.join(problems)}; "
@@ -581,8 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=_registry_list)
     show = reg_sub.add_parser("show", help="a version's metadata (default: the live one's)")
     show.add_argument("version", nargs="?", type=version_argument)
-    show.add_argument("--candidate", action="store_true", help="the candidate's metadata")
-    show.add_argument(
+    what = show.add_mutually_exclusive_group()
+    what.add_argument("--candidate", action="store_true", help="the candidate's metadata")
+    what.add_argument(
         "--pointers",
         action="store_true",
         help="latest.json, candidate.json and the candidate history instead of metadata",

@@ -319,7 +319,7 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
         return _skip(
             log,
             f"LTR_SERVING_URL is not set: no reload requested after {after}; the service's own "
-            "poller (WEIGHTS_POLL_SECONDS) will pick the new version up",
+            "poller (WEIGHTS_POLL_SECONDS) loads whatever latest and the candidate point at",
         )
     tokens = bearer_tokens(settings.serving.reload_token)  # the first: the newest
     token = tokens[0] if tokens else ""
@@ -327,8 +327,8 @@ def _reload_outcome(settings: Settings, after: str, log: logging.Logger) -> Skip
         return _skip(
             log,
             f"LTR_RELOAD_TOKEN is not set: no reload requested after {after} (the service "
-            "refuses /reload without it); the service's own poller (WEIGHTS_POLL_SECONDS) will "
-            "pick the new version up",
+            "refuses /reload without it); the service's own poller (WEIGHTS_POLL_SECONDS) "
+            "loads whatever latest and the candidate point at",
         )
     delivery = request_reload(settings.serving.url, token)
     if delivery.ok:

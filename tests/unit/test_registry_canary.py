@@ -227,6 +227,21 @@ def test_the_cli_shows_promotes_and_retires_the_candidate(
     assert "no candidate" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="JSON object"):
         ltr(["registry", "promote", "--evidence", "[1]"])
+    # what to show is one choice: conflicting asks are refused, not silently resolved
+    with pytest.raises(SystemExit):
+        ltr(["registry", "show", "--candidate", "--pointers"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert ltr(["registry", "show", live, "--pointers"]) == 2
+    assert "name a VERSION or give --pointers, not both" in capsys.readouterr().err
+
+
+def test_verify_says_so_when_the_registry_is_empty(
+    ltr_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ltr_assets.cli import main as ltr
+
+    assert ltr(["registry", "verify"]) == 0
+    assert "no versions in " in capsys.readouterr().out
 
 
 def test_a_backfill_after_the_candidate_was_retired_sets_no_candidate(tmp_path: Path) -> None:
