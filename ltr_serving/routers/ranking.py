@@ -72,8 +72,8 @@ FALSE = frozenset((b"0", b"false", b"f", b"no", b"n", b"off"))
 CLOCK_HEADER = b"x-ltr-clock"
 STARTING = "the service is starting"
 NOTHING_LOADED = "no valid version is loaded; see GET /ltr/health for the last reload error"
-# Not sent (the client is gone); the status a request abandoned while it was scored is timed
-# under, as nginx names it.
+# Never sent (the client is gone): the status an abandoned request is timed under, as nginx
+# names it.
 CLIENT_CLOSED = 499
 
 
