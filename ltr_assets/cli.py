@@ -458,6 +458,14 @@ def _without_instance(command: str) -> bool:
     the UI shows them): without one, say how to make it rather than fail inside Dagster."""
     home = os.environ.get("DAGSTER_HOME", "")
     if home and Path(home).is_dir():
+        if not (Path(home) / "dagster.yaml").is_file():
+            config = Path(__file__).resolve().parents[1] / "dagster.yaml"
+            print(
+                f"warning: DAGSTER_HOME={home!r} has no dagster.yaml, so Dagster's defaults "
+                "apply: no run queue, and a daemon there starts every pipeline run at once "
+                f"(not one at a time); copy {config} there",
+                file=sys.stderr,
+            )
         return False
     where = f"DAGSTER_HOME={home!r} is not a directory" if home else "DAGSTER_HOME is not set"
     # the path itself, not "$LTR_HOME/dagster": pasted into a shell without LTR_HOME set,

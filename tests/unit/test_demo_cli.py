@@ -43,6 +43,20 @@ def test_ltr_demo_without_dagster_home_says_how_to_make_one(
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # starts the CLI as a process twice: not in make test-fast
+def test_a_dagster_home_without_dagster_yaml_is_warned_about(tmp_path: Path) -> None:
+    """Dagster's defaults have no run queue: the one-pipeline-run-at-a-time limit is gone."""
+    bare = tmp_path / "dagster"
+    bare.mkdir()
+    done = run_ltr("night", "2025-12-31", home=tmp_path, DAGSTER_HOME=str(bare))
+    assert done.returncode == 2  # the day is no partition (from LTR_START_DATE on)
+    assert f"warning: DAGSTER_HOME='{bare}' has no dagster.yaml" in done.stderr
+    assert f"copy {ROOT / 'dagster.yaml'} there" in done.stderr
+    (bare / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    configured = run_ltr("night", "2025-12-31", home=tmp_path, DAGSTER_HOME=str(bare))
+    assert configured.returncode == 2 and "warning" not in configured.stderr
+
+
 def test_a_clipped_interval_is_marked_in_the_report() -> None:
     clipped = Interval(1.03, 1.2).within(0.0, 1.0)
     assert estimate_text(1.0073, clipped) == "1.0073 [1.0000, 1.0000]*"
