@@ -459,11 +459,11 @@ def _without_instance(command: str) -> bool:
     home = os.environ.get("DAGSTER_HOME", "")
     if home and Path(home).is_dir():
         if not (Path(home) / "dagster.yaml").is_file():
-            config = Path(__file__).resolve().parents[1] / "dagster.yaml"
+            ours = Path(__file__).resolve().parents[1] / "dagster.yaml"
             print(
                 f"warning: DAGSTER_HOME={home!r} has no dagster.yaml, so Dagster's defaults "
                 "apply: no run queue, and a daemon there starts every pipeline run at once "
-                f"(not one at a time); copy {config} there",
+                f"(not one at a time); copy {ours} there",
                 file=sys.stderr,
             )
         return False
