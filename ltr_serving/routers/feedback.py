@@ -274,7 +274,7 @@ async def feedback(
     good: list[tuple[str, Line]] = []
     errors: list[dict[str, Any]] = []
     rejected = 0
-    lines_by_id: dict[str, tuple[int, bytes]] = {}  # event id -> the first event's index, line
+    rows_by_id: dict[str, tuple[int, EventRow]] = {}  # event id -> the first event's index, row
     for index, item in enumerate(items):
         loc: tuple[str | int, ...] = ("body", index) if batch else ("body",)
         if not isinstance(item, dict):
@@ -293,8 +293,11 @@ async def feedback(
                 errors.append(late)
                 rejected += 1
                 continue
-            first = lines_by_id.setdefault(row.event_id, (index, line))
-            if first[1] != line:  # the ingest would keep one and lose the other as a conflict
+            # the same row as the ingest reads it (key order, the timestamp's spelling and other
+            # keys aside) is a copy it deduplicates; another row under the same id, a conflict
+            # it would keep one side of
+            first = rows_by_id.setdefault(row.event_id, (index, row))
+            if first[1] != row:
                 msg = (
                     f"event_id {safe_input(row.event_id)!r} names another event earlier in this "
                     f"batch (index {first[0]}): an event_id identifies one event"

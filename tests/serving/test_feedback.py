@@ -199,9 +199,12 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
         numbered = client.post("/feedback", json={**feedback("l-1"), "lawyer_id": 7}, headers=AUTH)
         past_64_bits = orjson.dumps(feedback("l-1")).replace(b'"l-1"', str(2**70).encode())
         huge_id = client.post("/feedback", content=past_64_bits, headers=AUTH)
+        same = feedback("l-1", event_id="fb-same")
         conflicting = [
-            feedback("l-1", event_id="fb-same"),
-            feedback("l-1", event_id="fb-same"),  # the same event again: kept (deduplicated)
+            same,
+            # the same event as the ingest reads it: kept (the ingest deduplicates them)
+            {**dict(reversed(same.items())), "note": "a retry"},
+            {**same, "timestamp": same["timestamp"].replace("Z", "+00:00")},
             feedback("l-1", event_id="fb-same", action="contract"),  # another event, same id
         ]
         reused = client.post("/feedback", json=conflicting, headers=AUTH)
@@ -230,9 +233,9 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
     assert (error["loc"], error["type"]) == (["body", "lawyer_id"], "id_type")
     assert "at most 64 bits" in error["msg"] and "send ids as strings" in error["msg"]
     assert reused.status_code == 422
-    assert (reused.json()["accepted"], reused.json()["rejected"]) == (2, 1)
+    assert (reused.json()["accepted"], reused.json()["rejected"]) == (3, 1)
     ((error),) = reused.json()["detail"]
-    assert (error["loc"], error["type"]) == (["body", 2, "event_id"], "conflicting_event_id")
+    assert (error["loc"], error["type"]) == (["body", 3, "event_id"], "conflicting_event_id")
     assert "earlier in this batch (index 0)" in error["msg"]
     operation = document["paths"]["/feedback"]["post"]
     assert operation["security"] == [{"feedbackToken": []}]
@@ -254,7 +257,7 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
     assert reload_operation["security"] == [{"reloadToken": []}]
     server.stop()
     logged = [(e["lawyer_id"], e.get("event_id")) for e in logged_events(settings.serving_log_dir)]
-    assert logged == [("l" * 200, None), (7, None), ("l-1", "fb-same"), ("l-1", "fb-same")]
+    assert logged == [("l" * 200, None), (7, None)] + [("l-1", "fb-same")] * 3
     assert {e["action"] for e in logged_events(settings.serving_log_dir)} == {"click"}
 
 
