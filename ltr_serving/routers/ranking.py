@@ -25,9 +25,9 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-import anyio
 import orjson
 from fastapi.routing import APIRoute
+from starlette.requests import Request
 from starlette.routing import Match, Route
 
 from ltr_core import codec
@@ -75,16 +75,6 @@ NOTHING_LOADED = "no valid version is loaded; see GET /ltr/health for the last r
 # Never sent (the client is gone): the status an abandoned request is timed under, as nginx
 # names it.
 CLIENT_CLOSED = 499
-
-
-async def client_gone(receive: Receive) -> bool:
-    """Whether the client has closed the connection, once its body is read: a receive cancelled
-    at its first wait (as Starlette's `Request.is_disconnected`), so it never blocks."""
-    message: MutableMapping[str, Any] = {}
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        message = await receive()
-    return message.get("type") == "http.disconnect"
 
 
 class ClientGone(Exception):
@@ -232,7 +222,7 @@ class RankEndpoint:
             return await _send(send, 409, _reused(request_id, recent.capacity, first, answered_by))
         try:
             return await self._answer(
-                state, live, receive, send, body, parsed, request_id, admitted, at
+                state, live, scope, receive, send, body, parsed, request_id, admitted, at
             )
         finally:
             recent.release(admitted)
@@ -241,6 +231,7 @@ class RankEndpoint:
         self,
         state: ServingState,
         live: LiveModel,
+        scope: Scope,
         receive: Receive,
         send: Send,
         body: bytes,
@@ -284,7 +275,8 @@ class RankEndpoint:
                 reason = "timeout" if isinstance(exc, ScoringTimeout) else "busy"
                 state.metrics.scoring_refused.labels(reason).inc()
                 return await _send(send, 503, orjson.dumps({"detail": str(exc)}))
-            if await client_gone(receive):
+            # never blocks: a receive cancelled at its first wait (the body is read already)
+            if await Request(scope, receive).is_disconnected():
                 state.metrics.rank_abandoned.inc()
                 return CLIENT_CLOSED
         events = state.events
