@@ -249,9 +249,13 @@ def parse_served(body: bytes, fast: bool, explain: bool = False) -> ParsedReques
     return parsed
 
 
+def not_utf8_message(exc: UnicodeDecodeError) -> str:
+    """What a 422 says of a body that is not UTF-8 text: where, never the bytes themselves."""
+    return f"Invalid JSON: the body is not UTF-8 text ({exc.reason} at byte {exc.start})"
+
+
 def _not_utf8(exc: UnicodeDecodeError) -> RequestError:
-    """The 422 of a body that is not UTF-8 text: where, never the bytes themselves."""
-    message = f"Invalid JSON: the body is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    message = not_utf8_message(exc)
     return RequestError([{"type": "json_invalid", "loc": ("body",), "msg": message, "input": None}])
 
 

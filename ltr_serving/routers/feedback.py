@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr, ValidationError
 
+from ltr_core.codec import not_utf8_message
 from ltr_core.events import EventRow, Rejection, parse_event
 from ltr_core.features import ACTION_GRADES, FEEDBACK
 from ltr_core.kafka_client import event_key
@@ -261,8 +262,7 @@ async def feedback(
         try:  # orjson names a bad byte sequence "surrogates not allowed", at char 0
             body.decode()
         except UnicodeDecodeError as bad:
-            msg = f"Invalid JSON: the body is not UTF-8 text ({bad.reason} at byte {bad.start})"
-            return _refused([_error(("body",), "json_invalid", msg)], 0)
+            return _refused([_error(("body",), "json_invalid", not_utf8_message(bad))], 0)
         return _refused([_error(("body",), "json_invalid", f"Invalid JSON: {exc}")], 0)
     batch = isinstance(parsed, list)
     items = parsed if batch else [parsed]
