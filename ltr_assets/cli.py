@@ -457,9 +457,9 @@ def _without_instance(command: str) -> bool:
     """`ltr demo` and `ltr night` record their runs in the Dagster instance in DAGSTER_HOME (so
     the UI shows them): without one, say how to make it rather than fail inside Dagster."""
     home = os.environ.get("DAGSTER_HOME", "")
+    ours = Path(__file__).resolve().parents[1] / "dagster.yaml"  # the repository's
     if home and Path(home).is_dir():
         if not (Path(home) / "dagster.yaml").is_file():
-            ours = Path(__file__).resolve().parents[1] / "dagster.yaml"
             print(
                 f"warning: DAGSTER_HOME={home!r} has no dagster.yaml, so Dagster's defaults "
                 "apply: no run queue, and a daemon there starts every pipeline run at once "
@@ -472,7 +472,7 @@ def _without_instance(command: str) -> bool:
     # that would be /dagster
     ltr_home = Settings.from_env().home.resolve()
     instance = shlex.quote(str(ltr_home / "dagster"))
-    config = shlex.quote(str(Path(__file__).resolve().parents[1] / "dagster.yaml"))
+    config = shlex.quote(str(ours))
     ltr = shlex.quote(str(Path(sys.executable).parent / "ltr"))
     print(
         f"ltr {command.split()[0]}: {where}. It records its runs in a Dagster instance there: "
