@@ -462,7 +462,7 @@ def _without_instance(command: str) -> bool:
         if not (Path(home) / "dagster.yaml").is_file():
             print(
                 f"warning: DAGSTER_HOME={home!r} has no dagster.yaml, so Dagster's defaults "
-                "apply: no run queue, and a daemon there starts every pipeline run at once "
+                "apply: no run limits, and a daemon there starts every pipeline run at once "
                 f"(not one at a time); copy {ours} there",
                 file=sys.stderr,
             )

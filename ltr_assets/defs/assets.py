@@ -70,6 +70,7 @@ from ltr_assets.defs.checks import (
     scorer_fidelity_spec,
     sources_text,
 )
+from ltr_assets.defs.concurrency import PIPELINE_POOL
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.candidate import (
@@ -145,6 +146,7 @@ def _day(context: AssetExecutionContext) -> date:
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
+    pool=PIPELINE_POOL,
     check_specs=[
         quarantine_check_spec("raw_events"),
         fallback_check_spec("raw_events"),
@@ -228,6 +230,7 @@ def _next_day_mapping() -> TimeWindowPartitionMapping:
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
+    pool=PIPELINE_POOL,
     deps=[Dep(raw_events, partition_mapping=_next_day_mapping())],
     check_specs=[feedback_check_spec("feature_matrix")],
     description="Day D's impressions as query groups with graded labels (0 none/decline, "
@@ -267,6 +270,7 @@ def _window_mapping() -> TimeWindowPartitionMapping:
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
+    pool=PIPELINE_POOL,
     deps=[Dep(AssetKey("feature_matrix"), partition_mapping=_window_mapping())],
     check_specs=[
         *gate_check_specs("ltr_model"),
@@ -360,6 +364,7 @@ def ltr_model(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeRe
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
+    pool=PIPELINE_POOL,
     # online_comparison[D] first: the current candidate is decided on before D's version can
     # replace it as the candidate.
     deps=[ltr_model, AssetKey("online_comparison")],

@@ -27,7 +27,8 @@ from ltr_assets.defs.resources import LtrResource
 from ltr_assets.registry import publication
 from ltr_core.artifacts.format import check_version
 
-# Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits).
+# Runs carrying this tag are limited to one at a time (dagster.yaml, tag_concurrency_limits);
+# the `ltr_pipeline` pool (ltr_assets/defs/concurrency.py) holds back the untagged ones.
 PIPELINE_TAGS = {"ltr/pipeline": "daily"}
 
 # The daily job's retry policy, read only where the instance enables run retries (the Postgres

@@ -39,6 +39,7 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 
+from ltr_assets.defs.concurrency import ensure_pipeline_pool, holds_pipeline_pool
 from ltr_assets.defs.jobs import PIPELINE_TAGS
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.refresh import UNFINISHED, stale_matrices
@@ -65,6 +66,8 @@ class LocationLauncher:
             ),
             location_name=LOCATION_NAME,
         )
+        # its runs never pass the queue, which would give the pool its limit otherwise
+        ensure_pipeline_pool(instance)
         self.location: InProcessCodeLocation = origin.create_location(instance)
         (self.repository,) = self.location.get_repositories().values()
 
@@ -272,9 +275,13 @@ def night(
             f"{day} is not a partition of ltr_daily_job (its days run from LTR_START_DATE to "
             f"yesterday, UTC: {span})"
         )
-    busy = instance.get_run_records(RunsFilter(statuses=UNFINISHED, tags=PIPELINE_TAGS), limit=1)
+    busy = [
+        record.dagster_run
+        for record in instance.get_run_records(RunsFilter(statuses=UNFINISHED))
+        if holds_pipeline_pool(record.dagster_run) or _tagged_pipeline(record.dagster_run)
+    ]
     if busy:
-        run = busy[0].dagster_run
+        run = busy[-1]  # records come newest first: the oldest
         partition = run.tags.get(PARTITION_NAME_TAG, "")
         raise NightRefused(
             f"{run.job_name} [{partition}] (run {run.run_id[:8]}) is {run.status.value.lower()}: "
@@ -304,6 +311,11 @@ def night(
         except KeyboardInterrupt:  # between two refreshes
             raise NightInterrupted(night=report) from None
     return report
+
+
+def _tagged_pipeline(run: DagsterRun) -> bool:
+    """A pipeline job's run (created before its assets were in the pool, or without a plan)."""
+    return all(run.tags.get(key) == value for key, value in PIPELINE_TAGS.items())
 
 
 def _run_to_the_end(

@@ -39,6 +39,7 @@ from dagster import (
 )
 
 from ltr_assets.defs.checks import partitioned_check_spec
+from ltr_assets.defs.concurrency import PIPELINE_POOL
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.resources import LtrResource
 from ltr_assets.gate.charts import markdown_image
@@ -186,6 +187,7 @@ def _notification(comparison: Comparison, applied: Applied) -> str:
     name=ASSET,
     partitions_def=daily_partitions,
     group_name=GROUP,
+    pool=PIPELINE_POOL,
     deps=["raw_events"],
     check_specs=[
         partitioned_check_spec(

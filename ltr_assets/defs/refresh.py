@@ -32,6 +32,7 @@ from dagster import (
 )
 from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG
 
+from ltr_assets.defs.concurrency import PIPELINE_POOL, ensure_pipeline_pool
 from ltr_assets.defs.jobs import ltr_label_refresh_job
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_core.settings import Settings
@@ -104,6 +105,8 @@ def stale_matrices(instance: DagsterInstance, now: datetime) -> list[StaleMatrix
     "in progress: the nightly label refresh, and the one after a late or re-run ingestion.",
 )
 def label_refresh_sensor(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+    if ensure_pipeline_pool(context.instance):  # this sensor runs wherever the daemon does
+        context.log.info(f"gave the concurrency pool {PIPELINE_POOL} the instance's default limit")
     requests, notes = [], []
     for matrix in stale_matrices(context.instance, _now()):
         # one run per newer input: a refresh that crashed is not launched again by itself

@@ -176,7 +176,7 @@ def test_compose_instance_validates(
     for section in ("run_launcher", "run_coordinator", "compute_logs"):
         data = instance[section]
         cls: Any = class_from_code_pointer(data["module"], data["class"])
-        result = validate_config(cls.config_type(), data["config"])
+        result = validate_config(cls.config_type(), data.get("config", {}))
         assert result.success, (section, result.errors)
     assert instance["run_launcher"]["class"] == "DockerRunLauncher"
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
@@ -196,14 +196,25 @@ def test_instance_reads_the_dagster_pg_variables(instance: dict[str, Any]) -> No
 def test_run_queue_and_retries_agree_with_the_other_instances(
     instance: dict[str, Any], helm: dict[str, Any]
 ) -> None:
-    """The pipeline's tag limit is the same everywhere; retries and monitoring agree with the
-    Helm values and, where it exists, the Postgres instance (deploy/dagster-postgres.yaml)."""
+    """The pipeline's tag and pool limits are the same everywhere (one run at a time), and
+    the queue's limits live only in `concurrency` (Dagster refuses them in the run
+    coordinator's config beside it); retries and monitoring agree with the Helm values and,
+    where it exists, the Postgres instance (deploy/dagster-postgres.yaml)."""
     local = _load(ROOT / "dagster.yaml")
-    limits = instance["run_coordinator"]["config"]["tag_concurrency_limits"]
-    assert limits == local["run_queue"]["tag_concurrency_limits"]
+    concurrency = instance["concurrency"]
+    assert concurrency["pools"] == {"granularity": "run", "default_limit": 1}
+    assert local["concurrency"] == concurrency
+    assert "run_queue" not in local and "config" not in instance["run_coordinator"]
+    assert helm["concurrency"]["pools"] == {"granularity": "run", "defaultLimit": 1}
+    runs = concurrency["runs"]
+    assert runs["tag_concurrency_limits"] == [{"key": "ltr/pipeline", "limit": 1}]
+    assert helm["concurrency"]["runs"] == {
+        "maxConcurrentRuns": runs["max_concurrent_runs"],
+        "tagConcurrencyLimits": runs["tag_concurrency_limits"],
+    }
     daemon = helm["dagsterDaemon"]
     queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
-    assert queued["tagConcurrencyLimits"] == limits
+    assert not any(queued.values()), "the chart would render both and Dagster refuse them"
     assert daemon["runRetries"] == {
         "enabled": instance["run_retries"]["enabled"],
         "maxRetries": instance["run_retries"]["max_retries"],
@@ -222,6 +233,7 @@ def test_run_queue_and_retries_agree_with_the_other_instances(
             assert (
                 config["run_retries"].get("max_retries") == instance["run_retries"]["max_retries"]
             ), other
+        assert config["concurrency"] == concurrency, other
 
 
 def test_workspace_points_at_the_code_server(

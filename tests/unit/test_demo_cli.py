@@ -45,7 +45,7 @@ def test_ltr_demo_without_dagster_home_says_how_to_make_one(
 
 @pytest.mark.slow  # starts the CLI as a process twice: not in make test-fast
 def test_a_dagster_home_without_dagster_yaml_is_warned_about(tmp_path: Path) -> None:
-    """Dagster's defaults have no run queue: the one-pipeline-run-at-a-time limit is gone."""
+    """Dagster's defaults have no run limits: the one-pipeline-run-at-a-time limit is gone."""
     bare = tmp_path / "dagster"
     bare.mkdir()
     done = run_ltr("night", "2025-12-31", home=tmp_path, DAGSTER_HOME=str(bare))
