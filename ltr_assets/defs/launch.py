@@ -16,19 +16,21 @@ import fcntl
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
 
 from dagster import (
+    AssetKey,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
     JobExecutionResult,
     RunsFilter,
 )
+from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.events import RunFailureReason
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -71,9 +73,19 @@ class LocationLauncher:
         self.location: InProcessCodeLocation = origin.create_location(instance)
         (self.repository,) = self.location.get_repositories().values()
 
-    def remote_job(self, job_name: str) -> RemoteJob:
-        """The location's job, as the UI and the scheduler see it."""
-        return self.repository.get_full_job(job_name)
+    def remote_job(self, job_name: str, assets: Sequence[AssetKey] | None = None) -> RemoteJob:
+        """The location's job, as the UI and the scheduler see it; with `assets`, the subset
+        an asset page launches (job `__ASSET_JOB`)."""
+        if assets is None:
+            return self.repository.get_full_job(job_name)
+        selector = JobSubsetSelector(
+            location_name=self.location.name,
+            repository_name=self.repository.name,
+            job_name=job_name,
+            op_selection=None,
+            asset_selection=assets,
+        )
+        return self.location.get_job(selector)
 
     def create_run(
         self,
@@ -81,11 +93,12 @@ class LocationLauncher:
         partition_key: str | None,
         run_config: Mapping[str, object],
         run_id: str | None = None,
+        assets: Sequence[AssetKey] | None = None,
     ) -> DagsterRun:
         """A NOT_STARTED run as the scheduler creates it (`run_id`, or a new one): the job's
-        tags plus the partition,
-        the location's job snapshot and execution plan, the remote and code origins."""
-        remote_job = self.remote_job(job_name)
+        tags plus the partition, the location's job snapshot and execution plan, the remote
+        and code origins; with `assets`, as an asset page creates it."""
+        remote_job = self.remote_job(job_name, assets)
         plan = self.location.get_execution_plan(
             remote_job,
             run_config,
@@ -112,7 +125,7 @@ class LocationLauncher:
             parent_job_snapshot=remote_job.parent_job_snapshot,
             remote_job_origin=remote_job.get_remote_origin(),
             job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
+            asset_selection=frozenset(assets) if assets is not None else None,
             asset_check_selection=None,
             asset_graph=self.repository.asset_graph,
         )

@@ -10,15 +10,13 @@ from typing import Any
 import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus
-from dagster._core.remote_representation.external import RemoteJob
 from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.storage.tags import PARTITION_NAME_TAG
 from dagster._core.test_utils import instance_for_test
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 
 from ltr_assets.defs.concurrency import PIPELINE_POOL, holds_pipeline_pool
-from ltr_assets.defs.launch import LOCATION_NAME, NightRefused, night
+from ltr_assets.defs.launch import LOCATION_NAME, LocationLauncher, NightRefused, night
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}
@@ -52,48 +50,11 @@ def _submit(
 ) -> DagsterRun:
     """Queue a run as the UI does: the location's job (an asset page's `__ASSET_JOB` subset when
     `assets` are given), its execution plan, the job's tags and the partition."""
-    from dagster._core.definitions.selector import JobSubsetSelector
-
     instance: DagsterInstance = workspace.instance
-    request = workspace.create_request_context()
-    location = request.get_code_location(LOCATION_NAME)
-    (repository,) = location.get_repositories().values()
     selection = [AssetKey(a) for a in assets] if assets else None
-    selector = JobSubsetSelector(
-        location_name=LOCATION_NAME,
-        repository_name=repository.name,
-        job_name=job_name,
-        op_selection=None,
-        asset_selection=selection,
-    )
-    remote_job: RemoteJob = location.get_job(selector)
-    plan = location.get_execution_plan(
-        remote_job, {}, step_keys_to_execute=None, known_state=None, instance=instance
-    )
-    tags = dict(remote_job.run_tags)
-    if day is not None:
-        tags[PARTITION_NAME_TAG] = day
-    run = instance.create_run(
-        job_name=job_name,
-        run_id=None,
-        run_config={},
-        resolved_op_selection=None,
-        step_keys_to_execute=None,
-        op_selection=None,
-        status=DagsterRunStatus.NOT_STARTED,
-        root_run_id=None,
-        parent_run_id=None,
-        tags=tags,
-        job_snapshot=remote_job.job_snapshot,
-        execution_plan_snapshot=plan.execution_plan_snapshot,
-        parent_job_snapshot=remote_job.parent_job_snapshot,
-        remote_job_origin=remote_job.get_remote_origin(),
-        job_code_origin=remote_job.get_python_origin(),
-        asset_selection=frozenset(selection) if selection else None,
-        asset_check_selection=None,
-        asset_graph=repository.asset_graph,
-    )
-    instance.submit_run(run.run_id, request)
+    with LocationLauncher(instance) as launcher:
+        run = launcher.create_run(job_name, day, {}, assets=selection)
+    instance.submit_run(run.run_id, workspace.create_request_context())
     return run
 
 
