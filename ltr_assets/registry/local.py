@@ -561,9 +561,19 @@ class LocalRegistry(LocalVersions):
     def _move_pointer(
         self, version: str, partition: str, weights: dict[str, float], **extra: Any
     ) -> None:
-        self._write_pointer(self.pointer_path, version, partition, **extra)
-        if self.weights_path is not None:
-            atomic.write_bytes(self.weights_path, weights_json(weights))
+        """latest.json and the flat WEIGHTS_PATH copy move together or not at all: the flat
+        file is written (and fsynced) beside its place first, then the pointer moves, then the
+        flat file is renamed into place. A full disk under either leaves both as they were, so
+        a publication that fails here has not gone live anywhere."""
+        if self.weights_path is None:
+            self._write_pointer(self.pointer_path, version, partition, **extra)
+            return
+        with atomic.writing_file(self.weights_path) as flat:
+            with open(flat, "wb") as handle:
+                handle.write(weights_json(weights))
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._write_pointer(self.pointer_path, version, partition, **extra)
 
     def _clean_leftovers(self) -> list[str]:
         """Under the lock, so no writer is halfway: temporary files of killed atomic writes of

@@ -388,3 +388,37 @@ def test_a_re_run_of_the_candidate_s_night_replaces_it_after_later_nights(
     )  # fmt: skip
     assert "a backfill" in backfill.reason and not backfill.candidate_set
     assert registry.candidate_version() == rebuilt.version
+
+
+@pytest.mark.parametrize("fault", ["full_disk", "no_folder"])
+def test_a_flat_copy_that_cannot_be_written_leaves_latest_where_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """latest.json and WEIGHTS_PATH move together: a publication whose flat copy fails (a full
+    disk under WEIGHTS_PATH, its folder gone) has gone live nowhere."""
+    import errno
+    import os
+
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, "direct")
+    assert registry.weights_path is not None
+    flat, pointer = registry.weights_path.read_bytes(), registry.pointer_path.read_bytes()
+    if fault == "full_disk":  # the flat file's blocks are refused when it is synced
+        fsync = os.fsync
+
+        def refusing(fd: int) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{registry.weights_path.parent}/"):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", refusing)
+    else:  # a file where its folder should be
+        shutil.rmtree(registry.weights_path.parent)
+        registry.weights_path.parent.write_text("not a folder")
+    with pytest.raises(OSError):
+        _publish(registry, 1, "direct")
+    assert registry.latest_version() == live
+    assert registry.pointer_path.read_bytes() == pointer
+    if fault == "full_disk":
+        assert registry.weights_path.read_bytes() == flat
+        assert list(registry.weights_path.parent.iterdir()) == [registry.weights_path]
