@@ -402,12 +402,13 @@ def test_a_flat_copy_that_cannot_be_written_leaves_latest_where_it_was(
     registry = _registry(tmp_path)
     live = _publish(registry, 0, "direct")
     assert registry.weights_path is not None
+    folder = registry.weights_path.parent
     flat, pointer = registry.weights_path.read_bytes(), registry.pointer_path.read_bytes()
     if fault == "full_disk":  # the flat file's blocks are refused when it is synced
         fsync = os.fsync
 
         def refusing(fd: int) -> None:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{registry.weights_path.parent}/"):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{folder}/"):
                 raise OSError(errno.ENOSPC, "No space left on device")
             fsync(fd)
 
