@@ -503,7 +503,12 @@ def _night(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # nothing ran: "could not start", not a failed run
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from ltr_assets.defs.launch import NightInterrupted, NightRefused, run_night
+    from ltr_assets.defs.launch import (
+        InstanceUnavailable,
+        NightInterrupted,
+        NightRefused,
+        run_night,
+    )
 
     registry = _registry(settings)
     before = (registry.latest_version(), registry.candidate_version())
@@ -513,6 +518,26 @@ def _night(args: argparse.Namespace) -> int:
     except NightRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except InstanceUnavailable as exc:
+        where = f"DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')!r}"
+        if exc.run is None:  # nothing ran
+            print(
+                f"error: the Dagster instance's database ({where}) failed: {exc}", file=sys.stderr
+            )
+            return 2
+        if exc.left_unfinished:
+            state = (
+                "it may be left started, which holds back every later night: once the "
+                "database is back, end it (in the UI, Terminate, then Force termination)"
+            )
+        else:
+            state = "it was ended as canceled"
+        print(
+            f"failed: the Dagster instance's database ({where}) failed under {exc.run}: {exc}; "
+            f"{state}, then {again}",
+            file=sys.stderr,
+        )
+        return 1
     except NightInterrupted as exc:
         if exc.night is not None:  # the night finished; its label refresh was interrupted
             _night_done(exc.night, settings, registry, before)

@@ -16,6 +16,7 @@ import fcntl
 import signal
 import sys
 import threading
+import time as clock
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -222,19 +223,28 @@ NIGHT_LOCK = "ltr-night.lock"
 
 
 def run_night(day: str, refresh: bool = True) -> NightReport:
-    """`night` on the instance in DAGSTER_HOME (`ltr night`), one at a time."""
-    with DagsterInstance.get() as instance:
-        lock_path = Path(instance.root_directory) / NIGHT_LOCK
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise NightRefused(
-                    f"another `ltr night` is running on this instance ({lock_path} is locked): "
-                    "the pipeline runs one night at a time"
-                ) from None
-            with hangup_and_term_as_interrupt():
-                return night(instance, day, refresh)
+    """`night` on the instance in DAGSTER_HOME (`ltr night`), one at a time. An instance whose
+    database cannot be reached raises InstanceUnavailable."""
+    try:
+        with DagsterInstance.get() as instance:
+            return _night_alone(instance, day, refresh)
+    except storage_errors() as exc:  # outside a run: a failure under one is raised as its own
+        raise InstanceUnavailable(exc) from exc
+
+
+def _night_alone(instance: DagsterInstance, day: str, refresh: bool) -> NightReport:
+    """`night` under the instance's lock file."""
+    lock_path = Path(instance.root_directory) / NIGHT_LOCK
+    with lock_path.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NightRefused(
+                f"another `ltr night` is running on this instance ({lock_path} is locked): "
+                "the pipeline runs one night at a time"
+            ) from None
+        with hangup_and_term_as_interrupt():
+            return night(instance, day, refresh)
 
 
 @contextlib.contextmanager
@@ -348,12 +358,71 @@ def _run_to_the_end(
     except KeyboardInterrupt:  # before or after Dagster's own handling of interrupts
         _end_unfinished(instance, run_id)
         raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id)) from None
-    except BaseException:
-        _end_unfinished(instance, run_id)
-        raise
+    except BaseException as exc:
+        if not isinstance(exc, storage_errors()):
+            _end_unfinished(instance, run_id)
+            raise
+        # the instance's database failed under the run: end it once the database answers again
+        ended = _end_when_the_storage_answers(instance, run_id)
+        label = f"{job_name} [{day}] (run {run_id[:8]})"
+        raise InstanceUnavailable(exc, run=label, left_unfinished=not ended) from exc
     if interrupted:
         raise NightInterrupted(_interrupted_run(instance, job_name, day, run_id))
     return run_id, result.success, outcome
+
+
+def storage_errors() -> tuple[type[Exception], ...]:
+    """What the instance's storage raises when its database cannot be reached or fails (SQLite
+    or Postgres, after dagster-postgres's own retries)."""
+    import sqlalchemy.exc
+
+    errors: list[type[Exception]] = [sqlalchemy.exc.SQLAlchemyError]
+    try:
+        from dagster_postgres.utils import DagsterPostgresException
+    except ImportError:  # an instance without Postgres support
+        pass
+    else:
+        errors.append(DagsterPostgresException)
+    return tuple(errors)
+
+
+class InstanceUnavailable(Exception):
+    """The Dagster instance's database could not be reached or failed: before any run (`run`
+    None), or under one, which is then ended unless `left_unfinished` (the database did not
+    come back in time: the run stays STARTED and holds back every later night)."""
+
+    def __init__(
+        self, error: BaseException, run: str | None = None, left_unfinished: bool = False
+    ) -> None:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        super().__init__(first)
+        self.run = run
+        self.left_unfinished = left_unfinished
+
+
+# How long `ltr night` keeps trying to end its run after the instance's database failed under
+# it, and how often (a restarting database is usually back within this).
+END_RUN_RETRY_S = 60.0
+END_RUN_RETRY_EVERY_S = 5.0
+
+
+def _end_when_the_storage_answers(
+    instance: DagsterInstance,
+    run_id: str,
+    patience_s: float = END_RUN_RETRY_S,
+    every_s: float = END_RUN_RETRY_EVERY_S,
+) -> bool:
+    """`_end_unfinished`, retried while the database fails, for up to `patience_s`: whether
+    the run was ended (or had ended)."""
+    deadline = clock.monotonic() + patience_s
+    while True:
+        try:
+            _end_unfinished(instance, run_id)
+            return True
+        except storage_errors():
+            if clock.monotonic() + every_s > deadline:
+                return False
+            clock.sleep(every_s)
 
 
 def _end_unfinished(instance: DagsterInstance, run_id: str) -> None:

@@ -248,3 +248,53 @@ def test_a_run_interrupted_between_steps_counts_as_interrupted() -> None:
     )
     assert launch._interrupted(instance, between_steps.run_id)
     assert not launch._interrupted(instance, crashed.run_id)
+
+
+def test_an_instance_whose_database_is_down_is_a_clear_error(tmp_path: Path) -> None:
+    """A Postgres instance that does not answer: `ltr night` could not start (2), one line
+    naming the instance, no traceback."""
+    from tests.support.kafka_broker import free_port
+
+    home = tmp_path / "dagster"
+    home.mkdir()
+    storage = {"hostname": "127.0.0.1", "port": free_port(), "username": "nobody",
+               "password": "never-printed", "db_name": "absent",
+               "scheme": "postgresql+psycopg2"}  # as deploy/dagster-postgres.yaml  # fmt: skip
+    lines = ["storage:", "  postgres:", "    postgres_db:"]
+    lines += [f"      {key}: {value}" for key, value in storage.items()]
+    (home / "dagster.yaml").write_text("\n".join(lines) + "\n")
+    done = run_ltr("night", "2026-11-03", home=tmp_path, DAGSTER_HOME=str(home))
+    assert done.returncode == 2, done.stderr
+    assert f"error: the Dagster instance's database (DAGSTER_HOME='{home}')" in done.stderr
+    assert "Traceback" not in done.stderr and "never-printed" not in done.stderr
+
+
+def test_a_run_the_database_failed_under_is_ended_once_it_answers_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy.exc
+    from dagster._core.test_utils import instance_for_test
+
+    with instance_for_test() as instance:
+        run = create_run_for_test(
+            instance, job_name="ltr_daily_job", status=DagsterRunStatus.STARTED,
+            tags={**PIPELINE_TAGS, PARTITION_NAME_TAG: "2026-11-03"},
+        )  # fmt: skip
+        get_run_by_id = instance.get_run_by_id
+        failures = iter([True, True])  # the database down for two tries
+
+        def flaky(run_id: str) -> DagsterRun | None:
+            if next(failures, False):
+                raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed"))
+            return get_run_by_id(run_id)
+
+        monkeypatch.setattr(instance, "get_run_by_id", flaky)
+        assert launch._end_when_the_storage_answers(instance, run.run_id, 1.0, 0.01)
+        ended = get_run_by_id(run.run_id)
+        assert ended is not None and ended.status == DagsterRunStatus.CANCELED
+        # down for longer than the patience: not ended, and said so
+        other = create_run_for_test(instance, job_name="ltr_daily_job",
+                                    status=DagsterRunStatus.STARTED)  # fmt: skip
+        failures = iter([True] * 1000)
+        assert not launch._end_when_the_storage_answers(instance, other.run_id, 0.05, 0.01)
+        assert get_run_by_id(other.run_id).status == DagsterRunStatus.STARTED  # type: ignore[union-attr]
