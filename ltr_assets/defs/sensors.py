@@ -10,7 +10,7 @@ these lines.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dagster import (
     AddDynamicPartitionsRequest,
@@ -37,7 +37,9 @@ from dagster import (
     sensor,
 )
 from dagster._core.execution.plan.objects import ErrorSource
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
+from ltr_assets.defs.checks import FALLBACK_CHECK
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
 from ltr_assets.defs.resources import LtrResource
@@ -236,6 +238,43 @@ def _one_line(text: str) -> str:
     return line if len(line) <= REASON_MAX_CHARS else line[: REASON_MAX_CHARS - 1] + "…"
 
 
+def _successful_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
+    """A successful run's outcome by published_weights' record."""
+    record = publication_record(instance, run.run_id)
+    if record is None:
+        return RunOutcome("succeeded", "")
+    if record.get("published") is False:
+        recorded = record.get("refused_checks")  # the gate's failing checks, as refused
+        detail = "; ".join(str(c) for c in recorded) if isinstance(recorded, list) else ""
+        live = str(record.get("live_version") or "")
+        kept = str(record.get("kept_candidate") or "")
+        return RunOutcome("gate_refused", detail, _one_line(f"gate refused: {detail}"), live, kept)
+    version = str(record.get("version") or "")
+    # the record's outcome says what the version became: "published <v> (live)",
+    # "(the candidate)" or "(kept, not live)"; a bare "published <v>" hid the last two
+    recorded_outcome = str(record.get("outcome") or "")
+    line = recorded_outcome if recorded_outcome.startswith(f"published {version}") else ""
+    return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
+
+
+def kafka_unread(instance: DagsterInstance, run: DagsterRun) -> str:
+    """When the run's raw_events fell back from Kafka to the files (its `source_fallback`
+    check failed), what that leaves out and what to do: the day lacks what only Kafka holds
+    (the ranking service's events it sent there), until it is ingested again. "" otherwise."""
+    for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
+        event = entry.dagster_event
+        data = event.event_specific_data if event else None
+        if not isinstance(data, AssetCheckEvaluation):
+            continue
+        if not data.passed and data.check_name == FALLBACK_CHECK:
+            partition = run.tags.get(PARTITION_NAME_TAG, "the day")
+            return (
+                f"Kafka was not read, so {partition} lacks the events only Kafka holds: "
+                "re-run it once Kafka is back"
+            )
+    return ""
+
+
 def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     """A successful run is `published` or `gate_refused` by published_weights' record (a
     refused gate is a successful run: its checks fail with WARN severity and published_weights
@@ -246,23 +285,13 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     if run.status == DagsterRunStatus.CANCELED:
         return _canceled(instance, run)
     if run.status == DagsterRunStatus.SUCCESS:
-        record = publication_record(instance, run.run_id)
-        if record is None:
-            return RunOutcome("succeeded", "")
-        if record.get("published") is False:
-            recorded = record.get("refused_checks")  # the gate's failing checks, as refused
-            detail = "; ".join(str(c) for c in recorded) if isinstance(recorded, list) else ""
-            live = str(record.get("live_version") or "")
-            kept = str(record.get("kept_candidate") or "")
-            return RunOutcome(
-                "gate_refused", detail, _one_line(f"gate refused: {detail}"), live, kept
-            )
-        version = str(record.get("version") or "")
-        # the record's outcome says what the version became: "published <v> (live)",
-        # "(the candidate)" or "(kept, not live)"; a bare "published <v>" hid the last two
-        recorded_outcome = str(record.get("outcome") or "")
-        line = recorded_outcome if recorded_outcome.startswith(f"published {version}") else ""
-        return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
+        outcome = _successful_outcome(instance, run)
+        unread = kafka_unread(instance, run)
+        if not unread:
+            return outcome
+        # the reason leads with what the run did; the ingestion's gap follows it
+        told = outcome.reason or outcome.outcome
+        return replace(outcome, reason=_one_line(f"{told}; {unread}"))
     checks = failing_blocking_checks(instance, run.run_id)
     errors = checks + _step_errors(instance, run.run_id, checks_named=bool(checks))
     errors = errors or _failed_outside_steps(instance, run.run_id)

@@ -478,3 +478,34 @@ def test_a_run_canceled_before_any_step_is_notified(monkeypatch: pytest.MonkeyPa
         f":octagonal_sign: ltr_label_refresh_job [2026-11-02] (run {run.run_id[:8]}) "
         "canceled before or between steps"  # a job that publishes nothing says nothing of it
     ]
+
+
+def test_a_night_read_without_kafka_says_what_it_lacks_and_what_to_do() -> None:
+    """raw_events fell back to the files (its WARN check source_fallback failed): the run
+    succeeds, and its reason says the day lacks what only Kafka holds, and to re-run it."""
+    from dagster import DailyPartitionsDefinition
+
+    days = DailyPartitionsDefinition(start_date="2026-11-01")
+
+    @asset(partitions_def=days)
+    def raw_events() -> None:
+        return None
+
+    @asset_check(asset=raw_events, name="source_fallback")
+    def fell_back() -> AssetCheckResult:
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description="read from audit_log because Kafka failed: cannot reach Kafka",
+        )
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([raw_events, fell_back], instance=instance, partition_key="2026-11-03")
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and result.success
+    outcome = run_outcome(instance, run)
+    assert outcome.outcome == "succeeded"
+    assert outcome.reason == (
+        "succeeded; Kafka was not read, so 2026-11-03 lacks the events only Kafka holds: "
+        "re-run it once Kafka is back"
+    )
