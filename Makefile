@@ -162,9 +162,11 @@ deploy-images: dockerd
 # deploy/.env.example): Postgres, Kafka and S3 are the ones it names. Built first, then started
 # without building (compose v1 cannot pass the build secret).
 COMPOSE = $(DOCKER_COMPOSE) -p ltr -f deploy/docker-compose.yml --env-file deploy/.env
+# The image tags come from deploy/.env when it names them (compose runs what it names).
+ENV_IMAGES = $$(sed -n -E 's/^(LTR_DAGSTER_IMAGE|LTR_SERVING_IMAGE)=([^[:space:]]+)$$/\1=\2/p' deploy/.env)
 deploy-up:
 	@test -f deploy/.env || { echo "copy deploy/.env.example to deploy/.env and fill it in"; exit 1; }
-	$(MAKE) --no-print-directory deploy-images
+	$(MAKE) --no-print-directory deploy-images $(ENV_IMAGES)
 	$(COMPOSE) up -d --no-build
 	$(COMPOSE) ps
 

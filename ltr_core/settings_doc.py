@@ -55,8 +55,16 @@ EXTERNAL = (
     ("DAGSTER_PG_USER", "its user (`dagster` in compose)"),
     ("DAGSTER_PG_PASSWORD", "its password (compose: `deploy/.env`; Kubernetes: a Secret)"),
     ("DAGSTER_PG_DB", "its database (`dagster` in compose)"),
-    ("LTR_DAGSTER_IMAGE", "compose only: the Dagster image tag built and run"),
-    ("LTR_SERVING_IMAGE", "compose only: the serving image tag built and run"),
+    (
+        "LTR_DAGSTER_IMAGE",
+        "compose only: the Dagster image tag built (`make deploy-up` reads it from deploy/.env) "
+        "and run",
+    ),
+    (
+        "LTR_SERVING_IMAGE",
+        "compose only: the serving image tag built (`make deploy-up` reads it from deploy/.env) "
+        "and run",
+    ),
     ("LTR_CODE_SERVER_PORT", "compose only: the code server's port on 127.0.0.1 (`4000`)"),
     ("LTR_WEBSERVER_PORT", "compose only: the Dagster UI's port on 127.0.0.1 (`3000`)"),
     ("LTR_SERVING_PORT_A", "compose only: ranking-service replica a's port (`8000`)"),

@@ -552,3 +552,24 @@ def test_k8s_serving_manifest(helm: dict[str, Any]) -> None:
     url = {item["name"]: item["value"] for item in code_location["env"]}["LTR_SERVING_URL"]
     assert url.startswith(f"http://{service['metadata']['name']}.")
     assert url.endswith(f":{SERVING_PORT}")
+
+
+def test_deploy_env_reaches_signing_rollout_and_environment(
+    compose: dict[str, Any], instance: dict[str, Any]
+) -> None:
+    """What docs/deployment.md says to set in deploy/.env reaches the processes that read it:
+    the signing key only where versions are published (code server, run workers), the verify
+    keys there and on the replicas; production by default."""
+    raw = {name: compose["services"][name].get("environment") or {} for name in PROJECT_SERVICES}
+    launched = set(instance["run_launcher"]["config"]["env_vars"])
+    publishing = {"LTR_ARTIFACT_SIGNING_KEY", "LTR_ARTIFACT_VERIFY_KEYS", "LTR_ROLLOUT"}
+    assert {*publishing, "LTR_ENVIRONMENT"} <= launched  # the run workers publish
+    for name in (*DAGSTER_SERVICES, *SERVING_SERVICES):
+        env = raw[name]
+        assert env["LTR_ENVIRONMENT"] == "${LTR_ENVIRONMENT:-production}", name
+        assert env["LTR_ARTIFACT_VERIFY_KEYS"] == "${LTR_ARTIFACT_VERIFY_KEYS:-}", name
+        if name in SERVING_SERVICES:
+            assert "LTR_ARTIFACT_SIGNING_KEY" not in env, name  # a replica never signs
+        else:
+            assert env["LTR_ARTIFACT_SIGNING_KEY"] == "${LTR_ARTIFACT_SIGNING_KEY:-}", name
+            assert env["LTR_ROLLOUT"] == "${LTR_ROLLOUT:-}", name
