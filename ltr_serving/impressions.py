@@ -343,7 +343,12 @@ class FileSink:
     written least lately is completed: today's, written all the time, stays open):
     feedback for yesterday interleaved with today's impressions is normal, and a file per
     alternation would make thousands of files and fsyncs. A name that exists already (a
-    restarted container keeps its pid) is skipped."""
+    restarted container keeps its pid) is skipped.
+
+    A failed write (a full disk) is cut back off its file, which stays open and ends in whole
+    lines (`_undo`): the failed events are counted as failed by the caller and are nowhere
+    else, a full disk makes no file per failed write, and writing goes on in the same file once
+    there is space. A file no write ever reached is deleted, not completed empty."""
 
     kind = "file"
 
@@ -377,10 +382,9 @@ class FileSink:
                 self._finish(next(iter(self._open)))  # the day written least lately
             current = self._start(day)
         try:
-            current.handle.write(data)
-            current.handle.flush()
+            _write_all(current.handle, data)
         except BaseException:
-            self._cut_off(day)
+            self._undo(day, current)
             raise
         current.size += len(data)
         if self.written is not None:
@@ -416,7 +420,8 @@ class FileSink:
             # the .part of a live writer unlocked.
             fresh = final.with_name(f".{final.name}.new")
             try:
-                handle = open(fresh, "xb")  # noqa: SIM115 - closed by _finish
+                # unbuffered: a failed write leaves nothing behind in a buffer (`_undo`)
+                handle = open(fresh, "xb", buffering=0)  # noqa: SIM115 - closed by _finish
             except FileExistsError:
                 continue
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -424,19 +429,42 @@ class FileSink:
                 handle.close()
                 fresh.unlink(missing_ok=True)
                 continue
-            os.replace(fresh, part)
+            try:
+                os.replace(fresh, part)
+            except BaseException:  # (a full disk): leave no locked `.new` file behind
+                handle.close()
+                fresh.unlink(missing_ok=True)
+                raise
             opened = self._open[day] = _OpenFile(day, part, final, handle, time.monotonic())
             return opened
 
+    def _undo(self, day: str, current: _OpenFile) -> None:
+        """A write failed, maybe part-way (a full disk): cut the file back to its last whole
+        line and keep it open, so the failed events (counted as failed by the caller) are not
+        in it, the next write goes to the same file (a full disk makes no file per failed
+        write) and writing goes on there once space returns. If the file cannot be cut back,
+        it may end in a torn line: `_cut_off`."""
+        try:
+            current.handle.truncate(current.size)  # frees space; needs none
+            current.handle.seek(current.size)
+        except BaseException:
+            self._cut_off(day)
+            raise
+
     def _cut_off(self, day: str) -> None:
-        """A write failed part-way (a full disk): the file may end in a torn line, so no
-        later event goes after it. Completed as it stands, if it can be (the ingest quarantines
-        the torn line, counted); else left as `.part`, for `complete_orphaned_files`."""
+        """A failed write left a file that could not be cut back to its last whole line: no
+        later event goes after its torn line. Completed as it stands, if it can be (the ingest
+        quarantines the torn line, counted); else left as `.part`, for
+        `complete_orphaned_files`."""
         current = self._open.pop(day, None)
         if current is None:
             return
         with contextlib.suppress(OSError):
             current.handle.close()
+        if current.size == 0:  # nothing whole in it: no file for the ingest to list
+            with contextlib.suppress(OSError):
+                current.part.unlink()
+            return
         with contextlib.suppress(OSError):
             os.replace(current.part, current.final)
             self.files_completed += 1
@@ -445,13 +473,24 @@ class FileSink:
         current = self._open.pop(day, None)
         if current is None:
             return
+        if current.size == 0:  # every write to it failed (a full disk): no empty file
+            current.handle.close()
+            current.part.unlink(missing_ok=True)
+            return
         try:
-            current.handle.flush()
             os.fsync(current.handle.fileno())
         finally:
             current.handle.close()
         os.replace(current.part, current.final)
         self.files_completed += 1
+
+
+def _write_all(handle: IO[bytes], data: bytes) -> None:
+    """Write all of `data` to an unbuffered file (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        view = view[written or 0 :]
 
 
 def complete_orphaned_files(directory: Path) -> list[Path]:
@@ -461,7 +500,8 @@ def complete_orphaned_files(directory: Path) -> list[Path]:
     without this they would never be read. A writer holds an exclusive `flock` on its open
     file from before the file has its `.part` name (`FileSink._start`), so a `.part` whose lock
     can be taken has no writer: that holds across processes and containers sharing the folder
-    on one machine, whatever their pids. A torn last line stays as it is: the ingest
+    on one machine, whatever their pids. An empty one is deleted. A torn last line (the
+    writer killed mid-write) stays as it is: the ingest
     quarantines it (`invalid_json`), counted rather than lost unseen. Files named for other
     hosts (a folder shared between machines, where locks may not be shared) are left alone."""
     prefix = f"{socket.gethostname()}-"
@@ -473,6 +513,9 @@ def complete_orphaned_files(directory: Path) -> list[Path]:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
                 if final.exists():
                     continue  # never replace a complete file
+                if os.fstat(handle.fileno()).st_size == 0:  # nothing in it (a full disk)
+                    part.unlink()
+                    continue
                 os.replace(part, final)
         except (BlockingIOError, FileNotFoundError):
             continue  # being written, or completed by another process meanwhile

@@ -3,10 +3,13 @@ feedback interleaved with today's impressions does not make a file per alternati
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
+from ltr_serving import impressions
 from ltr_serving.impressions import MAX_OPEN_DAYS, EventLog, FeedbackRecord, FileSink, Line
 
 
@@ -90,28 +93,78 @@ def _feedback(n: int) -> Line:
     return Line(f'{{"event_id": "f-{n}"}}\n'.encode(), None, 0, "feedback")
 
 
-def test_after_a_failed_write_the_next_events_go_to_a_new_file(tmp_path: Path) -> None:
-    """A write that fails part-way (a full disk) may leave a torn line: the file is completed
-    as it stands (the ingest quarantines that line) and the next event starts a new file,
-    instead of being appended to the torn line and quarantined with it."""
-    sink = FileSink(tmp_path)
+class _Disk:
+    """A disk of `capacity` bytes shared by the files `open` creates in `ltr_serving.impressions`:
+    a write past it writes what fits, then raises ENOSPC (as a buffered file's flush does);
+    truncating gives the space back."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.created = 0  # files opened for writing
+
+    def open(self, path: Path, mode: str = "r", buffering: int = -1) -> object:
+        real = open(path, mode, buffering=buffering)  # noqa: SIM115 - the sink closes it
+        if "x" not in mode and "w" not in mode:
+            return real
+        self.created += 1
+        disk = self
+
+        class OnTheDisk:
+            def write(self, data: bytes) -> int:
+                room = max(disk.capacity - disk.used, 0)
+                taken = real.write(bytes(data[:room]))
+                disk.used += len(data[:room])
+                if room < len(data):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return taken or len(data)
+
+            def truncate(self, size: int) -> int:
+                disk.used -= os.fstat(real.fileno()).st_size - size
+                return real.truncate(size)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(real, name)
+
+        return OnTheDisk()
+
+
+def test_a_full_disk_makes_no_file_per_failed_write_and_leaves_whole_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: every write fails. The open file is cut back to its last whole line and
+    kept (not one new, empty file per failed write); the failed events are counted as failed
+    only, not also left torn in a file for the ingest to quarantine; feedback is refused; and
+    once space returns the events go to the same file."""
+    disk = _Disk(capacity=10 * len(_line("2026-12-06", 0)) + 7)
+    monkeypatch.setattr(impressions, "open", disk.open, raising=False)
     day = "2026-12-06"
-    sink.write_data(day, _line(day, 0), 1)
-    handle = sink._open[day].handle
+    log = EventLog(FileSink(tmp_path), capacity=4)
+    for n in range(200):
+        log.write_now(FeedbackRecord([(day, Line(_line(day, n), None, 0, "feedback"))]))
+    assert disk.created == 1  # one file, kept open: not one more per failed write
+    assert (log.counts.logged["feedback"], log.counts.failed) == (10, 190)
+    assert log.counts.last_error is not None and "No space left" in log.counts.last_error
+    disk.capacity += 1000  # space returns
+    log.write_now(FeedbackRecord([(day, Line(_line(day, 999), None, 0, "feedback"))]))
+    log.close()
+    assert log.counts.logged["feedback"] == 11 and disk.created == 1
+    (written,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written.suffix == ".jsonl"
+    assert written.read_bytes() == b"".join(_line(day, n) for n in [*range(10), 999])
 
-    class DiskFull:
-        def write(self, data: bytes) -> int:
-            handle.write(data[:5])
-            raise OSError(28, "No space left on device")
 
-        def __getattr__(self, name: str) -> object:
-            return getattr(handle, name)
-
-    sink._open[day].handle = DiskFull()  # type: ignore[assignment]
-    with pytest.raises(OSError, match="No space left"):
-        sink.write_data(day, _line(day, 1), 1)
-    sink.write_data(day, _line(day, 2), 1)
-    sink.close()
-    first, second = _files(tmp_path, "*.jsonl")
-    assert first.read_bytes() == _line(day, 0) + _line(day, 1)[:5]
-    assert second.read_bytes() == _line(day, 2)
+def test_a_file_no_write_ever_reached_is_not_completed_as_an_empty_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk full from the start: at rotation and close the file has nothing in it and is
+    deleted, not completed as an empty file for the ingest to list."""
+    disk = _Disk(capacity=3)
+    monkeypatch.setattr(impressions, "open", disk.open, raising=False)
+    sink = FileSink(tmp_path, max_age_s=0.0)
+    for day in ("2026-12-05", "2026-12-06"):
+        with pytest.raises(OSError, match="No space left"):
+            sink.write_data(day, _line(day, 0), 1)
+    sink.tick(0.0)  # past max_age_s: rotated
+    assert sink.open_days == [] and sink.files_completed == 0
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
