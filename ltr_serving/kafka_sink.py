@@ -391,6 +391,7 @@ class KafkaSink:
                             batch.builder, self.settings.topic, partition=batch.partition
                         )
                         if self._producer is not producer:  # failed meanwhile: spill the rest
+                            future.add_done_callback(_outcome)  # this batch too: read its end
                             break
                         token = next(self._tokens)
                         self._in_flight[token] = _InFlight(batch.items, self._loop.time())
@@ -443,14 +444,12 @@ class KafkaSink:
         return ready + list(filling.values())
 
     def _delivered(self, token: int, producer: Any, future: asyncio.Future[Any]) -> None:
+        # read first, even for a batch spilled already: a failure nobody reads is logged by
+        # asyncio as "Future exception was never retrieved" (and handled by nobody)
+        error = _outcome(future)
         entry = self._in_flight.pop(token, None)
-        if entry is None:  # spilled already (an outage, or shutdown)
+        if entry is None:  # spilled already (an outage, or shutdown): its failure is moot
             return
-        error = (
-            asyncio.CancelledError("the batch was cancelled")
-            if future.cancelled()
-            else future.exception()
-        )
         if error is None:
             self.sent += len(entry.items)
             if self._sent_counter is not None:
@@ -579,3 +578,11 @@ class KafkaSink:
             for task in others:
                 task.cancel()
             await asyncio.wait(others, timeout=1.0)
+
+
+def _outcome(future: asyncio.Future[Any]) -> BaseException | None:
+    """A producer's delivery future's error (None: delivered), read, so asyncio never logs
+    it as "never retrieved"."""
+    if future.cancelled():
+        return asyncio.CancelledError("the batch was cancelled")
+    return future.exception()

@@ -8,6 +8,8 @@ test_serving_kafka_log.py.)"""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -332,3 +334,33 @@ def test_settled_lines_advance_over_numbers_settled_out_of_order(tmp_path: Path)
     sink._settled([4, 2])
     assert sink.settled_lines() == 5
     sink.close()
+
+
+def test_a_batch_that_fails_after_it_was_spilled_leaves_no_unread_error(
+    broker: FakeBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches spilled at the sink's own timeout fail later in the producer (aiokafka's request
+    timeout, its close): the sink reads those errors too (the lines are in the files already),
+    so asyncio logs no "Future exception was never retrieved" (seen in the compose stack with
+    the broker paused)."""
+    sink = make_sink(broker, tmp_path)
+    sink.write(DAY, [line(0)])
+    wait_until(lambda: sink.status().sent == 1, "the first record sent")
+    broker.up = False
+    sink.write(DAY, [line(1), line(2)])  # handed over, never acknowledged
+    wait_until(lambda: sink.status().spilled == 2, "the unacknowledged lines spilled")
+    producer = broker.producers[0]
+    assert producer.unacknowledged
+
+    def producer_gives_up() -> None:
+        for future in producer.unacknowledged:
+            future.set_exception(TimeoutError("the request timed out"))
+        producer.unacknowledged.clear()
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        sink._loop.call_soon_threadsafe(producer_gives_up)
+        time.sleep(0.2)  # the done callbacks run; the futures are dropped
+        gc.collect()
+        sink.close()
+    assert [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()] == []
+    assert sorted(spilled_ids(tmp_path)) == ["e-1", "e-2"] and sink.status().lost == 0
