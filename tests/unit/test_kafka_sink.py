@@ -337,7 +337,7 @@ def test_settled_lines_advance_over_numbers_settled_out_of_order(tmp_path: Path)
 
 
 def test_a_batch_that_fails_after_it_was_spilled_leaves_no_unread_error(
-    broker: FakeBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: FakeBroker, tmp_path: Path
 ) -> None:
     """Batches spilled at the sink's own timeout fail later in the producer (aiokafka's request
     timeout, its close): the sink reads those errors too (the lines are in the files already),
@@ -357,10 +357,16 @@ def test_a_batch_that_fails_after_it_was_spilled_leaves_no_unread_error(
             future.set_exception(TimeoutError("the request timed out"))
         producer.unacknowledged.clear()
 
-    with caplog.at_level(logging.ERROR, logger="asyncio"):
+    reported: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: reported.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("asyncio").addHandler(handler)  # asyncio reports there
+    try:
         sink._loop.call_soon_threadsafe(producer_gives_up)
         time.sleep(0.2)  # the done callbacks run; the futures are dropped
         gc.collect()
         sink.close()
-    assert [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()] == []
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    assert [message for message in reported if "never retrieved" in message] == []
     assert sorted(spilled_ids(tmp_path)) == ["e-1", "e-2"] and sink.status().lost == 0
