@@ -786,11 +786,11 @@ def main() -> int:
     One thread does the work (read a frame, expand it, write it to the sink), so nothing is
     handed between threads per record; the pipe from the serving process is the queue. A
     reporter thread sends the counters every `REPORT_S`."""
-    from ltr_serving.logs import configure_logging
+    from ltr_serving.logs import configure_process_logging
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends with its input, not with signals
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    configure_logging()
+    configure_process_logging()  # aiokafka's and asyncio's lines too: JSON on stderr
     stdout = sys.stdout.buffer
     frames = _frames(sys.stdin.buffer.fileno(), _TICK_S)
     first = next((frame for frame in frames if frame is not None), None)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from ltr_core.settings import ConfigError, Settings
+from ltr_serving.logs import configure_process_logging, uvicorn_log_config
 
 APP = "ltr_serving.app:app"
 CONFIG_ERROR_EXIT = 3  # what uvicorn exits with when the app's start-up fails
@@ -38,15 +39,18 @@ def serve(
     raises /rank's p95 under concurrent clients (docs/benchmarks.md, serving).
 
     The settings are read once before the server starts, so a bad value is one line naming
-    the variable (exit code 3), not a start-up traceback.
+    the variable (exit code 3), not a start-up traceback. From then on the process logs one
+    JSON object a line, uvicorn's and every library's loggers included (`ltr_serving.logs`).
     """
     try:
         Settings.from_env()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT
+    configure_process_logging()
     uvicorn.run(
         APP,
+        log_config=uvicorn_log_config(log_level),
         host=host,
         port=port,
         log_level=log_level,

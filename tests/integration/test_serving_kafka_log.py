@@ -15,6 +15,7 @@ unacknowledged, and the broker persists at its shutdown what it had acknowledged
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -295,3 +296,58 @@ def test_a_writer_killed_with_records_unacknowledged_loses_none_of_them(
     traffic.expected += more.expected
     traffic.days |= more.days
     assert_each_event_once(settings, traffic, tmp_path)
+
+
+def _json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+@pytest.mark.timeout(600)
+def test_a_hung_broker_leaves_only_json_lines_and_no_unretrieved_future(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[..., ServerProcess],
+    tmp_path: Path,
+    broker: Broker,
+) -> None:
+    """The broker hung for 20 s under traffic, then back: what the server and its writer
+    process write to stderr (aiokafka's errors, their tracebacks, asyncio's, the sink's own)
+    is one JSON object a line (docs/deployment.md, "Logs"), and the sink leaves no future
+    with an error nobody read (asyncio's "Future exception was never retrieved")."""
+    stderr = tmp_path / "server.stderr"
+    settings, server = kafka_service(
+        broker,
+        serving_env,
+        publisher,
+        lambda: start_server_process(stderr=stderr),
+        LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS="2",
+        LTR_IMPRESSION_KAFKA_RETRY_SECONDS="0.5",
+    )
+    traffic = Traffic(server.url)
+    traffic.start()
+    try:
+        wait_for(lambda: sink_health(server)["sent"] >= 100, 60, "events sent to Kafka")
+        broker.freeze()
+        wait_for(lambda: sink_health(server)["state"] == "spilling", 60, "spilling")
+        time.sleep(20)  # hung: reconnections time out, dropped producers' requests expire
+        broker.thaw()
+        wait_for(lambda: sink_health(server)["state"] == "connected", 60, "reconnected")
+        sent_back = sink_health(server)["sent"]
+        wait_for(lambda: sink_health(server)["sent"] >= sent_back + 100, 60, "sent again")
+    finally:
+        traffic.stop()
+    server.process.terminate()
+    assert server.process.wait(timeout=120) in (0, -15)
+    assert traffic.failures == []
+
+    lines = [line for line in stderr.read_text().splitlines() if line.strip()]
+    not_json = [line for line in lines if not _json_object(line)]
+    assert not_json == [], f"{len(not_json)} of {len(lines)} lines are not JSON: {not_json[:5]}"
+    entries = [json.loads(line) for line in lines]
+    loggers = {entry["logger"] for entry in entries}
+    assert any(name.startswith("aiokafka") for name in loggers), loggers  # its lines, as JSON
+    unretrieved = [e for e in entries if "never retrieved" in e["message"]]
+    assert unretrieved == [], unretrieved[:2]

@@ -6,6 +6,7 @@ Nothing here imports the pipeline (`ltr_assets`): the serving tier runs in the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -168,17 +169,22 @@ class ServerProcess:
 
 
 @pytest.fixture
-def start_server_process() -> Iterator[Callable[[], ServerProcess]]:
+def start_server_process() -> Iterator[Callable[..., ServerProcess]]:
     """The app in its own process via `ltr_serving.server.serve` (own GIL, own core), with the
     environment as the test has set it."""
     running: list[subprocess.Popen[bytes]] = []
 
-    def start() -> ServerProcess:
+    def start(stderr: Path | None = None) -> ServerProcess:
+        """`stderr`: a file the process's stderr goes to (else the test's)."""
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         code = f"from ltr_serving.server import serve; serve(port={port}, log_level='warning')"
-        process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+        with contextlib.ExitStack() as files:
+            err = files.enter_context(open(stderr, "ab")) if stderr is not None else None
+            process = subprocess.Popen(
+                [sys.executable, "-c", code], env=dict(os.environ), stderr=err
+            )
         running.append(process)
         url = f"http://127.0.0.1:{port}"
 
