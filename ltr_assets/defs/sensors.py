@@ -39,7 +39,7 @@ from dagster import (
 from dagster._core.execution.plan.objects import ErrorSource
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
-from ltr_assets.defs.checks import FALLBACK_CHECK
+from ltr_assets.defs.checks import FALLBACK_CHECK, S3_CHECK
 from ltr_assets.defs.jobs import ltr_daily_job, ltr_rollback_job
 from ltr_assets.defs.partitions import REGISTRY_VERSIONS, registry_versions
 from ltr_assets.defs.resources import LtrResource
@@ -81,6 +81,7 @@ class RunOutcome:
     reason: str = ""  # the one line for REASON_TAG ("" when succeeded)
     live: str = ""  # the version live after the run, when its publication record says
     kept_candidate: str = ""  # gate_refused: an earlier build of the night, still the candidate
+    warnings: tuple[str, ...] = ()  # a successful run's checks that failed and need acting on
 
 
 def failing_blocking_checks(instance: DagsterInstance, run_id: str) -> list[str]:
@@ -257,22 +258,29 @@ def _successful_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcom
     return RunOutcome("published", version, _one_line(line or f"published {version}".strip()))
 
 
-def kafka_unread(instance: DagsterInstance, run: DagsterRun) -> str:
-    """When the run's raw_events fell back from Kafka to the files (its `source_fallback`
-    check failed), what that leaves out and what to do: the day lacks what only Kafka holds
-    (the ranking service's events it sent there), until it is ingested again. "" otherwise."""
+def run_warnings(instance: DagsterInstance, run: DagsterRun) -> dict[str, str]:
+    """What a successful run left undone that someone has to act on, by check name: raw_events
+    read without Kafka (its `source_fallback` failed: the day lacks the events only Kafka holds,
+    the ranking service's among them, until it is ingested again), the S3 mirror not updated
+    (`s3_published` failed: replicas reading S3 keep the old version)."""
+    day = run.tags.get(PARTITION_NAME_TAG, "the day")
+    warnings: dict[str, str] = {}
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         event = entry.dagster_event
         data = event.event_specific_data if event else None
-        if not isinstance(data, AssetCheckEvaluation):
+        if not isinstance(data, AssetCheckEvaluation) or data.passed:
             continue
-        if not data.passed and data.check_name == FALLBACK_CHECK:
-            partition = run.tags.get(PARTITION_NAME_TAG, "the day")
-            return (
-                f"Kafka was not read, so {partition} lacks the events only Kafka holds: "
-                "re-run it once Kafka is back"
+        if data.check_name == FALLBACK_CHECK:
+            warnings[FALLBACK_CHECK] = (
+                f"Kafka was not read, so {day} lacks the events only Kafka holds: re-run it "
+                "once Kafka is back"
             )
-    return ""
+        elif data.check_name == S3_CHECK:
+            warnings[S3_CHECK] = (
+                "the S3 mirror was not updated (replicas reading S3 keep the old version): "
+                "`ltr registry sync` once S3 answers"
+            )
+    return warnings
 
 
 def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
@@ -286,12 +294,12 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
         return _canceled(instance, run)
     if run.status == DagsterRunStatus.SUCCESS:
         outcome = _successful_outcome(instance, run)
-        unread = kafka_unread(instance, run)
-        if not unread:
+        warnings = run_warnings(instance, run)
+        if not warnings:
             return outcome
-        # the reason leads with what the run did; the ingestion's gap follows it
-        told = outcome.reason or outcome.outcome
-        return replace(outcome, reason=_one_line(f"{told}; {unread}"))
+        # the reason leads with what the run did; what it left undone follows
+        told = "; ".join([outcome.reason or outcome.outcome, *warnings.values()])
+        return replace(outcome, reason=_one_line(told), warnings=tuple(warnings))
     checks = failing_blocking_checks(instance, run.run_id)
     errors = checks + _step_errors(instance, run.run_id, checks_named=bool(checks))
     errors = errors or _failed_outside_steps(instance, run.run_id)

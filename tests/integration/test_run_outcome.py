@@ -504,8 +504,46 @@ def test_a_night_read_without_kafka_says_what_it_lacks_and_what_to_do() -> None:
     run = instance.get_run_by_id(result.run_id)
     assert run is not None and result.success
     outcome = run_outcome(instance, run)
-    assert outcome.outcome == "succeeded"
+    assert outcome.outcome == "succeeded" and outcome.warnings == ("source_fallback",)
     assert outcome.reason == (
         "succeeded; Kafka was not read, so 2026-11-03 lacks the events only Kafka holds: "
         "re-run it once Kafka is back"
     )
+
+
+def test_a_version_the_s3_mirror_did_not_get_says_so() -> None:
+    """published_weights published locally, and the S3 upload failed (its WARN check
+    s3_published): the run succeeds and its reason says the replicas reading S3 keep the old
+    version until a sync."""
+
+    @asset
+    def published_weights() -> None:
+        return None
+
+    @asset_check(asset=published_weights, name="s3_published")
+    def mirrored() -> AssetCheckResult:
+        return AssetCheckResult(
+            passed=False, severity=AssetCheckSeverity.WARN, description="S3 publish failed: 503"
+        )
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([published_weights, mirrored], instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and result.success
+    outcome = run_outcome(instance, run)
+    assert outcome.warnings == ("s3_published",)
+    assert outcome.reason == (
+        "published; the S3 mirror was not updated (replicas reading S3 keep the old version): "
+        "`ltr registry sync` once S3 answers"
+    )
+
+
+def test_ltr_night_fails_a_night_the_s3_mirror_missed_not_one_read_without_kafka() -> None:
+    from ltr_assets.defs.launch import NightReport
+    from ltr_assets.defs.sensors import RunOutcome
+
+    def night(*warnings: str) -> NightReport:
+        return NightReport("2026-11-03", "run", RunOutcome("published", "v", warnings=warnings))
+
+    assert night().ok and night("source_fallback").ok  # done, with a day to re-run
+    assert not night("s3_published").ok  # exit 1: replicas reading S3 did not get it
