@@ -131,8 +131,8 @@ class CandidateHealth(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str = Field(
-        description="ok | degraded (last reload refused, or an event-log error in the last "
-        "5 minutes) | unavailable"
+        description="ok | degraded (last reload or poll refused or failed, or an event-log "
+        "error in the last 5 minutes) | unavailable"
     )
     version: str | None
     scorer: str

@@ -86,7 +86,9 @@ class WeightStore(Protocol):
     source: Source
 
     def current_marker(self) -> str | None:
-        """An opaque value that changes whenever `load()` would return something else."""
+        """An opaque value that changes whenever `load()` would return something else; None
+        when there is nothing new to see now. StoreUnavailable when the store cannot be read:
+        the poll fails (retried by the next one) and the loaded version serves on."""
         ...
 
     def load(self) -> StoredArtifact:
@@ -243,22 +245,24 @@ class S3WeightStore:
         self.scorer = scorer
 
     def current_marker(self) -> str | None:
-        """None only while S3 cannot be reached or answers a transient error (nothing new to
-        see now). A missing or denied latest.json, and a candidate.json S3 will not show (403:
-        a reader without s3:ListBucket is denied a missing key), are markers of their own: the
-        poller still loads a new latest, and a load that fails says why in health."""
+        """StoreUnavailable while latest.json cannot be read (S3 unreachable, or a transient
+        error such as 503): a failed poll, shown in health, not "nothing changed". A missing or
+        denied latest.json, and a candidate.json S3 will not show (403: a reader without
+        s3:ListBucket is denied a missing key), are markers of their own: the poller still
+        loads a new latest, and a load that fails says why in health. None only while
+        candidate.json cannot be read (latest.json could: the next poll reads both again)."""
+        url = self.mirror.url("latest.json")
         try:
             head = self.mirror.client.head_object(
                 Bucket=self.mirror.bucket, Key=self.mirror.key("latest.json")
             )
         except ClientError as exc:
-            log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
             if _code(exc) in TRANSIENT:
-                return None
+                raise StoreUnavailable(f"cannot read {url}: ClientError: {exc}") from exc
+            log.warning("cannot read %s: %s", url, exc)
             return "latest.json:missing" if _code(exc) in MISSING else f"latest.json:{_code(exc)}"
-        except Exception as exc:  # S3 unreachable: nothing new to see now
-            log.warning("cannot read %s: %s", self.mirror.url("latest.json"), exc)
-            return None
+        except Exception as exc:  # S3 unreachable: the poll failed, the loaded version serves
+            raise StoreUnavailable(f"cannot read {url}: {type(exc).__name__}: {exc}") from exc
         try:
             candidate = self.mirror.client.head_object(
                 Bucket=self.mirror.bucket, Key=self.mirror.key(CANDIDATE)

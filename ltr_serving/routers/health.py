@@ -52,7 +52,7 @@ def attempt_out(attempt: ReloadAttempt | None) -> ReloadAttemptOut | None:
     },
 )
 async def health(response: Response, settings: SettingsDep, state: StateDep) -> HealthResponse:
-    """200 while a version serves (status ok; degraded after a refused reload, or for
+    """200 while a version serves (status ok; degraded after a failed reload or poll, or for
     LOG_ERROR_DEGRADES after the event log's last error); 503 if none.
 
     Async on purpose: it reads only the state's immutable snapshots and needs no worker thread,

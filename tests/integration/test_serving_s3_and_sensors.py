@@ -34,6 +34,7 @@ from tests.support.serving import (
     Publisher,
     RunningServer,
     ServerProcess,
+    metric_value,
     rank_body,
     wait_for,
     weights_for,
@@ -285,6 +286,53 @@ def test_a_replica_denied_candidate_json_still_polls_latest_and_sees_it_vanish(
         with server.client() as client:
             assert client.post("/rank", json=rank_body(5)).json()["version"] == second
         server.stop()  # before the proxy it polls through closes
+
+
+def _poll_failures(server: RunningServer) -> float:
+    with server.client() as client:
+        text = client.get("/metrics").text
+    return metric_value(text, "ltr_reload_failures_total", 'trigger="poll"')
+
+
+def test_a_replica_that_cannot_read_latest_json_says_so(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server: Callable[[], RunningServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """S3 answering 503 for latest.json, or not answering at all, used to be taken for
+    "nothing changed": health stayed ok with no error and no poll failure was counted, only a
+    WARNING in the log each poll. The loaded version serves on; health and the counter tell."""
+    settings = serving_env(LTR_REGISTRY_DIR=str(tmp_path / "empty"), WEIGHTS_POLL_SECONDS="0.2")
+    first = S3Publisher(settings, tmp_path / "pipeline-registry", model_text).publish(1)
+    with faulty_proxy(s3_env) as proxy:
+        monkeypatch.setenv("S3_ENDPOINT", proxy.url)  # the replica reaches S3 through it
+        server = start_server()
+        assert _health(server)["status"] == "ok"
+        before = _poll_failures(server)
+
+        proxy.fail("latest.json")  # 503 ServiceUnavailable
+        wait_for(lambda: _health(server)["status"] == "degraded", 10, "health to say why")
+        health = _health(server)
+        assert health["version"] == first
+        assert "latest.json" in health["last_reload_error"], health
+        assert "503" in health["last_reload_error"], health
+        wait_for(lambda: _poll_failures(server) >= before + 2, 10, "the poll failures counted")
+        with server.client() as client:
+            assert client.post("/rank", json=rank_body(5)).json()["version"] == first
+
+        proxy.heal()  # the next successful poll clears it
+        wait_for(lambda: _health(server)["status"] == "ok", 10, "health to recover")
+        health = _health(server)
+        assert (health["version"], health["last_reload_error"]) == (first, None)
+    # The proxy is gone: S3 refuses the connection.
+    wait_for(lambda: _health(server)["status"] == "degraded", 20, "health to say why")
+    health = _health(server)
+    assert health["version"] == first
+    assert "latest.json" in health["last_reload_error"], health
+    server.stop()
 
 
 def test_a_hung_artifact_read_never_starves_health(
