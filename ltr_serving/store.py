@@ -2,9 +2,11 @@
 
 The seam is the `WeightStore` protocol: `current_marker()` is a cheap change detector for the
 poller and `load()` returns a fully validated artifact or raises. `LocalWeightStore` is the
-implementation for a local registry (or the flat WEIGHTS_PATH file); `S3WeightStore` implements
-the same two methods over the registry's S3/MinIO mirror, with the `latest` pointer's ETag as the
-marker, and reports source "s3".
+implementation for a local registry (or the flat WEIGHTS_PATH file where there is no registry,
+never in place of one that went away); `S3WeightStore` implements the same two methods over the
+registry's S3/MinIO mirror, with the `latest` pointer's ETag as the marker, and reports source
+"s3". A store that cannot be read just now raises StoreUnavailable: the poll or reload fails as
+retryable and the loaded version serves on.
 
 The canary candidate. `load_candidate()` returns the version `candidate.json` names, validated
 exactly as `load()` validates latest's, or None when there is no candidate.json; the marker
@@ -102,7 +104,10 @@ class WeightStore(Protocol):
 
 
 class LocalWeightStore:
-    """`<registry>/latest.json` when it exists, else the flat WEIGHTS_PATH file.
+    """`<registry>/latest.json` when it exists, else the flat WEIGHTS_PATH file, which stands
+    in only for a deployment without a registry: once this store has seen the registry's
+    pointer, a registry gone (deleted, an unmounted volume) or empty is a store that cannot be
+    read (StoreUnavailable), never a switch to the flat file.
 
     The marker is the checksum of the pointer (or flat) file. It is recomputed only when the
     file's inode, mtime or size changed, so a poll of an unchanged registry costs one stat().
@@ -118,6 +123,7 @@ class LocalWeightStore:
         self.scorer = scorer
         self._lock = threading.Lock()
         self._markers: dict[Path, tuple[tuple[int, int, int], str]] = {}  # path -> (stat, marker)
+        self._seen_registry = False  # latest.json was there once: the flat file never stands in
 
     def _active_file(self) -> Path | None:
         for path in (self.registry.pointer_path, self.weights_path):
@@ -162,6 +168,7 @@ class LocalWeightStore:
 
     def load(self) -> StoredArtifact:
         if self.registry.pointer_path.exists():
+            self._seen_registry = True
             return self._load_version()
         if self.registry.versions():
             # The flat file stands in only where there is no registry: a registry without a
@@ -171,6 +178,19 @@ class LocalWeightStore:
                 f"{self.registry.pointer_path} is missing while {self.registry.versions_dir} "
                 "holds versions: not falling back to the flat weights file; point latest at a "
                 "version (`ltr registry rollback VERSION`)"
+            )
+        if self._seen_registry:
+            # Neither pointer nor versions where this store read a registry before: the folder is
+            # gone or empty (an unmounted volume), a store to retry as it is.
+            state = (
+                "holds neither latest.json nor a version"
+                if self.registry.root.is_dir()
+                else "is gone"
+            )
+            raise StoreUnavailable(
+                f"the registry {self.registry.root} {state} (an unmounted volume?): this replica "
+                "served from it, so it does not fall back to the flat weights file; the loaded "
+                "version serves on until the registry is back"
             )
         if self.weights_path.exists():
             return self._load_flat()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from fastapi import FastAPI
 
@@ -103,3 +103,57 @@ def test_a_vanished_pointer_is_refused_by_the_poller_and_health_says_so(
         assert health["status"] == "degraded" and health["version"] == first
         assert "latest.json is missing" in health["last_reload_error"]
         assert client.post("/rank", json=rank_body(3)).json()["version"] == first
+
+
+def test_a_vanished_registry_folder_does_not_switch_to_the_flat_file(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """The registry folder gone (an unmounted volume), then an empty mount point: the poller
+    used to load the flat WEIGHTS_PATH file beside it (version flat-…, the candidate dropped,
+    health ok) and go back when the folder returned. The loaded versions serve on; health is
+    degraded and says why until the registry is back."""
+    settings = serving_env(WEIGHTS_POLL_SECONDS=str(POLL))
+    live = publisher.publish(weights_for(1))
+    candidate = publisher.publish(weights_for(2), candidate=True)
+    assert settings.weights_path.exists()  # the registry writes the flat file beside it
+    server = start_server()
+    registry = settings.registry_dir
+    unmounted = registry.with_name(registry.name + "-unmounted")
+    with server.client() as client:
+
+        def health() -> dict[str, Any]:
+            answer: dict[str, Any] = client.get("/ltr/health").json()
+            return answer
+
+        def poll_failures() -> float:
+            text = client.get("/metrics").text
+            return metric_value(text, "ltr_reload_failures_total", 'trigger="poll"')
+
+        def serves_on_and_says(why: str) -> None:
+            failures = poll_failures()
+            wait_for(lambda: poll_failures() >= failures + 2, 5, "the poller to fail twice")
+            now = health()
+            assert now["status"] == "degraded", now
+            assert (now["version"], now["origin"]) == (live, str(registry / "versions" / live))
+            assert (now["candidate"]["state"], now["candidate"]["version"]) == (
+                "loaded",
+                candidate,
+            )
+            assert why in now["last_reload_error"], now
+            assert "does not fall back to the flat weights file" in now["last_reload_error"]
+            assert client.post("/rank", json=rank_body(3)).json()["version"] == live
+
+        assert (health()["version"], health()["candidate"]["version"]) == (live, candidate)
+        registry.rename(unmounted)
+        serves_on_and_says("is gone")
+        registry.mkdir()  # the empty mount point
+        serves_on_and_says("holds neither latest.json nor a version")
+
+        registry.rmdir()
+        unmounted.rename(registry)  # the volume is back
+        wait_for(lambda: health()["status"] == "ok", 5, "health to recover")
+        now = health()
+        assert (now["version"], now["last_reload_error"]) == (live, None)
+        assert now["candidate"]["version"] == candidate
