@@ -163,7 +163,7 @@ deploy-images: dockerd
 # without building (compose v1 cannot pass the build secret).
 COMPOSE = $(DOCKER_COMPOSE) -p ltr -f deploy/docker-compose.yml --env-file deploy/.env
 # The image tags come from deploy/.env when it names them (compose runs what it names).
-ENV_IMAGES = $$(sed -n -E 's/^(LTR_DAGSTER_IMAGE|LTR_SERVING_IMAGE)=([^[:space:]]+)$$/\1=\2/p' deploy/.env)
+ENV_IMAGES = $$(sed -n -E 's/^(LTR_DAGSTER_IMAGE|LTR_SERVING_IMAGE)=["'"'"']?([^"'"'"'[:space:]]+)["'"'"']?[[:space:]]*$$/\1=\2/p' deploy/.env)
 deploy-up:
 	@test -f deploy/.env || { echo "copy deploy/.env.example to deploy/.env and fill it in"; exit 1; }
 	$(MAKE) --no-print-directory deploy-images $(ENV_IMAGES)

@@ -311,8 +311,8 @@ def night(
         raise NightRefused(
             f"{run.job_name} [{partition}] (run {run.run_id[:8]}) is {run.status.value.lower()}: "
             "the pipeline runs one night at a time; wait for it. If no process runs it any "
-            "more (its terminal was killed), end it: in the UI, Terminate, then Force "
-            "termination"
+            "more (a killed `ltr night`, a lost run worker), end it: in the UI, Terminate, "
+            "then Force termination"
         )
     config = run_config or {}
     with LocationLauncher(instance) as launcher:
@@ -396,10 +396,23 @@ class InstanceUnavailable(Exception):
     def __init__(
         self, error: BaseException, run: str | None = None, left_unfinished: bool = False
     ) -> None:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        super().__init__(first)
+        super().__init__(_error_line(error))
         self.run = run
         self.left_unfinished = left_unfinished
+
+
+def _error_line(error: BaseException) -> str:
+    """The error's first line, and its innermost cause's when that says more (dagster-postgres's
+    "too many retries for DB connection" wraps the host, port and refusal)."""
+
+    def first(exc: BaseException) -> str:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()
+
+    inner = error
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__  # type: ignore[assignment]
+    outer, root = first(error), first(inner)
+    return outer if inner is error or root in outer else f"{outer}: {root}"
 
 
 # How long `ltr night` keeps trying to end its run after the instance's database failed under

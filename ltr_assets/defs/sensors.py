@@ -36,6 +36,7 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
+from dagster._core.events import JobFailureData
 from dagster._core.execution.plan.objects import ErrorSource
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
@@ -176,9 +177,33 @@ def _failed_outside_steps(instance: DagsterInstance, run_id: str) -> list[str]:
     would not say where it stopped, nor why."""
     failures = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)
     why = _one_line(failures[-1].message) if failures and failures[-1].message else ""
+    if failures:  # "an exception was thrown during execution": the database's, say so
+        why = _database_failure(failures[-1]) or why
     running = _steps_in_progress(instance, run_id)
     interrupted = [f"{step}: interrupted: {why or 'the run failed'}" for step in running]
     return interrupted or ([f"run: {why}"] if why else [])
+
+
+# What the instance's storage raises when its database fails (SQLAlchemy's, psycopg2's and
+# dagster-postgres's classes, by name: the event log keeps errors as names and messages).
+_DATABASE_ERRORS = {"OperationalError", "InterfaceError", "DagsterPostgresException"}
+
+
+def _database_failure(entry: EventLogEntry) -> str:
+    """`the Dagster instance's database failed: <its error>` when the run failed because its
+    instance's database did (Dagster records that failure itself once the database answers
+    again), else ""."""
+    event = entry.dagster_event
+    data = event.event_specific_data if event else None
+    error = data.error if isinstance(data, JobFailureData) else None
+    found = None
+    while error is not None:  # the innermost database error says the most (host, port, why)
+        if error.cls_name in _DATABASE_ERRORS:
+            found = error
+        error = error.cause or error.context
+    if found is None:
+        return ""
+    return _one_line(f"the Dagster instance's database failed: {found.message}")
 
 
 def _canceled(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:

@@ -266,6 +266,8 @@ def test_an_instance_whose_database_is_down_is_a_clear_error(tmp_path: Path) -> 
     done = run_ltr("night", "2026-11-03", home=tmp_path, DAGSTER_HOME=str(home))
     assert done.returncode == 2, done.stderr
     assert f"error: the Dagster instance's database (DAGSTER_HOME='{home}')" in done.stderr
+    (line,) = [text for text in done.stderr.splitlines() if text.startswith("error: ")]
+    assert f"port {storage['port']} failed" in line and "Connection refused" in line, line
     assert "Traceback" not in done.stderr and "never-printed" not in done.stderr
 
 

@@ -547,3 +547,42 @@ def test_ltr_night_fails_a_night_the_s3_mirror_missed_not_one_read_without_kafka
 
     assert night().ok and night("source_fallback").ok  # done, with a day to re-run
     assert not night("s3_published").ok  # exit 1: replicas reading S3 did not get it
+
+
+def test_a_run_whose_database_failed_under_it_says_so() -> None:
+    """The instance's database dropped while a step ran and came back: Dagster records the run's
+    failure itself ("an exception was thrown during execution"); the reason names the database
+    and its innermost error, not only that the step was interrupted."""
+    import sys
+
+    import sqlalchemy.exc
+    from dagster._core.events import JobFailureData, RunFailureReason
+    from dagster._utils.error import serializable_error_info_from_exc_info
+    from dagster_postgres.utils import DagsterPostgresException
+
+    @asset
+    def model() -> None:
+        return None
+
+    instance = DagsterInstance.ephemeral()
+    job = define_asset_job("probe").resolve(asset_graph=AssetGraph.from_assets([model]))
+    run = instance.create_run_for_job(job, status=DagsterRunStatus.STARTED)
+    refused = "connection to server at 127.0.0.1, port 39432 failed: Connection refused"
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(refused))
+        except sqlalchemy.exc.OperationalError as exc:
+            raise DagsterPostgresException("too many retries for DB connection") from exc
+    except DagsterPostgresException:
+        error = serializable_error_info_from_exc_info(sys.exc_info())
+    instance.report_run_failed(
+        run,
+        message=f'Execution of run for "{run.job_name}" failed. An exception was thrown during '
+        "execution.",
+        job_failure_data=JobFailureData(error=error, failure_reason=RunFailureReason.RUN_EXCEPTION),
+    )
+    failed = instance.get_run_by_id(run.run_id)
+    assert failed is not None
+    reason = run_outcome(instance, failed).reason
+    assert reason.startswith("crashed: run: the Dagster instance's database failed: ")
+    assert refused in reason
