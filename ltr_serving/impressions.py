@@ -461,9 +461,7 @@ class FileSink:
             return
         with contextlib.suppress(OSError):
             current.handle.close()
-        if current.size == 0:  # nothing whole in it: no file for the ingest to list
-            with contextlib.suppress(OSError):
-                current.part.unlink()
+        if _dropped_if_empty(current):
             return
         with contextlib.suppress(OSError):
             os.replace(current.part, current.final)
@@ -473,9 +471,7 @@ class FileSink:
         current = self._open.pop(day, None)
         if current is None:
             return
-        if current.size == 0:  # every write to it failed (a full disk): no empty file
-            current.handle.close()
-            current.part.unlink(missing_ok=True)
+        if _dropped_if_empty(current):
             return
         try:
             os.fsync(current.handle.fileno())
@@ -483,6 +479,17 @@ class FileSink:
             current.handle.close()
         os.replace(current.part, current.final)
         self.files_completed += 1
+
+
+def _dropped_if_empty(current: _OpenFile) -> bool:
+    """Close and delete a file no write reached (every one failed: a full disk), instead of
+    completing it: no empty file for the ingest to list. Whether it was."""
+    if current.size:
+        return False
+    with contextlib.suppress(OSError):
+        current.handle.close()
+        current.part.unlink(missing_ok=True)
+    return True
 
 
 def _write_all(handle: IO[bytes], data: bytes) -> None:
