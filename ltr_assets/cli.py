@@ -414,10 +414,12 @@ def _registry_sync(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    uploaded: list[str] = []
     try:
-        report = sync(registry, mirror, force_pointer=args.force)
+        report = sync(registry, mirror, force_pointer=args.force, uploaded=uploaded)
     except S3_ERRORS as exc:
-        print(f"error: sync to {mirror.url()} failed: {exc}", file=sys.stderr)
+        done = f" (uploaded before it failed: {', '.join(uploaded)})" if uploaded else ""
+        print(f"error: sync to {mirror.url()} failed: {exc}{done}", file=sys.stderr)
         return 1
     print(f"uploaded {len(report.uploaded)} version(s): {', '.join(report.uploaded) or '-'}")
     if report.repaired:

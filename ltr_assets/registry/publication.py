@@ -37,12 +37,17 @@ class PublicationReport:
 
 
 def _sync(
-    local: LocalRegistry, mirror: S3Mirror | None, force: bool
+    local: LocalRegistry,
+    mirror: S3Mirror | None,
+    force: bool,
+    uploaded: list[str] | None = None,
 ) -> tuple[bool | None, str, SyncReport | None]:
+    """(published to S3, why not, the sync's report). `uploaded` collects the versions S3 got,
+    those of a sync that failed part way too: S3 holds them although its pointers did not move."""
     if mirror is None:
         return None, "", None
     try:
-        report = sync(local, mirror, force_pointer=force)
+        report = sync(local, mirror, force_pointer=force, uploaded=uploaded)
     except S3_ERRORS as exc:
         log.warning("S3 publish failed; the local registry stands: %s", exc)
         return False, f"{type(exc).__name__}: {exc}", None
@@ -163,9 +168,10 @@ def publish(
         rollout=rollout,
         replace_candidate=replace_candidate,
     )
-    ok, error, report = _sync(local, mirror, force)
+    uploaded: list[str] = []
+    ok, error, _ = _sync(local, mirror, force, uploaded)
     retention = prune_versions(local, mirror, keep)
-    return PublicationReport(result, ok, error, report.uploaded if report else [], retention)
+    return PublicationReport(result, ok, error, uploaded, retention)
 
 
 def rollback(
@@ -179,8 +185,9 @@ def rollback(
     process afterwards.
     """
     result = local.rollback(version, scorer)
-    ok, error, report = _sync(local, mirror, force=True)
-    return PublicationReport(result, ok, error, report.uploaded if report else [])
+    uploaded: list[str] = []
+    ok, error, _ = _sync(local, mirror, True, uploaded)
+    return PublicationReport(result, ok, error, uploaded)
 
 
 def promote(
@@ -194,8 +201,9 @@ def promote(
     lock, `evidence` recorded), then S3's pointers (latest forced, then candidate.json).
     `expected`: the candidate version the evidence is about (refused if it changed)."""
     result = local.promote(evidence, scorer, expected)
-    ok, error, report = _sync(local, mirror, force=True)
-    return PublicationReport(result, ok, error, report.uploaded if report else [])
+    uploaded: list[str] = []
+    ok, error, _ = _sync(local, mirror, True, uploaded)
+    return PublicationReport(result, ok, error, uploaded)
 
 
 def retire(

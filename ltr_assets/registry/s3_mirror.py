@@ -315,7 +315,12 @@ def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
     return files
 
 
-def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) -> SyncReport:
+def sync(
+    local: LocalRegistry,
+    mirror: S3Mirror,
+    force_pointer: bool = False,
+    uploaded: list[str] | None = None,
+) -> SyncReport:
     """Upload every valid local version S3 lacks, then bring S3's pointer to the local latest
     (never backwards unless forced), then S3's candidate.json to the local candidate (latest
     first: a promotion never leaves S3 with neither pointing at the promoted version). This is
@@ -325,27 +330,30 @@ def sync(local: LocalRegistry, mirror: S3Mirror, force_pointer: bool = False) ->
     meanwhile (a rollback while this publish's S3 step was in flight), this sync's write may
     have landed after that writer's own sync and undone it, so S3 is brought to the local
     pointers again, forced: the local registry is the truth S3 mirrors, and a local move is
-    already checked (a backfill never moves the local latest backwards)."""
-    report = _sync_once(local, mirror, force_pointer)
+    already checked (a backfill never moves the local latest backwards).
+
+    `uploaded`: a list each version is appended to as soon as S3 holds it, so a caller whose
+    sync failed part way still knows what reached S3."""
+    uploaded = [] if uploaded is None else uploaded
+    report = _sync_once(local, mirror, force_pointer, uploaded)
     for _ in range(mirror.pointer_retries):
         now = (local.pointer(), local.candidate())
         if now == report.local_pointers:
             return report
         log.warning("the local pointers moved while S3 was synced; syncing S3 to them again")
-        report = _sync_once(local, mirror, force_pointer=True, uploaded=report.uploaded)
+        report = _sync_once(local, mirror, True, uploaded)
     raise S3Unavailable(
         f"the local pointers kept moving: gave up after {mirror.pointer_retries} syncs"
     )
 
 
 def _sync_once(
-    local: LocalRegistry, mirror: S3Mirror, force_pointer: bool, uploaded: list[str] | None = None
+    local: LocalRegistry, mirror: S3Mirror, force_pointer: bool, uploaded: list[str]
 ) -> SyncReport:
     pointer = local.pointer()
     candidate = local.candidate()
     local_pointers = (pointer, candidate)
     on_s3 = set(mirror.versions())
-    uploaded = list(uploaded or [])
     for version in local.versions():
         if version in on_s3:
             continue

@@ -603,3 +603,35 @@ def test_sync_mirrors_no_pointer_to_a_version_it_could_not_upload(
     assert report.candidate_version is None and mirror.pointer(CANDIDATE)[0] is None
     assert any(f"the local candidate {bad.version} is not a valid version" in p
                for p in report.problems)  # fmt: skip
+
+
+def test_a_sync_that_fails_part_way_reports_what_s3_got(
+    s3_env: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Versions published during an outage are uploaded oldest first; when S3 then refuses
+    one, the publication (and `ltr registry sync`) still says which versions it holds now.
+    The publication recorded `s3_uploaded: []` whatever had reached S3."""
+    local = LocalRegistry(tmp_path / "reg", tmp_path / "w.json")
+    first, _ = _publish(local, None, "2026-11-24", 1)
+    second, _ = _publish(local, None, "2026-11-25", 2)
+    mirror = _mirror()
+    client = mirror.client
+    mirror.client = _Denied(client, second.version, "put_object")
+    report = publication.publish(
+        local, mirror, weights(3), MODEL, GATED, "2026-11-26", keep=30, force=False
+    )
+    assert report.s3_published is False and "AccessDenied" in report.s3_error
+    assert report.s3_uploaded == [first.version] == mirror.versions()
+    mirror.client = client
+    mirror.delete_version(first.version)  # the CLI's sync: S3 refuses `second` again
+    upload = S3Mirror.upload_version
+
+    def denied(self: S3Mirror, version: str, files: Any) -> None:
+        if version == second.version:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "x"}}, "PutObject")
+        upload(self, version, files)
+
+    monkeypatch.setattr(S3Mirror, "upload_version", denied)
+    monkeypatch.setenv("LTR_REGISTRY_DIR", str(tmp_path / "reg"))
+    assert ltr(["registry", "sync"]) == 1
+    assert f"(uploaded before it failed: {first.version})" in capsys.readouterr().err
