@@ -288,7 +288,8 @@ class LocalRegistry(LocalVersions):
                         f"and stays the candidate; latest stays at {previous_version}" + note,
                         cleaned,
                     )
-                self._write_pointer(self.candidate_path, version, partition)
+                with self._withdrawn_on_failure(version):
+                    self._write_pointer(self.candidate_path, version, partition)
                 if replaced is not None and replaced["version"] != version:
                     self._record("replaced", replaced["version"], {"by": version})
                 return PublishResult(
@@ -300,7 +301,8 @@ class LocalRegistry(LocalVersions):
                     cleaned,
                     candidate_set=True,
                 )
-            self._move_pointer(version, partition, dict(weights))
+            with self._withdrawn_on_failure(version):
+                self._move_pointer(version, partition, dict(weights))
             # a candidate was compared with the version live before: that comparison is void
             cleared = self._clear_candidate(
                 "cleared_by_publish", {"by": version, "latest_was": previous_version}
@@ -574,6 +576,28 @@ class LocalRegistry(LocalVersions):
                 handle.flush()
                 os.fsync(handle.fileno())
             self._write_pointer(self.pointer_path, version, partition, **extra)
+
+    @contextlib.contextmanager
+    def _withdrawn_on_failure(self, version: str) -> Iterator[None]:
+        """A new version whose pointer could not be written (a full disk) was never published:
+        its folder goes (through the trash), so `ltr registry sync` does not mirror a build
+        that nothing serves and the night's re-run is its partition's only one. Kept if a
+        pointer names it after all, or the pointers cannot be read."""
+        try:
+            yield
+        except BaseException:
+            try:
+                named = version in self.pointed_versions().values()
+            except (InvalidPointer, OSError):
+                named = True
+            if not named:
+                try:
+                    self._discard(self.versions_dir / version)
+                except OSError as exc:  # the same full disk, say: retention removes it later
+                    log.warning("could not remove the unpublished version %s: %s", version, exc)
+                else:
+                    log.warning("removed %s: its pointer could not be written", version)
+            raise
 
     def _clean_leftovers(self) -> list[str]:
         """Under the lock, so no writer is halfway: temporary files of killed atomic writes of

@@ -423,3 +423,33 @@ def test_a_flat_copy_that_cannot_be_written_leaves_latest_where_it_was(
     if fault == "full_disk":
         assert registry.weights_path.read_bytes() == flat
         assert list(registry.weights_path.parent.iterdir()) == [registry.weights_path]
+    assert registry.versions() == [live]  # the unpublished build is not left to be mirrored
+
+
+def test_a_candidate_pointer_that_cannot_be_written_leaves_no_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk refusing candidate.json: the canary publication fails, latest and the
+    versions are as they were (the new build's folder is withdrawn), and the next publish
+    works."""
+    import errno
+
+    from ltr_assets.lake import atomic
+
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, "direct")
+    write_json = atomic.write_json
+
+    def refusing(path: Path, data: object) -> None:
+        if path == registry.candidate_path:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_json(path, data)
+
+    monkeypatch.setattr(atomic, "write_json", refusing)
+    with pytest.raises(OSError, match="No space"):
+        _publish(registry, 1)
+    assert registry.versions() == [live] and registry.candidate_version() is None
+    assert registry.latest_version() == live
+    monkeypatch.setattr(atomic, "write_json", write_json)
+    candidate = _publish(registry, 2)
+    assert registry.versions() == [live, candidate] == [live, registry.candidate_version()]
