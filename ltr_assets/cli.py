@@ -241,6 +241,14 @@ def _registry_verify(args: argparse.Namespace) -> int:
         except RegistryError as exc:
             print(f"{name}: {exc}")
             bad += 1
+    half_promoted = registry.interrupted_promotion()
+    if half_promoted is not None:
+        print(
+            f"candidate: candidate.json still names {half_promoted}, which latest.json names "
+            "too: a promotion a killed process stopped half-way (it is live; `ltr registry "
+            "verify --repair`, or the next publish, finishes it)"
+        )
+        bad += 1
     for problem in dangling_pointers(registry, named.get("latest"), named.get("candidate")):
         print(problem)
         bad += 1

@@ -158,6 +158,27 @@ class LocalRegistry(LocalVersions):
                     f"{path} is not a regular file: remove it by hand (nothing was changed)"
                 )
         _check_own_file(self.root / HISTORY_FILE)  # appended to in place, unlike the pointers
+        self._finish_promotion()
+
+    def _finish_promotion(self) -> str | None:
+        """Under the lock: finish a promotion a killed process stopped half-way (latest.json
+        and candidate.json name the same version): record it in the history as `promote` does,
+        with the evidence latest.json carries, unless the history has it; then remove
+        candidate.json. The version promoted, or None."""
+        version = self.interrupted_promotion()
+        if version is None:
+            return None
+        last = next(reversed(self.history()), None)
+        if not (last and last.get("action") == "promoted" and last.get("version") == version):
+            latest = self.pointer() or {}
+            promoted = latest.get("promoted")
+            evidence = promoted.get("evidence") if isinstance(promoted, dict) else None
+            if not isinstance(evidence, dict):  # a rollback to the candidate, stopped alike
+                evidence = {"rolled_back_to": version} if "rolled_back" in latest else {}
+            self._record("promoted", version, {**evidence, "finished_after_interruption": True})
+        self.candidate_path.unlink(missing_ok=True)
+        log.warning("finished the promotion of %s, which a killed process had left", version)
+        return version
 
     def _new_version(self, now: datetime) -> str:
         """UTC YYYYMMDD_HHMMSS; the next free second if that one is taken."""
@@ -383,8 +404,8 @@ class LocalRegistry(LocalVersions):
                     "previous": previous["version"] if previous else None,
                 },
             )
-            self.candidate_path.unlink(missing_ok=True)
-            self._record("promoted", version, evidence)
+            self._record("promoted", version, evidence)  # before the candidate goes: a kill
+            self.candidate_path.unlink(missing_ok=True)  # between is finished from the record
         return PublishResult(
             version,
             self.versions_dir / version,
@@ -493,8 +514,8 @@ class LocalRegistry(LocalVersions):
         """Under the lock: remove candidate.json, recording why; the version it named."""
         if not self.candidate_path.exists():
             return None
-        try:
-            candidate = self.candidate()
+        try:  # as written: a rollback to the candidate has just made latest name it too
+            candidate = self._read_pointer(self.candidate_path)
             version: str | None = candidate["version"] if candidate else None
         except InvalidPointer as exc:
             log.warning("clearing a malformed candidate pointer: %s", exc)
@@ -536,10 +557,15 @@ class LocalRegistry(LocalVersions):
             self._discard(self.versions_dir / version)
 
     def repair(self) -> list[str]:
-        """Remove what killed writers left behind (see `_clean_leftovers`); what was removed,
-        for the caller to report (`ltr registry verify --repair` prints each)."""
+        """Remove what killed writers left behind (see `_clean_leftovers`) and finish a
+        promotion one stopped half-way; what was removed, for the caller to report (`ltr
+        registry verify --repair` prints each)."""
         with self._lock():
-            return self._clean_leftovers()
+            finished = self._finish_promotion()
+            cleaned = self._clean_leftovers()
+        if finished is None:
+            return cleaned
+        return [f"{self.candidate_path} (finished the promotion of {finished})", *cleaned]
 
     def _discard(self, folder: Path) -> None:
         """Rename into .trash/ (atomic for readers), then delete."""

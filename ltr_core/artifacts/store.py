@@ -65,8 +65,30 @@ class LocalVersions:
 
     def candidate(self) -> dict[str, Any] | None:
         """The candidate pointer (candidate.json), read back with latest's rules; None when
-        no candidate awaits promotion."""
-        return self._read_pointer(self.candidate_path)
+        no candidate awaits promotion, also when latest.json names it already: a promotion
+        stopped between moving latest and removing candidate.json (`interrupted_promotion`)."""
+        candidate = self._read_pointer(self.candidate_path)
+        if candidate is not None and candidate["version"] == self._latest_or_none():
+            return None
+        return candidate
+
+    def interrupted_promotion(self) -> str | None:
+        """The version both latest.json and candidate.json name, if they do: a promotion killed
+        after latest moved and before candidate.json was removed. The candidate is live; the
+        registry's next write finishes the promotion."""
+        try:
+            candidate = self._read_pointer(self.candidate_path)
+        except InvalidPointer:
+            return None
+        if candidate is not None and candidate["version"] == self._latest_or_none():
+            return str(candidate["version"])
+        return None
+
+    def _latest_or_none(self) -> str | None:
+        try:
+            return self.latest_version()
+        except InvalidPointer:
+            return None
 
     @staticmethod
     def _read_pointer(path: Path) -> dict[str, Any] | None:

@@ -453,3 +453,58 @@ def test_a_candidate_pointer_that_cannot_be_written_leaves_no_version(
     monkeypatch.setattr(atomic, "write_json", write_json)
     candidate = _publish(registry, 2)
     assert registry.versions() == [live, candidate] == [live, registry.candidate_version()]
+
+
+@pytest.mark.parametrize("stopped_after", ["pointer", "record"])
+def test_a_promotion_killed_half_way_is_no_candidate_and_is_finished_by_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped_after: str, capsys
+) -> None:
+    """A process killed between promote's steps left candidate.json naming the version
+    latest.json had moved to: the canary stayed "collecting" a candidate serving never
+    interleaved, and nights kept new builds out. Now that candidate is none to every reader,
+    `verify` says so, and the next write under the lock (here `verify --repair`, or a publish)
+    records the promotion once, with its evidence, and removes candidate.json."""
+    from ltr_assets import cli
+
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0)
+    candidate = _publish(registry, 1)
+    evidence = {"candidate_wins": 12, "live_wins": 3}
+
+    class Killed(BaseException):
+        pass
+
+    if stopped_after == "pointer":
+        monkeypatch.setattr(LocalRegistry, "_record", lambda *a: (_ for _ in ()).throw(Killed()))
+    else:
+        unlink = Path.unlink
+
+        def killed(self: Path, missing_ok: bool = False) -> None:
+            if self == registry.candidate_path:
+                raise Killed()
+            unlink(self, missing_ok)
+
+        monkeypatch.setattr(Path, "unlink", killed)
+    with pytest.raises(Killed):
+        registry.promote(evidence, scorer="weights", expected=candidate)
+    monkeypatch.undo()
+    assert json.loads(registry.candidate_path.read_text())["version"] == candidate
+    assert registry.latest_version() == candidate
+    assert registry.candidate() is None and registry.candidate_version() is None
+    assert registry.pointed_versions() == {"latest.json": candidate}
+    assert registry.interrupted_promotion() == candidate
+    monkeypatch.setenv("LTR_REGISTRY_DIR", str(registry.root))
+    monkeypatch.setenv("WEIGHTS_PATH", str(registry.weights_path))
+    assert cli.main(["registry", "verify"]) == 1
+    assert f"candidate.json still names {candidate}" in capsys.readouterr().out
+    assert cli.main(["registry", "verify", "--repair"]) == 0
+    assert f"finished the promotion of {candidate}" in capsys.readouterr().out
+    assert not registry.candidate_path.exists() and registry.interrupted_promotion() is None
+    promoted = [e for e in registry.history() if e["action"] == "promoted"]
+    assert [(e["version"], e["evidence"]["candidate_wins"]) for e in promoted] == [(candidate, 12)]
+    assert promoted[0]["evidence"].get("finished_after_interruption") is (
+        True if stopped_after == "pointer" else None
+    )
+    following = _publish(registry, 2)  # a canary publish sets the next candidate as usual
+    assert (registry.latest_version(), registry.candidate_version()) == (candidate, following)
+    assert live in registry.versions()

@@ -296,8 +296,8 @@ def test_a_history_this_process_may_not_read_is_raised_not_read_as_empty(
     """An empty history would hide every decision (a re-run day's, the stale-interleaving
     check's count): a history.jsonl this process may not read is an error, not []."""
     registry = _registry(tmp_path)
-    _publish(registry, 1)
-    candidate = _publish(registry, 2)
+    candidate = _publish(registry, 1)
+    _publish(registry, 2)
     registry.candidate_path.write_text(json.dumps({"version": candidate, "partition": "x"}))
     registry.retire({"by": "test"})
     _deny(monkeypatch, registry.root / "history.jsonl")
