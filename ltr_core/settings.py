@@ -950,8 +950,9 @@ class Settings(BaseSettings):
     canary_max_days: Annotated[Int, Range(1, 365)] = Field(
         3,
         validation_alias="LTR_CANARY_MAX_DAYS",
-        description="days of interleaving after which a candidate that is neither promoted nor "
-        "shown worse is retired",
+        description="days, from the first on which serving interleaved the candidate, after "
+        "which a candidate that is neither promoted nor shown worse is retired; while a day of "
+        "them is not in the lake the comparison keeps collecting instead, naming the day",
     )
     notify_webhook_url: Annotated[SecretStr, BeforeValidator(_to_url), SECRET] = Field(
         SecretStr(""),

@@ -13,6 +13,9 @@ like the asset) and blocking, and what each outcome looks like is chosen to tell
 - no candidate, but serving still interleaved a candidate the registry had decided (more than
   `STALE_GRACE` after the decision): failed with WARN severity. Serving is not following the
   registry (its reload failed or is off), which nothing else on this asset would show.
+- a day of the candidate's span not in the lake while LTR_CANARY_MAX_DAYS is past: collecting
+  (the timeout does not retire on evidence nobody has seen), failed with WARN severity, so a
+  canary held past its limit is seen; the reason names the day and what to do.
 - retire: failed with WARN severity. The candidate lost (or could not win in time); the UI
   shows it in yellow. WARN does not block: that night's published_weights still publishes its
   own gated version as the next candidate, and the run succeeds.
@@ -117,6 +120,8 @@ def comparison_metadata(
             "pointer_moved": applied.action if applied else "none",
         }
     )
+    if comparison.missing_days:  # days of the span not in the lake: the decision waits
+        meta["missing_days"] = MetadataValue.json([d.isoformat() for d in comparison.missing_days])
     if comparison.recount is not None:  # why the accumulated counts grew by more than D's own
         meta["previous_day_recount"] = MetadataValue.text(comparison.recount.summary())
     if comparison.pair is not None and comparison.days_with_evidence:
@@ -150,6 +155,17 @@ def decision_check_result(
             severity=AssetCheckSeverity.WARN,
             description=f"candidate retired, latest unchanged: {comparison.explanation}",
             metadata=metadata,
+        )
+    if comparison.timeout_held:  # collecting past the limit: someone has to see it
+        return AssetCheckResult(
+            check_name=ONLINE_CHECK,
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description=comparison.explanation,
+            metadata={
+                **metadata,
+                "missing_days": [d.isoformat() for d in comparison.missing_days],
+            },
         )
     if comparison.stale_requests:
         return AssetCheckResult(
@@ -200,8 +216,9 @@ def _notification(comparison: Comparison, applied: Applied) -> str:
             "differ, put the lower 95% bound of its win share at 0.5 − "
             "LTR_INTERLEAVE_MARGIN or above; retire when the upper bound is below 0.5, or "
             "after LTR_CANARY_MAX_DAYS without a decision; otherwise keep collecting. Passes "
-            "on promote, collect and no candidate; warns on a retirement; fails (blocking the "
-            "night's publication) only when the decision could not be applied.",
+            "on promote, collect and no candidate; warns on a retirement, and on collecting "
+            "past LTR_CANARY_MAX_DAYS while a day of the candidate's is not in the lake; fails "
+            "(blocking the night's publication) only when the decision could not be applied.",
         )
     ],
     description="Day D's interleaved requests of the live version and the canary candidate "

@@ -27,15 +27,19 @@ when D is compared again, so a re-run never counts a day twice). The evidence on
 over the days since the candidate was set (its pointer's partition P: serving interleaves it
 from P + 1 on at the earliest) up to D, of the days whose stored pair is this pair. A day of
 that span not compared yet is counted (and stored) from its raw_events on the way; while one's
-raw_events is not in the lake either, the comparison collects instead of deciding on the rest
-(only the timeout still retires).
+raw_events is not in the lake either, the comparison collects instead of deciding on the rest,
+and its reason names the day: neither a decision nor the timeout is taken on evidence with a
+day missing (a decision on the rest could be the opposite one, and the day may be the one that
+decides). The timeout waits for such a day too: its check warns, so a canary held past its
+limit is seen, and an operator materialises the day (`ltr night`, LTR_ALLOW_EMPTY_DAYS for a day
+that really had no events) or decides by hand.
 `days_collecting` counts the calendar days from the first of them on which serving interleaved
 the pair, D included: a candidate published late (a night run days after its partition, a
 catch-up or a backfill) starts its clock when users first see it, not at its partition. The rule
-(`decision.decide`) retires an undecided candidate after LTR_CANARY_MAX_DAYS of them, and one
-that serving has not interleaved LTR_CANARY_MAX_DAYS days after its pointer was set (the
-pointer's `moved_at`, by the clock, up to the end of D: serving is not following the
-registry).
+(`decision.decide`) retires an undecided candidate after LTR_CANARY_MAX_DAYS of them (every one
+in the lake, as above), and one that serving has not interleaved LTR_CANARY_MAX_DAYS days after
+its pointer was set (the pointer's `moved_at`, by the clock, up to the end of D: serving is not
+following the registry).
 
 Applying the decision. `apply` moves the registry's pointers (`publication.promote` /
 `retire`, which mirror them to S3), with the evidence recorded in the pointer move and the
@@ -403,6 +407,8 @@ class Comparison:
     stale_requests: int = 0  # interleaved with a candidate decided before (`stale_interleaving`)
     retired_on_day: bool = False  # decided_before: the registry retired the pair's candidate on D
     recount: Recount | None = None  # D-1 counted again with its late clicks
+    missing_days: list[date] = field(default_factory=list)  # of the span, not in the lake
+    timeout_held: bool = False  # past LTR_CANARY_MAX_DAYS, collecting for the missing days
 
     @property
     def decision(self) -> Decision | None:
@@ -498,15 +504,16 @@ def compare(
         days_unserved=waited,
         min_evidence=thresholds.min_evidence,
     )
-    if unknown and not outcome.timed_out:
-        # part of the evidence is missing: a decision on the rest could be the opposite one
-        missing = ", ".join(d.isoformat() for d in unknown)
+    timeout_held = False
+    if unknown:
+        # part of the evidence is missing: a decision on the rest could be the opposite one,
+        # and the timeout must not run out on days whose evidence nobody has seen
+        timeout_held = outcome.timed_out
         outcome = replace(
             outcome,
             decision=Decision.COLLECT,
-            reason=f"collecting: raw_events of {missing} (days of this canary) not in the lake, "
-            f"so their evidence is unknown; materialise them, then compare again. Without "
-            f"them: {outcome.reason}",
+            reason=_missing_days_reason(unknown, outcome),
+            timed_out=False,
         )
     return Comparison(
         day,
@@ -520,6 +527,29 @@ def compare(
         days_collecting=days_collecting,
         outcome=outcome,
         recount=recounted,
+        missing_days=unknown,
+        timeout_held=timeout_held,
+    )
+
+
+def _missing_days_reason(unknown: list[date], rule: OnlineDecision) -> str:
+    """Why a comparison with days of its span not in the lake collects: the days, what to do
+    about them, and what the rule says without them (a retirement by the timeout included,
+    which waits for them too)."""
+    missing = ", ".join(d.isoformat() for d in unknown)
+    days = "these days" if len(unknown) > 1 else "this day"
+    held = (
+        "; LTR_CANARY_MAX_DAYS is past, but its timeout does not retire on days whose "
+        "evidence is unknown: it waits for them too"
+        if rule.timed_out
+        else ""
+    )
+    verdict = "" if rule.decision is Decision.COLLECT else f"{rule.decision.value}, "
+    return (
+        f"collecting: raw_events of {missing} (days of this canary) not in the lake, so their "
+        f"evidence is unknown{held}. Materialise them (`ltr night DAY`; a day that really had "
+        f"no events needs LTR_ALLOW_EMPTY_DAYS), then compare again, or decide by hand "
+        f"(`ltr registry retire`). Without {days}: {verdict}{rule.reason}"
     )
 
 

@@ -396,6 +396,35 @@ def test_a_retirement_by_timeout_says_so_in_its_evidence(tmp_path: Path) -> None
     assert registry.history()[-1]["evidence"]["timed_out"] is True
 
 
+def test_the_timeout_waits_for_a_day_missing_from_the_lake_and_names_it(tmp_path: Path) -> None:
+    """LTR_CANARY_MAX_DAYS=2, candidate set on 11-27, 11-28 served, 11-29 skipped entirely (no
+    raw_events), 11-30 served: the comparison of 11-30 does not retire by the timeout on a day
+    whose evidence nobody has seen; it collects, names 11-29, and its check warns (held past
+    the limit). Once 11-29 is in the lake (an empty day), the timeout retires."""
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path, partition="2026-11-27")
+    limit = cmp.Thresholds(min_requests=200, margin=0.02, max_days=2)
+    d28, d29, d30 = (date(2026, 11, d) for d in (28, 29, 30))
+    _write_day(lake, d28, _clicked_requests(pair, "a", 10, 10))
+    assert cmp.compare(lake, registry, d28, limit).decision is Decision.COLLECT
+    _write_day(lake, d30, _clicked_requests(pair, "c", 10, 10))
+    held = cmp.compare(lake, registry, d30, limit)
+    assert held.decision is Decision.COLLECT, held.explanation
+    assert held.outcome is not None and not held.outcome.timed_out
+    assert held.missing_days == [d29] and held.timeout_held
+    assert "raw_events of 2026-11-29" in held.explanation
+    assert "LTR_CANARY_MAX_DAYS is past" in held.explanation
+    assert "retire, undecided after 3 days (limit 2)" in held.explanation
+    check = decision_check_result(held, None)
+    assert not check.passed and "2026-11-29" in (check.description or "")
+    assert cmp.apply(held, registry, None).moved is False
+
+    _write_day(lake, d29, [])  # materialised: a day that really had no events
+    retired = cmp.compare(lake, registry, d30, limit)
+    assert retired.decision is Decision.RETIRE and retired.outcome is not None
+    assert retired.outcome.timed_out and not retired.missing_days
+
+
 def test_a_decision_is_refused_when_the_candidate_changed_since_the_comparison(
     tmp_path: Path,
 ) -> None:
@@ -476,8 +505,8 @@ def test_a_candidate_published_late_starts_its_clock_when_serving_first_interlea
     after = (later + timedelta(days=1)).date()
     lake2 = Lake(tmp_path / "lake2")
     next_day = today + timedelta(days=1)
-    for day in (next_day, after):
-        _write_day(lake2, day, [deterministic])
+    for offset in range((after - next_day).days + 1):  # every day in the lake, none served
+        _write_day(lake2, next_day + timedelta(days=offset), [deterministic])
     early = cmp.compare(lake2, stuck, next_day, THRESHOLDS, now=later)  # compared late
     assert early.decision is Decision.COLLECT
     never = cmp.compare(lake2, stuck, after, THRESHOLDS, now=later)
