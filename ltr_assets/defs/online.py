@@ -10,9 +10,10 @@ like the asset) and blocking, and what each outcome looks like is chosen to tell
 - a re-run (backfill) of a day whose candidate the registry has decided since: what the day
   compared and what became of the candidate, decided again by no one; failed with WARN when
   the candidate was retired on that day, as the night itself reported, else passed.
-- no candidate, but serving still interleaved a candidate the registry had decided (more than
-  `STALE_GRACE` after the decision): failed with WARN severity. Serving is not following the
-  registry (its reload failed or is off), which nothing else on this asset would show.
+- serving interleaved a candidate the registry had decided (more than `STALE_GRACE` after the
+  decision), with no candidate now or beside the current one: failed with WARN severity.
+  Serving is not following the registry (its reload failed or is off), which nothing else on
+  this asset would show.
 - a day of the candidate's span not in the lake while LTR_CANARY_MAX_DAYS is past: collecting
   (the timeout does not retire on evidence nobody has seen), failed with WARN severity, so a
   canary held past its limit is seen; the reason names the day and what to do.
@@ -167,15 +168,15 @@ def decision_check_result(
                 "missing_days": [d.isoformat() for d in comparison.missing_days],
             },
         )
+    prefix = "candidate promoted to latest: " if decision is Decision.PROMOTE else ""
     if comparison.stale_requests:
         return AssetCheckResult(
             check_name=ONLINE_CHECK,
             passed=False,
             severity=AssetCheckSeverity.WARN,
-            description=comparison.explanation,
+            description=prefix + comparison.explanation,
             metadata={**metadata, "stale_requests": comparison.stale_requests},
         )
-    prefix = "candidate promoted to latest: " if decision is Decision.PROMOTE else ""
     return AssetCheckResult(
         check_name=ONLINE_CHECK,
         passed=True,

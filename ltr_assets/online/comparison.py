@@ -323,12 +323,15 @@ def share_by_day(lake: Lake, pair: Pair, days: list[date]) -> list[tuple[date, W
     return path
 
 
-def stale_interleaving(lake: Lake, registry: LocalRegistry, day: date) -> tuple[int, str]:
+def stale_interleaving(
+    lake: Lake, registry: LocalRegistry, day: date, current: str | None = None
+) -> tuple[int, str]:
     """Requests serving interleaved on `day` with a candidate the registry had decided
     (promoted, retired, cleared: its history) more than STALE_GRACE before they were served,
     and the sentence that says so (empty when none): serving did not follow the decision (its
     reload failed or is off), so users still see the decided candidate, or the old live
-    version after a promotion."""
+    version after a promotion. `current`, the candidate being compared now, is never stale:
+    whether or not a candidate is set, serving interleaving a decided pair is told."""
     path = lake.raw_events(day)
     decided: dict[str, datetime] = {}
     for entry in registry.history():
@@ -336,6 +339,7 @@ def stale_interleaving(lake: Lake, registry: LocalRegistry, day: date) -> tuple[
             decided[str(entry["version"])] = datetime.fromisoformat(str(entry["at"]))
         except (KeyError, ValueError):
             continue
+    decided.pop(current or "", None)
     if not decided or not path.exists():
         return 0, ""
     events = _read_columns(path)
@@ -460,8 +464,12 @@ def compare(
     earlier = _decided_before(lake, registry, day, current)
     if earlier is not None:
         return earlier
+    # requests of a pair the registry had decided: serving is not following it, whatever the
+    # current candidate (its own requests, or none, are what the evidence says)
+    stale, why = stale_interleaving(
+        lake, registry, day, candidate["version"] if candidate is not None else None
+    )
     if candidate is None:
-        stale, why = stale_interleaving(lake, registry, day)
         return Comparison(
             day, "no_candidate", "no candidate: nothing to compare" + why, stale_requests=stale
         )
@@ -476,9 +484,10 @@ def compare(
             day,
             "not_started",
             f"candidate {pair.candidate} was set for partition {partition}: it was not "
-            f"interleaved on {day}",
+            f"interleaved on {day}" + why,
             pair=pair,
             candidate_partition=partition,
+            stale_requests=stale,
         )
     today = count_day(lake, day, pair)
     store_day(lake, today)
@@ -518,7 +527,7 @@ def compare(
     return Comparison(
         day,
         "decided",
-        outcome.reason,
+        outcome.reason + why,
         pair=pair,
         candidate_partition=partition,
         today=today,
@@ -529,6 +538,7 @@ def compare(
         recount=recounted,
         missing_days=unknown,
         timeout_held=timeout_held,
+        stale_requests=stale,
     )
 
 

@@ -533,3 +533,32 @@ def test_a_decided_candidate_still_interleaved_is_told(tmp_path: Path) -> None:
     assert result.status == "no_candidate" and result.stale_requests == 2
     assert pair.candidate in result.explanation and "following the registry" in result.explanation
     assert cmp.stale_interleaving(lake, registry, day - timedelta(days=1)) == (0, "")
+
+
+def test_a_decided_pair_interleaved_beside_a_new_candidate_is_told(tmp_path: Path) -> None:
+    """Promoted, and the next night set a new candidate, but serving kept interleaving the
+    promoted pair (no reload): none of the day's interleaved requests are of the current pair,
+    and the check warns rather than pass with "needs serving to interleave it"."""
+    lake = Lake(tmp_path / "lake")
+    registry, old = _with_candidate(tmp_path)
+    registry.promote({"note": "test"}, expected=old.candidate)
+    decided = datetime.fromisoformat(registry.history()[-1]["at"])
+    day = decided.date()
+    newer = registry.publish(
+        weights(2), tiny_model_text(), META, (day - timedelta(days=1)).isoformat(),
+        now=decided, rollout="canary",
+    )  # fmt: skip
+    assert newer.candidate_set
+    rows = []
+    for i in range(97):
+        for row in _impressions(f"r-{i}", ["a", "b"], ["live", "candidate"], _versions(old)):
+            rows.append({**row, "timestamp": decided + timedelta(hours=1)})
+    _write_day(lake, day, rows)
+    result = cmp.compare(lake, registry, day, THRESHOLDS)
+    assert result.status == "decided" and result.decision is Decision.COLLECT
+    assert result.today is not None and result.today.interleaved_requests == 0
+    assert result.today.other_pairs == 97 and result.stale_requests == 97
+    assert old.candidate in result.explanation
+    assert "following the registry" in result.explanation
+    check = decision_check_result(result, None)
+    assert not check.passed and "following the registry" in (check.description or "")
