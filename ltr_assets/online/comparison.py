@@ -75,6 +75,7 @@ from ltr_assets.online.decision import (
 from ltr_assets.registry import publication
 from ltr_assets.registry.local import LocalRegistry
 from ltr_assets.registry.s3_mirror import S3Mirror
+from ltr_core.artifacts.format import InvalidPointer
 from ltr_core.features import ACTION_GRADES, FEEDBACK, RECOMMENDATION
 from ltr_core.interleaving import SETTLED_PROPENSITY, Credit
 
@@ -611,7 +612,8 @@ def _decided_before(
         f"{day} compared candidate {candidate} with live {stored.pair.live} "
         f"({counts.clicked_requests} clicked requests, {counts.requests} where the rankings "
         f"differ: {counts.wins} won / {counts.losses} lost / {counts.ties} tied); the candidate "
-        f"was {when}. Re-running {day} decides nothing again: the registry has moved on"
+        f"was {when}{_since(registry, fate)}. Re-running {day} decides nothing again: the "
+        "registry has moved on"
     )
     return Comparison(
         day,
@@ -621,6 +623,45 @@ def _decided_before(
         today=stored,
         retired_on_day=action == "retired" and decided_on == day.isoformat(),
     )
+
+
+def _since(registry: LocalRegistry, fate: dict[str, Any]) -> str:
+    """What became of the live version after a candidate's `fate` (its history entry): a
+    rollback since then (the history's, or latest.json's own record of one), and the version
+    live now; "" when the registry's pointer cannot be read."""
+    try:
+        pointer = registry.pointer()
+    except InvalidPointer:
+        return ""
+    if pointer is None:
+        return "; nothing is live now"
+    live = str(pointer["version"])
+    promoted = fate.get("action") == "promoted"
+    if promoted and live == fate.get("version"):
+        return "; it is the live version now"
+    rollback = ""
+    history = registry.history()
+    for entry in history[history.index(fate) + 1 :] if fate in history else []:
+        entry_evidence = entry.get("evidence")  # a rollback that cleared a later candidate
+        if isinstance(entry_evidence, dict) and entry_evidence.get("rolled_back_to"):
+            to, at = entry_evidence["rolled_back_to"], entry.get("at")
+            rollback = f"to {to} on {publication.minute_text(at)}"
+            break
+    decided_at, moved_at = _moment(fate.get("at")), _moment(pointer.get("moved_at"))
+    if pointer.get("rolled_back") and decided_at and moved_at and moved_at > decided_at:
+        rollback = f"to {live} on {publication.minute_text(pointer['moved_at'])}"
+    what = "that promotion" if promoted else "latest"
+    since = f"; {what} was since rolled back ({rollback})" if rollback else ""
+    return f"{since}; the live version is now {live}"
+
+
+def _moment(at: object) -> datetime | None:
+    """A registry timestamp (ISO; UTC when it names no zone), None when unreadable."""
+    try:
+        moment = datetime.fromisoformat(str(at))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

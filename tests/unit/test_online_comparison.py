@@ -331,7 +331,8 @@ def test_a_rerun_of_a_day_decided_before_reports_that_day_and_decides_nothing(
         assert rerun.explanation.startswith(
             f"{day} compared candidate {old.candidate} with live {old.live} "
             f"({wins + losses} clicked requests, {wins + losses} where the rankings differ: "
-            f"{wins} won / {losses} lost / 0 tied); the candidate was retired on 2026-11-27."
+            f"{wins} won / {losses} lost / 0 tied); the candidate was retired on 2026-11-27; "
+            f"the live version is now {old.live}."
         )
         assert cmp.apply(rerun, registry, None).moved is False
     assert (first.retired_on_day, second.retired_on_day) == (False, True)
@@ -353,7 +354,41 @@ def test_a_rerun_after_a_rollback_says_so_in_words(tmp_path: Path) -> None:
     rerun = cmp.compare(lake, registry, d1, THRESHOLDS)
     assert rerun.status == "decided_before" and not rerun.retired_on_day
     assert re.search(
-        r"the candidate was cleared by a rollback on \d{4}-\d\d-\d\d \d\d:\d\d UTC\. ",
+        r"the candidate was cleared by a rollback on \d{4}-\d\d-\d\d \d\d:\d\d UTC; "
+        rf"the live version is now {pair.live}\. ",
+        rerun.explanation,
+    ), rerun.explanation
+
+
+def test_a_rerun_of_a_promotion_since_rolled_back_says_so_and_names_the_live_version(
+    tmp_path: Path,
+) -> None:
+    """`ltr registry rollback` of a promoted version, then its night re-run: the message says
+    the promotion was rolled back, to what and when, and which version is live now; without
+    the rollback it says the promoted candidate is the live version."""
+    lake = Lake(tmp_path / "lake")
+    registry, pair = _with_candidate(tmp_path)
+    d1 = date(2026, 11, 26)
+    _write_day(lake, d1, _clicked_requests(pair, "a", 150, 100))
+    promoted = cmp.compare(lake, registry, d1, THRESHOLDS)
+    assert promoted.decision is Decision.PROMOTE and cmp.apply(promoted, registry, None).moved
+    at = datetime(2026, 11, 27, 2, 15, tzinfo=UTC)
+    newer = registry.publish(weights(2), tiny_model_text(), META, "2026-11-26", now=at,
+                             rollout="canary")  # fmt: skip
+    assert newer.candidate_set
+    live = cmp.compare(lake, registry, d1, THRESHOLDS)
+    assert live.status == "decided_before"
+    assert "the candidate was promoted on 2026-11-26; it is the live version now. " in (
+        live.explanation
+    )
+
+    registry.rollback(pair.live)  # clears the newer candidate too
+    rerun = cmp.compare(lake, registry, d1, THRESHOLDS)
+    assert rerun.status == "decided_before" and rerun.decision is None
+    assert re.search(
+        rf"the candidate was promoted on 2026-11-26; that promotion was since rolled back "
+        rf"\(to {pair.live} on \d{{4}}-\d\d-\d\d \d\d:\d\d UTC\); the live version is now "
+        rf"{pair.live}\. Re-running",
         rerun.explanation,
     ), rerun.explanation
 
