@@ -57,6 +57,7 @@ OUTCOME_TAG = "ltr/outcome"
 REASON_TAG = "ltr/reason"
 REASON_MAX_CHARS = 200
 PUBLISHED_ASSET = "published_weights"
+COMPARISON_ASSET = "online_comparison"  # moves the live version (promote) before publishing
 # The jobs whose successful runs carry the two tags (published or refused); a failed or canceled
 # run of any job of the location carries them too (a crashed label refresh or rollback).
 TAGGED_JOBS = frozenset({ltr_daily_job.name})
@@ -226,7 +227,8 @@ def _canceled(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
             )
         else:
             reason += "; nothing of the night's was published"
-    return RunOutcome("canceled", where, _one_line(reason))
+    decided = decided_in_run(instance, run.run_id)
+    return RunOutcome("canceled", where, _one_line(reason, f"; {decided}" if decided else ""))
 
 
 _WRAPPERS = {"Failure", "RetryRequested", "RetryRequestedFromPolicy"}
@@ -251,17 +253,41 @@ def _without_module(message: str) -> str:
 def publication_record(instance: DagsterInstance, run_id: str) -> dict[str, object] | None:
     """The metadata of published_weights' materialization in the run (its publication record:
     `published`, `version`, `outcome`, ...), None if it did not materialize."""
+    return _materialization_metadata(instance, run_id, PUBLISHED_ASSET)
+
+
+def _materialization_metadata(
+    instance: DagsterInstance, run_id: str, asset: str
+) -> dict[str, object] | None:
+    """The metadata of `asset`'s materialization in the run, None if it did not materialize."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.asset_materialization
-        if materialization is not None and materialization.asset_key == AssetKey(PUBLISHED_ASSET):
+        if materialization is not None and materialization.asset_key == AssetKey(asset):
             return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
     return None
 
 
-def _one_line(text: str) -> str:
-    """The first line of `text`, cut to REASON_MAX_CHARS: a tag value the runs list shows."""
+def decided_in_run(instance: DagsterInstance, run_id: str) -> str:
+    """What the run's online_comparison did to the registry's pointers before the run failed
+    or was canceled ("" when it moved nothing): a promotion changed the live version, so
+    "nothing was published" would not be true of the run."""
+    record = _materialization_metadata(instance, run_id, COMPARISON_ASSET) or {}
+    moved, candidate, live = (record.get(k) for k in ("pointer_moved", "candidate", "live"))
+    if moved == "promoted":
+        return f"earlier, {COMPARISON_ASSET} promoted {candidate} to live (over {live})"
+    if moved == "retired":
+        return f"earlier, {COMPARISON_ASSET} retired the candidate {candidate}"
+    return ""
+
+
+def _one_line(text: str, tail: str = "") -> str:
+    """The first line of `text`, cut to REASON_MAX_CHARS: a tag value the runs list shows.
+    `tail` (one line) ends it whole: `text` is cut to make room for it."""
     line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= REASON_MAX_CHARS else line[: REASON_MAX_CHARS - 1] + "…"
+    room = REASON_MAX_CHARS - len(tail)
+    if len(line) > room:
+        line = line[: max(room - 1, 0)] + "…"
+    return (line + tail)[:REASON_MAX_CHARS]
 
 
 def _successful_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
@@ -314,7 +340,8 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     records "not published"), `succeeded` when it did not run. A failed run is a crash: a
     step failed, or a blocking check with ERROR severity (online_decision, when a decision
     could not be applied: someone has to promote or retire by hand), named in the reason. A
-    canceled run is `canceled`, with the steps it was in."""
+    canceled run is `canceled`, with the steps it was in. A crashed or canceled run whose
+    online_comparison promoted or retired the candidate first says so (`decided_in_run`)."""
     if run.status == DagsterRunStatus.CANCELED:
         return _canceled(instance, run)
     if run.status == DagsterRunStatus.SUCCESS:
@@ -329,9 +356,11 @@ def run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:
     errors = checks + _step_errors(instance, run.run_id, checks_named=bool(checks))
     errors = errors or _failed_outside_steps(instance, run.run_id)
     first = errors[0] if errors else f"run {run.status.value}"
-    return RunOutcome(
-        "crashed", "; ".join(errors) or f"run {run.status.value}", _one_line(f"crashed: {first}")
-    )
+    # a promotion before the crash changed the live version: said whatever the error's length
+    decided = decided_in_run(instance, run.run_id)
+    tail = f"; {decided}" if decided else ""
+    detail = "; ".join(errors) or f"run {run.status.value}"
+    return RunOutcome("crashed", detail + tail, _one_line(f"crashed: {first}", tail))
 
 
 def tag_run_outcome(instance: DagsterInstance, run: DagsterRun) -> RunOutcome:

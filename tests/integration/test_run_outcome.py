@@ -586,3 +586,35 @@ def test_a_run_whose_database_failed_under_it_says_so() -> None:
     reason = run_outcome(instance, failed).reason
     assert reason.startswith("crashed: run: the Dagster instance's database failed: ")
     assert refused in reason
+
+
+def test_a_night_that_promoted_then_crashed_says_the_live_version_changed() -> None:
+    """online_comparison promoted the candidate, then published_weights failed (a full disk):
+    "nothing was published" is not the run's story, and the reason says the promotion,
+    however long the error, as the notification does."""
+
+    @asset(key="online_comparison")
+    def comparison() -> MaterializeResult[None]:
+        return MaterializeResult(
+            metadata={
+                "pointer_moved": "promoted",
+                "candidate": "20261127_021500",
+                "live": "20261126_021500",
+            }
+        )
+
+    @asset(key="published_weights", deps=["online_comparison"])
+    def published() -> None:
+        raise OSError(28, "No space left on device " + "x" * 200)
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([comparison, published], instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and not result.success
+    outcome = run_outcome(instance, run)
+    said = "; earlier, online_comparison promoted 20261127_021500 to live (over 20261126_021500)"
+    assert outcome.reason.startswith(
+        "crashed: published_weights: OSError: [Errno 28] No space left on device"
+    )
+    assert outcome.reason.endswith(said) and len(outcome.reason) <= 200
+    assert outcome.detail.endswith(said)
