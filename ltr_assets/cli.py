@@ -569,8 +569,10 @@ def _night_done(
     registry: LocalRegistry,
     before: tuple[str | None, str | None],
 ) -> bool:
-    """Say what the night did; ask serving to reload when the pointers moved. True when the
-    night and its refreshes did their work and the reload, if asked for, happened."""
+    """Say what the night did; ask serving to reload when the pointers moved: the local ones,
+    or S3's (a sync catching up after an outage moves S3's alone, and replicas reading S3
+    would wait for their poll). True when the night and its refreshes did their work and the
+    reload, if asked for, happened."""
     outcome = report.outcome
     print(f"night {report.day}: {outcome.reason or outcome.outcome} (run {report.run_id})")
     for refresh in report.refreshes:
@@ -579,6 +581,9 @@ def _night_done(
     live, candidate = registry.latest_version(), registry.candidate_version()
     reloaded = True
     if live is not None and (live, candidate) != before:
+        reloaded = _request_reload(settings, live, candidate)
+    elif live is not None and report.s3_pointers_changed:
+        print(f"S3's {' and '.join(report.s3_pointers_changed)} moved (S3 caught up)")
         reloaded = _request_reload(settings, live, candidate)
     return report.ok and reloaded
 

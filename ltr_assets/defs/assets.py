@@ -481,6 +481,9 @@ def published_weights(
                     "s3_published": report.s3_published,
                     "s3_error": report.s3_error,
                     "s3_uploaded": MetadataValue.json(report.s3_uploaded),
+                    # S3 pointers this night's sync changed (catching up after an outage, say):
+                    # `ltr night` asks serving to reload for them too
+                    "s3_pointers_changed": MetadataValue.json(report.s3_pointers_changed),
                 }
                 if report.s3_published is not None
                 else {}

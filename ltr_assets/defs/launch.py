@@ -47,7 +47,14 @@ from ltr_assets.defs.concurrency import ensure_pipeline_pool, holds_pipeline_poo
 from ltr_assets.defs.jobs import PIPELINE_TAGS
 from ltr_assets.defs.partitions import daily_partitions
 from ltr_assets.defs.refresh import UNFINISHED, stale_matrices
-from ltr_assets.defs.sensors import RunOutcome, carries_outcome, tag_run_outcome
+from ltr_assets.defs.sensors import (
+    COMPARISON_ASSET,
+    PUBLISHED_ASSET,
+    RunOutcome,
+    carries_outcome,
+    materialization_metadata,
+    tag_run_outcome,
+)
 
 # workspace.yaml loads `python_module: ltr_assets.definitions` without a location_name, so
 # Dagster names the location after the module; the demo's runs must be grouped under it.
@@ -210,6 +217,9 @@ class NightReport:
     run_id: str
     outcome: RunOutcome
     refreshes: list[Refresh] = field(default_factory=list)
+    # S3 pointers the night's registry moves changed (`s3_pointers_changed`): serving reading S3
+    # loads something new even when no local pointer moved (S3 catching up after an outage)
+    s3_pointers_changed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -318,7 +328,7 @@ def night(
     with LocationLauncher(instance) as launcher:
         run_id, _, outcome = _run_to_the_end(launcher, "ltr_daily_job", day, config)
         assert outcome is not None, "ltr_daily_job is a tagged job"
-        report = NightReport(day, run_id, outcome)
+        report = NightReport(day, run_id, outcome, s3_pointers_changed=s3_changes(instance, run_id))
         try:
             if not refresh:
                 return report
@@ -336,6 +346,18 @@ def night(
         except KeyboardInterrupt:  # between two refreshes
             raise NightInterrupted(night=report) from None
     return report
+
+
+def s3_changes(instance: DagsterInstance, run_id: str) -> tuple[str, ...]:
+    """The S3 pointers the run changed: the syncs of online_comparison's promotion or
+    retirement and of published_weights' publication, as their records say
+    (`s3_pointers_changed`)."""
+    changed: list[str] = []
+    for asset in (COMPARISON_ASSET, PUBLISHED_ASSET):
+        names = (materialization_metadata(instance, run_id, asset) or {}).get("s3_pointers_changed")
+        if isinstance(names, list):
+            changed += [str(name) for name in names if str(name) not in changed]
+    return tuple(changed)
 
 
 def _tagged_pipeline(run: DagsterRun) -> bool:

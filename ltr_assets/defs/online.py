@@ -131,6 +131,7 @@ def comparison_metadata(
     if applied is not None and applied.s3_synced is not None:
         meta["s3_synced"] = applied.s3_synced
         meta["s3_error"] = applied.s3_error
+        meta["s3_pointers_changed"] = MetadataValue.json(applied.s3_pointers_changed)
     return meta
 
 

@@ -253,13 +253,14 @@ def _without_module(message: str) -> str:
 def publication_record(instance: DagsterInstance, run_id: str) -> dict[str, object] | None:
     """The metadata of published_weights' materialization in the run (its publication record:
     `published`, `version`, `outcome`, ...), None if it did not materialize."""
-    return _materialization_metadata(instance, run_id, PUBLISHED_ASSET)
+    return materialization_metadata(instance, run_id, PUBLISHED_ASSET)
 
 
-def _materialization_metadata(
+def materialization_metadata(
     instance: DagsterInstance, run_id: str, asset: str
 ) -> dict[str, object] | None:
-    """The metadata of `asset`'s materialization in the run, None if it did not materialize."""
+    """The metadata of `asset`'s materialization in the run (its values), None if it did not
+    materialize."""
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.asset_materialization
         if materialization is not None and materialization.asset_key == AssetKey(asset):
@@ -271,7 +272,7 @@ def decided_in_run(instance: DagsterInstance, run_id: str) -> str:
     """What the run's online_comparison did to the registry's pointers before the run failed
     or was canceled ("" when it moved nothing): a promotion changed the live version, so
     "nothing was published" would not be true of the run."""
-    record = _materialization_metadata(instance, run_id, COMPARISON_ASSET) or {}
+    record = materialization_metadata(instance, run_id, COMPARISON_ASSET) or {}
     moved, candidate, live = (record.get(k) for k in ("pointer_moved", "candidate", "live"))
     if moved == "promoted":
         return f"earlier, {COMPARISON_ASSET} promoted {candidate} to live (over {live})"

@@ -672,6 +672,7 @@ class Applied:
     action: str  # "promoted" | "retired" | "none"
     s3_synced: bool | None = None  # None: no S3 mirror, or nothing moved
     s3_error: str = ""
+    s3_pointers_changed: list[str] = field(default_factory=list)  # by the move's S3 sync
 
 
 def apply(
@@ -689,6 +690,9 @@ def apply(
     evidence = comparison.evidence()
     if decision is Decision.PROMOTE:
         report = publication.promote(registry, mirror, evidence, scorer, expected=expected)
-        return Applied(True, "promoted", report.s3_published, report.s3_error)
-    _, ok, error = publication.retire(registry, mirror, evidence, expected=expected)
-    return Applied(True, "retired", ok, error)
+        return Applied(
+            True, "promoted", report.s3_published, report.s3_error, report.s3_pointers_changed
+        )
+    changed: list[str] = []
+    _, ok, error = publication.retire(registry, mirror, evidence, expected, changed)
+    return Applied(True, "retired", ok, error, changed)

@@ -30,6 +30,9 @@ class PublicationReport:
     s3_error: str = ""
     s3_uploaded: list[str] = field(default_factory=list)
     retention: PruneReport | None = None  # None: no retention ran (a rollback)
+    # S3 pointers the sync changed (`SyncReport.pointers_changed`): replicas reading S3 load
+    # something else now, whether or not the local pointers moved (a sync after an outage)
+    s3_pointers_changed: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -41,13 +44,15 @@ def _sync(
     mirror: S3Mirror | None,
     force: bool,
     uploaded: list[str] | None = None,
+    changed: list[str] | None = None,
 ) -> tuple[bool | None, str, SyncReport | None]:
     """(published to S3, why not, the sync's report). `uploaded` collects the versions S3 got,
-    those of a sync that failed part way too: S3 holds them although its pointers did not move."""
+    those of a sync that failed part way too: S3 holds them although its pointers did not move;
+    `changed`, the S3 pointers it changed, likewise."""
     if mirror is None:
         return None, "", None
     try:
-        report = sync(local, mirror, force_pointer=force, uploaded=uploaded)
+        report = sync(local, mirror, force_pointer=force, uploaded=uploaded, changed=changed)
     except S3_ERRORS as exc:
         log.warning("S3 publish failed; the local registry stands: %s", exc)
         return False, f"{type(exc).__name__}: {exc}", None
@@ -169,9 +174,10 @@ def publish(
         replace_candidate=replace_candidate,
     )
     uploaded: list[str] = []
-    ok, error, _ = _sync(local, mirror, force, uploaded)
+    changed: list[str] = []
+    ok, error, _ = _sync(local, mirror, force, uploaded, changed)
     retention = prune_versions(local, mirror, keep)
-    return PublicationReport(result, ok, error, uploaded, retention)
+    return PublicationReport(result, ok, error, uploaded, retention, changed)
 
 
 def rollback(
@@ -186,8 +192,9 @@ def rollback(
     """
     result = local.rollback(version, scorer)
     uploaded: list[str] = []
-    ok, error, _ = _sync(local, mirror, True, uploaded)
-    return PublicationReport(result, ok, error, uploaded)
+    changed: list[str] = []
+    ok, error, _ = _sync(local, mirror, True, uploaded, changed)
+    return PublicationReport(result, ok, error, uploaded, s3_pointers_changed=changed)
 
 
 def promote(
@@ -202,8 +209,9 @@ def promote(
     `expected`: the candidate version the evidence is about (refused if it changed)."""
     result = local.promote(evidence, scorer, expected)
     uploaded: list[str] = []
-    ok, error, _ = _sync(local, mirror, True, uploaded)
-    return PublicationReport(result, ok, error, uploaded)
+    changed: list[str] = []
+    ok, error, _ = _sync(local, mirror, True, uploaded, changed)
+    return PublicationReport(result, ok, error, uploaded, s3_pointers_changed=changed)
 
 
 def retire(
@@ -211,11 +219,13 @@ def retire(
     mirror: S3Mirror | None,
     evidence: Mapping[str, Any],
     expected: str | None = None,
+    changed: list[str] | None = None,
 ) -> tuple[str, bool | None, str]:
     """Clear the candidate locally (`evidence` recorded), then on S3: (the retired version,
-    S3 synced (None: no S3), the S3 error). `expected`: as for `promote`."""
+    S3 synced (None: no S3), the S3 error). `expected`: as for `promote`; `changed` collects
+    the S3 pointers the sync changed."""
     version = local.retire(evidence, expected)
-    ok, error, _ = _sync(local, mirror, force=False)
+    ok, error, _ = _sync(local, mirror, False, changed=changed)
     return version, ok, error
 
 

@@ -305,6 +305,10 @@ class SyncReport:
     pointer_refused: bool = False  # latest.json names a version S3 cannot have
     # the local latest and candidate pointers this sync brought S3 to (compared afterwards)
     local_pointers: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+    # the S3 pointers this sync changed (latest.json, candidate.json): what replicas reading S3
+    # load changed, although the local registry may not have moved (`pointer_moved` is also
+    # true when S3's latest already named the version)
+    pointers_changed: list[str] = field(default_factory=list)
 
 
 def version_files(local: LocalRegistry, version: str) -> dict[str, bytes]:
@@ -320,6 +324,7 @@ def sync(
     mirror: S3Mirror,
     force_pointer: bool = False,
     uploaded: list[str] | None = None,
+    changed: list[str] | None = None,
 ) -> SyncReport:
     """Upload every valid local version S3 lacks, then bring S3's pointer to the local latest
     (never backwards unless forced), then S3's candidate.json to the local candidate (latest
@@ -333,22 +338,28 @@ def sync(
     already checked (a backfill never moves the local latest backwards).
 
     `uploaded`: a list each version is appended to as soon as S3 holds it, so a caller whose
-    sync failed part way still knows what reached S3."""
+    sync failed part way still knows what reached S3; `changed` likewise, each S3 pointer this
+    sync changed (`SyncReport.pointers_changed`, over every pass)."""
     uploaded = [] if uploaded is None else uploaded
-    report = _sync_once(local, mirror, force_pointer, uploaded)
+    changed = [] if changed is None else changed
+    report = _sync_once(local, mirror, force_pointer, uploaded, changed)
     for _ in range(mirror.pointer_retries):
         now = (local.pointer(), local.candidate())
         if now == report.local_pointers:
             return report
         log.warning("the local pointers moved while S3 was synced; syncing S3 to them again")
-        report = _sync_once(local, mirror, True, uploaded)
+        report = _sync_once(local, mirror, True, uploaded, changed)
     raise S3Unavailable(
         f"the local pointers kept moving: gave up after {mirror.pointer_retries} syncs"
     )
 
 
 def _sync_once(
-    local: LocalRegistry, mirror: S3Mirror, force_pointer: bool, uploaded: list[str]
+    local: LocalRegistry,
+    mirror: S3Mirror,
+    force_pointer: bool,
+    uploaded: list[str],
+    changed: list[str],
 ) -> SyncReport:
     pointer = local.pointer()
     candidate = local.candidate()
@@ -387,7 +398,10 @@ def _sync_once(
         )
     elif pointer:
         partition = str(pointer.get("partition", ""))  # optional in a pointer
+        named = s3_latest if damaged else _read_s3_latest(mirror)
         moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer)
+        if moved and named != pointer["version"]:
+            _changed(changed, POINTER)
     if candidate is not None and candidate["version"] in damaged:
         problems.append(f"candidate.json cleared on S3: {damaged[candidate['version']]}")
         candidate = None
@@ -397,7 +411,8 @@ def _sync_once(
             "a valid version, and replicas reading S3 must not interleave a missing one"
         )
         candidate = None
-    mirror.move_candidate(candidate)
+    if mirror.move_candidate(candidate):
+        _changed(changed, CANDIDATE)
     named_now = pointer["version"] if moved and pointer else s3_latest
     if named_now not in damaged:  # latest/ is not made a copy of what is known wrong
         mirror.repair_latest_copy()
@@ -411,6 +426,19 @@ def _sync_once(
         unverified=unverified,
         pointer_refused=pointer_refused,
         local_pointers=local_pointers,
+        pointers_changed=list(changed),
+    )
+
+
+def _changed(changed: list[str], name: str) -> None:
+    if name not in changed:
+        changed.append(name)
+
+
+def _read_s3_latest(mirror: S3Mirror) -> str | None:
+    """The version S3's latest.json names before this sync moves it (retried like the move)."""
+    return with_retries(
+        lambda: _s3_latest(mirror), mirror.attempts, mirror.backoff_s, "reading latest.json"
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, MaterializeResult, MetadataValue, asset, materialize
 
 from ltr_assets.cli import main as ltr
 from ltr_assets.definitions import defs
@@ -635,3 +635,83 @@ def test_a_sync_that_fails_part_way_reports_what_s3_got(
     monkeypatch.setenv("LTR_REGISTRY_DIR", str(tmp_path / "reg"))
     assert ltr(["registry", "sync"]) == 1
     assert f"(uploaded before it failed: {first.version})" in capsys.readouterr().err
+
+
+def test_a_sync_after_an_outage_says_which_s3_pointers_it_moved_and_ltr_night_reloads(
+    s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 was down while a night promoted its candidate and set the next one: only the local
+    registry moved. The next night moves nothing locally (its version is published beside the
+    candidate being compared) but its sync brings S3's latest.json and candidate.json to the
+    local ones: the publication says so, `pointer_moved` alone does not (it is also true when
+    S3 already named the version), and `ltr night` asks serving to reload for it."""
+    from ltr_assets.cli import _night_done
+    from ltr_assets.defs.launch import NightReport
+    from ltr_assets.defs.sensors import RunOutcome
+
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    _publish(local, mirror, "2026-11-01", 1)
+    _publish(local, None, "2026-11-02", 2, rollout="canary")  # S3 down from here
+    promoted = local.promote({"note": "test"})
+    candidate, _ = _publish(local, None, "2026-11-03", 3, rollout="canary")
+    assert candidate.candidate_set
+    before = (local.latest_version(), local.candidate_version())
+    night = publication.publish(
+        local, mirror, weights(4), MODEL, GATED, "2026-11-04", keep=30, rollout="canary",
+        replace_candidate=False,
+    )  # fmt: skip
+    assert (local.latest_version(), local.candidate_version()) == before  # nothing moved here
+    assert night.s3_published is True
+    assert night.s3_pointers_changed == ["latest.json", "candidate.json"]
+    assert _pointer(mirror)["version"] == promoted.version
+    again = sync(local, mirror)  # S3 in step already: nothing changes
+    assert again.pointer_moved and again.pointers_changed == []
+
+    reply = {
+        "version": promoted.version,
+        "candidate_state": "loaded",
+        "candidate_version": candidate.version,
+    }
+    with http_receiver(reply=reply) as serving:
+        monkeypatch.setenv("LTR_SERVING_URL", serving.url)
+        monkeypatch.setenv("LTR_RELOAD_TOKEN", "t" * 32)
+        settings = Settings.from_env()
+        report = NightReport(
+            "2026-11-04",
+            "run",
+            RunOutcome("published", night.version),
+            s3_pointers_changed=tuple(night.s3_pointers_changed),
+        )
+        assert _night_done(report, settings, local, before)
+        assert len(serving.messages) == 1  # the reload was asked for
+        assert _night_done(replace(report, s3_pointers_changed=()), settings, local, before)
+        assert len(serving.messages) == 1  # nothing moved anywhere: no reload
+
+
+def test_ltr_night_reads_the_s3_pointers_its_run_changed() -> None:
+    """`ltr night`'s report takes the S3 pointers changed from the run's records of
+    online_comparison (a promotion's sync) and published_weights (the publication's)."""
+    from ltr_assets.defs.launch import s3_changes
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([_comparison_moved_latest, _published_moved_both], instance=instance)
+    assert s3_changes(instance, result.run_id) == ("latest.json", "candidate.json")
+    quiet = materialize([_comparison_moved_nothing], instance=instance)
+    assert s3_changes(instance, quiet.run_id) == ()
+
+
+@asset(key="online_comparison")
+def _comparison_moved_latest() -> MaterializeResult[None]:
+    return MaterializeResult(metadata={"s3_pointers_changed": MetadataValue.json(["latest.json"])})
+
+
+@asset(key="online_comparison")
+def _comparison_moved_nothing() -> MaterializeResult[None]:
+    return MaterializeResult(metadata={"pointer_moved": "none"})
+
+
+@asset(key="published_weights", deps=["online_comparison"])
+def _published_moved_both() -> MaterializeResult[None]:
+    changed = MetadataValue.json(["candidate.json", "latest.json"])
+    return MaterializeResult(metadata={"s3_pointers_changed": changed})
