@@ -195,6 +195,33 @@ class S3Mirror(S3Versions):
 
         return with_retries(attempt, self.attempts, self.backoff_s, "moving latest.json")
 
+    def touch_pointer(self) -> bool:
+        """Rewrite latest.json as it is, with `refreshed_at`, so its ETag changes: replicas
+        poll the pointers' ETags, and a version repaired in place (same id, bytes put back)
+        must be read again by every replica that loaded or refused it before. Conditional on
+        the ETag read, like a move; False when there is no valid pointer or it moved meanwhile
+        (which changed the ETag anyway)."""
+
+        def attempt() -> bool:
+            try:
+                current, etag = self.pointer()
+            except InvalidPointer:
+                return False
+            if current is None or etag is None:
+                return False
+            body = json.dumps({**current, "refreshed_at": datetime.now(UTC).isoformat()})
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=self.key(POINTER), Body=body.encode(), IfMatch=etag
+                )
+            except ClientError as exc:
+                if _code(exc) not in _LOST_RACE:
+                    raise
+                return False
+            return True
+
+        return with_retries(attempt, self.attempts, self.backoff_s, "refreshing latest.json")
+
     def move_candidate(self, pointer: dict[str, object] | None) -> bool:
         """Make candidate.json say what the local registry's does: `pointer` (the local
         candidate.json, already validated) or none. Written conditionally on the ETag read
@@ -399,7 +426,12 @@ def _sync_once(
     elif pointer:
         partition = str(pointer.get("partition", ""))  # optional in a pointer
         named = s3_latest if damaged else _read_s3_latest(mirror)
-        moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer)
+        # S3's latest.json naming a version S3 does not hold protects no newer publication:
+        # it is replaced, not kept by the never-backwards rule (it failed the sync before)
+        dangling = named is not None and named not in available | set(mirror.versions())
+        if dangling:
+            log.warning("S3's latest.json names %s, which S3 does not hold; replacing it", named)
+        moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer or dangling)
         if moved and named != pointer["version"]:
             _changed(changed, POINTER)
     if candidate is not None and candidate["version"] in damaged:
@@ -413,6 +445,9 @@ def _sync_once(
         candidate = None
     if mirror.move_candidate(candidate):
         _changed(changed, CANDIDATE)
+    if repaired and POINTER not in changed and mirror.touch_pointer():
+        # same ids, bytes put back: replicas only re-read a version when a pointer's ETag moves
+        _changed(changed, POINTER)
     named_now = pointer["version"] if moved and pointer else s3_latest
     if named_now not in damaged:  # latest/ is not made a copy of what is known wrong
         mirror.repair_latest_copy()

@@ -715,3 +715,28 @@ def _comparison_moved_nothing() -> MaterializeResult[None]:
 def _published_moved_both() -> MaterializeResult[None]:
     changed = MetadataValue.json(["candidate.json", "latest.json"])
     return MaterializeResult(metadata={"s3_pointers_changed": changed})
+
+
+def test_a_plain_sync_replaces_a_latest_json_naming_a_version_s3_does_not_hold(
+    s3_env: str, tmp_path: Path
+) -> None:
+    """S3's latest.json naming a version of a later partition that exists nowhere (written by
+    hand, or its version deleted): the never-backwards rule kept it, and copying it to latest/
+    failed the sync with NoSuchKey, so only `--force` mended it. It protects nothing: a plain
+    sync replaces it."""
+    local = LocalRegistry(tmp_path / "reg")
+    mirror = _mirror()
+    version = _publish(local, mirror, "2026-11-25", 0)[0].version
+    mirror.client.put_object(
+        Bucket=mirror.bucket,
+        Key=mirror.key("latest.json"),
+        Body=json.dumps({"version": "20991231_000000", "partition": "2099-12-31"}).encode(),
+    )
+    report = sync(local, mirror)
+    assert report.pointer_moved and report.pointers_changed == ["latest.json"]
+    assert _pointer(mirror)["version"] == version == _latest_copy_version(mirror)
+    other = LocalRegistry(tmp_path / "other")  # a newer night S3 does hold stays
+    newer = _publish(other, mirror, "2026-11-26", 1)[0].version
+    assert _pointer(mirror)["version"] == newer
+    assert "latest.json" not in sync(local, mirror).pointers_changed
+    assert _pointer(mirror)["version"] == newer

@@ -109,6 +109,42 @@ def test_serving_from_s3_reloads_on_the_pointer_etag_and_refuses_a_bad_artifact(
     assert _health(server)["version"] == second
 
 
+def test_a_version_repaired_on_s3_is_read_again_without_a_reload(
+    s3_env: str,
+    tmp_path: Path,
+    serving_env: Callable[..., Settings],
+    model_text: str,
+    start_server: Callable[[], RunningServer],
+) -> None:
+    """A live version damaged on S3 in place (its weights overwritten): a replica started then
+    refuses it. `sync` puts the local bytes back under the same id, and rewrites latest.json
+    so its ETag moves: the replica's poller loads the version without a POST /reload. Before,
+    the ETags stayed and the replica stayed unavailable (or kept forged bytes) until a reload."""
+    settings = serving_env(WEIGHTS_POLL_SECONDS="0.2", LTR_REGISTRY_DIR=str(tmp_path / "empty"))
+    s3 = S3Publisher(settings, tmp_path / "pipeline-registry", model_text)
+    version = s3.publish(1)
+    s3.mirror.client.put_object(
+        Bucket=s3.mirror.bucket,
+        Key=s3.mirror.key(version, "ltr_weights.json"),
+        Body=b'{"not": "the weights"}',
+    )
+    server = start_server()
+    health = _health(server)
+    assert health["status"] == "unavailable" and "checksum" in str(health["last_reload_error"])
+    etag = s3.mirror.pointer()[1]
+    report = sync(s3.pipeline, s3.mirror)
+    assert report.repaired == [version] and report.pointers_changed == ["latest.json"]
+    assert s3.mirror.pointer()[0] is not None and s3.mirror.pointer()[1] != etag
+    wait_for(
+        lambda: (_health(server)["status"], _health(server)["version"]) == ("ok", version),
+        10,
+        "the poller to read the repaired version",
+    )
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(5)).json()["version"] == version
+    assert sync(s3.pipeline, s3.mirror).pointers_changed == []  # whole: nothing to refresh
+
+
 @pytest.fixture
 def live_app(
     serving_env: Callable[..., Settings],
