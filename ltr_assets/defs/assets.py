@@ -186,6 +186,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
         f"raw_events[{day}]: read={report.read} (serving log {report.serving_log_read}) "
         f"accepted={report.accepted} "
         f"duplicates={report.duplicates} conflicts={report.conflicts} "
+        f"(shown differently {report.shown_differently}) "
         f"quarantined={report.quarantined} ignored={report.ignored}"
     )
     return MaterializeResult(
@@ -200,6 +201,8 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             "duplicates": report.duplicates,
             "duplicate_conflicts": report.conflicts,
             "conflicting_event_ids": MetadataValue.json(report.conflicting_ids),
+            "conflicts_shown_differently": report.shown_differently,
+            "shown_differently_event_ids": MetadataValue.json(report.shown_differently_ids),
             "quarantined": report.quarantined,
             "ignored": report.ignored,
             "recommendations": report.recommendations,

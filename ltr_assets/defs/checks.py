@@ -253,13 +253,22 @@ def conflicts_check_spec(asset: str) -> AssetCheckSpec:
     return _spec(
         CONFLICTS_CHECK,
         asset,
-        description="Warns when copies of an event id came with different content (one copy "
-        "is kept: the earliest timestamp, then the smallest content hash).",
+        description="Warns when copies of an event id came with different content, the "
+        "timestamp aside (one copy is kept: the earliest timestamp, then the smallest content "
+        "hash); counts apart those shown differently (another position, policy or team).",
     )
 
 
 def conflicts_check_result(report: IngestReport) -> AssetCheckResult:
     listed = ", ".join(report.conflicting_ids)
+    shown = (
+        f"; {report.shown_differently} of them show the lawyer differently (another "
+        "rank_position, policy, propensity, deterministic_rank or team: a click may be "
+        "credited to a position or team the client did not see), event ids: "
+        + ", ".join(report.shown_differently_ids)
+        if report.shown_differently
+        else ""
+    )
     return AssetCheckResult(
         check_name=CONFLICTS_CHECK,
         passed=report.conflicts == 0,
@@ -267,11 +276,13 @@ def conflicts_check_result(report: IngestReport) -> AssetCheckResult:
         description="no event id came with conflicting content"
         if report.conflicts == 0
         else f"{report.conflicts} conflicting copies dropped; kept the earliest (then smallest "
-        f"content hash) of each; event ids: {listed}",
+        f"content hash) of each; event ids: {listed}{shown}",
         metadata={
             "duplicate_conflicts": report.conflicts,
-            "exact_duplicates": report.duplicates,
+            "duplicates": report.duplicates,
             "conflicting_event_ids": MetadataValue.json(report.conflicting_ids),
+            "conflicts_shown_differently": report.shown_differently,
+            "shown_differently_event_ids": MetadataValue.json(report.shown_differently_ids),
         },
     )
 

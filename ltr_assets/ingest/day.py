@@ -27,7 +27,7 @@ from ltr_assets.ingest.interruptions import interruptions_passed_on
 from ltr_assets.ingest.sources import DayRecord, ServingLogSource, SourceRecord
 from ltr_assets.lake import atomic
 from ltr_assets.lake.paths import Lake, LakePath
-from ltr_core.events import EVENT_COLUMNS, EventRow, Rejection
+from ltr_core.events import EVENT_COLUMNS, LOGGING_POLICY_COLUMNS, EventRow, Rejection
 from ltr_core.features import ATTRIBUTE_COLUMNS, FEATURE_COLUMNS
 
 log = logging.getLogger("ltr.ingest")
@@ -82,9 +82,12 @@ class IngestReport:
     source: str
     read: int = 0
     accepted: int = 0
-    duplicates: int = 0  # exact copies of an event already read (same id, same content)
+    duplicates: int = 0  # copies of an event already read (same id and content, any timestamp)
     conflicts: int = 0  # copies of an event id with other content, dropped (see ingest_day)
     conflicting_ids: list[str] = field(default_factory=list)  # the first few, for the check
+    # of `conflicts`, the copies that also differ in how they were shown (SHOWN_COLUMNS)
+    shown_differently: int = 0
+    shown_differently_ids: list[str] = field(default_factory=list)  # the first few
     quarantined: int = 0
     ignored: int = 0
     serving_log_read: int = 0  # of `read`, the records read from the serving log
@@ -149,24 +152,49 @@ def write_events(path: LakePath, tables: Iterable[pa.Table | pa.RecordBatch]) ->
     return rows, feedback
 
 
+_TIMESTAMP = EVENT_COLUMNS.index("timestamp")
+# What says how an impression was shown and how learning reads a click on it: copies of one
+# event id that differ here were shown differently (a click credited to either position).
+SHOWN_COLUMNS: tuple[str, ...] = ("rank_position", *LOGGING_POLICY_COLUMNS)
+_SHOWN = tuple(EVENT_COLUMNS.index(column) for column in SHOWN_COLUMNS)
+
+
 def content_digest(row: EventRow) -> bytes:
-    """A digest of an accepted event's content, the same in every process and run."""
-    return hashlib.sha256(orjson.dumps(tuple(row))).digest()
+    """A digest of an accepted event's content other than its timestamp, the same in every
+    process and run. Copies of an event id with the same content are duplicates whatever their
+    times: a retry answered again (by another replica, say) logs the same event later."""
+    return hashlib.sha256(orjson.dumps(row[:_TIMESTAMP] + row[_TIMESTAMP + 1 :])).digest()
+
+
+def _shown(row: EventRow) -> tuple[object, ...]:
+    return tuple(row[i] for i in _SHOWN)
+
+
+@dataclass
+class _Copies:
+    """The copies of one event id that are not all the same row."""
+
+    kept_digest: bytes
+    contents: set[bytes]  # content digests (`content_digest`: the timestamp aside)
+    shown: set[tuple[object, ...]]  # the SHOWN_COLUMNS values
 
 
 class _Deduplicator:
     """Keeps one copy per event id, the same whatever order the copies come in.
 
-    Copies with the same content are exact duplicates. Copies with other content are conflicts:
-    the kept one is the earliest timestamp, then the smallest content digest. Per id, with c
-    copies of k different contents, c - k are counted as duplicates and k - 1 as conflicts, so
-    the counts do not depend on the order either (Kafka's partitions interleave freely)."""
+    Copies with the same content (`content_digest`: the timestamp aside) are duplicates; copies
+    with other content are conflicts. The kept one is the earliest timestamp, then the smallest
+    content digest. Per id, with c copies of k different contents, c - k are counted as
+    duplicates and k - 1 as conflicts, so the counts do not depend on the order either (Kafka's
+    partitions interleave freely); of the conflicts, with s different SHOWN_COLUMNS values,
+    s - 1 are counted as shown differently."""
 
     def __init__(self) -> None:
         self.rows: dict[str, EventRow] = {}
         self.duplicates = 0
         self.conflicts = 0
-        self._digests: dict[str, tuple[bytes, set[bytes]]] = {}  # ids seen with other content
+        self.shown_differently = 0
+        self._copies: dict[str, _Copies] = {}  # ids seen with another row
 
     def add(self, row: EventRow) -> None:
         event_id = row.event_id
@@ -177,21 +205,31 @@ class _Deduplicator:
         if row == kept:
             self.duplicates += 1
             return
-        kept_digest, seen = self._digests.get(event_id) or (content_digest(kept), set())
-        seen.add(kept_digest)
+        copies = self._copies.get(event_id)
+        if copies is None:
+            kept_digest = content_digest(kept)
+            copies = _Copies(kept_digest, {kept_digest}, {_shown(kept)})
+            self._copies[event_id] = copies
         digest = content_digest(row)
-        if digest in seen:
+        if digest in copies.contents:
             self.duplicates += 1
         else:
-            seen.add(digest)
+            copies.contents.add(digest)
             self.conflicts += 1
-        if (row.timestamp, digest) < (kept.timestamp, kept_digest):
-            self.rows[event_id], kept_digest = row, digest
-        self._digests[event_id] = (kept_digest, seen)
+            shown = _shown(row)
+            if shown not in copies.shown:
+                copies.shown.add(shown)
+                self.shown_differently += 1
+        if (row.timestamp, digest) < (kept.timestamp, copies.kept_digest):
+            self.rows[event_id], copies.kept_digest = row, digest
 
     @property
     def conflicting_ids(self) -> list[str]:
-        return sorted(self._digests)
+        return sorted(i for i, copies in self._copies.items() if len(copies.contents) > 1)
+
+    @property
+    def shown_differently_ids(self) -> list[str]:
+        return sorted(i for i, copies in self._copies.items() if len(copies.shown) > 1)
 
 
 def _quarantine_line(record: SourceRecord, outcome: Rejection) -> str:
@@ -209,9 +247,9 @@ def _quarantine_line(record: SourceRecord, outcome: Rejection) -> str:
 
 class _Spill:
     """The accepted rows of a day too large to hold: written in runs of at most `chunk_rows`
-    rows, each row with its content digest, as Parquet files in a work folder (beside the
-    output on a local lake, in the system's temp folder for a lake on S3); DuckDB then
-    deduplicates and sorts them, spilling to that folder past `memory_limit`."""
+    rows, each row with its content digest (`content_digest`), as Parquet files in a work folder
+    (beside the output on a local lake, in the system's temp folder for a lake on S3); DuckDB
+    then deduplicates and sorts them, spilling to that folder past `memory_limit`."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder  # `atomic.scratch_folder`: removed by its owner
@@ -249,27 +287,37 @@ class _Spill:
                 "CREATE TEMP TABLE multi AS "
                 "SELECT event_id FROM runs GROUP BY event_id HAVING count(*) > 1"
             )
-            # Per id with several copies: c copies of k contents; the kept copy is the earliest
-            # timestamp, then the smallest digest (as in _Deduplicator).
+            # Per id with several copies: c copies of k contents showing s ways; the kept copy
+            # is the earliest timestamp, then the smallest digest (as in _Deduplicator).
+            shown = ", ".join(f'"{c}"' for c in SHOWN_COLUMNS)
             con.execute(
-                """CREATE TEMP TABLE resolved AS
+                f"""CREATE TEMP TABLE resolved AS
                 SELECT event_id, count(*) AS copies, count(DISTINCT digest) AS contents,
+                       count(DISTINCT row({shown})) AS shown,
                        min(timestamp) AS keep_time,
                        first(digest ORDER BY timestamp, digest) AS keep_digest
                 FROM runs SEMI JOIN multi USING (event_id) GROUP BY event_id"""
             )
             found = con.execute(
-                "SELECT coalesce(sum(copies - contents), 0), coalesce(sum(contents - 1), 0) "
-                "FROM resolved"
+                "SELECT coalesce(sum(copies - contents), 0), coalesce(sum(contents - 1), 0), "
+                "coalesce(sum(shown - 1), 0) FROM resolved"
             ).fetchall()  # to the end: this DuckDB refuses new work while a result is unread
-            listed = con.execute(
-                "SELECT event_id FROM resolved WHERE contents > 1 ORDER BY event_id "
+            first_ids = (
+                "SELECT event_id FROM resolved WHERE {} > 1 ORDER BY event_id "
                 f"LIMIT {MAX_LISTED_CONFLICTS}"
-            ).fetchall()
+            )
+            listed = con.execute(first_ids.format("contents")).fetchall()
+            shown_listed = con.execute(first_ids.format("shown")).fetchall()
             if len(found) != 1:  # an aggregate without GROUP BY always returns one row
                 raise RuntimeError("the duplicate count query did not return one row")
             totals = found[0]
-            counts = _MergeCounts(int(totals[0]), int(totals[1]), [str(r[0]) for r in listed])
+            counts = _MergeCounts(
+                int(totals[0]),
+                int(totals[1]),
+                [str(r[0]) for r in listed],
+                int(totals[2]),
+                [str(r[0]) for r in shown_listed],
+            )
             columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
             reader = con.sql(
                 f"""SELECT {columns} FROM (
@@ -290,6 +338,8 @@ class _MergeCounts:
     duplicates: int
     conflicts: int
     conflicting_ids: list[str]
+    shown_differently: int
+    shown_differently_ids: list[str]
 
 
 def ingest_day(
@@ -354,6 +404,8 @@ def ingest_day(
                 buffer = []
                 report.duplicates, report.conflicts = unique.duplicates, unique.conflicts
                 report.conflicting_ids = unique.conflicting_ids[:MAX_LISTED_CONFLICTS]
+                report.shown_differently = unique.shown_differently
+                report.shown_differently_ids = unique.shown_differently_ids[:MAX_LISTED_CONFLICTS]
                 table = events_table(list(unique.rows.values()))
                 del unique
                 report.accepted, report.feedback = write_events(report.parquet_path, [table])
@@ -365,6 +417,8 @@ def ingest_day(
             with spill.merged(memory_limit) as (batches, counts):
                 report.duplicates, report.conflicts = counts.duplicates, counts.conflicts
                 report.conflicting_ids = counts.conflicting_ids
+                report.shown_differently = counts.shown_differently
+                report.shown_differently_ids = counts.shown_differently_ids
                 report.accepted, report.feedback = write_events(report.parquet_path, batches)
     report.recommendations = report.accepted - report.feedback
     return report

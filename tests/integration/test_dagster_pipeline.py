@@ -386,8 +386,14 @@ def test_conflicting_duplicates_warn_and_are_counted_apart(ltr_home: Path) -> No
     events = [json.loads(line) for line in log.read_text().splitlines()]
     copies = [{**e, "score": 0.123} for e in events[:3] if e.get("score") is not None]
     exact = events[5]
+    # a retry's copy (a later time, nothing else) is a duplicate; another position, a conflict
+    # shown differently
+    later = datetime.fromisoformat(events[6]["timestamp"]) + timedelta(seconds=1)
+    retried = {**events[6], "timestamp": later.isoformat()}
+    moved = next(e for e in events[7:] if e.get("rank_position") is not None)
+    copies.append({**moved, "rank_position": moved["rank_position"] + 1})
     with log.open("a") as handle:
-        handle.writelines(json.dumps(e) + "\n" for e in [*copies, exact])
+        handle.writelines(json.dumps(e) + "\n" for e in [*copies, exact, retried])
     job = defs.resolve_job_def("ltr_daily_job")
     instance = DagsterInstance.ephemeral()
     result = job.execute_in_process(
@@ -397,5 +403,9 @@ def test_conflicting_duplicates_warn_and_are_counted_apart(ltr_home: Path) -> No
     assert check_results(result)["duplicate_conflicts"] is False  # a WARN: the run goes on
     event = instance.get_latest_materialization_event(AssetKey("raw_events"))
     meta = materialization_metadata(event)
-    assert (meta["duplicates"], meta["duplicate_conflicts"]) == (1, len(copies))
+    assert (meta["duplicates"], meta["duplicate_conflicts"]) == (2, len(copies))
     assert meta["conflicting_event_ids"] == sorted(e["event_id"] for e in copies)
+    assert meta["conflicts_shown_differently"] == 1
+    assert meta["shown_differently_event_ids"] == [moved["event_id"]]
+    check = check_metadata(result, "duplicate_conflicts")
+    assert (check["conflicts_shown_differently"].value, check["duplicates"].value) == (1, 2)

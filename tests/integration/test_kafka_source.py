@@ -71,16 +71,20 @@ def _write_jsonl(path: Path, events: list[dict[str, Any]]) -> None:
 
 
 def _conflicting_copies(events: list[dict[str, Any]], every: int) -> list[dict[str, Any]]:
-    """Copies of some events under the same id with other content: another score, or a time a
-    second earlier (the copy that is kept) within the same day."""
+    """Copies of some events under the same id with other content: another score, or another
+    score and a time a second earlier (the copy that is kept) within the same day."""
     copies = []
     for k, event in enumerate(events[::every]):
-        if k % 2 and event.get("score") is not None:
-            copies.append({**event, "score": round(event["score"] / 2, 6)})
+        if event.get("score") is None:
+            continue
+        score = round(event["score"] / 2, 6)
+        if k % 2:
+            copies.append({**event, "score": score})
         elif not event["timestamp"].endswith("00:00:00.000Z"):
             when = datetime.fromisoformat(event["timestamp"]) - timedelta(seconds=1)
             if when.date() == datetime.fromisoformat(event["timestamp"]).date():
-                copies.append({**event, "timestamp": when.isoformat().replace("+00:00", "Z")})
+                earlier = when.isoformat().replace("+00:00", "Z")
+                copies.append({**event, "score": score, "timestamp": earlier})
     return copies
 
 

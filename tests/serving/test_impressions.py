@@ -109,7 +109,7 @@ def test_a_request_id_reused_for_another_list_is_a_409_and_a_retry_is_logged_onc
     impression lost) and one query group: refused, whether the lists differ in case, top_k,
     candidates, a feature or a protected attribute, and whoever made the id. A retry of the
     same list is answered as before and not logged again (its events, stamped anew, would reach
-    the ingest as conflicting copies)."""
+    the ingest as duplicates)."""
     settings = serving_env()
     publisher.publish(weights_for(1))
     server = start_server()

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from ltr_assets.ingest.day import EmptyDay, ingest_with_fallback
+from ltr_assets.ingest.day import EmptyDay, ingest_day, ingest_with_fallback
 from ltr_assets.ingest.sources import AuditLogSource, DayRecord, ServingLogSource, SourceRecord
 from ltr_assets.lake.paths import Lake
+from ltr_core.codec import Interleaved, parse_request
+from ltr_core.features import FEATURES
+from ltr_serving.impressions import ImpressionRecord, impression_lines
 from tests.support.ingest import accounted
 from tests.unit.test_events import FLAT
 
@@ -178,3 +181,57 @@ def test_every_serving_log_line_is_counted_in_exactly_one_day_wherever_it_was_fi
         "2026-11-25/a.jsonl:4:misfiled": ["2026-11-25"],
         "2026-11-25/a.jsonl:6:bad_feature": ["2026-11-25"],
     }
+
+
+def _replica_lines(request_id: str, at: str, *, canary: bool = False) -> list[str]:
+    """What a replica's impression writer logs for one /rank answer at `at`: the list l-3, l-6,
+    l-9 in the live model's order, or (`canary`) interleaved with a candidate as l-6, l-3, l-9."""
+    features = ",".join(f'"{name}":0.5' for name in FEATURES)
+    candidates = ",".join(
+        f'{{"lawyer_id":"{lawyer}","features":{{{features}}}}}' for lawyer in ("l-3", "l-6", "l-9")
+    )
+    request = parse_request(f'{{"case_id":"c-1","candidates":[{candidates}]}}'.encode(), 10)
+    when = datetime.fromisoformat(at).timestamp()
+    if not canary:
+        record = ImpressionRecord(
+            request, request_id, "deterministic", [0, 1, 2], [0.9, 0.8, 0.7], "v-live", when, None
+        )
+    else:
+        drafted = Interleaved(("candidate", "live", "live"), [0, 1, 2], [1, 0, 2])
+        record = ImpressionRecord(
+            request, request_id, "interleaved", [1, 0, 2], [0.8, 0.9, 0.7], "v-live", when, None,
+            interleave_rate=0.5, interleaving=drafted, candidate_version="v-canary",
+        )  # fmt: skip
+    return [line.decode().rstrip("\n") for line in impression_lines(record)]
+
+
+def test_a_retry_on_another_replica_is_a_duplicate_and_another_showing_a_conflict(
+    tmp_path: Path,
+) -> None:
+    """Replicas r1 and r2 answer the same request id: a retry (the same list seconds later)
+    gives copies differing only in their timestamps, which are duplicates, the earliest kept;
+    a canary roll-out's two answers (deterministic on r1, interleaved on r2) are conflicts,
+    counted apart as shown differently, on both the in-memory and the spilled path."""
+    day = date(2026, 11, 5)
+    log = tmp_path / "serving-log"
+    first, later = "2026-11-05T11:00:00+00:00", "2026-11-05T11:00:07+00:00"
+    _write(log / "2026-11-05" / "r1.jsonl", [
+        *_replica_lines("retry-i", first), *_replica_lines("canary-i", first),
+    ])  # fmt: skip
+    _write(log / "2026-11-05" / "r2.jsonl", [
+        *_replica_lines("retry-i", later), *_replica_lines("canary-i", later, canary=True),
+    ])  # fmt: skip
+    canary_ids = sorted(json.loads(line)["event_id"] for line in _replica_lines("canary-i", first))
+    source = ServingLogSource(log)
+    for chunk_rows in (1_000, 2):  # in memory; spilled in runs merged by DuckDB
+        lake = Lake(tmp_path / f"lake-{chunk_rows}")
+        report = ingest_day(source.read_day(day), day, lake, source.name, chunk_rows=chunk_rows)
+
+        assert (report.read, report.accepted, report.quarantined) == (12, 6, 0)
+        assert (report.duplicates, report.conflicts) == (3, 3) and accounted(report) == 12
+        assert report.conflicting_ids == canary_ids
+        # l-3 and l-6 moved; l-9 stayed third but under another policy, team and propensity
+        assert (report.shown_differently, report.shown_differently_ids) == (3, canary_ids)
+        rows = pq.read_table(str(report.parquet_path)).to_pylist()
+        assert {row["timestamp"].isoformat() for row in rows} == {first}  # the earliest copies
+        assert {row["policy"] for row in rows} == {"deterministic"}
