@@ -19,7 +19,8 @@ Guarantees, as with the in-process log:
   at the end of its input only (it ignores SIGINT and SIGTERM, which a terminal or a process
   group may send it alongside the server), so a SIGTERM'd server (whose lifespan closes the
   pipe after draining its queue) or a killed one (the pipe closes with it) leaves the child to
-  flush or spill everything and complete its files.
+  flush or spill everything and complete its files. A killed server's end of the report pipe
+  is closed as well: the child then drops its reports (`_Reports`) and still exits with 0.
 - A child that dies (killed, out of memory) is started again: the child confirms each frame
   once its sink has taken it (`done` in its reports), the serving process keeps the frames not
   confirmed yet and hands them to the new child (a frame the dead one had written is written
@@ -756,7 +757,38 @@ class _Progress:
         self.done += 1
 
 
-def _report(events: EventLog, metrics: ServingMetrics, progress: _Progress, out: IO[bytes]) -> None:
+class _Reports:
+    """The child's stdout, where its reports go: a pipe the serving process reads. A serving
+    process killed outright (SIGKILL) closes its end while the child still has input to write:
+    the first report that finds the pipe closed logs once that the server is gone, and every
+    report after it is dropped, so the child still writes all it read, completes its files and
+    exits with 0 (its reports had no reader left)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self.gone = False
+
+    def send(self, data: bytes) -> None:
+        if self.gone:
+            return
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except BrokenPipeError:
+            self.gone = True
+            # what the buffer still holds would fail again when Python flushes it at exit:
+            # the descriptor leads nowhere from now on
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self._out.fileno())
+                os.close(null)
+            log.warning(
+                "the serving process is gone (its end of the report pipe is closed): writing "
+                "the rest of the input without reporting"
+            )
+
+
+def _report(events: EventLog, metrics: ServingMetrics, progress: _Progress, out: _Reports) -> None:
     registry = metrics.registry
     sink = events.sink
     counts = events.counts
@@ -776,8 +808,7 @@ def _report(events: EventLog, metrics: ServingMetrics, progress: _Progress, out:
             "failed_frames": progress.failed,
         }
         progress.failed = []
-        out.write(msgspec.json.encode(report) + b"\n")
-        out.flush()
+        out.send(msgspec.json.encode(report) + b"\n")
 
 
 def main() -> int:
@@ -791,7 +822,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends with its input, not with signals
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_process_logging()  # aiokafka's and asyncio's lines too: JSON on stderr
-    stdout = sys.stdout.buffer
+    stdout = _Reports(sys.stdout.buffer)
     frames = _frames(sys.stdin.buffer.fileno(), _TICK_S)
     first = next((frame for frame in frames if frame is not None), None)
     if first is None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pickle
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +19,8 @@ import orjson
 
 from ltr_core.events import EventRow, parse_event
 from ltr_core.settings import Settings
-from ltr_serving.impressions import FileSink, complete_orphaned_files
+from ltr_serving.impressions import FeedbackRecord, FileSink, Line, complete_orphaned_files
+from ltr_serving.log_process import REPORT_S, encode_record
 from tests.serving.test_impressions import log_files
 from tests.support.serving import (
     Publisher,
@@ -145,3 +149,55 @@ def test_a_killed_writer_is_replaced_and_loses_nothing_it_was_handed(
     events = [orjson.loads(line) for path in complete for line in path.read_bytes().splitlines()]
     shown = {e["event_id"]: e["request_id"] for e in events}
     assert sorted(set(shown.values())) == sorted(ids) and len(shown) == 35 * 5
+
+
+def _feedback_frame(i: int) -> bytes:
+    event = {
+        "event_id": f"fb-{i}", "event_type": "offer_feedback",
+        "timestamp": "2026-12-03T10:00:00Z", "request_id": f"r-{i}", "case_id": "c-1",
+        "lawyer_id": "l-1", "action": "click",
+    }  # fmt: skip
+    line = Line(orjson.dumps(event) + b"\n", None, 1_796_292_000_000, "feedback")
+    return encode_record(FeedbackRecord([("2026-12-03", line)]))
+
+
+def test_a_writer_whose_server_is_gone_writes_everything_and_exits_cleanly(
+    serving_env: Callable[..., Settings],
+) -> None:
+    """The writer started as the server starts it (`ProcessSink`: its input and its reports
+    on pipes, in a session of its own). The server's end of the report pipe closes (the server
+    killed outright) while the writer still has input: it writes every frame, completes its
+    files and exits with 0, with no traceback, saying once that the server is gone."""
+    settings = serving_env(LTR_SERVING_LOG_ROTATE_SECONDS="3600")
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "ltr_serving.log_process"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert writer.stdin is not None and writer.stdout is not None and writer.stderr is not None
+    try:
+        given = pickle.dumps(settings)
+        writer.stdin.write(len(given).to_bytes(4, "little") + given)
+        writer.stdin.writelines(_feedback_frame(i) for i in range(50))
+        writer.stdin.flush()
+        assert orjson.loads(writer.stdout.readline())["counters"]  # it runs and reports
+        writer.stdout.close()  # the server is gone: nothing reads the reports any more
+        time.sleep(4 * REPORT_S)  # reports meanwhile find the pipe closed
+        writer.stdin.writelines(_feedback_frame(i) for i in range(50, 100))
+        writer.stdin.close()  # ... and its end of the input closes too
+        code = writer.wait(60)
+        errors = writer.stderr.read()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert code == 0, errors
+    assert b"Traceback" not in errors and b"BrokenPipeError" not in errors, errors
+    lines = [orjson.loads(line) for line in errors.splitlines()]  # JSON log lines only
+    assert [line["level"] for line in lines if "gone" in line["message"]] == ["WARNING"], lines
+    complete, partial = log_files(settings.serving_log_dir)
+    assert partial == []
+    written = [orjson.loads(x) for path in complete for x in path.read_bytes().splitlines()]
+    assert sorted(e["event_id"] for e in written) == sorted(f"fb-{i}" for i in range(100))
