@@ -294,8 +294,9 @@ async def feedback(
                 rejected += 1
                 continue
             # the same row as the ingest reads it (key order, the timestamp's spelling and other
-            # keys aside) is a copy it deduplicates; another row under the same id, a conflict
-            # it would keep one side of
+            # keys aside) is a copy it deduplicates; another row under the same id is refused,
+            # a time included: the ingest would keep the earliest copy of a retry sent later,
+            # but within one batch another time is no retry, it is another event
             first = rows_by_id.setdefault(row.event_id, (index, row))
             if first[1] != row:
                 msg = (
