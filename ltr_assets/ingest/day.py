@@ -136,10 +136,15 @@ def events_table(rows: Sequence[EventRow]) -> pa.Table:
     return table.take(order)
 
 
-def write_events(path: LakePath, tables: Iterable[pa.Table | pa.RecordBatch]) -> tuple[int, int]:
+def write_events(
+    path: LakePath,
+    tables: Iterable[pa.Table | pa.RecordBatch],
+    together: atomic.Together | None = None,
+) -> tuple[int, int]:
     """Write rows already in lake order to `path` atomically (`atomic.write_parquet_stream`:
     the same rows give the same bytes from the in-memory and the spilled path, and the same
-    bytes `pq.write_table` gave when a day was written whole). Returns (rows, feedback rows)."""
+    bytes `pq.write_table` gave when a day was written whole). Returns (rows, feedback rows).
+    `together`: put in place with the day's quarantine (`atomic.replaced_together`)."""
     feedback = 0
 
     def counted() -> Iterator[pa.Table | pa.RecordBatch]:
@@ -148,7 +153,7 @@ def write_events(path: LakePath, tables: Iterable[pa.Table | pa.RecordBatch]) ->
             feedback += piece.num_rows - piece.column("action").null_count
             yield piece
 
-    rows = atomic.write_parquet_stream(path, RAW_EVENTS_SCHEMA, counted())
+    rows = atomic.write_parquet_stream(path, RAW_EVENTS_SCHEMA, counted(), together)
     return rows, feedback
 
 
@@ -361,7 +366,10 @@ def ingest_day(
     and sorted in memory (`_Deduplicator`); a larger one is written in runs of `chunk_rows`
     rows and merged by DuckDB (`_Spill`), which keeps the same copies, counts the same
     duplicates and conflicts, and hands the rows on in the same order, so both paths write the
-    same bytes (`write_events`). Nothing is visible before both files are complete."""
+    same bytes (`write_events`). Nothing is visible before both files are complete (written
+    and fsynced, or uploaded whole to S3): they are then put in place one right after the other
+    (`atomic.replaced_together`), so only a failure between those two steps (a rename, an S3
+    copy) can leave them from different runs; the run then fails, and a re-run mends them."""
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     report = IngestReport(day=day, source=source)
@@ -372,7 +380,8 @@ def ingest_day(
     read = 0
     with (
         contextlib.ExitStack() as scratch,
-        atomic.writing_file(report.quarantine_path) as quarantine_tmp,
+        atomic.replaced_together() as together,
+        atomic.writing_file(report.quarantine_path, together) as quarantine_tmp,
         quarantine_tmp.open("w", encoding="utf-8", newline="") as quarantine,
     ):
         with gc_paused():
@@ -408,7 +417,9 @@ def ingest_day(
                 report.shown_differently_ids = unique.shown_differently_ids[:MAX_LISTED_CONFLICTS]
                 table = events_table(list(unique.rows.values()))
                 del unique
-                report.accepted, report.feedback = write_events(report.parquet_path, [table])
+                report.accepted, report.feedback = write_events(
+                    report.parquet_path, [table], together
+                )
                 del table
         if spill is not None:
             if buffer:
@@ -419,7 +430,9 @@ def ingest_day(
                 report.conflicting_ids = counts.conflicting_ids
                 report.shown_differently = counts.shown_differently
                 report.shown_differently_ids = counts.shown_differently_ids
-                report.accepted, report.feedback = write_events(report.parquet_path, batches)
+                report.accepted, report.feedback = write_events(
+                    report.parquet_path, batches, together
+                )
     report.recommendations = report.accepted - report.feedback
     return report
 

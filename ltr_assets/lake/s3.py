@@ -93,6 +93,8 @@ class S3Path:
                     data: bytes = handle.read_at(size, 0) if size else b""  # type: ignore[call-arg]  # stubs lack offset
             except FileNotFoundError:
                 raise FileNotFoundError(errno.ENOENT, "no such object", str(self)) from None
+            except OSError as exc:  # Arrow's message names neither bucket nor key
+                raise OSError(f"reading {self} failed: {exc}") from exc
             after = self.fs.get_file_info(self.path)
             if len(data) == size and after.type == pafs.FileType.File and after.size == size:
                 return data
@@ -121,13 +123,12 @@ def replacing(target: S3Path) -> Iterator[str]:
     """Yields a temporary key beside `target` to write the complete object to; then copies it
     to `target` in one server-side copy and deletes it. On any error the temporary key is
     deleted and `target` is untouched."""
-    tmp = f"{target.parent.path}/.{target.name}.{secrets.token_hex(8)}.tmp"
+    tmp = _temporary_key(target)
     try:
         yield tmp
         target.fs.copy_file(tmp, target.path)  # one CopyObject: the object appears whole
     finally:
-        with contextlib.suppress(OSError):
-            target.fs.delete_file(tmp)
+        discard_staged(target, tmp)
 
 
 def write_bytes(target: S3Path, data: bytes) -> None:
@@ -141,11 +142,43 @@ UPLOAD_PIECE = 8 * 2**20  # bytes read from the local file per write (pyarrow up
 def upload_file(target: S3Path, local: Path) -> None:
     """A local file to `target`, streamed piece by piece (never whole in memory), with the same
     atomicity as `write_bytes`."""
-    with (
-        replacing(target) as tmp,
-        target.fs.open_output_stream(tmp) as stream,
-        local.open("rb") as handle,
-    ):
+    with replacing(target) as tmp:
+        _upload(target, tmp, local)
+
+
+def stage_file(target: S3Path, local: Path) -> str:
+    """A local file uploaded whole to a temporary key beside `target`, which is not touched:
+    `commit_staged` makes it `target`, `discard_staged` drops it. The key is deleted on an
+    error here."""
+    tmp = _temporary_key(target)
+    try:
+        _upload(target, tmp, local)
+    except BaseException:
+        discard_staged(target, tmp)
+        raise
+    return tmp
+
+
+def commit_staged(target: S3Path, tmp: str) -> None:
+    """One server-side copy of a staged key to `target` (the object appears whole), then the
+    staged key deleted."""
+    try:
+        target.fs.copy_file(tmp, target.path)
+    finally:
+        discard_staged(target, tmp)
+
+
+def discard_staged(target: S3Path, tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        target.fs.delete_file(tmp)
+
+
+def _temporary_key(target: S3Path) -> str:
+    return f"{target.parent.path}/.{target.name}.{secrets.token_hex(8)}.tmp"
+
+
+def _upload(target: S3Path, key: str, local: Path) -> None:
+    with target.fs.open_output_stream(key) as stream, local.open("rb") as handle:
         while piece := handle.read(UPLOAD_PIECE):
             stream.write(piece)
 

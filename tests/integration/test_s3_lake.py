@@ -147,6 +147,28 @@ def test_a_damaged_object_is_named_by_its_url(lake_bucket: str) -> None:
         build_feature_matrix(Lake(_root(lake_bucket)), date(2026, 11, 2), 24)
 
 
+def test_a_read_that_fails_on_the_network_names_the_object(lake_bucket: str) -> None:
+    """Arrow's network errors name neither bucket nor key ("AWS Error NETWORK_CONNECTION
+    during GetObject"): a training window's read failing so did not say which day it was."""
+    target = _root(lake_bucket) / "raw_events" / "2026-11-07.parquet"
+    atomic.write_bytes(target, b"PAR1 some bytes")
+
+    class Cut:
+        def __init__(self, fs: object) -> None:
+            self.fs = fs
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.fs, name)
+
+        def open_input_file(self, path: str) -> object:
+            raise OSError("AWS Error NETWORK_CONNECTION during GetObject operation: curlCode: 18")
+
+    cut = S3Path(Cut(target.fs), target.path)  # type: ignore[arg-type]
+    url = f"s3://{LAKE_BUCKET}/lake/raw_events/2026-11-07.parquet"
+    with pytest.raises(OSError, match=re.escape(f"reading {url} failed: AWS Error")):
+        cut.read_bytes()
+
+
 def _local_lake(ltr_home: Path, root: Path) -> Lake:
     """The lake a local run writes from the same events, built in the same order as the daily
     job (day D's matrix is built before D+1 is ingested)."""
@@ -255,3 +277,66 @@ def test_a_day_spilled_to_disk_gives_the_same_objects_on_s3_and_leaves_no_scratc
     assert s3.feature_matrix(day).read_bytes() == local_path(local.feature_matrix(day)).read_bytes()
     assert list(scratch.iterdir()) == []
     assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_day_whose_quarantine_cannot_be_written_replaces_neither_file(
+    lake_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A re-run of a day whose quarantine fails to upload (S3 gone) or to sync (a full disk):
+    raw_events and the quarantine both stay the earlier run's. The raw_events object used to be
+    in place before the quarantine's upload began, so such a failure left a new raw_events
+    beside the old quarantine."""
+    import errno
+    import os
+
+    write_simulated_events(tmp_path / "all.jsonl", days=1, requests_per_day=30)
+    full = (tmp_path / "all.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "day.jsonl").write_text("".join(full[: len(full) // 2]))
+    day = date(2026, 11, 1)
+    lake = Lake(_root(lake_bucket)) if where == "s3" else Lake(tmp_path / "lake")
+
+    def ingest() -> int:
+        source = AuditLogSource(str(tmp_path / "day.jsonl"), max_clock_skew=timedelta(hours=24))
+        return ingest_day(source.read_day(day), day, lake, "f").accepted
+
+    before = ingest()
+    old_raw, old_quarantine = lake.raw_events(day).read_bytes(), lake.quarantine(day).read_bytes()
+    bad = full[0].replace('"rank_position":1,', '"rank_position":"abc",', 1)
+    assert bad != full[0]
+    (tmp_path / "day.jsonl").write_text("".join(full) + bad)
+    if where == "s3":
+        stage = s3_lake.stage_file
+
+        def failing(target: S3Path, local: Path) -> str:
+            if target.name.endswith(".jsonl"):
+                raise OSError("AWS Error NETWORK_CONNECTION during UploadPart")
+            return stage(target, local)
+
+        monkeypatch.setattr(s3_lake, "stage_file", failing)
+    else:
+        fsync = os.fsync
+
+        def refusing(fd: int) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp") and ".jsonl." in os.readlink(
+                f"/proc/self/fd/{fd}"
+            ):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", refusing)
+    with pytest.raises(OSError):
+        ingest()
+    assert lake.raw_events(day).read_bytes() == old_raw
+    assert lake.quarantine(day).read_bytes() == old_quarantine
+    if where == "s3":
+        assert not [k for k in _keys(lake_bucket) if k.endswith(".tmp")]
+    else:
+        assert not list((tmp_path / "lake").rglob("*.tmp"))
+    if where == "s3":  # (not monkeypatch.undo(): it would drop the S3 credentials too)
+        monkeypatch.setattr(s3_lake, "stage_file", stage)
+    else:
+        monkeypatch.setattr(os, "fsync", fsync)
+    assert ingest() > before  # the re-run replaces both
+    assert lake.raw_events(day).read_bytes() != old_raw
+    assert "abc" in lake.quarantine(day).read_text()
