@@ -30,6 +30,7 @@ import logging
 import os
 import queue
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -510,23 +511,35 @@ def complete_orphaned_files(directory: Path) -> list[Path]:
     on one machine, whatever their pids. An empty one is deleted. A torn last line (the
     writer killed mid-write) stays as it is: the ingest
     quarantines it (`invalid_json`), counted rather than lost unseen. Files named for other
-    hosts (a folder shared between machines, where locks may not be shared) are left alone."""
+    hosts (a folder shared between machines, where locks may not be shared) are left alone.
+
+    Only regular files are touched: a `.part` name that is a symlink, a directory, a FIFO or a
+    device (no writer makes one: someone else put it there), or a file this process may not
+    open, rename or delete, is left as it is and named in one warning. It never blocks (a FIFO
+    is not opened to wait for a writer) and never raises for such a file, so a service starts
+    whatever the folder holds."""
     prefix = f"{socket.gethostname()}-"
     completed: list[Path] = []
+    skipped: dict[str, str] = {}  # file -> why it was left alone
     for part in sorted(Path(directory).glob(f"*/{prefix}*.jsonl.part")):
-        final = part.with_name(part.name[: -len(".part")])
         try:
-            with open(part, "rb") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
-                if final.exists():
-                    continue  # never replace a complete file
-                if os.fstat(handle.fileno()).st_size == 0:  # nothing in it (a full disk)
-                    part.unlink()
-                    continue
-                os.replace(part, final)
+            final = _complete_orphan(part)
+        except _NotRegular as exc:
+            skipped[str(part)] = str(exc)
+            continue
         except (BlockingIOError, FileNotFoundError):
             continue  # being written, or completed by another process meanwhile
-        completed.append(final)
+        except OSError as exc:  # not ours to read or rename (another user's 0600 file)
+            skipped[str(part)] = f"{type(exc).__name__}: {exc.strerror or exc}"
+            continue
+        if final is not None:
+            completed.append(final)
+    if skipped:
+        log.warning(
+            "left alone files in the serving-log folder that are not regular files this "
+            "process can complete; remove or fix them",
+            extra={"skipped": skipped},
+        )
     if completed:
         days = sorted({p.parent.name for p in completed})
         log.warning(
@@ -535,6 +548,46 @@ def complete_orphaned_files(directory: Path) -> list[Path]:
             extra={"files": [str(p) for p in completed], "days": days},
         )
     return completed
+
+
+class _NotRegular(Exception):
+    """A `.part` name that is not a regular file (a symlink, a directory, a FIFO, a device)."""
+
+
+def _complete_orphan(part: Path) -> Path | None:
+    """Complete one `.part` file no writer holds: its complete name, or None when it was left
+    (a complete file has its name) or deleted (empty). BlockingIOError: a writer holds it;
+    `_NotRegular`; OSError: it could not be opened, renamed or deleted."""
+    final = part.with_name(part.name[: -len(".part")])
+    mode = os.lstat(part).st_mode  # decided before opening: a device is never opened
+    if not stat.S_ISREG(mode):
+        raise _NotRegular(_kind(mode))
+    # non-blocking and not through a link: what replaced the file since lstat cannot hang this
+    fd = os.open(part, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotRegular(_kind(info.st_mode))
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a live writer
+        if os.path.lexists(final):
+            return None  # never replace a complete file
+        if info.st_size == 0:  # nothing in it (a full disk)
+            part.unlink()
+            return None
+        os.replace(part, final)
+    return final
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 # --- the queue and its worker ---------------------------------------------------------------------

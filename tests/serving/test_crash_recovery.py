@@ -4,18 +4,24 @@ complete files only, reads what they hold."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import pickle
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from ltr_core.events import EventRow, parse_event
 from ltr_core.settings import Settings
@@ -66,6 +72,90 @@ def test_only_the_files_no_writer_holds_are_completed(tmp_path: Path) -> None:
     assert len(list((tmp_path / "2026-11-26").glob("*.jsonl.part"))) == 1
     sink.close()
     assert [p.read_bytes() for p in (tmp_path / "2026-11-26").glob("*.jsonl")] == [b'{"h": 8}\n']
+
+
+def _complete_in_time(directory: Path, fifos: list[Path]) -> list[Path]:
+    """`complete_orphaned_files`, failing the test if it blocks (on a FIFO: then the FIFOs
+    are opened for writing, so the blocked call returns and the thread ends)."""
+    result: list[list[Path]] = []
+    worker = threading.Thread(target=lambda: result.append(complete_orphaned_files(directory)))
+    worker.start()
+    worker.join(10)
+    hung = worker.is_alive()
+    if hung:
+        for fifo in fifos:
+            with contextlib.suppress(OSError):
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(10)
+    assert not hung, "complete_orphaned_files blocked"
+    assert result, "complete_orphaned_files raised"
+    return result[0]
+
+
+def test_part_names_that_are_not_regular_files_are_left_alone_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A FIFO, a directory or a symlink with a `.part` name of this host, or a `.part` file
+    this process may not open (another user's 0600 file), is never opened to wait, never
+    followed and never a crash: left as it is, named in a warning; the real orphans beside
+    them are completed."""
+    day = tmp_path / "2026-12-07"
+    orphan = _part(day, f"{HOST}-4242-000009.jsonl.part", [b'{"a": 1}\n'])
+    fifo = day / f"{HOST}-1-000001.jsonl.part"
+    os.mkfifo(fifo)
+    folder = day / f"{HOST}-1-000002.jsonl.part"
+    folder.mkdir()
+    target = _part(tmp_path / "elsewhere", "target.jsonl", [b'{"b": 2}\n'])
+    link = day / f"{HOST}-1-000003.jsonl.part"
+    link.symlink_to(target)
+    unreadable = _part(day, f"{HOST}-1-000004.jsonl.part", [b'{"c": 3}\n'])
+    real_open = os.open
+
+    def refusing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == unreadable:  # as root, a 0600 file of another user opens anyway
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    with caplog.at_level(logging.WARNING, logger="ltr_serving.impressions"):
+        completed = _complete_in_time(tmp_path, [fifo])
+    monkeypatch.undo()
+    assert completed == [orphan.with_name(orphan.name.removesuffix(".part"))]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir() and link.is_symlink()
+    assert unreadable.exists() and target.read_bytes() == b'{"b": 2}\n'
+    skipped = [r.skipped for r in caplog.records if hasattr(r, "skipped")]
+    assert len(skipped) == 1
+    assert sorted(skipped[0]) == sorted(str(p) for p in (fifo, folder, link, unreadable))
+    assert "FIFO" in skipped[0][str(fifo)] and "directory" in skipped[0][str(folder)]
+    assert "symlink" in skipped[0][str(link)] and "Permission" in skipped[0][str(unreadable)]
+
+
+def test_a_service_starts_whatever_its_log_folder_holds(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server_process: Callable[..., ServerProcess],
+    tmp_path: Path,
+) -> None:
+    """A FIFO and a directory named as this host's orphaned `.part` files: the service still
+    starts (no start-up blocked on the FIFO, no crash on the directory), says which it left
+    alone, and logs what it is asked to."""
+    settings = serving_env(LTR_IMPRESSION_LOG="file")
+    publisher.publish(weights_for(1))
+    day = settings.serving_log_dir / "2026-12-07"
+    day.mkdir(parents=True)
+    fifo = day / f"{HOST}-1-000001.jsonl.part"
+    os.mkfifo(fifo)
+    (day / f"{HOST}-1-000002.jsonl.part").mkdir()
+    stderr = tmp_path / "stderr.log"
+    try:
+        server = start_server_process(stderr=stderr)
+    finally:  # a blocked start-up: its open of the FIFO returns, and the test ends
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    with server.client() as client:
+        assert client.post("/rank", json=rank_body(5)).status_code == 200
+    assert "left alone files in the serving-log folder" in stderr.read_text()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 def test_a_killed_service_loses_none_of_what_its_log_wrote(
