@@ -12,7 +12,7 @@ import hashlib
 import math
 from collections import namedtuple
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, final
 
 import orjson
@@ -51,6 +51,19 @@ EVENT_COLUMNS: tuple[str, ...] = (
     *ATTRIBUTE_COLUMNS,
     *LOGGING_POLICY_COLUMNS,
 )
+
+# The nightly schedule reads UTC day D this long after D ends (02:15 UTC on D+1; the cron of
+# `ltr_assets.defs.schedules` is built from it). An event of D that reaches a source after that
+# is read by no scheduled run: `/feedback` refuses it (`late_event`).
+NIGHTLY_READ_AFTER = timedelta(hours=2, minutes=15)
+
+
+def nightly_read_at(day: date) -> datetime:
+    """When the nightly schedule reads UTC day `day`: `NIGHTLY_READ_AFTER` past its end."""
+    return (
+        datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) + NIGHTLY_READ_AFTER
+    )
+
 
 _EPOCH_MS_THRESHOLD = 1e11  # numbers above this are epoch milliseconds, below epoch seconds
 _ZERO = timedelta(0)

@@ -682,7 +682,8 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_SERVING_LOG_ROTATE_SECONDS",
         description="how long a serving-log file stays open (`.jsonl.part`) before it is "
         "completed as `.jsonl`, the only files raw_events reads (also completed at 64 MiB and at "
-        "shutdown; one file is open per day of the events)",
+        "shutdown; one file is open per day of the events); `/feedback` refuses an event this "
+        "long before its day's nightly read (02:15 UTC the next day) as `late_event`",
     )
     feedback_token: Annotated[SecretStr, VERBATIM] = Field(
         SecretStr(""),
@@ -717,7 +718,8 @@ class ServingSettings(BaseModel):
         validation_alias="LTR_SIMULATED_CLOCK",
         description="for simulations of past days only: a `/rank` request's `X-LTR-Clock: <ISO "
         "timestamp>` header sets the time of the impressions it logs (otherwise the service's "
-        "UTC clock; feedback events carry their own time); refused when "
+        "UTC clock; feedback events carry their own time, judged against a `/feedback` "
+        "request's `X-LTR-Clock`, and not at all without one); refused when "
         "LTR_ENVIRONMENT=production",
     )
 

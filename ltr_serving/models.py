@@ -274,7 +274,9 @@ class FeedbackEvent(BaseModel):
     event_type: Literal["offer_feedback"]
     timestamp: str | float = Field(
         description="when the user acted: ISO 8601 (Z, an offset; naive is UTC) or epoch "
-        "seconds/milliseconds; the log folder is its UTC day"
+        "seconds/milliseconds; the log folder is its UTC day. Refused (`late_event`) once that "
+        "day's nightly read (02:15 UTC the next day, less LTR_SERVING_LOG_ROTATE_SECONDS) has "
+        "come: no scheduled run would read it"
     )
     case_id: Annotated[_FeedbackIdOrInteger, Field(description="the case the ranking was for")]
     lawyer_id: Annotated[_FeedbackIdOrInteger, Field(description="the lawyer acted upon")]

@@ -30,8 +30,11 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from ltr_assets.defs.jobs import ltr_daily_job
 from ltr_assets.defs.partitions import daily_partitions
+from ltr_core.events import NIGHTLY_READ_AFTER
 
-CRON = "15 2 * * *"
+# 02:15 UTC: `NIGHTLY_READ_AFTER` past midnight, which /feedback's lateness bound uses too
+_AT = int(NIGHTLY_READ_AFTER.total_seconds()) // 60
+CRON = f"{_AT % 60} {_AT // 60} * * *"
 # How many nights before the tick's day a tick runs too when they were missed (the daemon down
 # over 02:15): about a long weekend; further back is a backfill's.
 CATCH_UP_DAYS = 3

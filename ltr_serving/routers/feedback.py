@@ -9,8 +9,13 @@ Each event is validated as the pipeline's ingest validates it (`ltr_core.events.
 after the `FeedbackEvent` model (which names the field of a missing or mistyped value), and its
 time against the ingest's bounds on the service's clock: more than LTR_MAX_CLOCK_SKEW_HOURS past
 the end of today (UTC) or more than LTR_MAX_EVENT_AGE_DAYS old, the ingest would quarantine it
-(`future_timestamp`, `old_timestamp`), so it is refused here (not under LTR_SIMULATED_CLOCK,
-whose events are stamped in the simulated past). 200 when all were logged; 422 when some were
+(`future_timestamp`, `old_timestamp`), so it is refused here; and an event of a UTC day whose
+nightly read (`ltr_core.events.nightly_read_at`, 02:15 UTC the next day) comes before a file
+written now is complete (LTR_SERVING_LOG_ROTATE_SECONDS) would be read by no scheduled run (the
+serving log's file of its day is not read again; Kafka quarantines it as `late_event`), so it is
+refused as `late_event`. Under LTR_SIMULATED_CLOCK the clock is the `X-LTR-Clock` header, and
+without one no time is checked (simulations send events stamped in the simulated past).
+200 when all were logged; 422 when some were
 refused: `detail` names each refused event's field (loc ["body", index, field] in a batch), and
 the good ones are logged and counted all the same; a body that is no event or list of 1 to
 MAX_FEEDBACK_BATCH events is a 422 of the same shape with nothing accepted. Echoed values are
@@ -37,7 +42,7 @@ from fastapi.security import HTTPBearer
 from pydantic import SecretStr, ValidationError
 
 from ltr_core.codec import not_utf8_message
-from ltr_core.events import EventRow, Rejection, parse_event
+from ltr_core.events import EventRow, Rejection, nightly_read_at, parse_event
 from ltr_core.features import ACTION_GRADES, FEEDBACK
 from ltr_core.kafka_client import event_key
 from ltr_core.settings import EventTimeBounds, bearer_accepted
@@ -56,6 +61,7 @@ from ltr_serving.routers.ranking import (
     UNSUPPORTED_BODY_RESPONSE,
     ClientGone,
     read_body,
+    simulated_clock_of,
     too_large_body,
     unsupported_body,
 )
@@ -148,10 +154,17 @@ def _refused(errors: list[dict[str, Any]], rejected: int) -> JSONResponse:
 
 
 def time_error(
-    when: datetime, now: datetime, bounds: EventTimeBounds, loc: tuple[str | int, ...]
+    when: datetime,
+    now: datetime,
+    bounds: EventTimeBounds,
+    loc: tuple[str | int, ...],
+    complete_within: timedelta = timedelta(0),
 ) -> dict[str, Any] | None:
     """The error of an event time the ingest would quarantine, judged on the service's clock
-    as the ingest judges Kafka's (today's end plus the skew; the age bound back from now)."""
+    as the ingest judges Kafka's (today's end plus the skew; the age bound back from now), or
+    of one no scheduled run would read: its UTC day's nightly read (`nightly_read_at`) comes
+    before `now` plus `complete_within` (how long a file written now may stay incomplete,
+    unread)."""
     today_ends = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     stamp = when.isoformat().replace("+00:00", "Z")
     if when > today_ends + bounds.max_clock_skew:
@@ -168,6 +181,15 @@ def time_error(
             "old_timestamp"
         )
         return _error((*loc, "timestamp"), "old_timestamp", msg)
+    read_at = nightly_read_at(when.date())
+    if now + complete_within >= read_at:
+        msg = (
+            f"timestamp {stamp} is of {when.date()} (UTC), read by the nightly run at "
+            f"{read_at:%Y-%m-%d %H:%M} UTC, less LTR_SERVING_LOG_ROTATE_SECONDS "
+            f"({complete_within.total_seconds():g} s) for its file to be complete: too late, "
+            "no scheduled run would read it (send feedback as it happens)"
+        )
+        return _error((*loc, "timestamp"), "late_event", msg)
     return None
 
 
@@ -199,7 +221,9 @@ def _check(item: Any, loc: tuple[str | int, ...]) -> tuple[EventRow, bytes] | li
         422: {
             "model": FeedbackResponse,
             "description": "some (or all) events refused; `detail` names each one's field; the "
-            "others were logged",
+            "others were logged. A `timestamp` refused as `late_event` is of a day whose "
+            "nightly read (02:15 UTC the next day, less LTR_SERVING_LOG_ROTATE_SECONDS) has "
+            "come: no scheduled run would read it",
         },
         503: {
             "model": ErrorResponse,
@@ -269,8 +293,17 @@ async def feedback(
     if not items or len(items) > MAX_FEEDBACK_BATCH:
         msg = f"send 1 to {MAX_FEEDBACK_BATCH} events per request, got {len(items)}"
         return _refused([_error(("body",), "value_error", msg)], len(items))
-    bounds = None if state.simulated_clock else state.settings.event_time
+    bounds: EventTimeBounds | None = state.settings.event_time
     now = datetime.now(UTC)
+    if state.simulated_clock:  # its clock is the header's; without one, no time is checked
+        clock = simulated_clock_of(request.scope)
+        if isinstance(clock, bytes):
+            return _refused(orjson.loads(clock)["detail"], len(items))
+        if clock is None:
+            bounds = None
+        else:
+            now = datetime.fromtimestamp(clock, UTC)
+    complete_within = timedelta(seconds=serving.log_rotate_s)
     good: list[tuple[str, Line]] = []
     errors: list[dict[str, Any]] = []
     rejected = 0
@@ -288,7 +321,9 @@ async def feedback(
         else:
             row, line = checked
             when = row.timestamp
-            late = time_error(when, now, bounds, loc) if bounds is not None else None
+            late = (
+                time_error(when, now, bounds, loc, complete_within) if bounds is not None else None
+            )
             if late is not None:
                 errors.append(late)
                 rejected += 1

@@ -206,7 +206,7 @@ class RankEndpoint:
             return await _send(send, 422, orjson.dumps({"detail": validation_errors(exc.errors)}))
         at = time.time()
         if state.simulated_clock:
-            clock = _simulated_clock(scope)
+            clock = simulated_clock_of(scope)
             if isinstance(clock, bytes):
                 return await _send(send, 422, clock)
             if clock is not None:
@@ -339,7 +339,7 @@ def _versions(answered_by: tuple[str, str | None]) -> str:
     return live if canary is None else f"{live} (canary {canary})"
 
 
-def _simulated_clock(scope: Scope) -> float | bytes | None:
+def simulated_clock_of(scope: Scope) -> float | bytes | None:
     """The X-LTR-Clock header (LTR_SIMULATED_CLOCK) as epoch seconds; None when absent; the
     422 body when it is not an ISO 8601 time, or not one of years 1-9999 in UTC (the events'
     timestamps and day folders are UTC dates)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,71 @@ def test_times_the_ingest_would_quarantine_and_bad_bodies_are_refused_in_the_ans
     assert [e["lawyer_id"] for e in events] == ["l-1"]
     folders = {p.parent.name for p in settings.serving_log_dir.rglob("*.jsonl")}
     assert folders == {TODAY}  # no folder for the year 9999 or 1970
+
+
+def test_feedback_no_scheduled_run_would_read_is_refused_as_late(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """An event of a UTC day whose nightly read (02:15 UTC the next day) comes before a file
+    written now is complete (LTR_SERVING_LOG_ROTATE_SECONDS) would be in a folder no scheduled
+    run reads again: refused per event as `late_event`, naming its `timestamp` and why; the
+    rest of the batch is logged, each in its own day's folder. Judged on the service's clock:
+    the real one, or `X-LTR-Clock` under LTR_SIMULATED_CLOCK."""
+    settings = serving_env(LTR_SERVING_LOG_ROTATE_SECONDS="300")
+    publisher.publish(weights_for(3))
+    five_days_ago = (MIDNIGHT - timedelta(days=5)).date().isoformat()
+    server = start_server()
+    with server.client() as client:
+        old = client.post(
+            "/feedback",
+            json=[feedback("l-1"), feedback("l-2", timestamp=f"{five_days_ago}T12:00:00Z")],
+            headers=AUTH,
+        )
+    server.stop()
+    assert old.status_code == 422
+    assert (old.json()["accepted"], old.json()["rejected"]) == (1, 1)
+    (error,) = old.json()["detail"]
+    assert error["loc"] == ["body", 1, "timestamp"] and error["type"] == "late_event"
+    assert "no scheduled run would read it" in error["msg"]
+    assert [e["lawyer_id"] for e in logged_events(settings.serving_log_dir)] == ["l-1"]
+
+    simulated_log = settings.serving_log_dir.with_name("serving-log-simulated")
+    settings = serving_env(LTR_SIMULATED_CLOCK="true", LTR_SERVING_LOG_DIR=str(simulated_log))
+    day = [
+        feedback("l-3", timestamp="2026-12-06T23:59:00Z"),  # yesterday: read at 02:15 today
+        feedback("l-4", timestamp="2026-12-07T00:30:00Z"),  # today
+        feedback("l-5", timestamp="2026-12-05T23:00:00Z"),  # read at 02:15 yesterday
+    ]
+    server = start_server()
+    with server.client() as client:
+
+        def post(clock: str, events: list[dict[str, Any]]) -> Any:
+            headers = {**AUTH, "X-LTR-Clock": clock}
+            return client.post("/feedback", json=events, headers=headers)
+
+        early = post("2026-12-07T02:09:59Z", day)  # its file complete by 02:14:59
+        late = post("2026-12-07T02:10:00Z", day[:1])  # ... by 02:15: too late
+        unclocked = client.post("/feedback", json=day[2:], headers=AUTH)  # no time checked
+        bad_clock = post("yesterday", day[:1])
+    server.stop()
+    assert early.status_code == 422 and (early.json()["accepted"], early.json()["rejected"]) == (
+        2,
+        1,
+    )
+    assert [(e["loc"], e["type"]) for e in early.json()["detail"]] == [
+        (["body", 2, "timestamp"], "late_event")
+    ]
+    assert "2026-12-06 02:15 UTC" in early.json()["detail"][0]["msg"]
+    assert late.status_code == 422 and late.json()["detail"][0]["type"] == "late_event"
+    assert unclocked.status_code == 200
+    assert bad_clock.status_code == 422 and bad_clock.json()["accepted"] == 0
+    assert bad_clock.json()["detail"][0]["loc"] == ["header", "X-LTR-Clock"]
+    logged = logged_events(settings.serving_log_dir)
+    assert sorted(e["lawyer_id"] for e in logged) == ["l-3", "l-4", "l-5"]
+    folders = {p.parent.name for p in settings.serving_log_dir.rglob("*.jsonl")}
+    assert folders == {"2026-12-05", "2026-12-06", "2026-12-07"}
 
 
 def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
