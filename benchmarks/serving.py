@@ -67,6 +67,7 @@ from ltr_core.features import FEATURES
 
 TOKEN = "benchmark-token"
 PARTITION = "2026-11-25"
+JSON_HEADERS = {"Content-Type": "application/json"}
 CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 VERSION = re.compile(rb'"version":"([^"]+)"')
 
@@ -280,7 +281,8 @@ def start_bare_server(env: dict[str, str]) -> Server:
         if process.poll() is not None:
             raise RuntimeError("the bare server exited during startup")
         try:
-            if httpx.post(url + "/rank", content=b"{}", timeout=1).status_code == 200:
+            probe = httpx.post(url + "/rank", content=b"{}", headers=JSON_HEADERS, timeout=1)
+            if probe.status_code == 200:
                 return Server(url, port, process)
         except httpx.TransportError:
             pass

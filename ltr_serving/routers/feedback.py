@@ -15,13 +15,13 @@ written now is complete (LTR_SERVING_LOG_ROTATE_SECONDS) would be read by no sch
 serving log's file of its day is not read again; Kafka quarantines it as `late_event`), so it is
 refused as `late_event`. Under LTR_SIMULATED_CLOCK the clock is the `X-LTR-Clock` header, and
 without one no time is checked (simulations send events stamped in the simulated past).
-200 when all were logged; 422 when some were
-refused: `detail` names each refused event's field (loc ["body", index, field] in a batch), and
-the good ones are logged and counted all the same; a body that is no event or list of 1 to
-MAX_FEEDBACK_BATCH events is a 422 of the same shape with nothing accepted. Echoed values are
-cut as /rank cuts them. A body declared other than JSON, or compressed, is a 415 as on /rank; one
-over LTR_MAX_BODY_BYTES a 413 with `limit_bytes`. 503 when the event log cannot take the events
-(it could not write them, did not confirm them within CONFIRM_TIMEOUT_S (plus, with Kafka,
+200 when all were logged; 422 when some were refused: `detail` names each refused event's
+field (loc ["body", index, field] in a batch), and the good ones are logged and counted all the
+same; a body that is no event or list of 1 to MAX_FEEDBACK_BATCH events is a 422 of the same
+shape with nothing accepted. Echoed values are cut as /rank cuts them. A body not declared JSON
+(no Content-Type included), or compressed, is a 415 as on /rank; one over LTR_MAX_BODY_BYTES a
+413 with `limit_bytes`. 503 when the event log cannot take the events (it could not write them,
+did not confirm them within CONFIRM_TIMEOUT_S (plus, with Kafka,
 LTR_IMPRESSION_KAFKA_TIMEOUT_SECONDS), or the service is stopping: retry, the events are
 deduplicated by event_id; a writer merely behind never refuses, its backlog spills to files).
 A 200 means the events were written: to a file, or acknowledged by Kafka (or, Kafka not

@@ -111,10 +111,11 @@ def too_large_body(limit: int) -> bytes:
 
 
 # The 415 answer as OpenAPI describes it, for every endpoint that checks `unsupported_body`.
+JSON_MEDIA = "application/json"
 UNSUPPORTED_BODY_RESPONSE: dict[str, Any] = {
     "model": ErrorResponse,
-    "description": "a Content-Type other than application/json (or a +json type; none at all, "
-    "or an empty one, is read as JSON), or a Content-Encoding (the body must be uncompressed)",
+    "description": "a Content-Type other than application/json (or a +json type), none at all "
+    "or an empty one, or a Content-Encoding (the body must be uncompressed)",
 }
 
 
@@ -142,24 +143,31 @@ def _explain(query_string: bytes) -> bool | bytes:
 
 
 def unsupported_body(scope: Scope) -> bytes | None:
-    """None when the body is declared JSON (application/json or a +json type) or not declared
-    (no Content-Type, or an empty one: read as JSON, as FastAPI does), and not encoded (no
-    Content-Encoding, or `identity`); else the 415 body, naming the header. A browser page can
-    send a cross-origin text/plain or form POST without asking first: such a body is not ranked
-    and logged as an impression. A compressed body would otherwise fail as "not UTF-8 text"."""
+    """None when the body is declared JSON (application/json or a +json type) and not encoded
+    (no Content-Encoding, or `identity`); else the 415 body, naming the header. A body with no
+    Content-Type (or an empty one) is a 415 too: a browser page can send a cross-origin
+    text/plain or form POST, or a `no-cors` fetch of a Blob with no type (no Content-Type at
+    all), without asking first, and such a body is not ranked and logged as an impression. A
+    compressed body would otherwise fail as "not UTF-8 text"."""
+    declared = False
     for name, value in scope["headers"]:
         if name == b"content-type":
             media = value.split(b";", 1)[0].strip().lower()
-            if media in (b"", b"application/json") or (  # empty: not declared
+            if media == b"application/json" or (
                 media.startswith(b"application/") and media.endswith(b"+json")
             ):
+                declared = True
                 continue
-            shown = value.decode("latin-1")[:MAX_ECHO_CHARS]
-            return orjson.dumps({"detail": f"Content-Type must be application/json, got {shown!r}"})
+            if media:
+                shown = value.decode("latin-1")[:MAX_ECHO_CHARS]
+                detail = f"Content-Type must be {JSON_MEDIA}, got {shown!r}"
+                return orjson.dumps({"detail": detail})
         if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
             shown = value.decode("latin-1")[:MAX_ECHO_CHARS]
             detail = f"Content-Encoding {shown!r} is not supported: send the body uncompressed"
             return orjson.dumps({"detail": detail})
+    if not declared:
+        return orjson.dumps({"detail": f"Content-Type must be {JSON_MEDIA}, got none"})
     return None
 
 

@@ -27,6 +27,7 @@ from tests.support.serving import (
 )
 
 AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+AUTH_JSON = {**AUTH, "Content-Type": "application/json"}
 # Events are stamped today (its first instant): the service refuses times the ingest would
 # quarantine, too far in the future or more than LTR_MAX_EVENT_AGE_DAYS old.
 MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -139,9 +140,9 @@ def test_times_the_ingest_would_quarantine_and_bad_bodies_are_refused_in_the_ans
     ]
     with server.client() as client:
         mixed = client.post("/feedback", json=batch, headers=AUTH)
-        garbage = client.post("/feedback", content=b"hello", headers=AUTH)
+        garbage = client.post("/feedback", content=b"hello", headers=AUTH_JSON)
         not_utf8 = orjson.dumps(feedback("l-5")).replace(b'"l-5"', b'"l-\xff"')
-        binary = client.post("/feedback", content=not_utf8, headers=AUTH)
+        binary = client.post("/feedback", content=not_utf8, headers=AUTH_JSON)
         empty = client.post("/feedback", json=[], headers=AUTH)
         too_many = client.post("/feedback", json=[feedback()] * 1001, headers=AUTH)
     assert mixed.status_code == 422
@@ -239,8 +240,9 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
     publisher: Publisher,
     start_server: Callable[..., RunningServer],
 ) -> None:
-    """As /rank: a body declared other than JSON, or compressed, is a 415 (a browser page can
-    post text/plain cross-origin); an id longer than /rank takes could match no impression."""
+    """As /rank: a body declared other than JSON, or not declared, or compressed, is a 415 (a
+    browser page can post text/plain, or a Blob with no type, cross-origin); an id longer than
+    /rank takes could match no impression."""
     settings = serving_env(LTR_MAX_BODY_BYTES="4096")
     publisher.publish(weights_for(4))
     server = start_server()
@@ -249,6 +251,7 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
         plain = client.post(
             "/feedback", content=line, headers={**AUTH, "content-type": "text/plain"}
         )
+        undeclared = client.post("/feedback", content=line, headers=AUTH)  # a no-cors Blob
         gzipped = client.post(
             "/feedback",
             content=gzip.compress(line),
@@ -263,7 +266,7 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
         )
         numbered = client.post("/feedback", json={**feedback("l-1"), "lawyer_id": 7}, headers=AUTH)
         past_64_bits = orjson.dumps(feedback("l-1")).replace(b'"l-1"', str(2**70).encode())
-        huge_id = client.post("/feedback", content=past_64_bits, headers=AUTH)
+        huge_id = client.post("/feedback", content=past_64_bits, headers=AUTH_JSON)
         same = feedback("l-1", event_id="fb-same")
         conflicting = [
             same,
@@ -274,8 +277,9 @@ def test_feedback_refuses_other_media_and_long_ids_and_describes_its_errors(
         ]
         reused = client.post("/feedback", json=conflicting, headers=AUTH)
         document = client.get("/openapi.json").json()
-    assert plain.status_code == gzipped.status_code == 415
+    assert plain.status_code == gzipped.status_code == undeclared.status_code == 415
     assert "Content-Type must be application/json" in plain.json()["detail"]
+    assert undeclared.json()["detail"] == "Content-Type must be application/json, got none"
     assert "Content-Encoding 'gzip'" in gzipped.json()["detail"]
     assert too_big.status_code == 413 and too_big.json()["limit_bytes"] == 4096
     # one error per bad id, at the field (not one per member of a union, under pydantic's
