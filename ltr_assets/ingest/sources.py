@@ -16,6 +16,7 @@ import bisect
 import functools
 import glob
 import itertools
+import math
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -23,12 +24,19 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
+import orjson
+
 from ltr_core.events import EventRow, Rejection, parse_event
 from ltr_core.settings import EventTimeBounds
 
-# A cheap look at a line's own date, so a day's read does not JSON-decode every other day.
+# A cheap look at a line's own date, so a day's read does not JSON-decode every other day
+# (`_line_stamp`: only where the key found is sure to be the line's own).
+_KEY = b'"timestamp"'
+_OPEN = ord("{")
+_BRACKET = re.compile(rb"[{}\[\]]")
 _DATE_HINT = re.compile(rb'"timestamp"\s*:\s*"(\d{4}-\d{2}-\d{2})')
 _NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH_HINT = re.compile(rb'"timestamp"\s*:\s*(-?\d{1,16}(?:\.\d+)?)\s*[,}]')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_MS_THRESHOLD = 1e11  # as in events.parse_timestamp: above, epoch milliseconds
@@ -116,14 +124,14 @@ class AuditLogSource:
       the read of `first_day` takes such lines too, an event among them as `before_start`.
 
     Reading one day of a many-day file, most lines belong to other days. A cheap look at the
-    line (`_hinted_day`) lets such a line be skipped without decoding it, but only when the
+    line (`_line_stamp`) lets such a line be skipped without decoding it, but only when the
     outcome cannot differ from a full parse: the line has no backslash (no escaped key can hide
-    the real timestamp) and one literal "timestamp" key whose date is two or more days from the
-    day read, and the nearest dated line before it is known not to be of that day. Whatever the
-    full parse would say (an event of another day, a rejection, a line without a readable time
-    that follows that neighbour, a future or old event), the line is then not of this day, and
-    the neighbour for the lines after it stays "not this day". The file's clock is made from
-    every line, skipped or not, so it is the same whichever day is read.
+    the real timestamp) and one literal "timestamp" key, the object's own (no bracket before
+    it), whose date is two or more days from the day read, and the nearest dated line before it
+    is known not to be of that day. Whatever the full parse would say (an event of another day,
+    a rejection, a future or old event), the line is then not of this day, and the neighbour
+    for the lines after it stays "not this day". The file's clock is made from every line,
+    skipped or not, so it is the same whichever day is read.
     """
 
     name = "audit_log"
@@ -210,15 +218,15 @@ class AuditLogSource:
                 if stamp is not None:
                     clock.push(stamp)
                 if (
-                    stray is None
+                    iso is not None
+                    and stray is None
                     and not takes_earlier
                     and last is not None
                     and last != day
                     and same_day not in line
+                    and abs((iso - day).days) >= 2
                 ):
-                    hinted = _hinted_day(line, iso)
-                    if hinted is not None and abs((hinted - day).days) >= 2:
-                        continue  # not this day's, whatever a full parse says (see above)
+                    continue  # not this day's, whatever a full parse says (see above)
                 outcome = parse_event(line)
                 if type(outcome) is EventRow:
                     wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
@@ -349,12 +357,60 @@ def _stamped_lines(handle: Iterable[bytes]) -> Iterator[_Line]:
         line = raw.strip()
         if not line:
             continue
-        iso = _iso_date(line)
-        if iso is not None:
-            yield number, line, iso, iso.toordinal()
-        else:
-            epoch = _epoch_date(line)
-            yield number, line, None, None if epoch is None else epoch.toordinal()
+        iso, stamp = _line_stamp(line)
+        yield number, line, iso, stamp
+
+
+def _line_stamp(line: bytes) -> tuple[date | None, int | None]:
+    """The line's stamp (the date of its own timestamp, as an ordinal; None: none), and that
+    date again when it was read as an ISO date without decoding the line (None otherwise: the
+    line is never skipped unparsed, see AuditLogSource).
+
+    Its own timestamp is the one `parse_event` reads: the top-level "timestamp" key, else, in
+    the audit-log envelope, the context's. It is read without decoding the line when that is
+    sure to be it: the line has no backslash (every key is then literal and every quote a
+    string's), one literal "timestamp" key, and no bracket before it but the object's own
+    opening one (so the key is the object's own, not a nested object's). Any other line with a
+    "timestamp" in it is decoded: a key in a nested object (a client's extra field, say) never
+    stamps it."""
+    if b"\\" not in line:
+        first = line.find(_KEY)
+        if first < 0:
+            return None, None  # no key is "timestamp": none can be, unescaped
+        if (
+            line[0] == _OPEN
+            and _BRACKET.search(line, 1, first) is None
+            and line.find(_KEY, first + len(_KEY)) < 0
+        ):
+            match = _DATE_HINT.match(line, first)
+            if match is not None:
+                return _iso_stamp(match.group(1))
+            epoch = _EPOCH_HINT.match(line, first)
+            if epoch is not None:
+                when = _epoch_day(float(epoch.group(1)))
+                return None, None if when is None else when.toordinal()
+    return None, _parsed_stamp(line)
+
+
+def _parsed_stamp(line: bytes) -> int | None:
+    """The stamp of a line decoded: its own timestamp's date as `_line_stamp` reads it."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    value = obj.get("timestamp")
+    if value is None and "event_type" not in obj and "message" in obj:
+        context = obj.get("context")
+        value = context.get("timestamp") if type(context) is dict else None
+    when: date | None = None
+    if type(value) is str:
+        match = _ISO_DAY.match(value)
+        when = None if match is None else _date(match.group(0).encode())
+    elif isinstance(value, int | float) and type(value) is not bool and math.isfinite(value):
+        when = _epoch_day(float(value))
+    return None if when is None else when.toordinal()
 
 
 def _head(lines: Iterator[_Line]) -> list[_Line]:
@@ -373,10 +429,12 @@ def _head(lines: Iterator[_Line]) -> list[_Line]:
 class LineClock:
     """A file's clock where each line arrives: the median of the stamps of the CLOCK_LINES
     stamped lines before it, or, before there are that many, of the file's first CLOCK_LINES.
-    A line's stamp is the date its first literal "timestamp" key shows (an ISO date, or epoch
-    seconds or milliseconds), read without decoding the line, so every read of the file, whichever
-    lines it skips, has the same clock. Fewer than half of the lines stamped by a wrong clock
-    (a whole recommendation list, say) cannot move it."""
+    A line's stamp is the date of its own timestamp (`_line_stamp`: the top-level "timestamp"
+    key, else the audit-log context's; an ISO date, or epoch seconds or milliseconds), read the
+    same way whichever lines a read skips, so every read of the file has the same clock. A
+    "timestamp" key nested anywhere else in a line (a client's extra field) stamps nothing.
+    Fewer than half of the lines stamped by a wrong clock (a whole recommendation list, say)
+    cannot move it."""
 
     def __init__(self, head: list[int]) -> None:
         self._head = sorted(head)[(len(head) - 1) // 2] if head else None
@@ -405,32 +463,20 @@ def _date(text: bytes) -> date | None:
         return None
 
 
-def _iso_date(line: bytes) -> date | None:
-    """The date of the line's first literal "timestamp" key holding an ISO date."""
-    match = _DATE_HINT.search(line)
-    return None if match is None else _date(match.group(1))
+@functools.lru_cache(maxsize=4096)
+def _iso_stamp(text: bytes) -> tuple[date | None, int | None]:
+    """`_line_stamp`'s answer for an ISO date read from the line's text."""
+    iso = _date(text)
+    return iso, None if iso is None else iso.toordinal()
 
 
-def _epoch_date(line: bytes) -> date | None:
-    """The date of the line's first literal "timestamp" key holding a plain number."""
-    match = _EPOCH_HINT.search(line)
-    if match is None:
-        return None
-    value = float(match.group(1))
+def _epoch_day(value: float) -> date | None:
+    """The UTC date of epoch seconds, or milliseconds past the threshold; None: out of range."""
     seconds = value / 1000.0 if abs(value) > _EPOCH_MS_THRESHOLD else value
     try:
         return (_EPOCH + timedelta(seconds=seconds)).date()
     except OverflowError:
         return None
-
-
-def _hinted_day(line: bytes, iso: date | None) -> date | None:
-    """The date of the line's only "timestamp" key (`iso`, its first ISO date), read without
-    decoding the JSON; None when the line has a backslash (an escaped key could be the real
-    one) or not exactly one key."""
-    if iso is None or b"\\" in line or line.count(b'"timestamp"') != 1:
-        return None
-    return iso
 
 
 def _flush(undated: list[SourceRecord], here: bool) -> Iterator[SourceRecord]:

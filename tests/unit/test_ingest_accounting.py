@@ -75,6 +75,71 @@ def test_an_escaped_timestamp_key_with_a_nested_decoy_is_counted_in_its_day(
     assert sum(len(v) for v in read.values()) == 3
 
 
+def test_a_nested_timestamp_key_does_not_move_the_files_clock(tmp_path: Path) -> None:
+    """A client's extra field holding a "timestamp" (sent before the event's own, as the
+    service logs keys in the order sent) is not the line's time: 300 such feedback events
+    stamped 2099 inside, then the service's own impressions, are all accepted. The file's clock
+    reads each line's own (top-level) timestamp, not the first literal key."""
+    when = "2026-11-25T10:00:00Z"
+    feedback = [
+        json.dumps(
+            {
+                "x": {"timestamp": "2099-01-01T00:00:00Z"},
+                "event_type": "offer_feedback",
+                "timestamp": when,
+                "event_id": f"fbpoison-{i}",
+                "case_id": "cp",
+                "lawyer_id": f"l-{i}",
+                "action": "decline",
+            }
+        )
+        for i in range(300)
+    ]
+    extra = {"timestamp": "2099-01-01T00:00:00Z"}  # nested after the line's own: harmless
+    shown = [_event(1000 + i, when, extra=extra) for i in range(100)]
+    log = tmp_path / "serving-log"
+    (log / DAY.isoformat()).mkdir(parents=True)
+    _write(log / DAY.isoformat() / "a.jsonl", feedback + shown)
+    # the audit-log envelope: a nested key in the context before the line's own timestamp
+    context = {k: v for k, v in FLAT.items() if k not in ("timestamp", "event_id")}
+    audit = [
+        json.dumps(
+            {
+                "context": {
+                    **context,
+                    "event_id": f"a-{i}",
+                    "meta": {"timestamp": "2099-01-01T00:00:00Z"},
+                },
+                "message": "match_recommendation",
+                "timestamp": when,
+            }
+        )
+        for i in range(300)
+    ] + [_event(2000 + i, when) for i in range(100)]
+    for source in (ServingLogSource(log, SKEW), _write(tmp_path / "audit.jsonl", audit)):
+        report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / source.name), "f")
+        assert (report.accepted, report.quarantined) == (400, 0), report.reasons
+
+
+def test_a_line_without_its_own_timestamp_is_not_stamped_by_a_nested_one(
+    tmp_path: Path,
+) -> None:
+    """A line whose only "timestamp" is nested has no time of its own: it neither stamps the
+    clock (so the events after it are not `old_timestamp`) nor is it skipped as another day's;
+    it follows its neighbour. The audit-log context's own timestamp, without a top-level one, is
+    the line's time."""
+    nested = json.dumps({**{k: v for k, v in FLAT.items() if k != "timestamp"},
+                         "x": {"timestamp": "2099-01-01T00:00:00Z"}})  # fmt: skip
+    context = {k: v for k, v in FLAT.items() if k != "event_id"}
+    context.update(event_id="ctx", timestamp="2026-11-25T09:00:00Z")
+    own = json.dumps({"message": "match_recommendation", "context": context})
+    lines = [nested] * 60 + [own] + [_event(i, "2026-11-25T10:00:00Z") for i in range(50)]
+    source = _write(tmp_path / "audit.jsonl", lines)
+    report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "f")
+    assert report.reasons == {"bad_timestamp": 60}
+    assert report.accepted == 51
+
+
 def test_an_unreadable_time_two_days_from_its_neighbour_is_counted_with_the_neighbour(
     tmp_path: Path,
 ) -> None:
@@ -163,8 +228,27 @@ _NUMBER = re.compile(r'"timestamp"\s*:\s*(-?\d{1,16}(?:\.\d+)?)\s*[,}]')
 
 
 def _stamp(line: str) -> int | None:
-    """A line's stamp as documented: the date of its first literal "timestamp" key holding an ISO
-    date, else of its first one holding a plain number (epoch seconds, milliseconds above 1e11)."""
+    """A line's stamp as documented: the date of its own timestamp (the top-level key, else the
+    audit-log context's), an ISO date or a plain number (epoch seconds, milliseconds above
+    1e11). A line that is not JSON (only the cut ones here, whose key comes first): the date
+    its first literal key shows."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return _first_literal_stamp(line)
+    if not isinstance(obj, dict):
+        return None
+    value = obj.get("timestamp")
+    if value is None and "event_type" not in obj and isinstance(obj.get("context"), dict):
+        value = obj["context"].get("timestamp")
+    if isinstance(value, str):
+        return _first_literal_stamp(json.dumps({"timestamp": value}))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _first_literal_stamp(json.dumps({"timestamp": value}))
+    return None
+
+
+def _first_literal_stamp(line: str) -> int | None:
     if iso := _ISO.search(line):
         try:
             return date.fromisoformat(iso.group(1)).toordinal()
@@ -216,13 +300,20 @@ TIMES = STAMPS | st.sampled_from(
 def adversarial_line(draw: st.DrawFn) -> str:
     i = draw(st.integers(0, 5))  # few ids: duplicates and conflicts happen
     when = draw(TIMES)
-    kind = draw(st.sampled_from(["event", "escaped", "decoy", "audit", "other", "broken", "blank"]))
+    kind = draw(
+        st.sampled_from(
+            ["event", "escaped", "nested", "decoy", "audit", "other", "broken", "blank"]
+        )
+    )
     if kind == "event":
         return _event(i, when, score=draw(st.sampled_from([0.1, 0.83])))  # type: ignore[arg-type]
     if kind == "escaped":
         return _event(i, when, note={"timestamp": draw(STAMPS)}).replace(  # type: ignore[arg-type]
             '"timestamp": ', '"timest\\u0061mp": ', 1
         )
+    if kind == "nested":  # a client's extra field, sent before the event's own time
+        decoy = draw(st.sampled_from(["2099-01-01T00:00:00Z", "1970-01-01T00:00:00Z", 0]))
+        return json.dumps({"x": {"timestamp": decoy}, **json.loads(_event(i, when))})  # type: ignore[arg-type]
     if kind == "decoy":
         return json.dumps({"event_type": "offer_feedback", "context": {"timestamp": when}})
     if kind == "audit":
