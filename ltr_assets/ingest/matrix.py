@@ -1,6 +1,7 @@
 """feature_matrix: join a day's impressions with their feedback into graded, query-grouped rows.
 
-A query group is one recommendation list (request_id; fallback case_id + day). Each (group,
+A query group is one recommendation list (request_id; without one, case_id and the UTC day;
+`group_id` is the JSON array of that key, see `_GROUP_ID`). Each (group,
 lawyer) gets the strongest feedback matched to it: by request_id when the feedback has one and an
 impression has it too, else by (case_id, lawyer_id) to the latest impression before it (for
 feedback that names a request, only among impressions logged without one: the platform's audit
@@ -63,6 +64,15 @@ class MatrixReport:
     path: LakePath
 
 
+# A list's id: the JSON array of its key, `["<request_id>"]`, or for a list logged without a
+# request id `[null, "<case_id>", "<UTC day>"]`. The parts stay apart (JSON quotes them), so no
+# request id, whatever its text, is the id of a list without one, nor of another request.
+_GROUP_ID = (
+    "CAST(CASE WHEN request_id IS NOT NULL THEN json_array(request_id) "
+    "ELSE json_array(NULL, case_id, strftime(timestamp, '%Y-%m-%d')) END AS VARCHAR)"
+)
+
+
 def _grade_case() -> str:
     whens = " ".join(f"WHEN '{action}' THEN {grade}" for action, grade in ACTION_GRADES.items())
     return f"CASE action {whens} END"
@@ -96,8 +106,7 @@ def _views_sql(
         f"CREATE VIEW earlier_requests AS {earlier_requests}",
         f"""CREATE VIEW impressions AS  -- one per (group, lawyer): the first one shown
         SELECT * FROM (
-            SELECT *, coalesce(request_id, case_id || '@' || strftime(timestamp, '%Y-%m-%d'))
-                      AS group_id
+            SELECT *, {_GROUP_ID} AS group_id
             FROM events WHERE event_type = '{RECOMMENDATION}')
         QUALIFY row_number() OVER (
             PARTITION BY group_id, lawyer_id ORDER BY timestamp, rank_position, event_id) = 1""",

@@ -659,6 +659,12 @@ def _feedback_events(
 _LOGGED_POLICY = ("policy", "propensity", "deterministic_rank")
 
 
+def list_id(request_id: str) -> str:
+    """The matrix's id of a request's list (`ltr_assets.ingest.matrix._GROUP_ID`): the JSON
+    array of its request id, as DuckDB writes it (no spaces, text unescaped past ASCII)."""
+    return json.dumps([request_id], separators=(",", ":"), ensure_ascii=False)
+
+
 def logged_frame(events: list[dict[str, Any]]) -> Any:
     """The feature matrix the pipeline builds from these flat events (`feature_matrix`), made
     directly: one row per impression with its strongest feedback as the label, lists in the
@@ -685,7 +691,7 @@ def logged_frame(events: list[dict[str, Any]]) -> Any:
         groups = e["lawyer_groups"] or {}
         rows.append(
             {
-                "group_id": e["request_id"],
+                "group_id": list_id(e["request_id"]),
                 "shown_at": pd.Timestamp(e["timestamp"]),
                 "request_id": e["request_id"],
                 "case_id": e["case_id"],

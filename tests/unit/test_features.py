@@ -15,6 +15,7 @@ from ltr_assets.ingest.day import ingest_day
 from ltr_assets.ingest.matrix import build_feature_matrix
 from ltr_assets.ingest.sources import AuditLogSource
 from ltr_assets.lake.paths import Lake
+from ltr_assets.simulation.simulator import list_id
 from tests.support.ingest import local
 from tests.unit.test_events import FLAT
 
@@ -60,8 +61,21 @@ def _matrix(
     return out
 
 
+def _list(group_id: str) -> str:
+    """A list id as the tests name it: its request id, or `case@day` for a list without one
+    (the matrix's id is the JSON array of those parts)."""
+    parts = json.loads(group_id)
+    if parts[0] is not None:
+        assert len(parts) == 1
+        return str(parts[0])
+    assert len(parts) == 3
+    return f"{parts[1]}@{parts[2]}"
+
+
 def _labels(frame: pd.DataFrame) -> dict[tuple[str, str], int]:
-    return {(g, lw): int(lab) for g, lw, lab in frame[["group_id", "lawyer_id", "label"]].values}
+    return {
+        (_list(g), lw): int(lab) for g, lw, lab in frame[["group_id", "lawyer_id", "label"]].values
+    }
 
 
 def test_strongest_feedback_wins_and_declines_are_zero(tmp_path: Path) -> None:
@@ -98,7 +112,7 @@ def test_missing_request_id_groups_by_case_and_day(tmp_path: Path) -> None:
         shown(None, "c7", lawyer, "2026-11-25T09:00:00Z", i) for i, lawyer in enumerate("ab", 1)
     ]
     frame = _matrix(tmp_path, events, [D])[D]
-    assert set(frame["group_id"]) == {"c7@2026-11-25"}
+    assert set(frame["group_id"]) == {'[null,"c7","2026-11-25"]'}
 
 
 def test_late_feedback_after_midnight_labels_the_previous_day(tmp_path: Path) -> None:
@@ -150,7 +164,7 @@ def test_days_are_utc_days_whatever_the_host_timezone(
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
-    assert set(frame["group_id"]) == {"c1@2026-11-25"}
+    assert set(map(_list, frame["group_id"])) == {"c1@2026-11-25"}
     assert _labels(frame) == {("c1@2026-11-25", "a"): 1, ("c1@2026-11-25", "b"): 0}
 
 
@@ -260,3 +274,47 @@ def test_feedback_naming_yesterdays_request_does_not_fall_back_to_todays_list(
     matrices = _matrix(tmp_path, events, [prev, D])
     assert _labels(matrices[prev]) == {("R1", "a"): 1}
     assert _labels(matrices[D]) == {("c1@2026-11-25", "a"): 0}
+
+
+def test_a_request_id_shaped_like_a_fallback_id_is_a_list_of_its_own(tmp_path: Path) -> None:
+    """/rank takes any request id, "c-1@2026-12-07" too: it names its own list, never the list
+    of case c-1 logged that day without request ids, whose impressions and labels stay whole."""
+    day = date(2026, 12, 7)
+    events = [
+        shown(None, "c-1", "l-1", "2026-12-07T10:00:00Z", 1),
+        shown(None, "c-1", "l-2", "2026-12-07T10:00:00Z", 2),
+        feedback(None, "c-1", "l-2", "2026-12-07T10:05:00Z", "contract"),
+        shown("c-1@2026-12-07", "evil", "l-2", "2026-12-07T09:00:00Z", 1),
+        shown("c-1@2026-12-07", "evil", "l-9", "2026-12-07T09:00:00Z", 2),
+        # and a request id spelled as the new fallback id itself
+        shown('[null,"c-1","2026-12-07"]', "evil", "l-1", "2026-12-07T08:00:00Z", 1),
+    ]
+    for event in events:
+        event["event_id"] += event["case_id"]
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(e) for e in events))
+    lake = Lake(tmp_path / "lake")
+    ingest_day(AuditLogSource(str(tmp_path / "e.jsonl")).read_day(day), day, lake, "f")
+    report = build_feature_matrix(lake, day, feedback_window_hours=24)
+    frame = pd.read_parquet(local(lake.feature_matrix(day)))
+    lists = {
+        group: sorted(zip(rows["lawyer_id"], rows["rank_position"], rows["label"], strict=True))
+        for group, rows in frame.groupby("group_id")
+    }
+    assert sorted(lists.values()) == [
+        [("l-1", 1, 0)],  # the request spelled as the fallback id
+        [("l-1", 1, 0), ("l-2", 2, 3)],  # case c-1's list, its contract labelled
+        [("l-2", 1, 0), ("l-9", 2, 0)],  # the request "c-1@2026-12-07"
+    ]
+    assert (report.groups, report.feedback_matched) == (3, 1)
+    assert set(lists) == {
+        '[null,"c-1","2026-12-07"]',
+        '["c-1@2026-12-07"]',
+        '["[null,\\"c-1\\",\\"2026-12-07\\"]"]',
+    }
+
+
+def test_the_simulators_list_ids_are_the_matrixs(tmp_path: Path) -> None:
+    """`logged_frame` (the simulator's matrix, made directly) names a list as DuckDB does."""
+    request = 'r-ção "1"/\\x'
+    frame = _matrix(tmp_path, [shown(request, "c1", "a", "2026-11-25T10:00:00Z", 1)], [D])[D]
+    assert frame["group_id"].tolist() == [list_id(request)]
