@@ -163,14 +163,15 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
     settings = ltr.settings()
     day = _day(context)
     allowed = settings.allow_empty_days.allows(day)
+    files, serving_log = ltr.file_source(), ltr.serving_log_source()
     try:
         check_day_over(day, datetime.now(UTC))
         report, choice = ingest_with_fallback(
             ltr.kafka_source(),
-            ltr.file_source(),
+            files,
             day,
             ltr.lake(),
-            serving_log=ltr.serving_log_source(),
+            serving_log=serving_log,
             allow_empty=allowed,
         )
     except (DayNotOver, EmptyDay, SourceError) as exc:  # nothing written: no day's data
@@ -181,6 +182,12 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
         context.log.warning(
             f"raw_events[{day}]: Kafka unusable, read the audit log instead: "
             f"{choice.fallback_reason}"
+        )
+    skipped = {**files.skipped, **serving_log.skipped}
+    if skipped:
+        context.log.warning(
+            f"raw_events[{day}]: {len(skipped)} files skipped, never read (symbolic links or "
+            f"not regular files): {', '.join(f'{p} ({why})' for p, why in skipped.items())}"
         )
     context.log.info(
         f"raw_events[{day}]: read={report.read} (serving log {report.serving_log_read}) "
@@ -197,6 +204,7 @@ def raw_events(context: AssetExecutionContext, ltr: LtrResource) -> MaterializeR
             "empty_allowed": allowed,
             "read": report.read,
             "read_from_serving_log": report.serving_log_read,
+            "skipped_files": MetadataValue.json(skipped),
             "accepted": report.accepted,
             "duplicates": report.duplicates,
             "duplicate_conflicts": report.conflicts,

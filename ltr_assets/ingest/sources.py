@@ -13,16 +13,21 @@ one copy of an event that arrived both ways (`ltr_assets.ingest.day.ingest_with_
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
 import functools
 import glob
 import itertools
+import logging
 import math
+import os
 import re
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import orjson
 
@@ -39,6 +44,7 @@ _NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EPOCH_HINT = re.compile(rb'"timestamp"\s*:\s*(-?\d{1,16}(?:\.\d+)?)\s*[,}]')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+log = logging.getLogger("ltr.ingest")
 _EPOCH_MS_THRESHOLD = 1e11  # as in events.parse_timestamp: above, epoch milliseconds
 
 
@@ -148,17 +154,43 @@ class AuditLogSource:
         self.max_clock_skew = max_clock_skew
         self.max_event_age = max_event_age
         self.first_day = first_day
+        # Files found but never read, each with why (a symbolic link, not a regular file):
+        # each is logged once, as a warning, when first found.
+        self.skipped: dict[str, str] = {}
 
     def files(self) -> list[Path]:
         """The files the pattern matches (folders it matches are not read). A pattern that is a
         folder is refused: its files would be `folder/*.jsonl`, and reading nothing from it
-        would pass for a day without events."""
+        would pass for a day without events.
+
+        A pattern without wildcards is the operator's own path and is followed, a symbolic link
+        included. What a glob finds is not: a match that is, or lies under a folder that is, a
+        symbolic link below the pattern's fixed part, or that is not a regular file (a FIFO, a
+        device), is skipped (`skipped`), never opened."""
         if Path(self.pattern).is_dir():
             raise SourceError(
                 f"the audit log {self.pattern!r} is a folder, not a file or a glob of files "
                 f"(its JSONL files would be {str(Path(self.pattern) / '*.jsonl')!r})"
             )
-        return [Path(p) for p in sorted(glob.glob(self.pattern)) if Path(p).is_file()]
+        if glob.escape(self.pattern) == self.pattern:  # no wildcard: the configured path
+            return [Path(self.pattern)] if Path(self.pattern).is_file() else []
+        fixed = _fixed_depth(self.pattern)
+        files: list[Path] = []
+        for match in sorted(glob.glob(self.pattern)):
+            path = Path(match)
+            planted = _linked_folder(path, fixed)
+            why = _irregular(path) if planted is None else f"{str(planted)!r} is a symbolic link"
+            if why is None:
+                files.append(path)
+            elif why is not _NOT_A_FILE:  # a real folder matched is not read, as documented
+                self._skip(path, why)
+        return files
+
+    def _skip(self, path: Path, why: str) -> None:
+        """Record (and log, the first time) a file found but not read."""
+        if str(path) not in self.skipped:
+            self.skipped[str(path)] = why
+            log.warning("%s: skipped %s, never read: %s", self.name, path, why)
 
     def describe(self) -> str:
         """The files, for an error saying that none of them held a record of a day."""
@@ -195,8 +227,20 @@ class AuditLogSource:
         of the first partition, since no read takes an earlier day."""
         return day == self.first_day
 
+    def follows(self, path: Path) -> bool:
+        """Whether `path` may be opened through a symbolic link: only the configured path
+        itself, a pattern without wildcards."""
+        return glob.escape(self.pattern) == self.pattern and str(path) == self.pattern
+
     def _read_file(self, path: Path, day: date) -> Iterator[DayRecord]:
-        written = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).date()
+        with _open_regular(path, self.follows(path)) as opened:
+            if isinstance(opened, str):
+                self._skip(path, opened)  # swapped for a link or a FIFO since it was listed
+                return
+            yield from self._read_handle(opened, path, day)
+
+    def _read_handle(self, handle: BinaryIO, path: Path, day: date) -> Iterator[DayRecord]:
+        written = datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, tz=UTC).date()
         horizon = source_horizon(written, self.max_clock_skew)
         name = self.origin(path)
         why = f"{name} was last written on {written}"
@@ -209,58 +253,57 @@ class AuditLogSource:
         last: date | None = None  # the day of the nearest line before whose time was read
         undated: list[SourceRecord] = []  # head-of-file lines waiting for a neighbour's day
         same_day = b'"timestamp":"' + day.isoformat().encode()  # compact JSON: decode, no regex
-        with path.open("rb") as handle:
-            lines = _stamped_lines(handle)
-            head = _head(lines)
-            clock = LineClock([stamp for *_, stamp in head if stamp is not None])
-            for number, line, iso, stamp in itertools.chain(head, lines):
-                clock_day = clock.day()  # the clock where this line arrives, before it
-                if stamp is not None:
-                    clock.push(stamp)
-                if (
-                    iso is not None
-                    and stray is None
-                    and not takes_earlier
-                    and last is not None
-                    and last != day
-                    and same_day not in line
-                    and abs((iso - day).days) >= 2
-                ):
-                    continue  # not this day's, whatever a full parse says (see above)
-                outcome = parse_event(line)
-                if type(outcome) is EventRow:
-                    wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
-                    if wrong is not None:
-                        outcome = wrong
-                    else:
-                        event_day = outcome.timestamp.date()
-                        last = event_day
-                        if undated:
-                            yield from _flush(undated, here(event_day))
-                        if event_day == day:
-                            yield outcome
-                        elif takes_earlier and event_day < day:
-                            why_not = before_start_rejection(outcome.timestamp, day)
-                            yield SourceRecord(f"{name}:{number}", line, why_not)
-                        elif here(event_day):  # a stray this read counts
-                            yield SourceRecord(f"{name}:{number}", line, _misfiled(outcome, name))
-                        continue
-                elif isinstance(outcome, Rejection) and outcome.timestamp is not None:
-                    wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
-                    outcome = outcome if wrong is None else wrong
-                record = SourceRecord(f"{name}:{number}", line, outcome)
-                own = _outcome_day(outcome)
-                if own is None:
-                    if last is None:
-                        undated.append(record)
-                    elif here(last):
-                        yield record
+        lines = _stamped_lines(handle)
+        head = _head(lines)
+        clock = LineClock([stamp for *_, stamp in head if stamp is not None])
+        for number, line, iso, stamp in itertools.chain(head, lines):
+            clock_day = clock.day()  # the clock where this line arrives, before it
+            if stamp is not None:
+                clock.push(stamp)
+            if (
+                iso is not None
+                and stray is None
+                and not takes_earlier
+                and last is not None
+                and last != day
+                and same_day not in line
+                and abs((iso - day).days) >= 2
+            ):
+                continue  # not this day's, whatever a full parse says (see above)
+            outcome = parse_event(line)
+            if type(outcome) is EventRow:
+                wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
+                if wrong is not None:
+                    outcome = wrong
+                else:
+                    event_day = outcome.timestamp.date()
+                    last = event_day
+                    if undated:
+                        yield from _flush(undated, here(event_day))
+                    if event_day == day:
+                        yield outcome
+                    elif takes_earlier and event_day < day:
+                        why_not = before_start_rejection(outcome.timestamp, day)
+                        yield SourceRecord(f"{name}:{number}", line, why_not)
+                    elif here(event_day):  # a stray this read counts
+                        yield SourceRecord(f"{name}:{number}", line, _misfiled(outcome, name))
                     continue
-                last = own
-                if undated:
-                    yield from _flush(undated, here(own))
-                if here(own):
+            elif isinstance(outcome, Rejection) and outcome.timestamp is not None:
+                wrong = self._wrong_time(outcome.timestamp, horizon, why, clock_day, name)
+                outcome = outcome if wrong is None else wrong
+            record = SourceRecord(f"{name}:{number}", line, outcome)
+            own = _outcome_day(outcome)
+            if own is None:
+                if last is None:
+                    undated.append(record)
+                elif here(last):
                     yield record
+                continue
+            last = own
+            if undated:
+                yield from _flush(undated, here(own))
+            if here(own):
+                yield record
         if undated:
             # A file with no readable time at all: its lines go to the file's own day.
             yield from _flush(undated, here(self.file_day(path)))
@@ -308,13 +351,39 @@ class ServingLogSource(AuditLogSource):
     def day_files(self, day: date) -> list[Path]:
         files: list[Path] = []
         for folder_day in (day, day + timedelta(days=1)):
-            folder = self.folder / folder_day.isoformat()
-            if folder.is_dir():
-                files.extend(p for p in sorted(folder.glob("*.jsonl")) if p.is_file())
+            files.extend(self._folder_files(self.folder / folder_day.isoformat()))
         return files
 
     def files(self) -> list[Path]:
-        return [p for p in sorted(self.folder.glob("*/*.jsonl")) if p.is_file()]
+        try:
+            folders = sorted(self.folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [path for folder in folders for path in self._folder_files(folder)]
+
+    def _folder_files(self, folder: Path) -> list[Path]:
+        """The `*.jsonl` regular files of one day's folder. The folder (LTR_SERVING_LOG_DIR) is
+        the operator's; nothing inside it is followed: a day folder or a file that is a symbolic
+        link, or a file that is not a regular one (a FIFO, a device, a folder), is skipped
+        (`skipped`), never opened."""
+        why = _irregular(folder, folder=True)
+        if why is _NOT_A_FILE:  # missing, or a plain file beside the day folders
+            return []
+        if why is not None:  # nothing under it is listed or read
+            self._skip(folder, f"the day folder is {why}")
+            return []
+        files: list[Path] = []
+        for name in _names(folder):
+            path = folder / name
+            why = _irregular(path)
+            if why is None:
+                files.append(path)
+            else:
+                self._skip(path, why if why is not _NOT_A_FILE else "a folder")
+        return files
+
+    def follows(self, path: Path) -> bool:
+        return False
 
     def origin(self, path: Path) -> str:
         return f"{path.parent.name}/{path.name}"
@@ -345,6 +414,87 @@ class ServingLogSource(AuditLogSource):
         folders = " and ".join(f"{(day + timedelta(days=n)).isoformat()}/" for n in (0, 1))
         files = len(self.day_files(day))
         return f"the serving log's folders {folders} under {str(self.folder)!r} ({files} files)"
+
+
+_NOT_A_FILE = "a folder, or nothing"  # what `_irregular` says of a path not to be read silently
+
+
+def _irregular(path: Path, folder: bool = False) -> str | None:
+    """None when `path` itself (not followed) is a regular file (with `folder`: a folder);
+    `_NOT_A_FILE` when it is a folder (with `folder`: a file) or does not exist; else why it
+    is not to be read: a symbolic link, a FIFO, a socket or a device."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return _NOT_A_FILE
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return _NOT_A_FILE
+    return _kind(mode)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _names(folder: Path) -> list[str]:
+    """The sorted `*.jsonl` names in `folder` (not hidden ones, as a glob would have it)."""
+    with os.scandir(folder) as entries:
+        names = [entry.name for entry in entries]
+    return sorted(n for n in names if n.endswith(".jsonl") and not n.startswith("."))
+
+
+def _fixed_depth(pattern: str) -> int:
+    """How many leading parts of `pattern` have no wildcard: the operator's own path."""
+    parts = Path(pattern).parts
+    return next((i for i, part in enumerate(parts) if glob.escape(part) != part), len(parts))
+
+
+def _linked_folder(path: Path, fixed: int) -> Path | None:
+    """The first folder of `path` below its pattern's `fixed` parts that is a symbolic link."""
+    parts = path.parts
+    for depth in range(max(fixed, 1), len(parts) - 1):
+        folder = Path(*parts[: depth + 1])
+        if folder.is_symlink():
+            return folder
+    return None
+
+
+@contextlib.contextmanager
+def _open_regular(path: Path, follow: bool) -> Iterator[BinaryIO | str]:
+    """`path` open for reading if it is a regular file, else why not. Without `follow`, a
+    symbolic link is not followed (O_NOFOLLOW); nothing waits on a FIFO (O_NONBLOCK): what was
+    listed as a regular file and has been swapped since is never read."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if not follow and exc.errno in (errno.ELOOP, errno.EMLINK):
+            yield "a symbolic link"
+            return
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        yield _kind(mode) if not stat.S_ISDIR(mode) else "a folder"
+        return
+    with os.fdopen(fd, "rb") as handle:
+        yield handle
 
 
 # A non-blank line: its number, its bytes, its ISO date hint and its stamp (a date ordinal).

@@ -68,6 +68,9 @@ def test_the_serving_log_is_read_beside_the_audit_log(
     folder = ltr_home / "elsewhere" / DAY
     folder.mkdir(parents=True)
     (folder / "part-0.jsonl").write_text(event(2) + "\n" + event(3) + "\n")
+    secret = ltr_home / "secret.env"
+    secret.write_text("LTR_RELOAD_TOKEN=supersecret-reload\n")
+    (folder / "zz.jsonl").symlink_to(secret)  # planted: skipped, named, never read
     monkeypatch.setenv("LTR_SERVING_LOG_DIR", str(ltr_home / "elsewhere"))
     instance = DagsterInstance.ephemeral()
     result = _run(instance)
@@ -78,6 +81,7 @@ def test_the_serving_log_is_read_beside_the_audit_log(
     assert metadata["source"] == "audit_log"
     assert (metadata["read"], metadata["read_from_serving_log"]) == (4, 2)
     assert (metadata["accepted"], metadata["duplicates"]) == (3, 1)
+    assert metadata["skipped_files"] == {str(folder / "zz.jsonl"): "a symbolic link"}
     # what the operator reads names both sources, not the audit log alone
     assert metadata["read_from"] == "audit_log (2 records) and the serving log (2)"
     [fallback] = [

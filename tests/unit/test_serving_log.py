@@ -4,6 +4,7 @@ main source: what arrived both ways is kept once, and a missing folder is nothin
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -235,3 +236,110 @@ def test_a_retry_on_another_replica_is_a_duplicate_and_another_showing_a_conflic
         rows = pq.read_table(str(report.parquet_path)).to_pylist()
         assert {row["timestamp"].isoformat() for row in rows} == {first}  # the earliest copies
         assert {row["policy"] for row in rows} == {"deterministic"}
+
+
+# -- planted links and special files are never read ---------------------------------------
+
+SECRET = "LTR_RELOAD_TOKEN=supersecret-reload"
+
+
+def _records_text(records: list[DayRecord]) -> str:
+    return "".join(
+        r.raw.decode(errors="replace") if isinstance(r, SourceRecord) else str(r) for r in records
+    )
+
+
+@pytest.mark.timeout(60)  # a FIFO opened plainly would block for good
+def test_links_and_special_files_in_the_serving_log_are_skipped_never_read(
+    tmp_path: Path,
+) -> None:
+    """A symbolic link planted in a day folder (to a secret), a day folder that is a link, a
+    FIFO and a folder named like a log file: none is opened (a FIFO would block a plain open),
+    each is named in `skipped`; the day's real file is read as before."""
+    secret = tmp_path / "ltr.env"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o600)
+    log = tmp_path / "serving-log"
+    day = log / DAY.isoformat()
+    _write(day / "a.jsonl", [_event(1)])
+    (day / "zz.jsonl").symlink_to(secret)
+    os.mkfifo(day / "fifo.jsonl")
+    (day / "dir.jsonl").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    _write(elsewhere / "b.jsonl", [SECRET])
+    (log / "2026-11-26").symlink_to(elsewhere, target_is_directory=True)
+    source = ServingLogSource(log)
+
+    records = list(source.read_day(DAY))
+
+    assert [r.event_id for r in records if not isinstance(r, SourceRecord)] == ["e-1"]
+    assert len(records) == 1 and "supersecret" not in _records_text(records)
+    assert source.skipped == {
+        str(day / "dir.jsonl"): "a folder",
+        str(day / "fifo.jsonl"): "a FIFO",
+        str(day / "zz.jsonl"): "a symbolic link",
+        str(log / "2026-11-26"): "the day folder is a symbolic link",
+    }
+    assert source.files() == [day / "a.jsonl"]
+    report = ingest_day(source.read_day(DAY), DAY, Lake(tmp_path / "lake"), "serving_log")
+    assert (report.read, report.quarantined) == (1, 0)
+
+
+@pytest.mark.timeout(60)  # a FIFO opened plainly would block for good
+def test_a_file_swapped_for_a_link_after_it_was_listed_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listed as a regular file, then replaced by a link (or a FIFO) before it is opened: the
+    open does not follow the link (O_NOFOLLOW) nor wait on the FIFO (O_NONBLOCK)."""
+    secret = tmp_path / "ltr.env"
+    secret.write_text(SECRET + "\n")
+    log = tmp_path / "serving-log"
+    day = log / DAY.isoformat()
+    _write(day / "a.jsonl", [_event(1)])
+    _write(day / "b.jsonl", [_event(2)])
+    source = ServingLogSource(log)
+    listed = source.day_files(DAY)
+    (day / "a.jsonl").unlink()
+    (day / "a.jsonl").symlink_to(secret)
+    (day / "b.jsonl").unlink()
+    os.mkfifo(day / "b.jsonl")
+    monkeypatch.setattr(source, "day_files", lambda day: listed)
+
+    assert list(source.read_day(DAY)) == []
+    assert source.skipped == {
+        str(day / "a.jsonl"): "a symbolic link",
+        str(day / "b.jsonl"): "a FIFO",
+    }
+
+
+def test_an_audit_log_glob_skips_planted_links_a_configured_path_is_followed(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "ltr.env"
+    secret.write_text(SECRET + "\n")
+    events = tmp_path / "events"
+    _write(events / "a.jsonl", [_event(1)])
+    (events / "zz.jsonl").symlink_to(secret)
+    os.mkfifo(events / "fifo.jsonl")
+    _write(tmp_path / "other" / "b.jsonl", [SECRET])
+    (events / "sub").symlink_to(tmp_path / "other", target_is_directory=True)
+    _write(events / "real" / "c.jsonl", [_event(3)])
+
+    flat = AuditLogSource(str(events / "*.jsonl"))
+    records = list(flat.read_day(DAY))
+    assert [r.event_id for r in records if not isinstance(r, SourceRecord)] == ["e-1"]
+    assert flat.skipped == {
+        str(events / "fifo.jsonl"): "a FIFO",
+        str(events / "zz.jsonl"): "a symbolic link",
+    }
+    nested = AuditLogSource(str(events / "*" / "*.jsonl"))
+    assert [r.event_id for r in nested.read_day(DAY)] == ["e-3"]  # type: ignore[union-attr]
+    assert nested.skipped == {
+        str(events / "sub" / "b.jsonl"): f"{str(events / 'sub')!r} is a symbolic link"
+    }
+
+    # the operator's own path, a link to the real file (a logrotate "current" link, say)
+    (tmp_path / "current.jsonl").symlink_to(events / "a.jsonl")
+    configured = AuditLogSource(str(tmp_path / "current.jsonl"))
+    assert [r.event_id for r in configured.read_day(DAY)] == ["e-1"]  # type: ignore[union-attr]
+    assert configured.skipped == {}
