@@ -199,14 +199,21 @@ class LocalWeightStore:
         )
 
     def load_candidate(self) -> StoredArtifact | None:
+        """The candidate; None when there is none, also when latest.json names it already (a
+        promotion stopped half-way: it is the live version, `LocalVersions.candidate`)."""
         if not self.registry.candidate_path.exists():
             return None
-        return self._load_version(candidate=True)
+        try:
+            return self._load_version(candidate=True)
+        except _NoCandidate:
+            return None
 
     def _load_version(self, candidate: bool = False) -> StoredArtifact:
         path = self.registry.candidate_path if candidate else self.registry.pointer_path
         try:
             pointer = self.registry.candidate() if candidate else self.registry.pointer()
+            if candidate and pointer is None:  # gone, or named by latest.json too
+                raise _NoCandidate
             if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
                 raise StoreError(f"{path} has no version: {pointer!r}")
             version = pointer["version"]
@@ -251,6 +258,10 @@ class LocalWeightStore:
             origin=str(self.weights_path),
             flat=True,
         )
+
+
+class _NoCandidate(Exception):
+    """candidate.json names no candidate after all (see `LocalWeightStore.load_candidate`)."""
 
 
 class S3WeightStore:

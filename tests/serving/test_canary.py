@@ -155,6 +155,29 @@ def test_a_corrupt_candidate_is_refused_and_the_live_version_answers_alone(
     assert {a.json()["version"] for a in answers} == {live}
 
 
+def test_a_candidate_latest_names_too_is_no_candidate_and_no_error(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+) -> None:
+    """A promotion killed between moving latest.json and removing candidate.json leaves both
+    naming the promoted version: it is live, and no candidate (the registry finishes the
+    promotion on its next write). Serving said the candidate was refused ("has no version")."""
+    serving_env(LTR_INTERLEAVE_RATE="1")
+    publisher.publish(weights_for(1))
+    promoted = publisher.publish(weights_for(2))
+    registry = publisher.registry
+    pointer = orjson.loads(registry.pointer_path.read_bytes())
+    registry.candidate_path.write_bytes(orjson.dumps(pointer))  # as the killed promotion left it
+    server = start_server()
+    with server.client() as client:
+        out = client.get("/ltr/health").json()
+        answer = client.post("/rank", json=rank_body(5, request_id="half-promoted")).json()
+    assert out["status"] == "ok" and out["version"] == promoted
+    assert out["candidate"]["state"] == "none" and out["candidate"]["error"] is None
+    assert answer["version"] == promoted and answer["policy"] != "interleaved"
+
+
 def test_removing_the_candidate_stops_interleaving_after_a_reload(
     serving_env: Callable[..., Settings],
     publisher: Publisher,
