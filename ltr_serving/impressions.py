@@ -24,6 +24,7 @@ Kafka does not take in time.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
@@ -411,6 +412,12 @@ class FileSink:
     def _start(self, day: str) -> _OpenFile:
         folder = self.directory / day
         folder.mkdir(parents=True, exist_ok=True)
+        if folder.is_symlink():  # the ingest reads no linked day folder: written there, lost
+            raise OSError(
+                errno.ELOOP,
+                f"{folder} is a symbolic link, which the ingest does not read: nothing of {day} "
+                "is written there (remove the link)",
+            )
         while True:
             self._seq += 1
             final = folder / f"{self.prefix}-{self._seq:06d}.jsonl"
@@ -522,6 +529,9 @@ def complete_orphaned_files(directory: Path) -> list[Path]:
     completed: list[Path] = []
     skipped: dict[str, str] = {}  # file -> why it was left alone
     for part in sorted(Path(directory).glob(f"*/{prefix}*.jsonl.part")):
+        if part.parent.is_symlink():  # a day folder linked elsewhere: the ingest skips it too
+            skipped[str(part)] = "its day folder is a symbolic link"
+            continue
         try:
             final = _complete_orphan(part)
         except _NotRegular as exc:

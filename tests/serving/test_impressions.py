@@ -6,6 +6,7 @@ process leaves complete files holding every answered request."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -222,6 +223,38 @@ def test_a_simulated_clock_header_sets_the_event_time(
     events = logged_events(settings.serving_log_dir)
     assert [e["timestamp"] for e in events] == ["2026-03-04T05:06:07.000000Z"] * 2
     assert [p.parent.name for p in log_files(settings.serving_log_dir)[0]] == ["2026-03-04"]
+
+
+def test_a_day_folder_linked_elsewhere_is_not_written_through_and_is_told(
+    serving_env: Callable[..., Settings],
+    publisher: Publisher,
+    start_server: Callable[..., RunningServer],
+    tmp_path: Path,
+) -> None:
+    """The ingest reads no day folder that is a symbolic link: the service wrote a day's
+    events through such a link (health ok), and they were lost to training unseen. Now its
+    events fail, counted, and health says why; the link's target is not written, and an
+    orphaned `.part` there is not completed at start-up either."""
+    settings = serving_env(LTR_SIMULATED_CLOCK="true")
+    publisher.publish(weights_for(3))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    orphan = elsewhere / f"{socket.gethostname()}-1-000001.jsonl.part"
+    orphan.write_text("{}\n")
+    settings.serving_log_dir.mkdir(parents=True, exist_ok=True)
+    (settings.serving_log_dir / "2026-12-12").symlink_to(elsewhere)
+    server = start_server()
+    with server.client() as client:
+        headers = {"X-LTR-Clock": "2026-12-12T10:00:00Z"}
+        assert client.post("/rank", json=rank_body(3), headers=headers).status_code == 200
+        wait_for(
+            lambda: client.get("/ltr/health").json()["status"] == "degraded",
+            10,
+            "health to say the events failed",
+        )
+        health = client.get("/ltr/health").json()
+    assert "symbolic link" in str(health["event_log"]["last_error"])
+    assert [p.name for p in elsewhere.iterdir()] == [orphan.name]  # nothing written, not completed
 
 
 def test_files_are_completed_once_open_for_the_rotation_age(
