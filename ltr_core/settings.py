@@ -677,13 +677,14 @@ class ServingSettings(BaseModel):
         "(the writer is behind), the serving process writes a request's events to a spill file "
         "itself, so nothing is dropped and `/rank` pays for that only while the writer is behind",
     )
-    log_rotate_s: Annotated[Float, Range(0.1, 86_400)] = Field(
+    log_rotate_s: Annotated[Float, Range(0.1, 7_200)] = Field(
         300.0,
         validation_alias="LTR_SERVING_LOG_ROTATE_SECONDS",
         description="how long a serving-log file stays open (`.jsonl.part`) before it is "
         "completed as `.jsonl`, the only files raw_events reads (also completed at 64 MiB and at "
         "shutdown; one file is open per day of the events); `/feedback` refuses an event this "
-        "long before its day's nightly read (02:15 UTC the next day) as `late_event`",
+        "long before its day's nightly read (02:15 UTC the next day) as `late_event`. At most "
+        "2 hours, so a day's last file is complete before that read",
     )
     feedback_token: Annotated[SecretStr, VERBATIM] = Field(
         SecretStr(""),

@@ -462,3 +462,11 @@ def test_empty_days_are_refused_unless_listed_or_all_are_allowed() -> None:
 def test_broker_lists_aiokafka_takes_are_accepted(brokers: str) -> None:
     kafka = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": brokers}).kafka
     assert kafka is not None and kafka.bootstrap_servers == brokers
+
+
+def test_a_serving_log_file_must_be_complete_before_its_days_nightly_read() -> None:
+    """A file open longer than the 2 h 15 min from a day's end to its nightly read would hold
+    that day's last events past the read, and `/feedback` would refuse every event as late."""
+    assert Settings.from_env({"LTR_SERVING_LOG_ROTATE_SECONDS": "7200"}).serving.log_rotate_s
+    with pytest.raises(ConfigError, match="LTR_SERVING_LOG_ROTATE_SECONDS"):
+        Settings.from_env({"LTR_SERVING_LOG_ROTATE_SECONDS": "86400"})
