@@ -163,18 +163,20 @@ class LocalRegistry(LocalVersions):
     def _finish_promotion(self) -> str | None:
         """Under the lock: finish a promotion a killed process stopped half-way (latest.json
         and candidate.json name the same version): record it in the history as `promote` does,
-        with the evidence latest.json carries, unless the history has it; then remove
+        with the evidence latest.json carries, unless the history has it (or latest.json records
+        no promotion or rollback that moved it: a candidate.json written by hand); then remove
         candidate.json. The version promoted, or None."""
         version = self.interrupted_promotion()
         if version is None:
             return None
         last = next(reversed(self.history()), None)
-        if not (last and last.get("action") == "promoted" and last.get("version") == version):
-            latest = self.pointer() or {}
-            promoted = latest.get("promoted")
-            evidence = promoted.get("evidence") if isinstance(promoted, dict) else None
-            if not isinstance(evidence, dict):  # a rollback to the candidate, stopped alike
-                evidence = {"rolled_back_to": version} if "rolled_back" in latest else {}
+        latest = self.pointer() or {}
+        promoted = latest.get("promoted")
+        evidence = promoted.get("evidence") if isinstance(promoted, dict) else None
+        if not isinstance(evidence, dict):  # a rollback to the candidate, stopped alike
+            evidence = {"rolled_back_to": version} if "rolled_back" in latest else None
+        recorded = last and last.get("action") == "promoted" and last.get("version") == version
+        if evidence is not None and not recorded:  # (no promotion moved latest: none recorded)
             self._record("promoted", version, {**evidence, "finished_after_interruption": True})
         self.candidate_path.unlink(missing_ok=True)
         log.warning("finished the promotion of %s, which a killed process had left", version)

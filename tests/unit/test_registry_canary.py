@@ -508,3 +508,17 @@ def test_a_promotion_killed_half_way_is_no_candidate_and_is_finished_by_the_next
     following = _publish(registry, 2)  # a canary publish sets the next candidate as usual
     assert (registry.latest_version(), registry.candidate_version()) == (candidate, following)
     assert live in registry.versions()
+
+
+def test_a_hand_written_candidate_naming_a_directly_published_latest_records_no_promotion(
+    tmp_path: Path,
+) -> None:
+    """candidate.json naming the live version, which no promotion or rollback moved to: the
+    next write removes it, but the history gets no invented promotion."""
+    registry = _registry(tmp_path)
+    live = _publish(registry, 0, "direct")
+    registry.candidate_path.write_text(json.dumps({"version": live, "partition": "2026-11-25"}))
+    assert registry.interrupted_promotion() == live
+    registry.repair()
+    assert not registry.candidate_path.exists()
+    assert [e for e in registry.history() if e["action"] == "promoted"] == []
