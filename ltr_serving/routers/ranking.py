@@ -115,7 +115,8 @@ JSON_MEDIA = "application/json"
 UNSUPPORTED_BODY_RESPONSE: dict[str, Any] = {
     "model": ErrorResponse,
     "description": "a Content-Type other than application/json (or a +json type), none at all "
-    "or an empty one, or a Content-Encoding (the body must be uncompressed)",
+    "or an empty one, a charset other than UTF-8, or a Content-Encoding (the body must be "
+    "uncompressed)",
 }
 
 
@@ -144,7 +145,8 @@ def _explain(query_string: bytes) -> bool | bytes:
 
 def unsupported_body(scope: Scope) -> bytes | None:
     """None when the body is declared JSON (application/json or a +json type) and not encoded
-    (no Content-Encoding, or `identity`); else the 415 body, naming the header. A body with no
+    (no Content-Encoding, or `identity`) and, if it names a charset, UTF-8; else the 415 body,
+    naming the header. A body with no
     Content-Type (or an empty one) is a 415 too: a browser page can send a cross-origin
     text/plain or form POST, or a `no-cors` fetch of a Blob with no type (no Content-Type at
     all), without asking first, and such a body is not ranked and logged as an impression. A
@@ -152,10 +154,16 @@ def unsupported_body(scope: Scope) -> bytes | None:
     declared = False
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
+            media, _, params = value.partition(b";")
+            media = media.strip().lower()
             if media == b"application/json" or (
                 media.startswith(b"application/") and media.endswith(b"+json")
             ):
+                charset = _charset(params)
+                if charset not in (None, b"utf-8", b"utf8"):  # read as UTF-8 whatever it says
+                    shown = charset.decode("latin-1")[:MAX_ECHO_CHARS]
+                    detail = f"charset {shown!r} is not supported: send the body as UTF-8"
+                    return orjson.dumps({"detail": detail})
                 declared = True
                 continue
             if media:
@@ -168,6 +176,16 @@ def unsupported_body(scope: Scope) -> bytes | None:
             return orjson.dumps({"detail": detail})
     if not declared:
         return orjson.dumps({"detail": f"Content-Type must be {JSON_MEDIA}, got none"})
+    return None
+
+
+def _charset(params: bytes) -> bytes | None:
+    """The `charset` parameter of a media type's parameters (`; a=b; charset="x"`), lower
+    case and unquoted; None when there is none."""
+    for param in params.split(b";"):
+        key, _, value = param.partition(b"=")
+        if key.strip().lower() == b"charset":
+            return value.strip().strip(b'"').lower()
     return None
 
 

@@ -286,6 +286,12 @@ def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
         identity = client.post(
             "/rank", content=body, headers={**JSON_TYPE, "content-encoding": "identity"}
         )
+        utf16 = client.post(
+            "/rank", content=body, headers={"content-type": "application/json; charset=UTF-16"}
+        )
+        quoted = client.post(
+            "/rank", content=body, headers={"content-type": 'application/json; charset="utf-8"'}
+        )
         too_big = client.post("/rank", content=huge, headers={"content-type": "application/json"})
         after = client.post("/rank", content=body, headers=JSON_TYPE)  # the connection answers
     for refused in (plain, form, undeclared, empty):
@@ -302,5 +308,7 @@ def test_a_body_not_declared_json_is_a_415_and_explain_must_be_a_boolean(
     assert last_refused.json()["detail"][0]["input"] == "maybe"
     assert gzipped.status_code == 415 and "Content-Encoding 'gzip'" in gzipped.json()["detail"]
     assert identity.status_code == 200
+    assert utf16.status_code == 415 and "charset 'utf-16' is not supported" in utf16.text
+    assert quoted.status_code == 200
     assert too_big.status_code == 422  # not a 500: the echo of 2**66 is described
     assert too_big.json()["detail"][0]["input"] == "an integer of 67 bits"
