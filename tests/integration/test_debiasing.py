@@ -24,6 +24,11 @@ from ltr_core.settings import GateThresholds
 from ltr_core.vocabulary import ScorerName
 from tests.support.defaults import DEFAULTS, TRAINING
 
+# Three seeds of 14 days, two trainings each, in the module's set-up.
+# Beside the other pytest worker's CPU-heavy tests, LightGBM takes several times as long as
+# alone: the default limit (pyproject.toml) is for hangs, not for this.
+pytestmark = pytest.mark.timeout(1800)
+
 MAX_CANDIDATES = DEFAULTS.serving.max_candidates
 
 SEEDS = (0, 1, 2)

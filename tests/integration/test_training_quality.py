@@ -28,6 +28,11 @@ from ltr_core.settings import Settings
 from tests.conftest import START, write_simulated_events
 from tests.support.defaults import DEFAULTS, TRAINING
 
+# Whole simulated windows trained, several times a test.
+# Beside the other pytest worker's CPU-heavy tests, LightGBM takes several times as long as
+# alone: the default limit (pyproject.toml) is for hangs, not for this.
+pytestmark = pytest.mark.timeout(1800)
+
 DAYS = 6
 DAY_LIST = [START + timedelta(days=i) for i in range(DAYS)]
 
