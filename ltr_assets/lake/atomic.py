@@ -111,27 +111,23 @@ def writing_file(path: Path | S3Path, together: Together | None = None) -> Itera
     without an error, it becomes `path` with the same atomicity as `write_bytes`: locally the
     file beside `path` is fsynced and renamed over it; on S3 it is a file in the system's temp
     folder (TMPDIR), uploaded in a stream to a temporary key and then copied to its key
-    (`s3_lake.upload_file`), so a large object is never held in memory. On an error `path` is
-    untouched and the temporary file removed. With `together`, the last step (the rename, the
-    copy) waits for the others of `replaced_together`."""
+    (`s3_lake.stage_file`, `commit_staged`), so a large object is never held in memory. On an
+    error `path` is untouched and the temporary file removed. With `together`, the last step
+    (the rename, the copy) waits for the others of `replaced_together`."""
     if isinstance(path, S3Path):
         with tempfile.TemporaryDirectory(prefix="ltr-upload-") as folder:
             local = Path(folder) / path.name
             local.touch()
             yield local
-            if together is None:
-                s3_lake.upload_file(path, local)
-                return
             key = s3_lake.stage_file(path, local)
         target = path
-        together.add(
-            lambda: s3_lake.commit_staged(target, key),
-            lambda: s3_lake.discard_staged(target, key),
-        )
-        return
-    if together is None:
-        with _replacing(path) as tmp:
-            yield tmp
+        if together is None:
+            s3_lake.commit_staged(target, key)
+        else:
+            together.add(
+                lambda: s3_lake.commit_staged(target, key),
+                lambda: s3_lake.discard_staged(target, key),
+            )
         return
     with _replacing(path, together) as tmp:
         yield tmp

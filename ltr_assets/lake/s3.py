@@ -139,17 +139,11 @@ def write_bytes(target: S3Path, data: bytes) -> None:
 UPLOAD_PIECE = 8 * 2**20  # bytes read from the local file per write (pyarrow uploads in parts)
 
 
-def upload_file(target: S3Path, local: Path) -> None:
-    """A local file to `target`, streamed piece by piece (never whole in memory), with the same
-    atomicity as `write_bytes`."""
-    with replacing(target) as tmp:
-        _upload(target, tmp, local)
-
-
 def stage_file(target: S3Path, local: Path) -> str:
-    """A local file uploaded whole to a temporary key beside `target`, which is not touched:
-    `commit_staged` makes it `target`, `discard_staged` drops it. The key is deleted on an
-    error here."""
+    """A local file uploaded whole, streamed piece by piece (never whole in memory), to a
+    temporary key beside `target`, which is not touched: `commit_staged` makes it `target`
+    (with `write_bytes`'s atomicity), `discard_staged` drops it. The key is deleted on an error
+    here."""
     tmp = _temporary_key(target)
     try:
         _upload(target, tmp, local)
