@@ -428,7 +428,7 @@ def _sync_once(
         named = s3_latest if damaged else _read_s3_latest(mirror)
         # S3's latest.json naming a version S3 does not hold protects no newer publication:
         # it is replaced, not kept by the never-backwards rule (it failed the sync before)
-        dangling = named is not None and named not in available | set(mirror.versions())
+        dangling = named is not None and named not in available and named not in mirror.versions()
         if dangling:
             log.warning("S3's latest.json names %s, which S3 does not hold; replacing it", named)
         moved = mirror.move_pointer(pointer["version"], partition, force=force_pointer or dangling)
